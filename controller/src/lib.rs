@@ -1,0 +1,2 @@
+//! berth-controller: a Raft member that keeps the cluster's desired state and, on
+//! the leader, runs the orchestrator, scheduler and dispatcher.

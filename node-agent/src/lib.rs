@@ -1,0 +1,2 @@
+//! berth-agent: the per-host daemon. Session with the controllers, task supervisor,
+//! images and network.

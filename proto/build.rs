@@ -1,0 +1,26 @@
+include!("../build/git_commit.rs");
+
+const PROTOS: &[&str] = &[
+    "proto/berth/v1/objects.proto",
+    "proto/berth/v1/cluster.proto",
+    "proto/berth/v1/dispatcher.proto",
+    "proto/berth/v1/raft.proto",
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    emit_git_commit();
+    // protoc comes from a crate, never from the system.
+    let protoc = protoc_bin_vendored::protoc_bin_path()?;
+    let mut config = tonic_prost_build::Config::new();
+    config.protoc_executable(protoc);
+    tonic_prost_build::configure()
+        // The generated types are the one model: stack files and `--format json`
+        // (de)serialize them directly.
+        .type_attribute(".", "#[derive(serde::Serialize, serde::Deserialize)]")
+        .message_attribute(".", "#[serde(default)]")
+        .compile_with_config(config, PROTOS, &["proto"])?;
+    for proto in PROTOS {
+        println!("cargo:rerun-if-changed={proto}");
+    }
+    Ok(())
+}

@@ -1,0 +1,22 @@
+//! The berth v1 API, generated from `proto/berth/v1/*.proto`.
+//!
+//! The generated types are the single model of berth: the controller stores them,
+//! agents receive them, the CLI prints them.
+
+pub mod v1 {
+    tonic::include_proto!("berth.v1");
+}
+
+mod display;
+
+/// Version and commit of the build, for every binary's `--version`.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("BERTH_GIT_COMMIT"),
+    ")"
+);
+
+/// Largest gRPC message any berth endpoint accepts or sends (16 MiB): larger than
+/// tonic's 4 MiB default so big listings and snapshot chunks fit, still bounded.
+pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;

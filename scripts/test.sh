@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian machine and runs everything CI checks: formatting, clippy,
+# and all tests (unit, harness, end-to-end). Must run as root: the tests create
+# network namespaces, cgroups and mounts (all inside their own sandboxes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [[ $(id -u) != 0 ]]; then
+  echo "scripts/test.sh: run as root (the tests create namespaces and cgroups)" >&2
+  exit 1
+fi
+
+deploy/install-deps.sh
+
+export CARGO_TERM_COLOR=never
+# One target dir for the whole run: build once, test from the same artifacts.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo build --workspace --all-targets --locked
+
+if cargo nextest --version >/dev/null 2>&1; then
+  # One process per test: a crashing test cannot take others' namespaces along.
+  cargo nextest run --workspace --locked --no-fail-fast
+  cargo test --workspace --locked --doc
+else
+  cargo test --workspace --locked --no-fail-fast
+fi
+
+# Nothing of ours may be left on the machine.
+if ip netns list | grep -q berth; then
+  echo "leftover network namespaces:" >&2
+  ip netns list >&2
+  exit 1
+fi
+echo "all checks passed"

@@ -1,0 +1,28 @@
+//! The test-host harness: a cluster of test hosts on one Linux machine, each a
+//! network + mount namespace on a shared fabric, running real berth processes.
+//!
+//! ```no_run
+//! use berth_testhost::{Cut, TestNet};
+//! let mut net = TestNet::new("example", 3)?;
+//! let addr = net.host(1).address();
+//! net.host_mut(0).spawn("server", "/bin/sleep", &["60"])?;
+//! net.host(2).cut(Cut::Both)?;
+//! net.host(2).heal()?;
+//! # let _ = addr;
+//! # anyhow::Ok(())
+//! ```
+//!
+//! Requires root. Every test cleans up what it made, also when it panics, and
+//! removes the leftovers of crashed earlier runs by their prefix.
+
+pub mod binaries;
+pub mod cgroups;
+pub mod ns;
+pub mod process;
+pub mod testnet;
+pub mod wait;
+
+pub use binaries::bin_path;
+pub use process::{Proc, ProcSpec};
+pub use testnet::{Cut, Host, TestNet};
+pub use wait::wait_until;
