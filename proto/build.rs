@@ -5,6 +5,7 @@ const PROTOS: &[&str] = &[
     "proto/berth/v1/cluster.proto",
     "proto/berth/v1/dispatcher.proto",
     "proto/berth/v1/raft.proto",
+    "proto/berth/store/store.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -13,6 +14,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
     let mut config = tonic_prost_build::Config::new();
     config.protoc_executable(protoc);
+    // Ordered maps: deterministic encoding (the state machine hashes nothing, but
+    // stable JSON output and snapshot dumps are easier to compare).
+    config.btree_map(["."]);
     tonic_prost_build::configure()
         // The generated types are the one model: stack files and `--format json`
         // (de)serialize them directly.

@@ -7,6 +7,11 @@ pub mod v1 {
     tonic::include_proto!("berth.v1");
 }
 
+/// The controller's replicated state machine encoding (internal to controllers).
+pub mod store {
+    tonic::include_proto!("berth.store");
+}
+
 mod display;
 
 /// Version and commit of the build, for every binary's `--version`.

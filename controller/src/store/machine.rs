@@ -1,0 +1,412 @@
+//! The replicated state machine: typed tables in the sled `state` tree, a store
+//! revision bumped by every applied transaction, a version per object (the revision
+//! that last wrote it), compare-and-set, and unique names per table.
+//!
+//! Applying is deterministic: no clocks, no randomness. Everything that varies
+//! (ids, timestamps) is decided by the proposer and travels in the command.
+
+use std::collections::BTreeMap;
+
+use berth_proto::store::{
+    Delete, Expect, Object, Put, SnapshotData, Txn, TxnResult, op, txn_result::Failure,
+};
+use prost::Message;
+
+use super::StoreError;
+use super::keys;
+use super::object::{ObjectExt, TABLES};
+use super::watch::{Change, WatchHub};
+
+/// Reads and writes the state tree. Writes only happen on the Raft loop's thread;
+/// reads from anywhere (a sled tree is safe to share).
+#[derive(Clone)]
+pub struct StateMachine {
+    tree: sled::Tree,
+    watch: WatchHub,
+}
+
+/// Meta values kept next to the tables, written atomically with them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AppliedMeta {
+    pub index: u64,
+    pub term: u64,
+}
+
+impl StateMachine {
+    pub fn new(tree: sled::Tree, watch: WatchHub) -> Self {
+        StateMachine { tree, watch }
+    }
+
+    pub fn tree(&self) -> &sled::Tree {
+        &self.tree
+    }
+
+    pub fn watch(&self) -> &WatchHub {
+        &self.watch
+    }
+
+    /// Current store revision (0 for an empty store).
+    pub fn revision(&self) -> Result<u64, StoreError> {
+        read_u64(&self.tree, keys::REVISION)
+    }
+
+    pub fn applied(&self) -> Result<AppliedMeta, StoreError> {
+        Ok(AppliedMeta {
+            index: read_u64(&self.tree, keys::APPLIED_INDEX)?,
+            term: read_u64(&self.tree, keys::APPLIED_TERM)?,
+        })
+    }
+
+    pub fn get(&self, table: &str, id: &str) -> Result<Option<Object>, StoreError> {
+        match self.tree.get(keys::object(table, id))? {
+            Some(bytes) => Ok(Some(decode(&bytes, table, id)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Id of the object named `name` in `table`, for tables with unique names.
+    pub fn id_by_name(&self, table: &str, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .tree
+            .get(keys::name(table, name))?
+            .map(|v| String::from_utf8_lossy(&v).to_string()))
+    }
+
+    /// Every object of a table, ordered by id.
+    pub fn list(&self, table: &str) -> Result<Vec<Object>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix(keys::table_prefix(table)) {
+            let (key, value) = item?;
+            out.push(decode(&value, table, &String::from_utf8_lossy(&key))?);
+        }
+        Ok(out)
+    }
+
+    /// Applies one committed transaction at raft `index`: all operations, or none
+    /// when a precondition fails (the result says which). Writes the tables, the
+    /// revision and the applied index in one atomic batch.
+    pub fn apply_txn(&self, txn: &Txn, index: u64, term: u64) -> Result<TxnResult, StoreError> {
+        let revision = self.revision()?;
+        match self.plan(txn, revision + 1) {
+            Ok(plan) => {
+                let mut batch = sled::Batch::default();
+                let mut result = TxnResult {
+                    revision: revision + 1,
+                    ..Default::default()
+                };
+                let mut changes = Vec::new();
+                for step in plan {
+                    match step {
+                        Planned::Put { object, previous } => {
+                            let table = object.table().unwrap_or_default();
+                            if let Some(prev_name) = previous.as_ref().and_then(|p| p.unique_name())
+                                && Some(prev_name) != object.unique_name()
+                            {
+                                batch.remove(keys::name(table, prev_name));
+                            }
+                            if let Some(name) = object.unique_name() {
+                                batch.insert(keys::name(table, name), object.id().as_bytes());
+                            }
+                            batch.insert(keys::object(table, object.id()), object.encode_to_vec());
+                            changes.push(Change::put(object.clone(), previous.is_none()));
+                            result.objects.push(object);
+                        }
+                        Planned::Delete { object } => {
+                            let table = object.table().unwrap_or_default();
+                            if let Some(name) = object.unique_name() {
+                                batch.remove(keys::name(table, name));
+                            }
+                            batch.remove(keys::object(table, object.id()));
+                            changes.push(Change::removed(object.clone()));
+                            result.objects.push(object);
+                        }
+                    }
+                }
+                batch.insert(keys::REVISION, &(revision + 1).to_be_bytes());
+                write_applied(&mut batch, index, term);
+                self.tree.apply_batch(batch)?;
+                self.watch.publish(revision + 1, changes);
+                Ok(result)
+            }
+            Err((failure, error)) => {
+                // A refused txn changes nothing but the applied index.
+                self.set_applied(index, term)?;
+                Ok(TxnResult {
+                    error,
+                    failure: failure as i32,
+                    revision,
+                    objects: Vec::new(),
+                })
+            }
+        }
+    }
+
+    /// Records progress for an entry that changed no table (empty, conf change).
+    pub fn set_applied(&self, index: u64, term: u64) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        write_applied(&mut batch, index, term);
+        self.tree.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Checks every precondition against the current state (and against earlier
+    /// operations of the same txn) and computes what to write.
+    fn plan(&self, txn: &Txn, new_revision: u64) -> Result<Vec<Planned>, (Failure, String)> {
+        // Objects as the txn has left them so far: (table, id) -> Some(obj) | None.
+        let mut view: BTreeMap<(String, String), Option<Object>> = BTreeMap::new();
+        let mut names: BTreeMap<(String, String), Option<String>> = BTreeMap::new();
+        let mut plan = Vec::new();
+        let invalid = |msg: String| (Failure::Invalid, msg);
+        for op in &txn.ops {
+            match &op.op {
+                Some(op::Op::Put(Put {
+                    object: Some(object),
+                    expect,
+                    version,
+                })) => {
+                    let table = object
+                        .table()
+                        .ok_or_else(|| invalid("put of an object of no kind".into()))?;
+                    let id = object.id().to_string();
+                    if id.is_empty() {
+                        return Err(invalid(format!("put of a {table} without an id")));
+                    }
+                    let current = self.current(&mut view, table, &id)?;
+                    check_expect(table, &id, *expect, *version, current.as_ref())?;
+                    if let Some(name) = object.unique_name() {
+                        let holder = self.name_holder(&mut names, table, name)?;
+                        if let Some(holder) = holder.filter(|h| *h != id) {
+                            return Err((
+                                Failure::Exists,
+                                format!("{table} name {name:?} is already used by {holder}"),
+                            ));
+                        }
+                    }
+                    if let Some(prev) = current.as_ref().and_then(|c| c.unique_name()) {
+                        names.insert((table.to_string(), prev.to_string()), None);
+                    }
+                    if let Some(name) = object.unique_name() {
+                        names.insert((table.to_string(), name.to_string()), Some(id.clone()));
+                    }
+                    let mut object = object.clone();
+                    object.set_version(new_revision);
+                    view.insert((table.to_string(), id), Some(object.clone()));
+                    plan.push(Planned::Put {
+                        object,
+                        previous: current,
+                    });
+                }
+                Some(op::Op::Put(Put { object: None, .. })) => {
+                    return Err(invalid("put without an object".into()));
+                }
+                Some(op::Op::Delete(Delete {
+                    table,
+                    id,
+                    expect,
+                    version,
+                })) => {
+                    if !TABLES.contains(&table.as_str()) {
+                        return Err(invalid(format!("unknown table {table:?}")));
+                    }
+                    let current = self.current(&mut view, table, id)?;
+                    check_expect(table, id, *expect, *version, current.as_ref())?;
+                    if let Some(object) = current {
+                        if let Some(name) = object.unique_name() {
+                            names.insert((table.clone(), name.to_string()), None);
+                        }
+                        view.insert((table.clone(), id.clone()), None);
+                        plan.push(Planned::Delete { object });
+                    }
+                }
+                None => return Err(invalid("empty operation".into())),
+            }
+        }
+        Ok(plan)
+    }
+
+    fn current(
+        &self,
+        view: &mut BTreeMap<(String, String), Option<Object>>,
+        table: &str,
+        id: &str,
+    ) -> Result<Option<Object>, (Failure, String)> {
+        let key = (table.to_string(), id.to_string());
+        if let Some(v) = view.get(&key) {
+            return Ok(v.clone());
+        }
+        let v = self
+            .get(table, id)
+            .map_err(|e| (Failure::Invalid, e.to_string()))?;
+        view.insert(key, v.clone());
+        Ok(v)
+    }
+
+    fn name_holder(
+        &self,
+        names: &mut BTreeMap<(String, String), Option<String>>,
+        table: &str,
+        name: &str,
+    ) -> Result<Option<String>, (Failure, String)> {
+        let key = (table.to_string(), name.to_string());
+        if let Some(v) = names.get(&key) {
+            return Ok(v.clone());
+        }
+        let v = self
+            .id_by_name(table, name)
+            .map_err(|e| (Failure::Invalid, e.to_string()))?;
+        names.insert(key, v.clone());
+        Ok(v)
+    }
+
+    /// The whole state machine, for a snapshot.
+    pub fn dump(&self) -> Result<SnapshotData, StoreError> {
+        let mut objects = Vec::new();
+        for table in TABLES {
+            objects.extend(self.list(table)?);
+        }
+        Ok(SnapshotData {
+            revision: self.revision()?,
+            members: self.members()?,
+            objects,
+            cluster_id: self.cluster_id()?.unwrap_or_default(),
+        })
+    }
+
+    /// Replaces everything with a snapshot's content, applied at `index`/`term`.
+    pub fn restore(
+        &self,
+        data: &SnapshotData,
+        index: u64,
+        term: u64,
+        conf_state: &[u8],
+    ) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for key in self.tree.iter().keys() {
+            let key = key?;
+            if keys::is_replicated(&key) {
+                batch.remove(key);
+            }
+        }
+        for object in &data.objects {
+            let table = object.table().ok_or(StoreError::Corrupt {
+                what: "a snapshot object of no kind".into(),
+            })?;
+            if let Some(name) = object.unique_name() {
+                batch.insert(keys::name(table, name), object.id().as_bytes());
+            }
+            batch.insert(keys::object(table, object.id()), object.encode_to_vec());
+        }
+        batch.insert(keys::REVISION, &data.revision.to_be_bytes());
+        batch.insert(keys::MEMBERS, serde_json::to_vec(&data.members)?);
+        batch.insert(keys::CONF_STATE, conf_state);
+        if !data.cluster_id.is_empty() {
+            batch.insert(keys::CLUSTER_ID, data.cluster_id.as_bytes());
+        }
+        write_applied(&mut batch, index, term);
+        self.tree.apply_batch(batch)?;
+        self.watch.reset(data.revision);
+        Ok(())
+    }
+
+    /// Member id -> peer address.
+    pub fn members(&self) -> Result<BTreeMap<u64, String>, StoreError> {
+        match self.tree.get(keys::MEMBERS)? {
+            Some(bytes) => Ok(serde_json::from_slice(&bytes)?),
+            None => Ok(BTreeMap::new()),
+        }
+    }
+
+    pub fn cluster_id(&self) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .tree
+            .get(keys::CLUSTER_ID)?
+            .map(|v| String::from_utf8_lossy(&v).to_string()))
+    }
+
+    /// The ConfState at the applied index (raft-rs protobuf bytes).
+    pub fn conf_state_bytes(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.tree.get(keys::CONF_STATE)?.map(|v| v.to_vec()))
+    }
+
+    /// Records an applied membership change: the new ConfState and address book,
+    /// with the applied index, atomically.
+    pub fn apply_membership(
+        &self,
+        members: &BTreeMap<u64, String>,
+        conf_state: &[u8],
+        index: u64,
+        term: u64,
+    ) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        batch.insert(keys::MEMBERS, serde_json::to_vec(members)?);
+        batch.insert(keys::CONF_STATE, conf_state);
+        write_applied(&mut batch, index, term);
+        self.tree.apply_batch(batch)?;
+        Ok(())
+    }
+}
+
+enum Planned {
+    Put {
+        object: Object,
+        previous: Option<Object>,
+    },
+    Delete {
+        object: Object,
+    },
+}
+
+fn check_expect(
+    table: &str,
+    id: &str,
+    expect: i32,
+    version: u64,
+    current: Option<&Object>,
+) -> Result<(), (Failure, String)> {
+    let expect = Expect::try_from(expect).map_err(|_| {
+        (
+            Failure::Invalid,
+            format!("unknown precondition {expect} on {table} {id}"),
+        )
+    })?;
+    match (expect, current) {
+        (Expect::Any, _) => Ok(()),
+        (Expect::Absent, None) => Ok(()),
+        (Expect::Absent, Some(_)) => Err((Failure::Exists, format!("{table} {id} already exists"))),
+        (Expect::Present | Expect::Version, None) => {
+            Err((Failure::NotFound, format!("{table} {id} not found")))
+        }
+        (Expect::Present, Some(_)) => Ok(()),
+        (Expect::Version, Some(obj)) if obj.version() == version => Ok(()),
+        (Expect::Version, Some(obj)) => Err((
+            Failure::Conflict,
+            format!(
+                "{table} {id} is at version {}, not {version}: it changed since it was read",
+                obj.version()
+            ),
+        )),
+    }
+}
+
+fn write_applied(batch: &mut sled::Batch, index: u64, term: u64) {
+    batch.insert(keys::APPLIED_INDEX, &index.to_be_bytes());
+    batch.insert(keys::APPLIED_TERM, &term.to_be_bytes());
+}
+
+pub(crate) fn read_u64(tree: &sled::Tree, key: &[u8]) -> Result<u64, StoreError> {
+    match tree.get(key)? {
+        Some(v) => {
+            let bytes: [u8; 8] = v.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                what: format!("value of {} is not 8 bytes", String::from_utf8_lossy(key)),
+            })?;
+            Ok(u64::from_be_bytes(bytes))
+        }
+        None => Ok(0),
+    }
+}
+
+fn decode(bytes: &[u8], table: &str, id: &str) -> Result<Object, StoreError> {
+    Object::decode(bytes).map_err(|err| StoreError::Corrupt {
+        what: format!("{table} {id}: {err}"),
+    })
+}

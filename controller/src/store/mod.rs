@@ -1,0 +1,28 @@
+//! The state machine: typed tables with versions, compare-and-set transactions and
+//! a watch stream, stored in sled.
+
+pub mod keys;
+pub mod machine;
+pub mod object;
+pub mod watch;
+
+pub use machine::StateMachine;
+pub use object::ObjectExt;
+pub use watch::WatchHub;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state store i/o failed: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("state store is corrupt: {what}")]
+    Corrupt { what: String },
+    #[error("state store member list is corrupt: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error(
+        "watch from revision {requested} is no longer possible: history starts after revision {oldest}"
+    )]
+    Compacted { requested: u64, oldest: u64 },
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,234 @@
+use berth_proto::store::{Delete, Expect, Object, Op, Put, Txn, object::Kind, op};
+use berth_proto::v1::{Secret, Service, ServiceSpec};
+
+use super::*;
+
+fn machine() -> (tempfile::TempDir, StateMachine) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = sled::open(dir.path()).expect("sled");
+    let tree = db.open_tree("state").expect("tree");
+    (dir, StateMachine::new(tree, WatchHub::new(0)))
+}
+
+fn secret(id: &str, name: &str, data: &str) -> Object {
+    Object {
+        kind: Some(Kind::Secret(Secret {
+            id: id.into(),
+            name: name.into(),
+            data: data.as_bytes().to_vec(),
+            ..Default::default()
+        })),
+    }
+}
+
+fn put(object: Object, expect: Expect, version: u64) -> Op {
+    Op {
+        op: Some(op::Op::Put(Put {
+            object: Some(object),
+            expect: expect as i32,
+            version,
+        })),
+    }
+}
+
+fn txn(ops: Vec<Op>) -> Txn {
+    Txn { ops }
+}
+
+#[test]
+fn create_then_compare_and_set() {
+    let (_d, sm) = machine();
+    let r = sm
+        .apply_txn(
+            &txn(vec![put(secret("s1", "a", "1"), Expect::Absent, 0)]),
+            1,
+            1,
+        )
+        .expect("apply");
+    assert!(r.error.is_empty(), "{}", r.error);
+    assert_eq!(r.revision, 1);
+    assert_eq!(r.objects[0].version(), 1);
+
+    // A second create of the same id is refused.
+    let r = sm
+        .apply_txn(
+            &txn(vec![put(secret("s1", "a", "x"), Expect::Absent, 0)]),
+            2,
+            1,
+        )
+        .expect("apply");
+    assert!(r.error.contains("already exists"), "{}", r.error);
+
+    // CAS at the current version succeeds and bumps the version.
+    let r = sm
+        .apply_txn(
+            &txn(vec![put(secret("s1", "a", "2"), Expect::Version, 1)]),
+            3,
+            1,
+        )
+        .expect("apply");
+    assert!(r.error.is_empty(), "{}", r.error);
+    assert_eq!(r.objects[0].version(), 2);
+
+    // A stale version is refused and changes nothing.
+    let r = sm
+        .apply_txn(
+            &txn(vec![put(secret("s1", "a", "3"), Expect::Version, 1)]),
+            4,
+            1,
+        )
+        .expect("apply");
+    assert!(r.error.contains("version 2, not 1"), "{}", r.error);
+    let stored = sm.get("secret", "s1").expect("get").expect("present");
+    match stored.kind {
+        Some(Kind::Secret(s)) => assert_eq!(s.data, b"2"),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(sm.applied().expect("applied").index, 4);
+    assert_eq!(sm.revision().expect("rev"), 2);
+}
+
+#[test]
+fn a_transaction_applies_all_or_nothing() {
+    let (_d, sm) = machine();
+    sm.apply_txn(
+        &txn(vec![put(secret("s1", "a", "1"), Expect::Absent, 0)]),
+        1,
+        1,
+    )
+    .expect("apply");
+    let r = sm
+        .apply_txn(
+            &txn(vec![
+                put(secret("s2", "b", "1"), Expect::Absent, 0),
+                put(secret("s1", "a", "x"), Expect::Version, 99),
+            ]),
+            2,
+            1,
+        )
+        .expect("apply");
+    assert!(!r.error.is_empty());
+    assert!(
+        sm.get("secret", "s2").expect("get").is_none(),
+        "partial write"
+    );
+    assert_eq!(sm.revision().expect("rev"), 1);
+}
+
+#[test]
+fn names_are_unique_per_table_and_follow_renames_and_deletes() {
+    let (_d, sm) = machine();
+    sm.apply_txn(
+        &txn(vec![put(secret("s1", "a", "1"), Expect::Absent, 0)]),
+        1,
+        1,
+    )
+    .expect("apply");
+    let r = sm
+        .apply_txn(
+            &txn(vec![put(secret("s2", "a", "1"), Expect::Absent, 0)]),
+            2,
+            1,
+        )
+        .expect("apply");
+    assert!(r.error.contains("already used by s1"), "{}", r.error);
+
+    // A service may carry the same name as a secret.
+    let svc = Object {
+        kind: Some(Kind::Service(Service {
+            id: "v1".into(),
+            spec: Some(ServiceSpec {
+                name: "a".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })),
+    };
+    let r = sm
+        .apply_txn(&txn(vec![put(svc, Expect::Absent, 0)]), 3, 1)
+        .expect("apply");
+    assert!(r.error.is_empty(), "{}", r.error);
+
+    // Rename s1 to b: a is free again.
+    sm.apply_txn(
+        &txn(vec![put(secret("s1", "b", "1"), Expect::Any, 0)]),
+        4,
+        1,
+    )
+    .expect("apply");
+    assert_eq!(sm.id_by_name("secret", "a").expect("name"), None);
+    assert_eq!(
+        sm.id_by_name("secret", "b").expect("name").as_deref(),
+        Some("s1")
+    );
+
+    let del = Op {
+        op: Some(op::Op::Delete(Delete {
+            table: "secret".into(),
+            id: "s1".into(),
+            expect: Expect::Present as i32,
+            version: 0,
+        })),
+    };
+    let r = sm.apply_txn(&txn(vec![del]), 5, 1).expect("apply");
+    assert!(r.error.is_empty(), "{}", r.error);
+    assert_eq!(sm.id_by_name("secret", "b").expect("name"), None);
+}
+
+#[test]
+fn watch_replays_from_a_revision_then_goes_live() {
+    let (_d, sm) = machine();
+    for (i, id) in ["s1", "s2", "s3"].iter().enumerate() {
+        sm.apply_txn(
+            &txn(vec![put(secret(id, id, "v"), Expect::Absent, 0)]),
+            i as u64 + 1,
+            1,
+        )
+        .expect("apply");
+    }
+    let (backlog, mut live) = sm.watch().subscribe(1).expect("subscribe");
+    let revs: Vec<u64> = backlog.iter().map(|e| e.revision).collect();
+    assert_eq!(revs, vec![2, 3]);
+    sm.apply_txn(
+        &txn(vec![put(secret("s4", "s4", "v"), Expect::Absent, 0)]),
+        4,
+        1,
+    )
+    .expect("apply");
+    let next = live.try_recv().expect("live event");
+    assert_eq!(next.revision, 4);
+    // Secret data never goes out in a watch.
+    match &next.object {
+        Some(berth_proto::v1::watch_event::Object::Secret(s)) => assert!(s.data.is_empty()),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn a_snapshot_dump_restores_into_an_empty_machine() {
+    let (_d, sm) = machine();
+    sm.apply_txn(
+        &txn(vec![put(secret("s1", "a", "1"), Expect::Absent, 0)]),
+        1,
+        1,
+    )
+    .expect("apply");
+    let dump = sm.dump().expect("dump");
+    let (_d2, other) = machine();
+    other
+        .apply_txn(
+            &txn(vec![put(secret("old", "z", "1"), Expect::Absent, 0)]),
+            1,
+            1,
+        )
+        .expect("apply");
+    other.restore(&dump, 7, 2, b"conf").expect("restore");
+    assert!(other.get("secret", "old").expect("get").is_none());
+    assert!(other.get("secret", "s1").expect("get").is_some());
+    assert_eq!(
+        other.id_by_name("secret", "a").expect("n").as_deref(),
+        Some("s1")
+    );
+    assert_eq!(other.applied().expect("a").index, 7);
+    assert_eq!(other.revision().expect("r"), 1);
+}
