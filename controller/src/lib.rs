@@ -1,4 +1,5 @@
 //! berth-controller: a Raft member that keeps the cluster's desired state and, on
 //! the leader, runs the orchestrator, scheduler and dispatcher.
 
+pub mod raft;
 pub mod store;

@@ -1,0 +1,32 @@
+//! Timing and size settings of a Raft member.
+
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct RaftSettings {
+    pub tick: Duration,
+    /// Election timeout in ticks; the real timeout is random in
+    /// [election_ticks, max_election_ticks).
+    pub election_ticks: usize,
+    pub max_election_ticks: usize,
+    pub heartbeat_ticks: usize,
+    /// Compact the log once it holds this many applied entries.
+    pub snapshot_entries: u64,
+    /// Entries kept after compaction for slightly slow followers.
+    pub compact_margin: u64,
+}
+
+impl Default for RaftSettings {
+    /// 50 ms ticks: a new leader 600–900 ms after the old one is lost, heartbeats
+    /// every 100 ms, so a 500 ms blip stays below the smallest election timeout.
+    fn default() -> Self {
+        RaftSettings {
+            tick: Duration::from_millis(50),
+            election_ticks: 12,
+            max_election_ticks: 18,
+            heartbeat_ticks: 2,
+            snapshot_entries: 10_000,
+            compact_margin: 500,
+        }
+    }
+}

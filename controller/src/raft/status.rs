@@ -1,0 +1,58 @@
+//! A copy of the node's Raft status that API handlers read without asking the
+//! node loop (refreshed after every loop iteration).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Leader,
+    Follower,
+    Candidate,
+    Learner,
+}
+
+#[derive(Clone, Debug)]
+pub struct MemberStatus {
+    pub id: u64,
+    pub address: String,
+    pub role: Role,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct NodeStatus {
+    pub id: u64,
+    pub cluster_id: String,
+    pub leader_id: u64,
+    pub term: u64,
+    pub commit_index: u64,
+    pub applied_index: u64,
+    pub members: Vec<MemberStatus>,
+    /// id -> peer address, as the state machine has it.
+    pub addresses: BTreeMap<u64, String>,
+    /// This member was removed from the cluster.
+    pub removed: bool,
+}
+
+impl NodeStatus {
+    pub fn is_leader(&self) -> bool {
+        self.leader_id != 0 && self.leader_id == self.id
+    }
+
+    pub fn leader_address(&self) -> Option<&str> {
+        self.addresses.get(&self.leader_id).map(String::as_str)
+    }
+}
+
+#[derive(Clone, Default)]
+pub struct SharedStatus(Arc<RwLock<NodeStatus>>);
+
+impl SharedStatus {
+    pub fn get(&self) -> NodeStatus {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn set(&self, status: NodeStatus) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = status;
+    }
+}

@@ -1,0 +1,298 @@
+//! raft-rs `Storage` on sled: the log, the hard state and the compaction point in
+//! the `raft` tree; the conf state and applied index live with the state machine
+//! (written atomically with what they describe).
+//!
+//! Every mutation here is followed by `flush` before anything that depends on it
+//! leaves the process (the node loop calls `sync`).
+
+use std::cell::RefCell;
+
+use prost::Message as _;
+use protobuf::Message as _;
+use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
+use raft::{GetEntriesContext, RaftState, StorageError};
+
+use crate::store::StateMachine;
+
+const HARD_STATE: &[u8] = b"hard_state";
+/// Index and term of the last entry removed from the log (compaction point).
+const COMPACTED: &[u8] = b"compacted";
+const ENTRY_PREFIX: u8 = b'e';
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("raft log i/o failed: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("raft log is corrupt: {0}")]
+    Corrupt(String),
+    #[error("state machine: {0}")]
+    Store(#[from] crate::store::StoreError),
+}
+
+pub struct SledStorage {
+    db: sled::Db,
+    log: sled::Tree,
+    sm: StateMachine,
+    hard_state: HardState,
+    /// (index, term) of the compaction point: the log holds (index, last].
+    compacted: (u64, u64),
+    last_index: u64,
+    /// The last snapshot built for a follower, reused while nothing was applied.
+    snapshot_cache: RefCell<Option<Snapshot>>,
+}
+
+fn entry_key(index: u64) -> [u8; 9] {
+    let mut key = [0u8; 9];
+    key[0] = ENTRY_PREFIX;
+    key[1..].copy_from_slice(&index.to_be_bytes());
+    key
+}
+
+fn corrupt(what: impl std::fmt::Display) -> LogError {
+    LogError::Corrupt(what.to_string())
+}
+
+impl SledStorage {
+    pub fn open(db: sled::Db, sm: StateMachine) -> Result<Self, LogError> {
+        let log = db.open_tree("raft")?;
+        let hard_state = match log.get(HARD_STATE)? {
+            Some(bytes) => HardState::parse_from_bytes(&bytes).map_err(corrupt)?,
+            None => HardState::default(),
+        };
+        let compacted = match log.get(COMPACTED)? {
+            Some(bytes) if bytes.len() == 16 => (
+                u64::from_be_bytes(bytes[..8].try_into().map_err(corrupt)?),
+                u64::from_be_bytes(bytes[8..].try_into().map_err(corrupt)?),
+            ),
+            Some(_) => return Err(corrupt("compaction point is not 16 bytes")),
+            None => (0, 0),
+        };
+        let last_index = match log.scan_prefix([ENTRY_PREFIX]).next_back() {
+            Some(item) => {
+                let (key, _) = item?;
+                u64::from_be_bytes(key[1..].try_into().map_err(corrupt)?)
+            }
+            None => compacted.0,
+        };
+        Ok(SledStorage {
+            db,
+            log,
+            sm,
+            hard_state,
+            compacted,
+            last_index,
+            snapshot_cache: RefCell::new(None),
+        })
+    }
+
+    pub fn hard_state(&self) -> &HardState {
+        &self.hard_state
+    }
+
+    pub fn conf_state(&self) -> Result<ConfState, LogError> {
+        match self.sm.conf_state_bytes()? {
+            Some(bytes) => ConfState::parse_from_bytes(&bytes).map_err(corrupt),
+            None => Ok(ConfState::default()),
+        }
+    }
+
+    /// Appends entries (replacing any conflicting suffix) and the hard state in one
+    /// batch. Not durable until `sync`.
+    pub fn append(&mut self, entries: &[Entry], hs: Option<&HardState>) -> Result<(), LogError> {
+        let mut batch = sled::Batch::default();
+        if let Some(first) = entries.first() {
+            let new_last = entries[entries.len() - 1].index;
+            for entry in entries {
+                batch.insert(
+                    &entry_key(entry.index),
+                    entry.write_to_bytes().map_err(corrupt)?,
+                );
+            }
+            // Entries after the new last one belong to a log that lost.
+            for index in new_last + 1..=self.last_index {
+                batch.remove(&entry_key(index));
+            }
+            if first.index <= self.compacted.0 {
+                return Err(corrupt(format!(
+                    "append at {} into the compacted part (up to {})",
+                    first.index, self.compacted.0
+                )));
+            }
+            self.last_index = new_last;
+        }
+        if let Some(hs) = hs {
+            batch.insert(HARD_STATE, hs.write_to_bytes().map_err(corrupt)?);
+            self.hard_state = hs.clone();
+        }
+        self.log.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Records a new commit index (from a LightReady) before its entries apply.
+    pub fn set_commit(&mut self, commit: u64) -> Result<(), LogError> {
+        let mut hs = self.hard_state.clone();
+        hs.commit = commit;
+        self.append(&[], Some(&hs))
+    }
+
+    /// Makes everything written so far durable (sled's flush writes its whole log).
+    pub fn sync(&self) -> Result<(), LogError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Installs a snapshot received from the leader: replaces the state machine and
+    /// the log, then flushes.
+    pub fn install_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), LogError> {
+        let meta = snapshot.get_metadata();
+        let data = berth_proto::store::SnapshotData::decode(snapshot.get_data())
+            .map_err(|e| corrupt(format!("snapshot at index {}: {e}", meta.index)))?;
+        let conf = meta.get_conf_state().write_to_bytes().map_err(corrupt)?;
+        self.sm.restore(&data, meta.index, meta.term, &conf)?;
+        let mut batch = sled::Batch::default();
+        for key in self.log.scan_prefix([ENTRY_PREFIX]).keys() {
+            batch.remove(key?);
+        }
+        batch.insert(COMPACTED, compacted_bytes(meta.index, meta.term).to_vec());
+        let mut hs = self.hard_state.clone();
+        hs.commit = hs.commit.max(meta.index);
+        hs.term = hs.term.max(meta.term);
+        batch.insert(HARD_STATE, hs.write_to_bytes().map_err(corrupt)?);
+        self.log.apply_batch(batch)?;
+        self.hard_state = hs;
+        self.compacted = (meta.index, meta.term);
+        self.last_index = meta.index;
+        self.snapshot_cache.replace(None);
+        self.sync()
+    }
+
+    /// Drops log entries up to and including `index` (which must be applied).
+    pub fn compact(&mut self, index: u64) -> Result<(), LogError> {
+        if index <= self.compacted.0 {
+            return Ok(());
+        }
+        let term = raft::Storage::term(self, index).map_err(|e| corrupt(e.to_string()))?;
+        let mut batch = sled::Batch::default();
+        for i in self.compacted.0 + 1..=index {
+            batch.remove(&entry_key(i));
+        }
+        batch.insert(COMPACTED, compacted_bytes(index, term).to_vec());
+        self.log.apply_batch(batch)?;
+        self.compacted = (index, term);
+        Ok(())
+    }
+
+    /// Entries in the log after the compaction point.
+    pub fn log_len(&self) -> u64 {
+        self.last_index - self.compacted.0
+    }
+
+    pub fn first_index(&self) -> u64 {
+        self.compacted.0 + 1
+    }
+
+    fn read_entry(&self, index: u64) -> raft::Result<Entry> {
+        let bytes = self
+            .log
+            .get(entry_key(index))
+            .map_err(|e| raft::Error::Store(StorageError::Other(Box::new(e))))?
+            .ok_or(raft::Error::Store(StorageError::Unavailable))?;
+        Entry::parse_from_bytes(&bytes)
+            .map_err(|e| raft::Error::Store(StorageError::Other(Box::new(e))))
+    }
+
+    fn build_snapshot(&self) -> raft::Result<Snapshot> {
+        let other = |e: LogError| raft::Error::Store(StorageError::Other(Box::new(e)));
+        let applied = self.sm.applied().map_err(|e| other(e.into()))?;
+        if let Some(cached) = self.snapshot_cache.borrow().as_ref()
+            && cached.get_metadata().index == applied.index
+        {
+            return Ok(cached.clone());
+        }
+        let data = self.sm.dump().map_err(|e| other(e.into()))?;
+        let mut meta = SnapshotMetadata::default();
+        meta.index = applied.index;
+        meta.term = applied.term;
+        meta.set_conf_state(self.conf_state().map_err(other)?);
+        let mut snapshot = Snapshot::default();
+        snapshot.set_data(data.encode_to_vec().into());
+        snapshot.set_metadata(meta);
+        self.snapshot_cache.replace(Some(snapshot.clone()));
+        Ok(snapshot)
+    }
+}
+
+fn compacted_bytes(index: u64, term: u64) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    out[..8].copy_from_slice(&index.to_be_bytes());
+    out[8..].copy_from_slice(&term.to_be_bytes());
+    out
+}
+
+impl raft::Storage for SledStorage {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        let conf_state = self
+            .conf_state()
+            .map_err(|e| raft::Error::Store(StorageError::Other(Box::new(e))))?;
+        Ok(RaftState::new(self.hard_state.clone(), conf_state))
+    }
+
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        _context: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        if low <= self.compacted.0 {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        if high > self.last_index + 1 {
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        let max_size = max_size.into().unwrap_or(u64::MAX);
+        let mut out = Vec::with_capacity((high - low) as usize);
+        let mut size = 0u64;
+        for index in low..high {
+            let entry = self.read_entry(index)?;
+            size += u64::from(entry.compute_size());
+            // Always at least one entry, then stop at the size limit.
+            if !out.is_empty() && size > max_size {
+                break;
+            }
+            out.push(entry);
+        }
+        Ok(out)
+    }
+
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        if idx == self.compacted.0 {
+            return Ok(self.compacted.1);
+        }
+        if idx < self.compacted.0 {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        if idx > self.last_index {
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        Ok(self.read_entry(idx)?.term)
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        Ok(self.compacted.0 + 1)
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        Ok(self.last_index)
+    }
+
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        let snapshot = self.build_snapshot()?;
+        if snapshot.get_metadata().index < request_index {
+            return Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable,
+            ));
+        }
+        Ok(snapshot)
+    }
+}
