@@ -1,23 +1,197 @@
+//! berth-agent: the per-host daemon. Session with the controllers, task supervisor,
+//! images and network. `berth-agent image ...` manages this host's images.
 use std::path::PathBuf;
 
-use clap::Parser;
+use anyhow::Context;
+use berth_agent::image::{Image, ImageStore, ImportOptions, PullOptions};
+use clap::{Parser, Subcommand, ValueEnum};
 
 /// The berth node agent: runs the tasks the controllers assign to this host.
 #[derive(Debug, Parser)]
-#[command(name = "berth-agent", version = berth_proto::VERSION)]
+#[command(name = "berth-agent", version = berth_proto::VERSION, subcommand_negates_reqs = true)]
 struct Args {
     /// Directory for images, containers and the agent's local state.
-    #[arg(long)]
-    data_dir: PathBuf,
+    #[arg(long, required = true)]
+    data_dir: Option<PathBuf>,
     /// Controllers to reach the cluster through (comma-separated).
     #[arg(long, value_delimiter = ',')]
     controller: Vec<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Manage the images on this host.
+    #[command(subcommand)]
+    Image(ImageCommand),
+}
+
+#[derive(Debug, clap::Args)]
+struct Store {
+    /// The agent's data directory (images live in DIR/images).
+    #[arg(long)]
+    data_dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum ImageCommand {
+    /// Pull an image from a registry and unpack it.
+    Pull {
+        /// Image reference, e.g. 127.0.0.1:5000/busybox:1.
+        reference: String,
+        #[command(flatten)]
+        store: Store,
+        /// A registry (HOST:PORT) to reach over plain HTTP; repeatable.
+        #[arg(long)]
+        insecure_registry: Vec<String>,
+        /// Registry credentials in the docker config.json format.
+        #[arg(long, env = "BERTH_REGISTRY_AUTH")]
+        registry_auth: Option<PathBuf>,
+        /// Layers downloaded at once.
+        #[arg(long, default_value_t = 3)]
+        max_concurrent_downloads: usize,
+        /// No progress display.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// List the images.
+    Ls {
+        #[command(flatten)]
+        store: Store,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Remove image names (the content goes with the next prune).
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
+        #[command(flatten)]
+        store: Store,
+    },
+    /// Import an OCI layout (directory or tar) or a docker save archive.
+    Import {
+        path: PathBuf,
+        #[command(flatten)]
+        store: Store,
+        /// Name for the image (for an archive holding one image).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Remove every blob and snapshot no image or container uses.
+    Prune {
+        #[command(flatten)]
+        store: Store,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Format {
+    Table,
+    Json,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    anyhow::bail!(
-        "the agent cannot run tasks yet: the supervisor is not built (data dir {})",
-        args.data_dir.display()
-    )
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match args.command {
+        Some(Command::Image(cmd)) => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("failed to start the async runtime")?;
+            rt.block_on(image(cmd))
+        }
+        None => {
+            let data_dir = args.data_dir.context("--data-dir is required")?;
+            anyhow::bail!(
+                "the agent cannot run tasks yet: the supervisor is not built (data dir {})",
+                data_dir.display()
+            )
+        }
+    }
+}
+
+fn open(store: &Store) -> anyhow::Result<ImageStore> {
+    ImageStore::open(&store.data_dir).with_context(|| {
+        format!(
+            "failed to open the image store in {}",
+            store.data_dir.display()
+        )
+    })
+}
+
+async fn image(cmd: ImageCommand) -> anyhow::Result<()> {
+    match cmd {
+        ImageCommand::Pull {
+            reference,
+            store,
+            insecure_registry,
+            registry_auth,
+            max_concurrent_downloads,
+            quiet,
+        } => {
+            let opts = PullOptions {
+                insecure_registries: insecure_registry,
+                credentials_file: registry_auth,
+                progress: !quiet,
+                max_concurrent_downloads,
+                platform: None,
+            };
+            let image = open(&store)?.pull(&reference, &opts).await?;
+            println!("{} {}", image.name, image.manifest_digest);
+        }
+        ImageCommand::Ls { store, format } => {
+            let images = open(&store)?.list()?;
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&images)?),
+                Format::Table => print_table(&images),
+            }
+        }
+        ImageCommand::Rm { names, store } => {
+            let store = open(&store)?;
+            for name in names {
+                let image = store.remove(&name)?;
+                println!("untagged {} {}", image.name, image.manifest_digest);
+            }
+        }
+        ImageCommand::Import { path, store, name } => {
+            let images = open(&store)?.import(&path, &ImportOptions { name }).await?;
+            for image in images {
+                println!("{} {}", image.name, image.manifest_digest);
+            }
+        }
+        ImageCommand::Prune { store } => {
+            let report = open(&store)?.prune().await?;
+            println!(
+                "removed {} blobs ({} bytes) and {} snapshots",
+                report.blobs.len(),
+                report.bytes,
+                report.snapshots.len()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn print_table(images: &[Image]) {
+    println!(
+        "{:<50} {:<14} {:>7} {:>12}",
+        "NAME", "MANIFEST", "LAYERS", "SIZE"
+    );
+    for i in images {
+        println!(
+            "{:<50} {:<14} {:>7} {:>12}",
+            i.name,
+            i.manifest_digest.short(),
+            i.layers.len(),
+            i.size()
+        );
+    }
 }

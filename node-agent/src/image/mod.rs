@@ -1,0 +1,188 @@
+//! The agent's image service: content store, registry pull, import, layer
+//! snapshots, container rootfs mounts and garbage collection.
+//!
+//! On disk, under `<data-dir>/images/`:
+//! - `blobs/sha256/<hex>`: the content store (`ingest/` holds writes in progress)
+//! - `snapshots/<n>/`: one unpacked layer each, keyed by ChainID in the index
+//! - `containers/<id>/{upper,work,rootfs}`: a container's overlay
+//! - `index/`: sled: image names → manifests, snapshots, container holds
+//!
+//! ```no_run
+//! # async fn f() -> Result<(), berth_agent::image::ImageError> {
+//! use berth_agent::image::{ImageStore, PullOptions};
+//! let store = ImageStore::open(std::path::Path::new("/var/lib/berth"))?;
+//! let image = store.pull("127.0.0.1:5000/busybox:1", &PullOptions::default()).await?;
+//! let config = store.image_config(&image)?;
+//! let rootfs = store.prepare_rootfs(&image, "task-1").await?;
+//! // ... run config.argv() in rootfs.path ...
+//! store.release_rootfs("task-1").await?;
+//! # Ok(()) }
+//! ```
+
+mod auth;
+mod config;
+mod digest;
+mod error;
+mod gc;
+mod import;
+mod index;
+mod manifest;
+mod pull;
+mod reference;
+mod rootfs;
+mod snapshot;
+mod store;
+mod unpack;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use futures_util::{StreamExt, TryStreamExt};
+
+pub use auth::AuthError;
+pub use config::ImageConfig;
+pub use digest::{Digest, DigestError};
+pub use error::{ImageError, Result};
+pub use gc::{PruneReport, References};
+pub use import::ImportOptions;
+pub use index::{Image, Layer, Snapshot};
+pub use pull::PullOptions;
+pub use rootfs::Rootfs;
+pub use snapshot::chain_ids;
+pub use unpack::UnpackError;
+
+use error::blocking;
+use index::Index;
+use manifest::ManifestParts;
+use snapshot::SnapshotDir;
+use store::ContentStore;
+
+/// The image store of one agent. Cheap to clone; safe to share between tasks.
+#[derive(Clone)]
+pub struct ImageStore {
+    root: PathBuf,
+    content: ContentStore,
+    index: Arc<Index>,
+    snapshots: SnapshotDir,
+    /// Pulls, imports and mounts hold it shared; `prune` alone.
+    gc: Arc<tokio::sync::RwLock<()>>,
+}
+
+impl ImageStore {
+    /// Opens (creating) the store in `<data_dir>/images` and clears what
+    /// interrupted writes and unpacks left behind.
+    pub fn open(data_dir: &Path) -> Result<ImageStore> {
+        let root = data_dir.join("images");
+        let content = ContentStore::open(&root)?;
+        let snapshots = SnapshotDir::open(&root.join("snapshots"))?;
+        let index = Index::open(&root.join("index"))?;
+        Ok(ImageStore {
+            root,
+            content,
+            index: Arc::new(index),
+            snapshots,
+            gc: Arc::new(tokio::sync::RwLock::new(())),
+        })
+    }
+
+    /// The store's directory (`<data_dir>/images`).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Every named image, sorted by name.
+    pub fn list(&self) -> Result<Vec<Image>> {
+        let mut images = self.index.images()?;
+        images.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(images)
+    }
+
+    /// The image named `name` (normalized: `busybox` is `docker.io/library/busybox:latest`).
+    pub fn get(&self, name: &str) -> Result<Image> {
+        let key = reference::normalize(name)?;
+        self.index
+            .image(&key)?
+            .ok_or(ImageError::UnknownImage { name: key })
+    }
+
+    /// Removes the name; the content stays until `prune` finds nothing uses it.
+    pub fn remove(&self, name: &str) -> Result<Image> {
+        let key = reference::normalize(name)?;
+        self.index
+            .remove_image(&key)?
+            .ok_or(ImageError::UnknownImage { name: key })
+    }
+
+    /// The image's config: entrypoint, cmd, env, working dir, user, ports.
+    pub fn image_config(&self, image: &Image) -> Result<ImageConfig> {
+        let data = self.content.read(&image.config_digest)?;
+        ImageConfig::parse(&data, &format!("config of {}", image.name))
+    }
+
+    /// Directory of the snapshot of a layer stack (by ChainID), if unpacked.
+    pub fn snapshot_path(&self, chain_id: &Digest) -> Result<Option<PathBuf>> {
+        Ok(self
+            .index
+            .snapshot(chain_id)?
+            .map(|s| self.snapshots.path(s.id))
+            .filter(|p| p.is_dir()))
+    }
+
+    /// Unpacks every layer that has no snapshot yet, in parallel on blocking threads.
+    async fn ensure_snapshots(&self, layers: &[Layer]) -> Result<()> {
+        let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let jobs = layers.iter().enumerate().map(|(i, layer)| {
+            let parent = i.checked_sub(1).map(|p| layers[p].chain_id.clone());
+            let (index, content, snaps, layer) = (
+                self.index.clone(),
+                self.content.clone(),
+                self.snapshots.clone(),
+                layer.clone(),
+            );
+            blocking(format!("unpack of {}", layer.digest), move || {
+                snaps
+                    .ensure(&index, &content, &layer, parent.as_ref())
+                    .map(drop)
+            })
+        });
+        futures_util::stream::iter(jobs)
+            .buffer_unordered(parallel)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
+    }
+}
+
+/// Pairs a manifest's layers with the config's DiffIDs and computes ChainIDs.
+fn layers_of(parts: &ManifestParts, config: &ImageConfig, what: &str) -> Result<Vec<Layer>> {
+    if parts.layers.len() != config.diff_ids.len() {
+        return Err(ImageError::BadManifest {
+            what: what.to_string(),
+            reason: format!(
+                "{} layers in the manifest but {} diff_ids in the config",
+                parts.layers.len(),
+                config.diff_ids.len()
+            ),
+        });
+    }
+    let chains = chain_ids(&config.diff_ids);
+    Ok(parts
+        .layers
+        .iter()
+        .zip(&config.diff_ids)
+        .zip(chains)
+        .map(|((l, diff_id), chain_id)| Layer {
+            digest: l.digest.clone(),
+            media_type: l.media_type.clone(),
+            size: l.size,
+            diff_id: diff_id.clone(),
+            chain_id,
+        })
+        .collect())
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

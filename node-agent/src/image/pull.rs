@@ -1,0 +1,358 @@
+//! Pull from an OCI distribution registry with oci-client: resolve the host's
+//! platform, fetch only the blobs the store lacks (layers in parallel), unpack
+//! each layer as soon as it is there.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures_util::{StreamExt, TryStreamExt};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::errors::OciDistributionError;
+use oci_client::manifest::OciDescriptor;
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference, RegistryOperation};
+use tracing::{debug, info};
+
+use super::ImageStore;
+use super::auth;
+use super::config::ImageConfig;
+use super::digest::Digest;
+use super::error::{ImageError, Result, blocking};
+use super::index::{Image, Layer};
+use super::manifest::{self, ACCEPTED_MANIFESTS, Document};
+use super::reference;
+use super::store::{Expected, MAX_METADATA_BLOB};
+
+/// How to pull.
+#[derive(Clone, Debug)]
+pub struct PullOptions {
+    /// Registries (`HOST:PORT`) reached over plain HTTP; all others over HTTPS.
+    pub insecure_registries: Vec<String>,
+    /// A Docker `config.json`-style credentials file.
+    pub credentials_file: Option<PathBuf>,
+    /// Show a progress display (only when stderr is a terminal).
+    pub progress: bool,
+    /// Layers downloaded at once.
+    pub max_concurrent_downloads: usize,
+    /// `(os, architecture)`; the host's when `None`.
+    pub platform: Option<(String, String)>,
+}
+
+impl Default for PullOptions {
+    fn default() -> Self {
+        PullOptions {
+            insecure_registries: Vec::new(),
+            credentials_file: None,
+            progress: false,
+            max_concurrent_downloads: 3,
+            platform: None,
+        }
+    }
+}
+
+/// The chain of an error and its causes on one line.
+fn describe(e: &OciDistributionError) -> String {
+    let mut out = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        src = s.source();
+    }
+    out
+}
+
+struct Session {
+    client: Client,
+    reference: Reference,
+    name: String,
+    auth: RegistryAuth,
+}
+
+impl Session {
+    fn err(&self, what: impl Into<String>) -> impl FnOnce(OciDistributionError) -> ImageError + '_ {
+        let what = what.into();
+        move |e| ImageError::Registry {
+            reference: self.name.clone(),
+            what,
+            reason: describe(&e),
+        }
+    }
+
+    async fn manifest(&self, reference: &Reference, what: &str) -> Result<(Vec<u8>, Digest)> {
+        let (bytes, digest) = self
+            .client
+            .pull_manifest_raw(reference, &self.auth, ACCEPTED_MANIFESTS)
+            .await
+            .map_err(self.err(format!("fetching the {what}")))?;
+        let actual = Digest::of(&bytes);
+        let claimed = Digest::parse(&digest)?;
+        if actual != claimed {
+            return Err(ImageError::DigestMismatch {
+                what: format!("{what} of {}", self.name),
+                expected: claimed,
+                actual,
+            });
+        }
+        Ok((bytes.to_vec(), actual))
+    }
+}
+
+impl ImageStore {
+    /// Pulls `name` from its registry, stores and unpacks it, and names it.
+    pub async fn pull(&self, name: &str, opts: &PullOptions) -> Result<Image> {
+        let _gc = self.gc.read().await;
+        let parsed = reference::parse(name)?;
+        let name = parsed.whole();
+        let registry = parsed.registry().to_string();
+        let config = ClientConfig {
+            protocol: if opts.insecure_registries.is_empty() {
+                ClientProtocol::Https
+            } else {
+                ClientProtocol::HttpsExcept(opts.insecure_registries.clone())
+            },
+            max_concurrent_download: opts.max_concurrent_downloads.max(1),
+            connect_timeout: Some(Duration::from_secs(15)),
+            read_timeout: Some(Duration::from_secs(120)),
+            ..Default::default()
+        };
+        let client = Client::try_from(config).map_err(|e| ImageError::Registry {
+            reference: name.clone(),
+            what: "creating the HTTP client".into(),
+            reason: describe(&e),
+        })?;
+        let auth = auth::credentials(opts.credentials_file.as_deref(), &registry)?;
+        let s = Session {
+            client,
+            reference: parsed.clone(),
+            name: name.clone(),
+            auth,
+        };
+        s.client
+            .auth(&s.reference, &s.auth, RegistryOperation::Pull)
+            .await
+            .map_err(s.err("authenticating"))?;
+
+        let want = match &opts.platform {
+            Some((os, arch)) => (os.as_str(), arch.as_str()),
+            None => manifest::host_platform(),
+        };
+        let (mut data, mut digest) = s.manifest(&s.reference, "manifest").await?;
+        let mut index_digest = None;
+        let mut doc = manifest::parse_document(&data, &name)?;
+        if let Document::Index(index) = &doc {
+            let (child, _) = manifest::choose_platform(index, &name, want)?;
+            self.content.write_all(
+                &data,
+                &Expected {
+                    digest: digest.clone(),
+                    size: None,
+                    what: format!("image index of {name}"),
+                },
+            )?;
+            index_digest = Some(digest);
+            let by_digest = s.reference.clone_with_digest(child.to_string());
+            (data, digest) = s.manifest(&by_digest, "platform manifest").await?;
+            if digest != child {
+                return Err(ImageError::DigestMismatch {
+                    what: format!("platform manifest of {name}"),
+                    expected: child,
+                    actual: digest,
+                });
+            }
+            doc = manifest::parse_document(&data, &name)?;
+        }
+        let Document::Manifest(m) = doc else {
+            return Err(ImageError::BadManifest {
+                what: name,
+                reason: "an image index points to another index".into(),
+            });
+        };
+        let parts = manifest::manifest_parts(&m, &name)?;
+        let manifest_digest = digest;
+
+        // The config: small, fetched into memory, verified, checked for platform.
+        let config_what = format!("config of {name}");
+        if !self.content.contains(&parts.config) {
+            if parts.config_size > MAX_METADATA_BLOB {
+                return Err(ImageError::BadManifest {
+                    what: config_what,
+                    reason: format!("{} bytes is too large", parts.config_size),
+                });
+            }
+            let mut buf = Vec::new();
+            let desc = descriptor(&parts.config, parts.config_size, manifest::OCI_CONFIG);
+            s.client
+                .pull_blob(&s.reference, &desc, &mut buf)
+                .await
+                .map_err(s.err(format!("fetching config {}", parts.config)))?;
+            self.content.write_all(
+                &buf,
+                &Expected {
+                    digest: parts.config.clone(),
+                    size: Some(parts.config_size),
+                    what: config_what.clone(),
+                },
+            )?;
+        }
+        let config = ImageConfig::parse(&self.content.read(&parts.config)?, &config_what)?;
+        if (!config.os.is_empty() && config.os != want.0)
+            || (!config.architecture.is_empty() && config.architecture != want.1)
+        {
+            return Err(ImageError::NoPlatform {
+                reference: name,
+                wanted: format!("{}/{}", want.0, want.1),
+                available: format!("{}/{}", config.os, config.architecture),
+            });
+        }
+        let layers = super::layers_of(&parts, &config, &name)?;
+        self.fetch_and_unpack(&s, &layers, opts).await?;
+
+        // Only now is the manifest stored and the name set: a failed pull names nothing.
+        self.content.write_all(
+            &data,
+            &Expected {
+                digest: manifest_digest.clone(),
+                size: None,
+                what: format!("manifest of {name}"),
+            },
+        )?;
+        let image = Image {
+            name,
+            index_digest,
+            manifest_digest,
+            config_digest: parts.config.clone(),
+            layers,
+            created: super::now(),
+        };
+        self.index.put_image(&image)?;
+        info!(image = %image.name, manifest = %image.manifest_digest, layers = image.layers.len(), "image pulled");
+        Ok(image)
+    }
+
+    async fn fetch_and_unpack(
+        &self,
+        s: &Session,
+        layers: &[Layer],
+        opts: &PullOptions,
+    ) -> Result<()> {
+        let bars =
+            MultiProgress::with_draw_target(if opts.progress && std::io::stderr().is_terminal() {
+                ProgressDrawTarget::stderr()
+            } else {
+                ProgressDrawTarget::hidden()
+            });
+        let style = ProgressStyle::with_template("{prefix} {bar:30} {bytes}/{total_bytes} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+        let jobs = layers.iter().enumerate().map(|(i, layer)| {
+            let parent = i.checked_sub(1).map(|p| layers[p].chain_id.clone());
+            let bar = bars.add(ProgressBar::new(layer.size));
+            bar.set_style(style.clone());
+            bar.set_prefix(layer.digest.short().to_string());
+            async move {
+                if self.content.contains(&layer.digest) {
+                    debug!(layer = %layer.digest, "layer already in the store");
+                    bar.finish_with_message("already there");
+                } else {
+                    self.download(s, layer, &bar).await?;
+                    bar.finish_with_message("downloaded");
+                }
+                let (index, content, snaps, layer) = (
+                    self.index.clone(),
+                    self.content.clone(),
+                    self.snapshots.clone(),
+                    layer.clone(),
+                );
+                blocking(format!("unpack of {}", layer.digest), move || {
+                    snaps
+                        .ensure(&index, &content, &layer, parent.as_ref())
+                        .map(drop)
+                })
+                .await
+            }
+        });
+        futures_util::stream::iter(jobs)
+            .buffer_unordered(opts.max_concurrent_downloads.max(1))
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
+    }
+
+    /// Streams one blob into the content store, verified on a blocking thread.
+    async fn download(&self, s: &Session, layer: &Layer, bar: &ProgressBar) -> Result<()> {
+        let desc = descriptor(&layer.digest, layer.size, &layer.media_type);
+        let mut stream = s
+            .client
+            .pull_blob_stream(&s.reference, &desc)
+            .await
+            .map_err(s.err(format!("fetching layer {}", layer.digest)))?;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(32);
+        let content = self.content.clone();
+        let expected = Expected {
+            digest: layer.digest.clone(),
+            size: Some(layer.size),
+            what: format!("layer of {}", s.name),
+        };
+        let writer = tokio::task::spawn_blocking(move || -> Result<()> {
+            let mut w = content.writer()?;
+            while let Some(chunk) = rx.blocking_recv() {
+                w.write(&chunk)?;
+                if w.written() > expected.size.unwrap_or(u64::MAX) {
+                    return Err(ImageError::SizeMismatch {
+                        what: expected.what.clone(),
+                        digest: expected.digest.clone(),
+                        expected: expected.size.unwrap_or_default(),
+                        actual: w.written(),
+                    });
+                }
+            }
+            w.commit(&content, Some(&expected)).map(drop)
+        });
+        let mut failure = None;
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(bytes) => {
+                    bar.inc(bytes.len() as u64);
+                    if tx.send(bytes.into()).await.is_err() {
+                        break; // the writer failed: its error is the one to report
+                    }
+                }
+                Err(e) => {
+                    failure = Some(ImageError::Registry {
+                        reference: s.name.clone(),
+                        what: format!("downloading layer {}", layer.digest),
+                        reason: e.to_string(),
+                    });
+                    break;
+                }
+            }
+        }
+        drop(tx);
+        if let Some(e) = failure {
+            // The writer sees a short blob and drops its temporary file.
+            let _ = writer.await;
+            return Err(e);
+        }
+        match writer.await {
+            Ok(r) => r,
+            Err(e) => Err(ImageError::Task {
+                what: format!("writing layer {}", layer.digest),
+                reason: e.to_string(),
+            }),
+        }
+    }
+}
+
+fn descriptor(digest: &Digest, size: u64, media_type: &str) -> OciDescriptor {
+    OciDescriptor {
+        media_type: media_type.to_string(),
+        digest: digest.to_string(),
+        size: i64::try_from(size).unwrap_or(i64::MAX),
+        ..Default::default()
+    }
+}

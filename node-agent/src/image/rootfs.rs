@@ -1,0 +1,282 @@
+//! A container's rootfs: an overlay mount of the image's snapshots (top layer
+//! first) with the container's own upper and work directories.
+//!
+//! Mount options are limited to one page, which images with many layers exceed
+//! with the classic `lowerdir=a:b:...` string. Where the kernel has the new mount
+//! API with `lowerdir+` (Linux 6.8+), each layer is passed on its own and there is
+//! no limit; otherwise the classic mount is used while it fits.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::mount::{MntFlags, MsFlags};
+use serde::{Deserialize, Serialize};
+use tracing::{debug, info};
+
+use super::ImageStore;
+use super::error::{ImageError, Result, blocking};
+use super::index::{ContainerRef, Image};
+
+/// A prepared container rootfs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rootfs {
+    pub container_id: String,
+    /// Where the overlay is mounted: the bundle's `root.path`.
+    pub path: PathBuf,
+    /// Snapshot directories, top layer first.
+    pub lower_dirs: Vec<PathBuf>,
+    pub upper_dir: PathBuf,
+    pub work_dir: PathBuf,
+}
+
+impl Rootfs {
+    /// The classic mount option string (what `mount -t overlay -o` would take).
+    pub fn mount_options(&self) -> String {
+        let lower: Vec<_> = self
+            .lower_dirs
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lower.join(":"),
+            self.upper_dir.display(),
+            self.work_dir.display()
+        )
+    }
+}
+
+/// Container ids become directory names: keep them plain.
+fn check_container_id(id: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && !id.starts_with('.')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ImageError::Rootfs {
+            container: id.to_string(),
+            reason: "a container id has 1-128 letters, digits, '-', '_' or '.'".into(),
+        })
+    }
+}
+
+impl ImageStore {
+    /// Directory of a container's upper, work and rootfs directories.
+    pub fn container_dir(&self, container_id: &str) -> PathBuf {
+        self.root.join("containers").join(container_id)
+    }
+
+    /// Mounts a rootfs for `container_id` from `image`. The container holds the
+    /// image's blobs and snapshots against `prune` until `release_rootfs`.
+    pub async fn prepare_rootfs(&self, image: &Image, container_id: &str) -> Result<Rootfs> {
+        check_container_id(container_id)?;
+        let _gc = self.gc.read().await;
+        self.ensure_snapshots(&image.layers).await?;
+        self.index.put_container(&ContainerRef {
+            container_id: container_id.to_string(),
+            image: image.clone(),
+        })?;
+        let mut lower_dirs = Vec::new();
+        for l in image.layers.iter().rev() {
+            let snap = self
+                .index
+                .snapshot(&l.chain_id)?
+                .ok_or_else(|| ImageError::Rootfs {
+                    container: container_id.to_string(),
+                    reason: format!("snapshot {} is missing", l.chain_id),
+                })?;
+            lower_dirs.push(self.snapshots.path(snap.id));
+        }
+        let dir = self.container_dir(container_id);
+        if lower_dirs.is_empty() {
+            lower_dirs.push(dir.join("empty"));
+        }
+        let rootfs = Rootfs {
+            container_id: container_id.to_string(),
+            path: dir.join("rootfs"),
+            lower_dirs,
+            upper_dir: dir.join("upper"),
+            work_dir: dir.join("work"),
+        };
+        let r = rootfs.clone();
+        blocking(format!("rootfs of {container_id}"), move || {
+            mount_overlay(&r)
+        })
+        .await?;
+        info!(container = container_id, image = %image.name, layers = image.layers.len(), "rootfs mounted");
+        Ok(rootfs)
+    }
+
+    /// Unmounts and deletes a container's rootfs and drops its hold on the image.
+    pub async fn release_rootfs(&self, container_id: &str) -> Result<()> {
+        check_container_id(container_id)?;
+        let dir = self.container_dir(container_id);
+        let id = container_id.to_string();
+        blocking(format!("release of {container_id}"), move || {
+            let target = dir.join("rootfs");
+            match nix::mount::umount2(&target, MntFlags::MNT_DETACH) {
+                Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
+                Err(e) => {
+                    return Err(ImageError::Rootfs {
+                        container: id,
+                        reason: format!("unmount {}: {e}", target.display()),
+                    });
+                }
+            }
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(ImageError::io("remove", dir, e)),
+            }
+        })
+        .await?;
+        self.index.remove_container(container_id)?;
+        debug!(container = container_id, "rootfs released");
+        Ok(())
+    }
+}
+
+fn mount_overlay(r: &Rootfs) -> Result<()> {
+    let err = |reason: String| ImageError::Rootfs {
+        container: r.container_id.clone(),
+        reason,
+    };
+    for d in [&r.upper_dir, &r.work_dir, &r.path] {
+        std::fs::create_dir_all(d).map_err(|e| ImageError::io("create", d, e))?;
+    }
+    if let Some(first) = r.lower_dirs.first()
+        && first.ends_with("empty")
+    {
+        std::fs::create_dir_all(first).map_err(|e| ImageError::io("create", first, e))?;
+    }
+    match mount_new_api(r) {
+        Ok(()) => return Ok(()),
+        Err(e)
+            if e.raw_os_error() == Some(libc::ENOSYS) || e.raw_os_error() == Some(libc::EINVAL) =>
+        {
+            debug!(container = %r.container_id, error = %e, "no lowerdir+ support, using mount(2)");
+        }
+        Err(e) => return Err(err(format!("overlay mount on {}: {e}", r.path.display()))),
+    }
+    let opts = r.mount_options();
+    let page = 4096;
+    if opts.len() >= page {
+        return Err(err(format!(
+            "{} layers need {} bytes of mount options, over the one-page limit of this kernel",
+            r.lower_dirs.len(),
+            opts.len()
+        )));
+    }
+    if r.lower_dirs.iter().any(|p| {
+        p.as_os_str()
+            .as_bytes()
+            .iter()
+            .any(|b| *b == b':' || *b == b',')
+    }) {
+        return Err(err("a snapshot path holds ':' or ','".into()));
+    }
+    nix::mount::mount(
+        Some("overlay"),
+        &r.path,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(opts.as_str()),
+    )
+    .map_err(|e| err(format!("overlay mount on {}: {e}", r.path.display())))
+}
+
+fn cstr(s: &[u8]) -> std::io::Result<CString> {
+    CString::new(s).map_err(std::io::Error::other)
+}
+
+/// fsopen/fsconfig/fsmount/move_mount with one `lowerdir+` per layer.
+fn mount_new_api(r: &Rootfs) -> std::io::Result<()> {
+    const FSOPEN_CLOEXEC: libc::c_uint = 1;
+    const FSCONFIG_SET_STRING: libc::c_uint = 1;
+    const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+    const FSMOUNT_CLOEXEC: libc::c_uint = 1;
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
+    let check = |r: libc::c_long| {
+        if r < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(r)
+        }
+    };
+    let fstype = cstr(b"overlay")?;
+    // SAFETY: a NUL-terminated name; the returned fd is owned below.
+    let fs = check(unsafe { libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), FSOPEN_CLOEXEC) })?;
+    // SAFETY: fsopen returned a fresh fd that nothing else owns.
+    let fs = unsafe { OwnedFd::from_raw_fd(fs as i32) };
+    let set = |key: &str, value: &Path| -> std::io::Result<()> {
+        let k = cstr(key.as_bytes())?;
+        let v = cstr(value.as_os_str().as_bytes())?;
+        // SAFETY: valid fd and NUL-terminated strings.
+        check(unsafe {
+            libc::syscall(
+                libc::SYS_fsconfig,
+                fs.as_raw_fd(),
+                FSCONFIG_SET_STRING,
+                k.as_ptr(),
+                v.as_ptr(),
+                0,
+            )
+        })
+        .map(drop)
+    };
+    for lower in &r.lower_dirs {
+        set("lowerdir+", lower)?;
+    }
+    set("upperdir", &r.upper_dir)?;
+    set("workdir", &r.work_dir)?;
+    // SAFETY: valid fd; CMD_CREATE takes no key or value.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_void>(),
+            0,
+        )
+    })?;
+    // SAFETY: valid fd; the returned mount fd is owned below.
+    let m = check(unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, 0) })?;
+    // SAFETY: fsmount returned a fresh fd that nothing else owns.
+    let m = unsafe { OwnedFd::from_raw_fd(m as i32) };
+    let empty = cstr(b"")?;
+    let target = cstr(r.path.as_os_str().as_bytes())?;
+    // SAFETY: valid fds and NUL-terminated paths.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            m.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    })
+    .map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_ids_are_plain_names() {
+        for ok in ["c1", "web.1-abc_2"] {
+            assert!(check_container_id(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "..", "../x", "a/b", ".hidden", &"x".repeat(129)] {
+            assert!(check_container_id(bad).is_err(), "{bad}");
+        }
+    }
+}
