@@ -1,0 +1,152 @@
+//! exec: a further process in a running container. The runtime joins the
+//! container's namespaces (the pid one for its child), forks, and the child joins
+//! the cgroup, takes the container process's attributes and execs.
+
+use std::io::Write;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+use nix::fcntl::{OFlag, open};
+use nix::sched::{CloneFlags, setns};
+use nix::sys::stat::Mode;
+use nix::unistd::{ForkResult, Pid, fork};
+use oci_spec::runtime::Spec;
+
+use super::CommandError;
+use crate::cgroups::Cgroup;
+use crate::process::setup::{exit, prepare_process};
+use crate::state::{Dir, Status};
+
+const NAMESPACES: &[&str] = &["cgroup", "ipc", "uts", "net", "pid", "mnt"];
+
+fn parse_user(user: &str) -> Result<(u32, u32), CommandError> {
+    let bad = || CommandError::BadUser(user.into());
+    match user.split_once(':') {
+        Some((u, g)) => Ok((u.parse().map_err(|_| bad())?, g.parse().map_err(|_| bad())?)),
+        None => {
+            let u = user.parse().map_err(|_| bad())?;
+            Ok((u, u))
+        }
+    }
+}
+
+pub fn exec(
+    root: &Path,
+    id: &str,
+    command: &[String],
+    env: &[String],
+    cwd: Option<&str>,
+    user: Option<&str>,
+) -> Result<i32, CommandError> {
+    let user = user.map(parse_user).transpose()?;
+    let dir = Dir::new(root, id)?;
+    let record = dir.load()?;
+    if dir.status(&record) != Status::Running {
+        return Err(CommandError::NotRunning(id.into()));
+    }
+    let spec = std::fs::read(dir.config())
+        .ok()
+        .and_then(|t| serde_json::from_slice::<Spec>(&t).ok())
+        .unwrap_or_default();
+    let mut process = spec.process().clone().unwrap_or_default();
+    process.set_args(Some(command.to_vec()));
+    if let Some(cwd) = cwd {
+        process.set_cwd(cwd.into());
+    }
+    let sys = |what| {
+        move |source| CommandError::Sys {
+            id: id.into(),
+            what,
+            source,
+        }
+    };
+    let cgroup = Cgroup::from_paths(&record.cgroup_paths).map_err(|source| CommandError::Cgroup {
+        id: id.into(),
+        source,
+    })?;
+    let procs = cgroup.open_procs().map_err(|source| CommandError::Cgroup {
+        id: id.into(),
+        source,
+    })?;
+    // Open every namespace first: after joining the mount one, /proc/PID is gone.
+    let own = |ns: &str| std::fs::metadata(format!("/proc/self/ns/{ns}")).ok();
+    let mut fds: Vec<(OwnedFd, &str)> = Vec::new();
+    for ns in NAMESPACES {
+        let path = format!("/proc/{}/ns/{ns}", record.pid);
+        let theirs = std::fs::metadata(&path).ok();
+        let same = match (own(ns), theirs) {
+            (Some(a), Some(b)) => {
+                use std::os::unix::fs::MetadataExt;
+                a.ino() == b.ino() && a.dev() == b.dev()
+            }
+            _ => false,
+        };
+        // pid_for_children is what a fork lands in; compare with the container's.
+        if same && *ns != "pid" {
+            continue;
+        }
+        let fd = open(path.as_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+            .map_err(sys("open a namespace of init"))?;
+        fds.push((fd, ns));
+    }
+    // The container's root: for a container without a mount namespace.
+    let root_fd = open(
+        format!("/proc/{}/root", record.pid).as_str(),
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(sys("open the root of init"))?;
+    for (fd, _) in &fds {
+        setns(fd, CloneFlags::empty()).map_err(sys("join a namespace of init"))?;
+    }
+    // A mount namespace join already moved us to its root; otherwise chroot.
+    if !fds.iter().any(|(_, ns)| *ns == "mnt") {
+        nix::unistd::fchdir(&root_fd).map_err(sys("chdir to the container root"))?;
+        nix::unistd::chroot(".").map_err(sys("chroot to the container root"))?;
+    }
+    drop(root_fd);
+    let (report_r, report_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(sys("make a pipe"))?;
+    // SAFETY: this process is single-threaded.
+    match unsafe { fork() }.map_err(sys("fork"))? {
+        ForkResult::Child => {
+            drop(report_r);
+            let mut report = std::fs::File::from(report_w);
+            for mut f in procs {
+                if let Err(e) = f.write_all(b"0") {
+                    let _ = write!(report, "failed to join the cgroup: {e}");
+                    exit(126);
+                }
+            }
+            match prepare_process(&process, env, user) {
+                Ok(cmd) => {
+                    crate::process::setup::close_range_cloexec(3);
+                    let err = cmd.exec();
+                    let _ = write!(report, "{err}");
+                    exit(127)
+                }
+                Err(e) => {
+                    let _ = write!(report, "{e}");
+                    exit(126)
+                }
+            }
+        }
+        ForkResult::Parent { child } => {
+            drop(procs);
+            drop(report_w);
+            let mut message = String::new();
+            let _ = std::io::Read::read_to_string(&mut std::fs::File::from(report_r), &mut message);
+            let status = crate::container::wait_for(Pid::from_raw(child.as_raw()));
+            if !message.is_empty() {
+                return Err(CommandError::Exec {
+                    id: id.into(),
+                    message,
+                });
+            }
+            Ok(match status {
+                nix::sys::wait::WaitStatus::Exited(_, code) => code,
+                nix::sys::wait::WaitStatus::Signaled(_, sig, _) => 128 + sig as i32,
+                _ => 255,
+            })
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! start, kill, delete, run.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, open};
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, kill, sigaction};
+use nix::sys::stat::Mode;
+use nix::unistd::Pid;
+
+use super::{CommandError, parse_signal, wait_gone};
+use crate::cgroups::Cgroup;
+use crate::cli::CreateArgs;
+use crate::container::{self, Mode2};
+use crate::state::{Dir, Status};
+
+pub fn start(root: &Path, id: &str) -> Result<(), CommandError> {
+    let dir = Dir::new(root, id)?;
+    let record = dir.load()?;
+    if dir.status(&record) != Status::Created {
+        return Err(CommandError::NotCreated(id.into()));
+    }
+    let sys = |what| {
+        move |source| CommandError::Sys {
+            id: id.into(),
+            what,
+            source,
+        }
+    };
+    // Non-blocking: with init gone there is no reader and this fails (ENXIO).
+    let fifo = open(&dir.fifo(), OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| match e {
+            Errno::ENXIO | Errno::ENOENT => CommandError::NotRunning(id.into()),
+            other => sys("open the exec fifo")(other),
+        })?;
+    nix::unistd::write(&fifo, &[0]).map_err(sys("write the exec fifo"))?;
+    let _ = std::fs::remove_file(dir.fifo());
+    Ok(())
+}
+
+pub fn kill_cmd(root: &Path, id: &str, sig: &str, all: bool, grace: Option<f64>) -> Result<(), CommandError> {
+    let signal = parse_signal(sig)?;
+    let dir = Dir::new(root, id)?;
+    let record = dir.load()?;
+    if dir.status(&record) == Status::Stopped {
+        return Err(CommandError::NotRunning(id.into()));
+    }
+    let cgroup = Cgroup::from_paths(&record.cgroup_paths).map_err(|source| CommandError::Cgroup {
+        id: id.into(),
+        source,
+    })?;
+    if all {
+        for pid in cgroup.pids() {
+            let _ = kill(Pid::from_raw(pid), signal);
+        }
+    } else {
+        kill(Pid::from_raw(record.pid), signal).map_err(|source| CommandError::Sys {
+            id: id.into(),
+            what: "signal init",
+            source,
+        })?;
+    }
+    if let Some(grace) = grace {
+        let secs = if grace.is_finite() && grace > 0.0 { grace } else { 0.0 };
+        if !wait_gone(record.pid, record.pid_start, Duration::from_secs_f64(secs)) {
+            let _ = kill(Pid::from_raw(record.pid), Signal::SIGKILL);
+            cgroup.kill_all().map_err(|source| CommandError::Cgroup {
+                id: id.into(),
+                source,
+            })?;
+            wait_gone(record.pid, record.pid_start, Duration::from_secs(10));
+        }
+    }
+    Ok(())
+}
+
+pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), CommandError> {
+    let dir = Dir::new(root, id)?;
+    if !dir.exists() {
+        return Ok(());
+    }
+    let record = match dir.load() {
+        Ok(r) => r,
+        // A state directory without a record: a create that died mid-way.
+        Err(crate::state::StateError::NotFound(_)) => {
+            dir.remove()?;
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let status = dir.status(&record);
+    if status == Status::Running && !force {
+        return Err(CommandError::StillRunning(id.into()));
+    }
+    let cgroup = Cgroup::from_paths(&record.cgroup_paths).map_err(|source| CommandError::Cgroup {
+        id: id.into(),
+        source,
+    })?;
+    if status != Status::Stopped {
+        let _ = kill(Pid::from_raw(record.pid), Signal::SIGKILL);
+    }
+    let cg_err = |source| CommandError::Cgroup {
+        id: id.into(),
+        source,
+    };
+    cgroup.kill_all().map_err(cg_err)?;
+    wait_gone(record.pid, record.pid_start, Duration::from_secs(10));
+    if record.monitor_pid > 0
+        && let Some(start) = crate::state::pid_start_time(record.monitor_pid)
+    {
+        // Only our monitor: its start time is not before init's.
+        if start <= record.pid_start {
+            wait_gone(record.monitor_pid, start, Duration::from_secs(10));
+        }
+    }
+    cgroup.destroy().map_err(cg_err)?;
+    dir.remove()?;
+    Ok(())
+}
+
+static RUN_CHILD: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn forward(sig: libc::c_int) {
+    let pid = RUN_CHILD.load(Ordering::Relaxed);
+    if pid > 0 {
+        // SAFETY: kill(2) is async-signal-safe.
+        unsafe {
+            libc::kill(pid, sig);
+        }
+    }
+}
+
+/// create + start + wait + delete; returns the exit status for the shell.
+pub fn run(root: &Path, args: &CreateArgs, detach: bool) -> Result<i32, CommandError> {
+    if detach {
+        container::create(root, args, Mode2::Create)?;
+        start(root, &args.id)?;
+        return Ok(0);
+    }
+    let created = container::create(root, args, Mode2::Run)?;
+    RUN_CHILD.store(created.record.pid, Ordering::Relaxed);
+    let action = SigAction::new(SigHandler::Handler(forward), SaFlags::SA_RESTART, SigSet::empty());
+    for sig in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+    ] {
+        // SAFETY: the handler only calls kill(2).
+        let _ = unsafe { sigaction(sig, &action) };
+    }
+    let status = container::wait_for(Pid::from_raw(created.record.pid));
+    let exit = container::exit_of(status, &created.cgroup);
+    if exit.oom_killed {
+        eprintln!(
+            "berth-runtime: container {} was OOM-killed (memory limit reached)",
+            args.id
+        );
+    }
+    let cg_err = |source| CommandError::Cgroup {
+        id: args.id.clone(),
+        source,
+    };
+    created.cgroup.destroy().map_err(cg_err)?;
+    created.dir.remove()?;
+    Ok(exit.shell_status())
+}

@@ -1,0 +1,319 @@
+//! Creating a container: the runtime forks a monitor, the monitor enters the pid
+//! namespace and forks init, init sets the container up and reports over the sync
+//! socket. Under `run` the runtime itself is the monitor. A failed create leaves
+//! nothing behind: init is killed, the cgroup and the state directory removed.
+
+use std::path::Path;
+
+use nix::sys::signal::{SigHandler, Signal, kill, signal};
+use nix::sys::stat::Mode;
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid, fork, mkfifo};
+
+use crate::cgroups::{self, Cgroup, CgroupError};
+use crate::cli::CreateArgs;
+use crate::namespaces::{NamespaceError, Plan};
+use crate::process::setup::{self, Context, StartGate, exit};
+use crate::rootfs::CgroupView;
+use crate::spec::{Bundle, SpecError};
+use crate::state::{self, Dir, Exit, Record, StateError};
+use crate::sync::{self, Msg, SyncError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error("container {id}: {source}")]
+    Namespace { id: String, source: NamespaceError },
+    #[error("container {id}: cgroup: {source}")]
+    Cgroup { id: String, source: CgroupError },
+    #[error("container {id}: {source}")]
+    Sync { id: String, source: SyncError },
+    #[error("container {id}: failed to {what}: {source}")]
+    Sys {
+        id: String,
+        what: &'static str,
+        source: nix::errno::Errno,
+    },
+    #[error("container {id}: failed to write {what}: {source}")]
+    Write {
+        id: String,
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("container {id}: {message}")]
+    Init { id: String, message: String },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Mode2 {
+    /// `create`: a monitor process waits for init; `start` releases it.
+    Create,
+    /// `run`: this process is the monitor; init execs at once.
+    Run,
+}
+
+pub struct Created {
+    pub dir: Dir,
+    pub record: Record,
+    pub cgroup: Cgroup,
+}
+
+/// Undoes a half-made container unless disarmed.
+struct Guard {
+    dir: Dir,
+    cgroup: Option<Cgroup>,
+    init: Option<Pid>,
+    monitor: Option<Pid>,
+    armed: bool,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Some(init) = self.init {
+            let _ = kill(init, Signal::SIGKILL);
+        }
+        // Init is our child under run, the monitor's under create.
+        for pid in [self.init, self.monitor].into_iter().flatten() {
+            let _ = waitpid(pid, None);
+        }
+        if let Some(cgroup) = &self.cgroup
+            && let Err(e) = cgroup.destroy()
+        {
+            eprintln!("berth-runtime: container {}: cleanup: {e}", self.dir.id);
+        }
+        if let Err(e) = self.dir.remove() {
+            eprintln!("berth-runtime: cleanup: {e}");
+        }
+    }
+}
+
+pub fn create(root: &Path, args: &CreateArgs, mode: Mode2) -> Result<Created, CreateError> {
+    let id = args.id.as_str();
+    let dir = Dir::new(root, id)?;
+    if dir.exists() {
+        return Err(StateError::Exists(id.to_string()).into());
+    }
+    let bundle = Bundle::load(&args.bundle)?;
+    let linux = bundle.spec.linux().clone().unwrap_or_default();
+    let ns_err = |source| CreateError::Namespace {
+        id: id.to_string(),
+        source,
+    };
+    let plan = Plan::new(linux.namespaces().as_deref().unwrap_or_default()).map_err(ns_err)?;
+    let cg_err = |source| CreateError::Cgroup {
+        id: id.to_string(),
+        source,
+    };
+    let rel = cgroups::relative_path(linux.cgroups_path().as_deref(), id).map_err(cg_err)?;
+    let cgroup = Cgroup::for_container(&rel).map_err(cg_err)?;
+    dir.create()?;
+    let mut guard = Guard {
+        dir: dir.clone(),
+        cgroup: Some(cgroup.clone()),
+        init: None,
+        monitor: None,
+        armed: true,
+    };
+    cgroup.create(linux.resources().as_ref()).map_err(cg_err)?;
+    let config = serde_json::to_vec(&bundle.spec).unwrap_or_default();
+    std::fs::write(dir.config(), config).map_err(|source| CreateError::Write {
+        id: id.to_string(),
+        what: dir.config().display().to_string(),
+        source,
+    })?;
+    let sys = |what| {
+        move |source| CreateError::Sys {
+            id: id.to_string(),
+            what,
+            source,
+        }
+    };
+    let gate = match mode {
+        Mode2::Run => StartGate::Immediately,
+        Mode2::Create => {
+            mkfifo(&dir.fifo(), Mode::from_bits_truncate(0o600)).map_err(sys("create the exec fifo"))?;
+            let fd = nix::fcntl::open(
+                &dir.fifo(),
+                nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(sys("open the exec fifo"))?;
+            StartGate::Fifo(fd)
+        }
+    };
+    let views = cgroup_views(&cgroup);
+    let sync_err = |source| CreateError::Sync {
+        id: id.to_string(),
+        source,
+    };
+    let (parent_sock, child_sock) = sync::pair().map_err(sync_err)?;
+    let ctx = Context {
+        id,
+        bundle: &bundle,
+        plan: &plan,
+        cgroup: &cgroup,
+        cgroup_views: &views,
+        gate,
+        sync: child_sock,
+        preserve_fds: args.preserve_fds,
+    };
+    let mut init = None;
+    match mode {
+        Mode2::Run => {
+            plan.enter_pid().map_err(ns_err)?;
+            // SAFETY: this process is single-threaded.
+            match unsafe { fork() }.map_err(sys("fork init"))? {
+                ForkResult::Child => {
+                    drop(parent_sock);
+                    setup::run_init(ctx)
+                }
+                ForkResult::Parent { child } => {
+                    guard.init = Some(child);
+                    init = Some(child);
+                }
+            }
+        }
+        Mode2::Create => {
+            // SAFETY: this process is single-threaded.
+            match unsafe { fork() }.map_err(sys("fork the monitor"))? {
+                ForkResult::Child => {
+                    drop(parent_sock);
+                    monitor(ctx, &dir)
+                }
+                ForkResult::Parent { child } => guard.monitor = Some(child),
+            }
+        }
+    }
+    loop {
+        match sync::recv(&parent_sock).map_err(sync_err)? {
+            Msg::Pid(pid) => {
+                guard.init = Some(Pid::from_raw(pid));
+                init = Some(Pid::from_raw(pid));
+            }
+            Msg::Ready => break,
+            Msg::Error(message) => {
+                return Err(CreateError::Init {
+                    id: id.to_string(),
+                    message,
+                });
+            }
+        }
+    }
+    let pid = init.map(Pid::as_raw).unwrap_or(0);
+    let record = Record {
+        id: id.to_string(),
+        pid,
+        pid_start: state::pid_start_time(pid).unwrap_or(0),
+        monitor_pid: guard.monitor.map(Pid::as_raw).unwrap_or(0),
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        created: state::now_rfc3339(),
+        cgroup_paths: cgroup.paths(),
+        annotations: bundle.spec.annotations().clone().unwrap_or_default(),
+    };
+    dir.save(&record)?;
+    if let Some(pid_file) = &args.pid_file {
+        let tmp = pid_file.with_extension("berth-tmp");
+        std::fs::write(&tmp, pid.to_string())
+            .and_then(|()| std::fs::rename(&tmp, pid_file))
+            .map_err(|source| CreateError::Write {
+                id: id.to_string(),
+                what: pid_file.display().to_string(),
+                source,
+            })?;
+    }
+    guard.armed = false;
+    Ok(Created {
+        dir,
+        record,
+        cgroup,
+    })
+}
+
+/// The monitor: enters the pid namespace, forks init, reports its pid, then
+/// waits for it and records how it ended.
+fn monitor(ctx: Context, dir: &Dir) -> ! {
+    if let Err(e) = ctx.plan.enter_pid() {
+        let _ = sync::send(&ctx.sync, &Msg::Error(e.to_string()));
+        exit(1);
+    }
+    let cgroup = ctx.cgroup.clone();
+    // SAFETY: this process is single-threaded.
+    let child = match unsafe { fork() } {
+        Ok(ForkResult::Child) => setup::run_init(ctx),
+        Ok(ForkResult::Parent { child }) => child,
+        Err(e) => {
+            let _ = sync::send(&ctx.sync, &Msg::Error(format!("fork init: {e}")));
+            exit(1);
+        }
+    };
+    let _ = sync::send(&ctx.sync, &Msg::Pid(child.as_raw()));
+    drop(ctx);
+    detach_stdio();
+    for sig in [Signal::SIGINT, Signal::SIGHUP, Signal::SIGTERM, Signal::SIGQUIT, Signal::SIGPIPE] {
+        // SAFETY: SIG_IGN runs no code.
+        let _ = unsafe { signal(sig, SigHandler::SigIgn) };
+    }
+    let status = wait_for(child);
+    let exit_info = exit_of(status, &cgroup);
+    let _ = dir.save_exit(&exit_info);
+    exit(exit_info.shell_status())
+}
+
+/// The monitor must not hold the caller's stdout or stderr open.
+fn detach_stdio() {
+    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+        use std::os::fd::AsRawFd;
+        for fd in 0..3 {
+            // SAFETY: dup2 onto the standard descriptors.
+            unsafe {
+                libc::dup2(null.as_raw_fd(), fd);
+            }
+        }
+    }
+}
+
+pub fn wait_for(child: Pid) -> WaitStatus {
+    loop {
+        match waitpid(child, None) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Ok(s @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => return s,
+            Err(_) => return WaitStatus::StillAlive,
+            Ok(_) => continue,
+        }
+    }
+}
+
+/// How init ended, with the OOM verdict from the cgroup.
+pub fn exit_of(status: WaitStatus, cgroup: &Cgroup) -> Exit {
+    let (code, signal) = match status {
+        WaitStatus::Exited(_, code) => (Some(code), None),
+        WaitStatus::Signaled(_, sig, _) => (None, Some(sig as i32)),
+        _ => (None, None),
+    };
+    let killed = signal == Some(libc::SIGKILL) || code == Some(128 + libc::SIGKILL);
+    Exit {
+        code,
+        signal,
+        oom_killed: killed && cgroup.oom_kills() > 0,
+    }
+}
+
+/// What the container's cgroup mount shows, per hierarchy.
+fn cgroup_views(cgroup: &Cgroup) -> Vec<CgroupView> {
+    match cgroup {
+        Cgroup::V2(v2) => vec![CgroupView {
+            name: String::new(),
+            fstype: "cgroup2",
+            data: String::new(),
+            host_dir: v2.path.clone(),
+        }],
+        Cgroup::V1(_) => crate::cgroups::v1_views(cgroup),
+    }
+}

@@ -1,0 +1,228 @@
+//! What the container's init process does between fork and exec, in order:
+//! cgroup, namespaces, hostname, rootfs, pivot_root, masked and read-only paths,
+//! then the process attributes; report `Ready`, wait for `start`, exec.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::sys::stat::{Mode, umask};
+use nix::unistd::{chdir, sethostname};
+use oci_spec::runtime::{Process, Spec};
+
+use super::{Command, ProcessError};
+use crate::caps::{CapsError, Sets};
+use crate::cgroups::{Cgroup, CgroupError};
+use crate::namespaces::{NamespaceError, Plan};
+use crate::rootfs::{self, CgroupView, RootfsError};
+use crate::spec::Bundle;
+use crate::sync::{self, Msg};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("cgroup: {0}")]
+    Cgroup(#[from] CgroupError),
+    #[error("namespaces: {0}")]
+    Namespace(#[from] NamespaceError),
+    #[error("rootfs: {0}")]
+    Rootfs(#[from] RootfsError),
+    #[error("capabilities: {0}")]
+    Caps(#[from] CapsError),
+    #[error("process: {0}")]
+    Process(#[from] ProcessError),
+    #[error("failed to set hostname {name:?}: {source}")]
+    Hostname { name: String, source: nix::errno::Errno },
+    #[error("failed to write sysctl {key}: {source}")]
+    Sysctl { key: String, source: std::io::Error },
+}
+
+/// How init learns that it may exec.
+pub enum StartGate {
+    /// `run`: at once.
+    Immediately,
+    /// `create` + `start`: when `start` writes a byte into the exec fifo (opened
+    /// read-write here, so opening never blocks and `start` finds a reader).
+    Fifo(OwnedFd),
+}
+
+pub struct Context<'a> {
+    pub id: &'a str,
+    pub bundle: &'a Bundle,
+    pub plan: &'a Plan,
+    pub cgroup: &'a Cgroup,
+    pub cgroup_views: &'a [CgroupView],
+    pub gate: StartGate,
+    pub sync: OwnedFd,
+    pub preserve_fds: u32,
+}
+
+/// Annotation that asks for berth's minimal init as PID 1.
+pub const INIT_ANNOTATION: &str = "run.berth.init";
+
+/// The init process's body; never returns.
+pub fn run_init(ctx: Context) -> ! {
+    match setup(&ctx) {
+        Ok(command) => {
+            if sync::send(&ctx.sync, &Msg::Ready).is_err() {
+                exit(1);
+            }
+            if let StartGate::Fifo(fd) = &ctx.gate {
+                let mut byte = [0u8; 1];
+                loop {
+                    match nix::unistd::read(fd, &mut byte) {
+                        Err(nix::errno::Errno::EINTR) => continue,
+                        Ok(1) => break,
+                        // The fifo went away without a start: give up.
+                        _ => exit(1),
+                    }
+                }
+            }
+            let nnp = ctx
+                .bundle
+                .spec
+                .process()
+                .as_ref()
+                .and_then(|p| p.no_new_privileges())
+                .unwrap_or(false);
+            if nnp && let Err(e) = super::set_no_new_privs() {
+                eprintln!("berth-runtime: container {}: {e}", ctx.id);
+                exit(1);
+            }
+            let wants_init = ctx
+                .bundle
+                .spec
+                .annotations()
+                .as_ref()
+                .and_then(|a| a.get(INIT_ANNOTATION))
+                .is_some_and(|v| v == "true");
+            if wants_init {
+                crate::init::run(&command);
+            }
+            let err = command.exec();
+            eprintln!("berth-runtime: container {}: {err}", ctx.id);
+            exit(127);
+        }
+        Err(e) => {
+            let _ = sync::send(&ctx.sync, &Msg::Error(e.to_string()));
+            exit(1);
+        }
+    }
+}
+
+pub fn exit(code: i32) -> ! {
+    // SAFETY: _exit skips atexit handlers and stdio flushing of the forked copy.
+    unsafe { libc::_exit(code) }
+}
+
+fn setup(ctx: &Context) -> Result<Command, SetupError> {
+    let spec = &ctx.bundle.spec;
+    umask(Mode::empty());
+    ctx.cgroup.join_self()?;
+    ctx.plan.enter_rest()?;
+    if ctx.plan.new_uts()
+        && let Some(name) = spec.hostname()
+    {
+        sethostname(name).map_err(|source| SetupError::Hostname {
+            name: name.clone(),
+            source,
+        })?;
+    }
+    if ctx.plan.has_mount_ns() {
+        let new_cgroup_ns = ctx
+            .plan
+            .unshare
+            .contains(nix::sched::CloneFlags::CLONE_NEWCGROUP);
+        rootfs::prepare(&rootfs::Setup {
+            spec,
+            rootfs: &ctx.bundle.rootfs,
+            bundle: &ctx.bundle.dir,
+            cgroups: ctx.cgroup_views,
+            new_cgroup_ns,
+        })?;
+        rootfs::pivot(&ctx.bundle.rootfs)?;
+        write_sysctls(spec)?;
+        rootfs::finalize(spec)?;
+    } else {
+        nix::unistd::chroot(&ctx.bundle.rootfs).map_err(|source| RootfsError::Sys {
+            what: "chroot to",
+            path: ctx.bundle.rootfs.clone(),
+            source,
+        })?;
+    }
+    let process = spec.process().as_ref().cloned().unwrap_or_default();
+    let command = prepare_process(&process, &[], None)?;
+    // Only stdio and the preserved fds go through exec.
+    close_range_cloexec(3 + ctx.preserve_fds);
+    let _ = ctx.sync.as_raw_fd();
+    Ok(command)
+}
+
+fn write_sysctls(spec: &Spec) -> Result<(), SetupError> {
+    let Some(sysctl) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) else {
+        return Ok(());
+    };
+    for (key, value) in sysctl {
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        std::fs::write(&path, value).map_err(|source| SetupError::Sysctl {
+            key: key.clone(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// Process attributes shared by init and exec: rlimits, oom_score_adj,
+/// capabilities, user, cwd, the executable, umask. `user` overrides uid:gid.
+pub fn prepare_process(
+    process: &Process,
+    extra_env: &[String],
+    user: Option<(u32, u32)>,
+) -> Result<Command, SetupError> {
+    super::set_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
+    super::set_oom_score_adj(process.oom_score_adj())?;
+    let sets = Sets::from_spec(process.capabilities().as_ref())?;
+    sets.apply_bounding()?;
+    let spec_user = process.user();
+    let (uid, gid) = user.unwrap_or((spec_user.uid(), spec_user.gid()));
+    let groups = spec_user.additional_gids().clone().unwrap_or_default();
+    super::set_keep_caps(true);
+    super::set_user(uid, gid, &groups)?;
+    super::set_keep_caps(false);
+    sets.apply_rest()?;
+    let cwd = process.cwd();
+    chdir(cwd.as_path()).map_err(|source| ProcessError::Cwd {
+        path: cwd.clone(),
+        source,
+    })?;
+    let env = super::environment(process, extra_env);
+    let args = process.args().clone().unwrap_or_default();
+    let arg0 = args.first().map(String::as_str).unwrap_or("");
+    let path = super::lookup(arg0, &env)?;
+    umask(Mode::from_bits_truncate(spec_user.umask().unwrap_or(0o022)));
+    reset_signals();
+    Ok(Command::new(&path, &args, &env)?)
+}
+
+/// Marks every fd from `first` on close-on-exec.
+pub fn close_range_cloexec(first: u32) {
+    // SAFETY: close_range with integer arguments; CLOEXEC only flags the fds.
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        );
+    }
+}
+
+/// Default dispositions and an empty mask, so the runtime's choices do not leak.
+pub fn reset_signals() {
+    use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, signal, sigprocmask};
+    for sig in Signal::iterator() {
+        if matches!(sig, Signal::SIGKILL | Signal::SIGSTOP) {
+            continue;
+        }
+        // SAFETY: installing SIG_DFL runs no code of ours.
+        let _ = unsafe { signal(sig, SigHandler::SigDfl) };
+    }
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+}

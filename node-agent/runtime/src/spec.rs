@@ -1,0 +1,158 @@
+//! Reading and checking a bundle: config.json (with oci-spec) and its rootfs.
+
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::Spec;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("bundle {}: {source}", path.display())]
+    Bundle {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("bundle {}: cannot read config.json: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("bundle {}: malformed config.json: {source}", path.display())]
+    Malformed {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("bundle {}: unknown namespace type {kind:?} in config.json", path.display())]
+    UnknownNamespace { path: PathBuf, kind: String },
+    #[error("bundle {}: config.json has no {what}", path.display())]
+    Missing { path: PathBuf, what: &'static str },
+    #[error("bundle {}: rootfs {} does not exist or is not a directory", bundle.display(), rootfs.display())]
+    NoRootfs { bundle: PathBuf, rootfs: PathBuf },
+    #[error("bundle {}: {what}", path.display())]
+    Unsupported { path: PathBuf, what: String },
+}
+
+/// A loaded bundle.
+#[derive(Debug)]
+pub struct Bundle {
+    /// Absolute bundle directory.
+    pub dir: PathBuf,
+    /// Absolute rootfs directory.
+    pub rootfs: PathBuf,
+    pub spec: Spec,
+}
+
+const NAMESPACE_TYPES: &[&str] = &[
+    "pid", "network", "net", "mount", "mnt", "ipc", "uts", "user", "cgroup", "time",
+];
+
+impl Bundle {
+    pub fn load(dir: &Path) -> Result<Bundle, SpecError> {
+        let dir = std::fs::canonicalize(dir).map_err(|source| SpecError::Bundle {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let config = dir.join("config.json");
+        let text = std::fs::read(&config).map_err(|source| SpecError::Read {
+            path: dir.clone(),
+            source,
+        })?;
+        let spec = parse(&dir, &text)?;
+        let root = spec.root().as_ref().ok_or_else(|| SpecError::Missing {
+            path: dir.clone(),
+            what: "root",
+        })?;
+        let rootfs = dir.join(root.path());
+        if !rootfs.is_dir() {
+            return Err(SpecError::NoRootfs {
+                bundle: dir,
+                rootfs,
+            });
+        }
+        let rootfs = std::fs::canonicalize(&rootfs).map_err(|source| SpecError::Bundle {
+            path: rootfs.clone(),
+            source,
+        })?;
+        let process = spec.process().as_ref().ok_or_else(|| SpecError::Missing {
+            path: dir.clone(),
+            what: "process",
+        })?;
+        if process.args().as_ref().is_none_or(|a| a.is_empty()) {
+            return Err(SpecError::Missing {
+                path: dir,
+                what: "process.args",
+            });
+        }
+        if process.terminal() == Some(true) {
+            return Err(SpecError::Unsupported {
+                path: dir,
+                what: "process.terminal is true; berth-runtime supports only pass-through stdio"
+                    .into(),
+            });
+        }
+        let has_user_ns = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.namespaces().as_ref())
+            .is_some_and(|ns| {
+                ns.iter()
+                    .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::User)
+            });
+        if has_user_ns {
+            return Err(SpecError::Unsupported {
+                path: dir,
+                what: "user namespaces are not supported yet".into(),
+            });
+        }
+        Ok(Bundle { dir, rootfs, spec })
+    }
+}
+
+/// Parses config.json, naming an unknown namespace type plainly instead of serde's
+/// "unknown variant" deep in the document.
+pub fn parse(dir: &Path, text: &[u8]) -> Result<Spec, SpecError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(text).map_err(|source| SpecError::Malformed {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    if let Some(namespaces) = value.pointer("/linux/namespaces").and_then(|v| v.as_array()) {
+        for ns in namespaces {
+            let kind = ns.get("type").and_then(|t| t.as_str()).unwrap_or("");
+            if !NAMESPACE_TYPES.contains(&kind) {
+                return Err(SpecError::UnknownNamespace {
+                    path: dir.to_path_buf(),
+                    kind: kind.to_string(),
+                });
+            }
+        }
+    }
+    serde_json::from_value(value).map_err(|source| SpecError::Malformed {
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_namespace_is_named() {
+        let text = br#"{"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"pid"},{"type":"bogus"}]}}"#;
+        let err = parse(Path::new("/b"), text).unwrap_err().to_string();
+        assert!(err.contains("unknown namespace type \"bogus\""), "{err}");
+    }
+
+    #[test]
+    fn malformed_json_is_reported() {
+        let err = parse(Path::new("/b"), b"{not json").unwrap_err().to_string();
+        assert!(err.contains("malformed config.json"), "{err}");
+    }
+
+    #[test]
+    fn default_spec_roundtrips() {
+        let text = serde_json::to_vec(&Spec::default()).expect("serialize");
+        let spec = parse(Path::new("/b"), &text).expect("parse");
+        assert_eq!(spec.hostname().as_deref(), Some("youki"));
+    }
+}
