@@ -1,0 +1,173 @@
+//! Pulls from Debian's docker-registry of images built by umoci and pushed by skopeo.
+
+mod support;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use berth_agent::image::{ImageStore, PullOptions};
+use support::{Registry, Workdir, busybox_layout, derive_layer, layout_layers, run};
+
+fn opts(reg: &Registry) -> PullOptions {
+    PullOptions {
+        insecure_registries: vec![reg.addr()],
+        ..PullOptions::default()
+    }
+}
+
+/// Files left in the store's scratch areas (ingest files, unfinished snapshots).
+fn scratch_left(store: &ImageStore) -> Vec<String> {
+    let mut left = Vec::new();
+    for dir in ["ingest", "snapshots"] {
+        for e in std::fs::read_dir(store.root().join(dir))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = e.file_name().to_string_lossy().to_string();
+            if dir == "ingest" || name.starts_with("tmp-") {
+                left.push(format!("{dir}/{name}"));
+            }
+        }
+    }
+    left
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_image_on_the_same_base_fetches_only_its_new_layer() -> Result<()> {
+    let work = Workdir::new("shared_base")?;
+    let layout = work.join("layout");
+    busybox_layout(&work.path, &layout, "base")?;
+    derive_layer(&work.path, &layout, "base", "app", |root| {
+        std::fs::write(root.join("etc/app.conf"), "port=8080\n")?;
+        Ok(())
+    })?;
+    let base_layers = layout_layers(&layout, "base")?;
+    let app_layers = layout_layers(&layout, "app")?;
+    assert_eq!(base_layers.len(), 1);
+    assert_eq!(app_layers.len(), 2);
+    assert_eq!(app_layers[0], base_layers[0], "umoci kept the base layer");
+
+    let reg = Registry::start(&work.path, None)?;
+    reg.push(&layout, "base", "busybox:base")?;
+    reg.push(&layout, "app", "app:1")?;
+
+    let store = ImageStore::open(&work.join("agent"))?;
+    let base = store
+        .pull(&format!("{}/busybox:base", reg.addr()), &opts(&reg))
+        .await?;
+    assert_eq!(reg.blob_gets(&base_layers[0]), 1);
+    let app = store
+        .pull(&format!("{}/app:1", reg.addr()), &opts(&reg))
+        .await?;
+    assert_eq!(
+        reg.blob_gets(&base_layers[0]),
+        1,
+        "the shared base layer was downloaded again"
+    );
+    assert_eq!(
+        reg.blob_gets(&app_layers[1]),
+        1,
+        "the new layer was fetched once"
+    );
+
+    // A third pull of an image already there fetches no blob at all.
+    let before = reg.all_blob_gets();
+    store
+        .pull(&format!("{}/app:1", reg.addr()), &opts(&reg))
+        .await?;
+    assert_eq!(reg.all_blob_gets(), before);
+
+    // One snapshot per layer, the base one shared; its content is busybox.
+    assert_eq!(app.layers[0].chain_id, base.layers[0].chain_id);
+    let base_snap = store
+        .snapshot_path(&base.layers[0].chain_id)?
+        .context("base snapshot")?;
+    let busybox = std::fs::metadata(base_snap.join("bin/busybox"))?;
+    let original = std::fs::metadata("/bin/busybox")?;
+    assert_eq!(busybox.len(), original.len());
+    assert_eq!(busybox.mode() & 0o7777, original.mode() & 0o7777);
+    assert_eq!(
+        std::fs::read_link(base_snap.join("bin/sh"))?,
+        Path::new("busybox")
+    );
+    let app_snap = store
+        .snapshot_path(&app.layers[1].chain_id)?
+        .context("app snapshot")?;
+    assert_eq!(
+        std::fs::read_to_string(app_snap.join("etc/app.conf"))?,
+        "port=8080\n"
+    );
+    assert!(
+        !app_snap.join("bin/busybox").exists(),
+        "a snapshot holds only its layer"
+    );
+
+    let config = store.image_config(&app)?;
+    assert_eq!(config.argv(), vec!["sh"]);
+    assert_eq!(config.diff_ids.len(), 2);
+    assert!(scratch_left(&store).is_empty());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_pulls_lists_removes_and_prunes() -> Result<()> {
+    let work = Workdir::new("cli")?;
+    let layout = work.join("layout");
+    busybox_layout(&work.path, &layout, "base")?;
+    let reg = Registry::start(&work.path, None)?;
+    reg.push(&layout, "base", "cli/busybox:1")?;
+    let agent = env!("CARGO_BIN_EXE_berth-agent");
+    let data = work.join("agent").display().to_string();
+    let reference = format!("{}/cli/busybox:1", reg.addr());
+    let out = run(
+        agent,
+        &[
+            "image",
+            "pull",
+            "--data-dir",
+            &data,
+            "--insecure-registry",
+            &reg.addr(),
+            &reference,
+        ],
+    )?;
+    assert!(out.starts_with(&reference), "{out}");
+    let listed: serde_json::Value = serde_json::from_str(&run(
+        agent,
+        &["image", "ls", "--data-dir", &data, "--format", "json"],
+    )?)?;
+    assert_eq!(listed[0]["name"], reference.as_str());
+    assert_eq!(listed[0]["layers"].as_array().map(Vec::len), Some(1));
+    let table = run(agent, &["image", "ls", "--data-dir", &data])?;
+    assert!(table.contains(&reference), "{table}");
+
+    // Without --insecure-registry the pull is HTTPS and fails clearly.
+    let https = std::process::Command::new(agent)
+        .args(["image", "pull", "--data-dir", &data, "--quiet", &reference])
+        .output()?;
+    assert!(!https.status.success());
+    let err = String::from_utf8_lossy(&https.stderr);
+    assert!(err.contains(&reference), "{err}");
+
+    run(agent, &["image", "rm", "--data-dir", &data, &reference])?;
+    let pruned = run(agent, &["image", "prune", "--data-dir", &data])?;
+    assert!(pruned.contains("removed 3 blobs"), "{pruned}");
+    assert!(pruned.contains("1 snapshots"), "{pruned}");
+    let store = ImageStore::open(&work.join("agent"))?;
+    assert!(store.list()?.is_empty());
+    assert!(
+        std::fs::read_dir(store.root().join("blobs/sha256"))?
+            .next()
+            .is_none()
+    );
+
+    // The daemon form still parses and says honestly that it is not built.
+    let daemon = std::process::Command::new(agent)
+        .args(["--data-dir", &data, "--controller", "127.0.0.1:1"])
+        .output()?;
+    assert!(!daemon.status.success());
+    assert!(String::from_utf8_lossy(&daemon.stderr).contains("not built"));
+    Ok(())
+}

@@ -1,0 +1,427 @@
+//! Real parts for the image tests: Debian's docker-registry on a loopback port of
+//! its own, images built by umoci from busybox-static and pushed by skopeo, and
+//! a fault-injecting HTTP relay in front of the registry.
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use berth_testhost::wait_until;
+
+const TEST_ROOT: &str = "/tmp/berth-image-tests";
+
+/// A per-test scratch directory, removed on drop (also on panic). Directories of
+/// earlier runs whose process is gone are removed on creation.
+pub struct Workdir {
+    pub path: PathBuf,
+}
+
+impl Workdir {
+    pub fn new(test: &str) -> Result<Workdir> {
+        std::fs::create_dir_all(TEST_ROOT)?;
+        for entry in std::fs::read_dir(TEST_ROOT)?.flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            let pid = name.split('-').next().and_then(|p| p.parse::<u32>().ok());
+            if let Some(pid) = pid
+                && !Path::new(&format!("/proc/{pid}")).exists()
+            {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        let path = PathBuf::from(TEST_ROOT).join(format!("{}-{test}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path)?;
+        Ok(Workdir { path })
+    }
+
+    pub fn join(&self, p: &str) -> PathBuf {
+        self.path.join(p)
+    }
+}
+
+impl Drop for Workdir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Runs a command, failing with its output.
+pub fn run(prog: &str, args: &[&str]) -> Result<String> {
+    let out = Command::new(prog)
+        .args(args)
+        .output()
+        .with_context(|| format!("failed to start {prog}"))?;
+    if !out.status.success() {
+        bail!(
+            "{prog} {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A free port on 127.0.0.1 (the registry retries if another test took it).
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Kills a child when the test process dies, however it dies.
+fn die_with_parent(cmd: &mut Command) {
+    // SAFETY: prctl is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+}
+
+/// Debian's docker-registry on its own loopback port, killed on drop.
+pub struct Registry {
+    pub port: u16,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Registry {
+    /// Starts a registry storing in `dir`; `htpasswd` turns on basic auth.
+    pub fn start(dir: &Path, htpasswd: Option<&Path>) -> Result<Registry> {
+        let mut last = None;
+        for _ in 0..5 {
+            match Registry::try_start(dir, htpasswd) {
+                Ok(r) => return Ok(r),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("registry did not start")))
+    }
+
+    fn try_start(dir: &Path, htpasswd: Option<&Path>) -> Result<Registry> {
+        let port = free_port()?;
+        let storage = dir.join("registry-storage");
+        std::fs::create_dir_all(&storage)?;
+        let auth = match htpasswd {
+            Some(p) => format!(
+                "auth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n",
+                p.display()
+            ),
+            None => String::new(),
+        };
+        let config = dir.join(format!("registry-{port}.yml"));
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
+                 http:\n  addr: 127.0.0.1:{port}\nlog:\n  level: warn\n  accesslog:\n    disabled: false\n{auth}",
+                storage.display()
+            ),
+        )?;
+        let log = dir.join(format!("registry-{port}.log"));
+        let logf = std::fs::File::create(&log)?;
+        let mut cmd = Command::new("docker-registry");
+        cmd.arg("serve")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(logf.try_clone()?)
+            .stderr(logf);
+        die_with_parent(&mut cmd);
+        let child = cmd.spawn().context("failed to start docker-registry")?;
+        let mut reg = Registry { port, child, log };
+        let ready = wait_until(
+            "the registry to answer /v2/",
+            Duration::from_secs(20),
+            || {
+                if let Ok(Some(_)) = reg.child.try_wait() {
+                    return Some(false);
+                }
+                let status = http_status(port, "/v2/")?;
+                (status == 200 || status == 401).then_some(true)
+            },
+        );
+        match ready {
+            Ok(true) => Ok(reg),
+            Ok(false) => bail!("registry exited: {}", std::fs::read_to_string(&reg.log)?),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// How many successful GETs of `digest` as a blob the access log shows.
+    pub fn blob_gets(&self, digest: &str) -> usize {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let needle = format!("/blobs/{digest} ");
+        log.lines()
+            .filter(|l| l.contains("\"GET /v2/") && l.contains(&needle) && l.contains("\" 200 "))
+            .count()
+    }
+
+    /// Every blob GET in the access log.
+    pub fn all_blob_gets(&self) -> usize {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        log.lines()
+            .filter(|l| l.contains("\"GET /v2/") && l.contains("/blobs/sha256:"))
+            .count()
+    }
+
+    /// Pushes `layout:tag` as `repo:tag` with skopeo.
+    pub fn push(&self, layout: &Path, tag: &str, repo_tag: &str) -> Result<()> {
+        let src = format!("oci:{}:{tag}", layout.display());
+        let dst = format!("docker://{}/{repo_tag}", self.addr());
+        run(
+            "skopeo",
+            &[
+                "copy",
+                "--all",
+                "--dest-tls-verify=false",
+                "--quiet",
+                &src,
+                &dst,
+            ],
+        )?;
+        Ok(())
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Status code of a plain GET to 127.0.0.1:port.
+fn http_status(port: u16, path: &str) -> Option<u16> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).ok()?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Builds the OCI layout `layout` with tag `tag`: busybox-static with one
+/// symlink per applet, cmd `sh`.
+pub fn busybox_layout(work: &Path, layout: &Path, tag: &str) -> Result<()> {
+    if !layout.exists() {
+        run(
+            "umoci",
+            &["init", "--layout", &layout.display().to_string()],
+        )?;
+    }
+    let image = format!("{}:{tag}", layout.display());
+    run("umoci", &["new", "--image", &image])?;
+    let bundle = work.join(format!("bundle-{tag}"));
+    run(
+        "umoci",
+        &["unpack", "--image", &image, &bundle.display().to_string()],
+    )?;
+    let bin = bundle.join("rootfs/bin");
+    std::fs::create_dir_all(&bin)?;
+    std::fs::copy("/bin/busybox", bin.join("busybox"))?;
+    for applet in run("/bin/busybox", &["--list"])?.lines() {
+        if applet != "busybox" {
+            std::os::unix::fs::symlink("busybox", bin.join(applet))?;
+        }
+    }
+    std::fs::create_dir_all(bundle.join("rootfs/etc"))?;
+    std::fs::write(bundle.join("rootfs/etc/base-release"), "base\n")?;
+    run(
+        "umoci",
+        &["repack", "--image", &image, &bundle.display().to_string()],
+    )?;
+    run(
+        "umoci",
+        &["config", "--image", &image, "--config.cmd", "sh"],
+    )?;
+    std::fs::remove_dir_all(&bundle)?;
+    Ok(())
+}
+
+/// Adds a layer on top of `from` as `to`: `change` edits the unpacked rootfs.
+pub fn derive_layer(
+    work: &Path,
+    layout: &Path,
+    from: &str,
+    to: &str,
+    change: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
+    let bundle = work.join(format!("bundle-{to}"));
+    run(
+        "umoci",
+        &[
+            "unpack",
+            "--image",
+            &format!("{}:{from}", layout.display()),
+            &bundle.display().to_string(),
+        ],
+    )?;
+    change(&bundle.join("rootfs"))?;
+    run(
+        "umoci",
+        &[
+            "repack",
+            "--image",
+            &format!("{}:{to}", layout.display()),
+            &bundle.display().to_string(),
+        ],
+    )?;
+    std::fs::remove_dir_all(&bundle)?;
+    Ok(())
+}
+
+/// Digests of the layers of `layout:tag`, bottom first, read from the layout.
+pub fn layout_layers(layout: &Path, tag: &str) -> Result<Vec<String>> {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json"))?)?;
+    let entry = index["manifests"]
+        .as_array()
+        .context("manifests")?
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+        .context("tag not in the layout")?;
+    let digest = entry["digest"].as_str().context("digest")?;
+    let hex = digest.trim_start_matches("sha256:");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(hex))?)?;
+    Ok(manifest["layers"]
+        .as_array()
+        .context("layers")?
+        .iter()
+        .filter_map(|l| l["digest"].as_str().map(str::to_string))
+        .collect())
+}
+
+/// What the relay does to a request whose path contains `path_part`.
+#[derive(Clone, Debug)]
+pub enum Fault {
+    /// Answer with this status and an empty body.
+    Status(u16),
+    /// Relay the answer but cut the body in half (the Content-Length stays).
+    Truncate,
+    /// Relay the answer with one byte of the body changed.
+    Corrupt,
+}
+
+/// An HTTP/1.1 relay in front of the registry that injects faults, for as long
+/// as it lives (its thread ends when the listener is dropped).
+pub struct Relay {
+    pub port: u16,
+    rules: Arc<Mutex<Vec<(String, Fault)>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Relay {
+    pub fn start(upstream: u16) -> Result<Relay> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        let rules: Arc<Mutex<Vec<(String, Fault)>>> = Arc::default();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (r, st) = (rules.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if st.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let rules = r.lock().map(|g| g.clone()).unwrap_or_default();
+                std::thread::spawn(move || {
+                    let _ = relay_one(conn, upstream, &rules);
+                });
+            }
+        });
+        Ok(Relay { port, rules, stop })
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn set(&self, rules: Vec<(String, Fault)>) {
+        if let Ok(mut g) = self.rules.lock() {
+            *g = rules;
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+/// Relays requests of one client connection, one upstream connection each.
+fn relay_one(client: TcpStream, upstream: u16, rules: &[(String, Fault)]) -> Result<()> {
+    client.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut reader = BufReader::new(client.try_clone()?);
+    let mut client = client;
+    loop {
+        let mut head = Vec::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line)? == 0 {
+                return Ok(());
+            }
+            if line == "\r\n" {
+                break;
+            }
+            if !line.to_ascii_lowercase().starts_with("connection:") {
+                head.push(line);
+            }
+        }
+        let path = head
+            .first()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap_or("")
+            .to_string();
+        let fault = rules.iter().find(|(p, _)| path.contains(p)).map(|(_, f)| f);
+        if let Some(Fault::Status(code)) = fault {
+            write!(
+                client,
+                "HTTP/1.1 {code} Injected\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )?;
+            return Ok(());
+        }
+        let mut up = TcpStream::connect(("127.0.0.1", upstream))?;
+        let mut req = head.concat();
+        req.push_str("Connection: close\r\n\r\n");
+        up.write_all(req.as_bytes())?;
+        let mut resp = Vec::new();
+        up.read_to_end(&mut resp)?;
+        let split = resp
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(resp.len(), |p| p + 4);
+        let (h, body) = resp.split_at(split);
+        let mut headers = String::from_utf8_lossy(h).replace("Connection: close\r\n", "");
+        headers = headers.trim_end_matches("\r\n").to_string() + "\r\nConnection: close\r\n\r\n";
+        let mut body = body.to_vec();
+        match fault {
+            Some(Fault::Truncate) => body.truncate(body.len() / 2),
+            Some(Fault::Corrupt) => {
+                let mid = body.len() / 2;
+                if let Some(b) = body.get_mut(mid) {
+                    *b ^= 0xff;
+                }
+            }
+            _ => {}
+        }
+        client.write_all(headers.as_bytes())?;
+        client.write_all(&body)?;
+        return Ok(());
+    }
+}
