@@ -37,7 +37,7 @@ mod unpack;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::StreamExt;
 
 pub use auth::AuthError;
 pub use config::ImageConfig;
@@ -145,10 +145,14 @@ impl ImageStore {
                     .map(drop)
             })
         });
+        // Every job runs to its end, also after one failed: no download or unpack
+        // outlives the call, so a failed call leaves no scratch file behind.
         futures_util::stream::iter(jobs)
             .buffer_unordered(parallel)
-            .try_collect::<Vec<()>>()
-            .await?;
+            .collect::<Vec<Result<()>>>()
+            .await
+            .into_iter()
+            .collect::<Result<Vec<()>>>()?;
         Ok(())
     }
 }

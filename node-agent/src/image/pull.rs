@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::StreamExt;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::OciDistributionError;
@@ -276,10 +276,14 @@ impl ImageStore {
                 .await
             }
         });
+        // Every job runs to its end, also after one failed: no download or unpack
+        // outlives the call, so a failed call leaves no scratch file behind.
         futures_util::stream::iter(jobs)
             .buffer_unordered(opts.max_concurrent_downloads.max(1))
-            .try_collect::<Vec<()>>()
-            .await?;
+            .collect::<Vec<Result<()>>>()
+            .await
+            .into_iter()
+            .collect::<Result<Vec<()>>>()?;
         Ok(())
     }
 

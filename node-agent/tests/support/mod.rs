@@ -40,7 +40,7 @@ impl Workdir {
         Ok(Workdir { path })
     }
 
-    pub fn join(&self, p: &str) -> PathBuf {
+    pub fn join(&self, p: impl AsRef<Path>) -> PathBuf {
         self.path.join(p)
     }
 }
@@ -364,64 +364,101 @@ impl Drop for Relay {
     }
 }
 
-/// Relays requests of one client connection, one upstream connection each.
+/// Relays the one request of a client connection (answers say `Connection: close`).
 fn relay_one(client: TcpStream, upstream: u16, rules: &[(String, Fault)]) -> Result<()> {
     client.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut reader = BufReader::new(client.try_clone()?);
     let mut client = client;
+    let mut head = Vec::new();
     loop {
-        let mut head = Vec::new();
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line)? == 0 {
-                return Ok(());
-            }
-            if line == "\r\n" {
-                break;
-            }
-            if !line.to_ascii_lowercase().starts_with("connection:") {
-                head.push(line);
-            }
-        }
-        let path = head
-            .first()
-            .and_then(|l| l.split_whitespace().nth(1))
-            .unwrap_or("")
-            .to_string();
-        let fault = rules.iter().find(|(p, _)| path.contains(p)).map(|(_, f)| f);
-        if let Some(Fault::Status(code)) = fault {
-            write!(
-                client,
-                "HTTP/1.1 {code} Injected\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-            )?;
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
             return Ok(());
         }
-        let mut up = TcpStream::connect(("127.0.0.1", upstream))?;
-        let mut req = head.concat();
-        req.push_str("Connection: close\r\n\r\n");
-        up.write_all(req.as_bytes())?;
-        let mut resp = Vec::new();
-        up.read_to_end(&mut resp)?;
-        let split = resp
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .map_or(resp.len(), |p| p + 4);
-        let (h, body) = resp.split_at(split);
-        let mut headers = String::from_utf8_lossy(h).replace("Connection: close\r\n", "");
-        headers = headers.trim_end_matches("\r\n").to_string() + "\r\nConnection: close\r\n\r\n";
-        let mut body = body.to_vec();
-        match fault {
-            Some(Fault::Truncate) => body.truncate(body.len() / 2),
-            Some(Fault::Corrupt) => {
-                let mid = body.len() / 2;
-                if let Some(b) = body.get_mut(mid) {
-                    *b ^= 0xff;
-                }
-            }
-            _ => {}
+        if line == "\r\n" {
+            break;
         }
-        client.write_all(headers.as_bytes())?;
-        client.write_all(&body)?;
+        if !line.to_ascii_lowercase().starts_with("connection:") {
+            head.push(line);
+        }
+    }
+    let path = head
+        .first()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or("")
+        .to_string();
+    let fault = rules.iter().find(|(p, _)| path.contains(p)).map(|(_, f)| f);
+    if let Some(Fault::Status(code)) = fault {
+        write!(
+            client,
+            "HTTP/1.1 {code} Injected\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )?;
         return Ok(());
     }
+    let mut up = TcpStream::connect(("127.0.0.1", upstream))?;
+    let mut req = head.concat();
+    req.push_str("Connection: close\r\n\r\n");
+    up.write_all(req.as_bytes())?;
+    let mut resp = Vec::new();
+    up.read_to_end(&mut resp)?;
+    let split = resp
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(resp.len(), |p| p + 4);
+    let (h, body) = resp.split_at(split);
+    let mut headers = String::from_utf8_lossy(h).replace("Connection: close\r\n", "");
+    headers = headers.trim_end_matches("\r\n").to_string() + "\r\nConnection: close\r\n\r\n";
+    let mut body = body.to_vec();
+    match fault {
+        Some(Fault::Truncate) => body.truncate(body.len() / 2),
+        Some(Fault::Corrupt) => {
+            let mid = body.len() / 2;
+            if let Some(b) = body.get_mut(mid) {
+                *b ^= 0xff;
+            }
+        }
+        _ => {}
+    }
+    client.write_all(headers.as_bytes())?;
+    client.write_all(&body)?;
+    Ok(())
+}
+
+/// PUTs a manifest or index to `repo:tag` with plain HTTP; returns the status.
+pub fn put_manifest(port: u16, repo_tag: &str, media_type: &str, body: &[u8]) -> Result<u16> {
+    let (repo, tag) = repo_tag.split_once(':').context("repo:tag")?;
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "PUT /v2/{repo}/manifests/{tag} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {media_type}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )?;
+    s.write_all(body)?;
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line)?;
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .context("no status line")
+}
+
+/// The manifest of `layout:tag` as bytes, with its media type.
+pub fn layout_manifest(layout: &Path, tag: &str) -> Result<(String, Vec<u8>)> {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json"))?)?;
+    let entry = index["manifests"]
+        .as_array()
+        .context("manifests")?
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+        .context("tag not in the layout")?;
+    let digest = entry["digest"].as_str().context("digest")?.to_string();
+    let data = std::fs::read(
+        layout
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:")),
+    )?;
+    Ok((digest, data))
 }
