@@ -3,6 +3,7 @@
 //! socket. Under `run` the runtime itself is the monitor. A failed create leaves
 //! nothing behind: init is killed, the cgroup and the state directory removed.
 
+use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use nix::sys::signal::{SigHandler, Signal, kill, signal};
@@ -153,6 +154,8 @@ pub fn create(root: &Path, args: &CreateArgs, mode: Mode2) -> Result<Created, Cr
         source,
     };
     let (parent_sock, child_sock) = sync::pair().map_err(sync_err)?;
+    let (join_gate, join_release) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("make the join pipe"))?;
     let ctx = Context {
         id,
         bundle: &bundle,
@@ -161,6 +164,7 @@ pub fn create(root: &Path, args: &CreateArgs, mode: Mode2) -> Result<Created, Cr
         cgroup_views: &views,
         gate,
         sync: child_sock,
+        join_gate,
         preserve_fds: args.preserve_fds,
     };
     let mut init = None;
@@ -171,11 +175,14 @@ pub fn create(root: &Path, args: &CreateArgs, mode: Mode2) -> Result<Created, Cr
             match unsafe { fork() }.map_err(sys("fork init"))? {
                 ForkResult::Child => {
                     drop(parent_sock);
+                    drop(join_release);
                     setup::run_init(ctx)
                 }
                 ForkResult::Parent { child } => {
+                    drop(ctx);
                     guard.init = Some(child);
                     init = Some(child);
+                    release(&cgroup, child, join_release).map_err(cg_err)?;
                 }
             }
         }
@@ -184,9 +191,13 @@ pub fn create(root: &Path, args: &CreateArgs, mode: Mode2) -> Result<Created, Cr
             match unsafe { fork() }.map_err(sys("fork the monitor"))? {
                 ForkResult::Child => {
                     drop(parent_sock);
-                    monitor(ctx, &dir)
+                    monitor(ctx, join_release, &dir)
                 }
-                ForkResult::Parent { child } => guard.monitor = Some(child),
+                ForkResult::Parent { child } => {
+                    drop(ctx);
+                    drop(join_release);
+                    guard.monitor = Some(child);
+                }
             }
         }
     }
@@ -238,7 +249,7 @@ pub fn create(root: &Path, args: &CreateArgs, mode: Mode2) -> Result<Created, Cr
 
 /// The monitor: enters the pid namespace, forks init, reports its pid, then
 /// waits for it and records how it ended.
-fn monitor(ctx: Context, dir: &Dir) -> ! {
+fn monitor(ctx: Context, join_release: OwnedFd, dir: &Dir) -> ! {
     if let Err(e) = ctx.plan.enter_pid() {
         let _ = sync::send(&ctx.sync, &Msg::Error(e.to_string()));
         exit(1);
@@ -246,7 +257,10 @@ fn monitor(ctx: Context, dir: &Dir) -> ! {
     let cgroup = ctx.cgroup.clone();
     // SAFETY: this process is single-threaded.
     let child = match unsafe { fork() } {
-        Ok(ForkResult::Child) => setup::run_init(ctx),
+        Ok(ForkResult::Child) => {
+            drop(join_release);
+            setup::run_init(ctx)
+        }
         Ok(ForkResult::Parent { child }) => child,
         Err(e) => {
             let _ = sync::send(&ctx.sync, &Msg::Error(format!("fork init: {e}")));
@@ -254,6 +268,10 @@ fn monitor(ctx: Context, dir: &Dir) -> ! {
         }
     };
     let _ = sync::send(&ctx.sync, &Msg::Pid(child.as_raw()));
+    if let Err(e) = release(&cgroup, child, join_release) {
+        let _ = sync::send(&ctx.sync, &Msg::Error(format!("cgroup: {e}")));
+        let _ = kill(child, Signal::SIGKILL);
+    }
     drop(ctx);
     detach_stdio();
     for sig in [Signal::SIGINT, Signal::SIGHUP, Signal::SIGTERM, Signal::SIGQUIT, Signal::SIGPIPE] {
@@ -264,6 +282,14 @@ fn monitor(ctx: Context, dir: &Dir) -> ! {
     let exit_info = exit_of(status, &cgroup);
     let _ = dir.save_exit(&exit_info);
     exit(exit_info.shell_status())
+}
+
+/// Moves init into its cgroup and lets it go on.
+fn release(cgroup: &Cgroup, child: Pid, join_release: OwnedFd) -> Result<(), CgroupError> {
+    cgroup.join(child.as_raw())?;
+    // Init may have failed already; then nobody reads and that is fine.
+    let _ = nix::unistd::write(&join_release, &[1]);
+    Ok(())
 }
 
 /// The monitor must not hold the caller's stdout or stderr open.

@@ -147,8 +147,8 @@ impl Plan {
         Ok(())
     }
 
-    /// In init: join the given namespaces, then unshare the new ones. The cgroup
-    /// namespace is unshared after init moved into its cgroup (the caller's job).
+    /// In init: join the given namespaces, then unshare the new ones except the
+    /// cgroup namespace, which waits until init is in its cgroup.
     pub fn enter_rest(&self) -> Result<()> {
         for j in &self.join {
             setns(&j.fd, CloneFlags::empty()).map_err(|source| NamespaceError::Join {
@@ -157,9 +157,22 @@ impl Plan {
                 source,
             })?;
         }
-        if !self.unshare.is_empty() {
-            unshare(self.unshare).map_err(|source| NamespaceError::Unshare {
-                flags: self.unshare,
+        let flags = self.unshare - CloneFlags::CLONE_NEWCGROUP;
+        if !flags.is_empty() {
+            unshare(flags).map_err(|source| NamespaceError::Unshare { flags, source })?;
+        }
+        Ok(())
+    }
+
+    pub fn new_cgroup_ns(&self) -> bool {
+        self.unshare.contains(CloneFlags::CLONE_NEWCGROUP)
+    }
+
+    /// In init, once it is in its cgroup.
+    pub fn enter_cgroup_ns(&self) -> Result<()> {
+        if self.new_cgroup_ns() {
+            unshare(CloneFlags::CLONE_NEWCGROUP).map_err(|source| NamespaceError::Unshare {
+                flags: CloneFlags::CLONE_NEWCGROUP,
                 source,
             })?;
         }

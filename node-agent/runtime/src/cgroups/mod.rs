@@ -141,10 +141,11 @@ impl Cgroup {
         }
     }
 
-    /// Moves the calling process into the cgroup.
-    pub fn join_self(&self) -> Result<()> {
+    /// Moves a process into the cgroup.
+    pub fn join(&self, pid: i32) -> Result<()> {
+        let pid = pid.to_string();
         for path in self.paths() {
-            fs::write(&path.join("cgroup.procs"), "0")?;
+            fs::write(&path.join("cgroup.procs"), &pid)?;
         }
         Ok(())
     }

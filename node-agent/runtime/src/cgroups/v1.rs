@@ -250,6 +250,8 @@ impl V1 {
     pub fn views(&self) -> Vec<crate::rootfs::CgroupView> {
         self.hierarchies
             .iter()
+            // A hybrid host's empty v2 hierarchy is joined but not shown (as runc).
+            .filter(|h| !h.controllers.is_empty())
             .filter_map(|h| {
                 let name = h.mount.file_name()?.to_string_lossy().into_owned();
                 let v2 = h.controllers.is_empty();

@@ -2,7 +2,7 @@
 //! cgroup, namespaces, hostname, rootfs, pivot_root, masked and read-only paths,
 //! then the process attributes; report `Ready`, wait for `start`, exec.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 
 use nix::sys::stat::{Mode, umask};
 use nix::unistd::{chdir, sethostname};
@@ -30,6 +30,8 @@ pub enum SetupError {
     Process(#[from] ProcessError),
     #[error("failed to set hostname {name:?}: {source}")]
     Hostname { name: String, source: nix::errno::Errno },
+    #[error("the runtime did not move init into its cgroup")]
+    NotJoined,
     #[error("failed to write sysctl {key}: {source}")]
     Sysctl { key: String, source: std::io::Error },
 }
@@ -51,6 +53,8 @@ pub struct Context<'a> {
     pub cgroup_views: &'a [CgroupView],
     pub gate: StartGate,
     pub sync: OwnedFd,
+    /// Readable once the runtime has moved init into its cgroup.
+    pub join_gate: OwnedFd,
     pub preserve_fds: u32,
 }
 
@@ -115,8 +119,16 @@ pub fn exit(code: i32) -> ! {
 fn setup(ctx: &Context) -> Result<Command, SetupError> {
     let spec = &ctx.bundle.spec;
     umask(Mode::empty());
-    ctx.cgroup.join_self()?;
     ctx.plan.enter_rest()?;
+    // The runtime moves init into its cgroup while init unshares (moving a task
+    // waits for an RCU grace period on cgroup v1): wait for that before the
+    // cgroup namespace is made, or at the latest before reporting ready.
+    let mut joined = false;
+    if ctx.plan.new_cgroup_ns() {
+        wait_joined(ctx)?;
+        joined = true;
+        ctx.plan.enter_cgroup_ns()?;
+    }
     if ctx.plan.new_uts()
         && let Some(name) = spec.hostname()
     {
@@ -126,10 +138,7 @@ fn setup(ctx: &Context) -> Result<Command, SetupError> {
         })?;
     }
     if ctx.plan.has_mount_ns() {
-        let new_cgroup_ns = ctx
-            .plan
-            .unshare
-            .contains(nix::sched::CloneFlags::CLONE_NEWCGROUP);
+        let new_cgroup_ns = ctx.plan.new_cgroup_ns();
         rootfs::prepare(&rootfs::Setup {
             spec,
             rootfs: &ctx.bundle.rootfs,
@@ -147,12 +156,26 @@ fn setup(ctx: &Context) -> Result<Command, SetupError> {
             source,
         })?;
     }
+    if !joined {
+        wait_joined(ctx)?;
+    }
     let process = spec.process().as_ref().cloned().unwrap_or_default();
     let command = prepare_process(&process, &[], None)?;
     // Only stdio and the preserved fds go through exec.
     close_range_cloexec(3 + ctx.preserve_fds);
-    let _ = ctx.sync.as_raw_fd();
     Ok(command)
+}
+
+/// Blocks until the runtime wrote a byte into the join gate.
+fn wait_joined(ctx: &Context) -> Result<(), SetupError> {
+    let mut byte = [0u8; 1];
+    loop {
+        match nix::unistd::read(&ctx.join_gate, &mut byte) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Ok(1) => return Ok(()),
+            _ => return Err(SetupError::NotJoined),
+        }
+    }
 }
 
 fn write_sysctls(spec: &Spec) -> Result<(), SetupError> {

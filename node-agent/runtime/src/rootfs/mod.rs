@@ -284,9 +284,6 @@ pub fn pivot(rootfs: &Path) -> Result<()> {
 /// After pivot_root: read-only root, masked paths, read-only paths.
 pub fn finalize(spec: &Spec) -> Result<()> {
     let linux = spec.linux().as_ref();
-    for path in linux.and_then(|l| l.masked_paths().as_deref()).unwrap_or_default() {
-        mask(Path::new(path))?;
-    }
     for path in linux.and_then(|l| l.readonly_paths().as_deref()).unwrap_or_default() {
         let path = Path::new(path);
         match mount(Some(path), path, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>) {
@@ -294,6 +291,9 @@ pub fn finalize(spec: &Spec) -> Result<()> {
             Err(Errno::ENOENT) => {}
             Err(source) => return Err(RootfsError::Sys { what: "bind", path: path.to_path_buf(), source }),
         }
+    }
+    for path in linux.and_then(|l| l.masked_paths().as_deref()).unwrap_or_default() {
+        mask(Path::new(path))?;
     }
     if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
         remount_bind(Path::new("/"), Path::new("/"), MsFlags::MS_RDONLY)?;
