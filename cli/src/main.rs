@@ -1,4 +1,9 @@
-use clap::Parser;
+mod client;
+mod cluster;
+mod config;
+mod output;
+
+use clap::{Parser, Subcommand};
 
 /// The berth command-line interface.
 #[derive(Debug, Parser)]
@@ -12,9 +17,41 @@ struct Args {
         global = true
     )]
     controller: String,
+    #[command(subcommand)]
+    command: Command,
 }
 
-fn main() -> anyhow::Result<()> {
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The controllers' Raft group: status, membership.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCmd),
+    /// Configs: small named blobs of non-secret data.
+    #[command(subcommand)]
+    Config(config::ConfigCmd),
+}
+
+fn main() {
     let args = Args::parse();
-    anyhow::bail!("no command given (controller {})", args.controller)
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("berth: cannot start: {err}");
+            std::process::exit(1);
+        }
+    };
+    let result = runtime.block_on(async move {
+        let mut client = client::connect(&args.controller).await?;
+        match args.command {
+            Command::Cluster(cmd) => cluster::run(&mut client, cmd).await,
+            Command::Config(cmd) => config::run(&mut client, cmd).await,
+        }
+    });
+    if let Err(err) = result {
+        eprintln!("berth: {err:#}");
+        std::process::exit(1);
+    }
 }

@@ -1,5 +1,8 @@
 //! berth-controller: a Raft member that keeps the cluster's desired state and, on
 //! the leader, runs the orchestrator, scheduler and dispatcher.
 
+pub mod api;
+pub mod datadir;
 pub mod raft;
+pub mod server;
 pub mod store;

@@ -1,9 +1,15 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
+use berth_controller::raft::RaftSettings;
+use berth_controller::server::{ControllerOptions, run};
 use clap::Parser;
 
 /// A berth controller: a member of the Raft group that stores the cluster's state.
+///
+/// Start a new cluster with --init, join one with --join ADDR; a restart with an
+/// existing data dir needs neither.
 #[derive(Debug, Parser)]
 #[command(name = "berth-controller", version = berth_proto::VERSION)]
 struct Args {
@@ -19,15 +25,77 @@ struct Args {
     /// Start a new one-member cluster.
     #[arg(long, conflicts_with = "join")]
     init: bool,
-    /// Join the cluster through this member.
-    #[arg(long)]
+    /// Join the cluster through this member (any member; followers pass it on).
+    #[arg(long, value_name = "ADDR")]
     join: Option<String>,
+    /// Raft tick in milliseconds.
+    #[arg(long, default_value_t = 50)]
+    tick_ms: u64,
+    /// Election timeout in ticks (the real one is random in [N, 1.5 N)).
+    #[arg(long, default_value_t = 12)]
+    election_ticks: usize,
+    /// Heartbeat interval in ticks.
+    #[arg(long, default_value_t = 2)]
+    heartbeat_ticks: usize,
+    /// Compact the log (and serve laggards a snapshot) after this many entries.
+    #[arg(long, default_value_t = 10_000)]
+    snapshot_entries: u64,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
+    if let Err(err) = real_main() {
+        eprintln!("berth-controller: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn real_main() -> anyhow::Result<()> {
     let args = Args::parse();
-    anyhow::bail!(
-        "the controller cannot serve yet: the replicated store is not built (data dir {})",
-        args.data_dir.display()
-    )
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,raft=warn,h2=warn,tower=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if args.election_ticks <= args.heartbeat_ticks {
+        anyhow::bail!(
+            "--election-ticks ({}) must be larger than --heartbeat-ticks ({})",
+            args.election_ticks,
+            args.heartbeat_ticks
+        );
+    }
+    let raft = RaftSettings {
+        tick: Duration::from_millis(args.tick_ms.max(1)),
+        election_ticks: args.election_ticks,
+        max_election_ticks: args.election_ticks + args.election_ticks / 2,
+        heartbeat_ticks: args.heartbeat_ticks,
+        snapshot_entries: args.snapshot_entries.max(1),
+        compact_margin: (args.snapshot_entries / 20).clamp(1, 500),
+    };
+    let opts = ControllerOptions {
+        data_dir: args.data_dir,
+        listen: args.listen,
+        advertise: args.advertise,
+        init: args.init,
+        join: args.join,
+        raft,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let shutdown = async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        };
+        run(opts, shutdown).await
+    })?;
+    Ok(())
 }

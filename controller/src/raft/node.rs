@@ -66,6 +66,8 @@ pub struct Node<T: Transport> {
     members: BTreeMap<u64, String>,
     last_role: StateRole,
     last_term: u64,
+    /// A committed change removed this member.
+    removed: bool,
 }
 
 impl<T: Transport> Node<T> {
@@ -113,6 +115,7 @@ impl<T: Transport> Node<T> {
             members,
             last_role: StateRole::Follower,
             last_term: 0,
+            removed: false,
         };
         node.publish_status();
         Ok(node)
@@ -236,8 +239,10 @@ impl<T: Transport> Node<T> {
             Membership::Promote(id) => (id, ConfChangeType::AddNode, Vec::new()),
             Membership::Remove(id) => (id, ConfChangeType::RemoveNode, Vec::new()),
         };
-        let mut single = ConfChangeSingle::default();
-        single.node_id = node_id;
+        let mut single = ConfChangeSingle {
+            node_id,
+            ..Default::default()
+        };
         single.set_change_type(change_type);
         let mut cc = ConfChangeV2::default();
         cc.set_changes(vec![single].into());
@@ -359,8 +364,10 @@ impl<T: Transport> Node<T> {
             // Legacy single change: the same thing as a one-change V2.
             let old = raft::eraftpb::ConfChange::parse_from_bytes(entry.get_data())
                 .map_err(|e| corrupt(e.to_string()))?;
-            let mut single = ConfChangeSingle::default();
-            single.node_id = old.node_id;
+            let mut single = ConfChangeSingle {
+                node_id: old.node_id,
+                ..Default::default()
+            };
             single.set_change_type(old.get_change_type());
             let mut cc = ConfChangeV2::default();
             cc.set_changes(vec![single].into());
@@ -380,6 +387,9 @@ impl<T: Transport> Node<T> {
                 }
                 ConfChangeType::RemoveNode => {
                     self.members.remove(&change.node_id);
+                    if change.node_id == self.raw.raft.id {
+                        self.removed = true;
+                    }
                 }
             }
         }
@@ -504,9 +514,7 @@ impl<T: Transport> Node<T> {
             })
             .collect();
         members.sort_by_key(|m| m.id);
-        let removed = !conf.voters.is_empty()
-            && !conf.voters.contains(&raft.id)
-            && !conf.learners.contains(&raft.id);
+        let removed = self.removed;
         self.status.set(NodeStatus {
             id: raft.id,
             cluster_id: self.cluster_id.clone(),

@@ -210,9 +210,11 @@ impl SledStorage {
             return Ok(cached.clone());
         }
         let data = self.sm.dump().map_err(|e| other(e.into()))?;
-        let mut meta = SnapshotMetadata::default();
-        meta.index = applied.index;
-        meta.term = applied.term;
+        let mut meta = SnapshotMetadata {
+            index: applied.index,
+            term: applied.term,
+            ..Default::default()
+        };
         meta.set_conf_state(self.conf_state().map_err(other)?);
         let mut snapshot = Snapshot::default();
         snapshot.set_data(data.encode_to_vec().into());
@@ -220,6 +222,24 @@ impl SledStorage {
         self.snapshot_cache.replace(Some(snapshot.clone()));
         Ok(snapshot)
     }
+}
+
+/// Starts the log of a new cluster's first member as if a snapshot at
+/// (`index`, `term`) had been taken: members that join later find the log
+/// compacted there and receive a snapshot, which carries the first voter set
+/// (that set was never a log entry, so replaying the log could not teach it).
+pub fn bootstrap_log(db: &sled::Db, index: u64, term: u64) -> Result<(), LogError> {
+    let log = db.open_tree("raft")?;
+    let hs = HardState {
+        term,
+        commit: index,
+        ..Default::default()
+    };
+    let mut batch = sled::Batch::default();
+    batch.insert(COMPACTED, compacted_bytes(index, term).to_vec());
+    batch.insert(HARD_STATE, hs.write_to_bytes().map_err(corrupt)?);
+    log.apply_batch(batch)?;
+    Ok(())
 }
 
 fn compacted_bytes(index: u64, term: u64) -> [u8; 16] {

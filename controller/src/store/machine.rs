@@ -193,7 +193,7 @@ impl StateMachine {
                     view.insert((table.to_string(), id), Some(object.clone()));
                     plan.push(Planned::Put {
                         object,
-                        previous: current,
+                        previous: current.map(Box::new),
                     });
                 }
                 Some(op::Op::Put(Put { object: None, .. })) => {
@@ -349,7 +349,7 @@ impl StateMachine {
 enum Planned {
     Put {
         object: Object,
-        previous: Option<Object>,
+        previous: Option<Box<Object>>,
     },
     Delete {
         object: Object,

@@ -5,7 +5,7 @@ use berth_proto::store::Object;
 use berth_proto::store::object::Kind;
 
 /// The tables of the state machine.
-pub const TABLES: &[&str] = &["node", "service", "task", "network", "secret"];
+pub const TABLES: &[&str] = &["node", "service", "task", "network", "secret", "config"];
 
 pub trait ObjectExt {
     fn table(&self) -> Option<&'static str>;
@@ -26,6 +26,7 @@ impl ObjectExt for Object {
             Kind::Task(_) => "task",
             Kind::Network(_) => "network",
             Kind::Secret(_) => "secret",
+            Kind::Config(_) => "config",
         })
     }
 
@@ -36,6 +37,7 @@ impl ObjectExt for Object {
             Some(Kind::Task(o)) => &o.id,
             Some(Kind::Network(o)) => &o.id,
             Some(Kind::Secret(o)) => &o.id,
+            Some(Kind::Config(o)) => &o.id,
             None => "",
         }
     }
@@ -46,6 +48,7 @@ impl ObjectExt for Object {
             Some(Kind::Service(o)) => o.spec.as_ref().map(|s| s.name.as_str()),
             Some(Kind::Network(o)) => Some(o.name.as_str()),
             Some(Kind::Secret(o)) => Some(o.name.as_str()),
+            Some(Kind::Config(o)) => Some(o.name.as_str()),
             Some(Kind::Task(_)) | None => None,
         }
         .filter(|name| !name.is_empty())
@@ -58,6 +61,7 @@ impl ObjectExt for Object {
             Some(Kind::Task(o)) => o.version,
             Some(Kind::Network(o)) => o.version,
             Some(Kind::Secret(o)) => o.version,
+            Some(Kind::Config(o)) => o.version,
             None => 0,
         }
     }
@@ -69,6 +73,7 @@ impl ObjectExt for Object {
             Some(Kind::Task(o)) => o.version = version,
             Some(Kind::Network(o)) => o.version = version,
             Some(Kind::Secret(o)) => o.version = version,
+            Some(Kind::Config(o)) => o.version = version,
             None => {}
         }
     }
@@ -84,6 +89,7 @@ impl ObjectExt for Object {
             Some(Kind::Task(o)) => o.timestamps = Some(ts),
             Some(Kind::Network(o)) => o.timestamps = Some(ts),
             Some(Kind::Secret(o)) => o.timestamps = Some(ts),
+            Some(Kind::Config(o)) => o.timestamps = Some(ts),
             None => {}
         }
     }
@@ -95,6 +101,7 @@ impl ObjectExt for Object {
             Some(Kind::Task(o)) => o.timestamps.as_ref(),
             Some(Kind::Network(o)) => o.timestamps.as_ref(),
             Some(Kind::Secret(o)) => o.timestamps.as_ref(),
+            Some(Kind::Config(o)) => o.timestamps.as_ref(),
             None => None,
         };
         ts.map(|t| t.created_ms).unwrap_or(0)

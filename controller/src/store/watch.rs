@@ -41,6 +41,9 @@ impl Change {
     }
 }
 
+/// Past events (the backlog) and a receiver for the live ones.
+pub type Subscription = (Vec<Arc<WatchEvent>>, broadcast::Receiver<Arc<WatchEvent>>);
+
 #[derive(Clone)]
 pub struct WatchHub {
     inner: Arc<Mutex<History>>,
@@ -91,10 +94,7 @@ impl WatchHub {
     /// Events after `from_revision` that already happened, and a receiver for
     /// the ones to come (no gap, no duplicate between the two). `from_revision`
     /// 0 means "from now on".
-    pub fn subscribe(
-        &self,
-        from_revision: u64,
-    ) -> Result<(Vec<Arc<WatchEvent>>, broadcast::Receiver<Arc<WatchEvent>>), StoreError> {
+    pub fn subscribe(&self, from_revision: u64) -> Result<Subscription, StoreError> {
         let history = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let receiver = self.live.subscribe();
         if from_revision == 0 {
@@ -127,6 +127,7 @@ fn to_event(revision: u64, change: Change) -> WatchEvent {
             o.data.clear();
             Some(watch_event::Object::Secret(o))
         }
+        Some(Kind::Config(o)) => Some(watch_event::Object::Config(o)),
         None => None,
     };
     WatchEvent {

@@ -1,0 +1,83 @@
+//! `berth cluster ...`: the controllers' Raft group.
+
+use anyhow::Result;
+use berth_proto::v1::{ClusterStatusRequest, MemberRole, RemoveMemberRequest};
+use clap::Subcommand;
+use serde_json::json;
+
+use crate::client::{Client, explain};
+use crate::output::{self, Format};
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCmd {
+    /// Members, their roles, the leader, term and indexes.
+    Status {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Remove a member from the Raft group (by id, as `cluster status` shows it).
+    Remove { id: u64 },
+}
+
+fn role_name(role: i32) -> &'static str {
+    match MemberRole::try_from(role) {
+        Ok(MemberRole::Leader) => "leader",
+        Ok(MemberRole::Learner) => "learner",
+        Ok(MemberRole::Candidate) => "candidate",
+        _ => "follower",
+    }
+}
+
+pub async fn run(client: &mut Client, cmd: ClusterCmd) -> Result<()> {
+    match cmd {
+        ClusterCmd::Status { format } => {
+            let status = client
+                .cluster_status(ClusterStatusRequest {})
+                .await
+                .map_err(explain)?
+                .into_inner();
+            match format {
+                Format::Json => output::json(&json!({
+                    "leader": status.leader_id,
+                    "term": status.term,
+                    "commit_index": status.commit_index,
+                    "applied_index": status.applied_index,
+                    "member_id": status.member_id,
+                    "members": status.members.iter().map(|m| json!({
+                        "id": m.id,
+                        "address": m.address,
+                        "role": role_name(m.role),
+                    })).collect::<Vec<_>>(),
+                })),
+                Format::Table => {
+                    let rows: Vec<Vec<String>> = status
+                        .members
+                        .iter()
+                        .map(|m| {
+                            let me = if m.id == status.member_id { " *" } else { "" };
+                            vec![
+                                format!("{}{me}", m.id),
+                                m.address.clone(),
+                                role_name(m.role).into(),
+                            ]
+                        })
+                        .collect();
+                    output::table(&["ID", "ADDRESS", "ROLE"], &rows);
+                    println!(
+                        "\nleader {}  term {}  commit {}  applied {}  (* = answered this request)",
+                        status.leader_id, status.term, status.commit_index, status.applied_index
+                    );
+                    Ok(())
+                }
+            }
+        }
+        ClusterCmd::Remove { id } => {
+            client
+                .remove_member(RemoveMemberRequest { id })
+                .await
+                .map_err(explain)?;
+            println!("removed member {id}");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! Configs: small named blobs, compare-and-set updates.
+
+use berth_proto::store::Expect;
+use berth_proto::store::Object;
+use berth_proto::store::object::Kind;
+use berth_proto::v1::{
+    Config, CreateConfigRequest, GetConfigRequest, ListConfigsResponse, RemoveConfigRequest,
+    Timestamps, UpdateConfigRequest,
+};
+use tonic::Status;
+
+use super::common::{
+    barrier, check_name, commit, delete, new_id, now_ms, put, resolve, store_status,
+};
+use crate::raft::RaftHandle;
+
+fn wrap(config: Config) -> Object {
+    Object {
+        kind: Some(Kind::Config(config)),
+    }
+}
+
+fn unwrap(object: Object) -> Result<Config, Status> {
+    match object.kind {
+        Some(Kind::Config(c)) => Ok(c),
+        _ => Err(Status::internal("the store returned a non-config object")),
+    }
+}
+
+fn written(result: berth_proto::store::TxnResult) -> Result<Config, Status> {
+    let object = result
+        .objects
+        .into_iter()
+        .next()
+        .ok_or_else(|| Status::internal("the store returned no object"))?;
+    unwrap(object)
+}
+
+pub async fn create(raft: &RaftHandle, req: CreateConfigRequest) -> Result<Config, Status> {
+    check_name("config", &req.name)?;
+    let now = now_ms();
+    let config = Config {
+        id: new_id(),
+        name: req.name,
+        data: req.data,
+        labels: req.labels,
+        version: 0,
+        timestamps: Some(Timestamps {
+            created_ms: now,
+            updated_ms: now,
+        }),
+    };
+    written(commit(raft, vec![put(wrap(config), Expect::Absent, 0)]).await?)
+}
+
+pub async fn update(raft: &RaftHandle, req: UpdateConfigRequest) -> Result<Config, Status> {
+    let current = unwrap(resolve(raft, "config", &req.config)?)?;
+    let (expect, version) = if req.version == 0 {
+        (Expect::Present, 0)
+    } else {
+        (Expect::Version, req.version)
+    };
+    let updated = Config {
+        data: req.data,
+        timestamps: Some(Timestamps {
+            created_ms: current.timestamps.map(|t| t.created_ms).unwrap_or_default(),
+            updated_ms: now_ms(),
+        }),
+        ..current
+    };
+    written(commit(raft, vec![put(wrap(updated), expect, version)]).await?)
+}
+
+pub async fn get(raft: &RaftHandle, req: GetConfigRequest) -> Result<Config, Status> {
+    if !req.stale {
+        barrier(raft).await?;
+    }
+    unwrap(resolve(raft, "config", &req.config)?)
+}
+
+pub async fn list(raft: &RaftHandle) -> Result<ListConfigsResponse, Status> {
+    barrier(raft).await?;
+    let configs = raft
+        .state()
+        .list("config")
+        .map_err(store_status)?
+        .into_iter()
+        .map(unwrap)
+        .collect::<Result<_, _>>()?;
+    Ok(ListConfigsResponse { configs })
+}
+
+pub async fn remove(raft: &RaftHandle, req: RemoveConfigRequest) -> Result<(), Status> {
+    let current = unwrap(resolve(raft, "config", &req.config)?)?;
+    let (expect, version) = if req.version == 0 {
+        (Expect::Present, 0)
+    } else {
+        (Expect::Version, req.version)
+    };
+    commit(raft, vec![delete("config", &current.id, expect, version)]).await?;
+    Ok(())
+}

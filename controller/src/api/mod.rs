@@ -1,0 +1,151 @@
+//! The `Cluster` gRPC service the CLI talks to. Each handler lives in the module
+//! of the objects it serves; this file only routes.
+
+mod common;
+mod configs;
+mod members;
+mod networks;
+mod nodes;
+mod services;
+mod watch;
+
+use berth_proto::v1::cluster_server::Cluster;
+use berth_proto::v1::*;
+use tonic::{Request, Response, Status};
+
+use crate::raft::RaftHandle;
+
+pub use common::MAX_TXN_BYTES;
+pub use services::validate_spec;
+
+pub struct ClusterApi {
+    raft: RaftHandle,
+}
+
+impl ClusterApi {
+    pub fn new(raft: RaftHandle) -> Self {
+        ClusterApi { raft }
+    }
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+fn ok<T>(value: T) -> Reply<T> {
+    Ok(Response::new(value))
+}
+
+#[tonic::async_trait]
+impl Cluster for ClusterApi {
+    async fn create_service(&self, r: Request<CreateServiceRequest>) -> Reply<Service> {
+        ok(services::create(&self.raft, r.into_inner()).await?)
+    }
+
+    async fn update_service(&self, r: Request<UpdateServiceRequest>) -> Reply<Service> {
+        ok(services::update(&self.raft, r.into_inner()).await?)
+    }
+
+    async fn get_service(&self, r: Request<GetServiceRequest>) -> Reply<Service> {
+        ok(services::get(&self.raft, &r.into_inner().service).await?)
+    }
+
+    async fn list_services(&self, _: Request<ListServicesRequest>) -> Reply<ListServicesResponse> {
+        ok(services::list(&self.raft).await?)
+    }
+
+    async fn remove_service(
+        &self,
+        r: Request<RemoveServiceRequest>,
+    ) -> Reply<RemoveServiceResponse> {
+        services::remove(&self.raft, &r.into_inner().service).await?;
+        ok(RemoveServiceResponse {})
+    }
+
+    async fn scale_service(&self, r: Request<ScaleServiceRequest>) -> Reply<Service> {
+        ok(services::scale(&self.raft, r.into_inner()).await?)
+    }
+
+    async fn list_tasks(&self, r: Request<ListTasksRequest>) -> Reply<ListTasksResponse> {
+        ok(services::list_tasks(&self.raft, r.into_inner()).await?)
+    }
+
+    type ServiceLogsStream = tokio_stream::wrappers::ReceiverStream<Result<LogLine, Status>>;
+
+    async fn service_logs(&self, r: Request<ServiceLogsRequest>) -> Reply<Self::ServiceLogsStream> {
+        Err(Status::unimplemented(format!(
+            "logs of service {:?} come from node agents, and this controller has no agent sessions yet",
+            r.into_inner().service
+        )))
+    }
+
+    async fn list_nodes(&self, _: Request<ListNodesRequest>) -> Reply<ListNodesResponse> {
+        ok(nodes::list(&self.raft).await?)
+    }
+
+    async fn get_node(&self, r: Request<GetNodeRequest>) -> Reply<Node> {
+        ok(nodes::get(&self.raft, &r.into_inner().node).await?)
+    }
+
+    async fn update_node(&self, r: Request<UpdateNodeRequest>) -> Reply<Node> {
+        ok(nodes::update(&self.raft, r.into_inner()).await?)
+    }
+
+    async fn remove_node(&self, r: Request<RemoveNodeRequest>) -> Reply<RemoveNodeResponse> {
+        nodes::remove(&self.raft, r.into_inner()).await?;
+        ok(RemoveNodeResponse {})
+    }
+
+    async fn create_network(&self, r: Request<CreateNetworkRequest>) -> Reply<Network> {
+        ok(networks::create(&self.raft, r.into_inner()).await?)
+    }
+
+    async fn list_networks(&self, _: Request<ListNetworksRequest>) -> Reply<ListNetworksResponse> {
+        ok(networks::list(&self.raft).await?)
+    }
+
+    async fn remove_network(
+        &self,
+        r: Request<RemoveNetworkRequest>,
+    ) -> Reply<RemoveNetworkResponse> {
+        networks::remove(&self.raft, &r.into_inner().network).await?;
+        ok(RemoveNetworkResponse {})
+    }
+
+    async fn create_config(&self, r: Request<CreateConfigRequest>) -> Reply<Config> {
+        ok(configs::create(&self.raft, r.into_inner()).await?)
+    }
+
+    async fn update_config(&self, r: Request<UpdateConfigRequest>) -> Reply<Config> {
+        ok(configs::update(&self.raft, r.into_inner()).await?)
+    }
+
+    async fn get_config(&self, r: Request<GetConfigRequest>) -> Reply<Config> {
+        ok(configs::get(&self.raft, r.into_inner()).await?)
+    }
+
+    async fn list_configs(&self, _: Request<ListConfigsRequest>) -> Reply<ListConfigsResponse> {
+        ok(configs::list(&self.raft).await?)
+    }
+
+    async fn remove_config(&self, r: Request<RemoveConfigRequest>) -> Reply<RemoveConfigResponse> {
+        configs::remove(&self.raft, r.into_inner()).await?;
+        ok(RemoveConfigResponse {})
+    }
+
+    async fn cluster_status(
+        &self,
+        _: Request<ClusterStatusRequest>,
+    ) -> Reply<ClusterStatusResponse> {
+        ok(members::status(&self.raft))
+    }
+
+    async fn remove_member(&self, r: Request<RemoveMemberRequest>) -> Reply<RemoveMemberResponse> {
+        members::remove(&self.raft, r.into_inner()).await?;
+        ok(RemoveMemberResponse {})
+    }
+
+    type WatchStream = watch::WatchStream;
+
+    async fn watch(&self, r: Request<WatchRequest>) -> Reply<Self::WatchStream> {
+        ok(watch::watch(&self.raft, r.into_inner())?)
+    }
+}

@@ -1,0 +1,197 @@
+//! The controller's data directory: a marker file saying whose it is, and the sled
+//! database. Decides between init, join and restart, and refuses anything that is
+//! not ours, before writing a byte.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use berth_proto::store::SnapshotData;
+use protobuf::Message as _;
+use raft::eraftpb::ConfState;
+use serde::{Deserialize, Serialize};
+
+use crate::store::{StateMachine, WatchHub, keys};
+
+const MARKER: &str = "berth-controller.json";
+const DB_DIR: &str = "db";
+const FORMAT: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataDirError {
+    #[error("cannot use data dir {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{path} is not a berth controller data dir: it is not empty and has no {MARKER} \
+         (found {found}); use an empty or new directory"
+    )]
+    Foreign { path: PathBuf, found: String },
+    #[error("{path} holds no controller data yet: start with --init (new cluster) or --join ADDR")]
+    Uninitialized { path: PathBuf },
+    #[error("data dir {path} is corrupt: {what}")]
+    Corrupt { path: PathBuf, what: String },
+    #[error("data dir {path} has format {found}, this controller reads format {FORMAT}")]
+    Format { path: PathBuf, found: u32 },
+}
+
+/// Who this member is; written last, so its presence means the dir is complete.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Marker {
+    pub format: u32,
+    pub cluster_id: String,
+    pub member_id: u64,
+}
+
+pub enum Existing {
+    /// A complete data dir of a member.
+    Member(Marker),
+    /// Nothing there yet (or an empty directory).
+    Empty,
+}
+
+/// Looks at `path` without changing it.
+pub fn inspect(path: &Path) -> Result<Existing, DataDirError> {
+    let io = |source| DataDirError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let marker_path = path.join(MARKER);
+    match std::fs::read(&marker_path) {
+        Ok(bytes) => {
+            let marker: Marker =
+                serde_json::from_slice(&bytes).map_err(|e| DataDirError::Corrupt {
+                    path: path.to_path_buf(),
+                    what: format!("{MARKER}: {e}"),
+                })?;
+            if marker.format != FORMAT {
+                return Err(DataDirError::Format {
+                    path: path.to_path_buf(),
+                    found: marker.format,
+                });
+            }
+            if !path.join(DB_DIR).is_dir() {
+                return Err(DataDirError::Corrupt {
+                    path: path.to_path_buf(),
+                    what: format!("{MARKER} exists but {DB_DIR}/ is missing"),
+                });
+            }
+            Ok(Existing::Member(marker))
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            let entries: Vec<String> = match std::fs::read_dir(path) {
+                Ok(entries) => entries
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().to_string())
+                    .collect(),
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+                Err(err) => return Err(io(err)),
+            };
+            if entries.is_empty() {
+                Ok(Existing::Empty)
+            } else {
+                let mut found = entries;
+                found.sort();
+                found.truncate(5);
+                Err(DataDirError::Foreign {
+                    path: path.to_path_buf(),
+                    found: found.join(", "),
+                })
+            }
+        }
+        Err(err) => Err(io(err)),
+    }
+}
+
+/// Opens the database of a member's data dir and checks it matches the marker.
+pub fn open(path: &Path, marker: &Marker) -> Result<(sled::Db, StateMachine), DataDirError> {
+    let corrupt = |what: String| DataDirError::Corrupt {
+        path: path.to_path_buf(),
+        what,
+    };
+    let db = sled::open(path.join(DB_DIR)).map_err(|e| corrupt(format!("database: {e}")))?;
+    let tree = db
+        .open_tree("state")
+        .map_err(|e| corrupt(format!("state tree: {e}")))?;
+    let probe = StateMachine::new(tree.clone(), WatchHub::new(0));
+    let stored = probe.cluster_id().map_err(|e| corrupt(e.to_string()))?;
+    if stored.as_deref() != Some(marker.cluster_id.as_str()) {
+        return Err(corrupt(format!(
+            "the database belongs to cluster {:?}, the marker says {:?}",
+            stored.unwrap_or_default(),
+            marker.cluster_id
+        )));
+    }
+    let revision = probe.revision().map_err(|e| corrupt(e.to_string()))?;
+    Ok((db, StateMachine::new(tree, WatchHub::new(revision))))
+}
+
+/// Creates the data dir of a new member: the state tree's identity, the first
+/// address book and (for a new cluster) the first voter set; then the marker.
+pub fn create(
+    path: &Path,
+    marker: &Marker,
+    members: &BTreeMap<u64, String>,
+    voters: &[u64],
+) -> Result<(), DataDirError> {
+    let io = |source| DataDirError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(path).map_err(io)?;
+    let corrupt = |what: String| DataDirError::Corrupt {
+        path: path.to_path_buf(),
+        what,
+    };
+    {
+        let db = sled::open(path.join(DB_DIR)).map_err(|e| corrupt(format!("database: {e}")))?;
+        let tree = db.open_tree("state").map_err(|e| corrupt(e.to_string()))?;
+        let sm = StateMachine::new(tree.clone(), WatchHub::new(0));
+        let conf = ConfState {
+            voters: voters.to_vec(),
+            ..Default::default()
+        };
+        let conf_bytes = conf.write_to_bytes().map_err(|e| corrupt(e.to_string()))?;
+        let data = SnapshotData {
+            revision: 0,
+            members: members.clone(),
+            objects: Vec::new(),
+            cluster_id: marker.cluster_id.clone(),
+        };
+        if voters.is_empty() {
+            // A joining member starts empty and learns everything (voters too)
+            // from the leader's snapshot.
+            sm.restore(&data, 0, 0, &conf_bytes)
+                .map_err(|e| corrupt(e.to_string()))?;
+            tree.remove(keys::CONF_STATE)
+                .map_err(|e| corrupt(e.to_string()))?;
+        } else {
+            sm.restore(&data, 1, 1, &conf_bytes)
+                .map_err(|e| corrupt(e.to_string()))?;
+            crate::raft::storage::bootstrap_log(&db, 1, 1).map_err(|e| corrupt(e.to_string()))?;
+        }
+        db.flush().map_err(|e| corrupt(e.to_string()))?;
+    }
+    let tmp = path.join(format!("{MARKER}.tmp"));
+    let bytes = serde_json::to_vec_pretty(marker).map_err(|e| corrupt(e.to_string()))?;
+    std::fs::write(&tmp, bytes).map_err(io)?;
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(io)?;
+    std::fs::rename(&tmp, path.join(MARKER)).map_err(io)?;
+    Ok(())
+}
+
+pub fn new_cluster_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+pub fn new_member_id() -> u64 {
+    loop {
+        let id = rand::random::<u64>() >> 12;
+        if id != 0 {
+            return id;
+        }
+    }
+}

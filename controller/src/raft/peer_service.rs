@@ -1,0 +1,180 @@
+//! The `RaftPeer` gRPC service: incoming raft streams and snapshots, joins, and
+//! writes forwarded by followers.
+
+use berth_proto::store::{MemberChange, Txn};
+use berth_proto::v1::raft_peer_server::RaftPeer;
+use berth_proto::v1::{
+    ForwardRequest, ForwardResponse, JoinRequest, JoinResponse, RaftAck, RaftEnvelope,
+    SnapshotChunk,
+};
+use prost::Message as _;
+use protobuf::Message as _;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{info, warn};
+
+use super::handle::{NOT_LEADER_METADATA, RaftHandle};
+use super::mailbox::{Membership, ProposeError};
+use super::transport::{peer_channel, peer_client};
+
+pub struct PeerService {
+    handle: RaftHandle,
+}
+
+impl PeerService {
+    pub fn new(handle: RaftHandle) -> Self {
+        PeerService { handle }
+    }
+
+    fn check_cluster(&self, cluster_id: &str) -> Result<(), Status> {
+        let ours = self.handle.status().get().cluster_id;
+        if !ours.is_empty() && cluster_id != ours {
+            return Err(Status::permission_denied(format!(
+                "message from cluster {cluster_id}, this member belongs to cluster {ours}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Maps a proposal error to a gRPC status; NotLeader carries a marker so the
+/// forwarding member knows nothing was proposed.
+pub fn propose_status(err: ProposeError) -> Status {
+    match err {
+        ProposeError::NotLeader { .. } | ProposeError::NoLeader => {
+            let mut status = Status::unavailable(err.to_string());
+            status.metadata_mut().insert(
+                NOT_LEADER_METADATA,
+                tonic::metadata::MetadataValue::from_static("1"),
+            );
+            status
+        }
+        ProposeError::Unknown => Status::unavailable(err.to_string()),
+        ProposeError::MembershipBusy => Status::failed_precondition(err.to_string()),
+        ProposeError::Invalid(msg) => Status::invalid_argument(msg),
+        ProposeError::Unavailable => Status::unavailable(err.to_string()),
+    }
+}
+
+#[tonic::async_trait]
+impl RaftPeer for PeerService {
+    async fn messages(
+        &self,
+        request: Request<Streaming<RaftEnvelope>>,
+    ) -> Result<Response<RaftAck>, Status> {
+        let mut stream = request.into_inner();
+        while let Some(envelope) = stream.message().await? {
+            self.check_cluster(&envelope.cluster_id)?;
+            match raft::eraftpb::Message::parse_from_bytes(&envelope.message) {
+                Ok(msg) => self.handle.deliver(msg),
+                Err(err) => warn!(from = envelope.from, %err, "undecodable raft message"),
+            }
+        }
+        Ok(Response::new(RaftAck {}))
+    }
+
+    async fn snapshot(
+        &self,
+        request: Request<Streaming<SnapshotChunk>>,
+    ) -> Result<Response<RaftAck>, Status> {
+        let mut stream = request.into_inner();
+        let mut header = None;
+        let mut data = Vec::new();
+        while let Some(chunk) = stream.message().await? {
+            self.check_cluster(&chunk.cluster_id)?;
+            if header.is_none() {
+                let msg = raft::eraftpb::Message::parse_from_bytes(&chunk.message)
+                    .map_err(|e| Status::invalid_argument(format!("bad snapshot header: {e}")))?;
+                header = Some(msg);
+            }
+            data.extend_from_slice(&chunk.data);
+            if chunk.last {
+                break;
+            }
+        }
+        let mut msg = header.ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
+        info!(
+            from = msg.from,
+            index = msg.get_snapshot().get_metadata().index,
+            bytes = data.len(),
+            "received a snapshot"
+        );
+        msg.mut_snapshot().set_data(data.into());
+        self.handle.deliver(msg);
+        Ok(Response::new(RaftAck {}))
+    }
+
+    async fn join(&self, request: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
+        let req = request.into_inner();
+        let status = self.handle.status().get();
+        if !status.is_leader() {
+            // Any member takes a join; only the leader can carry it out.
+            let leader = status
+                .leader_address()
+                .ok_or_else(|| Status::unavailable("no leader right now; retry the join"))?
+                .to_string();
+            let channel = peer_channel(&leader)
+                .map_err(|e| Status::internal(format!("bad leader address {leader}: {e}")))?;
+            return peer_client(channel).join(req).await;
+        }
+        if req.address.parse::<std::net::SocketAddr>().is_err() {
+            return Err(Status::invalid_argument(format!(
+                "join address {:?} is not IP:PORT",
+                req.address
+            )));
+        }
+        if let Some((id, _)) = status.addresses.iter().find(|(_, a)| **a == req.address) {
+            return Err(Status::already_exists(format!(
+                "address {} already belongs to member {id}; remove it first with \
+                 `berth cluster remove {id}` (a wiped member rejoins under a new id)",
+                req.address
+            )));
+        }
+        if req.member_id != 0 && status.addresses.contains_key(&req.member_id) {
+            return Err(Status::already_exists(format!(
+                "member id {} already exists in the cluster",
+                req.member_id
+            )));
+        }
+        let id = loop {
+            let candidate = rand::random::<u64>() >> 12;
+            if candidate != 0 && !status.addresses.contains_key(&candidate) {
+                break candidate;
+            }
+        };
+        info!(member = id, address = %req.address, "adding a learner");
+        self.handle
+            .change_membership(Membership::AddLearner(MemberChange {
+                id,
+                address: req.address.clone(),
+            }))
+            .await
+            .map_err(propose_status)?;
+        let mut members = self
+            .handle
+            .state()
+            .members()
+            .map_err(|e| Status::internal(e.to_string()))?;
+        members.insert(id, req.address);
+        Ok(Response::new(JoinResponse {
+            member_id: id,
+            cluster_id: status.cluster_id,
+            members,
+        }))
+    }
+
+    async fn forward(
+        &self,
+        request: Request<ForwardRequest>,
+    ) -> Result<Response<ForwardResponse>, Status> {
+        let txn = Txn::decode(request.into_inner().command.as_slice())
+            .map_err(|e| Status::invalid_argument(format!("undecodable command: {e}")))?;
+        let result = self
+            .handle
+            .propose_local(txn)
+            .await
+            .map_err(propose_status)?;
+        Ok(Response::new(ForwardResponse {
+            result: result.encode_to_vec(),
+        }))
+    }
+}

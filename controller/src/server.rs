@@ -1,0 +1,255 @@
+//! Wires a controller together: data dir, Raft member, peer transport and the
+//! gRPC services on one listening address.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use berth_proto::v1::JoinRequest;
+use berth_proto::v1::cluster_server::ClusterServer;
+use berth_proto::v1::raft_peer_server::RaftPeerServer;
+use tokio::sync::oneshot;
+use tokio_stream::wrappers::TcpListenerStream;
+use tracing::{error, info, warn};
+
+use crate::api::ClusterApi;
+use crate::datadir::{self, DataDirError, Existing, Marker};
+use crate::raft::peer_service::PeerService;
+use crate::raft::storage::SledStorage;
+use crate::raft::transport::{GrpcTransport, peer_channel, peer_client};
+use crate::raft::{Node, NodeError, RaftHandle, RaftSettings, SharedStatus};
+
+/// Largest request the client API accepts.
+const API_MAX_REQUEST: usize = 4 * 1024 * 1024;
+
+#[derive(Clone, Debug)]
+pub struct ControllerOptions {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub advertise: Option<String>,
+    pub init: bool,
+    pub join: Option<String>,
+    pub raft: RaftSettings,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
+    #[error("cannot join through {via}: {why}")]
+    Join { via: String, why: String },
+    #[error("raft member failed: {0}")]
+    Node(#[from] NodeError),
+    #[error("raft log: {0}")]
+    Log(#[from] crate::raft::storage::LogError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(
+        "--advertise is required when listening on {0} (other members must know where to reach this one)"
+    )]
+    NoAdvertise(SocketAddr),
+    #[error("gRPC server failed: {0}")]
+    Serve(#[from] tonic::transport::Error),
+    #[error(
+        "this member (id {0}) was removed from the cluster; wipe its data dir before it joins again"
+    )]
+    Removed(u64),
+    #[error("the raft thread stopped unexpectedly")]
+    RaftThread,
+}
+
+fn advertise_address(opts: &ControllerOptions) -> Result<String, ServerError> {
+    match &opts.advertise {
+        Some(addr) => Ok(addr.clone()),
+        None if opts.listen.ip().is_unspecified() => Err(ServerError::NoAdvertise(opts.listen)),
+        None => Ok(opts.listen.to_string()),
+    }
+}
+
+/// Asks an existing member to add us; nothing is written locally before it says yes.
+async fn join_cluster(
+    via: &str,
+    advertise: &str,
+) -> Result<berth_proto::v1::JoinResponse, ServerError> {
+    let join_err = |why: String| ServerError::Join {
+        via: via.to_string(),
+        why,
+    };
+    let channel = peer_channel(via).map_err(|e| join_err(format!("bad address: {e}")))?;
+    let mut client = peer_client(channel);
+    let mut last = String::new();
+    // A freshly started cluster may still be electing: retry unavailable answers.
+    for _ in 0..20 {
+        let request = JoinRequest {
+            address: advertise.to_string(),
+            member_id: 0,
+        };
+        match tokio::time::timeout(Duration::from_secs(10), client.join(request)).await {
+            Ok(Ok(response)) => return Ok(response.into_inner()),
+            Ok(Err(status)) if status.code() == tonic::Code::Unavailable => {
+                last = status.message().to_string();
+                if last.contains("tcp connect error") || last.contains("error trying to connect") {
+                    return Err(join_err(format!("no controller answers there ({last})")));
+                }
+            }
+            Ok(Err(status)) => return Err(join_err(status.message().to_string())),
+            Err(_) => return Err(join_err("no answer within 10 s".to_string())),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Err(join_err(format!("the cluster stayed unavailable: {last}")))
+}
+
+/// Decides init / join / restart and returns who this member is.
+async fn prepare_data_dir(
+    opts: &ControllerOptions,
+    advertise: &str,
+) -> Result<Marker, ServerError> {
+    match datadir::inspect(&opts.data_dir)? {
+        Existing::Member(marker) => {
+            if opts.init || opts.join.is_some() {
+                warn!(
+                    data_dir = %opts.data_dir.display(),
+                    "data dir already holds member {}; ignoring --init/--join", marker.member_id
+                );
+            }
+            Ok(marker)
+        }
+        Existing::Empty if opts.init => {
+            let marker = Marker {
+                format: 1,
+                cluster_id: datadir::new_cluster_id(),
+                member_id: datadir::new_member_id(),
+            };
+            let members = [(marker.member_id, advertise.to_string())].into();
+            datadir::create(&opts.data_dir, &marker, &members, &[marker.member_id])?;
+            info!(cluster = %marker.cluster_id, member = marker.member_id, "initialized a new cluster");
+            Ok(marker)
+        }
+        Existing::Empty => match &opts.join {
+            Some(via) => {
+                let response = join_cluster(via, advertise).await?;
+                let marker = Marker {
+                    format: 1,
+                    cluster_id: response.cluster_id,
+                    member_id: response.member_id,
+                };
+                datadir::create(&opts.data_dir, &marker, &response.members, &[])?;
+                info!(cluster = %marker.cluster_id, member = marker.member_id, "joined the cluster as a learner");
+                Ok(marker)
+            }
+            None => Err(DataDirError::Uninitialized {
+                path: opts.data_dir.clone(),
+            }
+            .into()),
+        },
+    }
+}
+
+/// Runs a controller until `shutdown` resolves or the member fails.
+pub async fn run(
+    opts: ControllerOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let advertise = advertise_address(&opts)?;
+    // Bind first: a port in use fails before anything is written.
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .map_err(|source| ServerError::Listen {
+            addr: opts.listen,
+            source,
+        })?;
+    let marker = prepare_data_dir(&opts, &advertise).await?;
+    let (db, sm) = datadir::open(&opts.data_dir, &marker)?;
+    let storage = SledStorage::open(db, sm.clone())?;
+    let (mailbox, mailbox_rx) = std::sync::mpsc::sync_channel(8192);
+    let status = SharedStatus::default();
+    let transport = GrpcTransport::new(
+        marker.member_id,
+        marker.cluster_id.clone(),
+        mailbox.clone(),
+        tokio::runtime::Handle::current(),
+    );
+    let node = Node::new(
+        marker.member_id,
+        storage,
+        sm.clone(),
+        transport,
+        opts.raft.clone(),
+        status.clone(),
+    )?;
+    let (done_tx, done_rx) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("raft".into())
+        .spawn(move || {
+            let _ = done_tx.send(node.run(mailbox_rx));
+        })
+        .map_err(|_| ServerError::RaftThread)?;
+    let handle = RaftHandle::new(mailbox, status.clone(), sm);
+    info!(member = marker.member_id, listen = %opts.listen, %advertise, "controller serving");
+
+    let (stop_tx, stop_rx) = oneshot::channel::<Result<(), ServerError>>();
+    let watcher = tokio::spawn(async move {
+        let mut done_rx = done_rx;
+        let removed = async {
+            loop {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if status.get().removed {
+                    return;
+                }
+            }
+        };
+        let outcome = tokio::select! {
+            _ = shutdown => Ok(()),
+            result = &mut done_rx => match result {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(err)) => Err(ServerError::Node(err)),
+                Err(_) => Err(ServerError::RaftThread),
+            },
+            _ = removed => Err(ServerError::Removed(marker.member_id)),
+        };
+        if let Err(err) = &outcome {
+            error!(%err, "controller stopping");
+        }
+        let _ = stop_tx.send(outcome);
+    });
+    let (result_tx, result_rx) = oneshot::channel();
+    let (drain_tx, drain_rx) = oneshot::channel::<()>();
+    let stop = async move {
+        let outcome = stop_rx.await.unwrap_or(Ok(()));
+        let _ = result_tx.send(outcome);
+        let _ = drain_tx.send(());
+    };
+    let server = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(1)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(2)))
+        .add_service(
+            RaftPeerServer::new(PeerService::new(handle.clone()))
+                .max_decoding_message_size(berth_proto::MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(berth_proto::MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            ClusterServer::new(ClusterApi::new(handle))
+                .max_decoding_message_size(API_MAX_REQUEST)
+                .max_encoding_message_size(berth_proto::MAX_MESSAGE_BYTES),
+        )
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop);
+    // Raft streams never end by themselves: give open calls a moment, then go.
+    let drain_deadline = async {
+        let _ = drain_rx.await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    tokio::select! {
+        result = server => result?,
+        _ = drain_deadline => {}
+    }
+    watcher.abort();
+    match result_rx.await {
+        Ok(Err(err)) => Err(err),
+        _ => Ok(()),
+    }
+}
