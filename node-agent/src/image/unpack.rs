@@ -512,10 +512,12 @@ impl Meta {
                 source: e,
             }
         };
-        let mut uid = h.uid().map_err(bad("read the uid"))?;
-        let mut gid = h.gid().map_err(bad("read the gid"))?;
-        let mode = h.mode().map_err(bad("read the mode"))? & 0o7777;
-        let mtime = h.mtime().map_err(bad("read the mtime"))? as i64;
+        let old = h.as_old();
+        let mut uid = numeric(&old.uid, h.uid()).map_err(bad("read the uid"))?;
+        let mut gid = numeric(&old.gid, h.gid()).map_err(bad("read the gid"))?;
+        let mode = numeric(&old.mode, h.mode().map(u64::from)).map_err(bad("read the mode"))?;
+        let mode = (mode & 0o7777) as u32;
+        let mtime = numeric(&old.mtime, h.mtime()).map_err(bad("read the mtime"))? as i64;
         let mut xattrs = Vec::new();
         if let Some(exts) = entry.pax_extensions().map_err(UnpackError::Tar)? {
             for ext in exts {
@@ -546,6 +548,14 @@ impl Meta {
             mtime,
             xattrs,
         })
+    }
+}
+
+/// Like Go's archive/tar (and so containerd and Docker): an empty numeric field is 0.
+fn numeric(raw: &[u8], parsed: io::Result<u64>) -> io::Result<u64> {
+    match parsed {
+        Err(_) if raw.iter().all(|b| *b == 0 || *b == b' ') => Ok(0),
+        other => other,
     }
 }
 
