@@ -233,7 +233,9 @@ fn mount_cgroups(s: &Setup, root: &OwnedFd, dest: &Path, opts: &options::Options
         let flags = base | if ro { MsFlags::MS_RDONLY } else { MsFlags::empty() };
         let result = if s.new_cgroup_ns {
             let data = (!view.data.is_empty()).then_some(view.data.as_str());
-            mount(Some("cgroup"), &path, Some(view.fstype), flags, data)
+            // Named hierarchies show their name as the source (as under runc).
+            let source = view.data.strip_prefix("name=").unwrap_or("cgroup");
+            mount(Some(source), &path, Some(view.fstype), flags, data)
         } else {
             mount(Some(&view.host_dir), &path, None::<&str>, MsFlags::MS_BIND, None::<&str>)
                 .and_then(|()| {

@@ -1,0 +1,168 @@
+//! The same bundles under berth-runtime and runc: what the process inside sees
+//! must be the same where the spec defines it.
+
+mod common;
+
+use common::{Fixture, Runtime, stderr, stdout};
+use oci_spec::runtime::{
+    LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder, PosixRlimitBuilder,
+    PosixRlimitType, UserBuilder,
+};
+
+/// Runs the same spec under both runtimes; returns (berth output, runc output).
+fn both(fx: &Fixture, name: &str, script: &str, edit: impl Fn(&mut oci_spec::runtime::Spec)) -> (String, String) {
+    let mut outs = Vec::new();
+    for rt in [Runtime::Berth, Runtime::Runc] {
+        let tag = format!("{name}-{}", if rt == Runtime::Berth { "b" } else { "r" });
+        let spec = fx.spec(&tag, &["sh", "-c", script], &edit);
+        let bundle = fx.bundle(&tag, &spec).expect("bundle");
+        let out = fx.run(rt, &bundle, &fx.id(&tag)).expect("run");
+        assert!(out.status.success(), "{rt:?} failed: {}", stderr(&out));
+        outs.push(stdout(&out).replace(&tag, "TAG"));
+    }
+    let runc = outs.pop().expect("runc");
+    let berth = outs.pop().expect("berth");
+    (berth, runc)
+}
+
+#[test]
+fn process_sees_the_same_as_under_runc() {
+    let fx = Fixture::new("diff-proc").expect("fixture");
+    let script = "hostname; id; umask; pwd; echo FOO=$FOO; ulimit -n; ulimit -H -n; \
+                  grep -E '^(Cap|NoNewPrivs|Groups)' /proc/self/status; cat /proc/self/oom_score_adj";
+    let (berth, runc) = both(&fx, "proc", script, |spec| {
+        let mut p = spec.process().clone().expect("process");
+        p.set_user(
+            UserBuilder::default()
+                .uid(1000u32)
+                .gid(1000u32)
+                .additional_gids(vec![10u32, 20])
+                .umask(0o027u32)
+                .build()
+                .expect("user"),
+        );
+        p.set_cwd("/tmp".into());
+        let mut env = p.env().clone().unwrap_or_default();
+        env.push("FOO=bar baz".into());
+        p.set_env(Some(env));
+        p.set_rlimits(Some(vec![
+            PosixRlimitBuilder::default()
+                .typ(PosixRlimitType::RlimitNofile)
+                .soft(256u64)
+                .hard(512u64)
+                .build()
+                .expect("rlimit"),
+        ]));
+        p.set_oom_score_adj(Some(123));
+        spec.set_process(Some(p));
+    });
+    assert_eq!(berth, runc);
+    assert!(berth.contains("h-TAG"), "{berth}");
+    assert!(berth.contains("uid=1000 gid=1000 groups=10,20"), "{berth}");
+    assert!(berth.contains("0027"), "{berth}");
+    assert!(berth.contains("FOO=bar baz"), "{berth}");
+    assert!(berth.contains("256\n512\n"), "{berth}");
+    assert!(berth.contains("NoNewPrivs:\t1"), "{berth}");
+    assert!(berth.contains("123"), "{berth}");
+}
+
+#[test]
+fn mounts_and_cgroup_limits_match_runc() {
+    let fx = Fixture::new("diff-mounts").expect("fixture");
+    // Mount points and filesystem types (options of the cgroup tmpfs differ: berth
+    // makes it read-only as the spec asks), then the limits the container sees.
+    let script = "cut -d' ' -f5,8 /proc/self/mountinfo; \
+                  cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max \
+                      /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us \
+                      /sys/fs/cgroup/cpu/cpu.shares /sys/fs/cgroup/cpuset/cpuset.cpus 2>&1; \
+                  ls /dev; touch /sys/x 2>&1; cat /proc/kcore | wc -c; \
+                  echo 1 > /proc/sys/kernel/domainname 2>&1; echo done";
+    let (berth, runc) = both(&fx, "mounts", script, |spec| {
+        let mut linux = spec.linux().clone().expect("linux");
+        linux.set_resources(Some(
+            LinuxResourcesBuilder::default()
+                .memory(LinuxMemoryBuilder::default().limit(64i64 << 20).build().expect("mem"))
+                .pids(LinuxPidsBuilder::default().limit(42i64).build().expect("pids"))
+                .cpu(
+                    LinuxCpuBuilder::default()
+                        .quota(50_000i64)
+                        .period(100_000u64)
+                        .shares(512u64)
+                        .cpus("0")
+                        .build()
+                        .expect("cpu"),
+                )
+                .build()
+                .expect("resources"),
+        ));
+        spec.set_linux(Some(linux));
+    });
+    assert_eq!(berth, runc);
+    for expected in ["/proc proc", "/dev tmpfs", "/dev/pts devpts", "/dev/shm tmpfs", "/dev/mqueue mqueue", "/sys sysfs"] {
+        assert!(berth.contains(expected), "{expected} missing in {berth}");
+    }
+    for expected in ["67108864\n42\n50000\n100000\n512\n0\n", "null", "urandom", "ptmx", "Read-only file system"] {
+        assert!(berth.contains(expected), "{expected} missing in {berth}");
+    }
+}
+
+#[test]
+fn exit_codes_and_signals_match_runc() {
+    let fx = Fixture::new("diff-exit").expect("fixture");
+    for (i, (script, expected)) in [
+        ("exit 7", 7),
+        ("exit 255", 255),
+        // PID 1 of a pid namespace ignores signals sent from inside it.
+        ("kill -9 $$; exit 3", 3),
+        ("true", 0),
+    ].iter().enumerate() {
+        let mut codes = Vec::new();
+        for rt in [Runtime::Berth, Runtime::Runc] {
+            let tag = format!("exit{i}-{}", if rt == Runtime::Berth { "b" } else { "r" });
+            let spec = fx.spec(&tag, &["sh", "-c", script], |_| {});
+            let bundle = fx.bundle(&tag, &spec).expect("bundle");
+            let out = fx.run(rt, &bundle, &fx.id(&tag)).expect("run");
+            codes.push(out.status.code());
+        }
+        assert_eq!(codes, vec![Some(*expected), Some(*expected)], "{script}");
+    }
+}
+
+#[test]
+fn extra_mounts_and_read_only_root_match_runc() {
+    let fx = Fixture::new("diff-extra").expect("fixture");
+    let shared = fx.dir.path().join("shared");
+    std::fs::create_dir_all(&shared).expect("mkdir");
+    std::fs::write(shared.join("hello.txt"), "from the host\n").expect("write");
+    let script = "cat /data/hello.txt; touch /data/x 2>&1; touch /scratch/y && echo tmpfs-ok; \
+                  touch /rootfile 2>&1; grep -E ' /(data|scratch) ' /proc/self/mountinfo | cut -d' ' -f5,6,9";
+    let (berth, runc) = both(&fx, "extra", script, |spec| {
+        let mut mounts = spec.mounts().clone().unwrap_or_default();
+        mounts.push(
+            oci_spec::runtime::MountBuilder::default()
+                .destination("/data")
+                .typ("bind")
+                .source(&shared)
+                .options(vec!["rbind".to_string(), "ro".to_string()])
+                .build()
+                .expect("bind"),
+        );
+        mounts.push(
+            oci_spec::runtime::MountBuilder::default()
+                .destination("/scratch")
+                .typ("tmpfs")
+                .source("tmpfs")
+                .options(vec!["nosuid".to_string(), "size=1m".to_string()])
+                .build()
+                .expect("tmpfs"),
+        );
+        spec.set_mounts(Some(mounts));
+        let mut root = spec.root().clone().expect("root");
+        root.set_readonly(Some(true));
+        spec.set_root(Some(root));
+    });
+    assert_eq!(berth, runc);
+    assert!(berth.contains("from the host"), "{berth}");
+    assert!(berth.contains("tmpfs-ok"), "{berth}");
+    assert_eq!(berth.matches("Read-only file system").count(), 2, "{berth}");
+}
