@@ -31,8 +31,8 @@ struct Args {
     /// Raft tick in milliseconds.
     #[arg(long, default_value_t = 50)]
     tick_ms: u64,
-    /// Election timeout in ticks (the real one is random in [N, 1.5 N)).
-    #[arg(long, default_value_t = 12)]
+    /// Election timeout in ticks (the real one is random in [N, 1.2 N)).
+    #[arg(long, default_value_t = 16)]
     election_ticks: usize,
     /// Heartbeat interval in ticks.
     #[arg(long, default_value_t = 2)]
@@ -68,7 +68,7 @@ fn real_main() -> anyhow::Result<()> {
     let raft = RaftSettings {
         tick: Duration::from_millis(args.tick_ms.max(1)),
         election_ticks: args.election_ticks,
-        max_election_ticks: args.election_ticks + args.election_ticks / 2,
+        max_election_ticks: args.election_ticks + (args.election_ticks / 5).max(1),
         heartbeat_ticks: args.heartbeat_ticks,
         snapshot_entries: args.snapshot_entries.max(1),
         compact_margin: (args.snapshot_entries / 20).clamp(1, 500),

@@ -281,6 +281,13 @@ impl Host {
         in_netns(self.holder.net_file(), f)
     }
 
+    /// A tokio runtime whose threads all live in this host's network namespace:
+    /// clients spawned on it talk from this host. Drive work with
+    /// [`crate::netruntime::run`] (plain `block_on` would poll on the caller's thread).
+    pub fn runtime(&self) -> Result<tokio::runtime::Runtime> {
+        crate::netruntime::runtime_in(self.holder.net_file())
+    }
+
     /// Cuts this host off the fabric: the fabric's bridge silently drops its
     /// packets, as in a real partition (links stay up, senders see no error).
     /// Replaces an earlier cut.

@@ -17,13 +17,15 @@ pub struct RaftSettings {
 }
 
 impl Default for RaftSettings {
-    /// 50 ms ticks: a new leader 600–900 ms after the old one is lost, heartbeats
-    /// every 100 ms, so a 500 ms blip stays below the smallest election timeout.
+    /// 50 ms ticks, heartbeats every 100 ms, elections after 800–900 ms of
+    /// silence: a new leader within 1 s of losing one, while a 500 ms blip (plus
+    /// the ~100 ms TCP needs to retransmit after it) stays below every timeout,
+    /// the leader's quorum check included.
     fn default() -> Self {
         RaftSettings {
             tick: Duration::from_millis(50),
-            election_ticks: 12,
-            max_election_ticks: 18,
+            election_ticks: 16,
+            max_election_ticks: 19,
             heartbeat_ticks: 2,
             snapshot_entries: 10_000,
             compact_margin: 500,

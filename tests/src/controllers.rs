@@ -1,0 +1,345 @@
+//! A cluster of real `berth-controller` processes on test hosts, with a client
+//! host that talks to them over the fabric.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use berth_proto::v1::cluster_client::ClusterClient;
+use berth_proto::v1::{
+    ClusterStatusResponse, CreateConfigRequest, GetConfigRequest, MemberRole, UpdateConfigRequest,
+};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::netruntime::run;
+use crate::testnet::TestNet;
+use crate::{bin_path, wait_until};
+
+pub const API_PORT: u16 = 7400;
+const PROC: &str = "controller";
+
+pub struct Controllers {
+    pub net: TestNet,
+    /// Hosts that run (or ran) a controller.
+    members: Vec<usize>,
+    /// Index of the host clients run in.
+    client_host: usize,
+    rt: tokio::runtime::Runtime,
+    extra_args: Vec<String>,
+}
+
+/// What a client learned of a write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    /// Definitely not applied.
+    Failed(String),
+    /// May or may not have been applied.
+    Unknown(String),
+}
+
+pub fn address(net: &TestNet, host: usize) -> String {
+    format!("{}:{API_PORT}", net.host(host).address())
+}
+
+pub async fn connect(address: &str) -> Result<ClusterClient<Channel>> {
+    let channel = Endpoint::from_shared(format!("http://{address}"))?
+        .connect_timeout(Duration::from_millis(500))
+        .timeout(Duration::from_secs(8))
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to {address}"))?;
+    Ok(ClusterClient::new(channel))
+}
+
+/// Writes `value` to config `key` (which must exist).
+pub async fn write(client: &mut ClusterClient<Channel>, key: &str, value: &str) -> Outcome {
+    let request = UpdateConfigRequest {
+        config: key.to_string(),
+        data: value.as_bytes().to_vec(),
+        version: 0,
+    };
+    match client.update_config(request).await {
+        Ok(_) => Outcome::Ok,
+        // Refused before anything was proposed.
+        Err(s) if s.code() == tonic::Code::NotFound || s.code() == tonic::Code::InvalidArgument => {
+            Outcome::Failed(s.message().to_string())
+        }
+        Err(s) => Outcome::Unknown(format!("{:?}: {}", s.code(), s.message())),
+    }
+}
+
+/// Reads config `key` linearizably; `Ok(None)` when it does not exist.
+pub async fn read(client: &mut ClusterClient<Channel>, key: &str) -> Result<Option<String>> {
+    read_with(client, key, false).await
+}
+
+pub async fn read_with(
+    client: &mut ClusterClient<Channel>,
+    key: &str,
+    stale: bool,
+) -> Result<Option<String>> {
+    let request = GetConfigRequest {
+        config: key.to_string(),
+        stale,
+    };
+    match client.get_config(request).await {
+        Ok(r) => Ok(Some(String::from_utf8_lossy(&r.into_inner().data).to_string())),
+        Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
+        Err(s) => bail!("read of {key} failed: {:?}: {}", s.code(), s.message()),
+    }
+}
+
+pub async fn create(client: &mut ClusterClient<Channel>, key: &str, value: &str) -> Result<()> {
+    client
+        .create_config(CreateConfigRequest {
+            name: key.to_string(),
+            data: value.as_bytes().to_vec(),
+            labels: Default::default(),
+        })
+        .await
+        .map_err(|s| anyhow::anyhow!("create of {key} failed: {:?}: {}", s.code(), s.message()))?;
+    Ok(())
+}
+
+impl Controllers {
+    /// `members` controller hosts (h1.. hN) plus one client host, all started
+    /// and joined; returns once all members are voters.
+    pub fn start(test: &str, members: usize) -> Result<Controllers> {
+        Self::start_with(test, members, 0, &[])
+    }
+
+    /// As `start`, with `spare` extra hosts (for members added later) and extra
+    /// controller arguments.
+    pub fn start_with(
+        test: &str,
+        members: usize,
+        spare: usize,
+        extra_args: &[&str],
+    ) -> Result<Controllers> {
+        let net = TestNet::new(test, members + spare + 1)?;
+        let client_host = members + spare;
+        let rt = net.host(client_host).runtime()?;
+        let mut c = Controllers {
+            net,
+            members: Vec::new(),
+            client_host,
+            rt,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+        };
+        c.spawn(0, None)?;
+        c.wait_voters(1)?;
+        for host in 1..members {
+            c.spawn(host, Some(host - 1))?;
+            c.wait_voters(host + 1)?;
+        }
+        Ok(c)
+    }
+
+    pub fn address(&self, host: usize) -> String {
+        address(&self.net, host)
+    }
+
+    pub fn members(&self) -> &[usize] {
+        &self.members
+    }
+
+    pub fn client_host(&self) -> usize {
+        self.client_host
+    }
+
+    pub fn runtime(&self) -> &tokio::runtime::Runtime {
+        &self.rt
+    }
+
+    fn data_dir(&self, host: usize) -> std::path::PathBuf {
+        self.net.host(host).dir().join("controller")
+    }
+
+    /// Starts a controller on `host`: `--init` without `join`, else `--join` the
+    /// controller on that host.
+    pub fn spawn(&mut self, host: usize, join: Option<usize>) -> Result<()> {
+        let data_dir = self.data_dir(host);
+        let mut args = vec![
+            "--data-dir".to_string(),
+            data_dir.to_string_lossy().to_string(),
+            "--listen".to_string(),
+            self.address(host),
+        ];
+        match join {
+            None => args.push("--init".into()),
+            Some(via) => {
+                args.push("--join".into());
+                args.push(self.address(via));
+            }
+        }
+        args.extend(self.extra_args.iter().cloned());
+        let program = bin_path("berth-controller");
+        let h = self.net.host_mut(host);
+        h.spawn(PROC, &program, &args)?;
+        if !self.members.contains(&host) {
+            self.members.push(host);
+        }
+        Ok(())
+    }
+
+    /// kill -9 of the controller on `host`.
+    pub fn kill(&mut self, host: usize) -> Result<()> {
+        self.net.host_mut(host).proc(PROC)?.kill9()
+    }
+
+    /// Starts the controller on `host` again on its data dir.
+    pub fn restart(&mut self, host: usize) -> Result<()> {
+        self.net.host_mut(host).proc(PROC)?.restart()
+    }
+
+    pub fn pause(&mut self, host: usize) -> Result<()> {
+        self.net.host_mut(host).proc(PROC)?.pause()
+    }
+
+    pub fn resume(&mut self, host: usize) -> Result<()> {
+        self.net.host_mut(host).proc(PROC)?.resume()
+    }
+
+    pub fn is_running(&mut self, host: usize) -> bool {
+        self.net
+            .host_mut(host)
+            .proc(PROC)
+            .map(|p| p.is_running())
+            .unwrap_or(false)
+    }
+
+    /// Removes the controller process and its data dir (a wiped machine).
+    pub fn wipe(&mut self, host: usize) -> Result<()> {
+        self.kill(host)?;
+        std::fs::remove_dir_all(self.data_dir(host))
+            .with_context(|| format!("failed to wipe h{}", host + 1))?;
+        Ok(())
+    }
+
+    /// Runs `fut` on the client host.
+    pub fn run<F>(&self, fut: F) -> F::Output
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        run(&self.rt, fut)
+    }
+
+    /// The status as `host`'s controller answers it (1 s timeout).
+    pub fn status(&self, host: usize) -> Result<ClusterStatusResponse> {
+        let addr = self.address(host);
+        self.run(async move {
+            let mut client = connect(&addr).await?;
+            let answer = tokio::time::timeout(
+                Duration::from_secs(1),
+                client.cluster_status(berth_proto::v1::ClusterStatusRequest {}),
+            )
+            .await
+            .context("status timed out")??;
+            Ok(answer.into_inner())
+        })
+    }
+
+    /// Host index of the member with this raft id.
+    pub fn host_of(&self, member_id: u64) -> Option<usize> {
+        self.members.iter().copied().find(|h| {
+            self.status(*h)
+                .map(|s| s.member_id == member_id)
+                .unwrap_or(false)
+        })
+    }
+
+    /// Waits until the running members in `among` agree on one leader that is
+    /// itself among them; returns its host index.
+    pub fn wait_leader_among(&self, among: &[usize], timeout: Duration) -> Result<usize> {
+        wait_until("an agreed leader", timeout, || {
+            let mut leaders = BTreeMap::new();
+            let mut me = BTreeMap::new();
+            for h in among {
+                let s = self.status(*h).ok()?;
+                me.insert(s.member_id, *h);
+                leaders.insert(*h, s.leader_id);
+            }
+            let first = *leaders.values().next()?;
+            if first == 0 || leaders.values().any(|l| *l != first) {
+                return None;
+            }
+            me.get(&first).copied()
+        })
+    }
+
+    pub fn wait_leader(&self, timeout: Duration) -> Result<usize> {
+        self.wait_leader_among(&self.members.clone(), timeout)
+    }
+
+    /// Waits until the leader counts `n` voters (no learners left).
+    pub fn wait_voters(&self, n: usize) -> Result<()> {
+        wait_until(&format!("{n} voters"), Duration::from_secs(20), || {
+            let host = *self.members.last()?;
+            let s = self.status(host).ok()?;
+            let voters = s
+                .members
+                .iter()
+                .filter(|m| m.role != MemberRole::Learner as i32)
+                .count();
+            let learners = s.members.len() - voters;
+            (voters == n && learners == 0 && s.leader_id != 0).then_some(())
+        })
+    }
+
+    /// Creates config `key`, retrying through elections for up to 10 s.
+    pub fn create(&self, host: usize, key: &str, value: &str) -> Result<()> {
+        let addr = self.address(host);
+        let (key, value) = (key.to_string(), value.to_string());
+        self.run(async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let result = async {
+                    let mut client = connect(&addr).await?;
+                    create(&mut client, &key, &value).await
+                }
+                .await;
+                match result {
+                    Ok(()) => return Ok(()),
+                    Err(err) if format!("{err:#}").contains("already") => return Ok(()),
+                    Err(err) if Instant::now() > deadline => return Err(err),
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        })
+    }
+
+    /// Linearizable read of `key` through `host`.
+    pub fn read(&self, host: usize, key: &str) -> Result<Option<String>> {
+        let addr = self.address(host);
+        let key = key.to_string();
+        self.run(async move {
+            let mut client = connect(&addr).await?;
+            read(&mut client, &key).await
+        })
+    }
+
+    /// Read of `key` from `host`'s own applied state (no leader involved).
+    pub fn read_local(&self, host: usize, key: &str) -> Result<Option<String>> {
+        let addr = self.address(host);
+        let key = key.to_string();
+        self.run(async move {
+            let mut client = connect(&addr).await?;
+            read_with(&mut client, &key, true).await
+        })
+    }
+
+    /// One write through `host`.
+    pub fn write(&self, host: usize, key: &str, value: &str) -> Outcome {
+        let addr = self.address(host);
+        let (key, value) = (key.to_string(), value.to_string());
+        self.run(async move {
+            match connect(&addr).await {
+                Ok(mut client) => write(&mut client, &key, &value).await,
+                Err(err) => Outcome::Failed(format!("{err:#}")),
+            }
+        })
+    }
+}
