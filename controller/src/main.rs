@@ -57,6 +57,7 @@ fn real_main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| "info,raft=warn,h2=warn,tower=warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     if args.election_ticks <= args.heartbeat_ticks {
         anyhow::bail!(

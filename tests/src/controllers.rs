@@ -22,6 +22,8 @@ pub struct Controllers {
     pub net: TestNet,
     /// Hosts that run (or ran) a controller.
     members: Vec<usize>,
+    /// Process name per host ("controller", "controller-2" after a wipe, ...).
+    procs: BTreeMap<usize, String>,
     /// Index of the host clients run in.
     client_host: usize,
     rt: tokio::runtime::Runtime,
@@ -85,7 +87,9 @@ pub async fn read_with(
         stale,
     };
     match client.get_config(request).await {
-        Ok(r) => Ok(Some(String::from_utf8_lossy(&r.into_inner().data).to_string())),
+        Ok(r) => Ok(Some(
+            String::from_utf8_lossy(&r.into_inner().data).to_string(),
+        )),
         Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
         Err(s) => bail!("read of {key} failed: {:?}: {}", s.code(), s.message()),
     }
@@ -124,6 +128,7 @@ impl Controllers {
         let mut c = Controllers {
             net,
             members: Vec::new(),
+            procs: BTreeMap::new(),
             client_host,
             rt,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
@@ -176,38 +181,54 @@ impl Controllers {
         }
         args.extend(self.extra_args.iter().cloned());
         let program = bin_path("berth-controller");
+        let name = match self.procs.get(&host) {
+            None => PROC.to_string(),
+            Some(_) => format!("{PROC}-{}", self.procs.len() + 1),
+        };
         let h = self.net.host_mut(host);
-        h.spawn(PROC, &program, &args)?;
+        h.spawn(&name, &program, &args)?;
+        self.procs.insert(host, name);
         if !self.members.contains(&host) {
             self.members.push(host);
         }
         Ok(())
     }
 
+    /// The controller process on `host`.
+    pub fn proc(&mut self, host: usize) -> Result<&mut crate::Proc> {
+        let name = self
+            .procs
+            .get(&host)
+            .with_context(|| format!("h{} runs no controller", host + 1))?
+            .clone();
+        self.net.host_mut(host).proc(&name)
+    }
+
     /// kill -9 of the controller on `host`.
     pub fn kill(&mut self, host: usize) -> Result<()> {
-        self.net.host_mut(host).proc(PROC)?.kill9()
+        self.proc(host)?.kill9()
     }
 
     /// Starts the controller on `host` again on its data dir.
     pub fn restart(&mut self, host: usize) -> Result<()> {
-        self.net.host_mut(host).proc(PROC)?.restart()
+        self.proc(host)?.restart()
     }
 
     pub fn pause(&mut self, host: usize) -> Result<()> {
-        self.net.host_mut(host).proc(PROC)?.pause()
+        self.proc(host)?.pause()
     }
 
     pub fn resume(&mut self, host: usize) -> Result<()> {
-        self.net.host_mut(host).proc(PROC)?.resume()
+        self.proc(host)?.resume()
     }
 
     pub fn is_running(&mut self, host: usize) -> bool {
-        self.net
-            .host_mut(host)
-            .proc(PROC)
-            .map(|p| p.is_running())
-            .unwrap_or(false)
+        self.proc(host).map(|p| p.is_running()).unwrap_or(false)
+    }
+
+    /// Stops counting `host` as a member (after `cluster remove`).
+    pub fn forget(&mut self, host: usize) {
+        self.members.retain(|h| *h != host);
     }
 
     /// Removes the controller process and its data dir (a wiped machine).
@@ -274,10 +295,15 @@ impl Controllers {
         self.wait_leader_among(&self.members.clone(), timeout)
     }
 
-    /// Waits until the leader counts `n` voters (no learners left).
+    /// Waits until the newest member counts `n` voters (no learners left).
     pub fn wait_voters(&self, n: usize) -> Result<()> {
+        let host = *self.members.last().context("no members")?;
+        self.wait_voters_at(host, n)
+    }
+
+    /// Waits until `host` counts `n` voters and no learners.
+    pub fn wait_voters_at(&self, host: usize, n: usize) -> Result<()> {
         wait_until(&format!("{n} voters"), Duration::from_secs(20), || {
-            let host = *self.members.last()?;
             let s = self.status(host).ok()?;
             let voters = s
                 .members

@@ -16,10 +16,10 @@
 //! removes the leftovers of crashed earlier runs by their prefix.
 
 pub mod binaries;
-pub mod controllers;
 pub mod cgroups;
-pub mod netruntime;
+pub mod controllers;
 pub mod linearizability;
+pub mod netruntime;
 pub mod ns;
 pub mod process;
 pub mod testnet;

@@ -39,7 +39,12 @@ pub struct Violation {
 
 impl std::fmt::Display for Violation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "no linearization for key {:?}; its {} operations:", self.key, self.ops.len())?;
+        writeln!(
+            f,
+            "no linearization for key {:?}; its {} operations:",
+            self.key,
+            self.ops.len()
+        )?;
         let start = self.ops.iter().map(|o| o.invoked).min();
         for op in &self.ops {
             let base = start.unwrap_or(op.invoked);

@@ -8,12 +8,16 @@ use berth_testhost::{Cut, wait_until};
 
 /// Writes keys until one succeeds (through any member), returns its name.
 fn write_until_ok(c: &Controllers, through: &[usize], key: &str) -> Result<()> {
-    wait_until(&format!("a successful write of {key}"), Duration::from_secs(15), || {
-        through
-            .iter()
-            .any(|h| c.create(*h, key, "v").is_ok())
-            .then_some(())
-    })
+    wait_until(
+        &format!("a successful write of {key}"),
+        Duration::from_secs(15),
+        || {
+            through
+                .iter()
+                .any(|h| c.create(*h, key, "v").is_ok())
+                .then_some(())
+        },
+    )
 }
 
 #[test]
@@ -27,7 +31,12 @@ fn kill9_of_the_leader_loses_no_acknowledged_write() -> Result<()> {
         acked.push(key);
     }
     c.kill(leader)?;
-    let others: Vec<usize> = c.members().iter().copied().filter(|h| *h != leader).collect();
+    let others: Vec<usize> = c
+        .members()
+        .iter()
+        .copied()
+        .filter(|h| *h != leader)
+        .collect();
     let new_leader = c.wait_leader_among(&others, Duration::from_secs(5))?;
     assert_ne!(new_leader, leader);
     for i in 0..20 {
@@ -57,26 +66,36 @@ fn a_cut_off_leader_accepts_no_writes_and_converges_when_healed() -> Result<()> 
     let others: Vec<usize> = c.members().iter().copied().filter(|h| *h != old).collect();
     let new = c.wait_leader_among(&others, Duration::from_secs(5))?;
     assert_ne!(new, old);
-    wait_until("a write through the majority", Duration::from_secs(10), || {
-        (c.write(new, "k", "majority") == Outcome::Ok).then_some(())
-    })?;
+    wait_until(
+        "a write through the majority",
+        Duration::from_secs(10),
+        || (c.write(new, "k", "majority") == Outcome::Ok).then_some(()),
+    )?;
 
     // From the old leader's own host: it must not acknowledge a write.
     let rt = c.net.host(old).runtime()?;
     let old_addr = c.address(old);
     let outcome = berth_testhost::netruntime::run(&rt, async move {
         match berth_testhost::controllers::connect(&old_addr).await {
-            Ok(mut client) => berth_testhost::controllers::write(&mut client, "k", "minority").await,
+            Ok(mut client) => {
+                berth_testhost::controllers::write(&mut client, "k", "minority").await
+            }
             Err(err) => Outcome::Failed(format!("{err:#}")),
         }
     });
-    assert_ne!(outcome, Outcome::Ok, "the cut-off old leader acknowledged a write");
+    assert_ne!(
+        outcome,
+        Outcome::Ok,
+        "the cut-off old leader acknowledged a write"
+    );
 
     c.net.host(old).heal()?;
     let leader = c.wait_leader(Duration::from_secs(10))?;
-    wait_until("the old leader to converge", Duration::from_secs(10), || {
-        (c.read_local(old, "k").ok().flatten().as_deref() == Some("majority")).then_some(())
-    })?;
+    wait_until(
+        "the old leader to converge",
+        Duration::from_secs(10),
+        || (c.read_local(old, "k").ok().flatten().as_deref() == Some("majority")).then_some(()),
+    )?;
     // The minority write never took effect anywhere.
     assert_eq!(c.read(leader, "k")?.as_deref(), Some("majority"));
     Ok(())
@@ -93,9 +112,11 @@ fn a_paused_leader_causes_no_split_brain() -> Result<()> {
     let new = c.wait_leader_among(&others, Duration::from_secs(5))?;
     let new_status = c.status(new)?;
     assert_ne!(new_status.leader_id, old_id);
-    wait_until("a write under the new leader", Duration::from_secs(10), || {
-        (c.write(new, "k", "1") == Outcome::Ok).then_some(())
-    })?;
+    wait_until(
+        "a write under the new leader",
+        Duration::from_secs(10),
+        || (c.write(new, "k", "1") == Outcome::Ok).then_some(()),
+    )?;
     c.resume(old)?;
     // The old leader wakes up in an old term: it must follow, not lead.
     let leader = c.wait_leader(Duration::from_secs(10))?;
@@ -106,9 +127,11 @@ fn a_paused_leader_causes_no_split_brain() -> Result<()> {
         .collect::<Result<_>>()?;
     let leader_id = statuses[0].leader_id;
     assert!(statuses.iter().all(|s| s.leader_id == leader_id));
-    wait_until("the old leader to converge", Duration::from_secs(10), || {
-        (c.read_local(old, "k").ok().flatten().as_deref() == Some("1")).then_some(())
-    })?;
+    wait_until(
+        "the old leader to converge",
+        Duration::from_secs(10),
+        || (c.read_local(old, "k").ok().flatten().as_deref() == Some("1")).then_some(()),
+    )?;
     assert_eq!(c.read(leader, "k")?.as_deref(), Some("1"));
     Ok(())
 }
@@ -145,7 +168,13 @@ fn a_500ms_blip_does_not_change_the_leader() -> Result<()> {
     c.net.host(leader).heal()?;
     std::thread::sleep(Duration::from_millis(1500));
     let after = c.status(leader)?;
-    assert_eq!(after.leader_id, before.leader_id, "the leader changed after a 500 ms blip");
-    assert_eq!(after.term, before.term, "an election happened after a 500 ms blip");
+    assert_eq!(
+        after.leader_id, before.leader_id,
+        "the leader changed after a 500 ms blip"
+    );
+    assert_eq!(
+        after.term, before.term,
+        "an election happened after a 500 ms blip"
+    );
     Ok(())
 }
