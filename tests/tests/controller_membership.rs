@@ -139,3 +139,39 @@ fn a_member_far_behind_catches_up_by_a_snapshot_larger_than_4_mib() -> Result<()
     assert!(bytes > 4 * 1024 * 1024, "snapshot was only {bytes} bytes");
     Ok(())
 }
+
+#[test]
+fn the_cli_shows_members_roles_and_the_leader_as_json() -> Result<()> {
+    let c = Controllers::start("cli_status", 3)?;
+    let leader = c.wait_leader(Duration::from_secs(10))?;
+    let leader_id = c.status(leader)?.member_id;
+    let berth = berth_testhost::bin_path("berth");
+    let addr = c.address(1);
+    let out = c.net.host(c.client_host()).run(
+        berth.to_str().unwrap_or_default(),
+        &[
+            "--controller",
+            &addr,
+            "cluster",
+            "status",
+            "--format",
+            "json",
+        ],
+    )?;
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(status["leader"].as_u64(), Some(leader_id));
+    assert!(status["term"].as_u64().unwrap_or(0) >= 1);
+    let members = status["members"].as_array().context("members")?;
+    assert_eq!(members.len(), 3);
+    let leaders: Vec<_> = members.iter().filter(|m| m["role"] == "leader").collect();
+    assert_eq!(leaders.len(), 1);
+    assert_eq!(leaders[0]["id"].as_u64(), Some(leader_id));
+    for m in members {
+        assert!(
+            m["address"].as_str().is_some_and(|a| a.ends_with(":7400")),
+            "{m}"
+        );
+        assert!(m["role"] == "leader" || m["role"] == "follower", "{m}");
+    }
+    Ok(())
+}
