@@ -171,3 +171,86 @@ async fn the_cli_pulls_lists_removes_and_prunes() -> Result<()> {
     assert!(String::from_utf8_lossy(&daemon.stderr).contains("not built"));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn docker_v2_manifests_zstd_layers_and_anonymous_tokens() -> Result<()> {
+    let work = Workdir::new("formats")?;
+    let layout = work.join("layout");
+    busybox_layout(&work.path, &layout, "base")?;
+    let reg = Registry::start(&work.path, None)?;
+    let src = format!("oci:{}:base", layout.display());
+
+    // Docker schema 2 manifest with Docker media types (gzip layers).
+    run(
+        "skopeo",
+        &[
+            "copy",
+            "--quiet",
+            "--dest-tls-verify=false",
+            "--format",
+            "v2s2",
+            &src,
+            &format!("docker://{}/fmt/docker:1", reg.addr()),
+        ],
+    )?;
+    // OCI manifest with a zstd layer, recompressed by skopeo into a new layout.
+    let zstd_layout = work.join("zstd-layout");
+    run(
+        "skopeo",
+        &[
+            "copy",
+            "--quiet",
+            "--dest-compress-format",
+            "zstd",
+            "--dest-compress",
+            &src,
+            &format!("oci:{}:base", zstd_layout.display()),
+        ],
+    )?;
+    reg.push(&zstd_layout, "base", "fmt/zstd:1")?;
+    let store = ImageStore::open(&work.join("agent"))?;
+    let docker = store
+        .pull(&format!("{}/fmt/docker:1", reg.addr()), &opts(&reg))
+        .await?;
+    assert_eq!(
+        docker.layers[0].media_type,
+        "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    );
+    let zstd = store
+        .pull(&format!("{}/fmt/zstd:1", reg.addr()), &opts(&reg))
+        .await?;
+    assert_eq!(
+        zstd.layers[0].media_type,
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    );
+    // Same content, different blobs: one snapshot.
+    assert_ne!(zstd.layers[0].digest, docker.layers[0].digest);
+    assert_eq!(zstd.layers[0].chain_id, docker.layers[0].chain_id);
+    let snap = store
+        .snapshot_path(&zstd.layers[0].chain_id)?
+        .context("snapshot")?;
+    assert!(snap.join("bin/busybox").is_file());
+
+    // A registry that wants a bearer token, handed out anonymously.
+    let relay = support::Relay::start(reg.port)?;
+    relay.require_token("tok-123");
+    let store2 = ImageStore::open(&work.join("agent2"))?;
+    let via = format!("{}/fmt/docker:1", relay.addr());
+    let image = store2
+        .pull(
+            &via,
+            &PullOptions {
+                insecure_registries: vec![relay.addr()],
+                ..PullOptions::default()
+            },
+        )
+        .await?;
+    assert_eq!(image.manifest_digest, docker.manifest_digest);
+    assert!(
+        relay
+            .token_requests
+            .load(std::sync::atomic::Ordering::SeqCst)
+            >= 1
+    );
+    Ok(())
+}

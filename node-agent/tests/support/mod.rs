@@ -322,6 +322,19 @@ pub struct Relay {
     pub port: u16,
     rules: Arc<Mutex<Vec<(String, Fault)>>>,
     stop: Arc<std::sync::atomic::AtomicBool>,
+    token: Arc<Mutex<Option<String>>>,
+    /// Requests to the token endpoint so far.
+    pub token_requests: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// What the relay needs to know of itself for one connection.
+#[derive(Clone)]
+struct RelayCtx {
+    port: u16,
+    upstream: u16,
+    rules: Vec<(String, Fault)>,
+    token: Option<String>,
+    token_requests: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Relay {
@@ -330,24 +343,51 @@ impl Relay {
         let port = listener.local_addr()?.port();
         let rules: Arc<Mutex<Vec<(String, Fault)>>> = Arc::default();
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (r, st) = (rules.clone(), stop.clone());
+        let token: Arc<Mutex<Option<String>>> = Arc::default();
+        let token_requests: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
+        let (r, st, tk, tr) = (
+            rules.clone(),
+            stop.clone(),
+            token.clone(),
+            token_requests.clone(),
+        );
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 if st.load(std::sync::atomic::Ordering::Relaxed) {
                     break;
                 }
                 let Ok(conn) = conn else { continue };
-                let rules = r.lock().map(|g| g.clone()).unwrap_or_default();
+                let ctx = RelayCtx {
+                    port,
+                    upstream,
+                    rules: r.lock().map(|g| g.clone()).unwrap_or_default(),
+                    token: tk.lock().map(|g| g.clone()).unwrap_or_default(),
+                    token_requests: tr.clone(),
+                };
                 std::thread::spawn(move || {
-                    let _ = relay_one(conn, upstream, &rules);
+                    let _ = relay_one(conn, &ctx);
                 });
             }
         });
-        Ok(Relay { port, rules, stop })
+        Ok(Relay {
+            port,
+            rules,
+            stop,
+            token,
+            token_requests,
+        })
     }
 
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// From now on every request needs `Authorization: Bearer TOKEN`; the token is
+    /// handed out anonymously at `/token`, as Docker Hub does.
+    pub fn require_token(&self, token: &str) {
+        if let Ok(mut g) = self.token.lock() {
+            *g = Some(token.to_string());
+        }
     }
 
     pub fn set(&self, rules: Vec<(String, Fault)>) {
@@ -365,7 +405,7 @@ impl Drop for Relay {
 }
 
 /// Relays the one request of a client connection (answers say `Connection: close`).
-fn relay_one(client: TcpStream, upstream: u16, rules: &[(String, Fault)]) -> Result<()> {
+fn relay_one(client: TcpStream, ctx: &RelayCtx) -> Result<()> {
     client.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut reader = BufReader::new(client.try_clone()?);
     let mut client = client;
@@ -387,7 +427,34 @@ fn relay_one(client: TcpStream, upstream: u16, rules: &[(String, Fault)]) -> Res
         .and_then(|l| l.split_whitespace().nth(1))
         .unwrap_or("")
         .to_string();
-    let fault = rules.iter().find(|(p, _)| path.contains(p)).map(|(_, f)| f);
+    if let Some(token) = &ctx.token {
+        if path.starts_with("/token") {
+            ctx.token_requests
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let body = format!(r#"{{"token":"{token}","expires_in":300}}"#);
+            write!(
+                client,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )?;
+            return Ok(());
+        }
+        let wanted = format!("authorization: bearer {}", token.to_ascii_lowercase());
+        if !head.iter().any(|h| h.trim().to_ascii_lowercase() == wanted) {
+            write!(
+                client,
+                "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://127.0.0.1:{}/token\",service=\"berth-test\"\r\n\
+                 Content-Length: 0\r\nConnection: close\r\n\r\n",
+                ctx.port
+            )?;
+            return Ok(());
+        }
+    }
+    let fault = ctx
+        .rules
+        .iter()
+        .find(|(p, _)| path.contains(p))
+        .map(|(_, f)| f);
     if let Some(Fault::Status(code)) = fault {
         write!(
             client,
@@ -395,7 +462,7 @@ fn relay_one(client: TcpStream, upstream: u16, rules: &[(String, Fault)]) -> Res
         )?;
         return Ok(());
     }
-    let mut up = TcpStream::connect(("127.0.0.1", upstream))?;
+    let mut up = TcpStream::connect(("127.0.0.1", ctx.upstream))?;
     let mut req = head.concat();
     req.push_str("Connection: close\r\n\r\n");
     up.write_all(req.as_bytes())?;
