@@ -40,6 +40,14 @@ fn assert_clean(store: &ImageStore) {
     );
 }
 
+/// Pulls `reference` expecting a failure; returns the message.
+async fn pull_err(store: &ImageStore, reference: &str, registry: &str, why: &str) -> String {
+    match store.pull(reference, &opts(registry)).await {
+        Ok(image) => panic!("{why}: {reference} pulled as {}", image.manifest_digest),
+        Err(e) => e.to_string(),
+    }
+}
+
 /// Every blob in the store is intact (its name is its digest).
 fn assert_blobs_verified(store: &ImageStore) -> Result<()> {
     for e in std::fs::read_dir(store.root().join("blobs/sha256"))?.flatten() {
@@ -66,13 +74,13 @@ async fn registry_errors_truncation_and_corruption_leave_nothing_and_a_retry_wor
     let reference = format!("{}/faulty/busybox:1", relay.addr());
     let store = ImageStore::open(&work.join("agent"))?;
 
-    let missing = store
-        .pull(
-            &format!("{}/faulty/busybox:nope", relay.addr()),
-            &opts(&relay.addr()),
-        )
-        .await
-        .expect_err("an unknown tag pulled");
+    let missing = pull_err(
+        &store,
+        &format!("{}/faulty/busybox:nope", relay.addr()),
+        &relay.addr(),
+        "an unknown tag pulled",
+    )
+    .await;
     let msg = missing.to_string();
     assert!(
         msg.contains("faulty/busybox:nope") && msg.contains("manifest"),
@@ -91,10 +99,7 @@ async fn registry_errors_truncation_and_corruption_leave_nothing_and_a_retry_wor
     ];
     for (fault, expect) in cases {
         relay.set(vec![(format!("/blobs/{layer}"), fault.clone())]);
-        let err = store
-            .pull(&reference, &opts(&relay.addr()))
-            .await
-            .expect_err("a broken layer pulled");
+        let err = pull_err(&store, &reference, &relay.addr(), "a broken layer pulled").await;
         let msg = err.to_string();
         assert!(msg.contains(&reference), "{fault:?}: {msg}");
         assert!(msg.contains(expect), "{fault:?}: {msg}");
@@ -110,10 +115,7 @@ async fn registry_errors_truncation_and_corruption_leave_nothing_and_a_retry_wor
     }
     // A 500 on the manifest too.
     relay.set(vec![("/manifests/".to_string(), Fault::Status(500))]);
-    let err = store
-        .pull(&reference, &opts(&relay.addr()))
-        .await
-        .expect_err("500 pulled");
+    let err = pull_err(&store, &reference, &relay.addr(), "500 pulled").await;
     assert!(err.to_string().contains("500"), "{err}");
     assert_clean(&store);
 
@@ -157,10 +159,13 @@ async fn basic_auth_needs_the_credentials_file() -> Result<()> {
     let reference = format!("{}/private/busybox:1", reg.addr());
     let store = ImageStore::open(&work.join("agent"))?;
 
-    let err = store
-        .pull(&reference, &opts(&reg.addr()))
-        .await
-        .expect_err("pulled without credentials");
+    let err = pull_err(
+        &store,
+        &reference,
+        &reg.addr(),
+        "pulled without credentials",
+    )
+    .await;
     let msg = err.to_string();
     assert!(msg.contains(&reference), "{msg}");
     assert!(
@@ -220,10 +225,7 @@ async fn other_platforms_and_unknown_media_types_are_refused() -> Result<()> {
     assert_eq!(status, 201, "the registry took the index");
     let store = ImageStore::open(&work.join("agent"))?;
     let reference = format!("{}/plat/busybox:foreign", reg.addr());
-    let err = store
-        .pull(&reference, &opts(&reg.addr()))
-        .await
-        .expect_err("a foreign platform pulled");
+    let err = pull_err(&store, &reference, &reg.addr(), "a foreign platform pulled").await;
     let msg = err.to_string();
     assert!(msg.contains("no manifest for platform linux/"), "{msg}");
     assert!(msg.contains("linux/arm64, linux/s390x"), "{msg}");
@@ -271,13 +273,13 @@ async fn other_platforms_and_unknown_media_types_are_refused() -> Result<()> {
     )?;
     assert_eq!(status, 201);
     let store2 = ImageStore::open(&work.join("agent2"))?;
-    let err = store2
-        .pull(
-            &format!("{}/plat/busybox:weird", reg.addr()),
-            &opts(&reg.addr()),
-        )
-        .await
-        .expect_err("an unknown media type pulled");
+    let err = pull_err(
+        &store2,
+        &format!("{}/plat/busybox:weird", reg.addr()),
+        &reg.addr(),
+        "an unknown media type pulled",
+    )
+    .await;
     assert!(
         err.to_string()
             .contains("unknown media type \"application/vnd.example.weird\""),
@@ -366,10 +368,13 @@ async fn a_malicious_layer_is_refused_and_writes_nothing_outside() -> Result<()>
         )?;
         reg.push(&layout, &tag, &format!("evil/busybox:{tag}"))?;
         let reference = format!("{}/evil/busybox:{tag}", reg.addr());
-        let err = store
-            .pull(&reference, &opts(&reg.addr()))
-            .await
-            .expect_err("a malicious layer was accepted");
+        let err = pull_err(
+            &store,
+            &reference,
+            &reg.addr(),
+            "a malicious layer was accepted",
+        )
+        .await;
         let msg = err.to_string();
         assert!(
             msg.contains("escapes the snapshot"),

@@ -257,10 +257,11 @@ impl ImageStore {
             async move {
                 if self.content.contains(&layer.digest) {
                     debug!(layer = %layer.digest, "layer already in the store");
-                    bar.finish_with_message("already there");
+                    bar.set_position(layer.size);
+                    bar.set_message("already there");
                 } else {
                     self.download(s, layer, &bar).await?;
-                    bar.finish_with_message("downloaded");
+                    bar.set_message("unpacking");
                 }
                 let (index, content, snaps, layer) = (
                     self.index.clone(),
@@ -268,12 +269,14 @@ impl ImageStore {
                     self.snapshots.clone(),
                     layer.clone(),
                 );
-                blocking(format!("unpack of {}", layer.digest), move || {
+                let unpacked = blocking(format!("unpack of {}", layer.digest), move || {
                     snaps
                         .ensure(&index, &content, &layer, parent.as_ref())
                         .map(drop)
                 })
-                .await
+                .await;
+                bar.finish_with_message(if unpacked.is_ok() { "done" } else { "failed" });
+                unpacked
             }
         });
         // Every job runs to its end, also after one failed: no download or unpack

@@ -559,10 +559,11 @@ fn numeric(raw: &[u8], parsed: io::Result<u64>) -> io::Result<u64> {
     }
 }
 
+/// Sets an xattr on an open file or directory.
 fn set_xattr_fd(fd: &impl AsFd, name: &str, value: &[u8]) -> io::Result<()> {
     let cname = std::ffi::CString::new(name).map_err(io::Error::other)?;
     // SAFETY: valid fd, NUL-terminated name, value pointer and length from a slice.
-    let r = unsafe {
+    os_result(unsafe {
         libc::fsetxattr(
             fd.as_fd().as_raw_fd(),
             cname.as_ptr(),
@@ -570,20 +571,16 @@ fn set_xattr_fd(fd: &impl AsFd, name: &str, value: &[u8]) -> io::Result<()> {
             value.len(),
             0,
         )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    })
 }
 
+/// Sets an xattr on `name` in `parent` without following it if it is a symlink.
 fn set_xattr_nofollow(parent: &OwnedFd, name: &OsStr, key: &str, value: &[u8]) -> io::Result<()> {
     let path = PathBuf::from(format!("/proc/self/fd/{}", parent.as_raw_fd())).join(name);
     let cpath = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
     let ckey = std::ffi::CString::new(key).map_err(io::Error::other)?;
     // SAFETY: NUL-terminated path and name, value pointer and length from a slice.
-    let r = unsafe {
+    os_result(unsafe {
         libc::lsetxattr(
             cpath.as_ptr(),
             ckey.as_ptr(),
@@ -591,7 +588,10 @@ fn set_xattr_nofollow(parent: &OwnedFd, name: &OsStr, key: &str, value: &[u8]) -
             value.len(),
             0,
         )
-    };
+    })
+}
+
+fn os_result(r: libc::c_int) -> io::Result<()> {
     if r == 0 {
         Ok(())
     } else {
