@@ -286,8 +286,11 @@ impl<T: Transport> Node<T> {
                 self.reads_waiting.push_back((rs.index, reply));
             }
         }
-        // Durable before anything that depends on it leaves this process.
-        let must_sync = rd.must_sync() || !rd.entries().is_empty() || rd.hs().is_some();
+        // Durable before anything that depends on it leaves this process: new
+        // entries, term and vote (raft-rs' must_sync). A commit index alone need
+        // not be flushed: sled recovers a prefix of its log, so applied state can
+        // never be ahead of the commit index it was derived from.
+        let must_sync = rd.must_sync();
         self.raw.mut_store().append(rd.entries(), rd.hs())?;
         if must_sync {
             self.raw.mut_store().sync()?;

@@ -1,0 +1,167 @@
+//! Three etcd members (Debian's etcd-server) on loopback, and the two gRPC calls
+//! the benchmark needs, declared by hand (no protoc in the product's build).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use tonic::codegen::http::uri::PathAndQuery;
+
+use crate::procs::Daemon;
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PutRequest {
+    #[prost(bytes = "vec", tag = "1")]
+    pub key: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub value: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ResponseHeader {
+    #[prost(uint64, tag = "1")]
+    pub cluster_id: u64,
+    #[prost(uint64, tag = "2")]
+    pub member_id: u64,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PutResponse {
+    #[prost(message, optional, tag = "1")]
+    pub header: Option<ResponseHeader>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct StatusRequest {}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct StatusResponse {
+    #[prost(message, optional, tag = "1")]
+    pub header: Option<ResponseHeader>,
+    #[prost(uint64, tag = "4")]
+    pub leader: u64,
+}
+
+pub async fn unary<Req, Resp>(
+    grpc: &mut tonic::client::Grpc<tonic::transport::Channel>,
+    path: &'static str,
+    request: Req,
+) -> Result<Resp, tonic::Status>
+where
+    Req: prost::Message + Send + Sync + 'static,
+    Resp: prost::Message + Default + Send + Sync + 'static,
+{
+    grpc.ready()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let codec = tonic_prost::ProstCodec::<Req, Resp>::default();
+    let response = grpc
+        .unary(
+            tonic::Request::new(request),
+            PathAndQuery::from_static(path),
+            codec,
+        )
+        .await?;
+    Ok(response.into_inner())
+}
+
+pub struct EtcdCluster {
+    pub members: Vec<Daemon>,
+    client_ports: Vec<u16>,
+}
+
+impl EtcdCluster {
+    pub async fn start(dir: &Path, base_port: u16) -> Result<EtcdCluster> {
+        let etcd = which("etcd").context("etcd not found: apt-get install etcd-server")?;
+        let client_ports: Vec<u16> = (0..3).map(|i| base_port + i).collect();
+        let peer_ports: Vec<u16> = (0..3).map(|i| base_port + 10 + i).collect();
+        let initial: Vec<String> = (0..3)
+            .map(|i| format!("e{i}=http://127.0.0.1:{}", peer_ports[i]))
+            .collect();
+        let mut members = Vec::new();
+        for i in 0..3 {
+            let args = vec![
+                "--name".to_string(),
+                format!("e{i}"),
+                "--data-dir".into(),
+                dir.join(format!("e{i}")).to_string_lossy().to_string(),
+                "--listen-client-urls".into(),
+                format!("http://127.0.0.1:{}", client_ports[i]),
+                "--advertise-client-urls".into(),
+                format!("http://127.0.0.1:{}", client_ports[i]),
+                "--listen-peer-urls".into(),
+                format!("http://127.0.0.1:{}", peer_ports[i]),
+                "--initial-advertise-peer-urls".into(),
+                format!("http://127.0.0.1:{}", peer_ports[i]),
+                "--initial-cluster".into(),
+                initial.join(","),
+                "--initial-cluster-state".into(),
+                "new".into(),
+                "--log-level".into(),
+                "warn".into(),
+            ];
+            members.push(Daemon::start(&format!("etcd-{i}"), &etcd, &args, dir)?);
+        }
+        let cluster = EtcdCluster {
+            members,
+            client_ports,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while cluster.leader().await.is_err() {
+            anyhow::ensure!(Instant::now() < deadline, "etcd cluster did not form");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(cluster)
+    }
+
+    pub fn addresses(&self) -> Vec<String> {
+        self.client_ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect()
+    }
+
+    pub async fn leader(&self) -> Result<usize> {
+        // Ask every member for its own id and the leader's id.
+        let mut ids = Vec::new();
+        let mut leader = 0;
+        for addr in self.addresses() {
+            let status: Option<StatusResponse> = async {
+                let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+                    .ok()?
+                    .connect_timeout(Duration::from_millis(300))
+                    .timeout(Duration::from_millis(500))
+                    .connect()
+                    .await
+                    .ok()?;
+                let mut grpc = tonic::client::Grpc::new(channel);
+                unary(
+                    &mut grpc,
+                    "/etcdserverpb.Maintenance/Status",
+                    StatusRequest {},
+                )
+                .await
+                .ok()
+            }
+            .await;
+            let (id, l) = status
+                .map(|s| (s.header.map(|h| h.member_id).unwrap_or(0), s.leader))
+                .unwrap_or((0, 0));
+            if l != 0 {
+                leader = l;
+            }
+            ids.push(id);
+        }
+        ids.iter()
+            .position(|id| *id == leader && leader != 0)
+            .context("no etcd leader")
+    }
+}
+
+fn which(name: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.exists())
+    })
+}

@@ -1,0 +1,6 @@
+//! Benchmarks that measure berth against a peer in the same run and print
+//! ratios. Not part of CI: run them by hand (see each binary's --help).
+
+pub mod controller;
+pub mod procs;
+pub mod stats;
