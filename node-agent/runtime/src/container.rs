@@ -138,7 +138,8 @@ pub fn create(root: &Path, args: &CreateArgs, mode: Mode2) -> Result<Created, Cr
     let gate = match mode {
         Mode2::Run => StartGate::Immediately,
         Mode2::Create => {
-            mkfifo(&dir.fifo(), Mode::from_bits_truncate(0o600)).map_err(sys("create the exec fifo"))?;
+            mkfifo(&dir.fifo(), Mode::from_bits_truncate(0o600))
+                .map_err(sys("create the exec fifo"))?;
             let fd = nix::fcntl::open(
                 &dir.fifo(),
                 nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CLOEXEC,
@@ -274,7 +275,13 @@ fn monitor(ctx: Context, join_release: OwnedFd, dir: &Dir) -> ! {
     }
     drop(ctx);
     detach_stdio();
-    for sig in [Signal::SIGINT, Signal::SIGHUP, Signal::SIGTERM, Signal::SIGQUIT, Signal::SIGPIPE] {
+    for sig in [
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGTERM,
+        Signal::SIGQUIT,
+        Signal::SIGPIPE,
+    ] {
         // SAFETY: SIG_IGN runs no code.
         let _ = unsafe { signal(sig, SigHandler::SigIgn) };
     }
@@ -294,7 +301,11 @@ fn release(cgroup: &Cgroup, child: Pid, join_release: OwnedFd) -> Result<(), Cgr
 
 /// The monitor must not hold the caller's stdout or stderr open.
 fn detach_stdio() {
-    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
         use std::os::fd::AsRawFd;
         for fd in 0..3 {
             // SAFETY: dup2 onto the standard descriptors.

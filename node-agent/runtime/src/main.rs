@@ -68,7 +68,10 @@ fn main() {
             let message = format!("berth-runtime: {err:#}");
             eprintln!("{message}");
             if let Some(log) = &args.log
-                && let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(log)
+                && let Ok(mut f) = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(log)
             {
                 let _ = writeln!(f, "{message}");
             }

@@ -94,12 +94,16 @@ impl Plan {
             let flag = flag(kind)?;
             match ns.path() {
                 Some(path) if !path.as_os_str().is_empty() => {
-                    let fd = open(path.as_path(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
-                        .map_err(|source| NamespaceError::Open {
-                            kind: name(kind),
-                            path: path.clone(),
-                            source,
-                        })?;
+                    let fd = open(
+                        path.as_path(),
+                        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+                        Mode::empty(),
+                    )
+                    .map_err(|source| NamespaceError::Open {
+                        kind: name(kind),
+                        path: path.clone(),
+                        source,
+                    })?;
                     let join = Join {
                         kind,
                         path: path.clone(),
@@ -123,7 +127,10 @@ impl Plan {
 
     pub fn has_mount_ns(&self) -> bool {
         self.unshare.contains(CloneFlags::CLONE_NEWNS)
-            || self.join.iter().any(|j| j.kind == LinuxNamespaceType::Mount)
+            || self
+                .join
+                .iter()
+                .any(|j| j.kind == LinuxNamespaceType::Mount)
     }
 
     pub fn new_uts(&self) -> bool {

@@ -115,7 +115,10 @@ pub fn parse(dir: &Path, text: &[u8]) -> Result<Spec, SpecError> {
             path: dir.to_path_buf(),
             source,
         })?;
-    if let Some(namespaces) = value.pointer("/linux/namespaces").and_then(|v| v.as_array()) {
+    if let Some(namespaces) = value
+        .pointer("/linux/namespaces")
+        .and_then(|v| v.as_array())
+    {
         for ns in namespaces {
             let kind = ns.get("type").and_then(|t| t.as_str()).unwrap_or("");
             if !NAMESPACE_TYPES.contains(&kind) {
@@ -138,14 +141,17 @@ mod tests {
 
     #[test]
     fn unknown_namespace_is_named() {
-        let text = br#"{"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"pid"},{"type":"bogus"}]}}"#;
+        let text =
+            br#"{"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"pid"},{"type":"bogus"}]}}"#;
         let err = parse(Path::new("/b"), text).unwrap_err().to_string();
         assert!(err.contains("unknown namespace type \"bogus\""), "{err}");
     }
 
     #[test]
     fn malformed_json_is_reported() {
-        let err = parse(Path::new("/b"), b"{not json").unwrap_err().to_string();
+        let err = parse(Path::new("/b"), b"{not json")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("malformed config.json"), "{err}");
     }
 

@@ -80,9 +80,7 @@ pub fn recv(fd: &impl AsFd) -> Result<Msg, SyncError> {
             buf[1], buf[2], buf[3], buf[4],
         ]))),
         TAG_READY => Ok(Msg::Ready),
-        TAG_ERROR => Ok(Msg::Error(
-            String::from_utf8_lossy(&buf[1..n]).into_owned(),
-        )),
+        TAG_ERROR => Ok(Msg::Error(String::from_utf8_lossy(&buf[1..n]).into_owned())),
         _ => Err(SyncError::Garbled),
     }
 }
@@ -94,7 +92,11 @@ mod tests {
     #[test]
     fn messages_roundtrip() {
         let (a, b) = pair().expect("pair");
-        for msg in [Msg::Pid(4242), Msg::Ready, Msg::Error("no such file".into())] {
+        for msg in [
+            Msg::Pid(4242),
+            Msg::Ready,
+            Msg::Error("no such file".into()),
+        ] {
             send(&a, &msg).expect("send");
             assert_eq!(recv(&b).expect("recv"), msg);
         }

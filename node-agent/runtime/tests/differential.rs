@@ -5,12 +5,17 @@ mod common;
 
 use common::{Fixture, Runtime, stderr, stdout};
 use oci_spec::runtime::{
-    LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder, PosixRlimitBuilder,
-    PosixRlimitType, UserBuilder,
+    LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder,
+    PosixRlimitBuilder, PosixRlimitType, UserBuilder,
 };
 
 /// Runs the same spec under both runtimes; returns (berth output, runc output).
-fn both(fx: &Fixture, name: &str, script: &str, edit: impl Fn(&mut oci_spec::runtime::Spec)) -> (String, String) {
+fn both(
+    fx: &Fixture,
+    name: &str,
+    script: &str,
+    edit: impl Fn(&mut oci_spec::runtime::Spec),
+) -> (String, String) {
     let mut outs = Vec::new();
     for rt in [Runtime::Berth, Runtime::Runc] {
         let tag = format!("{name}-{}", if rt == Runtime::Berth { "b" } else { "r" });
@@ -81,8 +86,18 @@ fn mounts_and_cgroup_limits_match_runc() {
         let mut linux = spec.linux().clone().expect("linux");
         linux.set_resources(Some(
             LinuxResourcesBuilder::default()
-                .memory(LinuxMemoryBuilder::default().limit(64i64 << 20).build().expect("mem"))
-                .pids(LinuxPidsBuilder::default().limit(42i64).build().expect("pids"))
+                .memory(
+                    LinuxMemoryBuilder::default()
+                        .limit(64i64 << 20)
+                        .build()
+                        .expect("mem"),
+                )
+                .pids(
+                    LinuxPidsBuilder::default()
+                        .limit(42i64)
+                        .build()
+                        .expect("pids"),
+                )
                 .cpu(
                     LinuxCpuBuilder::default()
                         .quota(50_000i64)
@@ -98,10 +113,23 @@ fn mounts_and_cgroup_limits_match_runc() {
         spec.set_linux(Some(linux));
     });
     assert_eq!(berth, runc);
-    for expected in ["/proc proc", "/dev tmpfs", "/dev/pts devpts", "/dev/shm tmpfs", "/dev/mqueue mqueue", "/sys sysfs"] {
+    for expected in [
+        "/proc proc",
+        "/dev tmpfs",
+        "/dev/pts devpts",
+        "/dev/shm tmpfs",
+        "/dev/mqueue mqueue",
+        "/sys sysfs",
+    ] {
         assert!(berth.contains(expected), "{expected} missing in {berth}");
     }
-    for expected in ["67108864\n42\n50000\n100000\n512\n0\n", "null", "urandom", "ptmx", "Read-only file system"] {
+    for expected in [
+        "67108864\n42\n50000\n100000\n512\n0\n",
+        "null",
+        "urandom",
+        "ptmx",
+        "Read-only file system",
+    ] {
         assert!(berth.contains(expected), "{expected} missing in {berth}");
     }
 }
@@ -115,7 +143,10 @@ fn exit_codes_and_signals_match_runc() {
         // PID 1 of a pid namespace ignores signals sent from inside it.
         ("kill -9 $$; exit 3", 3),
         ("true", 0),
-    ].iter().enumerate() {
+    ]
+    .iter()
+    .enumerate()
+    {
         let mut codes = Vec::new();
         for rt in [Runtime::Berth, Runtime::Runc] {
             let tag = format!("exit{i}-{}", if rt == Runtime::Berth { "b" } else { "r" });

@@ -71,9 +71,7 @@ pub fn read(path: &Path) -> Option<String> {
 }
 
 pub fn read_u64(path: &Path) -> u64 {
-    read(path)
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0)
+    read(path).and_then(|s| s.trim().parse().ok()).unwrap_or(0)
 }
 
 /// A `key value` line of a flat-keyed file (memory.events, cpu.stat, oom_control).

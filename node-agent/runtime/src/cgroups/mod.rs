@@ -103,7 +103,9 @@ impl Cgroup {
     /// Detects the layout; does not touch the filesystem beyond reading mounts.
     pub fn for_container(rel: &Path) -> Result<Cgroup> {
         let mounts = fs::mounts()?;
-        if let Some(unified) = mounts.iter().find(|m| m.v2 && m.point == Path::new("/sys/fs/cgroup"))
+        if let Some(unified) = mounts
+            .iter()
+            .find(|m| m.v2 && m.point == Path::new("/sys/fs/cgroup"))
         {
             return Ok(Cgroup::V2(v2::V2::new(unified.point.join(rel))));
         }
@@ -270,8 +272,17 @@ pub fn v1_device_rule(rule: &oci_spec::runtime::LinuxDeviceCgroup) -> String {
 /// Device access every container keeps: mknod of anything, and the standard nodes
 /// (null, zero, full, random, urandom, tty, ptmx, pts, tun).
 pub const DEFAULT_DEVICE_RULES: &[&str] = &[
-    "c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm",
-    "c 5:0 rwm", "c 5:2 rwm", "c 136:* rwm", "c 10:200 rwm",
+    "c *:* m",
+    "b *:* m",
+    "c 1:3 rwm",
+    "c 1:5 rwm",
+    "c 1:7 rwm",
+    "c 1:8 rwm",
+    "c 1:9 rwm",
+    "c 5:0 rwm",
+    "c 5:2 rwm",
+    "c 136:* rwm",
+    "c 10:200 rwm",
 ];
 
 /// Per hierarchy of a v1 (or hybrid) host: how the container's cgroup mount shows it.

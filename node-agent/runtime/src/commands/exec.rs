@@ -60,10 +60,11 @@ pub fn exec(
             source,
         }
     };
-    let cgroup = Cgroup::from_paths(&record.cgroup_paths).map_err(|source| CommandError::Cgroup {
-        id: id.into(),
-        source,
-    })?;
+    let cgroup =
+        Cgroup::from_paths(&record.cgroup_paths).map_err(|source| CommandError::Cgroup {
+            id: id.into(),
+            source,
+        })?;
     let procs = cgroup.open_procs().map_err(|source| CommandError::Cgroup {
         id: id.into(),
         source,
@@ -85,8 +86,12 @@ pub fn exec(
         if same && *ns != "pid" {
             continue;
         }
-        let fd = open(path.as_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
-            .map_err(sys("open a namespace of init"))?;
+        let fd = open(
+            path.as_str(),
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(sys("open a namespace of init"))?;
         fds.push((fd, ns));
     }
     // The container's root: for a container without a mount namespace.

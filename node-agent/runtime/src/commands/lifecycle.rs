@@ -30,27 +30,38 @@ pub fn start(root: &Path, id: &str) -> Result<(), CommandError> {
         }
     };
     // Non-blocking: with init gone there is no reader and this fails (ENXIO).
-    let fifo = open(&dir.fifo(), OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(|e| match e {
-            Errno::ENXIO | Errno::ENOENT => CommandError::NotRunning(id.into()),
-            other => sys("open the exec fifo")(other),
-        })?;
+    let fifo = open(
+        &dir.fifo(),
+        OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| match e {
+        Errno::ENXIO | Errno::ENOENT => CommandError::NotRunning(id.into()),
+        other => sys("open the exec fifo")(other),
+    })?;
     nix::unistd::write(&fifo, &[0]).map_err(sys("write the exec fifo"))?;
     let _ = std::fs::remove_file(dir.fifo());
     Ok(())
 }
 
-pub fn kill_cmd(root: &Path, id: &str, sig: &str, all: bool, grace: Option<f64>) -> Result<(), CommandError> {
+pub fn kill_cmd(
+    root: &Path,
+    id: &str,
+    sig: &str,
+    all: bool,
+    grace: Option<f64>,
+) -> Result<(), CommandError> {
     let signal = parse_signal(sig)?;
     let dir = Dir::new(root, id)?;
     let record = dir.load()?;
     if dir.status(&record) == Status::Stopped {
         return Err(CommandError::NotRunning(id.into()));
     }
-    let cgroup = Cgroup::from_paths(&record.cgroup_paths).map_err(|source| CommandError::Cgroup {
-        id: id.into(),
-        source,
-    })?;
+    let cgroup =
+        Cgroup::from_paths(&record.cgroup_paths).map_err(|source| CommandError::Cgroup {
+            id: id.into(),
+            source,
+        })?;
     if all {
         for pid in cgroup.pids() {
             let _ = kill(Pid::from_raw(pid), signal);
@@ -63,7 +74,11 @@ pub fn kill_cmd(root: &Path, id: &str, sig: &str, all: bool, grace: Option<f64>)
         })?;
     }
     if let Some(grace) = grace {
-        let secs = if grace.is_finite() && grace > 0.0 { grace } else { 0.0 };
+        let secs = if grace.is_finite() && grace > 0.0 {
+            grace
+        } else {
+            0.0
+        };
         if !wait_gone(record.pid, record.pid_start, Duration::from_secs_f64(secs)) {
             let _ = kill(Pid::from_raw(record.pid), Signal::SIGKILL);
             cgroup.kill_all().map_err(|source| CommandError::Cgroup {
@@ -94,10 +109,11 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), CommandError> {
     if status == Status::Running && !force {
         return Err(CommandError::StillRunning(id.into()));
     }
-    let cgroup = Cgroup::from_paths(&record.cgroup_paths).map_err(|source| CommandError::Cgroup {
-        id: id.into(),
-        source,
-    })?;
+    let cgroup =
+        Cgroup::from_paths(&record.cgroup_paths).map_err(|source| CommandError::Cgroup {
+            id: id.into(),
+            source,
+        })?;
     if status != Status::Stopped {
         let _ = kill(Pid::from_raw(record.pid), Signal::SIGKILL);
     }
@@ -141,7 +157,11 @@ pub fn run(root: &Path, args: &CreateArgs, detach: bool) -> Result<i32, CommandE
     }
     let created = container::create(root, args, Mode2::Run)?;
     RUN_CHILD.store(created.record.pid, Ordering::Relaxed);
-    let action = SigAction::new(SigHandler::Handler(forward), SaFlags::SA_RESTART, SigSet::empty());
+    let action = SigAction::new(
+        SigHandler::Handler(forward),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
     for sig in [
         Signal::SIGINT,
         Signal::SIGTERM,

@@ -79,7 +79,8 @@ pub fn wait_gone(pid: i32, start: u64, timeout: Duration) -> bool {
 pub fn parse_signal(s: &str) -> Result<nix::sys::signal::Signal, CommandError> {
     use std::str::FromStr;
     if let Ok(n) = s.parse::<i32>() {
-        return nix::sys::signal::Signal::try_from(n).map_err(|_| CommandError::BadSignal(s.into()));
+        return nix::sys::signal::Signal::try_from(n)
+            .map_err(|_| CommandError::BadSignal(s.into()));
     }
     let upper = s.to_ascii_uppercase();
     let name = if upper.starts_with("SIG") {

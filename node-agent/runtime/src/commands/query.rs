@@ -18,7 +18,11 @@ fn oci_state_json(dir: &Dir) -> Result<serde_json::Value, CommandError> {
         oci_version: "1.0.2",
         id: &record.id,
         status,
-        pid: if status == Status::Stopped { 0 } else { record.pid },
+        pid: if status == Status::Stopped {
+            0
+        } else {
+            record.pid
+        },
         bundle: &record.bundle,
         annotations: &record.annotations,
         rootfs: &record.rootfs,
@@ -31,7 +35,10 @@ fn oci_state_json(dir: &Dir) -> Result<serde_json::Value, CommandError> {
 pub fn state(root: &Path, id: &str) -> Result<(), CommandError> {
     let dir = Dir::new(root, id)?;
     let value = oci_state_json(&dir)?;
-    println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&value).unwrap_or_default()
+    );
     Ok(())
 }
 
@@ -51,7 +58,10 @@ pub fn list(root: &Path, format: &str, quiet: bool) -> Result<(), CommandError> 
         }
         "json" => println!("{}", serde_json::Value::Array(states)),
         "table" => {
-            println!("{:<24} {:<8} {:<8} {:<40} CREATED", "ID", "PID", "STATUS", "BUNDLE");
+            println!(
+                "{:<24} {:<8} {:<8} {:<40} CREATED",
+                "ID", "PID", "STATUS", "BUNDLE"
+            );
             for s in &states {
                 println!(
                     "{:<24} {:<8} {:<8} {:<40} {}",

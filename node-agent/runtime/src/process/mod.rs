@@ -81,7 +81,9 @@ pub fn set_oom_score_adj(value: Option<i32>) -> Result<()> {
 pub fn set_no_new_privs() -> Result<()> {
     // SAFETY: prctl with integer arguments.
     let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
-    Errno::result(rc).map(drop).map_err(ProcessError::NoNewPrivs)
+    Errno::result(rc)
+        .map(drop)
+        .map_err(ProcessError::NoNewPrivs)
 }
 
 pub fn set_keep_caps(on: bool) {

@@ -29,7 +29,10 @@ pub enum SetupError {
     #[error("process: {0}")]
     Process(#[from] ProcessError),
     #[error("failed to set hostname {name:?}: {source}")]
-    Hostname { name: String, source: nix::errno::Errno },
+    Hostname {
+        name: String,
+        source: nix::errno::Errno,
+    },
     #[error("the runtime did not move init into its cgroup")]
     NotJoined,
     #[error("failed to write sysctl {key}: {source}")]

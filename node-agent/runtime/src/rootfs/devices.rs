@@ -38,14 +38,34 @@ const LINKS: &[(&str, &str)] = &[
     ("pts/ptmx", "ptmx"),
 ];
 
-fn node(dev: &OwnedFd, name: &Path, kind: SFlag, major: u64, minor: u64, mode: u32) -> Result<(), DeviceError> {
+fn node(
+    dev: &OwnedFd,
+    name: &Path,
+    kind: SFlag,
+    major: u64,
+    minor: u64,
+    mode: u32,
+) -> Result<(), DeviceError> {
     let err = |source| DeviceError::Node {
         path: Path::new("/dev").join(name),
         source,
     };
     let _ = nix::unistd::unlinkat(dev.as_fd(), name, nix::unistd::UnlinkatFlags::NoRemoveDir);
-    mknodat(dev.as_fd(), name, kind, Mode::from_bits_truncate(mode), makedev(major, minor)).map_err(err)?;
-    fchmodat(dev.as_fd(), name, Mode::from_bits_truncate(mode), FchmodatFlags::NoFollowSymlink).map_err(err)
+    mknodat(
+        dev.as_fd(),
+        name,
+        kind,
+        Mode::from_bits_truncate(mode),
+        makedev(major, minor),
+    )
+    .map_err(err)?;
+    fchmodat(
+        dev.as_fd(),
+        name,
+        Mode::from_bits_truncate(mode),
+        FchmodatFlags::NoFollowSymlink,
+    )
+    .map_err(err)
 }
 
 /// Fills `dev` (the opened /dev of the rootfs) with the default nodes and links.
@@ -92,7 +112,14 @@ pub fn create_spec_devices(root: &OwnedFd, devices: &[LinuxDevice]) -> Result<()
             source,
         })?;
         let mode = d.file_mode().unwrap_or(0o666);
-        node(&dir, Path::new(name), kind, d.major() as u64, d.minor() as u64, mode)?;
+        node(
+            &dir,
+            Path::new(name),
+            kind,
+            d.major() as u64,
+            d.minor() as u64,
+            mode,
+        )?;
         if d.uid().is_some() || d.gid().is_some() {
             fchownat(
                 dir.as_fd(),

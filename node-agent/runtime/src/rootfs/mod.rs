@@ -88,8 +88,12 @@ pub fn prepare(s: &Setup) -> Result<()> {
         None::<&str>,
     )
     .map_err(sys("bind mount the rootfs", s.rootfs))?;
-    let root = open(s.rootfs, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(sys("open", s.rootfs))?;
+    let root = open(
+        s.rootfs,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(sys("open", s.rootfs))?;
     let mut dev_is_tmpfs = false;
     for m in s.spec.mounts().as_deref().unwrap_or_default() {
         mount_one(s, &root, m)?;
@@ -109,7 +113,10 @@ pub fn prepare(s: &Setup) -> Result<()> {
 
 fn mount_one(s: &Setup, root: &OwnedFd, m: &Mount) -> Result<()> {
     let opts = options::parse(m.options().as_deref().unwrap_or_default());
-    let fstype = m.typ().as_deref().unwrap_or(if opts.is_bind() { "bind" } else { "" });
+    let fstype = m
+        .typ()
+        .as_deref()
+        .unwrap_or(if opts.is_bind() { "bind" } else { "" });
     let dest = m.destination();
     if fstype == "cgroup" || fstype == "cgroup2" {
         return mount_cgroups(s, root, dest, &opts);
@@ -129,12 +136,18 @@ fn mount_one(s: &Setup, root: &OwnedFd, m: &Mount) -> Result<()> {
         };
         let target = resolve::open_or_create(root, dest, kind)?;
         let flags = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
-        mount(Some(&source), &resolve::fd_path(&target), None::<&str>, flags, None::<&str>)
-            .map_err(|source| RootfsError::Mount {
-                kind: "bind".into(),
-                target: dest.to_path_buf(),
-                source,
-            })?;
+        mount(
+            Some(&source),
+            &resolve::fd_path(&target),
+            None::<&str>,
+            flags,
+            None::<&str>,
+        )
+        .map_err(|source| RootfsError::Mount {
+            kind: "bind".into(),
+            target: dest.to_path_buf(),
+            source,
+        })?;
         // Flags other than bind/rec take a remount; keep what the source has
         // locked (nosuid/nodev/noexec from an outer mount).
         let extra = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
@@ -147,13 +160,23 @@ fn mount_one(s: &Setup, root: &OwnedFd, m: &Mount) -> Result<()> {
     let target = resolve::open_or_create(root, dest, resolve::Kind::Dir)?;
     let source = m.source().as_deref().unwrap_or(Path::new(fstype));
     let data = (!opts.data.is_empty()).then_some(opts.data.as_str());
-    let result = mount(Some(source), &resolve::fd_path(&target), Some(fstype), opts.flags, data);
+    let result = mount(
+        Some(source),
+        &resolve::fd_path(&target),
+        Some(fstype),
+        opts.flags,
+        data,
+    );
     match result {
         Ok(()) => {}
         // Without its own network (or ipc) namespace the kernel refuses a fresh
         // sysfs (or mqueue): bind the host's, as runc does.
         Err(Errno::EPERM) if fstype == "sysfs" || fstype == "mqueue" => {
-            let host = if fstype == "sysfs" { "/sys" } else { "/dev/mqueue" };
+            let host = if fstype == "sysfs" {
+                "/sys"
+            } else {
+                "/dev/mqueue"
+            };
             mount(
                 Some(host),
                 &resolve::fd_path(&target),
@@ -184,8 +207,14 @@ fn propagate(root: &OwnedFd, dest: &Path, propagation: MsFlags) -> Result<()> {
         return Ok(());
     }
     let target = resolve::open_or_create(root, dest, resolve::Kind::Dir)?;
-    mount(None::<&str>, &resolve::fd_path(&target), None::<&str>, propagation, None::<&str>)
-        .map_err(sys("set propagation of", dest))
+    mount(
+        None::<&str>,
+        &resolve::fd_path(&target),
+        None::<&str>,
+        propagation,
+        None::<&str>,
+    )
+    .map_err(sys("set propagation of", dest))
 }
 
 /// Remounts a bind mount with `flags`, keeping the locked flags it already has.
@@ -219,31 +248,54 @@ fn mount_cgroups(s: &Setup, root: &OwnedFd, dest: &Path, opts: &options::Options
     let single_v2 = s.cgroups.len() == 1 && s.cgroups[0].name.is_empty();
     if !single_v2 {
         let target = resolve::open_or_create(root, dest, resolve::Kind::Dir)?;
-        mount(Some("tmpfs"), &resolve::fd_path(&target), Some("tmpfs"), base, Some("mode=755"))
-            .map_err(|source| RootfsError::Mount {
-                kind: "tmpfs".into(),
-                target: dest.to_path_buf(),
-                source,
-            })?;
+        mount(
+            Some("tmpfs"),
+            &resolve::fd_path(&target),
+            Some("tmpfs"),
+            base,
+            Some("mode=755"),
+        )
+        .map_err(|source| RootfsError::Mount {
+            kind: "tmpfs".into(),
+            target: dest.to_path_buf(),
+            source,
+        })?;
     }
     for view in s.cgroups {
         let sub = dest.join(&view.name);
         let target = resolve::open_or_create(root, &sub, resolve::Kind::Dir)?;
         let path = resolve::fd_path(&target);
-        let flags = base | if ro { MsFlags::MS_RDONLY } else { MsFlags::empty() };
+        let flags = base
+            | if ro {
+                MsFlags::MS_RDONLY
+            } else {
+                MsFlags::empty()
+            };
         let result = if s.new_cgroup_ns {
             let data = (!view.data.is_empty()).then_some(view.data.as_str());
             // Named hierarchies show their name as the source (as under runc).
             let source = view.data.strip_prefix("name=").unwrap_or("cgroup");
             mount(Some(source), &path, Some(view.fstype), flags, data)
         } else {
-            mount(Some(&view.host_dir), &path, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-                .and_then(|()| {
-                    let target = resolve::open_or_create(root, &sub, resolve::Kind::Dir)
-                        .map_err(|_| Errno::ENOENT)?;
-                    let remount = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags;
-                    mount(None::<&str>, &resolve::fd_path(&target), None::<&str>, remount, None::<&str>)
-                })
+            mount(
+                Some(&view.host_dir),
+                &path,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .and_then(|()| {
+                let target = resolve::open_or_create(root, &sub, resolve::Kind::Dir)
+                    .map_err(|_| Errno::ENOENT)?;
+                let remount = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags;
+                mount(
+                    None::<&str>,
+                    &resolve::fd_path(&target),
+                    None::<&str>,
+                    remount,
+                    None::<&str>,
+                )
+            })
         };
         result.map_err(|source| RootfsError::Mount {
             kind: view.fstype.into(),
@@ -253,32 +305,45 @@ fn mount_cgroups(s: &Setup, root: &OwnedFd, dest: &Path, opts: &options::Options
     }
     if ro && !single_v2 {
         let target = resolve::open_or_create(root, dest, resolve::Kind::Dir)?;
-        remount_bind(&resolve::fd_path(&target), dest, MsFlags::MS_RDONLY)
-            .or_else(|_| {
-                mount(
-                    None::<&str>,
-                    &resolve::fd_path(&target),
-                    None::<&str>,
-                    MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | base,
-                    Some("mode=755"),
-                )
-                .map_err(sys("remount read-only", dest))
-            })?;
+        remount_bind(&resolve::fd_path(&target), dest, MsFlags::MS_RDONLY).or_else(|_| {
+            mount(
+                None::<&str>,
+                &resolve::fd_path(&target),
+                None::<&str>,
+                MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | base,
+                Some("mode=755"),
+            )
+            .map_err(sys("remount read-only", dest))
+        })?;
     }
     Ok(())
 }
 
 /// pivot_root into the rootfs and drop the old root.
 pub fn pivot(rootfs: &Path) -> Result<()> {
-    let old = open("/", OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(sys("open", Path::new("/")))?;
-    let new = open(rootfs, OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(sys("open", rootfs))?;
+    let old = open(
+        "/",
+        OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(sys("open", Path::new("/")))?;
+    let new = open(
+        rootfs,
+        OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(sys("open", rootfs))?;
     fchdir(new.as_fd()).map_err(sys("chdir to", rootfs))?;
     pivot_root(".", ".").map_err(sys("pivot_root to", rootfs))?;
     fchdir(old.as_fd()).map_err(sys("chdir to", Path::new("old root")))?;
-    mount(None::<&str>, ".", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>)
-        .map_err(sys("make the old root a slave:", Path::new(".")))?;
+    mount(
+        None::<&str>,
+        ".",
+        None::<&str>,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(sys("make the old root a slave:", Path::new(".")))?;
     umount2(".", MntFlags::MNT_DETACH).map_err(sys("unmount the old root", Path::new(".")))?;
     chdir("/").map_err(sys("chdir to", Path::new("/")))
 }
@@ -286,15 +351,33 @@ pub fn pivot(rootfs: &Path) -> Result<()> {
 /// After pivot_root: read-only root, masked paths, read-only paths.
 pub fn finalize(spec: &Spec) -> Result<()> {
     let linux = spec.linux().as_ref();
-    for path in linux.and_then(|l| l.readonly_paths().as_deref()).unwrap_or_default() {
+    for path in linux
+        .and_then(|l| l.readonly_paths().as_deref())
+        .unwrap_or_default()
+    {
         let path = Path::new(path);
-        match mount(Some(path), path, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>) {
+        match mount(
+            Some(path),
+            path,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        ) {
             Ok(()) => remount_bind(path, path, MsFlags::MS_RDONLY | MsFlags::MS_REC)?,
             Err(Errno::ENOENT) => {}
-            Err(source) => return Err(RootfsError::Sys { what: "bind", path: path.to_path_buf(), source }),
+            Err(source) => {
+                return Err(RootfsError::Sys {
+                    what: "bind",
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
         }
     }
-    for path in linux.and_then(|l| l.masked_paths().as_deref()).unwrap_or_default() {
+    for path in linux
+        .and_then(|l| l.masked_paths().as_deref())
+        .unwrap_or_default()
+    {
         mask(Path::new(path))?;
     }
     if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
@@ -310,10 +393,22 @@ fn mask(path: &Path) -> Result<()> {
         Err(_) => return Ok(()),
     };
     if meta.is_dir() {
-        mount(Some("tmpfs"), path, Some("tmpfs"), MsFlags::MS_RDONLY, None::<&str>)
-            .map_err(sys("mask", path))
+        mount(
+            Some("tmpfs"),
+            path,
+            Some("tmpfs"),
+            MsFlags::MS_RDONLY,
+            None::<&str>,
+        )
+        .map_err(sys("mask", path))
     } else {
-        mount(Some("/dev/null"), path, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-            .map_err(sys("mask", path))
+        mount(
+            Some("/dev/null"),
+            path,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(sys("mask", path))
     }
 }

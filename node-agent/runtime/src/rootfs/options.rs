@@ -54,8 +54,8 @@ pub fn parse(options: &[String]) -> Options {
             "nostrictatime" => (MsFlags::empty(), MsFlags::MS_STRICTATIME),
             "bind" => (MsFlags::MS_BIND, MsFlags::empty()),
             "rbind" => (MsFlags::MS_BIND | MsFlags::MS_REC, MsFlags::empty()),
-            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave"
-            | "unbindable" | "runbindable" => {
+            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "unbindable"
+            | "runbindable" => {
                 let mut p = match opt.trim_start_matches('r') {
                     "private" => MsFlags::MS_PRIVATE,
                     "shared" => MsFlags::MS_SHARED,

@@ -85,12 +85,20 @@ pub fn open_or_create(root: &impl AsFd, target: &Path, kind: Kind) -> Result<Own
             nix::fcntl::openat(
                 parent.as_fd(),
                 comp.as_path(),
-                OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                OFlag::O_CREAT
+                    | OFlag::O_EXCL
+                    | OFlag::O_WRONLY
+                    | OFlag::O_NOFOLLOW
+                    | OFlag::O_CLOEXEC,
                 Mode::from_bits_truncate(0o644),
             )
             .map(drop)
         } else {
-            mkdirat(parent.as_fd(), comp.as_path(), Mode::from_bits_truncate(0o755))
+            mkdirat(
+                parent.as_fd(),
+                comp.as_path(),
+                Mode::from_bits_truncate(0o755),
+            )
         };
         match created {
             Ok(()) | Err(Errno::EEXIST) => {}
@@ -102,7 +110,8 @@ pub fn open_or_create(root: &impl AsFd, target: &Path, kind: Kind) -> Result<Own
             }
         }
         // A dangling symlink makes EEXIST above and ENOENT here.
-        parent = open_beneath(root, &rel, target)?.ok_or_else(|| ResolveError::Escape(target.to_path_buf()))?;
+        parent = open_beneath(root, &rel, target)?
+            .ok_or_else(|| ResolveError::Escape(target.to_path_buf()))?;
     }
     Ok(parent)
 }

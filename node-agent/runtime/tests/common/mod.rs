@@ -48,7 +48,9 @@ impl Fixture {
             berth_testhost::cgroups::TEST_PREFIX,
             std::process::id()
         );
-        let dir = tempfile::Builder::new().prefix(&format!("{cgroup}-")).tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{cgroup}-"))
+            .tempdir()?;
         let rootfs = dir.path().join("rootfs");
         make_busybox_rootfs(&rootfs)?;
         Ok(Fixture {
@@ -92,7 +94,10 @@ impl Fixture {
                 .expect("root"),
         ));
         spec.set_hostname(Some(format!("h-{name}")));
-        let mut linux = spec.linux().clone().unwrap_or_else(|| LinuxBuilder::default().build().expect("linux"));
+        let mut linux = spec
+            .linux()
+            .clone()
+            .unwrap_or_else(|| LinuxBuilder::default().build().expect("linux"));
         linux.set_cgroups_path(Some(PathBuf::from(format!("/{}/{name}", self.cgroup))));
         linux.set_resources(Some(LinuxResources::default()));
         spec.set_linux(Some(linux));
@@ -131,15 +136,35 @@ impl Fixture {
         self.cmd(rt, &["run", "--bundle", &bundle, id])
     }
 
-    /// `create` + `start` of a long-running container.
+    /// `create` + `start` of a long-running container, its stdout and stderr
+    /// going to `<tempdir>/<id>.log` (the container keeps the caller's stdio, so
+    /// a pipe would stay open as long as it runs).
     pub fn start(&self, rt: Runtime, bundle: &Path, id: &str) -> Result<()> {
         self.remember(rt, id);
-        let bundle = bundle.to_string_lossy().into_owned();
-        let out = self.cmd(rt, &["create", "--bundle", &bundle, id])?;
-        anyhow::ensure!(out.status.success(), "create {id}: {}", stderr(&out));
+        let log_path = self.log_path(id);
+        let log = std::fs::File::create(&log_path)?;
+        let status = Command::new(rt.binary())
+            .arg("--root")
+            .arg(self.state_root(rt))
+            .args(["create", "--bundle"])
+            .arg(bundle)
+            .arg(id)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .status()?;
+        anyhow::ensure!(
+            status.success(),
+            "create {id}: {}",
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        );
         let out = self.cmd(rt, &["start", id])?;
         anyhow::ensure!(out.status.success(), "start {id}: {}", stderr(&out));
         Ok(())
+    }
+
+    pub fn log_path(&self, id: &str) -> PathBuf {
+        self.dir.path().join(format!("{id}.log"))
     }
 
     pub fn state(&self, rt: Runtime, id: &str) -> Result<serde_json::Value> {

@@ -1,0 +1,122 @@
+//! Bad bundles fail with a clear error and leave nothing behind: no state, no
+//! cgroup, no process, no mount, nothing written outside the rootfs.
+
+mod common;
+
+use std::path::Path;
+
+use common::{Fixture, Runtime, cgroup_exists, stderr};
+
+/// Runs `create` and checks the failure and the absence of leftovers.
+fn create_fails(fx: &Fixture, bundle: &Path, id: &str, expected: &str) {
+    let b = bundle.to_string_lossy().into_owned();
+    let out = fx
+        .cmd(Runtime::Berth, &["create", "--bundle", &b, id])
+        .expect("create");
+    assert!(!out.status.success(), "create of a bad bundle succeeded");
+    let err = stderr(&out);
+    assert!(err.contains(expected), "expected {expected:?} in {err:?}");
+    assert!(
+        err.contains(&b) || err.contains(id),
+        "error names neither bundle nor container: {err}"
+    );
+    let root = fx.state_root(Runtime::Berth);
+    assert!(!root.join(id).exists(), "state left behind");
+    let list = fx.cmd(Runtime::Berth, &["list", "--quiet"]).expect("list");
+    assert_eq!(String::from_utf8_lossy(&list.stdout).trim(), "");
+    // The container's cgroup (if it was made) is gone; the test's own top-level
+    // directory holds nothing.
+    for root in berth_testhost::cgroups::hierarchies() {
+        let top = root.join(&fx.cgroup);
+        if top.exists() {
+            let children: Vec<_> = std::fs::read_dir(&top)
+                .expect("read cgroup")
+                .flatten()
+                .filter(|e| e.path().is_dir())
+                .collect();
+            assert!(children.is_empty(), "cgroup left in {}", top.display());
+        }
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(
+        !mounts.contains(&fx.dir.path().to_string_lossy().into_owned()),
+        "mount leaked"
+    );
+    // Delete of what never existed succeeds (idempotent).
+    let out = fx.cmd(Runtime::Berth, &["delete", id]).expect("delete");
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn missing_rootfs() {
+    let fx = Fixture::new("bad-rootfs").expect("fixture");
+    let spec = fx.spec("norootfs", &["true"], |spec| {
+        let mut root = spec.root().clone().expect("root");
+        root.set_path("does-not-exist".into());
+        spec.set_root(Some(root));
+    });
+    let bundle = fx.bundle("norootfs", &spec).expect("bundle");
+    create_fails(&fx, &bundle, &fx.id("a"), "rootfs");
+}
+
+#[test]
+fn malformed_config() {
+    let fx = Fixture::new("bad-json").expect("fixture");
+    let bundle = fx.dir.path().join("bundle-malformed");
+    std::fs::create_dir_all(&bundle).expect("mkdir");
+    std::fs::write(
+        bundle.join("config.json"),
+        "{\"ociVersion\": \"1.0.2\", \"process\": [",
+    )
+    .expect("write");
+    create_fails(&fx, &bundle, &fx.id("a"), "malformed config.json");
+}
+
+#[test]
+fn unknown_namespace_type() {
+    let fx = Fixture::new("bad-ns").expect("fixture");
+    let spec = fx.spec("badns", &["true"], |_| {});
+    let bundle = fx.bundle("badns", &spec).expect("bundle");
+    let path = bundle.join("config.json");
+    let mut value: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("json");
+    value["linux"]["namespaces"]
+        .as_array_mut()
+        .expect("namespaces")
+        .push(serde_json::json!({"type": "wormhole"}));
+    std::fs::write(&path, serde_json::to_vec(&value).expect("json")).expect("write");
+    create_fails(
+        &fx,
+        &bundle,
+        &fx.id("a"),
+        "unknown namespace type \"wormhole\"",
+    );
+}
+
+#[test]
+fn mount_target_escaping_through_a_symlink() {
+    let fx = Fixture::new("bad-symlink").expect("fixture");
+    let outside = fx.dir.path().join("outside");
+    std::fs::create_dir_all(&outside).expect("mkdir");
+    std::os::unix::fs::symlink("../outside", fx.rootfs.join("escape")).expect("symlink");
+    let spec = fx.spec("escape", &["true"], |spec| {
+        let mut mounts = spec.mounts().clone().unwrap_or_default();
+        mounts.push(
+            oci_spec::runtime::MountBuilder::default()
+                .destination("/escape/owned")
+                .typ("tmpfs")
+                .source("tmpfs")
+                .build()
+                .expect("mount"),
+        );
+        spec.set_mounts(Some(mounts));
+    });
+    let bundle = fx.bundle("escape", &spec).expect("bundle");
+    create_fails(&fx, &bundle, &fx.id("a"), "escapes the rootfs");
+    assert_eq!(
+        std::fs::read_dir(&outside).expect("outside").count(),
+        0,
+        "wrote outside the rootfs"
+    );
+    assert!(!cgroup_exists(&format!("{}/escape", fx.cgroup)));
+}
