@@ -241,6 +241,19 @@ mod tests {
     }
 
     #[test]
+    fn opening_clears_what_an_interrupted_write_left() {
+        let (dir, store) = store();
+        let mut w = store.writer().unwrap();
+        w.write(b"half a blob").unwrap();
+        // A crash: the temporary file stays behind.
+        std::mem::forget(w);
+        assert!(!ingest_is_empty(dir.path()));
+        ContentStore::open(dir.path()).unwrap();
+        assert!(ingest_is_empty(dir.path()));
+        assert!(store.list().unwrap().is_empty());
+    }
+
+    #[test]
     fn a_verified_blob_lands_and_a_bad_one_leaves_nothing() {
         let (dir, store) = store();
         let data = b"hello blob";

@@ -877,6 +877,85 @@ mod tests {
         assert_eq!(std::fs::read(dir.path().join("snap/f")).unwrap(), b"owned");
     }
 
+    /// Random archives of hostile names, symlinks and hard links: whatever
+    /// unpacking makes of them, nothing outside the snapshot changes.
+    #[test]
+    fn random_hostile_archives_never_write_outside() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("victim"), b"safe").unwrap();
+        let out = outside.path().to_str().unwrap().to_string();
+        let names = [
+            "a",
+            "b",
+            "..",
+            ".",
+            "a/b",
+            "../a",
+            "link",
+            "link/x",
+            "/abs",
+            "a/../..",
+            ".wh.a",
+            ".wh..wh..opq",
+        ];
+        let targets = ["..", "/", "a", "../..", out.as_str(), "link", "victim"];
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        for _ in 0..400 {
+            let mut entries = Vec::new();
+            for _ in 0..1 + next(5) {
+                let kinds = [
+                    EntryType::Regular,
+                    EntryType::Directory,
+                    EntryType::Symlink,
+                    EntryType::Link,
+                ];
+                let kind = kinds[next(kinds.len())];
+                let name = format!(
+                    "{}{}",
+                    names[next(names.len())],
+                    if next(3) == 0 { "/victim" } else { "" }
+                );
+                let link = matches!(kind, EntryType::Symlink | EntryType::Link).then(|| {
+                    let t = targets[next(targets.len())];
+                    if next(2) == 0 {
+                        format!("{t}/victim")
+                    } else {
+                        t.to_string()
+                    }
+                });
+                entries.push((kind, name, link));
+            }
+            let refs: Vec<(EntryType, &str, &[u8], Option<&str>)> = entries
+                .iter()
+                .map(|(k, n, l)| (*k, n.as_str(), &b"owned"[..], l.as_deref()))
+                .collect();
+            let (dir, _) = unpack(&tar_of(&refs));
+            let names: Vec<_> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name())
+                .collect();
+            assert_eq!(names, vec![OsString::from("snap")], "{entries:?}");
+            let left: Vec<_> = std::fs::read_dir(outside.path())
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name())
+                .collect();
+            assert_eq!(left, vec![OsString::from("victim")], "{entries:?}");
+            assert_eq!(
+                std::fs::read(outside.path().join("victim")).unwrap(),
+                b"safe",
+                "{entries:?}"
+            );
+        }
+    }
+
     #[test]
     fn a_truncated_tar_is_an_error() {
         let data = tar_of(&[(EntryType::Regular, "a", &[7u8; 5000], None)]);
