@@ -1,0 +1,206 @@
+//! create / start / state / exec / ps / kill / delete, as separate processes
+//! (the state under --root is all that links them), and what they leave behind.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use common::{Fixture, Runtime, stderr, stdout, wait_until};
+
+fn ok(out: &std::process::Output) -> String {
+    assert!(out.status.success(), "{}", stderr(out));
+    stdout(out)
+}
+
+#[test]
+fn full_lifecycle_leaves_nothing_behind() {
+    let fx = Fixture::new("lifecycle").expect("fixture");
+    let spec = fx.spec("life", &["sleep", "600"], |_| {});
+    let bundle = fx.bundle("life", &spec).expect("bundle");
+    let id = fx.id("life");
+    let b = bundle.to_string_lossy().into_owned();
+    let pid_file = fx.dir.path().join("life.pid");
+    let log = std::fs::File::create(fx.log_path(&id)).expect("log");
+    let status = std::process::Command::new(common::BERTH)
+        .arg("--root")
+        .arg(fx.state_root(Runtime::Berth))
+        .args(["create", "--bundle", &b, "--pid-file"])
+        .arg(&pid_file)
+        .arg(&id)
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .status()
+        .expect("create");
+    assert!(status.success());
+    let pid: i32 = std::fs::read_to_string(&pid_file).expect("pid file").trim().parse().expect("pid");
+
+    let state = fx.state(Runtime::Berth, &id).expect("state");
+    assert_eq!(state["status"], "created");
+    assert_eq!(state["pid"], pid);
+    assert_eq!(state["id"], id.as_str());
+    assert_eq!(state["bundle"], b.as_str());
+    // Nothing of the user's process runs yet: init waits in the runtime.
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).expect("comm");
+    assert_ne!(comm.trim(), "sleep");
+    // A second create of the same id is refused.
+    let again = fx.cmd(Runtime::Berth, &["create", "--bundle", &b, &id]).expect("create");
+    assert!(!again.status.success());
+    assert!(stderr(&again).contains("already exists"), "{}", stderr(&again));
+
+    ok(&fx.cmd(Runtime::Berth, &["start", &id]).expect("start"));
+    wait_until("sleep to run", || {
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+        (comm.trim() == "sleep").then_some(())
+    })
+    .expect("started");
+    assert_eq!(fx.state(Runtime::Berth, &id).expect("state")["status"], "running");
+    let list = ok(&fx.cmd(Runtime::Berth, &["list", "--format", "json"]).expect("list"));
+    assert!(list.contains(&id), "{list}");
+
+    // exec runs inside: same hostname and pid namespace, own process.
+    let out = ok(&fx.cmd(Runtime::Berth, &["exec", &id, "sh", "-c", "hostname; cat /proc/1/comm"]).expect("exec"));
+    assert_eq!(out, "h-life\nsleep\n");
+    let code = fx.cmd(Runtime::Berth, &["exec", &id, "sh", "-c", "exit 4"]).expect("exec");
+    assert_eq!(code.status.code(), Some(4));
+    let ps = ok(&fx.cmd(Runtime::Berth, &["ps", "--format", "json", &id]).expect("ps"));
+    let pids: Vec<i32> = serde_json::from_str(&ps).expect("ps json");
+    assert_eq!(pids, vec![pid]);
+
+    // delete refuses a running container without --force.
+    let out = fx.cmd(Runtime::Berth, &["delete", &id]).expect("delete");
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("still running"), "{}", stderr(&out));
+
+    ok(&fx.cmd(Runtime::Berth, &["kill", &id, "KILL"]).expect("kill"));
+    let state = wait_until("the container to stop", || {
+        let s = fx.state(Runtime::Berth, &id).ok()?;
+        (s["status"] == "stopped" && s.get("exit").is_some()).then_some(s)
+    })
+    .expect("stopped");
+    assert_eq!(state["exit"]["signal"], 9, "{state}");
+    assert_eq!(state["exit"]["oom_killed"], false, "{state}");
+
+    ok(&fx.cmd(Runtime::Berth, &["delete", &id]).expect("delete"));
+    ok(&fx.cmd(Runtime::Berth, &["delete", &id]).expect("delete again"));
+    assert!(!fx.state_root(Runtime::Berth).join(&id).exists());
+    assert!(!fx.cgroup_dir("memory", "life").exists());
+    assert!(!fx.cgroup_dir("pids", "life").exists());
+    assert!(!Path::new(&format!("/proc/{pid}")).exists());
+    let out = fx.cmd(Runtime::Berth, &["state", &id]).expect("state");
+    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+}
+
+#[test]
+fn exit_code_is_recorded_after_create_and_start() {
+    let fx = Fixture::new("exitcode").expect("fixture");
+    let spec = fx.spec("five", &["sh", "-c", "echo to-the-log; exit 5"], |_| {});
+    let bundle = fx.bundle("five", &spec).expect("bundle");
+    let id = fx.id("five");
+    fx.start(Runtime::Berth, &bundle, &id).expect("start");
+    let state = wait_until("exit", || {
+        let s = fx.state(Runtime::Berth, &id).ok()?;
+        s.get("exit").is_some().then_some(s)
+    })
+    .expect("exit");
+    assert_eq!(state["status"], "stopped");
+    assert_eq!(state["exit"]["code"], 5, "{state}");
+    // Stdio went where the caller pointed it (a file).
+    let log = std::fs::read_to_string(fx.log_path(&id)).expect("log");
+    assert_eq!(log, "to-the-log\n");
+    ok(&fx.cmd(Runtime::Berth, &["delete", &id]).expect("delete"));
+}
+
+#[test]
+fn sigterm_then_sigkill_after_the_grace() {
+    let fx = Fixture::new("grace").expect("fixture");
+    // PID 1 without a SIGTERM handler ignores SIGTERM.
+    let spec = fx.spec("stubborn", &["sleep", "600"], |_| {});
+    let bundle = fx.bundle("stubborn", &spec).expect("bundle");
+    let id = fx.id("stubborn");
+    fx.start(Runtime::Berth, &bundle, &id).expect("start");
+    ok(&fx.cmd(Runtime::Berth, &["kill", "--grace", "0.5", &id, "TERM"]).expect("kill"));
+    let state = wait_until("exit", || {
+        let s = fx.state(Runtime::Berth, &id).ok()?;
+        s.get("exit").is_some().then_some(s)
+    })
+    .expect("exit");
+    assert_eq!(state["exit"]["signal"], 9, "{state}");
+    ok(&fx.cmd(Runtime::Berth, &["delete", &id]).expect("delete"));
+}
+
+#[test]
+fn minimal_init_forwards_signals_and_reaps_zombies() {
+    let fx = Fixture::new("init").expect("fixture");
+    // The shell leaves an orphan that exits at once: only a reaping PID 1 keeps
+    // it from staying a zombie.
+    let spec = fx.spec("init", &["sh", "-c", "(sleep 0 &); exec sleep 600"], |spec| {
+        let mut annotations: HashMap<String, String> = spec.annotations().clone().unwrap_or_default();
+        annotations.insert("run.berth.init".into(), "true".into());
+        spec.set_annotations(Some(annotations));
+    });
+    let bundle = fx.bundle("init", &spec).expect("bundle");
+    let id = fx.id("init");
+    fx.start(Runtime::Berth, &bundle, &id).expect("start");
+    let pid = fx.state(Runtime::Berth, &id).expect("state")["pid"].as_i64().expect("pid");
+    wait_until("sleep 600 under the init", || {
+        let ps = fx.cmd(Runtime::Berth, &["ps", &id]).ok()?;
+        stdout(&ps).contains("sleep 600").then_some(())
+    })
+    .expect("sleep");
+    // No zombie in the container.
+    wait_until("no zombies", || {
+        let out = fx
+            .cmd(Runtime::Berth, &["exec", &id, "sh", "-c", "cat /proc/[0-9]*/stat"])
+            .ok()?;
+        let text = stdout(&out);
+        (!text.is_empty() && !text.lines().any(|l| l.contains(") Z "))).then_some(())
+    })
+    .expect("reaped");
+    // SIGTERM to PID 1 reaches sleep, which dies of it; init exits 128+15.
+    ok(&fx.cmd(Runtime::Berth, &["kill", &id, "TERM"]).expect("kill"));
+    let state = wait_until("exit", || {
+        let s = fx.state(Runtime::Berth, &id).ok()?;
+        s.get("exit").is_some().then_some(s)
+    })
+    .expect("exit");
+    assert_eq!(state["exit"]["code"], 143, "{state}");
+    assert!(!Path::new(&format!("/proc/{pid}")).exists() || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        stat.contains(") Z ")
+    });
+    ok(&fx.cmd(Runtime::Berth, &["delete", &id]).expect("delete"));
+}
+
+#[test]
+fn joins_an_existing_network_namespace_by_path() {
+    let fx = Fixture::new("netns").expect("fixture");
+    // A network namespace held by a process of the test.
+    let mut holder = std::process::Command::new("unshare")
+        .args(["--net", "sleep", "600"])
+        .spawn()
+        .expect("unshare");
+    let ns_path = format!("/proc/{}/ns/net", holder.id());
+    let expected = wait_until("the holder's namespace", || {
+        let link = std::fs::read_link(&ns_path).ok()?;
+        let own = std::fs::read_link("/proc/self/ns/net").ok()?;
+        (link != own).then_some(link)
+    })
+    .expect("netns");
+    let spec = fx.spec("netns", &["readlink", "/proc/self/ns/net"], |spec| {
+        let mut linux = spec.linux().clone().expect("linux");
+        let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+        for ns in namespaces.iter_mut() {
+            if ns.typ() == oci_spec::runtime::LinuxNamespaceType::Network {
+                ns.set_path(Some(ns_path.clone().into()));
+            }
+        }
+        linux.set_namespaces(Some(namespaces));
+        spec.set_linux(Some(linux));
+    });
+    let bundle = fx.bundle("netns", &spec).expect("bundle");
+    let out = fx.run(Runtime::Berth, &bundle, &fx.id("netns")).expect("run");
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(ok(&out).trim(), expected.to_string_lossy());
+}
