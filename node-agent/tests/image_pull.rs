@@ -254,3 +254,41 @@ async fn docker_v2_manifests_zstd_layers_and_anonymous_tokens() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_pulls_sharing_a_base_fetch_and_unpack_it_once() -> Result<()> {
+    let work = Workdir::new("concurrent")?;
+    let layout = work.join("layout");
+    busybox_layout(&work.path, &layout, "base")?;
+    for app in ["one", "two"] {
+        derive_layer(&work.path, &layout, "base", app, |root| {
+            std::fs::write(root.join(format!("etc/{app}")), app)?;
+            Ok(())
+        })?;
+    }
+    let base_layer = layout_layers(&layout, "base")?.remove(0);
+    let reg = Registry::start(&work.path, None)?;
+    reg.push(&layout, "one", "apps/one:1")?;
+    reg.push(&layout, "two", "apps/two:1")?;
+    let store = ImageStore::open(&work.join("agent"))?;
+    let (one, two) = (
+        format!("{}/apps/one:1", reg.addr()),
+        format!("{}/apps/two:1", reg.addr()),
+    );
+    let o = opts(&reg);
+    let (a, b) = tokio::join!(store.get_or_pull(&one, &o), store.get_or_pull(&two, &o));
+    let (a, b) = (a?, b?);
+    assert_eq!(a.layers[0].chain_id, b.layers[0].chain_id);
+    assert_eq!(
+        reg.blob_gets(&base_layer),
+        1,
+        "the shared base was fetched twice"
+    );
+    let snapshots = std::fs::read_dir(store.root().join("snapshots"))?.count();
+    assert_eq!(snapshots, 3, "base unpacked once, plus one layer per app");
+    // Present now: get_or_pull asks the registry nothing.
+    let before = reg.all_blob_gets();
+    assert_eq!(store.get_or_pull(&one, &o).await?, a);
+    assert_eq!(reg.all_blob_gets(), before);
+    Ok(())
+}

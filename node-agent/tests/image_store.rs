@@ -287,6 +287,40 @@ fn a_rootfs_is_an_overlay_of_the_snapshots_with_its_own_upper_dir() -> Result<()
     })
 }
 
+#[test]
+fn a_rootfs_spec_lets_the_caller_mount_the_overlay_itself() -> Result<()> {
+    let work = Workdir::new("rootfs_spec")?;
+    let layout = two_images(&work)?;
+    let data = work.join("agent");
+    in_private_mounts(move || {
+        block_on(async move {
+            let store = ImageStore::open(&data)?;
+            store.import(&layout, &ImportOptions::default()).await?;
+            let app = store.get("localhost/layout:app")?;
+            let spec = store.rootfs_spec(&app, "ctr-9").await?;
+            assert_eq!(store.rootfs_holds()?, vec!["ctr-9".to_string()]);
+            let target = spec.path.display().to_string();
+            run(
+                "mount",
+                &[
+                    "-t",
+                    "overlay",
+                    "overlay",
+                    "-o",
+                    &spec.mount_options(),
+                    &target,
+                ],
+            )?;
+            assert!(spec.path.join("etc/app.conf").exists());
+            assert!(spec.path.join("bin/sh").exists());
+            store.release_rootfs("ctr-9").await?;
+            assert!(store.rootfs_holds()?.is_empty());
+            assert!(!store.container_dir("ctr-9").exists());
+            Ok(())
+        })?
+    })
+}
+
 /// One tiny layer tar holding `file`.
 fn tiny_layer(path: &Path, file: &str) -> Result<()> {
     let mut b = tar::Builder::new(Vec::new());

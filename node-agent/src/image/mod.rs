@@ -26,6 +26,7 @@ mod error;
 mod gc;
 mod import;
 mod index;
+mod locks;
 mod manifest;
 mod pull;
 mod reference;
@@ -53,6 +54,7 @@ pub use unpack::UnpackError;
 
 use error::blocking;
 use index::Index;
+use locks::KeyedLocks;
 use manifest::ManifestParts;
 use snapshot::SnapshotDir;
 use store::ContentStore;
@@ -66,6 +68,8 @@ pub struct ImageStore {
     snapshots: SnapshotDir,
     /// Pulls, imports and mounts hold it shared; `prune` alone.
     gc: Arc<tokio::sync::RwLock<()>>,
+    /// One download or unpack at a time per blob or ChainID.
+    busy: KeyedLocks,
 }
 
 impl ImageStore {
@@ -82,6 +86,7 @@ impl ImageStore {
             index: Arc::new(index),
             snapshots,
             gc: Arc::new(tokio::sync::RwLock::new(())),
+            busy: KeyedLocks::default(),
         })
     }
 
@@ -103,6 +108,15 @@ impl ImageStore {
         self.index
             .image(&key)?
             .ok_or(ImageError::UnknownImage { name: key })
+    }
+
+    /// The image named `name` if the store has it, else pulled.
+    pub async fn get_or_pull(&self, name: &str, opts: &PullOptions) -> Result<Image> {
+        match self.get(name) {
+            Ok(image) => Ok(image),
+            Err(ImageError::UnknownImage { .. }) => self.pull(name, opts).await,
+            Err(e) => Err(e),
+        }
     }
 
     /// Removes the name; the content stays until `prune` finds nothing uses it.
@@ -133,17 +147,7 @@ impl ImageStore {
         let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
         let jobs = layers.iter().enumerate().map(|(i, layer)| {
             let parent = i.checked_sub(1).map(|p| layers[p].chain_id.clone());
-            let (index, content, snaps, layer) = (
-                self.index.clone(),
-                self.content.clone(),
-                self.snapshots.clone(),
-                layer.clone(),
-            );
-            blocking(format!("unpack of {}", layer.digest), move || {
-                snaps
-                    .ensure(&index, &content, &layer, parent.as_ref())
-                    .map(drop)
-            })
+            self.unpack_once(layer, parent)
         });
         // Every job runs to its end, also after one failed: no download or unpack
         // outlives the call, so a failed call leaves no scratch file behind.
@@ -154,6 +158,26 @@ impl ImageStore {
             .into_iter()
             .collect::<Result<Vec<()>>>()?;
         Ok(())
+    }
+}
+
+impl ImageStore {
+    /// Unpacks `layer` unless its snapshot exists; concurrent callers for the
+    /// same ChainID wait for the first instead of unpacking it again.
+    async fn unpack_once(&self, layer: &Layer, parent: Option<Digest>) -> Result<()> {
+        let _busy = self.busy.lock(&layer.chain_id).await;
+        let (index, content, snaps, layer) = (
+            self.index.clone(),
+            self.content.clone(),
+            self.snapshots.clone(),
+            layer.clone(),
+        );
+        blocking(format!("unpack of {}", layer.digest), move || {
+            snaps
+                .ensure(&index, &content, &layer, parent.as_ref())
+                .map(drop)
+        })
+        .await
     }
 }
 

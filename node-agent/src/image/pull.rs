@@ -19,7 +19,7 @@ use super::ImageStore;
 use super::auth;
 use super::config::ImageConfig;
 use super::digest::Digest;
-use super::error::{ImageError, Result, blocking};
+use super::error::{ImageError, Result};
 use super::index::{Image, Layer};
 use super::manifest::{self, ACCEPTED_MANIFESTS, Document};
 use super::reference;
@@ -255,6 +255,7 @@ impl ImageStore {
             bar.set_style(style.clone());
             bar.set_prefix(layer.digest.short().to_string());
             async move {
+                let busy = self.busy.lock(&layer.digest).await;
                 if self.content.contains(&layer.digest) {
                     debug!(layer = %layer.digest, "layer already in the store");
                     bar.set_position(layer.size);
@@ -263,18 +264,8 @@ impl ImageStore {
                     self.download(s, layer, &bar).await?;
                     bar.set_message("unpacking");
                 }
-                let (index, content, snaps, layer) = (
-                    self.index.clone(),
-                    self.content.clone(),
-                    self.snapshots.clone(),
-                    layer.clone(),
-                );
-                let unpacked = blocking(format!("unpack of {}", layer.digest), move || {
-                    snaps
-                        .ensure(&index, &content, &layer, parent.as_ref())
-                        .map(drop)
-                })
-                .await;
+                drop(busy);
+                let unpacked = self.unpack_once(layer, parent).await;
                 bar.finish_with_message(if unpacked.is_ok() { "done" } else { "failed" });
                 unpacked
             }

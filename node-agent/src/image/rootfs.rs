@@ -72,9 +72,12 @@ impl ImageStore {
         self.root.join("containers").join(container_id)
     }
 
-    /// Mounts a rootfs for `container_id` from `image`. The container holds the
-    /// image's blobs and snapshots against `prune` until `release_rootfs`.
-    pub async fn prepare_rootfs(&self, image: &Image, container_id: &str) -> Result<Rootfs> {
+    /// Prepares everything a rootfs of `image` for `container_id` needs, short of
+    /// mounting it: snapshots unpacked, the container's upper, work and mount
+    /// point directories made, and a hold on the image's blobs and snapshots
+    /// that `prune` respects until `release_rootfs`. For a caller that mounts
+    /// the overlay itself (`Rootfs::mount_options`).
+    pub async fn rootfs_spec(&self, image: &Image, container_id: &str) -> Result<Rootfs> {
         check_container_id(container_id)?;
         let _gc = self.gc.read().await;
         self.ensure_snapshots(&image.layers).await?;
@@ -95,6 +98,7 @@ impl ImageStore {
         }
         let dir = self.container_dir(container_id);
         if lower_dirs.is_empty() {
+            // overlayfs needs a lower directory: an image without layers gets an empty one.
             lower_dirs.push(dir.join("empty"));
         }
         let rootfs = Rootfs {
@@ -104,6 +108,27 @@ impl ImageStore {
             upper_dir: dir.join("upper"),
             work_dir: dir.join("work"),
         };
+        let mut dirs = vec![
+            rootfs.upper_dir.clone(),
+            rootfs.work_dir.clone(),
+            rootfs.path.clone(),
+        ];
+        if image.layers.is_empty() {
+            dirs.push(dir.join("empty"));
+        }
+        blocking(format!("rootfs of {container_id}"), move || {
+            for d in &dirs {
+                std::fs::create_dir_all(d).map_err(|e| ImageError::io("create", d, e))?;
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(rootfs)
+    }
+
+    /// Mounts a rootfs for `container_id` from `image` (see `rootfs_spec`).
+    pub async fn prepare_rootfs(&self, image: &Image, container_id: &str) -> Result<Rootfs> {
+        let rootfs = self.rootfs_spec(image, container_id).await?;
         let r = rootfs.clone();
         blocking(format!("rootfs of {container_id}"), move || {
             mount_overlay(&r)
@@ -111,6 +136,16 @@ impl ImageStore {
         .await?;
         info!(container = container_id, image = %image.name, layers = image.layers.len(), "rootfs mounted");
         Ok(rootfs)
+    }
+
+    /// Containers that hold a rootfs (for the supervisor to reconcile after a restart).
+    pub fn rootfs_holds(&self) -> Result<Vec<String>> {
+        Ok(self
+            .index
+            .containers()?
+            .into_iter()
+            .map(|c| c.container_id)
+            .collect())
     }
 
     /// Unmounts and deletes a container's rootfs and drops its hold on the image.
@@ -147,14 +182,6 @@ fn mount_overlay(r: &Rootfs) -> Result<()> {
         container: r.container_id.clone(),
         reason,
     };
-    for d in [&r.upper_dir, &r.work_dir, &r.path] {
-        std::fs::create_dir_all(d).map_err(|e| ImageError::io("create", d, e))?;
-    }
-    if let Some(first) = r.lower_dirs.first()
-        && first.ends_with("empty")
-    {
-        std::fs::create_dir_all(first).map_err(|e| ImageError::io("create", first, e))?;
-    }
     match mount_new_api(r) {
         Ok(()) => return Ok(()),
         Err(e)
