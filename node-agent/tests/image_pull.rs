@@ -292,3 +292,54 @@ async fn concurrent_pulls_sharing_a_base_fetch_and_unpack_it_once() -> Result<()
     assert_eq!(reg.all_blob_gets(), before);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn https_uses_the_system_roots_and_plain_http_only_when_named() -> Result<()> {
+    let work = Workdir::new("https")?;
+    let layout = work.join("layout");
+    busybox_layout(&work.path, &layout, "base")?;
+    let (ca, cert, key) = support::test_certificates(&work.path)?;
+    let reg = Registry::start_tls(&work.path, &cert, &key)?;
+    reg.push(&layout, "base", "tls/busybox:1")?;
+    let reference = format!("{}/tls/busybox:1", reg.addr());
+    let agent = env!("CARGO_BIN_EXE_berth-agent");
+    let pull = |data: &str, ca: Option<&Path>, insecure: bool| {
+        let mut cmd = std::process::Command::new(agent);
+        cmd.args(["image", "pull", "--quiet", "--data-dir", data]);
+        if insecure {
+            cmd.args(["--insecure-registry", &reg.addr()]);
+        }
+        cmd.arg(&reference);
+        // The system roots as rustls-native-certs reads them: here, the test CA.
+        match ca {
+            Some(ca) => cmd.env("SSL_CERT_FILE", ca),
+            None => cmd.env("SSL_CERT_FILE", "/nonexistent"),
+        };
+        cmd.output()
+    };
+    let data = work.join("agent").display().to_string();
+
+    let untrusted = pull(&data, None, false)?;
+    assert!(
+        !untrusted.status.success(),
+        "an untrusted certificate was accepted"
+    );
+    let err = String::from_utf8_lossy(&untrusted.stderr);
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+
+    // Named insecure, berth speaks plain HTTP, which this registry refuses.
+    let plain = pull(&data, Some(&ca), true)?;
+    assert!(
+        !plain.status.success(),
+        "plain HTTP reached an HTTPS-only registry"
+    );
+
+    let ok = pull(&data, Some(&ca), false)?;
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).starts_with(&reference));
+    Ok(())
+}

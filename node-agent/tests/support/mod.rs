@@ -93,20 +93,6 @@ pub struct Registry {
 impl Registry {
     /// Starts a registry storing in `dir`; `htpasswd` turns on basic auth.
     pub fn start(dir: &Path, htpasswd: Option<&Path>) -> Result<Registry> {
-        let mut last = None;
-        for _ in 0..5 {
-            match Registry::try_start(dir, htpasswd) {
-                Ok(r) => return Ok(r),
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.unwrap_or_else(|| anyhow::anyhow!("registry did not start")))
-    }
-
-    fn try_start(dir: &Path, htpasswd: Option<&Path>) -> Result<Registry> {
-        let port = free_port()?;
-        let storage = dir.join("registry-storage");
-        std::fs::create_dir_all(&storage)?;
         let auth = match htpasswd {
             Some(p) => format!(
                 "auth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n",
@@ -114,12 +100,40 @@ impl Registry {
             ),
             None => String::new(),
         };
+        Registry::start_with(dir, &auth, "")
+    }
+
+    /// Starts a registry that speaks only HTTPS with this certificate and key.
+    pub fn start_tls(dir: &Path, cert: &Path, key: &Path) -> Result<Registry> {
+        let tls = format!(
+            "  tls:\n    certificate: {}\n    key: {}\n",
+            cert.display(),
+            key.display()
+        );
+        Registry::start_with(dir, "", &tls)
+    }
+
+    fn start_with(dir: &Path, auth: &str, http_extra: &str) -> Result<Registry> {
+        let mut last = None;
+        for _ in 0..5 {
+            match Registry::try_start(dir, auth, http_extra) {
+                Ok(r) => return Ok(r),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("registry did not start")))
+    }
+
+    fn try_start(dir: &Path, auth: &str, http_extra: &str) -> Result<Registry> {
+        let port = free_port()?;
+        let storage = dir.join("registry-storage");
+        std::fs::create_dir_all(&storage)?;
         let config = dir.join(format!("registry-{port}.yml"));
         std::fs::write(
             &config,
             format!(
                 "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-                 http:\n  addr: 127.0.0.1:{port}\nlog:\n  level: warn\n  accesslog:\n    disabled: false\n{auth}",
+                 http:\n  addr: 127.0.0.1:{port}\n{http_extra}log:\n  level: warn\n  accesslog:\n    disabled: false\n{auth}",
                 storage.display()
             ),
         )?;
@@ -134,6 +148,7 @@ impl Registry {
         die_with_parent(&mut cmd);
         let child = cmd.spawn().context("failed to start docker-registry")?;
         let mut reg = Registry { port, child, log };
+        // Any HTTP answer means it listens (an HTTPS one answers plain HTTP with 400).
         let ready = wait_until(
             "the registry to answer /v2/",
             Duration::from_secs(20),
@@ -141,8 +156,7 @@ impl Registry {
                 if let Ok(Some(_)) = reg.child.try_wait() {
                     return Some(false);
                 }
-                let status = http_status(port, "/v2/")?;
-                (status == 200 || status == 401).then_some(true)
+                http_status(port, "/v2/").map(|_| true)
             },
         );
         match ready {
@@ -197,6 +211,69 @@ impl Drop for Registry {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A test CA and a server certificate for 127.0.0.1 signed by it, made with
+/// openssl: returns (ca.pem, server.pem, server.key).
+pub fn test_certificates(dir: &Path) -> Result<(PathBuf, PathBuf, PathBuf)> {
+    let p = |n: &str| dir.join(n).display().to_string();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut args = vec!["req", "-x509"];
+    args.extend(ec);
+    let (ca_key, ca, key, csr, cert, ext) = (
+        p("ca.key"),
+        p("ca.pem"),
+        p("server.key"),
+        p("server.csr"),
+        p("server.pem"),
+        p("ext.cnf"),
+    );
+    args.extend([
+        "-keyout",
+        &ca_key,
+        "-out",
+        &ca,
+        "-days",
+        "2",
+        "-subj",
+        "/CN=berth-test-ca",
+    ]);
+    run("openssl", &args)?;
+    let mut args = vec!["req"];
+    args.extend(ec);
+    args.extend(["-keyout", &key, "-out", &csr, "-subj", "/CN=127.0.0.1"]);
+    run("openssl", &args)?;
+    std::fs::write(
+        &ext,
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )?;
+    run(
+        "openssl",
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-out",
+            &cert,
+            "-days",
+            "2",
+            "-extfile",
+            &ext,
+        ],
+    )?;
+    Ok((ca.into(), cert.into(), key.into()))
 }
 
 /// Status code of a plain GET to 127.0.0.1:port.
