@@ -14,6 +14,7 @@ packages=(
   procps         # ps, for tests that look at processes
   ca-certificates
   git
+  openssl        # image tests: a test CA and certificate for an HTTPS registry
 )
 
 missing=()
