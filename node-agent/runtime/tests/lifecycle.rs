@@ -33,7 +33,11 @@ fn full_lifecycle_leaves_nothing_behind() {
         .status()
         .expect("create");
     assert!(status.success());
-    let pid: i32 = std::fs::read_to_string(&pid_file).expect("pid file").trim().parse().expect("pid");
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .expect("pid file")
+        .trim()
+        .parse()
+        .expect("pid");
 
     let state = fx.state(Runtime::Berth, &id).expect("state");
     assert_eq!(state["status"], "created");
@@ -44,9 +48,15 @@ fn full_lifecycle_leaves_nothing_behind() {
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).expect("comm");
     assert_ne!(comm.trim(), "sleep");
     // A second create of the same id is refused.
-    let again = fx.cmd(Runtime::Berth, &["create", "--bundle", &b, &id]).expect("create");
+    let again = fx
+        .cmd(Runtime::Berth, &["create", "--bundle", &b, &id])
+        .expect("create");
     assert!(!again.status.success());
-    assert!(stderr(&again).contains("already exists"), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("already exists"),
+        "{}",
+        stderr(&again)
+    );
 
     ok(&fx.cmd(Runtime::Berth, &["start", &id]).expect("start"));
     wait_until("sleep to run", || {
@@ -54,16 +64,30 @@ fn full_lifecycle_leaves_nothing_behind() {
         (comm.trim() == "sleep").then_some(())
     })
     .expect("started");
-    assert_eq!(fx.state(Runtime::Berth, &id).expect("state")["status"], "running");
-    let list = ok(&fx.cmd(Runtime::Berth, &["list", "--format", "json"]).expect("list"));
+    assert_eq!(
+        fx.state(Runtime::Berth, &id).expect("state")["status"],
+        "running"
+    );
+    let list = ok(&fx
+        .cmd(Runtime::Berth, &["list", "--format", "json"])
+        .expect("list"));
     assert!(list.contains(&id), "{list}");
 
     // exec runs inside: same hostname and pid namespace, own process.
-    let out = ok(&fx.cmd(Runtime::Berth, &["exec", &id, "sh", "-c", "hostname; cat /proc/1/comm"]).expect("exec"));
+    let out = ok(&fx
+        .cmd(
+            Runtime::Berth,
+            &["exec", &id, "sh", "-c", "hostname; cat /proc/1/comm"],
+        )
+        .expect("exec"));
     assert_eq!(out, "h-life\nsleep\n");
-    let code = fx.cmd(Runtime::Berth, &["exec", &id, "sh", "-c", "exit 4"]).expect("exec");
+    let code = fx
+        .cmd(Runtime::Berth, &["exec", &id, "sh", "-c", "exit 4"])
+        .expect("exec");
     assert_eq!(code.status.code(), Some(4));
-    let ps = ok(&fx.cmd(Runtime::Berth, &["ps", "--format", "json", &id]).expect("ps"));
+    let ps = ok(&fx
+        .cmd(Runtime::Berth, &["ps", "--format", "json", &id])
+        .expect("ps"));
     let pids: Vec<i32> = serde_json::from_str(&ps).expect("ps json");
     assert_eq!(pids, vec![pid]);
 
@@ -72,7 +96,9 @@ fn full_lifecycle_leaves_nothing_behind() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("still running"), "{}", stderr(&out));
 
-    ok(&fx.cmd(Runtime::Berth, &["kill", &id, "KILL"]).expect("kill"));
+    ok(&fx
+        .cmd(Runtime::Berth, &["kill", &id, "KILL"])
+        .expect("kill"));
     let state = wait_until("the container to stop", || {
         let s = fx.state(Runtime::Berth, &id).ok()?;
         (s["status"] == "stopped" && s.get("exit").is_some()).then_some(s)
@@ -82,7 +108,9 @@ fn full_lifecycle_leaves_nothing_behind() {
     assert_eq!(state["exit"]["oom_killed"], false, "{state}");
 
     ok(&fx.cmd(Runtime::Berth, &["delete", &id]).expect("delete"));
-    ok(&fx.cmd(Runtime::Berth, &["delete", &id]).expect("delete again"));
+    ok(&fx
+        .cmd(Runtime::Berth, &["delete", &id])
+        .expect("delete again"));
     assert!(!fx.state_root(Runtime::Berth).join(&id).exists());
     assert!(!fx.cgroup_dir("memory", "life").exists());
     assert!(!fx.cgroup_dir("pids", "life").exists());
@@ -119,7 +147,9 @@ fn sigterm_then_sigkill_after_the_grace() {
     let bundle = fx.bundle("stubborn", &spec).expect("bundle");
     let id = fx.id("stubborn");
     fx.start(Runtime::Berth, &bundle, &id).expect("start");
-    ok(&fx.cmd(Runtime::Berth, &["kill", "--grace", "0.5", &id, "TERM"]).expect("kill"));
+    ok(&fx
+        .cmd(Runtime::Berth, &["kill", "--grace", "0.5", &id, "TERM"])
+        .expect("kill"));
     let state = wait_until("exit", || {
         let s = fx.state(Runtime::Berth, &id).ok()?;
         s.get("exit").is_some().then_some(s)
@@ -134,15 +164,22 @@ fn minimal_init_forwards_signals_and_reaps_zombies() {
     let fx = Fixture::new("init").expect("fixture");
     // The shell leaves an orphan that exits at once: only a reaping PID 1 keeps
     // it from staying a zombie.
-    let spec = fx.spec("init", &["sh", "-c", "(sleep 0 &); exec sleep 600"], |spec| {
-        let mut annotations: HashMap<String, String> = spec.annotations().clone().unwrap_or_default();
-        annotations.insert("run.berth.init".into(), "true".into());
-        spec.set_annotations(Some(annotations));
-    });
+    let spec = fx.spec(
+        "init",
+        &["sh", "-c", "(sleep 0 &); exec sleep 600"],
+        |spec| {
+            let mut annotations: HashMap<String, String> =
+                spec.annotations().clone().unwrap_or_default();
+            annotations.insert("run.berth.init".into(), "true".into());
+            spec.set_annotations(Some(annotations));
+        },
+    );
     let bundle = fx.bundle("init", &spec).expect("bundle");
     let id = fx.id("init");
     fx.start(Runtime::Berth, &bundle, &id).expect("start");
-    let pid = fx.state(Runtime::Berth, &id).expect("state")["pid"].as_i64().expect("pid");
+    let pid = fx.state(Runtime::Berth, &id).expect("state")["pid"]
+        .as_i64()
+        .expect("pid");
     wait_until("sleep 600 under the init", || {
         let ps = fx.cmd(Runtime::Berth, &["ps", &id]).ok()?;
         stdout(&ps).contains("sleep 600").then_some(())
@@ -151,24 +188,31 @@ fn minimal_init_forwards_signals_and_reaps_zombies() {
     // No zombie in the container.
     wait_until("no zombies", || {
         let out = fx
-            .cmd(Runtime::Berth, &["exec", &id, "sh", "-c", "cat /proc/[0-9]*/stat"])
+            .cmd(
+                Runtime::Berth,
+                &["exec", &id, "sh", "-c", "cat /proc/[0-9]*/stat"],
+            )
             .ok()?;
         let text = stdout(&out);
         (!text.is_empty() && !text.lines().any(|l| l.contains(") Z "))).then_some(())
     })
     .expect("reaped");
     // SIGTERM to PID 1 reaches sleep, which dies of it; init exits 128+15.
-    ok(&fx.cmd(Runtime::Berth, &["kill", &id, "TERM"]).expect("kill"));
+    ok(&fx
+        .cmd(Runtime::Berth, &["kill", &id, "TERM"])
+        .expect("kill"));
     let state = wait_until("exit", || {
         let s = fx.state(Runtime::Berth, &id).ok()?;
         s.get("exit").is_some().then_some(s)
     })
     .expect("exit");
     assert_eq!(state["exit"]["code"], 143, "{state}");
-    assert!(!Path::new(&format!("/proc/{pid}")).exists() || {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        stat.contains(") Z ")
-    });
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists() || {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            stat.contains(") Z ")
+        }
+    );
     ok(&fx.cmd(Runtime::Berth, &["delete", &id]).expect("delete"));
 }
 
@@ -199,7 +243,9 @@ fn joins_an_existing_network_namespace_by_path() {
         spec.set_linux(Some(linux));
     });
     let bundle = fx.bundle("netns", &spec).expect("bundle");
-    let out = fx.run(Runtime::Berth, &bundle, &fx.id("netns")).expect("run");
+    let out = fx
+        .run(Runtime::Berth, &bundle, &fx.id("netns"))
+        .expect("run");
     let _ = holder.kill();
     let _ = holder.wait();
     assert_eq!(ok(&out).trim(), expected.to_string_lossy());

@@ -56,7 +56,12 @@ fn fork_bomb_stops_at_pids_max() {
         let mut linux = spec.linux().clone().expect("linux");
         linux.set_resources(Some(
             LinuxResourcesBuilder::default()
-                .pids(LinuxPidsBuilder::default().limit(20i64).build().expect("pids"))
+                .pids(
+                    LinuxPidsBuilder::default()
+                        .limit(20i64)
+                        .build()
+                        .expect("pids"),
+                )
                 .build()
                 .expect("resources"),
         ));
@@ -103,9 +108,14 @@ fn fork_bomb_stops_at_pids_max() {
         assert!(current(&pids) <= 20);
     }
     // The container itself survived the bomb.
-    assert_eq!(fx.state(Runtime::Berth, &id).expect("state")["status"], "running");
+    assert_eq!(
+        fx.state(Runtime::Berth, &id).expect("state")["status"],
+        "running"
+    );
 
-    let out = fx.cmd(Runtime::Berth, &["delete", "--force", &id]).expect("delete");
+    let out = fx
+        .cmd(Runtime::Berth, &["delete", "--force", &id])
+        .expect("delete");
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!pids.exists(), "cgroup left behind");
 }

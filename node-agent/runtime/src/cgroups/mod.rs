@@ -221,38 +221,6 @@ pub fn shares_to_weight(shares: u64) -> u64 {
     1 + ((shares.clamp(2, 262_144) - 2) * 9999) / 262_142
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn relative_paths() {
-        assert_eq!(
-            relative_path(Some(Path::new("/a/b")), "x").expect("ok"),
-            PathBuf::from("a/b")
-        );
-        assert_eq!(
-            relative_path(None, "x").expect("ok"),
-            PathBuf::from("berth/x")
-        );
-        assert!(relative_path(Some(Path::new("/a/../../etc")), "x").is_err());
-        assert!(relative_path(Some(Path::new("/")), "x").is_err());
-    }
-
-    #[test]
-    fn weight_conversion() {
-        assert_eq!(shares_to_weight(1024), 39);
-        assert_eq!(shares_to_weight(2), 1);
-        assert_eq!(shares_to_weight(262_144), 10_000);
-    }
-
-    #[test]
-    fn hierarchies_are_found() {
-        let mounts = fs::mounts().expect("mountinfo");
-        assert!(!mounts.is_empty());
-    }
-}
-
 /// A device rule in the v1 devices.allow/deny syntax: `c 1:3 rwm`.
 pub fn v1_device_rule(rule: &oci_spec::runtime::LinuxDeviceCgroup) -> String {
     let kind = match rule.typ() {
@@ -291,4 +259,36 @@ pub fn v1_views(cgroup: &Cgroup) -> Vec<crate::rootfs::CgroupView> {
         return Vec::new();
     };
     v1.views()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths() {
+        assert_eq!(
+            relative_path(Some(Path::new("/a/b")), "x").expect("ok"),
+            PathBuf::from("a/b")
+        );
+        assert_eq!(
+            relative_path(None, "x").expect("ok"),
+            PathBuf::from("berth/x")
+        );
+        assert!(relative_path(Some(Path::new("/a/../../etc")), "x").is_err());
+        assert!(relative_path(Some(Path::new("/")), "x").is_err());
+    }
+
+    #[test]
+    fn weight_conversion() {
+        assert_eq!(shares_to_weight(1024), 39);
+        assert_eq!(shares_to_weight(2), 1);
+        assert_eq!(shares_to_weight(262_144), 10_000);
+    }
+
+    #[test]
+    fn hierarchies_are_found() {
+        let mounts = fs::mounts().expect("mountinfo");
+        assert!(!mounts.is_empty());
+    }
 }
