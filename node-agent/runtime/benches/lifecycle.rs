@@ -34,7 +34,12 @@ fn make_bundle(dir: &Path, cgroup: &str) -> Result<PathBuf> {
             .cwd("/")
             .build()?,
     ));
-    spec.set_root(Some(RootBuilder::default().path(&rootfs).readonly(true).build()?));
+    spec.set_root(Some(
+        RootBuilder::default()
+            .path(&rootfs)
+            .readonly(true)
+            .build()?,
+    ));
     let mut linux = spec.linux().clone().unwrap_or_default();
     linux.set_cgroups_path(Some(PathBuf::from(format!("/{cgroup}/c"))));
     spec.set_linux(Some(linux));
@@ -67,7 +72,10 @@ fn wait_pid(pid: i32) -> Result<()> {
     if fd >= 0 {
         // SAFETY: a fresh fd from the kernel.
         let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-        let mut fds = [nix::poll::PollFd::new(fd.as_fd(), nix::poll::PollFlags::POLLIN)];
+        let mut fds = [nix::poll::PollFd::new(
+            fd.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
         nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(10_000u16))?;
     }
     reap();
@@ -88,7 +96,11 @@ impl Bench {
         let bundle = self.bundle.to_string_lossy().into_owned();
         let pid_arg = pid_file.to_string_lossy().into_owned();
         let t = Instant::now();
-        quiet(binary, &root, &["create", "--bundle", &bundle, "--pid-file", &pid_arg, &id])?;
+        quiet(
+            binary,
+            &root,
+            &["create", "--bundle", &bundle, "--pid-file", &pid_arg, &id],
+        )?;
         let pid: i32 = std::fs::read_to_string(&pid_file)?.trim().parse()?;
         quiet(binary, &root, &["start", &id])?;
         wait_pid(pid)?;
@@ -122,10 +134,20 @@ fn median(v: &mut [Duration]) -> f64 {
 fn main() -> Result<()> {
     // cargo bench passes --bench; nothing to parse.
     berth_testhost::cgroups::remove_stale();
-    let cgroup = format!("{}{}-bench", berth_testhost::cgroups::TEST_PREFIX, std::process::id());
-    let dir = tempfile::Builder::new().prefix(&format!("{cgroup}-")).tempdir()?;
+    let cgroup = format!(
+        "{}{}-bench",
+        berth_testhost::cgroups::TEST_PREFIX,
+        std::process::id()
+    );
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("{cgroup}-"))
+        .tempdir()?;
     let bundle = make_bundle(dir.path(), &cgroup)?;
-    let bench = Bench { dir, bundle, cgroup };
+    let bench = Bench {
+        dir,
+        bundle,
+        cgroup,
+    };
     // Adopt orphaned container processes (runc's init after create) to reap them.
     // SAFETY: prctl with integer arguments.
     unsafe {
@@ -157,7 +179,10 @@ fn main() -> Result<()> {
     }
     let result = berth_testhost::cgroups::remove_everywhere(&bench.cgroup);
     println!("busybox `true`, {iters} rounds, runtimes alternating:");
-    for (label, times) in [("create+start+wait+delete", &mut split_times), ("run (incl. delete)", &mut run_times)] {
+    for (label, times) in [
+        ("create+start+wait+delete", &mut split_times),
+        ("run (incl. delete)", &mut run_times),
+    ] {
         let medians: Vec<f64> = times.iter_mut().map(|t| median(t)).collect();
         let runc = medians[1];
         for (k, rt) in runtimes.iter().enumerate() {

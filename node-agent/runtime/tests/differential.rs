@@ -83,8 +83,8 @@ fn mounts_and_cgroup_limits_match_runc() {
                   ls /dev; touch /sys/x 2>&1; cat /proc/kcore | wc -c; \
                   echo 1 > /proc/sys/kernel/domainname 2>&1; echo done";
     let (berth, runc) = both(&fx, "mounts", script, |spec| {
-        let mut linux = spec.linux().clone().expect("linux");
-        linux.set_resources(Some(
+        common::set_resources(
+            spec,
             LinuxResourcesBuilder::default()
                 .memory(
                     LinuxMemoryBuilder::default()
@@ -109,8 +109,7 @@ fn mounts_and_cgroup_limits_match_runc() {
                 )
                 .build()
                 .expect("resources"),
-        ));
-        spec.set_linux(Some(linux));
+        );
     });
     assert_eq!(berth, runc);
     for expected in [

@@ -99,11 +99,7 @@ fn full_lifecycle_leaves_nothing_behind() {
     ok(&fx
         .cmd(Runtime::Berth, &["kill", &id, "KILL"])
         .expect("kill"));
-    let state = wait_until("the container to stop", || {
-        let s = fx.state(Runtime::Berth, &id).ok()?;
-        (s["status"] == "stopped" && s.get("exit").is_some()).then_some(s)
-    })
-    .expect("stopped");
+    let state = fx.wait_exit(&id);
     assert_eq!(state["exit"]["signal"], 9, "{state}");
     assert_eq!(state["exit"]["oom_killed"], false, "{state}");
 
@@ -126,12 +122,7 @@ fn exit_code_is_recorded_after_create_and_start() {
     let bundle = fx.bundle("five", &spec).expect("bundle");
     let id = fx.id("five");
     fx.start(Runtime::Berth, &bundle, &id).expect("start");
-    let state = wait_until("exit", || {
-        let s = fx.state(Runtime::Berth, &id).ok()?;
-        s.get("exit").is_some().then_some(s)
-    })
-    .expect("exit");
-    assert_eq!(state["status"], "stopped");
+    let state = fx.wait_exit(&id);
     assert_eq!(state["exit"]["code"], 5, "{state}");
     // Stdio went where the caller pointed it (a file).
     let log = std::fs::read_to_string(fx.log_path(&id)).expect("log");
@@ -150,11 +141,7 @@ fn sigterm_then_sigkill_after_the_grace() {
     ok(&fx
         .cmd(Runtime::Berth, &["kill", "--grace", "0.5", &id, "TERM"])
         .expect("kill"));
-    let state = wait_until("exit", || {
-        let s = fx.state(Runtime::Berth, &id).ok()?;
-        s.get("exit").is_some().then_some(s)
-    })
-    .expect("exit");
+    let state = fx.wait_exit(&id);
     assert_eq!(state["exit"]["signal"], 9, "{state}");
     ok(&fx.cmd(Runtime::Berth, &["delete", &id]).expect("delete"));
 }
@@ -201,11 +188,7 @@ fn minimal_init_forwards_signals_and_reaps_zombies() {
     ok(&fx
         .cmd(Runtime::Berth, &["kill", &id, "TERM"])
         .expect("kill"));
-    let state = wait_until("exit", || {
-        let s = fx.state(Runtime::Berth, &id).ok()?;
-        s.get("exit").is_some().then_some(s)
-    })
-    .expect("exit");
+    let state = fx.wait_exit(&id);
     assert_eq!(state["exit"]["code"], 143, "{state}");
     assert!(
         !Path::new(&format!("/proc/{pid}")).exists() || {
@@ -249,4 +232,73 @@ fn joins_an_existing_network_namespace_by_path() {
     let _ = holder.kill();
     let _ = holder.wait();
     assert_eq!(ok(&out).trim(), expected.to_string_lossy());
+}
+
+#[test]
+fn docker_default_capabilities_when_the_spec_names_none() {
+    let fx = Fixture::new("defcaps").expect("fixture");
+    let spec = fx.spec("caps", &["grep", "^Cap", "/proc/self/status"], |spec| {
+        let mut p = spec.process().clone().expect("process");
+        p.set_capabilities(None);
+        spec.set_process(Some(p));
+    });
+    let bundle = fx.bundle("caps", &spec).expect("bundle");
+    let out = ok(&fx
+        .run(Runtime::Berth, &bundle, &fx.id("caps"))
+        .expect("run"));
+    // Docker's 14 default capabilities.
+    for set in ["CapPrm", "CapEff", "CapBnd"] {
+        assert!(
+            out.contains(&format!("{set}:\t00000000a80425fb")),
+            "{set} in {out}"
+        );
+    }
+    assert!(out.contains("CapInh:\t0000000000000000"), "{out}");
+}
+
+#[test]
+fn preserved_fds_reach_the_container() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let fx = Fixture::new("fds").expect("fixture");
+    let spec = fx.spec(
+        "fds",
+        &["sh", "-c", "echo via-fd-3 >&3; ls /proc/self/fd"],
+        |_| {},
+    );
+    let bundle = fx.bundle("fds", &spec).expect("bundle");
+    let id = fx.id("fds");
+    let target = fx.dir.path().join("fd3.txt");
+    let file = std::fs::File::create(&target).expect("file");
+    let raw = file.as_raw_fd();
+    let mut cmd = std::process::Command::new(common::BERTH);
+    cmd.arg("--root")
+        .arg(fx.state_root(Runtime::Berth))
+        .args(["run", "--preserve-fds", "1", "--bundle"])
+        .arg(&bundle)
+        .arg(&id);
+    // SAFETY: dup2 between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            // dup2 onto itself keeps close-on-exec: clear it then.
+            let rc = if raw == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(raw, 3)
+            };
+            if rc < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().expect("run");
+    let listed = ok(&out);
+    assert_eq!(
+        std::fs::read_to_string(&target).expect("read"),
+        "via-fd-3\n"
+    );
+    // stdio, fd 3, and the one ls opens for /proc/self/fd: nothing else leaks in.
+    let fds: Vec<&str> = listed.lines().collect();
+    assert_eq!(fds, vec!["0", "1", "2", "3", "4"], "{listed}");
 }

@@ -13,8 +13,8 @@ use oci_spec::runtime::{
 fn memory_hog_is_oom_killed_and_the_exit_says_so() {
     let fx = Fixture::new("oom").expect("fixture");
     let spec = fx.spec("hog", &["tail", "/dev/zero"], |spec| {
-        let mut linux = spec.linux().clone().expect("linux");
-        linux.set_resources(Some(
+        common::set_resources(
+            spec,
             LinuxResourcesBuilder::default()
                 .memory(
                     LinuxMemoryBuilder::default()
@@ -24,8 +24,7 @@ fn memory_hog_is_oom_killed_and_the_exit_says_so() {
                 )
                 .build()
                 .expect("resources"),
-        ));
-        spec.set_linux(Some(linux));
+        );
     });
     let bundle = fx.bundle("hog", &spec).expect("bundle");
 
@@ -37,11 +36,7 @@ fn memory_hog_is_oom_killed_and_the_exit_says_so() {
     // create + start: the state records it once init is gone.
     let id = fx.id("detached");
     fx.start(Runtime::Berth, &bundle, &id).expect("start");
-    let state = wait_until("the hog to die", || {
-        let s = fx.state(Runtime::Berth, &id).ok()?;
-        (s["status"] == "stopped" && s.get("exit").is_some()).then_some(s)
-    })
-    .expect("stopped");
+    let state = fx.wait_exit(&id);
     assert_eq!(state["exit"]["signal"], 9, "{state}");
     assert_eq!(state["exit"]["oom_killed"], true, "{state}");
     let out = fx.cmd(Runtime::Berth, &["delete", &id]).expect("delete");
@@ -53,8 +48,8 @@ fn memory_hog_is_oom_killed_and_the_exit_says_so() {
 fn fork_bomb_stops_at_pids_max() {
     let fx = Fixture::new("forkbomb").expect("fixture");
     let spec = fx.spec("bomb", &["sleep", "600"], |spec| {
-        let mut linux = spec.linux().clone().expect("linux");
-        linux.set_resources(Some(
+        common::set_resources(
+            spec,
             LinuxResourcesBuilder::default()
                 .pids(
                     LinuxPidsBuilder::default()
@@ -64,8 +59,7 @@ fn fork_bomb_stops_at_pids_max() {
                 )
                 .build()
                 .expect("resources"),
-        ));
-        spec.set_linux(Some(linux));
+        );
     });
     let bundle = fx.bundle("bomb", &spec).expect("bundle");
     let id = fx.id("bomb");
@@ -124,8 +118,8 @@ fn fork_bomb_stops_at_pids_max() {
 fn busy_loop_under_half_a_cpu_gets_about_half_a_core() {
     let fx = Fixture::new("cpuquota").expect("fixture");
     let spec = fx.spec("busy", &["sh", "-c", "while :; do :; done"], |spec| {
-        let mut linux = spec.linux().clone().expect("linux");
-        linux.set_resources(Some(
+        common::set_resources(
+            spec,
             LinuxResourcesBuilder::default()
                 .cpu(
                     LinuxCpuBuilder::default()
@@ -136,8 +130,7 @@ fn busy_loop_under_half_a_cpu_gets_about_half_a_core() {
                 )
                 .build()
                 .expect("resources"),
-        ));
-        spec.set_linux(Some(linux));
+        );
     });
     let bundle = fx.bundle("busy", &spec).expect("bundle");
     let id = fx.id("busy");

@@ -42,6 +42,7 @@ pub struct Fixture {
 impl Fixture {
     pub fn new(name: &str) -> Result<Fixture> {
         berth_testhost::cgroups::remove_stale();
+        remove_stale_dirs();
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let cgroup = format!(
             "{}{}-{n}-{name}",
@@ -167,6 +168,15 @@ impl Fixture {
         self.dir.path().join(format!("{id}.log"))
     }
 
+    /// Waits until a berth container's init has ended and its exit is recorded.
+    pub fn wait_exit(&self, id: &str) -> serde_json::Value {
+        wait_until("the container's exit", || {
+            let s = self.state(Runtime::Berth, id).ok()?;
+            (s["status"] == "stopped" && s.get("exit").is_some()).then_some(s)
+        })
+        .expect("exit recorded")
+    }
+
     pub fn state(&self, rt: Runtime, id: &str) -> Result<serde_json::Value> {
         let out = self.cmd(rt, &["state", id])?;
         anyhow::ensure!(out.status.success(), "state {id}: {}", stderr(&out));
@@ -203,6 +213,26 @@ impl Drop for Fixture {
             eprintln!("cleanup: {e:#}");
         }
     }
+}
+
+/// Temporary directories of crashed earlier runs (their test process is gone).
+fn remove_stale_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if berth_testhost::cgroups::owner_is_dead(&name) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Sets the spec's resources.
+pub fn set_resources(spec: &mut Spec, resources: LinuxResources) {
+    let mut linux = spec.linux().clone().expect("linux");
+    linux.set_resources(Some(resources));
+    spec.set_linux(Some(linux));
 }
 
 pub fn stdout(out: &Output) -> String {
