@@ -343,3 +343,44 @@ async fn https_uses_the_system_roots_and_plain_http_only_when_named() -> Result<
     assert!(String::from_utf8_lossy(&ok.stdout).starts_with(&reference));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn layers_download_in_parallel() -> Result<()> {
+    let work = Workdir::new("parallel")?;
+    let layout = work.join("layout");
+    busybox_layout(&work.path, &layout, "base")?;
+    derive_layer(&work.path, &layout, "base", "two", |root| {
+        std::fs::write(root.join("etc/two"), "2")?;
+        Ok(())
+    })?;
+    derive_layer(&work.path, &layout, "two", "three", |root| {
+        std::fs::write(root.join("etc/three"), "3")?;
+        Ok(())
+    })?;
+    let layers = layout_layers(&layout, "three")?;
+    assert_eq!(layers.len(), 3);
+    let reg = Registry::start(&work.path, None)?;
+    reg.push(&layout, "three", "par/img:1")?;
+    let relay = support::Relay::start(reg.port)?;
+    // Layer GETs are held until three are in flight together: a client that
+    // fetched one layer after the other would never get there.
+    relay.gate.hold_until(3, &layers);
+    let store = ImageStore::open(&work.join("agent"))?;
+    let image = store
+        .pull(
+            &format!("{}/par/img:1", relay.addr()),
+            &PullOptions {
+                insecure_registries: vec![relay.addr()],
+                max_concurrent_downloads: 3,
+                ..PullOptions::default()
+            },
+        )
+        .await?;
+    assert_eq!(image.layers.len(), 3);
+    assert_eq!(
+        relay.gate.max_in_flight(),
+        3,
+        "layers were not fetched in parallel"
+    );
+    Ok(())
+}

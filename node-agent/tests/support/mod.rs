@@ -402,11 +402,71 @@ pub struct Relay {
     token: Arc<Mutex<Option<String>>>,
     /// Requests to the token endpoint so far.
     pub token_requests: Arc<std::sync::atomic::AtomicUsize>,
+    /// Blob requests held until enough are in flight at once.
+    pub gate: Arc<Gate>,
+}
+
+/// Holds blob requests until `want` of them wait together (or a generous
+/// fallback passes, so that a sequential client is slow, not stuck), and
+/// records the most that were ever in flight at once.
+#[derive(Default)]
+pub struct Gate {
+    state: Mutex<(usize, usize, usize)>, // (want, in flight, max in flight)
+    blobs: Mutex<Vec<String>>,
+    cv: std::sync::Condvar,
+}
+
+impl Gate {
+    /// Holds GETs of these blobs until `want` of them are in flight.
+    pub fn hold_until(&self, want: usize, blobs: &[String]) {
+        if let Ok(mut b) = self.blobs.lock() {
+            *b = blobs.to_vec();
+        }
+        if let Ok(mut g) = self.state.lock() {
+            g.0 = want;
+        }
+    }
+
+    fn covers(&self, path: &str) -> bool {
+        self.blobs
+            .lock()
+            .map(|b| b.iter().any(|d| path.contains(&format!("/blobs/{d}"))))
+            .unwrap_or(false)
+    }
+
+    pub fn max_in_flight(&self) -> usize {
+        self.state.lock().map(|g| g.2).unwrap_or(0)
+    }
+
+    fn enter(&self) {
+        let Ok(mut g) = self.state.lock() else { return };
+        g.1 += 1;
+        g.2 = g.2.max(g.1);
+        self.cv.notify_all();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while g.0 > 1 && g.1 < g.0 && g.2 < g.0 {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match self.cv.wait_timeout(g, left) {
+                Ok((next, _)) => g = next,
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn leave(&self) {
+        if let Ok(mut g) = self.state.lock() {
+            g.1 = g.1.saturating_sub(1);
+        }
+    }
 }
 
 /// What the relay needs to know of itself for one connection.
 #[derive(Clone)]
 struct RelayCtx {
+    gate: Arc<Gate>,
     port: u16,
     upstream: u16,
     rules: Vec<(String, Fault)>,
@@ -422,6 +482,8 @@ impl Relay {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let token: Arc<Mutex<Option<String>>> = Arc::default();
         let token_requests: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
+        let gate: Arc<Gate> = Arc::default();
+        let gt = gate.clone();
         let (r, st, tk, tr) = (
             rules.clone(),
             stop.clone(),
@@ -440,6 +502,7 @@ impl Relay {
                     rules: r.lock().map(|g| g.clone()).unwrap_or_default(),
                     token: tk.lock().map(|g| g.clone()).unwrap_or_default(),
                     token_requests: tr.clone(),
+                    gate: gt.clone(),
                 };
                 std::thread::spawn(move || {
                     let _ = relay_one(conn, &ctx);
@@ -452,6 +515,7 @@ impl Relay {
             stop,
             token,
             token_requests,
+            gate,
         })
     }
 
@@ -539,7 +603,24 @@ fn relay_one(client: TcpStream, ctx: &RelayCtx) -> Result<()> {
         )?;
         return Ok(());
     }
-    let mut up = TcpStream::connect(("127.0.0.1", ctx.upstream))?;
+    let is_blob = ctx.gate.covers(&path);
+    if is_blob {
+        ctx.gate.enter();
+    }
+    let relayed = relay_upstream(&mut client, &head, fault, ctx.upstream);
+    if is_blob {
+        ctx.gate.leave();
+    }
+    relayed
+}
+
+fn relay_upstream(
+    client: &mut TcpStream,
+    head: &[String],
+    fault: Option<&Fault>,
+    upstream: u16,
+) -> Result<()> {
+    let mut up = TcpStream::connect(("127.0.0.1", upstream))?;
     let mut req = head.concat();
     req.push_str("Connection: close\r\n\r\n");
     up.write_all(req.as_bytes())?;
