@@ -265,3 +265,79 @@ impl V1 {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use oci_spec::runtime::{LinuxCpuBuilder, LinuxMemoryBuilder, LinuxResourcesBuilder};
+
+    use super::*;
+
+    #[test]
+    fn limits_go_to_their_controllers() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mounts: Vec<Mount> = ["cpu", "memory"]
+            .iter()
+            .map(|c| Mount {
+                point: tmp.path().join(c),
+                v2: false,
+                controllers: vec![c.to_string()],
+            })
+            .collect();
+        let v1 = V1::new(&mounts, Path::new("ctr"));
+        for (dir, files) in [
+            (
+                "cpu",
+                &["cpu.cfs_quota_us", "cpu.cfs_period_us", "cpu.shares"][..],
+            ),
+            (
+                "memory",
+                &["memory.limit_in_bytes", "memory.memsw.limit_in_bytes"][..],
+            ),
+        ] {
+            let d = tmp.path().join(dir).join("ctr");
+            std::fs::create_dir_all(&d).expect("mkdir");
+            for f in files {
+                std::fs::write(d.join(f), "").expect("file");
+            }
+        }
+        let resources = LinuxResourcesBuilder::default()
+            .memory(
+                LinuxMemoryBuilder::default()
+                    .limit(1i64 << 20)
+                    .build()
+                    .expect("mem"),
+            )
+            .cpu(
+                LinuxCpuBuilder::default()
+                    .quota(20_000i64)
+                    .period(50_000u64)
+                    .shares(256u64)
+                    .build()
+                    .expect("cpu"),
+            )
+            .build()
+            .expect("resources");
+        v1.apply(&resources).expect("apply");
+        let read = |p: &str| std::fs::read_to_string(tmp.path().join(p)).expect("read");
+        assert_eq!(read("cpu/ctr/cpu.cfs_quota_us"), "20000");
+        assert_eq!(read("cpu/ctr/cpu.cfs_period_us"), "50000");
+        assert_eq!(read("cpu/ctr/cpu.shares"), "256");
+        assert_eq!(read("memory/ctr/memory.limit_in_bytes"), "1048576");
+        // No swap setting: no swap.
+        assert_eq!(read("memory/ctr/memory.memsw.limit_in_bytes"), "1048576");
+        // A limit for a controller that is not mounted is an error, not ignored.
+        let pids = LinuxResourcesBuilder::default()
+            .pids(
+                oci_spec::runtime::LinuxPidsBuilder::default()
+                    .limit(5i64)
+                    .build()
+                    .expect("pids"),
+            )
+            .build()
+            .expect("resources");
+        assert!(matches!(
+            v1.apply(&pids),
+            Err(CgroupError::NoController("pids"))
+        ));
+    }
+}

@@ -157,3 +157,63 @@ fn max_or(v: i64) -> String {
         v.to_string()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use oci_spec::runtime::{
+        LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder,
+    };
+
+    use super::*;
+
+    #[test]
+    fn limits_are_written_in_v2_syntax() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let files = [
+            "memory.max",
+            "memory.swap.max",
+            "cpu.max",
+            "cpu.weight",
+            "pids.max",
+            "cpuset.cpus",
+        ];
+        for f in files {
+            std::fs::write(tmp.path().join(f), "").expect("file");
+        }
+        let resources = LinuxResourcesBuilder::default()
+            .memory(
+                LinuxMemoryBuilder::default()
+                    .limit(64i64 << 20)
+                    .swap(96i64 << 20)
+                    .build()
+                    .expect("mem"),
+            )
+            .cpu(
+                LinuxCpuBuilder::default()
+                    .quota(50_000i64)
+                    .period(100_000u64)
+                    .shares(1024u64)
+                    .cpus("0-1")
+                    .build()
+                    .expect("cpu"),
+            )
+            .pids(
+                LinuxPidsBuilder::default()
+                    .limit(0i64)
+                    .build()
+                    .expect("pids"),
+            )
+            .build()
+            .expect("resources");
+        V2::new(tmp.path().to_path_buf())
+            .apply(&resources)
+            .expect("apply");
+        let read = |f: &str| std::fs::read_to_string(tmp.path().join(f)).expect("read");
+        assert_eq!(read("memory.max"), (64u64 << 20).to_string());
+        assert_eq!(read("memory.swap.max"), (32u64 << 20).to_string());
+        assert_eq!(read("cpu.max"), "50000 100000");
+        assert_eq!(read("cpu.weight"), "39");
+        assert_eq!(read("pids.max"), "max");
+        assert_eq!(read("cpuset.cpus"), "0-1");
+    }
+}

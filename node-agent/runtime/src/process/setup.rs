@@ -28,7 +28,7 @@ pub enum SetupError {
     Caps(#[from] CapsError),
     #[error("process: {0}")]
     Process(#[from] ProcessError),
-    #[error("failed to set hostname {name:?}: {source}")]
+    #[error("failed to set hostname or domainname {name:?}: {source}")]
     Hostname {
         name: String,
         source: nix::errno::Errno,
@@ -136,6 +136,16 @@ fn setup(ctx: &Context) -> Result<Command, SetupError> {
         && let Some(name) = spec.hostname()
     {
         sethostname(name).map_err(|source| SetupError::Hostname {
+            name: name.clone(),
+            source,
+        })?;
+    }
+    if ctx.plan.new_uts()
+        && let Some(name) = spec.domainname()
+    {
+        // SAFETY: the pointer and length describe a live byte string.
+        let rc = unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) };
+        nix::errno::Errno::result(rc).map_err(|source| SetupError::Hostname {
             name: name.clone(),
             source,
         })?;
