@@ -302,3 +302,17 @@ fn preserved_fds_reach_the_container() {
     let fds: Vec<&str> = listed.lines().collect();
     assert_eq!(fds, vec!["0", "1", "2", "3", "4"], "{listed}");
 }
+
+#[test]
+fn hostname_and_domainname_are_set() {
+    // runc 1.1 ignores domainname (spec 1.1 added it), so this is berth-only.
+    let fx = Fixture::new("uts").expect("fixture");
+    let spec = fx.spec(
+        "uts",
+        &["sh", "-c", "hostname; cat /proc/sys/kernel/domainname"],
+        |spec| spec.set_domainname(Some("example.test".into())),
+    );
+    let bundle = fx.bundle("uts", &spec).expect("bundle");
+    let out = ok(&fx.run(Runtime::Berth, &bundle, &fx.id("uts")).expect("run"));
+    assert_eq!(out, "h-uts\nexample.test\n");
+}
