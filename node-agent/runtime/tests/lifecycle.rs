@@ -310,7 +310,9 @@ fn hostname_and_domainname_are_set() {
     let spec = fx.spec(
         "uts",
         &["sh", "-c", "hostname; cat /proc/sys/kernel/domainname"],
-        |spec| spec.set_domainname(Some("example.test".into())),
+        |spec| {
+            spec.set_domainname(Some("example.test".into()));
+        },
     );
     let bundle = fx.bundle("uts", &spec).expect("bundle");
     let out = ok(&fx.run(Runtime::Berth, &bundle, &fx.id("uts")).expect("run"));
