@@ -140,15 +140,28 @@ fn busy_loop_under_half_a_cpu_gets_about_half_a_core() {
             .as_u64()
             .expect("usage")
     };
-    // Skip the first moments, then measure over two seconds of wall time.
+    // Measure windows of one second of wall time. The quota is a ceiling: no
+    // window may exceed it. Other tests may compete for the two cores, so a
+    // window below the band is measured again (up to five times).
     std::thread::sleep(Duration::from_millis(300));
-    let (u0, t0) = (usage(), Instant::now());
-    std::thread::sleep(Duration::from_secs(2));
-    let (u1, t1) = (usage(), Instant::now());
-    let cores = (u1 - u0) as f64 / (t1 - t0).as_nanos() as f64;
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        let (u0, t0) = (usage(), Instant::now());
+        std::thread::sleep(Duration::from_secs(1));
+        let (u1, t1) = (usage(), Instant::now());
+        let cores = (u1 - u0) as f64 / (t1 - t0).as_nanos() as f64;
+        assert!(
+            cores <= 0.7,
+            "busy loop got {cores:.2} cores under a 0.5 quota"
+        );
+        seen.push(cores);
+        if cores >= 0.3 {
+            break;
+        }
+    }
     assert!(
-        (0.3..=0.7).contains(&cores),
-        "busy loop got {cores:.2} cores"
+        seen.iter().any(|c| (0.3..=0.7).contains(c)),
+        "busy loop never got about half a core: {seen:?}"
     );
     let out = fx
         .cmd(Runtime::Berth, &["delete", "--force", &id])
