@@ -321,6 +321,53 @@ fn a_rootfs_spec_lets_the_caller_mount_the_overlay_itself() -> Result<()> {
     })
 }
 
+#[test]
+fn a_directory_a_layer_only_implies_keeps_the_owner_and_mode_from_below() -> Result<()> {
+    let work = Workdir::new("implicit_dirs")?;
+    let layout = work.join("layout");
+    busybox_layout(&work.path, &layout, "base")?;
+    derive_layer(&work.path, &layout, "base", "owned", |root| {
+        let srv = root.join("srv");
+        std::fs::create_dir_all(&srv)?;
+        std::os::unix::fs::chown(&srv, Some(1000), Some(1000))?;
+        std::fs::set_permissions(&srv, std::os::unix::fs::PermissionsExt::from_mode(0o750))?;
+        Ok(())
+    })?;
+    // A layer with srv/new but no entry for srv/ itself.
+    let tar = work.join("implicit.tar");
+    tiny_layer(&tar, "srv/new")?;
+    run(
+        "umoci",
+        &[
+            "raw",
+            "add-layer",
+            "--image",
+            &format!("{}:owned", layout.display()),
+            "--tag",
+            "implicit",
+            &tar.display().to_string(),
+        ],
+    )?;
+    let data = work.join("agent");
+    in_private_mounts(move || {
+        block_on(async move {
+            let store = ImageStore::open(&data)?;
+            store.import(&layout, &ImportOptions::default()).await?;
+            let image = store.get("localhost/layout:implicit")?;
+            let r = store.prepare_rootfs(&image, "c-implicit").await?;
+            let srv = std::fs::metadata(r.path.join("srv"))?;
+            use std::os::unix::fs::MetadataExt;
+            assert_eq!(
+                (srv.uid(), srv.gid(), srv.mode() & 0o7777),
+                (1000, 1000, 0o750)
+            );
+            assert!(r.path.join("srv/new").is_file());
+            store.release_rootfs("c-implicit").await?;
+            Ok(())
+        })?
+    })
+}
+
 /// One tiny layer tar holding `file`.
 fn tiny_layer(path: &Path, file: &str) -> Result<()> {
     let mut b = tar::Builder::new(Vec::new());

@@ -66,6 +66,10 @@ pub struct Snapshot {
     pub id: u64,
     pub parent: Option<Digest>,
     pub diff_id: Digest,
+    /// Directories made without a tar entry whose owner and mode still have to
+    /// be taken from the layers below (empty once done).
+    #[serde(default)]
+    pub implicit_dirs: Vec<std::path::PathBuf>,
 }
 
 /// A container's claim on an image's blobs and snapshots.

@@ -157,7 +157,16 @@ impl ImageStore {
             .await
             .into_iter()
             .collect::<Result<Vec<()>>>()?;
-        Ok(())
+        self.inherit_parent_dirs(layers).await
+    }
+
+    /// See `SnapshotDir::inherit_parent_dirs`.
+    async fn inherit_parent_dirs(&self, layers: &[Layer]) -> Result<()> {
+        let (index, snaps, layers) = (self.index.clone(), self.snapshots.clone(), layers.to_vec());
+        blocking("owners of implicit directories", move || {
+            snaps.inherit_parent_dirs(&index, &layers)
+        })
+        .await
     }
 }
 

@@ -212,6 +212,7 @@ impl ImageStore {
         }
         let layers = super::layers_of(&parts, &config, &name)?;
         self.fetch_and_unpack(&s, &layers, opts).await?;
+        self.inherit_parent_dirs(&layers).await?;
 
         // Only now is the manifest stored and the name set: a failed pull names nothing.
         self.content.write_all(

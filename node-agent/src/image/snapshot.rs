@@ -117,6 +117,7 @@ impl SnapshotDir {
             id,
             parent: parent.cloned(),
             diff_id: layer.diff_id.clone(),
+            implicit_dirs: got.implicit_dirs,
         };
         // Another pull may have unpacked the same layer meanwhile: keep one.
         if let Some(existing) = index.insert_snapshot_if_absent(&snap)? {
@@ -131,6 +132,47 @@ impl SnapshotDir {
         info!(layer = %layer.digest, chain_id = %layer.chain_id, snapshot = id,
               entries = got.entries, ms = started.elapsed().as_millis() as u64, "layer unpacked");
         Ok(snap)
+    }
+}
+
+impl SnapshotDir {
+    /// Gives directories a layer made without a tar entry the owner and mode the
+    /// same path has in the nearest layer below, as a merged overlay would show
+    /// it. Runs once per snapshot, bottom up, after the whole stack is unpacked.
+    /// Blocking.
+    pub fn inherit_parent_dirs(&self, index: &Index, layers: &[Layer]) -> Result<()> {
+        for (i, layer) in layers.iter().enumerate() {
+            let Some(mut snap) = index.snapshot(&layer.chain_id)? else {
+                continue;
+            };
+            if snap.implicit_dirs.is_empty() {
+                continue;
+            }
+            let upper = self.path(snap.id);
+            for rel in &snap.implicit_dirs {
+                for below in layers[..i].iter().rev() {
+                    let Some(lower) = index.snapshot(&below.chain_id)? else {
+                        break;
+                    };
+                    let lower = self.path(lower.id);
+                    match unpack::lower_dir(&lower, rel)
+                        .map_err(|e| ImageError::io("inspect", lower.join(rel), e))?
+                    {
+                        unpack::LowerDir::Found(uid, gid, mode) => {
+                            unpack::set_dir_owner_mode(&upper, rel, uid, gid, mode).map_err(
+                                |e| ImageError::io("set the owner and mode of", upper.join(rel), e),
+                            )?;
+                            break;
+                        }
+                        unpack::LowerDir::Hidden => break,
+                        unpack::LowerDir::Absent => {}
+                    }
+                }
+            }
+            snap.implicit_dirs.clear();
+            index.put_snapshot(&snap)?;
+        }
+        Ok(())
     }
 }
 

@@ -54,6 +54,9 @@ pub struct Unpacked {
     /// sha256 of the uncompressed tar stream.
     pub diff_id: Digest,
     pub entries: u64,
+    /// Directories the layer has files in but no entry for: made 0755 root, they
+    /// take owner and mode from the layers below (`copy_dir_owner_mode`).
+    pub implicit_dirs: Vec<PathBuf>,
 }
 
 /// Decompresses by magic number: gzip, zstd or a plain tar.
@@ -106,6 +109,7 @@ pub fn unpack_layer(tar: impl Read, dest: &Path) -> Result<Unpacked, UnpackError
         root,
         cached: None,
         dirs: Vec::new(),
+        implicit: Vec::new(),
     };
     let mut entries = 0u64;
     for entry in archive.entries().map_err(UnpackError::Tar)? {
@@ -113,6 +117,14 @@ pub fn unpack_layer(tar: impl Read, dest: &Path) -> Result<Unpacked, UnpackError
         state.entry(&mut entry)?;
         entries += 1;
     }
+    let explicit: std::collections::HashSet<Vec<OsString>> =
+        state.dirs.iter().map(|(p, _)| p.clone()).collect();
+    let implicit_dirs = state
+        .implicit
+        .iter()
+        .filter(|p| !explicit.contains(*p))
+        .map(|p| p.iter().collect::<PathBuf>())
+        .collect();
     state.finish_dirs()?;
     // The DiffID covers the whole stream, including the end-of-archive blocks.
     let mut rest = archive.into_inner();
@@ -120,6 +132,7 @@ pub fn unpack_layer(tar: impl Read, dest: &Path) -> Result<Unpacked, UnpackError
     Ok(Unpacked {
         diff_id: Digest::from_hasher(rest.hasher),
         entries,
+        implicit_dirs,
     })
 }
 
@@ -165,6 +178,8 @@ struct State {
     cached: Option<(Vec<OsString>, OwnedFd)>,
     /// Directories whose mtime is set at the end (writing into them changes it).
     dirs: Vec<(Vec<OsString>, i64)>,
+    /// Parent directories made because the layer has no entry for them.
+    implicit: Vec<Vec<OsString>>,
 }
 
 fn open_dir_at(dir: Option<&OwnedFd>, name: &OsStr) -> io::Result<OwnedFd> {
@@ -207,12 +222,13 @@ impl State {
             op: "dup a directory fd",
             source,
         })?;
-        for part in parts {
+        for (depth, part) in parts.iter().enumerate() {
             let next = match open_dir_at(Some(&cur), part) {
                 Ok(fd) => fd,
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) && create => {
                     match mkdirat(&cur, part.as_os_str(), Mode::from_bits_truncate(0o755)) {
-                        Ok(()) | Err(Errno::EEXIST) => {}
+                        Ok(()) => self.implicit.push(parts[..=depth].to_vec()),
+                        Err(Errno::EEXIST) => {}
                         Err(e) => {
                             return Err(UnpackError::Io {
                                 path: display.to_string(),
@@ -489,6 +505,97 @@ impl State {
         }
         Ok(())
     }
+}
+
+/// Opens `rel` below `root` as a directory, never following a symlink; `None`
+/// if a component is missing or not a directory.
+fn open_dir_below(root: &Path, rel: &Path) -> io::Result<Option<OwnedFd>> {
+    let mut cur = open_dir_at(None, root.as_os_str())?;
+    for c in rel.components() {
+        let Component::Normal(name) = c else {
+            return Ok(None);
+        };
+        match open_dir_at(Some(&cur), name) {
+            Ok(fd) => cur = fd,
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)
+                ) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Some(cur))
+}
+
+/// What a lower layer says about a directory path.
+pub enum LowerDir {
+    /// It has the directory: (uid, gid, mode).
+    Found(u32, u32, u32),
+    /// It hides whatever is below it (a whiteout, a file, a symlink, an opaque parent).
+    Hidden,
+    /// It says nothing about the path.
+    Absent,
+}
+
+/// Looks up `rel` in the snapshot `root` without following symlinks.
+pub fn lower_dir(root: &Path, rel: &Path) -> io::Result<LowerDir> {
+    if let Some(fd) = open_dir_below(root, rel)? {
+        let st = nix::sys::stat::fstat(&fd).map_err(io::Error::from)?;
+        return Ok(LowerDir::Found(st.st_uid, st.st_gid, st.st_mode & 0o7777));
+    }
+    // Missing, or shadowed by something that is not a directory?
+    let mut prefix = PathBuf::new();
+    for c in rel.components() {
+        let Component::Normal(name) = c else {
+            return Ok(LowerDir::Absent);
+        };
+        let Some(parent) = open_dir_below(root, &prefix)? else {
+            return Ok(LowerDir::Absent);
+        };
+        if is_opaque(&parent) {
+            return Ok(LowerDir::Hidden);
+        }
+        match nix::sys::stat::fstatat(&parent, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) if st.st_mode & libc::S_IFMT != libc::S_IFDIR => return Ok(LowerDir::Hidden),
+            Ok(_) => {}
+            Err(_) => return Ok(LowerDir::Absent),
+        }
+        prefix.push(name);
+    }
+    Ok(LowerDir::Absent)
+}
+
+fn is_opaque(dir: &OwnedFd) -> bool {
+    let mut v = [0u8; 1];
+    // SAFETY: valid fd, NUL-terminated name, buffer and length from a slice.
+    let n = unsafe {
+        libc::fgetxattr(
+            dir.as_raw_fd(),
+            c"trusted.overlay.opaque".as_ptr(),
+            v.as_mut_ptr().cast(),
+            v.len(),
+        )
+    };
+    n == 1 && v[0] == b'y'
+}
+
+/// Gives the directory `rel` below `root` this owner and mode.
+pub fn set_dir_owner_mode(
+    root: &Path,
+    rel: &Path,
+    uid: u32,
+    gid: u32,
+    mode: u32,
+) -> io::Result<()> {
+    let Some(fd) = open_dir_below(root, rel)? else {
+        return Ok(());
+    };
+    fchown(&fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid))).map_err(io::Error::from)?;
+    fchmod(&fd, Mode::from_bits_truncate(mode)).map_err(io::Error::from)
 }
 
 /// Owner, mode, mtime and xattrs of an entry.
@@ -777,6 +884,46 @@ mod tests {
         assert!(!root.join("var/.wh..wh..opq").exists());
         let fifo = std::fs::symlink_metadata(root.join("run/fifo")).unwrap();
         assert_eq!(fifo.mode() & libc::S_IFMT, libc::S_IFIFO);
+    }
+
+    #[test]
+    fn directories_without_an_entry_are_reported_and_found_below() {
+        let data = tar_of(&[
+            (EntryType::Regular, "a/b/file", b"x", None),
+            (EntryType::Directory, "c/", b"", None),
+            (EntryType::Regular, "c/d/file", b"x", None),
+            (EntryType::Directory, "c/d/", b"", None),
+        ]);
+        let (dir, r) = unpack(&data);
+        let mut got = r.unwrap().implicit_dirs;
+        got.sort();
+        assert_eq!(got, vec![PathBuf::from("a"), PathBuf::from("a/b")]);
+
+        // A lower snapshot: a/ is 0700 1000:1000; x is a symlink; w is a whiteout.
+        let lower = dir.path().join("lower");
+        std::fs::create_dir_all(lower.join("a/b")).unwrap();
+        std::os::unix::fs::chown(lower.join("a"), Some(1000), Some(1000)).unwrap();
+        std::fs::set_permissions(lower.join("a"), std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::os::unix::fs::symlink("/etc", lower.join("x")).unwrap();
+        assert!(matches!(
+            lower_dir(&lower, Path::new("a")).unwrap(),
+            LowerDir::Found(1000, 1000, 0o700)
+        ));
+        assert!(matches!(
+            lower_dir(&lower, Path::new("x/ssl")).unwrap(),
+            LowerDir::Hidden
+        ));
+        assert!(matches!(
+            lower_dir(&lower, Path::new("nope/deeper")).unwrap(),
+            LowerDir::Absent
+        ));
+        let snap = dir.path().join("snap");
+        set_dir_owner_mode(&snap, Path::new("a"), 1000, 1000, 0o700).unwrap();
+        let meta = std::fs::metadata(snap.join("a")).unwrap();
+        assert_eq!(
+            (meta.uid(), meta.permissions().mode() & 0o7777),
+            (1000, 0o700)
+        );
     }
 
     #[test]
