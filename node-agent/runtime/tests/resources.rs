@@ -97,7 +97,8 @@ fn fork_bomb_stops_at_pids_max() {
     let stats = fx.stats(&id).expect("stats");
     assert_eq!(stats["pids"]["limit"], 20, "{stats}");
     let now = stats["pids"]["current"].as_u64().expect("current");
-    assert!((2..=20).contains(&now), "{stats}");
+    // The bomb may have burnt out by now; the main process is still there.
+    assert!((1..=20).contains(&now), "{stats}");
     for _ in 0..20 {
         assert!(current(&pids) <= 20);
     }
