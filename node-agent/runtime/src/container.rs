@@ -49,7 +49,7 @@ pub enum CreateError {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Mode2 {
+pub enum CreateMode {
     /// `create`: a monitor process waits for init; `start` releases it.
     Create,
     /// `run`: this process is the monitor; init execs at once.
@@ -94,7 +94,7 @@ impl Drop for Guard {
     }
 }
 
-pub fn create(root: &Path, args: &CreateArgs, mode: Mode2) -> Result<Created, CreateError> {
+pub fn create(root: &Path, args: &CreateArgs, mode: CreateMode) -> Result<Created, CreateError> {
     let id = args.id.as_str();
     let dir = Dir::new(root, id)?;
     if dir.exists() {
@@ -136,8 +136,8 @@ pub fn create(root: &Path, args: &CreateArgs, mode: Mode2) -> Result<Created, Cr
         }
     };
     let gate = match mode {
-        Mode2::Run => StartGate::Immediately,
-        Mode2::Create => {
+        CreateMode::Run => StartGate::Immediately,
+        CreateMode::Create => {
             mkfifo(&dir.fifo(), Mode::from_bits_truncate(0o600))
                 .map_err(sys("create the exec fifo"))?;
             let fd = nix::fcntl::open(
@@ -170,7 +170,7 @@ pub fn create(root: &Path, args: &CreateArgs, mode: Mode2) -> Result<Created, Cr
     };
     let mut init = None;
     match mode {
-        Mode2::Run => {
+        CreateMode::Run => {
             plan.enter_pid().map_err(ns_err)?;
             // SAFETY: this process is single-threaded.
             match unsafe { fork() }.map_err(sys("fork init"))? {
@@ -187,7 +187,7 @@ pub fn create(root: &Path, args: &CreateArgs, mode: Mode2) -> Result<Created, Cr
                 }
             }
         }
-        Mode2::Create => {
+        CreateMode::Create => {
             // SAFETY: this process is single-threaded.
             match unsafe { fork() }.map_err(sys("fork the monitor"))? {
                 ForkResult::Child => {

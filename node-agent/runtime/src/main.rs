@@ -25,7 +25,7 @@ fn dispatch(args: &Args) -> anyhow::Result<i32> {
     let root = args.root.as_path();
     match &args.command {
         Command::Create(c) => {
-            container::create(root, c, container::Mode2::Create)?;
+            container::create(root, c, container::CreateMode::Create)?;
         }
         Command::Start { id } => lifecycle::start(root, id)?,
         Command::State { id } => query::state(root, id)?,

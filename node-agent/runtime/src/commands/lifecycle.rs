@@ -13,7 +13,7 @@ use nix::unistd::Pid;
 use super::{CommandError, parse_signal, wait_gone};
 use crate::cgroups::Cgroup;
 use crate::cli::CreateArgs;
-use crate::container::{self, Mode2};
+use crate::container::{self, CreateMode};
 use crate::state::{Dir, Status};
 
 pub fn start(root: &Path, id: &str) -> Result<(), CommandError> {
@@ -151,11 +151,11 @@ extern "C" fn forward(sig: libc::c_int) {
 /// create + start + wait + delete; returns the exit status for the shell.
 pub fn run(root: &Path, args: &CreateArgs, detach: bool) -> Result<i32, CommandError> {
     if detach {
-        container::create(root, args, Mode2::Create)?;
+        container::create(root, args, CreateMode::Create)?;
         start(root, &args.id)?;
         return Ok(0);
     }
-    let created = container::create(root, args, Mode2::Run)?;
+    let created = container::create(root, args, CreateMode::Run)?;
     RUN_CHILD.store(created.record.pid, Ordering::Relaxed);
     let action = SigAction::new(
         SigHandler::Handler(forward),
