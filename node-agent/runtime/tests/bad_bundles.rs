@@ -120,3 +120,22 @@ fn mount_target_escaping_through_a_symlink() {
     );
     assert!(!cgroup_exists(&format!("{}/escape", fx.cgroup)));
 }
+
+#[test]
+fn missing_executable() {
+    let fx = Fixture::new("bad-exe").expect("fixture");
+    let spec = fx.spec("noexe", &["no-such-binary"], |_| {});
+    let bundle = fx.bundle("noexe", &spec).expect("bundle");
+    create_fails(
+        &fx,
+        &bundle,
+        &fx.id("a"),
+        "executable file \"no-such-binary\" not found",
+    );
+    // `run` fails the same way.
+    let out = fx.run(Runtime::Berth, &bundle, &fx.id("b")).expect("run");
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not found"), "{}", stderr(&out));
+    assert!(!fx.state_root(Runtime::Berth).join(fx.id("b")).exists());
+    assert!(!fx.cgroup_dir("memory", "noexe").exists());
+}
