@@ -199,15 +199,27 @@ fn minimal_init_forwards_signals_and_reaps_zombies() {
     ok(&fx.cmd(Runtime::Berth, &["delete", &id]).expect("delete"));
 }
 
+/// Kills the namespace-holding process at the end, also on panic.
+struct Holder(std::process::Child);
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn joins_an_existing_network_namespace_by_path() {
     let fx = Fixture::new("netns").expect("fixture");
     // A network namespace held by a process of the test.
-    let mut holder = std::process::Command::new("unshare")
-        .args(["--net", "sleep", "600"])
-        .spawn()
-        .expect("unshare");
-    let ns_path = format!("/proc/{}/ns/net", holder.id());
+    let holder = Holder(
+        std::process::Command::new("unshare")
+            .args(["--net", "sleep", "600"])
+            .spawn()
+            .expect("unshare"),
+    );
+    let ns_path = format!("/proc/{}/ns/net", holder.0.id());
     let expected = wait_until("the holder's namespace", || {
         let link = std::fs::read_link(&ns_path).ok()?;
         let own = std::fs::read_link("/proc/self/ns/net").ok()?;
