@@ -12,7 +12,7 @@ use super::digest::Digest;
 use super::error::{ImageError, Result};
 use super::index::{Index, Layer, Snapshot};
 use super::store::ContentStore;
-use super::unpack;
+use super::{lower, unpack};
 
 /// The ChainIDs of a stack of DiffIDs, bottom first.
 pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
@@ -155,17 +155,17 @@ impl SnapshotDir {
                         break;
                     };
                     let lower = self.path(lower.id);
-                    match unpack::lower_dir(&lower, rel)
+                    match lower::lower_dir(&lower, rel)
                         .map_err(|e| ImageError::io("inspect", lower.join(rel), e))?
                     {
-                        unpack::LowerDir::Found(uid, gid, mode) => {
-                            unpack::set_dir_owner_mode(&upper, rel, uid, gid, mode).map_err(
+                        lower::LowerDir::Found(uid, gid, mode) => {
+                            lower::set_dir_owner_mode(&upper, rel, uid, gid, mode).map_err(
                                 |e| ImageError::io("set the owner and mode of", upper.join(rel), e),
                             )?;
                             break;
                         }
-                        unpack::LowerDir::Hidden => break,
-                        unpack::LowerDir::Absent => {}
+                        lower::LowerDir::Hidden => break,
+                        lower::LowerDir::Absent => {}
                     }
                 }
             }

@@ -12,20 +12,18 @@ use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, openat};
-use nix::sys::stat::{
-    Mode, SFlag, UtimensatFlags, fchmod, futimens, makedev, mkdirat, mknodat, utimensat,
-};
+use nix::sys::stat::{Mode, SFlag, futimens, makedev, mkdirat, mknodat};
 use nix::sys::time::TimeSpec;
-use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, fchownat, linkat, symlinkat, unlinkat};
+use nix::unistd::{Gid, Uid, UnlinkatFlags, fchownat, linkat, symlinkat, unlinkat};
 use sha2::{Digest as _, Sha256};
 use tar::EntryType;
 
 use super::digest::Digest;
+use super::fsmeta::{Meta, apply_fd_meta, apply_nofollow_meta, set_xattr_fd};
 
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE_MARKER: &str = ".wh..wh..opq";
@@ -137,8 +135,8 @@ pub fn unpack_layer(tar: impl Read, dest: &Path) -> Result<Unpacked, UnpackError
 }
 
 /// A tar path split into safe components.
-struct SafePath {
-    display: String,
+pub(super) struct SafePath {
+    pub(super) display: String,
     parents: Vec<OsString>,
     name: Option<OsString>,
 }
@@ -182,7 +180,7 @@ struct State {
     implicit: Vec<Vec<OsString>>,
 }
 
-fn open_dir_at(dir: Option<&OwnedFd>, name: &OsStr) -> io::Result<OwnedFd> {
+pub(super) fn open_dir_at(dir: Option<&OwnedFd>, name: &OsStr) -> io::Result<OwnedFd> {
     let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     let fd = match dir {
         Some(d) => openat(d, name, flags, Mode::empty()),
@@ -191,7 +189,10 @@ fn open_dir_at(dir: Option<&OwnedFd>, name: &OsStr) -> io::Result<OwnedFd> {
     fd.map_err(io::Error::from)
 }
 
-fn io_err<'a>(path: &'a SafePath, op: &'static str) -> impl FnOnce(Errno) -> UnpackError + 'a {
+pub(super) fn io_err<'a>(
+    path: &'a SafePath,
+    op: &'static str,
+) -> impl FnOnce(Errno) -> UnpackError + 'a {
     move |e| UnpackError::Io {
         path: path.display.clone(),
         op,
@@ -507,271 +508,11 @@ impl State {
     }
 }
 
-/// Opens `rel` below `root` as a directory, never following a symlink; `None`
-/// if a component is missing or not a directory.
-fn open_dir_below(root: &Path, rel: &Path) -> io::Result<Option<OwnedFd>> {
-    let mut cur = open_dir_at(None, root.as_os_str())?;
-    for c in rel.components() {
-        let Component::Normal(name) = c else {
-            return Ok(None);
-        };
-        match open_dir_at(Some(&cur), name) {
-            Ok(fd) => cur = fd,
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)
-                ) =>
-            {
-                return Ok(None);
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(Some(cur))
-}
-
-/// What a lower layer says about a directory path.
-pub enum LowerDir {
-    /// It has the directory: (uid, gid, mode).
-    Found(u32, u32, u32),
-    /// It hides whatever is below it (a whiteout, a file, a symlink, an opaque parent).
-    Hidden,
-    /// It says nothing about the path.
-    Absent,
-}
-
-/// Looks up `rel` in the snapshot `root` without following symlinks.
-pub fn lower_dir(root: &Path, rel: &Path) -> io::Result<LowerDir> {
-    if let Some(fd) = open_dir_below(root, rel)? {
-        let st = nix::sys::stat::fstat(&fd).map_err(io::Error::from)?;
-        return Ok(LowerDir::Found(st.st_uid, st.st_gid, st.st_mode & 0o7777));
-    }
-    // Missing, or shadowed by something that is not a directory?
-    let mut prefix = PathBuf::new();
-    for c in rel.components() {
-        let Component::Normal(name) = c else {
-            return Ok(LowerDir::Absent);
-        };
-        let Some(parent) = open_dir_below(root, &prefix)? else {
-            return Ok(LowerDir::Absent);
-        };
-        if is_opaque(&parent) {
-            return Ok(LowerDir::Hidden);
-        }
-        match nix::sys::stat::fstatat(&parent, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
-            Ok(st) if st.st_mode & libc::S_IFMT != libc::S_IFDIR => return Ok(LowerDir::Hidden),
-            Ok(_) => {}
-            Err(_) => return Ok(LowerDir::Absent),
-        }
-        prefix.push(name);
-    }
-    Ok(LowerDir::Absent)
-}
-
-fn is_opaque(dir: &OwnedFd) -> bool {
-    let mut v = [0u8; 1];
-    // SAFETY: valid fd, NUL-terminated name, buffer and length from a slice.
-    let n = unsafe {
-        libc::fgetxattr(
-            dir.as_raw_fd(),
-            c"trusted.overlay.opaque".as_ptr(),
-            v.as_mut_ptr().cast(),
-            v.len(),
-        )
-    };
-    n == 1 && v[0] == b'y'
-}
-
-/// Gives the directory `rel` below `root` this owner and mode.
-pub fn set_dir_owner_mode(
-    root: &Path,
-    rel: &Path,
-    uid: u32,
-    gid: u32,
-    mode: u32,
-) -> io::Result<()> {
-    let Some(fd) = open_dir_below(root, rel)? else {
-        return Ok(());
-    };
-    fchown(&fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid))).map_err(io::Error::from)?;
-    fchmod(&fd, Mode::from_bits_truncate(mode)).map_err(io::Error::from)
-}
-
-/// Owner, mode, mtime and xattrs of an entry.
-struct Meta {
-    uid: u32,
-    gid: u32,
-    mode: u32,
-    mtime: i64,
-    xattrs: Vec<(String, Vec<u8>)>,
-}
-
-impl Meta {
-    fn of<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Meta, UnpackError> {
-        let h = entry.header();
-        let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        let bad = |what: &'static str| {
-            let path = path.clone();
-            move |e: io::Error| UnpackError::Io {
-                path,
-                op: what,
-                source: e,
-            }
-        };
-        let old = h.as_old();
-        let mut uid = numeric(&old.uid, h.uid()).map_err(bad("read the uid"))?;
-        let mut gid = numeric(&old.gid, h.gid()).map_err(bad("read the gid"))?;
-        let mode = numeric(&old.mode, h.mode().map(u64::from)).map_err(bad("read the mode"))?;
-        let mode = (mode & 0o7777) as u32;
-        let mtime = numeric(&old.mtime, h.mtime()).map_err(bad("read the mtime"))? as i64;
-        let mut xattrs = Vec::new();
-        if let Some(exts) = entry.pax_extensions().map_err(UnpackError::Tar)? {
-            for ext in exts {
-                let ext = ext.map_err(UnpackError::Tar)?;
-                let Ok(key) = ext.key() else { continue };
-                if let Some(name) = key.strip_prefix("SCHILY.xattr.") {
-                    // A layer must not smuggle overlayfs metadata (opaque, redirect).
-                    if name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.") {
-                        continue;
-                    }
-                    xattrs.push((name.to_string(), ext.value_bytes().to_vec()));
-                } else if key == "uid" {
-                    if let Some(v) = ext.value().ok().and_then(|v| v.parse().ok()) {
-                        uid = v;
-                    }
-                } else if key == "gid"
-                    && let Some(v) = ext.value().ok().and_then(|v| v.parse().ok())
-                {
-                    gid = v;
-                }
-            }
-        }
-        let to_u32 = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
-        Ok(Meta {
-            uid: to_u32(uid),
-            gid: to_u32(gid),
-            mode,
-            mtime,
-            xattrs,
-        })
-    }
-}
-
-/// Like Go's archive/tar (and so containerd and Docker): an empty numeric field is 0.
-fn numeric(raw: &[u8], parsed: io::Result<u64>) -> io::Result<u64> {
-    match parsed {
-        Err(_) if raw.iter().all(|b| *b == 0 || *b == b' ') => Ok(0),
-        other => other,
-    }
-}
-
-/// Sets an xattr on an open file or directory.
-fn set_xattr_fd(fd: &impl AsFd, name: &str, value: &[u8]) -> io::Result<()> {
-    let cname = std::ffi::CString::new(name).map_err(io::Error::other)?;
-    // SAFETY: valid fd, NUL-terminated name, value pointer and length from a slice.
-    os_result(unsafe {
-        libc::fsetxattr(
-            fd.as_fd().as_raw_fd(),
-            cname.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        )
-    })
-}
-
-/// Sets an xattr on `name` in `parent` without following it if it is a symlink.
-fn set_xattr_nofollow(parent: &OwnedFd, name: &OsStr, key: &str, value: &[u8]) -> io::Result<()> {
-    let path = PathBuf::from(format!("/proc/self/fd/{}", parent.as_raw_fd())).join(name);
-    let cpath = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
-    let ckey = std::ffi::CString::new(key).map_err(io::Error::other)?;
-    // SAFETY: NUL-terminated path and name, value pointer and length from a slice.
-    os_result(unsafe {
-        libc::lsetxattr(
-            cpath.as_ptr(),
-            ckey.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        )
-    })
-}
-
-fn os_result(r: libc::c_int) -> io::Result<()> {
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-/// Owner, then mode (chown clears set-id bits), then xattrs and mtime, on an open fd.
-fn apply_fd_meta(fd: impl AsFd, meta: &Meta, path: &SafePath) -> Result<(), UnpackError> {
-    let fd = fd.as_fd();
-    fchown(
-        fd,
-        Some(Uid::from_raw(meta.uid)),
-        Some(Gid::from_raw(meta.gid)),
-    )
-    .map_err(io_err(path, "chown"))?;
-    fchmod(fd, Mode::from_bits_truncate(meta.mode)).map_err(io_err(path, "chmod"))?;
-    for (k, v) in &meta.xattrs {
-        set_xattr_fd(&fd, k, v).map_err(|source| UnpackError::Io {
-            path: path.display.clone(),
-            op: "set an xattr",
-            source,
-        })?;
-    }
-    let t = TimeSpec::new(meta.mtime, 0);
-    futimens(fd, &t, &t).map_err(io_err(path, "set the mtime"))?;
-    Ok(())
-}
-
-/// The same for a symlink or device node, by name, never following it.
-fn apply_nofollow_meta(
-    parent: &OwnedFd,
-    name: &OsStr,
-    meta: &Meta,
-    path: &SafePath,
-    chmod: bool,
-) -> Result<(), UnpackError> {
-    fchownat(
-        parent,
-        name,
-        Some(Uid::from_raw(meta.uid)),
-        Some(Gid::from_raw(meta.gid)),
-        AtFlags::AT_SYMLINK_NOFOLLOW,
-    )
-    .map_err(io_err(path, "chown"))?;
-    if chmod {
-        // A node we just created in a directory we hold: not a symlink.
-        let through_fd = PathBuf::from(format!("/proc/self/fd/{}", parent.as_raw_fd())).join(name);
-        std::fs::set_permissions(
-            &through_fd,
-            std::os::unix::fs::PermissionsExt::from_mode(meta.mode),
-        )
-        .map_err(|source| UnpackError::Io {
-            path: path.display.clone(),
-            op: "chmod",
-            source,
-        })?;
-    }
-    for (k, v) in &meta.xattrs {
-        set_xattr_nofollow(parent, name, k, v).map_err(|source| UnpackError::Io {
-            path: path.display.clone(),
-            op: "set an xattr",
-            source,
-        })?;
-    }
-    let t = TimeSpec::new(meta.mtime, 0);
-    utimensat(parent, name, &t, &t, UtimensatFlags::NoFollowSymlink)
-        .map_err(io_err(path, "set the mtime"))?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
+    use std::os::unix::ffi::OsStrExt;
+
+    use super::super::lower::{LowerDir, lower_dir, set_dir_owner_mode};
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     use super::*;
