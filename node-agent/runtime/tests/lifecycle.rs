@@ -241,8 +241,7 @@ fn joins_an_existing_network_namespace_by_path() {
     let out = fx
         .run(Runtime::Berth, &bundle, &fx.id("netns"))
         .expect("run");
-    let _ = holder.kill();
-    let _ = holder.wait();
+    drop(holder);
     assert_eq!(ok(&out).trim(), expected.to_string_lossy());
 }
 
