@@ -51,6 +51,9 @@ enum ImageCommand {
         /// Layers downloaded at once.
         #[arg(long, default_value_t = 3)]
         max_concurrent_downloads: usize,
+        /// Platform to pull from an image index, as OS/ARCH (default: this host's).
+        #[arg(long, value_parser = parse_platform)]
+        platform: Option<(String, String)>,
         /// No progress display.
         #[arg(long)]
         quiet: bool,
@@ -121,10 +124,19 @@ fn main() -> anyhow::Result<()> {
 fn open(store: &Store) -> anyhow::Result<ImageStore> {
     ImageStore::open(&store.data_dir).with_context(|| {
         format!(
-            "failed to open the image store in {}",
+            "failed to open the image store in {} (one process at a time: is an agent running on it?)",
             store.data_dir.display()
         )
     })
+}
+
+fn parse_platform(s: &str) -> Result<(String, String), String> {
+    match s.split_once('/') {
+        Some((os, arch)) if !os.is_empty() && !arch.is_empty() && !arch.contains('/') => {
+            Ok((os.to_string(), arch.to_string()))
+        }
+        _ => Err(format!("{s:?} is not OS/ARCH, e.g. linux/amd64")),
+    }
 }
 
 async fn image(cmd: ImageCommand) -> anyhow::Result<()> {
@@ -135,6 +147,7 @@ async fn image(cmd: ImageCommand) -> anyhow::Result<()> {
             insecure_registry,
             registry_auth,
             max_concurrent_downloads,
+            platform,
             quiet,
         } => {
             let opts = PullOptions {
@@ -142,7 +155,7 @@ async fn image(cmd: ImageCommand) -> anyhow::Result<()> {
                 credentials_file: registry_auth,
                 progress: !quiet,
                 max_concurrent_downloads,
-                platform: None,
+                platform,
             };
             let image = open(&store)?.pull(&reference, &opts).await?;
             println!("{} {}", image.name, image.manifest_digest);

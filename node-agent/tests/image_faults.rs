@@ -262,6 +262,56 @@ async fn other_platforms_and_unknown_media_types_are_refused() -> Result<()> {
     assert_eq!(image.manifest_digest.as_str(), digest);
     assert!(image.index_digest.is_some());
 
+    // A real s390x image (its config says so), alone and in an index.
+    let image_ref = format!("{}:base", layout.display());
+    run("umoci", &["tag", "--image", &image_ref, "s390x"])?;
+    let s390x_ref = format!("{}:s390x", layout.display());
+    run(
+        "umoci",
+        &["config", "--image", &s390x_ref, "--architecture", "s390x"],
+    )?;
+    reg.push(&layout, "s390x", "plat/busybox:s390x")?;
+    let (s390x_digest, s390x_manifest) = layout_manifest(&layout, "s390x")?;
+    let single = format!("{}/plat/busybox:s390x", reg.addr());
+    let err = pull_err(&store, &single, &reg.addr(), "an s390x image pulled").await;
+    assert!(err.contains("(the image has: linux/s390x)"), "{err}");
+    let only_s390x = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": s390x_digest,
+             "size": s390x_manifest.len(), "platform": {"os": "linux", "architecture": "s390x"}},
+        ]
+    });
+    put_manifest(
+        reg.port,
+        "plat/busybox:only-s390x",
+        "application/vnd.oci.image.index.v1+json",
+        &serde_json::to_vec(&only_s390x)?,
+    )?;
+    let indexed = format!("{}/plat/busybox:only-s390x", reg.addr());
+    let err = pull_err(&store, &indexed, &reg.addr(), "an s390x-only index pulled").await;
+    assert!(err.contains("(the image has: linux/s390x)"), "{err}");
+    // Asked for, it pulls: through the CLI's --platform.
+    let data = work.join("agent-cli").display().to_string();
+    let agent = env!("CARGO_BIN_EXE_berth-agent");
+    let out = run(
+        agent,
+        &[
+            "image",
+            "pull",
+            "--quiet",
+            "--data-dir",
+            &data,
+            "--insecure-registry",
+            &reg.addr(),
+            "--platform",
+            "linux/s390x",
+            &indexed,
+        ],
+    )?;
+    assert!(out.contains(&s390x_digest), "{out}");
+
     // A manifest whose layer has a media type nobody knows.
     let mut weird: serde_json::Value = serde_json::from_slice(&manifest)?;
     weird["layers"][0]["mediaType"] = "application/vnd.example.weird".into();

@@ -76,7 +76,8 @@ pub struct ImageStore {
 
 impl ImageStore {
     /// Opens (creating) the store in `<data_dir>/images` and clears what
-    /// interrupted writes and unpacks left behind.
+    /// interrupted writes and unpacks left behind. The index is locked: one
+    /// process opens a store at a time; clone the `ImageStore` to share it.
     pub fn open(data_dir: &Path) -> Result<ImageStore> {
         let root = data_dir.join("images");
         let content = ContentStore::open(&root)?;
