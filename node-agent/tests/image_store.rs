@@ -253,6 +253,11 @@ fn a_rootfs_is_an_overlay_of_the_snapshots_with_its_own_upper_dir() -> Result<()
             let app = store.get("localhost/layout:app")?;
             let r = store.prepare_rootfs(&app, "web-1").await?;
             assert_eq!(r.lower_dirs.len(), 2);
+            // Preparing it again (an agent that restarted) keeps the one mount.
+            assert_eq!(store.prepare_rootfs(&app, "web-1").await?, r);
+            let mounts = std::fs::read_to_string("/proc/thread-self/mountinfo")?;
+            let target = format!(" {} ", r.path.display());
+            assert_eq!(mounts.matches(&target).count(), 1, "{mounts}");
             let root = &r.path;
             assert!(root.join("bin/busybox").is_file(), "base layer visible");
             assert_eq!(

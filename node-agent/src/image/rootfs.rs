@@ -130,10 +130,18 @@ impl ImageStore {
     pub async fn prepare_rootfs(&self, image: &Image, container_id: &str) -> Result<Rootfs> {
         let rootfs = self.rootfs_spec(image, container_id).await?;
         let r = rootfs.clone();
-        blocking(format!("rootfs of {container_id}"), move || {
-            mount_overlay(&r)
+        let mounted = blocking(format!("rootfs of {container_id}"), move || {
+            if is_mount_point(&r.path)? {
+                // Prepared before (e.g. by an agent that restarted): keep it.
+                return Ok(false);
+            }
+            mount_overlay(&r).map(|()| true)
         })
         .await?;
+        if !mounted {
+            debug!(container = container_id, "rootfs already mounted");
+            return Ok(rootfs);
+        }
         info!(container = container_id, image = %image.name, layers = image.layers.len(), "rootfs mounted");
         Ok(rootfs)
     }
@@ -175,6 +183,15 @@ impl ImageStore {
         debug!(container = container_id, "rootfs released");
         Ok(())
     }
+}
+
+/// True if `path` is the root of a mount (its device differs from its parent's).
+fn is_mount_point(path: &Path) -> Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let me = std::fs::symlink_metadata(path).map_err(|e| ImageError::io("stat", path, e))?;
+    let parent = path.parent().unwrap_or(path);
+    let up = std::fs::symlink_metadata(parent).map_err(|e| ImageError::io("stat", parent, e))?;
+    Ok(me.dev() != up.dev() || me.ino() == up.ino())
 }
 
 fn mount_overlay(r: &Rootfs) -> Result<()> {
