@@ -196,3 +196,39 @@ fn extra_mounts_and_read_only_root_match_runc() {
     assert!(berth.contains("tmpfs-ok"), "{berth}");
     assert_eq!(berth.matches("Read-only file system").count(), 2, "{berth}");
 }
+
+#[test]
+fn device_cgroup_denies_what_the_spec_denies() {
+    let fx = Fixture::new("diff-devices").expect("fixture");
+    // runc's default rule set: deny everything, then the standard nodes.
+    let script = "echo x > /dev/null && echo null-ok; head -c 1 /dev/zero | wc -c; \
+                  mknod /tmp/disk-$(hostname) b 8 0 && echo mknod-ok; \
+                  head -c 1 /tmp/disk-$(hostname) 2>&1 | sed 's/disk-.*:/disk:/'";
+    let (berth, runc) = both(&fx, "devices", script, |spec| {
+        common::set_resources(
+            spec,
+            LinuxResourcesBuilder::default()
+                .devices(vec![
+                    oci_spec::runtime::LinuxDeviceCgroupBuilder::default()
+                        .allow(false)
+                        .access("rwm")
+                        .build()
+                        .expect("rule"),
+                ])
+                .build()
+                .expect("resources"),
+        );
+        let mut p = spec.process().clone().expect("process");
+        let mut caps = p.capabilities().clone().unwrap_or_default();
+        let mut set = caps.bounding().clone().unwrap_or_default();
+        set.insert(oci_spec::runtime::Capability::Mknod);
+        caps.set_bounding(Some(set.clone()));
+        caps.set_effective(Some(set.clone()));
+        caps.set_permitted(Some(set));
+        p.set_capabilities(Some(caps));
+        spec.set_process(Some(p));
+    });
+    assert_eq!(berth, runc);
+    assert!(berth.contains("null-ok\n1\nmknod-ok\n"), "{berth}");
+    assert!(berth.contains("Operation not permitted"), "{berth}");
+}
