@@ -101,6 +101,11 @@ pub fn create(root: &Path, args: &CreateArgs, mode: CreateMode) -> Result<Create
         return Err(StateError::Exists(id.to_string()).into());
     }
     let bundle = Bundle::load(&args.bundle)?;
+    for part in bundle.ignored() {
+        eprintln!(
+            "berth-runtime: container {id}: warning: {part} in config.json is not supported yet and ignored"
+        );
+    }
     let linux = bundle.spec.linux().clone().unwrap_or_default();
     let ns_err = |source| CreateError::Namespace {
         id: id.to_string(),

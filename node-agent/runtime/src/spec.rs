@@ -107,6 +107,40 @@ impl Bundle {
     }
 }
 
+impl Bundle {
+    /// Parts of the spec berth-runtime does not apply yet; create prints them so
+    /// nobody mistakes them for being in force.
+    pub fn ignored(&self) -> Vec<&'static str> {
+        let spec = &self.spec;
+        let mut out = Vec::new();
+        if spec.hooks().is_some() {
+            out.push("hooks");
+        }
+        if let Some(linux) = spec.linux() {
+            if linux.seccomp().is_some() {
+                out.push("linux.seccomp");
+            }
+            if let Some(r) = linux.resources() {
+                if r.block_io().is_some() {
+                    out.push("linux.resources.blockIO");
+                }
+                if r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty()) {
+                    out.push("linux.resources.hugepageLimits");
+                }
+                if r.unified().as_ref().is_some_and(|u| !u.is_empty()) {
+                    out.push("linux.resources.unified");
+                }
+            }
+        }
+        if let Some(p) = spec.process()
+            && (p.apparmor_profile().is_some() || p.selinux_label().is_some())
+        {
+            out.push("process.apparmorProfile/selinuxLabel");
+        }
+        out
+    }
+}
+
 /// Parses config.json, naming an unknown namespace type plainly instead of serde's
 /// "unknown variant" deep in the document.
 pub fn parse(dir: &Path, text: &[u8]) -> Result<Spec, SpecError> {
@@ -153,6 +187,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("malformed config.json"), "{err}");
+    }
+
+    #[test]
+    fn ignored_parts_are_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut spec = Spec::default();
+        let mut linux = spec.linux().clone().expect("linux");
+        linux.set_seccomp(Some(Default::default()));
+        spec.set_linux(Some(linux));
+        let bundle = Bundle {
+            dir: dir.path().to_path_buf(),
+            rootfs: dir.path().to_path_buf(),
+            spec,
+        };
+        assert_eq!(bundle.ignored(), vec!["linux.seccomp"]);
     }
 
     #[test]
