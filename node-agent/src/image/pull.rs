@@ -19,9 +19,9 @@ use super::ImageStore;
 use super::auth;
 use super::config::ImageConfig;
 use super::digest::Digest;
-use super::error::{ImageError, Result};
+use super::error::{ImageError, Result, blocking};
 use super::index::{Image, Layer};
-use super::manifest::{self, ACCEPTED_MANIFESTS, Document};
+use super::manifest::{self, ACCEPTED_MANIFESTS, Document, ManifestParts};
 use super::reference;
 use super::store::{Expected, MAX_METADATA_BLOB};
 
@@ -67,6 +67,36 @@ fn describe(e: &OciDistributionError) -> String {
     out
 }
 
+/// The manifest a reference resolved to.
+struct Resolved {
+    data: Vec<u8>,
+    digest: Digest,
+    index_digest: Option<Digest>,
+    manifest: Box<oci_spec::image::ImageManifest>,
+}
+
+impl Resolved {
+    fn new(
+        data: Vec<u8>,
+        digest: Digest,
+        index_digest: Option<Digest>,
+        name: &str,
+    ) -> Result<Resolved> {
+        match manifest::parse_document(&data, name)? {
+            Document::Manifest(manifest) => Ok(Resolved {
+                data,
+                digest,
+                index_digest,
+                manifest,
+            }),
+            Document::Index(_) => Err(ImageError::BadManifest {
+                what: name.to_string(),
+                reason: "an image index points to another index".into(),
+            }),
+        }
+    }
+}
+
 struct Session {
     client: Client,
     reference: Reference,
@@ -75,6 +105,41 @@ struct Session {
 }
 
 impl Session {
+    /// A client for the reference's registry, authenticated for pulling (a
+    /// bearer token if the registry asks for one, anonymously or with the
+    /// credentials file's user).
+    async fn open(reference: Reference, opts: &PullOptions) -> Result<Session> {
+        let name = reference.whole();
+        let config = ClientConfig {
+            protocol: if opts.insecure_registries.is_empty() {
+                ClientProtocol::Https
+            } else {
+                ClientProtocol::HttpsExcept(opts.insecure_registries.clone())
+            },
+            max_concurrent_download: opts.max_concurrent_downloads.max(1),
+            connect_timeout: Some(Duration::from_secs(15)),
+            read_timeout: Some(Duration::from_secs(120)),
+            ..Default::default()
+        };
+        let client = Client::try_from(config).map_err(|e| ImageError::Registry {
+            reference: name.clone(),
+            what: "creating the HTTP client".into(),
+            reason: describe(&e),
+        })?;
+        let auth = auth::credentials(opts.credentials_file.as_deref(), reference.registry())?;
+        let s = Session {
+            client,
+            reference,
+            name,
+            auth,
+        };
+        s.client
+            .auth(&s.reference, &s.auth, RegistryOperation::Pull)
+            .await
+            .map_err(s.err("authenticating"))?;
+        Ok(s)
+    }
+
     fn err(&self, what: impl Into<String>) -> impl FnOnce(OciDistributionError) -> ImageError + '_ {
         let what = what.into();
         move |e| ImageError::Registry {
@@ -109,79 +174,84 @@ impl ImageStore {
         let _gc = self.gc.read().await;
         let parsed = reference::parse(name)?;
         let name = parsed.whole();
-        let registry = parsed.registry().to_string();
-        let config = ClientConfig {
-            protocol: if opts.insecure_registries.is_empty() {
-                ClientProtocol::Https
-            } else {
-                ClientProtocol::HttpsExcept(opts.insecure_registries.clone())
-            },
-            max_concurrent_download: opts.max_concurrent_downloads.max(1),
-            connect_timeout: Some(Duration::from_secs(15)),
-            read_timeout: Some(Duration::from_secs(120)),
-            ..Default::default()
-        };
-        let client = Client::try_from(config).map_err(|e| ImageError::Registry {
-            reference: name.clone(),
-            what: "creating the HTTP client".into(),
-            reason: describe(&e),
-        })?;
-        let auth = auth::credentials(opts.credentials_file.as_deref(), &registry)?;
-        let s = Session {
-            client,
-            reference: parsed.clone(),
-            name: name.clone(),
-            auth,
-        };
-        s.client
-            .auth(&s.reference, &s.auth, RegistryOperation::Pull)
-            .await
-            .map_err(s.err("authenticating"))?;
+        let s = Session::open(parsed, opts).await?;
 
         let want = match &opts.platform {
             Some((os, arch)) => (os.as_str(), arch.as_str()),
             None => manifest::host_platform(),
         };
-        let (mut data, mut digest) = s.manifest(&s.reference, "manifest").await?;
-        let mut index_digest = None;
-        let mut doc = manifest::parse_document(&data, &name)?;
-        if let Document::Index(index) = &doc {
-            let (child, _) = manifest::choose_platform(index, &name, want)?;
-            self.content.write_all(
-                &data,
-                &Expected {
-                    digest: digest.clone(),
-                    size: None,
-                    what: format!("image index of {name}"),
-                },
-            )?;
-            index_digest = Some(digest);
-            let by_digest = s.reference.clone_with_digest(child.to_string());
-            (data, digest) = s.manifest(&by_digest, "platform manifest").await?;
-            if digest != child {
-                return Err(ImageError::DigestMismatch {
-                    what: format!("platform manifest of {name}"),
-                    expected: child,
-                    actual: digest,
-                });
-            }
-            doc = manifest::parse_document(&data, &name)?;
-        }
-        let Document::Manifest(m) = doc else {
-            return Err(ImageError::BadManifest {
-                what: name,
-                reason: "an image index points to another index".into(),
-            });
-        };
-        let parts = manifest::manifest_parts(&m, &name)?;
-        let manifest_digest = digest;
+        let resolved = self.resolve(&s, want).await?;
+        let parts = manifest::manifest_parts(&resolved.manifest, &name)?;
+        let config = self.fetch_config(&s, &parts, want).await?;
+        let layers = super::layers_of(&parts, &config, &name)?;
+        self.fetch_and_unpack(&s, &layers, opts).await?;
+        self.inherit_parent_dirs(&layers).await?;
 
-        // The config: small, fetched into memory, verified, checked for platform.
-        let config_what = format!("config of {name}");
+        // Only now is the manifest stored and the name set: a failed pull names nothing.
+        self.store_small(
+            resolved.data,
+            Expected {
+                digest: resolved.digest.clone(),
+                size: None,
+                what: format!("manifest of {name}"),
+            },
+        )
+        .await?;
+        let image = Image {
+            name,
+            index_digest: resolved.index_digest,
+            manifest_digest: resolved.digest,
+            config_digest: parts.config.clone(),
+            layers,
+            created: super::now(),
+        };
+        self.index.put_image(&image)?;
+        info!(image = %image.name, manifest = %image.manifest_digest, layers = image.layers.len(), "image pulled");
+        Ok(image)
+    }
+
+    /// Fetches the manifest for the reference, through an image index if it is
+    /// one (the index is stored; the manifest only once the pull succeeded).
+    async fn resolve(&self, s: &Session, want: (&str, &str)) -> Result<Resolved> {
+        let (data, digest) = s.manifest(&s.reference, "manifest").await?;
+        let Document::Index(index) = manifest::parse_document(&data, &s.name)? else {
+            return Resolved::new(data, digest, None, &s.name);
+        };
+        let (child, _) = manifest::choose_platform(&index, &s.name, want)?;
+        let what = format!("image index of {}", s.name);
+        self.store_small(
+            data,
+            Expected {
+                digest: digest.clone(),
+                size: None,
+                what,
+            },
+        )
+        .await?;
+        let by_digest = s.reference.clone_with_digest(child.to_string());
+        let (data, actual) = s.manifest(&by_digest, "platform manifest").await?;
+        if actual != child {
+            return Err(ImageError::DigestMismatch {
+                what: format!("platform manifest of {}", s.name),
+                expected: child,
+                actual,
+            });
+        }
+        Resolved::new(data, actual, Some(digest), &s.name)
+    }
+
+    /// Fetches (unless stored) and parses the image config; checks its platform.
+    async fn fetch_config(
+        &self,
+        s: &Session,
+        parts: &ManifestParts,
+        want: (&str, &str),
+    ) -> Result<ImageConfig> {
+        let what = format!("config of {}", s.name);
         if !self.content.contains(&parts.config) {
             if parts.config_size > MAX_METADATA_BLOB {
                 return Err(ImageError::BadManifest {
-                    what: config_what,
+                    what,
                     reason: format!("{} bytes is too large", parts.config_size),
                 });
             }
@@ -191,49 +261,33 @@ impl ImageStore {
                 .pull_blob(&s.reference, &desc, &mut buf)
                 .await
                 .map_err(s.err(format!("fetching config {}", parts.config)))?;
-            self.content.write_all(
-                &buf,
-                &Expected {
-                    digest: parts.config.clone(),
-                    size: Some(parts.config_size),
-                    what: config_what.clone(),
-                },
-            )?;
+            let expected = Expected {
+                digest: parts.config.clone(),
+                size: Some(parts.config_size),
+                what: what.clone(),
+            };
+            self.store_small(buf, expected).await?;
         }
-        let config = ImageConfig::parse(&self.content.read(&parts.config)?, &config_what)?;
+        let config = ImageConfig::parse(&self.content.read(&parts.config)?, &what)?;
         if (!config.os.is_empty() && config.os != want.0)
             || (!config.architecture.is_empty() && config.architecture != want.1)
         {
             return Err(ImageError::NoPlatform {
-                reference: name,
+                reference: s.name.clone(),
                 wanted: format!("{}/{}", want.0, want.1),
                 available: format!("{}/{}", config.os, config.architecture),
             });
         }
-        let layers = super::layers_of(&parts, &config, &name)?;
-        self.fetch_and_unpack(&s, &layers, opts).await?;
-        self.inherit_parent_dirs(&layers).await?;
+        Ok(config)
+    }
 
-        // Only now is the manifest stored and the name set: a failed pull names nothing.
-        self.content.write_all(
-            &data,
-            &Expected {
-                digest: manifest_digest.clone(),
-                size: None,
-                what: format!("manifest of {name}"),
-            },
-        )?;
-        let image = Image {
-            name,
-            index_digest,
-            manifest_digest,
-            config_digest: parts.config.clone(),
-            layers,
-            created: super::now(),
-        };
-        self.index.put_image(&image)?;
-        info!(image = %image.name, manifest = %image.manifest_digest, layers = image.layers.len(), "image pulled");
-        Ok(image)
+    /// Stores a small verified blob (manifest, index, config) off the async threads.
+    async fn store_small(&self, data: Vec<u8>, expected: Expected) -> Result<()> {
+        let content = self.content.clone();
+        blocking(format!("storing {}", expected.what), move || {
+            content.write_all(&data, &expected)
+        })
+        .await
     }
 
     async fn fetch_and_unpack(
