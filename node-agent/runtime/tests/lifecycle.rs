@@ -81,6 +81,25 @@ fn full_lifecycle_leaves_nothing_behind() {
         )
         .expect("exec"));
     assert_eq!(out, "h-life\nsleep\n");
+    let out = ok(&fx
+        .cmd(
+            Runtime::Berth,
+            &[
+                "exec",
+                "-u",
+                "1000:1001",
+                "--cwd",
+                "/tmp",
+                "-e",
+                "A=b c",
+                &id,
+                "sh",
+                "-c",
+                "id -u; id -g; pwd; echo $A",
+            ],
+        )
+        .expect("exec as user"));
+    assert_eq!(out, "1000\n1001\n/tmp\nb c\n");
     let code = fx
         .cmd(Runtime::Berth, &["exec", &id, "sh", "-c", "exit 4"])
         .expect("exec");
