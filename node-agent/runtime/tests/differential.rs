@@ -232,3 +232,42 @@ fn device_cgroup_denies_what_the_spec_denies() {
     assert!(berth.contains("null-ok\n1\nmknod-ok\n"), "{berth}");
     assert!(berth.contains("Operation not permitted"), "{berth}");
 }
+
+#[test]
+fn spec_devices_match_runc() {
+    let fx = Fixture::new("diff-specdev").expect("fixture");
+    let script = "stat -c '%n %F %t:%T %a %u:%g' /dev/fuse /dev/extra/loop9";
+    let (berth, runc) = both(&fx, "specdev", script, |spec| {
+        let mut linux = spec.linux().clone().expect("linux");
+        linux.set_devices(Some(vec![
+            oci_spec::runtime::LinuxDeviceBuilder::default()
+                .path("/dev/fuse")
+                .typ(oci_spec::runtime::LinuxDeviceType::C)
+                .major(10)
+                .minor(229)
+                .file_mode(0o666u32)
+                .build()
+                .expect("fuse"),
+            oci_spec::runtime::LinuxDeviceBuilder::default()
+                .path("/dev/extra/loop9")
+                .typ(oci_spec::runtime::LinuxDeviceType::B)
+                .major(7)
+                .minor(9)
+                .file_mode(0o640u32)
+                .uid(1000u32)
+                .gid(6u32)
+                .build()
+                .expect("loop"),
+        ]));
+        spec.set_linux(Some(linux));
+    });
+    assert_eq!(berth, runc);
+    assert!(
+        berth.contains("/dev/fuse character special file a:e5 666 0:0"),
+        "{berth}"
+    );
+    assert!(
+        berth.contains("/dev/extra/loop9 block special file 7:9 640 1000:6"),
+        "{berth}"
+    );
+}

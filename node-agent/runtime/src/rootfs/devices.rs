@@ -100,17 +100,8 @@ pub fn create_spec_devices(root: &OwnedFd, devices: &[LinuxDevice]) -> Result<()
         let Some(name) = path.file_name() else {
             continue;
         };
+        // An O_PATH fd serves as the directory of the *at calls.
         let dir = resolve::open_or_create(root, parent, resolve::Kind::Dir)?;
-        // O_PATH fds cannot serve mknodat; reopen the directory through /proc.
-        let dir = nix::fcntl::open(
-            &resolve::fd_path(&dir),
-            nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|source| DeviceError::Node {
-            path: path.clone(),
-            source,
-        })?;
         let mode = d.file_mode().unwrap_or(0o666);
         node(
             &dir,
