@@ -133,7 +133,7 @@ impl Registry {
             &config,
             format!(
                 "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-                 http:\n  addr: 127.0.0.1:{port}\n{http_extra}log:\n  level: warn\n  accesslog:\n    disabled: false\n{auth}",
+                 http:\n  addr: 127.0.0.1:{port}\n{http_extra}log:\n  level: info\n  accesslog:\n    disabled: false\n{auth}",
                 storage.display()
             ),
         )?;
@@ -148,17 +148,16 @@ impl Registry {
         die_with_parent(&mut cmd);
         let child = cmd.spawn().context("failed to start docker-registry")?;
         let mut reg = Registry { port, child, log };
-        // Any HTTP answer means it listens (an HTTPS one answers plain HTTP with 400).
-        let ready = wait_until(
-            "the registry to answer /v2/",
-            Duration::from_secs(20),
-            || {
-                if let Ok(Some(_)) = reg.child.try_wait() {
-                    return Some(false);
-                }
-                http_status(port, "/v2/").map(|_| true)
-            },
-        );
+        // Ours listens once its log says so (another test may have taken the
+        // port meanwhile: then ours exits and the next port is tried).
+        let listening = format!("listening on 127.0.0.1:{port}");
+        let ready = wait_until("the registry to listen", Duration::from_secs(20), || {
+            if let Ok(Some(_)) = reg.child.try_wait() {
+                return Some(false);
+            }
+            let log = std::fs::read_to_string(&reg.log).unwrap_or_default();
+            (log.contains(&listening) && http_status(port, "/v2/").is_some()).then_some(true)
+        });
         match ready {
             Ok(true) => Ok(reg),
             Ok(false) => bail!("registry exited: {}", std::fs::read_to_string(&reg.log)?),
