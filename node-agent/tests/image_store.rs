@@ -5,7 +5,7 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use berth_agent::image::{Digest, Image, ImageStore, ImportOptions};
@@ -46,6 +46,22 @@ fn block_on<F: std::future::Future>(f: F) -> Result<F::Output> {
         .enable_all()
         .build()?
         .block_on(f))
+}
+
+/// Imports `layout` into a store in `data`, then runs `f` on it on a thread in
+/// a private mount namespace.
+fn with_imported<F, Fut>(data: PathBuf, layout: PathBuf, f: F) -> Result<()>
+where
+    F: FnOnce(ImageStore) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    in_private_mounts(move || {
+        block_on(async move {
+            let store = ImageStore::open(&data)?;
+            store.import(&layout, &ImportOptions::default()).await?;
+            f(store).await
+        })?
+    })
 }
 
 /// base (busybox), app (base + etc/app.conf, without etc/base-release).
@@ -188,56 +204,52 @@ fn prune_removes_exactly_what_nothing_references() -> Result<()> {
     let work = Workdir::new("prune")?;
     let layout = two_images(&work)?;
     let data = work.join("agent");
-    in_private_mounts(move || {
-        block_on(async move {
-            let store = ImageStore::open(&data)?;
-            store.import(&layout, &ImportOptions::default()).await?;
-            let base = store.get("localhost/layout:base")?;
-            let app = store.get("localhost/layout:app")?;
-            assert_eq!(blobs_on_disk(&store)?, blobs_of(&[&base, &app]));
-            let refs = store.references()?;
-            assert_eq!(refs.snapshots.get(&base.layers[0].chain_id), Some(&2));
+    with_imported(data, layout, |store| async move {
+        let base = store.get("localhost/layout:base")?;
+        let app = store.get("localhost/layout:app")?;
+        assert_eq!(blobs_on_disk(&store)?, blobs_of(&[&base, &app]));
+        let refs = store.references()?;
+        assert_eq!(refs.snapshots.get(&base.layers[0].chain_id), Some(&2));
 
-            // Nothing to prune while both are named.
-            let report = store.prune().await?;
-            assert!(
-                report.blobs.is_empty() && report.snapshots.is_empty(),
-                "{report:?}"
-            );
+        // Nothing to prune while both are named.
+        let report = store.prune().await?;
+        assert!(
+            report.blobs.is_empty() && report.snapshots.is_empty(),
+            "{report:?}"
+        );
 
-            // A container on app holds it after its name is gone.
-            let rootfs = store.prepare_rootfs(&app, "c1").await?;
-            store.remove("localhost/layout:app")?;
-            let report = store.prune().await?;
-            assert!(
-                report.blobs.is_empty() && report.snapshots.is_empty(),
-                "{report:?}"
-            );
-            assert!(rootfs.path.join("etc/app.conf").exists());
+        // A container on app holds it after its name is gone.
+        let rootfs = store.prepare_rootfs(&app, "c1").await?;
+        store.remove("localhost/layout:app")?;
+        let report = store.prune().await?;
+        assert!(
+            report.blobs.is_empty() && report.snapshots.is_empty(),
+            "{report:?}"
+        );
+        assert!(rootfs.path.join("etc/app.conf").exists());
 
-            // Released: exactly app's own blobs and its top snapshot go.
-            store.release_rootfs("c1").await?;
-            assert!(!rootfs.path.exists());
-            let report = store.prune().await?;
-            let only_app: BTreeSet<String> = blobs_of(&[&app])
-                .difference(&blobs_of(&[&base]))
-                .cloned()
-                .collect();
-            let removed: BTreeSet<String> = report.blobs.iter().map(Digest::to_string).collect();
-            assert_eq!(removed, only_app);
-            assert_eq!(report.snapshots, vec![app.layers[1].chain_id.clone()]);
-            assert_eq!(blobs_on_disk(&store)?, blobs_of(&[&base]));
-            assert!(store.snapshot_path(&base.layers[0].chain_id)?.is_some());
-            assert!(store.snapshot_path(&app.layers[1].chain_id)?.is_none());
-            let snapshot_dirs = std::fs::read_dir(store.root().join("snapshots"))?.count();
-            assert_eq!(snapshot_dirs, 1);
+        // Released: exactly app's own blobs and its top snapshot go.
+        store.release_rootfs("c1").await?;
+        assert!(!rootfs.path.exists());
+        let report = store.prune().await?;
+        let only_app: BTreeSet<String> = blobs_of(&[&app])
+            .difference(&blobs_of(&[&base]))
+            .cloned()
+            .collect();
+        let removed: BTreeSet<String> = report.blobs.iter().map(Digest::to_string).collect();
+        assert_eq!(removed, only_app);
+        assert_eq!(report.snapshots, vec![app.layers[1].chain_id.clone()]);
+        assert_eq!(blobs_on_disk(&store)?, blobs_of(&[&base]));
+        assert!(store.snapshot_path(&base.layers[0].chain_id)?.is_some());
+        assert!(store.snapshot_path(&app.layers[1].chain_id)?.is_none());
+        let snapshot_dirs = std::fs::read_dir(store.root().join("snapshots"))?.count();
+        assert_eq!(snapshot_dirs, 1);
 
-            // The base image is untouched and still mounts.
-            let again = store.prepare_rootfs(&base, "c2").await?;
-            assert!(again.path.join("bin/busybox").exists());
-            store.release_rootfs("c2").await?;
-            Ok(())
-        })?
+        // The base image is untouched and still mounts.
+        let again = store.prepare_rootfs(&base, "c2").await?;
+        assert!(again.path.join("bin/busybox").exists());
+        store.release_rootfs("c2").await?;
+        Ok(())
     })
 }
 
@@ -246,49 +258,45 @@ fn a_rootfs_is_an_overlay_of_the_snapshots_with_its_own_upper_dir() -> Result<()
     let work = Workdir::new("rootfs")?;
     let layout = two_images(&work)?;
     let data = work.join("agent");
-    in_private_mounts(move || {
-        block_on(async move {
-            let store = ImageStore::open(&data)?;
-            store.import(&layout, &ImportOptions::default()).await?;
-            let app = store.get("localhost/layout:app")?;
-            let r = store.prepare_rootfs(&app, "web-1").await?;
-            assert_eq!(r.lower_dirs.len(), 2);
-            // Preparing it again (an agent that restarted) keeps the one mount.
-            assert_eq!(store.prepare_rootfs(&app, "web-1").await?, r);
-            let mounts = std::fs::read_to_string("/proc/thread-self/mountinfo")?;
-            let target = format!(" {} ", r.path.display());
-            assert_eq!(mounts.matches(&target).count(), 1, "{mounts}");
-            let root = &r.path;
-            assert!(root.join("bin/busybox").is_file(), "base layer visible");
-            assert_eq!(
-                std::fs::read_to_string(root.join("etc/app.conf"))?,
-                "port=8080\n"
-            );
-            assert!(
-                !root.join("etc/base-release").exists(),
-                "the whiteout hides the file"
-            );
-            // Writes go to the container's upper dir, never to a snapshot.
-            std::fs::write(root.join("etc/written"), "x")?;
-            assert!(r.upper_dir.join("etc/written").exists());
-            for lower in &r.lower_dirs {
-                assert!(!lower.join("etc/written").exists());
-            }
-            // Busybox runs from it.
-            let out = std::process::Command::new("chroot")
-                .arg(root)
-                .args(["/bin/sh", "-c", "cat /etc/app.conf"])
-                .output()?;
-            assert_eq!(String::from_utf8_lossy(&out.stdout), "port=8080\n");
-            store.release_rootfs("web-1").await?;
-            let mounts = std::fs::read_to_string("/proc/thread-self/mountinfo")?;
-            assert!(
-                !mounts.contains(&r.path.display().to_string()),
-                "still mounted"
-            );
-            assert!(!store.container_dir("web-1").exists());
-            Ok(())
-        })?
+    with_imported(data, layout, |store| async move {
+        let app = store.get("localhost/layout:app")?;
+        let r = store.prepare_rootfs(&app, "web-1").await?;
+        assert_eq!(r.lower_dirs.len(), 2);
+        // Preparing it again (an agent that restarted) keeps the one mount.
+        assert_eq!(store.prepare_rootfs(&app, "web-1").await?, r);
+        let mounts = std::fs::read_to_string("/proc/thread-self/mountinfo")?;
+        let target = format!(" {} ", r.path.display());
+        assert_eq!(mounts.matches(&target).count(), 1, "{mounts}");
+        let root = &r.path;
+        assert!(root.join("bin/busybox").is_file(), "base layer visible");
+        assert_eq!(
+            std::fs::read_to_string(root.join("etc/app.conf"))?,
+            "port=8080\n"
+        );
+        assert!(
+            !root.join("etc/base-release").exists(),
+            "the whiteout hides the file"
+        );
+        // Writes go to the container's upper dir, never to a snapshot.
+        std::fs::write(root.join("etc/written"), "x")?;
+        assert!(r.upper_dir.join("etc/written").exists());
+        for lower in &r.lower_dirs {
+            assert!(!lower.join("etc/written").exists());
+        }
+        // Busybox runs from it.
+        let out = std::process::Command::new("chroot")
+            .arg(root)
+            .args(["/bin/sh", "-c", "cat /etc/app.conf"])
+            .output()?;
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "port=8080\n");
+        store.release_rootfs("web-1").await?;
+        let mounts = std::fs::read_to_string("/proc/thread-self/mountinfo")?;
+        assert!(
+            !mounts.contains(&r.path.display().to_string()),
+            "still mounted"
+        );
+        assert!(!store.container_dir("web-1").exists());
+        Ok(())
     })
 }
 
@@ -297,32 +305,28 @@ fn a_rootfs_spec_lets_the_caller_mount_the_overlay_itself() -> Result<()> {
     let work = Workdir::new("rootfs_spec")?;
     let layout = two_images(&work)?;
     let data = work.join("agent");
-    in_private_mounts(move || {
-        block_on(async move {
-            let store = ImageStore::open(&data)?;
-            store.import(&layout, &ImportOptions::default()).await?;
-            let app = store.get("localhost/layout:app")?;
-            let spec = store.rootfs_spec(&app, "ctr-9").await?;
-            assert_eq!(store.rootfs_holds()?, vec!["ctr-9".to_string()]);
-            let target = spec.path.display().to_string();
-            run(
-                "mount",
-                &[
-                    "-t",
-                    "overlay",
-                    "overlay",
-                    "-o",
-                    &spec.mount_options(),
-                    &target,
-                ],
-            )?;
-            assert!(spec.path.join("etc/app.conf").exists());
-            assert!(spec.path.join("bin/sh").exists());
-            store.release_rootfs("ctr-9").await?;
-            assert!(store.rootfs_holds()?.is_empty());
-            assert!(!store.container_dir("ctr-9").exists());
-            Ok(())
-        })?
+    with_imported(data, layout, |store| async move {
+        let app = store.get("localhost/layout:app")?;
+        let spec = store.rootfs_spec(&app, "ctr-9").await?;
+        assert_eq!(store.rootfs_holds()?, vec!["ctr-9".to_string()]);
+        let target = spec.path.display().to_string();
+        run(
+            "mount",
+            &[
+                "-t",
+                "overlay",
+                "overlay",
+                "-o",
+                &spec.mount_options(),
+                &target,
+            ],
+        )?;
+        assert!(spec.path.join("etc/app.conf").exists());
+        assert!(spec.path.join("bin/sh").exists());
+        store.release_rootfs("ctr-9").await?;
+        assert!(store.rootfs_holds()?.is_empty());
+        assert!(!store.container_dir("ctr-9").exists());
+        Ok(())
     })
 }
 
@@ -354,22 +358,18 @@ fn a_directory_a_layer_only_implies_keeps_the_owner_and_mode_from_below() -> Res
         ],
     )?;
     let data = work.join("agent");
-    in_private_mounts(move || {
-        block_on(async move {
-            let store = ImageStore::open(&data)?;
-            store.import(&layout, &ImportOptions::default()).await?;
-            let image = store.get("localhost/layout:implicit")?;
-            let r = store.prepare_rootfs(&image, "c-implicit").await?;
-            let srv = std::fs::metadata(r.path.join("srv"))?;
-            use std::os::unix::fs::MetadataExt;
-            assert_eq!(
-                (srv.uid(), srv.gid(), srv.mode() & 0o7777),
-                (1000, 1000, 0o750)
-            );
-            assert!(r.path.join("srv/new").is_file());
-            store.release_rootfs("c-implicit").await?;
-            Ok(())
-        })?
+    with_imported(data, layout, |store| async move {
+        let image = store.get("localhost/layout:implicit")?;
+        let r = store.prepare_rootfs(&image, "c-implicit").await?;
+        let srv = std::fs::metadata(r.path.join("srv"))?;
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(
+            (srv.uid(), srv.gid(), srv.mode() & 0o7777),
+            (1000, 1000, 0o750)
+        );
+        assert!(r.path.join("srv/new").is_file());
+        store.release_rootfs("c-implicit").await?;
+        Ok(())
     })
 }
 
