@@ -24,8 +24,29 @@ pub struct ImageConfig {
     pub exposed_ports: Vec<String>,
     pub labels: BTreeMap<String, String>,
     pub stop_signal: Option<String>,
+    /// Mount points the image declares (`Volumes`), sorted.
+    pub volumes: Vec<String>,
+    /// Docker's `Healthcheck`, if the image has one.
+    pub healthcheck: Option<Healthcheck>,
     /// DiffIDs of the layers, bottom first.
     pub diff_ids: Vec<Digest>,
+}
+
+/// A health check as Docker images carry it (durations in nanoseconds, 0 = default).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Healthcheck {
+    /// `["NONE"]`, `["CMD", args...]` or `["CMD-SHELL", command]`.
+    #[serde(default)]
+    pub test: Vec<String>,
+    #[serde(default)]
+    pub interval: u64,
+    #[serde(default)]
+    pub timeout: u64,
+    #[serde(default)]
+    pub start_period: u64,
+    #[serde(default)]
+    pub retries: u32,
 }
 
 #[derive(Deserialize)]
@@ -50,6 +71,8 @@ struct RawRuntime {
     exposed_ports: Option<BTreeMap<String, serde_json::Value>>,
     labels: Option<BTreeMap<String, String>>,
     stop_signal: Option<String>,
+    volumes: Option<BTreeMap<String, serde_json::Value>>,
+    healthcheck: Option<Healthcheck>,
 }
 
 #[derive(Deserialize)]
@@ -92,6 +115,8 @@ impl ImageConfig {
             exposed_ports: None,
             labels: None,
             stop_signal: None,
+            volumes: None,
+            healthcheck: None,
         });
         let non_empty = |s: Option<String>| s.filter(|s| !s.is_empty());
         Ok(ImageConfig {
@@ -105,6 +130,8 @@ impl ImageConfig {
             exposed_ports: rt.exposed_ports.unwrap_or_default().into_keys().collect(),
             labels: rt.labels.unwrap_or_default(),
             stop_signal: non_empty(rt.stop_signal),
+            volumes: rt.volumes.unwrap_or_default().into_keys().collect(),
+            healthcheck: rt.healthcheck,
             diff_ids,
         })
     }
@@ -125,7 +152,9 @@ mod tests {
         let json = format!(
             r#"{{"architecture":"amd64","os":"linux",
             "config":{{"Entrypoint":null,"Cmd":["sh"],"Env":["PATH=/bin"],"WorkingDir":"",
-                       "User":"1000:1000","ExposedPorts":{{"80/tcp":{{}},"53/udp":{{}}}}}},
+                       "User":"1000:1000","ExposedPorts":{{"80/tcp":{{}},"53/udp":{{}}}},
+                       "Volumes":{{"/data":{{}}}},
+                       "Healthcheck":{{"Test":["CMD-SHELL","true"],"Interval":5000000000,"Retries":3}}}},
             "rootfs":{{"type":"layers","diff_ids":["{d}"]}}}}"#
         );
         let c = ImageConfig::parse(json.as_bytes(), "test").unwrap();
@@ -135,6 +164,12 @@ mod tests {
         assert_eq!(c.user.as_deref(), Some("1000:1000"));
         assert_eq!(c.exposed_ports, vec!["53/udp", "80/tcp"]);
         assert_eq!(c.diff_ids, vec![d]);
+        assert_eq!(c.volumes, vec!["/data"]);
+        let hc = c.healthcheck.unwrap();
+        assert_eq!(
+            (hc.test.len(), hc.interval, hc.retries),
+            (2, 5_000_000_000, 3)
+        );
         let err = ImageConfig::parse(br#"{"architecture":"amd64"}"#, "cfg of x").unwrap_err();
         assert!(err.to_string().contains("cfg of x"), "{err}");
     }

@@ -43,7 +43,7 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 
 pub use auth::AuthError;
-pub use config::ImageConfig;
+pub use config::{Healthcheck, ImageConfig};
 pub use digest::{Digest, DigestError};
 pub use error::{ImageError, Result};
 pub use gc::{PruneReport, References};
