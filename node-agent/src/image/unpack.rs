@@ -309,6 +309,10 @@ impl State {
     }
 
     fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<(), UnpackError> {
+        if entry.header().entry_type() == EntryType::XGlobalHeader {
+            // pax global headers (`git archive` writes one) describe no file.
+            return Ok(());
+        }
         let raw = entry.path().map_err(UnpackError::Tar)?.into_owned();
         let path = safe_path(&raw)?;
         let kind = entry.header().entry_type();
@@ -842,6 +846,18 @@ mod tests {
                 "{entries:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_pax_global_header_is_skipped() {
+        let data = tar_of(&[
+            (EntryType::XGlobalHeader, "pax_global_header", b"", None),
+            (EntryType::Regular, "a", b"hi", None),
+        ]);
+        let (dir, r) = unpack(&data);
+        r.unwrap();
+        assert!(!dir.path().join("snap/pax_global_header").exists());
+        assert_eq!(std::fs::read(dir.path().join("snap/a")).unwrap(), b"hi");
     }
 
     #[test]
