@@ -65,6 +65,12 @@ enum ImageCommand {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Show an image and its config (entrypoint, cmd, env, ...) as JSON.
+    Inspect {
+        name: String,
+        #[command(flatten)]
+        store: Store,
+    },
     /// Remove image names (the content goes with the next prune).
     Rm {
         #[arg(required = true)]
@@ -166,6 +172,13 @@ async fn image(cmd: ImageCommand) -> anyhow::Result<()> {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&images)?),
                 Format::Table => print_table(&images),
             }
+        }
+        ImageCommand::Inspect { name, store } => {
+            let store = open(&store)?;
+            let image = store.get(&name)?;
+            let config = store.image_config(&image)?;
+            let out = serde_json::json!({ "image": image, "config": config });
+            println!("{}", serde_json::to_string_pretty(&out)?);
         }
         ImageCommand::Rm { names, store } => {
             let store = open(&store)?;

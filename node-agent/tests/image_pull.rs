@@ -142,6 +142,20 @@ async fn the_cli_pulls_lists_removes_and_prunes() -> Result<()> {
     assert_eq!(listed[0]["layers"].as_array().map(Vec::len), Some(1));
     let table = run(agent, &["image", "ls", "--data-dir", &data])?;
     assert!(table.contains(&reference), "{table}");
+    let inspected: serde_json::Value = serde_json::from_str(&run(
+        agent,
+        &["image", "inspect", "--data-dir", &data, &reference],
+    )?)?;
+    assert_eq!(inspected["config"]["cmd"][0], "sh");
+    assert_eq!(inspected["image"]["name"], reference.as_str());
+    let unknown = std::process::Command::new(agent)
+        .args(["image", "rm", "--data-dir", &data, "nope:1"])
+        .output()?;
+    assert!(!unknown.status.success());
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr)
+            .contains("no such image: docker.io/library/nope:1")
+    );
 
     // Without --insecure-registry the pull is HTTPS and fails clearly.
     let https = std::process::Command::new(agent)
