@@ -169,9 +169,24 @@ impl Registry {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// Waits until the access log caught up with every request answered so far:
+    /// the registry writes a line after it answered, so a marker request is sent
+    /// and its line awaited.
+    fn settled_log(&self) -> String {
+        static MARKS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = MARKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = format!("/v2/settle-{n}/tags/list");
+        let _ = http_status(self.port, &path);
+        let seen = wait_until("the registry's access log", Duration::from_secs(10), || {
+            let log = std::fs::read_to_string(&self.log).ok()?;
+            log.contains(&path).then_some(log)
+        });
+        seen.unwrap_or_else(|_| std::fs::read_to_string(&self.log).unwrap_or_default())
+    }
+
     /// How many successful GETs of `digest` as a blob the access log shows.
     pub fn blob_gets(&self, digest: &str) -> usize {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let log = self.settled_log();
         let needle = format!("/blobs/{digest} ");
         log.lines()
             .filter(|l| l.contains("\"GET /v2/") && l.contains(&needle) && l.contains("\" 200 "))
@@ -180,7 +195,7 @@ impl Registry {
 
     /// Every blob GET in the access log.
     pub fn all_blob_gets(&self) -> usize {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let log = self.settled_log();
         log.lines()
             .filter(|l| l.contains("\"GET /v2/") && l.contains("/blobs/sha256:"))
             .count()
