@@ -148,18 +148,15 @@ impl ImageStore {
     /// Unpacks every layer that has no snapshot yet, in parallel on blocking threads.
     async fn ensure_snapshots(&self, layers: &[Layer]) -> Result<()> {
         let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let jobs = layers.iter().enumerate().map(|(i, layer)| {
-            let parent = i.checked_sub(1).map(|p| layers[p].chain_id.clone());
-            self.unpack_once(layer, parent)
-        });
-        // Every job runs to its end, also after one failed: no download or unpack
-        // outlives the call, so a failed call leaves no scratch file behind.
-        futures_util::stream::iter(jobs)
-            .buffer_unordered(parallel)
-            .collect::<Vec<Result<()>>>()
-            .await
-            .into_iter()
-            .collect::<Result<Vec<()>>>()?;
+        let jobs = layers
+            .iter()
+            .enumerate()
+            .map(|(i, layer)| {
+                let parent = i.checked_sub(1).map(|p| layers[p].chain_id.clone());
+                self.unpack_once(layer, parent)
+            })
+            .collect();
+        run_all(jobs, parallel).await?;
         self.inherit_parent_dirs(layers).await
     }
 
@@ -191,6 +188,21 @@ impl ImageStore {
         })
         .await
     }
+}
+
+/// Runs `jobs`, `limit` at a time, each to its end even after one failed (so no
+/// download or unpack outlives the call and a failed call leaves no scratch
+/// file behind); returns the first error. Taking the futures as a `Vec` keeps
+/// the caller's future `Send`.
+async fn run_all<F: std::future::Future<Output = Result<()>>>(
+    jobs: Vec<F>,
+    limit: usize,
+) -> Result<()> {
+    let results: Vec<Result<()>> = futures_util::stream::iter(jobs)
+        .buffer_unordered(limit.max(1))
+        .collect()
+        .await;
+    results.into_iter().collect()
 }
 
 /// Pairs a manifest's layers with the config's DiffIDs and computes ChainIDs.
@@ -225,4 +237,36 @@ fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send_sync<T: Send + Sync + Clone + 'static>(_: &T) {}
+    fn spawnable<F: std::future::Future + Send>(_: F) {}
+
+    #[tokio::test]
+    async fn the_store_and_its_futures_can_be_shared_and_spawned() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path()).unwrap();
+        send_sync(&store);
+        let opts = PullOptions::default();
+        let image = Image {
+            name: "x".into(),
+            index_digest: None,
+            manifest_digest: Digest::of(b"m"),
+            config_digest: Digest::of(b"c"),
+            layers: Vec::new(),
+            created: 0,
+        };
+        // Only type-checked: the supervisor tokio::spawns these.
+        spawnable(store.pull("x", &opts));
+        spawnable(store.get_or_pull("x", &opts));
+        spawnable(store.import(Path::new("x"), &ImportOptions::default()));
+        spawnable(store.prune());
+        spawnable(store.prepare_rootfs(&image, "c"));
+        spawnable(store.release_rootfs("c"));
+        assert!(store.list().unwrap().is_empty());
+    }
 }

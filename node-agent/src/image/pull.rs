@@ -304,36 +304,32 @@ impl ImageStore {
             });
         let style = ProgressStyle::with_template("{prefix} {bar:30} {bytes}/{total_bytes} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar());
-        let jobs = layers.iter().enumerate().map(|(i, layer)| {
-            let parent = i.checked_sub(1).map(|p| layers[p].chain_id.clone());
-            let bar = bars.add(ProgressBar::new(layer.size));
-            bar.set_style(style.clone());
-            bar.set_prefix(layer.digest.short().to_string());
-            async move {
-                let busy = self.busy.lock(&layer.digest).await;
-                if self.content.contains(&layer.digest) {
-                    debug!(layer = %layer.digest, "layer already in the store");
-                    bar.set_position(layer.size);
-                    bar.set_message("already there");
-                } else {
-                    self.download(s, layer, &bar).await?;
-                    bar.set_message("unpacking");
+        let jobs = layers
+            .iter()
+            .enumerate()
+            .map(|(i, layer)| {
+                let parent = i.checked_sub(1).map(|p| layers[p].chain_id.clone());
+                let bar = bars.add(ProgressBar::new(layer.size));
+                bar.set_style(style.clone());
+                bar.set_prefix(layer.digest.short().to_string());
+                async move {
+                    let busy = self.busy.lock(&layer.digest).await;
+                    if self.content.contains(&layer.digest) {
+                        debug!(layer = %layer.digest, "layer already in the store");
+                        bar.set_position(layer.size);
+                        bar.set_message("already there");
+                    } else {
+                        self.download(s, layer, &bar).await?;
+                        bar.set_message("unpacking");
+                    }
+                    drop(busy);
+                    let unpacked = self.unpack_once(layer, parent).await;
+                    bar.finish_with_message(if unpacked.is_ok() { "done" } else { "failed" });
+                    unpacked
                 }
-                drop(busy);
-                let unpacked = self.unpack_once(layer, parent).await;
-                bar.finish_with_message(if unpacked.is_ok() { "done" } else { "failed" });
-                unpacked
-            }
-        });
-        // Every job runs to its end, also after one failed: no download or unpack
-        // outlives the call, so a failed call leaves no scratch file behind.
-        futures_util::stream::iter(jobs)
-            .buffer_unordered(opts.max_concurrent_downloads.max(1))
-            .collect::<Vec<Result<()>>>()
-            .await
-            .into_iter()
-            .collect::<Result<Vec<()>>>()?;
-        Ok(())
+            })
+            .collect();
+        super::run_all(jobs, opts.max_concurrent_downloads).await
     }
 
     /// Streams one blob into the content store, verified on a blocking thread.
