@@ -104,13 +104,24 @@ pub fn inspect(path: &Path) -> Result<Existing, DataDirError> {
     }
 }
 
-/// Opens the database of a member's data dir and checks it matches the marker.
-pub fn open(path: &Path, marker: &Marker) -> Result<(sled::Db, StateMachine), DataDirError> {
+/// Opens the database of a member's data dir.
+pub fn open_db(path: &Path) -> Result<sled::Db, DataDirError> {
+    sled::open(path.join(DB_DIR)).map_err(|e| DataDirError::Corrupt {
+        path: path.to_path_buf(),
+        what: format!("database: {e}"),
+    })
+}
+
+/// Checks that the database matches the marker and returns its state machine.
+pub fn load(
+    path: &Path,
+    db: sled::Db,
+    marker: &Marker,
+) -> Result<(sled::Db, StateMachine), DataDirError> {
     let corrupt = |what: String| DataDirError::Corrupt {
         path: path.to_path_buf(),
         what,
     };
-    let db = sled::open(path.join(DB_DIR)).map_err(|e| corrupt(format!("database: {e}")))?;
     let tree = db
         .open_tree("state")
         .map_err(|e| corrupt(format!("state tree: {e}")))?;
@@ -129,12 +140,14 @@ pub fn open(path: &Path, marker: &Marker) -> Result<(sled::Db, StateMachine), Da
 
 /// Creates the data dir of a new member: the state tree's identity, the first
 /// address book and (for a new cluster) the first voter set; then the marker.
+/// Returns the open database (sled releases its lock asynchronously, so closing
+/// and reopening could race).
 pub fn create(
     path: &Path,
     marker: &Marker,
     members: &BTreeMap<u64, String>,
     voters: &[u64],
-) -> Result<(), DataDirError> {
+) -> Result<sled::Db, DataDirError> {
     let io = |source| DataDirError::Io {
         path: path.to_path_buf(),
         source,
@@ -144,8 +157,8 @@ pub fn create(
         path: path.to_path_buf(),
         what,
     };
+    let db = sled::open(path.join(DB_DIR)).map_err(|e| corrupt(format!("database: {e}")))?;
     {
-        let db = sled::open(path.join(DB_DIR)).map_err(|e| corrupt(format!("database: {e}")))?;
         let tree = db.open_tree("state").map_err(|e| corrupt(e.to_string()))?;
         let sm = StateMachine::new(tree.clone(), WatchHub::new(0));
         let conf = ConfState {
@@ -180,7 +193,7 @@ pub fn create(
         .and_then(|f| f.sync_all())
         .map_err(io)?;
     std::fs::rename(&tmp, path.join(MARKER)).map_err(io)?;
-    Ok(())
+    Ok(db)
 }
 
 pub fn new_cluster_id() -> String {

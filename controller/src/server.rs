@@ -102,11 +102,11 @@ async fn join_cluster(
     Err(join_err(format!("the cluster stayed unavailable: {last}")))
 }
 
-/// Decides init / join / restart and returns who this member is.
+/// Decides init / join / restart; returns who this member is and its database.
 async fn prepare_data_dir(
     opts: &ControllerOptions,
     advertise: &str,
-) -> Result<Marker, ServerError> {
+) -> Result<(Marker, sled::Db), ServerError> {
     match datadir::inspect(&opts.data_dir)? {
         Existing::Member(marker) => {
             if opts.init || opts.join.is_some() {
@@ -115,7 +115,8 @@ async fn prepare_data_dir(
                     "data dir already holds member {}; ignoring --init/--join", marker.member_id
                 );
             }
-            Ok(marker)
+            let db = datadir::open_db(&opts.data_dir)?;
+            Ok((marker, db))
         }
         Existing::Empty if opts.init => {
             let marker = Marker {
@@ -124,9 +125,9 @@ async fn prepare_data_dir(
                 member_id: datadir::new_member_id(),
             };
             let members = [(marker.member_id, advertise.to_string())].into();
-            datadir::create(&opts.data_dir, &marker, &members, &[marker.member_id])?;
+            let db = datadir::create(&opts.data_dir, &marker, &members, &[marker.member_id])?;
             info!(cluster = %marker.cluster_id, member = marker.member_id, "initialized a new cluster");
-            Ok(marker)
+            Ok((marker, db))
         }
         Existing::Empty => match &opts.join {
             Some(via) => {
@@ -136,9 +137,9 @@ async fn prepare_data_dir(
                     cluster_id: response.cluster_id,
                     member_id: response.member_id,
                 };
-                datadir::create(&opts.data_dir, &marker, &response.members, &[])?;
+                let db = datadir::create(&opts.data_dir, &marker, &response.members, &[])?;
                 info!(cluster = %marker.cluster_id, member = marker.member_id, "joined the cluster as a learner");
-                Ok(marker)
+                Ok((marker, db))
             }
             None => Err(DataDirError::Uninitialized {
                 path: opts.data_dir.clone(),
@@ -161,8 +162,8 @@ pub async fn run(
             addr: opts.listen,
             source,
         })?;
-    let marker = prepare_data_dir(&opts, &advertise).await?;
-    let (db, sm) = datadir::open(&opts.data_dir, &marker)?;
+    let (marker, db) = prepare_data_dir(&opts, &advertise).await?;
+    let (db, sm) = datadir::load(&opts.data_dir, db, &marker)?;
     let storage = SledStorage::open(db, sm.clone())?;
     let (mailbox, mailbox_rx) = std::sync::mpsc::sync_channel(8192);
     let status = SharedStatus::default();

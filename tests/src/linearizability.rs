@@ -140,9 +140,9 @@ fn check_register(ops: &[&Op], initial: Option<String>) -> bool {
             return_of[e.op] = idx;
         }
     }
-    for idx in 0..events.len() {
-        if events[idx].is_call {
-            events[idx].partner = return_of[events[idx].op];
+    for event in events.iter_mut() {
+        if event.is_call {
+            event.partner = return_of[event.op];
         }
     }
     events.push(Event {
@@ -152,9 +152,9 @@ fn check_register(ops: &[&Op], initial: Option<String>) -> bool {
         prev: NIL,
         next: 0,
     });
-    for idx in 0..2 * n {
-        events[idx].prev = if idx == 0 { head } else { idx - 1 };
-        events[idx].next = if idx + 1 == 2 * n { NIL } else { idx + 1 };
+    for (idx, event) in events.iter_mut().enumerate().take(2 * n) {
+        event.prev = if idx == 0 { head } else { idx - 1 };
+        event.next = if idx + 1 == 2 * n { NIL } else { idx + 1 };
     }
 
     let lift = |events: &mut Vec<Event>, call: usize| {

@@ -28,6 +28,9 @@ struct Args {
     /// Failovers measured per system (median reported).
     #[arg(long, default_value_t = 3)]
     failovers: usize,
+    /// Measure berth only (for profiling); no ratios.
+    #[arg(long)]
+    berth_only: bool,
 }
 
 struct Figures {
@@ -76,6 +79,9 @@ async fn main() -> Result<()> {
     let mut berth = Cluster::Berth(BerthCluster::start(dir.path(), 27401).await?);
     let b = measure(&mut berth, &args).await?;
     drop(berth);
+    if args.berth_only {
+        return Ok(());
+    }
     let mut etcd = Cluster::Etcd(EtcdCluster::start(dir.path(), 23791).await?);
     let e = measure(&mut etcd, &args).await?;
     drop(etcd);

@@ -49,4 +49,6 @@ pub enum Msg {
     Snapshot(u64, SnapshotStatus),
     /// Lets a test or an operator make this member campaign now.
     Campaign,
+    /// The leader says this member is no longer in the cluster.
+    Removed,
 }

@@ -68,6 +68,21 @@ pub struct Node<T: Transport> {
     last_term: u64,
     /// A committed change removed this member.
     removed: bool,
+    /// Bumped whenever the voter set or the address book changes.
+    conf_epoch: u64,
+    /// What the last full status publication was built from.
+    published_shape: Option<StatusShape>,
+}
+
+/// Everything in the published status except the indexes, which change on every
+/// write and are updated in place.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct StatusShape {
+    leader_id: u64,
+    term: u64,
+    role: StateRole,
+    removed: bool,
+    conf_epoch: u64,
 }
 
 impl<T: Transport> Node<T> {
@@ -116,6 +131,8 @@ impl<T: Transport> Node<T> {
             last_role: StateRole::Follower,
             last_term: 0,
             removed: false,
+            conf_epoch: 0,
+            published_shape: None,
         };
         node.publish_status();
         Ok(node)
@@ -186,6 +203,10 @@ impl<T: Transport> Node<T> {
             Msg::Unreachable(id) => self.raw.report_unreachable(id),
             Msg::Snapshot(id, status) => self.raw.report_snapshot(id, status),
             Msg::Campaign => self.raw.campaign()?,
+            Msg::Removed => {
+                warn!("the leader no longer knows this member: it was removed");
+                self.removed = true;
+            }
         }
         Ok(())
     }
@@ -200,9 +221,12 @@ impl<T: Transport> Node<T> {
         })
     }
 
+    /// Proposes on this member. A follower hands the proposal to the leader as a
+    /// raft message (no extra RPC); every member applies every entry, so the
+    /// follower answers its client when it applies the entry carrying its id.
     fn propose(&mut self, txn: Txn, reply: Reply<TxnResult>) {
-        if let Some(err) = self.not_leader() {
-            let _ = reply.send(Err(err));
+        if self.raw.raft.leader_id == 0 {
+            let _ = reply.send(Err(ProposeError::NoLeader));
             return;
         }
         let id = self.request_id();
@@ -396,6 +420,7 @@ impl<T: Transport> Node<T> {
                 }
             }
         }
+        self.conf_epoch += 1;
         let conf_bytes = conf_state
             .write_to_bytes()
             .map_err(|e| corrupt(e.to_string()))?;
@@ -407,6 +432,7 @@ impl<T: Transport> Node<T> {
     }
 
     fn reload_members(&mut self) -> Result<(), NodeError> {
+        self.conf_epoch += 1;
         self.members = self.sm.members()?;
         if let Some(id) = self.sm.cluster_id()? {
             self.cluster_id = id;
@@ -421,8 +447,12 @@ impl<T: Transport> Node<T> {
         let role = self.raw.raft.state;
         let term = self.raw.raft.term;
         if role != self.last_role || term != self.last_term {
-            if self.last_role == StateRole::Leader && role != StateRole::Leader {
+            let lost_leadership = self.last_role == StateRole::Leader && role != StateRole::Leader;
+            if lost_leadership {
                 warn!(term, "lost leadership");
+            }
+            // A new term may or may not keep what was proposed in the old one.
+            if lost_leadership || term != self.last_term {
                 for (_, pending) in self.pending.drain() {
                     match pending {
                         Pending::Txn(reply) => {
@@ -494,6 +524,20 @@ impl<T: Transport> Node<T> {
 
     fn publish_status(&mut self) {
         let raft = &self.raw.raft;
+        let shape = StatusShape {
+            leader_id: raft.leader_id,
+            term: raft.term,
+            role: raft.state,
+            removed: self.removed,
+            conf_epoch: self.conf_epoch,
+        };
+        if self.published_shape == Some(shape) {
+            // The hot path: only the indexes moved; no allocation.
+            self.status
+                .set_indexes(raft.raft_log.committed, raft.raft_log.applied);
+            return;
+        }
+        self.published_shape = Some(shape);
         let conf = raft.prs().conf().to_conf_state();
         let role_of = |id: u64| {
             if id == raft.leader_id {

@@ -1,13 +1,8 @@
-//! The `RaftPeer` gRPC service: incoming raft streams and snapshots, joins, and
-//! writes forwarded by followers.
+//! The `RaftPeer` gRPC service: incoming raft streams and snapshots, and joins.
 
-use berth_proto::store::{MemberChange, Txn};
+use berth_proto::store::MemberChange;
 use berth_proto::v1::raft_peer_server::RaftPeer;
-use berth_proto::v1::{
-    ForwardRequest, ForwardResponse, JoinRequest, JoinResponse, RaftAck, RaftEnvelope,
-    SnapshotChunk,
-};
-use prost::Message as _;
+use berth_proto::v1::{JoinRequest, JoinResponse, RaftAck, RaftEnvelope, SnapshotChunk};
 use protobuf::Message as _;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{info, warn};
@@ -34,7 +29,27 @@ impl PeerService {
         }
         Ok(())
     }
+
+    /// The leader tells a member it removed that it is no longer one (a removed
+    /// member may never learn the commit of its own removal otherwise). Only the
+    /// leader answers so: it has applied every committed join.
+    fn check_member(&self, from: u64) -> Result<(), Status> {
+        let status = self.handle.status().get();
+        if status.is_leader() && !status.addresses.contains_key(&from) {
+            let mut answer = Status::not_found(format!(
+                "member {from} is not (or no longer) in this cluster"
+            ));
+            if let Ok(value) = from.to_string().parse() {
+                answer.metadata_mut().insert(REMOVED_METADATA, value);
+            }
+            return Err(answer);
+        }
+        Ok(())
+    }
 }
+
+/// gRPC metadata naming the member a leader no longer knows.
+pub const REMOVED_METADATA: &str = "berth-removed-member";
 
 /// Maps a proposal error to a gRPC status; NotLeader carries a marker so the
 /// forwarding member knows nothing was proposed.
@@ -64,6 +79,7 @@ impl RaftPeer for PeerService {
         let mut stream = request.into_inner();
         while let Some(envelope) = stream.message().await? {
             self.check_cluster(&envelope.cluster_id)?;
+            self.check_member(envelope.from)?;
             match raft::eraftpb::Message::parse_from_bytes(&envelope.message) {
                 Ok(msg) => self.handle.deliver(msg),
                 Err(err) => warn!(from = envelope.from, %err, "undecodable raft message"),
@@ -159,22 +175,6 @@ impl RaftPeer for PeerService {
             member_id: id,
             cluster_id: status.cluster_id,
             members,
-        }))
-    }
-
-    async fn forward(
-        &self,
-        request: Request<ForwardRequest>,
-    ) -> Result<Response<ForwardResponse>, Status> {
-        let txn = Txn::decode(request.into_inner().command.as_slice())
-            .map_err(|e| Status::invalid_argument(format!("undecodable command: {e}")))?;
-        let result = self
-            .handle
-            .propose_local(txn)
-            .await
-            .map_err(propose_status)?;
-        Ok(Response::new(ForwardResponse {
-            result: result.encode_to_vec(),
         }))
     }
 }

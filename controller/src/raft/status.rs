@@ -52,6 +52,12 @@ impl SharedStatus {
         self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    pub fn set_indexes(&self, commit_index: u64, applied_index: u64) {
+        let mut status = self.0.write().unwrap_or_else(|e| e.into_inner());
+        status.commit_index = commit_index;
+        status.applied_index = applied_index;
+    }
+
     pub fn set(&self, status: NodeStatus) {
         *self.0.write().unwrap_or_else(|e| e.into_inner()) = status;
     }

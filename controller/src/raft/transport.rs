@@ -180,6 +180,14 @@ async fn peer_loop(
                 result = &mut call => {
                     if let Ok(Err(status)) = result {
                         debug!(peer = id, %address, %status, "raft stream ended");
+                        let removed = status
+                            .metadata()
+                            .get(super::peer_service::REMOVED_METADATA)
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.parse::<u64>().ok());
+                        if removed == Some(inner.self_id) {
+                            let _ = inner.mailbox.try_send(Msg::Removed);
+                        }
                     }
                     break;
                 }
