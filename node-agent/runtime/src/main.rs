@@ -10,6 +10,7 @@ mod init;
 mod namespaces;
 mod process;
 mod rootfs;
+mod seccomp;
 mod spec;
 mod state;
 mod sync;

@@ -116,20 +116,15 @@ impl Bundle {
         if spec.hooks().is_some() {
             out.push("hooks");
         }
-        if let Some(linux) = spec.linux() {
-            if linux.seccomp().is_some() {
-                out.push("linux.seccomp");
+        if let Some(r) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
+            if r.block_io().is_some() {
+                out.push("linux.resources.blockIO");
             }
-            if let Some(r) = linux.resources() {
-                if r.block_io().is_some() {
-                    out.push("linux.resources.blockIO");
-                }
-                if r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty()) {
-                    out.push("linux.resources.hugepageLimits");
-                }
-                if r.unified().as_ref().is_some_and(|u| !u.is_empty()) {
-                    out.push("linux.resources.unified");
-                }
+            if r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty()) {
+                out.push("linux.resources.hugepageLimits");
+            }
+            if r.unified().as_ref().is_some_and(|u| !u.is_empty()) {
+                out.push("linux.resources.unified");
             }
         }
         if let Some(p) = spec.process()
@@ -194,14 +189,19 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut spec = Spec::default();
         let mut linux = spec.linux().clone().expect("linux");
-        linux.set_seccomp(Some(Default::default()));
+        linux.set_resources(Some(
+            oci_spec::runtime::LinuxResourcesBuilder::default()
+                .block_io(oci_spec::runtime::LinuxBlockIo::default())
+                .build()
+                .expect("resources"),
+        ));
         spec.set_linux(Some(linux));
         let bundle = Bundle {
             dir: dir.path().to_path_buf(),
             rootfs: dir.path().to_path_buf(),
             spec,
         };
-        assert_eq!(bundle.ignored(), vec!["linux.seccomp"]);
+        assert_eq!(bundle.ignored(), vec!["linux.resources.blockIO"]);
     }
 
     #[test]

@@ -22,7 +22,13 @@ fn both(
         let spec = fx.spec(&tag, &["sh", "-c", script], &edit);
         let bundle = fx.bundle(&tag, &spec).expect("bundle");
         let out = fx.run(rt, &bundle, &fx.id(&tag)).expect("run");
-        assert!(out.status.success(), "{rt:?} failed: {}", stderr(&out));
+        assert!(
+            out.status.success(),
+            "{rt:?} failed ({}): {}{}",
+            out.status,
+            stdout(&out),
+            stderr(&out)
+        );
         outs.push(stdout(&out).replace(&tag, "TAG"));
     }
     let runc = outs.pop().expect("runc");
@@ -270,4 +276,125 @@ fn spec_devices_match_runc() {
         berth.contains("/dev/extra/loop9 block special file 7:9 640 1000:6"),
         "{berth}"
     );
+}
+
+fn seccomp_profile() -> oci_spec::runtime::LinuxSeccomp {
+    use oci_spec::runtime::{
+        LinuxSeccompAction, LinuxSeccompArgBuilder, LinuxSeccompBuilder, LinuxSeccompOperator,
+        LinuxSyscallBuilder,
+    };
+    let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let mode_777 = |index: usize| {
+        vec![
+            LinuxSeccompArgBuilder::default()
+                .index(index)
+                .value(0o777u64)
+                .op(LinuxSeccompOperator::ScmpCmpEq)
+                .build()
+                .expect("arg"),
+        ]
+    };
+    LinuxSeccompBuilder::default()
+        .default_action(LinuxSeccompAction::ScmpActAllow)
+        .syscalls(vec![
+            LinuxSyscallBuilder::default()
+                .names(names(&["mkdir", "mkdirat"]))
+                .action(LinuxSeccompAction::ScmpActErrno)
+                .build()
+                .expect("mkdir"),
+            LinuxSyscallBuilder::default()
+                .names(names(&["uname"]))
+                .action(LinuxSeccompAction::ScmpActErrno)
+                .errno_ret(38u32)
+                .build()
+                .expect("uname"),
+            LinuxSyscallBuilder::default()
+                .names(names(&["chmod"]))
+                .action(LinuxSeccompAction::ScmpActErrno)
+                .args(mode_777(1))
+                .build()
+                .expect("chmod"),
+            LinuxSyscallBuilder::default()
+                .names(names(&["fchmodat", "fchmodat2"]))
+                .action(LinuxSeccompAction::ScmpActErrno)
+                .args(mode_777(2))
+                .build()
+                .expect("fchmodat"),
+        ])
+        .build()
+        .expect("profile")
+}
+
+#[test]
+fn seccomp_profile_acts_as_under_runc() {
+    let fx = Fixture::new("diff-seccomp").expect("fixture");
+    // uname fails with ENOSYS: busybox then prints an empty line instead of "Linux".
+    let script = "mkdir /tmp/d 2>&1; touch /tmp/f; chmod 755 /tmp/f && echo chmod-755-ok; \
+                  chmod 777 /tmp/f 2>&1; uname -s 2>&1; echo uname=$?; echo done";
+    for nnp in [true, false] {
+        let name = if nnp { "sc-nnp" } else { "sc-caps" };
+        let (berth, runc) = both(&fx, name, script, |spec| {
+            let mut linux = spec.linux().clone().expect("linux");
+            linux.set_seccomp(Some(seccomp_profile()));
+            spec.set_linux(Some(linux));
+            let mut p = spec.process().clone().expect("process");
+            p.set_no_new_privileges(Some(nnp));
+            spec.set_process(Some(p));
+        });
+        assert_eq!(berth, runc, "no_new_privs {nnp}");
+        assert_eq!(
+            berth.matches("Operation not permitted").count(),
+            2,
+            "{berth}"
+        );
+        assert!(berth.contains("chmod-755-ok"), "{berth}");
+        assert!(!berth.contains("Linux"), "{berth}");
+        assert!(berth.ends_with("done\n"), "{berth}");
+    }
+}
+
+mod syscalls {
+    #![allow(dead_code)]
+    include!("../src/seccomp/table.rs");
+}
+
+#[test]
+fn seccomp_allow_list_with_default_errno_acts_as_under_runc() {
+    use oci_spec::runtime::{LinuxSeccompAction, LinuxSeccompBuilder, LinuxSyscallBuilder};
+    let fx = Fixture::new("diff-seccomp-list").expect("fixture");
+    // Docker's shape: deny by default, allow a long list (here: everything this
+    // architecture has but mkdir/mkdirat and sync), kill on sync.
+    let allowed: Vec<String> = syscalls::TABLE
+        .iter()
+        .map(|(n, _)| n.to_string())
+        .filter(|n| !matches!(n.as_str(), "mkdir" | "mkdirat" | "sync"))
+        .collect();
+    let profile = LinuxSeccompBuilder::default()
+        .default_action(LinuxSeccompAction::ScmpActErrno)
+        .default_errno_ret(1u32)
+        .syscalls(vec![
+            LinuxSyscallBuilder::default()
+                .names(allowed)
+                .action(LinuxSeccompAction::ScmpActAllow)
+                .build()
+                .expect("allow"),
+            LinuxSyscallBuilder::default()
+                .names(vec!["sync".to_string()])
+                .action(LinuxSeccompAction::ScmpActKillProcess)
+                .build()
+                .expect("kill"),
+        ])
+        .build()
+        .expect("profile");
+    let script = "mkdir /tmp/list-d 2>&1; sync; echo sync=$?; echo done";
+    let (berth, runc) = both(&fx, "sclist", script, |spec| {
+        let mut linux = spec.linux().clone().expect("linux");
+        linux.set_seccomp(Some(profile.clone()));
+        spec.set_linux(Some(linux));
+    });
+    assert_eq!(berth, runc);
+    assert!(berth.contains("Operation not permitted"), "{berth}");
+    // Killed by SIGSYS (31): 128 + 31.
+    assert!(berth.contains("sync=159"), "{berth}");
+    assert!(berth.ends_with("done\n"), "{berth}");
 }

@@ -122,7 +122,8 @@ pub fn exec(
                     exit(126);
                 }
             }
-            match prepare_process(&process, env, user) {
+            let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+            match prepare_process(&process, seccomp, env, user) {
                 Ok(cmd) => {
                     crate::process::setup::close_range_cloexec(3);
                     let err = cmd.exec();

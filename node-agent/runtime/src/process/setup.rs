@@ -6,13 +6,14 @@ use std::os::fd::OwnedFd;
 
 use nix::sys::stat::{Mode, umask};
 use nix::unistd::{chdir, sethostname};
-use oci_spec::runtime::{Process, Spec};
+use oci_spec::runtime::{LinuxSeccomp, Process, Spec};
 
 use super::{Command, ProcessError};
 use crate::caps::{CapsError, Sets};
 use crate::cgroups::{Cgroup, CgroupError};
 use crate::namespaces::{NamespaceError, Plan};
 use crate::rootfs::{self, CgroupView, RootfsError};
+use crate::seccomp::{self, SeccompError};
 use crate::spec::Bundle;
 use crate::sync::{self, Msg};
 
@@ -28,6 +29,8 @@ pub enum SetupError {
     Caps(#[from] CapsError),
     #[error("process: {0}")]
     Process(#[from] ProcessError),
+    #[error(transparent)]
+    Seccomp(#[from] SeccompError),
     #[error("failed to set hostname or domainname {name:?}: {source}")]
     Hostname {
         name: String,
@@ -81,17 +84,6 @@ pub fn run_init(ctx: Context) -> ! {
                         _ => exit(1),
                     }
                 }
-            }
-            let nnp = ctx
-                .bundle
-                .spec
-                .process()
-                .as_ref()
-                .and_then(|p| p.no_new_privileges())
-                .unwrap_or(false);
-            if nnp && let Err(e) = super::set_no_new_privs() {
-                eprintln!("berth-runtime: container {}: {e}", ctx.id);
-                exit(1);
             }
             let wants_init = ctx
                 .bundle
@@ -173,7 +165,8 @@ fn setup(ctx: &Context) -> Result<Command, SetupError> {
         wait_joined(ctx)?;
     }
     let process = spec.process().as_ref().cloned().unwrap_or_default();
-    let command = prepare_process(&process, &[], None)?;
+    let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+    let command = prepare_process(&process, seccomp, &[], None)?;
     // Only stdio and the preserved fds go through exec.
     close_range_cloexec(3 + ctx.preserve_fds);
     Ok(command)
@@ -206,14 +199,23 @@ fn write_sysctls(spec: &Spec) -> Result<(), SetupError> {
 }
 
 /// Process attributes shared by init and exec: rlimits, oom_score_adj,
-/// capabilities, user, cwd, the executable, umask. `user` overrides uid:gid.
+/// capabilities, user, cwd, the executable, umask, no_new_privs and seccomp.
+/// `user` overrides uid:gid.
 pub fn prepare_process(
     process: &Process,
+    seccomp: Option<&LinuxSeccomp>,
     extra_env: &[String],
     user: Option<(u32, u32)>,
 ) -> Result<Command, SetupError> {
+    let filters = seccomp.map(seccomp::compile).transpose()?;
+    let no_new_privs = process.no_new_privileges().unwrap_or(false);
     super::set_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
     super::set_oom_score_adj(process.oom_score_adj())?;
+    // Without no_new_privs, installing a filter takes CAP_SYS_ADMIN: do it while
+    // init still has every capability (the profile must allow what follows).
+    if !no_new_privs && let Some(filters) = &filters {
+        seccomp::install(filters)?;
+    }
     let sets = Sets::from_spec(process.capabilities().as_ref())?;
     sets.apply_bounding()?;
     let spec_user = process.user();
@@ -234,7 +236,14 @@ pub fn prepare_process(
     let path = super::lookup(arg0, &env)?;
     umask(Mode::from_bits_truncate(spec_user.umask().unwrap_or(0o022)));
     reset_signals();
-    Ok(Command::new(&path, &args, &env)?)
+    let command = Command::new(&path, &args, &env)?;
+    if no_new_privs {
+        super::set_no_new_privs()?;
+        if let Some(filters) = &filters {
+            seccomp::install(filters)?;
+        }
+    }
+    Ok(command)
 }
 
 /// Marks every fd from `first` on close-on-exec.
