@@ -129,6 +129,8 @@ fn full_lifecycle_leaves_nothing_behind() {
     assert!(!fx.state_root(Runtime::Berth).join(&id).exists());
     assert!(!fx.cgroup_dir("memory", "life").exists());
     assert!(!fx.cgroup_dir("pids", "life").exists());
+    // In every hierarchy (the hybrid host's v2 one included).
+    assert!(!common::cgroup_exists(&format!("{}/life", fx.cgroup)));
     assert!(!Path::new(&format!("/proc/{pid}")).exists());
     let out = fx.cmd(Runtime::Berth, &["state", &id]).expect("state");
     assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
