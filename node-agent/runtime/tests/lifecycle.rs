@@ -205,6 +205,15 @@ fn minimal_init_forwards_signals_and_reaps_zombies() {
         (!text.is_empty() && !text.lines().any(|l| l.contains(") Z "))).then_some(())
     })
     .expect("reaped");
+    // The init is runtime code: not dumpable, so its /proc entries stay closed.
+    let out = fx
+        .cmd(Runtime::Berth, &["exec", &id, "readlink", "/proc/1/exe"])
+        .expect("exec");
+    assert!(
+        !out.status.success(),
+        "readlink /proc/1/exe gave {}",
+        stdout(&out)
+    );
     // SIGTERM to PID 1 reaches sleep, which dies of it; init exits 128+15.
     ok(&fx
         .cmd(Runtime::Berth, &["kill", &id, "TERM"])

@@ -114,6 +114,7 @@ pub fn exec(
     // SAFETY: this process is single-threaded.
     match unsafe { fork() }.map_err(sys("fork"))? {
         ForkResult::Child => {
+            crate::process::set_not_dumpable();
             drop(report_r);
             let mut report = std::fs::File::from(report_w);
             for mut f in procs {

@@ -86,6 +86,16 @@ pub fn set_no_new_privs() -> Result<()> {
         .map_err(ProcessError::NoNewPrivs)
 }
 
+/// Runtime code inside a container is not dumpable: container processes cannot
+/// ptrace it or open its /proc entries (exe, mem, fds). execve of the user's
+/// program makes the new image dumpable again as usual.
+pub fn set_not_dumpable() {
+    // SAFETY: prctl with integer arguments.
+    unsafe {
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
+}
+
 pub fn set_keep_caps(on: bool) {
     // SAFETY: prctl with integer arguments.
     unsafe {

@@ -69,6 +69,7 @@ pub const INIT_ANNOTATION: &str = "run.berth.init";
 
 /// The init process's body; never returns.
 pub fn run_init(ctx: Context) -> ! {
+    super::set_not_dumpable();
     match setup(&ctx) {
         Ok(command) => {
             if sync::send(&ctx.sync, &Msg::Ready).is_err() {
