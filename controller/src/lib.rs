@@ -3,6 +3,10 @@
 
 pub mod api;
 pub mod datadir;
+pub mod leader;
+pub mod orchestrator;
+pub mod dispatcher;
 pub mod raft;
+pub mod scheduler;
 pub mod server;
 pub mod store;

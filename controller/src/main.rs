@@ -2,6 +2,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use berth_controller::dispatcher::DispatcherSettings;
 use berth_controller::raft::RaftSettings;
 use berth_controller::server::{ControllerOptions, run};
 use clap::Parser;
@@ -45,6 +46,9 @@ struct Args {
     /// Compact the log (and serve laggards a snapshot) after this many entries.
     #[arg(long, default_value_t = 10_000)]
     snapshot_entries: u64,
+    /// Declare a node down after this many seconds without a heartbeat.
+    #[arg(long, default_value_t = 8)]
+    node_down_after: u64,
 }
 
 fn main() {
@@ -86,6 +90,10 @@ fn real_main() -> anyhow::Result<()> {
         init: args.init,
         join: args.join,
         raft,
+        dispatcher: DispatcherSettings {
+            down_after: Duration::from_secs(args.node_down_after.max(2)),
+            ..DispatcherSettings::default()
+        },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -7,12 +7,14 @@ use std::time::Duration;
 
 use berth_proto::v1::JoinRequest;
 use berth_proto::v1::cluster_server::ClusterServer;
+use berth_proto::v1::dispatcher_server::DispatcherServer;
 use berth_proto::v1::raft_peer_server::RaftPeerServer;
 use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
 use crate::api::ClusterApi;
 use crate::datadir::{self, DataDirError, Existing, Marker};
+use crate::dispatcher::{Dispatcher, DispatcherService, DispatcherSettings, run_liveness};
 use crate::raft::peer_service::PeerService;
 use crate::raft::storage::SledStorage;
 use crate::raft::transport::{GrpcTransport, peer_channel, peer_client};
@@ -29,6 +31,7 @@ pub struct ControllerOptions {
     pub init: bool,
     pub join: Option<String>,
     pub raft: RaftSettings,
+    pub dispatcher: DispatcherSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -189,6 +192,8 @@ pub async fn run(
         })
         .map_err(|_| ServerError::RaftThread)?;
     let handle = RaftHandle::new(mailbox, status.clone(), sm);
+    let dispatcher = Dispatcher::new(handle.clone(), opts.dispatcher.clone());
+    let liveness = tokio::spawn(run_liveness(dispatcher.clone()));
     info!(member = marker.member_id, listen = %opts.listen, %advertise, "controller serving");
 
     let (stop_tx, stop_rx) = oneshot::channel::<Result<(), ServerError>>();
@@ -233,6 +238,11 @@ pub async fn run(
                 .max_encoding_message_size(berth_proto::MAX_MESSAGE_BYTES),
         )
         .add_service(
+            DispatcherServer::new(DispatcherService::new(dispatcher))
+                .max_decoding_message_size(berth_proto::MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(berth_proto::MAX_MESSAGE_BYTES),
+        )
+        .add_service(
             ClusterServer::new(ClusterApi::new(handle))
                 .max_decoding_message_size(API_MAX_REQUEST)
                 .max_encoding_message_size(berth_proto::MAX_MESSAGE_BYTES),
@@ -253,6 +263,7 @@ pub async fn run(
         _ = drain_deadline => {}
     }
     watcher.abort();
+    liveness.abort();
     match result_rx.await {
         Ok(Err(err)) => Err(err),
         _ => Ok(()),

@@ -1,7 +1,7 @@
 //! The `Cluster` gRPC service the CLI talks to. Each handler lives in the module
 //! of the objects it serves; this file only routes.
 
-mod common;
+pub mod common;
 mod configs;
 mod members;
 mod networks;

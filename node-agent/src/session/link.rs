@@ -1,0 +1,192 @@
+//! One session with one controller: register, stream assignments, heartbeat,
+//! report status. Returns when anything breaks; the caller reconnects.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use berth_proto::v1::dispatcher_client::DispatcherClient;
+use berth_proto::v1::{
+    HeartbeatRequest, RegisterRequest, SessionRequest, TaskStatusUpdate, UpdateTaskStatusRequest,
+    session_message,
+};
+use tokio::sync::mpsc;
+use tonic::transport::{Channel, Endpoint};
+use tracing::{debug, info};
+
+use super::identity::{NodeIdentity, detect_resources};
+use super::{SessionConfig, SessionError, TaskRunner};
+
+/// Metadata a follower sets to point at the leader.
+const LEADER_METADATA: &str = "berth-leader";
+
+fn refused(address: &str, status: tonic::Status) -> SessionError {
+    if let Some(hint) = status
+        .metadata()
+        .get(LEADER_METADATA)
+        .and_then(|v| v.to_str().ok())
+    {
+        return SessionError::Redirect {
+            hint: hint.to_string(),
+        };
+    }
+    match status.code() {
+        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Unknown => {
+            SessionError::Unreachable {
+                address: address.to_string(),
+                why: status.message().to_string(),
+            }
+        }
+        _ => SessionError::Refused {
+            address: address.to_string(),
+            why: status.message().to_string(),
+        },
+    }
+}
+
+async fn connect(address: &str) -> Result<DispatcherClient<Channel>, SessionError> {
+    let unreachable = |why: String| SessionError::Unreachable {
+        address: address.to_string(),
+        why,
+    };
+    let channel = Endpoint::from_shared(format!("http://{address}"))
+        .map_err(|e| unreachable(e.to_string()))?
+        .connect_timeout(Duration::from_secs(2))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(2))
+        .keep_alive_timeout(Duration::from_secs(4))
+        .connect()
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    Ok(DispatcherClient::new(channel).max_decoding_message_size(berth_proto::MAX_MESSAGE_BYTES))
+}
+
+/// The local address this host uses to reach `controller` (no packet is sent).
+fn local_address_towards(controller: &str) -> Option<String> {
+    let target: SocketAddr = controller.parse().ok()?;
+    let socket = UdpSocket::bind(if target.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    })
+    .ok()?;
+    socket.connect(target).ok()?;
+    Some(socket.local_addr().ok()?.ip().to_string())
+}
+
+pub async fn session(
+    config: &SessionConfig,
+    identity: &mut NodeIdentity,
+    address: &str,
+    runner: &dyn TaskRunner,
+    updates: &mut mpsc::Receiver<TaskStatusUpdate>,
+) -> Result<(), SessionError> {
+    let mut client = connect(address).await?;
+    let advertise = if config.advertise.is_empty() {
+        local_address_towards(address).unwrap_or_default()
+    } else {
+        config.advertise.clone()
+    };
+    let registered = client
+        .register(RegisterRequest {
+            node_id: identity.node_id.clone(),
+            name: config.name.clone(),
+            address: advertise,
+            labels: config.labels.clone(),
+            resources: Some(detect_resources()),
+        })
+        .await
+        .map_err(|s| refused(address, s))?
+        .into_inner();
+    identity.save(&registered.node_id)?;
+    let node_id = registered.node_id.clone();
+    let session_id = registered.session_id.clone();
+    info!(node = %node_id, controller = %address, "registered");
+    let mut stream = client
+        .session(SessionRequest {
+            node_id: node_id.clone(),
+            session_id: session_id.clone(),
+        })
+        .await
+        .map_err(|s| refused(address, s))?
+        .into_inner();
+
+    // Whatever was reported to an earlier leader may be lost: report it all.
+    let current = runner.statuses();
+    if !current.is_empty() {
+        report(&mut client, &node_id, &session_id, current, address).await?;
+    }
+
+    let period = Duration::from_millis(registered.heartbeat_period_ms.clamp(100, 60_000));
+    let mut heartbeat = tokio::time::interval(period);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            message = stream.message() => {
+                let message = message.map_err(|s| refused(address, s))?;
+                let Some(message) = message else {
+                    return Err(SessionError::Unreachable {
+                        address: address.to_string(),
+                        why: "the session stream ended".into(),
+                    });
+                };
+                match message.message {
+                    Some(session_message::Message::Assignments(assignments)) => {
+                        debug!(tasks = assignments.tasks.len(), revision = assignments.revision, "assignments");
+                        runner.reconcile(assignments.tasks);
+                    }
+                    Some(session_message::Message::NotLeader(not_leader)) => {
+                        if not_leader.leader_address.is_empty() {
+                            return Err(SessionError::Unreachable {
+                                address: address.to_string(),
+                                why: "the controller lost leadership".into(),
+                            });
+                        }
+                        return Err(SessionError::Redirect { hint: not_leader.leader_address });
+                    }
+                    None => {}
+                }
+            }
+            update = updates.recv() => {
+                let Some(update) = update else { return Ok(()) };
+                let mut batch = vec![update];
+                while let Ok(more) = updates.try_recv() {
+                    batch.push(more);
+                }
+                report(&mut client, &node_id, &session_id, batch, address).await?;
+            }
+            _ = heartbeat.tick() => {
+                let beat = tokio::time::timeout(
+                    period * 3,
+                    client.heartbeat(HeartbeatRequest {
+                        node_id: node_id.clone(),
+                        session_id: session_id.clone(),
+                    }),
+                )
+                .await
+                .map_err(|_| SessionError::Unreachable {
+                    address: address.to_string(),
+                    why: "heartbeat timed out".into(),
+                })?;
+                beat.map_err(|s| refused(address, s))?;
+            }
+        }
+    }
+}
+
+async fn report(
+    client: &mut DispatcherClient<Channel>,
+    node_id: &str,
+    session_id: &str,
+    updates: Vec<TaskStatusUpdate>,
+    address: &str,
+) -> Result<(), SessionError> {
+    client
+        .update_task_status(UpdateTaskStatusRequest {
+            node_id: node_id.to_string(),
+            session_id: session_id.to_string(),
+            updates,
+        })
+        .await
+        .map_err(|s| refused(address, s))?;
+    Ok(())
+}

@@ -1,0 +1,98 @@
+//! The agent's session with the cluster: register with the leader (found through
+//! any controller and followed through failover), heartbeat, receive the node's
+//! assignments and hand them to the task runner, report task status.
+//!
+//! Losing the controllers never stops containers: the runner keeps what it runs
+//! until a new assignment set says otherwise.
+
+mod identity;
+mod link;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_proto::v1::{Task, TaskStatusUpdate};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+pub use identity::{NodeIdentity, detect_resources};
+
+/// What the session drives: the supervisor in production.
+pub trait TaskRunner: Send + Sync + 'static {
+    /// The node's complete desired task set (idempotent).
+    fn reconcile(&self, tasks: Vec<Task>);
+    /// The current status of every task it knows, to resend after a reconnect.
+    fn statuses(&self) -> Vec<TaskStatusUpdate>;
+}
+
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    pub data_dir: PathBuf,
+    pub controllers: Vec<String>,
+    pub name: String,
+    /// Address other nodes reach this one at; empty = the address the host uses
+    /// to reach the controllers.
+    pub advertise: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("no controller given: pass --controller ADDR[,ADDR...]")]
+    NoControllers,
+    #[error("cannot reach controller {address}: {why}")]
+    Unreachable { address: String, why: String },
+    #[error("controller {address} refused: {why}")]
+    Refused { address: String, why: String },
+    #[error("not the leader; try {hint}")]
+    Redirect { hint: String },
+    #[error("agent identity file {path}: {why}")]
+    Identity { path: PathBuf, why: String },
+}
+
+/// Runs the session forever, reconnecting with backoff.
+pub async fn run(
+    config: SessionConfig,
+    runner: Arc<dyn TaskRunner>,
+    mut updates: mpsc::Receiver<TaskStatusUpdate>,
+) -> Result<(), SessionError> {
+    if config.controllers.is_empty() {
+        return Err(SessionError::NoControllers);
+    }
+    let mut identity = NodeIdentity::load(&config.data_dir)?;
+    let mut next = 0usize;
+    let mut hint: Option<String> = None;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let address = hint
+            .take()
+            .unwrap_or_else(|| config.controllers[next % config.controllers.len()].clone());
+        next += 1;
+        match link::session(
+            &config,
+            &mut identity,
+            &address,
+            runner.as_ref(),
+            &mut updates,
+        )
+        .await
+        {
+            Ok(()) => {
+                backoff = Duration::from_millis(100);
+            }
+            Err(SessionError::Redirect { hint: leader }) => {
+                info!(%leader, "following the leader");
+                hint = Some(leader);
+                backoff = Duration::from_millis(100);
+                continue;
+            }
+            Err(err) => {
+                warn!(%err, "session ended; reconnecting");
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
