@@ -139,3 +139,23 @@ fn missing_executable() {
     assert!(!fx.state_root(Runtime::Berth).join(fx.id("b")).exists());
     assert!(!fx.cgroup_dir("memory", "noexe").exists());
 }
+
+#[test]
+fn fake_dev_null_is_not_used_for_masking() {
+    let fx = Fixture::new("bad-devnull").expect("fixture");
+    // No /dev tmpfs: /dev comes from the image, whose /dev/null points into /proc.
+    std::os::unix::fs::symlink("/proc/sys/kernel/core_pattern", fx.rootfs.join("dev/null"))
+        .expect("symlink");
+    let spec = fx.spec("devnull", &["true"], |spec| {
+        let mounts: Vec<_> = spec
+            .mounts()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|m| !m.destination().starts_with("/dev"))
+            .collect();
+        spec.set_mounts(Some(mounts));
+    });
+    let bundle = fx.bundle("devnull", &spec).expect("bundle");
+    create_fails(&fx, &bundle, &fx.id("a"), "not the null device");
+}

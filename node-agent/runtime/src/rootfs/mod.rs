@@ -34,6 +34,8 @@ pub enum RootfsError {
         target: PathBuf,
         source: Errno,
     },
+    #[error("/dev/null in the container is not the null device; refusing to mask with it")]
+    FakeDevNull,
     #[error("bind mount source {} does not exist", .0.display())]
     NoSource(PathBuf),
     #[error(transparent)]
@@ -402,6 +404,7 @@ fn mask(path: &Path) -> Result<()> {
         )
         .map_err(sys("mask", path))
     } else {
+        check_dev_null()?;
         mount(
             Some("/dev/null"),
             path,
@@ -410,5 +413,23 @@ fn mask(path: &Path) -> Result<()> {
             None::<&str>,
         )
         .map_err(sys("mask", path))
+    }
+}
+
+/// The image could make /dev/null a symlink or a file (CVE-2025-31133): bind
+/// only the real character device 1:3.
+fn check_dev_null() -> Result<()> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let path = Path::new("/dev/null");
+    let meta = std::fs::symlink_metadata(path).map_err(|e| RootfsError::Sys {
+        what: "inspect",
+        path: path.to_path_buf(),
+        source: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+    })?;
+    let rdev = meta.rdev();
+    if meta.file_type().is_char_device() && libc::major(rdev) == 1 && libc::minor(rdev) == 3 {
+        Ok(())
+    } else {
+        Err(RootfsError::FakeDevNull)
     }
 }
