@@ -1,7 +1,10 @@
 mod client;
 mod cluster;
 mod config;
+mod node;
 mod output;
+mod service;
+mod units;
 
 use clap::{Parser, Subcommand};
 
@@ -29,6 +32,12 @@ enum Command {
     /// Configs: small named blobs of non-secret data.
     #[command(subcommand)]
     Config(config::ConfigCmd),
+    /// Services: declare them, scale them, see their tasks.
+    #[command(subcommand)]
+    Service(service::ServiceCmd),
+    /// Nodes: list them, drain them, label them.
+    #[command(subcommand)]
+    Node(node::NodeCmd),
 }
 
 fn main() {
@@ -48,6 +57,8 @@ fn main() {
         match args.command {
             Command::Cluster(cmd) => cluster::run(&mut client, cmd).await,
             Command::Config(cmd) => config::run(&mut client, cmd).await,
+            Command::Service(cmd) => service::run(&mut client, cmd).await,
+            Command::Node(cmd) => node::run(&mut client, cmd).await,
         }
     });
     if let Err(err) = result {

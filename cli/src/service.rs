@@ -1,0 +1,363 @@
+//! `berth service ...`: declare services and look at their tasks.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Result, bail};
+use berth_proto::v1::service_spec::Mode;
+use berth_proto::v1::{
+    CreateServiceRequest, GetServiceRequest, GlobalMode, ListNodesRequest, ListServicesRequest,
+    ListTasksRequest, Placement, RemoveServiceRequest, ReplicatedMode, ResourceRequirements,
+    Resources, RestartCondition, RestartPolicy, ScaleServiceRequest, Service, ServiceLogsRequest,
+    ServiceSpec, Task, TaskState,
+};
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::json;
+
+use crate::client::{Client, explain};
+use crate::output::{self, Format};
+use crate::units::{parse_cpus, parse_size};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ModeArg {
+    Replicated,
+    Global,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RestartArg {
+    Any,
+    OnFailure,
+    None,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    pub name: String,
+    /// Image reference, e.g. 127.0.0.1:5000/web:1.
+    #[arg(long)]
+    pub image: String,
+    /// Tasks to run (replicated mode).
+    #[arg(long, conflicts_with = "mode")]
+    pub replicas: Option<u64>,
+    #[arg(long, value_enum)]
+    pub mode: Option<ModeArg>,
+    /// KEY=VALUE, repeatable.
+    #[arg(long, short = 'e')]
+    pub env: Vec<String>,
+    /// CPUs per task, reserved for placement and enforced as a limit (0.5, 2).
+    #[arg(long, value_parser = parse_cpus)]
+    pub cpus: Option<u64>,
+    /// Memory per task, reserved for placement and enforced as a limit (256m, 1g).
+    #[arg(long, value_parser = parse_size)]
+    pub memory: Option<u64>,
+    /// Placement constraint such as node.labels.zone==a or node.name!=n3; repeatable.
+    #[arg(long)]
+    pub constraint: Vec<String>,
+    #[arg(long, value_enum)]
+    pub restart_condition: Option<RestartArg>,
+    /// Seconds between restarts.
+    #[arg(long)]
+    pub restart_delay: Option<f64>,
+    /// Restarts allowed (0 = unlimited).
+    #[arg(long)]
+    pub restart_max_attempts: Option<u64>,
+    /// KEY=VALUE label on the service, repeatable.
+    #[arg(long)]
+    pub label: Vec<String>,
+    /// Command and arguments, after `--` (replace the image's entrypoint and cmd).
+    #[arg(last = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServiceCmd {
+    /// Declare a service.
+    Create(CreateArgs),
+    /// List services with their running/desired task counts.
+    Ls {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// The tasks of a service: where they run and in which state.
+    Ps {
+        name: String,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// The service as stored, as JSON.
+    Inspect { name: String },
+    /// Change the replica count: NAME=N.
+    Scale { target: String },
+    /// Remove a service (its tasks are stopped).
+    Rm { name: String },
+    /// Output of the service's tasks.
+    Logs {
+        name: String,
+        #[arg(long, short = 'f')]
+        follow: bool,
+        #[arg(long, default_value_t = 0)]
+        tail: u64,
+    },
+}
+
+fn key_values(items: &[String], what: &str) -> Result<BTreeMap<String, String>> {
+    let mut map = BTreeMap::new();
+    for item in items {
+        let Some((k, v)) = item.split_once('=') else {
+            bail!("{what} {item:?} is not KEY=VALUE");
+        };
+        map.insert(k.to_string(), v.to_string());
+    }
+    Ok(map)
+}
+
+pub fn spec_from(args: CreateArgs) -> Result<ServiceSpec> {
+    let mode = match (args.mode, args.replicas) {
+        (Some(ModeArg::Global), _) => Mode::Global(GlobalMode {}),
+        (_, replicas) => Mode::Replicated(ReplicatedMode {
+            replicas: replicas.unwrap_or(1),
+        }),
+    };
+    let amount = Resources {
+        milli_cpus: args.cpus.unwrap_or(0),
+        memory_bytes: args.memory.unwrap_or(0),
+        pids: 0,
+    };
+    let restart_policy = RestartPolicy {
+        condition: match args.restart_condition.unwrap_or(RestartArg::Any) {
+            RestartArg::Any => RestartCondition::Any,
+            RestartArg::OnFailure => RestartCondition::OnFailure,
+            RestartArg::None => RestartCondition::None,
+        } as i32,
+        delay_ms: (args.restart_delay.unwrap_or(5.0) * 1000.0) as u64,
+        max_attempts: args.restart_max_attempts.unwrap_or(0),
+        window_ms: 0,
+    };
+    let (command, cmd_args) = match args.command.split_first() {
+        Some((first, rest)) => (vec![first.clone()], rest.to_vec()),
+        None => (Vec::new(), Vec::new()),
+    };
+    Ok(ServiceSpec {
+        name: args.name,
+        image: args.image,
+        command,
+        args: cmd_args,
+        env: args.env,
+        mode: Some(mode),
+        resources: Some(ResourceRequirements {
+            reservations: Some(amount),
+            limits: Some(amount),
+        }),
+        placement: Some(Placement {
+            constraints: args.constraint,
+        }),
+        restart_policy: Some(restart_policy),
+        labels: key_values(&args.label, "label")?,
+        ..Default::default()
+    })
+}
+
+fn state_name(state: i32) -> &'static str {
+    TaskState::try_from(state)
+        .map(|s| s.short_name())
+        .unwrap_or("unknown")
+}
+
+fn replicas_of(service: &Service) -> String {
+    match service.spec.as_ref().and_then(|s| s.mode.as_ref()) {
+        Some(Mode::Replicated(r)) => r.replicas.to_string(),
+        Some(Mode::Global(_)) => "global".into(),
+        None => "?".into(),
+    }
+}
+
+async fn node_names(client: &mut Client) -> Result<BTreeMap<String, String>> {
+    let nodes = client
+        .list_nodes(ListNodesRequest {})
+        .await
+        .map_err(explain)?
+        .into_inner()
+        .nodes;
+    Ok(nodes.into_iter().map(|n| (n.id, n.name)).collect())
+}
+
+fn task_json(task: &Task, nodes: &BTreeMap<String, String>) -> serde_json::Value {
+    let status = task.status.clone().unwrap_or_default();
+    json!({
+        "id": task.id,
+        "service": task.service_name,
+        "slot": task.slot,
+        "node": nodes.get(&task.node_id).cloned().unwrap_or_default(),
+        "desired_state": state_name(task.desired_state),
+        "state": state_name(status.state),
+        "message": status.message,
+        "error": status.error,
+        "exit_code": status.exit_code,
+    })
+}
+
+pub async fn run(client: &mut Client, cmd: ServiceCmd) -> Result<()> {
+    match cmd {
+        ServiceCmd::Create(args) => {
+            let spec = spec_from(args)?;
+            let service = client
+                .create_service(CreateServiceRequest { spec: Some(spec) })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            println!("{}", service.id);
+        }
+        ServiceCmd::Ls { format } => {
+            let services = client
+                .list_services(ListServicesRequest {})
+                .await
+                .map_err(explain)?
+                .into_inner()
+                .services;
+            let tasks = client
+                .list_tasks(ListTasksRequest::default())
+                .await
+                .map_err(explain)?
+                .into_inner()
+                .tasks;
+            let running = |id: &str| {
+                tasks
+                    .iter()
+                    .filter(|t| {
+                        t.service_id == id
+                            && t.status.as_ref().map(|s| s.state) == Some(TaskState::Running as i32)
+                    })
+                    .count()
+            };
+            match format {
+                Format::Json => output::json(&serde_json::Value::Array(
+                    services
+                        .iter()
+                        .map(|s| {
+                            let spec = s.spec.clone().unwrap_or_default();
+                            json!({
+                                "id": s.id,
+                                "name": spec.name,
+                                "image": spec.image,
+                                "replicas": replicas_of(s),
+                                "running": running(&s.id),
+                            })
+                        })
+                        .collect(),
+                ))?,
+                Format::Table => output::table(
+                    &["ID", "NAME", "MODE/REPLICAS", "RUNNING", "IMAGE"],
+                    &services
+                        .iter()
+                        .map(|s| {
+                            let spec = s.spec.clone().unwrap_or_default();
+                            vec![
+                                s.id.clone(),
+                                spec.name,
+                                replicas_of(s),
+                                running(&s.id).to_string(),
+                                spec.image,
+                            ]
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+            }
+        }
+        ServiceCmd::Ps { name, format } => {
+            let tasks = client
+                .list_tasks(ListTasksRequest {
+                    service: name,
+                    node: String::new(),
+                })
+                .await
+                .map_err(explain)?
+                .into_inner()
+                .tasks;
+            let nodes = node_names(client).await?;
+            match format {
+                Format::Json => output::json(&serde_json::Value::Array(
+                    tasks.iter().map(|t| task_json(t, &nodes)).collect(),
+                ))?,
+                Format::Table => output::table(
+                    &["ID", "SLOT", "NODE", "DESIRED", "STATE", "ERROR"],
+                    &tasks
+                        .iter()
+                        .map(|t| {
+                            let s = t.status.clone().unwrap_or_default();
+                            let why = if !s.error.is_empty() {
+                                s.error
+                            } else if let Some(code) = s.exit_code.filter(|c| *c != 0) {
+                                format!("exit code {code}")
+                            } else {
+                                s.message
+                            };
+                            vec![
+                                t.id.clone(),
+                                t.slot.to_string(),
+                                nodes.get(&t.node_id).cloned().unwrap_or_default(),
+                                state_name(t.desired_state).into(),
+                                state_name(s.state).into(),
+                                why,
+                            ]
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+            }
+        }
+        ServiceCmd::Inspect { name } => {
+            let service = client
+                .get_service(GetServiceRequest { service: name })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            println!("{}", serde_json::to_string_pretty(&service)?);
+        }
+        ServiceCmd::Scale { target } => {
+            let Some((name, n)) = target.split_once('=') else {
+                bail!("scale takes NAME=REPLICAS, got {target:?}");
+            };
+            let replicas: u64 = n
+                .parse()
+                .map_err(|_| anyhow::anyhow!("replicas {n:?} is not a number"))?;
+            client
+                .scale_service(ScaleServiceRequest {
+                    service: name.to_string(),
+                    replicas,
+                })
+                .await
+                .map_err(explain)?;
+            println!("{name} scaled to {replicas}");
+        }
+        ServiceCmd::Rm { name } => {
+            client
+                .remove_service(RemoveServiceRequest {
+                    service: name.clone(),
+                })
+                .await
+                .map_err(explain)?;
+            println!("removed service {name}");
+        }
+        ServiceCmd::Logs { name, follow, tail } => {
+            let mut stream = client
+                .service_logs(ServiceLogsRequest {
+                    service: name,
+                    follow,
+                    tail,
+                })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            while let Some(line) = stream.message().await.map_err(explain)? {
+                let text = String::from_utf8_lossy(&line.line);
+                println!(
+                    "{}.{}@{} | {}",
+                    line.task_id,
+                    line.slot,
+                    line.node_name,
+                    text.trim_end()
+                );
+            }
+        }
+    }
+    Ok(())
+}
