@@ -125,12 +125,14 @@ impl Plan {
         Ok(plan)
     }
 
-    pub fn has_mount_ns(&self) -> bool {
+    pub fn new_mount_ns(&self) -> bool {
         self.unshare.contains(CloneFlags::CLONE_NEWNS)
-            || self
-                .join
-                .iter()
-                .any(|j| j.kind == LinuxNamespaceType::Mount)
+    }
+
+    pub fn joins_mount_ns(&self) -> bool {
+        self.join
+            .iter()
+            .any(|j| j.kind == LinuxNamespaceType::Mount)
     }
 
     pub fn new_uts(&self) -> bool {

@@ -359,3 +359,54 @@ fn hostname_and_domainname_are_set() {
     let out = ok(&fx.run(Runtime::Berth, &bundle, &fx.id("uts")).expect("run"));
     assert_eq!(out, "h-uts\nexample.test\n");
 }
+
+#[test]
+fn joining_a_mount_namespace_leaves_it_untouched() {
+    let fx = Fixture::new("joinmnt").expect("fixture");
+    let spec_a = fx.spec(
+        "mnt-a",
+        &[
+            "sh",
+            "-c",
+            "echo a-was-here > /dev/shm/marker; exec sleep 600",
+        ],
+        |_| {},
+    );
+    let bundle_a = fx.bundle("mnt-a", &spec_a).expect("bundle");
+    let a = fx.id("mnt-a");
+    fx.start(Runtime::Berth, &bundle_a, &a).expect("start a");
+    let pid = fx.state(Runtime::Berth, &a).expect("state")["pid"]
+        .as_i64()
+        .expect("pid");
+    let mounts_of_a =
+        || std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).expect("mountinfo");
+    wait_until("a's marker", || {
+        let out = fx
+            .cmd(Runtime::Berth, &["exec", &a, "cat", "/dev/shm/marker"])
+            .ok()?;
+        (stdout(&out) == "a-was-here\n").then_some(())
+    })
+    .expect("marker");
+    let before = mounts_of_a();
+
+    let spec_b = fx.spec("mnt-b", &["cat", "/dev/shm/marker"], |spec| {
+        let mut linux = spec.linux().clone().expect("linux");
+        let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+        for ns in namespaces.iter_mut() {
+            if ns.typ() == oci_spec::runtime::LinuxNamespaceType::Mount {
+                ns.set_path(Some(format!("/proc/{pid}/ns/mnt").into()));
+            }
+        }
+        linux.set_namespaces(Some(namespaces));
+        spec.set_linux(Some(linux));
+    });
+    let bundle_b = fx.bundle("mnt-b", &spec_b).expect("bundle");
+    let out = fx
+        .run(Runtime::Berth, &bundle_b, &fx.id("mnt-b"))
+        .expect("run b");
+    assert_eq!(ok(&out), "a-was-here\n");
+    assert_eq!(mounts_of_a(), before, "b changed a's mount namespace");
+    ok(&fx
+        .cmd(Runtime::Berth, &["delete", "--force", &a])
+        .expect("delete"));
+}

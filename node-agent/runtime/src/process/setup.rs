@@ -143,7 +143,7 @@ fn setup(ctx: &Context) -> Result<Command, SetupError> {
             source,
         })?;
     }
-    if ctx.plan.has_mount_ns() {
+    if ctx.plan.new_mount_ns() {
         let new_cgroup_ns = ctx.plan.new_cgroup_ns();
         rootfs::prepare(&rootfs::Setup {
             spec,
@@ -155,6 +155,9 @@ fn setup(ctx: &Context) -> Result<Command, SetupError> {
         rootfs::pivot(&ctx.bundle.rootfs)?;
         write_sysctls(spec)?;
         rootfs::finalize(spec)?;
+    } else if ctx.plan.joins_mount_ns() {
+        // A joined mount namespace is someone else's: use its root as it is
+        // (setns moved us there) and change nothing in it.
     } else {
         nix::unistd::chroot(&ctx.bundle.rootfs).map_err(|source| RootfsError::Sys {
             what: "chroot to",
