@@ -256,6 +256,10 @@ pub fn create(root: &Path, args: &CreateArgs, mode: CreateMode) -> Result<Create
 /// The monitor: enters the pid namespace, forks init, reports its pid, then
 /// waits for it and records how it ended.
 fn monitor(ctx: Context, join_release: OwnedFd, dir: &Dir) -> ! {
+    // A session of its own: signals meant for the caller's process group or
+    // terminal (Ctrl-C, a supervisor stopping its group) do not reach the
+    // monitor or the container.
+    let _ = nix::unistd::setsid();
     if let Err(e) = ctx.plan.enter_pid() {
         let _ = sync::send(&ctx.sync, &Msg::Error(e.to_string()));
         exit(1);

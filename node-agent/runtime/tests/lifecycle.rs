@@ -44,6 +44,17 @@ fn full_lifecycle_leaves_nothing_behind() {
     assert_eq!(state["pid"], pid);
     assert_eq!(state["id"], id.as_str());
     assert_eq!(state["bundle"], b.as_str());
+    // The container has a session of its own, apart from its creator's.
+    let sid = |pid: i32| -> i32 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+        let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+        rest.split_whitespace()
+            .nth(3)
+            .expect("sid")
+            .parse()
+            .expect("sid number")
+    };
+    assert_ne!(sid(pid), sid(std::process::id() as i32));
     // Nothing of the user's process runs yet: init waits in the runtime.
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).expect("comm");
     assert_ne!(comm.trim(), "sleep");
