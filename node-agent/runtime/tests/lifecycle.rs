@@ -421,3 +421,38 @@ fn joining_a_mount_namespace_leaves_it_untouched() {
         .cmd(Runtime::Berth, &["delete", "--force", &a])
         .expect("delete"));
 }
+
+#[test]
+fn run_forwards_signals_and_cleans_up() {
+    let fx = Fixture::new("runsig").expect("fixture");
+    let spec = fx.spec("runsig", &["sleep", "600"], |spec| {
+        let mut annotations: HashMap<String, String> =
+            spec.annotations().clone().unwrap_or_default();
+        annotations.insert("run.berth.init".into(), "true".into());
+        spec.set_annotations(Some(annotations));
+    });
+    let bundle = fx.bundle("runsig", &spec).expect("bundle");
+    let id = fx.id("runsig");
+    let mut child = std::process::Command::new(common::BERTH)
+        .arg("--root")
+        .arg(fx.state_root(Runtime::Berth))
+        .args(["run", "--bundle"])
+        .arg(&bundle)
+        .arg(&id)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("run");
+    wait_until("the container to run", || {
+        let s = fx.state(Runtime::Berth, &id).ok()?;
+        (s["status"] == "running").then_some(())
+    })
+    .expect("running");
+    // SAFETY: kill(2) on our own child.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(143));
+    assert!(!fx.state_root(Runtime::Berth).join(&id).exists());
+    assert!(!common::cgroup_exists(&format!("{}/runsig", fx.cgroup)));
+}
