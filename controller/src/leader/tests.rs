@@ -1,0 +1,276 @@
+//! The leader's pure planning, its batching, and the loop itself on a real
+//! one-member Raft cluster.
+
+use std::time::Duration;
+
+use berth_proto::store::object::Kind;
+use berth_proto::store::{Expect, Object, Op, op};
+use berth_proto::v1::service_spec::Mode;
+use berth_proto::v1::{
+    Node, NodeAvailability, NodeStatus, ReplicatedMode, Resources, RestartCondition, RestartPolicy,
+    Service, ServiceSpec, Task, TaskState, TaskStatus,
+};
+
+use super::*;
+use crate::api::common::put;
+use crate::datadir::{self, Marker};
+use crate::raft::storage::SledStorage;
+use crate::raft::transport::GrpcTransport;
+use crate::raft::{RaftSettings, SharedStatus};
+
+fn node(name: &str) -> Node {
+    Node {
+        id: format!("id-{name}"),
+        name: name.into(),
+        resources: Some(Resources {
+            milli_cpus: 2_000,
+            memory_bytes: 4 << 30,
+            pids: 0,
+        }),
+        status: NodeStatus::Ready as i32,
+        availability: NodeAvailability::Active as i32,
+        ..Default::default()
+    }
+}
+
+fn service(replicas: u64) -> Service {
+    Service {
+        id: "svc1".into(),
+        spec: Some(ServiceSpec {
+            name: "web".into(),
+            image: "busybox".into(),
+            mode: Some(Mode::Replicated(ReplicatedMode { replicas })),
+            restart_policy: Some(RestartPolicy {
+                condition: RestartCondition::Any as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        spec_version: 1,
+        ..Default::default()
+    }
+}
+
+fn tasks_of(ops: &[Op]) -> Vec<(Task, i32)> {
+    ops.iter()
+        .filter_map(|o| match &o.op {
+            Some(op::Op::Put(p)) => match p.object.as_ref().and_then(|o| o.kind.clone()) {
+                Some(Kind::Task(t)) => Some((t, p.expect)),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_round_creates_and_places_in_one_operation_per_task() {
+    let view = ClusterView {
+        nodes: vec![node("a"), node("b"), node("c")],
+        services: vec![service(3)],
+        tasks: Vec::new(),
+    };
+    let mut n = 0;
+    let ops = plan_round(&view, 7, &mut || {
+        n += 1;
+        format!("t{n}")
+    });
+    let tasks = tasks_of(&ops);
+    assert_eq!(ops.len(), 3);
+    let mut nodes: Vec<String> = tasks.iter().map(|(t, _)| t.node_id.clone()).collect();
+    nodes.sort();
+    assert_eq!(nodes, vec!["id-a", "id-b", "id-c"]);
+    for (t, expect) in &tasks {
+        assert_eq!(*expect, Expect::Absent as i32);
+        assert_eq!(
+            t.status.as_ref().map(|s| s.state),
+            Some(TaskState::Assigned as i32)
+        );
+    }
+}
+
+#[test]
+fn merge_keeps_the_first_precondition_and_the_last_object() {
+    let task = |id: &str, node: &str| Object {
+        kind: Some(Kind::Task(Task {
+            id: id.into(),
+            node_id: node.into(),
+            ..Default::default()
+        })),
+    };
+    let ops = vec![
+        put(task("a", ""), Expect::Version, 4),
+        put(task("b", ""), Expect::Absent, 0),
+        put(task("a", "n1"), Expect::Version, 4),
+        put(task("b", "n2"), Expect::Version, 0),
+    ];
+    let merged = merge(ops);
+    assert_eq!(merged.len(), 2);
+    let tasks = tasks_of(&merged);
+    assert_eq!(
+        (tasks[0].0.node_id.as_str(), tasks[0].1),
+        ("n1", Expect::Version as i32)
+    );
+    assert_eq!(
+        (tasks[1].0.node_id.as_str(), tasks[1].1),
+        ("n2", Expect::Absent as i32)
+    );
+}
+
+#[test]
+fn batches_respect_count_and_size() {
+    let ops: Vec<Op> = (0..450)
+        .map(|i| {
+            put(
+                Object {
+                    kind: Some(Kind::Task(Task {
+                        id: format!("t{i}"),
+                        ..Default::default()
+                    })),
+                },
+                Expect::Absent,
+                0,
+            )
+        })
+        .collect();
+    let sizes: Vec<usize> = batches(ops.clone(), 200, usize::MAX)
+        .iter()
+        .map(|t| t.ops.len())
+        .collect();
+    assert_eq!(sizes, vec![200, 200, 50]);
+    let one = ops[0].encoded_len() + 4;
+    let sizes: Vec<usize> = batches(ops, 200, one * 10)
+        .iter()
+        .map(|t| t.ops.len())
+        .collect();
+    assert!(sizes.iter().all(|n| *n <= 10), "{sizes:?}");
+    assert_eq!(sizes.iter().sum::<usize>(), 450);
+}
+
+/// A one-member cluster on a temporary data dir, as `server::run` builds it.
+fn single_member(dir: &std::path::Path) -> RaftHandle {
+    let marker = Marker {
+        format: 1,
+        cluster_id: datadir::new_cluster_id(),
+        member_id: datadir::new_member_id(),
+    };
+    let members = [(marker.member_id, "127.0.0.1:1".to_string())].into();
+    let db = datadir::create(dir, &marker, &members, &[marker.member_id]).expect("create");
+    let (db, sm) = datadir::load(dir, db, &marker).expect("load");
+    let storage = SledStorage::open(db, sm.clone()).expect("storage");
+    let (mailbox, mailbox_rx) = std::sync::mpsc::sync_channel(8192);
+    let status = SharedStatus::default();
+    let transport = GrpcTransport::new(
+        marker.member_id,
+        marker.cluster_id.clone(),
+        mailbox.clone(),
+        tokio::runtime::Handle::current(),
+    );
+    let node = crate::raft::Node::new(
+        marker.member_id,
+        storage,
+        sm.clone(),
+        transport,
+        RaftSettings::default(),
+        status.clone(),
+    )
+    .expect("raft node");
+    std::thread::spawn(move || node.run(mailbox_rx));
+    RaftHandle::new(mailbox, status, sm)
+}
+
+/// Polls `check` on the state until it holds (bounded so a bug fails the test
+/// instead of hanging it).
+async fn until(raft: &RaftHandle, what: &str, check: impl Fn(&ClusterView) -> bool) -> ClusterView {
+    for _ in 0..600 {
+        let view = read_view(raft.state()).expect("read");
+        if check(&view) {
+            return view;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "never reached: {what}: {:#?}",
+        read_view(raft.state()).expect("read").tasks
+    );
+}
+
+fn running_on_nodes(view: &ClusterView) -> Vec<&Task> {
+    view.tasks
+        .iter()
+        .filter(|t| t.desired_state == TaskState::Running as i32 && !t.node_id.is_empty())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_loop_places_a_service_and_replaces_a_failed_task() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let raft = single_member(dir.path());
+    until(&raft, "leadership", |_| raft.status().get().is_leader()).await;
+    let wrap = |kind| Object { kind: Some(kind) };
+    let mut ops: Vec<Op> = ["a", "b", "c"]
+        .iter()
+        .map(|n| put(wrap(Kind::Node(node(n))), Expect::Absent, 0))
+        .collect();
+    ops.push(put(wrap(Kind::Service(service(3))), Expect::Absent, 0));
+    let result = raft.propose(Txn { ops }).await.expect("propose");
+    assert!(result.error.is_empty(), "{}", result.error);
+
+    let settings = LeaderSettings {
+        tick: Duration::from_millis(100),
+        ..Default::default()
+    };
+    let driver = tokio::spawn(run(raft.clone(), settings));
+
+    let view = until(&raft, "three tasks assigned", |v| {
+        let placed = running_on_nodes(v);
+        placed.len() == 3
+            && placed
+                .iter()
+                .all(|t| t.status.as_ref().map(|s| s.state) == Some(TaskState::Assigned as i32))
+    })
+    .await;
+    let mut nodes: Vec<&str> = running_on_nodes(&view)
+        .iter()
+        .map(|t| t.node_id.as_str())
+        .collect();
+    nodes.sort();
+    assert_eq!(nodes, vec!["id-a", "id-b", "id-c"]);
+
+    // An agent reports a failure, as the dispatcher would write it.
+    let mut failed = running_on_nodes(&view)[0].clone();
+    let failed_id = failed.id.clone();
+    let slot = failed.slot;
+    let version = failed.version;
+    failed.status = Some(TaskStatus {
+        state: TaskState::Failed as i32,
+        exit_code: Some(1),
+        timestamp_ms: crate::api::common::now_ms(),
+        ..Default::default()
+    });
+    let result = raft
+        .propose(Txn {
+            ops: vec![put(wrap(Kind::Task(failed)), Expect::Version, version)],
+        })
+        .await
+        .expect("propose");
+    assert!(result.error.is_empty(), "{}", result.error);
+
+    let view = until(&raft, "the failed task replaced in its slot", |v| {
+        let placed = running_on_nodes(v);
+        placed.len() == 3 && placed.iter().all(|t| t.id != failed_id)
+    })
+    .await;
+    let replacement = running_on_nodes(&view)
+        .into_iter()
+        .find(|t| t.slot == slot)
+        .expect("slot refilled");
+    assert_ne!(replacement.id, failed_id);
+    let old = view
+        .tasks
+        .iter()
+        .find(|t| t.id == failed_id)
+        .expect("kept as history");
+    assert_eq!(old.desired_state, TaskState::Shutdown as i32);
+    driver.abort();
+}

@@ -1,0 +1,99 @@
+//! "How many tasks": turns services into tasks. A plain function of the cluster
+//! state (and a clock value and an id generator passed in) to store operations.
+//!
+//! Replicated services keep one task per slot 1..=replicas, global services one
+//! per eligible node. Tasks that end are replaced by new ones in the same slot
+//! under the restart policy; tasks of lost, down or drained nodes are replaced
+//! elsewhere; outdated tasks are replaced when the spec changes; tasks of
+//! removed services are stopped and reaped, and each slot keeps a short history.
+
+pub mod global;
+pub mod nodes;
+pub mod plan;
+pub mod reaper;
+pub mod replicated;
+pub mod restart;
+pub mod slot;
+pub mod task;
+pub mod update;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap};
+
+use berth_proto::store::Op;
+use berth_proto::store::object::Kind;
+use berth_proto::v1::service_spec::Mode;
+use berth_proto::v1::{Node, Service, Task};
+
+use plan::Plan;
+
+/// What the orchestrator and the scheduler read: the three tables.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterView {
+    pub nodes: Vec<Node>,
+    pub services: Vec<Service>,
+    pub tasks: Vec<Task>,
+}
+
+impl ClusterView {
+    /// Sorts stored objects into the view (other kinds are ignored).
+    pub fn from_objects(objects: impl IntoIterator<Item = berth_proto::store::Object>) -> Self {
+        let mut view = ClusterView::default();
+        for object in objects {
+            match object.kind {
+                Some(Kind::Node(n)) => view.nodes.push(n),
+                Some(Kind::Service(s)) => view.services.push(s),
+                Some(Kind::Task(t)) => view.tasks.push(t),
+                _ => {}
+            }
+        }
+        view
+    }
+}
+
+/// One reconciliation pass over every service. `now_ms` is the clock (restart
+/// and update delays are measured against it); `new_id` names new tasks.
+/// Returns puts at the version read (Expect::Version), creates (Expect::Absent)
+/// and deletes (Expect::Version): a concurrent change fails the commit and the
+/// pass is simply computed again.
+pub fn orchestrate(view: &ClusterView, now_ms: i64, new_id: &mut dyn FnMut() -> String) -> Vec<Op> {
+    let mut plan = Plan::new(&view.tasks, now_ms);
+    let nodes: HashMap<&str, &Node> = view.nodes.iter().map(|n| (n.id.as_str(), n)).collect();
+    let mut by_service: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, task) in view.tasks.iter().enumerate() {
+        by_service
+            .entry(task.service_id.as_str())
+            .or_default()
+            .push(i);
+    }
+    let services: HashMap<&str, &Service> =
+        view.services.iter().map(|s| (s.id.as_str(), s)).collect();
+    for (service_id, tasks) in &by_service {
+        if !services.contains_key(service_id) {
+            nodes::check(&mut plan, tasks, &nodes, nodes::OnDown::Keep);
+            reaper::removed_service(&mut plan, tasks);
+        }
+    }
+    let empty = Vec::new();
+    for service in &view.services {
+        let tasks = by_service.get(service.id.as_str()).unwrap_or(&empty);
+        let spec = service.spec.as_ref();
+        let keep = restart::history_to_keep(spec.and_then(|s| s.restart_policy.as_ref()));
+        match spec.and_then(|s| s.mode.as_ref()) {
+            Some(Mode::Global(_)) => {
+                global::reconcile(&mut plan, service, tasks, &view.nodes, &nodes, new_id);
+                reaper::trim_history(&mut plan, tasks, keep, |t| t.node_id.clone());
+            }
+            Some(Mode::Replicated(r)) => {
+                replicated::reconcile(&mut plan, service, r.replicas, tasks, &nodes, new_id);
+                reaper::trim_history(&mut plan, tasks, keep, |t| t.slot);
+            }
+            // The API gives every service a mode; one without is left alone.
+            None => {}
+        }
+    }
+    reaper::never_placed(&mut plan);
+    plan.into_ops()
+}

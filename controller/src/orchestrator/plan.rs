@@ -1,0 +1,204 @@
+//! The orchestrator's working copy of the task table: edits, creations and
+//! deletions of one pass, turned into compare-and-set store operations at the
+//! end (one operation per task, at the version it was read).
+
+use berth_proto::store::{Expect, Op};
+use berth_proto::v1::{Node, Service, Task, TaskState, TaskStatus, Timestamps};
+
+use super::task::wrap;
+use crate::api::common::{delete, put};
+
+pub struct Plan<'a> {
+    original: &'a [Task],
+    tasks: Vec<Task>,
+    deleted: Vec<bool>,
+    created: Vec<Task>,
+    pub now_ms: i64,
+}
+
+impl<'a> Plan<'a> {
+    pub fn new(original: &'a [Task], now_ms: i64) -> Self {
+        Plan {
+            original,
+            tasks: original.to_vec(),
+            deleted: vec![false; original.len()],
+            created: Vec::new(),
+            now_ms,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+
+    /// The task as this pass has left it so far.
+    pub fn task(&self, i: usize) -> &Task {
+        &self.tasks[i]
+    }
+
+    /// The task as it was read.
+    pub fn original(&self, i: usize) -> &'a Task {
+        &self.original[i]
+    }
+
+    /// Whether this pass changed the task already.
+    pub fn touched(&self, i: usize) -> bool {
+        self.deleted[i] || self.tasks[i] != self.original[i]
+    }
+
+    pub fn edit(&mut self, i: usize) -> &mut Task {
+        &mut self.tasks[i]
+    }
+
+    /// Sets the desired state (only ever forward).
+    pub fn set_desired(&mut self, i: usize, state: TaskState) {
+        let task = &mut self.tasks[i];
+        if task.desired_state < state as i32 {
+            task.desired_state = state as i32;
+        }
+    }
+
+    pub fn delete(&mut self, i: usize) {
+        self.deleted[i] = true;
+    }
+
+    pub fn create(&mut self, task: Task) {
+        self.created.push(task);
+    }
+
+    pub fn created(&self) -> &[Task] {
+        &self.created
+    }
+
+    /// Puts for changed tasks (at the version read), creates (absent) and
+    /// deletes (at the version read).
+    pub fn into_ops(self) -> Vec<Op> {
+        let mut ops = Vec::new();
+        for (i, mut task) in self.tasks.into_iter().enumerate() {
+            let read = &self.original[i];
+            if self.deleted[i] {
+                ops.push(delete("task", &read.id, Expect::Version, read.version));
+            } else if task != *read {
+                let ts = task.timestamps.get_or_insert_with(Default::default);
+                ts.updated_ms = self.now_ms;
+                ops.push(put(wrap(task), Expect::Version, read.version));
+            }
+        }
+        for task in self.created {
+            ops.push(put(wrap(task), Expect::Absent, 0));
+        }
+        ops
+    }
+}
+
+/// A new task of `service` in `slot`: PENDING for the scheduler, or ASSIGNED
+/// when `node` is given (global services).
+pub fn new_task(
+    service: &Service,
+    slot: u64,
+    node: Option<&Node>,
+    id: String,
+    now_ms: i64,
+) -> Task {
+    let spec = service.spec.clone().unwrap_or_default();
+    let (state, node_id, message) = match node {
+        Some(n) => (
+            TaskState::Assigned,
+            n.id.clone(),
+            format!(
+                "assigned to node {} (global service)",
+                if n.name.is_empty() { &n.id } else { &n.name }
+            ),
+        ),
+        None => (
+            TaskState::Pending,
+            String::new(),
+            "waiting for a node".to_string(),
+        ),
+    };
+    Task {
+        id,
+        service_id: service.id.clone(),
+        service_name: spec.name.clone(),
+        slot,
+        node_id,
+        spec: Some(spec),
+        spec_version: service.spec_version,
+        desired_state: TaskState::Running as i32,
+        status: Some(TaskStatus {
+            state: state as i32,
+            message,
+            timestamp_ms: now_ms,
+            ..Default::default()
+        }),
+        timestamps: Some(Timestamps {
+            created_ms: now_ms,
+            updated_ms: now_ms,
+        }),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_proto::store::object::Kind;
+    use berth_proto::store::op;
+
+    #[test]
+    fn one_op_per_changed_task_at_the_version_read() {
+        let tasks = vec![
+            Task {
+                id: "a".into(),
+                version: 4,
+                ..Default::default()
+            },
+            Task {
+                id: "b".into(),
+                version: 5,
+                ..Default::default()
+            },
+            Task {
+                id: "c".into(),
+                version: 6,
+                ..Default::default()
+            },
+        ];
+        let mut plan = Plan::new(&tasks, 100);
+        plan.set_desired(0, TaskState::Shutdown);
+        plan.set_desired(0, TaskState::Running);
+        assert_eq!(plan.task(0).desired_state, TaskState::Shutdown as i32);
+        assert!(plan.touched(0));
+        assert!(!plan.touched(1));
+        plan.delete(2);
+        plan.create(new_task(&Service::default(), 1, None, "d".into(), 100));
+        let ops = plan.into_ops();
+        assert_eq!(ops.len(), 3);
+        match &ops[0].op {
+            Some(op::Op::Put(p)) => {
+                assert_eq!((p.expect, p.version), (Expect::Version as i32, 4));
+                match p.object.as_ref().and_then(|o| o.kind.as_ref()) {
+                    Some(Kind::Task(t)) => {
+                        assert_eq!(t.timestamps.as_ref().map(|t| t.updated_ms), Some(100));
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+            other => panic!("{other:?}"),
+        }
+        match &ops[1].op {
+            Some(op::Op::Delete(d)) => {
+                assert_eq!((d.id.as_str(), d.version), ("c", 6));
+            }
+            other => panic!("{other:?}"),
+        }
+        match &ops[2].op {
+            Some(op::Op::Put(p)) => assert_eq!(p.expect, Expect::Absent as i32),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! Spec updates: which tasks run an outdated spec, and how many of them may be
+//! replaced now (update_config.parallelism and delay).
+
+use berth_proto::v1::{Service, ServiceSpec, Task, TaskState};
+
+use super::task::{changed_ms, observed};
+
+/// The parts of a spec that change what a task runs (not the replica count,
+/// the update settings or the service's own labels).
+fn runtime_part(spec: &ServiceSpec) -> ServiceSpec {
+    ServiceSpec {
+        mode: None,
+        update_config: None,
+        labels: Default::default(),
+        ..spec.clone()
+    }
+}
+
+/// Whether `task` runs an older spec than `service` in a way that matters (a
+/// scale bumps the spec version but changes nothing a task runs).
+pub fn outdated(service: &Service, task: &Task) -> bool {
+    if task.spec_version >= service.spec_version {
+        return false;
+    }
+    match (service.spec.as_ref(), task.spec.as_ref()) {
+        (Some(want), Some(have)) => runtime_part(want) != runtime_part(have),
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
+}
+
+/// How many outdated tasks may be replaced now, given the service's current
+/// tasks (`occupants`: one per slot, desired to run or finished).
+pub fn budget(service: &Service, occupants: &[&Task], now_ms: i64) -> usize {
+    let config = service.spec.as_ref().and_then(|s| s.update_config.as_ref());
+    let parallelism = config
+        .map(|c| c.parallelism)
+        .filter(|p| *p > 0)
+        .map(|p| usize::try_from(p).unwrap_or(usize::MAX))
+        .unwrap_or(usize::MAX);
+    let current: Vec<&&Task> = occupants.iter().filter(|t| !outdated(service, t)).collect();
+    // Replacements not running yet are the update's work in flight.
+    let in_flight = current
+        .iter()
+        .filter(|t| {
+            t.desired_state <= TaskState::Running as i32 && observed(t) < TaskState::Running as i32
+        })
+        .count();
+    let delay = config.map(|c| c.delay_ms).unwrap_or(0);
+    if delay > 0 {
+        if in_flight > 0 {
+            return 0;
+        }
+        // The delay runs from the moment the last updated task ran.
+        let last = current
+            .iter()
+            .filter(|t| observed(t) == TaskState::Running as i32)
+            .map(|t| changed_ms(t))
+            .max();
+        if let Some(last) = last
+            && now_ms < last.saturating_add(i64::try_from(delay).unwrap_or(i64::MAX))
+        {
+            return 0;
+        }
+    }
+    parallelism.saturating_sub(in_flight)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_proto::v1::service_spec::Mode;
+    use berth_proto::v1::{ReplicatedMode, TaskStatus, Timestamps, UpdateConfig};
+
+    fn service(image: &str, replicas: u64, version: u64, update: Option<UpdateConfig>) -> Service {
+        Service {
+            id: "s".into(),
+            spec: Some(ServiceSpec {
+                name: "web".into(),
+                image: image.into(),
+                mode: Some(Mode::Replicated(ReplicatedMode { replicas })),
+                update_config: update,
+                ..Default::default()
+            }),
+            spec_version: version,
+            ..Default::default()
+        }
+    }
+
+    fn task_of(s: &Service, state: TaskState, at: i64) -> Task {
+        Task {
+            spec: s.spec.clone(),
+            spec_version: s.spec_version,
+            desired_state: TaskState::Running as i32,
+            status: Some(TaskStatus {
+                state: state as i32,
+                timestamp_ms: at,
+                ..Default::default()
+            }),
+            timestamps: Some(Timestamps {
+                created_ms: at,
+                updated_ms: at,
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_scale_is_not_an_update_an_image_change_is() {
+        let v1 = service("a:1", 3, 1, None);
+        let t = task_of(&v1, TaskState::Running, 0);
+        assert!(!outdated(&v1, &t));
+        let scaled = service("a:1", 5, 2, None);
+        assert!(!outdated(&scaled, &t));
+        let new_image = service("a:2", 5, 3, None);
+        assert!(outdated(&new_image, &t));
+    }
+
+    #[test]
+    fn parallelism_limits_the_tasks_in_flight() {
+        let cfg = UpdateConfig {
+            parallelism: 2,
+            ..Default::default()
+        };
+        let v2 = service("a:2", 4, 2, Some(cfg));
+        let v1 = service("a:1", 4, 1, None);
+        let old = task_of(&v1, TaskState::Running, 0);
+        let starting = task_of(&v2, TaskState::Pending, 0);
+        let running = task_of(&v2, TaskState::Running, 0);
+        assert_eq!(budget(&v2, &[&old, &old, &old, &old], 0), 2);
+        assert_eq!(budget(&v2, &[&starting, &old, &old, &old], 0), 1);
+        assert_eq!(budget(&v2, &[&starting, &starting, &old, &old], 0), 0);
+        assert_eq!(budget(&v2, &[&running, &running, &old, &old], 0), 2);
+        // Parallelism 0: everything at once.
+        let all = service("a:2", 4, 2, None);
+        assert_eq!(budget(&all, &[&old, &old], 0), usize::MAX);
+    }
+
+    #[test]
+    fn the_delay_waits_after_the_last_batch_runs() {
+        let cfg = UpdateConfig {
+            parallelism: 1,
+            delay_ms: 1_000,
+            ..Default::default()
+        };
+        let v2 = service("a:2", 2, 2, Some(cfg));
+        let v1 = service("a:1", 2, 1, None);
+        let old = task_of(&v1, TaskState::Running, 0);
+        assert_eq!(budget(&v2, &[&old, &old], 50), 1);
+        let ran = task_of(&v2, TaskState::Running, 5_000);
+        assert_eq!(budget(&v2, &[&ran, &old], 5_500), 0);
+        assert_eq!(budget(&v2, &[&ran, &old], 6_000), 1);
+    }
+}
