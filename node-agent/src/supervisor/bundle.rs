@@ -1,0 +1,439 @@
+//! The OCI bundle of a task: `config.json` from the image config and the task
+//! spec (process, env, user, hostname, limits, mounts, namespaces, cgroup).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use berth_proto::v1::{Task, mount::Kind};
+use oci_spec::runtime::{
+    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxMemoryBuilder,
+    LinuxNamespace, LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, Mount,
+    MountBuilder, ProcessBuilder, RootBuilder, Spec, UserBuilder, get_default_mounts,
+    get_default_namespaces,
+};
+
+use super::error::{Result, SupervisorError};
+use super::user::resolve_user;
+use crate::image::ImageConfig;
+
+const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// CFS period for the CPU quota.
+const CPU_PERIOD_US: u64 = 100_000;
+
+/// Docker's default capability set.
+fn default_caps() -> std::collections::HashSet<Capability> {
+    use Capability::*;
+    [
+        Chown,
+        DacOverride,
+        Fsetid,
+        Fowner,
+        Mknod,
+        NetRaw,
+        Setgid,
+        Setuid,
+        Setfcap,
+        Setpcap,
+        NetBindService,
+        SysChroot,
+        Kill,
+        AuditWrite,
+    ]
+    .into_iter()
+    .collect()
+}
+
+/// What a bundle is made of.
+pub struct BundleInput<'a> {
+    pub task: &'a Task,
+    pub container_id: &'a str,
+    pub image: &'a ImageConfig,
+    /// The mounted rootfs.
+    pub rootfs: &'a Path,
+    /// Top-level cgroup the container's cgroup goes below.
+    pub cgroup_parent: &'a str,
+}
+
+/// Builds the spec.
+pub fn build_spec(input: &BundleInput<'_>) -> Result<Spec> {
+    let err = |reason: String| SupervisorError::Bundle {
+        container: input.container_id.to_string(),
+        reason,
+    };
+    let spec = input.task.spec.clone().unwrap_or_default();
+    let image = input.image;
+    let entry = if spec.command.is_empty() {
+        &image.entrypoint
+    } else {
+        &spec.command
+    };
+    let cmd = if spec.args.is_empty() {
+        // Docker: a service command replaces the image's cmd too.
+        if spec.command.is_empty() {
+            &image.cmd
+        } else {
+            &Vec::new()
+        }
+    } else {
+        &spec.args
+    };
+    let args: Vec<String> = entry.iter().chain(cmd).cloned().collect();
+    if args.is_empty() {
+        return Err(err(
+            "no command: the image has no entrypoint or cmd and the service sets none".into(),
+        ));
+    }
+    let env = merge_env(&image.env, &spec.env);
+    let cwd = [
+        spec.workdir.as_str(),
+        image.working_dir.as_deref().unwrap_or(""),
+    ]
+    .into_iter()
+    .find(|w| !w.is_empty())
+    .unwrap_or("/")
+    .to_string();
+    if !cwd.starts_with('/') {
+        return Err(err(format!("working directory {cwd:?} is not absolute")));
+    }
+    let user_text = [spec.user.as_str(), image.user.as_deref().unwrap_or("")]
+        .into_iter()
+        .find(|u| !u.is_empty())
+        .unwrap_or("0");
+    let user = resolve_user(input.rootfs, user_text).map_err(err)?;
+    let caps = default_caps();
+    let capabilities = LinuxCapabilitiesBuilder::default()
+        .bounding(caps.clone())
+        .effective(caps.clone())
+        .permitted(caps)
+        .build()
+        .map_err(|e| err(e.to_string()))?;
+    let process = ProcessBuilder::default()
+        .terminal(false)
+        .args(args)
+        .env(env)
+        .cwd(cwd)
+        .user(
+            UserBuilder::default()
+                .uid(user.uid)
+                .gid(user.gid)
+                .additional_gids(user.groups)
+                .build()
+                .map_err(|e| err(e.to_string()))?,
+        )
+        .capabilities(capabilities)
+        .no_new_privileges(true)
+        .build()
+        .map_err(|e| err(e.to_string()))?;
+    let hostname = if spec.hostname.is_empty() {
+        input.task.id.chars().take(12).collect()
+    } else {
+        spec.hostname.clone()
+    };
+    let mut mounts = get_default_mounts();
+    for m in &spec.mounts {
+        mounts.push(task_mount(m).map_err(err)?);
+    }
+    let linux = LinuxBuilder::default()
+        .namespaces(namespaces())
+        .cgroups_path(PathBuf::from(format!(
+            "/{}/{}",
+            input.cgroup_parent.trim_matches('/'),
+            input.container_id
+        )))
+        .resources(resources(input.task).map_err(err)?)
+        .masked_paths(
+            [
+                "/proc/acpi",
+                "/proc/asound",
+                "/proc/kcore",
+                "/proc/keys",
+                "/proc/latency_stats",
+                "/proc/timer_list",
+                "/proc/timer_stats",
+                "/proc/sched_debug",
+                "/proc/scsi",
+                "/sys/firmware",
+            ]
+            .map(String::from)
+            .to_vec(),
+        )
+        .readonly_paths(
+            [
+                "/proc/bus",
+                "/proc/fs",
+                "/proc/irq",
+                "/proc/sys",
+                "/proc/sysrq-trigger",
+            ]
+            .map(String::from)
+            .to_vec(),
+        )
+        .build()
+        .map_err(|e| err(e.to_string()))?;
+    let mut oci = Spec::default();
+    oci.set_process(Some(process));
+    oci.set_root(Some(
+        RootBuilder::default()
+            .path(input.rootfs)
+            .readonly(false)
+            .build()
+            .map_err(|e| err(e.to_string()))?,
+    ));
+    oci.set_hostname(Some(hostname));
+    oci.set_mounts(Some(mounts));
+    oci.set_linux(Some(linux));
+    let mut annotations = std::collections::HashMap::new();
+    annotations.insert("berth.task.id".to_string(), input.task.id.clone());
+    annotations.insert("berth.service.name".to_string(), spec.name.clone());
+    oci.set_annotations(Some(annotations));
+    Ok(oci)
+}
+
+/// Writes `config.json` into `dir`.
+pub fn write_bundle(dir: &Path, spec: &Spec, container: &str) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| SupervisorError::io("create", dir, e))?;
+    spec.save(dir.join("config.json"))
+        .map_err(|e| SupervisorError::Bundle {
+            container: container.to_string(),
+            reason: format!("write config.json in {}: {e}", dir.display()),
+        })
+}
+
+/// Image env, then the service's, a later KEY replacing an earlier one; PATH
+/// defaulted.
+pub fn merge_env(image: &[String], service: &[String]) -> Vec<String> {
+    let mut order: Vec<String> = Vec::new();
+    let mut values: BTreeMap<String, String> = BTreeMap::new();
+    for e in image.iter().chain(service) {
+        let key = e.split_once('=').map_or(e.as_str(), |(k, _)| k).to_string();
+        if !values.contains_key(&key) {
+            order.push(key.clone());
+        }
+        values.insert(key, e.clone());
+    }
+    if !values.contains_key("PATH") {
+        order.insert(0, "PATH".into());
+        values.insert("PATH".into(), DEFAULT_PATH.into());
+    }
+    order
+        .into_iter()
+        .filter_map(|k| values.remove(&k))
+        .collect()
+}
+
+/// pid, mount, uts, ipc and a new network namespace (loopback only for now).
+fn namespaces() -> Vec<LinuxNamespace> {
+    let wanted = [
+        LinuxNamespaceType::Pid,
+        LinuxNamespaceType::Mount,
+        LinuxNamespaceType::Uts,
+        LinuxNamespaceType::Ipc,
+        LinuxNamespaceType::Network,
+    ];
+    let mut ns: Vec<LinuxNamespace> = get_default_namespaces()
+        .into_iter()
+        .filter(|n| wanted.contains(&n.typ()))
+        .collect();
+    for typ in wanted {
+        if !ns.iter().any(|n| n.typ() == typ) {
+            let mut n = LinuxNamespace::default();
+            n.set_typ(typ);
+            ns.push(n);
+        }
+    }
+    ns
+}
+
+fn resources(task: &Task) -> Result<oci_spec::runtime::LinuxResources, String> {
+    let limits = task
+        .spec
+        .as_ref()
+        .and_then(|s| s.resources.as_ref())
+        .and_then(|r| r.limits.clone())
+        .unwrap_or_default();
+    let mut r = LinuxResourcesBuilder::default();
+    if limits.memory_bytes > 0 {
+        let bytes = i64::try_from(limits.memory_bytes)
+            .map_err(|_| format!("memory limit {} is too large", limits.memory_bytes))?;
+        r = r.memory(
+            LinuxMemoryBuilder::default()
+                .limit(bytes)
+                .build()
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    if limits.milli_cpus > 0 {
+        let quota = limits.milli_cpus.saturating_mul(CPU_PERIOD_US) / 1000;
+        r = r.cpu(
+            LinuxCpuBuilder::default()
+                .quota(i64::try_from(quota.max(1000)).unwrap_or(i64::MAX))
+                .period(CPU_PERIOD_US)
+                .build()
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    if limits.pids > 0 {
+        r = r.pids(
+            LinuxPidsBuilder::default()
+                .limit(i64::try_from(limits.pids).unwrap_or(i64::MAX))
+                .build()
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    r.build().map_err(|e| e.to_string())
+}
+
+fn task_mount(m: &berth_proto::v1::Mount) -> Result<Mount, String> {
+    if !m.target.starts_with('/') {
+        return Err(format!("mount target {:?} is not absolute", m.target));
+    }
+    let ro = if m.read_only { "ro" } else { "rw" };
+    let (typ, source, options) = match Kind::try_from(m.kind) {
+        Ok(Kind::Bind) => {
+            if !m.source.starts_with('/') {
+                return Err(format!("bind mount source {:?} is not absolute", m.source));
+            }
+            (
+                "bind",
+                m.source.clone(),
+                vec!["rbind".to_string(), "rprivate".into(), ro.into()],
+            )
+        }
+        Ok(Kind::Tmpfs) => (
+            "tmpfs",
+            "tmpfs".to_string(),
+            vec![
+                "nosuid".to_string(),
+                "nodev".into(),
+                "mode=1777".into(),
+                ro.into(),
+            ],
+        ),
+        Err(_) => return Err(format!("mount kind {} is unknown", m.kind)),
+    };
+    MountBuilder::default()
+        .destination(&m.target)
+        .typ(typ)
+        .source(source)
+        .options(options)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_proto::v1::{ResourceRequirements, Resources, ServiceSpec};
+
+    fn task(spec: ServiceSpec) -> Task {
+        Task {
+            id: "abcdef0123456789".into(),
+            spec: Some(spec),
+            ..Task::default()
+        }
+    }
+
+    #[test]
+    fn process_comes_from_image_and_spec() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = ImageConfig {
+            entrypoint: vec!["/bin/ep".into()],
+            cmd: vec!["a".into()],
+            env: vec!["PATH=/bin".into(), "A=1".into()],
+            working_dir: Some("/srv".into()),
+            ..ImageConfig::default()
+        };
+        let t = task(ServiceSpec {
+            args: vec!["b".into()],
+            env: vec!["A=2".into(), "B=3".into()],
+            resources: Some(ResourceRequirements {
+                reservations: None,
+                limits: Some(Resources {
+                    milli_cpus: 500,
+                    memory_bytes: 64 << 20,
+                    pids: 100,
+                }),
+            }),
+            mounts: vec![berth_proto::v1::Mount {
+                kind: Kind::Tmpfs as i32,
+                source: String::new(),
+                target: "/scratch".into(),
+                read_only: false,
+            }],
+            ..ServiceSpec::default()
+        });
+        let spec = build_spec(&BundleInput {
+            task: &t,
+            container_id: "c1",
+            image: &image,
+            rootfs: dir.path(),
+            cgroup_parent: "berth",
+        })
+        .unwrap();
+        let p = spec.process().as_ref().unwrap();
+        assert_eq!(p.args().as_ref().unwrap(), &vec!["/bin/ep", "b"]);
+        assert_eq!(p.env().as_ref().unwrap(), &vec!["PATH=/bin", "A=2", "B=3"]);
+        assert_eq!(p.cwd(), &PathBuf::from("/srv"));
+        assert_eq!(spec.hostname().as_deref(), Some("abcdef012345"));
+        let linux = spec.linux().as_ref().unwrap();
+        assert_eq!(
+            linux.cgroups_path().as_deref(),
+            Some(Path::new("/berth/c1"))
+        );
+        let res = linux.resources().as_ref().unwrap();
+        assert_eq!(res.memory().unwrap().limit(), Some(64 << 20));
+        assert_eq!(res.cpu().as_ref().unwrap().quota(), Some(50_000));
+        assert_eq!(res.pids().unwrap().limit(), 100);
+        let ns: Vec<_> = linux
+            .namespaces()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|n| n.typ())
+            .collect();
+        assert!(ns.contains(&LinuxNamespaceType::Network), "{ns:?}");
+        assert!(!ns.contains(&LinuxNamespaceType::User), "{ns:?}");
+        assert!(
+            spec.mounts()
+                .as_ref()
+                .unwrap()
+                .iter()
+                .any(|m| m.destination() == Path::new("/scratch"))
+        );
+    }
+
+    #[test]
+    fn a_command_replaces_entrypoint_and_cmd_and_none_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = ImageConfig {
+            entrypoint: vec!["/bin/ep".into()],
+            cmd: vec!["a".into()],
+            ..ImageConfig::default()
+        };
+        let t = task(ServiceSpec {
+            command: vec!["sh".into(), "-c".into(), "true".into()],
+            hostname: "web".into(),
+            ..ServiceSpec::default()
+        });
+        let input = BundleInput {
+            task: &t,
+            container_id: "c1",
+            image: &image,
+            rootfs: dir.path(),
+            cgroup_parent: "berth",
+        };
+        let spec = build_spec(&input).unwrap();
+        let p = spec.process().as_ref().unwrap();
+        assert_eq!(p.args().as_ref().unwrap(), &vec!["sh", "-c", "true"]);
+        assert_eq!(spec.hostname().as_deref(), Some("web"));
+        let empty = ImageConfig::default();
+        let t = task(ServiceSpec::default());
+        let err = build_spec(&BundleInput {
+            task: &t,
+            image: &empty,
+            ..input
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("no command"), "{err}");
+    }
+}

@@ -1,0 +1,390 @@
+//! The agent's task supervisor: runs the tasks the controller assigns to this
+//! node as containers, reports their status, stops the ones no longer wanted,
+//! keeps their logs, and re-adopts running containers after an agent restart.
+//!
+//! ```text
+//! reconcile(tasks) ──► one worker per task (tokio task):
+//!   PREPARING: image get_or_pull ─► rootfs ─► bundle (bundle.rs)
+//!   STARTING:  shim (detached; runs `runtime create`, owns stdout/stderr) ─► `runtime start`
+//!   RUNNING:   wait on init's pidfd (watch.rs) | desired SHUTDOWN ─► stop.rs
+//!   COMPLETE / FAILED / SHUTDOWN ─► `runtime delete`, rootfs released
+//! ```
+//!
+//! On disk: `<data_dir>/containers/<task>/` (record, task, bundle, FIFOs, pid and
+//! exit files; see `state.rs`) and `<data_dir>/logs/<task>/container.log*`.
+//! Containers never depend on the agent process: dropping the `Supervisor` or
+//! killing the agent leaves them running, and `Supervisor::open` adopts them.
+
+mod bundle;
+mod error;
+mod logs;
+mod runtime;
+pub mod shim;
+mod state;
+mod stop;
+mod task;
+mod user;
+mod watch;
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use berth_proto::v1::{Task, TaskState, TaskStatus, TaskStatusUpdate};
+use tokio::sync::{mpsc, watch as tokio_watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tracing::{info, warn};
+
+pub use bundle::{BundleInput, build_spec, merge_env};
+pub use error::{Result, SupervisorError};
+pub use logs::{LogLimits, LogLine, LogStream};
+pub use shim::{ShimArgs, main_shim};
+pub use user::{User, resolve_user};
+
+use crate::image::{ImageStore, PullOptions};
+use state::{Phase, StateDir};
+use task::Desired;
+
+/// How the supervisor runs containers.
+#[derive(Clone)]
+pub struct SupervisorConfig {
+    /// The OCI runtime (`berth-runtime`, or `runc`).
+    pub runtime: PathBuf,
+    /// The runtime's `--root` (its container state; a tmpfs like /run is right).
+    pub runtime_root: PathBuf,
+    pub images: ImageStore,
+    /// How images are pulled (insecure registries, credentials).
+    pub pull: PullOptions,
+    /// Top-level cgroup every container's cgroup goes below.
+    pub cgroup_parent: String,
+    /// Command that starts a shim: program and leading arguments, e.g.
+    /// `[/usr/bin/berth-agent, shim]` (the shim's own flags follow).
+    pub shim: Vec<OsString>,
+    pub log_limits: LogLimits,
+    /// Grace between SIGTERM and SIGKILL when a task's spec sets none.
+    pub default_stop_grace: Duration,
+}
+
+impl SupervisorConfig {
+    /// berth-runtime from PATH, state in /run/berth/runtime, cgroups under
+    /// `berth`, the shim `berth-shim` next to this executable, 10 MiB x 3 log
+    /// files.
+    pub fn new(images: ImageStore) -> SupervisorConfig {
+        let shim = std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(|d| d.join("berth-shim")))
+            .unwrap_or_else(|| PathBuf::from("berth-shim"));
+        SupervisorConfig {
+            runtime: PathBuf::from("berth-runtime"),
+            runtime_root: PathBuf::from("/run/berth/runtime"),
+            images,
+            pull: PullOptions::default(),
+            cgroup_parent: "berth".to_string(),
+            shim: vec![shim.into_os_string()],
+            log_limits: LogLimits::default(),
+            default_stop_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Status updates, in the order they happened.
+pub type StatusUpdates = mpsc::UnboundedReceiver<TaskStatusUpdate>;
+/// Log lines of one task.
+pub type LogStreamOf = ReceiverStream<Result<LogLine>>;
+
+/// What the supervisor keeps per task.
+struct Entry {
+    status: TaskStatus,
+    desired: tokio_watch::Sender<Desired>,
+    /// The worker is finished (the container is gone, the status final).
+    done: bool,
+    worker: Option<tokio::task::JoinHandle<()>>,
+}
+
+pub(crate) struct Inner {
+    cfg: SupervisorConfig,
+    state: StateDir,
+    logs_dir: PathBuf,
+    runtime: runtime::Runtime,
+    shim: shim::ShimLaunch,
+    tasks: Mutex<HashMap<String, Entry>>,
+    updates: mpsc::UnboundedSender<TaskStatusUpdate>,
+}
+
+/// The task supervisor of one agent. Dropping it stops its workers but leaves
+/// every container running (a new `open` re-adopts them).
+pub struct Supervisor {
+    inner: Arc<Inner>,
+}
+
+impl Supervisor {
+    /// Opens the local state in `data_dir` and re-adopts the containers that
+    /// still run (never restarting or killing them); containers that ended while
+    /// no agent watched report their exit on the returned channel. Tasks left
+    /// half-started are cleaned up and start afresh when `reconcile` asks.
+    /// Call inside a tokio runtime.
+    pub async fn open(
+        data_dir: &Path,
+        cfg: SupervisorConfig,
+    ) -> Result<(Supervisor, StatusUpdates)> {
+        let state = StateDir::open(data_dir)?;
+        let logs_dir = data_dir.join("logs");
+        std::fs::create_dir_all(&logs_dir)
+            .map_err(|e| SupervisorError::io("create", &logs_dir, e))?;
+        std::fs::create_dir_all(&cfg.runtime_root)
+            .map_err(|e| SupervisorError::io("create", &cfg.runtime_root, e))?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let inner = Arc::new(Inner {
+            runtime: runtime::Runtime {
+                binary: cfg.runtime.clone(),
+                root: cfg.runtime_root.clone(),
+            },
+            shim: shim::ShimLaunch {
+                command: cfg.shim.clone(),
+                runtime: cfg.runtime.clone(),
+                runtime_root: cfg.runtime_root.clone(),
+                limits: cfg.log_limits,
+            },
+            cfg,
+            state,
+            logs_dir,
+            tasks: Mutex::new(HashMap::new()),
+            updates: tx,
+        });
+        let (records, broken) = inner.state.load_all()?;
+        for dir in broken {
+            let Some(id) = dir.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+                continue;
+            };
+            warn!(task = %id, "no readable record: removing what the task left");
+            task::cleanup(&inner, &id).await;
+            inner.forget(&id);
+        }
+        for record in records {
+            let id = record.task_id.clone();
+            match record.phase {
+                Phase::Done => {
+                    let (desired, _) = tokio_watch::channel(Desired::Stop);
+                    inner.lock().insert(
+                        id,
+                        Entry {
+                            status: (&record.status).into(),
+                            desired,
+                            done: true,
+                            worker: None,
+                        },
+                    );
+                }
+                Phase::Preparing | Phase::Creating => {
+                    info!(task = %id, "the agent stopped while the task was starting: starting afresh");
+                    task::cleanup(&inner, &record.container_id).await;
+                    inner.forget(&id);
+                }
+                Phase::Running => match inner.state.load_task(&id) {
+                    Ok(task) => {
+                        info!(task = %id, container = %record.container_id, pid = ?record.init_pid, "re-adopting");
+                        Inner::spawn_worker(&inner, task, Some(record));
+                    }
+                    Err(e) => {
+                        warn!(task = %id, error = %e, "cannot re-adopt without the task: removing it");
+                        task::cleanup(&inner, &record.container_id).await;
+                        inner.forget(&id);
+                    }
+                },
+            }
+        }
+        Ok((Supervisor { inner }, rx))
+    }
+
+    /// Makes this node run exactly `tasks` (the complete desired set): tasks
+    /// whose desired state is RUNNING (or earlier) run; those with a later
+    /// desired state, and every task missing from the set, are stopped (SIGTERM,
+    /// grace, SIGKILL) and their containers deleted. Tasks missing from the set
+    /// are forgotten once stopped. Idempotent; returns at once, the work runs
+    /// concurrently per task.
+    pub fn reconcile(&self, tasks: Vec<Task>) {
+        let inner = &self.inner;
+        let mut wanted = HashSet::new();
+        let mut to_start = Vec::new();
+        let mut to_forget = Vec::new();
+        {
+            let mut map = inner.lock();
+            for task in tasks {
+                wanted.insert(task.id.clone());
+                let run = task.desired_state <= TaskState::Running as i32;
+                match map.get_mut(&task.id) {
+                    Some(e) => {
+                        if !run && !e.done && *e.desired.borrow() == Desired::Run {
+                            e.desired.send_replace(Desired::Stop);
+                        }
+                    }
+                    None if run => to_start.push(task),
+                    None => {}
+                }
+            }
+            for (id, e) in map.iter_mut() {
+                if wanted.contains(id) {
+                    continue;
+                }
+                if e.done {
+                    to_forget.push(id.clone());
+                } else if *e.desired.borrow() != Desired::Remove {
+                    e.desired.send_replace(Desired::Remove);
+                }
+            }
+        }
+        for id in to_forget {
+            inner.forget(&id);
+        }
+        for task in to_start {
+            Inner::spawn_worker(inner, task, None);
+        }
+    }
+
+    /// The current status of every task this node knows (for re-sending after
+    /// a reconnect).
+    pub fn statuses(&self) -> Vec<TaskStatusUpdate> {
+        let mut out: Vec<TaskStatusUpdate> = self
+            .inner
+            .lock()
+            .iter()
+            .map(|(id, e)| TaskStatusUpdate {
+                task_id: id.clone(),
+                status: Some(e.status.clone()),
+            })
+            .collect();
+        out.sort_by(|a, b| a.task_id.cmp(&b.task_id));
+        out
+    }
+
+    /// The lines of a task's container output: the last `tail` (all if None),
+    /// then, with `follow`, new ones as they come until the container's output
+    /// ends or the stream is dropped.
+    pub async fn logs(
+        &self,
+        task_id: &str,
+        follow: bool,
+        tail: Option<usize>,
+    ) -> Result<LogStreamOf> {
+        if !self.inner.lock().contains_key(task_id) {
+            return Err(SupervisorError::UnknownTask {
+                task: task_id.to_string(),
+            });
+        }
+        let dir = self.inner.logs_dir.join(task_id);
+        let d = dir.clone();
+        let (lines, cursor) = tokio::task::spawn_blocking(move || logs::read_all(&d, tail))
+            .await
+            .map_err(|e| SupervisorError::Task {
+                task: task_id.to_string(),
+                reason: format!("log reader failed: {e}"),
+            })??;
+        let (tx, rx) = mpsc::channel(256);
+        tokio::spawn(async move {
+            for l in lines {
+                if tx.send(Ok(l)).await.is_err() {
+                    return;
+                }
+            }
+            if follow {
+                logs::follow(dir, cursor, tx).await;
+            }
+        });
+        Ok(ReceiverStream::new(rx))
+    }
+
+    /// The directory of a task's log files.
+    pub fn log_dir(&self, task_id: &str) -> PathBuf {
+        self.inner.logs_dir.join(task_id)
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        for e in self.inner.lock().values_mut() {
+            if let Some(w) = e.worker.take() {
+                w.abort();
+            }
+        }
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.tasks.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn spawn_worker(inner: &Arc<Inner>, task: Task, adopt: Option<state::Record>) {
+        let (desired, rx) = tokio_watch::channel(Desired::Run);
+        let id = task.id.clone();
+        let status = adopt
+            .as_ref()
+            .map(|r| TaskStatus::from(&r.status))
+            .unwrap_or_else(|| TaskStatus {
+                state: TaskState::Assigned as i32,
+                timestamp_ms: now_ms(),
+                ..TaskStatus::default()
+            });
+        let mut map = inner.lock();
+        map.insert(
+            id.clone(),
+            Entry {
+                status,
+                desired,
+                done: false,
+                worker: None,
+            },
+        );
+        let worker = tokio::spawn(task::run(inner.clone(), task, rx, adopt));
+        if let Some(e) = map.get_mut(&id) {
+            e.worker = Some(worker);
+        }
+    }
+
+    /// Records and sends a task's new status.
+    fn report(&self, task_id: &str, status: TaskStatus) {
+        if let Some(e) = self.lock().get_mut(task_id) {
+            e.status = status.clone();
+        }
+        let _ = self.updates.send(TaskStatusUpdate {
+            task_id: task_id.to_string(),
+            status: Some(status),
+        });
+    }
+
+    /// Marks a worker finished; true if the task is to be forgotten.
+    fn finish(&self, task_id: &str) -> bool {
+        let mut map = self.lock();
+        match map.get_mut(task_id) {
+            Some(e) => {
+                e.done = true;
+                e.worker = None;
+                *e.desired.borrow() == Desired::Remove
+            }
+            None => true,
+        }
+    }
+
+    /// Drops everything of a finished task: entry, state and logs.
+    fn forget(&self, task_id: &str) {
+        self.lock().remove(task_id);
+        if let Err(e) = self.state.remove(task_id) {
+            warn!(task = task_id, error = %e, "failed to remove the task's state");
+        }
+        let logs = self.logs_dir.join(task_id);
+        if let Err(e) = std::fs::remove_dir_all(&logs)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            warn!(task = task_id, error = %e, "failed to remove the task's logs");
+        }
+    }
+}
+
+/// Unix milliseconds now.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

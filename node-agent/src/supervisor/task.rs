@@ -1,0 +1,347 @@
+//! One task's worker: prepare, start, watch, stop, clean up, report.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_proto::v1::{Task, TaskState, TaskStatus};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use super::bundle::{BundleInput, build_spec, write_bundle};
+use super::error::{Result, SupervisorError};
+use super::state::{Phase, Record};
+use super::stop::{Stopped, stop};
+use super::watch::{ExitInfo, alive, exit_info, start_time, wait_exit};
+use super::{Inner, logs, now_ms, shim};
+
+/// What the controller wants of a task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Desired {
+    Run,
+    /// Stop it; keep its final status and logs.
+    Stop,
+    /// Stop it and forget it (it left the desired set).
+    Remove,
+}
+
+fn status(state: TaskState, message: impl Into<String>) -> TaskStatus {
+    TaskStatus {
+        state: state as i32,
+        message: message.into(),
+        timestamp_ms: now_ms(),
+        ..TaskStatus::default()
+    }
+}
+
+fn failed(error: impl Into<String>) -> TaskStatus {
+    TaskStatus {
+        error: error.into(),
+        ..status(TaskState::Failed, "failed")
+    }
+}
+
+/// Container ids are task ids, which must make plain directory names.
+fn container_id(task_id: &str) -> Result<String> {
+    let ok = !task_id.is_empty()
+        && task_id.len() <= 128
+        && !task_id.starts_with('.')
+        && task_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(task_id.to_string())
+    } else {
+        Err(SupervisorError::Task {
+            task: task_id.to_string(),
+            reason: "a task id must be 1-128 letters, digits, '-', '_' or '.'".into(),
+        })
+    }
+}
+
+struct Worker {
+    inner: Arc<Inner>,
+    task: Task,
+    record: Record,
+    desired: watch::Receiver<Desired>,
+}
+
+impl Worker {
+    fn report(&mut self, mut s: TaskStatus) {
+        if s.container_id.is_empty() && self.record.phase != Phase::Preparing {
+            s.container_id = self.record.container_id.clone();
+        }
+        self.record.status = (&s).into();
+        if let Err(e) = self.inner.state.save(&self.record) {
+            warn!(task = %self.task.id, error = %e, "failed to save the task's record");
+        }
+        info!(task = %self.task.id, state = ?TaskState::try_from(s.state), message = %s.message, error = %s.error, "task status");
+        self.inner.report(&self.task.id, s);
+    }
+
+    fn save(&self) -> Result<()> {
+        self.inner.state.save(&self.record)
+    }
+
+    fn stop_requested(&self) -> bool {
+        *self.desired.borrow() != Desired::Run
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.inner.state.task_dir(&self.task.id)
+    }
+
+    fn log_dir(&self) -> PathBuf {
+        self.inner.logs_dir.join(&self.task.id)
+    }
+
+    fn image(&self) -> String {
+        self.task
+            .spec
+            .as_ref()
+            .map(|s| s.image.clone())
+            .unwrap_or_default()
+    }
+
+    /// Pull, rootfs, bundle, create, start. `Ok(false)`: stopped before it ran.
+    async fn start(&mut self) -> Result<bool, TaskStatus> {
+        let cid = self.record.container_id.clone();
+        let name = self.image();
+        self.inner
+            .state
+            .save_task(&self.task)
+            .map_err(|e| failed(e.to_string()))?;
+        self.report(status(TaskState::Preparing, format!("pulling {name}")));
+        let images = self.inner.cfg.images.clone();
+        let image = images
+            .get_or_pull(&name, &self.inner.cfg.pull)
+            .await
+            .map_err(|e| failed(format!("image {name}: {e}")))?;
+        if self.stop_requested() {
+            return Ok(false);
+        }
+        let config = images
+            .image_config(&image)
+            .map_err(|e| failed(format!("image {name}: {e}")))?;
+        let rootfs = images
+            .prepare_rootfs(&image, &cid)
+            .await
+            .map_err(|e| failed(format!("rootfs of image {name}: {e}")))?;
+        let spec = build_spec(&BundleInput {
+            task: &self.task,
+            container_id: &cid,
+            image: &config,
+            rootfs: &rootfs.path,
+            cgroup_parent: &self.inner.cfg.cgroup_parent,
+        })
+        .map_err(|e| failed(e.to_string()))?;
+        let bundle = self.state_dir().join("bundle");
+        write_bundle(&bundle, &spec, &cid).map_err(|e| failed(e.to_string()))?;
+        if self.stop_requested() {
+            return Ok(false);
+        }
+        self.record.phase = Phase::Creating;
+        self.report(status(TaskState::Starting, "starting"));
+        let pid = self
+            .inner
+            .shim
+            .create(&cid, &bundle, &self.state_dir(), &self.log_dir())
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        self.inner
+            .runtime
+            .start(&cid)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        self.record.phase = Phase::Running;
+        self.record.init_pid = Some(pid);
+        self.record.init_start = start_time(pid);
+        self.save().map_err(|e| failed(e.to_string()))?;
+        self.report(status(TaskState::Running, "running"));
+        Ok(true)
+    }
+
+    /// Watches the running container until it ends or is stopped.
+    async fn supervise(&mut self) -> TaskStatus {
+        let cid = self.record.container_id.clone();
+        let Some(pid) = self.record.init_pid else {
+            return failed("the record of the running container has no pid");
+        };
+        let start = self.record.init_start;
+        let state_dir = self.state_dir();
+        if alive(pid, start) && !shim::shim_alive(&state_dir) {
+            // The shim died with (or after) the agent: a new one drains the FIFOs.
+            info!(task = %self.task.id, container = %cid, "shim gone: attaching a new one");
+            if let Err(e) = self.inner.shim.attach(
+                &cid,
+                pid,
+                &state_dir.join("bundle"),
+                &state_dir,
+                &self.log_dir(),
+            ) {
+                warn!(task = %self.task.id, error = %e, "no shim for the logs");
+            }
+        }
+        let stopped = loop {
+            if self.stop_requested() {
+                break Some(self.stop(pid, start).await);
+            }
+            tokio::select! {
+                () = wait_exit(pid, start) => break None,
+                changed = self.desired.changed() => {
+                    if changed.is_err() {
+                        // The supervisor is gone: leave the container alone.
+                        std::future::pending::<()>().await;
+                    }
+                }
+            }
+        };
+        let exit = exit_info(&self.inner.runtime, &cid, &state_dir, &self.cgroup()).await;
+        match stopped {
+            Some(how) => shutdown_status(how, exit, self.grace()),
+            None => exit_status(exit, &self.task),
+        }
+    }
+
+    async fn stop(&self, pid: i32, start: Option<u64>) -> Stopped {
+        info!(task = %self.task.id, container = %self.record.container_id, "stopping");
+        stop(
+            &self.inner.runtime,
+            &self.record.container_id,
+            pid,
+            start,
+            self.grace(),
+        )
+        .await
+    }
+
+    fn grace(&self) -> Duration {
+        match self.task.spec.as_ref().map_or(0, |s| s.stop_grace_seconds) {
+            0 => self.inner.cfg.default_stop_grace,
+            s => Duration::from_secs(u64::from(s)),
+        }
+    }
+
+    fn cgroup(&self) -> PathBuf {
+        PathBuf::from(format!(
+            "/{}/{}",
+            self.inner.cfg.cgroup_parent.trim_matches('/'),
+            self.record.container_id
+        ))
+    }
+}
+
+fn exit_text(exit: &ExitInfo) -> String {
+    match (exit.code, exit.signal) {
+        (_, Some(sig)) => format!("killed by signal {sig}"),
+        (Some(c), None) => format!("exited with code {c}"),
+        (None, None) => "exit status unknown: the container ended while no shim watched it".into(),
+    }
+}
+
+fn exit_status(exit: ExitInfo, task: &Task) -> TaskStatus {
+    let mut s = if exit.oom_killed {
+        let limit = task
+            .spec
+            .as_ref()
+            .and_then(|s| s.resources.as_ref())
+            .and_then(|r| r.limits.as_ref())
+            .map_or(0, |l| l.memory_bytes);
+        failed(format!(
+            "container was OOM-killed (memory limit {limit} bytes), {}",
+            exit_text(&exit)
+        ))
+    } else if exit.code == Some(0) {
+        status(TaskState::Complete, "exited with code 0")
+    } else {
+        failed(exit_text(&exit))
+    };
+    s.exit_code = exit.code;
+    s
+}
+
+fn shutdown_status(how: Stopped, exit: ExitInfo, grace: Duration) -> TaskStatus {
+    let message = match how {
+        Stopped::OnTerm => format!("stopped on SIGTERM, {}", exit_text(&exit)),
+        Stopped::Killed => format!("killed with SIGKILL after the {grace:?} grace period"),
+        Stopped::Stuck => "still running after SIGKILL; deleted by force".to_string(),
+    };
+    TaskStatus {
+        exit_code: exit.code,
+        ..status(TaskState::Shutdown, message)
+    }
+}
+
+/// The worker of one task, from assignment (or adoption) to its final status.
+pub(crate) async fn run(
+    inner: Arc<Inner>,
+    task: Task,
+    desired: watch::Receiver<Desired>,
+    adopt: Option<Record>,
+) {
+    let id = task.id.clone();
+    let cid = match container_id(&id) {
+        Ok(c) => c,
+        Err(e) => {
+            inner.report(&id, failed(e.to_string()));
+            if inner.finish(&id) {
+                inner.forget(&id);
+            }
+            return;
+        }
+    };
+    let adopted = adopt.is_some();
+    let record = adopt.unwrap_or_else(|| Record::new(&id, &cid));
+    let mut w = Worker {
+        inner: inner.clone(),
+        task,
+        record,
+        desired,
+    };
+    let last = if adopted {
+        Some(w.supervise().await)
+    } else {
+        match w.start().await {
+            Ok(true) => Some(w.supervise().await),
+            Ok(false) => None,
+            Err(s) => Some(s),
+        }
+    };
+    cleanup(&inner, &cid).await;
+    let fin = last.unwrap_or_else(|| status(TaskState::Shutdown, "stopped before it started"));
+    w.record.phase = Phase::Done;
+    w.report(fin);
+    if inner.finish(&id) {
+        inner.forget(&id);
+    }
+}
+
+/// Deletes the container and releases its rootfs; what fails is logged (the
+/// next open tries again only for tasks that still have a record).
+pub(crate) async fn cleanup(inner: &Inner, container_id: &str) {
+    if let Err(e) = inner.runtime.delete(container_id).await {
+        warn!(container = container_id, error = %e, "runtime delete failed");
+    }
+    // The shim ends once the container's output is drained; a follow of the
+    // logs ends on its `closed` marker, written here if no shim will.
+    let state_dir = inner.state.task_dir(container_id);
+    for _ in 0..60 {
+        if !shim::shim_alive(&state_dir) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log_dir = inner.logs_dir.join(container_id);
+    if log_dir.is_dir() {
+        let _ = std::fs::write(log_dir.join(logs::CLOSED), b"");
+    }
+    if let Err(e) = inner.cfg.images.release_rootfs(container_id).await {
+        warn!(container = container_id, error = %e, "rootfs release failed");
+    }
+    for f in ["bundle"] {
+        let _ = std::fs::remove_dir_all(state_dir.join(f));
+    }
+    for f in [shim::STDOUT_FIFO, shim::STDERR_FIFO] {
+        let _ = std::fs::remove_file(state_dir.join(f));
+    }
+}
