@@ -1,6 +1,7 @@
 mod client;
 mod cluster;
 mod config;
+mod dev;
 mod node;
 mod output;
 mod service;
@@ -38,6 +39,19 @@ enum Command {
     /// Nodes: list them, drain them, label them.
     #[command(subcommand)]
     Node(node::NodeCmd),
+    /// Run a single-host cluster in this process (controller + agent).
+    Dev(dev::DevArgs),
+}
+
+fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,raft=warn,h2=warn,tower=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
 }
 
 fn main() {
@@ -53,12 +67,19 @@ fn main() {
         }
     };
     let result = runtime.block_on(async move {
+        if let Command::Dev(dev_args) = args.command {
+            init_logging();
+            return dev::run(dev_args).await;
+        }
         let mut client = client::connect(&args.controller).await?;
         match args.command {
             Command::Cluster(cmd) => cluster::run(&mut client, cmd).await,
             Command::Config(cmd) => config::run(&mut client, cmd).await,
             Command::Service(cmd) => service::run(&mut client, cmd).await,
             Command::Node(cmd) => node::run(&mut client, cmd).await,
+            Command::Dev(_) => {
+                anyhow::bail!("`berth dev` starts a cluster; it takes no controller")
+            }
         }
     });
     if let Err(err) = result {

@@ -194,6 +194,11 @@ pub async fn run(
     let handle = RaftHandle::new(mailbox, status.clone(), sm);
     let dispatcher = Dispatcher::new(handle.clone(), opts.dispatcher.clone());
     let liveness = tokio::spawn(run_liveness(dispatcher.clone()));
+    // Orchestrator and scheduler: they act only while this member leads.
+    let leader_loop = tokio::spawn(crate::leader::run(
+        handle.clone(),
+        crate::leader::LeaderSettings::default(),
+    ));
     info!(member = marker.member_id, listen = %opts.listen, %advertise, "controller serving");
 
     let (stop_tx, stop_rx) = oneshot::channel::<Result<(), ServerError>>();
@@ -264,6 +269,7 @@ pub async fn run(
     }
     watcher.abort();
     liveness.abort();
+    leader_loop.abort();
     match result_rx.await {
         Ok(Err(err)) => Err(err),
         _ => Ok(()),

@@ -16,6 +16,31 @@ struct Args {
     /// Controllers to reach the cluster through (comma-separated).
     #[arg(long, value_delimiter = ',')]
     controller: Vec<String>,
+    /// Address other nodes reach this one at (default: the one used to reach
+    /// the controllers).
+    #[arg(long)]
+    advertise: Option<String>,
+    /// Node name (default: the host name).
+    #[arg(long)]
+    name: Option<String>,
+    /// KEY=VALUE node label; repeatable.
+    #[arg(long)]
+    label: Vec<String>,
+    /// OCI runtime binary (berth-runtime, or runc).
+    #[arg(long, default_value = "berth-runtime")]
+    runtime: PathBuf,
+    /// The runtime's state directory.
+    #[arg(long, default_value = "/run/berth/runtime")]
+    runtime_root: PathBuf,
+    /// A registry (HOST:PORT) reached over plain HTTP; repeatable.
+    #[arg(long)]
+    insecure_registry: Vec<String>,
+    /// Top-level cgroup the containers' cgroups go below.
+    #[arg(long, default_value = "berth")]
+    cgroup_parent: String,
+    /// Where the agent's API (task logs for `berth service logs`) listens.
+    #[arg(long, default_value = "0.0.0.0:7401")]
+    api_listen: std::net::SocketAddr,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -101,13 +126,27 @@ enum Format {
 }
 
 fn main() -> anyhow::Result<()> {
+    // `berth-agent shim ...`: the per-container process that owns a container's
+    // output (started detached by the supervisor; not for people).
+    let mut argv = std::env::args_os();
+    if argv.nth(1).is_some_and(|a| a == "shim") {
+        std::process::exit(match berth_agent::supervisor::main_shim(argv.collect()) {
+            code if code == std::process::ExitCode::SUCCESS => 0,
+            _ => 1,
+        });
+    }
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| {
+                    // The daemon reports what it does; image commands stay quiet.
+                    let default = if args.command.is_none() { "info" } else { "warn" };
+                    tracing_subscriber::EnvFilter::new(default)
+                }),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match args.command {
         Some(Command::Image(cmd)) => {
@@ -117,14 +156,49 @@ fn main() -> anyhow::Result<()> {
                 .context("failed to start the async runtime")?;
             rt.block_on(image(cmd))
         }
-        None => {
-            let data_dir = args.data_dir.context("--data-dir is required")?;
-            anyhow::bail!(
-                "the agent cannot run tasks yet: the supervisor is not built (data dir {})",
-                data_dir.display()
-            )
-        }
+        None => daemon(args),
     }
+}
+
+fn daemon(args: Args) -> anyhow::Result<()> {
+    let data_dir = args.data_dir.context("--data-dir is required")?;
+    if args.controller.is_empty() {
+        anyhow::bail!("--controller ADDR[,ADDR...] is required to run the agent");
+    }
+    let mut labels = std::collections::BTreeMap::new();
+    for item in &args.label {
+        let (k, v) = item
+            .split_once('=')
+            .with_context(|| format!("label {item:?} is not KEY=VALUE"))?;
+        labels.insert(k.to_string(), v.to_string());
+    }
+    let name = match args.name {
+        Some(name) => name,
+        None => nix::unistd::gethostname()
+            .context("cannot read the host name; pass --name")?
+            .to_string_lossy()
+            .to_string(),
+    };
+    let opts = berth_agent::daemon::AgentOptions {
+        data_dir,
+        controllers: args.controller,
+        name,
+        advertise: args.advertise.unwrap_or_default(),
+        labels,
+        runtime: args.runtime,
+        runtime_root: args.runtime_root,
+        insecure_registries: args.insecure_registry,
+        cgroup_parent: args.cgroup_parent,
+        api_listen: args.api_listen,
+        shim: Vec::new(),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("failed to start the async runtime")?;
+    rt.block_on(berth_agent::daemon::run(opts))?;
+    Ok(())
 }
 
 fn open(store: &Store) -> anyhow::Result<ImageStore> {

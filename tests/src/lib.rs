@@ -17,7 +17,9 @@
 
 pub mod binaries;
 pub mod cgroups;
+pub mod cluster;
 pub mod controllers;
+pub mod images;
 pub mod linearizability;
 pub mod netruntime;
 pub mod ns;

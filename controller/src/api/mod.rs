@@ -3,6 +3,7 @@
 
 pub mod common;
 mod configs;
+mod logs;
 mod members;
 mod networks;
 mod nodes;
@@ -68,13 +69,10 @@ impl Cluster for ClusterApi {
         ok(services::list_tasks(&self.raft, r.into_inner()).await?)
     }
 
-    type ServiceLogsStream = tokio_stream::wrappers::ReceiverStream<Result<LogLine, Status>>;
+    type ServiceLogsStream = logs::LogStreamOut;
 
     async fn service_logs(&self, r: Request<ServiceLogsRequest>) -> Reply<Self::ServiceLogsStream> {
-        Err(Status::unimplemented(format!(
-            "logs of service {:?} come from node agents, and this controller has no agent sessions yet",
-            r.into_inner().service
-        )))
+        ok(logs::service_logs(&self.raft, r.into_inner()).await?)
     }
 
     async fn list_nodes(&self, _: Request<ListNodesRequest>) -> Reply<ListNodesResponse> {

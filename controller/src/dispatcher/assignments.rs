@@ -5,7 +5,9 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use berth_proto::store::object::Kind;
-use berth_proto::v1::{Assignments, Network, Node, NotLeader, SessionMessage, Task, TaskState, session_message};
+use berth_proto::v1::{
+    Assignments, Network, Node, NotLeader, SessionMessage, Task, TaskState, session_message,
+};
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tonic::Status;
@@ -31,7 +33,11 @@ fn fingerprint(a: &Assignments) -> Fingerprint {
             .iter()
             .map(|t| (t.id.clone(), t.desired_state, t.spec_version))
             .collect(),
-        networks: a.networks.iter().map(|n| (n.id.clone(), n.version)).collect(),
+        networks: a
+            .networks
+            .iter()
+            .map(|n| (n.id.clone(), n.version))
+            .collect(),
         nodes: a
             .nodes
             .iter()
@@ -112,7 +118,9 @@ pub fn stream(dispatcher: Dispatcher, node_id: String, session_id: String) -> Se
             }
             if !dispatcher.check_session(&node_id, &session_id) {
                 let _ = tx
-                    .send(Err(Status::not_found("session replaced or expired; register again")))
+                    .send(Err(Status::not_found(
+                        "session replaced or expired; register again",
+                    )))
                     .await;
                 return;
             }

@@ -35,7 +35,9 @@ pub async fn run_liveness(dispatcher: Dispatcher) {
         let down_after = dispatcher.settings.down_after;
         let mut ops = Vec::new();
         for object in nodes {
-            let Some(Kind::Node(mut node)) = object.kind else { continue };
+            let Some(Kind::Node(mut node)) = object.kind else {
+                continue;
+            };
             if node.status == NodeStatus::Down as i32 {
                 continue;
             }

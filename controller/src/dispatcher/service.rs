@@ -96,6 +96,7 @@ impl DispatcherApi for DispatcherService {
                 }
                 let version = node.version;
                 node.address = req.address.clone();
+                node.api_address = req.api_address.clone();
                 node.labels.extend(req.labels.clone());
                 node.resources = req.resources;
                 node.status = NodeStatus::Ready as i32;
@@ -114,6 +115,7 @@ impl DispatcherApi for DispatcherService {
                     },
                     name: req.name.clone(),
                     address: req.address.clone(),
+                    api_address: req.api_address.clone(),
                     labels: req.labels.clone(),
                     resources: req.resources,
                     availability: NodeAvailability::Active as i32,

@@ -16,16 +16,28 @@ fn state_of(status: Option<&berth_proto::v1::TaskStatus>) -> TaskState {
         .unwrap_or(TaskState::New)
 }
 
-pub async fn apply(raft: &RaftHandle, node_id: &str, updates: Vec<TaskStatusUpdate>) -> Result<(), Status> {
+pub async fn apply(
+    raft: &RaftHandle,
+    node_id: &str,
+    updates: Vec<TaskStatusUpdate>,
+) -> Result<(), Status> {
     // A concurrent write to one of the tasks makes the txn fail: re-read, retry.
     for _ in 0..3 {
         let mut ops = Vec::new();
         for update in &updates {
-            let Some(new) = update.status.clone() else { continue };
-            let Some(object) = raft.state().get("task", &update.task_id).map_err(store_status)? else {
+            let Some(new) = update.status.clone() else {
                 continue;
             };
-            let Some(Kind::Task(mut task)) = object.kind else { continue };
+            let Some(object) = raft
+                .state()
+                .get("task", &update.task_id)
+                .map_err(store_status)?
+            else {
+                continue;
+            };
+            let Some(Kind::Task(mut task)) = object.kind else {
+                continue;
+            };
             if task.node_id != node_id {
                 warn!(task = %task.id, node = %node_id, "status report from a node the task is not on");
                 continue;
@@ -54,5 +66,7 @@ pub async fn apply(raft: &RaftHandle, node_id: &str, updates: Vec<TaskStatusUpda
             Err(status) => return Err(status),
         }
     }
-    Err(Status::aborted("task status kept changing concurrently; report again"))
+    Err(Status::aborted(
+        "task status kept changing concurrently; report again",
+    ))
 }

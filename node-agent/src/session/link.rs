@@ -78,7 +78,7 @@ pub async fn session(
     identity: &mut NodeIdentity,
     address: &str,
     runner: &dyn TaskRunner,
-    updates: &mut mpsc::Receiver<TaskStatusUpdate>,
+    updates: &mut mpsc::UnboundedReceiver<TaskStatusUpdate>,
 ) -> Result<(), SessionError> {
     let mut client = connect(address).await?;
     let advertise = if config.advertise.is_empty() {
@@ -90,6 +90,7 @@ pub async fn session(
         .register(RegisterRequest {
             node_id: identity.node_id.clone(),
             name: config.name.clone(),
+            api_address: format!("{advertise}:{}", config.api_port),
             address: advertise,
             labels: config.labels.clone(),
             resources: Some(detect_resources()),

@@ -36,6 +36,9 @@ pub struct SessionConfig {
     /// to reach the controllers.
     pub advertise: String,
     pub labels: BTreeMap<String, String>,
+    /// Port of this agent's API (task logs); controllers reach it at the
+    /// advertised address.
+    pub api_port: u16,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,7 +59,7 @@ pub enum SessionError {
 pub async fn run(
     config: SessionConfig,
     runner: Arc<dyn TaskRunner>,
-    mut updates: mpsc::Receiver<TaskStatusUpdate>,
+    mut updates: mpsc::UnboundedReceiver<TaskStatusUpdate>,
 ) -> Result<(), SessionError> {
     if config.controllers.is_empty() {
         return Err(SessionError::NoControllers);

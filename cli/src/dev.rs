@@ -1,0 +1,113 @@
+//! `berth dev`: a whole single-host cluster in one process — a one-member
+//! controller and an agent, data under one directory — for trying berth out.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use berth_agent::daemon::AgentOptions;
+use berth_controller::dispatcher::DispatcherSettings;
+use berth_controller::raft::RaftSettings;
+use berth_controller::server::ControllerOptions;
+use clap::Args;
+
+pub const DEFAULT_API: &str = "127.0.0.1:7400";
+
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Where the cluster keeps its data (default: /var/lib/berth-dev as root,
+    /// else ~/.local/share/berth-dev).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// A registry (HOST:PORT) reached over plain HTTP; repeatable.
+    #[arg(long)]
+    insecure_registry: Vec<String>,
+    /// Where the controller's API listens.
+    #[arg(long, default_value = DEFAULT_API)]
+    listen: SocketAddr,
+    /// OCI runtime (default: berth-runtime next to this binary, else from PATH).
+    #[arg(long)]
+    runtime: Option<PathBuf>,
+}
+
+fn default_data_dir() -> PathBuf {
+    if nix::unistd::geteuid().is_root() {
+        PathBuf::from("/var/lib/berth-dev")
+    } else {
+        std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."))
+            .join(".local/share/berth-dev")
+    }
+}
+
+/// A binary installed next to this one, else the bare name (found on PATH).
+fn sibling(name: &str) -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join(name)))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
+fn is_initialized(dir: &Path) -> bool {
+    dir.join("berth-controller.json").exists()
+}
+
+pub async fn run(args: DevArgs) -> Result<()> {
+    let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let controller_dir = data_dir.join("controller");
+    let controller = ControllerOptions {
+        init: !is_initialized(&controller_dir),
+        data_dir: controller_dir,
+        listen: args.listen,
+        advertise: None,
+        join: None,
+        raft: RaftSettings::default(),
+        dispatcher: DispatcherSettings::default(),
+    };
+    let api = args.listen.to_string();
+    let agent = AgentOptions {
+        data_dir: data_dir.join("agent"),
+        controllers: vec![api.clone()],
+        name: nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().to_string())
+            .unwrap_or_else(|_| "dev".to_string()),
+        advertise: args.listen.ip().to_string(),
+        labels: Default::default(),
+        runtime: args.runtime.unwrap_or_else(|| sibling("berth-runtime")),
+        runtime_root: PathBuf::from("/run/berth-dev/runtime"),
+        insecure_registries: args.insecure_registry,
+        cgroup_parent: "berth-dev".to_string(),
+        api_listen: SocketAddr::new(args.listen.ip(), args.listen.port() + 1),
+        shim: vec![sibling("berth-agent").into_os_string(), "shim".into()],
+    };
+    let controller_task = tokio::spawn(berth_controller::server::run(controller, async {
+        let _ = tokio::signal::ctrl_c().await;
+    }));
+    // The agent registers once the controller has elected itself.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let agent_task = tokio::spawn(berth_agent::daemon::run(agent));
+    println!(
+        "berth dev: a single-host cluster, data in {}",
+        data_dir.display()
+    );
+    println!("  controller API: {api}   (berth talks to it by default)");
+    println!(
+        "  try:  berth service create hello --image <registry>/busybox:1 --replicas 2 -- sleep 3600"
+    );
+    println!("        berth service ps hello");
+    println!("  stop with Ctrl-C (containers keep running; the next `berth dev` re-adopts them)");
+    tokio::select! {
+        result = controller_task => {
+            result.context("controller task")?.context("controller")?;
+        }
+        result = agent_task => {
+            result.context("agent task")?.context("agent")?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,134 @@
+//! `service logs`: each task's output, fetched from the agent that runs it and
+//! merged into one stream.
+
+use std::time::Duration;
+
+use berth_proto::store::object::Kind;
+use berth_proto::v1::agent_client::AgentClient;
+use berth_proto::v1::log_line::Stream as LogStream;
+use berth_proto::v1::{LogLine, ServiceLogsRequest, Task, TaskLogsRequest};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Status;
+use tracing::debug;
+
+use super::common::{barrier, resolve, store_status};
+use crate::raft::RaftHandle;
+use crate::store::ObjectExt;
+
+pub type LogStreamOut = ReceiverStream<Result<LogLine, Status>>;
+
+struct Source {
+    task: Task,
+    node_name: String,
+    api_address: String,
+}
+
+pub async fn service_logs(
+    raft: &RaftHandle,
+    req: ServiceLogsRequest,
+) -> Result<LogStreamOut, Status> {
+    barrier(raft).await?;
+    let service = resolve(raft, "service", &req.service)?;
+    let service_id = service.id().to_string();
+    let mut sources = Vec::new();
+    for object in raft.state().list("task").map_err(store_status)? {
+        let Some(Kind::Task(task)) = object.kind else {
+            continue;
+        };
+        if task.service_id != service_id || task.node_id.is_empty() {
+            continue;
+        }
+        let Some(node) = raft
+            .state()
+            .get("node", &task.node_id)
+            .map_err(store_status)?
+        else {
+            continue;
+        };
+        let Some(Kind::Node(node)) = node.kind else {
+            continue;
+        };
+        if node.api_address.is_empty() {
+            continue;
+        }
+        sources.push(Source {
+            task,
+            node_name: node.name,
+            api_address: node.api_address,
+        });
+    }
+    sources.sort_by_key(|s| (s.task.slot, s.task.id.clone()));
+    let (tx, rx) = mpsc::channel(1024);
+    tokio::spawn(async move {
+        if req.follow {
+            for source in sources {
+                let tx = tx.clone();
+                tokio::spawn(async move { forward(source, true, req.tail, tx).await });
+            }
+        } else {
+            for source in sources {
+                forward(source, false, req.tail, tx.clone()).await;
+            }
+        }
+    });
+    Ok(ReceiverStream::new(rx))
+}
+
+async fn forward(
+    source: Source,
+    follow: bool,
+    tail: u64,
+    tx: mpsc::Sender<Result<LogLine, Status>>,
+) {
+    let url = format!("http://{}", source.api_address);
+    let channel = match tonic::transport::Endpoint::from_shared(url) {
+        Ok(e) => e.connect_timeout(Duration::from_secs(2)).connect().await,
+        Err(e) => {
+            debug!(%e, "bad agent address");
+            return;
+        }
+    };
+    let Ok(channel) = channel else {
+        let _ = tx
+            .send(Err(Status::unavailable(format!(
+                "node {} ({}) does not answer for the logs of task {}",
+                source.node_name, source.api_address, source.task.id
+            ))))
+            .await;
+        return;
+    };
+    let mut client = AgentClient::new(channel);
+    let stream = client
+        .task_logs(TaskLogsRequest {
+            task_id: source.task.id.clone(),
+            follow,
+            tail,
+        })
+        .await;
+    let mut stream = match stream {
+        Ok(s) => s.into_inner(),
+        Err(status) if status.code() == tonic::Code::NotFound => return,
+        Err(status) => {
+            let _ = tx.send(Err(status)).await;
+            return;
+        }
+    };
+    while let Ok(Some(line)) = stream.message().await {
+        let out = LogLine {
+            task_id: source.task.id.clone(),
+            slot: source.task.slot,
+            node_name: source.node_name.clone(),
+            stream: if line.stream == 1 {
+                LogStream::Stderr as i32
+            } else {
+                LogStream::Stdout as i32
+            },
+            line: line.line,
+            time: line.time,
+        };
+        if tx.send(Ok(out)).await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! A whole berth cluster on test hosts: controllers, agents, a registry with a
+//! busybox image, and a client host that runs the `berth` CLI.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+use crate::controllers::Controllers;
+use crate::images::{HostRegistry, busybox_layout};
+use crate::{bin_path, wait_until};
+
+pub struct Cluster {
+    pub c: Controllers,
+    pub registry: HostRegistry,
+    /// Reference of the busybox image in the registry.
+    pub image: String,
+    /// Host indexes of agents (started or not yet).
+    pub agent_hosts: Vec<usize>,
+    controllers: usize,
+}
+
+/// Task as `berth service ps --format json` shows it.
+#[derive(Clone, Debug)]
+pub struct TaskRow {
+    pub id: String,
+    pub slot: u64,
+    pub node: String,
+    pub desired_state: String,
+    pub state: String,
+    pub message: String,
+    pub error: String,
+    pub exit_code: Option<i64>,
+}
+
+impl Cluster {
+    /// `controllers` controller hosts, `agents` agent hosts (agents started), and
+    /// `spare_agents` more hosts for agents started later by the test. The
+    /// registry runs on the client host.
+    pub fn start(
+        test: &str,
+        controllers: usize,
+        agents: usize,
+        spare_agents: usize,
+    ) -> Result<Cluster> {
+        let mut c = Controllers::start_with(
+            test,
+            controllers,
+            agents + spare_agents,
+            &["--node-down-after", "4"],
+        )?;
+        let client = c.client_host();
+        let registry = HostRegistry::start(&mut c.net, client)?;
+        let work = c.net.workdir().join("image");
+        std::fs::create_dir_all(&work)?;
+        let layout = work.join("layout");
+        busybox_layout(&work, &layout, "1")?;
+        let image = registry.push(&c.net, &layout, "1", "busybox:1")?;
+        let agent_hosts: Vec<usize> = (controllers..controllers + agents + spare_agents).collect();
+        let mut cluster = Cluster {
+            c,
+            registry,
+            image,
+            agent_hosts,
+            controllers,
+        };
+        for i in 0..agents {
+            cluster.start_agent(i)?;
+        }
+        cluster.wait_nodes_ready(agents)?;
+        Ok(cluster)
+    }
+
+    fn controller_list(&self) -> String {
+        (0..self.controllers)
+            .map(|h| self.c.address(h))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    pub fn agent_name(i: usize) -> String {
+        format!("n{}", i + 1)
+    }
+
+    /// Starts agent number `i` (on `agent_hosts[i]`).
+    pub fn start_agent(&mut self, i: usize) -> Result<()> {
+        let host = self.agent_hosts[i];
+        let data_dir = self.c.net.host(host).dir().join("agent");
+        let args = vec![
+            "--data-dir".to_string(),
+            data_dir.to_string_lossy().to_string(),
+            "--controller".into(),
+            self.controller_list(),
+            "--name".into(),
+            Self::agent_name(i),
+            "--advertise".into(),
+            self.c.net.host(host).address().to_string(),
+            "--insecure-registry".into(),
+            self.registry.address().to_string(),
+            "--runtime".into(),
+            bin_path("berth-runtime").to_string_lossy().to_string(),
+            "--cgroup-parent".into(),
+            self.c.net.cgroup_parent().to_string(),
+        ];
+        let program = bin_path("berth-agent");
+        self.c.net.host_mut(host).spawn("agent", &program, &args)?;
+        Ok(())
+    }
+
+    pub fn agent(&mut self, i: usize) -> Result<&mut crate::Proc> {
+        let host = self.agent_hosts[i];
+        self.c.net.host_mut(host).proc("agent")
+    }
+
+    /// Runs the `berth` CLI on the client host against controller `via`.
+    pub fn berth_via(&self, via: usize, args: &[&str]) -> Result<String> {
+        let berth = bin_path("berth");
+        let addr = self.c.address(via);
+        let mut full = vec!["--controller", &addr];
+        full.extend_from_slice(args);
+        let out = self
+            .c
+            .net
+            .host(self.c.client_host())
+            .run_unchecked(&berth.to_string_lossy(), &full)?;
+        if !out.status.success() {
+            bail!(
+                "berth {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).to_string())
+    }
+
+    /// Runs the CLI against any controller that answers.
+    pub fn berth(&self, args: &[&str]) -> Result<String> {
+        let mut last = None;
+        for via in 0..self.controllers {
+            match self.berth_via(via, args) {
+                Ok(out) => return Ok(out),
+                Err(err) => last = Some(err),
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("no controllers")))
+    }
+
+    pub fn nodes(&self) -> Result<Vec<Value>> {
+        let out = self.berth(&["node", "ls", "--format", "json"])?;
+        let value: Value = serde_json::from_str(&out)?;
+        Ok(value.as_array().cloned().unwrap_or_default())
+    }
+
+    pub fn wait_nodes_ready(&self, n: usize) -> Result<()> {
+        wait_until(&format!("{n} ready nodes"), Duration::from_secs(30), || {
+            let nodes = self.nodes().ok()?;
+            (nodes.iter().filter(|n| n["status"] == "ready").count() >= n).then_some(())
+        })
+    }
+
+    pub fn ps(&self, service: &str) -> Result<Vec<TaskRow>> {
+        let out = self.berth(&["service", "ps", service, "--format", "json"])?;
+        let value: Value = serde_json::from_str(&out).context("service ps JSON")?;
+        Ok(value
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| TaskRow {
+                id: t["id"].as_str().unwrap_or_default().to_string(),
+                slot: t["slot"].as_u64().unwrap_or(0),
+                node: t["node"].as_str().unwrap_or_default().to_string(),
+                desired_state: t["desired_state"].as_str().unwrap_or_default().to_string(),
+                state: t["state"].as_str().unwrap_or_default().to_string(),
+                message: t["message"].as_str().unwrap_or_default().to_string(),
+                error: t["error"].as_str().unwrap_or_default().to_string(),
+                exit_code: t["exit_code"].as_i64(),
+            })
+            .collect())
+    }
+
+    /// Tasks of `service` observed running, per node name.
+    pub fn running_per_node(
+        &self,
+        service: &str,
+    ) -> Result<std::collections::BTreeMap<String, usize>> {
+        let mut map = std::collections::BTreeMap::new();
+        for t in self.ps(service)? {
+            if t.state == "running" {
+                *map.entry(t.node).or_default() += 1;
+            }
+        }
+        Ok(map)
+    }
+
+    pub fn wait_running(&self, service: &str, n: usize, timeout: Duration) -> Result<()> {
+        wait_until(&format!("{n} running tasks of {service}"), timeout, || {
+            let rows = self.ps(service).ok()?;
+            let running = rows
+                .iter()
+                .filter(|t| t.state == "running" && t.desired_state == "running")
+                .count();
+            (running == n).then_some(())
+        })
+    }
+
+    /// Processes whose command line contains `needle`, on the whole machine.
+    pub fn processes_matching(needle: &str) -> Vec<u32> {
+        let mut pids = Vec::new();
+        if let Ok(entries) = std::fs::read_dir("/proc") {
+            for entry in entries.flatten() {
+                let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                    continue;
+                };
+                let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+                let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+                if text.contains(needle) {
+                    pids.push(pid);
+                }
+            }
+        }
+        pids.sort();
+        pids
+    }
+}

@@ -1,0 +1,109 @@
+//! Images made by tools we did not write (umoci from busybox-static) served by
+//! Debian's docker-registry running on a test host.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use crate::testnet::TestNet;
+use crate::wait_until;
+
+pub const REGISTRY_PORT: u16 = 5000;
+
+fn run(program: &str, args: &[&str]) -> Result<String> {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .with_context(|| format!("failed to run {program}"))?;
+    if !out.status.success() {
+        bail!(
+            "{program} {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).to_string())
+}
+
+/// Builds OCI layout `layout` with tag `tag`: busybox-static with a symlink per
+/// applet, cmd `sh`.
+pub fn busybox_layout(work: &Path, layout: &Path, tag: &str) -> Result<()> {
+    let layout_s = layout.to_string_lossy().to_string();
+    if !layout.exists() {
+        run("umoci", &["init", "--layout", &layout_s])?;
+    }
+    let image = format!("{layout_s}:{tag}");
+    run("umoci", &["new", "--image", &image])?;
+    let bundle = work.join(format!("bundle-{tag}"));
+    let bundle_s = bundle.to_string_lossy().to_string();
+    run("umoci", &["unpack", "--image", &image, &bundle_s])?;
+    let bin = bundle.join("rootfs/bin");
+    std::fs::create_dir_all(&bin)?;
+    std::fs::copy("/bin/busybox", bin.join("busybox"))?;
+    for applet in run("/bin/busybox", &["--list"])?.lines() {
+        if applet != "busybox" {
+            std::os::unix::fs::symlink("busybox", bin.join(applet))?;
+        }
+    }
+    run("umoci", &["repack", "--image", &image, &bundle_s])?;
+    run(
+        "umoci",
+        &["config", "--image", &image, "--config.cmd", "sh"],
+    )?;
+    std::fs::remove_dir_all(&bundle)?;
+    Ok(())
+}
+
+/// A registry process on test host `host`, listening on its fabric address.
+pub struct HostRegistry {
+    host: usize,
+    address: String,
+}
+
+impl HostRegistry {
+    pub fn start(net: &mut TestNet, host: usize) -> Result<HostRegistry> {
+        let address = format!("{}:{REGISTRY_PORT}", net.host(host).address());
+        let dir = net.host(host).dir().join("registry");
+        std::fs::create_dir_all(&dir)?;
+        let config = dir.join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
+                 http:\n  addr: {address}\nlog:\n  level: warn\n  accesslog:\n    disabled: false\n",
+                dir.join("storage").display()
+            ),
+        )?;
+        let config_s = config.to_string_lossy().to_string();
+        net.host_mut(host)
+            .spawn("registry", "docker-registry", &["serve", &config_s])?;
+        let url = format!("http://{address}/v2/");
+        let h = net.host(host);
+        wait_until("the registry to answer", Duration::from_secs(20), || {
+            let out = h
+                .run_unchecked("busybox", &["wget", "-q", "-O", "/dev/null", &url])
+                .ok()?;
+            out.status.success().then_some(())
+        })?;
+        Ok(HostRegistry { host, address })
+    }
+
+    /// HOST:PORT, for image references and --insecure-registry.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// Pushes `layout:tag` as `name` (repo:tag) with skopeo, from the registry's host.
+    pub fn push(&self, net: &TestNet, layout: &Path, tag: &str, name: &str) -> Result<String> {
+        let src = format!("oci:{}:{tag}", layout.display());
+        let reference = format!("{}/{name}", self.address);
+        let dst = format!("docker://{reference}");
+        net.host(self.host).run(
+            "skopeo",
+            &["copy", "--dest-tls-verify=false", "--quiet", &src, &dst],
+        )?;
+        Ok(reference)
+    }
+}
