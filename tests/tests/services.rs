@@ -1,0 +1,210 @@
+//! Services across hosts: 3 controllers, agents on their own hosts, images from
+//! a registry on the fabric. Real processes and containers throughout.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use berth_testhost::Cut;
+use berth_testhost::cluster::Cluster;
+use berth_testhost::wait_until;
+
+const CONVERGE: Duration = Duration::from_secs(60);
+
+fn create(cluster: &Cluster, name: &str, extra: &[&str], command: &[&str]) -> Result<()> {
+    let mut args = vec!["service", "create", name, "--image", &cluster.image];
+    args.extend_from_slice(extra);
+    if !command.is_empty() {
+        args.push("--");
+        args.extend_from_slice(command);
+    }
+    cluster.berth(&args)?;
+    Ok(())
+}
+
+#[test]
+fn replicas_spread_move_off_a_cut_node_and_never_duplicate_when_it_heals() -> Result<()> {
+    let cluster = Cluster::start("svc_spread", 3, 3, 0)?;
+    create(
+        &cluster,
+        "web",
+        &["--replicas", "6", "--restart-delay", "0.2"],
+        &["sleep", "3600"],
+    )?;
+    cluster.wait_running("web", 6, CONVERGE)?;
+    let per_node = cluster.running_per_node("web")?;
+    assert_eq!(
+        per_node.values().copied().collect::<Vec<_>>(),
+        vec![2, 2, 2],
+        "{per_node:?}"
+    );
+
+    // Cut n3 off: its tasks run elsewhere within the down period (4 s) + 5 s.
+    let n3_host = cluster.agent_hosts[2];
+    cluster.c.net.host(n3_host).cut(Cut::Both)?;
+    let cut_at = Instant::now();
+    wait_until(
+        "6 tasks running on n1 and n2",
+        Duration::from_secs(4 + 5 + 10),
+        || {
+            let per_node = cluster.running_per_node("web").ok()?;
+            let elsewhere: usize = per_node
+                .iter()
+                .filter(|(n, _)| n.as_str() != "n3")
+                .map(|(_, c)| *c)
+                .sum();
+            (elsewhere == 6).then_some(())
+        },
+    )?;
+    let moved_after = cut_at.elapsed();
+    eprintln!("tasks moved off the cut node after {moved_after:?}");
+
+    // Heal: n3's stale tasks are stopped, never more than 6 keep running.
+    cluster.c.net.host(n3_host).heal()?;
+    wait_until("n3's stale tasks to stop", Duration::from_secs(30), || {
+        let rows = cluster.ps("web").ok()?;
+        let running = rows.iter().filter(|t| t.state == "running").count();
+        let stale_on_n3 = rows
+            .iter()
+            .filter(|t| t.node == "n3" && t.desired_state != "running" && t.state == "running")
+            .count();
+        (running == 6 && stale_on_n3 == 0).then_some(())
+    })?;
+    Ok(())
+}
+
+#[test]
+fn drain_moves_tasks_and_a_global_service_follows_nodes() -> Result<()> {
+    let mut cluster = Cluster::start("svc_drain_global", 3, 2, 1)?;
+    create(&cluster, "app", &["--replicas", "2"], &["sleep", "3600"])?;
+    create(
+        &cluster,
+        "agentd",
+        &["--mode", "global"],
+        &["sleep", "3600"],
+    )?;
+    cluster.wait_running("app", 2, CONVERGE)?;
+    cluster.wait_running("agentd", 2, CONVERGE)?;
+
+    // A node that joins later gets the global task too.
+    cluster.start_agent(2)?;
+    cluster.wait_nodes_ready(3)?;
+    cluster.wait_running("agentd", 3, CONVERGE)?;
+    let per_node = cluster.running_per_node("agentd")?;
+    assert_eq!(per_node.len(), 3, "{per_node:?}");
+
+    // Drain n1: its replicated tasks move, the global one stops there.
+    cluster.berth(&["node", "update", "--availability", "drain", "n1"])?;
+    wait_until("app off n1", CONVERGE, || {
+        let per_node = cluster.running_per_node("app").ok()?;
+        let total: usize = per_node.values().sum();
+        (total == 2 && !per_node.contains_key("n1")).then_some(())
+    })?;
+    wait_until("agentd off n1", CONVERGE, || {
+        let per_node = cluster.running_per_node("agentd").ok()?;
+        (!per_node.contains_key("n1") && per_node.len() == 2).then_some(())
+    })?;
+    Ok(())
+}
+
+#[test]
+fn a_crash_looping_task_follows_its_restart_policy() -> Result<()> {
+    let cluster = Cluster::start("svc_crashloop", 3, 1, 0)?;
+    create(
+        &cluster,
+        "crash",
+        &[
+            "--restart-condition",
+            "on-failure",
+            "--restart-delay",
+            "0.2",
+            "--restart-max-attempts",
+            "3",
+        ],
+        &["sh", "-c", "exit 3"],
+    )?;
+    // The first run and 3 restarts fail with exit code 3, then nothing more.
+    wait_until("4 failed attempts", CONVERGE, || {
+        let rows = cluster.ps("crash").ok()?;
+        let failed = rows
+            .iter()
+            .filter(|t| t.state == "failed" && t.exit_code == Some(3))
+            .count();
+        (failed == 4).then_some(())
+    })?;
+    std::thread::sleep(Duration::from_secs(3));
+    let rows = cluster.ps("crash")?;
+    assert_eq!(
+        rows.iter().filter(|t| t.state == "failed").count(),
+        4,
+        "{rows:?}"
+    );
+    assert!(
+        rows.iter()
+            .all(|t| t.state != "running" && t.desired_state != "running" || t.state == "failed"),
+        "{rows:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn restarting_an_agent_or_killing_the_leader_restarts_no_container() -> Result<()> {
+    let mut cluster = Cluster::start("svc_no_restart", 3, 2, 0)?;
+    create(&cluster, "steady", &["--replicas", "4"], &["sleep", "3601"])?;
+    cluster.wait_running("steady", 4, CONVERGE)?;
+    let before = Cluster::processes_matching("sleep 3601");
+    assert_eq!(before.len(), 4, "{before:?}");
+    let tasks_before: Vec<String> = cluster.ps("steady")?.into_iter().map(|t| t.id).collect();
+
+    // Agent restart: containers are re-adopted, not restarted.
+    cluster.agent(0)?.kill9()?;
+    cluster.agent(0)?.restart()?;
+    cluster.wait_nodes_ready(2)?;
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(Cluster::processes_matching("sleep 3601"), before);
+
+    // kill -9 of the leader: the API answers again within 2 s, containers stay.
+    let leader = cluster.c.wait_leader(Duration::from_secs(10))?;
+    cluster.c.kill(leader)?;
+    let killed = Instant::now();
+    let others: Vec<usize> = cluster
+        .c
+        .members()
+        .iter()
+        .copied()
+        .filter(|h| *h != leader)
+        .collect();
+    wait_until("the API to answer", Duration::from_secs(10), || {
+        others
+            .iter()
+            .any(|h| cluster.berth_via(*h, &["service", "ls"]).is_ok())
+            .then_some(())
+    })?;
+    let answered = killed.elapsed();
+    assert!(
+        answered < Duration::from_secs(2),
+        "the API answered after {answered:?}"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(Cluster::processes_matching("sleep 3601"), before);
+    let mut tasks_after: Vec<String> = cluster.ps("steady")?.into_iter().map(|t| t.id).collect();
+    tasks_after.sort();
+    let mut tasks_before = tasks_before;
+    tasks_before.sort();
+    assert_eq!(tasks_after, tasks_before, "tasks were replaced");
+    cluster.c.restart(leader)?;
+    Ok(())
+}
+
+#[test]
+fn a_task_too_big_for_every_node_stays_pending_with_a_reason() -> Result<()> {
+    let cluster = Cluster::start("svc_pending", 3, 2, 0)?;
+    create(&cluster, "huge", &["--memory", "64t"], &["sleep", "3600"])?;
+    let row = wait_until("a pending task with a reason", CONVERGE, || {
+        let rows = cluster.ps("huge").ok()?;
+        rows.into_iter()
+            .find(|t| t.state == "pending" && !t.message.is_empty())
+    })?;
+    assert!(row.message.contains("memory"), "{row:?}");
+    assert!(row.message.contains("2 nodes"), "{row:?}");
+    Ok(())
+}
