@@ -52,18 +52,24 @@ pub enum LeaderError {
 }
 
 /// What one round did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RoundOutcome {
+    /// The store revision the round read (changes up to it were seen).
+    pub read_revision: u64,
     pub ops: usize,
     pub committed_txns: usize,
     /// Transactions refused because the state changed since it was read.
     pub refused_txns: usize,
+    /// Revisions of this round's own commits.
+    pub own_revisions: Vec<u64>,
 }
+
+type Events = tokio::sync::broadcast::Receiver<std::sync::Arc<berth_proto::v1::WatchEvent>>;
 
 /// Runs forever: acts only while this member is the leader.
 pub async fn run(raft: RaftHandle, settings: LeaderSettings) {
     // From now on; the first round reads the whole state anyway.
-    let mut events = match raft.state().watch().subscribe(0) {
+    let mut events: Events = match raft.state().watch().subscribe(0) {
         Ok((_, rx)) => rx,
         Err(err) => {
             warn!(%err, "leader loop cannot watch the store; running on the tick only");
@@ -74,17 +80,23 @@ pub async fn run(raft: RaftHandle, settings: LeaderSettings) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut leading_term: Option<u64> = None;
     let mut watching = true;
+    // Someone else changed the state while the last round ran.
+    let mut again = false;
     loop {
-        let by_event = tokio::select! {
-            _ = tick.tick() => false,
-            received = events.recv(), if watching => match received {
-                Ok(_) | Err(RecvError::Lagged(_)) => true,
-                Err(RecvError::Closed) => {
-                    warn!("store watch closed; the leader loop runs on the tick only");
-                    watching = false;
-                    false
-                }
-            },
+        let by_event = if std::mem::take(&mut again) {
+            true
+        } else {
+            tokio::select! {
+                _ = tick.tick() => false,
+                received = events.recv(), if watching => match received {
+                    Ok(_) | Err(RecvError::Lagged(_)) => true,
+                    Err(RecvError::Closed) => {
+                        warn!("store watch closed; the leader loop runs on the tick only");
+                        watching = false;
+                        false
+                    }
+                },
+            }
         };
         if by_event {
             // Coalesce the burst: one round for all of it.
@@ -114,33 +126,46 @@ pub async fn run(raft: RaftHandle, settings: LeaderSettings) {
             leading_term = Some(status.term);
         }
         match round(&raft, &settings).await {
-            Ok(outcome) if outcome.ops > 0 => {
-                debug!(
-                    ops = outcome.ops,
-                    committed = outcome.committed_txns,
-                    refused = outcome.refused_txns,
-                    "leader round"
-                );
+            Ok(outcome) => {
+                if outcome.ops > 0 {
+                    debug!(
+                        ops = outcome.ops,
+                        committed = outcome.committed_txns,
+                        refused = outcome.refused_txns,
+                        "leader round"
+                    );
+                }
+                // Our own commits and what the round read need no new round;
+                // anything else does, at once.
+                again = foreign_changes(&mut events, &outcome);
             }
-            Ok(_) => {}
             Err(err) => warn!(%err, "leader round failed; retrying"),
         }
-        drain(&mut events);
-        if raft.status().get().is_leader() {
-            // Our own commits produce events; the round above already accounted
-            // for them, and the next tick or the next outside change wakes us.
-            tick.reset();
-        }
+        tick.reset();
     }
 }
 
-fn drain(
-    events: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<berth_proto::v1::WatchEvent>>,
-) {
+fn drain(events: &mut Events) {
     loop {
         match events.try_recv() {
             Ok(_) | Err(TryRecvError::Lagged(_)) => {}
             Err(TryRecvError::Empty) | Err(TryRecvError::Closed) => return,
+        }
+    }
+}
+
+/// Drains the events that arrived during a round; true when one of them is a
+/// change the round neither read nor made.
+fn foreign_changes(events: &mut Events, outcome: &RoundOutcome) -> bool {
+    let mut foreign = false;
+    loop {
+        match events.try_recv() {
+            Ok(event) => {
+                foreign |= event.revision > outcome.read_revision
+                    && !outcome.own_revisions.contains(&event.revision);
+            }
+            Err(TryRecvError::Lagged(_)) => foreign = true,
+            Err(TryRecvError::Empty) | Err(TryRecvError::Closed) => return foreign,
         }
     }
 }
@@ -150,9 +175,11 @@ pub async fn round(
     raft: &RaftHandle,
     settings: &LeaderSettings,
 ) -> Result<RoundOutcome, LeaderError> {
+    let read_revision = raft.state().revision()?;
     let view = read_view(raft.state())?;
     let ops = plan_round(&view, now_ms(), &mut new_id);
     let mut outcome = RoundOutcome {
+        read_revision,
         ops: ops.len(),
         ..Default::default()
     };
@@ -164,6 +191,7 @@ pub async fn round(
             .map_err(|source| LeaderError::Propose { ops, source })?;
         if result.error.is_empty() {
             outcome.committed_txns += 1;
+            outcome.own_revisions.push(result.revision);
         } else {
             debug!(error = %result.error, ops, "leader txn refused; recomputing next round");
             outcome.refused_txns += 1;

@@ -147,6 +147,31 @@ fn batches_respect_count_and_size() {
     assert_eq!(sizes.iter().sum::<usize>(), 450);
 }
 
+#[test]
+fn only_changes_a_round_neither_read_nor_made_call_for_another() {
+    let (tx, mut rx) = tokio::sync::broadcast::channel(16);
+    let event = |revision| {
+        std::sync::Arc::new(berth_proto::v1::WatchEvent {
+            revision,
+            ..Default::default()
+        })
+    };
+    let outcome = RoundOutcome {
+        read_revision: 10,
+        own_revisions: vec![11, 12],
+        ..Default::default()
+    };
+    for r in [9, 10, 11, 12] {
+        tx.send(event(r)).expect("send");
+    }
+    assert!(!foreign_changes(&mut rx, &outcome));
+    for r in [11, 13] {
+        tx.send(event(r)).expect("send");
+    }
+    assert!(foreign_changes(&mut rx, &outcome));
+    assert!(!foreign_changes(&mut rx, &outcome), "drained");
+}
+
 /// A one-member cluster on a temporary data dir, as `server::run` builds it.
 fn single_member(dir: &std::path::Path) -> RaftHandle {
     let marker = Marker {

@@ -59,9 +59,24 @@ pub fn reconcile(
         }
     }
     let occupants: Vec<usize> = kept.values().copied().collect();
-    slot::update(plan, service, &occupants);
+    let waiting = |plan: &Plan<'_>| -> Vec<&str> {
+        by_node
+            .iter()
+            .filter(|(_, members)| slot::stopping_for_update(plan, service, members, nodes))
+            .map(|(&node, _)| node)
+            .collect()
+    };
+    slot::update(plan, service, &occupants, waiting(plan).len());
+    let waiting = if slot::starts_first(service) {
+        Vec::new()
+    } else {
+        waiting(plan)
+    };
     for node in all_nodes {
-        if !ready_and_active(node) || first_unsatisfied(&constraints, node).is_some() {
+        if !ready_and_active(node)
+            || first_unsatisfied(&constraints, node).is_some()
+            || waiting.contains(&node.id.as_str())
+        {
             continue;
         }
         let held = kept

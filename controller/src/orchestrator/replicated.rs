@@ -40,12 +40,24 @@ pub fn reconcile(
         }
     }
     let occupants: Vec<usize> = kept.values().copied().collect();
-    slot::update(plan, service, &occupants);
+    let waiting = |plan: &Plan<'_>| -> Vec<u64> {
+        slots
+            .iter()
+            .filter(|(_, members)| slot::stopping_for_update(plan, service, members, nodes))
+            .map(|(&number, _)| number)
+            .collect()
+    };
+    slot::update(plan, service, &occupants, waiting(plan).len());
+    let waiting = if slot::starts_first(service) {
+        Vec::new()
+    } else {
+        waiting(plan)
+    };
     for number in 1..=replicas {
         let held = kept
             .get(&number)
             .is_some_and(|&i| plan.task(i).desired_state <= TaskState::Complete as i32);
-        if !held {
+        if !held && !waiting.contains(&number) {
             let task = new_task(service, number, None, new_id(), plan.now_ms);
             info!(task = %task.id, service = %service.id, slot = number, "new task");
             plan.create(task);

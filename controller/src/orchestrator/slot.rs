@@ -74,7 +74,9 @@ pub fn keep_one(plan: &mut Plan<'_>, service: &Service, occupants: &[usize]) -> 
 
 /// Stops as many outdated occupants as the update settings allow (tasks that do
 /// not run first, then by slot); their slots are refilled with the new spec.
-pub fn update(plan: &mut Plan<'_>, service: &Service, occupants: &[usize]) {
+/// `stopping` is how many outdated tasks are still on their way down (work in
+/// flight, like replacements not running yet).
+pub fn update(plan: &mut Plan<'_>, service: &Service, occupants: &[usize], stopping: usize) {
     let mut stale: Vec<usize> = occupants
         .iter()
         .copied()
@@ -84,7 +86,7 @@ pub fn update(plan: &mut Plan<'_>, service: &Service, occupants: &[usize]) {
         return;
     }
     let current: Vec<&berth_proto::v1::Task> = occupants.iter().map(|&i| plan.task(i)).collect();
-    let allowed = budget(service, &current, plan.now_ms);
+    let allowed = budget(service, &current, plan.now_ms).saturating_sub(stopping);
     stale.sort_by_key(|&i| {
         let t = plan.task(i);
         (
@@ -99,6 +101,36 @@ pub fn update(plan: &mut Plan<'_>, service: &Service, occupants: &[usize]) {
               from = t.spec_version, to = service.spec_version, "updating task: stopping the old one");
         plan.set_desired(i, TaskState::Shutdown);
     }
+}
+
+/// Whether the slot must wait before it is refilled: with stop-first updates
+/// (the default), an outdated task stopped for the update must have ended first,
+/// as long as its node is there to stop it (a lost node never reports).
+pub fn stopping_for_update(
+    plan: &Plan<'_>,
+    service: &Service,
+    slot: &[usize],
+    nodes: &std::collections::HashMap<&str, &berth_proto::v1::Node>,
+) -> bool {
+    slot.iter().any(|&i| {
+        let t = plan.task(i);
+        t.desired_state > TaskState::Complete as i32
+            && !is_terminal(observed(t))
+            && outdated(service, t)
+            && nodes.get(t.node_id.as_str()).is_some_and(|n| {
+                n.status == berth_proto::v1::NodeStatus::Ready as i32
+                    && n.availability != berth_proto::v1::NodeAvailability::Drain as i32
+            })
+    })
+}
+
+/// Start-first updates create the replacement without waiting for the old task.
+pub fn starts_first(service: &Service) -> bool {
+    service
+        .spec
+        .as_ref()
+        .and_then(|s| s.update_config.as_ref())
+        .is_some_and(|c| c.order == berth_proto::v1::UpdateOrder::StartFirst as i32)
 }
 
 #[cfg(test)]

@@ -541,3 +541,68 @@ fn two_tasks_in_one_slot_become_one() {
     assert_eq!(sim.task("twin").desired_state, TaskState::Shutdown as i32);
     assert_eq!(sim.live("web").len(), 1);
 }
+
+fn update_image(sim: &mut Sim, image: &str, order: berth_proto::v1::UpdateOrder) {
+    let s = service_mut(sim, "web");
+    s.spec_version += 1;
+    if let Some(spec) = s.spec.as_mut() {
+        spec.image = image.into();
+        spec.update_config = Some(UpdateConfig {
+            parallelism: 1,
+            order: order as i32,
+            ..Default::default()
+        });
+    }
+}
+
+#[test]
+fn stop_first_refills_a_slot_only_once_the_old_task_ended() {
+    let mut sim = Sim::new(vec![node("a")], vec![replicated("web", 1)]);
+    sim.settle();
+    let old = sim.live("web")[0].1.clone();
+    update_image(
+        &mut sim,
+        "busybox:2",
+        berth_proto::v1::UpdateOrder::StopFirst,
+    );
+    sim.orchestrate();
+    assert_eq!(sim.task(&old).desired_state, TaskState::Shutdown as i32);
+    assert_eq!(
+        sim.view.tasks.len(),
+        1,
+        "no replacement while the old one runs"
+    );
+    assert!(sim.orchestrate().is_empty());
+    sim.end(&old, TaskState::Shutdown, Some(0));
+    sim.orchestrate();
+    assert_eq!(sim.view.tasks.len(), 2);
+    assert_eq!(sim.live("web").len(), 1);
+
+    // A node that went down cannot report the stop: no waiting for it.
+    let new = sim.live("web")[0].1.clone();
+    sim.settle();
+    update_image(
+        &mut sim,
+        "busybox:3",
+        berth_proto::v1::UpdateOrder::StopFirst,
+    );
+    sim.orchestrate();
+    assert_eq!(sim.task(&new).desired_state, TaskState::Shutdown as i32);
+    sim.view.nodes[0].status = NodeStatus::Down as i32;
+    sim.orchestrate();
+    assert_eq!(sim.live("web").len(), 1, "replacement created");
+}
+
+#[test]
+fn start_first_creates_the_replacement_at_once() {
+    let mut sim = Sim::new(vec![node("a")], vec![replicated("web", 1)]);
+    sim.settle();
+    update_image(
+        &mut sim,
+        "busybox:2",
+        berth_proto::v1::UpdateOrder::StartFirst,
+    );
+    sim.orchestrate();
+    assert_eq!(sim.view.tasks.len(), 2);
+    assert_eq!(sim.live("web").len(), 1);
+}
