@@ -13,6 +13,7 @@ packages=(
   util-linux     # unshare, nsenter, mount
   procps         # ps, for tests that look at processes
   ca-certificates
+  curl           # demo scripts: is the registry up?
   git
   openssl        # image tests: a test CA and certificate for an HTTPS registry
 )

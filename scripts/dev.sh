@@ -1,11 +1,42 @@
 #!/usr/bin/env bash
-# Sets up a fresh Debian machine and builds berth's binaries in release mode, then
-# shows them. (Once `berth dev` exists this starts it with a demo service.)
+# Sets up a fresh Debian machine, builds berth, and runs the main job: `berth dev`
+# (a single-host cluster: controller + agent in one process) with a demo service
+# whose image comes from a local registry. Ctrl-C stops berth dev; the demo's
+# containers keep running and are re-adopted by the next `berth dev`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+if [[ $(id -u) != 0 ]]; then
+  echo "scripts/dev.sh: run as root (containers need namespaces and cgroups)" >&2
+  exit 1
+fi
+
 deploy/install-deps.sh
 cargo build --release --locked --bins
-for bin in berth berth-controller berth-agent berth-runtime; do
-  "target/release/$bin" --version
+bin=$PWD/target/release
+for b in berth berth-controller berth-agent berth-runtime; do "$bin/$b" --version; done
+
+deploy/demo-registry.sh /var/lib/berth-dev/registry
+
+"$bin/berth" dev --insecure-registry 127.0.0.1:5000 &
+dev=$!
+trap 'kill -INT $dev 2>/dev/null || true' INT TERM
+
+berth() { "$bin/berth" "$@"; }
+for _ in $(seq 100); do
+  berth node ls --format json 2>/dev/null | grep -q '"ready"' && break
+  sleep 0.2
 done
+berth service inspect demo >/dev/null 2>&1 ||
+  berth service create demo --image 127.0.0.1:5000/busybox:1 --replicas 3 \
+    -- sh -c 'while true; do echo "hello from $(hostname)"; sleep 5; done'
+for _ in $(seq 100); do
+  [[ $(berth service ps demo --format json | grep -c '"state": "running"') -ge 3 ]] && break
+  sleep 0.2
+done
+berth service ls
+berth service ps demo
+berth service logs demo --tail 1
+echo
+echo "berth dev is running (pid $dev); in another terminal: berth service ps demo"
+wait $dev
