@@ -59,7 +59,7 @@ pub fn reconcile(
         }
     }
     let occupants: Vec<usize> = kept.values().copied().collect();
-    let waiting = |plan: &Plan<'_>| -> Vec<&str> {
+    let waiting = |plan: &Plan<'_>| -> std::collections::BTreeSet<&str> {
         by_node
             .iter()
             .filter(|(_, members)| slot::stopping_for_update(plan, service, members, nodes))
@@ -68,7 +68,7 @@ pub fn reconcile(
     };
     slot::update(plan, service, &occupants, waiting(plan).len());
     let waiting = if slot::starts_first(service) {
-        Vec::new()
+        Default::default()
     } else {
         waiting(plan)
     };

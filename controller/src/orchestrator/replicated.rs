@@ -40,7 +40,7 @@ pub fn reconcile(
         }
     }
     let occupants: Vec<usize> = kept.values().copied().collect();
-    let waiting = |plan: &Plan<'_>| -> Vec<u64> {
+    let waiting = |plan: &Plan<'_>| -> std::collections::BTreeSet<u64> {
         slots
             .iter()
             .filter(|(_, members)| slot::stopping_for_update(plan, service, members, nodes))
@@ -49,7 +49,7 @@ pub fn reconcile(
     };
     slot::update(plan, service, &occupants, waiting(plan).len());
     let waiting = if slot::starts_first(service) {
-        Vec::new()
+        Default::default()
     } else {
         waiting(plan)
     };
