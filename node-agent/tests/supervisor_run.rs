@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use berth_proto::v1::TaskState;
-use fixture::{Env, Rt, in_private_mounts, states_until_end};
+use fixture::{Env, Rt, Seen, in_private_mounts};
 use futures_util::StreamExt;
 
 const T: Duration = Duration::from_secs(60);
@@ -29,9 +29,10 @@ fn completes(rt: Rt, name: &str) -> Result<()> {
     let env = std::sync::Arc::new(env);
     let e = env.clone();
     in_private_mounts(move || async move {
-        let (sup, mut rx) = e.open().await?;
+        let (sup, rx) = e.open().await?;
+        let mut rx = Seen::new(rx);
         sup.reconcile(vec![task.clone()]);
-        let seen = states_until_end(&mut rx, &id, T).await?;
+        let seen = rx.until_end(&id, T).await?;
         assert_eq!(
             states(&seen),
             vec![
@@ -89,30 +90,20 @@ fn fails(rt: Rt, name: &str) -> Result<()> {
     let env = std::sync::Arc::new(Env::new(name, rt)?);
     let e = env.clone();
     in_private_mounts(move || async move {
-        let (sup, mut rx) = e.open().await?;
+        let (sup, rx) = e.open().await?;
+        let mut rx = Seen::new(rx);
         let exit3 = e.task("exit3", "echo before; exit 3");
         let mut missing = e.task("missing", "");
         if let Some(s) = missing.spec.as_mut() {
             s.command = vec!["/no/such/program".into()];
         }
         sup.reconcile(vec![exit3.clone(), missing.clone()]);
-        let seen = states_until_end(&mut rx, &exit3.id, T).await?;
+        let seen = rx.until_end(&exit3.id, T).await?;
         let end = seen.last().cloned().unwrap_or_default();
         assert_eq!(end.state, TaskState::Failed as i32, "{seen:?}");
         assert_eq!(end.exit_code, Some(3));
         assert!(end.error.contains("exited with code 3"), "{end:?}");
-        let end = sup
-            .statuses()
-            .into_iter()
-            .find(|u| u.task_id == missing.id)
-            .and_then(|u| u.status);
-        let end = match end {
-            Some(s) if s.state > TaskState::Running as i32 => s,
-            _ => states_until_end(&mut rx, &missing.id, T)
-                .await?
-                .pop()
-                .unwrap_or_default(),
-        };
+        let end = rx.end(&missing.id, T).await?;
         assert_eq!(end.state, TaskState::Failed as i32, "{end:?}");
         assert!(end.error.contains("/no/such/program"), "{end:?}");
         Ok(())
@@ -139,15 +130,16 @@ fn a_bad_image_fails_naming_the_image() -> Result<()> {
             .local_addr()?
             .port();
         let image = format!("127.0.0.1:{port}/nothing/here:1");
-        let (sup, mut rx) = e
+        let (sup, rx) = e
             .open_with(|c| c.pull.insecure_registries = vec![format!("127.0.0.1:{port}")])
             .await?;
+        let mut rx = Seen::new(rx);
         let mut task = e.task("badimg", "true");
         if let Some(s) = task.spec.as_mut() {
             s.image = image.clone();
         }
         sup.reconcile(vec![task.clone()]);
-        let seen = states_until_end(&mut rx, &task.id, T).await?;
+        let seen = rx.until_end(&task.id, T).await?;
         assert_eq!(states(&seen), vec![TaskState::Preparing, TaskState::Failed]);
         let end = &seen[1];
         assert!(end.error.contains(&image), "{end:?}");

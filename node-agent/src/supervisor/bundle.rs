@@ -249,7 +249,7 @@ fn resources(task: &Task) -> Result<oci_spec::runtime::LinuxResources, String> {
         .spec
         .as_ref()
         .and_then(|s| s.resources.as_ref())
-        .and_then(|r| r.limits.clone())
+        .and_then(|r| r.limits)
         .unwrap_or_default();
     let mut r = LinuxResourcesBuilder::default();
     if limits.memory_bytes > 0 {

@@ -223,7 +223,7 @@ fn files_oldest_first(dir: &Path) -> Vec<PathBuf> {
             Some((n, e.path()))
         })
         .collect();
-    rotated.sort_by(|a, b| b.0.cmp(&a.0));
+    rotated.sort_by_key(|r| std::cmp::Reverse(r.0));
     let mut files: Vec<PathBuf> = rotated.into_iter().map(|(_, p)| p).collect();
     files.push(dir.join(CURRENT));
     files
@@ -366,6 +366,17 @@ pub(crate) async fn follow(
             _ = tx.closed() => return,
         }
     }
+}
+
+/// The last stderr line of the current file (at most 200 characters), for a
+/// failed task's error message.
+pub(crate) fn last_stderr(dir: &Path) -> Option<String> {
+    let (lines, _) = read_all(dir, Some(50)).ok()?;
+    let line = lines
+        .iter()
+        .rev()
+        .find(|l| l.stream == LogStream::Stderr && !l.text.trim().is_empty())?;
+    Some(line.text.trim().chars().take(200).collect())
 }
 
 /// Now as RFC 3339 UTC with nanoseconds.

@@ -16,6 +16,7 @@
 //! killing the agent leaves them running, and `Supervisor::open` adopts them.
 
 mod bundle;
+mod cgroup;
 mod error;
 mod logs;
 mod runtime;
@@ -135,6 +136,7 @@ impl Supervisor {
             .map_err(|e| SupervisorError::io("create", &logs_dir, e))?;
         std::fs::create_dir_all(&cfg.runtime_root)
             .map_err(|e| SupervisorError::io("create", &cfg.runtime_root, e))?;
+        cgroup::prepare_parent(&cfg.cgroup_parent)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             runtime: runtime::Runtime {
@@ -215,11 +217,10 @@ impl Supervisor {
                 wanted.insert(task.id.clone());
                 let run = task.desired_state <= TaskState::Running as i32;
                 match map.get_mut(&task.id) {
-                    Some(e) => {
-                        if !run && !e.done && *e.desired.borrow() == Desired::Run {
-                            e.desired.send_replace(Desired::Stop);
-                        }
+                    Some(e) if !run && !e.done && *e.desired.borrow() == Desired::Run => {
+                        e.desired.send_replace(Desired::Stop);
                     }
+                    Some(_) => {}
                     None if run => to_start.push(task),
                     None => {}
                 }
@@ -354,17 +355,31 @@ impl Inner {
         });
     }
 
-    /// Marks a worker finished; true if the task is to be forgotten.
-    fn finish(&self, task_id: &str) -> bool {
-        let mut map = self.lock();
-        match map.get_mut(task_id) {
-            Some(e) => {
-                e.done = true;
-                e.worker = None;
-                *e.desired.borrow() == Desired::Remove
+    /// Marks a worker finished with its final status (sent after the entry is
+    /// done, so a `reconcile` that sees the status sees a finished task); true
+    /// if the task is to be forgotten.
+    fn finish(&self, task_id: &str, status: Option<TaskStatus>) -> bool {
+        let forget = {
+            let mut map = self.lock();
+            match map.get_mut(task_id) {
+                Some(e) => {
+                    e.done = true;
+                    e.worker = None;
+                    if let Some(s) = &status {
+                        e.status = s.clone();
+                    }
+                    *e.desired.borrow() == Desired::Remove
+                }
+                None => true,
             }
-            None => true,
+        };
+        if let Some(status) = status {
+            let _ = self.updates.send(TaskStatusUpdate {
+                task_id: task_id.to_string(),
+                status: Some(status),
+            });
         }
+        forget
     }
 
     /// Drops everything of a finished task: entry, state and logs.

@@ -79,6 +79,19 @@ impl Worker {
         self.inner.report(&self.task.id, s);
     }
 
+    /// Saves the final status; returns it for `Inner::finish` to publish.
+    fn finalize(&mut self, mut s: TaskStatus) -> TaskStatus {
+        if s.container_id.is_empty() && self.record.init_pid.is_some() {
+            s.container_id = self.record.container_id.clone();
+        }
+        self.record.status = (&s).into();
+        if let Err(e) = self.inner.state.save(&self.record) {
+            warn!(task = %self.task.id, error = %e, "failed to save the task's record");
+        }
+        info!(task = %self.task.id, state = ?TaskState::try_from(s.state), message = %s.message, error = %s.error, exit_code = ?s.exit_code, "task ended");
+        s
+    }
+
     fn save(&self) -> Result<()> {
         self.inner.state.save(&self.record)
     }
@@ -199,7 +212,15 @@ impl Worker {
         let exit = exit_info(&self.inner.runtime, &cid, &state_dir, &self.cgroup()).await;
         match stopped {
             Some(how) => shutdown_status(how, exit, self.grace()),
-            None => exit_status(exit, &self.task),
+            None => {
+                let mut s = exit_status(exit, &self.task);
+                if s.state == TaskState::Failed as i32
+                    && let Some(line) = logs::last_stderr(&self.log_dir())
+                {
+                    s.error = format!("{}; last error output: {line}", s.error);
+                }
+                s
+            }
         }
     }
 
@@ -283,8 +304,7 @@ pub(crate) async fn run(
     let cid = match container_id(&id) {
         Ok(c) => c,
         Err(e) => {
-            inner.report(&id, failed(e.to_string()));
-            if inner.finish(&id) {
+            if inner.finish(&id, Some(failed(e.to_string()))) {
                 inner.forget(&id);
             }
             return;
@@ -310,8 +330,8 @@ pub(crate) async fn run(
     cleanup(&inner, &cid).await;
     let fin = last.unwrap_or_else(|| status(TaskState::Shutdown, "stopped before it started"));
     w.record.phase = Phase::Done;
-    w.report(fin);
-    if inner.finish(&id) {
+    let fin = w.finalize(fin);
+    if inner.finish(&id, Some(fin)) {
         inner.forget(&id);
     }
 }
@@ -338,9 +358,7 @@ pub(crate) async fn cleanup(inner: &Inner, container_id: &str) {
     if let Err(e) = inner.cfg.images.release_rootfs(container_id).await {
         warn!(container = container_id, error = %e, "rootfs release failed");
     }
-    for f in ["bundle"] {
-        let _ = std::fs::remove_dir_all(state_dir.join(f));
-    }
+    let _ = std::fs::remove_dir_all(state_dir.join("bundle"));
     for f in [shim::STDOUT_FIFO, shim::STDERR_FIFO] {
         let _ = std::fs::remove_file(state_dir.join(f));
     }

@@ -5,6 +5,7 @@
 //! drop (also on panic): containers deleted, cgroups and directories removed.
 #![allow(dead_code)]
 
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -235,61 +236,85 @@ pub fn enter_private_mounts() -> Result<()> {
     Ok(())
 }
 
-/// Waits for the next status of `task` that satisfies `want`, failing on a
-/// terminal one that does not, with every status seen in the message.
-pub async fn wait_status(
-    rx: &mut StatusUpdates,
-    task: &str,
-    timeout: Duration,
-    want: impl Fn(&TaskStatus) -> bool,
-) -> Result<TaskStatus> {
-    let mut seen = Vec::new();
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let u = tokio::time::timeout_at(deadline, rx.recv())
-            .await
-            .with_context(|| format!("timed out waiting for a status of {task}; seen {seen:?}"))?
-            .context("status channel closed")?;
-        if u.task_id != task {
-            continue;
+/// Status updates buffered per task, so waiting for one task never loses
+/// another's.
+pub struct Seen {
+    rx: StatusUpdates,
+    queued: HashMap<String, VecDeque<TaskStatus>>,
+}
+
+impl Seen {
+    pub fn new(rx: StatusUpdates) -> Seen {
+        Seen {
+            rx,
+            queued: HashMap::new(),
         }
-        let s = u.status.context("update without status")?;
-        if want(&s) {
-            return Ok(s);
+    }
+
+    async fn next(&mut self, task: &str, deadline: tokio::time::Instant) -> Result<TaskStatus> {
+        loop {
+            if let Some(s) = self.queued.get_mut(task).and_then(VecDeque::pop_front) {
+                return Ok(s);
+            }
+            let u = tokio::time::timeout_at(deadline, self.rx.recv())
+                .await
+                .with_context(|| format!("timed out waiting for a status of {task}"))?
+                .context("status channel closed")?;
+            let s = u.status.context("update without status")?;
+            self.queued.entry(u.task_id).or_default().push_back(s);
         }
-        let state = TaskState::try_from(s.state).unwrap_or(TaskState::New);
-        seen.push((state, s.message.clone(), s.error.clone()));
-        if state > TaskState::Running {
-            bail!("{task} ended without the wanted status: {seen:?}");
+    }
+
+    /// The next status of `task` that satisfies `want`; fails on a terminal one
+    /// that does not, naming every status seen.
+    pub async fn until(
+        &mut self,
+        task: &str,
+        timeout: Duration,
+        want: impl Fn(&TaskStatus) -> bool,
+    ) -> Result<TaskStatus> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut seen = Vec::new();
+        loop {
+            let s = self
+                .next(task, deadline)
+                .await
+                .with_context(|| format!("seen {seen:?}"))?;
+            if want(&s) {
+                return Ok(s);
+            }
+            let state = TaskState::try_from(s.state).unwrap_or(TaskState::New);
+            seen.push((state, s.message.clone(), s.error.clone()));
+            if state > TaskState::Running {
+                bail!("{task} ended without the wanted status: {seen:?}");
+            }
         }
+    }
+
+    /// Every status of `task` up to and including a terminal one.
+    pub async fn until_end(&mut self, task: &str, timeout: Duration) -> Result<Vec<TaskStatus>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut out = Vec::new();
+        loop {
+            let s = self
+                .next(task, deadline)
+                .await
+                .with_context(|| format!("seen {out:?}"))?;
+            let end = s.state > TaskState::Running as i32;
+            out.push(s);
+            if end {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// The terminal status of `task`.
+    pub async fn end(&mut self, task: &str, timeout: Duration) -> Result<TaskStatus> {
+        let mut all = self.until_end(task, timeout).await?;
+        all.pop().context("no status")
     }
 }
 
 pub fn is(state: TaskState) -> impl Fn(&TaskStatus) -> bool {
     move |s| s.state == state as i32
-}
-
-/// Every status of `task` until a terminal one, in order.
-pub async fn states_until_end(
-    rx: &mut StatusUpdates,
-    task: &str,
-    timeout: Duration,
-) -> Result<Vec<TaskStatus>> {
-    let mut out = Vec::new();
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let u = tokio::time::timeout_at(deadline, rx.recv())
-            .await
-            .with_context(|| format!("timed out waiting for {task} to end; seen {out:?}"))?
-            .context("status channel closed")?;
-        if u.task_id != task {
-            continue;
-        }
-        let s = u.status.context("update without status")?;
-        let end = s.state > TaskState::Running as i32;
-        out.push(s);
-        if end {
-            return Ok(out);
-        }
-    }
 }
