@@ -18,6 +18,8 @@ pub mod task;
 pub mod update;
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::{BTreeMap, HashMap};

@@ -101,7 +101,18 @@ impl Sim {
     /// desired to stop has stopped.
     pub fn agents_converge(&mut self) {
         self.revision += 1;
+        let up: std::collections::HashSet<String> = self
+            .view
+            .nodes
+            .iter()
+            .filter(|n| n.status == NodeStatus::Ready as i32)
+            .map(|n| n.id.clone())
+            .collect();
         for t in &mut self.view.tasks {
+            if !up.contains(&t.node_id) {
+                // No agent answers for a node that is down or gone.
+                continue;
+            }
             let state = observed(t);
             let status = t.status.get_or_insert_with(Default::default);
             if t.desired_state == TaskState::Running as i32
