@@ -1,5 +1,7 @@
 //! berth-agent: the per-host daemon. Session with the controllers, task supervisor,
 //! images and network.
 
+pub mod daemon;
 pub mod image;
+pub mod session;
 pub mod supervisor;
