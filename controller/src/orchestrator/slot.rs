@@ -1,13 +1,77 @@
 //! One slot's tasks (a replica number, or a node for global services): restarts
 //! of tasks that ended, the one task that occupies the slot, spec updates.
 
-use berth_proto::v1::{Service, TaskState};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Debug;
+
+use berth_proto::v1::{Node, Service, TaskState};
 use tracing::info;
 
 use super::plan::Plan;
 use super::restart::{Decision, decide};
 use super::task::{created_ms, is_terminal, observed, wants_running};
 use super::update::{budget, outdated};
+
+/// A service's slots after a walk: the task kept in each, and the slots that
+/// wait for an outdated task to stop before they are refilled.
+pub struct Slots<K> {
+    pub kept: BTreeMap<K, usize>,
+    pub waiting: BTreeSet<K>,
+}
+
+impl<K: Ord> Slots<K> {
+    /// Whether slot `key` needs no new task now.
+    pub fn held(&self, plan: &Plan<'_>, key: &K) -> bool {
+        self.waiting.contains(key)
+            || self
+                .kept
+                .get(key)
+                .is_some_and(|&i| plan.task(i).desired_state <= TaskState::Complete as i32)
+    }
+}
+
+/// Walks a service's slots: restarts, then either stops a slot's tasks (when
+/// `stays` says why the slot is gone) or keeps one task in it; then replaces
+/// outdated tasks as the update settings allow.
+pub fn walk<K: Ord + Clone + Debug>(
+    plan: &mut Plan<'_>,
+    service: &Service,
+    slots: &BTreeMap<K, Vec<usize>>,
+    nodes: &HashMap<&str, &Node>,
+    stays: impl Fn(&K) -> Result<(), &'static str>,
+) -> Slots<K> {
+    let mut kept = BTreeMap::new();
+    for (key, members) in slots {
+        restart(plan, service, members);
+        let occupants = occupants(plan, members);
+        if let Err(why) = stays(key) {
+            for i in occupants {
+                info!(task = %plan.task(i).id, service = %service.id, slot = ?key, why,
+                      "stopping task");
+                plan.set_desired(i, TaskState::Shutdown);
+            }
+            continue;
+        }
+        if let Some(i) = keep_one(plan, service, &occupants) {
+            kept.insert(key.clone(), i);
+        }
+    }
+    let waiting = |plan: &Plan<'_>| -> BTreeSet<K> {
+        slots
+            .iter()
+            .filter(|(_, members)| stopping_for_update(plan, service, members, nodes))
+            .map(|(key, _)| key.clone())
+            .collect()
+    };
+    let current: Vec<usize> = kept.values().copied().collect();
+    update(plan, service, &current, waiting(plan).len());
+    let waiting = if starts_first(service) {
+        BTreeSet::new()
+    } else {
+        waiting(plan)
+    };
+    Slots { kept, waiting }
+}
 
 /// Applies the restart policy to the slot's tasks that ended while desired to
 /// run: replaced now (desired SHUTDOWN, the slot empties and is refilled), later
@@ -110,7 +174,7 @@ pub fn stopping_for_update(
     plan: &Plan<'_>,
     service: &Service,
     slot: &[usize],
-    nodes: &std::collections::HashMap<&str, &berth_proto::v1::Node>,
+    nodes: &HashMap<&str, &Node>,
 ) -> bool {
     slot.iter().any(|&i| {
         let t = plan.task(i);
