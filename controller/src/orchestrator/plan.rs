@@ -2,6 +2,8 @@
 //! deletions of one pass, turned into compare-and-set store operations at the
 //! end (one operation per task, at the version it was read).
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use berth_proto::store::{Expect, Op};
 use berth_proto::v1::{Node, Service, Task, TaskState, TaskStatus, Timestamps};
 
@@ -10,8 +12,9 @@ use crate::api::common::{delete, put};
 
 pub struct Plan<'a> {
     original: &'a [Task],
-    tasks: Vec<Task>,
-    deleted: Vec<bool>,
+    /// Copies of the tasks this pass changed, by index (copy on write).
+    edits: BTreeMap<usize, Task>,
+    deleted: BTreeSet<usize>,
     created: Vec<Task>,
     pub now_ms: i64,
 }
@@ -20,24 +23,24 @@ impl<'a> Plan<'a> {
     pub fn new(original: &'a [Task], now_ms: i64) -> Self {
         Plan {
             original,
-            tasks: original.to_vec(),
-            deleted: vec![false; original.len()],
+            edits: BTreeMap::new(),
+            deleted: BTreeSet::new(),
             created: Vec::new(),
             now_ms,
         }
     }
 
     pub fn len(&self) -> usize {
-        self.tasks.len()
+        self.original.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.tasks.is_empty()
+        self.original.is_empty()
     }
 
     /// The task as this pass has left it so far.
     pub fn task(&self, i: usize) -> &Task {
-        &self.tasks[i]
+        self.edits.get(&i).unwrap_or(&self.original[i])
     }
 
     /// The task as it was read.
@@ -47,23 +50,23 @@ impl<'a> Plan<'a> {
 
     /// Whether this pass changed the task already.
     pub fn touched(&self, i: usize) -> bool {
-        self.deleted[i] || self.tasks[i] != self.original[i]
+        self.deleted.contains(&i) || self.edits.get(&i).is_some_and(|t| *t != self.original[i])
     }
 
     pub fn edit(&mut self, i: usize) -> &mut Task {
-        &mut self.tasks[i]
+        let original = &self.original[i];
+        self.edits.entry(i).or_insert_with(|| original.clone())
     }
 
     /// Sets the desired state (only ever forward).
     pub fn set_desired(&mut self, i: usize, state: TaskState) {
-        let task = &mut self.tasks[i];
-        if task.desired_state < state as i32 {
-            task.desired_state = state as i32;
+        if self.task(i).desired_state < state as i32 {
+            self.edit(i).desired_state = state as i32;
         }
     }
 
     pub fn delete(&mut self, i: usize) {
-        self.deleted[i] = true;
+        self.deleted.insert(i);
     }
 
     pub fn create(&mut self, task: Task) {
@@ -78,11 +81,15 @@ impl<'a> Plan<'a> {
     /// deletes (at the version read).
     pub fn into_ops(self) -> Vec<Op> {
         let mut ops = Vec::new();
-        for (i, mut task) in self.tasks.into_iter().enumerate() {
+        let mut edits = self.edits;
+        for i in &self.deleted {
+            let read = &self.original[*i];
+            edits.remove(i);
+            ops.push(delete("task", &read.id, Expect::Version, read.version));
+        }
+        for (i, mut task) in edits {
             let read = &self.original[i];
-            if self.deleted[i] {
-                ops.push(delete("task", &read.id, Expect::Version, read.version));
-            } else if task != *read {
+            if task != *read {
                 let ts = task.timestamps.get_or_insert_with(Default::default);
                 ts.updated_ms = self.now_ms;
                 ops.push(put(wrap(task), Expect::Version, read.version));
@@ -178,7 +185,7 @@ mod tests {
         plan.create(new_task(&Service::default(), 1, None, "d".into(), 100));
         let ops = plan.into_ops();
         assert_eq!(ops.len(), 3);
-        match &ops[0].op {
+        match &ops[1].op {
             Some(op::Op::Put(p)) => {
                 assert_eq!((p.expect, p.version), (Expect::Version as i32, 4));
                 match p.object.as_ref().and_then(|o| o.kind.as_ref()) {
@@ -190,7 +197,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        match &ops[1].op {
+        match &ops[0].op {
             Some(op::Op::Delete(d)) => {
                 assert_eq!((d.id.as_str(), d.version), ("c", 6));
             }
