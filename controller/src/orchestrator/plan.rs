@@ -73,10 +73,6 @@ impl<'a> Plan<'a> {
         self.created.push(task);
     }
 
-    pub fn created(&self) -> &[Task] {
-        &self.created
-    }
-
     /// Puts for changed tasks (at the version read), creates (absent) and
     /// deletes (at the version read).
     pub fn into_ops(self) -> Vec<Op> {
