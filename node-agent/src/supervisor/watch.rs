@@ -71,20 +71,26 @@ pub struct ExitInfo {
     pub oom_killed: bool,
 }
 
+/// How long after init's exit its status may take to be recorded (by
+/// berth-runtime's monitor or by the shim) on a loaded machine.
+const RECORD_WAIT: Duration = Duration::from_secs(5);
+
 /// Collects how the container `id` ended (call before deleting it).
 pub async fn exit_info(runtime: &Runtime, id: &str, state_dir: &Path, cgroup: &Path) -> ExitInfo {
     let oom_cgroup = oom_kills(cgroup) > 0;
-    if let Ok(Some(state)) = runtime.state(id).await
-        && let Some(e) = state.exit
-    {
-        return ExitInfo {
-            code: e.code.or(e.signal.map(|s| 128 + s)),
-            signal: e.signal,
-            oom_killed: e.oom_killed || oom_cgroup,
-        };
-    }
-    // runc: the shim writes the status it reaped (give it a moment).
-    for _ in 0..40 {
+    let deadline = tokio::time::Instant::now() + RECORD_WAIT;
+    loop {
+        // berth-runtime: its monitor records init's status in the state.
+        if let Ok(Some(state)) = runtime.state(id).await
+            && let Some(e) = state.exit
+        {
+            return ExitInfo {
+                code: e.code.or(e.signal.map(|s| 128 + s)),
+                signal: e.signal,
+                oom_killed: e.oom_killed || oom_cgroup,
+            };
+        }
+        // runc: the shim, init's reaper, writes the status it got.
         if let Some(e) = shim::read_exit(state_dir) {
             return ExitInfo {
                 code: e.code.or(e.signal.map(|s| 128 + s)),
@@ -92,15 +98,14 @@ pub async fn exit_info(runtime: &Runtime, id: &str, state_dir: &Path, cgroup: &P
                 oom_killed: oom_cgroup,
             };
         }
-        if !shim::shim_alive(state_dir) {
-            break;
+        if tokio::time::Instant::now() >= deadline {
+            return ExitInfo {
+                code: None,
+                signal: None,
+                oom_killed: oom_cgroup,
+            };
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    ExitInfo {
-        code: shim::read_exit(state_dir).and_then(|e| e.code.or(e.signal.map(|s| 128 + s))),
-        signal: None,
-        oom_killed: oom_cgroup,
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 
