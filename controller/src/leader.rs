@@ -89,6 +89,8 @@ pub async fn run(raft: RaftHandle, settings: LeaderSettings) {
             tokio::select! {
                 _ = tick.tick() => false,
                 received = events.recv(), if watching => match received {
+                    // Configs and secrets never change what tasks should exist.
+                    Ok(event) if !concerns_tasks(&event) => continue,
                     Ok(_) | Err(RecvError::Lagged(_)) => true,
                     Err(RecvError::Closed) => {
                         warn!("store watch closed; the leader loop runs on the tick only");
@@ -145,6 +147,14 @@ pub async fn run(raft: RaftHandle, settings: LeaderSettings) {
     }
 }
 
+fn concerns_tasks(event: &berth_proto::v1::WatchEvent) -> bool {
+    use berth_proto::v1::watch_event::Object;
+    !matches!(
+        event.object,
+        Some(Object::Config(_)) | Some(Object::Secret(_))
+    )
+}
+
 fn drain(events: &mut Events) {
     loop {
         match events.try_recv() {
@@ -160,6 +170,7 @@ fn foreign_changes(events: &mut Events, outcome: &RoundOutcome) -> bool {
     let mut foreign = false;
     loop {
         match events.try_recv() {
+            Ok(event) if !concerns_tasks(&event) => {}
             Ok(event) => {
                 foreign |= event.revision > outcome.read_revision
                     && !outcome.own_revisions.contains(&event.revision);

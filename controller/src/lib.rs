@@ -3,9 +3,9 @@
 
 pub mod api;
 pub mod datadir;
+pub mod dispatcher;
 pub mod leader;
 pub mod orchestrator;
-pub mod dispatcher;
 pub mod raft;
 pub mod scheduler;
 pub mod server;

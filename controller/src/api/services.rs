@@ -57,14 +57,8 @@ pub fn validate_spec(spec: &ServiceSpec) -> Result<(), Status> {
             )));
         }
     }
-    for constraint in spec.placement.iter().flat_map(|p| p.constraints.iter()) {
-        if !(constraint.contains("==") || constraint.contains("!=")) {
-            return Err(Status::invalid_argument(format!(
-                "service {}: constraint {constraint:?} is not KEY==VALUE or KEY!=VALUE",
-                spec.name
-            )));
-        }
-    }
+    crate::scheduler::constraint::parse_all(spec)
+        .map_err(|e| Status::invalid_argument(format!("service {}: {e}", spec.name)))?;
     for port in &spec.ports {
         if port.target_port == 0 || port.target_port > 65535 || port.published_port > 65535 {
             return Err(Status::invalid_argument(format!(

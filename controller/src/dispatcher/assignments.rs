@@ -94,6 +94,15 @@ pub fn compute(raft: &RaftHandle, node_id: &str) -> Result<Assignments, Status> 
     })
 }
 
+/// Configs and secrets changes don't change what any agent runs.
+fn concerns_agents(event: &berth_proto::v1::WatchEvent) -> bool {
+    use berth_proto::v1::watch_event::Object;
+    !matches!(
+        event.object,
+        Some(Object::Config(_)) | Some(Object::Secret(_))
+    )
+}
+
 pub fn stream(dispatcher: Dispatcher, node_id: String, session_id: String) -> SessionStream {
     let (tx, rx) = mpsc::channel(4);
     tokio::spawn(async move {
@@ -143,14 +152,22 @@ pub fn stream(dispatcher: Dispatcher, node_id: String, session_id: String) -> Se
                     return;
                 }
             }
-            // Wait for a change (coalescing bursts) or a periodic re-check.
-            tokio::select! {
-                _ = live.recv() => {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                    while live.try_recv().is_ok() {}
+            // Wait for a relevant change (coalescing bursts) or a periodic re-check.
+            loop {
+                tokio::select! {
+                    event = live.recv() => {
+                        if let Ok(event) = &event
+                            && !concerns_agents(event)
+                        {
+                            continue;
+                        }
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        while live.try_recv().is_ok() {}
+                        break;
+                    }
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => break,
+                    _ = tx.closed() => return,
                 }
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                _ = tx.closed() => return,
             }
         }
     });

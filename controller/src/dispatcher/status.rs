@@ -49,6 +49,17 @@ pub async fn apply(
             }
             let version = task.version;
             task.status = Some(new);
+            // The orchestrator measures restart delays from here.
+            let now = crate::api::common::now_ms();
+            match task.timestamps.as_mut() {
+                Some(ts) => ts.updated_ms = now,
+                None => {
+                    task.timestamps = Some(berth_proto::v1::Timestamps {
+                        created_ms: now,
+                        updated_ms: now,
+                    })
+                }
+            }
             ops.push(put(
                 Object {
                     kind: Some(Kind::Task(task)),

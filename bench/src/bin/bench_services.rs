@@ -1,0 +1,394 @@
+//! Converge 50 replicas on one host and scale back to 0: berth (`berth dev`)
+//! against Docker Swarm (Debian's docker.io, a one-node swarm) with the same
+//! busybox image, in the same run; then resident memory with 50 tasks.
+//!
+//!     cargo build --release --workspace && target/release/bench-services
+//!
+//! Needs root, docker.io, docker-registry, umoci and skopeo (deploy/install-deps.sh
+//! plus `apt-get install docker.io`). Not part of CI.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use berth_bench::procs::{Daemon, sibling_binary};
+use berth_bench::stats::ms;
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(about = "50 replicas up and down: berth vs Docker Swarm; memory with 50 tasks")]
+struct Args {
+    #[arg(long, default_value_t = 50)]
+    replicas: usize,
+    /// Rounds per system (medians reported).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Skip Docker Swarm (berth figures only).
+    #[arg(long)]
+    berth_only: bool,
+}
+
+fn sh(program: &str, args: &[&str]) -> Result<String> {
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("failed to run {program}"))?;
+    if !out.status.success() {
+        bail!(
+            "{program} {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).to_string())
+}
+
+fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> Result<bool>) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check()? {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("timed out waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Resident memory (KiB) of every process whose command line matches.
+fn rss_kib(matches: impl Fn(&str) -> bool) -> u64 {
+    let mut total = 0;
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().parse::<u32>().is_err() {
+                continue;
+            }
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmd.is_empty() || !matches(&cmd) {
+                continue;
+            }
+            let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
+            if let Some(kb) = status
+                .lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+            {
+                total += kb;
+            }
+        }
+    }
+    total
+}
+
+struct Berth {
+    bin: PathBuf,
+    api: String,
+    _dev: Daemon,
+}
+
+impl Berth {
+    fn start(dir: &Path) -> Result<Berth> {
+        let bin = sibling_binary("berth")?;
+        let api = "127.0.0.1:27600".to_string();
+        let args: Vec<String> = vec![
+            "dev".into(),
+            "--data-dir".into(),
+            dir.join("berth").to_string_lossy().to_string(),
+            "--listen".into(),
+            api.clone(),
+            "--insecure-registry".into(),
+            "127.0.0.1:5000".into(),
+        ];
+        let dev = Daemon::start("berth-dev", &bin, &args, dir)?;
+        let b = Berth {
+            bin,
+            api,
+            _dev: dev,
+        };
+        wait_for("berth dev", Duration::from_secs(30), || {
+            Ok(b.cli(&["node", "ls", "--format", "json"])
+                .map(|o| o.contains("\"ready\""))
+                .unwrap_or(false))
+        })?;
+        Ok(b)
+    }
+
+    fn cli(&self, args: &[&str]) -> Result<String> {
+        let mut full = vec!["--controller", &self.api];
+        full.extend_from_slice(args);
+        sh(&self.bin.to_string_lossy(), &full)
+    }
+
+    fn running(&self, service: &str) -> Result<usize> {
+        let out = self.cli(&["service", "ps", service, "--format", "json"])?;
+        let tasks: serde_json::Value = serde_json::from_str(&out)?;
+        Ok(tasks
+            .as_array()
+            .map(|a| a.iter().filter(|t| t["state"] == "running").count())
+            .unwrap_or(0))
+    }
+
+    /// Up to `n` running, then down to 0: (up, down).
+    fn round(&self, n: usize) -> Result<(Duration, Duration)> {
+        let start = Instant::now();
+        self.cli(&[
+            "service",
+            "create",
+            "bench",
+            "--image",
+            "127.0.0.1:5000/busybox:1",
+            "--replicas",
+            &n.to_string(),
+            "--",
+            "sleep",
+            "3600",
+        ])?;
+        wait_for("berth replicas up", Duration::from_secs(300), || {
+            Ok(self.running("bench")? == n)
+        })?;
+        let up = start.elapsed();
+        let start = Instant::now();
+        self.cli(&["service", "scale", "bench=0"])?;
+        wait_for("berth replicas down", Duration::from_secs(300), || {
+            Ok(self.running("bench")? == 0)
+        })?;
+        let down = start.elapsed();
+        self.cli(&["service", "rm", "bench"])?;
+        std::thread::sleep(Duration::from_secs(1));
+        Ok((up, down))
+    }
+}
+
+struct Swarm {
+    sock: String,
+    _dockerd: Daemon,
+}
+
+impl Swarm {
+    fn start(dir: &Path) -> Result<Swarm> {
+        let root = dir.join("docker");
+        std::fs::create_dir_all(&root)?;
+        let sock = format!("unix://{}", root.join("docker.sock").display());
+        let args: Vec<String> = vec![
+            "--data-root".into(),
+            root.join("data").to_string_lossy().to_string(),
+            "--exec-root".into(),
+            root.join("exec").to_string_lossy().to_string(),
+            "--pidfile".into(),
+            root.join("docker.pid").to_string_lossy().to_string(),
+            "-H".into(),
+            sock.clone(),
+        ];
+        let dockerd = Daemon::start("dockerd", Path::new("/usr/sbin/dockerd"), &args, dir)?;
+        let s = Swarm {
+            sock,
+            _dockerd: dockerd,
+        };
+        wait_for("dockerd", Duration::from_secs(60), || {
+            Ok(s.docker(&["info"]).is_ok())
+        })?;
+        s.docker(&["swarm", "init", "--advertise-addr", "127.0.0.1"])?;
+        // The same busybox rootfs as berth's image, imported (no image can be pulled).
+        let rootfs = dir.join("rootfs");
+        std::fs::create_dir_all(rootfs.join("bin"))?;
+        std::fs::copy("/bin/busybox", rootfs.join("bin/busybox"))?;
+        for applet in sh("/bin/busybox", &["--list"])?.lines() {
+            if applet != "busybox" {
+                let _ = std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet));
+            }
+        }
+        let tar = dir.join("rootfs.tar");
+        sh(
+            "tar",
+            &[
+                "-C",
+                &rootfs.to_string_lossy(),
+                "-cf",
+                &tar.to_string_lossy(),
+                ".",
+            ],
+        )?;
+        s.docker(&["import", &tar.to_string_lossy(), "busybox-bench:1"])?;
+        Ok(s)
+    }
+
+    fn docker(&self, args: &[&str]) -> Result<String> {
+        let mut full = vec!["-H", &self.sock];
+        full.extend_from_slice(args);
+        sh("docker", &full)
+    }
+
+    fn running(&self) -> Result<usize> {
+        let out = self.docker(&[
+            "ps",
+            "-q",
+            "--filter",
+            "label=com.docker.swarm.service.name=bench",
+        ])?;
+        Ok(out.lines().filter(|l| !l.trim().is_empty()).count())
+    }
+
+    fn round(&self, n: usize) -> Result<(Duration, Duration)> {
+        let start = Instant::now();
+        self.docker(&[
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            "bench",
+            "--replicas",
+            &n.to_string(),
+            "busybox-bench:1",
+            "sleep",
+            "3600",
+        ])?;
+        wait_for("swarm replicas up", Duration::from_secs(600), || {
+            Ok(self.running()? == n)
+        })?;
+        let up = start.elapsed();
+        let start = Instant::now();
+        self.docker(&["service", "scale", "--detach", "bench=0"])?;
+        wait_for("swarm replicas down", Duration::from_secs(600), || {
+            Ok(self.running()? == 0)
+        })?;
+        let down = start.elapsed();
+        self.docker(&["service", "rm", "bench"])?;
+        std::thread::sleep(Duration::from_secs(2));
+        Ok((up, down))
+    }
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let dir = tempfile::tempdir()?;
+    println!("logs and data in {}", dir.path().display());
+    let registry = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/demo-registry.sh");
+    sh(
+        &registry.to_string_lossy(),
+        &[&dir.path().join("registry").to_string_lossy()],
+    )?;
+
+    let berth = Berth::start(dir.path())?;
+    // Image present on the host first, as for Swarm (imported).
+    berth.cli(&[
+        "service",
+        "create",
+        "warm",
+        "--image",
+        "127.0.0.1:5000/busybox:1",
+        "--",
+        "sleep",
+        "3600",
+    ])?;
+    wait_for("the warm-up task", Duration::from_secs(60), || {
+        Ok(berth.running("warm")? == 1)
+    })?;
+    berth.cli(&["service", "rm", "warm"])?;
+    let mut b_total = Vec::new();
+    for _ in 0..args.rounds {
+        let (up, down) = berth.round(args.replicas)?;
+        println!(
+            "berth: {} up {:.0} ms, down {:.0} ms",
+            args.replicas,
+            ms(up),
+            ms(down)
+        );
+        b_total.push(up + down);
+    }
+    // Memory with the replicas running.
+    berth.cli(&[
+        "service",
+        "create",
+        "mem",
+        "--image",
+        "127.0.0.1:5000/busybox:1",
+        "--replicas",
+        &args.replicas.to_string(),
+        "--",
+        "sleep",
+        "3600",
+    ])?;
+    wait_for("berth memory replicas", Duration::from_secs(300), || {
+        Ok(berth.running("mem")? == args.replicas)
+    })?;
+    let berth_daemon = rss_kib(|c| c.contains("berth dev"));
+    let berth_shims = rss_kib(|c| c.contains("berth-agent shim"));
+    let berth_monitors = rss_kib(|c| c.contains("berth-runtime") && c.contains("create"));
+    println!(
+        "berth memory with {} tasks: controller+agent {} MiB, shims {} MiB, runtime monitors {} MiB",
+        args.replicas,
+        berth_daemon / 1024,
+        berth_shims / 1024,
+        berth_monitors / 1024
+    );
+    berth.cli(&["service", "rm", "mem"])?;
+    wait_for("berth cleanup", Duration::from_secs(120), || {
+        Ok(berth.running("mem")? == 0)
+    })?;
+    drop(berth);
+    let b = median(b_total);
+    println!("berth median up+down: {:.0} ms", ms(b));
+    if args.berth_only {
+        return Ok(());
+    }
+
+    let swarm = Swarm::start(dir.path())?;
+    let mut s_total = Vec::new();
+    for _ in 0..args.rounds {
+        let (up, down) = swarm.round(args.replicas)?;
+        println!(
+            "swarm: {} up {:.0} ms, down {:.0} ms",
+            args.replicas,
+            ms(up),
+            ms(down)
+        );
+        s_total.push(up + down);
+    }
+    swarm.docker(&[
+        "service",
+        "create",
+        "--detach",
+        "--name",
+        "bench",
+        "--replicas",
+        &args.replicas.to_string(),
+        "busybox-bench:1",
+        "sleep",
+        "3600",
+    ])?;
+    wait_for("swarm memory replicas", Duration::from_secs(600), || {
+        Ok(swarm.running()? == args.replicas)
+    })?;
+    let dockerd = rss_kib(|c| c.starts_with("/usr/sbin/dockerd"));
+    let containerd =
+        rss_kib(|c| c.starts_with("containerd ") || c.contains("/containerd --config"));
+    let shims = rss_kib(|c| c.contains("containerd-shim"));
+    println!(
+        "docker memory with {} tasks: dockerd {} MiB, containerd {} MiB, shims {} MiB",
+        args.replicas,
+        dockerd / 1024,
+        containerd / 1024,
+        shims / 1024
+    );
+    swarm.docker(&["service", "rm", "bench"])?;
+    let _ = swarm.docker(&["swarm", "leave", "--force"]);
+    let s = median(s_total);
+    println!("swarm median up+down: {:.0} ms", ms(s));
+    println!(
+        "berth/swarm converge 50 up and down: {:.3} (target <= 0.1)   memory (all daemons + shims): {:.2}",
+        ms(b) / ms(s),
+        (berth_daemon + berth_shims + berth_monitors) as f64
+            / (dockerd + containerd + shims).max(1) as f64
+    );
+    Ok(())
+}
