@@ -71,6 +71,8 @@ pub struct Env {
     pub data: PathBuf,
     /// The OCI layout the image came from.
     pub layout: PathBuf,
+    /// One store for the whole test (a store's index is locked while open).
+    pub images: ImageStore,
 }
 
 impl Env {
@@ -86,28 +88,29 @@ impl Env {
         let work = Workdir::new(&format!("sup-{n}-{test}"))?;
         let layout = work.join("bbox");
         busybox_layout(&work.path, &layout, "base")?;
+        let data = work.join("data");
+        let images = ImageStore::open(&data)?;
         let env = Env {
+            images,
             runtime: rt.binary()?,
             runtime_root: work.join("runtime-state"),
-            data: work.join("data"),
+            data,
             layout,
             rt,
             cgroup,
             work,
         };
-        let (data, layout) = (env.data.clone(), env.layout.clone());
+        let (store, layout) = (env.images.clone(), env.layout.clone());
         in_private_mounts(move || async move {
-            let store = ImageStore::open(&data)?;
             store.import(&layout, &ImportOptions::default()).await?;
             Ok(())
         })?;
         Ok(env)
     }
 
-    /// A supervisor config on this env (with a fresh image store handle).
+    /// A supervisor config on this env.
     pub fn config(&self) -> Result<SupervisorConfig> {
-        let images = ImageStore::open(&self.data)?;
-        let mut cfg = SupervisorConfig::new(images);
+        let mut cfg = SupervisorConfig::new(self.images.clone());
         cfg.runtime = self.runtime.clone();
         cfg.runtime_root = self.runtime_root.clone();
         cfg.cgroup_parent = self.cgroup.clone();
