@@ -144,6 +144,10 @@ fn a_bad_image_fails_naming_the_image() -> Result<()> {
         let end = &seen[1];
         assert!(end.error.contains(&image), "{end:?}");
         assert_eq!(end.exit_code, None);
+        // No container ever ran: following its logs ends at once, empty.
+        let lines: Vec<_> =
+            tokio::time::timeout(T, sup.logs(&task.id, true, None).await?.collect()).await?;
+        assert!(lines.is_empty(), "{lines:?}");
         Ok(())
     })
 }

@@ -351,8 +351,9 @@ pub(crate) async fn cleanup(inner: &Inner, container_id: &str) {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Also when no shim ever ran (a failed pull): a follower must end.
     let log_dir = inner.logs_dir.join(container_id);
-    if log_dir.is_dir() {
+    if std::fs::create_dir_all(&log_dir).is_ok() {
         let _ = std::fs::write(log_dir.join(logs::CLOSED), b"");
     }
     if let Err(e) = inner.cfg.images.release_rootfs(container_id).await {
