@@ -133,3 +133,44 @@ fn a_new_supervisor_adopts_running_containers_with_runc() -> Result<()> {
 fn a_dead_shim_is_replaced_on_adoption_with_berth_runtime() -> Result<()> {
     adopts(Rt::Berth, "adopt_shim_b", true)
 }
+
+#[test]
+fn a_shim_that_dies_under_a_running_supervisor_is_replaced() -> Result<()> {
+    let env = Env::new("shim_dies", Rt::Berth)?;
+    std::thread::scope(|s| {
+        s.spawn(|| -> Result<()> {
+            enter_private_mounts()?;
+            runtime()?.block_on(async {
+                let (sup, rx) = env.open().await?;
+                let mut rx = Seen::new(rx);
+                let live = env.task("live", SCRIPT);
+                sup.reconcile(vec![live.clone()]);
+                rx.until(&live.id, T, is(TaskState::Running)).await?;
+                let pid_file = env.data.join("containers").join(&live.id).join("shim.pid");
+                let old: i32 = std::fs::read_to_string(&pid_file)?.trim().parse()?;
+                // SAFETY: kill with plain integers.
+                unsafe { libc::kill(old, libc::SIGKILL) };
+                // A new shim takes over and the output goes on being captured.
+                let deadline = tokio::time::Instant::now() + T;
+                loop {
+                    let now: i32 = std::fs::read_to_string(&pid_file)?.trim().parse()?;
+                    if now != old {
+                        break;
+                    }
+                    anyhow::ensure!(tokio::time::Instant::now() < deadline, "no new shim");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                let before = count_ticks(&sup, &live.id).await?;
+                tokio::time::sleep(Duration::from_millis(800)).await;
+                let after = count_ticks(&sup, &live.id).await?;
+                assert!(after > before, "no new output: {before} -> {after}");
+                std::fs::write(env.rootfs(&live.id).join("stop"), b"")?;
+                let end = rx.end(&live.id, T).await?;
+                assert_eq!(end.exit_code, Some(7), "{end:?}");
+                anyhow::Ok(())
+            })
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("the test thread panicked"))?
+    })
+}

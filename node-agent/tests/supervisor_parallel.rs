@@ -41,12 +41,22 @@ fn a_slow_pull_does_not_block_other_tasks() -> Result<()> {
         if let Some(s) = slow.spec.as_mut() {
             s.image = format!("{addr}/slow/bbox:1");
         }
+        let mut given_up = slow.clone();
+        given_up.id = e.task_id("given_up");
         let fast = e.task("fast", "echo local");
         let began = Instant::now();
-        sup.reconcile(vec![slow.clone(), fast.clone()]);
+        sup.reconcile(vec![slow.clone(), given_up.clone(), fast.clone()]);
         rx.until(&slow.id, T, is(TaskState::Preparing)).await?;
+        rx.until(&given_up.id, T, is(TaskState::Preparing)).await?;
         let end = rx.end(&fast.id, T).await?;
         assert_eq!(end.state, TaskState::Complete as i32, "{end:?}");
+        // A task stopped while its image is being pulled stops at once.
+        let mut stop = given_up.clone();
+        stop.desired_state = TaskState::Shutdown as i32;
+        sup.reconcile(vec![slow.clone(), stop, fast.clone()]);
+        let end = rx.end(&given_up.id, T).await?;
+        assert_eq!(end.state, TaskState::Shutdown as i32, "{end:?}");
+        assert!(end.message.contains("before it started"), "{end:?}");
         let slow_now = sup
             .statuses()
             .into_iter()

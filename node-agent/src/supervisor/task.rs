@@ -126,10 +126,19 @@ impl Worker {
             .map_err(|e| failed(e.to_string()))?;
         self.report(status(TaskState::Preparing, format!("pulling {name}")));
         let images = self.inner.cfg.images.clone();
-        let image = images
-            .get_or_pull(&name, &self.inner.cfg.pull)
-            .await
-            .map_err(|e| failed(format!("image {name}: {e}")))?;
+        // The pull runs as a task of its own: a stop does not wait for it, and
+        // a pull is never cut off halfway (it finishes for the next task).
+        let pull = {
+            let (images, name, opts) = (images.clone(), name.clone(), self.inner.cfg.pull.clone());
+            tokio::spawn(async move { images.get_or_pull(&name, &opts).await })
+        };
+        let mut desired = self.desired.clone();
+        let image = tokio::select! {
+            r = pull => r
+                .map_err(|e| failed(format!("image {name}: pull task failed: {e}")))?
+                .map_err(|e| failed(format!("image {name}: {e}")))?,
+            () = stop_asked(&mut desired) => return Ok(false),
+        };
         if self.stop_requested() {
             return Ok(false);
         }
@@ -182,19 +191,7 @@ impl Worker {
         };
         let start = self.record.init_start;
         let state_dir = self.state_dir();
-        if alive(pid, start) && !shim::shim_alive(&state_dir) {
-            // The shim died with (or after) the agent: a new one drains the FIFOs.
-            info!(task = %self.task.id, container = %cid, "shim gone: attaching a new one");
-            if let Err(e) = self.inner.shim.attach(
-                &cid,
-                pid,
-                &state_dir.join("bundle"),
-                &state_dir,
-                &self.log_dir(),
-            ) {
-                warn!(task = %self.task.id, error = %e, "no shim for the logs");
-            }
-        }
+        let mut check = tokio::time::interval(SHIM_CHECK);
         let stopped = loop {
             if self.stop_requested() {
                 break Some(self.stop(pid, start).await);
@@ -207,6 +204,7 @@ impl Worker {
                         std::future::pending::<()>().await;
                     }
                 }
+                _ = check.tick() => self.ensure_shim(pid, start),
             }
         };
         let exit = exit_info(&self.inner.runtime, &cid, &state_dir, &self.cgroup()).await;
@@ -221,6 +219,26 @@ impl Worker {
                 }
                 s
             }
+        }
+    }
+
+    /// Starts a new shim if the container runs without one (it died, with the
+    /// agent or alone): the new one reopens the FIFOs and drains them.
+    fn ensure_shim(&self, pid: i32, start: Option<u64>) {
+        let state_dir = self.state_dir();
+        if !alive(pid, start) || shim::shim_alive(&state_dir) {
+            return;
+        }
+        let cid = &self.record.container_id;
+        info!(task = %self.task.id, container = %cid, "shim gone: attaching a new one");
+        if let Err(e) = self.inner.shim.attach(
+            cid,
+            pid,
+            &state_dir.join("bundle"),
+            &state_dir,
+            &self.log_dir(),
+        ) {
+            warn!(task = %self.task.id, container = %cid, error = %e, "no shim for the logs");
         }
     }
 
@@ -292,6 +310,21 @@ fn shutdown_status(how: Stopped, exit: ExitInfo, grace: Duration) -> TaskStatus 
         ..status(TaskState::Shutdown, message)
     }
 }
+
+/// Returns once a stop is asked for (never if the supervisor is gone).
+async fn stop_asked(desired: &mut watch::Receiver<Desired>) {
+    loop {
+        if *desired.borrow_and_update() != Desired::Run {
+            return;
+        }
+        if desired.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// How often a running container's shim is checked (and replaced if it died).
+const SHIM_CHECK: Duration = Duration::from_secs(2);
 
 /// The worker of one task, from assignment (or adoption) to its final status.
 pub(crate) async fn run(
