@@ -71,8 +71,9 @@ pub struct Env {
     pub data: PathBuf,
     /// The OCI layout the image came from.
     pub layout: PathBuf,
-    /// One store for the whole test (a store's index is locked while open).
-    pub images: ImageStore,
+    /// One store for the whole test (a store's index is locked while open);
+    /// `None` to let another process open it.
+    pub images: Option<ImageStore>,
 }
 
 impl Env {
@@ -91,7 +92,7 @@ impl Env {
         let data = work.join("data");
         let images = ImageStore::open(&data)?;
         let env = Env {
-            images,
+            images: Some(images),
             runtime: rt.binary()?,
             runtime_root: work.join("runtime-state"),
             data,
@@ -100,7 +101,7 @@ impl Env {
             cgroup,
             work,
         };
-        let (store, layout) = (env.images.clone(), env.layout.clone());
+        let (store, layout) = (env.images.clone().context("store")?, env.layout.clone());
         in_private_mounts(move || async move {
             store.import(&layout, &ImportOptions::default()).await?;
             Ok(())
@@ -110,7 +111,11 @@ impl Env {
 
     /// A supervisor config on this env.
     pub fn config(&self) -> Result<SupervisorConfig> {
-        let mut cfg = SupervisorConfig::new(self.images.clone());
+        let images = match &self.images {
+            Some(i) => i.clone(),
+            None => ImageStore::open(&self.data)?,
+        };
+        let mut cfg = SupervisorConfig::new(images);
         cfg.runtime = self.runtime.clone();
         cfg.runtime_root = self.runtime_root.clone();
         cfg.cgroup_parent = self.cgroup.clone();
