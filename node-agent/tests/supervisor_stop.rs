@@ -7,7 +7,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use berth_proto::v1::TaskState;
 use fixture::{Env, Rt, Seen, in_private_mounts, is};
 
@@ -34,7 +34,35 @@ fn stops(rt: Rt, name: &str) -> Result<()> {
             "dropped",
             "trap 'exit 0' TERM; while true; do sleep 0.1; done",
         );
-        let all = vec![polite.clone(), stubborn.clone(), dropped.clone()];
+        // ...and this image says SIGUSR1 stops it (SIGTERM would need SIGKILL).
+        support::run(
+            "umoci",
+            &[
+                "config",
+                "--image",
+                &format!("{}:base", e.layout.display()),
+                "--tag",
+                "usr1",
+                "--config.stopsignal",
+                "SIGUSR1",
+            ],
+        )?;
+        e.images
+            .as_ref()
+            .context("store")?
+            .import(&e.layout, &Default::default())
+            .await?;
+        let mut usr1 = e.task("usr1", "trap 'exit 0' USR1; while true; do sleep 0.1; done");
+        if let Some(s) = usr1.spec.as_mut() {
+            s.image = "localhost/bbox:usr1".into();
+            s.stop_grace_seconds = 5;
+        }
+        let all = vec![
+            polite.clone(),
+            stubborn.clone(),
+            dropped.clone(),
+            usr1.clone(),
+        ];
         sup.reconcile(all.clone());
         let mut pids = Vec::new();
         for t in &all {
@@ -51,7 +79,9 @@ fn stops(rt: Rt, name: &str) -> Result<()> {
         let mut stubborn_stop = stubborn.clone();
         stubborn_stop.desired_state = TaskState::Shutdown as i32;
         let asked = Instant::now();
-        sup.reconcile(vec![polite_stop, stubborn_stop]);
+        let mut usr1_stop = usr1.clone();
+        usr1_stop.desired_state = TaskState::Shutdown as i32;
+        sup.reconcile(vec![polite_stop, stubborn_stop, usr1_stop]);
 
         let end = rx.until_end(&polite.id, T).await?;
         let end = end.last().cloned().unwrap_or_default();
@@ -68,6 +98,11 @@ fn stops(rt: Rt, name: &str) -> Result<()> {
             "killed before the grace"
         );
         assert_eq!(end.exit_code, Some(137), "{end:?}");
+
+        let end = rx.end(&usr1.id, T).await?;
+        assert_eq!(end.state, TaskState::Shutdown as i32, "{end:?}");
+        assert!(end.message.contains("stopped on SIGUSR1"), "{end:?}");
+        assert_eq!(end.exit_code, Some(0), "{end:?}");
 
         let end = rx.until_end(&dropped.id, T).await?;
         let end = end.last().cloned().unwrap_or_default();

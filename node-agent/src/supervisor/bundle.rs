@@ -185,6 +185,10 @@ pub fn build_spec(input: &BundleInput<'_>) -> Result<Spec> {
     let mut annotations = std::collections::HashMap::new();
     annotations.insert("berth.task.id".to_string(), input.task.id.clone());
     annotations.insert("berth.service.name".to_string(), spec.name.clone());
+    // berth-runtime's minimal init as PID 1: SIGTERM reaches the task (a bare
+    // `sleep` as PID 1 would ignore it and wait out the grace), zombies are
+    // reaped. Other runtimes ignore the annotation.
+    annotations.insert("run.berth.init".to_string(), "true".to_string());
     oci.set_annotations(Some(annotations));
     Ok(oci)
 }

@@ -74,6 +74,9 @@ pub struct Record {
     /// Start time of that pid (clock ticks since boot, /proc/PID/stat field 22),
     /// so a reused pid is never mistaken for the container.
     pub init_start: Option<u64>,
+    /// The image's stop signal (`StopSignal`), if it names one.
+    #[serde(default)]
+    pub stop_signal: Option<String>,
     pub status: StoredStatus,
 }
 
@@ -85,6 +88,7 @@ impl Record {
             phase: Phase::Preparing,
             init_pid: None,
             init_start: None,
+            stop_signal: None,
             status: StoredStatus {
                 state: TaskState::Assigned as i32,
                 ..StoredStatus::default()

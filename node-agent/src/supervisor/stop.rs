@@ -1,4 +1,5 @@
-//! Stopping a container: SIGTERM, the grace period, SIGKILL.
+//! Stopping a container: SIGTERM (or the image's stop signal), the grace
+//! period, SIGKILL.
 
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use super::watch::wait_exit;
 /// How a stop went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stopped {
-    /// It ended within the grace period after SIGTERM.
+    /// It ended within the grace period after the stop signal.
     OnTerm,
     /// It was SIGKILLed after the grace period.
     Killed,
@@ -21,22 +22,24 @@ pub enum Stopped {
 /// How long a killed container may take to go.
 const KILL_WAIT: Duration = Duration::from_secs(10);
 
-/// Stops the container `id` whose init is `pid` (started at `start`).
+/// Stops the container `id` whose init is `pid` (started at `start`) with
+/// `signal` (a name such as SIGTERM or SIGQUIT), then SIGKILL after `grace`.
 pub async fn stop(
     runtime: &Runtime,
     id: &str,
     pid: i32,
     start: Option<u64>,
+    signal: &str,
     grace: Duration,
 ) -> Stopped {
-    if let Err(e) = runtime.kill(id, "SIGTERM").await {
-        warn!(container = id, error = %e, "SIGTERM failed");
+    if let Err(e) = runtime.kill(id, signal).await {
+        warn!(container = id, signal, error = %e, "stop signal failed");
     }
     if tokio::time::timeout(grace, wait_exit(pid, start))
         .await
         .is_ok()
     {
-        info!(container = id, "stopped on SIGTERM");
+        info!(container = id, signal, "stopped on its stop signal");
         return Stopped::OnTerm;
     }
     info!(

@@ -145,6 +145,7 @@ impl Worker {
         let config = images
             .image_config(&image)
             .map_err(|e| failed(format!("image {name}: {e}")))?;
+        self.record.stop_signal = config.stop_signal.as_deref().map(signal_name);
         let rootfs = images
             .prepare_rootfs(&image, &cid)
             .await
@@ -209,7 +210,12 @@ impl Worker {
         };
         let exit = exit_info(&self.inner.runtime, &cid, &state_dir, &self.cgroup()).await;
         match stopped {
-            Some(how) => shutdown_status(how, exit, self.grace()),
+            Some(how) => shutdown_status(
+                how,
+                exit,
+                self.record.stop_signal.as_deref().unwrap_or("SIGTERM"),
+                self.grace(),
+            ),
             None => {
                 let mut s = exit_status(exit, &self.task);
                 if s.state == TaskState::Failed as i32
@@ -249,6 +255,7 @@ impl Worker {
             &self.record.container_id,
             pid,
             start,
+            self.record.stop_signal.as_deref().unwrap_or("SIGTERM"),
             self.grace(),
         )
         .await
@@ -299,9 +306,20 @@ fn exit_status(exit: ExitInfo, task: &Task) -> TaskStatus {
     s
 }
 
-fn shutdown_status(how: Stopped, exit: ExitInfo, grace: Duration) -> TaskStatus {
+/// An image's `StopSignal` as the runtimes take it: `SIGQUIT`, `QUIT` and `3`
+/// all become `SIGQUIT`-style names or stay numbers.
+fn signal_name(s: &str) -> String {
+    let s = s.trim().to_ascii_uppercase();
+    if s.parse::<i32>().is_ok() || s.starts_with("SIG") {
+        s
+    } else {
+        format!("SIG{s}")
+    }
+}
+
+fn shutdown_status(how: Stopped, exit: ExitInfo, signal: &str, grace: Duration) -> TaskStatus {
     let message = match how {
-        Stopped::OnTerm => format!("stopped on SIGTERM, {}", exit_text(&exit)),
+        Stopped::OnTerm => format!("stopped on {signal}, {}", exit_text(&exit)),
         Stopped::Killed => format!("killed with SIGKILL after the {grace:?} grace period"),
         Stopped::Stuck => "still running after SIGKILL; deleted by force".to_string(),
     };
@@ -395,5 +413,17 @@ pub(crate) async fn cleanup(inner: &Inner, container_id: &str) {
     let _ = std::fs::remove_dir_all(state_dir.join("bundle"));
     for f in [shim::STDOUT_FIFO, shim::STDERR_FIFO] {
         let _ = std::fs::remove_file(state_dir.join(f));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_signals_are_runtime_names() {
+        assert_eq!(signal_name("SIGQUIT"), "SIGQUIT");
+        assert_eq!(signal_name("quit"), "SIGQUIT");
+        assert_eq!(signal_name("9"), "9");
     }
 }
