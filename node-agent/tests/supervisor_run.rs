@@ -29,7 +29,15 @@ fn completes(rt: Rt, name: &str) -> Result<()> {
     let env = std::sync::Arc::new(env);
     let e = env.clone();
     in_private_mounts(move || async move {
+        // What a crash mid-write could leave: a task dir without a readable record.
+        let leftover = data.join("containers/leftover");
+        std::fs::create_dir_all(&leftover)?;
+        std::fs::write(leftover.join("record.json"), b"{not json")?;
         let (sup, rx) = e.open().await?;
+        assert!(
+            !leftover.exists(),
+            "the unreadable task dir is cleared on open"
+        );
         let mut rx = Seen::new(rx);
         sup.reconcile(vec![task.clone()]);
         let seen = rx.until_end(&id, T).await?;
