@@ -70,20 +70,17 @@ pub struct SupervisorConfig {
 
 impl SupervisorConfig {
     /// berth-runtime from PATH, state in /run/berth/runtime, cgroups under
-    /// `berth`, the shim `berth-shim` next to this executable, 10 MiB x 3 log
-    /// files.
+    /// `berth`, the shim as `<this executable> shim` (`berth-agent shim`),
+    /// 10 MiB x 3 log files.
     pub fn new(images: ImageStore) -> SupervisorConfig {
-        let shim = std::env::current_exe()
-            .ok()
-            .and_then(|exe| exe.parent().map(|d| d.join("berth-shim")))
-            .unwrap_or_else(|| PathBuf::from("berth-shim"));
+        let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("berth-agent"));
         SupervisorConfig {
             runtime: PathBuf::from("berth-runtime"),
             runtime_root: PathBuf::from("/run/berth/runtime"),
             images,
             pull: PullOptions::default(),
             cgroup_parent: "berth".to_string(),
-            shim: vec![shim.into_os_string()],
+            shim: vec![exe.into_os_string(), OsString::from("shim")],
             log_limits: LogLimits::default(),
             default_stop_grace: Duration::from_secs(10),
         }
