@@ -18,6 +18,7 @@
 mod bundle;
 mod cgroup;
 mod error;
+mod launch;
 mod logs;
 mod runtime;
 pub mod shim;
@@ -106,7 +107,7 @@ pub(crate) struct Inner {
     state: StateDir,
     logs_dir: PathBuf,
     runtime: runtime::Runtime,
-    shim: shim::ShimLaunch,
+    shim: launch::ShimLaunch,
     tasks: Mutex<HashMap<String, Entry>>,
     updates: mpsc::UnboundedSender<TaskStatusUpdate>,
 }
@@ -140,7 +141,7 @@ impl Supervisor {
                 binary: cfg.runtime.clone(),
                 root: cfg.runtime_root.clone(),
             },
-            shim: shim::ShimLaunch {
+            shim: launch::ShimLaunch {
                 command: cfg.shim.clone(),
                 runtime: cfg.runtime.clone(),
                 runtime_root: cfg.runtime_root.clone(),

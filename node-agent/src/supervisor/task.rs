@@ -13,7 +13,7 @@ use super::error::{Result, SupervisorError};
 use super::state::{Phase, Record};
 use super::stop::{Stopped, stop};
 use super::watch::{ExitInfo, alive, exit_info, start_time, wait_exit};
-use super::{Inner, logs, now_ms, shim};
+use super::{Inner, launch, logs, now_ms};
 
 /// What the controller wants of a task.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -232,7 +232,7 @@ impl Worker {
     /// agent or alone): the new one reopens the FIFOs and drains them.
     fn ensure_shim(&self, pid: i32, start: Option<u64>) {
         let state_dir = self.state_dir();
-        if !alive(pid, start) || shim::shim_alive(&state_dir) {
+        if !alive(pid, start) || launch::shim_alive(&state_dir) {
             return;
         }
         let cid = &self.record.container_id;
@@ -397,7 +397,7 @@ pub(crate) async fn cleanup(inner: &Inner, container_id: &str) {
     // logs ends on its `closed` marker, written here if no shim will.
     let state_dir = inner.state.task_dir(container_id);
     for _ in 0..60 {
-        if !shim::shim_alive(&state_dir) {
+        if !launch::shim_alive(&state_dir) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -411,7 +411,7 @@ pub(crate) async fn cleanup(inner: &Inner, container_id: &str) {
         warn!(container = container_id, error = %e, "rootfs release failed");
     }
     let _ = std::fs::remove_dir_all(state_dir.join("bundle"));
-    for f in [shim::STDOUT_FIFO, shim::STDERR_FIFO] {
+    for f in [super::shim::STDOUT_FIFO, super::shim::STDERR_FIFO] {
         let _ = std::fs::remove_file(state_dir.join(f));
     }
 }

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use tokio::io::unix::AsyncFd;
 
+use super::launch;
 use super::runtime::Runtime;
-use super::shim;
 
 /// Start time of `pid` (clock ticks after boot), if it runs.
 pub fn start_time(pid: i32) -> Option<u64> {
@@ -91,7 +91,7 @@ pub async fn exit_info(runtime: &Runtime, id: &str, state_dir: &Path, cgroup: &P
             };
         }
         // runc: the shim, init's reaper, writes the status it got.
-        if let Some(e) = shim::read_exit(state_dir) {
+        if let Some(e) = launch::read_exit(state_dir) {
             return ExitInfo {
                 code: e.code.or(e.signal.map(|s| 128 + s)),
                 signal: e.signal,
