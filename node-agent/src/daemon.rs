@@ -73,13 +73,17 @@ struct AgentApi {
     supervisor: Arc<Supervisor>,
 }
 
-type LogLines = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<TaskLogLine, Status>> + Send>>;
+type LogLines =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<TaskLogLine, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl Agent for AgentApi {
     type TaskLogsStream = LogLines;
 
-    async fn task_logs(&self, request: Request<TaskLogsRequest>) -> Result<Response<LogLines>, Status> {
+    async fn task_logs(
+        &self,
+        request: Request<TaskLogsRequest>,
+    ) -> Result<Response<LogLines>, Status> {
         let req = request.into_inner();
         let tail = (req.tail > 0).then_some(req.tail as usize);
         let lines = self
@@ -111,7 +115,8 @@ pub async fn run(opts: AgentOptions) -> Result<(), DaemonError> {
         path: opts.data_dir.clone(),
         source,
     })?;
-    let images = ImageStore::open(&opts.data_dir).map_err(|e| DaemonError::Images(e.to_string()))?;
+    let images =
+        ImageStore::open(&opts.data_dir).map_err(|e| DaemonError::Images(e.to_string()))?;
     let mut cfg = SupervisorConfig::new(images);
     cfg.runtime = opts.runtime.clone();
     cfg.runtime_root = opts.runtime_root.clone();
@@ -133,7 +138,8 @@ pub async fn run(opts: AgentOptions) -> Result<(), DaemonError> {
         supervisor: supervisor.clone(),
     });
     tokio::spawn(async move {
-        let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         if let Err(err) = tonic::transport::Server::builder()
             .add_service(api)
             .serve_with_incoming(incoming)

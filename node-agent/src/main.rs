@@ -138,12 +138,15 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
-                .unwrap_or_else(|_| {
-                    // The daemon reports what it does; image commands stay quiet.
-                    let default = if args.command.is_none() { "info" } else { "warn" };
-                    tracing_subscriber::EnvFilter::new(default)
-                }),
+            tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG").unwrap_or_else(|_| {
+                // The daemon reports what it does; image commands stay quiet.
+                let default = if args.command.is_none() {
+                    "info"
+                } else {
+                    "warn"
+                };
+                tracing_subscriber::EnvFilter::new(default)
+            }),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -208,3 +208,28 @@ fn a_task_too_big_for_every_node_stays_pending_with_a_reason() -> Result<()> {
     assert!(row.message.contains("2 nodes"), "{row:?}");
     Ok(())
 }
+
+#[test]
+fn a_short_network_blip_replaces_nothing() -> Result<()> {
+    let cluster = Cluster::start("svc_blip", 3, 2, 0)?;
+    create(&cluster, "calm", &["--replicas", "4"], &["sleep", "3602"])?;
+    cluster.wait_running("calm", 4, CONVERGE)?;
+    let before: Vec<String> = cluster.ps("calm")?.into_iter().map(|t| t.id).collect();
+    // Shorter than the down period (4 s in these tests).
+    let host = cluster.agent_hosts[0];
+    cluster.c.net.host(host).cut(Cut::Both)?;
+    std::thread::sleep(Duration::from_secs(2));
+    cluster.c.net.host(host).heal()?;
+    std::thread::sleep(Duration::from_secs(4));
+    let after = cluster.ps("calm")?;
+    assert_eq!(after.len(), 4, "tasks were added: {after:?}");
+    assert!(
+        after
+            .iter()
+            .all(|t| before.contains(&t.id) && t.state == "running"),
+        "{after:?}"
+    );
+    let nodes = cluster.nodes()?;
+    assert!(nodes.iter().all(|n| n["status"] == "ready"), "{nodes:?}");
+    Ok(())
+}

@@ -332,8 +332,9 @@ fn main() -> Result<()> {
         berth_monitors / 1024
     );
     berth.cli(&["service", "rm", "mem"])?;
+    // The service is gone from the API at once; wait for its containers.
     wait_for("berth cleanup", Duration::from_secs(120), || {
-        Ok(berth.running("mem")? == 0)
+        Ok(rss_kib(|c| c.starts_with("sleep 3600")) == 0)
     })?;
     drop(berth);
     let b = median(b_total);
