@@ -227,3 +227,37 @@ fn a_short_network_blip_replaces_nothing() -> Result<()> {
     assert!(nodes.iter().all(|n| n["status"] == "ready"), "{nodes:?}");
     Ok(())
 }
+
+#[test]
+fn service_logs_stream_task_output_through_the_controller() -> Result<()> {
+    let cluster = Cluster::start("svc_logs", 3, 2, 0)?;
+    create(
+        &cluster,
+        "talker",
+        &["--replicas", "2"],
+        &[
+            "sh",
+            "-c",
+            "i=0; while true; do echo \"line $i from $(hostname)\"; i=$((i+1)); sleep 0.2; done",
+        ],
+    )?;
+    cluster.wait_running("talker", 2, CONVERGE)?;
+    // Through a follower as well as the leader: every controller serves logs.
+    let out = wait_until("lines from both replicas", Duration::from_secs(20), || {
+        let out = cluster
+            .berth(&["service", "logs", "talker", "--tail", "3"])
+            .ok()?;
+        let slots: std::collections::BTreeSet<&str> = out
+            .lines()
+            .filter(|l| l.contains("| line "))
+            .filter_map(|l| l.split('|').next())
+            .collect();
+        (slots.len() == 2).then_some(out)
+    })?;
+    for line in out.lines() {
+        // task.slot@node | line N from HOSTNAME
+        assert!(line.contains("@n") && line.contains("| line "), "{line}");
+    }
+    assert!(out.lines().count() <= 6, "--tail 3 per task gave:\n{out}");
+    Ok(())
+}

@@ -333,8 +333,10 @@ fn main() -> Result<()> {
     );
     berth.cli(&["service", "rm", "mem"])?;
     // The service is gone from the API at once; wait for its containers.
+    let data = dir.path().to_string_lossy().to_string();
     wait_for("berth cleanup", Duration::from_secs(120), || {
-        Ok(rss_kib(|c| c.starts_with("sleep 3600")) == 0)
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+        Ok(rss_kib(|c| c.starts_with("sleep 3600")) == 0 && !mounts.contains(&data))
     })?;
     drop(berth);
     let b = median(b_total);
