@@ -41,6 +41,21 @@ pub async fn commit(raft: &RaftHandle, ops: Vec<Op>) -> Result<TxnResult, Status
     })
 }
 
+/// Commits one put and returns the object as written (with its new version).
+pub async fn put_one(
+    raft: &RaftHandle,
+    object: Object,
+    expect: Expect,
+    version: u64,
+) -> Result<Object, Status> {
+    commit(raft, vec![put(object, expect, version)])
+        .await?
+        .objects
+        .into_iter()
+        .next()
+        .ok_or_else(|| Status::internal("the store returned no object"))
+}
+
 /// Waits until a read on this member is linearizable.
 pub async fn barrier(raft: &RaftHandle) -> Result<(), Status> {
     raft.read_barrier().await.map_err(propose_status)

@@ -10,7 +10,7 @@ use berth_proto::v1::{
 use tonic::Status;
 
 use super::common::{
-    barrier, check_name, commit, delete, new_id, now_ms, put, resolve, store_status,
+    barrier, check_name, commit, delete, new_id, now_ms, put_one, resolve, store_status,
 };
 use crate::raft::RaftHandle;
 
@@ -27,15 +27,6 @@ fn unwrap(object: Object) -> Result<Config, Status> {
     }
 }
 
-fn written(result: berth_proto::store::TxnResult) -> Result<Config, Status> {
-    let object = result
-        .objects
-        .into_iter()
-        .next()
-        .ok_or_else(|| Status::internal("the store returned no object"))?;
-    unwrap(object)
-}
-
 pub async fn create(raft: &RaftHandle, req: CreateConfigRequest) -> Result<Config, Status> {
     check_name("config", &req.name)?;
     let now = now_ms();
@@ -50,7 +41,7 @@ pub async fn create(raft: &RaftHandle, req: CreateConfigRequest) -> Result<Confi
             updated_ms: now,
         }),
     };
-    written(commit(raft, vec![put(wrap(config), Expect::Absent, 0)]).await?)
+    unwrap(put_one(raft, wrap(config), Expect::Absent, 0).await?)
 }
 
 pub async fn update(raft: &RaftHandle, req: UpdateConfigRequest) -> Result<Config, Status> {
@@ -68,7 +59,7 @@ pub async fn update(raft: &RaftHandle, req: UpdateConfigRequest) -> Result<Confi
         }),
         ..current
     };
-    written(commit(raft, vec![put(wrap(updated), expect, version)]).await?)
+    unwrap(put_one(raft, wrap(updated), expect, version).await?)
 }
 
 pub async fn get(raft: &RaftHandle, req: GetConfigRequest) -> Result<Config, Status> {

@@ -8,7 +8,7 @@ use berth_proto::v1::{
 };
 use tonic::Status;
 
-use super::common::{barrier, commit, delete, now_ms, put, resolve, store_status};
+use super::common::{barrier, commit, delete, now_ms, put_one, resolve, store_status};
 use crate::raft::RaftHandle;
 
 fn unwrap(object: Object) -> Result<Node, Status> {
@@ -65,23 +65,16 @@ pub async fn update(raft: &RaftHandle, req: UpdateNodeRequest) -> Result<Node, S
     if let Some(ts) = node.timestamps.as_mut() {
         ts.updated_ms = now_ms();
     }
-    let result = commit(
-        raft,
-        vec![put(
+    unwrap(
+        put_one(
+            raft,
             Object {
                 kind: Some(Kind::Node(node)),
             },
             Expect::Version,
             version,
-        )],
-    )
-    .await?;
-    unwrap(
-        result
-            .objects
-            .into_iter()
-            .next()
-            .ok_or_else(|| Status::internal("the store returned no object"))?,
+        )
+        .await?,
     )
 }
 

@@ -2,7 +2,7 @@
 //! the orchestrator's job; these handlers only validate and store.)
 
 use berth_proto::store::object::Kind;
-use berth_proto::store::{Expect, Object, TxnResult};
+use berth_proto::store::{Expect, Object};
 use berth_proto::v1::service_spec::Mode;
 use berth_proto::v1::{
     CreateServiceRequest, ListServicesResponse, ListTasksRequest, ListTasksResponse,
@@ -12,7 +12,7 @@ use berth_proto::v1::{
 use tonic::Status;
 
 use super::common::{
-    barrier, check_name, commit, delete, new_id, now_ms, put, resolve, store_status,
+    barrier, check_name, commit, delete, new_id, now_ms, put_one, resolve, store_status,
 };
 use crate::raft::RaftHandle;
 use crate::store::ObjectExt;
@@ -28,16 +28,6 @@ fn unwrap(object: Object) -> Result<Service, Status> {
         Some(Kind::Service(s)) => Ok(s),
         _ => Err(Status::internal("the store returned a non-service object")),
     }
-}
-
-fn written(result: TxnResult) -> Result<Service, Status> {
-    unwrap(
-        result
-            .objects
-            .into_iter()
-            .next()
-            .ok_or_else(|| Status::internal("the store returned no object"))?,
-    )
 }
 
 /// Checks what a user can get wrong in a spec, naming the field.
@@ -89,7 +79,7 @@ pub async fn create(raft: &RaftHandle, req: CreateServiceRequest) -> Result<Serv
         }),
         ..Default::default()
     };
-    written(commit(raft, vec![put(wrap(service), Expect::Absent, 0)]).await?)
+    unwrap(put_one(raft, wrap(service), Expect::Absent, 0).await?)
 }
 
 fn cas(version: u64, current: &Service) -> (Expect, u64) {
@@ -135,7 +125,7 @@ pub async fn update(raft: &RaftHandle, req: UpdateServiceRequest) -> Result<Serv
         }),
         ..current
     };
-    written(commit(raft, vec![put(wrap(updated), expect, version)]).await?)
+    unwrap(put_one(raft, wrap(updated), expect, version).await?)
 }
 
 pub async fn scale(raft: &RaftHandle, req: ScaleServiceRequest) -> Result<Service, Status> {
@@ -156,7 +146,7 @@ pub async fn scale(raft: &RaftHandle, req: ScaleServiceRequest) -> Result<Servic
         spec_version: current.spec_version + 1,
         ..current
     };
-    written(commit(raft, vec![put(wrap(updated), expect, version)]).await?)
+    unwrap(put_one(raft, wrap(updated), expect, version).await?)
 }
 
 pub async fn get(raft: &RaftHandle, key: &str) -> Result<Service, Status> {
