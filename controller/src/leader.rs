@@ -1,7 +1,9 @@
 //! The leader's driver: while this member leads, on every burst of committed
 //! changes and on a periodic tick, reads nodes, services and tasks, runs the
-//! orchestrator then the scheduler, and commits their operations in bounded
-//! transactions. A refused transaction (someone changed a task meanwhile) is
+//! orchestrator, the scheduler and the allocator (overlay addresses), and
+//! commits their operations in bounded transactions. Network subnets (and the
+//! default network) are committed first, so a round allocates from stored
+//! subnets only. A refused transaction (someone changed a task meanwhile) is
 //! not an error: the next round computes again from the new state.
 
 use std::collections::HashMap;
@@ -9,10 +11,13 @@ use std::time::Duration;
 
 use berth_proto::store::object::Kind;
 use berth_proto::store::{Op, Txn, op};
+use berth_proto::v1::{Network, Service};
 use prost::Message as _;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tracing::{debug, info, warn};
 
+use crate::allocator::cidr::Cidr;
+use crate::allocator::{self, subnets};
 use crate::api::common::{new_id, now_ms};
 use crate::orchestrator::{ClusterView, orchestrate};
 use crate::raft::{ProposeError, RaftHandle};
@@ -30,6 +35,9 @@ pub struct LeaderSettings {
     pub max_ops_per_txn: usize,
     /// Largest encoded transaction.
     pub max_txn_bytes: usize,
+    /// The cluster CIDR network subnets are carved from, when this leader
+    /// starts a new cluster (an existing one keeps the CIDR it recorded).
+    pub cluster_cidr: Cidr,
 }
 
 impl Default for LeaderSettings {
@@ -39,6 +47,7 @@ impl Default for LeaderSettings {
             settle: Duration::from_millis(10),
             max_ops_per_txn: 200,
             max_txn_bytes: 1024 * 1024,
+            cluster_cidr: subnets::default_cluster_cidr(),
         }
     }
 }
@@ -186,14 +195,27 @@ pub async fn round(
     raft: &RaftHandle,
     settings: &LeaderSettings,
 ) -> Result<RoundOutcome, LeaderError> {
-    let read_revision = raft.state().revision()?;
+    let mut outcome = RoundOutcome::default();
+    let networks = read_networks(raft.state())?;
+    let prepared = subnets::prepare(&networks, settings.cluster_cidr, now_ms(), &mut new_id);
+    if !prepared.is_empty() {
+        commit(raft, settings, prepared, &mut outcome).await?;
+    }
+    outcome.read_revision = raft.state().revision()?;
     let view = read_view(raft.state())?;
-    let ops = plan_round(&view, now_ms(), &mut new_id);
-    let mut outcome = RoundOutcome {
-        read_revision,
-        ops: ops.len(),
-        ..Default::default()
-    };
+    let networks = read_networks(raft.state())?;
+    let ops = plan_round_with(&view, &networks, now_ms(), &mut new_id);
+    commit(raft, settings, ops, &mut outcome).await?;
+    Ok(outcome)
+}
+
+async fn commit(
+    raft: &RaftHandle,
+    settings: &LeaderSettings,
+    ops: Vec<Op>,
+    outcome: &mut RoundOutcome,
+) -> Result<(), LeaderError> {
+    outcome.ops += ops.len();
     for txn in batches(ops, settings.max_ops_per_txn, settings.max_txn_bytes) {
         let ops = txn.ops.len();
         let result = raft
@@ -208,7 +230,19 @@ pub async fn round(
             outcome.refused_txns += 1;
         }
     }
-    Ok(outcome)
+    Ok(())
+}
+
+/// The network table.
+pub fn read_networks(sm: &StateMachine) -> Result<Vec<Network>, StoreError> {
+    Ok(sm
+        .list("network")?
+        .into_iter()
+        .filter_map(|o| match o.kind {
+            Some(Kind::Network(n)) => Some(n),
+            _ => None,
+        })
+        .collect())
 }
 
 /// Nodes, services and tasks as the state machine has them.
@@ -219,14 +253,61 @@ pub fn read_view(sm: &StateMachine) -> Result<ClusterView, StoreError> {
     Ok(ClusterView::from_objects(objects))
 }
 
-/// The orchestrator's operations, then the scheduler's on the state they leave,
-/// merged into one operation per task (a task the orchestrator creates and the
-/// scheduler places is one create).
+/// [`plan_round_with`] on a cluster without networks: tasks get no overlay
+/// addresses unless their spec names a network, which then does not exist.
 pub fn plan_round(view: &ClusterView, now_ms: i64, new_id: &mut dyn FnMut() -> String) -> Vec<Op> {
+    plan_round_with(view, &[], now_ms, new_id)
+}
+
+/// The orchestrator's operations, then the scheduler's on the state they leave,
+/// then the allocator's on the state those leave, merged into one operation per
+/// object (a task the orchestrator creates, the scheduler places and the
+/// allocator addresses is one create). A placement whose task gets no address
+/// is dropped: the task stays PENDING with the reason. Changed node block
+/// lists come first, so they tend to commit with or before their tasks.
+pub fn plan_round_with(
+    view: &ClusterView,
+    networks: &[Network],
+    now_ms: i64,
+    new_id: &mut dyn FnMut() -> String,
+) -> Vec<Op> {
     let orchestrated = orchestrate(view, now_ms, new_id);
     let tasks = apply_to_tasks(&view.tasks, &orchestrated);
-    let scheduled = schedule(&view.nodes, &tasks, now_ms);
-    merge(orchestrated.into_iter().chain(scheduled))
+    let mut scheduled = schedule(&view.nodes, &tasks, now_ms);
+    let placed = apply_to_tasks(&tasks, &scheduled);
+    let services = latest_services(&view.services, &orchestrated);
+    let allocation = allocator::allocate(allocator::Input {
+        networks,
+        nodes: &view.nodes,
+        services: &services,
+        before: &tasks,
+        after: &placed,
+    });
+    if !allocation.unplace.is_empty() {
+        scheduled.retain(|o| task_of(o).is_none_or(|t| !allocation.unplace.contains(&t.id)));
+    }
+    merge(
+        allocation
+            .node_ops
+            .into_iter()
+            .chain(orchestrated)
+            .chain(scheduled)
+            .chain(allocation.ops),
+    )
+}
+
+/// Services as they will be once the orchestrator's puts apply.
+fn latest_services(services: &[Service], ops: &[Op]) -> Vec<Service> {
+    let mut out = services.to_vec();
+    for o in ops {
+        if let Some(op::Op::Put(p)) = &o.op
+            && let Some(Kind::Service(s)) = p.object.as_ref().and_then(|obj| obj.kind.as_ref())
+            && let Some(slot) = out.iter_mut().find(|old| old.id == s.id)
+        {
+            *slot = s.clone();
+        }
+    }
+    out
 }
 
 fn task_of(op: &Op) -> Option<&berth_proto::v1::Task> {

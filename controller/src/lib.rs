@@ -1,6 +1,7 @@
 //! berth-controller: a Raft member that keeps the cluster's desired state and, on
 //! the leader, runs the orchestrator, scheduler and dispatcher.
 
+pub mod allocator;
 pub mod api;
 pub mod datadir;
 pub mod dispatcher;

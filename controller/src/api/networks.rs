@@ -13,8 +13,9 @@ use super::common::{
 use crate::raft::RaftHandle;
 use crate::store::ObjectExt;
 
-/// VXLAN ids berth hands out start here (below are left for operators).
-const FIRST_VXLAN_ID: u32 = 4096;
+use crate::allocator::blocks::MAX_SUBNET_PREFIX;
+use crate::allocator::cidr::Cidr;
+use crate::allocator::subnets::{DEFAULT_NETWORK, next_vxlan_id};
 
 fn unwrap(object: Object) -> Result<Network, Status> {
     match object.kind {
@@ -31,8 +32,10 @@ pub fn parse_subnet(subnet: &str) -> Result<(Ipv4Addr, u8), Status> {
         .ok_or_else(|| bad("is not CIDR (A.B.C.D/N)"))?;
     let addr: Ipv4Addr = addr.parse().map_err(|_| bad("has no valid IPv4 address"))?;
     let len: u8 = len.parse().map_err(|_| bad("has no valid prefix length"))?;
-    if !(8..=29).contains(&len) {
-        return Err(bad("must have a prefix length between /8 and /29"));
+    if !(8..=MAX_SUBNET_PREFIX).contains(&len) {
+        return Err(bad(&format!(
+            "must have a prefix length between /8 and /{MAX_SUBNET_PREFIX} (room for /26 node blocks and VIPs)"
+        )));
     }
     let mask = u32::MAX << (32 - len);
     if u32::from(addr) & !mask != 0 {
@@ -43,18 +46,25 @@ pub fn parse_subnet(subnet: &str) -> Result<(Ipv4Addr, u8), Status> {
 
 pub async fn create(raft: &RaftHandle, req: CreateNetworkRequest) -> Result<Network, Status> {
     check_name("network", &req.name)?;
-    if !req.subnet.is_empty() {
-        parse_subnet(&req.subnet)?;
-    }
-    let existing = raft.state().list("network").map_err(store_status)?;
-    let vxlan_id = existing
-        .iter()
-        .filter_map(|o| match &o.kind {
-            Some(Kind::Network(n)) => Some(n.vxlan_id),
+    let existing: Vec<Network> = raft
+        .state()
+        .list("network")
+        .map_err(store_status)?
+        .into_iter()
+        .filter_map(|o| match o.kind {
+            Some(Kind::Network(n)) => Some(n),
             _ => None,
         })
-        .max()
-        .map_or(FIRST_VXLAN_ID, |max| max + 1);
+        .collect();
+    if !req.subnet.is_empty() {
+        let (addr, len) = parse_subnet(&req.subnet)?;
+        refuse_overlap(
+            &req.subnet,
+            Cidr::containing(u32::from(addr), len),
+            &existing,
+        )?;
+    }
+    let vxlan_id = next_vxlan_id(&existing);
     let now = now_ms();
     let network = Network {
         id: new_id(),
@@ -88,6 +98,21 @@ pub async fn create(raft: &RaftHandle, req: CreateNetworkRequest) -> Result<Netw
     )
 }
 
+/// A subnet may not overlap another network's (their addresses would collide).
+fn refuse_overlap(text: &str, subnet: Cidr, existing: &[Network]) -> Result<(), Status> {
+    for other in existing {
+        if let Ok(theirs) = Cidr::parse(&other.subnet)
+            && theirs.overlaps(&subnet)
+        {
+            return Err(Status::already_exists(format!(
+                "subnet {text} overlaps subnet {theirs} of network {}",
+                other.name
+            )));
+        }
+    }
+    Ok(())
+}
+
 pub async fn list(raft: &RaftHandle) -> Result<ListNetworksResponse, Status> {
     barrier(raft).await?;
     let networks = raft
@@ -103,6 +128,11 @@ pub async fn list(raft: &RaftHandle) -> Result<ListNetworksResponse, Status> {
 pub async fn remove(raft: &RaftHandle, key: &str) -> Result<(), Status> {
     let network = resolve(raft, "network", key)?;
     let name = network.unique_name().unwrap_or_default().to_string();
+    if name == DEFAULT_NETWORK {
+        return Err(Status::failed_precondition(format!(
+            "network {name} is the default network (services that name no network join it); it cannot be removed"
+        )));
+    }
     for object in raft.state().list("service").map_err(store_status)? {
         if let Some(Kind::Service(s)) = &object.kind
             && let Some(spec) = &s.spec
@@ -125,4 +155,36 @@ pub async fn remove(raft: &RaftHandle, key: &str) -> Result<(), Status> {
     )
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subnets_are_checked_for_size_and_overlap() {
+        let err = parse_subnet("10.1.2.0/25")
+            .expect_err("too small")
+            .message()
+            .to_string();
+        assert!(err.contains("/8 and /24"), "{err}");
+        assert!(parse_subnet("10.1.2.0/24").is_ok());
+        let net = |name: &str, subnet: &str| Network {
+            name: name.into(),
+            subnet: subnet.into(),
+            ..Default::default()
+        };
+        let existing = [net("berth", "10.96.0.0/16"), net("waiting", "")];
+        let cidr = |t| Cidr::parse(t).expect("cidr");
+        let err = refuse_overlap("10.96.4.0/24", cidr("10.96.4.0/24"), &existing)
+            .expect_err("inside")
+            .message()
+            .to_string();
+        assert_eq!(
+            err,
+            "subnet 10.96.4.0/24 overlaps subnet 10.96.0.0/16 of network berth"
+        );
+        assert!(refuse_overlap("10.0.0.0/8", cidr("10.0.0.0/8"), &existing).is_err());
+        assert!(refuse_overlap("10.97.0.0/16", cidr("10.97.0.0/16"), &existing).is_ok());
+    }
 }

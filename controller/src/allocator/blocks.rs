@@ -1,0 +1,350 @@
+//! A network's address layout and its per-node blocks: the top sixteenth of the
+//! subnet is the VIP range, the rest splits into /26 blocks handed to nodes on
+//! demand (a node takes another block only when its blocks are full). In each
+//! block the first address is the network address, the second the node's
+//! gateway (its bridge), the last the broadcast address; tasks get the others.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use berth_proto::v1::Node;
+use tracing::warn;
+
+use super::AllocError;
+use super::cidr::Cidr;
+
+/// Prefix length of a node's address block (64 addresses, 61 for tasks).
+pub const BLOCK_PREFIX: u8 = 26;
+/// Longest subnet prefix a network may have (4 blocks, a VIP range of 16).
+pub const MAX_SUBNET_PREFIX: u8 = 24;
+
+/// Where a network's addresses go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    pub subnet: Cidr,
+    /// Service VIPs: the last sixteenth of the subnet.
+    pub vips: Cidr,
+}
+
+impl Layout {
+    pub fn of(network: &str, subnet: Cidr) -> Result<Layout, AllocError> {
+        if subnet.prefix() > MAX_SUBNET_PREFIX {
+            return Err(AllocError::SubnetTooSmall {
+                network: network.into(),
+                subnet: subnet.to_string(),
+            });
+        }
+        let vips = Cidr::containing(subnet.last(), subnet.prefix() + 4);
+        Ok(Layout { subnet, vips })
+    }
+
+    /// The blocks nodes may hold, lowest first.
+    pub fn blocks(&self) -> impl Iterator<Item = Cidr> + use<> {
+        let vips = self.vips;
+        self.subnet
+            .subnets(BLOCK_PREFIX)
+            .filter(move |b| !b.overlaps(&vips))
+    }
+
+    pub fn is_block(&self, block: &Cidr) -> bool {
+        block.prefix() == BLOCK_PREFIX && self.subnet.contains(block) && !block.overlaps(&self.vips)
+    }
+}
+
+/// The gateway of a block: its second address, put on the node's bridge.
+pub fn gateway(block: &Cidr) -> u32 {
+    block.base() + 1
+}
+
+/// The addresses of a block that tasks may get.
+pub fn task_addresses(block: &Cidr) -> impl Iterator<Item = u32> + use<> {
+    (block.base() + 2)..block.last()
+}
+
+/// Parses a node's "CIDR,CIDR" block list; malformed entries are skipped with
+/// a warning (the allocator rewrites the list).
+pub fn parse_blocks(node: &str, network: &str, text: &str) -> Vec<Cidr> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| match Cidr::parse(s) {
+            Ok(c) => Some(c),
+            Err(err) => {
+                warn!(node, network, %err, "ignoring a malformed address block");
+                None
+            }
+        })
+        .collect()
+}
+
+pub fn format_blocks<'a>(blocks: impl IntoIterator<Item = &'a Cidr>) -> String {
+    blocks
+        .into_iter()
+        .map(Cidr::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// One network's blocks and used addresses while a round allocates.
+#[derive(Clone, Debug)]
+pub struct Pool {
+    pub name: String,
+    pub layout: Layout,
+    /// Blocks per existing node.
+    nodes: BTreeMap<String, BTreeSet<Cidr>>,
+    /// Every block in use: by a node, or (None) by live tasks of a node that
+    /// is gone.
+    owners: BTreeMap<Cidr, Option<String>>,
+    used: BTreeSet<u32>,
+    changed: BTreeSet<String>,
+}
+
+impl Pool {
+    /// Reads the blocks the nodes hold in this network. A block outside the
+    /// layout, or held by two nodes, is dropped from the later node (by id).
+    pub fn new(name: &str, layout: Layout, nodes: &[Node]) -> Pool {
+        let mut pool = Pool {
+            name: name.into(),
+            layout,
+            nodes: BTreeMap::new(),
+            owners: BTreeMap::new(),
+            used: BTreeSet::new(),
+            changed: BTreeSet::new(),
+        };
+        let mut sorted: Vec<&Node> = nodes.iter().collect();
+        sorted.sort_by(|a, b| a.id.cmp(&b.id));
+        for node in sorted {
+            let mut mine = BTreeSet::new();
+            let listed = node
+                .network_blocks
+                .get(name)
+                .map(|t| parse_blocks(&node.id, name, t))
+                .unwrap_or_default();
+            for block in &listed {
+                if layout.is_block(block) && !pool.owners.contains_key(block) {
+                    pool.owners.insert(*block, Some(node.id.clone()));
+                    mine.insert(*block);
+                }
+            }
+            if mine.len() != listed.len() {
+                pool.changed.insert(node.id.clone());
+            }
+            pool.nodes.insert(node.id.clone(), mine);
+        }
+        pool
+    }
+
+    /// Records the address of a live task on `node`. An address in a block no
+    /// node holds makes the task's node hold it (repairing a block write that
+    /// was refused while the task's was not), or keeps the block out of use
+    /// while the task lives when its node is gone.
+    pub fn mark_used(&mut self, addr: u32, node: &str) {
+        self.used.insert(addr);
+        let block = Cidr::containing(addr, BLOCK_PREFIX);
+        if !self.layout.is_block(&block) || self.owners.contains_key(&block) {
+            return;
+        }
+        match self.nodes.get_mut(node) {
+            Some(blocks) => {
+                blocks.insert(block);
+                self.owners.insert(block, Some(node.to_string()));
+                self.changed.insert(node.to_string());
+            }
+            None => {
+                self.owners.insert(block, None);
+            }
+        }
+    }
+
+    pub fn is_used(&self, addr: u32) -> bool {
+        self.used.contains(&addr)
+    }
+
+    /// Whether `addr` is a valid task address of `node` that nobody else uses.
+    pub fn is_free_for(&self, addr: u32, node: &str) -> bool {
+        let block = Cidr::containing(addr, BLOCK_PREFIX);
+        !self.used.contains(&addr)
+            && self.nodes.get(node).is_some_and(|b| b.contains(&block))
+            && task_addresses(&block).any(|a| a == addr)
+    }
+
+    /// The lowest free address in `node`'s blocks, taking a new block for the
+    /// node when they are full.
+    pub fn allocate(&mut self, node: &str) -> Result<u32, AllocError> {
+        let Some(blocks) = self.nodes.get(node) else {
+            return Err(AllocError::NoSuchNode {
+                network: self.name.clone(),
+                node: node.into(),
+            });
+        };
+        let free = blocks
+            .iter()
+            .flat_map(task_addresses)
+            .find(|a| !self.used.contains(a));
+        let addr = match free {
+            Some(addr) => addr,
+            None => {
+                let block = self
+                    .layout
+                    .blocks()
+                    .find(|b| !self.owners.contains_key(b))
+                    .ok_or_else(|| AllocError::Exhausted {
+                        network: self.name.clone(),
+                        subnet: self.layout.subnet.to_string(),
+                        blocks: self.owners.len(),
+                        prefix: BLOCK_PREFIX,
+                    })?;
+                self.owners.insert(block, Some(node.to_string()));
+                self.nodes
+                    .entry(node.to_string())
+                    .or_default()
+                    .insert(block);
+                self.changed.insert(node.to_string());
+                block.base() + 2
+            }
+        };
+        self.used.insert(addr);
+        Ok(addr)
+    }
+
+    /// Gives an address back (a task that could not get all its addresses).
+    pub fn release(&mut self, addr: u32) {
+        self.used.remove(&addr);
+    }
+
+    /// Nodes whose block list changed.
+    pub fn changed_nodes(&self) -> impl Iterator<Item = &str> {
+        self.changed.iter().map(String::as_str)
+    }
+
+    pub fn blocks_of(&self, node: &str) -> Option<&BTreeSet<Cidr>> {
+        self.nodes.get(node)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn ip(text: &str) -> u32 {
+        u32::from(text.parse::<Ipv4Addr>().expect("ip"))
+    }
+
+    fn node(id: &str, blocks: &[(&str, &str)]) -> Node {
+        Node {
+            id: id.into(),
+            network_blocks: blocks
+                .iter()
+                .map(|(n, b)| (n.to_string(), b.to_string()))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn layout(subnet: &str) -> Layout {
+        Layout::of("n", Cidr::parse(subnet).expect("subnet")).expect("layout")
+    }
+
+    #[test]
+    fn layout_keeps_the_top_sixteenth_for_vips() {
+        let l = layout("10.96.0.0/16");
+        assert_eq!(l.vips.to_string(), "10.96.240.0/20");
+        assert_eq!(l.blocks().count(), 960);
+        let l = layout("10.1.2.0/24");
+        assert_eq!(l.vips.to_string(), "10.1.2.240/28");
+        let blocks: Vec<String> = l.blocks().map(|b| b.to_string()).collect();
+        assert_eq!(blocks, vec!["10.1.2.0/26", "10.1.2.64/26", "10.1.2.128/26"]);
+        let err = Layout::of("small", Cidr::parse("10.1.2.0/25").expect("parse"))
+            .expect_err("too small")
+            .to_string();
+        assert!(
+            err.contains("small") && err.contains("10.1.2.0/25"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_node_grows_block_by_block_skipping_gateway_and_broadcast() {
+        let mut pool = Pool::new(
+            "n",
+            layout("10.96.0.0/16"),
+            &[node("a", &[]), node("b", &[])],
+        );
+        let first = pool.allocate("a").expect("first");
+        assert_eq!(first, ip("10.96.0.2"));
+        for _ in 1..61 {
+            pool.allocate("a").expect("within the block");
+        }
+        assert_eq!(pool.blocks_of("a").map(|b| b.len()), Some(1));
+        assert_eq!(pool.allocate("b").expect("b"), ip("10.96.0.66"));
+        assert_eq!(pool.allocate("a").expect("grow"), ip("10.96.0.130"));
+        assert_eq!(
+            format_blocks(pool.blocks_of("a").expect("a")),
+            "10.96.0.0/26,10.96.0.128/26"
+        );
+        assert_eq!(pool.changed_nodes().collect::<Vec<_>>(), vec!["a", "b"]);
+        let err = pool.allocate("ghost").expect_err("no node").to_string();
+        assert!(err.contains("ghost"), "{err}");
+    }
+
+    #[test]
+    fn exhaustion_names_the_network_subnet_and_blocks() {
+        let mut pool = Pool::new(
+            "tiny",
+            Layout::of("tiny", Cidr::parse("10.1.2.0/24").expect("p")).expect("l"),
+            &[node("a", &[])],
+        );
+        for _ in 0..3 * 61 {
+            pool.allocate("a").expect("room");
+        }
+        let err = pool.allocate("a").expect_err("full").to_string();
+        assert_eq!(
+            err,
+            "network tiny has no free address: 10.1.2.0/24 is exhausted (3 blocks of /26 in use)"
+        );
+        pool.release(ip("10.1.2.70"));
+        assert_eq!(pool.allocate("a").expect("released"), ip("10.1.2.70"));
+    }
+
+    #[test]
+    fn stored_blocks_are_read_checked_and_repaired() {
+        let nodes = [
+            node("a", &[("n", "10.96.0.0/26,garbage,10.96.240.0/26")]),
+            node("b", &[("n", "10.96.0.0/26,10.96.0.64/26")]),
+        ];
+        let mut pool = Pool::new("n", layout("10.96.0.0/16"), &nodes);
+        assert_eq!(
+            format_blocks(pool.blocks_of("a").expect("a")),
+            "10.96.0.0/26"
+        );
+        assert_eq!(
+            format_blocks(pool.blocks_of("b").expect("b")),
+            "10.96.0.64/26"
+        );
+        assert_eq!(pool.changed_nodes().collect::<Vec<_>>(), vec!["a", "b"]);
+        // A task address in an unheld block: its node adopts the block.
+        pool.mark_used(ip("10.96.1.5"), "b");
+        assert!(
+            pool.blocks_of("b")
+                .expect("b")
+                .contains(&Cidr::parse("10.96.1.0/26").expect("p"))
+        );
+        // On a node that is gone: the block stays out of use.
+        pool.mark_used(ip("10.96.0.200"), "gone");
+        assert_eq!(pool.allocate("a").expect("a"), ip("10.96.0.2"));
+        pool.mark_used(ip("10.96.0.3"), "a");
+        for _ in 0..59 {
+            pool.allocate("a").expect("a");
+        }
+        // 10.96.0.192/26 is held by the gone node's task: skipped.
+        assert_eq!(pool.allocate("a").expect("grow"), ip("10.96.0.130"));
+        for _ in 0..60 {
+            pool.allocate("a").expect("a");
+        }
+        assert_eq!(pool.allocate("a").expect("grow"), ip("10.96.1.66"));
+        assert!(pool.is_free_for(ip("10.96.1.67"), "a"));
+        assert!(!pool.is_free_for(ip("10.96.1.65"), "a"), "gateway");
+        assert!(!pool.is_free_for(ip("10.96.1.66"), "a"), "used");
+        assert!(!pool.is_free_for(ip("10.96.1.6"), "a"), "b's block");
+    }
+}

@@ -1,0 +1,139 @@
+//! Task addresses: every live task placed on a node gets, in each network it
+//! joins, an address from that node's blocks. A task that cannot get one is
+//! not placed: it stays PENDING with the reason as its message.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use berth_proto::store::{Expect, Op};
+use berth_proto::v1::{Task, TaskState};
+
+use super::cidr::{format_address, parse_address};
+use super::{AllocError, Pools, networks_of};
+use crate::api::common::put;
+use crate::orchestrator::task::{is_terminal, observed, wants_running, wrap};
+
+/// What task allocation decided.
+#[derive(Debug, Default)]
+pub struct TaskAllocation {
+    pub ops: Vec<Op>,
+    /// Tasks this round placed that must stay unplaced (no address).
+    pub unplace: BTreeSet<String>,
+}
+
+/// Records the addresses live tasks hold, then allocates the missing ones.
+/// `before` is the task table before this round's placements, `after` after.
+pub fn allocate(pools: &mut Pools, before: &[Task], after: &[Task]) -> TaskAllocation {
+    let mut sorted: Vec<&Task> = after.iter().collect();
+    sorted.sort_by(|a, b| a.id.cmp(&b.id));
+    // Addresses held, first holder wins (a duplicate is allocated anew).
+    let mut held: HashMap<(String, String), bool> = HashMap::new();
+    for task in &sorted {
+        if is_terminal(observed(task)) {
+            continue;
+        }
+        for (network, text) in &task.addresses {
+            let Some(Ok(pool)) = pools.get_mut(network) else {
+                continue;
+            };
+            let valid = parse_address(text)
+                .ok()
+                .filter(|a| pool.layout.subnet.contains_addr(*a) && !pool.is_used(*a));
+            if let Some(addr) = valid {
+                pool.mark_used(addr, &task.node_id);
+            }
+            held.insert((task.id.clone(), network.clone()), valid.is_some());
+        }
+    }
+    let before: HashMap<&str, &Task> = before.iter().map(|t| (t.id.as_str(), t)).collect();
+    let mut out = TaskAllocation::default();
+    for task in sorted {
+        let state = observed(task);
+        if task.node_id.is_empty()
+            || is_terminal(state)
+            || state < TaskState::Assigned as i32
+            || !wants_running(task)
+        {
+            continue;
+        }
+        let missing: Vec<String> = networks_of(task.spec.as_ref(), pools)
+            .into_iter()
+            .filter(|n| held.get(&(task.id.clone(), n.clone())) != Some(&true))
+            .collect();
+        if missing.is_empty() {
+            continue;
+        }
+        match addresses_for(pools, &task.node_id, &missing) {
+            Ok(addresses) => {
+                let mut task = task.clone();
+                let version = task.version;
+                task.addresses.extend(addresses);
+                out.ops.push(put(wrap(task), Expect::Version, version));
+            }
+            Err(err) => hold(task, before.get(task.id.as_str()).copied(), &err, &mut out),
+        }
+    }
+    out
+}
+
+/// One address per network for a task on `node`, all or none.
+fn addresses_for(
+    pools: &mut Pools,
+    node: &str,
+    networks: &[String],
+) -> Result<BTreeMap<String, String>, AllocError> {
+    let mut got: Vec<(String, u32)> = Vec::new();
+    let mut result = Ok(());
+    for network in networks {
+        let allocated = match pools.get_mut(network) {
+            Some(Ok(pool)) => pool.allocate(node),
+            Some(Err(err)) => Err(err.clone()),
+            None => Err(AllocError::NoSuchNetwork {
+                network: network.clone(),
+            }),
+        };
+        match allocated {
+            Ok(addr) => got.push((network.clone(), addr)),
+            Err(err) => {
+                result = Err(err);
+                break;
+            }
+        }
+    }
+    if let Err(err) = result {
+        for (network, addr) in got {
+            if let Some(Ok(pool)) = pools.get_mut(&network) {
+                pool.release(addr);
+            }
+        }
+        return Err(err);
+    }
+    Ok(got
+        .into_iter()
+        .map(|(network, addr)| (network, format_address(addr, super::blocks::BLOCK_PREFIX)))
+        .collect())
+}
+
+/// A task without its addresses: unplaced when this round placed it (PENDING
+/// with the reason), else only the reason recorded. Written only on change.
+fn hold(after: &Task, before: Option<&Task>, err: &AllocError, out: &mut TaskAllocation) {
+    let why = err.to_string();
+    let placed_now = before.is_none_or(|b| b.node_id.is_empty());
+    let base = match before {
+        Some(b) if placed_now => {
+            out.unplace.insert(after.id.clone());
+            b
+        }
+        _ => after,
+    };
+    if base.status.as_ref().is_some_and(|s| s.message == why) {
+        return;
+    }
+    let mut task = base.clone();
+    let version = task.version;
+    let status = task.status.get_or_insert_with(Default::default);
+    if placed_now {
+        status.state = TaskState::Pending as i32;
+    }
+    status.message = why;
+    out.ops.push(put(wrap(task), Expect::Version, version));
+}
