@@ -279,7 +279,7 @@ pub async fn run(client: &mut Client, cmd: ServiceCmd) -> Result<()> {
                     tasks.iter().map(|t| task_json(t, &nodes)).collect(),
                 ))?,
                 Format::Table => output::table(
-                    &["ID", "SLOT", "NODE", "DESIRED", "STATE", "ERROR"],
+                    &["ID", "SLOT", "NODE", "DESIRED", "STATE", "MESSAGE"],
                     &tasks
                         .iter()
                         .map(|t| {
@@ -288,6 +288,9 @@ pub async fn run(client: &mut Client, cmd: ServiceCmd) -> Result<()> {
                                 s.error
                             } else if let Some(code) = s.exit_code.filter(|c| *c != 0) {
                                 format!("exit code {code}")
+                            } else if s.state == TaskState::Running as i32 {
+                                // "running" says nothing the STATE column doesn't.
+                                String::new()
                             } else {
                                 s.message
                             };
