@@ -3,5 +3,6 @@
 
 pub mod daemon;
 pub mod image;
+pub mod network;
 pub mod session;
 pub mod supervisor;

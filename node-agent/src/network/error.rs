@@ -1,0 +1,49 @@
+//! Errors of the overlay data plane.
+
+/// Everything the network module can fail with; each message names the object.
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    #[error("invalid network plan: {0}")]
+    Plan(String),
+    #[error("netlink {what}: {source}")]
+    Netlink {
+        what: String,
+        #[source]
+        source: rtnetlink::Error,
+    },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Kernel(String),
+}
+
+impl NetworkError {
+    pub(crate) fn netlink(
+        what: impl Into<String>,
+    ) -> impl FnOnce(rtnetlink::Error) -> NetworkError {
+        let what = what.into();
+        move |source| NetworkError::Netlink { what, source }
+    }
+
+    pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> NetworkError {
+        let what = what.into();
+        move |source| NetworkError::Io { what, source }
+    }
+
+    /// A delete of something already gone (ENOENT, ESRCH, ENODEV, EADDRNOTAVAIL).
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            NetworkError::Netlink {
+                source: rtnetlink::Error::NetlinkError(msg),
+                ..
+            } => msg.raw_code().checked_neg().is_some_and(|c| {
+                [libc::ENOENT, libc::ESRCH, libc::ENODEV, libc::EADDRNOTAVAIL].contains(&c)
+            }),
+            _ => false,
+        }
+    }
+}
