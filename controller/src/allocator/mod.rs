@@ -133,13 +133,14 @@ pub struct Allocation {
     pub unplace: BTreeSet<String>,
 }
 
-/// One pass: task addresses, then VIPs, then the nodes' block lists (blocks of
+/// One pass: VIPs, then task addresses, then the nodes' block lists (blocks of
 /// networks that no longer exist are dropped).
 pub fn allocate(input: Input<'_>) -> Allocation {
     let mut pools = pools(input.networks, input.nodes);
-    let tasks = tasks::allocate(&mut pools, input.before, input.after);
+    let vips = vips::allocate(&pools, input.services);
+    let tasks = tasks::allocate(&mut pools, &vips.blocked, input.before, input.after);
     let mut ops = tasks.ops;
-    ops.extend(vips::allocate(&pools, input.services));
+    ops.extend(vips.ops);
     let mut changed: BTreeSet<&str> = BTreeSet::new();
     for pool in pools.values().flatten() {
         changed.extend(pool.changed_nodes());

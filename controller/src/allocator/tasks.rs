@@ -22,7 +22,13 @@ pub struct TaskAllocation {
 
 /// Records the addresses live tasks hold, then allocates the missing ones.
 /// `before` is the task table before this round's placements, `after` after.
-pub fn allocate(pools: &mut Pools, before: &[Task], after: &[Task]) -> TaskAllocation {
+/// Tasks of a `blocked` service (no VIP) get no address and wait with its reason.
+pub fn allocate(
+    pools: &mut Pools,
+    blocked: &BTreeMap<String, AllocError>,
+    before: &[Task],
+    after: &[Task],
+) -> TaskAllocation {
     let mut sorted: Vec<&Task> = after.iter().collect();
     sorted.sort_by(|a, b| a.id.cmp(&b.id));
     // Addresses held, first holder wins (a duplicate is allocated anew).
@@ -62,7 +68,11 @@ pub fn allocate(pools: &mut Pools, before: &[Task], after: &[Task]) -> TaskAlloc
         if missing.is_empty() {
             continue;
         }
-        match addresses_for(pools, &task.node_id, &missing) {
+        let result = match blocked.get(&task.service_id) {
+            Some(err) => Err(err.clone()),
+            None => addresses_for(pools, &task.node_id, &missing),
+        };
+        match result {
             Ok(addresses) => {
                 let mut task = task.clone();
                 let version = task.version;

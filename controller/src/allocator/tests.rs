@@ -252,3 +252,29 @@ fn blocks_of_removed_networks_are_dropped_and_new_cluster_setup_is_deterministic
     let again = subnets::prepare(&[], subnets::default_cluster_cidr(), 1, &mut || "x".into());
     assert_eq!(first, again);
 }
+
+#[test]
+fn a_service_without_a_vip_keeps_its_tasks_pending_with_the_reason() {
+    let networks = vec![network("tiny", "10.1.2.0/24", 4096)];
+    let mut view = ClusterView {
+        nodes: vec![node("a")],
+        services: (0..16)
+            .map(|i| service(&format!("s{i:02}"), 1, &["tiny"]))
+            .collect(),
+        tasks: Vec::new(),
+    };
+    let mut n = 0;
+    round(&mut view, &networks, &mut n);
+    let last = view
+        .tasks
+        .iter()
+        .find(|t| t.service_id == "s15")
+        .expect("task");
+    assert!(last.node_id.is_empty());
+    assert_eq!(
+        last.status.as_ref().map(|s| s.message.as_str()),
+        Some("network tiny has no free VIP: its range 10.1.2.240/28 is exhausted")
+    );
+    let placed = view.tasks.iter().filter(|t| !t.node_id.is_empty()).count();
+    assert_eq!(placed, 15);
+}

@@ -20,8 +20,18 @@ fn candidates(layout: &Layout) -> impl Iterator<Item = u32> + use<> {
     layout.vips.base()..layout.vips.last()
 }
 
-/// Puts of the services whose VIPs change.
-pub fn allocate(pools: &Pools, services: &[Service]) -> Vec<Op> {
+/// What VIP allocation decided.
+#[derive(Debug, Default)]
+pub struct VipAllocation {
+    /// Puts of the services whose VIPs change.
+    pub ops: Vec<Op>,
+    /// Services left without a VIP, by id: their new tasks wait with the reason.
+    pub blocked: BTreeMap<String, AllocError>,
+}
+
+/// Gives every service a VIP in each network it joins; drops VIPs of networks
+/// it left.
+pub fn allocate(pools: &Pools, services: &[Service]) -> VipAllocation {
     let mut sorted: Vec<&Service> = services.iter().collect();
     sorted.sort_by(|a, b| a.id.cmp(&b.id));
     let mut used: BTreeMap<&str, BTreeSet<u32>> = BTreeMap::new();
@@ -47,7 +57,7 @@ pub fn allocate(pools: &Pools, services: &[Service]) -> Vec<Op> {
         }
         kept.push(keep);
     }
-    let mut ops = Vec::new();
+    let mut out = VipAllocation::default();
     for (service, mut vips) in sorted.into_iter().zip(kept) {
         for network in networks_of(service.spec.as_ref(), pools) {
             if vips.contains_key(&network) {
@@ -71,6 +81,7 @@ pub fn allocate(pools: &Pools, services: &[Service]) -> Vec<Op> {
                         range: pool.layout.vips.to_string(),
                     };
                     warn!(service = %service.id, %err, "service has no VIP");
+                    out.blocked.insert(service.id.clone(), err);
                 }
             }
         }
@@ -78,7 +89,7 @@ pub fn allocate(pools: &Pools, services: &[Service]) -> Vec<Op> {
             let mut service = service.clone();
             let version = service.version;
             service.virtual_ips = vips;
-            ops.push(put(
+            out.ops.push(put(
                 Object {
                     kind: Some(Kind::Service(service)),
                 },
@@ -87,5 +98,65 @@ pub fn allocate(pools: &Pools, services: &[Service]) -> Vec<Op> {
             ));
         }
     }
-    ops
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_proto::v1::{Network, ServiceSpec};
+
+    fn service(id: &str, networks: &[&str], vips: &[(&str, &str)]) -> Service {
+        Service {
+            id: id.into(),
+            spec: Some(ServiceSpec {
+                name: id.into(),
+                networks: networks.iter().map(|n| n.to_string()).collect(),
+                ..Default::default()
+            }),
+            virtual_ips: vips
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            version: 2,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn vips_come_from_the_range_are_kept_dropped_and_run_out_clearly() {
+        let net = Network {
+            name: "tiny".into(),
+            subnet: "10.1.2.0/24".into(),
+            ..Default::default()
+        };
+        let pools = super::super::pools(&[net], &[]);
+        let mut services = vec![
+            service("a", &["tiny"], &[("tiny", "10.1.2.241/24")]),
+            // A VIP of a network the spec no longer names is dropped.
+            service("b", &[], &[("tiny", "10.1.2.240/24")]),
+        ];
+        services.extend((0..15).map(|i| service(&format!("s{i:02}"), &["tiny"], &[])));
+        let out = allocate(&pools, &services);
+        let mut got: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        for o in &out.ops {
+            if let Some(berth_proto::store::op::Op::Put(p)) = &o.op
+                && let Some(Kind::Service(s)) = p.object.as_ref().and_then(|o| o.kind.clone())
+            {
+                assert_eq!(p.version, 2);
+                got.insert(s.id, s.virtual_ips);
+            }
+        }
+        assert!(!got.contains_key("a"), "an unchanged VIP is not rewritten");
+        assert_eq!(got.get("b").map(|v| v.len()), Some(0));
+        assert_eq!(got["s00"]["tiny"], "10.1.2.240/24");
+        assert_eq!(got["s01"]["tiny"], "10.1.2.242/24");
+        // 15 VIPs (.240 to .254): a has one, s00..s13 take the other 14.
+        assert_eq!(got["s13"]["tiny"], "10.1.2.254/24");
+        assert!(!got.contains_key("s14"));
+        assert_eq!(
+            out.blocked.get("s14").map(ToString::to_string).as_deref(),
+            Some("network tiny has no free VIP: its range 10.1.2.240/28 is exhausted")
+        );
+    }
 }
