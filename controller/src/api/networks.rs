@@ -15,7 +15,9 @@ use crate::store::ObjectExt;
 
 use crate::allocator::blocks::MAX_SUBNET_PREFIX;
 use crate::allocator::cidr::Cidr;
-use crate::allocator::subnets::{DEFAULT_NETWORK, next_vxlan_id};
+use crate::allocator::subnets::{
+    DEFAULT_NETWORK, carve, cluster_cidr, default_cluster_cidr, next_vxlan_id,
+};
 
 fn unwrap(object: Object) -> Result<Network, Status> {
     match object.kind {
@@ -56,20 +58,23 @@ pub async fn create(raft: &RaftHandle, req: CreateNetworkRequest) -> Result<Netw
             _ => None,
         })
         .collect();
-    if !req.subnet.is_empty() {
+    let subnet = if req.subnet.is_empty() {
+        carve_subnet(&existing)?
+    } else {
         let (addr, len) = parse_subnet(&req.subnet)?;
         refuse_overlap(
             &req.subnet,
             Cidr::containing(u32::from(addr), len),
             &existing,
         )?;
-    }
+        req.subnet
+    };
     let vxlan_id = next_vxlan_id(&existing);
     let now = now_ms();
     let network = Network {
         id: new_id(),
         name: req.name,
-        subnet: req.subnet,
+        subnet,
         vxlan_id,
         labels: req.labels,
         version: 0,
@@ -96,6 +101,23 @@ pub async fn create(raft: &RaftHandle, req: CreateNetworkRequest) -> Result<Netw
             .next()
             .ok_or_else(|| Status::internal("the store returned no object"))?,
     )
+}
+
+/// The lowest free /16 of the cluster CIDR (the allocator would pick the same;
+/// picking it here shows it in the answer).
+fn carve_subnet(existing: &[Network]) -> Result<String, Status> {
+    let cluster = cluster_cidr(existing, default_cluster_cidr());
+    let taken: Vec<Cidr> = existing
+        .iter()
+        .filter_map(|n| Cidr::parse(&n.subnet).ok())
+        .collect();
+    carve(cluster, &taken)
+        .map(|c| c.to_string())
+        .ok_or_else(|| {
+            Status::resource_exhausted(format!(
+                "the cluster CIDR {cluster} has no free /16 left; give the network a --subnet"
+            ))
+        })
 }
 
 /// A subnet may not overlap another network's (their addresses would collide).
@@ -186,5 +208,9 @@ mod tests {
         );
         assert!(refuse_overlap("10.0.0.0/8", cidr("10.0.0.0/8"), &existing).is_err());
         assert!(refuse_overlap("10.97.0.0/16", cidr("10.97.0.0/16"), &existing).is_ok());
+        assert_eq!(carve_subnet(&existing).expect("room"), "10.97.0.0/16");
+        let full = [net("all", "10.96.0.0/12")];
+        let err = carve_subnet(&full).expect_err("full").message().to_string();
+        assert!(err.contains("10.96.0.0/12 has no free /16"), "{err}");
     }
 }
