@@ -24,6 +24,7 @@ pub mod names;
 pub mod netlink;
 pub mod plan;
 mod reconcile;
+mod resync;
 
 pub use attach::{AttachRequest, create_netns, remove_netns};
 pub use error::NetworkError;
