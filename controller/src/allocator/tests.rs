@@ -278,3 +278,116 @@ fn a_service_without_a_vip_keeps_its_tasks_pending_with_the_reason() {
     let placed = view.tasks.iter().filter(|t| !t.node_id.is_empty()).count();
     assert_eq!(placed, 15);
 }
+
+/// The leader loop on a real one-member Raft cluster: the first round creates
+/// the default network, and the tasks it places arrive with addresses from
+/// blocks recorded on their nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_loop_creates_the_default_network_and_addresses_tasks() {
+    use crate::api::common::put;
+    use crate::datadir::{self, Marker};
+    use crate::leader::{LeaderSettings, read_networks, read_view, run};
+    use crate::raft::storage::SledStorage;
+    use crate::raft::transport::GrpcTransport;
+    use crate::raft::{RaftHandle, RaftSettings, SharedStatus};
+    use berth_proto::store::{Object, Txn};
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let marker = Marker {
+        format: 1,
+        cluster_id: datadir::new_cluster_id(),
+        member_id: datadir::new_member_id(),
+    };
+    let members = [(marker.member_id, "127.0.0.1:1".to_string())].into();
+    let db = datadir::create(dir.path(), &marker, &members, &[marker.member_id]).expect("create");
+    let (db, sm) = datadir::load(dir.path(), db, &marker).expect("load");
+    let storage = SledStorage::open(db, sm.clone()).expect("storage");
+    let (mailbox, mailbox_rx) = std::sync::mpsc::sync_channel(8192);
+    let status = SharedStatus::default();
+    let transport = GrpcTransport::new(
+        marker.member_id,
+        marker.cluster_id.clone(),
+        mailbox.clone(),
+        tokio::runtime::Handle::current(),
+    );
+    let member = crate::raft::Node::new(
+        marker.member_id,
+        storage,
+        sm.clone(),
+        transport,
+        RaftSettings::default(),
+        status.clone(),
+    )
+    .expect("raft node");
+    std::thread::spawn(move || member.run(mailbox_rx));
+    let raft = RaftHandle::new(mailbox, status, sm);
+    for _ in 0..600 {
+        if raft.status().get().is_leader() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let wrap = |kind| Object { kind: Some(kind) };
+    let mut web = service("web", 3, &[]);
+    web.version = 0;
+    let mut ops: Vec<Op> = ["a", "b"]
+        .iter()
+        .map(|n| {
+            let mut n = node(n);
+            n.version = 0;
+            put(wrap(Kind::Node(n)), Expect::Absent, 0)
+        })
+        .collect();
+    ops.push(put(wrap(Kind::Service(web)), Expect::Absent, 0));
+    let result = raft.propose(Txn { ops }).await.expect("propose");
+    assert!(result.error.is_empty(), "{}", result.error);
+    let driver = tokio::spawn(run(
+        raft.clone(),
+        LeaderSettings {
+            tick: Duration::from_millis(100),
+            ..Default::default()
+        },
+    ));
+    let mut done = None;
+    for _ in 0..600 {
+        let view = read_view(raft.state()).expect("read");
+        let placed = view
+            .tasks
+            .iter()
+            .filter(|t| !t.node_id.is_empty() && t.addresses.contains_key(DEFAULT_NETWORK))
+            .count();
+        let vip = view
+            .services
+            .iter()
+            .any(|s| s.virtual_ips.contains_key(DEFAULT_NETWORK));
+        if placed == 3 && vip {
+            done = Some(view);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    driver.abort();
+    let view = done.expect("three tasks addressed and a VIP within 30 s");
+    let networks = read_networks(raft.state()).expect("networks");
+    assert_eq!(networks.len(), 1);
+    assert_eq!(networks[0].name, DEFAULT_NETWORK);
+    assert_eq!(networks[0].subnet, "10.96.0.0/16");
+    for task in &view.tasks {
+        let node = view
+            .nodes
+            .iter()
+            .find(|n| n.id == task.node_id)
+            .expect("node");
+        let blocks = &node.network_blocks[DEFAULT_NETWORK];
+        let addr = super::cidr::parse_address(&task.addresses[DEFAULT_NETWORK]).expect("addr");
+        let inside = blocks
+            .split(',')
+            .any(|b| super::cidr::Cidr::parse(b).is_ok_and(|b| b.contains_addr(addr)));
+        assert!(
+            inside,
+            "{} outside {blocks}",
+            task.addresses[DEFAULT_NETWORK]
+        );
+    }
+}
