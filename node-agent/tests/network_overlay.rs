@@ -127,6 +127,17 @@ fn containers_on_three_hosts_talk_across_vxlan_with_mtu_underlay_minus_50() -> R
     let (_, c3) = &c.containers[3];
     probe(c1, c2, 1450 - 28)?;
     probe(c3, c1, 1450 - 28)?;
+    // ICMP too: busybox ping from inside c1 (entered by nsenter in h1) to h3's container.
+    let ns = format!("--net={}", c1.path().display());
+    let target = c3.ip.to_string();
+    let out = c.net.host(0).run(
+        "nsenter",
+        &[
+            &ns, "busybox", "ping", "-c", "1", "-W", "2", "-s", "1422", &target,
+        ],
+    )?;
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(out.contains("1 packets received"), "{out}");
     // ...and one byte more is refused at the sender (eth0's MTU is 1450).
     let err = probe(c1, c2, 1450 - 27).expect_err("a datagram over the mtu went out");
     assert!(format!("{err:#}").contains("Message too long"), "{err:#}");
