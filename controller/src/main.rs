@@ -2,7 +2,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use berth_controller::allocator::cidr::Cidr;
 use berth_controller::dispatcher::DispatcherSettings;
+use berth_controller::leader::LeaderSettings;
 use berth_controller::raft::RaftSettings;
 use berth_controller::server::{ControllerOptions, run};
 use clap::Parser;
@@ -49,6 +51,10 @@ struct Args {
     /// Declare a node down after this many seconds without a heartbeat.
     #[arg(long, default_value_t = 8)]
     node_down_after: u64,
+    /// Address space overlay networks are carved from (one /16 each), fixed when
+    /// the cluster's first leader creates the default network.
+    #[arg(long, default_value = "10.96.0.0/12")]
+    cluster_cidr: String,
 }
 
 fn main() {
@@ -90,6 +96,11 @@ fn real_main() -> anyhow::Result<()> {
         init: args.init,
         join: args.join,
         raft,
+        leader: LeaderSettings {
+            cluster_cidr: Cidr::parse(&args.cluster_cidr)
+                .map_err(|e| anyhow::anyhow!("--cluster-cidr {}: {e}", args.cluster_cidr))?,
+            ..LeaderSettings::default()
+        },
         dispatcher: DispatcherSettings {
             down_after: Duration::from_secs(args.node_down_after.max(2)),
             ..DispatcherSettings::default()

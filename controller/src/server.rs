@@ -32,6 +32,8 @@ pub struct ControllerOptions {
     pub join: Option<String>,
     pub raft: RaftSettings,
     pub dispatcher: DispatcherSettings,
+    /// Orchestrator, scheduler and allocator settings (the cluster CIDR among them).
+    pub leader: crate::leader::LeaderSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -195,10 +197,7 @@ pub async fn run(
     let dispatcher = Dispatcher::new(handle.clone(), opts.dispatcher.clone());
     let liveness = tokio::spawn(run_liveness(dispatcher.clone()));
     // Orchestrator and scheduler: they act only while this member leads.
-    let leader_loop = tokio::spawn(crate::leader::run(
-        handle.clone(),
-        crate::leader::LeaderSettings::default(),
-    ));
+    let leader_loop = tokio::spawn(crate::leader::run(handle.clone(), opts.leader.clone()));
     info!(member = marker.member_id, listen = %opts.listen, %advertise, "controller serving");
 
     let (stop_tx, stop_rx) = oneshot::channel::<Result<(), ServerError>>();
