@@ -2,6 +2,7 @@ mod client;
 mod cluster;
 mod config;
 mod dev;
+mod network;
 mod node;
 mod output;
 mod service;
@@ -39,6 +40,9 @@ enum Command {
     /// Nodes: list them, drain them, label them.
     #[command(subcommand)]
     Node(node::NodeCmd),
+    /// Overlay networks: create, list, remove.
+    #[command(subcommand)]
+    Network(network::NetworkCmd),
     /// Run a single-host cluster in this process (controller + agent).
     Dev(dev::DevArgs),
 }
@@ -77,6 +81,7 @@ fn main() {
             Command::Config(cmd) => config::run(&mut client, cmd).await,
             Command::Service(cmd) => service::run(&mut client, cmd).await,
             Command::Node(cmd) => node::run(&mut client, cmd).await,
+            Command::Network(cmd) => network::run(&mut client, cmd).await,
             Command::Dev(_) => {
                 anyhow::bail!("`berth dev` starts a cluster; it takes no controller")
             }

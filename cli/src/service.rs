@@ -64,6 +64,9 @@ pub struct CreateArgs {
     /// KEY=VALUE label on the service, repeatable.
     #[arg(long)]
     pub label: Vec<String>,
+    /// Network to attach the tasks to (default: the cluster's `berth`); repeatable.
+    #[arg(long)]
+    pub network: Vec<String>,
     /// Command and arguments, after `--` (replace the image's entrypoint and cmd).
     #[arg(last = true)]
     pub command: Vec<String>,
@@ -72,7 +75,7 @@ pub struct CreateArgs {
 #[derive(Debug, Subcommand)]
 pub enum ServiceCmd {
     /// Declare a service.
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// List services with their running/desired task counts.
     Ls {
         #[arg(long, value_enum, default_value_t)]
@@ -153,6 +156,7 @@ pub fn spec_from(args: CreateArgs) -> Result<ServiceSpec> {
         }),
         restart_policy: Some(restart_policy),
         labels: key_values(&args.label, "label")?,
+        networks: args.network,
         ..Default::default()
     })
 }
@@ -199,7 +203,7 @@ fn task_json(task: &Task, nodes: &BTreeMap<String, String>) -> serde_json::Value
 pub async fn run(client: &mut Client, cmd: ServiceCmd) -> Result<()> {
     match cmd {
         ServiceCmd::Create(args) => {
-            let spec = spec_from(args)?;
+            let spec = spec_from(*args)?;
             let service = client
                 .create_service(CreateServiceRequest { spec: Some(spec) })
                 .await
