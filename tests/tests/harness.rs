@@ -122,8 +122,13 @@ fn processes_run_inside_their_host_and_can_be_killed_paused_and_restarted() -> R
     let proc = net.host_mut(0).proc("shell")?;
     proc.pause()?;
     let pid = proc.pid().context("running")?;
-    let state = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    assert_eq!(state.split_whitespace().nth(2), Some("T"), "{state}");
+    // SIGSTOP is delivered asynchronously: the process shows "T" (stopped)
+    // once it has been scheduled to take the signal.
+    let stat = format!("/proc/{pid}/stat");
+    wait_until("the paused process to be stopped", Duration::from_secs(5), || {
+        let state = std::fs::read_to_string(&stat).ok()?;
+        (state.split_whitespace().nth(2) == Some("T")).then_some(())
+    })?;
     proc.resume()?;
     proc.kill9()?;
     assert!(!proc.is_running());
