@@ -22,6 +22,7 @@ use crate::api::common::{new_id, now_ms};
 use crate::orchestrator::{ClusterView, orchestrate};
 use crate::raft::{ProposeError, RaftHandle};
 use crate::scheduler::schedule;
+use crate::store::watch::touches_workloads;
 use crate::store::{StateMachine, StoreError};
 
 #[derive(Clone, Debug)]
@@ -98,8 +99,7 @@ pub async fn run(raft: RaftHandle, settings: LeaderSettings) {
             tokio::select! {
                 _ = tick.tick() => false,
                 received = events.recv(), if watching => match received {
-                    // Configs and secrets never change what tasks should exist.
-                    Ok(event) if !concerns_tasks(&event) => continue,
+                    Ok(event) if !touches_workloads(&event) => continue,
                     Ok(_) | Err(RecvError::Lagged(_)) => true,
                     Err(RecvError::Closed) => {
                         warn!("store watch closed; the leader loop runs on the tick only");
@@ -156,14 +156,6 @@ pub async fn run(raft: RaftHandle, settings: LeaderSettings) {
     }
 }
 
-fn concerns_tasks(event: &berth_proto::v1::WatchEvent) -> bool {
-    use berth_proto::v1::watch_event::Object;
-    !matches!(
-        event.object,
-        Some(Object::Config(_)) | Some(Object::Secret(_))
-    )
-}
-
 fn drain(events: &mut Events) {
     loop {
         match events.try_recv() {
@@ -179,7 +171,7 @@ fn foreign_changes(events: &mut Events, outcome: &RoundOutcome) -> bool {
     let mut foreign = false;
     loop {
         match events.try_recv() {
-            Ok(event) if !concerns_tasks(&event) => {}
+            Ok(event) if !touches_workloads(&event) => {}
             Ok(event) => {
                 foreign |= event.revision > outcome.read_revision
                     && !outcome.own_revisions.contains(&event.revision);

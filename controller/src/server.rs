@@ -154,6 +154,58 @@ async fn prepare_data_dir(
     }
 }
 
+/// The Raft member of an opened data dir: storage, peer transport and the node
+/// loop on its own thread. Returns the handle the services use and a receiver
+/// that resolves when the loop stops. Call inside a tokio runtime.
+pub fn start_member(
+    marker: &Marker,
+    db: sled::Db,
+    sm: crate::store::StateMachine,
+    settings: RaftSettings,
+) -> Result<(RaftHandle, oneshot::Receiver<Result<(), NodeError>>), ServerError> {
+    let storage = SledStorage::open(db, sm.clone())?;
+    let (mailbox, mailbox_rx) = std::sync::mpsc::sync_channel(8192);
+    let status = SharedStatus::default();
+    let transport = GrpcTransport::new(
+        marker.member_id,
+        marker.cluster_id.clone(),
+        mailbox.clone(),
+        tokio::runtime::Handle::current(),
+    );
+    let node = Node::new(
+        marker.member_id,
+        storage,
+        sm.clone(),
+        transport,
+        settings,
+        status.clone(),
+    )?;
+    let (done_tx, done_rx) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("raft".into())
+        .spawn(move || {
+            let _ = done_tx.send(node.run(mailbox_rx));
+        })
+        .map_err(|_| ServerError::RaftThread)?;
+    Ok((RaftHandle::new(mailbox, status, sm), done_rx))
+}
+
+/// A new one-member cluster in `dir`, started: for tests of what runs on it.
+#[cfg(test)]
+pub(crate) fn test_member(dir: &std::path::Path) -> RaftHandle {
+    let marker = Marker {
+        format: 1,
+        cluster_id: datadir::new_cluster_id(),
+        member_id: datadir::new_member_id(),
+    };
+    let members = [(marker.member_id, "127.0.0.1:1".to_string())].into();
+    let db = datadir::create(dir, &marker, &members, &[marker.member_id]).expect("create");
+    let (db, sm) = datadir::load(dir, db, &marker).expect("load");
+    start_member(&marker, db, sm, RaftSettings::default())
+        .expect("raft member")
+        .0
+}
+
 /// Runs a controller until `shutdown` resolves or the member fails.
 pub async fn run(
     opts: ControllerOptions,
@@ -169,31 +221,8 @@ pub async fn run(
         })?;
     let (marker, db) = prepare_data_dir(&opts, &advertise).await?;
     let (db, sm) = datadir::load(&opts.data_dir, db, &marker)?;
-    let storage = SledStorage::open(db, sm.clone())?;
-    let (mailbox, mailbox_rx) = std::sync::mpsc::sync_channel(8192);
-    let status = SharedStatus::default();
-    let transport = GrpcTransport::new(
-        marker.member_id,
-        marker.cluster_id.clone(),
-        mailbox.clone(),
-        tokio::runtime::Handle::current(),
-    );
-    let node = Node::new(
-        marker.member_id,
-        storage,
-        sm.clone(),
-        transport,
-        opts.raft.clone(),
-        status.clone(),
-    )?;
-    let (done_tx, done_rx) = oneshot::channel();
-    std::thread::Builder::new()
-        .name("raft".into())
-        .spawn(move || {
-            let _ = done_tx.send(node.run(mailbox_rx));
-        })
-        .map_err(|_| ServerError::RaftThread)?;
-    let handle = RaftHandle::new(mailbox, status.clone(), sm);
+    let (handle, done_rx) = start_member(&marker, db, sm, opts.raft.clone())?;
+    let status = handle.status().clone();
     let dispatcher = Dispatcher::new(handle.clone(), opts.dispatcher.clone());
     let liveness = tokio::spawn(run_liveness(dispatcher.clone()));
     // Orchestrator and scheduler: they act only while this member leads.

@@ -22,6 +22,10 @@ pub const VERSION: &str = concat!(
     ")"
 );
 
+/// gRPC metadata a controller that does not lead sets on its answers to agents:
+/// the leader's address, which the agent follows.
+pub const LEADER_METADATA: &str = "berth-leader";
+
 /// Largest gRPC message any berth endpoint accepts or sends (16 MiB): larger than
 /// tonic's 4 MiB default so big listings and snapshot chunks fit, still bounded.
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;

@@ -285,43 +285,12 @@ fn a_service_without_a_vip_keeps_its_tasks_pending_with_the_reason() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_leader_loop_creates_the_default_network_and_addresses_tasks() {
     use crate::api::common::put;
-    use crate::datadir::{self, Marker};
     use crate::leader::{LeaderSettings, read_networks, read_view, run};
-    use crate::raft::storage::SledStorage;
-    use crate::raft::transport::GrpcTransport;
-    use crate::raft::{RaftHandle, RaftSettings, SharedStatus};
     use berth_proto::store::{Object, Txn};
     use std::time::Duration;
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let marker = Marker {
-        format: 1,
-        cluster_id: datadir::new_cluster_id(),
-        member_id: datadir::new_member_id(),
-    };
-    let members = [(marker.member_id, "127.0.0.1:1".to_string())].into();
-    let db = datadir::create(dir.path(), &marker, &members, &[marker.member_id]).expect("create");
-    let (db, sm) = datadir::load(dir.path(), db, &marker).expect("load");
-    let storage = SledStorage::open(db, sm.clone()).expect("storage");
-    let (mailbox, mailbox_rx) = std::sync::mpsc::sync_channel(8192);
-    let status = SharedStatus::default();
-    let transport = GrpcTransport::new(
-        marker.member_id,
-        marker.cluster_id.clone(),
-        mailbox.clone(),
-        tokio::runtime::Handle::current(),
-    );
-    let member = crate::raft::Node::new(
-        marker.member_id,
-        storage,
-        sm.clone(),
-        transport,
-        RaftSettings::default(),
-        status.clone(),
-    )
-    .expect("raft node");
-    std::thread::spawn(move || member.run(mailbox_rx));
-    let raft = RaftHandle::new(mailbox, status, sm);
+    let raft = crate::server::test_member(dir.path());
     for _ in 0..600 {
         if raft.status().get().is_leader() {
             break;

@@ -15,6 +15,7 @@ use tracing::debug;
 
 use super::Dispatcher;
 use crate::raft::RaftHandle;
+use crate::store::watch::touches_workloads;
 
 type SessionStream = Pin<Box<dyn Stream<Item = Result<SessionMessage, Status>> + Send>>;
 
@@ -94,15 +95,6 @@ pub fn compute(raft: &RaftHandle, node_id: &str) -> Result<Assignments, Status> 
     })
 }
 
-/// Configs and secrets changes don't change what any agent runs.
-fn concerns_agents(event: &berth_proto::v1::WatchEvent) -> bool {
-    use berth_proto::v1::watch_event::Object;
-    !matches!(
-        event.object,
-        Some(Object::Config(_)) | Some(Object::Secret(_))
-    )
-}
-
 pub fn stream(dispatcher: Dispatcher, node_id: String, session_id: String) -> SessionStream {
     let (tx, rx) = mpsc::channel(4);
     tokio::spawn(async move {
@@ -157,7 +149,7 @@ pub fn stream(dispatcher: Dispatcher, node_id: String, session_id: String) -> Se
                 tokio::select! {
                     event = live.recv() => {
                         if let Ok(event) = &event
-                            && !concerns_agents(event)
+                            && !touches_workloads(event)
                         {
                             continue;
                         }

@@ -19,9 +19,6 @@ use super::{Dispatcher, Session, assignments, status};
 use crate::api::common::{commit, new_id, now_ms, put, store_status};
 use crate::raft::RaftHandle;
 
-/// Metadata key carrying the leader's address on answers from a follower.
-pub const LEADER_METADATA: &str = "berth-leader";
-
 pub struct DispatcherService {
     dispatcher: Dispatcher,
 }
@@ -45,7 +42,9 @@ pub(super) fn require_leader(raft: &RaftHandle) -> Result<(), Status> {
     if let Some(addr) = status.leader_address()
         && let Ok(value) = addr.parse()
     {
-        answer.metadata_mut().insert(LEADER_METADATA, value);
+        answer
+            .metadata_mut()
+            .insert(berth_proto::LEADER_METADATA, value);
     }
     Err(answer)
 }

@@ -13,10 +13,6 @@ use berth_proto::v1::{
 
 use super::*;
 use crate::api::common::put;
-use crate::datadir::{self, Marker};
-use crate::raft::storage::SledStorage;
-use crate::raft::transport::GrpcTransport;
-use crate::raft::{RaftSettings, SharedStatus};
 
 fn node(name: &str) -> Node {
     Node {
@@ -174,34 +170,7 @@ fn only_changes_a_round_neither_read_nor_made_call_for_another() {
 
 /// A one-member cluster on a temporary data dir, as `server::run` builds it.
 fn single_member(dir: &std::path::Path) -> RaftHandle {
-    let marker = Marker {
-        format: 1,
-        cluster_id: datadir::new_cluster_id(),
-        member_id: datadir::new_member_id(),
-    };
-    let members = [(marker.member_id, "127.0.0.1:1".to_string())].into();
-    let db = datadir::create(dir, &marker, &members, &[marker.member_id]).expect("create");
-    let (db, sm) = datadir::load(dir, db, &marker).expect("load");
-    let storage = SledStorage::open(db, sm.clone()).expect("storage");
-    let (mailbox, mailbox_rx) = std::sync::mpsc::sync_channel(8192);
-    let status = SharedStatus::default();
-    let transport = GrpcTransport::new(
-        marker.member_id,
-        marker.cluster_id.clone(),
-        mailbox.clone(),
-        tokio::runtime::Handle::current(),
-    );
-    let node = crate::raft::Node::new(
-        marker.member_id,
-        storage,
-        sm.clone(),
-        transport,
-        RaftSettings::default(),
-        status.clone(),
-    )
-    .expect("raft node");
-    std::thread::spawn(move || node.run(mailbox_rx));
-    RaftHandle::new(mailbox, status, sm)
+    crate::server::test_member(dir)
 }
 
 /// Polls `check` on the state until it holds (bounded so a bug fails the test

@@ -25,9 +25,6 @@ pub struct RaftHandle {
     sm: StateMachine,
 }
 
-/// GRPC metadata key a member sets on a NotLeader answer to forwarded requests.
-pub const NOT_LEADER_METADATA: &str = "berth-not-leader";
-
 impl RaftHandle {
     pub fn new(mailbox: SyncSender<Msg>, status: SharedStatus, sm: StateMachine) -> Self {
         RaftHandle {
@@ -97,9 +94,5 @@ impl RaftHandle {
     /// is overloaded (raft retransmits).
     pub fn deliver(&self, msg: raft::eraftpb::Message) {
         let _ = self.mailbox.try_send(Msg::Raft(Box::new(msg)));
-    }
-
-    pub fn campaign(&self) -> Result<(), ProposeError> {
-        self.post(Msg::Campaign)
     }
 }

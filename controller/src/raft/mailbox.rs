@@ -47,8 +47,6 @@ pub enum Msg {
     },
     Unreachable(u64),
     Snapshot(u64, SnapshotStatus),
-    /// Lets a test or an operator make this member campaign now.
-    Campaign,
     /// The leader says this member is no longer in the cluster.
     Removed,
 }

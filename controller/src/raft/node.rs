@@ -202,7 +202,6 @@ impl<T: Transport> Node<T> {
             }
             Msg::Unreachable(id) => self.raw.report_unreachable(id),
             Msg::Snapshot(id, status) => self.raw.report_snapshot(id, status),
-            Msg::Campaign => self.raw.campaign()?,
             Msg::Removed => {
                 warn!("the leader no longer knows this member: it was removed");
                 self.removed = true;
@@ -507,8 +506,9 @@ impl<T: Transport> Node<T> {
             return;
         }
         let committed = self.raw.raft.raft_log.committed;
-        let conf = self.raw.raft.prs().conf().to_conf_state();
-        let caught_up = conf.learners.iter().copied().find(|id| {
+        // Read the learner set in place: this runs after every Ready.
+        let learners = self.raw.raft.prs().conf().learners();
+        let caught_up = learners.iter().copied().find(|id| {
             self.raw
                 .raft
                 .prs()

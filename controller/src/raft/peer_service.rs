@@ -7,7 +7,7 @@ use protobuf::Message as _;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{info, warn};
 
-use super::handle::{NOT_LEADER_METADATA, RaftHandle};
+use super::handle::RaftHandle;
 use super::mailbox::{Membership, ProposeError};
 use super::transport::{peer_channel, peer_client};
 
@@ -51,19 +51,12 @@ impl PeerService {
 /// gRPC metadata naming the member a leader no longer knows.
 pub const REMOVED_METADATA: &str = "berth-removed-member";
 
-/// Maps a proposal error to a gRPC status; NotLeader carries a marker so the
-/// forwarding member knows nothing was proposed.
+/// Maps a proposal error to a gRPC status.
 pub fn propose_status(err: ProposeError) -> Status {
     match err {
-        ProposeError::NotLeader { .. } | ProposeError::NoLeader => {
-            let mut status = Status::unavailable(err.to_string());
-            status.metadata_mut().insert(
-                NOT_LEADER_METADATA,
-                tonic::metadata::MetadataValue::from_static("1"),
-            );
-            status
+        ProposeError::NotLeader { .. } | ProposeError::NoLeader | ProposeError::Unknown => {
+            Status::unavailable(err.to_string())
         }
-        ProposeError::Unknown => Status::unavailable(err.to_string()),
         ProposeError::MembershipBusy => Status::failed_precondition(err.to_string()),
         ProposeError::Invalid(msg) => Status::invalid_argument(msg),
         ProposeError::Unavailable => Status::unavailable(err.to_string()),

@@ -230,11 +230,13 @@ async fn push_snapshot(
         })
         .collect();
     if chunks.is_empty() {
-        chunks.push(SnapshotChunk::default());
+        chunks.push(SnapshotChunk {
+            cluster_id: inner.cluster_id.clone(),
+            from: inner.self_id,
+            ..Default::default()
+        });
     }
     chunks[0].message = header;
-    chunks[0].cluster_id = inner.cluster_id.clone();
-    chunks[0].from = inner.self_id;
     if let Some(last) = chunks.last_mut() {
         last.last = true;
     }

@@ -116,6 +116,16 @@ impl WatchHub {
     }
 }
 
+/// Whether a committed change can alter what tasks exist or where they run:
+/// config and secret changes never do, so the leader loop and agent sessions
+/// skip them.
+pub fn touches_workloads(event: &WatchEvent) -> bool {
+    !matches!(
+        event.object,
+        Some(watch_event::Object::Config(_)) | Some(watch_event::Object::Secret(_))
+    )
+}
+
 fn to_event(revision: u64, change: Change) -> WatchEvent {
     let object = match change.object.kind {
         Some(Kind::Node(o)) => Some(watch_event::Object::Node(o)),

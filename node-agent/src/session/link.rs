@@ -16,13 +16,10 @@ use tracing::{debug, info};
 use super::identity::{NodeIdentity, detect_resources};
 use super::{SessionConfig, SessionError, TaskRunner};
 
-/// Metadata a follower sets to point at the leader.
-const LEADER_METADATA: &str = "berth-leader";
-
 fn refused(address: &str, status: tonic::Status) -> SessionError {
     if let Some(hint) = status
         .metadata()
-        .get(LEADER_METADATA)
+        .get(berth_proto::LEADER_METADATA)
         .and_then(|v| v.to_str().ok())
     {
         return SessionError::Redirect {
