@@ -125,10 +125,14 @@ fn processes_run_inside_their_host_and_can_be_killed_paused_and_restarted() -> R
     // SIGSTOP is delivered asynchronously: the process shows "T" (stopped)
     // once it has been scheduled to take the signal.
     let stat = format!("/proc/{pid}/stat");
-    wait_until("the paused process to be stopped", Duration::from_secs(5), || {
-        let state = std::fs::read_to_string(&stat).ok()?;
-        (state.split_whitespace().nth(2) == Some("T")).then_some(())
-    })?;
+    wait_until(
+        "the paused process to be stopped",
+        Duration::from_secs(5),
+        || {
+            let state = std::fs::read_to_string(&stat).ok()?;
+            (state.split_whitespace().nth(2) == Some("T")).then_some(())
+        },
+    )?;
     proc.resume()?;
     proc.kill9()?;
     assert!(!proc.is_running());
