@@ -13,6 +13,8 @@ fi
 deploy/install-deps.sh
 
 export CARGO_TERM_COLOR=never
+# Incremental state is useless on a one-shot CI build and doubles the disk it needs.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 # One target dir for the whole run: build once, test from the same artifacts.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 
