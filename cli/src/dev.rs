@@ -85,6 +85,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
         cgroup_parent: "berth-dev".to_string(),
         api_listen: SocketAddr::new(args.listen.ip(), args.listen.port() + 1),
         shim: vec![sibling("berth-agent").into_os_string(), "shim".into()],
+        netns_dir: PathBuf::from("/run/berth-dev/netns"),
     };
     let controller_task = tokio::spawn(berth_controller::server::run(controller, async {
         let _ = tokio::signal::ctrl_c().await;

@@ -5,6 +5,7 @@ mod dev;
 mod network;
 mod node;
 mod output;
+mod ports;
 mod service;
 mod units;
 

@@ -67,6 +67,11 @@ pub struct CreateArgs {
     /// Network to attach the tasks to (default: the cluster's `berth`); repeatable.
     #[arg(long)]
     pub network: Vec<String>,
+    /// Publish a port: PUBLISHED:TARGET[/udp], or
+    /// published=P,target=T[,protocol=udp][,mode=host]; repeatable. Ingress mode
+    /// answers on every node; host mode only where a task runs.
+    #[arg(long, short = 'p')]
+    pub publish: Vec<String>,
     /// Command and arguments, after `--` (replace the image's entrypoint and cmd).
     #[arg(last = true)]
     pub command: Vec<String>,
@@ -157,6 +162,11 @@ pub fn spec_from(args: CreateArgs) -> Result<ServiceSpec> {
         restart_policy: Some(restart_policy),
         labels: key_values(&args.label, "label")?,
         networks: args.network,
+        ports: args
+            .publish
+            .iter()
+            .map(|p| crate::ports::parse_publish(p))
+            .collect::<Result<_>>()?,
         ..Default::default()
     })
 }
@@ -197,6 +207,7 @@ fn task_json(task: &Task, nodes: &BTreeMap<String, String>) -> serde_json::Value
         "message": status.message,
         "error": status.error,
         "exit_code": status.exit_code,
+        "addresses": task.addresses,
     })
 }
 

@@ -7,12 +7,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use berth_proto::v1::agent_server::{Agent, AgentServer};
-use berth_proto::v1::{Task, TaskLogLine, TaskLogsRequest, TaskStatusUpdate};
+use berth_proto::v1::{Assignments, TaskLogLine, TaskLogsRequest, TaskStatusUpdate};
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status};
 use tracing::info;
 
 use crate::image::ImageStore;
+use crate::netplane::NetPlane;
 use crate::session::{self, SessionConfig, TaskRunner};
 use crate::supervisor::{LogStream, Supervisor, SupervisorConfig, SupervisorError};
 
@@ -34,6 +35,8 @@ pub struct AgentOptions {
     /// Program and leading arguments that start a container shim
     /// (`berth-agent shim`).
     pub shim: Vec<std::ffi::OsString>,
+    /// Where task network namespaces are bind-mounted.
+    pub netns_dir: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -54,18 +57,28 @@ pub enum DaemonError {
     },
     #[error(transparent)]
     Session(#[from] session::SessionError),
+    #[error("network: {0}")]
+    Network(#[from] crate::network::NetworkError),
 }
 
-/// The supervisor is what the session drives.
-struct Runner(Arc<Supervisor>);
+/// How often the network plane re-checks the kernel against the plan in full.
+const NETWORK_RESYNC: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What the session drives: the network plane first (so a task's networks are
+/// known when the supervisor prepares it), then the supervisor.
+struct Runner {
+    supervisor: Arc<Supervisor>,
+    network: Arc<NetPlane>,
+}
 
 impl TaskRunner for Runner {
-    fn reconcile(&self, tasks: Vec<Task>) {
-        self.0.reconcile(tasks);
+    fn reconcile(&self, assignments: Assignments) {
+        self.network.set(&assignments);
+        self.supervisor.reconcile(assignments.tasks);
     }
 
     fn statuses(&self) -> Vec<TaskStatusUpdate> {
-        self.0.statuses()
+        self.supervisor.statuses()
     }
 }
 
@@ -125,8 +138,17 @@ pub async fn run(opts: AgentOptions) -> Result<(), DaemonError> {
     if !opts.shim.is_empty() {
         cfg.shim = opts.shim.clone();
     }
+    let network = NetPlane::new(opts.netns_dir.clone())?;
+    cfg.network = Some(network.clone());
     let (supervisor, updates) = Supervisor::open(&opts.data_dir, cfg).await?;
     let supervisor = Arc::new(supervisor);
+    let known: std::collections::HashSet<String> = supervisor
+        .statuses()
+        .into_iter()
+        .map(|s| s.task_id)
+        .collect();
+    network.sweep_netns(|task| known.contains(task));
+    tokio::spawn(network.clone().run(NETWORK_RESYNC));
 
     let listener = tokio::net::TcpListener::bind(opts.api_listen)
         .await
@@ -157,6 +179,10 @@ pub async fn run(opts: AgentOptions) -> Result<(), DaemonError> {
         labels: opts.labels.clone(),
         api_port: opts.api_listen.port(),
     };
-    session::run(config, Arc::new(Runner(supervisor)), updates).await?;
+    let runner = Runner {
+        supervisor,
+        network,
+    };
+    session::run(config, Arc::new(runner), updates).await?;
     Ok(())
 }

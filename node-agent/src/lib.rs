@@ -3,6 +3,7 @@
 
 pub mod daemon;
 pub mod image;
+pub mod netplane;
 pub mod network;
 pub mod session;
 pub mod supervisor;

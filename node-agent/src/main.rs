@@ -41,6 +41,9 @@ struct Args {
     /// Where the agent's API (task logs for `berth service logs`) listens.
     #[arg(long, default_value = "0.0.0.0:7401")]
     api_listen: std::net::SocketAddr,
+    /// Where task network namespaces are bind-mounted.
+    #[arg(long, default_value = "/run/berth/netns")]
+    netns_dir: PathBuf,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -194,6 +197,7 @@ fn daemon(args: Args) -> anyhow::Result<()> {
         cgroup_parent: args.cgroup_parent,
         api_listen: args.api_listen,
         shim: Vec::new(),
+        netns_dir: args.netns_dir,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -6,25 +6,27 @@ use std::time::Duration;
 
 use berth_proto::store::object::Kind;
 use berth_proto::v1::{
-    Assignments, Network, Node, NotLeader, SessionMessage, Task, TaskState, session_message,
+    Assignments, Endpoint, Network, Node, NotLeader, Service, SessionMessage, Task, TaskState,
+    session_message,
 };
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tonic::Status;
 use tracing::debug;
 
-use super::Dispatcher;
+use super::{Dispatcher, endpoints};
 use crate::raft::RaftHandle;
 use crate::store::watch::touches_workloads;
 
 type SessionStream = Pin<Box<dyn Stream<Item = Result<SessionMessage, Status>> + Send>>;
 
 /// What the agent acts on; the set is re-sent when this changes.
-#[derive(PartialEq, Eq)]
+#[derive(PartialEq)]
 struct Fingerprint {
     tasks: Vec<(String, i32, u64)>,
     networks: Vec<(String, u64)>,
-    nodes: Vec<(String, String, i32)>,
+    nodes: Vec<(String, String, i32, u64)>,
+    endpoints: Vec<Endpoint>,
 }
 
 fn fingerprint(a: &Assignments) -> Fingerprint {
@@ -42,8 +44,9 @@ fn fingerprint(a: &Assignments) -> Fingerprint {
         nodes: a
             .nodes
             .iter()
-            .map(|n| (n.id.clone(), n.address.clone(), n.status))
+            .map(|n| (n.id.clone(), n.address.clone(), n.status, n.version))
             .collect(),
+        endpoints: a.endpoints.clone(),
     }
 }
 
@@ -53,10 +56,17 @@ pub fn compute(raft: &RaftHandle, node_id: &str) -> Result<Assignments, Status> 
     let sm = raft.state();
     let store_err = |e: crate::store::StoreError| Status::internal(e.to_string());
     let mut tasks: Vec<Task> = Vec::new();
-    for object in sm.list("task").map_err(store_err)? {
-        if let Some(Kind::Task(task)) = object.kind
-            && task.node_id == node_id
-        {
+    let all_tasks: Vec<Task> = sm
+        .list("task")
+        .map_err(store_err)?
+        .into_iter()
+        .filter_map(|o| match o.kind {
+            Some(Kind::Task(t)) => Some(t),
+            _ => None,
+        })
+        .collect();
+    for task in &all_tasks {
+        if task.node_id == node_id {
             let observed = task
                 .status
                 .as_ref()
@@ -65,7 +75,7 @@ pub fn compute(raft: &RaftHandle, node_id: &str) -> Result<Assignments, Status> 
             let desired = TaskState::try_from(task.desired_state).unwrap_or(TaskState::Running);
             let wanted = desired <= TaskState::Running;
             if wanted || !observed.is_terminal() {
-                tasks.push(task);
+                tasks.push(task.clone());
             }
         }
     }
@@ -87,11 +97,23 @@ pub fn compute(raft: &RaftHandle, node_id: &str) -> Result<Assignments, Status> 
             _ => None,
         })
         .collect();
+    let services: Vec<Service> = sm
+        .list("service")
+        .map_err(store_err)?
+        .into_iter()
+        .filter_map(|o| match o.kind {
+            Some(Kind::Service(s)) => Some(s),
+            _ => None,
+        })
+        .collect();
+    let endpoints = endpoints::compute(&services, &all_tasks, &nodes);
     Ok(Assignments {
         tasks,
         networks,
         nodes,
         revision: sm.revision().map_err(store_err)?,
+        endpoints,
+        node_id: node_id.to_string(),
     })
 }
 

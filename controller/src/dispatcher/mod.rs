@@ -6,6 +6,7 @@
 //! READY.
 
 mod assignments;
+mod endpoints;
 mod liveness;
 mod service;
 mod status;

@@ -16,8 +16,9 @@ use tracing::info;
 
 use super::Overlay;
 use super::error::NetworkError;
-use super::names::{CONTAINER_IFACE, bridge_name, veth_names};
+use super::names::{CONTAINER_IFACE_PREFIX, bridge_name, veth_names};
 use super::netlink::{Address, LinkKind, LinkUpdate, Netlink, Route, RtNetlink};
+use super::plan::Ipv4Cidr;
 
 type R<T> = Result<T, NetworkError>;
 
@@ -33,6 +34,18 @@ pub struct AttachRequest {
     pub address: Ipv4Addr,
     pub prefix: u8,
     pub gateway: Ipv4Addr,
+    /// Which of the container's networks this is: 0 is `eth0` and carries the
+    /// default route; n is `eth<n>`, routed to `subnet` only.
+    pub position: u8,
+    /// The network's whole subnet (its VIPs included).
+    pub subnet: Ipv4Cidr,
+}
+
+impl AttachRequest {
+    /// The interface name inside the container.
+    pub fn iface(&self) -> String {
+        format!("{CONTAINER_IFACE_PREFIX}{}", self.position)
+    }
 }
 
 /// Creates a network namespace bind-mounted at `path` (e.g.
@@ -228,8 +241,9 @@ impl<N: Netlink> Overlay<N> {
     }
 }
 
-/// Inside the container's namespace: lo up; the veth end renamed `eth0`, MTU,
-/// up, with the task address; default route via the gateway.
+/// Inside the container's namespace: lo up; the veth end renamed `eth<n>`, MTU,
+/// up, with the task address; a route via the gateway (the default route for
+/// the first network, the network's subnet for the others).
 async fn configure_container(req: AttachRequest, peer: String, mtu: u32) -> R<()> {
     let netns = req.netns.clone();
     in_netns(&netns, move || async move {
@@ -257,13 +271,14 @@ async fn configure_container(req: AttachRequest, peer: String, mtu: u32) -> R<()
             },
         )
         .await?;
-        if let Some(old) = links.iter().find(|l| l.name == CONTAINER_IFACE) {
+        let iface = req.iface();
+        if let Some(old) = links.iter().find(|l| l.name == iface) {
             nl.del_link(old.index).await?;
         }
         nl.set_link(
             eth,
             &LinkUpdate {
-                name: Some(CONTAINER_IFACE.to_string()),
+                name: Some(iface),
                 mtu: Some(mtu),
                 up: true,
                 ..LinkUpdate::default()
@@ -276,9 +291,14 @@ async fn configure_container(req: AttachRequest, peer: String, mtu: u32) -> R<()
             prefix: req.prefix,
         })
         .await?;
+        let (dst, prefix) = if req.position == 0 {
+            (Ipv4Addr::UNSPECIFIED, 0)
+        } else {
+            (req.subnet.network(), req.subnet.prefix())
+        };
         nl.replace_route(Route {
-            dst: Ipv4Addr::UNSPECIFIED,
-            prefix: 0,
+            dst,
+            prefix,
             gateway: req.gateway,
             oif: eth,
         })

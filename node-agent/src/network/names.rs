@@ -3,7 +3,7 @@
 //! - bridge of network VNI: `bb-<vni>` (decimal; at most `bb-16777215`, 11 bytes)
 //! - VXLAN device of network VNI: `bv-<vni>`
 //! - host end of a container's veth: `bh-<8 hex>` (a hash of the container id and
-//!   the network), the container end is renamed `eth0` inside its namespace
+//!   the network), the container end is renamed `eth<n>` inside its namespace
 //! - routes to remote blocks carry route protocol [`ROUTE_PROTOCOL`]
 //!
 //! Anything else (other links, routes of other protocols, neighbour and FDB
@@ -23,8 +23,8 @@ pub const ROUTE_PROTOCOL: u8 = 213;
 pub const VXLAN_PORT: u16 = 4789;
 /// VXLAN over IPv4 costs 50 bytes: outer IP 20 + UDP 8 + VXLAN 8 + inner Ethernet 14.
 pub const VXLAN_OVERHEAD: u32 = 50;
-/// Name of the container's interface inside its namespace.
-pub const CONTAINER_IFACE: &str = "eth0";
+/// Container interfaces are `eth0`, `eth1`, … one per network.
+pub const CONTAINER_IFACE_PREFIX: &str = "eth";
 
 pub fn bridge_name(vni: u32) -> String {
     format!("{BRIDGE_PREFIX}{vni}")

@@ -130,7 +130,7 @@ pub async fn session(
                 match message.message {
                     Some(session_message::Message::Assignments(assignments)) => {
                         debug!(tasks = assignments.tasks.len(), revision = assignments.revision, "assignments");
-                        runner.reconcile(assignments.tasks);
+                        runner.reconcile(assignments);
                     }
                     Some(session_message::Message::NotLeader(not_leader)) => {
                         if not_leader.leader_address.is_empty() {

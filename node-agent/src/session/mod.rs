@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_proto::v1::{Task, TaskStatusUpdate};
+use berth_proto::v1::{Assignments, TaskStatusUpdate};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
@@ -21,8 +21,9 @@ pub use identity::{NodeIdentity, detect_resources};
 
 /// What the session drives: the supervisor in production.
 pub trait TaskRunner: Send + Sync + 'static {
-    /// The node's complete desired task set (idempotent).
-    fn reconcile(&self, tasks: Vec<Task>);
+    /// The node's complete assignment set: its tasks, the networks and nodes
+    /// of the overlay, the service endpoints (idempotent).
+    fn reconcile(&self, assignments: Assignments);
     /// The current status of every task it knows, to resend after a reconnect.
     fn statuses(&self) -> Vec<TaskStatusUpdate>;
 }

@@ -52,6 +52,10 @@ pub struct BundleInput<'a> {
     pub rootfs: &'a Path,
     /// Top-level cgroup the container's cgroup goes below.
     pub cgroup_parent: &'a str,
+    /// A prepared network namespace to join; `None`: a new, loopback-only one.
+    pub netns: Option<&'a Path>,
+    /// A file bind-mounted read-only on the container's /etc/resolv.conf.
+    pub resolv_conf: Option<&'a Path>,
 }
 
 /// Builds the spec.
@@ -133,8 +137,19 @@ pub fn build_spec(input: &BundleInput<'_>) -> Result<Spec> {
     for m in &spec.mounts {
         mounts.push(task_mount(m).map_err(err)?);
     }
+    if let Some(resolv) = input.resolv_conf {
+        mounts.push(
+            MountBuilder::default()
+                .destination("/etc/resolv.conf")
+                .typ("bind")
+                .source(resolv)
+                .options(["rbind", "ro"].map(String::from).to_vec())
+                .build()
+                .map_err(|e| err(e.to_string()))?,
+        );
+    }
     let linux = LinuxBuilder::default()
-        .namespaces(namespaces())
+        .namespaces(namespaces(input.netns))
         .cgroups_path(PathBuf::from(format!(
             "/{}/{}",
             input.cgroup_parent.trim_matches('/'),
@@ -225,8 +240,8 @@ pub fn merge_env(image: &[String], service: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// pid, mount, uts, ipc and a new network namespace (loopback only for now).
-fn namespaces() -> Vec<LinuxNamespace> {
+/// pid, mount, uts, ipc, and the prepared network namespace (or a new one).
+fn namespaces(netns: Option<&Path>) -> Vec<LinuxNamespace> {
     let wanted = [
         LinuxNamespaceType::Pid,
         LinuxNamespaceType::Mount,
@@ -243,6 +258,14 @@ fn namespaces() -> Vec<LinuxNamespace> {
             let mut n = LinuxNamespace::default();
             n.set_typ(typ);
             ns.push(n);
+        }
+    }
+    if let Some(path) = netns {
+        for n in ns
+            .iter_mut()
+            .filter(|n| n.typ() == LinuxNamespaceType::Network)
+        {
+            n.set_path(Some(path.to_path_buf()));
         }
     }
     ns
@@ -372,6 +395,8 @@ mod tests {
             image: &image,
             rootfs: dir.path(),
             cgroup_parent: "berth",
+            netns: None,
+            resolv_conf: None,
         })
         .unwrap();
         let p = spec.process().as_ref().unwrap();
@@ -425,6 +450,8 @@ mod tests {
             image: &image,
             rootfs: dir.path(),
             cgroup_parent: "berth",
+            netns: None,
+            resolv_conf: None,
         };
         let spec = build_spec(&input).unwrap();
         let p = spec.process().as_ref().unwrap();

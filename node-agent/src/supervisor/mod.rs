@@ -20,6 +20,7 @@ mod cgroup;
 mod error;
 mod launch;
 mod logs;
+mod network;
 mod runtime;
 pub mod shim;
 mod state;
@@ -42,6 +43,7 @@ use tracing::{info, warn};
 pub use bundle::{BundleInput, build_spec, merge_env};
 pub use error::{Result, SupervisorError};
 pub use logs::{LogLimits, LogLine, LogStream};
+pub use network::{TaskNet, TaskNetwork};
 pub use shim::{ShimArgs, main_shim};
 pub use user::{User, resolve_user};
 
@@ -67,6 +69,8 @@ pub struct SupervisorConfig {
     pub log_limits: LogLimits,
     /// Grace between SIGTERM and SIGKILL when a task's spec sets none.
     pub default_stop_grace: Duration,
+    /// Puts tasks on the overlay; `None`: loopback-only containers.
+    pub network: Option<Arc<dyn TaskNetwork>>,
 }
 
 impl SupervisorConfig {
@@ -84,6 +88,7 @@ impl SupervisorConfig {
             shim: vec![exe.into_os_string(), OsString::from("shim")],
             log_limits: LogLimits::default(),
             default_stop_grace: Duration::from_secs(10),
+            network: None,
         }
     }
 }

@@ -150,12 +150,30 @@ impl Worker {
             .prepare_rootfs(&image, &cid)
             .await
             .map_err(|e| failed(format!("rootfs of image {name}: {e}")))?;
+        let net = match &self.inner.cfg.network {
+            Some(network) => network
+                .prepare(&self.task)
+                .await
+                .map_err(|e| failed(format!("network: {e}")))?,
+            None => None,
+        };
+        let resolv_conf = match net.as_ref().and_then(|n| n.resolv_conf.as_ref()) {
+            Some(text) => {
+                let path = self.state_dir().join("resolv.conf");
+                std::fs::write(&path, text)
+                    .map_err(|e| failed(format!("writing {}: {e}", path.display())))?;
+                Some(path)
+            }
+            None => None,
+        };
         let spec = build_spec(&BundleInput {
             task: &self.task,
             container_id: &cid,
             image: &config,
             rootfs: &rootfs.path,
             cgroup_parent: &self.inner.cfg.cgroup_parent,
+            netns: net.as_ref().map(|n| n.netns.as_path()),
+            resolv_conf: resolv_conf.as_deref(),
         })
         .map_err(|e| failed(e.to_string()))?;
         let bundle = self.state_dir().join("bundle");
@@ -406,6 +424,9 @@ pub(crate) async fn cleanup(inner: &Inner, container_id: &str) {
     let log_dir = inner.logs_dir.join(container_id);
     if std::fs::create_dir_all(&log_dir).is_ok() {
         let _ = std::fs::write(log_dir.join(logs::CLOSED), b"");
+    }
+    if let Some(network) = &inner.cfg.network {
+        network.release(container_id).await;
     }
     if let Err(e) = inner.cfg.images.release_rootfs(container_id).await {
         warn!(container = container_id, error = %e, "rootfs release failed");

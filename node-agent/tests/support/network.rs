@@ -226,6 +226,8 @@ impl Container {
             address: self.ip,
             prefix: 24,
             gateway: block(i).gateway(),
+            position: 0,
+            subnet: block(i),
         }
     }
 

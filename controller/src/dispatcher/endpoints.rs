@@ -1,0 +1,147 @@
+//! The services as the overlay sees them: per service its VIPs, published ports
+//! and the tasks that can take connections. Every agent gets all of them: its DNS
+//! answers for the services on its networks and its load balancer publishes every
+//! ingress port (routing mesh), wherever the tasks run.
+
+use std::collections::{BTreeMap, HashSet};
+
+use berth_proto::v1::{Endpoint, EndpointTask, Node, NodeStatus, Service, Task, TaskState};
+
+/// A task takes connections when it runs, should run, and its node is not down
+/// (a cut-off node's tasks leave the answers once the node is declared down).
+fn serving(task: &Task, down: &HashSet<&str>) -> bool {
+    let observed = task.status.as_ref().map(|s| s.state);
+    observed == Some(TaskState::Running as i32)
+        && task.desired_state == TaskState::Running as i32
+        && !down.contains(task.node_id.as_str())
+        && !task.addresses.is_empty()
+}
+
+/// One endpoint per service that has a VIP or published ports, in service-name
+/// order; tasks in task-id order (stable, so an unchanged set compares equal).
+pub fn compute(services: &[Service], tasks: &[Task], nodes: &[Node]) -> Vec<Endpoint> {
+    let down: HashSet<&str> = nodes
+        .iter()
+        .filter(|n| n.status == NodeStatus::Down as i32)
+        .map(|n| n.id.as_str())
+        .collect();
+    let mut by_service: BTreeMap<&str, Vec<EndpointTask>> = BTreeMap::new();
+    for task in tasks.iter().filter(|t| serving(t, &down)) {
+        by_service
+            .entry(task.service_id.as_str())
+            .or_default()
+            .push(EndpointTask {
+                task_id: task.id.clone(),
+                node_id: task.node_id.clone(),
+                addresses: task.addresses.clone(),
+            });
+    }
+    let mut out: Vec<Endpoint> = services
+        .iter()
+        .filter_map(|service| {
+            let spec = service.spec.as_ref()?;
+            if service.virtual_ips.is_empty() && spec.ports.is_empty() {
+                return None;
+            }
+            let mut tasks = by_service.remove(service.id.as_str()).unwrap_or_default();
+            tasks.sort_by(|a, b| a.task_id.cmp(&b.task_id));
+            Some(Endpoint {
+                service_id: service.id.clone(),
+                service_name: spec.name.clone(),
+                virtual_ips: service.virtual_ips.clone(),
+                ports: spec.ports.clone(),
+                tasks,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.service_name.cmp(&b.service_name));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_proto::v1::{PortConfig, ServiceSpec, TaskStatus};
+
+    fn service(id: &str, name: &str, vip: Option<&str>, ports: Vec<PortConfig>) -> Service {
+        Service {
+            id: id.into(),
+            spec: Some(ServiceSpec {
+                name: name.into(),
+                ports,
+                ..Default::default()
+            }),
+            virtual_ips: vip
+                .map(|v| [("berth".to_string(), v.to_string())].into())
+                .unwrap_or_default(),
+            ..Default::default()
+        }
+    }
+
+    fn task(id: &str, service: &str, node: &str, observed: TaskState, desired: TaskState) -> Task {
+        Task {
+            id: id.into(),
+            service_id: service.into(),
+            node_id: node.into(),
+            desired_state: desired as i32,
+            status: Some(TaskStatus {
+                state: observed as i32,
+                ..Default::default()
+            }),
+            addresses: [("berth".to_string(), format!("10.96.0.{}/26", id.len()))].into(),
+            ..Default::default()
+        }
+    }
+
+    fn node(id: &str, status: NodeStatus) -> Node {
+        Node {
+            id: id.into(),
+            status: status as i32,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn only_running_tasks_on_live_nodes_serve() {
+        use TaskState::*;
+        let services = vec![
+            service("s1", "web", Some("10.96.240.2/16"), vec![]),
+            service("s2", "batch", None, vec![]),
+        ];
+        let tasks = vec![
+            task("t1", "s1", "n1", Running, Running),
+            task("t2", "s1", "n2", Running, Running),
+            task("t3", "s1", "n1", Starting, Running),
+            task("t4", "s1", "n1", Running, Shutdown),
+            task("t5", "s1", "n3", Running, Running),
+            task("t6", "s2", "n1", Running, Running),
+        ];
+        let nodes = vec![
+            node("n1", NodeStatus::Ready),
+            node("n2", NodeStatus::Ready),
+            node("n3", NodeStatus::Down),
+        ];
+        let eps = compute(&services, &tasks, &nodes);
+        assert_eq!(
+            eps.len(),
+            1,
+            "a service without VIP or ports has no endpoint"
+        );
+        let ids: Vec<&str> = eps[0].tasks.iter().map(|t| t.task_id.as_str()).collect();
+        assert_eq!(ids, ["t1", "t2"]);
+        assert_eq!(eps[0].virtual_ips["berth"], "10.96.240.2/16");
+    }
+
+    #[test]
+    fn published_ports_alone_make_an_endpoint() {
+        let port = PortConfig {
+            target_port: 80,
+            published_port: 8080,
+            ..Default::default()
+        };
+        let eps = compute(&[service("s1", "web", None, vec![port])], &[], &[]);
+        assert_eq!(eps.len(), 1);
+        assert!(eps[0].tasks.is_empty());
+        assert_eq!(eps[0].ports[0].published_port, 8080);
+    }
+}

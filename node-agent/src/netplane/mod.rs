@@ -1,0 +1,170 @@
+//! The agent's network plane: turns each assignment set into this host's overlay
+//! (bridges, VXLANs, routes — [`crate::network::Overlay`]) and puts tasks on it
+//! (a namespace per task, a veth per network) for the supervisor.
+//!
+//! The session hands every assignment set to [`NetPlane::set`] before the
+//! supervisor sees its tasks; [`NetPlane::run`] reconciles the kernel on every
+//! change and every period; a task's `prepare` first makes sure the current plan
+//! is applied, so its bridge exists when its veth is attached.
+
+mod view;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_proto::v1::{Assignments, Task};
+use futures_util::future::BoxFuture;
+use tokio::sync::{Mutex, watch};
+use tracing::{info, warn};
+
+use crate::network::{LocalPlan, NetworkError, Overlay, RtNetlink, create_netns, remove_netns};
+use crate::supervisor::{TaskNet, TaskNetwork};
+pub use view::{NetView, View};
+
+pub struct NetPlane {
+    overlay: Overlay<RtNetlink>,
+    /// Where task namespaces are bind-mounted (`<dir>/<task id>`).
+    netns_dir: PathBuf,
+    view: watch::Sender<Arc<View>>,
+    /// The plan last reconciled into the kernel (`None`: not yet this run).
+    applied: Mutex<Option<LocalPlan>>,
+}
+
+impl NetPlane {
+    /// Opens netlink in the calling thread's namespace (the host's); call
+    /// inside a tokio runtime.
+    pub fn new(netns_dir: PathBuf) -> Result<Arc<NetPlane>, NetworkError> {
+        let (view, _) = watch::channel(Arc::new(View::default()));
+        Ok(Arc::new(NetPlane {
+            overlay: Overlay::new(RtNetlink::new()?),
+            netns_dir,
+            view,
+            applied: Mutex::new(None),
+        }))
+    }
+
+    /// Takes a new assignment set (cheap; the kernel work happens in `run` or
+    /// in the next `prepare`).
+    pub fn set(&self, assignments: &Assignments) {
+        let next = View::from_assignments(assignments);
+        self.view.send_if_modified(|current| {
+            if **current == next {
+                return false;
+            }
+            *current = Arc::new(next);
+            true
+        });
+    }
+
+    pub fn view(&self) -> Arc<View> {
+        self.view.borrow().clone()
+    }
+
+    fn netns_path(&self, task_id: &str) -> PathBuf {
+        self.netns_dir.join(task_id)
+    }
+
+    /// Reconciles the current plan unless it is the one applied last (`force`:
+    /// anyway, to repair what someone else changed). Returns the view applied.
+    async fn apply(&self, force: bool) -> Result<Arc<View>, NetworkError> {
+        let view = self.view();
+        let mut applied = self.applied.lock().await;
+        if force || applied.as_ref() != Some(&view.plan) {
+            let report = self.overlay.reconcile(&view.plan).await?;
+            if !report.is_empty() {
+                info!(changes = ?report.changes, "overlay reconciled");
+            }
+            *applied = Some(view.plan.clone());
+        }
+        Ok(view)
+    }
+
+    /// Keeps the kernel in line with the assignments: at once on every change,
+    /// and every `period` in full. Runs until the plane is dropped.
+    pub async fn run(self: Arc<Self>, period: Duration) {
+        let mut changes = self.view.subscribe();
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let force = tokio::select! {
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    false
+                }
+                _ = tick.tick() => true,
+            };
+            if let Err(error) = self.apply(force).await {
+                warn!(%error, "network reconcile failed; retrying at the next change or period");
+            }
+        }
+    }
+
+    async fn prepare_task(&self, task: &Task) -> Result<Option<TaskNet>, NetworkError> {
+        if task.addresses.is_empty() {
+            return Ok(None);
+        }
+        let view = self.apply(false).await?;
+        let netns = self.netns_path(&task.id);
+        let requests = view
+            .attach_requests(task, &netns)
+            .map_err(NetworkError::Plan)?;
+        create_netns(&netns).await?;
+        // Attach under the apply lock: a reconcile never runs halfway through.
+        let _applied = self.applied.lock().await;
+        for request in &requests {
+            if let Err(e) = self.overlay.attach(request).await {
+                drop(_applied);
+                self.release_task(&task.id).await;
+                return Err(e);
+            }
+        }
+        Ok(Some(TaskNet {
+            netns,
+            resolv_conf: None,
+        }))
+    }
+
+    async fn release_task(&self, task_id: &str) {
+        // Removing the namespace takes the container ends, and with them the
+        // veth pairs; detach what may be left where something still holds it.
+        for net in self.view().networks.values() {
+            if let Err(error) = self.overlay.detach(task_id, net.vni).await {
+                warn!(task = task_id, %error, "detach failed");
+            }
+        }
+        if let Err(error) = remove_netns(&self.netns_path(task_id)) {
+            warn!(task = task_id, %error, "removing the task's netns failed");
+        }
+    }
+
+    /// Namespaces left behind by tasks this node no longer has (removed while
+    /// the agent was down): `keep` says which task ids still have a container.
+    pub fn sweep_netns(&self, keep: impl Fn(&str) -> bool) {
+        let Ok(entries) = std::fs::read_dir(&self.netns_dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if !keep(&name) {
+                let path: &Path = &entry.path();
+                match remove_netns(path) {
+                    Ok(()) => info!(task = %name, "removed a stale task netns"),
+                    Err(error) => warn!(task = %name, %error, "stale task netns"),
+                }
+            }
+        }
+    }
+}
+
+impl TaskNetwork for NetPlane {
+    fn prepare<'a>(&'a self, task: &'a Task) -> BoxFuture<'a, Result<Option<TaskNet>, String>> {
+        Box::pin(async move { self.prepare_task(task).await.map_err(|e| e.to_string()) })
+    }
+
+    fn release<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(self.release_task(task_id))
+    }
+}

@@ -1,0 +1,235 @@
+//! What this host's network should look like, computed from one assignment set:
+//! the overlay plan (bridges, VXLANs, routes to the other nodes' blocks), the
+//! networks by name, and the service endpoints. A plain function of the input,
+//! so it is tested without a kernel.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use berth_proto::v1::{Assignments, Endpoint, Node, Task};
+
+use crate::network::{AttachRequest, Ipv4Cidr, LocalPlan, NetworkPlan, RemoteNode};
+
+/// One overlay network as this host knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetView {
+    pub vni: u32,
+    pub subnet: Ipv4Cidr,
+    /// This host's blocks (empty: no local task is on the network).
+    pub local_blocks: Vec<Ipv4Cidr>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct View {
+    pub plan: LocalPlan,
+    pub networks: BTreeMap<String, NetView>,
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// "IP" or "IP:PORT" (a node's advertised address).
+fn underlay_ip(node: &Node) -> Option<Ipv4Addr> {
+    let text = node.address.as_str();
+    text.parse()
+        .ok()
+        .or_else(|| text.parse::<std::net::SocketAddrV4>().ok().map(|s| *s.ip()))
+}
+
+fn blocks(node: &Node, network: &str) -> Vec<Ipv4Cidr> {
+    node.network_blocks
+        .get(network)
+        .map(|text| {
+            text.split(',')
+                .filter(|b| !b.trim().is_empty())
+                .filter_map(|b| b.trim().parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// "IP/PREFIX" of a task or VIP address.
+pub fn parse_address(text: &str) -> Option<(Ipv4Addr, u8)> {
+    let (ip, prefix) = text.split_once('/')?;
+    Some((ip.parse().ok()?, prefix.parse().ok()?))
+}
+
+impl View {
+    /// The host's view from an assignment set; an assignment set that does not
+    /// name this node (an old controller) gives an empty plan.
+    pub fn from_assignments(a: &Assignments) -> View {
+        let me = a.nodes.iter().find(|n| n.id == a.node_id);
+        let mut view = View {
+            endpoints: a.endpoints.clone(),
+            ..View::default()
+        };
+        for network in &a.networks {
+            let Ok(subnet) = network.subnet.parse::<Ipv4Cidr>() else {
+                continue;
+            };
+            let local_blocks = me.map(|n| blocks(n, &network.name)).unwrap_or_default();
+            view.networks.insert(
+                network.name.clone(),
+                NetView {
+                    vni: network.vxlan_id,
+                    subnet,
+                    local_blocks: local_blocks.clone(),
+                },
+            );
+            let Some(underlay) = me.and_then(underlay_ip) else {
+                continue;
+            };
+            if local_blocks.is_empty() {
+                continue;
+            }
+            let remotes = a
+                .nodes
+                .iter()
+                .filter(|n| n.id != a.node_id)
+                .filter_map(|n| {
+                    let blocks = blocks(n, &network.name);
+                    let ip = underlay_ip(n)?;
+                    (!blocks.is_empty()).then_some(RemoteNode {
+                        underlay_ip: ip,
+                        blocks,
+                    })
+                })
+                .collect();
+            view.plan.networks.push(NetworkPlan {
+                name: network.name.clone(),
+                vni: network.vxlan_id,
+                local_blocks,
+                underlay_ip: underlay,
+                remotes,
+            });
+        }
+        view
+    }
+
+    /// How `task` joins its networks (sorted by network name, so `eth0` is
+    /// stable), with the namespace at `netns`.
+    pub fn attach_requests(&self, task: &Task, netns: &Path) -> Result<Vec<AttachRequest>, String> {
+        let mut out = Vec::new();
+        for (position, (name, text)) in task.addresses.iter().enumerate() {
+            let net = self
+                .networks
+                .get(name)
+                .ok_or_else(|| format!("network {name:?} is unknown on this node"))?;
+            let (address, prefix) = parse_address(text)
+                .ok_or_else(|| format!("network {name}: bad task address {text:?}"))?;
+            let block = net
+                .local_blocks
+                .iter()
+                .find(|b| b.contains(address))
+                .ok_or_else(|| {
+                    format!("network {name}: address {address} is in no block of this node")
+                })?;
+            out.push(AttachRequest {
+                container: task.id.clone(),
+                netns: netns.to_path_buf(),
+                vni: net.vni,
+                address,
+                prefix,
+                gateway: block.gateway(),
+                position: u8::try_from(position)
+                    .map_err(|_| "a task joins at most 256 networks".to_string())?,
+                subnet: net.subnet,
+            });
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_proto::v1::Network;
+
+    fn node(id: &str, address: &str, blocks: &[(&str, &str)]) -> Node {
+        Node {
+            id: id.into(),
+            address: address.into(),
+            network_blocks: blocks
+                .iter()
+                .map(|(n, b)| (n.to_string(), b.to_string()))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn assignments() -> Assignments {
+        Assignments {
+            node_id: "n1".into(),
+            networks: vec![
+                Network {
+                    name: "berth".into(),
+                    subnet: "10.96.0.0/16".into(),
+                    vxlan_id: 4096,
+                    ..Default::default()
+                },
+                Network {
+                    name: "back".into(),
+                    subnet: "10.97.0.0/16".into(),
+                    vxlan_id: 4097,
+                    ..Default::default()
+                },
+            ],
+            nodes: vec![
+                node("n1", "198.18.0.2", &[("berth", "10.96.0.0/26")]),
+                node(
+                    "n2",
+                    "198.18.0.3:7401",
+                    &[
+                        ("berth", "10.96.0.64/26,10.96.1.0/26"),
+                        ("back", "10.97.0.0/26"),
+                    ],
+                ),
+                node("n3", "198.18.0.4", &[]),
+            ],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn plans_only_networks_with_local_blocks_and_remotes_with_blocks() {
+        let view = View::from_assignments(&assignments());
+        assert_eq!(view.plan.networks.len(), 1, "{:?}", view.plan);
+        let plan = &view.plan.networks[0];
+        assert_eq!(plan.vni, 4096);
+        assert_eq!(plan.underlay_ip, Ipv4Addr::new(198, 18, 0, 2));
+        assert_eq!(plan.local_blocks, vec!["10.96.0.0/26".parse().unwrap()]);
+        assert_eq!(plan.remotes.len(), 1);
+        assert_eq!(plan.remotes[0].underlay_ip, Ipv4Addr::new(198, 18, 0, 3));
+        assert_eq!(plan.remotes[0].blocks.len(), 2);
+        assert!(view.networks["back"].local_blocks.is_empty());
+    }
+
+    #[test]
+    fn attach_requests_name_gateway_and_position() {
+        let view = View::from_assignments(&assignments());
+        let task = Task {
+            id: "t1".into(),
+            addresses: [("berth".to_string(), "10.96.0.5/26".to_string())].into(),
+            ..Default::default()
+        };
+        let reqs = view.attach_requests(&task, Path::new("/run/x")).unwrap();
+        assert_eq!(reqs.len(), 1);
+        assert_eq!(reqs[0].gateway, Ipv4Addr::new(10, 96, 0, 1));
+        assert_eq!(reqs[0].iface(), "eth0");
+        assert_eq!(reqs[0].vni, 4096);
+        let foreign = Task {
+            id: "t2".into(),
+            addresses: [("berth".to_string(), "10.96.0.70/26".to_string())].into(),
+            ..Default::default()
+        };
+        let err = view
+            .attach_requests(&foreign, Path::new("/run/x"))
+            .unwrap_err();
+        assert!(err.contains("no block of this node"), "{err}");
+        let unknown = Task {
+            id: "t3".into(),
+            addresses: [("nope".to_string(), "10.9.0.5/26".to_string())].into(),
+            ..Default::default()
+        };
+        assert!(view.attach_requests(&unknown, Path::new("/run/x")).is_err());
+    }
+}
