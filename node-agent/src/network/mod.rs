@@ -16,6 +16,7 @@
 //! re-creates what is missing and removes what is stale.
 
 mod attach;
+pub mod dns;
 mod error;
 #[cfg(test)]
 mod fake;

@@ -1,0 +1,123 @@
+//! The names one overlay network's containers resolve locally.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+/// The names one overlay network's containers can resolve: `NAME` → the service VIP,
+/// `tasks.NAME` → the running tasks' IPs. Keys are lower-case, without a trailing dot.
+///
+/// Addresses are kept sorted and deduplicated so that two tables built from the
+/// same state in a different order compare equal (the agent can skip sending an
+/// unchanged table); the server shuffles them per answer anyway.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DnsTable {
+    names: BTreeMap<String, Vec<Ipv4Addr>>,
+}
+
+impl DnsTable {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the addresses of `name` (any case, trailing dot optional), replacing
+    /// what it had. An empty list keeps the name known with no addresses: the
+    /// server then answers NOERROR with no records and never forwards it. A name
+    /// that is empty once normalised (`""`, `"."`) is ignored: it would be the root.
+    pub fn insert(&mut self, name: &str, mut addrs: Vec<Ipv4Addr>) {
+        let key = normalise(name);
+        if key.is_empty() {
+            return;
+        }
+        addrs.sort_unstable();
+        addrs.dedup();
+        self.names.insert(key, addrs);
+    }
+
+    /// Forgets `name`; queries for it are then forwarded upstream like any other.
+    pub fn remove(&mut self, name: &str) -> Option<Vec<Ipv4Addr>> {
+        self.names.remove(&normalise(name))
+    }
+
+    /// The addresses of `name` (any case, trailing dot optional); `None` if the
+    /// name is not ours, `Some(&[])` if it is ours with no addresses.
+    pub fn lookup(&self, name: &str) -> Option<&[Ipv4Addr]> {
+        self.names.get(&normalise(name)).map(Vec::as_slice)
+    }
+
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// The names (normalised) and their addresses, in name order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[Ipv4Addr])> {
+        self.names.iter().map(|(n, a)| (n.as_str(), a.as_slice()))
+    }
+}
+
+/// Lower-case without one trailing dot: `Web.` and `web` are the same name.
+fn normalise(name: &str) -> String {
+    let name = name.trim();
+    let name = name.strip_suffix('.').unwrap_or(name);
+    name.to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+    const B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+
+    #[test]
+    fn case_and_trailing_dot_do_not_matter() {
+        let mut t = DnsTable::new();
+        t.insert("Web.", vec![A]);
+        assert_eq!(t.lookup("web"), Some(&[A][..]));
+        assert_eq!(t.lookup("WEB."), Some(&[A][..]));
+        assert_eq!(t.lookup("web.."), None);
+        assert_eq!(t.lookup("tasks.web"), None);
+        assert_eq!(t.iter().map(|(n, _)| n).collect::<Vec<_>>(), ["web"]);
+    }
+
+    #[test]
+    fn empty_list_is_a_known_name_without_addresses() {
+        let mut t = DnsTable::new();
+        t.insert("tasks.web", vec![]);
+        assert_eq!(t.lookup("tasks.web"), Some(&[][..]));
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn insert_replaces_and_remove_forgets() {
+        let mut t = DnsTable::new();
+        t.insert("web", vec![A]);
+        t.insert("WEB", vec![B]);
+        assert_eq!(t.lookup("web"), Some(&[B][..]));
+        assert_eq!(t.remove("Web."), Some(vec![B]));
+        assert_eq!(t.lookup("web"), None);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn order_and_duplicates_do_not_change_equality() {
+        let mut x = DnsTable::new();
+        x.insert("tasks.web", vec![B, A, B]);
+        let mut y = DnsTable::new();
+        y.insert("tasks.web", vec![A, B]);
+        assert_eq!(x, y);
+        assert_eq!(x.lookup("tasks.web"), Some(&[A, B][..]));
+    }
+
+    #[test]
+    fn root_is_never_a_table_name() {
+        let mut t = DnsTable::new();
+        t.insert(".", vec![A]);
+        t.insert("", vec![A]);
+        assert!(t.is_empty());
+        assert_eq!(t.lookup("."), None);
+    }
+}
