@@ -52,7 +52,7 @@ fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,raft=warn,h2=warn,tower=warn".into()),
+                .unwrap_or_else(|_| "info,raft=warn,h2=warn,tower=warn,hickory_server=warn".into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

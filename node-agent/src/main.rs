@@ -143,8 +143,9 @@ fn main() -> anyhow::Result<()> {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG").unwrap_or_else(|_| {
                 // The daemon reports what it does; image commands stay quiet.
+                // hickory-server logs every DNS query at info.
                 let default = if args.command.is_none() {
-                    "info"
+                    "info,hickory_server=warn"
                 } else {
                     "warn"
                 };

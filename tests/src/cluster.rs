@@ -31,6 +31,8 @@ pub struct TaskRow {
     pub message: String,
     pub error: String,
     pub exit_code: Option<i64>,
+    /// Overlay address per network, "IP/PREFIX".
+    pub addresses: std::collections::BTreeMap<String, String>,
 }
 
 impl Cluster {
@@ -175,6 +177,14 @@ impl Cluster {
                 message: t["message"].as_str().unwrap_or_default().to_string(),
                 error: t["error"].as_str().unwrap_or_default().to_string(),
                 exit_code: t["exit_code"].as_i64(),
+                addresses: t["addresses"]
+                    .as_object()
+                    .map(|m| {
+                        m.iter()
+                            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
             })
             .collect())
     }
@@ -202,6 +212,18 @@ impl Cluster {
                 .count();
             (running == n).then_some(())
         })
+    }
+
+    /// Runs `command` inside the container of `task`, which runs on agent `i`
+    /// (through the agent host's runtime); returns its output whatever its exit.
+    pub fn exec(&self, i: usize, task: &str, command: &[&str]) -> Result<std::process::Output> {
+        let runtime = bin_path("berth-runtime");
+        let mut args = vec!["--root", "/run/berth/runtime", "exec", task];
+        args.extend_from_slice(command);
+        self.c
+            .net
+            .host(self.agent_hosts[i])
+            .run_unchecked(&runtime.to_string_lossy(), &args)
     }
 
     /// Processes whose command line contains `needle`, on the whole machine.

@@ -21,6 +21,7 @@ pub mod cluster;
 pub mod controllers;
 pub mod images;
 pub mod linearizability;
+pub mod netprobe;
 pub mod netruntime;
 pub mod ns;
 pub mod process;

@@ -211,6 +211,24 @@ impl Pool {
         self.used.remove(&addr);
     }
 
+    /// Gives back the blocks in which no live task has an address, so a node
+    /// without tasks in the network holds nothing there (and its agent removes
+    /// the network's devices). Call after every address is marked or allocated.
+    pub fn release_idle_blocks(&mut self) {
+        for (node, blocks) in &mut self.nodes {
+            let idle: Vec<Cidr> = blocks
+                .iter()
+                .filter(|b| task_addresses(b).all(|a| !self.used.contains(&a)))
+                .copied()
+                .collect();
+            for block in idle {
+                blocks.remove(&block);
+                self.owners.remove(&block);
+                self.changed.insert(node.clone());
+            }
+        }
+    }
+
     /// Nodes whose block list changed.
     pub fn changed_nodes(&self) -> impl Iterator<Item = &str> {
         self.changed.iter().map(String::as_str)
@@ -285,6 +303,28 @@ mod tests {
         assert_eq!(pool.changed_nodes().collect::<Vec<_>>(), vec!["a", "b"]);
         let err = pool.allocate("ghost").expect_err("no node").to_string();
         assert!(err.contains("ghost"), "{err}");
+    }
+
+    #[test]
+    fn blocks_without_live_addresses_are_given_back() {
+        let mut pool = Pool::new(
+            "n",
+            layout("10.96.0.0/16"),
+            &[
+                node("a", &[("n", "10.96.0.0/26,10.96.0.64/26")]),
+                node("b", &[("n", "10.96.0.128/26")]),
+            ],
+        );
+        pool.mark_used(ip("10.96.0.70"), "a");
+        pool.release_idle_blocks();
+        assert_eq!(
+            format_blocks(pool.blocks_of("a").expect("a")),
+            "10.96.0.64/26"
+        );
+        assert!(pool.blocks_of("b").expect("b").is_empty());
+        assert_eq!(pool.changed_nodes().collect::<Vec<_>>(), vec!["a", "b"]);
+        // A freed block is taken again by the next node that needs one.
+        assert_eq!(pool.allocate("b").expect("b"), ip("10.96.0.2"));
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //!   for every network created without a subnet (committed before a round).
 //! - [`blocks`]: a network's layout (top sixteenth = VIPs, the rest /26 blocks)
 //!   and the blocks each node holds, in `node.network_blocks[network]` as
-//!   "CIDR,CIDR"; taken on demand, freed when the node or network goes.
+//!   "CIDR,CIDR"; taken on demand, freed when no live task of the node has an
+//!   address in them, or the node or network goes.
 //! - [`tasks`]: `task.addresses[network] = "IP/26"` from the node's blocks;
 //!   freed when the task is terminal or deleted (it simply stops counting).
 //! - [`vips`]: `service.virtual_ips[network] = "IP/PREFIX"` from the VIP range.
@@ -141,6 +142,9 @@ pub fn allocate(input: Input<'_>) -> Allocation {
     let tasks = tasks::allocate(&mut pools, &vips.blocked, input.before, input.after);
     let mut ops = tasks.ops;
     ops.extend(vips.ops);
+    for pool in pools.values_mut().flatten() {
+        pool.release_idle_blocks();
+    }
     let mut changed: BTreeSet<&str> = BTreeSet::new();
     for pool in pools.values().flatten() {
         changed.extend(pool.changed_nodes());

@@ -7,6 +7,7 @@
 //! change and every period; a task's `prepare` first makes sure the current plan
 //! is applied, so its bridge exists when its veth is attached.
 
+mod dns;
 mod view;
 
 use std::path::{Path, PathBuf};
@@ -29,6 +30,7 @@ pub struct NetPlane {
     view: watch::Sender<Arc<View>>,
     /// The plan last reconciled into the kernel (`None`: not yet this run).
     applied: Mutex<Option<LocalPlan>>,
+    dns: dns::DnsPlane,
 }
 
 impl NetPlane {
@@ -41,6 +43,7 @@ impl NetPlane {
             netns_dir,
             view,
             applied: Mutex::new(None),
+            dns: dns::DnsPlane::new(),
         }))
     }
 
@@ -77,6 +80,8 @@ impl NetPlane {
             }
             *applied = Some(view.plan.clone());
         }
+        // Service answers change without the plan changing (tasks come and go).
+        self.dns.sync(&view).await?;
         Ok(view)
     }
 
@@ -121,10 +126,11 @@ impl NetPlane {
                 return Err(e);
             }
         }
-        Ok(Some(TaskNet {
-            netns,
-            resolv_conf: None,
-        }))
+        let resolv_conf = view.nameserver(task).map(|ip| {
+            // ndots:0: a bare service name is looked up as is, first.
+            format!("nameserver {ip}\noptions ndots:0\n")
+        });
+        Ok(Some(TaskNet { netns, resolv_conf }))
     }
 
     async fn release_task(&self, task_id: &str) {

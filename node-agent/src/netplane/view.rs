@@ -9,6 +9,7 @@ use std::path::Path;
 
 use berth_proto::v1::{Assignments, Endpoint, Node, Task};
 
+use crate::network::dns::DnsTable;
 use crate::network::{AttachRequest, Ipv4Cidr, LocalPlan, NetworkPlan, RemoteNode};
 
 /// One overlay network as this host knows it.
@@ -103,6 +104,44 @@ impl View {
             });
         }
         view
+    }
+
+    /// What the DNS of `network` answers: `NAME` → the service's VIP in that
+    /// network (its tasks' addresses when it has none), `tasks.NAME` → the
+    /// running tasks' addresses. Services not on the network are not in it.
+    pub fn dns_table(&self, network: &str) -> DnsTable {
+        let mut table = DnsTable::new();
+        for endpoint in &self.endpoints {
+            let tasks: Vec<Ipv4Addr> = endpoint
+                .tasks
+                .iter()
+                .filter_map(|t| t.addresses.get(network))
+                .filter_map(|a| parse_address(a).map(|(ip, _)| ip))
+                .collect();
+            let vip = endpoint
+                .virtual_ips
+                .get(network)
+                .and_then(|a| parse_address(a).map(|(ip, _)| ip));
+            match vip {
+                Some(vip) => table.insert(&endpoint.service_name, vec![vip]),
+                None if !tasks.is_empty() => table.insert(&endpoint.service_name, tasks.clone()),
+                None => continue,
+            }
+            table.insert(&format!("tasks.{}", endpoint.service_name), tasks);
+        }
+        table
+    }
+
+    /// The DNS server a task's resolv.conf names: the gateway of its first
+    /// network's local block.
+    pub fn nameserver(&self, task: &Task) -> Option<Ipv4Addr> {
+        let (name, text) = task.addresses.iter().next()?;
+        let (address, _) = parse_address(text)?;
+        let net = self.networks.get(name)?;
+        net.local_blocks
+            .iter()
+            .find(|b| b.contains(address))
+            .map(|b| b.gateway())
     }
 
     /// How `task` joins its networks (sorted by network name, so `eth0` is
@@ -201,6 +240,51 @@ mod tests {
         assert_eq!(plan.remotes[0].underlay_ip, Ipv4Addr::new(198, 18, 0, 3));
         assert_eq!(plan.remotes[0].blocks.len(), 2);
         assert!(view.networks["back"].local_blocks.is_empty());
+    }
+
+    #[test]
+    fn dns_tables_hold_the_services_of_their_network_only() {
+        use berth_proto::v1::{Endpoint, EndpointTask};
+        let mut a = assignments();
+        let task = |id: &str, net: &str, ip: &str| EndpointTask {
+            task_id: id.into(),
+            addresses: [(net.to_string(), ip.to_string())].into(),
+            ..Default::default()
+        };
+        a.endpoints = vec![
+            Endpoint {
+                service_name: "web".into(),
+                virtual_ips: [("berth".to_string(), "10.96.240.2/16".to_string())].into(),
+                tasks: vec![
+                    task("t1", "berth", "10.96.0.5/26"),
+                    task("t2", "berth", "10.96.0.70/26"),
+                ],
+                ..Default::default()
+            },
+            Endpoint {
+                service_name: "db".into(),
+                virtual_ips: [("back".to_string(), "10.97.240.2/16".to_string())].into(),
+                tasks: vec![task("t3", "back", "10.97.0.5/26")],
+                ..Default::default()
+            },
+        ];
+        let view = View::from_assignments(&a);
+        let table = view.dns_table("berth");
+        assert_eq!(
+            table.lookup("web"),
+            Some(&[Ipv4Addr::new(10, 96, 240, 2)][..])
+        );
+        let mut tasks = table.lookup("tasks.web").unwrap().to_vec();
+        tasks.sort();
+        assert_eq!(
+            tasks,
+            vec![Ipv4Addr::new(10, 96, 0, 5), Ipv4Addr::new(10, 96, 0, 70)]
+        );
+        assert_eq!(table.lookup("db"), None, "db is on another network");
+        assert_eq!(
+            view.dns_table("back").lookup("tasks.db"),
+            Some(&[Ipv4Addr::new(10, 97, 0, 5)][..])
+        );
     }
 
     #[test]
