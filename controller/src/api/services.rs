@@ -5,7 +5,7 @@ use berth_proto::store::object::Kind;
 use berth_proto::store::{Expect, Object};
 use berth_proto::v1::service_spec::Mode;
 use berth_proto::v1::{
-    CreateServiceRequest, ListServicesResponse, ListTasksRequest, ListTasksResponse,
+    CreateServiceRequest, ListServicesResponse, ListTasksRequest, ListTasksResponse, PortProtocol,
     ReplicatedMode, ScaleServiceRequest, Service, ServiceSpec, Task, Timestamps,
     UpdateServiceRequest,
 };
@@ -49,12 +49,64 @@ pub fn validate_spec(spec: &ServiceSpec) -> Result<(), Status> {
     }
     crate::scheduler::constraint::parse_all(spec)
         .map_err(|e| Status::invalid_argument(format!("service {}: {e}", spec.name)))?;
+    let mut published = std::collections::BTreeSet::new();
     for port in &spec.ports {
-        if port.target_port == 0 || port.target_port > 65535 || port.published_port > 65535 {
+        if port.target_port == 0
+            || port.target_port > 65535
+            || port.published_port == 0
+            || port.published_port > 65535
+        {
             return Err(Status::invalid_argument(format!(
-                "service {}: port {}:{} is out of range",
+                "service {}: port {}:{} is out of range (1-65535)",
                 spec.name, port.published_port, port.target_port
             )));
+        }
+        if !published.insert((port.published_port, port.protocol)) {
+            return Err(Status::invalid_argument(format!(
+                "service {}: port {}/{} is published twice",
+                spec.name,
+                port.published_port,
+                protocol_name(port.protocol)
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn protocol_name(protocol: i32) -> &'static str {
+    if protocol == PortProtocol::Udp as i32 {
+        "udp"
+    } else {
+        "tcp"
+    }
+}
+
+/// A published port answers on every node (ingress) or on the nodes of its
+/// tasks (host): either way one service per port and protocol.
+fn check_port_conflicts(raft: &RaftHandle, spec: &ServiceSpec, own_id: &str) -> Result<(), Status> {
+    if spec.ports.is_empty() {
+        return Ok(());
+    }
+    for object in raft.state().list("service").map_err(store_status)? {
+        let other = unwrap(object)?;
+        if other.id == own_id {
+            continue;
+        }
+        let other_spec = other.spec.unwrap_or_default();
+        for port in &spec.ports {
+            let taken = other_spec
+                .ports
+                .iter()
+                .any(|p| p.published_port == port.published_port && p.protocol == port.protocol);
+            if taken {
+                return Err(Status::already_exists(format!(
+                    "service {}: port {}/{} is already published by service {}",
+                    spec.name,
+                    port.published_port,
+                    protocol_name(port.protocol),
+                    other_spec.name
+                )));
+            }
         }
     }
     Ok(())
@@ -68,6 +120,7 @@ pub async fn create(raft: &RaftHandle, req: CreateServiceRequest) -> Result<Serv
         spec.mode = Some(Mode::Replicated(ReplicatedMode { replicas: 1 }));
     }
     validate_spec(&spec)?;
+    check_port_conflicts(raft, &spec, "")?;
     let now = now_ms();
     let service = Service {
         id: new_id(),
@@ -114,6 +167,7 @@ pub async fn update(raft: &RaftHandle, req: UpdateServiceRequest) -> Result<Serv
         (spec, current_spec)
     };
     validate_spec(&spec)?;
+    check_port_conflicts(raft, &spec, &current.id)?;
     let (expect, version) = cas(req.version, &current);
     let updated = Service {
         spec: Some(spec),
@@ -202,4 +256,87 @@ pub async fn list_tasks(
     }
     tasks.sort_by(|a, b| (&a.service_name, a.slot, &a.id).cmp(&(&b.service_name, b.slot, &b.id)));
     Ok(ListTasksResponse { tasks })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_proto::v1::PortConfig;
+    use std::time::Duration;
+
+    fn spec(name: &str, ports: &[(u32, u32, PortProtocol)]) -> ServiceSpec {
+        ServiceSpec {
+            name: name.into(),
+            image: "busybox".into(),
+            ports: ports
+                .iter()
+                .map(|&(published, target, protocol)| PortConfig {
+                    published_port: published,
+                    target_port: target,
+                    protocol: protocol as i32,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn create_req(spec: ServiceSpec) -> CreateServiceRequest {
+        CreateServiceRequest { spec: Some(spec) }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_published_port_belongs_to_one_service() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let raft = crate::server::test_member(dir.path());
+        for _ in 0..600 {
+            if raft.status().get().is_leader() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let tcp = PortProtocol::Tcp;
+        create(&raft, create_req(spec("web", &[(8080, 80, tcp)])))
+            .await
+            .expect("web");
+        let err = create(&raft, create_req(spec("api", &[(8080, 81, tcp)])))
+            .await
+            .expect_err("taken");
+        assert_eq!(err.code(), tonic::Code::AlreadyExists);
+        assert!(
+            err.message()
+                .contains("8080/tcp is already published by service web"),
+            "{}",
+            err.message()
+        );
+        // The same number over UDP is another port.
+        create(
+            &raft,
+            create_req(spec("dns", &[(8080, 53, PortProtocol::Udp)])),
+        )
+        .await
+        .expect("udp 8080");
+        let err = create(
+            &raft,
+            create_req(spec("twice", &[(9000, 1, tcp), (9000, 2, tcp)])),
+        )
+        .await
+        .expect_err("twice");
+        assert!(
+            err.message().contains("published twice"),
+            "{}",
+            err.message()
+        );
+        let err = create(&raft, create_req(spec("zero", &[(0, 80, tcp)])))
+            .await
+            .expect_err("zero");
+        assert!(err.message().contains("out of range"), "{}", err.message());
+        // Updating web itself keeps its own port.
+        let update = UpdateServiceRequest {
+            service: "web".into(),
+            spec: Some(spec("web", &[(8080, 8080, tcp)])),
+            ..Default::default()
+        };
+        super::update(&raft, update).await.expect("own port");
+    }
 }
