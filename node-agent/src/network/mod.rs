@@ -19,6 +19,7 @@ mod attach;
 mod error;
 #[cfg(test)]
 mod fake;
+pub mod lb;
 pub mod mac;
 pub mod names;
 pub mod netlink;
