@@ -4,6 +4,7 @@
 //! compares equal when nothing changed.
 //!
 //! ```text
+//! refuse (filter, mangle)    ip daddr VIP reject ..          (VIPs without backends)
 //! prerouting (nat, dstnat)   iifname "bb-V" ip daddr VIP jump vip-VIP
 //!                            fib daddr type local jump published
 //! output (nat, -100)         fib daddr type local jump published
@@ -11,8 +12,7 @@
 //! vip-VIP                    dnat to numgen random mod N map { 0 : B0, .. }
 //! postrouting (nat, srcnat)  iifname "bb-V" oifname "bb-V" ct status dnat masquerade   (hairpin)
 //!                            ct mark & MARK == MARK oifname "bv-*" masquerade         (ingress)
-//! forward (filter)           ip daddr VIP reject ..          (VIPs without backends)
-//!                            iifname "bb-V"|"bv-V" jump from-V
+//! forward (filter)           iifname "bb-V"|"bv-V" jump from-V
 //!                            oifname "bb-*"|"bv-*" jump into-berth
 //! from-V                     out through V's devices: accept; through other berth devices: drop
 //! into-berth                 replies and published (DNATed) connections pass, the rest from
@@ -44,10 +44,12 @@ pub const TABLE: &str = "berth";
 /// the mark keep theirs.
 pub const INGRESS_MARK: u32 = 0x0100_0000;
 
+const MANGLE: i32 = -150;
 const DSTNAT: i32 = -100;
 const SRCNAT: i32 = 100;
 const FILTER: i32 = 0;
 const PUBLISHED: &str = "published";
+const REFUSE: &str = "refuse";
 const INTO_BERTH: &str = "into-berth";
 
 type Obj = NfListObject<'static>;
@@ -57,6 +59,8 @@ type Obj = NfListObject<'static>;
 pub fn render(plan: &LbPlan) -> Result<Vec<Obj>, NetworkError> {
     let plan = normalise(plan)?;
     let mut t = Builder::default();
+    // Before routing: the host may have no route for the VIP range at all.
+    t.base(REFUSE, NfChainType::Filter, NfHook::Prerouting, MANGLE);
     t.base("prerouting", NfChainType::NAT, NfHook::Prerouting, DSTNAT);
     t.base("output", NfChainType::NAT, NfHook::Output, DSTNAT);
     t.base("postrouting", NfChainType::NAT, NfHook::Postrouting, SRCNAT);
@@ -119,11 +123,8 @@ pub fn render(plan: &LbPlan) -> Result<Vec<Obj>, NetworkError> {
         let daddr = || eq(payload("ip", "daddr"), s(vip.vip.to_string()));
         let reset = Reject::new(Some(RejectType::TCPReset), None);
         let unreachable = Reject::new(Some(RejectType::ICMP), Some(RejectCode::PortUnreach));
-        t.rule("forward", vec![daddr(), Statement::Reject(Some(reset))]);
-        t.rule(
-            "forward",
-            vec![daddr(), Statement::Reject(Some(unreachable))],
-        );
+        t.rule(REFUSE, vec![daddr(), Statement::Reject(Some(reset))]);
+        t.rule(REFUSE, vec![daddr(), Statement::Reject(Some(unreachable))]);
     }
     for &vni in &plan.networks {
         let from = format!("from-{vni}");
