@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use anyhow::{Result, ensure};
 use berth_agent::network::lb::{self, LbPlan, Protocol, PublishedRule, VipRule};
+use berth_agent::network::names::veth_names;
 use berth_agent::network::{AttachRequest, Ipv4Cidr, LocalPlan, NetworkPlan, RemoteNode};
 use berth_testhost::TestNet;
 use berth_testhost::netruntime::run;
@@ -72,15 +73,18 @@ struct Cluster {
 }
 
 impl Cluster {
-    fn new(name: &str) -> Result<Cluster> {
+    /// Hosts with strict reverse-path filtering; `bridge_nf`: whether bridged
+    /// frames pass the IP hooks. This kernel has br_netfilter built in and on by
+    /// default; most hosts have it off, and then a hairpin reply really bypasses
+    /// conntrack unless masqueraded. Every case runs both ways.
+    fn new(name: &str, bridge_nf: bool) -> Result<Cluster> {
         let net = TestNet::new(name, 4)?;
         let mut agents = Vec::new();
+        let bridge_nf = format!("net.bridge.bridge-nf-call-iptables={}", u8::from(bridge_nf));
         for i in OVERLAY {
-            // This kernel has br_netfilter built in, so bridged frames pass the IP
-            // hooks (and conntrack) by default; most hosts don't. Turned off, a
-            // hairpin reply really bypasses conntrack unless masqueraded.
+            net.host(i).run("sysctl", &["-qw", &bridge_nf])?;
             net.host(i)
-                .run("sysctl", &["-qw", "net.bridge.bridge-nf-call-iptables=0"])?;
+                .run("sysctl", &["-qw", "net.ipv4.conf.all.rp_filter=1"])?;
             let agent = Agent::start(net.host(i))?;
             agent.reconcile(&overlay_plan(&net, i))?;
             agents.push(agent);
@@ -100,6 +104,12 @@ impl Cluster {
             prefix: 24,
             gateway: block(vni, i).gateway(),
         })?;
+        // With br_netfilter, a container reaching itself through a VIP needs
+        // hairpin mode on its bridge port. The overlay's attach does not set it
+        // (yet), so the test does.
+        let (port, _) = veth_names(&c.id, vni);
+        let host = self.net.host(i);
+        host.run("bridge", &["link", "set", "dev", &port, "hairpin", "on"])?;
         Ok(c)
     }
 
@@ -175,7 +185,16 @@ fn names(tasks: &[&Task]) -> BTreeSet<String> {
 
 #[test]
 fn vip_spreads_over_every_backend_and_follows_the_plan() -> Result<()> {
-    let c = Cluster::new("lb_vip")?;
+    lb_vip(false)
+}
+
+#[test]
+fn vip_spreads_over_every_backend_and_follows_the_plan_with_br_netfilter() -> Result<()> {
+    lb_vip(true)
+}
+
+fn lb_vip(bridge_nf: bool) -> Result<()> {
+    let c = Cluster::new(&format!("lb_vip_{}", u8::from(bridge_nf)), bridge_nf)?;
     let web = [c.task(A, 0, 10)?, c.task(A, 1, 10)?, c.task(A, 2, 10)?];
     let all: Vec<&Task> = web.iter().collect();
     let (client1, client3) = (c.container(A, 0, 20)?, c.container(A, 2, 20)?);
@@ -198,6 +217,16 @@ fn vip_spreads_over_every_backend_and_follows_the_plan() -> Result<()> {
         let got: BTreeSet<String> = seen.keys().cloned().collect();
         ensure!(got == names(&all), "{}: {seen:?}", client.ip);
     }
+    // A task reaching itself through a VIP (hairpin to the very same address).
+    let self_vip = Ipv4Addr::new(10, 255, 0, 4);
+    plan.vips.push(vip("self", A, self_vip, &[&web[1]]));
+    c.apply_all(&plan)?;
+    let to_self = SocketAddr::from((self_vip, PORT));
+    let seen = spread(&web[1].container, to_self, 5)?;
+    ensure!(
+        seen.keys().eq([&web[1].container.ip.to_string()]),
+        "{seen:?}"
+    );
     // Without web[1] in the plan, no new connection reaches it.
     plan.vips[0] = vip("web", A, web_vip, &[&web[0], &web[2]]);
     c.apply_all(&plan)?;
@@ -227,7 +256,17 @@ fn vip_spreads_over_every_backend_and_follows_the_plan() -> Result<()> {
 
 #[test]
 fn published_ports_answer_on_every_host_or_only_where_a_task_runs() -> Result<()> {
-    let c = Cluster::new("lb_published")?;
+    lb_published(false)
+}
+
+#[test]
+fn published_ports_answer_on_every_host_or_only_where_a_task_runs_with_br_netfilter() -> Result<()>
+{
+    lb_published(true)
+}
+
+fn lb_published(bridge_nf: bool) -> Result<()> {
+    let c = Cluster::new(&format!("lb_published_{}", u8::from(bridge_nf)), bridge_nf)?;
     let web = [c.task(A, 1, 10)?, c.task(A, 2, 10)?];
     let both: Vec<&Task> = web.iter().collect();
     let ingress = |backends: &[&Task]| {
@@ -302,7 +341,16 @@ fn published_ports_answer_on_every_host_or_only_where_a_task_runs() -> Result<()
 
 #[test]
 fn networks_are_isolated_from_each_other_but_not_within() -> Result<()> {
-    let c = Cluster::new("lb_isolation")?;
+    lb_isolation(false)
+}
+
+#[test]
+fn networks_are_isolated_from_each_other_but_not_within_with_br_netfilter() -> Result<()> {
+    lb_isolation(true)
+}
+
+fn lb_isolation(bridge_nf: bool) -> Result<()> {
+    let c = Cluster::new(&format!("lb_isolation_{}", u8::from(bridge_nf)), bridge_nf)?;
     let (a1, a2) = (c.task(A, 0, 10)?, c.task(A, 1, 10)?);
     let (b1, b2) = (c.task(B, 0, 10)?, c.task(B, 1, 10)?);
     let reach = |from: &Task, to: &Task| -> Result<bool> {

@@ -10,13 +10,17 @@
 //!   backends is rejected (TCP reset, ICMP port unreachable) in the forward hook.
 //! - **Hairpin**: when the chosen backend sits on the client's own bridge, the
 //!   reply would go straight back over L2 and bypass conntrack, so that case
-//!   (in and out on the same bridge, DNATed) is masqueraded to the gateway.
+//!   (from a container, DNATed, out through a bridge) is masqueraded to the
+//!   gateway. With br_netfilter on (this kernel's default), a container reaching
+//!   itself through its VIP also needs hairpin mode on its bridge port: the
+//!   bridge then sends the DNATed frame back out of the port it came in on.
 //! - **Published ports**: a connection to any local address of the host on a
 //!   published port (prerouting for clients elsewhere, output for the host
 //!   itself) is DNATed to a backend's target port and marked in conntrack; when it
-//!   leaves through a VXLAN device it is masqueraded, so that the backend's host
-//!   replies to this host, which undoes both NATs. Local backends see the client's
-//!   address. Ingress (routing mesh) versus host mode is only which backends the
+//!   leaves through a VXLAN device it is SNATed to this host's gateway address in
+//!   that network (see [`gateways`]), so that the backend's host replies over the
+//!   overlay to this host, which undoes both NATs. Local backends see the
+//!   client's address. Ingress (routing mesh) versus host mode is only which backends the
 //!   caller lists.
 //! - **Isolation**: packets forwarded from one network's devices (`bb-A`/`bv-A`)
 //!   to another's are dropped, and so are new connections routed into a network
@@ -29,6 +33,7 @@
 //! rules). Existing connections keep their NAT bindings (they live in conntrack,
 //! not in the rules).
 
+mod gateways;
 mod nft;
 pub mod ruleset;
 
@@ -96,7 +101,8 @@ pub struct PublishedRule {
 /// atomically: no moment without rules); returns false without writing when the
 /// kernel already has exactly it (compared against a read-back).
 pub async fn apply(plan: &LbPlan) -> Result<bool, NetworkError> {
-    let wanted = ruleset::render(plan)?;
+    let gateways = gateways::local_gateways(&plan.networks).await?;
+    let wanted = ruleset::render(plan, &gateways)?;
     blocking(move || {
         if nft::read_table()? == Some(ruleset::comparable(&wanted)?) {
             return Ok(false);

@@ -5,16 +5,19 @@
 //!
 //! ```text
 //! refuse (filter, mangle)    ip daddr VIP reject ..          (VIPs without backends)
-//! prerouting (nat, dstnat)   iifname "bb-V" ip daddr VIP jump vip-VIP
+//! prerouting (nat, dstnat)   iifname "bb-*" ct mark set ct mark | BRIDGE
+//!                            iifname "bb-V" ip daddr VIP jump vip-VIP
 //!                            fib daddr type local jump published
 //! output (nat, -100)         fib daddr type local jump published
-//! published                  tcp dport P ct mark set ct mark | MARK dnat to numgen random mod N map {..}:T
+//! published                  tcp dport P ct mark set ct mark | INGRESS dnat to numgen random mod N map {..}:T
 //! vip-VIP                    dnat to numgen random mod N map { 0 : B0, .. }
-//! postrouting (nat, srcnat)  iifname "bb-V" oifname "bb-V" ct status dnat masquerade   (hairpin)
-//!                            ct mark & MARK == MARK oifname "bv-*" masquerade         (ingress)
+//! postrouting (nat, srcnat)  ct mark & BRIDGE == BRIDGE ct status dnat oifname "bb-*" masquerade (hairpin)
+//!                            ct mark & INGRESS == INGRESS oifname "bv-V" snat to GATEWAY-V  (ingress)
+//!                            ct mark & INGRESS == INGRESS oifname "bv-*" masquerade  (no gateway)
 //! forward (filter)           iifname "bb-V"|"bv-V" jump from-V
 //!                            oifname "bb-*"|"bv-*" jump into-berth
-//! from-V                     out through V's devices: accept; through other berth devices: drop
+//! from-V                     published (INGRESS-marked) or out through V's devices: accept;
+//!                            through other berth devices: drop
 //! into-berth                 replies and published (DNATed) connections pass, the rest from
 //!                            outside berth's devices is dropped
 //! ```
@@ -43,6 +46,9 @@ pub const TABLE: &str = "berth";
 /// when they leave through a VXLAN device. One bit, or-ed in, so other users of
 /// the mark keep theirs.
 pub const INGRESS_MARK: u32 = 0x0100_0000;
+/// Conntrack mark bit of connections that entered from a berth bridge (a
+/// container); with DNAT and leaving through a bridge again they are hairpins.
+pub const BRIDGE_MARK: u32 = 0x0200_0000;
 
 const MANGLE: i32 = -150;
 const DSTNAT: i32 = -100;
@@ -56,7 +62,8 @@ type Obj = NfListObject<'static>;
 
 /// The table for `plan`: chains first, then each chain's rules in order (the
 /// order nft lists them in).
-pub fn render(plan: &LbPlan) -> Result<Vec<Obj>, NetworkError> {
+/// `gateways`: this host's address in each network (see `gateways.rs`).
+pub fn render(plan: &LbPlan, gateways: &BTreeMap<u32, Ipv4Addr>) -> Result<Vec<Obj>, NetworkError> {
     let plan = normalise(plan)?;
     let mut t = Builder::default();
     // Before routing: the host may have no route for the VIP range at all.
@@ -68,6 +75,16 @@ pub fn render(plan: &LbPlan) -> Result<Vec<Obj>, NetworkError> {
     t.chain(PUBLISHED);
     t.chain(INTO_BERTH);
 
+    // Remember that a connection came from a container. With br_netfilter,
+    // bridged frames reach postrouting without an input device, so the hairpin
+    // rule cannot ask for one there.
+    t.rule(
+        "prerouting",
+        vec![
+            eq(meta(MetaKey::Iifname), s(format!("{BRIDGE_PREFIX}*"))),
+            set_mark(BRIDGE_MARK),
+        ],
+    );
     for vip in plan.vips.iter().filter(|v| !v.backends.is_empty()) {
         let chain = vip_chain(vip.vip);
         t.chain(&chain);
@@ -91,32 +108,34 @@ pub fn render(plan: &LbPlan) -> Result<Vec<Obj>, NetworkError> {
         t.rule(PUBLISHED, published(rule));
     }
 
-    for &vni in &plan.networks {
-        let bridge = bridge_name(vni);
-        t.rule(
-            "postrouting",
-            vec![
-                eq(meta(MetaKey::Iifname), s(bridge.clone())),
-                eq(meta(MetaKey::Oifname), s(bridge)),
-                is(ct("status"), s("dnat")),
-                Statement::Masquerade(None),
-            ],
-        );
-    }
+    // Hairpin: from a container, DNATed, back out through a bridge (isolation
+    // has dropped it already if that is another network's).
     t.rule(
         "postrouting",
         vec![
-            eq(
-                Expression::BinaryOperation(Box::new(BinaryOperation::AND(
-                    ct("mark"),
-                    Expression::Number(INGRESS_MARK),
-                ))),
-                Expression::Number(INGRESS_MARK),
-            ),
-            eq(meta(MetaKey::Oifname), s(format!("{VXLAN_PREFIX}*"))),
+            marked(BRIDGE_MARK),
+            is(ct("status"), s("dnat")),
+            eq(meta(MetaKey::Oifname), s(format!("{BRIDGE_PREFIX}*"))),
             Statement::Masquerade(None),
         ],
     );
+    // Published connections leaving for another host: SNAT to our gateway in
+    // the network, or masquerade when the bridge has no address (yet).
+    for &vni in &plan.networks {
+        if let Some(&gateway) = gateways.get(&vni) {
+            let mut rule = ingress_leaving(vxlan_name(vni));
+            rule.push(Statement::SNAT(Some(NAT {
+                addr: Some(s(gateway.to_string())),
+                family: None,
+                port: None,
+                flags: None,
+            })));
+            t.rule("postrouting", rule);
+        }
+    }
+    let mut rule = ingress_leaving(format!("{VXLAN_PREFIX}*"));
+    rule.push(Statement::Masquerade(None));
+    t.rule("postrouting", rule);
 
     for vip in plan.vips.iter().filter(|v| v.backends.is_empty()) {
         // `reject with tcp reset` implies `meta l4proto tcp`; nft adds it.
@@ -129,6 +148,8 @@ pub fn render(plan: &LbPlan) -> Result<Vec<Obj>, NetworkError> {
     for &vni in &plan.networks {
         let from = format!("from-{vni}");
         t.chain(&from);
+        // Published ports are public: a container may use another network's.
+        t.rule(&from, vec![marked(INGRESS_MARK), Statement::Accept(None)]);
         for dev in [bridge_name(vni), vxlan_name(vni)] {
             t.rule(
                 "forward",
@@ -248,22 +269,41 @@ fn vip_chain(vip: Ipv4Addr) -> String {
     format!("vip-{vip}")
 }
 
+/// `ct mark & MARK == MARK oifname "<device>"`: a published-port connection
+/// leaving through `device`.
+fn ingress_leaving(device: String) -> Vec<Statement<'static>> {
+    vec![marked(INGRESS_MARK), eq(meta(MetaKey::Oifname), s(device))]
+}
+
+/// `ct mark & BIT == BIT`.
+fn marked(bit: u32) -> Statement<'static> {
+    let masked = Expression::BinaryOperation(Box::new(BinaryOperation::AND(
+        ct("mark"),
+        Expression::Number(bit),
+    )));
+    eq(masked, Expression::Number(bit))
+}
+
+/// `ct mark set ct mark | BIT` (other bits of the mark are someone else's).
+fn set_mark(bit: u32) -> Statement<'static> {
+    Statement::Mangle(Mangle {
+        key: ct("mark"),
+        value: Expression::BinaryOperation(Box::new(BinaryOperation::OR(vec![
+            ct("mark"),
+            Expression::Number(bit),
+        ]))),
+    })
+}
+
 /// `<proto> dport P ct mark set ct mark | MARK dnat to <pick>:T` (the mark must
 /// come first: dnat ends the chain).
 fn published(rule: &PublishedRule) -> Vec<Statement<'static>> {
-    let mark = Expression::BinaryOperation(Box::new(BinaryOperation::OR(vec![
-        ct("mark"),
-        Expression::Number(INGRESS_MARK),
-    ])));
     vec![
         eq(
             payload(rule.protocol.as_str(), "dport"),
             Expression::Number(rule.published_port.into()),
         ),
-        Statement::Mangle(Mangle {
-            key: ct("mark"),
-            value: mark,
-        }),
+        set_mark(INGRESS_MARK),
         dnat(
             pick(&rule.backends),
             Some(Expression::Number(rule.target_port.into())),
@@ -454,18 +494,25 @@ mod tests {
         }
     }
 
+    fn gateways() -> BTreeMap<u32, Ipv4Addr> {
+        [(4097, ip(1))].into_iter().collect()
+    }
+
     fn text(objects: &[Obj]) -> String {
         serde_json::to_string(objects).expect("json")
     }
 
     #[test]
     fn input_order_and_duplicates_do_not_change_the_rules() {
-        let a = render(&plan()).expect("render");
+        let a = render(&plan(), &gateways()).expect("render");
         let mut shuffled = plan();
         shuffled.networks.reverse();
         shuffled.vips.reverse();
         shuffled.vips[1].backends = vec![ip(11), ip(12), ip(10)];
-        assert_eq!(text(&a), text(&render(&shuffled).expect("render")));
+        assert_eq!(
+            text(&a),
+            text(&render(&shuffled, &gateways()).expect("render"))
+        );
         let json = text(&a);
         // Three distinct backends: mod 3; the empty VIP has no chain, only rejects.
         assert!(json.contains(r#""mod":3"#), "{json}");
@@ -473,25 +520,32 @@ mod tests {
         assert!(!json.contains(r#""name":"vip-10.255.0.2""#), "{json}");
         assert!(json.contains(r#""tcp reset""#), "{json}");
         assert!(json.contains(r#""name":"from-4098""#), "{json}");
+        // Ingress leaving over bv-4097 takes our gateway there; 4098 has none.
+        assert!(json.contains(r#""snat":{"addr":"10.20.1.1"}"#), "{json}");
+        assert_eq!(json.matches(r#""snat""#).count(), 1, "{json}");
     }
 
     #[test]
     fn ambiguous_plans_are_refused_with_the_services_named() {
         let mut p = plan();
         p.vips[1].vip = p.vips[0].vip;
-        let err = render(&p).expect_err("same vip twice").to_string();
+        let err = render(&p, &gateways())
+            .expect_err("same vip twice")
+            .to_string();
         assert!(err.contains("web") && err.contains("db"), "{err}");
         let mut p = plan();
         let mut dup = p.published[0].clone();
         dup.service = "api".into();
         p.published.push(dup);
-        let err = render(&p).expect_err("same port twice").to_string();
+        let err = render(&p, &gateways())
+            .expect_err("same port twice")
+            .to_string();
         assert!(err.contains("8080/tcp") && err.contains("api"), "{err}");
         let mut p = plan();
         p.vips[0].vni = 5000;
-        assert!(render(&p).is_err());
+        assert!(render(&p, &gateways()).is_err());
         let mut p = plan();
         p.networks.push(0);
-        assert!(render(&p).is_err());
+        assert!(render(&p, &gateways()).is_err());
     }
 }
