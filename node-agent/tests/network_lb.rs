@@ -209,6 +209,13 @@ fn lb_vip(bridge_nf: bool) -> Result<()> {
         ensure!(c.apply(i, &plan)?, "h{}: first apply wrote nothing", i + 1);
         ensure!(!c.apply(i, &plan)?, "h{}: second apply rewrote", i + 1);
     }
+    // A rule added behind our back is noticed (read-back) and replaced.
+    let h1 = c.net.host(0);
+    h1.run("nft", &["add", "rule", "ip", "berth", "forward", "drop"])?;
+    ensure!(c.apply(0, &plan)?, "tampered table left as is");
+    ensure!(!c.apply(0, &plan)?, "restored table rewritten");
+    let forward = sh(h1, "nft", &["list", "chain", "ip", "berth", "forward"])?;
+    ensure!(!forward.contains("\t\tdrop"), "{forward}");
     // Every backend answers, from a client on h1 (web[0] on its own bridge:
     // hairpin) and from one on h3; any port of the VIP works.
     let to = SocketAddr::from((web_vip, PORT));
@@ -325,6 +332,23 @@ fn lb_published(bridge_nf: bool) -> Result<()> {
         .host(0)
         .net(move || tcp_ask(to, Duration::from_secs(3)))??;
     ensure!(names(&both).contains(&answer), "h1 itself: {answer}");
+    // ...but not on loopback (the host's own 127/8 is left alone: refused, no hang).
+    let to = SocketAddr::from((Ipv4Addr::LOCALHOST, 8080));
+    let local = c
+        .net
+        .host(0)
+        .net(move || tcp_ask(to, Duration::from_secs(2)))?;
+    let err = format!("{:#}", local.expect_err("127.0.0.1:8080 answered"));
+    ensure!(err.contains("refused"), "{err}");
+    // Published ports are public: a container of network B reaches A's service
+    // through its own gateway, although B cannot reach A otherwise.
+    let b = c.container(B, 0, 30)?;
+    let to = SocketAddr::from((block(B, 0).gateway(), 8080));
+    let answers = spread(&b, to, 10)?;
+    ensure!(
+        answers.keys().all(|a| names(&both).contains(a)),
+        "{answers:?}"
+    );
     // Host mode: h2 and h3 answer with their own task only, h1 refuses.
     for i in [1, 2] {
         let answers = c.ask_from_client(i, 9090, 10)?;

@@ -8,7 +8,7 @@
 //! prerouting (nat, dstnat)   iifname "bb-*" ct mark set ct mark | BRIDGE
 //!                            iifname "bb-V" ip daddr VIP jump vip-VIP
 //!                            fib daddr type local jump published
-//! output (nat, -100)         fib daddr type local jump published
+//! output (nat, -100)         fib daddr type local ip daddr != 127.0.0.0/8 jump published
 //! published                  tcp dport P ct mark set ct mark | INGRESS dnat to numgen random mod N map {..}:T
 //! vip-VIP                    dnat to numgen random mod N map { 0 : B0, .. }
 //! postrouting (nat, srcnat)  ct mark & BRIDGE == BRIDGE ct status dnat oifname "bb-*" masquerade (hairpin)
@@ -28,7 +28,7 @@ use std::net::Ipv4Addr;
 
 use nftables::expr::{
     BinaryOperation, CT, Expression, Fib, FibFlag, FibResult, Map, Meta, MetaKey, NamedExpression,
-    NgMode, Numgen, Payload, PayloadField, SetItem,
+    NgMode, Numgen, Payload, PayloadField, Prefix, SetItem,
 };
 use nftables::schema::{Chain, NfListObject, Rule, Table};
 use nftables::stmt::{JumpTarget, Mangle, Match, NAT, Operator, Reject, RejectType, Statement};
@@ -98,12 +98,24 @@ pub fn render(plan: &LbPlan, gateways: &BTreeMap<u32, Ipv4Addr>) -> Result<Vec<O
             ],
         );
     }
-    for chain in ["prerouting", "output"] {
-        t.rule(
-            chain,
-            vec![eq(fib_daddr_type(), s("local")), jump(PUBLISHED)],
-        );
-    }
+    t.rule(
+        "prerouting",
+        vec![eq(fib_daddr_type(), s("local")), jump(PUBLISHED)],
+    );
+    // From the host itself, not to 127/8: a loopback source cannot leave the
+    // host, so such a connection would hang instead of being refused.
+    let loopback = Expression::Named(NamedExpression::Prefix(Prefix {
+        addr: Box::new(s("127.0.0.0")),
+        len: 8,
+    }));
+    t.rule(
+        "output",
+        vec![
+            eq(fib_daddr_type(), s("local")),
+            matches(Operator::NEQ, payload("ip", "daddr"), loopback),
+            jump(PUBLISHED),
+        ],
+    );
     for rule in plan.published.iter().filter(|p| !p.backends.is_empty()) {
         t.rule(PUBLISHED, published(rule));
     }
@@ -215,11 +227,9 @@ fn normalise(plan: &LbPlan) -> Result<LbPlan, NetworkError> {
     }
     let mut vips: BTreeMap<Ipv4Addr, VipRule> = BTreeMap::new();
     for vip in &plan.vips {
+        // No container of that network here could use it.
         if !networks.contains(&vip.vni) {
-            return bad(format!(
-                "service {}: vip {} is in network {} which is not on this host",
-                vip.service, vip.vip, vip.vni
-            ));
+            continue;
         }
         if let Some(other) = vips.get(&vip.vip) {
             return bad(format!(
@@ -541,9 +551,11 @@ mod tests {
             .expect_err("same port twice")
             .to_string();
         assert!(err.contains("8080/tcp") && err.contains("api"), "{err}");
+        // A VIP of a network this host lacks is left out, not an error.
         let mut p = plan();
         p.vips[0].vni = 5000;
-        assert!(render(&p, &gateways()).is_err());
+        let json = text(&render(&p, &gateways()).expect("render"));
+        assert!(!json.contains("vip-10.255.0.3"), "{json}");
         let mut p = plan();
         p.networks.push(0);
         assert!(render(&p, &gateways()).is_err());
