@@ -33,8 +33,11 @@
 //! rules). Existing connections keep their NAT bindings (they live in conntrack,
 //! not in the rules).
 
+mod builder;
+mod expr;
 mod gateways;
 mod nft;
+mod normalise;
 pub mod ruleset;
 
 use std::net::Ipv4Addr;

@@ -22,23 +22,23 @@
 //!                            outside berth's devices is dropped
 //! ```
 
-use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use nftables::expr::{
-    BinaryOperation, CT, Expression, Fib, FibFlag, FibResult, Map, Meta, MetaKey, NamedExpression,
-    NgMode, Numgen, Payload, PayloadField, Prefix, SetItem,
-};
-use nftables::schema::{Chain, NfListObject, Rule, Table};
-use nftables::stmt::{JumpTarget, Mangle, Match, NAT, Operator, Reject, RejectType, Statement};
-use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook, RejectCode};
+use nftables::expr::{Expression, MetaKey, NamedExpression, Prefix};
+use nftables::schema::NfListObject;
+use nftables::stmt::{NAT, Operator, Reject, RejectType, Statement};
+use nftables::types::{NfChainType, NfHook, RejectCode};
 use serde_json::Value;
 
-use super::{LbPlan, Protocol, PublishedRule, VipRule};
+use super::builder::Builder;
+use super::expr::{
+    ct, dnat, eq, fib_daddr_type, is, jump, marked, matches, meta, payload, pick, s, set_mark,
+};
+use super::normalise::normalise;
+use super::{LbPlan, PublishedRule};
 use crate::network::error::NetworkError;
 use crate::network::names::{BRIDGE_PREFIX, VXLAN_PREFIX, bridge_name, vxlan_name};
-use crate::network::plan::MAX_VNI;
 
 /// The one table berth owns (family ip).
 pub const TABLE: &str = "berth";
@@ -58,7 +58,7 @@ const PUBLISHED: &str = "published";
 const REFUSE: &str = "refuse";
 const INTO_BERTH: &str = "into-berth";
 
-type Obj = NfListObject<'static>;
+pub(super) type Obj = NfListObject<'static>;
 
 /// The table for `plan`: chains first, then each chain's rules in order (the
 /// order nft lists them in).
@@ -74,7 +74,16 @@ pub fn render(plan: &LbPlan, gateways: &BTreeMap<u32, Ipv4Addr>) -> Result<Vec<O
     t.base("forward", NfChainType::Filter, NfHook::Forward, FILTER);
     t.chain(PUBLISHED);
     t.chain(INTO_BERTH);
+    balance(&mut t, &plan);
+    source_nat(&mut t, &plan, gateways);
+    refuse(&mut t, &plan);
+    isolate(&mut t, &plan);
+    Ok(t.finish())
+}
 
+/// DNAT: VIPs from their network's containers, published ports on every local
+/// address.
+fn balance(t: &mut Builder, plan: &LbPlan) {
     // Remember that a connection came from a container. With br_netfilter,
     // bridged frames reach postrouting without an input device, so the hairpin
     // rule cannot ask for one there.
@@ -119,7 +128,10 @@ pub fn render(plan: &LbPlan, gateways: &BTreeMap<u32, Ipv4Addr>) -> Result<Vec<O
     for rule in plan.published.iter().filter(|p| !p.backends.is_empty()) {
         t.rule(PUBLISHED, published(rule));
     }
+}
 
+/// SNAT where replies would otherwise miss this host's conntrack.
+fn source_nat(t: &mut Builder, plan: &LbPlan, gateways: &BTreeMap<u32, Ipv4Addr>) {
     // Hairpin: from a container, DNATed, back out through a bridge (isolation
     // has dropped it already if that is another network's).
     t.rule(
@@ -148,7 +160,10 @@ pub fn render(plan: &LbPlan, gateways: &BTreeMap<u32, Ipv4Addr>) -> Result<Vec<O
     let mut rule = ingress_leaving(format!("{VXLAN_PREFIX}*"));
     rule.push(Statement::Masquerade(None));
     t.rule("postrouting", rule);
+}
 
+/// VIPs without backends refuse at once instead of timing out.
+fn refuse(t: &mut Builder, plan: &LbPlan) {
     for vip in plan.vips.iter().filter(|v| v.backends.is_empty()) {
         // `reject with tcp reset` implies `meta l4proto tcp`; nft adds it.
         let daddr = || eq(payload("ip", "daddr"), s(vip.vip.to_string()));
@@ -157,6 +172,10 @@ pub fn render(plan: &LbPlan, gateways: &BTreeMap<u32, Ipv4Addr>) -> Result<Vec<O
         t.rule(REFUSE, vec![daddr(), Statement::Reject(Some(reset))]);
         t.rule(REFUSE, vec![daddr(), Statement::Reject(Some(unreachable))]);
     }
+}
+
+/// Forward filter: networks apart from each other and from the outside.
+fn isolate(t: &mut Builder, plan: &LbPlan) {
     for &vni in &plan.networks {
         let from = format!("from-{vni}");
         t.chain(&from);
@@ -196,7 +215,6 @@ pub fn render(plan: &LbPlan, gateways: &BTreeMap<u32, Ipv4Addr>) -> Result<Vec<O
         t.rule(INTO_BERTH, vec![from, Statement::Return(None)]);
     }
     t.rule(INTO_BERTH, vec![Statement::Drop(None)]);
-    Ok(t.finish())
 }
 
 /// `objects` as nft lists them: one `{"<kind>": {..}}` value each, without handles.
@@ -212,69 +230,6 @@ pub fn comparable(objects: &[Obj]) -> Result<Vec<Value>, NetworkError> {
         .collect()
 }
 
-/// The plan with everything sorted and deduplicated (the caller's order must not
-/// change the rules, or every apply would rewrite), checked for what nft would
-/// refuse or what would be ambiguous.
-fn normalise(plan: &LbPlan) -> Result<LbPlan, NetworkError> {
-    let bad = |m: String| Err(NetworkError::Plan(m));
-    let networks: BTreeSet<u32> = plan.networks.iter().copied().collect();
-    for &vni in &networks {
-        if vni == 0 || vni > MAX_VNI {
-            return bad(format!(
-                "load balancer: vni {vni} out of range 1..={MAX_VNI}"
-            ));
-        }
-    }
-    let mut vips: BTreeMap<Ipv4Addr, VipRule> = BTreeMap::new();
-    for vip in &plan.vips {
-        // No container of that network here could use it.
-        if !networks.contains(&vip.vni) {
-            continue;
-        }
-        if let Some(other) = vips.get(&vip.vip) {
-            return bad(format!(
-                "vip {} given to both service {} and service {}",
-                vip.vip, other.service, vip.service
-            ));
-        }
-        let mut vip = vip.clone();
-        vip.backends = sorted(&vip.backends);
-        vips.insert(vip.vip, vip);
-    }
-    let mut published: BTreeMap<(Protocol, u16), PublishedRule> = BTreeMap::new();
-    for rule in &plan.published {
-        if rule.published_port == 0 || rule.target_port == 0 {
-            return bad(format!(
-                "service {}: port 0 in {}:{}",
-                rule.service, rule.published_port, rule.target_port
-            ));
-        }
-        let key = (rule.protocol, rule.published_port);
-        if let Some(other) = published.get(&key) {
-            return bad(format!(
-                "port {}/{} published by both service {} and service {}",
-                rule.published_port,
-                rule.protocol.as_str(),
-                other.service,
-                rule.service
-            ));
-        }
-        let mut rule = rule.clone();
-        rule.backends = sorted(&rule.backends);
-        published.insert(key, rule);
-    }
-    Ok(LbPlan {
-        networks: networks.into_iter().collect(),
-        vips: vips.into_values().collect(),
-        published: published.into_values().collect(),
-    })
-}
-
-fn sorted(addrs: &[Ipv4Addr]) -> Vec<Ipv4Addr> {
-    let set: BTreeSet<Ipv4Addr> = addrs.iter().copied().collect();
-    set.into_iter().collect()
-}
-
 fn vip_chain(vip: Ipv4Addr) -> String {
     format!("vip-{vip}")
 }
@@ -283,26 +238,6 @@ fn vip_chain(vip: Ipv4Addr) -> String {
 /// leaving through `device`.
 fn ingress_leaving(device: String) -> Vec<Statement<'static>> {
     vec![marked(INGRESS_MARK), eq(meta(MetaKey::Oifname), s(device))]
-}
-
-/// `ct mark & BIT == BIT`.
-fn marked(bit: u32) -> Statement<'static> {
-    let masked = Expression::BinaryOperation(Box::new(BinaryOperation::AND(
-        ct("mark"),
-        Expression::Number(bit),
-    )));
-    eq(masked, Expression::Number(bit))
-}
-
-/// `ct mark set ct mark | BIT` (other bits of the mark are someone else's).
-fn set_mark(bit: u32) -> Statement<'static> {
-    Statement::Mangle(Mangle {
-        key: ct("mark"),
-        value: Expression::BinaryOperation(Box::new(BinaryOperation::OR(vec![
-            ct("mark"),
-            Expression::Number(bit),
-        ]))),
-    })
 }
 
 /// `<proto> dport P ct mark set ct mark | MARK dnat to <pick>:T` (the mark must
@@ -321,157 +256,10 @@ fn published(rule: &PublishedRule) -> Vec<Statement<'static>> {
     ]
 }
 
-/// `numgen random mod N map { 0 : B0, 1 : B1, .. }`: one backend per new
-/// connection, uniformly.
-fn pick(backends: &[Ipv4Addr]) -> Expression<'static> {
-    let items = backends
-        .iter()
-        .enumerate()
-        .map(|(i, b)| SetItem::Mapping(Expression::Number(i as u32), s(b.to_string())))
-        .collect();
-    Expression::Named(NamedExpression::Map(Box::new(Map {
-        key: Expression::Named(NamedExpression::Numgen(Numgen {
-            mode: NgMode::Random,
-            ng_mod: backends.len() as u32,
-            offset: Some(0),
-        })),
-        data: Expression::Named(NamedExpression::Set(items)),
-    })))
-}
-
-fn dnat(addr: Expression<'static>, port: Option<Expression<'static>>) -> Statement<'static> {
-    Statement::DNAT(Some(NAT {
-        addr: Some(addr),
-        family: None,
-        port,
-        flags: None,
-    }))
-}
-
-fn s(v: impl Into<String>) -> Expression<'static> {
-    Expression::String(Cow::Owned(v.into()))
-}
-
-fn meta(key: MetaKey) -> Expression<'static> {
-    Expression::Named(NamedExpression::Meta(Meta { key }))
-}
-
-fn ct(key: &'static str) -> Expression<'static> {
-    Expression::Named(NamedExpression::CT(CT {
-        key: Cow::Borrowed(key),
-        family: None,
-        dir: None,
-    }))
-}
-
-fn payload(protocol: &'static str, field: &'static str) -> Expression<'static> {
-    Expression::Named(NamedExpression::Payload(Payload::PayloadField(
-        PayloadField {
-            protocol: Cow::Borrowed(protocol),
-            field: Cow::Borrowed(field),
-        },
-    )))
-}
-
-fn fib_daddr_type() -> Expression<'static> {
-    Expression::Named(NamedExpression::Fib(Fib {
-        result: FibResult::Type,
-        flags: [FibFlag::Daddr].into_iter().collect(),
-    }))
-}
-
-fn matches(
-    op: Operator,
-    left: Expression<'static>,
-    right: Expression<'static>,
-) -> Statement<'static> {
-    Statement::Match(Match { left, right, op })
-}
-
-fn eq(left: Expression<'static>, right: Expression<'static>) -> Statement<'static> {
-    matches(Operator::EQ, left, right)
-}
-
-/// A flag test (`ct status dnat`, `ct state established,related`).
-fn is(left: Expression<'static>, right: Expression<'static>) -> Statement<'static> {
-    matches(Operator::IN, left, right)
-}
-
-fn jump(target: &str) -> Statement<'static> {
-    Statement::Jump(JumpTarget {
-        target: Cow::Owned(target.to_string()),
-    })
-}
-
-/// Chains in creation order, rules kept per chain.
-#[derive(Default)]
-struct Builder {
-    chains: Vec<(Chain<'static>, Vec<Vec<Statement<'static>>>)>,
-}
-
-impl Builder {
-    fn push(&mut self, chain: Chain<'static>) {
-        self.chains.push((chain, Vec::new()));
-    }
-
-    fn chain(&mut self, name: &str) {
-        self.push(Chain {
-            family: NfFamily::IP,
-            table: Cow::Borrowed(TABLE),
-            name: Cow::Owned(name.to_string()),
-            ..Chain::default()
-        });
-    }
-
-    fn base(&mut self, name: &str, kind: NfChainType, hook: NfHook, prio: i32) {
-        self.push(Chain {
-            family: NfFamily::IP,
-            table: Cow::Borrowed(TABLE),
-            name: Cow::Owned(name.to_string()),
-            _type: Some(kind),
-            hook: Some(hook),
-            prio: Some(prio),
-            policy: Some(NfChainPolicy::Accept),
-            ..Chain::default()
-        });
-    }
-
-    /// Appends a rule to `chain`, which must have been added before.
-    fn rule(&mut self, chain: &str, expr: Vec<Statement<'static>>) {
-        let found = self.chains.iter_mut().find(|(c, _)| c.name == chain);
-        debug_assert!(found.is_some(), "rule for chain {chain} before the chain");
-        if let Some((_, rules)) = found {
-            rules.push(expr);
-        }
-    }
-
-    fn finish(self) -> Vec<Obj> {
-        let mut out = vec![NfListObject::Table(Table {
-            family: NfFamily::IP,
-            name: Cow::Borrowed(TABLE),
-            handle: None,
-        })];
-        let mut rules = Vec::new();
-        for (chain, exprs) in self.chains {
-            for expr in exprs {
-                rules.push(NfListObject::Rule(Rule {
-                    family: NfFamily::IP,
-                    table: Cow::Borrowed(TABLE),
-                    chain: chain.name.clone(),
-                    expr: Cow::Owned(expr),
-                    ..Rule::default()
-                }));
-            }
-            out.push(NfListObject::Chain(chain));
-        }
-        out.extend(rules);
-        out
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::network::lb::{Protocol, VipRule};
 
     fn ip(last: u8) -> Ipv4Addr {
         Ipv4Addr::new(10, 20, 1, last)
