@@ -85,11 +85,54 @@ fn only(tasks: Vec<Running>) -> Result<Running> {
 fn fetch(cluster: &Cluster, from: &Running, host: &str, port: u16) -> Result<Option<String>> {
     let script = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {host} {port}");
     let out = cluster.exec(from.agent, &from.id, &["sh", "-c", &script])?;
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    Ok(text
-        .split_once("\r\n\r\n")
+    Ok(body_of(&out.stdout))
+}
+
+/// The body of an HTTP answer, if there is one.
+fn body_of(stdout: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(stdout);
+    text.split_once("\r\n\r\n")
         .map(|(_, body)| body.trim().to_string())
-        .filter(|b| !b.is_empty()))
+        .filter(|b| !b.is_empty())
+}
+
+/// The distinct bodies of up to `tries` fetches of `host:port` from `from`,
+/// stopping once `enough` were seen.
+fn answers(
+    cluster: &Cluster,
+    from: &Running,
+    host: &str,
+    port: u16,
+    tries: usize,
+    enough: usize,
+) -> Result<BTreeSet<String>> {
+    let mut seen = BTreeSet::new();
+    for _ in 0..tries {
+        if let Some(body) = fetch(cluster, from, host, port)? {
+            seen.insert(body);
+        }
+        if seen.len() >= enough {
+            break;
+        }
+    }
+    Ok(seen)
+}
+
+/// The body of `GET /` from `ip:port`, fetched from test host `host` itself
+/// (None: refused or no answer).
+fn fetch_from_host(
+    cluster: &Cluster,
+    host: usize,
+    ip: Ipv4Addr,
+    port: u16,
+) -> Result<Option<String>> {
+    let script = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | busybox nc -w 2 {ip} {port}");
+    let out = cluster
+        .c
+        .net
+        .host(host)
+        .run_unchecked("sh", &["-c", &script])?;
+    Ok(body_of(&out.stdout))
 }
 
 /// The IPv4 addresses `nslookup NAME` prints inside `from`'s container (through
@@ -161,8 +204,18 @@ fn containers_find_services_by_name_across_hosts() -> Result<()> {
         )?;
         assert_eq!(got, t.hostname(), "{ip}");
     }
-    // tasks.web lists every replica.
+    // tasks.web lists every replica; web is the service's VIP, and by name and
+    // by VIP, connections spread over the replicas on both other hosts.
     assert_eq!(lookup(&cluster, &client, "tasks.web")?, ips(&web));
+    let vips = lookup(&cluster, &client, "web")?;
+    assert_eq!(vips.len(), 1, "{vips:?}");
+    let vip = vips.iter().next().copied().context("a VIP")?;
+    assert!(!ips(&web).contains(&vip));
+    let hostnames: BTreeSet<String> = web.iter().map(Running::hostname).collect();
+    for target in ["web".to_string(), vip.to_string()] {
+        let seen = answers(&cluster, &client, &target, 80, 40, hostnames.len())?;
+        assert_eq!(seen, hostnames, "answers through {target}");
+    }
 
     // The container MTU is the underlay's minus 50, and a don't-fragment
     // datagram of exactly that size arrives across hosts.
@@ -210,6 +263,10 @@ fn containers_find_services_by_name_across_hosts() -> Result<()> {
         .context("survivor")?
         .clone();
 
+    // ... and the VIP: every new connection goes to the survivor.
+    let seen = answers(&cluster, &client, &vip.to_string(), 80, 10, 2)?;
+    assert_eq!(seen, BTreeSet::from([survivor.hostname()]));
+
     // Cut the survivor's host off: its task leaves the answers once the node
     // is declared down, and the replacement on the other node takes its place.
     let cut_host = cluster.agent_hosts[survivor.agent];
@@ -223,5 +280,172 @@ fn containers_find_services_by_name_across_hosts() -> Result<()> {
         },
     )?;
     cluster.c.net.host(cut_host).heal()?;
+    Ok(())
+}
+
+#[test]
+fn published_ports_answer_on_every_host_or_only_where_a_task_runs() -> Result<()> {
+    let cluster = Cluster::start("ovl_publish", 1, 3, 0)?;
+    create(
+        &cluster,
+        "web",
+        &[
+            "--replicas",
+            "2",
+            "--constraint",
+            "node.name!=n1",
+            "--publish",
+            "8080:80",
+        ],
+        WEB,
+    )?;
+    create(
+        &cluster,
+        "solo",
+        &[
+            "--constraint",
+            "node.name==n2",
+            "--publish",
+            "published=8081,target=80,mode=host",
+        ],
+        WEB,
+    )?;
+    cluster.wait_running("web", 2, CONVERGE)?;
+    cluster.wait_running("solo", 1, CONVERGE)?;
+    let web = running(&cluster, "web", "berth")?;
+    let solo = only(running(&cluster, "solo", "berth")?)?;
+    let hostnames: BTreeSet<String> = web.iter().map(Running::hostname).collect();
+    let client = cluster.c.client_host();
+    // Ingress: every host answers 8080, also n1 where no web task runs.
+    for i in 0..3 {
+        let addr = cluster.c.net.host(cluster.agent_hosts[i]).address();
+        let body = wait_until(
+            &format!("{addr}:8080 to answer"),
+            Duration::from_secs(15),
+            || fetch_from_host(&cluster, client, addr, 8080).ok().flatten(),
+        )?;
+        assert!(hostnames.contains(&body), "{addr}:8080 answered {body:?}");
+    }
+    // Host mode: only n2, where solo runs, answers 8081, with solo itself.
+    let n2 = cluster.c.net.host(cluster.agent_hosts[1]).address();
+    let body = wait_until("n2:8081 to answer", Duration::from_secs(15), || {
+        fetch_from_host(&cluster, client, n2, 8081).ok().flatten()
+    })?;
+    assert_eq!(body, solo.hostname());
+    for i in [0, 2] {
+        let addr = cluster.c.net.host(cluster.agent_hosts[i]).address();
+        assert_eq!(
+            fetch_from_host(&cluster, client, addr, 8081)?,
+            None,
+            "{addr}:8081"
+        );
+    }
+    Ok(())
+}
+
+/// What of berth's is left on a host: links, routes, neighbour and FDB entries
+/// on its devices, the nft table.
+fn leftovers(cluster: &Cluster, i: usize) -> Result<Vec<String>> {
+    let host = cluster.c.net.host(cluster.agent_hosts[i]);
+    let text = |program: &str, args: &[&str]| -> Result<String> {
+        Ok(String::from_utf8_lossy(&host.run_unchecked(program, args)?.stdout).to_string())
+    };
+    let mut left = Vec::new();
+    for line in text("ip", &["-o", "link"])?.lines() {
+        let name = line.split(':').nth(1).unwrap_or_default().trim();
+        if ["bb-", "bv-", "bh-"].iter().any(|p| name.starts_with(p)) {
+            left.push(format!("link {name}"));
+        }
+    }
+    left.extend(
+        text("ip", &["route", "show", "proto", "213"])?
+            .lines()
+            .map(|l| format!("route {l}")),
+    );
+    let neigh = text("ip", &["neigh"])?;
+    let fdb = text("bridge", &["fdb"])?;
+    for line in neigh.lines().chain(fdb.lines()) {
+        if [" dev bv-", " dev bb-", " dev bh-"]
+            .iter()
+            .any(|d| line.contains(d))
+        {
+            left.push(format!("neigh/fdb {line}"));
+        }
+    }
+    if text("nft", &["list", "tables"])?.contains("ip berth") {
+        left.push("nft table ip berth".into());
+    }
+    Ok(left)
+}
+
+#[test]
+fn networks_are_isolated_and_removing_everything_leaves_nothing() -> Result<()> {
+    let cluster = Cluster::start("ovl_isolation", 1, 2, 0)?;
+    cluster.berth(&["network", "create", "front"])?;
+    cluster.berth(&["network", "create", "back"])?;
+    create(
+        &cluster,
+        "site",
+        &["--network", "front", "--replicas", "2"],
+        WEB,
+    )?;
+    create(
+        &cluster,
+        "friend",
+        &["--network", "front", "--constraint", "node.name==n1"],
+        SLEEP,
+    )?;
+    create(
+        &cluster,
+        "stranger",
+        &["--network", "back", "--constraint", "node.name==n1"],
+        SLEEP,
+    )?;
+    for (service, n) in [("site", 2), ("friend", 1), ("stranger", 1)] {
+        cluster.wait_running(service, n, CONVERGE)?;
+    }
+    let site = running(&cluster, "site", "front")?;
+    let friend = only(running(&cluster, "friend", "front")?)?;
+    let stranger = only(running(&cluster, "stranger", "back")?)?;
+    let agents: BTreeSet<usize> = site.iter().map(|t| t.agent).collect();
+    assert_eq!(agents, BTreeSet::from([0, 1]), "site spreads: {site:?}");
+    for t in &site {
+        let ip = t.ip.to_string();
+        // Same network: on the same host and across hosts.
+        let got = wait_until(
+            &format!("{ip}:80 from front"),
+            Duration::from_secs(10),
+            || fetch(&cluster, &friend, &ip, 80).ok().flatten(),
+        )?;
+        assert_eq!(got, t.hostname());
+        // Another network: nothing, neither on the same host nor across.
+        assert_eq!(
+            fetch(&cluster, &stranger, &ip, 80)?,
+            None,
+            "back reached {ip}"
+        );
+    }
+    assert_eq!(lookup(&cluster, &friend, "tasks.site")?, ips(&site));
+
+    for service in ["site", "friend", "stranger"] {
+        cluster.berth(&["service", "rm", service])?;
+    }
+    for network in ["front", "back"] {
+        wait_until(
+            &format!("network {network} removable"),
+            Duration::from_secs(30),
+            || cluster.berth(&["network", "rm", network]).ok(),
+        )?;
+    }
+    for i in 0..2 {
+        let clean = wait_until(
+            &format!("n{} to be clean", i + 1),
+            Duration::from_secs(30),
+            || leftovers(&cluster, i).ok().filter(|l| l.is_empty()),
+        );
+        if clean.is_err() {
+            bail!("n{} keeps {:?}", i + 1, leftovers(&cluster, i)?);
+        }
+    }
     Ok(())
 }

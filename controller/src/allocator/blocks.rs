@@ -96,6 +96,9 @@ pub struct Pool {
     owners: BTreeMap<Cidr, Option<String>>,
     used: BTreeSet<u32>,
     changed: BTreeSet<String>,
+    /// Nodes that keep a block even without tasks (the network carries
+    /// published ports, which every node forwards into it).
+    held: BTreeSet<String>,
 }
 
 impl Pool {
@@ -109,6 +112,7 @@ impl Pool {
             owners: BTreeMap::new(),
             used: BTreeSet::new(),
             changed: BTreeSet::new(),
+            held: BTreeSet::new(),
         };
         let mut sorted: Vec<&Node> = nodes.iter().collect();
         sorted.sort_by(|a, b| a.id.cmp(&b.id));
@@ -211,16 +215,40 @@ impl Pool {
         self.used.remove(&addr);
     }
 
+    /// Makes `node` hold a block even without tasks (taking the lowest free
+    /// one if it has none); a full network leaves it without.
+    pub fn hold_block(&mut self, node: &str) {
+        let Some(blocks) = self.nodes.get_mut(node) else {
+            return;
+        };
+        self.held.insert(node.to_string());
+        if !blocks.is_empty() {
+            return;
+        }
+        let owners = &self.owners;
+        let Some(block) = self.layout.blocks().find(|b| !owners.contains_key(b)) else {
+            warn!(network = %self.name, node, "no free block to hold for published ports");
+            return;
+        };
+        blocks.insert(block);
+        self.owners.insert(block, Some(node.to_string()));
+        self.changed.insert(node.to_string());
+    }
+
     /// Gives back the blocks in which no live task has an address, so a node
     /// without tasks in the network holds nothing there (and its agent removes
-    /// the network's devices). Call after every address is marked or allocated.
+    /// the network's devices); a held node keeps one. Call after every address
+    /// is marked or allocated.
     pub fn release_idle_blocks(&mut self) {
         for (node, blocks) in &mut self.nodes {
-            let idle: Vec<Cidr> = blocks
+            let mut idle: Vec<Cidr> = blocks
                 .iter()
                 .filter(|b| task_addresses(b).all(|a| !self.used.contains(&a)))
                 .copied()
                 .collect();
+            if self.held.contains(node) && idle.len() == blocks.len() {
+                idle.remove(0);
+            }
             for block in idle {
                 blocks.remove(&block);
                 self.owners.remove(&block);
@@ -325,6 +353,29 @@ mod tests {
         assert_eq!(pool.changed_nodes().collect::<Vec<_>>(), vec!["a", "b"]);
         // A freed block is taken again by the next node that needs one.
         assert_eq!(pool.allocate("b").expect("b"), ip("10.96.0.2"));
+    }
+
+    #[test]
+    fn a_held_node_keeps_one_block_without_tasks() {
+        let mut pool = Pool::new(
+            "n",
+            layout("10.96.0.0/16"),
+            &[
+                node("a", &[]),
+                node("b", &[("n", "10.96.0.0/26,10.96.0.64/26")]),
+            ],
+        );
+        pool.hold_block("a");
+        pool.hold_block("b");
+        pool.release_idle_blocks();
+        assert_eq!(
+            format_blocks(pool.blocks_of("a").expect("a")),
+            "10.96.0.128/26"
+        );
+        assert_eq!(
+            format_blocks(pool.blocks_of("b").expect("b")),
+            "10.96.0.0/26"
+        );
     }
 
     #[test]

@@ -30,7 +30,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use berth_proto::store::object::Kind;
 use berth_proto::store::{Expect, Object, Op};
-use berth_proto::v1::{Network, Node, Service, ServiceSpec, Task};
+use berth_proto::v1::{Network, Node, PublishMode, Service, ServiceSpec, Task};
 
 use crate::api::common::put;
 use blocks::{Layout, Pool, format_blocks};
@@ -142,6 +142,25 @@ pub fn allocate(input: Input<'_>) -> Allocation {
     let tasks = tasks::allocate(&mut pools, &vips.blocked, input.before, input.after);
     let mut ops = tasks.ops;
     ops.extend(vips.ops);
+    // Every node forwards published ingress ports into the service's first
+    // network (by name, as the agents choose it), so every node keeps a block
+    // there.
+    for service in input.services {
+        let ingress = service.spec.as_ref().is_some_and(|s| {
+            s.ports
+                .iter()
+                .any(|p| p.publish_mode == PublishMode::Ingress as i32)
+        });
+        if !ingress {
+            continue;
+        }
+        let first = networks_of(service.spec.as_ref(), &pools).into_iter().min();
+        if let Some(Some(Ok(pool))) = first.map(|n| pools.get_mut(&n)) {
+            for node in input.nodes {
+                pool.hold_block(&node.id);
+            }
+        }
+    }
     for pool in pools.values_mut().flatten() {
         pool.release_idle_blocks();
     }

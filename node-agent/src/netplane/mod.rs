@@ -19,6 +19,7 @@ use futures_util::future::BoxFuture;
 use tokio::sync::{Mutex, watch};
 use tracing::{info, warn};
 
+use crate::network::lb::{self, LbPlan};
 use crate::network::{LocalPlan, NetworkError, Overlay, RtNetlink, create_netns, remove_netns};
 use crate::supervisor::{TaskNet, TaskNetwork};
 pub use view::{NetView, View};
@@ -82,6 +83,16 @@ impl NetPlane {
         }
         // Service answers change without the plan changing (tasks come and go).
         self.dns.sync(&view).await?;
+        let balancer = view.lb_plan();
+        if balancer == LbPlan::default() {
+            lb::remove().await?;
+        } else if lb::apply(&balancer).await? {
+            info!(
+                vips = balancer.vips.len(),
+                published = balancer.published.len(),
+                "load balancer updated"
+            );
+        }
         Ok(view)
     }
 

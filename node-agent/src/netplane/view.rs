@@ -7,9 +7,10 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::Path;
 
-use berth_proto::v1::{Assignments, Endpoint, Node, Task};
+use berth_proto::v1::{Assignments, Endpoint, Node, PortProtocol, PublishMode, Task};
 
 use crate::network::dns::DnsTable;
+use crate::network::lb::{LbPlan, Protocol, PublishedRule, VipRule};
 use crate::network::{AttachRequest, Ipv4Cidr, LocalPlan, NetworkPlan, RemoteNode};
 
 /// One overlay network as this host knows it.
@@ -23,6 +24,8 @@ pub struct NetView {
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct View {
+    /// This node's id.
+    pub node_id: String,
     pub plan: LocalPlan,
     pub networks: BTreeMap<String, NetView>,
     pub endpoints: Vec<Endpoint>,
@@ -60,6 +63,7 @@ impl View {
     pub fn from_assignments(a: &Assignments) -> View {
         let me = a.nodes.iter().find(|n| n.id == a.node_id);
         let mut view = View {
+            node_id: a.node_id.clone(),
             endpoints: a.endpoints.clone(),
             ..View::default()
         };
@@ -130,6 +134,80 @@ impl View {
             table.insert(&format!("tasks.{}", endpoint.service_name), tasks);
         }
         table
+    }
+
+    /// What this host's load balancer does: every service VIP of the networks
+    /// on this host, and every published port. A published port reaches the
+    /// tasks through the service's first network (by name; the controller gives
+    /// every node a block in it), all of them in ingress mode, this node's own
+    /// in host mode (no rule where it has none).
+    pub fn lb_plan(&self) -> LbPlan {
+        let vni_of = |network: &str| {
+            self.plan
+                .networks
+                .iter()
+                .find(|n| n.name == network)
+                .map(|n| n.vni)
+        };
+        let addresses = |endpoint: &Endpoint, network: &str, mine: bool| -> Vec<Ipv4Addr> {
+            endpoint
+                .tasks
+                .iter()
+                .filter(|t| !mine || t.node_id == self.node_id)
+                .filter_map(|t| t.addresses.get(network))
+                .filter_map(|a| parse_address(a).map(|(ip, _)| ip))
+                .collect()
+        };
+        let mut plan = LbPlan {
+            networks: self.plan.networks.iter().map(|n| n.vni).collect(),
+            ..LbPlan::default()
+        };
+        for endpoint in &self.endpoints {
+            for (network, vip) in &endpoint.virtual_ips {
+                let (Some(vni), Some((vip, _))) = (vni_of(network), parse_address(vip)) else {
+                    continue;
+                };
+                plan.vips.push(VipRule {
+                    service: endpoint.service_name.clone(),
+                    vni,
+                    vip,
+                    backends: addresses(endpoint, network, false),
+                });
+            }
+            let ingress_network = endpoint
+                .virtual_ips
+                .keys()
+                .chain(endpoint.tasks.iter().flat_map(|t| t.addresses.keys()))
+                .min();
+            let Some(network) = ingress_network.filter(|n| vni_of(n).is_some()) else {
+                continue;
+            };
+            for port in &endpoint.ports {
+                let host_mode = port.publish_mode == PublishMode::Host as i32;
+                let backends = addresses(endpoint, network, host_mode);
+                if host_mode && backends.is_empty() {
+                    continue;
+                }
+                let (Ok(published_port), Ok(target_port)) = (
+                    u16::try_from(port.published_port),
+                    u16::try_from(port.target_port),
+                ) else {
+                    continue;
+                };
+                plan.published.push(PublishedRule {
+                    service: endpoint.service_name.clone(),
+                    protocol: if port.protocol == PortProtocol::Udp as i32 {
+                        Protocol::Udp
+                    } else {
+                        Protocol::Tcp
+                    },
+                    published_port,
+                    target_port,
+                    backends,
+                });
+            }
+        }
+        plan
     }
 
     /// The DNS server a task's resolv.conf names: the gateway of its first

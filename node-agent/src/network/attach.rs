@@ -219,6 +219,7 @@ impl<N: Netlink> Overlay<N> {
             },
         )
         .await?;
+        nl.set_hairpin(host_index, true).await?;
         info!(container = %req.container, vni = req.vni, veth = %host, address = %req.address, "attached");
         Ok(host)
     }

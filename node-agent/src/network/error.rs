@@ -19,6 +19,9 @@ pub enum NetworkError {
     },
     #[error("{0}")]
     Kernel(String),
+    /// `nft` failed: what berth asked for and what nft said.
+    #[error("nft {what}: {message}")]
+    Nft { what: String, message: String },
 }
 
 impl NetworkError {

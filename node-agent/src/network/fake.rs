@@ -135,6 +135,16 @@ impl Netlink for FakeNetlink {
         self.add_link(name, LinkKind::Veth, mtu, None)?;
         self.add_link(peer, LinkKind::Veth, mtu, None)
     }
+    async fn set_hairpin(&self, index: u32, _on: bool) -> R<()> {
+        self.write(|s| {
+            s.links
+                .iter()
+                .any(|l| l.index == index)
+                .then_some(())
+                .ok_or_else(|| not_found("link"))
+        })
+    }
+
     async fn set_link(&self, index: u32, u: &LinkUpdate) -> R<()> {
         self.write(|s| {
             let link = s

@@ -20,6 +20,7 @@ pub mod dns;
 mod error;
 #[cfg(test)]
 mod fake;
+pub mod lb;
 pub mod mac;
 pub mod names;
 pub mod netlink;

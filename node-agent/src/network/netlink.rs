@@ -26,7 +26,8 @@ use rtnetlink::packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteType,
 };
 use rtnetlink::{
-    AddressMessageBuilder, Handle, LinkBridge, LinkUnspec, LinkVeth, LinkVxlan, RouteMessageBuilder,
+    AddressMessageBuilder, Handle, LinkBridge, LinkBridgePort, LinkUnspec, LinkVeth, LinkVxlan,
+    RouteMessageBuilder,
 };
 
 use super::error::NetworkError;
@@ -140,6 +141,9 @@ pub trait Netlink: Send + Sync {
     /// A veth pair, both ends in this namespace, both with `mtu`.
     fn add_veth(&self, name: &str, peer: &str, mtu: u32) -> impl Future<Output = R<()>> + Send;
     fn set_link(&self, index: u32, update: &LinkUpdate) -> impl Future<Output = R<()>> + Send;
+    /// Hairpin mode on a bridge port: frames may leave by the port they came
+    /// in (a container reaching itself through a service VIP).
+    fn set_hairpin(&self, index: u32, on: bool) -> impl Future<Output = R<()>> + Send;
     fn del_link(&self, index: u32) -> impl Future<Output = R<()>> + Send;
     fn add_address(&self, address: Address) -> impl Future<Output = R<()>> + Send;
     fn del_address(&self, address: Address) -> impl Future<Output = R<()>> + Send;
@@ -520,6 +524,17 @@ impl Netlink for RtNetlink {
             .await
             .map_err(NetworkError::netlink(format!(
                 "set link {index} ({update:?})"
+            )))
+    }
+
+    async fn set_hairpin(&self, index: u32, on: bool) -> R<()> {
+        self.handle
+            .link()
+            .set_port(LinkBridgePort::new(index).hairpin(on).build())
+            .execute()
+            .await
+            .map_err(NetworkError::netlink(format!(
+                "set hairpin {on} on bridge port {index}"
             )))
     }
 

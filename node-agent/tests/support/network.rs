@@ -68,6 +68,10 @@ impl Netlink for Counting {
         self.w();
         self.inner.set_link(index, update).await
     }
+    async fn set_hairpin(&self, index: u32, on: bool) -> R<()> {
+        self.w();
+        self.inner.set_hairpin(index, on).await
+    }
     async fn del_link(&self, index: u32) -> R<()> {
         self.w();
         self.inner.del_link(index).await
