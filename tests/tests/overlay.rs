@@ -427,6 +427,27 @@ fn networks_are_isolated_and_removing_everything_leaves_nothing() -> Result<()> 
     }
     assert_eq!(lookup(&cluster, &friend, "tasks.site")?, ips(&site));
 
+    // Someone deletes n2's bridge: the agent's periodic resync re-creates it
+    // and puts the container back on it.
+    let n2 = cluster.c.net.host(cluster.agent_hosts[1]);
+    let links = String::from_utf8_lossy(&n2.run("ip", &["-o", "link"])?.stdout).to_string();
+    let bridge = links
+        .lines()
+        .filter_map(|l| l.split(':').nth(1))
+        .map(str::trim)
+        .find(|name| name.starts_with("bb-"))
+        .context("n2 has a bridge")?
+        .to_string();
+    n2.run("ip", &["link", "del", &bridge])?;
+    let remote = site.iter().find(|t| t.agent == 1).context("site on n2")?;
+    let ip = remote.ip.to_string();
+    let got = wait_until(
+        "n2's task to be reachable again",
+        Duration::from_secs(30),
+        || fetch(&cluster, &friend, &ip, 80).ok().flatten(),
+    )?;
+    assert_eq!(got, remote.hostname());
+
     for service in ["site", "friend", "stranger"] {
         cluster.berth(&["service", "rm", service])?;
     }

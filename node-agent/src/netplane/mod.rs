@@ -80,6 +80,10 @@ impl NetPlane {
                 info!(changes = ?report.changes, "overlay reconciled");
             }
             *applied = Some(view.plan.clone());
+            let reattached = self.overlay.reattach(&view.ports).await?;
+            if !reattached.is_empty() {
+                warn!(veths = ?reattached, "container veths had fallen off their bridges");
+            }
         }
         // Service answers change without the plan changing (tasks come and go).
         self.dns.sync(&view).await?;

@@ -29,6 +29,9 @@ pub struct View {
     pub plan: LocalPlan,
     pub networks: BTreeMap<String, NetView>,
     pub endpoints: Vec<Endpoint>,
+    /// (task id, VNI) of every network join of this node's tasks: the veths
+    /// that must stay on their bridges.
+    pub ports: Vec<(String, u32)>,
 }
 
 /// "IP" or "IP:PORT" (a node's advertised address).
@@ -99,6 +102,11 @@ impl View {
                     })
                 })
                 .collect();
+            for task in &a.tasks {
+                if task.addresses.contains_key(&network.name) {
+                    view.ports.push((task.id.clone(), network.vxlan_id));
+                }
+            }
             view.plan.networks.push(NetworkPlan {
                 name: network.name.clone(),
                 vni: network.vxlan_id,

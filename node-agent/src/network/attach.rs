@@ -224,6 +224,45 @@ impl<N: Netlink> Overlay<N> {
         Ok(host)
     }
 
+    /// Puts containers' veths back on their networks' bridges where they fell
+    /// off (a bridge deleted and re-created by a reconcile drops its ports):
+    /// `ports` lists (container, vni) of the containers this host runs.
+    /// Returns the veths re-attached.
+    pub async fn reattach(&self, ports: &[(String, u32)]) -> R<Vec<String>> {
+        let nl = self.netlink();
+        let links = nl.links().await?;
+        let mut fixed = Vec::new();
+        for (container, vni) in ports {
+            let (host, _) = veth_names(container, *vni);
+            let bridge_link = bridge_name(*vni);
+            let (Some(veth), Some(bridge)) = (
+                links.iter().find(|l| l.name == host),
+                links
+                    .iter()
+                    .find(|l| l.name == bridge_link && l.kind == LinkKind::Bridge),
+            ) else {
+                continue;
+            };
+            if veth.master == Some(bridge.index) && veth.up {
+                continue;
+            }
+            nl.set_link(
+                veth.index,
+                &LinkUpdate {
+                    mtu: Some(bridge.mtu),
+                    up: true,
+                    master: Some(bridge.index),
+                    ..LinkUpdate::default()
+                },
+            )
+            .await?;
+            nl.set_hairpin(veth.index, true).await?;
+            info!(container = %container, vni, veth = %host, "re-attached to its bridge");
+            fixed.push(host);
+        }
+        Ok(fixed)
+    }
+
     /// Removes the container's veth pair in network `vni` (deleting the host end
     /// takes the other with it). Returns whether there was one.
     pub async fn detach(&self, container: &str, vni: u32) -> R<bool> {
