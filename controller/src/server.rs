@@ -206,6 +206,19 @@ pub(crate) fn test_member(dir: &std::path::Path) -> RaftHandle {
         .0
 }
 
+/// A one-member cluster in `dir` that has elected itself (tests).
+#[cfg(test)]
+pub(crate) async fn test_leader(dir: &std::path::Path) -> RaftHandle {
+    let raft = test_member(dir);
+    for _ in 0..600 {
+        if raft.status().get().is_leader() {
+            return raft;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("a one-member cluster did not elect itself in 30 s");
+}
+
 /// Runs a controller until `shutdown` resolves or the member fails.
 pub async fn run(
     opts: ControllerOptions,

@@ -290,13 +290,7 @@ async fn the_leader_loop_creates_the_default_network_and_addresses_tasks() {
     use std::time::Duration;
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let raft = crate::server::test_member(dir.path());
-    for _ in 0..600 {
-        if raft.status().get().is_leader() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let raft = crate::server::test_leader(dir.path()).await;
     let wrap = |kind| Object { kind: Some(kind) };
     let mut web = service("web", 3, &[]);
     web.version = 0;

@@ -262,7 +262,6 @@ pub async fn list_tasks(
 mod tests {
     use super::*;
     use berth_proto::v1::PortConfig;
-    use std::time::Duration;
 
     fn spec(name: &str, ports: &[(u32, u32, PortProtocol)]) -> ServiceSpec {
         ServiceSpec {
@@ -288,13 +287,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_published_port_belongs_to_one_service() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let raft = crate::server::test_member(dir.path());
-        for _ in 0..600 {
-            if raft.status().get().is_leader() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let raft = crate::server::test_leader(dir.path()).await;
         let tcp = PortProtocol::Tcp;
         create(&raft, create_req(spec("web", &[(8080, 80, tcp)])))
             .await

@@ -255,27 +255,7 @@ impl Container {
     }
 }
 
-/// Sets don't-fragment on a socket (IP_PMTUDISC_DO).
-pub fn dont_fragment(sock: &UdpSocket) -> Result<()> {
-    let on: libc::c_int = libc::IP_PMTUDISC_DO;
-    // SAFETY: a valid socket fd and a c_int option value of the right size.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_MTU_DISCOVER,
-            &on as *const libc::c_int as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        bail!(
-            "setsockopt IP_MTU_DISCOVER: {}",
-            std::io::Error::last_os_error()
-        );
-    }
-    Ok(())
-}
+pub use berth_testhost::netprobe::dont_fragment;
 
 /// Sends `size` bytes (don't-fragment) from `from` to `to` until one arrives
 /// whole (the first may wait for ARP); fails after a few tries.
