@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use berth_bench::overlay::setup::{Endpoint, OverlayBed};
-use berth_bench::overlay::traffic::{round_trips, throughput};
+use berth_bench::overlay::traffic::{Pinning, round_trips, throughput};
 use berth_bench::overlay::{install_stop_handler, setup::VNI};
 use berth_bench::stats::{median, percentile, us};
 use clap::Parser;
@@ -46,6 +46,11 @@ struct Args {
     /// Measure only one path (to profile it).
     #[arg(long, value_enum)]
     only: Option<Only>,
+    /// Pin the sending end's threads to CPU 0 and the receiving end's to CPU 1
+    /// (default: the scheduler places them). On a 2-vCPU VM every cross-CPU
+    /// wake-up is an IPI, which makes both paths several times slower.
+    #[arg(long)]
+    pin: bool,
     /// Print h2's per-device packet counters (bytes per packet) at the end.
     #[arg(long)]
     counters: bool,
@@ -108,6 +113,11 @@ fn main() -> Result<()> {
     describe(&bed)?;
     let warmup = Duration::from_millis(500);
     let time = Duration::from_secs_f64(args.seconds);
+    let pinning = if args.pin {
+        Pinning::spread()
+    } else {
+        Pinning::NONE
+    };
     let paths = match args.only {
         None => vec![Path::Host, Path::Overlay],
         Some(Only::Host) => vec![Path::Host],
@@ -122,12 +132,12 @@ fn main() -> Result<()> {
         }
         for &path in &order {
             let (a, b) = ends(&bed, path);
-            let gbps = throughput(a, b, warmup, time)?;
+            let gbps = throughput(a, b, warmup, time, pinning)?;
             figures[path as usize].gbps.push(gbps);
         }
         for &path in &order {
             let (a, b) = ends(&bed, path);
-            let mut rtts = round_trips(a, b, 2_000, args.round_trips)?;
+            let mut rtts = round_trips(a, b, 2_000, args.round_trips, pinning)?;
             let f = &mut figures[path as usize];
             f.rtt_median_us.push(us(percentile(&mut rtts, 50.0)));
             f.rtt_p99_us.push(us(percentile(&mut rtts, 99.0)));

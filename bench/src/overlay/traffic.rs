@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use nix::sched::{CpuSet, sched_setaffinity};
+use nix::unistd::Pid;
 
 use super::setup::Endpoint;
 
@@ -18,6 +20,46 @@ pub static STOP: AtomicBool = AtomicBool::new(false);
 fn check_stop() -> Result<()> {
     if STOP.load(Ordering::Relaxed) {
         bail!("interrupted");
+    }
+    Ok(())
+}
+
+/// CPUs the two ends' threads are pinned to (`None`: left to the scheduler).
+/// Pinned, each end keeps its own CPU in every round, as two machines would,
+/// instead of a placement that changes from run to run.
+#[derive(Clone, Copy, Debug)]
+pub struct Pinning {
+    pub from: Option<usize>,
+    pub to: Option<usize>,
+}
+
+impl Pinning {
+    /// The sending end on the first CPU, the receiving end on the second, when
+    /// there are two.
+    pub fn spread() -> Pinning {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if cpus >= 2 {
+            Pinning {
+                from: Some(0),
+                to: Some(1),
+            }
+        } else {
+            Pinning::NONE
+        }
+    }
+
+    pub const NONE: Pinning = Pinning {
+        from: None,
+        to: None,
+    };
+}
+
+/// Pins the calling thread to `cpu`.
+fn pin(cpu: Option<usize>) -> Result<()> {
+    if let Some(cpu) = cpu {
+        let mut set = CpuSet::new();
+        set.set(cpu)?;
+        sched_setaffinity(Pid::from_raw(0), &set).with_context(|| format!("pin to CPU {cpu}"))?;
     }
     Ok(())
 }
@@ -41,9 +83,16 @@ const CHUNK: usize = 128 * 1024;
 
 /// One TCP stream from `from` to `to` for `warmup + time`; returns the rate in
 /// Gbit/s seen by the receiver after the warm-up.
-pub fn throughput(from: &Endpoint, to: &Endpoint, warmup: Duration, time: Duration) -> Result<f64> {
+pub fn throughput(
+    from: &Endpoint,
+    to: &Endpoint,
+    warmup: Duration,
+    time: Duration,
+    pinning: Pinning,
+) -> Result<f64> {
     let (mut tx, mut rx) = connect(from, to)?;
     let receiver = std::thread::spawn(move || -> Result<(u64, Duration)> {
+        pin(pinning.to)?;
         let mut buf = vec![0u8; CHUNK];
         let mut total = 0u64;
         let mut mark: Option<(Instant, u64)> = None;
@@ -64,6 +113,7 @@ pub fn throughput(from: &Endpoint, to: &Endpoint, warmup: Duration, time: Durati
     let buf = vec![0x5au8; CHUNK];
     let end = Instant::now() + warmup + time;
     let sent = (|| -> Result<()> {
+        pin(pinning.from)?;
         while Instant::now() < end {
             check_stop()?;
             tx.write_all(&buf)?;
@@ -86,11 +136,13 @@ pub fn round_trips(
     to: &Endpoint,
     warmup: usize,
     count: usize,
+    pinning: Pinning,
 ) -> Result<Vec<Duration>> {
     let (mut client, mut server) = connect(from, to)?;
     client.set_nodelay(true)?;
     server.set_nodelay(true)?;
     let echo = std::thread::spawn(move || -> Result<()> {
+        pin(pinning.to)?;
         let mut b = [0u8; 1];
         loop {
             if server.read(&mut b)? == 0 {
@@ -101,6 +153,7 @@ pub fn round_trips(
     });
     let mut samples = Vec::with_capacity(count);
     let result = (|| -> Result<()> {
+        pin(pinning.from)?;
         let mut b = [7u8; 1];
         for i in 0..warmup + count {
             if i % 1000 == 0 {
