@@ -2,5 +2,6 @@
 //! ratios. Not part of CI: run them by hand (see each binary's --help).
 
 pub mod controller;
+pub mod overlay;
 pub mod procs;
 pub mod stats;
