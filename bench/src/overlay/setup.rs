@@ -130,6 +130,8 @@ impl OverlayBed {
                 address: ip,
                 prefix: 24,
                 gateway: block(i).gateway(),
+                position: 0,
+                subnet: block(i),
             };
             let o = overlay.clone();
             run(&rt, async move { o.attach(&req).await })
