@@ -285,7 +285,7 @@ fn containers_find_services_by_name_across_hosts() -> Result<()> {
 
 #[test]
 fn published_ports_answer_on_every_host_or_only_where_a_task_runs() -> Result<()> {
-    let cluster = Cluster::start("ovl_publish", 1, 3, 0)?;
+    let mut cluster = Cluster::start("ovl_publish", 1, 3, 0)?;
     create(
         &cluster,
         "web",
@@ -340,6 +340,24 @@ fn published_ports_answer_on_every_host_or_only_where_a_task_runs() -> Result<()
             "{addr}:8081"
         );
     }
+
+    // kill -9 of n2's agent and a restart: the same container keeps answering
+    // on both ports (the agent re-adopts it and rebuilds its rules and DNS).
+    cluster.agent(1)?.kill9()?;
+    cluster.agent(1)?.restart()?;
+    for port in [8080, 8081] {
+        wait_until(
+            &format!("n2:{port} after the agent restart"),
+            Duration::from_secs(15),
+            || fetch_from_host(&cluster, client, n2, port).ok().flatten(),
+        )?;
+    }
+    let after = only(running(&cluster, "solo", "berth")?)?;
+    assert_eq!(after.id, solo.id, "the task was re-adopted, not replaced");
+    assert_eq!(
+        fetch_from_host(&cluster, client, n2, 8081)?,
+        Some(solo.hostname())
+    );
     Ok(())
 }
 
