@@ -49,6 +49,12 @@ enum Pending {
     Membership(Reply<()>),
 }
 
+/// A result to hand back once the group that produced it is written.
+enum Answer {
+    Txn(Reply<TxnResult>, TxnResult),
+    Membership(Reply<()>),
+}
+
 pub struct Node<T: Transport> {
     raw: RawNode<SledStorage>,
     sm: StateMachine,
@@ -341,23 +347,30 @@ impl<T: Transport> Node<T> {
         Ok(())
     }
 
+    /// Applies committed entries as one group: one sled batch (tables, revision,
+    /// applied index), then the answers to the clients waiting on them.
     fn apply(&mut self, entries: Vec<Entry>) -> Result<(), NodeError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut group = self.sm.begin()?;
+        let mut answers = Vec::new();
         for entry in entries {
             let index = entry.index;
             let request = request_id_of(entry.get_context());
             match entry.get_entry_type() {
                 EntryType::EntryNormal if entry.get_data().is_empty() => {
                     // A new leader's empty entry.
-                    self.sm.set_applied(index, entry.term)?;
+                    self.sm.set_applied(&mut group, index, entry.term);
                 }
                 EntryType::EntryNormal => {
                     let result = match Txn::decode(entry.get_data()) {
-                        Ok(txn) => self.sm.apply_txn(&txn, index, entry.term)?,
+                        Ok(txn) => self.sm.apply_in(&mut group, &txn, index, entry.term),
                         Err(err) => {
                             // Only a bug can put an undecodable entry in the log;
                             // skipping it keeps every member identical.
                             error!(index, %err, "undecodable entry skipped");
-                            self.sm.set_applied(index, entry.term)?;
+                            self.sm.set_applied(&mut group, index, entry.term);
                             TxnResult {
                                 error: format!("undecodable command: {err}"),
                                 ..Default::default()
@@ -365,21 +378,37 @@ impl<T: Transport> Node<T> {
                         }
                     };
                     if let Some(Pending::Txn(reply)) = self.pending.remove(&request) {
-                        let _ = reply.send(Ok(result));
+                        answers.push(Answer::Txn(reply, result));
                     }
                 }
                 EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
-                    self.apply_conf_change(&entry)?;
+                    self.apply_conf_change(&mut group, &entry)?;
                     if let Some(Pending::Membership(reply)) = self.pending.remove(&request) {
-                        let _ = reply.send(Ok(()));
+                        answers.push(Answer::Membership(reply));
                     }
+                }
+            }
+        }
+        self.sm.commit(group)?;
+        // Only now is what they wrote visible to reads.
+        for answer in answers {
+            match answer {
+                Answer::Txn(reply, result) => {
+                    let _ = reply.send(Ok(result));
+                }
+                Answer::Membership(reply) => {
+                    let _ = reply.send(Ok(()));
                 }
             }
         }
         Ok(())
     }
 
-    fn apply_conf_change(&mut self, entry: &Entry) -> Result<(), NodeError> {
+    fn apply_conf_change(
+        &mut self,
+        group: &mut crate::store::machine::ApplyBatch,
+        entry: &Entry,
+    ) -> Result<(), NodeError> {
         let corrupt = |what: String| NodeError::CorruptEntry {
             index: entry.index,
             what,
@@ -424,7 +453,7 @@ impl<T: Transport> Node<T> {
             .write_to_bytes()
             .map_err(|e| corrupt(e.to_string()))?;
         self.sm
-            .apply_membership(&self.members, &conf_bytes, entry.index, entry.term)?;
+            .apply_membership(group, &self.members, &conf_bytes, entry.index, entry.term)?;
         self.transport.set_peers(&self.members);
         info!(voters = ?conf_state.voters, learners = ?conf_state.learners, "membership changed");
         Ok(())
