@@ -321,14 +321,22 @@ impl<T: Transport> Node<T> {
         // never be ahead of the commit index it was derived from.
         let must_sync = rd.must_sync();
         self.raw.mut_store().append(rd.entries(), rd.hs())?;
+        // raft-rs hands out only committed entries this member has persisted,
+        // and their commit index was just written ahead of them: what waits on
+        // them (clients of the leader) need not wait for this Ready's flush. A
+        // member whose acks wait on the flush sends them first, then applies.
+        let mut committed = rd.take_committed_entries();
+        let acks = !rd.persisted_messages().is_empty();
+        if !acks {
+            self.apply(std::mem::take(&mut committed))?;
+        }
         if must_sync {
             self.raw.mut_store().sync()?;
         }
-        let committed = rd.take_committed_entries();
-        self.apply(committed)?;
-        if !rd.persisted_messages().is_empty() {
+        if acks {
             self.transport.send(rd.take_persisted_messages());
         }
+        self.apply(committed)?;
         let mut light = self.raw.advance(rd);
         if let Some(commit) = light.commit_index() {
             self.raw.mut_store().set_commit(commit)?;
@@ -389,7 +397,7 @@ impl<T: Transport> Node<T> {
                 }
             }
         }
-        self.sm.commit(group)?;
+        let events = self.sm.commit(group)?;
         // Only now is what they wrote visible to reads.
         for answer in answers {
             match answer {
@@ -401,6 +409,8 @@ impl<T: Transport> Node<T> {
                 }
             }
         }
+        // Watchers after the clients: both wake tasks, the clients wait.
+        self.sm.publish(events);
         Ok(())
     }
 

@@ -99,8 +99,8 @@ impl StateMachine {
         })
     }
 
-    /// Writes a group and then tells watchers what changed, in order.
-    pub fn commit(&self, group: ApplyBatch) -> Result<(), StoreError> {
+    /// Writes a group; returns what changed, for `publish`.
+    pub fn commit(&self, group: ApplyBatch) -> Result<Events, StoreError> {
         let ApplyBatch {
             mut batch,
             start_revision,
@@ -111,7 +111,7 @@ impl StateMachine {
             ..
         } = group;
         if applied.is_none() && !meta_written && revision == start_revision {
-            return Ok(());
+            return Ok(Events(events));
         }
         if revision != start_revision {
             batch.insert(keys::REVISION, &revision.to_be_bytes());
@@ -120,10 +120,14 @@ impl StateMachine {
             write_applied(&mut batch, index, term);
         }
         self.tree.apply_batch(batch)?;
-        for (revision, changes) in events {
+        Ok(Events(events))
+    }
+
+    /// Tells watchers what a written group changed, in order.
+    pub fn publish(&self, events: Events) {
+        for (revision, changes) in events.0 {
             self.watch.publish(revision, changes);
         }
-        Ok(())
     }
 
     /// Applies one committed transaction at raft `index` on its own (a group of
@@ -131,7 +135,8 @@ impl StateMachine {
     pub fn apply_txn(&self, txn: &Txn, index: u64, term: u64) -> Result<TxnResult, StoreError> {
         let mut group = self.begin()?;
         let result = self.apply_in(&mut group, txn, index, term);
-        self.commit(group)?;
+        let events = self.commit(group)?;
+        self.publish(events);
         Ok(result)
     }
 
@@ -430,6 +435,10 @@ pub struct ApplyBatch {
     /// Changes per revision, published to watchers once written.
     events: Vec<(u64, Vec<Change>)>,
 }
+
+/// Changes per revision of a written group, not yet told to watchers.
+#[must_use = "watchers learn of a written group only through publish"]
+pub struct Events(Vec<(u64, Vec<Change>)>);
 
 /// What one transaction has read and would write, merged into its group only
 /// when every precondition holds.

@@ -255,7 +255,8 @@ fn later_transactions_of_a_group_see_earlier_ones() {
     // Nothing is visible before the group is written.
     assert!(sm.get("secret", "s1").expect("get").is_none());
     let (_, mut live) = sm.watch().subscribe(0).expect("subscribe");
-    sm.commit(group).expect("commit");
+    let events = sm.commit(group).expect("commit");
+    sm.publish(events);
     assert_eq!(sm.applied().expect("applied").index, 6);
     assert_eq!(sm.revision().expect("rev"), 3);
     for (name, id) in [("a", "s3"), ("b", "s1")] {
