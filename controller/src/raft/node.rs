@@ -49,6 +49,12 @@ enum Pending {
     Membership(Reply<()>),
 }
 
+/// A result to hand back once the group that produced it is written.
+enum Answer {
+    Txn(Reply<TxnResult>, TxnResult),
+    Membership(Reply<()>),
+}
+
 pub struct Node<T: Transport> {
     raw: RawNode<SledStorage>,
     sm: StateMachine,
@@ -315,14 +321,22 @@ impl<T: Transport> Node<T> {
         // never be ahead of the commit index it was derived from.
         let must_sync = rd.must_sync();
         self.raw.mut_store().append(rd.entries(), rd.hs())?;
+        // raft-rs hands out only committed entries this member has persisted,
+        // and their commit index was just written ahead of them: what waits on
+        // them (clients of the leader) need not wait for this Ready's flush. A
+        // member whose acks wait on the flush sends them first, then applies.
+        let mut committed = rd.take_committed_entries();
+        let acks = !rd.persisted_messages().is_empty();
+        if !acks {
+            self.apply(std::mem::take(&mut committed))?;
+        }
         if must_sync {
             self.raw.mut_store().sync()?;
         }
-        let committed = rd.take_committed_entries();
-        self.apply(committed)?;
-        if !rd.persisted_messages().is_empty() {
+        if acks {
             self.transport.send(rd.take_persisted_messages());
         }
+        self.apply(committed)?;
         let mut light = self.raw.advance(rd);
         if let Some(commit) = light.commit_index() {
             self.raw.mut_store().set_commit(commit)?;
@@ -341,23 +355,30 @@ impl<T: Transport> Node<T> {
         Ok(())
     }
 
+    /// Applies committed entries as one group: one sled batch (tables, revision,
+    /// applied index), then the answers to the clients waiting on them.
     fn apply(&mut self, entries: Vec<Entry>) -> Result<(), NodeError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut group = self.sm.begin()?;
+        let mut answers = Vec::new();
         for entry in entries {
             let index = entry.index;
             let request = request_id_of(entry.get_context());
             match entry.get_entry_type() {
                 EntryType::EntryNormal if entry.get_data().is_empty() => {
                     // A new leader's empty entry.
-                    self.sm.set_applied(index, entry.term)?;
+                    self.sm.set_applied(&mut group, index, entry.term);
                 }
                 EntryType::EntryNormal => {
                     let result = match Txn::decode(entry.get_data()) {
-                        Ok(txn) => self.sm.apply_txn(&txn, index, entry.term)?,
+                        Ok(txn) => self.sm.apply_in(&mut group, &txn, index, entry.term),
                         Err(err) => {
                             // Only a bug can put an undecodable entry in the log;
                             // skipping it keeps every member identical.
                             error!(index, %err, "undecodable entry skipped");
-                            self.sm.set_applied(index, entry.term)?;
+                            self.sm.set_applied(&mut group, index, entry.term);
                             TxnResult {
                                 error: format!("undecodable command: {err}"),
                                 ..Default::default()
@@ -365,21 +386,39 @@ impl<T: Transport> Node<T> {
                         }
                     };
                     if let Some(Pending::Txn(reply)) = self.pending.remove(&request) {
-                        let _ = reply.send(Ok(result));
+                        answers.push(Answer::Txn(reply, result));
                     }
                 }
                 EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
-                    self.apply_conf_change(&entry)?;
+                    self.apply_conf_change(&mut group, &entry)?;
                     if let Some(Pending::Membership(reply)) = self.pending.remove(&request) {
-                        let _ = reply.send(Ok(()));
+                        answers.push(Answer::Membership(reply));
                     }
                 }
             }
         }
+        let events = self.sm.commit(group)?;
+        // Only now is what they wrote visible to reads.
+        for answer in answers {
+            match answer {
+                Answer::Txn(reply, result) => {
+                    let _ = reply.send(Ok(result));
+                }
+                Answer::Membership(reply) => {
+                    let _ = reply.send(Ok(()));
+                }
+            }
+        }
+        // Watchers after the clients: both wake tasks, the clients wait.
+        self.sm.publish(events);
         Ok(())
     }
 
-    fn apply_conf_change(&mut self, entry: &Entry) -> Result<(), NodeError> {
+    fn apply_conf_change(
+        &mut self,
+        group: &mut crate::store::machine::ApplyBatch,
+        entry: &Entry,
+    ) -> Result<(), NodeError> {
         let corrupt = |what: String| NodeError::CorruptEntry {
             index: entry.index,
             what,
@@ -424,7 +463,7 @@ impl<T: Transport> Node<T> {
             .write_to_bytes()
             .map_err(|e| corrupt(e.to_string()))?;
         self.sm
-            .apply_membership(&self.members, &conf_bytes, entry.index, entry.term)?;
+            .apply_membership(group, &self.members, &conf_bytes, entry.index, entry.term)?;
         self.transport.set_peers(&self.members);
         info!(voters = ?conf_state.voters, learners = ?conf_state.learners, "membership changed");
         Ok(())

@@ -21,8 +21,11 @@ impl PeerService {
     }
 
     fn check_cluster(&self, cluster_id: &str) -> Result<(), Status> {
-        let ours = self.handle.status().get().cluster_id;
-        if !ours.is_empty() && cluster_id != ours {
+        // Runs for every raft message: compare in place, copy only to complain.
+        let ours = self.handle.status().with(|s| {
+            (!s.cluster_id.is_empty() && cluster_id != s.cluster_id).then(|| s.cluster_id.clone())
+        });
+        if let Some(ours) = ours {
             return Err(Status::permission_denied(format!(
                 "message from cluster {cluster_id}, this member belongs to cluster {ours}"
             )));
@@ -34,8 +37,11 @@ impl PeerService {
     /// member may never learn the commit of its own removal otherwise). Only the
     /// leader answers so: it has applied every committed join.
     fn check_member(&self, from: u64) -> Result<(), Status> {
-        let status = self.handle.status().get();
-        if status.is_leader() && !status.addresses.contains_key(&from) {
+        let unknown = self
+            .handle
+            .status()
+            .with(|s| s.is_leader() && !s.addresses.contains_key(&from));
+        if unknown {
             let mut answer = Status::not_found(format!(
                 "member {from} is not (or no longer) in this cluster"
             ));

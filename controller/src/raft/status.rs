@@ -52,6 +52,11 @@ impl SharedStatus {
         self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Reads the status in place (no copy): for checks on every raft message.
+    pub fn with<R>(&self, read: impl FnOnce(&NodeStatus) -> R) -> R {
+        read(&self.0.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
     pub fn set_indexes(&self, commit_index: u64, applied_index: u64) {
         let mut status = self.0.write().unwrap_or_else(|e| e.into_inner());
         status.commit_index = commit_index;

@@ -6,6 +6,7 @@
 //! leaves the process (the node loop calls `sync`).
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 
 use prost::Message as _;
 use protobuf::Message as _;
@@ -18,6 +19,10 @@ const HARD_STATE: &[u8] = b"hard_state";
 /// Index and term of the last entry removed from the log (compaction point).
 const COMPACTED: &[u8] = b"compacted";
 const ENTRY_PREFIX: u8 = b'e';
+/// Newest entries kept parsed in memory: raft reads them back to apply them and
+/// to send them to followers, and asks their terms on every append.
+const CACHE_ENTRIES: usize = 4096;
+const CACHE_BYTES: usize = 16 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
@@ -37,6 +42,10 @@ pub struct SledStorage {
     /// (index, term) of the compaction point: the log holds (index, last].
     compacted: (u64, u64),
     last_index: u64,
+    /// A suffix of the log, ending at `last_index` when not empty.
+    cache: VecDeque<Entry>,
+    /// Bytes of entry data in `cache`.
+    cache_bytes: usize,
     /// The last snapshot built for a follower, reused while nothing was applied.
     snapshot_cache: RefCell<Option<Snapshot>>,
 }
@@ -81,6 +90,8 @@ impl SledStorage {
             hard_state,
             compacted,
             last_index,
+            cache: VecDeque::new(),
+            cache_bytes: 0,
             snapshot_cache: RefCell::new(None),
         })
     }
@@ -119,6 +130,7 @@ impl SledStorage {
                 )));
             }
             self.last_index = new_last;
+            self.cache_entries(entries);
         }
         if let Some(hs) = hs {
             batch.insert(HARD_STATE, hs.write_to_bytes().map_err(corrupt)?);
@@ -162,6 +174,8 @@ impl SledStorage {
         self.hard_state = hs;
         self.compacted = (meta.index, meta.term);
         self.last_index = meta.index;
+        self.cache.clear();
+        self.cache_bytes = 0;
         self.snapshot_cache.replace(None);
         self.sync()
     }
@@ -179,7 +193,45 @@ impl SledStorage {
         batch.insert(COMPACTED, compacted_bytes(index, term).to_vec());
         self.log.apply_batch(batch)?;
         self.compacted = (index, term);
+        while self.cache.front().is_some_and(|e| e.index <= index) {
+            self.uncache_front();
+        }
         Ok(())
+    }
+
+    /// Keeps appended entries (a contiguous run that replaced everything from its
+    /// first index on) at the end of the cache.
+    fn cache_entries(&mut self, entries: &[Entry]) {
+        let first = entries[0].index;
+        while self.cache.back().is_some_and(|e| e.index >= first) {
+            if let Some(dropped) = self.cache.pop_back() {
+                self.cache_bytes -= dropped.get_data().len();
+            }
+        }
+        if self.cache.back().is_some_and(|e| e.index + 1 != first) {
+            self.cache.clear();
+            self.cache_bytes = 0;
+        }
+        for entry in entries {
+            self.cache_bytes += entry.get_data().len();
+            self.cache.push_back(entry.clone());
+        }
+        while self.cache.len() > CACHE_ENTRIES || self.cache_bytes > CACHE_BYTES {
+            self.uncache_front();
+        }
+    }
+
+    fn uncache_front(&mut self) {
+        if let Some(dropped) = self.cache.pop_front() {
+            self.cache_bytes -= dropped.get_data().len();
+        }
+    }
+
+    /// The cached entry at `index`, if the cache holds it.
+    fn cached(&self, index: u64) -> Option<&Entry> {
+        let front = self.cache.front()?.index;
+        let offset = index.checked_sub(front)?;
+        self.cache.get(usize::try_from(offset).ok()?)
     }
 
     /// Entries in the log after the compaction point.
@@ -274,7 +326,10 @@ impl raft::Storage for SledStorage {
         let mut out = Vec::with_capacity((high - low) as usize);
         let mut size = 0u64;
         for index in low..high {
-            let entry = self.read_entry(index)?;
+            let entry = match self.cached(index) {
+                Some(entry) => entry.clone(),
+                None => self.read_entry(index)?,
+            };
             size += u64::from(entry.compute_size());
             // Always at least one entry, then stop at the size limit.
             if !out.is_empty() && size > max_size {
@@ -295,7 +350,10 @@ impl raft::Storage for SledStorage {
         if idx > self.last_index {
             return Err(raft::Error::Store(StorageError::Unavailable));
         }
-        Ok(self.read_entry(idx)?.term)
+        match self.cached(idx) {
+            Some(entry) => Ok(entry.term),
+            None => Ok(self.read_entry(idx)?.term),
+        }
     }
 
     fn first_index(&self) -> raft::Result<u64> {
@@ -314,5 +372,79 @@ impl raft::Storage for SledStorage {
             ));
         }
         Ok(snapshot)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use raft::Storage as _;
+
+    use super::*;
+    use crate::store::WatchHub;
+
+    fn entry(index: u64, term: u64) -> Entry {
+        let mut e = Entry {
+            index,
+            term,
+            ..Default::default()
+        };
+        e.set_data(format!("{index}/{term}").into_bytes().into());
+        e
+    }
+
+    fn open(db: &sled::Db) -> SledStorage {
+        let sm = StateMachine::new(db.open_tree("state").expect("tree"), WatchHub::new(0));
+        SledStorage::open(db.clone(), sm).expect("open")
+    }
+
+    fn terms(s: &SledStorage, low: u64, high: u64) -> Vec<(u64, u64)> {
+        s.entries(low, high, None, GetEntriesContext::empty(false))
+            .expect("entries")
+            .iter()
+            .map(|e| (e.index, e.term))
+            .collect()
+    }
+
+    #[test]
+    fn the_cache_agrees_with_the_log_through_truncation_and_compaction() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = sled::open(dir.path()).expect("sled");
+        let mut s = open(&db);
+        let first: Vec<Entry> = (1..=5).map(|i| entry(i, 1)).collect();
+        s.append(&first, None).expect("append");
+        // A new leader replaces 4..=5 with 4 at term 2.
+        s.append(&[entry(4, 2)], None).expect("append");
+        assert_eq!(s.last_index().expect("last"), 4);
+        assert_eq!(terms(&s, 1, 5), vec![(1, 1), (2, 1), (3, 1), (4, 2)]);
+        assert_eq!(s.term(4).expect("term"), 2);
+        assert!(s.term(5).is_err());
+        s.compact(2).expect("compact");
+        assert_eq!(s.term(2).expect("compaction point"), 1);
+        assert!(
+            s.entries(2, 4, None, GetEntriesContext::empty(false))
+                .is_err()
+        );
+        assert_eq!(terms(&s, 3, 5), vec![(3, 1), (4, 2)]);
+        // A reopened log (no cache) reads the same from sled.
+        let reopened = open(&db);
+        assert_eq!(terms(&reopened, 3, 5), terms(&s, 3, 5));
+        assert_eq!(reopened.term(4).expect("term"), 2);
+        assert_eq!(reopened.last_index().expect("last"), 4);
+    }
+
+    #[test]
+    fn the_cache_keeps_only_the_newest_entries() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = sled::open(dir.path()).expect("sled");
+        let mut s = open(&db);
+        let total = CACHE_ENTRIES as u64 + 10;
+        for i in 1..=total {
+            s.append(&[entry(i, 1)], None).expect("append");
+        }
+        assert_eq!(s.cache.len(), CACHE_ENTRIES);
+        assert_eq!(s.cache.front().map(|e| e.index), Some(11));
+        // Older entries come from sled.
+        assert_eq!(terms(&s, 1, 3), vec![(1, 1), (2, 1)]);
+        assert_eq!(terms(&s, total - 1, total + 1).len(), 2);
     }
 }

@@ -3,8 +3,11 @@
 //! is unreachable (raft retransmits); snapshots go in chunks over their own call.
 
 use std::collections::{BTreeMap, HashMap};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use berth_proto::v1::raft_peer_client::RaftPeerClient;
@@ -13,7 +16,7 @@ use protobuf::Message as _;
 use raft::SnapshotStatus;
 use raft::eraftpb::{Message, MessageType};
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::Stream;
 use tonic::transport::{Channel, Endpoint};
 use tracing::{debug, warn};
 
@@ -149,14 +152,51 @@ fn envelope(inner: &Inner, msg: &Message) -> Option<RaftEnvelope> {
     }
 }
 
+/// The peer's queue, read directly by the gRPC request stream of the current
+/// connection (no task in between). A reconnect bumps `generation`, which ends
+/// the stream of the connection before it.
+struct SharedQueue {
+    queue: Mutex<mpsc::Receiver<Message>>,
+    generation: AtomicU64,
+}
+
+struct QueueStream {
+    inner: Arc<Inner>,
+    shared: Arc<SharedQueue>,
+    generation: u64,
+}
+
+impl Stream for QueueStream {
+    type Item = RaftEnvelope;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<RaftEnvelope>> {
+        let mut queue = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+        // Checked under the lock: a stale stream never takes the waker of the
+        // current one.
+        if self.shared.generation.load(Ordering::Acquire) != self.generation {
+            return Poll::Ready(None);
+        }
+        loop {
+            match queue.poll_recv(cx) {
+                Poll::Ready(Some(msg)) => {
+                    if let Some(env) = envelope(&self.inner, &msg) {
+                        return Poll::Ready(Some(env));
+                    }
+                }
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
 /// Keeps one stream open to a peer and feeds it from the queue; reconnects after
 /// a failure, reporting the peer unreachable so raft slows down and retries.
-async fn peer_loop(
-    inner: Arc<Inner>,
-    id: u64,
-    address: String,
-    mut queue: mpsc::Receiver<Message>,
-) {
+async fn peer_loop(inner: Arc<Inner>, id: u64, address: String, queue: mpsc::Receiver<Message>) {
+    let shared = Arc::new(SharedQueue {
+        queue: Mutex::new(queue),
+        generation: AtomicU64::new(0),
+    });
     loop {
         let channel = match peer_channel(&address) {
             Ok(channel) => channel,
@@ -166,34 +206,31 @@ async fn peer_loop(
             }
         };
         let mut client = peer_client(channel);
-        let (tx, rx) = mpsc::channel::<RaftEnvelope>(256);
-        let mut call = tokio::spawn(async move { client.messages(ReceiverStream::new(rx)).await });
-        loop {
-            tokio::select! {
-                msg = queue.recv() => {
-                    let Some(msg) = msg else { call.abort(); return };
-                    let Some(env) = envelope(&inner, &msg) else { continue };
-                    if tx.send(env).await.is_err() {
-                        break;
-                    }
-                }
-                result = &mut call => {
-                    if let Ok(Err(status)) = result {
-                        debug!(peer = id, %address, %status, "raft stream ended");
-                        let removed = status
-                            .metadata()
-                            .get(super::peer_service::REMOVED_METADATA)
-                            .and_then(|v| v.to_str().ok())
-                            .and_then(|v| v.parse::<u64>().ok());
-                        if removed == Some(inner.self_id) {
-                            let _ = inner.mailbox.try_send(Msg::Removed);
-                        }
-                    }
-                    break;
-                }
+        let generation = shared.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        let stream = QueueStream {
+            inner: inner.clone(),
+            shared: shared.clone(),
+            generation,
+        };
+        let result = client.messages(stream).await;
+        if let Err(status) = result {
+            debug!(peer = id, %address, %status, "raft stream ended");
+            let removed = status
+                .metadata()
+                .get(super::peer_service::REMOVED_METADATA)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if removed == Some(inner.self_id) {
+                let _ = inner.mailbox.try_send(Msg::Removed);
             }
         }
-        call.abort();
+        let closed = {
+            let queue = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+            queue.is_closed() && queue.is_empty()
+        };
+        if closed {
+            return;
+        }
         let _ = inner.mailbox.try_send(Msg::Unreachable(id));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

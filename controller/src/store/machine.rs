@@ -5,7 +5,7 @@
 //! Applying is deterministic: no clocks, no randomness. Everything that varies
 //! (ids, timestamps) is decided by the proposer and travels in the command.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use berth_proto::store::{
     Delete, Expect, Object, Put, SnapshotData, Txn, TxnResult, op, txn_result::Failure,
@@ -82,80 +82,143 @@ impl StateMachine {
         Ok(out)
     }
 
-    /// Applies one committed transaction at raft `index`: all operations, or none
-    /// when a precondition fails (the result says which). Writes the tables, the
-    /// revision and the applied index in one atomic batch.
-    pub fn apply_txn(&self, txn: &Txn, index: u64, term: u64) -> Result<TxnResult, StoreError> {
+    /// Starts a group of writes (the committed entries of one Ready): nothing is
+    /// visible until `commit`, which writes everything, the revision and the
+    /// applied index in one atomic sled batch.
+    pub fn begin(&self) -> Result<ApplyBatch, StoreError> {
         let revision = self.revision()?;
-        match self.plan(txn, revision + 1) {
-            Ok(plan) => {
-                let mut batch = sled::Batch::default();
-                let mut result = TxnResult {
-                    revision: revision + 1,
-                    ..Default::default()
-                };
-                let mut changes = Vec::new();
-                for step in plan {
-                    match step {
-                        Planned::Put { object, previous } => {
-                            let table = object.table().unwrap_or_default();
-                            if let Some(prev_name) = previous.as_ref().and_then(|p| p.unique_name())
-                                && Some(prev_name) != object.unique_name()
-                            {
-                                batch.remove(keys::name(table, prev_name));
-                            }
-                            if let Some(name) = object.unique_name() {
-                                batch.insert(keys::name(table, name), object.id().as_bytes());
-                            }
-                            batch.insert(keys::object(table, object.id()), object.encode_to_vec());
-                            changes.push(Change::put(object.clone(), previous.is_none()));
-                            result.objects.push(object);
-                        }
-                        Planned::Delete { object } => {
-                            let table = object.table().unwrap_or_default();
-                            if let Some(name) = object.unique_name() {
-                                batch.remove(keys::name(table, name));
-                            }
-                            batch.remove(keys::object(table, object.id()));
-                            changes.push(Change::removed(object.clone()));
-                            result.objects.push(object);
-                        }
-                    }
-                }
-                batch.insert(keys::REVISION, &(revision + 1).to_be_bytes());
-                write_applied(&mut batch, index, term);
-                self.tree.apply_batch(batch)?;
-                self.watch.publish(revision + 1, changes);
-                Ok(result)
-            }
+        Ok(ApplyBatch {
+            batch: sled::Batch::default(),
+            objects: HashMap::new(),
+            names: HashMap::new(),
+            start_revision: revision,
+            revision,
+            applied: None,
+            meta_written: false,
+            events: Vec::new(),
+        })
+    }
+
+    /// Writes a group; returns what changed, for `publish`.
+    pub fn commit(&self, group: ApplyBatch) -> Result<Events, StoreError> {
+        let ApplyBatch {
+            mut batch,
+            start_revision,
+            revision,
+            applied,
+            meta_written,
+            events,
+            ..
+        } = group;
+        if applied.is_none() && !meta_written && revision == start_revision {
+            return Ok(Events(events));
+        }
+        if revision != start_revision {
+            batch.insert(keys::REVISION, &revision.to_be_bytes());
+        }
+        if let Some((index, term)) = applied {
+            write_applied(&mut batch, index, term);
+        }
+        self.tree.apply_batch(batch)?;
+        Ok(Events(events))
+    }
+
+    /// Tells watchers what a written group changed, in order.
+    pub fn publish(&self, events: Events) {
+        for (revision, changes) in events.0 {
+            self.watch.publish(revision, changes);
+        }
+    }
+
+    /// Applies one committed transaction at raft `index` on its own (a group of
+    /// one): see `apply_in`.
+    pub fn apply_txn(&self, txn: &Txn, index: u64, term: u64) -> Result<TxnResult, StoreError> {
+        let mut group = self.begin()?;
+        let result = self.apply_in(&mut group, txn, index, term);
+        let events = self.commit(group)?;
+        self.publish(events);
+        Ok(result)
+    }
+
+    /// Applies one committed transaction at raft `index` to a group: all
+    /// operations, or none when a precondition fails (the result says which).
+    /// Preconditions see what earlier transactions of the group wrote.
+    pub fn apply_in(&self, group: &mut ApplyBatch, txn: &Txn, index: u64, term: u64) -> TxnResult {
+        group.applied = Some((index, term));
+        let revision = group.revision;
+        let mut view = TxnView::default();
+        let plan = match self.plan(group, &mut view, txn, revision + 1) {
+            Ok(plan) => plan,
+            // A refused txn changes nothing but the applied index.
             Err((failure, error)) => {
-                // A refused txn changes nothing but the applied index.
-                self.set_applied(index, term)?;
-                Ok(TxnResult {
+                return TxnResult {
                     error,
                     failure: failure as i32,
                     revision,
                     objects: Vec::new(),
-                })
+                };
+            }
+        };
+        let batch = &mut group.batch;
+        let mut result = TxnResult {
+            revision: revision + 1,
+            ..Default::default()
+        };
+        let mut changes = Vec::with_capacity(plan.len());
+        for step in plan {
+            match step {
+                Planned::Put { object, previous } => {
+                    let table = object.table().unwrap_or_default();
+                    let prev_name = previous.as_ref().and_then(|p| p.unique_name());
+                    let name = object.unique_name();
+                    if let Some(prev_name) = prev_name
+                        && Some(prev_name) != name
+                    {
+                        batch.remove(keys::name(table, prev_name));
+                    }
+                    // An unchanged name already points at this id.
+                    if let Some(name) = name
+                        && (previous.is_none() || prev_name != Some(name))
+                    {
+                        batch.insert(keys::name(table, name), object.id().as_bytes());
+                    }
+                    batch.insert(keys::object(table, object.id()), object.encode_to_vec());
+                    changes.push(Change::put(object.clone(), previous.is_none()));
+                    result.objects.push(object);
+                }
+                Planned::Delete { object } => {
+                    let table = object.table().unwrap_or_default();
+                    if let Some(name) = object.unique_name() {
+                        batch.remove(keys::name(table, name));
+                    }
+                    batch.remove(keys::object(table, object.id()));
+                    changes.push(Change::removed(object.clone()));
+                    result.objects.push(object);
+                }
             }
         }
+        group.objects.extend(view.objects);
+        group.names.extend(view.names);
+        group.revision = revision + 1;
+        group.events.push((revision + 1, changes));
+        result
     }
 
     /// Records progress for an entry that changed no table (empty, conf change).
-    pub fn set_applied(&self, index: u64, term: u64) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
-        write_applied(&mut batch, index, term);
-        self.tree.apply_batch(batch)?;
-        Ok(())
+    pub fn set_applied(&self, group: &mut ApplyBatch, index: u64, term: u64) {
+        group.applied = Some((index, term));
     }
 
-    /// Checks every precondition against the current state (and against earlier
-    /// operations of the same txn) and computes what to write.
-    fn plan(&self, txn: &Txn, new_revision: u64) -> Result<Vec<Planned>, (Failure, String)> {
-        // Objects as the txn has left them so far: (table, id) -> Some(obj) | None.
-        let mut view: BTreeMap<(String, String), Option<Object>> = BTreeMap::new();
-        let mut names: BTreeMap<(String, String), Option<String>> = BTreeMap::new();
-        let mut plan = Vec::new();
+    /// Checks every precondition against the current state (as the group and
+    /// earlier operations of the same txn have left it) and computes what to write.
+    fn plan(
+        &self,
+        group: &ApplyBatch,
+        view: &mut TxnView,
+        txn: &Txn,
+        new_revision: u64,
+    ) -> Result<Vec<Planned>, (Failure, String)> {
+        let mut plan = Vec::with_capacity(txn.ops.len());
         let invalid = |msg: String| (Failure::Invalid, msg);
         for op in &txn.ops {
             match &op.op {
@@ -171,10 +234,10 @@ impl StateMachine {
                     if id.is_empty() {
                         return Err(invalid(format!("put of a {table} without an id")));
                     }
-                    let current = self.current(&mut view, table, &id)?;
+                    let current = self.current(group, view, table, &id)?;
                     check_expect(table, &id, *expect, *version, current.as_ref())?;
                     if let Some(name) = object.unique_name() {
-                        let holder = self.name_holder(&mut names, table, name)?;
+                        let holder = self.name_holder(group, view, table, name)?;
                         if let Some(holder) = holder.filter(|h| *h != id) {
                             return Err((
                                 Failure::Exists,
@@ -183,14 +246,17 @@ impl StateMachine {
                         }
                     }
                     if let Some(prev) = current.as_ref().and_then(|c| c.unique_name()) {
-                        names.insert((table.to_string(), prev.to_string()), None);
+                        view.names
+                            .insert((table.to_string(), prev.to_string()), None);
                     }
                     if let Some(name) = object.unique_name() {
-                        names.insert((table.to_string(), name.to_string()), Some(id.clone()));
+                        view.names
+                            .insert((table.to_string(), name.to_string()), Some(id.clone()));
                     }
                     let mut object = object.clone();
                     object.set_version(new_revision);
-                    view.insert((table.to_string(), id), Some(object.clone()));
+                    view.objects
+                        .insert((table.to_string(), id), Some(object.clone()));
                     plan.push(Planned::Put {
                         object,
                         previous: current.map(Box::new),
@@ -208,13 +274,13 @@ impl StateMachine {
                     if !TABLES.contains(&table.as_str()) {
                         return Err(invalid(format!("unknown table {table:?}")));
                     }
-                    let current = self.current(&mut view, table, id)?;
+                    let current = self.current(group, view, table, id)?;
                     check_expect(table, id, *expect, *version, current.as_ref())?;
                     if let Some(object) = current {
                         if let Some(name) = object.unique_name() {
-                            names.insert((table.clone(), name.to_string()), None);
+                            view.names.insert((table.clone(), name.to_string()), None);
                         }
-                        view.insert((table.clone(), id.clone()), None);
+                        view.objects.insert((table.clone(), id.clone()), None);
                         plan.push(Planned::Delete { object });
                     }
                 }
@@ -224,37 +290,40 @@ impl StateMachine {
         Ok(plan)
     }
 
+    /// An object as the txn, then the group, then the tree has it.
     fn current(
         &self,
-        view: &mut BTreeMap<(String, String), Option<Object>>,
+        group: &ApplyBatch,
+        view: &mut TxnView,
         table: &str,
         id: &str,
     ) -> Result<Option<Object>, (Failure, String)> {
         let key = (table.to_string(), id.to_string());
-        if let Some(v) = view.get(&key) {
+        if let Some(v) = view.objects.get(&key).or_else(|| group.objects.get(&key)) {
             return Ok(v.clone());
         }
         let v = self
             .get(table, id)
             .map_err(|e| (Failure::Invalid, e.to_string()))?;
-        view.insert(key, v.clone());
+        view.objects.insert(key, v.clone());
         Ok(v)
     }
 
     fn name_holder(
         &self,
-        names: &mut BTreeMap<(String, String), Option<String>>,
+        group: &ApplyBatch,
+        view: &mut TxnView,
         table: &str,
         name: &str,
     ) -> Result<Option<String>, (Failure, String)> {
         let key = (table.to_string(), name.to_string());
-        if let Some(v) = names.get(&key) {
+        if let Some(v) = view.names.get(&key).or_else(|| group.names.get(&key)) {
             return Ok(v.clone());
         }
         let v = self
             .id_by_name(table, name)
             .map_err(|e| (Failure::Invalid, e.to_string()))?;
-        names.insert(key, v.clone());
+        view.names.insert(key, v.clone());
         Ok(v)
     }
 
@@ -328,22 +397,55 @@ impl StateMachine {
         Ok(self.tree.get(keys::CONF_STATE)?.map(|v| v.to_vec()))
     }
 
-    /// Records an applied membership change: the new ConfState and address book,
-    /// with the applied index, atomically.
+    /// Records an applied membership change in a group: the new ConfState and
+    /// address book, written with the applied index.
     pub fn apply_membership(
         &self,
+        group: &mut ApplyBatch,
         members: &BTreeMap<u64, String>,
         conf_state: &[u8],
         index: u64,
         term: u64,
     ) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
-        batch.insert(keys::MEMBERS, serde_json::to_vec(members)?);
-        batch.insert(keys::CONF_STATE, conf_state);
-        write_applied(&mut batch, index, term);
-        self.tree.apply_batch(batch)?;
+        group
+            .batch
+            .insert(keys::MEMBERS, serde_json::to_vec(members)?);
+        group.batch.insert(keys::CONF_STATE, conf_state);
+        group.meta_written = true;
+        group.applied = Some((index, term));
         Ok(())
     }
+}
+
+type TableKey = (String, String);
+
+/// Writes of applied entries not yet in the tree: one sled batch per group, with
+/// what it has done so far so that later entries see earlier ones.
+pub struct ApplyBatch {
+    batch: sled::Batch,
+    /// (table, id) -> the object as the group left it (None: removed).
+    objects: HashMap<TableKey, Option<Object>>,
+    /// (table, unique name) -> the id holding it.
+    names: HashMap<TableKey, Option<String>>,
+    start_revision: u64,
+    revision: u64,
+    applied: Option<(u64, u64)>,
+    /// Meta keys other than revision and applied index were written.
+    meta_written: bool,
+    /// Changes per revision, published to watchers once written.
+    events: Vec<(u64, Vec<Change>)>,
+}
+
+/// Changes per revision of a written group, not yet told to watchers.
+#[must_use = "watchers learn of a written group only through publish"]
+pub struct Events(Vec<(u64, Vec<Change>)>);
+
+/// What one transaction has read and would write, merged into its group only
+/// when every precondition holds.
+#[derive(Default)]
+struct TxnView {
+    objects: HashMap<TableKey, Option<Object>>,
+    names: HashMap<TableKey, Option<String>>,
 }
 
 enum Planned {

@@ -232,3 +232,39 @@ fn a_snapshot_dump_restores_into_an_empty_machine() {
     assert_eq!(other.applied().expect("a").index, 7);
     assert_eq!(other.revision().expect("r"), 1);
 }
+
+#[test]
+fn later_transactions_of_a_group_see_earlier_ones() {
+    let (_d, sm) = machine();
+    let mut group = sm.begin().expect("begin");
+    let mut index = 0;
+    let mut put_secret = |id: &str, name: &str, expect: Expect, version: u64| {
+        index += 1;
+        let op = put(secret(id, name, "v"), expect, version);
+        sm.apply_in(&mut group, &txn(vec![op]), index, 1).error
+    };
+    assert_eq!(put_secret("s1", "a", Expect::Absent, 0), "");
+    // A second create of the id, or of the name, is refused within the group.
+    assert!(put_secret("s1", "x", Expect::Absent, 0).contains("already exists"));
+    assert!(put_secret("s2", "a", Expect::Absent, 0).contains("already used by s1"));
+    // CAS against the version the group wrote (renaming to b); a stale one is refused.
+    assert_eq!(put_secret("s1", "b", Expect::Version, 1), "");
+    assert!(put_secret("s1", "b", Expect::Version, 1).contains("version 2, not 1"));
+    // The rename freed "a" within the group.
+    assert_eq!(put_secret("s3", "a", Expect::Absent, 0), "");
+    // Nothing is visible before the group is written.
+    assert!(sm.get("secret", "s1").expect("get").is_none());
+    let (_, mut live) = sm.watch().subscribe(0).expect("subscribe");
+    let events = sm.commit(group).expect("commit");
+    sm.publish(events);
+    assert_eq!(sm.applied().expect("applied").index, 6);
+    assert_eq!(sm.revision().expect("rev"), 3);
+    for (name, id) in [("a", "s3"), ("b", "s1")] {
+        let holder = sm.id_by_name("secret", name).expect("name");
+        assert_eq!(holder.as_deref(), Some(id));
+    }
+    let revisions: Vec<u64> = std::iter::from_fn(|| live.try_recv().ok())
+        .map(|e| e.revision)
+        .collect();
+    assert_eq!(revisions, vec![1, 2, 3]);
+}
