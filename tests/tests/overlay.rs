@@ -83,7 +83,17 @@ fn only(tasks: Vec<Running>) -> Result<Running> {
 /// The body of `GET /` from `host:port`, fetched inside `from`'s container
 /// (None: no answer). With nc: Debian's busybox-static wget crashes.
 fn fetch(cluster: &Cluster, from: &Running, host: &str, port: u16) -> Result<Option<String>> {
-    let script = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {host} {port}");
+    get(cluster, from, host, port, "/")
+}
+
+fn get(
+    cluster: &Cluster,
+    from: &Running,
+    host: &str,
+    port: u16,
+    path: &str,
+) -> Result<Option<String>> {
+    let script = format!("printf 'GET {path} HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {host} {port}");
     let out = cluster.exec(from.agent, &from.id, &["sh", "-c", &script])?;
     Ok(body_of(&out.stdout))
 }
@@ -216,6 +226,22 @@ fn containers_find_services_by_name_across_hosts() -> Result<()> {
         let seen = answers(&cluster, &client, &target, 80, 40, hostnames.len())?;
         assert_eq!(seen, hostnames, "answers through {target}");
     }
+
+    // Egress: a container reaches a host outside the overlay (the registry's)
+    // from its host's address.
+    let (registry_ip, registry_port) = cluster
+        .registry
+        .address()
+        .split_once(':')
+        .context("registry HOST:PORT")?;
+    let got = get(
+        &cluster,
+        &client,
+        registry_ip,
+        registry_port.parse()?,
+        "/v2/",
+    )?;
+    assert_eq!(got.as_deref(), Some("{}"), "GET /v2/ of the registry");
 
     // The container MTU is the underlay's minus 50, and a don't-fragment
     // datagram of exactly that size arrives across hosts.

@@ -104,6 +104,10 @@ pub(super) fn eq(left: Expression<'static>, right: Expression<'static>) -> State
     matches(Operator::EQ, left, right)
 }
 
+pub(super) fn neq(left: Expression<'static>, right: Expression<'static>) -> Statement<'static> {
+    matches(Operator::NEQ, left, right)
+}
+
 /// A flag test (`ct status dnat`, `ct state established,related`).
 pub(super) fn is(left: Expression<'static>, right: Expression<'static>) -> Statement<'static> {
     matches(Operator::IN, left, right)

@@ -14,6 +14,7 @@
 //! postrouting (nat, srcnat)  ct mark & BRIDGE == BRIDGE ct status dnat oifname "bb-*" masquerade (hairpin)
 //!                            ct mark & INGRESS == INGRESS oifname "bv-V" snat to GATEWAY-V  (ingress)
 //!                            ct mark & INGRESS == INGRESS oifname "bv-*" masquerade  (no gateway)
+//!                            ct mark & BRIDGE == BRIDGE oifname != "bb-*" oifname != "bv-*" masquerade (egress)
 //! forward (filter)           iifname "bb-V"|"bv-V" jump from-V
 //!                            oifname "bb-*"|"bv-*" jump into-berth
 //! from-V                     published (INGRESS-marked) or out through V's devices: accept;
@@ -33,7 +34,7 @@ use serde_json::Value;
 
 use super::builder::Builder;
 use super::expr::{
-    ct, dnat, eq, fib_daddr_type, is, jump, marked, matches, meta, payload, pick, s, set_mark,
+    ct, dnat, eq, fib_daddr_type, is, jump, marked, matches, meta, neq, payload, pick, s, set_mark,
 };
 use super::normalise::normalise;
 use super::{LbPlan, PublishedRule};
@@ -160,6 +161,18 @@ fn source_nat(t: &mut Builder, plan: &LbPlan, gateways: &BTreeMap<u32, Ipv4Addr>
     let mut rule = ingress_leaving(format!("{VXLAN_PREFIX}*"));
     rule.push(Statement::Masquerade(None));
     t.rule("postrouting", rule);
+    // Egress: a container's connection leaving the overlay (to the underlay or
+    // beyond) takes this host's address, as behind Docker's gateway bridge:
+    // nothing outside routes the overlay's addresses back.
+    t.rule(
+        "postrouting",
+        vec![
+            marked(BRIDGE_MARK),
+            neq(meta(MetaKey::Oifname), s(format!("{BRIDGE_PREFIX}*"))),
+            neq(meta(MetaKey::Oifname), s(format!("{VXLAN_PREFIX}*"))),
+            Statement::Masquerade(None),
+        ],
+    );
 }
 
 /// VIPs without backends refuse at once instead of timing out.
