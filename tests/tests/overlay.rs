@@ -514,3 +514,30 @@ fn networks_are_isolated_and_removing_everything_leaves_nothing() -> Result<()> 
     }
     Ok(())
 }
+
+#[test]
+fn a_network_out_of_vips_says_so_in_service_ps() -> Result<()> {
+    let cluster = Cluster::start("ovl_exhaust", 1, 1, 0)?;
+    // A /24 keeps its top sixteenth, 16 addresses, for VIPs.
+    cluster.berth(&["network", "create", "tiny", "--subnet", "10.99.0.0/24"])?;
+    for i in 0..16 {
+        let name = format!("idle{i}");
+        create(
+            &cluster,
+            &name,
+            &["--network", "tiny", "--replicas", "0"],
+            SLEEP,
+        )?;
+    }
+    create(&cluster, "late", &["--network", "tiny"], SLEEP)?;
+    let row = wait_until("late's task to say why it waits", CONVERGE, || {
+        let rows = cluster.ps("late").ok()?;
+        rows.into_iter().find(|t| t.message.contains("no free VIP"))
+    })?;
+    assert_eq!(row.state, "pending", "{row:?}");
+    assert!(row.message.contains("network tiny"), "{}", row.message);
+    // Removing one service frees its VIP: the task gets one and runs.
+    cluster.berth(&["service", "rm", "idle0"])?;
+    cluster.wait_running("late", 1, CONVERGE)?;
+    Ok(())
+}
