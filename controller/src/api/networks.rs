@@ -48,16 +48,8 @@ pub fn parse_subnet(subnet: &str) -> Result<(Ipv4Addr, u8), Status> {
 
 pub async fn create(raft: &RaftHandle, req: CreateNetworkRequest) -> Result<Network, Status> {
     check_name("network", &req.name)?;
-    let existing: Vec<Network> = raft
-        .state()
-        .list("network")
-        .map_err(store_status)?
-        .into_iter()
-        .filter_map(|o| match o.kind {
-            Some(Kind::Network(n)) => Some(n),
-            _ => None,
-        })
-        .collect();
+    let existing: Vec<Network> =
+        crate::leader::read_networks(raft.state()).map_err(store_status)?;
     let subnet = if req.subnet.is_empty() {
         carve_subnet(&existing)?
     } else {

@@ -4,10 +4,8 @@
 use std::pin::Pin;
 use std::time::Duration;
 
-use berth_proto::store::object::Kind;
 use berth_proto::v1::{
-    Assignments, Endpoint, Network, Node, NotLeader, Service, SessionMessage, Task, TaskState,
-    session_message,
+    Assignments, Endpoint, NotLeader, SessionMessage, Task, TaskState, session_message,
 };
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
@@ -15,6 +13,7 @@ use tonic::Status;
 use tracing::debug;
 
 use super::{Dispatcher, endpoints};
+use crate::leader::{read_networks, read_view};
 use crate::raft::RaftHandle;
 use crate::store::watch::touches_workloads;
 
@@ -55,62 +54,30 @@ fn fingerprint(a: &Assignments) -> Fingerprint {
 pub fn compute(raft: &RaftHandle, node_id: &str) -> Result<Assignments, Status> {
     let sm = raft.state();
     let store_err = |e: crate::store::StoreError| Status::internal(e.to_string());
-    let mut tasks: Vec<Task> = Vec::new();
-    let all_tasks: Vec<Task> = sm
-        .list("task")
-        .map_err(store_err)?
-        .into_iter()
-        .filter_map(|o| match o.kind {
-            Some(Kind::Task(t)) => Some(t),
-            _ => None,
-        })
-        .collect();
-    for task in &all_tasks {
-        if task.node_id == node_id {
+    let view = read_view(sm).map_err(store_err)?;
+    let networks = read_networks(sm).map_err(store_err)?;
+    let tasks: Vec<Task> = view
+        .tasks
+        .iter()
+        .filter(|task| {
+            if task.node_id != node_id {
+                return false;
+            }
             let observed = task
                 .status
                 .as_ref()
                 .and_then(|s| TaskState::try_from(s.state).ok())
                 .unwrap_or(TaskState::New);
             let desired = TaskState::try_from(task.desired_state).unwrap_or(TaskState::Running);
-            let wanted = desired <= TaskState::Running;
-            if wanted || !observed.is_terminal() {
-                tasks.push(task.clone());
-            }
-        }
-    }
-    let networks: Vec<Network> = sm
-        .list("network")
-        .map_err(store_err)?
-        .into_iter()
-        .filter_map(|o| match o.kind {
-            Some(Kind::Network(n)) => Some(n),
-            _ => None,
+            desired <= TaskState::Running || !observed.is_terminal()
         })
+        .cloned()
         .collect();
-    let nodes: Vec<Node> = sm
-        .list("node")
-        .map_err(store_err)?
-        .into_iter()
-        .filter_map(|o| match o.kind {
-            Some(Kind::Node(n)) => Some(n),
-            _ => None,
-        })
-        .collect();
-    let services: Vec<Service> = sm
-        .list("service")
-        .map_err(store_err)?
-        .into_iter()
-        .filter_map(|o| match o.kind {
-            Some(Kind::Service(s)) => Some(s),
-            _ => None,
-        })
-        .collect();
-    let endpoints = endpoints::compute(&services, &all_tasks, &nodes);
+    let endpoints = endpoints::compute(&view.services, &view.tasks, &view.nodes);
     Ok(Assignments {
         tasks,
         networks,
-        nodes,
+        nodes: view.nodes,
         revision: sm.revision().map_err(store_err)?,
         endpoints,
         node_id: node_id.to_string(),
