@@ -86,18 +86,32 @@ impl NetPlane {
             }
         }
         // Service answers change without the plan changing (tasks come and go).
-        self.dns.sync(&view).await?;
-        let balancer = view.lb_plan();
-        if balancer == LbPlan::default() {
-            lb::remove().await?;
-        } else if lb::apply(&balancer).await? {
-            info!(
-                vips = balancer.vips.len(),
-                published = balancer.published.len(),
-                "load balancer updated"
-            );
+        // A failure here is logged and retried at the next change or period:
+        // it must not keep tasks from starting on a working overlay.
+        if let Err(error) = self.dns.sync(&view).await {
+            warn!(%error, "DNS servers not in line with the assignments");
+        }
+        if let Err(error) = self.balance(&view).await {
+            warn!(%error, "load balancer not in line with the assignments");
         }
         Ok(view)
+    }
+
+    /// The nft load balancer for the view (no table at all when it has nothing).
+    async fn balance(&self, view: &View) -> Result<(), NetworkError> {
+        let balancer = view.lb_plan();
+        if balancer == LbPlan::default() {
+            lb::remove().await
+        } else {
+            if lb::apply(&balancer).await? {
+                info!(
+                    vips = balancer.vips.len(),
+                    published = balancer.published.len(),
+                    "load balancer updated"
+                );
+            }
+            Ok(())
+        }
     }
 
     /// Keeps the kernel in line with the assignments: at once on every change,
