@@ -227,6 +227,12 @@ fn containers_find_services_by_name_across_hosts() -> Result<()> {
         assert_eq!(seen, hostnames, "answers through {target}");
     }
 
+    // /etc/hosts names the container itself.
+    let hosts = cluster.exec(0, &client.id, &["cat", "/etc/hosts"])?;
+    let hosts = String::from_utf8_lossy(&hosts.stdout).to_string();
+    let own = format!("{} {}", client.ip, client.hostname());
+    assert!(hosts.lines().any(|l| l == own), "{hosts}");
+
     // Egress: a container reaches a host outside the overlay (the registry's)
     // from its host's address.
     let (registry_ip, registry_port) = cluster

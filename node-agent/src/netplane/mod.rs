@@ -21,7 +21,7 @@ use tracing::{info, warn};
 
 use crate::network::lb::{self, LbPlan};
 use crate::network::{LocalPlan, NetworkError, Overlay, RtNetlink, create_netns, remove_netns};
-use crate::supervisor::{TaskNet, TaskNetwork};
+use crate::supervisor::{TaskNet, TaskNetwork, hostname_of};
 pub use view::{NetView, View};
 
 pub struct NetPlane {
@@ -155,11 +155,19 @@ impl NetPlane {
                 return Err(e);
             }
         }
-        let resolv_conf = view.nameserver(task).map(|ip| {
+        let mut files = Vec::new();
+        if let Some(ip) = view.nameserver(task) {
             // ndots:0: a bare service name is looked up as is, first.
-            format!("nameserver {ip}\noptions ndots:0\n")
-        });
-        Ok(Some(TaskNet { netns, resolv_conf }))
+            let resolv = format!("nameserver {ip}\noptions ndots:0\n");
+            files.push(("/etc/resolv.conf".to_string(), resolv));
+        }
+        let own = requests
+            .first()
+            .map(|r| format!("{} {}\n", r.address, hostname_of(task)))
+            .unwrap_or_default();
+        let hosts = format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n{own}");
+        files.push(("/etc/hosts".to_string(), hosts));
+        Ok(Some(TaskNet { netns, files }))
     }
 
     async fn release_task(&self, task_id: &str) {

@@ -54,8 +54,16 @@ pub struct BundleInput<'a> {
     pub cgroup_parent: &'a str,
     /// A prepared network namespace to join; `None`: a new, loopback-only one.
     pub netns: Option<&'a Path>,
-    /// A file bind-mounted read-only on the container's /etc/resolv.conf.
-    pub resolv_conf: Option<&'a Path>,
+    /// Files bind-mounted read-only: (path in the container, file on the host).
+    pub files: &'a [(String, PathBuf)],
+}
+
+/// The container's hostname: the spec's, or the task id's first 12 characters.
+pub fn hostname_of(task: &Task) -> String {
+    match task.spec.as_ref().map(|s| s.hostname.as_str()) {
+        Some(h) if !h.is_empty() => h.to_string(),
+        _ => task.id.chars().take(12).collect(),
+    }
 }
 
 /// Builds the spec.
@@ -128,21 +136,17 @@ pub fn build_spec(input: &BundleInput<'_>) -> Result<Spec> {
         .no_new_privileges(true)
         .build()
         .map_err(|e| err(e.to_string()))?;
-    let hostname = if spec.hostname.is_empty() {
-        input.task.id.chars().take(12).collect()
-    } else {
-        spec.hostname.clone()
-    };
+    let hostname = hostname_of(input.task);
     let mut mounts = get_default_mounts();
     for m in &spec.mounts {
         mounts.push(task_mount(m).map_err(err)?);
     }
-    if let Some(resolv) = input.resolv_conf {
+    for (destination, source) in input.files {
         mounts.push(
             MountBuilder::default()
-                .destination("/etc/resolv.conf")
+                .destination(destination)
                 .typ("bind")
-                .source(resolv)
+                .source(source)
                 .options(["rbind", "ro"].map(String::from).to_vec())
                 .build()
                 .map_err(|e| err(e.to_string()))?,
@@ -396,7 +400,7 @@ mod tests {
             rootfs: dir.path(),
             cgroup_parent: "berth",
             netns: None,
-            resolv_conf: None,
+            files: &[],
         })
         .unwrap();
         let p = spec.process().as_ref().unwrap();
@@ -451,7 +455,7 @@ mod tests {
             rootfs: dir.path(),
             cgroup_parent: "berth",
             netns: None,
-            resolv_conf: None,
+            files: &[],
         };
         let spec = build_spec(&input).unwrap();
         let p = spec.process().as_ref().unwrap();

@@ -40,7 +40,7 @@ use tokio::sync::{mpsc, watch as tokio_watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tracing::{info, warn};
 
-pub use bundle::{BundleInput, build_spec, merge_env};
+pub use bundle::{BundleInput, build_spec, hostname_of, merge_env};
 pub use error::{Result, SupervisorError};
 pub use logs::{LogLimits, LogLine, LogStream};
 pub use network::{TaskNet, TaskNetwork};

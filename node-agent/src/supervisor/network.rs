@@ -14,8 +14,10 @@ use futures_util::future::BoxFuture;
 pub struct TaskNet {
     /// The network namespace the container joins.
     pub netns: PathBuf,
-    /// The container's /etc/resolv.conf (the network's embedded DNS), if any.
-    pub resolv_conf: Option<String>,
+    /// Files bind-mounted read-only into the container: (absolute path in the
+    /// container, content), e.g. /etc/resolv.conf naming the network's DNS and
+    /// /etc/hosts with the container's own name and address.
+    pub files: Vec<(String, String)>,
 }
 
 pub trait TaskNetwork: Send + Sync + 'static {

@@ -157,15 +157,14 @@ impl Worker {
                 .map_err(|e| failed(format!("network: {e}")))?,
             None => None,
         };
-        let resolv_conf = match net.as_ref().and_then(|n| n.resolv_conf.as_ref()) {
-            Some(text) => {
-                let path = self.state_dir().join("resolv.conf");
-                std::fs::write(&path, text)
-                    .map_err(|e| failed(format!("writing {}: {e}", path.display())))?;
-                Some(path)
-            }
-            None => None,
-        };
+        let mut files = Vec::new();
+        for (destination, text) in net.iter().flat_map(|n| &n.files) {
+            let name = destination.trim_start_matches('/').replace('/', "_");
+            let path = self.state_dir().join(name);
+            std::fs::write(&path, text)
+                .map_err(|e| failed(format!("writing {}: {e}", path.display())))?;
+            files.push((destination.clone(), path));
+        }
         let spec = build_spec(&BundleInput {
             task: &self.task,
             container_id: &cid,
@@ -173,7 +172,7 @@ impl Worker {
             rootfs: &rootfs.path,
             cgroup_parent: &self.inner.cfg.cgroup_parent,
             netns: net.as_ref().map(|n| n.netns.as_path()),
-            resolv_conf: resolv_conf.as_deref(),
+            files: &files,
         })
         .map_err(|e| failed(e.to_string()))?;
         let bundle = self.state_dir().join("bundle");
