@@ -12,7 +12,8 @@
 
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
+use berth_bench::overlay::routed::{Carrier, big_tcp, macvlan_pair, routed_pair};
 use berth_bench::overlay::setup::{Endpoint, OverlayBed};
 use berth_bench::overlay::traffic::{Pinning, round_trips, throughput};
 use berth_bench::overlay::{install_stop_handler, setup::VNI};
@@ -51,6 +52,11 @@ struct Args {
     /// wake-up is an IPI, which makes both paths several times slower.
     #[arg(long)]
     pin: bool,
+    /// Container-to-container paths to measure (repeatable; default: bridge):
+    /// berth's bridge attachment, or bridge-less routed ones the benchmark
+    /// builds itself. All are measured in the same rounds as host-to-host.
+    #[arg(long, value_enum)]
+    path: Vec<OverlayPath>,
     /// Print h2's per-device packet counters (bytes per packet) at the end.
     #[arg(long)]
     counters: bool,
@@ -62,33 +68,77 @@ enum Only {
     Overlay,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Path {
-    Host = 0,
-    Overlay = 1,
+/// A container-to-container path.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
+enum OverlayPath {
+    /// berth's attachment (node-agent's attach): veth as a port of bb-<vni>.
+    Bridge,
+    /// Bridge-less veth, /32 host route, over berth's bv-<vni>.
+    Routed,
+    /// As `routed`, over a VXLAN device made without UDP checksums.
+    RoutedNocsum,
+    /// As `routed`, over a VXLAN device made with UDP checksums (the kernel's
+    /// default, as bv-<vni>): the control for `routed-nocsum`.
+    RoutedCsum,
+    /// As `routed`, with BIG TCP (185,000-byte GSO/GRO) on both veth ends.
+    RoutedBigtcp,
+    /// A bound, not a design: no veth and no IP forward, the containers as
+    /// macvlans of a VXLAN device made like bv-<vni> (L2 over it).
+    Macvlan,
 }
 
-impl Path {
+impl OverlayPath {
     fn label(self) -> &'static str {
         match self {
-            Path::Host => "host-to-host",
-            Path::Overlay => "container-to-container",
+            OverlayPath::Bridge => "bridge (berth)",
+            OverlayPath::Routed => "routed",
+            OverlayPath::RoutedNocsum => "routed, vxlan noudpcsum",
+            OverlayPath::RoutedCsum => "routed, own vxlan udpcsum",
+            OverlayPath::RoutedBigtcp => "routed, BIG TCP 185000",
+            OverlayPath::Macvlan => "bound: macvlan on vxlan",
         }
     }
 
     fn short(self) -> &'static str {
         match self {
-            Path::Host => "host",
-            Path::Overlay => "overlay",
+            OverlayPath::Bridge => "bridge",
+            OverlayPath::Routed => "routed",
+            OverlayPath::RoutedNocsum => "r-nocsum",
+            OverlayPath::RoutedCsum => "r-csum",
+            OverlayPath::RoutedBigtcp => "r-big",
+            OverlayPath::Macvlan => "macvlan",
         }
+    }
+
+    /// Builds the path's two containers (the bridge path's are the bed's).
+    fn build(self, bed: &OverlayBed) -> Result<Option<[Endpoint; 2]>> {
+        let own = |vni: u32, octet: u8, udp_csum: bool| Carrier::Own {
+            vni,
+            octet,
+            udp_csum,
+        };
+        Ok(Some(match self {
+            OverlayPath::Bridge => return Ok(None),
+            OverlayPath::Routed => routed_pair(bed, Carrier::Berth, "t", 20)?,
+            OverlayPath::RoutedNocsum => routed_pair(bed, own(4243, 43, false), "n", 20)?,
+            OverlayPath::RoutedCsum => routed_pair(bed, own(4244, 44, true), "c", 20)?,
+            OverlayPath::RoutedBigtcp => {
+                let pair = routed_pair(bed, Carrier::Berth, "b", 21)?;
+                big_tcp(bed, &pair, "b", 185_000)?;
+                pair
+            }
+            OverlayPath::Macvlan => macvlan_pair(bed, 4246, 46, 20)?,
+        }))
     }
 }
 
-fn ends(bed: &OverlayBed, path: Path) -> (&Endpoint, &Endpoint) {
-    match path {
-        Path::Host => (&bed.hosts[0], &bed.hosts[1]),
-        Path::Overlay => (&bed.containers[0], &bed.containers[1]),
-    }
+/// One measured path: host-to-host or one of the container-to-container ones.
+struct Measured<'a> {
+    label: &'static str,
+    short: &'static str,
+    from: &'a Endpoint,
+    to: &'a Endpoint,
+    figures: Figures,
 }
 
 #[derive(Default)]
@@ -105,6 +155,18 @@ fn main() -> Result<()> {
     }
     install_stop_handler()?;
     let bed = OverlayBed::new()?;
+    let mut overlay_paths = args.path.clone();
+    if overlay_paths.is_empty() {
+        overlay_paths.push(OverlayPath::Bridge);
+    }
+    overlay_paths.dedup();
+    let mut built = Vec::new();
+    for &path in &overlay_paths {
+        built.push(
+            path.build(&bed)
+                .with_context(|| format!("building the {} path", path.label()))?,
+        );
+    }
     for cmd in &args.host_setup {
         for i in 0..2 {
             bed.host_command(i, "sh", &["-c", cmd])?;
@@ -118,40 +180,56 @@ fn main() -> Result<()> {
     } else {
         Pinning::NONE
     };
-    let paths = match args.only {
-        None => vec![Path::Host, Path::Overlay],
-        Some(Only::Host) => vec![Path::Host],
-        Some(Only::Overlay) => vec![Path::Overlay],
-    };
-    let mut figures = [Figures::default(), Figures::default()];
+    let mut paths = Vec::new();
+    if !matches!(args.only, Some(Only::Overlay)) {
+        paths.push(Measured {
+            label: "host-to-host",
+            short: "host",
+            from: &bed.hosts[0],
+            to: &bed.hosts[1],
+            figures: Figures::default(),
+        });
+    }
+    if !matches!(args.only, Some(Only::Host)) {
+        for (&path, pair) in overlay_paths.iter().zip(&built) {
+            let [from, to] = pair.as_ref().unwrap_or(&bed.containers);
+            paths.push(Measured {
+                label: path.label(),
+                short: path.short(),
+                from,
+                to,
+                figures: Figures::default(),
+            });
+        }
+    }
+    let n = paths.len();
     for round in 0..args.rounds {
-        // ABBA: each path goes first in every other round.
-        let mut order = paths.clone();
+        // Each path goes first in turn (a rotation per round), and the order
+        // is reversed every other round, so no path always follows another.
+        let mut order: Vec<usize> = (0..n).map(|k| (k + round / 2) % n).collect();
         if round % 2 == 1 {
             order.reverse();
         }
-        for &path in &order {
-            let (a, b) = ends(&bed, path);
-            let gbps = throughput(a, b, warmup, time, pinning)?;
-            figures[path as usize].gbps.push(gbps);
+        for &k in &order {
+            let p = &mut paths[k];
+            let gbps = throughput(p.from, p.to, warmup, time, pinning)?;
+            p.figures.gbps.push(gbps);
         }
-        for &path in &order {
-            let (a, b) = ends(&bed, path);
-            let mut rtts = round_trips(a, b, 2_000, args.round_trips, pinning)?;
-            let f = &mut figures[path as usize];
-            f.rtt_median_us.push(us(percentile(&mut rtts, 50.0)));
-            f.rtt_p99_us.push(us(percentile(&mut rtts, 99.0)));
+        for &k in &order {
+            let p = &mut paths[k];
+            let mut rtts = round_trips(p.from, p.to, 2_000, args.round_trips, pinning)?;
+            p.figures
+                .rtt_median_us
+                .push(us(percentile(&mut rtts, 50.0)));
+            p.figures.rtt_p99_us.push(us(percentile(&mut rtts, 99.0)));
         }
         let shown: Vec<String> = paths
             .iter()
-            .map(|&path| {
-                let f = &figures[path as usize];
+            .map(|p| {
+                let f = &p.figures;
                 format!(
                     "{} {:.2} Gbit/s, rtt {:.1} µs (p99 {:.1})",
-                    path.short(),
-                    f.gbps[round],
-                    f.rtt_median_us[round],
-                    f.rtt_p99_us[round]
+                    p.short, f.gbps[round], f.rtt_median_us[round], f.rtt_p99_us[round]
                 )
             })
             .collect();
@@ -162,40 +240,58 @@ fn main() -> Result<()> {
         args.rounds, args.seconds, args.round_trips
     );
     println!(
-        "  {:<24} {:>10} {:>12} {:>10}",
+        "  {:<26} {:>10} {:>12} {:>10}",
         "", "Gbit/s", "rtt median", "rtt p99"
     );
-    for &path in &paths {
-        let f = &figures[path as usize];
+    for p in &paths {
+        let f = &p.figures;
         println!(
-            "  {:<24} {:>10.2} {:>9.1} µs {:>7.1} µs",
-            path.label(),
+            "  {:<26} {:>10.2} {:>9.1} µs {:>7.1} µs",
+            p.label,
             median(&mut f.gbps.clone()),
             median(&mut f.rtt_median_us.clone()),
             median(&mut f.rtt_p99_us.clone()),
         );
     }
-    if paths.len() == 2 {
-        let [host, overlay] = &figures;
-        // Paired per round: both paths of a round saw the same machine load.
-        let mut ratios: Vec<f64> = (overlay.gbps.iter().zip(&host.gbps))
-            .map(|(o, h)| o / h)
-            .collect();
-        let mut added: Vec<f64> = (overlay.rtt_median_us.iter().zip(&host.rtt_median_us))
-            .map(|(o, h)| o - h)
-            .collect();
-        let (ratio, added) = (median(&mut ratios), median(&mut added));
+    if let Some((host, overlays)) = paths.split_first()
+        && host.short == "host"
+    {
         let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
-        println!(
-            "  throughput ratio {ratio:.2} (median of per-round ratios; target ≥ {}: {})",
-            args.min_ratio,
-            verdict(ratio >= args.min_ratio)
-        );
-        println!(
-            "  added round trip {added:.1} µs (median of per-round differences; target ≤ {} µs: {})",
-            args.max_added_us,
-            verdict(added <= args.max_added_us)
-        );
+        for o in overlays {
+            // Paired per round: both paths of a round saw the same machine load.
+            let mut ratios: Vec<f64> = (o.figures.gbps.iter().zip(&host.figures.gbps))
+                .map(|(o, h)| o / h)
+                .collect();
+            let mut added: Vec<f64> = (o.figures.rtt_median_us.iter())
+                .zip(&host.figures.rtt_median_us)
+                .map(|(o, h)| o - h)
+                .collect();
+            let (ratio, added) = (median(&mut ratios), median(&mut added));
+            println!(
+                "  {}: throughput ratio {ratio:.2} (target ≥ {}: {}), added round trip {added:.1} µs \
+                 (target ≤ {} µs: {})",
+                o.label,
+                args.min_ratio,
+                verdict(ratio >= args.min_ratio),
+                args.max_added_us,
+                verdict(added <= args.max_added_us)
+            );
+        }
+        // Paired against berth's bridge path, when measured: what another
+        // attachment gains over it, with less of the machine's noise.
+        if let Some(bridge) = overlays.iter().find(|o| o.short == "bridge") {
+            for o in overlays.iter().filter(|o| o.short != "bridge") {
+                let mut ratios: Vec<f64> = (o.figures.gbps.iter().zip(&bridge.figures.gbps))
+                    .map(|(o, b)| o / b)
+                    .collect();
+                println!(
+                    "  {}: throughput vs bridge {:.2}",
+                    o.label,
+                    median(&mut ratios)
+                );
+            }
+        }
+        println!("  (ratios: medians of per-round ratios; added: of per-round differences)");
     }
     if args.counters {
         counters(&bed)?;

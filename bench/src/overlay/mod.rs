@@ -2,6 +2,7 @@
 //! trips between two containers on different test hosts over berth's VXLAN
 //! overlay, against the same between the two hosts themselves.
 
+pub mod routed;
 pub mod setup;
 pub mod traffic;
 

@@ -29,6 +29,16 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    pub(crate) fn new(name: String, ip: Ipv4Addr, ns: File) -> Endpoint {
+        Endpoint { name, ip, ns }
+    }
+
+    /// The endpoint's network namespace as a path this process can open
+    /// (for `ip ... netns PATH`).
+    pub fn ns_path(&self) -> String {
+        format!("/proc/{}/fd/{}", std::process::id(), self.ns.as_raw_fd())
+    }
+
     /// Runs `f` on a fresh thread inside the endpoint's network namespace and
     /// returns its result. Sockets made there stay in that namespace, so they
     /// can be used from any thread afterwards.
@@ -39,8 +49,7 @@ impl Endpoint {
     /// Runs `program ARGS` inside the endpoint's network namespace (the
     /// caller's mount namespace) and returns its stdout.
     pub fn command(&self, program: &str, args: &[&str]) -> Result<String> {
-        let path = format!("/proc/{}/fd/{}", std::process::id(), self.ns.as_raw_fd());
-        let net = format!("--net={path}");
+        let net = format!("--net={}", self.ns_path());
         let mut full = vec![net.as_str(), program];
         full.extend_from_slice(args);
         let out = std::process::Command::new("nsenter")
@@ -92,7 +101,7 @@ fn plan_for(net: &TestNet, i: usize) -> LocalPlan {
 }
 
 /// An anonymous network namespace held by an fd of this process.
-fn new_netns() -> Result<File> {
+pub(crate) fn new_netns() -> Result<File> {
     std::thread::spawn(|| -> Result<File> {
         unshare(CloneFlags::CLONE_NEWNET).context("failed to unshare a netns")?;
         Ok(File::open("/proc/thread-self/ns/net")?)
