@@ -43,6 +43,7 @@ struct Figures {
 async fn measure(cluster: &mut Cluster, args: &Args) -> Result<Figures> {
     cluster.prepare_keys(args.clients.max(64)).await?;
     let (p50, p99) = workload::latency(cluster, args.writes).await?;
+    let read_p50 = workload::read_latency(cluster, args.writes).await?;
     let throughput =
         workload::throughput(cluster, args.clients, Duration::from_secs(args.seconds)).await?;
     let mut failovers = Vec::new();
@@ -53,6 +54,11 @@ async fn measure(cluster: &mut Cluster, args: &Args) -> Result<Figures> {
     }
     failovers.sort();
     let failover = failovers[failovers.len() / 2];
+    println!(
+        "{:>6}: local (non-Raft) read p50 {:.3} ms",
+        cluster.name(),
+        ms(read_p50)
+    );
     println!(
         "{:>6}: p50 {:.3} ms  p99 {:.3} ms  {:.0} writes/s with {} clients  failover {:.0} ms (runs: {:?})",
         cluster.name(),

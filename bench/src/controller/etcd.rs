@@ -17,6 +17,23 @@ pub struct PutRequest {
     pub value: Vec<u8>,
 }
 
+/// etcd's RangeRequest, the fields the benchmark sets.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RangeRequest {
+    #[prost(bytes = "vec", tag = "1")]
+    pub key: Vec<u8>,
+    /// Served by the member without a read-index round.
+    #[prost(bool, tag = "7")]
+    pub serializable: bool,
+}
+
+/// etcd's RangeResponse, only its header (the rest is skipped when decoding).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RangeResponse {
+    #[prost(message, optional, tag = "1")]
+    pub header: Option<ResponseHeader>,
+}
+
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct ResponseHeader {
     #[prost(uint64, tag = "1")]

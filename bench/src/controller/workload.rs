@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use super::etcd::{PutRequest, PutResponse, unary};
+use super::etcd::{PutRequest, PutResponse, RangeRequest, RangeResponse, unary};
 use super::{Cluster, Conn};
 use crate::stats::percentile;
 
@@ -38,6 +38,46 @@ pub async fn put(conn: &mut Conn, key: usize, value: &[u8]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// One read served by the member itself (no Raft round): the fixed cost of a
+/// request through the client library, the network stack and the server.
+pub async fn local_read(conn: &mut Conn, key: usize) -> Result<()> {
+    match conn {
+        Conn::Berth(client) => {
+            client
+                .get_config(berth_proto::v1::GetConfigRequest {
+                    config: format!("k{key}"),
+                    stale: true,
+                })
+                .await?;
+        }
+        Conn::Etcd(grpc) => {
+            let _: RangeResponse = unary(
+                grpc,
+                "/etcdserverpb.KV/Range",
+                RangeRequest {
+                    key: format!("k{key}").into_bytes(),
+                    serializable: true,
+                },
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Sequential local reads from one client through the leader: p50.
+pub async fn read_latency(cluster: &Cluster, reads: usize) -> Result<Duration> {
+    let leader = cluster.leader().await?;
+    let mut conn = cluster.connect(leader).await?;
+    let mut samples = Vec::with_capacity(reads);
+    for i in 0..reads {
+        let start = Instant::now();
+        local_read(&mut conn, i % 64).await?;
+        samples.push(start.elapsed());
+    }
+    Ok(percentile(&mut samples, 50.0))
 }
 
 /// Sequential writes from one client through the leader: (p50, p99).
