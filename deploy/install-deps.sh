@@ -5,6 +5,7 @@ set -euo pipefail
 packages=(
   iproute2       # ip: links, addresses, routes, namespaces
   nftables       # service VIPs, published ports; test-host cuts
+  conntrack      # the agent forgets UDP flows of removed backends
   runc           # reference runtime for differential tests and benchmarks
   busybox-static # a tiny rootfs for test images
   docker-registry # a real OCI registry on loopback for pull tests

@@ -12,7 +12,7 @@ mod network;
 mod serve;
 
 use std::collections::BTreeSet;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
@@ -229,6 +229,53 @@ fn lb_vip(bridge_nf: bool) -> Result<()> {
         seen.keys().eq([&web[1].container.ip.to_string()]),
         "{seen:?}"
     );
+    // A UDP client that keeps its socket stays on one backend (conntrack); when
+    // that backend leaves the plan, its flow is forgotten and the next datagram
+    // lands on another one (without it, conntrack would keep it on the old
+    // backend, which still answers here).
+    let sock = client1.inside(|| UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)))??;
+    sock.set_read_timeout(Some(Duration::from_secs(1)))?;
+    let ask = |sock: &UdpSocket| -> Result<String> {
+        sock.send_to(b"?", to)?;
+        let mut buf = [0u8; 64];
+        let (n, _) = sock.recv_from(&mut buf)?;
+        Ok(String::from_utf8_lossy(&buf[..n]).to_string())
+    };
+    let first = ask(&sock)?;
+    for _ in 0..5 {
+        ensure!(
+            ask(&sock)? == first,
+            "a UDP flow moved while its backend stayed"
+        );
+    }
+    let staying: Vec<&Task> = web
+        .iter()
+        .filter(|t| t.container.ip.to_string() != first)
+        .collect();
+    let before = plan.clone();
+    plan.vips[0] = vip("web", A, web_vip, &staying);
+    c.apply_all(&plan)?;
+    let gone = lb::removed_backends(&before, &plan);
+    ensure!(
+        gone.iter().map(|ip| ip.to_string()).eq([first.clone()]),
+        "{gone:?}"
+    );
+    for i in OVERLAY {
+        let gone = gone.clone();
+        run(
+            &c.agents[i].rt,
+            async move { lb::forget_udp_flows(gone).await },
+        )?;
+    }
+    let next = ask(&sock)?;
+    ensure!(
+        next != first,
+        "the UDP flow stayed on removed backend {first}"
+    );
+    ensure!(names(&staying).contains(&next), "{next}");
+    plan = before;
+    c.apply_all(&plan)?;
+
     // Without web[1] in the plan, no new connection reaches it.
     plan.vips[0] = vip("web", A, web_vip, &[&web[0], &web[2]]);
     c.apply_all(&plan)?;

@@ -32,6 +32,9 @@ pub struct NetPlane {
     /// The plan last reconciled into the kernel (`None`: not yet this run).
     applied: Mutex<Option<LocalPlan>>,
     dns: dns::DnsPlane,
+    /// The load-balancer plan last applied (its backends' UDP flows are
+    /// forgotten when they leave it).
+    balanced: Mutex<LbPlan>,
 }
 
 impl NetPlane {
@@ -45,6 +48,7 @@ impl NetPlane {
             view,
             applied: Mutex::new(None),
             dns: dns::DnsPlane::new(),
+            balanced: Mutex::new(LbPlan::default()),
         }))
     }
 
@@ -101,17 +105,21 @@ impl NetPlane {
     async fn balance(&self, view: &View) -> Result<(), NetworkError> {
         let balancer = view.lb_plan();
         if balancer == LbPlan::default() {
-            lb::remove().await
-        } else {
-            if lb::apply(&balancer).await? {
-                info!(
-                    vips = balancer.vips.len(),
-                    published = balancer.published.len(),
-                    "load balancer updated"
-                );
-            }
-            Ok(())
+            lb::remove().await?;
+        } else if lb::apply(&balancer).await? {
+            info!(
+                vips = balancer.vips.len(),
+                published = balancer.published.len(),
+                "load balancer updated"
+            );
         }
+        let mut balanced = self.balanced.lock().await;
+        let gone = lb::removed_backends(&balanced, &balancer);
+        if !gone.is_empty() {
+            lb::forget_udp_flows(gone).await?;
+        }
+        *balanced = balancer;
+        Ok(())
     }
 
     /// Keeps the kernel in line with the assignments: at once on every change,

@@ -35,10 +35,13 @@
 
 mod builder;
 mod expr;
+mod flows;
 mod gateways;
 mod nft;
 mod normalise;
 pub mod ruleset;
+
+pub use flows::removed_backends;
 
 use std::net::Ipv4Addr;
 
@@ -114,6 +117,12 @@ pub async fn apply(plan: &LbPlan) -> Result<bool, NetworkError> {
         Ok(true)
     })
     .await
+}
+
+/// Deletes the UDP flows conntrack still steers to `backends` (ones that left
+/// the plan), so their clients are balanced afresh.
+pub async fn forget_udp_flows(backends: Vec<Ipv4Addr>) -> Result<(), NetworkError> {
+    blocking(move || backends.into_iter().try_for_each(flows::forget_udp_flows)).await
 }
 
 /// Deletes the `ip berth` table if present (nothing of ours left).
