@@ -2,30 +2,15 @@
 //! Debian's docker-registry running on a test host.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 
+use crate::command::run;
 use crate::testnet::TestNet;
 use crate::wait_until;
 
 pub const REGISTRY_PORT: u16 = 5000;
-
-fn run(program: &str, args: &[&str]) -> Result<String> {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .with_context(|| format!("failed to run {program}"))?;
-    if !out.status.success() {
-        bail!(
-            "{program} {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).to_string())
-}
 
 /// Builds OCI layout `layout` with tag `tag`: busybox-static with a symlink per
 /// applet, cmd `sh`.
@@ -47,6 +32,9 @@ pub fn busybox_layout(work: &Path, layout: &Path, tag: &str) -> Result<()> {
             std::os::unix::fs::symlink("busybox", bin.join(applet))?;
         }
     }
+    // A file of the base image's own, for tests that look for it in layers.
+    std::fs::create_dir_all(bundle.join("rootfs/etc"))?;
+    std::fs::write(bundle.join("rootfs/etc/base-release"), "base\n")?;
     run("umoci", &["repack", "--image", &image, &bundle_s])?;
     run(
         "umoci",

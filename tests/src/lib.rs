@@ -18,6 +18,7 @@
 pub mod binaries;
 pub mod cgroups;
 pub mod cluster;
+pub mod command;
 pub mod controllers;
 pub mod images;
 pub mod linearizability;

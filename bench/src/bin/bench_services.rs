@@ -8,12 +8,12 @@
 //! plus `apt-get install docker.io`). Not part of CI.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use berth_bench::procs::{Daemon, sibling_binary};
 use berth_bench::stats::ms;
+use berth_testhost::command::run;
 use clap::Parser;
 
 #[derive(Parser)]
@@ -27,22 +27,6 @@ struct Args {
     /// Skip Docker Swarm (berth figures only).
     #[arg(long)]
     berth_only: bool,
-}
-
-fn sh(program: &str, args: &[&str]) -> Result<String> {
-    let out = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("failed to run {program}"))?;
-    if !out.status.success() {
-        bail!(
-            "{program} {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).to_string())
 }
 
 fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> Result<bool>) -> Result<()> {
@@ -121,7 +105,7 @@ impl Berth {
     fn cli(&self, args: &[&str]) -> Result<String> {
         let mut full = vec!["--controller", &self.api];
         full.extend_from_slice(args);
-        sh(&self.bin.to_string_lossy(), &full)
+        run(&self.bin.to_string_lossy(), &full)
     }
 
     fn running(&self, service: &str) -> Result<usize> {
@@ -197,13 +181,13 @@ impl Swarm {
         let rootfs = dir.join("rootfs");
         std::fs::create_dir_all(rootfs.join("bin"))?;
         std::fs::copy("/bin/busybox", rootfs.join("bin/busybox"))?;
-        for applet in sh("/bin/busybox", &["--list"])?.lines() {
+        for applet in run("/bin/busybox", &["--list"])?.lines() {
             if applet != "busybox" {
                 let _ = std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet));
             }
         }
         let tar = dir.join("rootfs.tar");
-        sh(
+        run(
             "tar",
             &[
                 "-C",
@@ -220,7 +204,7 @@ impl Swarm {
     fn docker(&self, args: &[&str]) -> Result<String> {
         let mut full = vec!["-H", &self.sock];
         full.extend_from_slice(args);
-        sh("docker", &full)
+        run("docker", &full)
     }
 
     fn running(&self) -> Result<usize> {
@@ -273,7 +257,7 @@ fn main() -> Result<()> {
     let dir = tempfile::tempdir()?;
     println!("logs and data in {}", dir.path().display());
     let registry = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/demo-registry.sh");
-    sh(
+    run(
         &registry.to_string_lossy(),
         &[&dir.path().join("registry").to_string_lossy()],
     )?;

@@ -51,21 +51,7 @@ impl Drop for Workdir {
     }
 }
 
-/// Runs a command, failing with its output.
-pub fn run(prog: &str, args: &[&str]) -> Result<String> {
-    let out = Command::new(prog)
-        .args(args)
-        .output()
-        .with_context(|| format!("failed to start {prog}"))?;
-    if !out.status.success() {
-        bail!(
-            "{prog} {args:?} failed: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
+pub use berth_testhost::command::run;
 
 /// A free port on 127.0.0.1 (the registry retries if another test took it).
 fn free_port() -> Result<u16> {
@@ -304,43 +290,7 @@ fn http_status(port: u16, path: &str) -> Option<u16> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// Builds the OCI layout `layout` with tag `tag`: busybox-static with one
-/// symlink per applet, cmd `sh`.
-pub fn busybox_layout(work: &Path, layout: &Path, tag: &str) -> Result<()> {
-    if !layout.exists() {
-        run(
-            "umoci",
-            &["init", "--layout", &layout.display().to_string()],
-        )?;
-    }
-    let image = format!("{}:{tag}", layout.display());
-    run("umoci", &["new", "--image", &image])?;
-    let bundle = work.join(format!("bundle-{tag}"));
-    run(
-        "umoci",
-        &["unpack", "--image", &image, &bundle.display().to_string()],
-    )?;
-    let bin = bundle.join("rootfs/bin");
-    std::fs::create_dir_all(&bin)?;
-    std::fs::copy("/bin/busybox", bin.join("busybox"))?;
-    for applet in run("/bin/busybox", &["--list"])?.lines() {
-        if applet != "busybox" {
-            std::os::unix::fs::symlink("busybox", bin.join(applet))?;
-        }
-    }
-    std::fs::create_dir_all(bundle.join("rootfs/etc"))?;
-    std::fs::write(bundle.join("rootfs/etc/base-release"), "base\n")?;
-    run(
-        "umoci",
-        &["repack", "--image", &image, &bundle.display().to_string()],
-    )?;
-    run(
-        "umoci",
-        &["config", "--image", &image, "--config.cmd", "sh"],
-    )?;
-    std::fs::remove_dir_all(&bundle)?;
-    Ok(())
-}
+pub use berth_testhost::images::busybox_layout;
 
 /// Adds a layer on top of `from` as `to`: `change` edits the unpacked rootfs.
 pub fn derive_layer(
