@@ -536,6 +536,18 @@ fn a_network_out_of_vips_says_so_in_service_ps() -> Result<()> {
             SLEEP,
         )?;
     }
+    // VIPs go out in service-id order within one allocation round: let the
+    // idle services hold theirs before the late one asks.
+    wait_until("15 services to hold a VIP", CONVERGE, || {
+        (0..15)
+            .all(|i| {
+                let out = cluster.berth(&["service", "inspect", &format!("idle{i}")]);
+                let service: Option<serde_json::Value> =
+                    out.ok().and_then(|o| serde_json::from_str(&o).ok());
+                service.is_some_and(|s| !s["virtual_ips"]["tiny"].is_null())
+            })
+            .then_some(())
+    })?;
     create(&cluster, "late", &["--network", "tiny"], SLEEP)?;
     let row = wait_until("late's task to say why it waits", CONVERGE, || {
         let rows = cluster.ps("late").ok()?;
