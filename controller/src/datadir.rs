@@ -1,5 +1,5 @@
-//! The controller's data directory: a marker file saying whose it is, and the sled
-//! database. Decides between init, join and restart, and refuses anything that is
+//! The controller's data directory: a marker file saying whose it is, the sled
+//! database (state machine) and the raft log. Decides between init, join and restart, and refuses anything that is
 //! not ours, before writing a byte.
 
 use std::collections::BTreeMap;
@@ -14,7 +14,9 @@ use crate::store::{StateMachine, WatchHub, keys};
 
 const MARKER: &str = "berth-controller.json";
 const DB_DIR: &str = "db";
-const FORMAT: u32 = 1;
+const LOG_DIR: &str = "raft-log";
+/// 2: the raft log moved from sled to raft-engine.
+pub const FORMAT: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataDirError {
@@ -71,11 +73,13 @@ pub fn inspect(path: &Path) -> Result<Existing, DataDirError> {
                     found: marker.format,
                 });
             }
-            if !path.join(DB_DIR).is_dir() {
-                return Err(DataDirError::Corrupt {
-                    path: path.to_path_buf(),
-                    what: format!("{MARKER} exists but {DB_DIR}/ is missing"),
-                });
+            for dir in [DB_DIR, LOG_DIR] {
+                if !path.join(dir).is_dir() {
+                    return Err(DataDirError::Corrupt {
+                        path: path.to_path_buf(),
+                        what: format!("{MARKER} exists but {dir}/ is missing"),
+                    });
+                }
             }
             Ok(Existing::Member(marker))
         }
@@ -102,6 +106,11 @@ pub fn inspect(path: &Path) -> Result<Existing, DataDirError> {
         }
         Err(err) => Err(io(err)),
     }
+}
+
+/// Where a member's raft log lives.
+pub fn log_dir(path: &Path) -> PathBuf {
+    path.join(LOG_DIR)
 }
 
 /// Opens the database of a member's data dir.
@@ -182,9 +191,15 @@ pub fn create(
         } else {
             sm.restore(&data, 1, 1, &conf_bytes)
                 .map_err(|e| corrupt(e.to_string()))?;
-            crate::raft::storage::bootstrap_log(&db, 1, 1).map_err(|e| corrupt(e.to_string()))?;
         }
         db.flush().map_err(|e| corrupt(e.to_string()))?;
+        let log = log_dir(path);
+        let logged = if voters.is_empty() {
+            crate::raft::storage::create_log(&log)
+        } else {
+            crate::raft::storage::bootstrap_log(&log, 1, 1)
+        };
+        logged.map_err(|e| corrupt(e.to_string()))?;
     }
     let tmp = path.join(format!("{MARKER}.tmp"));
     let bytes = serde_json::to_vec_pretty(marker).map_err(|e| corrupt(e.to_string()))?;

@@ -16,7 +16,7 @@ use crate::api::ClusterApi;
 use crate::datadir::{self, DataDirError, Existing, Marker};
 use crate::dispatcher::{Dispatcher, DispatcherService, DispatcherSettings, run_liveness};
 use crate::raft::peer_service::PeerService;
-use crate::raft::storage::SledStorage;
+use crate::raft::storage::LogStorage;
 use crate::raft::transport::{GrpcTransport, peer_channel, peer_client};
 use crate::raft::{Node, NodeError, RaftHandle, RaftSettings, SharedStatus};
 
@@ -125,7 +125,7 @@ async fn prepare_data_dir(
         }
         Existing::Empty if opts.init => {
             let marker = Marker {
-                format: 1,
+                format: datadir::FORMAT,
                 cluster_id: datadir::new_cluster_id(),
                 member_id: datadir::new_member_id(),
             };
@@ -138,7 +138,7 @@ async fn prepare_data_dir(
             Some(via) => {
                 let response = join_cluster(via, advertise).await?;
                 let marker = Marker {
-                    format: 1,
+                    format: datadir::FORMAT,
                     cluster_id: response.cluster_id,
                     member_id: response.member_id,
                 };
@@ -158,12 +158,13 @@ async fn prepare_data_dir(
 /// loop on its own thread. Returns the handle the services use and a receiver
 /// that resolves when the loop stops. Call inside a tokio runtime.
 pub fn start_member(
+    data_dir: &std::path::Path,
     marker: &Marker,
     db: sled::Db,
     sm: crate::store::StateMachine,
     settings: RaftSettings,
 ) -> Result<(RaftHandle, oneshot::Receiver<Result<(), NodeError>>), ServerError> {
-    let storage = SledStorage::open(db, sm.clone())?;
+    let storage = LogStorage::open(&datadir::log_dir(data_dir), sm.clone())?;
     let (mailbox, mailbox_rx) = std::sync::mpsc::sync_channel(8192);
     let status = SharedStatus::default();
     let transport = GrpcTransport::new(
@@ -184,6 +185,8 @@ pub fn start_member(
     std::thread::Builder::new()
         .name("raft".into())
         .spawn(move || {
+            // The database stays open as long as the member runs.
+            let _db = db;
             let _ = done_tx.send(node.run(mailbox_rx));
         })
         .map_err(|_| ServerError::RaftThread)?;
@@ -194,14 +197,14 @@ pub fn start_member(
 #[cfg(test)]
 pub(crate) fn test_member(dir: &std::path::Path) -> RaftHandle {
     let marker = Marker {
-        format: 1,
+        format: datadir::FORMAT,
         cluster_id: datadir::new_cluster_id(),
         member_id: datadir::new_member_id(),
     };
     let members = [(marker.member_id, "127.0.0.1:1".to_string())].into();
     let db = datadir::create(dir, &marker, &members, &[marker.member_id]).expect("create");
     let (db, sm) = datadir::load(dir, db, &marker).expect("load");
-    start_member(&marker, db, sm, RaftSettings::default())
+    start_member(dir, &marker, db, sm, RaftSettings::default())
         .expect("raft member")
         .0
 }
@@ -234,7 +237,7 @@ pub async fn run(
         })?;
     let (marker, db) = prepare_data_dir(&opts, &advertise).await?;
     let (db, sm) = datadir::load(&opts.data_dir, db, &marker)?;
-    let (handle, done_rx) = start_member(&marker, db, sm, opts.raft.clone())?;
+    let (handle, done_rx) = start_member(&opts.data_dir, &marker, db, sm, opts.raft.clone())?;
     let status = handle.status().clone();
     let dispatcher = Dispatcher::new(handle.clone(), opts.dispatcher.clone());
     let liveness = tokio::spawn(run_liveness(dispatcher.clone()));

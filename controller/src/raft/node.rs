@@ -1,7 +1,7 @@
 //! The node loop: one thread owns the `RawNode` and handles its Ready in the
 //! documented order (send leader messages; install snapshot; persist entries and
 //! hard state and flush; apply committed entries; send persisted messages;
-//! advance). A dedicated thread, not a tokio task: sled flushes block.
+//! advance). A dedicated thread, not a tokio task: log syncs block.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -21,7 +21,7 @@ use super::config::RaftSettings;
 use super::logger::tracing_logger;
 use super::mailbox::{Membership, Msg, ProposeError};
 use super::status::{MemberStatus, NodeStatus, Role, SharedStatus};
-use super::storage::{LogError, SledStorage};
+use super::storage::{LogError, LogStorage};
 use crate::store::StateMachine;
 
 /// Where the node loop sends raft messages (the gRPC transport in production).
@@ -56,7 +56,7 @@ enum Answer {
 }
 
 pub struct Node<T: Transport> {
-    raw: RawNode<SledStorage>,
+    raw: RawNode<LogStorage>,
     sm: StateMachine,
     transport: T,
     settings: RaftSettings,
@@ -94,7 +94,7 @@ struct StatusShape {
 impl<T: Transport> Node<T> {
     pub fn new(
         id: u64,
-        storage: SledStorage,
+        storage: LogStorage,
         sm: StateMachine,
         transport: T,
         settings: RaftSettings,
@@ -317,8 +317,7 @@ impl<T: Transport> Node<T> {
         }
         // Durable before anything that depends on it leaves this process: new
         // entries, term and vote (raft-rs' must_sync). A commit index alone need
-        // not be flushed: sled recovers a prefix of its log, so applied state can
-        // never be ahead of the commit index it was derived from.
+        // not be: the log's open raises it to the state machine's applied index.
         let must_sync = rd.must_sync();
         self.raw.mut_store().append(rd.entries(), rd.hs())?;
         // raft-rs hands out only committed entries this member has persisted,
@@ -339,7 +338,7 @@ impl<T: Transport> Node<T> {
         self.apply(committed)?;
         let mut light = self.raw.advance(rd);
         if let Some(commit) = light.commit_index() {
-            self.raw.mut_store().set_commit(commit)?;
+            self.raw.mut_store().set_commit(commit);
         }
         if !light.messages().is_empty() {
             self.transport.send(light.take_messages());

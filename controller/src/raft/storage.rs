@@ -1,24 +1,39 @@
-//! raft-rs `Storage` on sled: the log, the hard state and the compaction point in
-//! the `raft` tree; the conf state and applied index live with the state machine
-//! (written atomically with what they describe).
+//! raft-rs `Storage` on raft-engine (TiKV's log store, written for raft-rs): the
+//! log, the hard state and the compaction point. The conf state and the applied
+//! index live with the state machine in sled, written atomically with what they
+//! describe.
 //!
-//! Every mutation here is followed by `flush` before anything that depends on it
-//! leaves the process (the node loop calls `sync`).
+//! Why not sled for the log as well: sled hands every flush to its I/O threads
+//! and wakes the caller by condvar, and its copy-on-write B-tree made appending
+//! and compacting the log about 40% of the raft thread's CPU. raft-engine appends
+//! to a plain file and syncs in the caller's thread (measured on this VM: append
+//! + sync 30 µs vs sled's insert + flush 48 µs, without sled's I/O threads).
+//!
+//! Two stores, one rule: the log keeps every entry the state machine may not
+//! have made durable yet. sled loses its unflushed writes on a crash, so the
+//! state machine is flushed before the log drops entries (`compact`), and a
+//! snapshot is made durable in sled before the log is reset (`install_snapshot`).
+//! On open, a log that ends before the state machine's applied index (a crash
+//! inside `install_snapshot`) restarts at that index.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::path::Path;
 
 use prost::Message as _;
 use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, StorageError};
+use raft_engine::{Command, Engine, LogBatch, MessageExt, ReadableSize};
+use tracing::warn;
 
 use crate::store::StateMachine;
 
+/// The engine holds many raft groups by id; a controller has one.
+const GROUP: u64 = 1;
 const HARD_STATE: &[u8] = b"hard_state";
 /// Index and term of the last entry removed from the log (compaction point).
 const COMPACTED: &[u8] = b"compacted";
-const ENTRY_PREFIX: u8 = b'e';
 /// Newest entries kept parsed in memory: raft reads them back to apply them and
 /// to send them to followers, and asks their terms on every append.
 const CACHE_ENTRIES: usize = 4096;
@@ -27,18 +42,33 @@ const CACHE_BYTES: usize = 16 * 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
     #[error("raft log i/o failed: {0}")]
-    Sled(#[from] sled::Error),
+    Engine(#[from] raft_engine::Error),
     #[error("raft log is corrupt: {0}")]
     Corrupt(String),
     #[error("state machine: {0}")]
     Store(#[from] crate::store::StoreError),
 }
 
-pub struct SledStorage {
-    db: sled::Db,
-    log: sled::Tree,
+/// Tells raft-engine where a raft-rs entry keeps its index.
+#[derive(Clone)]
+struct EntryExt;
+
+impl MessageExt for EntryExt {
+    type Entry = Entry;
+
+    fn index(entry: &Entry) -> u64 {
+        entry.index
+    }
+}
+
+pub struct LogStorage {
+    engine: Engine,
     sm: StateMachine,
     hard_state: HardState,
+    /// The hard state changed since it was last written. A commit index alone
+    /// is written with the next append: losing it is harmless (it is learnt
+    /// again from the leader, and never below what was applied).
+    hard_state_dirty: bool,
     /// (index, term) of the compaction point: the log holds (index, last].
     compacted: (u64, u64),
     last_index: u64,
@@ -50,50 +80,127 @@ pub struct SledStorage {
     snapshot_cache: RefCell<Option<Snapshot>>,
 }
 
-fn entry_key(index: u64) -> [u8; 9] {
-    let mut key = [0u8; 9];
-    key[0] = ENTRY_PREFIX;
-    key[1..].copy_from_slice(&index.to_be_bytes());
-    key
-}
-
 fn corrupt(what: impl std::fmt::Display) -> LogError {
     LogError::Corrupt(what.to_string())
 }
 
-impl SledStorage {
-    pub fn open(db: sled::Db, sm: StateMachine) -> Result<Self, LogError> {
-        let log = db.open_tree("raft")?;
-        let hard_state = match log.get(HARD_STATE)? {
-            Some(bytes) => HardState::parse_from_bytes(&bytes).map_err(corrupt)?,
-            None => HardState::default(),
-        };
-        let compacted = match log.get(COMPACTED)? {
-            Some(bytes) if bytes.len() == 16 => (
-                u64::from_be_bytes(bytes[..8].try_into().map_err(corrupt)?),
-                u64::from_be_bytes(bytes[8..].try_into().map_err(corrupt)?),
-            ),
-            Some(_) => return Err(corrupt("compaction point is not 16 bytes")),
-            None => (0, 0),
-        };
-        let last_index = match log.scan_prefix([ENTRY_PREFIX]).next_back() {
-            Some(item) => {
-                let (key, _) = item?;
-                u64::from_be_bytes(key[1..].try_into().map_err(corrupt)?)
-            }
-            None => compacted.0,
-        };
-        Ok(SledStorage {
-            db,
-            log,
+fn open_engine(dir: &Path) -> Result<Engine, LogError> {
+    let dir = dir
+        .to_str()
+        .ok_or_else(|| corrupt(format!("{} is not a UTF-8 path", dir.display())))?;
+    let config = raft_engine::Config {
+        dir: dir.to_string(),
+        // Entries are small and latency matters: no compression.
+        batch_compression_threshold: ReadableSize(0),
+        target_file_size: ReadableSize::mb(8),
+        // Whole files are removed once the log is larger than this and their
+        // entries are compacted away.
+        purge_threshold: ReadableSize::mb(32),
+        ..Default::default()
+    };
+    Ok(Engine::open(config)?)
+}
+
+fn read_compacted(engine: &Engine) -> Result<(u64, u64), LogError> {
+    match engine.get(GROUP, COMPACTED) {
+        Some(bytes) if bytes.len() == 16 => Ok((
+            u64::from_be_bytes(bytes[..8].try_into().map_err(corrupt)?),
+            u64::from_be_bytes(bytes[8..].try_into().map_err(corrupt)?),
+        )),
+        Some(_) => Err(corrupt("compaction point is not 16 bytes")),
+        None => Ok((0, 0)),
+    }
+}
+
+fn compacted_bytes(index: u64, term: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16);
+    out.extend_from_slice(&index.to_be_bytes());
+    out.extend_from_slice(&term.to_be_bytes());
+    out
+}
+
+/// Starts the log of a new cluster's first member as if a snapshot at
+/// (`index`, `term`) had been taken: members that join later find the log
+/// compacted there and receive a snapshot, which carries the first voter set
+/// (that set was never a log entry, so replaying the log could not teach it).
+pub fn bootstrap_log(dir: &Path, index: u64, term: u64) -> Result<(), LogError> {
+    let engine = open_engine(dir)?;
+    let hs = HardState {
+        term,
+        commit: index,
+        ..Default::default()
+    };
+    let mut batch = LogBatch::default();
+    batch.put(GROUP, COMPACTED.to_vec(), compacted_bytes(index, term))?;
+    batch.put_message(GROUP, HARD_STATE.to_vec(), &hs)?;
+    engine.write(&mut batch, true)?;
+    Ok(())
+}
+
+/// Creates an empty log (a joining member's), so that a data dir is complete
+/// before its marker is written.
+pub fn create_log(dir: &Path) -> Result<(), LogError> {
+    open_engine(dir)?.sync()?;
+    Ok(())
+}
+
+impl LogStorage {
+    pub fn open(dir: &Path, sm: StateMachine) -> Result<Self, LogError> {
+        let engine = open_engine(dir)?;
+        let hard_state = engine
+            .get_message::<HardState>(GROUP, HARD_STATE)?
+            .unwrap_or_default();
+        let compacted = read_compacted(&engine)?;
+        let last_index = engine.last_index(GROUP).unwrap_or(0).max(compacted.0);
+        let mut storage = LogStorage {
+            engine,
             sm,
             hard_state,
+            hard_state_dirty: false,
             compacted,
             last_index,
             cache: VecDeque::new(),
             cache_bytes: 0,
             snapshot_cache: RefCell::new(None),
-        })
+        };
+        storage.reconcile_with_state_machine()?;
+        Ok(storage)
+    }
+
+    /// Makes the log agree with what the state machine has durably applied.
+    fn reconcile_with_state_machine(&mut self) -> Result<(), LogError> {
+        let applied = self.sm.applied()?;
+        if applied.index < self.compacted.0 {
+            return Err(corrupt(format!(
+                "the state machine is applied up to {} but the log was compacted up to {}: \
+                 the entries between are lost",
+                applied.index, self.compacted.0
+            )));
+        }
+        if applied.index > self.compacted.0 {
+            let holds_applied = applied.index <= self.last_index
+                && raft::Storage::term(self, applied.index).ok() == Some(applied.term);
+            if !holds_applied {
+                warn!(
+                    applied = applied.index,
+                    last = self.last_index,
+                    "the raft log does not reach the state machine's applied index \
+                     (an interrupted snapshot install): restarting the log there"
+                );
+                self.reset(applied.index, applied.term)?;
+            }
+        }
+        // Applied entries were committed; a commit index is never past the log.
+        let commit = self
+            .hard_state
+            .commit
+            .max(applied.index)
+            .min(self.last_index);
+        if commit != self.hard_state.commit {
+            self.hard_state.commit = commit;
+            self.hard_state_dirty = true;
+        }
+        Ok(())
     }
 
     pub fn hard_state(&self) -> &HardState {
@@ -108,76 +215,85 @@ impl SledStorage {
     }
 
     /// Appends entries (replacing any conflicting suffix) and the hard state in one
-    /// batch. Not durable until `sync`.
+    /// write. Not durable until `sync`.
     pub fn append(&mut self, entries: &[Entry], hs: Option<&HardState>) -> Result<(), LogError> {
-        let mut batch = sled::Batch::default();
-        if let Some(first) = entries.first() {
-            let new_last = entries[entries.len() - 1].index;
-            for entry in entries {
-                batch.insert(
-                    &entry_key(entry.index),
-                    entry.write_to_bytes().map_err(corrupt)?,
-                );
-            }
-            // Entries after the new last one belong to a log that lost.
-            for index in new_last + 1..=self.last_index {
-                batch.remove(&entry_key(index));
-            }
+        let mut batch = LogBatch::default();
+        if let (Some(first), Some(last)) = (entries.first(), entries.last()) {
             if first.index <= self.compacted.0 {
                 return Err(corrupt(format!(
                     "append at {} into the compacted part (up to {})",
                     first.index, self.compacted.0
                 )));
             }
-            self.last_index = new_last;
+            if first.index > self.last_index + 1 {
+                return Err(corrupt(format!(
+                    "append at {} leaves a hole after {}",
+                    first.index, self.last_index
+                )));
+            }
+            batch.add_entries::<EntryExt>(GROUP, entries)?;
+            self.last_index = last.index;
             self.cache_entries(entries);
         }
         if let Some(hs) = hs {
-            batch.insert(HARD_STATE, hs.write_to_bytes().map_err(corrupt)?);
             self.hard_state = hs.clone();
+            self.hard_state_dirty = true;
         }
-        self.log.apply_batch(batch)?;
+        if self.hard_state_dirty {
+            batch.put_message(GROUP, HARD_STATE.to_vec(), &self.hard_state)?;
+            self.hard_state_dirty = false;
+        }
+        if !batch.is_empty() {
+            self.engine.write(&mut batch, false)?;
+        }
         Ok(())
     }
 
-    /// Records a new commit index (from a LightReady) before its entries apply.
-    pub fn set_commit(&mut self, commit: u64) -> Result<(), LogError> {
-        let mut hs = self.hard_state.clone();
-        hs.commit = commit;
-        self.append(&[], Some(&hs))
+    /// Records a new commit index (from a LightReady); written with the next append.
+    pub fn set_commit(&mut self, commit: u64) {
+        if self.hard_state.commit != commit {
+            self.hard_state.commit = commit;
+            self.hard_state_dirty = true;
+        }
     }
 
-    /// Makes everything written so far durable (sled's flush writes its whole log).
+    /// Makes everything written so far durable.
     pub fn sync(&self) -> Result<(), LogError> {
-        self.db.flush()?;
+        self.engine.sync()?;
         Ok(())
     }
 
-    /// Installs a snapshot received from the leader: replaces the state machine and
-    /// the log, then flushes.
+    /// Installs a snapshot received from the leader: replaces the state machine
+    /// (durably), then the log.
     pub fn install_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), LogError> {
         let meta = snapshot.get_metadata();
         let data = berth_proto::store::SnapshotData::decode(snapshot.get_data())
             .map_err(|e| corrupt(format!("snapshot at index {}: {e}", meta.index)))?;
         let conf = meta.get_conf_state().write_to_bytes().map_err(corrupt)?;
         self.sm.restore(&data, meta.index, meta.term, &conf)?;
-        let mut batch = sled::Batch::default();
-        for key in self.log.scan_prefix([ENTRY_PREFIX]).keys() {
-            batch.remove(key?);
-        }
-        batch.insert(COMPACTED, compacted_bytes(meta.index, meta.term).to_vec());
+        self.sm.flush()?;
+        self.reset(meta.index, meta.term)?;
+        self.snapshot_cache.replace(None);
+        Ok(())
+    }
+
+    /// Empties the log and puts its compaction point at (`index`, `term`), durably.
+    fn reset(&mut self, index: u64, term: u64) -> Result<(), LogError> {
         let mut hs = self.hard_state.clone();
-        hs.commit = hs.commit.max(meta.index);
-        hs.term = hs.term.max(meta.term);
-        batch.insert(HARD_STATE, hs.write_to_bytes().map_err(corrupt)?);
-        self.log.apply_batch(batch)?;
+        hs.commit = hs.commit.max(index);
+        hs.term = hs.term.max(term);
+        let mut batch = LogBatch::default();
+        batch.add_command(GROUP, Command::Clean);
+        batch.put(GROUP, COMPACTED.to_vec(), compacted_bytes(index, term))?;
+        batch.put_message(GROUP, HARD_STATE.to_vec(), &hs)?;
+        self.engine.write(&mut batch, true)?;
         self.hard_state = hs;
-        self.compacted = (meta.index, meta.term);
-        self.last_index = meta.index;
+        self.hard_state_dirty = false;
+        self.compacted = (index, term);
+        self.last_index = index;
         self.cache.clear();
         self.cache_bytes = 0;
-        self.snapshot_cache.replace(None);
-        self.sync()
+        Ok(())
     }
 
     /// Drops log entries up to and including `index` (which must be applied).
@@ -186,12 +302,13 @@ impl SledStorage {
             return Ok(());
         }
         let term = raft::Storage::term(self, index).map_err(|e| corrupt(e.to_string()))?;
-        let mut batch = sled::Batch::default();
-        for i in self.compacted.0 + 1..=index {
-            batch.remove(&entry_key(i));
-        }
-        batch.insert(COMPACTED, compacted_bytes(index, term).to_vec());
-        self.log.apply_batch(batch)?;
+        // What the dropped entries did must survive a crash without them.
+        self.sm.flush()?;
+        let mut batch = LogBatch::default();
+        batch.put(GROUP, COMPACTED.to_vec(), compacted_bytes(index, term))?;
+        batch.add_command(GROUP, Command::Compact { index: index + 1 });
+        self.engine.write(&mut batch, false)?;
+        self.engine.purge_expired_files()?;
         self.compacted = (index, term);
         while self.cache.front().is_some_and(|e| e.index <= index) {
             self.uncache_front();
@@ -244,13 +361,10 @@ impl SledStorage {
     }
 
     fn read_entry(&self, index: u64) -> raft::Result<Entry> {
-        let bytes = self
-            .log
-            .get(entry_key(index))
+        self.engine
+            .get_entry::<EntryExt>(GROUP, index)
             .map_err(|e| raft::Error::Store(StorageError::Other(Box::new(e))))?
-            .ok_or(raft::Error::Store(StorageError::Unavailable))?;
-        Entry::parse_from_bytes(&bytes)
-            .map_err(|e| raft::Error::Store(StorageError::Other(Box::new(e))))
+            .ok_or(raft::Error::Store(StorageError::Unavailable))
     }
 
     fn build_snapshot(&self) -> raft::Result<Snapshot> {
@@ -276,32 +390,7 @@ impl SledStorage {
     }
 }
 
-/// Starts the log of a new cluster's first member as if a snapshot at
-/// (`index`, `term`) had been taken: members that join later find the log
-/// compacted there and receive a snapshot, which carries the first voter set
-/// (that set was never a log entry, so replaying the log could not teach it).
-pub fn bootstrap_log(db: &sled::Db, index: u64, term: u64) -> Result<(), LogError> {
-    let log = db.open_tree("raft")?;
-    let hs = HardState {
-        term,
-        commit: index,
-        ..Default::default()
-    };
-    let mut batch = sled::Batch::default();
-    batch.insert(COMPACTED, compacted_bytes(index, term).to_vec());
-    batch.insert(HARD_STATE, hs.write_to_bytes().map_err(corrupt)?);
-    log.apply_batch(batch)?;
-    Ok(())
-}
-
-fn compacted_bytes(index: u64, term: u64) -> [u8; 16] {
-    let mut out = [0u8; 16];
-    out[..8].copy_from_slice(&index.to_be_bytes());
-    out[8..].copy_from_slice(&term.to_be_bytes());
-    out
-}
-
-impl raft::Storage for SledStorage {
+impl raft::Storage for LogStorage {
     fn initial_state(&self) -> raft::Result<RaftState> {
         let conf_state = self
             .conf_state()
@@ -376,75 +465,4 @@ impl raft::Storage for SledStorage {
 }
 
 #[cfg(test)]
-mod tests {
-    use raft::Storage as _;
-
-    use super::*;
-    use crate::store::WatchHub;
-
-    fn entry(index: u64, term: u64) -> Entry {
-        let mut e = Entry {
-            index,
-            term,
-            ..Default::default()
-        };
-        e.set_data(format!("{index}/{term}").into_bytes().into());
-        e
-    }
-
-    fn open(db: &sled::Db) -> SledStorage {
-        let sm = StateMachine::new(db.open_tree("state").expect("tree"), WatchHub::new(0));
-        SledStorage::open(db.clone(), sm).expect("open")
-    }
-
-    fn terms(s: &SledStorage, low: u64, high: u64) -> Vec<(u64, u64)> {
-        s.entries(low, high, None, GetEntriesContext::empty(false))
-            .expect("entries")
-            .iter()
-            .map(|e| (e.index, e.term))
-            .collect()
-    }
-
-    #[test]
-    fn the_cache_agrees_with_the_log_through_truncation_and_compaction() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db = sled::open(dir.path()).expect("sled");
-        let mut s = open(&db);
-        let first: Vec<Entry> = (1..=5).map(|i| entry(i, 1)).collect();
-        s.append(&first, None).expect("append");
-        // A new leader replaces 4..=5 with 4 at term 2.
-        s.append(&[entry(4, 2)], None).expect("append");
-        assert_eq!(s.last_index().expect("last"), 4);
-        assert_eq!(terms(&s, 1, 5), vec![(1, 1), (2, 1), (3, 1), (4, 2)]);
-        assert_eq!(s.term(4).expect("term"), 2);
-        assert!(s.term(5).is_err());
-        s.compact(2).expect("compact");
-        assert_eq!(s.term(2).expect("compaction point"), 1);
-        assert!(
-            s.entries(2, 4, None, GetEntriesContext::empty(false))
-                .is_err()
-        );
-        assert_eq!(terms(&s, 3, 5), vec![(3, 1), (4, 2)]);
-        // A reopened log (no cache) reads the same from sled.
-        let reopened = open(&db);
-        assert_eq!(terms(&reopened, 3, 5), terms(&s, 3, 5));
-        assert_eq!(reopened.term(4).expect("term"), 2);
-        assert_eq!(reopened.last_index().expect("last"), 4);
-    }
-
-    #[test]
-    fn the_cache_keeps_only_the_newest_entries() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db = sled::open(dir.path()).expect("sled");
-        let mut s = open(&db);
-        let total = CACHE_ENTRIES as u64 + 10;
-        for i in 1..=total {
-            s.append(&[entry(i, 1)], None).expect("append");
-        }
-        assert_eq!(s.cache.len(), CACHE_ENTRIES);
-        assert_eq!(s.cache.front().map(|e| e.index), Some(11));
-        // Older entries come from sled.
-        assert_eq!(terms(&s, 1, 3), vec![(1, 1), (2, 1)]);
-        assert_eq!(terms(&s, total - 1, total + 1).len(), 2);
-    }
-}
+mod tests;

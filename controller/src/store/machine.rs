@@ -377,6 +377,13 @@ impl StateMachine {
         Ok(())
     }
 
+    /// Makes everything applied so far durable (sled loses unflushed writes on a
+    /// crash; the raft log replays them, until it is compacted).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.tree.flush()?;
+        Ok(())
+    }
+
     /// Member id -> peer address.
     pub fn members(&self) -> Result<BTreeMap<u64, String>, StoreError> {
         match self.tree.get(keys::MEMBERS)? {
