@@ -135,7 +135,7 @@ fn the_hard_state_survives_a_reopen_and_a_lost_commit_is_raised_to_applied() {
 #[test]
 fn a_log_that_ends_before_the_applied_snapshot_restarts_there() {
     let d = dirs();
-    let mut s = open_with_five(&d);
+    let s = open_with_five(&d);
     s.sync().expect("sync");
     drop(s);
     // A snapshot at 50 reached the state machine; the crash came before the
