@@ -315,23 +315,22 @@ impl<T: Transport> Node<T> {
                 self.reads_waiting.push_back((rs.index, reply));
             }
         }
-        // Durable before anything that depends on it leaves this process: new
-        // entries, term and vote (raft-rs' must_sync). A commit index alone need
-        // not be: the log's open raises it to the state machine's applied index.
-        let must_sync = rd.must_sync();
-        self.raw.mut_store().append(rd.entries(), rd.hs())?;
-        // raft-rs hands out only committed entries this member has persisted,
-        // and their commit index was just written ahead of them: what waits on
-        // them (clients of the leader) need not wait for this Ready's flush. A
-        // member whose acks wait on the flush sends them first, then applies.
+        // raft-rs hands out only committed entries this member has persisted:
+        // what waits on them (clients of the leader) need not wait for this
+        // Ready's write and sync, so they are applied first. A member whose acks
+        // wait on the sync (a follower, a candidate) sends them first, then applies.
         let mut committed = rd.take_committed_entries();
         let acks = !rd.persisted_messages().is_empty();
         if !acks {
             self.apply(std::mem::take(&mut committed))?;
         }
-        if must_sync {
-            self.raw.mut_store().sync()?;
-        }
+        // Durable before anything that depends on it leaves this process: new
+        // entries, term and vote (raft-rs' must_sync). A commit index alone need
+        // not be: the log's open raises it to the state machine's applied index.
+        let must_sync = rd.must_sync();
+        self.raw
+            .mut_store()
+            .append(rd.entries(), rd.hs(), must_sync)?;
         if acks {
             self.transport.send(rd.take_persisted_messages());
         }

@@ -140,7 +140,7 @@ pub fn bootstrap_log(dir: &Path, index: u64, term: u64) -> Result<(), LogError> 
 /// Creates an empty log (a joining member's), so that a data dir is complete
 /// before its marker is written.
 pub fn create_log(dir: &Path) -> Result<(), LogError> {
-    open_engine(dir)?.sync()?;
+    open_engine(dir)?;
     Ok(())
 }
 
@@ -215,8 +215,13 @@ impl LogStorage {
     }
 
     /// Appends entries (replacing any conflicting suffix) and the hard state in one
-    /// write. Not durable until `sync`.
-    pub fn append(&mut self, entries: &[Entry], hs: Option<&HardState>) -> Result<(), LogError> {
+    /// write, durable before it returns when `sync` (raft-rs' must_sync).
+    pub fn append(
+        &mut self,
+        entries: &[Entry],
+        hs: Option<&HardState>,
+        sync: bool,
+    ) -> Result<(), LogError> {
         let mut batch = LogBatch::default();
         if let (Some(first), Some(last)) = (entries.first(), entries.last()) {
             if first.index <= self.compacted.0 {
@@ -243,8 +248,10 @@ impl LogStorage {
             batch.put_message(GROUP, HARD_STATE.to_vec(), &self.hard_state)?;
             self.hard_state_dirty = false;
         }
+        // Syncing rides on a write: raft-engine's `Engine::sync` returns at once
+        // (an empty batch is never written, so it is never synced either).
         if !batch.is_empty() {
-            self.engine.write(&mut batch, false)?;
+            self.engine.write(&mut batch, sync)?;
         }
         Ok(())
     }
@@ -255,12 +262,6 @@ impl LogStorage {
             self.hard_state.commit = commit;
             self.hard_state_dirty = true;
         }
-    }
-
-    /// Makes everything written so far durable.
-    pub fn sync(&self) -> Result<(), LogError> {
-        self.engine.sync()?;
-        Ok(())
     }
 
     /// Installs a snapshot received from the leader: replaces the state machine

@@ -51,7 +51,7 @@ fn applied_at(d: &Dirs, index: u64, term: u64) {
 fn open_with_five(d: &Dirs) -> LogStorage {
     let mut s = open(d);
     let five: Vec<Entry> = (1..=5).map(|i| entry(i, 1)).collect();
-    s.append(&five, None).expect("append");
+    s.append(&five, None, false).expect("append");
     s
 }
 
@@ -68,9 +68,9 @@ fn the_cache_agrees_with_the_log_through_truncation_and_compaction() {
     let d = dirs();
     let mut s = open(&d);
     let first: Vec<Entry> = (1..=5).map(|i| entry(i, 1)).collect();
-    s.append(&first, None).expect("append");
+    s.append(&first, None, false).expect("append");
     // A new leader replaces 4..=5 with 4 at term 2.
-    s.append(&[entry(4, 2)], None).expect("append");
+    s.append(&[entry(4, 2)], None, false).expect("append");
     assert_eq!(s.last_index().expect("last"), 4);
     assert_eq!(terms(&s, 1, 5), vec![(1, 1), (2, 1), (3, 1), (4, 2)]);
     assert_eq!(s.term(4).expect("term"), 2);
@@ -83,7 +83,6 @@ fn the_cache_agrees_with_the_log_through_truncation_and_compaction() {
             .is_err()
     );
     assert_eq!(terms(&s, 3, 5), vec![(3, 1), (4, 2)]);
-    s.sync().expect("sync");
     drop(s);
     // A reopened log (no cache) reads the same from disk.
     let reopened = open(&d);
@@ -100,7 +99,7 @@ fn the_cache_keeps_only_the_newest_entries() {
     let mut s = open(&d);
     let total = CACHE_ENTRIES as u64 + 10;
     for i in 1..=total {
-        s.append(&[entry(i, 1)], None).expect("append");
+        s.append(&[entry(i, 1)], None, false).expect("append");
     }
     assert_eq!(s.cache.len(), CACHE_ENTRIES);
     assert_eq!(s.cache.front().map(|e| e.index), Some(11));
@@ -119,11 +118,14 @@ fn the_hard_state_survives_a_reopen_and_a_lost_commit_is_raised_to_applied() {
         commit: 1,
         ..Default::default()
     };
-    s.append(&(1..=4).map(|i| entry(i, 3)).collect::<Vec<_>>(), Some(&hs))
-        .expect("append");
+    s.append(
+        &(1..=4).map(|i| entry(i, 3)).collect::<Vec<_>>(),
+        Some(&hs),
+        true,
+    )
+    .expect("append");
     // Commit-only moves are written lazily: this one is lost with the process.
     s.set_commit(4);
-    s.sync().expect("sync");
     drop(s);
     applied_at(&d, 3, 3);
     let s = open(&d);
@@ -136,7 +138,6 @@ fn the_hard_state_survives_a_reopen_and_a_lost_commit_is_raised_to_applied() {
 fn a_log_that_ends_before_the_applied_snapshot_restarts_there() {
     let d = dirs();
     let s = open_with_five(&d);
-    s.sync().expect("sync");
     drop(s);
     // A snapshot at 50 reached the state machine; the crash came before the
     // log was reset.
@@ -146,7 +147,7 @@ fn a_log_that_ends_before_the_applied_snapshot_restarts_there() {
     assert_eq!(s.last_index().expect("last"), 50);
     assert_eq!(s.term(50).expect("compaction point"), 4);
     assert!(s.initial_state().expect("state").hard_state.commit >= 50);
-    s.append(&[entry(51, 4)], None)
+    s.append(&[entry(51, 4)], None, false)
         .expect("append after the snapshot");
     assert_eq!(terms(&s, 51, 52), vec![(51, 4)]);
 }
@@ -177,16 +178,17 @@ fn a_snapshot_replaces_log_and_state_and_survives_a_reopen() {
 fn bad_appends_and_a_state_machine_behind_the_log_are_refused() {
     let d = dirs();
     let mut s = open_with_five(&d);
-    let hole = s.append(&[entry(9, 1)], None).expect_err("a hole");
+    let hole = s.append(&[entry(9, 1)], None, false).expect_err("a hole");
     assert!(hole.to_string().contains("hole after 5"), "{hole}");
     applied_at(&d, 4, 1);
     s.compact(3).expect("compact");
-    let compacted = s.append(&[entry(3, 2)], None).expect_err("compacted");
+    let compacted = s
+        .append(&[entry(3, 2)], None, false)
+        .expect_err("compacted");
     assert!(
         compacted.to_string().contains("compacted part"),
         "{compacted}"
     );
-    s.sync().expect("sync");
     drop(s);
     // A state machine that lost what the log already dropped.
     applied_at(&d, 2, 1);
