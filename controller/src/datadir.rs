@@ -134,7 +134,7 @@ pub fn load(
     let tree = db
         .open_tree("state")
         .map_err(|e| corrupt(format!("state tree: {e}")))?;
-    let probe = StateMachine::new(tree.clone(), WatchHub::new(0));
+    let probe = StateMachine::new(tree, WatchHub::new(0)).map_err(|e| corrupt(e.to_string()))?;
     let stored = probe.cluster_id().map_err(|e| corrupt(e.to_string()))?;
     if stored.as_deref() != Some(marker.cluster_id.as_str()) {
         return Err(corrupt(format!(
@@ -144,7 +144,7 @@ pub fn load(
         )));
     }
     let revision = probe.revision().map_err(|e| corrupt(e.to_string()))?;
-    Ok((db, StateMachine::new(tree, WatchHub::new(revision))))
+    Ok((db, probe.with_watch(WatchHub::new(revision))))
 }
 
 /// Creates the data dir of a new member: the state tree's identity, the first
@@ -169,7 +169,8 @@ pub fn create(
     let db = sled::open(path.join(DB_DIR)).map_err(|e| corrupt(format!("database: {e}")))?;
     {
         let tree = db.open_tree("state").map_err(|e| corrupt(e.to_string()))?;
-        let sm = StateMachine::new(tree.clone(), WatchHub::new(0));
+        let sm = StateMachine::new(tree.clone(), WatchHub::new(0))
+            .map_err(|e| corrupt(e.to_string()))?;
         let conf = ConfState {
             voters: voters.to_vec(),
             ..Default::default()

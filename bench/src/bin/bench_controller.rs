@@ -2,29 +2,34 @@
 //!
 //!     cargo build --release --workspace && target/release/bench-controller
 //!
-//! Prints p50/p99 latency of 256-byte writes with one client, throughput with 64
-//! clients, and the time from kill -9 of the leader to the next write, for both
-//! systems, and berth's ratios to etcd.
+//! Both clusters run side by side; each round measures p50/p99 latency of
+//! 256-byte writes with one client and throughput with 64 clients on both
+//! (alternating which goes first), so a slow spell of a shared machine hits both.
+//! Ratios are medians of the per-round ratios. Then the time from kill -9 of the
+//! leader to the next write, for both.
 
 use std::time::Duration;
 
 use anyhow::Result;
 use berth_bench::controller::{Cluster, berth::BerthCluster, etcd::EtcdCluster, workload};
-use berth_bench::stats::ms;
+use berth_bench::stats::{median, ms};
 use clap::Parser;
 
 #[derive(Parser)]
 #[command(about = "berth controllers vs etcd: latency, throughput, failover")]
 struct Args {
-    /// Sequential writes for the latency figure.
+    /// Sequential writes per round for the latency figure.
     #[arg(long, default_value_t = 2000)]
     writes: usize,
     /// Concurrent clients for the throughput figure.
     #[arg(long, default_value_t = 64)]
     clients: usize,
-    /// Seconds of the throughput run.
-    #[arg(long, default_value_t = 5)]
+    /// Seconds of each round's throughput run.
+    #[arg(long, default_value_t = 3)]
     seconds: u64,
+    /// Interleaved rounds (medians reported).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Failovers measured per system (median reported).
     #[arg(long, default_value_t = 3)]
     failovers: usize,
@@ -33,48 +38,56 @@ struct Args {
     berth_only: bool,
 }
 
-struct Figures {
-    p50: Duration,
-    p99: Duration,
+/// One round's figures of one system.
+#[derive(Clone, Copy)]
+struct Round {
+    p50: f64,
+    p99: f64,
+    read_p50: f64,
     throughput: f64,
-    failover: Duration,
 }
 
-async fn measure(cluster: &mut Cluster, args: &Args) -> Result<Figures> {
-    cluster.prepare_keys(args.clients.max(64)).await?;
+async fn round(cluster: &Cluster, args: &Args) -> Result<Round> {
     let (p50, p99) = workload::latency(cluster, args.writes).await?;
     let read_p50 = workload::read_latency(cluster, args.writes).await?;
     let throughput =
         workload::throughput(cluster, args.clients, Duration::from_secs(args.seconds)).await?;
-    let mut failovers = Vec::new();
-    for _ in 0..args.failovers {
-        failovers.push(workload::failover(cluster).await?);
-        // Let the restarted member rejoin before the next round.
+    let r = Round {
+        p50: ms(p50),
+        p99: ms(p99),
+        read_p50: ms(read_p50),
+        throughput,
+    };
+    println!(
+        "{:>6}: p50 {:.3} ms  p99 {:.3} ms  {:.0} writes/s with {} clients  (local read p50 {:.3} ms)",
+        cluster.name(),
+        r.p50,
+        r.p99,
+        r.throughput,
+        args.clients,
+        r.read_p50
+    );
+    Ok(r)
+}
+
+async fn failovers(cluster: &mut Cluster, n: usize) -> Result<f64> {
+    let mut runs = Vec::new();
+    for _ in 0..n {
+        runs.push(ms(workload::failover(cluster).await?));
+        // Let the restarted member rejoin before the next one.
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
-    failovers.sort();
-    let failover = failovers[failovers.len() / 2];
+    let failover = median(&mut runs.clone());
     println!(
-        "{:>6}: local (non-Raft) read p50 {:.3} ms",
+        "{:>6}: failover {failover:.0} ms (runs: {:?})",
         cluster.name(),
-        ms(read_p50)
+        runs.iter().map(|r| r.round()).collect::<Vec<_>>()
     );
-    println!(
-        "{:>6}: p50 {:.3} ms  p99 {:.3} ms  {:.0} writes/s with {} clients  failover {:.0} ms (runs: {:?})",
-        cluster.name(),
-        ms(p50),
-        ms(p99),
-        throughput,
-        args.clients,
-        ms(failover),
-        failovers.iter().map(|d| ms(*d).round()).collect::<Vec<_>>()
-    );
-    Ok(Figures {
-        p50,
-        p99,
-        throughput,
-        failover,
-    })
+    Ok(failover)
+}
+
+fn medians(rounds: &[Round], f: impl Fn(&Round) -> f64) -> f64 {
+    median(&mut rounds.iter().map(f).collect::<Vec<_>>())
 }
 
 #[tokio::main]
@@ -83,20 +96,67 @@ async fn main() -> Result<()> {
     let dir = tempfile::tempdir()?;
     println!("logs and data in {}", dir.path().display());
     let mut berth = Cluster::Berth(BerthCluster::start(dir.path(), 27401).await?);
-    let b = measure(&mut berth, &args).await?;
-    drop(berth);
-    if args.berth_only {
-        return Ok(());
+    berth.prepare_keys(args.clients.max(64)).await?;
+    let mut etcd = if args.berth_only {
+        None
+    } else {
+        let etcd = Cluster::Etcd(EtcdCluster::start(dir.path(), 23791).await?);
+        etcd.prepare_keys(args.clients.max(64)).await?;
+        Some(etcd)
+    };
+    let mut pairs = Vec::new();
+    for i in 0..args.rounds {
+        println!("round {}", i + 1);
+        let Some(etcd) = &etcd else {
+            round(&berth, &args).await?;
+            continue;
+        };
+        let (b, e) = if i % 2 == 0 {
+            let b = round(&berth, &args).await?;
+            (b, round(etcd, &args).await?)
+        } else {
+            let e = round(etcd, &args).await?;
+            (round(&berth, &args).await?, e)
+        };
+        pairs.push((b, e));
     }
-    let mut etcd = Cluster::Etcd(EtcdCluster::start(dir.path(), 23791).await?);
-    let e = measure(&mut etcd, &args).await?;
-    drop(etcd);
+    let berth_failover = failovers(&mut berth, args.failovers).await?;
+    drop(berth);
+    let Some(etcd) = &mut etcd else {
+        return Ok(());
+    };
+    let etcd_failover = failovers(etcd, args.failovers).await?;
+    let ratios: Vec<Round> = pairs
+        .iter()
+        .map(|(b, e)| Round {
+            p50: b.p50 / e.p50,
+            p99: b.p99 / e.p99,
+            read_p50: b.read_p50 / e.read_p50,
+            throughput: b.throughput / e.throughput,
+        })
+        .collect();
+    for (name, side) in [("berth", 0), ("etcd", 1)] {
+        let all: Vec<Round> = pairs
+            .iter()
+            .map(|(b, e)| if side == 0 { *b } else { *e })
+            .collect();
+        println!(
+            "{name:>6} medians: p50 {:.3} ms  p99 {:.3} ms  {:.0} writes/s  local read p50 {:.3} ms",
+            medians(&all, |r| r.p50),
+            medians(&all, |r| r.p99),
+            medians(&all, |r| r.throughput),
+            medians(&all, |r| r.read_p50),
+        );
+    }
     println!(
-        "berth/etcd: p50 {:.2} (target <= 1)  p99 {:.2}  throughput {:.2} (target >= 1)  failover {:.2} (target <= 1)",
-        ms(b.p50) / ms(e.p50),
-        ms(b.p99) / ms(e.p99),
-        b.throughput / e.throughput,
-        ms(b.failover) / ms(e.failover),
+        "berth/etcd (medians of {} interleaved rounds): p50 {:.2} (target <= 1)  p99 {:.2}  \
+         throughput {:.2} (target >= 1)  failover {:.2} (target <= 1)  local read {:.2}",
+        ratios.len(),
+        medians(&ratios, |r| r.p50),
+        medians(&ratios, |r| r.p99),
+        medians(&ratios, |r| r.throughput),
+        berth_failover / etcd_failover,
+        medians(&ratios, |r| r.read_p50),
     );
     Ok(())
 }

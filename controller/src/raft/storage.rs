@@ -241,8 +241,13 @@ impl LogStorage {
             self.cache_entries(entries);
         }
         if let Some(hs) = hs {
+            let vote_or_term = hs.term != self.hard_state.term || hs.vote != self.hard_state.vote;
             self.hard_state = hs.clone();
             self.hard_state_dirty = true;
+            if batch.is_empty() && !vote_or_term && !sync {
+                // Only the commit index moved: it rides on the next append.
+                return Ok(());
+            }
         }
         if self.hard_state_dirty {
             batch.put_message(GROUP, HARD_STATE.to_vec(), &self.hard_state)?;
@@ -271,8 +276,8 @@ impl LogStorage {
         let data = berth_proto::store::SnapshotData::decode(snapshot.get_data())
             .map_err(|e| corrupt(format!("snapshot at index {}: {e}", meta.index)))?;
         let conf = meta.get_conf_state().write_to_bytes().map_err(corrupt)?;
+        // Durable in sled when restore returns.
         self.sm.restore(&data, meta.index, meta.term, &conf)?;
-        self.sm.flush()?;
         self.reset(meta.index, meta.term)?;
         self.snapshot_cache.replace(None);
         Ok(())
@@ -304,7 +309,7 @@ impl LogStorage {
         }
         let term = raft::Storage::term(self, index).map_err(|e| corrupt(e.to_string()))?;
         // What the dropped entries did must survive a crash without them.
-        self.sm.flush()?;
+        self.sm.checkpoint()?;
         let mut batch = LogBatch::default();
         batch.put(GROUP, COMPACTED.to_vec(), compacted_bytes(index, term))?;
         batch.add_command(GROUP, Command::Compact { index: index + 1 });

@@ -1,6 +1,7 @@
-//! The replicated state machine: typed tables in the sled `state` tree, a store
-//! revision bumped by every applied transaction, a version per object (the revision
-//! that last wrote it), compare-and-set, and unique names per table.
+//! The replicated state machine: typed tables in the sled `state` tree (read and
+//! written through its in-memory mirror), a store revision bumped by every applied
+//! transaction, a version per object (the revision that last wrote it),
+//! compare-and-set, and unique names per table.
 //!
 //! Applying is deterministic: no clocks, no randomness. Everything that varies
 //! (ids, timestamps) is decided by the proposer and travels in the command.
@@ -14,14 +15,15 @@ use prost::Message;
 
 use super::StoreError;
 use super::keys;
+use super::mirror::{Mirror, WriteBatch};
 use super::object::{ObjectExt, TABLES};
 use super::watch::{Change, WatchHub};
 
 /// Reads and writes the state tree. Writes only happen on the Raft loop's thread;
-/// reads from anywhere (a sled tree is safe to share).
+/// reads from anywhere.
 #[derive(Clone)]
 pub struct StateMachine {
-    tree: sled::Tree,
+    mirror: Mirror,
     watch: WatchHub,
 }
 
@@ -33,12 +35,17 @@ pub struct AppliedMeta {
 }
 
 impl StateMachine {
-    pub fn new(tree: sled::Tree, watch: WatchHub) -> Self {
-        StateMachine { tree, watch }
+    /// Loads the tree into memory.
+    pub fn new(tree: sled::Tree, watch: WatchHub) -> Result<Self, StoreError> {
+        Ok(StateMachine {
+            mirror: Mirror::load(tree)?,
+            watch,
+        })
     }
 
-    pub fn tree(&self) -> &sled::Tree {
-        &self.tree
+    /// The same state with another watch hub (one that starts at its revision).
+    pub fn with_watch(self, watch: WatchHub) -> Self {
+        StateMachine { watch, ..self }
     }
 
     pub fn watch(&self) -> &WatchHub {
@@ -47,18 +54,18 @@ impl StateMachine {
 
     /// Current store revision (0 for an empty store).
     pub fn revision(&self) -> Result<u64, StoreError> {
-        read_u64(&self.tree, keys::REVISION)
+        read_u64(&self.mirror, keys::REVISION)
     }
 
     pub fn applied(&self) -> Result<AppliedMeta, StoreError> {
         Ok(AppliedMeta {
-            index: read_u64(&self.tree, keys::APPLIED_INDEX)?,
-            term: read_u64(&self.tree, keys::APPLIED_TERM)?,
+            index: read_u64(&self.mirror, keys::APPLIED_INDEX)?,
+            term: read_u64(&self.mirror, keys::APPLIED_TERM)?,
         })
     }
 
     pub fn get(&self, table: &str, id: &str) -> Result<Option<Object>, StoreError> {
-        match self.tree.get(keys::object(table, id))? {
+        match self.mirror.get(&keys::object(table, id)) {
             Some(bytes) => Ok(Some(decode(&bytes, table, id)?)),
             None => Ok(None),
         }
@@ -67,16 +74,15 @@ impl StateMachine {
     /// Id of the object named `name` in `table`, for tables with unique names.
     pub fn id_by_name(&self, table: &str, name: &str) -> Result<Option<String>, StoreError> {
         Ok(self
-            .tree
-            .get(keys::name(table, name))?
+            .mirror
+            .get(&keys::name(table, name))
             .map(|v| String::from_utf8_lossy(&v).to_string()))
     }
 
     /// Every object of a table, ordered by id.
     pub fn list(&self, table: &str) -> Result<Vec<Object>, StoreError> {
         let mut out = Vec::new();
-        for item in self.tree.scan_prefix(keys::table_prefix(table)) {
-            let (key, value) = item?;
+        for (key, value) in self.mirror.scan_prefix(&keys::table_prefix(table)) {
             out.push(decode(&value, table, &String::from_utf8_lossy(&key))?);
         }
         Ok(out)
@@ -84,11 +90,11 @@ impl StateMachine {
 
     /// Starts a group of writes (the committed entries of one Ready): nothing is
     /// visible until `commit`, which writes everything, the revision and the
-    /// applied index in one atomic sled batch.
+    /// applied index in one atomic batch.
     pub fn begin(&self) -> Result<ApplyBatch, StoreError> {
         let revision = self.revision()?;
         Ok(ApplyBatch {
-            batch: sled::Batch::default(),
+            batch: WriteBatch::default(),
             objects: HashMap::new(),
             names: HashMap::new(),
             start_revision: revision,
@@ -119,7 +125,7 @@ impl StateMachine {
         if let Some((index, term)) = applied {
             write_applied(&mut batch, index, term);
         }
-        self.tree.apply_batch(batch)?;
+        self.mirror.apply(batch);
         Ok(Events(events))
     }
 
@@ -349,9 +355,8 @@ impl StateMachine {
         term: u64,
         conf_state: &[u8],
     ) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
-        for key in self.tree.iter().keys() {
-            let key = key?;
+        let mut batch = WriteBatch::default();
+        for key in self.mirror.keys() {
             if keys::is_replicated(&key) {
                 batch.remove(key);
             }
@@ -372,21 +377,20 @@ impl StateMachine {
             batch.insert(keys::CLUSTER_ID, data.cluster_id.as_bytes());
         }
         write_applied(&mut batch, index, term);
-        self.tree.apply_batch(batch)?;
+        self.mirror.apply_durably(batch)?;
         self.watch.reset(data.revision);
         Ok(())
     }
 
-    /// Makes everything applied so far durable (sled loses unflushed writes on a
-    /// crash; the raft log replays them, until it is compacted).
-    pub fn flush(&self) -> Result<(), StoreError> {
-        self.tree.flush()?;
-        Ok(())
+    /// Makes everything applied so far durable in sled (until then the raft log
+    /// holds it: call before the log drops entries).
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        self.mirror.checkpoint()
     }
 
     /// Member id -> peer address.
     pub fn members(&self) -> Result<BTreeMap<u64, String>, StoreError> {
-        match self.tree.get(keys::MEMBERS)? {
+        match self.mirror.get(keys::MEMBERS) {
             Some(bytes) => Ok(serde_json::from_slice(&bytes)?),
             None => Ok(BTreeMap::new()),
         }
@@ -394,14 +398,14 @@ impl StateMachine {
 
     pub fn cluster_id(&self) -> Result<Option<String>, StoreError> {
         Ok(self
-            .tree
-            .get(keys::CLUSTER_ID)?
+            .mirror
+            .get(keys::CLUSTER_ID)
             .map(|v| String::from_utf8_lossy(&v).to_string()))
     }
 
     /// The ConfState at the applied index (raft-rs protobuf bytes).
     pub fn conf_state_bytes(&self) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.tree.get(keys::CONF_STATE)?.map(|v| v.to_vec()))
+        Ok(self.mirror.get(keys::CONF_STATE).map(|v| v.to_vec()))
     }
 
     /// Records an applied membership change in a group: the new ConfState and
@@ -426,10 +430,10 @@ impl StateMachine {
 
 type TableKey = (String, String);
 
-/// Writes of applied entries not yet in the tree: one sled batch per group, with
+/// Writes of applied entries not yet in the tree: one batch per group, with
 /// what it has done so far so that later entries see earlier ones.
 pub struct ApplyBatch {
-    batch: sled::Batch,
+    batch: WriteBatch,
     /// (table, id) -> the object as the group left it (None: removed).
     objects: HashMap<TableKey, Option<Object>>,
     /// (table, unique name) -> the id holding it.
@@ -497,13 +501,13 @@ fn check_expect(
     }
 }
 
-fn write_applied(batch: &mut sled::Batch, index: u64, term: u64) {
+fn write_applied(batch: &mut WriteBatch, index: u64, term: u64) {
     batch.insert(keys::APPLIED_INDEX, &index.to_be_bytes());
     batch.insert(keys::APPLIED_TERM, &term.to_be_bytes());
 }
 
-pub(crate) fn read_u64(tree: &sled::Tree, key: &[u8]) -> Result<u64, StoreError> {
-    match tree.get(key)? {
+fn read_u64(mirror: &Mirror, key: &[u8]) -> Result<u64, StoreError> {
+    match mirror.get(key) {
         Some(v) => {
             let bytes: [u8; 8] = v.as_ref().try_into().map_err(|_| StoreError::Corrupt {
                 what: format!("value of {} is not 8 bytes", String::from_utf8_lossy(key)),

@@ -1,8 +1,9 @@
 //! The state machine: typed tables with versions, compare-and-set transactions and
-//! a watch stream, stored in sled.
+//! a watch stream, held in memory and checkpointed to sled.
 
 pub mod keys;
 pub mod machine;
+pub mod mirror;
 pub mod object;
 pub mod watch;
 

@@ -7,7 +7,10 @@ fn machine() -> (tempfile::TempDir, StateMachine) {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = sled::open(dir.path()).expect("sled");
     let tree = db.open_tree("state").expect("tree");
-    (dir, StateMachine::new(tree, WatchHub::new(0)))
+    (
+        dir,
+        StateMachine::new(tree, WatchHub::new(0)).expect("state"),
+    )
 }
 
 fn secret(id: &str, name: &str, data: &str) -> Object {

@@ -32,7 +32,7 @@ fn dirs() -> Dirs {
 }
 
 fn state_machine(d: &Dirs) -> StateMachine {
-    StateMachine::new(d.db.open_tree("state").expect("tree"), WatchHub::new(0))
+    StateMachine::new(d.db.open_tree("state").expect("tree"), WatchHub::new(0)).expect("state")
 }
 
 fn open(d: &Dirs) -> LogStorage {
