@@ -174,6 +174,15 @@ fn containers_on_three_hosts_talk_across_vxlan_with_mtu_underlay_minus_50() -> R
     assert!(!c.agents[1].detach("c2-10")?);
     assert!(probe(c1, c2, 32).is_err());
     probe(c1, c3, 32)?;
+    // The sweep for namespaces that outlived their task: h1 keeps c1-10's veth
+    // and loses c1-11's.
+    let (_, c11) = &c.containers[1];
+    probe(c11, c3, 32)?;
+    let removed = c.agents[0].sweep_veths_except(&["c1-10"])?;
+    assert_eq!(removed.len(), 1, "{removed:?}");
+    assert!(probe(c11, c3, 32).is_err());
+    probe(c1, c3, 32)?;
+    assert!(c.agents[0].sweep_veths_except(&["c1-10"])?.is_empty());
     Ok(())
 }
 

@@ -27,6 +27,9 @@ struct Args {
     /// Skip Docker Swarm (berth figures only).
     #[arg(long)]
     berth_only: bool,
+    /// Keep the logs and data directory afterwards (for profiling).
+    #[arg(long)]
+    keep: bool,
 }
 
 fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> Result<bool>) -> Result<()> {
@@ -254,7 +257,8 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let dir = tempfile::tempdir()?;
+    let mut dir = tempfile::tempdir()?;
+    dir.disable_cleanup(args.keep);
     println!("logs and data in {}", dir.path().display());
     let registry = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/demo-registry.sh");
     run(

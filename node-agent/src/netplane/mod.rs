@@ -10,6 +10,7 @@
 mod dns;
 mod view;
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +21,7 @@ use tokio::sync::{Mutex, watch};
 use tracing::{info, warn};
 
 use crate::network::lb::{self, LbPlan};
+use crate::network::names::veth_names;
 use crate::network::{LocalPlan, NetworkError, Overlay, RtNetlink, create_netns, remove_netns};
 use crate::supervisor::{TaskNet, TaskNetwork, hostname_of};
 pub use view::{NetView, View};
@@ -32,9 +34,9 @@ pub struct NetPlane {
     /// The plan last reconciled into the kernel (`None`: not yet this run).
     applied: Mutex<Option<LocalPlan>>,
     dns: dns::DnsPlane,
-    /// The load-balancer plan last applied (its backends' UDP flows are
-    /// forgotten when they leave it).
-    balanced: Mutex<LbPlan>,
+    /// The load-balancer plan last applied (`None`: not yet this run). Its
+    /// backends' UDP flows are forgotten when they leave it.
+    balanced: Mutex<Option<LbPlan>>,
 }
 
 impl NetPlane {
@@ -48,7 +50,7 @@ impl NetPlane {
             view,
             applied: Mutex::new(None),
             dns: dns::DnsPlane::new(),
-            balanced: Mutex::new(LbPlan::default()),
+            balanced: Mutex::new(None),
         }))
     }
 
@@ -73,9 +75,29 @@ impl NetPlane {
         self.netns_dir.join(task_id)
     }
 
-    /// Reconciles the current plan unless it is the one applied last (`force`:
-    /// anyway, to repair what someone else changed). Returns the view applied.
+    /// Reconciles the current plan, DNS and load balancer unless they are the
+    /// ones applied last (`force`: anyway, to repair what someone else changed).
+    /// Returns the view applied.
     async fn apply(&self, force: bool) -> Result<Arc<View>, NetworkError> {
+        let view = self.apply_overlay(force).await?;
+        // Service answers change without the plan changing (tasks come and go).
+        // A failure here is logged and retried at the next change or period:
+        // it must not keep tasks from starting on a working overlay.
+        self.sync_dns(&view).await;
+        if let Err(error) = self.balance(&view, force).await {
+            warn!(%error, "load balancer not in line with the assignments");
+        }
+        Ok(view)
+    }
+
+    async fn sync_dns(&self, view: &View) {
+        if let Err(error) = self.dns.sync(view).await {
+            warn!(%error, "DNS servers not in line with the assignments");
+        }
+    }
+
+    /// The overlay part of `apply`: bridges, VXLANs, routes and the veths on them.
+    async fn apply_overlay(&self, force: bool) -> Result<Arc<View>, NetworkError> {
         let view = self.view();
         let mut applied = self.applied.lock().await;
         if force || applied.as_ref() != Some(&view.plan) {
@@ -89,21 +111,21 @@ impl NetPlane {
                 warn!(veths = ?reattached, "container veths had fallen off their bridges");
             }
         }
-        // Service answers change without the plan changing (tasks come and go).
-        // A failure here is logged and retried at the next change or period:
-        // it must not keep tasks from starting on a working overlay.
-        if let Err(error) = self.dns.sync(&view).await {
-            warn!(%error, "DNS servers not in line with the assignments");
-        }
-        if let Err(error) = self.balance(&view).await {
-            warn!(%error, "load balancer not in line with the assignments");
+        if force {
+            self.sweep_veths(&view).await?;
         }
         Ok(view)
     }
 
     /// The nft load balancer for the view (no table at all when it has nothing).
-    async fn balance(&self, view: &View) -> Result<(), NetworkError> {
+    /// Skipped when the plan is the one applied last, unless `force`: checking
+    /// the kernel means running `nft`, a process per task start otherwise.
+    async fn balance(&self, view: &View, force: bool) -> Result<(), NetworkError> {
         let balancer = view.lb_plan();
+        let mut balanced = self.balanced.lock().await;
+        if !force && balanced.as_ref() == Some(&balancer) {
+            return Ok(());
+        }
         if balancer == LbPlan::default() {
             lb::remove().await?;
         } else if lb::apply(&balancer).await? {
@@ -113,12 +135,11 @@ impl NetPlane {
                 "load balancer updated"
             );
         }
-        let mut balanced = self.balanced.lock().await;
-        let gone = lb::removed_backends(&balanced, &balancer);
+        let gone = lb::removed_backends(balanced.as_ref().unwrap_or(&LbPlan::default()), &balancer);
         if !gone.is_empty() {
             lb::forget_udp_flows(gone).await?;
         }
-        *balanced = balancer;
+        *balanced = Some(balancer);
         Ok(())
     }
 
@@ -148,7 +169,11 @@ impl NetPlane {
         if task.addresses.is_empty() {
             return Ok(None);
         }
-        let view = self.apply(false).await?;
+        // The task needs its bridges and its DNS server; the load balancer
+        // (an `nft` run, and changed by every task that starts) is left to
+        // `run`, which follows the same change without holding the task up.
+        let view = self.apply_overlay(false).await?;
+        self.sync_dns(&view).await;
         let netns = self.netns_path(&task.id);
         let requests = view
             .attach_requests(task, &netns)
@@ -179,16 +204,39 @@ impl NetPlane {
     }
 
     async fn release_task(&self, task_id: &str) {
-        // Removing the namespace takes the container ends, and with them the
-        // veth pairs; detach what may be left where something still holds it.
-        for net in self.view().networks.values() {
-            if let Err(error) = self.overlay.detach(task_id, net.vni).await {
-                warn!(task = task_id, %error, "detach failed");
-            }
-        }
+        // Removing the namespace takes its veth ends, and with them the pairs:
+        // the kernel tears down namespaces in batches, where deleting each veth
+        // here would wait ~20 ms for its own RCU grace period. Veths of a
+        // namespace something else still holds go at the next periodic sweep.
         if let Err(error) = remove_netns(&self.netns_path(task_id)) {
             warn!(task = task_id, %error, "removing the task's netns failed");
         }
+    }
+
+    /// Host veths whose task neither has a namespace here nor is assigned.
+    async fn sweep_veths(&self, view: &View) -> Result<(), NetworkError> {
+        let mut tasks: Vec<String> = std::fs::read_dir(&self.netns_dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        tasks.extend(view.ports.iter().map(|(task, _)| task.clone()));
+        let keep: HashSet<String> = tasks
+            .iter()
+            .flat_map(|task| {
+                view.networks
+                    .values()
+                    .map(move |net| veth_names(task, net.vni).0)
+            })
+            .collect();
+        let removed = self.overlay.remove_veths_except(&keep).await?;
+        if !removed.is_empty() {
+            info!(veths = ?removed, "removed veths of namespaces gone elsewhere");
+        }
+        Ok(())
     }
 
     /// Namespaces left behind by tasks this node no longer has (removed while

@@ -4,6 +4,7 @@
 //! the other end a port of the network's bridge. MTU is the bridge's (underlay
 //! − 50) on both ends.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::future::Future;
 use std::net::Ipv4Addr;
@@ -16,7 +17,7 @@ use tracing::info;
 
 use super::Overlay;
 use super::error::NetworkError;
-use super::names::{CONTAINER_IFACE_PREFIX, bridge_name, veth_names};
+use super::names::{CONTAINER_IFACE_PREFIX, VETH_PREFIX, bridge_name, veth_names};
 use super::netlink::{Address, LinkKind, LinkUpdate, Netlink, Route, RtNetlink};
 use super::plan::Ipv4Cidr;
 
@@ -174,36 +175,23 @@ impl<N: Netlink> Overlay<N> {
         for stale in links.iter().filter(|l| l.name == host || l.name == peer) {
             nl.del_link(stale.index).await?;
         }
-        nl.add_veth(&host, &peer, mtu).await?;
-        let links = nl.links().await?;
-        let index = |name: &str| {
-            links
-                .iter()
-                .find(|l| l.name == name)
-                .map(|l| l.index)
-                .ok_or_else(|| {
-                    NetworkError::Kernel(format!("veth end {name} missing after creation"))
-                })
-        };
-        let (host_index, peer_index) = (index(&host)?, index(&peer)?);
         let netns = File::open(&req.netns).map_err(NetworkError::io(format!(
             "container {}: failed to open netns {}",
             req.container,
             req.netns.display()
         )))?;
-        let moved = nl
-            .set_link(
-                peer_index,
-                &LinkUpdate {
-                    netns_fd: Some(netns.as_raw_fd()),
-                    ..LinkUpdate::default()
-                },
-            )
-            .await;
-        if let Err(e) = moved {
-            let _ = nl.del_link(host_index).await;
-            return Err(e);
-        }
+        // The container end is created inside the container's namespace.
+        nl.add_veth(&host, &peer, mtu, Some(netns.as_raw_fd()))
+            .await?;
+        let host_index = nl
+            .links()
+            .await?
+            .iter()
+            .find(|l| l.name == host)
+            .map(|l| l.index)
+            .ok_or_else(|| {
+                NetworkError::Kernel(format!("veth end {host} missing after creation"))
+            })?;
         let configured = configure_container(req.clone(), peer.clone(), mtu).await;
         if let Err(e) = configured {
             let _ = nl.del_link(host_index).await;
@@ -261,6 +249,24 @@ impl<N: Netlink> Overlay<N> {
             fixed.push(host);
         }
         Ok(fixed)
+    }
+
+    /// Removes berth's container veths whose host end is not in `keep`: the
+    /// safety net for namespaces that outlived their task (something else held
+    /// them when the task's namespace was removed). Returns the veths removed.
+    pub async fn remove_veths_except(&self, keep: &HashSet<String>) -> R<Vec<String>> {
+        let nl = self.netlink();
+        let mut removed = Vec::new();
+        for link in nl.links().await? {
+            if !link.name.starts_with(VETH_PREFIX) || keep.contains(&link.name) {
+                continue;
+            }
+            match nl.del_link(link.index).await {
+                Err(e) if !e.is_not_found() => return Err(e),
+                _ => removed.push(link.name),
+            }
+        }
+        Ok(removed)
     }
 
     /// Removes the container's veth pair in network `vni` (deleting the host end

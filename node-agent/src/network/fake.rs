@@ -131,9 +131,19 @@ impl Netlink for FakeNetlink {
             Some(spec.mac.to_vec()),
         )
     }
-    async fn add_veth(&self, name: &str, peer: &str, mtu: u32) -> R<()> {
+    async fn add_veth(
+        &self,
+        name: &str,
+        peer: &str,
+        mtu: u32,
+        peer_netns: Option<std::os::fd::RawFd>,
+    ) -> R<()> {
         self.add_link(name, LinkKind::Veth, mtu, None)?;
-        self.add_link(peer, LinkKind::Veth, mtu, None)
+        // A peer born elsewhere is not in this (host) namespace.
+        match peer_netns {
+            Some(_) => Ok(()),
+            None => self.add_link(peer, LinkKind::Veth, mtu, None),
+        }
     }
     async fn set_hairpin(&self, index: u32, _on: bool) -> R<()> {
         self.write(|s| {

@@ -17,7 +17,7 @@ use futures_util::TryStreamExt;
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
 use rtnetlink::packet_route::link::{
-    InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    InfoData, InfoKind, InfoVeth, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
 use rtnetlink::packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
@@ -120,8 +120,6 @@ pub struct LinkUpdate {
     pub mac: Option<Vec<u8>>,
     pub up: bool,
     pub master: Option<u32>,
-    /// Move the link into the network namespace of this fd.
-    pub netns_fd: Option<RawFd>,
 }
 
 type R<T> = Result<T, NetworkError>;
@@ -139,7 +137,15 @@ pub trait Netlink: Send + Sync {
     fn add_bridge(&self, name: &str, mtu: u32) -> impl Future<Output = R<()>> + Send;
     fn add_vxlan(&self, spec: &VxlanSpec) -> impl Future<Output = R<()>> + Send;
     /// A veth pair, both ends in this namespace, both with `mtu`.
-    fn add_veth(&self, name: &str, peer: &str, mtu: u32) -> impl Future<Output = R<()>> + Send;
+    /// A veth pair; the peer is born in the namespace of `peer_netns` when
+    /// given (moving a device there later waits for an RCU grace period, ~20 ms).
+    fn add_veth(
+        &self,
+        name: &str,
+        peer: &str,
+        mtu: u32,
+        peer_netns: Option<RawFd>,
+    ) -> impl Future<Output = R<()>> + Send;
     fn set_link(&self, index: u32, update: &LinkUpdate) -> impl Future<Output = R<()>> + Send;
     /// Hairpin mode on a bridge port: frames may leave by the port they came
     /// in (a container reaching itself through a service VIP).
@@ -486,10 +492,25 @@ impl Netlink for RtNetlink {
             )))
     }
 
-    async fn add_veth(&self, name: &str, peer: &str, mtu: u32) -> R<()> {
+    async fn add_veth(&self, name: &str, peer: &str, mtu: u32, peer_netns: Option<RawFd>) -> R<()> {
+        let mut peer_link = LinkUnspec::new_with_name(peer).mtu(mtu);
+        if let Some(fd) = peer_netns {
+            peer_link = peer_link.setns_by_fd(fd);
+        }
+        let peer_link = peer_link.build();
+        let mut message = LinkVeth::new(name, peer).mtu(mtu).build();
+        for attribute in &mut message.attributes {
+            if let LinkAttribute::LinkInfo(infos) = attribute {
+                for info in infos {
+                    if let LinkInfo::Data(data) = info {
+                        *data = InfoData::Veth(InfoVeth::Peer(peer_link.clone()));
+                    }
+                }
+            }
+        }
         self.handle
             .link()
-            .add(LinkVeth::new(name, peer).mtu(mtu).build())
+            .add(message)
             .execute()
             .await
             .map_err(NetworkError::netlink(format!(
@@ -513,9 +534,6 @@ impl Netlink for RtNetlink {
         }
         if let Some(master) = update.master {
             b = b.controller(master);
-        }
-        if let Some(fd) = update.netns_fd {
-            b = b.setns_by_fd(fd);
         }
         self.handle
             .link()

@@ -60,9 +60,15 @@ impl Netlink for Counting {
         self.w();
         self.inner.add_vxlan(spec).await
     }
-    async fn add_veth(&self, name: &str, peer: &str, mtu: u32) -> R<()> {
+    async fn add_veth(
+        &self,
+        name: &str,
+        peer: &str,
+        mtu: u32,
+        peer_netns: Option<std::os::fd::RawFd>,
+    ) -> R<()> {
         self.w();
-        self.inner.add_veth(name, peer, mtu).await
+        self.inner.add_veth(name, peer, mtu, peer_netns).await
     }
     async fn set_link(&self, index: u32, update: &LinkUpdate) -> R<()> {
         self.w();
@@ -157,6 +163,18 @@ impl Agent {
         let container = container.to_string();
         Ok(run(&self.rt, async move {
             overlay.detach(&container, VNI).await
+        })?)
+    }
+
+    /// Removes the host's container veths but those of `keep` (in the test VNI).
+    pub fn sweep_veths_except(&self, keep: &[&str]) -> Result<Vec<String>> {
+        let overlay = self.overlay.clone();
+        let keep = keep
+            .iter()
+            .map(|c| berth_agent::network::names::veth_names(c, VNI).0)
+            .collect();
+        Ok(run(&self.rt, async move {
+            overlay.remove_veths_except(&keep).await
         })?)
     }
 
