@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 pub const BRIDGE_PREFIX: &str = "bb-";
 pub const VXLAN_PREFIX: &str = "bv-";
 pub const VETH_PREFIX: &str = "bh-";
-/// Temporary name of the container end before it moves into its namespace.
+/// Name the container end is born with in its namespace, before it becomes `eth<n>`.
 pub const PEER_PREFIX: &str = "bp-";
 /// Route protocol number of berth's routes (`ip route show proto 213`); unused in
 /// /etc/iproute2/rt_protos.
