@@ -147,9 +147,19 @@ pub fn create_log(dir: &Path) -> Result<(), LogError> {
 impl LogStorage {
     pub fn open(dir: &Path, sm: StateMachine) -> Result<Self, LogError> {
         let engine = open_engine(dir)?;
-        let hard_state = engine
-            .get_message::<HardState>(GROUP, HARD_STATE)?
-            .unwrap_or_default();
+        let stored = engine.get_message::<HardState>(GROUP, HARD_STATE)?;
+        let applied = sm.applied()?.index;
+        // raft-engine drops what it cannot read at the end of its last file (a
+        // torn write); a log that lost everything, hard state included, reads
+        // as empty. A member whose state machine has applied entries always
+        // had a hard state: refuse to start rather than forget its vote.
+        if stored.is_none() && applied > 0 {
+            return Err(corrupt(format!(
+                "{} holds no hard state although the state machine is applied up to                  {applied}: the log is missing or damaged",
+                dir.display()
+            )));
+        }
+        let hard_state = stored.unwrap_or_default();
         let compacted = read_compacted(&engine)?;
         let last_index = engine.last_index(GROUP).unwrap_or(0).max(compacted.0);
         let mut storage = LogStorage {

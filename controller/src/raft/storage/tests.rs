@@ -47,11 +47,16 @@ fn applied_at(d: &Dirs, index: u64, term: u64) {
         .expect("restore");
 }
 
-/// A log holding entries 1..=5 of term 1.
+/// A log holding entries 1..=5 of term 1 (and a hard state, as every member's
+/// log does once it has entries).
 fn open_with_five(d: &Dirs) -> LogStorage {
     let mut s = open(d);
     let five: Vec<Entry> = (1..=5).map(|i| entry(i, 1)).collect();
-    s.append(&five, None, false).expect("append");
+    let hs = HardState {
+        term: 1,
+        ..Default::default()
+    };
+    s.append(&five, Some(&hs), true).expect("append");
     s
 }
 
@@ -66,9 +71,7 @@ fn terms(s: &LogStorage, low: u64, high: u64) -> Vec<(u64, u64)> {
 #[test]
 fn the_cache_agrees_with_the_log_through_truncation_and_compaction() {
     let d = dirs();
-    let mut s = open(&d);
-    let first: Vec<Entry> = (1..=5).map(|i| entry(i, 1)).collect();
-    s.append(&first, None, false).expect("append");
+    let mut s = open_with_five(&d);
     // A new leader replaces 4..=5 with 4 at term 2.
     s.append(&[entry(4, 2)], None, false).expect("append");
     assert_eq!(s.last_index().expect("last"), 4);
@@ -199,4 +202,27 @@ fn bad_appends_and_a_state_machine_behind_the_log_are_refused() {
         err.to_string().contains("entries between are lost"),
         "{err}"
     );
+}
+
+#[test]
+fn a_corrupt_log_file_is_refused_with_an_error_naming_it() {
+    let d = dirs();
+    let s = open_with_five(&d);
+    drop(s);
+    applied_at(&d, 3, 1);
+    let files: Vec<_> = std::fs::read_dir(&d.log)
+        .expect("log dir")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "raftlog"))
+        .collect();
+    assert!(!files.is_empty(), "no log files in {}", d.log.display());
+    for file in &files {
+        std::fs::write(file, b"this is not a raft-engine log file at all").expect("overwrite");
+    }
+    let err = LogStorage::open(&d.log, state_machine(&d))
+        .err()
+        .expect("a corrupt log opened");
+    assert!(err.to_string().contains("no hard state"), "{err}");
+    assert!(err.to_string().contains("missing or damaged"), "{err}");
 }
