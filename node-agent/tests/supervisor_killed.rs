@@ -53,7 +53,7 @@ fn agent(args: AgentArgs) -> Result<()> {
     use prost::Message;
     let task = berth_proto::v1::Task::decode(args.task.as_slice())?;
     in_private_mounts(move || async move {
-        let mut cfg = SupervisorConfig::new(ImageStore::open(&args.data)?);
+        let mut cfg = SupervisorConfig::new(open_when_free(&args.data).await?);
         cfg.runtime = args.runtime;
         cfg.runtime_root = args.runtime_root;
         cfg.cgroup_parent = args.cgroup;
@@ -66,6 +66,22 @@ fn agent(args: AgentArgs) -> Result<()> {
         tokio::time::sleep(Duration::from_secs(600)).await;
         Ok(())
     })
+}
+
+/// The store, once the test process's own handle (dropped just before this
+/// helper started) has let go of it: sled releases its lock asynchronously.
+async fn open_when_free(data: &std::path::Path) -> Result<ImageStore> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match ImageStore::open(data) {
+            Ok(store) => return Ok(store),
+            Err(e) if e.to_string().contains("could not acquire lock") => {
+                anyhow::ensure!(std::time::Instant::now() < deadline, "{e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 #[test]
