@@ -5,7 +5,7 @@ use berth_proto::store::object::Kind;
 use berth_proto::store::{Expect, Object};
 use berth_proto::v1::service_spec::Mode;
 use berth_proto::v1::{
-    CreateServiceRequest, ListServicesResponse, ListTasksRequest, ListTasksResponse, PortProtocol,
+    CreateServiceRequest, ListServicesResponse, ListTasksRequest, ListTasksResponse,
     ReplicatedMode, ScaleServiceRequest, Service, ServiceSpec, Task, Timestamps,
     UpdateServiceRequest,
 };
@@ -16,6 +16,7 @@ use super::common::{
 };
 use crate::raft::RaftHandle;
 use crate::store::ObjectExt;
+use crate::store::object::protocol_name;
 
 fn wrap(service: Service) -> Object {
     Object {
@@ -71,14 +72,6 @@ pub fn validate_spec(spec: &ServiceSpec) -> Result<(), Status> {
         }
     }
     Ok(())
-}
-
-fn protocol_name(protocol: i32) -> &'static str {
-    if protocol == PortProtocol::Udp as i32 {
-        "udp"
-    } else {
-        "tcp"
-    }
 }
 
 /// A published port answers on every node (ingress) or on the nodes of its
@@ -261,7 +254,7 @@ pub async fn list_tasks(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use berth_proto::v1::PortConfig;
+    use berth_proto::v1::{PortConfig, PortProtocol};
 
     fn spec(name: &str, ports: &[(u32, u32, PortProtocol)]) -> ServiceSpec {
         ServiceSpec {

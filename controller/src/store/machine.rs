@@ -175,18 +175,17 @@ impl StateMachine {
             match step {
                 Planned::Put { object, previous } => {
                     let table = object.table().unwrap_or_default();
-                    let prev_name = previous.as_ref().and_then(|p| p.unique_name());
-                    let name = object.unique_name();
-                    if let Some(prev_name) = prev_name
-                        && Some(prev_name) != name
-                    {
-                        batch.remove(keys::name(table, prev_name));
+                    let before = previous
+                        .as_ref()
+                        .map(|p| p.unique_keys())
+                        .unwrap_or_default();
+                    let after = object.unique_keys();
+                    for gone in before.iter().filter(|k| !after.contains(k)) {
+                        batch.remove(keys::name(table, gone));
                     }
-                    // An unchanged name already points at this id.
-                    if let Some(name) = name
-                        && (previous.is_none() || prev_name != Some(name))
-                    {
-                        batch.insert(keys::name(table, name), object.id().as_bytes());
+                    // A key kept already points at this id.
+                    for new in after.iter().filter(|k| !before.contains(k)) {
+                        batch.insert(keys::name(table, new), object.id().as_bytes());
                     }
                     batch.insert(keys::object(table, object.id()), object.encode_to_vec());
                     changes.push(Change::put(object.clone(), previous.is_none()));
@@ -194,8 +193,8 @@ impl StateMachine {
                 }
                 Planned::Delete { object } => {
                     let table = object.table().unwrap_or_default();
-                    if let Some(name) = object.unique_name() {
-                        batch.remove(keys::name(table, name));
+                    for key in object.unique_keys() {
+                        batch.remove(keys::name(table, &key));
                     }
                     batch.remove(keys::object(table, object.id()));
                     changes.push(Change::removed(object.clone()));
@@ -242,22 +241,19 @@ impl StateMachine {
                     }
                     let current = self.current(group, view, table, &id)?;
                     check_expect(table, &id, *expect, *version, current.as_ref())?;
-                    if let Some(name) = object.unique_name() {
-                        let holder = self.name_holder(group, view, table, name)?;
+                    let claimed = object.unique_keys();
+                    for key in &claimed {
+                        let holder = self.name_holder(group, view, table, key)?;
                         if let Some(holder) = holder.filter(|h| *h != id) {
-                            return Err((
-                                Failure::Exists,
-                                format!("{table} name {name:?} is already used by {holder}"),
-                            ));
+                            return Err((Failure::Exists, taken(table, key, &holder)));
                         }
                     }
-                    if let Some(prev) = current.as_ref().and_then(|c| c.unique_name()) {
-                        view.names
-                            .insert((table.to_string(), prev.to_string()), None);
+                    for prev in current.iter().flat_map(|c| c.unique_keys()) {
+                        view.names.insert((table.to_string(), prev), None);
                     }
-                    if let Some(name) = object.unique_name() {
+                    for key in claimed {
                         view.names
-                            .insert((table.to_string(), name.to_string()), Some(id.clone()));
+                            .insert((table.to_string(), key), Some(id.clone()));
                     }
                     let mut object = object.clone();
                     object.set_version(new_revision);
@@ -283,8 +279,8 @@ impl StateMachine {
                     let current = self.current(group, view, table, id)?;
                     check_expect(table, id, *expect, *version, current.as_ref())?;
                     if let Some(object) = current {
-                        if let Some(name) = object.unique_name() {
-                            view.names.insert((table.clone(), name.to_string()), None);
+                        for key in object.unique_keys() {
+                            view.names.insert((table.clone(), key), None);
                         }
                         view.objects.insert((table.clone(), id.clone()), None);
                         plan.push(Planned::Delete { object });
@@ -365,8 +361,8 @@ impl StateMachine {
             let table = object.table().ok_or(StoreError::Corrupt {
                 what: "a snapshot object of no kind".into(),
             })?;
-            if let Some(name) = object.unique_name() {
-                batch.insert(keys::name(table, name), object.id().as_bytes());
+            for key in object.unique_keys() {
+                batch.insert(keys::name(table, &key), object.id().as_bytes());
             }
             batch.insert(keys::object(table, object.id()), object.encode_to_vec());
         }
@@ -467,6 +463,14 @@ enum Planned {
     Delete {
         object: Object,
     },
+}
+
+/// Why a put is refused: one of its unique keys belongs to `holder`.
+fn taken(table: &str, key: &str, holder: &str) -> String {
+    match key.strip_prefix("port:") {
+        Some(port) => format!("port {port} is already published by {table} {holder}"),
+        None => format!("{table} name {key:?} is already used by {holder}"),
+    }
 }
 
 fn check_expect(

@@ -3,6 +3,16 @@
 
 use berth_proto::store::Object;
 use berth_proto::store::object::Kind;
+use berth_proto::v1::PortProtocol;
+
+/// `tcp` or `udp`, as users write a published port's protocol.
+pub fn protocol_name(protocol: i32) -> &'static str {
+    if protocol == PortProtocol::Udp as i32 {
+        "udp"
+    } else {
+        "tcp"
+    }
+}
 
 /// The tables of the state machine.
 pub const TABLES: &[&str] = &["node", "service", "task", "network", "secret", "config"];
@@ -12,6 +22,9 @@ pub trait ObjectExt {
     fn id(&self) -> &str;
     /// The user-facing unique name, for tables whose names are unique.
     fn unique_name(&self) -> Option<&str>;
+    /// What no two objects of a table may share: the name, and for services
+    /// each published port (`port:8080/tcp`; names cannot hold a ':').
+    fn unique_keys(&self) -> Vec<String>;
     fn version(&self) -> u64;
     fn set_version(&mut self, version: u64);
     fn set_timestamps(&mut self, created_ms: i64, updated_ms: i64);
@@ -52,6 +65,19 @@ impl ObjectExt for Object {
             Some(Kind::Task(_)) | None => None,
         }
         .filter(|name| !name.is_empty())
+    }
+
+    fn unique_keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.unique_name().map(str::to_string).into_iter().collect();
+        if let Some(Kind::Service(service)) = &self.kind {
+            for port in service.spec.iter().flat_map(|s| &s.ports) {
+                let protocol = protocol_name(port.protocol);
+                keys.push(format!("port:{}/{protocol}", port.published_port));
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        keys
     }
 
     fn version(&self) -> u64 {

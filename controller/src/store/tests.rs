@@ -1,5 +1,7 @@
-use berth_proto::store::{Delete, Expect, Object, Op, Put, Txn, object::Kind, op};
-use berth_proto::v1::{Secret, Service, ServiceSpec};
+use berth_proto::store::{
+    Delete, Expect, Object, Op, Put, Txn, object::Kind, op, txn_result::Failure,
+};
+use berth_proto::v1::{PortConfig, PortProtocol, Secret, Service, ServiceSpec};
 
 use super::*;
 
@@ -270,4 +272,96 @@ fn later_transactions_of_a_group_see_earlier_ones() {
         .map(|e| e.revision)
         .collect();
     assert_eq!(revisions, vec![1, 2, 3]);
+}
+
+fn service_publishing(id: &str, name: &str, ports: &[(u32, PortProtocol)]) -> Object {
+    Object {
+        kind: Some(Kind::Service(Service {
+            id: id.into(),
+            spec: Some(ServiceSpec {
+                name: name.into(),
+                ports: ports
+                    .iter()
+                    .map(|&(published, protocol)| PortConfig {
+                        published_port: published,
+                        target_port: 80,
+                        protocol: protocol as i32,
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })),
+    }
+}
+
+/// Two creates that both passed the API's check (it reads without a barrier)
+/// meet here: the state machine lets one service have a published port.
+#[test]
+fn a_published_port_belongs_to_one_service_even_within_one_group() {
+    let (_d, sm) = machine();
+    let tcp = PortProtocol::Tcp;
+    let mut group = sm.begin().expect("begin");
+    let web = txn(vec![put(
+        service_publishing("v1", "web", &[(8080, tcp)]),
+        Expect::Absent,
+        0,
+    )]);
+    let api = txn(vec![put(
+        service_publishing("v2", "api", &[(8080, tcp)]),
+        Expect::Absent,
+        0,
+    )]);
+    assert!(sm.apply_in(&mut group, &web, 1, 1).error.is_empty());
+    let refused = sm.apply_in(&mut group, &api, 2, 1);
+    assert_eq!(refused.failure, Failure::Exists as i32);
+    assert!(
+        refused
+            .error
+            .contains("port 8080/tcp is already published by service v1"),
+        "{}",
+        refused.error
+    );
+    let _ = sm.commit(group).expect("commit");
+    // Over UDP the number is another port.
+    let dns = service_publishing("v3", "dns", &[(8080, PortProtocol::Udp)]);
+    let r = sm
+        .apply_txn(&txn(vec![put(dns, Expect::Absent, 0)]), 3, 1)
+        .expect("apply");
+    assert!(r.error.is_empty(), "{}", r.error);
+    // web moves to 9090: 8080/tcp is free for api, 9090 is taken.
+    let moved = service_publishing("v1", "web", &[(9090, tcp)]);
+    sm.apply_txn(&txn(vec![put(moved, Expect::Present, 0)]), 4, 1)
+        .expect("apply");
+    let r = sm.apply_txn(&api, 5, 1).expect("apply");
+    assert!(r.error.is_empty(), "{}", r.error);
+    let late = service_publishing("v4", "late", &[(9090, tcp)]);
+    let r = sm
+        .apply_txn(&txn(vec![put(late.clone(), Expect::Absent, 0)]), 6, 1)
+        .expect("apply");
+    assert!(r.error.contains("9090/tcp"), "{}", r.error);
+    // Removing web frees 9090; a snapshot keeps the claims.
+    let del = Op {
+        op: Some(op::Op::Delete(Delete {
+            table: "service".into(),
+            id: "v1".into(),
+            expect: Expect::Present as i32,
+            version: 0,
+        })),
+    };
+    sm.apply_txn(&txn(vec![del]), 7, 1).expect("apply");
+    let (_d2, restored) = machine();
+    restored
+        .restore(&sm.dump().expect("dump"), 7, 1, &[])
+        .expect("restore");
+    let r = restored
+        .apply_txn(&txn(vec![put(late, Expect::Absent, 0)]), 8, 1)
+        .expect("apply");
+    assert!(r.error.is_empty(), "{}", r.error);
+    let again = service_publishing("v5", "again", &[(8080, tcp)]);
+    let r = restored
+        .apply_txn(&txn(vec![put(again, Expect::Absent, 0)]), 9, 1)
+        .expect("apply");
+    assert!(r.error.contains("8080/tcp"), "{}", r.error);
 }
