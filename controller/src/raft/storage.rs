@@ -69,6 +69,9 @@ pub struct LogStorage {
     /// is written with the next append: losing it is harmless (it is learnt
     /// again from the leader, and never below what was applied).
     hard_state_dirty: bool,
+    /// A hard state has been written to this log (a joining member's is empty
+    /// until its first Ready).
+    hard_state_stored: bool,
     /// (index, term) of the compaction point: the log holds (index, last].
     compacted: (u64, u64),
     last_index: u64,
@@ -155,18 +158,31 @@ impl LogStorage {
         // had a hard state: refuse to start rather than forget its vote.
         if stored.is_none() && applied > 0 {
             return Err(corrupt(format!(
-                "{} holds no hard state although the state machine is applied up to                  {applied}: the log is missing or damaged",
+                "{} holds no hard state although the state machine is applied up to \
+                 {applied}: the log is missing or damaged",
                 dir.display()
             )));
         }
+        let hard_state_stored = stored.is_some();
         let hard_state = stored.unwrap_or_default();
         let compacted = read_compacted(&engine)?;
+        if let Some(first) = engine.first_index(GROUP)
+            && first > compacted.0 + 1
+        {
+            return Err(corrupt(format!(
+                "{} starts at entry {first} but its compaction point is {}: the entries \
+                 between are lost",
+                dir.display(),
+                compacted.0
+            )));
+        }
         let last_index = engine.last_index(GROUP).unwrap_or(0).max(compacted.0);
         let mut storage = LogStorage {
             engine,
             sm,
             hard_state,
             hard_state_dirty: false,
+            hard_state_stored,
             compacted,
             last_index,
             cache: VecDeque::new(),
@@ -187,6 +203,15 @@ impl LogStorage {
                 applied.index, self.compacted.0
             )));
         }
+        if applied.index <= self.last_index && self.hard_state.commit > self.last_index {
+            // The hard state is written with or after its entries: entries this
+            // member acknowledged are gone. It may have counted in a quorum.
+            return Err(corrupt(format!(
+                "the hard state commits entry {} but the log ends at {}: acknowledged \
+                 entries are lost",
+                self.hard_state.commit, self.last_index
+            )));
+        }
         if applied.index > self.compacted.0 {
             let holds_applied = applied.index <= self.last_index
                 && raft::Storage::term(self, applied.index).ok() == Some(applied.term);
@@ -200,12 +225,8 @@ impl LogStorage {
                 self.reset(applied.index, applied.term)?;
             }
         }
-        // Applied entries were committed; a commit index is never past the log.
-        let commit = self
-            .hard_state
-            .commit
-            .max(applied.index)
-            .min(self.last_index);
+        // Applied entries were committed (a lazily written commit index lags).
+        let commit = self.hard_state.commit.max(applied.index);
         if commit != self.hard_state.commit {
             self.hard_state.commit = commit;
             self.hard_state_dirty = true;
@@ -262,6 +283,7 @@ impl LogStorage {
         if self.hard_state_dirty {
             batch.put_message(GROUP, HARD_STATE.to_vec(), &self.hard_state)?;
             self.hard_state_dirty = false;
+            self.hard_state_stored = true;
         }
         // Syncing rides on a write: raft-engine's `Engine::sync` returns at once
         // (an empty batch is never written, so it is never synced either).
@@ -286,6 +308,12 @@ impl LogStorage {
         let data = berth_proto::store::SnapshotData::decode(snapshot.get_data())
             .map_err(|e| corrupt(format!("snapshot at index {}: {e}", meta.index)))?;
         let conf = meta.get_conf_state().write_to_bytes().map_err(corrupt)?;
+        if !self.hard_state_stored {
+            // A joiner's first Ready: its term must be on disk before the state
+            // machine shows applied entries (open refuses such a log otherwise).
+            self.hard_state_dirty = true;
+            self.append(&[], None, true)?;
+        }
         // Durable in sled when restore returns.
         self.sm.restore(&data, meta.index, meta.term, &conf)?;
         self.reset(meta.index, meta.term)?;
@@ -305,6 +333,7 @@ impl LogStorage {
         self.engine.write(&mut batch, true)?;
         self.hard_state = hs;
         self.hard_state_dirty = false;
+        self.hard_state_stored = true;
         self.compacted = (index, term);
         self.last_index = index;
         self.cache.clear();
@@ -323,7 +352,8 @@ impl LogStorage {
         let mut batch = LogBatch::default();
         batch.put(GROUP, COMPACTED.to_vec(), compacted_bytes(index, term))?;
         batch.add_command(GROUP, Command::Compact { index: index + 1 });
-        self.engine.write(&mut batch, false)?;
+        // Synced: purging may delete the files that held the previous point.
+        self.engine.write(&mut batch, true)?;
         self.engine.purge_expired_files()?;
         self.compacted = (index, term);
         while self.cache.front().is_some_and(|e| e.index <= index) {

@@ -119,9 +119,9 @@ impl Mirror {
     /// Writes what changed since the last checkpoint to sled, atomically, and
     /// flushes. Afterwards sled alone holds everything applied so far.
     pub fn checkpoint(&self) -> Result<(), StoreError> {
-        // Writers are the raft thread only (and this runs on it), so taking the
-        // changes out under the lock and writing them after loses nothing.
-        let dirty = std::mem::take(&mut self.write().dirty);
+        // Writers are the raft thread only, and this runs on it: nothing changes
+        // between reading the changes and clearing them once they are durable.
+        let dirty = self.read().dirty.clone();
         if !dirty.is_empty() {
             let mut batch = sled::Batch::default();
             for (key, value) in dirty {
@@ -133,6 +133,7 @@ impl Mirror {
             self.tree.apply_batch(batch)?;
         }
         self.tree.flush()?;
+        self.write().dirty.clear();
         Ok(())
     }
 }

@@ -13,6 +13,7 @@ mod view;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use berth_proto::v1::{Assignments, Task};
@@ -31,6 +32,10 @@ pub struct NetPlane {
     /// Where task namespaces are bind-mounted (`<dir>/<task id>`).
     netns_dir: PathBuf,
     view: watch::Sender<Arc<View>>,
+    /// An assignment set has arrived this run. Until then the kernel is left as
+    /// it is: a restarted agent must not reconcile its running containers'
+    /// networks against an empty plan while its session is still connecting.
+    assigned: AtomicBool,
     /// The plan last reconciled into the kernel (`None`: not yet this run).
     applied: Mutex<Option<LocalPlan>>,
     dns: dns::DnsPlane,
@@ -48,6 +53,7 @@ impl NetPlane {
             overlay: Overlay::new(RtNetlink::new()?),
             netns_dir,
             view,
+            assigned: AtomicBool::new(false),
             applied: Mutex::new(None),
             dns: dns::DnsPlane::new(),
             balanced: Mutex::new(None),
@@ -57,6 +63,7 @@ impl NetPlane {
     /// Takes a new assignment set (cheap; the kernel work happens in `run` or
     /// in the next `prepare`).
     pub fn set(&self, assignments: &Assignments) {
+        self.assigned.store(true, Ordering::Release);
         let next = View::from_assignments(assignments);
         self.view.send_if_modified(|current| {
             if **current == next {
@@ -79,6 +86,9 @@ impl NetPlane {
     /// ones applied last (`force`: anyway, to repair what someone else changed).
     /// Returns the view applied.
     async fn apply(&self, force: bool) -> Result<Arc<View>, NetworkError> {
+        if !self.assigned.load(Ordering::Acquire) {
+            return Ok(self.view());
+        }
         let view = self.apply_overlay(force).await?;
         // Service answers change without the plan changing (tasks come and go).
         // A failure here is logged and retried at the next change or period:
@@ -111,8 +121,9 @@ impl NetPlane {
                 warn!(veths = ?reattached, "container veths had fallen off their bridges");
             }
         }
-        if force {
-            self.sweep_veths(&view).await?;
+        if force && let Err(error) = self.sweep_veths(&view).await {
+            // Repairs of DNS and the load balancer follow regardless.
+            warn!(%error, "sweeping veths of gone namespaces failed");
         }
         Ok(view)
     }

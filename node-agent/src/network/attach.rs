@@ -173,7 +173,11 @@ impl<N: Netlink> Overlay<N> {
         let (bridge, mtu) = (bridge.index, bridge.mtu);
         let (host, peer) = veth_names(&req.container, req.vni);
         for stale in links.iter().filter(|l| l.name == host || l.name == peer) {
-            nl.del_link(stale.index).await?;
+            // It may be on its way out with a namespace the kernel is tearing down.
+            match nl.del_link(stale.index).await {
+                Err(e) if !e.is_not_found() => return Err(e),
+                _ => {}
+            }
         }
         let netns = File::open(&req.netns).map_err(NetworkError::io(format!(
             "container {}: failed to open netns {}",

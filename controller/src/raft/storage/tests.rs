@@ -226,3 +226,22 @@ fn a_corrupt_log_file_is_refused_with_an_error_naming_it() {
     assert!(err.to_string().contains("no hard state"), "{err}");
     assert!(err.to_string().contains("missing or damaged"), "{err}");
 }
+
+#[test]
+fn a_commit_index_past_the_end_of_the_log_is_refused() {
+    let d = dirs();
+    let mut s = open_with_five(&d);
+    // As if entries 6..=9 had been synced, acknowledged and then lost.
+    let hs = HardState {
+        term: 1,
+        commit: 9,
+        ..Default::default()
+    };
+    s.append(&[], Some(&hs), true).expect("hard state");
+    drop(s);
+    let err = LogStorage::open(&d.log, state_machine(&d))
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("commits entry 9"), "{err}");
+    assert!(err.to_string().contains("log ends at 5"), "{err}");
+}
