@@ -180,6 +180,14 @@ fn containers_on_three_hosts_talk_across_vxlan_with_mtu_underlay_minus_50() -> R
     probe(c11, c3, 32)?;
     let removed = c.agents[0].sweep_veths_except(&["c1-10"])?;
     assert_eq!(removed.len(), 1, "{removed:?}");
+    // The gateway keeps its MAC when a port leaves (the containers' ARP caches
+    // still hold it): the bridge's is set, not the lowest of its ports'.
+    let mac = berth_agent::network::mac::gateway_mac(c.net.host(0).address(), 4097);
+    let bridge = sh(c.net.host(0), "ip", &["-o", "link", "show", "bb-4097"])?;
+    assert!(
+        bridge.contains(&berth_agent::network::mac::format_mac(&mac)),
+        "{bridge}"
+    );
     assert!(probe(c11, c3, 32).is_err());
     probe(c1, c3, 32)?;
     assert!(c.agents[0].sweep_veths_except(&["c1-10"])?.is_empty());

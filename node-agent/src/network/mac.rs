@@ -14,6 +14,15 @@ pub fn vtep_mac(underlay_ip: Ipv4Addr, vni: u32) -> [u8; 6] {
     [0x0e, (vni & 0xff) as u8, a, b, c, d]
 }
 
+/// `0a:<vni low byte>:<underlay ip>`: the MAC of a node's bridge (the containers'
+/// gateway) in a network. Set explicitly because a bridge without one takes the
+/// lowest MAC of its ports, so a container leaving could change the gateway's
+/// MAC under the others' ARP caches (they would lose it for tens of seconds).
+pub fn gateway_mac(underlay_ip: Ipv4Addr, vni: u32) -> [u8; 6] {
+    let [a, b, c, d] = underlay_ip.octets();
+    [0x0a, (vni & 0xff) as u8, a, b, c, d]
+}
+
 /// `aa:bb:cc:dd:ee:ff`.
 pub fn format_mac(mac: &[u8]) -> String {
     mac.iter()

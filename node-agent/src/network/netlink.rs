@@ -136,8 +136,7 @@ pub trait Netlink: Send + Sync {
 
     fn add_bridge(&self, name: &str, mtu: u32) -> impl Future<Output = R<()>> + Send;
     fn add_vxlan(&self, spec: &VxlanSpec) -> impl Future<Output = R<()>> + Send;
-    /// A veth pair, both ends in this namespace, both with `mtu`.
-    /// A veth pair; the peer is born in the namespace of `peer_netns` when
+    /// A veth pair, both ends with `mtu`; the peer is born in the namespace of `peer_netns` when
     /// given (moving a device there later waits for an RCU grace period, ~20 ms).
     fn add_veth(
         &self,

@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use tracing::{debug, info};
 
 use super::error::NetworkError;
-use super::mac::{format_mac, vtep_mac};
+use super::mac::{format_mac, gateway_mac, vtep_mac};
 use super::names::{VXLAN_OVERHEAD, VXLAN_PORT, bridge_name, owned_vni, vxlan_name};
 use super::netlink::{
     Address, Fdb, Link, LinkKind, LinkUpdate, Neighbour, Netlink, Route, VxlanInfo, VxlanSpec,
@@ -199,10 +199,11 @@ async fn ensure_bridge<N: Netlink>(
     changes: &mut Vec<String>,
 ) -> R<u32> {
     let name = bridge_name(net.vni);
+    let mac = gateway_mac(net.underlay_ip, net.vni);
     let links = nl.links().await?;
     if let Some(link) = find(&links, &name) {
         if link.kind == LinkKind::Bridge {
-            update_link(nl, link, mtu, None, changes).await?;
+            update_link(nl, link, mtu, Some(&mac), changes).await?;
             return Ok(link.index);
         }
         delete_link(nl, link, changes).await?;
@@ -214,6 +215,7 @@ async fn ensure_bridge<N: Netlink>(
         index,
         &LinkUpdate {
             mtu: Some(mtu),
+            mac: Some(mac.to_vec()),
             up: true,
             ..LinkUpdate::default()
         },
@@ -432,6 +434,7 @@ mod tests {
             assert_eq!((vx.mtu, br.mtu), (1450, 1450));
             assert!(vx.up && br.up && s.forwarding);
             assert_eq!(vx.mac.as_deref(), Some(&vtep_mac(ME, 4097)[..]));
+            assert_eq!(br.mac.as_deref(), Some(&gateway_mac(ME, 4097)[..]));
             assert_eq!(
                 s.addresses.iter().filter(|a| a.index == br.index).count(),
                 1
