@@ -11,7 +11,7 @@ mod dns;
 mod view;
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -224,16 +224,21 @@ impl NetPlane {
         }
     }
 
-    /// Host veths whose task neither has a namespace here nor is assigned.
-    async fn sweep_veths(&self, view: &View) -> Result<(), NetworkError> {
-        let mut tasks: Vec<String> = std::fs::read_dir(&self.netns_dir)
+    /// Task ids with a namespace file in the netns dir.
+    fn namespaced_tasks(&self) -> Vec<String> {
+        std::fs::read_dir(&self.netns_dir)
             .map(|entries| {
                 entries
                     .flatten()
                     .map(|e| e.file_name().to_string_lossy().to_string())
                     .collect()
             })
-            .unwrap_or_default();
+            .unwrap_or_default()
+    }
+
+    /// Host veths whose task neither has a namespace here nor is assigned.
+    async fn sweep_veths(&self, view: &View) -> Result<(), NetworkError> {
+        let mut tasks = self.namespaced_tasks();
         tasks.extend(view.ports.iter().map(|(task, _)| task.clone()));
         let keep: HashSet<String> = tasks
             .iter()
@@ -253,16 +258,11 @@ impl NetPlane {
     /// Namespaces left behind by tasks this node no longer has (removed while
     /// the agent was down): `keep` says which task ids still have a container.
     pub fn sweep_netns(&self, keep: impl Fn(&str) -> bool) {
-        let Ok(entries) = std::fs::read_dir(&self.netns_dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().to_string();
-            if !keep(&name) {
-                let path: &Path = &entry.path();
-                match remove_netns(path) {
-                    Ok(()) => info!(task = %name, "removed a stale task netns"),
-                    Err(error) => warn!(task = %name, %error, "stale task netns"),
+        for task in self.namespaced_tasks() {
+            if !keep(&task) {
+                match remove_netns(&self.netns_path(&task)) {
+                    Ok(()) => info!(%task, "removed a stale task netns"),
+                    Err(error) => warn!(%task, %error, "stale task netns"),
                 }
             }
         }

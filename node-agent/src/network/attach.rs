@@ -174,10 +174,7 @@ impl<N: Netlink> Overlay<N> {
         let (host, peer) = veth_names(&req.container, req.vni);
         for stale in links.iter().filter(|l| l.name == host || l.name == peer) {
             // It may be on its way out with a namespace the kernel is tearing down.
-            match nl.del_link(stale.index).await {
-                Err(e) if !e.is_not_found() => return Err(e),
-                _ => {}
-            }
+            NetworkError::gone_is_done(nl.del_link(stale.index).await)?;
         }
         let netns = File::open(&req.netns).map_err(NetworkError::io(format!(
             "container {}: failed to open netns {}",
@@ -265,10 +262,8 @@ impl<N: Netlink> Overlay<N> {
             if !link.name.starts_with(VETH_PREFIX) || keep.contains(&link.name) {
                 continue;
             }
-            match nl.del_link(link.index).await {
-                Err(e) if !e.is_not_found() => return Err(e),
-                _ => removed.push(link.name),
-            }
+            NetworkError::gone_is_done(nl.del_link(link.index).await)?;
+            removed.push(link.name);
         }
         Ok(removed)
     }
@@ -282,10 +277,7 @@ impl<N: Netlink> Overlay<N> {
         let Some(link) = links.iter().find(|l| l.name == host) else {
             return Ok(false);
         };
-        match nl.del_link(link.index).await {
-            Err(e) if !e.is_not_found() => return Err(e),
-            _ => {}
-        }
+        NetworkError::gone_is_done(nl.del_link(link.index).await)?;
         info!(container, vni, veth = %host, "detached");
         Ok(true)
     }

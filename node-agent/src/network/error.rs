@@ -37,6 +37,14 @@ impl NetworkError {
         move |source| NetworkError::Io { what, source }
     }
 
+    /// A delete that found its object already gone has done its job.
+    pub(crate) fn gone_is_done(result: Result<(), NetworkError>) -> Result<(), NetworkError> {
+        match result {
+            Err(e) if !e.is_not_found() => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     /// A delete of something already gone (ENOENT, ESRCH, ENODEV, EADDRNOTAVAIL).
     pub fn is_not_found(&self) -> bool {
         match self {

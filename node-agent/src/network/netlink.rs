@@ -496,17 +496,11 @@ impl Netlink for RtNetlink {
         if let Some(fd) = peer_netns {
             peer_link = peer_link.setns_by_fd(fd);
         }
-        let peer_link = peer_link.build();
-        let mut message = LinkVeth::new(name, peer).mtu(mtu).build();
-        for attribute in &mut message.attributes {
-            if let LinkAttribute::LinkInfo(infos) = attribute {
-                for info in infos {
-                    if let LinkInfo::Data(data) = info {
-                        *data = InfoData::Veth(InfoVeth::Peer(peer_link.clone()));
-                    }
-                }
-            }
-        }
+        // Our peer message in place of the name-only one `LinkVeth` builds.
+        let message = LinkVeth::new(name, peer)
+            .mtu(mtu)
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_link.build())))
+            .build();
         self.handle
             .link()
             .add(message)

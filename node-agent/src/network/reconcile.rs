@@ -95,10 +95,7 @@ fn underlay(links: &[Link], addresses: &[Address], net: &NetworkPlan) -> R<(u32,
 }
 
 async fn delete_link<N: Netlink>(nl: &N, link: &Link, changes: &mut Vec<String>) -> R<()> {
-    match nl.del_link(link.index).await {
-        Err(e) if !e.is_not_found() => return Err(e),
-        _ => {}
-    }
+    NetworkError::gone_is_done(nl.del_link(link.index).await)?;
     info!(link = %link.name, "deleted stale link");
     changes.push(format!("deleted link {}", link.name));
     Ok(())
@@ -247,10 +244,7 @@ async fn sync_addresses<N: Netlink>(
         .copied()
         .collect();
     for a in have.difference(&wanted) {
-        match nl.del_address(*a).await {
-            Err(e) if !e.is_not_found() => return Err(e),
-            _ => {}
-        }
+        NetworkError::gone_is_done(nl.del_address(*a).await)?;
         changes.push(format!(
             "deleted address {}/{} of {}",
             a.addr, a.prefix, net.name
@@ -292,10 +286,7 @@ async fn sync_neighbours<N: Netlink>(
         .collect();
     let wanted_ips: BTreeSet<Ipv4Addr> = wanted.iter().map(|n| n.ip).collect();
     for n in have.iter().filter(|n| !wanted_ips.contains(&n.ip)) {
-        match nl.del_neighbour(n).await {
-            Err(e) if !e.is_not_found() => return Err(e),
-            _ => {}
-        }
+        NetworkError::gone_is_done(nl.del_neighbour(n).await)?;
         changes.push(format!("deleted neighbour {} of {}", n.ip, net.name));
     }
     for n in wanted.difference(&have) {
@@ -328,10 +319,7 @@ async fn sync_fdb<N: Netlink>(
         .collect();
     let have: BTreeSet<Fdb> = nl.fdb(vxlan).await?.into_iter().collect();
     for f in have.difference(&wanted) {
-        match nl.del_fdb(f).await {
-            Err(e) if !e.is_not_found() => return Err(e),
-            _ => {}
-        }
+        NetworkError::gone_is_done(nl.del_fdb(f).await)?;
         changes.push(format!(
             "deleted fdb {} dst {:?} of {}",
             format_mac(&f.mac),
@@ -358,10 +346,7 @@ async fn sync_routes<N: Netlink>(
 ) -> R<()> {
     let have: BTreeSet<Route> = nl.routes().await?.into_iter().collect();
     for r in have.difference(wanted) {
-        match nl.del_route(*r).await {
-            Err(e) if !e.is_not_found() => return Err(e),
-            _ => {}
-        }
+        NetworkError::gone_is_done(nl.del_route(*r).await)?;
         changes.push(format!(
             "deleted route {}/{} via {}",
             r.dst, r.prefix, r.gateway
