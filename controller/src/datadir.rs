@@ -1,6 +1,6 @@
 //! The controller's data directory: a marker file saying whose it is, the sled
-//! database (state machine) and the raft log. Decides between init, join and restart, and refuses anything that is
-//! not ours, before writing a byte.
+//! database (state machine) and the raft log. Decides between init, join and
+//! restart, and refuses anything that is not ours, before writing a byte.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,7 +16,7 @@ const MARKER: &str = "berth-controller.json";
 const DB_DIR: &str = "db";
 const LOG_DIR: &str = "raft-log";
 /// 2: the raft log moved from sled to raft-engine.
-pub const FORMAT: u32 = 2;
+const FORMAT: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataDirError {
@@ -44,6 +44,17 @@ pub struct Marker {
     pub format: u32,
     pub cluster_id: String,
     pub member_id: u64,
+}
+
+impl Marker {
+    /// A marker of the format this controller writes.
+    pub fn new(cluster_id: String, member_id: u64) -> Self {
+        Marker {
+            format: FORMAT,
+            cluster_id,
+            member_id,
+        }
+    }
 }
 
 pub enum Existing {

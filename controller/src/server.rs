@@ -124,11 +124,7 @@ async fn prepare_data_dir(
             Ok((marker, db))
         }
         Existing::Empty if opts.init => {
-            let marker = Marker {
-                format: datadir::FORMAT,
-                cluster_id: datadir::new_cluster_id(),
-                member_id: datadir::new_member_id(),
-            };
+            let marker = Marker::new(datadir::new_cluster_id(), datadir::new_member_id());
             let members = [(marker.member_id, advertise.to_string())].into();
             let db = datadir::create(&opts.data_dir, &marker, &members, &[marker.member_id])?;
             info!(cluster = %marker.cluster_id, member = marker.member_id, "initialized a new cluster");
@@ -137,11 +133,7 @@ async fn prepare_data_dir(
         Existing::Empty => match &opts.join {
             Some(via) => {
                 let response = join_cluster(via, advertise).await?;
-                let marker = Marker {
-                    format: datadir::FORMAT,
-                    cluster_id: response.cluster_id,
-                    member_id: response.member_id,
-                };
+                let marker = Marker::new(response.cluster_id, response.member_id);
                 let db = datadir::create(&opts.data_dir, &marker, &response.members, &[])?;
                 info!(cluster = %marker.cluster_id, member = marker.member_id, "joined the cluster as a learner");
                 Ok((marker, db))
@@ -196,11 +188,7 @@ pub fn start_member(
 /// A new one-member cluster in `dir`, started: for tests of what runs on it.
 #[cfg(test)]
 pub(crate) fn test_member(dir: &std::path::Path) -> RaftHandle {
-    let marker = Marker {
-        format: datadir::FORMAT,
-        cluster_id: datadir::new_cluster_id(),
-        member_id: datadir::new_member_id(),
-    };
+    let marker = Marker::new(datadir::new_cluster_id(), datadir::new_member_id());
     let members = [(marker.member_id, "127.0.0.1:1".to_string())].into();
     let db = datadir::create(dir, &marker, &members, &[marker.member_id]).expect("create");
     let (db, sm) = datadir::load(dir, db, &marker).expect("load");

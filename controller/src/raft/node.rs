@@ -1,7 +1,8 @@
-//! The node loop: one thread owns the `RawNode` and handles its Ready in the
-//! documented order (send leader messages; install snapshot; persist entries and
-//! hard state and flush; apply committed entries; send persisted messages;
-//! advance). A dedicated thread, not a tokio task: log syncs block.
+//! The node loop: one thread owns the `RawNode` and handles its Ready: send
+//! leader messages; install a snapshot; then a leader applies committed entries
+//! and persists the new ones, while a follower persists, sends its acks and then
+//! applies (see `on_ready`); advance. A dedicated thread, not a tokio task: log
+//! syncs block.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};

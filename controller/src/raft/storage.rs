@@ -10,10 +10,10 @@
 //! + sync 30 µs vs sled's insert + flush 48 µs, without sled's I/O threads).
 //!
 //! Two stores, one rule: the log keeps every entry the state machine may not
-//! have made durable yet. sled loses its unflushed writes on a crash, so the
-//! state machine is flushed before the log drops entries (`compact`), and a
-//! snapshot is made durable in sled before the log is reset (`install_snapshot`).
-//! On open, a log that ends before the state machine's applied index (a crash
+//! have made durable yet. The state machine reaches sled only at checkpoints, so
+//! it is checkpointed before the log drops entries (`compact`), and a snapshot
+//! is made durable in sled before the log is reset (`install_snapshot`). On
+//! open, a log that ends before the state machine's applied index (a crash
 //! inside `install_snapshot`) restarts at that index.
 
 use std::cell::RefCell;
@@ -151,18 +151,6 @@ impl LogStorage {
     pub fn open(dir: &Path, sm: StateMachine) -> Result<Self, LogError> {
         let engine = open_engine(dir)?;
         let stored = engine.get_message::<HardState>(GROUP, HARD_STATE)?;
-        let applied = sm.applied()?.index;
-        // raft-engine drops what it cannot read at the end of its last file (a
-        // torn write); a log that lost everything, hard state included, reads
-        // as empty. A member whose state machine has applied entries always
-        // had a hard state: refuse to start rather than forget its vote.
-        if stored.is_none() && applied > 0 {
-            return Err(corrupt(format!(
-                "{} holds no hard state although the state machine is applied up to \
-                 {applied}: the log is missing or damaged",
-                dir.display()
-            )));
-        }
         let hard_state_stored = stored.is_some();
         let hard_state = stored.unwrap_or_default();
         let compacted = read_compacted(&engine)?;
@@ -196,6 +184,18 @@ impl LogStorage {
     /// Makes the log agree with what the state machine has durably applied.
     fn reconcile_with_state_machine(&mut self) -> Result<(), LogError> {
         let applied = self.sm.applied()?;
+        // raft-engine drops what it cannot read at the end of its last file (a
+        // torn write); a log that lost everything, hard state included, reads
+        // as empty. A member whose state machine has applied entries always
+        // had a hard state: refuse to start rather than forget its vote.
+        if !self.hard_state_stored && applied.index > 0 {
+            return Err(corrupt(format!(
+                "{} holds no hard state although the state machine is applied up to \
+                 {}: the log is missing or damaged",
+                self.engine.path(),
+                applied.index
+            )));
+        }
         if applied.index < self.compacted.0 {
             return Err(corrupt(format!(
                 "the state machine is applied up to {} but the log was compacted up to {}: \
@@ -232,10 +232,6 @@ impl LogStorage {
             self.hard_state_dirty = true;
         }
         Ok(())
-    }
-
-    pub fn hard_state(&self) -> &HardState {
-        &self.hard_state
     }
 
     pub fn conf_state(&self) -> Result<ConfState, LogError> {
@@ -395,11 +391,6 @@ impl LogStorage {
         let front = self.cache.front()?.index;
         let offset = index.checked_sub(front)?;
         self.cache.get(usize::try_from(offset).ok()?)
-    }
-
-    /// Entries in the log after the compaction point.
-    pub fn log_len(&self) -> u64 {
-        self.last_index - self.compacted.0
     }
 
     pub fn first_index(&self) -> u64 {

@@ -1,7 +1,8 @@
 //! Key layout of the sled `state` tree.
 //!
 //! - `o/<table>/<id>`  → an `Object` (prost)
-//! - `n/<table>/<name>` → id, for tables with unique names
+//! - `n/<table>/<key>`  → id, for each unique key of an object: its name, and
+//!   for services each published port (`port:8080/tcp`)
 //! - `m/...`           → meta: revision, applied index/term, conf state, members
 
 pub const REVISION: &[u8] = b"m/revision";

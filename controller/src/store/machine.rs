@@ -1,7 +1,7 @@
 //! The replicated state machine: typed tables in the sled `state` tree (read and
 //! written through its in-memory mirror), a store revision bumped by every applied
 //! transaction, a version per object (the revision that last wrote it),
-//! compare-and-set, and unique names per table.
+//! compare-and-set, and unique keys per table (names, services' published ports).
 //!
 //! Applying is deterministic: no clocks, no randomness. Everything that varies
 //! (ids, timestamps) is decided by the proposer and travels in the command.
