@@ -12,6 +12,7 @@ pub mod store {
     tonic::include_proto!("berth.store");
 }
 
+pub mod assignments;
 mod display;
 
 /// Version and commit of the build, for every binary's `--version`.

@@ -116,6 +116,8 @@ pub async fn session(
 
     let period = Duration::from_millis(registered.heartbeat_period_ms.clamp(100, 60_000));
     let mut heartbeat = tokio::time::interval(period);
+    // The set as the controller last described it: complete, then deltas.
+    let mut held: Option<berth_proto::v1::Assignments> = None;
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -130,7 +132,19 @@ pub async fn session(
                 match message.message {
                     Some(session_message::Message::Assignments(assignments)) => {
                         debug!(tasks = assignments.tasks.len(), revision = assignments.revision, "assignments");
+                        held = Some(assignments.clone());
                         runner.reconcile(assignments);
+                    }
+                    Some(session_message::Message::Delta(delta)) => {
+                        let Some(set) = held.as_mut() else {
+                            return Err(SessionError::Unreachable {
+                                address: address.to_string(),
+                                why: "the controller sent changes before a complete assignment set".into(),
+                            });
+                        };
+                        debug!(revision = delta.revision, changed_tasks = delta.tasks.len(), "assignment changes");
+                        berth_proto::assignments::apply(set, delta);
+                        runner.reconcile(set.clone());
                     }
                     Some(session_message::Message::NotLeader(not_leader)) => {
                         if not_leader.leader_address.is_empty() {

@@ -1,0 +1,123 @@
+//! A node's assignment set as an agent holds it: the complete set from the
+//! first message of a session, kept current by the deltas that follow.
+
+use crate::v1::{Assignments, AssignmentsDelta, Endpoint, Network, Node, Task};
+
+/// Applies `delta` to `set`: changed objects replace (or join) the ones with
+/// the same id, removed ids leave. Lists stay in the order a complete set has
+/// (tasks, networks and nodes by id, endpoints by service name).
+pub fn apply(set: &mut Assignments, delta: AssignmentsDelta) {
+    set.revision = delta.revision.max(set.revision);
+    merge(&mut set.tasks, delta.tasks, &delta.removed_tasks, |t: &Task| {
+        t.id.clone()
+    });
+    merge(
+        &mut set.networks,
+        delta.networks,
+        &delta.removed_networks,
+        |n: &Network| n.id.clone(),
+    );
+    merge(&mut set.nodes, delta.nodes, &delta.removed_nodes, |n: &Node| {
+        n.id.clone()
+    });
+    merge(
+        &mut set.endpoints,
+        delta.endpoints,
+        &delta.removed_endpoints,
+        |e: &Endpoint| e.service_id.clone(),
+    );
+    set.tasks.sort_by(|a, b| a.id.cmp(&b.id));
+    set.networks.sort_by(|a, b| a.id.cmp(&b.id));
+    set.nodes.sort_by(|a, b| a.id.cmp(&b.id));
+    set.endpoints
+        .sort_by(|a, b| a.service_name.cmp(&b.service_name));
+}
+
+fn merge<T>(list: &mut Vec<T>, changed: Vec<T>, removed: &[String], id: impl Fn(&T) -> String) {
+    if removed.is_empty() && changed.is_empty() {
+        return;
+    }
+    let mut index: std::collections::HashMap<String, usize> = list
+        .iter()
+        .enumerate()
+        .map(|(i, item)| (id(item), i))
+        .collect();
+    for item in changed {
+        match index.get(&id(&item)) {
+            Some(&i) => list[i] = item,
+            None => {
+                index.insert(id(&item), list.len());
+                list.push(item);
+            }
+        }
+    }
+    if !removed.is_empty() {
+        list.retain(|item| !removed.contains(&id(item)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(id: &str, desired: i32) -> Task {
+        Task {
+            id: id.into(),
+            desired_state: desired,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_delta_changes_adds_and_removes_by_id() {
+        let mut set = Assignments {
+            tasks: vec![task("a", 1), task("b", 1), task("c", 1)],
+            nodes: vec![Node {
+                id: "n1".into(),
+                ..Default::default()
+            }],
+            revision: 4,
+            ..Default::default()
+        };
+        apply(
+            &mut set,
+            AssignmentsDelta {
+                revision: 9,
+                tasks: vec![task("b", 5), task("0", 1)],
+                removed_tasks: vec!["c".into()],
+                nodes: vec![Node {
+                    id: "n0".into(),
+                    ..Default::default()
+                }],
+                removed_nodes: vec!["n1".into()],
+                endpoints: vec![Endpoint {
+                    service_id: "s1".into(),
+                    service_name: "web".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+        );
+        let tasks: Vec<(&str, i32)> = set
+            .tasks
+            .iter()
+            .map(|t| (t.id.as_str(), t.desired_state))
+            .collect();
+        assert_eq!(tasks, [("0", 1), ("a", 1), ("b", 5)]);
+        assert_eq!(set.nodes.len(), 1);
+        assert_eq!(set.nodes[0].id, "n0");
+        assert_eq!(set.endpoints[0].service_id, "s1");
+        assert_eq!(set.revision, 9);
+
+        apply(
+            &mut set,
+            AssignmentsDelta {
+                revision: 10,
+                removed_endpoints: vec!["s1".into()],
+                ..Default::default()
+            },
+        );
+        assert!(set.endpoints.is_empty());
+        assert_eq!(set.tasks.len(), 3, "an unrelated removal keeps the tasks");
+    }
+}
