@@ -68,7 +68,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
         join: None,
         raft: RaftSettings::default(),
         dispatcher: DispatcherSettings::default(),
-        leader: berth_controller::leader::LeaderSettings::default(),
+        planner: berth_controller::planner::PlannerSettings::default(),
     };
     let api = args.listen.to_string();
     let agent = AgentOptions {

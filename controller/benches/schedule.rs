@@ -9,8 +9,8 @@
 
 use std::time::Instant;
 
-use berth_controller::leader::plan_round;
 use berth_controller::orchestrator::{ClusterView, orchestrate};
+use berth_controller::planner::plan_round;
 use berth_controller::scheduler::schedule;
 use berth_proto::v1::service_spec::Mode;
 use berth_proto::v1::{

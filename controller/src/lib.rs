@@ -3,10 +3,12 @@
 
 pub mod allocator;
 pub mod api;
+pub mod clock;
 pub mod datadir;
 pub mod dispatcher;
-pub mod leader;
+pub mod ids;
 pub mod orchestrator;
+pub mod planner;
 pub mod raft;
 pub mod scheduler;
 pub mod server;

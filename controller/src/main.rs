@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use berth_controller::allocator::cidr::Cidr;
 use berth_controller::dispatcher::DispatcherSettings;
-use berth_controller::leader::LeaderSettings;
+use berth_controller::planner::PlannerSettings;
 use berth_controller::raft::RaftSettings;
 use berth_controller::server::{ControllerOptions, run};
 use clap::Parser;
@@ -96,10 +96,10 @@ fn real_main() -> anyhow::Result<()> {
         init: args.init,
         join: args.join,
         raft,
-        leader: LeaderSettings {
+        planner: PlannerSettings {
             cluster_cidr: Cidr::parse(&args.cluster_cidr)
                 .map_err(|e| anyhow::anyhow!("--cluster-cidr {}: {e}", args.cluster_cidr))?,
-            ..LeaderSettings::default()
+            ..PlannerSettings::default()
         },
         dispatcher: DispatcherSettings {
             down_after: Duration::from_secs(args.node_down_after.max(2)),

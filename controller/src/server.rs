@@ -13,8 +13,9 @@ use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
 use crate::api::ClusterApi;
+use crate::api::DispatcherService;
 use crate::datadir::{self, DataDirError, Existing, Marker};
-use crate::dispatcher::{Dispatcher, DispatcherService, DispatcherSettings, run_liveness};
+use crate::dispatcher::{Dispatcher, DispatcherSettings};
 use crate::raft::peer_service::PeerService;
 use crate::raft::storage::LogStorage;
 use crate::raft::transport::{GrpcTransport, peer_channel, peer_client};
@@ -33,7 +34,7 @@ pub struct ControllerOptions {
     pub raft: RaftSettings,
     pub dispatcher: DispatcherSettings,
     /// Orchestrator, scheduler and allocator settings (the cluster CIDR among them).
-    pub leader: crate::leader::LeaderSettings,
+    pub planner: crate::planner::PlannerSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -227,10 +228,16 @@ pub async fn run(
     let (db, sm) = datadir::load(&opts.data_dir, db, &marker)?;
     let (handle, done_rx) = start_member(&opts.data_dir, &marker, db, sm, opts.raft.clone())?;
     let status = handle.status().clone();
-    let dispatcher = Dispatcher::new(handle.clone(), opts.dispatcher.clone());
-    let liveness = tokio::spawn(run_liveness(dispatcher.clone()));
+    let clock = crate::clock::system();
+    let dispatcher = Dispatcher::new(handle.clone(), opts.dispatcher.clone(), clock.clone());
+    // Assignments and liveness: they act only while this member leads.
+    let dispatcher_loop = tokio::spawn(dispatcher.clone().run());
     // Orchestrator and scheduler: they act only while this member leads.
-    let leader_loop = tokio::spawn(crate::leader::run(handle.clone(), opts.leader.clone()));
+    let planner_loop = tokio::spawn(crate::planner::run(
+        handle.clone(),
+        opts.planner.clone(),
+        clock,
+    ));
     info!(member = marker.member_id, listen = %opts.listen, %advertise, "controller serving");
 
     let (stop_tx, stop_rx) = oneshot::channel::<Result<(), ServerError>>();
@@ -300,8 +307,8 @@ pub async fn run(
         _ = drain_deadline => {}
     }
     watcher.abort();
-    liveness.abort();
-    leader_loop.abort();
+    dispatcher_loop.abort();
+    planner_loop.abort();
     match result_rx.await {
         Ok(Err(err)) => Err(err),
         _ => Ok(()),

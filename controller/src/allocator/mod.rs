@@ -32,7 +32,7 @@ use berth_proto::store::object::Kind;
 use berth_proto::store::{Expect, Object, Op};
 use berth_proto::v1::{Network, Node, PublishMode, Service, ServiceSpec, Task};
 
-use crate::api::common::put;
+use crate::store::put;
 use blocks::{Layout, Pool, format_blocks};
 use cidr::Cidr;
 

@@ -17,9 +17,9 @@ use proptest::prelude::*;
 
 use super::blocks::{BLOCK_PREFIX, Layout};
 use super::cidr::{Cidr, parse_address};
-use crate::leader::plan_round_with;
-use crate::orchestrator::ClusterView;
 use crate::orchestrator::task::{is_terminal, observed};
+use crate::planner::plan_round_with;
+use crate::store::ClusterView;
 
 #[derive(Clone, Debug)]
 enum Event {

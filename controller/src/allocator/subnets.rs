@@ -11,7 +11,7 @@ use berth_proto::store::{Expect, Object, Op};
 use berth_proto::v1::{Network, Timestamps};
 
 use super::cidr::Cidr;
-use crate::api::common::put;
+use crate::store::put;
 
 /// The network every task joins when its service lists none.
 pub const DEFAULT_NETWORK: &str = "berth";

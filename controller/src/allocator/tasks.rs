@@ -9,8 +9,8 @@ use berth_proto::v1::{Task, TaskState};
 
 use super::cidr::{format_address, parse_address};
 use super::{AllocError, Pools, networks_of};
-use crate::api::common::put;
 use crate::orchestrator::task::{is_terminal, observed, wants_running, wrap};
+use crate::store::put;
 
 /// What task allocation decided.
 #[derive(Debug, Default)]

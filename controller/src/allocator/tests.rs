@@ -11,8 +11,8 @@ use berth_proto::v1::{
 };
 
 use super::subnets::{self, DEFAULT_NETWORK};
-use crate::leader::plan_round_with;
-use crate::orchestrator::ClusterView;
+use crate::planner::plan_round_with;
+use crate::store::ClusterView;
 
 fn node(name: &str) -> Node {
     Node {
@@ -284,8 +284,9 @@ fn a_service_without_a_vip_keeps_its_tasks_pending_with_the_reason() {
 /// blocks recorded on their nodes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_leader_loop_creates_the_default_network_and_addresses_tasks() {
-    use crate::api::common::put;
-    use crate::leader::{LeaderSettings, read_networks, read_view, run};
+    use crate::planner::{PlannerSettings, run};
+    use crate::store::put;
+    use crate::store::{read_networks, read_view};
     use berth_proto::store::{Object, Txn};
     use std::time::Duration;
 
@@ -307,10 +308,11 @@ async fn the_leader_loop_creates_the_default_network_and_addresses_tasks() {
     assert!(result.error.is_empty(), "{}", result.error);
     let driver = tokio::spawn(run(
         raft.clone(),
-        LeaderSettings {
+        PlannerSettings {
             tick: Duration::from_millis(100),
             ..Default::default()
         },
+        crate::clock::system(),
     ));
     let mut done = None;
     for _ in 0..600 {

@@ -12,7 +12,7 @@ use tracing::warn;
 use super::blocks::Layout;
 use super::cidr::{format_address, parse_address};
 use super::{AllocError, Pools, networks_of};
-use crate::api::common::put;
+use crate::store::put;
 
 /// The VIPs a range may give: all but its last address (the subnet's
 /// broadcast address).

@@ -9,10 +9,13 @@ use berth_proto::v1::{
 };
 use tonic::Status;
 
-use super::common::{
-    barrier, check_name, commit, delete, new_id, now_ms, put_one, resolve, store_status,
-};
+use super::status::check_name;
+use crate::clock::now_ms;
+use crate::ids::new_id;
 use crate::raft::RaftHandle;
+use crate::store::commit::commit_one;
+use crate::store::view::resolve;
+use crate::store::{Table, commit, delete, put};
 
 fn wrap(config: Config) -> Object {
     Object {
@@ -41,11 +44,11 @@ pub async fn create(raft: &RaftHandle, req: CreateConfigRequest) -> Result<Confi
             updated_ms: now,
         }),
     };
-    unwrap(put_one(raft, wrap(config), Expect::Absent, 0).await?)
+    unwrap(commit_one(raft, put(wrap(config), Expect::Absent, 0)).await?)
 }
 
 pub async fn update(raft: &RaftHandle, req: UpdateConfigRequest) -> Result<Config, Status> {
-    let current = unwrap(resolve(raft, "config", &req.config)?)?;
+    let current = unwrap(resolve(raft.state(), Table::Config, &req.config)?)?;
     let (expect, version) = if req.version == 0 {
         (Expect::Present, 0)
     } else {
@@ -59,22 +62,21 @@ pub async fn update(raft: &RaftHandle, req: UpdateConfigRequest) -> Result<Confi
         }),
         ..current
     };
-    unwrap(put_one(raft, wrap(updated), expect, version).await?)
+    unwrap(commit_one(raft, put(wrap(updated), expect, version)).await?)
 }
 
 pub async fn get(raft: &RaftHandle, req: GetConfigRequest) -> Result<Config, Status> {
     if !req.stale {
-        barrier(raft).await?;
+        raft.read_barrier().await?;
     }
-    unwrap(resolve(raft, "config", &req.config)?)
+    unwrap(resolve(raft.state(), Table::Config, &req.config)?)
 }
 
 pub async fn list(raft: &RaftHandle) -> Result<ListConfigsResponse, Status> {
-    barrier(raft).await?;
+    raft.read_barrier().await?;
     let configs = raft
         .state()
-        .list("config")
-        .map_err(store_status)?
+        .list(Table::Config)?
         .into_iter()
         .map(unwrap)
         .collect::<Result<_, _>>()?;
@@ -82,12 +84,16 @@ pub async fn list(raft: &RaftHandle) -> Result<ListConfigsResponse, Status> {
 }
 
 pub async fn remove(raft: &RaftHandle, req: RemoveConfigRequest) -> Result<(), Status> {
-    let current = unwrap(resolve(raft, "config", &req.config)?)?;
+    let current = unwrap(resolve(raft.state(), Table::Config, &req.config)?)?;
     let (expect, version) = if req.version == 0 {
         (Expect::Present, 0)
     } else {
         (Expect::Version, req.version)
     };
-    commit(raft, vec![delete("config", &current.id, expect, version)]).await?;
+    commit(
+        raft,
+        vec![delete(Table::Config, &current.id, expect, version)],
+    )
+    .await?;
     Ok(())
 }

@@ -12,9 +12,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 use tracing::debug;
 
-use super::common::{barrier, resolve, store_status};
 use crate::raft::RaftHandle;
 use crate::store::ObjectExt;
+use crate::store::Table;
+use crate::store::view::resolve;
 
 pub type LogStreamOut = ReceiverStream<Result<LogLine, Status>>;
 
@@ -28,22 +29,18 @@ pub async fn service_logs(
     raft: &RaftHandle,
     req: ServiceLogsRequest,
 ) -> Result<LogStreamOut, Status> {
-    barrier(raft).await?;
-    let service = resolve(raft, "service", &req.service)?;
+    raft.read_barrier().await?;
+    let service = resolve(raft.state(), Table::Service, &req.service)?;
     let service_id = service.id().to_string();
     let mut sources = Vec::new();
-    for object in raft.state().list("task").map_err(store_status)? {
+    for object in raft.state().list(Table::Task)? {
         let Some(Kind::Task(task)) = object.kind else {
             continue;
         };
         if task.service_id != service_id || task.node_id.is_empty() {
             continue;
         }
-        let Some(node) = raft
-            .state()
-            .get("node", &task.node_id)
-            .map_err(store_status)?
-        else {
+        let Some(node) = raft.state().get(Table::Node, &task.node_id)? else {
             continue;
         };
         let Some(Kind::Node(node)) = node.kind else {

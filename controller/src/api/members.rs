@@ -4,7 +4,6 @@ use berth_proto::v1::cluster_client::ClusterClient;
 use berth_proto::v1::{ClusterStatusResponse, Member, MemberRole, RemoveMemberRequest};
 use tonic::Status;
 
-use crate::raft::peer_service::propose_status;
 use crate::raft::transport::peer_channel;
 use crate::raft::{Membership, RaftHandle, Role};
 
@@ -62,5 +61,5 @@ pub async fn remove(raft: &RaftHandle, req: RemoveMemberRequest) -> Result<(), S
     }
     raft.change_membership(Membership::Remove(req.id))
         .await
-        .map_err(propose_status)
+        .map_err(Status::from)
 }

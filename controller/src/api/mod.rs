@@ -1,13 +1,17 @@
-//! The `Cluster` gRPC service the CLI talks to. Each handler lives in the module
-//! of the objects it serves; this file only routes.
+//! The gRPC edge: the `Cluster` service the CLI talks to (each handler lives in
+//! the module of the objects it serves; this file only routes) and the
+//! `Dispatcher` service agents talk to. Handlers map requests to the domain
+//! (store, dispatcher) and domain errors to statuses (`status.rs`); nothing
+//! below this layer knows gRPC.
 
-pub mod common;
 mod configs;
+pub mod dispatcher;
 mod logs;
 mod members;
 mod networks;
 mod nodes;
 mod services;
+pub mod status;
 mod watch;
 
 use berth_proto::v1::cluster_server::Cluster;
@@ -16,7 +20,8 @@ use tonic::{Request, Response, Status};
 
 use crate::raft::RaftHandle;
 
-pub use common::MAX_TXN_BYTES;
+pub use crate::store::commit::MAX_TXN_BYTES;
+pub use dispatcher::DispatcherService;
 pub use services::validate_spec;
 
 pub struct ClusterApi {

@@ -7,11 +7,13 @@ use berth_proto::store::{Expect, Object};
 use berth_proto::v1::{CreateNetworkRequest, ListNetworksResponse, Network, Timestamps};
 use tonic::Status;
 
-use super::common::{
-    barrier, check_name, commit, delete, new_id, now_ms, put, resolve, store_status,
-};
+use super::status::check_name;
+use crate::clock::now_ms;
+use crate::ids::new_id;
 use crate::raft::RaftHandle;
 use crate::store::ObjectExt;
+use crate::store::view::resolve;
+use crate::store::{Table, commit, delete, put};
 
 use crate::allocator::blocks::MAX_SUBNET_PREFIX;
 use crate::allocator::cidr::Cidr;
@@ -48,8 +50,7 @@ pub fn parse_subnet(subnet: &str) -> Result<(Ipv4Addr, u8), Status> {
 
 pub async fn create(raft: &RaftHandle, req: CreateNetworkRequest) -> Result<Network, Status> {
     check_name("network", &req.name)?;
-    let existing: Vec<Network> =
-        crate::leader::read_networks(raft.state()).map_err(store_status)?;
+    let existing: Vec<Network> = crate::store::read_networks(raft.state())?;
     let subnet = if req.subnet.is_empty() {
         carve_subnet(&existing)?
     } else {
@@ -128,11 +129,10 @@ fn refuse_overlap(text: &str, subnet: Cidr, existing: &[Network]) -> Result<(), 
 }
 
 pub async fn list(raft: &RaftHandle) -> Result<ListNetworksResponse, Status> {
-    barrier(raft).await?;
+    raft.read_barrier().await?;
     let networks = raft
         .state()
-        .list("network")
-        .map_err(store_status)?
+        .list(Table::Network)?
         .into_iter()
         .map(unwrap)
         .collect::<Result<_, _>>()?;
@@ -140,14 +140,14 @@ pub async fn list(raft: &RaftHandle) -> Result<ListNetworksResponse, Status> {
 }
 
 pub async fn remove(raft: &RaftHandle, key: &str) -> Result<(), Status> {
-    let network = resolve(raft, "network", key)?;
+    let network = resolve(raft.state(), Table::Network, key)?;
     let name = network.unique_name().unwrap_or_default().to_string();
     if name == DEFAULT_NETWORK {
         return Err(Status::failed_precondition(format!(
             "network {name} is the default network (services that name no network join it); it cannot be removed"
         )));
     }
-    for object in raft.state().list("service").map_err(store_status)? {
+    for object in raft.state().list(Table::Service)? {
         if let Some(Kind::Service(s)) = &object.kind
             && let Some(spec) = &s.spec
             && spec.networks.contains(&name)
@@ -161,7 +161,7 @@ pub async fn remove(raft: &RaftHandle, key: &str) -> Result<(), Status> {
     commit(
         raft,
         vec![delete(
-            "network",
+            Table::Network,
             network.id(),
             Expect::Version,
             network.version(),

@@ -8,8 +8,11 @@ use berth_proto::v1::{
 };
 use tonic::Status;
 
-use super::common::{barrier, commit, delete, now_ms, put_one, resolve, store_status};
+use crate::clock::now_ms;
 use crate::raft::RaftHandle;
+use crate::store::commit::commit_one;
+use crate::store::view::resolve;
+use crate::store::{Table, commit, delete, put_kind};
 
 fn unwrap(object: Object) -> Result<Node, Status> {
     match object.kind {
@@ -19,11 +22,10 @@ fn unwrap(object: Object) -> Result<Node, Status> {
 }
 
 pub async fn list(raft: &RaftHandle) -> Result<ListNodesResponse, Status> {
-    barrier(raft).await?;
+    raft.read_barrier().await?;
     let nodes = raft
         .state()
-        .list("node")
-        .map_err(store_status)?
+        .list(Table::Node)?
         .into_iter()
         .map(unwrap)
         .collect::<Result<_, _>>()?;
@@ -31,12 +33,12 @@ pub async fn list(raft: &RaftHandle) -> Result<ListNodesResponse, Status> {
 }
 
 pub async fn get(raft: &RaftHandle, key: &str) -> Result<Node, Status> {
-    barrier(raft).await?;
-    unwrap(resolve(raft, "node", key)?)
+    raft.read_barrier().await?;
+    unwrap(resolve(raft.state(), Table::Node, key)?)
 }
 
 pub async fn update(raft: &RaftHandle, req: UpdateNodeRequest) -> Result<Node, Status> {
-    let mut node = unwrap(resolve(raft, "node", &req.node)?)?;
+    let mut node = unwrap(resolve(raft.state(), Table::Node, &req.node)?)?;
     let version = if req.version == 0 {
         node.version
     } else {
@@ -65,21 +67,11 @@ pub async fn update(raft: &RaftHandle, req: UpdateNodeRequest) -> Result<Node, S
     if let Some(ts) = node.timestamps.as_mut() {
         ts.updated_ms = now_ms();
     }
-    unwrap(
-        put_one(
-            raft,
-            Object {
-                kind: Some(Kind::Node(node)),
-            },
-            Expect::Version,
-            version,
-        )
-        .await?,
-    )
+    unwrap(commit_one(raft, put_kind(Kind::Node(node), Expect::Version, version)).await?)
 }
 
 pub async fn remove(raft: &RaftHandle, req: RemoveNodeRequest) -> Result<(), Status> {
-    let node = unwrap(resolve(raft, "node", &req.node)?)?;
+    let node = unwrap(resolve(raft.state(), Table::Node, &req.node)?)?;
     if node.status == NodeStatus::Ready as i32 && !req.force {
         return Err(Status::failed_precondition(format!(
             "node {} is ready; drain and stop it first, or remove it with --force",
@@ -88,7 +80,7 @@ pub async fn remove(raft: &RaftHandle, req: RemoveNodeRequest) -> Result<(), Sta
     }
     commit(
         raft,
-        vec![delete("node", &node.id, Expect::Version, node.version)],
+        vec![delete(Table::Node, &node.id, Expect::Version, node.version)],
     )
     .await?;
     Ok(())

@@ -11,12 +11,15 @@ use berth_proto::v1::{
 };
 use tonic::Status;
 
-use super::common::{
-    barrier, check_name, commit, delete, new_id, now_ms, put_one, resolve, store_status,
-};
+use super::status::check_name;
+use crate::clock::now_ms;
+use crate::ids::new_id;
 use crate::raft::RaftHandle;
 use crate::store::ObjectExt;
+use crate::store::commit::commit_one;
 use crate::store::object::protocol_name;
+use crate::store::view::resolve;
+use crate::store::{Table, commit, delete, put};
 
 fn wrap(service: Service) -> Object {
     Object {
@@ -80,7 +83,7 @@ fn check_port_conflicts(raft: &RaftHandle, spec: &ServiceSpec, own_id: &str) -> 
     if spec.ports.is_empty() {
         return Ok(());
     }
-    for object in raft.state().list("service").map_err(store_status)? {
+    for object in raft.state().list(Table::Service)? {
         let other = unwrap(object)?;
         if other.id == own_id {
             continue;
@@ -125,7 +128,7 @@ pub async fn create(raft: &RaftHandle, req: CreateServiceRequest) -> Result<Serv
         }),
         ..Default::default()
     };
-    unwrap(put_one(raft, wrap(service), Expect::Absent, 0).await?)
+    unwrap(commit_one(raft, put(wrap(service), Expect::Absent, 0)).await?)
 }
 
 fn cas(version: u64, current: &Service) -> (Expect, u64) {
@@ -137,7 +140,7 @@ fn cas(version: u64, current: &Service) -> (Expect, u64) {
 }
 
 pub async fn update(raft: &RaftHandle, req: UpdateServiceRequest) -> Result<Service, Status> {
-    let current = unwrap(resolve(raft, "service", &req.service)?)?;
+    let current = unwrap(resolve(raft.state(), Table::Service, &req.service)?)?;
     let current_spec = current.spec.clone().unwrap_or_default();
     let (spec, previous) = if req.rollback {
         let previous = current.previous_spec.clone().ok_or_else(|| {
@@ -172,11 +175,11 @@ pub async fn update(raft: &RaftHandle, req: UpdateServiceRequest) -> Result<Serv
         }),
         ..current
     };
-    unwrap(put_one(raft, wrap(updated), expect, version).await?)
+    unwrap(commit_one(raft, put(wrap(updated), expect, version)).await?)
 }
 
 pub async fn scale(raft: &RaftHandle, req: ScaleServiceRequest) -> Result<Service, Status> {
-    let current = unwrap(resolve(raft, "service", &req.service)?)?;
+    let current = unwrap(resolve(raft.state(), Table::Service, &req.service)?)?;
     let mut spec = current.spec.clone().unwrap_or_default();
     match spec.mode {
         Some(Mode::Replicated(ref mut r)) => r.replicas = req.replicas,
@@ -193,20 +196,19 @@ pub async fn scale(raft: &RaftHandle, req: ScaleServiceRequest) -> Result<Servic
         spec_version: current.spec_version + 1,
         ..current
     };
-    unwrap(put_one(raft, wrap(updated), expect, version).await?)
+    unwrap(commit_one(raft, put(wrap(updated), expect, version)).await?)
 }
 
 pub async fn get(raft: &RaftHandle, key: &str) -> Result<Service, Status> {
-    barrier(raft).await?;
-    unwrap(resolve(raft, "service", key)?)
+    raft.read_barrier().await?;
+    unwrap(resolve(raft.state(), Table::Service, key)?)
 }
 
 pub async fn list(raft: &RaftHandle) -> Result<ListServicesResponse, Status> {
-    barrier(raft).await?;
+    raft.read_barrier().await?;
     let services = raft
         .state()
-        .list("service")
-        .map_err(store_status)?
+        .list(Table::Service)?
         .into_iter()
         .map(unwrap)
         .collect::<Result<_, _>>()?;
@@ -214,10 +216,10 @@ pub async fn list(raft: &RaftHandle) -> Result<ListServicesResponse, Status> {
 }
 
 pub async fn remove(raft: &RaftHandle, key: &str) -> Result<(), Status> {
-    let current = resolve(raft, "service", key)?;
+    let current = resolve(raft.state(), Table::Service, key)?;
     commit(
         raft,
-        vec![delete("service", current.id(), Expect::Present, 0)],
+        vec![delete(Table::Service, current.id(), Expect::Present, 0)],
     )
     .await?;
     Ok(())
@@ -227,19 +229,27 @@ pub async fn list_tasks(
     raft: &RaftHandle,
     req: ListTasksRequest,
 ) -> Result<ListTasksResponse, Status> {
-    barrier(raft).await?;
+    raft.read_barrier().await?;
     let service_id = if req.service.is_empty() {
         None
     } else {
-        Some(resolve(raft, "service", &req.service)?.id().to_string())
+        Some(
+            resolve(raft.state(), Table::Service, &req.service)?
+                .id()
+                .to_string(),
+        )
     };
     let node_id = if req.node.is_empty() {
         None
     } else {
-        Some(resolve(raft, "node", &req.node)?.id().to_string())
+        Some(
+            resolve(raft.state(), Table::Node, &req.node)?
+                .id()
+                .to_string(),
+        )
     };
     let mut tasks: Vec<Task> = Vec::new();
-    for object in raft.state().list("task").map_err(store_status)? {
+    for object in raft.state().list(Table::Task)? {
         if let Some(Kind::Task(task)) = object.kind
             && service_id.as_ref().is_none_or(|s| *s == task.service_id)
             && node_id.as_ref().is_none_or(|n| *n == task.node_id)

@@ -1,156 +1,392 @@
-//! The session stream: the node's complete assignment set, sent again whenever
-//! it changes (desired states, specs, networks, node list).
+//! What each node is told, kept current from the store's watch stream and
+//! computed once per store revision for all sessions together.
+//!
+//! [`Tracker`] mirrors the tables the dispatcher needs (nodes, networks,
+//! services, tasks, with indexes by node and by service) and records which
+//! parts a batch of changes touched. [`Published`] is what sessions read: each
+//! node's assigned tasks, and the parts every agent gets the same (nodes,
+//! networks, endpoints) with a short log of their changes, so a session sends
+//! only what changed since its last message. Both are plain data; the loop that
+//! feeds them lives in `publisher.rs`.
 
-use std::pin::Pin;
-use std::time::Duration;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 
 use berth_proto::v1::{
-    Assignments, Endpoint, NotLeader, SessionMessage, Task, TaskState, session_message,
+    AssignmentsDelta, Endpoint, Network, Node, NodeStatus, Service, Task, TaskState, WatchAction,
+    WatchEvent, watch_event,
 };
-use tokio::sync::mpsc;
-use tokio_stream::Stream;
-use tonic::Status;
-use tracing::debug;
 
-use super::{Dispatcher, endpoints};
-use crate::leader::{read_networks, read_view};
-use crate::raft::RaftHandle;
-use crate::store::watch::touches_workloads;
+use super::endpoints;
+use crate::store::ClusterView;
 
-type SessionStream = Pin<Box<dyn Stream<Item = Result<SessionMessage, Status>> + Send>>;
+/// Shared-part changes kept for sessions that are behind; one further behind
+/// gets the complete set again.
+const SHARED_LOG: usize = 1024;
 
-/// What the agent acts on; the set is re-sent when this changes.
-#[derive(PartialEq)]
-struct Fingerprint {
-    tasks: Vec<(String, i32, u64)>,
-    networks: Vec<(String, u64)>,
-    nodes: Vec<(String, String, i32, u64)>,
-    endpoints: Vec<Endpoint>,
+/// The dispatcher's copy of the tables it serves from.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    pub revision: u64,
+    nodes: BTreeMap<String, Node>,
+    networks: BTreeMap<String, Network>,
+    services: HashMap<String, Service>,
+    tasks: HashMap<String, Task>,
+    by_node: HashMap<String, BTreeSet<String>>,
+    by_service: HashMap<String, BTreeSet<String>>,
 }
 
-fn fingerprint(a: &Assignments) -> Fingerprint {
-    Fingerprint {
-        tasks: a
-            .tasks
-            .iter()
-            .map(|t| (t.id.clone(), t.desired_state, t.spec_version))
-            .collect(),
-        networks: a
-            .networks
-            .iter()
-            .map(|n| (n.id.clone(), n.version))
-            .collect(),
-        nodes: a
-            .nodes
-            .iter()
-            .map(|n| (n.id.clone(), n.address.clone(), n.status, n.version))
-            .collect(),
-        endpoints: a.endpoints.clone(),
+/// What a batch of changes may have changed.
+#[derive(Debug, Default)]
+pub struct Dirty {
+    /// Nodes whose assigned tasks may differ.
+    pub assigned: HashSet<String>,
+    /// Services whose endpoint may differ.
+    pub services: HashSet<String>,
+    pub nodes: HashSet<String>,
+    pub networks: HashSet<String>,
+}
+
+impl Tracker {
+    /// The tables at `revision`; returns it with everything marked dirty.
+    pub fn new(revision: u64, view: ClusterView, networks: Vec<Network>) -> (Tracker, Dirty) {
+        let mut tracker = Tracker {
+            revision,
+            ..Default::default()
+        };
+        let mut dirty = Dirty::default();
+        for network in networks {
+            dirty.networks.insert(network.id.clone());
+            tracker.networks.insert(network.id.clone(), network);
+        }
+        for node in view.nodes {
+            dirty.nodes.insert(node.id.clone());
+            dirty.assigned.insert(node.id.clone());
+            tracker.nodes.insert(node.id.clone(), node);
+        }
+        for service in view.services {
+            dirty.services.insert(service.id.clone());
+            tracker.services.insert(service.id.clone(), service);
+        }
+        for task in view.tasks {
+            tracker.put_task(task, &mut dirty);
+        }
+        (tracker, dirty)
+    }
+
+    /// Applies one committed change (changes at or before the tracker's
+    /// revision were already read and are skipped).
+    pub fn apply(&mut self, event: &WatchEvent, dirty: &mut Dirty) {
+        if event.revision <= self.revision {
+            return;
+        }
+        let removed = event.action == WatchAction::Removed as i32;
+        match &event.object {
+            Some(watch_event::Object::Node(node)) => {
+                dirty.nodes.insert(node.id.clone());
+                // Whether a node is down decides whether its tasks serve.
+                if let Some(ids) = self.by_node.get(&node.id) {
+                    for id in ids {
+                        if let Some(task) = self.tasks.get(id) {
+                            dirty.services.insert(task.service_id.clone());
+                        }
+                    }
+                }
+                if removed {
+                    self.nodes.remove(&node.id);
+                } else {
+                    self.nodes.insert(node.id.clone(), node.clone());
+                }
+            }
+            Some(watch_event::Object::Network(network)) => {
+                dirty.networks.insert(network.id.clone());
+                if removed {
+                    self.networks.remove(&network.id);
+                } else {
+                    self.networks.insert(network.id.clone(), network.clone());
+                }
+            }
+            Some(watch_event::Object::Service(service)) => {
+                dirty.services.insert(service.id.clone());
+                if removed {
+                    self.services.remove(&service.id);
+                } else {
+                    self.services.insert(service.id.clone(), service.clone());
+                }
+            }
+            Some(watch_event::Object::Task(task)) => {
+                if removed {
+                    self.remove_task(&task.id, dirty);
+                } else {
+                    self.put_task(task.clone(), dirty);
+                }
+            }
+            Some(watch_event::Object::Secret(_)) | Some(watch_event::Object::Config(_)) | None => {}
+        }
+        self.revision = event.revision;
+    }
+
+    fn put_task(&mut self, task: Task, dirty: &mut Dirty) {
+        self.remove_task(&task.id, dirty);
+        dirty.assigned.insert(task.node_id.clone());
+        dirty.services.insert(task.service_id.clone());
+        self.by_node
+            .entry(task.node_id.clone())
+            .or_default()
+            .insert(task.id.clone());
+        self.by_service
+            .entry(task.service_id.clone())
+            .or_default()
+            .insert(task.id.clone());
+        self.tasks.insert(task.id.clone(), task);
+    }
+
+    fn remove_task(&mut self, id: &str, dirty: &mut Dirty) {
+        let Some(old) = self.tasks.remove(id) else {
+            return;
+        };
+        dirty.assigned.insert(old.node_id.clone());
+        dirty.services.insert(old.service_id.clone());
+        unindex(&mut self.by_node, &old.node_id, id);
+        unindex(&mut self.by_service, &old.service_id, id);
+    }
+
+    /// The tasks a node must know about: those that should run there, and
+    /// those it must still stop.
+    fn assigned_to(&self, node_id: &str) -> BTreeMap<String, Task> {
+        self.by_node
+            .get(node_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.tasks.get(id))
+            .filter(|task| !task.node_id.is_empty() && wanted_on_node(task))
+            .map(|task| (task.id.clone(), task.clone()))
+            .collect()
+    }
+
+    fn endpoint(&self, service_id: &str, down: &HashSet<&str>) -> Option<Endpoint> {
+        let service = self.services.get(service_id)?;
+        let tasks = self
+            .by_service
+            .get(service_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.tasks.get(id));
+        endpoints::endpoint(service, tasks, down)
+    }
+
+    fn down_nodes(&self) -> HashSet<&str> {
+        self.nodes
+            .values()
+            .filter(|n| n.status == NodeStatus::Down as i32)
+            .map(|n| n.id.as_str())
+            .collect()
+    }
+
+    pub fn nodes(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.values()
     }
 }
 
-/// The tasks a node must know about: those that should run there, and those it
-/// must still stop.
-pub fn compute(raft: &RaftHandle, node_id: &str) -> Result<Assignments, Status> {
-    let sm = raft.state();
-    let store_err = |e: crate::store::StoreError| Status::internal(e.to_string());
-    let view = read_view(sm).map_err(store_err)?;
-    let networks = read_networks(sm).map_err(store_err)?;
-    let tasks: Vec<Task> = view
-        .tasks
-        .iter()
-        .filter(|task| {
-            if task.node_id != node_id {
-                return false;
-            }
-            let observed = task
-                .status
-                .as_ref()
-                .and_then(|s| TaskState::try_from(s.state).ok())
-                .unwrap_or(TaskState::New);
-            let desired = TaskState::try_from(task.desired_state).unwrap_or(TaskState::Running);
-            desired <= TaskState::Running || !observed.is_terminal()
-        })
-        .cloned()
-        .collect();
-    let endpoints = endpoints::compute(&view.services, &view.tasks, &view.nodes);
-    Ok(Assignments {
-        tasks,
-        networks,
-        nodes: view.nodes,
-        revision: sm.revision().map_err(store_err)?,
-        endpoints,
-        node_id: node_id.to_string(),
-    })
+fn unindex(index: &mut HashMap<String, BTreeSet<String>>, key: &str, id: &str) {
+    if let Some(ids) = index.get_mut(key) {
+        ids.remove(id);
+        if ids.is_empty() {
+            index.remove(key);
+        }
+    }
 }
 
-pub fn stream(dispatcher: Dispatcher, node_id: String, session_id: String) -> SessionStream {
-    let (tx, rx) = mpsc::channel(4);
-    tokio::spawn(async move {
-        let (_, mut live) = match dispatcher.raft.state().watch().subscribe(0) {
-            Ok(sub) => sub,
-            Err(err) => {
-                let _ = tx.send(Err(Status::internal(err.to_string()))).await;
-                return;
-            }
+/// Desired running (or earlier), or not yet stopped.
+fn wanted_on_node(task: &Task) -> bool {
+    let observed = task
+        .status
+        .as_ref()
+        .and_then(|s| TaskState::try_from(s.state).ok())
+        .unwrap_or(TaskState::New);
+    let desired = TaskState::try_from(task.desired_state).unwrap_or(TaskState::Running);
+    desired <= TaskState::Running || !observed.is_terminal()
+}
+
+/// What about a task the agent acts on: a task is sent again only when this
+/// changes (its own status reports do not echo back).
+pub type TaskKey = (i32, u64, Vec<(String, String)>);
+
+pub fn task_key(task: &Task) -> TaskKey {
+    let mut addresses: Vec<(String, String)> = task
+        .addresses
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    addresses.sort();
+    (task.desired_state, task.spec_version, addresses)
+}
+
+/// A node's assigned tasks by id.
+pub type NodeTasks = Arc<BTreeMap<String, Task>>;
+
+/// A change of the shared part: `None` is a removal.
+#[derive(Clone, Debug, Default)]
+pub struct SharedDelta {
+    pub nodes: BTreeMap<String, Option<Node>>,
+    pub networks: BTreeMap<String, Option<Network>>,
+    pub endpoints: BTreeMap<String, Option<Endpoint>>,
+}
+
+impl SharedDelta {
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty() && self.networks.is_empty() && self.endpoints.is_empty()
+    }
+
+    /// `later` on top of this one.
+    pub fn extend(&mut self, later: &SharedDelta) {
+        self.nodes
+            .extend(later.nodes.iter().map(|(k, v)| (k.clone(), v.clone())));
+        self.networks
+            .extend(later.networks.iter().map(|(k, v)| (k.clone(), v.clone())));
+        self.endpoints
+            .extend(later.endpoints.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+
+    /// Into the wire form (tasks are filled in by the caller).
+    pub fn into_proto(self, revision: u64) -> AssignmentsDelta {
+        let mut out = AssignmentsDelta {
+            revision,
+            ..Default::default()
         };
-        let mut last: Option<Fingerprint> = None;
-        loop {
-            let status = dispatcher.raft.status().get();
-            if !status.is_leader() {
-                let msg = SessionMessage {
-                    message: Some(session_message::Message::NotLeader(NotLeader {
-                        leader_address: status.leader_address().unwrap_or_default().to_string(),
-                    })),
-                };
-                let _ = tx.send(Ok(msg)).await;
-                return;
-            }
-            if !dispatcher.check_session(&node_id, &session_id) {
-                let _ = tx
-                    .send(Err(Status::not_found(
-                        "session replaced or expired; register again",
-                    )))
-                    .await;
-                return;
-            }
-            match compute(&dispatcher.raft, &node_id) {
-                Ok(assignments) => {
-                    let print = fingerprint(&assignments);
-                    if last.as_ref() != Some(&print) {
-                        debug!(node = %node_id, tasks = assignments.tasks.len(), "pushing assignments");
-                        let msg = SessionMessage {
-                            message: Some(session_message::Message::Assignments(assignments)),
-                        };
-                        if tx.send(Ok(msg)).await.is_err() {
-                            return;
-                        }
-                        last = Some(print);
-                    }
-                }
-                Err(status) => {
-                    let _ = tx.send(Err(status)).await;
-                    return;
-                }
-            }
-            // Wait for a relevant change (coalescing bursts) or a periodic re-check.
-            loop {
-                tokio::select! {
-                    event = live.recv() => {
-                        if let Ok(event) = &event
-                            && !touches_workloads(event)
-                        {
-                            continue;
-                        }
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                        while live.try_recv().is_ok() {}
-                        break;
-                    }
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => break,
-                    _ = tx.closed() => return,
-                }
+        for (id, node) in self.nodes {
+            match node {
+                Some(n) => out.nodes.push(n),
+                None => out.removed_nodes.push(id),
             }
         }
-    });
-    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+        for (id, network) in self.networks {
+            match network {
+                Some(n) => out.networks.push(n),
+                None => out.removed_networks.push(id),
+            }
+        }
+        for (id, endpoint) in self.endpoints {
+            match endpoint {
+                Some(e) => out.endpoints.push(e),
+                None => out.removed_endpoints.push(id),
+            }
+        }
+        out
+    }
 }
+
+/// What sessions read: computed once per store revision.
+#[derive(Debug, Default)]
+pub struct Published {
+    /// False until the first computation of this leadership.
+    pub ready: bool,
+    pub revision: u64,
+    pub nodes: BTreeMap<String, Node>,
+    pub networks: BTreeMap<String, Network>,
+    /// By service id.
+    pub endpoints: BTreeMap<String, Endpoint>,
+    pub assigned: HashMap<String, NodeTasks>,
+    /// Bumped by every change of the shared part.
+    pub shared_seq: u64,
+    /// (seq, change that made it): the last [`SHARED_LOG`] changes.
+    pub log: VecDeque<(u64, Arc<SharedDelta>)>,
+}
+
+/// What an update of [`Published`] changed.
+#[derive(Debug, Default, PartialEq)]
+pub struct Wake {
+    /// Nodes whose assigned tasks changed.
+    pub nodes: Vec<String>,
+    /// The shared part changed (every session is concerned).
+    pub shared: bool,
+}
+
+impl Published {
+    /// Brings the published state to the tracker's, looking only at what
+    /// `dirty` names.
+    pub fn update(&mut self, tracker: &Tracker, dirty: Dirty) -> Wake {
+        let mut wake = Wake::default();
+        for node_id in dirty.assigned {
+            let now = tracker.assigned_to(&node_id);
+            let before = self.assigned.get(&node_id);
+            let same = before.is_some_and(|b| {
+                b.len() == now.len()
+                    && b.iter()
+                        .zip(&now)
+                        .all(|((i, a), (j, b))| i == j && task_key(a) == task_key(b))
+            }) || (before.is_none() && now.is_empty());
+            if same {
+                continue;
+            }
+            if now.is_empty() {
+                self.assigned.remove(&node_id);
+            } else {
+                self.assigned.insert(node_id.clone(), Arc::new(now));
+            }
+            wake.nodes.push(node_id);
+        }
+        wake.nodes.sort();
+
+        let mut delta = SharedDelta::default();
+        for id in dirty.nodes {
+            let now = tracker.nodes.get(&id);
+            if self.nodes.get(&id) != now {
+                match now {
+                    Some(n) => self.nodes.insert(id.clone(), n.clone()),
+                    None => self.nodes.remove(&id),
+                };
+                delta.nodes.insert(id, now.cloned());
+            }
+        }
+        for id in dirty.networks {
+            let now = tracker.networks.get(&id);
+            if self.networks.get(&id) != now {
+                match now {
+                    Some(n) => self.networks.insert(id.clone(), n.clone()),
+                    None => self.networks.remove(&id),
+                };
+                delta.networks.insert(id, now.cloned());
+            }
+        }
+        let down = tracker.down_nodes();
+        for id in dirty.services {
+            let now = tracker.endpoint(&id, &down);
+            if self.endpoints.get(&id) != now.as_ref() {
+                match &now {
+                    Some(e) => self.endpoints.insert(id.clone(), e.clone()),
+                    None => self.endpoints.remove(&id),
+                };
+                delta.endpoints.insert(id, now);
+            }
+        }
+        self.revision = tracker.revision;
+        if !delta.is_empty() || !self.ready {
+            self.shared_seq += 1;
+            self.log.push_back((self.shared_seq, Arc::new(delta)));
+            while self.log.len() > SHARED_LOG {
+                self.log.pop_front();
+            }
+            wake.shared = true;
+        }
+        self.ready = true;
+        wake
+    }
+
+    /// The shared changes after `seq`, merged; `None` when the log no longer
+    /// reaches back that far.
+    pub fn shared_since(&self, seq: u64) -> Option<SharedDelta> {
+        let oldest = self.log.front().map(|(s, _)| *s)?;
+        if seq + 1 < oldest {
+            return None;
+        }
+        let mut out = SharedDelta::default();
+        for (_, delta) in self.log.iter().filter(|(s, _)| *s > seq) {
+            out.extend(delta);
+        }
+        Some(out)
+    }
+}
+
+#[cfg(test)]
+mod tests;

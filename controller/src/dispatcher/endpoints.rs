@@ -20,42 +20,62 @@ fn serving(task: &Task, down: &HashSet<&str>) -> bool {
 /// One endpoint per service that has a VIP or published ports, in service-name
 /// order; tasks in task-id order (stable, so an unchanged set compares equal).
 pub fn compute(services: &[Service], tasks: &[Task], nodes: &[Node]) -> Vec<Endpoint> {
-    let down: HashSet<&str> = nodes
-        .iter()
-        .filter(|n| n.status == NodeStatus::Down as i32)
-        .map(|n| n.id.as_str())
-        .collect();
-    let mut by_service: BTreeMap<&str, Vec<EndpointTask>> = BTreeMap::new();
-    for task in tasks.iter().filter(|t| serving(t, &down)) {
+    let down = down_nodes(nodes);
+    let mut by_service: BTreeMap<&str, Vec<&Task>> = BTreeMap::new();
+    for task in tasks {
         by_service
             .entry(task.service_id.as_str())
             .or_default()
-            .push(EndpointTask {
-                task_id: task.id.clone(),
-                node_id: task.node_id.clone(),
-                addresses: task.addresses.clone(),
-            });
+            .push(task);
     }
     let mut out: Vec<Endpoint> = services
         .iter()
         .filter_map(|service| {
-            let spec = service.spec.as_ref()?;
-            if service.virtual_ips.is_empty() && spec.ports.is_empty() {
-                return None;
-            }
-            let mut tasks = by_service.remove(service.id.as_str()).unwrap_or_default();
-            tasks.sort_by(|a, b| a.task_id.cmp(&b.task_id));
-            Some(Endpoint {
-                service_id: service.id.clone(),
-                service_name: spec.name.clone(),
-                virtual_ips: service.virtual_ips.clone(),
-                ports: spec.ports.clone(),
-                tasks,
-            })
+            let tasks = by_service.remove(service.id.as_str()).unwrap_or_default();
+            endpoint(service, tasks, &down)
         })
         .collect();
     out.sort_by(|a, b| a.service_name.cmp(&b.service_name));
     out
+}
+
+/// Ids of the nodes declared down.
+pub fn down_nodes<'a>(nodes: impl IntoIterator<Item = &'a Node>) -> HashSet<&'a str> {
+    nodes
+        .into_iter()
+        .filter(|n| n.status == NodeStatus::Down as i32)
+        .map(|n| n.id.as_str())
+        .collect()
+}
+
+/// The endpoint of one service from its tasks (any order); `None` for a
+/// service without VIP or published ports.
+pub fn endpoint<'a>(
+    service: &Service,
+    tasks: impl IntoIterator<Item = &'a Task>,
+    down: &HashSet<&str>,
+) -> Option<Endpoint> {
+    let spec = service.spec.as_ref()?;
+    if service.virtual_ips.is_empty() && spec.ports.is_empty() {
+        return None;
+    }
+    let mut serving: Vec<EndpointTask> = tasks
+        .into_iter()
+        .filter(|t| serving(t, down))
+        .map(|task| EndpointTask {
+            task_id: task.id.clone(),
+            node_id: task.node_id.clone(),
+            addresses: task.addresses.clone(),
+        })
+        .collect();
+    serving.sort_by(|a, b| a.task_id.cmp(&b.task_id));
+    Some(Endpoint {
+        service_id: service.id.clone(),
+        service_name: spec.name.clone(),
+        virtual_ips: service.virtual_ips.clone(),
+        ports: spec.ports.clone(),
+        tasks: serving,
+    })
 }
 
 #[cfg(test)]

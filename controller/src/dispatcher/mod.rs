@@ -1,24 +1,46 @@
 //! The dispatcher: agent sessions on the leader. Agents register, keep a session
-//! stream open on which the leader pushes the node's complete assignment set
-//! whenever it changes, heartbeat, and report task status, which is written
-//! through Raft. A node that misses heartbeats for the down period is marked
-//! DOWN (the orchestrator then replaces its tasks); one that registers again is
-//! READY.
+//! stream open on which the leader pushes the node's assignment set (complete
+//! first, then only what changed), heartbeat, and report task status, which is
+//! written through Raft. A node that shows no sign of life for the down period
+//! is marked DOWN (the orchestrator then replaces its tasks); one that
+//! registers again is READY.
+//!
+//! The core is plain functions of (state, input, now): [`registration`],
+//! [`status`], [`liveness`], [`assignments`] and [`messages`]. Around them:
+//! one task ([`publisher`]) follows the store and computes assignments once
+//! per store revision for all sessions, waking only those a change concerns
+//! ([`hub`]); [`Dispatcher`] is the handle the gRPC shell (`api::dispatcher`)
+//! calls. Time comes from the clock seam.
 
-mod assignments;
-mod endpoints;
-mod liveness;
-mod service;
-mod status;
+pub mod assignments;
+pub mod endpoints;
+pub mod hub;
+pub mod liveness;
+pub mod messages;
+pub mod publisher;
+pub mod registration;
+pub mod sessions;
+pub mod status;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
-pub use liveness::run_liveness;
-pub use service::DispatcherService;
+use berth_proto::v1::{
+    NotLeader, RegisterRequest, RegisterResponse, SessionMessage, TaskStatusUpdate,
+    session_message::Message,
+};
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tracing::info;
 
+use crate::clock::SharedClock;
+use crate::ids::new_id;
 use crate::raft::RaftHandle;
+use crate::store::view::read_task;
+use crate::store::{CommitError, StoreError, commit};
+use hub::Hub;
+use sessions::Sessions;
 
 #[derive(Clone, Debug)]
 pub struct DispatcherSettings {
@@ -40,47 +62,205 @@ impl Default for DispatcherSettings {
     }
 }
 
-/// A live agent session, known only to the leader that accepted it.
-#[derive(Clone, Debug)]
-struct Session {
-    id: String,
-    last_heartbeat: Instant,
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    #[error("{}", match leader {
+        Some(addr) => format!("this controller is not the leader; the leader is at {addr}"),
+        None => "no leader right now; retry".to_string(),
+    })]
+    NotLeader { leader: Option<String> },
+    #[error("unknown session (the leader changed, or the node was declared down); register again")]
+    UnknownSession,
+    #[error("a node needs a name")]
+    NoName,
+    #[error("node name {name} is taken by node {holder}; give this agent another --name")]
+    NameTaken { name: String, holder: String },
+    #[error("task status kept changing concurrently; report again")]
+    Busy,
+    #[error("writing through raft: {0}")]
+    Commit(#[from] CommitError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
+
+/// Messages of one session stream.
+pub type SessionStream = Pin<Box<dyn Stream<Item = Result<SessionMessage, DispatchError>> + Send>>;
 
 #[derive(Clone)]
 pub struct Dispatcher {
     raft: RaftHandle,
     settings: DispatcherSettings,
-    sessions: Arc<Mutex<HashMap<String, Session>>>,
+    clock: SharedClock,
+    sessions: Arc<Mutex<Sessions>>,
+    hub: Arc<Hub>,
 }
 
 impl Dispatcher {
-    pub fn new(raft: RaftHandle, settings: DispatcherSettings) -> Self {
+    pub fn new(raft: RaftHandle, settings: DispatcherSettings, clock: SharedClock) -> Self {
         Dispatcher {
             raft,
             settings,
-            sessions: Arc::new(Mutex::new(HashMap::new())),
+            clock,
+            sessions: Arc::new(Mutex::new(Sessions::default())),
+            hub: Arc::new(Hub::default()),
         }
     }
 
-    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
+    /// The loop that publishes assignments and watches liveness; run it once.
+    pub async fn run(self) {
+        publisher::run(self).await
+    }
+
+    fn sessions(&self) -> MutexGuard<'_, Sessions> {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// True when `session_id` is the node's current session on this leader.
-    fn check_session(&self, node_id: &str, session_id: &str) -> bool {
-        self.sessions()
-            .get(node_id)
-            .is_some_and(|s| s.id == session_id)
+    pub fn heartbeat_period(&self) -> Duration {
+        self.settings.heartbeat_period
     }
 
-    fn touch(&self, node_id: &str, session_id: &str) -> bool {
-        match self.sessions().get_mut(node_id) {
-            Some(s) if s.id == session_id => {
-                s.last_heartbeat = Instant::now();
-                true
+    /// Agents talk to the leader only; a follower tells them where it is.
+    pub fn require_leader(&self) -> Result<(), DispatchError> {
+        let status = self.raft.status().get();
+        if status.is_leader() {
+            return Ok(());
+        }
+        Err(DispatchError::NotLeader {
+            leader: status.leader_address().map(str::to_string),
+        })
+    }
+
+    pub async fn register(&self, req: RegisterRequest) -> Result<RegisterResponse, DispatchError> {
+        self.require_leader()?;
+        let existing = registration::find_node(self.raft.state(), &req)?;
+        let registration =
+            registration::register(existing, &req, self.clock.now_ms(), &mut new_id)?;
+        commit(&self.raft, vec![registration.op]).await?;
+        let node_id = registration.node_id;
+        let session_id = new_id();
+        self.sessions()
+            .open(&node_id, &session_id, self.clock.instant());
+        // An older stream of this node ends.
+        self.hub.wake_node(&node_id);
+        info!(node = %node_id, name = %req.name, address = %req.address, "agent registered");
+        Ok(RegisterResponse {
+            node_id,
+            session_id,
+            heartbeat_period_ms: self.settings.heartbeat_period.as_millis() as u64,
+        })
+    }
+
+    pub fn heartbeat(&self, node_id: &str, session_id: &str) -> Result<(), DispatchError> {
+        self.require_leader()?;
+        if self
+            .sessions()
+            .touch(node_id, session_id, self.clock.instant())
+        {
+            Ok(())
+        } else {
+            Err(DispatchError::UnknownSession)
+        }
+    }
+
+    pub async fn update_task_status(
+        &self,
+        node_id: &str,
+        session_id: &str,
+        updates: Vec<TaskStatusUpdate>,
+    ) -> Result<(), DispatchError> {
+        self.heartbeat(node_id, session_id)?;
+        // A concurrent write to one of the tasks refuses the txn: read again.
+        for _ in 0..3 {
+            let sm = self.raft.state();
+            let ops = status::status_ops(
+                |id| read_task(sm, id).ok().flatten(),
+                node_id,
+                &updates,
+                self.clock.now_ms(),
+            );
+            if ops.is_empty() {
+                return Ok(());
             }
-            _ => false,
+            match commit(&self.raft, ops).await {
+                Ok(_) => return Ok(()),
+                Err(err) if err.is_conflict() => continue,
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Err(DispatchError::Busy)
+    }
+
+    /// The node's session stream: the complete set, then changes, until the
+    /// session is replaced, expires or leadership ends.
+    pub fn open_session(
+        &self,
+        node_id: String,
+        session_id: String,
+    ) -> Result<SessionStream, DispatchError> {
+        self.require_leader()?;
+        if !self.sessions().is_current(&node_id, &session_id) {
+            return Err(DispatchError::UnknownSession);
+        }
+        let (tx, rx) = mpsc::channel(4);
+        let dispatcher = self.clone();
+        tokio::spawn(async move {
+            dispatcher.session_loop(node_id, session_id, tx).await;
+        });
+        Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
+    }
+
+    async fn session_loop(
+        &self,
+        node_id: String,
+        session_id: String,
+        tx: mpsc::Sender<Result<SessionMessage, DispatchError>>,
+    ) {
+        let mut wakers = self.hub.subscribe(&node_id);
+        let mut sent: Option<messages::Sent> = None;
+        loop {
+            wakers.seen();
+            let status = self.raft.status().get();
+            if !status.is_leader() {
+                let message = Message::NotLeader(NotLeader {
+                    leader_address: status.leader_address().unwrap_or_default().to_string(),
+                });
+                let _ = tx
+                    .send(Ok(SessionMessage {
+                        message: Some(message),
+                    }))
+                    .await;
+                return;
+            }
+            if !self.sessions().is_current(&node_id, &session_id) {
+                let _ = tx.send(Err(DispatchError::UnknownSession)).await;
+                return;
+            }
+            let message = {
+                let published = self.hub.read();
+                if !published.ready {
+                    None
+                } else if let Some(sent) = sent.as_mut() {
+                    messages::next(&published, &node_id, sent)
+                } else {
+                    let (set, fresh) = messages::complete(&published, &node_id);
+                    sent = Some(fresh);
+                    Some(Message::Assignments(set))
+                }
+            };
+            if let Some(message) = message
+                && tx
+                    .send(Ok(SessionMessage {
+                        message: Some(message),
+                    }))
+                    .await
+                    .is_err()
+            {
+                return;
+            }
+            tokio::select! {
+                alive = wakers.changed() => if !alive { return },
+                _ = tx.closed() => return,
+            }
         }
     }
 }

@@ -25,35 +25,12 @@ mod tests;
 use std::collections::{BTreeMap, HashMap};
 
 use berth_proto::store::Op;
-use berth_proto::store::object::Kind;
 use berth_proto::v1::service_spec::Mode;
-use berth_proto::v1::{Node, Service, Task};
+use berth_proto::v1::{Node, Service};
 
 use plan::Plan;
 
-/// What the orchestrator and the scheduler read: the three tables.
-#[derive(Clone, Debug, Default)]
-pub struct ClusterView {
-    pub nodes: Vec<Node>,
-    pub services: Vec<Service>,
-    pub tasks: Vec<Task>,
-}
-
-impl ClusterView {
-    /// Sorts stored objects into the view (other kinds are ignored).
-    pub fn from_objects(objects: impl IntoIterator<Item = berth_proto::store::Object>) -> Self {
-        let mut view = ClusterView::default();
-        for object in objects {
-            match object.kind {
-                Some(Kind::Node(n)) => view.nodes.push(n),
-                Some(Kind::Service(s)) => view.services.push(s),
-                Some(Kind::Task(t)) => view.tasks.push(t),
-                _ => {}
-            }
-        }
-        view
-    }
-}
+pub use crate::store::ClusterView;
 
 /// One reconciliation pass over every service. `now_ms` is the clock (restart
 /// and update delays are measured against it); `new_id` names new tasks.

@@ -8,7 +8,7 @@ use berth_proto::store::{Expect, Op};
 use berth_proto::v1::{Node, Service, Task, TaskState, TaskStatus, Timestamps};
 
 use super::task::wrap;
-use crate::api::common::{delete, put};
+use crate::store::{Table, delete, put};
 
 pub struct Plan<'a> {
     original: &'a [Task],
@@ -81,7 +81,7 @@ impl<'a> Plan<'a> {
         for i in &self.deleted {
             let read = &self.original[*i];
             edits.remove(i);
-            ops.push(delete("task", &read.id, Expect::Version, read.version));
+            ops.push(delete(Table::Task, &read.id, Expect::Version, read.version));
         }
         for (i, mut task) in edits {
             let read = &self.original[i];

@@ -1,32 +1,33 @@
-//! The leader's driver: while this member leads, on every burst of committed
-//! changes and on a periodic tick, reads nodes, services and tasks, runs the
-//! orchestrator, the scheduler and the allocator (overlay addresses), and
-//! commits their operations in bounded transactions. Network subnets (and the
+//! The planner: the leader's loop that decides tasks. While this member leads,
+//! on every burst of committed changes and on a periodic tick, it reads nodes,
+//! services and tasks, plans a round ([`plan::plan_round_with`]: orchestrator,
+//! then scheduler, then allocator) and commits the round's operations in
+//! bounded transactions. Network subnets (and the
 //! default network) are committed first, so a round allocates from stored
 //! subnets only. A refused transaction (someone changed a task meanwhile) is
 //! not an error: the next round computes again from the new state.
 
-use std::collections::HashMap;
+pub mod plan;
+
 use std::time::Duration;
 
-use berth_proto::store::object::Kind;
-use berth_proto::store::{Op, Txn, op};
-use berth_proto::v1::{Network, Service};
-use prost::Message as _;
+use berth_proto::store::Op;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tracing::{debug, info, warn};
 
 use crate::allocator::cidr::Cidr;
-use crate::allocator::{self, subnets};
-use crate::api::common::{new_id, now_ms};
-use crate::orchestrator::{ClusterView, orchestrate};
+use crate::allocator::subnets;
+use crate::clock::SharedClock;
+use crate::ids::new_id;
 use crate::raft::{ProposeError, RaftHandle};
-use crate::scheduler::schedule;
+use crate::store::commit::{CommitError, batches, commit as commit_txn};
 use crate::store::watch::touches_workloads;
-use crate::store::{StateMachine, StoreError};
+use crate::store::{StoreError, read_networks, read_view};
+
+pub use plan::{plan_round, plan_round_with};
 
 #[derive(Clone, Debug)]
-pub struct LeaderSettings {
+pub struct PlannerSettings {
     /// A round runs at least this often (restart and update delays, pending
     /// tasks, missed events).
     pub tick: Duration,
@@ -41,9 +42,9 @@ pub struct LeaderSettings {
     pub cluster_cidr: Cidr,
 }
 
-impl Default for LeaderSettings {
+impl Default for PlannerSettings {
     fn default() -> Self {
-        LeaderSettings {
+        PlannerSettings {
             tick: Duration::from_millis(500),
             settle: Duration::from_millis(10),
             max_ops_per_txn: 200,
@@ -54,7 +55,7 @@ impl Default for LeaderSettings {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum LeaderError {
+pub enum PlannerError {
     #[error("reading the cluster state for the orchestrator: {0}")]
     Read(#[from] StoreError),
     #[error("committing {ops} orchestrator/scheduler operations: {source}")]
@@ -77,7 +78,7 @@ pub struct RoundOutcome {
 type Events = tokio::sync::broadcast::Receiver<std::sync::Arc<berth_proto::v1::WatchEvent>>;
 
 /// Runs forever: acts only while this member is the leader.
-pub async fn run(raft: RaftHandle, settings: LeaderSettings) {
+pub async fn run(raft: RaftHandle, settings: PlannerSettings, clock: SharedClock) {
     // From now on; the first round reads the whole state anyway.
     let mut events: Events = match raft.state().watch().subscribe(0) {
         Ok((_, rx)) => rx,
@@ -136,7 +137,7 @@ pub async fn run(raft: RaftHandle, settings: LeaderSettings) {
             );
             leading_term = Some(status.term);
         }
-        match round(&raft, &settings).await {
+        match round(&raft, &settings, clock.as_ref()).await {
             Ok(outcome) => {
                 if outcome.ops > 0 {
                     debug!(
@@ -185,216 +186,56 @@ fn foreign_changes(events: &mut Events, outcome: &RoundOutcome) -> bool {
 /// Reads the state, plans and commits once.
 pub async fn round(
     raft: &RaftHandle,
-    settings: &LeaderSettings,
-) -> Result<RoundOutcome, LeaderError> {
+    settings: &PlannerSettings,
+    clock: &dyn crate::clock::Clock,
+) -> Result<RoundOutcome, PlannerError> {
     let mut outcome = RoundOutcome::default();
     let networks = read_networks(raft.state())?;
-    let prepared = subnets::prepare(&networks, settings.cluster_cidr, now_ms(), &mut new_id);
+    let prepared = subnets::prepare(
+        &networks,
+        settings.cluster_cidr,
+        clock.now_ms(),
+        &mut new_id,
+    );
     if !prepared.is_empty() {
         commit(raft, settings, prepared, &mut outcome).await?;
     }
     outcome.read_revision = raft.state().revision()?;
     let view = read_view(raft.state())?;
     let networks = read_networks(raft.state())?;
-    let ops = plan_round_with(&view, &networks, now_ms(), &mut new_id);
+    let ops = plan_round_with(&view, &networks, clock.now_ms(), &mut new_id);
     commit(raft, settings, ops, &mut outcome).await?;
     Ok(outcome)
 }
 
 async fn commit(
     raft: &RaftHandle,
-    settings: &LeaderSettings,
+    settings: &PlannerSettings,
     ops: Vec<Op>,
     outcome: &mut RoundOutcome,
-) -> Result<(), LeaderError> {
+) -> Result<(), PlannerError> {
     outcome.ops += ops.len();
     for txn in batches(ops, settings.max_ops_per_txn, settings.max_txn_bytes) {
         let ops = txn.ops.len();
-        let result = raft
-            .propose(txn)
-            .await
-            .map_err(|source| LeaderError::Propose { ops, source })?;
-        if result.error.is_empty() {
-            outcome.committed_txns += 1;
-            outcome.own_revisions.push(result.revision);
-        } else {
-            debug!(error = %result.error, ops, "leader txn refused; recomputing next round");
-            outcome.refused_txns += 1;
+        match commit_txn(raft, txn.ops).await {
+            Ok(result) => {
+                outcome.committed_txns += 1;
+                outcome.own_revisions.push(result.revision);
+            }
+            Err(CommitError::Refused { message, .. }) => {
+                debug!(error = %message, ops, "planner txn refused; recomputing next round");
+                outcome.refused_txns += 1;
+            }
+            Err(CommitError::Raft(source)) => {
+                return Err(PlannerError::Propose { ops, source });
+            }
+            Err(err @ CommitError::TooLarge { .. }) => {
+                warn!(%err, ops, "planner txn too large; recomputing next round");
+                outcome.refused_txns += 1;
+            }
         }
     }
     Ok(())
-}
-
-/// The network table.
-pub fn read_networks(sm: &StateMachine) -> Result<Vec<Network>, StoreError> {
-    Ok(sm
-        .list("network")?
-        .into_iter()
-        .filter_map(|o| match o.kind {
-            Some(Kind::Network(n)) => Some(n),
-            _ => None,
-        })
-        .collect())
-}
-
-/// Nodes, services and tasks as the state machine has them.
-pub fn read_view(sm: &StateMachine) -> Result<ClusterView, StoreError> {
-    let mut objects = sm.list("node")?;
-    objects.extend(sm.list("service")?);
-    objects.extend(sm.list("task")?);
-    Ok(ClusterView::from_objects(objects))
-}
-
-/// [`plan_round_with`] on a cluster without networks: tasks get no overlay
-/// addresses unless their spec names a network, which then does not exist.
-pub fn plan_round(view: &ClusterView, now_ms: i64, new_id: &mut dyn FnMut() -> String) -> Vec<Op> {
-    plan_round_with(view, &[], now_ms, new_id)
-}
-
-/// The orchestrator's operations, then the scheduler's on the state they leave,
-/// then the allocator's on the state those leave, merged into one operation per
-/// object (a task the orchestrator creates, the scheduler places and the
-/// allocator addresses is one create). A placement whose task gets no address
-/// is dropped: the task stays PENDING with the reason. Changed node block
-/// lists come first, so they tend to commit with or before their tasks.
-pub fn plan_round_with(
-    view: &ClusterView,
-    networks: &[Network],
-    now_ms: i64,
-    new_id: &mut dyn FnMut() -> String,
-) -> Vec<Op> {
-    let orchestrated = orchestrate(view, now_ms, new_id);
-    let tasks = apply_to_tasks(&view.tasks, &orchestrated);
-    let mut scheduled = schedule(&view.nodes, &tasks, now_ms);
-    let placed = apply_to_tasks(&tasks, &scheduled);
-    let services = latest_services(&view.services, &orchestrated);
-    let allocation = allocator::allocate(allocator::Input {
-        networks,
-        nodes: &view.nodes,
-        services: &services,
-        before: &tasks,
-        after: &placed,
-    });
-    if !allocation.unplace.is_empty() {
-        scheduled.retain(|o| task_of(o).is_none_or(|t| !allocation.unplace.contains(&t.id)));
-    }
-    merge(
-        allocation
-            .node_ops
-            .into_iter()
-            .chain(orchestrated)
-            .chain(scheduled)
-            .chain(allocation.ops),
-    )
-}
-
-/// Services as they will be once the orchestrator's puts apply.
-fn latest_services(services: &[Service], ops: &[Op]) -> Vec<Service> {
-    let mut out = services.to_vec();
-    for o in ops {
-        if let Some(op::Op::Put(p)) = &o.op
-            && let Some(Kind::Service(s)) = p.object.as_ref().and_then(|obj| obj.kind.as_ref())
-            && let Some(slot) = out.iter_mut().find(|old| old.id == s.id)
-        {
-            *slot = s.clone();
-        }
-    }
-    out
-}
-
-fn task_of(op: &Op) -> Option<&berth_proto::v1::Task> {
-    match &op.op {
-        Some(op::Op::Put(p)) => match p.object.as_ref()?.kind.as_ref()? {
-            Kind::Task(t) => Some(t),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-/// The task table as it will be once `ops` apply.
-fn apply_to_tasks(tasks: &[berth_proto::v1::Task], ops: &[Op]) -> Vec<berth_proto::v1::Task> {
-    let mut out = tasks.to_vec();
-    let mut index: HashMap<String, usize> = out
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.id.clone(), i))
-        .collect();
-    let mut gone = vec![false; out.len()];
-    for o in ops {
-        if let Some(task) = task_of(o) {
-            match index.get(&task.id) {
-                Some(&i) => out[i] = task.clone(),
-                None => {
-                    index.insert(task.id.clone(), out.len());
-                    out.push(task.clone());
-                    gone.push(false);
-                }
-            }
-        } else if let Some(op::Op::Delete(d)) = &o.op
-            && d.table == "task"
-            && let Some(&i) = index.get(&d.id)
-        {
-            gone[i] = true;
-        }
-    }
-    out.into_iter()
-        .zip(gone)
-        .filter(|(_, g)| !g)
-        .map(|(t, _)| t)
-        .collect()
-}
-
-/// One operation per object: a later put replaces an earlier one's object but
-/// keeps its precondition (the version that was read).
-fn merge(ops: impl IntoIterator<Item = Op>) -> Vec<Op> {
-    let mut out: Vec<Op> = Vec::new();
-    let mut index: HashMap<(String, String), usize> = HashMap::new();
-    for o in ops {
-        let key = match &o.op {
-            Some(op::Op::Put(p)) => p.object.as_ref().and_then(|obj| {
-                use crate::store::ObjectExt;
-                Some((obj.table()?.to_string(), obj.id().to_string()))
-            }),
-            Some(op::Op::Delete(d)) => Some((d.table.clone(), d.id.clone())),
-            None => None,
-        };
-        let Some(key) = key else { continue };
-        match index.get(&key) {
-            Some(&i) => match (&mut out[i].op, o.op) {
-                (Some(op::Op::Put(first)), Some(op::Op::Put(later))) => first.object = later.object,
-                (slot, later) => *slot = later,
-            },
-            None => {
-                index.insert(key, out.len());
-                out.push(o);
-            }
-        }
-    }
-    out
-}
-
-/// Splits operations into transactions of at most `max_ops` operations and
-/// about `max_bytes` bytes.
-fn batches(ops: Vec<Op>, max_ops: usize, max_bytes: usize) -> Vec<Txn> {
-    let mut txns = Vec::new();
-    let mut current = Txn::default();
-    let mut bytes = 0;
-    for o in ops {
-        let size = o.encoded_len() + 4;
-        if !current.ops.is_empty()
-            && (current.ops.len() >= max_ops.max(1) || bytes + size > max_bytes)
-        {
-            txns.push(std::mem::take(&mut current));
-            bytes = 0;
-        }
-        bytes += size;
-        current.ops.push(o);
-    }
-    if !current.ops.is_empty() {
-        txns.push(current);
-    }
-    txns
 }
 
 #[cfg(test)]

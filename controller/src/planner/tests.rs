@@ -11,8 +11,13 @@ use berth_proto::v1::{
     Service, ServiceSpec, Task, TaskState, TaskStatus,
 };
 
+use super::plan::merge;
 use super::*;
-use crate::api::common::put;
+use crate::raft::RaftHandle;
+use crate::store::commit::batches;
+use crate::store::{ClusterView, put, read_view};
+use berth_proto::store::Txn;
+use prost::Message as _;
 
 fn node(name: &str) -> Node {
     Node {
@@ -210,11 +215,11 @@ async fn the_loop_places_a_service_and_replaces_a_failed_task() {
     let result = raft.propose(Txn { ops }).await.expect("propose");
     assert!(result.error.is_empty(), "{}", result.error);
 
-    let settings = LeaderSettings {
+    let settings = PlannerSettings {
         tick: Duration::from_millis(100),
         ..Default::default()
     };
-    let driver = tokio::spawn(run(raft.clone(), settings));
+    let driver = tokio::spawn(run(raft.clone(), settings, crate::clock::system()));
 
     let view = until(&raft, "three tasks assigned", |v| {
         let placed = running_on_nodes(v);
@@ -239,7 +244,7 @@ async fn the_loop_places_a_service_and_replaces_a_failed_task() {
     failed.status = Some(TaskStatus {
         state: TaskState::Failed as i32,
         exit_code: Some(1),
-        timestamp_ms: crate::api::common::now_ms(),
+        timestamp_ms: crate::clock::now_ms(),
         ..Default::default()
     });
     let result = raft

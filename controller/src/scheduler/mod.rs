@@ -21,8 +21,8 @@ use berth_proto::store::{Expect, Op};
 use berth_proto::v1::{Node, Task, TaskState, TaskStatus};
 use tracing::{debug, info};
 
-use crate::api::common::put;
 use crate::orchestrator::task::{is_terminal, observed, wants_running, wrap};
+use crate::store::put;
 use filter::{Request, explain, static_check};
 use resources::{Demand, NodeLoad, host_ports};
 use score::Candidates;

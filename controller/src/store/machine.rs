@@ -16,7 +16,8 @@ use prost::Message;
 use super::StoreError;
 use super::keys;
 use super::mirror::{Mirror, WriteBatch};
-use super::object::{ObjectExt, TABLES};
+use super::object::ObjectExt;
+use super::table::Table;
 use super::watch::{Change, WatchHub};
 
 /// Reads and writes the state tree. Writes only happen on the Raft loop's thread;
@@ -64,7 +65,8 @@ impl StateMachine {
         })
     }
 
-    pub fn get(&self, table: &str, id: &str) -> Result<Option<Object>, StoreError> {
+    pub fn get(&self, table: Table, id: &str) -> Result<Option<Object>, StoreError> {
+        let table = table.name();
         match self.mirror.get(&keys::object(table, id)) {
             Some(bytes) => Ok(Some(decode(&bytes, table, id)?)),
             None => Ok(None),
@@ -72,7 +74,8 @@ impl StateMachine {
     }
 
     /// Id of the object named `name` in `table`, for tables with unique names.
-    pub fn id_by_name(&self, table: &str, name: &str) -> Result<Option<String>, StoreError> {
+    pub fn id_by_name(&self, table: Table, name: &str) -> Result<Option<String>, StoreError> {
+        let table = table.name();
         Ok(self
             .mirror
             .get(&keys::name(table, name))
@@ -80,7 +83,8 @@ impl StateMachine {
     }
 
     /// Every object of a table, ordered by id.
-    pub fn list(&self, table: &str) -> Result<Vec<Object>, StoreError> {
+    pub fn list(&self, table: Table) -> Result<Vec<Object>, StoreError> {
+        let table = table.name();
         let mut out = Vec::new();
         for (key, value) in self.mirror.scan_prefix(&keys::table_prefix(table)) {
             out.push(decode(&value, table, &String::from_utf8_lossy(&key))?);
@@ -174,7 +178,9 @@ impl StateMachine {
         for step in plan {
             match step {
                 Planned::Put { object, previous } => {
-                    let table = object.table().unwrap_or_default();
+                    let Some(table) = object.table().map(Table::name) else {
+                        continue;
+                    };
                     let before = previous
                         .as_ref()
                         .map(|p| p.unique_keys())
@@ -192,7 +198,9 @@ impl StateMachine {
                     result.objects.push(object);
                 }
                 Planned::Delete { object } => {
-                    let table = object.table().unwrap_or_default();
+                    let Some(table) = object.table().map(Table::name) else {
+                        continue;
+                    };
                     for key in object.unique_keys() {
                         batch.remove(keys::name(table, &key));
                     }
@@ -249,16 +257,14 @@ impl StateMachine {
                         }
                     }
                     for prev in current.iter().flat_map(|c| c.unique_keys()) {
-                        view.names.insert((table.to_string(), prev), None);
+                        view.names.insert((table, prev), None);
                     }
                     for key in claimed {
-                        view.names
-                            .insert((table.to_string(), key), Some(id.clone()));
+                        view.names.insert((table, key), Some(id.clone()));
                     }
                     let mut object = object.clone();
                     object.set_version(new_revision);
-                    view.objects
-                        .insert((table.to_string(), id), Some(object.clone()));
+                    view.objects.insert((table, id), Some(object.clone()));
                     plan.push(Planned::Put {
                         object,
                         previous: current.map(Box::new),
@@ -273,16 +279,15 @@ impl StateMachine {
                     expect,
                     version,
                 })) => {
-                    if !TABLES.contains(&table.as_str()) {
-                        return Err(invalid(format!("unknown table {table:?}")));
-                    }
+                    let table = Table::parse(table)
+                        .ok_or_else(|| invalid(format!("unknown table {table:?}")))?;
                     let current = self.current(group, view, table, id)?;
                     check_expect(table, id, *expect, *version, current.as_ref())?;
                     if let Some(object) = current {
                         for key in object.unique_keys() {
-                            view.names.insert((table.clone(), key), None);
+                            view.names.insert((table, key), None);
                         }
-                        view.objects.insert((table.clone(), id.clone()), None);
+                        view.objects.insert((table, id.clone()), None);
                         plan.push(Planned::Delete { object });
                     }
                 }
@@ -297,10 +302,10 @@ impl StateMachine {
         &self,
         group: &ApplyBatch,
         view: &mut TxnView,
-        table: &str,
+        table: Table,
         id: &str,
     ) -> Result<Option<Object>, (Failure, String)> {
-        let key = (table.to_string(), id.to_string());
+        let key = (table, id.to_string());
         if let Some(v) = view.objects.get(&key).or_else(|| group.objects.get(&key)) {
             return Ok(v.clone());
         }
@@ -315,10 +320,10 @@ impl StateMachine {
         &self,
         group: &ApplyBatch,
         view: &mut TxnView,
-        table: &str,
+        table: Table,
         name: &str,
     ) -> Result<Option<String>, (Failure, String)> {
-        let key = (table.to_string(), name.to_string());
+        let key = (table, name.to_string());
         if let Some(v) = view.names.get(&key).or_else(|| group.names.get(&key)) {
             return Ok(v.clone());
         }
@@ -332,7 +337,7 @@ impl StateMachine {
     /// The whole state machine, for a snapshot.
     pub fn dump(&self) -> Result<SnapshotData, StoreError> {
         let mut objects = Vec::new();
-        for table in TABLES {
+        for table in Table::ALL {
             objects.extend(self.list(table)?);
         }
         Ok(SnapshotData {
@@ -358,9 +363,12 @@ impl StateMachine {
             }
         }
         for object in &data.objects {
-            let table = object.table().ok_or(StoreError::Corrupt {
-                what: "a snapshot object of no kind".into(),
-            })?;
+            let table = object
+                .table()
+                .ok_or(StoreError::Corrupt {
+                    what: "a snapshot object of no kind".into(),
+                })?
+                .name();
             for key in object.unique_keys() {
                 batch.insert(keys::name(table, &key), object.id().as_bytes());
             }
@@ -424,7 +432,7 @@ impl StateMachine {
     }
 }
 
-type TableKey = (String, String);
+type TableKey = (Table, String);
 
 /// Writes of applied entries not yet in the tree: one batch per group, with
 /// what it has done so far so that later entries see earlier ones.
@@ -466,7 +474,7 @@ enum Planned {
 }
 
 /// Why a put is refused: one of its unique keys belongs to `holder`.
-fn taken(table: &str, key: &str, holder: &str) -> String {
+fn taken(table: Table, key: &str, holder: &str) -> String {
     match key.strip_prefix("port:") {
         Some(port) => format!("port {port} is already published by {table} {holder}"),
         None => format!("{table} name {key:?} is already used by {holder}"),
@@ -474,7 +482,7 @@ fn taken(table: &str, key: &str, holder: &str) -> String {
 }
 
 fn check_expect(
-    table: &str,
+    table: Table,
     id: &str,
     expect: i32,
     version: u64,

@@ -1,14 +1,24 @@
 //! The state machine: typed tables with versions, compare-and-set transactions and
-//! a watch stream, held in memory and checkpointed to sled.
+//! a watch stream, held in memory and checkpointed to sled; and what the rest
+//! of the controller uses to read it (typed views) and to write it (operation
+//! builders, commit through Raft).
 
+pub mod commit;
 pub mod keys;
 pub mod machine;
 pub mod mirror;
 pub mod object;
+pub mod ops;
+pub mod table;
+pub mod view;
 pub mod watch;
 
+pub use commit::{CommitError, Refusal, commit};
 pub use machine::StateMachine;
 pub use object::ObjectExt;
+pub use ops::{delete, put, put_kind};
+pub use table::Table;
+pub use view::{ClusterView, read_networks, read_view};
 pub use watch::WatchHub;
 
 #[derive(Debug, thiserror::Error)]

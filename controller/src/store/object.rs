@@ -5,6 +5,8 @@ use berth_proto::store::Object;
 use berth_proto::store::object::Kind;
 use berth_proto::v1::PortProtocol;
 
+use super::Table;
+
 /// `tcp` or `udp`, as users write a published port's protocol.
 pub fn protocol_name(protocol: i32) -> &'static str {
     if protocol == PortProtocol::Udp as i32 {
@@ -14,11 +16,8 @@ pub fn protocol_name(protocol: i32) -> &'static str {
     }
 }
 
-/// The tables of the state machine.
-pub const TABLES: &[&str] = &["node", "service", "task", "network", "secret", "config"];
-
 pub trait ObjectExt {
-    fn table(&self) -> Option<&'static str>;
+    fn table(&self) -> Option<Table>;
     fn id(&self) -> &str;
     /// The user-facing unique name, for tables whose names are unique.
     fn unique_name(&self) -> Option<&str>;
@@ -32,14 +31,14 @@ pub trait ObjectExt {
 }
 
 impl ObjectExt for Object {
-    fn table(&self) -> Option<&'static str> {
+    fn table(&self) -> Option<Table> {
         Some(match self.kind.as_ref()? {
-            Kind::Node(_) => "node",
-            Kind::Service(_) => "service",
-            Kind::Task(_) => "task",
-            Kind::Network(_) => "network",
-            Kind::Secret(_) => "secret",
-            Kind::Config(_) => "config",
+            Kind::Node(_) => Table::Node,
+            Kind::Service(_) => Table::Service,
+            Kind::Task(_) => Table::Task,
+            Kind::Network(_) => Table::Network,
+            Kind::Secret(_) => Table::Secret,
+            Kind::Config(_) => Table::Config,
         })
     }
 

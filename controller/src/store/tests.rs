@@ -84,7 +84,7 @@ fn create_then_compare_and_set() {
         )
         .expect("apply");
     assert!(r.error.contains("version 2, not 1"), "{}", r.error);
-    let stored = sm.get("secret", "s1").expect("get").expect("present");
+    let stored = sm.get(Table::Secret, "s1").expect("get").expect("present");
     match stored.kind {
         Some(Kind::Secret(s)) => assert_eq!(s.data, b"2"),
         other => panic!("unexpected {other:?}"),
@@ -114,7 +114,7 @@ fn a_transaction_applies_all_or_nothing() {
         .expect("apply");
     assert!(!r.error.is_empty());
     assert!(
-        sm.get("secret", "s2").expect("get").is_none(),
+        sm.get(Table::Secret, "s2").expect("get").is_none(),
         "partial write"
     );
     assert_eq!(sm.revision().expect("rev"), 1);
@@ -161,9 +161,9 @@ fn names_are_unique_per_table_and_follow_renames_and_deletes() {
         1,
     )
     .expect("apply");
-    assert_eq!(sm.id_by_name("secret", "a").expect("name"), None);
+    assert_eq!(sm.id_by_name(Table::Secret, "a").expect("name"), None);
     assert_eq!(
-        sm.id_by_name("secret", "b").expect("name").as_deref(),
+        sm.id_by_name(Table::Secret, "b").expect("name").as_deref(),
         Some("s1")
     );
 
@@ -177,7 +177,7 @@ fn names_are_unique_per_table_and_follow_renames_and_deletes() {
     };
     let r = sm.apply_txn(&txn(vec![del]), 5, 1).expect("apply");
     assert!(r.error.is_empty(), "{}", r.error);
-    assert_eq!(sm.id_by_name("secret", "b").expect("name"), None);
+    assert_eq!(sm.id_by_name(Table::Secret, "b").expect("name"), None);
 }
 
 #[test]
@@ -228,10 +228,10 @@ fn a_snapshot_dump_restores_into_an_empty_machine() {
         )
         .expect("apply");
     other.restore(&dump, 7, 2, b"conf").expect("restore");
-    assert!(other.get("secret", "old").expect("get").is_none());
-    assert!(other.get("secret", "s1").expect("get").is_some());
+    assert!(other.get(Table::Secret, "old").expect("get").is_none());
+    assert!(other.get(Table::Secret, "s1").expect("get").is_some());
     assert_eq!(
-        other.id_by_name("secret", "a").expect("n").as_deref(),
+        other.id_by_name(Table::Secret, "a").expect("n").as_deref(),
         Some("s1")
     );
     assert_eq!(other.applied().expect("a").index, 7);
@@ -258,14 +258,14 @@ fn later_transactions_of_a_group_see_earlier_ones() {
     // The rename freed "a" within the group.
     assert_eq!(put_secret("s3", "a", Expect::Absent, 0), "");
     // Nothing is visible before the group is written.
-    assert!(sm.get("secret", "s1").expect("get").is_none());
+    assert!(sm.get(Table::Secret, "s1").expect("get").is_none());
     let (_, mut live) = sm.watch().subscribe(0).expect("subscribe");
     let events = sm.commit(group).expect("commit");
     sm.publish(events);
     assert_eq!(sm.applied().expect("applied").index, 6);
     assert_eq!(sm.revision().expect("rev"), 3);
     for (name, id) in [("a", "s3"), ("b", "s1")] {
-        let holder = sm.id_by_name("secret", name).expect("name");
+        let holder = sm.id_by_name(Table::Secret, name).expect("name");
         assert_eq!(holder.as_deref(), Some(id));
     }
     let revisions: Vec<u64> = std::iter::from_fn(|| live.try_recv().ok())

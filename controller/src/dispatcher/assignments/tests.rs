@@ -1,0 +1,266 @@
+//! The tracker, the published state and the per-session messages: what each
+//! node is told, computed once for all, and what one change wakes.
+
+use berth_proto::v1::{
+    Node, NodeStatus, Service, ServiceSpec, Task, TaskState, TaskStatus, WatchAction, WatchEvent,
+    session_message::Message, watch_event,
+};
+
+use super::*;
+use crate::dispatcher::messages::{complete, next};
+
+fn node(id: &str) -> Node {
+    Node {
+        id: id.into(),
+        status: NodeStatus::Ready as i32,
+        version: 1,
+        ..Default::default()
+    }
+}
+
+fn service(id: &str, name: &str) -> Service {
+    Service {
+        id: id.into(),
+        spec: Some(ServiceSpec {
+            name: name.into(),
+            ..Default::default()
+        }),
+        virtual_ips: [("berth".to_string(), "10.96.240.2/16".to_string())].into(),
+        ..Default::default()
+    }
+}
+
+fn task(id: &str, service: &str, node: &str, observed: TaskState) -> Task {
+    Task {
+        id: id.into(),
+        service_id: service.into(),
+        node_id: node.into(),
+        desired_state: TaskState::Running as i32,
+        spec_version: 1,
+        status: Some(TaskStatus {
+            state: observed as i32,
+            ..Default::default()
+        }),
+        addresses: [("berth".to_string(), format!("10.96.0.{}/24", id.len()))].into(),
+        ..Default::default()
+    }
+}
+
+fn event(revision: u64, object: watch_event::Object) -> WatchEvent {
+    WatchEvent {
+        revision,
+        action: WatchAction::Updated as i32,
+        object: Some(object),
+    }
+}
+
+/// Three nodes, one service with a task on n1 and one on n2.
+fn cluster() -> (Tracker, Published) {
+    let view = ClusterView {
+        nodes: vec![node("n1"), node("n2"), node("n3")],
+        services: vec![service("s1", "web")],
+        tasks: vec![
+            task("t1", "s1", "n1", TaskState::Running),
+            task("t2", "s1", "n2", TaskState::Assigned),
+        ],
+    };
+    let (tracker, dirty) = Tracker::new(10, view, vec![]);
+    let mut published = Published::default();
+    let wake = published.update(&tracker, dirty);
+    assert!(wake.shared);
+    (tracker, published)
+}
+
+fn apply(tracker: &mut Tracker, published: &mut Published, events: &[WatchEvent]) -> Wake {
+    let mut dirty = Dirty::default();
+    for e in events {
+        tracker.apply(e, &mut dirty);
+    }
+    published.update(tracker, dirty)
+}
+
+#[test]
+fn each_node_gets_its_own_tasks_and_everyone_the_shared_part() {
+    let (_, published) = cluster();
+    let (set, _) = complete(&published, "n1");
+    assert_eq!(set.tasks.len(), 1);
+    assert_eq!(set.tasks[0].id, "t1");
+    assert_eq!(set.nodes.len(), 3);
+    assert_eq!(set.endpoints.len(), 1);
+    let serving: Vec<&str> = set.endpoints[0]
+        .tasks
+        .iter()
+        .map(|t| t.task_id.as_str())
+        .collect();
+    assert_eq!(serving, ["t1"], "only running tasks serve");
+    let (set, _) = complete(&published, "n3");
+    assert!(set.tasks.is_empty());
+    assert_eq!(set.node_id, "n3");
+    assert_eq!(set.revision, 10);
+}
+
+#[test]
+fn a_status_report_wakes_no_one_unless_it_changes_an_endpoint() {
+    let (mut tracker, mut published) = cluster();
+    // t2 goes from ASSIGNED to STARTING: nothing any agent acts on.
+    let wake = apply(
+        &mut tracker,
+        &mut published,
+        &[event(
+            11,
+            watch_event::Object::Task(task("t2", "s1", "n2", TaskState::Starting)),
+        )],
+    );
+    assert_eq!(wake, Wake::default());
+    // RUNNING adds it to the service's endpoint: the shared part changed.
+    let wake = apply(
+        &mut tracker,
+        &mut published,
+        &[event(
+            12,
+            watch_event::Object::Task(task("t2", "s1", "n2", TaskState::Running)),
+        )],
+    );
+    assert!(wake.shared);
+    assert!(wake.nodes.is_empty(), "n2's own task set is unchanged");
+}
+
+#[test]
+fn a_new_task_wakes_only_its_node_and_the_delta_carries_only_it() {
+    let (mut tracker, mut published) = cluster();
+    let (_, mut sent_n1) = complete(&published, "n1");
+    let (_, mut sent_n3) = complete(&published, "n3");
+    let wake = apply(
+        &mut tracker,
+        &mut published,
+        &[event(
+            11,
+            watch_event::Object::Task(task("t3", "s1", "n3", TaskState::Assigned)),
+        )],
+    );
+    assert_eq!(wake.nodes, ["n3"]);
+    assert!(!wake.shared, "an assigned task serves nothing yet");
+    assert!(next(&published, "n1", &mut sent_n1).is_none());
+    let Some(Message::Delta(delta)) = next(&published, "n3", &mut sent_n3) else {
+        panic!("n3 gets a delta")
+    };
+    assert_eq!(delta.tasks.len(), 1);
+    assert_eq!(delta.tasks[0].id, "t3");
+    assert!(delta.nodes.is_empty() && delta.endpoints.is_empty());
+    assert!(next(&published, "n3", &mut sent_n3).is_none(), "sent once");
+}
+
+#[test]
+fn a_stopped_and_removed_task_leaves_its_node() {
+    let (mut tracker, mut published) = cluster();
+    let (_, mut sent) = complete(&published, "n1");
+    let mut stopping = task("t1", "s1", "n1", TaskState::Running);
+    stopping.desired_state = TaskState::Shutdown as i32;
+    apply(
+        &mut tracker,
+        &mut published,
+        &[event(11, watch_event::Object::Task(stopping.clone()))],
+    );
+    let Some(Message::Delta(delta)) = next(&published, "n1", &mut sent) else {
+        panic!("a desired-state change is sent")
+    };
+    assert_eq!(delta.tasks[0].desired_state, TaskState::Shutdown as i32);
+    assert_eq!(
+        delta.removed_endpoints.len() + delta.endpoints.len(),
+        1,
+        "the endpoint lost its task"
+    );
+    let mut removed = event(12, watch_event::Object::Task(stopping));
+    removed.action = WatchAction::Removed as i32;
+    let wake = apply(&mut tracker, &mut published, &[removed]);
+    assert_eq!(wake.nodes, ["n1"]);
+    let Some(Message::Delta(delta)) = next(&published, "n1", &mut sent) else {
+        panic!("the removal is sent")
+    };
+    assert_eq!(delta.removed_tasks, ["t1"]);
+}
+
+#[test]
+fn a_node_going_down_takes_its_tasks_out_of_endpoints() {
+    let (mut tracker, mut published) = cluster();
+    let (_, mut sent) = complete(&published, "n3");
+    let mut down = node("n1");
+    down.status = NodeStatus::Down as i32;
+    down.version = 2;
+    let wake = apply(
+        &mut tracker,
+        &mut published,
+        &[event(11, watch_event::Object::Node(down))],
+    );
+    assert!(wake.shared);
+    let Some(Message::Delta(delta)) = next(&published, "n3", &mut sent) else {
+        panic!("every node hears of it")
+    };
+    assert_eq!(delta.nodes.len(), 1);
+    assert_eq!(delta.endpoints.len(), 1);
+    assert!(delta.endpoints[0].tasks.is_empty());
+}
+
+#[test]
+fn deltas_applied_by_an_agent_equal_the_complete_set() {
+    let (mut tracker, mut published) = cluster();
+    let (mut held, mut sent) = complete(&published, "n2");
+    let mut events = Vec::new();
+    for (i, state) in [TaskState::Starting, TaskState::Running].iter().enumerate() {
+        events.push(event(
+            11 + i as u64,
+            watch_event::Object::Task(task("t2", "s1", "n2", *state)),
+        ));
+    }
+    events.push(event(
+        13,
+        watch_event::Object::Task(task("t9", "s1", "n2", TaskState::Assigned)),
+    ));
+    events.push(event(14, watch_event::Object::Node(node("n4"))));
+    for e in events {
+        apply(&mut tracker, &mut published, &[e]);
+        if let Some(Message::Delta(d)) = next(&published, "n2", &mut sent) {
+            berth_proto::assignments::apply(&mut held, d);
+        }
+    }
+    let (fresh, _) = complete(&published, "n2");
+    let ids = |tasks: &[Task]| tasks.iter().map(|t| t.id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&held.tasks), ids(&fresh.tasks));
+    assert_eq!(held.nodes, fresh.nodes);
+    assert_eq!(held.endpoints, fresh.endpoints);
+    assert_eq!(held.revision, fresh.revision);
+}
+
+#[test]
+fn a_session_too_far_behind_gets_the_complete_set_again() {
+    let (mut tracker, mut published) = cluster();
+    let (_, mut sent) = complete(&published, "n3");
+    for i in 0..(SHARED_LOG as u64 + 5) {
+        let mut n = node("n1");
+        n.version = 2 + i;
+        apply(
+            &mut tracker,
+            &mut published,
+            &[event(11 + i, watch_event::Object::Node(n))],
+        );
+    }
+    assert!(matches!(
+        next(&published, "n3", &mut sent),
+        Some(Message::Assignments(_))
+    ));
+    assert!(next(&published, "n3", &mut sent).is_none());
+}
+
+#[test]
+fn old_events_are_skipped() {
+    let (mut tracker, mut published) = cluster();
+    let wake = apply(
+        &mut tracker,
+        &mut published,
+        &[event(
+            10,
+            watch_event::Object::Task(task("t7", "s1", "n3", TaskState::Assigned)),
+        )],
+    );
+    assert_eq!(wake, Wake::default());
+}

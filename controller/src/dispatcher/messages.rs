@@ -1,0 +1,82 @@
+//! What one session sends: the complete set first, then deltas against what it
+//! sent before. The work is proportional to what changed for its node: the
+//! node's own tasks are compared key by key, the shared part comes from the
+//! published log.
+
+use std::collections::HashMap;
+
+use berth_proto::v1::{Assignments, AssignmentsDelta, session_message::Message};
+
+use super::assignments::{Published, TaskKey, task_key};
+
+/// What a session has told its agent so far.
+#[derive(Debug, Default)]
+pub struct Sent {
+    shared_seq: u64,
+    tasks: HashMap<String, TaskKey>,
+}
+
+/// The complete set for `node_id`, and the record of having sent it.
+pub fn complete(published: &Published, node_id: &str) -> (Assignments, Sent) {
+    let tasks: Vec<_> = published
+        .assigned
+        .get(node_id)
+        .map(|tasks| tasks.values().cloned().collect())
+        .unwrap_or_default();
+    let sent = Sent {
+        shared_seq: published.shared_seq,
+        tasks: tasks.iter().map(|t| (t.id.clone(), task_key(t))).collect(),
+    };
+    let mut endpoints: Vec<_> = published.endpoints.values().cloned().collect();
+    endpoints.sort_by(|a, b| a.service_name.cmp(&b.service_name));
+    let set = Assignments {
+        tasks,
+        networks: published.networks.values().cloned().collect(),
+        nodes: published.nodes.values().cloned().collect(),
+        revision: published.revision,
+        endpoints,
+        node_id: node_id.to_string(),
+    };
+    (set, sent)
+}
+
+/// The next message for `node_id`, or `None` when nothing it holds changed.
+pub fn next(published: &Published, node_id: &str, sent: &mut Sent) -> Option<Message> {
+    let Some(shared) = published.shared_since(sent.shared_seq) else {
+        // Too far behind for the log: start over with the complete set.
+        let (set, fresh) = complete(published, node_id);
+        *sent = fresh;
+        return Some(Message::Assignments(set));
+    };
+    let mut delta: AssignmentsDelta = shared.into_proto(published.revision);
+    sent.shared_seq = published.shared_seq;
+
+    let current = published.assigned.get(node_id);
+    if let Some(tasks) = current {
+        for (id, task) in tasks.iter() {
+            let key = task_key(task);
+            if sent.tasks.get(id) != Some(&key) {
+                sent.tasks.insert(id.clone(), key);
+                delta.tasks.push(task.clone());
+            }
+        }
+    }
+    sent.tasks.retain(|id, _| {
+        let kept = current.is_some_and(|tasks| tasks.contains_key(id));
+        if !kept {
+            delta.removed_tasks.push(id.clone());
+        }
+        kept
+    });
+    delta.removed_tasks.sort();
+
+    let empty = delta.tasks.is_empty()
+        && delta.removed_tasks.is_empty()
+        && delta.nodes.is_empty()
+        && delta.removed_nodes.is_empty()
+        && delta.networks.is_empty()
+        && delta.removed_networks.is_empty()
+        && delta.endpoints.is_empty()
+        && delta.removed_endpoints.is_empty();
+    (!empty).then_some(Message::Delta(delta))
+}

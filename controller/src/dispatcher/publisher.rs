@@ -1,0 +1,144 @@
+//! The one task that owns the dispatcher's view of the cluster while this
+//! member leads: it follows the store's watch stream, updates the published
+//! assignments once per burst of changes and wakes only the sessions concerned,
+//! and declares silent nodes down.
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tracing::{debug, info, warn};
+
+use super::Dispatcher;
+use super::assignments::{Dirty, Published, Tracker};
+use super::liveness;
+use crate::store::{read_networks, read_view};
+
+/// After the first change of a burst, wait this long for the rest of it.
+const SETTLE: Duration = Duration::from_millis(5);
+/// How often leadership and liveness are checked.
+const CHECK: Duration = Duration::from_millis(250);
+
+/// Runs forever: serves only while this member is the leader.
+pub async fn run(dispatcher: Dispatcher) {
+    loop {
+        if !dispatcher.raft.status().get().is_leader() {
+            tokio::time::sleep(CHECK).await;
+            continue;
+        }
+        // Apply everything earlier leaders committed before serving from it.
+        if let Err(err) = dispatcher.raft.read_barrier().await {
+            debug!(%err, "dispatcher read barrier failed; retrying");
+            tokio::time::sleep(CHECK).await;
+            continue;
+        }
+        info!("leading: the dispatcher serves agent sessions");
+        let leading_since = dispatcher.clock.instant();
+        serve(&dispatcher, leading_since).await;
+        // Sessions belong to a leadership: agents register with the next one.
+        dispatcher.sessions().clear();
+        *dispatcher.hub.write() = Published::default();
+        dispatcher.hub.leadership_changed();
+        info!("no longer the leader: agent sessions end");
+    }
+}
+
+/// Serves until leadership ends. A watch that falls behind (or breaks) is
+/// followed by a fresh read of the tables.
+async fn serve(dispatcher: &Dispatcher, leading_since: Instant) {
+    let sm = dispatcher.raft.state();
+    'rebuild: loop {
+        let mut live = match sm.watch().subscribe(0) {
+            Ok((_, live)) => live,
+            Err(err) => {
+                warn!(%err, "dispatcher cannot watch the store; retrying");
+                tokio::time::sleep(CHECK).await;
+                continue;
+            }
+        };
+        let read = sm
+            .revision()
+            .and_then(|revision| Ok((revision, read_view(sm)?, read_networks(sm)?)));
+        let (mut tracker, dirty) = match read {
+            Ok((revision, view, networks)) => Tracker::new(revision, view, networks),
+            Err(err) => {
+                warn!(%err, "dispatcher cannot read the store; retrying");
+                tokio::time::sleep(CHECK).await;
+                continue;
+            }
+        };
+        publish(dispatcher, &tracker, dirty);
+        dispatcher.hub.leadership_changed();
+        let mut check = tokio::time::interval(CHECK);
+        loop {
+            tokio::select! {
+                received = live.recv() => {
+                    let mut dirty = Dirty::default();
+                    match received {
+                        Ok(event) => tracker.apply(&event, &mut dirty),
+                        Err(RecvError::Lagged(missed)) => {
+                            debug!(missed, "dispatcher fell behind the store; reading it again");
+                            continue 'rebuild;
+                        }
+                        Err(RecvError::Closed) => continue 'rebuild,
+                    }
+                    // One update for the whole burst.
+                    tokio::time::sleep(SETTLE).await;
+                    loop {
+                        match live.try_recv() {
+                            Ok(event) => tracker.apply(&event, &mut dirty),
+                            Err(TryRecvError::Empty) => break,
+                            Err(TryRecvError::Lagged(_)) | Err(TryRecvError::Closed) => {
+                                continue 'rebuild;
+                            }
+                        }
+                    }
+                    publish(dispatcher, &tracker, dirty);
+                }
+                _ = check.tick() => {
+                    if !dispatcher.raft.status().get().is_leader() {
+                        return;
+                    }
+                    declare_down(dispatcher, &tracker, leading_since);
+                }
+            }
+        }
+    }
+}
+
+fn publish(dispatcher: &Dispatcher, tracker: &Tracker, dirty: Dirty) {
+    let wake = dispatcher.hub.write().update(tracker, dirty);
+    dispatcher.hub.wake(&wake);
+}
+
+/// Nodes without a sign of life for the down period go DOWN; their sessions
+/// end, so a node that comes back registers again and is READY through Raft.
+fn declare_down(dispatcher: &Dispatcher, tracker: &Tracker, leading_since: Instant) {
+    let down_after = dispatcher.settings.down_after;
+    let expired = {
+        let sessions = dispatcher.sessions();
+        liveness::expired(
+            tracker.nodes(),
+            &sessions,
+            leading_since,
+            dispatcher.clock.instant(),
+            down_after,
+        )
+    };
+    if expired.is_empty() {
+        return;
+    }
+    let mut ops = Vec::with_capacity(expired.len());
+    for (node_id, op) in expired {
+        info!(node = %node_id, "no heartbeat for {down_after:?}: node down");
+        dispatcher.sessions().close(&node_id);
+        dispatcher.hub.wake_node(&node_id);
+        ops.push(op);
+    }
+    let raft = dispatcher.raft.clone();
+    // The loop goes on; a refused write (the node changed) is retried next check.
+    tokio::spawn(async move {
+        if let Err(err) = crate::store::commit(&raft, ops).await {
+            warn!(%err, "marking nodes down failed; retrying");
+        }
+    });
+}

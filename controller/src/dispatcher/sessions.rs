@@ -1,0 +1,97 @@
+//! The agent sessions a leader has accepted: one per node, with the time of its
+//! last sign of life. Plain data; the caller passes the clock's reading.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub id: String,
+    pub last_heartbeat: Instant,
+}
+
+#[derive(Debug, Default)]
+pub struct Sessions {
+    by_node: HashMap<String, Session>,
+}
+
+impl Sessions {
+    /// A node's new session; replaces the one it had.
+    pub fn open(&mut self, node_id: &str, session_id: &str, now: Instant) {
+        self.by_node.insert(
+            node_id.to_string(),
+            Session {
+                id: session_id.to_string(),
+                last_heartbeat: now,
+            },
+        );
+    }
+
+    /// True when `session_id` is the node's current session.
+    pub fn is_current(&self, node_id: &str, session_id: &str) -> bool {
+        self.by_node
+            .get(node_id)
+            .is_some_and(|s| s.id == session_id)
+    }
+
+    /// Records a sign of life; false for a session that is not current.
+    pub fn touch(&mut self, node_id: &str, session_id: &str, now: Instant) -> bool {
+        match self.by_node.get_mut(node_id) {
+            Some(s) if s.id == session_id => {
+                s.last_heartbeat = now;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub fn last_heartbeat(&self, node_id: &str) -> Option<Instant> {
+        self.by_node.get(node_id).map(|s| s.last_heartbeat)
+    }
+
+    /// Ends a node's session: its next heartbeat is refused and it registers
+    /// again.
+    pub fn close(&mut self, node_id: &str) {
+        self.by_node.remove(node_id);
+    }
+
+    /// Sessions belong to a leadership: all end when it does.
+    pub fn clear(&mut self) {
+        self.by_node.clear();
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_node.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_node.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn only_the_current_session_of_a_node_is_touched() {
+        let t0 = Instant::now();
+        let mut sessions = Sessions::default();
+        sessions.open("n1", "s1", t0);
+        sessions.open("n1", "s2", t0);
+        assert!(
+            !sessions.is_current("n1", "s1"),
+            "a new session replaces the old"
+        );
+        assert!(!sessions.touch("n1", "s1", t0 + Duration::from_secs(1)));
+        assert!(sessions.touch("n1", "s2", t0 + Duration::from_secs(2)));
+        assert_eq!(
+            sessions.last_heartbeat("n1"),
+            Some(t0 + Duration::from_secs(2))
+        );
+        sessions.close("n1");
+        assert!(!sessions.touch("n1", "s2", t0));
+        assert!(sessions.is_empty());
+    }
+}

@@ -1,0 +1,128 @@
+//! One round of the leader's planning as a plain function of the cluster state:
+//! the orchestrator's operations, then the scheduler's on the state they leave,
+//! then the allocator's, merged into one operation per object.
+
+use std::collections::HashMap;
+
+use berth_proto::store::object::Kind;
+use berth_proto::store::{Op, op};
+use berth_proto::v1::{Network, Service, Task};
+
+use crate::allocator;
+use crate::orchestrator::orchestrate;
+use crate::scheduler::schedule;
+use crate::store::ClusterView;
+use crate::store::ops::{put_task, target};
+
+/// [`plan_round_with`] on a cluster without networks: tasks get no overlay
+/// addresses unless their spec names a network, which then does not exist.
+pub fn plan_round(view: &ClusterView, now_ms: i64, new_id: &mut dyn FnMut() -> String) -> Vec<Op> {
+    plan_round_with(view, &[], now_ms, new_id)
+}
+
+/// The orchestrator's operations, then the scheduler's on the state they leave,
+/// then the allocator's on the state those leave, merged into one operation per
+/// object (a task the orchestrator creates, the scheduler places and the
+/// allocator addresses is one create). A placement whose task gets no address
+/// is dropped: the task stays PENDING with the reason. Changed node block
+/// lists come first, so they tend to commit with or before their tasks.
+pub fn plan_round_with(
+    view: &ClusterView,
+    networks: &[Network],
+    now_ms: i64,
+    new_id: &mut dyn FnMut() -> String,
+) -> Vec<Op> {
+    let orchestrated = orchestrate(view, now_ms, new_id);
+    let tasks = apply_to_tasks(&view.tasks, &orchestrated);
+    let mut scheduled = schedule(&view.nodes, &tasks, now_ms);
+    let placed = apply_to_tasks(&tasks, &scheduled);
+    let services = latest_services(&view.services, &orchestrated);
+    let allocation = allocator::allocate(allocator::Input {
+        networks,
+        nodes: &view.nodes,
+        services: &services,
+        before: &tasks,
+        after: &placed,
+    });
+    if !allocation.unplace.is_empty() {
+        scheduled.retain(|o| put_task(o).is_none_or(|t| !allocation.unplace.contains(&t.id)));
+    }
+    merge(
+        allocation
+            .node_ops
+            .into_iter()
+            .chain(orchestrated)
+            .chain(scheduled)
+            .chain(allocation.ops),
+    )
+}
+
+/// Services as they will be once the orchestrator's puts apply.
+fn latest_services(services: &[Service], ops: &[Op]) -> Vec<Service> {
+    let mut out = services.to_vec();
+    for o in ops {
+        if let Some(op::Op::Put(p)) = &o.op
+            && let Some(Kind::Service(s)) = p.object.as_ref().and_then(|obj| obj.kind.as_ref())
+            && let Some(slot) = out.iter_mut().find(|old| old.id == s.id)
+        {
+            *slot = s.clone();
+        }
+    }
+    out
+}
+
+/// The task table as it will be once `ops` apply.
+fn apply_to_tasks(tasks: &[Task], ops: &[Op]) -> Vec<Task> {
+    let mut out = tasks.to_vec();
+    let mut index: HashMap<String, usize> = out
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.id.clone(), i))
+        .collect();
+    let mut gone = vec![false; out.len()];
+    for o in ops {
+        if let Some(task) = put_task(o) {
+            match index.get(&task.id) {
+                Some(&i) => out[i] = task.clone(),
+                None => {
+                    index.insert(task.id.clone(), out.len());
+                    out.push(task.clone());
+                    gone.push(false);
+                }
+            }
+        } else if let Some(op::Op::Delete(d)) = &o.op
+            && d.table == "task"
+            && let Some(&i) = index.get(&d.id)
+        {
+            gone[i] = true;
+        }
+    }
+    out.into_iter()
+        .zip(gone)
+        .filter(|(_, g)| !g)
+        .map(|(t, _)| t)
+        .collect()
+}
+
+/// One operation per object: a later put replaces an earlier one's object but
+/// keeps its precondition (the version that was read).
+pub(super) fn merge(ops: impl IntoIterator<Item = Op>) -> Vec<Op> {
+    let mut out: Vec<Op> = Vec::new();
+    let mut index: HashMap<(crate::store::Table, String), usize> = HashMap::new();
+    for o in ops {
+        let Some(key) = target(&o).map(|(table, id)| (table, id.to_string())) else {
+            continue;
+        };
+        match index.get(&key) {
+            Some(&i) => match (&mut out[i].op, o.op) {
+                (Some(op::Op::Put(first)), Some(op::Op::Put(later))) => first.object = later.object,
+                (slot, later) => *slot = later,
+            },
+            None => {
+                index.insert(key, out.len());
+                out.push(o);
+            }
+        }
+    }
+    out
+}
