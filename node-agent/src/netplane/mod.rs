@@ -1,5 +1,5 @@
 //! The agent's network plane: turns each assignment set into this host's overlay
-//! (bridges, VXLANs, routes — [`crate::network::Overlay`]) and puts tasks on it
+//! (bridges, VXLANs, routes — [`crate::dataplane::Overlay`]) and puts tasks on it
 //! (a namespace per task, a veth per network) for the supervisor.
 //!
 //! The session hands every assignment set to [`NetPlane::set`] before the
@@ -21,9 +21,9 @@ use futures_util::future::BoxFuture;
 use tokio::sync::{Mutex, watch};
 use tracing::{info, warn};
 
-use crate::network::lb::{self, LbPlan};
-use crate::network::names::veth_names;
-use crate::network::{LocalPlan, NetworkError, Overlay, RtNetlink, create_netns, remove_netns};
+use crate::dataplane::lb::{self, LbPlan};
+use crate::dataplane::names::veth_names;
+use crate::dataplane::{LocalPlan, NetworkError, Overlay, RtNetlink, create_netns, remove_netns};
 use crate::supervisor::{TaskNet, TaskNetwork, hostname_of};
 pub use view::{NetView, View};
 
