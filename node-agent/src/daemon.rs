@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status};
 use tracing::info;
 
 use crate::image::ImageStore;
-use crate::netplane::NetPlane;
+use crate::network::NetPlane;
 use crate::session::{self, SessionConfig, TaskRunner};
 use crate::supervisor::{LogStream, Supervisor, SupervisorConfig, SupervisorError};
 

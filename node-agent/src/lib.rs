@@ -4,6 +4,6 @@
 pub mod daemon;
 pub mod dataplane;
 pub mod image;
-pub mod netplane;
+pub mod network;
 pub mod session;
 pub mod supervisor;
