@@ -154,10 +154,16 @@ impl NetPlane {
         Ok(())
     }
 
-    /// Keeps the kernel in line with the assignments: at once on every change,
-    /// and every `period` in full. Runs until the plane is dropped.
+    /// The agent's one resync loop: keeps the kernel (overlay, DNS servers,
+    /// load balancer) in line with the assignments, at once on every change and
+    /// in full at the start and every `period` (repairing what someone else
+    /// changed, sweeping veths of gone namespaces). A failed pass is logged and
+    /// retried at the next change or period. Holds the plane weakly: ends when
+    /// the plane is dropped.
     pub async fn run(self: Arc<Self>, period: Duration) {
         let mut changes = self.view.subscribe();
+        let plane = Arc::downgrade(&self);
+        drop(self);
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -170,7 +176,10 @@ impl NetPlane {
                 }
                 _ = tick.tick() => true,
             };
-            if let Err(error) = self.apply(force).await {
+            let Some(plane) = plane.upgrade() else {
+                return;
+            };
+            if let Err(error) = plane.apply(force).await {
                 warn!(%error, "network reconcile failed; retrying at the next change or period");
             }
         }
