@@ -16,7 +16,7 @@ use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
-use berth_agent::dataplane::lb::{self, LbPlan, Protocol, PublishedRule, VipRule};
+use berth_agent::dataplane::lb::{self, LbPlan, LoadBalancer, Protocol, PublishedRule, VipRule};
 use berth_agent::dataplane::{AttachRequest, Ipv4Cidr, LocalPlan, NetworkPlan, RemoteNode};
 use berth_testhost::TestNet;
 use berth_testhost::netruntime::run;
@@ -119,10 +119,9 @@ impl Cluster {
 
     fn apply(&self, i: usize, plan: &LbPlan) -> Result<bool> {
         let plan = plan.clone();
-        Ok(run(
-            &self.agents[i].rt,
-            async move { lb::apply(&plan).await },
-        )?)
+        Ok(run(&self.agents[i].rt, async move {
+            LoadBalancer::system()?.apply(&plan).await
+        })?)
     }
 
     fn apply_all(&self, plan: &LbPlan) -> Result<()> {
@@ -134,7 +133,9 @@ impl Cluster {
 
     fn remove_all(&self) -> Result<()> {
         for i in OVERLAY {
-            run(&self.agents[i].rt, async { lb::remove().await })?;
+            run(&self.agents[i].rt, async {
+                LoadBalancer::system()?.remove().await
+            })?;
             let ruleset = sh(self.net.host(i), "nft", &["list", "ruleset"])?;
             ensure!(
                 !ruleset.contains("berth"),
@@ -252,10 +253,9 @@ fn lb_vip(bridge_nf: bool) -> Result<()> {
     );
     for i in OVERLAY {
         let gone = gone.clone();
-        run(
-            &c.agents[i].rt,
-            async move { lb::forget_udp_flows(gone).await },
-        )?;
+        run(&c.agents[i].rt, async move {
+            LoadBalancer::system()?.forget_udp_flows(gone).await
+        })?;
     }
     let next = ask(&sock)?;
     ensure!(

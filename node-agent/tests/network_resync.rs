@@ -1,27 +1,32 @@
-//! The overlay's reconcile loop on a test host: it follows plan changes, repairs
-//! what someone removed by hand at the next period, and ends with its sender.
+//! The network service's resync loop on a test host: it follows assignment
+//! changes, repairs what someone removed by hand at the next period, and ends
+//! when its plane is dropped.
 
 #[path = "support/network.rs"]
 mod network;
 
 use std::time::Duration;
 
-use anyhow::Result;
-use berth_agent::dataplane::LocalPlan;
+use anyhow::{Context, Result, ensure};
+use berth_agent::network::{NetPlane, View};
+use berth_proto::v1::Assignments;
+use berth_testhost::netruntime::run;
 use berth_testhost::{TestNet, wait_until};
-use network::{Agent, plan_for, sh};
-use tokio::sync::watch;
+use network::{assignments_for, plan_for, sh};
 
 #[test]
-fn the_loop_follows_the_plan_repairs_drift_and_stops_with_its_sender() -> Result<()> {
+fn the_loop_follows_the_plan_repairs_drift_and_stops_with_its_plane() -> Result<()> {
     let net = TestNet::new("overlay_resync", 2)?;
-    let agent = Agent::start(net.host(0))?;
-    let (tx, rx) = watch::channel(plan_for(&net, 0, &[0]));
-    let overlay = agent.overlay.clone();
-    let task = agent
-        .rt
-        .spawn(async move { overlay.run(rx, Duration::from_millis(200)).await });
     let h1 = net.host(0);
+    let rt = h1.runtime()?;
+    let netns_dir = tempfile::tempdir()?;
+    let dir = netns_dir.path().to_path_buf();
+    // Made on one of the host's threads: its netlink socket is in h1's netns.
+    let plane = run(&rt, async move { NetPlane::new(dir) }).context("the network plane")?;
+    let alone = assignments_for(&net, 0, &[0]);
+    ensure!(View::from_assignments(&alone).plan == plan_for(&net, 0, &[0]));
+    plane.set(&alone);
+    let task = rt.spawn(plane.clone().run(Duration::from_millis(200)));
     let routes = || sh(h1, "ip", &["route", "show", "proto", "213"]);
     wait_until("the bridge", Duration::from_secs(5), || {
         sh(h1, "ip", &["-o", "link"])
@@ -31,7 +36,9 @@ fn the_loop_follows_the_plan_repairs_drift_and_stops_with_its_sender() -> Result
     assert_eq!(routes()?, "");
 
     // h2 joins: its route appears on the change.
-    tx.send(plan_for(&net, 0, &[0, 1]))?;
+    let both = assignments_for(&net, 0, &[0, 1]);
+    ensure!(View::from_assignments(&both).plan == plan_for(&net, 0, &[0, 1]));
+    plane.set(&both);
     wait_until("h2's route", Duration::from_secs(5), || {
         routes().ok().filter(|r| r.contains("10.20.2.0/24"))
     })?;
@@ -59,15 +66,16 @@ fn the_loop_follows_the_plan_repairs_drift_and_stops_with_its_sender() -> Result
     })?;
 
     // The plan empties: everything of berth's goes; then the loop ends.
-    tx.send(LocalPlan::default())?;
+    plane.set(&Assignments {
+        node_id: both.node_id.clone(),
+        ..Default::default()
+    });
     wait_until("the devices gone", Duration::from_secs(5), || {
         sh(h1, "ip", &["-o", "link"])
             .ok()
             .filter(|l| !l.contains("bb-4097") && !l.contains("bv-4097"))
     })?;
-    drop(tx);
-    agent
-        .rt
-        .block_on(async { tokio::time::timeout(Duration::from_secs(5), task).await })??;
+    drop(plane);
+    rt.block_on(async { tokio::time::timeout(Duration::from_secs(5), task).await })??;
     Ok(())
 }

@@ -8,18 +8,24 @@ use crate::v1::{Assignments, AssignmentsDelta, Endpoint, Network, Node, Task};
 /// (tasks, networks and nodes by id, endpoints by service name).
 pub fn apply(set: &mut Assignments, delta: AssignmentsDelta) {
     set.revision = delta.revision.max(set.revision);
-    merge(&mut set.tasks, delta.tasks, &delta.removed_tasks, |t: &Task| {
-        t.id.clone()
-    });
+    merge(
+        &mut set.tasks,
+        delta.tasks,
+        &delta.removed_tasks,
+        |t: &Task| t.id.clone(),
+    );
     merge(
         &mut set.networks,
         delta.networks,
         &delta.removed_networks,
         |n: &Network| n.id.clone(),
     );
-    merge(&mut set.nodes, delta.nodes, &delta.removed_nodes, |n: &Node| {
-        n.id.clone()
-    });
+    merge(
+        &mut set.nodes,
+        delta.nodes,
+        &delta.removed_nodes,
+        |n: &Node| n.id.clone(),
+    );
     merge(
         &mut set.endpoints,
         delta.endpoints,

@@ -22,6 +22,16 @@ pub enum NetworkError {
     /// `nft` failed: what berth asked for and what nft said.
     #[error("nft {what}: {message}")]
     Nft { what: String, message: String },
+    /// `conntrack` failed: what berth asked for and what it said.
+    #[error("conntrack {what}: {message}")]
+    Conntrack { what: String, message: String },
+    /// The load balancer could not do `what` (which plan, which backend).
+    #[error("load balancer: {what}: {source}")]
+    LoadBalancer {
+        what: String,
+        #[source]
+        source: Box<NetworkError>,
+    },
 }
 
 impl NetworkError {
@@ -35,6 +45,16 @@ impl NetworkError {
     pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> NetworkError {
         let what = what.into();
         move |source| NetworkError::Io { what, source }
+    }
+
+    pub(crate) fn load_balancer(
+        what: impl Into<String>,
+    ) -> impl FnOnce(NetworkError) -> NetworkError {
+        let what = what.into();
+        move |source| NetworkError::LoadBalancer {
+            what,
+            source: Box::new(source),
+        }
     }
 
     /// A delete that found its object already gone has done its job.

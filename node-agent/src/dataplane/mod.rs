@@ -11,9 +11,10 @@
 //!
 //! [`Overlay::reconcile`] computes all of that from a [`LocalPlan`], diffs it
 //! against a kernel dump and applies the difference with replace semantics,
-//! touching only what berth owns (see [`names`]). It is meant to run on every
-//! change of the plan and periodically; a restarted agent's first reconcile
-//! re-creates what is missing and removes what is stale.
+//! touching only what berth owns (see [`names`]). The agent's network service
+//! (`crate::network`, its one resync loop) runs it on every change of the plan
+//! and periodically; a restarted agent's first reconcile re-creates what is
+//! missing and removes what is stale.
 
 mod attach;
 pub mod dns;
@@ -26,7 +27,6 @@ pub mod names;
 pub mod netlink;
 pub mod plan;
 mod reconcile;
-mod resync;
 
 pub use attach::{AttachRequest, create_netns, remove_netns};
 pub use error::NetworkError;

@@ -21,7 +21,7 @@ use futures_util::future::BoxFuture;
 use tokio::sync::{Mutex, watch};
 use tracing::{info, warn};
 
-use crate::dataplane::lb::{self, LbPlan};
+use crate::dataplane::lb::{LoadBalancer, SystemFirewall};
 use crate::dataplane::names::veth_names;
 use crate::dataplane::{LocalPlan, NetworkError, Overlay, RtNetlink, create_netns, remove_netns};
 use crate::supervisor::{TaskNet, TaskNetwork, hostname_of};
@@ -39,9 +39,7 @@ pub struct NetPlane {
     /// The plan last reconciled into the kernel (`None`: not yet this run).
     applied: Mutex<Option<LocalPlan>>,
     dns: dns::DnsPlane,
-    /// The load-balancer plan last applied (`None`: not yet this run). Its
-    /// backends' UDP flows are forgotten when they leave it.
-    balanced: Mutex<Option<LbPlan>>,
+    balancer: LoadBalancer<SystemFirewall, RtNetlink>,
 }
 
 impl NetPlane {
@@ -49,14 +47,15 @@ impl NetPlane {
     /// inside a tokio runtime.
     pub fn new(netns_dir: PathBuf) -> Result<Arc<NetPlane>, NetworkError> {
         let (view, _) = watch::channel(Arc::new(View::default()));
+        let netlink = RtNetlink::new()?;
         Ok(Arc::new(NetPlane {
-            overlay: Overlay::new(RtNetlink::new()?),
+            balancer: LoadBalancer::new(SystemFirewall, netlink.clone()),
+            overlay: Overlay::new(netlink),
             netns_dir,
             view,
             assigned: AtomicBool::new(false),
             applied: Mutex::new(None),
             dns: dns::DnsPlane::new(),
-            balanced: Mutex::new(None),
         }))
     }
 
@@ -94,7 +93,7 @@ impl NetPlane {
         // A failure here is logged and retried at the next change or period:
         // it must not keep tasks from starting on a working overlay.
         self.sync_dns(&view).await;
-        if let Err(error) = self.balance(&view, force).await {
+        if let Err(error) = self.balancer.balance(&view.lb_plan(), force).await {
             warn!(%error, "load balancer not in line with the assignments");
         }
         Ok(view)
@@ -128,36 +127,16 @@ impl NetPlane {
         Ok(view)
     }
 
-    /// The nft load balancer for the view (no table at all when it has nothing).
-    /// Skipped when the plan is the one applied last, unless `force`: checking
-    /// the kernel means running `nft`, a process per task start otherwise.
-    async fn balance(&self, view: &View, force: bool) -> Result<(), NetworkError> {
-        let balancer = view.lb_plan();
-        let mut balanced = self.balanced.lock().await;
-        if !force && balanced.as_ref() == Some(&balancer) {
-            return Ok(());
-        }
-        if balancer == LbPlan::default() {
-            lb::remove().await?;
-        } else if lb::apply(&balancer).await? {
-            info!(
-                vips = balancer.vips.len(),
-                published = balancer.published.len(),
-                "load balancer updated"
-            );
-        }
-        let gone = lb::removed_backends(balanced.as_ref().unwrap_or(&LbPlan::default()), &balancer);
-        if !gone.is_empty() {
-            lb::forget_udp_flows(gone).await?;
-        }
-        *balanced = Some(balancer);
-        Ok(())
-    }
-
-    /// Keeps the kernel in line with the assignments: at once on every change,
-    /// and every `period` in full. Runs until the plane is dropped.
+    /// The agent's one resync loop: keeps the kernel (overlay, DNS servers,
+    /// load balancer) in line with the assignments, at once on every change and
+    /// in full at the start and every `period` (repairing what someone else
+    /// changed, sweeping veths of gone namespaces). A failed pass is logged and
+    /// retried at the next change or period. Holds the plane weakly: ends when
+    /// the plane is dropped.
     pub async fn run(self: Arc<Self>, period: Duration) {
         let mut changes = self.view.subscribe();
+        let plane = Arc::downgrade(&self);
+        drop(self);
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -170,7 +149,10 @@ impl NetPlane {
                 }
                 _ = tick.tick() => true,
             };
-            if let Err(error) = self.apply(force).await {
+            let Some(plane) = plane.upgrade() else {
+                return;
+            };
+            if let Err(error) = plane.apply(force).await {
                 warn!(%error, "network reconcile failed; retrying at the next change or period");
             }
         }

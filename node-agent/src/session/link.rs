@@ -7,13 +7,13 @@ use std::time::Duration;
 use berth_proto::v1::dispatcher_client::DispatcherClient;
 use berth_proto::v1::{
     HeartbeatRequest, RegisterRequest, SessionRequest, TaskStatusUpdate, UpdateTaskStatusRequest,
-    session_message,
 };
 use tokio::sync::mpsc;
 use tonic::transport::{Channel, Endpoint};
 use tracing::{debug, info};
 
 use super::identity::{NodeIdentity, detect_resources};
+use super::inbox::next_set;
 use super::{SessionConfig, SessionError, TaskRunner};
 
 fn refused(address: &str, status: tonic::Status) -> SessionError {
@@ -129,33 +129,9 @@ pub async fn session(
                         why: "the session stream ended".into(),
                     });
                 };
-                match message.message {
-                    Some(session_message::Message::Assignments(assignments)) => {
-                        debug!(tasks = assignments.tasks.len(), revision = assignments.revision, "assignments");
-                        held = Some(assignments.clone());
-                        runner.reconcile(assignments);
-                    }
-                    Some(session_message::Message::Delta(delta)) => {
-                        let Some(set) = held.as_mut() else {
-                            return Err(SessionError::Unreachable {
-                                address: address.to_string(),
-                                why: "the controller sent changes before a complete assignment set".into(),
-                            });
-                        };
-                        debug!(revision = delta.revision, changed_tasks = delta.tasks.len(), "assignment changes");
-                        berth_proto::assignments::apply(set, delta);
-                        runner.reconcile(set.clone());
-                    }
-                    Some(session_message::Message::NotLeader(not_leader)) => {
-                        if not_leader.leader_address.is_empty() {
-                            return Err(SessionError::Unreachable {
-                                address: address.to_string(),
-                                why: "the controller lost leadership".into(),
-                            });
-                        }
-                        return Err(SessionError::Redirect { hint: not_leader.leader_address });
-                    }
-                    None => {}
+                if let Some(set) = next_set(message, &mut held, address)? {
+                    debug!(tasks = set.tasks.len(), revision = set.revision, "assignments");
+                    runner.reconcile(set);
                 }
             }
             update = updates.recv() => {

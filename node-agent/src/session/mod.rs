@@ -5,8 +5,15 @@
 //! Losing the controllers never stops containers: the runner keeps what it runs
 //! until a new assignment set says otherwise.
 
+#[cfg(test)]
+mod fake_dispatcher;
+#[cfg(test)]
+mod fake_runner;
 mod identity;
+mod inbox;
 mod link;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -19,7 +26,8 @@ use tracing::{info, warn};
 
 pub use identity::{NodeIdentity, detect_resources};
 
-/// What the session drives: the supervisor in production.
+/// What the session drives: in production the network service and the
+/// supervisor (see `daemon.rs`); a fake in the session's tests.
 pub trait TaskRunner: Send + Sync + 'static {
     /// The node's complete assignment set: its tasks, the networks and nodes
     /// of the overlay, the service endpoints (idempotent).

@@ -18,6 +18,7 @@ use berth_agent::dataplane::{
     AttachRequest, Ipv4Cidr, LocalPlan, Netlink, NetworkError, NetworkPlan, Overlay, RemoteNode,
     RtNetlink,
 };
+use berth_proto::v1::{Assignments, Network, Node};
 use berth_testhost::netruntime::run;
 use berth_testhost::{Host, TestNet};
 use nix::sched::{CloneFlags, setns, unshare};
@@ -207,6 +208,29 @@ pub fn plan_for(net: &TestNet, i: usize, members: &[usize]) -> LocalPlan {
                 })
                 .collect(),
         }],
+    }
+}
+
+/// The assignment set from which host `i`'s network service computes
+/// [`plan_for`]`(net, i, members)`: the test network with every member's
+/// block (node ids `h1`, `h2`, ...).
+pub fn assignments_for(net: &TestNet, i: usize, members: &[usize]) -> Assignments {
+    let node = |j: usize| Node {
+        id: format!("h{}", j + 1),
+        address: net.host(j).address().to_string(),
+        network_blocks: [("web".to_string(), block(j).to_string())].into(),
+        ..Default::default()
+    };
+    Assignments {
+        node_id: node(i).id,
+        networks: vec![Network {
+            name: "web".into(),
+            subnet: "10.20.0.0/16".into(),
+            vxlan_id: VNI,
+            ..Default::default()
+        }],
+        nodes: members.iter().map(|&j| node(j)).collect(),
+        ..Default::default()
     }
 }
 

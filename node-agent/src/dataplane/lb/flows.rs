@@ -33,7 +33,7 @@ pub fn removed_backends(before: &LbPlan, after: &LbPlan) -> Vec<Ipv4Addr> {
 
 /// Deletes the UDP conntrack entries whose replies come from `backend` (the
 /// `conntrack` tool; it exits 1 when there was nothing to delete).
-pub fn forget_udp_flows(backend: Ipv4Addr) -> Result<(), NetworkError> {
+pub(super) fn delete_udp_flows(backend: Ipv4Addr) -> Result<(), NetworkError> {
     let ip = backend.to_string();
     let out = Command::new("conntrack")
         .args(["-D", "-p", "udp", "--reply-src", &ip])
@@ -43,8 +43,8 @@ pub fn forget_udp_flows(backend: Ipv4Addr) -> Result<(), NetworkError> {
         ))?;
     match out.status.code() {
         Some(0) | Some(1) => Ok(()),
-        _ => Err(NetworkError::Nft {
-            what: format!("conntrack -D -p udp --reply-src {ip}"),
+        _ => Err(NetworkError::Conntrack {
+            what: format!("-D -p udp --reply-src {ip}"),
             message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
         }),
     }

@@ -10,15 +10,17 @@ use std::net::Ipv4Addr;
 
 use crate::dataplane::error::NetworkError;
 use crate::dataplane::names::bridge_name;
-use crate::dataplane::netlink::{Netlink, RtNetlink};
+use crate::dataplane::netlink::Netlink;
 
 /// VNI -> the lowest address on `bb-<vni>`; networks whose bridge is missing or
 /// has no address yet are left out (their traffic is masqueraded instead).
-pub(super) async fn local_gateways(vnis: &[u32]) -> Result<BTreeMap<u32, Ipv4Addr>, NetworkError> {
+pub(super) async fn local_gateways(
+    nl: &impl Netlink,
+    vnis: &[u32],
+) -> Result<BTreeMap<u32, Ipv4Addr>, NetworkError> {
     if vnis.is_empty() {
         return Ok(BTreeMap::new());
     }
-    let nl = RtNetlink::new()?;
     let links = nl.links().await?;
     let addresses = nl.addresses().await?;
     let mut gateways = BTreeMap::new();

@@ -27,25 +27,32 @@
 //!   from outside berth's devices unless they were DNATed by a published port.
 //!   Traffic that enters and leaves outside berth's devices is never looked at.
 //!
-//! [`apply`] renders the plan (see [`ruleset`]), reads the table back and, when
+//! [`LoadBalancer::apply`] renders the plan (see [`ruleset`]), reads the table
+//! back through a [`Firewall`] (nft and conntrack, faked in unit tests) and, when
 //! it differs, replaces the whole table in one nft transaction (delete and
 //! re-add: the kernel commits it atomically, so there is no moment without
 //! rules). Existing connections keep their NAT bindings (they live in conntrack,
 //! not in the rules).
 
+mod balancer;
 mod builder;
 mod expr;
+#[cfg(test)]
+mod fake;
+mod firewall;
 mod flows;
 mod gateways;
 mod nft;
 mod normalise;
 pub mod ruleset;
+#[cfg(test)]
+mod tests;
 
+pub use balancer::LoadBalancer;
+pub use firewall::{Firewall, SystemFirewall};
 pub use flows::removed_backends;
 
 use std::net::Ipv4Addr;
-
-use super::error::NetworkError;
 
 /// Everything the load balancer of this host should do.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -100,43 +107,4 @@ pub struct PublishedRule {
     /// this host's tasks (the caller decides; a host-mode rule is only present on
     /// hosts that run a task).
     pub backends: Vec<Ipv4Addr>,
-}
-
-/// Makes the kernel's `ip berth` table (berth owns exactly this table, nothing
-/// else) match `plan` in ONE nft transaction (table flushed and refilled
-/// atomically: no moment without rules); returns false without writing when the
-/// kernel already has exactly it (compared against a read-back).
-pub async fn apply(plan: &LbPlan) -> Result<bool, NetworkError> {
-    let gateways = gateways::local_gateways(&plan.networks).await?;
-    let wanted = ruleset::render(plan, &gateways)?;
-    blocking(move || {
-        if nft::read_table()? == Some(ruleset::comparable(&wanted)?) {
-            return Ok(false);
-        }
-        nft::replace_table(&wanted)?;
-        Ok(true)
-    })
-    .await
-}
-
-/// Deletes the UDP flows conntrack still steers to `backends` (ones that left
-/// the plan), so their clients are balanced afresh.
-pub async fn forget_udp_flows(backends: Vec<Ipv4Addr>) -> Result<(), NetworkError> {
-    blocking(move || backends.into_iter().try_for_each(flows::forget_udp_flows)).await
-}
-
-/// Deletes the `ip berth` table if present (nothing of ours left).
-pub async fn remove() -> Result<(), NetworkError> {
-    blocking(nft::delete_table).await
-}
-
-/// Runs `nft` work on a blocking thread: it spawns and waits for a process. The
-/// thread is one of the runtime's, so it is in the same network namespace as
-/// the caller's runtime (tests rely on this).
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, NetworkError> + Send + 'static,
-) -> Result<T, NetworkError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| NetworkError::Kernel(format!("nft worker thread failed: {e}")))?
 }
