@@ -1,4 +1,4 @@
-//! What the node loop receives: peer messages, proposals, reads, membership
+//! What the member loop receives: peer messages, proposals, reads, membership
 //! changes and transport reports. Requests carry a oneshot for the answer.
 
 use berth_proto::store::{MemberChange, Txn, TxnResult};
@@ -49,4 +49,7 @@ pub enum Msg {
     Snapshot(u64, SnapshotStatus),
     /// The leader says this member is no longer in the cluster.
     Removed,
+    /// Ends the member loop after what came before it (a test stopping a
+    /// member; the process ends with its loop otherwise).
+    Stop,
 }
