@@ -1,5 +1,5 @@
 //! What the member loop receives: peer messages, proposals, reads, membership
-//! changes and transport reports. Requests carry a oneshot for the answer.
+//! changes, transport reports and the order to stop. Requests carry a oneshot for the answer.
 
 use berth_proto::store::{MemberChange, Txn, TxnResult};
 use raft::SnapshotStatus;
@@ -49,7 +49,8 @@ pub enum Msg {
     Snapshot(u64, SnapshotStatus),
     /// The leader says this member is no longer in the cluster.
     Removed,
-    /// Ends the member loop after what came before it (a test stopping a
-    /// member; the process ends with its loop otherwise).
+    /// Ends the member loop where it is (nothing it has not persisted was
+    /// acknowledged): a test stopping a member; a controller process simply
+    /// ends with its loop.
     Stop,
 }

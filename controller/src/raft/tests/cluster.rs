@@ -177,17 +177,26 @@ impl TestCluster {
         let mut book = self.status(leader).addresses;
         book.insert(id, address(id));
         self.create(id, &book, &[]);
-        self.handle(leader)
-            .change_membership(Membership::AddLearner(MemberChange {
-                id,
-                address: address(id),
-            }))
-            .await
+        let learner = MemberChange {
+            id,
+            address: address(id),
+        };
+        self.change(leader, Membership::AddLearner(learner)).await
     }
 
     pub fn running(&self) -> Vec<u64> {
         let running = self.members.iter().filter(|(_, m)| m.running.is_some());
         running.map(|(id, _)| *id).collect()
+    }
+
+    /// The running members other than `id`.
+    pub fn except(&self, id: u64) -> Vec<u64> {
+        self.running().into_iter().filter(|m| *m != id).collect()
+    }
+
+    /// Proposes a membership change through member `via` (the leader).
+    pub async fn change(&self, via: u64, change: Membership) -> Result<(), ProposeError> {
+        self.handle(via).change_membership(change).await
     }
 
     pub fn handle(&self, id: u64) -> &RaftHandle {

@@ -23,7 +23,7 @@ async fn a_joining_learner_catches_up_by_snapshot_and_is_promoted() {
     // It votes: with one of the first three cut off, 3 of the 4 voters commit
     // only with member 4.
     let cut = (1..=3).find(|id| *id != leader).expect("a follower");
-    let rest: Vec<u64> = [1, 2, 3, 4].into_iter().filter(|id| *id != cut).collect();
+    let rest = cluster.except(cut);
     cluster.net.isolate(cut, &rest);
     cluster.write(leader, "needs-member-4").await;
     cluster.wait_applied(&rest, "needs-member-4").await;
@@ -43,8 +43,7 @@ async fn a_learner_that_has_not_caught_up_is_promoted_on_request() {
     })
     .await;
     cluster
-        .handle(leader)
-        .change_membership(Membership::Promote(4))
+        .change(leader, Membership::Promote(4))
         .await
         .expect("promote");
     wait_until("member 4 is a voter", || is_voter(cluster.role(leader, 4))).await;
@@ -63,12 +62,11 @@ async fn a_learner_that_has_not_caught_up_is_promoted_on_request() {
 async fn a_removed_member_knows_it_and_the_rest_keep_committing() {
     let mut cluster = TestCluster::new(3, fast_settings());
     let leader = cluster.leader().await;
-    let gone = (1..=3).find(|id| *id != leader).expect("a follower");
-    let rest: Vec<u64> = (1..=3).filter(|id| *id != gone).collect();
+    let gone = cluster.except(leader)[0];
+    let rest = cluster.except(gone);
 
     cluster
-        .handle(leader)
-        .change_membership(Membership::Remove(gone))
+        .change(leader, Membership::Remove(gone))
         .await
         .expect("remove");
     wait_until("the leader's member list drops it", || {
@@ -87,15 +85,14 @@ async fn a_removed_member_knows_it_and_the_rest_keep_committing() {
 async fn a_member_removed_while_deaf_is_told_by_the_leader() {
     let cluster = TestCluster::new(3, fast_settings());
     let leader = cluster.leader().await;
-    let gone = (1..=3).find(|id| *id != leader).expect("a follower");
-    let rest: Vec<u64> = (1..=3).filter(|id| *id != gone).collect();
+    let gone = cluster.except(leader)[0];
+    let rest = cluster.except(gone);
     // It hears nothing, so it never learns that its removal committed...
     for id in &rest {
         cluster.net.cut_one_way(*id, gone);
     }
     cluster
-        .handle(leader)
-        .change_membership(Membership::Remove(gone))
+        .change(leader, Membership::Remove(gone))
         .await
         .expect("remove");
     // ...until it campaigns and the leader, which no longer knows it, says so.
@@ -112,8 +109,7 @@ async fn a_removed_leader_hands_over_once_it_stops() {
     let mut cluster = TestCluster::new(3, fast_settings());
     let old = cluster.leader().await;
     cluster
-        .handle(old)
-        .change_membership(Membership::Remove(old))
+        .change(old, Membership::Remove(old))
         .await
         .expect("remove the leader");
     wait_until("the old leader knows it was removed", || {

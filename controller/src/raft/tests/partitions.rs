@@ -9,17 +9,9 @@ async fn a_partitioned_minority_cannot_commit_and_catches_up_after_healing() {
     let old = cluster.leader().await;
     let all = cluster.running();
     // The leader and one follower end up on the minority side.
-    let minority: Vec<u64> = all
-        .iter()
-        .copied()
-        .filter(|id| *id == old)
-        .chain(all.iter().copied().filter(|id| *id != old).take(1))
-        .collect();
-    let majority: Vec<u64> = all
-        .iter()
-        .copied()
-        .filter(|id| !minority.contains(id))
-        .collect();
+    let followers = cluster.except(old);
+    let minority = vec![old, followers[0]];
+    let majority = followers[1..].to_vec();
     cluster.net.partition(&minority, &majority);
 
     // The old leader takes a write it can replicate to one follower only.
@@ -68,11 +60,7 @@ async fn a_partitioned_minority_cannot_commit_and_catches_up_after_healing() {
 async fn writes_commit_with_two_of_five_members_stopped() {
     let mut cluster = TestCluster::new(5, fast_settings());
     let leader = cluster.leader().await;
-    let followers: Vec<u64> = cluster
-        .running()
-        .into_iter()
-        .filter(|id| *id != leader)
-        .collect();
+    let followers: Vec<u64> = cluster.except(leader);
     cluster.stop(followers[0]).await;
     cluster.stop(followers[1]).await;
 

@@ -14,16 +14,8 @@ async fn a_lagging_follower_catches_up_by_snapshot() {
     };
     let cluster = TestCluster::new(3, settings);
     let leader = cluster.leader().await;
-    let laggard = cluster
-        .running()
-        .into_iter()
-        .find(|id| *id != leader)
-        .expect("a follower");
-    let others: Vec<u64> = cluster
-        .running()
-        .into_iter()
-        .filter(|id| *id != laggard)
-        .collect();
+    let laggard = cluster.except(leader)[0];
+    let others: Vec<u64> = cluster.except(laggard);
     cluster.write(leader, "key-0").await;
     cluster.wait_applied(&[laggard], "key-0").await;
     let before = cluster.net.snapshots_delivered(laggard);
