@@ -7,8 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::mpsc::SyncSender;
 use std::time::{Duration, Instant};
 
-use berth_proto::store::MemberChange;
-use berth_proto::store::{Expect, Object, Op, Put, Txn, TxnResult, object::Kind, op};
+use berth_proto::store::{Expect, MemberChange, Object, Op, Put, Txn, TxnResult, object::Kind, op};
 use berth_proto::v1::Config;
 
 use crate::datadir::{self, Marker};
