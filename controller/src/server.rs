@@ -19,7 +19,7 @@ use crate::dispatcher::{Dispatcher, DispatcherSettings};
 use crate::raft::peer_service::PeerService;
 use crate::raft::storage::LogStorage;
 use crate::raft::transport::{GrpcTransport, peer_channel, peer_client};
-use crate::raft::{Node, NodeError, RaftHandle, RaftSettings, SharedStatus};
+use crate::raft::{MemberError, RaftHandle, RaftSettings, Stopped, spawn_member};
 
 /// Largest request the client API accepts.
 const API_MAX_REQUEST: usize = 4 * 1024 * 1024;
@@ -44,7 +44,7 @@ pub enum ServerError {
     #[error("cannot join through {via}: {why}")]
     Join { via: String, why: String },
     #[error("raft member failed: {0}")]
-    Node(#[from] NodeError),
+    Member(#[from] MemberError),
     #[error("raft log: {0}")]
     Log(#[from] crate::raft::storage::LogError),
     #[error("cannot listen on {addr}: {source}")]
@@ -147,43 +147,35 @@ async fn prepare_data_dir(
     }
 }
 
-/// The Raft member of an opened data dir: storage, peer transport and the node
-/// loop on its own thread. Returns the handle the services use and a receiver
-/// that resolves when the loop stops. Call inside a tokio runtime.
+/// The Raft member of an opened data dir: storage, gRPC peer transport and the
+/// member loop on its own thread. Returns the handle the services use and a
+/// receiver that resolves when the loop stops. Call inside a tokio runtime.
 pub fn start_member(
     data_dir: &std::path::Path,
     marker: &Marker,
     db: sled::Db,
     sm: crate::store::StateMachine,
     settings: RaftSettings,
-) -> Result<(RaftHandle, oneshot::Receiver<Result<(), NodeError>>), ServerError> {
+) -> Result<(RaftHandle, Stopped), ServerError> {
     let storage = LogStorage::open(&datadir::log_dir(data_dir), sm.clone())?;
-    let (mailbox, mailbox_rx) = std::sync::mpsc::sync_channel(8192);
-    let status = SharedStatus::default();
-    let transport = GrpcTransport::new(
-        marker.member_id,
-        marker.cluster_id.clone(),
-        mailbox.clone(),
-        tokio::runtime::Handle::current(),
-    );
-    let node = Node::new(
+    let runtime = tokio::runtime::Handle::current();
+    let transport = |mailbox, _status| {
+        GrpcTransport::new(
+            marker.member_id,
+            marker.cluster_id.clone(),
+            mailbox,
+            runtime,
+        )
+    };
+    // The database stays open as long as the member runs.
+    Ok(spawn_member(
         marker.member_id,
         storage,
-        sm.clone(),
-        transport,
+        sm,
         settings,
-        status.clone(),
-    )?;
-    let (done_tx, done_rx) = oneshot::channel();
-    std::thread::Builder::new()
-        .name("raft".into())
-        .spawn(move || {
-            // The database stays open as long as the member runs.
-            let _db = db;
-            let _ = done_tx.send(node.run(mailbox_rx));
-        })
-        .map_err(|_| ServerError::RaftThread)?;
-    Ok((RaftHandle::new(mailbox, status, sm), done_rx))
+        transport,
+        db,
+    )?)
 }
 
 /// A new one-member cluster in `dir`, started: for tests of what runs on it.
@@ -255,7 +247,7 @@ pub async fn run(
             _ = shutdown => Ok(()),
             result = &mut done_rx => match result {
                 Ok(Ok(())) => Ok(()),
-                Ok(Err(err)) => Err(ServerError::Node(err)),
+                Ok(Err(err)) => Err(ServerError::Member(err)),
                 Err(_) => Err(ServerError::RaftThread),
             },
             _ = removed => Err(ServerError::Removed(marker.member_id)),

@@ -90,7 +90,7 @@ impl RaftHandle {
         }
     }
 
-    /// Hands a raft message from a peer to the node loop; drops it when the loop
+    /// Hands a raft message from a peer to the member loop; drops it when the loop
     /// is overloaded (raft retransmits).
     pub fn deliver(&self, msg: raft::eraftpb::Message) {
         let _ = self.mailbox.try_send(Msg::Raft(Box::new(msg)));

@@ -1,5 +1,5 @@
-//! What the node loop receives: peer messages, proposals, reads, membership
-//! changes and transport reports. Requests carry a oneshot for the answer.
+//! What the member loop receives: peer messages, proposals, reads, membership
+//! changes, transport reports and the order to stop. Requests carry a oneshot for the answer.
 
 use berth_proto::store::{MemberChange, Txn, TxnResult};
 use raft::SnapshotStatus;
@@ -49,4 +49,8 @@ pub enum Msg {
     Snapshot(u64, SnapshotStatus),
     /// The leader says this member is no longer in the cluster.
     Removed,
+    /// Ends the member loop where it is (nothing it has not persisted was
+    /// acknowledged): a test stopping a member; a controller process simply
+    /// ends with its loop.
+    Stop,
 }

@@ -33,15 +33,9 @@ impl PeerService {
         Ok(())
     }
 
-    /// The leader tells a member it removed that it is no longer one (a removed
-    /// member may never learn the commit of its own removal otherwise). Only the
-    /// leader answers so: it has applied every committed join.
+    /// The leader tells a member it removed that it is no longer one.
     fn check_member(&self, from: u64) -> Result<(), Status> {
-        let unknown = self
-            .handle
-            .status()
-            .with(|s| s.is_leader() && !s.addresses.contains_key(&from));
-        if unknown {
+        if self.handle.status().removed_sender(from) {
             let mut answer = Status::not_found(format!(
                 "member {from} is not (or no longer) in this cluster"
             ));

@@ -1,5 +1,5 @@
-//! A copy of the node's Raft status that API handlers read without asking the
-//! node loop (refreshed after every loop iteration).
+//! A copy of this member's Raft status that API handlers read without asking the
+//! member loop (refreshed after every loop iteration).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -20,7 +20,7 @@ pub struct MemberStatus {
 }
 
 #[derive(Clone, Debug, Default)]
-pub struct NodeStatus {
+pub struct RaftStatus {
     pub id: u64,
     pub cluster_id: String,
     pub leader_id: u64,
@@ -34,7 +34,7 @@ pub struct NodeStatus {
     pub removed: bool,
 }
 
-impl NodeStatus {
+impl RaftStatus {
     pub fn is_leader(&self) -> bool {
         self.leader_id != 0 && self.leader_id == self.id
     }
@@ -45,15 +45,15 @@ impl NodeStatus {
 }
 
 #[derive(Clone, Default)]
-pub struct SharedStatus(Arc<RwLock<NodeStatus>>);
+pub struct SharedStatus(Arc<RwLock<RaftStatus>>);
 
 impl SharedStatus {
-    pub fn get(&self) -> NodeStatus {
+    pub fn get(&self) -> RaftStatus {
         self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Reads the status in place (no copy): for checks on every raft message.
-    pub fn with<R>(&self, read: impl FnOnce(&NodeStatus) -> R) -> R {
+    pub fn with<R>(&self, read: impl FnOnce(&RaftStatus) -> R) -> R {
         read(&self.0.read().unwrap_or_else(|e| e.into_inner()))
     }
 
@@ -63,7 +63,15 @@ impl SharedStatus {
         status.applied_index = applied_index;
     }
 
-    pub fn set(&self, status: NodeStatus) {
+    /// This member leads and does not know `from`: the sender was removed
+    /// from the cluster and is to be told so (a removed member may never learn
+    /// the commit of its own removal otherwise). Only the leader answers so: it
+    /// has applied every committed join.
+    pub fn removed_sender(&self, from: u64) -> bool {
+        self.with(|s| s.is_leader() && !s.addresses.contains_key(&from))
+    }
+
+    pub fn set(&self, status: RaftStatus) {
         *self.0.write().unwrap_or_else(|e| e.into_inner()) = status;
     }
 }

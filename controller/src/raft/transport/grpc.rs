@@ -1,6 +1,7 @@
-//! The peer transport: one long-lived gRPC stream per peer behind a bounded
-//! queue. A full queue or a broken stream drops messages and tells raft the peer
-//! is unreachable (raft retransmits); snapshots go in chunks over their own call.
+//! The peer transport between controller processes: one long-lived gRPC
+//! stream per peer behind a bounded queue. A full queue or a broken stream
+//! drops messages and tells raft the peer is unreachable (raft retransmits);
+//! snapshots go in chunks over their own call.
 
 use std::collections::{BTreeMap, HashMap};
 use std::pin::Pin;
@@ -20,8 +21,8 @@ use tokio_stream::Stream;
 use tonic::transport::{Channel, Endpoint};
 use tracing::{debug, warn};
 
-use super::mailbox::Msg;
-use super::node::Transport;
+use super::Transport;
+use crate::raft::mailbox::Msg;
 
 /// Messages queued per peer before new ones are dropped.
 const PEER_QUEUE: usize = 4096;
@@ -217,7 +218,7 @@ async fn peer_loop(inner: Arc<Inner>, id: u64, address: String, queue: mpsc::Rec
             debug!(peer = id, %address, %status, "raft stream ended");
             let removed = status
                 .metadata()
-                .get(super::peer_service::REMOVED_METADATA)
+                .get(crate::raft::peer_service::REMOVED_METADATA)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<u64>().ok());
             if removed == Some(inner.self_id) {

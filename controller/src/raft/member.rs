@@ -1,4 +1,4 @@
-//! The node loop: one thread owns the `RawNode` and handles its Ready: send
+//! The member loop: one thread owns the `RawNode` and handles its Ready: send
 //! leader messages; install a snapshot; then a leader applies committed entries
 //! and persists the new ones, while a follower persists, sends its acks and then
 //! applies (see `on_ready`); advance. A dedicated thread, not a tokio task: log
@@ -11,9 +11,7 @@ use std::time::Instant;
 use berth_proto::store::{MemberChange, Txn, TxnResult};
 use prost::Message as _;
 use protobuf::Message as _;
-use raft::eraftpb::{
-    ConfChangeSingle, ConfChangeType, ConfChangeV2, Entry, EntryType, Message, Snapshot,
-};
+use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2, Entry, EntryType, Snapshot};
 use raft::{RawNode, ReadOnlyOption, StateRole};
 use tokio::sync::oneshot;
 use tracing::{debug, error, info, warn};
@@ -21,18 +19,13 @@ use tracing::{debug, error, info, warn};
 use super::config::RaftSettings;
 use super::logger::tracing_logger;
 use super::mailbox::{Membership, Msg, ProposeError};
-use super::status::{MemberStatus, NodeStatus, Role, SharedStatus};
+use super::status::{MemberStatus, RaftStatus, Role, SharedStatus};
 use super::storage::{LogError, LogStorage};
+use super::transport::Transport;
 use crate::store::StateMachine;
 
-/// Where the node loop sends raft messages (the gRPC transport in production).
-pub trait Transport: Send + 'static {
-    fn send(&self, messages: Vec<Message>);
-    fn set_peers(&self, peers: &BTreeMap<u64, String>);
-}
-
 #[derive(Debug, thiserror::Error)]
-pub enum NodeError {
+pub enum MemberError {
     #[error("raft: {0}")]
     Raft(#[from] raft::Error),
     #[error(transparent)]
@@ -41,6 +34,8 @@ pub enum NodeError {
     Store(#[from] crate::store::StoreError),
     #[error("entry {index} is corrupt: {what}")]
     CorruptEntry { index: u64, what: String },
+    #[error("cannot start the raft thread of member {id}: {source}")]
+    Thread { id: u64, source: std::io::Error },
 }
 
 type Reply<T> = oneshot::Sender<Result<T, ProposeError>>;
@@ -56,7 +51,7 @@ enum Answer {
     Membership(Reply<()>),
 }
 
-pub struct Node<T: Transport> {
+pub struct RaftMember<T: Transport> {
     raw: RawNode<LogStorage>,
     sm: StateMachine,
     transport: T,
@@ -92,7 +87,7 @@ struct StatusShape {
     conf_epoch: u64,
 }
 
-impl<T: Transport> Node<T> {
+impl<T: Transport> RaftMember<T> {
     pub fn new(
         id: u64,
         storage: LogStorage,
@@ -100,7 +95,7 @@ impl<T: Transport> Node<T> {
         transport: T,
         settings: RaftSettings,
         status: SharedStatus,
-    ) -> Result<Self, NodeError> {
+    ) -> Result<Self, MemberError> {
         let applied = sm.applied()?.index;
         let config = raft::Config {
             id,
@@ -123,7 +118,7 @@ impl<T: Transport> Node<T> {
         let cluster_id = sm.cluster_id()?.unwrap_or_default();
         let raw = RawNode::new(&config, storage, &tracing_logger(id))?;
         transport.set_peers(&members);
-        let mut node = Node {
+        let mut member = RaftMember {
             raw,
             sm,
             transport,
@@ -141,13 +136,14 @@ impl<T: Transport> Node<T> {
             conf_epoch: 0,
             published_shape: None,
         };
-        node.publish_status();
-        Ok(node)
+        member.publish_status();
+        Ok(member)
     }
 
-    /// Runs until the mailbox closes or storage fails (then the process must
-    /// stop: continuing after a failed write could lose acknowledged data).
-    pub fn run(mut self, mailbox: Receiver<Msg>) -> Result<(), NodeError> {
+    /// Runs until told to stop, the mailbox closes or storage fails (then the
+    /// process must stop: continuing after a failed write could lose
+    /// acknowledged data).
+    pub fn run(mut self, mailbox: Receiver<Msg>) -> Result<(), MemberError> {
         // A single-member cluster elects itself at once instead of waiting a timeout.
         if self.is_sole_voter() {
             self.raw.campaign()?;
@@ -156,11 +152,13 @@ impl<T: Transport> Node<T> {
         loop {
             let timeout = next_tick.saturating_duration_since(Instant::now());
             match mailbox.recv_timeout(timeout) {
+                Ok(Msg::Stop) => return Ok(()),
                 Ok(msg) => {
                     self.handle(msg)?;
                     // Batch whatever else is queued into the same Ready.
                     for _ in 0..4096 {
                         match mailbox.try_recv() {
+                            Ok(Msg::Stop) => return Ok(()),
                             Ok(msg) => self.handle(msg)?,
                             Err(_) => break,
                         }
@@ -188,7 +186,7 @@ impl<T: Transport> Node<T> {
         self.next_request
     }
 
-    fn handle(&mut self, msg: Msg) -> Result<(), NodeError> {
+    fn handle(&mut self, msg: Msg) -> Result<(), MemberError> {
         match msg {
             Msg::Raft(m) => {
                 if let Err(err) = self.raw.step(*m) {
@@ -213,6 +211,8 @@ impl<T: Transport> Node<T> {
                 warn!("the leader no longer knows this member: it was removed");
                 self.removed = true;
             }
+            // `run` stops before handing it here.
+            Msg::Stop => {}
         }
         Ok(())
     }
@@ -290,7 +290,7 @@ impl<T: Transport> Node<T> {
         }
     }
 
-    fn on_ready(&mut self) -> Result<(), NodeError> {
+    fn on_ready(&mut self) -> Result<(), MemberError> {
         if !self.raw.has_ready() {
             self.publish_status();
             return Ok(());
@@ -356,7 +356,7 @@ impl<T: Transport> Node<T> {
 
     /// Applies committed entries as one group: one sled batch (tables, revision,
     /// applied index), then the answers to the clients waiting on them.
-    fn apply(&mut self, entries: Vec<Entry>) -> Result<(), NodeError> {
+    fn apply(&mut self, entries: Vec<Entry>) -> Result<(), MemberError> {
         if entries.is_empty() {
             return Ok(());
         }
@@ -417,8 +417,8 @@ impl<T: Transport> Node<T> {
         &mut self,
         group: &mut crate::store::machine::ApplyBatch,
         entry: &Entry,
-    ) -> Result<(), NodeError> {
-        let corrupt = |what: String| NodeError::CorruptEntry {
+    ) -> Result<(), MemberError> {
+        let corrupt = |what: String| MemberError::CorruptEntry {
             index: entry.index,
             what,
         };
@@ -468,7 +468,7 @@ impl<T: Transport> Node<T> {
         Ok(())
     }
 
-    fn reload_members(&mut self) -> Result<(), NodeError> {
+    fn reload_members(&mut self) -> Result<(), MemberError> {
         self.conf_epoch += 1;
         self.members = self.sm.members()?;
         if let Some(id) = self.sm.cluster_id()? {
@@ -524,7 +524,7 @@ impl<T: Transport> Node<T> {
         }
     }
 
-    fn maybe_compact(&mut self) -> Result<(), NodeError> {
+    fn maybe_compact(&mut self) -> Result<(), MemberError> {
         let applied = self.raw.raft.raft_log.applied;
         let store = self.raw.mut_store();
         let applied_in_log = applied.saturating_sub(store.first_index() - 1);
@@ -600,7 +600,7 @@ impl<T: Transport> Node<T> {
             .collect();
         members.sort_by_key(|m| m.id);
         let removed = self.removed;
-        self.status.set(NodeStatus {
+        self.status.set(RaftStatus {
             id: raft.id,
             cluster_id: self.cluster_id.clone(),
             leader_id: raft.leader_id,
