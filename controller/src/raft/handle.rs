@@ -51,8 +51,10 @@ impl RaftHandle {
         }
     }
 
-    /// Proposes through this member and waits for the result.
-    pub async fn propose_local(&self, txn: Txn) -> Result<TxnResult, ProposeError> {
+    /// Proposes a transaction wherever the leader is (a follower passes it on
+    /// as a raft message) and waits for its result: the one way anything is
+    /// written.
+    pub async fn propose(&self, txn: Txn) -> Result<TxnResult, ProposeError> {
         let (reply, rx) = oneshot::channel();
         self.post(Msg::Propose { txn, reply })?;
         match tokio::time::timeout(PROPOSE_TIMEOUT, rx).await {
@@ -60,12 +62,6 @@ impl RaftHandle {
             Ok(Err(_)) => Err(ProposeError::Unavailable),
             Err(_) => Err(ProposeError::Unknown),
         }
-    }
-
-    /// Proposes a transaction wherever the leader is (followers pass it on as a
-    /// raft message).
-    pub async fn propose(&self, txn: Txn) -> Result<TxnResult, ProposeError> {
-        self.propose_local(txn).await
     }
 
     /// Waits until this member has applied everything committed cluster-wide at

@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::{info, warn};
 
 use super::handle::RaftHandle;
-use super::mailbox::{Membership, ProposeError};
+use super::mailbox::Membership;
 use super::transport::{peer_channel, peer_client};
 
 pub struct PeerService {
@@ -50,18 +50,6 @@ impl PeerService {
 
 /// gRPC metadata naming the member a leader no longer knows.
 pub const REMOVED_METADATA: &str = "berth-removed-member";
-
-/// Maps a proposal error to a gRPC status.
-pub fn propose_status(err: ProposeError) -> Status {
-    match err {
-        ProposeError::NotLeader { .. } | ProposeError::NoLeader | ProposeError::Unknown => {
-            Status::unavailable(err.to_string())
-        }
-        ProposeError::MembershipBusy => Status::failed_precondition(err.to_string()),
-        ProposeError::Invalid(msg) => Status::invalid_argument(msg),
-        ProposeError::Unavailable => Status::unavailable(err.to_string()),
-    }
-}
 
 #[tonic::async_trait]
 impl RaftPeer for PeerService {
@@ -157,7 +145,7 @@ impl RaftPeer for PeerService {
                 address: req.address.clone(),
             }))
             .await
-            .map_err(propose_status)?;
+            .map_err(Status::from)?;
         let mut members = self
             .handle
             .state()

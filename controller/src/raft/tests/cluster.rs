@@ -215,7 +215,10 @@ impl TestCluster {
 
     /// Whether member `id` has applied the write of `key`.
     pub fn has(&self, id: u64, key: &str) -> bool {
-        let found = self.handle(id).state().get("config", key);
+        let found = self
+            .handle(id)
+            .state()
+            .get(crate::store::Table::Config, key);
         found.expect("state machine read").is_some()
     }
 
