@@ -27,7 +27,10 @@ const SHARED_LOG: usize = 1024;
 /// The dispatcher's copy of the tables it serves from.
 #[derive(Debug, Default)]
 pub struct Tracker {
+    /// The latest revision applied.
     pub revision: u64,
+    /// The revision the tables were read at: changes up to it are in them.
+    read_at: u64,
     nodes: BTreeMap<String, Node>,
     networks: BTreeMap<String, Network>,
     services: HashMap<String, Service>,
@@ -52,6 +55,7 @@ impl Tracker {
     pub fn new(revision: u64, view: ClusterView, networks: Vec<Network>) -> (Tracker, Dirty) {
         let mut tracker = Tracker {
             revision,
+            read_at: revision,
             ..Default::default()
         };
         let mut dirty = Dirty::default();
@@ -74,10 +78,12 @@ impl Tracker {
         (tracker, dirty)
     }
 
-    /// Applies one committed change (changes at or before the tracker's
-    /// revision were already read and are skipped).
+    /// Applies one committed change. Changes at or before the revision the
+    /// tables were read at are in them already and are skipped; one
+    /// transaction's changes share a revision, so the filter is that read, not
+    /// the last change applied.
     pub fn apply(&mut self, event: &WatchEvent, dirty: &mut Dirty) {
-        if event.revision <= self.revision {
+        if event.revision <= self.read_at {
             return;
         }
         let removed = event.action == WatchAction::Removed as i32;
@@ -123,7 +129,7 @@ impl Tracker {
             }
             Some(watch_event::Object::Secret(_)) | Some(watch_event::Object::Config(_)) | None => {}
         }
-        self.revision = event.revision;
+        self.revision = self.revision.max(event.revision);
     }
 
     fn put_task(&mut self, task: Task, dirty: &mut Dirty) {

@@ -252,6 +252,28 @@ fn a_session_too_far_behind_gets_the_complete_set_again() {
 }
 
 #[test]
+fn every_change_of_one_transaction_is_applied() {
+    let (mut tracker, mut published) = cluster();
+    let wake = apply(
+        &mut tracker,
+        &mut published,
+        &[
+            event(11, watch_event::Object::Node(node("n4"))),
+            event(
+                11,
+                watch_event::Object::Task(task("t5", "s1", "n4", TaskState::Assigned)),
+            ),
+            event(
+                11,
+                watch_event::Object::Task(task("t6", "s1", "n3", TaskState::Assigned)),
+            ),
+        ],
+    );
+    assert_eq!(wake.nodes, ["n3", "n4"]);
+    assert!(wake.shared);
+}
+
+#[test]
 fn old_events_are_skipped() {
     let (mut tracker, mut published) = cluster();
     let wake = apply(
