@@ -13,6 +13,7 @@ pub mod store {
 }
 
 mod display;
+pub mod net;
 
 /// Version and commit of the build, for every binary's `--version`.
 pub const VERSION: &str = concat!(
