@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use berth_proto::net::Ipv4Net;
 use berth_proto::store::object::Kind;
 use berth_proto::store::{Op, Txn, op};
 use berth_proto::v1::{Network, Service};
@@ -16,7 +17,6 @@ use prost::Message as _;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tracing::{debug, info, warn};
 
-use crate::allocator::cidr::Cidr;
 use crate::allocator::{self, subnets};
 use crate::api::common::{new_id, now_ms};
 use crate::orchestrator::{ClusterView, orchestrate};
@@ -38,7 +38,7 @@ pub struct LeaderSettings {
     pub max_txn_bytes: usize,
     /// The cluster CIDR network subnets are carved from, when this leader
     /// starts a new cluster (an existing one keeps the CIDR it recorded).
-    pub cluster_cidr: Cidr,
+    pub cluster_cidr: Ipv4Net,
 }
 
 impl Default for LeaderSettings {

@@ -2,21 +2,24 @@
 //! allocator): services come, scale and go, tasks fail, nodes leave. After
 //! every round: no two live tasks share an address, no two nodes share a
 //! block, a live task's address is in a block of its node, VIPs are unique
-//! and outside every block, and a task that waits says why.
+//! and outside every block, a task that waits says why, and every block
+//! reaches the agents as the range and gateway the allocator handed out.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
 
+use berth_proto::net::{Block, parse_subnet};
 use berth_proto::store::object::Kind;
 use berth_proto::store::{Op, op};
 use berth_proto::v1::service_spec::Mode;
 use berth_proto::v1::{
-    Network, Node, NodeAvailability, NodeStatus, ReplicatedMode, Resources, RestartCondition,
-    RestartPolicy, Service, ServiceSpec, TaskState,
+    Assignments, Network, Node, NodeAvailability, NodeStatus, ReplicatedMode, Resources,
+    RestartCondition, RestartPolicy, Service, ServiceSpec, TaskState,
 };
 use proptest::prelude::*;
+use prost::Message as _;
 
-use super::blocks::{BLOCK_PREFIX, Layout};
-use super::cidr::{Cidr, parse_address};
+use super::blocks::{Layout, Pool};
 use crate::leader::plan_round_with;
 use crate::orchestrator::ClusterView;
 use crate::orchestrator::task::{is_terminal, observed};
@@ -108,7 +111,7 @@ fn check(view: &ClusterView, nets: &[Network]) -> Result<(), TestCaseError> {
     let layouts: BTreeMap<&str, Layout> = nets
         .iter()
         .map(|n| {
-            let subnet = Cidr::parse(&n.subnet).expect("subnet");
+            let subnet = parse_subnet(&n.subnet).expect("subnet");
             (
                 n.name.as_str(),
                 Layout::of(&n.name, subnet).expect("layout"),
@@ -116,13 +119,13 @@ fn check(view: &ClusterView, nets: &[Network]) -> Result<(), TestCaseError> {
         })
         .collect();
     // Blocks: unique across nodes, inside the layout.
-    let mut owner: BTreeMap<(String, Cidr), String> = BTreeMap::new();
+    let mut owner: BTreeMap<(String, Block), String> = BTreeMap::new();
     for node in &view.nodes {
-        for (network, text) in &node.network_blocks {
+        for network in node.network_blocks.keys() {
             let layout = layouts.get(network.as_str());
             prop_assert!(layout.is_some(), "blocks of unknown network {network}");
-            for part in text.split(',') {
-                let block = Cidr::parse(part).expect("stored block parses");
+            for block in node.blocks_in(network) {
+                let block = block.expect("stored block is a block");
                 prop_assert!(
                     layout.is_some_and(|l| l.is_block(&block)),
                     "{block} outside {network}"
@@ -133,7 +136,7 @@ fn check(view: &ClusterView, nets: &[Network]) -> Result<(), TestCaseError> {
         }
     }
     // Live task addresses: unique, in a block of their node.
-    let mut seen: BTreeSet<(String, u32)> = BTreeSet::new();
+    let mut seen: BTreeSet<(String, Ipv4Addr)> = BTreeSet::new();
     for task in &view.tasks {
         let state = observed(task);
         if is_terminal(state) {
@@ -165,13 +168,13 @@ fn check(view: &ClusterView, nets: &[Network]) -> Result<(), TestCaseError> {
             );
         }
         for (network, text) in &task.addresses {
-            let addr = parse_address(text).expect("address parses");
+            let addr = text.addr();
             prop_assert!(
                 seen.insert((network.clone(), addr)),
                 "{text} of {network} used twice"
             );
-            let block = Cidr::containing(addr, BLOCK_PREFIX);
-            prop_assert!(addr != block.base() + 1 && addr != block.base() && addr != block.last());
+            let block = Layout::block_of(addr).expect("a block around the address");
+            prop_assert!(block.holds(addr), "{text} is no task address of {block}");
             let holder = owner.get(&(network.clone(), block));
             if view.nodes.iter().any(|n| n.id == task.node_id) {
                 prop_assert_eq!(
@@ -192,20 +195,74 @@ fn check(view: &ClusterView, nets: &[Network]) -> Result<(), TestCaseError> {
         }
     }
     // VIPs: unique, in the VIP range, in no block.
-    let mut vips: BTreeSet<(String, u32)> = BTreeSet::new();
+    let mut vips: BTreeSet<(String, Ipv4Addr)> = BTreeSet::new();
     for service in &view.services {
         for (network, text) in &service.virtual_ips {
-            let addr = parse_address(text).expect("vip parses");
+            let addr = text.addr();
             let layout = layouts
                 .get(network.as_str())
                 .expect("vip of a known network");
-            prop_assert!(layout.vips.contains_addr(addr));
-            prop_assert!(
-                !owner
-                    .keys()
-                    .any(|(n, b)| n == network && b.contains_addr(addr))
-            );
+            prop_assert!(layout.vips.contains(&addr));
+            prop_assert!(!owner.keys().any(|(n, b)| n == network && b.contains(addr)));
             prop_assert!(vips.insert((network.clone(), addr)), "vip {text} twice");
+        }
+    }
+    agents_read_what_was_allocated(view, nets, &layouts)
+}
+
+/// The overlay contract: what the allocator handed out, sent to an agent as
+/// the bytes of an assignment set, is read with the readers of the agent's
+/// view (`Node::blocks_in`, `Block::holds`, `Block::gateway`,
+/// `Block::interface`) as the same ranges and gateways.
+fn agents_read_what_was_allocated(
+    view: &ClusterView,
+    nets: &[Network],
+    layouts: &BTreeMap<&str, Layout>,
+) -> Result<(), TestCaseError> {
+    let sent = Assignments {
+        tasks: view.tasks.clone(),
+        networks: nets.to_vec(),
+        nodes: view.nodes.clone(),
+        ..Default::default()
+    };
+    let got = Assignments::decode(sent.encode_to_vec().as_slice()).expect("decode");
+    prop_assert_eq!(&got, &sent);
+    for (name, layout) in layouts {
+        // The allocator's reading of the blocks, with its layout checks.
+        let pool = Pool::new(name, *layout, &view.nodes);
+        for node in &got.nodes {
+            let mine: Vec<Block> = node
+                .blocks_in(name)
+                .collect::<Result<_, _>>()
+                .expect("every block the allocator wrote reads as a block");
+            let allocated: Vec<Block> = pool
+                .blocks_of(&node.id)
+                .map(|b| b.iter().copied().collect())
+                .unwrap_or_default();
+            prop_assert_eq!(&mine, &allocated, "blocks of {} in {}", &node.id, name);
+            for task in got.tasks.iter().filter(|t| t.node_id == node.id) {
+                if is_terminal(observed(task)) {
+                    continue;
+                }
+                let Some(address) = task.addresses.get(*name) else {
+                    continue;
+                };
+                let holders: Vec<&Block> =
+                    mine.iter().filter(|b| b.holds(address.addr())).collect();
+                prop_assert_eq!(holders.len(), 1, "{} of {} in one block", address, &task.id);
+                let block = holders[0];
+                prop_assert_eq!(Some(*block), Layout::block_of(address.addr()));
+                prop_assert_eq!(Ok(block.interface(address.addr())), address.net());
+                let gateway = block.gateway();
+                prop_assert!(block.contains(gateway) && gateway != block.network());
+                prop_assert!(
+                    !got.tasks.iter().any(|t| !is_terminal(observed(t))
+                        && t.addresses.get(*name).is_some_and(|a| a.addr() == gateway)),
+                    "gateway {} of {} is a task's address",
+                    gateway,
+                    block
+                );
+            }
         }
     }
     Ok(())
