@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status};
 use tracing::info;
 
 use crate::image::ImageStore;
-use crate::netplane::NetPlane;
+use crate::network::NetPlane;
 use crate::session::{self, SessionConfig, TaskRunner};
 use crate::supervisor::{LogStream, Supervisor, SupervisorConfig, SupervisorError};
 
@@ -58,7 +58,7 @@ pub enum DaemonError {
     #[error(transparent)]
     Session(#[from] session::SessionError),
     #[error("network: {0}")]
-    Network(#[from] crate::network::NetworkError),
+    Network(#[from] crate::dataplane::NetworkError),
 }
 
 /// How often the network plane re-checks the kernel against the plan in full.

@@ -2,8 +2,8 @@
 //! images and network.
 
 pub mod daemon;
+pub mod dataplane;
 pub mod image;
-pub mod netplane;
 pub mod network;
 pub mod session;
 pub mod supervisor;

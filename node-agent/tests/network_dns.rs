@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use berth_agent::network::dns::{DnsServer, DnsTable, FORWARD_TIMEOUT, TTL_SECS};
+use berth_agent::dataplane::dns::{DnsServer, DnsTable, FORWARD_TIMEOUT, TTL_SECS};
 use hickory_server::proto::op::{Edns, Message, MessageType, Query, ResponseCode};
 use hickory_server::proto::rr::{Name, RData, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

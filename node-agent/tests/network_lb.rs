@@ -16,8 +16,8 @@ use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
-use berth_agent::network::lb::{self, LbPlan, Protocol, PublishedRule, VipRule};
-use berth_agent::network::{AttachRequest, Ipv4Cidr, LocalPlan, NetworkPlan, RemoteNode};
+use berth_agent::dataplane::lb::{self, LbPlan, Protocol, PublishedRule, VipRule};
+use berth_agent::dataplane::{AttachRequest, Ipv4Cidr, LocalPlan, NetworkPlan, RemoteNode};
 use berth_testhost::TestNet;
 use berth_testhost::netruntime::run;
 use network::{Agent, Container, sh};

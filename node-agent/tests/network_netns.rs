@@ -12,7 +12,7 @@ use std::net::Ipv4Addr;
 use std::os::unix::fs::MetadataExt;
 
 use anyhow::{Context, Result};
-use berth_agent::network::{create_netns, remove_netns};
+use berth_agent::dataplane::{create_netns, remove_netns};
 use berth_testhost::TestNet;
 use network::{Agent, Container, plan_for, probe};
 use nix::mount::{MsFlags, mount};

@@ -9,7 +9,7 @@ mod network;
 use std::net::Ipv4Addr;
 
 use anyhow::Result;
-use berth_agent::network::{Netlink, RtNetlink};
+use berth_agent::dataplane::{Netlink, RtNetlink};
 use berth_testhost::TestNet;
 use network::{Agent, Container, block, plan_for, probe, sh};
 
@@ -182,10 +182,10 @@ fn containers_on_three_hosts_talk_across_vxlan_with_mtu_underlay_minus_50() -> R
     assert_eq!(removed.len(), 1, "{removed:?}");
     // The gateway keeps its MAC when a port leaves (the containers' ARP caches
     // still hold it): the bridge's is set, not the lowest of its ports'.
-    let mac = berth_agent::network::mac::gateway_mac(c.net.host(0).address(), 4097);
+    let mac = berth_agent::dataplane::mac::gateway_mac(c.net.host(0).address(), 4097);
     let bridge = sh(c.net.host(0), "ip", &["-o", "link", "show", "bb-4097"])?;
     assert!(
-        bridge.contains(&berth_agent::network::mac::format_mac(&mac)),
+        bridge.contains(&berth_agent::dataplane::mac::format_mac(&mac)),
         "{bridge}"
     );
     assert!(probe(c11, c3, 32).is_err());

@@ -7,7 +7,7 @@ mod network;
 use std::time::Duration;
 
 use anyhow::Result;
-use berth_agent::network::LocalPlan;
+use berth_agent::dataplane::LocalPlan;
 use berth_testhost::{TestNet, wait_until};
 use network::{Agent, plan_for, sh};
 use tokio::sync::watch;

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use berth_agent::network::{
+use berth_agent::dataplane::{
     AttachRequest, Ipv4Cidr, LocalPlan, NetworkPlan, Overlay, RemoteNode, RtNetlink,
 };
 use berth_testhost::TestNet;

@@ -1,69 +1,280 @@
-//! The per-host overlay data plane, flannel-style L3 over VXLAN.
+//! The agent's network plane: turns each assignment set into this host's overlay
+//! (bridges, VXLANs, routes — [`crate::dataplane::Overlay`]) and puts tasks on it
+//! (a namespace per task, a veth per network) for the supervisor.
 //!
-//! Per network (VNI) this host has a bridge `bb-<vni>` carrying the gateway
-//! address of each local block, a veth per container into the container's network
-//! namespace, and a VXLAN device `bv-<vni>` (UDP 4789, learning off, unicast only,
-//! MTU = underlay MTU − 50) with, per remote node: one route per remote block
-//! (`<block> via <block gateway> dev bv-<vni> onlink proto 213`), one permanent
-//! neighbour entry per remote gateway (`gateway → VTEP MAC`) and one permanent FDB
-//! entry (`VTEP MAC → remote underlay IP`). VTEP MACs are derived from (underlay
-//! IP, VNI) (see [`mac`]), so nodes exchange nothing but the controller's lists.
-//!
-//! [`Overlay::reconcile`] computes all of that from a [`LocalPlan`], diffs it
-//! against a kernel dump and applies the difference with replace semantics,
-//! touching only what berth owns (see [`names`]). It is meant to run on every
-//! change of the plan and periodically; a restarted agent's first reconcile
-//! re-creates what is missing and removes what is stale.
+//! The session hands every assignment set to [`NetPlane::set`] before the
+//! supervisor sees its tasks; [`NetPlane::run`] reconciles the kernel on every
+//! change and every period; a task's `prepare` first makes sure the current plan
+//! is applied, so its bridge exists when its veth is attached.
 
-mod attach;
-pub mod dns;
-mod error;
-#[cfg(test)]
-mod fake;
-pub mod lb;
-pub mod mac;
-pub mod names;
-pub mod netlink;
-pub mod plan;
-mod reconcile;
-mod resync;
+mod dns;
+mod view;
 
-pub use attach::{AttachRequest, create_netns, remove_netns};
-pub use error::NetworkError;
-pub use netlink::{Netlink, RtNetlink};
-pub use plan::{Ipv4Cidr, LocalPlan, NetworkPlan, RemoteNode};
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
-/// What one reconcile changed, one line per kernel write (empty: all in place).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ReconcileReport {
-    pub changes: Vec<String>,
+use berth_proto::v1::{Assignments, Task};
+use futures_util::future::BoxFuture;
+use tokio::sync::{Mutex, watch};
+use tracing::{info, warn};
+
+use crate::dataplane::lb::{self, LbPlan};
+use crate::dataplane::names::veth_names;
+use crate::dataplane::{LocalPlan, NetworkError, Overlay, RtNetlink, create_netns, remove_netns};
+use crate::supervisor::{TaskNet, TaskNetwork, hostname_of};
+pub use view::{NetView, View};
+
+pub struct NetPlane {
+    overlay: Overlay<RtNetlink>,
+    /// Where task namespaces are bind-mounted (`<dir>/<task id>`).
+    netns_dir: PathBuf,
+    view: watch::Sender<Arc<View>>,
+    /// An assignment set has arrived this run. Until then the kernel is left as
+    /// it is: a restarted agent must not reconcile its running containers'
+    /// networks against an empty plan while its session is still connecting.
+    assigned: AtomicBool,
+    /// The plan last reconciled into the kernel (`None`: not yet this run).
+    applied: Mutex<Option<LocalPlan>>,
+    dns: dns::DnsPlane,
+    /// The load-balancer plan last applied (`None`: not yet this run). Its
+    /// backends' UDP flows are forgotten when they leave it.
+    balanced: Mutex<Option<LbPlan>>,
 }
 
-impl ReconcileReport {
-    pub fn is_empty(&self) -> bool {
-        self.changes.is_empty()
+impl NetPlane {
+    /// Opens netlink in the calling thread's namespace (the host's); call
+    /// inside a tokio runtime.
+    pub fn new(netns_dir: PathBuf) -> Result<Arc<NetPlane>, NetworkError> {
+        let (view, _) = watch::channel(Arc::new(View::default()));
+        Ok(Arc::new(NetPlane {
+            overlay: Overlay::new(RtNetlink::new()?),
+            netns_dir,
+            view,
+            assigned: AtomicBool::new(false),
+            applied: Mutex::new(None),
+            dns: dns::DnsPlane::new(),
+            balanced: Mutex::new(None),
+        }))
+    }
+
+    /// Takes a new assignment set (cheap; the kernel work happens in `run` or
+    /// in the next `prepare`).
+    pub fn set(&self, assignments: &Assignments) {
+        self.assigned.store(true, Ordering::Release);
+        let next = View::from_assignments(assignments);
+        self.view.send_if_modified(|current| {
+            if **current == next {
+                return false;
+            }
+            *current = Arc::new(next);
+            true
+        });
+    }
+
+    pub fn view(&self) -> Arc<View> {
+        self.view.borrow().clone()
+    }
+
+    fn netns_path(&self, task_id: &str) -> PathBuf {
+        self.netns_dir.join(task_id)
+    }
+
+    /// Reconciles the current plan, DNS and load balancer unless they are the
+    /// ones applied last (`force`: anyway, to repair what someone else changed).
+    /// Returns the view applied.
+    async fn apply(&self, force: bool) -> Result<Arc<View>, NetworkError> {
+        if !self.assigned.load(Ordering::Acquire) {
+            return Ok(self.view());
+        }
+        let view = self.apply_overlay(force).await?;
+        // Service answers change without the plan changing (tasks come and go).
+        // A failure here is logged and retried at the next change or period:
+        // it must not keep tasks from starting on a working overlay.
+        self.sync_dns(&view).await;
+        if let Err(error) = self.balance(&view, force).await {
+            warn!(%error, "load balancer not in line with the assignments");
+        }
+        Ok(view)
+    }
+
+    async fn sync_dns(&self, view: &View) {
+        if let Err(error) = self.dns.sync(view).await {
+            warn!(%error, "DNS servers not in line with the assignments");
+        }
+    }
+
+    /// The overlay part of `apply`: bridges, VXLANs, routes and the veths on them.
+    async fn apply_overlay(&self, force: bool) -> Result<Arc<View>, NetworkError> {
+        let view = self.view();
+        let mut applied = self.applied.lock().await;
+        if force || applied.as_ref() != Some(&view.plan) {
+            let report = self.overlay.reconcile(&view.plan).await?;
+            if !report.is_empty() {
+                info!(changes = ?report.changes, "overlay reconciled");
+            }
+            *applied = Some(view.plan.clone());
+            let reattached = self.overlay.reattach(&view.ports).await?;
+            if !reattached.is_empty() {
+                warn!(veths = ?reattached, "container veths had fallen off their bridges");
+            }
+        }
+        if force && let Err(error) = self.sweep_veths(&view).await {
+            // Repairs of DNS and the load balancer follow regardless.
+            warn!(%error, "sweeping veths of gone namespaces failed");
+        }
+        Ok(view)
+    }
+
+    /// The nft load balancer for the view (no table at all when it has nothing).
+    /// Skipped when the plan is the one applied last, unless `force`: checking
+    /// the kernel means running `nft`, a process per task start otherwise.
+    async fn balance(&self, view: &View, force: bool) -> Result<(), NetworkError> {
+        let balancer = view.lb_plan();
+        let mut balanced = self.balanced.lock().await;
+        if !force && balanced.as_ref() == Some(&balancer) {
+            return Ok(());
+        }
+        if balancer == LbPlan::default() {
+            lb::remove().await?;
+        } else if lb::apply(&balancer).await? {
+            info!(
+                vips = balancer.vips.len(),
+                published = balancer.published.len(),
+                "load balancer updated"
+            );
+        }
+        let gone = lb::removed_backends(balanced.as_ref().unwrap_or(&LbPlan::default()), &balancer);
+        if !gone.is_empty() {
+            lb::forget_udp_flows(gone).await?;
+        }
+        *balanced = Some(balancer);
+        Ok(())
+    }
+
+    /// Keeps the kernel in line with the assignments: at once on every change,
+    /// and every `period` in full. Runs until the plane is dropped.
+    pub async fn run(self: Arc<Self>, period: Duration) {
+        let mut changes = self.view.subscribe();
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let force = tokio::select! {
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    false
+                }
+                _ = tick.tick() => true,
+            };
+            if let Err(error) = self.apply(force).await {
+                warn!(%error, "network reconcile failed; retrying at the next change or period");
+            }
+        }
+    }
+
+    async fn prepare_task(&self, task: &Task) -> Result<Option<TaskNet>, NetworkError> {
+        if task.addresses.is_empty() {
+            return Ok(None);
+        }
+        // The task needs its bridges and its DNS server; the load balancer
+        // (an `nft` run, and changed by every task that starts) is left to
+        // `run`, which follows the same change without holding the task up.
+        let view = self.apply_overlay(false).await?;
+        self.sync_dns(&view).await;
+        let netns = self.netns_path(&task.id);
+        let requests = view
+            .attach_requests(task, &netns)
+            .map_err(NetworkError::Plan)?;
+        create_netns(&netns).await?;
+        // Attach under the apply lock: a reconcile never runs halfway through.
+        let _applied = self.applied.lock().await;
+        for request in &requests {
+            if let Err(e) = self.overlay.attach(request).await {
+                drop(_applied);
+                self.release_task(&task.id).await;
+                return Err(e);
+            }
+        }
+        let mut files = Vec::new();
+        if let Some(ip) = view.nameserver(task) {
+            // ndots:0: a bare service name is looked up as is, first.
+            let resolv = format!("nameserver {ip}\noptions ndots:0\n");
+            files.push(("/etc/resolv.conf".to_string(), resolv));
+        }
+        let own = requests
+            .first()
+            .map(|r| format!("{} {}\n", r.address, hostname_of(task)))
+            .unwrap_or_default();
+        let hosts = format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n{own}");
+        files.push(("/etc/hosts".to_string(), hosts));
+        Ok(Some(TaskNet { netns, files }))
+    }
+
+    async fn release_task(&self, task_id: &str) {
+        // Removing the namespace takes its veth ends, and with them the pairs:
+        // the kernel tears down namespaces in batches, where deleting each veth
+        // here would wait ~20 ms for its own RCU grace period. Veths of a
+        // namespace something else still holds go at the next periodic sweep.
+        if let Err(error) = remove_netns(&self.netns_path(task_id)) {
+            warn!(task = task_id, %error, "removing the task's netns failed");
+        }
+    }
+
+    /// Task ids with a namespace file in the netns dir.
+    fn namespaced_tasks(&self) -> Vec<String> {
+        std::fs::read_dir(&self.netns_dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Host veths whose task neither has a namespace here nor is assigned.
+    async fn sweep_veths(&self, view: &View) -> Result<(), NetworkError> {
+        let mut tasks = self.namespaced_tasks();
+        tasks.extend(view.ports.iter().map(|(task, _)| task.clone()));
+        let keep: HashSet<String> = tasks
+            .iter()
+            .flat_map(|task| {
+                view.networks
+                    .values()
+                    .map(move |net| veth_names(task, net.vni).0)
+            })
+            .collect();
+        let removed = self.overlay.remove_veths_except(&keep).await?;
+        if !removed.is_empty() {
+            info!(veths = ?removed, "removed veths of namespaces gone elsewhere");
+        }
+        Ok(())
+    }
+
+    /// Namespaces left behind by tasks this node no longer has (removed while
+    /// the agent was down): `keep` says which task ids still have a container.
+    pub fn sweep_netns(&self, keep: impl Fn(&str) -> bool) {
+        for task in self.namespaced_tasks() {
+            if !keep(&task) {
+                match remove_netns(&self.netns_path(&task)) {
+                    Ok(()) => info!(%task, "removed a stale task netns"),
+                    Err(error) => warn!(%task, %error, "stale task netns"),
+                }
+            }
+        }
     }
 }
 
-/// The overlay of this host, programmed through `N` (the real [`RtNetlink`] in
-/// the agent). Holds no state of its own: everything is read back from the
-/// kernel, so dropping it and making a new one (an agent restart) loses nothing.
-pub struct Overlay<N: Netlink> {
-    nl: N,
-}
-
-impl<N: Netlink> Overlay<N> {
-    pub fn new(nl: N) -> Overlay<N> {
-        Overlay { nl }
+impl TaskNetwork for NetPlane {
+    fn prepare<'a>(&'a self, task: &'a Task) -> BoxFuture<'a, Result<Option<TaskNet>, String>> {
+        Box::pin(async move { self.prepare_task(task).await.map_err(|e| e.to_string()) })
     }
 
-    pub fn netlink(&self) -> &N {
-        &self.nl
-    }
-
-    /// Makes the kernel match `plan` (see the module docs).
-    pub async fn reconcile(&self, plan: &LocalPlan) -> Result<ReconcileReport, NetworkError> {
-        let changes = reconcile::reconcile(&self.nl, plan).await?;
-        Ok(ReconcileReport { changes })
+    fn release<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(self.release_task(task_id))
     }
 }

@@ -11,8 +11,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use berth_agent::network::netlink::{Address, Fdb, Link, LinkUpdate, Neighbour, Route, VxlanSpec};
-use berth_agent::network::{
+use berth_agent::dataplane::netlink::{
+    Address, Fdb, Link, LinkUpdate, Neighbour, Route, VxlanSpec,
+};
+use berth_agent::dataplane::{
     AttachRequest, Ipv4Cidr, LocalPlan, Netlink, NetworkError, NetworkPlan, Overlay, RemoteNode,
     RtNetlink,
 };
@@ -171,7 +173,7 @@ impl Agent {
         let overlay = self.overlay.clone();
         let keep = keep
             .iter()
-            .map(|c| berth_agent::network::names::veth_names(c, VNI).0)
+            .map(|c| berth_agent::dataplane::names::veth_names(c, VNI).0)
             .collect();
         Ok(run(&self.rt, async move {
             overlay.remove_veths_except(&keep).await

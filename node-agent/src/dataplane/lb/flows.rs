@@ -11,7 +11,7 @@ use std::net::Ipv4Addr;
 use std::process::Command;
 
 use super::LbPlan;
-use crate::network::error::NetworkError;
+use crate::dataplane::error::NetworkError;
 
 fn backends(plan: &LbPlan) -> BTreeSet<Ipv4Addr> {
     plan.vips
@@ -53,7 +53,7 @@ pub fn forget_udp_flows(backend: Ipv4Addr) -> Result<(), NetworkError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::network::lb::{Protocol, PublishedRule, VipRule};
+    use crate::dataplane::lb::{Protocol, PublishedRule, VipRule};
 
     fn ip(last: u8) -> Ipv4Addr {
         Ipv4Addr::new(10, 96, 0, last)

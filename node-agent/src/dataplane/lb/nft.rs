@@ -9,7 +9,7 @@ use nftables::types::NfFamily;
 use serde_json::Value;
 
 use super::ruleset::TABLE;
-use crate::network::error::NetworkError;
+use crate::dataplane::error::NetworkError;
 
 const NFT: &str = "nft";
 

@@ -8,9 +8,9 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use crate::network::error::NetworkError;
-use crate::network::names::bridge_name;
-use crate::network::netlink::{Netlink, RtNetlink};
+use crate::dataplane::error::NetworkError;
+use crate::dataplane::names::bridge_name;
+use crate::dataplane::netlink::{Netlink, RtNetlink};
 
 /// VNI -> the lowest address on `bb-<vni>`; networks whose bridge is missing or
 /// has no address yet are left out (their traffic is masqueraded instead).

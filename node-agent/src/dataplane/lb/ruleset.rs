@@ -38,8 +38,8 @@ use super::expr::{
 };
 use super::normalise::normalise;
 use super::{LbPlan, PublishedRule};
-use crate::network::error::NetworkError;
-use crate::network::names::{BRIDGE_PREFIX, VXLAN_PREFIX, bridge_name, vxlan_name};
+use crate::dataplane::error::NetworkError;
+use crate::dataplane::names::{BRIDGE_PREFIX, VXLAN_PREFIX, bridge_name, vxlan_name};
 
 /// The one table berth owns (family ip).
 pub const TABLE: &str = "berth";
@@ -272,7 +272,7 @@ fn published(rule: &PublishedRule) -> Vec<Statement<'static>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::network::lb::{Protocol, VipRule};
+    use crate::dataplane::lb::{Protocol, VipRule};
 
     fn ip(last: u8) -> Ipv4Addr {
         Ipv4Addr::new(10, 20, 1, last)

@@ -9,9 +9,9 @@ use std::path::Path;
 
 use berth_proto::v1::{Assignments, Endpoint, Node, PortProtocol, PublishMode, Task};
 
-use crate::network::dns::DnsTable;
-use crate::network::lb::{LbPlan, Protocol, PublishedRule, VipRule};
-use crate::network::{AttachRequest, Ipv4Cidr, LocalPlan, NetworkPlan, RemoteNode};
+use crate::dataplane::dns::DnsTable;
+use crate::dataplane::lb::{LbPlan, Protocol, PublishedRule, VipRule};
+use crate::dataplane::{AttachRequest, Ipv4Cidr, LocalPlan, NetworkPlan, RemoteNode};
 
 /// One overlay network as this host knows it.
 #[derive(Clone, Debug, PartialEq, Eq)]

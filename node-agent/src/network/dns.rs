@@ -10,8 +10,8 @@ use tokio::sync::{Mutex, watch};
 use tracing::info;
 
 use super::View;
-use crate::network::NetworkError;
-use crate::network::dns::{DnsServer, DnsTable, upstreams_from_resolv_conf};
+use crate::dataplane::NetworkError;
+use crate::dataplane::dns::{DnsServer, DnsTable, upstreams_from_resolv_conf};
 
 struct Running {
     server: DnsServer,

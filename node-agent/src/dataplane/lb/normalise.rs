@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use super::{LbPlan, Protocol, PublishedRule, VipRule};
-use crate::network::error::NetworkError;
-use crate::network::plan::MAX_VNI;
+use crate::dataplane::error::NetworkError;
+use crate::dataplane::plan::MAX_VNI;
 
 /// The plan with everything sorted and deduplicated (the caller's order must not
 /// change the rules, or every apply would rewrite), checked for what nft would
