@@ -15,9 +15,9 @@ use berth_agent::dataplane::netlink::{
     Address, Fdb, Link, LinkUpdate, Neighbour, Route, VxlanSpec,
 };
 use berth_agent::dataplane::{
-    AttachRequest, Ipv4Cidr, LocalPlan, Netlink, NetworkError, NetworkPlan, Overlay, RemoteNode,
-    RtNetlink,
+    AttachRequest, LocalPlan, Netlink, NetworkError, NetworkPlan, Overlay, RemoteNode, RtNetlink,
 };
+use berth_proto::net::Block;
 use berth_testhost::netruntime::run;
 use berth_testhost::{Host, TestNet};
 use nix::sched::{CloneFlags, setns, unshare};
@@ -186,8 +186,8 @@ impl Agent {
 }
 
 /// Host `i`'s block in the test network: 10.20.(i+1).0/24.
-pub fn block(i: usize) -> Ipv4Cidr {
-    Ipv4Cidr::new(Ipv4Addr::new(10, 20, i as u8 + 1, 0), 24).expect("block")
+pub fn block(i: usize) -> Block {
+    Block::containing(Ipv4Addr::new(10, 20, i as u8 + 1, 0), 24).expect("block")
 }
 
 /// Host `i`'s plan when the network spans the hosts in `members`.
@@ -251,7 +251,7 @@ impl Container {
             prefix: 24,
             gateway: block(i).gateway(),
             position: 0,
-            subnet: block(i),
+            subnet: block(i).net(),
         }
     }
 

@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::net::Ipv4Addr;
+use std::str::FromStr;
 
 use ipnet::Ipv4Net;
 
@@ -82,6 +83,15 @@ impl fmt::Display for Block {
     }
 }
 
+impl FromStr for Block {
+    type Err = NetError;
+
+    /// "A.B.C.D/N" with the host bits zero and N at most 30.
+    fn from_str(text: &str) -> Result<Block, NetError> {
+        text.parse::<Ipv4Prefix>()?.block()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,6 +127,9 @@ mod tests {
         let err = Block::new(net("10.20.1.0/31")).expect_err("small");
         assert!(err.to_string().contains("at most /30"), "{err}");
         assert!(Block::new(net("10.20.1.0/30")).is_ok());
+        assert_eq!("10.20.1.0/24".parse(), Block::new(net("10.20.1.0/24")));
+        assert!("10.20.1.0".parse::<Block>().is_err());
+        assert!("10.20.1.1/24".parse::<Block>().is_err());
     }
 
     proptest! {
