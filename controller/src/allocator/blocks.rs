@@ -69,7 +69,7 @@ impl Layout {
 
 /// The blocks `node` holds in `network`; malformed entries are skipped with a
 /// warning (the allocator rewrites the list).
-pub fn read_blocks(node: &Node, network: &str) -> Vec<Block> {
+fn read_blocks(node: &Node, network: &str) -> Vec<Block> {
     node.blocks_in(network)
         .filter_map(|block| match block {
             Ok(block) => Some(block),
