@@ -3,23 +3,26 @@
 //! every round: no two live tasks share an address, no two nodes share a
 //! block, a live task's address is in a block of its node, VIPs are unique
 //! and outside every block, a task that waits says why, and every block
-//! reaches the agents as the range and gateway the allocator handed out.
+//! reaches the agents (their own view of an assignment set) as the range and
+//! gateway the allocator handed out.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
+use std::path::Path;
 
+use berth_agent::network::View;
 use berth_proto::net::{Block, parse_subnet};
 use berth_proto::store::object::Kind;
 use berth_proto::store::{Op, op};
 use berth_proto::v1::service_spec::Mode;
 use berth_proto::v1::{
     Assignments, Network, Node, NodeAvailability, NodeStatus, ReplicatedMode, Resources,
-    RestartCondition, RestartPolicy, Service, ServiceSpec, TaskState,
+    RestartCondition, RestartPolicy, Service, ServiceSpec, Task, TaskState,
 };
 use proptest::prelude::*;
 use prost::Message as _;
 
-use super::blocks::{Layout, Pool};
+use super::blocks::{BLOCK_PREFIX, Layout, Pool};
 use crate::leader::plan_round_with;
 use crate::orchestrator::ClusterView;
 use crate::orchestrator::task::{is_terminal, observed};
@@ -49,6 +52,8 @@ fn node(i: usize) -> Node {
     Node {
         id: format!("node-{i:02}"),
         name: format!("n{i}"),
+        // The agents' underlay address (the allocator does not read it).
+        address: format!("198.18.0.{}", i + 1),
         resources: Some(Resources {
             milli_cpus: 1_000_000,
             memory_bytes: 1 << 40,
@@ -210,10 +215,11 @@ fn check(view: &ClusterView, nets: &[Network]) -> Result<(), TestCaseError> {
     agents_read_what_was_allocated(view, nets, &layouts)
 }
 
-/// The overlay contract: what the allocator handed out, sent to an agent as
-/// the bytes of an assignment set, is read with the readers of the agent's
-/// view (`Node::blocks_in`, `Block::holds`, `Block::gateway`,
-/// `Block::interface`) as the same ranges and gateways.
+/// The overlay contract: what the allocator handed out, sent to each node's
+/// agent as the bytes of an assignment set, is read by the agent's own view
+/// (`berth_agent::network::View`) as the same blocks (local and remote) and,
+/// for every live task, the address and prefix length the allocator gave it
+/// and the gateway of the allocator's block, which no task holds.
 fn agents_read_what_was_allocated(
     view: &ClusterView,
     nets: &[Network],
@@ -225,44 +231,93 @@ fn agents_read_what_was_allocated(
         nodes: view.nodes.clone(),
         ..Default::default()
     };
-    let got = Assignments::decode(sent.encode_to_vec().as_slice()).expect("decode");
-    prop_assert_eq!(&got, &sent);
-    for (name, layout) in layouts {
-        // The allocator's reading of the blocks, with its layout checks.
-        let pool = Pool::new(name, *layout, &view.nodes);
-        for node in &got.nodes {
-            let mine: Vec<Block> = node
-                .blocks_in(name)
-                .collect::<Result<_, _>>()
-                .expect("every block the allocator wrote reads as a block");
-            let allocated: Vec<Block> = pool
-                .blocks_of(&node.id)
-                .map(|b| b.iter().copied().collect())
-                .unwrap_or_default();
-            prop_assert_eq!(&mine, &allocated, "blocks of {} in {}", &node.id, name);
-            for task in got.tasks.iter().filter(|t| t.node_id == node.id) {
-                if is_terminal(observed(task)) {
-                    continue;
-                }
-                let Some(address) = task.addresses.get(*name) else {
-                    continue;
-                };
-                let holders: Vec<&Block> =
-                    mine.iter().filter(|b| b.holds(address.addr())).collect();
-                prop_assert_eq!(holders.len(), 1, "{} of {} in one block", address, &task.id);
-                let block = holders[0];
-                prop_assert_eq!(Some(*block), Layout::block_of(address.addr()));
-                prop_assert_eq!(Ok(block.interface(address.addr())), address.net());
-                let gateway = block.gateway();
-                prop_assert!(block.contains(gateway) && gateway != block.network());
+    let wire = Assignments::decode(sent.encode_to_vec().as_slice()).expect("decode");
+    prop_assert_eq!(&wire, &sent);
+    // The allocator's reading of the blocks, with its layout checks.
+    let pools: BTreeMap<&str, Pool> = layouts
+        .iter()
+        .map(|(name, layout)| (*name, Pool::new(name, *layout, &view.nodes)))
+        .collect();
+    let allocated = |name: &str, node: &str| -> Vec<Block> {
+        pools
+            .get(name)
+            .and_then(|p| p.blocks_of(node))
+            .map(|b| b.iter().copied().collect())
+            .unwrap_or_default()
+    };
+    let live = |t: &&Task| !is_terminal(observed(t));
+    let held: BTreeSet<(&str, Ipv4Addr)> = view
+        .tasks
+        .iter()
+        .filter(live)
+        .flat_map(|t| t.addresses.iter().map(|(n, a)| (n.as_str(), a.addr())))
+        .collect();
+    for node in &wire.nodes {
+        let agent = View::from_assignments(&Assignments {
+            node_id: node.id.clone(),
+            ..wire.clone()
+        });
+        for name in layouts.keys() {
+            let mine = allocated(name, &node.id);
+            let net = agent
+                .networks
+                .get(*name)
+                .expect("the agent knows the network");
+            prop_assert_eq!(
+                &net.local_blocks,
+                &mine,
+                "blocks of {} in {}",
+                &node.id,
+                name
+            );
+            let plan = agent.plan.networks.iter().find(|p| p.name == *name);
+            prop_assert_eq!(
+                plan.is_some(),
+                !mine.is_empty(),
+                "{} plans {}",
+                &node.id,
+                name
+            );
+            for remote in plan.map(|p| p.remotes.as_slice()).unwrap_or_default() {
+                let other = wire
+                    .nodes
+                    .iter()
+                    .find(|n| n.address == remote.underlay_ip.to_string())
+                    .expect("a remote is a node");
+                prop_assert_eq!(&remote.blocks, &allocated(name, &other.id));
+            }
+        }
+        for task in view
+            .tasks
+            .iter()
+            .filter(live)
+            .filter(|t| t.node_id == node.id)
+        {
+            let requests = agent
+                .attach_requests(task, Path::new("/run/berth/netns/t"))
+                .map_err(|e| TestCaseError::fail(format!("task {}: {e}", task.id)))?;
+            prop_assert_eq!(requests.len(), task.addresses.len());
+            for (request, (name, address)) in requests.iter().zip(&task.addresses) {
+                let block = Layout::block_of(address.addr()).expect("a block");
+                prop_assert!(allocated(name, &node.id).contains(&block));
+                prop_assert_eq!(request.address, address.addr());
+                prop_assert_eq!(request.prefix, BLOCK_PREFIX);
+                prop_assert_eq!(u32::from(request.prefix), address.prefix_len());
+                prop_assert_eq!(request.gateway, block.gateway());
+                prop_assert!(block.contains(request.gateway) && request.gateway != block.network());
                 prop_assert!(
-                    !got.tasks.iter().any(|t| !is_terminal(observed(t))
-                        && t.addresses.get(*name).is_some_and(|a| a.addr() == gateway)),
+                    !held.contains(&(name.as_str(), request.gateway)),
                     "gateway {} of {} is a task's address",
-                    gateway,
+                    request.gateway,
                     block
                 );
             }
+            prop_assert_eq!(
+                agent.nameserver(task),
+                requests.first().map(|r| r.gateway),
+                "the DNS server of {}",
+                &task.id
+            );
         }
     }
     Ok(())
