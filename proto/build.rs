@@ -17,6 +17,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Ordered maps: deterministic encoding (the state machine hashes nothing, but
     // stable JSON output and snapshot dumps are easier to compare).
     config.btree_map(["."]);
+    // The overlay's address message is the hand-written type of `net`: one Rust
+    // type on the wire and in code, written "A.B.C.D/N" in JSON.
+    config.extern_path(".berth.v1.Ipv4Prefix", "crate::net::Ipv4Prefix");
     tonic_prost_build::configure()
         // The generated types are the one model: stack files and `--format json`
         // (de)serialize them directly.

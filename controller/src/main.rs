@@ -2,11 +2,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use berth_controller::allocator::cidr::Cidr;
 use berth_controller::dispatcher::DispatcherSettings;
 use berth_controller::planner::PlannerSettings;
 use berth_controller::raft::RaftSettings;
 use berth_controller::server::{ControllerOptions, run};
+use berth_proto::net::parse_subnet;
 use clap::Parser;
 
 // The Raft loop and gRPC allocate many small, short-lived buffers; mimalloc
@@ -97,7 +97,7 @@ fn real_main() -> anyhow::Result<()> {
         join: args.join,
         raft,
         planner: PlannerSettings {
-            cluster_cidr: Cidr::parse(&args.cluster_cidr)
+            cluster_cidr: parse_subnet(&args.cluster_cidr)
                 .map_err(|e| anyhow::anyhow!("--cluster-cidr {}: {e}", args.cluster_cidr))?,
             ..PlannerSettings::default()
         },

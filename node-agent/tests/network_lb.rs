@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use anyhow::{Result, ensure};
 use berth_agent::dataplane::lb::{self, LbPlan, LoadBalancer, Protocol, PublishedRule, VipRule};
-use berth_agent::dataplane::{AttachRequest, Ipv4Cidr, LocalPlan, NetworkPlan, RemoteNode};
+use berth_agent::dataplane::{AttachRequest, LocalPlan, NetworkPlan, RemoteNode};
+use berth_proto::net::Block;
 use berth_testhost::TestNet;
 use berth_testhost::netruntime::run;
 use network::{Agent, Container, sh};
@@ -30,9 +31,9 @@ const OVERLAY: [usize; 3] = [0, 1, 2];
 const PORT: u16 = 80;
 
 /// Host `i`'s block in network `vni`: 10.20.(i+1).0/24 in A, 10.30.(i+1).0/24 in B.
-fn block(vni: u32, i: usize) -> Ipv4Cidr {
+fn block(vni: u32, i: usize) -> Block {
     let second = if vni == A { 20 } else { 30 };
-    Ipv4Cidr::new(Ipv4Addr::new(10, second, i as u8 + 1, 0), 24).expect("block")
+    Block::containing(Ipv4Addr::new(10, second, i as u8 + 1, 0), 24).expect("block")
 }
 
 fn addr(vni: u32, i: usize, last: u8) -> Ipv4Addr {
@@ -103,7 +104,7 @@ impl Cluster {
             prefix: 24,
             gateway: block(vni, i).gateway(),
             position: 0,
-            subnet: block(vni, i),
+            subnet: block(vni, i).net(),
         })?;
         Ok(c)
     }

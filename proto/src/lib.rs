@@ -14,6 +14,7 @@ pub mod store {
 
 pub mod assignments;
 mod display;
+pub mod net;
 
 /// Version and commit of the build, for every binary's `--version`.
 pub const VERSION: &str = concat!(

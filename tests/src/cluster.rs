@@ -31,8 +31,8 @@ pub struct TaskRow {
     pub message: String,
     pub error: String,
     pub exit_code: Option<i64>,
-    /// Overlay address per network, "IP/PREFIX".
-    pub addresses: std::collections::BTreeMap<String, String>,
+    /// Overlay address per network ("IP/PREFIX" in the JSON).
+    pub addresses: std::collections::BTreeMap<String, berth_proto::net::Ipv4Prefix>,
 }
 
 impl Cluster {
@@ -177,14 +177,7 @@ impl Cluster {
                 message: t["message"].as_str().unwrap_or_default().to_string(),
                 error: t["error"].as_str().unwrap_or_default().to_string(),
                 exit_code: t["exit_code"].as_i64(),
-                addresses: t["addresses"]
-                    .as_object()
-                    .map(|m| {
-                        m.iter()
-                            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
+                addresses: serde_json::from_value(t["addresses"].clone()).unwrap_or_default(),
             })
             .collect())
     }

@@ -52,16 +52,11 @@ fn running(cluster: &Cluster, service: &str, network: &str) -> Result<Vec<Runnin
         if t.state != "running" || t.desired_state != "running" {
             continue;
         }
-        let address = t
+        let ip = t
             .addresses
             .get(network)
-            .with_context(|| format!("task {} has no address in {network}", t.id))?;
-        let ip = address
-            .split('/')
-            .next()
-            .unwrap_or_default()
-            .parse()
-            .with_context(|| format!("task {} address {address:?}", t.id))?;
+            .with_context(|| format!("task {} has no address in {network}", t.id))?
+            .addr();
         let agent = t.node.trim_start_matches('n').parse::<usize>()? - 1;
         out.push(Running {
             id: t.id,

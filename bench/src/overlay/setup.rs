@@ -10,8 +10,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use berth_agent::dataplane::{
-    AttachRequest, Ipv4Cidr, LocalPlan, NetworkPlan, Overlay, RemoteNode, RtNetlink,
+    AttachRequest, LocalPlan, NetworkPlan, Overlay, RemoteNode, RtNetlink,
 };
+use berth_proto::net::Block;
 use berth_testhost::TestNet;
 use berth_testhost::netruntime::run;
 use berth_testhost::ns::in_netns;
@@ -80,8 +81,8 @@ pub struct OverlayBed {
 }
 
 /// Host `i`'s block: 10.42.(i+1).0/24.
-fn block(i: usize) -> Ipv4Cidr {
-    Ipv4Cidr::new(Ipv4Addr::new(10, 42, i as u8 + 1, 0), 24).expect("block")
+fn block(i: usize) -> Block {
+    Block::containing(Ipv4Addr::new(10, 42, i as u8 + 1, 0), 24).expect("block")
 }
 
 fn plan_for(net: &TestNet, i: usize) -> LocalPlan {
@@ -140,7 +141,7 @@ impl OverlayBed {
                 prefix: 24,
                 gateway: block(i).gateway(),
                 position: 0,
-                subnet: block(i),
+                subnet: block(i).net(),
             };
             let o = overlay.clone();
             run(&rt, async move { o.attach(&req).await })

@@ -1,16 +1,17 @@
 //! A network's address layout and its per-node blocks: the top sixteenth of the
 //! subnet is the VIP range, the rest splits into /26 blocks handed to nodes on
-//! demand (a node takes another block only when its blocks are full). In each
-//! block the first address is the network address, the second the node's
-//! gateway (its bridge), the last the broadcast address; tasks get the others.
+//! demand (a node takes another block only when its blocks are full). What a
+//! block holds (network address, gateway, task addresses, broadcast) is
+//! [`Block`]'s rule, the one the agents read.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
 
+use berth_proto::net::{Block, Ipv4Net, overlaps};
 use berth_proto::v1::Node;
 use tracing::warn;
 
 use super::AllocError;
-use super::cidr::Cidr;
 
 /// Prefix length of a node's address block (64 addresses, 61 for tasks).
 pub const BLOCK_PREFIX: u8 = 26;
@@ -20,68 +21,64 @@ pub const MAX_SUBNET_PREFIX: u8 = 24;
 /// Where a network's addresses go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Layout {
-    pub subnet: Cidr,
+    /// The network's subnet (host bits zero).
+    pub subnet: Ipv4Net,
     /// Service VIPs: the last sixteenth of the subnet.
-    pub vips: Cidr,
+    pub vips: Ipv4Net,
 }
 
 impl Layout {
-    pub fn of(network: &str, subnet: Cidr) -> Result<Layout, AllocError> {
-        if subnet.prefix() > MAX_SUBNET_PREFIX {
+    pub fn of(network: &str, subnet: Ipv4Net) -> Result<Layout, AllocError> {
+        let subnet = subnet.trunc();
+        if subnet.prefix_len() > MAX_SUBNET_PREFIX {
             return Err(AllocError::SubnetTooSmall {
                 network: network.into(),
                 subnet: subnet.to_string(),
             });
         }
-        let vips = Cidr::containing(subnet.last(), subnet.prefix() + 4);
+        // At most /28: always a valid prefix length.
+        let vips = Ipv4Net::new_assert(subnet.broadcast(), subnet.prefix_len() + 4).trunc();
         Ok(Layout { subnet, vips })
     }
 
     /// The blocks nodes may hold, lowest first.
-    pub fn blocks(&self) -> impl Iterator<Item = Cidr> + use<> {
+    pub fn blocks(&self) -> impl Iterator<Item = Block> + use<> {
         let vips = self.vips;
+        // The subnet is at most /24, so splitting into /26s always works.
         self.subnet
             .subnets(BLOCK_PREFIX)
-            .filter(move |b| !b.overlaps(&vips))
+            .into_iter()
+            .flatten()
+            .filter(move |b| !overlaps(b, &vips))
+            .filter_map(|b| Block::new(b).ok())
     }
 
-    pub fn is_block(&self, block: &Cidr) -> bool {
-        block.prefix() == BLOCK_PREFIX && self.subnet.contains(block) && !block.overlaps(&self.vips)
+    pub fn is_block(&self, block: &Block) -> bool {
+        let net = block.net();
+        net.prefix_len() == BLOCK_PREFIX
+            && self.subnet.contains(&net)
+            && !overlaps(&net, &self.vips)
+    }
+
+    /// The block of this layout's size around `addr` (whether or not the
+    /// layout has it: see [`Layout::is_block`]).
+    pub fn block_of(addr: Ipv4Addr) -> Option<Block> {
+        Block::containing(addr, BLOCK_PREFIX).ok()
     }
 }
 
-/// The gateway of a block: its second address, put on the node's bridge.
-pub fn gateway(block: &Cidr) -> u32 {
-    block.base() + 1
-}
-
-/// The addresses of a block that tasks may get.
-pub fn task_addresses(block: &Cidr) -> impl Iterator<Item = u32> + use<> {
-    (block.base() + 2)..block.last()
-}
-
-/// Parses a node's "CIDR,CIDR" block list; malformed entries are skipped with
-/// a warning (the allocator rewrites the list).
-pub fn parse_blocks(node: &str, network: &str, text: &str) -> Vec<Cidr> {
-    text.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .filter_map(|s| match Cidr::parse(s) {
-            Ok(c) => Some(c),
+/// The blocks `node` holds in `network`; malformed entries are skipped with a
+/// warning (the allocator rewrites the list).
+fn read_blocks(node: &Node, network: &str) -> Vec<Block> {
+    node.blocks_in(network)
+        .filter_map(|block| match block {
+            Ok(block) => Some(block),
             Err(err) => {
-                warn!(node, network, %err, "ignoring a malformed address block");
+                warn!(node = %node.id, network, %err, "ignoring a malformed address block");
                 None
             }
         })
         .collect()
-}
-
-pub fn format_blocks<'a>(blocks: impl IntoIterator<Item = &'a Cidr>) -> String {
-    blocks
-        .into_iter()
-        .map(Cidr::to_string)
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 /// One network's blocks and used addresses while a round allocates.
@@ -90,11 +87,11 @@ pub struct Pool {
     pub name: String,
     pub layout: Layout,
     /// Blocks per existing node.
-    nodes: BTreeMap<String, BTreeSet<Cidr>>,
+    nodes: BTreeMap<String, BTreeSet<Block>>,
     /// Every block in use: by a node, or (None) by live tasks of a node that
     /// is gone.
-    owners: BTreeMap<Cidr, Option<String>>,
-    used: BTreeSet<u32>,
+    owners: BTreeMap<Block, Option<String>>,
+    used: BTreeSet<Ipv4Addr>,
     changed: BTreeSet<String>,
     /// Nodes that keep a block even without tasks (the network carries
     /// published ports, which every node forwards into it).
@@ -118,11 +115,7 @@ impl Pool {
         sorted.sort_by(|a, b| a.id.cmp(&b.id));
         for node in sorted {
             let mut mine = BTreeSet::new();
-            let listed = node
-                .network_blocks
-                .get(name)
-                .map(|t| parse_blocks(&node.id, name, t))
-                .unwrap_or_default();
+            let listed = read_blocks(node, name);
             for block in &listed {
                 if layout.is_block(block) && !pool.owners.contains_key(block) {
                     pool.owners.insert(*block, Some(node.id.clone()));
@@ -141,9 +134,11 @@ impl Pool {
     /// node holds makes the task's node hold it (repairing a block write that
     /// was refused while the task's was not), or keeps the block out of use
     /// while the task lives when its node is gone.
-    pub fn mark_used(&mut self, addr: u32, node: &str) {
+    pub fn mark_used(&mut self, addr: Ipv4Addr, node: &str) {
         self.used.insert(addr);
-        let block = Cidr::containing(addr, BLOCK_PREFIX);
+        let Some(block) = Layout::block_of(addr) else {
+            return;
+        };
         if !self.layout.is_block(&block) || self.owners.contains_key(&block) {
             return;
         }
@@ -159,21 +154,22 @@ impl Pool {
         }
     }
 
-    pub fn is_used(&self, addr: u32) -> bool {
+    pub fn is_used(&self, addr: Ipv4Addr) -> bool {
         self.used.contains(&addr)
     }
 
     /// Whether `addr` is a valid task address of `node` that nobody else uses.
-    pub fn is_free_for(&self, addr: u32, node: &str) -> bool {
-        let block = Cidr::containing(addr, BLOCK_PREFIX);
+    pub fn is_free_for(&self, addr: Ipv4Addr, node: &str) -> bool {
         !self.used.contains(&addr)
-            && self.nodes.get(node).is_some_and(|b| b.contains(&block))
-            && task_addresses(&block).any(|a| a == addr)
+            && self
+                .nodes
+                .get(node)
+                .is_some_and(|blocks| blocks.iter().any(|b| b.holds(addr)))
     }
 
     /// The lowest free address in `node`'s blocks, taking a new block for the
     /// node when they are full.
-    pub fn allocate(&mut self, node: &str) -> Result<u32, AllocError> {
+    pub fn allocate(&mut self, node: &str) -> Result<Ipv4Addr, AllocError> {
         let Some(blocks) = self.nodes.get(node) else {
             return Err(AllocError::NoSuchNode {
                 network: self.name.clone(),
@@ -182,15 +178,16 @@ impl Pool {
         };
         let free = blocks
             .iter()
-            .flat_map(task_addresses)
+            .flat_map(Block::task_addresses)
             .find(|a| !self.used.contains(a));
         let addr = match free {
             Some(addr) => addr,
             None => {
-                let block = self
+                let (block, addr) = self
                     .layout
                     .blocks()
-                    .find(|b| !self.owners.contains_key(b))
+                    .filter(|b| !self.owners.contains_key(b))
+                    .find_map(|b| Some((b, b.task_addresses().next()?)))
                     .ok_or_else(|| AllocError::Exhausted {
                         network: self.name.clone(),
                         subnet: self.layout.subnet.to_string(),
@@ -203,7 +200,7 @@ impl Pool {
                     .or_default()
                     .insert(block);
                 self.changed.insert(node.to_string());
-                block.base() + 2
+                addr
             }
         };
         self.used.insert(addr);
@@ -211,7 +208,7 @@ impl Pool {
     }
 
     /// Gives an address back (a task that could not get all its addresses).
-    pub fn release(&mut self, addr: u32) {
+    pub fn release(&mut self, addr: Ipv4Addr) {
         self.used.remove(&addr);
     }
 
@@ -241,9 +238,9 @@ impl Pool {
     /// is marked or allocated.
     pub fn release_idle_blocks(&mut self) {
         for (node, blocks) in &mut self.nodes {
-            let mut idle: Vec<Cidr> = blocks
+            let mut idle: Vec<Block> = blocks
                 .iter()
-                .filter(|b| task_addresses(b).all(|a| !self.used.contains(&a)))
+                .filter(|b| b.task_addresses().all(|a| !self.used.contains(&a)))
                 .copied()
                 .collect();
             if self.held.contains(node) && idle.len() == blocks.len() {
@@ -262,7 +259,7 @@ impl Pool {
         self.changed.iter().map(String::as_str)
     }
 
-    pub fn blocks_of(&self, node: &str) -> Option<&BTreeSet<Cidr>> {
+    pub fn blocks_of(&self, node: &str) -> Option<&BTreeSet<Block>> {
         self.nodes.get(node)
     }
 }
@@ -270,25 +267,38 @@ impl Pool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::Ipv4Addr;
+    use berth_proto::net::parse_subnet;
+    use berth_proto::v1::NetworkBlocks;
 
-    fn ip(text: &str) -> u32 {
-        u32::from(text.parse::<Ipv4Addr>().expect("ip"))
+    fn ip(text: &str) -> Ipv4Addr {
+        text.parse().expect("ip")
     }
 
+    /// A node whose blocks are given as "CIDR,CIDR" per network (any prefix).
     fn node(id: &str, blocks: &[(&str, &str)]) -> Node {
         Node {
             id: id.into(),
             network_blocks: blocks
                 .iter()
-                .map(|(n, b)| (n.to_string(), b.to_string()))
+                .map(|(n, list)| {
+                    let blocks = list
+                        .split(',')
+                        .map(|b| b.parse().expect("prefix"))
+                        .collect();
+                    (n.to_string(), NetworkBlocks { blocks })
+                })
                 .collect(),
             ..Default::default()
         }
     }
 
+    fn format_blocks<'a>(blocks: impl IntoIterator<Item = &'a Block>) -> String {
+        let texts: Vec<String> = blocks.into_iter().map(Block::to_string).collect();
+        texts.join(",")
+    }
+
     fn layout(subnet: &str) -> Layout {
-        Layout::of("n", Cidr::parse(subnet).expect("subnet")).expect("layout")
+        Layout::of("n", parse_subnet(subnet).expect("subnet")).expect("layout")
     }
 
     #[test]
@@ -300,7 +310,7 @@ mod tests {
         assert_eq!(l.vips.to_string(), "10.1.2.240/28");
         let blocks: Vec<String> = l.blocks().map(|b| b.to_string()).collect();
         assert_eq!(blocks, vec!["10.1.2.0/26", "10.1.2.64/26", "10.1.2.128/26"]);
-        let err = Layout::of("small", Cidr::parse("10.1.2.0/25").expect("parse"))
+        let err = Layout::of("small", parse_subnet("10.1.2.0/25").expect("parse"))
             .expect_err("too small")
             .to_string();
         assert!(
@@ -382,7 +392,7 @@ mod tests {
     fn exhaustion_names_the_network_subnet_and_blocks() {
         let mut pool = Pool::new(
             "tiny",
-            Layout::of("tiny", Cidr::parse("10.1.2.0/24").expect("p")).expect("l"),
+            Layout::of("tiny", parse_subnet("10.1.2.0/24").expect("p")).expect("l"),
             &[node("a", &[])],
         );
         for _ in 0..3 * 61 {
@@ -400,7 +410,7 @@ mod tests {
     #[test]
     fn stored_blocks_are_read_checked_and_repaired() {
         let nodes = [
-            node("a", &[("n", "10.96.0.0/26,garbage,10.96.240.0/26")]),
+            node("a", &[("n", "10.96.0.0/26,10.96.0.70/26,10.96.240.0/26")]),
             node("b", &[("n", "10.96.0.0/26,10.96.0.64/26")]),
         ];
         let mut pool = Pool::new("n", layout("10.96.0.0/16"), &nodes);
@@ -418,7 +428,7 @@ mod tests {
         assert!(
             pool.blocks_of("b")
                 .expect("b")
-                .contains(&Cidr::parse("10.96.1.0/26").expect("p"))
+                .contains(&Block::containing(ip("10.96.1.0"), 26).expect("p"))
         );
         // On a node that is gone: the block stays out of use.
         pool.mark_used(ip("10.96.0.200"), "gone");

@@ -5,18 +5,20 @@
 //! - [`subnets`]: the default network `berth` and a /16 from the cluster CIDR
 //!   for every network created without a subnet (committed before a round).
 //! - [`blocks`]: a network's layout (top sixteenth = VIPs, the rest /26 blocks)
-//!   and the blocks each node holds, in `node.network_blocks[network]` as
-//!   "CIDR,CIDR"; taken on demand, freed when no live task of the node has an
-//!   address in them, or the node or network goes.
-//! - [`tasks`]: `task.addresses[network] = "IP/26"` from the node's blocks;
+//!   and the blocks each node holds, in `node.network_blocks[network]`; taken
+//!   on demand, freed when no live task of the node has an address in them, or
+//!   the node or network goes.
+//! - [`tasks`]: `task.addresses[network]` = IP/26 from the node's blocks;
 //!   freed when the task is terminal or deleted (it simply stops counting).
-//! - [`vips`]: `service.virtual_ips[network] = "IP/PREFIX"` from the VIP range.
+//! - [`vips`]: `service.virtual_ips[network]` = IP/PREFIX from the VIP range.
+//!
+//! Addresses, blocks and subnets are `berth_proto::net` types, the ones the
+//! agents read the same messages with.
 //!
 //! Tasks join the networks their spec lists, or the default network when it
 //! lists none. A task that gets no address stays PENDING with the reason.
 
 pub mod blocks;
-pub mod cidr;
 pub mod subnets;
 pub mod tasks;
 pub mod vips;
@@ -28,13 +30,13 @@ mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use berth_proto::net::{NetError, parse_subnet};
 use berth_proto::store::object::Kind;
 use berth_proto::store::{Expect, Object, Op};
-use berth_proto::v1::{Network, Node, PublishMode, Service, ServiceSpec, Task};
+use berth_proto::v1::{Network, NetworkBlocks, Node, PublishMode, Service, ServiceSpec, Task};
 
 use crate::store::put;
-use blocks::{Layout, Pool, format_blocks};
-use cidr::Cidr;
+use blocks::{Layout, Pool};
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum AllocError {
@@ -55,7 +57,7 @@ pub enum AllocError {
     BadSubnet {
         network: String,
         subnet: String,
-        source: cidr::CidrError,
+        source: NetError,
     },
     #[error(
         "network {network}: subnet {subnet} is too small for node blocks (at most /{max})",
@@ -82,7 +84,7 @@ pub fn pools(networks: &[Network], nodes: &[Node]) -> Pools {
                     network: name.clone(),
                 })
             } else {
-                Cidr::parse(&network.subnet)
+                parse_subnet(&network.subnet)
                     .map_err(|source| AllocError::BadSubnet {
                         network: name.clone(),
                         subnet: network.subnet.clone(),
@@ -180,7 +182,7 @@ pub fn allocate(input: Input<'_>) -> Allocation {
                     if mine.is_empty() {
                         blocks.remove(network);
                     } else {
-                        blocks.insert(network.clone(), format_blocks(mine));
+                        blocks.insert(network.clone(), NetworkBlocks::of(mine));
                     }
                 }
             }

@@ -2,21 +2,27 @@
 //! allocator): services come, scale and go, tasks fail, nodes leave. After
 //! every round: no two live tasks share an address, no two nodes share a
 //! block, a live task's address is in a block of its node, VIPs are unique
-//! and outside every block, and a task that waits says why.
+//! and outside every block, a task that waits says why, and every block
+//! reaches the agents (their own view of an assignment set) as the range and
+//! gateway the allocator handed out.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::path::Path;
 
+use berth_agent::network::View;
+use berth_proto::net::{Block, parse_subnet};
 use berth_proto::store::object::Kind;
 use berth_proto::store::{Op, op};
 use berth_proto::v1::service_spec::Mode;
 use berth_proto::v1::{
-    Network, Node, NodeAvailability, NodeStatus, ReplicatedMode, Resources, RestartCondition,
-    RestartPolicy, Service, ServiceSpec, TaskState,
+    Assignments, Network, Node, NodeAvailability, NodeStatus, ReplicatedMode, Resources,
+    RestartCondition, RestartPolicy, Service, ServiceSpec, Task, TaskState,
 };
 use proptest::prelude::*;
+use prost::Message as _;
 
-use super::blocks::{BLOCK_PREFIX, Layout};
-use super::cidr::{Cidr, parse_address};
+use super::blocks::{BLOCK_PREFIX, Layout, Pool};
 use crate::orchestrator::task::{is_terminal, observed};
 use crate::planner::plan_round_with;
 use crate::store::ClusterView;
@@ -46,6 +52,8 @@ fn node(i: usize) -> Node {
     Node {
         id: format!("node-{i:02}"),
         name: format!("n{i}"),
+        // The agents' underlay address (the allocator does not read it).
+        address: format!("198.18.0.{}", i + 1),
         resources: Some(Resources {
             milli_cpus: 1_000_000,
             memory_bytes: 1 << 40,
@@ -108,7 +116,7 @@ fn check(view: &ClusterView, nets: &[Network]) -> Result<(), TestCaseError> {
     let layouts: BTreeMap<&str, Layout> = nets
         .iter()
         .map(|n| {
-            let subnet = Cidr::parse(&n.subnet).expect("subnet");
+            let subnet = parse_subnet(&n.subnet).expect("subnet");
             (
                 n.name.as_str(),
                 Layout::of(&n.name, subnet).expect("layout"),
@@ -116,13 +124,13 @@ fn check(view: &ClusterView, nets: &[Network]) -> Result<(), TestCaseError> {
         })
         .collect();
     // Blocks: unique across nodes, inside the layout.
-    let mut owner: BTreeMap<(String, Cidr), String> = BTreeMap::new();
+    let mut owner: BTreeMap<(String, Block), String> = BTreeMap::new();
     for node in &view.nodes {
-        for (network, text) in &node.network_blocks {
+        for network in node.network_blocks.keys() {
             let layout = layouts.get(network.as_str());
             prop_assert!(layout.is_some(), "blocks of unknown network {network}");
-            for part in text.split(',') {
-                let block = Cidr::parse(part).expect("stored block parses");
+            for block in node.blocks_in(network) {
+                let block = block.expect("stored block is a block");
                 prop_assert!(
                     layout.is_some_and(|l| l.is_block(&block)),
                     "{block} outside {network}"
@@ -133,7 +141,7 @@ fn check(view: &ClusterView, nets: &[Network]) -> Result<(), TestCaseError> {
         }
     }
     // Live task addresses: unique, in a block of their node.
-    let mut seen: BTreeSet<(String, u32)> = BTreeSet::new();
+    let mut seen: BTreeSet<(String, Ipv4Addr)> = BTreeSet::new();
     for task in &view.tasks {
         let state = observed(task);
         if is_terminal(state) {
@@ -165,13 +173,13 @@ fn check(view: &ClusterView, nets: &[Network]) -> Result<(), TestCaseError> {
             );
         }
         for (network, text) in &task.addresses {
-            let addr = parse_address(text).expect("address parses");
+            let addr = text.addr();
             prop_assert!(
                 seen.insert((network.clone(), addr)),
                 "{text} of {network} used twice"
             );
-            let block = Cidr::containing(addr, BLOCK_PREFIX);
-            prop_assert!(addr != block.base() + 1 && addr != block.base() && addr != block.last());
+            let block = Layout::block_of(addr).expect("a block around the address");
+            prop_assert!(block.holds(addr), "{text} is no task address of {block}");
             let holder = owner.get(&(network.clone(), block));
             if view.nodes.iter().any(|n| n.id == task.node_id) {
                 prop_assert_eq!(
@@ -192,20 +200,124 @@ fn check(view: &ClusterView, nets: &[Network]) -> Result<(), TestCaseError> {
         }
     }
     // VIPs: unique, in the VIP range, in no block.
-    let mut vips: BTreeSet<(String, u32)> = BTreeSet::new();
+    let mut vips: BTreeSet<(String, Ipv4Addr)> = BTreeSet::new();
     for service in &view.services {
         for (network, text) in &service.virtual_ips {
-            let addr = parse_address(text).expect("vip parses");
+            let addr = text.addr();
             let layout = layouts
                 .get(network.as_str())
                 .expect("vip of a known network");
-            prop_assert!(layout.vips.contains_addr(addr));
-            prop_assert!(
-                !owner
-                    .keys()
-                    .any(|(n, b)| n == network && b.contains_addr(addr))
-            );
+            prop_assert!(layout.vips.contains(&addr));
+            prop_assert!(!owner.keys().any(|(n, b)| n == network && b.contains(addr)));
             prop_assert!(vips.insert((network.clone(), addr)), "vip {text} twice");
+        }
+    }
+    agents_read_what_was_allocated(view, nets, &layouts)
+}
+
+/// The overlay contract: what the allocator handed out, sent to each node's
+/// agent as the bytes of an assignment set, is read by the agent's own view
+/// (`berth_agent::network::View`) as the same blocks (local and remote) and,
+/// for every live task, the address and prefix length the allocator gave it
+/// and the gateway of the allocator's block, which no task holds.
+fn agents_read_what_was_allocated(
+    view: &ClusterView,
+    nets: &[Network],
+    layouts: &BTreeMap<&str, Layout>,
+) -> Result<(), TestCaseError> {
+    let sent = Assignments {
+        tasks: view.tasks.clone(),
+        networks: nets.to_vec(),
+        nodes: view.nodes.clone(),
+        ..Default::default()
+    };
+    let wire = Assignments::decode(sent.encode_to_vec().as_slice()).expect("decode");
+    prop_assert_eq!(&wire, &sent);
+    // The allocator's reading of the blocks, with its layout checks.
+    let pools: BTreeMap<&str, Pool> = layouts
+        .iter()
+        .map(|(name, layout)| (*name, Pool::new(name, *layout, &view.nodes)))
+        .collect();
+    let allocated = |name: &str, node: &str| -> Vec<Block> {
+        pools
+            .get(name)
+            .and_then(|p| p.blocks_of(node))
+            .map(|b| b.iter().copied().collect())
+            .unwrap_or_default()
+    };
+    let live = |t: &&Task| !is_terminal(observed(t));
+    let held: BTreeSet<(&str, Ipv4Addr)> = view
+        .tasks
+        .iter()
+        .filter(live)
+        .flat_map(|t| t.addresses.iter().map(|(n, a)| (n.as_str(), a.addr())))
+        .collect();
+    for node in &wire.nodes {
+        let agent = View::from_assignments(&Assignments {
+            node_id: node.id.clone(),
+            ..wire.clone()
+        });
+        for name in layouts.keys() {
+            let mine = allocated(name, &node.id);
+            let net = agent
+                .networks
+                .get(*name)
+                .expect("the agent knows the network");
+            prop_assert_eq!(
+                &net.local_blocks,
+                &mine,
+                "blocks of {} in {}",
+                &node.id,
+                name
+            );
+            let plan = agent.plan.networks.iter().find(|p| p.name == *name);
+            prop_assert_eq!(
+                plan.is_some(),
+                !mine.is_empty(),
+                "{} plans {}",
+                &node.id,
+                name
+            );
+            for remote in plan.map(|p| p.remotes.as_slice()).unwrap_or_default() {
+                let other = wire
+                    .nodes
+                    .iter()
+                    .find(|n| n.address == remote.underlay_ip.to_string())
+                    .expect("a remote is a node");
+                prop_assert_eq!(&remote.blocks, &allocated(name, &other.id));
+            }
+        }
+        for task in view
+            .tasks
+            .iter()
+            .filter(live)
+            .filter(|t| t.node_id == node.id)
+        {
+            let requests = agent
+                .attach_requests(task, Path::new("/run/berth/netns/t"))
+                .map_err(|e| TestCaseError::fail(format!("task {}: {e}", task.id)))?;
+            prop_assert_eq!(requests.len(), task.addresses.len());
+            for (request, (name, address)) in requests.iter().zip(&task.addresses) {
+                let block = Layout::block_of(address.addr()).expect("a block");
+                prop_assert!(allocated(name, &node.id).contains(&block));
+                prop_assert_eq!(request.address, address.addr());
+                prop_assert_eq!(request.prefix, BLOCK_PREFIX);
+                prop_assert_eq!(u32::from(request.prefix), address.prefix_len());
+                prop_assert_eq!(request.gateway, block.gateway());
+                prop_assert!(block.contains(request.gateway) && request.gateway != block.network());
+                prop_assert!(
+                    !held.contains(&(name.as_str(), request.gateway)),
+                    "gateway {} of {} is a task's address",
+                    request.gateway,
+                    block
+                );
+            }
+            prop_assert_eq!(
+                agent.nameserver(task),
+                requests.first().map(|r| r.gateway),
+                "the DNS server of {}",
+                &task.id
+            );
         }
     }
     Ok(())

@@ -6,11 +6,13 @@
 //! and is kept in Raft state as that network's `berth.cluster-cidr` label; later
 //! leaders read it from there (their own setting only applies to a new cluster).
 
+use std::net::Ipv4Addr;
+
+use berth_proto::net::{Ipv4Net, overlaps, parse_subnet};
 use berth_proto::store::object::Kind;
 use berth_proto::store::{Expect, Object, Op};
 use berth_proto::v1::{Network, Timestamps};
 
-use super::cidr::Cidr;
 use crate::store::put;
 
 /// The network every task joins when its service lists none.
@@ -25,17 +27,17 @@ pub const NETWORK_PREFIX: u8 = 16;
 pub const FIRST_VXLAN_ID: u32 = 4096;
 
 /// The default cluster CIDR as a block.
-pub fn default_cluster_cidr() -> Cidr {
-    Cidr::containing(u32::from(std::net::Ipv4Addr::new(10, 96, 0, 0)), 12)
+pub fn default_cluster_cidr() -> Ipv4Net {
+    Ipv4Net::new_assert(Ipv4Addr::new(10, 96, 0, 0), 12)
 }
 
 /// The cluster CIDR recorded on the default network, else `fallback`.
-pub fn cluster_cidr(networks: &[Network], fallback: Cidr) -> Cidr {
+pub fn cluster_cidr(networks: &[Network], fallback: Ipv4Net) -> Ipv4Net {
     networks
         .iter()
         .find(|n| n.name == DEFAULT_NETWORK)
         .and_then(|n| n.labels.get(CLUSTER_CIDR_LABEL))
-        .and_then(|text| Cidr::parse(text).ok())
+        .and_then(|text| parse_subnet(text).ok())
         .unwrap_or(fallback)
 }
 
@@ -49,17 +51,20 @@ pub fn next_vxlan_id(networks: &[Network]) -> u32 {
 }
 
 /// The lowest /16 of `cluster` that overlaps none of `taken`.
-pub fn carve(cluster: Cidr, taken: &[Cidr]) -> Option<Cidr> {
-    let prefix = NETWORK_PREFIX.max(cluster.prefix());
+pub fn carve(cluster: Ipv4Net, taken: &[Ipv4Net]) -> Option<Ipv4Net> {
+    let prefix = NETWORK_PREFIX.max(cluster.prefix_len());
     cluster
         .subnets(prefix)
-        .find(|c| !taken.iter().any(|t| t.overlaps(c)))
+        .ok()?
+        .find(|c| !taken.iter().any(|t| overlaps(t, c)))
 }
 
-fn subnets(networks: &[Network]) -> Vec<Cidr> {
+/// The subnets networks have (those without one, or with a malformed one, are
+/// left out).
+pub fn subnets(networks: &[Network]) -> Vec<Ipv4Net> {
     networks
         .iter()
-        .filter_map(|n| Cidr::parse(&n.subnet).ok())
+        .filter_map(|n| parse_subnet(&n.subnet).ok())
         .collect()
 }
 
@@ -68,7 +73,7 @@ fn subnets(networks: &[Network]) -> Vec<Cidr> {
 /// room keeps its empty subnet; its tasks wait with a message saying so.
 pub fn prepare(
     networks: &[Network],
-    fallback: Cidr,
+    fallback: Ipv4Net,
     now_ms: i64,
     new_id: &mut dyn FnMut() -> String,
 ) -> Vec<Op> {

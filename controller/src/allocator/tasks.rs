@@ -3,11 +3,13 @@
 //! not placed: it stays PENDING with the reason as its message.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::Ipv4Addr;
 
+use berth_proto::net::Ipv4Prefix;
 use berth_proto::store::{Expect, Op};
 use berth_proto::v1::{Task, TaskState};
 
-use super::cidr::{format_address, parse_address};
+use super::blocks::BLOCK_PREFIX;
 use super::{AllocError, Pools, networks_of};
 use crate::orchestrator::task::{is_terminal, observed, wants_running, wrap};
 use crate::store::put;
@@ -37,13 +39,15 @@ pub fn allocate(
         if is_terminal(observed(task)) {
             continue;
         }
-        for (network, text) in &task.addresses {
+        for (network, address) in &task.addresses {
             let Some(Ok(pool)) = pools.get_mut(network) else {
                 continue;
             };
-            let valid = parse_address(text)
-                .ok()
-                .filter(|a| pool.layout.subnet.contains_addr(*a) && !pool.is_used(*a));
+            let addr = address.addr();
+            let valid = (address.prefix_len() == u32::from(BLOCK_PREFIX)
+                && pool.layout.subnet.contains(&addr)
+                && !pool.is_used(addr))
+            .then_some(addr);
             if let Some(addr) = valid {
                 pool.mark_used(addr, &task.node_id);
             }
@@ -90,8 +94,8 @@ fn addresses_for(
     pools: &mut Pools,
     node: &str,
     networks: &[String],
-) -> Result<BTreeMap<String, String>, AllocError> {
-    let mut got: Vec<(String, u32)> = Vec::new();
+) -> Result<BTreeMap<String, Ipv4Prefix>, AllocError> {
+    let mut got: Vec<(String, Ipv4Addr)> = Vec::new();
     let mut result = Ok(());
     for network in networks {
         let allocated = match pools.get_mut(network) {
@@ -119,7 +123,7 @@ fn addresses_for(
     }
     Ok(got
         .into_iter()
-        .map(|(network, addr)| (network, format_address(addr, super::blocks::BLOCK_PREFIX)))
+        .map(|(network, addr)| (network, Ipv4Prefix::new(addr, BLOCK_PREFIX.into())))
         .collect())
 }
 

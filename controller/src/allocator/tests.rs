@@ -6,8 +6,8 @@ use berth_proto::store::object::Kind;
 use berth_proto::store::{Expect, Op, op};
 use berth_proto::v1::service_spec::Mode;
 use berth_proto::v1::{
-    Network, Node, NodeAvailability, NodeStatus, ReplicatedMode, Resources, Service, ServiceSpec,
-    Task, TaskState,
+    Network, NetworkBlocks, Node, NodeAvailability, NodeStatus, ReplicatedMode, Resources, Service,
+    ServiceSpec, Task, TaskState,
 };
 
 use super::subnets::{self, DEFAULT_NETWORK};
@@ -92,6 +92,12 @@ fn round(view: &mut ClusterView, networks: &[Network], n: &mut u32) -> Vec<Op> {
     ops
 }
 
+/// "CIDR,CIDR".
+fn blocks_text(blocks: &NetworkBlocks) -> String {
+    let texts: Vec<String> = blocks.blocks.iter().map(ToString::to_string).collect();
+    texts.join(",")
+}
+
 fn state(t: &Task) -> i32 {
     t.status.as_ref().map(|s| s.state).unwrap_or(0)
 }
@@ -122,10 +128,10 @@ fn placed_tasks_get_addresses_from_their_nodes_blocks_and_services_a_vip() {
             "back"
         };
         assert_eq!(t.addresses.keys().collect::<Vec<_>>(), vec![want]);
-        let addr = &t.addresses[want];
+        let addr = t.addresses[want].to_string();
         assert!(addr.ends_with("/26"), "{addr}");
         let node = view.nodes.iter().find(|x| x.id == t.node_id).expect("node");
-        let block = &node.network_blocks[want];
+        let block = blocks_text(&node.network_blocks[want]);
         let prefix = if want == DEFAULT_NETWORK {
             "10.96.0."
         } else {
@@ -136,15 +142,18 @@ fn placed_tasks_get_addresses_from_their_nodes_blocks_and_services_a_vip() {
             "{addr} {block}"
         );
     }
-    let mut blocks: Vec<&str> = view
+    let mut blocks: Vec<String> = view
         .nodes
         .iter()
-        .map(|x| x.network_blocks[DEFAULT_NETWORK].as_str())
+        .map(|x| blocks_text(&x.network_blocks[DEFAULT_NETWORK]))
         .collect();
     blocks.sort();
     assert_eq!(blocks, vec!["10.96.0.0/26", "10.96.0.64/26"]);
     let web = view.services.iter().find(|s| s.id == "web").expect("web");
-    assert_eq!(web.virtual_ips[DEFAULT_NETWORK], "10.96.240.0/16");
+    assert_eq!(
+        web.virtual_ips[DEFAULT_NETWORK].to_string(),
+        "10.96.240.0/16"
+    );
     let db = view.services.iter().find(|s| s.id == "db").expect("db");
     assert_eq!(db.virtual_ips.keys().collect::<Vec<_>>(), vec!["back"]);
     // Settled: nothing more to write.
@@ -185,7 +194,7 @@ fn exhaustion_keeps_tasks_pending_with_the_reason_and_writes_it_once() {
     );
     // One task ends: its address is free and a waiting task is placed with it.
     let freed = placed[0].id.clone();
-    let freed_addr = placed[0].addresses["tiny"].clone();
+    let freed_addr = placed[0].addresses["tiny"];
     let t = view.tasks.iter_mut().find(|t| t.id == freed).expect("task");
     t.status.as_mut().expect("status").state = TaskState::Failed as i32;
     t.desired_state = TaskState::Shutdown as i32;
@@ -231,8 +240,12 @@ fn unknown_networks_and_a_cluster_without_networks() {
 #[test]
 fn blocks_of_removed_networks_are_dropped_and_new_cluster_setup_is_deterministic() {
     let mut a = node("a");
-    a.network_blocks
-        .insert("gone".into(), "10.99.0.0/26".into());
+    a.network_blocks.insert(
+        "gone".into(),
+        NetworkBlocks {
+            blocks: vec!["10.99.0.0/26".parse().expect("block")],
+        },
+    );
     let view = ClusterView {
         nodes: vec![a],
         services: Vec::new(),
@@ -344,11 +357,11 @@ async fn the_leader_loop_creates_the_default_network_and_addresses_tasks() {
             .iter()
             .find(|n| n.id == task.node_id)
             .expect("node");
-        let blocks = &node.network_blocks[DEFAULT_NETWORK];
-        let addr = super::cidr::parse_address(&task.addresses[DEFAULT_NETWORK]).expect("addr");
-        let inside = blocks
-            .split(',')
-            .any(|b| super::cidr::Cidr::parse(b).is_ok_and(|b| b.contains_addr(addr)));
+        let blocks = blocks_text(&node.network_blocks[DEFAULT_NETWORK]);
+        let addr = task.addresses[DEFAULT_NETWORK].addr();
+        let inside = node
+            .blocks_in(DEFAULT_NETWORK)
+            .any(|b| b.is_ok_and(|b| b.contains(addr)));
         assert!(
             inside,
             "{} outside {blocks}",

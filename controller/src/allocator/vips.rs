@@ -3,21 +3,27 @@
 //! spec and freed with the service.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
 
+use berth_proto::net::{Ipv4Net, Ipv4Prefix};
 use berth_proto::store::object::Kind;
 use berth_proto::store::{Expect, Object, Op};
 use berth_proto::v1::Service;
 use tracing::warn;
 
 use super::blocks::Layout;
-use super::cidr::{format_address, parse_address};
 use super::{AllocError, Pools, networks_of};
 use crate::store::put;
 
 /// The VIPs a range may give: all but its last address (the subnet's
 /// broadcast address).
-fn candidates(layout: &Layout) -> impl Iterator<Item = u32> + use<> {
-    layout.vips.base()..layout.vips.last()
+fn candidates(layout: &Layout) -> impl Iterator<Item = Ipv4Addr> + use<> {
+    (u32::from(layout.vips.network())..u32::from(layout.vips.broadcast())).map(Ipv4Addr::from)
+}
+
+/// A VIP as services carry it: with the network's prefix length.
+fn vip(layout: &Layout, addr: Ipv4Addr) -> Ipv4Prefix {
+    Ipv4Prefix::from(Ipv4Net::new_assert(addr, layout.subnet.prefix_len()))
 }
 
 /// What VIP allocation decided.
@@ -34,25 +40,26 @@ pub struct VipAllocation {
 pub fn allocate(pools: &Pools, services: &[Service]) -> VipAllocation {
     let mut sorted: Vec<&Service> = services.iter().collect();
     sorted.sort_by(|a, b| a.id.cmp(&b.id));
-    let mut used: BTreeMap<&str, BTreeSet<u32>> = BTreeMap::new();
+    let mut used: BTreeMap<&str, BTreeSet<Ipv4Addr>> = BTreeMap::new();
     // Valid VIPs kept per service (first holder wins).
-    let mut kept: Vec<BTreeMap<String, String>> = Vec::new();
+    let mut kept: Vec<BTreeMap<String, Ipv4Prefix>> = Vec::new();
     for service in &sorted {
         let wanted = networks_of(service.spec.as_ref(), pools);
         let mut keep = BTreeMap::new();
-        for (network, text) in &service.virtual_ips {
+        for (network, address) in &service.virtual_ips {
             let Some(Ok(pool)) = pools.get(network) else {
                 continue;
             };
             if !wanted.contains(network) {
                 continue;
             }
-            let Ok(addr) = parse_address(text) else {
-                continue;
-            };
+            let addr = address.addr();
             let set = used.entry(pool.name.as_str()).or_default();
-            if candidates(&pool.layout).any(|a| a == addr) && set.insert(addr) {
-                keep.insert(network.clone(), text.clone());
+            if *address == vip(&pool.layout, addr)
+                && candidates(&pool.layout).any(|a| a == addr)
+                && set.insert(addr)
+            {
+                keep.insert(network.clone(), *address);
             }
         }
         kept.push(keep);
@@ -70,10 +77,7 @@ pub fn allocate(pools: &Pools, services: &[Service]) -> VipAllocation {
             match candidates(&pool.layout).find(|a| !set.contains(a)) {
                 Some(addr) => {
                     set.insert(addr);
-                    vips.insert(
-                        network.clone(),
-                        format_address(addr, pool.layout.subnet.prefix()),
-                    );
+                    vips.insert(network.clone(), vip(&pool.layout, addr));
                 }
                 None => {
                     let err = AllocError::VipsExhausted {
@@ -116,7 +120,7 @@ mod tests {
             }),
             virtual_ips: vips
                 .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .map(|(n, v)| (n.to_string(), v.parse().expect("vip")))
                 .collect(),
             version: 2,
             ..Default::default()
@@ -138,7 +142,7 @@ mod tests {
         ];
         services.extend((0..15).map(|i| service(&format!("s{i:02}"), &["tiny"], &[])));
         let out = allocate(&pools, &services);
-        let mut got: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        let mut got: BTreeMap<String, BTreeMap<String, Ipv4Prefix>> = BTreeMap::new();
         for o in &out.ops {
             if let Some(berth_proto::store::op::Op::Put(p)) = &o.op
                 && let Some(Kind::Service(s)) = p.object.as_ref().and_then(|o| o.kind.clone())
@@ -149,10 +153,10 @@ mod tests {
         }
         assert!(!got.contains_key("a"), "an unchanged VIP is not rewritten");
         assert_eq!(got.get("b").map(|v| v.len()), Some(0));
-        assert_eq!(got["s00"]["tiny"], "10.1.2.240/24");
-        assert_eq!(got["s01"]["tiny"], "10.1.2.242/24");
+        assert_eq!(got["s00"]["tiny"].to_string(), "10.1.2.240/24");
+        assert_eq!(got["s01"]["tiny"].to_string(), "10.1.2.242/24");
         // 15 VIPs (.240 to .254): a has one, s00..s13 take the other 14.
-        assert_eq!(got["s13"]["tiny"], "10.1.2.254/24");
+        assert_eq!(got["s13"]["tiny"].to_string(), "10.1.2.254/24");
         assert!(!got.contains_key("s14"));
         assert_eq!(
             out.blocked.get("s14").map(ToString::to_string).as_deref(),

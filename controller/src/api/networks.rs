@@ -1,7 +1,6 @@
 //! Networks as stored objects (the allocator and agents give them life).
 
-use std::net::Ipv4Addr;
-
+use berth_proto::net::{self, Ipv4Net, overlaps};
 use berth_proto::store::object::Kind;
 use berth_proto::store::{Expect, Object};
 use berth_proto::v1::{CreateNetworkRequest, ListNetworksResponse, Network, Timestamps};
@@ -16,9 +15,8 @@ use crate::store::view::resolve;
 use crate::store::{Table, commit, delete, put};
 
 use crate::allocator::blocks::MAX_SUBNET_PREFIX;
-use crate::allocator::cidr::Cidr;
 use crate::allocator::subnets::{
-    DEFAULT_NETWORK, carve, cluster_cidr, default_cluster_cidr, next_vxlan_id,
+    DEFAULT_NETWORK, carve, cluster_cidr, default_cluster_cidr, next_vxlan_id, subnets,
 };
 
 fn unwrap(object: Object) -> Result<Network, Status> {
@@ -28,24 +26,16 @@ fn unwrap(object: Object) -> Result<Network, Status> {
     }
 }
 
-/// Parses "A.B.C.D/N" with the host bits zero.
-pub fn parse_subnet(subnet: &str) -> Result<(Ipv4Addr, u8), Status> {
-    let bad = |why: &str| Status::invalid_argument(format!("subnet {subnet:?} {why}"));
-    let (addr, len) = subnet
-        .split_once('/')
-        .ok_or_else(|| bad("is not CIDR (A.B.C.D/N)"))?;
-    let addr: Ipv4Addr = addr.parse().map_err(|_| bad("has no valid IPv4 address"))?;
-    let len: u8 = len.parse().map_err(|_| bad("has no valid prefix length"))?;
-    if !(8..=MAX_SUBNET_PREFIX).contains(&len) {
-        return Err(bad(&format!(
-            "must have a prefix length between /8 and /{MAX_SUBNET_PREFIX} (room for /26 node blocks and VIPs)"
+/// Parses "A.B.C.D/N" with the host bits zero and room for node blocks.
+pub fn parse_subnet(subnet: &str) -> Result<Ipv4Net, Status> {
+    let net = net::parse_subnet(subnet)
+        .map_err(|err| Status::invalid_argument(format!("subnet: {err}")))?;
+    if !(8..=MAX_SUBNET_PREFIX).contains(&net.prefix_len()) {
+        return Err(Status::invalid_argument(format!(
+            "subnet {subnet:?} must have a prefix length between /8 and /{MAX_SUBNET_PREFIX} (room for /26 node blocks and VIPs)"
         )));
     }
-    let mask = u32::MAX << (32 - len);
-    if u32::from(addr) & !mask != 0 {
-        return Err(bad("has host bits set"));
-    }
-    Ok((addr, len))
+    Ok(net)
 }
 
 pub async fn create(raft: &RaftHandle, req: CreateNetworkRequest) -> Result<Network, Status> {
@@ -54,12 +44,7 @@ pub async fn create(raft: &RaftHandle, req: CreateNetworkRequest) -> Result<Netw
     let subnet = if req.subnet.is_empty() {
         carve_subnet(&existing)?
     } else {
-        let (addr, len) = parse_subnet(&req.subnet)?;
-        refuse_overlap(
-            &req.subnet,
-            Cidr::containing(u32::from(addr), len),
-            &existing,
-        )?;
+        refuse_overlap(&req.subnet, parse_subnet(&req.subnet)?, &existing)?;
         req.subnet
     };
     let vxlan_id = next_vxlan_id(&existing);
@@ -100,11 +85,7 @@ pub async fn create(raft: &RaftHandle, req: CreateNetworkRequest) -> Result<Netw
 /// picking it here shows it in the answer).
 fn carve_subnet(existing: &[Network]) -> Result<String, Status> {
     let cluster = cluster_cidr(existing, default_cluster_cidr());
-    let taken: Vec<Cidr> = existing
-        .iter()
-        .filter_map(|n| Cidr::parse(&n.subnet).ok())
-        .collect();
-    carve(cluster, &taken)
+    carve(cluster, &subnets(existing))
         .map(|c| c.to_string())
         .ok_or_else(|| {
             Status::resource_exhausted(format!(
@@ -114,10 +95,10 @@ fn carve_subnet(existing: &[Network]) -> Result<String, Status> {
 }
 
 /// A subnet may not overlap another network's (their addresses would collide).
-fn refuse_overlap(text: &str, subnet: Cidr, existing: &[Network]) -> Result<(), Status> {
+fn refuse_overlap(text: &str, subnet: Ipv4Net, existing: &[Network]) -> Result<(), Status> {
     for other in existing {
-        if let Ok(theirs) = Cidr::parse(&other.subnet)
-            && theirs.overlaps(&subnet)
+        if let Ok(theirs) = net::parse_subnet(&other.subnet)
+            && overlaps(&theirs, &subnet)
         {
             return Err(Status::already_exists(format!(
                 "subnet {text} overlaps subnet {theirs} of network {}",
@@ -189,7 +170,7 @@ mod tests {
             ..Default::default()
         };
         let existing = [net("berth", "10.96.0.0/16"), net("waiting", "")];
-        let cidr = |t| Cidr::parse(t).expect("cidr");
+        let cidr = |t| net::parse_subnet(t).expect("cidr");
         let err = refuse_overlap("10.96.4.0/24", cidr("10.96.4.0/24"), &existing)
             .expect_err("inside")
             .message()

@@ -12,6 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
+use berth_proto::net::Ipv4Prefix;
 use berth_proto::v1::{
     AssignmentsDelta, Endpoint, Network, Node, NodeStatus, Service, Task, TaskState, WatchAction,
     WatchEvent, watch_event,
@@ -216,15 +217,15 @@ fn wanted_on_node(task: &Task) -> bool {
 
 /// What about a task the agent acts on: a task is sent again only when this
 /// changes (its own status reports do not echo back).
-pub type TaskKey = (i32, u64, Vec<(String, String)>);
+pub type TaskKey = (i32, u64, Vec<(String, Ipv4Prefix)>);
 
 pub fn task_key(task: &Task) -> TaskKey {
-    let mut addresses: Vec<(String, String)> = task
+    let mut addresses: Vec<(String, Ipv4Prefix)> = task
         .addresses
         .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
+        .map(|(k, v)| (k.clone(), *v))
         .collect();
-    addresses.sort();
+    addresses.sort_by(|a, b| a.0.cmp(&b.0));
     (task.desired_state, task.spec_version, addresses)
 }
 

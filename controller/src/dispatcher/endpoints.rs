@@ -92,7 +92,7 @@ mod tests {
                 ..Default::default()
             }),
             virtual_ips: vip
-                .map(|v| [("berth".to_string(), v.to_string())].into())
+                .map(|v| [("berth".to_string(), v.parse().expect("vip"))].into())
                 .unwrap_or_default(),
             ..Default::default()
         }
@@ -108,7 +108,11 @@ mod tests {
                 state: observed as i32,
                 ..Default::default()
             }),
-            addresses: [("berth".to_string(), format!("10.96.0.{}/26", id.len()))].into(),
+            addresses: [(
+                "berth".to_string(),
+                format!("10.96.0.{}/26", id.len()).parse().expect("address"),
+            )]
+            .into(),
             ..Default::default()
         }
     }
@@ -149,7 +153,7 @@ mod tests {
         );
         let ids: Vec<&str> = eps[0].tasks.iter().map(|t| t.task_id.as_str()).collect();
         assert_eq!(ids, ["t1", "t2"]);
-        assert_eq!(eps[0].virtual_ips["berth"], "10.96.240.2/16");
+        assert_eq!(eps[0].virtual_ips["berth"].to_string(), "10.96.240.2/16");
     }
 
     #[test]

@@ -15,7 +15,6 @@ use berth_proto::store::Op;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tracing::{debug, info, warn};
 
-use crate::allocator::cidr::Cidr;
 use crate::allocator::subnets;
 use crate::clock::SharedClock;
 use crate::ids::new_id;
@@ -23,6 +22,7 @@ use crate::raft::{ProposeError, RaftHandle};
 use crate::store::commit::{CommitError, batches, commit as commit_txn};
 use crate::store::watch::touches_workloads;
 use crate::store::{StoreError, read_networks, read_view};
+use berth_proto::net::Ipv4Net;
 
 pub use plan::{plan_round, plan_round_with};
 
@@ -39,7 +39,7 @@ pub struct PlannerSettings {
     pub max_txn_bytes: usize,
     /// The cluster CIDR network subnets are carved from, when this leader
     /// starts a new cluster (an existing one keeps the CIDR it recorded).
-    pub cluster_cidr: Cidr,
+    pub cluster_cidr: Ipv4Net,
 }
 
 impl Default for PlannerSettings {

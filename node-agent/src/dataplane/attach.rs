@@ -11,6 +11,7 @@ use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
+use berth_proto::net::Ipv4Net;
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sched::{CloneFlags, setns, unshare};
 use tracing::info;
@@ -19,7 +20,6 @@ use super::Overlay;
 use super::error::NetworkError;
 use super::names::{CONTAINER_IFACE_PREFIX, VETH_PREFIX, bridge_name, veth_names};
 use super::netlink::{Address, LinkKind, LinkUpdate, Netlink, Route, RtNetlink};
-use super::plan::Ipv4Cidr;
 
 type R<T> = Result<T, NetworkError>;
 
@@ -39,7 +39,7 @@ pub struct AttachRequest {
     /// default route; n is `eth<n>`, routed to `subnet` only.
     pub position: u8,
     /// The network's whole subnet (its VIPs included).
-    pub subnet: Ipv4Cidr,
+    pub subnet: Ipv4Net,
 }
 
 impl AttachRequest {
@@ -336,7 +336,7 @@ async fn configure_container(req: AttachRequest, peer: String, mtu: u32) -> R<()
         let (dst, prefix) = if req.position == 0 {
             (Ipv4Addr::UNSPECIFIED, 0)
         } else {
-            (req.subnet.network(), req.subnet.prefix())
+            (req.subnet.network(), req.subnet.prefix_len())
         };
         nl.replace_route(Route {
             dst,

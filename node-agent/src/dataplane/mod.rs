@@ -31,7 +31,7 @@ mod reconcile;
 pub use attach::{AttachRequest, create_netns, remove_netns};
 pub use error::NetworkError;
 pub use netlink::{Netlink, RtNetlink};
-pub use plan::{Ipv4Cidr, LocalPlan, NetworkPlan, RemoteNode};
+pub use plan::{LocalPlan, NetworkPlan, RemoteNode};
 
 /// What one reconcile changed, one line per kernel write (empty: all in place).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -53,7 +53,7 @@ pub(super) async fn reconcile<N: Netlink>(nl: &N, plan: &LocalPlan) -> R<Vec<Str
             for block in &remote.blocks {
                 wanted_routes.insert(Route {
                     dst: block.network(),
-                    prefix: block.prefix(),
+                    prefix: block.prefix_len(),
                     gateway: block.gateway(),
                     oif: vxlan,
                 });
@@ -235,7 +235,7 @@ async fn sync_addresses<N: Netlink>(
         .map(|b| Address {
             index: bridge,
             addr: b.gateway(),
-            prefix: b.prefix(),
+            prefix: b.prefix_len(),
         })
         .collect();
     let have: BTreeSet<Address> = addresses
@@ -368,12 +368,13 @@ mod tests {
 
     use super::super::Overlay;
     use super::super::fake::FakeNetlink;
-    use super::super::plan::{Ipv4Cidr, LocalPlan, NetworkPlan, RemoteNode};
+    use super::super::plan::{LocalPlan, NetworkPlan, RemoteNode};
     use super::*;
+    use berth_proto::net::Block;
 
     const ME: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 
-    fn block(s: &str) -> Ipv4Cidr {
+    fn block(s: &str) -> Block {
         s.parse().expect("block")
     }
 

@@ -7,19 +7,28 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::Path;
 
+use berth_proto::net::{Block, Ipv4Net, Ipv4Prefix, parse_subnet};
 use berth_proto::v1::{Assignments, Endpoint, Node, PortProtocol, PublishMode, Task};
 
 use crate::dataplane::dns::DnsTable;
 use crate::dataplane::lb::{LbPlan, Protocol, PublishedRule, VipRule};
-use crate::dataplane::{AttachRequest, Ipv4Cidr, LocalPlan, NetworkPlan, RemoteNode};
+use crate::dataplane::{AttachRequest, LocalPlan, NetworkPlan, RemoteNode};
 
 /// One overlay network as this host knows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NetView {
     pub vni: u32,
-    pub subnet: Ipv4Cidr,
+    pub subnet: Ipv4Net,
     /// This host's blocks (empty: no local task is on the network).
-    pub local_blocks: Vec<Ipv4Cidr>,
+    pub local_blocks: Vec<Block>,
+}
+
+impl NetView {
+    /// The local block that gives `address` to a task: its gateway is the
+    /// task's default route and DNS server, its prefix length the task's.
+    pub fn block_of(&self, address: &Ipv4Prefix) -> Option<&Block> {
+        self.local_blocks.iter().find(|b| b.holds(address.addr()))
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -42,22 +51,10 @@ fn underlay_ip(node: &Node) -> Option<Ipv4Addr> {
         .or_else(|| text.parse::<std::net::SocketAddrV4>().ok().map(|s| *s.ip()))
 }
 
-fn blocks(node: &Node, network: &str) -> Vec<Ipv4Cidr> {
-    node.network_blocks
-        .get(network)
-        .map(|text| {
-            text.split(',')
-                .filter(|b| !b.trim().is_empty())
-                .filter_map(|b| b.trim().parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// "IP/PREFIX" of a task or VIP address.
-pub fn parse_address(text: &str) -> Option<(Ipv4Addr, u8)> {
-    let (ip, prefix) = text.split_once('/')?;
-    Some((ip.parse().ok()?, prefix.parse().ok()?))
+/// The blocks `node` holds in `network`. An entry that is no block is left
+/// out (the allocator, which reads with the same rule, drops it from the list).
+fn blocks(node: &Node, network: &str) -> Vec<Block> {
+    node.blocks_in(network).filter_map(Result::ok).collect()
 }
 
 impl View {
@@ -71,7 +68,7 @@ impl View {
             ..View::default()
         };
         for network in &a.networks {
-            let Ok(subnet) = network.subnet.parse::<Ipv4Cidr>() else {
+            let Ok(subnet) = parse_subnet(&network.subnet) else {
                 continue;
             };
             let local_blocks = me.map(|n| blocks(n, &network.name)).unwrap_or_default();
@@ -128,12 +125,9 @@ impl View {
                 .tasks
                 .iter()
                 .filter_map(|t| t.addresses.get(network))
-                .filter_map(|a| parse_address(a).map(|(ip, _)| ip))
+                .map(Ipv4Prefix::addr)
                 .collect();
-            let vip = endpoint
-                .virtual_ips
-                .get(network)
-                .and_then(|a| parse_address(a).map(|(ip, _)| ip));
+            let vip = endpoint.virtual_ips.get(network).map(Ipv4Prefix::addr);
             match vip {
                 Some(vip) => table.insert(&endpoint.service_name, vec![vip]),
                 None if !tasks.is_empty() => table.insert(&endpoint.service_name, tasks.clone()),
@@ -163,7 +157,7 @@ impl View {
                 .iter()
                 .filter(|t| !mine || t.node_id == self.node_id)
                 .filter_map(|t| t.addresses.get(network))
-                .filter_map(|a| parse_address(a).map(|(ip, _)| ip))
+                .map(Ipv4Prefix::addr)
                 .collect()
         };
         let mut plan = LbPlan {
@@ -172,13 +166,13 @@ impl View {
         };
         for endpoint in &self.endpoints {
             for (network, vip) in &endpoint.virtual_ips {
-                let (Some(vni), Some((vip, _))) = (vni_of(network), parse_address(vip)) else {
+                let Some(vni) = vni_of(network) else {
                     continue;
                 };
                 plan.vips.push(VipRule {
                     service: endpoint.service_name.clone(),
                     vni,
-                    vip,
+                    vip: vip.addr(),
                     backends: addresses(endpoint, network, false),
                 });
             }
@@ -221,39 +215,32 @@ impl View {
     /// The DNS server a task's resolv.conf names: the gateway of its first
     /// network's local block.
     pub fn nameserver(&self, task: &Task) -> Option<Ipv4Addr> {
-        let (name, text) = task.addresses.iter().next()?;
-        let (address, _) = parse_address(text)?;
-        let net = self.networks.get(name)?;
-        net.local_blocks
-            .iter()
-            .find(|b| b.contains(address))
-            .map(|b| b.gateway())
+        let (name, address) = task.addresses.iter().next()?;
+        self.networks
+            .get(name)?
+            .block_of(address)
+            .map(Block::gateway)
     }
 
     /// How `task` joins its networks (sorted by network name, so `eth0` is
     /// stable), with the namespace at `netns`.
     pub fn attach_requests(&self, task: &Task, netns: &Path) -> Result<Vec<AttachRequest>, String> {
         let mut out = Vec::new();
-        for (position, (name, text)) in task.addresses.iter().enumerate() {
+        for (position, (name, address)) in task.addresses.iter().enumerate() {
             let net = self
                 .networks
                 .get(name)
                 .ok_or_else(|| format!("network {name:?} is unknown on this node"))?;
-            let (address, prefix) = parse_address(text)
-                .ok_or_else(|| format!("network {name}: bad task address {text:?}"))?;
-            let block = net
-                .local_blocks
-                .iter()
-                .find(|b| b.contains(address))
-                .ok_or_else(|| {
-                    format!("network {name}: address {address} is in no block of this node")
-                })?;
+            let block = net.block_of(address).ok_or_else(|| {
+                format!("network {name}: address {address} is in no block of this node")
+            })?;
+            let interface = block.interface(address.addr());
             out.push(AttachRequest {
                 container: task.id.clone(),
                 netns: netns.to_path_buf(),
                 vni: net.vni,
-                address,
-                prefix,
+                address: interface.addr(),
+                prefix: interface.prefix_len(),
                 gateway: block.gateway(),
                 position: u8::try_from(position)
                     .map_err(|_| "a task joins at most 256 networks".to_string())?,
@@ -267,18 +254,26 @@ impl View {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use berth_proto::v1::Network;
+    use berth_proto::v1::{Network, NetworkBlocks};
 
+    /// A node whose blocks are given as "CIDR,CIDR" per network.
     fn node(id: &str, address: &str, blocks: &[(&str, &str)]) -> Node {
         Node {
             id: id.into(),
             address: address.into(),
             network_blocks: blocks
                 .iter()
-                .map(|(n, b)| (n.to_string(), b.to_string()))
+                .map(|(n, list)| {
+                    let blocks = list.split(',').map(|b| b.parse().unwrap()).collect();
+                    (n.to_string(), NetworkBlocks { blocks })
+                })
                 .collect(),
             ..Default::default()
         }
+    }
+
+    fn addresses(network: &str, address: &str) -> std::collections::BTreeMap<String, Ipv4Prefix> {
+        [(network.to_string(), address.parse().unwrap())].into()
     }
 
     fn assignments() -> Assignments {
@@ -334,13 +329,13 @@ mod tests {
         let mut a = assignments();
         let task = |id: &str, net: &str, ip: &str| EndpointTask {
             task_id: id.into(),
-            addresses: [(net.to_string(), ip.to_string())].into(),
+            addresses: addresses(net, ip),
             ..Default::default()
         };
         a.endpoints = vec![
             Endpoint {
                 service_name: "web".into(),
-                virtual_ips: [("berth".to_string(), "10.96.240.2/16".to_string())].into(),
+                virtual_ips: addresses("berth", "10.96.240.2/16"),
                 tasks: vec![
                     task("t1", "berth", "10.96.0.5/26"),
                     task("t2", "berth", "10.96.0.70/26"),
@@ -349,7 +344,7 @@ mod tests {
             },
             Endpoint {
                 service_name: "db".into(),
-                virtual_ips: [("back".to_string(), "10.97.240.2/16".to_string())].into(),
+                virtual_ips: addresses("back", "10.97.240.2/16"),
                 tasks: vec![task("t3", "back", "10.97.0.5/26")],
                 ..Default::default()
             },
@@ -378,7 +373,7 @@ mod tests {
         let view = View::from_assignments(&assignments());
         let task = Task {
             id: "t1".into(),
-            addresses: [("berth".to_string(), "10.96.0.5/26".to_string())].into(),
+            addresses: addresses("berth", "10.96.0.5/26"),
             ..Default::default()
         };
         let reqs = view.attach_requests(&task, Path::new("/run/x")).unwrap();
@@ -388,7 +383,7 @@ mod tests {
         assert_eq!(reqs[0].vni, 4096);
         let foreign = Task {
             id: "t2".into(),
-            addresses: [("berth".to_string(), "10.96.0.70/26".to_string())].into(),
+            addresses: addresses("berth", "10.96.0.70/26"),
             ..Default::default()
         };
         let err = view
@@ -397,7 +392,7 @@ mod tests {
         assert!(err.contains("no block of this node"), "{err}");
         let unknown = Task {
             id: "t3".into(),
-            addresses: [("nope".to_string(), "10.9.0.5/26".to_string())].into(),
+            addresses: addresses("nope", "10.9.0.5/26"),
             ..Default::default()
         };
         assert!(view.attach_requests(&unknown, Path::new("/run/x")).is_err());

@@ -15,10 +15,10 @@ use berth_agent::dataplane::netlink::{
     Address, Fdb, Link, LinkUpdate, Neighbour, Route, VxlanSpec,
 };
 use berth_agent::dataplane::{
-    AttachRequest, Ipv4Cidr, LocalPlan, Netlink, NetworkError, NetworkPlan, Overlay, RemoteNode,
-    RtNetlink,
+    AttachRequest, LocalPlan, Netlink, NetworkError, NetworkPlan, Overlay, RemoteNode, RtNetlink,
 };
-use berth_proto::v1::{Assignments, Network, Node};
+use berth_proto::net::Block;
+use berth_proto::v1::{Assignments, Network, NetworkBlocks, Node};
 use berth_testhost::netruntime::run;
 use berth_testhost::{Host, TestNet};
 use nix::sched::{CloneFlags, setns, unshare};
@@ -187,8 +187,8 @@ impl Agent {
 }
 
 /// Host `i`'s block in the test network: 10.20.(i+1).0/24.
-pub fn block(i: usize) -> Ipv4Cidr {
-    Ipv4Cidr::new(Ipv4Addr::new(10, 20, i as u8 + 1, 0), 24).expect("block")
+pub fn block(i: usize) -> Block {
+    Block::containing(Ipv4Addr::new(10, 20, i as u8 + 1, 0), 24).expect("block")
 }
 
 /// Host `i`'s plan when the network spans the hosts in `members`.
@@ -218,7 +218,7 @@ pub fn assignments_for(net: &TestNet, i: usize, members: &[usize]) -> Assignment
     let node = |j: usize| Node {
         id: format!("h{}", j + 1),
         address: net.host(j).address().to_string(),
-        network_blocks: [("web".to_string(), block(j).to_string())].into(),
+        network_blocks: [("web".to_string(), NetworkBlocks::of(&[block(j)]))].into(),
         ..Default::default()
     };
     Assignments {
@@ -275,7 +275,7 @@ impl Container {
             prefix: 24,
             gateway: block(i).gateway(),
             position: 0,
-            subnet: block(i),
+            subnet: block(i).net(),
         }
     }
 

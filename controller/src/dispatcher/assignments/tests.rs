@@ -25,7 +25,7 @@ fn service(id: &str, name: &str) -> Service {
             name: name.into(),
             ..Default::default()
         }),
-        virtual_ips: [("berth".to_string(), "10.96.240.2/16".to_string())].into(),
+        virtual_ips: [("berth".to_string(), "10.96.240.2/16".parse().unwrap())].into(),
         ..Default::default()
     }
 }
@@ -41,7 +41,11 @@ fn task(id: &str, service: &str, node: &str, observed: TaskState) -> Task {
             state: observed as i32,
             ..Default::default()
         }),
-        addresses: [("berth".to_string(), format!("10.96.0.{}/24", id.len()))].into(),
+        addresses: [(
+            "berth".to_string(),
+            format!("10.96.0.{}/24", id.len()).parse().unwrap(),
+        )]
+        .into(),
         ..Default::default()
     }
 }
