@@ -58,6 +58,7 @@ pub struct Exit {
     /// The signal that killed it, if one did.
     pub signal: Option<i32>,
     /// The kernel's OOM killer killed a process of the container.
+    #[serde(default)]
     pub oom_killed: bool,
 }
 
