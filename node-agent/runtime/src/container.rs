@@ -53,6 +53,11 @@ pub enum CreateError {
     },
     #[error("container {id}: {message}")]
     Init { id: String, message: String },
+    #[error(
+        "container {id}: not created from a process with {threads} threads: create forks, \
+         which only a single-threaded process may do (run the berth-runtime binary instead)"
+    )]
+    MultiThreaded { id: String, threads: usize },
 }
 
 /// What to create: the container's id and bundle, and how the caller wants
@@ -143,13 +148,21 @@ impl Drop for Guard {
 }
 
 /// Creates the container `config` describes below the state root `root`.
-/// Forks (the monitor and init): call it from a single-threaded process.
+/// Forks (the monitor and init): call it from a single-threaded process (it
+/// refuses to run in any other).
 pub fn create(
     root: &Path,
     config: &CreateConfig,
     mode: CreateMode,
 ) -> Result<Created, CreateError> {
     let id = config.id.as_str();
+    let threads = crate::proc::own_threads();
+    if threads > 1 {
+        return Err(CreateError::MultiThreaded {
+            id: id.to_string(),
+            threads,
+        });
+    }
     let dir = Dir::new(root, id)?;
     if dir.exists() {
         return Err(StateError::Exists(id.to_string()).into());
@@ -416,5 +429,30 @@ fn cgroup_views(cgroup: &Cgroup) -> Vec<CgroupView> {
             host_dir: v2.path.clone(),
         }],
         Cgroup::V1(_) => crate::cgroups::v1_views(cgroup),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_config_is_built_step_by_step() {
+        let c = CreateConfig::new("c1", "/b").pid_file("/p").preserve_fds(2);
+        assert_eq!(c.id, "c1");
+        assert_eq!(c.bundle, Path::new("/b"));
+        assert_eq!(c.pid_file.as_deref(), Some(Path::new("/p")));
+        assert_eq!(c.preserve_fds, 2);
+    }
+
+    #[test]
+    fn a_multi_threaded_process_cannot_create() {
+        // The test harness runs this on a thread of its own.
+        let config = CreateConfig::new("c1", "/nonexistent");
+        let err = create(Path::new("/nonexistent"), &config, CreateMode::Create).err();
+        assert!(
+            matches!(err, Some(CreateError::MultiThreaded { threads, .. }) if threads > 1),
+            "{err:?}"
+        );
     }
 }

@@ -76,6 +76,21 @@ pub fn wait_gone(pid: i32, start: Option<u64>, timeout: Duration) -> bool {
     }
 }
 
+/// How many threads this process has (from /proc/self/status; 0 if unreadable).
+/// Forking a container from a multi-threaded process is unsound (a lock held by
+/// another thread stays locked in the child forever), so the calls that fork
+/// check it first.
+pub fn own_threads() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|n| n.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,6 +103,17 @@ mod tests {
         assert!(alive(pid, None));
         assert!(!alive(pid, Some(start + 1)));
         assert!(!alive(0, None));
+    }
+
+    #[test]
+    fn threads_are_counted() {
+        let before = own_threads();
+        assert!(before >= 1);
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || rx.recv());
+        assert!(own_threads() > before);
+        drop(tx);
+        let _ = t.join();
     }
 
     #[test]

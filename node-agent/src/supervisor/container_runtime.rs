@@ -1,7 +1,7 @@
 //! The seam between a task's worker and the host: every effect the worker has
 //! on containers goes through [`ContainerRuntime`], so its state machine can be
 //! tested against a fake (`fake.rs`) without root or real containers. The real
-//! implementation is [`super::oci::OciRuntime`]: a shim that runs the OCI
+//! implementation is `OciRuntime` (oci.rs): a shim that runs the OCI
 //! runtime's `create`, the runtime's command line for the rest, pidfds to
 //! watch init.
 

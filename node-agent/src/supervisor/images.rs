@@ -1,5 +1,5 @@
 //! The worker's second seam: the images it runs and the root filesystems it
-//! makes from them. [`StoreImages`] is the agent's image store; tests use a
+//! makes from them. `StoreImages` is the agent's image store; tests use a
 //! fake (`fake.rs`) that needs neither a registry nor overlay mounts.
 
 use std::path::PathBuf;

@@ -10,9 +10,9 @@
 //!   COMPLETE / FAILED / SHUTDOWN ─► `runtime delete`, rootfs released
 //! ```
 //!
-//! A worker touches containers only through the [`ContainerRuntime`] seam
+//! A worker touches containers only through the `ContainerRuntime` seam
 //! (container_runtime.rs; the real one is oci.rs) and images only through
-//! [`TaskImages`] (images.rs), so its state machine is unit-tested against
+//! `TaskImages` (images.rs), so its state machine is unit-tested against
 //! fakes (fake.rs, worker_tests.rs) without root.
 //!
 //! On disk: `<data_dir>/containers/<task>/` (record, task, bundle, FIFOs, pid and

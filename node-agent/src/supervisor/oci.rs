@@ -1,4 +1,4 @@
-//! The real [`ContainerRuntime`]: an OCI runtime binary (berth-runtime or
+//! The real `ContainerRuntime`: an OCI runtime binary (berth-runtime or
 //! runc) driven through its command line, a detached shim per container that
 //! runs its `create` and owns its output, and berth-runtime's pidfds to watch
 //! init. The agent never forks a container from its own (multi-threaded)

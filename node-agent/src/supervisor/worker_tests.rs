@@ -50,6 +50,14 @@ impl Harness {
             .expect("open")
     }
 
+    /// Opens a supervisor and runs task ID (with `grace_seconds`) until RUNNING.
+    async fn running(&self, grace_seconds: u32) -> (Supervisor, StatusUpdates) {
+        let (sup, mut updates) = self.open().await;
+        sup.reconcile(vec![task(ID, TaskState::Running, grace_seconds)]);
+        until(&mut updates, TaskState::Running).await;
+        (sup, updates)
+    }
+
     fn state(&self) -> StateDir {
         StateDir::open(self.dir.path()).expect("state dir")
     }
@@ -173,9 +181,7 @@ async fn a_failed_create_is_reported_failed_with_the_runtime_message() {
 #[tokio::test(start_paused = true)]
 async fn a_non_zero_exit_code_is_a_failure_with_that_code() {
     let h = Harness::new();
-    let (sup, mut updates) = h.open().await;
-    sup.reconcile(vec![task(ID, TaskState::Running, 0)]);
-    until(&mut updates, TaskState::Running).await;
+    let (_sup, mut updates) = h.running(0).await;
     h.runtime.exit(ID, 3);
     let last = next(&mut updates).await;
     assert_eq!(state_of(&last), TaskState::Failed);
@@ -186,9 +192,7 @@ async fn a_non_zero_exit_code_is_a_failure_with_that_code() {
 #[tokio::test(start_paused = true)]
 async fn an_oom_kill_is_a_failure_that_says_so() {
     let h = Harness::new();
-    let (sup, mut updates) = h.open().await;
-    sup.reconcile(vec![task(ID, TaskState::Running, 0)]);
-    until(&mut updates, TaskState::Running).await;
+    let (_sup, mut updates) = h.running(0).await;
     h.runtime.oom_kill(ID);
     let last = next(&mut updates).await;
     assert_eq!(state_of(&last), TaskState::Failed);
@@ -201,9 +205,7 @@ async fn an_oom_kill_is_a_failure_that_says_so() {
 async fn a_stop_ignored_on_sigterm_is_a_sigkill_after_the_grace_period() {
     let h = Harness::new();
     h.runtime.ignore("SIGTERM");
-    let (sup, mut updates) = h.open().await;
-    sup.reconcile(vec![task(ID, TaskState::Running, 7)]);
-    until(&mut updates, TaskState::Running).await;
+    let (sup, mut updates) = h.running(7).await;
     sup.reconcile(vec![task(ID, TaskState::Shutdown, 7)]);
     let last = next(&mut updates).await;
     assert_eq!(state_of(&last), TaskState::Shutdown);
@@ -236,9 +238,7 @@ async fn a_stop_ignored_on_sigterm_is_a_sigkill_after_the_grace_period() {
 #[tokio::test(start_paused = true)]
 async fn a_container_that_ends_on_its_stop_signal_gets_no_sigkill() {
     let h = Harness::new().with_stop_signal("quit");
-    let (sup, mut updates) = h.open().await;
-    sup.reconcile(vec![task(ID, TaskState::Running, 0)]);
-    until(&mut updates, TaskState::Running).await;
+    let (sup, mut updates) = h.running(0).await;
     sup.reconcile(vec![task(ID, TaskState::Shutdown, 0)]);
     let last = next(&mut updates).await;
     assert_eq!(state_of(&last), TaskState::Shutdown);
@@ -255,9 +255,7 @@ async fn a_container_that_ends_on_its_stop_signal_gets_no_sigkill() {
 #[tokio::test(start_paused = true)]
 async fn a_task_left_out_of_the_set_is_stopped_and_forgotten() {
     let h = Harness::new();
-    let (sup, mut updates) = h.open().await;
-    sup.reconcile(vec![task(ID, TaskState::Running, 0)]);
-    until(&mut updates, TaskState::Running).await;
+    let (sup, mut updates) = h.running(0).await;
     sup.reconcile(Vec::new());
     let last = next(&mut updates).await;
     assert_eq!(state_of(&last), TaskState::Shutdown);

@@ -34,7 +34,7 @@ pub struct ExecConfig {
 
 /// Runs `config`'s command in the running container `id`, waits for it and
 /// returns its exit status for the shell. Forks: call it from a
-/// single-threaded process.
+/// single-threaded process (it refuses to run in any other).
 pub fn exec(root: &Path, id: &str, config: &ExecConfig) -> Result<i32, CommandError> {
     let ExecConfig {
         command,
@@ -43,6 +43,16 @@ pub fn exec(root: &Path, id: &str, config: &ExecConfig) -> Result<i32, CommandEr
         user,
     } = config;
     let user = *user;
+    let threads = crate::proc::own_threads();
+    if threads > 1 {
+        return Err(CommandError::Exec {
+            id: id.into(),
+            message: format!(
+                "not run from a process with {threads} threads: exec forks, which only a \
+                 single-threaded process may do"
+            ),
+        });
+    }
     let dir = Dir::new(root, id)?;
     let record = dir.load()?;
     if dir.status(&record) != Status::Running {
