@@ -38,8 +38,9 @@ pub fn alive(pid: i32, start: Option<u64>) -> bool {
 }
 
 /// A pidfd of the process `pid` that started at `start`; `None` if it has
-/// exited already. Checked again after the open, which pins the process, so
-/// the fd never refers to a newer process that reused the pid.
+/// exited already (or the kernel has no pidfds). Checked again after the
+/// open, which pins the process, so the fd never refers to a newer process
+/// that reused the pid.
 pub fn pidfd(pid: i32, start: Option<u64>) -> Option<OwnedFd> {
     if pid <= 0 {
         return None;
@@ -57,10 +58,14 @@ pub fn pidfd(pid: i32, start: Option<u64>) -> Option<OwnedFd> {
 /// Blocks until the process `pid` that started at `start` is gone, at most
 /// `timeout`; true if it is gone.
 pub fn wait_gone(pid: i32, start: Option<u64>, timeout: Duration) -> bool {
-    let Some(fd) = pidfd(pid, start) else {
-        return true;
-    };
     let deadline = Instant::now() + timeout;
+    let Some(fd) = pidfd(pid, start) else {
+        // Gone, or a kernel without pidfds (before 5.3): poll.
+        while alive(pid, start) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        return !alive(pid, start);
+    };
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {

@@ -16,19 +16,17 @@ use super::runtime::Runtime;
 
 /// Waits until `init` has exited.
 pub async fn wait_exit(init: Init) {
-    let Some(fd) = proc::pidfd(init.pid, init.start) else {
-        return; // gone already
-    };
     // SAFETY: an OwnedFd moved into the AsyncFd: open and unchanged while it lives.
-    match unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) } {
-        Ok(afd) => {
-            let _ = afd.readable().await;
-        }
-        Err(_) => {
-            while proc::alive(init.pid, init.start) {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
+    if let Some(fd) = proc::pidfd(init.pid, init.start)
+        && let Ok(afd) =
+            unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
+    {
+        let _ = afd.readable().await;
+        return;
+    }
+    // Gone already, or no pidfds (or no reactor for them): poll.
+    while proc::alive(init.pid, init.start) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
