@@ -279,6 +279,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn cpusets_are_inherited_down_to_the_container() {
+        let mount = tempfile::tempdir().expect("tempdir");
+        let m = mount.path();
+        std::fs::write(m.join("cpuset.cpus"), "0-3\n").expect("write");
+        std::fs::write(m.join("cpuset.mems"), "0\n").expect("write");
+        let (parent, leaf) = (m.join("berth"), m.join("berth/c1"));
+        std::fs::create_dir_all(&leaf).expect("dirs");
+        // A parent someone filled already keeps its value; empty files are filled.
+        std::fs::write(parent.join("cpuset.cpus"), "1").expect("write");
+        std::fs::write(leaf.join("cpuset.mems"), "").expect("write");
+        inherit_cpuset(m, &leaf).expect("inherit");
+        let read = |p: &Path| std::fs::read_to_string(p).expect("read");
+        assert_eq!(read(&parent.join("cpuset.cpus")), "1");
+        assert_eq!(read(&parent.join("cpuset.mems")), "0");
+        assert_eq!(read(&leaf.join("cpuset.cpus")), "1");
+        assert_eq!(read(&leaf.join("cpuset.mems")), "0");
+    }
+
+    #[test]
     fn limits_go_to_their_controllers() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let mounts: Vec<Mount> = ["cpu", "memory"]
