@@ -375,8 +375,9 @@ pub(crate) async fn cleanup(inner: &Inner, container_id: &str) {
     if let Err(e) = inner.drivers.runtime.delete(&files).await {
         warn!(container = container_id, error = %e, "runtime delete failed");
     }
-    // A follow of the logs ends on its `closed` marker, which the shim writes
-    // once the output is drained; also when no shim ever ran (a failed pull).
+    // A follow of the logs ends on its `closed` marker: the shim writes it once
+    // the output is drained (delete waited for that); written here as well for
+    // when no shim ever ran (a failed pull).
     if std::fs::create_dir_all(&files.log_dir).is_ok() {
         let _ = std::fs::write(files.log_dir.join(logs::CLOSED), b"");
     }

@@ -236,6 +236,32 @@ async fn a_stop_ignored_on_sigterm_is_a_sigkill_after_the_grace_period() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_container_that_survives_sigkill_is_deleted_by_force() {
+    let h = Harness::new();
+    h.runtime.ignore("SIGTERM");
+    h.runtime.ignore("SIGKILL");
+    let (sup, mut updates) = h.running(1).await;
+    let stop_asked = tokio::time::Instant::now();
+    sup.reconcile(vec![task(ID, TaskState::Shutdown, 1)]);
+    let last = next(&mut updates).await;
+    assert_eq!(state_of(&last), TaskState::Shutdown);
+    assert_eq!(
+        last.message,
+        "still running after SIGKILL; deleted by force"
+    );
+    assert_eq!(last.exit_code, None);
+    assert_eq!(
+        tokio::time::Instant::now() - stop_asked,
+        Duration::from_secs(1) + super::stop::KILL_WAIT
+    );
+    assert!(
+        h.runtime
+            .calls()
+            .ends_with(&[Call::ExitInfo(ID.into()), Call::Delete(ID.into())])
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_container_that_ends_on_its_stop_signal_gets_no_sigkill() {
     let h = Harness::new().with_stop_signal("quit");
     let (sup, mut updates) = h.running(0).await;
