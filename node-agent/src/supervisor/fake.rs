@@ -228,11 +228,13 @@ fn fake_error(command: &'static str, id: &str, reason: &str) -> SupervisorError 
 }
 
 /// Images that are always there: a config with `cmd` and the given stop
-/// signal, and a rootfs that is an empty directory.
+/// signal, and a rootfs that is an empty directory. Pulls can be held.
 pub struct FakeImages {
     pub root: PathBuf,
     pub stop_signal: Option<String>,
     pub released: Mutex<Vec<String>>,
+    /// While false, pulls wait.
+    pulls_open: watch::Sender<bool>,
 }
 
 impl FakeImages {
@@ -241,13 +243,24 @@ impl FakeImages {
             root: root.to_path_buf(),
             stop_signal: None,
             released: Mutex::new(Vec::new()),
+            pulls_open: watch::channel(true).0,
         }
+    }
+
+    /// Pulls wait from now on, until `release_pulls`.
+    pub fn hold_pulls(&self) {
+        self.pulls_open.send_replace(false);
+    }
+
+    pub fn release_pulls(&self) {
+        self.pulls_open.send_replace(true);
     }
 }
 
 #[async_trait]
 impl TaskImages for FakeImages {
     async fn get(&self, name: &str) -> Result<(Image, ImageConfig), ImageError> {
+        let _ = self.pulls_open.subscribe().wait_for(|open| *open).await;
         let digest = Digest::of(name.as_bytes());
         let image = Image {
             name: name.to_string(),

@@ -279,6 +279,22 @@ async fn a_container_that_ends_on_its_stop_signal_gets_no_sigkill() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_stop_during_the_pull_ends_the_task_before_any_container() {
+    let h = Harness::new();
+    h.images.hold_pulls();
+    let (sup, mut updates) = h.open().await;
+    sup.reconcile(vec![task(ID, TaskState::Running, 0)]);
+    assert_eq!(state_of(&next(&mut updates).await), TaskState::Preparing);
+    sup.reconcile(vec![task(ID, TaskState::Shutdown, 0)]);
+    let last = next(&mut updates).await;
+    assert_eq!(state_of(&last), TaskState::Shutdown);
+    assert_eq!(last.message, "stopped before it started");
+    // Only the cleanup of what might have been made.
+    assert_eq!(h.runtime.calls(), [Call::Delete(ID.into())]);
+    h.images.release_pulls();
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_task_left_out_of_the_set_is_stopped_and_forgotten() {
     let h = Harness::new();
     let (sup, mut updates) = h.running(0).await;
