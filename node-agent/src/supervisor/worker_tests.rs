@@ -103,6 +103,15 @@ async fn until(updates: &mut StatusUpdates, state: TaskState) -> Vec<TaskStatus>
     }
 }
 
+/// The worker's last calls: how did it end, then delete it.
+fn assert_ended_and_deleted(h: &Harness) {
+    let calls = h.runtime.calls();
+    assert!(
+        calls.ends_with(&[Call::ExitInfo(ID.into()), Call::Delete(ID.into())]),
+        "{calls:?}"
+    );
+}
+
 fn states(statuses: &[TaskStatus]) -> Vec<TaskState> {
     statuses.iter().map(state_of).collect()
 }
@@ -137,11 +146,7 @@ async fn a_task_runs_through_preparing_and_starting_and_completes_on_code_0() {
     assert_eq!(state_of(&last), TaskState::Complete);
     assert_eq!(last.exit_code, Some(0));
     assert_eq!(last.message, "exited with code 0");
-    assert!(
-        h.runtime
-            .calls()
-            .ends_with(&[Call::ExitInfo(ID.into()), Call::Delete(ID.into())])
-    );
+    assert_ended_and_deleted(&h);
     assert!(!h.runtime.exists(ID));
     assert_eq!(*h.images.released.lock().expect("lock"), [ID.to_string()]);
     assert_eq!(
@@ -228,11 +233,7 @@ async fn a_stop_ignored_on_sigterm_is_a_sigkill_after_the_grace_period() {
         ]
     );
     assert_eq!(kills[1].1 - kills[0].1, Duration::from_secs(7));
-    assert!(
-        h.runtime
-            .calls()
-            .ends_with(&[Call::ExitInfo(ID.into()), Call::Delete(ID.into())])
-    );
+    assert_ended_and_deleted(&h);
 }
 
 #[tokio::test(start_paused = true)]
@@ -254,11 +255,7 @@ async fn a_container_that_survives_sigkill_is_deleted_by_force() {
         tokio::time::Instant::now() - stop_asked,
         Duration::from_secs(1) + super::stop::KILL_WAIT
     );
-    assert!(
-        h.runtime
-            .calls()
-            .ends_with(&[Call::ExitInfo(ID.into()), Call::Delete(ID.into())])
-    );
+    assert_ended_and_deleted(&h);
 }
 
 #[tokio::test(start_paused = true)]
@@ -349,11 +346,7 @@ async fn a_running_container_is_adopted_not_created_again() {
     );
     let last = next(&mut updates).await;
     assert_eq!(state_of(&last), TaskState::Complete);
-    assert!(
-        h.runtime
-            .calls()
-            .ends_with(&[Call::ExitInfo(ID.into()), Call::Delete(ID.into())])
-    );
+    assert_ended_and_deleted(&h);
 }
 
 #[tokio::test(start_paused = true)]
