@@ -1,4 +1,4 @@
-//! The command line: runc's surface (`create`, `start`, `state`, `kill`, `delete`,
+//! The binary's command line: runc's surface (`create`, `start`, `state`, `kill`, `delete`,
 //! `run`, `exec`, `ps`, `list`, `events --stats`), so callers can swap runtimes.
 
 use std::path::PathBuf;

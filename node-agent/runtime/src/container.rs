@@ -2,9 +2,17 @@
 //! namespace and forks init, init sets the container up and reports over the sync
 //! socket. Under `run` the runtime itself is the monitor. A failed create leaves
 //! nothing behind: init is killed, the cgroup and the state directory removed.
+//!
+//! ```no_run
+//! use berth_runtime::container::{self, CreateConfig, CreateMode};
+//! let config = CreateConfig::new("web-1", "/var/lib/bundles/web-1").pid_file("/run/web-1.pid");
+//! let created = container::create("/run/berth-runtime".as_ref(), &config, CreateMode::Create)?;
+//! println!("init is {}", created.record.pid);
+//! # Ok::<(), container::CreateError>(())
+//! ```
 
 use std::os::fd::OwnedFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use nix::sys::signal::{SigHandler, Signal, kill, signal};
 use nix::sys::stat::Mode;
@@ -12,7 +20,6 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, mkfifo};
 
 use crate::cgroups::{self, Cgroup, CgroupError};
-use crate::cli::CreateArgs;
 use crate::namespaces::{NamespaceError, Plan};
 use crate::process::setup::{self, Context, StartGate, exit};
 use crate::rootfs::CgroupView;
@@ -46,9 +53,53 @@ pub enum CreateError {
     },
     #[error("container {id}: {message}")]
     Init { id: String, message: String },
+    #[error(
+        "container {id}: not created from a process with {threads} threads: create forks, \
+         which only a single-threaded process may do (run the berth-runtime binary instead)"
+    )]
+    MultiThreaded { id: String, threads: usize },
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// What to create: the container's id and bundle, and how the caller wants
+/// it handed over. The command line's `create` and `run` fill one in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CreateConfig {
+    /// Container id (see [`crate::id::validate`]).
+    pub id: String,
+    /// The bundle: a directory with config.json and (usually) the rootfs.
+    pub bundle: PathBuf,
+    /// Where to write init's host pid once it is set up.
+    pub pid_file: Option<PathBuf>,
+    /// How many file descriptors after stdio (3, 4, ...) the process keeps.
+    pub preserve_fds: u32,
+}
+
+impl CreateConfig {
+    /// The container `id` from the bundle directory `bundle`.
+    pub fn new(id: impl Into<String>, bundle: impl Into<PathBuf>) -> CreateConfig {
+        CreateConfig {
+            id: id.into(),
+            bundle: bundle.into(),
+            pid_file: None,
+            preserve_fds: 0,
+        }
+    }
+
+    /// Writes init's pid to `path` (atomically) once it is set up.
+    pub fn pid_file(mut self, path: impl Into<PathBuf>) -> CreateConfig {
+        self.pid_file = Some(path.into());
+        self
+    }
+
+    /// Passes fds 3 .. 3 + `n` on to the container's process.
+    pub fn preserve_fds(mut self, n: u32) -> CreateConfig {
+        self.preserve_fds = n;
+        self
+    }
+}
+
+/// Who waits for the container's init.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CreateMode {
     /// `create`: a monitor process waits for init; `start` releases it.
     Create,
@@ -56,6 +107,8 @@ pub enum CreateMode {
     Run,
 }
 
+/// A created container: its state directory, what was recorded in it, and
+/// its cgroup.
 pub struct Created {
     pub dir: Dir,
     pub record: Record,
@@ -94,13 +147,27 @@ impl Drop for Guard {
     }
 }
 
-pub fn create(root: &Path, args: &CreateArgs, mode: CreateMode) -> Result<Created, CreateError> {
-    let id = args.id.as_str();
+/// Creates the container `config` describes below the state root `root`.
+/// Forks (the monitor and init): call it from a single-threaded process (it
+/// refuses to run in any other).
+pub fn create(
+    root: &Path,
+    config: &CreateConfig,
+    mode: CreateMode,
+) -> Result<Created, CreateError> {
+    let id = config.id.as_str();
+    let threads = crate::proc::own_threads();
+    if threads > 1 {
+        return Err(CreateError::MultiThreaded {
+            id: id.to_string(),
+            threads,
+        });
+    }
     let dir = Dir::new(root, id)?;
     if dir.exists() {
         return Err(StateError::Exists(id.to_string()).into());
     }
-    let bundle = Bundle::load(&args.bundle)?;
+    let bundle = Bundle::load(&config.bundle)?;
     for part in bundle.ignored() {
         eprintln!(
             "berth-runtime: container {id}: warning: {part} in config.json is not supported yet and ignored"
@@ -127,8 +194,8 @@ pub fn create(root: &Path, args: &CreateArgs, mode: CreateMode) -> Result<Create
         armed: true,
     };
     cgroup.create(linux.resources().as_ref()).map_err(cg_err)?;
-    let config = serde_json::to_vec(&bundle.spec).unwrap_or_default();
-    std::fs::write(dir.config(), config).map_err(|source| CreateError::Write {
+    let spec_json = serde_json::to_vec(&bundle.spec).unwrap_or_default();
+    std::fs::write(dir.config(), spec_json).map_err(|source| CreateError::Write {
         id: id.to_string(),
         what: dir.config().display().to_string(),
         source,
@@ -171,7 +238,7 @@ pub fn create(root: &Path, args: &CreateArgs, mode: CreateMode) -> Result<Create
         gate,
         sync: child_sock,
         join_gate,
-        preserve_fds: args.preserve_fds,
+        preserve_fds: config.preserve_fds,
     };
     let mut init = None;
     match mode {
@@ -226,7 +293,7 @@ pub fn create(root: &Path, args: &CreateArgs, mode: CreateMode) -> Result<Create
     let record = Record {
         id: id.to_string(),
         pid,
-        pid_start: state::pid_start_time(pid).unwrap_or(0),
+        pid_start: crate::proc::start_time(pid).unwrap_or(0),
         monitor_pid: guard.monitor.map(Pid::as_raw).unwrap_or(0),
         bundle: bundle.dir.clone(),
         rootfs: bundle.rootfs.clone(),
@@ -235,7 +302,7 @@ pub fn create(root: &Path, args: &CreateArgs, mode: CreateMode) -> Result<Create
         annotations: bundle.spec.annotations().clone().unwrap_or_default(),
     };
     dir.save(&record)?;
-    if let Some(pid_file) = &args.pid_file {
+    if let Some(pid_file) = &config.pid_file {
         let tmp = pid_file.with_extension("berth-tmp");
         std::fs::write(&tmp, pid.to_string())
             .and_then(|()| std::fs::rename(&tmp, pid_file))
@@ -325,6 +392,7 @@ fn detach_stdio() {
     }
 }
 
+/// Waits for our child `child` to exit or be killed.
 pub fn wait_for(child: Pid) -> WaitStatus {
     loop {
         match waitpid(child, None) {
@@ -361,5 +429,30 @@ fn cgroup_views(cgroup: &Cgroup) -> Vec<CgroupView> {
             host_dir: v2.path.clone(),
         }],
         Cgroup::V1(_) => crate::cgroups::v1_views(cgroup),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_config_is_built_step_by_step() {
+        let c = CreateConfig::new("c1", "/b").pid_file("/p").preserve_fds(2);
+        assert_eq!(c.id, "c1");
+        assert_eq!(c.bundle, Path::new("/b"));
+        assert_eq!(c.pid_file.as_deref(), Some(Path::new("/p")));
+        assert_eq!(c.preserve_fds, 2);
+    }
+
+    #[test]
+    fn a_multi_threaded_process_cannot_create() {
+        // The test harness runs this on a thread of its own.
+        let config = CreateConfig::new("c1", "/nonexistent");
+        let err = create(Path::new("/nonexistent"), &config, CreateMode::Create).err();
+        assert!(
+            matches!(err, Some(CreateError::MultiThreaded { threads, .. }) if threads > 1),
+            "{err:?}"
+        );
     }
 }

@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("invalid container id {0:?}: use letters, digits, '-', '_', '.', '+'")]
-    InvalidId(String),
+    #[error(transparent)]
+    InvalidId(#[from] crate::id::InvalidId),
     #[error("container {0} does not exist")]
     NotFound(String),
     #[error("container {0} already exists")]
@@ -58,6 +58,7 @@ pub struct Exit {
     /// The signal that killed it, if one did.
     pub signal: Option<i32>,
     /// The kernel's OOM killer killed a process of the container.
+    #[serde(default)]
     pub oom_killed: bool,
 }
 
@@ -107,21 +108,6 @@ pub struct OciState<'a> {
     pub exit: Option<Exit>,
 }
 
-pub fn validate_id(id: &str) -> Result<()> {
-    let ok = !id.is_empty()
-        && id.len() <= 1024
-        && id != "."
-        && id != ".."
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '+'));
-    if ok {
-        Ok(())
-    } else {
-        Err(StateError::InvalidId(id.to_string()))
-    }
-}
-
 /// The state directory of one container.
 #[derive(Debug, Clone)]
 pub struct Dir {
@@ -131,7 +117,7 @@ pub struct Dir {
 
 impl Dir {
     pub fn new(root: &Path, id: &str) -> Result<Dir> {
-        validate_id(id)?;
+        crate::id::validate(id)?;
         Ok(Dir {
             path: root.join(id),
             id: id.to_string(),
@@ -198,7 +184,7 @@ impl Dir {
 
     /// The status, from the process table and the fifo.
     pub fn status(&self, record: &Record) -> Status {
-        if !pid_alive(record.pid, record.pid_start) {
+        if !crate::proc::alive(record.pid, Some(record.pid_start)) {
             Status::Stopped
         } else if self.fifo().exists() {
             Status::Created
@@ -244,24 +230,6 @@ pub fn list(root: &Path) -> Result<Vec<String>> {
     Ok(ids)
 }
 
-/// Start time of a process (clock ticks since boot), None if it is gone or a zombie.
-pub fn pid_start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces and parentheses: parse after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?;
-    if state == "Z" || state == "X" {
-        return None;
-    }
-    // After ')' come fields 3.. ; starttime is field 22.
-    fields.nth(22 - 4)?.parse().ok()
-}
-
-pub fn pid_alive(pid: i32, start: u64) -> bool {
-    pid > 0 && pid_start_time(pid) == Some(start)
-}
-
 /// Now as RFC 3339 (UTC), without a date crate.
 pub fn now_rfc3339() -> String {
     let now = std::time::SystemTime::now()
@@ -291,23 +259,6 @@ pub fn now_rfc3339() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ids_are_checked() {
-        assert!(validate_id("web-1.task_2").is_ok());
-        assert!(validate_id("../etc").is_err());
-        assert!(validate_id("a/b").is_err());
-        assert!(validate_id("").is_err());
-        assert!(validate_id("..").is_err());
-    }
-
-    #[test]
-    fn own_start_time_is_read() {
-        let pid = std::process::id() as i32;
-        let start = pid_start_time(pid).expect("own stat");
-        assert!(pid_alive(pid, start));
-        assert!(!pid_alive(pid, start + 1));
-    }
 
     #[test]
     fn shell_status() {

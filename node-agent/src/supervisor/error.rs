@@ -30,6 +30,12 @@ pub enum SupervisorError {
     },
     #[error("shim of container {container}: {reason}")]
     Shim { container: String, reason: String },
+    #[error("cgroup parent {parent}: {source}")]
+    CgroupParent {
+        parent: String,
+        #[source]
+        source: berth_runtime::cgroups::CgroupError,
+    },
     #[error("no task {task} on this node")]
     UnknownTask { task: String },
     #[error(transparent)]

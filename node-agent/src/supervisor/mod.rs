@@ -3,12 +3,17 @@
 //! keeps their logs, and re-adopts running containers after an agent restart.
 //!
 //! ```text
-//! reconcile(tasks) ──► one worker per task (tokio task):
+//! reconcile(tasks) ──► one worker per task (tokio task, task.rs):
 //!   PREPARING: image get_or_pull ─► rootfs ─► bundle (bundle.rs)
 //!   STARTING:  shim (detached; runs `runtime create`, owns stdout/stderr) ─► `runtime start`
 //!   RUNNING:   wait on init's pidfd (watch.rs) | desired SHUTDOWN ─► stop.rs
 //!   COMPLETE / FAILED / SHUTDOWN ─► `runtime delete`, rootfs released
 //! ```
+//!
+//! A worker touches containers only through the `ContainerRuntime` seam
+//! (container_runtime.rs; the real one is oci.rs) and images only through
+//! `TaskImages` (images.rs), so its state machine is unit-tested against
+//! fakes (fake.rs, worker_tests.rs) without root.
 //!
 //! On disk: `<data_dir>/containers/<task>/` (record, task, bundle, FIFOs, pid and
 //! exit files; see `state.rs`) and `<data_dir>/logs/<task>/container.log*`.
@@ -16,11 +21,15 @@
 //! killing the agent leaves them running, and `Supervisor::open` adopts them.
 
 mod bundle;
-mod cgroup;
+mod container_runtime;
 mod error;
+#[cfg(test)]
+mod fake;
+mod images;
 mod launch;
 mod logs;
 mod network;
+mod oci;
 mod runtime;
 pub mod shim;
 mod state;
@@ -28,6 +37,8 @@ mod stop;
 mod task;
 mod user;
 mod watch;
+#[cfg(test)]
+mod worker_tests;
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
@@ -48,6 +59,8 @@ pub use shim::{ShimArgs, main_shim};
 pub use user::{User, resolve_user};
 
 use crate::image::{ImageStore, PullOptions};
+use container_runtime::{ContainerFiles, ContainerRuntime};
+use images::TaskImages;
 use state::{Phase, StateDir};
 use task::Desired;
 
@@ -107,12 +120,22 @@ struct Entry {
     worker: Option<tokio::task::JoinHandle<()>>,
 }
 
+/// What the workers drive, and the settings they need.
+pub(crate) struct Drivers {
+    pub runtime: Arc<dyn ContainerRuntime>,
+    pub images: Arc<dyn TaskImages>,
+    /// Puts tasks on the overlay; `None`: loopback-only containers.
+    pub network: Option<Arc<dyn TaskNetwork>>,
+    /// Top-level cgroup every container's cgroup goes below.
+    pub cgroup_parent: String,
+    /// Grace between SIGTERM and SIGKILL when a task's spec sets none.
+    pub default_stop_grace: Duration,
+}
+
 pub(crate) struct Inner {
-    cfg: SupervisorConfig,
+    drivers: Drivers,
     state: StateDir,
     logs_dir: PathBuf,
-    runtime: runtime::Runtime,
-    shim: launch::ShimLaunch,
     tasks: Mutex<HashMap<String, Entry>>,
     updates: mpsc::UnboundedSender<TaskStatusUpdate>,
 }
@@ -133,16 +156,16 @@ impl Supervisor {
         data_dir: &Path,
         cfg: SupervisorConfig,
     ) -> Result<(Supervisor, StatusUpdates)> {
-        let state = StateDir::open(data_dir)?;
-        let logs_dir = data_dir.join("logs");
-        std::fs::create_dir_all(&logs_dir)
-            .map_err(|e| SupervisorError::io("create", &logs_dir, e))?;
         std::fs::create_dir_all(&cfg.runtime_root)
             .map_err(|e| SupervisorError::io("create", &cfg.runtime_root, e))?;
-        cgroup::prepare_parent(&cfg.cgroup_parent)?;
-        let (tx, rx) = mpsc::unbounded_channel();
-        let inner = Arc::new(Inner {
-            runtime: runtime::Runtime {
+        berth_runtime::cgroups::prepare_parent(Path::new(&cfg.cgroup_parent)).map_err(
+            |source| SupervisorError::CgroupParent {
+                parent: cfg.cgroup_parent.clone(),
+                source,
+            },
+        )?;
+        let runtime = oci::OciRuntime {
+            cli: runtime::Runtime {
                 binary: cfg.runtime.clone(),
                 root: cfg.runtime_root.clone(),
             },
@@ -152,7 +175,32 @@ impl Supervisor {
                 runtime_root: cfg.runtime_root.clone(),
                 limits: cfg.log_limits,
             },
-            cfg,
+        };
+        let drivers = Drivers {
+            runtime: Arc::new(runtime),
+            images: Arc::new(images::StoreImages {
+                store: cfg.images,
+                pull: cfg.pull,
+            }),
+            network: cfg.network,
+            cgroup_parent: cfg.cgroup_parent,
+            default_stop_grace: cfg.default_stop_grace,
+        };
+        Supervisor::open_with(data_dir, drivers).await
+    }
+
+    /// `open` with the runtime, images and network given (tests give fakes).
+    pub(crate) async fn open_with(
+        data_dir: &Path,
+        drivers: Drivers,
+    ) -> Result<(Supervisor, StatusUpdates)> {
+        let state = StateDir::open(data_dir)?;
+        let logs_dir = data_dir.join("logs");
+        std::fs::create_dir_all(&logs_dir)
+            .map_err(|e| SupervisorError::io("create", &logs_dir, e))?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let inner = Arc::new(Inner {
+            drivers,
             state,
             logs_dir,
             tasks: Mutex::new(HashMap::new()),
@@ -316,6 +364,18 @@ impl Drop for Supervisor {
 }
 
 impl Inner {
+    /// Where the container of task `container_id` lives on the host.
+    fn files(&self, container_id: &str) -> ContainerFiles {
+        let state_dir = self.state.task_dir(container_id);
+        ContainerFiles {
+            id: container_id.to_string(),
+            bundle: state_dir.join("bundle"),
+            state_dir,
+            log_dir: self.logs_dir.join(container_id),
+            cgroup: Path::new(self.drivers.cgroup_parent.trim_matches('/')).join(container_id),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
         self.tasks.lock().unwrap_or_else(|p| p.into_inner())
     }

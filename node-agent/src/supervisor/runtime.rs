@@ -26,15 +26,7 @@ pub struct Runtime {
 pub struct State {
     /// berth-runtime only: how init ended, recorded by its monitor.
     #[serde(default)]
-    pub exit: Option<RuntimeExit>,
-}
-
-#[derive(Clone, Copy, Debug, Default, Deserialize)]
-pub struct RuntimeExit {
-    pub code: Option<i32>,
-    pub signal: Option<i32>,
-    #[serde(default)]
-    pub oom_killed: bool,
+    pub exit: Option<berth_runtime::state::Exit>,
 }
 
 impl Runtime {

@@ -162,7 +162,7 @@ fn run(args: &ShimArgs) -> Result<()> {
             }
         },
     };
-    let pidfd = pidfd_open(pid);
+    let pidfd = berth_runtime::proc::pidfd(pid, None);
     pump(args, &mut writer, &read_out, &read_err, pid, pidfd.as_ref());
     drain(&mut writer, &read_out, &read_err, Duration::from_secs(2));
     close(&mut writer, &args.log_dir);
@@ -230,13 +230,6 @@ fn create(args: &ShimArgs, out_path: &Path, err_path: &Path) -> Result<i32, Stri
         .map_err(|_| format!("pid file {} holds {text:?}", pid_file.display()))
 }
 
-fn pidfd_open(pid: i32) -> Option<OwnedFd> {
-    // SAFETY: plain syscall; the fd is owned below.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    // SAFETY: a fresh fd nothing else owns.
-    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
-}
-
 /// Copies output to the log until init exits.
 fn pump(
     args: &ShimArgs,
@@ -281,7 +274,7 @@ fn pump(
         let exited = match pidfd {
             Some(_) => fds.last().is_some_and(|p| p.revents & libc::POLLIN != 0),
             // No pidfd (pid already gone when attaching): poll the pid.
-            None => nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err(),
+            None => !berth_runtime::proc::alive(pid, None),
         };
         if exited {
             // Give waitpid a moment to catch runc's init, our child.

@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use super::runtime::Runtime;
-use super::watch::wait_exit;
+use super::container_runtime::{ContainerRuntime, Init};
 
 /// How a stop went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,22 +19,21 @@ pub enum Stopped {
 }
 
 /// How long a killed container may take to go.
-const KILL_WAIT: Duration = Duration::from_secs(10);
+pub(crate) const KILL_WAIT: Duration = Duration::from_secs(10);
 
-/// Stops the container `id` whose init is `pid` (started at `start`) with
-/// `signal` (a name such as SIGTERM or SIGQUIT), then SIGKILL after `grace`.
+/// Stops the container `id` whose init is `init` with `signal` (a name such
+/// as SIGTERM or SIGQUIT), then SIGKILL after `grace`.
 pub async fn stop(
-    runtime: &Runtime,
+    runtime: &dyn ContainerRuntime,
     id: &str,
-    pid: i32,
-    start: Option<u64>,
+    init: Init,
     signal: &str,
     grace: Duration,
 ) -> Stopped {
-    if let Err(e) = runtime.kill(id, signal).await {
+    if let Err(e) = runtime.kill(id, init, signal).await {
         warn!(container = id, signal, error = %e, "stop signal failed");
     }
-    if tokio::time::timeout(grace, wait_exit(pid, start))
+    if tokio::time::timeout(grace, runtime.wait_exit(init))
         .await
         .is_ok()
     {
@@ -47,16 +45,10 @@ pub async fn stop(
         ?grace,
         "still running after the grace period: SIGKILL"
     );
-    if let Err(e) = runtime.kill(id, "SIGKILL").await {
-        warn!(container = id, error = %e, "SIGKILL through the runtime failed");
-        // SAFETY: kill with plain integers; the pid is pinned by the start-time check.
-        if super::watch::alive(pid, start) {
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-            }
-        }
+    if let Err(e) = runtime.kill(id, init, "SIGKILL").await {
+        warn!(container = id, error = %e, "SIGKILL failed");
     }
-    if tokio::time::timeout(KILL_WAIT, wait_exit(pid, start))
+    if tokio::time::timeout(KILL_WAIT, runtime.wait_exit(init))
         .await
         .is_ok()
     {

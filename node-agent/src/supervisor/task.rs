@@ -9,11 +9,11 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::bundle::{BundleInput, build_spec, write_bundle};
+use super::container_runtime::{ContainerFiles, ExitInfo, Init};
 use super::error::{Result, SupervisorError};
 use super::state::{Phase, Record};
 use super::stop::{Stopped, stop};
-use super::watch::{ExitInfo, alive, exit_info, start_time, wait_exit};
-use super::{Inner, launch, logs, now_ms};
+use super::{Inner, logs, now_ms};
 
 /// What the controller wants of a task.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,22 +41,15 @@ fn failed(error: impl Into<String>) -> TaskStatus {
     }
 }
 
-/// Container ids are task ids, which must make plain directory names.
+/// Container ids are task ids, which must make plain directory names: the
+/// runtime's rule.
 fn container_id(task_id: &str) -> Result<String> {
-    let ok = !task_id.is_empty()
-        && task_id.len() <= 128
-        && !task_id.starts_with('.')
-        && task_id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
-        Ok(task_id.to_string())
-    } else {
-        Err(SupervisorError::Task {
+    berth_runtime::id::validate(task_id)
+        .map(|()| task_id.to_string())
+        .map_err(|e| SupervisorError::Task {
             task: task_id.to_string(),
-            reason: "a task id must be 1-128 letters, digits, '-', '_' or '.'".into(),
+            reason: e.to_string(),
         })
-    }
 }
 
 struct Worker {
@@ -125,15 +118,15 @@ impl Worker {
             .save_task(&self.task)
             .map_err(|e| failed(e.to_string()))?;
         self.report(status(TaskState::Preparing, format!("pulling {name}")));
-        let images = self.inner.cfg.images.clone();
+        let images = self.inner.drivers.images.clone();
         // The pull runs as a task of its own: a stop does not wait for it, and
         // a pull is never cut off halfway (it finishes for the next task).
         let pull = {
-            let (images, name, opts) = (images.clone(), name.clone(), self.inner.cfg.pull.clone());
-            tokio::spawn(async move { images.get_or_pull(&name, &opts).await })
+            let (images, name) = (images.clone(), name.clone());
+            tokio::spawn(async move { images.get(&name).await })
         };
         let mut desired = self.desired.clone();
-        let image = tokio::select! {
+        let (image, config) = tokio::select! {
             r = pull => r
                 .map_err(|e| failed(format!("image {name}: pull task failed: {e}")))?
                 .map_err(|e| failed(format!("image {name}: {e}")))?,
@@ -142,15 +135,18 @@ impl Worker {
         if self.stop_requested() {
             return Ok(false);
         }
-        let config = images
-            .image_config(&image)
-            .map_err(|e| failed(format!("image {name}: {e}")))?;
-        self.record.stop_signal = config.stop_signal.as_deref().map(signal_name);
+        self.record.stop_signal = config.stop_signal.as_deref().and_then(|s| {
+            berth_runtime::signal::canonical(s)
+                .inspect_err(
+                    |e| warn!(task = %self.task.id, error = %e, "image stop signal ignored"),
+                )
+                .ok()
+        });
         let rootfs = images
             .prepare_rootfs(&image, &cid)
             .await
             .map_err(|e| failed(format!("rootfs of image {name}: {e}")))?;
-        let net = match &self.inner.cfg.network {
+        let net = match &self.inner.drivers.network {
             Some(network) => network
                 .prepare(&self.task)
                 .await
@@ -169,33 +165,31 @@ impl Worker {
             task: &self.task,
             container_id: &cid,
             image: &config,
-            rootfs: &rootfs.path,
-            cgroup_parent: &self.inner.cfg.cgroup_parent,
+            rootfs: &rootfs,
+            cgroup_parent: &self.inner.drivers.cgroup_parent,
             netns: net.as_ref().map(|n| n.netns.as_path()),
             files: &files,
         })
         .map_err(|e| failed(e.to_string()))?;
-        let bundle = self.state_dir().join("bundle");
-        write_bundle(&bundle, &spec, &cid).map_err(|e| failed(e.to_string()))?;
+        let files = self.files();
+        write_bundle(&files.bundle, &spec, &cid).map_err(|e| failed(e.to_string()))?;
         if self.stop_requested() {
             return Ok(false);
         }
         self.record.phase = Phase::Creating;
         self.report(status(TaskState::Starting, "starting"));
-        let pid = self
-            .inner
-            .shim
-            .create(&cid, &bundle, &self.state_dir(), &self.log_dir())
+        let runtime = &self.inner.drivers.runtime;
+        let init = runtime
+            .create(&files)
             .await
             .map_err(|e| failed(e.to_string()))?;
-        self.inner
-            .runtime
+        runtime
             .start(&cid)
             .await
             .map_err(|e| failed(e.to_string()))?;
         self.record.phase = Phase::Running;
-        self.record.init_pid = Some(pid);
-        self.record.init_start = start_time(pid);
+        self.record.init_pid = Some(init.pid);
+        self.record.init_start = init.start;
         self.save().map_err(|e| failed(e.to_string()))?;
         self.report(status(TaskState::Running, "running"));
         Ok(true)
@@ -203,36 +197,38 @@ impl Worker {
 
     /// Watches the running container until it ends or is stopped.
     async fn supervise(&mut self) -> TaskStatus {
-        let cid = self.record.container_id.clone();
         let Some(pid) = self.record.init_pid else {
             return failed("the record of the running container has no pid");
         };
-        let start = self.record.init_start;
-        let state_dir = self.state_dir();
+        let init = Init {
+            pid,
+            start: self.record.init_start,
+        };
+        let runtime = self.inner.drivers.runtime.clone();
+        let files = self.files();
         let mut check = tokio::time::interval(SHIM_CHECK);
         let stopped = loop {
             if self.stop_requested() {
-                break Some(self.stop(pid, start).await);
+                break Some(self.stop(init).await);
             }
             tokio::select! {
-                () = wait_exit(pid, start) => break None,
+                () = runtime.wait_exit(init) => break None,
                 changed = self.desired.changed() => {
                     if changed.is_err() {
                         // The supervisor is gone: leave the container alone.
                         std::future::pending::<()>().await;
                     }
                 }
-                _ = check.tick() => self.ensure_shim(pid, start),
+                _ = check.tick() => {
+                    if let Err(e) = runtime.keep_logging(&files, init) {
+                        warn!(task = %self.task.id, container = %files.id, error = %e, "no shim for the logs");
+                    }
+                }
             }
         };
-        let exit = exit_info(&self.inner.runtime, &cid, &state_dir, &self.cgroup()).await;
+        let exit = runtime.exit_info(&files).await;
         match stopped {
-            Some(how) => shutdown_status(
-                how,
-                exit,
-                self.record.stop_signal.as_deref().unwrap_or("SIGTERM"),
-                self.grace(),
-            ),
+            Some(how) => shutdown_status(how, exit, self.stop_signal(), self.grace()),
             None => {
                 let mut s = exit_status(exit, &self.task);
                 if s.state == TaskState::Failed as i32
@@ -245,52 +241,31 @@ impl Worker {
         }
     }
 
-    /// Starts a new shim if the container runs without one (it died, with the
-    /// agent or alone): the new one reopens the FIFOs and drains them.
-    fn ensure_shim(&self, pid: i32, start: Option<u64>) {
-        let state_dir = self.state_dir();
-        if !alive(pid, start) || launch::shim_alive(&state_dir) {
-            return;
-        }
-        let cid = &self.record.container_id;
-        info!(task = %self.task.id, container = %cid, "shim gone: attaching a new one");
-        if let Err(e) = self.inner.shim.attach(
-            cid,
-            pid,
-            &state_dir.join("bundle"),
-            &state_dir,
-            &self.log_dir(),
-        ) {
-            warn!(task = %self.task.id, container = %cid, error = %e, "no shim for the logs");
-        }
-    }
-
-    async fn stop(&self, pid: i32, start: Option<u64>) -> Stopped {
+    async fn stop(&self, init: Init) -> Stopped {
         info!(task = %self.task.id, container = %self.record.container_id, "stopping");
         stop(
-            &self.inner.runtime,
+            self.inner.drivers.runtime.as_ref(),
             &self.record.container_id,
-            pid,
-            start,
-            self.record.stop_signal.as_deref().unwrap_or("SIGTERM"),
+            init,
+            self.stop_signal(),
             self.grace(),
         )
         .await
     }
 
+    fn stop_signal(&self) -> &str {
+        self.record.stop_signal.as_deref().unwrap_or("SIGTERM")
+    }
+
     fn grace(&self) -> Duration {
         match self.task.spec.as_ref().map_or(0, |s| s.stop_grace_seconds) {
-            0 => self.inner.cfg.default_stop_grace,
+            0 => self.inner.drivers.default_stop_grace,
             s => Duration::from_secs(u64::from(s)),
         }
     }
 
-    fn cgroup(&self) -> PathBuf {
-        PathBuf::from(format!(
-            "/{}/{}",
-            self.inner.cfg.cgroup_parent.trim_matches('/'),
-            self.record.container_id
-        ))
+    fn files(&self) -> ContainerFiles {
+        self.inner.files(&self.record.container_id)
     }
 }
 
@@ -321,17 +296,6 @@ fn exit_status(exit: ExitInfo, task: &Task) -> TaskStatus {
     };
     s.exit_code = exit.code;
     s
-}
-
-/// An image's `StopSignal` as the runtimes take it: `SIGQUIT`, `QUIT` and `3`
-/// all become `SIGQUIT`-style names or stay numbers.
-fn signal_name(s: &str) -> String {
-    let s = s.trim().to_ascii_uppercase();
-    if s.parse::<i32>().is_ok() || s.starts_with("SIG") {
-        s
-    } else {
-        format!("SIG{s}")
-    }
 }
 
 fn shutdown_status(how: Stopped, exit: ExitInfo, signal: &str, grace: Duration) -> TaskStatus {
@@ -407,43 +371,24 @@ pub(crate) async fn run(
 /// Deletes the container and releases its rootfs; what fails is logged (the
 /// next open tries again only for tasks that still have a record).
 pub(crate) async fn cleanup(inner: &Inner, container_id: &str) {
-    if let Err(e) = inner.runtime.delete(container_id).await {
+    let files = inner.files(container_id);
+    if let Err(e) = inner.drivers.runtime.delete(&files).await {
         warn!(container = container_id, error = %e, "runtime delete failed");
     }
-    // The shim ends once the container's output is drained; a follow of the
-    // logs ends on its `closed` marker, written here if no shim will.
-    let state_dir = inner.state.task_dir(container_id);
-    for _ in 0..60 {
-        if !launch::shim_alive(&state_dir) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    // A follow of the logs ends on its `closed` marker: the shim writes it once
+    // the output is drained (delete waited for that); written here as well for
+    // when no shim ever ran (a failed pull).
+    if std::fs::create_dir_all(&files.log_dir).is_ok() {
+        let _ = std::fs::write(files.log_dir.join(logs::CLOSED), b"");
     }
-    // Also when no shim ever ran (a failed pull): a follower must end.
-    let log_dir = inner.logs_dir.join(container_id);
-    if std::fs::create_dir_all(&log_dir).is_ok() {
-        let _ = std::fs::write(log_dir.join(logs::CLOSED), b"");
-    }
-    if let Some(network) = &inner.cfg.network {
+    if let Some(network) = &inner.drivers.network {
         network.release(container_id).await;
     }
-    if let Err(e) = inner.cfg.images.release_rootfs(container_id).await {
+    if let Err(e) = inner.drivers.images.release_rootfs(container_id).await {
         warn!(container = container_id, error = %e, "rootfs release failed");
     }
-    let _ = std::fs::remove_dir_all(state_dir.join("bundle"));
+    let _ = std::fs::remove_dir_all(&files.bundle);
     for f in [super::shim::STDOUT_FIFO, super::shim::STDERR_FIFO] {
-        let _ = std::fs::remove_file(state_dir.join(f));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stop_signals_are_runtime_names() {
-        assert_eq!(signal_name("SIGQUIT"), "SIGQUIT");
-        assert_eq!(signal_name("quit"), "SIGQUIT");
-        assert_eq!(signal_name("9"), "9");
+        let _ = std::fs::remove_file(files.state_dir.join(f));
     }
 }

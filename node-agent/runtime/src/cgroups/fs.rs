@@ -94,17 +94,16 @@ pub fn procs(dir: &Path) -> Vec<i32> {
         .collect()
 }
 
-/// Makes `dir` and its missing parents, calling `init` on each new directory
-/// (top-down), e.g. to fill cpuset.cpus from the parent.
-pub fn create_dirs(dir: &Path, init: &dyn Fn(&Path) -> Result<()>) -> Result<()> {
+/// Makes `dir` and its missing parents.
+pub fn create_dirs(dir: &Path) -> Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
     if let Some(parent) = dir.parent() {
-        create_dirs(parent, init)?;
+        create_dirs(parent)?;
     }
     match std::fs::create_dir(dir) {
-        Ok(()) => init(dir),
+        Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(source) => Err(CgroupError::Io {
             what: "create",

@@ -213,6 +213,32 @@ impl Cgroup {
     }
 }
 
+/// Prepares the parent cgroup `rel` (relative to the hierarchy roots) of
+/// containers that will be created concurrently: on a host with a v1 cpuset
+/// hierarchy, makes it with the cpus and mems of its own parent, so that
+/// runtimes creating several containers below it at once do not race on an
+/// empty cpuset (a process cannot join one). Nothing to do elsewhere.
+pub fn prepare_parent(rel: &Path) -> Result<()> {
+    let rel = rel.strip_prefix("/").unwrap_or(rel);
+    let mounts = fs::mounts()?;
+    let Some(cpuset) = mounts
+        .iter()
+        .find(|m| !m.v2 && m.controllers.iter().any(|c| c == "cpuset"))
+    else {
+        return Ok(());
+    };
+    let dir = cpuset.point.join(rel);
+    fs::create_dirs(&dir)?;
+    v1::inherit_cpuset(&cpuset.point, &dir)
+}
+
+/// OOM kills recorded for the cgroup at `rel` (relative to the hierarchy
+/// roots), v1 or v2; 0 if it has no memory controller, is gone or unreadable.
+pub fn oom_kills_at(rel: &Path) -> u64 {
+    let rel = rel.strip_prefix("/").unwrap_or(rel);
+    Cgroup::for_container(rel).map_or(0, |c| c.oom_kills())
+}
+
 /// CFS shares (v1, 2..262144) to cpu.weight (v2, 1..10000), as runc converts them.
 pub fn shares_to_weight(shares: u64) -> u64 {
     if shares == 0 {

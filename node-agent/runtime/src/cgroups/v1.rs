@@ -85,13 +85,10 @@ impl V1 {
 
     pub fn create(&self, resources: Option<&LinuxResources>) -> Result<()> {
         for h in &self.hierarchies {
-            let is_cpuset = h.controllers.iter().any(|c| c == "cpuset");
-            fs::create_dirs(&h.path, &|dir: &Path| {
-                if is_cpuset {
-                    inherit_cpuset(dir)?;
-                }
-                Ok(())
-            })?;
+            fs::create_dirs(&h.path)?;
+            if h.controllers.iter().any(|c| c == "cpuset") {
+                inherit_cpuset(&h.mount, &h.path)?;
+            }
         }
         if let Some(r) = resources {
             self.apply(r)?;
@@ -230,17 +227,26 @@ impl V1 {
     }
 }
 
-/// A new cpuset cgroup starts with empty cpus and mems; copy the parent's.
-fn inherit_cpuset(dir: &Path) -> Result<()> {
-    let Some(parent) = dir.parent() else {
+/// A new cpuset cgroup starts with empty cpus and mems, and no process can
+/// join it (ENOSPC): gives every directory from below `mount` down to `dir`
+/// that has none its parent's. Existing directories are filled too: a
+/// concurrent creator (another container created at the same moment) may have
+/// made one and not filled it yet.
+pub(super) fn inherit_cpuset(mount: &Path, dir: &Path) -> Result<()> {
+    let Ok(rel) = dir.strip_prefix(mount) else {
         return Ok(());
     };
-    for file in ["cpuset.cpus", "cpuset.mems"] {
-        let mine = fs::read(&dir.join(file)).unwrap_or_default();
-        if mine.trim().is_empty() {
-            let theirs = fs::read(&parent.join(file)).unwrap_or_default();
-            fs::write(&dir.join(file), theirs.trim())?;
+    let mut parent = mount.to_path_buf();
+    for part in rel.components() {
+        let here = parent.join(part);
+        for file in ["cpuset.cpus", "cpuset.mems"] {
+            let mine = fs::read(&here.join(file)).unwrap_or_default();
+            if mine.trim().is_empty() {
+                let theirs = fs::read(&parent.join(file)).unwrap_or_default();
+                fs::write(&here.join(file), theirs.trim())?;
+            }
         }
+        parent = here;
     }
     Ok(())
 }
@@ -271,6 +277,25 @@ mod tests {
     use oci_spec::runtime::{LinuxCpuBuilder, LinuxMemoryBuilder, LinuxResourcesBuilder};
 
     use super::*;
+
+    #[test]
+    fn cpusets_are_inherited_down_to_the_container() {
+        let mount = tempfile::tempdir().expect("tempdir");
+        let m = mount.path();
+        std::fs::write(m.join("cpuset.cpus"), "0-3\n").expect("write");
+        std::fs::write(m.join("cpuset.mems"), "0\n").expect("write");
+        let (parent, leaf) = (m.join("berth"), m.join("berth/c1"));
+        std::fs::create_dir_all(&leaf).expect("dirs");
+        // A parent someone filled already keeps its value; empty files are filled.
+        std::fs::write(parent.join("cpuset.cpus"), "1").expect("write");
+        std::fs::write(leaf.join("cpuset.mems"), "").expect("write");
+        inherit_cpuset(m, &leaf).expect("inherit");
+        let read = |p: &Path| std::fs::read_to_string(p).expect("read");
+        assert_eq!(read(&parent.join("cpuset.cpus")), "1");
+        assert_eq!(read(&parent.join("cpuset.mems")), "0");
+        assert_eq!(read(&leaf.join("cpuset.cpus")), "1");
+        assert_eq!(read(&leaf.join("cpuset.mems")), "0");
+    }
 
     #[test]
     fn limits_go_to_their_controllers() {

@@ -20,7 +20,7 @@ impl V2 {
     }
 
     pub fn create(&self, resources: Option<&LinuxResources>) -> Result<()> {
-        fs::create_dirs(&self.path, &|_dir: &Path| Ok(()))?;
+        fs::create_dirs(&self.path)?;
         self.enable_controllers()?;
         if let Some(r) = resources {
             self.apply(r)?;

@@ -19,26 +19,40 @@ use crate::state::{Dir, Status};
 
 const NAMESPACES: &[&str] = &["cgroup", "ipc", "uts", "net", "pid", "mnt"];
 
-fn parse_user(user: &str) -> Result<(u32, u32), CommandError> {
-    let bad = || CommandError::BadUser(user.into());
-    match user.split_once(':') {
-        Some((u, g)) => Ok((u.parse().map_err(|_| bad())?, g.parse().map_err(|_| bad())?)),
-        None => {
-            let u = user.parse().map_err(|_| bad())?;
-            Ok((u, u))
-        }
-    }
+/// A further process to run in a running container: what `exec` takes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExecConfig {
+    /// The command and its arguments.
+    pub command: Vec<String>,
+    /// Extra environment variables (KEY=VALUE), after the container's.
+    pub env: Vec<String>,
+    /// Working directory inside the container; the container process's if None.
+    pub cwd: Option<String>,
+    /// (uid, gid) to run as; the container process's if None.
+    pub user: Option<(u32, u32)>,
 }
 
-pub fn exec(
-    root: &Path,
-    id: &str,
-    command: &[String],
-    env: &[String],
-    cwd: Option<&str>,
-    user: Option<&str>,
-) -> Result<i32, CommandError> {
-    let user = user.map(parse_user).transpose()?;
+/// Runs `config`'s command in the running container `id`, waits for it and
+/// returns its exit status for the shell. Forks: call it from a
+/// single-threaded process (it refuses to run in any other).
+pub fn exec(root: &Path, id: &str, config: &ExecConfig) -> Result<i32, CommandError> {
+    let ExecConfig {
+        command,
+        env,
+        cwd,
+        user,
+    } = config;
+    let user = *user;
+    let threads = crate::proc::own_threads();
+    if threads > 1 {
+        return Err(CommandError::Exec {
+            id: id.into(),
+            message: format!(
+                "not run from a process with {threads} threads: exec forks, which only a \
+                 single-threaded process may do"
+            ),
+        });
+    }
     let dir = Dir::new(root, id)?;
     let record = dir.load()?;
     if dir.status(&record) != Status::Running {

@@ -6,16 +6,18 @@ use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, open};
-use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, kill, sigaction};
+use nix::sys::signal::kill as send;
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
 use nix::sys::stat::Mode;
 use nix::unistd::Pid;
 
-use super::{CommandError, parse_signal, wait_gone};
+use super::CommandError;
 use crate::cgroups::Cgroup;
-use crate::cli::CreateArgs;
-use crate::container::{self, CreateMode};
+use crate::container::{self, CreateConfig, CreateMode};
+use crate::proc::wait_gone;
 use crate::state::{Dir, Status};
 
+/// Lets a created container's process exec.
 pub fn start(root: &Path, id: &str) -> Result<(), CommandError> {
     let dir = Dir::new(root, id)?;
     let record = dir.load()?;
@@ -44,14 +46,17 @@ pub fn start(root: &Path, id: &str) -> Result<(), CommandError> {
     Ok(())
 }
 
-pub fn kill_cmd(
+/// Sends `sig` (a name or number) to init, or with `all` to every process
+/// of the container; with `grace` (seconds), SIGKILLs all of it if init is
+/// still there after that long.
+pub fn kill(
     root: &Path,
     id: &str,
     sig: &str,
     all: bool,
     grace: Option<f64>,
 ) -> Result<(), CommandError> {
-    let signal = parse_signal(sig)?;
+    let signal = crate::signal::parse(sig)?;
     let dir = Dir::new(root, id)?;
     let record = dir.load()?;
     if dir.status(&record) == Status::Stopped {
@@ -64,10 +69,10 @@ pub fn kill_cmd(
         })?;
     if all {
         for pid in cgroup.pids() {
-            let _ = kill(Pid::from_raw(pid), signal);
+            let _ = send(Pid::from_raw(pid), signal);
         }
     } else {
-        kill(Pid::from_raw(record.pid), signal).map_err(|source| CommandError::Sys {
+        send(Pid::from_raw(record.pid), signal).map_err(|source| CommandError::Sys {
             id: id.into(),
             what: "signal init",
             source,
@@ -79,18 +84,21 @@ pub fn kill_cmd(
         } else {
             0.0
         };
-        if !wait_gone(record.pid, record.pid_start, Duration::from_secs_f64(secs)) {
-            let _ = kill(Pid::from_raw(record.pid), Signal::SIGKILL);
+        let start = Some(record.pid_start);
+        if !wait_gone(record.pid, start, Duration::from_secs_f64(secs)) {
+            let _ = send(Pid::from_raw(record.pid), Signal::SIGKILL);
             cgroup.kill_all().map_err(|source| CommandError::Cgroup {
                 id: id.into(),
                 source,
             })?;
-            wait_gone(record.pid, record.pid_start, Duration::from_secs(10));
+            wait_gone(record.pid, start, Duration::from_secs(10));
         }
     }
     Ok(())
 }
 
+/// Removes a stopped container (with `force` a running one, killed first)
+/// and everything it owns; fine if it is gone already.
 pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), CommandError> {
     let dir = Dir::new(root, id)?;
     if !dir.exists() {
@@ -115,20 +123,20 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), CommandError> {
             source,
         })?;
     if status != Status::Stopped {
-        let _ = kill(Pid::from_raw(record.pid), Signal::SIGKILL);
+        let _ = send(Pid::from_raw(record.pid), Signal::SIGKILL);
     }
     let cg_err = |source| CommandError::Cgroup {
         id: id.into(),
         source,
     };
     cgroup.kill_all().map_err(cg_err)?;
-    wait_gone(record.pid, record.pid_start, Duration::from_secs(10));
+    wait_gone(record.pid, Some(record.pid_start), Duration::from_secs(10));
     if record.monitor_pid > 0
-        && let Some(start) = crate::state::pid_start_time(record.monitor_pid)
+        && let Some(start) = crate::proc::start_time(record.monitor_pid)
     {
         // Only our monitor: its start time is not before init's.
         if start <= record.pid_start {
-            wait_gone(record.monitor_pid, start, Duration::from_secs(10));
+            wait_gone(record.monitor_pid, Some(start), Duration::from_secs(10));
         }
     }
     cgroup.destroy().map_err(cg_err)?;
@@ -149,7 +157,8 @@ extern "C" fn forward(sig: libc::c_int) {
 }
 
 /// create + start + wait + delete; returns the exit status for the shell.
-pub fn run(root: &Path, args: &CreateArgs, detach: bool) -> Result<i32, CommandError> {
+/// With `detach`: create + start, returning 0 at once.
+pub fn run(root: &Path, args: &CreateConfig, detach: bool) -> Result<i32, CommandError> {
     if detach {
         container::create(root, args, CreateMode::Create)?;
         start(root, &args.id)?;

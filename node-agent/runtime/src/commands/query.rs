@@ -1,12 +1,15 @@
-//! state, list, ps, events --stats.
+//! state, list, ps, events --stats: what they report, as data.
 
 use std::path::Path;
 
 use super::CommandError;
-use crate::cgroups::Cgroup;
+use crate::cgroups::{Cgroup, Stats};
 use crate::state::{self, Dir, OciState, Status};
 
-fn oci_state_json(dir: &Dir) -> Result<serde_json::Value, CommandError> {
+/// The OCI state of one container (with berth's `created` and, once it
+/// stopped, `exit`) as JSON.
+pub fn state(root: &Path, id: &str) -> Result<serde_json::Value, CommandError> {
+    let dir = Dir::new(root, id)?;
     let record = dir.load()?;
     let status = dir.status(&record);
     let exit = if status == Status::Stopped {
@@ -32,50 +35,15 @@ fn oci_state_json(dir: &Dir) -> Result<serde_json::Value, CommandError> {
     Ok(serde_json::to_value(&state).unwrap_or_default())
 }
 
-pub fn state(root: &Path, id: &str) -> Result<(), CommandError> {
-    let dir = Dir::new(root, id)?;
-    let value = oci_state_json(&dir)?;
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&value).unwrap_or_default()
-    );
-    Ok(())
-}
-
-pub fn list(root: &Path, format: &str, quiet: bool) -> Result<(), CommandError> {
+/// The states of every readable container under `root`, by id.
+pub fn list(root: &Path) -> Result<Vec<serde_json::Value>, CommandError> {
     let mut states = Vec::new();
     for id in state::list(root)? {
-        let dir = Dir::new(root, &id)?;
-        if let Ok(v) = oci_state_json(&dir) {
+        if let Ok(v) = state(root, &id) {
             states.push(v);
         }
     }
-    match format {
-        _ if quiet => {
-            for s in &states {
-                println!("{}", s["id"].as_str().unwrap_or(""));
-            }
-        }
-        "json" => println!("{}", serde_json::Value::Array(states)),
-        "table" => {
-            println!(
-                "{:<24} {:<8} {:<8} {:<40} CREATED",
-                "ID", "PID", "STATUS", "BUNDLE"
-            );
-            for s in &states {
-                println!(
-                    "{:<24} {:<8} {:<8} {:<40} {}",
-                    s["id"].as_str().unwrap_or(""),
-                    s["pid"],
-                    s["status"].as_str().unwrap_or(""),
-                    s["bundle"].as_str().unwrap_or(""),
-                    s["created"].as_str().unwrap_or(""),
-                );
-            }
-        }
-        other => return Err(CommandError::BadFormat(other.into())),
-    }
-    Ok(())
+    Ok(states)
 }
 
 fn cgroup_of(root: &Path, id: &str) -> Result<Cgroup, CommandError> {
@@ -87,26 +55,12 @@ fn cgroup_of(root: &Path, id: &str) -> Result<Cgroup, CommandError> {
     })
 }
 
-pub fn ps(root: &Path, id: &str, format: &str) -> Result<(), CommandError> {
-    let pids = cgroup_of(root, id)?.pids();
-    match format {
-        "json" => println!("{}", serde_json::to_string(&pids).unwrap_or_default()),
-        "table" => {
-            println!("{:<8} CMD", "PID");
-            for pid in pids {
-                let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-                let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-                println!("{pid:<8} {}", cmd.trim_end());
-            }
-        }
-        other => return Err(CommandError::BadFormat(other.into())),
-    }
-    Ok(())
+/// Host pids of the container's processes.
+pub fn ps(root: &Path, id: &str) -> Result<Vec<i32>, CommandError> {
+    Ok(cgroup_of(root, id)?.pids())
 }
 
-pub fn stats(root: &Path, id: &str) -> Result<(), CommandError> {
-    let stats = cgroup_of(root, id)?.stats();
-    let event = serde_json::json!({ "type": "stats", "id": id, "data": stats });
-    println!("{event}");
-    Ok(())
+/// The container's resource usage.
+pub fn stats(root: &Path, id: &str) -> Result<Stats, CommandError> {
+    Ok(cgroup_of(root, id)?.stats())
 }

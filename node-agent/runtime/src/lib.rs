@@ -1,0 +1,28 @@
+//! berth-runtime, the library: an OCI runtime (namespaces, cgroups v1 and v2,
+//! rootfs, capabilities, seccomp) driven by typed calls, as youki's
+//! libcontainer is. The `berth-runtime` binary puts runc's command line on top
+//! of [`commands`] and [`container::create`].
+//!
+//! Creating, exec'ing and running containers forks: those calls belong in a
+//! single-threaded process (the binary). The small helpers a supervisor needs
+//! to watch containers from a multi-threaded process are safe anywhere:
+//! [`proc`] (pid start times, liveness, pidfds), [`signal`] (signal names),
+//! [`id`] (container ids), [`cgroups::oom_kills_at`] and
+//! [`cgroups::prepare_parent`], and [`state::Exit`] (how init ended, as
+//! `state` reports it).
+
+mod caps;
+pub mod cgroups;
+pub mod commands;
+pub mod container;
+pub mod id;
+mod init;
+mod namespaces;
+pub mod proc;
+mod process;
+mod rootfs;
+mod seccomp;
+pub mod signal;
+mod spec;
+pub mod state;
+mod sync;

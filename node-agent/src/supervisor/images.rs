@@ -1,0 +1,53 @@
+//! The worker's second seam: the images it runs and the root filesystems it
+//! makes from them. `StoreImages` is the agent's image store; tests use a
+//! fake (`fake.rs`) that needs neither a registry nor overlay mounts.
+
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+
+use crate::image::{Image, ImageConfig, ImageError, ImageStore, PullOptions};
+
+#[async_trait]
+pub trait TaskImages: Send + Sync + 'static {
+    /// The image `name` (pulled unless stored) and its config.
+    async fn get(&self, name: &str) -> Result<(Image, ImageConfig), ImageError>;
+
+    /// Makes (or finds, after an agent restart) the container's root
+    /// filesystem from `image`; returns its path.
+    async fn prepare_rootfs(
+        &self,
+        image: &Image,
+        container_id: &str,
+    ) -> Result<PathBuf, ImageError>;
+
+    /// Removes the container's root filesystem; fine if there is none.
+    async fn release_rootfs(&self, container_id: &str) -> Result<(), ImageError>;
+}
+
+/// The agent's image store, pulling with `pull`'s options.
+pub struct StoreImages {
+    pub store: ImageStore,
+    pub pull: PullOptions,
+}
+
+#[async_trait]
+impl TaskImages for StoreImages {
+    async fn get(&self, name: &str) -> Result<(Image, ImageConfig), ImageError> {
+        let image = self.store.get_or_pull(name, &self.pull).await?;
+        let config = self.store.image_config(&image)?;
+        Ok((image, config))
+    }
+
+    async fn prepare_rootfs(
+        &self,
+        image: &Image,
+        container_id: &str,
+    ) -> Result<PathBuf, ImageError> {
+        Ok(self.store.prepare_rootfs(image, container_id).await?.path)
+    }
+
+    async fn release_rootfs(&self, container_id: &str) -> Result<(), ImageError> {
+        self.store.release_rootfs(container_id).await
+    }
+}

@@ -1,0 +1,363 @@
+//! The task worker's state machine, through the fake runtime and images: no
+//! root, no containers, and tokio's paused clock instead of real waiting.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_proto::v1::{ServiceSpec, Task, TaskState, TaskStatus};
+
+use super::container_runtime::ExitInfo;
+use super::fake::{Call, FakeImages, FakeRuntime};
+use super::state::{Phase, Record, StateDir};
+use super::{Drivers, StatusUpdates, Supervisor};
+
+const ID: &str = "task-1";
+
+struct Harness {
+    dir: tempfile::TempDir,
+    runtime: Arc<FakeRuntime>,
+    images: Arc<FakeImages>,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let images = Arc::new(FakeImages::new(&dir.path().join("rootfs")));
+        Harness {
+            dir,
+            runtime: Arc::new(FakeRuntime::default()),
+            images,
+        }
+    }
+
+    fn with_stop_signal(mut self, signal: &str) -> Harness {
+        let mut images = FakeImages::new(&self.dir.path().join("rootfs"));
+        images.stop_signal = Some(signal.to_string());
+        self.images = Arc::new(images);
+        self
+    }
+
+    async fn open(&self) -> (Supervisor, StatusUpdates) {
+        let drivers = Drivers {
+            runtime: self.runtime.clone(),
+            images: self.images.clone(),
+            network: None,
+            cgroup_parent: "berth-unit".into(),
+            default_stop_grace: Duration::from_secs(10),
+        };
+        Supervisor::open_with(self.dir.path(), drivers)
+            .await
+            .expect("open")
+    }
+
+    /// Opens a supervisor and runs task ID (with `grace_seconds`) until RUNNING.
+    async fn running(&self, grace_seconds: u32) -> (Supervisor, StatusUpdates) {
+        let (sup, mut updates) = self.open().await;
+        sup.reconcile(vec![task(ID, TaskState::Running, grace_seconds)]);
+        until(&mut updates, TaskState::Running).await;
+        (sup, updates)
+    }
+
+    fn state(&self) -> StateDir {
+        StateDir::open(self.dir.path()).expect("state dir")
+    }
+}
+
+fn task(id: &str, desired: TaskState, grace_seconds: u32) -> Task {
+    Task {
+        id: id.to_string(),
+        desired_state: desired as i32,
+        spec: Some(ServiceSpec {
+            image: "busybox".into(),
+            stop_grace_seconds: grace_seconds,
+            ..ServiceSpec::default()
+        }),
+        ..Task::default()
+    }
+}
+
+fn state_of(s: &TaskStatus) -> TaskState {
+    TaskState::try_from(s.state).expect("a known state")
+}
+
+/// The next status reported (tokio time: fails fast if none ever comes).
+async fn next(updates: &mut StatusUpdates) -> TaskStatus {
+    let update = tokio::time::timeout(Duration::from_secs(3600), updates.recv())
+        .await
+        .expect("a status within the hour")
+        .expect("the supervisor is open");
+    assert_eq!(update.task_id, ID);
+    update.status.expect("a status")
+}
+
+/// Statuses up to and including the first in `state`.
+async fn until(updates: &mut StatusUpdates, state: TaskState) -> Vec<TaskStatus> {
+    let mut seen = Vec::new();
+    loop {
+        let s = next(updates).await;
+        let done = state_of(&s) == state;
+        seen.push(s);
+        if done {
+            return seen;
+        }
+    }
+}
+
+/// The worker's last calls: how did it end, then delete it.
+fn assert_ended_and_deleted(h: &Harness) {
+    let calls = h.runtime.calls();
+    assert!(
+        calls.ends_with(&[Call::ExitInfo(ID.into()), Call::Delete(ID.into())]),
+        "{calls:?}"
+    );
+}
+
+fn states(statuses: &[TaskStatus]) -> Vec<TaskState> {
+    statuses.iter().map(state_of).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_runs_through_preparing_and_starting_and_completes_on_code_0() {
+    let h = Harness::new();
+    let (sup, mut updates) = h.open().await;
+    sup.reconcile(vec![task(ID, TaskState::Running, 0)]);
+    let seen = until(&mut updates, TaskState::Running).await;
+    assert_eq!(
+        states(&seen),
+        [
+            TaskState::Preparing,
+            TaskState::Starting,
+            TaskState::Running
+        ]
+    );
+    assert_eq!(seen[0].message, "pulling busybox");
+    assert_eq!(seen[2].container_id, ID);
+    assert_eq!(
+        h.runtime.calls(),
+        [Call::Create(ID.into()), Call::Start(ID.into())]
+    );
+    let (records, _) = h.state().load_all().expect("records");
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].phase, Phase::Running);
+    assert!(records[0].init_pid.is_some());
+
+    h.runtime.exit(ID, 0);
+    let last = next(&mut updates).await;
+    assert_eq!(state_of(&last), TaskState::Complete);
+    assert_eq!(last.exit_code, Some(0));
+    assert_eq!(last.message, "exited with code 0");
+    assert_ended_and_deleted(&h);
+    assert!(!h.runtime.exists(ID));
+    assert_eq!(*h.images.released.lock().expect("lock"), [ID.to_string()]);
+    assert_eq!(
+        sup.statuses()[0].status.as_ref().map(state_of),
+        Some(TaskState::Complete)
+    );
+    let (records, _) = h.state().load_all().expect("records");
+    assert_eq!(records[0].phase, Phase::Done);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_create_is_reported_failed_with_the_runtime_message() {
+    let h = Harness::new();
+    h.runtime
+        .fail_create("exec: \"nope\": executable file not found in $PATH");
+    let (sup, mut updates) = h.open().await;
+    sup.reconcile(vec![task(ID, TaskState::Running, 0)]);
+    let seen = until(&mut updates, TaskState::Failed).await;
+    assert_eq!(
+        states(&seen),
+        [TaskState::Preparing, TaskState::Starting, TaskState::Failed]
+    );
+    let failed = &seen[2];
+    assert!(
+        failed.error.contains("executable file not found"),
+        "{}",
+        failed.error
+    );
+    assert_eq!(failed.exit_code, None);
+    // Never started; what create may have left is deleted.
+    assert_eq!(
+        h.runtime.calls(),
+        [Call::Create(ID.into()), Call::Delete(ID.into())]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_non_zero_exit_code_is_a_failure_with_that_code() {
+    let h = Harness::new();
+    let (_sup, mut updates) = h.running(0).await;
+    h.runtime.exit(ID, 3);
+    let last = next(&mut updates).await;
+    assert_eq!(state_of(&last), TaskState::Failed);
+    assert_eq!(last.exit_code, Some(3));
+    assert_eq!(last.error, "exited with code 3");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_oom_kill_is_a_failure_that_says_so() {
+    let h = Harness::new();
+    let (_sup, mut updates) = h.running(0).await;
+    h.runtime.oom_kill(ID);
+    let last = next(&mut updates).await;
+    assert_eq!(state_of(&last), TaskState::Failed);
+    assert_eq!(last.exit_code, Some(137));
+    assert!(last.error.contains("OOM-killed"), "{}", last.error);
+    assert!(last.error.contains("killed by signal 9"), "{}", last.error);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_ignored_on_sigterm_is_a_sigkill_after_the_grace_period() {
+    let h = Harness::new();
+    h.runtime.ignore("SIGTERM");
+    let (sup, mut updates) = h.running(7).await;
+    sup.reconcile(vec![task(ID, TaskState::Shutdown, 7)]);
+    let last = next(&mut updates).await;
+    assert_eq!(state_of(&last), TaskState::Shutdown);
+    assert_eq!(
+        last.message,
+        "killed with SIGKILL after the 7s grace period"
+    );
+    assert_eq!(last.exit_code, Some(137));
+    let kills: Vec<_> = h
+        .runtime
+        .timed_calls()
+        .into_iter()
+        .filter(|(c, _)| matches!(c, Call::Kill(..)))
+        .collect();
+    assert_eq!(
+        kills.iter().map(|(c, _)| c.clone()).collect::<Vec<_>>(),
+        [
+            Call::Kill(ID.into(), "SIGTERM".into()),
+            Call::Kill(ID.into(), "SIGKILL".into())
+        ]
+    );
+    assert_eq!(kills[1].1 - kills[0].1, Duration::from_secs(7));
+    assert_ended_and_deleted(&h);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_container_that_survives_sigkill_is_deleted_by_force() {
+    let h = Harness::new();
+    h.runtime.ignore("SIGTERM");
+    h.runtime.ignore("SIGKILL");
+    let (sup, mut updates) = h.running(1).await;
+    let stop_asked = tokio::time::Instant::now();
+    sup.reconcile(vec![task(ID, TaskState::Shutdown, 1)]);
+    let last = next(&mut updates).await;
+    assert_eq!(state_of(&last), TaskState::Shutdown);
+    assert_eq!(
+        last.message,
+        "still running after SIGKILL; deleted by force"
+    );
+    assert_eq!(last.exit_code, None);
+    assert_eq!(
+        tokio::time::Instant::now() - stop_asked,
+        Duration::from_secs(1) + super::stop::KILL_WAIT
+    );
+    assert_ended_and_deleted(&h);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_container_that_ends_on_its_stop_signal_gets_no_sigkill() {
+    let h = Harness::new().with_stop_signal("quit");
+    let (sup, mut updates) = h.running(0).await;
+    sup.reconcile(vec![task(ID, TaskState::Shutdown, 0)]);
+    let last = next(&mut updates).await;
+    assert_eq!(state_of(&last), TaskState::Shutdown);
+    assert_eq!(last.message, "stopped on SIGQUIT, killed by signal 3");
+    let kills: Vec<_> = h
+        .runtime
+        .calls()
+        .into_iter()
+        .filter(|c| matches!(c, Call::Kill(..)))
+        .collect();
+    assert_eq!(kills, [Call::Kill(ID.into(), "SIGQUIT".into())]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_during_the_pull_ends_the_task_before_any_container() {
+    let h = Harness::new();
+    h.images.hold_pulls();
+    let (sup, mut updates) = h.open().await;
+    sup.reconcile(vec![task(ID, TaskState::Running, 0)]);
+    assert_eq!(state_of(&next(&mut updates).await), TaskState::Preparing);
+    sup.reconcile(vec![task(ID, TaskState::Shutdown, 0)]);
+    let last = next(&mut updates).await;
+    assert_eq!(state_of(&last), TaskState::Shutdown);
+    assert_eq!(last.message, "stopped before it started");
+    // Only the cleanup of what might have been made.
+    assert_eq!(h.runtime.calls(), [Call::Delete(ID.into())]);
+    h.images.release_pulls();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_left_out_of_the_set_is_stopped_and_forgotten() {
+    let h = Harness::new();
+    let (sup, mut updates) = h.running(0).await;
+    sup.reconcile(Vec::new());
+    let last = next(&mut updates).await;
+    assert_eq!(state_of(&last), TaskState::Shutdown);
+    assert!(sup.statuses().is_empty());
+    assert!(!h.state().task_dir(ID).exists());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_running_container_is_adopted_not_created_again() {
+    let h = Harness::new();
+    let init = h.runtime.running(ID);
+    let state = h.state();
+    let t = task(ID, TaskState::Running, 0);
+    state.save_task(&t).expect("task");
+    let mut record = Record::new(ID, ID);
+    record.phase = Phase::Running;
+    record.init_pid = Some(init.pid);
+    record.init_start = init.start;
+    record.status.state = TaskState::Running as i32;
+    state.save(&record).expect("record");
+
+    let (sup, mut updates) = h.open().await;
+    let known = sup.statuses();
+    assert_eq!(known.len(), 1);
+    assert_eq!(
+        known[0].status.as_ref().map(state_of),
+        Some(TaskState::Running)
+    );
+    // The controller still wants it: nothing new is started.
+    sup.reconcile(vec![t]);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        !h.runtime
+            .calls()
+            .iter()
+            .any(|c| matches!(c, Call::Create(_) | Call::Start(_))),
+        "{:?}",
+        h.runtime.calls()
+    );
+    // The adopted worker watches it (and keeps its logs drained).
+    assert!(h.runtime.log_checks(ID) > 0);
+    h.runtime.end(
+        ID,
+        ExitInfo {
+            code: Some(0),
+            signal: None,
+            oom_killed: false,
+        },
+    );
+    let last = next(&mut updates).await;
+    assert_eq!(state_of(&last), TaskState::Complete);
+    assert_ended_and_deleted(&h);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_id_that_cannot_name_a_container_fails_at_once() {
+    let h = Harness::new();
+    let (sup, mut updates) = h.open().await;
+    sup.reconcile(vec![task("../x", TaskState::Running, 0)]);
+    let update = updates.recv().await.expect("a status");
+    assert_eq!(update.task_id, "../x");
+    let s = update.status.expect("status");
+    assert_eq!(state_of(&s), TaskState::Failed);
+    assert!(s.error.contains("invalid container id"), "{}", s.error);
+    assert!(h.runtime.calls().is_empty());
+}
