@@ -121,12 +121,15 @@ impl Dispatcher {
 
     /// Agents talk to the leader only; a follower tells them where it is.
     pub fn require_leader(&self) -> Result<(), DispatchError> {
-        let status = self.raft.status().get();
-        if status.is_leader() {
-            return Ok(());
-        }
-        Err(DispatchError::NotLeader {
-            leader: status.leader_address().map(str::to_string),
+        // Every heartbeat asks: read the status in place, copy nothing.
+        self.raft.status().with(|status| {
+            if status.is_leader() {
+                Ok(())
+            } else {
+                Err(DispatchError::NotLeader {
+                    leader: status.leader_address().map(str::to_string),
+                })
+            }
         })
     }
 
@@ -264,3 +267,6 @@ impl Dispatcher {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

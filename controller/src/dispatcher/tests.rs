@@ -1,0 +1,175 @@
+//! The dispatcher through its seams: a real one-member Raft cluster, a manual
+//! clock, sessions opened and read in process (no gRPC, no agents).
+
+use std::time::Duration;
+
+use berth_proto::store::Expect;
+use berth_proto::store::object::Kind;
+use berth_proto::v1::{
+    NodeStatus, RegisterRequest, SessionMessage, Task, TaskState, session_message::Message,
+};
+use tokio_stream::StreamExt;
+
+use super::*;
+use crate::clock::ManualClock;
+use crate::store::view::read_node;
+use crate::store::{commit, put_kind};
+
+fn request(name: &str, address: &str) -> RegisterRequest {
+    RegisterRequest {
+        name: name.into(),
+        address: address.into(),
+        ..Default::default()
+    }
+}
+
+async fn next(stream: &mut SessionStream) -> Result<SessionMessage, DispatchError> {
+    tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .expect("a session message within 10 s")
+        .expect("the stream goes on")
+}
+
+async fn until(what: &str, check: impl Fn() -> bool) {
+    for _ in 0..400 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_get_their_tasks_and_silent_nodes_go_down_by_the_clock() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let raft = crate::server::test_leader(dir.path()).await;
+    let clock = ManualClock::new(1_000_000);
+    let dispatcher = Dispatcher::new(
+        raft.clone(),
+        DispatcherSettings {
+            heartbeat_period: Duration::from_secs(1),
+            down_after: Duration::from_secs(8),
+        },
+        Arc::new(clock.clone()),
+    );
+    let loops = tokio::spawn(dispatcher.clone().run());
+
+    let h1 = dispatcher
+        .register(request("h1", "198.18.0.2"))
+        .await
+        .expect("h1 registers");
+    let h2 = dispatcher
+        .register(request("h2", "198.18.0.3"))
+        .await
+        .expect("h2 registers");
+    let mut s1 = dispatcher
+        .open_session(h1.node_id.clone(), h1.session_id.clone())
+        .expect("h1's session");
+    let mut s2 = dispatcher
+        .open_session(h2.node_id.clone(), h2.session_id.clone())
+        .expect("h2's session");
+
+    // The first message is the complete set.
+    let Some(Message::Assignments(set)) = next(&mut s1).await.expect("a message").message else {
+        panic!("the first message is the complete set")
+    };
+    assert_eq!(set.node_id, h1.node_id);
+    let Some(Message::Assignments(_)) = next(&mut s2).await.expect("a message").message else {
+        panic!("the first message is the complete set")
+    };
+
+    // A task placed on h1 reaches h1's session as a change.
+    let task = Task {
+        id: "t1".into(),
+        service_id: "s1".into(),
+        node_id: h1.node_id.clone(),
+        desired_state: TaskState::Running as i32,
+        spec_version: 1,
+        ..Default::default()
+    };
+    commit(&raft, vec![put_kind(Kind::Task(task), Expect::Absent, 0)])
+        .await
+        .expect("commit a task");
+    let mut seen_task = false;
+    for _ in 0..5 {
+        match next(&mut s1).await.expect("a message").message {
+            Some(Message::Delta(delta)) if delta.tasks.iter().any(|t| t.id == "t1") => {
+                seen_task = true;
+                break;
+            }
+            _ => continue,
+        }
+    }
+    assert!(seen_task, "h1 is told of its task");
+
+    // 9 s pass by the clock; only h1 shows a sign of life, at 5 s (no node
+    // is older than 8 s at any moment before the second step).
+    clock.advance(Duration::from_secs(5));
+    dispatcher
+        .heartbeat(&h1.node_id, &h1.session_id)
+        .expect("h1's heartbeat");
+    clock.advance(Duration::from_secs(4));
+    let sm = raft.state().clone();
+    let h2_id = h2.node_id.clone();
+    until("h2 declared down", || {
+        read_node(&sm, &h2_id)
+            .ok()
+            .flatten()
+            .is_some_and(|n| n.status == NodeStatus::Down as i32)
+    })
+    .await;
+    let h1_node = read_node(&sm, &h1.node_id).unwrap().unwrap();
+    assert_eq!(h1_node.status, NodeStatus::Ready as i32, "h1 stays ready");
+    let refused = dispatcher.heartbeat(&h2.node_id, &h2.session_id);
+    assert!(
+        matches!(refused, Err(DispatchError::UnknownSession)),
+        "a down node's session is over: {refused:?}"
+    );
+    // h2's stream ends with the same word; it registers again and is READY.
+    let mut ended = false;
+    for _ in 0..5 {
+        if let Err(DispatchError::UnknownSession) = next(&mut s2).await {
+            ended = true;
+            break;
+        }
+    }
+    assert!(ended, "h2's session stream ends");
+    dispatcher
+        .register(RegisterRequest {
+            node_id: h2.node_id.clone(),
+            ..request("h2", "198.18.0.3")
+        })
+        .await
+        .expect("h2 registers again");
+    assert_eq!(
+        read_node(&sm, &h2.node_id).unwrap().unwrap().status,
+        NodeStatus::Ready as i32
+    );
+    loops.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_taken_by_another_node_is_refused_and_nothing_changes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let raft = crate::server::test_leader(dir.path()).await;
+    let dispatcher = Dispatcher::new(
+        raft.clone(),
+        DispatcherSettings::default(),
+        Arc::new(ManualClock::new(0)),
+    );
+    let first = dispatcher
+        .register(request("h1", "198.18.0.2"))
+        .await
+        .expect("h1 registers");
+    let err = dispatcher
+        .register(RegisterRequest {
+            node_id: "someone-else".into(),
+            ..request("h1", "198.18.0.9")
+        })
+        .await
+        .expect_err("the name is taken");
+    assert!(err.to_string().contains(&first.node_id), "{err}");
+    let node = read_node(raft.state(), &first.node_id).unwrap().unwrap();
+    assert_eq!(node.address, "198.18.0.2", "nothing changed");
+}
