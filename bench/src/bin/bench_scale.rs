@@ -81,17 +81,20 @@ fn print_size(r: &SizeResult, run: &str) {
     };
     println!(
         "nodes={} tasks={} converge_s={converge} leader_cpu_s={:.2} leader_rss_mb={:.1} \
-         bytes_to_agents={} running={} registered={} register_s={:.1} re_registrations={} \
-         leader_changed={}{run}",
+         bytes_to_agents={} running={} controllers_cpu_s={:.2} registered={} register_s={:.1} \
+         session_ends={} re_registrations={} elections={} leader_changed={}{run}",
         r.nodes,
         r.tasks,
         r.leader_cpu.as_secs_f64(),
         r.leader_peak_rss_kib as f64 / 1024.0,
         r.bytes_to_agents,
         r.running,
+        r.controllers_cpu.as_secs_f64(),
         r.registered,
         r.register.as_secs_f64(),
+        r.session_ends,
         r.re_registrations,
+        r.elections,
         r.leader_changed,
     );
 }

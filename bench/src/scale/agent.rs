@@ -3,7 +3,7 @@
 //! redirects), without containers. A task reports RUNNING as soon as it is
 //! assigned and SHUTDOWN as soon as its desired state says stop.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -20,22 +20,48 @@ use tonic::transport::Channel;
 use super::channels::Channels;
 use super::codec::{AssignmentsView, CountingCodec, SessionMessageKind, SessionMessageView};
 
-const REGISTER: &str = "/berth.v1.Dispatcher/Register";
+const REGISTER: (&str, &str) = ("register", "/berth.v1.Dispatcher/Register");
 const SESSION: &str = "/berth.v1.Dispatcher/Session";
-const HEARTBEAT: &str = "/berth.v1.Dispatcher/Heartbeat";
-const UPDATE_TASK_STATUS: &str = "/berth.v1.Dispatcher/UpdateTaskStatus";
+const HEARTBEAT: (&str, &str) = ("heartbeat", "/berth.v1.Dispatcher/Heartbeat");
+const UPDATE_TASK_STATUS: (&str, &str) = ("report", "/berth.v1.Dispatcher/UpdateTaskStatus");
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     #[error("not the leader; try {0}")]
     Redirect(String),
-    #[error("controller {address}: {why}")]
-    Failed { address: String, why: String },
+    #[error("controller {address}, {call}: {why}")]
+    Failed {
+        address: String,
+        /// What failed: register, session, report, heartbeat, stream.
+        call: &'static str,
+        /// A short class of the failure (a gRPC code, "timeout", ...), for counting.
+        kind: String,
+        why: String,
+    },
+}
+
+impl AgentError {
+    fn failed(address: &str, call: &'static str, kind: &str, why: String) -> AgentError {
+        AgentError::Failed {
+            address: address.to_string(),
+            call,
+            kind: kind.to_string(),
+            why,
+        }
+    }
+
+    /// "CALL KIND" for the fleet's count of why sessions ended.
+    pub fn class(&self) -> String {
+        match self {
+            AgentError::Redirect(_) => "redirect".to_string(),
+            AgentError::Failed { call, kind, .. } => format!("{call} {kind}"),
+        }
+    }
 }
 
 /// Turns a refusal into a redirect when the controller named the leader (in
 /// the status metadata, as the real agent reads it).
-fn refused(address: &str, status: tonic::Status) -> AgentError {
+fn refused(address: &str, call: &'static str, status: tonic::Status) -> AgentError {
     if let Some(hint) = status
         .metadata()
         .get(berth_proto::LEADER_METADATA)
@@ -43,10 +69,8 @@ fn refused(address: &str, status: tonic::Status) -> AgentError {
     {
         return AgentError::Redirect(hint.to_string());
     }
-    AgentError::Failed {
-        address: address.to_string(),
-        why: format!("{:?}: {}", status.code(), status.message()),
-    }
+    let code = format!("{:?}", status.code());
+    AgentError::failed(address, call, &code, status.message().to_string())
 }
 
 /// What the fleet reads about one agent while it runs.
@@ -67,6 +91,15 @@ pub struct Shared {
     pub controllers: Vec<String>,
     pub channels: Channels,
     pub received: Arc<AtomicU64>,
+    /// Why sessions ended, by class.
+    pub ends: std::sync::Mutex<BTreeMap<String, u64>>,
+}
+
+impl Shared {
+    fn count_end(&self, err: &AgentError) {
+        let mut ends = self.ends.lock().unwrap_or_else(|e| e.into_inner());
+        *ends.entry(err.class()).or_default() += 1;
+    }
 }
 
 struct Reported {
@@ -182,6 +215,9 @@ pub async fn run(index: usize, shared: Arc<Shared>, stats: Arc<AgentStats>) {
             .unwrap_or_else(|| shared.controllers[next % shared.controllers.len()].clone());
         next += 1;
         let result = session(&shared, &stats, &mut state, &address).await;
+        if let Err(err) = &result {
+            shared.count_end(err);
+        }
         // Without a session its tasks count for nothing: the leader may be
         // replacing them elsewhere.
         stats.connected.store(false, Ordering::Relaxed);
@@ -200,17 +236,16 @@ async fn unary<Req, Resp>(
     grpc: &mut Grpc<Channel>,
     shared: &Shared,
     address: &str,
-    path: &'static str,
+    (call, path): (&'static str, &'static str),
     request: Req,
 ) -> Result<Resp, AgentError>
 where
     Req: prost::Message + Send + Sync + 'static,
     Resp: prost::Message + Default + Send + Sync + 'static,
 {
-    grpc.ready().await.map_err(|e| AgentError::Failed {
-        address: address.to_string(),
-        why: e.to_string(),
-    })?;
+    grpc.ready()
+        .await
+        .map_err(|e| AgentError::failed(address, call, "connect", e.to_string()))?;
     let codec = CountingCodec::<Req, Resp>::new(shared.received.clone());
     grpc.unary(
         tonic::Request::new(request),
@@ -219,7 +254,7 @@ where
     )
     .await
     .map(tonic::Response::into_inner)
-    .map_err(|s| refused(address, s))
+    .map_err(|s| refused(address, call, s))
 }
 
 async fn report(
@@ -248,14 +283,11 @@ async fn session(
     state: &mut AgentState,
     address: &str,
 ) -> Result<(), AgentError> {
-    let failed = |why: String| AgentError::Failed {
-        address: address.to_string(),
-        why,
-    };
+    let failed = |call, kind, why: String| AgentError::failed(address, call, kind, why);
     let channel = shared
         .channels
         .get(address, state.index)
-        .map_err(|e| failed(e.to_string()))?;
+        .map_err(|e| failed("connect", "address", e.to_string()))?;
     let mut grpc = Grpc::new(channel).max_decoding_message_size(berth_proto::MAX_MESSAGE_BYTES);
     // A distinct fake underlay address per node (never dialled: these nodes
     // run no tasks and no agent API).
@@ -284,7 +316,9 @@ async fn session(
     stats.registrations.fetch_add(1, Ordering::Relaxed);
     let session_id = registered.session_id;
 
-    grpc.ready().await.map_err(|e| failed(e.to_string()))?;
+    grpc.ready()
+        .await
+        .map_err(|e| failed("session", "connect", e.to_string()))?;
     let codec = CountingCodec::<SessionRequest, SessionMessageView>::new(shared.received.clone());
     let mut stream = grpc
         .server_streaming(
@@ -296,7 +330,7 @@ async fn session(
             codec,
         )
         .await
-        .map_err(|s| refused(address, s))?
+        .map_err(|s| refused(address, "session", s))?
         .into_inner();
 
     let known = state.statuses();
@@ -311,8 +345,8 @@ async fn session(
         tokio::select! {
             message = stream.message() => {
                 let message = message
-                    .map_err(|s| refused(address, s))?
-                    .ok_or_else(|| failed("the session stream ended".into()))?;
+                    .map_err(|s| refused(address, "stream", s))?
+                    .ok_or_else(|| failed("stream", "ended", "the session stream ended".into()))?;
                 match message.message {
                     Some(SessionMessageKind::Assignments(assignments)) => {
                         let updates = state.apply(assignments);
@@ -324,7 +358,7 @@ async fn session(
                     }
                     Some(SessionMessageKind::NotLeader(not_leader)) => {
                         if not_leader.leader_address.is_empty() {
-                            return Err(failed("the controller lost leadership".into()));
+                            return Err(failed("stream", "no leader", "the controller lost leadership".into()));
                         }
                         return Err(AgentError::Redirect(not_leader.leader_address));
                     }
@@ -341,7 +375,7 @@ async fn session(
                     unary(&mut grpc, shared, address, HEARTBEAT, beat),
                 )
                 .await
-                .map_err(|_| failed("heartbeat timed out".into()))??;
+                .map_err(|_| failed("heartbeat", "timeout", format!("no answer within {:?}", period * 3)))??;
                 let asked = Duration::from_millis(answer.period_ms.clamp(100, 60_000));
                 if answer.period_ms != 0 && asked != period {
                     period = asked;

@@ -106,15 +106,7 @@ impl Api {
                 networks: network.map(|n| vec![n.to_string()]).unwrap_or_default(),
                 ..Default::default()
             };
-            let mut client = self.client.clone();
-            running.spawn(async move {
-                let name = spec.name.clone();
-                client
-                    .create_service(CreateServiceRequest { spec: Some(spec) })
-                    .await
-                    .map(|_| ())
-                    .map_err(call(format!("creating service {name}")))
-            });
+            running.spawn(create_service(self.client.clone(), spec));
         }
         while let Some(done) = running.join_next().await {
             joined(done)?;
@@ -155,6 +147,35 @@ impl Api {
             .map_err(call("listing nodes"))?
             .into_inner()
             .nodes)
+    }
+}
+
+/// Creates one service as an operator would under a busy control plane:
+/// retried while the cluster has no leader or lost track of the outcome (a
+/// create that did land answers "already exists" the next time).
+async fn create_service(mut client: ClusterClient<Channel>, spec: ServiceSpec) -> Result<(), ApiError> {
+    let name = spec.name.clone();
+    let mut attempts = 0;
+    loop {
+        let request = CreateServiceRequest {
+            spec: Some(spec.clone()),
+        };
+        let status = match client.create_service(request).await {
+            Ok(_) => return Ok(()),
+            Err(status) if attempts > 0 && status.code() == tonic::Code::AlreadyExists => {
+                return Ok(());
+            }
+            Err(status) => status,
+        };
+        let retry = matches!(
+            status.code(),
+            tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::DeadlineExceeded
+        );
+        attempts += 1;
+        if !retry || attempts >= 60 {
+            return Err(call(format!("creating service {name} (attempt {attempts})"))(status));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
 }
 

@@ -28,6 +28,7 @@ impl Fleet {
             controllers,
             channels: Channels::new(connections),
             received: Arc::new(AtomicU64::new(0)),
+            ends: Default::default(),
         });
         let members = (0..nodes)
             .map(|index| {
@@ -79,6 +80,14 @@ impl Fleet {
     /// Protobuf bytes of every message the agents received.
     pub fn bytes_received(&self) -> u64 {
         self.shared.received.load(Ordering::Relaxed)
+    }
+
+    /// Why sessions ended so far ("CALL KIND" and how often), most frequent first.
+    pub fn session_ends(&self) -> Vec<(String, u64)> {
+        let ends = self.shared.ends.lock().unwrap_or_else(|e| e.into_inner());
+        let mut ends: Vec<(String, u64)> = ends.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        ends.sort_by(|a, b| b.1.cmp(&a.1));
+        ends
     }
 
     /// Agent `index`'s node id (empty before it registered).

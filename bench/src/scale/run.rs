@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use tempfile::TempDir;
 
-use super::api::{Api, is_down, is_ready};
+use super::api::{Api, ApiError, is_down, is_ready};
 use super::fleet::Fleet;
 use super::usage::{cpu_time, peak_rss_kib};
 use crate::controller::berth::BerthCluster;
@@ -45,11 +45,18 @@ pub struct SizeResult {
     /// Tasks running at the end (the API's count).
     pub running: usize,
     pub leader_cpu: Duration,
+    /// CPU time of all three controllers (the leader may change under load).
+    pub controllers_cpu: Duration,
     pub leader_peak_rss_kib: u64,
     pub bytes_to_agents: u64,
     /// Registrations beyond the first of each agent (lost sessions).
     pub re_registrations: u64,
+    /// Sessions that ended, all causes (see [`Fleet::session_ends`]).
+    pub session_ends: u64,
     pub leader_changed: bool,
+    /// Leaders elected during the run (a leader that loses its quorum under
+    /// load steps down and a new one is elected).
+    pub elections: usize,
 }
 
 /// A cluster and its agents, kept after a size's run for the idle and lost
@@ -63,6 +70,28 @@ pub struct Live {
     pub converged: bool,
     pub down_after: Duration,
     pub dir: TempDir,
+}
+
+/// CPU time of every running member.
+fn controllers_cpu(cluster: &BerthCluster) -> Duration {
+    cluster
+        .members
+        .iter()
+        .filter_map(|m| m.pid())
+        .filter_map(|pid| cpu_time(pid).ok())
+        .sum()
+}
+
+/// Leaders elected so far, from the members' logs.
+fn elections(dir: &Path) -> usize {
+    (0..3)
+        .filter_map(|i| std::fs::read_to_string(dir.join(format!("berth-{i}.log"))).ok())
+        .map(|log| log.matches("became leader").count())
+        .sum()
+}
+
+fn session_ends(fleet: &Fleet) -> u64 {
+    fleet.session_ends().iter().map(|(_, n)| n).sum()
 }
 
 fn progress(what: &str, started: Instant) {
@@ -87,8 +116,11 @@ async fn wait_running(
         let running = fleet.running();
         if running >= target {
             let at = *reached.get_or_insert_with(|| since.elapsed());
-            if api.tasks(excluded).await?.running >= target {
-                return Ok(Some(at));
+            match api.tasks(excluded).await {
+                Ok(count) if count.running >= target => return Ok(Some(at)),
+                Ok(_) => {}
+                // No leader for a moment (elections under load): ask again.
+                Err(err) => eprintln!("  {err}"),
             }
             // The agents' count ran ahead of the store: ask again shortly.
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -155,7 +187,13 @@ pub async fn size(parent: &Path, s: &SizeSettings) -> Result<(SizeResult, Live)>
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let register = started.elapsed();
-    let registered = api.nodes().await?.iter().filter(|n| is_ready(n)).count();
+    let registered = match api.nodes().await {
+        Ok(nodes) => nodes.iter().filter(|n| is_ready(n)).count(),
+        Err(err) => {
+            eprintln!("  {err}");
+            0
+        }
+    };
     progress(
         &format!("{registered} of {} nodes ready; creating services", s.nodes),
         started,
@@ -163,8 +201,11 @@ pub async fn size(parent: &Path, s: &SizeSettings) -> Result<(SizeResult, Live)>
 
     let tasks = s.nodes * s.tasks_per_node as usize;
     let cpu_before = cpu_time(leader_pid)?;
+    let all_cpu_before = controllers_cpu(&cluster);
     let bytes_before = fleet.bytes_received();
     let registrations_before = fleet.registrations();
+    let ends_before = session_ends(&fleet);
+    let elections_before = elections(dir.path());
     let first_create = Instant::now();
     let creator = {
         let api = api.clone();
@@ -185,6 +226,7 @@ pub async fn size(parent: &Path, s: &SizeSettings) -> Result<(SizeResult, Live)>
     )
     .await?;
     let leader_cpu = cpu_time(leader_pid)?.saturating_sub(cpu_before);
+    let controllers_cpu = controllers_cpu(&cluster).saturating_sub(all_cpu_before);
     let bytes_to_agents = fleet.bytes_received() - bytes_before;
     let re_registrations = fleet.registrations() - registrations_before;
     let leader_peak_rss_kib = peak_rss_kib(leader_pid)?;
@@ -200,9 +242,21 @@ pub async fn size(parent: &Path, s: &SizeSettings) -> Result<(SizeResult, Live)>
     }
     let running = match converge {
         Some(_) => tasks,
-        None => api.tasks(&HashSet::new()).await?.running,
+        None => api
+            .tasks(&HashSet::new())
+            .await
+            .map(|c| c.running)
+            .unwrap_or_else(|err| {
+                eprintln!("  {err}");
+                fleet.running()
+            }),
     };
     let leader_changed = cluster.leader().await.ok() != Some(leader);
+    let ends = fleet.session_ends();
+    if !ends.is_empty() {
+        let top: Vec<String> = ends.iter().take(6).map(|(k, n)| format!("{k}: {n}")).collect();
+        eprintln!("  sessions ended (since the agents started): {}", top.join(", "));
+    }
     let result = SizeResult {
         nodes: s.nodes,
         tasks,
@@ -211,10 +265,13 @@ pub async fn size(parent: &Path, s: &SizeSettings) -> Result<(SizeResult, Live)>
         converge,
         running,
         leader_cpu,
+        controllers_cpu,
         leader_peak_rss_kib,
         bytes_to_agents,
         re_registrations,
+        session_ends: session_ends(&fleet) - ends_before,
         leader_changed,
+        elections: elections(dir.path()) - elections_before,
     };
     let live = Live {
         cluster,
@@ -286,7 +343,14 @@ pub async fn lose(live: &mut Live, count: usize, deadline: Duration) -> Result<L
     }
     let mut falsely_down = HashSet::new();
     let mut declared_down = 0;
-    let mut check_nodes = |nodes: Vec<berth_proto::v1::Node>| {
+    let mut check_nodes = |nodes: Result<Vec<berth_proto::v1::Node>, ApiError>| {
+        let nodes = match nodes {
+            Ok(nodes) => nodes,
+            Err(err) => {
+                eprintln!("  {err}");
+                return;
+            }
+        };
         declared_down = 0;
         for node in nodes.iter().filter(|n| is_down(n)) {
             if lost.contains(&node.id) {
@@ -301,11 +365,17 @@ pub async fn lose(live: &mut Live, count: usize, deadline: Duration) -> Result<L
     let mut next_progress = started + Duration::from_secs(10);
     loop {
         if Instant::now() >= next_check {
-            check_nodes(live.api.nodes().await?);
+            check_nodes(live.api.nodes().await);
             next_check += Duration::from_secs(2);
         }
         let running = live.fleet.running();
-        if running >= live.tasks && live.api.tasks(&lost).await?.running >= live.tasks {
+        if running >= live.tasks
+            && live
+                .api
+                .tasks(&lost)
+                .await
+                .is_ok_and(|c| c.running >= live.tasks)
+        {
             recovered = Some(started.elapsed());
             break;
         }
@@ -321,8 +391,14 @@ pub async fn lose(live: &mut Live, count: usize, deadline: Duration) -> Result<L
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    check_nodes(live.api.nodes().await?);
-    let running = live.api.tasks(&lost).await?.running;
+    check_nodes(live.api.nodes().await);
+    let running = match live.api.tasks(&lost).await {
+        Ok(count) => count.running,
+        Err(err) => {
+            eprintln!("  {err}");
+            live.fleet.running()
+        }
+    };
     Ok(LostResult {
         lost: lost.len(),
         recovered,
