@@ -4,4 +4,5 @@
 pub mod controller;
 pub mod overlay;
 pub mod procs;
+pub mod scale;
 pub mod stats;

@@ -16,6 +16,11 @@ pub struct BerthCluster {
 
 impl BerthCluster {
     pub async fn start(dir: &Path, base_port: u16) -> Result<BerthCluster> {
+        Self::start_with(dir, base_port, &[]).await
+    }
+
+    /// [`BerthCluster::start`] with `extra` arguments for every member.
+    pub async fn start_with(dir: &Path, base_port: u16, extra: &[String]) -> Result<BerthCluster> {
         let bin = sibling_binary("berth-controller")?;
         let ports: Vec<u16> = (0..3).map(|i| base_port + i).collect();
         let mut members = Vec::new();
@@ -32,6 +37,7 @@ impl BerthCluster {
                 args.push("--join".into());
                 args.push(format!("127.0.0.1:{}", ports[0]));
             }
+            args.extend_from_slice(extra);
             members.push(Daemon::start(&format!("berth-{i}"), &bin, &args, dir)?);
             let cluster = BerthCluster {
                 members: Vec::new(),
