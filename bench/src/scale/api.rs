@@ -50,7 +50,7 @@ pub struct TaskCount {
 impl Api {
     pub async fn connect(address: &str) -> Result<Api, ApiError> {
         let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
-            .and_then(|e| Ok(e.tcp_nodelay(true)))
+            .map(|e| e.tcp_nodelay(true))
             .map_err(|e| ApiError::Connect {
                 address: address.to_string(),
                 why: e.to_string(),
