@@ -1,8 +1,8 @@
 //! Child processes of a benchmark: started with logs in a directory, killed on
 //! drop.
 
-use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use anyhow::{Context, Result};

@@ -195,7 +195,13 @@ async fn after_largest(args: &Args, mut live: Live, figures: &mut Figures) {
     }
     if !args.skip_lost {
         eprintln!("{} agents stop:", args.lost);
-        match run::lose(&mut live, args.lost, Duration::from_secs(args.lost_deadline)).await {
+        match run::lose(
+            &mut live,
+            args.lost,
+            Duration::from_secs(args.lost_deadline),
+        )
+        .await
+        {
             Ok(lost) => {
                 let recovered = match lost.recovered {
                     Some(t) => format!("{:.2}", t.as_secs_f64()),

@@ -291,11 +291,7 @@ async fn session(
     let mut grpc = Grpc::new(channel).max_decoding_message_size(berth_proto::MAX_MESSAGE_BYTES);
     // A distinct fake underlay address per node (never dialled: these nodes
     // run no tasks and no agent API).
-    let ip = format!(
-        "127.1.{}.{}",
-        state.index / 250,
-        state.index % 250 + 1
-    );
+    let ip = format!("127.1.{}.{}", state.index / 250, state.index % 250 + 1);
     let register = RegisterRequest {
         node_id: state.node_id.clone(),
         name: format!("sim-{:04}", state.index),
@@ -308,7 +304,8 @@ async fn session(
             pids: 0,
         }),
     };
-    let registered: RegisterResponse = unary(&mut grpc, shared, address, REGISTER, register).await?;
+    let registered: RegisterResponse =
+        unary(&mut grpc, shared, address, REGISTER, register).await?;
     state.node_id = registered.node_id.clone();
     if let Ok(mut id) = stats.node_id.lock() {
         id.clone_from(&registered.node_id);

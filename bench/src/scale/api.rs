@@ -50,7 +50,7 @@ pub struct TaskCount {
 impl Api {
     pub async fn connect(address: &str) -> Result<Api, ApiError> {
         let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
-            .and_then(|e| Ok(e.tcp_nodelay(true)))
+            .map(|e| e.tcp_nodelay(true))
             .map_err(|e| ApiError::Connect {
                 address: address.to_string(),
                 why: e.to_string(),
@@ -153,7 +153,10 @@ impl Api {
 /// Creates one service as an operator would under a busy control plane:
 /// retried while the cluster has no leader or lost track of the outcome (a
 /// create that did land answers "already exists" the next time).
-async fn create_service(mut client: ClusterClient<Channel>, spec: ServiceSpec) -> Result<(), ApiError> {
+async fn create_service(
+    mut client: ClusterClient<Channel>,
+    spec: ServiceSpec,
+) -> Result<(), ApiError> {
     let name = spec.name.clone();
     let mut attempts = 0;
     loop {
@@ -173,7 +176,9 @@ async fn create_service(mut client: ClusterClient<Channel>, spec: ServiceSpec) -
         );
         attempts += 1;
         if !retry || attempts >= 60 {
-            return Err(call(format!("creating service {name} (attempt {attempts})"))(status));
+            return Err(call(format!(
+                "creating service {name} (attempt {attempts})"
+            ))(status));
         }
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }

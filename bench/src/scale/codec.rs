@@ -110,9 +110,7 @@ impl<U: prost::Message + Default> Decoder for CountingDecoder<U> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use berth_proto::v1::{
-        Assignments, Node, SessionMessage, Task, TaskState, session_message,
-    };
+    use berth_proto::v1::{Assignments, Node, SessionMessage, Task, TaskState, session_message};
     use prost::Message;
 
     #[test]

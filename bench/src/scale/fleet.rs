@@ -86,7 +86,7 @@ impl Fleet {
     pub fn session_ends(&self) -> Vec<(String, u64)> {
         let ends = self.shared.ends.lock().unwrap_or_else(|e| e.into_inner());
         let mut ends: Vec<(String, u64)> = ends.iter().map(|(k, v)| (k.clone(), *v)).collect();
-        ends.sort_by(|a, b| b.1.cmp(&a.1));
+        ends.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
         ends
     }
 

@@ -254,8 +254,15 @@ pub async fn size(parent: &Path, s: &SizeSettings) -> Result<(SizeResult, Live)>
     let leader_changed = cluster.leader().await.ok() != Some(leader);
     let ends = fleet.session_ends();
     if !ends.is_empty() {
-        let top: Vec<String> = ends.iter().take(6).map(|(k, n)| format!("{k}: {n}")).collect();
-        eprintln!("  sessions ended (since the agents started): {}", top.join(", "));
+        let top: Vec<String> = ends
+            .iter()
+            .take(6)
+            .map(|(k, n)| format!("{k}: {n}"))
+            .collect();
+        eprintln!(
+            "  sessions ended (since the agents started): {}",
+            top.join(", ")
+        );
     }
     let result = SizeResult {
         nodes: s.nodes,
@@ -384,7 +391,10 @@ pub async fn lose(live: &mut Live, count: usize, deadline: Duration) -> Result<L
         }
         if Instant::now() >= next_progress {
             progress(
-                &format!("{running} of {} tasks running on the other nodes", live.tasks),
+                &format!(
+                    "{running} of {} tasks running on the other nodes",
+                    live.tasks
+                ),
                 started,
             );
             next_progress += Duration::from_secs(10);
