@@ -18,7 +18,9 @@ use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::Channel;
 
 use super::channels::Channels;
-use super::codec::{AssignmentsView, CountingCodec, SessionMessageKind, SessionMessageView};
+use super::codec::{
+    AssignmentsView, CountingCodec, DeltaView, SessionMessageKind, SessionMessageView, TaskView,
+};
 
 const REGISTER: (&str, &str) = ("register", "/berth.v1.Dispatcher/Register");
 const SESSION: &str = "/berth.v1.Dispatcher/Session";
@@ -139,30 +141,47 @@ impl AgentState {
         let mut updates = Vec::new();
         let mut wanted = HashSet::with_capacity(assignments.tasks.len());
         for task in assignments.tasks {
-            let run = task.desired_state <= TaskState::Running as i32;
-            match self.tasks.get_mut(&task.id) {
-                None if run => {
-                    let status = status(TaskState::Running);
-                    updates.push(update(&task.id, &status));
-                    self.tasks.insert(
-                        task.id.clone(),
-                        Reported {
-                            status,
-                            acked: false,
-                        },
-                    );
-                }
-                Some(r) if !run && r.status.state == TaskState::Running as i32 => {
-                    r.status = status(TaskState::Shutdown);
-                    r.acked = false;
-                    updates.push(update(&task.id, &r.status));
-                }
-                _ => {}
-            }
-            wanted.insert(task.id);
+            wanted.insert(task.id.clone());
+            self.take(task, &mut updates);
         }
         self.tasks.retain(|id, _| wanted.contains(id));
         updates
+    }
+
+    /// Takes the changes to the set: changed tasks as in [`Self::apply`],
+    /// removed ones forgotten.
+    fn apply_delta(&mut self, delta: DeltaView) -> Vec<TaskStatusUpdate> {
+        let mut updates = Vec::new();
+        for task in delta.tasks {
+            self.take(task, &mut updates);
+        }
+        for id in &delta.removed_tasks {
+            self.tasks.remove(id);
+        }
+        updates
+    }
+
+    fn take(&mut self, task: TaskView, updates: &mut Vec<TaskStatusUpdate>) {
+        let run = task.desired_state <= TaskState::Running as i32;
+        match self.tasks.get_mut(&task.id) {
+            None if run => {
+                let status = status(TaskState::Running);
+                updates.push(update(&task.id, &status));
+                self.tasks.insert(
+                    task.id,
+                    Reported {
+                        status,
+                        acked: false,
+                    },
+                );
+            }
+            Some(r) if !run && r.status.state == TaskState::Running as i32 => {
+                r.status = status(TaskState::Shutdown);
+                r.acked = false;
+                updates.push(update(&task.id, &r.status));
+            }
+            _ => {}
+        }
     }
 
     /// Everything known, to send again to a new session (what an earlier
@@ -345,8 +364,12 @@ async fn session(
                     .map_err(|s| refused(address, "stream", s))?
                     .ok_or_else(|| failed("stream", "ended", "the session stream ended".into()))?;
                 match message.message {
-                    Some(SessionMessageKind::Assignments(assignments)) => {
-                        let updates = state.apply(assignments);
+                    Some(kind @ (SessionMessageKind::Assignments(_) | SessionMessageKind::Delta(_))) => {
+                        let updates = match kind {
+                            SessionMessageKind::Delta(delta) => state.apply_delta(delta),
+                            SessionMessageKind::Assignments(set) => state.apply(set),
+                            SessionMessageKind::NotLeader(_) => Vec::new(),
+                        };
                         stats.connected.store(true, Ordering::Relaxed);
                         if !updates.is_empty() {
                             report(&mut grpc, shared, state, &session_id, address, updates).await?;

@@ -20,7 +20,7 @@ use tonic_prost::ProstEncoder;
 /// `berth.v1.SessionMessage` with only the fields an agent acts on.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct SessionMessageView {
-    #[prost(oneof = "SessionMessageKind", tags = "1, 2")]
+    #[prost(oneof = "SessionMessageKind", tags = "1, 2, 3")]
     pub message: Option<SessionMessageKind>,
 }
 
@@ -30,6 +30,18 @@ pub enum SessionMessageKind {
     Assignments(AssignmentsView),
     #[prost(message, tag = "2")]
     NotLeader(berth_proto::v1::NotLeader),
+    #[prost(message, tag = "3")]
+    Delta(DeltaView),
+}
+
+/// `berth.v1.AssignmentsDelta`: changed tasks (field 2) and removed task ids
+/// (field 3).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct DeltaView {
+    #[prost(message, repeated, tag = "2")]
+    pub tasks: Vec<TaskView>,
+    #[prost(string, repeated, tag = "3")]
+    pub removed_tasks: Vec<String>,
 }
 
 /// `berth.v1.Assignments`: its tasks (field 1) and revision (field 4).
