@@ -1,7 +1,7 @@
 //! A node's assignment set as an agent holds it: the complete set from the
 //! first message of a session, kept current by the deltas that follow.
 
-use crate::v1::{Assignments, AssignmentsDelta, Endpoint, Network, Node, Task};
+use crate::v1::{Assignments, AssignmentsDelta, Endpoint, EndpointTask, Network, Node, Task};
 
 /// Applies `delta` to `set`: changed objects replace (or join) the ones with
 /// the same id, removed ids leave. Lists stay in the order a complete set has
@@ -32,6 +32,21 @@ pub fn apply(set: &mut Assignments, delta: AssignmentsDelta) {
         &delta.removed_endpoints,
         |e: &Endpoint| e.service_id.clone(),
     );
+    for change in delta.endpoint_tasks {
+        if let Some(endpoint) = set
+            .endpoints
+            .iter_mut()
+            .find(|e| e.service_id == change.service_id)
+        {
+            merge(
+                &mut endpoint.tasks,
+                change.tasks,
+                &change.removed_tasks,
+                |t: &EndpointTask| t.task_id.clone(),
+            );
+            endpoint.tasks.sort_by(|a, b| a.task_id.cmp(&b.task_id));
+        }
+    }
     set.tasks.sort_by(|a, b| a.id.cmp(&b.id));
     set.networks.sort_by(|a, b| a.id.cmp(&b.id));
     set.nodes.sort_by(|a, b| a.id.cmp(&b.id));
@@ -125,5 +140,52 @@ mod tests {
         );
         assert!(set.endpoints.is_empty());
         assert_eq!(set.tasks.len(), 3, "an unrelated removal keeps the tasks");
+    }
+
+    #[test]
+    fn endpoint_task_changes_edit_the_endpoint_in_place() {
+        let task = |id: &str, node: &str| EndpointTask {
+            task_id: id.into(),
+            node_id: node.into(),
+            ..Default::default()
+        };
+        let mut set = Assignments {
+            endpoints: vec![Endpoint {
+                service_id: "s1".into(),
+                service_name: "web".into(),
+                tasks: vec![task("a", "n1"), task("c", "n1")],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        apply(
+            &mut set,
+            AssignmentsDelta {
+                endpoint_tasks: vec![
+                    crate::v1::EndpointTasksChange {
+                        service_id: "s1".into(),
+                        tasks: vec![task("b", "n2"), task("c", "n3")],
+                        removed_tasks: vec!["a".into()],
+                    },
+                    crate::v1::EndpointTasksChange {
+                        service_id: "unknown".into(),
+                        tasks: vec![task("x", "n1")],
+                        removed_tasks: vec![],
+                    },
+                ],
+                ..Default::default()
+            },
+        );
+        let tasks: Vec<(&str, &str)> = set.endpoints[0]
+            .tasks
+            .iter()
+            .map(|t| (t.task_id.as_str(), t.node_id.as_str()))
+            .collect();
+        assert_eq!(tasks, [("b", "n2"), ("c", "n3")]);
+        assert_eq!(
+            set.endpoints.len(),
+            1,
+            "a change to an unknown endpoint adds none"
+        );
     }
 }

@@ -14,8 +14,8 @@ use std::sync::Arc;
 
 use berth_proto::net::Ipv4Prefix;
 use berth_proto::v1::{
-    AssignmentsDelta, Endpoint, Network, Node, NodeStatus, Service, Task, TaskState, WatchAction,
-    WatchEvent, watch_event,
+    AssignmentsDelta, Endpoint, EndpointTask, EndpointTasksChange, Network, Node, NodeStatus,
+    Service, Task, TaskState, WatchAction, WatchEvent, watch_event,
 };
 
 use super::endpoints;
@@ -232,12 +232,88 @@ pub fn task_key(task: &Task) -> TaskKey {
 /// A node's assigned tasks by id.
 pub type NodeTasks = Arc<BTreeMap<String, Task>>;
 
+/// A change of one endpoint.
+#[derive(Clone, Debug, PartialEq)]
+pub enum EndpointEdit {
+    /// New, or its service changed (name, VIPs, ports), or gone (`None`).
+    Whole(Option<Endpoint>),
+    /// Only its serving tasks changed: those that joined (or changed) and the
+    /// ids of those that left.
+    Tasks {
+        joined: BTreeMap<String, EndpointTask>,
+        left: BTreeSet<String>,
+    },
+}
+
+impl EndpointEdit {
+    /// The edit from `before` to `now`: task changes when only tasks differ.
+    fn between(before: Option<&Endpoint>, now: Option<&Endpoint>) -> EndpointEdit {
+        let (Some(b), Some(n)) = (before, now) else {
+            return EndpointEdit::Whole(now.cloned());
+        };
+        let same_service = b.service_id == n.service_id
+            && b.service_name == n.service_name
+            && b.ports == n.ports
+            && b.virtual_ips == n.virtual_ips;
+        if !same_service {
+            return EndpointEdit::Whole(Some(n.clone()));
+        }
+        let old: BTreeMap<&str, &EndpointTask> =
+            b.tasks.iter().map(|t| (t.task_id.as_str(), t)).collect();
+        let joined = n
+            .tasks
+            .iter()
+            .filter(|t| old.get(t.task_id.as_str()) != Some(t))
+            .map(|t| (t.task_id.clone(), t.clone()))
+            .collect();
+        let kept: BTreeSet<&str> = n.tasks.iter().map(|t| t.task_id.as_str()).collect();
+        let left = old
+            .keys()
+            .filter(|id| !kept.contains(*id))
+            .map(|id| id.to_string())
+            .collect();
+        EndpointEdit::Tasks { joined, left }
+    }
+
+    /// This edit followed by `later`.
+    fn then(&mut self, later: &EndpointEdit) {
+        match (&mut *self, later) {
+            (_, EndpointEdit::Whole(_)) => *self = later.clone(),
+            (EndpointEdit::Whole(None), EndpointEdit::Tasks { .. }) => {}
+            (EndpointEdit::Whole(Some(endpoint)), EndpointEdit::Tasks { joined, left }) => {
+                endpoint
+                    .tasks
+                    .retain(|t| !left.contains(&t.task_id) && !joined.contains_key(&t.task_id));
+                endpoint.tasks.extend(joined.values().cloned());
+                endpoint.tasks.sort_by(|a, b| a.task_id.cmp(&b.task_id));
+            }
+            (
+                EndpointEdit::Tasks { joined, left },
+                EndpointEdit::Tasks {
+                    joined: joined_later,
+                    left: left_later,
+                },
+            ) => {
+                for id in left_later {
+                    joined.remove(id);
+                    left.insert(id.clone());
+                }
+                for (id, task) in joined_later {
+                    left.remove(id);
+                    joined.insert(id.clone(), task.clone());
+                }
+            }
+        }
+    }
+}
+
 /// A change of the shared part: `None` is a removal.
 #[derive(Clone, Debug, Default)]
 pub struct SharedDelta {
     pub nodes: BTreeMap<String, Option<Node>>,
     pub networks: BTreeMap<String, Option<Network>>,
-    pub endpoints: BTreeMap<String, Option<Endpoint>>,
+    /// By service id.
+    pub endpoints: BTreeMap<String, EndpointEdit>,
 }
 
 impl SharedDelta {
@@ -251,8 +327,14 @@ impl SharedDelta {
             .extend(later.nodes.iter().map(|(k, v)| (k.clone(), v.clone())));
         self.networks
             .extend(later.networks.iter().map(|(k, v)| (k.clone(), v.clone())));
-        self.endpoints
-            .extend(later.endpoints.iter().map(|(k, v)| (k.clone(), v.clone())));
+        for (id, edit) in &later.endpoints {
+            match self.endpoints.get_mut(id) {
+                Some(earlier) => earlier.then(edit),
+                None => {
+                    self.endpoints.insert(id.clone(), edit.clone());
+                }
+            }
+        }
     }
 
     /// Into the wire form (tasks are filled in by the caller).
@@ -273,10 +355,20 @@ impl SharedDelta {
                 None => out.removed_networks.push(id),
             }
         }
-        for (id, endpoint) in self.endpoints {
-            match endpoint {
-                Some(e) => out.endpoints.push(e),
-                None => out.removed_endpoints.push(id),
+        for (id, edit) in self.endpoints {
+            match edit {
+                EndpointEdit::Whole(Some(e)) => out.endpoints.push(e),
+                EndpointEdit::Whole(None) => out.removed_endpoints.push(id),
+                EndpointEdit::Tasks { joined, left } => {
+                    if joined.is_empty() && left.is_empty() {
+                        continue;
+                    }
+                    out.endpoint_tasks.push(EndpointTasksChange {
+                        service_id: id,
+                        tasks: joined.into_values().collect(),
+                        removed_tasks: left.into_iter().collect(),
+                    })
+                }
             }
         }
         out
@@ -359,12 +451,14 @@ impl Published {
         let down = tracker.down_nodes();
         for id in dirty.services {
             let now = tracker.endpoint(&id, &down);
-            if self.endpoints.get(&id) != now.as_ref() {
-                match &now {
-                    Some(e) => self.endpoints.insert(id.clone(), e.clone()),
+            let before = self.endpoints.get(&id);
+            if before != now.as_ref() {
+                let edit = EndpointEdit::between(before, now.as_ref());
+                match now {
+                    Some(e) => self.endpoints.insert(id.clone(), e),
                     None => self.endpoints.remove(&id),
                 };
-                delta.endpoints.insert(id, now);
+                delta.endpoints.insert(id, edit);
             }
         }
         self.revision = tracker.revision;

@@ -77,6 +77,7 @@ pub fn next(published: &Published, node_id: &str, sent: &mut Sent) -> Option<Mes
         && delta.networks.is_empty()
         && delta.removed_networks.is_empty()
         && delta.endpoints.is_empty()
-        && delta.removed_endpoints.is_empty();
+        && delta.removed_endpoints.is_empty()
+        && delta.endpoint_tasks.is_empty();
     (!empty).then_some(Message::Delta(delta))
 }

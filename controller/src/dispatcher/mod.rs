@@ -83,6 +83,9 @@ pub enum DispatchError {
     Store(#[from] StoreError),
 }
 
+/// Least time between two messages of one session.
+const SESSION_PACE: Duration = Duration::from_millis(50);
+
 /// Messages of one session stream.
 pub type SessionStream = Pin<Box<dyn Stream<Item = Result<SessionMessage, DispatchError>> + Send>>;
 
@@ -250,6 +253,7 @@ impl Dispatcher {
                     Some(Message::Assignments(set))
                 }
             };
+            let sent_now = message.is_some();
             if let Some(message) = message
                 && tx
                     .send(Ok(SessionMessage {
@@ -259,6 +263,15 @@ impl Dispatcher {
                     .is_err()
             {
                 return;
+            }
+            if sent_now {
+                // At most one message per pace: changes that arrive meanwhile
+                // go out together (a large cluster's churn is many small
+                // changes to every session).
+                tokio::select! {
+                    _ = tokio::time::sleep(SESSION_PACE) => {}
+                    _ = tx.closed() => return,
+                }
             }
             tokio::select! {
                 alive = wakers.changed() => if !alive { return },

@@ -169,10 +169,11 @@ fn a_stopped_and_removed_task_leaves_its_node() {
         panic!("a desired-state change is sent")
     };
     assert_eq!(delta.tasks[0].desired_state, TaskState::Shutdown as i32);
-    assert_eq!(
-        delta.removed_endpoints.len() + delta.endpoints.len(),
-        1,
-        "the endpoint lost its task"
+    assert_eq!(delta.endpoint_tasks.len(), 1, "the endpoint lost its task");
+    assert_eq!(delta.endpoint_tasks[0].removed_tasks, ["t1"]);
+    assert!(
+        delta.endpoints.is_empty(),
+        "the service itself is unchanged"
     );
     let mut removed = event(12, watch_event::Object::Task(stopping));
     removed.action = WatchAction::Removed as i32;
@@ -201,8 +202,9 @@ fn a_node_going_down_takes_its_tasks_out_of_endpoints() {
         panic!("every node hears of it")
     };
     assert_eq!(delta.nodes.len(), 1);
-    assert_eq!(delta.endpoints.len(), 1);
-    assert!(delta.endpoints[0].tasks.is_empty());
+    assert_eq!(delta.endpoint_tasks.len(), 1);
+    assert_eq!(delta.endpoint_tasks[0].removed_tasks, ["t1"]);
+    assert!(delta.endpoint_tasks[0].tasks.is_empty());
 }
 
 #[test]
@@ -289,4 +291,49 @@ fn old_events_are_skipped() {
         )],
     );
     assert_eq!(wake, Wake::default());
+}
+
+#[test]
+fn a_late_session_merges_every_change_into_one_delta() {
+    let (mut tracker, mut published) = cluster();
+    let (mut held, mut sent) = complete(&published, "n3");
+    let mut stopped = task("t1", "s1", "n1", TaskState::Running);
+    stopped.desired_state = TaskState::Shutdown as i32;
+    let mut gone = event(
+        15,
+        watch_event::Object::Task(task("t9", "s1", "n2", TaskState::Running)),
+    );
+    gone.action = WatchAction::Removed as i32;
+    let events = [
+        event(
+            11,
+            watch_event::Object::Task(task("t2", "s1", "n2", TaskState::Running)),
+        ),
+        event(12, watch_event::Object::Task(stopped)),
+        event(
+            13,
+            watch_event::Object::Task(task("t9", "s1", "n2", TaskState::Running)),
+        ),
+        event(
+            14,
+            watch_event::Object::Task(task("t8", "s1", "n1", TaskState::Running)),
+        ),
+        gone,
+    ];
+    for e in events {
+        apply(&mut tracker, &mut published, &[e]);
+    }
+    let Some(Message::Delta(delta)) = next(&published, "n3", &mut sent) else {
+        panic!("one delta for everything")
+    };
+    assert!(delta.endpoints.is_empty(), "only task changes: {delta:?}");
+    berth_proto::assignments::apply(&mut held, delta);
+    let (fresh, _) = complete(&published, "n3");
+    assert_eq!(held.endpoints, fresh.endpoints);
+    let serving: Vec<&str> = fresh.endpoints[0]
+        .tasks
+        .iter()
+        .map(|t| t.task_id.as_str())
+        .collect();
+    assert_eq!(serving, ["t2", "t8"]);
 }
