@@ -64,6 +64,29 @@ pub enum ServerError {
     Removed(u64),
     #[error("the raft thread stopped unexpectedly")]
     RaftThread,
+    #[error("cannot start the dispatcher's runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// A runtime owned by async code: dropping a runtime inside another one
+/// would panic, so it is shut down without waiting for its tasks.
+struct BackgroundRuntime(Option<tokio::runtime::Runtime>);
+
+impl BackgroundRuntime {
+    fn handle(&self) -> tokio::runtime::Handle {
+        match &self.0 {
+            Some(runtime) => runtime.handle().clone(),
+            None => tokio::runtime::Handle::current(),
+        }
+    }
+}
+
+impl Drop for BackgroundRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 fn advertise_address(opts: &ControllerOptions) -> Result<String, ServerError> {
@@ -221,9 +244,22 @@ pub async fn run(
     let (handle, done_rx) = start_member(&opts.data_dir, &marker, db, sm, opts.raft.clone())?;
     let status = handle.status().clone();
     let clock = crate::clock::system();
-    let dispatcher = Dispatcher::new(handle.clone(), opts.dispatcher.clone(), clock.clone());
+    // The dispatcher's own worker thread: the fan-out of a large cluster's
+    // sessions stays off the runtime that carries Raft's peer traffic (a
+    // leader starved of its followers' answers fails its quorum check).
+    let dispatch_owner = BackgroundRuntime(Some(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("berth-dispatch")
+            .enable_all()
+            .build()
+            .map_err(ServerError::Runtime)?,
+    ));
+    let dispatch_runtime = dispatch_owner.handle();
+    let dispatcher = Dispatcher::new(handle.clone(), opts.dispatcher.clone(), clock.clone())
+        .with_runtime(dispatch_runtime.clone());
     // Assignments and liveness: they act only while this member leads.
-    let dispatcher_loop = tokio::spawn(dispatcher.clone().run());
+    let dispatcher_loop = dispatch_runtime.spawn(dispatcher.clone().run());
     // Orchestrator and scheduler: they act only while this member leads.
     let planner_loop = tokio::spawn(crate::planner::run(
         handle.clone(),

@@ -96,9 +96,12 @@ pub struct Dispatcher {
     clock: SharedClock,
     sessions: Arc<Mutex<Sessions>>,
     hub: Arc<Hub>,
+    /// Where session loops run (see [`Dispatcher::with_runtime`]).
+    runtime: tokio::runtime::Handle,
 }
 
 impl Dispatcher {
+    /// A dispatcher whose sessions run on the current tokio runtime.
     pub fn new(raft: RaftHandle, settings: DispatcherSettings, clock: SharedClock) -> Self {
         Dispatcher {
             raft,
@@ -106,7 +109,20 @@ impl Dispatcher {
             clock,
             sessions: Arc::new(Mutex::new(Sessions::default())),
             hub: Arc::new(Hub::default()),
+            runtime: tokio::runtime::Handle::current(),
         }
+    }
+
+    /// Session loops (and what they spawn) run on `runtime`: the controller
+    /// gives them a runtime of their own, so a large cluster's fan-out to its
+    /// agents cannot hold back Raft's peer traffic and the API on the main one.
+    pub fn with_runtime(self, runtime: tokio::runtime::Handle) -> Self {
+        Dispatcher { runtime, ..self }
+    }
+
+    /// Where the dispatcher's loops belong.
+    pub fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.runtime
     }
 
     /// The loop that publishes assignments and watches liveness; run it once.
@@ -209,7 +225,7 @@ impl Dispatcher {
         }
         let (tx, rx) = mpsc::channel(4);
         let dispatcher = self.clone();
-        tokio::spawn(async move {
+        self.runtime.spawn(async move {
             dispatcher.session_loop(node_id, session_id, tx).await;
         });
         Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
