@@ -38,6 +38,16 @@ pub use crate::store::ClusterView;
 /// and deletes (Expect::Version): a concurrent change fails the commit and the
 /// pass is simply computed again.
 pub fn orchestrate(view: &ClusterView, now_ms: i64, new_id: &mut dyn FnMut() -> String) -> Vec<Op> {
+    orchestrate_timed(view, now_ms, new_id).0
+}
+
+/// [`orchestrate`], and the earliest time a waiting decision (a restart or
+/// update delay) falls due: nothing else needs a pass before then.
+pub fn orchestrate_timed(
+    view: &ClusterView,
+    now_ms: i64,
+    new_id: &mut dyn FnMut() -> String,
+) -> (Vec<Op>, Option<i64>) {
     let mut plan = Plan::new(&view.tasks, now_ms);
     let nodes: HashMap<&str, &Node> = view.nodes.iter().map(|n| (n.id.as_str(), n)).collect();
     let mut by_service: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
@@ -74,5 +84,6 @@ pub fn orchestrate(view: &ClusterView, now_ms: i64, new_id: &mut dyn FnMut() -> 
         }
     }
     reaper::never_placed(&mut plan);
-    plan.into_ops()
+    let due = plan.due_ms;
+    (plan.into_ops(), due)
 }

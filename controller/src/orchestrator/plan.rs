@@ -17,6 +17,9 @@ pub struct Plan<'a> {
     deleted: BTreeSet<usize>,
     created: Vec<Task>,
     pub now_ms: i64,
+    /// The earliest time (Unix ms) a waiting decision falls due: a restart
+    /// delay or an update delay that runs out with nothing else changing.
+    pub due_ms: Option<i64>,
 }
 
 impl<'a> Plan<'a> {
@@ -27,7 +30,13 @@ impl<'a> Plan<'a> {
             deleted: BTreeSet::new(),
             created: Vec::new(),
             now_ms,
+            due_ms: None,
         }
+    }
+
+    /// Something waits until `at`: the next pass must run by then.
+    pub fn due_at(&mut self, at: i64) {
+        self.due_ms = Some(self.due_ms.map_or(at, |d| d.min(at)));
     }
 
     pub fn len(&self) -> usize {

@@ -94,7 +94,7 @@ pub fn restart(plan: &mut Plan<'_>, service: &Service, slot: &[usize]) {
                       state = observed(task), "task ended; replacing it");
                 plan.set_desired(i, TaskState::Shutdown);
             }
-            Decision::At(_) => {}
+            Decision::At(at) => plan.due_at(at),
             Decision::Never(why) => {
                 info!(task = %task.id, service = %service.id, slot = task.slot, %why,
                       "task ended; not restarting it");
@@ -150,7 +150,11 @@ pub fn update(plan: &mut Plan<'_>, service: &Service, occupants: &[usize], stopp
         return;
     }
     let current: Vec<&berth_proto::v1::Task> = occupants.iter().map(|&i| plan.task(i)).collect();
-    let allowed = budget(service, &current, plan.now_ms).saturating_sub(stopping);
+    let budget = budget(service, &current, plan.now_ms);
+    if let Some(at) = budget.due_ms {
+        plan.due_at(at);
+    }
+    let allowed = budget.allowed.saturating_sub(stopping);
     stale.sort_by_key(|&i| {
         let t = plan.task(i);
         (

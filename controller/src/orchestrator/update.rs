@@ -29,9 +29,17 @@ pub fn outdated(service: &Service, task: &Task) -> bool {
     }
 }
 
+/// How many outdated tasks may be replaced now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Budget {
+    pub allowed: usize,
+    /// When the update delay runs out (it holds `allowed` at 0 until then).
+    pub due_ms: Option<i64>,
+}
+
 /// How many outdated tasks may be replaced now, given the service's current
 /// tasks (`occupants`: one per slot, desired to run or finished).
-pub fn budget(service: &Service, occupants: &[&Task], now_ms: i64) -> usize {
+pub fn budget(service: &Service, occupants: &[&Task], now_ms: i64) -> Budget {
     let config = service.spec.as_ref().and_then(|s| s.update_config.as_ref());
     let parallelism = config
         .map(|c| c.parallelism)
@@ -49,7 +57,10 @@ pub fn budget(service: &Service, occupants: &[&Task], now_ms: i64) -> usize {
     let delay = config.map(|c| c.delay_ms).unwrap_or(0);
     if delay > 0 {
         if in_flight > 0 {
-            return 0;
+            return Budget {
+                allowed: 0,
+                due_ms: None,
+            };
         }
         // The delay runs from the moment the last updated task ran.
         let last = current
@@ -57,13 +68,20 @@ pub fn budget(service: &Service, occupants: &[&Task], now_ms: i64) -> usize {
             .filter(|t| observed(t) == TaskState::Running as i32)
             .map(|t| changed_ms(t))
             .max();
-        if let Some(last) = last
-            && now_ms < last.saturating_add(i64::try_from(delay).unwrap_or(i64::MAX))
-        {
-            return 0;
+        if let Some(last) = last {
+            let until = last.saturating_add(i64::try_from(delay).unwrap_or(i64::MAX));
+            if now_ms < until {
+                return Budget {
+                    allowed: 0,
+                    due_ms: Some(until),
+                };
+            }
         }
     }
-    parallelism.saturating_sub(in_flight)
+    Budget {
+        allowed: parallelism.saturating_sub(in_flight),
+        due_ms: None,
+    }
 }
 
 #[cfg(test)]
@@ -127,13 +145,16 @@ mod tests {
         let old = task_of(&v1, TaskState::Running, 0);
         let starting = task_of(&v2, TaskState::Pending, 0);
         let running = task_of(&v2, TaskState::Running, 0);
-        assert_eq!(budget(&v2, &[&old, &old, &old, &old], 0), 2);
-        assert_eq!(budget(&v2, &[&starting, &old, &old, &old], 0), 1);
-        assert_eq!(budget(&v2, &[&starting, &starting, &old, &old], 0), 0);
-        assert_eq!(budget(&v2, &[&running, &running, &old, &old], 0), 2);
+        assert_eq!(budget(&v2, &[&old, &old, &old, &old], 0).allowed, 2);
+        assert_eq!(budget(&v2, &[&starting, &old, &old, &old], 0).allowed, 1);
+        assert_eq!(
+            budget(&v2, &[&starting, &starting, &old, &old], 0).allowed,
+            0
+        );
+        assert_eq!(budget(&v2, &[&running, &running, &old, &old], 0).allowed, 2);
         // Parallelism 0: everything at once.
         let all = service("a:2", 4, 2, None);
-        assert_eq!(budget(&all, &[&old, &old], 0), usize::MAX);
+        assert_eq!(budget(&all, &[&old, &old], 0).allowed, usize::MAX);
     }
 
     #[test]
@@ -146,9 +167,14 @@ mod tests {
         let v2 = service("a:2", 2, 2, Some(cfg));
         let v1 = service("a:1", 2, 1, None);
         let old = task_of(&v1, TaskState::Running, 0);
-        assert_eq!(budget(&v2, &[&old, &old], 50), 1);
+        assert_eq!(budget(&v2, &[&old, &old], 50).allowed, 1);
         let ran = task_of(&v2, TaskState::Running, 5_000);
-        assert_eq!(budget(&v2, &[&ran, &old], 5_500), 0);
-        assert_eq!(budget(&v2, &[&ran, &old], 6_000), 1);
+        assert_eq!(budget(&v2, &[&ran, &old], 5_500).allowed, 0);
+        assert_eq!(
+            budget(&v2, &[&ran, &old], 5_500).due_ms,
+            Some(6_000),
+            "the planner must pass again when the delay runs out"
+        );
+        assert_eq!(budget(&v2, &[&ran, &old], 6_000).allowed, 1);
     }
 }

@@ -24,13 +24,17 @@ use crate::store::watch::touches_workloads;
 use crate::store::{StoreError, read_networks, read_view};
 use berth_proto::net::Ipv4Net;
 
-pub use plan::{plan_round, plan_round_with};
+pub use plan::{plan_round, plan_round_timed, plan_round_with};
 
 #[derive(Clone, Debug)]
 pub struct PlannerSettings {
-    /// A round runs at least this often (restart and update delays, pending
-    /// tasks, missed events).
+    /// How often the loop looks whether a round is due without an event: a
+    /// restart or update delay ran out, or the last round left work.
     pub tick: Duration,
+    /// A round runs at least this often even when nothing seems to change (a
+    /// safety net; an idle cluster's rounds would otherwise decode and plan
+    /// every task twice a second).
+    pub idle_round: Duration,
     /// After the first event of a burst, wait this long for the rest of it.
     pub settle: Duration,
     /// Most operations in one transaction (Swarm: 200).
@@ -46,6 +50,7 @@ impl Default for PlannerSettings {
     fn default() -> Self {
         PlannerSettings {
             tick: Duration::from_millis(500),
+            idle_round: Duration::from_secs(10),
             settle: Duration::from_millis(10),
             max_ops_per_txn: 200,
             max_txn_bytes: 1024 * 1024,
@@ -73,6 +78,22 @@ pub struct RoundOutcome {
     pub refused_txns: usize,
     /// Revisions of this round's own commits.
     pub own_revisions: Vec<u64>,
+    /// The earliest time (Unix ms) a waiting restart or update delay runs out.
+    pub due_ms: Option<i64>,
+}
+
+/// What the last round left: whether a round on the next tick is needed.
+struct LastRound {
+    /// It wrote or was refused something, or failed: look again soon.
+    busy: bool,
+    due_ms: Option<i64>,
+    at: std::time::Instant,
+}
+
+impl LastRound {
+    fn needed(&self, now_ms: i64, idle_round: Duration) -> bool {
+        self.busy || self.due_ms.is_some_and(|due| now_ms >= due) || self.at.elapsed() >= idle_round
+    }
 }
 
 type Events = tokio::sync::broadcast::Receiver<std::sync::Arc<berth_proto::v1::WatchEvent>>;
@@ -93,6 +114,11 @@ pub async fn run(raft: RaftHandle, settings: PlannerSettings, clock: SharedClock
     let mut watching = true;
     // Someone else changed the state while the last round ran.
     let mut again = false;
+    let mut last = LastRound {
+        busy: true,
+        due_ms: None,
+        at: std::time::Instant::now(),
+    };
     loop {
         let by_event = if std::mem::take(&mut again) {
             true
@@ -136,6 +162,10 @@ pub async fn run(raft: RaftHandle, settings: PlannerSettings, clock: SharedClock
                 "leading: orchestrator and scheduler run"
             );
             leading_term = Some(status.term);
+            last.busy = true;
+        }
+        if !by_event && watching && !last.needed(clock.now_ms(), settings.idle_round) {
+            continue;
         }
         match round(&raft, &settings, clock.as_ref()).await {
             Ok(outcome) => {
@@ -150,8 +180,16 @@ pub async fn run(raft: RaftHandle, settings: PlannerSettings, clock: SharedClock
                 // Our own commits and what the round read need no new round;
                 // anything else does, at once.
                 again = foreign_changes(&mut events, &outcome);
+                last = LastRound {
+                    busy: outcome.ops > 0 || outcome.refused_txns > 0,
+                    due_ms: outcome.due_ms,
+                    at: std::time::Instant::now(),
+                };
             }
-            Err(err) => warn!(%err, "leader round failed; retrying"),
+            Err(err) => {
+                warn!(%err, "leader round failed; retrying");
+                last.busy = true;
+            }
         }
         tick.reset();
     }
@@ -203,7 +241,8 @@ pub async fn round(
     outcome.read_revision = raft.state().revision()?;
     let view = read_view(raft.state())?;
     let networks = read_networks(raft.state())?;
-    let ops = plan_round_with(&view, &networks, clock.now_ms(), &mut new_id);
+    let (ops, due_ms) = plan_round_timed(&view, &networks, clock.now_ms(), &mut new_id);
+    outcome.due_ms = due_ms;
     commit(raft, settings, ops, &mut outcome).await?;
     Ok(outcome)
 }

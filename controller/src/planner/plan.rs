@@ -9,7 +9,7 @@ use berth_proto::store::{Op, op};
 use berth_proto::v1::{Network, Service, Task};
 
 use crate::allocator;
-use crate::orchestrator::orchestrate;
+use crate::orchestrator::orchestrate_timed;
 use crate::scheduler::schedule;
 use crate::store::ClusterView;
 use crate::store::ops::{put_task, target};
@@ -32,7 +32,18 @@ pub fn plan_round_with(
     now_ms: i64,
     new_id: &mut dyn FnMut() -> String,
 ) -> Vec<Op> {
-    let orchestrated = orchestrate(view, now_ms, new_id);
+    plan_round_timed(view, networks, now_ms, new_id).0
+}
+
+/// [`plan_round_with`], and the earliest time a waiting decision falls due
+/// (see [`orchestrate_timed`]).
+pub fn plan_round_timed(
+    view: &ClusterView,
+    networks: &[Network],
+    now_ms: i64,
+    new_id: &mut dyn FnMut() -> String,
+) -> (Vec<Op>, Option<i64>) {
+    let (orchestrated, due) = orchestrate_timed(view, now_ms, new_id);
     let tasks = apply_to_tasks(&view.tasks, &orchestrated);
     let mut scheduled = schedule(&view.nodes, &tasks, now_ms);
     let placed = apply_to_tasks(&tasks, &scheduled);
@@ -47,14 +58,15 @@ pub fn plan_round_with(
     if !allocation.unplace.is_empty() {
         scheduled.retain(|o| put_task(o).is_none_or(|t| !allocation.unplace.contains(&t.id)));
     }
-    merge(
+    let ops = merge(
         allocation
             .node_ops
             .into_iter()
             .chain(orchestrated)
             .chain(scheduled)
             .chain(allocation.ops),
-    )
+    );
+    (ops, due)
 }
 
 /// Services as they will be once the orchestrator's puts apply.
