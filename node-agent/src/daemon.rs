@@ -172,6 +172,9 @@ fn find_runtime(
         );
         path_empty = candidates.len() == before;
     }
+    // PATH often names a directory twice; say each place once.
+    let mut seen = std::collections::HashSet::new();
+    candidates.retain(|c| seen.insert(c.clone()));
     if let Some(found) = candidates.iter().find(|c| is_executable(c)) {
         return Ok(found.clone());
     }
@@ -287,7 +290,7 @@ mod tests {
         let empty = tempfile::tempdir().unwrap();
         let path_dir = tempfile::tempdir().unwrap();
         let on_path = install(path_dir.path(), RUNTIME_NAME);
-        let path = std::env::join_paths([empty.path(), path_dir.path()]).unwrap();
+        let path = std::env::join_paths([empty.path(), path_dir.path(), empty.path()]).unwrap();
         let found = find_runtime(None, Some(exe_dir.path()), Some(&path));
         assert_eq!(found.unwrap(), on_path);
     }
@@ -307,13 +310,10 @@ mod tests {
     fn the_refusal_names_where_it_looked_and_the_flag() {
         let exe_dir = tempfile::tempdir().unwrap();
         let path_dir = tempfile::tempdir().unwrap();
-        let err = find_runtime(
-            None,
-            Some(exe_dir.path()),
-            Some(path_dir.path().as_os_str()),
-        )
-        .unwrap_err()
-        .to_string();
+        let path = std::env::join_paths([path_dir.path(), path_dir.path()]).unwrap();
+        let err = find_runtime(None, Some(exe_dir.path()), Some(&path))
+            .unwrap_err()
+            .to_string();
         let beside = exe_dir.path().join(RUNTIME_NAME);
         let on_path = path_dir.path().join(RUNTIME_NAME);
         assert_eq!(
