@@ -114,7 +114,11 @@ pub async fn run(args: DevArgs) -> Result<()> {
         "berth dev: a single-host cluster, data in {}",
         data_dir.display()
     );
-    println!("  controller API: {api}   (berth talks to it by default)");
+    if api == DEFAULT_API {
+        println!("  controller API: {api}   (berth talks to it by default)");
+    } else {
+        println!("  controller API: {api}   (berth --controller {api} ...)");
+    }
     println!(
         "  log:            {}   (-v shows it here too)",
         log.display()
