@@ -32,6 +32,7 @@ for _ in $(seq 100); do
   berth node ls --format json 2>/dev/null | grep -q '"ready"' && break
   sleep 0.2
 done
+# shellcheck disable=SC2016 # $(hostname) is for the container's shell
 berth service inspect demo >/dev/null 2>&1 ||
   berth service create demo --image 127.0.0.1:5000/busybox:1 --replicas 3 \
     -- sh -c 'while true; do echo "hello from $(hostname)"; sleep 5; done'

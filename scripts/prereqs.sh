@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by scripts/dev.sh and scripts/test.sh: checks what a fresh machine
 # needs before anything is installed or built, and says what is missing and
 # how to get it. Usage: check_prereqs SCRIPT-NAME WHY-ROOT
