@@ -28,6 +28,9 @@ check_prereqs() {
   fi
   if ! command -v cargo >/dev/null || ! command -v rustc >/dev/null; then
     echo "$script: cargo or rustc not found: $get_rust" >&2
+    if [[ -n ${SUDO_USER:-} ]]; then
+      echo "$script: (sudo resets PATH: if $SUDO_USER has Rust in ~/.cargo/bin, run: sudo env PATH=\"\$PATH\" $0)" >&2
+    fi
     missing=1
   else
     have=$(rustc --version | awk '{print $2}')
