@@ -6,27 +6,33 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [[ $(id -u) != 0 ]]; then
-  echo "scripts/dev.sh: run as root (containers need namespaces and cgroups)" >&2
-  exit 1
-fi
+# shellcheck source=scripts/prereqs.sh
+. scripts/prereqs.sh
+check_prereqs scripts/dev.sh "containers need namespaces and cgroups"
 
 deploy/install-deps.sh
 cargo build --release --locked --bins
-bin=$PWD/target/release
-for b in berth berth-controller berth-agent berth-runtime; do "$bin/$b" --version; done
+bin=${CARGO_TARGET_DIR:-$PWD/target}/release
+binaries=(berth berth-controller berth-agent berth-runtime)
+for b in "${binaries[@]}"; do "$bin/$b" --version; done
+
+# On PATH, so that `berth ...` works in any terminal. Undo: see README.md.
+prefix=/usr/local/bin
+for b in "${binaries[@]}"; do install -m 0755 "$bin/$b" "$prefix/$b"; done
+echo "installed ${binaries[*]} in $prefix (remove them with: rm ${binaries[*]/#/$prefix/})"
 
 deploy/demo-registry.sh /var/lib/berth-dev/registry
 
-"$bin/berth" dev --insecure-registry 127.0.0.1:5000 &
+"$prefix/berth" dev --insecure-registry 127.0.0.1:5000 &
 dev=$!
 trap 'kill -INT $dev 2>/dev/null || true' INT TERM
 
-berth() { "$bin/berth" "$@"; }
+berth() { "$prefix/berth" "$@"; }
 for _ in $(seq 100); do
   berth node ls --format json 2>/dev/null | grep -q '"ready"' && break
   sleep 0.2
 done
+# shellcheck disable=SC2016 # $(hostname) is for the container's shell
 berth service inspect demo >/dev/null 2>&1 ||
   berth service create demo --image 127.0.0.1:5000/busybox:1 --replicas 3 \
     -- sh -c 'while true; do echo "hello from $(hostname)"; sleep 5; done'

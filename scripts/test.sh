@@ -5,10 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [[ $(id -u) != 0 ]]; then
-  echo "scripts/test.sh: run as root (the tests create namespaces and cgroups)" >&2
-  exit 1
-fi
+# shellcheck source=scripts/prereqs.sh
+. scripts/prereqs.sh
+check_prereqs scripts/test.sh "the tests create namespaces and cgroups"
 
 deploy/install-deps.sh
 

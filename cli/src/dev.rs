@@ -12,7 +12,11 @@ use berth_controller::raft::RaftSettings;
 use berth_controller::server::ControllerOptions;
 use clap::Args;
 
+use crate::dev_log;
+
 pub const DEFAULT_API: &str = "127.0.0.1:7400";
+/// The daemons' log, in the data dir.
+const LOG_FILE: &str = "berth-dev.log";
 
 #[derive(Debug, Args)]
 pub struct DevArgs {
@@ -29,6 +33,15 @@ pub struct DevArgs {
     /// OCI runtime (default: berth-runtime next to this binary, else from PATH).
     #[arg(long)]
     runtime: Option<PathBuf>,
+    /// What the daemons log to <data-dir>/berth-dev.log: a level (error, warn,
+    /// info, debug, trace) or tracing directives such as
+    /// `info,berth_agent=debug` (default: RUST_LOG, else info).
+    #[arg(long, value_name = "LEVEL")]
+    log_level: Option<String>,
+    /// Also show the daemons' logs on the terminal (by default it shows only
+    /// errors; the full log is in <data-dir>/berth-dev.log).
+    #[arg(short, long)]
+    verbose: bool,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -56,9 +69,13 @@ fn is_initialized(dir: &Path) -> bool {
 }
 
 pub async fn run(args: DevArgs) -> Result<()> {
+    // Before anything starts: without a runtime every task would fail.
+    let runtime = berth_agent::daemon::locate_runtime(args.runtime.as_deref())?;
     let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let log = data_dir.join(LOG_FILE);
+    dev_log::init(&log, args.log_level.as_deref(), args.verbose)?;
     let controller_dir = data_dir.join("controller");
     let controller = ControllerOptions {
         init: !is_initialized(&controller_dir),
@@ -79,7 +96,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
             .unwrap_or_else(|_| "dev".to_string()),
         advertise: args.listen.ip().to_string(),
         labels: Default::default(),
-        runtime: args.runtime.unwrap_or_else(|| sibling("berth-runtime")),
+        runtime: Some(runtime),
         runtime_root: PathBuf::from("/run/berth-dev/runtime"),
         insecure_registries: args.insecure_registry,
         cgroup_parent: "berth-dev".to_string(),
@@ -97,7 +114,15 @@ pub async fn run(args: DevArgs) -> Result<()> {
         "berth dev: a single-host cluster, data in {}",
         data_dir.display()
     );
-    println!("  controller API: {api}   (berth talks to it by default)");
+    if api == DEFAULT_API {
+        println!("  controller API: {api}   (berth talks to it by default)");
+    } else {
+        println!("  controller API: {api}   (berth --controller {api} ...)");
+    }
+    println!(
+        "  log:            {}   (-v shows it here too)",
+        log.display()
+    );
     println!(
         "  try:  berth service create hello --image <registry>/busybox:1 --replicas 2 -- sleep 3600"
     );

@@ -2,6 +2,7 @@ mod client;
 mod cluster;
 mod config;
 mod dev;
+mod dev_log;
 mod network;
 mod node;
 mod output;
@@ -48,17 +49,6 @@ enum Command {
     Dev(dev::DevArgs),
 }
 
-fn init_logging() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,raft=warn,h2=warn,tower=warn,hickory_server=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-}
-
 fn main() {
     let args = Args::parse();
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -73,7 +63,6 @@ fn main() {
     };
     let result = runtime.block_on(async move {
         if let Command::Dev(dev_args) = args.command {
-            init_logging();
             return dev::run(dev_args).await;
         }
         let mut client = client::connect(&args.controller).await?;

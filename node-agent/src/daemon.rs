@@ -2,8 +2,9 @@
 //! and the agent's own API (task logs), wired together.
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use berth_proto::v1::agent_server::{Agent, AgentServer};
@@ -24,8 +25,9 @@ pub struct AgentOptions {
     pub name: String,
     pub advertise: String,
     pub labels: BTreeMap<String, String>,
-    /// The OCI runtime binary (berth-runtime by default; runc works too).
-    pub runtime: PathBuf,
+    /// The OCI runtime binary (runc works too). None: `berth-runtime` beside
+    /// this executable, else on PATH (see [`locate_runtime`]).
+    pub runtime: Option<PathBuf>,
     /// The runtime's state directory.
     pub runtime_root: PathBuf,
     pub insecure_registries: Vec<String>,
@@ -41,6 +43,10 @@ pub struct AgentOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
+    #[error(
+        "no OCI runtime: looked for {looked}; install berth-runtime there or pass --runtime PATH"
+    )]
+    RuntimeNotFound { looked: String },
     #[error("cannot create the data dir {path}: {source}")]
     DataDir {
         path: PathBuf,
@@ -122,8 +128,73 @@ impl Agent for AgentApi {
     }
 }
 
+/// The runtime's name when none is given.
+pub const RUNTIME_NAME: &str = "berth-runtime";
+
+/// The OCI runtime the agent will run: the given one (a path, or a bare name
+/// looked up on PATH), else `berth-runtime` beside this executable, else on
+/// PATH. Run before anything else, so that a missing runtime stops the agent
+/// at start instead of failing every task one by one.
+pub fn locate_runtime(given: Option<&Path>) -> Result<PathBuf, DaemonError> {
+    let exe = std::env::current_exe().ok();
+    let exe_dir = exe.as_deref().and_then(Path::parent);
+    find_runtime(given, exe_dir, std::env::var_os("PATH").as_deref())
+}
+
+/// [`locate_runtime`] with the executable's directory and PATH passed in.
+fn find_runtime(
+    given: Option<&Path>,
+    exe_dir: Option<&Path>,
+    path_var: Option<&OsStr>,
+) -> Result<PathBuf, DaemonError> {
+    let mut candidates = Vec::new();
+    let on_path = match given {
+        Some(path) if path.components().count() > 1 => {
+            candidates.push(path.to_path_buf());
+            None
+        }
+        Some(name) => Some(name),
+        None => {
+            candidates.extend(exe_dir.map(|dir| dir.join(RUNTIME_NAME)));
+            Some(Path::new(RUNTIME_NAME))
+        }
+    };
+    let mut path_empty = false;
+    if let Some(name) = on_path {
+        let before = candidates.len();
+        candidates.extend(
+            path_var
+                .map(std::env::split_paths)
+                .into_iter()
+                .flatten()
+                .filter(|dir| !dir.as_os_str().is_empty())
+                .map(|dir| dir.join(name)),
+        );
+        path_empty = candidates.len() == before;
+    }
+    // PATH often names a directory twice; say each place once.
+    let mut seen = std::collections::HashSet::new();
+    candidates.retain(|c| seen.insert(c.clone()));
+    if let Some(found) = candidates.iter().find(|c| is_executable(c)) {
+        return Ok(found.clone());
+    }
+    let mut looked: Vec<String> = candidates.iter().map(|c| c.display().to_string()).collect();
+    if path_empty {
+        looked.push("PATH (empty)".to_string());
+    }
+    Err(DaemonError::RuntimeNotFound {
+        looked: looked.join(", "),
+    })
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
 /// Runs the agent until the session ends (it only ends on a fatal error).
 pub async fn run(opts: AgentOptions) -> Result<(), DaemonError> {
+    let runtime = locate_runtime(opts.runtime.as_deref())?;
     std::fs::create_dir_all(&opts.data_dir).map_err(|source| DaemonError::DataDir {
         path: opts.data_dir.clone(),
         source,
@@ -131,7 +202,7 @@ pub async fn run(opts: AgentOptions) -> Result<(), DaemonError> {
     let images =
         ImageStore::open(&opts.data_dir).map_err(|e| DaemonError::Images(e.to_string()))?;
     let mut cfg = SupervisorConfig::new(images);
-    cfg.runtime = opts.runtime.clone();
+    cfg.runtime = runtime;
     cfg.runtime_root = opts.runtime_root.clone();
     cfg.pull.insecure_registries = opts.insecure_registries.clone();
     cfg.cgroup_parent = opts.cgroup_parent.clone();
@@ -185,4 +256,119 @@ pub async fn run(opts: AgentOptions) -> Result<(), DaemonError> {
     };
     session::run(config, Arc::new(runner), updates).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn install(dir: &Path, name: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join(name);
+        std::fs::write(&path, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    #[test]
+    fn the_runtime_beside_the_executable_comes_before_path() {
+        let exe_dir = tempfile::tempdir().unwrap();
+        let path_dir = tempfile::tempdir().unwrap();
+        let beside = install(exe_dir.path(), RUNTIME_NAME);
+        install(path_dir.path(), RUNTIME_NAME);
+        let found = find_runtime(
+            None,
+            Some(exe_dir.path()),
+            Some(path_dir.path().as_os_str()),
+        );
+        assert_eq!(found.unwrap(), beside);
+    }
+
+    #[test]
+    fn without_one_beside_the_executable_path_is_searched() {
+        let exe_dir = tempfile::tempdir().unwrap();
+        let empty = tempfile::tempdir().unwrap();
+        let path_dir = tempfile::tempdir().unwrap();
+        let on_path = install(path_dir.path(), RUNTIME_NAME);
+        let path = std::env::join_paths([empty.path(), path_dir.path(), empty.path()]).unwrap();
+        let found = find_runtime(None, Some(exe_dir.path()), Some(&path));
+        assert_eq!(found.unwrap(), on_path);
+    }
+
+    #[test]
+    fn a_file_that_is_not_executable_does_not_count() {
+        let exe_dir = tempfile::tempdir().unwrap();
+        std::fs::write(exe_dir.path().join(RUNTIME_NAME), "").unwrap();
+        let found = find_runtime(None, Some(exe_dir.path()), None);
+        assert!(
+            matches!(found, Err(DaemonError::RuntimeNotFound { .. })),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn the_refusal_names_where_it_looked_and_the_flag() {
+        let exe_dir = tempfile::tempdir().unwrap();
+        let path_dir = tempfile::tempdir().unwrap();
+        let path = std::env::join_paths([path_dir.path(), path_dir.path()]).unwrap();
+        let err = find_runtime(None, Some(exe_dir.path()), Some(&path))
+            .unwrap_err()
+            .to_string();
+        let beside = exe_dir.path().join(RUNTIME_NAME);
+        let on_path = path_dir.path().join(RUNTIME_NAME);
+        assert_eq!(
+            err,
+            format!(
+                "no OCI runtime: looked for {}, {}; install berth-runtime there or pass --runtime PATH",
+                beside.display(),
+                on_path.display()
+            )
+        );
+        let err = find_runtime(None, None, None).unwrap_err().to_string();
+        assert!(
+            err.contains("PATH (empty)") && err.contains("--runtime"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_given_runtime_is_a_path_or_a_name_on_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let runc = install(dir.path(), "runc");
+        assert_eq!(find_runtime(Some(&runc), None, None).unwrap(), runc);
+        let found = find_runtime(Some(Path::new("runc")), None, Some(dir.path().as_os_str()));
+        assert_eq!(found.unwrap(), runc);
+        let missing = dir.path().join("crun");
+        let err = find_runtime(Some(&missing), Some(dir.path()), None).unwrap_err();
+        assert!(
+            err.to_string().contains(&missing.display().to_string()),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_agent_refuses_to_start_before_touching_its_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("agent");
+        let opts = AgentOptions {
+            data_dir: data_dir.clone(),
+            controllers: vec!["127.0.0.1:1".to_string()],
+            name: "n1".to_string(),
+            advertise: "127.0.0.1".to_string(),
+            labels: BTreeMap::new(),
+            runtime: Some(dir.path().join("no-such-runtime")),
+            runtime_root: dir.path().join("runtime"),
+            insecure_registries: Vec::new(),
+            cgroup_parent: "berth-test".to_string(),
+            api_listen: "127.0.0.1:0".parse().unwrap(),
+            shim: Vec::new(),
+            netns_dir: dir.path().join("netns"),
+        };
+        let err = run(opts).await.unwrap_err();
+        assert!(matches!(err, DaemonError::RuntimeNotFound { .. }), "{err}");
+        assert!(
+            !data_dir.exists(),
+            "the data dir was created before the check"
+        );
+    }
 }

@@ -26,9 +26,10 @@ struct Args {
     /// KEY=VALUE node label; repeatable.
     #[arg(long)]
     label: Vec<String>,
-    /// OCI runtime binary (berth-runtime, or runc).
-    #[arg(long, default_value = "berth-runtime")]
-    runtime: PathBuf,
+    /// OCI runtime binary: a path, or a name on PATH (e.g. runc). Default:
+    /// berth-runtime beside this executable, else on PATH.
+    #[arg(long)]
+    runtime: Option<PathBuf>,
     /// The runtime's state directory.
     #[arg(long, default_value = "/run/berth/runtime")]
     runtime_root: PathBuf,
@@ -168,6 +169,8 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn daemon(args: Args) -> anyhow::Result<()> {
+    // First of all: without a runtime every task would fail, one by one.
+    let runtime = berth_agent::daemon::locate_runtime(args.runtime.as_deref())?;
     let data_dir = args.data_dir.context("--data-dir is required")?;
     if args.controller.is_empty() {
         anyhow::bail!("--controller ADDR[,ADDR...] is required to run the agent");
@@ -192,7 +195,7 @@ fn daemon(args: Args) -> anyhow::Result<()> {
         name,
         advertise: args.advertise.unwrap_or_default(),
         labels,
-        runtime: args.runtime,
+        runtime: Some(runtime),
         runtime_root: args.runtime_root,
         insecure_registries: args.insecure_registry,
         cgroup_parent: args.cgroup_parent,

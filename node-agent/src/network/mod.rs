@@ -112,12 +112,12 @@ impl NetPlane {
         if force || applied.as_ref() != Some(&view.plan) {
             let report = self.overlay.reconcile(&view.plan).await?;
             if !report.is_empty() {
-                info!(changes = ?report.changes, "overlay reconciled");
+                info!(changes = %report.changes.join(", "), "overlay reconciled");
             }
             *applied = Some(view.plan.clone());
             let reattached = self.overlay.reattach(&view.ports).await?;
             if !reattached.is_empty() {
-                warn!(veths = ?reattached, "container veths had fallen off their bridges");
+                warn!(veths = %reattached.join(", "), "container veths had fallen off their bridges");
             }
         }
         if force && let Err(error) = self.sweep_veths(&view).await {
@@ -232,7 +232,7 @@ impl NetPlane {
             .collect();
         let removed = self.overlay.remove_veths_except(&keep).await?;
         if !removed.is_empty() {
-            info!(veths = ?removed, "removed veths of namespaces gone elsewhere");
+            info!(veths = %removed.join(", "), "removed veths of namespaces gone elsewhere");
         }
         Ok(())
     }

@@ -237,7 +237,7 @@ impl Supervisor {
                 }
                 Phase::Running => match inner.state.load_task(&id) {
                     Ok(task) => {
-                        info!(task = %id, container = %record.container_id, pid = ?record.init_pid, "re-adopting");
+                        info!(task = %id, container = %record.container_id, pid = record.init_pid, "re-adopting");
                         Inner::spawn_worker(&inner, task, Some(record));
                     }
                     Err(e) => {

@@ -59,6 +59,16 @@ struct Worker {
     desired: watch::Receiver<Desired>,
 }
 
+/// A task state as logged: "starting", not `Ok(Starting)`.
+fn state_name(state: i32) -> &'static str {
+    TaskState::try_from(state).map_or("unknown", TaskState::short_name)
+}
+
+/// A status text as a log field: left out when empty (no bare `error=`).
+fn non_empty(text: &str) -> Option<&str> {
+    (!text.is_empty()).then_some(text)
+}
+
 impl Worker {
     fn report(&mut self, mut s: TaskStatus) {
         if s.container_id.is_empty() && self.record.phase != Phase::Preparing {
@@ -68,7 +78,7 @@ impl Worker {
         if let Err(e) = self.inner.state.save(&self.record) {
             warn!(task = %self.task.id, error = %e, "failed to save the task's record");
         }
-        info!(task = %self.task.id, state = ?TaskState::try_from(s.state), message = %s.message, error = %s.error, "task status");
+        info!(task = %self.task.id, state = state_name(s.state), message = non_empty(&s.message), error = non_empty(&s.error), "task status");
         self.inner.report(&self.task.id, s);
     }
 
@@ -81,7 +91,7 @@ impl Worker {
         if let Err(e) = self.inner.state.save(&self.record) {
             warn!(task = %self.task.id, error = %e, "failed to save the task's record");
         }
-        info!(task = %self.task.id, state = ?TaskState::try_from(s.state), message = %s.message, error = %s.error, exit_code = ?s.exit_code, "task ended");
+        info!(task = %self.task.id, state = state_name(s.state), message = non_empty(&s.message), error = non_empty(&s.error), exit_code = s.exit_code, "task ended");
         s
     }
 
