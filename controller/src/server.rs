@@ -72,15 +72,6 @@ pub enum ServerError {
 /// would panic, so it is shut down without waiting for its tasks.
 struct BackgroundRuntime(Option<tokio::runtime::Runtime>);
 
-impl BackgroundRuntime {
-    fn handle(&self) -> tokio::runtime::Handle {
-        match &self.0 {
-            Some(runtime) => runtime.handle().clone(),
-            None => tokio::runtime::Handle::current(),
-        }
-    }
-}
-
 impl Drop for BackgroundRuntime {
     fn drop(&mut self) {
         if let Some(runtime) = self.0.take() {
@@ -247,15 +238,14 @@ pub async fn run(
     // The dispatcher's own worker thread: the fan-out of a large cluster's
     // sessions stays off the runtime that carries Raft's peer traffic (a
     // leader starved of its followers' answers fails its quorum check).
-    let dispatch_owner = BackgroundRuntime(Some(
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("berth-dispatch")
-            .enable_all()
-            .build()
-            .map_err(ServerError::Runtime)?,
-    ));
-    let dispatch_runtime = dispatch_owner.handle();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("berth-dispatch")
+        .enable_all()
+        .build()
+        .map_err(ServerError::Runtime)?;
+    let dispatch_runtime = runtime.handle().clone();
+    let _dispatch_owner = BackgroundRuntime(Some(runtime));
     let dispatcher = Dispatcher::new(handle.clone(), opts.dispatcher.clone(), clock.clone())
         .with_runtime(dispatch_runtime.clone());
     // Assignments and liveness: they act only while this member leads.

@@ -14,8 +14,8 @@ use std::sync::Arc;
 
 use berth_proto::net::Ipv4Prefix;
 use berth_proto::v1::{
-    AssignmentsDelta, Endpoint, EndpointTask, EndpointTasksChange, Network, Node, NodeStatus,
-    Service, Task, TaskState, WatchAction, WatchEvent, watch_event,
+    AssignmentsDelta, Endpoint, EndpointTask, EndpointTasksChange, Network, Node, Service, Task,
+    TaskState, WatchAction, WatchEvent, watch_event,
 };
 
 use super::endpoints;
@@ -183,11 +183,7 @@ impl Tracker {
     }
 
     fn down_nodes(&self) -> HashSet<&str> {
-        self.nodes
-            .values()
-            .filter(|n| n.status == NodeStatus::Down as i32)
-            .map(|n| n.id.as_str())
-            .collect()
+        endpoints::down_nodes(self.nodes.values())
     }
 
     pub fn nodes(&self) -> impl Iterator<Item = &Node> {

@@ -3,7 +3,7 @@
 //! answers for the services on its networks and its load balancer publishes every
 //! ingress port (routing mesh), wherever the tasks run.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
 use berth_proto::v1::{Endpoint, EndpointTask, Node, NodeStatus, Service, Task, TaskState};
 
@@ -15,28 +15,6 @@ fn serving(task: &Task, down: &HashSet<&str>) -> bool {
         && task.desired_state == TaskState::Running as i32
         && !down.contains(task.node_id.as_str())
         && !task.addresses.is_empty()
-}
-
-/// One endpoint per service that has a VIP or published ports, in service-name
-/// order; tasks in task-id order (stable, so an unchanged set compares equal).
-pub fn compute(services: &[Service], tasks: &[Task], nodes: &[Node]) -> Vec<Endpoint> {
-    let down = down_nodes(nodes);
-    let mut by_service: BTreeMap<&str, Vec<&Task>> = BTreeMap::new();
-    for task in tasks {
-        by_service
-            .entry(task.service_id.as_str())
-            .or_default()
-            .push(task);
-    }
-    let mut out: Vec<Endpoint> = services
-        .iter()
-        .filter_map(|service| {
-            let tasks = by_service.remove(service.id.as_str()).unwrap_or_default();
-            endpoint(service, tasks, &down)
-        })
-        .collect();
-    out.sort_by(|a, b| a.service_name.cmp(&b.service_name));
-    out
 }
 
 /// Ids of the nodes declared down.
@@ -128,11 +106,11 @@ mod tests {
     #[test]
     fn only_running_tasks_on_live_nodes_serve() {
         use TaskState::*;
-        let services = vec![
+        let services = [
             service("s1", "web", Some("10.96.240.2/16"), vec![]),
             service("s2", "batch", None, vec![]),
         ];
-        let tasks = vec![
+        let tasks = [
             task("t1", "s1", "n1", Running, Running),
             task("t2", "s1", "n2", Running, Running),
             task("t3", "s1", "n1", Starting, Running),
@@ -140,20 +118,27 @@ mod tests {
             task("t5", "s1", "n3", Running, Running),
             task("t6", "s2", "n1", Running, Running),
         ];
-        let nodes = vec![
+        let nodes = [
             node("n1", NodeStatus::Ready),
             node("n2", NodeStatus::Ready),
             node("n3", NodeStatus::Down),
         ];
-        let eps = compute(&services, &tasks, &nodes);
-        assert_eq!(
-            eps.len(),
-            1,
+        let down = down_nodes(&nodes);
+        let of = |service: &Service| {
+            endpoint(
+                service,
+                tasks.iter().filter(|t| t.service_id == service.id),
+                &down,
+            )
+        };
+        assert!(
+            of(&services[1]).is_none(),
             "a service without VIP or ports has no endpoint"
         );
-        let ids: Vec<&str> = eps[0].tasks.iter().map(|t| t.task_id.as_str()).collect();
+        let web = of(&services[0]).expect("a service with a VIP has an endpoint");
+        let ids: Vec<&str> = web.tasks.iter().map(|t| t.task_id.as_str()).collect();
         assert_eq!(ids, ["t1", "t2"]);
-        assert_eq!(eps[0].virtual_ips["berth"].to_string(), "10.96.240.2/16");
+        assert_eq!(web.virtual_ips["berth"].to_string(), "10.96.240.2/16");
     }
 
     #[test]
@@ -163,9 +148,9 @@ mod tests {
             published_port: 8080,
             ..Default::default()
         };
-        let eps = compute(&[service("s1", "web", None, vec![port])], &[], &[]);
-        assert_eq!(eps.len(), 1);
-        assert!(eps[0].tasks.is_empty());
-        assert_eq!(eps[0].ports[0].published_port, 8080);
+        let ep = endpoint(&service("s1", "web", None, vec![port]), [], &down_nodes([]))
+            .expect("published ports alone make an endpoint");
+        assert!(ep.tasks.is_empty());
+        assert_eq!(ep.ports[0].published_port, 8080);
     }
 }

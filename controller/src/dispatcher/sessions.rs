@@ -60,10 +60,6 @@ impl Sessions {
         self.by_node.clear();
     }
 
-    pub fn len(&self) -> usize {
-        self.by_node.len()
-    }
-
     pub fn is_empty(&self) -> bool {
         self.by_node.is_empty()
     }
