@@ -5,6 +5,7 @@ const PROTOS: &[&str] = &[
     "proto/berth/v1/cluster.proto",
     "proto/berth/v1/dispatcher.proto",
     "proto/berth/v1/raft.proto",
+    "proto/berth/v1/certificates.proto",
     "proto/berth/store/store.proto",
 ];
 
@@ -17,6 +18,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Ordered maps: deterministic encoding (the state machine hashes nothing, but
     // stable JSON output and snapshot dumps are easier to compare).
     config.btree_map(["."]);
+    // The CA key and join tokens: Debug is written by hand and redacts them.
+    config.skip_debug([".berth.store.ClusterPki"]);
     // The overlay's address message is the hand-written type of `net`: one Rust
     // type on the wire and in code, written "A.B.C.D/N" in JSON.
     config.extern_path(".berth.v1.Ipv4Prefix", "crate::net::Ipv4Prefix");
