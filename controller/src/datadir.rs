@@ -15,6 +15,10 @@ use crate::store::{StateMachine, WatchHub, keys};
 const MARKER: &str = "berth-controller.json";
 const DB_DIR: &str = "db";
 const LOG_DIR: &str = "raft-log";
+/// This member's own certificate, key and trusted roots.
+const TLS_DIR: &str = "tls";
+/// The admin client bundle `--init` writes, for the CLI.
+const ADMIN_DIR: &str = "admin";
 /// 2: the raft log moved from sled to raft-engine.
 const FORMAT: u32 = 2;
 
@@ -124,6 +128,16 @@ pub fn log_dir(path: &Path) -> PathBuf {
     path.join(LOG_DIR)
 }
 
+/// Where a member keeps its TLS credentials.
+pub fn tls_dir(path: &Path) -> PathBuf {
+    path.join(TLS_DIR)
+}
+
+/// Where `--init` writes the admin client bundle.
+pub fn admin_dir(path: &Path) -> PathBuf {
+    path.join(ADMIN_DIR)
+}
+
 /// Opens the database of a member's data dir.
 pub fn open_db(path: &Path) -> Result<sled::Db, DataDirError> {
     sled::open(path.join(DB_DIR)).map_err(|e| DataDirError::Corrupt {
@@ -168,6 +182,17 @@ pub fn create(
     members: &BTreeMap<u64, String>,
     voters: &[u64],
 ) -> Result<sled::Db, DataDirError> {
+    create_with(path, marker, members, voters, Vec::new())
+}
+
+/// As [`create`], with the first objects of a new cluster (its CA record).
+pub fn create_with(
+    path: &Path,
+    marker: &Marker,
+    members: &BTreeMap<u64, String>,
+    voters: &[u64],
+    objects: Vec<berth_proto::store::Object>,
+) -> Result<sled::Db, DataDirError> {
     let io = |source| DataDirError::Io {
         path: path.to_path_buf(),
         source,
@@ -190,7 +215,7 @@ pub fn create(
         let data = SnapshotData {
             revision: 0,
             members: members.clone(),
-            objects: Vec::new(),
+            objects,
             cluster_id: marker.cluster_id.clone(),
         };
         if voters.is_empty() {

@@ -3,6 +3,7 @@
 
 pub mod allocator;
 pub mod api;
+pub mod ca;
 pub mod clock;
 pub mod datadir;
 pub mod dispatcher;
@@ -12,4 +13,5 @@ pub mod planner;
 pub mod raft;
 pub mod scheduler;
 pub mod server;
+pub mod startup;
 pub mod store;

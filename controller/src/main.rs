@@ -36,6 +36,19 @@ struct Args {
     /// Join the cluster through this member (any member; followers pass it on).
     #[arg(long, value_name = "ADDR")]
     join: Option<String>,
+    /// The controller join token for --join (`berth cluster join-token controller`).
+    #[arg(long, value_name = "TOKEN", conflicts_with = "token_file")]
+    token: Option<String>,
+    /// Read the join token from this file (keeps it out of `ps`).
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// Lifetime of node certificates, set at --init: e.g. 90d, 12h, 30m, 45s.
+    #[arg(long, default_value = "90d", value_parser = parse_duration)]
+    cert_expiry: Duration,
+    /// Serve plain text without authentication. For benchmarks on a private
+    /// machine only: anyone who reaches the port controls the cluster.
+    #[arg(long)]
+    insecure_plaintext: bool,
     /// Raft tick in milliseconds.
     #[arg(long, default_value_t = 50)]
     tick_ms: u64,
@@ -64,7 +77,35 @@ fn main() {
     }
 }
 
+/// "90d", "12h", "30m", "45s" (at least one hour for certificates is not
+/// enforced: tests shorten lifetimes to seconds).
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 90d, 12h, 30m or 45s"))?;
+    let seconds = match unit {
+        "d" => n * 86_400,
+        "h" => n * 3_600,
+        "m" => n * 60,
+        "s" | "" => n,
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?} in {text:?}: use d, h, m or s"
+            ));
+        }
+    };
+    if seconds == 0 {
+        return Err("the certificate lifetime must be longer than 0".into());
+    }
+    Ok(Duration::from_secs(seconds))
+}
+
 fn real_main() -> anyhow::Result<()> {
+    berth_pki::install_crypto_provider();
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -89,12 +130,24 @@ fn real_main() -> anyhow::Result<()> {
         snapshot_entries: args.snapshot_entries.max(1),
         compact_margin: (args.snapshot_entries / 20).clamp(1, 500),
     };
+    let token = match &args.token_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("--token-file {}: {e}", path.display()))?
+                .trim()
+                .to_string(),
+        ),
+        None => args.token.clone(),
+    };
     let opts = ControllerOptions {
         data_dir: args.data_dir,
         listen: args.listen,
         advertise: args.advertise,
         init: args.init,
         join: args.join,
+        token,
+        cert_expiry: args.cert_expiry,
+        insecure_plaintext: args.insecure_plaintext,
         raft,
         planner: PlannerSettings {
             cluster_cidr: parse_subnet(&args.cluster_cidr)

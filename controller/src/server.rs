@@ -5,20 +5,23 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use berth_proto::v1::JoinRequest;
+use berth_pki::{Role, Security};
+use berth_proto::v1::certificates_server::CertificatesServer;
 use berth_proto::v1::cluster_server::ClusterServer;
 use berth_proto::v1::dispatcher_server::DispatcherServer;
 use berth_proto::v1::raft_peer_server::RaftPeerServer;
 use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
-use crate::api::ClusterApi;
-use crate::api::DispatcherService;
-use crate::datadir::{self, DataDirError, Existing, Marker};
+use tonic::service::interceptor::InterceptedService;
+
+use crate::api::{CertificatesApi, ClusterApi, DispatcherService};
+use crate::ca::Gate;
+use crate::datadir::{self, DataDirError, Marker};
 use crate::dispatcher::{Dispatcher, DispatcherSettings};
 use crate::raft::peer_service::PeerService;
 use crate::raft::storage::LogStorage;
-use crate::raft::transport::{GrpcTransport, peer_channel, peer_client};
+use crate::raft::transport::GrpcTransport;
 use crate::raft::{MemberError, RaftHandle, RaftSettings, Stopped, spawn_member};
 
 /// Largest request the client API accepts.
@@ -31,6 +34,12 @@ pub struct ControllerOptions {
     pub advertise: Option<String>,
     pub init: bool,
     pub join: Option<String>,
+    /// The join token (`--join` with TLS).
+    pub token: Option<String>,
+    /// Lifetime of node certificates, fixed at `--init`.
+    pub cert_expiry: Duration,
+    /// Plain text, no authentication: the operator's opt-out, for benchmarks.
+    pub insecure_plaintext: bool,
     pub raft: RaftSettings,
     pub dispatcher: DispatcherSettings,
     /// Orchestrator, scheduler and allocator settings (the cluster CIDR among them).
@@ -64,8 +73,25 @@ pub enum ServerError {
     Removed(u64),
     #[error("the raft thread stopped unexpectedly")]
     RaftThread,
+    #[error("cannot renew this controller's certificate: {0}")]
+    Renew(String),
     #[error("cannot start the dispatcher's runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("cannot {what}: {source}")]
+    Pki {
+        what: &'static str,
+        source: berth_pki::PkiError,
+    },
+    #[error(
+        "{dir} holds no TLS credentials; a data dir made with --insecure-plaintext runs only \
+         with --insecure-plaintext"
+    )]
+    NoCredentials { dir: PathBuf },
+    #[error(
+        "--join needs --token (print one with `berth cluster join-token controller` on the \
+         cluster), or --insecure-plaintext on every member"
+    )]
+    NoToken,
 }
 
 /// A runtime owned by async code: dropping a runtime inside another one
@@ -88,79 +114,6 @@ fn advertise_address(opts: &ControllerOptions) -> Result<String, ServerError> {
     }
 }
 
-/// Asks an existing member to add us; nothing is written locally before it says yes.
-async fn join_cluster(
-    via: &str,
-    advertise: &str,
-) -> Result<berth_proto::v1::JoinResponse, ServerError> {
-    let join_err = |why: String| ServerError::Join {
-        via: via.to_string(),
-        why,
-    };
-    let channel = peer_channel(via).map_err(|e| join_err(format!("bad address: {e}")))?;
-    let mut client = peer_client(channel);
-    let mut last = String::new();
-    // A freshly started cluster may still be electing: retry unavailable answers.
-    for _ in 0..20 {
-        let request = JoinRequest {
-            address: advertise.to_string(),
-            member_id: 0,
-        };
-        match tokio::time::timeout(Duration::from_secs(10), client.join(request)).await {
-            Ok(Ok(response)) => return Ok(response.into_inner()),
-            Ok(Err(status)) if status.code() == tonic::Code::Unavailable => {
-                last = status.message().to_string();
-                if last.contains("tcp connect error") || last.contains("error trying to connect") {
-                    return Err(join_err(format!("no controller answers there ({last})")));
-                }
-            }
-            Ok(Err(status)) => return Err(join_err(status.message().to_string())),
-            Err(_) => return Err(join_err("no answer within 10 s".to_string())),
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    Err(join_err(format!("the cluster stayed unavailable: {last}")))
-}
-
-/// Decides init / join / restart; returns who this member is and its database.
-async fn prepare_data_dir(
-    opts: &ControllerOptions,
-    advertise: &str,
-) -> Result<(Marker, sled::Db), ServerError> {
-    match datadir::inspect(&opts.data_dir)? {
-        Existing::Member(marker) => {
-            if opts.init || opts.join.is_some() {
-                warn!(
-                    data_dir = %opts.data_dir.display(),
-                    "data dir already holds member {}; ignoring --init/--join", marker.member_id
-                );
-            }
-            let db = datadir::open_db(&opts.data_dir)?;
-            Ok((marker, db))
-        }
-        Existing::Empty if opts.init => {
-            let marker = Marker::new(datadir::new_cluster_id(), datadir::new_member_id());
-            let members = [(marker.member_id, advertise.to_string())].into();
-            let db = datadir::create(&opts.data_dir, &marker, &members, &[marker.member_id])?;
-            info!(cluster = %marker.cluster_id, member = marker.member_id, "initialized a new cluster");
-            Ok((marker, db))
-        }
-        Existing::Empty => match &opts.join {
-            Some(via) => {
-                let response = join_cluster(via, advertise).await?;
-                let marker = Marker::new(response.cluster_id, response.member_id);
-                let db = datadir::create(&opts.data_dir, &marker, &response.members, &[])?;
-                info!(cluster = %marker.cluster_id, member = marker.member_id, "joined the cluster as a learner");
-                Ok((marker, db))
-            }
-            None => Err(DataDirError::Uninitialized {
-                path: opts.data_dir.clone(),
-            }
-            .into()),
-        },
-    }
-}
-
 /// The Raft member of an opened data dir: storage, gRPC peer transport and the
 /// member loop on its own thread. Returns the handle the services use and a
 /// receiver that resolves when the loop stops. Call inside a tokio runtime.
@@ -170,6 +123,7 @@ pub fn start_member(
     db: sled::Db,
     sm: crate::store::StateMachine,
     settings: RaftSettings,
+    security: Security,
 ) -> Result<(RaftHandle, Stopped), ServerError> {
     let storage = LogStorage::open(&datadir::log_dir(data_dir), sm.clone())?;
     let runtime = tokio::runtime::Handle::current();
@@ -177,6 +131,7 @@ pub fn start_member(
         GrpcTransport::new(
             marker.member_id,
             marker.cluster_id.clone(),
+            security,
             mailbox,
             runtime,
         )
@@ -199,9 +154,16 @@ pub(crate) fn test_member(dir: &std::path::Path) -> RaftHandle {
     let members = [(marker.member_id, "127.0.0.1:1".to_string())].into();
     let db = datadir::create(dir, &marker, &members, &[marker.member_id]).expect("create");
     let (db, sm) = datadir::load(dir, db, &marker).expect("load");
-    start_member(dir, &marker, db, sm, RaftSettings::default())
-        .expect("raft member")
-        .0
+    start_member(
+        dir,
+        &marker,
+        db,
+        sm,
+        RaftSettings::default(),
+        Security::Plaintext,
+    )
+    .expect("raft member")
+    .0
 }
 
 /// A one-member cluster in `dir` that has elected itself (tests).
@@ -230,9 +192,40 @@ pub async fn run(
             addr: opts.listen,
             source,
         })?;
-    let (marker, db) = prepare_data_dir(&opts, &advertise).await?;
+    let crate::startup::Prepared {
+        marker,
+        db,
+        security,
+    } = crate::startup::prepare_data_dir(&opts, &advertise).await?;
     let (db, sm) = datadir::load(&opts.data_dir, db, &marker)?;
-    let (handle, done_rx) = start_member(&opts.data_dir, &marker, db, sm, opts.raft.clone())?;
+    let gate = match &security {
+        Security::Tls(creds) => {
+            // Off longer than its certificate lived: sign a new one with the
+            // CA this member holds, before anyone sees the old one.
+            if let Some(why) = creds.info().invalid_at(crate::clock::now_ms()) {
+                warn!(%why, "this controller's certificate is unusable; renewing it");
+                crate::ca::renewer::renew_locally(&sm, creds, &datadir::tls_dir(&opts.data_dir))
+                    .map_err(|e| ServerError::Renew(e.to_string()))?;
+            }
+            Gate::new(sm.clone(), marker.cluster_id.clone())
+        }
+        Security::Plaintext => Gate::plaintext(),
+    };
+    let renewer = security.credentials().map(|creds| {
+        tokio::spawn(crate::ca::renewer::run(
+            sm.clone(),
+            creds.clone(),
+            datadir::tls_dir(&opts.data_dir),
+        ))
+    });
+    let (handle, done_rx) = start_member(
+        &opts.data_dir,
+        &marker,
+        db,
+        sm,
+        opts.raft.clone(),
+        security.clone(),
+    )?;
     let status = handle.status().clone();
     let clock = crate::clock::system();
     // The dispatcher's own worker thread: the fan-out of a large cluster's
@@ -290,31 +283,43 @@ pub async fn run(
         let _ = result_tx.send(outcome);
         let _ = drain_tx.send(());
     };
+    // Every service but the CA's bootstrap RPCs admits only the roles that
+    // need it; the port lets callers without a certificate through the
+    // handshake for those RPCs, every other RPC refuses them.
+    let incoming =
+        berth_pki::tls::incoming(listener, &security, true).map_err(|source| ServerError::Pki {
+            what: "configure TLS",
+            source,
+        })?;
     let server = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(1)))
         .http2_keepalive_timeout(Some(Duration::from_secs(2)))
-        .add_service(
-            RaftPeerServer::new(PeerService::new(handle.clone()))
+        .add_service(InterceptedService::new(
+            RaftPeerServer::new(PeerService::new(handle.clone(), security.clone()))
                 .max_decoding_message_size(berth_proto::MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(berth_proto::MAX_MESSAGE_BYTES),
-        )
-        .add_service(
+            gate.only(&[Role::Controller]),
+        ))
+        .add_service(InterceptedService::new(
             DispatcherServer::new(DispatcherService::new(dispatcher))
                 .max_decoding_message_size(berth_proto::MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(berth_proto::MAX_MESSAGE_BYTES),
-        )
-        .add_service(
-            ClusterServer::new(ClusterApi::new(handle))
+            gate.only(&[Role::Agent]),
+        ))
+        .add_service(InterceptedService::new(
+            ClusterServer::new(ClusterApi::new(handle.clone(), security.clone()))
                 .max_decoding_message_size(API_MAX_REQUEST)
                 .max_encoding_message_size(berth_proto::MAX_MESSAGE_BYTES),
-        )
-        // Accepted sockets need TCP_NODELAY too, or small answers wait for the
-        // client's delayed ACK (~40 ms per request).
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-            stop,
-        );
+            // Controllers pass on what a follower cannot do itself.
+            gate.only(&[Role::Admin, Role::Controller]),
+        ))
+        .add_service(CertificatesServer::new(CertificatesApi::new(
+            handle,
+            gate,
+            marker.cluster_id.clone(),
+        )))
+        .serve_with_incoming_shutdown(incoming, stop);
     // Raft streams never end by themselves: give open calls a moment, then go.
     let drain_deadline = async {
         let _ = drain_rx.await;
@@ -325,6 +330,9 @@ pub async fn run(
         _ = drain_deadline => {}
     }
     watcher.abort();
+    if let Some(renewer) = renewer {
+        renewer.abort();
+    }
     dispatcher_loop.abort();
     planner_loop.abort();
     match result_rx.await {

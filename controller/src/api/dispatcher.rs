@@ -11,7 +11,9 @@ use berth_proto::v1::{
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
+use crate::ca::gate::caller;
 use crate::dispatcher::Dispatcher;
+use crate::dispatcher::registration::NodeCertificate;
 
 pub struct DispatcherService {
     dispatcher: Dispatcher,
@@ -23,6 +25,17 @@ impl DispatcherService {
     }
 }
 
+/// An agent speaks only for the node its certificate names.
+fn same_node<T>(request: &Request<T>, node_id: &str) -> Result<(), Status> {
+    match caller(request) {
+        Some(identity) if identity.node_id != node_id => Err(Status::permission_denied(format!(
+            "this agent's certificate is for node {}, not node {node_id}",
+            identity.node_id
+        ))),
+        _ => Ok(()),
+    }
+}
+
 type SessionStream = Pin<Box<dyn Stream<Item = Result<SessionMessage, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -31,8 +44,28 @@ impl DispatcherApi for DispatcherService {
         &self,
         request: Request<RegisterRequest>,
     ) -> Result<Response<RegisterResponse>, Status> {
+        let cert = berth_pki::authorize::peer_certificate(&request);
+        let mut req = request.into_inner();
+        let cert = match cert {
+            Some(cert) => {
+                // Registering as an existing node needs that node's certificate.
+                let id = cert.identity.node_id;
+                if !req.node_id.is_empty() && req.node_id != id {
+                    return Err(Status::permission_denied(format!(
+                        "this agent's certificate is for node {id}; it cannot register as node {}",
+                        req.node_id
+                    )));
+                }
+                req.node_id = id;
+                Some(NodeCertificate {
+                    not_after_ms: cert.not_after_ms,
+                    key_sha256: cert.public_key_sha256,
+                })
+            }
+            None => None,
+        };
         Ok(Response::new(
-            self.dispatcher.register(request.into_inner()).await?,
+            self.dispatcher.register_certified(req, cert).await?,
         ))
     }
 
@@ -42,6 +75,7 @@ impl DispatcherApi for DispatcherService {
         &self,
         request: Request<SessionRequest>,
     ) -> Result<Response<Self::SessionStream>, Status> {
+        same_node(&request, &request.get_ref().node_id)?;
         let req = request.into_inner();
         let stream = self.dispatcher.open_session(req.node_id, req.session_id)?;
         Ok(Response::new(Box::pin(
@@ -53,6 +87,7 @@ impl DispatcherApi for DispatcherService {
         &self,
         request: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
+        same_node(&request, &request.get_ref().node_id)?;
         let req = request.into_inner();
         self.dispatcher.heartbeat(&req.node_id, &req.session_id)?;
         Ok(Response::new(HeartbeatResponse {
@@ -64,6 +99,7 @@ impl DispatcherApi for DispatcherService {
         &self,
         request: Request<UpdateTaskStatusRequest>,
     ) -> Result<Response<UpdateTaskStatusResponse>, Status> {
+        same_node(&request, &request.get_ref().node_id)?;
         let req = request.into_inner();
         self.dispatcher
             .update_task_status(&req.node_id, &req.session_id, req.updates)

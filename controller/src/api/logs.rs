@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use berth_pki::{Role, Security};
 use berth_proto::store::object::Kind;
 use berth_proto::v1::agent_client::AgentClient;
 use berth_proto::v1::log_line::Stream as LogStream;
@@ -27,6 +28,7 @@ struct Source {
 
 pub async fn service_logs(
     raft: &RaftHandle,
+    security: &Security,
     req: ServiceLogsRequest,
 ) -> Result<LogStreamOut, Status> {
     raft.read_barrier().await?;
@@ -57,15 +59,17 @@ pub async fn service_logs(
     }
     sources.sort_by_key(|s| (s.task.slot, s.task.id.clone()));
     let (tx, rx) = mpsc::channel(1024);
+    let security = security.clone();
     tokio::spawn(async move {
         if req.follow {
             for source in sources {
                 let tx = tx.clone();
-                tokio::spawn(async move { forward(source, true, req.tail, tx).await });
+                let security = security.clone();
+                tokio::spawn(async move { forward(security, source, true, req.tail, tx).await });
             }
         } else {
             for source in sources {
-                forward(source, false, req.tail, tx.clone()).await;
+                forward(security.clone(), source, false, req.tail, tx.clone()).await;
             }
         }
     });
@@ -73,6 +77,7 @@ pub async fn service_logs(
 }
 
 async fn forward(
+    security: Security,
     source: Source,
     follow: bool,
     tail: u64,
@@ -80,7 +85,10 @@ async fn forward(
 ) {
     let url = format!("http://{}", source.api_address);
     let channel = match tonic::transport::Endpoint::from_shared(url) {
-        Ok(e) => e.connect_timeout(Duration::from_secs(2)).connect().await,
+        Ok(e) => {
+            let endpoint = e.connect_timeout(Duration::from_secs(2));
+            berth_pki::tls::connect(endpoint, &security, Role::Agent).await
+        }
         Err(e) => {
             debug!(%e, "bad agent address");
             return;

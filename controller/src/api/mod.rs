@@ -4,6 +4,7 @@
 //! (store, dispatcher) and domain errors to statuses (`status.rs`); nothing
 //! below this layer knows gRPC.
 
+mod certificates;
 mod configs;
 pub mod dispatcher;
 mod logs;
@@ -18,19 +19,24 @@ use berth_proto::v1::cluster_server::Cluster;
 use berth_proto::v1::*;
 use tonic::{Request, Response, Status};
 
+use berth_pki::Security;
+
 use crate::raft::RaftHandle;
 
 pub use crate::store::commit::MAX_TXN_BYTES;
+pub use certificates::{CertificatesApi, record_node_certificate};
 pub use dispatcher::DispatcherService;
 pub use services::validate_spec;
 
 pub struct ClusterApi {
     raft: RaftHandle,
+    /// How this controller calls agents (task logs) and other controllers.
+    security: Security,
 }
 
 impl ClusterApi {
-    pub fn new(raft: RaftHandle) -> Self {
-        ClusterApi { raft }
+    pub fn new(raft: RaftHandle, security: Security) -> Self {
+        ClusterApi { raft, security }
     }
 }
 
@@ -77,7 +83,7 @@ impl Cluster for ClusterApi {
     type ServiceLogsStream = logs::LogStreamOut;
 
     async fn service_logs(&self, r: Request<ServiceLogsRequest>) -> Reply<Self::ServiceLogsStream> {
-        ok(logs::service_logs(&self.raft, r.into_inner()).await?)
+        ok(logs::service_logs(&self.raft, &self.security, r.into_inner()).await?)
     }
 
     async fn list_nodes(&self, _: Request<ListNodesRequest>) -> Reply<ListNodesResponse> {
@@ -138,12 +144,16 @@ impl Cluster for ClusterApi {
         &self,
         _: Request<ClusterStatusRequest>,
     ) -> Reply<ClusterStatusResponse> {
-        ok(members::status(&self.raft))
+        ok(members::status(&self.raft, &self.security))
     }
 
     async fn remove_member(&self, r: Request<RemoveMemberRequest>) -> Reply<RemoveMemberResponse> {
-        members::remove(&self.raft, r.into_inner()).await?;
+        members::remove(&self.raft, &self.security, r.into_inner()).await?;
         ok(RemoveMemberResponse {})
+    }
+
+    async fn join_token(&self, r: Request<JoinTokenRequest>) -> Reply<JoinTokenResponse> {
+        ok(certificates::join_token(&self.raft, r.into_inner()).await?)
     }
 
     type WatchStream = watch::WatchStream;

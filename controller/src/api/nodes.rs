@@ -78,10 +78,21 @@ pub async fn remove(raft: &RaftHandle, req: RemoveNodeRequest) -> Result<(), Sta
             node.name
         )));
     }
-    commit(
-        raft,
-        vec![delete(Table::Node, &node.id, Expect::Version, node.version)],
-    )
-    .await?;
+    let mut ops = vec![delete(Table::Node, &node.id, Expect::Version, node.version)];
+    // Its certificate is refused from now on, until it would expire anyway
+    // (unknown expiry: a whole lifetime from now, the longest it can have).
+    raft.read_barrier().await?;
+    if let Some(mut pki) = crate::ca::record::read(raft.state())? {
+        let until = match node.cert_not_after_ms {
+            0 => now_ms() + crate::ca::record::lifetime(&pki).as_millis() as i64,
+            not_after => not_after,
+        };
+        let now = now_ms();
+        pki.removed.retain(|_, until| *until > now);
+        pki.removed.insert(node.id.clone(), until);
+        ops.push(crate::ca::record::put(pki));
+    }
+    commit(raft, ops).await?;
+    tracing::info!(node = %node.name, id = %node.id, "removed a node; its certificate is refused from now on");
     Ok(())
 }

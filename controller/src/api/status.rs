@@ -99,3 +99,18 @@ pub fn check_name(what: &str, name: &str) -> Result<(), Status> {
         )))
     }
 }
+
+impl From<crate::ca::IssueError> for Status {
+    fn from(err: crate::ca::IssueError) -> Self {
+        use crate::ca::IssueError as E;
+        let message = err.to_string();
+        match err {
+            E::BadToken(_) | E::BadRequest(_) => Status::invalid_argument(message),
+            E::OtherCa { .. } | E::WrongToken | E::Removed(_) | E::NotTheNode(_) => {
+                Status::permission_denied(message)
+            }
+            E::NoCa => Status::unavailable(message),
+            E::Ca(_) => Status::internal(message),
+        }
+    }
+}

@@ -153,10 +153,24 @@ impl Dispatcher {
     }
 
     pub async fn register(&self, req: RegisterRequest) -> Result<RegisterResponse, DispatchError> {
+        self.register_certified(req, None).await
+    }
+
+    /// Registers an agent that showed `cert` (its id is the certificate's).
+    pub async fn register_certified(
+        &self,
+        req: RegisterRequest,
+        cert: Option<registration::NodeCertificate>,
+    ) -> Result<RegisterResponse, DispatchError> {
         self.require_leader()?;
         let existing = registration::find_node(self.raft.state(), &req)?;
-        let registration =
-            registration::register(existing, &req, self.clock.now_ms(), &mut new_id)?;
+        let registration = registration::register(
+            existing,
+            &req,
+            cert.as_ref(),
+            self.clock.now_ms(),
+            &mut new_id,
+        )?;
         commit(&self.raft, vec![registration.op]).await?;
         let node_id = registration.node_id;
         let session_id = new_id();

@@ -23,6 +23,14 @@ pub fn find_node(sm: &StateMachine, req: &RegisterRequest) -> Result<Option<Node
     }
 }
 
+/// The verified certificate an agent registered with: what the node records
+/// (its expiry for `node ls`, its key for a later rejoin).
+#[derive(Clone, Debug)]
+pub struct NodeCertificate {
+    pub not_after_ms: i64,
+    pub key_sha256: Vec<u8>,
+}
+
 /// What a registration writes.
 #[derive(Debug)]
 pub struct Registration {
@@ -35,6 +43,7 @@ pub struct Registration {
 pub fn register(
     existing: Option<Node>,
     req: &RegisterRequest,
+    cert: Option<&NodeCertificate>,
     now_ms: i64,
     new_id: &mut dyn FnMut() -> String,
 ) -> Result<Registration, DispatchError> {
@@ -85,6 +94,11 @@ pub fn register(
             0,
         ),
     };
+    let mut node = node;
+    if let Some(cert) = cert {
+        node.cert_not_after_ms = cert.not_after_ms;
+        node.cert_key_sha256 = cert.key_sha256.clone();
+    }
     Ok(Registration {
         node_id: node.id.clone(),
         op: put_kind(Kind::Node(node), expect, version),
@@ -117,7 +131,7 @@ mod tests {
 
     #[test]
     fn a_new_agent_becomes_a_ready_node_with_a_new_id() {
-        let r = register(None, &request("", "h1"), 1_000, &mut || "id1".into()).unwrap();
+        let r = register(None, &request("", "h1"), None, 1_000, &mut || "id1".into()).unwrap();
         let (node, expect, _) = written(&r.op);
         assert_eq!(r.node_id, "id1");
         assert_eq!(node.name, "h1");
@@ -137,7 +151,7 @@ mod tests {
             version: 7,
             ..Default::default()
         };
-        let r = register(Some(down), &request("id1", "h1"), 2_000, &mut || {
+        let r = register(Some(down), &request("id1", "h1"), None, 2_000, &mut || {
             unreachable!("a known node keeps its id")
         })
         .unwrap();
@@ -159,9 +173,12 @@ mod tests {
             name: "h1".into(),
             ..Default::default()
         };
-        let err = register(Some(other), &request("id2", "h1"), 0, &mut || "x".into()).unwrap_err();
+        let err = register(Some(other), &request("id2", "h1"), None, 0, &mut || {
+            "x".into()
+        })
+        .unwrap_err();
         assert!(err.to_string().contains("taken by node id1"), "{err}");
-        let err = register(None, &request("", ""), 0, &mut || "x".into()).unwrap_err();
+        let err = register(None, &request("", ""), None, 0, &mut || "x".into()).unwrap_err();
         assert!(matches!(err, DispatchError::NoName));
     }
 }

@@ -1,5 +1,6 @@
 //! The `RaftPeer` gRPC service: incoming raft streams and snapshots, and joins.
 
+use berth_pki::Security;
 use berth_proto::store::MemberChange;
 use berth_proto::v1::raft_peer_server::RaftPeer;
 use berth_proto::v1::{JoinRequest, JoinResponse, RaftAck, RaftEnvelope, SnapshotChunk};
@@ -13,11 +14,13 @@ use super::transport::{peer_channel, peer_client};
 
 pub struct PeerService {
     handle: RaftHandle,
+    /// How a follower passes a join on to the leader.
+    security: Security,
 }
 
 impl PeerService {
-    pub fn new(handle: RaftHandle) -> Self {
-        PeerService { handle }
+    pub fn new(handle: RaftHandle, security: Security) -> Self {
+        PeerService { handle, security }
     }
 
     fn check_cluster(&self, cluster_id: &str) -> Result<(), Status> {
@@ -101,7 +104,20 @@ impl RaftPeer for PeerService {
     }
 
     async fn join(&self, request: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
-        let req = request.into_inner();
+        // A controller that joined with a token got its member id in its
+        // certificate: it joins under that id (a follower passing the join on
+        // has put it in the request).
+        let caller_id = crate::ca::gate::caller(&request).map(|c| c.node_id.clone());
+        let mut req = request.into_inner();
+        if req.member_id == 0
+            && let Some(id) = caller_id
+        {
+            req.member_id = id.parse().map_err(|_| {
+                Status::invalid_argument(format!(
+                    "member id {id:?} in the certificate is not a number"
+                ))
+            })?;
+        }
         let status = self.handle.status().get();
         if !status.is_leader() {
             // Any member takes a join; only the leader can carry it out.
@@ -109,7 +125,7 @@ impl RaftPeer for PeerService {
                 .leader_address()
                 .ok_or_else(|| Status::unavailable("no leader right now; retry the join"))?
                 .to_string();
-            let channel = peer_channel(&leader)
+            let channel = peer_channel(&leader, &self.security)
                 .map_err(|e| Status::internal(format!("bad leader address {leader}: {e}")))?;
             return peer_client(channel).join(req).await;
         }
@@ -132,11 +148,14 @@ impl RaftPeer for PeerService {
                 req.member_id
             )));
         }
-        let id = loop {
-            let candidate = rand::random::<u64>() >> 12;
-            if candidate != 0 && !status.addresses.contains_key(&candidate) {
-                break candidate;
-            }
+        let id = match req.member_id {
+            0 => loop {
+                let candidate = rand::random::<u64>() >> 12;
+                if candidate != 0 && !status.addresses.contains_key(&candidate) {
+                    break candidate;
+                }
+            },
+            id => id,
         };
         info!(member = id, address = %req.address, "adding a learner");
         self.handle

@@ -39,6 +39,7 @@ impl ObjectExt for Object {
             Kind::Network(_) => Table::Network,
             Kind::Secret(_) => Table::Secret,
             Kind::Config(_) => Table::Config,
+            Kind::Pki(_) => Table::Pki,
         })
     }
 
@@ -50,6 +51,7 @@ impl ObjectExt for Object {
             Some(Kind::Network(o)) => &o.id,
             Some(Kind::Secret(o)) => &o.id,
             Some(Kind::Config(o)) => &o.id,
+            Some(Kind::Pki(o)) => &o.id,
             None => "",
         }
     }
@@ -61,7 +63,7 @@ impl ObjectExt for Object {
             Some(Kind::Network(o)) => Some(o.name.as_str()),
             Some(Kind::Secret(o)) => Some(o.name.as_str()),
             Some(Kind::Config(o)) => Some(o.name.as_str()),
-            Some(Kind::Task(_)) | None => None,
+            Some(Kind::Task(_)) | Some(Kind::Pki(_)) | None => None,
         }
         .filter(|name| !name.is_empty())
     }
@@ -87,6 +89,7 @@ impl ObjectExt for Object {
             Some(Kind::Network(o)) => o.version,
             Some(Kind::Secret(o)) => o.version,
             Some(Kind::Config(o)) => o.version,
+            Some(Kind::Pki(o)) => o.version,
             None => 0,
         }
     }
@@ -99,6 +102,7 @@ impl ObjectExt for Object {
             Some(Kind::Network(o)) => o.version = version,
             Some(Kind::Secret(o)) => o.version = version,
             Some(Kind::Config(o)) => o.version = version,
+            Some(Kind::Pki(o)) => o.version = version,
             None => {}
         }
     }
@@ -115,6 +119,7 @@ impl ObjectExt for Object {
             Some(Kind::Network(o)) => o.timestamps = Some(ts),
             Some(Kind::Secret(o)) => o.timestamps = Some(ts),
             Some(Kind::Config(o)) => o.timestamps = Some(ts),
+            Some(Kind::Pki(o)) => o.timestamps = Some(ts),
             None => {}
         }
     }
@@ -127,6 +132,7 @@ impl ObjectExt for Object {
             Some(Kind::Network(o)) => o.timestamps.as_ref(),
             Some(Kind::Secret(o)) => o.timestamps.as_ref(),
             Some(Kind::Config(o)) => o.timestamps.as_ref(),
+            Some(Kind::Pki(o)) => o.timestamps.as_ref(),
             None => None,
         };
         ts.map(|t| t.created_ms).unwrap_or(0)

@@ -10,16 +10,19 @@ pub enum Table {
     Network,
     Secret,
     Config,
+    /// The cluster's CA and join secrets (one record).
+    Pki,
 }
 
 impl Table {
-    pub const ALL: [Table; 6] = [
+    pub const ALL: [Table; 7] = [
         Table::Node,
         Table::Service,
         Table::Task,
         Table::Network,
         Table::Secret,
         Table::Config,
+        Table::Pki,
     ];
 
     /// The name in keys, in `Delete` operations and in messages.
@@ -31,6 +34,7 @@ impl Table {
             Table::Network => "network",
             Table::Secret => "secret",
             Table::Config => "config",
+            Table::Pki => "pki",
         }
     }
 

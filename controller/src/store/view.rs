@@ -52,6 +52,18 @@ pub fn read_networks(sm: &StateMachine) -> Result<Vec<Network>, StoreError> {
         .collect())
 }
 
+/// The node table.
+pub fn read_nodes(sm: &StateMachine) -> Result<Vec<Node>, StoreError> {
+    Ok(sm
+        .list(Table::Node)?
+        .into_iter()
+        .filter_map(|o| match o.kind {
+            Some(Kind::Node(n)) => Some(n),
+            _ => None,
+        })
+        .collect())
+}
+
 /// One stored node.
 pub fn read_node(sm: &StateMachine, id: &str) -> Result<Option<Node>, StoreError> {
     Ok(sm.get(Table::Node, id)?.and_then(|o| match o.kind {

@@ -138,7 +138,8 @@ fn to_event(revision: u64, change: Change) -> WatchEvent {
             Some(watch_event::Object::Secret(o))
         }
         Some(Kind::Config(o)) => Some(watch_event::Object::Config(o)),
-        None => None,
+        // The CA key and join secrets never leave through a watch.
+        Some(Kind::Pki(_)) | None => None,
     };
     WatchEvent {
         revision,

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use berth_pki::Security;
 use berth_proto::v1::raft_peer_client::RaftPeerClient;
 use berth_proto::v1::{RaftEnvelope, SnapshotChunk};
 use protobuf::Message as _;
@@ -37,6 +38,7 @@ pub struct GrpcTransport {
 struct Inner {
     self_id: u64,
     cluster_id: String,
+    security: Security,
     mailbox: SyncSender<Msg>,
     runtime: tokio::runtime::Handle,
     peers: Mutex<HashMap<u64, Peer>>,
@@ -56,14 +58,22 @@ impl Drop for Peer {
 
 /// A gRPC channel to a peer's address with the settings every controller link
 /// uses: fast connect, keepalive that notices a dead peer within ~2 s.
-pub fn peer_channel(address: &str) -> Result<Channel, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(format!("http://{address}"))?
+/// Mutual TLS with this controller's certificate unless the operator opted out.
+pub fn peer_channel(
+    address: &str,
+    security: &Security,
+) -> Result<Channel, tonic::transport::Error> {
+    let endpoint = Endpoint::from_shared(format!("http://{address}"))?
         .connect_timeout(Duration::from_millis(500))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(1))
         .keep_alive_timeout(Duration::from_secs(1))
-        .keep_alive_while_idle(true)
-        .connect_lazy())
+        .keep_alive_while_idle(true);
+    Ok(berth_pki::tls::connect_lazy(
+        endpoint,
+        security,
+        berth_pki::Role::Controller,
+    ))
 }
 
 pub fn peer_client(channel: Channel) -> RaftPeerClient<Channel> {
@@ -76,6 +86,7 @@ impl GrpcTransport {
     pub fn new(
         self_id: u64,
         cluster_id: String,
+        security: Security,
         mailbox: SyncSender<Msg>,
         runtime: tokio::runtime::Handle,
     ) -> Self {
@@ -83,6 +94,7 @@ impl GrpcTransport {
             inner: Arc::new(Inner {
                 self_id,
                 cluster_id,
+                security,
                 mailbox,
                 runtime,
                 peers: Mutex::new(HashMap::new()),
@@ -199,7 +211,7 @@ async fn peer_loop(inner: Arc<Inner>, id: u64, address: String, queue: mpsc::Rec
         generation: AtomicU64::new(0),
     });
     loop {
-        let channel = match peer_channel(&address) {
+        let channel = match peer_channel(&address, &inner.security) {
             Ok(channel) => channel,
             Err(err) => {
                 warn!(peer = id, %address, %err, "invalid peer address");
@@ -278,7 +290,7 @@ async fn push_snapshot(
     if let Some(last) = chunks.last_mut() {
         last.last = true;
     }
-    let channel = peer_channel(address).map_err(|e| e.to_string())?;
+    let channel = peer_channel(address, &inner.security).map_err(|e| e.to_string())?;
     let mut client = peer_client(channel);
     tokio::time::timeout(
         Duration::from_secs(60),
