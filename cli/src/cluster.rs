@@ -1,7 +1,7 @@
 //! `berth cluster ...`: the controllers' Raft group.
 
 use anyhow::Result;
-use berth_proto::v1::{ClusterStatusRequest, MemberRole, RemoveMemberRequest};
+use berth_proto::v1::{ClusterStatusRequest, JoinTokenRequest, MemberRole, RemoveMemberRequest};
 use clap::Subcommand;
 use serde_json::json;
 
@@ -17,6 +17,24 @@ pub enum ClusterCmd {
     },
     /// Remove a member from the Raft group (by id, as `cluster status` shows it).
     Remove { id: u64 },
+    /// Print the join token of a role: `berth-agent --token T` or
+    /// `berth-controller --join ADDR --token T` use it.
+    JoinToken {
+        #[arg(value_enum)]
+        role: TokenRole,
+        /// Make a new token; the old one stops working (joined nodes are unaffected).
+        #[arg(long)]
+        rotate: bool,
+        /// Print only the token.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum TokenRole {
+    Agent,
+    Controller,
 }
 
 fn role_name(role: i32) -> &'static str {
@@ -43,6 +61,7 @@ pub async fn run(client: &mut Client, cmd: ClusterCmd) -> Result<()> {
                     "commit_index": status.commit_index,
                     "applied_index": status.applied_index,
                     "member_id": status.member_id,
+                    "certificate_warnings": status.certificate_warnings,
                     "members": status.members.iter().map(|m| json!({
                         "id": m.id,
                         "address": m.address,
@@ -67,6 +86,9 @@ pub async fn run(client: &mut Client, cmd: ClusterCmd) -> Result<()> {
                         "\nleader {}  term {}  commit {}  applied {}  (* = answered this request)",
                         status.leader_id, status.term, status.commit_index, status.applied_index
                     );
+                    for warning in &status.certificate_warnings {
+                        println!("WARNING: {warning}");
+                    }
                     Ok(())
                 }
             }
@@ -77,6 +99,42 @@ pub async fn run(client: &mut Client, cmd: ClusterCmd) -> Result<()> {
                 .await
                 .map_err(explain)?;
             println!("removed member {id}");
+            Ok(())
+        }
+        ClusterCmd::JoinToken {
+            role,
+            rotate,
+            quiet,
+        } => {
+            let name = match role {
+                TokenRole::Agent => "agent",
+                TokenRole::Controller => "controller",
+            };
+            let token = client
+                .join_token(JoinTokenRequest {
+                    role: name.to_string(),
+                    rotate,
+                })
+                .await
+                .map_err(explain)?
+                .into_inner()
+                .token;
+            if quiet {
+                println!("{token}");
+            } else {
+                if rotate {
+                    println!("Rotated the {name} join token; the old one no longer works.\n");
+                }
+                match role {
+                    TokenRole::Agent => println!(
+                        "To add a node, run on it:\n\n    berth-agent --data-dir DIR --controller ADDR --token {token}\n"
+                    ),
+                    TokenRole::Controller => println!(
+                        "To add a controller, run:\n\n    berth-controller --data-dir DIR --listen IP:PORT --join ADDR --token {token}\n"
+                    ),
+                }
+                println!("(--token-file FILE keeps the token out of the process list.)");
+            }
             Ok(())
         }
     }

@@ -10,6 +10,7 @@ use berth_agent::daemon::AgentOptions;
 use berth_controller::dispatcher::DispatcherSettings;
 use berth_controller::raft::RaftSettings;
 use berth_controller::server::ControllerOptions;
+use berth_pki::Bundle;
 use clap::Args;
 
 use crate::dev_log;
@@ -68,6 +69,39 @@ fn is_initialized(dir: &Path) -> bool {
     dir.join("berth-controller.json").exists()
 }
 
+/// The agent join token, asked of the controller at `api` with the admin
+/// bundle in `admin_dir`; waits up to 30 s for the controller to come up.
+async fn agent_token(api: &str, admin_dir: &Path) -> Result<String> {
+    let access = crate::client::Access {
+        address: api.to_string(),
+        tls_dir: Some(admin_dir.to_path_buf()),
+        insecure_plaintext: false,
+    };
+    let mut last = String::new();
+    for _ in 0..150 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if !Bundle::exists(admin_dir) {
+            continue;
+        }
+        let mut client = match crate::client::connect(&access).await {
+            Ok(client) => client,
+            Err(err) => {
+                last = format!("{err:#}");
+                continue;
+            }
+        };
+        let request = berth_proto::v1::JoinTokenRequest {
+            role: "agent".to_string(),
+            rotate: false,
+        };
+        match client.join_token(request).await {
+            Ok(answer) => return Ok(answer.into_inner().token),
+            Err(status) => last = status.message().to_string(),
+        }
+    }
+    anyhow::bail!("the controller did not come up within 30 s: {last}")
+}
+
 pub async fn run(args: DevArgs) -> Result<()> {
     // Before anything starts: without a runtime every task would fail.
     let runtime = berth_agent::daemon::locate_runtime(args.runtime.as_deref())?;
@@ -83,12 +117,32 @@ pub async fn run(args: DevArgs) -> Result<()> {
         listen: args.listen,
         advertise: None,
         join: None,
+        token: None,
+        cert_expiry: berth_pki::ca::DEFAULT_LIFETIME,
+        insecure_plaintext: false,
         raft: RaftSettings::default(),
         dispatcher: DispatcherSettings::default(),
         planner: berth_controller::planner::PlannerSettings::default(),
     };
     let api = args.listen.to_string();
+    let admin_dir = berth_controller::datadir::admin_dir(&controller.data_dir);
+    let controller_task = tokio::spawn(berth_controller::server::run(controller, async {
+        let _ = tokio::signal::ctrl_c().await;
+    }));
+    // The agent joins with the cluster's agent token, which the admin asks for
+    // once the controller has elected itself.
+    let token = agent_token(&api, &admin_dir).await?;
+    let cli_dir = crate::client::default_tls_dir();
+    let replaced = Bundle::exists(&cli_dir);
+    Bundle::load(&admin_dir)?.save(&cli_dir).with_context(|| {
+        format!(
+            "cannot write the admin credentials to {}",
+            cli_dir.display()
+        )
+    })?;
     let agent = AgentOptions {
+        token: Some(token),
+        insecure_plaintext: false,
         data_dir: data_dir.join("agent"),
         controllers: vec![api.clone()],
         name: nix::unistd::gethostname()
@@ -104,11 +158,6 @@ pub async fn run(args: DevArgs) -> Result<()> {
         shim: vec![sibling("berth-agent").into_os_string(), "shim".into()],
         netns_dir: PathBuf::from("/run/berth-dev/netns"),
     };
-    let controller_task = tokio::spawn(berth_controller::server::run(controller, async {
-        let _ = tokio::signal::ctrl_c().await;
-    }));
-    // The agent registers once the controller has elected itself.
-    tokio::time::sleep(Duration::from_millis(300)).await;
     let agent_task = tokio::spawn(berth_agent::daemon::run(agent));
     println!(
         "berth dev: a single-host cluster, data in {}",
@@ -122,6 +171,11 @@ pub async fn run(args: DevArgs) -> Result<()> {
     println!(
         "  log:            {}   (-v shows it here too)",
         log.display()
+    );
+    println!(
+        "  credentials:    {}   ({}this cluster's admin bundle; berth reads it by default)",
+        cli_dir.display(),
+        if replaced { "replaced with " } else { "" }
     );
     println!(
         "  try:  berth service create hello --image <registry>/busybox:1 --replicas 2 -- sleep 3600"

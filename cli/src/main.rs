@@ -24,6 +24,13 @@ struct Args {
         global = true
     )]
     controller: String,
+    /// Directory with ca.pem, cert.pem and key.pem (also BERTH_TLS_DIR;
+    /// default ~/.config/berth/tls, where `berth dev` writes its bundle).
+    #[arg(long, env = "BERTH_TLS_DIR", global = true)]
+    tls_dir: Option<std::path::PathBuf>,
+    /// Talk plain text, to a cluster started with --insecure-plaintext.
+    #[arg(long, global = true)]
+    insecure_plaintext: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -50,6 +57,7 @@ enum Command {
 }
 
 fn main() {
+    berth_pki::install_crypto_provider();
     let args = Args::parse();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -65,7 +73,12 @@ fn main() {
         if let Command::Dev(dev_args) = args.command {
             return dev::run(dev_args).await;
         }
-        let mut client = client::connect(&args.controller).await?;
+        let access = client::Access {
+            address: args.controller.clone(),
+            tls_dir: args.tls_dir.clone(),
+            insecure_plaintext: args.insecure_plaintext,
+        };
+        let mut client = client::connect(&access).await?;
         match args.command {
             Command::Cluster(cmd) => cluster::run(&mut client, cmd).await,
             Command::Config(cmd) => config::run(&mut client, cmd).await,

@@ -2,7 +2,8 @@
 
 use anyhow::{Result, bail};
 use berth_proto::v1::{
-    GetNodeRequest, ListNodesRequest, Node, NodeAvailability, NodeStatus, UpdateNodeRequest,
+    GetNodeRequest, ListNodesRequest, Node, NodeAvailability, NodeStatus, RemoveNodeRequest,
+    UpdateNodeRequest,
 };
 use clap::Subcommand;
 use serde_json::json;
@@ -20,6 +21,13 @@ pub enum NodeCmd {
     },
     /// One node as JSON.
     Inspect { node: String },
+    /// Remove a node: its certificate is refused from then on and its tasks
+    /// are replaced elsewhere. A node that is up needs --force.
+    Rm {
+        node: String,
+        #[arg(long)]
+        force: bool,
+    },
     /// Change a node's availability or labels.
     Update {
         node: String,
@@ -59,7 +67,16 @@ fn node_json(n: &Node) -> serde_json::Value {
         "labels": n.labels,
         "cpus": res.milli_cpus as f64 / 1000.0,
         "memory_bytes": res.memory_bytes,
+        "certificate_expires": cert_expiry(n),
     })
+}
+
+/// When the node's certificate expires ("" before it registered with one).
+fn cert_expiry(n: &Node) -> String {
+    match n.cert_not_after_ms {
+        0 => String::new(),
+        ms => berth_pki::identity::format_ms(ms),
+    }
 }
 
 pub async fn run(client: &mut Client, cmd: NodeCmd) -> Result<()> {
@@ -84,6 +101,7 @@ pub async fn run(client: &mut Client, cmd: NodeCmd) -> Result<()> {
                         "AVAILABILITY",
                         "CPUS",
                         "MEMORY",
+                        "CERT EXPIRES",
                     ],
                     &nodes
                         .iter()
@@ -97,6 +115,7 @@ pub async fn run(client: &mut Client, cmd: NodeCmd) -> Result<()> {
                                 availability_name(n).into(),
                                 format!("{}", res.milli_cpus as f64 / 1000.0),
                                 human_size(res.memory_bytes),
+                                cert_expiry(n),
                             ]
                         })
                         .collect::<Vec<_>>(),
@@ -143,6 +162,16 @@ pub async fn run(client: &mut Client, cmd: NodeCmd) -> Result<()> {
                 .map_err(explain)?
                 .into_inner();
             println!("{} {}", updated.name, availability_name(&updated));
+        }
+        NodeCmd::Rm { node, force } => {
+            client
+                .remove_node(RemoveNodeRequest {
+                    node: node.clone(),
+                    force,
+                })
+                .await
+                .map_err(explain)?;
+            println!("removed node {node}");
         }
     }
     Ok(())

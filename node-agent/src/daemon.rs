@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use berth_pki::{Role, Security};
 use berth_proto::v1::agent_server::{Agent, AgentServer};
 use berth_proto::v1::{Assignments, TaskLogLine, TaskLogsRequest, TaskStatusUpdate};
 use tokio_stream::StreamExt;
@@ -39,6 +40,11 @@ pub struct AgentOptions {
     pub shim: Vec<std::ffi::OsString>,
     /// Where task network namespaces are bind-mounted.
     pub netns_dir: PathBuf,
+    /// The agent join token, needed when the agent has no valid certificate.
+    pub token: Option<String>,
+    /// Plain text, no authentication (the cluster's controllers run with
+    /// --insecure-plaintext too): for benchmarks only.
+    pub insecure_plaintext: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +71,10 @@ pub enum DaemonError {
     Session(#[from] session::SessionError),
     #[error("network: {0}")]
     Network(#[from] crate::dataplane::NetworkError),
+    #[error(transparent)]
+    Credentials(#[from] crate::credentials::CredentialError),
+    #[error("agent API TLS: {0}")]
+    Tls(#[from] berth_pki::PkiError),
 }
 
 /// How often the network plane re-checks the kernel against the plan in full.
@@ -125,6 +135,36 @@ impl Agent for AgentApi {
             .map_err(|e| Status::internal(e.to_string()))
         });
         Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+/// Admits callers with a controller certificate of this agent's cluster
+/// (the TLS handshake already checked it is signed by the cluster's CA).
+fn controllers_only(
+    security: &Security,
+) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone + Send + Sync + 'static {
+    let cluster = security
+        .credentials()
+        .map(|creds| creds.info().identity.cluster_id);
+    move |request: Request<()>| {
+        let Some(cluster) = &cluster else {
+            return Ok(request);
+        };
+        match berth_pki::authorize::peer_certificate(&request) {
+            Some(cert)
+                if cert.identity.role == Role::Controller
+                    && &cert.identity.cluster_id == cluster =>
+            {
+                Ok(request)
+            }
+            Some(cert) => Err(Status::permission_denied(format!(
+                "a certificate of role {} cannot call a node agent (only controllers can)",
+                cert.identity.role
+            ))),
+            None => Err(Status::unauthenticated(
+                "a node agent answers only its cluster's controllers",
+            )),
+        }
     }
 }
 
@@ -199,6 +239,25 @@ pub async fn run(opts: AgentOptions) -> Result<(), DaemonError> {
         path: opts.data_dir.clone(),
         source,
     })?;
+    let security = if opts.insecure_plaintext {
+        tracing::warn!("speaking PLAIN TEXT without authentication (--insecure-plaintext)");
+        Security::Plaintext
+    } else {
+        let known = crate::session::identity::NodeIdentity::load(&opts.data_dir)?;
+        let creds = crate::credentials::obtain(
+            &opts.data_dir,
+            &opts.controllers,
+            opts.token.as_deref(),
+            &known.node_id,
+        )
+        .await?;
+        tokio::spawn(crate::credentials::renew_forever(
+            creds.clone(),
+            opts.controllers.clone(),
+            crate::credentials::tls_dir(&opts.data_dir),
+        ));
+        Security::Tls(creds)
+    };
     let images =
         ImageStore::open(&opts.data_dir).map_err(|e| DaemonError::Images(e.to_string()))?;
     let mut cfg = SupervisorConfig::new(images);
@@ -227,12 +286,15 @@ pub async fn run(opts: AgentOptions) -> Result<(), DaemonError> {
             addr: opts.api_listen,
             source,
         })?;
-    let api = AgentServer::new(AgentApi {
-        supervisor: supervisor.clone(),
-    });
+    // Task logs (and exec later) are for this cluster's controllers only.
+    let api = tonic::service::interceptor::InterceptedService::new(
+        AgentServer::new(AgentApi {
+            supervisor: supervisor.clone(),
+        }),
+        controllers_only(&security),
+    );
+    let incoming = berth_pki::tls::incoming(listener, &security, false)?;
     tokio::spawn(async move {
-        let incoming =
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         if let Err(err) = tonic::transport::Server::builder()
             .add_service(api)
             .serve_with_incoming(incoming)
@@ -249,6 +311,7 @@ pub async fn run(opts: AgentOptions) -> Result<(), DaemonError> {
         advertise: opts.advertise.clone(),
         labels: opts.labels.clone(),
         api_port: opts.api_listen.port(),
+        security,
     };
     let runner = Runner {
         supervisor,
@@ -363,6 +426,8 @@ mod tests {
             api_listen: "127.0.0.1:0".parse().unwrap(),
             shim: Vec::new(),
             netns_dir: dir.path().join("netns"),
+            token: None,
+            insecure_plaintext: false,
         };
         let err = run(opts).await.unwrap_err();
         assert!(matches!(err, DaemonError::RuntimeNotFound { .. }), "{err}");

@@ -45,6 +45,17 @@ struct Args {
     /// Where task network namespaces are bind-mounted.
     #[arg(long, default_value = "/run/berth/netns")]
     netns_dir: PathBuf,
+    /// The agent join token (`berth cluster join-token agent`): needed the
+    /// first time, and to rejoin after the certificate expired while off.
+    #[arg(long, value_name = "TOKEN", conflicts_with = "token_file")]
+    token: Option<String>,
+    /// Read the join token from this file (keeps it out of `ps`).
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// Speak plain text without authentication, to controllers started with
+    /// --insecure-plaintext. For benchmarks on a private machine only.
+    #[arg(long)]
+    insecure_plaintext: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -139,6 +150,7 @@ fn main() -> anyhow::Result<()> {
             _ => 1,
         });
     }
+    berth_pki::install_crypto_provider();
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -189,7 +201,18 @@ fn daemon(args: Args) -> anyhow::Result<()> {
             .to_string_lossy()
             .to_string(),
     };
+    let token = match &args.token_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("--token-file {}", path.display()))?
+                .trim()
+                .to_string(),
+        ),
+        None => args.token.clone(),
+    };
     let opts = berth_agent::daemon::AgentOptions {
+        token,
+        insecure_plaintext: args.insecure_plaintext,
         data_dir,
         controllers: args.controller,
         name,

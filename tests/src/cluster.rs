@@ -103,6 +103,8 @@ impl Cluster {
             bin_path("berth-runtime").to_string_lossy().to_string(),
             "--cgroup-parent".into(),
             self.c.net.cgroup_parent().to_string(),
+            "--token-file".into(),
+            self.c.token_file("agent")?.to_string_lossy().to_string(),
         ];
         let program = bin_path("berth-agent");
         self.c.net.host_mut(host).spawn("agent", &program, &args)?;
@@ -118,7 +120,8 @@ impl Cluster {
     pub fn berth_via(&self, via: usize, args: &[&str]) -> Result<String> {
         let berth = bin_path("berth");
         let addr = self.c.address(via);
-        let mut full = vec!["--controller", &addr];
+        let tls_dir = self.c.admin_dir().to_string_lossy().to_string();
+        let mut full = vec!["--controller", &addr, "--tls-dir", &tls_dir];
         full.extend_from_slice(args);
         let out = self
             .c

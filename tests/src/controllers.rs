@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use berth_pki::{Bundle, Credentials, Role, Security};
 use berth_proto::v1::cluster_client::ClusterClient;
 use berth_proto::v1::{
     ClusterStatusResponse, CreateConfigRequest, GetConfigRequest, MemberRole, UpdateConfigRequest,
@@ -28,6 +29,9 @@ pub struct Controllers {
     client_host: usize,
     rt: tokio::runtime::Runtime,
     extra_args: Vec<String>,
+    /// The admin credentials of the cluster (a copy of the first
+    /// controller's `<data-dir>/admin`, so wiping that host keeps them).
+    security: Option<Security>,
 }
 
 /// What a client learned of a write.
@@ -44,12 +48,13 @@ pub fn address(net: &TestNet, host: usize) -> String {
     format!("{}:{API_PORT}", net.host(host).address())
 }
 
-pub async fn connect(address: &str) -> Result<ClusterClient<Channel>> {
-    let channel = Endpoint::from_shared(format!("http://{address}"))?
+/// A client of the API at `address` with the cluster's admin credentials.
+pub async fn connect(address: &str, security: &Security) -> Result<ClusterClient<Channel>> {
+    let endpoint = Endpoint::from_shared(format!("http://{address}"))?
         .connect_timeout(Duration::from_millis(500))
         .timeout(Duration::from_secs(8))
-        .tcp_nodelay(true)
-        .connect()
+        .tcp_nodelay(true);
+    let channel = berth_pki::tls::connect(endpoint, security, Role::Controller)
         .await
         .with_context(|| format!("cannot connect to {address}"))?;
     Ok(ClusterClient::new(channel))
@@ -132,8 +137,11 @@ impl Controllers {
             client_host,
             rt,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            security: None,
         };
+        berth_pki::install_crypto_provider();
         c.spawn(0, None)?;
+        c.take_admin_credentials(0)?;
         c.wait_voters(1)?;
         for host in 1..members {
             c.spawn(host, Some(host - 1))?;
@@ -162,6 +170,57 @@ impl Controllers {
         self.net.host(host).dir().join("controller")
     }
 
+    /// Where the tests keep the cluster's admin bundle (for the CLI's --tls-dir).
+    pub fn admin_dir(&self) -> std::path::PathBuf {
+        self.net.workdir().join("admin")
+    }
+
+    /// The cluster's admin credentials.
+    pub fn security(&self) -> Security {
+        self.security
+            .clone()
+            .expect("the admin credentials are taken when the first controller starts")
+    }
+
+    /// Copies the admin bundle `--init` wrote on `host` (waits for it).
+    fn take_admin_credentials(&mut self, host: usize) -> Result<()> {
+        let source = self.data_dir(host).join("admin");
+        wait_until("the admin bundle", Duration::from_secs(20), || {
+            Bundle::exists(&source).then_some(())
+        })?;
+        let bundle = Bundle::load(&source)?;
+        bundle.save(&self.admin_dir())?;
+        self.security = Some(Security::Tls(Credentials::new(bundle)?));
+        Ok(())
+    }
+
+    /// The current join token of `role` ("agent" or "controller"), written to
+    /// a file for `--token-file`; returns the file.
+    pub fn token_file(&self, role: &str) -> Result<std::path::PathBuf> {
+        let security = self.security();
+        let addresses: Vec<String> = self.members.iter().map(|h| self.address(*h)).collect();
+        let request = berth_proto::v1::JoinTokenRequest {
+            role: role.to_string(),
+            rotate: false,
+        };
+        let token = self.run(async move {
+            let mut last = None;
+            for address in addresses {
+                match connect(&address, &security).await {
+                    Ok(mut client) => match client.join_token(request.clone()).await {
+                        Ok(answer) => return Ok(answer.into_inner().token),
+                        Err(status) => last = Some(anyhow::anyhow!("{status}")),
+                    },
+                    Err(err) => last = Some(err),
+                }
+            }
+            Err(last.unwrap_or_else(|| anyhow::anyhow!("no controllers")))
+        })?;
+        let path = self.net.workdir().join(format!("{role}.token"));
+        std::fs::write(&path, token)?;
+        Ok(path)
+    }
+
     /// Starts a controller on `host`: `--init` without `join`, else `--join` the
     /// controller on that host.
     pub fn spawn(&mut self, host: usize, join: Option<usize>) -> Result<()> {
@@ -177,6 +236,8 @@ impl Controllers {
             Some(via) => {
                 args.push("--join".into());
                 args.push(self.address(via));
+                args.push("--token-file".into());
+                args.push(self.token_file("controller")?.to_string_lossy().to_string());
             }
         }
         args.extend(self.extra_args.iter().cloned());
@@ -251,8 +312,9 @@ impl Controllers {
     /// The status as `host`'s controller answers it (1 s timeout).
     pub fn status(&self, host: usize) -> Result<ClusterStatusResponse> {
         let addr = self.address(host);
+        let security = self.security();
         self.run(async move {
-            let mut client = connect(&addr).await?;
+            let mut client = connect(&addr, &security).await?;
             let answer = tokio::time::timeout(
                 Duration::from_secs(1),
                 client.cluster_status(berth_proto::v1::ClusterStatusRequest {}),
@@ -319,11 +381,12 @@ impl Controllers {
     pub fn create(&self, host: usize, key: &str, value: &str) -> Result<()> {
         let addr = self.address(host);
         let (key, value) = (key.to_string(), value.to_string());
+        let security = self.security();
         self.run(async move {
             let deadline = Instant::now() + Duration::from_secs(10);
             loop {
                 let result = async {
-                    let mut client = connect(&addr).await?;
+                    let mut client = connect(&addr, &security).await?;
                     create(&mut client, &key, &value).await
                 }
                 .await;
@@ -341,8 +404,9 @@ impl Controllers {
     pub fn read(&self, host: usize, key: &str) -> Result<Option<String>> {
         let addr = self.address(host);
         let key = key.to_string();
+        let security = self.security();
         self.run(async move {
-            let mut client = connect(&addr).await?;
+            let mut client = connect(&addr, &security).await?;
             read(&mut client, &key).await
         })
     }
@@ -351,8 +415,9 @@ impl Controllers {
     pub fn read_local(&self, host: usize, key: &str) -> Result<Option<String>> {
         let addr = self.address(host);
         let key = key.to_string();
+        let security = self.security();
         self.run(async move {
-            let mut client = connect(&addr).await?;
+            let mut client = connect(&addr, &security).await?;
             read_with(&mut client, &key, true).await
         })
     }
@@ -361,8 +426,9 @@ impl Controllers {
     pub fn write(&self, host: usize, key: &str, value: &str) -> Outcome {
         let addr = self.address(host);
         let (key, value) = (key.to_string(), value.to_string());
+        let security = self.security();
         self.run(async move {
-            match connect(&addr).await {
+            match connect(&addr, &security).await {
                 Ok(mut client) => write(&mut client, &key, &value).await,
                 Err(err) => Outcome::Failed(format!("{err:#}")),
             }

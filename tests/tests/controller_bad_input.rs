@@ -171,8 +171,9 @@ fn a_second_member_with_a_used_address_is_refused() -> Result<()> {
 fn oversized_requests_and_unknown_objects_get_clear_errors() -> Result<()> {
     let c = Controllers::start("bad_requests", 1)?;
     let addr = c.address(0);
+    let security = c.security();
     c.run(async move {
-        let mut client = controllers::connect(&addr).await?;
+        let mut client = controllers::connect(&addr, &security).await?;
         // Over the store's transaction limit.
         let err = client
             .create_config(CreateConfigRequest {

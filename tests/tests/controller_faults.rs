@@ -75,8 +75,9 @@ fn a_cut_off_leader_accepts_no_writes_and_converges_when_healed() -> Result<()> 
     // From the old leader's own host: it must not acknowledge a write.
     let rt = c.net.host(old).runtime()?;
     let old_addr = c.address(old);
+    let security = c.security();
     let outcome = berth_testhost::netruntime::run(&rt, async move {
-        match berth_testhost::controllers::connect(&old_addr).await {
+        match berth_testhost::controllers::connect(&old_addr, &security).await {
             Ok(mut client) => {
                 berth_testhost::controllers::write(&mut client, "k", "minority").await
             }

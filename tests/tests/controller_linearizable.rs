@@ -20,6 +20,7 @@ const FAULT_RUN: Duration = Duration::from_secs(10);
 async fn client_loop(
     client: usize,
     addrs: Vec<String>,
+    security: berth_pki::Security,
     seed: u64,
     stop: Arc<AtomicBool>,
 ) -> History {
@@ -29,8 +30,11 @@ async fn client_loop(
     while !stop.load(Ordering::Relaxed) {
         let addr = &addrs[rng.gen_range(0..addrs.len())];
         let key = format!("reg-{}", rng.gen_range(0..KEYS));
-        let Ok(Ok(mut conn)) =
-            tokio::time::timeout(Duration::from_secs(1), controllers::connect(addr)).await
+        let Ok(Ok(mut conn)) = tokio::time::timeout(
+            Duration::from_secs(1),
+            controllers::connect(addr, &security),
+        )
+        .await
         else {
             tokio::time::sleep(Duration::from_millis(20)).await;
             continue;
@@ -99,6 +103,7 @@ fn a_randomized_fault_run_stays_linearizable() -> Result<()> {
             c.runtime().spawn(client_loop(
                 i,
                 addrs.clone(),
+                c.security(),
                 seed.wrapping_add(i as u64 + 1),
                 stop.clone(),
             ))

@@ -15,13 +15,14 @@ fn start_writer(
     through: Vec<String>,
     stop: Arc<AtomicBool>,
 ) -> tokio::task::JoinHandle<Vec<String>> {
+    let security = c.security();
     c.runtime().spawn(async move {
         let mut acked = Vec::new();
         let mut i = 0u64;
         while !stop.load(Ordering::Relaxed) {
             let addr = &through[i as usize % through.len()];
             let key = format!("w-{i}");
-            if let Ok(mut client) = controllers::connect(addr).await
+            if let Ok(mut client) = controllers::connect(addr, &security).await
                 && controllers::create(&mut client, &key, "v").await.is_ok()
             {
                 acked.push(key);
@@ -50,8 +51,9 @@ fn members_join_leave_and_a_wiped_member_rejoins_while_writes_run() -> Result<()
     let h2_id = c.status(1)?.member_id;
     let leader = c.wait_leader(Duration::from_secs(10))?;
     let leader_addr = c.address(leader);
+    let security = c.security();
     c.run(async move {
-        let mut client = controllers::connect(&leader_addr).await?;
+        let mut client = controllers::connect(&leader_addr, &security).await?;
         client
             .remove_member(berth_proto::v1::RemoveMemberRequest { id: h2_id })
             .await
@@ -186,8 +188,9 @@ fn a_watch_replays_from_a_revision_and_follows_live_changes() -> Result<()> {
     let follower = (leader + 1) % 3;
     let addr = c.address(follower);
     let leader_addr = c.address(leader);
+    let security = c.security();
     c.run(async move {
-        let mut client = controllers::connect(&addr).await?;
+        let mut client = controllers::connect(&addr, &security).await?;
         let first = client
             .get_config(berth_proto::v1::GetConfigRequest {
                 config: "w1".into(),
@@ -202,7 +205,7 @@ fn a_watch_replays_from_a_revision_and_follows_live_changes() -> Result<()> {
             })
             .await?
             .into_inner();
-        let mut writer = controllers::connect(&leader_addr).await?;
+        let mut writer = controllers::connect(&leader_addr, &security).await?;
         assert_eq!(
             controllers::write(&mut writer, "w1", "changed").await,
             controllers::Outcome::Ok

@@ -76,7 +76,7 @@ impl Gate {
         }
         if !roles.contains(&identity.role) {
             return Err(Status::permission_denied(format!(
-                "a {} certificate cannot call this endpoint (it is for {})",
+                "a certificate of role {} cannot call this endpoint (it is for {})",
                 identity.role,
                 names(roles)
             )));

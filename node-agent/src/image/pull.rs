@@ -110,6 +110,9 @@ impl Session {
     /// credentials file's user).
     async fn open(reference: Reference, opts: &PullOptions) -> Result<Session> {
         let name = reference.whole();
+        // reqwest is built without a crypto provider of its own: ring, the
+        // one the whole workspace uses.
+        berth_pki::install_crypto_provider();
         let config = ClientConfig {
             protocol: if opts.insecure_registries.is_empty() {
                 ClientProtocol::Https

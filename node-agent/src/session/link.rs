@@ -30,30 +30,35 @@ fn refused(address: &str, status: tonic::Status) -> SessionError {
         tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Unknown => {
             SessionError::Unreachable {
                 address: address.to_string(),
-                why: status.message().to_string(),
+                why: berth_pki::explain::tls_failure(&status, "the controller")
+                    .unwrap_or_else(|| status.message().to_string()),
             }
         }
         _ => SessionError::Refused {
             address: address.to_string(),
-            why: status.message().to_string(),
+            why: berth_pki::explain::tls_failure(&status, "the controller")
+                .unwrap_or_else(|| status.message().to_string()),
         },
     }
 }
 
-async fn connect(address: &str) -> Result<DispatcherClient<Channel>, SessionError> {
+async fn connect(
+    address: &str,
+    security: &berth_pki::Security,
+) -> Result<DispatcherClient<Channel>, SessionError> {
     let unreachable = |why: String| SessionError::Unreachable {
         address: address.to_string(),
         why,
     };
-    let channel = Endpoint::from_shared(format!("http://{address}"))
+    let endpoint = Endpoint::from_shared(format!("http://{address}"))
         .map_err(|e| unreachable(e.to_string()))?
         .connect_timeout(Duration::from_secs(2))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(2))
-        .keep_alive_timeout(Duration::from_secs(4))
-        .connect()
+        .keep_alive_timeout(Duration::from_secs(4));
+    let channel = berth_pki::tls::connect(endpoint, security, berth_pki::Role::Controller)
         .await
-        .map_err(|e| unreachable(e.to_string()))?;
+        .map_err(|e| unreachable(berth_pki::explain::error_chain(&e)))?;
     Ok(DispatcherClient::new(channel).max_decoding_message_size(berth_proto::MAX_MESSAGE_BYTES))
 }
 
@@ -77,7 +82,7 @@ pub async fn session(
     runner: &dyn TaskRunner,
     updates: &mut mpsc::UnboundedReceiver<TaskStatusUpdate>,
 ) -> Result<(), SessionError> {
-    let mut client = connect(address).await?;
+    let mut client = connect(address, &config.security).await?;
     let advertise = if config.advertise.is_empty() {
         local_address_towards(address).unwrap_or_default()
     } else {

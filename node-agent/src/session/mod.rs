@@ -9,7 +9,7 @@
 mod fake_dispatcher;
 #[cfg(test)]
 mod fake_runner;
-mod identity;
+pub mod identity;
 mod inbox;
 mod link;
 #[cfg(test)]
@@ -48,6 +48,8 @@ pub struct SessionConfig {
     /// Port of this agent's API (task logs); controllers reach it at the
     /// advertised address.
     pub api_port: u16,
+    /// Mutual TLS with the agent's certificate, or plain text (opt-out).
+    pub security: berth_pki::Security,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -30,6 +30,8 @@ impl Agent {
             advertise: "127.0.0.1".into(),
             labels: Default::default(),
             api_port: 4701,
+            // The fake dispatcher speaks plain gRPC; TLS is tested end to end.
+            security: berth_pki::Security::Plaintext,
         };
         let (runner, updates) = FakeRunner::new();
         let session = tokio::spawn({
