@@ -25,6 +25,11 @@ pub enum SeccompError {
     },
     #[error("seccomp filter: {0}")]
     Filter(seccompiler::BackendError),
+    #[error(
+        "the profile restricts seccomp(2) itself in {0} of its filters (one per action); \
+         berth-runtime installs them one by one, so at most one may"
+    )]
+    SelfRestricting(usize),
     #[error("this architecture has no seccomp support in berth-runtime")]
     Arch,
     #[error("failed to install the seccomp filter: {0}")]
@@ -150,7 +155,10 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Vec<BpfProgram>> {
             add(rules, nr, r);
         }
     }
-    let mut programs = Vec::new();
+    // Each filter is installed with seccomp(2), which the filters installed
+    // before it also judge: one that may refuse seccomp itself goes last.
+    let seccomp_nr = syscall_number("seccomp");
+    let mut programs: Vec<(bool, BpfProgram)> = Vec::new();
     let build = |mut rules: Rules, unconditional: &BTreeSet<i64>, mismatch, matched| {
         for nr in unconditional {
             rules.insert(*nr, Vec::new());
@@ -160,17 +168,31 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Vec<BpfProgram>> {
         BpfProgram::try_from(filter).map_err(SeccompError::Filter)
     };
     if default != SeccompAction::Allow {
-        programs.push(build(
-            listed,
-            &unconditional_listed,
-            default.clone(),
-            SeccompAction::Allow,
-        )?);
+        let restricts = seccomp_nr.is_some_and(|nr| !unconditional_listed.contains(&nr));
+        programs.push((
+            restricts,
+            build(
+                listed,
+                &unconditional_listed,
+                default.clone(),
+                SeccompAction::Allow,
+            )?,
+        ));
     }
     for (act, rules, unconditional) in by_action {
-        programs.push(build(rules, &unconditional, SeccompAction::Allow, act)?);
+        let restricts =
+            seccomp_nr.is_some_and(|nr| rules.contains_key(&nr) || unconditional.contains(&nr));
+        programs.push((
+            restricts,
+            build(rules, &unconditional, SeccompAction::Allow, act)?,
+        ));
     }
-    Ok(programs)
+    let restricting = programs.iter().filter(|(r, _)| *r).count();
+    if restricting > 1 {
+        return Err(SeccompError::SelfRestricting(restricting));
+    }
+    programs.sort_by_key(|(restricts, _)| *restricts);
+    Ok(programs.into_iter().map(|(_, p)| p).collect())
 }
 
 /// Installs the filters on the calling thread (needs no_new_privs or
@@ -263,5 +285,159 @@ mod tests {
             .build()
             .expect("profile");
         assert!(matches!(compile(&profile), Err(SeccompError::Action(_))));
+    }
+
+    fn allow(names: &[&str]) -> LinuxSyscall {
+        LinuxSyscallBuilder::default()
+            .names(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .action(LinuxSeccompAction::ScmpActAllow)
+            .build()
+            .expect("rule")
+    }
+
+    /// `probe` in a forked child under `programs` (no_new_privs first, as the
+    /// runtime does for a task): its exit code.
+    fn under(programs: &[BpfProgram], probe: fn() -> i32) -> i32 {
+        berth_testhost::forked::exit_code_in_child(|| {
+            // SAFETY: prctl with integer arguments on this (child) process.
+            if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+                return 201;
+            }
+            if install(programs).is_err() {
+                return 202;
+            }
+            probe()
+        })
+    }
+
+    /// 0 when a raw syscall succeeded, else its errno.
+    fn outcome(rc: libc::c_long) -> i32 {
+        if rc < 0 {
+            berth_testhost::forked::errno()
+        } else {
+            0
+        }
+    }
+
+    #[test]
+    fn errno_returns_and_masked_arguments_reach_the_caller() {
+        // Deny with EPERM by default, as Docker's profile does.
+        let profile = LinuxSeccompBuilder::default()
+            .default_action(LinuxSeccompAction::ScmpActErrno)
+            .default_errno_ret(1u32)
+            .syscalls(vec![
+                allow(&["exit", "exit_group", "getpid"]),
+                // personality only with none of the bits of 0xff00 set.
+                LinuxSyscallBuilder::default()
+                    .names(vec!["personality".to_string()])
+                    .action(LinuxSeccompAction::ScmpActAllow)
+                    .args(vec![
+                        LinuxSeccompArgBuilder::default()
+                            .index(0usize)
+                            .value(0xff00u64)
+                            .op(LinuxSeccompOperator::ScmpCmpMaskedEq)
+                            .build()
+                            .expect("arg"),
+                    ])
+                    .build()
+                    .expect("masked"),
+                // As Docker answers clone3: ENOSYS, so libcs fall back.
+                LinuxSyscallBuilder::default()
+                    .names(vec!["getppid".to_string()])
+                    .action(LinuxSeccompAction::ScmpActErrno)
+                    .errno_ret(libc::ENOSYS as u32)
+                    .build()
+                    .expect("enosys"),
+            ])
+            .build()
+            .expect("profile");
+        let programs = compile(&profile).expect("compile");
+        // SAFETY (all probes): raw syscalls with integer arguments.
+        assert_eq!(under(&programs, || 0), 0, "the filter installs");
+        assert_eq!(
+            under(&programs, || outcome(unsafe {
+                libc::syscall(libc::SYS_getpid)
+            })),
+            0
+        );
+        assert_eq!(
+            under(&programs, || outcome(unsafe {
+                libc::syscall(libc::SYS_getppid)
+            })),
+            libc::ENOSYS
+        );
+        assert_eq!(
+            under(&programs, || outcome(unsafe {
+                libc::syscall(libc::SYS_gettid)
+            })),
+            libc::EPERM
+        );
+        assert_eq!(
+            under(&programs, || outcome(unsafe {
+                libc::syscall(libc::SYS_personality, 0u64)
+            })),
+            0
+        );
+        assert_eq!(
+            under(&programs, || outcome(unsafe {
+                libc::syscall(libc::SYS_personality, 0xffff_ffffu64)
+            })),
+            libc::EPERM
+        );
+    }
+
+    #[test]
+    fn a_filter_that_refuses_seccomp_goes_last_and_two_are_refused() {
+        let on_seccomp = |action, arg0: u64| {
+            LinuxSyscallBuilder::default()
+                .names(vec!["seccomp".to_string()])
+                .action(action)
+                .args(vec![
+                    LinuxSeccompArgBuilder::default()
+                        .index(0usize)
+                        .value(arg0)
+                        .op(LinuxSeccompOperator::ScmpCmpEq)
+                        .build()
+                        .expect("arg"),
+                ])
+                .build()
+                .expect("rule")
+        };
+        let two = LinuxSeccompBuilder::default()
+            .default_action(LinuxSeccompAction::ScmpActAllow)
+            .syscalls(vec![
+                on_seccomp(LinuxSeccompAction::ScmpActErrno, 0),
+                on_seccomp(LinuxSeccompAction::ScmpActKillProcess, 2),
+            ])
+            .build()
+            .expect("profile");
+        assert!(matches!(
+            compile(&two),
+            Err(SeccompError::SelfRestricting(2))
+        ));
+        // Denying by default (seccomp unlisted) and one more action: the
+        // default filter goes last, so both install.
+        let one = LinuxSeccompBuilder::default()
+            .default_action(LinuxSeccompAction::ScmpActErrno)
+            .syscalls(vec![
+                allow(&["exit_group"]),
+                LinuxSyscallBuilder::default()
+                    .names(vec!["getppid".to_string()])
+                    .action(LinuxSeccompAction::ScmpActKillProcess)
+                    .build()
+                    .expect("kill"),
+            ])
+            .build()
+            .expect("profile");
+        let programs = compile(&one).expect("compile");
+        assert_eq!(programs.len(), 2);
+        assert_eq!(under(&programs, || 0), 0, "both filters install");
+        // SAFETY: a raw syscall without arguments.
+        assert_eq!(
+            under(&programs, || outcome(unsafe {
+                libc::syscall(libc::SYS_getppid)
+            })),
+            128 + libc::SIGSYS
+        );
     }
 }
