@@ -114,10 +114,15 @@ pub fn build_spec(input: &BundleInput<'_>) -> Result<Spec> {
     // Docker's profile lets a capability's syscalls through only with it.
     let seccomp = seccomp_profile::for_service(spec.seccomp.as_ref(), &cap_names)
         .map_err(|e| err(e.to_string()))?;
+    // As Docker: bounding, effective and permitted; inheritable and ambient
+    // empty (oci-spec's default would put KILL, NET_BIND_SERVICE and
+    // AUDIT_WRITE there, which a non-root user's exec would keep as ambient).
     let capabilities = LinuxCapabilitiesBuilder::default()
         .bounding(caps.clone())
         .effective(caps.clone())
         .permitted(caps)
+        .inheritable(std::collections::HashSet::new())
+        .ambient(std::collections::HashSet::new())
         .build()
         .map_err(|e| err(e.to_string()))?;
     let process = ProcessBuilder::default()
@@ -505,6 +510,8 @@ mod tests {
                 .unwrap();
             assert_eq!(c.bounding(), c.effective());
             assert_eq!(c.bounding(), c.permitted());
+            assert!(c.inheritable().as_ref().is_none_or(|s| s.is_empty()));
+            assert!(c.ambient().as_ref().is_none_or(|s| s.is_empty()));
             c.bounding().clone().unwrap()
         };
         let plain = build(ServiceSpec::default());
