@@ -2,7 +2,7 @@
 //! containers (berth-runtime and runc): the default seccomp profile is on and
 //! blocks `unshare`, `seccomp=unconfined` lifts it, the capability set is
 //! Docker's with cap_add/cap_drop applied, `read_only_rootfs` keeps `/`
-//! read-only while mounts stay writable, and `user` runs the task as that uid
+//! read-only while mounts and /dev/shm stay writable, and `user` runs the task as that uid
 //! with no effective capabilities.
 
 #[path = "support/supervisor.rs"]
@@ -24,6 +24,7 @@ const PROBE: &str = "echo seccomp=$(grep '^Seccomp:' /proc/self/status | cut -f2
      unshare -U true 2>/dev/null && echo unshare=ok || echo unshare=refused; \
      touch /probe 2>/dev/null && echo root=writable || echo root=refused; \
      touch /scratch/probe 2>/dev/null && echo scratch=writable || echo scratch=refused; \
+     touch /dev/shm/probe 2>/dev/null && echo shm=writable || echo shm=refused; \
      chown 1 /scratch/probe 2>/dev/null && echo chown=ok || echo chown=refused; \
      echo uid=$(id -u)";
 
@@ -89,6 +90,7 @@ fn confines(rt: Rt, name: &str) -> Result<()> {
                 "unshare=refused".into(),
                 "root=writable".into(),
                 "scratch=writable".into(),
+                "shm=writable".into(),
                 "chown=ok".into(),
                 "uid=0".into(),
             ]
@@ -115,6 +117,7 @@ fn confines(rt: Rt, name: &str) -> Result<()> {
                 "unshare=ok".into(),
                 "root=refused".into(),
                 "scratch=writable".into(),
+                "shm=writable".into(),
                 "chown=refused".into(),
                 "uid=0".into(),
             ]
@@ -132,6 +135,7 @@ fn confines(rt: Rt, name: &str) -> Result<()> {
                 "unshare=refused",
                 "root=refused",
                 "scratch=writable",
+                "shm=writable",
                 "chown=refused",
                 "uid=1000",
             ]
