@@ -6,7 +6,7 @@
 
 use berth_agent::supervisor::seccomp_profile;
 use berth_runtime::seccomp::BpfProgram;
-use berth_testhost::forked::{errno, exit_code_in_child};
+use berth_testhost::forked::{exit_code_in_child, outcome, set_no_new_privs};
 
 fn programs(cap_add: &[&str]) -> Vec<BpfProgram> {
     let add: Vec<String> = cap_add.iter().map(|s| s.to_string()).collect();
@@ -20,20 +20,11 @@ fn programs(cap_add: &[&str]) -> Vec<BpfProgram> {
 /// `probe` under the filters, installed as the runtime does for a task.
 fn under(programs: &[BpfProgram], probe: fn() -> i32) -> i32 {
     exit_code_in_child(|| {
-        // SAFETY: prctl with integer arguments, in the forked child.
-        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-            return 201;
+        match set_no_new_privs() && berth_runtime::seccomp::install(programs).is_ok() {
+            true => probe(),
+            false => 202,
         }
-        if berth_runtime::seccomp::install(programs).is_err() {
-            return 202;
-        }
-        probe()
     })
-}
-
-/// 0 for a call that succeeded, else its errno.
-fn outcome(rc: libc::c_long) -> i32 {
-    if rc < 0 { errno() } else { 0 }
 }
 
 // SAFETY (every probe below): raw syscalls with integer or null arguments in
@@ -76,7 +67,7 @@ fn personality_query() -> i32 {
 /// fork (clone without namespace flags) and the grandchild's exit code.
 fn fork_and_wait() -> i32 {
     match unsafe { libc::fork() } {
-        -1 => 100 + errno(),
+        -1 => 100,
         0 => unsafe { libc::_exit(7) },
         pid => {
             let mut status = 0;

@@ -30,9 +30,21 @@ pub fn exit_code_in_child(probe: impl FnOnce() -> i32) -> i32 {
     }
 }
 
-/// The errno of the last failed call, for a probe's exit code.
-pub fn errno() -> i32 {
-    std::io::Error::last_os_error()
-        .raw_os_error()
-        .unwrap_or(255)
+/// What a raw syscall's return value says, as a probe's exit code: 0 for
+/// success, else the errno.
+pub fn outcome(rc: libc::c_long) -> i32 {
+    if rc < 0 {
+        std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(255)
+    } else {
+        0
+    }
+}
+
+/// Sets no_new_privs on the calling (child) process, as runtimes do before
+/// they install a seccomp filter without CAP_SYS_ADMIN; false if it failed.
+pub fn set_no_new_privs() -> bool {
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 }
 }

@@ -364,6 +364,19 @@ mod tests {
     use super::*;
     use berth_proto::v1::{ResourceRequirements, Resources};
 
+    /// The input of a bundle for container c1 below cgroup berth.
+    fn input<'a>(t: &'a Task, image: &'a ImageConfig, rootfs: &'a Path) -> BundleInput<'a> {
+        BundleInput {
+            task: t,
+            container_id: "c1",
+            image,
+            rootfs,
+            cgroup_parent: "berth",
+            netns: None,
+            files: &[],
+        }
+    }
+
     fn task(spec: ServiceSpec) -> Task {
         Task {
             id: "abcdef0123456789".into(),
@@ -401,16 +414,7 @@ mod tests {
             }],
             ..ServiceSpec::default()
         });
-        let spec = build_spec(&BundleInput {
-            task: &t,
-            container_id: "c1",
-            image: &image,
-            rootfs: dir.path(),
-            cgroup_parent: "berth",
-            netns: None,
-            files: &[],
-        })
-        .unwrap();
+        let spec = build_spec(&input(&t, &image, dir.path())).unwrap();
         let p = spec.process().as_ref().unwrap();
         assert_eq!(p.args().as_ref().unwrap(), &vec!["/bin/ep", "b"]);
         assert_eq!(p.env().as_ref().unwrap(), &vec!["PATH=/bin", "A=2", "B=3"]);
@@ -456,27 +460,13 @@ mod tests {
             hostname: "web".into(),
             ..ServiceSpec::default()
         });
-        let input = BundleInput {
-            task: &t,
-            container_id: "c1",
-            image: &image,
-            rootfs: dir.path(),
-            cgroup_parent: "berth",
-            netns: None,
-            files: &[],
-        };
-        let spec = build_spec(&input).unwrap();
+        let spec = build_spec(&input(&t, &image, dir.path())).unwrap();
         let p = spec.process().as_ref().unwrap();
         assert_eq!(p.args().as_ref().unwrap(), &vec!["sh", "-c", "true"]);
         assert_eq!(spec.hostname().as_deref(), Some("web"));
         let empty = ImageConfig::default();
         let t = task(ServiceSpec::default());
-        let err = build_spec(&BundleInput {
-            task: &t,
-            image: &empty,
-            ..input
-        })
-        .unwrap_err();
+        let err = build_spec(&input(&t, &empty, dir.path())).unwrap_err();
         assert!(err.to_string().contains("no command"), "{err}");
     }
 
@@ -489,16 +479,7 @@ mod tests {
         };
         let build = |spec: ServiceSpec| {
             let t = task(spec);
-            build_spec(&BundleInput {
-                task: &t,
-                container_id: "c1",
-                image: &image,
-                rootfs: dir.path(),
-                cgroup_parent: "berth",
-                netns: None,
-                files: &[],
-            })
-            .unwrap()
+            build_spec(&input(&t, &image, dir.path())).unwrap()
         };
         let caps = |spec: &Spec| {
             let c = spec

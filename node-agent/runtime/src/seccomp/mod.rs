@@ -229,9 +229,62 @@ pub fn install(programs: &[BpfProgram]) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use oci_spec::runtime::{LinuxSeccompArgBuilder, LinuxSeccompBuilder, LinuxSyscallBuilder};
+    use berth_testhost::forked::{exit_code_in_child, outcome, set_no_new_privs};
+    use oci_spec::runtime::{
+        LinuxSeccompArg, LinuxSeccompArgBuilder, LinuxSeccompBuilder, LinuxSyscallBuilder,
+    };
 
     use super::*;
+
+    /// One rule of a profile.
+    fn entry(
+        names: &[&str],
+        action: LinuxSeccompAction,
+        errno: Option<u32>,
+        args: Vec<LinuxSeccompArg>,
+    ) -> LinuxSyscall {
+        let mut b = LinuxSyscallBuilder::default()
+            .names(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .action(action);
+        if let Some(e) = errno {
+            b = b.errno_ret(e);
+        }
+        if !args.is_empty() {
+            b = b.args(args);
+        }
+        b.build().expect("rule")
+    }
+
+    fn allow(names: &[&str]) -> LinuxSyscall {
+        entry(names, LinuxSeccompAction::ScmpActAllow, None, Vec::new())
+    }
+
+    /// Argument 0 compared with `op`.
+    fn arg0(op: LinuxSeccompOperator, value: u64) -> LinuxSeccompArg {
+        LinuxSeccompArgBuilder::default()
+            .index(0usize)
+            .value(value)
+            .op(op)
+            .build()
+            .expect("arg")
+    }
+
+    fn profile(default: LinuxSeccompAction, rules: Vec<LinuxSyscall>) -> LinuxSeccomp {
+        LinuxSeccompBuilder::default()
+            .default_action(default)
+            .syscalls(rules)
+            .build()
+            .expect("profile")
+    }
+
+    /// `probe` in a forked child under `programs` (no_new_privs first, as the
+    /// runtime does for a task): its exit code.
+    fn under(programs: &[BpfProgram], probe: fn() -> i32) -> i32 {
+        exit_code_in_child(|| match set_no_new_privs() && install(programs).is_ok() {
+            true => probe(),
+            false => 202,
+        })
+    }
 
     #[test]
     fn names_resolve() {
@@ -242,39 +295,24 @@ mod tests {
 
     #[test]
     fn one_filter_per_action_plus_default() {
-        let profile = LinuxSeccompBuilder::default()
-            .default_action(LinuxSeccompAction::ScmpActErrno)
-            .syscalls(vec![
-                LinuxSyscallBuilder::default()
-                    .names(vec![
-                        "read".to_string(),
-                        "write".to_string(),
-                        "not_a_syscall".to_string(),
-                    ])
-                    .action(LinuxSeccompAction::ScmpActAllow)
-                    .build()
-                    .expect("allow"),
-                LinuxSyscallBuilder::default()
-                    .names(vec!["personality".to_string()])
-                    .action(LinuxSeccompAction::ScmpActAllow)
-                    .args(vec![
-                        LinuxSeccompArgBuilder::default()
-                            .index(0usize)
-                            .value(0u64)
-                            .op(LinuxSeccompOperator::ScmpCmpEq)
-                            .build()
-                            .expect("arg"),
-                    ])
-                    .build()
-                    .expect("cond"),
-                LinuxSyscallBuilder::default()
-                    .names(vec!["mkdir".to_string()])
-                    .action(LinuxSeccompAction::ScmpActKillProcess)
-                    .build()
-                    .expect("kill"),
-            ])
-            .build()
-            .expect("profile");
+        let profile = profile(
+            LinuxSeccompAction::ScmpActErrno,
+            vec![
+                allow(&["read", "write", "not_a_syscall"]),
+                entry(
+                    &["personality"],
+                    LinuxSeccompAction::ScmpActAllow,
+                    None,
+                    vec![arg0(LinuxSeccompOperator::ScmpCmpEq, 0)],
+                ),
+                entry(
+                    &["mkdir"],
+                    LinuxSeccompAction::ScmpActKillProcess,
+                    None,
+                    Vec::new(),
+                ),
+            ],
+        );
         let programs = compile(&profile).expect("compile");
         assert_eq!(programs.len(), 2);
         assert!(programs.iter().all(|p| !p.is_empty()));
@@ -282,77 +320,34 @@ mod tests {
 
     #[test]
     fn notify_is_refused() {
-        let profile = LinuxSeccompBuilder::default()
-            .default_action(LinuxSeccompAction::ScmpActNotify)
-            .build()
-            .expect("profile");
+        let profile = profile(LinuxSeccompAction::ScmpActNotify, Vec::new());
         assert!(matches!(compile(&profile), Err(SeccompError::Action(_))));
-    }
-
-    fn allow(names: &[&str]) -> LinuxSyscall {
-        LinuxSyscallBuilder::default()
-            .names(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-            .action(LinuxSeccompAction::ScmpActAllow)
-            .build()
-            .expect("rule")
-    }
-
-    /// `probe` in a forked child under `programs` (no_new_privs first, as the
-    /// runtime does for a task): its exit code.
-    fn under(programs: &[BpfProgram], probe: fn() -> i32) -> i32 {
-        berth_testhost::forked::exit_code_in_child(|| {
-            // SAFETY: prctl with integer arguments on this (child) process.
-            if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-                return 201;
-            }
-            if install(programs).is_err() {
-                return 202;
-            }
-            probe()
-        })
-    }
-
-    /// 0 when a raw syscall succeeded, else its errno.
-    fn outcome(rc: libc::c_long) -> i32 {
-        if rc < 0 {
-            berth_testhost::forked::errno()
-        } else {
-            0
-        }
     }
 
     #[test]
     fn errno_returns_and_masked_arguments_reach_the_caller() {
         // Deny with EPERM by default, as Docker's profile does.
-        let profile = LinuxSeccompBuilder::default()
-            .default_action(LinuxSeccompAction::ScmpActErrno)
-            .default_errno_ret(1u32)
-            .syscalls(vec![
+        let mut profile = profile(
+            LinuxSeccompAction::ScmpActErrno,
+            vec![
                 allow(&["exit", "exit_group", "getpid"]),
                 // personality only with none of the bits of 0xff00 set.
-                LinuxSyscallBuilder::default()
-                    .names(vec!["personality".to_string()])
-                    .action(LinuxSeccompAction::ScmpActAllow)
-                    .args(vec![
-                        LinuxSeccompArgBuilder::default()
-                            .index(0usize)
-                            .value(0xff00u64)
-                            .op(LinuxSeccompOperator::ScmpCmpMaskedEq)
-                            .build()
-                            .expect("arg"),
-                    ])
-                    .build()
-                    .expect("masked"),
+                entry(
+                    &["personality"],
+                    LinuxSeccompAction::ScmpActAllow,
+                    None,
+                    vec![arg0(LinuxSeccompOperator::ScmpCmpMaskedEq, 0xff00)],
+                ),
                 // As Docker answers clone3: ENOSYS, so libcs fall back.
-                LinuxSyscallBuilder::default()
-                    .names(vec!["getppid".to_string()])
-                    .action(LinuxSeccompAction::ScmpActErrno)
-                    .errno_ret(libc::ENOSYS as u32)
-                    .build()
-                    .expect("enosys"),
-            ])
-            .build()
-            .expect("profile");
+                entry(
+                    &["getppid"],
+                    LinuxSeccompAction::ScmpActErrno,
+                    Some(libc::ENOSYS as u32),
+                    Vec::new(),
+                ),
+            ],
+        );
+        profile.set_default_errno_ret(Some(1));
         let programs = compile(&profile).expect("compile");
         // SAFETY (all probes): raw syscalls with integer arguments.
         assert_eq!(under(&programs, || 0), 0, "the filter installs");
@@ -390,47 +385,39 @@ mod tests {
 
     #[test]
     fn a_filter_that_refuses_seccomp_goes_last_and_two_are_refused() {
-        let on_seccomp = |action, arg0: u64| {
-            LinuxSyscallBuilder::default()
-                .names(vec!["seccomp".to_string()])
-                .action(action)
-                .args(vec![
-                    LinuxSeccompArgBuilder::default()
-                        .index(0usize)
-                        .value(arg0)
-                        .op(LinuxSeccompOperator::ScmpCmpEq)
-                        .build()
-                        .expect("arg"),
-                ])
-                .build()
-                .expect("rule")
+        let on_seccomp = |action, value| {
+            entry(
+                &["seccomp"],
+                action,
+                None,
+                vec![arg0(LinuxSeccompOperator::ScmpCmpEq, value)],
+            )
         };
-        let two = LinuxSeccompBuilder::default()
-            .default_action(LinuxSeccompAction::ScmpActAllow)
-            .syscalls(vec![
+        let two = profile(
+            LinuxSeccompAction::ScmpActAllow,
+            vec![
                 on_seccomp(LinuxSeccompAction::ScmpActErrno, 0),
                 on_seccomp(LinuxSeccompAction::ScmpActKillProcess, 2),
-            ])
-            .build()
-            .expect("profile");
+            ],
+        );
         assert!(matches!(
             compile(&two),
             Err(SeccompError::SelfRestricting(2))
         ));
         // Denying by default (seccomp unlisted) and one more action: the
         // default filter goes last, so both install.
-        let one = LinuxSeccompBuilder::default()
-            .default_action(LinuxSeccompAction::ScmpActErrno)
-            .syscalls(vec![
+        let one = profile(
+            LinuxSeccompAction::ScmpActErrno,
+            vec![
                 allow(&["exit_group"]),
-                LinuxSyscallBuilder::default()
-                    .names(vec!["getppid".to_string()])
-                    .action(LinuxSeccompAction::ScmpActKillProcess)
-                    .build()
-                    .expect("kill"),
-            ])
-            .build()
-            .expect("profile");
+                entry(
+                    &["getppid"],
+                    LinuxSeccompAction::ScmpActKillProcess,
+                    None,
+                    Vec::new(),
+                ),
+            ],
+        );
         let programs = compile(&one).expect("compile");
         assert_eq!(programs.len(), 2);
         assert_eq!(under(&programs, || 0), 0, "both filters install");
