@@ -51,7 +51,9 @@ pub const ALL: &[&str] = &[
     "CAP_CHECKPOINT_RESTORE",
 ];
 
-/// Docker's default set (moby's `oci/caps.DefaultCapabilities`).
+/// Docker's default set (moby's `oci/caps.DefaultCapabilities`). berth-runtime's
+/// `caps::DOCKER_DEFAULT` is the same list for a spec that names no
+/// capabilities (the runtime depends on no berth crate).
 pub const DOCKER_DEFAULT: &[&str] = &[
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",

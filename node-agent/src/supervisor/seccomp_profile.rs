@@ -248,13 +248,12 @@ impl Rule {
                 .filter(|v| !v.is_empty())
                 .and_then(|v| KernelVersion::from_profile(v).ok())
         };
-        if let Some(ex) = &self.excludes {
-            if ex.arches.iter().flatten().any(|a| a == host.arch)
+        if let Some(ex) = &self.excludes
+            && (ex.arches.iter().flatten().any(|a| a == host.arch)
                 || ex.caps.iter().flatten().any(|c| caps.contains(&c.as_str()))
-                || min_kernel(ex).is_some_and(|v| host.kernel >= v)
-            {
-                return false;
-            }
+                || min_kernel(ex).is_some_and(|v| host.kernel >= v))
+        {
+            return false;
         }
         if let Some(inc) = &self.includes {
             let arches = inc.arches.as_deref().unwrap_or_default();
