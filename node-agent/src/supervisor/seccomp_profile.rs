@@ -26,6 +26,8 @@ pub const DOCKER_DEFAULT_JSON: &str = include_str!("seccomp_default.json");
 pub enum ProfileError {
     #[error("seccomp profile is not valid JSON in Docker's format: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("seccomp profile has syscall rules but no 'defaultAction'")]
+    NoDefaultAction,
     #[error("seccomp profile gives both 'architectures' and 'archMap'")]
     BothArchitectures,
     #[error("seccomp profile rule {index} gives both 'name' and 'names'")]
@@ -175,6 +177,10 @@ impl Profile {
         if given(&profile.architectures) && given(&profile.arch_map) {
             return Err(ProfileError::BothArchitectures);
         }
+        if profile.default_action.is_none() && !profile.rules().is_empty() {
+            // Docker passes the empty action on and runc refuses it at start.
+            return Err(ProfileError::NoDefaultAction);
+        }
         for (index, rule) in profile.rules().iter().enumerate() {
             if rule.name.as_ref().is_some_and(|n| !n.is_empty()) && given(&rule.names) {
                 return Err(ProfileError::BothNames { index });
@@ -196,14 +202,9 @@ impl Profile {
     /// `host`; `None` when the profile leaves seccomp off (no default action
     /// and no rules, as Docker reads it).
     pub fn for_task(&self, caps: &[&str], host: &Host) -> Result<Option<LinuxSeccomp>> {
+        // parse() refused rules without a default action.
         let Some(default_action) = self.default_action else {
-            if self.rules().is_empty() {
-                return Ok(None);
-            }
-            // Docker passes an empty action on, which runc refuses; say so here.
-            return Err(ProfileError::Json(serde::de::Error::missing_field(
-                "defaultAction",
-            )));
+            return Ok(None);
         };
         let mut architectures = self.architectures.clone().unwrap_or_default();
         let native = self
@@ -446,6 +447,10 @@ mod tests {
         let err = |json: &str| Profile::parse(json).unwrap_err().to_string();
         assert!(err("{").contains("not valid JSON"));
         assert!(err(r#"{"defaultAction": "SCMP_ACT_NOPE"}"#).contains("SCMP_ACT_NOPE"));
+        assert!(
+            err(r#"{"syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]}"#)
+                .contains("no 'defaultAction'")
+        );
         assert!(
             err(
                 r#"{"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_X86_64"],
