@@ -539,5 +539,8 @@ mod tests {
         };
         assert!(allows(&admin, "unshare"));
         assert!(!allows(&plain, "unshare"));
+        // Every name the controller accepts has an OCI spelling (cap_add ALL).
+        let every = berth_proto::capabilities::ALL;
+        assert_eq!(oci_caps(every).unwrap().len(), every.len());
     }
 }
