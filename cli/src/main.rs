@@ -7,6 +7,7 @@ mod network;
 mod node;
 mod output;
 mod ports;
+mod security_opt;
 mod service;
 mod units;
 

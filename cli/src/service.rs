@@ -72,6 +72,25 @@ pub struct CreateArgs {
     /// answers on every node; host mode only where a task runs.
     #[arg(long, short = 'p')]
     pub publish: Vec<String>,
+    /// User the tasks run as: uid, uid:gid, name or name:group (looked up in
+    /// the image's /etc/passwd and /etc/group).
+    #[arg(long, short = 'u')]
+    pub user: Option<String>,
+    /// Add a Linux capability to Docker's default set (NET_ADMIN, CAP_SYS_TIME,
+    /// any case; ALL for every one); repeatable.
+    #[arg(long)]
+    pub cap_add: Vec<String>,
+    /// Drop a capability from Docker's default set (CHOWN, ...; ALL for every
+    /// one, then only --cap-add's remain); repeatable.
+    #[arg(long)]
+    pub cap_drop: Vec<String>,
+    /// Mount the container's root filesystem read-only (mounts stay writable).
+    #[arg(long)]
+    pub read_only: bool,
+    /// seccomp=unconfined (no seccomp filter), seccomp=builtin (Docker's default
+    /// profile, the default) or seccomp=PATH (a profile in Docker's JSON format).
+    #[arg(long)]
+    pub security_opt: Vec<String>,
     /// Command and arguments, after `--` (replace the image's entrypoint and cmd).
     #[arg(last = true)]
     pub command: Vec<String>,
@@ -141,6 +160,7 @@ pub fn spec_from(args: CreateArgs) -> Result<ServiceSpec> {
         max_attempts: args.restart_max_attempts.unwrap_or(0),
         window_ms: 0,
     };
+    let seccomp = crate::security_opt::seccomp_of(&args.security_opt)?;
     let (command, cmd_args) = match args.command.split_first() {
         Some((first, rest)) => (vec![first.clone()], rest.to_vec()),
         None => (Vec::new(), Vec::new()),
@@ -167,6 +187,11 @@ pub fn spec_from(args: CreateArgs) -> Result<ServiceSpec> {
             .iter()
             .map(|p| crate::ports::parse_publish(p))
             .collect::<Result<_>>()?,
+        user: args.user.unwrap_or_default(),
+        cap_add: args.cap_add,
+        cap_drop: args.cap_drop,
+        read_only_rootfs: args.read_only,
+        seccomp,
         ..Default::default()
     })
 }
@@ -378,4 +403,59 @@ pub async fn run(client: &mut Client, cmd: ServiceCmd) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        cmd: ServiceCmd,
+    }
+
+    fn create(argv: &[&str]) -> ServiceSpec {
+        let cli = Cli::try_parse_from(["service", "create"].iter().chain(argv)).expect("parse");
+        let ServiceCmd::Create(args) = cli.cmd else {
+            panic!("not create: {:?}", cli.cmd);
+        };
+        spec_from(*args).expect("spec")
+    }
+
+    #[test]
+    fn security_flags_reach_the_spec() {
+        let spec = create(&[
+            "web",
+            "--image",
+            "busybox",
+            "--user",
+            "1000:1000",
+            "--cap-add",
+            "NET_ADMIN",
+            "--cap-add",
+            "sys_time",
+            "--cap-drop",
+            "CAP_CHOWN",
+            "--read-only",
+            "--security-opt",
+            "seccomp=unconfined",
+        ]);
+        assert_eq!(spec.user, "1000:1000");
+        assert_eq!(spec.cap_add, vec!["NET_ADMIN", "sys_time"]);
+        assert_eq!(spec.cap_drop, vec!["CAP_CHOWN"]);
+        assert!(spec.read_only_rootfs);
+        let seccomp = spec.seccomp.expect("seccomp");
+        assert_eq!(
+            seccomp.mode,
+            berth_proto::v1::seccomp::Mode::Unconfined as i32
+        );
+        // Without them: Docker's defaults (no user, default caps and profile).
+        let plain = create(&["web", "--image", "busybox"]);
+        assert!(plain.user.is_empty() && plain.cap_add.is_empty() && plain.cap_drop.is_empty());
+        assert!(!plain.read_only_rootfs);
+        assert_eq!(plain.seccomp, None);
+    }
 }

@@ -13,6 +13,7 @@ pub mod store {
 }
 
 pub mod assignments;
+pub mod capabilities;
 mod display;
 pub mod net;
 

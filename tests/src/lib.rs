@@ -20,6 +20,7 @@ pub mod cgroups;
 pub mod cluster;
 pub mod command;
 pub mod controllers;
+pub mod forked;
 pub mod images;
 pub mod linearizability;
 pub mod netprobe;

@@ -261,3 +261,87 @@ fn service_logs_stream_task_output_through_the_controller() -> Result<()> {
     assert!(out.lines().count() <= 6, "--tail 3 per task gave:\n{out}");
     Ok(())
 }
+
+/// The task's output lines of `service`, once `want` lines have come.
+fn service_lines(cluster: &Cluster, service: &str, want: usize) -> Result<Vec<String>> {
+    wait_until("the task's output", Duration::from_secs(30), || {
+        let out = cluster.berth(&["service", "logs", service]).ok()?;
+        let lines: Vec<String> = out
+            .lines()
+            .filter_map(|l| l.split_once(" | ").map(|(_, text)| text.to_string()))
+            .collect();
+        (lines.len() >= want).then_some(lines)
+    })
+}
+
+#[test]
+fn security_flags_reach_the_container_and_a_bad_capability_is_refused() -> Result<()> {
+    let cluster = Cluster::start("svc_security", 1, 1, 0)?;
+    let err = cluster
+        .berth(&[
+            "service",
+            "create",
+            "bad",
+            "--image",
+            &cluster.image,
+            "--cap-add",
+            "FLY",
+        ])
+        .expect_err("an unknown capability is refused");
+    assert!(
+        format!("{err:#}").contains("unknown capability \"FLY\" in cap_add"),
+        "{err:#}"
+    );
+    let listed = cluster.berth(&["service", "ls", "--format", "json"])?;
+    assert!(!listed.contains("\"bad\""), "{listed}");
+
+    let probe = "echo uid=$(id -u); echo seccomp=$(grep '^Seccomp:' /proc/self/status | cut -f2); \
+         echo bounding=$(grep '^CapBnd:' /proc/self/status | cut -f2); \
+         touch /probe 2>/dev/null && echo root=writable || echo root=refused; \
+         unshare -U true 2>/dev/null && echo unshare=ok || echo unshare=refused; \
+         while true; do sleep 1; done";
+    create(
+        &cluster,
+        "locked",
+        &[
+            "--user",
+            "1000:1000",
+            "--read-only",
+            "--cap-drop",
+            "ALL",
+            "--cap-add",
+            "net_bind_service",
+        ],
+        &["sh", "-c", probe],
+    )?;
+    create(
+        &cluster,
+        "open",
+        &["--security-opt", "seccomp=unconfined"],
+        &["sh", "-c", probe],
+    )?;
+    cluster.wait_running("locked", 1, CONVERGE)?;
+    cluster.wait_running("open", 1, CONVERGE)?;
+    assert_eq!(
+        service_lines(&cluster, "locked", 5)?,
+        [
+            "uid=1000",
+            "seccomp=2",
+            // CAP_NET_BIND_SERVICE (10) alone.
+            "bounding=0000000000000400",
+            "root=refused",
+            "unshare=refused",
+        ]
+    );
+    assert_eq!(
+        service_lines(&cluster, "open", 5)?,
+        [
+            "uid=0",
+            "seccomp=0",
+            "bounding=00000000a80425fb",
+            "root=writable",
+            "unshare=ok",
+        ]
+    );
+    Ok(())
+}

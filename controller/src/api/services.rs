@@ -7,7 +7,7 @@ use berth_proto::v1::service_spec::Mode;
 use berth_proto::v1::{
     CreateServiceRequest, ListServicesResponse, ListTasksRequest, ListTasksResponse,
     ReplicatedMode, ScaleServiceRequest, Service, ServiceSpec, Task, Timestamps,
-    UpdateServiceRequest,
+    UpdateServiceRequest, seccomp,
 };
 use tonic::Status;
 
@@ -53,6 +53,7 @@ pub fn validate_spec(spec: &ServiceSpec) -> Result<(), Status> {
     }
     crate::scheduler::constraint::parse_all(spec)
         .map_err(|e| Status::invalid_argument(format!("service {}: {e}", spec.name)))?;
+    validate_security(spec)?;
     let mut published = std::collections::BTreeSet::new();
     for port in &spec.ports {
         if port.target_port == 0
@@ -73,6 +74,33 @@ pub fn validate_spec(spec: &ServiceSpec) -> Result<(), Status> {
                 protocol_name(port.protocol)
             )));
         }
+    }
+    Ok(())
+}
+
+/// Capability names and the seccomp choice (the agent builds the container's
+/// sets and profile from them, so a bad name must never get that far).
+fn validate_security(spec: &ServiceSpec) -> Result<(), Status> {
+    let bad = |what: String| Status::invalid_argument(format!("service {}: {what}", spec.name));
+    berth_proto::capabilities::validate(&spec.cap_add, &spec.cap_drop)
+        .map_err(|e| bad(e.to_string()))?;
+    let seccomp = spec.seccomp.clone().unwrap_or_default();
+    match seccomp::Mode::try_from(seccomp.mode) {
+        Ok(seccomp::Mode::Custom) => {
+            // The agent parses the profile itself; here only its outline.
+            let value: serde_json::Value = serde_json::from_str(&seccomp.profile_json)
+                .map_err(|e| bad(format!("seccomp profile is not JSON: {e}")))?;
+            if !value.is_object() {
+                return Err(bad("seccomp profile is not a JSON object".into()));
+            }
+        }
+        Ok(_) if !seccomp.profile_json.is_empty() => {
+            return Err(bad(
+                "a seccomp profile is given but the seccomp mode is not custom".into(),
+            ));
+        }
+        Ok(_) => {}
+        Err(_) => return Err(bad(format!("seccomp mode {} is unknown", seccomp.mode))),
     }
     Ok(())
 }
@@ -334,5 +362,58 @@ mod tests {
             ..Default::default()
         };
         super::update(&raft, update).await.expect("own port");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bad_capabilities_and_seccomp_choices_are_refused_and_nothing_is_created() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let raft = crate::server::test_leader(dir.path()).await;
+        let mut bad_cap = spec("caps", &[]);
+        bad_cap.cap_add = vec!["NET_ADMIN".into(), "CAP_TELEPORT".into()];
+        let err = create(&raft, create_req(bad_cap))
+            .await
+            .expect_err("unknown capability");
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert!(
+            err.message()
+                .contains("service caps: unknown capability \"CAP_TELEPORT\" in cap_add"),
+            "{}",
+            err.message()
+        );
+        let mut bad_drop = spec("caps", &[]);
+        bad_drop.cap_drop = vec!["chownn".into()];
+        let err = create(&raft, create_req(bad_drop))
+            .await
+            .expect_err("unknown capability");
+        assert!(
+            err.message().contains("\"chownn\" in cap_drop"),
+            "{}",
+            err.message()
+        );
+        let mut bad_profile = spec("caps", &[]);
+        bad_profile.seccomp = Some(berth_proto::v1::Seccomp {
+            mode: seccomp::Mode::Custom as i32,
+            profile_json: "{not json".into(),
+        });
+        let err = create(&raft, create_req(bad_profile))
+            .await
+            .expect_err("bad profile");
+        assert!(
+            err.message().contains("seccomp profile is not JSON"),
+            "{}",
+            err.message()
+        );
+        let err = get(&raft, "caps").await.expect_err("nothing was created");
+        assert_eq!(err.code(), tonic::Code::NotFound, "{}", err.message());
+        // Good names in any spelling, ALL, and unconfined are taken.
+        let mut good = spec("caps", &[]);
+        good.cap_add = vec!["sys_admin".into(), "CAP_NET_ADMIN".into()];
+        good.cap_drop = vec!["ALL".into()];
+        good.read_only_rootfs = true;
+        good.seccomp = Some(berth_proto::v1::Seccomp {
+            mode: seccomp::Mode::Unconfined as i32,
+            profile_json: String::new(),
+        });
+        create(&raft, create_req(good)).await.expect("good spec");
     }
 }

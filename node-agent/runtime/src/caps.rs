@@ -18,7 +18,8 @@ pub enum CapsError {
     },
 }
 
-/// Docker's default capability set.
+/// Docker's default capability set (the agent's is
+/// `berth_proto::capabilities::DOCKER_DEFAULT`, the same list).
 pub const DOCKER_DEFAULT: &[&str] = &[
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",

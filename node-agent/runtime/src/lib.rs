@@ -8,8 +8,9 @@
 //! to watch containers from a multi-threaded process are safe anywhere:
 //! [`proc`] (pid start times, liveness, pidfds), [`signal`] (signal names),
 //! [`id`] (container ids), [`cgroups::oom_kills_at`] and
-//! [`cgroups::prepare_parent`], and [`state::Exit`] (how init ended, as
-//! `state` reports it).
+//! [`cgroups::prepare_parent`], [`state::Exit`] (how init ended, as
+//! `state` reports it), and [`seccomp::compile`] (a profile to BPF, for
+//! checking one before a container is made).
 
 mod caps;
 pub mod cgroups;
@@ -21,7 +22,7 @@ mod namespaces;
 pub mod proc;
 mod process;
 mod rootfs;
-mod seccomp;
+pub mod seccomp;
 pub mod signal;
 mod spec;
 pub mod state;

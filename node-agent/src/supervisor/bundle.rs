@@ -1,10 +1,11 @@
 //! The OCI bundle of a task: `config.json` from the image config and the task
-//! spec (process, env, user, hostname, limits, mounts, namespaces, cgroup).
+//! spec (process, env, user, hostname, limits, mounts, namespaces, cgroup) and
+//! Docker's defaults: its capability set and seccomp profile, masked paths.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use berth_proto::v1::{Task, mount::Kind};
+use berth_proto::v1::{ServiceSpec, Task, mount::Kind};
 use oci_spec::runtime::{
     Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxMemoryBuilder,
     LinuxNamespace, LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, Mount,
@@ -13,6 +14,7 @@ use oci_spec::runtime::{
 };
 
 use super::error::{Result, SupervisorError};
+use super::seccomp_profile;
 use super::user::resolve_user;
 use crate::image::ImageConfig;
 
@@ -20,27 +22,22 @@ const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/b
 /// CFS period for the CPU quota.
 const CPU_PERIOD_US: u64 = 100_000;
 
-/// Docker's default capability set.
-fn default_caps() -> std::collections::HashSet<Capability> {
-    use Capability::*;
-    [
-        Chown,
-        DacOverride,
-        Fsetid,
-        Fowner,
-        Mknod,
-        NetRaw,
-        Setgid,
-        Setuid,
-        Setfcap,
-        Setpcap,
-        NetBindService,
-        SysChroot,
-        Kill,
-        AuditWrite,
-    ]
-    .into_iter()
-    .collect()
+/// The task's capability set: Docker's default with the service's cap_add and
+/// cap_drop applied (the controller validated the names).
+fn task_caps(spec: &ServiceSpec) -> Result<Vec<&'static str>, String> {
+    berth_proto::capabilities::effective(&spec.cap_add, &spec.cap_drop).map_err(|e| e.to_string())
+}
+
+/// The OCI spelling ("CAP_CHOWN") as oci-spec's type.
+fn oci_caps(names: &[&str]) -> Result<std::collections::HashSet<Capability>, String> {
+    names
+        .iter()
+        .map(|n| {
+            n.trim_start_matches("CAP_")
+                .parse::<Capability>()
+                .map_err(|_| format!("capability {n} is unknown to oci-spec"))
+        })
+        .collect()
 }
 
 /// What a bundle is made of.
@@ -112,11 +109,20 @@ pub fn build_spec(input: &BundleInput<'_>) -> Result<Spec> {
         .find(|u| !u.is_empty())
         .unwrap_or("0");
     let user = resolve_user(input.rootfs, user_text).map_err(err)?;
-    let caps = default_caps();
+    let cap_names = task_caps(&spec).map_err(err)?;
+    let caps = oci_caps(&cap_names).map_err(err)?;
+    // Docker's profile lets a capability's syscalls through only with it.
+    let seccomp = seccomp_profile::for_service(spec.seccomp.as_ref(), &cap_names)
+        .map_err(|e| err(e.to_string()))?;
+    // As Docker: bounding, effective and permitted; inheritable and ambient
+    // empty (oci-spec's default would put KILL, NET_BIND_SERVICE and
+    // AUDIT_WRITE there, which a non-root user's exec would keep as ambient).
     let capabilities = LinuxCapabilitiesBuilder::default()
         .bounding(caps.clone())
         .effective(caps.clone())
         .permitted(caps)
+        .inheritable(std::collections::HashSet::new())
+        .ambient(std::collections::HashSet::new())
         .build()
         .map_err(|e| err(e.to_string()))?;
     let process = ProcessBuilder::default()
@@ -152,7 +158,7 @@ pub fn build_spec(input: &BundleInput<'_>) -> Result<Spec> {
                 .map_err(|e| err(e.to_string()))?,
         );
     }
-    let linux = LinuxBuilder::default()
+    let mut linux = LinuxBuilder::default()
         .namespaces(namespaces(input.netns))
         .cgroups_path(PathBuf::from(format!(
             "/{}/{}",
@@ -189,12 +195,14 @@ pub fn build_spec(input: &BundleInput<'_>) -> Result<Spec> {
         )
         .build()
         .map_err(|e| err(e.to_string()))?;
+    linux.set_seccomp(seccomp);
     let mut oci = Spec::default();
     oci.set_process(Some(process));
     oci.set_root(Some(
         RootBuilder::default()
             .path(input.rootfs)
-            .readonly(false)
+            // As `docker run --read-only`: mounts and /dev stay writable.
+            .readonly(spec.read_only_rootfs)
             .build()
             .map_err(|e| err(e.to_string()))?,
     ));
@@ -354,7 +362,20 @@ fn task_mount(m: &berth_proto::v1::Mount) -> Result<Mount, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use berth_proto::v1::{ResourceRequirements, Resources, ServiceSpec};
+    use berth_proto::v1::{ResourceRequirements, Resources};
+
+    /// The input of a bundle for container c1 below cgroup berth.
+    fn input<'a>(t: &'a Task, image: &'a ImageConfig, rootfs: &'a Path) -> BundleInput<'a> {
+        BundleInput {
+            task: t,
+            container_id: "c1",
+            image,
+            rootfs,
+            cgroup_parent: "berth",
+            netns: None,
+            files: &[],
+        }
+    }
 
     fn task(spec: ServiceSpec) -> Task {
         Task {
@@ -393,16 +414,7 @@ mod tests {
             }],
             ..ServiceSpec::default()
         });
-        let spec = build_spec(&BundleInput {
-            task: &t,
-            container_id: "c1",
-            image: &image,
-            rootfs: dir.path(),
-            cgroup_parent: "berth",
-            netns: None,
-            files: &[],
-        })
-        .unwrap();
+        let spec = build_spec(&input(&t, &image, dir.path())).unwrap();
         let p = spec.process().as_ref().unwrap();
         assert_eq!(p.args().as_ref().unwrap(), &vec!["/bin/ep", "b"]);
         assert_eq!(p.env().as_ref().unwrap(), &vec!["PATH=/bin", "A=2", "B=3"]);
@@ -448,27 +460,87 @@ mod tests {
             hostname: "web".into(),
             ..ServiceSpec::default()
         });
-        let input = BundleInput {
-            task: &t,
-            container_id: "c1",
-            image: &image,
-            rootfs: dir.path(),
-            cgroup_parent: "berth",
-            netns: None,
-            files: &[],
-        };
-        let spec = build_spec(&input).unwrap();
+        let spec = build_spec(&input(&t, &image, dir.path())).unwrap();
         let p = spec.process().as_ref().unwrap();
         assert_eq!(p.args().as_ref().unwrap(), &vec!["sh", "-c", "true"]);
         assert_eq!(spec.hostname().as_deref(), Some("web"));
         let empty = ImageConfig::default();
         let t = task(ServiceSpec::default());
-        let err = build_spec(&BundleInput {
-            task: &t,
-            image: &empty,
-            ..input
-        })
-        .unwrap_err();
+        let err = build_spec(&input(&t, &empty, dir.path())).unwrap_err();
         assert!(err.to_string().contains("no command"), "{err}");
+    }
+
+    #[test]
+    fn docker_defaults_and_the_services_security_choices() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = ImageConfig {
+            cmd: vec!["sh".into()],
+            ..ImageConfig::default()
+        };
+        let build = |spec: ServiceSpec| {
+            let t = task(spec);
+            build_spec(&input(&t, &image, dir.path())).unwrap()
+        };
+        let caps = |spec: &Spec| {
+            let c = spec
+                .process()
+                .as_ref()
+                .unwrap()
+                .capabilities()
+                .clone()
+                .unwrap();
+            assert_eq!(c.bounding(), c.effective());
+            assert_eq!(c.bounding(), c.permitted());
+            assert!(c.inheritable().as_ref().is_none_or(|s| s.is_empty()));
+            assert!(c.ambient().as_ref().is_none_or(|s| s.is_empty()));
+            c.bounding().clone().unwrap()
+        };
+        let plain = build(ServiceSpec::default());
+        let default_caps = caps(&plain);
+        assert_eq!(default_caps.len(), 14);
+        assert!(default_caps.contains(&Capability::Chown));
+        assert!(!default_caps.contains(&Capability::SysAdmin));
+        assert_eq!(plain.root().as_ref().unwrap().readonly(), Some(false));
+        let seccomp = plain.linux().as_ref().unwrap().seccomp().as_ref();
+        let seccomp = seccomp.expect("Docker's profile by default");
+        assert_eq!(
+            seccomp.default_action(),
+            oci_spec::runtime::LinuxSeccompAction::ScmpActErrno
+        );
+
+        let tuned = build(ServiceSpec {
+            cap_add: vec!["sys_admin".into()],
+            cap_drop: vec!["CAP_CHOWN".into()],
+            read_only_rootfs: true,
+            seccomp: Some(berth_proto::v1::Seccomp {
+                mode: berth_proto::v1::seccomp::Mode::Unconfined as i32,
+                profile_json: String::new(),
+            }),
+            ..ServiceSpec::default()
+        });
+        let tuned_caps = caps(&tuned);
+        assert!(tuned_caps.contains(&Capability::SysAdmin));
+        assert!(!tuned_caps.contains(&Capability::Chown));
+        assert_eq!(tuned_caps.len(), 14);
+        assert_eq!(tuned.root().as_ref().unwrap().readonly(), Some(true));
+        assert!(tuned.linux().as_ref().unwrap().seccomp().is_none());
+
+        // With SYS_ADMIN, Docker's profile lets unshare through.
+        let admin = build(ServiceSpec {
+            cap_add: vec!["SYS_ADMIN".into()],
+            ..ServiceSpec::default()
+        });
+        let allows = |spec: &Spec, call: &str| {
+            spec.linux()
+                .as_ref()
+                .and_then(|l| l.seccomp().as_ref())
+                .and_then(|s| s.syscalls().as_ref())
+                .is_some_and(|rules| rules.iter().any(|r| r.names().iter().any(|n| n == call)))
+        };
+        assert!(allows(&admin, "unshare"));
+        assert!(!allows(&plain, "unshare"));
+        // Every name the controller accepts has an OCI spelling (cap_add ALL).
+        let every = berth_proto::capabilities::ALL;
+        assert_eq!(oci_caps(every).unwrap().len(), every.len());
     }
 }

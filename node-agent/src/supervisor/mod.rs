@@ -31,6 +31,7 @@ mod logs;
 mod network;
 mod oci;
 mod runtime;
+pub mod seccomp_profile;
 pub mod shim;
 mod state;
 mod stop;

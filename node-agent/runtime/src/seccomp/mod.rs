@@ -9,9 +9,11 @@ mod table;
 use std::collections::{BTreeMap, BTreeSet};
 
 use oci_spec::runtime::{LinuxSeccomp, LinuxSeccompAction, LinuxSeccompOperator, LinuxSyscall};
+/// A compiled filter, as [`compile`] makes and [`install`] takes them.
+pub use seccompiler::BpfProgram;
 use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-    SeccompRule, TargetArch,
+    SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
+    TargetArch,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +27,11 @@ pub enum SeccompError {
     },
     #[error("seccomp filter: {0}")]
     Filter(seccompiler::BackendError),
+    #[error(
+        "the profile restricts seccomp(2) itself in {0} of its filters (one per action); \
+         berth-runtime installs them one by one, so at most one may"
+    )]
+    SelfRestricting(usize),
     #[error("this architecture has no seccomp support in berth-runtime")]
     Arch,
     #[error("failed to install the seccomp filter: {0}")]
@@ -150,7 +157,10 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Vec<BpfProgram>> {
             add(rules, nr, r);
         }
     }
-    let mut programs = Vec::new();
+    // Each filter is installed with seccomp(2), which the filters installed
+    // before it also judge: one that may refuse seccomp itself goes last.
+    let seccomp_nr = syscall_number("seccomp");
+    let mut programs: Vec<(bool, BpfProgram)> = Vec::new();
     let build = |mut rules: Rules, unconditional: &BTreeSet<i64>, mismatch, matched| {
         for nr in unconditional {
             rules.insert(*nr, Vec::new());
@@ -160,17 +170,31 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Vec<BpfProgram>> {
         BpfProgram::try_from(filter).map_err(SeccompError::Filter)
     };
     if default != SeccompAction::Allow {
-        programs.push(build(
-            listed,
-            &unconditional_listed,
-            default.clone(),
-            SeccompAction::Allow,
-        )?);
+        let restricts = seccomp_nr.is_some_and(|nr| !unconditional_listed.contains(&nr));
+        programs.push((
+            restricts,
+            build(
+                listed,
+                &unconditional_listed,
+                default.clone(),
+                SeccompAction::Allow,
+            )?,
+        ));
     }
     for (act, rules, unconditional) in by_action {
-        programs.push(build(rules, &unconditional, SeccompAction::Allow, act)?);
+        let restricts =
+            seccomp_nr.is_some_and(|nr| rules.contains_key(&nr) || unconditional.contains(&nr));
+        programs.push((
+            restricts,
+            build(rules, &unconditional, SeccompAction::Allow, act)?,
+        ));
     }
-    Ok(programs)
+    let restricting = programs.iter().filter(|(r, _)| *r).count();
+    if restricting > 1 {
+        return Err(SeccompError::SelfRestricting(restricting));
+    }
+    programs.sort_by_key(|(restricts, _)| *restricts);
+    Ok(programs.into_iter().map(|(_, p)| p).collect())
 }
 
 /// Installs the filters on the calling thread (needs no_new_privs or
@@ -205,9 +229,62 @@ pub fn install(programs: &[BpfProgram]) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use oci_spec::runtime::{LinuxSeccompArgBuilder, LinuxSeccompBuilder, LinuxSyscallBuilder};
+    use berth_testhost::forked::{exit_code_in_child, outcome, set_no_new_privs};
+    use oci_spec::runtime::{
+        LinuxSeccompArg, LinuxSeccompArgBuilder, LinuxSeccompBuilder, LinuxSyscallBuilder,
+    };
 
     use super::*;
+
+    /// One rule of a profile.
+    fn entry(
+        names: &[&str],
+        action: LinuxSeccompAction,
+        errno: Option<u32>,
+        args: Vec<LinuxSeccompArg>,
+    ) -> LinuxSyscall {
+        let mut b = LinuxSyscallBuilder::default()
+            .names(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .action(action);
+        if let Some(e) = errno {
+            b = b.errno_ret(e);
+        }
+        if !args.is_empty() {
+            b = b.args(args);
+        }
+        b.build().expect("rule")
+    }
+
+    fn allow(names: &[&str]) -> LinuxSyscall {
+        entry(names, LinuxSeccompAction::ScmpActAllow, None, Vec::new())
+    }
+
+    /// Argument 0 compared with `op`.
+    fn arg0(op: LinuxSeccompOperator, value: u64) -> LinuxSeccompArg {
+        LinuxSeccompArgBuilder::default()
+            .index(0usize)
+            .value(value)
+            .op(op)
+            .build()
+            .expect("arg")
+    }
+
+    fn profile(default: LinuxSeccompAction, rules: Vec<LinuxSyscall>) -> LinuxSeccomp {
+        LinuxSeccompBuilder::default()
+            .default_action(default)
+            .syscalls(rules)
+            .build()
+            .expect("profile")
+    }
+
+    /// `probe` in a forked child under `programs` (no_new_privs first, as the
+    /// runtime does for a task): its exit code.
+    fn under(programs: &[BpfProgram], probe: fn() -> i32) -> i32 {
+        exit_code_in_child(|| match set_no_new_privs() && install(programs).is_ok() {
+            true => probe(),
+            false => 202,
+        })
+    }
 
     #[test]
     fn names_resolve() {
@@ -218,39 +295,24 @@ mod tests {
 
     #[test]
     fn one_filter_per_action_plus_default() {
-        let profile = LinuxSeccompBuilder::default()
-            .default_action(LinuxSeccompAction::ScmpActErrno)
-            .syscalls(vec![
-                LinuxSyscallBuilder::default()
-                    .names(vec![
-                        "read".to_string(),
-                        "write".to_string(),
-                        "not_a_syscall".to_string(),
-                    ])
-                    .action(LinuxSeccompAction::ScmpActAllow)
-                    .build()
-                    .expect("allow"),
-                LinuxSyscallBuilder::default()
-                    .names(vec!["personality".to_string()])
-                    .action(LinuxSeccompAction::ScmpActAllow)
-                    .args(vec![
-                        LinuxSeccompArgBuilder::default()
-                            .index(0usize)
-                            .value(0u64)
-                            .op(LinuxSeccompOperator::ScmpCmpEq)
-                            .build()
-                            .expect("arg"),
-                    ])
-                    .build()
-                    .expect("cond"),
-                LinuxSyscallBuilder::default()
-                    .names(vec!["mkdir".to_string()])
-                    .action(LinuxSeccompAction::ScmpActKillProcess)
-                    .build()
-                    .expect("kill"),
-            ])
-            .build()
-            .expect("profile");
+        let profile = profile(
+            LinuxSeccompAction::ScmpActErrno,
+            vec![
+                allow(&["read", "write", "not_a_syscall"]),
+                entry(
+                    &["personality"],
+                    LinuxSeccompAction::ScmpActAllow,
+                    None,
+                    vec![arg0(LinuxSeccompOperator::ScmpCmpEq, 0)],
+                ),
+                entry(
+                    &["mkdir"],
+                    LinuxSeccompAction::ScmpActKillProcess,
+                    None,
+                    Vec::new(),
+                ),
+            ],
+        );
         let programs = compile(&profile).expect("compile");
         assert_eq!(programs.len(), 2);
         assert!(programs.iter().all(|p| !p.is_empty()));
@@ -258,10 +320,113 @@ mod tests {
 
     #[test]
     fn notify_is_refused() {
-        let profile = LinuxSeccompBuilder::default()
-            .default_action(LinuxSeccompAction::ScmpActNotify)
-            .build()
-            .expect("profile");
+        let profile = profile(LinuxSeccompAction::ScmpActNotify, Vec::new());
         assert!(matches!(compile(&profile), Err(SeccompError::Action(_))));
+    }
+
+    #[test]
+    fn errno_returns_and_masked_arguments_reach_the_caller() {
+        // Deny with EPERM by default, as Docker's profile does.
+        let mut profile = profile(
+            LinuxSeccompAction::ScmpActErrno,
+            vec![
+                allow(&["exit", "exit_group", "getpid"]),
+                // personality only with none of the bits of 0xff00 set.
+                entry(
+                    &["personality"],
+                    LinuxSeccompAction::ScmpActAllow,
+                    None,
+                    vec![arg0(LinuxSeccompOperator::ScmpCmpMaskedEq, 0xff00)],
+                ),
+                // As Docker answers clone3: ENOSYS, so libcs fall back.
+                entry(
+                    &["getppid"],
+                    LinuxSeccompAction::ScmpActErrno,
+                    Some(libc::ENOSYS as u32),
+                    Vec::new(),
+                ),
+            ],
+        );
+        profile.set_default_errno_ret(Some(1));
+        let programs = compile(&profile).expect("compile");
+        // SAFETY (all probes): raw syscalls with integer arguments.
+        assert_eq!(under(&programs, || 0), 0, "the filter installs");
+        assert_eq!(
+            under(&programs, || outcome(unsafe {
+                libc::syscall(libc::SYS_getpid)
+            })),
+            0
+        );
+        assert_eq!(
+            under(&programs, || outcome(unsafe {
+                libc::syscall(libc::SYS_getppid)
+            })),
+            libc::ENOSYS
+        );
+        assert_eq!(
+            under(&programs, || outcome(unsafe {
+                libc::syscall(libc::SYS_gettid)
+            })),
+            libc::EPERM
+        );
+        assert_eq!(
+            under(&programs, || outcome(unsafe {
+                libc::syscall(libc::SYS_personality, 0u64)
+            })),
+            0
+        );
+        assert_eq!(
+            under(&programs, || outcome(unsafe {
+                libc::syscall(libc::SYS_personality, 0xffff_ffffu64)
+            })),
+            libc::EPERM
+        );
+    }
+
+    #[test]
+    fn a_filter_that_refuses_seccomp_goes_last_and_two_are_refused() {
+        let on_seccomp = |action, value| {
+            entry(
+                &["seccomp"],
+                action,
+                None,
+                vec![arg0(LinuxSeccompOperator::ScmpCmpEq, value)],
+            )
+        };
+        let two = profile(
+            LinuxSeccompAction::ScmpActAllow,
+            vec![
+                on_seccomp(LinuxSeccompAction::ScmpActErrno, 0),
+                on_seccomp(LinuxSeccompAction::ScmpActKillProcess, 2),
+            ],
+        );
+        assert!(matches!(
+            compile(&two),
+            Err(SeccompError::SelfRestricting(2))
+        ));
+        // Denying by default (seccomp unlisted) and one more action: the
+        // default filter goes last, so both install.
+        let one = profile(
+            LinuxSeccompAction::ScmpActErrno,
+            vec![
+                allow(&["exit_group"]),
+                entry(
+                    &["getppid"],
+                    LinuxSeccompAction::ScmpActKillProcess,
+                    None,
+                    Vec::new(),
+                ),
+            ],
+        );
+        let programs = compile(&one).expect("compile");
+        assert_eq!(programs.len(), 2);
+        assert_eq!(under(&programs, || 0), 0, "both filters install");
+        // SAFETY: a raw syscall without arguments.
+        assert_eq!(
+            under(&programs, || outcome(unsafe {
+                libc::syscall(libc::SYS_getppid)
+            })),
+            128 + libc::SIGSYS
+        );
     }
 }
