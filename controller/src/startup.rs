@@ -85,8 +85,9 @@ fn new_cluster_pki(
         .issue_bundle(&identity(member_id.to_string(), Role::Controller), validity)
         .map_err(pki_error("issue this controller's certificate"))?;
     let admin_id = format!("admin-{}", crate::ids::new_id());
+    let admin_validity = Validity::starting_at(now, berth_pki::ca::ADMIN_LIFETIME);
     let admin = authority
-        .issue_bundle(&identity(admin_id, Role::Admin), validity)
+        .issue_bundle(&identity(admin_id, Role::Admin), admin_validity)
         .map_err(pki_error("issue the admin certificate"))?;
     let object = Object {
         kind: Some(Kind::Pki(record)),

@@ -20,6 +20,9 @@ pub const BACKDATE: Duration = Duration::from_secs(3600);
 pub const ROOT_LIFETIME: Duration = Duration::from_secs(20 * 365 * 24 * 3600);
 /// Node certificates last 90 days unless the cluster says otherwise.
 pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(90 * 24 * 3600);
+/// The admin bundle `--init` writes lasts a year whatever the node lifetime:
+/// nodes renew themselves, people do not.
+pub const ADMIN_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// When a certificate is valid.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

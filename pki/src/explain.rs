@@ -54,7 +54,10 @@ pub fn tls_failure(err: &(dyn StdError + 'static), server: &str) -> Option<Strin
                 format!("{server} requires a client certificate and we sent none")
             }
             AlertDescription::BadCertificate | AlertDescription::DecryptError => {
-                format!("{server} refused our certificate as invalid (damaged or tampered with?)")
+                format!(
+                    "{server} refused our certificate: it is not signed by the cluster's CA \
+                     (credentials of another cluster?) or it was damaged; {server}'s log says which"
+                )
             }
             AlertDescription::CertificateRevoked => {
                 format!("{server} refused our certificate: this node was removed")

@@ -134,9 +134,10 @@ impl CertInfo {
         })
     }
 
-    /// "expired", "not yet valid" or `None` when valid at `now_ms`.
+    /// "expired", "not yet valid" or `None` when valid at `now_ms`. X.509
+    /// times are whole seconds and notAfter is inclusive: valid through it.
     pub fn invalid_at(&self, now_ms: i64) -> Option<String> {
-        if now_ms >= self.not_after_ms {
+        if now_ms >= self.not_after_ms + 1000 {
             Some(format!("expired at {}", format_ms(self.not_after_ms)))
         } else if now_ms < self.not_before_ms {
             Some(format!(

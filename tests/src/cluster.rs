@@ -45,12 +45,23 @@ impl Cluster {
         agents: usize,
         spare_agents: usize,
     ) -> Result<Cluster> {
-        let mut c = Controllers::start_with(
-            test,
-            controllers,
-            agents + spare_agents,
-            &["--node-down-after", "4"],
-        )?;
+        Self::start_with(test, controllers, agents, spare_agents, &[])
+    }
+
+    /// As `start`, with more controller arguments (e.g. `--cert-expiry 10s`).
+    pub fn start_with(
+        test: &str,
+        controllers: usize,
+        agents: usize,
+        spare_agents: usize,
+        controller_args: &[&str],
+    ) -> Result<Cluster> {
+        let mut args = Vec::new();
+        if !controller_args.contains(&"--node-down-after") {
+            args.extend(["--node-down-after", "4"]);
+        }
+        args.extend_from_slice(controller_args);
+        let mut c = Controllers::start_with(test, controllers, agents + spare_agents, &args)?;
         let client = c.client_host();
         let registry = HostRegistry::start(&mut c.net, client)?;
         let work = c.net.workdir().join("image");
@@ -84,11 +95,28 @@ impl Cluster {
         format!("n{}", i + 1)
     }
 
-    /// Starts agent number `i` (on `agent_hosts[i]`).
+    /// Starts agent number `i` (on `agent_hosts[i]`) with the agent token.
     pub fn start_agent(&mut self, i: usize) -> Result<()> {
+        let token = self.c.token_file("agent")?;
+        self.start_agent_with(i, "agent", Some(&token))
+    }
+
+    /// The agent's data dir on its host.
+    pub fn agent_dir(&self, i: usize) -> std::path::PathBuf {
+        self.c.net.host(self.agent_hosts[i]).dir().join("agent")
+    }
+
+    /// Starts agent number `i` as process `proc_name`, with the token in
+    /// `token_file` (none: the agent must have a valid certificate).
+    pub fn start_agent_with(
+        &mut self,
+        i: usize,
+        proc_name: &str,
+        token_file: Option<&std::path::Path>,
+    ) -> Result<()> {
         let host = self.agent_hosts[i];
-        let data_dir = self.c.net.host(host).dir().join("agent");
-        let args = vec![
+        let data_dir = self.agent_dir(i);
+        let mut args = vec![
             "--data-dir".to_string(),
             data_dir.to_string_lossy().to_string(),
             "--controller".into(),
@@ -103,12 +131,23 @@ impl Cluster {
             bin_path("berth-runtime").to_string_lossy().to_string(),
             "--cgroup-parent".into(),
             self.c.net.cgroup_parent().to_string(),
-            "--token-file".into(),
-            self.c.token_file("agent")?.to_string_lossy().to_string(),
         ];
+        if let Some(token) = token_file {
+            args.push("--token-file".into());
+            args.push(token.to_string_lossy().to_string());
+        }
         let program = bin_path("berth-agent");
-        self.c.net.host_mut(host).spawn("agent", &program, &args)?;
+        self.c
+            .net
+            .host_mut(host)
+            .spawn(proc_name, &program, &args)?;
         Ok(())
+    }
+
+    /// The agent process `proc_name` of agent `i`.
+    pub fn agent_proc(&mut self, i: usize, proc_name: &str) -> Result<&mut crate::Proc> {
+        let host = self.agent_hosts[i];
+        self.c.net.host_mut(host).proc(proc_name)
     }
 
     pub fn agent(&mut self, i: usize) -> Result<&mut crate::Proc> {
@@ -118,16 +157,10 @@ impl Cluster {
 
     /// Runs the `berth` CLI on the client host against controller `via`.
     pub fn berth_via(&self, via: usize, args: &[&str]) -> Result<String> {
-        let berth = bin_path("berth");
-        let addr = self.c.address(via);
         let tls_dir = self.c.admin_dir().to_string_lossy().to_string();
-        let mut full = vec!["--controller", &addr, "--tls-dir", &tls_dir];
+        let mut full = vec!["--tls-dir", tls_dir.as_str()];
         full.extend_from_slice(args);
-        let out = self
-            .c
-            .net
-            .host(self.c.client_host())
-            .run_unchecked(&berth.to_string_lossy(), &full)?;
+        let out = self.berth_raw(via, &full)?;
         if !out.status.success() {
             bail!(
                 "berth {} failed: {}",
@@ -136,6 +169,19 @@ impl Cluster {
             );
         }
         Ok(String::from_utf8_lossy(&out.stdout).to_string())
+    }
+
+    /// Runs the `berth` CLI on the client host against controller `via` with
+    /// exactly `args` (no credentials added); returns its output, whatever its exit.
+    pub fn berth_raw(&self, via: usize, args: &[&str]) -> Result<std::process::Output> {
+        let berth = bin_path("berth");
+        let addr = self.c.address(via);
+        let mut full = vec!["--controller", &addr];
+        full.extend_from_slice(args);
+        self.c
+            .net
+            .host(self.c.client_host())
+            .run_unchecked(&berth.to_string_lossy(), &full)
     }
 
     /// Runs the CLI against any controller that answers.

@@ -172,7 +172,13 @@ pub async fn join_token(
             )));
         }
     };
-    let mut record = current_record(raft).await?;
+    // Printing the token reads this member's state; rotating it writes
+    // through the leader.
+    let mut record = if req.rotate {
+        current_record(raft).await?
+    } else {
+        record::read(raft.state())?.ok_or(IssueError::NoCa)?
+    };
     if req.rotate {
         let secret = berth_pki::token::new_secret();
         match role {

@@ -9,6 +9,7 @@ use std::task::{Context, Poll};
 use hyper_util::rt::TokioIo;
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 
@@ -18,7 +19,7 @@ use crate::{PkiError, Role};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-fn client_config(creds: &Arc<Credentials>) -> Arc<ClientConfig> {
+pub(super) fn client_config(creds: &Arc<Credentials>) -> Arc<ClientConfig> {
     let mut config = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .expect("ring supports TLS 1.3")
@@ -38,7 +39,7 @@ struct TlsConnector {
 }
 
 impl tower::Service<Uri> for TlsConnector {
-    type Response = TokioIo<tokio_rustls::client::TlsStream<TcpStream>>;
+    type Response = TokioIo<Prefixed<tokio_rustls::client::TlsStream<TcpStream>>>;
     type Error = BoxError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
 
@@ -60,8 +61,93 @@ impl tower::Service<Uri> for TlsConnector {
             let tcp = TcpStream::connect((host.as_str(), port)).await?;
             tcp.set_nodelay(true)?;
             let tls = connector.connect(server_name, tcp).await?;
-            Ok(TokioIo::new(tls))
+            Ok(TokioIo::new(first_answer(tls).await?))
         })
+    }
+}
+
+/// In TLS 1.3 a client finishes its handshake before the server has checked
+/// its certificate; a refusal arrives as an alert on the first read, which
+/// HTTP/2 would report only as a closed connection. So read the server's
+/// first bytes (its HTTP/2 settings, sent at once) here: a refusal becomes this
+/// connection's error, with the alert that says why.
+async fn first_answer<S>(mut stream: S) -> std::io::Result<Prefixed<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; 4096];
+    match tokio::time::timeout(FIRST_ANSWER, stream.read(&mut buf)).await {
+        Ok(Ok(0)) => Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionAborted,
+            "the server closed the connection right after the TLS handshake",
+        )),
+        Ok(Ok(n)) => {
+            buf.truncate(n);
+            Ok(Prefixed::new(buf, stream))
+        }
+        Ok(Err(err)) => Err(err),
+        // A server that says nothing first: let HTTP/2 go on.
+        Err(_) => Ok(Prefixed::new(Vec::new(), stream)),
+    }
+}
+
+/// How long a connection waits for the server's first bytes.
+const FIRST_ANSWER: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A stream whose first bytes were already read: they are read again first.
+pub struct Prefixed<S> {
+    prefix: Vec<u8>,
+    offset: usize,
+    inner: S,
+}
+
+impl<S> Prefixed<S> {
+    fn new(prefix: Vec<u8>, inner: S) -> Self {
+        Prefixed {
+            prefix,
+            offset: 0,
+            inner,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if this.offset < this.prefix.len() {
+            let rest = &this.prefix[this.offset..];
+            let n = rest.len().min(buf.remaining());
+            buf.put_slice(&rest[..n]);
+            this.offset += n;
+            if this.offset == this.prefix.len() {
+                this.prefix = Vec::new();
+                this.offset = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
 

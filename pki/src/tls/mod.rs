@@ -7,6 +7,8 @@
 mod client;
 mod credentials;
 mod server;
+#[cfg(test)]
+mod tests;
 mod verify;
 
 use std::sync::Arc;
