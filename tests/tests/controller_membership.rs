@@ -149,11 +149,14 @@ fn the_cli_shows_members_roles_and_the_leader_as_json() -> Result<()> {
     let leader_id = c.status(leader)?.member_id;
     let berth = berth_testhost::bin_path("berth");
     let addr = c.address(1);
+    let tls_dir = c.admin_dir();
     let out = c.net.host(c.client_host()).run(
         berth.to_str().unwrap_or_default(),
         &[
             "--controller",
             &addr,
+            "--tls-dir",
+            tls_dir.to_str().unwrap_or_default(),
             "cluster",
             "status",
             "--format",
