@@ -20,6 +20,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The overlay's address message is the hand-written type of `net`: one Rust
     // type on the wire and in code, written "A.B.C.D/N" in JSON.
     config.extern_path(".berth.v1.Ipv4Prefix", "crate::net::Ipv4Prefix");
+    // Messages that carry a secret in clear (or the key that seals secrets):
+    // their Debug is written by hand in src/redact.rs and prints no value, so
+    // no `{:?}` of them, or of a message holding them, can log one.
+    config.skip_debug([
+        ".berth.v1.SecretValue",
+        ".berth.v1.CreateSecretRequest",
+        ".berth.v1.JoinResponse",
+    ]);
     tonic_prost_build::configure()
         // The generated types are the one model: stack files and `--format json`
         // (de)serialize them directly.

@@ -15,6 +15,8 @@ pub mod store {
 pub mod assignments;
 mod display;
 pub mod net;
+mod redact;
+pub use redact::Redacted;
 
 /// Version and commit of the build, for every binary's `--version`.
 pub const VERSION: &str = concat!(
