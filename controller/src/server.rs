@@ -16,6 +16,7 @@ use crate::api::ClusterApi;
 use crate::api::DispatcherService;
 use crate::datadir::{self, DataDirError, Existing, Marker};
 use crate::dispatcher::{Dispatcher, DispatcherSettings};
+use crate::keyring::{Keyring, KeyringError};
 use crate::raft::peer_service::PeerService;
 use crate::raft::storage::LogStorage;
 use crate::raft::transport::{GrpcTransport, peer_channel, peer_client};
@@ -66,6 +67,8 @@ pub enum ServerError {
     RaftThread,
     #[error("cannot start the dispatcher's runtime: {0}")]
     Runtime(std::io::Error),
+    #[error(transparent)]
+    Keyring(#[from] KeyringError),
 }
 
 /// A runtime owned by async code: dropping a runtime inside another one
@@ -141,6 +144,7 @@ async fn prepare_data_dir(
         Existing::Empty if opts.init => {
             let marker = Marker::new(datadir::new_cluster_id(), datadir::new_member_id());
             let members = [(marker.member_id, advertise.to_string())].into();
+            Keyring::create(&opts.data_dir)?;
             let db = datadir::create(&opts.data_dir, &marker, &members, &[marker.member_id])?;
             info!(cluster = %marker.cluster_id, member = marker.member_id, "initialized a new cluster");
             Ok((marker, db))
@@ -149,6 +153,7 @@ async fn prepare_data_dir(
             Some(via) => {
                 let response = join_cluster(via, advertise).await?;
                 let marker = Marker::new(response.cluster_id, response.member_id);
+                Keyring::store_joined(&opts.data_dir, &response.secrets_key)?;
                 let db = datadir::create(&opts.data_dir, &marker, &response.members, &[])?;
                 info!(cluster = %marker.cluster_id, member = marker.member_id, "joined the cluster as a learner");
                 Ok((marker, db))
@@ -232,6 +237,7 @@ pub async fn run(
         })?;
     let (marker, db) = prepare_data_dir(&opts, &advertise).await?;
     let (db, sm) = datadir::load(&opts.data_dir, db, &marker)?;
+    let keys = Keyring::load(&opts.data_dir)?;
     let (handle, done_rx) = start_member(&opts.data_dir, &marker, db, sm, opts.raft.clone())?;
     let status = handle.status().clone();
     let clock = crate::clock::system();
@@ -246,7 +252,7 @@ pub async fn run(
         .map_err(ServerError::Runtime)?;
     let dispatch_runtime = runtime.handle().clone();
     let _dispatch_owner = BackgroundRuntime(Some(runtime));
-    let dispatcher = Dispatcher::new(handle.clone(), opts.dispatcher.clone(), clock.clone())
+    let dispatcher = Dispatcher::new(handle.clone(), opts.dispatcher.clone(), clock.clone(), keys.clone())
         .with_runtime(dispatch_runtime.clone());
     // Assignments and liveness: they act only while this member leads.
     let dispatcher_loop = dispatch_runtime.spawn(dispatcher.clone().run());
@@ -295,7 +301,7 @@ pub async fn run(
         .http2_keepalive_interval(Some(Duration::from_secs(1)))
         .http2_keepalive_timeout(Some(Duration::from_secs(2)))
         .add_service(
-            RaftPeerServer::new(PeerService::new(handle.clone()))
+            RaftPeerServer::new(PeerService::new(handle.clone(), keys.clone()))
                 .max_decoding_message_size(berth_proto::MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(berth_proto::MAX_MESSAGE_BYTES),
         )
@@ -305,7 +311,7 @@ pub async fn run(
                 .max_encoding_message_size(berth_proto::MAX_MESSAGE_BYTES),
         )
         .add_service(
-            ClusterServer::new(ClusterApi::new(handle))
+            ClusterServer::new(ClusterApi::new(handle, keys))
                 .max_decoding_message_size(API_MAX_REQUEST)
                 .max_encoding_message_size(berth_proto::MAX_MESSAGE_BYTES),
         )

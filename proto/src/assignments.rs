@@ -168,7 +168,7 @@ mod tests {
         };
         let config = |id: &str, version: u64| ConfigValue {
             id: id.into(),
-            version,
+            digest: version.to_string(),
             ..Default::default()
         };
         let mut set = Assignments {
@@ -187,12 +187,12 @@ mod tests {
         );
         let secrets: Vec<&str> = set.secrets.iter().map(|s| s.id.as_str()).collect();
         assert_eq!(secrets, ["s0"]);
-        let configs: Vec<(&str, u64)> = set
+        let configs: Vec<(&str, &str)> = set
             .configs
             .iter()
-            .map(|c| (c.id.as_str(), c.version))
+            .map(|c| (c.id.as_str(), c.digest.as_str()))
             .collect();
-        assert_eq!(configs, [("c1", 2), ("c2", 1)]);
+        assert_eq!(configs, [("c1", "2"), ("c2", "1")]);
         apply(
             &mut set,
             AssignmentsDelta {

@@ -1,4 +1,7 @@
-//! Configs: small named blobs, compare-and-set updates.
+//! Configs: small named blobs, compare-and-set updates. A service's spec
+//! names each config it mounts with the digest of its data (files.rs), so an
+//! update of the data updates those services in the same transaction: their
+//! specs change and the orchestrator rolls them.
 
 use berth_proto::store::Expect;
 use berth_proto::store::Object;
@@ -9,13 +12,16 @@ use berth_proto::v1::{
 };
 use tonic::Status;
 
+use super::files::{all_services, services_using};
 use super::status::check_name;
+use crate::digest::sha256_hex;
 use crate::clock::now_ms;
 use crate::ids::new_id;
 use crate::raft::RaftHandle;
 use crate::store::commit::commit_one;
 use crate::store::view::resolve;
-use crate::store::{Table, commit, delete, put};
+use crate::store::{Table, commit, delete, put, put_kind};
+use berth_proto::store::Op;
 
 fn wrap(config: Config) -> Object {
     Object {
@@ -54,6 +60,7 @@ pub async fn update(raft: &RaftHandle, req: UpdateConfigRequest) -> Result<Confi
     } else {
         (Expect::Version, req.version)
     };
+    let digest = sha256_hex(&req.data);
     let updated = Config {
         data: req.data,
         timestamps: Some(Timestamps {
@@ -62,7 +69,41 @@ pub async fn update(raft: &RaftHandle, req: UpdateConfigRequest) -> Result<Confi
         }),
         ..current
     };
-    unwrap(commit_one(raft, put(wrap(updated), expect, version)).await?)
+    let id = updated.id.clone();
+    let mut ops = vec![put(wrap(updated), expect, version)];
+    ops.extend(roll_services(raft, &id, &digest)?);
+    match commit(raft, ops).await?.objects.into_iter().next() {
+        Some(object) => unwrap(object),
+        None => Err(Status::internal("the store returned no config")),
+    }
+}
+
+/// Puts of the services that mount config `id` with another digest: the new
+/// digest and a new spec version (compare-and-set on each service's version,
+/// so a concurrent service update makes the whole update retry).
+fn roll_services(raft: &RaftHandle, id: &str, digest: &str) -> Result<Vec<Op>, Status> {
+    let mut ops = Vec::new();
+    for mut service in all_services(raft)? {
+        let Some(spec) = service.spec.as_mut() else {
+            continue;
+        };
+        let mut changed = false;
+        for r in spec.configs.iter_mut().filter(|r| r.config_id == id) {
+            if r.digest != digest {
+                r.digest = digest.to_string();
+                changed = true;
+            }
+        }
+        if changed {
+            service.spec_version += 1;
+            if let Some(t) = service.timestamps.as_mut() {
+                t.updated_ms = now_ms();
+            }
+            let version = service.version;
+            ops.push(put_kind(Kind::Service(service), Expect::Version, version));
+        }
+    }
+    Ok(ops)
 }
 
 pub async fn get(raft: &RaftHandle, req: GetConfigRequest) -> Result<Config, Status> {
@@ -85,6 +126,16 @@ pub async fn list(raft: &RaftHandle) -> Result<ListConfigsResponse, Status> {
 
 pub async fn remove(raft: &RaftHandle, req: RemoveConfigRequest) -> Result<(), Status> {
     let current = unwrap(resolve(raft.state(), Table::Config, &req.config)?)?;
+    let users = services_using(raft, |spec| {
+        spec.configs.iter().any(|c| c.config_id == current.id)
+    })?;
+    if !users.is_empty() {
+        return Err(Status::failed_precondition(format!(
+            "config {} is in use by service {}: remove it from the service (or the service) first",
+            current.name,
+            users.join(", ")
+        )));
+    }
     let (expect, version) = if req.version == 0 {
         (Expect::Present, 0)
     } else {

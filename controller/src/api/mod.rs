@@ -6,10 +6,12 @@
 
 mod configs;
 pub mod dispatcher;
+mod files;
 mod logs;
 mod members;
 mod networks;
 mod nodes;
+mod secrets;
 mod services;
 pub mod status;
 mod watch;
@@ -18,6 +20,7 @@ use berth_proto::v1::cluster_server::Cluster;
 use berth_proto::v1::*;
 use tonic::{Request, Response, Status};
 
+use crate::keyring::Keyring;
 use crate::raft::RaftHandle;
 
 pub use crate::store::commit::MAX_TXN_BYTES;
@@ -26,11 +29,13 @@ pub use services::validate_spec;
 
 pub struct ClusterApi {
     raft: RaftHandle,
+    /// Seals secret values before they are proposed.
+    keys: Keyring,
 }
 
 impl ClusterApi {
-    pub fn new(raft: RaftHandle) -> Self {
-        ClusterApi { raft }
+    pub fn new(raft: RaftHandle, keys: Keyring) -> Self {
+        ClusterApi { raft, keys }
     }
 }
 
@@ -132,6 +137,23 @@ impl Cluster for ClusterApi {
     async fn remove_config(&self, r: Request<RemoveConfigRequest>) -> Reply<RemoveConfigResponse> {
         configs::remove(&self.raft, r.into_inner()).await?;
         ok(RemoveConfigResponse {})
+    }
+
+    async fn create_secret(&self, r: Request<CreateSecretRequest>) -> Reply<Secret> {
+        ok(secrets::create(&self.raft, &self.keys, r.into_inner()).await?)
+    }
+
+    async fn get_secret(&self, r: Request<GetSecretRequest>) -> Reply<Secret> {
+        ok(secrets::get(&self.raft, r.into_inner()).await?)
+    }
+
+    async fn list_secrets(&self, _: Request<ListSecretsRequest>) -> Reply<ListSecretsResponse> {
+        ok(secrets::list(&self.raft).await?)
+    }
+
+    async fn remove_secret(&self, r: Request<RemoveSecretRequest>) -> Reply<RemoveSecretResponse> {
+        secrets::remove(&self.raft, r.into_inner()).await?;
+        ok(RemoveSecretResponse {})
     }
 
     async fn cluster_status(

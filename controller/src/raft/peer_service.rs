@@ -8,16 +8,19 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::{info, warn};
 
 use super::handle::RaftHandle;
+use crate::keyring::Keyring;
 use super::mailbox::Membership;
 use super::transport::{peer_channel, peer_client};
 
 pub struct PeerService {
     handle: RaftHandle,
+    /// Given to controllers that join (secrets are sealed with it).
+    keys: Keyring,
 }
 
 impl PeerService {
-    pub fn new(handle: RaftHandle) -> Self {
-        PeerService { handle }
+    pub fn new(handle: RaftHandle, keys: Keyring) -> Self {
+        PeerService { handle, keys }
     }
 
     fn check_cluster(&self, cluster_id: &str) -> Result<(), Status> {
@@ -156,6 +159,7 @@ impl RaftPeer for PeerService {
             member_id: id,
             cluster_id: status.cluster_id,
             members,
+            secrets_key: self.keys.export(),
         }))
     }
 }
