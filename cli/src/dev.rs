@@ -103,6 +103,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
         api_listen: SocketAddr::new(args.listen.ip(), args.listen.port() + 1),
         shim: vec![sibling("berth-agent").into_os_string(), "shim".into()],
         netns_dir: PathBuf::from("/run/berth-dev/netns"),
+        secrets_dir: PathBuf::from("/run/berth-dev/secrets"),
     };
     let controller_task = tokio::spawn(berth_controller::server::run(controller, async {
         let _ = tokio::signal::ctrl_c().await;

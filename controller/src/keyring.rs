@@ -220,8 +220,14 @@ mod tests {
             !sealed.windows(7).any(|w| w == b"hunter2"),
             "the sealed form holds no clear text"
         );
-        assert_eq!(keys.open("s1", &sealed).expect("open").as_bytes(), b"hunter2");
-        assert!(matches!(keys.open("s2", &sealed), Err(KeyringError::Open { .. })));
+        assert_eq!(
+            keys.open("s1", &sealed).expect("open").as_bytes(),
+            b"hunter2"
+        );
+        assert!(matches!(
+            keys.open("s2", &sealed),
+            Err(KeyringError::Open { .. })
+        ));
         let mut damaged = sealed.clone();
         let last = damaged.len() - 1;
         damaged[last] ^= 1;
@@ -233,7 +239,10 @@ mod tests {
         assert!(foreign.open("s1", &sealed).is_err());
         // A joining controller gets the same key.
         let joined = Keyring::store_joined(other.path(), &keys.export()).expect("store");
-        assert_eq!(joined.open("s1", &sealed).expect("open").as_bytes(), b"hunter2");
+        assert_eq!(
+            joined.open("s1", &sealed).expect("open").as_bytes(),
+            b"hunter2"
+        );
         assert!(!format!("{joined:?}").contains(&format!("{:?}", &keys.export()[..4])));
     }
 

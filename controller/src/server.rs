@@ -252,8 +252,13 @@ pub async fn run(
         .map_err(ServerError::Runtime)?;
     let dispatch_runtime = runtime.handle().clone();
     let _dispatch_owner = BackgroundRuntime(Some(runtime));
-    let dispatcher = Dispatcher::new(handle.clone(), opts.dispatcher.clone(), clock.clone(), keys.clone())
-        .with_runtime(dispatch_runtime.clone());
+    let dispatcher = Dispatcher::new(
+        handle.clone(),
+        opts.dispatcher.clone(),
+        clock.clone(),
+        keys.clone(),
+    )
+    .with_runtime(dispatch_runtime.clone());
     // Assignments and liveness: they act only while this member leads.
     let dispatcher_loop = dispatch_runtime.spawn(dispatcher.clone().run());
     // Orchestrator and scheduler: they act only while this member leads.

@@ -39,6 +39,8 @@ pub struct AgentOptions {
     pub shim: Vec<std::ffi::OsString>,
     /// Where task network namespaces are bind-mounted.
     pub netns_dir: PathBuf,
+    /// Where each task's secrets tmpfs is mounted (outside the data dir).
+    pub secrets_dir: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +82,8 @@ struct Runner {
 impl TaskRunner for Runner {
     fn reconcile(&self, assignments: Assignments) {
         self.network.set(&assignments);
+        self.supervisor
+            .set_payloads(assignments.secrets, assignments.configs);
         self.supervisor.reconcile(assignments.tasks);
     }
 
@@ -204,6 +208,7 @@ pub async fn run(opts: AgentOptions) -> Result<(), DaemonError> {
     let mut cfg = SupervisorConfig::new(images);
     cfg.runtime = runtime;
     cfg.runtime_root = opts.runtime_root.clone();
+    cfg.secrets_root = opts.secrets_dir.clone();
     cfg.pull.insecure_registries = opts.insecure_registries.clone();
     cfg.cgroup_parent = opts.cgroup_parent.clone();
     if !opts.shim.is_empty() {
@@ -363,6 +368,7 @@ mod tests {
             api_listen: "127.0.0.1:0".parse().unwrap(),
             shim: Vec::new(),
             netns_dir: dir.path().join("netns"),
+            secrets_dir: dir.path().join("secrets"),
         };
         let err = run(opts).await.unwrap_err();
         assert!(matches!(err, DaemonError::RuntimeNotFound { .. }), "{err}");

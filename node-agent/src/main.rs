@@ -45,6 +45,10 @@ struct Args {
     /// Where task network namespaces are bind-mounted.
     #[arg(long, default_value = "/run/berth/netns")]
     netns_dir: PathBuf,
+    /// Where each task's secrets tmpfs is mounted (keep it outside the data dir:
+    /// secrets are never on disk).
+    #[arg(long, default_value = "/run/berth/secrets")]
+    secrets_dir: PathBuf,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -202,6 +206,7 @@ fn daemon(args: Args) -> anyhow::Result<()> {
         api_listen: args.api_listen,
         shim: Vec::new(),
         netns_dir: args.netns_dir,
+        secrets_dir: args.secrets_dir,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

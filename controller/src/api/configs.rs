@@ -14,8 +14,8 @@ use tonic::Status;
 
 use super::files::{all_services, services_using};
 use super::status::check_name;
-use crate::digest::sha256_hex;
 use crate::clock::now_ms;
+use crate::digest::sha256_hex;
 use crate::ids::new_id;
 use crate::raft::RaftHandle;
 use crate::store::commit::commit_one;

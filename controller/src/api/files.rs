@@ -33,10 +33,8 @@ pub fn resolve_files(raft: &RaftHandle, spec: &mut ServiceSpec) -> Result<(), St
         if r.target.is_empty() {
             r.target = r.secret_name.clone();
         }
-        let plain_name = !r.target.contains('/')
-            && r.target != "."
-            && r.target != ".."
-            && r.target.len() <= 255;
+        let plain_name =
+            !r.target.contains('/') && r.target != "." && r.target != ".." && r.target.len() <= 255;
         if !plain_name {
             return Err(bad(format!(
                 "secret {}: target {:?} must be a file name (it goes in /run/secrets)",

@@ -164,8 +164,12 @@ pub fn changes<'a>(
         kept
     });
     for (id, digests) in &configs {
-        // Held data some task was made with: nothing to send.
-        if sent.configs.get(id).is_some_and(|d| digests.contains(d)) {
+        // Every task was made with the data held: nothing to send. (While
+        // a roll has tasks of two digests the store is read again, and the
+        // data sent when it changed.)
+        if let Some(held) = sent.configs.get(id)
+            && digests.iter().all(|d| d == held)
+        {
             continue;
         }
         if let Some(value) = source.config(id)
@@ -245,7 +249,11 @@ mod tests {
     #[test]
     fn a_node_gets_what_its_running_tasks_use_and_loses_the_rest() {
         let mut source = Map {
-            secrets: [("s1".into(), b"one".to_vec()), ("s2".into(), b"two".to_vec())].into(),
+            secrets: [
+                ("s1".into(), b"one".to_vec()),
+                ("s2".into(), b"two".to_vec()),
+            ]
+            .into(),
             configs: [("c1".into(), b"v1".to_vec())].into(),
         };
         let mut sent = SentPayloads::default();
@@ -267,7 +275,10 @@ mod tests {
         assert_eq!(rolled.configs[0].data, b"v2");
         assert!(rolled.secrets.is_empty());
         let settled = changes([&t1, &t2], &source, &mut sent);
-        assert!(settled.configs.is_empty(), "sent once, not on every message");
+        assert!(
+            settled.configs.is_empty(),
+            "sent once, not on every message"
+        );
 
         let gone = changes([], &source, &mut sent);
         assert_eq!(gone.removed_secrets, ["s1"]);

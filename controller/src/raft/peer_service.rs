@@ -8,9 +8,9 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::{info, warn};
 
 use super::handle::RaftHandle;
-use crate::keyring::Keyring;
 use super::mailbox::Membership;
 use super::transport::{peer_channel, peer_client};
+use crate::keyring::Keyring;
 
 pub struct PeerService {
     handle: RaftHandle,

@@ -13,7 +13,7 @@ use super::container_runtime::{ContainerFiles, ExitInfo, Init};
 use super::error::{Result, SupervisorError};
 use super::state::{Phase, Record};
 use super::stop::{Stopped, stop};
-use super::{Inner, logs, now_ms};
+use super::{Inner, files, logs, now_ms};
 
 /// What the controller wants of a task.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -170,6 +170,18 @@ impl Worker {
             std::fs::write(&path, text)
                 .map_err(|e| failed(format!("writing {}: {e}", path.display())))?;
             files.push((destination.clone(), path));
+        }
+        {
+            let payloads = self.inner.payloads();
+            files.extend(
+                files::write_configs(&self.state_dir(), &self.task, &payloads).map_err(failed)?,
+            );
+            let secrets =
+                files::mount_secrets(&self.inner.drivers.secrets_root, &self.task, &payloads)
+                    .map_err(failed)?;
+            if let Some(dir) = secrets {
+                files.push((files::SECRETS_TARGET.to_string(), dir));
+            }
         }
         let spec = build_spec(&BundleInput {
             task: &self.task,
@@ -391,6 +403,7 @@ pub(crate) async fn cleanup(inner: &Inner, container_id: &str) {
     if std::fs::create_dir_all(&files.log_dir).is_ok() {
         let _ = std::fs::write(files.log_dir.join(logs::CLOSED), b"");
     }
+    files::unmount_secrets(&inner.drivers.secrets_root, container_id);
     if let Some(network) = &inner.drivers.network {
         network.release(container_id).await;
     }

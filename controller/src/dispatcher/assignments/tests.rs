@@ -152,7 +152,10 @@ fn a_new_task_wakes_only_its_node_and_the_delta_carries_only_it() {
     assert_eq!(delta.tasks.len(), 1);
     assert_eq!(delta.tasks[0].id, "t3");
     assert!(delta.nodes.is_empty() && delta.endpoints.is_empty());
-    assert!(next(&published, "n3", &mut sent_n3, &NoPayloads).is_none(), "sent once");
+    assert!(
+        next(&published, "n3", &mut sent_n3, &NoPayloads).is_none(),
+        "sent once"
+    );
 }
 
 #[test]
