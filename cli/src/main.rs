@@ -3,10 +3,12 @@ mod cluster;
 mod config;
 mod dev;
 mod dev_log;
+mod file_refs;
 mod network;
 mod node;
 mod output;
 mod ports;
+mod secret;
 mod service;
 mod units;
 
@@ -36,6 +38,9 @@ enum Command {
     /// Configs: small named blobs of non-secret data.
     #[command(subcommand)]
     Config(config::ConfigCmd),
+    /// Secrets: values services get as files in /run/secrets.
+    #[command(subcommand)]
+    Secret(secret::SecretCmd),
     /// Services: declare them, scale them, see their tasks.
     #[command(subcommand)]
     Service(service::ServiceCmd),
@@ -69,6 +74,7 @@ fn main() {
         match args.command {
             Command::Cluster(cmd) => cluster::run(&mut client, cmd).await,
             Command::Config(cmd) => config::run(&mut client, cmd).await,
+            Command::Secret(cmd) => secret::run(&mut client, cmd).await,
             Command::Service(cmd) => service::run(&mut client, cmd).await,
             Command::Node(cmd) => node::run(&mut client, cmd).await,
             Command::Network(cmd) => network::run(&mut client, cmd).await,

@@ -72,6 +72,14 @@ pub struct CreateArgs {
     /// answers on every node; host mode only where a task runs.
     #[arg(long, short = 'p')]
     pub publish: Vec<String>,
+    /// A secret as the file /run/secrets/NAME: NAME, or
+    /// source=NAME[,target=FILE][,uid=U][,gid=G][,mode=0400]; repeatable.
+    #[arg(long)]
+    pub secret: Vec<String>,
+    /// A config as a read-only file (default /NAME): NAME, or
+    /// source=NAME[,target=/PATH][,uid=U][,gid=G][,mode=0440]; repeatable.
+    #[arg(long)]
+    pub config: Vec<String>,
     /// Command and arguments, after `--` (replace the image's entrypoint and cmd).
     #[arg(last = true)]
     pub command: Vec<String>,
@@ -166,6 +174,16 @@ pub fn spec_from(args: CreateArgs) -> Result<ServiceSpec> {
             .publish
             .iter()
             .map(|p| crate::ports::parse_publish(p))
+            .collect::<Result<_>>()?,
+        secrets: args
+            .secret
+            .iter()
+            .map(|s| crate::file_refs::secret(s))
+            .collect::<Result<_>>()?,
+        configs: args
+            .config
+            .iter()
+            .map(|c| crate::file_refs::config(c))
             .collect::<Result<_>>()?,
         ..Default::default()
     })
