@@ -37,9 +37,10 @@ fn exec(cluster: &Cluster, task: &TaskRow, agent: usize, command: &[&str]) -> Re
     Ok(String::from_utf8_lossy(&out.stdout).to_string())
 }
 
-/// Whether `path` is a mount point on this machine.
-fn mounted(path: &Path) -> bool {
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+/// Whether `path` is a mount point in the mount namespace of process `pid`
+/// (a test host has its own).
+fn mounted(pid: u32, path: &Path) -> bool {
+    let mounts = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap_or_default();
     let path = path.to_string_lossy();
     mounts
         .lines()
@@ -145,12 +146,18 @@ fn a_secret_reaches_its_task_on_a_tmpfs_and_appears_nowhere_else() -> Result<()>
         let options: Vec<&str> = line.split(' ').nth(3).unwrap_or("").split(',').collect();
         assert!(options.contains(&option), "{option} missing: {line}");
     }
+    let host = cluster.c.net.host(cluster.agent_hosts[agent]).holder_pid();
     let host_dir = Path::new("/run/berth/secrets").join(&task.id);
-    assert!(mounted(&host_dir), "{} is no mount", host_dir.display());
+    assert!(mounted(host, &host_dir), "{} is no mount", host_dir.display());
+    // Seen from the agent's host.
+    let seen = Path::new(&format!("/proc/{host}/root")).join(host_dir.strip_prefix("/")?);
 
     // The value is nowhere else: not in any file of the test's hosts (every
     // controller's and agent's data dir, every process log), not in inspect,
     // not in any berth process's environment or arguments.
+    let mut on_tmpfs = Vec::new();
+    files_holding(&seen, value.as_bytes(), &mut on_tmpfs);
+    assert_eq!(on_tmpfs.len(), 2, "the search finds the task's own files: {on_tmpfs:?}");
     let mut found = Vec::new();
     files_holding(cluster.c.net.workdir(), value.as_bytes(), &mut found);
     assert!(found.is_empty(), "the secret is in {found:?}");
@@ -183,7 +190,7 @@ fn a_secret_reaches_its_task_on_a_tmpfs_and_appears_nowhere_else() -> Result<()>
     // When the task ends its tmpfs is gone; then the secret can go.
     cluster.berth(&["service", "rm", "app"])?;
     wait_until("the secrets tmpfs to go", CONVERGE, || {
-        (!mounted(&host_dir) && !host_dir.exists()).then_some(())
+        (!mounted(host, &host_dir) && !seen.exists()).then_some(())
     })?;
     cluster.berth(&["secret", "rm", "dbpass"])?;
     let left = cluster.berth(&["secret", "ls", "--format", "json"])?;
