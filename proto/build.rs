@@ -27,6 +27,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ".berth.v1.SecretValue",
         ".berth.v1.CreateSecretRequest",
         ".berth.v1.JoinResponse",
+        ".berth.v1.UnlockControllerRequest",
     ]);
     tonic_prost_build::configure()
         // The generated types are the one model: stack files and `--format json`

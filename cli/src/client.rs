@@ -9,6 +9,12 @@ use tonic::transport::{Channel, Endpoint};
 pub type Client = ClusterClient<Channel>;
 
 pub async fn connect(address: &str) -> Result<Client> {
+    let channel = channel(address).await?;
+    Ok(ClusterClient::new(channel).max_decoding_message_size(berth_proto::MAX_MESSAGE_BYTES))
+}
+
+/// A connection to the controller at `address`, for any of its services.
+pub async fn channel(address: &str) -> Result<Channel> {
     let url = if address.starts_with("http://") || address.starts_with("https://") {
         address.to_string()
     } else {
@@ -21,7 +27,7 @@ pub async fn connect(address: &str) -> Result<Client> {
         .connect()
         .await
         .with_context(|| format!("cannot reach the controller at {address} (is it running? set --controller or BERTH_CONTROLLER)"))?;
-    Ok(ClusterClient::new(channel).max_decoding_message_size(berth_proto::MAX_MESSAGE_BYTES))
+    Ok(channel)
 }
 
 /// Turns a gRPC error into the controller's message, which names what was wrong.

@@ -83,6 +83,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
         listen: args.listen,
         advertise: None,
         join: None,
+        autolock: false,
         raft: RaftSettings::default(),
         dispatcher: DispatcherSettings::default(),
         planner: berth_controller::planner::PlannerSettings::default(),

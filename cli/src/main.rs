@@ -70,6 +70,10 @@ fn main() {
         if let Command::Dev(dev_args) = args.command {
             return dev::run(dev_args).await;
         }
+        // A locked controller serves nothing but the unlock call.
+        if let Command::Cluster(cluster::ClusterCmd::Unlock { key_file }) = &args.command {
+            return cluster::unlock(&args.controller, key_file.as_deref()).await;
+        }
         let mut client = client::connect(&args.controller).await?;
         match args.command {
             Command::Cluster(cmd) => cluster::run(&mut client, cmd).await,

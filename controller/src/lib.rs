@@ -15,3 +15,4 @@ pub mod raft;
 pub mod scheduler;
 pub mod server;
 pub mod store;
+pub mod unlock;

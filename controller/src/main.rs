@@ -33,6 +33,10 @@ struct Args {
     /// Start a new one-member cluster.
     #[arg(long, conflicts_with = "join")]
     init: bool,
+    /// With --init: lock the secrets key with an unlock key, printed once; a
+    /// restarted controller then waits for `berth cluster unlock`.
+    #[arg(long, requires = "init")]
+    autolock: bool,
     /// Join the cluster through this member (any member; followers pass it on).
     #[arg(long, value_name = "ADDR")]
     join: Option<String>,
@@ -95,6 +99,7 @@ fn real_main() -> anyhow::Result<()> {
         advertise: args.advertise,
         init: args.init,
         join: args.join,
+        autolock: args.autolock,
         raft,
         planner: PlannerSettings {
             cluster_cidr: parse_subnet(&args.cluster_cidr)

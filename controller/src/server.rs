@@ -32,6 +32,8 @@ pub struct ControllerOptions {
     pub advertise: Option<String>,
     pub init: bool,
     pub join: Option<String>,
+    /// With `init`: lock the secrets key with an unlock key (printed once).
+    pub autolock: bool,
     pub raft: RaftSettings,
     pub dispatcher: DispatcherSettings,
     /// Orchestrator, scheduler and allocator settings (the cluster CIDR among them).
@@ -69,6 +71,8 @@ pub enum ServerError {
     Runtime(std::io::Error),
     #[error(transparent)]
     Keyring(#[from] KeyringError),
+    #[error(transparent)]
+    Unlock(#[from] crate::unlock::UnlockError),
 }
 
 /// A runtime owned by async code: dropping a runtime inside another one
@@ -144,7 +148,7 @@ async fn prepare_data_dir(
         Existing::Empty if opts.init => {
             let marker = Marker::new(datadir::new_cluster_id(), datadir::new_member_id());
             let members = [(marker.member_id, advertise.to_string())].into();
-            Keyring::create(&opts.data_dir)?;
+            crate::unlock::create_key(&opts.data_dir, opts.autolock)?;
             let db = datadir::create(&opts.data_dir, &marker, &members, &[marker.member_id])?;
             info!(cluster = %marker.cluster_id, member = marker.member_id, "initialized a new cluster");
             Ok((marker, db))
@@ -237,7 +241,7 @@ pub async fn run(
         })?;
     let (marker, db) = prepare_data_dir(&opts, &advertise).await?;
     let (db, sm) = datadir::load(&opts.data_dir, db, &marker)?;
-    let keys = Keyring::load(&opts.data_dir)?;
+    let (keys, listener) = crate::unlock::load_or_wait(&opts.data_dir, listener).await?;
     let (handle, done_rx) = start_member(&opts.data_dir, &marker, db, sm, opts.raft.clone())?;
     let status = handle.status().clone();
     let clock = crate::clock::system();
@@ -315,6 +319,7 @@ pub async fn run(
                 .max_decoding_message_size(berth_proto::MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(berth_proto::MAX_MESSAGE_BYTES),
         )
+        .add_service(crate::unlock::unlocked_service())
         .add_service(
             ClusterServer::new(ClusterApi::new(handle, keys))
                 .max_decoding_message_size(API_MAX_REQUEST)

@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use crate::v1::{CreateSecretRequest, JoinResponse, SecretValue};
+use crate::v1::{CreateSecretRequest, JoinResponse, SecretValue, UnlockControllerRequest};
 
 /// Bytes that must never be printed: Debug and Display show only their length.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -70,6 +70,14 @@ impl fmt::Debug for JoinResponse {
     }
 }
 
+impl fmt::Debug for UnlockControllerRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UnlockControllerRequest")
+            .field("unlock_key", &Hidden(self.unlock_key.len()))
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,6 +112,12 @@ mod tests {
             format!("{delta:#?}"),
             format!("{create:?}"),
             format!("{join:?}"),
+            format!(
+                "{:?}",
+                UnlockControllerRequest {
+                    unlock_key: "hunter2-very-secret".into()
+                }
+            ),
             format!("{:?}", Redacted(b"hunter2-very-secret".to_vec())),
         ];
         for text in printed {

@@ -148,7 +148,11 @@ fn a_secret_reaches_its_task_on_a_tmpfs_and_appears_nowhere_else() -> Result<()>
     }
     let host = cluster.c.net.host(cluster.agent_hosts[agent]).holder_pid();
     let host_dir = Path::new("/run/berth/secrets").join(&task.id);
-    assert!(mounted(host, &host_dir), "{} is no mount", host_dir.display());
+    assert!(
+        mounted(host, &host_dir),
+        "{} is no mount",
+        host_dir.display()
+    );
     // Seen from the agent's host.
     let seen = Path::new(&format!("/proc/{host}/root")).join(host_dir.strip_prefix("/")?);
 
@@ -157,7 +161,11 @@ fn a_secret_reaches_its_task_on_a_tmpfs_and_appears_nowhere_else() -> Result<()>
     // not in any berth process's environment or arguments.
     let mut on_tmpfs = Vec::new();
     files_holding(&seen, value.as_bytes(), &mut on_tmpfs);
-    assert_eq!(on_tmpfs.len(), 2, "the search finds the task's own files: {on_tmpfs:?}");
+    assert_eq!(
+        on_tmpfs.len(),
+        2,
+        "the search finds the task's own files: {on_tmpfs:?}"
+    );
     let mut found = Vec::new();
     files_holding(cluster.c.net.workdir(), value.as_bytes(), &mut found);
     assert!(found.is_empty(), "the secret is in {found:?}");

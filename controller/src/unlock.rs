@@ -1,0 +1,145 @@
+//! A controller whose secrets key is autolocked waits here, before it joins
+//! its Raft group: it serves only `Lock.UnlockController` on its listening
+//! address until `berth cluster unlock` gives the unlock key, then hands the
+//! opened key and the listener back to `server::run`. An unlocked controller
+//! keeps serving `Lock`, answering that it is not locked.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use berth_proto::v1::lock_server::{Lock, LockServer};
+use berth_proto::v1::{UnlockControllerRequest, UnlockControllerResponse};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+use tonic::{Request, Response, Status};
+use tracing::{info, warn};
+
+use crate::keyring::{KeyFile, Keyring, KeyringError, LockedKey};
+
+#[derive(Debug, thiserror::Error)]
+pub enum UnlockError {
+    #[error(transparent)]
+    Keyring(#[from] KeyringError),
+    #[error("serving the unlock API failed: {0}")]
+    Serve(#[from] tonic::transport::Error),
+    #[error("the listener is still in use after the unlock API stopped")]
+    Listener,
+    #[error("stopped while waiting to be unlocked")]
+    Stopped,
+}
+
+/// Makes the cluster's key at `--init`; with `autolock`, locked by an unlock
+/// key that is printed once, on stdout, and kept nowhere.
+pub fn create_key(data_dir: &Path, autolock: bool) -> Result<(), KeyringError> {
+    if !autolock {
+        Keyring::create(data_dir)?;
+        return Ok(());
+    }
+    let (_, unlock) = Keyring::create_locked(data_dir)?;
+    println!(
+        "Secrets are autolocked. A restarted controller waits for this key \
+         (`berth --controller ADDR cluster unlock`); keep it somewhere safe, it is shown only now:\n\n    {}\n",
+        unlock.text()
+    );
+    Ok(())
+}
+
+/// The key of `data_dir`, after waiting for its unlock key if it is locked;
+/// the listener comes back unchanged.
+pub async fn load_or_wait(
+    data_dir: &Path,
+    listener: TcpListener,
+) -> Result<(Keyring, TcpListener), UnlockError> {
+    let locked = match Keyring::load(data_dir)? {
+        KeyFile::Open(keys) => return Ok((keys, listener)),
+        KeyFile::Locked(locked) => locked,
+    };
+    warn!(
+        "this controller's secrets key is locked (--autolock): run `berth --controller {} cluster unlock`",
+        listener
+            .local_addr()
+            .map_or_else(|_| "ADDR".to_string(), |a| a.to_string())
+    );
+    let (opened_tx, opened_rx) = oneshot::channel();
+    let waiting = Waiting {
+        locked,
+        opened: Mutex::new(Some(opened_tx)),
+    };
+    let listener = Arc::new(listener);
+    // Accepted connections go to the server through a channel, so the
+    // listener outlives this server and is handed back.
+    let (conn_tx, conn_rx) = mpsc::channel::<std::io::Result<TcpStream>>(16);
+    let accept = {
+        let listener = listener.clone();
+        tokio::spawn(async move {
+            loop {
+                let conn = listener.accept().await.map(|(stream, _)| stream);
+                if conn_tx.send(conn).await.is_err() {
+                    return;
+                }
+            }
+        })
+    };
+    let (stop_tx, stop_rx) = oneshot::channel::<Keyring>();
+    let server = tonic::transport::Server::builder()
+        .add_service(LockServer::new(waiting))
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::ReceiverStream::new(conn_rx),
+            async move {
+                if let Ok(keys) = opened_rx.await {
+                    let _ = stop_tx.send(keys);
+                }
+            },
+        );
+    server.await?;
+    accept.abort();
+    let _ = accept.await;
+    let keys = stop_rx.await.map_err(|_| UnlockError::Stopped)?;
+    let listener = Arc::try_unwrap(listener).map_err(|_| UnlockError::Listener)?;
+    info!("unlocked: the controller starts");
+    Ok((keys, listener))
+}
+
+struct Waiting {
+    locked: LockedKey,
+    opened: Mutex<Option<oneshot::Sender<Keyring>>>,
+}
+
+#[tonic::async_trait]
+impl Lock for Waiting {
+    async fn unlock_controller(
+        &self,
+        request: Request<UnlockControllerRequest>,
+    ) -> Result<Response<UnlockControllerResponse>, Status> {
+        let keys = self
+            .locked
+            .unlock(&request.into_inner().unlock_key)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let sender = self.opened.lock().unwrap_or_else(|p| p.into_inner()).take();
+        match sender {
+            Some(tx) => {
+                let _ = tx.send(keys);
+                Ok(Response::new(UnlockControllerResponse {}))
+            }
+            None => Err(Status::failed_precondition("this controller is not locked")),
+        }
+    }
+}
+
+/// `Lock` on a controller that runs: it is not locked.
+pub struct Unlocked;
+
+#[tonic::async_trait]
+impl Lock for Unlocked {
+    async fn unlock_controller(
+        &self,
+        _: Request<UnlockControllerRequest>,
+    ) -> Result<Response<UnlockControllerResponse>, Status> {
+        Err(Status::failed_precondition("this controller is not locked"))
+    }
+}
+
+/// The `Lock` service of a running controller.
+pub fn unlocked_service() -> LockServer<Unlocked> {
+    LockServer::new(Unlocked)
+}
