@@ -129,11 +129,12 @@ async fn join_cluster(
     Err(join_err(format!("the cluster stayed unavailable: {last}")))
 }
 
-/// Decides init / join / restart; returns who this member is and its database.
+/// Decides init / join / restart; returns who this member is, its database,
+/// and at init the secrets key it made.
 async fn prepare_data_dir(
     opts: &ControllerOptions,
     advertise: &str,
-) -> Result<(Marker, sled::Db), ServerError> {
+) -> Result<(Marker, sled::Db, Option<Keyring>), ServerError> {
     match datadir::inspect(&opts.data_dir)? {
         Existing::Member(marker) => {
             if opts.init || opts.join.is_some() {
@@ -143,15 +144,15 @@ async fn prepare_data_dir(
                 );
             }
             let db = datadir::open_db(&opts.data_dir)?;
-            Ok((marker, db))
+            Ok((marker, db, None))
         }
         Existing::Empty if opts.init => {
             let marker = Marker::new(datadir::new_cluster_id(), datadir::new_member_id());
             let members = [(marker.member_id, advertise.to_string())].into();
-            crate::unlock::create_key(&opts.data_dir, opts.autolock)?;
+            let keys = crate::unlock::create_key(&opts.data_dir, opts.autolock)?;
             let db = datadir::create(&opts.data_dir, &marker, &members, &[marker.member_id])?;
             info!(cluster = %marker.cluster_id, member = marker.member_id, "initialized a new cluster");
-            Ok((marker, db))
+            Ok((marker, db, Some(keys)))
         }
         Existing::Empty => match &opts.join {
             Some(via) => {
@@ -160,7 +161,7 @@ async fn prepare_data_dir(
                 Keyring::store_joined(&opts.data_dir, &response.secrets_key)?;
                 let db = datadir::create(&opts.data_dir, &marker, &response.members, &[])?;
                 info!(cluster = %marker.cluster_id, member = marker.member_id, "joined the cluster as a learner");
-                Ok((marker, db))
+                Ok((marker, db, None))
             }
             None => Err(DataDirError::Uninitialized {
                 path: opts.data_dir.clone(),
@@ -239,9 +240,9 @@ pub async fn run(
             addr: opts.listen,
             source,
         })?;
-    let (marker, db) = prepare_data_dir(&opts, &advertise).await?;
+    let (marker, db, created) = prepare_data_dir(&opts, &advertise).await?;
     let (db, sm) = datadir::load(&opts.data_dir, db, &marker)?;
-    let (keys, listener) = crate::unlock::load_or_wait(&opts.data_dir, listener).await?;
+    let (keys, listener) = crate::unlock::load_or_wait(&opts.data_dir, created, listener).await?;
     let (handle, done_rx) = start_member(&opts.data_dir, &marker, db, sm, opts.raft.clone())?;
     let status = handle.status().clone();
     let clock = crate::clock::system();

@@ -30,26 +30,29 @@ pub enum UnlockError {
 
 /// Makes the cluster's key at `--init`; with `autolock`, locked by an unlock
 /// key that is printed once, on stdout, and kept nowhere.
-pub fn create_key(data_dir: &Path, autolock: bool) -> Result<(), KeyringError> {
+pub fn create_key(data_dir: &Path, autolock: bool) -> Result<Keyring, KeyringError> {
     if !autolock {
-        Keyring::create(data_dir)?;
-        return Ok(());
+        return Keyring::create(data_dir);
     }
-    let (_, unlock) = Keyring::create_locked(data_dir)?;
+    let (keys, unlock) = Keyring::create_locked(data_dir)?;
     println!(
         "Secrets are autolocked. A restarted controller waits for this key \
          (`berth --controller ADDR cluster unlock`); keep it somewhere safe, it is shown only now:\n\n    {}\n",
         unlock.text()
     );
-    Ok(())
+    Ok(keys)
 }
 
-/// The key of `data_dir`, after waiting for its unlock key if it is locked;
-/// the listener comes back unchanged.
+/// The key of `data_dir` (`created`: the one init just made), after waiting
+/// for its unlock key if it is locked; the listener comes back unchanged.
 pub async fn load_or_wait(
     data_dir: &Path,
+    created: Option<Keyring>,
     listener: TcpListener,
 ) -> Result<(Keyring, TcpListener), UnlockError> {
+    if let Some(keys) = created {
+        return Ok((keys, listener));
+    }
     let locked = match Keyring::load(data_dir)? {
         KeyFile::Open(keys) => return Ok((keys, listener)),
         KeyFile::Locked(locked) => locked,

@@ -1,13 +1,15 @@
 //! Secrets and configs in containers, across real controllers and agents:
 //! a secret reaches its task on a tmpfs and nowhere else, a changed config
-//! rolls its service, and bad input changes nothing.
+//! rolls its service, bad input changes nothing, and an autolocked controller
+//! waits for its unlock key.
 
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use berth_testhost::cluster::{Cluster, TaskRow};
-use berth_testhost::wait_until;
+use berth_testhost::controllers::Controllers;
+use berth_testhost::{bin_path, wait_until};
 
 const CONVERGE: Duration = Duration::from_secs(60);
 
@@ -332,5 +334,78 @@ fn bad_secret_and_config_input_is_refused_and_nothing_is_created() -> Result<()>
         !secrets.contains("big") && !secrets.contains("Bad"),
         "{secrets}"
     );
+    Ok(())
+}
+
+/// The `berth` CLI on the client host against the controller on host 0.
+fn berth_cli(c: &Controllers, args: &[&str]) -> Result<String> {
+    let addr = c.address(0);
+    let mut full = vec!["--controller", &addr];
+    full.extend_from_slice(args);
+    let out = c
+        .net
+        .host(c.client_host())
+        .run_unchecked(&bin_path("berth").to_string_lossy(), &full)?;
+    if !out.status.success() {
+        bail!("{}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).to_string())
+}
+
+#[test]
+fn an_autolocked_controller_waits_for_its_unlock_key() -> Result<()> {
+    let mut c = Controllers::start_with("sec_lock", 1, 0, &["--autolock"])?;
+    let log = c.proc(0)?.log();
+    let unlock = log
+        .split_whitespace()
+        .find(|w| w.starts_with("BERTH-UNLOCK-"))
+        .with_context(|| format!("init printed no unlock key:\n{log}"))?
+        .to_string();
+    let outside = tempfile::tempdir()?;
+    let value = outside.path().join("value");
+    std::fs::write(&value, "locked-away")?;
+    berth_cli(&c, &["secret", "create", "pw", &value.to_string_lossy()])?;
+    let key_file = c.net.host(0).dir().join("controller/keys/secrets.key");
+    assert!(
+        std::fs::read(&key_file)?.starts_with(b"BKW1"),
+        "the key file is not wrapped"
+    );
+
+    // Restarted, it serves nothing until it is unlocked.
+    c.restart(0)?;
+    let right = outside.path().join("right");
+    std::fs::write(&right, format!("{unlock}\n"))?;
+    let wrong = outside.path().join("wrong");
+    std::fs::write(&wrong, format!("BERTH-UNLOCK-{}", "ab".repeat(32)))?;
+    wait_until("the locked controller to answer", CONVERGE, || {
+        let err = berth_cli(
+            &c,
+            &["cluster", "unlock", "--key-file", &wrong.to_string_lossy()],
+        )
+        .err()?;
+        format!("{err:#}")
+            .contains("wrong unlock key")
+            .then_some(())
+    })?;
+    assert!(
+        berth_cli(&c, &["secret", "ls"]).is_err(),
+        "a locked controller serves the API"
+    );
+    berth_cli(
+        &c,
+        &["cluster", "unlock", "--key-file", &right.to_string_lossy()],
+    )?;
+    wait_until("the unlocked controller to serve", CONVERGE, || {
+        berth_cli(&c, &["secret", "ls"])
+            .ok()?
+            .contains("pw")
+            .then_some(())
+    })?;
+    let again = berth_cli(
+        &c,
+        &["cluster", "unlock", "--key-file", &right.to_string_lossy()],
+    )
+    .expect_err("not locked");
+    assert!(format!("{again:#}").contains("not locked"), "{again:#}");
     Ok(())
 }
