@@ -30,8 +30,6 @@ use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundK
 use ring::hkdf::{HKDF_SHA256, Salt};
 use ring::rand::{SecureRandom, SystemRandom};
 
-use crate::digest::{from_hex, to_hex};
-
 const KEYS_DIR: &str = "keys";
 const KEY_FILE: &str = "secrets.key";
 const KEY_LEN: usize = 32;
@@ -193,7 +191,7 @@ impl Keyring {
         file.extend_from_slice(&nonce);
         file.extend_from_slice(&wrapped);
         write_key(data_dir, &file)?;
-        let text = format!("{UNLOCK_PREFIX}{}", to_hex(&unlock));
+        let text = format!("{UNLOCK_PREFIX}{}", hex::encode(unlock));
         Ok((Keyring::from_raw(raw, file), UnlockKey(text)))
     }
 
@@ -285,11 +283,12 @@ impl Keyring {
 impl LockedKey {
     /// The data key, unwrapped with `unlock` (as `create_locked` wrote it).
     pub fn unlock(&self, unlock: &str) -> Result<Keyring, KeyringError> {
-        let hex = unlock
+        let digits = unlock
             .trim()
             .strip_prefix(UNLOCK_PREFIX)
             .ok_or(KeyringError::NotAnUnlockKey)?;
-        let unlock: [u8; KEY_LEN] = from_hex(hex)
+        let unlock: [u8; KEY_LEN] = hex::decode(digits)
+            .ok()
             .and_then(|b| b.try_into().ok())
             .ok_or(KeyringError::NotAnUnlockKey)?;
         let rest = &self.file[WRAPPED_MAGIC.len()..];
