@@ -12,7 +12,7 @@ use berth_proto::v1::{
 };
 use tonic::Status;
 
-use super::files::{all_services, services_using};
+use super::files::{all_services, refuse_while_used};
 use super::status::check_name;
 use crate::clock::now_ms;
 use crate::digest::sha256_hex;
@@ -126,16 +126,9 @@ pub async fn list(raft: &RaftHandle) -> Result<ListConfigsResponse, Status> {
 
 pub async fn remove(raft: &RaftHandle, req: RemoveConfigRequest) -> Result<(), Status> {
     let current = unwrap(resolve(raft.state(), Table::Config, &req.config)?)?;
-    let users = services_using(raft, |spec| {
+    refuse_while_used(raft, "config", &current.name, |spec| {
         spec.configs.iter().any(|c| c.config_id == current.id)
     })?;
-    if !users.is_empty() {
-        return Err(Status::failed_precondition(format!(
-            "config {} is in use by service {}: remove it from the service (or the service) first",
-            current.name,
-            users.join(", ")
-        )));
-    }
     let (expect, version) = if req.version == 0 {
         (Expect::Present, 0)
     } else {

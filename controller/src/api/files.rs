@@ -108,8 +108,25 @@ fn lookup(raft: &RaftHandle, table: Table, key: &str, service: &str) -> Result<K
     }
 }
 
+/// Refuses to remove the {kind} `name` while services `uses` (naming them).
+pub fn refuse_while_used(
+    raft: &RaftHandle,
+    kind: &str,
+    name: &str,
+    uses: impl Fn(&ServiceSpec) -> bool,
+) -> Result<(), Status> {
+    let users = services_using(raft, uses)?;
+    if users.is_empty() {
+        return Ok(());
+    }
+    Err(Status::failed_precondition(format!(
+        "{kind} {name} is in use by service {}: remove it from the service (or the service) first",
+        users.join(", ")
+    )))
+}
+
 /// The services whose spec matches `uses`.
-pub fn services_using(
+fn services_using(
     raft: &RaftHandle,
     uses: impl Fn(&ServiceSpec) -> bool,
 ) -> Result<Vec<String>, Status> {

@@ -13,7 +13,7 @@ use berth_proto::v1::{
 };
 use tonic::Status;
 
-use super::files::services_using;
+use super::files::refuse_while_used;
 use super::status::check_name;
 use crate::clock::now_ms;
 use crate::ids::new_id;
@@ -96,16 +96,9 @@ pub async fn list(raft: &RaftHandle) -> Result<ListSecretsResponse, Status> {
 
 pub async fn remove(raft: &RaftHandle, req: RemoveSecretRequest) -> Result<(), Status> {
     let current = shown(resolve(raft.state(), Table::Secret, &req.secret)?)?;
-    let users = services_using(raft, |spec| {
+    refuse_while_used(raft, "secret", &current.name, |spec| {
         spec.secrets.iter().any(|s| s.secret_id == current.id)
     })?;
-    if !users.is_empty() {
-        return Err(Status::failed_precondition(format!(
-            "secret {} is in use by service {}: remove it from the service (or the service) first",
-            current.name,
-            users.join(", ")
-        )));
-    }
     commit(
         raft,
         vec![delete(
@@ -117,4 +110,111 @@ pub async fn remove(raft: &RaftHandle, req: RemoveSecretRequest) -> Result<(), S
     )
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use berth_proto::v1::{
+        ConfigReference, CreateConfigRequest, CreateServiceRequest, SecretReference, ServiceSpec,
+        UpdateConfigRequest,
+    };
+
+    use super::*;
+    use crate::api::{configs, services};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_secret_is_stored_sealed_shown_without_value_and_kept_while_used() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let raft = crate::server::test_leader(dir.path()).await;
+        let keys = Keyring::create(dir.path()).expect("keys");
+        let created = create(
+            &raft,
+            &keys,
+            CreateSecretRequest {
+                name: "pw".into(),
+                data: b"hunter2".to_vec(),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("create");
+        assert!(created.data.is_empty(), "an answer carries no value");
+        let Some(Kind::Secret(stored)) = raft
+            .state()
+            .get(Table::Secret, &created.id)
+            .expect("read")
+            .and_then(|o| o.kind)
+        else {
+            panic!("no stored secret");
+        };
+        assert!(!stored.data.windows(7).any(|w| w == b"hunter2"));
+        assert_eq!(
+            keys.open(&stored.id, &stored.data)
+                .expect("open")
+                .as_bytes(),
+            b"hunter2"
+        );
+
+        configs::create(
+            &raft,
+            CreateConfigRequest {
+                name: "conf".into(),
+                data: b"v1".to_vec(),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("config");
+        let service = services::create(
+            &raft,
+            CreateServiceRequest {
+                spec: Some(ServiceSpec {
+                    name: "web".into(),
+                    image: "busybox".into(),
+                    secrets: vec![SecretReference {
+                        secret_name: "pw".into(),
+                        ..Default::default()
+                    }],
+                    configs: vec![ConfigReference {
+                        config_name: "conf".into(),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+            },
+        )
+        .await
+        .expect("service");
+        let spec = service.spec.clone().expect("spec");
+        assert_eq!(spec.secrets[0].secret_id, created.id);
+        assert_eq!(spec.secrets[0].target, "pw");
+        assert_eq!(spec.configs[0].target, "/conf");
+        assert_eq!(spec.configs[0].digest, crate::digest::sha256_hex(b"v1"));
+
+        let err = remove(
+            &raft,
+            RemoveSecretRequest {
+                secret: "pw".into(),
+            },
+        )
+        .await
+        .expect_err("in use");
+        assert!(err.message().contains("in use by service web"), "{err:?}");
+
+        // A changed config changes the service's spec and its version.
+        configs::update(
+            &raft,
+            UpdateConfigRequest {
+                config: "conf".into(),
+                data: b"v2".to_vec(),
+                version: 0,
+            },
+        )
+        .await
+        .expect("update");
+        let after = services::get(&raft, "web").await.expect("web");
+        assert_eq!(after.spec_version, service.spec_version + 1);
+        let digest = &after.spec.expect("spec").configs[0].digest;
+        assert_eq!(digest, &crate::digest::sha256_hex(b"v2"));
+    }
 }
