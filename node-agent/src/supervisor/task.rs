@@ -11,9 +11,10 @@ use tracing::{info, warn};
 use super::bundle::{BundleInput, build_spec, write_bundle};
 use super::container_runtime::{ContainerFiles, ExitInfo, Init};
 use super::error::{Result, SupervisorError};
+use super::files::{SECRETS_TARGET, mount_secrets, unmount_secrets, write_configs};
 use super::state::{Phase, Record};
 use super::stop::{Stopped, stop};
-use super::{Inner, files, logs, now_ms};
+use super::{Inner, logs, now_ms};
 
 /// What the controller wants of a task.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -173,14 +174,11 @@ impl Worker {
         }
         {
             let payloads = self.inner.payloads();
-            files.extend(
-                files::write_configs(&self.state_dir(), &self.task, &payloads).map_err(failed)?,
-            );
-            let secrets =
-                files::mount_secrets(&self.inner.drivers.secrets_root, &self.task, &payloads)
-                    .map_err(failed)?;
+            files.extend(write_configs(&self.state_dir(), &self.task, &payloads).map_err(failed)?);
+            let secrets = mount_secrets(&self.inner.drivers.secrets_root, &self.task, &payloads)
+                .map_err(failed)?;
             if let Some(dir) = secrets {
-                files.push((files::SECRETS_TARGET.to_string(), dir));
+                files.push((SECRETS_TARGET.to_string(), dir));
             }
         }
         let spec = build_spec(&BundleInput {
@@ -403,7 +401,7 @@ pub(crate) async fn cleanup(inner: &Inner, container_id: &str) {
     if std::fs::create_dir_all(&files.log_dir).is_ok() {
         let _ = std::fs::write(files.log_dir.join(logs::CLOSED), b"");
     }
-    files::unmount_secrets(&inner.drivers.secrets_root, container_id);
+    unmount_secrets(&inner.drivers.secrets_root, container_id);
     if let Some(network) = &inner.drivers.network {
         network.release(container_id).await;
     }
