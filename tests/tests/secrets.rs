@@ -3,7 +3,7 @@
 //! rolls its service, bad input changes nothing, and an autolocked controller
 //! waits for its unlock key.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -47,6 +47,12 @@ fn mounted(pid: u32, path: &Path) -> bool {
     mounts
         .lines()
         .any(|l| l.split(' ').nth(4) == Some(path.as_ref()))
+}
+
+/// `path` of the host whose holder process is `pid`, seen from here (a test
+/// host has its own mount namespace).
+fn in_host(pid: u32, path: &Path) -> PathBuf {
+    Path::new(&format!("/proc/{pid}/root")).join(path.strip_prefix("/").unwrap_or(path))
 }
 
 /// Regular files under `dir` (not following links; FIFOs and sockets skipped)
@@ -100,7 +106,7 @@ fn processes_holding(needle: &[u8]) -> (usize, Vec<String>) {
 fn a_secret_reaches_its_task_on_a_tmpfs_and_appears_nowhere_else() -> Result<()> {
     // Three controllers: the leader may be one that joined, whose key came
     // with its JoinResponse.
-    let cluster = Cluster::start("sec_flow", 3, 2, 0)?;
+    let mut cluster = Cluster::start("sec_flow", 3, 2, 0)?;
     let value = format!("berth-test-secret-{:016x}", rand::random::<u64>());
     let outside = tempfile::tempdir()?;
     let file = outside.path().join("value");
@@ -155,8 +161,7 @@ fn a_secret_reaches_its_task_on_a_tmpfs_and_appears_nowhere_else() -> Result<()>
         "{} is no mount",
         host_dir.display()
     );
-    // Seen from the agent's host.
-    let seen = Path::new(&format!("/proc/{host}/root")).join(host_dir.strip_prefix("/")?);
+    let seen = in_host(host, &host_dir);
 
     // The value is nowhere else: not in any file of the test's hosts (every
     // controller's and agent's data dir, every process log), not in inspect,
@@ -197,10 +202,37 @@ fn a_secret_reaches_its_task_on_a_tmpfs_and_appears_nowhere_else() -> Result<()>
         "{err:#}"
     );
 
-    // When the task ends its tmpfs is gone; then the secret can go.
+    // The controller that made the key goes; one that joined leads, and its
+    // copy of the key opens the secret for a new task on the other node.
+    cluster.c.kill(0)?;
+    cluster.c.wait_leader_among(&[1, 2], CONVERGE)?;
+    cluster.berth(&["service", "scale", "app=2"])?;
+    cluster.wait_running("app", 2, CONVERGE)?;
+    let mut tmpfs = vec![(host, host_dir.clone())];
+    for row in cluster.ps("app")? {
+        if row.state != "running" || row.id == task.id {
+            continue;
+        }
+        let other = (0..cluster.agent_hosts.len())
+            .find(|&i| Cluster::agent_name(i) == row.node)
+            .context("the new task's node")?;
+        assert_ne!(other, agent, "the second replica runs on the other node");
+        assert_eq!(
+            exec(&cluster, &row, other, &["cat", "/run/secrets/dbpass"])?,
+            value
+        );
+        let pid = cluster.c.net.host(cluster.agent_hosts[other]).holder_pid();
+        tmpfs.push((pid, Path::new("/run/berth/secrets").join(&row.id)));
+    }
+    assert_eq!(tmpfs.len(), 2, "{tmpfs:?}");
+
+    // When the tasks end their tmpfs are gone; then the secret can go.
     cluster.berth(&["service", "rm", "app"])?;
     wait_until("the secrets tmpfs to go", CONVERGE, || {
-        (!mounted(host, &host_dir) && !seen.exists()).then_some(())
+        tmpfs
+            .iter()
+            .all(|(pid, dir)| !mounted(*pid, dir) && !in_host(*pid, dir).exists())
+            .then_some(())
     })?;
     cluster.berth(&["secret", "rm", "dbpass"])?;
     let left = cluster.berth(&["secret", "ls", "--format", "json"])?;
