@@ -54,29 +54,41 @@ pub async fn create(raft: &RaftHandle, req: CreateConfigRequest) -> Result<Confi
 }
 
 pub async fn update(raft: &RaftHandle, req: UpdateConfigRequest) -> Result<Config, Status> {
-    let current = unwrap(resolve(raft.state(), Table::Config, &req.config)?)?;
     let (expect, version) = if req.version == 0 {
         (Expect::Present, 0)
     } else {
         (Expect::Version, req.version)
     };
     let digest = sha256_hex(&req.data);
-    let updated = Config {
-        data: req.data,
-        timestamps: Some(Timestamps {
-            created_ms: current.timestamps.map(|t| t.created_ms).unwrap_or_default(),
-            updated_ms: now_ms(),
-        }),
-        ..current
-    };
-    let id = updated.id.clone();
-    let mut ops = vec![put(wrap(updated), expect, version)];
-    ops.extend(roll_services(raft, &id, &digest)?);
-    match commit(raft, ops).await?.objects.into_iter().next() {
-        Some(object) => unwrap(object),
-        None => Err(Status::internal("the store returned no config")),
+    // A service changed meanwhile (its version moved): read again and retry.
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let current = unwrap(resolve(raft.state(), Table::Config, &req.config)?)?;
+        let updated = Config {
+            data: req.data.clone(),
+            timestamps: Some(Timestamps {
+                created_ms: current.timestamps.map(|t| t.created_ms).unwrap_or_default(),
+                updated_ms: now_ms(),
+            }),
+            ..current
+        };
+        let id = updated.id.clone();
+        let mut ops = vec![put(wrap(updated), expect, version)];
+        ops.extend(roll_services(raft, &id, &digest)?);
+        match commit(raft, ops).await {
+            Ok(result) => match result.objects.into_iter().next() {
+                Some(object) => return unwrap(object),
+                None => return Err(Status::internal("the store returned no config")),
+            },
+            Err(err) if err.is_conflict() && attempts < UPDATE_ATTEMPTS => continue,
+            Err(err) => return Err(err.into()),
+        }
     }
 }
+
+/// Tries of an update whose services keep changing under it.
+const UPDATE_ATTEMPTS: u32 = 5;
 
 /// Puts of the services that mount config `id` with another digest: the new
 /// digest and a new spec version (compare-and-set on each service's version,
