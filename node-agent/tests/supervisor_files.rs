@@ -24,13 +24,27 @@ const SCRIPT: &str = "[ \"$(cat /run/secrets/pw)\" = hunter2 ] && echo secret=ok
        awk '{printf \"mount=%s\", $1; for (i = 2; i <= NF; i++) if ($i ~ /^(ro|nosuid|nodev|noexec)$/) printf \" %s\", $i; print \"\"}'; \
      echo x 2>/dev/null > /etc/app.conf || echo config=read-only";
 
-/// Whether `path` is a mount point in this thread's mount namespace.
-fn mounted(path: &Path) -> bool {
+/// The mountinfo line of the mount at `path` in this thread's mount namespace.
+fn mount_at(path: &Path) -> Option<String> {
     let mounts = std::fs::read_to_string("/proc/thread-self/mountinfo").unwrap_or_default();
     let path = path.to_string_lossy();
     mounts
         .lines()
-        .any(|l| l.split(' ').nth(4) == Some(path.as_ref()))
+        .find(|l| l.split(' ').nth(4) == Some(path.as_ref()))
+        .map(str::to_string)
+}
+
+fn mounted(path: &Path) -> bool {
+    mount_at(path).is_some()
+}
+
+/// Whether this kernel's tmpfs takes `noswap` (Linux 6.4 and later).
+fn kernel_has_noswap() -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release.trim().split(['.', '-']);
+    let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    (major, minor) >= (6, 4)
 }
 
 fn delivered(rt: Rt, name: &str) -> Result<()> {
@@ -78,7 +92,16 @@ fn delivered(rt: Rt, name: &str) -> Result<()> {
         sup.reconcile(vec![task.clone()]);
         rx.until(&task.id, T, is(TaskState::Running)).await?;
         let tmpfs = secrets_root.join(&task.id);
-        assert!(mounted(&tmpfs), "no tmpfs at {}", tmpfs.display());
+        let line = mount_at(&tmpfs).unwrap_or_default();
+        assert!(
+            line.contains(" - tmpfs "),
+            "no tmpfs at {}: {line}",
+            tmpfs.display()
+        );
+        for option in ["nosuid", "nodev", "noexec"] {
+            assert!(line.contains(option), "{option} missing: {line}");
+        }
+        assert_eq!(line.contains("noswap"), kernel_has_noswap(), "{line}");
         let want = [
             "secret=ok",
             "config=listen 80",
