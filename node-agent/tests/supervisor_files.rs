@@ -12,7 +12,6 @@ use std::time::Duration;
 use anyhow::Result;
 use berth_proto::v1::{ConfigReference, ConfigValue, SecretReference, SecretValue, TaskState};
 use fixture::{Env, Rt, Seen, in_private_mounts, is};
-use futures_util::StreamExt;
 
 const T: Duration = Duration::from_secs(60);
 
@@ -109,18 +108,7 @@ fn delivered(rt: Rt, name: &str) -> Result<()> {
             "mount=tmpfs ro nosuid nodev noexec",
             "config=read-only",
         ];
-        let mut texts = Vec::new();
-        for _ in 0..100 {
-            let lines: Vec<_> = sup.logs(&task.id, false, None).await?.collect().await;
-            texts = lines
-                .into_iter()
-                .filter_map(|l| l.ok().map(|l| l.text))
-                .collect::<Vec<_>>();
-            if texts.len() >= want.len() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let texts = fixture::log_texts(&sup, &task.id, want.len()).await?;
         assert_eq!(texts, want);
         std::fs::write(e.rootfs(&task.id).join("stop"), b"")?;
         let end = rx.end(&task.id, T).await?;
