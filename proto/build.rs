@@ -18,11 +18,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Ordered maps: deterministic encoding (the state machine hashes nothing, but
     // stable JSON output and snapshot dumps are easier to compare).
     config.btree_map(["."]);
-    // The CA key and join tokens: Debug is written by hand and redacts them.
-    config.skip_debug([".berth.store.ClusterPki"]);
     // The overlay's address message is the hand-written type of `net`: one Rust
     // type on the wire and in code, written "A.B.C.D/N" in JSON.
     config.extern_path(".berth.v1.Ipv4Prefix", "crate::net::Ipv4Prefix");
+    // Messages that carry a secret in clear (or the key that seals secrets, or
+    // the CA key and join secrets): their Debug is written by hand in
+    // src/redact.rs and prints no value, so no `{:?}` of them, or of a message
+    // holding them, can log one.
+    config.skip_debug([
+        ".berth.store.ClusterPki",
+        ".berth.v1.SecretValue",
+        ".berth.v1.CreateSecretRequest",
+        ".berth.v1.JoinResponse",
+        ".berth.v1.UnlockControllerRequest",
+    ]);
     tonic_prost_build::configure()
         // The generated types are the one model: stack files and `--format json`
         // (de)serialize them directly.

@@ -47,6 +47,12 @@ fn load_credentials(dir: &Path) -> Result<Security> {
 }
 
 pub async fn connect(access: &Access) -> Result<Client> {
+    let channel = channel(access).await?;
+    Ok(ClusterClient::new(channel).max_decoding_message_size(berth_proto::MAX_MESSAGE_BYTES))
+}
+
+/// A connection to the controller, for any of its services.
+pub async fn channel(access: &Access) -> Result<Channel> {
     let address = &access.address;
     let security = if access.insecure_plaintext {
         Security::Plaintext
@@ -64,7 +70,7 @@ pub async fn connect(access: &Access) -> Result<Client> {
         .with_context(|| format!("invalid controller address {address:?}"))?
         .connect_timeout(Duration::from_secs(3))
         .tcp_nodelay(true);
-    let channel = berth_pki::tls::connect(endpoint, &security, Role::Controller)
+    berth_pki::tls::connect(endpoint, &security, Role::Controller)
         .await
         .map_err(|err| {
             let why = berth_pki::explain::tls_failure(&err, "the controller")
@@ -73,8 +79,7 @@ pub async fn connect(access: &Access) -> Result<Client> {
                 "cannot reach the controller at {address} (is it running? set --controller or \
                  BERTH_CONTROLLER): {why}"
             )
-        })?;
-    Ok(ClusterClient::new(channel).max_decoding_message_size(berth_proto::MAX_MESSAGE_BYTES))
+        })
 }
 
 /// Turns a gRPC error into the controller's message, which names what was

@@ -1,7 +1,14 @@
 //! `berth cluster ...`: the controllers' Raft group.
 
-use anyhow::Result;
-use berth_proto::v1::{ClusterStatusRequest, JoinTokenRequest, MemberRole, RemoveMemberRequest};
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use berth_proto::v1::lock_client::LockClient;
+use berth_proto::v1::{
+    ClusterStatusRequest, JoinTokenRequest, MemberRole, RemoveMemberRequest,
+    UnlockControllerRequest,
+};
 use clap::Subcommand;
 use serde_json::json;
 
@@ -29,12 +36,43 @@ pub enum ClusterCmd {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Give a restarted autolocked controller (--controller) its unlock key.
+    Unlock {
+        /// File holding the key `--init --autolock` printed (default: stdin).
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum TokenRole {
     Agent,
     Controller,
+}
+
+/// `cluster unlock`: the key goes to the one controller named by `address`.
+pub async fn unlock(access: &crate::client::Access, key_file: Option<&Path>) -> Result<()> {
+    let address = &access.address;
+    let key = match key_file {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?,
+        None => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("cannot read the unlock key from stdin")?;
+            text
+        }
+    };
+    let mut client = LockClient::new(crate::client::channel(access).await?);
+    client
+        .unlock_controller(UnlockControllerRequest {
+            unlock_key: key.trim().to_string(),
+        })
+        .await
+        .map_err(explain)?;
+    println!("unlocked the controller at {address}");
+    Ok(())
 }
 
 fn role_name(role: i32) -> &'static str {
@@ -136,6 +174,9 @@ pub async fn run(client: &mut Client, cmd: ClusterCmd) -> Result<()> {
                 println!("(--token-file FILE keeps the token out of the process list.)");
             }
             Ok(())
+        }
+        ClusterCmd::Unlock { .. } => {
+            anyhow::bail!("`cluster unlock` talks to one controller and is run by main")
         }
     }
 }

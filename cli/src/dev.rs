@@ -120,6 +120,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
         token: None,
         cert_expiry: berth_pki::ca::DEFAULT_LIFETIME,
         insecure_plaintext: false,
+        autolock: false,
         raft: RaftSettings::default(),
         dispatcher: DispatcherSettings::default(),
         planner: berth_controller::planner::PlannerSettings::default(),
@@ -157,6 +158,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
         api_listen: SocketAddr::new(args.listen.ip(), args.listen.port() + 1),
         shim: vec![sibling("berth-agent").into_os_string(), "shim".into()],
         netns_dir: PathBuf::from("/run/berth-dev/netns"),
+        secrets_dir: PathBuf::from("/run/berth-dev/secrets"),
     };
     let agent_task = tokio::spawn(berth_agent::daemon::run(agent));
     println!(

@@ -3,10 +3,12 @@ mod cluster;
 mod config;
 mod dev;
 mod dev_log;
+mod file_refs;
 mod network;
 mod node;
 mod output;
 mod ports;
+mod secret;
 mod security_opt;
 mod service;
 mod units;
@@ -44,6 +46,9 @@ enum Command {
     /// Configs: small named blobs of non-secret data.
     #[command(subcommand)]
     Config(config::ConfigCmd),
+    /// Secrets: values services get as files in /run/secrets.
+    #[command(subcommand)]
+    Secret(secret::SecretCmd),
     /// Services: declare them, scale them, see their tasks.
     #[command(subcommand)]
     Service(service::ServiceCmd),
@@ -79,10 +84,15 @@ fn main() {
             tls_dir: args.tls_dir.clone(),
             insecure_plaintext: args.insecure_plaintext,
         };
+        // A locked controller serves nothing but the unlock call.
+        if let Command::Cluster(cluster::ClusterCmd::Unlock { key_file }) = &args.command {
+            return cluster::unlock(&access, key_file.as_deref()).await;
+        }
         let mut client = client::connect(&access).await?;
         match args.command {
             Command::Cluster(cmd) => cluster::run(&mut client, cmd).await,
             Command::Config(cmd) => config::run(&mut client, cmd).await,
+            Command::Secret(cmd) => secret::run(&mut client, cmd).await,
             Command::Service(cmd) => service::run(&mut client, cmd).await,
             Command::Node(cmd) => node::run(&mut client, cmd).await,
             Command::Network(cmd) => network::run(&mut client, cmd).await,

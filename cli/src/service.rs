@@ -91,6 +91,14 @@ pub struct CreateArgs {
     /// profile, the default) or seccomp=PATH (a profile in Docker's JSON format).
     #[arg(long)]
     pub security_opt: Vec<String>,
+    /// A secret as the file /run/secrets/NAME: NAME, or
+    /// source=NAME[,target=FILE][,uid=U][,gid=G][,mode=0400]; repeatable.
+    #[arg(long)]
+    pub secret: Vec<String>,
+    /// A config as a read-only file (default /NAME): NAME, or
+    /// source=NAME[,target=/PATH][,uid=U][,gid=G][,mode=0440]; repeatable.
+    #[arg(long)]
+    pub config: Vec<String>,
     /// Command and arguments, after `--` (replace the image's entrypoint and cmd).
     #[arg(last = true)]
     pub command: Vec<String>,
@@ -192,6 +200,16 @@ pub fn spec_from(args: CreateArgs) -> Result<ServiceSpec> {
         cap_drop: args.cap_drop,
         read_only_rootfs: args.read_only,
         seccomp,
+        secrets: args
+            .secret
+            .iter()
+            .map(|s| crate::file_refs::secret(s))
+            .collect::<Result<_>>()?,
+        configs: args
+            .config
+            .iter()
+            .map(|c| crate::file_refs::config(c))
+            .collect::<Result<_>>()?,
         ..Default::default()
     })
 }

@@ -33,6 +33,10 @@ struct Args {
     /// Start a new one-member cluster.
     #[arg(long, conflicts_with = "join")]
     init: bool,
+    /// With --init: lock the secrets key with an unlock key, printed once; a
+    /// restarted controller then waits for `berth cluster unlock`.
+    #[arg(long, requires = "init")]
+    autolock: bool,
     /// Join the cluster through this member (any member; followers pass it on).
     #[arg(long, value_name = "ADDR")]
     join: Option<String>,
@@ -148,6 +152,7 @@ fn real_main() -> anyhow::Result<()> {
         token,
         cert_expiry: args.cert_expiry,
         insecure_plaintext: args.insecure_plaintext,
+        autolock: args.autolock,
         raft,
         planner: PlannerSettings {
             cluster_cidr: parse_subnet(&args.cluster_cidr)

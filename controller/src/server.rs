@@ -19,6 +19,7 @@ use crate::api::{CertificatesApi, ClusterApi, DispatcherService};
 use crate::ca::Gate;
 use crate::datadir::{self, DataDirError, Marker};
 use crate::dispatcher::{Dispatcher, DispatcherSettings};
+use crate::keyring::KeyringError;
 use crate::raft::peer_service::PeerService;
 use crate::raft::storage::LogStorage;
 use crate::raft::transport::GrpcTransport;
@@ -40,6 +41,8 @@ pub struct ControllerOptions {
     pub cert_expiry: Duration,
     /// Plain text, no authentication: the operator's opt-out, for benchmarks.
     pub insecure_plaintext: bool,
+    /// With `init`: lock the secrets key with an unlock key (printed once).
+    pub autolock: bool,
     pub raft: RaftSettings,
     pub dispatcher: DispatcherSettings,
     /// Orchestrator, scheduler and allocator settings (the cluster CIDR among them).
@@ -92,6 +95,10 @@ pub enum ServerError {
          cluster), or --insecure-plaintext on every member"
     )]
     NoToken,
+    #[error(transparent)]
+    Keyring(#[from] KeyringError),
+    #[error(transparent)]
+    Unlock(#[from] crate::unlock::UnlockError),
 }
 
 /// A runtime owned by async code: dropping a runtime inside another one
@@ -196,6 +203,7 @@ pub async fn run(
         marker,
         db,
         security,
+        created,
     } = crate::startup::prepare_data_dir(&opts, &advertise).await?;
     let (db, sm) = datadir::load(&opts.data_dir, db, &marker)?;
     let gate = match &security {
@@ -211,6 +219,8 @@ pub async fn run(
         }
         Security::Plaintext => Gate::plaintext(),
     };
+    let (keys, listener) =
+        crate::unlock::load_or_wait(&opts.data_dir, created, listener, &security, &gate).await?;
     let renewer = security.credentials().map(|creds| {
         tokio::spawn(crate::ca::renewer::run(
             sm.clone(),
@@ -239,8 +249,13 @@ pub async fn run(
         .map_err(ServerError::Runtime)?;
     let dispatch_runtime = runtime.handle().clone();
     let _dispatch_owner = BackgroundRuntime(Some(runtime));
-    let dispatcher = Dispatcher::new(handle.clone(), opts.dispatcher.clone(), clock.clone())
-        .with_runtime(dispatch_runtime.clone());
+    let dispatcher = Dispatcher::new(
+        handle.clone(),
+        opts.dispatcher.clone(),
+        clock.clone(),
+        keys.clone(),
+    )
+    .with_runtime(dispatch_runtime.clone());
     // Assignments and liveness: they act only while this member leads.
     let dispatcher_loop = dispatch_runtime.spawn(dispatcher.clone().run());
     // Orchestrator and scheduler: they act only while this member leads.
@@ -296,9 +311,13 @@ pub async fn run(
         .http2_keepalive_interval(Some(Duration::from_secs(1)))
         .http2_keepalive_timeout(Some(Duration::from_secs(2)))
         .add_service(InterceptedService::new(
-            RaftPeerServer::new(PeerService::new(handle.clone(), security.clone()))
-                .max_decoding_message_size(berth_proto::MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(berth_proto::MAX_MESSAGE_BYTES),
+            RaftPeerServer::new(PeerService::new(
+                handle.clone(),
+                security.clone(),
+                keys.clone(),
+            ))
+            .max_decoding_message_size(berth_proto::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(berth_proto::MAX_MESSAGE_BYTES),
             gate.only(&[Role::Controller]),
         ))
         .add_service(InterceptedService::new(
@@ -308,7 +327,11 @@ pub async fn run(
             gate.only(&[Role::Agent]),
         ))
         .add_service(InterceptedService::new(
-            ClusterServer::new(ClusterApi::new(handle.clone(), security.clone()))
+            crate::unlock::unlocked_service(),
+            gate.only(&[Role::Admin]),
+        ))
+        .add_service(InterceptedService::new(
+            ClusterServer::new(ClusterApi::new(handle.clone(), security.clone(), keys))
                 .max_decoding_message_size(API_MAX_REQUEST)
                 .max_encoding_message_size(berth_proto::MAX_MESSAGE_BYTES),
             // Controllers pass on what a follower cannot do itself.

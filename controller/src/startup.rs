@@ -22,6 +22,8 @@ pub struct Prepared {
     pub marker: Marker,
     pub db: sled::Db,
     pub security: Security,
+    /// At init: the secrets key just made (a restart or join loads it).
+    pub created: Option<crate::keyring::Keyring>,
 }
 
 /// Asks an existing member to add us; nothing is written locally before it says yes.
@@ -133,6 +135,7 @@ pub async fn prepare_data_dir(
                 marker,
                 db,
                 security,
+                created: None,
             })
         }
         Existing::Empty if opts.init => {
@@ -147,6 +150,7 @@ pub async fn prepare_data_dir(
             admin
                 .save(&admin_dir)
                 .map_err(pki_error("save the admin credentials"))?;
+            let keys = crate::unlock::create_key(&opts.data_dir, opts.autolock)?;
             let members = [(marker.member_id, advertise.to_string())].into();
             let db = datadir::create_with(
                 &opts.data_dir,
@@ -166,6 +170,7 @@ pub async fn prepare_data_dir(
                 marker,
                 db,
                 security,
+                created: Some(keys),
             })
         }
         Existing::Empty => {
@@ -215,12 +220,14 @@ pub async fn prepare_data_dir(
                     .save(&datadir::tls_dir(&opts.data_dir))
                     .map_err(pki_error("save this controller's credentials"))?;
             }
+            crate::keyring::Keyring::store_joined(&opts.data_dir, &response.secrets_key)?;
             let db = datadir::create(&opts.data_dir, &marker, &response.members, &[])?;
             info!(cluster = %marker.cluster_id, member = marker.member_id, "joined the cluster as a learner");
             Ok(Prepared {
                 marker,
                 db,
                 security,
+                created: None,
             })
         }
     }

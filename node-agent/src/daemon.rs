@@ -45,6 +45,8 @@ pub struct AgentOptions {
     /// Plain text, no authentication (the cluster's controllers run with
     /// --insecure-plaintext too): for benchmarks only.
     pub insecure_plaintext: bool,
+    /// Where each task's secrets tmpfs is mounted (outside the data dir).
+    pub secrets_dir: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +92,8 @@ struct Runner {
 impl TaskRunner for Runner {
     fn reconcile(&self, assignments: Assignments) {
         self.network.set(&assignments);
+        self.supervisor
+            .set_payloads(assignments.secrets, assignments.configs);
         self.supervisor.reconcile(assignments.tasks);
     }
 
@@ -263,6 +267,7 @@ pub async fn run(opts: AgentOptions) -> Result<(), DaemonError> {
     let mut cfg = SupervisorConfig::new(images);
     cfg.runtime = runtime;
     cfg.runtime_root = opts.runtime_root.clone();
+    cfg.secrets_root = opts.secrets_dir.clone();
     cfg.pull.insecure_registries = opts.insecure_registries.clone();
     cfg.cgroup_parent = opts.cgroup_parent.clone();
     if !opts.shim.is_empty() {
@@ -428,6 +433,7 @@ mod tests {
             netns_dir: dir.path().join("netns"),
             token: None,
             insecure_plaintext: false,
+            secrets_dir: dir.path().join("secrets"),
         };
         let err = run(opts).await.unwrap_err();
         assert!(matches!(err, DaemonError::RuntimeNotFound { .. }), "{err}");

@@ -56,6 +56,10 @@ struct Args {
     /// --insecure-plaintext. For benchmarks on a private machine only.
     #[arg(long)]
     insecure_plaintext: bool,
+    /// Where each task's secrets tmpfs is mounted (keep it outside the data dir:
+    /// secrets are never on disk).
+    #[arg(long, default_value = "/run/berth/secrets")]
+    secrets_dir: PathBuf,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -225,6 +229,7 @@ fn daemon(args: Args) -> anyhow::Result<()> {
         api_listen: args.api_listen,
         shim: Vec::new(),
         netns_dir: args.netns_dir,
+        secrets_dir: args.secrets_dir,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -10,7 +10,6 @@ use std::time::Duration;
 use anyhow::Result;
 use berth_proto::v1::{Mount, ResourceRequirements, Resources, TaskState, mount::Kind};
 use fixture::{Env, Rt, Seen, in_private_mounts, is};
-use futures_util::StreamExt;
 
 const T: Duration = Duration::from_secs(60);
 
@@ -68,18 +67,7 @@ fn applies(rt: Rt, name: &str) -> Result<()> {
             "bind=from the host",
             "links=lo,",
         ];
-        let mut texts = Vec::new();
-        for _ in 0..100 {
-            let lines: Vec<_> = sup.logs(&task.id, false, None).await?.collect().await;
-            texts = lines
-                .into_iter()
-                .filter_map(|l| l.ok().map(|l| l.text))
-                .collect::<Vec<_>>();
-            if texts.len() >= want.len() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let texts = fixture::log_texts(&sup, &task.id, want.len()).await?;
         assert_eq!(texts, want);
         // Limits, in the container's cgroup below the test's parent.
         let cg = |controller: &str, file: &str| {

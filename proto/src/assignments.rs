@@ -1,7 +1,10 @@
 //! A node's assignment set as an agent holds it: the complete set from the
 //! first message of a session, kept current by the deltas that follow.
 
-use crate::v1::{Assignments, AssignmentsDelta, Endpoint, EndpointTask, Network, Node, Task};
+use crate::v1::{
+    Assignments, AssignmentsDelta, ConfigValue, Endpoint, EndpointTask, Network, Node, SecretValue,
+    Task,
+};
 
 /// Applies `delta` to `set`: changed objects replace (or join) the ones with
 /// the same id, removed ids leave. Lists stay in the order a complete set has
@@ -32,6 +35,18 @@ pub fn apply(set: &mut Assignments, delta: AssignmentsDelta) {
         &delta.removed_endpoints,
         |e: &Endpoint| e.service_id.clone(),
     );
+    merge(
+        &mut set.secrets,
+        delta.secrets,
+        &delta.removed_secrets,
+        |s: &SecretValue| s.id.clone(),
+    );
+    merge(
+        &mut set.configs,
+        delta.configs,
+        &delta.removed_configs,
+        |c: &ConfigValue| c.id.clone(),
+    );
     for change in delta.endpoint_tasks {
         if let Some(endpoint) = set
             .endpoints
@@ -50,6 +65,8 @@ pub fn apply(set: &mut Assignments, delta: AssignmentsDelta) {
     set.tasks.sort_by(|a, b| a.id.cmp(&b.id));
     set.networks.sort_by(|a, b| a.id.cmp(&b.id));
     set.nodes.sort_by(|a, b| a.id.cmp(&b.id));
+    set.secrets.sort_by(|a, b| a.id.cmp(&b.id));
+    set.configs.sort_by(|a, b| a.id.cmp(&b.id));
     set.endpoints
         .sort_by(|a, b| a.service_name.cmp(&b.service_name));
 }
@@ -140,6 +157,50 @@ mod tests {
         );
         assert!(set.endpoints.is_empty());
         assert_eq!(set.tasks.len(), 3, "an unrelated removal keeps the tasks");
+    }
+
+    #[test]
+    fn secrets_and_configs_come_and_go_by_id() {
+        let secret = |id: &str| SecretValue {
+            id: id.into(),
+            data: id.as_bytes().to_vec(),
+            ..Default::default()
+        };
+        let config = |id: &str, version: u64| ConfigValue {
+            id: id.into(),
+            digest: version.to_string(),
+            ..Default::default()
+        };
+        let mut set = Assignments {
+            secrets: vec![secret("s1")],
+            configs: vec![config("c1", 1)],
+            ..Default::default()
+        };
+        apply(
+            &mut set,
+            AssignmentsDelta {
+                secrets: vec![secret("s0")],
+                removed_secrets: vec!["s1".into()],
+                configs: vec![config("c1", 2), config("c2", 1)],
+                ..Default::default()
+            },
+        );
+        let secrets: Vec<&str> = set.secrets.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(secrets, ["s0"]);
+        let configs: Vec<(&str, &str)> = set
+            .configs
+            .iter()
+            .map(|c| (c.id.as_str(), c.digest.as_str()))
+            .collect();
+        assert_eq!(configs, [("c1", "2"), ("c2", "1")]);
+        apply(
+            &mut set,
+            AssignmentsDelta {
+                removed_configs: vec!["c1".into(), "c2".into()],
+                ..Default::default()
+            },
+        );
+        assert!(set.configs.is_empty());
     }
 
     #[test]

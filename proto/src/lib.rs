@@ -16,6 +16,8 @@ pub mod assignments;
 pub mod capabilities;
 mod display;
 pub mod net;
+mod redact;
+pub use redact::Redacted;
 
 /// Version and commit of the build, for every binary's `--version`.
 pub const VERSION: &str = concat!(
@@ -32,14 +34,3 @@ pub const LEADER_METADATA: &str = "berth-leader";
 /// Largest gRPC message any berth endpoint accepts or sends (16 MiB): larger than
 /// tonic's 4 MiB default so big listings and snapshot chunks fit, still bounded.
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
-
-/// The CA record's key and token secrets never reach a log.
-impl std::fmt::Debug for store::ClusterPki {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClusterPki")
-            .field("version", &self.version)
-            .field("cert_lifetime_ms", &self.cert_lifetime_ms)
-            .field("removed", &self.removed)
-            .finish_non_exhaustive()
-    }
-}

@@ -1,4 +1,7 @@
-//! Configs: small named blobs, compare-and-set updates.
+//! Configs: small named blobs, compare-and-set updates. A service's spec
+//! names each config it mounts with the digest of its data (files.rs), so an
+//! update of the data updates those services in the same transaction: their
+//! specs change and the orchestrator rolls them.
 
 use berth_proto::store::Expect;
 use berth_proto::store::Object;
@@ -9,13 +12,16 @@ use berth_proto::v1::{
 };
 use tonic::Status;
 
+use super::files::{all_services, refuse_while_used};
 use super::status::check_name;
 use crate::clock::now_ms;
+use crate::digest::sha256_hex;
 use crate::ids::new_id;
 use crate::raft::RaftHandle;
 use crate::store::commit::commit_one;
 use crate::store::view::resolve;
-use crate::store::{Table, commit, delete, put};
+use crate::store::{Table, commit, delete, put, put_kind};
+use berth_proto::store::Op;
 
 fn wrap(config: Config) -> Object {
     Object {
@@ -48,21 +54,68 @@ pub async fn create(raft: &RaftHandle, req: CreateConfigRequest) -> Result<Confi
 }
 
 pub async fn update(raft: &RaftHandle, req: UpdateConfigRequest) -> Result<Config, Status> {
-    let current = unwrap(resolve(raft.state(), Table::Config, &req.config)?)?;
     let (expect, version) = if req.version == 0 {
         (Expect::Present, 0)
     } else {
         (Expect::Version, req.version)
     };
-    let updated = Config {
-        data: req.data,
-        timestamps: Some(Timestamps {
-            created_ms: current.timestamps.map(|t| t.created_ms).unwrap_or_default(),
-            updated_ms: now_ms(),
-        }),
-        ..current
-    };
-    unwrap(commit_one(raft, put(wrap(updated), expect, version)).await?)
+    let digest = sha256_hex(&req.data);
+    // A service changed meanwhile (its version moved): read again and retry.
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let current = unwrap(resolve(raft.state(), Table::Config, &req.config)?)?;
+        let updated = Config {
+            data: req.data.clone(),
+            timestamps: Some(Timestamps {
+                created_ms: current.timestamps.map(|t| t.created_ms).unwrap_or_default(),
+                updated_ms: now_ms(),
+            }),
+            ..current
+        };
+        let id = updated.id.clone();
+        let mut ops = vec![put(wrap(updated), expect, version)];
+        ops.extend(roll_services(raft, &id, &digest)?);
+        match commit(raft, ops).await {
+            Ok(result) => match result.objects.into_iter().next() {
+                Some(object) => return unwrap(object),
+                None => return Err(Status::internal("the store returned no config")),
+            },
+            Err(err) if err.is_conflict() && attempts < UPDATE_ATTEMPTS => continue,
+            Err(err) => return Err(err.into()),
+        }
+    }
+}
+
+/// Tries of an update whose services keep changing under it.
+const UPDATE_ATTEMPTS: u32 = 5;
+
+/// Puts of the services that mount config `id` with another digest: the new
+/// digest and a new spec version (compare-and-set on each service's version,
+/// so a concurrent service update makes the whole update retry).
+fn roll_services(raft: &RaftHandle, id: &str, digest: &str) -> Result<Vec<Op>, Status> {
+    let mut ops = Vec::new();
+    for mut service in all_services(raft)? {
+        let Some(spec) = service.spec.as_mut() else {
+            continue;
+        };
+        let mut changed = false;
+        for r in spec.configs.iter_mut().filter(|r| r.config_id == id) {
+            if r.digest != digest {
+                r.digest = digest.to_string();
+                changed = true;
+            }
+        }
+        if changed {
+            service.spec_version += 1;
+            if let Some(t) = service.timestamps.as_mut() {
+                t.updated_ms = now_ms();
+            }
+            let version = service.version;
+            ops.push(put_kind(Kind::Service(service), Expect::Version, version));
+        }
+    }
+    Ok(ops)
 }
 
 pub async fn get(raft: &RaftHandle, req: GetConfigRequest) -> Result<Config, Status> {
@@ -85,6 +138,9 @@ pub async fn list(raft: &RaftHandle) -> Result<ListConfigsResponse, Status> {
 
 pub async fn remove(raft: &RaftHandle, req: RemoveConfigRequest) -> Result<(), Status> {
     let current = unwrap(resolve(raft.state(), Table::Config, &req.config)?)?;
+    refuse_while_used(raft, "config", &current.name, |spec| {
+        spec.configs.iter().any(|c| c.config_id == current.id)
+    })?;
     let (expect, version) = if req.version == 0 {
         (Expect::Present, 0)
     } else {

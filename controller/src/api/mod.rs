@@ -7,10 +7,12 @@
 mod certificates;
 mod configs;
 pub mod dispatcher;
+mod files;
 mod logs;
 mod members;
 mod networks;
 mod nodes;
+mod secrets;
 mod services;
 pub mod status;
 mod watch;
@@ -21,6 +23,7 @@ use tonic::{Request, Response, Status};
 
 use berth_pki::Security;
 
+use crate::keyring::Keyring;
 use crate::raft::RaftHandle;
 
 pub use crate::store::commit::MAX_TXN_BYTES;
@@ -32,11 +35,17 @@ pub struct ClusterApi {
     raft: RaftHandle,
     /// How this controller calls agents (task logs) and other controllers.
     security: Security,
+    /// Seals secret values before they are proposed.
+    keys: Keyring,
 }
 
 impl ClusterApi {
-    pub fn new(raft: RaftHandle, security: Security) -> Self {
-        ClusterApi { raft, security }
+    pub fn new(raft: RaftHandle, security: Security, keys: Keyring) -> Self {
+        ClusterApi {
+            raft,
+            security,
+            keys,
+        }
     }
 }
 
@@ -138,6 +147,23 @@ impl Cluster for ClusterApi {
     async fn remove_config(&self, r: Request<RemoveConfigRequest>) -> Reply<RemoveConfigResponse> {
         configs::remove(&self.raft, r.into_inner()).await?;
         ok(RemoveConfigResponse {})
+    }
+
+    async fn create_secret(&self, r: Request<CreateSecretRequest>) -> Reply<Secret> {
+        ok(secrets::create(&self.raft, &self.keys, r.into_inner()).await?)
+    }
+
+    async fn get_secret(&self, r: Request<GetSecretRequest>) -> Reply<Secret> {
+        ok(secrets::get(&self.raft, r.into_inner()).await?)
+    }
+
+    async fn list_secrets(&self, _: Request<ListSecretsRequest>) -> Reply<ListSecretsResponse> {
+        ok(secrets::list(&self.raft).await?)
+    }
+
+    async fn remove_secret(&self, r: Request<RemoveSecretRequest>) -> Reply<RemoveSecretResponse> {
+        secrets::remove(&self.raft, r.into_inner()).await?;
+        ok(RemoveSecretResponse {})
     }
 
     async fn cluster_status(

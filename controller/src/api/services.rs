@@ -11,6 +11,7 @@ use berth_proto::v1::{
 };
 use tonic::Status;
 
+use super::files::resolve_files;
 use super::status::check_name;
 use crate::clock::now_ms;
 use crate::ids::new_id;
@@ -144,6 +145,7 @@ pub async fn create(raft: &RaftHandle, req: CreateServiceRequest) -> Result<Serv
         spec.mode = Some(Mode::Replicated(ReplicatedMode { replicas: 1 }));
     }
     validate_spec(&spec)?;
+    resolve_files(raft, &mut spec)?;
     check_port_conflicts(raft, &spec, "")?;
     let now = now_ms();
     let service = Service {
@@ -170,7 +172,7 @@ fn cas(version: u64, current: &Service) -> (Expect, u64) {
 pub async fn update(raft: &RaftHandle, req: UpdateServiceRequest) -> Result<Service, Status> {
     let current = unwrap(resolve(raft.state(), Table::Service, &req.service)?)?;
     let current_spec = current.spec.clone().unwrap_or_default();
-    let (spec, previous) = if req.rollback {
+    let (mut spec, previous) = if req.rollback {
         let previous = current.previous_spec.clone().ok_or_else(|| {
             Status::failed_precondition(format!(
                 "service {} has no previous spec to roll back to",
@@ -191,6 +193,7 @@ pub async fn update(raft: &RaftHandle, req: UpdateServiceRequest) -> Result<Serv
         (spec, current_spec)
     };
     validate_spec(&spec)?;
+    resolve_files(raft, &mut spec)?;
     check_port_conflicts(raft, &spec, &current.id)?;
     let (expect, version) = cas(req.version, &current);
     let updated = Service {

@@ -1,31 +1,41 @@
 //! What one session sends: the complete set first, then deltas against what it
 //! sent before. The work is proportional to what changed for its node: the
 //! node's own tasks are compared key by key, the shared part comes from the
-//! published log.
+//! published log; the secrets and configs its tasks use come along
+//! (payloads.rs).
 
 use std::collections::HashMap;
 
 use berth_proto::v1::{Assignments, AssignmentsDelta, session_message::Message};
 
 use super::assignments::{Published, TaskKey, task_key};
+use super::payloads::{PayloadSource, SentPayloads, changes};
 
 /// What a session has told its agent so far.
 #[derive(Debug, Default)]
 pub struct Sent {
     shared_seq: u64,
     tasks: HashMap<String, TaskKey>,
+    payloads: SentPayloads,
 }
 
 /// The complete set for `node_id`, and the record of having sent it.
-pub fn complete(published: &Published, node_id: &str) -> (Assignments, Sent) {
+pub fn complete(
+    published: &Published,
+    node_id: &str,
+    source: &dyn PayloadSource,
+) -> (Assignments, Sent) {
     let tasks: Vec<_> = published
         .assigned
         .get(node_id)
         .map(|tasks| tasks.values().cloned().collect())
         .unwrap_or_default();
+    let mut payloads = SentPayloads::default();
+    let values = changes(&tasks, source, &mut payloads);
     let sent = Sent {
         shared_seq: published.shared_seq,
         tasks: tasks.iter().map(|t| (t.id.clone(), task_key(t))).collect(),
+        payloads,
     };
     let mut endpoints: Vec<_> = published.endpoints.values().cloned().collect();
     endpoints.sort_by(|a, b| a.service_name.cmp(&b.service_name));
@@ -36,15 +46,22 @@ pub fn complete(published: &Published, node_id: &str) -> (Assignments, Sent) {
         revision: published.revision,
         endpoints,
         node_id: node_id.to_string(),
+        secrets: values.secrets,
+        configs: values.configs,
     };
     (set, sent)
 }
 
 /// The next message for `node_id`, or `None` when nothing it holds changed.
-pub fn next(published: &Published, node_id: &str, sent: &mut Sent) -> Option<Message> {
+pub fn next(
+    published: &Published,
+    node_id: &str,
+    sent: &mut Sent,
+    source: &dyn PayloadSource,
+) -> Option<Message> {
     let Some(shared) = published.shared_since(sent.shared_seq) else {
         // Too far behind for the log: start over with the complete set.
-        let (set, fresh) = complete(published, node_id);
+        let (set, fresh) = complete(published, node_id, source);
         *sent = fresh;
         return Some(Message::Assignments(set));
     };
@@ -69,6 +86,15 @@ pub fn next(published: &Published, node_id: &str, sent: &mut Sent) -> Option<Mes
         kept
     });
     delta.removed_tasks.sort();
+    let values = changes(
+        current.into_iter().flat_map(|tasks| tasks.values()),
+        source,
+        &mut sent.payloads,
+    );
+    delta.secrets = values.secrets;
+    delta.removed_secrets = values.removed_secrets;
+    delta.configs = values.configs;
+    delta.removed_configs = values.removed_configs;
 
     let empty = delta.tasks.is_empty()
         && delta.removed_tasks.is_empty()
@@ -78,6 +104,10 @@ pub fn next(published: &Published, node_id: &str, sent: &mut Sent) -> Option<Mes
         && delta.removed_networks.is_empty()
         && delta.endpoints.is_empty()
         && delta.removed_endpoints.is_empty()
-        && delta.endpoint_tasks.is_empty();
+        && delta.endpoint_tasks.is_empty()
+        && delta.secrets.is_empty()
+        && delta.removed_secrets.is_empty()
+        && delta.configs.is_empty()
+        && delta.removed_configs.is_empty();
     (!empty).then_some(Message::Delta(delta))
 }

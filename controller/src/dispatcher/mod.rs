@@ -17,6 +17,7 @@ pub mod endpoints;
 pub mod hub;
 pub mod liveness;
 pub mod messages;
+pub mod payloads;
 pub mod publisher;
 pub mod registration;
 pub mod sessions;
@@ -36,6 +37,7 @@ use tracing::info;
 
 use crate::clock::SharedClock;
 use crate::ids::new_id;
+use crate::keyring::Keyring;
 use crate::raft::RaftHandle;
 use crate::store::view::read_task;
 use crate::store::{CommitError, StoreError, commit};
@@ -98,12 +100,20 @@ pub struct Dispatcher {
     hub: Arc<Hub>,
     /// Where session loops run (see [`Dispatcher::with_runtime`]).
     runtime: tokio::runtime::Handle,
+    /// Opens the secrets a node's tasks use, as they are sent.
+    keys: Keyring,
 }
 
 impl Dispatcher {
     /// A dispatcher whose sessions run on the current tokio runtime.
-    pub fn new(raft: RaftHandle, settings: DispatcherSettings, clock: SharedClock) -> Self {
+    pub fn new(
+        raft: RaftHandle,
+        settings: DispatcherSettings,
+        clock: SharedClock,
+        keys: Keyring,
+    ) -> Self {
         Dispatcher {
+            keys,
             raft,
             settings,
             clock,
@@ -273,12 +283,16 @@ impl Dispatcher {
             }
             let message = {
                 let published = self.hub.read();
+                let source = payloads::StorePayloads {
+                    sm: self.raft.state(),
+                    keys: &self.keys,
+                };
                 if !published.ready {
                     None
                 } else if let Some(sent) = sent.as_mut() {
-                    messages::next(&published, &node_id, sent)
+                    messages::next(&published, &node_id, sent, &source)
                 } else {
-                    let (set, fresh) = messages::complete(&published, &node_id);
+                    let (set, fresh) = messages::complete(&published, &node_id, &source);
                     sent = Some(fresh);
                     Some(Message::Assignments(set))
                 }

@@ -52,6 +52,7 @@ async fn sessions_get_their_tasks_and_silent_nodes_go_down_by_the_clock() {
             down_after: Duration::from_secs(8),
         },
         Arc::new(clock.clone()),
+        crate::keyring::Keyring::create(dir.path()).expect("keys"),
     );
     let loops = tokio::spawn(dispatcher.clone().run());
 
@@ -157,6 +158,7 @@ async fn a_name_taken_by_another_node_is_refused_and_nothing_changes() {
         raft.clone(),
         DispatcherSettings::default(),
         Arc::new(ManualClock::new(0)),
+        crate::keyring::Keyring::create(dir.path()).expect("keys"),
     );
     let first = dispatcher
         .register(request("h1", "198.18.0.2"))

@@ -11,16 +11,23 @@ use tracing::{info, warn};
 use super::handle::RaftHandle;
 use super::mailbox::Membership;
 use super::transport::{peer_channel, peer_client};
+use crate::keyring::Keyring;
 
 pub struct PeerService {
     handle: RaftHandle,
     /// How a follower passes a join on to the leader.
     security: Security,
+    /// Given to controllers that join (secrets are sealed with it).
+    keys: Keyring,
 }
 
 impl PeerService {
-    pub fn new(handle: RaftHandle, security: Security) -> Self {
-        PeerService { handle, security }
+    pub fn new(handle: RaftHandle, security: Security, keys: Keyring) -> Self {
+        PeerService {
+            handle,
+            security,
+            keys,
+        }
     }
 
     fn check_cluster(&self, cluster_id: &str) -> Result<(), Status> {
@@ -175,6 +182,7 @@ impl RaftPeer for PeerService {
             member_id: id,
             cluster_id: status.cluster_id,
             members,
+            secrets_key: self.keys.export(),
         }))
     }
 }

@@ -51,7 +51,8 @@ pub struct BundleInput<'a> {
     pub cgroup_parent: &'a str,
     /// A prepared network namespace to join; `None`: a new, loopback-only one.
     pub netns: Option<&'a Path>,
-    /// Files bind-mounted read-only: (path in the container, file on the host).
+    /// Files (or directories: the secrets tmpfs) bind-mounted read-only,
+    /// nosuid, nodev, noexec: (path in the container, path on the host).
     pub files: &'a [(String, PathBuf)],
 }
 
@@ -153,7 +154,13 @@ pub fn build_spec(input: &BundleInput<'_>) -> Result<Spec> {
                 .destination(destination)
                 .typ("bind")
                 .source(source)
-                .options(["rbind", "ro"].map(String::from).to_vec())
+                // A bind mount does not take its source's nosuid/nodev/noexec
+                // (a secrets tmpfs has them): set them on the bind itself.
+                .options(
+                    ["rbind", "ro", "nosuid", "nodev", "noexec"]
+                        .map(String::from)
+                        .to_vec(),
+                )
                 .build()
                 .map_err(|e| err(e.to_string()))?,
         );

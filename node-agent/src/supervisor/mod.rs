@@ -25,6 +25,7 @@ mod container_runtime;
 mod error;
 #[cfg(test)]
 mod fake;
+mod files;
 mod images;
 mod launch;
 mod logs;
@@ -47,7 +48,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use berth_proto::v1::{Task, TaskState, TaskStatus, TaskStatusUpdate};
+use berth_proto::v1::{ConfigValue, SecretValue, Task, TaskState, TaskStatus, TaskStatusUpdate};
 use tokio::sync::{mpsc, watch as tokio_watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tracing::{info, warn};
@@ -85,6 +86,9 @@ pub struct SupervisorConfig {
     pub default_stop_grace: Duration,
     /// Puts tasks on the overlay; `None`: loopback-only containers.
     pub network: Option<Arc<dyn TaskNetwork>>,
+    /// Where each task's secrets tmpfs is mounted (`<dir>/<task id>`): a
+    /// place outside the data dir (secrets are never on disk).
+    pub secrets_root: PathBuf,
 }
 
 impl SupervisorConfig {
@@ -103,6 +107,7 @@ impl SupervisorConfig {
             log_limits: LogLimits::default(),
             default_stop_grace: Duration::from_secs(10),
             network: None,
+            secrets_root: PathBuf::from("/run/berth/secrets"),
         }
     }
 }
@@ -131,10 +136,14 @@ pub(crate) struct Drivers {
     pub cgroup_parent: String,
     /// Grace between SIGTERM and SIGKILL when a task's spec sets none.
     pub default_stop_grace: Duration,
+    /// Where each task's secrets tmpfs is mounted.
+    pub secrets_root: PathBuf,
 }
 
 pub(crate) struct Inner {
     drivers: Drivers,
+    /// Secret values and config data the node's tasks use (memory only).
+    payloads: Mutex<files::Payloads>,
     state: StateDir,
     logs_dir: PathBuf,
     tasks: Mutex<HashMap<String, Entry>>,
@@ -159,6 +168,12 @@ impl Supervisor {
     ) -> Result<(Supervisor, StatusUpdates)> {
         std::fs::create_dir_all(&cfg.runtime_root)
             .map_err(|e| SupervisorError::io("create", &cfg.runtime_root, e))?;
+        std::fs::create_dir_all(&cfg.secrets_root)
+            .and_then(|()| {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&cfg.secrets_root, std::fs::Permissions::from_mode(0o700))
+            })
+            .map_err(|e| SupervisorError::io("create", &cfg.secrets_root, e))?;
         berth_runtime::cgroups::prepare_parent(Path::new(&cfg.cgroup_parent)).map_err(
             |source| SupervisorError::CgroupParent {
                 parent: cfg.cgroup_parent.clone(),
@@ -186,6 +201,7 @@ impl Supervisor {
             network: cfg.network,
             cgroup_parent: cfg.cgroup_parent,
             default_stop_grace: cfg.default_stop_grace,
+            secrets_root: cfg.secrets_root,
         };
         Supervisor::open_with(data_dir, drivers).await
     }
@@ -202,6 +218,7 @@ impl Supervisor {
         let (tx, rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             drivers,
+            payloads: Mutex::new(files::Payloads::default()),
             state,
             logs_dir,
             tasks: Mutex::new(HashMap::new()),
@@ -296,6 +313,12 @@ impl Supervisor {
         }
     }
 
+    /// The secret values and config data of the node's current assignment
+    /// set: what tasks that start from now on get. Call before `reconcile`.
+    pub fn set_payloads(&self, secrets: Vec<SecretValue>, configs: Vec<ConfigValue>) {
+        self.inner.payloads().replace(secrets, configs);
+    }
+
     /// The current status of every task this node knows (for re-sending after
     /// a reconnect).
     pub fn statuses(&self) -> Vec<TaskStatusUpdate> {
@@ -379,6 +402,10 @@ impl Inner {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
         self.tasks.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn payloads(&self) -> std::sync::MutexGuard<'_, files::Payloads> {
+        self.payloads.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn spawn_worker(inner: &Arc<Inner>, task: Task, adopt: Option<state::Record>) {

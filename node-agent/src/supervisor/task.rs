@@ -11,6 +11,7 @@ use tracing::{info, warn};
 use super::bundle::{BundleInput, build_spec, write_bundle};
 use super::container_runtime::{ContainerFiles, ExitInfo, Init};
 use super::error::{Result, SupervisorError};
+use super::files::{SECRETS_TARGET, mount_secrets, unmount_secrets, write_configs};
 use super::state::{Phase, Record};
 use super::stop::{Stopped, stop};
 use super::{Inner, logs, now_ms};
@@ -170,6 +171,15 @@ impl Worker {
             std::fs::write(&path, text)
                 .map_err(|e| failed(format!("writing {}: {e}", path.display())))?;
             files.push((destination.clone(), path));
+        }
+        {
+            let payloads = self.inner.payloads();
+            files.extend(write_configs(&self.state_dir(), &self.task, &payloads).map_err(failed)?);
+            let secrets = mount_secrets(&self.inner.drivers.secrets_root, &self.task, &payloads)
+                .map_err(failed)?;
+            if let Some(dir) = secrets {
+                files.push((SECRETS_TARGET.to_string(), dir));
+            }
         }
         let spec = build_spec(&BundleInput {
             task: &self.task,
@@ -391,6 +401,7 @@ pub(crate) async fn cleanup(inner: &Inner, container_id: &str) {
     if std::fs::create_dir_all(&files.log_dir).is_ok() {
         let _ = std::fs::write(files.log_dir.join(logs::CLOSED), b"");
     }
+    unmount_secrets(&inner.drivers.secrets_root, container_id);
     if let Some(network) = &inner.drivers.network {
         network.release(container_id).await;
     }

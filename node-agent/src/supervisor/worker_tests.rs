@@ -44,6 +44,7 @@ impl Harness {
             network: None,
             cgroup_parent: "berth-unit".into(),
             default_stop_grace: Duration::from_secs(10),
+            secrets_root: self.dir.path().join("secrets"),
         };
         Supervisor::open_with(self.dir.path(), drivers)
             .await

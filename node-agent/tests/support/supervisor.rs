@@ -323,6 +323,24 @@ impl Seen {
     }
 }
 
+/// The text of a task's log lines once there are at least `n` (or after 5 s).
+pub async fn log_texts(sup: &Supervisor, task_id: &str, n: usize) -> Result<Vec<String>> {
+    use futures_util::StreamExt;
+    let mut texts = Vec::new();
+    for _ in 0..100 {
+        let lines: Vec<_> = sup.logs(task_id, false, None).await?.collect().await;
+        texts = lines
+            .into_iter()
+            .filter_map(|l| l.ok().map(|l| l.text))
+            .collect();
+        if texts.len() >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(texts)
+}
+
 pub fn is(state: TaskState) -> impl Fn(&TaskStatus) -> bool {
     move |s| s.state == state as i32
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 pub use client::{BootstrapError, connect, connect_lazy, fetch_root_ca, pinned_channel};
 pub use credentials::Credentials;
-pub use server::{PeerInfo, ServerStream, incoming};
+pub use server::{PeerInfo, ServerStream, SharedIncoming, incoming, incoming_shared};
 
 /// How a process talks: mutual TLS with its credentials, or — only when an
 /// operator asked for it, for benchmarks — plain text.

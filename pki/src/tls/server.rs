@@ -121,6 +121,22 @@ pub fn incoming(
     security: &Security,
     client_cert_optional: bool,
 ) -> Result<ReceiverStream<std::io::Result<ServerStream>>, PkiError> {
+    Ok(incoming_shared(Arc::new(listener), security, client_cert_optional)?.stream)
+}
+
+/// Connections of a listener that outlives them, and the task that accepts
+/// (abort it, and the listener is the caller's alone again).
+pub struct SharedIncoming {
+    pub stream: ReceiverStream<std::io::Result<ServerStream>>,
+    pub accept: tokio::task::JoinHandle<()>,
+}
+
+/// As [`incoming`], for a listener the caller gets back after serving.
+pub fn incoming_shared(
+    listener: Arc<TcpListener>,
+    security: &Security,
+    client_cert_optional: bool,
+) -> Result<SharedIncoming, PkiError> {
     let acceptor = match security {
         Security::Tls(creds) => Some(tokio_rustls::TlsAcceptor::from(server_config(
             creds,
@@ -129,7 +145,7 @@ pub fn incoming(
         Security::Plaintext => None,
     };
     let (tx, rx) = tokio::sync::mpsc::channel(64);
-    tokio::spawn(async move {
+    let accept = tokio::spawn(async move {
         loop {
             let (tcp, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
@@ -169,7 +185,10 @@ pub fn incoming(
             });
         }
     });
-    Ok(ReceiverStream::new(rx))
+    Ok(SharedIncoming {
+        stream: ReceiverStream::new(rx),
+        accept,
+    })
 }
 
 /// Whether the client opened with the plain HTTP/2 preface instead of a TLS

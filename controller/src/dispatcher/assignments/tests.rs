@@ -8,6 +8,7 @@ use berth_proto::v1::{
 
 use super::*;
 use crate::dispatcher::messages::{complete, next};
+use crate::dispatcher::payloads::NoPayloads;
 
 fn node(id: &str) -> Node {
     Node {
@@ -86,7 +87,7 @@ fn apply(tracker: &mut Tracker, published: &mut Published, events: &[WatchEvent]
 #[test]
 fn each_node_gets_its_own_tasks_and_everyone_the_shared_part() {
     let (_, published) = cluster();
-    let (set, _) = complete(&published, "n1");
+    let (set, _) = complete(&published, "n1", &NoPayloads);
     assert_eq!(set.tasks.len(), 1);
     assert_eq!(set.tasks[0].id, "t1");
     assert_eq!(set.nodes.len(), 3);
@@ -97,7 +98,7 @@ fn each_node_gets_its_own_tasks_and_everyone_the_shared_part() {
         .map(|t| t.task_id.as_str())
         .collect();
     assert_eq!(serving, ["t1"], "only running tasks serve");
-    let (set, _) = complete(&published, "n3");
+    let (set, _) = complete(&published, "n3", &NoPayloads);
     assert!(set.tasks.is_empty());
     assert_eq!(set.node_id, "n3");
     assert_eq!(set.revision, 10);
@@ -132,8 +133,8 @@ fn a_status_report_wakes_no_one_unless_it_changes_an_endpoint() {
 #[test]
 fn a_new_task_wakes_only_its_node_and_the_delta_carries_only_it() {
     let (mut tracker, mut published) = cluster();
-    let (_, mut sent_n1) = complete(&published, "n1");
-    let (_, mut sent_n3) = complete(&published, "n3");
+    let (_, mut sent_n1) = complete(&published, "n1", &NoPayloads);
+    let (_, mut sent_n3) = complete(&published, "n3", &NoPayloads);
     let wake = apply(
         &mut tracker,
         &mut published,
@@ -144,20 +145,23 @@ fn a_new_task_wakes_only_its_node_and_the_delta_carries_only_it() {
     );
     assert_eq!(wake.nodes, ["n3"]);
     assert!(!wake.shared, "an assigned task serves nothing yet");
-    assert!(next(&published, "n1", &mut sent_n1).is_none());
-    let Some(Message::Delta(delta)) = next(&published, "n3", &mut sent_n3) else {
+    assert!(next(&published, "n1", &mut sent_n1, &NoPayloads).is_none());
+    let Some(Message::Delta(delta)) = next(&published, "n3", &mut sent_n3, &NoPayloads) else {
         panic!("n3 gets a delta")
     };
     assert_eq!(delta.tasks.len(), 1);
     assert_eq!(delta.tasks[0].id, "t3");
     assert!(delta.nodes.is_empty() && delta.endpoints.is_empty());
-    assert!(next(&published, "n3", &mut sent_n3).is_none(), "sent once");
+    assert!(
+        next(&published, "n3", &mut sent_n3, &NoPayloads).is_none(),
+        "sent once"
+    );
 }
 
 #[test]
 fn a_stopped_and_removed_task_leaves_its_node() {
     let (mut tracker, mut published) = cluster();
-    let (_, mut sent) = complete(&published, "n1");
+    let (_, mut sent) = complete(&published, "n1", &NoPayloads);
     let mut stopping = task("t1", "s1", "n1", TaskState::Running);
     stopping.desired_state = TaskState::Shutdown as i32;
     apply(
@@ -165,7 +169,7 @@ fn a_stopped_and_removed_task_leaves_its_node() {
         &mut published,
         &[event(11, watch_event::Object::Task(stopping.clone()))],
     );
-    let Some(Message::Delta(delta)) = next(&published, "n1", &mut sent) else {
+    let Some(Message::Delta(delta)) = next(&published, "n1", &mut sent, &NoPayloads) else {
         panic!("a desired-state change is sent")
     };
     assert_eq!(delta.tasks[0].desired_state, TaskState::Shutdown as i32);
@@ -179,7 +183,7 @@ fn a_stopped_and_removed_task_leaves_its_node() {
     removed.action = WatchAction::Removed as i32;
     let wake = apply(&mut tracker, &mut published, &[removed]);
     assert_eq!(wake.nodes, ["n1"]);
-    let Some(Message::Delta(delta)) = next(&published, "n1", &mut sent) else {
+    let Some(Message::Delta(delta)) = next(&published, "n1", &mut sent, &NoPayloads) else {
         panic!("the removal is sent")
     };
     assert_eq!(delta.removed_tasks, ["t1"]);
@@ -188,7 +192,7 @@ fn a_stopped_and_removed_task_leaves_its_node() {
 #[test]
 fn a_node_going_down_takes_its_tasks_out_of_endpoints() {
     let (mut tracker, mut published) = cluster();
-    let (_, mut sent) = complete(&published, "n3");
+    let (_, mut sent) = complete(&published, "n3", &NoPayloads);
     let mut down = node("n1");
     down.status = NodeStatus::Down as i32;
     down.version = 2;
@@ -198,7 +202,7 @@ fn a_node_going_down_takes_its_tasks_out_of_endpoints() {
         &[event(11, watch_event::Object::Node(down))],
     );
     assert!(wake.shared);
-    let Some(Message::Delta(delta)) = next(&published, "n3", &mut sent) else {
+    let Some(Message::Delta(delta)) = next(&published, "n3", &mut sent, &NoPayloads) else {
         panic!("every node hears of it")
     };
     assert_eq!(delta.nodes.len(), 1);
@@ -210,7 +214,7 @@ fn a_node_going_down_takes_its_tasks_out_of_endpoints() {
 #[test]
 fn deltas_applied_by_an_agent_equal_the_complete_set() {
     let (mut tracker, mut published) = cluster();
-    let (mut held, mut sent) = complete(&published, "n2");
+    let (mut held, mut sent) = complete(&published, "n2", &NoPayloads);
     let mut events = Vec::new();
     for (i, state) in [TaskState::Starting, TaskState::Running].iter().enumerate() {
         events.push(event(
@@ -225,11 +229,11 @@ fn deltas_applied_by_an_agent_equal_the_complete_set() {
     events.push(event(14, watch_event::Object::Node(node("n4"))));
     for e in events {
         apply(&mut tracker, &mut published, &[e]);
-        if let Some(Message::Delta(d)) = next(&published, "n2", &mut sent) {
+        if let Some(Message::Delta(d)) = next(&published, "n2", &mut sent, &NoPayloads) {
             berth_proto::assignments::apply(&mut held, d);
         }
     }
-    let (fresh, _) = complete(&published, "n2");
+    let (fresh, _) = complete(&published, "n2", &NoPayloads);
     let ids = |tasks: &[Task]| tasks.iter().map(|t| t.id.clone()).collect::<Vec<_>>();
     assert_eq!(ids(&held.tasks), ids(&fresh.tasks));
     assert_eq!(held.nodes, fresh.nodes);
@@ -240,7 +244,7 @@ fn deltas_applied_by_an_agent_equal_the_complete_set() {
 #[test]
 fn a_session_too_far_behind_gets_the_complete_set_again() {
     let (mut tracker, mut published) = cluster();
-    let (_, mut sent) = complete(&published, "n3");
+    let (_, mut sent) = complete(&published, "n3", &NoPayloads);
     for i in 0..(SHARED_LOG as u64 + 5) {
         let mut n = node("n1");
         n.version = 2 + i;
@@ -251,10 +255,10 @@ fn a_session_too_far_behind_gets_the_complete_set_again() {
         );
     }
     assert!(matches!(
-        next(&published, "n3", &mut sent),
+        next(&published, "n3", &mut sent, &NoPayloads),
         Some(Message::Assignments(_))
     ));
-    assert!(next(&published, "n3", &mut sent).is_none());
+    assert!(next(&published, "n3", &mut sent, &NoPayloads).is_none());
 }
 
 #[test]
@@ -296,7 +300,7 @@ fn old_events_are_skipped() {
 #[test]
 fn a_late_session_merges_every_change_into_one_delta() {
     let (mut tracker, mut published) = cluster();
-    let (mut held, mut sent) = complete(&published, "n3");
+    let (mut held, mut sent) = complete(&published, "n3", &NoPayloads);
     let mut stopped = task("t1", "s1", "n1", TaskState::Running);
     stopped.desired_state = TaskState::Shutdown as i32;
     let mut gone = event(
@@ -323,12 +327,12 @@ fn a_late_session_merges_every_change_into_one_delta() {
     for e in events {
         apply(&mut tracker, &mut published, &[e]);
     }
-    let Some(Message::Delta(delta)) = next(&published, "n3", &mut sent) else {
+    let Some(Message::Delta(delta)) = next(&published, "n3", &mut sent, &NoPayloads) else {
         panic!("one delta for everything")
     };
     assert!(delta.endpoints.is_empty(), "only task changes: {delta:?}");
     berth_proto::assignments::apply(&mut held, delta);
-    let (fresh, _) = complete(&published, "n3");
+    let (fresh, _) = complete(&published, "n3", &NoPayloads);
     assert_eq!(held.endpoints, fresh.endpoints);
     let serving: Vec<&str> = fresh.endpoints[0]
         .tasks

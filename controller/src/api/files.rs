@@ -1,0 +1,150 @@
+//! The secrets and configs a service spec names: checked and resolved when the
+//! service is written, so the spec (and every task's copy) names each by id,
+//! and each config by its content digest — a changed config is a changed spec.
+
+use std::collections::BTreeSet;
+use std::path::{Component, Path};
+
+use berth_proto::store::object::Kind;
+use berth_proto::v1::{Config, Secret, Service, ServiceSpec};
+use tonic::Status;
+
+use crate::digest::sha256_hex;
+use crate::raft::RaftHandle;
+use crate::store::Table;
+use crate::store::view::{LookupError, resolve};
+
+/// Largest file mode: permission bits only.
+const MAX_MODE: u32 = 0o777;
+
+/// Fills in ids (and config digests) and checks targets and modes.
+pub fn resolve_files(raft: &RaftHandle, spec: &mut ServiceSpec) -> Result<(), Status> {
+    let service = spec.name.clone();
+    let bad = |what: String| Status::invalid_argument(format!("service {service}: {what}"));
+    let mut targets = BTreeSet::new();
+    for r in &mut spec.secrets {
+        let key = first_set(&r.secret_name, &r.secret_id);
+        let secret: Secret = match lookup(raft, Table::Secret, key, &service)? {
+            Kind::Secret(s) => s,
+            _ => return Err(Status::internal("the store returned a non-secret object")),
+        };
+        r.secret_id = secret.id;
+        r.secret_name = secret.name;
+        if r.target.is_empty() {
+            r.target = r.secret_name.clone();
+        }
+        let plain_name =
+            !r.target.contains('/') && r.target != "." && r.target != ".." && r.target.len() <= 255;
+        if !plain_name {
+            return Err(bad(format!(
+                "secret {}: target {:?} must be a file name (it goes in /run/secrets)",
+                r.secret_name, r.target
+            )));
+        }
+        check_mode(r.mode, "secret", &r.secret_name).map_err(&bad)?;
+        if !targets.insert(format!("/run/secrets/{}", r.target)) {
+            return Err(bad(format!(
+                "two secrets have the target /run/secrets/{}",
+                r.target
+            )));
+        }
+    }
+    for r in &mut spec.configs {
+        let key = first_set(&r.config_name, &r.config_id);
+        let config: Config = match lookup(raft, Table::Config, key, &service)? {
+            Kind::Config(c) => c,
+            _ => return Err(Status::internal("the store returned a non-config object")),
+        };
+        r.config_id = config.id;
+        r.config_name = config.name;
+        r.digest = sha256_hex(&config.data);
+        if r.target.is_empty() {
+            r.target = format!("/{}", r.config_name);
+        }
+        let path = Path::new(&r.target);
+        let clean = path.is_absolute()
+            && path.components().count() > 1
+            && path
+                .components()
+                .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+        if !clean {
+            return Err(bad(format!(
+                "config {}: target {:?} must be an absolute file path without '..'",
+                r.config_name, r.target
+            )));
+        }
+        check_mode(r.mode, "config", &r.config_name).map_err(&bad)?;
+        if !targets.insert(r.target.clone()) {
+            return Err(bad(format!("two files have the target {}", r.target)));
+        }
+    }
+    Ok(())
+}
+
+fn first_set<'a>(a: &'a str, b: &'a str) -> &'a str {
+    if a.is_empty() { b } else { a }
+}
+
+fn check_mode(mode: u32, kind: &str, name: &str) -> Result<(), String> {
+    if mode > MAX_MODE {
+        return Err(format!(
+            "{kind} {name}: mode {mode:o} is not a file mode (0000-0777)"
+        ));
+    }
+    Ok(())
+}
+
+fn lookup(raft: &RaftHandle, table: Table, key: &str, service: &str) -> Result<Kind, Status> {
+    match resolve(raft.state(), table, key) {
+        Ok(object) => object
+            .kind
+            .ok_or_else(|| Status::internal("the store returned an empty object")),
+        Err(LookupError::NotFound { .. }) | Err(LookupError::Empty(_)) => {
+            Err(Status::invalid_argument(format!(
+                "service {service}: {table} {key:?} does not exist (create it with `berth {table} create`)"
+            )))
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Refuses to remove the {kind} `name` while services `uses` (naming them).
+pub fn refuse_while_used(
+    raft: &RaftHandle,
+    kind: &str,
+    name: &str,
+    uses: impl Fn(&ServiceSpec) -> bool,
+) -> Result<(), Status> {
+    let users = services_using(raft, uses)?;
+    if users.is_empty() {
+        return Ok(());
+    }
+    Err(Status::failed_precondition(format!(
+        "{kind} {name} is in use by service {}: remove it from the service (or the service) first",
+        users.join(", ")
+    )))
+}
+
+/// The services whose spec matches `uses`.
+fn services_using(
+    raft: &RaftHandle,
+    uses: impl Fn(&ServiceSpec) -> bool,
+) -> Result<Vec<String>, Status> {
+    Ok(all_services(raft)?
+        .into_iter()
+        .filter_map(|s| s.spec)
+        .filter(|spec| uses(spec))
+        .map(|spec| spec.name)
+        .collect())
+}
+
+/// Every stored service.
+pub fn all_services(raft: &RaftHandle) -> Result<Vec<Service>, Status> {
+    let mut out = Vec::new();
+    for object in raft.state().list(Table::Service)? {
+        if let Some(Kind::Service(s)) = object.kind {
+            out.push(s);
+        }
+    }
+    Ok(out)
+}
