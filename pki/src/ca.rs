@@ -177,8 +177,22 @@ impl Authority {
         identity: &Identity,
         validity: Validity,
     ) -> Result<Bundle, PkiError> {
+        self.issue_bundle_for_ips(identity, validity, &[])
+    }
+
+    /// As [`Authority::issue_bundle`], valid for these IP addresses too: for
+    /// peers that check a server by its address (etcd in the benchmarks).
+    pub fn issue_bundle_for_ips(
+        &self,
+        identity: &Identity,
+        validity: Validity,
+        ips: &[std::net::IpAddr],
+    ) -> Result<Bundle, PkiError> {
         let key = KeyPair::generate().map_err(PkiError::Generate)?;
-        let params = Self::leaf_params(identity, validity)?;
+        let mut params = Self::leaf_params(identity, validity)?;
+        params
+            .subject_alt_names
+            .extend(ips.iter().map(|ip| SanType::IpAddress(*ip)));
         let cert = params
             .signed_by(&key, &self.issuer()?)
             .map_err(PkiError::Generate)?;

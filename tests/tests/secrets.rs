@@ -372,7 +372,8 @@ fn bad_secret_and_config_input_is_refused_and_nothing_is_created() -> Result<()>
 /// The `berth` CLI on the client host against the controller on host 0.
 fn berth_cli(c: &Controllers, args: &[&str]) -> Result<String> {
     let addr = c.address(0);
-    let mut full = vec!["--controller", &addr];
+    let tls_dir = c.admin_dir().to_string_lossy().to_string();
+    let mut full = vec!["--controller", &addr, "--tls-dir", &tls_dir];
     full.extend_from_slice(args);
     let out = c
         .net

@@ -11,7 +11,8 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use berth_bench::controller::{Cluster, berth::BerthCluster, etcd::EtcdCluster, workload};
+use berth_bench::controller::berth::{BerthCluster, Transport};
+use berth_bench::controller::{Cluster, etcd::EtcdCluster, workload};
 use berth_bench::stats::{median, ms};
 use clap::Parser;
 
@@ -36,6 +37,13 @@ struct Args {
     /// Measure berth only (for profiling); no ratios.
     #[arg(long)]
     berth_only: bool,
+    /// Both sides in plain text (default: mutual TLS on both, etcd with its
+    /// own TLS flags and client certificates).
+    #[arg(long)]
+    plaintext: bool,
+    /// Skip measuring berth in plain text for the cost of TLS.
+    #[arg(long)]
+    no_tls_cost: bool,
 }
 
 /// One round's figures of one system.
@@ -86,6 +94,30 @@ async fn failovers(cluster: &mut Cluster, n: usize) -> Result<f64> {
     Ok(failover)
 }
 
+/// berth in plain text, the same rounds: what mutual TLS costs berth.
+async fn tls_cost(dir: &std::path::Path, args: &Args, tls: &[(Round, Round)]) -> Result<()> {
+    let plain_dir = dir.join("plaintext");
+    std::fs::create_dir_all(&plain_dir)?;
+    let plain = Cluster::Berth(BerthCluster::start(&plain_dir, 27501, Transport::Plaintext).await?);
+    plain.prepare_keys(args.clients.max(64)).await?;
+    let mut rounds = Vec::new();
+    for i in 0..args.rounds {
+        println!("plain-text round {}", i + 1);
+        rounds.push(round(&plain, args).await?);
+    }
+    let with: Vec<Round> = tls.iter().map(|(b, _)| *b).collect();
+    println!(
+        "berth tls/plaintext (medians of {} rounds each): p50 {:.2}  p99 {:.2}  throughput {:.2}  \
+         local read {:.2}",
+        rounds.len(),
+        medians(&with, |r| r.p50) / medians(&rounds, |r| r.p50),
+        medians(&with, |r| r.p99) / medians(&rounds, |r| r.p99),
+        medians(&with, |r| r.throughput) / medians(&rounds, |r| r.throughput),
+        medians(&with, |r| r.read_p50) / medians(&rounds, |r| r.read_p50),
+    );
+    Ok(())
+}
+
 fn medians(rounds: &[Round], f: impl Fn(&Round) -> f64) -> f64 {
     median(&mut rounds.iter().map(f).collect::<Vec<_>>())
 }
@@ -95,12 +127,18 @@ async fn main() -> Result<()> {
     let args = Args::parse();
     let dir = tempfile::tempdir()?;
     println!("logs and data in {}", dir.path().display());
-    let mut berth = Cluster::Berth(BerthCluster::start(dir.path(), 27401).await?);
+    let transport = if args.plaintext {
+        Transport::Plaintext
+    } else {
+        Transport::Tls
+    };
+    println!("transport: {}", transport.name());
+    let mut berth = Cluster::Berth(BerthCluster::start(dir.path(), 27401, transport).await?);
     berth.prepare_keys(args.clients.max(64)).await?;
     let mut etcd = if args.berth_only {
         None
     } else {
-        let etcd = Cluster::Etcd(EtcdCluster::start(dir.path(), 23791).await?);
+        let etcd = Cluster::Etcd(EtcdCluster::start(dir.path(), 23791, transport).await?);
         etcd.prepare_keys(args.clients.max(64)).await?;
         Some(etcd)
     };
@@ -122,6 +160,9 @@ async fn main() -> Result<()> {
     }
     let berth_failover = failovers(&mut berth, args.failovers).await?;
     drop(berth);
+    if transport == Transport::Tls && !args.no_tls_cost && !pairs.is_empty() {
+        tls_cost(dir.path(), &args, &pairs).await?;
+    }
     let Some(etcd) = &mut etcd else {
         return Ok(());
     };

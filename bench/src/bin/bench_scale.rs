@@ -15,6 +15,7 @@
 use std::time::Duration;
 
 use anyhow::Result;
+use berth_bench::controller::berth::Transport;
 use berth_bench::scale::run::{self, IdleResult, Live, LostResult, SizeResult, SizeSettings};
 use berth_bench::stats::median;
 use clap::Parser;
@@ -58,6 +59,10 @@ struct Args {
     /// Shared HTTP/2 connections per controller for all simulated agents.
     #[arg(long, default_value_t = 16)]
     connections: usize,
+    /// Plain text instead of mutual TLS (controllers with --insecure-plaintext;
+    /// the agents then share --connections connections per controller).
+    #[arg(long)]
+    plaintext: bool,
     /// Subnet of the services' network (a /16 default network has blocks for
     /// only 960 nodes).
     #[arg(long, default_value = "10.128.0.0/14")]
@@ -131,6 +136,11 @@ async fn run_sizes(args: &Args, parent: &std::path::Path, figures: &mut Figures)
                 down_after: Duration::from_secs(args.down_after),
                 network_subnet: (!args.default_network).then(|| args.subnet.clone()),
                 base_port,
+                transport: if args.plaintext {
+                    Transport::Plaintext
+                } else {
+                    Transport::Tls
+                },
             };
             base_port += 10;
             let run_label = if runs > 1 {

@@ -75,6 +75,8 @@ fn rss_kib(matches: impl Fn(&str) -> bool) -> u64 {
 struct Berth {
     bin: PathBuf,
     api: String,
+    /// The admin bundle `berth dev` made (mutual TLS, as Swarm always has).
+    tls_dir: String,
     _dev: Daemon,
 }
 
@@ -95,6 +97,10 @@ impl Berth {
         let b = Berth {
             bin,
             api,
+            tls_dir: dir
+                .join("berth/controller/admin")
+                .to_string_lossy()
+                .to_string(),
             _dev: dev,
         };
         wait_for("berth dev", Duration::from_secs(30), || {
@@ -106,7 +112,7 @@ impl Berth {
     }
 
     fn cli(&self, args: &[&str]) -> Result<String> {
-        let mut full = vec!["--controller", &self.api];
+        let mut full = vec!["--controller", &self.api, "--tls-dir", &self.tls_dir];
         full.extend_from_slice(args);
         run(&self.bin.to_string_lossy(), &full)
     }

@@ -7,6 +7,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use tonic::codegen::http::uri::PathAndQuery;
 
+use berth_pki::{Authority, Credentials, Identity, Role, Security, Validity};
+
+use super::berth::Transport;
 use crate::procs::Daemon;
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -85,31 +88,84 @@ where
 pub struct EtcdCluster {
     pub members: Vec<Daemon>,
     client_ports: Vec<u16>,
+    /// The client's credentials with TLS (a CA made for the run), or plain text.
+    security: Security,
+}
+
+/// etcd's own TLS on client and peer ports, with a CA made for the run: each
+/// member a certificate for 127.0.0.1 (etcd checks peers by address) and for
+/// the name the benchmark's client checks; the client an admin certificate.
+fn etcd_tls(dir: &Path) -> Result<(Vec<Vec<String>>, Security)> {
+    let now = berth_pki::now_ms();
+    let ca = Authority::create("etcd-bench", now)?;
+    let validity = Validity::starting_at(now, Duration::from_secs(24 * 3600));
+    let identity = |node_id: String, role| Identity {
+        node_id,
+        role,
+        cluster_id: "etcd-bench".into(),
+    };
+    let mut flags = Vec::new();
+    for i in 0..3 {
+        let member = ca.issue_bundle_for_ips(
+            &identity(format!("e{i}"), Role::Controller),
+            validity,
+            &["127.0.0.1".parse()?],
+        )?;
+        let tls = dir.join(format!("e{i}-tls"));
+        member.save(&tls)?;
+        let file = |name: &str| tls.join(name).to_string_lossy().to_string();
+        flags.push(vec![
+            "--client-cert-auth".to_string(),
+            "--trusted-ca-file".into(),
+            file("ca.pem"),
+            "--cert-file".into(),
+            file("cert.pem"),
+            "--key-file".into(),
+            file("key.pem"),
+            "--peer-client-cert-auth".into(),
+            "--peer-trusted-ca-file".into(),
+            file("ca.pem"),
+            "--peer-cert-file".into(),
+            file("cert.pem"),
+            "--peer-key-file".into(),
+            file("key.pem"),
+        ]);
+    }
+    let client = ca.issue_bundle(&identity("bench".into(), Role::Admin), validity)?;
+    Ok((flags, Security::Tls(Credentials::new(client)?)))
 }
 
 impl EtcdCluster {
-    pub async fn start(dir: &Path, base_port: u16) -> Result<EtcdCluster> {
+    pub async fn start(dir: &Path, base_port: u16, transport: Transport) -> Result<EtcdCluster> {
         let etcd = which("etcd").context("etcd not found: apt-get install etcd-server")?;
         let client_ports: Vec<u16> = (0..3).map(|i| base_port + i).collect();
         let peer_ports: Vec<u16> = (0..3).map(|i| base_port + 10 + i).collect();
+        let (tls_flags, security) = match transport {
+            Transport::Tls => etcd_tls(dir)?,
+            Transport::Plaintext => (vec![Vec::new(); 3], Security::Plaintext),
+        };
+        let scheme = match transport {
+            Transport::Tls => "https",
+            Transport::Plaintext => "http",
+        };
         let initial: Vec<String> = (0..3)
-            .map(|i| format!("e{i}=http://127.0.0.1:{}", peer_ports[i]))
+            .map(|i| format!("e{i}={scheme}://127.0.0.1:{}", peer_ports[i]))
             .collect();
         let mut members = Vec::new();
         for i in 0..3 {
-            let args = vec![
+            let mut args = vec![
                 "--name".to_string(),
                 format!("e{i}"),
                 "--data-dir".into(),
                 dir.join(format!("e{i}")).to_string_lossy().to_string(),
                 "--listen-client-urls".into(),
-                format!("http://127.0.0.1:{}", client_ports[i]),
+                format!("{scheme}://127.0.0.1:{}", client_ports[i]),
                 "--advertise-client-urls".into(),
-                format!("http://127.0.0.1:{}", client_ports[i]),
+                format!("{scheme}://127.0.0.1:{}", client_ports[i]),
                 "--listen-peer-urls".into(),
-                format!("http://127.0.0.1:{}", peer_ports[i]),
+                format!("{scheme}://127.0.0.1:{}", peer_ports[i]),
                 "--initial-advertise-peer-urls".into(),
-                format!("http://127.0.0.1:{}", peer_ports[i]),
+                format!("{scheme}://127.0.0.1:{}", peer_ports[i]),
                 "--initial-cluster".into(),
                 initial.join(","),
                 "--initial-cluster-state".into(),
@@ -117,11 +173,13 @@ impl EtcdCluster {
                 "--log-level".into(),
                 "warn".into(),
             ];
+            args.extend(tls_flags[i].iter().cloned());
             members.push(Daemon::start(&format!("etcd-{i}"), &etcd, &args, dir)?);
         }
         let cluster = EtcdCluster {
             members,
             client_ports,
+            security,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while cluster.leader().await.is_err() {
@@ -129,6 +187,11 @@ impl EtcdCluster {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         Ok(cluster)
+    }
+
+    /// How clients connect.
+    pub fn security(&self) -> &Security {
+        &self.security
     }
 
     pub fn addresses(&self) -> Vec<String> {
@@ -144,11 +207,11 @@ impl EtcdCluster {
         let mut leader = 0;
         for addr in self.addresses() {
             let status: Option<StatusResponse> = async {
-                let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+                let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
                     .ok()?
                     .connect_timeout(Duration::from_millis(300))
-                    .timeout(Duration::from_millis(500))
-                    .connect()
+                    .timeout(Duration::from_millis(500));
+                let channel = berth_pki::tls::connect(endpoint, &self.security, Role::Controller)
                     .await
                     .ok()?;
                 let mut grpc = tonic::client::Grpc::new(channel);

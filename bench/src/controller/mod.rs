@@ -35,11 +35,15 @@ impl Cluster {
 
     pub async fn connect(&self, member: usize) -> anyhow::Result<Conn> {
         let addr = self.client_addresses()[member].clone();
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
             .tcp_nodelay(true)
-            .connect_timeout(std::time::Duration::from_millis(300))
-            .connect()
-            .await?;
+            .connect_timeout(std::time::Duration::from_millis(300));
+        let security = match self {
+            Cluster::Berth(c) => c.security(),
+            Cluster::Etcd(c) => c.security(),
+        };
+        let channel =
+            berth_pki::tls::connect(endpoint, security, berth_pki::Role::Controller).await?;
         Ok(match self {
             Cluster::Berth(_) => {
                 Conn::Berth(berth_proto::v1::cluster_client::ClusterClient::new(channel))

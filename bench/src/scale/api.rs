@@ -48,14 +48,14 @@ pub struct TaskCount {
 }
 
 impl Api {
-    pub async fn connect(address: &str) -> Result<Api, ApiError> {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+    pub async fn connect(address: &str, security: &berth_pki::Security) -> Result<Api, ApiError> {
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
             .map(|e| e.tcp_nodelay(true))
             .map_err(|e| ApiError::Connect {
                 address: address.to_string(),
                 why: e.to_string(),
-            })?
-            .connect()
+            })?;
+        let channel = berth_pki::tls::connect(endpoint, security, berth_pki::Role::Controller)
             .await
             .map_err(|e| ApiError::Connect {
                 address: address.to_string(),

@@ -21,12 +21,18 @@ pub struct Fleet {
 
 impl Fleet {
     /// Starts `nodes` agents talking to `controllers` (agent i starts at
-    /// controller i mod 3 and follows redirects to the leader) over
-    /// `connections` shared connections per controller.
-    pub fn start(controllers: Vec<String>, nodes: usize, connections: usize) -> Fleet {
+    /// controller i mod 3 and follows redirects to the leader): with
+    /// `identities` (one per agent) each over its own mutual-TLS connection,
+    /// else in plain text over `connections` shared connections per controller.
+    pub fn start(
+        controllers: Vec<String>,
+        nodes: usize,
+        connections: usize,
+        identities: Vec<berth_pki::Security>,
+    ) -> Fleet {
         let shared = Arc::new(Shared {
             controllers,
-            channels: Channels::new(connections),
+            channels: Channels::new(connections, identities),
             received: Arc::new(AtomicU64::new(0)),
             ends: Default::default(),
         });

@@ -4,15 +4,17 @@
 
 use std::collections::HashSet;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use berth_pki::{Credentials, Security};
 use tempfile::TempDir;
 
 use super::api::{Api, ApiError, is_down, is_ready};
 use super::fleet::Fleet;
 use super::usage::{cpu_time, peak_rss_kib};
-use crate::controller::berth::BerthCluster;
+use crate::controller::berth::{BerthCluster, Transport};
 
 /// The network the services join unless they use the default one: a /14 has
 /// room for 3,840 node blocks of /26 (the default network's /16 has 960, fewer
@@ -33,6 +35,8 @@ pub struct SizeSettings {
     /// Subnet of the services' own network; None = the default network.
     pub network_subnet: Option<String>,
     pub base_port: u16,
+    /// Mutual TLS (each agent with its own certificate) or plain text.
+    pub transport: Transport,
 }
 
 pub struct SizeResult {
@@ -144,6 +148,33 @@ async fn wait_running(
     }
 }
 
+/// A certificate for each of `nodes` simulated agents, joined with the agent
+/// token as real agents join (before the clock of the run starts).
+async fn enroll(cluster: &BerthCluster, address: &str, nodes: usize) -> Result<Vec<Security>> {
+    let started = Instant::now();
+    let token = berth_pki::JoinToken::parse(&cluster.join_token("agent").await?)?;
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(32));
+    let mut joins = tokio::task::JoinSet::new();
+    for index in 0..nodes {
+        let (token, address, semaphore) = (token.clone(), address.to_string(), semaphore.clone());
+        joins.spawn(async move {
+            let _permit = semaphore.acquire_owned().await?;
+            let enrolled = berth_pki::enroll::join(&address, &token, None, "").await?;
+            anyhow::Ok((index, Credentials::new(enrolled.bundle)?))
+        });
+    }
+    let mut identities = vec![None; nodes];
+    while let Some(joined) = joins.join_next().await {
+        let (index, creds) = joined??;
+        identities[index] = Some(Security::Tls(creds));
+    }
+    eprintln!(
+        "  {nodes} agent certificates issued in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(identities.into_iter().flatten().collect())
+}
+
 /// One size: a fresh cluster in a directory under `parent`, its agents
 /// registered, then the services created and the time until all tasks run.
 pub async fn size(parent: &Path, s: &SizeSettings) -> Result<(SizeResult, Live)> {
@@ -152,7 +183,7 @@ pub async fn size(parent: &Path, s: &SizeSettings) -> Result<(SizeResult, Live)>
         "--node-down-after".to_string(),
         s.down_after.as_secs().to_string(),
     ];
-    let cluster = BerthCluster::start_with(dir.path(), s.base_port, &extra).await?;
+    let cluster = BerthCluster::start_with(dir.path(), s.base_port, &extra, s.transport).await?;
     let leader = cluster.leader().await?;
     let leader_pid = cluster.members[leader]
         .pid()
@@ -163,7 +194,11 @@ pub async fn size(parent: &Path, s: &SizeSettings) -> Result<(SizeResult, Live)>
         dir.path().display(),
         addresses[leader]
     );
-    let api = Api::connect(&addresses[leader]).await?;
+    let api = Api::connect(&addresses[leader], cluster.security()).await?;
+    let identities = match s.transport {
+        Transport::Tls => enroll(&cluster, &addresses[leader], s.nodes).await?,
+        Transport::Plaintext => Vec::new(),
+    };
     let network = match &s.network_subnet {
         Some(subnet) => {
             api.create_network(NETWORK, subnet).await?;
@@ -173,7 +208,7 @@ pub async fn size(parent: &Path, s: &SizeSettings) -> Result<(SizeResult, Live)>
     };
 
     let started = Instant::now();
-    let fleet = Fleet::start(addresses.clone(), s.nodes, s.connections);
+    let fleet = Fleet::start(addresses.clone(), s.nodes, s.connections, identities);
     let register_deadline = started + s.register_deadline;
     let mut next_progress = started + Duration::from_secs(10);
     while fleet.connected() < s.nodes && Instant::now() < register_deadline {
