@@ -134,13 +134,13 @@ fn real_main() -> anyhow::Result<()> {
         snapshot_entries: args.snapshot_entries.max(1),
         compact_margin: (args.snapshot_entries / 20).clamp(1, 500),
     };
+    // A missing token file is no error: the token is needed only to join.
     let token = match &args.token_file {
-        Some(path) => Some(
-            std::fs::read_to_string(path)
-                .map_err(|e| anyhow::anyhow!("--token-file {}: {e}", path.display()))?
-                .trim()
-                .to_string(),
-        ),
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(text) => Some(text.trim().to_string()),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
+            Err(err) => anyhow::bail!("--token-file {}: {err}", path.display()),
+        },
         None => args.token.clone(),
     };
     let opts = ControllerOptions {
