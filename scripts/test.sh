@@ -21,6 +21,14 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --workspace --all-targets --locked
 
+# One crypto provider for the whole workspace: ring. aws-lc would be a second
+# one (rustls then refuses to pick) and builds all of AWS-LC from C.
+if cargo tree --workspace --locked --prefix none | grep -q '^aws-lc'; then
+  echo "aws-lc is in the dependency tree; berth uses ring only:" >&2
+  cargo tree --workspace --locked -i aws-lc-rs >&2 || true
+  exit 1
+fi
+
 if cargo nextest --version >/dev/null 2>&1; then
   # One process per test: a crashing test cannot take others' namespaces along.
   cargo nextest run --workspace --locked --no-fail-fast
