@@ -36,6 +36,14 @@ pub enum ClusterCmd {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// The cluster's root CA: its digest and any rotation under way; with
+    /// --rotate, a new root (cross-signed by the old, so nothing stops): every
+    /// node renews onto it and then the old root is dropped. This CLI's own
+    /// bundle is renewed at once; other admin bundles need renewing too.
+    Ca {
+        #[arg(long)]
+        rotate: bool,
+    },
     /// Give a restarted autolocked controller (--controller) its unlock key.
     Unlock {
         /// File holding the key `--init --autolock` printed (default: stdin).
@@ -48,6 +56,45 @@ pub enum ClusterCmd {
 pub enum TokenRole {
     Agent,
     Controller,
+}
+
+/// `cluster ca [--rotate]`.
+pub async fn ca(access: &crate::client::Access, rotate: bool) -> Result<()> {
+    let mut client = crate::client::connect(access).await?;
+    if rotate {
+        let answer = client
+            .rotate_ca(berth_proto::v1::RotateCaRequest {})
+            .await
+            .map_err(explain)?
+            .into_inner();
+        println!("CA rotation started; trust bundle now {}", answer.ca_digest);
+        // This CLI's certificate comes from the old root: renew it now, or it
+        // is refused once the old root is dropped.
+        let dir = access
+            .tls_dir
+            .clone()
+            .unwrap_or_else(crate::client::default_tls_dir);
+        let channel = crate::client::channel(access).await?;
+        let renewed = berth_pki::enroll::renew(channel, &access.address).await?;
+        renewed.bundle.save(&dir)?;
+        println!("renewed this CLI's admin bundle in {}", dir.display());
+        println!(
+            "every node renews onto the new root within seconds; `berth cluster ca` shows the \
+             progress. Join tokens change with the CA: print them again."
+        );
+        return Ok(());
+    }
+    let status = client
+        .cluster_status(ClusterStatusRequest {})
+        .await
+        .map_err(explain)?
+        .into_inner();
+    println!("trust bundle: {}", status.ca_digest);
+    match status.ca_rotation.as_str() {
+        "" => println!("no rotation under way"),
+        progress => println!("rotation under way: {progress}"),
+    }
+    Ok(())
 }
 
 /// `cluster unlock`: the key goes to the one controller named by `address`.
@@ -175,8 +222,8 @@ pub async fn run(client: &mut Client, cmd: ClusterCmd) -> Result<()> {
             }
             Ok(())
         }
-        ClusterCmd::Unlock { .. } => {
-            anyhow::bail!("`cluster unlock` talks to one controller and is run by main")
+        ClusterCmd::Unlock { .. } | ClusterCmd::Ca { .. } => {
+            anyhow::bail!("this cluster command is run by main")
         }
     }
 }

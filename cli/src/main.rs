@@ -88,6 +88,9 @@ fn main() {
         if let Command::Cluster(cluster::ClusterCmd::Unlock { key_file }) = &args.command {
             return cluster::unlock(&access, key_file.as_deref()).await;
         }
+        if let Command::Cluster(cluster::ClusterCmd::Ca { rotate }) = &args.command {
+            return cluster::ca(&access, *rotate).await;
+        }
         let mut client = client::connect(&access).await?;
         match args.command {
             Command::Cluster(cmd) => cluster::run(&mut client, cmd).await,

@@ -226,6 +226,7 @@ pub async fn run(
             sm.clone(),
             creds.clone(),
             datadir::tls_dir(&opts.data_dir),
+            datadir::admin_dir(&opts.data_dir),
         ))
     });
     let (handle, done_rx) = start_member(
@@ -258,6 +259,8 @@ pub async fn run(
     .with_runtime(dispatch_runtime.clone());
     // Assignments and liveness: they act only while this member leads.
     let dispatcher_loop = dispatch_runtime.spawn(dispatcher.clone().run());
+    // Ends CA rotations once every node is on the new root (on the leader).
+    let rotation_loop = tokio::spawn(crate::ca::rotation::run(handle.clone()));
     // Orchestrator and scheduler: they act only while this member leads.
     let planner_loop = tokio::spawn(crate::planner::run(
         handle.clone(),
@@ -357,6 +360,7 @@ pub async fn run(
         renewer.abort();
     }
     dispatcher_loop.abort();
+    rotation_loop.abort();
     planner_loop.abort();
     match result_rx.await {
         Ok(Err(err)) => Err(err),

@@ -97,15 +97,24 @@ pub async fn obtain(
     Err(CredentialError::Join(last))
 }
 
-/// Renews the certificate at its renewal point, through any controller;
-/// retries every 30 s until one answers.
-pub async fn renew_forever(creds: Arc<Credentials>, controllers: Vec<String>, dir: PathBuf) {
+/// Renews the certificate at its renewal point, or when `now` is notified
+/// (the cluster's CA changed), through any controller; retries every 30 s
+/// (every second after a CA change) until one answers.
+pub async fn renew_forever(
+    creds: Arc<Credentials>,
+    controllers: Vec<String>,
+    dir: PathBuf,
+    now: Arc<tokio::sync::Notify>,
+) {
     let security = Security::Tls(creds.clone());
     loop {
         let info = creds.info();
         let at = random_renew_at(info.not_before_ms, info.not_after_ms);
         let wait = (at - berth_pki::now_ms()).max(0) as u64;
-        tokio::time::sleep(Duration::from_millis(wait)).await;
+        let urgent = tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(wait)) => false,
+            _ = now.notified() => true,
+        };
         let mut renewed = false;
         for address in &controllers {
             match renew_once(&security, address).await {
@@ -125,7 +134,8 @@ pub async fn renew_forever(creds: Arc<Credentials>, controllers: Vec<String>, di
             }
         }
         if !renewed {
-            tokio::time::sleep(Duration::from_secs(30)).await;
+            let retry = if urgent { 1 } else { 30 };
+            tokio::time::sleep(Duration::from_secs(retry)).await;
         }
     }
 }

@@ -243,6 +243,7 @@ pub async fn run(opts: AgentOptions) -> Result<(), DaemonError> {
         path: opts.data_dir.clone(),
         source,
     })?;
+    let renew_now = Arc::new(tokio::sync::Notify::new());
     let security = if opts.insecure_plaintext {
         tracing::warn!("speaking PLAIN TEXT without authentication (--insecure-plaintext)");
         Security::Plaintext
@@ -259,6 +260,7 @@ pub async fn run(opts: AgentOptions) -> Result<(), DaemonError> {
             creds.clone(),
             opts.controllers.clone(),
             crate::credentials::tls_dir(&opts.data_dir),
+            renew_now.clone(),
         ));
         Security::Tls(creds)
     };
@@ -317,6 +319,7 @@ pub async fn run(opts: AgentOptions) -> Result<(), DaemonError> {
         labels: opts.labels.clone(),
         api_port: opts.api_listen.port(),
         security,
+        renew_now,
     };
     let runner = Runner {
         supervisor,

@@ -72,12 +72,23 @@ fn random_serial() -> SerialNumber {
 }
 
 impl Authority {
-    /// A new self-signed root for `cluster_id`.
+    /// A new self-signed root for `cluster_id`. Each root has a name of its
+    /// own (a CA rotation trusts two at once).
     pub fn create(cluster_id: &str, now_ms: i64) -> Result<Authority, PkiError> {
         let key = KeyPair::generate().map_err(PkiError::Generate)?;
+        let params = Self::root_params(cluster_id, now_ms)?;
+        let cert = params.self_signed(&key).map_err(PkiError::Generate)?;
+        Ok(Authority {
+            cert_pem: cert.pem(),
+            key,
+        })
+    }
+
+    fn root_params(cluster_id: &str, now_ms: i64) -> Result<CertificateParams, PkiError> {
         let mut params = CertificateParams::default();
         let mut name = DistinguishedName::new();
-        name.push(DnType::CommonName, "berth root CA");
+        let tag = hex::encode(rand::random::<[u8; 4]>());
+        name.push(DnType::CommonName, format!("berth root CA {tag}"));
         name.push(DnType::OrganizationName, cluster_id);
         params.distinguished_name = name;
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(1));
@@ -90,11 +101,53 @@ impl Authority {
         params.not_before = time_of(validity.not_before_ms)?;
         params.not_after = time_of(validity.not_after_ms)?;
         params.serial_number = Some(random_serial());
-        let cert = params.self_signed(&key).map_err(PkiError::Generate)?;
-        Ok(Authority {
-            cert_pem: cert.pem(),
-            key,
-        })
+        Ok(params)
+    }
+
+    /// A new root for the same cluster, and its certificate signed by this
+    /// CA: the intermediate that lets whoever trusts only this root trust what
+    /// the new one signs, while a rotation runs (Swarm's cross-signed root).
+    pub fn successor(
+        &self,
+        cluster_id: &str,
+        now_ms: i64,
+    ) -> Result<(Authority, String), PkiError> {
+        let key = KeyPair::generate().map_err(PkiError::Generate)?;
+        let params = Self::root_params(cluster_id, now_ms)?;
+        let root = params.self_signed(&key).map_err(PkiError::Generate)?;
+        let mut cross = params;
+        // Only leaves below it.
+        cross.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        cross.serial_number = Some(random_serial());
+        cross.use_authority_key_identifier_extension = true;
+        let cross = cross
+            .signed_by(&key, &self.issuer()?)
+            .map_err(PkiError::Generate)?;
+        Ok((
+            Authority {
+                cert_pem: root.pem(),
+                key,
+            },
+            cross.pem(),
+        ))
+    }
+
+    /// The key id of this CA (what its certificates name as their authority).
+    pub fn key_id(&self) -> Result<Vec<u8>, PkiError> {
+        let der = crate::bundle::certificates(&self.cert_pem)?;
+        let (_, cert) = x509_parser::prelude::FromDer::from_der(der[0].as_ref())
+            .map_err(|e: x509_parser::nom::Err<_>| PkiError::BadCertificate(e.to_string()))?;
+        let cert: x509_parser::certificate::X509Certificate<'_> = cert;
+        for ext in cert.extensions() {
+            if let x509_parser::prelude::ParsedExtension::SubjectKeyIdentifier(id) =
+                ext.parsed_extension()
+            {
+                return Ok(id.0.to_vec());
+            }
+        }
+        Err(PkiError::BadCertificate(
+            "the CA certificate has no subject key identifier".into(),
+        ))
     }
 
     /// The CA kept in the cluster state.
@@ -281,6 +334,44 @@ mod tests {
             )
             .unwrap_err();
         assert!(err.to_string().contains("request is invalid"), "{err}");
+    }
+
+    #[test]
+    fn a_cross_signed_root_chains_new_leaves_to_the_old_root() {
+        let now = crate::now_ms();
+        let old = Authority::create("c1", now).unwrap();
+        let (new, cross) = old.successor("c1", now).unwrap();
+        let (_key, csr) = new_key_and_csr().unwrap();
+        let leaf = new
+            .issue(
+                &csr,
+                &identity(),
+                Validity::starting_at(now, DEFAULT_LIFETIME),
+            )
+            .unwrap();
+        assert_eq!(leaf.info.authority_key_id, new.key_id().unwrap());
+        // A verifier that trusts only the old root accepts leaf + cross.
+        let roots = crate::tls::root_store_for_tests(old.cert_pem());
+        let leaf_der = crate::bundle::certificates(&leaf.cert_pem).unwrap();
+        let cross_der = crate::bundle::certificates(&cross).unwrap();
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            roots.clone(),
+            std::sync::Arc::new(rustls::crypto::ring::default_provider()),
+        )
+        .build()
+        .unwrap();
+        let now_unix = rustls::pki_types::UnixTime::now();
+        assert!(
+            verifier
+                .verify_client_cert(&leaf_der[0], &cross_der, now_unix)
+                .is_ok()
+        );
+        assert!(
+            verifier
+                .verify_client_cert(&leaf_der[0], &[], now_unix)
+                .is_err()
+        );
+        assert_ne!(old.key_id().unwrap(), new.key_id().unwrap());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use x509_parser::prelude::{FromDer, X509Certificate};
+use x509_parser::prelude::{FromDer, ParsedExtension, X509Certificate};
 
 use crate::PkiError;
 
@@ -72,6 +72,11 @@ pub struct CertInfo {
     pub serial: String,
     /// SHA-256 of the subject public key info: binds a node to its key.
     pub public_key_sha256: Vec<u8>,
+    /// The key id of the CA that signed it (its authority key identifier):
+    /// which root a node's certificate comes from during a CA rotation.
+    pub authority_key_id: Vec<u8>,
+    /// This certificate's own key id (a CA's, for comparing with the above).
+    pub subject_key_id: Vec<u8>,
 }
 
 impl CertInfo {
@@ -121,7 +126,22 @@ impl CertInfo {
             use sha2::Digest;
             sha2::Sha256::digest(cert.public_key().raw).to_vec()
         };
+        let mut authority_key_id = Vec::new();
+        let mut subject_key_id = Vec::new();
+        for ext in cert.extensions() {
+            match ext.parsed_extension() {
+                ParsedExtension::AuthorityKeyIdentifier(aki) => {
+                    if let Some(id) = &aki.key_identifier {
+                        authority_key_id = id.0.to_vec();
+                    }
+                }
+                ParsedExtension::SubjectKeyIdentifier(id) => subject_key_id = id.0.to_vec(),
+                _ => {}
+            }
+        }
         Ok(CertInfo {
+            authority_key_id,
+            subject_key_id,
             identity: Identity {
                 node_id,
                 role,

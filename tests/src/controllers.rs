@@ -194,6 +194,15 @@ impl Controllers {
         Ok(())
     }
 
+    /// Reads the admin bundle in `admin_dir()` again (after the CLI renewed it,
+    /// e.g. in a CA rotation): the harness's clients use it from then on.
+    pub fn reload_admin_credentials(&self) -> Result<()> {
+        if let Some(creds) = self.security().credentials() {
+            creds.replace(Bundle::load(&self.admin_dir())?)?;
+        }
+        Ok(())
+    }
+
     /// The current join token of `role` ("agent" or "controller"), written to
     /// a file for `--token-file`; returns the file.
     pub fn token_file(&self, role: &str) -> Result<std::path::PathBuf> {

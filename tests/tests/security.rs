@@ -371,3 +371,65 @@ fn an_agent_whose_certificate_expired_while_off_rejoins_as_itself() -> Result<()
     assert_eq!(Cluster::processes_matching("sleep 3614"), pids);
     Ok(())
 }
+
+#[test]
+fn a_root_ca_rotation_keeps_every_task_running() -> Result<()> {
+    let mut cluster = Cluster::start("sec_rotate", 3, 3, 1)?;
+    let work = cluster.c.net.workdir().to_path_buf();
+    create(&cluster, "steady", "3", "3615")?;
+    cluster.wait_running("steady", 3, CONVERGE)?;
+    let pids = Cluster::processes_matching("sleep 3615");
+    let mut tasks: Vec<String> = cluster.ps("steady")?.into_iter().map(|t| t.id).collect();
+    tasks.sort();
+    let old_token = std::fs::read_to_string(cluster.c.token_file("agent")?)?;
+    let old_root = Bundle::load(&cluster.c.admin_dir())?.ca_pem;
+
+    let out = cluster.berth(&["cluster", "ca", "--rotate"])?;
+    assert!(out.contains("renewed this CLI's admin bundle"), "{out}");
+    cluster.c.reload_admin_credentials()?;
+    wait_until("the rotation to finish", Duration::from_secs(60), || {
+        let out = cluster.berth(&["cluster", "ca"]).ok()?;
+        out.contains("no rotation under way").then_some(())
+    })?;
+    let status = cluster.c.status(0)?;
+    // Every agent and controller ends on the new root alone.
+    wait_until(
+        "every bundle on the new root",
+        Duration::from_secs(30),
+        || {
+            let mut dirs: Vec<_> = (0..3).map(|i| cluster.agent_dir(i).join("tls")).collect();
+            dirs.extend((0..3).map(|h| cluster.c.net.host(h).dir().join("controller/tls")));
+            dirs.push(cluster.c.net.host(0).dir().join("controller/admin"));
+            dirs.iter()
+                .all(|dir| {
+                    Bundle::load(dir)
+                        .map(|b| b.ca_digest() == status.ca_digest)
+                        .unwrap_or(false)
+                })
+                .then_some(())
+        },
+    )?;
+    let new_root = Bundle::load(&cluster.c.net.host(0).dir().join("controller/tls"))?.ca_pem;
+    assert_ne!(new_root, old_root);
+
+    // Nothing was restarted or replaced.
+    let mut after: Vec<String> = cluster.ps("steady")?.into_iter().map(|t| t.id).collect();
+    after.sort();
+    assert_eq!(after, tasks, "tasks were replaced");
+    assert_eq!(Cluster::processes_matching("sleep 3615"), pids);
+    cluster.wait_nodes_ready(3)?;
+
+    // The old token pinned the old CA; the new one joins.
+    std::fs::write(work.join("old.token"), old_token.trim())?;
+    cluster.start_agent_with(3, "agent-old", Some(&work.join("old.token")))?;
+    let proc = cluster.agent_proc(3, "agent-old")?;
+    assert!(!proc.wait_exit(Duration::from_secs(20))?.success());
+    assert!(
+        proc.log().contains("does not match the join token"),
+        "{}",
+        proc.log()
+    );
+    cluster.start_agent(3)?;
+    cluster.wait_nodes_ready(4)?;
+    Ok(())
+}

@@ -8,7 +8,7 @@ use berth_proto::store::object::Kind;
 use berth_proto::v1::certificates_server::Certificates;
 use berth_proto::v1::{
     GetRootCaRequest, GetRootCaResponse, IssueCertificateRequest, IssueCertificateResponse,
-    JoinTokenRequest, JoinTokenResponse, Node, RenewCertificateRequest,
+    JoinTokenRequest, JoinTokenResponse, Node, RenewCertificateRequest, RotateCaResponse,
 };
 use tonic::{Request, Response, Status};
 use tracing::{info, warn};
@@ -59,16 +59,16 @@ fn answer(record: &ClusterPki, identity: &Identity, cert_pem: String) -> IssueCe
 pub async fn record_node_certificate(
     raft: &RaftHandle,
     node_id: &str,
-    not_after_ms: i64,
-    key_sha256: &[u8],
+    cert: &berth_pki::CertInfo,
 ) -> Result<(), Status> {
     for _ in 0..3 {
         let Some(mut node): Option<Node> = read_node(raft.state(), node_id)? else {
             return Ok(());
         };
         let version = node.version;
-        node.cert_not_after_ms = not_after_ms;
-        node.cert_key_sha256 = key_sha256.to_vec();
+        node.cert_not_after_ms = cert.not_after_ms;
+        node.cert_key_sha256 = cert.public_key_sha256.clone();
+        node.cert_authority_key_id = cert.authority_key_id.clone();
         let op = put_kind(Kind::Node(node), Expect::Version, version);
         match commit(raft, vec![op]).await {
             Ok(_) => return Ok(()),
@@ -145,17 +145,32 @@ impl Certificates for CertificatesApi {
         let record = current_record(&self.raft).await?;
         let issued = sign(&record, &req.csr, &identity, crate::clock::now_ms())?;
         if identity.role == Role::Agent {
-            record_node_certificate(
-                &self.raft,
-                &identity.node_id,
-                issued.info.not_after_ms,
-                &issued.info.public_key_sha256,
-            )
-            .await?;
+            record_node_certificate(&self.raft, &identity.node_id, &issued.info).await?;
         }
         info!(node = %identity.node_id, role = %identity.role, "renewed a certificate");
         Ok(Response::new(answer(&record, &identity, issued.cert_pem)))
     }
+}
+
+/// Starts a root rotation: a new root signs from now on, both are trusted,
+/// and every node renews (agents learn of it from their next heartbeat).
+pub async fn rotate_ca(raft: &RaftHandle) -> Result<RotateCaResponse, Status> {
+    let current = current_record(raft).await?;
+    if record::rotating(&current) {
+        let nodes = crate::store::view::read_nodes(raft.state())?;
+        let (renewed, ready) = crate::ca::rotation::progress(&current, &nodes).unwrap_or((0, 0));
+        return Err(Status::failed_precondition(format!(
+            "a CA rotation is already under way ({renewed} of {ready} ready nodes on the new \
+             root); see `berth cluster status`"
+        )));
+    }
+    let cluster_id = raft.status().get().cluster_id;
+    let next = record::begin_rotation(&current, &cluster_id, crate::clock::now_ms())
+        .map_err(|e| Status::internal(format!("cannot make the new root: {e}")))?;
+    let digest = berth_pki::bundle::ca_digest(&next.ca_pem);
+    commit(raft, vec![record::put(next)]).await?;
+    info!(ca = %digest, "CA rotation started: a new root signs, both roots are trusted until every node renewed");
+    Ok(RotateCaResponse { ca_digest: digest })
 }
 
 /// The join token of a role, rotated first when asked.

@@ -60,6 +60,7 @@ impl DispatcherApi for DispatcherService {
                 Some(NodeCertificate {
                     not_after_ms: cert.not_after_ms,
                     key_sha256: cert.public_key_sha256,
+                    authority_key_id: cert.authority_key_id,
                 })
             }
             None => None,
@@ -92,6 +93,7 @@ impl DispatcherApi for DispatcherService {
         self.dispatcher.heartbeat(&req.node_id, &req.session_id)?;
         Ok(Response::new(HeartbeatResponse {
             period_ms: self.dispatcher.heartbeat_period().as_millis() as u64,
+            ca_digest: self.dispatcher.ca_digest(),
         }))
     }
 

@@ -50,6 +50,8 @@ fn certificate_warnings(raft: &RaftHandle, security: &Security) -> Vec<String> {
 
 pub fn status(raft: &RaftHandle, security: &Security) -> ClusterStatusResponse {
     let status = raft.status().get();
+    let record = crate::ca::record::read(raft.state()).ok().flatten();
+    let nodes = crate::store::view::read_nodes(raft.state()).unwrap_or_default();
     ClusterStatusResponse {
         members: status
             .members
@@ -71,6 +73,15 @@ pub fn status(raft: &RaftHandle, security: &Security) -> ClusterStatusResponse {
         applied_index: status.applied_index,
         member_id: status.id,
         certificate_warnings: certificate_warnings(raft, security),
+        ca_digest: record
+            .as_ref()
+            .map(|r| berth_pki::bundle::ca_digest(&r.ca_pem))
+            .unwrap_or_default(),
+        ca_rotation: record
+            .as_ref()
+            .and_then(|r| crate::ca::rotation::progress(r, &nodes))
+            .map(|(renewed, ready)| format!("{renewed} of {ready} ready nodes on the new root"))
+            .unwrap_or_default(),
     }
 }
 

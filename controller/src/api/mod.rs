@@ -182,6 +182,10 @@ impl Cluster for ClusterApi {
         ok(certificates::join_token(&self.raft, r.into_inner()).await?)
     }
 
+    async fn rotate_ca(&self, _: Request<RotateCaRequest>) -> Reply<RotateCaResponse> {
+        ok(certificates::rotate_ca(&self.raft).await?)
+    }
+
     type WatchStream = watch::WatchStream;
 
     async fn watch(&self, r: Request<WatchRequest>) -> Reply<Self::WatchStream> {

@@ -109,7 +109,7 @@ pub fn sign(
     now_ms: i64,
 ) -> Result<Issued, IssueError> {
     let authority = record::authority(record).map_err(IssueError::Ca)?;
-    authority
+    let mut issued = authority
         .issue(
             csr,
             identity,
@@ -118,7 +118,9 @@ pub fn sign(
         .map_err(|e| match e {
             PkiError::BadCsr(_) => IssueError::BadRequest(e),
             other => IssueError::Ca(other),
-        })
+        })?;
+    issued.cert_pem = record::with_chain(record, &issued.cert_pem);
+    Ok(issued)
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ pub mod gate;
 pub mod issue;
 pub mod record;
 pub mod renewer;
+pub mod rotation;
 
 pub use gate::Gate;
 pub use issue::IssueError;

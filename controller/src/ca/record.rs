@@ -26,6 +26,8 @@ pub fn initial(authority: &Authority, cert_lifetime: Duration) -> ClusterPki {
         cert_lifetime_ms: cert_lifetime.as_millis() as u64,
         removed: Default::default(),
         timestamps: None,
+        signer_pem: String::new(),
+        chain_pem: String::new(),
     }
 }
 
@@ -43,8 +45,59 @@ pub fn put(record: ClusterPki) -> Op {
     put_kind(Kind::Pki(record), Expect::Version, version)
 }
 
+/// The CA that signs now: the newest root during and after a rotation.
 pub fn authority(record: &ClusterPki) -> Result<Authority, PkiError> {
-    Authority::from_pem(&record.ca_pem, &record.ca_key_pem)
+    Authority::from_pem(signer_pem(record), &record.ca_key_pem)
+}
+
+/// The signing root's certificate.
+pub fn signer_pem(record: &ClusterPki) -> &str {
+    if record.signer_pem.is_empty() {
+        &record.ca_pem
+    } else {
+        &record.signer_pem
+    }
+}
+
+/// `cert_pem` with what must travel with it: during a rotation the new root
+/// cross-signed by the old one, so nodes that trust only the old root accept it.
+pub fn with_chain(record: &ClusterPki, cert_pem: &str) -> String {
+    if record.chain_pem.is_empty() {
+        cert_pem.to_string()
+    } else {
+        format!("{}\n{}", cert_pem.trim_end(), record.chain_pem)
+    }
+}
+
+/// Whether a root rotation is under way.
+pub fn rotating(record: &ClusterPki) -> bool {
+    !record.chain_pem.is_empty()
+}
+
+/// The record with a new root that signs from now on; both roots are trusted
+/// until every node has a certificate of the new one.
+pub fn begin_rotation(
+    record: &ClusterPki,
+    cluster_id: &str,
+    now_ms: i64,
+) -> Result<ClusterPki, PkiError> {
+    let old = authority(record)?;
+    let (new, cross) = old.successor(cluster_id, now_ms)?;
+    let mut next = record.clone();
+    next.ca_pem = format!("{}\n{}", signer_pem(record).trim_end(), new.cert_pem());
+    next.signer_pem = new.cert_pem().to_string();
+    next.ca_key_pem = new.key_pem();
+    next.chain_pem = cross;
+    Ok(next)
+}
+
+/// The record once every node is on the new root: only it is trusted.
+pub fn finish_rotation(record: &ClusterPki) -> ClusterPki {
+    let mut next = record.clone();
+    next.ca_pem = signer_pem(record).to_string();
+    next.signer_pem = String::new();
+    next.chain_pem = String::new();
+    next
 }
 
 pub fn lifetime(record: &ClusterPki) -> Duration {

@@ -196,6 +196,16 @@ impl Dispatcher {
         })
     }
 
+    /// SHA-256 of the cluster's trust bundle ("" before the CA record exists):
+    /// agents renew at once when theirs differs.
+    pub fn ca_digest(&self) -> String {
+        crate::ca::record::read(self.raft.state())
+            .ok()
+            .flatten()
+            .map(|record| berth_pki::bundle::ca_digest(&record.ca_pem))
+            .unwrap_or_default()
+    }
+
     pub fn heartbeat(&self, node_id: &str, session_id: &str) -> Result<(), DispatchError> {
         self.require_leader()?;
         if self

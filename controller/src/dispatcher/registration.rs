@@ -29,6 +29,8 @@ pub fn find_node(sm: &StateMachine, req: &RegisterRequest) -> Result<Option<Node
 pub struct NodeCertificate {
     pub not_after_ms: i64,
     pub key_sha256: Vec<u8>,
+    /// The key id of the root that signed it.
+    pub authority_key_id: Vec<u8>,
 }
 
 /// What a registration writes.
@@ -98,6 +100,7 @@ pub fn register(
     if let Some(cert) = cert {
         node.cert_not_after_ms = cert.not_after_ms;
         node.cert_key_sha256 = cert.key_sha256.clone();
+        node.cert_authority_key_id = cert.authority_key_id.clone();
     }
     Ok(Registration {
         node_id: node.id.clone(),

@@ -169,7 +169,10 @@ impl Dispatcher for Service {
         request: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
         lock(&self.state).seen.heartbeats.push(request.into_inner());
-        Ok(Response::new(HeartbeatResponse { period_ms: 100 }))
+        Ok(Response::new(HeartbeatResponse {
+            period_ms: 100,
+            ca_digest: String::new(),
+        }))
     }
 
     async fn update_task_status(

@@ -160,7 +160,14 @@ pub async fn session(
                     address: address.to_string(),
                     why: "heartbeat timed out".into(),
                 })?;
-                beat.map_err(|s| refused(address, s))?;
+                let answer = beat.map_err(|s| refused(address, s))?.into_inner();
+                // The cluster's roots changed (a CA rotation): renew now.
+                if let Some(creds) = config.security.credentials()
+                    && !answer.ca_digest.is_empty()
+                    && answer.ca_digest != berth_pki::bundle::ca_digest(&creds.bundle().ca_pem)
+                {
+                    config.renew_now.notify_one();
+                }
             }
         }
     }

@@ -50,6 +50,8 @@ pub struct SessionConfig {
     pub api_port: u16,
     /// Mutual TLS with the agent's certificate, or plain text (opt-out).
     pub security: berth_pki::Security,
+    /// Wakes the certificate renewal before its time (the CA changed).
+    pub renew_now: std::sync::Arc<tokio::sync::Notify>,
 }
 
 #[derive(Debug, thiserror::Error)]

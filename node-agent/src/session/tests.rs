@@ -32,6 +32,7 @@ impl Agent {
             api_port: 4701,
             // The fake dispatcher speaks plain gRPC; TLS is tested end to end.
             security: berth_pki::Security::Plaintext,
+            renew_now: Default::default(),
         };
         let (runner, updates) = FakeRunner::new();
         let session = tokio::spawn({

@@ -34,6 +34,12 @@ impl Security {
     }
 }
 
+/// The trust roots of a PEM bundle (tests of other modules).
+#[cfg(test)]
+pub(crate) fn root_store_for_tests(ca_pem: &str) -> Arc<rustls::RootCertStore> {
+    credentials::root_store(ca_pem).expect("roots")
+}
+
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
