@@ -30,6 +30,8 @@ pub enum CredentialError {
          (it keeps its node id and its containers)"
     )]
     Unusable { why: String },
+    #[error("--token: {0}")]
+    BadToken(String),
     #[error("cannot load the agent's credentials: {0}")]
     Pki(#[from] PkiError),
     #[error("cannot join: {0}")]
@@ -69,7 +71,7 @@ pub async fn obtain(
     if let Some(why) = &unusable {
         warn!(%why, "this agent's certificate is unusable; rejoining with the token");
     }
-    let token = JoinToken::parse(token)?;
+    let token = JoinToken::parse(token).map_err(|e| CredentialError::BadToken(e.to_string()))?;
     // The old key proves this is the node it was.
     let key = stored.map(|b| b.key_pem);
     let mut last = String::new();

@@ -239,10 +239,8 @@ fn is_executable(path: &Path) -> bool {
 /// Runs the agent until the session ends (it only ends on a fatal error).
 pub async fn run(opts: AgentOptions) -> Result<(), DaemonError> {
     let runtime = locate_runtime(opts.runtime.as_deref())?;
-    std::fs::create_dir_all(&opts.data_dir).map_err(|source| DaemonError::DataDir {
-        path: opts.data_dir.clone(),
-        source,
-    })?;
+    // Credentials before anything is written: a bad or missing token leaves
+    // the data dir as it was.
     let renew_now = Arc::new(tokio::sync::Notify::new());
     let security = if opts.insecure_plaintext {
         tracing::warn!("speaking PLAIN TEXT without authentication (--insecure-plaintext)");
@@ -264,6 +262,10 @@ pub async fn run(opts: AgentOptions) -> Result<(), DaemonError> {
         ));
         Security::Tls(creds)
     };
+    std::fs::create_dir_all(&opts.data_dir).map_err(|source| DaemonError::DataDir {
+        path: opts.data_dir.clone(),
+        source,
+    })?;
     let images =
         ImageStore::open(&opts.data_dir).map_err(|e| DaemonError::Images(e.to_string()))?;
     let mut cfg = SupervisorConfig::new(images);

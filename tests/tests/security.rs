@@ -203,6 +203,18 @@ fn join_tokens_admit_agents_and_removed_nodes_are_refused_at_once() -> Result<()
     create(&cluster, "guarded", "2", "3612")?;
     cluster.wait_running("guarded", 2, CONVERGE)?;
 
+    // A malformed token: said so, and nothing is written.
+    std::fs::write(work.join("malformed.token"), "SWMTKN-1-not-ours")?;
+    cluster.start_agent_with(2, "agent-malformed", Some(&work.join("malformed.token")))?;
+    let proc = cluster.agent_proc(2, "agent-malformed")?;
+    assert!(!proc.wait_exit(Duration::from_secs(20))?.success());
+    assert!(
+        proc.log().contains("malformed join token"),
+        "{}",
+        proc.log()
+    );
+    assert!(!cluster.agent_dir(2).exists(), "the agent wrote its data dir");
+
     // A wrong token.
     let token = std::fs::read_to_string(cluster.c.token_file("agent")?)?;
     let mut wrong = token.trim().to_string();
