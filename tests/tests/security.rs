@@ -213,7 +213,10 @@ fn join_tokens_admit_agents_and_removed_nodes_are_refused_at_once() -> Result<()
         "{}",
         proc.log()
     );
-    assert!(!cluster.agent_dir(2).exists(), "the agent wrote its data dir");
+    assert!(
+        !cluster.agent_dir(2).exists(),
+        "the agent wrote its data dir"
+    );
 
     // A wrong token.
     let token = std::fs::read_to_string(cluster.c.token_file("agent")?)?;

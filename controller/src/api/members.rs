@@ -8,46 +8,6 @@ use tonic::Status;
 use crate::raft::transport::peer_channel;
 use crate::raft::{Membership, RaftHandle, Role};
 
-/// Certificates expiring within this window are warned about.
-const EXPIRY_WARNING_MS: i64 = 30 * 24 * 3600 * 1000;
-
-/// A line for each certificate that expires within 30 days: this controller's
-/// own and every node's.
-fn certificate_warnings(raft: &RaftHandle, security: &Security) -> Vec<String> {
-    let now = crate::clock::now_ms();
-    let soon = |not_after: i64| not_after != 0 && not_after - now < EXPIRY_WARNING_MS;
-    let when = |not_after: i64| {
-        let at = berth_pki::identity::format_ms(not_after);
-        if not_after <= now {
-            format!("expired at {at}")
-        } else {
-            format!("expires at {at}")
-        }
-    };
-    let mut lines = Vec::new();
-    if let Some(creds) = security.credentials() {
-        let info = creds.info();
-        if soon(info.not_after_ms) {
-            lines.push(format!(
-                "the certificate of controller {} {} (it renews itself; check its log)",
-                info.identity.node_id,
-                when(info.not_after_ms)
-            ));
-        }
-    }
-    if let Ok(nodes) = crate::store::view::read_nodes(raft.state()) {
-        for node in nodes.iter().filter(|n| soon(n.cert_not_after_ms)) {
-            lines.push(format!(
-                "the certificate of node {} {} (is its agent running? it renews at 50-80 % \
-                 of the lifetime; an expired node rejoins with `berth-agent --token`)",
-                node.name,
-                when(node.cert_not_after_ms)
-            ));
-        }
-    }
-    lines
-}
-
 pub fn status(raft: &RaftHandle, security: &Security) -> ClusterStatusResponse {
     let status = raft.status().get();
     let record = crate::ca::record::read(raft.state()).ok().flatten();
@@ -72,7 +32,11 @@ pub fn status(raft: &RaftHandle, security: &Security) -> ClusterStatusResponse {
         commit_index: status.commit_index,
         applied_index: status.applied_index,
         member_id: status.id,
-        certificate_warnings: certificate_warnings(raft, security),
+        certificate_warnings: crate::ca::expiry::warnings(
+            security.credentials().map(|c| c.info()).as_ref(),
+            &nodes,
+            crate::clock::now_ms(),
+        ),
         ca_digest: record
             .as_ref()
             .map(|r| berth_pki::bundle::ca_digest(&r.ca_pem))

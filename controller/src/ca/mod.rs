@@ -4,6 +4,7 @@
 //! certificate (`renewer`). The crypto lives in `berth-pki`; gRPC in
 //! `api/certificates.rs`.
 
+pub mod expiry;
 pub mod gate;
 pub mod issue;
 pub mod record;

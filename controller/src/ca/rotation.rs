@@ -1,4 +1,5 @@
-//! A root rotation's end: once every ready node has a certificate of the new
+//! The leader's CA loop: it logs certificates close to expiry, and ends root
+//! rotations. A root rotation's end: once every ready node has a certificate of the new
 //! root, the leader drops the old root from the trust bundle. Nodes that are
 //! down then rejoin with a token (whose digest changed with the bundle).
 
@@ -42,8 +43,13 @@ pub fn next(record: &ClusterPki, nodes: &[Node]) -> Option<ClusterPki> {
     }
 }
 
-/// Finishes rotations while this member leads.
+/// How often the leader logs certificates close to expiry.
+const EXPIRY_LOG: Duration = Duration::from_secs(600);
+
+/// Finishes rotations while this member leads, and logs certificates that
+/// expire within 30 days every ten minutes.
 pub async fn run(raft: RaftHandle) {
+    let mut last_log: Option<std::time::Instant> = None;
     loop {
         tokio::time::sleep(CHECK).await;
         if !raft.status().get().is_leader() {
@@ -53,6 +59,12 @@ pub async fn run(raft: RaftHandle) {
         let (Ok(Some(pki)), Ok(nodes)) = (record::read(sm), read_nodes(sm)) else {
             continue;
         };
+        if last_log.is_none_or(|at| at.elapsed() >= EXPIRY_LOG) {
+            last_log = Some(std::time::Instant::now());
+            for line in super::expiry::warnings(None, &nodes, crate::clock::now_ms()) {
+                warn!("{line}");
+            }
+        }
         let Some(finished) = next(&pki, &nodes) else {
             continue;
         };
