@@ -94,28 +94,31 @@ async fn failovers(cluster: &mut Cluster, n: usize) -> Result<f64> {
     Ok(failover)
 }
 
-/// berth in plain text, the same rounds: what mutual TLS costs berth.
-async fn tls_cost(dir: &std::path::Path, args: &Args, tls: &[(Round, Round)]) -> Result<()> {
-    let plain_dir = dir.join("plaintext");
-    std::fs::create_dir_all(&plain_dir)?;
-    let plain = Cluster::Berth(BerthCluster::start(&plain_dir, 27501, Transport::Plaintext).await?);
-    plain.prepare_keys(args.clients.max(64)).await?;
-    let mut rounds = Vec::new();
-    for i in 0..args.rounds {
-        println!("plain-text round {}", i + 1);
-        rounds.push(round(&plain, args).await?);
+/// What mutual TLS costs berth: medians of the per-round ratios of berth with
+/// TLS to berth in plain text, measured in the same interleaved rounds.
+fn tls_cost(tls: &[Round], plain: &[Round]) {
+    let ratios: Vec<Round> = tls
+        .iter()
+        .zip(plain)
+        .map(|(t, p)| Round {
+            p50: t.p50 / p.p50,
+            p99: t.p99 / p.p99,
+            read_p50: t.read_p50 / p.read_p50,
+            throughput: t.throughput / p.throughput,
+        })
+        .collect();
+    if ratios.is_empty() {
+        return;
     }
-    let with: Vec<Round> = tls.iter().map(|(b, _)| *b).collect();
     println!(
-        "berth tls/plaintext (medians of {} rounds each): p50 {:.2}  p99 {:.2}  throughput {:.2}  \
-         local read {:.2}",
-        rounds.len(),
-        medians(&with, |r| r.p50) / medians(&rounds, |r| r.p50),
-        medians(&with, |r| r.p99) / medians(&rounds, |r| r.p99),
-        medians(&with, |r| r.throughput) / medians(&rounds, |r| r.throughput),
-        medians(&with, |r| r.read_p50) / medians(&rounds, |r| r.read_p50),
+        "berth tls/plaintext (medians of {} interleaved rounds): p50 {:.2}  p99 {:.2}  \
+         throughput {:.2}  local read {:.2}",
+        ratios.len(),
+        medians(&ratios, |r| r.p50),
+        medians(&ratios, |r| r.p99),
+        medians(&ratios, |r| r.throughput),
+        medians(&ratios, |r| r.read_p50),
     );
-    Ok(())
 }
 
 fn medians(rounds: &[Round], f: impl Fn(&Round) -> f64) -> f64 {
@@ -135,6 +138,18 @@ async fn main() -> Result<()> {
     println!("transport: {}", transport.name());
     let mut berth = Cluster::Berth(BerthCluster::start(dir.path(), 27401, transport).await?);
     berth.prepare_keys(args.clients.max(64)).await?;
+    // berth in plain text beside it, for the cost of TLS.
+    let plain = if transport == Transport::Tls && !args.no_tls_cost {
+        let plain_dir = dir.path().join("plaintext");
+        std::fs::create_dir_all(&plain_dir)?;
+        let plain =
+            Cluster::Berth(BerthCluster::start(&plain_dir, 27501, Transport::Plaintext).await?);
+        plain.prepare_keys(args.clients.max(64)).await?;
+        Some(plain)
+    } else {
+        None
+    };
+    let (mut with_tls, mut without) = (Vec::new(), Vec::new());
     let mut etcd = if args.berth_only {
         None
     } else {
@@ -145,6 +160,16 @@ async fn main() -> Result<()> {
     let mut pairs = Vec::new();
     for i in 0..args.rounds {
         println!("round {}", i + 1);
+        if let Some(plain) = &plain {
+            // Plain text first in odd rounds, after berth with TLS in even ones.
+            if i % 2 == 1 {
+                without.push(round(plain, &args).await?);
+                with_tls.push(round(&berth, &args).await?);
+            } else {
+                with_tls.push(round(&berth, &args).await?);
+                without.push(round(plain, &args).await?);
+            }
+        }
         let Some(etcd) = &etcd else {
             round(&berth, &args).await?;
             continue;
@@ -158,11 +183,10 @@ async fn main() -> Result<()> {
         };
         pairs.push((b, e));
     }
+    tls_cost(&with_tls, &without);
+    drop(plain);
     let berth_failover = failovers(&mut berth, args.failovers).await?;
     drop(berth);
-    if transport == Transport::Tls && !args.no_tls_cost && !pairs.is_empty() {
-        tls_cost(dir.path(), &args, &pairs).await?;
-    }
     let Some(etcd) = &mut etcd else {
         return Ok(());
     };
