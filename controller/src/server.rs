@@ -101,6 +101,33 @@ pub enum ServerError {
     Unlock(#[from] crate::unlock::UnlockError),
 }
 
+type Gated<S> = InterceptedService<S, crate::ca::gate::Interceptor>;
+
+/// Every gRPC service of a controller, built once and served on two routers
+/// (the peers' and everyone else's).
+#[derive(Clone)]
+struct Services {
+    peer: Gated<RaftPeerServer<PeerService>>,
+    dispatcher: Gated<DispatcherServer<DispatcherService>>,
+    lock: Gated<berth_proto::v1::lock_server::LockServer<crate::unlock::Unlocked>>,
+    cluster: Gated<ClusterServer<ClusterApi>>,
+    certificates: CertificatesServer<CertificatesApi>,
+}
+
+impl Services {
+    fn router(&self) -> tonic::transport::server::Router {
+        tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .http2_keepalive_interval(Some(Duration::from_secs(1)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(2)))
+            .add_service(self.peer.clone())
+            .add_service(self.dispatcher.clone())
+            .add_service(self.lock.clone())
+            .add_service(self.cluster.clone())
+            .add_service(self.certificates.clone())
+    }
+}
+
 /// A runtime owned by async code: dropping a runtime inside another one
 /// would panic, so it is shut down without waiting for its tasks.
 struct BackgroundRuntime(Option<tokio::runtime::Runtime>);
@@ -131,9 +158,9 @@ pub fn start_member(
     sm: crate::store::StateMachine,
     settings: RaftSettings,
     security: Security,
+    runtime: tokio::runtime::Handle,
 ) -> Result<(RaftHandle, Stopped), ServerError> {
     let storage = LogStorage::open(&datadir::log_dir(data_dir), sm.clone())?;
-    let runtime = tokio::runtime::Handle::current();
     let transport = |mailbox, _status| {
         GrpcTransport::new(
             marker.member_id,
@@ -168,6 +195,7 @@ pub(crate) fn test_member(dir: &std::path::Path) -> RaftHandle {
         sm,
         RaftSettings::default(),
         Security::Plaintext,
+        tokio::runtime::Handle::current(),
     )
     .expect("raft member")
     .0
@@ -229,6 +257,15 @@ pub async fn run(
             datadir::admin_dir(&opts.data_dir),
         ))
     });
+    // Raft's peer traffic, both ways, on a thread of its own (see below).
+    let peers = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("berth-peers")
+        .enable_all()
+        .build()
+        .map_err(ServerError::Runtime)?;
+    let peers_runtime = peers.handle().clone();
+    let _peers_owner = BackgroundRuntime(Some(peers));
     let (handle, done_rx) = start_member(
         &opts.data_dir,
         &marker,
@@ -236,6 +273,7 @@ pub async fn run(
         sm,
         opts.raft.clone(),
         security.clone(),
+        peers_runtime.clone(),
     )?;
     let status = handle.status().clone();
     let clock = crate::clock::system();
@@ -296,10 +334,12 @@ pub async fn run(
     });
     let (result_tx, result_rx) = oneshot::channel();
     let (drain_tx, drain_rx) = oneshot::channel::<()>();
+    let (peers_stop_tx, peers_stop_rx) = oneshot::channel::<()>();
     let stop = async move {
         let outcome = stop_rx.await.unwrap_or(Ok(()));
         let _ = result_tx.send(outcome);
         let _ = drain_tx.send(());
+        let _ = peers_stop_tx.send(());
     };
     // Every service but the CA's bootstrap RPCs admits only the roles that
     // need it; the port lets callers without a certificate through the
@@ -309,11 +349,13 @@ pub async fn run(
             what: "configure TLS",
             source,
         })?;
-    let server = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
-        .http2_keepalive_interval(Some(Duration::from_secs(1)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(2)))
-        .add_service(InterceptedService::new(
+    // Fellow controllers' connections (Raft, joins, passed-on calls) are
+    // served on the peers' own thread: a thousand agents' sessions, with their
+    // TLS, never delay the leader's heartbeats (that cost elections at 1,000
+    // nodes). In plain text there are no certificates to tell them apart.
+    let (peer_incoming, incoming) = berth_pki::tls::split_by_role(incoming, Role::Controller);
+    let services = Services {
+        peer: InterceptedService::new(
             RaftPeerServer::new(PeerService::new(
                 handle.clone(),
                 security.clone(),
@@ -322,29 +364,35 @@ pub async fn run(
             .max_decoding_message_size(berth_proto::MAX_MESSAGE_BYTES)
             .max_encoding_message_size(berth_proto::MAX_MESSAGE_BYTES),
             gate.only(&[Role::Controller]),
-        ))
-        .add_service(InterceptedService::new(
+        ),
+        dispatcher: InterceptedService::new(
             DispatcherServer::new(DispatcherService::new(dispatcher))
                 .max_decoding_message_size(berth_proto::MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(berth_proto::MAX_MESSAGE_BYTES),
             gate.only(&[Role::Agent]),
-        ))
-        .add_service(InterceptedService::new(
-            crate::unlock::unlocked_service(),
-            gate.only(&[Role::Admin]),
-        ))
-        .add_service(InterceptedService::new(
+        ),
+        lock: InterceptedService::new(crate::unlock::unlocked_service(), gate.only(&[Role::Admin])),
+        cluster: InterceptedService::new(
             ClusterServer::new(ClusterApi::new(handle.clone(), security.clone(), keys))
                 .max_decoding_message_size(API_MAX_REQUEST)
                 .max_encoding_message_size(berth_proto::MAX_MESSAGE_BYTES),
             // Controllers pass on what a follower cannot do itself.
             gate.only(&[Role::Admin, Role::Controller]),
-        ))
-        .add_service(CertificatesServer::new(CertificatesApi::new(
+        ),
+        certificates: CertificatesServer::new(CertificatesApi::new(
             handle,
             gate,
             marker.cluster_id.clone(),
-        )))
+        )),
+    };
+    let peer_server = peers_runtime.spawn(services.router().serve_with_incoming_shutdown(
+        peer_incoming,
+        async move {
+            let _ = peers_stop_rx.await;
+        },
+    ));
+    let server = services
+        .router()
         .serve_with_incoming_shutdown(incoming, stop);
     // Raft streams never end by themselves: give open calls a moment, then go.
     let drain_deadline = async {
@@ -356,6 +404,7 @@ pub async fn run(
         _ = drain_deadline => {}
     }
     watcher.abort();
+    peer_server.abort();
     if let Some(renewer) = renewer {
         renewer.abort();
     }

@@ -102,17 +102,26 @@ impl Gate {
 
     /// A tonic interceptor admitting `roles`; the admitted caller goes into
     /// the request's extensions (see [`caller`]).
-    pub fn only(
-        &self,
-        roles: &'static [Role],
-    ) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone + Send + Sync + 'static
-    {
-        let gate = self.clone();
-        move |mut request: Request<()>| {
-            if let Some(identity) = gate.admit(&request, roles)? {
-                request.extensions_mut().insert(Caller(identity));
-            }
-            Ok(request)
+    pub fn only(&self, roles: &'static [Role]) -> Interceptor {
+        Interceptor {
+            gate: self.clone(),
+            roles,
         }
+    }
+}
+
+/// The gate of one service, as a tonic interceptor.
+#[derive(Clone)]
+pub struct Interceptor {
+    gate: Gate,
+    roles: &'static [Role],
+}
+
+impl tonic::service::Interceptor for Interceptor {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(identity) = self.gate.admit(&request, self.roles)? {
+            request.extensions_mut().insert(Caller(identity));
+        }
+        Ok(request)
     }
 }

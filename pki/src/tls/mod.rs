@@ -15,7 +15,9 @@ use std::sync::Arc;
 
 pub use client::{BootstrapError, connect, connect_lazy, fetch_root_ca, pinned_channel};
 pub use credentials::Credentials;
-pub use server::{PeerInfo, ServerStream, SharedIncoming, incoming, incoming_shared};
+pub use server::{
+    PeerInfo, ServerStream, SharedIncoming, incoming, incoming_shared, split_by_role,
+};
 
 /// How a process talks: mutual TLS with its credentials, or — only when an
 /// operator asked for it, for benchmarks — plain text.

@@ -200,3 +200,43 @@ async fn starts_plain_http2(tcp: &TcpStream) -> bool {
         Ok(Ok(4)) if &head == b"PRI "
     )
 }
+
+/// Splits accepted connections by the role of their client certificate:
+/// the first stream gets those of `role`, the second all others (and every
+/// connection without a certificate). A server can then serve, say, its
+/// fellow controllers on a runtime of their own.
+pub fn split_by_role(
+    mut incoming: ReceiverStream<std::io::Result<ServerStream>>,
+    role: crate::Role,
+) -> (
+    ReceiverStream<std::io::Result<ServerStream>>,
+    ReceiverStream<std::io::Result<ServerStream>>,
+) {
+    use tokio_stream::StreamExt;
+    let (of_role, of_role_rx) = tokio::sync::mpsc::channel(64);
+    let (others, others_rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        while let Some(conn) = incoming.next().await {
+            let is_role = match &conn {
+                Ok(stream) => stream
+                    .connect_info()
+                    .certs
+                    .and_then(|certs| {
+                        certs
+                            .first()
+                            .and_then(|c| crate::CertInfo::from_der(c).ok())
+                    })
+                    .is_some_and(|info| info.identity.role == role),
+                Err(_) => false,
+            };
+            let target = if is_role { &of_role } else { &others };
+            if target.send(conn).await.is_err() {
+                return;
+            }
+        }
+    });
+    (
+        ReceiverStream::new(of_role_rx),
+        ReceiverStream::new(others_rx),
+    )
+}
