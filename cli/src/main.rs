@@ -8,6 +8,7 @@ mod network;
 mod node;
 mod output;
 mod ports;
+mod registry_auth;
 mod secret;
 mod security_opt;
 mod service;

@@ -15,6 +15,7 @@ use serde_json::json;
 
 use crate::client::{Client, explain};
 use crate::output::{self, Format};
+use crate::registry_auth;
 use crate::units::{parse_cpus, parse_size};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -99,6 +100,12 @@ pub struct CreateArgs {
     /// source=NAME[,target=/PATH][,uid=U][,gid=G][,mode=0440]; repeatable.
     #[arg(long)]
     pub config: Vec<String>,
+    /// Send the registry credentials of this client (`docker login`'s, in
+    /// $DOCKER_CONFIG/config.json or ~/.docker/config.json) for the image's
+    /// registry with the service: stored as a secret, given only to the nodes
+    /// that run its tasks, removed with the service.
+    #[arg(long)]
+    pub with_registry_auth: bool,
     /// Command and arguments, after `--` (replace the image's entrypoint and cmd).
     #[arg(last = true)]
     pub command: Vec<String>,
@@ -257,12 +264,28 @@ fn task_json(task: &Task, nodes: &BTreeMap<String, String>) -> serde_json::Value
 pub async fn run(client: &mut Client, cmd: ServiceCmd) -> Result<()> {
     match cmd {
         ServiceCmd::Create(args) => {
-            let spec = spec_from(*args)?;
-            let service = client
+            let with_registry_auth = args.with_registry_auth;
+            let mut spec = spec_from(*args)?;
+            if with_registry_auth {
+                // Found before anything is created: no credentials, no secret.
+                let dir = registry_auth::docker_config_dir();
+                let credentials = registry_auth::credentials_for(&spec.image, &dir)?;
+                spec.registry_auth =
+                    Some(registry_auth::create_secret(client, &spec.name, &credentials).await?);
+            }
+            let registry_auth = spec.registry_auth.clone();
+            let created = client
                 .create_service(CreateServiceRequest { spec: Some(spec) })
-                .await
-                .map_err(explain)?
-                .into_inner();
+                .await;
+            let service = match created {
+                Ok(answer) => answer.into_inner(),
+                Err(status) => {
+                    if let Some(reference) = &registry_auth {
+                        registry_auth::remove_secret(client, reference).await;
+                    }
+                    return Err(explain(status));
+                }
+            };
             println!("{}", service.id);
         }
         ServiceCmd::Ls { format } => {

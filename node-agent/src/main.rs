@@ -275,6 +275,7 @@ async fn image(cmd: ImageCommand) -> anyhow::Result<()> {
             let opts = PullOptions {
                 insecure_registries: insecure_registry,
                 credentials_file: registry_auth,
+                credentials: None,
                 progress: !quiet,
                 max_concurrent_downloads,
                 platform,

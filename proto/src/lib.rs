@@ -31,6 +31,12 @@ pub const VERSION: &str = concat!(
 /// the leader's address, which the agent follows.
 pub const LEADER_METADATA: &str = "berth-leader";
 
+/// The label `berth service create --with-registry-auth` puts on the secret it
+/// makes of the CLI's registry credentials; its value is the service's name.
+/// The controller removes such a secret with its service (and when an update
+/// leaves it unused by the spec and the previous spec).
+pub const REGISTRY_AUTH_LABEL: &str = "berth.registry-auth.service";
+
 /// Largest gRPC message any berth endpoint accepts or sends (16 MiB): larger than
 /// tonic's 4 MiB default so big listings and snapshot chunks fit, still bounded.
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;

@@ -17,6 +17,9 @@ pub struct Cluster {
     pub image: String,
     /// Host indexes of agents (started or not yet).
     pub agent_hosts: Vec<usize>,
+    /// Registries (HOST:PORT) the agents started from now on reach over
+    /// plain HTTP: `registry`'s, and those a test adds.
+    pub insecure_registries: Vec<String>,
     controllers: usize,
 }
 
@@ -66,15 +69,17 @@ impl Cluster {
         let registry = HostRegistry::start(&mut c.net, client)?;
         let work = c.net.workdir().join("image");
         std::fs::create_dir_all(&work)?;
-        let layout = work.join("layout");
+        let layout = Self::layout_in(&c);
         busybox_layout(&work, &layout, "1")?;
         let image = registry.push(&c.net, &layout, "1", "busybox:1")?;
         let agent_hosts: Vec<usize> = (controllers..controllers + agents + spare_agents).collect();
+        let insecure_registries = vec![registry.address().to_string()];
         let mut cluster = Cluster {
             c,
             registry,
             image,
             agent_hosts,
+            insecure_registries,
             controllers,
         };
         for i in 0..agents {
@@ -82,6 +87,15 @@ impl Cluster {
         }
         cluster.wait_nodes_ready(agents)?;
         Ok(cluster)
+    }
+
+    fn layout_in(c: &Controllers) -> std::path::PathBuf {
+        c.net.workdir().join("image").join("layout")
+    }
+
+    /// The OCI layout `image` was pushed from (tag `1`), to push it elsewhere.
+    pub fn image_layout(&self) -> std::path::PathBuf {
+        Self::layout_in(&self.c)
     }
 
     fn controller_list(&self) -> String {
@@ -125,13 +139,15 @@ impl Cluster {
             Self::agent_name(i),
             "--advertise".into(),
             self.c.net.host(host).address().to_string(),
-            "--insecure-registry".into(),
-            self.registry.address().to_string(),
             "--runtime".into(),
             bin_path("berth-runtime").to_string_lossy().to_string(),
             "--cgroup-parent".into(),
             self.c.net.cgroup_parent().to_string(),
         ];
+        for registry in &self.insecure_registries {
+            args.push("--insecure-registry".into());
+            args.push(registry.clone());
+        }
         if let Some(token) = token_file {
             args.push("--token-file".into());
             args.push(token.to_string_lossy().to_string());
@@ -182,6 +198,27 @@ impl Cluster {
             .net
             .host(self.c.client_host())
             .run_unchecked(&berth.to_string_lossy(), &full)
+    }
+
+    /// Runs the `berth` CLI with the admin bundle and the environment
+    /// `env` (KEY=VALUE entries) on the client host against controller
+    /// `via`; returns its output, whatever its exit.
+    pub fn berth_env(
+        &self,
+        via: usize,
+        env: &[&str],
+        args: &[&str],
+    ) -> Result<std::process::Output> {
+        let berth = bin_path("berth").to_string_lossy().to_string();
+        let addr = self.c.address(via);
+        let tls_dir = self.c.admin_dir().to_string_lossy().to_string();
+        let mut full = env.to_vec();
+        full.extend([berth.as_str(), "--controller", &addr, "--tls-dir", &tls_dir]);
+        full.extend_from_slice(args);
+        self.c
+            .net
+            .host(self.c.client_host())
+            .run_unchecked("env", &full)
     }
 
     /// Runs the CLI against any controller that answers.

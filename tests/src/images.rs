@@ -48,26 +48,72 @@ pub fn busybox_layout(work: &Path, layout: &Path, tag: &str) -> Result<()> {
 pub struct HostRegistry {
     host: usize,
     address: String,
+    /// User and password every request needs (basic auth), if any.
+    credentials: Option<(String, String)>,
 }
 
 impl HostRegistry {
+    /// The open registry on port 5000: anyone may pull and push.
     pub fn start(net: &mut TestNet, host: usize) -> Result<HostRegistry> {
-        let address = format!("{}:{REGISTRY_PORT}", net.host(host).address());
-        let dir = net.host(host).dir().join("registry");
+        Self::start_on(net, host, REGISTRY_PORT, None)
+    }
+
+    /// A private registry on `port`: every request needs `user`'s basic auth
+    /// (an htpasswd file with a bcrypt hash, as Docker's docs set it up).
+    pub fn start_private(
+        net: &mut TestNet,
+        host: usize,
+        port: u16,
+        user: &str,
+        password: &str,
+    ) -> Result<HostRegistry> {
+        Self::start_on(net, host, port, Some((user.into(), password.into())))
+    }
+
+    fn start_on(
+        net: &mut TestNet,
+        host: usize,
+        port: u16,
+        credentials: Option<(String, String)>,
+    ) -> Result<HostRegistry> {
+        let address = format!("{}:{port}", net.host(host).address());
+        let name = if port == REGISTRY_PORT {
+            "registry".to_string()
+        } else {
+            format!("registry-{port}")
+        };
+        let dir = net.host(host).dir().join(&name);
         std::fs::create_dir_all(&dir)?;
+        let auth = match &credentials {
+            Some((user, password)) => {
+                let htpasswd = dir.join("htpasswd");
+                std::fs::write(
+                    &htpasswd,
+                    format!("{user}:{}\n", bcrypt::hash(password, 4)?),
+                )?;
+                format!(
+                    "auth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n",
+                    htpasswd.display()
+                )
+            }
+            None => String::new(),
+        };
         let config = dir.join("config.yml");
         std::fs::write(
             &config,
             format!(
                 "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-                 http:\n  addr: {address}\nlog:\n  level: warn\n  accesslog:\n    disabled: false\n",
+                 http:\n  addr: {address}\nlog:\n  level: warn\n  accesslog:\n    disabled: false\n{auth}",
                 dir.join("storage").display()
             ),
         )?;
         let config_s = config.to_string_lossy().to_string();
         net.host_mut(host)
-            .spawn("registry", "docker-registry", &["serve", &config_s])?;
-        let url = format!("http://{address}/v2/");
+            .spawn(&name, "docker-registry", &["serve", &config_s])?;
+        let url = match &credentials {
+            Some((user, password)) => format!("http://{user}:{password}@{address}/v2/"),
+            None => format!("http://{address}/v2/"),
+        };
         let h = net.host(host);
         wait_until("the registry to answer", Duration::from_secs(20), || {
             let out = h
@@ -75,7 +121,11 @@ impl HostRegistry {
                 .ok()?;
             out.status.success().then_some(())
         })?;
-        Ok(HostRegistry { host, address })
+        Ok(HostRegistry {
+            host,
+            address,
+            credentials,
+        })
     }
 
     /// HOST:PORT, for image references and --insecure-registry.
@@ -88,10 +138,16 @@ impl HostRegistry {
         let src = format!("oci:{}:{tag}", layout.display());
         let reference = format!("{}/{name}", self.address);
         let dst = format!("docker://{reference}");
-        net.host(self.host).run(
-            "skopeo",
-            &["copy", "--dest-tls-verify=false", "--quiet", &src, &dst],
-        )?;
+        let creds = self
+            .credentials
+            .as_ref()
+            .map(|(user, password)| format!("{user}:{password}"));
+        let mut args = vec!["copy", "--dest-tls-verify=false", "--quiet"];
+        if let Some(creds) = &creds {
+            args.extend(["--dest-creds", creds.as_str()]);
+        }
+        args.extend([src.as_str(), dst.as_str()]);
+        net.host(self.host).run("skopeo", &args)?;
         Ok(reference)
     }
 }

@@ -22,6 +22,7 @@ pub mod command;
 pub mod controllers;
 pub mod forked;
 pub mod images;
+pub mod leaks;
 pub mod linearizability;
 pub mod netprobe;
 pub mod netruntime;

@@ -1,18 +1,21 @@
 //! The secrets and configs a service spec names: checked and resolved when the
 //! service is written, so the spec (and every task's copy) names each by id,
 //! and each config by its content digest — a changed config is a changed spec.
+//! The registry-auth secret (the credentials the image is pulled with) is
+//! resolved the same way, and goes with its service ([`unused_registry_auth`]).
 
 use std::collections::BTreeSet;
 use std::path::{Component, Path};
 
 use berth_proto::store::object::Kind;
-use berth_proto::v1::{Config, Secret, Service, ServiceSpec};
+use berth_proto::store::{Expect, Op};
+use berth_proto::v1::{Config, Secret, SecretReference, Service, ServiceSpec};
 use tonic::Status;
 
 use crate::digest::sha256_hex;
 use crate::raft::RaftHandle;
-use crate::store::Table;
 use crate::store::view::{LookupError, resolve};
+use crate::store::{Table, delete};
 
 /// Largest file mode: permission bits only.
 const MAX_MODE: u32 = 0o777;
@@ -22,14 +25,17 @@ pub fn resolve_files(raft: &RaftHandle, spec: &mut ServiceSpec) -> Result<(), St
     let service = spec.name.clone();
     let bad = |what: String| Status::invalid_argument(format!("service {service}: {what}"));
     let mut targets = BTreeSet::new();
-    for r in &mut spec.secrets {
-        let key = first_set(&r.secret_name, &r.secret_id);
-        let secret: Secret = match lookup(raft, Table::Secret, key, &service)? {
-            Kind::Secret(s) => s,
-            _ => return Err(Status::internal("the store returned a non-secret object")),
+    if let Some(r) = &mut spec.registry_auth {
+        resolve_secret(raft, r, &service)?;
+        // Never mounted: only the id and name mean anything.
+        *r = SecretReference {
+            secret_id: std::mem::take(&mut r.secret_id),
+            secret_name: std::mem::take(&mut r.secret_name),
+            ..SecretReference::default()
         };
-        r.secret_id = secret.id;
-        r.secret_name = secret.name;
+    }
+    for r in &mut spec.secrets {
+        resolve_secret(raft, r, &service)?;
         if r.target.is_empty() {
             r.target = r.secret_name.clone();
         }
@@ -79,6 +85,73 @@ pub fn resolve_files(raft: &RaftHandle, spec: &mut ServiceSpec) -> Result<(), St
         }
     }
     Ok(())
+}
+
+/// Sets `r`'s id and name from the secret it names.
+fn resolve_secret(raft: &RaftHandle, r: &mut SecretReference, service: &str) -> Result<(), Status> {
+    let key = first_set(&r.secret_name, &r.secret_id);
+    let secret: Secret = match lookup(raft, Table::Secret, key, service)? {
+        Kind::Secret(s) => s,
+        _ => return Err(Status::internal("the store returned a non-secret object")),
+    };
+    r.secret_id = secret.id;
+    r.secret_name = secret.name;
+    Ok(())
+}
+
+/// Whether `spec` uses the secret `id`: mounted, or to pull its image.
+pub fn uses_secret(spec: &ServiceSpec, id: &str) -> bool {
+    spec.secrets.iter().any(|s| s.secret_id == id)
+        || spec
+            .registry_auth
+            .as_ref()
+            .is_some_and(|r| r.secret_id == id)
+}
+
+/// Deletions, to commit with the write of `service` (`keep`: the specs it
+/// keeps; none when it is removed), of the registry-auth secrets its spec or
+/// previous spec used that `--with-registry-auth` made for it (labelled with
+/// its name) and that neither `keep` nor any other service uses.
+pub fn unused_registry_auth(
+    raft: &RaftHandle,
+    service: &Service,
+    keep: &[&ServiceSpec],
+) -> Result<Vec<Op>, Status> {
+    let Some(name) = service.spec.as_ref().map(|s| s.name.as_str()) else {
+        return Ok(Vec::new());
+    };
+    let dropped: BTreeSet<&str> = service
+        .spec
+        .iter()
+        .chain(&service.previous_spec)
+        .filter_map(|s| s.registry_auth.as_ref())
+        .map(|r| r.secret_id.as_str())
+        .filter(|id| !keep.iter().any(|spec| uses_secret(spec, id)))
+        .collect();
+    if dropped.is_empty() {
+        return Ok(Vec::new());
+    }
+    let others: Vec<ServiceSpec> = all_services(raft)?
+        .into_iter()
+        .filter(|s| s.id != service.id)
+        .flat_map(|s| s.spec.into_iter().chain(s.previous_spec))
+        .collect();
+    let mut ops = Vec::new();
+    for id in dropped {
+        let Some(Kind::Secret(secret)) = raft.state().get(Table::Secret, id)?.and_then(|o| o.kind)
+        else {
+            continue;
+        };
+        let made_for_it = secret
+            .labels
+            .get(berth_proto::REGISTRY_AUTH_LABEL)
+            .map(String::as_str)
+            == Some(name);
+        if made_for_it && !others.iter().any(|spec| uses_secret(spec, id)) {
+            ops.push(delete(Table::Secret, id, Expect::Version, secret.version));
+        }
+    }
+    Ok(ops)
 }
 
 fn first_set<'a>(a: &'a str, b: &'a str) -> &'a str {

@@ -12,6 +12,8 @@ mod logs;
 mod members;
 mod networks;
 mod nodes;
+#[cfg(test)]
+mod registry_auth_tests;
 mod secrets;
 mod services;
 pub mod status;

@@ -13,7 +13,7 @@ use berth_proto::v1::{
 };
 use tonic::Status;
 
-use super::files::refuse_while_used;
+use super::files::{refuse_while_used, uses_secret};
 use super::status::check_name;
 use crate::clock::now_ms;
 use crate::ids::new_id;
@@ -97,7 +97,7 @@ pub async fn list(raft: &RaftHandle) -> Result<ListSecretsResponse, Status> {
 pub async fn remove(raft: &RaftHandle, req: RemoveSecretRequest) -> Result<(), Status> {
     let current = shown(resolve(raft.state(), Table::Secret, &req.secret)?)?;
     refuse_while_used(raft, "secret", &current.name, |spec| {
-        spec.secrets.iter().any(|s| s.secret_id == current.id)
+        uses_secret(spec, &current.id)
     })?;
     commit(
         raft,

@@ -11,7 +11,7 @@ use berth_proto::v1::{
 };
 use tonic::Status;
 
-use super::files::resolve_files;
+use super::files::{resolve_files, unused_registry_auth};
 use super::status::check_name;
 use crate::clock::now_ms;
 use crate::ids::new_id;
@@ -196,6 +196,7 @@ pub async fn update(raft: &RaftHandle, req: UpdateServiceRequest) -> Result<Serv
     resolve_files(raft, &mut spec)?;
     check_port_conflicts(raft, &spec, &current.id)?;
     let (expect, version) = cas(req.version, &current);
+    let unused = unused_registry_auth(raft, &current, &[&spec, &previous])?;
     let updated = Service {
         spec: Some(spec),
         previous_spec: Some(previous),
@@ -206,7 +207,10 @@ pub async fn update(raft: &RaftHandle, req: UpdateServiceRequest) -> Result<Serv
         }),
         ..current
     };
-    unwrap(commit_one(raft, put(wrap(updated), expect, version)).await?)
+    let mut ops = vec![put(wrap(updated), expect, version)];
+    ops.extend(unused);
+    let written = commit(raft, ops).await?.objects.into_iter().next();
+    unwrap(written.ok_or_else(|| Status::internal("the store returned no object"))?)
 }
 
 pub async fn scale(raft: &RaftHandle, req: ScaleServiceRequest) -> Result<Service, Status> {
@@ -246,13 +250,13 @@ pub async fn list(raft: &RaftHandle) -> Result<ListServicesResponse, Status> {
     Ok(ListServicesResponse { services })
 }
 
+/// Removes the service, and with it the registry-auth secret made for it
+/// (in the same transaction).
 pub async fn remove(raft: &RaftHandle, key: &str) -> Result<(), Status> {
-    let current = resolve(raft.state(), Table::Service, key)?;
-    commit(
-        raft,
-        vec![delete(Table::Service, current.id(), Expect::Present, 0)],
-    )
-    .await?;
+    let current = unwrap(resolve(raft.state(), Table::Service, key)?)?;
+    let mut ops = vec![delete(Table::Service, &current.id, Expect::Present, 0)];
+    ops.extend(unused_registry_auth(raft, &current, &[])?);
+    commit(raft, ops).await?;
     Ok(())
 }
 

@@ -129,6 +129,8 @@ fn used<'a>(
         }
         let Some(spec) = &task.spec else { continue };
         secrets.extend(spec.secrets.iter().map(|s| s.secret_id.clone()));
+        // The credentials its image is pulled with: a secret like the others.
+        secrets.extend(spec.registry_auth.iter().map(|r| r.secret_id.clone()));
         for c in &spec.configs {
             configs
                 .entry(c.config_id.clone())
@@ -283,6 +285,29 @@ mod tests {
         let gone = changes([], &source, &mut sent);
         assert_eq!(gone.removed_secrets, ["s1"]);
         assert_eq!(gone.removed_configs, ["c1"]);
+    }
+
+    #[test]
+    fn the_registry_credentials_go_with_the_tasks_that_pull_with_them() {
+        let source = Map {
+            secrets: [("creds".into(), b"{}".to_vec())].into(),
+            configs: BTreeMap::new(),
+        };
+        let mut sent = SentPayloads::default();
+        let mut t1 = task("t1", TaskState::Running, &[], &[]);
+        if let Some(spec) = t1.spec.as_mut() {
+            spec.registry_auth = Some(SecretReference {
+                secret_id: "creds".into(),
+                ..Default::default()
+            });
+        }
+        let other = task("t2", TaskState::Running, &[], &[]);
+        assert!(changes([&other], &source, &mut sent).secrets.is_empty());
+        let first = changes([&t1, &other], &source, &mut sent);
+        let ids: Vec<&str> = first.secrets.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["creds"]);
+        let gone = changes([&other], &source, &mut sent);
+        assert_eq!(gone.removed_secrets, ["creds"]);
     }
 
     #[test]

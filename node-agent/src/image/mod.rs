@@ -42,7 +42,7 @@ use std::sync::Arc;
 
 use futures_util::StreamExt;
 
-pub use auth::AuthError;
+pub use auth::{AuthError, BasicCredentials, DockerConfig, RegistryCredentials};
 pub use config::{Healthcheck, ImageConfig};
 pub use digest::{Digest, DigestError};
 pub use error::{ImageError, Result};
@@ -113,7 +113,9 @@ impl ImageStore {
             .ok_or(ImageError::UnknownImage { name: key })
     }
 
-    /// The image named `name` if the store has it, else pulled.
+    /// The image named `name` if the store has it, else pulled. (A stored
+    /// image is used without asking its registry, as Docker does: whoever
+    /// may run tasks on this node may run the images it holds.)
     pub async fn get_or_pull(&self, name: &str, opts: &PullOptions) -> Result<Image> {
         match self.get(name) {
             Ok(image) => Ok(image),
@@ -188,6 +190,12 @@ impl ImageStore {
         })
         .await
     }
+}
+
+/// The registry of image reference `name` as credentials name it
+/// (`127.0.0.1:5000/app:1` → `127.0.0.1:5000`, `busybox` → `docker.io`).
+pub fn registry_of(name: &str) -> Result<String> {
+    Ok(reference::parse(name)?.registry().to_string())
 }
 
 /// Runs `jobs`, `limit` at a time, each to its end even after one failed (so no

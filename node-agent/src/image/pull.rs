@@ -32,6 +32,9 @@ pub struct PullOptions {
     pub insecure_registries: Vec<String>,
     /// A Docker `config.json`-style credentials file.
     pub credentials_file: Option<PathBuf>,
+    /// Credentials in memory (a service's registry-auth secret); they take
+    /// precedence over `credentials_file`.
+    pub credentials: Option<auth::RegistryCredentials>,
     /// Show a progress display (only when stderr is a terminal).
     pub progress: bool,
     /// Layers downloaded at once.
@@ -45,6 +48,7 @@ impl Default for PullOptions {
         PullOptions {
             insecure_registries: Vec::new(),
             credentials_file: None,
+            credentials: None,
             progress: false,
             max_concurrent_downloads: 3,
             platform: None,
@@ -107,7 +111,7 @@ struct Session {
 impl Session {
     /// A client for the reference's registry, authenticated for pulling (a
     /// bearer token if the registry asks for one, anonymously or with the
-    /// credentials file's user).
+    /// user of the credentials in memory or in the file).
     async fn open(reference: Reference, opts: &PullOptions) -> Result<Session> {
         let name = reference.whole();
         // reqwest is built without a crypto provider of its own: ring, the
@@ -129,7 +133,11 @@ impl Session {
             what: "creating the HTTP client".into(),
             reason: describe(&e),
         })?;
-        let auth = auth::credentials(opts.credentials_file.as_deref(), reference.registry())?;
+        let auth = auth::credentials(
+            opts.credentials.as_ref(),
+            opts.credentials_file.as_deref(),
+            reference.registry(),
+        )?;
         let s = Session {
             client,
             reference,

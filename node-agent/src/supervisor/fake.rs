@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use super::container_runtime::{ContainerFiles, ContainerRuntime, ExitInfo, Init};
 use super::error::{Result, SupervisorError};
 use super::images::TaskImages;
-use crate::image::{Digest, Image, ImageConfig, ImageError};
+use crate::image::{Digest, Image, ImageConfig, ImageError, RegistryCredentials};
 
 /// One call the worker made.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -233,6 +233,8 @@ pub struct FakeImages {
     pub root: PathBuf,
     pub stop_signal: Option<String>,
     pub released: Mutex<Vec<String>>,
+    /// The credentials each `get` was given, in order.
+    pub credentials: Mutex<Vec<Option<RegistryCredentials>>>,
     /// While false, pulls wait.
     pulls_open: watch::Sender<bool>,
 }
@@ -243,6 +245,7 @@ impl FakeImages {
             root: root.to_path_buf(),
             stop_signal: None,
             released: Mutex::new(Vec::new()),
+            credentials: Mutex::new(Vec::new()),
             pulls_open: watch::channel(true).0,
         }
     }
@@ -259,7 +262,15 @@ impl FakeImages {
 
 #[async_trait]
 impl TaskImages for FakeImages {
-    async fn get(&self, name: &str) -> Result<(Image, ImageConfig), ImageError> {
+    async fn get(
+        &self,
+        name: &str,
+        credentials: Option<RegistryCredentials>,
+    ) -> Result<(Image, ImageConfig), ImageError> {
+        self.credentials
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(credentials);
         let _ = self.pulls_open.subscribe().wait_for(|open| *open).await;
         let digest = Digest::of(name.as_bytes());
         let image = Image {

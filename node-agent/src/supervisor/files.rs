@@ -10,6 +10,9 @@
 //!
 //! Config data is written under the task's state directory and each file is
 //! bind-mounted read-only at its target.
+//!
+//! A service's registry-auth secret (`ServiceSpec.registry_auth`) is never
+//! mounted: the image pull takes it from [`Payloads`], in memory.
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -20,6 +23,8 @@ use berth_proto::v1::{ConfigValue, SecretValue, Task};
 use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags};
 use tracing::warn;
+
+use crate::image::RegistryCredentials;
 
 /// Where secrets appear in the container.
 pub const SECRETS_TARGET: &str = "/run/secrets";
@@ -41,6 +46,26 @@ impl Payloads {
     pub fn replace(&mut self, secrets: Vec<SecretValue>, configs: Vec<ConfigValue>) {
         self.secrets = secrets.into_iter().map(|s| (s.id.clone(), s)).collect();
         self.configs = configs.into_iter().map(|c| (c.id.clone(), c)).collect();
+    }
+}
+
+impl Payloads {
+    /// The credentials `task`'s image is pulled with: its service's
+    /// registry-auth secret as delivered (`None`: the service has none).
+    pub fn registry_credentials(&self, task: &Task) -> Result<Option<RegistryCredentials>, String> {
+        let Some(r) = task.spec.as_ref().and_then(|s| s.registry_auth.as_ref()) else {
+            return Ok(None);
+        };
+        let value = self.secrets.get(&r.secret_id).ok_or_else(|| {
+            format!(
+                "registry credentials secret {} was not delivered to this node (the controller sends it with the task)",
+                r.secret_name
+            )
+        })?;
+        Ok(Some(RegistryCredentials::new(
+            format!("registry credentials secret {}", r.secret_name),
+            value.data.clone(),
+        )))
     }
 }
 

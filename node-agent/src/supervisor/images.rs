@@ -6,12 +6,17 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 
-use crate::image::{Image, ImageConfig, ImageError, ImageStore, PullOptions};
+use crate::image::{Image, ImageConfig, ImageError, ImageStore, PullOptions, RegistryCredentials};
 
 #[async_trait]
 pub trait TaskImages: Send + Sync + 'static {
-    /// The image `name` (pulled unless stored) and its config.
-    async fn get(&self, name: &str) -> Result<(Image, ImageConfig), ImageError>;
+    /// The image `name` (pulled unless stored, with `credentials` if given)
+    /// and its config.
+    async fn get(
+        &self,
+        name: &str,
+        credentials: Option<RegistryCredentials>,
+    ) -> Result<(Image, ImageConfig), ImageError>;
 
     /// Makes (or finds, after an agent restart) the container's root
     /// filesystem from `image`; returns its path.
@@ -25,7 +30,8 @@ pub trait TaskImages: Send + Sync + 'static {
     async fn release_rootfs(&self, container_id: &str) -> Result<(), ImageError>;
 }
 
-/// The agent's image store, pulling with `pull`'s options.
+/// The agent's image store, pulling with `pull`'s options (and a task's own
+/// credentials, which take precedence over the agent's file).
 pub struct StoreImages {
     pub store: ImageStore,
     pub pull: PullOptions,
@@ -33,8 +39,21 @@ pub struct StoreImages {
 
 #[async_trait]
 impl TaskImages for StoreImages {
-    async fn get(&self, name: &str) -> Result<(Image, ImageConfig), ImageError> {
-        let image = self.store.get_or_pull(name, &self.pull).await?;
+    async fn get(
+        &self,
+        name: &str,
+        credentials: Option<RegistryCredentials>,
+    ) -> Result<(Image, ImageConfig), ImageError> {
+        let image = match credentials {
+            Some(credentials) => {
+                let pull = PullOptions {
+                    credentials: Some(credentials),
+                    ..self.pull.clone()
+                };
+                self.store.get_or_pull(name, &pull).await?
+            }
+            None => self.store.get_or_pull(name, &self.pull).await?,
+        };
         let config = self.store.image_config(&image)?;
         Ok((image, config))
     }

@@ -130,11 +130,16 @@ impl Worker {
             .map_err(|e| failed(e.to_string()))?;
         self.report(status(TaskState::Preparing, format!("pulling {name}")));
         let images = self.inner.drivers.images.clone();
+        let credentials = self
+            .inner
+            .payloads()
+            .registry_credentials(&self.task)
+            .map_err(|e| failed(format!("image {name}: {e}")))?;
         // The pull runs as a task of its own: a stop does not wait for it, and
         // a pull is never cut off halfway (it finishes for the next task).
         let pull = {
             let (images, name) = (images.clone(), name.clone());
-            tokio::spawn(async move { images.get(&name).await })
+            tokio::spawn(async move { images.get(&name, credentials).await })
         };
         let mut desired = self.desired.clone();
         let (image, config) = tokio::select! {

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_proto::v1::{ServiceSpec, Task, TaskState, TaskStatus};
+use berth_proto::v1::{SecretReference, SecretValue, ServiceSpec, Task, TaskState, TaskStatus};
+
+use crate::image::BasicCredentials;
 
 use super::container_runtime::ExitInfo;
 use super::fake::{Call, FakeImages, FakeRuntime};
@@ -361,4 +363,72 @@ async fn a_task_id_that_cannot_name_a_container_fails_at_once() {
     assert_eq!(state_of(&s), TaskState::Failed);
     assert!(s.error.contains("invalid container id"), "{}", s.error);
     assert!(h.runtime.calls().is_empty());
+}
+
+/// Task ID of a service whose image is pulled with registry-auth secret `s1`.
+fn task_with_registry_auth() -> Task {
+    let mut t = task(ID, TaskState::Running, 0);
+    if let Some(spec) = t.spec.as_mut() {
+        spec.image = "10.0.0.5:5000/private/app:1".into();
+        spec.registry_auth = Some(SecretReference {
+            secret_id: "s1".into(),
+            secret_name: "registry-auth-app-1".into(),
+            ..SecretReference::default()
+        });
+    }
+    t
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_pull_gets_the_services_registry_credentials_from_memory() {
+    let h = Harness::new();
+    let (sup, mut updates) = h.open().await;
+    let creds = BasicCredentials {
+        registry: "10.0.0.5:5000".into(),
+        username: "alice".into(),
+        password: "s3cret".into(),
+    };
+    sup.set_payloads(
+        vec![SecretValue {
+            id: "s1".into(),
+            name: "registry-auth-app-1".into(),
+            data: creds.to_config_json(),
+        }],
+        Vec::new(),
+    );
+    sup.reconcile(vec![task_with_registry_auth()]);
+    until(&mut updates, TaskState::Running).await;
+    let given = h.images.credentials.lock().expect("lock").clone();
+    let [Some(given)] = given.as_slice() else {
+        panic!("one pull with credentials: {given:?}");
+    };
+    assert_eq!(
+        given.basic_for("10.0.0.5:5000").expect("parse"),
+        Some(creds)
+    );
+    // Not a mounted secret: nothing under the secrets root.
+    assert!(!h.dir.path().join("secrets").join(ID).exists());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_whose_registry_credentials_did_not_come_fails_before_pulling() {
+    let h = Harness::new();
+    let (sup, mut updates) = h.open().await;
+    sup.reconcile(vec![task_with_registry_auth()]);
+    let s = until(&mut updates, TaskState::Failed)
+        .await
+        .pop()
+        .expect("a status");
+    assert!(
+        s.error
+            .contains("registry credentials secret registry-auth-app-1 was not delivered"),
+        "{}",
+        s.error
+    );
+    assert!(h.images.credentials.lock().expect("lock").is_empty());
+    let calls = h.runtime.calls();
+    assert!(
+        !calls.contains(&Call::Create(ID.into())),
+        "no container: {calls:?}"
+    );
 }
