@@ -7,6 +7,5 @@ use crate::tls::PeerInfo;
 /// handshake, parsed; `None` when it showed none (or the port is plain text).
 pub fn peer_certificate<T>(request: &tonic::Request<T>) -> Option<CertInfo> {
     let peer = request.extensions().get::<PeerInfo>()?;
-    let leaf = peer.certs.as_ref()?.first()?;
-    CertInfo::from_der(leaf).ok()
+    peer.cert.as_deref().cloned()
 }

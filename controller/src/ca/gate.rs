@@ -29,6 +29,32 @@ pub struct Gate {
 struct Checks {
     sm: StateMachine,
     cluster_id: String,
+    /// The removed nodes as of a store revision: every call reads them, the
+    /// CA record changes rarely.
+    removed: std::sync::Mutex<Option<(u64, Arc<std::collections::BTreeMap<String, i64>>)>>,
+}
+
+impl Checks {
+    fn removed(&self) -> Result<Arc<std::collections::BTreeMap<String, i64>>, Status> {
+        let unavailable = |e: crate::store::StoreError| {
+            Status::unavailable(format!("cannot read the CA record: {e}"))
+        };
+        let revision = self.sm.revision().map_err(unavailable)?;
+        let mut cached = self.removed.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, removed)) = cached.as_ref()
+            && *at == revision
+        {
+            return Ok(removed.clone());
+        }
+        let removed = Arc::new(
+            record::read(&self.sm)
+                .map_err(unavailable)?
+                .map(|r| r.removed)
+                .unwrap_or_default(),
+        );
+        *cached = Some((revision, removed.clone()));
+        Ok(removed)
+    }
 }
 
 fn names(roles: &[Role]) -> String {
@@ -42,7 +68,11 @@ fn names(roles: &[Role]) -> String {
 impl Gate {
     pub fn new(sm: StateMachine, cluster_id: String) -> Gate {
         Gate {
-            checks: Some(Arc::new(Checks { sm, cluster_id })),
+            checks: Some(Arc::new(Checks {
+                sm,
+                cluster_id,
+                removed: Default::default(),
+            })),
         }
     }
 
@@ -87,10 +117,10 @@ impl Gate {
                 "the caller's certificate {why}"
             )));
         }
-        let record = record::read(&checks.sm)
-            .map_err(|e| Status::unavailable(format!("cannot read the CA record: {e}")))?;
-        if let Some(record) = record
-            && record::is_removed(&record, &identity.node_id, now)
+        if checks
+            .removed()?
+            .get(&identity.node_id)
+            .is_some_and(|until| *until > now)
         {
             return Err(Status::permission_denied(format!(
                 "{} {} was removed from the cluster",

@@ -127,3 +127,32 @@ pub fn is_removed(record: &ClusterPki, node_id: &str, now_ms: i64) -> bool {
         .get(node_id)
         .is_some_and(|until| *until > now_ms)
 }
+
+/// The trust bundle's digest as of a store revision: asked on every agent
+/// heartbeat, recomputed only when the store changed.
+#[derive(Clone, Default)]
+pub struct DigestCache {
+    cached: std::sync::Arc<std::sync::Mutex<Option<(u64, String)>>>,
+}
+
+impl DigestCache {
+    /// SHA-256 of `sm`'s trust bundle ("" before the CA record exists).
+    pub fn digest(&self, sm: &StateMachine) -> String {
+        let Ok(revision) = sm.revision() else {
+            return String::new();
+        };
+        let mut cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, digest)) = cached.as_ref()
+            && *at == revision
+        {
+            return digest.clone();
+        }
+        let digest = read(sm)
+            .ok()
+            .flatten()
+            .map(|record| berth_pki::bundle::ca_digest(&record.ca_pem))
+            .unwrap_or_default();
+        *cached = Some((revision, digest.clone()));
+        digest
+    }
+}

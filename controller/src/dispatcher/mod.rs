@@ -102,6 +102,8 @@ pub struct Dispatcher {
     runtime: tokio::runtime::Handle,
     /// Opens the secrets a node's tasks use, as they are sent.
     keys: Keyring,
+    /// The trust bundle's digest for heartbeat answers.
+    ca_digest: crate::ca::record::DigestCache,
 }
 
 impl Dispatcher {
@@ -120,6 +122,7 @@ impl Dispatcher {
             sessions: Arc::new(Mutex::new(Sessions::default())),
             hub: Arc::new(Hub::default()),
             runtime: tokio::runtime::Handle::current(),
+            ca_digest: Default::default(),
         }
     }
 
@@ -199,11 +202,7 @@ impl Dispatcher {
     /// SHA-256 of the cluster's trust bundle ("" before the CA record exists):
     /// agents renew at once when theirs differs.
     pub fn ca_digest(&self) -> String {
-        crate::ca::record::read(self.raft.state())
-            .ok()
-            .flatten()
-            .map(|record| berth_pki::bundle::ca_digest(&record.ca_pem))
-            .unwrap_or_default()
+        self.ca_digest.digest(self.raft.state())
     }
 
     pub fn heartbeat(&self, node_id: &str, session_id: &str) -> Result<(), DispatchError> {

@@ -28,12 +28,15 @@ pub enum ServerStream {
     Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
 }
 
-/// The peer of a connection, in every request's extensions.
+/// The peer of a connection, in every request's extensions (tonic asks for it
+/// once per connection and clones it into each request).
 #[derive(Clone, Debug)]
 pub struct PeerInfo {
     pub remote_addr: Option<SocketAddr>,
     /// The client's certificate chain, leaf first; `None` without one.
     pub certs: Option<Arc<Vec<CertificateDer<'static>>>>,
+    /// What the leaf says, parsed once per connection.
+    pub cert: Option<Arc<crate::CertInfo>>,
 }
 
 impl Connected for ServerStream {
@@ -44,12 +47,20 @@ impl Connected for ServerStream {
             ServerStream::Plain(tcp) => PeerInfo {
                 remote_addr: tcp.peer_addr().ok(),
                 certs: None,
+                cert: None,
             },
             ServerStream::Tls(tls) => {
                 let (tcp, session) = tls.get_ref();
+                let certs = session.peer_certificates().map(|c| Arc::new(c.to_vec()));
+                let cert = certs
+                    .as_ref()
+                    .and_then(|c| c.first())
+                    .and_then(|leaf| crate::CertInfo::from_der(leaf).ok())
+                    .map(Arc::new);
                 PeerInfo {
                     remote_addr: tcp.peer_addr().ok(),
-                    certs: session.peer_certificates().map(|c| Arc::new(c.to_vec())),
+                    certs,
+                    cert,
                 }
             }
         }
