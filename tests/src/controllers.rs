@@ -225,8 +225,11 @@ impl Controllers {
             }
             Err(last.unwrap_or_else(|| anyhow::anyhow!("no controllers")))
         })?;
+        // Replaced atomically: an agent started a moment ago may be reading it.
         let path = self.net.workdir().join(format!("{role}.token"));
-        std::fs::write(&path, token)?;
+        let tmp = self.net.workdir().join(format!("{role}.token.tmp"));
+        std::fs::write(&tmp, token)?;
+        std::fs::rename(&tmp, &path)?;
         Ok(path)
     }
 
