@@ -31,6 +31,8 @@ pub struct TaskRow {
     pub node: String,
     pub desired_state: String,
     pub state: String,
+    /// "healthy", "unhealthy", "starting", or "" without a health check.
+    pub health: String,
     pub message: String,
     pub error: String,
     pub exit_code: Option<i64>,
@@ -260,6 +262,7 @@ impl Cluster {
                 node: t["node"].as_str().unwrap_or_default().to_string(),
                 desired_state: t["desired_state"].as_str().unwrap_or_default().to_string(),
                 state: t["state"].as_str().unwrap_or_default().to_string(),
+                health: t["health"].as_str().unwrap_or_default().to_string(),
                 message: t["message"].as_str().unwrap_or_default().to_string(),
                 error: t["error"].as_str().unwrap_or_default().to_string(),
                 exit_code: t["exit_code"].as_i64(),

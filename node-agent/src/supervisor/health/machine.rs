@@ -26,6 +26,7 @@ impl HealthMachine {
         }
     }
 
+    #[cfg(test)]
     pub fn health(&self) -> TaskHealth {
         self.health
     }

@@ -17,6 +17,9 @@ mod machine;
 mod monitor;
 mod probe;
 
-pub use config::{HealthConfig, Probe, resolve};
+pub use config::{HealthConfig, resolve};
+// Named by probes (the fake one of the tests; the real one takes it by path).
+#[cfg(test)]
+pub use config::Probe;
 pub use monitor::{Change, monitor};
 pub use probe::{ContainerProbe, HealthProbe, ProbeTarget};
