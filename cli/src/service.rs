@@ -384,6 +384,7 @@ pub async fn run(client: &mut Client, cmd: ServiceCmd) -> Result<()> {
                         .iter()
                         .map(|t| {
                             let s = t.status.clone().unwrap_or_default();
+                            let state = state_with_health(&s);
                             let why = if s.health == TaskHealth::Unhealthy as i32
                                 && s.state == TaskState::Running as i32
                             {
@@ -403,7 +404,7 @@ pub async fn run(client: &mut Client, cmd: ServiceCmd) -> Result<()> {
                                 t.slot.to_string(),
                                 nodes.get(&t.node_id).cloned().unwrap_or_default(),
                                 state_name(t.desired_state).into(),
-                                state_with_health(&s),
+                                state,
                                 why,
                             ]
                         })
