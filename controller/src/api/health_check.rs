@@ -29,11 +29,12 @@ pub fn validate(check: &HealthCheck) -> Result<(), String> {
         _ => Err(format!("health check port {p} is out of range (1-65535)")),
     };
     match &check.probe {
-        Some(health_check::Probe::Exec(e)) => {
-            if e.command.first().is_none_or(|c| c.trim().is_empty()) {
-                return Err("health check command is empty".into());
-            }
+        Some(health_check::Probe::Exec(e))
+            if e.command.first().is_none_or(|c| c.trim().is_empty()) =>
+        {
+            return Err("health check command is empty".into());
         }
+        Some(health_check::Probe::Exec(_)) => {}
         Some(health_check::Probe::Http(h)) => {
             port(h.port)?;
             if !h.path.is_empty() && !h.path.starts_with('/') {
