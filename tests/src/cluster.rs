@@ -223,6 +223,17 @@ impl Cluster {
             .run_unchecked("env", &full)
     }
 
+    /// `berth service create NAME --image <the busybox image> EXTRA... [-- COMMAND...]`.
+    pub fn create_service(&self, name: &str, extra: &[&str], command: &[&str]) -> Result<()> {
+        let mut args = vec!["service", "create", name, "--image", &self.image];
+        args.extend_from_slice(extra);
+        if !command.is_empty() {
+            args.push("--");
+            args.extend_from_slice(command);
+        }
+        self.berth(&args).map(drop)
+    }
+
     /// Runs the CLI against any controller that answers.
     pub fn berth(&self, args: &[&str]) -> Result<String> {
         let mut last = None;

@@ -10,21 +10,11 @@ use berth_testhost::wait_until;
 
 const CONVERGE: Duration = Duration::from_secs(60);
 
-fn create(cluster: &Cluster, name: &str, extra: &[&str], command: &[&str]) -> Result<()> {
-    let mut args = vec!["service", "create", name, "--image", &cluster.image];
-    args.extend_from_slice(extra);
-    args.push("--");
-    args.extend_from_slice(command);
-    cluster.berth(&args)?;
-    Ok(())
-}
-
 #[test]
 fn passing_checks_make_tasks_healthy_and_a_failing_one_is_replaced() -> Result<()> {
     let cluster = Cluster::start("health", 1, 1, 0)?;
     // exec: a command that exits 0 in the container.
-    create(
-        &cluster,
+    cluster.create_service(
         "ok",
         &[
             "--health-cmd",
@@ -35,8 +25,7 @@ fn passing_checks_make_tasks_healthy_and_a_failing_one_is_replaced() -> Result<(
         &["sleep", "3600"],
     )?;
     // http: busybox httpd answers GET / from the task's network namespace.
-    create(
-        &cluster,
+    cluster.create_service(
         "web",
         &["--health-http", "8080/", "--health-interval", "500ms"],
         &[
@@ -46,8 +35,7 @@ fn passing_checks_make_tasks_healthy_and_a_failing_one_is_replaced() -> Result<(
         ],
     )?;
     // A check that never passes: unhealthy after 2 failures, then replaced.
-    create(
-        &cluster,
+    cluster.create_service(
         "sick",
         &[
             "--health-cmd",

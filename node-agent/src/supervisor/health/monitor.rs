@@ -64,6 +64,27 @@ mod tests {
     use async_trait::async_trait;
     use std::time::Duration;
 
+    /// A check every second with `timeout` and `retries`, no start period.
+    fn every_second(timeout: Duration, retries: u32) -> HealthConfig {
+        HealthConfig {
+            probe: Probe::Tcp { port: 80 },
+            interval: Duration::from_secs(1),
+            timeout,
+            retries,
+            start_period: Duration::ZERO,
+        }
+    }
+
+    fn target() -> ProbeTarget {
+        ProbeTarget {
+            container_id: "c".into(),
+            init: Init {
+                pid: 1,
+                start: None,
+            },
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn healthy_then_unhealthy_after_retries_failures() {
         let probe = Arc::new(FakeProbe::new(
@@ -71,22 +92,9 @@ mod tests {
             Err("exit status: 1".into()),
         ));
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let config = HealthConfig {
-            probe: Probe::Tcp { port: 80 },
-            interval: Duration::from_secs(1),
-            timeout: Duration::from_secs(1),
-            retries: 3,
-            start_period: Duration::ZERO,
-        };
-        let target = ProbeTarget {
-            container_id: "c".into(),
-            init: Init {
-                pid: 1,
-                start: None,
-            },
-        };
         let t0 = Instant::now();
-        let run = tokio::spawn(monitor(probe, target, config, tx));
+        let config = every_second(Duration::from_secs(1), 3);
+        let run = tokio::spawn(monitor(probe, target(), config, tx));
         let first = rx.recv().await.unwrap();
         assert_eq!(first.health, TaskHealth::Healthy);
         assert_eq!(first.output, "");
@@ -112,21 +120,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_probe_that_does_not_answer_in_time_fails() {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let config = HealthConfig {
-            probe: Probe::Tcp { port: 80 },
-            interval: Duration::from_secs(1),
-            timeout: Duration::from_millis(300),
-            retries: 1,
-            start_period: Duration::ZERO,
-        };
-        let target = ProbeTarget {
-            container_id: "c".into(),
-            init: Init {
-                pid: 1,
-                start: None,
-            },
-        };
-        tokio::spawn(monitor(Arc::new(Hangs), target, config, tx));
+        let config = every_second(Duration::from_millis(300), 1);
+        tokio::spawn(monitor(Arc::new(Hangs), target(), config, tx));
         let change = rx.recv().await.unwrap();
         assert_eq!(change.health, TaskHealth::Unhealthy);
         assert!(
