@@ -319,6 +319,31 @@ impl Cluster {
             .run_unchecked(&runtime.to_string_lossy(), &args)
     }
 
+    /// The IPv4 addresses `nslookup NAME` prints inside the container of
+    /// `task` on agent `i` (through the resolv.conf the agent gave it).
+    pub fn lookup(
+        &self,
+        i: usize,
+        task: &str,
+        name: &str,
+    ) -> Result<std::collections::BTreeSet<std::net::Ipv4Addr>> {
+        let out = self.exec(i, task, &["nslookup", name])?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut seen_name = false;
+        let mut ips = std::collections::BTreeSet::new();
+        for line in text.lines() {
+            if line.starts_with("Name:") {
+                seen_name = true;
+            } else if seen_name
+                && let Some(rest) = line.strip_prefix("Address:")
+                && let Ok(ip) = rest.trim().parse()
+            {
+                ips.insert(ip);
+            }
+        }
+        Ok(ips)
+    }
+
     /// Processes whose command line contains `needle`, on the whole machine.
     pub fn processes_matching(needle: &str) -> Vec<u32> {
         let mut pids = Vec::new();

@@ -100,3 +100,59 @@ fn passing_checks_make_tasks_healthy_and_a_failing_one_is_replaced() -> Result<(
     assert!(err.contains("interval 10 ms is below 100 ms"), "{err}");
     Ok(())
 }
+
+#[test]
+fn a_task_answers_by_name_only_once_healthy() -> Result<()> {
+    let cluster = Cluster::start("health_dns", 1, 1, 0)?;
+    // Healthy once /ready exists; failures in the (long) start period do not
+    // count, so it stays starting until then.
+    cluster.create_service(
+        "gate",
+        &[
+            "--health-cmd",
+            "test -e /ready",
+            "--health-interval",
+            "300ms",
+            "--health-start-period",
+            "10m",
+        ],
+        &["sleep", "3600"],
+    )?;
+    cluster.create_service("client", &[], &["sleep", "3600"])?;
+    cluster.wait_running("gate", 1, CONVERGE)?;
+    cluster.wait_running("client", 1, CONVERGE)?;
+    let task_of = |service: &str| -> Result<(String, Option<std::net::Ipv4Addr>)> {
+        let rows = cluster.ps(service)?;
+        let t = rows
+            .into_iter()
+            .find(|t| t.state == "running")
+            .ok_or_else(|| anyhow::anyhow!("no running task of {service}"))?;
+        Ok((t.id.clone(), t.addresses.get("berth").map(|a| a.addr())))
+    };
+    let (gate, gate_ip) = task_of("gate")?;
+    let (client, _) = task_of("client")?;
+    let gate_ip = gate_ip.ok_or_else(|| anyhow::anyhow!("gate has no address"))?;
+    // The client answers for itself: the DNS is up.
+    wait_until("client's own name to resolve", CONVERGE, || {
+        (!cluster.lookup(0, &client, "tasks.client").ok()?.is_empty()).then_some(())
+    })?;
+    let rows = cluster.ps("gate")?;
+    assert_eq!(rows[0].health, "starting", "{rows:?}");
+    assert!(
+        cluster.lookup(0, &client, "tasks.gate")?.is_empty(),
+        "a starting task is not served"
+    );
+
+    let made = cluster.exec(0, &gate, &["touch", "/ready"])?;
+    assert!(made.status.success(), "{made:?}");
+    wait_until("gate healthy and served by name", CONVERGE, || {
+        let healthy = cluster
+            .ps("gate")
+            .ok()?
+            .iter()
+            .any(|t| t.health == "healthy");
+        let ips = cluster.lookup(0, &client, "tasks.gate").ok()?;
+        (healthy && ips.contains(&gate_ip)).then_some(())
+    })?;
+    Ok(())
+}
