@@ -84,17 +84,11 @@ fn passing_checks_make_tasks_healthy_and_a_failing_one_is_replaced() -> Result<(
 
     // A bad value is refused with the reason, before anything is created.
     let err = cluster
-        .berth(&[
-            "service",
-            "create",
+        .create_service(
             "bad",
-            "--image",
-            &cluster.image,
-            "--health-tcp",
-            "80",
-            "--health-interval",
-            "10ms",
-        ])
+            &["--health-tcp", "80", "--health-interval", "10ms"],
+            &[],
+        )
         .expect_err("a 10 ms interval is refused")
         .to_string();
     assert!(err.contains("interval 10 ms is below 100 ms"), "{err}");
