@@ -225,8 +225,12 @@ impl Controllers {
             }
             Err(last.unwrap_or_else(|| anyhow::anyhow!("no controllers")))
         })?;
+        // Written aside and renamed: an agent started a moment ago may still
+        // be reading the file, and must never see it truncated.
         let path = self.net.workdir().join(format!("{role}.token"));
-        std::fs::write(&path, token)?;
+        let fresh = self.net.workdir().join(format!("{role}.token.new"));
+        std::fs::write(&fresh, token)?;
+        std::fs::rename(&fresh, &path)?;
         Ok(path)
     }
 
