@@ -4,6 +4,7 @@ mod config;
 mod dev;
 mod dev_log;
 mod file_refs;
+mod health;
 mod network;
 mod node;
 mod output;

@@ -8,7 +8,7 @@ use berth_proto::v1::{
     CreateServiceRequest, GetServiceRequest, GlobalMode, ListNodesRequest, ListServicesRequest,
     ListTasksRequest, Placement, RemoveServiceRequest, ReplicatedMode, ResourceRequirements,
     Resources, RestartCondition, RestartPolicy, ScaleServiceRequest, Service, ServiceLogsRequest,
-    ServiceSpec, Task, TaskState,
+    ServiceSpec, Task, TaskHealth, TaskState, TaskStatus,
 };
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
@@ -106,6 +106,8 @@ pub struct CreateArgs {
     /// that run its tasks, removed with the service.
     #[arg(long)]
     pub with_registry_auth: bool,
+    #[command(flatten)]
+    pub health: crate::health::HealthArgs,
     /// Command and arguments, after `--` (replace the image's entrypoint and cmd).
     #[arg(last = true)]
     pub command: Vec<String>,
@@ -176,6 +178,7 @@ pub fn spec_from(args: CreateArgs) -> Result<ServiceSpec> {
         window_ms: 0,
     };
     let seccomp = crate::security_opt::seccomp_of(&args.security_opt)?;
+    let healthcheck = crate::health::health_check_of(&args.health)?;
     let (command, cmd_args) = match args.command.split_first() {
         Some((first, rest)) => (vec![first.clone()], rest.to_vec()),
         None => (Vec::new(), Vec::new()),
@@ -207,6 +210,7 @@ pub fn spec_from(args: CreateArgs) -> Result<ServiceSpec> {
         cap_drop: args.cap_drop,
         read_only_rootfs: args.read_only,
         seccomp,
+        healthcheck,
         secrets: args
             .secret
             .iter()
@@ -225,6 +229,20 @@ fn state_name(state: i32) -> &'static str {
     TaskState::try_from(state)
         .map(|s| s.short_name())
         .unwrap_or("unknown")
+}
+
+/// "healthy", "unhealthy", "starting", or "" for a task without a check.
+fn health_name(health: i32) -> &'static str {
+    TaskHealth::try_from(health).map_or("", |h| h.short_name())
+}
+
+/// The STATE column: the state, with the health of a checked running task
+/// ("running (healthy)", as `docker ps` shows it).
+fn state_with_health(status: &TaskStatus) -> String {
+    match health_name(status.health) {
+        "" => state_name(status.state).to_string(),
+        health => format!("{} ({health})", state_name(status.state)),
+    }
 }
 
 fn replicas_of(service: &Service) -> String {
@@ -254,6 +272,7 @@ fn task_json(task: &Task, nodes: &BTreeMap<String, String>) -> serde_json::Value
         "node": nodes.get(&task.node_id).cloned().unwrap_or_default(),
         "desired_state": state_name(task.desired_state),
         "state": state_name(status.state),
+        "health": health_name(status.health),
         "message": status.message,
         "error": status.error,
         "exit_code": status.exit_code,
@@ -365,7 +384,12 @@ pub async fn run(client: &mut Client, cmd: ServiceCmd) -> Result<()> {
                         .iter()
                         .map(|t| {
                             let s = t.status.clone().unwrap_or_default();
-                            let why = if !s.error.is_empty() {
+                            let state = state_with_health(&s);
+                            let why = if s.health == TaskHealth::Unhealthy as i32
+                                && s.state == TaskState::Running as i32
+                            {
+                                s.message.clone()
+                            } else if !s.error.is_empty() {
                                 s.error
                             } else if let Some(code) = s.exit_code.filter(|c| *c != 0) {
                                 format!("exit code {code}")
@@ -380,7 +404,7 @@ pub async fn run(client: &mut Client, cmd: ServiceCmd) -> Result<()> {
                                 t.slot.to_string(),
                                 nodes.get(&t.node_id).cloned().unwrap_or_default(),
                                 state_name(t.desired_state).into(),
-                                state_name(s.state).into(),
+                                state,
                                 why,
                             ]
                         })
@@ -498,5 +522,81 @@ mod tests {
         assert!(plain.user.is_empty() && plain.cap_add.is_empty() && plain.cap_drop.is_empty());
         assert!(!plain.read_only_rootfs);
         assert_eq!(plain.seccomp, None);
+    }
+
+    #[test]
+    fn health_flags_reach_the_spec() {
+        let spec = create(&[
+            "web",
+            "--image",
+            "busybox",
+            "--health-cmd",
+            "wget -q -O- localhost:80",
+            "--health-interval",
+            "1m30s",
+            "--health-timeout",
+            "500ms",
+            "--health-retries",
+            "5",
+            "--health-start-period",
+            "10",
+        ]);
+        let check = spec.healthcheck.expect("a check");
+        assert_eq!(
+            check.probe,
+            Some(berth_proto::v1::health_check::Probe::Exec(
+                berth_proto::v1::ExecProbe {
+                    command: vec![
+                        "/bin/sh".into(),
+                        "-c".into(),
+                        "wget -q -O- localhost:80".into()
+                    ]
+                }
+            ))
+        );
+        assert_eq!(
+            (
+                check.interval_ms,
+                check.timeout_ms,
+                check.retries,
+                check.start_period_ms
+            ),
+            (90_000, 500, 5, 10_000)
+        );
+        let tcp = create(&["web", "--image", "busybox", "--health-tcp", "6379"]);
+        assert_eq!(
+            tcp.healthcheck.and_then(|c| c.probe),
+            Some(berth_proto::v1::health_check::Probe::Tcp(
+                berth_proto::v1::TcpProbe { port: 6379 }
+            ))
+        );
+        let off = create(&["web", "--image", "busybox", "--no-healthcheck"]);
+        assert!(off.healthcheck.expect("a check").disable);
+        assert_eq!(create(&["web", "--image", "busybox"]).healthcheck, None);
+        // One probe at a time; no timings with --no-healthcheck.
+        for argv in [
+            &[
+                "web",
+                "--image",
+                "b",
+                "--health-cmd",
+                "true",
+                "--health-tcp",
+                "1",
+            ][..],
+            &[
+                "web",
+                "--image",
+                "b",
+                "--no-healthcheck",
+                "--health-retries",
+                "2",
+            ][..],
+        ] {
+            assert!(
+                Cli::try_parse_from(["service", "create"].iter().chain(argv)).is_err(),
+                "{argv:?}"
+            );
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! Short lower-case names of the API's enums, as the CLI prints and parses them.
 
-use crate::v1::{NodeAvailability, NodeStatus, TaskState};
+use crate::v1::{NodeAvailability, NodeStatus, TaskHealth, TaskState};
 
 impl TaskState {
     /// "running", "pending", ...
@@ -42,6 +42,18 @@ impl NodeAvailability {
             "pause" => Some(NodeAvailability::Pause),
             "drain" => Some(NodeAvailability::Drain),
             _ => None,
+        }
+    }
+}
+
+impl TaskHealth {
+    /// "healthy", "unhealthy", "starting", or "" for a task without a check.
+    pub fn short_name(self) -> &'static str {
+        match self {
+            TaskHealth::None => "",
+            TaskHealth::Starting => "starting",
+            TaskHealth::Healthy => "healthy",
+            TaskHealth::Unhealthy => "unhealthy",
         }
     }
 }

@@ -31,6 +31,8 @@ pub struct TaskRow {
     pub node: String,
     pub desired_state: String,
     pub state: String,
+    /// "healthy", "unhealthy", "starting", or "" without a health check.
+    pub health: String,
     pub message: String,
     pub error: String,
     pub exit_code: Option<i64>,
@@ -221,6 +223,17 @@ impl Cluster {
             .run_unchecked("env", &full)
     }
 
+    /// `berth service create NAME --image <the busybox image> EXTRA... [-- COMMAND...]`.
+    pub fn create_service(&self, name: &str, extra: &[&str], command: &[&str]) -> Result<()> {
+        let mut args = vec!["service", "create", name, "--image", &self.image];
+        args.extend_from_slice(extra);
+        if !command.is_empty() {
+            args.push("--");
+            args.extend_from_slice(command);
+        }
+        self.berth(&args).map(drop)
+    }
+
     /// Runs the CLI against any controller that answers.
     pub fn berth(&self, args: &[&str]) -> Result<String> {
         let mut last = None;
@@ -260,6 +273,7 @@ impl Cluster {
                 node: t["node"].as_str().unwrap_or_default().to_string(),
                 desired_state: t["desired_state"].as_str().unwrap_or_default().to_string(),
                 state: t["state"].as_str().unwrap_or_default().to_string(),
+                health: t["health"].as_str().unwrap_or_default().to_string(),
                 message: t["message"].as_str().unwrap_or_default().to_string(),
                 error: t["error"].as_str().unwrap_or_default().to_string(),
                 exit_code: t["exit_code"].as_i64(),
@@ -303,6 +317,31 @@ impl Cluster {
             .net
             .host(self.agent_hosts[i])
             .run_unchecked(&runtime.to_string_lossy(), &args)
+    }
+
+    /// The IPv4 addresses `nslookup NAME` prints inside the container of
+    /// `task` on agent `i` (through the resolv.conf the agent gave it).
+    pub fn lookup(
+        &self,
+        i: usize,
+        task: &str,
+        name: &str,
+    ) -> Result<std::collections::BTreeSet<std::net::Ipv4Addr>> {
+        let out = self.exec(i, task, &["nslookup", name])?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut seen_name = false;
+        let mut ips = std::collections::BTreeSet::new();
+        for line in text.lines() {
+            if line.starts_with("Name:") {
+                seen_name = true;
+            } else if seen_name
+                && let Some(rest) = line.strip_prefix("Address:")
+                && let Ok(ip) = rest.trim().parse()
+            {
+                ips.insert(ip);
+            }
+        }
+        Ok(ips)
     }
 
     /// Processes whose command line contains `needle`, on the whole machine.

@@ -143,21 +143,7 @@ fn fetch_from_host(
 /// The IPv4 addresses `nslookup NAME` prints inside `from`'s container (through
 /// the resolv.conf the agent gave it).
 fn lookup(cluster: &Cluster, from: &Running, name: &str) -> Result<BTreeSet<Ipv4Addr>> {
-    let out = cluster.exec(from.agent, &from.id, &["nslookup", name])?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut seen_name = false;
-    let mut ips = BTreeSet::new();
-    for line in text.lines() {
-        if line.starts_with("Name:") {
-            seen_name = true;
-        } else if seen_name
-            && let Some(rest) = line.strip_prefix("Address:")
-            && let Ok(ip) = rest.trim().parse()
-        {
-            ips.insert(ip);
-        }
-    }
-    Ok(ips)
+    cluster.lookup(from.agent, &from.id, name)
 }
 
 fn ips(tasks: &[Running]) -> BTreeSet<Ipv4Addr> {

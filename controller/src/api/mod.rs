@@ -8,6 +8,7 @@ mod certificates;
 mod configs;
 pub mod dispatcher;
 mod files;
+mod health_check;
 mod logs;
 mod members;
 mod networks;

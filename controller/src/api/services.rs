@@ -55,6 +55,10 @@ pub fn validate_spec(spec: &ServiceSpec) -> Result<(), Status> {
     crate::scheduler::constraint::parse_all(spec)
         .map_err(|e| Status::invalid_argument(format!("service {}: {e}", spec.name)))?;
     validate_security(spec)?;
+    if let Some(check) = &spec.healthcheck {
+        super::health_check::validate(check)
+            .map_err(|e| Status::invalid_argument(format!("service {}: {e}", spec.name)))?;
+    }
     let mut published = std::collections::BTreeSet::new();
     for port in &spec.ports {
         if port.target_port == 0

@@ -5,13 +5,18 @@
 
 use std::collections::HashSet;
 
-use berth_proto::v1::{Endpoint, EndpointTask, Node, NodeStatus, Service, Task, TaskState};
+use berth_proto::v1::{
+    Endpoint, EndpointTask, Node, NodeStatus, Service, Task, TaskHealth, TaskState,
+};
 
-/// A task takes connections when it runs, should run, and its node is not down
-/// (a cut-off node's tasks leave the answers once the node is declared down).
+/// A task takes connections when it runs, should run, passed its health check
+/// if it has one, and its node is not down (a cut-off node's tasks leave the
+/// answers once the node is declared down).
 fn serving(task: &Task, down: &HashSet<&str>) -> bool {
     let observed = task.status.as_ref().map(|s| s.state);
+    let health = task.status.as_ref().map_or(0, |s| s.health);
     observed == Some(TaskState::Running as i32)
+        && (health == TaskHealth::None as i32 || health == TaskHealth::Healthy as i32)
         && task.desired_state == TaskState::Running as i32
         && !down.contains(task.node_id.as_str())
         && !task.addresses.is_empty()
@@ -139,6 +144,27 @@ mod tests {
         let ids: Vec<&str> = web.tasks.iter().map(|t| t.task_id.as_str()).collect();
         assert_eq!(ids, ["t1", "t2"]);
         assert_eq!(web.virtual_ips["berth"].to_string(), "10.96.240.2/16");
+    }
+
+    #[test]
+    fn a_checked_task_serves_only_once_healthy() {
+        let web = service("s1", "web", Some("10.96.240.2/16"), vec![]);
+        let with = |id: &str, health: TaskHealth| {
+            let mut t = task(id, "s1", "n1", TaskState::Running, TaskState::Running);
+            if let Some(s) = t.status.as_mut() {
+                s.health = health as i32;
+            }
+            t
+        };
+        let tasks = [
+            with("t1", TaskHealth::None),
+            with("t2", TaskHealth::Starting),
+            with("t3", TaskHealth::Healthy),
+            with("t4", TaskHealth::Unhealthy),
+        ];
+        let ep = endpoint(&web, &tasks, &down_nodes([])).expect("an endpoint");
+        let ids: Vec<&str> = ep.tasks.iter().map(|t| t.task_id.as_str()).collect();
+        assert_eq!(ids, ["t1", "t3"]);
     }
 
     #[test]

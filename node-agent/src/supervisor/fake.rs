@@ -4,7 +4,7 @@
 //! call with the (tokio) time it came, and images that need no registry and
 //! no mounts.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use super::container_runtime::{ContainerFiles, ContainerRuntime, ExitInfo, Init};
 use super::error::{Result, SupervisorError};
+use super::health::{HealthProbe, Probe, ProbeTarget};
 use super::images::TaskImages;
 use crate::image::{Digest, Image, ImageConfig, ImageError, RegistryCredentials};
 
@@ -309,5 +310,40 @@ impl TaskImages for FakeImages {
             .unwrap_or_else(|p| p.into_inner())
             .push(container_id.to_string());
         Ok(())
+    }
+}
+
+/// Health probes answered from a script, then with `otherwise` forever.
+pub struct FakeProbe {
+    pub script: Mutex<VecDeque<std::result::Result<(), String>>>,
+    pub otherwise: std::result::Result<(), String>,
+}
+
+impl FakeProbe {
+    pub fn new(
+        script: Vec<std::result::Result<(), String>>,
+        otherwise: std::result::Result<(), String>,
+    ) -> FakeProbe {
+        FakeProbe {
+            script: Mutex::new(script.into()),
+            otherwise,
+        }
+    }
+}
+
+#[async_trait]
+impl HealthProbe for FakeProbe {
+    async fn check(
+        &self,
+        _: &ProbeTarget,
+        _: &Probe,
+        _: std::time::Duration,
+    ) -> std::result::Result<(), String> {
+        let next = self
+            .script
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop_front();
+        next.unwrap_or_else(|| self.otherwise.clone())
     }
 }

@@ -26,6 +26,7 @@ mod error;
 #[cfg(test)]
 mod fake;
 mod files;
+mod health;
 mod images;
 mod launch;
 mod logs;
@@ -62,6 +63,7 @@ pub use user::{User, resolve_user};
 
 use crate::image::{ImageStore, PullOptions};
 use container_runtime::{ContainerFiles, ContainerRuntime};
+use health::{ContainerProbe, HealthProbe};
 use images::TaskImages;
 use state::{Phase, StateDir};
 use task::Desired;
@@ -138,6 +140,8 @@ pub(crate) struct Drivers {
     pub default_stop_grace: Duration,
     /// Where each task's secrets tmpfs is mounted.
     pub secrets_root: PathBuf,
+    /// Runs the health checks of running tasks.
+    pub health: Arc<dyn HealthProbe>,
 }
 
 pub(crate) struct Inner {
@@ -199,6 +203,10 @@ impl Supervisor {
                 pull: cfg.pull,
             }),
             network: cfg.network,
+            health: Arc::new(ContainerProbe {
+                runtime: cfg.runtime.clone(),
+                runtime_root: cfg.runtime_root.clone(),
+            }),
             cgroup_parent: cfg.cgroup_parent,
             default_stop_grace: cfg.default_stop_grace,
             secrets_root: cfg.secrets_root,

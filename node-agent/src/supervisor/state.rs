@@ -11,6 +11,7 @@ use prost::Message;
 use serde::{Deserialize, Serialize};
 
 use super::error::{Result, SupervisorError};
+use super::health::HealthConfig;
 
 /// Where the container of a task is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,6 +36,9 @@ pub struct StoredStatus {
     pub container_id: String,
     pub exit_code: Option<i32>,
     pub timestamp_ms: i64,
+    /// `TaskHealth`.
+    #[serde(default)]
+    pub health: i32,
 }
 
 impl From<&TaskStatus> for StoredStatus {
@@ -46,6 +50,7 @@ impl From<&TaskStatus> for StoredStatus {
             container_id: s.container_id.clone(),
             exit_code: s.exit_code,
             timestamp_ms: s.timestamp_ms,
+            health: s.health,
         }
     }
 }
@@ -59,6 +64,7 @@ impl From<&StoredStatus> for TaskStatus {
             container_id: s.container_id.clone(),
             exit_code: s.exit_code,
             timestamp_ms: s.timestamp_ms,
+            health: s.health,
         }
     }
 }
@@ -77,6 +83,9 @@ pub struct Record {
     /// The image's stop signal (`StopSignal`), if it names one.
     #[serde(default)]
     pub stop_signal: Option<String>,
+    /// The task's health check (service spec or image), if it has one.
+    #[serde(default)]
+    pub health: Option<HealthConfig>,
     pub status: StoredStatus,
 }
 
@@ -89,6 +98,7 @@ impl Record {
             init_pid: None,
             init_start: None,
             stop_signal: None,
+            health: None,
             status: StoredStatus {
                 state: TaskState::Assigned as i32,
                 ..StoredStatus::default()

@@ -4,14 +4,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_proto::v1::{Task, TaskState, TaskStatus};
-use tokio::sync::watch;
+use berth_proto::v1::{Task, TaskHealth, TaskState, TaskStatus};
+use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use super::bundle::{BundleInput, build_spec, write_bundle};
 use super::container_runtime::{ContainerFiles, ExitInfo, Init};
 use super::error::{Result, SupervisorError};
 use super::files::{SECRETS_TARGET, mount_secrets, unmount_secrets, write_configs};
+use super::health::{self, Change, ProbeTarget};
 use super::state::{Phase, Record};
 use super::stop::{Stopped, stop};
 use super::{Inner, logs, now_ms};
@@ -58,6 +59,8 @@ struct Worker {
     task: Task,
     record: Record,
     desired: watch::Receiver<Desired>,
+    /// The health a RUNNING status carries (NONE: the task has no check).
+    health: TaskHealth,
 }
 
 /// A task state as logged: "starting", not `Ok(Starting)`.
@@ -74,6 +77,9 @@ impl Worker {
     fn report(&mut self, mut s: TaskStatus) {
         if s.container_id.is_empty() && self.record.phase != Phase::Preparing {
             s.container_id = self.record.container_id.clone();
+        }
+        if s.state == TaskState::Running as i32 {
+            s.health = self.health as i32;
         }
         self.record.status = (&s).into();
         if let Err(e) = self.inner.state.save(&self.record) {
@@ -150,6 +156,13 @@ impl Worker {
         };
         if self.stop_requested() {
             return Ok(false);
+        }
+        self.record.health = health::resolve(
+            self.task.spec.as_ref().and_then(|s| s.healthcheck.as_ref()),
+            config.healthcheck.as_ref(),
+        );
+        if self.record.health.is_some() {
+            self.health = TaskHealth::Starting;
         }
         self.record.stop_signal = config.stop_signal.as_deref().and_then(|s| {
             berth_runtime::signal::canonical(s)
@@ -232,11 +245,29 @@ impl Worker {
         let runtime = self.inner.drivers.runtime.clone();
         let files = self.files();
         let mut check = tokio::time::interval(SHIM_CHECK);
+        let (health_tx, mut health_rx) = mpsc::unbounded_channel();
+        let _monitor = self.record.health.clone().map(|config| {
+            let target = ProbeTarget {
+                container_id: files.id.clone(),
+                init,
+            };
+            let probe = self.inner.drivers.health.clone();
+            AbortOnDrop(tokio::spawn(health::monitor(
+                probe, target, config, health_tx,
+            )))
+        });
+        let mut unhealthy = None;
         let stopped = loop {
             if self.stop_requested() {
                 break Some(self.stop(init).await);
             }
             tokio::select! {
+                Some(change) = health_rx.recv() => {
+                    if let Some(why) = self.health_changed(change) {
+                        unhealthy = Some(why);
+                        break Some(self.stop(init).await);
+                    }
+                }
                 () = runtime.wait_exit(init) => break None,
                 changed = self.desired.changed() => {
                     if changed.is_err() {
@@ -252,6 +283,13 @@ impl Worker {
             }
         };
         let exit = runtime.exit_info(&files).await;
+        if let Some(why) = unhealthy {
+            return TaskStatus {
+                exit_code: exit.code,
+                health: TaskHealth::Unhealthy as i32,
+                ..failed(why)
+            };
+        }
         match stopped {
             Some(how) => shutdown_status(how, exit, self.stop_signal(), self.grace()),
             None => {
@@ -264,6 +302,25 @@ impl Worker {
                 s
             }
         }
+    }
+
+    /// Reports a new health; returns why, if the task is to be stopped as
+    /// unhealthy.
+    fn health_changed(&mut self, change: Change) -> Option<String> {
+        self.health = change.health;
+        let message = match change.health {
+            TaskHealth::Healthy => "running, healthy".to_string(),
+            TaskHealth::Unhealthy => format!("running, unhealthy: {}", change.output),
+            _ => "running".to_string(),
+        };
+        self.report(status(TaskState::Running, message));
+        (change.health == TaskHealth::Unhealthy).then(|| {
+            let retries = self.record.health.as_ref().map_or(0, |h| h.retries);
+            format!(
+                "unhealthy: {retries} health checks failed in a row, the last: {}",
+                change.output
+            )
+        })
     }
 
     async fn stop(&self, init: Init) -> Stopped {
@@ -347,6 +404,16 @@ async fn stop_asked(desired: &mut watch::Receiver<Desired>) {
     }
 }
 
+/// Aborts the task it holds when dropped (the health monitor ends with the
+/// worker's watch, whichever way that ends).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// How often a running container's shim is checked (and replaced if it died).
 const SHIM_CHECK: Duration = Duration::from_secs(2);
 
@@ -369,11 +436,17 @@ pub(crate) async fn run(
     };
     let adopted = adopt.is_some();
     let record = adopt.unwrap_or_else(|| Record::new(&id, &cid));
+    // An adopted container's health is checked afresh.
+    let health = match record.health {
+        Some(_) => TaskHealth::Starting,
+        None => TaskHealth::None,
+    };
     let mut w = Worker {
         inner: inner.clone(),
         task,
         record,
         desired,
+        health,
     };
     let last = if adopted {
         Some(w.supervise().await)

@@ -4,12 +4,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_proto::v1::{SecretReference, SecretValue, ServiceSpec, Task, TaskState, TaskStatus};
+use berth_proto::v1::{
+    ExecProbe, HealthCheck, SecretReference, SecretValue, ServiceSpec, Task, TaskHealth, TaskState,
+    TaskStatus, health_check,
+};
 
 use crate::image::BasicCredentials;
 
 use super::container_runtime::ExitInfo;
-use super::fake::{Call, FakeImages, FakeRuntime};
+use super::fake::{Call, FakeImages, FakeProbe, FakeRuntime};
 use super::state::{Phase, Record, StateDir};
 use super::{Drivers, StatusUpdates, Supervisor};
 
@@ -19,6 +22,8 @@ struct Harness {
     dir: tempfile::TempDir,
     runtime: Arc<FakeRuntime>,
     images: Arc<FakeImages>,
+    /// Health probes pass unless a test scripts them.
+    probe: Arc<FakeProbe>,
 }
 
 impl Harness {
@@ -29,6 +34,7 @@ impl Harness {
             dir,
             runtime: Arc::new(FakeRuntime::default()),
             images,
+            probe: Arc::new(FakeProbe::new(Vec::new(), Ok(()))),
         }
     }
 
@@ -47,6 +53,7 @@ impl Harness {
             cgroup_parent: "berth-unit".into(),
             default_stop_grace: Duration::from_secs(10),
             secrets_root: self.dir.path().join("secrets"),
+            health: self.probe.clone(),
         };
         Supervisor::open_with(self.dir.path(), drivers)
             .await
@@ -431,4 +438,67 @@ async fn a_task_whose_registry_credentials_did_not_come_fails_before_pulling() {
         !calls.contains(&Call::Create(ID.into())),
         "no container: {calls:?}"
     );
+}
+
+fn health_of(s: &TaskStatus) -> TaskHealth {
+    TaskHealth::try_from(s.health).expect("a known health")
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_checked_task_turns_healthy_then_unhealthy_and_is_stopped_as_failed() {
+    let mut h = Harness::new();
+    h.probe = Arc::new(FakeProbe::new(vec![Ok(())], Err("exit status: 1".into())));
+    let (sup, mut updates) = h.open().await;
+    let mut t = task(ID, TaskState::Running, 0);
+    if let Some(spec) = t.spec.as_mut() {
+        spec.healthcheck = Some(HealthCheck {
+            probe: Some(health_check::Probe::Exec(ExecProbe {
+                command: vec!["true".into()],
+            })),
+            interval_ms: 1000,
+            retries: 2,
+            ..HealthCheck::default()
+        });
+    }
+    sup.reconcile(vec![t]);
+    let seen = until(&mut updates, TaskState::Running).await;
+    assert_eq!(health_of(&seen[0]), TaskHealth::None, "preparing has none");
+    assert_eq!(health_of(&seen[2]), TaskHealth::Starting);
+    let (records, _) = h.state().load_all().expect("records");
+    assert_eq!(records[0].health.as_ref().map(|c| c.retries), Some(2));
+
+    let healthy = next(&mut updates).await;
+    assert_eq!(state_of(&healthy), TaskState::Running);
+    assert_eq!(health_of(&healthy), TaskHealth::Healthy);
+    let unhealthy = next(&mut updates).await;
+    assert_eq!(state_of(&unhealthy), TaskState::Running);
+    assert_eq!(health_of(&unhealthy), TaskHealth::Unhealthy);
+    let last = next(&mut updates).await;
+    assert_eq!(state_of(&last), TaskState::Failed);
+    assert_eq!(health_of(&last), TaskHealth::Unhealthy);
+    assert!(
+        last.error
+            .contains("2 health checks failed in a row, the last: exit status: 1"),
+        "{}",
+        last.error
+    );
+    assert!(
+        h.runtime
+            .calls()
+            .contains(&Call::Kill(ID.into(), "SIGTERM".into())),
+        "stopped: {:?}",
+        h.runtime.calls()
+    );
+    assert_ended_and_deleted(&h);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_without_a_check_has_no_health() {
+    let h = Harness::new();
+    let (sup, mut updates) = h.open().await;
+    sup.reconcile(vec![task(ID, TaskState::Running, 0)]);
+    let seen = until(&mut updates, TaskState::Running).await;
+    assert_eq!(health_of(&seen[2]), TaskHealth::None);
+    h.runtime.exit(ID, 0);
+    assert_eq!(health_of(&next(&mut updates).await), TaskHealth::None);
 }
