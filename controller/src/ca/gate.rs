@@ -31,11 +31,14 @@ struct Checks {
     cluster_id: String,
     /// The removed nodes as of a store revision: every call reads them, the
     /// CA record changes rarely.
-    removed: std::sync::Mutex<Option<(u64, Arc<std::collections::BTreeMap<String, i64>>)>>,
+    removed: std::sync::Mutex<Option<(u64, Arc<Removed>)>>,
 }
 
+/// Removed node ids and until when their certificates are refused.
+type Removed = std::collections::BTreeMap<String, i64>;
+
 impl Checks {
-    fn removed(&self) -> Result<Arc<std::collections::BTreeMap<String, i64>>, Status> {
+    fn removed(&self) -> Result<Arc<Removed>, Status> {
         let unavailable = |e: crate::store::StoreError| {
             Status::unavailable(format!("cannot read the CA record: {e}"))
         };
