@@ -20,8 +20,6 @@
 //! (unlock.rs). Controllers that join get the file as it is, wrapped.
 
 use std::fmt;
-use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -310,39 +308,21 @@ impl LockedKey {
 /// Writes the key file: a temporary file of mode 0600 in a 0700 directory,
 /// synced, renamed over the final name, the directory synced.
 fn write_key(data_dir: &Path, raw: &[u8]) -> Result<(), KeyringError> {
-    let dir = data_dir.join(KEYS_DIR);
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| KeyringError::Io { path, source }
+    let io = |err: berth_pki::PkiError| match err {
+        berth_pki::PkiError::Io { path, source, .. } => KeyringError::Io { path, source },
+        other => KeyringError::Io {
+            path: key_path(data_dir),
+            source: std::io::Error::other(other.to_string()),
+        },
     };
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&dir)
-        .map_err(io(&dir))?;
-    // An existing directory keeps its mode: make it ours.
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(io(&dir))?;
-    let tmp = dir.join(format!("{KEY_FILE}.tmp"));
-    let _ = std::fs::remove_file(&tmp);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io(&tmp))?;
-    file.write_all(raw).map_err(io(&tmp))?;
-    file.sync_all().map_err(io(&tmp))?;
-    let path = key_path(data_dir);
-    std::fs::rename(&tmp, &path).map_err(io(&path))?;
-    std::fs::File::open(&dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io(&dir))?;
-    Ok(())
+    berth_pki::bundle::private_dir(&data_dir.join(KEYS_DIR)).map_err(io)?;
+    berth_pki::bundle::write_atomic(&key_path(data_dir), raw, 0o600).map_err(io)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn open(dir: &Path) -> Keyring {
         match Keyring::load(dir).expect("load") {

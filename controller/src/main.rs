@@ -134,15 +134,7 @@ fn real_main() -> anyhow::Result<()> {
         snapshot_entries: args.snapshot_entries.max(1),
         compact_margin: (args.snapshot_entries / 20).clamp(1, 500),
     };
-    // A missing token file is no error: the token is needed only to join.
-    let token = match &args.token_file {
-        Some(path) => match std::fs::read_to_string(path) {
-            Ok(text) => Some(text.trim().to_string()),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
-            Err(err) => anyhow::bail!("--token-file {}: {err}", path.display()),
-        },
-        None => args.token.clone(),
-    };
+    let token = berth_pki::token::from_flags(args.token.as_deref(), args.token_file.as_deref())?;
     let opts = ControllerOptions {
         data_dir: args.data_dir,
         listen: args.listen,

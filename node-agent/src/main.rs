@@ -205,18 +205,7 @@ fn daemon(args: Args) -> anyhow::Result<()> {
             .to_string_lossy()
             .to_string(),
     };
-    // A missing token file is no error: the token is needed only to join, and
-    // operators remove it once the node has joined.
-    let token = match &args.token_file {
-        Some(path) => match std::fs::read_to_string(path) {
-            Ok(text) => Some(text.trim().to_string()),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
-            Err(err) => {
-                return Err(err).with_context(|| format!("--token-file {}", path.display()));
-            }
-        },
-        None => args.token.clone(),
-    };
+    let token = berth_pki::token::from_flags(args.token.as_deref(), args.token_file.as_deref())?;
     let opts = berth_agent::daemon::AgentOptions {
         token,
         insecure_plaintext: args.insecure_plaintext,

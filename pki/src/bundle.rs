@@ -4,7 +4,7 @@
 
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
@@ -97,20 +97,7 @@ impl Bundle {
     /// key is written first and last replaced, so a crash never pairs a new
     /// certificate with an old key for longer than one rename.
     pub fn save(&self, dir: &Path) -> Result<(), PkiError> {
-        let io = |action, path: PathBuf| {
-            move |source| PkiError::Io {
-                action,
-                path,
-                source,
-            }
-        };
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(io("create", dir.to_path_buf()))?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-            .map_err(io("set the mode of", dir.to_path_buf()))?;
+        private_dir(dir)?;
         write_atomic(&dir.join(KEY_FILE), self.key_pem.as_bytes(), 0o600)?;
         write_atomic(&dir.join(CA_FILE), self.ca_pem.as_bytes(), 0o644)?;
         write_atomic(&dir.join(CERT_FILE), self.cert_pem.as_bytes(), 0o644)?;
@@ -118,8 +105,27 @@ impl Bundle {
     }
 }
 
-/// Writes `bytes` to `path` through a temporary file of mode `mode`, synced
-/// and renamed over it.
+/// Creates `dir` (and its parents) if needed and makes it mode 0700: an
+/// existing directory keeps its mode otherwise.
+pub fn private_dir(dir: &Path) -> Result<(), PkiError> {
+    let io = |action| {
+        move |source| PkiError::Io {
+            action,
+            path: dir.to_path_buf(),
+            source,
+        }
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io("create"))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(io("set the mode of"))
+}
+
+/// Writes `bytes` to `path` through a temporary file of mode `mode`, synced,
+/// renamed over it, and the directory synced (the rename survives a crash).
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), PkiError> {
     let tmp = path.with_extension("tmp");
     let io = |action, path: &Path| {
@@ -140,6 +146,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), PkiError
     file.write_all(bytes).map_err(io("write", &tmp))?;
     file.sync_all().map_err(io("sync", &tmp))?;
     std::fs::rename(&tmp, path).map_err(io("replace", path))?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io("sync", dir))?;
+    }
     Ok(())
 }
 

@@ -29,6 +29,13 @@ pub enum EnrollError {
     Pki(#[from] PkiError),
 }
 
+fn refused(address: &str) -> impl Fn(tonic::Status) -> EnrollError + '_ {
+    move |status| EnrollError::Refused {
+        address: address.to_string(),
+        message: status.message().to_string(),
+    }
+}
+
 fn enrolled(
     address: &str,
     key_pem: String,
@@ -79,10 +86,7 @@ pub async fn join(
             node_id: node_id.to_string(),
         })
         .await
-        .map_err(|status| EnrollError::Refused {
-            address: address.to_string(),
-            message: status.message().to_string(),
-        })?
+        .map_err(refused(address))?
         .into_inner();
     enrolled(address, key_pem, answer)
 }
@@ -94,10 +98,7 @@ pub async fn renew(channel: Channel, address: &str) -> Result<Enrolled, EnrollEr
     let answer = CertificatesClient::new(channel)
         .renew_certificate(RenewCertificateRequest { csr })
         .await
-        .map_err(|status| EnrollError::Refused {
-            address: address.to_string(),
-            message: status.message().to_string(),
-        })?
+        .map_err(refused(address))?
         .into_inner();
     enrolled(address, key_pem, answer)
 }

@@ -32,6 +32,27 @@ impl fmt::Display for JoinToken {
     }
 }
 
+/// The token the daemons were given: `--token-file`'s content when set
+/// (trimmed; a missing file is no error — the token is needed only to join,
+/// and operators remove it once joined), else `--token`.
+pub fn from_flags(
+    token: Option<&str>,
+    token_file: Option<&std::path::Path>,
+) -> Result<Option<String>, PkiError> {
+    let Some(path) = token_file else {
+        return Ok(token.map(str::to_string));
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text.trim().to_string())),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(PkiError::Io {
+            action: "read the token file",
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
 /// A new random secret for a token.
 pub fn new_secret() -> String {
     hex::encode(rand::random::<[u8; 16]>())

@@ -120,11 +120,7 @@ impl Gate {
                 "the caller's certificate {why}"
             )));
         }
-        if checks
-            .removed()?
-            .get(&identity.node_id)
-            .is_some_and(|until| *until > now)
-        {
+        if record::is_removed(&*checks.removed()?, &identity.node_id, now) {
             return Err(Status::permission_denied(format!(
                 "{} {} was removed from the cluster",
                 identity.role, identity.node_id

@@ -78,7 +78,7 @@ pub fn join_identity(
     let node_id = match role {
         Role::Controller => new_id(Role::Controller),
         _ if node_id.is_empty() => new_id(role),
-        _ if record::is_removed(record, node_id, now_ms) => {
+        _ if record::is_removed(&record.removed, node_id, now_ms) => {
             return Err(IssueError::Removed(node_id.to_string()));
         }
         _ => match node {

@@ -121,11 +121,12 @@ pub fn token(record: &ClusterPki, role: Role) -> Option<JoinToken> {
 }
 
 /// Whether `node_id`'s certificates are refused at `now_ms`.
-pub fn is_removed(record: &ClusterPki, node_id: &str, now_ms: i64) -> bool {
-    record
-        .removed
-        .get(node_id)
-        .is_some_and(|until| *until > now_ms)
+pub fn is_removed(
+    removed: &std::collections::BTreeMap<String, i64>,
+    node_id: &str,
+    now_ms: i64,
+) -> bool {
+    removed.get(node_id).is_some_and(|until| *until > now_ms)
 }
 
 /// The trust bundle's digest as of a store revision: asked on every agent
