@@ -294,10 +294,19 @@ pub async fn run(client: &mut Client, cmd: ServiceCmd) -> Result<()> {
             }
             let registry_auth = spec.registry_auth.clone();
             let created = client
-                .create_service(CreateServiceRequest { spec: Some(spec) })
+                .create_service(CreateServiceRequest {
+                    spec: Some(spec),
+                    ..Default::default()
+                })
                 .await;
             let service = match created {
-                Ok(answer) => answer.into_inner(),
+                Ok(answer) => {
+                    let answer = answer.into_inner();
+                    for warning in &answer.warnings {
+                        eprintln!("warning: {warning}");
+                    }
+                    answer.service.unwrap_or_default()
+                }
                 Err(status) => {
                     if let Some(reference) = &registry_auth {
                         registry_auth::remove_secret(client, reference).await;

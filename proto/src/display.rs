@@ -1,5 +1,6 @@
 //! Short lower-case names of the API's enums, as the CLI prints and parses them.
 
+use crate::v1::update_status::State as UpdateState;
 use crate::v1::{NodeAvailability, NodeStatus, TaskHealth, TaskState};
 
 impl TaskState {
@@ -90,5 +91,25 @@ mod tests {
             assert_eq!(NodeAvailability::parse(a.short_name()), Some(a));
         }
         assert_eq!(NodeAvailability::parse("gone"), None);
+    }
+}
+
+impl UpdateState {
+    /// "updating", "paused", "completed", "rollback_started", ...
+    pub fn short_name(self) -> &'static str {
+        match self {
+            UpdateState::None => "",
+            UpdateState::Updating => "updating",
+            UpdateState::Paused => "paused",
+            UpdateState::Completed => "completed",
+            UpdateState::RollbackStarted => "rollback_started",
+            UpdateState::RollbackCompleted => "rollback_completed",
+            UpdateState::RollbackPaused => "rollback_paused",
+        }
+    }
+
+    /// True while tasks are being replaced (not paused, not ended).
+    pub fn is_rolling(self) -> bool {
+        matches!(self, UpdateState::Updating | UpdateState::RollbackStarted)
     }
 }

@@ -17,6 +17,7 @@ pub mod capabilities;
 mod display;
 pub mod net;
 mod redact;
+pub mod service_history;
 pub use redact::Redacted;
 
 /// Version and commit of the build, for every binary's `--version`.

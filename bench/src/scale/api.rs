@@ -162,6 +162,8 @@ async fn create_service(
     loop {
         let request = CreateServiceRequest {
             spec: Some(spec.clone()),
+            // The simulated agents never pull: no registry to ask.
+            no_resolve_image: true,
         };
         let status = match client.create_service(request).await {
             Ok(_) => return Ok(()),

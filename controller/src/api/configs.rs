@@ -3,6 +3,7 @@
 //! update of the data updates those services in the same transaction: their
 //! specs change and the orchestrator rolls them.
 
+use berth_proto::service_history::{Cause, record};
 use berth_proto::store::Expect;
 use berth_proto::store::Object;
 use berth_proto::store::object::Kind;
@@ -96,7 +97,7 @@ const UPDATE_ATTEMPTS: u32 = 5;
 fn roll_services(raft: &RaftHandle, id: &str, digest: &str) -> Result<Vec<Op>, Status> {
     let mut ops = Vec::new();
     for mut service in all_services(raft)? {
-        let Some(spec) = service.spec.as_mut() else {
+        let Some(mut spec) = service.spec.clone() else {
             continue;
         };
         let mut changed = false;
@@ -107,9 +108,15 @@ fn roll_services(raft: &RaftHandle, id: &str, digest: &str) -> Result<Vec<Op>, S
             }
         }
         if changed {
-            service.spec_version += 1;
+            // A new version like any update: history, previous spec, rollout.
+            let now = now_ms();
+            let message = format!(
+                "update to version {}: a config changed",
+                service.spec_version + 1
+            );
+            record(&mut service, spec, Cause::Update, now, &message);
             if let Some(t) = service.timestamps.as_mut() {
-                t.updated_ms = now_ms();
+                t.updated_ms = now;
             }
             let version = service.version;
             ops.push(put_kind(Kind::Service(service), Expect::Version, version));

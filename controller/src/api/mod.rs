@@ -60,12 +60,22 @@ fn ok<T>(value: T) -> Reply<T> {
 
 #[tonic::async_trait]
 impl Cluster for ClusterApi {
-    async fn create_service(&self, r: Request<CreateServiceRequest>) -> Reply<Service> {
+    async fn create_service(
+        &self,
+        r: Request<CreateServiceRequest>,
+    ) -> Reply<CreateServiceResponse> {
         ok(services::create(&self.raft, r.into_inner()).await?)
     }
 
-    async fn update_service(&self, r: Request<UpdateServiceRequest>) -> Reply<Service> {
+    async fn update_service(
+        &self,
+        r: Request<UpdateServiceRequest>,
+    ) -> Reply<UpdateServiceResponse> {
         ok(services::update(&self.raft, r.into_inner()).await?)
+    }
+
+    async fn promote_service(&self, r: Request<PromoteServiceRequest>) -> Reply<Service> {
+        ok(services::promote(&self.raft, &r.into_inner().service).await?)
     }
 
     async fn get_service(&self, r: Request<GetServiceRequest>) -> Reply<Service> {

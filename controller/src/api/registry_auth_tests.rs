@@ -87,6 +87,7 @@ async fn a_registry_auth_secret_is_resolved_kept_while_used_and_goes_with_its_se
         &raft,
         CreateServiceRequest {
             spec: Some(spec("web", "nope")),
+            ..Default::default()
         },
     )
     .await
@@ -101,10 +102,13 @@ async fn a_registry_auth_secret_is_resolved_kept_while_used_and_goes_with_its_se
         &raft,
         CreateServiceRequest {
             spec: Some(spec("web", "registry-auth-web-1")),
+            ..Default::default()
         },
     )
     .await
-    .expect("web");
+    .expect("web")
+    .service
+    .expect("service");
     let r = web.spec.and_then(|s| s.registry_auth).expect("reference");
     assert_eq!(
         r,
@@ -143,6 +147,7 @@ async fn a_registry_auth_secret_is_resolved_kept_while_used_and_goes_with_its_se
         &raft,
         CreateServiceRequest {
             spec: Some(spec("api", "shared-creds")),
+            ..Default::default()
         },
     )
     .await

@@ -181,9 +181,12 @@ mod tests {
                     }],
                     ..Default::default()
                 }),
+                ..Default::default()
             },
         )
         .await
+        .expect("service")
+        .service
         .expect("service");
         let spec = service.spec.clone().expect("spec");
         assert_eq!(spec.secrets[0].secret_id, created.id);

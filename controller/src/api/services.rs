@@ -1,13 +1,15 @@
 //! Services and their tasks as stored objects. (Turning services into tasks is
 //! the orchestrator's job; these handlers only validate and store.)
 
+use berth_proto::service_history::{Cause, first_version, record, rollback_target};
 use berth_proto::store::object::Kind;
 use berth_proto::store::{Expect, Object};
 use berth_proto::v1::service_spec::Mode;
+use berth_proto::v1::update_status::State as UpdateState;
 use berth_proto::v1::{
-    CreateServiceRequest, ListServicesResponse, ListTasksRequest, ListTasksResponse,
-    ReplicatedMode, ScaleServiceRequest, Service, ServiceSpec, Task, Timestamps,
-    UpdateServiceRequest, seccomp,
+    CreateServiceRequest, CreateServiceResponse, ListServicesResponse, ListTasksRequest,
+    ListTasksResponse, ReplicatedMode, ScaleServiceRequest, Service, ServiceSpec, Task, Timestamps,
+    UpdateServiceRequest, UpdateServiceResponse, seccomp,
 };
 use tonic::Status;
 
@@ -141,7 +143,10 @@ fn check_port_conflicts(raft: &RaftHandle, spec: &ServiceSpec, own_id: &str) -> 
     Ok(())
 }
 
-pub async fn create(raft: &RaftHandle, req: CreateServiceRequest) -> Result<Service, Status> {
+pub async fn create(
+    raft: &RaftHandle,
+    req: CreateServiceRequest,
+) -> Result<CreateServiceResponse, Status> {
     let mut spec = req
         .spec
         .ok_or_else(|| Status::invalid_argument("a service spec is required"))?;
@@ -154,6 +159,7 @@ pub async fn create(raft: &RaftHandle, req: CreateServiceRequest) -> Result<Serv
     let now = now_ms();
     let service = Service {
         id: new_id(),
+        history: vec![first_version(&spec, now)],
         spec: Some(spec),
         spec_version: 1,
         timestamps: Some(Timestamps {
@@ -162,7 +168,11 @@ pub async fn create(raft: &RaftHandle, req: CreateServiceRequest) -> Result<Serv
         }),
         ..Default::default()
     };
-    unwrap(commit_one(raft, put(wrap(service), Expect::Absent, 0)).await?)
+    let service = unwrap(commit_one(raft, put(wrap(service), Expect::Absent, 0)).await?)?;
+    Ok(CreateServiceResponse {
+        service: Some(service),
+        warnings: Vec::new(),
+    })
 }
 
 fn cas(version: u64, current: &Service) -> (Expect, u64) {
@@ -173,17 +183,29 @@ fn cas(version: u64, current: &Service) -> (Expect, u64) {
     }
 }
 
-pub async fn update(raft: &RaftHandle, req: UpdateServiceRequest) -> Result<Service, Status> {
-    let current = unwrap(resolve(raft.state(), Table::Service, &req.service)?)?;
-    let current_spec = current.spec.clone().unwrap_or_default();
-    let (mut spec, previous) = if req.rollback {
-        let previous = current.previous_spec.clone().ok_or_else(|| {
-            Status::failed_precondition(format!(
-                "service {} has no previous spec to roll back to",
-                current_spec.name
-            ))
-        })?;
-        (previous, current_spec)
+pub async fn update(
+    raft: &RaftHandle,
+    req: UpdateServiceRequest,
+) -> Result<UpdateServiceResponse, Status> {
+    let mut service = unwrap(resolve(raft.state(), Table::Service, &req.service)?)?;
+    let current_spec = service.spec.clone().unwrap_or_default();
+    let (mut spec, cause, message) = if req.rollback {
+        let target = rollback_target(&service, req.rollback_to_version)
+            .map_err(|e| Status::failed_precondition(e.to_string()))?;
+        let message = format!(
+            "rollback to version {} requested by the user",
+            target.version
+        );
+        let restores = target.version;
+        let mut spec = target.spec.clone().unwrap_or_default();
+        // The replica count is the user's current choice, not history's
+        // (as Swarm: a rollback does not undo a scale).
+        if let (Some(Mode::Replicated(now)), Some(Mode::Replicated(then))) =
+            (current_spec.mode.as_ref(), spec.mode.as_mut())
+        {
+            then.replicas = now.replicas;
+        }
+        (spec, Cause::Rollback { restores }, message)
     } else {
         let spec = req
             .spec
@@ -194,27 +216,61 @@ pub async fn update(raft: &RaftHandle, req: UpdateServiceRequest) -> Result<Serv
                 current_spec.name, spec.name
             )));
         }
-        (spec, current_spec)
+        let message = format!("update to version {}", service.spec_version + 1);
+        (spec, Cause::Update, message)
     };
     validate_spec(&spec)?;
     resolve_files(raft, &mut spec)?;
-    check_port_conflicts(raft, &spec, &current.id)?;
-    let (expect, version) = cas(req.version, &current);
-    let unused = unused_registry_auth(raft, &current, &[&spec, &previous])?;
-    let updated = Service {
-        spec: Some(spec),
-        previous_spec: Some(previous),
-        spec_version: current.spec_version + 1,
-        timestamps: Some(Timestamps {
-            created_ms: current.timestamps.map(|t| t.created_ms).unwrap_or_default(),
-            updated_ms: now_ms(),
-        }),
-        ..current
-    };
-    let mut ops = vec![put(wrap(updated), expect, version)];
+    check_port_conflicts(raft, &spec, &service.id)?;
+    let (expect, version) = cas(req.version, &service);
+    let unused = unused_registry_auth(raft, &service, &[&spec, &current_spec])?;
+    let now = now_ms();
+    record(&mut service, spec, cause, now, &message);
+    if let Some(t) = service.timestamps.as_mut() {
+        t.updated_ms = now;
+    }
+    let mut ops = vec![put(wrap(service), expect, version)];
     ops.extend(unused);
     let written = commit(raft, ops).await?.objects.into_iter().next();
-    unwrap(written.ok_or_else(|| Status::internal("the store returned no object"))?)
+    let service = unwrap(written.ok_or_else(|| Status::internal("the store returned no object"))?)?;
+    Ok(UpdateServiceResponse {
+        service: Some(service),
+        warnings: Vec::new(),
+    })
+}
+
+/// Continues a rollout paused for its canaries (`service promote`).
+pub async fn promote(raft: &RaftHandle, key: &str) -> Result<Service, Status> {
+    let mut service = unwrap(resolve(raft.state(), Table::Service, key)?)?;
+    let name = service
+        .spec
+        .as_ref()
+        .map(|s| s.name.clone())
+        .unwrap_or_default();
+    let status = service
+        .update_status
+        .as_mut()
+        .filter(|s| s.awaiting_promotion)
+        .ok_or_else(|| {
+            Status::failed_precondition(format!(
+                "service {name} has no rollout waiting for promotion"
+            ))
+        })?;
+    let now = now_ms();
+    status.awaiting_promotion = false;
+    status.promoted = true;
+    status.state = if status.state == UpdateState::RollbackPaused as i32 {
+        UpdateState::RollbackStarted as i32
+    } else {
+        UpdateState::Updating as i32
+    };
+    status.progress_ms = now;
+    status.message = format!(
+        "promoted by the user: updating the remaining tasks to version {}",
+        status.to_version
+    );
+    let (expect, version) = cas(0, &service);
+    unwrap(commit_one(raft, put(wrap(service), expect, version)).await?)
 }
 
 pub async fn scale(raft: &RaftHandle, req: ScaleServiceRequest) -> Result<Service, Status> {
@@ -230,12 +286,23 @@ pub async fn scale(raft: &RaftHandle, req: ScaleServiceRequest) -> Result<Servic
         }
     }
     let (expect, version) = cas(0, &current);
-    let updated = Service {
-        spec: Some(spec),
-        spec_version: current.spec_version + 1,
-        ..current
-    };
+    let mut updated = current;
+    let replicas = replicas_of(&spec);
+    record(
+        &mut updated,
+        spec,
+        Cause::Update,
+        now_ms(),
+        &format!("scaled to {replicas}"),
+    );
     unwrap(commit_one(raft, put(wrap(updated), expect, version)).await?)
+}
+
+fn replicas_of(spec: &ServiceSpec) -> u64 {
+    match spec.mode {
+        Some(Mode::Replicated(ref r)) => r.replicas,
+        _ => 0,
+    }
 }
 
 pub async fn get(raft: &RaftHandle, key: &str) -> Result<Service, Status> {
@@ -323,7 +390,10 @@ mod tests {
     }
 
     fn create_req(spec: ServiceSpec) -> CreateServiceRequest {
-        CreateServiceRequest { spec: Some(spec) }
+        CreateServiceRequest {
+            spec: Some(spec),
+            ..Default::default()
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

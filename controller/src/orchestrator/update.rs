@@ -1,20 +1,12 @@
 //! Spec updates: which tasks run an outdated spec, and how many of them may be
 //! replaced now (update_config.parallelism and delay).
 
-use berth_proto::v1::{Service, ServiceSpec, Task, TaskState};
+use berth_proto::service_history::replaces_tasks;
+#[cfg(test)]
+use berth_proto::v1::ServiceSpec;
+use berth_proto::v1::{Service, Task, TaskState};
 
 use super::task::{changed_ms, observed};
-
-/// The parts of a spec that change what a task runs (not the replica count,
-/// the update settings or the service's own labels).
-fn runtime_part(spec: &ServiceSpec) -> ServiceSpec {
-    ServiceSpec {
-        mode: None,
-        update_config: None,
-        labels: Default::default(),
-        ..spec.clone()
-    }
-}
 
 /// Whether `task` runs an older spec than `service` in a way that matters (a
 /// scale bumps the spec version but changes nothing a task runs).
@@ -23,7 +15,7 @@ pub fn outdated(service: &Service, task: &Task) -> bool {
         return false;
     }
     match (service.spec.as_ref(), task.spec.as_ref()) {
-        (Some(want), Some(have)) => runtime_part(want) != runtime_part(have),
+        (Some(want), Some(have)) => replaces_tasks(have, want),
         (Some(_), None) => true,
         (None, _) => false,
     }
