@@ -69,6 +69,26 @@ impl NodeStatus {
     }
 }
 
+impl UpdateState {
+    /// "updating", "paused", "completed", "rollback_started", ...
+    pub fn short_name(self) -> &'static str {
+        match self {
+            UpdateState::None => "",
+            UpdateState::Updating => "updating",
+            UpdateState::Paused => "paused",
+            UpdateState::Completed => "completed",
+            UpdateState::RollbackStarted => "rollback_started",
+            UpdateState::RollbackCompleted => "rollback_completed",
+            UpdateState::RollbackPaused => "rollback_paused",
+        }
+    }
+
+    /// True while tasks are being replaced (not paused, not ended).
+    pub fn is_rolling(self) -> bool {
+        matches!(self, UpdateState::Updating | UpdateState::RollbackStarted)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,25 +111,5 @@ mod tests {
             assert_eq!(NodeAvailability::parse(a.short_name()), Some(a));
         }
         assert_eq!(NodeAvailability::parse("gone"), None);
-    }
-}
-
-impl UpdateState {
-    /// "updating", "paused", "completed", "rollback_started", ...
-    pub fn short_name(self) -> &'static str {
-        match self {
-            UpdateState::None => "",
-            UpdateState::Updating => "updating",
-            UpdateState::Paused => "paused",
-            UpdateState::Completed => "completed",
-            UpdateState::RollbackStarted => "rollback_started",
-            UpdateState::RollbackCompleted => "rollback_completed",
-            UpdateState::RollbackPaused => "rollback_paused",
-        }
-    }
-
-    /// True while tasks are being replaced (not paused, not ended).
-    pub fn is_rolling(self) -> bool {
-        matches!(self, UpdateState::Updating | UpdateState::RollbackStarted)
     }
 }
