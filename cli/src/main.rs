@@ -108,6 +108,10 @@ fn main() {
     });
     if let Err(err) = result {
         eprintln!("berth: {err:#}");
-        std::process::exit(1);
+        // A wait that ended paused, rolled back, ...: its own code.
+        let code = err
+            .downcast_ref::<service::RolloutEnded>()
+            .map_or(1, |ended| ended.code);
+        std::process::exit(code);
     }
 }

@@ -1,4 +1,13 @@
-//! `berth service ...`: declare services and look at their tasks.
+//! `berth service ...`: declare services, roll them out, and look at their
+//! tasks.
+
+mod history;
+mod progress;
+mod rollout_flags;
+mod update;
+mod watch;
+
+pub use progress::RolloutEnded;
 
 use std::collections::BTreeMap;
 
@@ -16,7 +25,10 @@ use serde_json::json;
 use crate::client::{Client, explain};
 use crate::output::{self, Format};
 use crate::registry_auth;
-use crate::units::{parse_cpus, parse_size};
+use crate::units::{parse_cpus, parse_duration_ms, parse_size};
+use berth_proto::v1::update_status::State as UpdateState;
+use berth_proto::v1::{PromoteServiceRequest, UpdateServiceRequest};
+use watch::Goal;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum ModeArg {
@@ -56,12 +68,16 @@ pub struct CreateArgs {
     pub constraint: Vec<String>,
     #[arg(long, value_enum)]
     pub restart_condition: Option<RestartArg>,
-    /// Seconds between restarts.
-    #[arg(long)]
-    pub restart_delay: Option<f64>,
-    /// Restarts allowed (0 = unlimited).
+    /// Wait before a task that ended is replaced (500ms, 5s, 1m; a bare
+    /// number is seconds; default 5s).
+    #[arg(long, value_parser = parse_duration_ms, value_name = "DURATION")]
+    pub restart_delay: Option<u64>,
+    /// Restarts allowed within the window (0 = unlimited).
     #[arg(long)]
     pub restart_max_attempts: Option<u64>,
+    /// The window restarts are counted in (0 = forever).
+    #[arg(long, value_parser = parse_duration_ms, value_name = "DURATION")]
+    pub restart_window: Option<u64>,
     /// KEY=VALUE label on the service, repeatable.
     #[arg(long)]
     pub label: Vec<String>,
@@ -108,6 +124,13 @@ pub struct CreateArgs {
     pub with_registry_auth: bool,
     #[command(flatten)]
     pub health: crate::health::HealthArgs,
+    #[command(flatten)]
+    pub update: rollout_flags::UpdateFlags,
+    #[command(flatten)]
+    pub rollback: rollout_flags::RollbackFlags,
+    /// Return at once instead of waiting for every task to run (--detach=false waits).
+    #[arg(long, short = 'd', num_args = 0..=1, default_missing_value = "true", require_equals = true, value_name = "BOOL")]
+    pub detach: Option<bool>,
     /// Command and arguments, after `--` (replace the image's entrypoint and cmd).
     #[arg(last = true)]
     pub command: Vec<String>,
@@ -128,10 +151,43 @@ pub enum ServiceCmd {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
-    /// The service as stored, as JSON.
+    /// The service as stored, as JSON: the spec, the previous spec and the
+    /// rollout's status.
     Inspect { name: String },
     /// Change the replica count: NAME=N.
-    Scale { target: String },
+    Scale {
+        target: String,
+        /// Return at once instead of waiting for the tasks.
+        #[arg(long, short = 'd', num_args = 0..=1, default_missing_value = "true", require_equals = true, value_name = "BOOL")]
+        detach: Option<bool>,
+    },
+    /// Change a service and roll it out (waits until the rollout completed,
+    /// paused or rolled back; exit 0 completed, 1 failed, 2 paused, 3 rolled
+    /// back, 4 canaries wait for `promote`).
+    Update(Box<update::UpdateArgs>),
+    /// Go back to an earlier version (the one before, or --to-version).
+    Rollback {
+        name: String,
+        /// The version to go back to (see `berth service history`).
+        #[arg(long, value_name = "N")]
+        to_version: Option<u64>,
+        /// Return at once instead of waiting for the rollback.
+        #[arg(long, short = 'd', num_args = 0..=1, default_missing_value = "true", require_equals = true, value_name = "BOOL")]
+        detach: Option<bool>,
+    },
+    /// The last versions of a service: when, and what changed.
+    History {
+        name: String,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Continue a rollout paused for its canaries.
+    Promote {
+        name: String,
+        /// Return at once instead of waiting for the rollout.
+        #[arg(long, short = 'd', num_args = 0..=1, default_missing_value = "true", require_equals = true, value_name = "BOOL")]
+        detach: Option<bool>,
+    },
     /// Remove a service (its tasks are stopped).
     Rm { name: String },
     /// Output of the service's tasks.
@@ -155,6 +211,15 @@ fn key_values(items: &[String], what: &str) -> Result<BTreeMap<String, String>> 
     Ok(map)
 }
 
+fn restart_condition(arg: RestartArg) -> i32 {
+    let condition = match arg {
+        RestartArg::Any => RestartCondition::Any,
+        RestartArg::OnFailure => RestartCondition::OnFailure,
+        RestartArg::None => RestartCondition::None,
+    };
+    condition as i32
+}
+
 pub fn spec_from(args: CreateArgs) -> Result<ServiceSpec> {
     let mode = match (args.mode, args.replicas) {
         (Some(ModeArg::Global), _) => Mode::Global(GlobalMode {}),
@@ -168,14 +233,10 @@ pub fn spec_from(args: CreateArgs) -> Result<ServiceSpec> {
         pids: 0,
     };
     let restart_policy = RestartPolicy {
-        condition: match args.restart_condition.unwrap_or(RestartArg::Any) {
-            RestartArg::Any => RestartCondition::Any,
-            RestartArg::OnFailure => RestartCondition::OnFailure,
-            RestartArg::None => RestartCondition::None,
-        } as i32,
-        delay_ms: (args.restart_delay.unwrap_or(5.0) * 1000.0) as u64,
+        condition: restart_condition(args.restart_condition.unwrap_or(RestartArg::Any)),
+        delay_ms: args.restart_delay.unwrap_or(5_000),
         max_attempts: args.restart_max_attempts.unwrap_or(0),
-        window_ms: 0,
+        window_ms: args.restart_window.unwrap_or(0),
     };
     let seccomp = crate::security_opt::seccomp_of(&args.security_opt)?;
     let healthcheck = crate::health::health_check_of(&args.health)?;
@@ -198,6 +259,8 @@ pub fn spec_from(args: CreateArgs) -> Result<ServiceSpec> {
             constraints: args.constraint,
         }),
         restart_policy: Some(restart_policy),
+        update_config: args.update.apply(None),
+        rollback_config: args.rollback.apply(None),
         labels: key_values(&args.label, "label")?,
         networks: args.network,
         ports: args
@@ -245,6 +308,12 @@ fn state_with_health(status: &TaskStatus) -> String {
     }
 }
 
+/// The rollout's state ("updating", "rollback_completed", "" for none).
+fn update_state(service: &Service) -> &'static str {
+    let state = service.update_status.as_ref().map_or(0, |s| s.state);
+    UpdateState::try_from(state).map_or("", |s| s.short_name())
+}
+
 fn replicas_of(service: &Service) -> String {
     match service.spec.as_ref().and_then(|s| s.mode.as_ref()) {
         Some(Mode::Replicated(r)) => r.replicas.to_string(),
@@ -269,6 +338,8 @@ fn task_json(task: &Task, nodes: &BTreeMap<String, String>) -> serde_json::Value
         "id": task.id,
         "service": task.service_name,
         "slot": task.slot,
+        "spec_version": task.spec_version,
+        "created_ms": task.timestamps.as_ref().map_or(0, |t| t.created_ms),
         "node": nodes.get(&task.node_id).cloned().unwrap_or_default(),
         "desired_state": state_name(task.desired_state),
         "state": state_name(status.state),
@@ -280,10 +351,103 @@ fn task_json(task: &Task, nodes: &BTreeMap<String, String>) -> serde_json::Value
     })
 }
 
+/// When the controller wrote this version (its clock, as task times are).
+fn written_at(service: &Service) -> i64 {
+    service
+        .history
+        .last()
+        .map(|v| v.created_ms)
+        .or_else(|| service.timestamps.as_ref().map(|t| t.updated_ms))
+        .unwrap_or(0)
+}
+
+/// The service of a write's answer; its warnings go to stderr.
+fn written(service: Option<Service>, warnings: &[String]) -> Service {
+    for warning in warnings {
+        eprintln!("warning: {warning}");
+    }
+    service.unwrap_or_default()
+}
+
+/// `service update`: the current spec with the flags applied, written at the
+/// version read (a concurrent change is refused, not overwritten), then waited
+/// for.
+async fn update_service(client: &mut Client, args: update::UpdateArgs) -> Result<()> {
+    let current = client
+        .get_service(GetServiceRequest {
+            service: args.name.clone(),
+        })
+        .await
+        .map_err(explain)?
+        .into_inner();
+    let mut spec = update::apply(current.spec.clone().unwrap_or_default(), &args)?;
+    if args.with_registry_auth {
+        let dir = registry_auth::docker_config_dir();
+        let credentials = registry_auth::credentials_for(&spec.image, &dir)?;
+        spec.registry_auth =
+            Some(registry_auth::create_secret(client, &spec.name, &credentials).await?);
+    }
+    let registry_auth = spec
+        .registry_auth
+        .clone()
+        .filter(|_| args.with_registry_auth);
+    let answer = client
+        .update_service(UpdateServiceRequest {
+            service: current.id.clone(),
+            spec: Some(spec),
+            version: current.version,
+            no_resolve_image: args.no_resolve_image,
+            ..Default::default()
+        })
+        .await;
+    let answer = match answer {
+        Ok(answer) => answer.into_inner(),
+        Err(status) => {
+            if let Some(reference) = &registry_auth {
+                registry_auth::remove_secret(client, reference).await;
+            }
+            return Err(explain(status));
+        }
+    };
+    let service = written(answer.service, &answer.warnings);
+    let change = service
+        .history
+        .last()
+        .map(|v| v.change.clone())
+        .unwrap_or_default();
+    println!("{}: version {}: {change}", args.name, service.spec_version);
+    if !args.detach.unwrap_or(false) {
+        let goal = Goal::Update {
+            version: service.spec_version,
+        };
+        progress::wait(client, &args.name, goal, written_at(&service)).await?;
+    }
+    Ok(())
+}
+
+/// `service inspect`: the service as JSON, enums by name, without the
+/// history's specs (`service history` shows them).
+fn inspect_json(service: &Service) -> Result<serde_json::Value> {
+    let mut value = serde_json::to_value(service)?;
+    if let Some(object) = value.as_object_mut() {
+        object.remove("history");
+        let status = service.update_status.clone().unwrap_or_default();
+        if let Some(status_json) = object
+            .get_mut("update_status")
+            .and_then(|s| s.as_object_mut())
+        {
+            let state = UpdateState::try_from(status.state).unwrap_or(UpdateState::None);
+            status_json.insert("state".into(), json!(state.short_name()));
+        }
+    }
+    Ok(value)
+}
+
 pub async fn run(client: &mut Client, cmd: ServiceCmd) -> Result<()> {
     match cmd {
         ServiceCmd::Create(args) => {
             let with_registry_auth = args.with_registry_auth;
+            let detach = args.detach.unwrap_or(false);
             let mut spec = spec_from(*args)?;
             if with_registry_auth {
                 // Found before anything is created: no credentials, no secret.
@@ -315,6 +479,63 @@ pub async fn run(client: &mut Client, cmd: ServiceCmd) -> Result<()> {
                 }
             };
             println!("{}", service.id);
+            if !detach {
+                let name = service.spec.clone().unwrap_or_default().name;
+                progress::wait(client, &name, Goal::Converge, written_at(&service)).await?;
+            }
+        }
+        ServiceCmd::Update(args) => update_service(client, *args).await?,
+        ServiceCmd::Rollback {
+            name,
+            to_version,
+            detach,
+        } => {
+            let answer = client
+                .update_service(UpdateServiceRequest {
+                    service: name.clone(),
+                    rollback: true,
+                    rollback_to_version: to_version.unwrap_or(0),
+                    ..Default::default()
+                })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            let service = written(answer.service, &answer.warnings);
+            let restores = service.history.last().map_or(0, |v| v.restores);
+            println!(
+                "{name}: rolling back to version {restores} (as version {})",
+                service.spec_version
+            );
+            if !detach.unwrap_or(false) {
+                let goal = Goal::Rollback {
+                    version: service.spec_version,
+                };
+                progress::wait(client, &name, goal, written_at(&service)).await?;
+            }
+        }
+        ServiceCmd::History { name, format } => history::show(client, &name, format).await?,
+        ServiceCmd::Promote { name, detach } => {
+            let service = client
+                .promote_service(PromoteServiceRequest {
+                    service: name.clone(),
+                })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            let version = service.update_status.as_ref().map_or(0, |s| s.to_version);
+            println!("{name}: promoted; rolling out version {version} to every task");
+            if !detach.unwrap_or(false) {
+                let goal = if service
+                    .update_status
+                    .as_ref()
+                    .is_some_and(|s| s.state == UpdateState::RollbackStarted as i32)
+                {
+                    Goal::Rollback { version }
+                } else {
+                    Goal::Update { version }
+                };
+                progress::wait(client, &name, goal, written_at(&service)).await?;
+            }
         }
         ServiceCmd::Ls { format } => {
             let services = client
@@ -350,12 +571,15 @@ pub async fn run(client: &mut Client, cmd: ServiceCmd) -> Result<()> {
                                 "image": spec.image,
                                 "replicas": replicas_of(s),
                                 "running": running(&s.id),
+                                "version": s.spec_version,
+                                "update_state": update_state(s),
+                                "update_message": s.update_status.clone().unwrap_or_default().message,
                             })
                         })
                         .collect(),
                 ))?,
                 Format::Table => output::table(
-                    &["ID", "NAME", "MODE/REPLICAS", "RUNNING", "IMAGE"],
+                    &["ID", "NAME", "MODE/REPLICAS", "RUNNING", "IMAGE", "VERSION", "UPDATE"],
                     &services
                         .iter()
                         .map(|s| {
@@ -366,6 +590,8 @@ pub async fn run(client: &mut Client, cmd: ServiceCmd) -> Result<()> {
                                 replicas_of(s),
                                 running(&s.id).to_string(),
                                 spec.image,
+                                s.spec_version.to_string(),
+                                update_state(s).to_string(),
                             ]
                         })
                         .collect::<Vec<_>>(),
@@ -388,7 +614,9 @@ pub async fn run(client: &mut Client, cmd: ServiceCmd) -> Result<()> {
                     tasks.iter().map(|t| task_json(t, &nodes)).collect(),
                 ))?,
                 Format::Table => output::table(
-                    &["ID", "SLOT", "NODE", "DESIRED", "STATE", "MESSAGE"],
+                    &[
+                        "ID", "SLOT", "VERSION", "NODE", "DESIRED", "STATE", "MESSAGE",
+                    ],
                     &tasks
                         .iter()
                         .map(|t| {
@@ -411,6 +639,7 @@ pub async fn run(client: &mut Client, cmd: ServiceCmd) -> Result<()> {
                             vec![
                                 t.id.clone(),
                                 t.slot.to_string(),
+                                t.spec_version.to_string(),
                                 nodes.get(&t.node_id).cloned().unwrap_or_default(),
                                 state_name(t.desired_state).into(),
                                 state,
@@ -427,23 +656,27 @@ pub async fn run(client: &mut Client, cmd: ServiceCmd) -> Result<()> {
                 .await
                 .map_err(explain)?
                 .into_inner();
-            println!("{}", serde_json::to_string_pretty(&service)?);
+            output::json(&inspect_json(&service)?)?;
         }
-        ServiceCmd::Scale { target } => {
+        ServiceCmd::Scale { target, detach } => {
             let Some((name, n)) = target.split_once('=') else {
                 bail!("scale takes NAME=REPLICAS, got {target:?}");
             };
             let replicas: u64 = n
                 .parse()
                 .map_err(|_| anyhow::anyhow!("replicas {n:?} is not a number"))?;
-            client
+            let service = client
                 .scale_service(ScaleServiceRequest {
                     service: name.to_string(),
                     replicas,
                 })
                 .await
-                .map_err(explain)?;
+                .map_err(explain)?
+                .into_inner();
             println!("{name} scaled to {replicas}");
+            if !detach.unwrap_or(false) {
+                progress::wait(client, name, Goal::Converge, written_at(&service)).await?;
+            }
         }
         ServiceCmd::Rm { name } => {
             client
