@@ -225,7 +225,14 @@ impl Cluster {
 
     /// `berth service create NAME --image <the busybox image> EXTRA... [-- COMMAND...]`.
     pub fn create_service(&self, name: &str, extra: &[&str], command: &[&str]) -> Result<()> {
-        let mut args = vec!["service", "create", name, "--image", &self.image];
+        let mut args = vec![
+            "service",
+            "create",
+            "--detach",
+            name,
+            "--image",
+            &self.image,
+        ];
         args.extend_from_slice(extra);
         if !command.is_empty() {
             args.push("--");

@@ -24,7 +24,14 @@ const WEB: &[&str] = &[
 const SLEEP: &[&str] = &["sleep", "3600"];
 
 fn create(cluster: &Cluster, name: &str, extra: &[&str], command: &[&str]) -> Result<()> {
-    let mut args = vec!["service", "create", name, "--image", &cluster.image];
+    let mut args = vec![
+        "service",
+        "create",
+        "--detach",
+        name,
+        "--image",
+        &cluster.image,
+    ];
     args.extend_from_slice(extra);
     args.push("--");
     args.extend_from_slice(command);
@@ -256,7 +263,7 @@ fn containers_find_services_by_name_across_hosts() -> Result<()> {
     )?;
 
     // Scale down: the stopped replica leaves the answers within 1 s.
-    cluster.berth(&["service", "scale", "web=1"])?;
+    cluster.berth(&["service", "scale", "--detach", "web=1"])?;
     let scaled_at = Instant::now();
     let left = wait_until(
         "a replica to leave tasks.web",

@@ -52,7 +52,7 @@ fn a_private_registry_with_basic_auth_works_cluster_wide_with_registry_auth() ->
     }
     cluster.wait_nodes_ready(2)?;
     let create = |name: &str, extra: &[&str]| {
-        let mut args = vec!["service", "create", name, "--image", &image];
+        let mut args = vec!["service", "create", "--detach", name, "--image", &image];
         args.extend_from_slice(extra);
         args.extend(["--mode", "global", "--", "sleep", "3600"]);
         args.into_iter().map(str::to_string).collect::<Vec<_>>()

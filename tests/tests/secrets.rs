@@ -71,6 +71,7 @@ fn a_secret_reaches_its_task_on_a_tmpfs_and_appears_nowhere_else() -> Result<()>
     cluster.berth(&[
         "service",
         "create",
+        "--detach",
         "app",
         "--image",
         &cluster.image,
@@ -160,7 +161,7 @@ fn a_secret_reaches_its_task_on_a_tmpfs_and_appears_nowhere_else() -> Result<()>
     // copy of the key opens the secret for a new task on the other node.
     cluster.c.kill(0)?;
     cluster.c.wait_leader_among(&[1, 2], CONVERGE)?;
-    cluster.berth(&["service", "scale", "app=2"])?;
+    cluster.berth(&["service", "scale", "--detach", "app=2"])?;
     cluster.wait_running("app", 2, CONVERGE)?;
     let mut tmpfs = vec![(host, host_dir.clone())];
     for row in cluster.ps("app")? {
@@ -201,6 +202,7 @@ fn a_changed_config_rolls_the_service() -> Result<()> {
     cluster.berth(&[
         "service",
         "create",
+        "--detach",
         "web",
         "--image",
         &cluster.image,
@@ -268,7 +270,14 @@ fn bad_secret_and_config_input_is_refused_and_nothing_is_created() -> Result<()>
     cluster.berth(&["secret", "create", "pw", &small.to_string_lossy()])?;
 
     let service = |extra: &[&str]| {
-        let mut args = vec!["service", "create", "bad", "--image", &cluster.image];
+        let mut args = vec![
+            "service",
+            "create",
+            "--detach",
+            "bad",
+            "--image",
+            &cluster.image,
+        ];
         args.extend_from_slice(extra);
         cluster.berth(&args).expect_err("refused")
     };

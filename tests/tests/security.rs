@@ -55,6 +55,7 @@ fn create(cluster: &Cluster, name: &str, replicas: &str, sleep: &str) -> Result<
     cluster.berth(&[
         "service",
         "create",
+        "--detach",
         name,
         "--image",
         &image,

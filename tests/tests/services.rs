@@ -11,7 +11,14 @@ use berth_testhost::wait_until;
 const CONVERGE: Duration = Duration::from_secs(60);
 
 fn create(cluster: &Cluster, name: &str, extra: &[&str], command: &[&str]) -> Result<()> {
-    let mut args = vec!["service", "create", name, "--image", &cluster.image];
+    let mut args = vec![
+        "service",
+        "create",
+        "--detach",
+        name,
+        "--image",
+        &cluster.image,
+    ];
     args.extend_from_slice(extra);
     if !command.is_empty() {
         args.push("--");
@@ -281,6 +288,7 @@ fn security_flags_reach_the_container_and_a_bad_capability_is_refused() -> Resul
         .berth(&[
             "service",
             "create",
+            "--detach",
             "bad",
             "--image",
             &cluster.image,

@@ -132,6 +132,7 @@ impl Berth {
         self.cli(&[
             "service",
             "create",
+            "--detach",
             "bench",
             "--image",
             "127.0.0.1:5000/busybox:1",
@@ -146,7 +147,7 @@ impl Berth {
         })?;
         let up = start.elapsed();
         let start = Instant::now();
-        self.cli(&["service", "scale", "bench=0"])?;
+        self.cli(&["service", "scale", "--detach", "bench=0"])?;
         wait_for("berth replicas down", Duration::from_secs(300), || {
             Ok(self.running("bench")? == 0)
         })?;
@@ -277,6 +278,7 @@ fn main() -> Result<()> {
     berth.cli(&[
         "service",
         "create",
+        "--detach",
         "warm",
         "--image",
         "127.0.0.1:5000/busybox:1",
@@ -303,6 +305,7 @@ fn main() -> Result<()> {
     berth.cli(&[
         "service",
         "create",
+        "--detach",
         "mem",
         "--image",
         "127.0.0.1:5000/busybox:1",
