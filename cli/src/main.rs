@@ -67,6 +67,18 @@ enum Command {
 fn main() {
     berth_pki::install_crypto_provider();
     let args = Args::parse();
+    if !matches!(args.command, Command::Dev(_)) {
+        // `berth ... | head` ends quietly, as other command-line tools do,
+        // instead of panicking on the closed pipe. (Not `berth dev`: its
+        // daemons must survive a peer closing a socket.)
+        // SAFETY: set at startup, before any thread exists.
+        unsafe {
+            let _ = nix::sys::signal::signal(
+                nix::sys::signal::Signal::SIGPIPE,
+                nix::sys::signal::SigHandler::SigDfl,
+            );
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

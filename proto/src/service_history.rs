@@ -194,11 +194,7 @@ pub fn describe_change(old: &ServiceSpec, new: &ServiceSpec) -> String {
     let mut parts = Vec::new();
     for key in keys {
         let before = a.get(key).unwrap_or(&Value::Null);
-        let after = &b[key];
-        if before == after {
-            continue;
-        }
-        parts.push(describe_field(key, before, after));
+        describe_field(key, before, &b[key], &mut parts);
     }
     if parts.is_empty() {
         "no change".into()
@@ -207,7 +203,11 @@ pub fn describe_change(old: &ServiceSpec, new: &ServiceSpec) -> String {
     }
 }
 
-fn describe_field(key: &str, before: &Value, after: &Value) -> String {
+/// Appends what changed in field `key` (a dotted path inside nested objects).
+fn describe_field(key: &str, before: &Value, after: &Value, parts: &mut Vec<String>) {
+    if before == after {
+        return;
+    }
     let replicas = |v: &Value| v.pointer("/Replicated/replicas").cloned();
     match (before, after) {
         (Value::Array(a), Value::Array(b)) if a.iter().chain(b).all(Value::is_string) => {
@@ -223,21 +223,51 @@ fn describe_field(key: &str, before: &Value, after: &Value) -> String {
                     .map(|v| format!("-{}", plain(v))),
             );
             if words.is_empty() {
-                format!("{key} reordered")
+                parts.push(format!("{key} reordered"));
             } else {
-                format!("{key} {}", words.join(" "))
+                parts.push(format!("{key} {}", words.join(" ")));
             }
         }
         (Value::Object(_), Value::Object(_)) if key == "mode" => {
             match (replicas(before), replicas(after)) {
-                (Some(x), Some(y)) => format!("replicas {} -> {}", plain(&x), plain(&y)),
-                _ => "mode changed".into(),
+                (Some(x), Some(y)) => {
+                    parts.push(format!("replicas {} -> {}", plain(&x), plain(&y)))
+                }
+                _ => parts.push("mode changed".into()),
             }
         }
-        (a, b) if is_scalar(a) && is_scalar(b) => {
-            format!("{key} {} -> {}", plain(a), plain(b))
+        (Value::Object(a), Value::Object(b)) => {
+            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            for sub in keys {
+                let x = a.get(sub).unwrap_or(&Value::Null);
+                let y = b.get(sub).unwrap_or(&Value::Null);
+                describe_field(&format!("{key}.{sub}"), x, y, parts);
+            }
         }
-        _ => format!("{key} changed"),
+        (Value::Null, Value::Object(b)) => {
+            // Set where there was nothing: the fields it sets.
+            for (sub, y) in b.iter().filter(|(_, y)| !is_zero(y)) {
+                describe_field(&format!("{key}.{sub}"), &Value::Null, y, parts);
+            }
+        }
+        (Value::Object(_), Value::Null) => parts.push(format!("{key} removed")),
+        (a, b) if is_scalar(a) && is_scalar(b) => {
+            parts.push(format!("{key} {} -> {}", plain(a), plain(b)));
+        }
+        (Value::Null, b) if is_scalar(b) => parts.push(format!("{key} {}", plain(b))),
+        _ => parts.push(format!("{key} changed")),
+    }
+}
+
+/// A field left at its default (what prost writes for "unset").
+fn is_zero(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
     }
 }
 
@@ -321,6 +351,28 @@ mod tests {
             Some("replicas 3 -> 5")
         );
         assert_eq!(service.update_status.map(|s| s.to_version), Some(2));
+
+        // Nested settings are named by their path.
+        let mut tuned = spec("web:2", 5, &["A=1"]);
+        tuned.update_config = Some(crate::v1::UpdateConfig {
+            parallelism: 2,
+            ..Default::default()
+        });
+        let before = service.spec.clone().unwrap_or_default();
+        assert_eq!(
+            describe_change(&before, &tuned),
+            "update_config.parallelism 2"
+        );
+        let mut retuned = tuned.clone();
+        if let Some(c) = retuned.update_config.as_mut() {
+            c.parallelism = 4;
+            c.delay_ms = 500;
+        }
+        assert_eq!(
+            describe_change(&tuned, &retuned),
+            "update_config.delay_ms 0 -> 500, update_config.parallelism 2 -> 4"
+        );
+        assert_eq!(describe_change(&retuned, &retuned), "no change");
     }
 
     #[test]
