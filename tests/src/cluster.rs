@@ -28,6 +28,8 @@ pub struct Cluster {
 pub struct TaskRow {
     pub id: String,
     pub slot: u64,
+    /// The service spec version the task runs.
+    pub spec_version: u64,
     pub node: String,
     pub desired_state: String,
     pub state: String,
@@ -277,6 +279,7 @@ impl Cluster {
             .map(|t| TaskRow {
                 id: t["id"].as_str().unwrap_or_default().to_string(),
                 slot: t["slot"].as_u64().unwrap_or(0),
+                spec_version: t["spec_version"].as_u64().unwrap_or(0),
                 node: t["node"].as_str().unwrap_or_default().to_string(),
                 desired_state: t["desired_state"].as_str().unwrap_or_default().to_string(),
                 state: t["state"].as_str().unwrap_or_default().to_string(),
