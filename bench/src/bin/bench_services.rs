@@ -1,6 +1,8 @@
 //! Converge 50 replicas on one host and scale back to 0: berth (`berth dev`)
 //! against Docker Swarm (Debian's docker.io, a one-node swarm) with the same
-//! busybox image, in the same run; then resident memory with 50 tasks.
+//! busybox image, in the same run; then resident memory with 50 tasks; then
+//! rolling updates of those 50 (parallelism 10, delay 0, monitor 1 s): the
+//! time from the update command to all 50 tasks running the new spec.
 //!
 //!     cargo build --release --workspace && target/release/bench-services
 //!
@@ -117,6 +119,45 @@ impl Berth {
         run(&self.bin.to_string_lossy(), &full)
     }
 
+    /// Rolls `service` (all replicas running) to a new env value: the time
+    /// until every one of its `n` tasks runs the new spec.
+    fn rolling_update(&self, service: &str, n: usize, value: usize) -> Result<Duration> {
+        let start = Instant::now();
+        let env = format!("V={value}");
+        self.cli(&[
+            "service",
+            "update",
+            service,
+            "--detach",
+            "--env-add",
+            &env,
+            "--update-parallelism",
+            "10",
+            "--update-delay",
+            "0",
+            "--update-monitor",
+            "1s",
+        ])?;
+        let inspect: serde_json::Value =
+            serde_json::from_str(&self.cli(&["service", "inspect", service])?)?;
+        let version = inspect["spec_version"].as_u64().unwrap_or(0);
+        wait_for("berth rolling update", Duration::from_secs(600), || {
+            let out = self.cli(&["service", "ps", service, "--format", "json"])?;
+            let tasks: serde_json::Value = serde_json::from_str(&out)?;
+            let new = tasks.as_array().map_or(0, |a| {
+                a.iter()
+                    .filter(|t| {
+                        t["state"] == "running"
+                            && t["desired_state"] == "running"
+                            && t["spec_version"].as_u64() == Some(version)
+                    })
+                    .count()
+            });
+            Ok(new == n)
+        })?;
+        Ok(start.elapsed())
+    }
+
     fn running(&self, service: &str) -> Result<usize> {
         let out = self.cli(&["service", "ps", service, "--format", "json"])?;
         let tasks: serde_json::Value = serde_json::from_str(&out)?;
@@ -227,6 +268,52 @@ impl Swarm {
         Ok(out.lines().filter(|l| !l.trim().is_empty()).count())
     }
 
+    /// As `Berth::rolling_update`: the time until `n` tasks desired running,
+    /// none of them from before the update, all run.
+    fn rolling_update(&self, n: usize, value: usize) -> Result<Duration> {
+        let tasks = || -> Result<Vec<(String, bool)>> {
+            let out = self.docker(&[
+                "service",
+                "ps",
+                "bench",
+                "--filter",
+                "desired-state=running",
+                "--format",
+                "{{.ID}} {{.CurrentState}}",
+            ])?;
+            Ok(out
+                .lines()
+                .filter_map(|l| l.split_once(' '))
+                .map(|(id, state)| (id.to_string(), state.starts_with("Running")))
+                .collect())
+        };
+        let old: Vec<String> = tasks()?.into_iter().map(|(id, _)| id).collect();
+        let start = Instant::now();
+        let env = format!("V={value}");
+        self.docker(&[
+            "service",
+            "update",
+            "--detach",
+            "--env-add",
+            &env,
+            "--update-parallelism",
+            "10",
+            "--update-delay",
+            "0s",
+            "--update-monitor",
+            "1s",
+            "bench",
+        ])?;
+        wait_for("swarm rolling update", Duration::from_secs(900), || {
+            let now = tasks()?;
+            Ok(now.len() == n
+                && now
+                    .iter()
+                    .all(|(id, running)| *running && !old.contains(id)))
+        })?;
+        Ok(start.elapsed())
+    }
+
     fn round(&self, n: usize) -> Result<(Duration, Duration)> {
         let start = Instant::now();
         self.docker(&[
@@ -328,6 +415,16 @@ fn main() -> Result<()> {
         berth_shims / 1024,
         berth_monitors / 1024
     );
+    let mut b_updates = Vec::new();
+    for round in 0..args.rounds {
+        let took = berth.rolling_update("mem", args.replicas, round + 2)?;
+        println!(
+            "berth: rolling update of {} in {:.0} ms",
+            args.replicas,
+            ms(took)
+        );
+        b_updates.push(took);
+    }
     berth.cli(&["service", "rm", "mem"])?;
     // The service is gone from the API at once; wait for its containers.
     let data = dir.path().to_string_lossy().to_string();
@@ -338,6 +435,8 @@ fn main() -> Result<()> {
     drop(berth);
     let b = median(b_total);
     println!("berth median up+down: {:.0} ms", ms(b));
+    let b_update = median(b_updates);
+    println!("berth median rolling update: {:.0} ms", ms(b_update));
     if args.berth_only {
         return Ok(());
     }
@@ -380,6 +479,16 @@ fn main() -> Result<()> {
         containerd / 1024,
         shims / 1024
     );
+    let mut s_updates = Vec::new();
+    for round in 0..args.rounds {
+        let took = swarm.rolling_update(args.replicas, round + 2)?;
+        println!(
+            "swarm: rolling update of {} in {:.0} ms",
+            args.replicas,
+            ms(took)
+        );
+        s_updates.push(took);
+    }
     swarm.docker(&["service", "rm", "bench"])?;
     let _ = swarm.docker(&["swarm", "leave", "--force"]);
     let s = median(s_total);
@@ -389,6 +498,14 @@ fn main() -> Result<()> {
         ms(b) / ms(s),
         (berth_daemon + berth_shims + berth_monitors) as f64
             / (dockerd + containerd + shims).max(1) as f64
+    );
+    let s_update = median(s_updates);
+    println!(
+        "berth/swarm rolling update of {} (parallelism 10, delay 0, monitor 1s): {:.0} ms / {:.0} ms = {:.3} (target <= 0.2)",
+        args.replicas,
+        ms(b_update),
+        ms(s_update),
+        ms(b_update) / ms(s_update)
     );
     Ok(())
 }
