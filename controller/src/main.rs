@@ -47,7 +47,7 @@ struct Args {
     #[arg(long, value_name = "FILE")]
     token_file: Option<PathBuf>,
     /// Lifetime of node certificates, set at --init: e.g. 90d, 12h, 30m, 45s.
-    #[arg(long, default_value = "90d", value_parser = parse_duration)]
+    #[arg(long, default_value = "90d", value_parser = parse_lifetime)]
     cert_expiry: Duration,
     /// Serve plain text without authentication. For benchmarks on a private
     /// machine only: anyone who reaches the port controls the cluster.
@@ -65,9 +65,10 @@ struct Args {
     /// Compact the log (and serve laggards a snapshot) after this many entries.
     #[arg(long, default_value_t = 10_000)]
     snapshot_entries: u64,
-    /// Declare a node down after this many seconds without a heartbeat.
-    #[arg(long, default_value_t = 8)]
-    node_down_after: u64,
+    /// Declare a node down after this long without a heartbeat (8s, 1m; a
+    /// bare number is seconds; at least 2s).
+    #[arg(long, default_value = "8s", value_parser = parse_duration)]
+    node_down_after: Duration,
     /// Address space overlay networks are carved from (one /16 each), fixed when
     /// the cluster's first leader creates the default network.
     #[arg(long, default_value = "10.96.0.0/12")]
@@ -81,31 +82,19 @@ fn main() {
     }
 }
 
-/// "90d", "12h", "30m", "45s" (at least one hour for certificates is not
-/// enforced: tests shorten lifetimes to seconds).
+/// A flag's duration ("90d", "12h", "1m30s", "500ms"; a bare number is
+/// seconds), as every berth flag writes one.
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    let (number, unit) = text.split_at(
-        text.find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(text.len()),
-    );
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 90d, 12h, 30m or 45s"))?;
-    let seconds = match unit {
-        "d" => n * 86_400,
-        "h" => n * 3_600,
-        "m" => n * 60,
-        "s" | "" => n,
-        _ => {
-            return Err(format!(
-                "unknown unit {unit:?} in {text:?}: use d, h, m or s"
-            ));
-        }
-    };
-    if seconds == 0 {
-        return Err("the certificate lifetime must be longer than 0".into());
+    berth_proto::units::parse_duration_ms(text).map(Duration::from_millis)
+}
+
+/// A certificate lifetime: a duration above 0 (tests shorten lifetimes to
+/// seconds, so no minimum beyond that).
+fn parse_lifetime(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        d if d.is_zero() => Err("the certificate lifetime must be longer than 0".into()),
+        d => Ok(d),
     }
-    Ok(Duration::from_secs(seconds))
 }
 
 fn real_main() -> anyhow::Result<()> {
@@ -152,7 +141,7 @@ fn real_main() -> anyhow::Result<()> {
             ..PlannerSettings::default()
         },
         dispatcher: DispatcherSettings {
-            down_after: Duration::from_secs(args.node_down_after.max(2)),
+            down_after: args.node_down_after.max(Duration::from_secs(2)),
             ..DispatcherSettings::default()
         },
     };
