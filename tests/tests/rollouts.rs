@@ -14,6 +14,24 @@ use serde_json::Value;
 
 const CONVERGE: Duration = Duration::from_secs(60);
 
+/// A health check that fails at once: a version with it never turns healthy.
+const FAILING_CHECK: [&str; 6] = [
+    "--health-cmd",
+    "exit 1",
+    "--health-interval",
+    "300ms",
+    "--health-retries",
+    "1",
+];
+
+/// `service update NAME ARGS... <FAILING_CHECK>`.
+fn failing_update<'a>(name: &'a str, args: &[&'a str]) -> Vec<&'a str> {
+    let mut all = vec!["service", "update", name];
+    all.extend_from_slice(args);
+    all.extend(FAILING_CHECK);
+    all
+}
+
 /// What a pipeline sees of one CLI call.
 struct Outcome {
     code: i32,
@@ -145,23 +163,17 @@ fn update_exit_codes_tell_a_pipeline_what_happened() -> Result<()> {
     let bad = expect(
         &cluster,
         3,
-        &[
-            "service",
-            "update",
+        &failing_update(
             "web",
-            "--env-add",
-            "V=3",
-            "--health-cmd",
-            "exit 1",
-            "--health-interval",
-            "300ms",
-            "--health-retries",
-            "1",
-            "--update-failure-action",
-            "rollback",
-            "--update-parallelism",
-            "2",
-        ],
+            &[
+                "--env-add",
+                "V=3",
+                "--update-failure-action",
+                "rollback",
+                "--update-parallelism",
+                "2",
+            ],
+        ),
     )?;
     assert!(bad.stderr.contains("rolled back"), "{}", bad.stderr);
     let service = inspect(&cluster, "web")?;
@@ -180,23 +192,17 @@ fn update_exit_codes_tell_a_pipeline_what_happened() -> Result<()> {
     let paused = expect(
         &cluster,
         2,
-        &[
-            "service",
-            "update",
+        &failing_update(
             "web",
-            "--env-add",
-            "V=5",
-            "--health-cmd",
-            "exit 1",
-            "--health-interval",
-            "300ms",
-            "--health-retries",
-            "1",
-            "--update-failure-action",
-            "pause",
-            "--update-parallelism",
-            "1",
-        ],
+            &[
+                "--env-add",
+                "V=5",
+                "--update-failure-action",
+                "pause",
+                "--update-parallelism",
+                "1",
+            ],
+        ),
     )?;
     assert!(paused.stderr.contains("web"), "{}", paused.stderr);
     let ls = cluster.berth(&["service", "ls"])?;
@@ -325,23 +331,7 @@ fn canaries_wait_for_promote_and_a_failing_canary_rolls_back() -> Result<()> {
     );
 
     // A canary that turns unhealthy: rolled back, the old tasks never stopped.
-    expect(
-        &cluster,
-        3,
-        &[
-            "service",
-            "update",
-            "web",
-            "--env-add",
-            "V=3",
-            "--health-cmd",
-            "exit 1",
-            "--health-interval",
-            "300ms",
-            "--health-retries",
-            "1",
-        ],
-    )?;
+    expect(&cluster, 3, &failing_update("web", &["--env-add", "V=3"]))?;
     let service = inspect(&cluster, "web")?;
     assert_eq!(env_of(&service), vec!["V=2"]);
     wait_until("the canary gone", CONVERGE, || {

@@ -4,6 +4,7 @@
 mod history;
 mod progress;
 mod rollout_flags;
+mod task_flags;
 mod update;
 mod watch;
 
@@ -15,9 +16,8 @@ use anyhow::{Result, bail};
 use berth_proto::v1::service_spec::Mode;
 use berth_proto::v1::{
     CreateServiceRequest, GetServiceRequest, GlobalMode, ListNodesRequest, ListServicesRequest,
-    ListTasksRequest, Placement, RemoveServiceRequest, ReplicatedMode, ResourceRequirements,
-    Resources, RestartCondition, RestartPolicy, ScaleServiceRequest, Service, ServiceLogsRequest,
-    ServiceSpec, Task, TaskHealth, TaskState, TaskStatus,
+    ListTasksRequest, Placement, RemoveServiceRequest, ReplicatedMode, ScaleServiceRequest,
+    Service, ServiceLogsRequest, ServiceSpec, Task, TaskHealth, TaskState, TaskStatus,
 };
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
@@ -25,7 +25,6 @@ use serde_json::json;
 use crate::client::{Client, explain};
 use crate::output::{self, Format};
 use crate::registry_auth;
-use crate::units::{parse_cpus, parse_duration_ms, parse_size};
 use berth_proto::v1::update_status::State as UpdateState;
 use berth_proto::v1::{PromoteServiceRequest, UpdateServiceRequest};
 use watch::Goal;
@@ -34,13 +33,6 @@ use watch::Goal;
 pub enum ModeArg {
     Replicated,
     Global,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum RestartArg {
-    Any,
-    OnFailure,
-    None,
 }
 
 #[derive(Debug, Args)]
@@ -57,27 +49,13 @@ pub struct CreateArgs {
     /// KEY=VALUE, repeatable.
     #[arg(long, short = 'e')]
     pub env: Vec<String>,
-    /// CPUs per task, reserved for placement and enforced as a limit (0.5, 2).
-    #[arg(long, value_parser = parse_cpus)]
-    pub cpus: Option<u64>,
-    /// Memory per task, reserved for placement and enforced as a limit (256m, 1g).
-    #[arg(long, value_parser = parse_size)]
-    pub memory: Option<u64>,
+    #[command(flatten)]
+    pub resources: task_flags::ResourceFlags,
+    #[command(flatten)]
+    pub restart: task_flags::RestartFlags,
     /// Placement constraint such as node.labels.zone==a or node.name!=n3; repeatable.
     #[arg(long)]
     pub constraint: Vec<String>,
-    #[arg(long, value_enum)]
-    pub restart_condition: Option<RestartArg>,
-    /// Wait before a task that ended is replaced (500ms, 5s, 1m; a bare
-    /// number is seconds; default 5s).
-    #[arg(long, value_parser = parse_duration_ms, value_name = "DURATION")]
-    pub restart_delay: Option<u64>,
-    /// Restarts allowed within the window (0 = unlimited).
-    #[arg(long)]
-    pub restart_max_attempts: Option<u64>,
-    /// The window restarts are counted in (0 = forever).
-    #[arg(long, value_parser = parse_duration_ms, value_name = "DURATION")]
-    pub restart_window: Option<u64>,
     /// KEY=VALUE label on the service, repeatable.
     #[arg(long)]
     pub label: Vec<String>,
@@ -211,32 +189,12 @@ fn key_values(items: &[String], what: &str) -> Result<BTreeMap<String, String>> 
     Ok(map)
 }
 
-fn restart_condition(arg: RestartArg) -> i32 {
-    let condition = match arg {
-        RestartArg::Any => RestartCondition::Any,
-        RestartArg::OnFailure => RestartCondition::OnFailure,
-        RestartArg::None => RestartCondition::None,
-    };
-    condition as i32
-}
-
 pub fn spec_from(args: CreateArgs) -> Result<ServiceSpec> {
     let mode = match (args.mode, args.replicas) {
         (Some(ModeArg::Global), _) => Mode::Global(GlobalMode {}),
         (_, replicas) => Mode::Replicated(ReplicatedMode {
             replicas: replicas.unwrap_or(1),
         }),
-    };
-    let amount = Resources {
-        milli_cpus: args.cpus.unwrap_or(0),
-        memory_bytes: args.memory.unwrap_or(0),
-        pids: 0,
-    };
-    let restart_policy = RestartPolicy {
-        condition: restart_condition(args.restart_condition.unwrap_or(RestartArg::Any)),
-        delay_ms: args.restart_delay.unwrap_or(5_000),
-        max_attempts: args.restart_max_attempts.unwrap_or(0),
-        window_ms: args.restart_window.unwrap_or(0),
     };
     let seccomp = crate::security_opt::seccomp_of(&args.security_opt)?;
     let healthcheck = crate::health::health_check_of(&args.health)?;
@@ -251,14 +209,11 @@ pub fn spec_from(args: CreateArgs) -> Result<ServiceSpec> {
         args: cmd_args,
         env: args.env,
         mode: Some(mode),
-        resources: Some(ResourceRequirements {
-            reservations: Some(amount),
-            limits: Some(amount),
-        }),
+        resources: Some(args.resources.apply(None)),
         placement: Some(Placement {
             constraints: args.constraint,
         }),
-        restart_policy: Some(restart_policy),
+        restart_policy: Some(args.restart.apply(None)),
         update_config: args.update.apply(None),
         rollback_config: args.rollback.apply(None),
         labels: key_values(&args.label, "label")?,

@@ -4,15 +4,12 @@
 
 use anyhow::{Context, Result, bail};
 use berth_proto::v1::service_spec::Mode;
-use berth_proto::v1::{
-    HealthCheck, PortProtocol, ResourceRequirements, Resources, RestartPolicy, ServiceSpec,
-};
+use berth_proto::v1::{HealthCheck, PortProtocol, ServiceSpec};
 use clap::Args;
 
 use super::rollout_flags::{RollbackFlags, UpdateFlags};
-use super::{RestartArg, restart_condition};
+use super::task_flags::{ResourceFlags, RestartFlags};
 use crate::health::{HealthArgs, health_check_of};
-use crate::units::{parse_cpus, parse_duration_ms, parse_size};
 
 #[derive(Debug, Args)]
 pub struct UpdateArgs {
@@ -70,23 +67,10 @@ pub struct UpdateArgs {
     /// Take the config NAME away; repeatable.
     #[arg(long, value_name = "NAME")]
     pub config_rm: Vec<String>,
-    /// CPUs per task (reserved and limit).
-    #[arg(long, value_parser = parse_cpus)]
-    pub cpus: Option<u64>,
-    /// Memory per task (reserved and limit).
-    #[arg(long, value_parser = parse_size)]
-    pub memory: Option<u64>,
-    #[arg(long, value_enum)]
-    pub restart_condition: Option<RestartArg>,
-    /// Wait before a task that ended is replaced (500ms, 5s, 1m).
-    #[arg(long, value_parser = parse_duration_ms, value_name = "DURATION")]
-    pub restart_delay: Option<u64>,
-    /// Restarts allowed within the window (0 = unlimited).
-    #[arg(long)]
-    pub restart_max_attempts: Option<u64>,
-    /// The window restarts are counted in (0 = forever).
-    #[arg(long, value_parser = parse_duration_ms, value_name = "DURATION")]
-    pub restart_window: Option<u64>,
+    #[command(flatten)]
+    pub resources: ResourceFlags,
+    #[command(flatten)]
+    pub restart: RestartFlags,
     /// User the tasks run as.
     #[arg(long, short = 'u')]
     pub user: Option<String>,
@@ -141,8 +125,12 @@ pub fn apply(mut spec: ServiceSpec, args: &UpdateArgs) -> Result<ServiceSpec> {
         }
     }
     apply_lists(&mut spec, args)?;
-    apply_resources(&mut spec, args);
-    apply_restart(&mut spec, args);
+    if !args.resources.is_empty() {
+        spec.resources = Some(args.resources.apply(spec.resources.take()));
+    }
+    if !args.restart.is_empty() {
+        spec.restart_policy = Some(args.restart.apply(spec.restart_policy.take()));
+    }
     if let Some(user) = &args.user {
         spec.user = user.clone();
     }
@@ -244,49 +232,6 @@ fn add_all(list: &mut Vec<String>, items: &[String]) {
         if !list.contains(item) {
             list.push(item.clone());
         }
-    }
-}
-
-fn apply_resources(spec: &mut ServiceSpec, args: &UpdateArgs) {
-    if args.cpus.is_none() && args.memory.is_none() {
-        return;
-    }
-    let resources = spec
-        .resources
-        .get_or_insert_with(ResourceRequirements::default);
-    for amount in [&mut resources.reservations, &mut resources.limits] {
-        let amount = amount.get_or_insert_with(Resources::default);
-        if let Some(cpus) = args.cpus {
-            amount.milli_cpus = cpus;
-        }
-        if let Some(memory) = args.memory {
-            amount.memory_bytes = memory;
-        }
-    }
-}
-
-fn apply_restart(spec: &mut ServiceSpec, args: &UpdateArgs) {
-    if args.restart_condition.is_none()
-        && args.restart_delay.is_none()
-        && args.restart_max_attempts.is_none()
-        && args.restart_window.is_none()
-    {
-        return;
-    }
-    let policy = spec
-        .restart_policy
-        .get_or_insert_with(RestartPolicy::default);
-    if let Some(c) = args.restart_condition {
-        policy.condition = restart_condition(c);
-    }
-    if let Some(d) = args.restart_delay {
-        policy.delay_ms = d;
-    }
-    if let Some(n) = args.restart_max_attempts {
-        policy.max_attempts = n;
-    }
-    if let Some(w) = args.restart_window {
-        policy.window_ms = w;
     }
 }
 
