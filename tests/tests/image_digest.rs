@@ -22,24 +22,27 @@ use tonic::transport::Channel;
 const CONVERGE: Duration = Duration::from_secs(60);
 const VERSION_FILE: &str = "/etc/web-version";
 
-fn client(cluster: &Cluster) -> Result<ClusterClient<Channel>> {
+/// Runs `call` with an API client of controller 0 on the client host's
+/// runtime, whose threads are in that test host's network namespace.
+fn api<T, F, Fut>(cluster: &Cluster, call: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce(ClusterClient<Channel>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>> + Send,
+{
     let addr = cluster.c.address(0);
     let security = cluster.c.security();
-    cluster
-        .c
-        .runtime()
-        .block_on(controllers::connect(&addr, &security))
+    cluster.c.run(async move {
+        let client = controllers::connect(&addr, &security).await?;
+        Ok(call(client).await?.into_inner())
+    })
 }
 
 fn get(cluster: &Cluster, name: &str) -> Result<Service> {
-    let mut c = client(cluster)?;
-    let service = cluster
-        .c
-        .runtime()
-        .block_on(c.get_service(GetServiceRequest {
-            service: name.into(),
-        }))?;
-    Ok(service.into_inner())
+    let service = name.to_string();
+    api(cluster, |mut c| async move {
+        c.get_service(GetServiceRequest { service }).await
+    })
 }
 
 fn spec_of(service: &Service) -> ServiceSpec {
@@ -48,16 +51,15 @@ fn spec_of(service: &Service) -> ServiceSpec {
 
 /// The service's tasks that run and should.
 fn running_tasks(cluster: &Cluster, name: &str) -> Result<Vec<Task>> {
-    let mut c = client(cluster)?;
-    let tasks = cluster
-        .c
-        .runtime()
-        .block_on(c.list_tasks(ListTasksRequest {
-            service: name.into(),
+    let service = name.to_string();
+    let tasks = api(cluster, |mut c| async move {
+        c.list_tasks(ListTasksRequest {
+            service,
             ..Default::default()
-        }))?;
+        })
+        .await
+    })?;
     Ok(tasks
-        .into_inner()
         .tasks
         .into_iter()
         .filter(|t| {
@@ -97,16 +99,15 @@ fn force_update(cluster: &Cluster, name: &str) -> Result<(Service, Vec<String>)>
     let current = get(cluster, name)?;
     let mut spec = spec_of(&current);
     spec.force_update += 1;
-    let mut c = client(cluster)?;
-    let answer = cluster
-        .c
-        .runtime()
-        .block_on(c.update_service(UpdateServiceRequest {
-            service: name.into(),
+    let service = name.to_string();
+    let answer = api(cluster, |mut c| async move {
+        c.update_service(UpdateServiceRequest {
+            service,
             spec: Some(spec),
             ..Default::default()
-        }))?
-        .into_inner();
+        })
+        .await
+    })?;
     Ok((answer.service.context("no service")?, answer.warnings))
 }
 
@@ -210,15 +211,14 @@ fn a_tag_is_pinned_to_its_digest_rolls_out_when_pushed_again_and_survives_a_regi
     // keeps its digest.
     cluster.registry.stop(&mut cluster.c.net)?;
     let started = std::time::Instant::now();
-    let mut c = client(&cluster)?;
-    let created = cluster
-        .c
-        .runtime()
-        .block_on(c.create_service(CreateServiceRequest {
-            spec: Some(web_spec("down", &unpulled)),
+    let spec = web_spec("down", &unpulled);
+    let created = api(&cluster, |mut c| async move {
+        c.create_service(CreateServiceRequest {
+            spec: Some(spec),
             no_resolve_image: false,
-        }))?
-        .into_inner();
+        })
+        .await
+    })?;
     assert!(
         started.elapsed() < Duration::from_secs(8),
         "{:?}",
