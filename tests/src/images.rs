@@ -138,22 +138,29 @@ impl HostRegistry {
         let config_s = config.to_string_lossy().to_string();
         net.host_mut(host)
             .spawn(&name, "docker-registry", &["serve", &config_s])?;
-        let url = match &credentials {
+        let registry = HostRegistry {
+            host,
+            name,
+            address,
+            credentials,
+        };
+        registry.wait_answering(net)?;
+        Ok(registry)
+    }
+
+    /// Waits until the registry answers `GET /v2/` (with its credentials).
+    fn wait_answering(&self, net: &TestNet) -> Result<()> {
+        let address = &self.address;
+        let url = match &self.credentials {
             Some((user, password)) => format!("http://{user}:{password}@{address}/v2/"),
             None => format!("http://{address}/v2/"),
         };
-        let h = net.host(host);
+        let h = net.host(self.host);
         wait_until("the registry to answer", Duration::from_secs(20), || {
             let out = h
                 .run_unchecked("busybox", &["wget", "-q", "-O", "/dev/null", &url])
                 .ok()?;
             out.status.success().then_some(())
-        })?;
-        Ok(HostRegistry {
-            host,
-            name,
-            address,
-            credentials,
         })
     }
 
@@ -172,18 +179,7 @@ impl HostRegistry {
     /// Starts the stopped registry again and waits until it answers.
     pub fn restart(&self, net: &mut TestNet) -> Result<()> {
         net.host_mut(self.host).proc(&self.name)?.restart()?;
-        let h = net.host(self.host);
-        let url = format!("http://{}/v2/", self.address);
-        wait_until(
-            "the registry to answer again",
-            Duration::from_secs(20),
-            || {
-                let out = h
-                    .run_unchecked("busybox", &["wget", "-q", "-O", "/dev/null", &url])
-                    .ok()?;
-                out.status.success().then_some(())
-            },
-        )
+        self.wait_answering(net)
     }
 
     /// The digest (`sha256:…`) the registry gives for `name` (repo:tag), as
