@@ -91,7 +91,6 @@ async fn a_registry_auth_secret_is_resolved_kept_while_used_and_goes_with_its_se
             spec: Some(spec("web", "nope")),
             // Never asks a registry (10.0.0.5 is not the test's).
             no_resolve_image: true,
-            ..Default::default()
         },
     )
     .await
@@ -109,7 +108,6 @@ async fn a_registry_auth_secret_is_resolved_kept_while_used_and_goes_with_its_se
             spec: Some(spec("web", "registry-auth-web-1")),
             // Never asks a registry (10.0.0.5 is not the test's).
             no_resolve_image: true,
-            ..Default::default()
         },
     )
     .await
@@ -159,7 +157,6 @@ async fn a_registry_auth_secret_is_resolved_kept_while_used_and_goes_with_its_se
             spec: Some(spec("api", "shared-creds")),
             // Never asks a registry (10.0.0.5 is not the test's).
             no_resolve_image: true,
-            ..Default::default()
         },
     )
     .await

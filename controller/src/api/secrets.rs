@@ -185,7 +185,6 @@ mod tests {
                 }),
                 // Never asks docker.io.
                 no_resolve_image: true,
-                ..Default::default()
             },
         )
         .await
