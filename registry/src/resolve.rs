@@ -79,7 +79,7 @@ pub async fn resolve_digest(image: &str, opts: &ResolveOptions) -> Result<Digest
         Err(_) => {
             return Err(ResolveError::Unreachable {
                 registry,
-                reason: format!("no answer within {}", seconds(opts.timeout)),
+                reason: format!("no answer within {}", duration_text(opts.timeout)),
             });
         }
     };
@@ -116,7 +116,7 @@ enum Lookup {
     Registry(OciDistributionError),
 }
 
-fn seconds(d: Duration) -> String {
+fn duration_text(d: Duration) -> String {
     if d.subsec_millis() == 0 {
         format!("{}s", d.as_secs())
     } else {
@@ -202,7 +202,7 @@ fn classify(registry: &str, reference: &str, opts: &ResolveOptions, e: Lookup) -
             if request.is_timeout() {
                 return ResolveError::Unreachable {
                     registry,
-                    reason: format!("no answer within {}", seconds(opts.timeout)),
+                    reason: format!("no answer within {}", duration_text(opts.timeout)),
                 };
             }
             if request.is_connect() {
@@ -346,7 +346,7 @@ mod tests {
 
     #[test]
     fn durations_read_naturally() {
-        assert_eq!(seconds(Duration::from_secs(3)), "3s");
-        assert_eq!(seconds(Duration::from_millis(2500)), "2500ms");
+        assert_eq!(duration_text(Duration::from_secs(3)), "3s");
+        assert_eq!(duration_text(Duration::from_millis(2500)), "2500ms");
     }
 }
