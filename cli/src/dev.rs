@@ -25,7 +25,8 @@ pub struct DevArgs {
     /// else ~/.local/share/berth-dev).
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// A registry (HOST:PORT) reached over plain HTTP; repeatable.
+    /// A registry (HOST:PORT) reached over plain HTTP, by the agent's pulls
+    /// and the controller's digest lookups; repeatable.
     #[arg(long)]
     insecure_registry: Vec<String>,
     /// Where the controller's API listens.
@@ -124,6 +125,10 @@ pub async fn run(args: DevArgs) -> Result<()> {
         raft: RaftSettings::default(),
         dispatcher: DispatcherSettings::default(),
         planner: berth_controller::planner::PlannerSettings::default(),
+        pins: berth_controller::api::PinSettings {
+            insecure_registries: args.insecure_registry.clone(),
+            ..Default::default()
+        },
     };
     let api = args.listen.to_string();
     let admin_dir = berth_controller::datadir::admin_dir(&controller.data_dir);

@@ -2,6 +2,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use berth_controller::api::PinSettings;
 use berth_controller::dispatcher::DispatcherSettings;
 use berth_controller::planner::PlannerSettings;
 use berth_controller::raft::RaftSettings;
@@ -73,6 +74,14 @@ struct Args {
     /// the cluster's first leader creates the default network.
     #[arg(long, default_value = "10.96.0.0/12")]
     cluster_cidr: String,
+    /// A registry (HOST[:PORT]) asked over plain HTTP when a service's image
+    /// tag is pinned to a digest (as the agents' --insecure-registry).
+    #[arg(long, value_name = "HOST[:PORT]")]
+    insecure_registry: Vec<String>,
+    /// How long `service create` and `update` wait for a registry to give
+    /// an image's digest before leaving the tag unpinned, in seconds.
+    #[arg(long, default_value_t = 3)]
+    resolve_image_timeout: u64,
 }
 
 fn main() {
@@ -143,6 +152,10 @@ fn real_main() -> anyhow::Result<()> {
         dispatcher: DispatcherSettings {
             down_after: args.node_down_after.max(Duration::from_secs(2)),
             ..DispatcherSettings::default()
+        },
+        pins: PinSettings {
+            insecure_registries: args.insecure_registry,
+            timeout: Duration::from_secs(args.resolve_image_timeout.max(1)),
         },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -47,6 +47,8 @@ pub struct ControllerOptions {
     pub dispatcher: DispatcherSettings,
     /// Orchestrator, scheduler and allocator settings (the cluster CIDR among them).
     pub planner: crate::planner::PlannerSettings,
+    /// How services' images are pinned to digests (`--insecure-registry`).
+    pub pins: crate::api::PinSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -373,9 +375,14 @@ pub async fn run(
         ),
         lock: InterceptedService::new(crate::unlock::unlocked_service(), gate.only(&[Role::Admin])),
         cluster: InterceptedService::new(
-            ClusterServer::new(ClusterApi::new(handle.clone(), security.clone(), keys))
-                .max_decoding_message_size(API_MAX_REQUEST)
-                .max_encoding_message_size(berth_proto::MAX_MESSAGE_BYTES),
+            ClusterServer::new(ClusterApi::new(
+                handle.clone(),
+                security.clone(),
+                keys,
+                opts.pins.clone(),
+            ))
+            .max_decoding_message_size(API_MAX_REQUEST)
+            .max_encoding_message_size(berth_proto::MAX_MESSAGE_BYTES),
             // Controllers pass on what a follower cannot do itself.
             gate.only(&[Role::Admin, Role::Controller]),
         ),

@@ -398,3 +398,66 @@ async fn layers_download_in_parallel() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pinned_reference_pulls_exactly_the_digest_the_controller_resolved() -> Result<()> {
+    use berth_registry::{Digest, ResolveError, ResolveOptions, pinned, resolve_digest};
+    let work = Workdir::new("pinned")?;
+    let layout = work.join("layout");
+    busybox_layout(&work.path, &layout, "base")?;
+    derive_layer(&work.path, &layout, "base", "next", |root| {
+        std::fs::write(root.join("etc/next"), "2\n")?;
+        Ok(())
+    })?;
+    let reg = Registry::start(&work.path, None)?;
+    reg.push(&layout, "base", "web:1")?;
+    let tag = format!("{}/web:1", reg.addr());
+    let resolve = ResolveOptions {
+        insecure_registries: vec![reg.addr()],
+        timeout: std::time::Duration::from_secs(3),
+        credentials: None,
+    };
+    let first = resolve_digest(&tag, &resolve).await?;
+
+    // Not named insecure: the lookup says what to do about it.
+    let https = ResolveOptions {
+        insecure_registries: Vec::new(),
+        ..resolve.clone()
+    };
+    let err = resolve_digest(&tag, &https).await.unwrap_err();
+    assert!(
+        matches!(err, ResolveError::NotHttps { .. })
+            && err
+                .to_string()
+                .contains(&format!("--insecure-registry {}", reg.addr())),
+        "{err}"
+    );
+
+    // The tag moves; the pinned name still gets what it named.
+    reg.push(&layout, "next", "web:1")?;
+    let second = resolve_digest(&tag, &resolve).await?;
+    assert_ne!(first, second);
+    let store = ImageStore::open(&work.join("agent"))?;
+    let old = store.pull(&pinned(&tag, &first)?, &opts(&reg)).await?;
+    assert_eq!(old.name, format!("{}/web@{first}", reg.addr()));
+    assert_eq!(old.manifest_digest, first);
+    assert_eq!(old.layers.len(), 1);
+    let new = store.pull(&pinned(&tag, &second)?, &opts(&reg)).await?;
+    assert_eq!(new.manifest_digest, second);
+    assert_eq!(new.layers.len(), 2);
+
+    // Both are named images: listed, found by name, kept by prune.
+    let names: std::collections::BTreeSet<String> =
+        store.list()?.into_iter().map(|i| i.name).collect();
+    assert_eq!(names, [old.name.clone(), new.name.clone()].into());
+    store.prune().await?;
+    assert_eq!(store.get(&old.name)?.manifest_digest, first);
+    assert!(store.image_config(&store.get(&new.name)?).is_ok());
+
+    // A digest the registry does not have is an error, and names nothing.
+    let missing = pinned(&tag, &Digest::of(b"no such manifest"))?;
+    let err = store.pull(&missing, &opts(&reg)).await.unwrap_err();
+    assert!(err.to_string().contains(&missing), "{err}");
+    assert!(store.get(&missing).is_err());
+    Ok(())
+}

@@ -7,7 +7,8 @@ use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
 use crate::controllers::Controllers;
-use crate::images::{HostRegistry, busybox_layout};
+use crate::images::{HostRegistry, REGISTRY_PORT, busybox_layout};
+use crate::testnet::host_address;
 use crate::{bin_path, wait_until};
 
 pub struct Cluster {
@@ -67,10 +68,24 @@ impl Cluster {
         if !controller_args.contains(&"--node-down-after") {
             args.extend(["--node-down-after", "4"]);
         }
+        // The controllers pin images of the registry below (on the client
+        // host, the one after the controllers' and agents') to digests,
+        // asking it over plain HTTP as the agents pull from it.
+        let registry_address = format!(
+            "{}:{REGISTRY_PORT}",
+            host_address(controllers + agents + spare_agents)
+        );
+        args.extend(["--insecure-registry", registry_address.as_str()]);
         args.extend_from_slice(controller_args);
         let mut c = Controllers::start_with(test, controllers, agents + spare_agents, &args)?;
         let client = c.client_host();
         let registry = HostRegistry::start(&mut c.net, client)?;
+        if registry.address() != registry_address {
+            bail!(
+                "the registry listens on {}, the controllers were told {registry_address}",
+                registry.address()
+            );
+        }
         let work = c.net.workdir().join("image");
         std::fs::create_dir_all(&work)?;
         let layout = Self::layout_in(&c);

@@ -44,9 +44,37 @@ pub fn busybox_layout(work: &Path, layout: &Path, tag: &str) -> Result<()> {
     Ok(())
 }
 
+/// Adds tag `to_tag` to OCI layout `layout`: the image of `from_tag` with
+/// the file `path` (inside the image, absolute) holding `content`.
+pub fn layout_with_file(
+    work: &Path,
+    layout: &Path,
+    from_tag: &str,
+    to_tag: &str,
+    path: &str,
+    content: &str,
+) -> Result<()> {
+    let layout_s = layout.to_string_lossy().to_string();
+    let bundle = work.join(format!("bundle-{to_tag}"));
+    let bundle_s = bundle.to_string_lossy().to_string();
+    let from = format!("{layout_s}:{from_tag}");
+    run("umoci", &["unpack", "--image", &from, &bundle_s])?;
+    let file = bundle.join("rootfs").join(path.trim_start_matches('/'));
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&file, content)?;
+    let to = format!("{layout_s}:{to_tag}");
+    run("umoci", &["repack", "--image", &to, &bundle_s])?;
+    std::fs::remove_dir_all(&bundle)?;
+    Ok(())
+}
+
 /// A registry process on test host `host`, listening on its fabric address.
 pub struct HostRegistry {
     host: usize,
+    /// Its process's name on the host.
+    name: String,
     address: String,
     /// User and password every request needs (basic auth), if any.
     credentials: Option<(String, String)>,
@@ -110,27 +138,65 @@ impl HostRegistry {
         let config_s = config.to_string_lossy().to_string();
         net.host_mut(host)
             .spawn(&name, "docker-registry", &["serve", &config_s])?;
-        let url = match &credentials {
+        let registry = HostRegistry {
+            host,
+            name,
+            address,
+            credentials,
+        };
+        registry.wait_answering(net)?;
+        Ok(registry)
+    }
+
+    /// Waits until the registry answers `GET /v2/` (with its credentials).
+    fn wait_answering(&self, net: &TestNet) -> Result<()> {
+        let address = &self.address;
+        let url = match &self.credentials {
             Some((user, password)) => format!("http://{user}:{password}@{address}/v2/"),
             None => format!("http://{address}/v2/"),
         };
-        let h = net.host(host);
+        let h = net.host(self.host);
         wait_until("the registry to answer", Duration::from_secs(20), || {
             let out = h
                 .run_unchecked("busybox", &["wget", "-q", "-O", "/dev/null", &url])
                 .ok()?;
             out.status.success().then_some(())
-        })?;
-        Ok(HostRegistry {
-            host,
-            address,
-            credentials,
         })
     }
 
     /// HOST:PORT, for image references and --insecure-registry.
     pub fn address(&self) -> &str {
         &self.address
+    }
+
+    /// Stops the registry (its storage stays for `restart`).
+    pub fn stop(&self, net: &mut TestNet) -> Result<()> {
+        let proc = net.host_mut(self.host).proc(&self.name)?;
+        proc.terminate(Duration::from_secs(5))?;
+        Ok(())
+    }
+
+    /// Starts the stopped registry again and waits until it answers.
+    pub fn restart(&self, net: &mut TestNet) -> Result<()> {
+        net.host_mut(self.host).proc(&self.name)?.restart()?;
+        self.wait_answering(net)
+    }
+
+    /// The digest (`sha256:…`) the registry gives for `name` (repo:tag), as
+    /// skopeo reads it.
+    pub fn digest(&self, net: &TestNet, name: &str) -> Result<String> {
+        let src = format!("docker://{}/{name}", self.address);
+        let creds = self
+            .credentials
+            .as_ref()
+            .map(|(user, password)| format!("{user}:{password}"));
+        let mut args = vec!["inspect", "--tls-verify=false", "--format", "{{.Digest}}"];
+        if let Some(creds) = &creds {
+            args.extend(["--creds", creds.as_str()]);
+        }
+        args.push(src.as_str());
+        let out = net.host(self.host).run("skopeo", &args)?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     }
 
     /// Pushes `layout:tag` as `name` (repo:tag) with skopeo, from the registry's host.

@@ -20,6 +20,12 @@ use crate::process::{Proc, ProcSpec, print_log};
 
 /// Interface name of a host's link to the fabric.
 pub const HOST_IFACE: &str = "eth0";
+
+/// The fabric address of host number `index` (h1 is 0), known before the
+/// host exists (say, to name a registry in the controllers' arguments).
+pub fn host_address(index: usize) -> Ipv4Addr {
+    Ipv4Addr::new(198, 18, 0, (index + 1) as u8)
+}
 /// nftables table the harness owns in a host for cuts.
 const CUT_TABLE: &str = "berth_harness_cut";
 
@@ -91,7 +97,7 @@ impl TestNet {
 
     fn add_host(&mut self, index: usize) -> Result<()> {
         let name = format!("h{}", index + 1);
-        let address = Ipv4Addr::new(198, 18, 0, (index + 1) as u8);
+        let address = host_address(index);
         let holder = Holder::start(HolderKind::Host {
             sandbox: &self.sandbox,
         })

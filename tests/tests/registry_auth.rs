@@ -10,6 +10,7 @@ use base64::Engine as _;
 use berth_testhost::cluster::Cluster;
 use berth_testhost::images::HostRegistry;
 use berth_testhost::leaks::{files_holding, processes_holding};
+use berth_testhost::testnet::host_address;
 use berth_testhost::wait_until;
 use serde_json::Value;
 
@@ -32,8 +33,17 @@ fn secret_names(cluster: &Cluster) -> Result<Vec<String>> {
 #[test]
 fn a_private_registry_with_basic_auth_works_cluster_wide_with_registry_auth() -> Result<()> {
     // Two agents, started once the private registry is up (they reach it
-    // over plain HTTP like the open one).
-    let mut cluster = Cluster::start("regauth", 1, 0, 2)?;
+    // over plain HTTP like the open one). The controller asks it over plain
+    // HTTP too, to pin images (it runs on the client host, after one
+    // controller's and two agents' hosts).
+    let private_address = format!("{}:{PRIVATE_PORT}", host_address(3));
+    let mut cluster = Cluster::start_with(
+        "regauth",
+        1,
+        0,
+        2,
+        &["--insecure-registry", &private_address],
+    )?;
     let client = cluster.c.client_host();
     let password = format!("pw-{:016x}", rand::random::<u64>());
     let private =
@@ -59,8 +69,18 @@ fn a_private_registry_with_basic_auth_works_cluster_wide_with_registry_auth() ->
     };
 
     // The registry does require the credentials: without them the pull fails.
+    // Nor can the controller pin its image to a digest without them.
     let anon = create("anon", &[]);
-    cluster.berth(&anon.iter().map(String::as_str).collect::<Vec<_>>())?;
+    let out = cluster.berth_env(0, &[], &anon.iter().map(String::as_str).collect::<Vec<_>>())?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "warning: image {image} is not pinned to a digest: registry {private_address} needs \
+             credentials ("
+        )),
+        "{stderr}"
+    );
     let failed = wait_until("a failed pull of anon", CONVERGE, || {
         cluster
             .ps("anon")
@@ -103,10 +123,16 @@ fn a_private_registry_with_basic_auth_works_cluster_wide_with_registry_auth() ->
         ),
     )?;
     let out = cluster.berth_env(0, &[&docker_env], &web)?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // The controller pinned the image with the service's credentials.
+    assert!(!stderr.contains("warning"), "{stderr}");
+    let digest = private.digest(&cluster.c.net, "private/busybox:1")?;
+    let inspect: Value = serde_json::from_str(&cluster.berth(&["service", "inspect", "web"])?)?;
+    assert_eq!(
+        inspect["spec"]["image_digest"],
+        digest.as_str(),
+        "{inspect}"
     );
     cluster.wait_running("web", 2, CONVERGE)?;
     let per_node = cluster.running_per_node("web")?;

@@ -100,6 +100,11 @@ pub struct CreateArgs {
     /// that run its tasks, removed with the service.
     #[arg(long)]
     pub with_registry_auth: bool,
+    /// Leave the image's tag unpinned: the nodes resolve it when they pull
+    /// (by default the controller pins the service to the digest the tag
+    /// names now, so every node runs the same image).
+    #[arg(long)]
+    pub no_resolve_image: bool,
     #[command(flatten)]
     pub health: crate::health::HealthArgs,
     #[command(flatten)]
@@ -403,6 +408,7 @@ pub async fn run(client: &mut Client, cmd: ServiceCmd) -> Result<()> {
         ServiceCmd::Create(args) => {
             let with_registry_auth = args.with_registry_auth;
             let detach = args.detach.unwrap_or(false);
+            let no_resolve_image = args.no_resolve_image;
             let mut spec = spec_from(*args)?;
             if with_registry_auth {
                 // Found before anything is created: no credentials, no secret.
@@ -415,16 +421,13 @@ pub async fn run(client: &mut Client, cmd: ServiceCmd) -> Result<()> {
             let created = client
                 .create_service(CreateServiceRequest {
                     spec: Some(spec),
-                    ..Default::default()
+                    no_resolve_image,
                 })
                 .await;
             let service = match created {
                 Ok(answer) => {
                     let answer = answer.into_inner();
-                    for warning in &answer.warnings {
-                        eprintln!("warning: {warning}");
-                    }
-                    answer.service.unwrap_or_default()
+                    written(answer.service, &answer.warnings)
                 }
                 Err(status) => {
                     if let Some(reference) = &registry_auth {

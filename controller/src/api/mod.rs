@@ -9,6 +9,7 @@ mod configs;
 pub mod dispatcher;
 mod files;
 mod health_check;
+mod image_pin;
 mod logs;
 mod members;
 mod networks;
@@ -32,6 +33,7 @@ use crate::raft::RaftHandle;
 pub use crate::store::commit::MAX_TXN_BYTES;
 pub use certificates::{CertificatesApi, record_node_certificate};
 pub use dispatcher::DispatcherService;
+pub use image_pin::PinSettings;
 pub use services::validate_spec;
 
 pub struct ClusterApi {
@@ -40,13 +42,16 @@ pub struct ClusterApi {
     security: Security,
     /// Seals secret values before they are proposed.
     keys: Keyring,
+    /// Pins services' images to digests when specs are written.
+    pinner: image_pin::Pinner,
 }
 
 impl ClusterApi {
-    pub fn new(raft: RaftHandle, security: Security, keys: Keyring) -> Self {
+    pub fn new(raft: RaftHandle, security: Security, keys: Keyring, pins: PinSettings) -> Self {
         ClusterApi {
             raft,
             security,
+            pinner: image_pin::Pinner::new(pins, keys.clone()),
             keys,
         }
     }
@@ -64,14 +69,14 @@ impl Cluster for ClusterApi {
         &self,
         r: Request<CreateServiceRequest>,
     ) -> Reply<CreateServiceResponse> {
-        ok(services::create(&self.raft, r.into_inner()).await?)
+        ok(services::create(&self.raft, &self.pinner, r.into_inner()).await?)
     }
 
     async fn update_service(
         &self,
         r: Request<UpdateServiceRequest>,
     ) -> Reply<UpdateServiceResponse> {
-        ok(services::update(&self.raft, r.into_inner()).await?)
+        ok(services::update(&self.raft, &self.pinner, r.into_inner()).await?)
     }
 
     async fn promote_service(&self, r: Request<PromoteServiceRequest>) -> Reply<Service> {

@@ -8,6 +8,7 @@ use berth_proto::v1::{
 };
 use tonic::Code;
 
+use super::image_pin::pinner;
 use super::{secrets, services};
 use crate::keyring::Keyring;
 use crate::raft::RaftHandle;
@@ -85,9 +86,11 @@ async fn a_registry_auth_secret_is_resolved_kept_while_used_and_goes_with_its_se
 
     let missing = services::create(
         &raft,
+        &pinner(&keys),
         CreateServiceRequest {
             spec: Some(spec("web", "nope")),
-            ..Default::default()
+            // Never asks a registry (10.0.0.5 is not the test's).
+            no_resolve_image: true,
         },
     )
     .await
@@ -100,9 +103,11 @@ async fn a_registry_auth_secret_is_resolved_kept_while_used_and_goes_with_its_se
 
     let web = services::create(
         &raft,
+        &pinner(&keys),
         CreateServiceRequest {
             spec: Some(spec("web", "registry-auth-web-1")),
-            ..Default::default()
+            // Never asks a registry (10.0.0.5 is not the test's).
+            no_resolve_image: true,
         },
     )
     .await
@@ -127,16 +132,18 @@ async fn a_registry_auth_secret_is_resolved_kept_while_used_and_goes_with_its_se
     let update = |auth: &str| UpdateServiceRequest {
         service: "web".into(),
         spec: Some(spec("web", auth)),
+        // Never asks a registry (10.0.0.5 is not the test's).
+        no_resolve_image: true,
         ..Default::default()
     };
-    services::update(&raft, update("registry-auth-web-2"))
+    services::update(&raft, &pinner(&keys), update("registry-auth-web-2"))
         .await
         .expect("update 2");
     assert!(
         exists(&raft, "registry-auth-web-1").await,
         "the previous spec's"
     );
-    services::update(&raft, update("registry-auth-web-3"))
+    services::update(&raft, &pinner(&keys), update("registry-auth-web-3"))
         .await
         .expect("update 3");
     assert!(!exists(&raft, "registry-auth-web-1").await);
@@ -145,9 +152,11 @@ async fn a_registry_auth_secret_is_resolved_kept_while_used_and_goes_with_its_se
     // Another service uses a shared one: its removal leaves that alone.
     services::create(
         &raft,
+        &pinner(&keys),
         CreateServiceRequest {
             spec: Some(spec("api", "shared-creds")),
-            ..Default::default()
+            // Never asks a registry (10.0.0.5 is not the test's).
+            no_resolve_image: true,
         },
     )
     .await

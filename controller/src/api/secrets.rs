@@ -120,6 +120,7 @@ mod tests {
     };
 
     use super::*;
+    use crate::api::image_pin::pinner;
     use crate::api::{configs, services};
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -167,6 +168,7 @@ mod tests {
         .expect("config");
         let service = services::create(
             &raft,
+            &pinner(&keys),
             CreateServiceRequest {
                 spec: Some(ServiceSpec {
                     name: "web".into(),
@@ -181,7 +183,8 @@ mod tests {
                     }],
                     ..Default::default()
                 }),
-                ..Default::default()
+                // Never asks docker.io.
+                no_resolve_image: true,
             },
         )
         .await

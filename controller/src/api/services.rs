@@ -14,6 +14,7 @@ use berth_proto::v1::{
 use tonic::Status;
 
 use super::files::{resolve_files, unused_registry_auth};
+use super::image_pin::{self, Pinner};
 use super::status::check_name;
 use crate::clock::now_ms;
 use crate::ids::new_id;
@@ -145,6 +146,7 @@ fn check_port_conflicts(raft: &RaftHandle, spec: &ServiceSpec, own_id: &str) -> 
 
 pub async fn create(
     raft: &RaftHandle,
+    pinner: &Pinner,
     req: CreateServiceRequest,
 ) -> Result<CreateServiceResponse, Status> {
     let mut spec = req
@@ -156,6 +158,8 @@ pub async fn create(
     validate_spec(&spec)?;
     resolve_files(raft, &mut spec)?;
     check_port_conflicts(raft, &spec, "")?;
+    let lookup = pinner.look_up(raft, &spec, req.no_resolve_image).await?;
+    let warnings = image_pin::apply(lookup, &mut spec, None);
     let now = now_ms();
     let service = Service {
         id: new_id(),
@@ -171,7 +175,7 @@ pub async fn create(
     let service = unwrap(commit_one(raft, put(wrap(service), Expect::Absent, 0)).await?)?;
     Ok(CreateServiceResponse {
         service: Some(service),
-        warnings: Vec::new(),
+        warnings,
     })
 }
 
@@ -185,8 +189,21 @@ fn cas(version: u64, current: &Service) -> (Expect, u64) {
 
 pub async fn update(
     raft: &RaftHandle,
+    pinner: &Pinner,
     req: UpdateServiceRequest,
 ) -> Result<UpdateServiceResponse, Status> {
+    // The registry is asked before the service is read for the write: the
+    // lookup can take seconds, and the compare-and-set should not span them.
+    // (A rollback goes back to what a version ran, digest and all.)
+    let asked = match (&req.spec, req.rollback) {
+        (Some(spec), false) => {
+            let mut spec = spec.clone();
+            validate_spec(&spec)?;
+            resolve_files(raft, &mut spec)?;
+            Some(pinner.look_up(raft, &spec, req.no_resolve_image).await?)
+        }
+        _ => None,
+    };
     let mut service = unwrap(resolve(raft.state(), Table::Service, &req.service)?)?;
     let current_spec = service.spec.clone().unwrap_or_default();
     let (mut spec, cause, message) = if req.rollback {
@@ -222,6 +239,10 @@ pub async fn update(
     validate_spec(&spec)?;
     resolve_files(raft, &mut spec)?;
     check_port_conflicts(raft, &spec, &service.id)?;
+    let warnings = match asked {
+        Some(lookup) => image_pin::apply(lookup, &mut spec, Some(&current_spec)),
+        None => Vec::new(),
+    };
     let (expect, version) = cas(req.version, &service);
     let unused = unused_registry_auth(raft, &service, &[&spec, &current_spec])?;
     let now = now_ms();
@@ -235,7 +256,7 @@ pub async fn update(
     let service = unwrap(written.ok_or_else(|| Status::internal("the store returned no object"))?)?;
     Ok(UpdateServiceResponse {
         service: Some(service),
-        warnings: Vec::new(),
+        warnings,
     })
 }
 
@@ -392,19 +413,27 @@ mod tests {
     fn create_req(spec: ServiceSpec) -> CreateServiceRequest {
         CreateServiceRequest {
             spec: Some(spec),
-            ..Default::default()
+            // Never asks docker.io for busybox.
+            no_resolve_image: true,
         }
+    }
+
+    /// A leader and a pinner (with the leader's data dir's key).
+    async fn leader(dir: &std::path::Path) -> (RaftHandle, Pinner) {
+        let raft = crate::server::test_leader(dir).await;
+        let keys = crate::keyring::Keyring::create(dir).expect("keys");
+        (raft, super::image_pin::pinner(&keys))
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_published_port_belongs_to_one_service() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let raft = crate::server::test_leader(dir.path()).await;
+        let (raft, pinner) = leader(dir.path()).await;
         let tcp = PortProtocol::Tcp;
-        create(&raft, create_req(spec("web", &[(8080, 80, tcp)])))
+        create(&raft, &pinner, create_req(spec("web", &[(8080, 80, tcp)])))
             .await
             .expect("web");
-        let err = create(&raft, create_req(spec("api", &[(8080, 81, tcp)])))
+        let err = create(&raft, &pinner, create_req(spec("api", &[(8080, 81, tcp)])))
             .await
             .expect_err("taken");
         assert_eq!(err.code(), tonic::Code::AlreadyExists);
@@ -417,12 +446,14 @@ mod tests {
         // The same number over UDP is another port.
         create(
             &raft,
+            &pinner,
             create_req(spec("dns", &[(8080, 53, PortProtocol::Udp)])),
         )
         .await
         .expect("udp 8080");
         let err = create(
             &raft,
+            &pinner,
             create_req(spec("twice", &[(9000, 1, tcp), (9000, 2, tcp)])),
         )
         .await
@@ -432,7 +463,7 @@ mod tests {
             "{}",
             err.message()
         );
-        let err = create(&raft, create_req(spec("zero", &[(0, 80, tcp)])))
+        let err = create(&raft, &pinner, create_req(spec("zero", &[(0, 80, tcp)])))
             .await
             .expect_err("zero");
         assert!(err.message().contains("out of range"), "{}", err.message());
@@ -440,18 +471,21 @@ mod tests {
         let update = UpdateServiceRequest {
             service: "web".into(),
             spec: Some(spec("web", &[(8080, 8080, tcp)])),
+            no_resolve_image: true,
             ..Default::default()
         };
-        super::update(&raft, update).await.expect("own port");
+        super::update(&raft, &pinner, update)
+            .await
+            .expect("own port");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn bad_capabilities_and_seccomp_choices_are_refused_and_nothing_is_created() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let raft = crate::server::test_leader(dir.path()).await;
+        let (raft, pinner) = leader(dir.path()).await;
         let mut bad_cap = spec("caps", &[]);
         bad_cap.cap_add = vec!["NET_ADMIN".into(), "CAP_TELEPORT".into()];
-        let err = create(&raft, create_req(bad_cap))
+        let err = create(&raft, &pinner, create_req(bad_cap))
             .await
             .expect_err("unknown capability");
         assert_eq!(err.code(), tonic::Code::InvalidArgument);
@@ -463,7 +497,7 @@ mod tests {
         );
         let mut bad_drop = spec("caps", &[]);
         bad_drop.cap_drop = vec!["chownn".into()];
-        let err = create(&raft, create_req(bad_drop))
+        let err = create(&raft, &pinner, create_req(bad_drop))
             .await
             .expect_err("unknown capability");
         assert!(
@@ -476,7 +510,7 @@ mod tests {
             mode: seccomp::Mode::Custom as i32,
             profile_json: "{not json".into(),
         });
-        let err = create(&raft, create_req(bad_profile))
+        let err = create(&raft, &pinner, create_req(bad_profile))
             .await
             .expect_err("bad profile");
         assert!(
@@ -495,6 +529,8 @@ mod tests {
             mode: seccomp::Mode::Unconfined as i32,
             profile_json: String::new(),
         });
-        create(&raft, create_req(good)).await.expect("good spec");
+        create(&raft, &pinner, create_req(good))
+            .await
+            .expect("good spec");
     }
 }

@@ -2,9 +2,8 @@
 
 use std::path::PathBuf;
 
-use super::auth::AuthError;
-use super::digest::{Digest, DigestError};
 use super::unpack::UnpackError;
+use berth_registry::{AuthError, Digest, DigestError, ReferenceError};
 
 pub type Result<T, E = ImageError> = std::result::Result<T, E>;
 
@@ -42,8 +41,8 @@ pub enum ImageError {
     },
     #[error("corrupt record in the image index ({what}): {reason}")]
     CorruptRecord { what: String, reason: String },
-    #[error("invalid image reference {reference:?}: {reason}")]
-    Reference { reference: String, reason: String },
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
     #[error("pull of {reference}: {what}: {reason}")]
     Registry {
         reference: String,

@@ -220,7 +220,7 @@ fn resolve_layout(
 /// the image is `localhost/<archive name>:<tag>`.
 fn name_from_ref(r: &str, path: &Path) -> Result<String> {
     if r.contains('/') {
-        return reference::normalize(r);
+        return Ok(reference::normalize(r)?);
     }
     let stem = path
         .file_stem()
@@ -238,7 +238,7 @@ fn name_from_ref(r: &str, path: &Path) -> Result<String> {
         .collect();
     let repo = repo.trim_matches(|c: char| !c.is_ascii_alphanumeric());
     let repo = if repo.is_empty() { "image" } else { repo };
-    reference::normalize(&format!("localhost/{repo}:{r}"))
+    Ok(reference::normalize(&format!("localhost/{repo}:{r}"))?)
 }
 
 fn open_tar(path: &Path) -> Result<tar::Archive<BufReader<File>>> {
@@ -433,7 +433,7 @@ fn import_docker_archive(
             (Some(n), _) => vec![reference::normalize(n)?],
             (None, Some(tags)) if !tags.is_empty() => tags
                 .iter()
-                .map(|t| reference::normalize(t))
+                .map(|t| reference::normalize(t).map_err(ImageError::from))
                 .collect::<Result<_>>()?,
             _ => {
                 return Err(import_err(

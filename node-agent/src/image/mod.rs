@@ -19,9 +19,7 @@
 //! # Ok(()) }
 //! ```
 
-mod auth;
 mod config;
-mod digest;
 mod error;
 mod fsmeta;
 mod gc;
@@ -31,7 +29,6 @@ mod locks;
 mod lower;
 mod manifest;
 mod pull;
-mod reference;
 mod rootfs;
 mod snapshot;
 mod store;
@@ -42,9 +39,15 @@ use std::sync::Arc;
 
 use futures_util::StreamExt;
 
-pub use auth::{AuthError, BasicCredentials, DockerConfig, RegistryCredentials};
+// References, digests and credentials are shared with the controller, which
+// resolves tags to digests with them.
+use berth_registry::{auth, digest, reference};
+
+pub use berth_registry::{
+    AuthError, BasicCredentials, Digest, DigestError, DockerConfig, ReferenceError,
+    RegistryCredentials, registry_of,
+};
 pub use config::{Healthcheck, ImageConfig};
-pub use digest::{Digest, DigestError};
 pub use error::{ImageError, Result};
 pub use gc::{PruneReport, References};
 pub use import::ImportOptions;
@@ -190,12 +193,6 @@ impl ImageStore {
         })
         .await
     }
-}
-
-/// The registry of image reference `name` as credentials name it
-/// (`127.0.0.1:5000/app:1` → `127.0.0.1:5000`, `busybox` → `docker.io`).
-pub fn registry_of(name: &str) -> Result<String> {
-    Ok(reference::parse(name)?.registry().to_string())
 }
 
 /// Runs `jobs`, `limit` at a time, each to its end even after one failed (so no

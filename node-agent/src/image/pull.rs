@@ -4,11 +4,10 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::time::Duration;
 
+use berth_registry::client::{ClientSettings, client, describe};
 use futures_util::StreamExt;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::OciDistributionError;
 use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
@@ -56,21 +55,6 @@ impl Default for PullOptions {
     }
 }
 
-/// The chain of an error and its causes on one line.
-fn describe(e: &OciDistributionError) -> String {
-    let mut out = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        src = s.source();
-    }
-    out
-}
-
 /// The manifest a reference resolved to.
 struct Resolved {
     data: Vec<u8>,
@@ -114,21 +98,12 @@ impl Session {
     /// user of the credentials in memory or in the file).
     async fn open(reference: Reference, opts: &PullOptions) -> Result<Session> {
         let name = reference.whole();
-        // reqwest is built without a crypto provider of its own: ring, the
-        // one the whole workspace uses.
-        berth_pki::install_crypto_provider();
-        let config = ClientConfig {
-            protocol: if opts.insecure_registries.is_empty() {
-                ClientProtocol::Https
-            } else {
-                ClientProtocol::HttpsExcept(opts.insecure_registries.clone())
-            },
-            max_concurrent_download: opts.max_concurrent_downloads.max(1),
-            connect_timeout: Some(Duration::from_secs(15)),
-            read_timeout: Some(Duration::from_secs(120)),
-            ..Default::default()
+        let settings = ClientSettings {
+            insecure_registries: opts.insecure_registries.clone(),
+            max_concurrent_download: opts.max_concurrent_downloads,
+            ..ClientSettings::default()
         };
-        let client = Client::try_from(config).map_err(|e| ImageError::Registry {
+        let client = client(&settings).map_err(|e| ImageError::Registry {
             reference: name.clone(),
             what: "creating the HTTP client".into(),
             reason: describe(&e),
@@ -225,6 +200,18 @@ impl ImageStore {
     /// one (the index is stored; the manifest only once the pull succeeded).
     async fn resolve(&self, s: &Session, want: (&str, &str)) -> Result<Resolved> {
         let (data, digest) = s.manifest(&s.reference, "manifest").await?;
+        // A pinned reference (a task's `repo@digest`) gets exactly what it
+        // names, whatever the registry says (oci-client checks it as well).
+        if let Some(pinned) = s.reference.digest() {
+            let expected = Digest::parse(pinned)?;
+            if digest != expected {
+                return Err(ImageError::DigestMismatch {
+                    what: format!("manifest of {}", s.name),
+                    expected,
+                    actual: digest,
+                });
+            }
+        }
         let Document::Index(index) = manifest::parse_document(&data, &s.name)? else {
             return Resolved::new(data, digest, None, &s.name);
         };

@@ -5,8 +5,23 @@
 use std::path::PathBuf;
 
 use async_trait::async_trait;
+use berth_proto::v1::ServiceSpec;
 
 use crate::image::{Image, ImageConfig, ImageError, ImageStore, PullOptions, RegistryCredentials};
+
+/// What a task with `spec` pulls and runs: its image pinned to the digest
+/// the controller resolved the tag to (`repo@sha256:…`, which the pull
+/// verifies), else the image as written (its tag is then resolved here, by
+/// the pull).
+pub fn pull_reference(spec: &ServiceSpec) -> Result<String, String> {
+    if spec.image_digest.is_empty() {
+        return Ok(spec.image.clone());
+    }
+    let pin = |e: String| format!("image {}@{}: {e}", spec.image, spec.image_digest);
+    let digest =
+        berth_registry::Digest::parse(&spec.image_digest).map_err(|e| pin(e.to_string()))?;
+    berth_registry::pinned(&spec.image, &digest).map_err(|e| pin(e.to_string()))
+}
 
 #[async_trait]
 pub trait TaskImages: Send + Sync + 'static {
@@ -68,5 +83,31 @@ impl TaskImages for StoreImages {
 
     async fn release_rootfs(&self, container_id: &str) -> Result<(), ImageError> {
         self.store.release_rootfs(container_id).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pinned_spec_pulls_the_repository_at_its_digest() {
+        let digest = berth_registry::Digest::of(b"manifest");
+        let mut spec = ServiceSpec {
+            image: "127.0.0.1:5000/web:1".into(),
+            ..Default::default()
+        };
+        assert_eq!(pull_reference(&spec).unwrap(), "127.0.0.1:5000/web:1");
+        spec.image_digest = digest.to_string();
+        assert_eq!(
+            pull_reference(&spec).unwrap(),
+            format!("127.0.0.1:5000/web@{digest}")
+        );
+        spec.image_digest = "sha256:nothex".into();
+        let err = pull_reference(&spec).unwrap_err();
+        assert!(
+            err.starts_with("image 127.0.0.1:5000/web:1@sha256:nothex: invalid digest"),
+            "{err}"
+        );
     }
 }

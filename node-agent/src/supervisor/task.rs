@@ -118,18 +118,18 @@ impl Worker {
         self.inner.logs_dir.join(&self.task.id)
     }
 
-    fn image(&self) -> String {
-        self.task
-            .spec
-            .as_ref()
-            .map(|s| s.image.clone())
-            .unwrap_or_default()
+    /// What the task pulls and runs (see `images::pull_reference`).
+    fn image(&self) -> Result<String, TaskStatus> {
+        match self.task.spec.as_ref() {
+            Some(spec) => super::images::pull_reference(spec).map_err(failed),
+            None => Ok(String::new()),
+        }
     }
 
     /// Pull, rootfs, bundle, create, start. `Ok(false)`: stopped before it ran.
     async fn start(&mut self) -> Result<bool, TaskStatus> {
         let cid = self.record.container_id.clone();
-        let name = self.image();
+        let name = self.image()?;
         self.inner
             .state
             .save_task(&self.task)

@@ -195,6 +195,11 @@ impl RegistryCredentials {
         }
     }
 
+    /// Where they came from ("registry credentials secret registry-auth-web-1f2e").
+    pub fn what(&self) -> &str {
+        &self.what
+    }
+
     /// The user and password it holds for `registry`, if any.
     pub fn basic_for(&self, registry: &str) -> Result<Option<BasicCredentials>, AuthError> {
         DockerConfig::parse(&self.data, self.what.clone())?.basic_for(registry)
