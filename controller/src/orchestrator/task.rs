@@ -2,7 +2,7 @@
 
 use berth_proto::store::Object;
 use berth_proto::store::object::Kind;
-use berth_proto::v1::{Task, TaskState};
+use berth_proto::v1::{Task, TaskHealth, TaskState};
 
 /// The observed state (NEW when the task has no status yet).
 pub fn observed(task: &Task) -> i32 {
@@ -17,6 +17,23 @@ pub fn is_terminal(state: i32) -> bool {
 /// Desired RUNNING (or earlier): the task is meant to run.
 pub fn wants_running(task: &Task) -> bool {
     task.desired_state <= TaskState::Running as i32
+}
+
+/// Running, and healthy if it has a health check (the agent reports STARTING
+/// until the first check passes, NONE when there is no check): the task serves,
+/// a start-first update may stop the task it replaces, a rollout counts it done.
+pub fn ready(task: &Task) -> bool {
+    let health = task.status.as_ref().map_or(0, |s| s.health);
+    observed(task) == TaskState::Running as i32
+        && (health == TaskHealth::None as i32 || health == TaskHealth::Healthy as i32)
+}
+
+/// Running but failed its health check (the agent stops it and reports it
+/// FAILED next).
+pub fn unhealthy(task: &Task) -> bool {
+    task.status
+        .as_ref()
+        .is_some_and(|s| s.health == TaskHealth::Unhealthy as i32)
 }
 
 /// When the task last changed: the later of the store's update time and the
