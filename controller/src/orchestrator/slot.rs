@@ -116,8 +116,13 @@ pub fn walk<K: Ord + Clone + Debug>(
         .filter(|(key, _)| refillable(key))
         .map(|(key, &i)| (key.clone(), i))
         .collect();
-    let stopping = waiting(plan).len();
-    let started = update(plan, service, &candidates, stopping, gate);
+    // Slots without a task meant to run (an old task stopping, or stopped and
+    // not refilled yet) are unavailable: work in flight.
+    let empty = staying
+        .iter()
+        .filter(|key| occupants(plan, &slots[**key]).is_empty())
+        .count();
+    let started = update(plan, service, &candidates, empty, gate);
     let waiting = waiting(plan);
     let surge: BTreeSet<K> = started.surge.into_iter().collect();
     let unsettled = staying
@@ -246,13 +251,14 @@ pub struct Started<K> {
 /// the gate and its update settings allow (tasks that do not run first, then
 /// by slot): stop-first stops them (their slots are refilled once they ended),
 /// start-first leaves a running one running and asks for a replacement beside
-/// it. `stopping` is how many outdated tasks are still on their way down (work
-/// in flight, like replacements not ready yet).
+/// it. `empty` is how many slots hold no task meant to run (an outdated task
+/// on its way down, a slot not refilled yet): work in flight, like
+/// replacements not ready yet.
 pub fn update<K: Clone>(
     plan: &mut Plan<'_>,
     service: &Service,
     kept: &[(K, usize)],
-    stopping: usize,
+    empty: usize,
     gate: &Gate,
 ) -> Started<K> {
     let mut started = Started {
@@ -273,7 +279,7 @@ pub fn update<K: Clone>(
     }
     let allowed = budget
         .allowed
-        .saturating_sub(stopping)
+        .saturating_sub(empty)
         .min(gate.limit.unwrap_or(usize::MAX));
     stale.sort_by_key(|(_, i)| {
         let t = plan.task(*i);
