@@ -183,7 +183,11 @@ fn an_update_completes_one_monitor_window_after_its_last_task_ran() {
     };
     let mut sim = Sim::new(vec![node("a"), node("b")], vec![service("web", 3, cfg)]);
     sim.settle();
-    assert_eq!(svc(&sim, "web").update_status, None, "a create is no rollout");
+    assert_eq!(
+        svc(&sim, "web").update_status,
+        None,
+        "a create is no rollout"
+    );
     update_image(&mut sim, "web", "busybox:2");
     assert_eq!(state(&sim, "web"), State::Updating);
     let started = sim.now;
@@ -283,7 +287,11 @@ fn a_failure_rolls_back_to_the_version_the_update_started_from() {
         st.message
     );
     assert!(st.message.contains(&new.id), "{}", st.message);
-    assert!(st.message.contains("unhealthy: 3 health checks"), "{}", st.message);
+    assert!(
+        st.message.contains("unhealthy: 3 health checks"),
+        "{}",
+        st.message
+    );
 
     // The rollback replaces only what changed: two old tasks never stopped.
     sim.settle();
@@ -325,7 +333,8 @@ fn a_failure_during_a_rollback_pauses_it() {
     assert_eq!(st.state, State::RollbackPaused as i32, "{st:?}");
     assert_eq!(s.spec_version, 3, "a rollback is never rolled back");
     assert!(
-        st.message.starts_with("rollback to version 1 paused: 1 of 1 new task failed"),
+        st.message
+            .starts_with("rollback to version 1 paused: 1 of 1 new task failed"),
         "{}",
         st.message
     );
@@ -358,7 +367,10 @@ fn start_first_stops_the_old_task_once_its_replacement_is_healthy() {
             .iter()
             .any(|t| observed(t) == TaskState::Running as i32 && !ready(t))
         {
-            assert_eq!(live_at(&sim, "web", 1).len(), 2 - live_at(&sim, "web", 2).iter().filter(|t| ready(t)).count());
+            assert_eq!(
+                live_at(&sim, "web", 1).len(),
+                2 - live_at(&sim, "web", 2).iter().filter(|t| ready(t)).count()
+            );
         }
         pass_checks(&mut sim);
     }
@@ -452,7 +464,11 @@ fn canaries_are_promoted_automatically_after_min_healthy() {
     sim.settle();
     let healthy_at = sim.now;
     let st = status(&sim, "web");
-    assert_eq!(st.state, State::Updating as i32, "auto-promotion does not pause");
+    assert_eq!(
+        st.state,
+        State::Updating as i32,
+        "auto-promotion does not pause"
+    );
     assert!(st.awaiting_promotion);
     assert_eq!(
         st.message,
@@ -595,7 +611,11 @@ fn continue_goes_on_despite_failures() {
     let st = status(&sim, "web");
     assert_eq!(st.state, State::Updating as i32);
     assert_eq!(st.failed_tasks, vec![new.id.clone()]);
-    assert!(st.message.ends_with("continuing (failure action continue)"), "{}", st.message);
+    assert!(
+        st.message.ends_with("continuing (failure action continue)"),
+        "{}",
+        st.message
+    );
     // The crashed task restarts after the restart delay (5 s); the rest goes on.
     sim.settle();
     sim.now += 5_000;
@@ -624,17 +644,29 @@ fn the_failure_ratio_tolerates_failures_up_to_it() {
     crash(&mut sim, &new[0].id);
     crash(&mut sim, &new[1].id);
     sim.orchestrate();
-    assert_eq!(state(&sim, "web"), State::Updating, "2 of 4 is not above 0.5");
+    assert_eq!(
+        state(&sim, "web"),
+        State::Updating,
+        "2 of 4 is not above 0.5"
+    );
     crash(&mut sim, &new[2].id);
     sim.orchestrate();
     let st = status(&sim, "web");
     assert_eq!(st.state, State::Paused as i32);
-    assert!(st.message.contains("3 of 4 new tasks failed (max failure ratio 0.5)"), "{}", st.message);
+    assert!(
+        st.message
+            .contains("3 of 4 new tasks failed (max failure ratio 0.5)"),
+        "{}",
+        st.message
+    );
 }
 
 #[test]
 fn a_scale_is_no_rollout() {
-    let mut sim = Sim::new(vec![node("a")], vec![service("web", 2, UpdateConfig::default())]);
+    let mut sim = Sim::new(
+        vec![node("a")],
+        vec![service("web", 2, UpdateConfig::default())],
+    );
     sim.settle();
     update_image(&mut sim, "web", "busybox:2");
     sim.settle();
@@ -651,16 +683,24 @@ fn a_scale_is_no_rollout() {
     let version = s.version;
     sim.settle();
     assert_eq!(status(&sim, "web"), before, "the status is left alone");
-    assert_eq!(svc(&sim, "web").version, version, "the service is not written");
+    assert_eq!(
+        svc(&sim, "web").version,
+        version,
+        "the service is not written"
+    );
     assert_eq!(images(&sim, "web"), vec!["busybox:2"; 4]);
 }
 
 #[test]
 fn a_global_update_is_monitored_and_completes() {
-    let mut s = service("mon", 0, UpdateConfig {
-        parallelism: 1,
-        ..Default::default()
-    });
+    let mut s = service(
+        "mon",
+        0,
+        UpdateConfig {
+            parallelism: 1,
+            ..Default::default()
+        },
+    );
     if let Some(spec) = s.spec.as_mut() {
         spec.mode = Some(Mode::Global(GlobalMode {}));
     }
@@ -682,5 +722,9 @@ fn a_global_update_is_monitored_and_completes() {
     let st = status(&sim, "mon");
     assert_eq!(st.state, State::Paused as i32);
     assert_eq!(st.failed_tasks, vec![new.id]);
-    assert_eq!(live_at(&sim, "mon", 2).len(), 2, "the other nodes keep version 2");
+    assert_eq!(
+        live_at(&sim, "mon", 2).len(),
+        2,
+        "the other nodes keep version 2"
+    );
 }

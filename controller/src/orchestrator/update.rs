@@ -24,7 +24,7 @@ pub fn outdated(service: &Service, task: &Task) -> bool {
 
 /// How a service's slot walk may replace outdated tasks in this pass: the
 /// rollout's decision (see `rollout::begin`).
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Gate {
     /// The settings the replacements follow (parallelism, delay, order).
     pub config: UpdateConfig,
@@ -124,7 +124,7 @@ mod tests {
     fn config(s: &Service) -> UpdateConfig {
         s.spec
             .as_ref()
-            .and_then(|s| s.update_config.clone())
+            .and_then(|s| s.update_config)
             .unwrap_or_default()
     }
 

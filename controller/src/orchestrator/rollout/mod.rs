@@ -87,7 +87,7 @@ pub fn begin<'s>(
     let mut rollout = Rollout {
         service,
         status,
-        config: config.clone(),
+        config,
         rolled_back: None,
     };
     let Some(mut st) = rollout.status.clone() else {
@@ -182,7 +182,7 @@ fn watch_failures(
 fn progress_from_tasks(st: &mut UpdateStatus, new: &[&Task]) {
     let last = new
         .iter()
-        .filter(|t| observed(t) == TaskState::Running as i32)
+        .filter(|t| wants_running(t) && observed(t) == TaskState::Running as i32)
         .map(|t| changed_ms(t))
         .max();
     if let Some(last) = last {
@@ -190,8 +190,10 @@ fn progress_from_tasks(st: &mut UpdateStatus, new: &[&Task]) {
     }
 }
 
-/// Why the rollout fails, if it made no progress for its deadline; otherwise
-/// the plan is told when the deadline falls.
+/// Why the rollout fails, if it made no progress for its deadline (plus the
+/// update delay, a wait it asked for); otherwise the plan is told when the
+/// deadline falls. A rollout that only waits out its last monitor window is
+/// not stuck.
 fn deadline(
     plan: &mut Plan<'_>,
     st: &mut UpdateStatus,
@@ -202,16 +204,18 @@ fn deadline(
     if !moving(st) {
         return None;
     }
-    let limit = i64::try_from(config.progress_deadline_ms).unwrap_or(i64::MAX);
-    let at = st.progress_ms.saturating_add(limit);
+    let at = st
+        .progress_ms
+        .saturating_add(ms(config.progress_deadline_ms))
+        .saturating_add(ms(config.delay_ms));
     if plan.now_ms < at {
         plan.due_at(at);
         return None;
     }
+    let why = tasks::stuck(service, st.to_version, read)?;
     Some(format!(
-        "no progress for {}: {}",
-        format_ms(config.progress_deadline_ms),
-        tasks::stuck(service, st.to_version, read)
+        "no progress for {}: {why}",
+        format_ms(config.progress_deadline_ms)
     ))
 }
 
@@ -333,6 +337,15 @@ impl Rollout<'_> {
         let Some(mut st) = self.status.take() else {
             return;
         };
+        if !moving(&st) && !st.awaiting_promotion {
+            // Ended, paused, or none: only what `begin` changed is written.
+            if self.service.update_status.as_ref() != Some(&st) {
+                let mut service = self.service.clone();
+                service.update_status = Some(st);
+                plan.put_service(service);
+            }
+            return;
+        }
         let now = plan.now_ms;
         let mut due = None;
         let current: Vec<&Task> = tasks

@@ -17,19 +17,18 @@ pub fn settings(service: &Service, rollback: bool) -> UpdateConfig {
     let spec = service.spec.as_ref();
     let left = service.previous_spec.as_ref();
     let mut config = if rollback {
-        left.and_then(|s| s.rollback_config.clone())
-            .or_else(|| spec.and_then(|s| s.rollback_config.clone()))
+        left.and_then(|s| s.rollback_config)
+            .or_else(|| spec.and_then(|s| s.rollback_config))
             .unwrap_or_else(|| UpdateConfig {
                 canary: 0,
                 auto_promote: false,
                 ..left
-                    .and_then(|s| s.update_config.clone())
-                    .or_else(|| spec.and_then(|s| s.update_config.clone()))
+                    .and_then(|s| s.update_config)
+                    .or_else(|| spec.and_then(|s| s.update_config))
                     .unwrap_or_default()
             })
     } else {
-        spec.and_then(|s| s.update_config.clone())
-            .unwrap_or_default()
+        spec.and_then(|s| s.update_config).unwrap_or_default()
     };
     if config.monitor_ms == 0 {
         config.monitor_ms = DEFAULT_MONITOR_MS;
@@ -46,7 +45,7 @@ pub fn format_ms(ms: u64) -> String {
         return format!("{ms}ms");
     }
     if ms < 60_000 {
-        return if ms % 1_000 == 0 {
+        return if ms.is_multiple_of(1_000) {
             format!("{}s", ms / 1_000)
         } else {
             let text = format!("{:.3}", ms as f64 / 1_000.0);
@@ -88,7 +87,7 @@ mod tests {
             ..Default::default()
         };
         let left = ServiceSpec {
-            update_config: Some(update.clone()),
+            update_config: Some(update),
             rollback_config: Some(UpdateConfig {
                 parallelism: 5,
                 ..Default::default()
@@ -97,7 +96,7 @@ mod tests {
         };
         let mut service = Service {
             spec: Some(ServiceSpec {
-                update_config: Some(update.clone()),
+                update_config: Some(update),
                 ..Default::default()
             }),
             previous_spec: Some(left),

@@ -107,8 +107,9 @@ pub fn failures_text(failed: usize, updated: usize, ratio: f32, reasons: &[Strin
 
 /// What keeps a rollout from progressing, from the tasks of the service:
 /// "2 tasks pending: no node has 4 GiB of memory free: 3 nodes checked; 1 task
-/// running, not healthy yet" (the largest groups first, at most three).
-pub fn stuck(service: &Service, to_version: u64, tasks: &[&Task]) -> String {
+/// running, not healthy yet" (the largest groups first, at most three). None
+/// when nothing does: every task meant to run is new and ready.
+pub fn stuck(service: &Service, to_version: u64, tasks: &[&Task]) -> Option<String> {
     let mut groups: BTreeMap<String, usize> = BTreeMap::new();
     for task in tasks.iter().filter(|t| wants_running(t)) {
         let state = observed(task);
@@ -149,16 +150,17 @@ pub fn stuck(service: &Service, to_version: u64, tasks: &[&Task]) -> String {
         *groups.entry(what).or_default() += 1;
     }
     if groups.is_empty() {
-        return "no task was replaced".into();
+        return None;
     }
     let mut sorted: Vec<(String, usize)> = groups.into_iter().collect();
     sorted.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    sorted
+    let text = sorted
         .into_iter()
         .take(3)
         .map(|(what, n)| format!("{n} {} {what}", plural(n, "task", "tasks")))
         .collect::<Vec<_>>()
-        .join("; ")
+        .join("; ");
+    Some(text)
 }
 
 fn plural(n: usize, one: &'static str, more: &'static str) -> &'static str {
@@ -260,7 +262,14 @@ mod tests {
         let refs: Vec<&Task> = tasks.iter().collect();
         assert_eq!(
             stuck(&service, 2, &refs),
-            format!("2 tasks pending: {no_room}; 1 task still at version 1")
+            Some(format!(
+                "2 tasks pending: {no_room}; 1 task still at version 1"
+            ))
+        );
+        assert_eq!(
+            stuck(&service, 2, &refs[2..3]),
+            None,
+            "only ready new tasks"
         );
         assert_eq!(
             failures_text(1, 4, 0.0, &["task a failed".into()]),
