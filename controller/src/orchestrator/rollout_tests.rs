@@ -18,7 +18,7 @@ use super::tests::{Sim, node, replicated};
 const MONITOR: i64 = 2_000;
 
 /// A service as the API creates it: a first version in the history.
-fn service(id: &str, replicas: u64, config: UpdateConfig) -> Service {
+pub(super) fn service(id: &str, replicas: u64, config: UpdateConfig) -> Service {
     let mut s = replicated(id, replicas);
     if let Some(spec) = s.spec.as_mut() {
         spec.update_config = Some(UpdateConfig {
@@ -30,7 +30,7 @@ fn service(id: &str, replicas: u64, config: UpdateConfig) -> Service {
     s
 }
 
-fn with_check(mut s: Service) -> Service {
+pub(super) fn with_check(mut s: Service) -> Service {
     if let Some(spec) = s.spec.as_mut() {
         spec.healthcheck = Some(HealthCheck::default());
     }
@@ -39,7 +39,7 @@ fn with_check(mut s: Service) -> Service {
     s
 }
 
-fn svc<'a>(sim: &'a Sim, id: &str) -> &'a Service {
+pub(super) fn svc<'a>(sim: &'a Sim, id: &str) -> &'a Service {
     sim.view
         .services
         .iter()
@@ -47,7 +47,7 @@ fn svc<'a>(sim: &'a Sim, id: &str) -> &'a Service {
         .expect("service exists")
 }
 
-fn svc_mut<'a>(sim: &'a mut Sim, id: &str) -> &'a mut Service {
+pub(super) fn svc_mut<'a>(sim: &'a mut Sim, id: &str) -> &'a mut Service {
     sim.view
         .services
         .iter_mut()
@@ -55,16 +55,16 @@ fn svc_mut<'a>(sim: &'a mut Sim, id: &str) -> &'a mut Service {
         .expect("service exists")
 }
 
-fn status(sim: &Sim, id: &str) -> UpdateStatus {
+pub(super) fn status(sim: &Sim, id: &str) -> UpdateStatus {
     svc(sim, id).update_status.clone().unwrap_or_default()
 }
 
-fn state(sim: &Sim, id: &str) -> State {
+pub(super) fn state(sim: &Sim, id: &str) -> State {
     State::try_from(status(sim, id).state).expect("a known state")
 }
 
 /// `service update` with a new image (the API's `record`).
-fn update_image(sim: &mut Sim, id: &str, image: &str) {
+pub(super) fn update_image(sim: &mut Sim, id: &str, image: &str) {
     let now = sim.now;
     let s = svc_mut(sim, id);
     let mut spec = s.spec.clone().expect("spec");
@@ -75,7 +75,7 @@ fn update_image(sim: &mut Sim, id: &str, image: &str) {
 }
 
 /// `service promote` (the API's `promote`).
-fn promote(sim: &mut Sim, id: &str) {
+pub(super) fn promote(sim: &mut Sim, id: &str) {
     let now = sim.now;
     let s = svc_mut(sim, id);
     let st = s.update_status.as_mut().expect("status");
@@ -88,14 +88,14 @@ fn promote(sim: &mut Sim, id: &str) {
 }
 
 /// One pass of the orchestrator and the scheduler, then the agents act.
-fn round(sim: &mut Sim) {
+pub(super) fn round(sim: &mut Sim) {
     sim.orchestrate();
     sim.schedule();
     sim.agents_converge();
 }
 
 /// Agents: every task whose check is STARTING passes it.
-fn pass_checks(sim: &mut Sim) {
+pub(super) fn pass_checks(sim: &mut Sim) {
     let now = sim.now;
     for t in &mut sim.view.tasks {
         if let Some(s) = t.status.as_mut()
@@ -110,7 +110,7 @@ fn pass_checks(sim: &mut Sim) {
 }
 
 /// The agent reports that `id` crashed.
-fn crash(sim: &mut Sim, id: &str) {
+pub(super) fn crash(sim: &mut Sim, id: &str) {
     sim.end(id, TaskState::Failed, Some(1));
     if let Some(s) = sim.task_mut(id).status.as_mut() {
         s.error = "exited with code 1".into();
@@ -118,7 +118,7 @@ fn crash(sim: &mut Sim, id: &str) {
 }
 
 /// The agent reports that `id` failed its check (and stopped it).
-fn turn_unhealthy(sim: &mut Sim, id: &str) {
+pub(super) fn turn_unhealthy(sim: &mut Sim, id: &str) {
     sim.end(id, TaskState::Failed, Some(137));
     if let Some(s) = sim.task_mut(id).status.as_mut() {
         s.health = TaskHealth::Unhealthy as i32;

@@ -44,6 +44,9 @@ use super::task::{changed_ms, observed, ready, wants_running};
 use super::update::{Gate, outdated};
 use settings::{format_ms, settings};
 
+/// The failed tasks a rollout that continues despite failures records at most.
+const MAX_FAILED_RECORDED: usize = 100;
+
 /// One service's rollout during a pass: begun before its slots are walked
 /// ([`begin`]), ended after ([`Rollout::end`]).
 pub struct Rollout<'s> {
@@ -145,8 +148,14 @@ fn watch_failures(
     config: &UpdateConfig,
     new: &[&Task],
 ) -> Option<String> {
+    // Continuing through a crash loop must not grow the status without end;
+    // any other action ends the watch at the first ratio exceeded.
+    let continues = config.failure_action == UpdateFailureAction::Continue as i32;
     let mut grew = false;
     for task in new {
+        if continues && st.failed_tasks.len() >= MAX_FAILED_RECORDED {
+            break;
+        }
         if tasks::failure(task).is_some() && !st.failed_tasks.contains(&task.id) {
             st.failed_tasks.push(task.id.clone());
             grew = true;
@@ -165,7 +174,7 @@ fn watch_failures(
         .filter_map(|t| tasks::failure(t))
         .collect();
     let text = tasks::failures_text(failed, updated, config.max_failure_ratio, &reasons);
-    if config.failure_action == UpdateFailureAction::Continue as i32 {
+    if continues {
         if grew {
             st.message = format!(
                 "{}: {text}; continuing (failure action continue)",
