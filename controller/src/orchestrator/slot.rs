@@ -381,6 +381,31 @@ mod tests {
     }
 
     #[test]
+    fn a_start_first_replacement_keeps_the_old_task_until_it_is_ready() {
+        let s = service(RestartCondition::Any);
+        let mut old = task("old", TaskState::Running, TaskState::Running, 1);
+        old.spec_version = 0;
+        old.spec = Some(ServiceSpec {
+            image: "old".into(),
+            ..Default::default()
+        });
+        let mut new = task("new", TaskState::Running, TaskState::Starting, 2);
+        new.spec = s.spec.clone();
+        let tasks = vec![old, new];
+        let mut plan = Plan::new(&tasks, 10);
+        assert_eq!(keep_one(&mut plan, &s, &[0, 1]), Some(1));
+        assert_eq!(plan.task(0).desired_state, TaskState::Running as i32);
+        // Ready: the old one stops.
+        let mut tasks = tasks;
+        if let Some(st) = tasks[1].status.as_mut() {
+            st.state = TaskState::Running as i32;
+        }
+        let mut plan = Plan::new(&tasks, 10);
+        assert_eq!(keep_one(&mut plan, &s, &[0, 1]), Some(1));
+        assert_eq!(plan.task(0).desired_state, TaskState::Shutdown as i32);
+    }
+
+    #[test]
     fn keeps_the_running_newest_task_of_a_slot() {
         let s = service(RestartCondition::Any);
         let tasks = vec![

@@ -66,6 +66,25 @@ mod tests {
     }
 
     #[test]
+    fn ready_means_running_and_healthy_or_unchecked() {
+        let with = |state: TaskState, health: TaskHealth| Task {
+            status: Some(TaskStatus {
+                state: state as i32,
+                health: health as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(ready(&with(TaskState::Running, TaskHealth::None)));
+        assert!(ready(&with(TaskState::Running, TaskHealth::Healthy)));
+        assert!(!ready(&with(TaskState::Running, TaskHealth::Starting)));
+        assert!(!ready(&with(TaskState::Running, TaskHealth::Unhealthy)));
+        assert!(!ready(&with(TaskState::Starting, TaskHealth::None)));
+        assert!(unhealthy(&with(TaskState::Failed, TaskHealth::Unhealthy)));
+        assert!(!unhealthy(&with(TaskState::Running, TaskHealth::Starting)));
+    }
+
+    #[test]
     fn change_time_is_the_later_of_store_and_agent() {
         let mut t = Task {
             status: Some(TaskStatus {
