@@ -7,8 +7,8 @@ use berth_proto::service_history::{Cause, first_version, record};
 use berth_proto::v1::service_spec::Mode;
 use berth_proto::v1::update_status::State;
 use berth_proto::v1::{
-    GlobalMode, HealthCheck, ReplicatedMode, ResourceRequirements, Resources, Service, Task,
-    TaskHealth, TaskState, UpdateConfig, UpdateFailureAction, UpdateOrder, UpdateStatus,
+    GlobalMode, HealthCheck, ReplicatedMode, ResourceRequirements, Resources, Service, ServiceSpec,
+    Task, TaskHealth, TaskState, UpdateConfig, UpdateFailureAction, UpdateOrder, UpdateStatus,
 };
 
 use super::orchestrate_timed;
@@ -65,10 +65,15 @@ pub(super) fn state(sim: &Sim, id: &str) -> State {
 
 /// `service update` with a new image (the API's `record`).
 pub(super) fn update_image(sim: &mut Sim, id: &str, image: &str) {
+    update(sim, id, |spec| spec.image = image.into());
+}
+
+/// `service update` with the spec as `change` leaves it (the API's `record`).
+fn update(sim: &mut Sim, id: &str, change: impl FnOnce(&mut ServiceSpec)) {
     let now = sim.now;
     let s = svc_mut(sim, id);
     let mut spec = s.spec.clone().expect("spec");
-    spec.image = image.into();
+    change(&mut spec);
     let message = format!("update to version {}", s.spec_version + 1);
     record(s, spec, Cause::Update, now, &message);
     s.version += 1;
@@ -85,6 +90,22 @@ pub(super) fn promote(sim: &mut Sim, id: &str) {
     st.state = State::Updating as i32;
     st.progress_ms = now;
     s.version += 1;
+}
+
+/// A cluster of `nodes` running `web` settled, its checks passed.
+fn running(nodes: &[&str], web: Service) -> Sim {
+    let mut sim = Sim::new(nodes.iter().map(|n| node(n)).collect(), vec![web]);
+    sim.settle();
+    pass_checks(&mut sim);
+    sim.settle();
+    sim
+}
+
+/// Settles, lets one monitor window pass, settles.
+fn after_monitor(sim: &mut Sim) {
+    sim.settle();
+    sim.now += MONITOR;
+    sim.settle();
 }
 
 /// One pass of the orchestrator and the scheduler, then the agents act.
@@ -181,8 +202,7 @@ fn an_update_completes_one_monitor_window_after_its_last_task_ran() {
         parallelism: 1,
         ..Default::default()
     };
-    let mut sim = Sim::new(vec![node("a"), node("b")], vec![service("web", 3, cfg)]);
-    sim.settle();
+    let mut sim = running(&["a", "b"], service("web", 3, cfg));
     assert_eq!(
         svc(&sim, "web").update_status,
         None,
@@ -220,8 +240,7 @@ fn a_failed_new_task_pauses_the_update() {
         parallelism: 1,
         ..Default::default()
     };
-    let mut sim = Sim::new(vec![node("a")], vec![service("web", 4, cfg)]);
-    sim.settle();
+    let mut sim = running(&["a"], service("web", 4, cfg));
     update_image(&mut sim, "web", "busybox:2");
     let new = first_running(&mut sim, "web", 2);
     crash(&mut sim, &new.id);
@@ -250,9 +269,7 @@ fn a_failed_new_task_pauses_the_update() {
     update_image(&mut sim, "web", "busybox:3");
     assert_eq!(state(&sim, "web"), State::Updating);
     assert!(status(&sim, "web").failed_tasks.is_empty());
-    sim.settle();
-    sim.now += MONITOR;
-    sim.settle();
+    after_monitor(&mut sim);
     assert_eq!(images(&sim, "web"), vec!["busybox:3"; 4]);
     assert_eq!(state(&sim, "web"), State::Completed);
 }
@@ -264,9 +281,7 @@ fn a_failure_rolls_back_to_the_version_the_update_started_from() {
         failure_action: UpdateFailureAction::Rollback as i32,
         ..Default::default()
     };
-    let mut sim = Sim::new(vec![node("a")], vec![with_check(service("web", 3, cfg))]);
-    sim.settle();
-    pass_checks(&mut sim);
+    let mut sim = running(&["a"], with_check(service("web", 3, cfg)));
     let old: Vec<String> = live_at(&sim, "web", 1).into_iter().map(|t| t.id).collect();
     update_image(&mut sim, "web", "busybox:2");
     let new = first_running(&mut sim, "web", 2);
@@ -318,8 +333,7 @@ fn a_failure_during_a_rollback_pauses_it() {
         failure_action: UpdateFailureAction::Rollback as i32,
         ..Default::default()
     };
-    let mut sim = Sim::new(vec![node("a")], vec![service("web", 2, cfg)]);
-    sim.settle();
+    let mut sim = running(&["a"], service("web", 2, cfg));
     update_image(&mut sim, "web", "busybox:2");
     let new = first_running(&mut sim, "web", 2);
     crash(&mut sim, &new.id);
@@ -348,9 +362,7 @@ fn start_first_stops_the_old_task_once_its_replacement_is_healthy() {
         order: UpdateOrder::StartFirst as i32,
         ..Default::default()
     };
-    let mut sim = Sim::new(vec![node("a")], vec![with_check(service("web", 2, cfg))]);
-    sim.settle();
-    pass_checks(&mut sim);
+    let mut sim = running(&["a"], with_check(service("web", 2, cfg)));
     update_image(&mut sim, "web", "busybox:2");
     for _ in 0..12 {
         round(&mut sim);
@@ -386,8 +398,7 @@ fn stop_first_never_has_more_than_parallelism_slots_down() {
         parallelism: 2,
         ..Default::default()
     };
-    let mut sim = Sim::new(vec![node("a"), node("b")], vec![service("web", 6, cfg)]);
-    sim.settle();
+    let mut sim = running(&["a", "b"], service("web", 6, cfg));
     update_image(&mut sim, "web", "busybox:2");
     for _ in 0..12 {
         round(&mut sim);
@@ -409,9 +420,7 @@ fn canaries_pause_the_update_until_it_is_promoted() {
         canary: 1,
         ..Default::default()
     };
-    let mut sim = Sim::new(vec![node("a")], vec![with_check(service("web", 4, cfg))]);
-    sim.settle();
-    pass_checks(&mut sim);
+    let mut sim = running(&["a"], with_check(service("web", 4, cfg)));
     update_image(&mut sim, "web", "busybox:2");
     sim.settle();
     // The canary starts beside the old tasks; none stops before it is healthy.
@@ -455,9 +464,7 @@ fn canaries_are_promoted_automatically_after_min_healthy() {
         min_healthy_ms: 3_000,
         ..Default::default()
     };
-    let mut sim = Sim::new(vec![node("a")], vec![with_check(service("web", 5, cfg))]);
-    sim.settle();
-    pass_checks(&mut sim);
+    let mut sim = running(&["a"], with_check(service("web", 5, cfg)));
     update_image(&mut sim, "web", "busybox:2");
     sim.settle();
     pass_checks(&mut sim);
@@ -499,37 +506,31 @@ fn a_failing_canary_rolls_the_update_back() {
         failure_action: UpdateFailureAction::Rollback as i32,
         ..Default::default()
     };
-    let mut sim = Sim::new(vec![node("a")], vec![with_check(service("web", 3, cfg))]);
-    sim.settle();
-    pass_checks(&mut sim);
+    let mut sim = running(&["a"], with_check(service("web", 3, cfg)));
     update_image(&mut sim, "web", "busybox:2");
     let canary = first_running(&mut sim, "web", 2);
     turn_unhealthy(&mut sim, &canary.id);
     sim.orchestrate();
     assert_eq!(state(&sim, "web"), State::RollbackStarted);
-    sim.settle();
-    sim.now += MONITOR;
-    sim.settle();
+    after_monitor(&mut sim);
     assert_eq!(state(&sim, "web"), State::RollbackCompleted);
     // Start-first canary: the old tasks never stopped.
     assert_eq!(live_at(&sim, "web", 1).len(), 3);
     assert_eq!(images(&sim, "web"), vec!["busybox:1"; 3]);
 }
 
+/// `service update` to an image that needs `gib` GiB of memory reserved.
 fn needs_memory(sim: &mut Sim, id: &str, gib: u64) {
-    let now = sim.now;
-    let s = svc_mut(sim, id);
-    let mut spec = s.spec.clone().expect("spec");
-    spec.image = "busybox:big".into();
-    spec.resources = Some(ResourceRequirements {
-        reservations: Some(Resources {
-            memory_bytes: gib << 30,
-            ..Default::default()
-        }),
-        limits: None,
+    update(sim, id, |spec| {
+        spec.image = "busybox:big".into();
+        spec.resources = Some(ResourceRequirements {
+            reservations: Some(Resources {
+                memory_bytes: gib << 30,
+                ..Default::default()
+            }),
+            limits: None,
+        });
     });
-    record(s, spec, Cause::Update, now, "update to version 2");
-    s.version += 1;
 }
 
 #[test]
@@ -540,8 +541,7 @@ fn the_progress_deadline_fails_loudly_and_rolls_back() {
         failure_action: UpdateFailureAction::Rollback as i32,
         ..Default::default()
     };
-    let mut sim = Sim::new(vec![node("a")], vec![service("web", 2, cfg)]);
-    sim.settle();
+    let mut sim = running(&["a"], service("web", 2, cfg));
     needs_memory(&mut sim, "web", 64);
     let started = sim.now;
     sim.settle();
@@ -561,9 +561,7 @@ fn the_progress_deadline_fails_loudly_and_rolls_back() {
         "{}",
         st.message
     );
-    sim.settle();
-    sim.now += MONITOR;
-    sim.settle();
+    after_monitor(&mut sim);
     assert_eq!(state(&sim, "web"), State::RollbackCompleted);
     assert_eq!(images(&sim, "web"), vec!["busybox:1"; 2]);
 }
@@ -577,8 +575,7 @@ fn the_progress_deadline_pauses_when_the_action_is_pause_or_continue() {
             failure_action: action as i32,
             ..Default::default()
         };
-        let mut sim = Sim::new(vec![node("a")], vec![service("web", 2, cfg)]);
-        sim.settle();
+        let mut sim = running(&["a"], service("web", 2, cfg));
         needs_memory(&mut sim, "web", 64);
         sim.settle();
         sim.now += 60_000;
@@ -602,8 +599,7 @@ fn continue_goes_on_despite_failures() {
         failure_action: UpdateFailureAction::Continue as i32,
         ..Default::default()
     };
-    let mut sim = Sim::new(vec![node("a")], vec![service("web", 3, cfg)]);
-    sim.settle();
+    let mut sim = running(&["a"], service("web", 3, cfg));
     update_image(&mut sim, "web", "busybox:2");
     let new = first_running(&mut sim, "web", 2);
     crash(&mut sim, &new.id);
@@ -635,8 +631,7 @@ fn the_failure_ratio_tolerates_failures_up_to_it() {
         max_failure_ratio: 0.5,
         ..Default::default()
     };
-    let mut sim = Sim::new(vec![node("a")], vec![service("web", 4, cfg)]);
-    sim.settle();
+    let mut sim = running(&["a"], service("web", 4, cfg));
     update_image(&mut sim, "web", "busybox:2");
     sim.settle();
     let new = live_at(&sim, "web", 2);
@@ -663,24 +658,16 @@ fn the_failure_ratio_tolerates_failures_up_to_it() {
 
 #[test]
 fn a_scale_is_no_rollout() {
-    let mut sim = Sim::new(
-        vec![node("a")],
-        vec![service("web", 2, UpdateConfig::default())],
-    );
-    sim.settle();
+    let mut sim = running(&["a"], service("web", 2, UpdateConfig::default()));
     update_image(&mut sim, "web", "busybox:2");
-    sim.settle();
-    sim.now += MONITOR;
-    sim.settle();
+    after_monitor(&mut sim);
     let before = status(&sim, "web");
     assert_eq!(before.state, State::Completed as i32);
-    let now = sim.now;
-    let s = svc_mut(&mut sim, "web");
-    let mut spec = s.spec.clone().expect("spec");
-    spec.mode = Some(Mode::Replicated(ReplicatedMode { replicas: 4 }));
-    record(s, spec, Cause::Update, now, "scaled to 4");
-    s.version += 1;
-    let version = s.version;
+    update(&mut sim, "web", |spec| {
+        spec.mode = Some(Mode::Replicated(ReplicatedMode { replicas: 4 }));
+    });
+    let version = svc(&sim, "web").version;
+    assert_eq!(svc(&sim, "web").spec_version, 3, "a scale is a new version");
     sim.settle();
     assert_eq!(status(&sim, "web"), before, "the status is left alone");
     assert_eq!(
@@ -705,8 +692,7 @@ fn a_global_update_is_monitored_and_completes() {
         spec.mode = Some(Mode::Global(GlobalMode {}));
     }
     s.history = vec![first_version(s.spec.as_ref().expect("spec"), 0)];
-    let mut sim = Sim::new(vec![node("a"), node("b"), node("c")], vec![s]);
-    sim.settle();
+    let mut sim = running(&["a", "b", "c"], s);
     update_image(&mut sim, "mon", "busybox:2");
     sim.settle();
     assert_eq!(images(&sim, "mon"), vec!["busybox:2"; 3]);

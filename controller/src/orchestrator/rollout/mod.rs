@@ -70,6 +70,15 @@ fn rolling_back(status: &UpdateStatus) -> bool {
     )
 }
 
+/// `update`, or `rollback` when the rollout is a rollback.
+fn either(status: &UpdateStatus, update: State, rollback: State) -> i32 {
+    if rolling_back(status) {
+        rollback as i32
+    } else {
+        update as i32
+    }
+}
+
 /// UPDATING or ROLLBACK_STARTED, and not waiting for promotion: batches go on.
 fn moving(status: &UpdateStatus) -> bool {
     matches!(state_of(status), State::Updating | State::RollbackStarted)
@@ -398,11 +407,7 @@ impl Rollout<'_> {
             if now >= at {
                 st.awaiting_promotion = false;
                 st.promoted = true;
-                st.state = if rolling_back(&st) {
-                    State::RollbackStarted
-                } else {
-                    State::Updating
-                } as i32;
+                st.state = either(&st, State::Updating, State::RollbackStarted);
                 st.progress_ms = now;
                 st.message = format!(
                     "canaries ready for {}: promoted automatically; {} continues",
@@ -438,11 +443,7 @@ impl Rollout<'_> {
                 format_ms(self.config.min_healthy_ms)
             );
         } else {
-            st.state = if rolling_back(st) {
-                State::RollbackPaused
-            } else {
-                State::Paused
-            } as i32;
+            st.state = either(st, State::Paused, State::RollbackPaused);
             st.message = format!("{running}; `berth service promote {name}` to continue");
         }
         info!(service = %self.service.id, %st.message, "canaries wait for promotion");
@@ -450,11 +451,7 @@ impl Rollout<'_> {
 
     fn complete(&self, st: &mut UpdateStatus, now_ms: i64) {
         let what = self.label(st);
-        st.state = if rolling_back(st) {
-            State::RollbackCompleted
-        } else {
-            State::Completed
-        } as i32;
+        st.state = either(st, State::Completed, State::RollbackCompleted);
         st.message = format!("{what} completed");
         st.completed_ms = now_ms;
         st.awaiting_promotion = false;
