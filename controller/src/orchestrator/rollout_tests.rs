@@ -714,3 +714,68 @@ fn a_global_update_is_monitored_and_completes() {
         "the other nodes keep version 2"
     );
 }
+
+#[test]
+fn waiting_out_a_long_monitor_window_is_no_lack_of_progress() {
+    let cfg = UpdateConfig {
+        progress_deadline_ms: 1_000,
+        failure_action: UpdateFailureAction::Rollback as i32,
+        ..Default::default()
+    };
+    let mut sim = running(&["a"], service("web", 2, cfg));
+    update_image(&mut sim, "web", "busybox:2");
+    sim.settle();
+    // The monitor window (2 s) outlasts the deadline (1 s).
+    sim.now += MONITOR - 1;
+    sim.settle();
+    assert_eq!(state(&sim, "web"), State::Updating);
+    sim.now += 1;
+    sim.settle();
+    assert_eq!(state(&sim, "web"), State::Completed);
+}
+
+#[test]
+fn a_rollback_asked_for_runs_with_the_rollback_settings() {
+    let cfg = UpdateConfig {
+        parallelism: 1,
+        ..Default::default()
+    };
+    let mut sim = running(&["a"], service("web", 4, cfg));
+    update(&mut sim, "web", |spec| {
+        spec.image = "busybox:2".into();
+        spec.rollback_config = Some(UpdateConfig {
+            parallelism: 4,
+            monitor_ms: 1_000,
+            ..Default::default()
+        });
+    });
+    after_monitor(&mut sim);
+    assert_eq!(state(&sim, "web"), State::Completed);
+    // `service rollback`, as the API writes it.
+    let now = sim.now;
+    let s = svc_mut(&mut sim, "web");
+    let target = berth_proto::service_history::rollback_target(s, 0)
+        .expect("a version to go back to")
+        .clone();
+    record(
+        s,
+        target.spec.expect("spec"),
+        Cause::Rollback {
+            restores: target.version,
+        },
+        now,
+        "rollback to version 1 requested by the user",
+    );
+    s.version += 1;
+    assert_eq!(state(&sim, "web"), State::RollbackStarted);
+    sim.orchestrate();
+    let stopping = live_at(&sim, "web", 2).len();
+    assert_eq!(stopping, 0, "parallelism 4: every task at once");
+    sim.settle();
+    sim.now += 1_000;
+    sim.settle();
+    let st = status(&sim, "web");
+    assert_eq!(st.state, State::RollbackCompleted as i32);
+    assert_eq!(st.message, "rollback to version 1 completed");
+    assert_eq!(images(&sim, "web"), vec!["busybox:1"; 4]);
+}
