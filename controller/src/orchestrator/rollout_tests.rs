@@ -303,6 +303,10 @@ fn a_failure_rolls_back_to_the_version_the_update_started_from() {
     );
     assert!(st.message.contains(&new.id), "{}", st.message);
     assert!(
+        live_at(&sim, "web", 2).is_empty(),
+        "the pass that rolls back refills no slot with the failed spec"
+    );
+    assert!(
         st.message.contains("unhealthy: 3 health checks"),
         "{}",
         st.message

@@ -28,6 +28,8 @@ pub struct Slots<K> {
     /// How many slots the update has not finished with: an outdated task, a
     /// replacement not ready yet, a slot waiting or about to be refilled.
     pub unsettled: usize,
+    /// Create nothing in this pass (see `Gate::hold`).
+    pub hold: bool,
 }
 
 impl<K: Ord> Slots<K> {
@@ -35,6 +37,9 @@ impl<K: Ord> Slots<K> {
     /// for an outdated task to stop), or its outdated task is replaced
     /// start-first.
     pub fn needs_task(&self, plan: &Plan<'_>, key: &K) -> bool {
+        if self.hold {
+            return false;
+        }
         if self.surge.contains(key) {
             return true;
         }
@@ -149,6 +154,7 @@ pub fn walk<K: Ord + Clone + Debug>(
         surge,
         replaced: started.count,
         unsettled,
+        hold: gate.hold,
     }
 }
 

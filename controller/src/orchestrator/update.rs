@@ -35,6 +35,10 @@ pub struct Gate {
     /// The old task stops only once its replacement is ready (start-first
     /// order, and always for canaries).
     pub start_first: bool,
+    /// No task is created in this pass: an automatic rollback replaces the
+    /// spec, and a new task would run the one left behind (the next pass
+    /// refills the slots with the restored spec).
+    pub hold: bool,
 }
 
 impl Gate {
@@ -45,6 +49,7 @@ impl Gate {
             config,
             limit: None,
             start_first,
+            hold: false,
         }
     }
 

@@ -55,7 +55,7 @@ pub struct Rollout<'s> {
     status: Option<UpdateStatus>,
     config: UpdateConfig,
     /// The service rolled back in this pass (a new spec and status): written
-    /// as it is, the walk of this pass replaced nothing.
+    /// as it is; the walk of this pass replaced and created nothing.
     rolled_back: Option<Service>,
 }
 
@@ -131,7 +131,12 @@ pub fn begin<'s>(
     if let Some(why) = why {
         rollout.fail(plan.now_ms, &mut st, &why);
     }
-    let gate = if failed || !moving(&st) {
+    let gate = if rollout.rolled_back.is_some() {
+        Gate {
+            hold: true,
+            ..Gate::closed(config)
+        }
+    } else if failed || !moving(&st) {
         Gate::closed(config)
     } else if config.canary > 0 && !st.promoted {
         // Canaries: that many slots get a new task beside the old one.
