@@ -10,7 +10,8 @@ use tracing::{debug, info};
 
 use super::nodes::{self, OnDown};
 use super::plan::{Plan, new_task};
-use super::slot;
+use super::slot::{self, Outcome};
+use super::update::Gate;
 use crate::scheduler::constraint::{first_unsatisfied, parse_all};
 use crate::scheduler::filter::ready_and_active;
 
@@ -20,8 +21,9 @@ pub fn reconcile(
     tasks: &[usize],
     all_nodes: &[Node],
     nodes: &HashMap<&str, &Node>,
+    gate: &Gate,
     new_id: &mut dyn FnMut() -> String,
-) {
+) -> Outcome {
     nodes::check(plan, tasks, nodes, OnDown::Keep);
     let constraints = match service.spec.as_ref().map(parse_all).transpose() {
         Ok(c) => c.unwrap_or_default(),
@@ -29,7 +31,7 @@ pub fn reconcile(
             // The API should refuse such specs (scheduler::constraint::parse_all);
             // an old one may still be stored. Logged quietly: this runs every round.
             debug!(service = %service.id, %err, "global service has an invalid constraint; placing nothing");
-            return;
+            return Outcome::default();
         }
     };
     let mut by_node: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
@@ -39,24 +41,34 @@ pub fn reconcile(
             .or_default()
             .push(i);
     }
-    let walked = slot::walk(plan, service, &by_node, nodes, |node_id| {
-        match nodes.get(*node_id) {
+    let walked = slot::walk(
+        plan,
+        service,
+        &by_node,
+        nodes,
+        gate,
+        |node_id| match nodes.get(*node_id) {
             None => Err("node removed"),
             Some(n) if n.availability == NodeAvailability::Drain as i32 => Err("node drained"),
             Some(n) if first_unsatisfied(&constraints, n).is_some() => {
                 Err("node no longer satisfies the constraints")
             }
             Some(_) => Ok(()),
-        }
-    });
+        },
+        // A paused or down node keeps its task as it is: no new one there.
+        |node_id| nodes.get(*node_id).is_some_and(|n| ready_and_active(n)),
+    );
+    let mut created = 0;
     for node in all_nodes {
         if !ready_and_active(node) || first_unsatisfied(&constraints, node).is_some() {
             continue;
         }
-        if !walked.held(plan, &node.id.as_str()) {
+        if walked.needs_task(plan, &node.id.as_str()) {
             let task = new_task(service, 0, Some(node), new_id(), plan.now_ms);
             info!(task = %task.id, service = %service.id, node = %node.id, "new global task");
             plan.create(task);
+            created += 1;
         }
     }
+    walked.outcome(created)
 }

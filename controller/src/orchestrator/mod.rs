@@ -6,6 +6,9 @@
 //! under the restart policy; tasks of lost, down or drained nodes are replaced
 //! elsewhere; outdated tasks are replaced when the spec changes; tasks of
 //! removed services are stopped and reaped, and each slot keeps a short history.
+//! Each service's rollout (update or rollback) is a state machine kept in its
+//! `update_status` (see [`rollout`]): it decides how many outdated tasks the
+//! pass replaces, and the pass writes the status as the rollout moves.
 
 pub mod global;
 pub mod nodes;
@@ -13,12 +16,15 @@ pub mod plan;
 pub mod reaper;
 pub mod replicated;
 pub mod restart;
+pub mod rollout;
 pub mod slot;
 pub mod task;
 pub mod update;
 
 #[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod rollout_tests;
 #[cfg(test)]
 mod tests;
 
@@ -42,7 +48,8 @@ pub fn orchestrate(view: &ClusterView, now_ms: i64, new_id: &mut dyn FnMut() -> 
 }
 
 /// [`orchestrate`], and the earliest time a waiting decision (a restart or
-/// update delay) falls due: nothing else needs a pass before then.
+/// update delay, a rollout's monitor window, progress deadline or
+/// auto-promotion) falls due: nothing else needs a pass before then.
 pub fn orchestrate_timed(
     view: &ClusterView,
     now_ms: i64,
@@ -70,18 +77,36 @@ pub fn orchestrate_timed(
         let tasks = by_service.get(service.id.as_str()).unwrap_or(&empty);
         let spec = service.spec.as_ref();
         let keep = restart::history_to_keep(spec.and_then(|s| s.restart_policy.as_ref()));
-        match spec.and_then(|s| s.mode.as_ref()) {
+        let mode = spec.and_then(|s| s.mode.as_ref());
+        // The API gives every service a mode; one without is left alone.
+        if mode.is_none() {
+            continue;
+        }
+        let (rollout, gate) = rollout::begin(&mut plan, service, tasks);
+        let outcome = match mode {
             Some(Mode::Global(_)) => {
-                global::reconcile(&mut plan, service, tasks, &view.nodes, &nodes, new_id);
+                let outcome = global::reconcile(
+                    &mut plan,
+                    service,
+                    tasks,
+                    &view.nodes,
+                    &nodes,
+                    &gate,
+                    new_id,
+                );
                 reaper::trim_history(&mut plan, tasks, keep, |t| t.node_id.clone());
+                outcome
             }
             Some(Mode::Replicated(r)) => {
-                replicated::reconcile(&mut plan, service, r.replicas, tasks, &nodes, new_id);
+                let outcome = replicated::reconcile(
+                    &mut plan, service, r.replicas, tasks, &nodes, &gate, new_id,
+                );
                 reaper::trim_history(&mut plan, tasks, keep, |t| t.slot);
+                outcome
             }
-            // The API gives every service a mode; one without is left alone.
-            None => {}
-        }
+            None => continue,
+        };
+        rollout.end(&mut plan, tasks, outcome);
     }
     reaper::never_placed(&mut plan);
     let due = plan.due_ms;

@@ -1,14 +1,16 @@
 //! The orchestrator's working copy of the task table: edits, creations and
-//! deletions of one pass, turned into compare-and-set store operations at the
-//! end (one operation per task, at the version it was read).
+//! deletions of one pass, and the services whose rollout status (or, for an
+//! automatic rollback, spec) changed; turned into compare-and-set store
+//! operations at the end (one operation per object, at the version it was read).
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use berth_proto::store::object::Kind;
 use berth_proto::store::{Expect, Op};
 use berth_proto::v1::{Node, Service, Task, TaskState, TaskStatus, Timestamps};
 
 use super::task::wrap;
-use crate::store::{Table, delete, put};
+use crate::store::{Table, delete, put, put_kind};
 
 pub struct Plan<'a> {
     original: &'a [Task],
@@ -16,6 +18,8 @@ pub struct Plan<'a> {
     edits: BTreeMap<usize, Task>,
     deleted: BTreeSet<usize>,
     created: Vec<Task>,
+    /// Services to write, each as changed from the version read.
+    services: Vec<Service>,
     pub now_ms: i64,
     /// The earliest time (Unix ms) a waiting decision falls due: a restart
     /// delay or an update delay that runs out with nothing else changing.
@@ -29,6 +33,7 @@ impl<'a> Plan<'a> {
             edits: BTreeMap::new(),
             deleted: BTreeSet::new(),
             created: Vec::new(),
+            services: Vec::new(),
             now_ms,
             due_ms: None,
         }
@@ -82,8 +87,14 @@ impl<'a> Plan<'a> {
         self.created.push(task);
     }
 
+    /// Writes `service` (changed from the one read, whose `version` it keeps).
+    pub fn put_service(&mut self, service: Service) {
+        self.services.push(service);
+    }
+
     /// Puts for changed tasks (at the version read), creates (absent) and
-    /// deletes (at the version read).
+    /// deletes (at the version read), then puts of changed services (at the
+    /// version read).
     pub fn into_ops(self) -> Vec<Op> {
         let mut ops = Vec::new();
         let mut edits = self.edits;
@@ -102,6 +113,10 @@ impl<'a> Plan<'a> {
         }
         for task in self.created {
             ops.push(put(wrap(task), Expect::Absent, 0));
+        }
+        for service in self.services {
+            let version = service.version;
+            ops.push(put_kind(Kind::Service(service), Expect::Version, version));
         }
         ops
     }
@@ -158,7 +173,6 @@ pub fn new_task(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use berth_proto::store::object::Kind;
     use berth_proto::store::op;
 
     #[test]

@@ -194,3 +194,189 @@ proptest! {
         }
     }
 }
+
+mod rollouts {
+    //! Random rollouts (order, parallelism, canaries, failure action, health
+    //! checks) with random failures, promotions and time: every step keeps the
+    //! update within its parallelism, every state settles (no pass keeps
+    //! rewriting the status), and given time every rollout ends: completed,
+    //! paused or rolled back, never left updating.
+
+    use berth_proto::v1::update_status::State;
+    use berth_proto::v1::{TaskState, UpdateConfig, UpdateFailureAction, UpdateOrder};
+    use proptest::prelude::*;
+
+    use crate::orchestrator::rollout_tests::{
+        crash, pass_checks, promote, round, service, state, status, turn_unhealthy, update_image,
+        with_check,
+    };
+    use crate::orchestrator::task::ready;
+    use crate::orchestrator::tests::{Sim, node};
+
+    #[derive(Clone, Debug)]
+    enum Step {
+        Round,
+        PassChecks,
+        Crash(usize),
+        Unhealthy(usize),
+        Promote,
+        Update,
+        Time(i64),
+    }
+
+    fn arb_step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            4 => Just(Step::Round),
+            3 => Just(Step::PassChecks),
+            1 => (0usize..16).prop_map(Step::Crash),
+            1 => (0usize..16).prop_map(Step::Unhealthy),
+            1 => Just(Step::Promote),
+            1 => Just(Step::Update),
+            2 => (1i64..120_000).prop_map(Step::Time),
+        ]
+    }
+
+    fn arb_config() -> impl Strategy<Value = UpdateConfig> {
+        (
+            0u64..4,
+            prop::sample::select(vec![UpdateOrder::StopFirst, UpdateOrder::StartFirst]),
+            prop::sample::select(vec![
+                UpdateFailureAction::Pause,
+                UpdateFailureAction::Continue,
+                UpdateFailureAction::Rollback,
+            ]),
+            0u64..3,
+            any::<bool>(),
+            prop::sample::select(vec![0.0f32, 0.5]),
+        )
+            .prop_map(
+                |(parallelism, order, action, canary, auto_promote, ratio)| UpdateConfig {
+                    parallelism,
+                    order: order as i32,
+                    failure_action: action as i32,
+                    canary,
+                    auto_promote,
+                    min_healthy_ms: 1_000,
+                    max_failure_ratio: ratio,
+                    progress_deadline_ms: 60_000,
+                    ..Default::default()
+                },
+            )
+    }
+
+    /// Slots of "web" without a ready task meant to run.
+    fn unavailable(sim: &Sim, replicas: u64) -> usize {
+        let up: std::collections::BTreeSet<u64> = sim
+            .view
+            .tasks
+            .iter()
+            .filter(|t| t.desired_state == TaskState::Running as i32 && ready(t))
+            .map(|t| t.slot)
+            .collect();
+        (1..=replicas).filter(|s| !up.contains(s)).count()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 150, ..ProptestConfig::default() })]
+
+        #[test]
+        fn rollouts_stay_within_parallelism_settle_and_end(
+            replicas in 1u64..6,
+            config in arb_config(),
+            checked in any::<bool>(),
+            steps in prop::collection::vec(arb_step(), 0..40),
+        ) {
+            let mut web = service("web", replicas, config);
+            if checked {
+                web = with_check(web);
+            }
+            let mut sim = Sim::new(vec![node("a"), node("b")], vec![web]);
+            sim.settle();
+            pass_checks(&mut sim);
+            sim.settle();
+            let mut image = 2;
+            update_image(&mut sim, "web", &format!("busybox:{image}"));
+            let mut failures = false;
+            for step in &steps {
+                match *step {
+                    Step::Round => round(&mut sim),
+                    Step::PassChecks => pass_checks(&mut sim),
+                    Step::Crash(k) | Step::Unhealthy(k) => {
+                        let live: Vec<String> = sim
+                            .view
+                            .tasks
+                            .iter()
+                            .filter(|t| t.desired_state == TaskState::Running as i32
+                                && observed_running(t))
+                            .map(|t| t.id.clone())
+                            .collect();
+                        if !live.is_empty() {
+                            let id = live[k % live.len()].clone();
+                            failures = true;
+                            if matches!(step, Step::Crash(_)) {
+                                crash(&mut sim, &id);
+                            } else {
+                                turn_unhealthy(&mut sim, &id);
+                            }
+                        }
+                    }
+                    Step::Promote => {
+                        if status(&sim, "web").awaiting_promotion {
+                            promote(&mut sim, "web");
+                        }
+                    }
+                    Step::Update => {
+                        image += 1;
+                        update_image(&mut sim, "web", &format!("busybox:{image}"));
+                    }
+                    Step::Time(ms) => sim.now += ms,
+                }
+                // Stop-first, without failures: the update never takes down
+                // more slots than its parallelism.
+                if !failures
+                    && config.parallelism > 0
+                    && config.order == UpdateOrder::StopFirst as i32
+                    && config.canary == 0
+                {
+                    let down = unavailable(&sim, replicas);
+                    prop_assert!(
+                        down as u64 <= config.parallelism,
+                        "{down} slots down, parallelism {}: {:#?}",
+                        config.parallelism,
+                        sim.view.tasks
+                    );
+                }
+            }
+            // Given time (and healthy tasks, and promotions when asked), every
+            // rollout ends.
+            for _ in 0..30 {
+                sim.settle();
+                pass_checks(&mut sim);
+                sim.settle();
+                if status(&sim, "web").awaiting_promotion && !config.auto_promote {
+                    promote(&mut sim, "web");
+                }
+                sim.now += 30_000;
+            }
+            sim.settle();
+            let end = state(&sim, "web");
+            prop_assert!(
+                matches!(
+                    end,
+                    State::Completed
+                        | State::Paused
+                        | State::RollbackCompleted
+                        | State::RollbackPaused
+                ),
+                "still {end:?}: {:#?}",
+                status(&sim, "web")
+            );
+            // A second pass over the settled state writes nothing.
+            prop_assert!(sim.orchestrate().is_empty());
+        }
+    }
+
+    fn observed_running(t: &berth_proto::v1::Task) -> bool {
+        t.status.as_ref().map(|s| s.state) == Some(TaskState::Running as i32)
+    }
+}

@@ -7,34 +7,48 @@ use tracing::info;
 
 use super::nodes::{self, OnDown};
 use super::plan::{Plan, new_task};
-use super::slot;
+use super::slot::{self, Outcome};
+use super::update::Gate;
 
-/// Reconciles one replicated service's tasks (`tasks`: indexes into the plan).
+/// Reconciles one replicated service's tasks (`tasks`: indexes into the plan),
+/// replacing outdated ones as `gate` allows.
 pub fn reconcile(
     plan: &mut Plan<'_>,
     service: &Service,
     replicas: u64,
     tasks: &[usize],
     nodes: &HashMap<&str, &Node>,
+    gate: &Gate,
     new_id: &mut dyn FnMut() -> String,
-) {
+) -> Outcome {
     nodes::check(plan, tasks, nodes, OnDown::Replace);
     let mut slots: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
     for &i in tasks {
         slots.entry(plan.task(i).slot).or_default().push(i);
     }
-    let walked = slot::walk(plan, service, &slots, nodes, |&number| {
-        if number == 0 || number > replicas {
-            Err("scaled down")
-        } else {
-            Ok(())
-        }
-    });
+    let walked = slot::walk(
+        plan,
+        service,
+        &slots,
+        nodes,
+        gate,
+        |&number| {
+            if number == 0 || number > replicas {
+                Err("scaled down")
+            } else {
+                Ok(())
+            }
+        },
+        |_| true,
+    );
+    let mut created = 0;
     for number in 1..=replicas {
-        if !walked.held(plan, &number) {
+        if walked.needs_task(plan, &number) {
             let task = new_task(service, number, None, new_id(), plan.now_ms);
             info!(task = %task.id, service = %service.id, slot = number, "new task");
             plan.create(task);
+            created += 1;
         }
     }
+    walked.outcome(created)
 }

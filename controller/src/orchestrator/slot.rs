@@ -1,5 +1,7 @@
 //! One slot's tasks (a replica number, or a node for global services): restarts
-//! of tasks that ended, the one task that occupies the slot, spec updates.
+//! of tasks that ended, the one task that occupies the slot, spec updates
+//! (stop-first: the old task ends before its slot is refilled; start-first:
+//! the old task runs until its replacement is ready).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Debug;
@@ -9,38 +11,82 @@ use tracing::info;
 
 use super::plan::Plan;
 use super::restart::{Decision, decide};
-use super::task::{created_ms, is_terminal, observed, wants_running};
-use super::update::{budget, outdated};
+use super::task::{created_ms, is_terminal, observed, ready, wants_running};
+use super::update::{Gate, budget, outdated};
 
-/// A service's slots after a walk: the task kept in each, and the slots that
-/// wait for an outdated task to stop before they are refilled.
+/// A service's slots after a walk.
 pub struct Slots<K> {
+    /// The task kept in each slot.
     pub kept: BTreeMap<K, usize>,
+    /// Slots that wait for an outdated task to stop before they are refilled.
     pub waiting: BTreeSet<K>,
+    /// Slots that get a replacement beside the outdated task they keep
+    /// (start-first).
+    pub surge: BTreeSet<K>,
+    /// How many slots began a replacement in this pass (a batch started).
+    pub replaced: usize,
+    /// How many slots the update has not finished with: an outdated task, a
+    /// replacement not ready yet, a slot waiting or about to be refilled.
+    pub unsettled: usize,
+    /// Create nothing in this pass (see `Gate::hold`).
+    pub hold: bool,
 }
 
 impl<K: Ord> Slots<K> {
-    /// Whether slot `key` needs no new task now.
-    pub fn held(&self, plan: &Plan<'_>, key: &K) -> bool {
-        self.waiting.contains(key)
+    /// Whether slot `key` needs a new task now: it is empty (and not waiting
+    /// for an outdated task to stop), or its outdated task is replaced
+    /// start-first.
+    pub fn needs_task(&self, plan: &Plan<'_>, key: &K) -> bool {
+        if self.hold {
+            return false;
+        }
+        if self.surge.contains(key) {
+            return true;
+        }
+        let held = self.waiting.contains(key)
             || self
                 .kept
                 .get(key)
-                .is_some_and(|&i| plan.task(i).desired_state <= TaskState::Complete as i32)
+                .is_some_and(|&i| plan.task(i).desired_state <= TaskState::Complete as i32);
+        !held
+    }
+}
+
+/// What a service's reconciliation tells its rollout.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Slots whose replacement began in this pass.
+    pub replaced: usize,
+    /// Every slot holds one ready task of the current spec (or one finished
+    /// for good), nothing waits, nothing new was created.
+    pub settled: bool,
+}
+
+impl<K> Slots<K> {
+    /// The outcome, given how many tasks the caller created after the walk.
+    pub fn outcome(&self, created: usize) -> Outcome {
+        Outcome {
+            replaced: self.replaced,
+            settled: self.unsettled == 0 && created == 0,
+        }
     }
 }
 
 /// Walks a service's slots: restarts, then either stops a slot's tasks (when
 /// `stays` says why the slot is gone) or keeps one task in it; then replaces
-/// outdated tasks as the update settings allow.
+/// outdated tasks as `gate` allows, in slots `refillable` says can get a new
+/// task (a global service's paused node cannot).
 pub fn walk<K: Ord + Clone + Debug>(
     plan: &mut Plan<'_>,
     service: &Service,
     slots: &BTreeMap<K, Vec<usize>>,
     nodes: &HashMap<&str, &Node>,
+    gate: &Gate,
     stays: impl Fn(&K) -> Result<(), &'static str>,
+    refillable: impl Fn(&K) -> bool,
 ) -> Slots<K> {
     let mut kept = BTreeMap::new();
+    let mut staying = Vec::new();
     for (key, members) in slots {
         restart(plan, service, members);
         let occupants = occupants(plan, members);
@@ -52,25 +98,64 @@ pub fn walk<K: Ord + Clone + Debug>(
             }
             continue;
         }
+        if refillable(key) {
+            staying.push(key);
+        }
         if let Some(i) = keep_one(plan, service, &occupants) {
             kept.insert(key.clone(), i);
         }
     }
+    // A slot waits while its outdated task stops and nothing else holds it.
     let waiting = |plan: &Plan<'_>| -> BTreeSet<K> {
         slots
             .iter()
-            .filter(|(_, members)| stopping_for_update(plan, service, members, nodes))
+            .filter(|(_, members)| {
+                stopping_for_update(plan, service, members, nodes)
+                    && occupants(plan, members).is_empty()
+            })
             .map(|(key, _)| key.clone())
             .collect()
     };
-    let current: Vec<usize> = kept.values().copied().collect();
-    update(plan, service, &current, waiting(plan).len());
-    let waiting = if starts_first(service) {
-        BTreeSet::new()
-    } else {
-        waiting(plan)
-    };
-    Slots { kept, waiting }
+    let candidates: Vec<(K, usize)> = kept
+        .iter()
+        .filter(|(key, _)| refillable(key))
+        .map(|(key, &i)| (key.clone(), i))
+        .collect();
+    // Slots without a task meant to run (an old task stopping, or stopped and
+    // not refilled yet) are unavailable: work in flight.
+    let empty = staying
+        .iter()
+        .filter(|key| occupants(plan, &slots[**key]).is_empty())
+        .count();
+    let started = update(plan, service, &candidates, empty, gate);
+    let waiting = waiting(plan);
+    let surge: BTreeSet<K> = started.surge.into_iter().collect();
+    let unsettled = staying
+        .into_iter()
+        .filter(|key| {
+            if waiting.contains(*key) || surge.contains(*key) {
+                return true;
+            }
+            let occupants = occupants(plan, &slots[*key]);
+            match occupants.as_slice() {
+                [i] => {
+                    let t = plan.task(*i);
+                    t.desired_state != TaskState::Complete as i32
+                        && (outdated(service, t) || !ready(t))
+                }
+                // Empty (refilled below) or a replacement beside its old task.
+                _ => true,
+            }
+        })
+        .count();
+    Slots {
+        kept,
+        waiting,
+        surge,
+        replaced: started.count,
+        unsettled,
+        hold: gate.hold,
+    }
 }
 
 /// Applies the restart policy to the slot's tasks that ended while desired to
@@ -113,7 +198,8 @@ pub fn occupants(plan: &Plan<'_>, slot: &[usize]) -> Vec<usize> {
 }
 
 /// Keeps one occupant (current spec first, then running, then newest) and stops
-/// the others. Returns the one kept.
+/// the others, except the outdated task a start-first replacement replaces: it
+/// runs until the replacement is ready. Returns the one kept.
 pub fn keep_one(plan: &mut Plan<'_>, service: &Service, occupants: &[usize]) -> Option<usize> {
     let best = occupants.iter().copied().max_by_key(|&i| {
         let t = plan.task(i);
@@ -126,49 +212,103 @@ pub fn keep_one(plan: &mut Plan<'_>, service: &Service, occupants: &[usize]) -> 
             t.id.clone(),
         )
     })?;
+    let replacement = plan.task(best);
+    let outgoing =
+        if !outdated(service, replacement) && wants_running(replacement) && !ready(replacement) {
+            occupants
+                .iter()
+                .copied()
+                .filter(|&i| {
+                    let t = plan.task(i);
+                    i != best
+                        && outdated(service, t)
+                        && wants_running(t)
+                        && observed(t) == TaskState::Running as i32
+                })
+                .max_by_key(|&i| (created_ms(plan.task(i)), plan.task(i).id.clone()))
+        } else {
+            None
+        };
     for &i in occupants {
-        if i != best {
-            info!(task = %plan.task(i).id, service = %service.id, slot = plan.task(i).slot,
-                  "second task in one slot; stopping it");
-            plan.set_desired(i, TaskState::Shutdown);
+        if i == best || Some(i) == outgoing {
+            continue;
         }
+        let t = plan.task(i);
+        if outdated(service, t) && ready(plan.task(best)) {
+            info!(task = %t.id, service = %service.id, slot = t.slot, node = %t.node_id,
+                  replacement = %plan.task(best).id, "updating task: its replacement is ready, stopping the old one");
+        } else {
+            info!(task = %t.id, service = %service.id, slot = t.slot,
+                  "second task in one slot; stopping it");
+        }
+        plan.set_desired(i, TaskState::Shutdown);
     }
     Some(best)
 }
 
-/// Stops as many outdated occupants as the update settings allow (tasks that do
-/// not run first, then by slot); their slots are refilled with the new spec.
-/// `stopping` is how many outdated tasks are still on their way down (work in
-/// flight, like replacements not running yet).
-pub fn update(plan: &mut Plan<'_>, service: &Service, occupants: &[usize], stopping: usize) {
-    let mut stale: Vec<usize> = occupants
+/// The slots whose replacement began.
+pub struct Started<K> {
+    pub count: usize,
+    /// Those replaced start-first: each gets a new task beside its old one.
+    pub surge: Vec<K>,
+}
+
+/// Replaces as many outdated occupants (`kept`: the task kept in each slot) as
+/// the gate and its update settings allow (tasks that do not run first, then
+/// by slot): stop-first stops them (their slots are refilled once they ended),
+/// start-first leaves a running one running and asks for a replacement beside
+/// it. `empty` is how many slots hold no task meant to run (an outdated task
+/// on its way down, a slot not refilled yet): work in flight, like
+/// replacements not ready yet.
+pub fn update<K: Clone>(
+    plan: &mut Plan<'_>,
+    service: &Service,
+    kept: &[(K, usize)],
+    empty: usize,
+    gate: &Gate,
+) -> Started<K> {
+    let mut started = Started {
+        count: 0,
+        surge: Vec::new(),
+    };
+    let mut stale: Vec<&(K, usize)> = kept
         .iter()
-        .copied()
-        .filter(|&i| outdated(service, plan.task(i)))
+        .filter(|(_, i)| outdated(service, plan.task(*i)))
         .collect();
     if stale.is_empty() {
-        return;
+        return started;
     }
-    let current: Vec<&berth_proto::v1::Task> = occupants.iter().map(|&i| plan.task(i)).collect();
-    let budget = budget(service, &current, plan.now_ms);
+    let current: Vec<&berth_proto::v1::Task> = kept.iter().map(|(_, i)| plan.task(*i)).collect();
+    let budget = budget(&gate.config, service, &current, plan.now_ms);
     if let Some(at) = budget.due_ms {
         plan.due_at(at);
     }
-    let allowed = budget.allowed.saturating_sub(stopping);
-    stale.sort_by_key(|&i| {
-        let t = plan.task(i);
+    let allowed = budget
+        .allowed
+        .saturating_sub(empty)
+        .min(gate.limit.unwrap_or(usize::MAX));
+    stale.sort_by_key(|(_, i)| {
+        let t = plan.task(*i);
         (
             observed(t) == TaskState::Running as i32,
             t.slot,
             t.node_id.clone(),
         )
     });
-    for &i in stale.iter().take(allowed) {
-        let t = plan.task(i);
+    for (key, i) in stale.into_iter().take(allowed) {
+        let t = plan.task(*i);
+        let keep_running = gate.start_first && observed(t) == TaskState::Running as i32;
         info!(task = %t.id, service = %service.id, slot = t.slot, node = %t.node_id,
-              from = t.spec_version, to = service.spec_version, "updating task: stopping the old one");
-        plan.set_desired(i, TaskState::Shutdown);
+              from = t.spec_version, to = service.spec_version, start_first = keep_running,
+              "updating task");
+        if keep_running {
+            started.surge.push(key.clone());
+        } else {
+            plan.set_desired(*i, TaskState::Shutdown);
+        }
+        started.count += 1;
     }
+    started
 }
 
 /// Whether the slot must wait before it is refilled: with stop-first updates
@@ -190,15 +330,6 @@ pub fn stopping_for_update(
                     && n.availability != berth_proto::v1::NodeAvailability::Drain as i32
             })
     })
-}
-
-/// Start-first updates create the replacement without waiting for the old task.
-pub fn starts_first(service: &Service) -> bool {
-    service
-        .spec
-        .as_ref()
-        .and_then(|s| s.update_config.as_ref())
-        .is_some_and(|c| c.order == berth_proto::v1::UpdateOrder::StartFirst as i32)
 }
 
 #[cfg(test)]
@@ -253,6 +384,31 @@ mod tests {
         restart(&mut plan, &s, &[0]);
         assert_eq!(plan.task(0).desired_state, TaskState::Complete as i32);
         assert_eq!(occupants(&plan, &[0]), vec![0]);
+    }
+
+    #[test]
+    fn a_start_first_replacement_keeps_the_old_task_until_it_is_ready() {
+        let s = service(RestartCondition::Any);
+        let mut old = task("old", TaskState::Running, TaskState::Running, 1);
+        old.spec_version = 0;
+        old.spec = Some(ServiceSpec {
+            image: "old".into(),
+            ..Default::default()
+        });
+        let mut new = task("new", TaskState::Running, TaskState::Starting, 2);
+        new.spec = s.spec.clone();
+        let tasks = vec![old, new];
+        let mut plan = Plan::new(&tasks, 10);
+        assert_eq!(keep_one(&mut plan, &s, &[0, 1]), Some(1));
+        assert_eq!(plan.task(0).desired_state, TaskState::Running as i32);
+        // Ready: the old one stops.
+        let mut tasks = tasks;
+        if let Some(st) = tasks[1].status.as_mut() {
+            st.state = TaskState::Running as i32;
+        }
+        let mut plan = Plan::new(&tasks, 10);
+        assert_eq!(keep_one(&mut plan, &s, &[0, 1]), Some(1));
+        assert_eq!(plan.task(0).desired_state, TaskState::Shutdown as i32);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use berth_proto::store::Object;
 use berth_proto::store::object::Kind;
-use berth_proto::v1::{Task, TaskState};
+use berth_proto::v1::{Task, TaskHealth, TaskState};
 
 /// The observed state (NEW when the task has no status yet).
 pub fn observed(task: &Task) -> i32 {
@@ -17,6 +17,23 @@ pub fn is_terminal(state: i32) -> bool {
 /// Desired RUNNING (or earlier): the task is meant to run.
 pub fn wants_running(task: &Task) -> bool {
     task.desired_state <= TaskState::Running as i32
+}
+
+/// Running, and healthy if it has a health check (the agent reports STARTING
+/// until the first check passes, NONE when there is no check): the task serves,
+/// a start-first update may stop the task it replaces, a rollout counts it done.
+pub fn ready(task: &Task) -> bool {
+    let health = task.status.as_ref().map_or(0, |s| s.health);
+    observed(task) == TaskState::Running as i32
+        && (health == TaskHealth::None as i32 || health == TaskHealth::Healthy as i32)
+}
+
+/// Running but failed its health check (the agent stops it and reports it
+/// FAILED next).
+pub fn unhealthy(task: &Task) -> bool {
+    task.status
+        .as_ref()
+        .is_some_and(|s| s.health == TaskHealth::Unhealthy as i32)
 }
 
 /// When the task last changed: the later of the store's update time and the
@@ -46,6 +63,25 @@ mod tests {
     fn terminal_states_are_the_last_five() {
         let terminal: Vec<i32> = (0..=10).filter(|s| is_terminal(*s)).collect();
         assert_eq!(terminal, vec![6, 7, 8, 9, 10]);
+    }
+
+    #[test]
+    fn ready_means_running_and_healthy_or_unchecked() {
+        let with = |state: TaskState, health: TaskHealth| Task {
+            status: Some(TaskStatus {
+                state: state as i32,
+                health: health as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(ready(&with(TaskState::Running, TaskHealth::None)));
+        assert!(ready(&with(TaskState::Running, TaskHealth::Healthy)));
+        assert!(!ready(&with(TaskState::Running, TaskHealth::Starting)));
+        assert!(!ready(&with(TaskState::Running, TaskHealth::Unhealthy)));
+        assert!(!ready(&with(TaskState::Starting, TaskHealth::None)));
+        assert!(unhealthy(&with(TaskState::Failed, TaskHealth::Unhealthy)));
+        assert!(!unhealthy(&with(TaskState::Running, TaskHealth::Starting)));
     }
 
     #[test]

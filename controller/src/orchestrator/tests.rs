@@ -58,9 +58,26 @@ impl Sim {
             self.revision += 1;
             match &o.op {
                 Some(op::Op::Put(p)) => {
-                    let Some(Kind::Task(mut t)) = p.object.as_ref().and_then(|o| o.kind.clone())
-                    else {
-                        panic!("only tasks are written: {o:?}");
+                    let kind = p.object.as_ref().and_then(|o| o.kind.clone());
+                    if let Some(Kind::Service(mut s)) = kind {
+                        assert_eq!(p.expect, Expect::Version as i32, "service put of {}", s.id);
+                        let i = self
+                            .view
+                            .services
+                            .iter()
+                            .position(|x| x.id == s.id)
+                            .expect("written service exists");
+                        assert_eq!(
+                            self.view.services[i].version, p.version,
+                            "stale put of service {}",
+                            s.id
+                        );
+                        s.version = self.revision;
+                        self.view.services[i] = s;
+                        continue;
+                    }
+                    let Some(Kind::Task(mut t)) = kind else {
+                        panic!("only tasks and services are written: {o:?}");
                     };
                     let at = self.view.tasks.iter().position(|x| x.id == t.id);
                     match (Expect::try_from(p.expect), at) {
@@ -97,9 +114,11 @@ impl Sim {
         }
     }
 
-    /// Agents: every assigned task desired to run is running, every task
-    /// desired to stop has stopped.
+    /// Agents: every assigned task desired to run is running (its health
+    /// STARTING when its spec has a check), every task desired to stop has
+    /// stopped; each change is stamped with the clock.
     pub fn agents_converge(&mut self) {
+        let now = self.now;
         self.revision += 1;
         let up: std::collections::HashSet<String> = self
             .view
@@ -114,17 +133,23 @@ impl Sim {
                 continue;
             }
             let state = observed(t);
+            let checked = t.spec.as_ref().is_some_and(|s| s.healthcheck.is_some());
             let status = t.status.get_or_insert_with(Default::default);
             if t.desired_state == TaskState::Running as i32
                 && !t.node_id.is_empty()
                 && (TaskState::Assigned as i32..TaskState::Running as i32).contains(&state)
             {
                 status.state = TaskState::Running as i32;
+                status.timestamp_ms = now;
+                if checked {
+                    status.health = berth_proto::v1::TaskHealth::Starting as i32;
+                }
             } else if t.desired_state > TaskState::Complete as i32
                 && !t.node_id.is_empty()
                 && state <= TaskState::Running as i32
             {
                 status.state = TaskState::Shutdown as i32;
+                status.timestamp_ms = now;
             }
             t.version = self.revision;
         }
@@ -615,5 +640,9 @@ fn start_first_creates_the_replacement_at_once() {
     );
     sim.orchestrate();
     assert_eq!(sim.view.tasks.len(), 2);
+    // The old task runs until its replacement does.
+    assert_eq!(sim.live("web").len(), 2);
+    sim.settle();
     assert_eq!(sim.live("web").len(), 1);
+    assert_eq!(sim.task(&sim.live("web")[0].1).spec_version, 2);
 }

@@ -1,12 +1,13 @@
 //! Spec updates: which tasks run an outdated spec, and how many of them may be
-//! replaced now (update_config.parallelism and delay).
+//! replaced now (the rollout's parallelism and delay: `update_config`, or
+//! `rollback_config` during a rollback; see `rollout::settings`).
 
 use berth_proto::service_history::replaces_tasks;
 #[cfg(test)]
 use berth_proto::v1::ServiceSpec;
-use berth_proto::v1::{Service, Task, TaskState};
+use berth_proto::v1::{Service, Task, TaskState, UpdateConfig};
 
-use super::task::{changed_ms, observed};
+use super::task::{changed_ms, ready};
 
 /// Whether `task` runs an older spec than `service` in a way that matters (a
 /// scale bumps the spec version but changes nothing a task runs).
@@ -21,6 +22,46 @@ pub fn outdated(service: &Service, task: &Task) -> bool {
     }
 }
 
+/// How a service's slot walk may replace outdated tasks in this pass: the
+/// rollout's decision (see `rollout::begin`).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Gate {
+    /// The settings the replacements follow (parallelism, delay, order).
+    pub config: UpdateConfig,
+    /// At most this many more slots start a replacement in this pass: 0 while
+    /// the rollout is paused or waits for promotion, the canaries still to
+    /// start while it starts them; `None`: as the parallelism allows.
+    pub limit: Option<usize>,
+    /// The old task stops only once its replacement is ready (start-first
+    /// order, and always for canaries).
+    pub start_first: bool,
+    /// No task is created in this pass: an automatic rollback replaces the
+    /// spec, and a new task would run the one left behind (the next pass
+    /// refills the slots with the restored spec).
+    pub hold: bool,
+}
+
+impl Gate {
+    /// Replacements as `config` says, without a rollout's limits.
+    pub fn open(config: UpdateConfig) -> Self {
+        let start_first = config.order == berth_proto::v1::UpdateOrder::StartFirst as i32;
+        Gate {
+            config,
+            limit: None,
+            start_first,
+            hold: false,
+        }
+    }
+
+    /// No replacement at all in this pass.
+    pub fn closed(config: UpdateConfig) -> Self {
+        Gate {
+            limit: Some(0),
+            ..Gate::open(config)
+        }
+    }
+}
+
 /// How many outdated tasks may be replaced now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Budget {
@@ -29,24 +70,27 @@ pub struct Budget {
     pub due_ms: Option<i64>,
 }
 
-/// How many outdated tasks may be replaced now, given the service's current
-/// tasks (`occupants`: one per slot, desired to run or finished).
-pub fn budget(service: &Service, occupants: &[&Task], now_ms: i64) -> Budget {
-    let config = service.spec.as_ref().and_then(|s| s.update_config.as_ref());
-    let parallelism = config
-        .map(|c| c.parallelism)
+/// How many outdated tasks may be replaced now under `config`, given the
+/// service's current tasks (`occupants`: one per slot, desired to run or
+/// finished).
+pub fn budget(
+    config: &UpdateConfig,
+    service: &Service,
+    occupants: &[&Task],
+    now_ms: i64,
+) -> Budget {
+    let parallelism = Some(config.parallelism)
         .filter(|p| *p > 0)
         .map(|p| usize::try_from(p).unwrap_or(usize::MAX))
         .unwrap_or(usize::MAX);
     let current: Vec<&&Task> = occupants.iter().filter(|t| !outdated(service, t)).collect();
-    // Replacements not running yet are the update's work in flight.
+    // Replacements not ready yet (not running, or not healthy yet) are the
+    // update's work in flight: their slots are unavailable.
     let in_flight = current
         .iter()
-        .filter(|t| {
-            t.desired_state <= TaskState::Running as i32 && observed(t) < TaskState::Running as i32
-        })
+        .filter(|t| t.desired_state <= TaskState::Running as i32 && !ready(t))
         .count();
-    let delay = config.map(|c| c.delay_ms).unwrap_or(0);
+    let delay = config.delay_ms;
     if delay > 0 {
         if in_flight > 0 {
             return Budget {
@@ -54,10 +98,10 @@ pub fn budget(service: &Service, occupants: &[&Task], now_ms: i64) -> Budget {
                 due_ms: None,
             };
         }
-        // The delay runs from the moment the last updated task ran.
+        // The delay runs from the moment the last updated task was ready.
         let last = current
             .iter()
-            .filter(|t| observed(t) == TaskState::Running as i32)
+            .filter(|t| ready(t))
             .map(|t| changed_ms(t))
             .max();
         if let Some(last) = last {
@@ -81,6 +125,13 @@ mod tests {
     use super::*;
     use berth_proto::v1::service_spec::Mode;
     use berth_proto::v1::{ReplicatedMode, TaskStatus, Timestamps, UpdateConfig};
+
+    fn config(s: &Service) -> UpdateConfig {
+        s.spec
+            .as_ref()
+            .and_then(|s| s.update_config)
+            .unwrap_or_default()
+    }
 
     fn service(image: &str, replicas: u64, version: u64, update: Option<UpdateConfig>) -> Service {
         Service {
@@ -137,16 +188,28 @@ mod tests {
         let old = task_of(&v1, TaskState::Running, 0);
         let starting = task_of(&v2, TaskState::Pending, 0);
         let running = task_of(&v2, TaskState::Running, 0);
-        assert_eq!(budget(&v2, &[&old, &old, &old, &old], 0).allowed, 2);
-        assert_eq!(budget(&v2, &[&starting, &old, &old, &old], 0).allowed, 1);
         assert_eq!(
-            budget(&v2, &[&starting, &starting, &old, &old], 0).allowed,
+            budget(&config(&v2), &v2, &[&old, &old, &old, &old], 0).allowed,
+            2
+        );
+        assert_eq!(
+            budget(&config(&v2), &v2, &[&starting, &old, &old, &old], 0).allowed,
+            1
+        );
+        assert_eq!(
+            budget(&config(&v2), &v2, &[&starting, &starting, &old, &old], 0).allowed,
             0
         );
-        assert_eq!(budget(&v2, &[&running, &running, &old, &old], 0).allowed, 2);
+        assert_eq!(
+            budget(&config(&v2), &v2, &[&running, &running, &old, &old], 0).allowed,
+            2
+        );
         // Parallelism 0: everything at once.
         let all = service("a:2", 4, 2, None);
-        assert_eq!(budget(&all, &[&old, &old], 0).allowed, usize::MAX);
+        assert_eq!(
+            budget(&config(&all), &all, &[&old, &old], 0).allowed,
+            usize::MAX
+        );
     }
 
     #[test]
@@ -159,14 +222,14 @@ mod tests {
         let v2 = service("a:2", 2, 2, Some(cfg));
         let v1 = service("a:1", 2, 1, None);
         let old = task_of(&v1, TaskState::Running, 0);
-        assert_eq!(budget(&v2, &[&old, &old], 50).allowed, 1);
+        assert_eq!(budget(&config(&v2), &v2, &[&old, &old], 50).allowed, 1);
         let ran = task_of(&v2, TaskState::Running, 5_000);
-        assert_eq!(budget(&v2, &[&ran, &old], 5_500).allowed, 0);
+        assert_eq!(budget(&config(&v2), &v2, &[&ran, &old], 5_500).allowed, 0);
         assert_eq!(
-            budget(&v2, &[&ran, &old], 5_500).due_ms,
+            budget(&config(&v2), &v2, &[&ran, &old], 5_500).due_ms,
             Some(6_000),
             "the planner must pass again when the delay runs out"
         );
-        assert_eq!(budget(&v2, &[&ran, &old], 6_000).allowed, 1);
+        assert_eq!(budget(&config(&v2), &v2, &[&ran, &old], 6_000).allowed, 1);
     }
 }

@@ -119,6 +119,76 @@ fn merge_keeps_the_first_precondition_and_the_last_object() {
 }
 
 #[test]
+fn a_rollout_status_and_a_vip_are_one_put_of_the_service() {
+    use berth_proto::v1::update_status::State;
+    use berth_proto::v1::{Network, UpdateStatus};
+    let mut svc = service(1);
+    svc.version = 7;
+    svc.spec_version = 2;
+    if let Some(spec) = svc.spec.as_mut() {
+        spec.networks = vec!["front".into()];
+    }
+    svc.update_status = Some(UpdateStatus {
+        state: State::Updating as i32,
+        from_version: 1,
+        to_version: 2,
+        started_ms: 1_000,
+        progress_ms: 1_000,
+        ..Default::default()
+    });
+    let task = Task {
+        id: "t1".into(),
+        service_id: svc.id.clone(),
+        slot: 1,
+        node_id: "id-a".into(),
+        spec: svc.spec.clone(),
+        spec_version: 2,
+        desired_state: TaskState::Running as i32,
+        status: Some(TaskStatus {
+            state: TaskState::Running as i32,
+            timestamp_ms: 1_000,
+            ..Default::default()
+        }),
+        version: 3,
+        ..Default::default()
+    };
+    let view = ClusterView {
+        nodes: vec![node("a")],
+        services: vec![svc],
+        tasks: vec![task],
+    };
+    let network = Network {
+        id: "net-front".into(),
+        name: "front".into(),
+        subnet: "10.20.0.0/16".into(),
+        vxlan_id: 4097,
+        version: 1,
+        ..Default::default()
+    };
+    // Past the monitor window: the orchestrator completes the rollout, the
+    // allocator gives the service its VIP, in one put at the version read.
+    let ops = plan_round_with(&view, &[network], 60_000, &mut || "new".to_string());
+    let services: Vec<(Service, i32, u64)> = ops
+        .iter()
+        .filter_map(|o| match &o.op {
+            Some(op::Op::Put(p)) => match p.object.as_ref().and_then(|o| o.kind.clone()) {
+                Some(Kind::Service(s)) => Some((s, p.expect, p.version)),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert_eq!(services.len(), 1, "{ops:#?}");
+    let (written, expect, version) = &services[0];
+    assert_eq!((*expect, *version), (Expect::Version as i32, 7));
+    assert!(written.virtual_ips.contains_key("front"));
+    assert_eq!(
+        written.update_status.as_ref().map(|s| s.state),
+        Some(State::Completed as i32)
+    );
+}
+
+#[test]
 fn batches_respect_count_and_size() {
     let ops: Vec<Op> = (0..450)
         .map(|i| {
