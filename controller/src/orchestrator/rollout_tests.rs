@@ -440,12 +440,13 @@ fn canaries_pause_the_update_until_it_is_promoted() {
         st.message,
         "1 canary running version 2; `berth service promote web-name` to continue"
     );
-    assert_eq!(live_at(&sim, "web", 1).len(), 3);
+    // Beside the old tasks: all four still run until the promotion.
+    assert_eq!(live_at(&sim, "web", 1).len(), 4);
     // It waits, however long: no deadline while waiting for promotion.
     sim.now += 3_600_000;
     sim.settle();
     assert_eq!(state(&sim, "web"), State::Paused);
-    assert_eq!(live_at(&sim, "web", 1).len(), 3);
+    assert_eq!(live_at(&sim, "web", 1).len(), 4);
 
     promote(&mut sim, "web");
     for _ in 0..6 {
@@ -488,7 +489,8 @@ fn canaries_are_promoted_automatically_after_min_healthy() {
     assert_eq!(due(&sim), Some(healthy_at + 3_000));
     sim.now += 2_999;
     sim.settle();
-    assert_eq!(live_at(&sim, "web", 1).len(), 3);
+    // The canaries run beside all five old tasks until promoted.
+    assert_eq!(live_at(&sim, "web", 1).len(), 5);
     sim.now += 1;
     sim.settle();
     let st = status(&sim, "web");

@@ -101,7 +101,7 @@ pub fn walk<K: Ord + Clone + Debug>(
         if refillable(key) {
             staying.push(key);
         }
-        if let Some(i) = keep_one(plan, service, &occupants) {
+        if let Some(i) = keep_one(plan, service, &occupants, gate.keep_outgoing) {
             kept.insert(key.clone(), i);
         }
     }
@@ -200,7 +200,12 @@ pub fn occupants(plan: &Plan<'_>, slot: &[usize]) -> Vec<usize> {
 /// Keeps one occupant (current spec first, then running, then newest) and stops
 /// the others, except the outdated task a start-first replacement replaces: it
 /// runs until the replacement is ready. Returns the one kept.
-pub fn keep_one(plan: &mut Plan<'_>, service: &Service, occupants: &[usize]) -> Option<usize> {
+pub fn keep_one(
+    plan: &mut Plan<'_>,
+    service: &Service,
+    occupants: &[usize],
+    keep_outgoing: bool,
+) -> Option<usize> {
     let best = occupants.iter().copied().max_by_key(|&i| {
         let t = plan.task(i);
         (
@@ -213,22 +218,24 @@ pub fn keep_one(plan: &mut Plan<'_>, service: &Service, occupants: &[usize]) -> 
         )
     })?;
     let replacement = plan.task(best);
-    let outgoing =
-        if !outdated(service, replacement) && wants_running(replacement) && !ready(replacement) {
-            occupants
-                .iter()
-                .copied()
-                .filter(|&i| {
-                    let t = plan.task(i);
-                    i != best
-                        && outdated(service, t)
-                        && wants_running(t)
-                        && observed(t) == TaskState::Running as i32
-                })
-                .max_by_key(|&i| (created_ms(plan.task(i)), plan.task(i).id.clone()))
-        } else {
-            None
-        };
+    let outgoing = if !outdated(service, replacement)
+        && wants_running(replacement)
+        && (keep_outgoing || !ready(replacement))
+    {
+        occupants
+            .iter()
+            .copied()
+            .filter(|&i| {
+                let t = plan.task(i);
+                i != best
+                    && outdated(service, t)
+                    && wants_running(t)
+                    && observed(t) == TaskState::Running as i32
+            })
+            .max_by_key(|&i| (created_ms(plan.task(i)), plan.task(i).id.clone()))
+    } else {
+        None
+    };
     for &i in occupants {
         if i == best || Some(i) == outgoing {
             continue;
@@ -399,7 +406,7 @@ mod tests {
         new.spec = s.spec.clone();
         let tasks = vec![old, new];
         let mut plan = Plan::new(&tasks, 10);
-        assert_eq!(keep_one(&mut plan, &s, &[0, 1]), Some(1));
+        assert_eq!(keep_one(&mut plan, &s, &[0, 1], false), Some(1));
         assert_eq!(plan.task(0).desired_state, TaskState::Running as i32);
         // Ready: the old one stops.
         let mut tasks = tasks;
@@ -407,7 +414,7 @@ mod tests {
             st.state = TaskState::Running as i32;
         }
         let mut plan = Plan::new(&tasks, 10);
-        assert_eq!(keep_one(&mut plan, &s, &[0, 1]), Some(1));
+        assert_eq!(keep_one(&mut plan, &s, &[0, 1], false), Some(1));
         assert_eq!(plan.task(0).desired_state, TaskState::Shutdown as i32);
     }
 
@@ -420,7 +427,7 @@ mod tests {
             task("pending", TaskState::Running, TaskState::Pending, 3),
         ];
         let mut plan = Plan::new(&tasks, 10);
-        assert_eq!(keep_one(&mut plan, &s, &[0, 1, 2]), Some(1));
+        assert_eq!(keep_one(&mut plan, &s, &[0, 1, 2], false), Some(1));
         assert_eq!(plan.task(0).desired_state, TaskState::Shutdown as i32);
         assert_eq!(plan.task(2).desired_state, TaskState::Shutdown as i32);
         assert_eq!(plan.task(1).desired_state, TaskState::Running as i32);

@@ -39,6 +39,9 @@ pub struct Gate {
     /// spec, and a new task would run the one left behind (the next pass
     /// refills the slots with the restored spec).
     pub hold: bool,
+    /// Canaries before promotion run beside the old tasks: an old task is
+    /// kept even once its replacement is ready (promotion stops it).
+    pub keep_outgoing: bool,
 }
 
 impl Gate {
@@ -50,6 +53,7 @@ impl Gate {
             limit: None,
             start_first,
             hold: false,
+            keep_outgoing: false,
         }
     }
 

@@ -136,17 +136,21 @@ pub fn begin<'s>(
             hold: true,
             ..Gate::closed(config)
         }
-    } else if failed || !moving(&st) {
+    } else if failed {
         Gate::closed(config)
-    } else if config.canary > 0 && !st.promoted {
-        // Canaries: that many slots get a new task beside the old one.
+    } else if config.canary > 0 && !st.promoted && (moving(&st) || st.awaiting_promotion) {
+        // Canaries: that many slots get a new task beside the old one (and
+        // one that failed is replaced, also while waiting for promotion).
         let live = tasks::slots(new.iter().copied().filter(|t| wants_running(t)));
         let canaries = usize::try_from(config.canary).unwrap_or(usize::MAX);
         Gate {
             limit: Some(canaries.saturating_sub(live)),
             start_first: true,
+            keep_outgoing: true,
             ..Gate::open(config)
         }
+    } else if !moving(&st) {
+        Gate::closed(config)
     } else {
         Gate::open(config)
     };
@@ -405,7 +409,12 @@ impl Rollout<'_> {
                 }
             }
         }
-        if st.awaiting_promotion && self.config.auto_promote && new.iter().all(|t| ready(t)) {
+        let canaries = usize::try_from(self.config.canary).unwrap_or(usize::MAX);
+        if st.awaiting_promotion
+            && self.config.auto_promote
+            && tasks::slots(new.iter().copied()) >= canaries
+            && new.iter().all(|t| ready(t))
+        {
             let at = ready_since(&new)
                 .unwrap_or(now)
                 .saturating_add(ms(self.config.min_healthy_ms));
