@@ -18,6 +18,7 @@ mod display;
 pub mod net;
 mod redact;
 pub mod service_history;
+pub mod signals;
 pub use redact::Redacted;
 
 /// Version and commit of the build, for every binary's `--version`.
