@@ -16,7 +16,7 @@ use serde_json::json;
 use crate::client::{Client, explain};
 use crate::output::{self, Format};
 use crate::registry_auth;
-use crate::units::{parse_cpus, parse_size};
+use crate::units::{parse_cpus, parse_duration_ms, parse_size};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum ModeArg {
@@ -108,6 +108,14 @@ pub struct CreateArgs {
     pub with_registry_auth: bool,
     #[command(flatten)]
     pub health: crate::health::HealthArgs,
+    /// The signal a task gets first when it is stopped: SIGTERM (the default,
+    /// or the image's STOPSIGNAL), TERM, SIGQUIT, or a number.
+    #[arg(long, value_parser = parse_stop_signal)]
+    pub stop_signal: Option<String>,
+    /// How long a stopped task may take before it is killed (500ms, 10s,
+    /// 1m30s; a bare number is seconds; whole seconds, rounded up; default 10s).
+    #[arg(long, value_parser = parse_grace_seconds)]
+    pub stop_grace_period: Option<u32>,
     /// Command and arguments, after `--` (replace the image's entrypoint and cmd).
     #[arg(last = true)]
     pub command: Vec<String>,
@@ -153,6 +161,26 @@ fn key_values(items: &[String], what: &str) -> Result<BTreeMap<String, String>> 
         map.insert(k.to_string(), v.to_string());
     }
     Ok(map)
+}
+
+/// `--stop-signal`: a signal Linux has, as the controller will check it.
+fn parse_stop_signal(s: &str) -> Result<String, String> {
+    berth_proto::signals::number(s)
+        .map(|_| s.trim().to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// `--stop-grace-period` in whole seconds (the spec's unit), rounded up; at
+/// least 1 s, since 0 in the spec means the default.
+fn parse_grace_seconds(s: &str) -> Result<u32, String> {
+    let ms = parse_duration_ms(s)?;
+    if ms == 0 {
+        return Err(format!(
+            "invalid stop grace period {s:?}: at least 1s (0 would mean the default, 10s)"
+        ));
+    }
+    u32::try_from(ms.div_ceil(1000))
+        .map_err(|_| format!("invalid stop grace period {s:?}: too long"))
 }
 
 pub fn spec_from(args: CreateArgs) -> Result<ServiceSpec> {
@@ -221,6 +249,8 @@ pub fn spec_from(args: CreateArgs) -> Result<ServiceSpec> {
             .iter()
             .map(|c| crate::file_refs::config(c))
             .collect::<Result<_>>()?,
+        stop_signal: args.stop_signal.unwrap_or_default(),
+        stop_grace_seconds: args.stop_grace_period.unwrap_or(0),
         ..Default::default()
     })
 }
@@ -531,6 +561,45 @@ mod tests {
         assert!(plain.user.is_empty() && plain.cap_add.is_empty() && plain.cap_drop.is_empty());
         assert!(!plain.read_only_rootfs);
         assert_eq!(plain.seccomp, None);
+    }
+
+    #[test]
+    fn stop_flags_reach_the_spec() {
+        let spec = create(&[
+            "web",
+            "--image",
+            "busybox",
+            "--stop-signal",
+            "SIGQUIT",
+            "--stop-grace-period",
+            "1m30s",
+        ]);
+        assert_eq!(spec.stop_signal, "SIGQUIT");
+        assert_eq!(spec.stop_grace_seconds, 90);
+        assert_eq!(
+            create(&["w", "--image", "b", "--stop-grace-period", "500ms"]).stop_grace_seconds,
+            1
+        );
+        assert_eq!(
+            create(&["w", "--image", "b", "--stop-grace-period", "3"]).stop_grace_seconds,
+            3
+        );
+        let plain = create(&["web", "--image", "busybox"]);
+        assert_eq!(
+            (plain.stop_signal.as_str(), plain.stop_grace_seconds),
+            ("", 0)
+        );
+        for bad in [
+            ["--stop-signal", "SIGNOPE"],
+            ["--stop-grace-period", "0s"],
+            ["--stop-grace-period", "ten"],
+        ] {
+            let argv = [
+                "service", "create", "web", "--image", "busybox", bad[0], bad[1],
+            ];
+            let err = Cli::try_parse_from(argv).expect_err("refused");
+            assert!(err.to_string().contains(bad[1]), "{err}");
+        }
     }
 
     #[test]
