@@ -282,6 +282,17 @@ fn a_start_first_update_and_a_scale_down_fail_no_request() -> Result<()> {
     })?;
     wait_settled(&web.cluster, "web", 6, |t| t.spec_version >= version)?;
     let completed_ms = now_ms();
+    for t in tasks(&web.cluster, "web")? {
+        eprintln!(
+            "task {} v{} on {} at {:?}: desired {}, observed {}",
+            t.id,
+            t.spec_version,
+            t.node_id,
+            t.addresses.get("berth"),
+            t.desired_state,
+            observed(&t)
+        );
+    }
     std::thread::sleep(Duration::from_secs(2));
     for (what, load) in [
         ("through the VIP", vip),
