@@ -5,7 +5,7 @@
 //! leaves every node's load balancer and DNS (drain before stop), so:
 //! - a start-first rolling update v1 → v2 (through the gRPC API) fails no
 //!   request, and once it completed every answer is v2;
-//! - scaling 6 → 3 fails no request;
+//! - scaling 6 → 3 fails no request, even with one node slow to apply it;
 //! - a task that turns unhealthy leaves the VIP within interval × retries + 1 s.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -25,6 +25,8 @@ const CONVERGE: Duration = Duration::from_secs(90);
 /// busybox httpd serving the image's /www (index.html: its version).
 const HTTPD: &[&str] = &["httpd", "-f", "-p", "80", "-h", "/www"];
 const PUBLISHED: u16 = 8080;
+/// How long n1's agent stays paused around the scale-down.
+const SLOW_NODE: Duration = Duration::from_millis(600);
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -317,9 +319,26 @@ fn a_start_first_update_and_a_scale_down_fail_no_request() -> Result<()> {
         );
     }
 
-    // (a) 6 → 3.
+    // (a) 6 → 3, with n1 slow to apply the change: its agent is paused
+    // around it, so its kernel keeps sending connections by the old
+    // endpoints (n1's published port is the host client's way in) until it
+    // resumes and catches up. Without the drain the tasks stopped elsewhere
+    // would get their signal while n1 still sends them connections.
     let (vip, published) = web.start_loads("scale")?;
-    web.cluster.berth(&["service", "scale", "web=3"])?;
+    let slow = web.cluster.agent(0)?.pid().context("n1's agent runs")?;
+    let pause = nix::unistd::Pid::from_raw(i32::try_from(slow)?);
+    nix::sys::signal::kill(pause, nix::sys::signal::Signal::SIGSTOP)?;
+    let resume = std::thread::spawn(move || {
+        // Well below the agents' 1 s drain bound, so the stopping tasks wait
+        // for n1's acknowledgement rather than run out of patience.
+        std::thread::sleep(SLOW_NODE);
+        nix::sys::signal::kill(pause, nix::sys::signal::Signal::SIGCONT)
+    });
+    let scaled = web.cluster.berth(&["service", "scale", "web=3"]);
+    resume
+        .join()
+        .map_err(|_| anyhow::anyhow!("the resuming thread panicked"))??;
+    scaled?;
     wait_settled(&web.cluster, "web", 3, |_| true)?;
     std::thread::sleep(Duration::from_secs(2));
     for (what, load) in [
