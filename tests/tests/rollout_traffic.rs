@@ -26,7 +26,7 @@ const CONVERGE: Duration = Duration::from_secs(90);
 const HTTPD: &[&str] = &["httpd", "-f", "-p", "80", "-h", "/www"];
 const PUBLISHED: u16 = 8080;
 /// How long n1's agent stays paused around the scale-down.
-const SLOW_NODE: Duration = Duration::from_millis(600);
+const SLOW_NODE: Duration = Duration::from_millis(300);
 
 fn now_ms() -> u64 {
     SystemTime::now()
