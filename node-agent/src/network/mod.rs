@@ -102,18 +102,25 @@ impl NetPlane {
         // A failure here is logged and retried at the next change or period:
         // it must not keep tasks from starting on a working overlay.
         let dns = self.sync_dns(&view).await;
-        let balanced = self.balancer.balance(&view.lb_plan(), force).await;
-        if let Err(error) = &balanced {
-            warn!(%error, "load balancer not in line with the assignments");
-        }
         // Only what is in the kernel is acknowledged: after a failure a
-        // stopping task waits out its drain bound instead.
-        if dns && balanced.is_ok() {
-            self.applied_seq.send_if_modified(|seq| {
-                let changed = *seq != view.shared_seq;
-                *seq = view.shared_seq;
-                changed
-            });
+        // stopping task waits out its drain bound instead. The table is what
+        // new connections follow, so that is the moment (stale UDP flows are
+        // forgotten after it).
+        let acknowledge = || {
+            if dns {
+                self.applied_seq.send_if_modified(|seq| {
+                    let changed = *seq != view.shared_seq;
+                    *seq = view.shared_seq;
+                    changed
+                });
+            }
+        };
+        if let Err(error) = self
+            .balancer
+            .balance_with(&view.lb_plan(), force, acknowledge)
+            .await
+        {
+            warn!(%error, "load balancer not in line with the assignments");
         }
         Ok(view)
     }
