@@ -214,6 +214,27 @@ impl Web {
         std::thread::sleep(Duration::from_secs(2));
         Ok((vip, published))
     }
+
+    /// Stops both load generators of `change`: what each saw, after checking
+    /// that none failed a request.
+    fn stop_loads(
+        &mut self,
+        change: &str,
+        vip: Load,
+        published: Load,
+    ) -> Result<Vec<(&'static str, Summary)>> {
+        let mut seen = Vec::new();
+        for (what, load) in [
+            ("through the VIP", vip),
+            ("through the published port", published),
+        ] {
+            let s = load.stop(&mut self.cluster)?;
+            eprintln!("{change}, {what}: {s:?}");
+            assert_no_failures(&format!("{change}, {what}"), &s);
+            seen.push((what, s));
+        }
+        Ok(seen)
+    }
 }
 
 /// Waits until exactly `n` tasks of `service` run, none is still stopping,
@@ -296,13 +317,7 @@ fn a_start_first_update_and_a_scale_down_fail_no_request() -> Result<()> {
         );
     }
     std::thread::sleep(Duration::from_secs(2));
-    for (what, load) in [
-        ("through the VIP", vip),
-        ("through the published port", published),
-    ] {
-        let s = load.stop(&mut web.cluster)?;
-        eprintln!("update, {what}: {s:?}");
-        assert_no_failures(&format!("the update, {what}"), &s);
+    for (what, s) in web.stop_loads("the update", vip, published)? {
         let v1 = s.body("v1").context("v1 answered before the update")?;
         let v2 = s.body("v2").context("v2 answered after the update")?;
         assert!(
@@ -341,13 +356,7 @@ fn a_start_first_update_and_a_scale_down_fail_no_request() -> Result<()> {
     scaled?;
     wait_settled(&web.cluster, "web", 3, |_| true)?;
     std::thread::sleep(Duration::from_secs(2));
-    for (what, load) in [
-        ("through the VIP", vip),
-        ("through the published port", published),
-    ] {
-        let s = load.stop(&mut web.cluster)?;
-        eprintln!("scale 6 → 3, {what}: {s:?}");
-        assert_no_failures(&format!("scaling down, {what}"), &s);
+    for (what, s) in web.stop_loads("scaling down", vip, published)? {
         assert_eq!(
             s.bodies.iter().map(|b| b.what.as_str()).collect::<Vec<_>>(),
             ["v2"],

@@ -25,14 +25,7 @@ pub fn applied_everywhere<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn node(id: &str, status: NodeStatus) -> Node {
-        Node {
-            id: id.into(),
-            status: status as i32,
-            ..Default::default()
-        }
-    }
+    use crate::dispatcher::endpoints::tests::node;
 
     #[test]
     fn the_slowest_live_node_holds_the_watermark() {

@@ -268,6 +268,15 @@ async fn a_container_that_survives_sigkill_is_deleted_by_force() {
     assert_ended_and_deleted(&h);
 }
 
+/// The signals the worker sent, in order.
+fn kills(h: &Harness) -> Vec<Call> {
+    h.runtime
+        .calls()
+        .into_iter()
+        .filter(|c| matches!(c, Call::Kill(..)))
+        .collect()
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_container_that_ends_on_its_stop_signal_gets_no_sigkill() {
     let h = Harness::new().with_stop_signal("quit");
@@ -276,13 +285,7 @@ async fn a_container_that_ends_on_its_stop_signal_gets_no_sigkill() {
     let last = next(&mut updates).await;
     assert_eq!(state_of(&last), TaskState::Shutdown);
     assert_eq!(last.message, "stopped on SIGQUIT, killed by signal 3");
-    let kills: Vec<_> = h
-        .runtime
-        .calls()
-        .into_iter()
-        .filter(|c| matches!(c, Call::Kill(..)))
-        .collect();
-    assert_eq!(kills, [Call::Kill(ID.into(), "SIGQUIT".into())]);
+    assert_eq!(kills(&h), [Call::Kill(ID.into(), "SIGQUIT".into())]);
 }
 
 #[tokio::test(start_paused = true)]
@@ -521,13 +524,7 @@ async fn the_services_stop_signal_comes_before_the_images() {
             .is_some_and(|s| s.message.starts_with("stopped on SIGUSR1")),
         "{last:?}"
     );
-    let kills: Vec<_> = h
-        .runtime
-        .calls()
-        .into_iter()
-        .filter(|c| matches!(c, Call::Kill(..)))
-        .collect();
-    assert_eq!(kills, [Call::Kill(ID.into(), "SIGUSR1".into())]);
+    assert_eq!(kills(&h), [Call::Kill(ID.into(), "SIGUSR1".into())]);
 }
 
 /// An assignment set at shared sequence `seq` where the service of task ID
@@ -568,24 +565,27 @@ fn signal_after(h: &Harness, asked: tokio::time::Instant) -> Duration {
     at - asked
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_serving_task_gets_its_stop_signal_once_every_node_applied_its_leave() {
-    let h = Harness::new();
+/// Task ID of "web" runs beside task-2 and is told to stop in the set of
+/// sequence 11, where it left the endpoint, while every node has applied
+/// sequence 10: the supervisor, its updates and when the stop was asked.
+async fn told_to_stop(h: &Harness) -> (Supervisor, StatusUpdates, tokio::time::Instant) {
     let (sup, mut updates) = h.open().await;
     sup.set_endpoints(endpoints_at(10, &["task-1", "task-2"]), 10);
     sup.reconcile(vec![web_task(TaskState::Running)]);
     until(&mut updates, TaskState::Running).await;
-
-    // Told to stop at sequence 11, where task-1 left the endpoint.
     sup.set_endpoints(endpoints_at(11, &["task-2"]), 10);
     let asked = tokio::time::Instant::now();
     sup.reconcile(vec![web_task(TaskState::Shutdown)]);
+    (sup, updates, asked)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_serving_task_gets_its_stop_signal_once_every_node_applied_its_leave() {
+    let h = Harness::new();
+    let (sup, mut updates, asked) = told_to_stop(&h).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
-        !h.runtime
-            .calls()
-            .iter()
-            .any(|c| matches!(c, Call::Kill(..))),
+        kills(&h).is_empty(),
         "no signal before every node applied sequence 11"
     );
     sup.set_endpoints(endpoints_at(11, &["task-2"]), 11);
@@ -596,13 +596,7 @@ async fn a_serving_task_gets_its_stop_signal_once_every_node_applied_its_leave()
 #[tokio::test(start_paused = true)]
 async fn a_node_that_never_acknowledges_holds_a_stop_up_for_the_bound_only() {
     let h = Harness::new();
-    let (sup, mut updates) = h.open().await;
-    sup.set_endpoints(endpoints_at(10, &["task-1", "task-2"]), 10);
-    sup.reconcile(vec![web_task(TaskState::Running)]);
-    until(&mut updates, TaskState::Running).await;
-    sup.set_endpoints(endpoints_at(11, &["task-2"]), 10);
-    let asked = tokio::time::Instant::now();
-    sup.reconcile(vec![web_task(TaskState::Shutdown)]);
+    let (_sup, mut updates, asked) = told_to_stop(&h).await;
     until(&mut updates, TaskState::Shutdown).await;
     assert_eq!(signal_after(&h, asked), super::DRAIN_BOUND);
 }
