@@ -17,7 +17,7 @@ use tracing::info;
 use crate::image::ImageStore;
 use crate::network::NetPlane;
 use crate::session::{self, SessionConfig, TaskRunner};
-use crate::supervisor::{LogStream, Supervisor, SupervisorConfig, SupervisorError};
+use crate::supervisor::{Endpoints, LogStream, Supervisor, SupervisorConfig, SupervisorError};
 
 #[derive(Clone, Debug)]
 pub struct AgentOptions {
@@ -92,9 +92,17 @@ struct Runner {
 impl TaskRunner for Runner {
     fn reconcile(&self, assignments: Assignments) {
         self.network.set(&assignments);
+        self.supervisor.set_endpoints(
+            Endpoints::from_assignments(&assignments),
+            assignments.applied_everywhere,
+        );
         self.supervisor
             .set_payloads(assignments.secrets, assignments.configs);
         self.supervisor.reconcile(assignments.tasks);
+    }
+
+    fn shared_applied(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(self.network.applied_seq())
     }
 
     fn statuses(&self) -> Vec<TaskStatusUpdate> {

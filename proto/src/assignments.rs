@@ -11,6 +11,10 @@ use crate::v1::{
 /// (tasks, networks and nodes by id, endpoints by service name).
 pub fn apply(set: &mut Assignments, delta: AssignmentsDelta) {
     set.revision = delta.revision.max(set.revision);
+    // Both are the session's current values, not maxima: a new leadership
+    // numbers its shared part afresh (from its store revision up).
+    set.shared_seq = delta.shared_seq;
+    set.applied_everywhere = delta.applied_everywhere;
     merge(
         &mut set.tasks,
         delta.tasks,
@@ -121,6 +125,8 @@ mod tests {
             &mut set,
             AssignmentsDelta {
                 revision: 9,
+                shared_seq: 7,
+                applied_everywhere: 6,
                 tasks: vec![task("b", 5), task("0", 1)],
                 removed_tasks: vec!["c".into()],
                 nodes: vec![Node {
@@ -146,6 +152,7 @@ mod tests {
         assert_eq!(set.nodes[0].id, "n0");
         assert_eq!(set.endpoints[0].service_id, "s1");
         assert_eq!(set.revision, 9);
+        assert_eq!((set.shared_seq, set.applied_everywhere), (7, 6));
 
         apply(
             &mut set,

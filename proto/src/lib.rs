@@ -18,6 +18,7 @@ mod display;
 pub mod net;
 mod redact;
 pub mod service_history;
+pub mod signals;
 pub mod units;
 pub use redact::Redacted;
 

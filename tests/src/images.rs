@@ -15,6 +15,54 @@ pub const REGISTRY_PORT: u16 = 5000;
 /// Builds OCI layout `layout` with tag `tag`: busybox-static with a symlink per
 /// applet, cmd `sh`.
 pub fn busybox_layout(work: &Path, layout: &Path, tag: &str) -> Result<()> {
+    layout_with(work, layout, tag, |_| Ok(()))
+}
+
+/// A web image, tag `tag`: busybox, `/www/index.html` holding `version` (for
+/// `httpd -f -p 80 -h /www`), and the load generator `berth-loadgen` in
+/// `/bin` with the shared libraries it links, at the paths `ldd` names.
+pub fn web_layout(work: &Path, layout: &Path, tag: &str, version: &str) -> Result<()> {
+    layout_with(work, layout, tag, |rootfs| {
+        std::fs::create_dir_all(rootfs.join("www"))?;
+        std::fs::write(rootfs.join("www/index.html"), format!("{version}\n"))?;
+        let loadgen = crate::bin_path("berth-loadgen");
+        std::fs::copy(&loadgen, rootfs.join("bin/berth-loadgen"))?;
+        for library in linked_libraries(&loadgen)? {
+            let inside = rootfs.join(library.strip_prefix("/")?);
+            if let Some(dir) = inside.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            std::fs::copy(&library, &inside)?;
+        }
+        Ok(())
+    })
+}
+
+/// The absolute paths of the shared libraries (and the loader) `binary` links.
+fn linked_libraries(binary: &Path) -> Result<Vec<std::path::PathBuf>> {
+    let listing = run("ldd", &[&binary.to_string_lossy()])?;
+    Ok(listing
+        .lines()
+        .filter_map(|line| {
+            // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" or
+            // "/lib64/ld-linux-x86-64.so.2 (0x...)"
+            let path = match line.split_once("=>") {
+                Some((_, rest)) => rest.split_whitespace().next()?,
+                None => line.split_whitespace().next()?,
+            };
+            path.starts_with('/')
+                .then(|| std::path::PathBuf::from(path))
+        })
+        .collect())
+}
+
+/// busybox_layout, with `fill` adding files to the root filesystem.
+fn layout_with(
+    work: &Path,
+    layout: &Path,
+    tag: &str,
+    fill: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
     let layout_s = layout.to_string_lossy().to_string();
     if !layout.exists() {
         run("umoci", &["init", "--layout", &layout_s])?;
@@ -35,6 +83,7 @@ pub fn busybox_layout(work: &Path, layout: &Path, tag: &str) -> Result<()> {
     // A file of the base image's own, for tests that look for it in layers.
     std::fs::create_dir_all(bundle.join("rootfs/etc"))?;
     std::fs::write(bundle.join("rootfs/etc/base-release"), "base\n")?;
+    fill(&bundle.join("rootfs"))?;
     run("umoci", &["repack", "--image", &image, &bundle_s])?;
     run(
         "umoci",

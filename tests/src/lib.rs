@@ -29,6 +29,7 @@ pub mod netruntime;
 pub mod ns;
 pub mod process;
 pub mod testnet;
+pub mod traffic;
 pub mod wait;
 
 pub use binaries::bin_path;

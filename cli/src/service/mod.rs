@@ -108,6 +108,8 @@ pub struct CreateArgs {
     #[command(flatten)]
     pub health: crate::health::HealthArgs,
     #[command(flatten)]
+    pub stop: task_flags::StopFlags,
+    #[command(flatten)]
     pub update: rollout_flags::UpdateFlags,
     #[command(flatten)]
     pub rollback: rollout_flags::RollbackFlags,
@@ -244,6 +246,8 @@ pub fn spec_from(args: CreateArgs) -> Result<ServiceSpec> {
             .iter()
             .map(|c| crate::file_refs::config(c))
             .collect::<Result<_>>()?,
+        stop_signal: args.stop.stop_signal.clone().unwrap_or_default(),
+        stop_grace_seconds: args.stop.stop_grace_period.unwrap_or(0),
         ..Default::default()
     })
 }
@@ -722,6 +726,45 @@ mod tests {
         assert!(plain.user.is_empty() && plain.cap_add.is_empty() && plain.cap_drop.is_empty());
         assert!(!plain.read_only_rootfs);
         assert_eq!(plain.seccomp, None);
+    }
+
+    #[test]
+    fn stop_flags_reach_the_spec() {
+        let spec = create(&[
+            "web",
+            "--image",
+            "busybox",
+            "--stop-signal",
+            "SIGQUIT",
+            "--stop-grace-period",
+            "1m30s",
+        ]);
+        assert_eq!(spec.stop_signal, "SIGQUIT");
+        assert_eq!(spec.stop_grace_seconds, 90);
+        assert_eq!(
+            create(&["w", "--image", "b", "--stop-grace-period", "500ms"]).stop_grace_seconds,
+            1
+        );
+        assert_eq!(
+            create(&["w", "--image", "b", "--stop-grace-period", "3"]).stop_grace_seconds,
+            3
+        );
+        let plain = create(&["web", "--image", "busybox"]);
+        assert_eq!(
+            (plain.stop_signal.as_str(), plain.stop_grace_seconds),
+            ("", 0)
+        );
+        for bad in [
+            ["--stop-signal", "SIGNOPE"],
+            ["--stop-grace-period", "0s"],
+            ["--stop-grace-period", "ten"],
+        ] {
+            let argv = [
+                "service", "create", "web", "--image", "busybox", bad[0], bad[1],
+            ];
+            let err = Cli::try_parse_from(argv).expect_err("refused");
+            assert!(err.to_string().contains(bad[1]), "{err}");
+        }
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Flags `service create` and `service update` share with the same meaning:
-//! the restart policy and the resources. On create they apply to nothing (the
+//! the restart policy, the resources and how tasks stop. On create they apply to nothing (the
 //! defaults fill the rest); on update to the service's current settings.
 
 use berth_proto::v1::{ResourceRequirements, Resources, RestartCondition, RestartPolicy};
@@ -108,4 +108,49 @@ impl ResourceFlags {
         }
         resources
     }
+}
+
+/// `--stop-signal` and `--stop-grace-period`.
+#[derive(Debug, Default, Args)]
+pub struct StopFlags {
+    /// The signal a task gets first when it is stopped: SIGTERM (the default,
+    /// or the image's STOPSIGNAL), TERM, SIGQUIT, or a number.
+    #[arg(long, value_parser = parse_stop_signal)]
+    pub stop_signal: Option<String>,
+    /// How long a stopped task may take before it is killed (500ms, 10s,
+    /// 1m30s; a bare number is seconds; whole seconds, rounded up; default 10s).
+    #[arg(long, value_parser = parse_grace_seconds)]
+    pub stop_grace_period: Option<u32>,
+}
+
+impl StopFlags {
+    /// Sets what the flags name in `spec`.
+    pub fn apply(&self, spec: &mut berth_proto::v1::ServiceSpec) {
+        if let Some(signal) = &self.stop_signal {
+            spec.stop_signal = signal.clone();
+        }
+        if let Some(grace) = self.stop_grace_period {
+            spec.stop_grace_seconds = grace;
+        }
+    }
+}
+
+/// `--stop-signal`: a signal Linux has, as the controller will check it.
+fn parse_stop_signal(s: &str) -> Result<String, String> {
+    berth_proto::signals::number(s)
+        .map(|_| s.trim().to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// `--stop-grace-period` in whole seconds (the spec's unit), rounded up; at
+/// least 1 s, since 0 in the spec means the default.
+fn parse_grace_seconds(s: &str) -> Result<u32, String> {
+    let ms = parse_duration_ms(s)?;
+    if ms == 0 {
+        return Err(format!(
+            "invalid stop grace period {s:?}: at least 1s (0 would mean the default, 10s)"
+        ));
+    }
+    u32::try_from(ms.div_ceil(1000))
+        .map_err(|_| format!("invalid stop grace period {s:?}: too long"))
 }

@@ -8,7 +8,7 @@ use berth_proto::v1::{HealthCheck, PortProtocol, ServiceSpec};
 use clap::Args;
 
 use super::rollout_flags::{RollbackFlags, UpdateFlags};
-use super::task_flags::{ResourceFlags, RestartFlags};
+use super::task_flags::{ResourceFlags, RestartFlags, StopFlags};
 use crate::health::{HealthArgs, health_check_of};
 
 #[derive(Debug, Args)]
@@ -71,6 +71,8 @@ pub struct UpdateArgs {
     pub resources: ResourceFlags,
     #[command(flatten)]
     pub restart: RestartFlags,
+    #[command(flatten)]
+    pub stop: StopFlags,
     /// User the tasks run as.
     #[arg(long, short = 'u')]
     pub user: Option<String>,
@@ -131,6 +133,7 @@ pub fn apply(mut spec: ServiceSpec, args: &UpdateArgs) -> Result<ServiceSpec> {
     if !args.restart.is_empty() {
         spec.restart_policy = Some(args.restart.apply(spec.restart_policy.take()));
     }
+    args.stop.apply(&mut spec);
     if let Some(user) = &args.user {
         spec.user = user.clone();
     }
@@ -352,6 +355,21 @@ mod tests {
         assert_eq!(
             forced.mode,
             Some(Mode::Replicated(ReplicatedMode { replicas: 5 }))
+        );
+        let stop = update(
+            web(),
+            &[
+                "web",
+                "--stop-signal",
+                "SIGQUIT",
+                "--stop-grace-period",
+                "1m",
+            ],
+        )
+        .expect("update");
+        assert_eq!(
+            (stop.stop_signal.as_str(), stop.stop_grace_seconds),
+            ("SIGQUIT", 60)
         );
         let args = update(web(), &["web", "--args", "-c 'sleep 5'"]).expect("update");
         assert_eq!(args.args, vec!["-c", "sleep 5"]);

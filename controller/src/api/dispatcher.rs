@@ -5,8 +5,9 @@ use std::pin::Pin;
 
 use berth_proto::v1::dispatcher_server::Dispatcher as DispatcherApi;
 use berth_proto::v1::{
-    HeartbeatRequest, HeartbeatResponse, RegisterRequest, RegisterResponse, SessionMessage,
-    SessionRequest, UpdateTaskStatusRequest, UpdateTaskStatusResponse,
+    AckSharedRequest, AckSharedResponse, HeartbeatRequest, HeartbeatResponse, RegisterRequest,
+    RegisterResponse, SessionMessage, SessionRequest, UpdateTaskStatusRequest,
+    UpdateTaskStatusResponse,
 };
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
@@ -95,6 +96,17 @@ impl DispatcherApi for DispatcherService {
             period_ms: self.dispatcher.heartbeat_period().as_millis() as u64,
             ca_digest: self.dispatcher.ca_digest(),
         }))
+    }
+
+    async fn ack_shared(
+        &self,
+        request: Request<AckSharedRequest>,
+    ) -> Result<Response<AckSharedResponse>, Status> {
+        same_node(&request, &request.get_ref().node_id)?;
+        let req = request.into_inner();
+        self.dispatcher
+            .ack_shared(&req.node_id, &req.session_id, req.shared_seq)?;
+        Ok(Response::new(AckSharedResponse {}))
     }
 
     async fn update_task_status(

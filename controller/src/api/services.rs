@@ -58,6 +58,10 @@ pub fn validate_spec(spec: &ServiceSpec) -> Result<(), Status> {
     crate::scheduler::constraint::parse_all(spec)
         .map_err(|e| Status::invalid_argument(format!("service {}: {e}", spec.name)))?;
     validate_security(spec)?;
+    if !spec.stop_signal.is_empty() {
+        berth_proto::signals::number(&spec.stop_signal)
+            .map_err(|e| Status::invalid_argument(format!("service {}: {e}", spec.name)))?;
+    }
     if let Some(check) = &spec.healthcheck {
         super::health_check::validate(check)
             .map_err(|e| Status::invalid_argument(format!("service {}: {e}", spec.name)))?;
@@ -532,5 +536,24 @@ mod tests {
         create(&raft, &pinner, create_req(good))
             .await
             .expect("good spec");
+    }
+
+    #[test]
+    fn an_unknown_stop_signal_is_refused_by_name() {
+        let mut bad = spec("stopper", &[]);
+        bad.stop_signal = "SIGNOPE".into();
+        let err = validate_spec(&bad).expect_err("an unknown signal");
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert!(
+            err.message()
+                .contains("service stopper: unknown stop signal \"SIGNOPE\""),
+            "{}",
+            err.message()
+        );
+        for good in ["SIGTERM", "TERM", "SIGQUIT", "9", ""] {
+            let mut spec = spec("stopper", &[]);
+            spec.stop_signal = good.into();
+            validate_spec(&spec).unwrap_or_else(|e| panic!("{good}: {}", e.message()));
+        }
     }
 }

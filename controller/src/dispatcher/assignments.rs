@@ -211,6 +211,13 @@ fn wanted_on_node(task: &Task) -> bool {
     desired <= TaskState::Running || !observed.is_terminal()
 }
 
+/// Told to stop and not yet ended.
+fn being_stopped(task: &Task) -> bool {
+    let observed = task.status.as_ref().map_or(0, |s| s.state);
+    task.desired_state > TaskState::Running as i32
+        && TaskState::try_from(observed).is_ok_and(|s| !s.is_terminal())
+}
+
 /// What about a task the agent acts on: a task is sent again only when this
 /// changes (its own status reports do not echo back).
 pub type TaskKey = (i32, u64, Vec<(String, Ipv4Prefix)>);
@@ -382,7 +389,12 @@ pub struct Published {
     /// By service id.
     pub endpoints: BTreeMap<String, Endpoint>,
     pub assigned: HashMap<String, NodeTasks>,
-    /// Bumped by every change of the shared part.
+    /// Nodes with a task to stop (desired beyond RUNNING, not yet ended): the
+    /// sessions that care when the drain watermark moves (drain.rs).
+    pub stopping: BTreeSet<String>,
+    /// Bumped by every change of the shared part. A leadership starts it at
+    /// its store revision, above any sequence an earlier leader sent, so an
+    /// agent's acknowledgement from before a failover never reads as a newer one.
     pub shared_seq: u64,
     /// (seq, change that made it): the last [`SHARED_LOG`] changes.
     pub log: VecDeque<(u64, Arc<SharedDelta>)>,
@@ -404,6 +416,12 @@ impl Published {
         let mut wake = Wake::default();
         for node_id in dirty.assigned {
             let now = tracker.assigned_to(&node_id);
+            // A task's end changes no key, but takes its node out of `stopping`.
+            if now.values().any(being_stopped) {
+                self.stopping.insert(node_id.clone());
+            } else {
+                self.stopping.remove(&node_id);
+            }
             let before = self.assigned.get(&node_id);
             let same = before.is_some_and(|b| {
                 b.len() == now.len()
@@ -458,6 +476,9 @@ impl Published {
             }
         }
         self.revision = tracker.revision;
+        if !self.ready {
+            self.shared_seq = self.shared_seq.max(tracker.revision);
+        }
         if !delta.is_empty() || !self.ready {
             self.shared_seq += 1;
             self.log.push_back((self.shared_seq, Arc::new(delta)));

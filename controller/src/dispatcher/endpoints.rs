@@ -62,7 +62,7 @@ pub fn endpoint<'a>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use berth_proto::v1::{PortConfig, ServiceSpec, TaskStatus};
 
@@ -100,7 +100,7 @@ mod tests {
         }
     }
 
-    fn node(id: &str, status: NodeStatus) -> Node {
+    pub(crate) fn node(id: &str, status: NodeStatus) -> Node {
         Node {
             id: id.into(),
             status: status as i32,

@@ -3,6 +3,7 @@
 //! one for leadership.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use tokio::sync::watch;
@@ -15,6 +16,9 @@ pub struct Hub {
     nodes: Mutex<HashMap<String, watch::Sender<u64>>>,
     /// Changes when this member starts or stops serving as the leader.
     leadership: watch::Sender<u64>,
+    /// The shared sequence every live node acknowledged (drain.rs); it may
+    /// lag behind (a stop then waits a little longer), never run ahead.
+    applied_everywhere: AtomicU64,
 }
 
 impl Default for Hub {
@@ -24,6 +28,7 @@ impl Default for Hub {
             shared: watch::channel(0).0,
             nodes: Mutex::new(HashMap::new()),
             leadership: watch::channel(0).0,
+            applied_everywhere: AtomicU64::new(0),
         }
     }
 }
@@ -53,6 +58,15 @@ impl Hub {
         if let Some(tx) = nodes.get(node_id) {
             tx.send_modify(|seq| *seq += 1);
         }
+    }
+
+    pub fn applied_everywhere(&self) -> u64 {
+        self.applied_everywhere.load(Ordering::Acquire)
+    }
+
+    /// Records a new watermark; true when it changed.
+    pub fn set_applied_everywhere(&self, seq: u64) -> bool {
+        self.applied_everywhere.swap(seq, Ordering::AcqRel) != seq
     }
 
     /// Wakes every session: leadership began or ended.

@@ -15,14 +15,18 @@ use super::payloads::{PayloadSource, SentPayloads, changes};
 #[derive(Debug, Default)]
 pub struct Sent {
     shared_seq: u64,
+    /// The drain watermark last sent.
+    applied_everywhere: u64,
     tasks: HashMap<String, TaskKey>,
     payloads: SentPayloads,
 }
 
-/// The complete set for `node_id`, and the record of having sent it.
+/// The complete set for `node_id`, and the record of having sent it;
+/// `applied_everywhere` is the drain watermark (drain.rs).
 pub fn complete(
     published: &Published,
     node_id: &str,
+    applied_everywhere: u64,
     source: &dyn PayloadSource,
 ) -> (Assignments, Sent) {
     let tasks: Vec<_> = published
@@ -34,6 +38,7 @@ pub fn complete(
     let values = changes(&tasks, source, &mut payloads);
     let sent = Sent {
         shared_seq: published.shared_seq,
+        applied_everywhere,
         tasks: tasks.iter().map(|t| (t.id.clone(), task_key(t))).collect(),
         payloads,
     };
@@ -48,25 +53,33 @@ pub fn complete(
         node_id: node_id.to_string(),
         secrets: values.secrets,
         configs: values.configs,
+        shared_seq: published.shared_seq,
+        applied_everywhere,
     };
     (set, sent)
 }
 
 /// The next message for `node_id`, or `None` when nothing it holds changed.
+/// A new drain watermark alone is news only to a node that has a task to stop.
 pub fn next(
     published: &Published,
     node_id: &str,
+    applied_everywhere: u64,
     sent: &mut Sent,
     source: &dyn PayloadSource,
 ) -> Option<Message> {
     let Some(shared) = published.shared_since(sent.shared_seq) else {
         // Too far behind for the log: start over with the complete set.
-        let (set, fresh) = complete(published, node_id, source);
+        let (set, fresh) = complete(published, node_id, applied_everywhere, source);
         *sent = fresh;
         return Some(Message::Assignments(set));
     };
     let mut delta: AssignmentsDelta = shared.into_proto(published.revision);
     sent.shared_seq = published.shared_seq;
+    delta.shared_seq = published.shared_seq;
+    delta.applied_everywhere = applied_everywhere;
+    let drain_news =
+        applied_everywhere != sent.applied_everywhere && published.stopping.contains(node_id);
 
     let current = published.assigned.get(node_id);
     if let Some(tasks) = current {
@@ -108,6 +121,11 @@ pub fn next(
         && delta.secrets.is_empty()
         && delta.removed_secrets.is_empty()
         && delta.configs.is_empty()
-        && delta.removed_configs.is_empty();
-    (!empty).then_some(Message::Delta(delta))
+        && delta.removed_configs.is_empty()
+        && !drain_news;
+    if empty {
+        return None;
+    }
+    sent.applied_everywhere = applied_everywhere;
+    Some(Message::Delta(delta))
 }

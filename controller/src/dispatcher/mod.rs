@@ -13,6 +13,7 @@
 //! calls. Time comes from the clock seam.
 
 pub mod assignments;
+pub mod drain;
 pub mod endpoints;
 pub mod hub;
 pub mod liveness;
@@ -245,6 +246,49 @@ impl Dispatcher {
         Err(DispatchError::Busy)
     }
 
+    /// The agent put the shared part up to `seq` into its kernel. When a node
+    /// has a task to stop, the drain watermark is computed again, and a new one
+    /// wakes those nodes (their agents wait for it before the stop signal).
+    pub fn ack_shared(
+        &self,
+        node_id: &str,
+        session_id: &str,
+        seq: u64,
+    ) -> Result<(), DispatchError> {
+        self.require_leader()?;
+        if !self
+            .sessions()
+            .ack(node_id, session_id, seq, self.clock.instant())
+        {
+            return Err(DispatchError::UnknownSession);
+        }
+        self.refresh_drain();
+        Ok(())
+    }
+
+    /// Computes the drain watermark (only while some node has a task to stop:
+    /// O(nodes) per acknowledgement) and wakes the stopping nodes on a change.
+    pub(crate) fn refresh_drain(&self) {
+        let (watermark, stopping) = {
+            let published = self.hub.read();
+            if published.stopping.is_empty() {
+                return;
+            }
+            let sessions = self.sessions();
+            let watermark = drain::applied_everywhere(
+                published.nodes.values(),
+                |id| sessions.acked(id),
+                published.shared_seq,
+            );
+            (watermark, published.stopping.clone())
+        };
+        if self.hub.set_applied_everywhere(watermark) {
+            for node in &stopping {
+                self.hub.wake_node(node);
+            }
+        }
+    }
+
     /// The node's session stream: the complete set, then changes, until the
     /// session is replaced, expires or leadership ends.
     pub fn open_session(
@@ -296,12 +340,13 @@ impl Dispatcher {
                     sm: self.raft.state(),
                     keys: &self.keys,
                 };
+                let watermark = self.hub.applied_everywhere();
                 if !published.ready {
                     None
                 } else if let Some(sent) = sent.as_mut() {
-                    messages::next(&published, &node_id, sent, &source)
+                    messages::next(&published, &node_id, watermark, sent, &source)
                 } else {
-                    let (set, fresh) = messages::complete(&published, &node_id, &source);
+                    let (set, fresh) = messages::complete(&published, &node_id, watermark, &source);
                     sent = Some(fresh);
                     Some(Message::Assignments(set))
                 }

@@ -37,6 +37,7 @@ pub async fn run(dispatcher: Dispatcher) {
         // Sessions belong to a leadership: agents register with the next one.
         dispatcher.sessions().clear();
         *dispatcher.hub.write() = Published::default();
+        dispatcher.hub.set_applied_everywhere(0);
         dispatcher.hub.leadership_changed();
         info!("no longer the leader: agent sessions end");
     }
@@ -108,6 +109,8 @@ async fn serve(dispatcher: &Dispatcher, leading_since: Instant) {
 fn publish(dispatcher: &Dispatcher, tracker: &Tracker, dirty: Dirty) {
     let wake = dispatcher.hub.write().update(tracker, dirty);
     dispatcher.hub.wake(&wake);
+    // A new stop, or a node gone down, may move the drain watermark.
+    dispatcher.refresh_drain();
 }
 
 /// Nodes without a sign of life for the down period go DOWN; their sessions

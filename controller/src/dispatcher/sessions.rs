@@ -8,6 +8,8 @@ use std::time::Instant;
 pub struct Session {
     pub id: String,
     pub last_heartbeat: Instant,
+    /// The newest shared sequence the agent put into its kernel (AckShared).
+    pub acked_seq: u64,
 }
 
 #[derive(Debug, Default)]
@@ -23,6 +25,7 @@ impl Sessions {
             Session {
                 id: session_id.to_string(),
                 last_heartbeat: now,
+                acked_seq: 0,
             },
         );
     }
@@ -43,6 +46,24 @@ impl Sessions {
             }
             _ => false,
         }
+    }
+
+    /// Records that the agent applied the shared part up to `seq` (a sign of
+    /// life too); false for a session that is not current.
+    pub fn ack(&mut self, node_id: &str, session_id: &str, seq: u64, now: Instant) -> bool {
+        match self.by_node.get_mut(node_id) {
+            Some(s) if s.id == session_id => {
+                s.last_heartbeat = now;
+                s.acked_seq = seq;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The shared sequence the node's current session acknowledged (0: none).
+    pub fn acked(&self, node_id: &str) -> u64 {
+        self.by_node.get(node_id).map_or(0, |s| s.acked_seq)
     }
 
     pub fn last_heartbeat(&self, node_id: &str) -> Option<Instant> {
@@ -85,6 +106,24 @@ mod tests {
         assert_eq!(
             sessions.last_heartbeat("n1"),
             Some(t0 + Duration::from_secs(2))
+        );
+        assert!(
+            !sessions.ack("n1", "s1", 7, t0),
+            "an old session acks nothing"
+        );
+        assert_eq!(sessions.acked("n1"), 0);
+        assert!(sessions.ack("n1", "s2", 7, t0 + Duration::from_secs(3)));
+        assert_eq!(sessions.acked("n1"), 7);
+        assert_eq!(
+            sessions.last_heartbeat("n1"),
+            Some(t0 + Duration::from_secs(3)),
+            "an ack is a sign of life"
+        );
+        sessions.open("n1", "s3", t0);
+        assert_eq!(
+            sessions.acked("n1"),
+            0,
+            "a new session starts unacknowledged"
         );
         sessions.close("n1");
         assert!(!sessions.touch("n1", "s2", t0));

@@ -19,7 +19,7 @@ use tracing::info;
 use super::Overlay;
 use super::error::NetworkError;
 use super::names::{CONTAINER_IFACE_PREFIX, VETH_PREFIX, bridge_name, veth_names};
-use super::netlink::{Address, LinkKind, LinkUpdate, Netlink, Route, RtNetlink};
+use super::netlink::{Address, LinkKind, LinkUpdate, Neighbour, Netlink, Route, RtNetlink};
 
 type R<T> = Result<T, NetworkError>;
 
@@ -209,6 +209,19 @@ impl<N: Netlink> Overlay<N> {
         )
         .await?;
         nl.set_hairpin(host_index, true).await?;
+        // Addresses are handed out again once their task is gone: a neighbour
+        // entry the earlier holder left on the bridge would send the new
+        // task's traffic to a MAC no port has until the kernel gives up on it
+        // (seconds of connect timeouts through VIPs and published ports).
+        NetworkError::gone_is_done(
+            nl.del_neighbour(&Neighbour {
+                index: bridge,
+                ip: req.address,
+                mac: Vec::new(),
+                permanent: false,
+            })
+            .await,
+        )?;
         info!(container = %req.container, vni = req.vni, veth = %host, address = %req.address, "attached");
         Ok(host)
     }

@@ -40,6 +40,9 @@ pub struct NetPlane {
     applied: Mutex<Option<LocalPlan>>,
     dns: dns::DnsPlane,
     balancer: LoadBalancer<SystemFirewall, RtNetlink>,
+    /// The shared sequence of the last view whose DNS answers and load
+    /// balancer are in the kernel (the session acknowledges it).
+    applied_seq: watch::Sender<u64>,
 }
 
 impl NetPlane {
@@ -56,6 +59,7 @@ impl NetPlane {
             assigned: AtomicBool::new(false),
             applied: Mutex::new(None),
             dns: dns::DnsPlane::new(),
+            applied_seq: watch::channel(0).0,
         }))
     }
 
@@ -71,6 +75,11 @@ impl NetPlane {
             *current = Arc::new(next);
             true
         });
+    }
+
+    /// Follows the shared sequence whose endpoints are in the kernel.
+    pub fn applied_seq(&self) -> watch::Receiver<u64> {
+        self.applied_seq.subscribe()
     }
 
     pub fn view(&self) -> Arc<View> {
@@ -92,16 +101,38 @@ impl NetPlane {
         // Service answers change without the plan changing (tasks come and go).
         // A failure here is logged and retried at the next change or period:
         // it must not keep tasks from starting on a working overlay.
-        self.sync_dns(&view).await;
-        if let Err(error) = self.balancer.balance(&view.lb_plan(), force).await {
+        let dns = self.sync_dns(&view).await;
+        // Only what is in the kernel is acknowledged: after a failure a
+        // stopping task waits out its drain bound instead. The table is what
+        // new connections follow, so that is the moment (stale UDP flows are
+        // forgotten after it).
+        let acknowledge = || {
+            if dns {
+                self.applied_seq.send_if_modified(|seq| {
+                    let changed = *seq != view.shared_seq;
+                    *seq = view.shared_seq;
+                    changed
+                });
+            }
+        };
+        if let Err(error) = self
+            .balancer
+            .balance_with(&view.lb_plan(), force, acknowledge)
+            .await
+        {
             warn!(%error, "load balancer not in line with the assignments");
         }
         Ok(view)
     }
 
-    async fn sync_dns(&self, view: &View) {
-        if let Err(error) = self.dns.sync(view).await {
-            warn!(%error, "DNS servers not in line with the assignments");
+    /// Brings the DNS servers in line with `view`; false if that failed.
+    async fn sync_dns(&self, view: &View) -> bool {
+        match self.dns.sync(view).await {
+            Ok(()) => true,
+            Err(error) => {
+                warn!(%error, "DNS servers not in line with the assignments");
+                false
+            }
         }
     }
 

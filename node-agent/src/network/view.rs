@@ -41,6 +41,9 @@ pub struct View {
     /// (task id, VNI) of every network join of this node's tasks: the veths
     /// that must stay on their bridges.
     pub ports: Vec<(String, u32)>,
+    /// The set's shared sequence: acknowledged to the leader once this view's
+    /// DNS answers and load balancer are in the kernel (drain before stop).
+    pub shared_seq: u64,
 }
 
 /// "IP" or "IP:PORT" (a node's advertised address).
@@ -65,6 +68,7 @@ impl View {
         let mut view = View {
             node_id: a.node_id.clone(),
             endpoints: a.endpoints.clone(),
+            shared_seq: a.shared_seq,
             ..View::default()
         };
         for network in &a.networks {

@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use berth_proto::v1::dispatcher_server::{Dispatcher, DispatcherServer};
 use berth_proto::v1::{
-    HeartbeatRequest, HeartbeatResponse, RegisterRequest, RegisterResponse, SessionMessage,
-    SessionRequest, UpdateTaskStatusRequest, UpdateTaskStatusResponse,
+    AckSharedRequest, AckSharedResponse, HeartbeatRequest, HeartbeatResponse, RegisterRequest,
+    RegisterResponse, SessionMessage, SessionRequest, UpdateTaskStatusRequest,
+    UpdateTaskStatusResponse,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::Stream;
@@ -25,6 +26,7 @@ pub struct Seen {
     pub sessions: Vec<SessionRequest>,
     pub heartbeats: Vec<HeartbeatRequest>,
     pub statuses: Vec<UpdateTaskStatusRequest>,
+    pub acks: Vec<AckSharedRequest>,
 }
 
 #[derive(Default)]
@@ -173,6 +175,14 @@ impl Dispatcher for Service {
             period_ms: 100,
             ca_digest: String::new(),
         }))
+    }
+
+    async fn ack_shared(
+        &self,
+        request: Request<AckSharedRequest>,
+    ) -> Result<Response<AckSharedResponse>, Status> {
+        lock(&self.state).seen.acks.push(request.into_inner());
+        Ok(Response::new(AckSharedResponse {}))
     }
 
     async fn update_task_status(

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use berth_proto::v1::{Assignments, TaskStatusUpdate};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::TaskRunner;
 
@@ -14,6 +14,8 @@ pub struct FakeRunner {
     sets: Mutex<Vec<Assignments>>,
     statuses: Mutex<BTreeMap<String, TaskStatusUpdate>>,
     updates: mpsc::UnboundedSender<TaskStatusUpdate>,
+    /// The shared sequence "applied" (the network service's in production).
+    pub applied: watch::Sender<u64>,
 }
 
 impl FakeRunner {
@@ -25,6 +27,7 @@ impl FakeRunner {
             sets: Mutex::new(Vec::new()),
             statuses: Mutex::new(BTreeMap::new()),
             updates,
+            applied: watch::channel(0).0,
         };
         (Arc::new(runner), rx)
     }
@@ -53,6 +56,10 @@ impl TaskRunner for FakeRunner {
             .lock()
             .expect("fake runner lock")
             .push(assignments);
+    }
+
+    fn shared_applied(&self) -> Option<watch::Receiver<u64>> {
+        Some(self.applied.subscribe())
     }
 
     fn statuses(&self) -> Vec<TaskStatusUpdate> {

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use berth_proto::v1::dispatcher_client::DispatcherClient;
 use berth_proto::v1::{
-    HeartbeatRequest, RegisterRequest, SessionRequest, TaskStatusUpdate, UpdateTaskStatusRequest,
+    AckSharedRequest, HeartbeatRequest, RegisterRequest, SessionRequest, TaskStatusUpdate,
+    UpdateTaskStatusRequest,
 };
 use tokio::sync::mpsc;
 use tonic::transport::{Channel, Endpoint};
@@ -119,6 +120,15 @@ pub async fn session(
         report(&mut client, &node_id, &session_id, current, address).await?;
     }
 
+    // What the kernel holds now, then each new application. A sequence from an
+    // earlier leader is never above this one's (it numbers from its store
+    // revision up), so it cannot end a drain early.
+    let mut applied = runner.shared_applied();
+    let held_now = applied.as_mut().map_or(0, |rx| *rx.borrow_and_update());
+    if held_now > 0 {
+        ack(&mut client, &node_id, &session_id, held_now, address).await?;
+    }
+
     let period = Duration::from_millis(registered.heartbeat_period_ms.clamp(100, 60_000));
     let mut heartbeat = tokio::time::interval(period);
     // The set as the controller last described it: complete, then deltas.
@@ -138,6 +148,9 @@ pub async fn session(
                     debug!(tasks = set.tasks.len(), revision = set.revision, "assignments");
                     runner.reconcile(set);
                 }
+            }
+            seq = next_applied(&mut applied) => {
+                ack(&mut client, &node_id, &session_id, seq, address).await?;
             }
             update = updates.recv() => {
                 let Some(update) = update else { return Ok(()) };
@@ -171,6 +184,35 @@ pub async fn session(
             }
         }
     }
+}
+
+/// The next shared sequence applied; never, when there is nothing to follow.
+async fn next_applied(applied: &mut Option<tokio::sync::watch::Receiver<u64>>) -> u64 {
+    if let Some(rx) = applied {
+        if rx.changed().await.is_ok() {
+            return *rx.borrow_and_update();
+        }
+        *applied = None;
+    }
+    std::future::pending().await
+}
+
+async fn ack(
+    client: &mut DispatcherClient<Channel>,
+    node_id: &str,
+    session_id: &str,
+    shared_seq: u64,
+    address: &str,
+) -> Result<(), SessionError> {
+    client
+        .ack_shared(AckSharedRequest {
+            node_id: node_id.to_string(),
+            session_id: session_id.to_string(),
+            shared_seq,
+        })
+        .await
+        .map_err(|s| refused(address, s))?;
+    Ok(())
 }
 
 async fn report(

@@ -34,6 +34,13 @@ pub trait TaskRunner: Send + Sync + 'static {
     fn reconcile(&self, assignments: Assignments);
     /// The current status of every task it knows, to resend after a reconnect.
     fn statuses(&self) -> Vec<TaskStatusUpdate>;
+    /// The `shared_seq` of the newest set whose endpoints are in the kernel
+    /// (DNS answers, load balancer): the session acknowledges each new one
+    /// (`AckShared`), so the leader knows when a stopping task has left every
+    /// node. `None`: nothing to acknowledge.
+    fn shared_applied(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
 }
 
 #[derive(Clone, Debug)]

@@ -222,3 +222,34 @@ async fn heartbeats_carry_the_session_id() {
         }
     });
 }
+
+#[tokio::test]
+async fn each_applied_shared_sequence_is_acknowledged_on_the_session() {
+    let controller = FakeDispatcher::start("node-7").await;
+    let agent = Agent::start(&[&controller]);
+    controller
+        .wait_until("a session", |s| s.sessions.len() == 1)
+        .await;
+    agent.runner.applied.send_replace(12);
+    controller
+        .wait_until("an ack of 12", |s| {
+            s.acks.last().is_some_and(|a| a.shared_seq == 12)
+        })
+        .await;
+    agent.runner.applied.send_replace(13);
+    controller
+        .wait_until("an ack of 13", |s| {
+            s.acks.last().is_some_and(|a| a.shared_seq == 13)
+        })
+        .await;
+    controller.seen(|s| {
+        assert!(
+            s.acks.iter().all(|a| a.shared_seq >= 12),
+            "nothing applied, nothing acknowledged"
+        );
+        for ack in &s.acks {
+            assert_eq!(ack.node_id, "node-7");
+            assert_eq!(ack.session_id, "session-1");
+        }
+    });
+}

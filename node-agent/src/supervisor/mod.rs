@@ -22,6 +22,7 @@
 
 mod bundle;
 mod container_runtime;
+mod drain;
 mod error;
 #[cfg(test)]
 mod fake;
@@ -55,6 +56,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tracing::{info, warn};
 
 pub use bundle::{BundleInput, build_spec, hostname_of, merge_env};
+pub use drain::{DRAIN_BOUND, Endpoints};
 pub use error::{Result, SupervisorError};
 pub use logs::{LogLimits, LogLine, LogStream};
 pub use network::{TaskNet, TaskNetwork};
@@ -152,6 +154,10 @@ pub(crate) struct Inner {
     logs_dir: PathBuf,
     tasks: Mutex<HashMap<String, Entry>>,
     updates: mpsc::UnboundedSender<TaskStatusUpdate>,
+    /// What the current set says about endpoints: whether a stop drains first.
+    endpoints: Mutex<drain::Endpoints>,
+    /// The shared sequence every live node has applied (the leader's word).
+    applied_everywhere: tokio_watch::Sender<u64>,
 }
 
 /// The task supervisor of one agent. Dropping it stops its workers but leaves
@@ -231,6 +237,8 @@ impl Supervisor {
             logs_dir,
             tasks: Mutex::new(HashMap::new()),
             updates: tx,
+            endpoints: Mutex::new(drain::Endpoints::default()),
+            applied_everywhere: tokio_watch::channel(0).0,
         });
         let (records, broken) = inner.state.load_all()?;
         for dir in broken {
@@ -245,7 +253,7 @@ impl Supervisor {
             let id = record.task_id.clone();
             match record.phase {
                 Phase::Done => {
-                    let (desired, _) = tokio_watch::channel(Desired::Stop);
+                    let (desired, _) = tokio_watch::channel(Desired::Stop { drain_to: None });
                     inner.lock().insert(
                         id,
                         Entry {
@@ -285,6 +293,11 @@ impl Supervisor {
     /// concurrently per task.
     pub fn reconcile(&self, tasks: Vec<Task>) {
         let inner = &self.inner;
+        let endpoints = inner
+            .endpoints
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let mut wanted = HashSet::new();
         let mut to_start = Vec::new();
         let mut to_forget = Vec::new();
@@ -295,7 +308,9 @@ impl Supervisor {
                 let run = task.desired_state <= TaskState::Running as i32;
                 match map.get_mut(&task.id) {
                     Some(e) if !run && !e.done && *e.desired.borrow() == Desired::Run => {
-                        e.desired.send_replace(Desired::Stop);
+                        e.desired.send_replace(Desired::Stop {
+                            drain_to: endpoints.drain_target(&task.service_id),
+                        });
                     }
                     Some(_) => {}
                     None if run => to_start.push(task),
@@ -319,6 +334,21 @@ impl Supervisor {
         for task in to_start {
             Inner::spawn_worker(inner, task, None);
         }
+    }
+
+    /// What the current assignment set says about endpoints, and the shared
+    /// sequence every live node has applied: a task stopped by the next
+    /// `reconcile` first waits for its service's change to reach every node
+    /// (see drain.rs). Call before `reconcile`.
+    pub fn set_endpoints(&self, endpoints: Endpoints, applied_everywhere: u64) {
+        *self
+            .inner
+            .endpoints
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = endpoints;
+        self.inner
+            .applied_everywhere
+            .send_replace(applied_everywhere);
     }
 
     /// The secret values and config data of the node's current assignment

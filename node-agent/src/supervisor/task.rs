@@ -10,6 +10,7 @@ use tracing::{info, warn};
 
 use super::bundle::{BundleInput, build_spec, write_bundle};
 use super::container_runtime::{ContainerFiles, ExitInfo, Init};
+use super::drain;
 use super::error::{Result, SupervisorError};
 use super::files::{SECRETS_TARGET, mount_secrets, unmount_secrets, write_configs};
 use super::health::{self, Change, ProbeTarget};
@@ -21,8 +22,11 @@ use super::{Inner, logs, now_ms};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Desired {
     Run,
-    /// Stop it; keep its final status and logs.
-    Stop,
+    /// Stop it; keep its final status and logs. `drain_to`: the shared
+    /// sequence every node must have applied before the stop signal (drain.rs).
+    Stop {
+        drain_to: Option<u64>,
+    },
     /// Stop it and forget it (it left the desired set).
     Remove,
 }
@@ -164,13 +168,23 @@ impl Worker {
         if self.record.health.is_some() {
             self.health = TaskHealth::Starting;
         }
-        self.record.stop_signal = config.stop_signal.as_deref().and_then(|s| {
-            berth_runtime::signal::canonical(s)
-                .inspect_err(
-                    |e| warn!(task = %self.task.id, error = %e, "image stop signal ignored"),
-                )
-                .ok()
-        });
+        // The service's stop signal, else the image's (`StopSignal`), else SIGTERM.
+        let from_service = self
+            .task
+            .spec
+            .as_ref()
+            .map(|s| s.stop_signal.as_str())
+            .filter(|s| !s.is_empty());
+        self.record.stop_signal = from_service
+            .map(|s| (s, "service"))
+            .or(config.stop_signal.as_deref().map(|s| (s, "image")))
+            .and_then(|(s, whose)| {
+                berth_runtime::signal::canonical(s)
+                    .inspect_err(
+                        |e| warn!(task = %self.task.id, error = %e, "{whose} stop signal ignored"),
+                    )
+                    .ok()
+            });
         let rootfs = images
             .prepare_rootfs(&image, &cid)
             .await
@@ -259,6 +273,7 @@ impl Worker {
         let mut unhealthy = None;
         let stopped = loop {
             if self.stop_requested() {
+                self.drain().await;
                 break Some(self.stop(init).await);
             }
             tokio::select! {
@@ -321,6 +336,30 @@ impl Worker {
                 change.output
             )
         })
+    }
+
+    /// A task that served leaves every node's VIPs, DNS answers and published
+    /// ports before its stop signal: waits for the leader's word that every
+    /// node applied the change, at most `drain::DRAIN_BOUND`. Connections
+    /// already set up keep their conntrack entry and finish meanwhile.
+    async fn drain(&self) {
+        let Desired::Stop {
+            drain_to: Some(target),
+        } = *self.desired.borrow()
+        else {
+            return;
+        };
+        if !drain::was_serving(self.health) {
+            return;
+        }
+        let started = tokio::time::Instant::now();
+        let everywhere = drain::wait(self.inner.applied_everywhere.subscribe(), target).await;
+        let waited_ms = started.elapsed().as_millis() as u64;
+        if everywhere {
+            info!(task = %self.task.id, waited_ms, "drained: out of every node's load balancer and DNS");
+        } else {
+            warn!(task = %self.task.id, waited_ms, "not every node acknowledged the endpoint change in time: stopping anyway");
+        }
     }
 
     async fn stop(&self, init: Init) -> Stopped {

@@ -268,6 +268,15 @@ async fn a_container_that_survives_sigkill_is_deleted_by_force() {
     assert_ended_and_deleted(&h);
 }
 
+/// The signals the worker sent, in order.
+fn kills(h: &Harness) -> Vec<Call> {
+    h.runtime
+        .calls()
+        .into_iter()
+        .filter(|c| matches!(c, Call::Kill(..)))
+        .collect()
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_container_that_ends_on_its_stop_signal_gets_no_sigkill() {
     let h = Harness::new().with_stop_signal("quit");
@@ -276,13 +285,7 @@ async fn a_container_that_ends_on_its_stop_signal_gets_no_sigkill() {
     let last = next(&mut updates).await;
     assert_eq!(state_of(&last), TaskState::Shutdown);
     assert_eq!(last.message, "stopped on SIGQUIT, killed by signal 3");
-    let kills: Vec<_> = h
-        .runtime
-        .calls()
-        .into_iter()
-        .filter(|c| matches!(c, Call::Kill(..)))
-        .collect();
-    assert_eq!(kills, [Call::Kill(ID.into(), "SIGQUIT".into())]);
+    assert_eq!(kills(&h), [Call::Kill(ID.into(), "SIGQUIT".into())]);
 }
 
 #[tokio::test(start_paused = true)]
@@ -501,4 +504,120 @@ async fn a_task_without_a_check_has_no_health() {
     assert_eq!(health_of(&seen[2]), TaskHealth::None);
     h.runtime.exit(ID, 0);
     assert_eq!(health_of(&next(&mut updates).await), TaskHealth::None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_services_stop_signal_comes_before_the_images() {
+    let h = Harness::new().with_stop_signal("quit");
+    let (sup, mut updates) = h.open().await;
+    let mut t = task(ID, TaskState::Running, 0);
+    if let Some(spec) = t.spec.as_mut() {
+        spec.stop_signal = "usr1".into();
+    }
+    sup.reconcile(vec![t.clone()]);
+    until(&mut updates, TaskState::Running).await;
+    t.desired_state = TaskState::Shutdown as i32;
+    sup.reconcile(vec![t]);
+    let last = until(&mut updates, TaskState::Shutdown).await;
+    assert!(
+        last.last()
+            .is_some_and(|s| s.message.starts_with("stopped on SIGUSR1")),
+        "{last:?}"
+    );
+    assert_eq!(kills(&h), [Call::Kill(ID.into(), "SIGUSR1".into())]);
+}
+
+/// An assignment set at shared sequence `seq` where the service of task ID
+/// ("web") still has `serving` tasks in its endpoint.
+fn endpoints_at(seq: u64, serving: &[&str]) -> super::Endpoints {
+    super::Endpoints::from_assignments(&berth_proto::v1::Assignments {
+        shared_seq: seq,
+        endpoints: vec![berth_proto::v1::Endpoint {
+            service_id: "web".into(),
+            tasks: serving
+                .iter()
+                .map(|id| berth_proto::v1::EndpointTask {
+                    task_id: id.to_string(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    })
+}
+
+fn web_task(desired: TaskState) -> Task {
+    Task {
+        service_id: "web".into(),
+        ..task(ID, desired, 0)
+    }
+}
+
+/// When the stop signal went out, after the stop was asked at `asked`.
+fn signal_after(h: &Harness, asked: tokio::time::Instant) -> Duration {
+    let (_, at) = h
+        .runtime
+        .timed_calls()
+        .into_iter()
+        .find(|(c, _)| matches!(c, Call::Kill(..)))
+        .expect("a stop signal");
+    at - asked
+}
+
+/// Task ID of "web" runs beside task-2 and is told to stop in the set of
+/// sequence 11, where it left the endpoint, while every node has applied
+/// sequence 10: the supervisor, its updates and when the stop was asked.
+async fn told_to_stop(h: &Harness) -> (Supervisor, StatusUpdates, tokio::time::Instant) {
+    let (sup, mut updates) = h.open().await;
+    sup.set_endpoints(endpoints_at(10, &["task-1", "task-2"]), 10);
+    sup.reconcile(vec![web_task(TaskState::Running)]);
+    until(&mut updates, TaskState::Running).await;
+    sup.set_endpoints(endpoints_at(11, &["task-2"]), 10);
+    let asked = tokio::time::Instant::now();
+    sup.reconcile(vec![web_task(TaskState::Shutdown)]);
+    (sup, updates, asked)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_serving_task_gets_its_stop_signal_once_every_node_applied_its_leave() {
+    let h = Harness::new();
+    let (sup, mut updates, asked) = told_to_stop(&h).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        kills(&h).is_empty(),
+        "no signal before every node applied sequence 11"
+    );
+    sup.set_endpoints(endpoints_at(11, &["task-2"]), 11);
+    until(&mut updates, TaskState::Shutdown).await;
+    assert_eq!(signal_after(&h, asked), Duration::from_millis(300));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_node_that_never_acknowledges_holds_a_stop_up_for_the_bound_only() {
+    let h = Harness::new();
+    let (_sup, mut updates, asked) = told_to_stop(&h).await;
+    until(&mut updates, TaskState::Shutdown).await;
+    assert_eq!(signal_after(&h, asked), super::DRAIN_BOUND);
+}
+
+#[tokio::test(start_paused = true)]
+async fn scaled_to_zero_or_without_an_endpoint_a_task_stops_at_once() {
+    for serving in [Some(&[][..]), None] {
+        let h = Harness::new();
+        let (sup, mut updates) = h.open().await;
+        sup.set_endpoints(endpoints_at(10, &["task-1"]), 10);
+        sup.reconcile(vec![web_task(TaskState::Running)]);
+        until(&mut updates, TaskState::Running).await;
+        // Nothing serves any more, or the service (and its endpoint) is gone.
+        let endpoints = match serving {
+            Some(tasks) => endpoints_at(11, tasks),
+            None => super::Endpoints::default(),
+        };
+        sup.set_endpoints(endpoints, 10);
+        let asked = tokio::time::Instant::now();
+        sup.reconcile(vec![web_task(TaskState::Shutdown)]);
+        until(&mut updates, TaskState::Shutdown).await;
+        assert_eq!(signal_after(&h, asked), Duration::ZERO, "{serving:?}");
+    }
 }

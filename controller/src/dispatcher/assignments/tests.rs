@@ -87,7 +87,7 @@ fn apply(tracker: &mut Tracker, published: &mut Published, events: &[WatchEvent]
 #[test]
 fn each_node_gets_its_own_tasks_and_everyone_the_shared_part() {
     let (_, published) = cluster();
-    let (set, _) = complete(&published, "n1", &NoPayloads);
+    let (set, _) = complete(&published, "n1", 0, &NoPayloads);
     assert_eq!(set.tasks.len(), 1);
     assert_eq!(set.tasks[0].id, "t1");
     assert_eq!(set.nodes.len(), 3);
@@ -98,7 +98,7 @@ fn each_node_gets_its_own_tasks_and_everyone_the_shared_part() {
         .map(|t| t.task_id.as_str())
         .collect();
     assert_eq!(serving, ["t1"], "only running tasks serve");
-    let (set, _) = complete(&published, "n3", &NoPayloads);
+    let (set, _) = complete(&published, "n3", 0, &NoPayloads);
     assert!(set.tasks.is_empty());
     assert_eq!(set.node_id, "n3");
     assert_eq!(set.revision, 10);
@@ -133,8 +133,8 @@ fn a_status_report_wakes_no_one_unless_it_changes_an_endpoint() {
 #[test]
 fn a_new_task_wakes_only_its_node_and_the_delta_carries_only_it() {
     let (mut tracker, mut published) = cluster();
-    let (_, mut sent_n1) = complete(&published, "n1", &NoPayloads);
-    let (_, mut sent_n3) = complete(&published, "n3", &NoPayloads);
+    let (_, mut sent_n1) = complete(&published, "n1", 0, &NoPayloads);
+    let (_, mut sent_n3) = complete(&published, "n3", 0, &NoPayloads);
     let wake = apply(
         &mut tracker,
         &mut published,
@@ -145,15 +145,15 @@ fn a_new_task_wakes_only_its_node_and_the_delta_carries_only_it() {
     );
     assert_eq!(wake.nodes, ["n3"]);
     assert!(!wake.shared, "an assigned task serves nothing yet");
-    assert!(next(&published, "n1", &mut sent_n1, &NoPayloads).is_none());
-    let Some(Message::Delta(delta)) = next(&published, "n3", &mut sent_n3, &NoPayloads) else {
+    assert!(next(&published, "n1", 0, &mut sent_n1, &NoPayloads).is_none());
+    let Some(Message::Delta(delta)) = next(&published, "n3", 0, &mut sent_n3, &NoPayloads) else {
         panic!("n3 gets a delta")
     };
     assert_eq!(delta.tasks.len(), 1);
     assert_eq!(delta.tasks[0].id, "t3");
     assert!(delta.nodes.is_empty() && delta.endpoints.is_empty());
     assert!(
-        next(&published, "n3", &mut sent_n3, &NoPayloads).is_none(),
+        next(&published, "n3", 0, &mut sent_n3, &NoPayloads).is_none(),
         "sent once"
     );
 }
@@ -161,7 +161,7 @@ fn a_new_task_wakes_only_its_node_and_the_delta_carries_only_it() {
 #[test]
 fn a_stopped_and_removed_task_leaves_its_node() {
     let (mut tracker, mut published) = cluster();
-    let (_, mut sent) = complete(&published, "n1", &NoPayloads);
+    let (_, mut sent) = complete(&published, "n1", 0, &NoPayloads);
     let mut stopping = task("t1", "s1", "n1", TaskState::Running);
     stopping.desired_state = TaskState::Shutdown as i32;
     apply(
@@ -169,7 +169,7 @@ fn a_stopped_and_removed_task_leaves_its_node() {
         &mut published,
         &[event(11, watch_event::Object::Task(stopping.clone()))],
     );
-    let Some(Message::Delta(delta)) = next(&published, "n1", &mut sent, &NoPayloads) else {
+    let Some(Message::Delta(delta)) = next(&published, "n1", 0, &mut sent, &NoPayloads) else {
         panic!("a desired-state change is sent")
     };
     assert_eq!(delta.tasks[0].desired_state, TaskState::Shutdown as i32);
@@ -183,7 +183,7 @@ fn a_stopped_and_removed_task_leaves_its_node() {
     removed.action = WatchAction::Removed as i32;
     let wake = apply(&mut tracker, &mut published, &[removed]);
     assert_eq!(wake.nodes, ["n1"]);
-    let Some(Message::Delta(delta)) = next(&published, "n1", &mut sent, &NoPayloads) else {
+    let Some(Message::Delta(delta)) = next(&published, "n1", 0, &mut sent, &NoPayloads) else {
         panic!("the removal is sent")
     };
     assert_eq!(delta.removed_tasks, ["t1"]);
@@ -192,7 +192,7 @@ fn a_stopped_and_removed_task_leaves_its_node() {
 #[test]
 fn a_node_going_down_takes_its_tasks_out_of_endpoints() {
     let (mut tracker, mut published) = cluster();
-    let (_, mut sent) = complete(&published, "n3", &NoPayloads);
+    let (_, mut sent) = complete(&published, "n3", 0, &NoPayloads);
     let mut down = node("n1");
     down.status = NodeStatus::Down as i32;
     down.version = 2;
@@ -202,7 +202,7 @@ fn a_node_going_down_takes_its_tasks_out_of_endpoints() {
         &[event(11, watch_event::Object::Node(down))],
     );
     assert!(wake.shared);
-    let Some(Message::Delta(delta)) = next(&published, "n3", &mut sent, &NoPayloads) else {
+    let Some(Message::Delta(delta)) = next(&published, "n3", 0, &mut sent, &NoPayloads) else {
         panic!("every node hears of it")
     };
     assert_eq!(delta.nodes.len(), 1);
@@ -214,7 +214,7 @@ fn a_node_going_down_takes_its_tasks_out_of_endpoints() {
 #[test]
 fn deltas_applied_by_an_agent_equal_the_complete_set() {
     let (mut tracker, mut published) = cluster();
-    let (mut held, mut sent) = complete(&published, "n2", &NoPayloads);
+    let (mut held, mut sent) = complete(&published, "n2", 0, &NoPayloads);
     let mut events = Vec::new();
     for (i, state) in [TaskState::Starting, TaskState::Running].iter().enumerate() {
         events.push(event(
@@ -229,11 +229,11 @@ fn deltas_applied_by_an_agent_equal_the_complete_set() {
     events.push(event(14, watch_event::Object::Node(node("n4"))));
     for e in events {
         apply(&mut tracker, &mut published, &[e]);
-        if let Some(Message::Delta(d)) = next(&published, "n2", &mut sent, &NoPayloads) {
+        if let Some(Message::Delta(d)) = next(&published, "n2", 0, &mut sent, &NoPayloads) {
             berth_proto::assignments::apply(&mut held, d);
         }
     }
-    let (fresh, _) = complete(&published, "n2", &NoPayloads);
+    let (fresh, _) = complete(&published, "n2", 0, &NoPayloads);
     let ids = |tasks: &[Task]| tasks.iter().map(|t| t.id.clone()).collect::<Vec<_>>();
     assert_eq!(ids(&held.tasks), ids(&fresh.tasks));
     assert_eq!(held.nodes, fresh.nodes);
@@ -244,7 +244,7 @@ fn deltas_applied_by_an_agent_equal_the_complete_set() {
 #[test]
 fn a_session_too_far_behind_gets_the_complete_set_again() {
     let (mut tracker, mut published) = cluster();
-    let (_, mut sent) = complete(&published, "n3", &NoPayloads);
+    let (_, mut sent) = complete(&published, "n3", 0, &NoPayloads);
     for i in 0..(SHARED_LOG as u64 + 5) {
         let mut n = node("n1");
         n.version = 2 + i;
@@ -255,10 +255,10 @@ fn a_session_too_far_behind_gets_the_complete_set_again() {
         );
     }
     assert!(matches!(
-        next(&published, "n3", &mut sent, &NoPayloads),
+        next(&published, "n3", 0, &mut sent, &NoPayloads),
         Some(Message::Assignments(_))
     ));
-    assert!(next(&published, "n3", &mut sent, &NoPayloads).is_none());
+    assert!(next(&published, "n3", 0, &mut sent, &NoPayloads).is_none());
 }
 
 #[test]
@@ -300,7 +300,7 @@ fn old_events_are_skipped() {
 #[test]
 fn a_late_session_merges_every_change_into_one_delta() {
     let (mut tracker, mut published) = cluster();
-    let (mut held, mut sent) = complete(&published, "n3", &NoPayloads);
+    let (mut held, mut sent) = complete(&published, "n3", 0, &NoPayloads);
     let mut stopped = task("t1", "s1", "n1", TaskState::Running);
     stopped.desired_state = TaskState::Shutdown as i32;
     let mut gone = event(
@@ -327,12 +327,12 @@ fn a_late_session_merges_every_change_into_one_delta() {
     for e in events {
         apply(&mut tracker, &mut published, &[e]);
     }
-    let Some(Message::Delta(delta)) = next(&published, "n3", &mut sent, &NoPayloads) else {
+    let Some(Message::Delta(delta)) = next(&published, "n3", 0, &mut sent, &NoPayloads) else {
         panic!("one delta for everything")
     };
     assert!(delta.endpoints.is_empty(), "only task changes: {delta:?}");
     berth_proto::assignments::apply(&mut held, delta);
-    let (fresh, _) = complete(&published, "n3", &NoPayloads);
+    let (fresh, _) = complete(&published, "n3", 0, &NoPayloads);
     assert_eq!(held.endpoints, fresh.endpoints);
     let serving: Vec<&str> = fresh.endpoints[0]
         .tasks
@@ -340,4 +340,59 @@ fn a_late_session_merges_every_change_into_one_delta() {
         .map(|t| t.task_id.as_str())
         .collect();
     assert_eq!(serving, ["t2", "t8"]);
+}
+
+#[test]
+fn a_stop_and_its_endpoint_leave_share_a_sequence_and_the_watermark_reaches_only_stopping_nodes() {
+    let (mut tracker, mut published) = cluster();
+    assert!(
+        published.shared_seq >= 10,
+        "a leadership numbers its shared part from its store revision up"
+    );
+    let (_, mut sent_n1) = complete(&published, "n1", 0, &NoPayloads);
+    let (_, mut sent_n3) = complete(&published, "n3", 0, &NoPayloads);
+    let mut stopping = task("t1", "s1", "n1", TaskState::Running);
+    stopping.desired_state = TaskState::Shutdown as i32;
+    apply(
+        &mut tracker,
+        &mut published,
+        &[event(11, watch_event::Object::Task(stopping))],
+    );
+    assert!(published.stopping.contains("n1"));
+    let left_at = published.shared_seq;
+    let Some(Message::Delta(delta)) = next(&published, "n1", 0, &mut sent_n1, &NoPayloads) else {
+        panic!("n1 is told to stop t1")
+    };
+    assert_eq!(delta.tasks[0].desired_state, TaskState::Shutdown as i32);
+    assert_eq!(
+        delta.shared_seq, left_at,
+        "the message with the stop brings the agent to the sequence where t1 left the endpoint"
+    );
+    let Some(Message::Delta(delta)) = next(&published, "n3", 0, &mut sent_n3, &NoPayloads) else {
+        panic!("n3 is told that t1 left the endpoint")
+    };
+    assert_eq!(delta.endpoint_tasks[0].removed_tasks, ["t1"]);
+    assert_eq!(delta.shared_seq, left_at);
+
+    // Every node applied it: only n1, which has a task to stop, hears of it.
+    let Some(Message::Delta(delta)) = next(&published, "n1", left_at, &mut sent_n1, &NoPayloads)
+    else {
+        panic!("the new watermark goes to the stopping node")
+    };
+    assert_eq!(delta.applied_everywhere, left_at);
+    assert!(delta.tasks.is_empty() && delta.endpoint_tasks.is_empty());
+    assert!(next(&published, "n1", left_at, &mut sent_n1, &NoPayloads).is_none());
+    assert!(
+        next(&published, "n3", left_at, &mut sent_n3, &NoPayloads).is_none(),
+        "a watermark alone is no news to a node with nothing to stop"
+    );
+
+    let mut ended = task("t1", "s1", "n1", TaskState::Shutdown);
+    ended.desired_state = TaskState::Shutdown as i32;
+    apply(
+        &mut tracker,
+        &mut published,
+        &[event(12, watch_event::Object::Task(ended))],
+    );
+    assert!(!published.stopping.contains("n1"), "t1 has ended");
 }

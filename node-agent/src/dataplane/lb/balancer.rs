@@ -50,8 +50,22 @@ impl<F: Firewall, N: Netlink> LoadBalancer<F, N> {
     /// `force` (then the kernel is read back and repaired): checking the kernel
     /// runs `nft`. Returns whether the table was written.
     pub async fn balance(&self, plan: &LbPlan, force: bool) -> Result<bool, NetworkError> {
+        self.balance_with(plan, force, || {}).await
+    }
+
+    /// `balance`, calling `in_place` as soon as the table holds `plan`: new
+    /// connections follow it from then on, while forgetting the departed
+    /// backends' UDP flows (a `conntrack` run that dumps the whole table, slow
+    /// on a busy host) is still to come.
+    pub async fn balance_with(
+        &self,
+        plan: &LbPlan,
+        force: bool,
+        in_place: impl FnOnce(),
+    ) -> Result<bool, NetworkError> {
         let mut balanced = self.balanced.lock().await;
         if !force && balanced.as_ref() == Some(plan) {
+            in_place();
             return Ok(false);
         }
         let written = if *plan == LbPlan::default() {
@@ -60,6 +74,7 @@ impl<F: Firewall, N: Netlink> LoadBalancer<F, N> {
         } else {
             self.apply(plan).await?
         };
+        in_place();
         if written {
             info!(
                 vips = plan.vips.len(),

@@ -154,3 +154,34 @@ async fn errors_say_what_failed_and_are_retried_at_the_next_call() {
         vec![Call::Replace, Call::ForgetUdpFlows(backend(11))]
     );
 }
+
+#[tokio::test]
+async fn in_place_is_told_once_the_table_holds_the_plan_before_flows_are_forgotten() {
+    let lb = balancer().await;
+    lb.balance(&plan(&[10, 11], &[]), false)
+        .await
+        .expect("first");
+    calls(&lb);
+    let seen = std::sync::Mutex::new(None);
+    lb.balance_with(&plan(&[10], &[]), false, || {
+        *seen.lock().expect("lock") = Some(calls(&lb));
+    })
+    .await
+    .expect("second");
+    assert_eq!(
+        seen.lock().expect("lock").take(),
+        Some(vec![Call::Replace]),
+        "the table was written, the flows not yet forgotten"
+    );
+    assert_eq!(calls(&lb), vec![Call::ForgetUdpFlows(backend(11))]);
+    let told = std::sync::atomic::AtomicBool::new(false);
+    lb.balance_with(&plan(&[10], &[]), false, || {
+        told.store(true, std::sync::atomic::Ordering::Relaxed)
+    })
+    .await
+    .expect("unchanged");
+    assert!(
+        told.load(std::sync::atomic::Ordering::Relaxed),
+        "an unchanged plan is in place already"
+    );
+}
