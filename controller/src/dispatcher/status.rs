@@ -41,6 +41,10 @@ pub fn status_ops(
         }
         let version = task.version;
         task.status = Some(new);
+        if reported == TaskState::Running && task.running_since_ms == 0 {
+            // A rollout's monitor window counts from here.
+            task.running_since_ms = now_ms;
+        }
         // The orchestrator measures restart delays from here.
         match task.timestamps.as_mut() {
             Some(ts) => ts.updated_ms = now_ms,
@@ -115,5 +119,6 @@ mod tests {
         assert_eq!(t.id, "t1");
         assert_eq!(t.status.unwrap().state, TaskState::Running as i32);
         assert_eq!(t.timestamps.unwrap().updated_ms, 5_000);
+        assert_eq!(t.running_since_ms, 5_000, "first reported running");
     }
 }

@@ -174,7 +174,10 @@ fn watch_failures(
         if continues && st.failed_tasks.len() >= MAX_FAILED_RECORDED {
             break;
         }
-        if tasks::failure(task).is_some() && !st.failed_tasks.contains(&task.id) {
+        if tasks::failure(task).is_some()
+            && tasks::within_monitor(task, config.monitor_ms)
+            && !st.failed_tasks.contains(&task.id)
+        {
             st.failed_tasks.push(task.id.clone());
             grew = true;
         }

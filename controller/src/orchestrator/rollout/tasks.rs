@@ -80,6 +80,20 @@ pub fn failure(task: &Task) -> Option<String> {
     })
 }
 
+/// Whether a failing task failed within the monitor window of its start: it
+/// never ran, or it ended (or turned unhealthy) at most `monitor_ms` after it
+/// was first reported running. A task that ran longer and then failed is the
+/// restart policy's business, not the rollout's (as in Swarm).
+pub fn within_monitor(task: &Task, monitor_ms: u64) -> bool {
+    if task.running_since_ms == 0 {
+        return true;
+    }
+    // The leader's clock on both sides: the dispatcher stamps `updated_ms`
+    // when it stores the report of the failure (or of the health turning).
+    let failed_at = task.timestamps.as_ref().map_or(0, |t| t.updated_ms);
+    failed_at.saturating_sub(task.running_since_ms) <= i64::try_from(monitor_ms).unwrap_or(i64::MAX)
+}
+
 /// "2 of 4 new tasks failed (max failure ratio 0.25): task a on node n failed:
 /// exited with code 1; task b ..." (at most three named).
 pub fn failures_text(failed: usize, updated: usize, ratio: f32, reasons: &[String]) -> String {
@@ -171,6 +185,24 @@ fn plural(n: usize, one: &'static str, more: &'static str) -> &'static str {
 mod tests {
     use super::*;
     use berth_proto::v1::{ServiceSpec, TaskStatus};
+
+    #[test]
+    fn a_failure_counts_within_the_monitor_window_of_the_tasks_start() {
+        let failed_at = |running_since_ms: i64, at: i64| Task {
+            running_since_ms,
+            timestamps: Some(berth_proto::v1::Timestamps {
+                created_ms: 0,
+                updated_ms: at,
+            }),
+            ..Default::default()
+        };
+        // Never ran: a failure to start always counts.
+        assert!(within_monitor(&failed_at(0, 60_000), 1_000));
+        assert!(within_monitor(&failed_at(10_000, 10_800), 1_000));
+        assert!(within_monitor(&failed_at(10_000, 11_000), 1_000));
+        // Ran longer than the window, then crashed: the restart policy's.
+        assert!(!within_monitor(&failed_at(10_000, 11_001), 1_000));
+    }
 
     fn task(id: &str, version: u64, image: &str, desired: TaskState, status: TaskStatus) -> Task {
         Task {
