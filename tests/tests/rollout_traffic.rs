@@ -6,13 +6,18 @@
 //! - a start-first rolling update v1 → v2 (through the gRPC API) fails no
 //!   request, and once it completed every answer is v2;
 //! - scaling 6 → 3 fails no request, even with one node slow to apply it;
-//! - a task that turns unhealthy leaves the VIP within interval × retries + 1 s.
+//! - a task that turns unhealthy leaves the VIP within interval × retries + 1 s;
+//! - a stop-first update with parallelism 2 never has more than 2 replicas
+//!   unavailable (sampled), and fails no request;
+//! - an update to a version whose health check fails is rolled back by itself
+//!   within monitor + 5 s, failing no request and never taking down more than
+//!   its parallelism.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use berth_proto::v1::{
-    GetServiceRequest, ListTasksRequest, Task, TaskState, UpdateConfig, UpdateOrder,
+    GetServiceRequest, ListTasksRequest, Task, TaskHealth, TaskState, UpdateConfig, UpdateOrder,
     UpdateServiceRequest,
 };
 use berth_testhost::cluster::Cluster;
@@ -475,5 +480,137 @@ fn an_unhealthy_task_leaves_the_vip_within_interval_times_retries_plus_a_second(
         "the healthy task kept answering: {:?}",
         s.bodies
     );
+    Ok(())
+}
+
+/// Slots of `service` with a task that serves: meant to run, running and
+/// healthy.
+fn serving_slots(cluster: &Cluster, service: &str) -> Result<usize> {
+    let slots: std::collections::BTreeSet<u64> = tasks(cluster, service)?
+        .iter()
+        .filter(|t| {
+            t.desired_state == TaskState::Running as i32
+                && observed(t) == TaskState::Running as i32
+                && t.status.as_ref().map(|s| s.health) == Some(TaskHealth::Healthy as i32)
+        })
+        .map(|t| t.slot)
+        .collect();
+    Ok(slots.len())
+}
+
+/// The service's rollout state as `service inspect` names it.
+fn rollout_state(cluster: &Cluster, service: &str) -> Result<String> {
+    let inspect: serde_json::Value =
+        serde_json::from_str(&cluster.berth(&["service", "inspect", service])?)?;
+    Ok(inspect["update_status"]["state"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string())
+}
+
+/// Samples how many of `replicas` slots do not serve until the rollout of
+/// `service` reaches `end`; returns the most seen at once and how long it took.
+fn sample_until(
+    cluster: &Cluster,
+    service: &str,
+    replicas: usize,
+    end: &str,
+) -> Result<(usize, Duration)> {
+    let start = std::time::Instant::now();
+    let mut worst = 0;
+    loop {
+        let down = replicas.saturating_sub(serving_slots(cluster, service)?);
+        worst = worst.max(down);
+        let state = rollout_state(cluster, service)?;
+        if state == end {
+            return Ok((worst, start.elapsed()));
+        }
+        if start.elapsed() > CONVERGE {
+            bail!("the rollout of {service} did not reach {end} (it is {state:?})");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn stop_first_stays_within_parallelism_and_a_failing_version_rolls_back_unseen() -> Result<()> {
+    const PARALLELISM: usize = 2;
+    const MONITOR_MS: u64 = 2_000;
+    let mut web = web_cluster("traffic_stop_first")?;
+
+    // Stop-first, two at a time: at most two replicas down at any sample.
+    let (vip, published) = web.start_loads("stop-first")?;
+    let v2 = web.v2.clone();
+    web.cluster.berth(&[
+        "service",
+        "update",
+        "web",
+        "--detach",
+        "--image",
+        &v2,
+        "--update-parallelism",
+        "2",
+        "--update-order",
+        "stop-first",
+        "--update-monitor",
+        "1s",
+    ])?;
+    let (worst, _) = sample_until(&web.cluster, "web", 6, "completed")?;
+    eprintln!("stop-first, parallelism {PARALLELISM}: at most {worst} replicas down");
+    assert!(
+        worst <= PARALLELISM,
+        "{worst} replicas down at once, parallelism {PARALLELISM}"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    web.stop_loads("the stop-first update", vip, published)?;
+
+    // A version whose check never passes: rolled back by itself within
+    // monitor + 5 s; start-first, so the old tasks serve throughout.
+    let (vip, published) = web.start_loads("failing")?;
+    let monitor = format!("{MONITOR_MS}ms");
+    web.cluster.berth(&[
+        "service",
+        "update",
+        "web",
+        "--detach",
+        "--env-add",
+        "BROKEN=1",
+        "--health-cmd",
+        "exit 1",
+        "--health-interval",
+        "300ms",
+        "--health-retries",
+        "1",
+        "--update-failure-action",
+        "rollback",
+        "--update-order",
+        "start-first",
+        "--update-parallelism",
+        "2",
+        "--update-monitor",
+        &monitor,
+    ])?;
+    let (worst, took) = sample_until(&web.cluster, "web", 6, "rollback_completed")?;
+    let bound = Duration::from_millis(MONITOR_MS + 5_000);
+    eprintln!(
+        "failing version: rolled back in {} ms (bound {} ms), at most {worst} replicas down",
+        took.as_millis(),
+        bound.as_millis()
+    );
+    assert!(
+        took <= bound,
+        "rolled back after {} ms; bound: monitor + 5 s = {} ms",
+        took.as_millis(),
+        bound.as_millis()
+    );
+    assert!(worst <= PARALLELISM, "{worst} replicas down at once");
+    std::thread::sleep(Duration::from_secs(1));
+    for (what, s) in web.stop_loads("the failing update", vip, published)? {
+        assert_eq!(
+            s.bodies.iter().map(|b| b.what.as_str()).collect::<Vec<_>>(),
+            ["v2"],
+            "{what}: only the old version answered"
+        );
+    }
     Ok(())
 }
