@@ -242,14 +242,18 @@ impl Cluster {
 
     /// `berth service create NAME --image <the busybox image> EXTRA... [-- COMMAND...]`.
     pub fn create_service(&self, name: &str, extra: &[&str], command: &[&str]) -> Result<()> {
-        let mut args = vec![
-            "service",
-            "create",
-            "--detach",
-            name,
-            "--image",
-            &self.image,
-        ];
+        self.create_service_from(name, &self.image, extra, command)
+    }
+
+    /// `berth service create --detach NAME --image IMAGE EXTRA... [-- COMMAND...]`.
+    pub fn create_service_from(
+        &self,
+        name: &str,
+        image: &str,
+        extra: &[&str],
+        command: &[&str],
+    ) -> Result<()> {
+        let mut args = vec!["service", "create", "--detach", name, "--image", image];
         args.extend_from_slice(extra);
         if !command.is_empty() {
             args.push("--");

@@ -1,10 +1,12 @@
 //! Images made by tools we did not write (umoci from busybox-static) served by
 //! Debian's docker-registry running on a test host.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 use crate::command::run;
 use crate::testnet::TestNet;
@@ -117,6 +119,99 @@ pub fn layout_with_file(
     run("umoci", &["repack", "--image", &to, &bundle_s])?;
     std::fs::remove_dir_all(&bundle)?;
     Ok(())
+}
+
+/// Docker's `HEALTHCHECK CMD <shell>` with its timings, as an image config
+/// carries it (`Healthcheck`); umoci cannot set it.
+#[derive(Clone, Debug)]
+pub struct ImageHealthcheck<'a> {
+    /// Run by `/bin/sh -c` (`CMD-SHELL`).
+    pub shell: &'a str,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub retries: u32,
+    pub start_period: Duration,
+}
+
+/// Adds tag `to_tag` to OCI layout `layout`: the image of `from_tag` whose
+/// config carries `check` as Docker's `Healthcheck`.
+pub fn layout_with_healthcheck(
+    layout: &Path,
+    from_tag: &str,
+    to_tag: &str,
+    check: &ImageHealthcheck,
+) -> Result<()> {
+    let from = format!("{}:{from_tag}", layout.display());
+    run("umoci", &["tag", "--image", &from, to_tag])?;
+    let nanos = |d: Duration| u64::try_from(d.as_nanos()).context("a duration beyond u64 ns");
+    let healthcheck = json!({
+        "Test": ["CMD-SHELL", check.shell],
+        "Interval": nanos(check.interval)?,
+        "Timeout": nanos(check.timeout)?,
+        "Retries": check.retries,
+        "StartPeriod": nanos(check.start_period)?,
+    });
+    set_runtime_config(layout, to_tag, "Healthcheck", healthcheck)
+}
+
+/// Sets `key` of the runtime part (`config`) of the image config that
+/// `layout:tag` names, for what umoci cannot set. Blobs are content-addressed,
+/// so this writes a new config blob, a new manifest naming it and points the
+/// tag in `index.json` at that manifest (the old blobs stay for other tags).
+fn set_runtime_config(layout: &Path, tag: &str, key: &str, value: Value) -> Result<()> {
+    let index_path = layout.join("index.json");
+    let mut index = read_json(&index_path)?;
+    let descriptor = index["manifests"]
+        .as_array_mut()
+        .and_then(|all| {
+            all.iter_mut()
+                .find(|d| d["annotations"]["org.opencontainers.image.ref.name"] == tag)
+        })
+        .with_context(|| format!("{}: no manifest tagged {tag:?}", index_path.display()))?;
+    let manifest_path = blob_path(layout, &descriptor["digest"])?;
+    let mut manifest = read_json(&manifest_path)?;
+    let config_path = blob_path(layout, &manifest["config"]["digest"])?;
+    let mut config = read_json(&config_path)?;
+    let Some(runtime) = config
+        .as_object_mut()
+        .map(|c| c.entry("config").or_insert_with(|| json!({})))
+        .and_then(Value::as_object_mut)
+    else {
+        bail!("{}: not an image config", config_path.display());
+    };
+    runtime.insert(key.to_string(), value);
+    let (digest, size) = write_blob(layout, &config)?;
+    manifest["config"]["digest"] = digest.into();
+    manifest["config"]["size"] = size.into();
+    let (digest, size) = write_blob(layout, &manifest)?;
+    descriptor["digest"] = digest.into();
+    descriptor["size"] = size.into();
+    let text = serde_json::to_vec(&index)?;
+    std::fs::write(&index_path, text)
+        .with_context(|| format!("failed to write {}", index_path.display()))
+}
+
+fn read_json(path: &Path) -> Result<Value> {
+    let data = std::fs::read(path).with_context(|| format!("failed to read {}", path.display()))?;
+    serde_json::from_slice(&data).with_context(|| format!("{}: bad JSON", path.display()))
+}
+
+/// The file of blob `digest` (`sha256:HEX`) in `layout`.
+fn blob_path(layout: &Path, digest: &Value) -> Result<PathBuf> {
+    let hex = digest
+        .as_str()
+        .and_then(|d| d.strip_prefix("sha256:"))
+        .with_context(|| format!("{}: digest {digest} is not sha256", layout.display()))?;
+    Ok(layout.join("blobs/sha256").join(hex))
+}
+
+/// Stores `value` as a blob of `layout`; returns its digest and size.
+fn write_blob(layout: &Path, value: &Value) -> Result<(String, u64)> {
+    let data = serde_json::to_vec(value)?;
+    let digest = format!("sha256:{}", hex::encode(Sha256::digest(&data)));
+    let path = blob_path(layout, &Value::from(digest.as_str()))?;
+    std::fs::write(&path, &data).with_context(|| format!("failed to write {}", path.display()))?;
+    Ok((digest, data.len() as u64))
 }
 
 /// A registry process on test host `host`, listening on its fabric address.
