@@ -12,6 +12,35 @@ use berth_testhost::wait_until;
 
 const CONVERGE: Duration = Duration::from_secs(60);
 
+/// Waits until two tasks of `service` have failed as unhealthy, each after
+/// 2 failed checks in a row whose output says `reason`, and were replaced in
+/// the same slot.
+fn wait_replaced_after_failing(cluster: &Cluster, service: &str, reason: &str) -> Result<()> {
+    let rows = wait_until(
+        &format!("{service} replaced after failing its check"),
+        CONVERGE,
+        || {
+            let rows = cluster.ps(service).ok()?;
+            let failed = rows
+                .iter()
+                .filter(|t| t.state == "failed" && t.health == "unhealthy")
+                .count();
+            (failed >= 2).then_some(rows)
+        },
+    )?;
+    let failed = rows
+        .iter()
+        .find(|t| t.state == "failed")
+        .expect("a failed task");
+    assert!(
+        failed.error.contains("2 health checks failed in a row") && failed.error.contains(reason),
+        "{failed:?}"
+    );
+    assert_ne!(failed.slot, 0);
+    assert!(rows.iter().all(|t| t.slot == failed.slot), "{rows:?}");
+    Ok(())
+}
+
 #[test]
 fn passing_checks_make_tasks_healthy_and_a_failing_one_is_replaced() -> Result<()> {
     let cluster = Cluster::start("health", 1, 1, 0)?;
@@ -62,27 +91,7 @@ fn passing_checks_make_tasks_healthy_and_a_failing_one_is_replaced() -> Result<(
     let table = cluster.berth(&["service", "ps", "ok"])?;
     assert!(table.contains("running (healthy)"), "{table}");
 
-    wait_until("sick replaced after failing its check", CONVERGE, || {
-        let rows = cluster.ps("sick").ok()?;
-        let failed = rows
-            .iter()
-            .filter(|t| t.state == "failed" && t.health == "unhealthy")
-            .count();
-        (failed >= 2).then_some(rows)
-    })
-    .map(|rows| {
-        let failed = rows
-            .iter()
-            .find(|t| t.state == "failed")
-            .expect("a failed task");
-        assert!(
-            failed.error.contains("2 health checks failed in a row")
-                && failed.error.contains("not ready"),
-            "{failed:?}"
-        );
-        assert_ne!(failed.slot, 0);
-        assert!(rows.iter().all(|t| t.slot == failed.slot), "{rows:?}");
-    })?;
+    wait_replaced_after_failing(&cluster, "sick", "not ready")?;
 
     // A bad value is refused with the reason, before anything is created.
     let err = cluster
@@ -217,24 +226,7 @@ fn the_images_healthcheck_applies_unless_the_service_overrides_or_turns_it_off()
 
     // The image's check fails twice in a row (its retries, not Docker's 3):
     // unhealthy, failed and replaced in the same slot.
-    let rows = wait_until("sick replaced after failing its check", CONVERGE, || {
-        let rows = cluster.ps("sick").ok()?;
-        let failed = rows
-            .iter()
-            .filter(|t| t.state == "failed" && t.health == "unhealthy")
-            .count();
-        (failed >= 2).then_some(rows)
-    })?;
-    let failed = rows
-        .iter()
-        .find(|t| t.state == "failed")
-        .expect("a failed task");
-    assert!(
-        failed.error.contains("2 health checks failed in a row")
-            && failed.error.contains("image check failed"),
-        "{failed:?}"
-    );
-    assert!(rows.iter().all(|t| t.slot == failed.slot), "{rows:?}");
+    wait_replaced_after_failing(&cluster, "sick", "image check failed")?;
 
     // Long past the 2 failures at 500 ms that replaced sick's tasks, the
     // unchecked and the overridden tasks are the ones first started.
