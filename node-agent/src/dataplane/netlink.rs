@@ -171,6 +171,10 @@ pub struct RtNetlink {
     /// `/proc/sys/net/ipv4/ip_forward`, opened by the creating thread: the
     /// sysctl belongs to the namespace it was opened in.
     forward: Arc<Mutex<File>>,
+    /// The kernel runs one dump at a time per netlink socket and refuses a
+    /// second with EBUSY ("Device or resource busy"): the dumps of this
+    /// connection (shared by its clones) take turns.
+    dumps: Arc<tokio::sync::Mutex<()>>,
 }
 
 const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
@@ -190,6 +194,7 @@ impl RtNetlink {
         Ok(RtNetlink {
             handle,
             forward: Arc::new(Mutex::new(forward)),
+            dumps: Arc::new(tokio::sync::Mutex::new(())),
         })
     }
 }
@@ -346,6 +351,7 @@ fn fdb_message(f: &Fdb) -> NeighbourMessage {
 
 impl Netlink for RtNetlink {
     async fn links(&self) -> R<Vec<Link>> {
+        let _turn = self.dumps.lock().await;
         let msgs: Vec<LinkMessage> = self
             .handle
             .link()
@@ -358,6 +364,7 @@ impl Netlink for RtNetlink {
     }
 
     async fn addresses(&self) -> R<Vec<Address>> {
+        let _turn = self.dumps.lock().await;
         let msgs: Vec<AddressMessage> = self
             .handle
             .address()
@@ -370,6 +377,7 @@ impl Netlink for RtNetlink {
     }
 
     async fn routes(&self) -> R<Vec<Route>> {
+        let _turn = self.dumps.lock().await;
         let filter = RouteMessageBuilder::<Ipv4Addr>::new().build();
         let msgs: Vec<RouteMessage> = self
             .handle
@@ -383,6 +391,7 @@ impl Netlink for RtNetlink {
     }
 
     async fn neighbours(&self, index: u32) -> R<Vec<Neighbour>> {
+        let _turn = self.dumps.lock().await;
         let msgs: Vec<NeighbourMessage> = self
             .handle
             .neighbours()
@@ -420,6 +429,7 @@ impl Netlink for RtNetlink {
     }
 
     async fn fdb(&self, index: u32) -> R<Vec<Fdb>> {
+        let _turn = self.dumps.lock().await;
         let msgs: Vec<NeighbourMessage> = self
             .handle
             .neighbours()
