@@ -590,7 +590,12 @@ pub async fn run(client: &mut Client, cmd: ServiceCmd) -> Result<()> {
                                 s.message.clone()
                             } else if !s.error.is_empty() {
                                 s.error
-                            } else if let Some(code) = s.exit_code.filter(|c| *c != 0) {
+                            } else if let Some(code) = s
+                                .exit_code
+                                .filter(|c| *c != 0 && s.state != TaskState::Shutdown as i32)
+                            {
+                                // (A task stopped as asked exits on its stop
+                                // signal: nothing to explain.)
                                 format!("exit code {code}")
                             } else if s.state == TaskState::Running as i32 {
                                 // "running" says nothing the STATE column doesn't.
