@@ -252,9 +252,9 @@ fn describe_field(key: &str, before: &Value, after: &Value, parts: &mut Vec<Stri
         }
         (Value::Object(_), Value::Null) => parts.push(format!("{key} removed")),
         (a, b) if is_scalar(a) && is_scalar(b) => {
-            parts.push(format!("{key} {} -> {}", plain(a), plain(b)));
+            parts.push(format!("{key} {} -> {}", shown(key, a), shown(key, b)));
         }
-        (Value::Null, b) if is_scalar(b) => parts.push(format!("{key} {}", plain(b))),
+        (Value::Null, b) if is_scalar(b) => parts.push(format!("{key} {}", shown(key, b))),
         _ => parts.push(format!("{key} changed")),
     }
 }
@@ -269,6 +269,32 @@ fn is_zero(v: &Value) -> bool {
         Value::Array(a) => a.is_empty(),
         Value::Object(o) => o.is_empty(),
     }
+}
+
+/// A value as the CLI's flags write it: enums by name ("start-first"), the
+/// rest as they are.
+fn shown(key: &str, v: &Value) -> String {
+    use crate::v1::{RestartCondition, UpdateFailureAction, UpdateOrder};
+    let number = v.as_i64().and_then(|n| i32::try_from(n).ok());
+    let field = key.rsplit('.').next().unwrap_or(key);
+    let name = number.and_then(|n| match field {
+        "order" => UpdateOrder::try_from(n).ok().map(|o| match o {
+            UpdateOrder::StopFirst => "stop-first",
+            UpdateOrder::StartFirst => "start-first",
+        }),
+        "failure_action" => UpdateFailureAction::try_from(n).ok().map(|a| match a {
+            UpdateFailureAction::Pause => "pause",
+            UpdateFailureAction::Continue => "continue",
+            UpdateFailureAction::Rollback => "rollback",
+        }),
+        "condition" => RestartCondition::try_from(n).ok().map(|c| match c {
+            RestartCondition::Any => "any",
+            RestartCondition::OnFailure => "on-failure",
+            RestartCondition::None => "none",
+        }),
+        _ => None,
+    });
+    name.map_or_else(|| plain(v), str::to_string)
 }
 
 fn is_scalar(v: &Value) -> bool {
@@ -373,6 +399,14 @@ mod tests {
             "update_config.delay_ms 0 -> 500, update_config.parallelism 2 -> 4"
         );
         assert_eq!(describe_change(&retuned, &retuned), "no change");
+        let mut reordered = retuned.clone();
+        if let Some(c) = reordered.update_config.as_mut() {
+            c.order = crate::v1::UpdateOrder::StartFirst as i32;
+        }
+        assert_eq!(
+            describe_change(&retuned, &reordered),
+            "update_config.order stop-first -> start-first"
+        );
     }
 
     #[test]
