@@ -344,6 +344,56 @@ impl Swarm {
     }
 }
 
+/// dockerd leaves its iptables chains (and the FORWARD rules that jump to
+/// them) and its bridges behind when it stops: removes those, and only those.
+fn remove_docker_leftovers() {
+    let docker = |rule: &str| rule.contains("DOCKER") || rule.contains("docker");
+    for table in ["filter", "nat"] {
+        let rules = run("iptables", &["-t", table, "-S"]).unwrap_or_default();
+        // Rules of the built-in chains that mention Docker's, as "-A CHAIN ...".
+        for rule in rules.lines().filter(|r| r.starts_with("-A ") && docker(r)) {
+            let chain = rule.split_whitespace().nth(1).unwrap_or_default();
+            if chain.starts_with("DOCKER") {
+                continue;
+            }
+            let mut args = vec!["-t", table, "-D"];
+            args.extend(rule.split_whitespace().skip(1));
+            let _ = run("iptables", &args);
+        }
+        // Then Docker's own chains: emptied, then removed.
+        let chains: Vec<&str> = rules
+            .lines()
+            .filter_map(|r| r.strip_prefix("-N "))
+            .filter(|c| c.starts_with("DOCKER"))
+            .collect();
+        for flag in ["-F", "-X"] {
+            for chain in &chains {
+                let _ = run("iptables", &["-t", table, flag, chain]);
+            }
+        }
+    }
+    for bridge in ["docker0", "docker_gwbridge"] {
+        let _ = run("ip", &["link", "del", bridge]);
+    }
+}
+
+/// Unmounts what dockerd left mounted under `dir` (its data root and the
+/// swarm's network namespaces), so the temporary directory can go.
+fn unmount_under(dir: &Path) {
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let prefix = dir.to_string_lossy().to_string();
+    let mut points: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter(|p| p.starts_with(&prefix))
+        .collect();
+    // Deepest first.
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for point in points {
+        let _ = run("umount", &["-l", point]);
+    }
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -491,6 +541,9 @@ fn main() -> Result<()> {
     }
     swarm.docker(&["service", "rm", "bench"])?;
     let _ = swarm.docker(&["swarm", "leave", "--force"]);
+    drop(swarm);
+    remove_docker_leftovers();
+    unmount_under(dir.path());
     let s = median(s_total);
     println!("swarm median up+down: {:.0} ms", ms(s));
     println!(
