@@ -15,9 +15,10 @@
 //! - **Progress deadline**: no batch started and no new task ran for
 //!   `progress_deadline_ms` (10 min): the rollout fails with what its tasks
 //!   wait for, then as above (continue pauses).
-//! - **Canaries**: `canary` slots are replaced start-first; once they are all
-//!   ready the rollout waits for promotion (PAUSED, or UPDATING with
-//!   `auto_promote`, which promotes once they were ready `min_healthy_ms`).
+//! - **Canaries**: `canary` slots get a new task beside the old one, and the
+//!   old tasks run on until the promotion; once the canaries are all ready the
+//!   rollout waits for promotion (PAUSED, or UPDATING with `auto_promote`,
+//!   which promotes once they were ready `min_healthy_ms`).
 //! - **Completion**: every slot holds a ready task of the current spec, and
 //!   one monitor window passed since the last of them became ready.
 //! - PAUSED (and ROLLBACK_PAUSED) replaces nothing more until the next
