@@ -427,7 +427,7 @@ fn main() -> Result<()> {
         Ok(berth.running("warm")? == 1)
     })?;
     berth.cli(&["service", "rm", "warm"])?;
-    let mut b_total = Vec::new();
+    let (mut b_total, mut b_up, mut b_down) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..args.rounds {
         let (up, down) = berth.round(args.replicas)?;
         println!(
@@ -437,6 +437,8 @@ fn main() -> Result<()> {
             ms(down)
         );
         b_total.push(up + down);
+        b_up.push(up);
+        b_down.push(down);
     }
     // Memory with the replicas running.
     berth.cli(&[
@@ -492,7 +494,7 @@ fn main() -> Result<()> {
     }
 
     let swarm = Swarm::start(dir.path())?;
-    let mut s_total = Vec::new();
+    let (mut s_total, mut s_up, mut s_down) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..args.rounds {
         let (up, down) = swarm.round(args.replicas)?;
         println!(
@@ -502,6 +504,8 @@ fn main() -> Result<()> {
             ms(down)
         );
         s_total.push(up + down);
+        s_up.push(up);
+        s_down.push(down);
     }
     swarm.docker(&[
         "service",
@@ -551,6 +555,16 @@ fn main() -> Result<()> {
         ms(b) / ms(s),
         (berth_daemon + berth_shims + berth_monitors) as f64
             / (dockerd + containerd + shims).max(1) as f64
+    );
+    let (b_up, b_down, s_up, s_down) = (median(b_up), median(b_down), median(s_up), median(s_down));
+    println!(
+        "berth/swarm 50 up: {:.0} ms / {:.0} ms = {:.3}   down: {:.0} ms / {:.0} ms = {:.3} (targets <= 0.1 each)",
+        ms(b_up),
+        ms(s_up),
+        ms(b_up) / ms(s_up),
+        ms(b_down),
+        ms(s_down),
+        ms(b_down) / ms(s_down)
     );
     let s_update = median(s_updates);
     println!(
