@@ -213,9 +213,12 @@ fn wanted_on_node(task: &Task) -> bool {
 
 /// Told to stop and not yet ended.
 fn being_stopped(task: &Task) -> bool {
-    let observed = task.status.as_ref().map_or(0, |s| s.state);
-    task.desired_state > TaskState::Running as i32
-        && TaskState::try_from(observed).is_ok_and(|s| !s.is_terminal())
+    let status = task.status.as_ref();
+    let observed = status.map_or(0, |s| s.state);
+    // Told to stop, or unhealthy: its agent stops it once every node let it go.
+    let stopping = task.desired_state > TaskState::Running as i32
+        || status.is_some_and(|s| s.health == berth_proto::v1::TaskHealth::Unhealthy as i32);
+    stopping && TaskState::try_from(observed).is_ok_and(|s| !s.is_terminal())
 }
 
 /// What about a task the agent acts on: a task is sent again only when this

@@ -22,6 +22,8 @@ pub struct Endpoints {
     pub shared_seq: u64,
     /// Services whose endpoint still has tasks that serve.
     serving: HashSet<String>,
+    /// The tasks that serve through an endpoint (of any node).
+    serving_tasks: HashSet<String>,
 }
 
 impl Endpoints {
@@ -34,7 +36,17 @@ impl Endpoints {
                 .filter(|e| !e.tasks.is_empty())
                 .map(|e| e.service_id.clone())
                 .collect(),
+            serving_tasks: set
+                .endpoints
+                .iter()
+                .flat_map(|e| e.tasks.iter().map(|t| t.task_id.clone()))
+                .collect(),
         }
+    }
+
+    /// Whether `task_id` serves through its service's endpoint in this set.
+    pub fn serves(&self, task_id: &str) -> bool {
+        self.serving_tasks.contains(task_id)
     }
 
     /// The shared sequence a task of `service_id` told to stop now must see
@@ -64,6 +76,32 @@ pub async fn wait(mut applied_everywhere: watch::Receiver<u64>, target: u64) -> 
         .await,
         Ok(Ok(_))
     )
+}
+
+/// An unhealthy task is stopped by its own agent, not by the leader: it left
+/// the endpoints once the leader heard it turned unhealthy. Waits until a set
+/// no longer lists it, then until every node applied that set, at most
+/// [`DRAIN_BOUND`] in all. None when it did not serve (nothing to wait for);
+/// else whether every node acknowledged in time.
+pub async fn wait_left(
+    mut sets: watch::Receiver<Endpoints>,
+    applied_everywhere: watch::Receiver<u64>,
+    task_id: &str,
+) -> Option<bool> {
+    if !sets.borrow().serves(task_id) {
+        return None;
+    }
+    let left = async {
+        let seq = match sets.wait_for(|set| !set.serves(task_id)).await {
+            Ok(set) => set.shared_seq,
+            Err(_) => return false,
+        };
+        wait(applied_everywhere, seq).await
+    };
+    Some(matches!(
+        tokio::time::timeout(DRAIN_BOUND, left).await,
+        Ok(true)
+    ))
 }
 
 #[cfg(test)]
@@ -100,6 +138,41 @@ mod tests {
             None,
             "no VIP or port, or the service is gone"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unhealthy_task_waits_until_it_left_every_node() {
+        let serving = Assignments {
+            shared_seq: 10,
+            endpoints: vec![endpoint("web", &["t1", "t2"])],
+            ..Default::default()
+        };
+        let left = Assignments {
+            shared_seq: 11,
+            endpoints: vec![endpoint("web", &["t2"])],
+            ..Default::default()
+        };
+        let (sets, sets_rx) = watch::channel(Endpoints::from_assignments(&serving));
+        let (applied, applied_rx) = watch::channel(10);
+        assert!(Endpoints::from_assignments(&serving).serves("t1"));
+        assert_eq!(
+            wait_left(sets_rx.clone(), applied_rx.clone(), "t9").await,
+            None,
+            "a task that served nothing stops at once"
+        );
+        let started = tokio::time::Instant::now();
+        let waiting = tokio::spawn(wait_left(sets_rx.clone(), applied_rx.clone(), "t1"));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        sets.send_replace(Endpoints::from_assignments(&left));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        applied.send_replace(11);
+        assert_eq!(waiting.await.expect("the wait"), Some(true));
+        assert!(started.elapsed() < Duration::from_millis(100));
+        // The leader never says: the bound ends the wait.
+        sets.send_replace(Endpoints::from_assignments(&serving));
+        let started = tokio::time::Instant::now();
+        assert_eq!(wait_left(sets_rx, applied_rx, "t1").await, Some(false));
+        assert_eq!(started.elapsed(), DRAIN_BOUND);
     }
 
     #[test]

@@ -155,7 +155,7 @@ pub(crate) struct Inner {
     tasks: Mutex<HashMap<String, Entry>>,
     updates: mpsc::UnboundedSender<TaskStatusUpdate>,
     /// What the current set says about endpoints: whether a stop drains first.
-    endpoints: Mutex<drain::Endpoints>,
+    endpoints: tokio_watch::Sender<drain::Endpoints>,
     /// The shared sequence every live node has applied (the leader's word).
     applied_everywhere: tokio_watch::Sender<u64>,
 }
@@ -237,7 +237,7 @@ impl Supervisor {
             logs_dir,
             tasks: Mutex::new(HashMap::new()),
             updates: tx,
-            endpoints: Mutex::new(drain::Endpoints::default()),
+            endpoints: tokio_watch::channel(drain::Endpoints::default()).0,
             applied_everywhere: tokio_watch::channel(0).0,
         });
         let (records, broken) = inner.state.load_all()?;
@@ -293,11 +293,7 @@ impl Supervisor {
     /// concurrently per task.
     pub fn reconcile(&self, tasks: Vec<Task>) {
         let inner = &self.inner;
-        let endpoints = inner
-            .endpoints
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let endpoints = inner.endpoints.borrow().clone();
         let mut wanted = HashSet::new();
         let mut to_start = Vec::new();
         let mut to_forget = Vec::new();
@@ -341,11 +337,7 @@ impl Supervisor {
     /// `reconcile` first waits for its service's change to reach every node
     /// (see drain.rs). Call before `reconcile`.
     pub fn set_endpoints(&self, endpoints: Endpoints, applied_everywhere: u64) {
-        *self
-            .inner
-            .endpoints
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = endpoints;
+        self.inner.endpoints.send_replace(endpoints);
         self.inner
             .applied_everywhere
             .send_replace(applied_everywhere);

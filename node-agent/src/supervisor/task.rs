@@ -280,6 +280,7 @@ impl Worker {
                 Some(change) = health_rx.recv() => {
                     if let Some(why) = self.health_changed(change) {
                         unhealthy = Some(why);
+                        self.drain_unhealthy().await;
                         break Some(self.stop(init).await);
                     }
                 }
@@ -359,6 +360,30 @@ impl Worker {
             info!(task = %self.task.id, waited_ms, "drained: out of every node's load balancer and DNS");
         } else {
             warn!(task = %self.task.id, waited_ms, "not every node acknowledged the endpoint change in time: stopping anyway");
+        }
+    }
+
+    /// An unhealthy task drains too: the leader takes it out of the endpoints
+    /// when it hears of the health (reported just before), and the task gets
+    /// its stop signal once every node applied that, at most
+    /// `drain::DRAIN_BOUND` later.
+    async fn drain_unhealthy(&self) {
+        let started = tokio::time::Instant::now();
+        let left = drain::wait_left(
+            self.inner.endpoints.subscribe(),
+            self.inner.applied_everywhere.subscribe(),
+            &self.task.id,
+        )
+        .await;
+        let waited_ms = started.elapsed().as_millis() as u64;
+        match left {
+            None => {}
+            Some(true) => {
+                info!(task = %self.task.id, waited_ms, "unhealthy: out of every node's load balancer and DNS")
+            }
+            Some(false) => {
+                warn!(task = %self.task.id, waited_ms, "unhealthy: not every node acknowledged its leaving in time: stopping anyway")
+            }
         }
     }
 
