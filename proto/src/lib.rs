@@ -19,6 +19,7 @@ pub mod net;
 mod redact;
 pub mod service_history;
 pub mod signals;
+mod task;
 pub mod units;
 pub use redact::Redacted;
 

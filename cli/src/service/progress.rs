@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use berth_proto::v1::update_status::State;
-use berth_proto::v1::{GetServiceRequest, ListNodesRequest, ListTasksRequest, Service, Task};
+use berth_proto::v1::{GetServiceRequest, ListTasksRequest, Service, Task};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use super::watch::{Ending, Goal, SlotLine, Watcher};
@@ -95,13 +95,7 @@ async fn look(
         .iter()
         .any(|t| !t.node_id.is_empty() && !nodes.contains_key(&t.node_id))
     {
-        let listed = client
-            .list_nodes(ListNodesRequest {})
-            .await
-            .map_err(explain)?
-            .into_inner()
-            .nodes;
-        *nodes = listed.into_iter().map(|n| (n.id, n.name)).collect();
+        *nodes = super::node_names(client).await?;
     }
     Ok((service, tasks))
 }

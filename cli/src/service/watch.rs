@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use berth_proto::v1::service_spec::Mode;
 use berth_proto::v1::update_status::State;
-use berth_proto::v1::{Service, Task, TaskHealth, TaskState};
+use berth_proto::v1::{Service, Task, TaskState};
 
 /// What the command waits for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,19 +91,6 @@ fn state(task: &Task) -> TaskState {
         .unwrap_or(TaskState::New)
 }
 
-fn health(task: &Task) -> TaskHealth {
-    task.status
-        .as_ref()
-        .and_then(|s| TaskHealth::try_from(s.health).ok())
-        .unwrap_or(TaskHealth::None)
-}
-
-/// Running, and healthy when the task has a check.
-fn ready(task: &Task) -> bool {
-    state(task) == TaskState::Running
-        && matches!(health(task), TaskHealth::None | TaskHealth::Healthy)
-}
-
 fn wants_running(task: &Task) -> bool {
     task.desired_state <= TaskState::Running as i32
 }
@@ -113,15 +100,15 @@ fn created(task: &Task) -> i64 {
 }
 
 fn describe(task: &Task, nodes: &BTreeMap<String, String>) -> String {
-    let mut text = format!("v{} {}", task.spec_version, state(task).short_name());
-    match health(task) {
-        TaskHealth::None => {}
-        h => text.push_str(&format!(" ({})", h.short_name())),
-    }
+    let status = task.status.clone().unwrap_or_default();
+    let mut text = format!(
+        "v{} {}",
+        task.spec_version,
+        super::state_with_health(&status)
+    );
     if let Some(node) = nodes.get(&task.node_id).filter(|n| !n.is_empty()) {
         text.push_str(&format!(" on {node}"));
     }
-    let status = task.status.clone().unwrap_or_default();
     let why = if !status.error.is_empty() {
         status.error
     } else if matches!(state(task), TaskState::Pending) && !status.message.is_empty() {
@@ -159,7 +146,7 @@ impl Watcher {
         tasks: &[Task],
         nodes: &BTreeMap<String, String>,
     ) -> (Vec<SlotLine>, Option<Ending>) {
-        for t in tasks.iter().filter(|t| ready(t)) {
+        for t in tasks.iter().filter(|t| t.is_ready()) {
             self.seen_ready.insert(t.id.clone());
         }
         let rolled_to = service.update_status.as_ref().map_or(0, |s| s.to_version);
@@ -362,7 +349,9 @@ fn rollout_ending(service: &Service, version: u64, rollback: bool) -> Option<End
 #[cfg(test)]
 mod tests {
     use super::*;
-    use berth_proto::v1::{ReplicatedMode, ServiceSpec, TaskStatus, Timestamps, UpdateStatus};
+    use berth_proto::v1::{
+        ReplicatedMode, ServiceSpec, TaskHealth, TaskStatus, Timestamps, UpdateStatus,
+    };
 
     fn service(replicas: u64, version: u64, status: Option<UpdateStatus>) -> Service {
         Service {

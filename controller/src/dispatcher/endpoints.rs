@@ -5,18 +5,13 @@
 
 use std::collections::HashSet;
 
-use berth_proto::v1::{
-    Endpoint, EndpointTask, Node, NodeStatus, Service, Task, TaskHealth, TaskState,
-};
+use berth_proto::v1::{Endpoint, EndpointTask, Node, NodeStatus, Service, Task, TaskState};
 
 /// A task takes connections when it runs, should run, passed its health check
 /// if it has one, and its node is not down (a cut-off node's tasks leave the
 /// answers once the node is declared down).
 fn serving(task: &Task, down: &HashSet<&str>) -> bool {
-    let observed = task.status.as_ref().map(|s| s.state);
-    let health = task.status.as_ref().map_or(0, |s| s.health);
-    observed == Some(TaskState::Running as i32)
-        && (health == TaskHealth::None as i32 || health == TaskHealth::Healthy as i32)
+    task.is_ready()
         && task.desired_state == TaskState::Running as i32
         && !down.contains(task.node_id.as_str())
         && !task.addresses.is_empty()
@@ -64,7 +59,7 @@ pub fn endpoint<'a>(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use berth_proto::v1::{PortConfig, ServiceSpec, TaskStatus};
+    use berth_proto::v1::{PortConfig, ServiceSpec, TaskHealth, TaskStatus};
 
     fn service(id: &str, name: &str, vip: Option<&str>, ports: Vec<PortConfig>) -> Service {
         Service {

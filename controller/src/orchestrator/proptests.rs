@@ -210,7 +210,6 @@ mod rollouts {
         crash, pass_checks, promote, round, service, state, status, turn_unhealthy, update_image,
         with_check,
     };
-    use crate::orchestrator::task::ready;
     use crate::orchestrator::tests::{Sim, node};
 
     #[derive(Clone, Debug)]
@@ -270,7 +269,7 @@ mod rollouts {
             .view
             .tasks
             .iter()
-            .filter(|t| t.desired_state == TaskState::Running as i32 && ready(t))
+            .filter(|t| t.desired_state == TaskState::Running as i32 && t.is_ready())
             .map(|t| t.slot)
             .collect();
         (1..=replicas).filter(|s| !up.contains(s)).count()

@@ -12,7 +12,7 @@ use berth_proto::v1::{
 };
 
 use super::orchestrate_timed;
-use super::task::{observed, ready};
+use super::task::observed;
 use super::tests::{Sim, node, replicated};
 
 const MONITOR: i64 = 2_000;
@@ -375,17 +375,20 @@ fn start_first_stops_the_old_task_once_its_replacement_is_healthy() {
             .view
             .tasks
             .iter()
-            .filter(|t| t.desired_state == TaskState::Running as i32 && ready(t))
+            .filter(|t| t.desired_state == TaskState::Running as i32 && t.is_ready())
             .count();
         assert!(serving >= 2, "{:#?}", sim.view.tasks);
         // The new task runs but is not healthy yet: both old tasks still run.
         if live_at(&sim, "web", 2)
             .iter()
-            .any(|t| observed(t) == TaskState::Running as i32 && !ready(t))
+            .any(|t| observed(t) == TaskState::Running as i32 && !t.is_ready())
         {
             assert_eq!(
                 live_at(&sim, "web", 1).len(),
-                2 - live_at(&sim, "web", 2).iter().filter(|t| ready(t)).count()
+                2 - live_at(&sim, "web", 2)
+                    .iter()
+                    .filter(|t| t.is_ready())
+                    .count()
             );
         }
         pass_checks(&mut sim);
@@ -410,7 +413,7 @@ fn stop_first_never_has_more_than_parallelism_slots_down() {
             .view
             .tasks
             .iter()
-            .filter(|t| t.desired_state == TaskState::Running as i32 && ready(t))
+            .filter(|t| t.desired_state == TaskState::Running as i32 && t.is_ready())
             .count();
         assert!(up >= 4, "{} of 6 up: {:#?}", up, sim.view.tasks);
     }

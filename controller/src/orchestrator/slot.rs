@@ -11,7 +11,7 @@ use tracing::info;
 
 use super::plan::Plan;
 use super::restart::{Decision, decide};
-use super::task::{created_ms, is_terminal, observed, ready, wants_running};
+use super::task::{created_ms, is_terminal, observed, wants_running};
 use super::update::{Gate, budget, outdated};
 
 /// A service's slots after a walk.
@@ -141,7 +141,7 @@ pub fn walk<K: Ord + Clone + Debug>(
                 [i] => {
                     let t = plan.task(*i);
                     t.desired_state != TaskState::Complete as i32
-                        && (outdated(service, t) || !ready(t))
+                        && (outdated(service, t) || !t.is_ready())
                 }
                 // Empty (refilled below) or a replacement beside its old task.
                 _ => true,
@@ -220,7 +220,7 @@ pub fn keep_one(
     let replacement = plan.task(best);
     let outgoing = if !outdated(service, replacement)
         && wants_running(replacement)
-        && (keep_outgoing || !ready(replacement))
+        && (keep_outgoing || !replacement.is_ready())
     {
         occupants
             .iter()
@@ -241,7 +241,7 @@ pub fn keep_one(
             continue;
         }
         let t = plan.task(i);
-        if outdated(service, t) && ready(plan.task(best)) {
+        if outdated(service, t) && plan.task(best).is_ready() {
             info!(task = %t.id, service = %service.id, slot = t.slot, node = %t.node_id,
                   replacement = %plan.task(best).id, "updating task: its replacement is ready, stopping the old one");
         } else {

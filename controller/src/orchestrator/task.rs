@@ -19,15 +19,6 @@ pub fn wants_running(task: &Task) -> bool {
     task.desired_state <= TaskState::Running as i32
 }
 
-/// Running, and healthy if it has a health check (the agent reports STARTING
-/// until the first check passes, NONE when there is no check): the task serves,
-/// a start-first update may stop the task it replaces, a rollout counts it done.
-pub fn ready(task: &Task) -> bool {
-    let health = task.status.as_ref().map_or(0, |s| s.health);
-    observed(task) == TaskState::Running as i32
-        && (health == TaskHealth::None as i32 || health == TaskHealth::Healthy as i32)
-}
-
 /// Running but failed its health check (the agent stops it and reports it
 /// FAILED next).
 pub fn unhealthy(task: &Task) -> bool {
@@ -75,11 +66,11 @@ mod tests {
             }),
             ..Default::default()
         };
-        assert!(ready(&with(TaskState::Running, TaskHealth::None)));
-        assert!(ready(&with(TaskState::Running, TaskHealth::Healthy)));
-        assert!(!ready(&with(TaskState::Running, TaskHealth::Starting)));
-        assert!(!ready(&with(TaskState::Running, TaskHealth::Unhealthy)));
-        assert!(!ready(&with(TaskState::Starting, TaskHealth::None)));
+        assert!(with(TaskState::Running, TaskHealth::None).is_ready());
+        assert!(with(TaskState::Running, TaskHealth::Healthy).is_ready());
+        assert!(!with(TaskState::Running, TaskHealth::Starting).is_ready());
+        assert!(!with(TaskState::Running, TaskHealth::Unhealthy).is_ready());
+        assert!(!with(TaskState::Starting, TaskHealth::None).is_ready());
         assert!(unhealthy(&with(TaskState::Failed, TaskHealth::Unhealthy)));
         assert!(!unhealthy(&with(TaskState::Running, TaskHealth::Starting)));
     }

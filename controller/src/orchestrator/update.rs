@@ -7,7 +7,7 @@ use berth_proto::service_history::replaces_tasks;
 use berth_proto::v1::ServiceSpec;
 use berth_proto::v1::{Service, Task, TaskState, UpdateConfig};
 
-use super::task::{changed_ms, ready};
+use super::task::changed_ms;
 
 /// Whether `task` runs an older spec than `service` in a way that matters (a
 /// scale bumps the spec version but changes nothing a task runs).
@@ -92,7 +92,7 @@ pub fn budget(
     // update's work in flight: their slots are unavailable.
     let in_flight = current
         .iter()
-        .filter(|t| t.desired_state <= TaskState::Running as i32 && !ready(t))
+        .filter(|t| t.desired_state <= TaskState::Running as i32 && !t.is_ready())
         .count();
     let delay = config.delay_ms;
     if delay > 0 {
@@ -105,7 +105,7 @@ pub fn budget(
         // The delay runs from the moment the last updated task was ready.
         let last = current
             .iter()
-            .filter(|t| ready(t))
+            .filter(|t| t.is_ready())
             .map(|t| changed_ms(t))
             .max();
         if let Some(last) = last {

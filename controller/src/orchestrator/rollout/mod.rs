@@ -41,7 +41,7 @@ use tracing::{info, warn};
 
 use super::plan::Plan;
 use super::slot::Outcome;
-use super::task::{changed_ms, observed, ready, wants_running};
+use super::task::{changed_ms, observed, wants_running};
 use super::update::{Gate, outdated};
 use settings::{format_ms, settings};
 
@@ -400,7 +400,7 @@ impl Rollout<'_> {
                 && !st.promoted
                 && remaining
                 && tasks::slots(new.iter().copied()) >= canaries
-                && new.iter().all(|t| ready(t))
+                && new.iter().all(|t| t.is_ready())
             {
                 self.await_promotion(&mut st, new.len());
             } else if outcome.settled {
@@ -417,7 +417,7 @@ impl Rollout<'_> {
         if st.awaiting_promotion
             && self.config.auto_promote
             && tasks::slots(new.iter().copied()) >= canaries
-            && new.iter().all(|t| ready(t))
+            && new.iter().all(|t| t.is_ready())
         {
             let at = ready_since(&new)
                 .unwrap_or(now)

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use berth_proto::v1::{Service, Task, TaskHealth, TaskState};
 
-use crate::orchestrator::task::{is_terminal, observed, ready, unhealthy, wants_running};
+use crate::orchestrator::task::{is_terminal, observed, unhealthy, wants_running};
 use crate::orchestrator::update::outdated;
 
 /// A task the rollout started: of its target version or later (a scale during
@@ -141,7 +141,7 @@ pub fn stuck(service: &Service, to_version: u64, tasks: &[&Task]) -> Option<Stri
         let name = TaskState::try_from(state).map_or("unknown", |s| s.short_name());
         let what = if !is_new(service, to_version, task) {
             format!("still at version {}", task.spec_version)
-        } else if ready(task) {
+        } else if task.is_ready() {
             continue;
         } else if state == TaskState::Running as i32 {
             let health = task.status.as_ref().map_or(0, |s| s.health);
