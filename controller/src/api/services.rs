@@ -196,21 +196,23 @@ pub async fn update(
     pinner: &Pinner,
     req: UpdateServiceRequest,
 ) -> Result<UpdateServiceResponse, Status> {
-    // The registry is asked before the service is read for the write: the
-    // lookup can take seconds, and the compare-and-set should not span them.
-    // (A rollback goes back to what a version ran, digest and all.)
-    let asked = match (&req.spec, req.rollback) {
-        (Some(spec), false) => {
-            let mut spec = spec.clone();
+    // The spec asked for is checked and its files resolved once, then the
+    // registry is asked (with the credentials' secret), all before the
+    // service is read for the write: the lookup can take seconds, and the
+    // compare-and-set should not span them. (A rollback goes back to what a
+    // version ran, digest and all.)
+    let asked = match (req.spec, req.rollback) {
+        (Some(mut spec), false) => {
             validate_spec(&spec)?;
             resolve_files(raft, &mut spec)?;
-            Some(pinner.look_up(raft, &spec, req.no_resolve_image).await?)
+            let lookup = pinner.look_up(raft, &spec, req.no_resolve_image).await?;
+            Some((spec, lookup))
         }
         _ => None,
     };
     let mut service = unwrap(resolve(raft.state(), Table::Service, &req.service)?)?;
     let current_spec = service.spec.clone().unwrap_or_default();
-    let (mut spec, cause, message) = if req.rollback {
+    let (mut spec, lookup, cause, message) = if req.rollback {
         let target = rollback_target(&service, req.rollback_to_version)
             .map_err(|e| Status::failed_precondition(e.to_string()))?;
         let message = format!(
@@ -226,11 +228,14 @@ pub async fn update(
         {
             then.replicas = now.replicas;
         }
-        (spec, Cause::Rollback { restores }, message)
+        // Checked again, and its files resolved again (a secret may have
+        // been made anew since that version).
+        validate_spec(&spec)?;
+        resolve_files(raft, &mut spec)?;
+        (spec, None, Cause::Rollback { restores }, message)
     } else {
-        let spec = req
-            .spec
-            .ok_or_else(|| Status::invalid_argument("a service spec is required"))?;
+        let (spec, lookup) =
+            asked.ok_or_else(|| Status::invalid_argument("a service spec is required"))?;
         if spec.name != current_spec.name {
             return Err(Status::invalid_argument(format!(
                 "a service cannot be renamed ({} to {})",
@@ -238,12 +243,10 @@ pub async fn update(
             )));
         }
         let message = format!("update to version {}", service.spec_version + 1);
-        (spec, Cause::Update, message)
+        (spec, Some(lookup), Cause::Update, message)
     };
-    validate_spec(&spec)?;
-    resolve_files(raft, &mut spec)?;
     check_port_conflicts(raft, &spec, &service.id)?;
-    let warnings = match asked {
+    let warnings = match lookup {
         Some(lookup) => image_pin::apply(lookup, &mut spec, Some(&current_spec)),
         None => Vec::new(),
     };
@@ -312,22 +315,14 @@ pub async fn scale(raft: &RaftHandle, req: ScaleServiceRequest) -> Result<Servic
     }
     let (expect, version) = cas(0, &current);
     let mut updated = current;
-    let replicas = replicas_of(&spec);
     record(
         &mut updated,
         spec,
         Cause::Update,
         now_ms(),
-        &format!("scaled to {replicas}"),
+        &format!("scaled to {}", req.replicas),
     );
     unwrap(commit_one(raft, put(wrap(updated), expect, version)).await?)
-}
-
-fn replicas_of(spec: &ServiceSpec) -> u64 {
-    match spec.mode {
-        Some(Mode::Replicated(ref r)) => r.replicas,
-        _ => 0,
-    }
 }
 
 pub async fn get(raft: &RaftHandle, key: &str) -> Result<Service, Status> {
