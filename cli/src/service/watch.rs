@@ -250,7 +250,6 @@ impl Watcher {
                 )));
             }
         }
-        let all_done = lines.iter().all(|l| l.done);
         match replicas(service) {
             // Scaled to 0: done once nothing runs any more.
             Some(0) => (!slots
@@ -258,12 +257,11 @@ impl Watcher {
                 .flatten()
                 .any(|t| state(t) == TaskState::Running))
             .then_some(Ending::Converged),
-            Some(n) => {
-                let done = lines.iter().filter(|l| l.done).count() as u64;
-                (done >= n && all_done_within(lines, n)).then_some(Ending::Converged)
-            }
+            Some(n) => all_done_within(lines, n).then_some(Ending::Converged),
             // Global: every node's task, once the orchestrator made them.
-            None => (!lines.is_empty() && all_done).then_some(Ending::Converged),
+            None => {
+                (!lines.is_empty() && lines.iter().all(|l| l.done)).then_some(Ending::Converged)
+            }
         }
     }
 }
@@ -313,9 +311,7 @@ fn rollout_ending(service: &Service, version: u64, rollback: bool) -> Option<End
     let status = service.update_status.clone().unwrap_or_default();
     let message = status.message.clone();
     let state = State::try_from(status.state).unwrap_or(State::None);
-    if status.to_version < version {
-        return None;
-    }
+    // (`look` waits for a convergence instead while the status is older.)
     if status.to_version > version {
         // A later version: the orchestrator rolling ours back, or someone else.
         return match state {
