@@ -7,17 +7,14 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use berth_pki::{Role, Security};
-use berth_proto::v1::agent_server::{Agent, AgentServer};
-use berth_proto::v1::{Assignments, TaskLogLine, TaskLogsRequest, TaskStatusUpdate};
-use tokio_stream::StreamExt;
-use tonic::{Request, Response, Status};
+use berth_pki::Security;
+use berth_proto::v1::{Assignments, TaskStatusUpdate};
 use tracing::info;
 
 use crate::image::ImageStore;
 use crate::network::NetPlane;
 use crate::session::{self, SessionConfig, TaskRunner};
-use crate::supervisor::{Endpoints, LogStream, Supervisor, SupervisorConfig, SupervisorError};
+use crate::supervisor::{Endpoints, Supervisor, SupervisorConfig, SupervisorError};
 
 #[derive(Clone, Debug)]
 pub struct AgentOptions {
@@ -107,76 +104,6 @@ impl TaskRunner for Runner {
 
     fn statuses(&self) -> Vec<TaskStatusUpdate> {
         self.supervisor.statuses()
-    }
-}
-
-struct AgentApi {
-    supervisor: Arc<Supervisor>,
-}
-
-type LogLines =
-    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<TaskLogLine, Status>> + Send>>;
-
-#[tonic::async_trait]
-impl Agent for AgentApi {
-    type TaskLogsStream = LogLines;
-
-    async fn task_logs(
-        &self,
-        request: Request<TaskLogsRequest>,
-    ) -> Result<Response<LogLines>, Status> {
-        let req = request.into_inner();
-        let tail = (req.tail > 0).then_some(req.tail as usize);
-        let lines = self
-            .supervisor
-            .logs(&req.task_id, req.follow, tail)
-            .await
-            .map_err(|e| match e {
-                SupervisorError::UnknownTask { .. } => Status::not_found(e.to_string()),
-                other => Status::internal(other.to_string()),
-            })?;
-        let stream = lines.map(|line| {
-            line.map(|l| TaskLogLine {
-                stream: match l.stream {
-                    LogStream::Stdout => 0,
-                    LogStream::Stderr => 1,
-                },
-                line: l.text.into_bytes(),
-                time: l.time,
-            })
-            .map_err(|e| Status::internal(e.to_string()))
-        });
-        Ok(Response::new(Box::pin(stream)))
-    }
-}
-
-/// Admits callers with a controller certificate of this agent's cluster
-/// (the TLS handshake already checked it is signed by the cluster's CA).
-fn controllers_only(
-    security: &Security,
-) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone + Send + Sync + 'static {
-    let cluster = security
-        .credentials()
-        .map(|creds| creds.info().identity.cluster_id);
-    move |request: Request<()>| {
-        let Some(cluster) = &cluster else {
-            return Ok(request);
-        };
-        match berth_pki::authorize::peer_certificate(&request) {
-            Some(cert)
-                if cert.identity.role == Role::Controller
-                    && &cert.identity.cluster_id == cluster =>
-            {
-                Ok(request)
-            }
-            Some(cert) => Err(Status::permission_denied(format!(
-                "a certificate of role {} cannot call a node agent (only controllers can)",
-                cert.identity.role
-            ))),
-            None => Err(Status::unauthenticated(
-                "a node agent answers only its cluster's controllers",
-            )),
-        }
     }
 }
 
@@ -303,23 +230,11 @@ pub async fn run(opts: AgentOptions) -> Result<(), DaemonError> {
             addr: opts.api_listen,
             source,
         })?;
-    // Task logs (and exec later) are for this cluster's controllers only.
-    let api = tonic::service::interceptor::InterceptedService::new(
-        AgentServer::new(AgentApi {
-            supervisor: supervisor.clone(),
-        }),
-        controllers_only(&security),
-    );
     let incoming = berth_pki::tls::incoming(listener, &security, false)?;
-    tokio::spawn(async move {
-        if let Err(err) = tonic::transport::Server::builder()
-            .add_service(api)
-            .serve_with_incoming(incoming)
-            .await
-        {
-            tracing::error!(%err, "agent API stopped");
-        }
-    });
+    let parts = crate::api::AgentParts {
+        supervisor: supervisor.clone(),
+    };
+    tokio::spawn(crate::api::serve(incoming, security.clone(), parts));
     info!(name = %opts.name, api = %opts.api_listen, "agent running");
     let config = SessionConfig {
         data_dir: opts.data_dir.clone(),

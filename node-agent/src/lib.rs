@@ -1,6 +1,7 @@
 //! berth-agent: the per-host daemon. Session with the controllers, task supervisor,
 //! images and network.
 
+pub mod api;
 pub mod credentials;
 pub mod daemon;
 pub mod dataplane;
