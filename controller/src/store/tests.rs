@@ -1,7 +1,9 @@
 use berth_proto::store::{
     Delete, Expect, Object, Op, Put, Txn, object::Kind, op, txn_result::Failure,
 };
-use berth_proto::v1::{PortConfig, PortProtocol, Secret, Service, ServiceSpec};
+use berth_proto::v1::{
+    PortConfig, PortProtocol, Secret, Service, ServiceSpec, Task, TaskState, TaskStatus,
+};
 
 use super::*;
 
@@ -364,4 +366,61 @@ fn a_published_port_belongs_to_one_service_even_within_one_group() {
         .apply_txn(&txn(vec![put(again, Expect::Absent, 0)]), 9, 1)
         .expect("apply");
     assert!(r.error.contains("8080/tcp"), "{}", r.error);
+}
+
+fn task_of(id: &str, service_id: &str, slot: u64, desired: TaskState, state: TaskState) -> Object {
+    Object {
+        kind: Some(Kind::Task(Task {
+            id: id.into(),
+            service_id: service_id.into(),
+            slot,
+            desired_state: desired as i32,
+            status: Some(TaskStatus {
+                state: state as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })),
+    }
+}
+
+#[test]
+fn a_task_is_found_by_id_prefix_service_slot_or_service_name() {
+    let (_d, sm) = machine();
+    let ops = vec![
+        put(service_publishing("svc1", "web", &[]), Expect::Absent, 0),
+        // Slot 1 was replaced: the old task is shut down, the new one runs.
+        put(
+            task_of("t-old", "svc1", 1, TaskState::Shutdown, TaskState::Failed),
+            Expect::Absent,
+            0,
+        ),
+        put(
+            task_of("t-new", "svc1", 1, TaskState::Running, TaskState::Running),
+            Expect::Absent,
+            0,
+        ),
+        put(
+            task_of("u-two", "svc1", 2, TaskState::Running, TaskState::Running),
+            Expect::Absent,
+            0,
+        ),
+    ];
+    let r = sm.apply_txn(&txn(ops), 1, 1).expect("apply");
+    assert!(r.error.is_empty(), "{}", r.error);
+    let id = |key: &str| view::resolve_task(&sm, key).map(|t| t.id);
+    assert_eq!(id("t-old").expect("by id"), "t-old");
+    assert_eq!(id("u").expect("by prefix"), "u-two");
+    assert!(matches!(id("t-"), Err(view::LookupError::Ambiguous { .. })));
+    assert_eq!(id("web.1").expect("slot 1"), "t-new");
+    assert_eq!(id("svc1.2").expect("service id and slot"), "u-two");
+    assert_eq!(id("web").expect("the service's first slot"), "t-new");
+    assert!(matches!(
+        id("web.3"),
+        Err(view::LookupError::NotFound { .. })
+    ));
+    assert!(matches!(
+        id("db.1"),
+        Err(view::LookupError::NotFound { .. })
+    ));
 }

@@ -128,3 +128,75 @@ pub fn resolve(sm: &StateMachine, table: Table, key: &str) -> Result<Object, Loo
         }),
     }
 }
+
+/// Finds the task a user means by `key`, as the Docker-style verbs take it
+/// (`berth exec`, `logs`, `stop`, `kill`, `rm`):
+/// - a task id, or a unique task id prefix;
+/// - `SERVICE.SLOT` (a service name or id, then a replica slot): the slot's
+///   current task (the newest one the orchestrator still wants running, else
+///   the newest one);
+/// - `SERVICE` alone (so `berth run --name N` names its task `N`): its current
+///   task of the lowest slot, running ones first.
+pub fn resolve_task(sm: &StateMachine, key: &str) -> Result<Task, LookupError> {
+    if key.is_empty() {
+        return Err(LookupError::Empty(Table::Task));
+    }
+    match resolve(sm, Table::Task, key) {
+        Ok(object) => {
+            if let Some(Kind::Task(task)) = object.kind {
+                return Ok(task);
+            }
+        }
+        Err(LookupError::NotFound { .. }) => {}
+        Err(other) => return Err(other),
+    }
+    let not_found = || LookupError::NotFound {
+        table: Table::Task,
+        key: key.to_string(),
+    };
+    let (service_key, slot) = match key.rsplit_once('.') {
+        Some((service, slot)) => match slot.parse::<u64>() {
+            Ok(slot) => (service, Some(slot)),
+            Err(_) => (key, None),
+        },
+        None => (key, None),
+    };
+    let service = match resolve(sm, Table::Service, service_key) {
+        Ok(object) => object,
+        Err(LookupError::NotFound { .. }) => return Err(not_found()),
+        Err(other) => return Err(other),
+    };
+    let service_id = service.id().to_string();
+    let tasks: Vec<Task> = sm
+        .list(Table::Task)?
+        .into_iter()
+        .filter_map(|o| match o.kind {
+            Some(Kind::Task(t)) if t.service_id == service_id => Some(t),
+            _ => None,
+        })
+        .filter(|t| slot.is_none_or(|s| t.slot == s))
+        .collect();
+    current_task(tasks).ok_or_else(not_found)
+}
+
+/// Of one service's tasks (or one slot's), the one a user means: the lowest
+/// slot, then those the orchestrator wants running, then those that run, then
+/// the newest.
+fn current_task(tasks: Vec<Task>) -> Option<Task> {
+    use berth_proto::v1::TaskState;
+    let wanted = |t: &Task| t.desired_state <= TaskState::Running as i32;
+    let running = |t: &Task| {
+        t.status
+            .as_ref()
+            .is_some_and(|s| s.state == TaskState::Running as i32)
+    };
+    let created = |t: &Task| t.timestamps.as_ref().map_or(0, |ts| ts.created_ms);
+    tasks.into_iter().min_by_key(|t| {
+        (
+            t.slot,
+            !wanted(t),
+            !running(t),
+            std::cmp::Reverse(created(t)),
+        )
+    })
+}
