@@ -355,12 +355,39 @@ fn published_ports_answer_on_every_host_or_only_where_a_task_runs() -> Result<()
         )?;
         assert!(hostnames.contains(&body), "{addr}:8080 answered {body:?}");
     }
+    // Loopback: `curl localhost:8080` on any host answers too (the agent's
+    // proxy on 127.0.0.1 relays into the same rules).
+    for i in 0..3 {
+        let body = wait_until(
+            &format!("127.0.0.1:8080 on host {i} to answer"),
+            Duration::from_secs(15),
+            || {
+                fetch_from_host(&cluster, cluster.agent_hosts[i], Ipv4Addr::LOCALHOST, 8080)
+                    .ok()
+                    .flatten()
+            },
+        )?;
+        assert!(
+            hostnames.contains(&body),
+            "127.0.0.1:8080 answered {body:?}"
+        );
+    }
     // Host mode: only n2, where solo runs, answers 8081, with solo itself.
     let n2 = cluster.c.net.host(cluster.agent_hosts[1]).address();
     let body = wait_until("n2:8081 to answer", Duration::from_secs(15), || {
         fetch_from_host(&cluster, client, n2, 8081).ok().flatten()
     })?;
     assert_eq!(body, solo.hostname());
+    let n2_loopback = wait_until(
+        "n2's 127.0.0.1:8081 to answer",
+        Duration::from_secs(15),
+        || {
+            fetch_from_host(&cluster, cluster.agent_hosts[1], Ipv4Addr::LOCALHOST, 8081)
+                .ok()
+                .flatten()
+        },
+    )?;
+    assert_eq!(n2_loopback, solo.hostname());
     for i in [0, 2] {
         let addr = cluster.c.net.host(cluster.agent_hosts[i]).address();
         assert_eq!(
@@ -368,6 +395,9 @@ fn published_ports_answer_on_every_host_or_only_where_a_task_runs() -> Result<()
             None,
             "{addr}:8081"
         );
+        let loopback =
+            fetch_from_host(&cluster, cluster.agent_hosts[i], Ipv4Addr::LOCALHOST, 8081)?;
+        assert_eq!(loopback, None, "127.0.0.1:8081 on {addr}");
     }
 
     // kill -9 of n2's agent and a restart: the same container keeps answering

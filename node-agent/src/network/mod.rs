@@ -8,9 +8,10 @@
 //! is applied, so its bridge exists when its veth is attached.
 
 mod dns;
+mod loopback;
 mod view;
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,10 +22,12 @@ use futures_util::future::BoxFuture;
 use tokio::sync::{Mutex, watch};
 use tracing::{info, warn};
 
-use crate::dataplane::lb::{LoadBalancer, SystemFirewall};
+use crate::dataplane::lb::{LoadBalancer, Protocol, SystemFirewall};
 use crate::dataplane::names::veth_names;
+use crate::dataplane::netlink::Netlink;
 use crate::dataplane::{LocalPlan, NetworkError, Overlay, RtNetlink, create_netns, remove_netns};
 use crate::supervisor::{TaskNet, TaskNetwork, hostname_of};
+use loopback::LoopbackProxy;
 pub use view::{NetView, View};
 
 pub struct NetPlane {
@@ -40,6 +43,10 @@ pub struct NetPlane {
     applied: Mutex<Option<LocalPlan>>,
     dns: dns::DnsPlane,
     balancer: LoadBalancer<SystemFirewall, RtNetlink>,
+    /// Published TCP ports on 127.0.0.1 too (see [`loopback`]).
+    loopback: LoopbackProxy,
+    /// For the host's own addresses (where the loopback proxy relays to).
+    netlink: RtNetlink,
     /// The shared sequence of the last view whose DNS answers and load
     /// balancer are in the kernel (the session acknowledges it).
     applied_seq: watch::Sender<u64>,
@@ -53,7 +60,9 @@ impl NetPlane {
         let netlink = RtNetlink::new()?;
         Ok(Arc::new(NetPlane {
             balancer: LoadBalancer::new(SystemFirewall, netlink.clone()),
-            overlay: Overlay::new(netlink),
+            overlay: Overlay::new(netlink.clone()),
+            loopback: LoopbackProxy::new(std::net::Ipv4Addr::LOCALHOST),
+            netlink,
             netns_dir,
             view,
             assigned: AtomicBool::new(false),
@@ -115,14 +124,38 @@ impl NetPlane {
                 });
             }
         };
+        let lb_plan = view.lb_plan();
         if let Err(error) = self
             .balancer
-            .balance_with(&view.lb_plan(), force, acknowledge)
+            .balance_with(&lb_plan, force, acknowledge)
             .await
         {
             warn!(%error, "load balancer not in line with the assignments");
         }
+        self.sync_loopback(&lb_plan).await;
         Ok(view)
+    }
+
+    /// Gives every published TCP port a listener on 127.0.0.1 (and only those).
+    async fn sync_loopback(&self, lb_plan: &crate::dataplane::lb::LbPlan) {
+        let ports: BTreeSet<u16> = lb_plan
+            .published
+            .iter()
+            .filter(|rule| rule.protocol == Protocol::Tcp)
+            .map(|rule| rule.published_port)
+            .collect();
+        let target = if ports.is_empty() {
+            None
+        } else {
+            match self.netlink.addresses().await {
+                Ok(addresses) => loopback::relay_address(addresses.into_iter().map(|a| a.addr)),
+                Err(error) => {
+                    warn!(%error, "cannot list the host's addresses for the loopback proxy");
+                    None
+                }
+            }
+        };
+        self.loopback.sync(&ports, target);
     }
 
     /// Brings the DNS servers in line with `view`; false if that failed.
