@@ -34,8 +34,9 @@ for _ in $(seq 100); do
 done
 # shellcheck disable=SC2016 # $(hostname) is for the container's shell
 berth service inspect demo >/dev/null 2>&1 ||
-  berth service create demo --image 127.0.0.1:5000/busybox:1 --replicas 3 \
-    -- sh -c 'while true; do echo "hello from $(hostname)"; sleep 5; done'
+  berth service create demo --image 127.0.0.1:5000/busybox:1 --replicas 3 --publish 8080:80 \
+    -- sh -c 'mkdir -p /www && echo "hello from $(hostname)" >/www/index.html && httpd -p 80 -h /www &&
+              while true; do echo "hello from $(hostname)"; sleep 5; done'
 for _ in $(seq 100); do
   [[ $(berth service ps demo --format json | grep -c '"state": "running"') -ge 3 ]] && break
   sleep 0.2
@@ -43,6 +44,10 @@ done
 berth service ls
 berth service ps demo
 berth service logs demo --tail 1
+for _ in $(seq 50); do
+  curl -fsS localhost:8080 2>/dev/null && break
+  sleep 0.2
+done
 echo
-echo "berth dev is running (pid $dev); in another terminal: berth service ps demo"
+echo "berth dev is running (pid $dev); in another terminal: berth service ps demo, curl localhost:8080"
 wait $dev

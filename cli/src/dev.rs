@@ -132,12 +132,24 @@ pub async fn run(args: DevArgs) -> Result<()> {
     };
     let api = args.listen.to_string();
     let admin_dir = berth_controller::datadir::admin_dir(&controller.data_dir);
-    let controller_task = tokio::spawn(berth_controller::server::run(controller, async {
+    let mut controller_task = tokio::spawn(berth_controller::server::run(controller, async {
         let _ = tokio::signal::ctrl_c().await;
     }));
     // The agent joins with the cluster's agent token, which the admin asks for
-    // once the controller has elected itself.
-    let token = agent_token(&api, &admin_dir).await?;
+    // once the controller has elected itself. A controller that stops meanwhile
+    // (a data dir it refuses, a port in use) says why at once.
+    let token = tokio::select! {
+        token = agent_token(&api, &admin_dir) => token?,
+        ended = &mut controller_task => {
+            ended.context("controller task")?.with_context(|| {
+                format!(
+                    "the controller stopped (to start afresh, remove {} or pass another --data-dir)",
+                    data_dir.display()
+                )
+            })?;
+            anyhow::bail!("the controller stopped before it served");
+        }
+    };
     let cli_dir = crate::client::default_tls_dir();
     let replaced = Bundle::exists(&cli_dir);
     Bundle::load(&admin_dir)?.save(&cli_dir).with_context(|| {
@@ -185,9 +197,9 @@ pub async fn run(args: DevArgs) -> Result<()> {
         if replaced { "replaced with " } else { "" }
     );
     println!(
-        "  try:  berth service create hello --image <registry>/busybox:1 --replicas 2 -- sleep 3600"
+        "  try:  berth service create hello --image <registry>/busybox:1 --replicas 2 --publish 8080:80 -- httpd -f -p 80"
     );
-    println!("        berth service ps hello");
+    println!("        berth service ps hello; curl localhost:8080");
     println!("  stop with Ctrl-C (containers keep running; the next `berth dev` re-adopts them)");
     tokio::select! {
         result = controller_task => {
