@@ -35,6 +35,11 @@ pub struct DevArgs {
     /// OCI runtime (default: berth-runtime next to this binary, else from PATH).
     #[arg(long)]
     runtime: Option<PathBuf>,
+    /// UDP port of the overlay's VXLAN devices, for a new data dir (not 4789:
+    /// Docker Swarm's; not 8472: flannel's).
+    #[arg(long, default_value_t = berth_controller::allocator::subnets::DEFAULT_VXLAN_PORT,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    vxlan_port: u16,
     /// What the daemons log to <data-dir>/berth-dev.log: a level (error, warn,
     /// info, debug, trace) or tracing directives such as
     /// `info,berth_agent=debug` (default: RUST_LOG, else info).
@@ -124,7 +129,13 @@ pub async fn run(args: DevArgs) -> Result<()> {
         autolock: false,
         raft: RaftSettings::default(),
         dispatcher: DispatcherSettings::default(),
-        planner: berth_controller::planner::PlannerSettings::default(),
+        planner: berth_controller::planner::PlannerSettings {
+            new_cluster: berth_controller::allocator::subnets::NewClusterNetwork {
+                vxlan_port: args.vxlan_port,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
         pins: berth_controller::api::PinSettings {
             insecure_registries: args.insecure_registry.clone(),
             ..Default::default()

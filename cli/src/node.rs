@@ -63,12 +63,22 @@ fn node_json(n: &Node) -> serde_json::Value {
         "address": n.address,
         "status": status_name(n),
         "status_message": n.status_message,
+        "dataplane_conflict": n.dataplane_conflict,
         "availability": availability_name(n),
         "labels": n.labels,
         "cpus": res.milli_cpus as f64 / 1000.0,
         "memory_bytes": res.memory_bytes,
         "certificate_expires": cert_expiry(n),
     })
+}
+
+/// What keeps the node from taking tasks besides its status ("" when nothing).
+fn condition(n: &Node) -> String {
+    if n.dataplane_conflict.is_empty() {
+        String::new()
+    } else {
+        format!("data plane: {}", n.dataplane_conflict)
+    }
 }
 
 /// When the node's certificate expires ("" before it registered with one).
@@ -102,6 +112,7 @@ pub async fn run(client: &mut Client, cmd: NodeCmd) -> Result<()> {
                         "CPUS",
                         "MEMORY",
                         "CERT EXPIRES",
+                        "CONDITION",
                     ],
                     &nodes
                         .iter()
@@ -116,6 +127,7 @@ pub async fn run(client: &mut Client, cmd: NodeCmd) -> Result<()> {
                                 format!("{}", res.milli_cpus as f64 / 1000.0),
                                 human_size(res.memory_bytes),
                                 cert_expiry(n),
+                                condition(n),
                             ]
                         })
                         .collect::<Vec<_>>(),

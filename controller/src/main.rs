@@ -2,6 +2,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use berth_controller::allocator::subnets::NewClusterNetwork;
 use berth_controller::api::PinSettings;
 use berth_controller::dispatcher::DispatcherSettings;
 use berth_controller::planner::PlannerSettings;
@@ -74,6 +75,17 @@ struct Args {
     /// the cluster's first leader creates the default network.
     #[arg(long, default_value = "10.96.0.0/12")]
     cluster_cidr: String,
+    /// UDP port of the overlay's VXLAN devices, fixed when the cluster's first
+    /// leader creates the default network (not 4789: Docker Swarm's; not 8472:
+    /// flannel's). Every node's firewall must let it through between nodes.
+    #[arg(long, default_value_t = berth_controller::allocator::subnets::DEFAULT_VXLAN_PORT,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    vxlan_port: u16,
+    /// VXLAN id of the default network; later networks count up from it.
+    /// Fixed when the cluster's first leader creates the default network.
+    #[arg(long, default_value_t = berth_controller::allocator::subnets::FIRST_VXLAN_ID,
+          value_parser = clap::value_parser!(u32).range(1..=16_000_000))]
+    vni_base: u32,
     /// A registry (HOST[:PORT]) asked over plain HTTP when a service's image
     /// tag is pinned to a digest (as the agents' --insecure-registry).
     #[arg(long, value_name = "HOST[:PORT]")]
@@ -145,8 +157,12 @@ fn real_main() -> anyhow::Result<()> {
         autolock: args.autolock,
         raft,
         planner: PlannerSettings {
-            cluster_cidr: parse_subnet(&args.cluster_cidr)
-                .map_err(|e| anyhow::anyhow!("--cluster-cidr {}: {e}", args.cluster_cidr))?,
+            new_cluster: NewClusterNetwork {
+                cidr: parse_subnet(&args.cluster_cidr)
+                    .map_err(|e| anyhow::anyhow!("--cluster-cidr {}: {e}", args.cluster_cidr))?,
+                vxlan_port: args.vxlan_port,
+                vni_base: args.vni_base,
+            },
             ..PlannerSettings::default()
         },
         dispatcher: DispatcherSettings {

@@ -105,6 +105,10 @@ impl TaskRunner for Runner {
     fn statuses(&self) -> Vec<TaskStatusUpdate> {
         self.supervisor.statuses()
     }
+
+    fn dataplane_conflict(&self) -> String {
+        self.network.dataplane_conflict()
+    }
 }
 
 /// The runtime's name when none is given.

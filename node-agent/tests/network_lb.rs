@@ -45,6 +45,7 @@ fn overlay_plan(net: &TestNet, i: usize) -> LocalPlan {
     let network = |vni: u32| NetworkPlan {
         name: format!("n{vni}"),
         vni,
+        port: 7420,
         local_blocks: vec![block(vni, i)],
         underlay_ip: net.host(i).address(),
         remotes: OVERLAY

@@ -67,7 +67,7 @@ fn containers_on_three_hosts_talk_across_vxlan_with_mtu_underlay_minus_50() -> R
             "mtu 1450",
             "vxlan id 4097",
             "local 198.18.0.",
-            "dstport 4789",
+            "dstport 7420",
             "nolearning",
         ] {
             assert!(vxlan.contains(want), "h{}: no {want:?} in {vxlan}", i + 1);

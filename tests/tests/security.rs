@@ -275,6 +275,7 @@ fn join_tokens_admit_agents_and_removed_nodes_are_refused_at_once() -> Result<()
                 .heartbeat(HeartbeatRequest {
                     node_id: n1_id.clone(),
                     session_id: "any".into(),
+                    ..Default::default()
                 })
                 .await;
             if let Err(status) = answer

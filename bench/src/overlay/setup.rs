@@ -91,6 +91,8 @@ fn plan_for(net: &TestNet, i: usize) -> LocalPlan {
         networks: vec![NetworkPlan {
             name: "bench".into(),
             vni: VNI,
+            // Not the baseline device's 4789 (bx-<vni>, same VNI).
+            port: 7420,
             local_blocks: vec![block(i)],
             underlay_ip: net.host(i).address(),
             remotes: vec![RemoteNode {

@@ -389,6 +389,7 @@ async fn session(
                 let beat = HeartbeatRequest {
                     node_id: state.node_id.clone(),
                     session_id: session_id.clone(),
+                    dataplane_conflict: String::new(),
                 };
                 let answer: HeartbeatResponse = tokio::time::timeout(
                     period * 3,

@@ -23,8 +23,48 @@ pub const DEFAULT_CLUSTER_CIDR: &str = "10.96.0.0/12";
 pub const CLUSTER_CIDR_LABEL: &str = "berth.cluster-cidr";
 /// Prefix length of a subnet carved from the cluster CIDR.
 pub const NETWORK_PREFIX: u8 = 16;
-/// VXLAN ids berth hands out start here (below are left for operators).
+/// VXLAN ids berth hands out start here (below are left for operators), unless
+/// the cluster was made with another base (`--vni-base`).
 pub const FIRST_VXLAN_ID: u32 = 4096;
+/// The largest VXLAN id (24 bits).
+pub const MAX_VXLAN_ID: u32 = (1 << 24) - 1;
+/// UDP port of berth's VXLAN devices in a new cluster: neither 4789 (the IANA
+/// port, Docker Swarm's) nor 8472 (flannel's, Cilium's), so berth's overlay
+/// runs beside theirs on one host.
+pub const DEFAULT_VXLAN_PORT: u16 = 7420;
+/// The port of network records made before the port was recorded.
+pub const LEGACY_VXLAN_PORT: u16 = 4789;
+
+/// What the first leader of a new cluster records on its default network; an
+/// existing cluster keeps what it recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NewClusterNetwork {
+    /// The address space network subnets are carved from.
+    pub cidr: Ipv4Net,
+    /// UDP port of every network's VXLAN devices.
+    pub vxlan_port: u16,
+    /// The default network's VXLAN id; later networks count up from it.
+    pub vni_base: u32,
+}
+
+impl Default for NewClusterNetwork {
+    fn default() -> Self {
+        NewClusterNetwork {
+            cidr: default_cluster_cidr(),
+            vxlan_port: DEFAULT_VXLAN_PORT,
+            vni_base: FIRST_VXLAN_ID,
+        }
+    }
+}
+
+/// The cluster's VXLAN port, as its default network records it (0 before the
+/// default network exists; agents read 0 as [`LEGACY_VXLAN_PORT`]).
+pub fn cluster_vxlan_port(networks: &[Network]) -> u32 {
+    networks
+        .iter()
+        .find(|n| n.name == DEFAULT_NETWORK)
+        .map_or(0, |n| n.vxlan_port)
+}
 
 /// The default cluster CIDR as a block.
 pub fn default_cluster_cidr() -> Ipv4Net {
@@ -41,13 +81,18 @@ pub fn cluster_cidr(networks: &[Network], fallback: Ipv4Net) -> Ipv4Net {
         .unwrap_or(fallback)
 }
 
-/// The next VXLAN id after those in use.
+/// The next VXLAN id after those in use, at least the default network's (the
+/// cluster's base) or [`FIRST_VXLAN_ID`].
 pub fn next_vxlan_id(networks: &[Network]) -> u32 {
+    let base = networks
+        .iter()
+        .find(|n| n.name == DEFAULT_NETWORK)
+        .map_or(FIRST_VXLAN_ID, |n| n.vxlan_id);
     networks
         .iter()
         .map(|n| n.vxlan_id)
         .max()
-        .map_or(FIRST_VXLAN_ID, |max| max.max(FIRST_VXLAN_ID - 1) + 1)
+        .map_or(base, |max| max.max(base - 1) + 1)
 }
 
 /// The lowest /16 of `cluster` that overlaps none of `taken`.
@@ -73,11 +118,11 @@ pub fn subnets(networks: &[Network]) -> Vec<Ipv4Net> {
 /// room keeps its empty subnet; its tasks wait with a message saying so.
 pub fn prepare(
     networks: &[Network],
-    fallback: Ipv4Net,
+    new_cluster: &NewClusterNetwork,
     now_ms: i64,
     new_id: &mut dyn FnMut() -> String,
 ) -> Vec<Op> {
-    let cluster = cluster_cidr(networks, fallback);
+    let cluster = cluster_cidr(networks, new_cluster.cidr);
     let mut taken = subnets(networks);
     let mut ops = Vec::new();
     if !networks.iter().any(|n| n.name == DEFAULT_NETWORK)
@@ -88,8 +133,13 @@ pub fn prepare(
             id: new_id(),
             name: DEFAULT_NETWORK.into(),
             subnet: subnet.to_string(),
-            vxlan_id: next_vxlan_id(networks),
+            vxlan_id: if networks.is_empty() {
+                new_cluster.vni_base
+            } else {
+                next_vxlan_id(networks)
+            },
             labels: [(CLUSTER_CIDR_LABEL.to_string(), cluster.to_string())].into(),
+            vxlan_port: u32::from(new_cluster.vxlan_port),
             version: 0,
             timestamps: Some(Timestamps {
                 created_ms: now_ms,
@@ -161,7 +211,7 @@ mod tests {
 
     #[test]
     fn a_new_cluster_gets_the_default_network_with_its_cidr_recorded() {
-        let ops = prepare(&[], default_cluster_cidr(), 5, &mut || "n1".into());
+        let ops = prepare(&[], &NewClusterNetwork::default(), 5, &mut || "n1".into());
         let nets = networks_of(&ops);
         assert_eq!(nets.len(), 1);
         let (net, expect) = &nets[0];
@@ -169,13 +219,40 @@ mod tests {
         assert_eq!(net.name, DEFAULT_NETWORK);
         assert_eq!(net.subnet, "10.96.0.0/16");
         assert_eq!(net.vxlan_id, FIRST_VXLAN_ID);
+        assert_eq!(net.vxlan_port, u32::from(DEFAULT_VXLAN_PORT));
         assert_eq!(
             net.labels.get(CLUSTER_CIDR_LABEL).map(String::as_str),
             Some(DEFAULT_CLUSTER_CIDR)
         );
         let mut stored = net.clone();
         stored.version = 1;
-        assert!(prepare(&[stored], default_cluster_cidr(), 6, &mut || "n2".into()).is_empty());
+        assert!(
+            prepare(&[stored], &NewClusterNetwork::default(), 6, &mut || "n2"
+                .into())
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_cluster_made_with_another_port_and_base_keeps_them_for_every_network() {
+        let chosen = NewClusterNetwork {
+            vxlan_port: 4800,
+            vni_base: 20_000,
+            ..NewClusterNetwork::default()
+        };
+        let ops = prepare(&[], &chosen, 5, &mut || "n1".into());
+        let (default, _) = networks_of(&ops).remove(0);
+        assert_eq!((default.vxlan_id, default.vxlan_port), (20_000, 4800));
+        let mut later = vec![default];
+        assert_eq!(cluster_vxlan_port(&later), 4800);
+        assert_eq!(next_vxlan_id(&later), 20_001);
+        later.push(network("user", "10.97.0.0/16", 9, 20_001));
+        assert_eq!(next_vxlan_id(&later), 20_002);
+        // A record from before ports were recorded: 0 (agents read 4789).
+        assert_eq!(
+            cluster_vxlan_port(&[network(DEFAULT_NETWORK, "", 1, 4096)]),
+            0
+        );
     }
 
     #[test]
@@ -191,7 +268,12 @@ mod tests {
             network("early", "", 20, 4098),
         ];
         // The recorded CIDR wins over this leader's setting.
-        let ops = prepare(&nets, default_cluster_cidr(), 40, &mut || unreachable!());
+        let ops = prepare(
+            &nets,
+            &NewClusterNetwork::default(),
+            40,
+            &mut || unreachable!(),
+        );
         let got: Vec<(String, String, i32)> = networks_of(&ops)
             .into_iter()
             .map(|(n, e)| (n.name, n.subnet, e))
@@ -207,7 +289,12 @@ mod tests {
         // No room left: the network keeps waiting.
         let mut full = nets.clone();
         full.push(network("x", "10.202.0.0/15", 11, 4100));
-        let ops = prepare(&full, default_cluster_cidr(), 40, &mut || unreachable!());
+        let ops = prepare(
+            &full,
+            &NewClusterNetwork::default(),
+            40,
+            &mut || unreachable!(),
+        );
         assert!(networks_of(&ops).is_empty());
         assert_eq!(next_vxlan_id(&full), 4101);
         assert_eq!(next_vxlan_id(&[network("low", "", 0, 7)]), FIRST_VXLAN_ID);

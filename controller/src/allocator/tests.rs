@@ -261,8 +261,12 @@ fn blocks_of_removed_networks_are_dropped_and_new_cluster_setup_is_deterministic
         panic!("a node: {p:?}");
     };
     assert!(n.network_blocks.is_empty());
-    let first = subnets::prepare(&[], subnets::default_cluster_cidr(), 1, &mut || "x".into());
-    let again = subnets::prepare(&[], subnets::default_cluster_cidr(), 1, &mut || "x".into());
+    let first = subnets::prepare(&[], &subnets::NewClusterNetwork::default(), 1, &mut || {
+        "x".into()
+    });
+    let again = subnets::prepare(&[], &subnets::NewClusterNetwork::default(), 1, &mut || {
+        "x".into()
+    });
     assert_eq!(first, again);
 }
 

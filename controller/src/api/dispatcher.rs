@@ -92,6 +92,9 @@ impl DispatcherApi for DispatcherService {
         same_node(&request, &request.get_ref().node_id)?;
         let req = request.into_inner();
         self.dispatcher.heartbeat(&req.node_id, &req.session_id)?;
+        self.dispatcher
+            .report_conflict(&req.node_id, &req.dataplane_conflict)
+            .await?;
         Ok(Response::new(HeartbeatResponse {
             period_ms: self.dispatcher.heartbeat_period().as_millis() as u64,
             ca_digest: self.dispatcher.ca_digest(),

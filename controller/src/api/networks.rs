@@ -16,7 +16,8 @@ use crate::store::{Table, commit, delete, put};
 
 use crate::allocator::blocks::MAX_SUBNET_PREFIX;
 use crate::allocator::subnets::{
-    DEFAULT_NETWORK, carve, cluster_cidr, default_cluster_cidr, next_vxlan_id, subnets,
+    DEFAULT_NETWORK, carve, cluster_cidr, cluster_vxlan_port, default_cluster_cidr, next_vxlan_id,
+    subnets,
 };
 
 fn unwrap(object: Object) -> Result<Network, Status> {
@@ -54,6 +55,8 @@ pub async fn create(raft: &RaftHandle, req: CreateNetworkRequest) -> Result<Netw
         name: req.name,
         subnet,
         vxlan_id,
+        // Every network of a cluster shares its VXLAN port.
+        vxlan_port: cluster_vxlan_port(&existing),
         labels: req.labels,
         version: 0,
         timestamps: Some(Timestamps {

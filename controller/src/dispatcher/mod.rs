@@ -13,6 +13,7 @@
 //! calls. Time comes from the clock seam.
 
 pub mod assignments;
+pub mod conditions;
 pub mod drain;
 pub mod endpoints;
 pub mod hub;
@@ -216,6 +217,32 @@ impl Dispatcher {
         } else {
             Err(DispatchError::UnknownSession)
         }
+    }
+
+    /// Records the data-plane conflict a node's heartbeat reported, when it
+    /// changed (a node with one takes no new tasks: see the scheduler).
+    pub async fn report_conflict(
+        &self,
+        node_id: &str,
+        reported: &str,
+    ) -> Result<(), DispatchError> {
+        for _ in 0..3 {
+            let Some(node) = crate::store::view::read_node(self.raft.state(), node_id)? else {
+                return Ok(());
+            };
+            let Some(op) = conditions::conflict_op(&node, reported) else {
+                return Ok(());
+            };
+            match commit(&self.raft, vec![op]).await {
+                Ok(_) => {
+                    info!(node = %node_id, conflict = %reported, "node data plane condition changed");
+                    return Ok(());
+                }
+                Err(err) if err.is_conflict() => continue,
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Err(DispatchError::Busy)
     }
 
     pub async fn update_task_status(

@@ -22,7 +22,6 @@ use crate::raft::{ProposeError, RaftHandle};
 use crate::store::commit::{CommitError, batches, commit as commit_txn};
 use crate::store::watch::touches_workloads;
 use crate::store::{StoreError, read_networks, read_view};
-use berth_proto::net::Ipv4Net;
 
 pub use plan::{plan_round, plan_round_timed, plan_round_with};
 
@@ -41,9 +40,9 @@ pub struct PlannerSettings {
     pub max_ops_per_txn: usize,
     /// Largest encoded transaction.
     pub max_txn_bytes: usize,
-    /// The cluster CIDR network subnets are carved from, when this leader
-    /// starts a new cluster (an existing one keeps the CIDR it recorded).
-    pub cluster_cidr: Ipv4Net,
+    /// The cluster CIDR, VXLAN port and VNI base, when this leader starts a
+    /// new cluster (an existing one keeps what it recorded).
+    pub new_cluster: subnets::NewClusterNetwork,
 }
 
 impl Default for PlannerSettings {
@@ -54,7 +53,7 @@ impl Default for PlannerSettings {
             settle: Duration::from_millis(10),
             max_ops_per_txn: 200,
             max_txn_bytes: 1024 * 1024,
-            cluster_cidr: subnets::default_cluster_cidr(),
+            new_cluster: subnets::NewClusterNetwork::default(),
         }
     }
 }
@@ -231,7 +230,7 @@ pub async fn round(
     let networks = read_networks(raft.state())?;
     let prepared = subnets::prepare(
         &networks,
-        settings.cluster_cidr,
+        &settings.new_cluster,
         clock.now_ms(),
         &mut new_id,
     );

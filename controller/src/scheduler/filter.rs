@@ -25,6 +25,8 @@ pub struct Request<'a> {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Reason {
     NotReady,
+    /// The node's agent cannot build the overlay (its report).
+    DataPlane(String),
     Constraint(String),
     Cpu(u64),
     Memory(u64),
@@ -36,6 +38,7 @@ impl Reason {
     fn positive(&self) -> String {
         match self {
             Reason::NotReady => "is ready and active".into(),
+            Reason::DataPlane(why) => format!("has a working data plane ({why})"),
             Reason::Constraint(c) => format!("satisfies {c}"),
             Reason::Cpu(m) => format!("has {} free", fmt_cpus(*m)),
             Reason::Memory(b) => format!("has {} of memory free", fmt_bytes(*b)),
@@ -47,6 +50,7 @@ impl Reason {
     fn negative(&self) -> String {
         match self {
             Reason::NotReady => "not ready and active".into(),
+            Reason::DataPlane(why) => format!("with a blocked data plane ({why})"),
             Reason::Constraint(c) => format!("not satisfying {c}"),
             Reason::Cpu(m) => format!("without {} free", fmt_cpus(*m)),
             Reason::Memory(b) => format!("without {} of memory free", fmt_bytes(*b)),
@@ -60,6 +64,10 @@ impl Reason {
 pub fn static_check(node: &Node, request: &Request<'_>) -> Result<(), Reason> {
     if !ready_and_active(node) {
         return Err(Reason::NotReady);
+    }
+    // Every task joins an overlay network, which this node cannot build.
+    if !node.dataplane_conflict.is_empty() {
+        return Err(Reason::DataPlane(node.dataplane_conflict.clone()));
     }
     if let Some(c) = first_unsatisfied(request.constraints, node) {
         return Err(Reason::Constraint(c.text.clone()));
@@ -165,6 +173,25 @@ mod tests {
         assert_eq!(
             msg.as_deref(),
             Some("no node satisfies node.labels.zone==b: 3 nodes checked")
+        );
+    }
+
+    #[test]
+    fn a_node_with_a_blocked_data_plane_takes_no_task_and_says_why() {
+        let why = "UDP 4789 VNI 4096 is used by another VXLAN device";
+        let mut nodes = vec![node("a", "a", 8)];
+        nodes[0].dataplane_conflict = why.into();
+        let msg = explain(&nodes, &loads(&nodes), &request(&[], 1));
+        assert_eq!(
+            msg.as_deref(),
+            Some(format!("no node has a working data plane ({why}): 1 node checked").as_str())
+        );
+        nodes.push(node("b", "a", 8));
+        assert_eq!(explain(&nodes, &loads(&nodes), &request(&[], 1)), None);
+        let msg = explain(&nodes, &loads(&nodes), &request(&[], 16));
+        assert_eq!(
+            msg.as_deref(),
+            Some(format!("no node fits: 2 nodes checked: 1 with a blocked data plane ({why}), 1 without 16 GiB of memory free").as_str())
         );
     }
 

@@ -25,6 +25,11 @@ pub enum NetworkError {
     /// `conntrack` failed: what berth asked for and what it said.
     #[error("conntrack {what}: {message}")]
     Conntrack { what: String, message: String },
+    /// Another VXLAN device (Docker Swarm's ingress, flannel) or another
+    /// program holds what the network's device needs: a node condition, not a
+    /// task failure (see `NetPlane::dataplane_conflict`).
+    #[error("{0}")]
+    VxlanConflict(String),
     /// The load balancer could not do `what` (which plan, which backend).
     #[error("load balancer: {what}: {source}")]
     LoadBalancer {

@@ -4,7 +4,6 @@
 use std::sync::Mutex;
 
 use super::error::NetworkError;
-use super::names::VXLAN_PORT;
 use super::netlink::{
     Address, Fdb, Link, LinkKind, LinkUpdate, Neighbour, Netlink, Route, VxlanInfo, VxlanSpec,
 };
@@ -120,7 +119,7 @@ impl Netlink for FakeNetlink {
         let info = VxlanInfo {
             vni: spec.vni,
             local: Some(spec.local),
-            port: VXLAN_PORT,
+            port: spec.port,
             learning: false,
             lower: Some(spec.lower),
         };

@@ -19,8 +19,9 @@ pub const PEER_PREFIX: &str = "bp-";
 /// Route protocol number of berth's routes (`ip route show proto 213`); unused in
 /// /etc/iproute2/rt_protos.
 pub const ROUTE_PROTOCOL: u8 = 213;
-/// VXLAN UDP port (IANA).
-pub const VXLAN_PORT: u16 = 4789;
+/// VXLAN UDP port of network records that carry none (made before clusters
+/// recorded theirs): IANA's.
+pub const LEGACY_VXLAN_PORT: u16 = 4789;
 /// VXLAN over IPv4 costs 50 bytes: outer IP 20 + UDP 8 + VXLAN 8 + inner Ethernet 14.
 pub const VXLAN_OVERHEAD: u32 = 50;
 /// Container interfaces are `eth0`, `eth1`, … one per network.

@@ -32,7 +32,7 @@ use rtnetlink::{
 
 use super::error::NetworkError;
 use super::mac::format_mac;
-use super::names::{ROUTE_PROTOCOL, VXLAN_PORT};
+use super::names::ROUTE_PROTOCOL;
 
 /// What a link is, as far as berth cares.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,11 +101,13 @@ pub struct Fdb {
     pub permanent: bool,
 }
 
-/// A VXLAN device to create: unicast only, learning off, no L2/L3 miss, UDP 4789.
+/// A VXLAN device to create: unicast only, learning off, no L2/L3 miss.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VxlanSpec {
     pub name: String,
     pub vni: u32,
+    /// UDP port (the cluster's, see `NetworkPlan::port`).
+    pub port: u16,
     pub local: Ipv4Addr,
     pub lower: u32,
     pub mtu: u32,
@@ -482,7 +484,7 @@ impl Netlink for RtNetlink {
         let msg = LinkVxlan::new(&spec.name, spec.vni)
             .dev(spec.lower)
             .local(spec.local)
-            .port(VXLAN_PORT)
+            .port(spec.port)
             .learning(false)
             .l2miss(false)
             .l3miss(false)
@@ -495,10 +497,7 @@ impl Netlink for RtNetlink {
             .add(msg)
             .execute()
             .await
-            .map_err(NetworkError::netlink(format!(
-                "add vxlan {} (vni {}, local {})",
-                spec.name, spec.vni, spec.local
-            )))
+            .map_err(|source| vxlan_error(spec, source))
     }
 
     async fn add_veth(&self, name: &str, peer: &str, mtu: u32, peer_netns: Option<RawFd>) -> R<()> {
@@ -704,5 +703,31 @@ impl Netlink for RtNetlink {
             Ok(true)
         })();
         result.map_err(io)
+    }
+}
+
+/// A refused VXLAN device: a conflict with another device or program when the
+/// kernel says so (EEXIST: the VNI on that port is taken; EADDRINUSE: the UDP
+/// port is), else a plain netlink error.
+fn vxlan_error(spec: &VxlanSpec, source: rtnetlink::Error) -> NetworkError {
+    let errno = match &source {
+        rtnetlink::Error::NetlinkError(msg) => msg.raw_code().checked_neg(),
+        _ => None,
+    };
+    match errno {
+        Some(libc::EEXIST) => NetworkError::VxlanConflict(format!(
+            "UDP {} VNI {} is used by another VXLAN device",
+            spec.port, spec.vni
+        )),
+        Some(libc::EADDRINUSE) => {
+            NetworkError::VxlanConflict(format!("UDP {} is held by another program", spec.port))
+        }
+        _ => NetworkError::Netlink {
+            what: format!(
+                "add vxlan {} (vni {}, port {}, local {})",
+                spec.name, spec.vni, spec.port, spec.local
+            ),
+            source,
+        },
     }
 }

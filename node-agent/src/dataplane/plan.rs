@@ -22,6 +22,8 @@ pub struct NetworkPlan {
     pub name: String,
     /// VXLAN network identifier, 1..2^24-1; also names the devices.
     pub vni: u32,
+    /// UDP port of the VXLAN device (the cluster's).
+    pub port: u16,
     /// This host's address blocks in the network; the gateway of each
     /// ([`Block::gateway`]) is put on the bridge and is the default route of
     /// the containers in that block.
@@ -99,6 +101,7 @@ mod tests {
         let net = |vni| NetworkPlan {
             name: format!("n{vni}"),
             vni,
+            port: 7420,
             local_blocks: vec![],
             underlay_ip: Ipv4Addr::new(198, 18, 0, 1),
             remotes: vec![],

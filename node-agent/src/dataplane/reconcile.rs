@@ -8,7 +8,7 @@ use tracing::{debug, info};
 
 use super::error::NetworkError;
 use super::mac::{format_mac, gateway_mac, vtep_mac};
-use super::names::{VXLAN_OVERHEAD, VXLAN_PORT, bridge_name, owned_vni, vxlan_name};
+use super::names::{VXLAN_OVERHEAD, bridge_name, owned_vni, vxlan_name};
 use super::netlink::{
     Address, Fdb, Link, LinkKind, LinkUpdate, Neighbour, Netlink, Route, VxlanInfo, VxlanSpec,
 };
@@ -148,7 +148,7 @@ async fn ensure_vxlan<N: Netlink>(
     let wanted = VxlanInfo {
         vni: net.vni,
         local: Some(net.underlay_ip),
-        port: VXLAN_PORT,
+        port: net.port,
         learning: false,
         lower: Some(lower),
     };
@@ -164,6 +164,7 @@ async fn ensure_vxlan<N: Netlink>(
     let spec = VxlanSpec {
         name: name.clone(),
         vni: net.vni,
+        port: net.port,
         local: net.underlay_ip,
         lower,
         mtu,
@@ -372,6 +373,8 @@ mod tests {
     use super::*;
     use berth_proto::net::Block;
 
+    const TEST_PORT: u16 = 7420;
+
     const ME: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 
     fn block(s: &str) -> Block {
@@ -390,6 +393,7 @@ mod tests {
             networks: vec![NetworkPlan {
                 name: "web".into(),
                 vni: 4097,
+                port: TEST_PORT,
                 local_blocks: vec![block("10.20.1.0/24")],
                 underlay_ip: ME,
                 remotes,
@@ -530,7 +534,7 @@ mod tests {
                 LinkKind::Vxlan(VxlanInfo {
                     vni: 4097,
                     local: Some(ME),
-                    port: VXLAN_PORT,
+                    port: TEST_PORT,
                     learning: false,
                     lower: Some(2),
                 })

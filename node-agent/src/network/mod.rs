@@ -47,6 +47,10 @@ pub struct NetPlane {
     loopback: LoopbackProxy,
     /// For the host's own addresses (where the loopback proxy relays to).
     netlink: RtNetlink,
+    /// What keeps the overlay from being built here (another VXLAN device on
+    /// the cluster's port and VNI, ...), as the last reconcile found; empty:
+    /// nothing. Heartbeats carry it: the node takes no new tasks meanwhile.
+    conflict: std::sync::Mutex<String>,
     /// The shared sequence of the last view whose DNS answers and load
     /// balancer are in the kernel (the session acknowledges it).
     applied_seq: watch::Sender<u64>,
@@ -63,6 +67,7 @@ impl NetPlane {
             overlay: Overlay::new(netlink.clone()),
             loopback: LoopbackProxy::new(std::net::Ipv4Addr::LOCALHOST),
             netlink,
+            conflict: std::sync::Mutex::new(String::new()),
             netns_dir,
             view,
             assigned: AtomicBool::new(false),
@@ -89,6 +94,29 @@ impl NetPlane {
     /// Follows the shared sequence whose endpoints are in the kernel.
     pub fn applied_seq(&self) -> watch::Receiver<u64> {
         self.applied_seq.subscribe()
+    }
+
+    /// What keeps this node's data plane from working (empty: nothing).
+    pub fn dataplane_conflict(&self) -> String {
+        self.conflict
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_conflict(&self, now: String) {
+        let mut conflict = self
+            .conflict
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *conflict != now {
+            if now.is_empty() {
+                info!(was = %conflict, "the data plane conflict is gone");
+            } else {
+                warn!(conflict = %now, "the data plane cannot be built; the node takes no new tasks");
+            }
+            *conflict = now;
+        }
     }
 
     pub fn view(&self) -> Arc<View> {
@@ -174,7 +202,17 @@ impl NetPlane {
         let view = self.view();
         let mut applied = self.applied.lock().await;
         if force || applied.as_ref() != Some(&view.plan) {
-            let report = self.overlay.reconcile(&view.plan).await?;
+            let report = match self.overlay.reconcile(&view.plan).await {
+                Ok(report) => {
+                    self.set_conflict(String::new());
+                    report
+                }
+                Err(NetworkError::VxlanConflict(conflict)) => {
+                    self.set_conflict(conflict.clone());
+                    return Err(NetworkError::VxlanConflict(conflict));
+                }
+                Err(other) => return Err(other),
+            };
             if !report.is_empty() {
                 info!(changes = %report.changes.join(", "), "overlay reconciled");
             }

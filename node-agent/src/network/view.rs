@@ -12,6 +12,7 @@ use berth_proto::v1::{Assignments, Endpoint, Node, PortProtocol, PublishMode, Ta
 
 use crate::dataplane::dns::DnsTable;
 use crate::dataplane::lb::{LbPlan, Protocol, PublishedRule, VipRule};
+use crate::dataplane::names::LEGACY_VXLAN_PORT;
 use crate::dataplane::{AttachRequest, LocalPlan, NetworkPlan, RemoteNode};
 
 /// One overlay network as this host knows it.
@@ -111,6 +112,10 @@ impl View {
             view.plan.networks.push(NetworkPlan {
                 name: network.name.clone(),
                 vni: network.vxlan_id,
+                port: match u16::try_from(network.vxlan_port) {
+                    Ok(0) | Err(_) => LEGACY_VXLAN_PORT,
+                    Ok(port) => port,
+                },
                 local_blocks,
                 underlay_ip: underlay,
                 remotes,

@@ -166,6 +166,7 @@ pub async fn session(
                     client.heartbeat(HeartbeatRequest {
                         node_id: node_id.clone(),
                         session_id: session_id.clone(),
+                        dataplane_conflict: runner.dataplane_conflict(),
                     }),
                 )
                 .await

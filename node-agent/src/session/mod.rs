@@ -41,6 +41,11 @@ pub trait TaskRunner: Send + Sync + 'static {
     fn shared_applied(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
         None
     }
+    /// What keeps the node's data plane from working (empty: nothing); sent
+    /// with every heartbeat, shown as a node condition.
+    fn dataplane_conflict(&self) -> String {
+        String::new()
+    }
 }
 
 #[derive(Clone, Debug)]

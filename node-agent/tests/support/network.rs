@@ -24,6 +24,8 @@ use berth_testhost::{Host, TestNet};
 use nix::sched::{CloneFlags, setns, unshare};
 
 pub const VNI: u32 = 4097;
+/// The VXLAN port of the test plans (berth's default, not 4789).
+pub const VXLAN_PORT: u16 = 7420;
 
 /// The real netlink, counting writes.
 pub struct Counting {
@@ -197,6 +199,7 @@ pub fn plan_for(net: &TestNet, i: usize, members: &[usize]) -> LocalPlan {
         networks: vec![NetworkPlan {
             name: "web".into(),
             vni: VNI,
+            port: VXLAN_PORT,
             local_blocks: vec![block(i)],
             underlay_ip: net.host(i).address(),
             remotes: members
