@@ -587,3 +587,115 @@ fn a_network_out_of_vips_says_so_in_service_ps() -> Result<()> {
     cluster.wait_running("late", 1, CONVERGE)?;
     Ok(())
 }
+
+/// The data-plane conflict `berth node ls --format json` shows for node `name`.
+fn conflict_of(cluster: &Cluster, name: &str) -> Option<String> {
+    cluster
+        .nodes()
+        .ok()?
+        .iter()
+        .find(|n| n["name"] == name)
+        .map(|n| {
+            n["dataplane_conflict"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+}
+
+#[test]
+fn a_vxlan_conflict_is_a_node_condition_and_tasks_wait_instead_of_failing() -> Result<()> {
+    let cluster = Cluster::start("ovl_conflict", 1, 2, 0)?;
+    create(&cluster, "warm", &["--replicas", "2"], SLEEP)?;
+    cluster.wait_running("warm", 2, CONVERGE)?;
+    // What Docker Swarm's ingress does to a host: another VXLAN device takes
+    // the cluster's VNI on its port (here after berth's own is gone, as on a
+    // host where Swarm was there first).
+    let n1 = cluster.c.net.host(cluster.agent_hosts[0]);
+    n1.run(
+        "sh",
+        &[
+            "-c",
+            "ip link del bv-4096 && ip link add vxforeign type vxlan id 4096 dstport 7420",
+        ],
+    )?;
+    let want = "UDP 7420 VNI 4096 is used by another VXLAN device";
+    wait_until("n1's data-plane conflict", Duration::from_secs(30), || {
+        (conflict_of(&cluster, "n1")? == want).then_some(())
+    })?;
+    assert!(
+        cluster.berth(&["node", "ls"])?.contains(want),
+        "node ls names the conflict"
+    );
+    assert_eq!(conflict_of(&cluster, "n2").as_deref(), Some(""));
+
+    // A task that may only run on n1 waits, saying why; nothing crash-loops.
+    create(
+        &cluster,
+        "pinned",
+        &["--constraint", "node.name==n1"],
+        SLEEP,
+    )?;
+    let reason = wait_until("pinned to wait with a reason", CONVERGE, || {
+        let tasks = cluster.ps("pinned").ok()?;
+        tasks
+            .iter()
+            .find(|t| t.message.contains("data plane"))
+            .map(|t| t.message.clone())
+    })?;
+    assert!(reason.contains(want), "{reason}");
+    std::thread::sleep(Duration::from_secs(2));
+    let tasks = cluster.ps("pinned")?;
+    assert_eq!(tasks.len(), 1, "no crash loop: {tasks:?}");
+    assert_eq!(tasks[0].state, "pending", "{tasks:?}");
+
+    // The other device goes: the condition clears and the task runs.
+    n1.run("ip", &["link", "del", "vxforeign"])?;
+    wait_until("n1's conflict to clear", Duration::from_secs(30), || {
+        conflict_of(&cluster, "n1")?.is_empty().then_some(())
+    })?;
+    cluster.wait_running("pinned", 1, CONVERGE)?;
+    Ok(())
+}
+
+#[test]
+fn the_overlay_works_behind_a_forward_drop_policy() -> Result<()> {
+    let cluster = Cluster::start("ovl_fwdrop", 1, 2, 0)?;
+    // What Docker does to a host's firewall, after berth started.
+    for &h in &cluster.agent_hosts {
+        cluster
+            .c
+            .net
+            .host(h)
+            .run("iptables", &["-P", "FORWARD", "DROP"])?;
+    }
+    create(
+        &cluster,
+        "web",
+        &["--constraint", "node.name==n2", "--publish", "8090:80"],
+        WEB,
+    )?;
+    cluster.wait_running("web", 1, CONVERGE)?;
+    let web = only(running(&cluster, "web", "berth")?)?;
+    // n1 has no web task: its published port forwards over the VXLAN to n2.
+    let n1 = cluster.c.net.host(cluster.agent_hosts[0]).address();
+    let client = cluster.c.client_host();
+    let body = wait_until(
+        "n1:8090 through FORWARD DROP",
+        Duration::from_secs(30),
+        || fetch_from_host(&cluster, client, n1, 8090).ok().flatten(),
+    )?;
+    assert_eq!(body, web.hostname());
+    let rules = cluster
+        .c
+        .net
+        .host(cluster.agent_hosts[0])
+        .run("iptables", &["-S", "FORWARD"])?;
+    let rules = String::from_utf8_lossy(&rules.stdout).to_string();
+    assert!(rules.contains("-P FORWARD DROP"), "{rules}");
+    assert!(
+        rules.contains("-A FORWARD -i bb-+ -m comment --comment berth -j ACCEPT"),
+        "{rules}"
+    );
+    Ok(())
+}

@@ -21,6 +21,7 @@ pub mod dns;
 mod error;
 #[cfg(test)]
 mod fake;
+pub mod forward;
 pub mod lb;
 pub mod mac;
 pub mod names;

@@ -51,6 +51,8 @@ pub struct NetPlane {
     /// the cluster's port and VNI, ...), as the last reconcile found; empty:
     /// nothing. Heartbeats carry it: the node takes no new tasks meanwhile.
     conflict: std::sync::Mutex<String>,
+    /// Whether the FORWARD accepts were last wanted (None: not synced yet).
+    forward_wanted: Mutex<Option<bool>>,
     /// The shared sequence of the last view whose DNS answers and load
     /// balancer are in the kernel (the session acknowledges it).
     applied_seq: watch::Sender<u64>,
@@ -68,6 +70,7 @@ impl NetPlane {
             loopback: LoopbackProxy::new(std::net::Ipv4Addr::LOCALHOST),
             netlink,
             conflict: std::sync::Mutex::new(String::new()),
+            forward_wanted: Mutex::new(None),
             netns_dir,
             view,
             assigned: AtomicBool::new(false),
@@ -161,7 +164,23 @@ impl NetPlane {
             warn!(%error, "load balancer not in line with the assignments");
         }
         self.sync_loopback(&lb_plan).await;
+        self.sync_forward(!view.plan.networks.is_empty(), force)
+            .await;
         Ok(view)
+    }
+
+    /// The iptables FORWARD accepts for the overlay's devices (see
+    /// [`crate::dataplane::forward`]): when wanted changes, and on every forced
+    /// pass (Docker may have started since and set the policy to DROP).
+    async fn sync_forward(&self, wanted: bool, force: bool) {
+        let mut last = self.forward_wanted.lock().await;
+        if !force && *last == Some(wanted) {
+            return;
+        }
+        match crate::dataplane::forward::sync(wanted).await {
+            Ok(()) => *last = Some(wanted),
+            Err(error) => warn!(%error, "iptables FORWARD not in line with the overlay"),
+        }
     }
 
     /// Gives every published TCP port a listener on 127.0.0.1 (and only those).
