@@ -9,6 +9,7 @@ packages=(
   runc           # reference runtime for differential tests and benchmarks
   busybox-static # a tiny rootfs for test images
   docker-registry # a real OCI registry on loopback for pull tests
+  docker.io      # a real one-node Docker Swarm beside berth (tests), bench-services
   umoci          # builds OCI image layouts (images made by tools we did not write)
   skopeo         # pushes them to the registry, writes docker-save archives
   util-linux     # unshare, nsenter, mount
