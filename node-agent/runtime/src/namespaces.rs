@@ -2,7 +2,7 @@
 //! are joined (the agent pre-creates network namespaces and passes their path).
 
 use std::os::fd::OwnedFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use nix::fcntl::{OFlag, open};
 use nix::sched::{CloneFlags, setns, unshare};
@@ -30,6 +30,12 @@ pub enum NamespaceError {
     },
     #[error("{0} namespaces are not supported")]
     Unsupported(&'static str),
+    #[error("{} is a namespace of type {found}, not the {kind} namespace the spec says", path.display())]
+    WrongType {
+        kind: &'static str,
+        path: PathBuf,
+        found: String,
+    },
 }
 
 type Result<T> = std::result::Result<T, NamespaceError>;
@@ -80,6 +86,45 @@ fn flag(kind: LinuxNamespaceType) -> Result<CloneFlags> {
     })
 }
 
+/// NS_GET_NSTYPE (linux/nsfs.h): the CLONE_NEW* type of a namespace fd.
+const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+
+/// A namespace path must be a namespace of the kind the spec gives it (the
+/// runtime spec's MUST): `/proc/self/ns/ipc` as the cgroup namespace is refused.
+fn check_type(fd: &OwnedFd, kind: LinuxNamespaceType, want: CloneFlags, path: &Path) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: an ioctl without arguments on an fd this function borrows.
+    let found = unsafe { libc::ioctl(fd.as_raw_fd(), NS_GET_NSTYPE as _) };
+    if found < 0 {
+        return Err(NamespaceError::WrongType {
+            kind: name(kind),
+            path: path.to_path_buf(),
+            found: format!("non-namespace file ({})", std::io::Error::last_os_error()),
+        });
+    }
+    let found = CloneFlags::from_bits_truncate(found);
+    if found == want {
+        return Ok(());
+    }
+    let found_name = [
+        (CloneFlags::CLONE_NEWNS, "mount"),
+        (CloneFlags::CLONE_NEWCGROUP, "cgroup"),
+        (CloneFlags::CLONE_NEWUTS, "uts"),
+        (CloneFlags::CLONE_NEWIPC, "ipc"),
+        (CloneFlags::CLONE_NEWUSER, "user"),
+        (CloneFlags::CLONE_NEWPID, "pid"),
+        (CloneFlags::CLONE_NEWNET, "network"),
+    ]
+    .iter()
+    .find(|(f, _)| *f == found)
+    .map_or("another", |(_, n)| n);
+    Err(NamespaceError::WrongType {
+        kind: name(kind),
+        path: path.to_path_buf(),
+        found: found_name.to_string(),
+    })
+}
+
 impl Plan {
     /// Opens every namespace to join now, so a missing path fails create early.
     pub fn new(namespaces: &[LinuxNamespace]) -> Result<Plan> {
@@ -104,6 +149,7 @@ impl Plan {
                         path: path.clone(),
                         source,
                     })?;
+                    check_type(&fd, kind, flag, path)?;
                     let join = Join {
                         kind,
                         path: path.clone(),
@@ -160,7 +206,8 @@ impl Plan {
     /// cgroup namespace, which waits until init is in its cgroup.
     pub fn enter_rest(&self) -> Result<()> {
         for j in &self.join {
-            setns(&j.fd, CloneFlags::empty()).map_err(|source| NamespaceError::Join {
+            // The type again: the kernel refuses a namespace of another kind.
+            setns(&j.fd, flag(j.kind)?).map_err(|source| NamespaceError::Join {
                 kind: name(j.kind),
                 path: j.path.clone(),
                 source,
@@ -186,5 +233,35 @@ impl Plan {
             })?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_spec::runtime::LinuxNamespaceBuilder;
+
+    fn joining(kind: LinuxNamespaceType, path: &str) -> LinuxNamespace {
+        LinuxNamespaceBuilder::default()
+            .typ(kind)
+            .path(PathBuf::from(path))
+            .build()
+            .expect("namespace")
+    }
+
+    #[test]
+    fn a_namespace_path_must_be_of_the_kind_the_spec_says() {
+        let plan = Plan::new(&[joining(LinuxNamespaceType::Ipc, "/proc/self/ns/ipc")])
+            .expect("the right kind");
+        assert_eq!(plan.join.len(), 1);
+        let err = Plan::new(&[joining(LinuxNamespaceType::Cgroup, "/proc/self/ns/ipc")])
+            .expect_err("ipc is not cgroup");
+        assert_eq!(
+            err.to_string(),
+            "/proc/self/ns/ipc is a namespace of type ipc, not the cgroup namespace the spec says"
+        );
+        let err = Plan::new(&[joining(LinuxNamespaceType::Network, "/proc/self/status")])
+            .expect_err("not a namespace");
+        assert!(err.to_string().contains("non-namespace file"), "{err}");
     }
 }
