@@ -152,7 +152,11 @@ fn setup(ctx: &Context) -> Result<Command, SetupError> {
             cgroups: ctx.cgroup_views,
             new_cgroup_ns,
         })?;
-        rootfs::pivot(&ctx.bundle.rootfs)?;
+        let propagation = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.rootfs_propagation().as_deref());
+        rootfs::pivot(&ctx.bundle.rootfs, propagation)?;
         write_sysctls(spec)?;
         rootfs::finalize(spec)?;
     } else if ctx.plan.joins_mount_ns() {

@@ -81,6 +81,20 @@ pub fn prepare(s: &Setup) -> Result<()> {
     let propagation = options::propagation(linux.and_then(|l| l.rootfs_propagation().as_deref()));
     mount(None::<&str>, "/", None::<&str>, propagation, None::<&str>)
         .map_err(sys("set propagation of", Path::new("/")))?;
+    // pivot_root refuses a new root whose parent mount is shared (as it is
+    // after `rootfsPropagation: shared`): that one mount goes private, as in
+    // runc; `pivot` gives the new root the asked propagation afterwards.
+    if propagation.contains(MsFlags::MS_SHARED) {
+        let parent = mount_point_of(s.rootfs);
+        mount(
+            None::<&str>,
+            &parent,
+            None::<&str>,
+            MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )
+        .map_err(sys("make private the parent mount", &parent))?;
+    }
     // The rootfs must be a mount point for pivot_root.
     mount(
         Some(s.rootfs),
@@ -322,7 +336,29 @@ fn mount_cgroups(s: &Setup, root: &OwnedFd, dest: &Path, opts: &options::Options
 }
 
 /// pivot_root into the rootfs and drop the old root.
-pub fn pivot(rootfs: &Path) -> Result<()> {
+/// The mount point of the mount `path` is on: the longest mount point in
+/// /proc/self/mountinfo that contains it ("/" when none is read).
+fn mount_point_of(path: &Path) -> PathBuf {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    longest_mount_point(&info, path)
+}
+
+fn longest_mount_point(mountinfo: &str, path: &Path) -> PathBuf {
+    mountinfo
+        .lines()
+        // Field 5 is the mount point (octal escapes for spaces and the like
+        // never match a bundle path that has none).
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(Path::new)
+        .filter(|point| path.starts_with(point))
+        .max_by_key(|point| point.components().count())
+        .unwrap_or(Path::new("/"))
+        .to_path_buf()
+}
+
+/// pivot_root into `rootfs`, detach the old root, and give "/" the spec's
+/// propagation when it asks for shared or slave.
+pub fn pivot(rootfs: &Path, propagation: Option<&str>) -> Result<()> {
     let old = open(
         "/",
         OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
@@ -347,7 +383,13 @@ pub fn pivot(rootfs: &Path) -> Result<()> {
     )
     .map_err(sys("make the old root a slave:", Path::new(".")))?;
     umount2(".", MntFlags::MNT_DETACH).map_err(sys("unmount the old root", Path::new(".")))?;
-    chdir("/").map_err(sys("chdir to", Path::new("/")))
+    chdir("/").map_err(sys("chdir to", Path::new("/")))?;
+    let wanted = options::propagation(propagation);
+    if wanted.intersects(MsFlags::MS_SHARED | MsFlags::MS_SLAVE) {
+        mount(None::<&str>, "/", None::<&str>, wanted, None::<&str>)
+            .map_err(sys("set propagation of the new", Path::new("/")))?;
+    }
+    Ok(())
 }
 
 /// After pivot_root: read-only root, masked paths, read-only paths.
@@ -431,5 +473,27 @@ fn check_dev_null() -> Result<()> {
         Ok(())
     } else {
         Err(RootfsError::FakeDevNull)
+    }
+}
+
+#[cfg(test)]
+mod mount_point_tests {
+    use super::*;
+
+    #[test]
+    fn the_mount_point_of_a_path_is_the_longest_that_contains_it() {
+        let info = "22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw\n\
+                    30 22 0:26 / /tmp rw shared:5 - tmpfs tmpfs rw\n\
+                    31 30 0:27 / /tmp/b rw shared:6 - tmpfs tmpfs rw\n";
+        assert_eq!(
+            longest_mount_point(info, Path::new("/tmp/bundle/rootfs")),
+            Path::new("/tmp")
+        );
+        assert_eq!(
+            longest_mount_point(info, Path::new("/tmp/b/rootfs")),
+            Path::new("/tmp/b")
+        );
+        assert_eq!(longest_mount_point(info, Path::new("/var/x")), Path::new("/"));
+        assert_eq!(longest_mount_point("", Path::new("/var/x")), Path::new("/"));
     }
 }
