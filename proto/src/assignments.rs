@@ -1,10 +1,91 @@
 //! A node's assignment set as an agent holds it: the complete set from the
 //! first message of a session, kept current by the deltas that follow.
 
+use std::collections::BTreeMap;
+
 use crate::v1::{
-    Assignments, AssignmentsDelta, ConfigValue, Endpoint, EndpointTask, Network, Node, SecretValue,
-    Task,
+    Assignments, AssignmentsDelta, ConfigValue, Endpoint, EndpointTask, HeldSet, Network, Node,
+    SecretValue, Task,
 };
+
+/// A stable fingerprint of an object: FNV-1a 64 over its protobuf encoding
+/// (deterministic: maps are ordered). Agents and controllers of different
+/// builds compute the same value.
+pub fn fingerprint<M: prost::Message>(object: &M) -> u64 {
+    object
+        .encode_to_vec()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+        })
+}
+
+/// What an agent tells a new session it holds (see `SessionRequest.held`).
+pub fn held_set(set: &Assignments) -> HeldSet {
+    fn prints<T: prost::Message>(items: &[T], id: impl Fn(&T) -> &str) -> BTreeMap<String, u64> {
+        items
+            .iter()
+            .map(|item| (id(item).to_string(), fingerprint(item)))
+            .collect()
+    }
+    HeldSet {
+        tasks: prints(&set.tasks, |t| &t.id),
+        networks: prints(&set.networks, |n| &n.id),
+        nodes: prints(&set.nodes, |n| &n.id),
+        endpoints: prints(&set.endpoints, |e| &e.service_id),
+        secrets: prints(&set.secrets, |s| &s.id),
+        configs: prints(&set.configs, |c| &c.id),
+    }
+}
+
+/// The delta that turns a set with fingerprints `held` into `complete`:
+/// every object whose fingerprint differs or is missing, and the ids `held`
+/// has that `complete` does not. Applied with [`apply`] to the held set, it
+/// gives `complete` (the lists in a complete set's order).
+pub fn delta_from(held: &HeldSet, complete: &Assignments) -> AssignmentsDelta {
+    fn changed<T: prost::Message + Clone>(
+        held: &BTreeMap<String, u64>,
+        now: &[T],
+        id: impl Fn(&T) -> &str,
+    ) -> (Vec<T>, Vec<String>) {
+        let changed = now
+            .iter()
+            .filter(|item| held.get(id(item)) != Some(&fingerprint(*item)))
+            .cloned()
+            .collect();
+        let removed = held
+            .keys()
+            .filter(|key| !now.iter().any(|item| id(item) == key.as_str()))
+            .cloned()
+            .collect();
+        (changed, removed)
+    }
+    let (tasks, removed_tasks) = changed(&held.tasks, &complete.tasks, |t| &t.id);
+    let (networks, removed_networks) = changed(&held.networks, &complete.networks, |n| &n.id);
+    let (nodes, removed_nodes) = changed(&held.nodes, &complete.nodes, |n| &n.id);
+    let (endpoints, removed_endpoints) =
+        changed(&held.endpoints, &complete.endpoints, |e| &e.service_id);
+    let (secrets, removed_secrets) = changed(&held.secrets, &complete.secrets, |s| &s.id);
+    let (configs, removed_configs) = changed(&held.configs, &complete.configs, |c| &c.id);
+    AssignmentsDelta {
+        revision: complete.revision,
+        tasks,
+        removed_tasks,
+        networks,
+        removed_networks,
+        nodes,
+        removed_nodes,
+        endpoints,
+        removed_endpoints,
+        endpoint_tasks: Vec::new(),
+        secrets,
+        removed_secrets,
+        configs,
+        removed_configs,
+        shared_seq: complete.shared_seq,
+        applied_everywhere: complete.applied_everywhere,
+    }
+}
 
 /// Applies `delta` to `set`: changed objects replace (or join) the ones with
 /// the same id, removed ids leave. Lists stay in the order a complete set has
@@ -108,6 +189,62 @@ mod tests {
             desired_state: desired,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_held_set_plus_the_delta_from_it_is_the_complete_set() {
+        let node = |id: &str, name: &str| Node {
+            id: id.into(),
+            name: name.into(),
+            ..Default::default()
+        };
+        let endpoint = |service: &str, name: &str| Endpoint {
+            service_id: service.into(),
+            service_name: name.into(),
+            ..Default::default()
+        };
+        let secret = |id: &str, data: &[u8]| SecretValue {
+            id: id.into(),
+            name: id.into(),
+            data: data.to_vec(),
+        };
+        let held = Assignments {
+            node_id: "n1".into(),
+            tasks: vec![task("a", 1), task("b", 1)],
+            nodes: vec![node("n1", "one"), node("n2", "two"), node("n3", "three")],
+            endpoints: vec![endpoint("s1", "api"), endpoint("s2", "web")],
+            secrets: vec![secret("k1", b"old")],
+            revision: 10,
+            shared_seq: 40,
+            ..Default::default()
+        };
+        let complete = Assignments {
+            node_id: "n1".into(),
+            tasks: vec![task("a", 1), task("b", 5), task("c", 1)],
+            nodes: vec![node("n1", "one"), node("n2", "renamed")],
+            endpoints: vec![endpoint("s2", "web"), endpoint("s3", "zz")],
+            secrets: vec![secret("k1", b"new")],
+            revision: 90,
+            shared_seq: 91,
+            applied_everywhere: 88,
+            ..Default::default()
+        };
+        let delta = delta_from(&held_set(&held), &complete);
+        // Only what differs travels.
+        let ids = |tasks: &[Task]| tasks.iter().map(|t| t.id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&delta.tasks), ["b", "c"]);
+        assert_eq!(delta.nodes.len(), 1);
+        assert_eq!(delta.removed_nodes, ["n3"]);
+        assert_eq!(delta.removed_endpoints, ["s1"]);
+        assert_eq!(delta.endpoints.len(), 1);
+        assert_eq!(delta.secrets.len(), 1);
+        let mut resumed = held.clone();
+        apply(&mut resumed, delta);
+        assert_eq!(resumed, complete);
+        // Nothing changed: an empty delta that still carries the sequences.
+        let same = delta_from(&held_set(&complete), &complete);
+        assert!(same.tasks.is_empty() && same.nodes.is_empty() && same.removed_nodes.is_empty());
+        assert_eq!((same.shared_seq, same.applied_everywhere), (91, 88));
     }
 
     #[test]

@@ -338,9 +338,12 @@ async fn session(
     let codec = CountingCodec::<SessionRequest, SessionMessageView>::new(shared.received.clone());
     let mut stream = grpc
         .server_streaming(
+            // Simulated agents keep no set: every session starts complete
+            // (the worst case the bench measures).
             tonic::Request::new(SessionRequest {
                 node_id: state.node_id.clone(),
                 session_id: session_id.clone(),
+                held: None,
             }),
             PathAndQuery::from_static(SESSION),
             codec,

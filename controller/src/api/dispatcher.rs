@@ -79,7 +79,9 @@ impl DispatcherApi for DispatcherService {
     ) -> Result<Response<Self::SessionStream>, Status> {
         same_node(&request, &request.get_ref().node_id)?;
         let req = request.into_inner();
-        let stream = self.dispatcher.open_session(req.node_id, req.session_id)?;
+        let stream = self
+            .dispatcher
+            .open_session(req.node_id, req.session_id, req.held)?;
         Ok(Response::new(Box::pin(
             stream.map(|m| m.map_err(Status::from)),
         )))

@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use berth_proto::v1::{
-    NotLeader, RegisterRequest, RegisterResponse, SessionMessage, TaskStatusUpdate,
+    HeldSet, NotLeader, RegisterRequest, RegisterResponse, SessionMessage, TaskStatusUpdate,
     session_message::Message,
 };
 use tokio::sync::mpsc;
@@ -318,10 +318,13 @@ impl Dispatcher {
 
     /// The node's session stream: the complete set, then changes, until the
     /// session is replaced, expires or leadership ends.
+    /// `held`: what the agent holds from an earlier session; the session then
+    /// starts with a delta from it instead of the complete set.
     pub fn open_session(
         &self,
         node_id: String,
         session_id: String,
+        held: Option<HeldSet>,
     ) -> Result<SessionStream, DispatchError> {
         self.require_leader()?;
         if !self.sessions().is_current(&node_id, &session_id) {
@@ -330,7 +333,7 @@ impl Dispatcher {
         let (tx, rx) = mpsc::channel(4);
         let dispatcher = self.clone();
         self.runtime.spawn(async move {
-            dispatcher.session_loop(node_id, session_id, tx).await;
+            dispatcher.session_loop(node_id, session_id, held, tx).await;
         });
         Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
     }
@@ -339,6 +342,7 @@ impl Dispatcher {
         &self,
         node_id: String,
         session_id: String,
+        mut held: Option<HeldSet>,
         tx: mpsc::Sender<Result<SessionMessage, DispatchError>>,
     ) {
         let mut wakers = self.hub.subscribe(&node_id);
@@ -375,7 +379,12 @@ impl Dispatcher {
                 } else {
                     let (set, fresh) = messages::complete(&published, &node_id, watermark, &source);
                     sent = Some(fresh);
-                    Some(Message::Assignments(set))
+                    Some(match held.take() {
+                        Some(held) => {
+                            Message::Delta(berth_proto::assignments::delta_from(&held, &set))
+                        }
+                        None => Message::Assignments(set),
+                    })
                 }
             };
             let sent_now = message.is_some();

@@ -65,10 +65,10 @@ async fn sessions_get_their_tasks_and_silent_nodes_go_down_by_the_clock() {
         .await
         .expect("h2 registers");
     let mut s1 = dispatcher
-        .open_session(h1.node_id.clone(), h1.session_id.clone())
+        .open_session(h1.node_id.clone(), h1.session_id.clone(), None)
         .expect("h1's session");
     let mut s2 = dispatcher
-        .open_session(h2.node_id.clone(), h2.session_id.clone())
+        .open_session(h2.node_id.clone(), h2.session_id.clone(), None)
         .expect("h2's session");
 
     // The first message is the complete set.
@@ -76,6 +76,7 @@ async fn sessions_get_their_tasks_and_silent_nodes_go_down_by_the_clock() {
         panic!("the first message is the complete set")
     };
     assert_eq!(set.node_id, h1.node_id);
+    let mut held = set.clone();
     let Some(Message::Assignments(_)) = next(&mut s2).await.expect("a message").message else {
         panic!("the first message is the complete set")
     };
@@ -95,9 +96,12 @@ async fn sessions_get_their_tasks_and_silent_nodes_go_down_by_the_clock() {
     let mut seen_task = false;
     for _ in 0..5 {
         match next(&mut s1).await.expect("a message").message {
-            Some(Message::Delta(delta)) if delta.tasks.iter().any(|t| t.id == "t1") => {
-                seen_task = true;
-                break;
+            Some(Message::Delta(delta)) => {
+                seen_task = delta.tasks.iter().any(|t| t.id == "t1");
+                berth_proto::assignments::apply(&mut held, delta);
+                if seen_task {
+                    break;
+                }
             }
             _ => continue,
         }
@@ -147,6 +151,29 @@ async fn sessions_get_their_tasks_and_silent_nodes_go_down_by_the_clock() {
         read_node(&sm, &h2.node_id).unwrap().unwrap().status,
         NodeStatus::Ready as i32
     );
+    // h1 comes back in a new session holding its set: the session starts with
+    // a delta from it, which leaves out the task h1 already has.
+    let again = dispatcher
+        .register(RegisterRequest {
+            node_id: h1.node_id.clone(),
+            ..request("h1", "198.18.0.2")
+        })
+        .await
+        .expect("h1 registers again");
+    let mut resumed = dispatcher
+        .open_session(
+            again.node_id.clone(),
+            again.session_id.clone(),
+            Some(berth_proto::assignments::held_set(&held)),
+        )
+        .expect("h1's new session");
+    let Some(Message::Delta(delta)) = next(&mut resumed).await.expect("a message").message else {
+        panic!("a session with a held set starts with a delta")
+    };
+    assert!(delta.tasks.is_empty(), "t1 is not sent again: {delta:?}");
+    berth_proto::assignments::apply(&mut held, delta);
+    assert!(held.tasks.iter().any(|t| t.id == "t1"));
+
     loops.abort();
 }
 

@@ -82,6 +82,7 @@ pub async fn session(
     address: &str,
     runner: &dyn TaskRunner,
     updates: &mut mpsc::UnboundedReceiver<TaskStatusUpdate>,
+    held: &mut Option<berth_proto::v1::Assignments>,
 ) -> Result<(), SessionError> {
     let mut client = connect(address, &config.security).await?;
     let advertise = if config.advertise.is_empty() {
@@ -109,6 +110,12 @@ pub async fn session(
         .session(SessionRequest {
             node_id: node_id.clone(),
             session_id: session_id.clone(),
+            // A set for another node id (the node was removed and registered
+            // anew) is not worth a delta.
+            held: held
+                .as_ref()
+                .filter(|set| set.node_id == node_id)
+                .map(berth_proto::assignments::held_set),
         })
         .await
         .map_err(|s| refused(address, s))?
@@ -131,8 +138,6 @@ pub async fn session(
 
     let period = Duration::from_millis(registered.heartbeat_period_ms.clamp(100, 60_000));
     let mut heartbeat = tokio::time::interval(period);
-    // The set as the controller last described it: complete, then deltas.
-    let mut held: Option<berth_proto::v1::Assignments> = None;
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -144,7 +149,7 @@ pub async fn session(
                         why: "the session stream ended".into(),
                     });
                 };
-                if let Some(set) = next_set(message, &mut held, address)? {
+                if let Some(set) = next_set(message, held, address)? {
                     debug!(tasks = set.tasks.len(), revision = set.revision, "assignments");
                     runner.reconcile(set);
                 }

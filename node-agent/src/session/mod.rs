@@ -93,6 +93,9 @@ pub async fn run(
     let mut next = 0usize;
     let mut hint: Option<String> = None;
     let mut backoff = Duration::from_millis(100);
+    // The set as the controllers last described it, kept across sessions: a
+    // new session (another leader, a blip) starts from it with a delta.
+    let mut held: Option<berth_proto::v1::Assignments> = None;
     loop {
         let address = hint
             .take()
@@ -104,6 +107,7 @@ pub async fn run(
             &address,
             runner.as_ref(),
             &mut updates,
+            &mut held,
         )
         .await
         {

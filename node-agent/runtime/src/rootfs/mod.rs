@@ -493,7 +493,10 @@ mod mount_point_tests {
             longest_mount_point(info, Path::new("/tmp/b/rootfs")),
             Path::new("/tmp/b")
         );
-        assert_eq!(longest_mount_point(info, Path::new("/var/x")), Path::new("/"));
+        assert_eq!(
+            longest_mount_point(info, Path::new("/var/x")),
+            Path::new("/")
+        );
         assert_eq!(longest_mount_point("", Path::new("/var/x")), Path::new("/"));
     }
 }
