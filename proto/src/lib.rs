@@ -14,6 +14,7 @@ pub mod store {
 
 pub mod assignments;
 pub mod capabilities;
+pub mod mounts;
 mod display;
 pub mod net;
 mod redact;
