@@ -14,8 +14,8 @@ pub mod store {
 
 pub mod assignments;
 pub mod capabilities;
-pub mod mounts;
 mod display;
+pub mod mounts;
 pub mod net;
 mod redact;
 pub mod service_history;

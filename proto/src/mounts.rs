@@ -342,7 +342,10 @@ mod tests {
             ],
             ..Default::default()
         };
-        assert_eq!(volume_names(&spec).into_iter().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(
+            volume_names(&spec).into_iter().collect::<Vec<_>>(),
+            ["a", "b"]
+        );
         assert!(same_target("/data/", "/data"));
     }
 }

@@ -81,7 +81,11 @@ fn a_named_volume_keeps_its_data_and_its_service_on_its_node() -> Result<()> {
     let made = cluster.agent_dir(1).join("volumes/made/_data");
     assert!(made.is_dir(), "{} was not made", made.display());
     let inspect = json(&cluster.berth(&["volume", "inspect", "made"])?)?;
-    assert_eq!(inspect[0]["mountpoint"], made.to_string_lossy().as_ref(), "{inspect}");
+    assert_eq!(
+        inspect[0]["mountpoint"],
+        made.to_string_lossy().as_ref(),
+        "{inspect}"
+    );
     assert_eq!(inspect[0]["node"], "n2");
     assert_eq!(inspect[0]["labels"]["k"], "v");
 
@@ -163,9 +167,7 @@ fn a_named_volume_keeps_its_data_and_its_service_on_its_node() -> Result<()> {
     wait_until("the fourth start is written", CONVERGE, || {
         (starts(&file) == 4).then_some(())
     })?;
-    let other_dir = cluster
-        .agent_dir(agent_index(other)?)
-        .join("volumes/data");
+    let other_dir = cluster.agent_dir(agent_index(other)?).join("volumes/data");
     assert!(!other_dir.exists(), "a volume was made on {other}");
 
     // rm is refused while used, naming the users; works once unused.
@@ -228,9 +230,15 @@ fn mounts_are_checked_at_create_and_honoured_in_the_container() -> Result<()> {
     let (task, _) = running_task(&cluster, "files").context("files runs")?;
 
     // Read-only bind: readable, a write fails inside.
-    assert_eq!(exec_ok(&cluster, &task, &["cat", "/ro/f"])?, "from the host\n");
+    assert_eq!(
+        exec_ok(&cluster, &task, &["cat", "/ro/f"])?,
+        "from the host\n"
+    );
     let write = cluster.exec(0, &task, &["sh", "-c", "echo x > /ro/new"])?;
-    assert!(!write.status.success(), "a write to a read-only bind worked");
+    assert!(
+        !write.status.success(),
+        "a write to a read-only bind worked"
+    );
     assert!(
         String::from_utf8_lossy(&write.stderr).contains("Read-only file system"),
         "{}",
@@ -254,7 +262,13 @@ fn mounts_are_checked_at_create_and_honoured_in_the_container() -> Result<()> {
     let fill = cluster.exec(
         0,
         &task,
-        &["dd", "if=/dev/zero", "of=/scratch/big", "bs=1024", "count=2048"],
+        &[
+            "dd",
+            "if=/dev/zero",
+            "of=/scratch/big",
+            "bs=1024",
+            "count=2048",
+        ],
     )?;
     assert!(!fill.status.success(), "2 MiB fit in a 1 MiB tmpfs");
     assert!(
@@ -302,7 +316,13 @@ fn mounts_are_checked_at_create_and_honoured_in_the_container() -> Result<()> {
     // An update with a bad mount changes nothing.
     let before = json(&cluster.berth(&["service", "inspect", "files"])?)?;
     let err = cluster
-        .berth(&["service", "update", "files", "--mount-add", "type=volume,source=v,target=rel"])
+        .berth(&[
+            "service",
+            "update",
+            "files",
+            "--mount-add",
+            "type=volume,source=v,target=rel",
+        ])
         .expect_err("a relative target")
         .to_string();
     assert!(err.contains("the target must be an absolute path"), "{err}");
@@ -314,7 +334,10 @@ fn mounts_are_checked_at_create_and_honoured_in_the_container() -> Result<()> {
     // in `service ps`, before any container is made.
     cluster.create_service(
         "nobind",
-        &["--mount", "type=bind,source=/nonexistent/berth-volumes-test,target=/x"],
+        &[
+            "--mount",
+            "type=bind,source=/nonexistent/berth-volumes-test,target=/x",
+        ],
         &["sleep", "3600"],
     )?;
     let failed = wait_until("nobind fails", CONVERGE, || {
