@@ -1,8 +1,6 @@
 //! `berth volume ...`: named local volumes (the controllers' `Volumes`
 //! service). A volume's data lives on one node; tasks that mount it run there.
 
-use std::collections::BTreeMap;
-
 use anyhow::{Result, bail};
 use berth_proto::v1::volumes_client::VolumesClient;
 use berth_proto::v1::{
@@ -56,17 +54,6 @@ pub enum VolumeCmd {
     },
 }
 
-fn labels(entries: &[String]) -> Result<BTreeMap<String, String>> {
-    let mut out = BTreeMap::new();
-    for entry in entries {
-        let Some((k, v)) = entry.split_once('=') else {
-            bail!("--label {entry:?} is not KEY=VALUE");
-        };
-        out.insert(k.to_string(), v.to_string());
-    }
-    Ok(out)
-}
-
 fn describe(info: &VolumeInfo) -> serde_json::Value {
     let volume = info.volume.clone().unwrap_or_default();
     json!({
@@ -108,7 +95,7 @@ pub async fn run(access: &Access, cmd: VolumeCmd) -> Result<()> {
                 .create(CreateVolumeRequest {
                     name,
                     node: node.unwrap_or_default(),
-                    labels: labels(&label)?,
+                    labels: crate::service::key_values(&label, "--label")?,
                     driver,
                 })
                 .await

@@ -4,23 +4,10 @@
 //! uses the volume; `volume ls` shows it. (Placement is the scheduler's:
 //! `scheduler/volumes.rs`.)
 
-use berth_proto::store::object::Kind;
 use berth_proto::v1::{Node, TaskState, Volume, VolumeInfo, VolumeUse};
 
 use crate::orchestrator::task::{is_terminal, observed};
-use crate::store::{ClusterView, StateMachine, StoreError, Table};
-
-/// The volume table.
-pub fn read_volumes(sm: &StateMachine) -> Result<Vec<Volume>, StoreError> {
-    Ok(sm
-        .list(Table::Volume)?
-        .into_iter()
-        .filter_map(|o| match o.kind {
-            Some(Kind::Volume(v)) => Some(v),
-            _ => None,
-        })
-        .collect())
-}
+use crate::store::ClusterView;
 
 fn node_name<'a>(nodes: &'a [Node], id: &'a str) -> &'a str {
     nodes

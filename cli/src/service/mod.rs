@@ -187,7 +187,7 @@ pub enum ServiceCmd {
     },
 }
 
-fn key_values(items: &[String], what: &str) -> Result<BTreeMap<String, String>> {
+pub(crate) fn key_values(items: &[String], what: &str) -> Result<BTreeMap<String, String>> {
     let mut map = BTreeMap::new();
     for item in items {
         let Some((k, v)) = item.split_once('=') else {

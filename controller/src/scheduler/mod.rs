@@ -284,7 +284,7 @@ mod tests {
         }
     }
 
-    fn pending(id: &str, service: &str, slot: u64, spec: &ServiceSpec) -> Task {
+    pub(crate) fn pending(id: &str, service: &str, slot: u64, spec: &ServiceSpec) -> Task {
         Task {
             id: id.into(),
             service_id: service.into(),

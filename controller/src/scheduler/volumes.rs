@@ -227,23 +227,10 @@ mod tests {
     use super::*;
     use crate::scheduler::schedule_with;
     use berth_proto::store::op;
-    use berth_proto::v1::{
-        Mount, ResourceRequirements, Resources, Task, TaskState, TaskStatus, mount::Kind as M,
-    };
+    use berth_proto::v1::{Mount, ResourceRequirements, Resources, Task, mount::Kind as M};
 
     fn node(name: &str) -> Node {
-        Node {
-            id: format!("id-{name}"),
-            name: name.into(),
-            resources: Some(Resources {
-                milli_cpus: 4000,
-                memory_bytes: 1 << 30,
-                pids: 0,
-            }),
-            status: NodeStatus::Ready as i32,
-            availability: NodeAvailability::Active as i32,
-            ..Default::default()
-        }
+        crate::scheduler::tests::node(name, 4000, 1 << 30)
     }
 
     fn spec(volumes: &[&str]) -> ServiceSpec {
@@ -264,20 +251,7 @@ mod tests {
     }
 
     fn pending(slot: u64, spec: &ServiceSpec) -> Task {
-        Task {
-            id: format!("t{slot}"),
-            service_id: "db".into(),
-            slot,
-            spec: Some(spec.clone()),
-            spec_version: 1,
-            desired_state: TaskState::Running as i32,
-            status: Some(TaskStatus {
-                state: TaskState::Pending as i32,
-                ..Default::default()
-            }),
-            version: 3,
-            ..Default::default()
-        }
+        crate::scheduler::tests::pending(&format!("t{slot}"), "db", slot, spec)
     }
 
     fn volume(name: &str, node: &str) -> Volume {
