@@ -355,3 +355,54 @@ fn mounts_are_checked_at_create_and_honoured_in_the_container() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn a_task_whose_volume_node_is_down_waits_for_it() -> Result<()> {
+    let mut cluster = Cluster::start("volumes_down", 1, 2, 0)?;
+    cluster.create_service(
+        "db",
+        &["-v", "data:/data", "--restart-delay", "0.2"],
+        COUNT_STARTS,
+    )?;
+    cluster.wait_running("db", 1, CONVERGE)?;
+    let (task, node) = running_task(&cluster, "db").context("db runs")?;
+    let i = agent_index(&node)?;
+    let file = cluster.agent_dir(i).join("volumes/data/_data/starts");
+    wait_until("the first start is written", CONVERGE, || {
+        (starts(&file) == 1).then_some(())
+    })?;
+
+    // The node goes down (its agent dies; the container lives on): the task
+    // is replaced, and the replacement waits for the node, saying so.
+    cluster.agent(i)?.kill9()?;
+    let waiting = wait_until("db waits for its node", CONVERGE, || {
+        let rows = cluster.ps("db").ok()?;
+        rows.into_iter()
+            .find(|t| t.state == "pending" && t.desired_state == "running")
+    })?;
+    assert_eq!(
+        waiting.message,
+        format!(
+            "volume data is on node {node}, which is down: the task waits for that node \
+             (it does not move to an empty volume elsewhere)"
+        )
+    );
+    // A task on a node that is down may still run there: it still uses the
+    // volume, so even --force leaves the volume alone.
+    let err = cluster
+        .berth(&["volume", "rm", "--force", "data"])
+        .expect_err("data is in use")
+        .to_string();
+    assert!(err.contains(&format!("db.1 ({task}, running)")), "{err}");
+
+    // Back up: the old container stops, the waiting task runs on the data.
+    cluster.agent(i)?.restart()?;
+    cluster.wait_running("db", 1, CONVERGE)?;
+    let (now, on) = running_task(&cluster, "db").context("db runs again")?;
+    assert_ne!(now, task);
+    assert_eq!(on, node);
+    wait_until("the second start is written", CONVERGE, || {
+        (starts(&file) == 2).then_some(())
+    })?;
+    Ok(())
+}
