@@ -72,6 +72,25 @@ fn kill_container(cluster: &Cluster, i: usize, task: &str) -> Result<()> {
     Ok(())
 }
 
+/// Waits until db's replacement task is pending because volume `data`'s
+/// node is `why` (drained, down), placed nowhere else.
+fn wait_for_node(cluster: &Cluster, node: &str, why: &str) -> Result<()> {
+    let waiting = wait_until("db waits for its node", CONVERGE, || {
+        let rows = cluster.ps("db").ok()?;
+        rows.into_iter()
+            .find(|t| t.state == "pending" && t.desired_state == "running")
+    })?;
+    assert_eq!(
+        waiting.message,
+        format!(
+            "volume data is on node {node}, which is {why}: the task waits for that node \
+             (it does not move to an empty volume elsewhere)"
+        )
+    );
+    assert!(waiting.node.is_empty(), "{waiting:?}");
+    Ok(())
+}
+
 #[test]
 fn a_named_volume_keeps_its_data_and_its_service_on_its_node() -> Result<()> {
     let cluster = Cluster::start("volumes_data", 1, 2, 0)?;
@@ -146,19 +165,7 @@ fn a_named_volume_keeps_its_data_and_its_service_on_its_node() -> Result<()> {
     // Draining db's own node: the task stops and its replacement waits,
     // saying why, instead of starting on an empty volume on the other node.
     cluster.berth(&["node", "update", "--availability", "drain", &node])?;
-    let waiting = wait_until("db waits for its node", CONVERGE, || {
-        let rows = cluster.ps("db").ok()?;
-        rows.into_iter()
-            .find(|t| t.state == "pending" && t.desired_state == "running")
-    })?;
-    assert_eq!(
-        waiting.message,
-        format!(
-            "volume data is on node {node}, which is drained: the task waits for that node \
-             (it does not move to an empty volume elsewhere)"
-        )
-    );
-    assert!(waiting.node.is_empty(), "{waiting:?}");
+    wait_for_node(&cluster, &node, "drained")?;
     assert!(running_task(&cluster, "db").is_none());
     cluster.berth(&["node", "update", "--availability", "active", &node])?;
     cluster.wait_running("db", 1, CONVERGE)?;
@@ -375,18 +382,7 @@ fn a_task_whose_volume_node_is_down_waits_for_it() -> Result<()> {
     // The node goes down (its agent dies; the container lives on): the task
     // is replaced, and the replacement waits for the node, saying so.
     cluster.agent(i)?.kill9()?;
-    let waiting = wait_until("db waits for its node", CONVERGE, || {
-        let rows = cluster.ps("db").ok()?;
-        rows.into_iter()
-            .find(|t| t.state == "pending" && t.desired_state == "running")
-    })?;
-    assert_eq!(
-        waiting.message,
-        format!(
-            "volume data is on node {node}, which is down: the task waits for that node \
-             (it does not move to an empty volume elsewhere)"
-        )
-    );
+    wait_for_node(&cluster, &node, "down")?;
     // A task on a node that is down may still run there: it still uses the
     // volume, so even --force leaves the volume alone.
     let err = cluster
