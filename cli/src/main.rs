@@ -5,6 +5,7 @@ mod dev;
 mod dev_log;
 mod file_refs;
 mod health;
+mod mount_flags;
 mod network;
 mod node;
 mod output;
@@ -14,6 +15,7 @@ mod secret;
 mod security_opt;
 mod service;
 mod units;
+mod volume;
 
 use clap::{Parser, Subcommand};
 
@@ -60,6 +62,9 @@ enum Command {
     /// Overlay networks: create, list, remove.
     #[command(subcommand)]
     Network(network::NetworkCmd),
+    /// Named local volumes: create, list with their users, inspect, remove.
+    #[command(subcommand)]
+    Volume(volume::VolumeCmd),
     /// Run a single-host cluster in this process (controller + agent).
     Dev(dev::DevArgs),
 }
@@ -113,6 +118,7 @@ fn main() {
             Command::Service(cmd) => service::run(&mut client, cmd).await,
             Command::Node(cmd) => node::run(&mut client, cmd).await,
             Command::Network(cmd) => network::run(&mut client, cmd).await,
+            Command::Volume(cmd) => volume::run(&access, cmd).await,
             Command::Dev(_) => {
                 anyhow::bail!("`berth dev` starts a cluster; it takes no controller")
             }

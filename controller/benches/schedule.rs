@@ -172,6 +172,7 @@ fn leader_round(nodes: &[Node]) {
         nodes: nodes.to_vec(),
         services,
         tasks: Vec::new(),
+        volumes: Vec::new(),
     };
     let mut n = 0u64;
     let mut ids = || {

@@ -18,3 +18,4 @@ pub mod server;
 pub mod startup;
 pub mod store;
 pub mod unlock;
+pub mod volumes;

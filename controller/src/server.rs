@@ -15,7 +15,7 @@ use tracing::{error, info, warn};
 
 use tonic::service::interceptor::InterceptedService;
 
-use crate::api::{CertificatesApi, ClusterApi, DispatcherService};
+use crate::api::{CertificatesApi, ClusterApi, DispatcherService, VolumesApi};
 use crate::ca::Gate;
 use crate::datadir::{self, DataDirError, Marker};
 use crate::dispatcher::{Dispatcher, DispatcherSettings};
@@ -24,6 +24,7 @@ use crate::raft::peer_service::PeerService;
 use crate::raft::storage::LogStorage;
 use crate::raft::transport::GrpcTransport;
 use crate::raft::{MemberError, RaftHandle, RaftSettings, Stopped, spawn_member};
+use berth_proto::v1::volumes_server::VolumesServer;
 
 /// Largest request the client API accepts.
 const API_MAX_REQUEST: usize = 4 * 1024 * 1024;
@@ -114,6 +115,7 @@ struct Services {
     lock: Gated<berth_proto::v1::lock_server::LockServer<crate::unlock::Unlocked>>,
     cluster: Gated<ClusterServer<ClusterApi>>,
     certificates: CertificatesServer<CertificatesApi>,
+    volumes: Gated<VolumesServer<VolumesApi>>,
 }
 
 impl Services {
@@ -127,6 +129,7 @@ impl Services {
             .add_service(self.lock.clone())
             .add_service(self.cluster.clone())
             .add_service(self.certificates.clone())
+            .add_service(self.volumes.clone())
     }
 }
 
@@ -384,6 +387,10 @@ pub async fn run(
             .max_decoding_message_size(API_MAX_REQUEST)
             .max_encoding_message_size(berth_proto::MAX_MESSAGE_BYTES),
             // Controllers pass on what a follower cannot do itself.
+            gate.only(&[Role::Admin, Role::Controller]),
+        ),
+        volumes: InterceptedService::new(
+            VolumesServer::new(VolumesApi::new(handle.clone(), security.clone())),
             gate.only(&[Role::Admin, Role::Controller]),
         ),
         certificates: CertificatesServer::new(CertificatesApi::new(

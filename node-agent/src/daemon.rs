@@ -211,6 +211,7 @@ pub async fn run(opts: AgentOptions) -> Result<(), DaemonError> {
     cfg.runtime = runtime;
     cfg.runtime_root = opts.runtime_root.clone();
     cfg.secrets_root = opts.secrets_dir.clone();
+    cfg.node_name = opts.name.clone();
     cfg.pull.insecure_registries = opts.insecure_registries.clone();
     cfg.cgroup_parent = opts.cgroup_parent.clone();
     if !opts.shim.is_empty() {

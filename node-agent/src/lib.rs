@@ -9,3 +9,4 @@ pub mod image;
 pub mod network;
 pub mod session;
 pub mod supervisor;
+pub mod volumes;

@@ -43,6 +43,7 @@ fn task(env: &Env, ctl: &std::path::Path) -> berth_proto::v1::Task {
             source: ctl.display().to_string(),
             target: "/ctl".into(),
             read_only: true,
+            ..Default::default()
         }];
     }
     t

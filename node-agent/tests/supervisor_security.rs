@@ -59,6 +59,7 @@ async fn probe(
         source: String::new(),
         target: "/scratch".into(),
         read_only: false,
+        ..Default::default()
     }];
     edit(spec);
     sup.reconcile(vec![task.clone()]);

@@ -39,12 +39,14 @@ fn applies(rt: Rt, name: &str) -> Result<()> {
                     source: String::new(),
                     target: "/scratch".into(),
                     read_only: false,
+                    ..Default::default()
                 },
                 Mount {
                     kind: Kind::Bind as i32,
                     source: shared.display().to_string(),
                     target: "/data".into(),
                     read_only: true,
+                    ..Default::default()
                 },
             ];
             s.resources = Some(ResourceRequirements {

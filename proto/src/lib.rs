@@ -15,6 +15,7 @@ pub mod store {
 pub mod assignments;
 pub mod capabilities;
 mod display;
+pub mod mounts;
 pub mod net;
 mod redact;
 pub mod service_history;

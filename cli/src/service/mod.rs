@@ -106,6 +106,8 @@ pub struct CreateArgs {
     #[arg(long)]
     pub no_resolve_image: bool,
     #[command(flatten)]
+    pub mounts: crate::mount_flags::MountFlags,
+    #[command(flatten)]
     pub health: crate::health::HealthArgs,
     #[command(flatten)]
     pub stop: task_flags::StopFlags,
@@ -185,7 +187,7 @@ pub enum ServiceCmd {
     },
 }
 
-fn key_values(items: &[String], what: &str) -> Result<BTreeMap<String, String>> {
+pub(crate) fn key_values(items: &[String], what: &str) -> Result<BTreeMap<String, String>> {
     let mut map = BTreeMap::new();
     for item in items {
         let Some((k, v)) = item.split_once('=') else {
@@ -248,6 +250,7 @@ pub fn spec_from(args: CreateArgs) -> Result<ServiceSpec> {
             .collect::<Result<_>>()?,
         stop_signal: args.stop.stop_signal.clone().unwrap_or_default(),
         stop_grace_seconds: args.stop.stop_grace_period.unwrap_or(0),
+        mounts: args.mounts.mounts()?,
         ..Default::default()
     })
 }

@@ -67,6 +67,13 @@ pub struct UpdateArgs {
     /// Take the config NAME away; repeatable.
     #[arg(long, value_name = "NAME")]
     pub config_rm: Vec<String>,
+    /// Add a mount (as `create --mount`), replacing one at the same target;
+    /// repeatable.
+    #[arg(long, value_name = "type=...,target=...")]
+    pub mount_add: Vec<String>,
+    /// Remove the mount at TARGET; repeatable.
+    #[arg(long, value_name = "TARGET")]
+    pub mount_rm: Vec<String>,
     #[command(flatten)]
     pub resources: ResourceFlags,
     #[command(flatten)]
@@ -205,6 +212,29 @@ fn apply_lists(spec: &mut ServiceSpec, args: &UpdateArgs) -> Result<()> {
         let config = crate::file_refs::config(text)?;
         spec.configs.retain(|c| c.config_name != config.config_name);
         spec.configs.push(config);
+    }
+    apply_mounts(spec, args)
+}
+
+/// `--mount-rm TARGET` then `--mount-add` (which replaces a mount at the same
+/// target, as Docker's does).
+fn apply_mounts(spec: &mut ServiceSpec, args: &UpdateArgs) -> Result<()> {
+    use berth_proto::mounts::same_target;
+    for target in &args.mount_rm {
+        let before = spec.mounts.len();
+        spec.mounts.retain(|m| !same_target(&m.target, target));
+        if spec.mounts.len() == before {
+            bail!(
+                "--mount-rm {target:?}: service {} has no mount at that target",
+                spec.name
+            );
+        }
+    }
+    for text in &args.mount_add {
+        let mount = crate::mount_flags::parse_mount(text)?;
+        spec.mounts
+            .retain(|m| !same_target(&m.target, &mount.target));
+        spec.mounts.push(mount);
     }
     Ok(())
 }
@@ -436,5 +466,35 @@ mod tests {
             let cli = Cli::try_parse_from(["update"].iter().chain(argv)).expect("parse");
             assert_eq!(cli.args.detach, want, "{argv:?}");
         }
+    }
+
+    #[test]
+    fn mounts_are_added_replaced_and_removed_by_target() {
+        let spec = update(
+            web(),
+            &["web", "--mount-add", "type=volume,src=data,dst=/data"],
+        )
+        .expect("add");
+        assert_eq!(spec.mounts.len(), 1);
+        let spec = update(
+            spec,
+            &[
+                "web",
+                "--mount-add",
+                "type=tmpfs,dst=/data/",
+                "--mount-add",
+                "src=logs,dst=/logs",
+            ],
+        )
+        .expect("replace");
+        let targets: Vec<&str> = spec.mounts.iter().map(|m| m.target.as_str()).collect();
+        assert_eq!(targets, ["/data/", "/logs"]);
+        let spec = update(spec, &["web", "--mount-rm", "/data"]).expect("rm");
+        assert_eq!(spec.mounts.len(), 1);
+        let err = update(spec, &["web", "--mount-rm", "/nope"]).expect_err("no such mount");
+        assert!(
+            err.to_string().contains("has no mount at that target"),
+            "{err}"
+        );
     }
 }

@@ -112,6 +112,7 @@ fn placed_tasks_get_addresses_from_their_nodes_blocks_and_services_a_vip() {
         nodes: vec![node("a"), node("b")],
         services: vec![service("web", 4, &[]), service("db", 2, &["back", "back"])],
         tasks: Vec::new(),
+        volumes: Vec::new(),
     };
     let mut n = 0;
     let ops = round(&mut view, &networks, &mut n);
@@ -168,6 +169,7 @@ fn exhaustion_keeps_tasks_pending_with_the_reason_and_writes_it_once() {
         nodes: vec![node("a")],
         services: vec![service("big", 190, &["tiny"])],
         tasks: Vec::new(),
+        volumes: Vec::new(),
     };
     let mut n = 0;
     round(&mut view, &networks, &mut n);
@@ -215,6 +217,7 @@ fn unknown_networks_and_a_cluster_without_networks() {
         nodes: vec![node("a")],
         services: vec![service("lost", 1, &["nowhere"]), service("plain", 1, &[])],
         tasks: Vec::new(),
+        volumes: Vec::new(),
     };
     let mut n = 0;
     round(&mut view, &[], &mut n);
@@ -250,6 +253,7 @@ fn blocks_of_removed_networks_are_dropped_and_new_cluster_setup_is_deterministic
         nodes: vec![a],
         services: Vec::new(),
         tasks: Vec::new(),
+        volumes: Vec::new(),
     };
     let ops = plan_round_with(&view, &[], 1, &mut || "x".into());
     assert_eq!(ops.len(), 1);
@@ -279,6 +283,7 @@ fn a_service_without_a_vip_keeps_its_tasks_pending_with_the_reason() {
             .map(|i| service(&format!("s{i:02}"), 1, &["tiny"]))
             .collect(),
         tasks: Vec::new(),
+        volumes: Vec::new(),
     };
     let mut n = 0;
     round(&mut view, &networks, &mut n);

@@ -19,6 +19,7 @@ mod registry_auth_tests;
 mod secrets;
 mod services;
 pub mod status;
+mod volumes;
 mod watch;
 
 use berth_proto::v1::cluster_server::Cluster;
@@ -35,6 +36,7 @@ pub use certificates::{CertificatesApi, record_node_certificate};
 pub use dispatcher::DispatcherService;
 pub use image_pin::PinSettings;
 pub use services::validate_spec;
+pub use volumes::VolumesApi;
 
 pub struct ClusterApi {
     raft: RaftHandle,

@@ -58,6 +58,7 @@ pub fn validate_spec(spec: &ServiceSpec) -> Result<(), Status> {
     crate::scheduler::constraint::parse_all(spec)
         .map_err(|e| Status::invalid_argument(format!("service {}: {e}", spec.name)))?;
     validate_security(spec)?;
+    validate_mounts(spec)?;
     if !spec.stop_signal.is_empty() {
         berth_proto::signals::number(&spec.stop_signal)
             .map_err(|e| Status::invalid_argument(format!("service {}: {e}", spec.name)))?;
@@ -86,6 +87,23 @@ pub fn validate_spec(spec: &ServiceSpec) -> Result<(), Status> {
                 protocol_name(port.protocol)
             )));
         }
+    }
+    Ok(())
+}
+
+/// Mounts: targets, sources, volume names, tmpfs options (`mounts.rs`); a
+/// named volume lives on one node, so a global service (a task on every node)
+/// cannot mount one.
+fn validate_mounts(spec: &ServiceSpec) -> Result<(), Status> {
+    let bad = |what: String| Status::invalid_argument(format!("service {}: {what}", spec.name));
+    berth_proto::mounts::check_mounts(&spec.mounts).map_err(|e| bad(e.to_string()))?;
+    if matches!(spec.mode, Some(Mode::Global(_)))
+        && let Some(name) = berth_proto::mounts::volume_names(spec).into_iter().next()
+    {
+        return Err(bad(format!(
+            "volume {name}: a named local volume lives on one node, and a global service runs \
+             on every node (use a bind mount, or a replicated service)"
+        )));
     }
     Ok(())
 }
@@ -550,5 +568,52 @@ mod tests {
             spec.stop_signal = good.into();
             validate_spec(&spec).unwrap_or_else(|e| panic!("{good}: {}", e.message()));
         }
+    }
+
+    #[test]
+    fn bad_mounts_are_refused_naming_the_mount() {
+        use berth_proto::v1::{GlobalMode, Mount, mount::Kind};
+        let with = |mounts: Vec<Mount>| ServiceSpec {
+            mounts,
+            ..spec("db", &[])
+        };
+        let volume = |source: &str, target: &str| Mount {
+            kind: Kind::Volume as i32,
+            source: source.into(),
+            target: target.into(),
+            ..Default::default()
+        };
+        for (mounts, says) in [
+            (
+                vec![volume("a..b", "/data")],
+                "service db: mount type=volume,source=a..b,target=/data: volume name \"a..b\" must not contain '..'",
+            ),
+            (
+                vec![volume("data", "data")],
+                "service db: mount type=volume,source=data,target=data: the target must be an absolute path",
+            ),
+            (
+                vec![volume("data", "/x/../y")],
+                "service db: mount type=volume,source=data,target=/x/../y: the target must not contain '..'",
+            ),
+            (
+                vec![volume("a", "/d"), volume("b", "/d")],
+                "service db: mount type=volume,source=b,target=/d: target /d is already mounted by type=volume,source=a,target=/d",
+            ),
+        ] {
+            let err = validate_spec(&with(mounts)).expect_err(says);
+            assert_eq!(err.code(), tonic::Code::InvalidArgument);
+            assert_eq!(err.message(), says);
+        }
+        let mut global = with(vec![volume("data", "/data")]);
+        global.mode = Some(Mode::Global(GlobalMode {}));
+        let err = validate_spec(&global).expect_err("global with a volume");
+        assert!(
+            err.message()
+                .contains("a global service runs on every node"),
+            "{}",
+            err.message()
+        );
+        validate_spec(&with(vec![volume("data", "/data")])).expect("a good volume mount");
     }
 }

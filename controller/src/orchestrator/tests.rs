@@ -26,6 +26,7 @@ impl Sim {
                 nodes,
                 services,
                 tasks: Vec::new(),
+                volumes: Vec::new(),
             },
             now: 1_000,
             next_id: 0,

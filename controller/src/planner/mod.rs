@@ -255,6 +255,11 @@ async fn commit(
     outcome.ops += ops.len();
     for txn in batches(ops, settings.max_ops_per_txn, settings.max_txn_bytes) {
         let ops = txn.ops.len();
+        // A refused volume write: the placements after it may rely on it.
+        let places_volumes = txn
+            .ops
+            .iter()
+            .any(|o| crate::scheduler::volumes::put_volume_name(o).is_some());
         match commit_txn(raft, txn.ops).await {
             Ok(result) => {
                 outcome.committed_txns += 1;
@@ -263,6 +268,9 @@ async fn commit(
             Err(CommitError::Refused { message, .. }) => {
                 debug!(error = %message, ops, "planner txn refused; recomputing next round");
                 outcome.refused_txns += 1;
+                if places_volumes {
+                    break;
+                }
             }
             Err(CommitError::Raft(source)) => {
                 return Err(PlannerError::Propose { ops, source });

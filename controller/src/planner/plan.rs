@@ -10,7 +10,8 @@ use berth_proto::v1::{Network, Service, Task};
 
 use crate::allocator;
 use crate::orchestrator::orchestrate_timed;
-use crate::scheduler::schedule;
+use crate::scheduler::schedule_with;
+use crate::scheduler::volumes::{keep_used, put_volume_name};
 use crate::store::ClusterView;
 use crate::store::ops::{put_task, target};
 
@@ -45,7 +46,7 @@ pub fn plan_round_timed(
 ) -> (Vec<Op>, Option<i64>) {
     let (orchestrated, due) = orchestrate_timed(view, now_ms, new_id);
     let tasks = apply_to_tasks(&view.tasks, &orchestrated);
-    let mut scheduled = schedule(&view.nodes, &tasks, now_ms);
+    let mut scheduled = schedule_with(&view.nodes, &view.volumes, &tasks, now_ms, new_id);
     let placed = apply_to_tasks(&tasks, &scheduled);
     let services = latest_services(&view.services, &orchestrated);
     let allocation = allocator::allocate(allocator::Input {
@@ -57,8 +58,9 @@ pub fn plan_round_timed(
     });
     if !allocation.unplace.is_empty() {
         scheduled.retain(|o| put_task(o).is_none_or(|t| !allocation.unplace.contains(&t.id)));
+        keep_used(&mut scheduled);
     }
-    let ops = merge(
+    let mut ops = merge(
         allocation
             .node_ops
             .into_iter()
@@ -66,6 +68,10 @@ pub fn plan_round_timed(
             .chain(scheduled)
             .chain(allocation.ops),
     );
+    // Volume writes first: a placement on a volume's node never commits
+    // without (or before) the write that puts the volume there; the planner
+    // stops a round at a refused transaction that holds one.
+    ops.sort_by_key(|o| put_volume_name(o).is_none());
     (ops, due)
 }
 

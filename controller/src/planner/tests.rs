@@ -70,6 +70,7 @@ fn a_round_creates_and_places_in_one_operation_per_task() {
         nodes: vec![node("a"), node("b"), node("c")],
         services: vec![service(3)],
         tasks: Vec::new(),
+        volumes: Vec::new(),
     };
     let mut n = 0;
     let ops = plan_round(&view, 7, &mut || {
@@ -156,6 +157,7 @@ fn a_rollout_status_and_a_vip_are_one_put_of_the_service() {
         nodes: vec![node("a")],
         services: vec![svc],
         tasks: vec![task],
+        volumes: Vec::new(),
     };
     let network = Network {
         id: "net-front".into(),

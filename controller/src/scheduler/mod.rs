@@ -5,12 +5,14 @@
 //! then scoring (spread a service over nodes, then least allocated). Identical
 //! tasks (same service and spec version) are placed in one pass. A task that
 //! fits nowhere stays PENDING with a message that says why, aggregated over the
-//! nodes checked.
+//! nodes checked. A task that mounts a named volume goes only to the volume's
+//! node (`volumes.rs`).
 
 pub mod constraint;
 pub mod filter;
 pub mod resources;
 pub mod score;
+pub mod volumes;
 
 #[cfg(test)]
 mod proptests;
@@ -18,7 +20,7 @@ mod proptests;
 use std::collections::HashMap;
 
 use berth_proto::store::{Expect, Op};
-use berth_proto::v1::{Node, Task, TaskState, TaskStatus};
+use berth_proto::v1::{Node, Task, TaskState, TaskStatus, Volume};
 use tracing::{debug, info};
 
 use crate::orchestrator::task::{is_terminal, observed, wants_running, wrap};
@@ -26,12 +28,28 @@ use crate::store::put;
 use filter::{Request, explain, static_check};
 use resources::{Demand, NodeLoad, host_ports};
 use score::Candidates;
+use volumes::VolumeBook;
+
+/// [`schedule_with`] on a cluster without volume records (a task that mounts
+/// a volume makes it, with an id of `ids::new_id`).
+pub fn schedule(nodes: &[Node], tasks: &[Task], now_ms: i64) -> Vec<Op> {
+    schedule_with(nodes, &[], tasks, now_ms, &mut crate::ids::new_id)
+}
 
 /// Places every PENDING task without a node (desired to run) on `nodes`,
 /// accounting for the non-terminal tasks already placed. Returns puts at the
 /// version read: placed tasks become ASSIGNED with their node; the others get a
-/// message saying why they wait (written only when it changes).
-pub fn schedule(nodes: &[Node], tasks: &[Task], now_ms: i64) -> Vec<Op> {
+/// message saying why they wait (written only when it changes). A task that
+/// mounts named volumes goes to their node; the volumes its placement made or
+/// put on a node (and those it mounts) are written too, first in the list.
+pub fn schedule_with(
+    nodes: &[Node],
+    volumes: &[Volume],
+    tasks: &[Task],
+    now_ms: i64,
+    new_id: &mut dyn FnMut() -> String,
+) -> Vec<Op> {
+    let mut book = VolumeBook::new(volumes);
     let mut loads: Vec<NodeLoad> = nodes.iter().map(NodeLoad::new).collect();
     let index: HashMap<&str, usize> = nodes
         .iter()
@@ -64,77 +82,134 @@ pub fn schedule(nodes: &[Node], tasks: &[Task], now_ms: i64) -> Vec<Op> {
     for batch in
         pending.chunk_by(|a, b| a.service_id == b.service_id && a.spec_version == b.spec_version)
     {
-        place_batch(nodes, &mut loads, batch, now_ms, &mut ops);
+        let mut placing = Placing {
+            nodes,
+            loads: &mut loads,
+            book: &mut book,
+            now_ms,
+            new_id: &mut *new_id,
+        };
+        placing.batch(batch, &mut ops);
     }
-    ops
+    let mut all = book.ops();
+    all.extend(ops);
+    all
 }
 
-/// Places a batch of identical tasks; once one does not fit, none of the rest
-/// does either (the nodes only fill up).
-fn place_batch(
-    nodes: &[Node],
-    loads: &mut [NodeLoad],
-    batch: &[&Task],
+/// What placing one batch works on.
+struct Placing<'a, 'b> {
+    nodes: &'a [Node],
+    loads: &'a mut [NodeLoad],
+    book: &'a mut VolumeBook,
     now_ms: i64,
-    ops: &mut Vec<Op>,
-) {
-    let Some(first) = batch.first() else {
-        return;
-    };
-    let spec = first.spec.as_ref();
-    let constraints = match spec.map(constraint::parse_all).transpose() {
-        Ok(c) => c.unwrap_or_default(),
-        Err(err) => {
-            for task in batch {
-                wait(task, &format!("cannot be placed: {err}"), now_ms, ops);
-            }
-            return;
-        }
-    };
-    let ports = host_ports(spec);
-    let request = Request {
-        constraints: &constraints,
-        demand: Demand::of(spec),
-        ports: &ports,
-    };
-    let eligible = nodes
-        .iter()
-        .enumerate()
-        .filter(|(_, n)| static_check(n, &request).is_ok())
-        .map(|(i, _)| i)
-        .collect();
-    let mut candidates = Candidates::new(eligible, loads, &first.service_id);
-    for (done, task) in batch.iter().enumerate() {
-        let Some(pos) = candidates.pick(loads, &request) else {
-            let why = explain(nodes, loads, &request)
-                .unwrap_or_else(|| "no node fits right now".to_string());
-            info!(
-                service = %first.service_id,
-                spec_version = first.spec_version,
-                tasks = batch.len() - done,
-                reason = %why,
-                "tasks stay pending"
-            );
-            for task in &batch[done..] {
-                wait(task, &why, now_ms, ops);
-            }
+    new_id: &'a mut (dyn FnMut() -> String + 'b),
+}
+
+impl Placing<'_, '_> {
+    /// Places a batch of identical tasks; once one does not fit, none of the rest
+    /// does either (the nodes only fill up).
+    fn batch(&mut self, batch: &[&Task], ops: &mut Vec<Op>) {
+        let (nodes, now_ms) = (self.nodes, self.now_ms);
+        let Some(first) = batch.first() else {
             return;
         };
-        let node = candidates.nodes[pos];
-        candidates.placed(pos);
-        loads[node].add(&task.service_id, request.demand, &ports);
-        let node = &nodes[node];
-        debug!(task = %task.id, service = %task.service_id, node = %node.id, "task assigned");
-        let mut placed = (*task).clone();
-        placed.node_id = node.id.clone();
-        placed.status = Some(TaskStatus {
-            state: TaskState::Assigned as i32,
-            message: format!("assigned to node {}", display_name(node)),
-            timestamp_ms: now_ms,
-            ..Default::default()
-        });
-        touch(&mut placed, now_ms);
-        ops.push(put(wrap(placed), Expect::Version, task.version));
+        let spec = first.spec.as_ref();
+        let volume_names = spec
+            .map(berth_proto::mounts::volume_names)
+            .unwrap_or_default();
+        let pinned = match self.book.pin(&volume_names, nodes) {
+            Ok(pinned) => pinned,
+            Err(why) => {
+                for task in batch {
+                    wait(task, &format!("cannot be placed: {why}"), now_ms, ops);
+                }
+                return;
+            }
+        };
+        let constraints = match spec.map(constraint::parse_all).transpose() {
+            Ok(c) => c.unwrap_or_default(),
+            Err(err) => {
+                for task in batch {
+                    wait(task, &format!("cannot be placed: {err}"), now_ms, ops);
+                }
+                return;
+            }
+        };
+        let ports = host_ports(spec);
+        let request = Request {
+            constraints: &constraints,
+            demand: Demand::of(spec),
+            ports: &ports,
+        };
+        // A volume's node is the only one its tasks may go to.
+        let (considered, pin_prefix) = match pinned {
+            Some(i) => {
+                let volume = volumes::pinning_volume(self.book, &volume_names);
+                if let Some(why) = volumes::unavailable(volume, &nodes[i]) {
+                    for task in batch {
+                        wait(task, &why, now_ms, ops);
+                    }
+                    return;
+                }
+                let prefix = format!(
+                    "volume {volume} is on node {}: ",
+                    volumes::node_name(&nodes[i])
+                );
+                (i..i + 1, prefix)
+            }
+            None => (0..nodes.len(), String::new()),
+        };
+        let eligible = considered
+            .clone()
+            .filter(|&i| static_check(&nodes[i], &request).is_ok())
+            .collect();
+        let loads = &mut *self.loads;
+        let mut candidates = Candidates::new(eligible, loads, &first.service_id);
+        for (done, task) in batch.iter().enumerate() {
+            let Some(pos) = candidates.pick(loads, &request) else {
+                let why = explain(
+                    &nodes[considered.clone()],
+                    &loads[considered.clone()],
+                    &request,
+                )
+                .unwrap_or_else(|| "no node fits right now".to_string());
+                let why = format!("{pin_prefix}{why}");
+                info!(
+                    service = %first.service_id,
+                    spec_version = first.spec_version,
+                    tasks = batch.len() - done,
+                    reason = %why,
+                    "tasks stay pending"
+                );
+                for task in &batch[done..] {
+                    wait(task, &why, now_ms, ops);
+                }
+                return;
+            };
+            let node = candidates.nodes[pos];
+            candidates.placed(pos);
+            loads[node].add(&task.service_id, request.demand, &ports);
+            let node = &nodes[node];
+            if let Some(spec) = spec {
+                self.book.placed(spec, node, now_ms, &mut *self.new_id);
+            }
+            debug!(task = %task.id, service = %task.service_id, node = %node.id, "task assigned");
+            let mut placed = (*task).clone();
+            placed.node_id = node.id.clone();
+            placed.status = Some(TaskStatus {
+                state: TaskState::Assigned as i32,
+                message: format!("assigned to node {}", display_name(node)),
+                timestamp_ms: now_ms,
+                ..Default::default()
+            });
+            touch(&mut placed, now_ms);
+            ops.push(put(wrap(placed), Expect::Version, task.version));
+            if pinned.is_none() && !volume_names.is_empty() {
+                // The first task put its volumes on a node: the rest of the
+                // batch is pinned there now.
+                return self.batch(&batch[done + 1..], ops);
+            }
+        }
     }
 }
 
@@ -209,7 +284,7 @@ mod tests {
         }
     }
 
-    fn pending(id: &str, service: &str, slot: u64, spec: &ServiceSpec) -> Task {
+    pub(crate) fn pending(id: &str, service: &str, slot: u64, spec: &ServiceSpec) -> Task {
         Task {
             id: id.into(),
             service_id: service.into(),

@@ -40,6 +40,7 @@ impl ObjectExt for Object {
             Kind::Secret(_) => Table::Secret,
             Kind::Config(_) => Table::Config,
             Kind::Pki(_) => Table::Pki,
+            Kind::Volume(_) => Table::Volume,
         })
     }
 
@@ -52,6 +53,7 @@ impl ObjectExt for Object {
             Some(Kind::Secret(o)) => &o.id,
             Some(Kind::Config(o)) => &o.id,
             Some(Kind::Pki(o)) => &o.id,
+            Some(Kind::Volume(o)) => &o.id,
             None => "",
         }
     }
@@ -63,6 +65,7 @@ impl ObjectExt for Object {
             Some(Kind::Network(o)) => Some(o.name.as_str()),
             Some(Kind::Secret(o)) => Some(o.name.as_str()),
             Some(Kind::Config(o)) => Some(o.name.as_str()),
+            Some(Kind::Volume(o)) => Some(o.name.as_str()),
             Some(Kind::Task(_)) | Some(Kind::Pki(_)) | None => None,
         }
         .filter(|name| !name.is_empty())
@@ -90,6 +93,7 @@ impl ObjectExt for Object {
             Some(Kind::Secret(o)) => o.version,
             Some(Kind::Config(o)) => o.version,
             Some(Kind::Pki(o)) => o.version,
+            Some(Kind::Volume(o)) => o.version,
             None => 0,
         }
     }
@@ -103,6 +107,7 @@ impl ObjectExt for Object {
             Some(Kind::Secret(o)) => o.version = version,
             Some(Kind::Config(o)) => o.version = version,
             Some(Kind::Pki(o)) => o.version = version,
+            Some(Kind::Volume(o)) => o.version = version,
             None => {}
         }
     }
@@ -120,6 +125,7 @@ impl ObjectExt for Object {
             Some(Kind::Secret(o)) => o.timestamps = Some(ts),
             Some(Kind::Config(o)) => o.timestamps = Some(ts),
             Some(Kind::Pki(o)) => o.timestamps = Some(ts),
+            Some(Kind::Volume(o)) => o.timestamps = Some(ts),
             None => {}
         }
     }
@@ -133,6 +139,7 @@ impl ObjectExt for Object {
             Some(Kind::Secret(o)) => o.timestamps.as_ref(),
             Some(Kind::Config(o)) => o.timestamps.as_ref(),
             Some(Kind::Pki(o)) => o.timestamps.as_ref(),
+            Some(Kind::Volume(o)) => o.timestamps.as_ref(),
             None => None,
         };
         ts.map(|t| t.created_ms).unwrap_or(0)

@@ -12,10 +12,12 @@ pub enum Table {
     Config,
     /// The cluster's CA and join secrets (one record).
     Pki,
+    /// Named local volumes (#14).
+    Volume,
 }
 
 impl Table {
-    pub const ALL: [Table; 7] = [
+    pub const ALL: [Table; 8] = [
         Table::Node,
         Table::Service,
         Table::Task,
@@ -23,6 +25,7 @@ impl Table {
         Table::Secret,
         Table::Config,
         Table::Pki,
+        Table::Volume,
     ];
 
     /// The name in keys, in `Delete` operations and in messages.
@@ -35,6 +38,7 @@ impl Table {
             Table::Secret => "secret",
             Table::Config => "config",
             Table::Pki => "pki",
+            Table::Volume => "volume",
         }
     }
 

@@ -3,17 +3,19 @@
 
 use berth_proto::store::Object;
 use berth_proto::store::object::Kind;
-use berth_proto::v1::{Network, Node, Service, Task};
+use berth_proto::v1::{Network, Node, Service, Task, Volume};
 
 use super::object::ObjectExt;
 use super::{StateMachine, StoreError, Table};
 
-/// What the orchestrator, scheduler and dispatcher read: the three tables.
+/// What the orchestrator, scheduler and dispatcher read: the three tables,
+/// and the volumes (the scheduler keeps a task that mounts one on its node).
 #[derive(Clone, Debug, Default)]
 pub struct ClusterView {
     pub nodes: Vec<Node>,
     pub services: Vec<Service>,
     pub tasks: Vec<Task>,
+    pub volumes: Vec<Volume>,
 }
 
 impl ClusterView {
@@ -25,6 +27,7 @@ impl ClusterView {
                 Some(Kind::Node(n)) => view.nodes.push(n),
                 Some(Kind::Service(s)) => view.services.push(s),
                 Some(Kind::Task(t)) => view.tasks.push(t),
+                Some(Kind::Volume(v)) => view.volumes.push(v),
                 _ => {}
             }
         }
@@ -32,11 +35,12 @@ impl ClusterView {
     }
 }
 
-/// Nodes, services and tasks as the state machine has them.
+/// Nodes, services, tasks and volumes as the state machine has them.
 pub fn read_view(sm: &StateMachine) -> Result<ClusterView, StoreError> {
     let mut objects = sm.list(Table::Node)?;
     objects.extend(sm.list(Table::Service)?);
     objects.extend(sm.list(Table::Task)?);
+    objects.extend(sm.list(Table::Volume)?);
     Ok(ClusterView::from_objects(objects))
 }
 

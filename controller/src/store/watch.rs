@@ -138,8 +138,9 @@ fn to_event(revision: u64, change: Change) -> WatchEvent {
             Some(watch_event::Object::Secret(o))
         }
         Some(Kind::Config(o)) => Some(watch_event::Object::Config(o)),
-        // The CA key and join secrets never leave through a watch.
-        Some(Kind::Pki(_)) | None => None,
+        // The CA key and join secrets never leave through a watch; volumes
+        // have no watch event kind (cluster.proto's is not theirs to extend).
+        Some(Kind::Pki(_)) | Some(Kind::Volume(_)) | None => None,
     };
     WatchEvent {
         revision,

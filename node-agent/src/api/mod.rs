@@ -3,12 +3,14 @@
 //! cluster). One file per service; `serve` puts them on one server.
 
 mod logs;
+mod volumes;
 
 use std::sync::Arc;
 
 use berth_pki::tls::ServerStream;
 use berth_pki::{Role, Security};
 use berth_proto::v1::agent_server::AgentServer;
+use berth_proto::v1::agent_volumes_server::AgentVolumesServer;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Status};
@@ -34,8 +36,15 @@ pub async fn serve(
         }),
         only.clone(),
     );
+    let volumes = InterceptedService::new(
+        AgentVolumesServer::new(volumes::VolumesApi {
+            supervisor: parts.supervisor.clone(),
+        }),
+        only.clone(),
+    );
     if let Err(err) = tonic::transport::Server::builder()
         .add_service(logs)
+        .add_service(volumes)
         .serve_with_incoming(incoming)
         .await
     {

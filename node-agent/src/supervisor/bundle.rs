@@ -5,12 +5,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use berth_proto::v1::{ServiceSpec, Task, mount::Kind};
+use berth_proto::v1::{ServiceSpec, Task};
 use oci_spec::runtime::{
     Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxMemoryBuilder,
-    LinuxNamespace, LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, Mount,
-    MountBuilder, ProcessBuilder, RootBuilder, Spec, UserBuilder, get_default_mounts,
-    get_default_namespaces,
+    LinuxNamespace, LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, MountBuilder,
+    ProcessBuilder, RootBuilder, Spec, UserBuilder, get_default_mounts, get_default_namespaces,
 };
 
 use super::error::{Result, SupervisorError};
@@ -54,6 +53,8 @@ pub struct BundleInput<'a> {
     /// Files (or directories: the secrets tmpfs) bind-mounted read-only,
     /// nosuid, nodev, noexec: (path in the container, path on the host).
     pub files: &'a [(String, PathBuf)],
+    /// The data directory of each named volume the task mounts.
+    pub volumes: &'a super::mounts::VolumePaths,
 }
 
 /// The container's hostname: the spec's, or the task id's first 12 characters.
@@ -146,7 +147,7 @@ pub fn build_spec(input: &BundleInput<'_>) -> Result<Spec> {
     let hostname = hostname_of(input.task);
     let mut mounts = get_default_mounts();
     for m in &spec.mounts {
-        mounts.push(task_mount(m).map_err(err)?);
+        mounts.push(super::mounts::oci_mount(m, input.volumes).map_err(err)?);
     }
     for (destination, source) in input.files {
         mounts.push(
@@ -329,47 +330,12 @@ fn resources(task: &Task) -> Result<oci_spec::runtime::LinuxResources, String> {
     r.build().map_err(|e| e.to_string())
 }
 
-fn task_mount(m: &berth_proto::v1::Mount) -> Result<Mount, String> {
-    if !m.target.starts_with('/') {
-        return Err(format!("mount target {:?} is not absolute", m.target));
-    }
-    let ro = if m.read_only { "ro" } else { "rw" };
-    let (typ, source, options) = match Kind::try_from(m.kind) {
-        Ok(Kind::Bind) => {
-            if !m.source.starts_with('/') {
-                return Err(format!("bind mount source {:?} is not absolute", m.source));
-            }
-            (
-                "bind",
-                m.source.clone(),
-                vec!["rbind".to_string(), "rprivate".into(), ro.into()],
-            )
-        }
-        Ok(Kind::Tmpfs) => (
-            "tmpfs",
-            "tmpfs".to_string(),
-            vec![
-                "nosuid".to_string(),
-                "nodev".into(),
-                "mode=1777".into(),
-                ro.into(),
-            ],
-        ),
-        Err(_) => return Err(format!("mount kind {} is unknown", m.kind)),
-    };
-    MountBuilder::default()
-        .destination(&m.target)
-        .typ(typ)
-        .source(source)
-        .options(options)
-        .build()
-        .map_err(|e| e.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use berth_proto::v1::{ResourceRequirements, Resources};
+
+    static NO_VOLUMES: crate::supervisor::mounts::VolumePaths = std::collections::BTreeMap::new();
 
     /// The input of a bundle for container c1 below cgroup berth.
     fn input<'a>(t: &'a Task, image: &'a ImageConfig, rootfs: &'a Path) -> BundleInput<'a> {
@@ -381,6 +347,7 @@ mod tests {
             cgroup_parent: "berth",
             netns: None,
             files: &[],
+            volumes: &NO_VOLUMES,
         }
     }
 
@@ -414,10 +381,9 @@ mod tests {
                 }),
             }),
             mounts: vec![berth_proto::v1::Mount {
-                kind: Kind::Tmpfs as i32,
-                source: String::new(),
+                kind: berth_proto::v1::mount::Kind::Tmpfs as i32,
                 target: "/scratch".into(),
-                read_only: false,
+                ..Default::default()
             }],
             ..ServiceSpec::default()
         });

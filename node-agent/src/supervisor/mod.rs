@@ -31,6 +31,7 @@ mod health;
 mod images;
 mod launch;
 mod logs;
+mod mounts;
 mod network;
 mod oci;
 mod runtime;
@@ -64,6 +65,7 @@ pub use shim::{ShimArgs, main_shim};
 pub use user::{User, resolve_user};
 
 use crate::image::{ImageStore, PullOptions};
+use crate::volumes::VolumeStore;
 use container_runtime::{ContainerFiles, ContainerRuntime};
 use health::{ContainerProbe, HealthProbe};
 use images::TaskImages;
@@ -93,6 +95,9 @@ pub struct SupervisorConfig {
     /// Where each task's secrets tmpfs is mounted (`<dir>/<task id>`): a
     /// place outside the data dir (secrets are never on disk).
     pub secrets_root: PathBuf,
+    /// This node's name, for task errors ("bind source /x does not exist on
+    /// node n1"); empty: "on this node".
+    pub node_name: String,
 }
 
 impl SupervisorConfig {
@@ -112,6 +117,7 @@ impl SupervisorConfig {
             default_stop_grace: Duration::from_secs(10),
             network: None,
             secrets_root: PathBuf::from("/run/berth/secrets"),
+            node_name: String::new(),
         }
     }
 }
@@ -142,6 +148,8 @@ pub(crate) struct Drivers {
     pub default_stop_grace: Duration,
     /// Where each task's secrets tmpfs is mounted.
     pub secrets_root: PathBuf,
+    /// This node's name, for task errors.
+    pub node_name: String,
     /// Runs the health checks of running tasks.
     pub health: Arc<dyn HealthProbe>,
 }
@@ -152,6 +160,8 @@ pub(crate) struct Inner {
     payloads: Mutex<files::Payloads>,
     state: StateDir,
     logs_dir: PathBuf,
+    /// The node's named volumes (`<data dir>/volumes`).
+    volumes: VolumeStore,
     tasks: Mutex<HashMap<String, Entry>>,
     updates: mpsc::UnboundedSender<TaskStatusUpdate>,
     /// What the current set says about endpoints: whether a stop drains first.
@@ -216,6 +226,7 @@ impl Supervisor {
             cgroup_parent: cfg.cgroup_parent,
             default_stop_grace: cfg.default_stop_grace,
             secrets_root: cfg.secrets_root,
+            node_name: cfg.node_name,
         };
         Supervisor::open_with(data_dir, drivers).await
     }
@@ -235,6 +246,7 @@ impl Supervisor {
             payloads: Mutex::new(files::Payloads::default()),
             state,
             logs_dir,
+            volumes: VolumeStore::new(data_dir),
             tasks: Mutex::new(HashMap::new()),
             updates: tx,
             endpoints: tokio_watch::channel(drain::Endpoints::default()).0,
@@ -402,6 +414,34 @@ impl Supervisor {
     }
 
     /// The directory of a task's log files.
+    /// The node's named volumes.
+    pub fn volumes(&self) -> &VolumeStore {
+        &self.inner.volumes
+    }
+
+    /// The tasks of this node, not finished, whose spec mounts volume `name`.
+    pub fn volume_users(&self, name: &str) -> Vec<String> {
+        let ids: Vec<String> = self
+            .inner
+            .lock()
+            .iter()
+            .filter(|(_, e)| !e.done)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut users: Vec<String> = ids
+            .into_iter()
+            .filter(|id| {
+                self.inner.state.load_task(id).is_ok_and(|t| {
+                    t.spec
+                        .as_ref()
+                        .is_some_and(|s| berth_proto::mounts::volume_names(s).contains(name))
+                })
+            })
+            .collect();
+        users.sort();
+        users
+    }
+
     pub fn log_dir(&self, task_id: &str) -> PathBuf {
         self.inner.logs_dir.join(task_id)
     }

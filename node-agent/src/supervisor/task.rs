@@ -138,6 +138,15 @@ impl Worker {
             .state
             .save_task(&self.task)
             .map_err(|e| failed(e.to_string()))?;
+        // What the mounts need of this node first: a missing bind source
+        // fails the task before anything is pulled or made.
+        let volumes = match self.task.spec.as_ref() {
+            Some(spec) => {
+                super::mounts::prepare(spec, &self.inner.volumes, &self.inner.drivers.node_name)
+                    .map_err(failed)?
+            }
+            None => super::mounts::VolumePaths::new(),
+        };
         self.report(status(TaskState::Preparing, format!("pulling {name}")));
         let images = self.inner.drivers.images.clone();
         let credentials = self
@@ -221,6 +230,7 @@ impl Worker {
             cgroup_parent: &self.inner.drivers.cgroup_parent,
             netns: net.as_ref().map(|n| n.netns.as_path()),
             files: &files,
+            volumes: &volumes,
         })
         .map_err(|e| failed(e.to_string()))?;
         let files = self.files();

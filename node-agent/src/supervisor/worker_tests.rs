@@ -53,6 +53,7 @@ impl Harness {
             cgroup_parent: "berth-unit".into(),
             default_stop_grace: Duration::from_secs(10),
             secrets_root: self.dir.path().join("secrets"),
+            node_name: "n1".into(),
             health: self.probe.clone(),
         };
         Supervisor::open_with(self.dir.path(), drivers)

@@ -68,6 +68,7 @@ fn cluster() -> (Tracker, Published) {
             task("t1", "s1", "n1", TaskState::Running),
             task("t2", "s1", "n2", TaskState::Assigned),
         ],
+        volumes: Vec::new(),
     };
     let (tracker, dirty) = Tracker::new(10, view, vec![]);
     let mut published = Published::default();
