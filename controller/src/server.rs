@@ -15,7 +15,7 @@ use tracing::{error, info, warn};
 
 use tonic::service::interceptor::InterceptedService;
 
-use crate::api::{CertificatesApi, ClusterApi, DispatcherService};
+use crate::api::{CertificatesApi, ClusterApi, DispatcherService, ImagesApi, SystemApi};
 use crate::ca::Gate;
 use crate::datadir::{self, DataDirError, Marker};
 use crate::dispatcher::{Dispatcher, DispatcherSettings};
@@ -24,6 +24,8 @@ use crate::raft::peer_service::PeerService;
 use crate::raft::storage::LogStorage;
 use crate::raft::transport::GrpcTransport;
 use crate::raft::{MemberError, RaftHandle, RaftSettings, Stopped, spawn_member};
+use berth_proto::v1::images_server::ImagesServer;
+use berth_proto::v1::system_server::SystemServer;
 
 /// Largest request the client API accepts.
 const API_MAX_REQUEST: usize = 4 * 1024 * 1024;
@@ -114,6 +116,8 @@ struct Services {
     lock: Gated<berth_proto::v1::lock_server::LockServer<crate::unlock::Unlocked>>,
     cluster: Gated<ClusterServer<ClusterApi>>,
     certificates: CertificatesServer<CertificatesApi>,
+    images: Gated<ImagesServer<ImagesApi>>,
+    system: Gated<SystemServer<SystemApi>>,
 }
 
 impl Services {
@@ -127,6 +131,8 @@ impl Services {
             .add_service(self.lock.clone())
             .add_service(self.cluster.clone())
             .add_service(self.certificates.clone())
+            .add_service(self.images.clone())
+            .add_service(self.system.clone())
     }
 }
 
@@ -384,6 +390,17 @@ pub async fn run(
             .max_decoding_message_size(API_MAX_REQUEST)
             .max_encoding_message_size(berth_proto::MAX_MESSAGE_BYTES),
             // Controllers pass on what a follower cannot do itself.
+            gate.only(&[Role::Admin, Role::Controller]),
+        ),
+        images: InterceptedService::new(
+            ImagesServer::new(ImagesApi::new(handle.clone(), security.clone()))
+                .max_encoding_message_size(berth_proto::MAX_MESSAGE_BYTES),
+            gate.only(&[Role::Admin]),
+        ),
+        // Controllers ask each other for their versions.
+        system: InterceptedService::new(
+            SystemServer::new(SystemApi::new(handle.clone(), security.clone()))
+                .max_encoding_message_size(berth_proto::MAX_MESSAGE_BYTES),
             gate.only(&[Role::Admin, Role::Controller]),
         ),
         certificates: CertificatesServer::new(CertificatesApi::new(
