@@ -93,6 +93,26 @@ fn images_pull_rmi_prune_info_and_version_through_the_running_agents() -> Result
     let ids = text(&berth(&cluster, &["image", "ls", "-q"])?.stdout);
     assert_eq!(ids.lines().count(), 1, "one image id on every node: {ids}");
 
+    // rmi of the image the tasks run: refused on every node, naming the
+    // task, forced or not.
+    let tasks = cluster.ps("sleeper")?;
+    for force in [false, true] {
+        let mut args = vec!["rmi", pinned_name.as_str(), "--all-nodes"];
+        if force {
+            args.push("-f");
+        }
+        let out = berth(&cluster, &args)?;
+        let stderr = text(&out.stderr);
+        assert!(!out.status.success(), "removed an image in use");
+        assert!(stderr.contains("is using it"), "{stderr}");
+        assert!(
+            tasks
+                .iter()
+                .all(|t| stderr.contains(&format!("task {}", t.id))),
+            "{stderr}"
+        );
+    }
+    assert_eq!(nodes_with(&cluster, &pinned_name)?, all);
     // pull --all-nodes: every node then lists it; a line per step, not a terminal.
     let out = berth(&cluster, &["pull", &web, "--all-nodes"])?;
     let stdout = text(&out.stdout);
@@ -129,26 +149,6 @@ fn images_pull_rmi_prune_info_and_version_through_the_running_agents() -> Result
         text(&out.stderr)
     );
 
-    // rmi of the image the tasks run: refused on every node, naming the
-    // task, forced or not.
-    let tasks = cluster.ps("sleeper")?;
-    for force in [false, true] {
-        let mut args = vec!["rmi", pinned_name.as_str(), "--all-nodes"];
-        if force {
-            args.push("-f");
-        }
-        let out = berth(&cluster, &args)?;
-        let stderr = text(&out.stderr);
-        assert!(!out.status.success(), "removed an image in use");
-        assert!(stderr.contains("is using it"), "{stderr}");
-        assert!(
-            tasks
-                .iter()
-                .any(|t| stderr.contains(&format!("task {}", t.id))),
-            "{stderr}"
-        );
-    }
-    assert_eq!(nodes_with(&cluster, &pinned_name)?, all);
     // The tag of that image on n2 is another name of it: only untagged.
     let out = berth(&cluster, &["rmi", &cluster.image, "--node", "n2"])?;
     let stdout = text(&out.stdout);
