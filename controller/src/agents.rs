@@ -115,8 +115,14 @@ pub fn choose(
             }),
         }
     }
-    if named || all || by_default == ByDefault::AllNodes {
+    if named || by_default == ByDefault::AllNodes {
         return Ok(selected);
+    }
+    if all {
+        return match selected.targets.len() {
+            0 => Err(SelectError::NoNodes),
+            _ => Ok(selected),
+        };
     }
     match selected.targets.len() {
         0 => Err(SelectError::NoNodes),
@@ -232,6 +238,14 @@ mod tests {
         );
         let err = choose(Vec::new(), false, false, ByDefault::OnlyNode).unwrap_err();
         assert!(matches!(err, SelectError::NoNodes));
+        let down = vec![node("n2", NodeStatus::Down, "10.0.0.2:7401")];
+        let err = choose(down.clone(), false, true, ByDefault::OnlyNode).unwrap_err();
+        assert!(
+            matches!(err, SelectError::NoNodes),
+            "a change asked of no node"
+        );
+        let listing = choose(down, false, true, ByDefault::AllNodes).unwrap();
+        assert!(listing.targets.is_empty() && listing.skipped.len() == 1);
     }
 
     #[test]
