@@ -279,22 +279,36 @@ fn images_pull_rmi_prune_info_and_version_through_the_running_agents() -> Result
     }
 
     // version: the client first, then every controller and agent.
+    // Each part says the version and commit its binary was built with (what
+    // its `--version` prints).
+    let built = |bin: &str| -> Result<String> {
+        let out = std::process::Command::new(bin_path(bin))
+            .arg("--version")
+            .output()?;
+        Ok(text(&out.stdout))
+    };
+    let says = |part: &Value, built: &str| {
+        let (version, commit) = (part["version"].as_str(), part["commit"].as_str());
+        assert_eq!(part["error"], "", "{part}");
+        assert!(
+            version.is_some_and(|v| !v.is_empty() && built.contains(v))
+                && commit
+                    .is_some_and(|c| !c.is_empty() && built.contains(&format!("(commit {c})"))),
+            "{part} is not {built}"
+        );
+    };
     let version: Value = serde_json::from_str(&cluster.berth(&["version", "--format", "json"])?)?;
-    let commit = version["client"]["commit"]
-        .as_str()
-        .unwrap_or("")
-        .to_string();
-    assert!(!commit.is_empty(), "{version}");
+    says(&version["client"], &built("berth")?);
     let server = &version["server"];
-    assert_eq!(server["serving"]["commit"], commit.as_str(), "{version}");
+    let controller = built("berth-controller")?;
+    says(&server["serving"], &controller);
     let others = server["controllers"].as_array().context("controllers")?;
     assert_eq!(others.len(), 2, "{version}");
+    others.iter().for_each(|c| says(c, &controller));
     let agents = server["agents"].as_array().context("agents")?;
     assert_eq!(agents.len(), 3, "{version}");
-    for part in others.iter().chain(agents) {
-        assert_eq!(part["commit"], commit.as_str(), "{part}");
-        assert_eq!(part["error"], "", "{part}");
-    }
+    let agent = built("berth-agent")?;
+    agents.iter().for_each(|a| says(a, &agent));
     let table = cluster.berth(&["version"])?;
     assert!(table.starts_with("Client:"), "{table}");
     assert!(table.contains("Agent n3:"), "{table}");

@@ -20,6 +20,8 @@ struct Bars {
     multi: MultiProgress,
     nodes: HashMap<String, ProgressBar>,
     layers: HashMap<(String, String), ProgressBar>,
+    /// The bar the node's next layer goes under (its last one, else its line).
+    last: HashMap<String, ProgressBar>,
     style: ProgressStyle,
 }
 
@@ -29,6 +31,7 @@ impl Bars {
             multi: MultiProgress::new(),
             nodes: HashMap::new(),
             layers: HashMap::new(),
+            last: HashMap::new(),
             style: ProgressStyle::with_template("  {prefix} {bar:30} {bytes}/{total_bytes} {msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
         }
@@ -38,6 +41,7 @@ impl Bars {
         self.nodes.entry(node.to_string()).or_insert_with(|| {
             let bar = self.multi.add(ProgressBar::new_spinner());
             bar.set_message(format!("{node}: pulling"));
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
             bar
         })
     }
@@ -122,6 +126,11 @@ pub async fn run(client: &mut Client, args: &PullArgs) -> Result<()> {
                 }
                 outcome.insert(node, Some(Ok(image.name)));
             }
+        }
+    }
+    if let Some(bars) = &bars {
+        for bar in bars.nodes.values().filter(|b| !b.is_finished()) {
+            bar.abandon();
         }
     }
     let mut failed = Vec::new();
