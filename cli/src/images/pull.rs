@@ -51,13 +51,17 @@ impl Bars {
         let bar = match self.layers.get(&key) {
             Some(bar) => bar.clone(),
             None => {
-                let after = self.node(node).clone();
+                let after = match self.last.get(node) {
+                    Some(bar) => bar.clone(),
+                    None => self.node(node).clone(),
+                };
                 let bar = self
                     .multi
                     .insert_after(&after, ProgressBar::new(layer.total));
                 bar.set_style(self.style.clone());
                 bar.set_prefix(view::short_id(&layer.digest));
                 self.layers.insert(key, bar.clone());
+                self.last.insert(node.to_string(), bar.clone());
                 bar
             }
         };

@@ -177,14 +177,11 @@ impl Images for ImagesApi {
         let req = request.into_inner();
         let prune = req.prune.unwrap_or_default();
         let selected = self.targets(req.nodes.as_ref(), ByDefault::OnlyNode)?;
-        let answers = agents::each(&self.security, &selected.targets, |channel| {
-            let prune = prune.clone();
-            async move {
-                client(channel)
-                    .prune(with_timeout(prune, REMOVE_TIMEOUT))
-                    .await
-                    .map(Response::into_inner)
-            }
+        let answers = agents::each(&self.security, &selected.targets, |channel| async move {
+            client(channel)
+                .prune(with_timeout(prune, REMOVE_TIMEOUT))
+                .await
+                .map(Response::into_inner)
         })
         .await;
         let nodes = answers

@@ -180,7 +180,7 @@ mod tests {
         let (one, pinned) = (image("web:1", b"c1"), image("web:2", b"c1"));
         let images = vec![one.clone(), pinned];
         let r = plan("web:1", false, &images, &[hold("t1", &one)]).unwrap();
-        assert_eq!(r.untag, [one.name.clone()]);
+        assert_eq!(r.untag, vec![one.name]);
         assert!(!r.last);
     }
 
