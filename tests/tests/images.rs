@@ -341,42 +341,17 @@ fn images_pull_rmi_prune_info_and_version_through_the_running_agents() -> Result
     Ok(())
 }
 
-/// The private registry's port (the open one has 5000), on the client host.
-const PRIVATE_PORT: u16 = 5001;
-
 #[test]
 fn berth_pull_uses_the_users_registry_login_and_keeps_it_nowhere() -> Result<()> {
-    use base64::Engine as _;
-    use berth_testhost::images::HostRegistry;
     use berth_testhost::leaks::files_holding;
-    // One controller, one agent (started once the private registry is up,
-    // which it reaches over plain HTTP), the registries on the client host.
-    let private_address = format!(
-        "{}:{PRIVATE_PORT}",
-        berth_testhost::testnet::host_address(2)
-    );
-    let mut cluster = Cluster::start_with(
-        "imgauth",
-        1,
-        0,
-        1,
-        &["--insecure-registry", &private_address],
-    )?;
-    let client = cluster.c.client_host();
-    let password = format!("pw-{:016x}", rand::random::<u64>());
-    let private =
-        HostRegistry::start_private(&mut cluster.c.net, client, PRIVATE_PORT, "alice", &password)?;
-    let image = private.push(
-        &cluster.c.net,
-        &cluster.image_layout(),
-        "1",
-        "private/busybox:1",
-    )?;
-    cluster
-        .insecure_registries
-        .push(private.address().to_string());
-    cluster.start_agent(0)?;
-    cluster.wait_nodes_ready(1)?;
+    use berth_testhost::private_registry::{self, PrivateCluster};
+    // One node, pulling from a private registry with basic auth.
+    let PrivateCluster {
+        cluster,
+        registry: private,
+        password,
+        image,
+    } = private_registry::start("imgauth", 1)?;
 
     // No login: the registry refuses, and the node says so.
     let docker = tempfile::tempdir()?;
@@ -391,14 +366,7 @@ fn berth_pull_uses_the_users_registry_login_and_keeps_it_nowhere() -> Result<()>
     assert!(nodes_with(&cluster, &image)?.is_empty());
 
     // `docker login`'s file: the one node of the cluster pulls with it.
-    let auth = base64::engine::general_purpose::STANDARD.encode(format!("alice:{password}"));
-    std::fs::write(
-        docker.path().join("config.json"),
-        format!(
-            r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#,
-            private.address()
-        ),
-    )?;
+    let auth = private_registry::docker_login(docker.path(), &private, &password)?;
     let out = cluster.berth_env(0, &[&docker_env], &["pull", &image])?;
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(nodes_with(&cluster, &image)?, ["n1"]);

@@ -204,34 +204,20 @@ pub(super) fn deleted_ids(mut ids: Vec<Digest>, content: &PruneReport) -> Vec<Di
 mod tests {
     use super::*;
 
-    fn image(name: &str, config: &[u8]) -> Image {
-        Image {
-            name: name.into(),
-            index_digest: None,
-            manifest_digest: Digest::of(name.as_bytes()),
-            config_digest: Digest::of(config),
-            layers: Vec::new(),
-            created: 0,
-        }
-    }
-
     #[test]
     fn prune_all_spares_every_name_of_an_image_a_container_holds() {
         let images = vec![
-            image("b:1", b"one"),
-            image("b@sha256:x", b"one"),
-            image("c:1", b"two"),
-            image("a:1", b"three"),
+            Image::named("r/b:1", b"one"),
+            Image::named("r/b:2", b"one"),
+            Image::named("r/c:1", b"two"),
+            Image::named("r/a:1", b"three"),
         ];
-        let holds = vec![ContainerRef {
-            container_id: "task1".into(),
-            image: image("b:1", b"one"),
-        }];
+        let holds = vec![ContainerRef::of("task1", &images[0])];
         let names: Vec<&str> = unused(&images, &holds)
             .iter()
             .map(|i| i.name.as_str())
             .collect();
-        assert_eq!(names, ["a:1", "c:1"]);
+        assert_eq!(names, ["docker.io/r/a:1", "docker.io/r/c:1"]);
     }
 
     #[test]

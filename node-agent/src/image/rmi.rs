@@ -157,45 +157,34 @@ impl ImageStore {
 mod tests {
     use super::*;
 
-    fn image(name: &str, config: &[u8]) -> Image {
-        Image {
-            name: reference::normalize(name).unwrap(),
-            index_digest: None,
-            manifest_digest: Digest::of(name.as_bytes()),
-            config_digest: Digest::of(config),
-            layers: Vec::new(),
-            created: 0,
-        }
-    }
-
-    fn hold(task: &str, image: &Image) -> ContainerRef {
-        ContainerRef {
-            container_id: task.into(),
-            image: image.clone(),
-        }
-    }
-
     #[test]
     fn a_name_of_an_image_with_other_names_is_only_untagged_even_in_use() {
-        let (one, pinned) = (image("web:1", b"c1"), image("web:2", b"c1"));
+        let (one, pinned) = (Image::named("web:1", b"c1"), Image::named("web:2", b"c1"));
         let images = vec![one.clone(), pinned];
-        let r = plan("web:1", false, &images, &[hold("t1", &one)]).unwrap();
+        let r = plan("web:1", false, &images, &[ContainerRef::of("t1", &one)]).unwrap();
         assert_eq!(r.untag, vec![one.name]);
         assert!(!r.last);
     }
 
     #[test]
     fn the_last_name_of_an_image_a_task_uses_is_refused_even_forced() {
-        let one = image("web:1", b"c1");
-        let images = vec![one.clone(), image("db:1", b"c2")];
+        let one = Image::named("web:1", b"c1");
+        let images = vec![one.clone(), Image::named("db:1", b"c2")];
         for force in [false, true] {
-            let err = plan("web:1", force, &images, &[hold("task-7", &one)]).unwrap_err();
+            let err =
+                plan("web:1", force, &images, &[ContainerRef::of("task-7", &one)]).unwrap_err();
             assert!(matches!(err, ImageError::InUse { ref task, .. } if task == "task-7"));
             assert!(err.to_string().contains("task task-7"), "{err}");
         }
         // By id too.
         let hex = one.config_digest.hex().to_string();
-        let err = plan(&hex[..12], true, &images, &[hold("task-7", &one)]).unwrap_err();
+        let err = plan(
+            &hex[..12],
+            true,
+            &images,
+            &[ContainerRef::of("task-7", &one)],
+        )
+        .unwrap_err();
         assert!(matches!(err, ImageError::InUse { .. }), "{err}");
         // Unused, it goes with its content.
         let r = plan("docker.io/library/db:1", false, &images, &[]).unwrap();
@@ -205,9 +194,9 @@ mod tests {
     #[test]
     fn an_id_with_several_names_must_be_forced() {
         let images = vec![
-            image("a:1", b"c1"),
-            image("b:1", b"c1"),
-            image("c:1", b"c9"),
+            Image::named("a:1", b"c1"),
+            Image::named("b:1", b"c1"),
+            Image::named("c:1", b"c9"),
         ];
         let id = images[0].config_digest.to_string();
         let err = plan(&id, false, &images, &[]).unwrap_err();
@@ -220,7 +209,7 @@ mod tests {
     #[test]
     fn unknown_names_and_ambiguous_prefixes_are_refused() {
         let images: Vec<Image> = (0..40)
-            .map(|i| image(&format!("i:{i}"), format!("c{i}").as_bytes()))
+            .map(|i| Image::named(&format!("i:{i}"), format!("c{i}").as_bytes()))
             .collect();
         let err = plan("nothere:1", false, &images, &[]).unwrap_err();
         assert!(matches!(err, ImageError::UnknownImage { .. }), "{err}");
