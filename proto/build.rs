@@ -7,6 +7,8 @@ const PROTOS: &[&str] = &[
     "proto/berth/v1/raft.proto",
     "proto/berth/v1/certificates.proto",
     "proto/berth/v1/volumes.proto",
+    "proto/berth/v1/images.proto",
+    "proto/berth/v1/system.proto",
     "proto/berth/store/store.proto",
 ];
 
@@ -32,6 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ".berth.v1.CreateSecretRequest",
         ".berth.v1.JoinResponse",
         ".berth.v1.UnlockControllerRequest",
+        ".berth.v1.PullCredentials",
     ]);
     tonic_prost_build::configure()
         // The generated types are the one model: stack files and `--format json`

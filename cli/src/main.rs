@@ -5,6 +5,7 @@ mod dev;
 mod dev_log;
 mod file_refs;
 mod health;
+mod images;
 mod mount_flags;
 mod network;
 mod node;
@@ -14,6 +15,7 @@ mod registry_auth;
 mod secret;
 mod security_opt;
 mod service;
+mod system;
 mod units;
 mod volume;
 
@@ -67,6 +69,10 @@ enum Command {
     Volume(volume::VolumeCmd),
     /// Run a single-host cluster in this process (controller + agent).
     Dev(dev::DevArgs),
+    #[command(flatten)]
+    Images(images::ImageVerbs),
+    #[command(flatten)]
+    System(system::SystemVerbs),
 }
 
 fn main() {
@@ -110,6 +116,13 @@ fn main() {
         if let Command::Cluster(cluster::ClusterCmd::Ca { rotate }) = &args.command {
             return cluster::ca(&access, *rotate).await;
         }
+        // The image and system verbs talk to services of their own.
+        if let Command::Images(verb) = &args.command {
+            return images::run(&access, verb).await;
+        }
+        if let Command::System(verb) = &args.command {
+            return system::run(&access, verb).await;
+        }
         let mut client = client::connect(&access).await?;
         match args.command {
             Command::Cluster(cmd) => cluster::run(&mut client, cmd).await,
@@ -121,6 +134,9 @@ fn main() {
             Command::Volume(cmd) => volume::run(&access, cmd).await,
             Command::Dev(_) => {
                 anyhow::bail!("`berth dev` starts a cluster; it takes no controller")
+            }
+            Command::Images(_) | Command::System(_) => {
+                anyhow::bail!("served above, with their own services")
             }
         }
     });

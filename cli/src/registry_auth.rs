@@ -59,11 +59,7 @@ fn credentials_with(
             file.display()
         );
     }
-    let config = DockerConfig::read(&file)?;
-    let found = match config.helper_for(&registry) {
-        Some(helper) => from_helper(helper, &registry, helper_path)?,
-        None => config.basic_for(&registry)?,
-    };
+    let found = stored(&file, &registry, helper_path)?;
     found.with_context(|| {
         format!(
             "--with-registry-auth: no credentials for registry {registry} in {} \
@@ -71,6 +67,31 @@ fn credentials_with(
             file.display()
         )
     })
+}
+
+/// The credentials for `registry` that `config.json` (`file`) holds or names
+/// a helper for, if any.
+fn stored(
+    file: &Path,
+    registry: &str,
+    helper_path: Option<&OsStr>,
+) -> Result<Option<BasicCredentials>> {
+    let config = DockerConfig::read(file)?;
+    match config.helper_for(registry) {
+        Some(helper) => from_helper(helper, registry, helper_path),
+        None => Ok(config.basic_for(registry)?),
+    }
+}
+
+/// The credentials `docker pull IMAGE` would use, if the user has any for
+/// its registry (`berth pull`: none means anonymous, as for Docker).
+pub fn credentials_if_any(image: &str, config_dir: &Path) -> Result<Option<BasicCredentials>> {
+    let registry = registry_of(image).with_context(|| format!("image {image:?}"))?;
+    let file = config_dir.join("config.json");
+    if !file.exists() {
+        return Ok(None);
+    }
+    stored(&file, &registry, None)
 }
 
 /// What `docker-credential-<helper> get` prints.

@@ -1,6 +1,7 @@
 //! berth-controller: a Raft member that keeps the cluster's desired state and, on
 //! the leader, runs the orchestrator, scheduler and dispatcher.
 
+pub mod agents;
 pub mod allocator;
 pub mod api;
 pub mod ca;
@@ -17,5 +18,6 @@ pub mod scheduler;
 pub mod server;
 pub mod startup;
 pub mod store;
+pub mod system_info;
 pub mod unlock;
 pub mod volumes;

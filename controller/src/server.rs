@@ -15,7 +15,9 @@ use tracing::{error, info, warn};
 
 use tonic::service::interceptor::InterceptedService;
 
-use crate::api::{CertificatesApi, ClusterApi, DispatcherService, VolumesApi};
+use crate::api::{
+    CertificatesApi, ClusterApi, DispatcherService, ImagesApi, SystemApi, VolumesApi,
+};
 use crate::ca::Gate;
 use crate::datadir::{self, DataDirError, Marker};
 use crate::dispatcher::{Dispatcher, DispatcherSettings};
@@ -24,6 +26,8 @@ use crate::raft::peer_service::PeerService;
 use crate::raft::storage::LogStorage;
 use crate::raft::transport::GrpcTransport;
 use crate::raft::{MemberError, RaftHandle, RaftSettings, Stopped, spawn_member};
+use berth_proto::v1::images_server::ImagesServer;
+use berth_proto::v1::system_server::SystemServer;
 use berth_proto::v1::volumes_server::VolumesServer;
 
 /// Largest request the client API accepts.
@@ -116,6 +120,8 @@ struct Services {
     cluster: Gated<ClusterServer<ClusterApi>>,
     certificates: CertificatesServer<CertificatesApi>,
     volumes: Gated<VolumesServer<VolumesApi>>,
+    images: Gated<ImagesServer<ImagesApi>>,
+    system: Gated<SystemServer<SystemApi>>,
 }
 
 impl Services {
@@ -130,6 +136,8 @@ impl Services {
             .add_service(self.cluster.clone())
             .add_service(self.certificates.clone())
             .add_service(self.volumes.clone())
+            .add_service(self.images.clone())
+            .add_service(self.system.clone())
     }
 }
 
@@ -391,6 +399,17 @@ pub async fn run(
         ),
         volumes: InterceptedService::new(
             VolumesServer::new(VolumesApi::new(handle.clone(), security.clone())),
+            gate.only(&[Role::Admin, Role::Controller]),
+        ),
+        images: InterceptedService::new(
+            ImagesServer::new(ImagesApi::new(handle.clone(), security.clone()))
+                .max_encoding_message_size(berth_proto::MAX_MESSAGE_BYTES),
+            gate.only(&[Role::Admin]),
+        ),
+        // Controllers ask each other for their versions.
+        system: InterceptedService::new(
+            SystemServer::new(SystemApi::new(handle.clone(), security.clone()))
+                .max_encoding_message_size(berth_proto::MAX_MESSAGE_BYTES),
             gate.only(&[Role::Admin, Role::Controller]),
         ),
         certificates: CertificatesServer::new(CertificatesApi::new(

@@ -207,8 +207,8 @@ pub async fn run(opts: AgentOptions) -> Result<(), DaemonError> {
     })?;
     let images =
         ImageStore::open(&opts.data_dir).map_err(|e| DaemonError::Images(e.to_string()))?;
-    let mut cfg = SupervisorConfig::new(images);
-    cfg.runtime = runtime;
+    let mut cfg = SupervisorConfig::new(images.clone());
+    cfg.runtime = runtime.clone();
     cfg.runtime_root = opts.runtime_root.clone();
     cfg.secrets_root = opts.secrets_dir.clone();
     cfg.node_name = opts.name.clone();
@@ -238,6 +238,13 @@ pub async fn run(opts: AgentOptions) -> Result<(), DaemonError> {
     let incoming = berth_pki::tls::incoming(listener, &security, false)?;
     let parts = crate::api::AgentParts {
         supervisor: supervisor.clone(),
+        images,
+        pull: crate::image::PullOptions {
+            insecure_registries: opts.insecure_registries.clone(),
+            ..crate::image::PullOptions::default()
+        },
+        runtime,
+        data_dir: opts.data_dir.clone(),
     };
     tokio::spawn(crate::api::serve(incoming, security.clone(), parts));
     info!(name = %opts.name, api = %opts.api_listen, "agent running");

@@ -5,6 +5,7 @@ pub mod api;
 pub mod credentials;
 pub mod daemon;
 pub mod dataplane;
+pub mod host_info;
 pub mod image;
 pub mod network;
 pub mod session;

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use berth_agent::image::{Image, ImageStore, ImportOptions, PullOptions};
+use berth_agent::image::{Image, ImageStore, ImportOptions, PruneScope, PullOptions};
 use clap::{Parser, Subcommand, ValueEnum};
 
 /// The berth node agent: runs the tasks the controllers assign to this host.
@@ -115,12 +115,16 @@ enum ImageCommand {
         #[command(flatten)]
         store: Store,
     },
-    /// Remove image names (the content goes with the next prune).
+    /// Remove images by name or id, as `docker rmi` (refused while a
+    /// container uses one); their content goes when nothing else needs it.
     Rm {
         #[arg(required = true)]
         names: Vec<String>,
         #[command(flatten)]
         store: Store,
+        /// Remove every name of an image given by id.
+        #[arg(short, long)]
+        force: bool,
     },
     /// Import an OCI layout (directory or tar) or a docker save archive.
     Import {
@@ -131,10 +135,14 @@ enum ImageCommand {
         #[arg(long)]
         name: Option<String>,
     },
-    /// Remove every blob and snapshot no image or container uses.
+    /// Remove dangling content (blobs and layers no image or container
+    /// uses), as `docker image prune`; with -a every image no container uses.
     Prune {
         #[command(flatten)]
         store: Store,
+        /// Also every image no container uses.
+        #[arg(short, long)]
+        all: bool,
     },
 }
 
@@ -232,13 +240,17 @@ fn daemon(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The store; while an agent runs on it, the error says to go through
+/// `berth images/pull/rmi` (the running agent serves them).
 fn open(store: &Store) -> anyhow::Result<ImageStore> {
-    ImageStore::open(&store.data_dir).with_context(|| {
-        format!(
-            "failed to open the image store in {} (one process at a time: is an agent running on it?)",
+    match ImageStore::open(&store.data_dir) {
+        Ok(s) => Ok(s),
+        Err(e @ berth_agent::image::ImageError::Locked { .. }) => Err(e.into()),
+        Err(e) => Err(anyhow::Error::new(e).context(format!(
+            "failed to open the image store in {}",
             store.data_dir.display()
-        )
-    })
+        ))),
+    }
 }
 
 fn parse_platform(s: &str) -> Result<(String, String), String> {
@@ -268,6 +280,7 @@ async fn image(cmd: ImageCommand) -> anyhow::Result<()> {
                 progress: !quiet,
                 max_concurrent_downloads,
                 platform,
+                progress_to: None,
             };
             let image = open(&store)?.pull(&reference, &opts).await?;
             println!("{} {}", image.name, image.manifest_digest);
@@ -286,11 +299,21 @@ async fn image(cmd: ImageCommand) -> anyhow::Result<()> {
             let out = serde_json::json!({ "image": image, "config": config });
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
-        ImageCommand::Rm { names, store } => {
+        ImageCommand::Rm {
+            names,
+            store,
+            force,
+        } => {
             let store = open(&store)?;
             for name in names {
-                let image = store.remove(&name)?;
-                println!("untagged {} {}", image.name, image.manifest_digest);
+                let report = store.remove_image(&name, force).await?;
+                for name in &report.untagged {
+                    println!("Untagged: {name}");
+                }
+                for id in &report.deleted {
+                    println!("Deleted: {id}");
+                }
+                print_removed(&report.content);
             }
         }
         ImageCommand::Import { path, store, name } => {
@@ -299,17 +322,29 @@ async fn image(cmd: ImageCommand) -> anyhow::Result<()> {
                 println!("{} {}", image.name, image.manifest_digest);
             }
         }
-        ImageCommand::Prune { store } => {
-            let report = open(&store)?.prune().await?;
-            println!(
-                "removed {} blobs ({} bytes) and {} snapshots",
-                report.blobs.len(),
-                report.bytes,
-                report.snapshots.len()
-            );
+        ImageCommand::Prune { store, all } => {
+            let scope = if all {
+                PruneScope::Unused
+            } else {
+                PruneScope::Dangling
+            };
+            let report = open(&store)?.prune_images(scope).await?;
+            for name in &report.untagged {
+                println!("Untagged: {name}");
+            }
+            print_removed(&report.content);
         }
     }
     Ok(())
+}
+
+fn print_removed(content: &berth_agent::image::PruneReport) {
+    println!(
+        "removed {} blobs ({} bytes) and {} snapshots",
+        content.blobs.len(),
+        content.bytes,
+        content.snapshots.len()
+    );
 }
 
 fn print_table(images: &[Image]) {

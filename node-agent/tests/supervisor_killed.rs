@@ -70,13 +70,17 @@ fn agent(args: AgentArgs) -> Result<()> {
 }
 
 /// The store, once the test process's own handle (dropped just before this
-/// helper started) has let go of it: sled releases its lock asynchronously.
+/// helper started) has let go of it: the store's lock, then sled's, which
+/// it releases asynchronously.
 async fn open_when_free(data: &std::path::Path) -> Result<ImageStore> {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         match ImageStore::open(data) {
             Ok(store) => return Ok(store),
-            Err(e) if e.to_string().contains("could not acquire lock") => {
+            Err(e)
+                if matches!(e, berth_agent::image::ImageError::Locked { .. })
+                    || e.to_string().contains("could not acquire lock") =>
+            {
                 anyhow::ensure!(std::time::Instant::now() < deadline, "{e}");
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }

@@ -32,6 +32,10 @@ pub const VERSION: &str = concat!(
     ")"
 );
 
+/// The version and the git commit apart (`berth version`, `berth info`).
+pub const PACKAGE_VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const GIT_COMMIT: &str = env!("BERTH_GIT_COMMIT");
+
 /// gRPC metadata a controller that does not lead sets on its answers to agents:
 /// the leader's address, which the agent follows.
 pub const LEADER_METADATA: &str = "berth-leader";

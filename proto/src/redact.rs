@@ -6,7 +6,9 @@
 
 use std::fmt;
 
-use crate::v1::{CreateSecretRequest, JoinResponse, SecretValue, UnlockControllerRequest};
+use crate::v1::{
+    CreateSecretRequest, JoinResponse, PullCredentials, SecretValue, UnlockControllerRequest,
+};
 
 /// Bytes that must never be printed: Debug and Display show only their length.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -78,6 +80,15 @@ impl fmt::Debug for UnlockControllerRequest {
     }
 }
 
+/// `berth pull`'s registry credentials.
+impl fmt::Debug for PullCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PullCredentials")
+            .field("docker_config", &Hidden(self.docker_config.len()))
+            .finish()
+    }
+}
+
 /// The CA record's key and token secrets never reach a log.
 impl std::fmt::Debug for crate::store::ClusterPki {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -130,6 +141,18 @@ mod tests {
                 }
             ),
             format!("{:?}", Redacted(b"hunter2-very-secret".to_vec())),
+            format!(
+                "{:?}",
+                crate::v1::PullImageRequest {
+                    pull: Some(crate::v1::AgentPullRequest {
+                        image: "web".into(),
+                        credentials: Some(PullCredentials {
+                            docker_config: b"hunter2-very-secret".to_vec(),
+                        }),
+                    }),
+                    ..Default::default()
+                }
+            ),
         ];
         for text in printed {
             assert!(!text.contains("hunter2"), "{text}");

@@ -27,6 +27,7 @@ pub mod linearizability;
 pub mod netprobe;
 pub mod netruntime;
 pub mod ns;
+pub mod private_registry;
 pub mod process;
 pub mod testnet;
 pub mod traffic;

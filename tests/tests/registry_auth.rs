@@ -6,17 +6,13 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use base64::Engine as _;
 use berth_testhost::cluster::Cluster;
-use berth_testhost::images::HostRegistry;
 use berth_testhost::leaks::{files_holding, processes_holding};
-use berth_testhost::testnet::host_address;
+use berth_testhost::private_registry::{self, PrivateCluster};
 use berth_testhost::wait_until;
 use serde_json::Value;
 
 const CONVERGE: Duration = Duration::from_secs(60);
-/// The private registry's port (the open one has 5000), on the client host.
-const PRIVATE_PORT: u16 = 5001;
 
 /// Names of the cluster's secrets.
 fn secret_names(cluster: &Cluster) -> Result<Vec<String>> {
@@ -32,35 +28,14 @@ fn secret_names(cluster: &Cluster) -> Result<Vec<String>> {
 
 #[test]
 fn a_private_registry_with_basic_auth_works_cluster_wide_with_registry_auth() -> Result<()> {
-    // Two agents, started once the private registry is up (they reach it
-    // over plain HTTP like the open one). The controller asks it over plain
-    // HTTP too, to pin images (it runs on the client host, after one
-    // controller's and two agents' hosts).
-    let private_address = format!("{}:{PRIVATE_PORT}", host_address(3));
-    let mut cluster = Cluster::start_with(
-        "regauth",
-        1,
-        0,
-        2,
-        &["--insecure-registry", &private_address],
-    )?;
-    let client = cluster.c.client_host();
-    let password = format!("pw-{:016x}", rand::random::<u64>());
-    let private =
-        HostRegistry::start_private(&mut cluster.c.net, client, PRIVATE_PORT, "alice", &password)?;
-    let image = private.push(
-        &cluster.c.net,
-        &cluster.image_layout(),
-        "1",
-        "private/busybox:1",
-    )?;
-    cluster
-        .insecure_registries
-        .push(private.address().to_string());
-    for i in 0..2 {
-        cluster.start_agent(i)?;
-    }
-    cluster.wait_nodes_ready(2)?;
+    // Two agents that pull from a private registry with basic auth.
+    let PrivateCluster {
+        cluster,
+        registry: private,
+        password,
+        image,
+    } = private_registry::start("regauth", 2)?;
+    let private_address = private.address().to_string();
     let create = |name: &str, extra: &[&str]| {
         let mut args = vec!["service", "create", "--detach", name, "--image", &image];
         args.extend_from_slice(extra);
@@ -114,14 +89,7 @@ fn a_private_registry_with_basic_auth_works_cluster_wide_with_registry_auth() ->
     assert!(cluster.berth(&["service", "inspect", "web"]).is_err());
 
     // `docker login`'s file: the tasks pull on both nodes.
-    let auth = base64::engine::general_purpose::STANDARD.encode(format!("alice:{password}"));
-    std::fs::write(
-        docker.path().join("config.json"),
-        format!(
-            r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#,
-            private.address()
-        ),
-    )?;
+    let auth = private_registry::docker_login(docker.path(), &private, &password)?;
     let out = cluster.berth_env(0, &[&docker_env], &web)?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");

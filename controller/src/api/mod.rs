@@ -10,6 +10,7 @@ pub mod dispatcher;
 mod files;
 mod health_check;
 mod image_pin;
+mod images;
 mod logs;
 mod members;
 mod networks;
@@ -19,6 +20,7 @@ mod registry_auth_tests;
 mod secrets;
 mod services;
 pub mod status;
+mod system;
 mod volumes;
 mod watch;
 
@@ -35,7 +37,9 @@ pub use crate::store::commit::MAX_TXN_BYTES;
 pub use certificates::{CertificatesApi, record_node_certificate};
 pub use dispatcher::DispatcherService;
 pub use image_pin::PinSettings;
+pub use images::ImagesApi;
 pub use services::validate_spec;
+pub use system::SystemApi;
 pub use volumes::VolumesApi;
 
 pub struct ClusterApi {

@@ -2,25 +2,37 @@
 //! controllers only (mutual TLS, then a controller certificate of the agent's
 //! cluster). One file per service; `serve` puts them on one server.
 
+mod images;
 mod logs;
+mod system;
 mod volumes;
 
 use std::sync::Arc;
 
 use berth_pki::tls::ServerStream;
 use berth_pki::{Role, Security};
+use berth_proto::v1::agent_images_server::AgentImagesServer;
 use berth_proto::v1::agent_server::AgentServer;
+use berth_proto::v1::agent_system_server::AgentSystemServer;
 use berth_proto::v1::agent_volumes_server::AgentVolumesServer;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Status};
 
+use crate::image::{ImageStore, PullOptions};
 use crate::supervisor::Supervisor;
 
 /// What the API's services act on.
 #[derive(Clone)]
 pub struct AgentParts {
     pub supervisor: Arc<Supervisor>,
+    /// The running agent's image store (the one its tasks use).
+    pub images: ImageStore,
+    /// How the agent pulls (insecure registries): `berth pull` pulls alike.
+    pub pull: PullOptions,
+    /// The OCI runtime and the data dir, for `berth info`.
+    pub runtime: std::path::PathBuf,
+    pub data_dir: std::path::PathBuf,
 }
 
 /// Serves the agent API on `incoming` until the server fails (logged).
@@ -42,9 +54,27 @@ pub async fn serve(
         }),
         only.clone(),
     );
+    let images = InterceptedService::new(
+        AgentImagesServer::new(images::ImagesApi {
+            store: parts.images.clone(),
+            pull: parts.pull.clone(),
+        }),
+        only.clone(),
+    );
+    let system = InterceptedService::new(
+        AgentSystemServer::new(system::SystemApi {
+            supervisor: parts.supervisor.clone(),
+            images: parts.images.clone(),
+            runtime: parts.runtime.clone(),
+            data_dir: parts.data_dir.clone(),
+        }),
+        only.clone(),
+    );
     if let Err(err) = tonic::transport::Server::builder()
         .add_service(logs)
         .add_service(volumes)
+        .add_service(images)
+        .add_service(system)
         .serve_with_incoming(incoming)
         .await
     {

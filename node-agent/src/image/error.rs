@@ -79,6 +79,29 @@ pub enum ImageError {
     Rootfs { container: String, reason: String },
     #[error("import of {}: {reason}", path.display())]
     Import { path: PathBuf, reason: String },
+    #[error(
+        "the image store in {} is in use by another process (a running agent holds it: \
+         use `berth images`, `berth pull`, `berth rmi` and `berth image prune`, which the \
+         running agent serves)",
+        path.display()
+    )]
+    Locked { path: PathBuf },
+    #[error(
+        "conflict: unable to remove image {image} (cannot be forced): task {task} is using it \
+         (image {id}); stop or remove the task first"
+    )]
+    InUse {
+        image: String,
+        task: String,
+        id: String,
+    },
+    #[error(
+        "conflict: unable to delete {id} (must be forced): the image has several names ({names}); \
+         remove them one by one or use -f"
+    )]
+    SeveralNames { id: String, names: String },
+    #[error("image id prefix {prefix} is ambiguous: it matches {ids}")]
+    AmbiguousId { prefix: String, ids: String },
     #[error("background task for {what} failed: {reason}")]
     Task { what: String, reason: String },
 }

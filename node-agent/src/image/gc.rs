@@ -11,7 +11,7 @@ use tracing::info;
 use super::ImageStore;
 use super::digest::Digest;
 use super::error::{Result, blocking};
-use super::index::{Image, Index};
+use super::index::{ContainerRef, Image, Index};
 
 /// How many images and containers reference each blob and snapshot.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -50,6 +50,58 @@ fn count(index: &Index) -> Result<References> {
     Ok(refs)
 }
 
+/// What `prune_images` takes besides content nothing references.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PruneScope {
+    /// Docker's `image prune`: dangling content only, the blobs and layers
+    /// no name and no container references (what removed names, moved tags
+    /// and interrupted pulls left). Named images stay.
+    Dangling,
+    /// Docker's `image prune -a`: also every named image no container uses.
+    Unused,
+}
+
+/// What `prune_images` removed.
+#[derive(Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ImagePruneReport {
+    /// Names removed (only with `PruneScope::Unused`), sorted.
+    pub untagged: Vec<String>,
+    /// Image ids (config digests) whose content went.
+    pub deleted: Vec<Digest>,
+    pub content: PruneReport,
+}
+
+/// The blobs and snapshots a collection may remove (`None`: any).
+#[derive(Default)]
+pub(super) struct Candidates {
+    pub blobs: HashSet<Digest>,
+    pub snapshots: HashSet<Digest>,
+}
+
+impl Candidates {
+    pub fn of<'a>(images: impl IntoIterator<Item = &'a Image>) -> Candidates {
+        let mut c = Candidates::default();
+        for image in images {
+            c.blobs.extend(image.blobs().cloned());
+            c.snapshots
+                .extend(image.layers.iter().map(|l| l.chain_id.clone()));
+        }
+        c
+    }
+}
+
+/// The named images `PruneScope::Unused` removes: those whose image id no
+/// container holds, by name.
+pub(super) fn unused<'a>(images: &'a [Image], holds: &[ContainerRef]) -> Vec<&'a Image> {
+    let used: HashSet<&Digest> = holds.iter().map(|c| &c.image.config_digest).collect();
+    let mut out: Vec<&Image> = images
+        .iter()
+        .filter(|i| !used.contains(&i.config_digest))
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
 impl ImageStore {
     /// Reference counts of every referenced blob and snapshot.
     pub fn references(&self) -> Result<References> {
@@ -60,6 +112,37 @@ impl ImageStore {
     /// snapshot directories left by crashes.
     pub async fn prune(&self) -> Result<PruneReport> {
         let _gc = self.gc.write().await;
+        self.collect(None).await
+    }
+
+    /// Docker's `image prune [-a]` (see `PruneScope`): the one function
+    /// `berth image prune`, `berth-agent image prune` and garbage collection
+    /// share. Names and content go under one hold of the GC lock, so no pull
+    /// or container mount slips in between.
+    pub async fn prune_images(&self, scope: PruneScope) -> Result<ImagePruneReport> {
+        let _gc = self.gc.write().await;
+        let mut untagged = Vec::new();
+        let mut ids = Vec::new();
+        if scope == PruneScope::Unused {
+            let images = self.index.images()?;
+            let holds = self.index.containers()?;
+            for image in unused(&images, &holds) {
+                self.index.remove_image(&image.name)?;
+                untagged.push(image.name.clone());
+                ids.push(image.config_digest.clone());
+            }
+        }
+        let content = self.collect(None).await?;
+        Ok(ImagePruneReport {
+            untagged,
+            deleted: deleted_ids(ids, &content),
+            content,
+        })
+    }
+
+    /// Removes what nothing references among `only` (everything if `None`).
+    /// The caller holds the GC lock alone.
+    pub(super) async fn collect(&self, only: Option<Candidates>) -> Result<PruneReport> {
         let (index, content, snaps) = (
             self.index.clone(),
             self.content.clone(),
@@ -67,9 +150,11 @@ impl ImageStore {
         );
         let report = blocking("prune", move || {
             let refs = count(&index)?;
+            let blob_ok = |d: &Digest| only.as_ref().is_none_or(|o| o.blobs.contains(d));
+            let snap_ok = |d: &Digest| only.as_ref().is_none_or(|o| o.snapshots.contains(d));
             let mut report = PruneReport::default();
             for blob in content.list()? {
-                if !refs.blobs.contains_key(&blob) {
+                if !refs.blobs.contains_key(&blob) && blob_ok(&blob) {
                     report.bytes += content.size(&blob).unwrap_or_default();
                     content.delete(&blob)?;
                     report.blobs.push(blob);
@@ -77,7 +162,7 @@ impl ImageStore {
             }
             let mut kept = HashSet::new();
             for snap in index.snapshots()? {
-                if refs.snapshots.contains_key(&snap.chain_id) {
+                if refs.snapshots.contains_key(&snap.chain_id) || !snap_ok(&snap.chain_id) {
                     kept.insert(snap.id);
                 } else {
                     snaps.remove(snap.id)?;
@@ -85,9 +170,11 @@ impl ImageStore {
                     report.snapshots.push(snap.chain_id);
                 }
             }
-            for id in snaps.on_disk()? {
-                if !kept.contains(&id) {
-                    snaps.remove(id)?;
+            if only.is_none() {
+                for id in snaps.on_disk()? {
+                    if !kept.contains(&id) {
+                        snaps.remove(id)?;
+                    }
                 }
             }
             report.blobs.sort();
@@ -102,5 +189,44 @@ impl ImageStore {
             "pruned"
         );
         Ok(report)
+    }
+}
+
+/// The image ids among `ids` whose config blob the collection removed.
+pub(super) fn deleted_ids(mut ids: Vec<Digest>, content: &PruneReport) -> Vec<Digest> {
+    ids.sort();
+    ids.dedup();
+    ids.retain(|id| content.blobs.binary_search(id).is_ok());
+    ids
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prune_all_spares_every_name_of_an_image_a_container_holds() {
+        let images = vec![
+            Image::named("r/b:1", b"one"),
+            Image::named("r/b:2", b"one"),
+            Image::named("r/c:1", b"two"),
+            Image::named("r/a:1", b"three"),
+        ];
+        let holds = vec![ContainerRef::of("task1", &images[0])];
+        let names: Vec<&str> = unused(&images, &holds)
+            .iter()
+            .map(|i| i.name.as_str())
+            .collect();
+        assert_eq!(names, ["docker.io/r/a:1", "docker.io/r/c:1"]);
+    }
+
+    #[test]
+    fn only_ids_whose_config_went_count_as_deleted() {
+        let (a, b) = (Digest::of(b"a"), Digest::of(b"b"));
+        let content = PruneReport {
+            blobs: vec![a.clone()],
+            ..PruneReport::default()
+        };
+        assert_eq!(deleted_ids(vec![b, a.clone(), a.clone()], &content), [a]);
     }
 }

@@ -58,6 +58,33 @@ impl Image {
     }
 }
 
+#[cfg(test)]
+impl Image {
+    /// An image without layers named `name` (normalized) whose config is
+    /// `config`: images with the same `config` share their id.
+    pub(crate) fn named(name: &str, config: &[u8]) -> Image {
+        Image {
+            name: super::reference::normalize(name).unwrap_or_else(|_| name.to_string()),
+            index_digest: None,
+            manifest_digest: Digest::of(name.as_bytes()),
+            config_digest: Digest::of(config),
+            layers: Vec::new(),
+            created: 0,
+        }
+    }
+}
+
+#[cfg(test)]
+impl ContainerRef {
+    /// Task `task`'s container, holding `image`.
+    pub(crate) fn of(task: &str, image: &Image) -> ContainerRef {
+        ContainerRef {
+            container_id: task.into(),
+            image: image.clone(),
+        }
+    }
+}
+
 /// An unpacked layer on disk.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {

@@ -28,7 +28,9 @@ mod index;
 mod locks;
 mod lower;
 mod manifest;
+mod progress;
 mod pull;
+mod rmi;
 mod rootfs;
 mod snapshot;
 mod store;
@@ -49,10 +51,12 @@ pub use berth_registry::{
 };
 pub use config::{Healthcheck, ImageConfig};
 pub use error::{ImageError, Result};
-pub use gc::{PruneReport, References};
+pub use gc::{ImagePruneReport, PruneReport, PruneScope, References};
 pub use import::ImportOptions;
 pub use index::{Image, Layer, Snapshot};
+pub use progress::{LayerRow, LayerState, PullEvent, PullProgress, PullTracker};
 pub use pull::PullOptions;
+pub use rmi::RemoveReport;
 pub use rootfs::Rootfs;
 pub use snapshot::chain_ids;
 pub use unpack::UnpackError;
@@ -75,6 +79,10 @@ pub struct ImageStore {
     gc: Arc<tokio::sync::RwLock<()>>,
     /// One download or unpack at a time per blob or ChainID.
     busy: KeyedLocks,
+    /// An exclusive lock on `<root>/lock` for as long as the store is open
+    /// (one process at a time; the index would refuse a second one anyway,
+    /// but with sled's message instead of ours).
+    _lock: Arc<nix::fcntl::Flock<std::fs::File>>,
 }
 
 impl ImageStore {
@@ -83,6 +91,8 @@ impl ImageStore {
     /// process opens a store at a time; clone the `ImageStore` to share it.
     pub fn open(data_dir: &Path) -> Result<ImageStore> {
         let root = data_dir.join("images");
+        std::fs::create_dir_all(&root).map_err(|e| ImageError::io("create", &root, e))?;
+        let lock = lock_store(&root)?;
         let content = ContentStore::open(&root)?;
         let snapshots = SnapshotDir::open(&root.join("snapshots"))?;
         let index = Index::open(&root.join("index"))?;
@@ -93,6 +103,7 @@ impl ImageStore {
             snapshots,
             gc: Arc::new(tokio::sync::RwLock::new(())),
             busy: KeyedLocks::default(),
+            _lock: Arc::new(lock),
         })
     }
 
@@ -106,6 +117,16 @@ impl ImageStore {
         let mut images = self.index.images()?;
         images.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(images)
+    }
+
+    /// Bytes of every blob in the content store.
+    pub fn content_bytes(&self) -> Result<u64> {
+        Ok(self
+            .content
+            .list()?
+            .iter()
+            .filter_map(|d| self.content.size(d))
+            .sum())
     }
 
     /// The image named `name` (normalized: `busybox` is `docker.io/library/busybox:latest`).
@@ -195,6 +216,25 @@ impl ImageStore {
     }
 }
 
+/// Takes the store's lock without waiting: held elsewhere is `Locked`.
+fn lock_store(root: &Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
+    let path = root.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| ImageError::io("open", &path, e))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(
+        |(_, errno)| match errno {
+            nix::errno::Errno::EWOULDBLOCK => ImageError::Locked {
+                path: root.to_path_buf(),
+            },
+            other => ImageError::io("lock", &path, other.into()),
+        },
+    )
+}
+
 /// Runs `jobs`, `limit` at a time, each to its end even after one failed (so no
 /// download or unpack outlives the call and a failed call leaves no scratch
 /// file behind); returns the first error. Taking the futures as a `Vec` keeps
@@ -270,8 +310,21 @@ mod tests {
         spawnable(store.get_or_pull("x", &opts));
         spawnable(store.import(Path::new("x"), &ImportOptions::default()));
         spawnable(store.prune());
+        spawnable(store.prune_images(PruneScope::Unused));
+        spawnable(store.remove_image("x", false));
         spawnable(store.prepare_rootfs(&image, "c"));
         spawnable(store.release_rootfs("c"));
         assert!(store.list().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_second_opener_is_told_the_store_is_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = ImageStore::open(dir.path()).unwrap();
+        let err = ImageStore::open(dir.path()).err().unwrap();
+        assert!(matches!(err, ImageError::Locked { .. }), "{err}");
+        assert!(err.to_string().contains("berth images"), "{err}");
+        drop(first);
+        ImageStore::open(dir.path()).unwrap();
     }
 }

@@ -21,6 +21,7 @@ use super::digest::Digest;
 use super::error::{ImageError, Result, blocking};
 use super::index::{Image, Layer};
 use super::manifest::{self, ACCEPTED_MANIFESTS, Document, ManifestParts};
+use super::progress::{LayerReport, LayerState, PullEvent, PullProgress};
 use super::reference;
 use super::store::{Expected, MAX_METADATA_BLOB};
 
@@ -40,6 +41,8 @@ pub struct PullOptions {
     pub max_concurrent_downloads: usize,
     /// `(os, architecture)`; the host's when `None`.
     pub platform: Option<(String, String)>,
+    /// Where to send progress events (the agent API's `Pull` stream).
+    pub progress_to: Option<PullProgress>,
 }
 
 impl Default for PullOptions {
@@ -51,6 +54,7 @@ impl Default for PullOptions {
             progress: false,
             max_concurrent_downloads: 3,
             platform: None,
+            progress_to: None,
         }
     }
 }
@@ -302,6 +306,10 @@ impl ImageStore {
             });
         let style = ProgressStyle::with_template("{prefix} {bar:30} {bytes}/{total_bytes} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar());
+        if let Some(sink) = &opts.progress_to {
+            let list = layers.iter().map(|l| (l.digest.clone(), l.size)).collect();
+            let _ = sink.send(PullEvent::Layers(list));
+        }
         let jobs = layers
             .iter()
             .enumerate()
@@ -310,19 +318,27 @@ impl ImageStore {
                 let bar = bars.add(ProgressBar::new(layer.size));
                 bar.set_style(style.clone());
                 bar.set_prefix(layer.digest.short().to_string());
+                let report = LayerReport::new(bar, opts.progress_to.clone(), i);
                 async move {
                     let busy = self.busy.lock(&layer.digest).await;
                     if self.content.contains(&layer.digest) {
                         debug!(layer = %layer.digest, "layer already in the store");
-                        bar.set_position(layer.size);
-                        bar.set_message("already there");
+                        report.state(LayerState::Exists);
                     } else {
-                        self.download(s, layer, &bar).await?;
-                        bar.set_message("unpacking");
+                        let downloaded = self.download(s, layer, &report).await;
+                        if downloaded.is_err() {
+                            report.state(LayerState::Failed);
+                        }
+                        downloaded?;
+                        report.state(LayerState::Unpacking);
                     }
                     drop(busy);
                     let unpacked = self.unpack_once(layer, parent).await;
-                    bar.finish_with_message(if unpacked.is_ok() { "done" } else { "failed" });
+                    report.state(if unpacked.is_ok() {
+                        LayerState::Done
+                    } else {
+                        LayerState::Failed
+                    });
                     unpacked
                 }
             })
@@ -331,7 +347,7 @@ impl ImageStore {
     }
 
     /// Streams one blob into the content store, verified on a blocking thread.
-    async fn download(&self, s: &Session, layer: &Layer, bar: &ProgressBar) -> Result<()> {
+    async fn download(&self, s: &Session, layer: &Layer, report: &LayerReport) -> Result<()> {
         let desc = descriptor(&layer.digest, layer.size, &layer.media_type);
         let mut stream = s
             .client
@@ -364,7 +380,7 @@ impl ImageStore {
         while let Some(chunk) = stream.next().await {
             match chunk {
                 Ok(bytes) => {
-                    bar.inc(bytes.len() as u64);
+                    report.inc(bytes.len() as u64);
                     if tx.send(bytes.into()).await.is_err() {
                         break; // the writer failed: its error is the one to report
                     }
