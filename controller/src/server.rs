@@ -113,6 +113,7 @@ struct Services {
     dispatcher: Gated<DispatcherServer<DispatcherService>>,
     lock: Gated<berth_proto::v1::lock_server::LockServer<crate::unlock::Unlocked>>,
     cluster: Gated<ClusterServer<ClusterApi>>,
+    tasks: Gated<berth_proto::v1::tasks_server::TasksServer<crate::api::TasksApi>>,
     certificates: CertificatesServer<CertificatesApi>,
 }
 
@@ -126,6 +127,7 @@ impl Services {
             .add_service(self.dispatcher.clone())
             .add_service(self.lock.clone())
             .add_service(self.cluster.clone())
+            .add_service(self.tasks.clone())
             .add_service(self.certificates.clone())
     }
 }
@@ -378,13 +380,23 @@ pub async fn run(
             ClusterServer::new(ClusterApi::new(
                 handle.clone(),
                 security.clone(),
-                keys,
+                keys.clone(),
                 opts.pins.clone(),
             ))
             .max_decoding_message_size(API_MAX_REQUEST)
             .max_encoding_message_size(berth_proto::MAX_MESSAGE_BYTES),
             // Controllers pass on what a follower cannot do itself.
             gate.only(&[Role::Admin, Role::Controller]),
+        ),
+        tasks: InterceptedService::new(
+            berth_proto::v1::tasks_server::TasksServer::new(crate::api::TasksApi::new(
+                handle.clone(),
+                security.clone(),
+                keys,
+                opts.pins.clone(),
+            ))
+            .max_decoding_message_size(API_MAX_REQUEST),
+            gate.only(&[Role::Admin]),
         ),
         certificates: CertificatesServer::new(CertificatesApi::new(
             handle,

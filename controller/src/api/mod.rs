@@ -4,6 +4,7 @@
 //! (store, dispatcher) and domain errors to statuses (`status.rs`); nothing
 //! below this layer knows gRPC.
 
+mod agent_link;
 mod certificates;
 mod configs;
 pub mod dispatcher;
@@ -19,6 +20,8 @@ mod registry_auth_tests;
 mod secrets;
 mod services;
 pub mod status;
+mod task_output;
+mod tasks;
 mod watch;
 
 use berth_proto::v1::cluster_server::Cluster;
@@ -35,6 +38,7 @@ pub use certificates::{CertificatesApi, record_node_certificate};
 pub use dispatcher::DispatcherService;
 pub use image_pin::PinSettings;
 pub use services::validate_spec;
+pub use tasks::TasksApi;
 
 pub struct ClusterApi {
     raft: RaftHandle,
