@@ -3,6 +3,7 @@
 //! cluster). One file per service; `serve` puts them on one server.
 
 mod logs;
+mod tasks;
 
 use std::sync::Arc;
 
@@ -34,8 +35,15 @@ pub async fn serve(
         }),
         only.clone(),
     );
+    let tasks = InterceptedService::new(
+        berth_proto::v1::agent_tasks_server::AgentTasksServer::new(tasks::AgentTasksApi {
+            supervisor: parts.supervisor.clone(),
+        }),
+        only.clone(),
+    );
     if let Err(err) = tonic::transport::Server::builder()
         .add_service(logs)
+        .add_service(tasks)
         .serve_with_incoming(incoming)
         .await
     {
