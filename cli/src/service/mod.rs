@@ -4,7 +4,7 @@
 mod history;
 mod progress;
 mod rollout_flags;
-mod task_flags;
+pub(crate) mod task_flags;
 mod update;
 mod watch;
 

@@ -159,6 +159,12 @@ pub async fn create(
     if spec.mode.is_none() {
         spec.mode = Some(Mode::Replicated(ReplicatedMode { replicas: 1 }));
     }
+    if spec.one_off || spec.auto_remove {
+        return Err(Status::invalid_argument(format!(
+            "service {}: one-offs are made by `berth run`",
+            spec.name
+        )));
+    }
     validate_spec(&spec)?;
     resolve_files(raft, &mut spec)?;
     check_port_conflicts(raft, &spec, "")?;
@@ -211,6 +217,7 @@ pub async fn update(
         _ => None,
     };
     let mut service = unwrap(resolve(raft.state(), Table::Service, &req.service)?)?;
+    refuse_one_off(&service, "updated")?;
     let current_spec = service.spec.clone().unwrap_or_default();
     let (mut spec, lookup, cause, message) = if req.rollback {
         let target = rollback_target(&service, req.rollback_to_version)
@@ -303,6 +310,7 @@ pub async fn promote(raft: &RaftHandle, key: &str) -> Result<Service, Status> {
 
 pub async fn scale(raft: &RaftHandle, req: ScaleServiceRequest) -> Result<Service, Status> {
     let current = unwrap(resolve(raft.state(), Table::Service, &req.service)?)?;
+    refuse_one_off(&current, "scaled")?;
     let mut spec = current.spec.clone().unwrap_or_default();
     match spec.mode {
         Some(Mode::Replicated(ref mut r)) => r.replicas = req.replicas,
@@ -330,6 +338,7 @@ pub async fn get(raft: &RaftHandle, key: &str) -> Result<Service, Status> {
     unwrap(resolve(raft.state(), Table::Service, key)?)
 }
 
+/// The services, without one-offs (`berth run`'s: `berth ps` shows them).
 pub async fn list(raft: &RaftHandle) -> Result<ListServicesResponse, Status> {
     raft.read_barrier().await?;
     let services = raft
@@ -337,8 +346,25 @@ pub async fn list(raft: &RaftHandle) -> Result<ListServicesResponse, Status> {
         .list(Table::Service)?
         .into_iter()
         .map(unwrap)
+        .filter(|s| !s.as_ref().is_ok_and(is_one_off))
         .collect::<Result<_, _>>()?;
     Ok(ListServicesResponse { services })
+}
+
+fn is_one_off(service: &Service) -> bool {
+    service.spec.as_ref().is_some_and(|s| s.one_off)
+}
+
+/// A one-off is run, stopped and removed as a task, never changed as a service.
+fn refuse_one_off(service: &Service, what: &str) -> Result<(), Status> {
+    if is_one_off(service) {
+        let name = service.spec.as_ref().map_or("", |s| s.name.as_str());
+        return Err(Status::failed_precondition(format!(
+            "{name} is a one-off task (berth run): it cannot be {what}; `berth rm {name}` \
+             removes it"
+        )));
+    }
+    Ok(())
 }
 
 /// Removes the service, and with it the registry-auth secret made for it
