@@ -13,7 +13,7 @@
 use anyhow::{Context, Result, anyhow};
 use berth_proto::v1::tasks_client::TasksClient;
 use berth_proto::v1::{
-    KillTaskRequest, Placement, RunRequest, ServiceSpec, Task, TaskOutputRequest, TaskState,
+    KillTaskRequest, Placement, RunRequest, ServiceSpec, StopTaskRequest, Task, TaskOutputRequest, TaskState,
     task_output,
 };
 use clap::Args;
@@ -200,8 +200,21 @@ pub async fn attached(tasks: &mut Tasks, task_id: &str, sig_proxy: bool) -> Resu
                 task: task_id.to_string(),
                 signal: signal.to_string(),
             };
-            if let Err(status) = tasks.kill(kill).await {
-                eprintln!("berth: {signal} not sent to task {task_id}: {}", status.message());
+            match tasks.kill(kill).await {
+                Ok(_) => {}
+                // Not started yet: nothing to signal; it is stopped instead.
+                Err(status) if status.code() == tonic::Code::FailedPrecondition => {
+                    let stop = StopTaskRequest {
+                        task: task_id.to_string(),
+                        ..Default::default()
+                    };
+                    if let Err(status) = tasks.stop(stop).await {
+                        eprintln!("berth: task {task_id} not stopped: {}", status.message());
+                    }
+                }
+                Err(status) => {
+                    eprintln!("berth: {signal} not sent to task {task_id}: {}", status.message());
+                }
             }
         }
     }
