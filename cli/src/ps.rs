@@ -151,10 +151,7 @@ fn ports_of(task: &Task) -> String {
             } else {
                 ""
             };
-            format!(
-                "*:{}->{}/{protocol}{host}",
-                p.published_port, p.target_port
-            )
+            format!("*:{}->{}/{protocol}{host}", p.published_port, p.target_port)
         })
         .collect::<Vec<_>>()
         .join(", ")
@@ -255,7 +252,10 @@ pub async fn run(client: &mut Client, args: PsArgs) -> Result<()> {
         .collect();
     // Newest first, as docker ps.
     shown.sort_by_key(|(t, _, _)| {
-        std::cmp::Reverse((t.timestamps.as_ref().map_or(0, |ts| ts.created_ms), t.id.clone()))
+        std::cmp::Reverse((
+            t.timestamps.as_ref().map_or(0, |ts| ts.created_ms),
+            t.id.clone(),
+        ))
     });
     if args.quiet {
         for (task, _, _) in &shown {
@@ -288,7 +288,10 @@ pub async fn run(client: &mut Client, args: PsArgs) -> Result<()> {
                     let created = task.timestamps.as_ref().map_or(0, |t| t.created_ms);
                     vec![
                         short_id(&task.id, args.no_trunc),
-                        task.spec.as_ref().map(|s| s.image.clone()).unwrap_or_default(),
+                        task.spec
+                            .as_ref()
+                            .map(|s| s.image.clone())
+                            .unwrap_or_default(),
                         command_of(task, args.no_trunc),
                         format!("{} ago", human_duration(now - created)),
                         status_text(task, now),
@@ -341,12 +344,18 @@ mod tests {
     #[test]
     fn statuses_read_as_dockers() {
         let now = 1_000_000_000;
-        assert_eq!(status_text(&task(TaskState::Running, None, now - 180_000), now), "Up 3 minutes");
+        assert_eq!(
+            status_text(&task(TaskState::Running, None, now - 180_000), now),
+            "Up 3 minutes"
+        );
         assert_eq!(
             status_text(&task(TaskState::Failed, Some(1), now - 2_000), now),
             "Exited (1) 2 seconds ago"
         );
-        assert_eq!(status_text(&task(TaskState::Pending, None, now), now), "Created");
+        assert_eq!(
+            status_text(&task(TaskState::Pending, None, now), now),
+            "Created"
+        );
         assert_eq!(
             status_text(&task(TaskState::Rejected, None, now - 61_000), now),
             "Rejected About a minute ago"
@@ -361,12 +370,16 @@ mod tests {
         let t = task(TaskState::Running, None, 0);
         assert_eq!(task_name(&t, "n1"), "web.2");
         let f = |items: &[&str]| {
-            parse_filters(&items.iter().map(|s| s.to_string()).collect::<Vec<_>>()).expect("filters")
+            parse_filters(&items.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .expect("filters")
         };
         let m = |items: &[&str]| matches(&f(items), &t, "web.2", ("n1", "id1"));
         assert!(m(&["status=running", "label=team", "node=n1"]));
         assert!(m(&["status=exited", "status=running"]), "same key: either");
-        assert!(!m(&["status=running", "label=team=y"]), "different keys: all");
+        assert!(
+            !m(&["status=running", "label=team=y"]),
+            "different keys: all"
+        );
         assert!(m(&["id=abc", "name=web", "service=web", "one-off=false"]));
         assert!(parse_filters(&["colour=red".to_string()]).is_err());
         assert!(parse_filters(&["status=up".to_string()]).is_err());

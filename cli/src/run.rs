@@ -13,8 +13,8 @@
 use anyhow::{Context, Result, anyhow};
 use berth_proto::v1::tasks_client::TasksClient;
 use berth_proto::v1::{
-    KillTaskRequest, Placement, RunRequest, ServiceSpec, StopTaskRequest, Task, TaskOutputRequest, TaskState,
-    task_output,
+    KillTaskRequest, Placement, RunRequest, ServiceSpec, StopTaskRequest, Task, TaskOutputRequest,
+    TaskState, task_output,
 };
 use clap::Args;
 use std::io::Write;
@@ -52,7 +52,11 @@ pub struct RunArgs {
     pub no_resolve_image: bool,
     pub image: String,
     /// The command (replaces the image's CMD) and its arguments.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "COMMAND"
+    )]
     pub command: Vec<String>,
 }
 
@@ -213,7 +217,10 @@ pub async fn attached(tasks: &mut Tasks, task_id: &str, sig_proxy: bool) -> Resu
                     }
                 }
                 Err(status) => {
-                    eprintln!("berth: {signal} not sent to task {task_id}: {}", status.message());
+                    eprintln!(
+                        "berth: {signal} not sent to task {task_id}: {}",
+                        status.message()
+                    );
                 }
             }
         }
@@ -296,8 +303,26 @@ mod tests {
     #[test]
     fn docker_run_flags_make_the_spec() {
         let args = parse(&[
-            "-d", "--rm", "--name", "job", "-e", "A=1", "-p", "8080:80", "--network", "back",
-            "--memory", "64m", "--cpus", "0.5", "-l", "team=x", "busybox", "sh", "-c", "exit 3",
+            "-d",
+            "--rm",
+            "--name",
+            "job",
+            "-e",
+            "A=1",
+            "-p",
+            "8080:80",
+            "--network",
+            "back",
+            "--memory",
+            "64m",
+            "--cpus",
+            "0.5",
+            "-l",
+            "team=x",
+            "busybox",
+            "sh",
+            "-c",
+            "exit 3",
         ]);
         assert!(args.detach && args.rm);
         let spec = spec_of(&args).expect("spec");
@@ -330,7 +355,9 @@ mod tests {
     fn run_is_told_apart_behind_global_options() {
         let argv = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
         assert!(is_run_invocation(&argv("berth run busybox")));
-        assert!(is_run_invocation(&argv("berth --controller 1.2.3.4:7400 run -x")));
+        assert!(is_run_invocation(&argv(
+            "berth --controller 1.2.3.4:7400 run -x"
+        )));
         assert!(!is_run_invocation(&argv("berth service create run")));
         assert!(!is_run_invocation(&argv("berth --tls-dir run ps")));
     }
@@ -349,10 +376,19 @@ mod tests {
             ..Default::default()
         };
         let code = |e: anyhow::Error| e.downcast_ref::<Exit>().map(|x| x.code);
-        assert_eq!(code(ended(&task(Some(0), true, TaskState::Complete))), Some(0));
-        assert_eq!(code(ended(&task(Some(3), true, TaskState::Failed))), Some(3));
+        assert_eq!(
+            code(ended(&task(Some(0), true, TaskState::Complete))),
+            Some(0)
+        );
+        assert_eq!(
+            code(ended(&task(Some(3), true, TaskState::Failed))),
+            Some(3)
+        );
         let not_found = ended(&task(Some(127), false, TaskState::Failed));
         assert_eq!(code(not_found), Some(127));
-        assert_eq!(code(ended(&task(None, false, TaskState::Rejected))), Some(125));
+        assert_eq!(
+            code(ended(&task(None, false, TaskState::Rejected))),
+            Some(125)
+        );
     }
 }

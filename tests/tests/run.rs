@@ -54,7 +54,10 @@ fn run_streams_output_exits_with_the_tasks_code_and_rm_leaves_nothing() -> Resul
     let image = cluster.image.clone();
 
     // The cluster's `docker run hello-world`.
-    let out = berth(&cluster, &["run", "--rm", "--name", "hello", &image, "echo", "hi"])?;
+    let out = berth(
+        &cluster,
+        &["run", "--rm", "--name", "hello", &image, "echo", "hi"],
+    )?;
     assert_eq!(code(&out), 0, "stderr: {}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "hi\n");
 
@@ -70,7 +73,11 @@ fn run_streams_output_exits_with_the_tasks_code_and_rm_leaves_nothing() -> Resul
     // A command that is not there: 127, and why.
     let out = berth(&cluster, &["run", &image, "no-such-command"])?;
     assert_eq!(code(&out), 127, "stderr: {}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("not found"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("not found"),
+        "{}",
+        text(&out.stderr)
+    );
     // One that is there but cannot be run (a directory): 126.
     let out = berth(&cluster, &["run", &image, "/bin"])?;
     assert_eq!(code(&out), 126, "stderr: {}", text(&out.stderr));
@@ -82,13 +89,17 @@ fn run_streams_output_exits_with_the_tasks_code_and_rm_leaves_nothing() -> Resul
     })?;
     assert!(cluster.berth(&["service", "inspect", "hello"]).is_err());
     let id = cluster
-        .berth(&["run", "-d", "--rm", "--name", "brief", &image, "sh", "-c", "sleep 1"])?
+        .berth(&[
+            "run", "-d", "--rm", "--name", "brief", &image, "sh", "-c", "sleep 1",
+        ])?
         .trim()
         .to_string();
     assert_eq!(id.len(), 20, "a task id: {id:?}");
     wait_until("the detached --rm one-off to be gone", CONVERGE, || {
         let rows = ps_all(&cluster, &[]).ok()?;
-        rows.iter().all(|r| r["task"]["id"] != id.as_str()).then_some(())
+        rows.iter()
+            .all(|r| r["task"]["id"] != id.as_str())
+            .then_some(())
     })?;
     assert!(cluster.berth(&["service", "inspect", "brief"]).is_err());
     let agent_dir = cluster.agent_dir(0).to_string_lossy().to_string();
@@ -121,13 +132,19 @@ fn run_streams_output_exits_with_the_tasks_code_and_rm_leaves_nothing() -> Resul
     assert!(text(&out.stderr).contains("99999"), "{}", text(&out.stderr));
     let out = berth(&cluster, &["run", "--memory", "1t", &image, "true"])?;
     assert_eq!(code(&out), 125, "no node has 1 TiB: {}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("no node can run"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no node can run"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = berth(&cluster, &["run", "--no-such-flag", &image])?;
     assert_eq!(code(&out), 125);
     assert_eq!(ps_all(&cluster, &[])?.len(), before, "nothing half-done");
 
     // Ctrl-C reaches the task (sig-proxy); berth exits with its code.
-    let berth_bin = berth_testhost::bin_path("berth").to_string_lossy().to_string();
+    let berth_bin = berth_testhost::bin_path("berth")
+        .to_string_lossy()
+        .to_string();
     let tls = cluster.c.admin_dir().to_string_lossy().to_string();
     let script = format!(
         "{berth_bin} --controller {} --tls-dir {tls} run --name sig {image} sh -c \
@@ -149,7 +166,9 @@ fn verbs_on_one_off_tasks_and_ps_across_three_nodes() -> Result<()> {
 
     // -d: the id at once; the task has not ended when run returns.
     let bg = cluster
-        .berth(&["run", "-d", "--name", "bg", "-l", "team=a", &image, "sleep", "300"])?
+        .berth(&[
+            "run", "-d", "--name", "bg", "-l", "team=a", &image, "sleep", "300",
+        ])?
         .trim()
         .to_string();
     let rows = ps_all(&cluster, &["--filter", &format!("id={bg}")])?;
@@ -157,13 +176,24 @@ fn verbs_on_one_off_tasks_and_ps_across_three_nodes() -> Result<()> {
     assert_ne!(rows[0]["state"], "exited", "{:?}", rows[0]);
     let talker = cluster
         .berth(&[
-            "run", "-d", "--name", "talker", "--node", "n2", &image, "sh", "-c",
+            "run",
+            "-d",
+            "--name",
+            "talker",
+            "--node",
+            "n2",
+            &image,
+            "sh",
+            "-c",
             "echo one; echo two >&2; sleep 300",
         ])?
         .trim()
         .to_string();
     // An unnamed one gets a Docker-like name.
-    let anon = cluster.berth(&["run", "-d", &image, "sleep", "300"])?.trim().to_string();
+    let anon = cluster
+        .berth(&["run", "-d", &image, "sleep", "300"])?
+        .trim()
+        .to_string();
     cluster.wait_running("web", 3, CONVERGE)?;
     wait_until("the one-offs to run", CONVERGE, || {
         let out = cluster.berth(&["ps", "-q", "--no-trunc"]).ok()?;
@@ -176,17 +206,31 @@ fn verbs_on_one_off_tasks_and_ps_across_three_nodes() -> Result<()> {
     // ps: running tasks of every service and the one-offs, Docker's columns.
     let table = cluster.berth(&["ps"])?;
     let header = table.lines().next().unwrap_or_default();
-    for column in ["TASK ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NODE", "NAMES"] {
+    for column in [
+        "TASK ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NODE", "NAMES",
+    ] {
         assert!(header.contains(column), "{header}");
     }
-    assert_eq!(table.lines().filter(|l| l.contains(" web.")).count(), 3, "{table}");
-    assert!(table.lines().any(|l| l.ends_with(" bg") && l.contains("Up ")), "{table}");
+    assert_eq!(
+        table.lines().filter(|l| l.contains(" web.")).count(),
+        3,
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.ends_with(" bg") && l.contains("Up ")),
+        "{table}"
+    );
     let rows = ps_all(&cluster, &["--filter", "status=running"])?;
     assert_eq!(rows.len(), 6, "{rows:?}");
     let nodes: std::collections::BTreeSet<&str> =
         rows.iter().filter_map(|r| r["node"].as_str()).collect();
     assert_eq!(nodes.len(), 3, "web spread over 3 nodes: {nodes:?}");
-    assert_eq!(named(&rows, "talker").map(|r| r["node"].clone()), Some("n2".into()));
+    assert_eq!(
+        named(&rows, "talker").map(|r| r["node"].clone()),
+        Some("n2".into())
+    );
     let anon_name = rows
         .iter()
         .find(|r| r["task"]["id"] == anon.as_str())
@@ -194,22 +238,34 @@ fn verbs_on_one_off_tasks_and_ps_across_three_nodes() -> Result<()> {
         .unwrap_or_default()
         .to_string();
     assert!(
-        anon_name.split_once('_').is_some_and(|(a, s)| !a.is_empty() && !s.is_empty()),
+        anon_name
+            .split_once('_')
+            .is_some_and(|(a, s)| !a.is_empty() && !s.is_empty()),
         "adjective_surname: {anon_name:?}"
     );
     assert_eq!(ps_all(&cluster, &["--filter", "label=team=a"])?.len(), 1);
     assert_eq!(ps_all(&cluster, &["--filter", "service=web"])?.len(), 3);
     assert_eq!(ps_all(&cluster, &["--filter", "name=web.2"])?.len(), 1);
     assert_eq!(
-        ps_all(&cluster, &["--filter", "node=n2", "--filter", "name=talker"])?.len(),
+        ps_all(
+            &cluster,
+            &["--filter", "node=n2", "--filter", "name=talker"]
+        )?
+        .len(),
         1
     );
-    let web_on_n1 = ps_all(&cluster, &["--filter", "node=n1", "--filter", "service=web"])?;
+    let web_on_n1 = ps_all(
+        &cluster,
+        &["--filter", "node=n1", "--filter", "service=web"],
+    )?;
     assert!(web_on_n1.iter().all(|r| r["node"] == "n1"), "{web_on_n1:?}");
     assert!(bad_filter_fails(&cluster));
     // `service ls` lists real services only.
     let services = cluster.berth(&["service", "ls"])?;
-    assert!(services.contains("web") && !services.contains("talker"), "{services}");
+    assert!(
+        services.contains("web") && !services.contains("talker"),
+        "{services}"
+    );
 
     // logs: stdout and stderr apart, by name.
     wait_until("talker's output", CONVERGE, || {
@@ -253,15 +309,24 @@ fn verbs_on_one_off_tasks_and_ps_across_three_nodes() -> Result<()> {
     assert!(named(&rows, "talker").is_none() && named(&rows, "bg").is_none());
     let out = berth(&cluster, &["rm", &anon])?;
     assert_ne!(code(&out), 0);
-    assert!(text(&out.stderr).contains("is running"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("is running"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = berth(&cluster, &["rm", "web.1"])?;
     assert_ne!(code(&out), 0);
     let why = text(&out.stderr);
-    assert!(why.contains("service web") && why.contains("service scale web="), "{why}");
+    assert!(
+        why.contains("service web") && why.contains("service scale web="),
+        "{why}"
+    );
     cluster.berth(&["rm", "-f", &anon])?;
     wait_until("the forced one-off to be gone", CONVERGE, || {
         let rows = ps_all(&cluster, &[]).ok()?;
-        rows.iter().all(|r| r["task"]["id"] != anon.as_str()).then_some(())
+        rows.iter()
+            .all(|r| r["task"]["id"] != anon.as_str())
+            .then_some(())
     })?;
 
     // stop on a service's task: its restart policy replaces it, as Swarm.

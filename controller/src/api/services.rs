@@ -119,7 +119,11 @@ fn validate_security(spec: &ServiceSpec) -> Result<(), Status> {
 
 /// A published port answers on every node (ingress) or on the nodes of its
 /// tasks (host): either way one service per port and protocol.
-pub(super) fn check_port_conflicts(raft: &RaftHandle, spec: &ServiceSpec, own_id: &str) -> Result<(), Status> {
+pub(super) fn check_port_conflicts(
+    raft: &RaftHandle,
+    spec: &ServiceSpec,
+    own_id: &str,
+) -> Result<(), Status> {
     if spec.ports.is_empty() {
         return Ok(());
     }

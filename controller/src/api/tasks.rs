@@ -60,7 +60,9 @@ type Reply<T> = Result<Response<T>, Status>;
 #[tonic::async_trait]
 impl Tasks for TasksApi {
     async fn run(&self, r: Request<RunRequest>) -> Reply<RunResponse> {
-        Ok(Response::new(run(&self.raft, &self.pinner, r.into_inner()).await?))
+        Ok(Response::new(
+            run(&self.raft, &self.pinner, r.into_inner()).await?,
+        ))
     }
 
     type LogsStream = OutputStream;
@@ -110,8 +112,7 @@ impl Tasks for TasksApi {
         if req.force && !is_terminal(observed(&task)) && !task.node_id.is_empty() {
             // As `docker rm -f`: SIGKILL, then the records go; the reaper
             // deletes the task once its agent reports the end.
-            if let Err(status) = signal_task(&self.raft, &self.security, &task, "SIGKILL").await
-            {
+            if let Err(status) = signal_task(&self.raft, &self.security, &task, "SIGKILL").await {
                 tracing::warn!(task = %task.id, error = %status.message(), "rm -f: kill failed; the reaper stops the task");
             }
         }
@@ -147,7 +148,10 @@ async fn run(raft: &RaftHandle, pinner: &Pinner, req: RunRequest) -> Result<RunR
     check_port_conflicts(raft, &spec, "")?;
     let lookup = pinner.look_up(raft, &spec, req.no_resolve_image).await?;
     if let Lookup::Missing(why) = &lookup {
-        return Err(Status::not_found(format!("cannot run {}: {why}", spec.image)));
+        return Err(Status::not_found(format!(
+            "cannot run {}: {why}",
+            spec.image
+        )));
     }
     let warnings = image_pin::apply(lookup, &mut spec, None);
     let view = read_view(raft.state())?;

@@ -92,7 +92,11 @@ pub fn plan_run(
         .cloned();
     if let Some(waiting) = placed.filter(|t| t.node_id.is_empty()) {
         return Err(OneOffError::NoNodeFits {
-            name: service.spec.as_ref().map(|s| s.name.clone()).unwrap_or_default(),
+            name: service
+                .spec
+                .as_ref()
+                .map(|s| s.name.clone())
+                .unwrap_or_default(),
             why: waiting.status.map(|s| s.message).unwrap_or_default(),
         });
     }
@@ -177,7 +181,10 @@ pub fn stop_outcome(task: &Task) -> String {
     let service = &task.service_name;
     match condition {
         RestartCondition::None => {
-            format!("service {service} has restart condition none: slot {} stays empty", task.slot)
+            format!(
+                "service {service} has restart condition none: slot {} stays empty",
+                task.slot
+            )
         }
         RestartCondition::OnFailure => format!(
             "service {service} (restart condition on-failure) replaces it if it exits non-zero, \

@@ -46,7 +46,10 @@ fn a_run_is_a_one_replica_never_restarted_service_and_its_task() {
     let (service, task, ops) = plan_run(&view, spec, ids(), 1000).expect("fits");
     let spec = service.spec.clone().expect("spec");
     assert!(spec.one_off);
-    assert_eq!(spec.mode, Some(Mode::Replicated(ReplicatedMode { replicas: 1 })));
+    assert_eq!(
+        spec.mode,
+        Some(Mode::Replicated(ReplicatedMode { replicas: 1 }))
+    );
     assert_eq!(
         spec.restart_policy.map(|p| p.condition),
         Some(RestartCondition::None as i32)
@@ -66,13 +69,17 @@ fn a_run_no_node_can_take_is_refused_with_the_schedulers_reason() {
         nodes: vec![node("a", 1 << 20)],
         ..Default::default()
     };
-    let err = plan_run(&view, one_off_spec(spec(1 << 30), None), ids(), 1000)
-        .expect_err("too big");
+    let err = plan_run(&view, one_off_spec(spec(1 << 30), None), ids(), 1000).expect_err("too big");
     let text = err.to_string();
     assert!(text.starts_with("no node can run job now: "), "{text}");
     assert!(text.contains("memory"), "{text}");
-    let err = plan_run(&ClusterView::default(), one_off_spec(spec(0), None), ids(), 1)
-        .expect_err("no nodes");
+    let err = plan_run(
+        &ClusterView::default(),
+        one_off_spec(spec(0), None),
+        ids(),
+        1,
+    )
+    .expect_err("no nodes");
     assert!(matches!(err, OneOffError::NoNodeFits { .. }), "{err}");
 }
 
@@ -107,17 +114,32 @@ fn removal_takes_an_ended_one_off_and_refuses_the_rest() {
     assert_eq!(ops.len(), 2, "service and task");
 
     let running = task_of(&service, TaskState::Running, true);
-    let err = removal(&running, Some(&service), std::slice::from_ref(&running), false)
-        .expect_err("running");
-    assert!(err.to_string().contains("is running: stop it first"), "{err}");
+    let err = removal(
+        &running,
+        Some(&service),
+        std::slice::from_ref(&running),
+        false,
+    )
+    .expect_err("running");
+    assert!(
+        err.to_string().contains("is running: stop it first"),
+        "{err}"
+    );
     // -f: the service goes now, the running task once it ended (reaper).
-    let ops = removal(&running, Some(&service), std::slice::from_ref(&running), true).expect("-f");
+    let ops = removal(
+        &running,
+        Some(&service),
+        std::slice::from_ref(&running),
+        true,
+    )
+    .expect("-f");
     assert_eq!(ops.len(), 1);
 
     let web = task_of(&service, TaskState::Complete, false);
     let err = removal(&web, Some(&service), std::slice::from_ref(&web), true).expect_err("service");
     assert!(
-        err.to_string().contains("belongs to service job") && err.to_string().contains("service scale job=N"),
+        err.to_string().contains("belongs to service job")
+            && err.to_string().contains("service scale job=N"),
         "{err}"
     );
 }
@@ -129,7 +151,12 @@ fn stop_says_what_happens_next() {
         spec: Some(spec(0)),
         ..Default::default()
     };
-    assert!(stop_outcome(&task_of(&service, TaskState::Running, true)).contains("not started again"));
+    assert!(
+        stop_outcome(&task_of(&service, TaskState::Running, true)).contains("not started again")
+    );
     let replaced = stop_outcome(&task_of(&service, TaskState::Running, false));
-    assert!(replaced.contains("restart condition any") && replaced.contains("as Swarm does"), "{replaced}");
+    assert!(
+        replaced.contains("restart condition any") && replaced.contains("as Swarm does"),
+        "{replaced}"
+    );
 }

@@ -692,7 +692,12 @@ fn an_auto_removed_one_off_goes_with_its_task_once_it_ended() {
     assert!(sim.view.tasks.iter().all(|t| t.service_id != "rm"));
     // Without --rm it stays, ended, and is not restarted.
     sim.settle();
-    let kept: Vec<_> = sim.view.tasks.iter().filter(|t| t.service_id == "keep").collect();
+    let kept: Vec<_> = sim
+        .view
+        .tasks
+        .iter()
+        .filter(|t| t.service_id == "keep")
+        .collect();
     assert_eq!(kept.len(), 1);
     assert_eq!(kept[0].id, keep);
     assert!(sim.view.services.iter().any(|s| s.id == "keep"));

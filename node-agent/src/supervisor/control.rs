@@ -15,22 +15,28 @@ impl Supervisor {
     /// The container of `task_id` while it runs.
     fn running(&self, task_id: &str) -> Result<Running> {
         let map = self.inner.lock();
-        let entry = map.get(task_id).ok_or_else(|| SupervisorError::UnknownTask {
-            task: task_id.to_string(),
-        })?;
-        entry.container.clone().ok_or_else(|| SupervisorError::Task {
-            task: task_id.to_string(),
-            reason: "its container is not running".into(),
-        })
+        let entry = map
+            .get(task_id)
+            .ok_or_else(|| SupervisorError::UnknownTask {
+                task: task_id.to_string(),
+            })?;
+        entry
+            .container
+            .clone()
+            .ok_or_else(|| SupervisorError::Task {
+                task: task_id.to_string(),
+                reason: "its container is not running".into(),
+            })
     }
 
     /// Sends `signal` (SIGINT, INT, 2, ...) to the task's container.
     pub async fn signal(&self, task_id: &str, signal: &str) -> Result<()> {
         let running = self.running(task_id)?;
-        let signal = berth_runtime::signal::canonical(signal).map_err(|e| SupervisorError::Task {
-            task: task_id.to_string(),
-            reason: e.to_string(),
-        })?;
+        let signal =
+            berth_runtime::signal::canonical(signal).map_err(|e| SupervisorError::Task {
+                task: task_id.to_string(),
+                reason: e.to_string(),
+            })?;
         info!(task = task_id, %signal, "signal asked by a controller");
         self.inner
             .drivers

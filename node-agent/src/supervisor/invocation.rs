@@ -35,7 +35,10 @@ mod tests {
             exit_code(r#"exec: "/nope": stat /nope: no such file or directory"#),
             Some(127)
         );
-        assert_eq!(exit_code(r#"exec: "/etc/passwd": permission denied"#), Some(126));
+        assert_eq!(
+            exit_code(r#"exec: "/etc/passwd": permission denied"#),
+            Some(126)
+        );
         // berth-runtime
         assert_eq!(
             exit_code(r#"executable file "nope" not found in $PATH"#),

@@ -243,11 +243,17 @@ mod tests {
             lookup("no-such-binary-xyz", &env),
             Err(ProcessError::NotFound(_))
         ));
-        assert!(matches!(lookup("/x/y", &env), Err(ProcessError::Missing(_))));
+        assert!(matches!(
+            lookup("/x/y", &env),
+            Err(ProcessError::Missing(_))
+        ));
         assert!(lookup("/bin/sh", &env).is_ok());
         assert!(matches!(
             lookup("/etc", &env),
-            Err(ProcessError::NotExecutable { why: "is a directory", .. })
+            Err(ProcessError::NotExecutable {
+                why: "is a directory",
+                ..
+            })
         ));
         let plain = std::env::temp_dir().join(format!("berth-lookup-{}", std::process::id()));
         std::fs::write(&plain, b"not a program").expect("write");
@@ -255,7 +261,10 @@ mod tests {
         let _ = std::fs::remove_file(&plain);
         assert!(matches!(
             found,
-            Err(ProcessError::NotExecutable { why: "permission denied", .. })
+            Err(ProcessError::NotExecutable {
+                why: "permission denied",
+                ..
+            })
         ));
     }
 
