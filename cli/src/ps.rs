@@ -7,9 +7,7 @@ use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Result, bail};
-use berth_proto::v1::{
-    ListNodesRequest, ListTasksRequest, PortProtocol, PublishMode, Task, TaskHealth, TaskState,
-};
+use berth_proto::v1::{ListTasksRequest, PortProtocol, PublishMode, Task, TaskHealth, TaskState};
 use clap::Args;
 use serde_json::json;
 
@@ -230,15 +228,7 @@ pub async fn run(client: &mut Client, args: PsArgs) -> Result<()> {
         .map_err(explain)?
         .into_inner()
         .tasks;
-    let nodes: BTreeMap<String, String> = client
-        .list_nodes(ListNodesRequest {})
-        .await
-        .map_err(explain)?
-        .into_inner()
-        .nodes
-        .into_iter()
-        .map(|n| (n.id, n.name))
-        .collect();
+    let nodes = crate::service::node_names(client).await?;
     let now = now_ms();
     let mut shown: Vec<(Task, String, String)> = tasks
         .into_iter()

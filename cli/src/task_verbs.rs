@@ -90,68 +90,71 @@ pub async fn logs(access: &Access, args: LogsArgs) -> Result<()> {
 
 pub async fn stop(access: &Access, args: StopArgs) -> Result<()> {
     let mut tasks = tasks_client(access).await?;
-    let mut failed = 0;
+    let mut failures = Failures::default();
     for task in args.tasks {
-        let answer = tasks
-            .stop(StopTaskRequest {
-                task: task.clone(),
-                grace_seconds: args.time.unwrap_or(0),
-                grace_given: args.time.is_some(),
-            })
-            .await;
-        match answer {
-            Ok(answer) => println!("{task}: stopped; {}", answer.into_inner().outcome),
-            Err(status) => {
-                eprintln!("berth: {task}: {:#}", explain(status));
-                failed += 1;
-            }
-        }
+        let request = StopTaskRequest {
+            task: task.clone(),
+            grace_seconds: args.time.unwrap_or(0),
+            grace_given: args.time.is_some(),
+        };
+        let answer = tasks.stop(request).await;
+        failures.report(
+            &task,
+            answer.map(|a| format!("{task}: stopped; {}", a.into_inner().outcome)),
+        );
     }
-    done(failed)
+    failures.done()
 }
 
 pub async fn kill(access: &Access, args: KillArgs) -> Result<()> {
     let mut tasks = tasks_client(access).await?;
-    let mut failed = 0;
+    let mut failures = Failures::default();
     for task in args.tasks {
         let request = KillTaskRequest {
             task: task.clone(),
             signal: args.signal.clone(),
         };
-        match tasks.kill(request).await {
-            Ok(_) => println!("{task}"),
-            Err(status) => {
-                eprintln!("berth: {task}: {:#}", explain(status));
-                failed += 1;
-            }
-        }
+        let answer = tasks.kill(request).await;
+        failures.report(&task, answer.map(|_| task.clone()));
     }
-    done(failed)
+    failures.done()
 }
 
 pub async fn rm(access: &Access, args: RmArgs) -> Result<()> {
     let mut tasks = tasks_client(access).await?;
-    let mut failed = 0;
+    let mut failures = Failures::default();
     for task in args.tasks {
         let request = RemoveTaskRequest {
             task: task.clone(),
             force: args.force,
         };
-        match tasks.remove(request).await {
-            Ok(_) => println!("{task}"),
+        let answer = tasks.remove(request).await;
+        failures.report(&task, answer.map(|_| task.clone()));
+    }
+    failures.done()
+}
+
+/// The verbs act on each TASK given, as Docker's do: what worked is
+/// printed, what failed is said on stderr, and the exit code (1) says
+/// something failed.
+#[derive(Default)]
+struct Failures(usize);
+
+impl Failures {
+    fn report(&mut self, task: &str, answer: Result<String, tonic::Status>) {
+        match answer {
+            Ok(line) => println!("{line}"),
             Err(status) => {
                 eprintln!("berth: {task}: {:#}", explain(status));
-                failed += 1;
+                self.0 += 1;
             }
         }
     }
-    done(failed)
-}
 
-/// Each failure was printed; the exit code (1) says some failed.
-fn done(failed: usize) -> Result<()> {
-    if failed > 0 {
-        return Err(crate::exit_code::Exit::code(1));
+    fn done(self) -> Result<()> {
+        if self.0 > 0 {
+            return Err(crate::exit_code::Exit::code(1));
+        }
+        Ok(())
     }
-    Ok(())
 }

@@ -286,7 +286,7 @@ fn replicas_of(service: &Service) -> String {
     }
 }
 
-async fn node_names(client: &mut Client) -> Result<BTreeMap<String, String>> {
+pub(crate) async fn node_names(client: &mut Client) -> Result<BTreeMap<String, String>> {
     let nodes = client
         .list_nodes(ListNodesRequest {})
         .await

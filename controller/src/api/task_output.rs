@@ -8,10 +8,8 @@ use std::time::Duration;
 
 use berth_pki::Security;
 use berth_proto::v1::agent_client::AgentClient;
-use berth_proto::v1::log_line::Stream as LogStream;
 use berth_proto::v1::{
-    LogLine, Task, TaskLogsRequest, TaskOutput, TaskOutputRequest, WatchEvent, task_output,
-    watch_event,
+    Task, TaskLogsRequest, TaskOutput, TaskOutputRequest, WatchEvent, task_output, watch_event,
 };
 use tokio::sync::broadcast;
 use tokio::sync::mpsc;
@@ -170,18 +168,7 @@ impl Follower {
             }
         };
         while let Some(line) = lines.message().await? {
-            let out = LogLine {
-                task_id: self.task.id.clone(),
-                slot: self.task.slot,
-                node_name: node.name.clone(),
-                stream: if line.stream == 1 {
-                    LogStream::Stderr as i32
-                } else {
-                    LogStream::Stdout as i32
-                },
-                line: line.line,
-                time: line.time,
-            };
+            let out = super::logs::log_line(&self.task, &node.name, line);
             let item = TaskOutput {
                 item: Some(task_output::Item::Line(out)),
             };
