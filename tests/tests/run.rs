@@ -291,6 +291,11 @@ fn verbs_on_one_off_tasks_and_ps_across_three_nodes() -> Result<()> {
             bail!("talker: {status}")
         }
     })?;
+    let out = cluster.berth(&["stop", "talker"])?;
+    assert!(
+        out.contains("already ended"),
+        "a stop of an ended task: {out}"
+    );
     // kill: SIGKILL through its agent by default; -s another signal.
     let out = berth(&cluster, &["kill", "-s", "NOPE", "bg"])?;
     assert_ne!(code(&out), 0);

@@ -205,6 +205,14 @@ async fn stop(
     raft.read_barrier().await?;
     let task = resolve_task(raft.state(), &req.task)?;
     let state = observed(&task);
+    if is_terminal(state) {
+        // As `docker stop` of a stopped container: nothing to do.
+        let name = TaskState::try_from(state).map_or("unknown", |s| s.short_name());
+        return Ok(StopTaskResponse {
+            outcome: format!("it had already ended ({name})"),
+            task: Some(task),
+        });
+    }
     let outcome = one_off::stop_outcome(&task);
     if !is_terminal(state) && state < TaskState::Running as i32 && one_off::is_one_off(&task) {
         shut_down(raft, &task).await?;
