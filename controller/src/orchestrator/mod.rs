@@ -83,7 +83,9 @@ pub fn orchestrate_timed(
         if mode.is_none() {
             continue;
         }
-        if one_off::auto_remove(&mut plan, service, tasks) {
+        if one_off::auto_remove(&mut plan, service, tasks)
+            || one_off::reconcile(&mut plan, service, tasks, &nodes)
+        {
             continue;
         }
         let (rollout, gate) = rollout::begin(&mut plan, service, tasks);

@@ -702,3 +702,44 @@ fn an_auto_removed_one_off_goes_with_its_task_once_it_ended() {
     assert_eq!(kept[0].id, keep);
     assert!(sim.view.services.iter().any(|s| s.id == "keep"));
 }
+
+#[test]
+fn a_one_off_runs_once_whatever_happens_to_its_node() {
+    let mut sim = Sim::new(
+        vec![node("a"), node("b")],
+        vec![one_off("down", false), one_off("drained", false)],
+    );
+    sim.settle();
+    let (_, down, down_node) = sim.live("down")[0].clone();
+    let (_, drained, drained_node) = sim.live("drained")[0].clone();
+    let down_index = sim
+        .view
+        .nodes
+        .iter()
+        .position(|n| n.id == down_node)
+        .expect("node");
+    sim.view.nodes[down_index].status = NodeStatus::Down as i32;
+    sim.settle();
+    // Its node is down: the task is left to it, nothing runs it elsewhere.
+    assert_eq!(sim.task(&down).desired_state, TaskState::Running as i32);
+    sim.view.nodes[down_index].status = NodeStatus::Ready as i32;
+    let drained_index = sim
+        .view
+        .nodes
+        .iter()
+        .position(|n| n.id == drained_node)
+        .expect("node");
+    sim.view.nodes[drained_index].availability = NodeAvailability::Drain as i32;
+    sim.settle();
+    // Drained: stopped, and not replaced.
+    assert_eq!(sim.task(&drained).desired_state, TaskState::Shutdown as i32);
+    for service in ["down", "drained"] {
+        let tasks = sim
+            .view
+            .tasks
+            .iter()
+            .filter(|t| t.service_id == service)
+            .count();
+        assert_eq!(tasks, 1, "{service}: one task, ever");
+    }
+}
