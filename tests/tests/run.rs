@@ -127,6 +127,13 @@ fn run_streams_output_exits_with_the_tasks_code_and_rm_leaves_nothing() -> Resul
     let out = berth(&cluster, &["run", "--node", "n9", &image, "true"])?;
     assert_eq!(code(&out), 125);
     assert!(text(&out.stderr).contains("n9"), "{}", text(&out.stderr));
+    let out = berth(&cluster, &["run", "--network", "nowhere", &image, "true"])?;
+    assert_eq!(code(&out), 125);
+    assert!(
+        text(&out.stderr).contains("network nowhere not found"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = berth(&cluster, &["run", "-p", "99999:80", &image, "true"])?;
     assert_eq!(code(&out), 125);
     assert!(text(&out.stderr).contains("99999"), "{}", text(&out.stderr));

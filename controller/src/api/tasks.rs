@@ -144,6 +144,13 @@ async fn run(raft: &RaftHandle, pinner: &Pinner, req: RunRequest) -> Result<RunR
     }
     let mut spec = one_off::one_off_spec(spec, node.as_ref());
     validate_spec(&spec)?;
+    // A network that does not exist would keep the task waiting for an
+    // address: refused now, as Docker refuses it.
+    for network in &spec.networks {
+        if raft.state().id_by_name(Table::Network, network)?.is_none() {
+            return Err(Status::not_found(format!("network {network} not found")));
+        }
+    }
     resolve_files(raft, &mut spec)?;
     check_port_conflicts(raft, &spec, "")?;
     let lookup = pinner.look_up(raft, &spec, req.no_resolve_image).await?;
