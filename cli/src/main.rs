@@ -3,6 +3,7 @@ mod cluster;
 mod config;
 mod dev;
 mod dev_log;
+mod exit_code;
 mod file_refs;
 mod health;
 mod images;
@@ -11,11 +12,14 @@ mod network;
 mod node;
 mod output;
 mod ports;
+mod ps;
 mod registry_auth;
+mod run;
 mod secret;
 mod security_opt;
 mod service;
 mod system;
+mod task_verbs;
 mod units;
 mod volume;
 
@@ -73,11 +77,36 @@ enum Command {
     Images(images::ImageVerbs),
     #[command(flatten)]
     System(system::SystemVerbs),
+    /// Run a one-off task, as `docker run` (exit code: the task's; 125 berth failed).
+    Run(Box<run::RunArgs>),
+    /// Tasks across all services, as `docker ps` (running ones; -a all).
+    Ps(ps::PsArgs),
+    /// A task's output (TASK: id or prefix, a run's name, SERVICE.SLOT).
+    Logs(task_verbs::LogsArgs),
+    /// Stop tasks: the stop signal, then SIGKILL after the grace.
+    Stop(task_verbs::StopArgs),
+    /// Send a signal to tasks (default SIGKILL).
+    Kill(task_verbs::KillArgs),
+    /// Remove one-offs that ended (-f: kill and remove running ones).
+    Rm(task_verbs::RmArgs),
 }
 
 fn main() {
     berth_pki::install_crypto_provider();
-    let args = Args::parse();
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(err) => {
+            // A bad flag of `run` is berth's failure: Docker's 125.
+            let argv: Vec<String> = std::env::args().collect();
+            let code = if err.use_stderr() && run::is_run_invocation(&argv) {
+                exit_code::BERTH_FAILED
+            } else {
+                err.exit_code()
+            };
+            let _ = err.print();
+            std::process::exit(code);
+        }
+    };
     if !matches!(args.command, Command::Dev(_)) {
         // `berth ... | head` ends quietly, as other command-line tools do,
         // instead of panicking on the closed pipe. (Not `berth dev`: its
@@ -123,6 +152,14 @@ fn main() {
         if let Command::System(verb) = &args.command {
             return system::run(&access, verb).await;
         }
+        match args.command {
+            Command::Run(run_args) => return run::run(&access, *run_args).await,
+            Command::Logs(a) => return task_verbs::logs(&access, a).await,
+            Command::Stop(a) => return task_verbs::stop(&access, a).await,
+            Command::Kill(a) => return task_verbs::kill(&access, a).await,
+            Command::Rm(a) => return task_verbs::rm(&access, a).await,
+            _ => {}
+        }
         let mut client = client::connect(&access).await?;
         match args.command {
             Command::Cluster(cmd) => cluster::run(&mut client, cmd).await,
@@ -132,6 +169,12 @@ fn main() {
             Command::Node(cmd) => node::run(&mut client, cmd).await,
             Command::Network(cmd) => network::run(&mut client, cmd).await,
             Command::Volume(cmd) => volume::run(&access, cmd).await,
+            Command::Ps(a) => ps::run(&mut client, a).await,
+            Command::Run(_)
+            | Command::Logs(_)
+            | Command::Stop(_)
+            | Command::Kill(_)
+            | Command::Rm(_) => unreachable!("handled above"),
             Command::Dev(_) => {
                 anyhow::bail!("`berth dev` starts a cluster; it takes no controller")
             }
@@ -141,6 +184,13 @@ fn main() {
         }
     });
     if let Err(err) = result {
+        // `run`'s own codes: the task's, or 125 when berth failed.
+        if let Some(exit) = err.downcast_ref::<exit_code::Exit>() {
+            if !exit.message.is_empty() {
+                eprintln!("berth: {}", exit.message);
+            }
+            std::process::exit(exit.code);
+        }
         eprintln!("berth: {err:#}");
         // A wait that ended paused, rolled back, ...: its own code.
         let code = err

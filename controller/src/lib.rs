@@ -11,6 +11,7 @@ pub mod digest;
 pub mod dispatcher;
 pub mod ids;
 pub mod keyring;
+pub mod one_off;
 pub mod orchestrator;
 pub mod planner;
 pub mod raft;

@@ -118,6 +118,7 @@ struct Services {
     dispatcher: Gated<DispatcherServer<DispatcherService>>,
     lock: Gated<berth_proto::v1::lock_server::LockServer<crate::unlock::Unlocked>>,
     cluster: Gated<ClusterServer<ClusterApi>>,
+    tasks: Gated<berth_proto::v1::tasks_server::TasksServer<crate::api::TasksApi>>,
     certificates: CertificatesServer<CertificatesApi>,
     volumes: Gated<VolumesServer<VolumesApi>>,
     images: Gated<ImagesServer<ImagesApi>>,
@@ -134,6 +135,7 @@ impl Services {
             .add_service(self.dispatcher.clone())
             .add_service(self.lock.clone())
             .add_service(self.cluster.clone())
+            .add_service(self.tasks.clone())
             .add_service(self.certificates.clone())
             .add_service(self.volumes.clone())
             .add_service(self.images.clone())
@@ -389,7 +391,7 @@ pub async fn run(
             ClusterServer::new(ClusterApi::new(
                 handle.clone(),
                 security.clone(),
-                keys,
+                keys.clone(),
                 opts.pins.clone(),
             ))
             .max_decoding_message_size(API_MAX_REQUEST)
@@ -411,6 +413,16 @@ pub async fn run(
             SystemServer::new(SystemApi::new(handle.clone(), security.clone()))
                 .max_encoding_message_size(berth_proto::MAX_MESSAGE_BYTES),
             gate.only(&[Role::Admin, Role::Controller]),
+        ),
+        tasks: InterceptedService::new(
+            berth_proto::v1::tasks_server::TasksServer::new(crate::api::TasksApi::new(
+                handle.clone(),
+                security.clone(),
+                keys,
+                opts.pins.clone(),
+            ))
+            .max_decoding_message_size(API_MAX_REQUEST),
+            gate.only(&[Role::Admin]),
         ),
         certificates: CertificatesServer::new(CertificatesApi::new(
             handle,

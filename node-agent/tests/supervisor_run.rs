@@ -105,7 +105,23 @@ fn fails(rt: Rt, name: &str) -> Result<()> {
         if let Some(s) = missing.spec.as_mut() {
             s.command = vec!["/no/such/program".into()];
         }
-        sup.reconcile(vec![exit3.clone(), missing.clone()]);
+        // Docker's codes for a command that cannot be run, from either
+        // runtime's words: 127 not found (a path or a PATH search), 126 not
+        // runnable.
+        let mut unnamed = e.task("unnamed", "");
+        if let Some(s) = unnamed.spec.as_mut() {
+            s.command = vec!["no-such-command".into()];
+        }
+        let mut directory = e.task("directory", "");
+        if let Some(s) = directory.spec.as_mut() {
+            s.command = vec!["/bin".into()];
+        }
+        sup.reconcile(vec![
+            exit3.clone(),
+            missing.clone(),
+            unnamed.clone(),
+            directory.clone(),
+        ]);
         let seen = rx.until_end(&exit3.id, T).await?;
         let end = seen.last().cloned().unwrap_or_default();
         assert_eq!(end.state, TaskState::Failed as i32, "{seen:?}");
@@ -114,6 +130,13 @@ fn fails(rt: Rt, name: &str) -> Result<()> {
         let end = rx.end(&missing.id, T).await?;
         assert_eq!(end.state, TaskState::Failed as i32, "{end:?}");
         assert!(end.error.contains("/no/such/program"), "{end:?}");
+        assert_eq!(end.exit_code, Some(127), "{end:?}");
+        let end = rx.end(&unnamed.id, T).await?;
+        assert_eq!(end.exit_code, Some(127), "{end:?}");
+        assert!(end.error.contains("no-such-command"), "{end:?}");
+        let end = rx.end(&directory.id, T).await?;
+        assert_eq!(end.state, TaskState::Failed as i32, "{end:?}");
+        assert_eq!(end.exit_code, Some(126), "{end:?}");
         Ok(())
     })
 }

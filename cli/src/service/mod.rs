@@ -4,7 +4,7 @@
 mod history;
 mod progress;
 mod rollout_flags;
-mod task_flags;
+pub(crate) mod task_flags;
 mod update;
 mod watch;
 
@@ -289,7 +289,7 @@ fn replicas_of(service: &Service) -> String {
     }
 }
 
-async fn node_names(client: &mut Client) -> Result<BTreeMap<String, String>> {
+pub(crate) async fn node_names(client: &mut Client) -> Result<BTreeMap<String, String>> {
     let nodes = client
         .list_nodes(ListNodesRequest {})
         .await

@@ -45,6 +45,9 @@ pub enum Lookup {
     Found(Digest),
     /// Why the tag is not pinned, for the warning.
     Failed(String),
+    /// The registry answered that it has no such image (`berth run` refuses
+    /// it; a service is written with a warning, as for `Failed`).
+    Missing(String),
 }
 
 /// Pins images: the settings and the cluster's key (a service's registry
@@ -94,6 +97,10 @@ impl Pinner {
                 Ok(Lookup::Found(digest))
             }
             Err(ResolveError::Reference(e)) => Err(invalid(&e)),
+            Err(e @ ResolveError::NotFound { .. }) => {
+                warn!(service = %spec.name, image = %spec.image, error = %e, "no such image");
+                Ok(Lookup::Missing(e.to_string()))
+            }
             Err(e) => {
                 warn!(service = %spec.name, image = %spec.image, error = %e, "image not pinned");
                 Ok(Lookup::Failed(e.to_string()))
@@ -150,7 +157,7 @@ pub fn apply(
             spec.image_digest = digest.to_string();
             Vec::new()
         }
-        Lookup::Failed(why) => {
+        Lookup::Failed(why) | Lookup::Missing(why) => {
             let kept = previous
                 .filter(|p| p.image == spec.image && !p.image_digest.is_empty())
                 .map(|p| p.image_digest.clone());

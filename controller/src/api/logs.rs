@@ -7,7 +7,7 @@ use berth_pki::{Role, Security};
 use berth_proto::store::object::Kind;
 use berth_proto::v1::agent_client::AgentClient;
 use berth_proto::v1::log_line::Stream as LogStream;
-use berth_proto::v1::{LogLine, ServiceLogsRequest, Task, TaskLogsRequest};
+use berth_proto::v1::{LogLine, ServiceLogsRequest, Task, TaskLogLine, TaskLogsRequest};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
@@ -120,20 +120,25 @@ async fn forward(
         }
     };
     while let Ok(Some(line)) = stream.message().await {
-        let out = LogLine {
-            task_id: source.task.id.clone(),
-            slot: source.task.slot,
-            node_name: source.node_name.clone(),
-            stream: if line.stream == 1 {
-                LogStream::Stderr as i32
-            } else {
-                LogStream::Stdout as i32
-            },
-            line: line.line,
-            time: line.time,
-        };
+        let out = log_line(&source.task, &source.node_name, line);
         if tx.send(Ok(out)).await.is_err() {
             return;
         }
+    }
+}
+
+/// An agent's line of `task`'s output as the CLI gets it.
+pub(super) fn log_line(task: &Task, node_name: &str, line: TaskLogLine) -> LogLine {
+    LogLine {
+        task_id: task.id.clone(),
+        slot: task.slot,
+        node_name: node_name.to_string(),
+        stream: if line.stream == 1 {
+            LogStream::Stderr as i32
+        } else {
+            LogStream::Stdout as i32
+        },
+        line: line.line,
+        time: line.time,
     }
 }

@@ -4,6 +4,7 @@
 //! (store, dispatcher) and domain errors to statuses (`status.rs`); nothing
 //! below this layer knows gRPC.
 
+mod agent_link;
 mod certificates;
 mod configs;
 pub mod dispatcher;
@@ -21,6 +22,8 @@ mod secrets;
 mod services;
 pub mod status;
 mod system;
+mod task_output;
+mod tasks;
 mod volumes;
 mod watch;
 
@@ -40,6 +43,7 @@ pub use image_pin::PinSettings;
 pub use images::ImagesApi;
 pub use services::validate_spec;
 pub use system::SystemApi;
+pub use tasks::TasksApi;
 pub use volumes::VolumesApi;
 
 pub struct ClusterApi {

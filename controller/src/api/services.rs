@@ -137,7 +137,11 @@ fn validate_security(spec: &ServiceSpec) -> Result<(), Status> {
 
 /// A published port answers on every node (ingress) or on the nodes of its
 /// tasks (host): either way one service per port and protocol.
-fn check_port_conflicts(raft: &RaftHandle, spec: &ServiceSpec, own_id: &str) -> Result<(), Status> {
+pub(super) fn check_port_conflicts(
+    raft: &RaftHandle,
+    spec: &ServiceSpec,
+    own_id: &str,
+) -> Result<(), Status> {
     if spec.ports.is_empty() {
         return Ok(());
     }
@@ -176,6 +180,12 @@ pub async fn create(
         .ok_or_else(|| Status::invalid_argument("a service spec is required"))?;
     if spec.mode.is_none() {
         spec.mode = Some(Mode::Replicated(ReplicatedMode { replicas: 1 }));
+    }
+    if spec.one_off || spec.auto_remove {
+        return Err(Status::invalid_argument(format!(
+            "service {}: one-offs are made by `berth run`",
+            spec.name
+        )));
     }
     validate_spec(&spec)?;
     resolve_files(raft, &mut spec)?;
@@ -229,6 +239,7 @@ pub async fn update(
         _ => None,
     };
     let mut service = unwrap(resolve(raft.state(), Table::Service, &req.service)?)?;
+    refuse_one_off(&service, "updated")?;
     let current_spec = service.spec.clone().unwrap_or_default();
     let (mut spec, lookup, cause, message) = if req.rollback {
         let target = rollback_target(&service, req.rollback_to_version)
@@ -321,6 +332,7 @@ pub async fn promote(raft: &RaftHandle, key: &str) -> Result<Service, Status> {
 
 pub async fn scale(raft: &RaftHandle, req: ScaleServiceRequest) -> Result<Service, Status> {
     let current = unwrap(resolve(raft.state(), Table::Service, &req.service)?)?;
+    refuse_one_off(&current, "scaled")?;
     let mut spec = current.spec.clone().unwrap_or_default();
     match spec.mode {
         Some(Mode::Replicated(ref mut r)) => r.replicas = req.replicas,
@@ -348,6 +360,7 @@ pub async fn get(raft: &RaftHandle, key: &str) -> Result<Service, Status> {
     unwrap(resolve(raft.state(), Table::Service, key)?)
 }
 
+/// The services, without one-offs (`berth run`'s: `berth ps` shows them).
 pub async fn list(raft: &RaftHandle) -> Result<ListServicesResponse, Status> {
     raft.read_barrier().await?;
     let services = raft
@@ -355,8 +368,25 @@ pub async fn list(raft: &RaftHandle) -> Result<ListServicesResponse, Status> {
         .list(Table::Service)?
         .into_iter()
         .map(unwrap)
+        .filter(|s| !s.as_ref().is_ok_and(is_one_off))
         .collect::<Result<_, _>>()?;
     Ok(ListServicesResponse { services })
+}
+
+fn is_one_off(service: &Service) -> bool {
+    service.spec.as_ref().is_some_and(|s| s.one_off)
+}
+
+/// A one-off is run, stopped and removed as a task, never changed as a service.
+fn refuse_one_off(service: &Service, what: &str) -> Result<(), Status> {
+    if is_one_off(service) {
+        let name = service.spec.as_ref().map_or("", |s| s.name.as_str());
+        return Err(Status::failed_precondition(format!(
+            "{name} is a one-off task (berth run): it cannot be {what}; `berth rm {name}` \
+             removes it"
+        )));
+    }
+    Ok(())
 }
 
 /// Removes the service, and with it the registry-auth secret made for it

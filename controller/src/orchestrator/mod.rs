@@ -12,6 +12,7 @@
 
 pub mod global;
 pub mod nodes;
+pub mod one_off;
 pub mod plan;
 pub mod reaper;
 pub mod replicated;
@@ -80,6 +81,11 @@ pub fn orchestrate_timed(
         let mode = spec.and_then(|s| s.mode.as_ref());
         // The API gives every service a mode; one without is left alone.
         if mode.is_none() {
+            continue;
+        }
+        if one_off::auto_remove(&mut plan, service, tasks)
+            || one_off::reconcile(&mut plan, service, tasks, &nodes)
+        {
             continue;
         }
         let (rollout, gate) = rollout::begin(&mut plan, service, tasks);

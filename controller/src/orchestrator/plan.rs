@@ -20,6 +20,8 @@ pub struct Plan<'a> {
     created: Vec<Task>,
     /// Services to write, each as changed from the version read.
     services: Vec<Service>,
+    /// Services to delete (`run --rm` one-offs that ended), as read.
+    removed_services: Vec<Service>,
     pub now_ms: i64,
     /// The earliest time (Unix ms) a waiting decision falls due: a restart
     /// delay or an update delay that runs out with nothing else changing.
@@ -34,6 +36,7 @@ impl<'a> Plan<'a> {
             deleted: BTreeSet::new(),
             created: Vec::new(),
             services: Vec::new(),
+            removed_services: Vec::new(),
             now_ms,
             due_ms: None,
         }
@@ -92,6 +95,11 @@ impl<'a> Plan<'a> {
         self.services.push(service);
     }
 
+    /// Deletes `service` (at the version read).
+    pub fn delete_service(&mut self, service: &Service) {
+        self.removed_services.push(service.clone());
+    }
+
     /// Puts for changed tasks (at the version read), creates (absent) and
     /// deletes (at the version read), then puts of changed services (at the
     /// version read).
@@ -117,6 +125,14 @@ impl<'a> Plan<'a> {
         for service in self.services {
             let version = service.version;
             ops.push(put_kind(Kind::Service(service), Expect::Version, version));
+        }
+        for service in self.removed_services {
+            ops.push(delete(
+                Table::Service,
+                &service.id,
+                Expect::Version,
+                service.version,
+            ));
         }
         ops
     }

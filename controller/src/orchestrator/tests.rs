@@ -98,6 +98,16 @@ impl Sim {
                         other => panic!("bad put {other:?} for {}", t.id),
                     }
                 }
+                Some(op::Op::Delete(d)) if d.table == "service" => {
+                    let i = self
+                        .view
+                        .services
+                        .iter()
+                        .position(|x| x.id == d.id)
+                        .expect("deleted service exists");
+                    assert_eq!(self.view.services[i].version, d.version);
+                    self.view.services.remove(i);
+                }
                 Some(op::Op::Delete(d)) => {
                     assert_eq!(d.table, "task");
                     assert_eq!(d.expect, Expect::Version as i32);
@@ -646,4 +656,91 @@ fn start_first_creates_the_replacement_at_once() {
     sim.settle();
     assert_eq!(sim.live("web").len(), 1);
     assert_eq!(sim.task(&sim.live("web")[0].1).spec_version, 2);
+}
+
+fn one_off(id: &str, auto_remove: bool) -> Service {
+    let mut service = replicated(id, 1);
+    if let Some(spec) = service.spec.as_mut() {
+        spec.one_off = true;
+        spec.auto_remove = auto_remove;
+        spec.restart_policy = Some(RestartPolicy {
+            condition: RestartCondition::None as i32,
+            ..Default::default()
+        });
+    }
+    service
+}
+
+#[test]
+fn an_auto_removed_one_off_goes_with_its_task_once_it_ended() {
+    let mut sim = Sim::new(
+        vec![node("a")],
+        vec![one_off("rm", true), one_off("keep", false)],
+    );
+    sim.settle();
+    let (_, rm, _) = sim.live("rm")[0].clone();
+    let (_, keep, _) = sim.live("keep")[0].clone();
+    assert!(sim.orchestrate().is_empty(), "running: nothing to do");
+    sim.end(&rm, TaskState::Failed, Some(3));
+    sim.end(&keep, TaskState::Complete, Some(0));
+    let ops = sim.orchestrate();
+    let deletes = ops
+        .iter()
+        .filter(|o| matches!(&o.op, Some(op::Op::Delete(_))))
+        .count();
+    assert_eq!(deletes, 2, "the ended --rm one-off and its task: {ops:?}");
+    assert!(sim.view.services.iter().all(|s| s.id != "rm"));
+    assert!(sim.view.tasks.iter().all(|t| t.service_id != "rm"));
+    // Without --rm it stays, ended, and is not restarted.
+    sim.settle();
+    let kept: Vec<_> = sim
+        .view
+        .tasks
+        .iter()
+        .filter(|t| t.service_id == "keep")
+        .collect();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].id, keep);
+    assert!(sim.view.services.iter().any(|s| s.id == "keep"));
+}
+
+#[test]
+fn a_one_off_runs_once_whatever_happens_to_its_node() {
+    let mut sim = Sim::new(
+        vec![node("a"), node("b")],
+        vec![one_off("down", false), one_off("drained", false)],
+    );
+    sim.settle();
+    let (_, down, down_node) = sim.live("down")[0].clone();
+    let (_, drained, drained_node) = sim.live("drained")[0].clone();
+    let down_index = sim
+        .view
+        .nodes
+        .iter()
+        .position(|n| n.id == down_node)
+        .expect("node");
+    sim.view.nodes[down_index].status = NodeStatus::Down as i32;
+    sim.settle();
+    // Its node is down: the task is left to it, nothing runs it elsewhere.
+    assert_eq!(sim.task(&down).desired_state, TaskState::Running as i32);
+    sim.view.nodes[down_index].status = NodeStatus::Ready as i32;
+    let drained_index = sim
+        .view
+        .nodes
+        .iter()
+        .position(|n| n.id == drained_node)
+        .expect("node");
+    sim.view.nodes[drained_index].availability = NodeAvailability::Drain as i32;
+    sim.settle();
+    // Drained: stopped, and not replaced.
+    assert_eq!(sim.task(&drained).desired_state, TaskState::Shutdown as i32);
+    for service in ["down", "drained"] {
+        let tasks = sim
+            .view
+            .tasks
+            .iter()
+            .filter(|t| t.service_id == service)
+            .count();
+        assert_eq!(tasks, 1, "{service}: one task, ever");
+    }
 }

@@ -22,7 +22,7 @@ pub fn run(command: &Command) -> ! {
             let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
             let err = command.exec();
             eprintln!("berth-runtime init: {err}");
-            exit(127)
+            exit(crate::process::exec_failure_code(&err))
         }
         Ok(ForkResult::Parent { child }) => supervise(child, &all),
         Err(e) => {

@@ -5,6 +5,7 @@
 mod images;
 mod logs;
 mod system;
+mod tasks;
 mod volumes;
 
 use std::sync::Arc;
@@ -54,6 +55,12 @@ pub async fn serve(
         }),
         only.clone(),
     );
+    let tasks = InterceptedService::new(
+        berth_proto::v1::agent_tasks_server::AgentTasksServer::new(tasks::AgentTasksApi {
+            supervisor: parts.supervisor.clone(),
+        }),
+        only.clone(),
+    );
     let images = InterceptedService::new(
         AgentImagesServer::new(images::ImagesApi {
             store: parts.images.clone(),
@@ -75,6 +82,7 @@ pub async fn serve(
         .add_service(volumes)
         .add_service(images)
         .add_service(system)
+        .add_service(tasks)
         .serve_with_incoming(incoming)
         .await
     {

@@ -22,13 +22,16 @@
 
 mod bundle;
 mod container_runtime;
+mod control;
 mod drain;
 mod error;
 #[cfg(test)]
 mod fake;
 mod files;
+mod followers;
 mod health;
 mod images;
+mod invocation;
 mod launch;
 mod logs;
 mod mounts;
@@ -133,7 +136,20 @@ struct Entry {
     desired: tokio_watch::Sender<Desired>,
     /// The worker is finished (the container is gone, the status final).
     done: bool,
+    /// Its container while it runs: what `signal` and `stop_task` act on.
+    container: Option<Running>,
     worker: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// A running task's container, as its worker knows it.
+#[derive(Clone, Debug)]
+pub(crate) struct Running {
+    pub container_id: String,
+    pub init: container_runtime::Init,
+    /// The stop signal the worker resolved (service, image, SIGTERM).
+    pub stop_signal: String,
+    /// The task's grace between the stop signal and SIGKILL.
+    pub grace: Duration,
 }
 
 /// What the workers drive, and the settings they need.
@@ -168,6 +184,8 @@ pub(crate) struct Inner {
     endpoints: tokio_watch::Sender<drain::Endpoints>,
     /// The shared sequence every live node has applied (the leader's word).
     applied_everywhere: tokio_watch::Sender<u64>,
+    /// Followers of tasks' logs (a forgotten task's stay until they are done).
+    followers: followers::Followers,
 }
 
 /// The task supervisor of one agent. Dropping it stops its workers but leaves
@@ -251,6 +269,7 @@ impl Supervisor {
             updates: tx,
             endpoints: tokio_watch::channel(drain::Endpoints::default()).0,
             applied_everywhere: tokio_watch::channel(0).0,
+            followers: followers::Followers::default(),
         });
         let (records, broken) = inner.state.load_all()?;
         for dir in broken {
@@ -272,6 +291,7 @@ impl Supervisor {
                             status: (&record.status).into(),
                             desired,
                             done: true,
+                            container: None,
                             worker: None,
                         },
                     );
@@ -400,14 +420,26 @@ impl Supervisor {
                 reason: format!("log reader failed: {e}"),
             })??;
         let (tx, rx) = mpsc::channel(256);
+        let inner = self.inner.clone();
+        let task = task_id.to_string();
+        if follow {
+            inner.followers.start(&task);
+        }
         tokio::spawn(async move {
+            let mut sent = true;
             for l in lines {
                 if tx.send(Ok(l)).await.is_err() {
-                    return;
+                    sent = false;
+                    break;
                 }
             }
             if follow {
-                logs::follow(dir, cursor, tx).await;
+                if sent {
+                    logs::follow(dir.clone(), cursor, tx).await;
+                }
+                if inner.followers.end(&task) {
+                    inner.remove_logs(&task);
+                }
             }
         });
         Ok(ReceiverStream::new(rx))
@@ -496,6 +528,7 @@ impl Inner {
                 status,
                 desired,
                 done: false,
+                container: None,
                 worker: None,
             },
         );
@@ -525,6 +558,7 @@ impl Inner {
             match map.get_mut(task_id) {
                 Some(e) => {
                     e.done = true;
+                    e.container = None;
                     e.worker = None;
                     if let Some(s) = &status {
                         e.status = s.clone();
@@ -549,11 +583,24 @@ impl Inner {
         if let Err(e) = self.state.remove(task_id) {
             warn!(task = task_id, error = %e, "failed to remove the task's state");
         }
+        if self.followers.forget(task_id) {
+            self.remove_logs(task_id);
+        }
+    }
+
+    fn remove_logs(&self, task_id: &str) {
         let logs = self.logs_dir.join(task_id);
         if let Err(e) = std::fs::remove_dir_all(&logs)
             && e.kind() != std::io::ErrorKind::NotFound
         {
             warn!(task = task_id, error = %e, "failed to remove the task's logs");
+        }
+    }
+
+    /// The worker's word on its container: running (Some) or not any more.
+    pub(crate) fn set_running(&self, task_id: &str, container: Option<Running>) {
+        if let Some(e) = self.lock().get_mut(task_id) {
+            e.container = container;
         }
     }
 }

@@ -241,10 +241,14 @@ impl Worker {
         self.record.phase = Phase::Creating;
         self.report(status(TaskState::Starting, "starting"));
         let runtime = &self.inner.drivers.runtime;
-        let init = runtime
-            .create(&files)
-            .await
-            .map_err(|e| failed(e.to_string()))?;
+        let init = runtime.create(&files).await.map_err(|e| {
+            let error = e.to_string();
+            // A command that is not there or cannot be run: Docker's 127/126.
+            TaskStatus {
+                exit_code: super::invocation::exit_code(&error),
+                ..failed(error)
+            }
+        })?;
         runtime
             .start(&cid)
             .await
@@ -266,6 +270,15 @@ impl Worker {
             pid,
             start: self.record.init_start,
         };
+        self.inner.set_running(
+            &self.task.id,
+            Some(super::Running {
+                container_id: self.record.container_id.clone(),
+                init,
+                stop_signal: self.stop_signal().to_string(),
+                grace: self.grace(),
+            }),
+        );
         let runtime = self.inner.drivers.runtime.clone();
         let files = self.files();
         let mut check = tokio::time::interval(SHIM_CHECK);
@@ -308,6 +321,7 @@ impl Worker {
                 }
             }
         };
+        self.inner.set_running(&self.task.id, None);
         let exit = runtime.exit_info(&files).await;
         if let Some(why) = unhealthy {
             return TaskStatus {

@@ -186,7 +186,9 @@ async fn a_failed_create_is_reported_failed_with_the_runtime_message() {
         "{}",
         failed.error
     );
-    assert_eq!(failed.exit_code, None);
+    // A command not found: Docker's 127 (#14; it was None before, when the
+    // exit code was only ever the container's own).
+    assert_eq!(failed.exit_code, Some(127));
     // Never started; what create may have left is deleted.
     assert_eq!(
         h.runtime.calls(),

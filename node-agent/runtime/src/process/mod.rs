@@ -25,6 +25,13 @@ pub enum ProcessError {
     NoNewPrivs(Errno),
     #[error("executable file {0:?} not found in $PATH")]
     NotFound(String),
+    // The wording of these two is what the agent maps to Docker's 127 and
+    // 126 (`supervisor/invocation.rs`): keep "executable", "not found",
+    // "permission denied" and "is a directory" in them.
+    #[error("executable file {0:?} not found: no such file or directory")]
+    Missing(String),
+    #[error("executable file {path:?} cannot be run: {why}")]
+    NotExecutable { path: String, why: &'static str },
     #[error("cannot change to working directory {}: {source}", path.display())]
     Cwd { path: PathBuf, source: Errno },
     #[error("argument or environment holds a NUL byte")]
@@ -123,10 +130,13 @@ fn path_var(env: &[String]) -> &str {
         .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
 }
 
-/// Finds `arg0` as execve would after a PATH search (call inside the container).
+/// Finds `arg0` as execve would after a PATH search (call inside the
+/// container, in its working directory). A path is checked as runc's
+/// `exec.LookPath` checks it, so a missing or unrunnable program fails the
+/// create, not the start.
 pub fn lookup(arg0: &str, env: &[String]) -> Result<PathBuf> {
     if arg0.contains('/') {
-        return Ok(PathBuf::from(arg0));
+        return check_path(arg0);
     }
     for dir in path_var(env).split(':') {
         let candidate = Path::new(if dir.is_empty() { "." } else { dir }).join(arg0);
@@ -135,6 +145,29 @@ pub fn lookup(arg0: &str, env: &[String]) -> Result<PathBuf> {
         }
     }
     Err(ProcessError::NotFound(arg0.to_string()))
+}
+
+fn check_path(arg0: &str) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = PathBuf::from(arg0);
+    match std::fs::metadata(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            Err(ProcessError::NotExecutable {
+                path: arg0.to_string(),
+                why: "permission denied",
+            })
+        }
+        Err(_) => Err(ProcessError::Missing(arg0.to_string())),
+        Ok(m) if m.is_dir() => Err(ProcessError::NotExecutable {
+            path: arg0.to_string(),
+            why: "is a directory",
+        }),
+        Ok(m) if m.permissions().mode() & 0o111 == 0 => Err(ProcessError::NotExecutable {
+            path: arg0.to_string(),
+            why: "permission denied",
+        }),
+        Ok(_) => Ok(path),
+    }
 }
 
 fn is_executable(path: &Path) -> bool {
@@ -171,6 +204,18 @@ impl Command {
     }
 }
 
+/// The shell's code for an exec that failed: 126 when the file is there but
+/// cannot be run, 127 when it is not (as sh and Docker say).
+pub fn exec_failure_code(err: &ProcessError) -> i32 {
+    match err {
+        ProcessError::Exec {
+            source: Errno::EACCES | Errno::ENOEXEC | Errno::EISDIR,
+            ..
+        } => 126,
+        _ => 127,
+    }
+}
+
 /// The process's env with the spec's defaults (HOME is added when missing).
 pub fn environment(process: &Process, extra: &[String]) -> Vec<String> {
     let mut env: Vec<String> = process.env().clone().unwrap_or_default();
@@ -198,7 +243,29 @@ mod tests {
             lookup("no-such-binary-xyz", &env),
             Err(ProcessError::NotFound(_))
         ));
-        assert_eq!(lookup("/x/y", &env).expect("abs"), PathBuf::from("/x/y"));
+        assert!(matches!(
+            lookup("/x/y", &env),
+            Err(ProcessError::Missing(_))
+        ));
+        assert!(lookup("/bin/sh", &env).is_ok());
+        assert!(matches!(
+            lookup("/etc", &env),
+            Err(ProcessError::NotExecutable {
+                why: "is a directory",
+                ..
+            })
+        ));
+        let plain = std::env::temp_dir().join(format!("berth-lookup-{}", std::process::id()));
+        std::fs::write(&plain, b"not a program").expect("write");
+        let found = lookup(&plain.to_string_lossy(), &env);
+        let _ = std::fs::remove_file(&plain);
+        assert!(matches!(
+            found,
+            Err(ProcessError::NotExecutable {
+                why: "permission denied",
+                ..
+            })
+        ));
     }
 
     #[test]

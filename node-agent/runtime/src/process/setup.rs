@@ -98,7 +98,7 @@ pub fn run_init(ctx: Context) -> ! {
             }
             let err = command.exec();
             eprintln!("berth-runtime: container {}: {err}", ctx.id);
-            exit(127);
+            exit(super::exec_failure_code(&err));
         }
         Err(e) => {
             let _ = sync::send(&ctx.sync, &Msg::Error(e.to_string()));
