@@ -75,6 +75,8 @@ pub struct ContainerFlags {
     pub network: Vec<String>,
     #[command(flatten)]
     pub resources: ResourceFlags,
+    #[command(flatten)]
+    pub mounts: crate::mount_flags::MountFlags,
     /// KEY=VALUE label (what `ps --filter label=` matches); repeatable.
     #[arg(short = 'l', long = "label", value_name = "KEY=VALUE")]
     pub label: Vec<String>,
@@ -118,6 +120,7 @@ pub fn spec_of(args: &RunArgs) -> Result<ServiceSpec> {
             .map(|p| crate::ports::parse_publish(p))
             .collect::<Result<_>>()?,
         networks: c.network.clone(),
+        mounts: c.mounts.mounts()?,
         resources: Some(c.resources.apply(None)),
         labels,
         user: c.user.clone().unwrap_or_default(),

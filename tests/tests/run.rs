@@ -162,6 +162,40 @@ fn run_streams_output_exits_with_the_tasks_code_and_rm_leaves_nothing() -> Resul
     let host = cluster.c.net.host(cluster.c.client_host());
     let out = host.run_unchecked("sh", &["-c", &script])?;
     assert_eq!(code(&out), 42, "stderr: {}", text(&out.stderr));
+
+    // -v and --mount as service create takes them: a named volume outlives
+    // the one-off that wrote it, and a tmpfs is there.
+    let out = berth(
+        &cluster,
+        &[
+            "run",
+            "--rm",
+            "-v",
+            "scratch:/data",
+            &image,
+            "sh",
+            "-c",
+            "echo kept > /data/f",
+        ],
+    )?;
+    assert_eq!(code(&out), 0, "stderr: {}", text(&out.stderr));
+    let out = berth(
+        &cluster,
+        &[
+            "run",
+            "--rm",
+            "-v",
+            "scratch:/data",
+            "--mount",
+            "type=tmpfs,target=/scratch",
+            &image,
+            "sh",
+            "-c",
+            "cat /data/f && grep -q ' /scratch tmpfs ' /proc/mounts && echo tmpfs",
+        ],
+    )?;
+    assert_eq!(code(&out), 0, "stderr: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "kept\ntmpfs\n");
     Ok(())
 }
 
