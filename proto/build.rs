@@ -6,6 +6,7 @@ const PROTOS: &[&str] = &[
     "proto/berth/v1/dispatcher.proto",
     "proto/berth/v1/raft.proto",
     "proto/berth/v1/certificates.proto",
+    "proto/berth/v1/exec.proto",
     "proto/berth/store/store.proto",
 ];
 
