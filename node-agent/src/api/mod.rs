@@ -2,12 +2,14 @@
 //! controllers only (mutual TLS, then a controller certificate of the agent's
 //! cluster). One file per service; `serve` puts them on one server.
 
+mod exec;
 mod logs;
 
 use std::sync::Arc;
 
 use berth_pki::tls::ServerStream;
 use berth_pki::{Role, Security};
+use berth_proto::v1::agent_exec_server::AgentExecServer;
 use berth_proto::v1::agent_server::AgentServer;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::service::interceptor::InterceptedService;
@@ -34,8 +36,15 @@ pub async fn serve(
         }),
         only.clone(),
     );
+    let exec = InterceptedService::new(
+        AgentExecServer::new(exec::ExecApi {
+            supervisor: parts.supervisor.clone(),
+        }),
+        only.clone(),
+    );
     if let Err(err) = tonic::transport::Server::builder()
         .add_service(logs)
+        .add_service(exec)
         .serve_with_incoming(incoming)
         .await
     {

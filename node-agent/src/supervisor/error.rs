@@ -38,6 +38,10 @@ pub enum SupervisorError {
     },
     #[error("no task {task} on this node")]
     UnknownTask { task: String },
+    #[error("task {task} is not running: it is {state}")]
+    NotRunning { task: String, state: String },
+    #[error("task {task} has no open stdin: its service needs open_stdin or tty (`berth run -i`)")]
+    NoStdin { task: String },
     #[error(transparent)]
     Image(#[from] crate::image::ImageError),
 }

@@ -54,6 +54,7 @@ impl Harness {
             default_stop_grace: Duration::from_secs(10),
             secrets_root: self.dir.path().join("secrets"),
             health: self.probe.clone(),
+            exec_runtime: None,
         };
         Supervisor::open_with(self.dir.path(), drivers)
             .await
