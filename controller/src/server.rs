@@ -114,6 +114,7 @@ struct Services {
     lock: Gated<berth_proto::v1::lock_server::LockServer<crate::unlock::Unlocked>>,
     cluster: Gated<ClusterServer<ClusterApi>>,
     certificates: CertificatesServer<CertificatesApi>,
+    exec: Gated<berth_proto::v1::exec_server::ExecServer<crate::api::ExecApi>>,
 }
 
 impl Services {
@@ -127,6 +128,7 @@ impl Services {
             .add_service(self.lock.clone())
             .add_service(self.cluster.clone())
             .add_service(self.certificates.clone())
+            .add_service(self.exec.clone())
     }
 }
 
@@ -385,6 +387,13 @@ pub async fn run(
             .max_encoding_message_size(berth_proto::MAX_MESSAGE_BYTES),
             // Controllers pass on what a follower cannot do itself.
             gate.only(&[Role::Admin, Role::Controller]),
+        ),
+        exec: InterceptedService::new(
+            berth_proto::v1::exec_server::ExecServer::new(crate::api::ExecApi::new(
+                handle.clone(),
+                security.clone(),
+            )),
+            gate.only(&[Role::Admin]),
         ),
         certificates: CertificatesServer::new(CertificatesApi::new(
             handle,

@@ -7,6 +7,7 @@
 mod certificates;
 mod configs;
 pub mod dispatcher;
+mod exec;
 mod files;
 mod health_check;
 mod image_pin;
@@ -33,6 +34,7 @@ use crate::raft::RaftHandle;
 pub use crate::store::commit::MAX_TXN_BYTES;
 pub use certificates::{CertificatesApi, record_node_certificate};
 pub use dispatcher::DispatcherService;
+pub use exec::ExecApi;
 pub use image_pin::PinSettings;
 pub use services::validate_spec;
 
