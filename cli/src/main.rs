@@ -3,6 +3,7 @@ mod cluster;
 mod config;
 mod dev;
 mod dev_log;
+mod exec;
 mod file_refs;
 mod health;
 mod network;
@@ -13,6 +14,7 @@ mod registry_auth;
 mod secret;
 mod security_opt;
 mod service;
+mod terminal;
 mod units;
 
 use clap::{Parser, Subcommand};
@@ -62,6 +64,10 @@ enum Command {
     Network(network::NetworkCmd),
     /// Run a single-host cluster in this process (controller + agent).
     Dev(dev::DevArgs),
+    /// Run a command in a running task; exits with its status (125: berth failed).
+    Exec(exec::ExecArgs),
+    /// Attach to a running task's own process (its output; its terminal or stdin).
+    Attach(exec::AttachArgs),
 }
 
 fn main() {
@@ -105,8 +111,13 @@ fn main() {
         if let Command::Cluster(cluster::ClusterCmd::Ca { rotate }) = &args.command {
             return cluster::ca(&access, *rotate).await;
         }
+        let command = match args.command {
+            Command::Exec(cmd) => terminal::finish(exec::exec(&access, cmd).await),
+            Command::Attach(cmd) => terminal::finish(exec::attach(&access, cmd).await),
+            other => other,
+        };
         let mut client = client::connect(&access).await?;
-        match args.command {
+        match command {
             Command::Cluster(cmd) => cluster::run(&mut client, cmd).await,
             Command::Config(cmd) => config::run(&mut client, cmd).await,
             Command::Secret(cmd) => secret::run(&mut client, cmd).await,
@@ -116,6 +127,7 @@ fn main() {
             Command::Dev(_) => {
                 anyhow::bail!("`berth dev` starts a cluster; it takes no controller")
             }
+            Command::Exec(_) | Command::Attach(_) => unreachable!("handled above"),
         }
     });
     if let Err(err) = result {

@@ -152,9 +152,7 @@ fn outputs(task_id: String, tty: bool, rx: mpsc::Receiver<IoOutput>) -> Outputs 
 fn status(e: SupervisorError) -> Status {
     match e {
         SupervisorError::UnknownTask { .. } => Status::not_found(e.to_string()),
-        SupervisorError::NotRunning { .. } | SupervisorError::NoStdin { .. } => {
-            Status::failed_precondition(e.to_string())
-        }
+        SupervisorError::NotRunning { .. } => Status::failed_precondition(e.to_string()),
         SupervisorError::Task { .. } => Status::invalid_argument(e.to_string()),
         other => Status::internal(other.to_string()),
     }

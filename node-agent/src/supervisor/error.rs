@@ -40,8 +40,6 @@ pub enum SupervisorError {
     UnknownTask { task: String },
     #[error("task {task} is not running: it is {state}")]
     NotRunning { task: String, state: String },
-    #[error("task {task} has no open stdin: its service needs open_stdin or tty (`berth run -i`)")]
-    NoStdin { task: String },
     #[error(transparent)]
     Image(#[from] crate::image::ImageError),
 }

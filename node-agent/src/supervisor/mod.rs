@@ -447,7 +447,7 @@ impl Supervisor {
     /// `berth attach`: connects to the running task `task_id`'s own process
     /// through its shim. Returns whether the task runs on a terminal; `out`
     /// gets its output from now on and, once it ended, its exit status.
-    /// `stdin`: pass input on (the task must have open_stdin or tty).
+    /// `stdin`: pass input on (to a task with open_stdin or tty).
     pub async fn attach(
         &self,
         task_id: &str,
@@ -459,11 +459,9 @@ impl Supervisor {
         self.running(task_id)?;
         let files = self.inner.files(task_id);
         let (tty, open_stdin) = shim_io::bundle_stdio(&files.bundle);
-        if stdin && !tty && !open_stdin {
-            return Err(SupervisorError::NoStdin {
-                task: task_id.to_string(),
-            });
-        }
+        // As Docker: stdin goes nowhere for a task without a terminal or an
+        // open stdin.
+        let stdin = stdin && (tty || open_stdin);
         let socket = files.state_dir.join(shim_io::ATTACH_SOCKET);
         let conn = attach::connect(task_id, socket).await?;
         let inner = self.inner.clone();
