@@ -275,9 +275,18 @@ fn exec_with_a_terminal_is_interactive_and_follows_resizes() -> Result<()> {
         seen.contains("41 132").then_some(())
     })?;
     // Ctrl-C goes through the local raw terminal to the process.
+    // (Again until the prompt is back: a Ctrl-C that comes before the shell
+    // started sleep interrupts the shell instead.)
     term.type_in(b"sleep 600\n")?;
-    term.read_some(Duration::from_millis(300))?;
-    term.type_in(b"\x03")?;
+    term.expect("sleep 600")?;
+    wait_until("Ctrl-C to stop sleep", SHOW, || {
+        term.type_in(b"\x03").ok()?;
+        term.read_some(Duration::from_secs(1)).ok()?;
+        String::from_utf8_lossy(&term.seen)
+            .contains("# ")
+            .then_some(())
+    })?;
+    term.seen.clear();
     term.type_in(b"echo status-$?\n")?;
     term.expect("status-130")?;
     term.type_in(b"exit 7\n")?;
