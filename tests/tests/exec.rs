@@ -337,3 +337,54 @@ fn attach_reaches_a_task_on_a_terminal() -> Result<()> {
     assert!(logs.contains("att-5"), "{logs}");
     Ok(())
 }
+
+#[test]
+fn attach_sends_stdin_to_a_task_with_open_stdin() -> Result<()> {
+    let cluster = Cluster::start("exec_stdin", 1, 1, 0)?;
+    let spec = ServiceSpec {
+        name: "reader".into(),
+        image: cluster.image.clone(),
+        command: vec![
+            "sh".into(),
+            "-c".into(),
+            "while read line; do echo got-$line; done; echo stdin-closed; exit 6".into(),
+        ],
+        mode: Some(Mode::Replicated(ReplicatedMode { replicas: 1 })),
+        open_stdin: true,
+        ..Default::default()
+    };
+    let addr = cluster.c.address(0);
+    let security = cluster.c.security();
+    cluster.c.run(async move {
+        let mut client = controllers::connect(&addr, &security).await?;
+        client
+            .create_service(CreateServiceRequest {
+                spec: Some(spec),
+                no_resolve_image: false,
+            })
+            .await?;
+        anyhow::Ok(())
+    })?;
+    cluster.wait_running("reader", 1, CONVERGE)?;
+    // The task waits on its stdin (a pipe its shim holds): what attach sends
+    // reaches it, and the end of attach's stdin is its EOF.
+    let mut child = berth_command(&cluster, &["attach", "reader.1"])?
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .context("stdin")?
+        .write_all(b"one\ntwo\n")?;
+    let out = child.wait_with_output()?;
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "got-one\ngot-two\nstdin-closed\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(6));
+    Ok(())
+}
