@@ -128,10 +128,8 @@ async fn session(mut outputs: tonic::Streaming<ExecOutput>, stdin: bool, tty: bo
             bail!("the connection ended before the process's exit status came");
         };
         match msg.output {
-            Some(exec_output::Output::Started(s)) => {
-                if s.tty && stdin && raw.is_none() {
-                    raw = RawMode::enter();
-                }
+            Some(exec_output::Output::Started(s)) if s.tty && stdin && raw.is_none() => {
+                raw = RawMode::enter();
             }
             Some(exec_output::Output::Stdout(b)) => {
                 let mut out = std::io::stdout().lock();
@@ -144,7 +142,7 @@ async fn session(mut outputs: tonic::Streaming<ExecOutput>, stdin: bool, tty: bo
                 let _ = err.flush();
             }
             Some(exec_output::Output::ExitCode(code)) => return Ok(code),
-            None => {}
+            Some(exec_output::Output::Started(_)) | None => {}
         }
     }
 }

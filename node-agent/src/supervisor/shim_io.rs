@@ -211,12 +211,10 @@ impl Attach {
                     let _ = berth_runtime::console::resize(t, size);
                 }
             }
-            attach_wire::CLOSE_STDIN => {
-                // A terminal has no end of input short of hanging up.
-                if self.input.as_ref().is_some_and(|i| !i.tty) {
-                    self.flush();
-                    self.input = None;
-                }
+            // A terminal has no end of input short of hanging up.
+            attach_wire::CLOSE_STDIN if self.input.as_ref().is_some_and(|i| !i.tty) => {
+                self.flush();
+                self.input = None;
             }
             _ => {}
         }
