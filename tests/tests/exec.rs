@@ -6,7 +6,7 @@
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::process::{Child, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -40,6 +40,17 @@ fn berth_command(cluster: &Cluster, args: &[&str]) -> Result<std::process::Comma
         .net
         .host(cluster.c.client_host())
         .command(&bin_path("berth").to_string_lossy(), &full)
+}
+
+/// `berth ARGS...` with `input` on its stdin, then its end.
+fn berth_with_stdin(cluster: &Cluster, args: &[&str], input: &[u8]) -> Result<Output> {
+    let mut child = berth_command(cluster, args)?
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    child.stdin.take().context("stdin")?.write_all(input)?;
+    Ok(child.wait_with_output()?)
 }
 
 /// A PTY the test holds the master of; `berth` runs on its slave, which is
@@ -143,6 +154,22 @@ impl Terminal {
     }
 }
 
+/// Creates a service through the API (for fields the CLI has no flag for).
+fn create_through_api(cluster: &Cluster, spec: ServiceSpec) -> Result<()> {
+    let addr = cluster.c.address(0);
+    let security = cluster.c.security();
+    cluster.c.run(async move {
+        let mut client = controllers::connect(&addr, &security).await?;
+        client
+            .create_service(CreateServiceRequest {
+                spec: Some(spec),
+                no_resolve_image: false,
+            })
+            .await?;
+        anyhow::Ok(())
+    })
+}
+
 /// Waits for `child` (berth) to exit; its code.
 fn exit_code(mut child: Child) -> Result<i32> {
     let status = wait_until("berth to exit", CONVERGE, || {
@@ -216,20 +243,11 @@ fn exec_runs_in_the_task_and_returns_its_status() -> Result<()> {
     assert_eq!(err, "to-stderr\n");
 
     // -i: stdin goes through, its end is the process's EOF.
-    let mut child = berth_command(
+    let out = berth_with_stdin(
         &cluster,
         &["exec", "-i", "web.1", "sh", "-c", "cat; exit 5"],
-    )?
-    .stdin(Stdio::piped())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()?;
-    child
-        .stdin
-        .take()
-        .context("stdin")?
-        .write_all(b"through stdin\n")?;
-    let out = child.wait_with_output()?;
+        b"through stdin\n",
+    )?;
     assert_eq!(String::from_utf8_lossy(&out.stdout), "through stdin\n");
     assert_eq!(out.status.code(), Some(5));
 
@@ -306,18 +324,7 @@ fn attach_reaches_a_task_on_a_terminal() -> Result<()> {
         open_stdin: true,
         ..Default::default()
     };
-    let addr = cluster.c.address(0);
-    let security = cluster.c.security();
-    cluster.c.run(async move {
-        let mut client = controllers::connect(&addr, &security).await?;
-        client
-            .create_service(CreateServiceRequest {
-                spec: Some(spec),
-                no_resolve_image: false,
-            })
-            .await?;
-        anyhow::Ok(())
-    })?;
+    create_through_api(&cluster, spec)?;
     cluster.wait_running("shell", 1, CONVERGE)?;
     let cmd = berth_command(&cluster, &["attach", "shell.1"])?;
     let (mut term, child) = Terminal::spawn(cmd, 25, 100)?;
@@ -353,32 +360,11 @@ fn attach_sends_stdin_to_a_task_with_open_stdin() -> Result<()> {
         open_stdin: true,
         ..Default::default()
     };
-    let addr = cluster.c.address(0);
-    let security = cluster.c.security();
-    cluster.c.run(async move {
-        let mut client = controllers::connect(&addr, &security).await?;
-        client
-            .create_service(CreateServiceRequest {
-                spec: Some(spec),
-                no_resolve_image: false,
-            })
-            .await?;
-        anyhow::Ok(())
-    })?;
+    create_through_api(&cluster, spec)?;
     cluster.wait_running("reader", 1, CONVERGE)?;
     // The task waits on its stdin (a pipe its shim holds): what attach sends
     // reaches it, and the end of attach's stdin is its EOF.
-    let mut child = berth_command(&cluster, &["attach", "reader.1"])?
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    child
-        .stdin
-        .take()
-        .context("stdin")?
-        .write_all(b"one\ntwo\n")?;
-    let out = child.wait_with_output()?;
+    let out = berth_with_stdin(&cluster, &["attach", "reader.1"], b"one\ntwo\n")?;
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         "got-one\ngot-two\nstdin-closed\n",

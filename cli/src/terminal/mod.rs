@@ -73,15 +73,12 @@ pub async fn exec_task(channel: Channel, mut start: ExecStart) -> Result<i32> {
         start.size = window_size();
     }
     let (stdin, tty) = (start.stdin, start.tty);
-    let (tx, rx) = mpsc::channel(64);
-    tx.send(ExecInput {
+    let first = ExecInput {
         input: Some(exec_input::Input::Start(start)),
-    })
-    .await
-    .context("exec stream closed")?;
-    let io = forward_input(tx, stdin, exec_input);
+    };
+    let (inputs, io) = inputs(first, stdin, exec_input);
     let outputs = ExecClient::new(channel)
-        .exec(ReceiverStream::new(rx))
+        .exec(inputs)
         .await
         .map_err(crate::client::explain)?
         .into_inner();
@@ -100,15 +97,12 @@ pub async fn attach_task(channel: Channel, task: &str, tty: bool, stdin: bool) -
         stdin,
         size: window_size(),
     };
-    let (tx, rx) = mpsc::channel(64);
-    tx.send(AttachInput {
+    let first = AttachInput {
         input: Some(attach_input::Input::Start(start)),
-    })
-    .await
-    .context("attach stream closed")?;
-    let io = forward_input(tx, stdin, attach_input);
+    };
+    let (inputs, io) = inputs(first, stdin, attach_input);
     let outputs = ExecClient::new(channel)
-        .attach(ReceiverStream::new(rx))
+        .attach(inputs)
         .await
         .map_err(crate::client::explain)?
         .into_inner();
@@ -145,6 +139,20 @@ async fn session(mut outputs: tonic::Streaming<ExecOutput>, stdin: bool, tty: bo
             Some(exec_output::Output::Started(_)) | None => {}
         }
     }
+}
+
+/// The stream of input messages: `first`, then window changes and stdin
+/// (see [`forward_input`]); abort the handle when done.
+fn inputs<T: Send + 'static>(
+    first: T,
+    stdin: bool,
+    wrap: fn(Io) -> T,
+) -> (ReceiverStream<T>, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(64);
+    // A new channel has room for one message.
+    let _ = tx.try_send(first);
+    let io = forward_input(tx, stdin, wrap);
+    (ReceiverStream::new(rx), io)
 }
 
 /// Sends window changes and (with `stdin`) the local stdin, its EOF as the

@@ -60,21 +60,11 @@ impl AgentExec for ExecApi {
             .exec(&start.task, req, in_rx, out_tx)
             .await
             .map_err(status)?;
-        tokio::spawn(async move {
-            while let Ok(Some(msg)) = inbound.message().await {
-                let input = match msg.input {
-                    Some(exec_input::Input::Stdin(b)) => IoInput::Stdin(b),
-                    Some(exec_input::Input::Resize(s)) => match size(&s) {
-                        Some((rows, cols)) => IoInput::Resize(rows, cols),
-                        None => continue,
-                    },
-                    Some(exec_input::Input::CloseStdin(_)) => IoInput::CloseStdin,
-                    Some(exec_input::Input::Start(_)) | None => continue,
-                };
-                if in_tx.send(input).await.is_err() {
-                    return;
-                }
-            }
+        pump(inbound, in_tx, |msg| match msg.input? {
+            exec_input::Input::Stdin(b) => Some(IoInput::Stdin(b)),
+            exec_input::Input::Resize(s) => resize(&s),
+            exec_input::Input::CloseStdin(_) => Some(IoInput::CloseStdin),
+            exec_input::Input::Start(_) => None,
         });
         Ok(Response::new(outputs(start.task, start.tty, out_rx)))
     }
@@ -105,24 +95,36 @@ impl AgentExec for ExecApi {
             )
             .await
             .map_err(status)?;
-        tokio::spawn(async move {
-            while let Ok(Some(msg)) = inbound.message().await {
-                let input = match msg.input {
-                    Some(attach_input::Input::Stdin(b)) => IoInput::Stdin(b),
-                    Some(attach_input::Input::Resize(s)) => match size(&s) {
-                        Some((rows, cols)) => IoInput::Resize(rows, cols),
-                        None => continue,
-                    },
-                    Some(attach_input::Input::CloseStdin(_)) => IoInput::CloseStdin,
-                    Some(attach_input::Input::Start(_)) | None => continue,
-                };
-                if in_tx.send(input).await.is_err() {
-                    return;
-                }
-            }
+        pump(inbound, in_tx, |msg| match msg.input? {
+            attach_input::Input::Stdin(b) => Some(IoInput::Stdin(b)),
+            attach_input::Input::Resize(s) => resize(&s),
+            attach_input::Input::CloseStdin(_) => Some(IoInput::CloseStdin),
+            attach_input::Input::Start(_) => None,
         });
         Ok(Response::new(outputs(start.task, tty, out_rx)))
     }
+}
+
+/// Passes the caller's messages after the first on as input, until either
+/// side is gone; `to_io` drops what is not input.
+fn pump<T: Send + 'static>(
+    mut inbound: Streaming<T>,
+    tx: mpsc::Sender<IoInput>,
+    to_io: fn(T) -> Option<IoInput>,
+) {
+    tokio::spawn(async move {
+        while let Ok(Some(msg)) = inbound.message().await {
+            if let Some(input) = to_io(msg)
+                && tx.send(input).await.is_err()
+            {
+                return;
+            }
+        }
+    });
+}
+
+fn resize(s: &TerminalSize) -> Option<IoInput> {
+    size(s).map(|(rows, cols)| IoInput::Resize(rows, cols))
 }
 
 /// A size a terminal can take (both non-zero, within u16).
