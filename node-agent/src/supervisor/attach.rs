@@ -3,7 +3,7 @@
 //! on and takes stdin bytes and window sizes for its terminal or stdin pipe.
 //! The connection ends when the task's init has exited.
 
-use std::path::PathBuf;
+use std::path::Path;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
@@ -12,10 +12,14 @@ use tokio::sync::mpsc;
 use super::attach_wire::{self, Decoder};
 use super::error::{Result, SupervisorError};
 use super::exec::{IoInput, IoOutput};
+use super::shim_io::ATTACH_SOCKET;
+use super::sock_path::ShortDir;
 
 /// Connects to the shim's attach socket; `stdin`: pass input on.
-pub(crate) async fn connect(task_id: &str, socket: PathBuf) -> Result<UnixStream> {
-    UnixStream::connect(&socket)
+pub(crate) async fn connect(task_id: &str, state_dir: &Path) -> Result<UnixStream> {
+    let socket = state_dir.join(ATTACH_SOCKET);
+    let dir = ShortDir::open(state_dir).map_err(|e| SupervisorError::io("open", state_dir, e))?;
+    UnixStream::connect(dir.path(ATTACH_SOCKET))
         .await
         .map_err(|e| SupervisorError::Task {
             task: task_id.to_string(),

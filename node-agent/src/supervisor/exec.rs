@@ -16,6 +16,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use super::error::{Result, SupervisorError};
+use super::sock_path::ShortDir;
 
 /// What to run.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -105,11 +106,16 @@ pub(crate) async fn start(
         cmd.arg("--user").arg(format!("{}:{}", user.uid, user.gid));
     }
     let console = if req.tty {
-        let path = target.scratch.join(format!("exec-{}.sock", uuid_like()));
-        let listener = tokio::net::UnixListener::bind(&path)
+        let name = format!("exec-{}.sock", uuid_like());
+        let path = target.scratch.join(&name);
+        let dir = ShortDir::open(&target.scratch)
+            .map_err(|e| SupervisorError::io("open", &target.scratch, e))?;
+        let listener = tokio::net::UnixListener::bind(dir.path(&name))
             .map_err(|e| SupervisorError::io("listen on", &path, e))?;
-        cmd.arg("--tty").arg("--console-socket").arg(&path);
-        Some((listener, path))
+        cmd.arg("--tty")
+            .arg("--console-socket")
+            .arg(dir.path(&name));
+        Some((listener, path, dir))
     } else {
         None
     };
@@ -131,7 +137,7 @@ pub(crate) async fn start(
         .spawn()
         .map_err(|e| err(format!("cannot run {}: {e}", target.runtime.display())))?;
     match console {
-        Some((listener, path)) => {
+        Some((listener, path, _dir)) => {
             let master = tokio::select! {
                 accepted = tokio::time::timeout(CONSOLE_WAIT, listener.accept()) => {
                     let _ = std::fs::remove_file(&path);

@@ -40,6 +40,7 @@ mod runtime;
 pub mod seccomp_profile;
 pub mod shim;
 mod shim_io;
+mod sock_path;
 mod state;
 mod stop;
 mod task;
@@ -462,8 +463,7 @@ impl Supervisor {
         // As Docker: stdin goes nowhere for a task without a terminal or an
         // open stdin.
         let stdin = stdin && (tty || open_stdin);
-        let socket = files.state_dir.join(shim_io::ATTACH_SOCKET);
-        let conn = attach::connect(task_id, socket).await?;
+        let conn = attach::connect(task_id, &files.state_dir).await?;
         let inner = self.inner.clone();
         let id = task_id.to_string();
         tokio::spawn(async move {

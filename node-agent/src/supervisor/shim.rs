@@ -40,6 +40,7 @@ use super::error::{Result, SupervisorError};
 use super::logs::{self, LogLimits, LogStream, LogWriter};
 use super::runtime::last_message;
 use super::shim_io::{self, Attach, read_available};
+use super::sock_path::ShortDir;
 
 pub(crate) const STDOUT_FIFO: &str = "stdout.fifo";
 pub(crate) const STDERR_FIFO: &str = "stderr.fifo";
@@ -296,10 +297,13 @@ fn create(
     let console = args.state_dir.join(shim_io::CONSOLE_SOCKET);
     let console_listener = if tty {
         let _ = std::fs::remove_file(&console);
-        let listener = std::os::unix::net::UnixListener::bind(&console)
+        let dir = ShortDir::open(&args.state_dir)
+            .map_err(|e| format!("cannot open {}: {e}", args.state_dir.display()))?;
+        let short = dir.path(shim_io::CONSOLE_SOCKET);
+        let listener = std::os::unix::net::UnixListener::bind(&short)
             .map_err(|e| format!("cannot listen on {}: {e}", console.display()))?;
-        cmd.arg("--console-socket").arg(&console);
-        Some(listener)
+        cmd.arg("--console-socket").arg(&short);
+        Some((listener, dir))
     } else {
         None
     };
@@ -335,7 +339,7 @@ fn create(
         .parse()
         .map_err(|_| format!("pid file {} holds {text:?}", pid_file.display()))?;
     let terminal = match &console_listener {
-        Some(l) => {
+        Some((l, _dir)) => {
             let master = shim_io::receive_master(l, Duration::from_secs(10));
             let _ = std::fs::remove_file(&console);
             Some(master?)

@@ -18,6 +18,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::attach_wire::{self, Decoder};
+use super::sock_path::ShortDir;
 
 pub(crate) const ATTACH_SOCKET: &str = "attach.sock";
 pub(crate) const CONSOLE_SOCKET: &str = "console.sock";
@@ -83,6 +84,8 @@ struct Client {
 
 /// The attach side of a shim.
 pub(crate) struct Attach {
+    /// Keeps the short path of the listener valid.
+    _dir: Option<ShortDir>,
     listener: Option<UnixListener>,
     clients: Vec<Client>,
     input: Option<Input>,
@@ -98,8 +101,11 @@ impl Attach {
         terminal: Option<&OwnedFd>,
         stdin: Option<OwnedFd>,
     ) -> Attach {
-        let path = state_dir.join(ATTACH_SOCKET);
-        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_file(state_dir.join(ATTACH_SOCKET));
+        let dir = ShortDir::open(state_dir).ok();
+        let path = dir
+            .as_ref()
+            .map_or_else(|| state_dir.join(ATTACH_SOCKET), |d| d.path(ATTACH_SOCKET));
         let listener = match UnixListener::bind(&path) {
             Ok(l) => {
                 let _ = l.set_nonblocking(true);
@@ -128,6 +134,7 @@ impl Attach {
             (None, None) => None,
         };
         Attach {
+            _dir: dir,
             listener,
             clients: Vec::new(),
             input,
