@@ -110,6 +110,12 @@ pub enum Command {
         /// Unix socket that receives the terminal's master (with --tty).
         #[arg(long)]
         console_socket: Option<PathBuf>,
+        /// Do not wait for the process: exit once it runs (as runc's -d).
+        #[arg(long, short = 'd')]
+        detach: bool,
+        /// Write the process's pid (host view) to this file.
+        #[arg(long)]
+        pid_file: Option<PathBuf>,
         id: String,
         /// The command and its arguments.
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]

@@ -111,6 +111,8 @@ fn dispatch(args: &Args) -> anyhow::Result<i32> {
             user,
             tty,
             console_socket,
+            detach,
+            pid_file,
             id,
             command,
         } => {
@@ -121,6 +123,8 @@ fn dispatch(args: &Args) -> anyhow::Result<i32> {
                 user: user.as_deref().map(parse_user).transpose()?,
                 tty: *tty,
                 console_socket: console_socket.clone(),
+                detach: *detach,
+                pid_file: pid_file.clone(),
             };
             return Ok(exec::exec(root, id, &config)?);
         }

@@ -31,6 +31,19 @@ pub const CANNOT_INVOKE: i32 = 126;
 /// The shell's status for a command that is not found.
 pub const NOT_FOUND: i32 = 127;
 
+/// Writes `pid` to `name` in `dir` (atomically: a temporary, then a rename).
+fn write_pid_file(dir: &OwnedFd, name: &str, pid: i32) -> nix::Result<()> {
+    let tmp = format!("{name}.berth-tmp");
+    let fd = nix::fcntl::openat(
+        dir,
+        tmp.as_str(),
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o644),
+    )?;
+    nix::unistd::write(&fd, pid.to_string().as_bytes())?;
+    nix::fcntl::renameat(dir, tmp.as_str(), dir, name)
+}
+
 /// 127 when the command does not exist, 126 when it cannot be run.
 fn start_failure_code(err: &ProcessError) -> i32 {
     match err {
@@ -58,6 +71,11 @@ pub struct ExecConfig {
     pub tty: bool,
     /// runc's `--console-socket` (required with `tty`).
     pub console_socket: Option<PathBuf>,
+    /// Return once the process runs instead of waiting for it (its status is
+    /// then its parent's to collect: a subreaper above the caller).
+    pub detach: bool,
+    /// Where to write the process's host pid once it runs.
+    pub pid_file: Option<PathBuf>,
 }
 
 /// Runs `config`'s command in the running container `id`, waits for it and
@@ -71,6 +89,8 @@ pub fn exec(root: &Path, id: &str, config: &ExecConfig) -> Result<i32, CommandEr
         user,
         tty,
         console_socket,
+        detach,
+        pid_file,
     } = config;
     let user = *user;
     let threads = crate::proc::own_threads();
@@ -105,6 +125,34 @@ pub fn exec(root: &Path, id: &str, config: &ExecConfig) -> Result<i32, CommandEr
                 message: "--console-socket is for --tty".into(),
             });
         }
+    };
+    // The pid file is a host path: its directory is opened before this
+    // process enters the container's mount namespace.
+    let pid_dir = match pid_file {
+        Some(path) => {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .ok_or_else(|| CommandError::Exec {
+                    id: id.into(),
+                    message: format!("pid file {} has no file name", path.display()),
+                })?;
+            let parent = match path.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            let fd = open(
+                parent,
+                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| CommandError::Exec {
+                id: id.into(),
+                message: format!("cannot open the pid file's directory {}: {e}", parent.display()),
+            })?;
+            Some((fd, name))
+        }
+        None => None,
     };
     let dir = Dir::new(root, id)?;
     let record = dir.load()?;
@@ -222,6 +270,18 @@ pub fn exec(root: &Path, id: &str, config: &ExecConfig) -> Result<i32, CommandEr
             drop(console);
             let mut message = String::new();
             let _ = std::io::Read::read_to_string(&mut std::fs::File::from(report_r), &mut message);
+            // The report pipe closed without a message: the exec succeeded.
+            if message.is_empty() {
+                if let Some((dir, name)) = &pid_dir {
+                    write_pid_file(dir, name, child.as_raw()).map_err(|e| CommandError::Exec {
+                        id: id.into(),
+                        message: format!("failed to write the pid file {name:?}: {e}"),
+                    })?;
+                }
+                if *detach {
+                    return Ok(0);
+                }
+            }
             let status = crate::container::wait_for(Pid::from_raw(child.as_raw()));
             let code = match status {
                 nix::sys::wait::WaitStatus::Exited(_, code) => code,
