@@ -1,8 +1,8 @@
 //! Terminals and exec through the supervisor, with berth-runtime and runc: a
 //! tty task runs on a terminal its shim holds (what it shows is logged as
 //! stdout), and `Supervisor::exec` runs a process in a running task with its
-//! env, output and exit status (a terminal for it: berth-runtime only, see
-//! docs/design/agent.md).
+//! env, output and exit status, on a terminal too (runtime `exec --detach
+//! --tty --console-socket`, waited for by the shim's `exec-wait`).
 
 #[path = "support/supervisor.rs"]
 mod fixture;
@@ -98,7 +98,7 @@ fn terminal_and_exec(rt: Rt, name: &str) -> Result<()> {
         let typed = [IoInput::Stdin(b"piped\n".to_vec()), IoInput::CloseStdin];
         let (out, _, code) = exec(&sup, &sleeper.id, req, &typed).await?;
         assert_eq!((out.as_str(), code), ("piped\n", 0));
-        if rt == Rt::Berth {
+        {
             let req = ExecRequest {
                 command: vec!["sh".into()],
                 tty: true,
@@ -107,9 +107,9 @@ fn terminal_and_exec(rt: Rt, name: &str) -> Result<()> {
                 ..ExecRequest::default()
             };
             let typed = [IoInput::Stdin(b"stty size; tty; exit 4\n".to_vec())];
-            let (out, _, code) = exec(&sup, &sleeper.id, req, &typed).await?;
+            let (out, err, code) = exec(&sup, &sleeper.id, req, &typed).await?;
             assert!(out.contains("33 77") && out.contains("/dev/pts/"), "{out}");
-            assert_eq!(code, 4);
+            assert_eq!(code, 4, "{out} {err}");
         }
         // Not running: refused, saying so.
         let err = exec(

@@ -6,6 +6,7 @@
 //! one the process gets pipes. Input and output travel as [`IoInput`] and
 //! [`IoOutput`] messages, whatever carries them further (gRPC in `api/`).
 
+use std::ffi::OsString;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -62,6 +63,9 @@ const CONSOLE_WAIT: Duration = Duration::from_secs(30);
 pub(crate) struct ExecTarget {
     pub runtime: PathBuf,
     pub runtime_root: PathBuf,
+    /// The shim command (program and leading arguments), whose `exec-wait`
+    /// waits for a detached exec (`exec_wait.rs`).
+    pub shim: Vec<OsString>,
     pub container_id: String,
     /// The container's rootfs (users are resolved in its /etc/passwd).
     pub rootfs: PathBuf,
@@ -84,13 +88,17 @@ pub(crate) async fn start(
     if req.command.is_empty() {
         return Err(err("exec needs a command".into()));
     }
-    let mut cmd = tokio::process::Command::new(&target.runtime);
-    cmd.arg("--root").arg(&target.runtime_root).arg("exec");
+    // RUNTIME --root ROOT exec FLAGS... ID CMD...
+    let mut exec: Vec<OsString> = vec![
+        "--root".into(),
+        target.runtime_root.clone().into(),
+        "exec".into(),
+    ];
     for e in &req.env {
         if !e.contains('=') || e.starts_with('=') {
             return Err(err(format!("environment entry {e:?} is not KEY=VALUE")));
         }
-        cmd.arg("--env").arg(e);
+        exec.extend(["--env".into(), e.into()]);
     }
     if !req.workdir.is_empty() {
         if !req.workdir.starts_with('/') {
@@ -99,30 +107,58 @@ pub(crate) async fn start(
                 req.workdir
             )));
         }
-        cmd.arg("--cwd").arg(&req.workdir);
+        exec.extend(["--cwd".into(), req.workdir.clone().into()]);
     }
     if !req.user.is_empty() {
         let user = super::user::resolve_user(&target.rootfs, &req.user).map_err(err)?;
-        cmd.arg("--user").arg(format!("{}:{}", user.uid, user.gid));
+        exec.extend(["--user".into(), format!("{}:{}", user.uid, user.gid).into()]);
     }
     let console = if req.tty {
-        let name = format!("exec-{}.sock", uuid_like());
-        let path = target.scratch.join(&name);
+        let name = format!("exec-{}", uuid_like());
+        let path = target.scratch.join(format!("{name}.sock"));
+        let pid_file = target.scratch.join(format!("{name}.pid"));
         let dir = ShortDir::open(&target.scratch)
             .map_err(|e| SupervisorError::io("open", &target.scratch, e))?;
-        let listener = tokio::net::UnixListener::bind(dir.path(&name))
+        let socket = dir.path(&format!("{name}.sock"));
+        let listener = tokio::net::UnixListener::bind(&socket)
             .map_err(|e| SupervisorError::io("listen on", &path, e))?;
-        cmd.arg("--tty")
-            .arg("--console-socket")
-            .arg(dir.path(&name));
-        Some((listener, path, dir))
+        // runc takes a console socket on exec only detached: the helper
+        // waits for the detached process (see exec_wait.rs).
+        exec.extend([
+            "--detach".into(),
+            "--pid-file".into(),
+            pid_file.clone().into(),
+            "--tty".into(),
+            "--console-socket".into(),
+            socket.into(),
+        ]);
+        Some((listener, path, dir, pid_file))
     } else {
         None
     };
-    cmd.arg(&target.container_id)
-        .args(&req.command)
-        .kill_on_drop(true)
-        .stderr(Stdio::piped());
+    exec.push(target.container_id.clone().into());
+    exec.extend(req.command.iter().map(OsString::from));
+    let mut cmd = match &console {
+        Some((.., pid_file)) => {
+            let (program, lead) = target
+                .shim
+                .split_first()
+                .ok_or_else(|| err("no shim command configured".into()))?;
+            let mut cmd = tokio::process::Command::new(program);
+            cmd.args(lead)
+                .arg(super::exec_wait::EXEC_WAIT)
+                .arg(pid_file)
+                .arg(&target.runtime)
+                .args(&exec);
+            cmd
+        }
+        None => {
+            let mut cmd = tokio::process::Command::new(&target.runtime);
+            cmd.args(&exec);
+            cmd
+        }
+    };
+    cmd.kill_on_drop(true).stderr(Stdio::piped());
     if req.tty {
         cmd.stdin(Stdio::null()).stdout(Stdio::null());
     } else {
@@ -137,7 +173,7 @@ pub(crate) async fn start(
         .spawn()
         .map_err(|e| err(format!("cannot run {}: {e}", target.runtime.display())))?;
     match console {
-        Some((listener, path, _dir)) => {
+        Some((listener, path, _dir, pid_file)) => {
             let master = tokio::select! {
                 accepted = tokio::time::timeout(CONSOLE_WAIT, listener.accept()) => {
                     let _ = std::fs::remove_file(&path);
@@ -148,6 +184,7 @@ pub(crate) async fn start(
                 }
                 status = child.wait() => {
                     let _ = std::fs::remove_file(&path);
+                    let _ = std::fs::remove_file(&pid_file);
                     // The runtime failed before the process ran: its stderr says why.
                     let mut text = String::new();
                     if let Some(mut e) = child.stderr.take() {

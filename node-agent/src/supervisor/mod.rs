@@ -27,6 +27,7 @@ mod container_runtime;
 mod drain;
 mod error;
 mod exec;
+mod exec_wait;
 #[cfg(test)]
 mod fake;
 mod files;
@@ -150,8 +151,9 @@ pub(crate) struct Drivers {
     pub secrets_root: PathBuf,
     /// Runs the health checks of running tasks.
     pub health: Arc<dyn HealthProbe>,
-    /// The OCI runtime whose `exec` runs `berth exec` (None: exec refused).
-    pub exec_runtime: Option<runtime::Runtime>,
+    /// The OCI runtime whose `exec` runs `berth exec`, and the shim command
+    /// (for its `exec-wait` helper); None: exec refused.
+    pub exec_runtime: Option<(runtime::Runtime, Vec<OsString>)>,
 }
 
 pub(crate) struct Inner {
@@ -221,10 +223,13 @@ impl Supervisor {
                 runtime: cfg.runtime.clone(),
                 runtime_root: cfg.runtime_root.clone(),
             }),
-            exec_runtime: Some(runtime::Runtime {
-                binary: cfg.runtime.clone(),
-                root: cfg.runtime_root.clone(),
-            }),
+            exec_runtime: Some((
+                runtime::Runtime {
+                    binary: cfg.runtime.clone(),
+                    root: cfg.runtime_root.clone(),
+                },
+                cfg.shim.clone(),
+            )),
             cgroup_parent: cfg.cgroup_parent,
             default_stop_grace: cfg.default_stop_grace,
             secrets_root: cfg.secrets_root,
@@ -425,7 +430,7 @@ impl Supervisor {
     ) -> Result<()> {
         self.running(task_id)?;
         let files = self.inner.files(task_id);
-        let Some(runtime) = &self.inner.drivers.exec_runtime else {
+        let Some((runtime, shim)) = &self.inner.drivers.exec_runtime else {
             return Err(SupervisorError::Task {
                 task: task_id.to_string(),
                 reason: "this supervisor has no runtime to exec with".into(),
@@ -438,6 +443,7 @@ impl Supervisor {
         let target = exec::ExecTarget {
             runtime: runtime.binary.clone(),
             runtime_root: runtime.root.clone(),
+            shim: shim.clone(),
             container_id: files.id.clone(),
             rootfs,
             scratch: files.state_dir.clone(),

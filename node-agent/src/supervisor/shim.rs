@@ -88,6 +88,12 @@ pub struct ShimExit {
 
 /// Entry point of the shim process: `args` are the arguments after `shim`.
 pub fn main_shim(args: Vec<OsString>) -> ExitCode {
+    if args
+        .first()
+        .is_some_and(|a| a == super::exec_wait::EXEC_WAIT)
+    {
+        super::exec_wait::main_exec_wait(args.into_iter().skip(1).collect());
+    }
     let argv = std::iter::once(OsString::from("shim")).chain(args);
     let args = match ShimArgs::try_parse_from(argv) {
         Ok(a) => a,

@@ -148,7 +148,10 @@ pub fn exec(root: &Path, id: &str, config: &ExecConfig) -> Result<i32, CommandEr
             )
             .map_err(|e| CommandError::Exec {
                 id: id.into(),
-                message: format!("cannot open the pid file's directory {}: {e}", parent.display()),
+                message: format!(
+                    "cannot open the pid file's directory {}: {e}",
+                    parent.display()
+                ),
             })?;
             Some((fd, name))
         }
