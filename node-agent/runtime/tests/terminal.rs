@@ -254,3 +254,40 @@ fn exec_without_a_tty_inherits_stdio_and_exit_codes() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn exec_detached_writes_the_pid_and_returns() -> Result<()> {
+    let fx = Fixture::new("exec-detach")?;
+    for rt in [Runtime::Berth, Runtime::Runc] {
+        let name = format!("d-{rt:?}").to_lowercase();
+        let spec = fx.spec(&name, &["sleep", "600"], |_| {});
+        let id = fx.id(&name);
+        fx.start(rt, &fx.bundle(&name, &spec)?, &id)?;
+        let pid_file = fx.dir.path().join(format!("{name}.pid"));
+        let pid_path = pid_file.to_string_lossy().into_owned();
+        // The detached process keeps the caller's stdio: a file, not a pipe
+        // the caller would wait on.
+        let log = fx.dir.path().join(format!("{name}.log"));
+        let status = Command::new(rt.binary())
+            .arg("--root")
+            .arg(fx.state_root(rt))
+            .args(["exec", "-d", "--pid-file", &pid_path, &id, "sleep", "321"])
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log)?)
+            .stderr(std::fs::File::create(&log)?)
+            .status()?;
+        assert!(
+            status.success(),
+            "{rt:?}: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        let pid: i32 = std::fs::read_to_string(&pid_file)?.trim().parse()?;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))?;
+        assert_eq!(cmdline, b"sleep\0321\0", "{rt:?}");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )?;
+    }
+    Ok(())
+}
