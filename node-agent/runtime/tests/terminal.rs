@@ -283,7 +283,7 @@ fn exec_detached_writes_the_pid_and_returns() -> Result<()> {
         );
         let pid: i32 = std::fs::read_to_string(&pid_file)?.trim().parse()?;
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))?;
-        assert_eq!(cmdline, b"sleep\0321\0", "{rt:?}");
+        assert_eq!(cmdline, b"sleep\x00321\x00", "{rt:?}");
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGKILL,
