@@ -10,6 +10,7 @@ const PROTOS: &[&str] = &[
     "proto/berth/v1/images.proto",
     "proto/berth/v1/system.proto",
     "proto/berth/v1/tasks.proto",
+    "proto/berth/v1/exec.proto",
     "proto/berth/store/store.proto",
 ];
 

@@ -3,6 +3,7 @@ mod cluster;
 mod config;
 mod dev;
 mod dev_log;
+mod exec;
 mod exit_code;
 mod file_refs;
 mod health;
@@ -20,6 +21,7 @@ mod security_opt;
 mod service;
 mod system;
 mod task_verbs;
+mod terminal;
 mod units;
 mod volume;
 
@@ -89,6 +91,10 @@ enum Command {
     Kill(task_verbs::KillArgs),
     /// Remove one-offs that ended (-f: kill and remove running ones).
     Rm(task_verbs::RmArgs),
+    /// Run a command in a running task; exits with its status (125: berth failed).
+    Exec(exec::ExecArgs),
+    /// Attach to a running task's own process (its output; its terminal or stdin).
+    Attach(exec::AttachArgs),
 }
 
 fn main() {
@@ -158,6 +164,8 @@ fn main() {
             Command::Stop(a) => return task_verbs::stop(&access, a).await,
             Command::Kill(a) => return task_verbs::kill(&access, a).await,
             Command::Rm(a) => return task_verbs::rm(&access, a).await,
+            Command::Exec(cmd) => terminal::finish(exec::exec(&access, cmd).await),
+            Command::Attach(cmd) => terminal::finish(exec::attach(&access, cmd).await),
             _ => {}
         }
         let mut client = client::connect(&access).await?;
@@ -181,6 +189,7 @@ fn main() {
             Command::Images(_) | Command::System(_) => {
                 anyhow::bail!("served above, with their own services")
             }
+            Command::Exec(_) | Command::Attach(_) => unreachable!("handled above"),
         }
     });
     if let Err(err) = result {

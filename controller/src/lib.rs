@@ -9,6 +9,7 @@ pub mod clock;
 pub mod datadir;
 pub mod digest;
 pub mod dispatcher;
+pub mod exec;
 pub mod ids;
 pub mod keyring;
 pub mod one_off;

@@ -123,6 +123,7 @@ struct Services {
     volumes: Gated<VolumesServer<VolumesApi>>,
     images: Gated<ImagesServer<ImagesApi>>,
     system: Gated<SystemServer<SystemApi>>,
+    exec: Gated<berth_proto::v1::exec_server::ExecServer<crate::api::ExecApi>>,
 }
 
 impl Services {
@@ -140,6 +141,7 @@ impl Services {
             .add_service(self.volumes.clone())
             .add_service(self.images.clone())
             .add_service(self.system.clone())
+            .add_service(self.exec.clone())
     }
 }
 
@@ -422,6 +424,13 @@ pub async fn run(
                 opts.pins.clone(),
             ))
             .max_decoding_message_size(API_MAX_REQUEST),
+            gate.only(&[Role::Admin]),
+        ),
+        exec: InterceptedService::new(
+            berth_proto::v1::exec_server::ExecServer::new(crate::api::ExecApi::new(
+                handle.clone(),
+                security.clone(),
+            )),
             gate.only(&[Role::Admin]),
         ),
         certificates: CertificatesServer::new(CertificatesApi::new(

@@ -273,6 +273,15 @@ impl Host {
         run_in(self.holder.fds(), &self.workdir, program, args)
     }
 
+    /// `program args` to run in this host (its namespaces and work dir), for
+    /// a test that sets up its stdio itself (a PTY, a pipe it writes).
+    pub fn command(&self, program: &str, args: &[&str]) -> Result<Command> {
+        let mut cmd = Command::new(program);
+        cmd.args(args);
+        enter_before_exec(&mut cmd, self.holder.fds(), &self.workdir)?;
+        Ok(cmd)
+    }
+
     fn ip(&self, args: &[&str]) -> Result<Output> {
         self.run("ip", args)
     }

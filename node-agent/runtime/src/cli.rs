@@ -46,7 +46,8 @@ pub struct CreateArgs {
     /// Pass this many extra file descriptors (3, 4, ...) to the container.
     #[arg(long, default_value_t = 0)]
     pub preserve_fds: u32,
-    /// Not supported: berth-runtime has no terminal support yet.
+    /// Unix socket that receives the master of the process's terminal
+    /// (SCM_RIGHTS, as runc) when config.json has process.terminal.
     #[arg(long)]
     pub console_socket: Option<PathBuf>,
     /// Accepted for runc compatibility (pivot_root is always used).
@@ -103,6 +104,18 @@ pub enum Command {
         /// UID[:GID] to run as (default: the container process's user).
         #[arg(long, short = 'u')]
         user: Option<String>,
+        /// Run the process on a new terminal (its master goes to --console-socket).
+        #[arg(long, short = 't')]
+        tty: bool,
+        /// Unix socket that receives the terminal's master (with --tty).
+        #[arg(long)]
+        console_socket: Option<PathBuf>,
+        /// Do not wait for the process: exit once it runs (as runc's -d).
+        #[arg(long, short = 'd')]
+        detach: bool,
+        /// Write the process's pid (host view) to this file.
+        #[arg(long)]
+        pid_file: Option<PathBuf>,
         id: String,
         /// The command and its arguments.
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]

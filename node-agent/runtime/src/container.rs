@@ -53,6 +53,13 @@ pub enum CreateError {
     },
     #[error("container {id}: {message}")]
     Init { id: String, message: String },
+    #[error("container {id}: {source}")]
+    Console {
+        id: String,
+        source: crate::console::ConsoleError,
+    },
+    #[error("container {id}: {reason}")]
+    Terminal { id: String, reason: &'static str },
     #[error(
         "container {id}: not created from a process with {threads} threads: create forks, \
          which only a single-threaded process may do (run the berth-runtime binary instead)"
@@ -72,6 +79,9 @@ pub struct CreateConfig {
     pub pid_file: Option<PathBuf>,
     /// How many file descriptors after stdio (3, 4, ...) the process keeps.
     pub preserve_fds: u32,
+    /// runc's `--console-socket`: where the master of the process's terminal
+    /// goes (required when `process.terminal` is true, refused otherwise).
+    pub console_socket: Option<PathBuf>,
 }
 
 impl CreateConfig {
@@ -82,12 +92,19 @@ impl CreateConfig {
             bundle: bundle.into(),
             pid_file: None,
             preserve_fds: 0,
+            console_socket: None,
         }
     }
 
     /// Writes init's pid to `path` (atomically) once it is set up.
     pub fn pid_file(mut self, path: impl Into<PathBuf>) -> CreateConfig {
         self.pid_file = Some(path.into());
+        self
+    }
+
+    /// Sends the master of the process's terminal to the Unix socket `path`.
+    pub fn console_socket(mut self, path: impl Into<PathBuf>) -> CreateConfig {
+        self.console_socket = Some(path.into());
         self
     }
 
@@ -173,6 +190,38 @@ pub fn create(
             "berth-runtime: container {id}: warning: {part} in config.json is not supported yet and ignored"
         );
     }
+    let terminal = bundle
+        .spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false);
+    // As runc: a terminal's master needs somewhere to go, and a socket
+    // without a terminal is a caller's mistake.
+    let console = match (&config.console_socket, terminal) {
+        (Some(path), true) => {
+            Some(
+                crate::console::connect(path).map_err(|source| CreateError::Console {
+                    id: id.to_string(),
+                    source,
+                })?,
+            )
+        }
+        (None, false) => None,
+        (None, true) => {
+            return Err(CreateError::Terminal {
+                id: id.to_string(),
+                reason: "process.terminal is true: give --console-socket to receive the \
+                         terminal's master",
+            });
+        }
+        (Some(_), false) => {
+            return Err(CreateError::Terminal {
+                id: id.to_string(),
+                reason: "--console-socket given but process.terminal is false",
+            });
+        }
+    };
     let linux = bundle.spec.linux().clone().unwrap_or_default();
     let ns_err = |source| CreateError::Namespace {
         id: id.to_string(),
@@ -239,6 +288,7 @@ pub fn create(
         sync: child_sock,
         join_gate,
         preserve_fds: config.preserve_fds,
+        console,
     };
     let mut init = None;
     match mode {

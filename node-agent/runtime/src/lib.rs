@@ -9,12 +9,15 @@
 //! [`proc`] (pid start times, liveness, pidfds), [`signal`] (signal names),
 //! [`id`] (container ids), [`cgroups::oom_kills_at`] and
 //! [`cgroups::prepare_parent`], [`state::Exit`] (how init ended, as
-//! `state` reports it), and [`seccomp::compile`] (a profile to BPF, for
-//! checking one before a container is made).
+//! `state` reports it), [`seccomp::compile`] (a profile to BPF, for
+//! checking one before a container is made), and [`console::recv_master`] and
+//! [`console::resize`] (a terminal's master from a console socket, as
+//! berth-runtime and runc send it).
 
 mod caps;
 pub mod cgroups;
 pub mod commands;
+pub mod console;
 pub mod container;
 pub mod id;
 mod init;

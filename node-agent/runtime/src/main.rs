@@ -19,6 +19,9 @@ fn create_config(args: &CreateArgs) -> CreateConfig {
     if let Some(pid_file) = &args.pid_file {
         config = config.pid_file(pid_file);
     }
+    if let Some(socket) = &args.console_socket {
+        config = config.console_socket(socket);
+    }
     config
 }
 
@@ -106,6 +109,10 @@ fn dispatch(args: &Args) -> anyhow::Result<i32> {
             env,
             cwd,
             user,
+            tty,
+            console_socket,
+            detach,
+            pid_file,
             id,
             command,
         } => {
@@ -114,6 +121,10 @@ fn dispatch(args: &Args) -> anyhow::Result<i32> {
                 env: env.clone(),
                 cwd: cwd.clone(),
                 user: user.as_deref().map(parse_user).transpose()?,
+                tty: *tty,
+                console_socket: console_socket.clone(),
+                detach: *detach,
+                pid_file: pid_file.clone(),
             };
             return Ok(exec::exec(root, id, &config)?);
         }
@@ -135,6 +146,9 @@ fn main() {
         Err(err) => {
             let message = format!("berth-runtime: {err:#}");
             eprintln!("{message}");
+            let code = err
+                .downcast_ref::<berth_runtime::commands::CommandError>()
+                .map_or(1, |e| e.exit_code());
             if let Some(log) = &args.log
                 && let Ok(mut f) = std::fs::OpenOptions::new()
                     .create(true)
@@ -143,7 +157,7 @@ fn main() {
             {
                 let _ = writeln!(f, "{message}");
             }
-            1
+            code
         }
     };
     std::process::exit(code);

@@ -82,13 +82,6 @@ impl Bundle {
                 what: "process.args",
             });
         }
-        if process.terminal() == Some(true) {
-            return Err(SpecError::Unsupported {
-                path: dir,
-                what: "process.terminal is true; berth-runtime supports only pass-through stdio"
-                    .into(),
-            });
-        }
         let has_user_ns = spec
             .linux()
             .as_ref()

@@ -2,6 +2,7 @@
 //! controllers only (mutual TLS, then a controller certificate of the agent's
 //! cluster). One file per service; `serve` puts them on one server.
 
+mod exec;
 mod images;
 mod logs;
 mod system;
@@ -12,6 +13,7 @@ use std::sync::Arc;
 
 use berth_pki::tls::ServerStream;
 use berth_pki::{Role, Security};
+use berth_proto::v1::agent_exec_server::AgentExecServer;
 use berth_proto::v1::agent_images_server::AgentImagesServer;
 use berth_proto::v1::agent_server::AgentServer;
 use berth_proto::v1::agent_system_server::AgentSystemServer;
@@ -55,6 +57,12 @@ pub async fn serve(
         }),
         only.clone(),
     );
+    let exec = InterceptedService::new(
+        AgentExecServer::new(exec::ExecApi {
+            supervisor: parts.supervisor.clone(),
+        }),
+        only.clone(),
+    );
     let tasks = InterceptedService::new(
         berth_proto::v1::agent_tasks_server::AgentTasksServer::new(tasks::AgentTasksApi {
             supervisor: parts.supervisor.clone(),
@@ -83,6 +91,7 @@ pub async fn serve(
         .add_service(images)
         .add_service(system)
         .add_service(tasks)
+        .add_service(exec)
         .serve_with_incoming(incoming)
         .await
     {

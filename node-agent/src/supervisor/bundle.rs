@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 
 use berth_proto::v1::{ServiceSpec, Task};
 use oci_spec::runtime::{
-    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxMemoryBuilder,
-    LinuxNamespace, LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, MountBuilder,
-    ProcessBuilder, RootBuilder, Spec, UserBuilder, get_default_mounts, get_default_namespaces,
+    BoxBuilder, Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder,
+    LinuxMemoryBuilder, LinuxNamespace, LinuxNamespaceType, LinuxPidsBuilder,
+    LinuxResourcesBuilder, MountBuilder, ProcessBuilder, RootBuilder, Spec, UserBuilder,
+    get_default_mounts, get_default_namespaces,
 };
 
 use super::error::{Result, SupervisorError};
@@ -127,8 +128,10 @@ pub fn build_spec(input: &BundleInput<'_>) -> Result<Spec> {
         .ambient(std::collections::HashSet::new())
         .build()
         .map_err(|e| err(e.to_string()))?;
-    let process = ProcessBuilder::default()
-        .terminal(false)
+    let mut process = ProcessBuilder::default()
+        // A tty task runs on a terminal whose master its shim holds (`berth
+        // attach`), 24x80 until someone attaches with a size.
+        .terminal(spec.tty)
         .args(args)
         .env(env)
         .cwd(cwd)
@@ -144,6 +147,15 @@ pub fn build_spec(input: &BundleInput<'_>) -> Result<Spec> {
         .no_new_privileges(true)
         .build()
         .map_err(|e| err(e.to_string()))?;
+    if spec.tty {
+        process.set_console_size(Some(
+            BoxBuilder::default()
+                .height(24u64)
+                .width(80u64)
+                .build()
+                .map_err(|e| err(e.to_string()))?,
+        ));
+    }
     let hostname = hostname_of(input.task);
     let mut mounts = get_default_mounts();
     for m in &spec.mounts {
@@ -224,6 +236,13 @@ pub fn build_spec(input: &BundleInput<'_>) -> Result<Spec> {
     // `sleep` as PID 1 would ignore it and wait out the grace), zombies are
     // reaped. Other runtimes ignore the annotation.
     annotations.insert("run.berth.init".to_string(), "true".to_string());
+    if spec.open_stdin {
+        // The shim keeps a pipe to the process's stdin (see shim_io.rs).
+        annotations.insert(
+            super::shim_io::OPEN_STDIN_ANNOTATION.to_string(),
+            "true".to_string(),
+        );
+    }
     oci.set_annotations(Some(annotations));
     Ok(oci)
 }

@@ -38,6 +38,8 @@ pub enum SupervisorError {
     },
     #[error("no task {task} on this node")]
     UnknownTask { task: String },
+    #[error("task {task} is not running: it is {state}")]
+    NotRunning { task: String, state: String },
     #[error(transparent)]
     Image(#[from] crate::image::ImageError),
 }

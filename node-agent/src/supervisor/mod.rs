@@ -20,11 +20,15 @@
 //! Containers never depend on the agent process: dropping the `Supervisor` or
 //! killing the agent leaves them running, and `Supervisor::open` adopts them.
 
+mod attach;
+mod attach_wire;
 mod bundle;
 mod container_runtime;
 mod control;
 mod drain;
 mod error;
+mod exec;
+mod exec_wait;
 #[cfg(test)]
 mod fake;
 mod files;
@@ -40,6 +44,8 @@ mod oci;
 mod runtime;
 pub mod seccomp_profile;
 pub mod shim;
+mod shim_io;
+mod sock_path;
 mod state;
 mod stop;
 mod task;
@@ -62,6 +68,7 @@ use tracing::{info, warn};
 pub use bundle::{BundleInput, build_spec, hostname_of, merge_env};
 pub use drain::{DRAIN_BOUND, Endpoints};
 pub use error::{Result, SupervisorError};
+pub use exec::{ExecRequest, IoInput, IoOutput};
 pub use logs::{LogLimits, LogLine, LogStream};
 pub use network::{TaskNet, TaskNetwork};
 pub use shim::{ShimArgs, main_shim};
@@ -168,6 +175,9 @@ pub(crate) struct Drivers {
     pub node_name: String,
     /// Runs the health checks of running tasks.
     pub health: Arc<dyn HealthProbe>,
+    /// The OCI runtime whose `exec` runs `berth exec`, and the shim command
+    /// (for its `exec-wait` helper); None: exec refused.
+    pub exec_runtime: Option<(runtime::Runtime, Vec<OsString>)>,
 }
 
 pub(crate) struct Inner {
@@ -241,6 +251,13 @@ impl Supervisor {
                 runtime: cfg.runtime.clone(),
                 runtime_root: cfg.runtime_root.clone(),
             }),
+            exec_runtime: Some((
+                runtime::Runtime {
+                    binary: cfg.runtime.clone(),
+                    root: cfg.runtime_root.clone(),
+                },
+                cfg.shim.clone(),
+            )),
             cgroup_parent: cfg.cgroup_parent,
             default_stop_grace: cfg.default_stop_grace,
             secrets_root: cfg.secrets_root,
@@ -445,7 +462,99 @@ impl Supervisor {
         Ok(ReceiverStream::new(rx))
     }
 
-    /// The directory of a task's log files.
+    /// `berth exec`: runs `req` in the running task `task_id`'s container
+    /// through the runtime's `exec`. Returns once the process runs (or with
+    /// why it cannot); `out` then gets its output and, last, its exit status.
+    pub async fn exec(
+        &self,
+        task_id: &str,
+        req: ExecRequest,
+        input: mpsc::Receiver<IoInput>,
+        out: mpsc::Sender<IoOutput>,
+    ) -> Result<()> {
+        self.require_running(task_id)?;
+        let files = self.inner.files(task_id);
+        let Some((runtime, shim)) = &self.inner.drivers.exec_runtime else {
+            return Err(SupervisorError::Task {
+                task: task_id.to_string(),
+                reason: "this supervisor has no runtime to exec with".into(),
+            });
+        };
+        let rootfs = bundle_rootfs(&files.bundle).ok_or_else(|| SupervisorError::Task {
+            task: task_id.to_string(),
+            reason: format!("no rootfs in {}", files.bundle.display()),
+        })?;
+        let target = exec::ExecTarget {
+            runtime: runtime.binary.clone(),
+            runtime_root: runtime.root.clone(),
+            shim: shim.clone(),
+            container_id: files.id.clone(),
+            rootfs,
+            scratch: files.state_dir.clone(),
+        };
+        exec::start(target, req, input, out).await
+    }
+
+    /// `berth attach`: connects to the running task `task_id`'s own process
+    /// through its shim. Returns whether the task runs on a terminal; `out`
+    /// gets its output from now on and, once it ended, its exit status.
+    /// `stdin`: pass input on (to a task with open_stdin or tty).
+    pub async fn attach(
+        &self,
+        task_id: &str,
+        stdin: bool,
+        size: Option<(u16, u16)>,
+        input: mpsc::Receiver<IoInput>,
+        out: mpsc::Sender<IoOutput>,
+    ) -> Result<bool> {
+        self.require_running(task_id)?;
+        let files = self.inner.files(task_id);
+        let (tty, open_stdin) = shim_io::bundle_stdio(&files.bundle);
+        // As Docker: stdin goes nowhere for a task without a terminal or an
+        // open stdin.
+        let stdin = stdin && (tty || open_stdin);
+        let conn = attach::connect(task_id, &files.state_dir).await?;
+        let inner = self.inner.clone();
+        let id = task_id.to_string();
+        tokio::spawn(async move {
+            attach::run(conn, stdin, size, input, out.clone()).await;
+            match inner.final_exit_code(&id).await {
+                Some(code) => {
+                    let _ = out.send(IoOutput::Exit(code)).await;
+                }
+                None => {
+                    let text = format!("task {id} ended; its exit status is not known\n");
+                    let _ = out.send(IoOutput::Stderr(text.into_bytes())).await;
+                }
+            }
+        });
+        Ok(tty)
+    }
+
+    /// Ok if the task runs here now.
+    fn require_running(&self, task_id: &str) -> Result<()> {
+        let map = self.inner.lock();
+        let Some(e) = map.get(task_id) else {
+            return Err(SupervisorError::UnknownTask {
+                task: task_id.to_string(),
+            });
+        };
+        if e.done || e.status.state != TaskState::Running as i32 {
+            let state = TaskState::try_from(e.status.state)
+                .map(|s| {
+                    s.as_str_name()
+                        .trim_start_matches("TASK_STATE_")
+                        .to_lowercase()
+                })
+                .unwrap_or_else(|_| "unknown".into());
+            return Err(SupervisorError::NotRunning {
+                task: task_id.to_string(),
+                state,
+            });
+        }
+        Ok(())
+    }
+
     /// The node's named volumes.
     pub fn volumes(&self) -> &VolumeStore {
         &self.inner.volumes
@@ -474,6 +583,7 @@ impl Supervisor {
         users
     }
 
+    /// The directory of a task's log files.
     pub fn log_dir(&self, task_id: &str) -> PathBuf {
         self.inner.logs_dir.join(task_id)
     }
@@ -577,6 +687,25 @@ impl Inner {
         forget
     }
 
+    /// The exit status of a task whose container ended, once its worker
+    /// reported it (at most `FINAL_STATUS_WAIT`); None if it never did.
+    async fn final_exit_code(&self, task_id: &str) -> Option<i32> {
+        let deadline = tokio::time::Instant::now() + FINAL_STATUS_WAIT;
+        loop {
+            {
+                let map = self.lock();
+                let status = &map.get(task_id)?.status;
+                if status.state > TaskState::Running as i32 {
+                    return status.exit_code;
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Drops everything of a finished task: entry, state and logs.
     fn forget(&self, task_id: &str) {
         self.lock().remove(task_id);
@@ -603,6 +732,21 @@ impl Inner {
             e.container = container;
         }
     }
+}
+
+/// How long an attach waits for a task's worker to report how it ended.
+const FINAL_STATUS_WAIT: Duration = Duration::from_secs(30);
+
+/// The rootfs a bundle's config.json names.
+fn bundle_rootfs(bundle: &Path) -> Option<PathBuf> {
+    let text = std::fs::read(bundle.join("config.json")).ok()?;
+    let spec: serde_json::Value = serde_json::from_slice(&text).ok()?;
+    let root = PathBuf::from(spec["root"]["path"].as_str()?);
+    Some(if root.is_absolute() {
+        root
+    } else {
+        bundle.join(root)
+    })
 }
 
 /// Unix milliseconds now.

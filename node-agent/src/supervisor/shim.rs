@@ -17,11 +17,17 @@
 //! - The end of the output is init's exit (a pidfd), not EOF: when init of a
 //!   pid namespace dies, the kernel kills the rest, the FIFOs are drained, and
 //!   a `closed` marker ends `logs --follow`.
+//! - A tty task (`process.terminal` in its bundle) runs on a terminal: the
+//!   runtime sends its master to `console.sock` during `create`, and the
+//!   shim logs what the master shows as stdout. An `open_stdin` task (the
+//!   bundle's `run.berth.open-stdin` annotation) gets a pipe as stdin whose
+//!   write end the shim keeps. `berth attach` reaches both through
+//!   `attach.sock` (see `shim_io.rs`).
 
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -29,9 +35,12 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use serde::{Deserialize, Serialize};
 
+use super::attach_wire;
 use super::error::{Result, SupervisorError};
 use super::logs::{self, LogLimits, LogStream, LogWriter};
 use super::runtime::last_message;
+use super::shim_io::{self, Attach, read_available};
+use super::sock_path::ShortDir;
 
 pub(crate) const STDOUT_FIFO: &str = "stdout.fifo";
 pub(crate) const STDERR_FIFO: &str = "stderr.fifo";
@@ -79,6 +88,12 @@ pub struct ShimExit {
 
 /// Entry point of the shim process: `args` are the arguments after `shim`.
 pub fn main_shim(args: Vec<OsString>) -> ExitCode {
+    if args
+        .first()
+        .is_some_and(|a| a == super::exec_wait::EXEC_WAIT)
+    {
+        super::exec_wait::main_exec_wait(args.into_iter().skip(1).collect());
+    }
     let argv = std::iter::once(OsString::from("shim")).chain(args);
     let args = match ShimArgs::try_parse_from(argv) {
         Ok(a) => a,
@@ -142,19 +157,30 @@ fn run(args: &ShimArgs) -> Result<()> {
     };
     let mut writer = LogWriter::open(&args.log_dir, limits)?;
     let _ = std::fs::remove_file(args.log_dir.join(logs::CLOSED));
+    let (tty, open_stdin) = shim_io::bundle_stdio(&args.bundle);
+    let mut terminal = None;
+    let mut stdin = None;
     let pid = match args.attach {
         Some(pid) => pid,
-        None => match create(args, &out_path, &err_path) {
-            Ok(pid) => {
+        None => match create(args, &out_path, &err_path, tty, open_stdin) {
+            Ok(created) => {
+                terminal = created.terminal;
+                stdin = created.stdin;
+                let pid = created.pid;
                 report(&format!("ok {pid}"));
                 pid
             }
             Err(reason) => {
                 report(&format!("err {}", reason.replace('\n', " ")));
-                drain(
-                    &mut writer,
-                    &read_out,
-                    &read_err,
+                let mut out = Output {
+                    writer: &mut writer,
+                    attach: None,
+                };
+                out.drain(
+                    &[
+                        (&read_out, LogStream::Stdout),
+                        (&read_err, LogStream::Stderr),
+                    ],
                     Duration::from_millis(200),
                 );
                 close(&mut writer, &args.log_dir);
@@ -162,11 +188,63 @@ fn run(args: &ShimArgs) -> Result<()> {
             }
         },
     };
+    let mut attach = Attach::open(&args.state_dir, terminal.as_ref(), stdin);
+    // A terminal carries all of the process's output; the FIFOs only what
+    // the runtime itself may write.
+    let sources: Vec<(&OwnedFd, LogStream)> = match &terminal {
+        Some(t) => vec![(t, LogStream::Stdout)],
+        None => vec![
+            (&read_out, LogStream::Stdout),
+            (&read_err, LogStream::Stderr),
+        ],
+    };
     let pidfd = berth_runtime::proc::pidfd(pid, None);
-    pump(args, &mut writer, &read_out, &read_err, pid, pidfd.as_ref());
-    drain(&mut writer, &read_out, &read_err, Duration::from_secs(2));
+    let mut out = Output {
+        writer: &mut writer,
+        attach: Some(&mut attach),
+    };
+    pump(args, &mut out, &sources, pid, pidfd.as_ref());
+    out.drain(&sources, Duration::from_secs(2));
+    drop(attach);
+    let _ = std::fs::remove_file(args.state_dir.join(shim_io::ATTACH_SOCKET));
     close(&mut writer, &args.log_dir);
     Ok(())
+}
+
+/// Where the container's output goes: the log, and attached clients.
+struct Output<'a> {
+    writer: &'a mut LogWriter,
+    attach: Option<&'a mut Attach>,
+}
+
+impl Output<'_> {
+    /// Copies what `fd` has; true at its end.
+    fn copy(&mut self, fd: &OwnedFd, stream: LogStream) -> bool {
+        let kind = match stream {
+            LogStream::Stdout => attach_wire::STDOUT,
+            LogStream::Stderr => attach_wire::STDERR,
+        };
+        read_available(fd, |data| {
+            let _ = self.writer.write(stream, data);
+            if let Some(a) = self.attach.as_deref_mut() {
+                a.broadcast(kind, data);
+            }
+        })
+    }
+
+    /// After init ended: reads until every writer is gone or `max` passed.
+    fn drain(&mut self, sources: &[(&OwnedFd, LogStream)], max: Duration) {
+        let deadline = Instant::now() + max;
+        let mut eof = vec![false; sources.len()];
+        while eof.iter().any(|e| !e) && Instant::now() < deadline {
+            for (i, (fd, stream)) in sources.iter().enumerate() {
+                if !eof[i] {
+                    eof[i] = self.copy(fd, *stream);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 }
 
 fn close(writer: &mut LogWriter, log_dir: &Path) {
@@ -190,8 +268,23 @@ fn open_fifo(path: &Path, flags: i32) -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Runs `runtime create`; the container's pid, or why it failed.
-fn create(args: &ShimArgs, out_path: &Path, err_path: &Path) -> Result<i32, String> {
+/// A created container: init's pid, and what the shim keeps of its stdio.
+struct Created {
+    pid: i32,
+    /// A tty task's terminal master.
+    terminal: Option<OwnedFd>,
+    /// The write end of an open_stdin task's stdin.
+    stdin: Option<OwnedFd>,
+}
+
+/// Runs `runtime create`; the container, or why it failed.
+fn create(
+    args: &ShimArgs,
+    out_path: &Path,
+    err_path: &Path,
+    tty: bool,
+    open_stdin: bool,
+) -> Result<Created, String> {
     let out = open_fifo(out_path, libc::O_RDWR).map_err(|e| e.to_string())?;
     let err = open_fifo(err_path, libc::O_RDWR).map_err(|e| e.to_string())?;
     let log = args.state_dir.join("runtime.log");
@@ -206,9 +299,31 @@ fn create(args: &ShimArgs, out_path: &Path, err_path: &Path) -> Result<i32, Stri
         .arg("--bundle")
         .arg(&args.bundle)
         .arg("--pid-file")
-        .arg(&pid_file)
-        .arg(&args.id)
-        .stdin(Stdio::null())
+        .arg(&pid_file);
+    let console = args.state_dir.join(shim_io::CONSOLE_SOCKET);
+    let console_listener = if tty {
+        let _ = std::fs::remove_file(&console);
+        let dir = ShortDir::open(&args.state_dir)
+            .map_err(|e| format!("cannot open {}: {e}", args.state_dir.display()))?;
+        let short = dir.path(shim_io::CONSOLE_SOCKET);
+        let listener = std::os::unix::net::UnixListener::bind(&short)
+            .map_err(|e| format!("cannot listen on {}: {e}", console.display()))?;
+        cmd.arg("--console-socket").arg(&short);
+        Some((listener, dir))
+    } else {
+        None
+    };
+    let mut stdin_writer = None;
+    let stdin = if open_stdin && !tty {
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| format!("cannot make the stdin pipe: {e}"))?;
+        stdin_writer = Some(w);
+        Stdio::from(r)
+    } else {
+        Stdio::null()
+    };
+    cmd.arg(&args.id)
+        .stdin(stdin)
         .stdout(Stdio::from(out))
         .stderr(Stdio::from(err));
     let status = cmd
@@ -225,24 +340,45 @@ fn create(args: &ShimArgs, out_path: &Path, err_path: &Path) -> Result<i32, Stri
     }
     let text = std::fs::read_to_string(&pid_file)
         .map_err(|e| format!("pid file {}: {e}", pid_file.display()))?;
-    text.trim()
+    let pid = text
+        .trim()
         .parse()
-        .map_err(|_| format!("pid file {} holds {text:?}", pid_file.display()))
+        .map_err(|_| format!("pid file {} holds {text:?}", pid_file.display()))?;
+    let terminal = match &console_listener {
+        Some((l, _dir)) => {
+            let master = shim_io::receive_master(l, Duration::from_secs(10));
+            let _ = std::fs::remove_file(&console);
+            Some(master?)
+        }
+        None => None,
+    };
+    Ok(Created {
+        pid,
+        terminal,
+        stdin: stdin_writer,
+    })
 }
 
-/// Copies output to the log until init exits.
+/// Copies output to the log (and attached clients) until init exits, and
+/// serves attaches meanwhile.
 fn pump(
     args: &ShimArgs,
-    writer: &mut LogWriter,
-    out: &OwnedFd,
-    err: &OwnedFd,
+    out: &mut Output,
+    sources: &[(&OwnedFd, LogStream)],
     pid: i32,
     pidfd: Option<&OwnedFd>,
 ) {
-    let mut eof = [false, false];
+    let mut eof = vec![false; sources.len()];
     loop {
         let mut fds = Vec::new();
-        for (i, fd) in [out, err].iter().enumerate() {
+        if let Some(p) = pidfd {
+            fds.push(libc::pollfd {
+                fd: p.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        for (i, (fd, _)) in sources.iter().enumerate() {
             if !eof[i] {
                 fds.push(libc::pollfd {
                     fd: fd.as_raw_fd(),
@@ -251,28 +387,30 @@ fn pump(
                 });
             }
         }
-        if let Some(p) = pidfd {
-            fds.push(libc::pollfd {
-                fd: p.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            });
+        if let Some(a) = out.attach.as_deref() {
+            for (fd, events) in a.poll_fds() {
+                fds.push(libc::pollfd {
+                    fd,
+                    events,
+                    revents: 0,
+                });
+            }
         }
         // SAFETY: a valid array of pollfds.
         unsafe {
             libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 1000);
         }
-        for (i, (fd, stream)) in [(out, LogStream::Stdout), (err, LogStream::Stderr)]
-            .into_iter()
-            .enumerate()
-        {
-            if !eof[i] && copy_available(writer, fd, stream) {
+        for (i, (fd, stream)) in sources.iter().enumerate() {
+            if !eof[i] && out.copy(fd, *stream) {
                 eof[i] = true;
             }
         }
+        if let Some(a) = out.attach.as_deref_mut() {
+            a.service();
+        }
         reap(args, pid);
         let exited = match pidfd {
-            Some(_) => fds.last().is_some_and(|p| p.revents & libc::POLLIN != 0),
+            Some(_) => fds.first().is_some_and(|p| p.revents & libc::POLLIN != 0),
             // No pidfd (pid already gone when attaching): poll the pid.
             None => !berth_runtime::proc::alive(pid, None),
         };
@@ -317,37 +455,5 @@ fn write_exit(args: &ShimArgs, code: Option<i32>, signal: Option<i32>) {
     let exit = ShimExit { code, signal };
     if let Ok(data) = serde_json::to_vec(&exit) {
         let _ = super::state::write_atomic(&args.state_dir.join(EXIT_FILE), &data);
-    }
-}
-
-/// Reads what the FIFO has; true at EOF (no writer left).
-fn copy_available(writer: &mut LogWriter, fd: &OwnedFd, stream: LogStream) -> bool {
-    let mut buf = [0u8; 64 * 1024];
-    loop {
-        match nix::unistd::read(fd.as_fd(), &mut buf) {
-            Ok(0) => return true,
-            Ok(n) => {
-                let _ = writer.write(stream, &buf[..n]);
-            }
-            Err(nix::errno::Errno::EINTR) => {}
-            Err(_) => return false,
-        }
-    }
-}
-
-/// After init ended: reads until every writer is gone or `max` passed.
-fn drain(writer: &mut LogWriter, out: &OwnedFd, err: &OwnedFd, max: Duration) {
-    let deadline = Instant::now() + max;
-    let mut eof = [false, false];
-    while !(eof[0] && eof[1]) && Instant::now() < deadline {
-        for (i, (fd, stream)) in [(out, LogStream::Stdout), (err, LogStream::Stderr)]
-            .into_iter()
-            .enumerate()
-        {
-            if !eof[i] {
-                eof[i] = copy_available(writer, fd, stream);
-            }
-        }
-        std::thread::sleep(Duration::from_millis(10));
     }
 }

@@ -55,6 +55,7 @@ impl Harness {
             secrets_root: self.dir.path().join("secrets"),
             node_name: "n1".into(),
             health: self.probe.clone(),
+            exec_runtime: None,
         };
         Supervisor::open_with(self.dir.path(), drivers)
             .await

@@ -34,4 +34,22 @@ pub enum CommandError {
     },
     #[error("container {id}: {message}")]
     Exec { id: String, message: String },
+    /// The process could not be started; `code` is its shell status (126 or 127).
+    #[error("container {id}: exec failed: {message}")]
+    Start {
+        id: String,
+        message: String,
+        code: i32,
+    },
+}
+
+impl CommandError {
+    /// The exit status the command line should end with for this error:
+    /// the failed process's (126, 127) or 1.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CommandError::Start { code, .. } => *code,
+            _ => 1,
+        }
+    }
 }

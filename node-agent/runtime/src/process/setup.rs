@@ -11,6 +11,7 @@ use oci_spec::runtime::{LinuxSeccomp, Process, Spec};
 use super::{Command, ProcessError};
 use crate::caps::{CapsError, Sets};
 use crate::cgroups::{Cgroup, CgroupError};
+use crate::console::{self, ConsoleError, WindowSize};
 use crate::namespaces::{NamespaceError, Plan};
 use crate::rootfs::{self, CgroupView, RootfsError};
 use crate::seccomp::{self, SeccompError};
@@ -36,6 +37,8 @@ pub enum SetupError {
         name: String,
         source: nix::errno::Errno,
     },
+    #[error("terminal: {0}")]
+    Console(#[from] ConsoleError),
     #[error("the runtime did not move init into its cgroup")]
     NotJoined,
     #[error("failed to write sysctl {key}: {source}")]
@@ -62,6 +65,8 @@ pub struct Context<'a> {
     /// Readable once the runtime has moved init into its cgroup.
     pub join_gate: OwnedFd,
     pub preserve_fds: u32,
+    /// The connected console socket when `process.terminal` is true.
+    pub console: Option<OwnedFd>,
 }
 
 /// Annotation that asks for berth's minimal init as PID 1.
@@ -173,6 +178,14 @@ fn setup(ctx: &Context) -> Result<Command, SetupError> {
         wait_joined(ctx)?;
     }
     let process = spec.process().as_ref().cloned().unwrap_or_default();
+    if let Some(socket) = &ctx.console {
+        let size = process.console_size().as_ref().map(|b| WindowSize {
+            rows: u16::try_from(b.height()).unwrap_or(u16::MAX),
+            cols: u16::try_from(b.width()).unwrap_or(u16::MAX),
+        });
+        let user = process.user();
+        console::setup(socket, size, (user.uid(), user.gid()))?;
+    }
     let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
     let command = prepare_process(&process, seccomp, &[], None)?;
     // Only stdio and the preserved fds go through exec.

@@ -141,13 +141,20 @@ impl Fixture {
     /// going to `<tempdir>/<id>.log` (the container keeps the caller's stdio, so
     /// a pipe would stay open as long as it runs).
     pub fn start(&self, rt: Runtime, bundle: &Path, id: &str) -> Result<()> {
+        self.start_with(rt, bundle, id, &[])
+    }
+
+    /// `start` with more flags for `create` (`--console-socket PATH`).
+    pub fn start_with(&self, rt: Runtime, bundle: &Path, id: &str, flags: &[&str]) -> Result<()> {
         self.remember(rt, id);
         let log_path = self.log_path(id);
         let log = std::fs::File::create(&log_path)?;
         let status = Command::new(rt.binary())
             .arg("--root")
             .arg(self.state_root(rt))
-            .args(["create", "--bundle"])
+            .arg("create")
+            .args(flags)
+            .arg("--bundle")
             .arg(bundle)
             .arg(id)
             .stdin(Stdio::null())
