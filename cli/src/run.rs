@@ -42,6 +42,13 @@ pub struct RunArgs {
     /// The node to run on, by name or id (default: the scheduler picks).
     #[arg(long, value_name = "NODE")]
     pub node: Option<String>,
+    /// Keep the task's stdin open and send this terminal's input to it.
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Run the task on a terminal (a PTY through its agent; with -i, the
+    /// local terminal is raw, the window size follows, Ctrl-C goes to it).
+    #[arg(short = 't', long)]
+    pub tty: bool,
     #[command(flatten)]
     pub container: ContainerFlags,
     /// Send SIGINT/SIGTERM this process gets on to the task (Docker's default).
@@ -128,6 +135,8 @@ pub fn spec_of(args: &RunArgs) -> Result<ServiceSpec> {
         hostname: c.hostname.clone().unwrap_or_default(),
         placement: Some(Placement::default()),
         auto_remove: args.rm,
+        tty: args.tty,
+        open_stdin: args.interactive,
         ..Default::default()
     })
 }
@@ -160,7 +169,63 @@ pub async fn run(access: &Access, args: RunArgs) -> Result<()> {
         println!("{}", task.id);
         return Ok(());
     }
+    if args.interactive || args.tty {
+        return interactive(access, &mut tasks, &task.id, &task.service_id, &args).await;
+    }
     attached(&mut tasks, &task.id, args.sig_proxy).await
+}
+
+/// `-i`/`-t`: the task's own terminal or stdin, through its agent, once it
+/// runs; berth exits with the task's code. A task that ended before it could
+/// be attached is reported as `attached` reports it (its output, its code).
+async fn interactive(
+    access: &Access,
+    tasks: &mut Tasks,
+    task_id: &str,
+    service_id: &str,
+    args: &RunArgs,
+) -> Result<()> {
+    // Attach only once it runs: an attach that is refused would have read
+    // this terminal's input already.
+    let mut cluster = crate::client::connect(access).await.map_err(Exit::berth)?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    loop {
+        let listed = cluster
+            .list_tasks(berth_proto::v1::ListTasksRequest {
+                service: service_id.to_string(),
+                node: String::new(),
+            })
+            .await
+            .map_err(|status| Exit::berth(explain(status)))?
+            .into_inner()
+            .tasks;
+        let state = listed
+            .iter()
+            .find(|t| t.id == task_id)
+            .and_then(|t| t.status.as_ref())
+            .map_or(TaskState::New as i32, |s| s.state);
+        if state == TaskState::Running as i32 {
+            break;
+        }
+        if state > TaskState::Running as i32 {
+            return attached(tasks, task_id, false).await;
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(Exit::berth(anyhow!(
+                "task {task_id} did not start within 5 minutes"
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let channel = crate::client::channel(access).await.map_err(Exit::berth)?;
+    match crate::terminal::attach_task(channel, task_id, args.tty, args.interactive).await {
+        Ok(code) => Err(Exit::code(code)),
+        // It ended between the check and the attach: its output and code.
+        Err(err) if format!("{err:#}").contains("is not running") => {
+            attached(tasks, task_id, false).await
+        }
+        Err(err) => Err(Exit::berth(err)),
+    }
 }
 
 /// Streams the task's output (stdout here to stdout, stderr to stderr) until

@@ -374,3 +374,39 @@ fn attach_sends_stdin_to_a_task_with_open_stdin() -> Result<()> {
     assert_eq!(out.status.code(), Some(6));
     Ok(())
 }
+
+#[test]
+fn run_it_gives_a_terminal_through_the_agent() -> Result<()> {
+    let cluster = Cluster::start("run_tty", 1, 1, 0)?;
+    let image = cluster.image.clone();
+    let cmd = berth_command(
+        &cluster,
+        &["run", "-it", "--rm", "--name", "shell", &image, "sh"],
+    )?;
+    let (mut term, child) = Terminal::spawn(cmd, 25, 100)?;
+    // A prompt once the task runs, a command, the size at start.
+    term.expect("# ")?;
+    term.type_in(b"echo sum-$((40+2)); stty size\n")?;
+    term.expect("sum-42")?;
+    term.expect("25 100")?;
+    // The window changes and the task's terminal follows.
+    term.resize(50, 140)?;
+    wait_until("the one-off's terminal resized", SHOW, || {
+        term.type_in(b"stty size\n").ok()?;
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < deadline {
+            term.read_some(Duration::from_millis(200)).ok()?;
+        }
+        let seen = String::from_utf8_lossy(&term.seen).into_owned();
+        term.seen.clear();
+        seen.contains("50 140").then_some(())
+    })?;
+    term.type_in(b"exit 9\n")?;
+    assert_eq!(exit_code(child)?, 9, "berth run exits with the task's code");
+    // --rm: the one-off goes once it ended.
+    wait_until("the one-off to be removed", CONVERGE, || {
+        let (code, out, _) = berth(&cluster, &["ps", "-a", "-q", "--filter", "name=shell"]).ok()?;
+        (code == 0 && out.trim().is_empty()).then_some(())
+    })?;
+    Ok(())
+}
