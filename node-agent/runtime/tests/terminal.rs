@@ -177,9 +177,15 @@ fn exec_with_a_tty_runs_on_a_new_terminal() -> Result<()> {
                 cols: 120,
             },
         )?;
-        nix::unistd::write(&master, b"tty; stty size; sleep 600\n")?;
-        let seen = read_until(&master, "40 120")?;
+        // The child says it is about to become `sleep` ($((1+1)): not the
+        // echoed command line): a Ctrl-C before that would reach the shell.
+        nix::unistd::write(
+            &master,
+            b"tty; stty size; sh -c 'echo sleep-$((1+1)); exec sleep 600'\n",
+        )?;
+        let seen = read_until(&master, "sleep-2")?;
         assert!(seen.contains("/dev/pts/"), "{rt:?}: {seen}");
+        assert!(seen.contains("40 120"), "{rt:?}: {seen}");
         // Ctrl-C reaches the foreground process through the terminal.
         nix::unistd::write(&master, b"\x03")?;
         nix::unistd::write(&master, b"echo after-$?; exit 3\n")?;

@@ -230,6 +230,7 @@ pub fn assignments_for(net: &TestNet, i: usize, members: &[usize]) -> Assignment
             name: "web".into(),
             subnet: "10.20.0.0/16".into(),
             vxlan_id: VNI,
+            vxlan_port: u32::from(VXLAN_PORT),
             ..Default::default()
         }],
         nodes: members.iter().map(|&j| node(j)).collect(),
