@@ -166,6 +166,13 @@ pub async fn run(access: &Access, args: RunArgs) -> Result<()> {
         .task
         .ok_or_else(|| Exit::berth(anyhow!("the controller answered without a task")))?;
     if args.detach {
+        // As `docker run -d`: back once the task runs (so `exec` works at
+        // once), or with its failure if it ended without running.
+        if !wait_running(access, &task.id, &task.service_id).await?
+            && let Some(never_ran) = never_ran(&mut tasks, &task.id).await
+        {
+            return Err(ended(&never_ran));
+        }
         println!("{}", task.id);
         return Ok(());
     }
@@ -175,18 +182,29 @@ pub async fn run(access: &Access, args: RunArgs) -> Result<()> {
     attached(&mut tasks, &task.id, args.sig_proxy).await
 }
 
-/// `-i`/`-t`: the task's own terminal or stdin, through its agent, once it
-/// runs; berth exits with the task's code. A task that ended before it could
-/// be attached is reported as `attached` reports it (its output, its code).
-async fn interactive(
-    access: &Access,
-    tasks: &mut Tasks,
-    task_id: &str,
-    service_id: &str,
-    args: &RunArgs,
-) -> Result<()> {
-    // Attach only once it runs: an attach that is refused would have read
-    // this terminal's input already.
+/// The record of an ended task that never ran (its start failed: 125, 126,
+/// 127), if that is how it ended; None when it ran or is gone (`--rm`).
+async fn never_ran(tasks: &mut Tasks, task_id: &str) -> Option<Task> {
+    let mut output = tasks
+        .logs(TaskOutputRequest {
+            task: task_id.to_string(),
+            follow: true,
+            tail: 0,
+            wait: true,
+        })
+        .await
+        .ok()?
+        .into_inner();
+    while let Ok(Some(message)) = output.message().await {
+        if let Some(task_output::Item::Exit(t)) = message.item {
+            return (t.running_since_ms == 0).then_some(t);
+        }
+    }
+    None
+}
+
+/// Waits until the task runs (true) or ended without running on (false).
+async fn wait_running(access: &Access, task_id: &str, service_id: &str) -> Result<bool> {
     let mut cluster = crate::client::connect(access).await.map_err(Exit::berth)?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
     loop {
@@ -205,10 +223,10 @@ async fn interactive(
             .and_then(|t| t.status.as_ref())
             .map_or(TaskState::New as i32, |s| s.state);
         if state == TaskState::Running as i32 {
-            break;
+            return Ok(true);
         }
         if state > TaskState::Running as i32 {
-            return attached(tasks, task_id, false).await;
+            return Ok(false);
         }
         if std::time::Instant::now() > deadline {
             return Err(Exit::berth(anyhow!(
@@ -216,6 +234,23 @@ async fn interactive(
             )));
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// `-i`/`-t`: the task's own terminal or stdin, through its agent, once it
+/// runs; berth exits with the task's code. A task that ended before it could
+/// be attached is reported as `attached` reports it (its output, its code).
+async fn interactive(
+    access: &Access,
+    tasks: &mut Tasks,
+    task_id: &str,
+    service_id: &str,
+    args: &RunArgs,
+) -> Result<()> {
+    // Attach only once it runs: an attach that is refused would have read
+    // this terminal's input already.
+    if !wait_running(access, task_id, service_id).await? {
+        return attached(tasks, task_id, false).await;
     }
     let channel = crate::client::channel(access).await.map_err(Exit::berth)?;
     match crate::terminal::attach_task(channel, task_id, args.tty, args.interactive).await {

@@ -215,6 +215,15 @@ fn verbs_on_one_off_tasks_and_ps_across_three_nodes() -> Result<()> {
     let rows = ps_all(&cluster, &["--filter", &format!("id={bg}")])?;
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_ne!(rows[0]["state"], "exited", "{:?}", rows[0]);
+    // As `docker run -d`: back once the task runs, so exec works at once.
+    assert_eq!(rows[0]["state"], "running", "{:?}", rows[0]);
+    assert_eq!(
+        cluster.berth(&["exec", "bg", "echo", "at-once"])?.trim(),
+        "at-once"
+    );
+    // A command that is not found fails `run -d` itself, with Docker's 127.
+    let missing = berth(&cluster, &["run", "-d", &image, "no-such-command"])?;
+    assert_eq!(code(&missing), 127, "stderr: {}", text(&missing.stderr));
     let talker = cluster
         .berth(&[
             "run",
