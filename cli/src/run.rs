@@ -168,10 +168,11 @@ pub async fn run(access: &Access, args: RunArgs) -> Result<()> {
     if args.detach {
         // As `docker run -d`: back once the task runs (so `exec` works at
         // once), or with its failure if it ended without running.
-        if !wait_running(access, &task.id, &task.service_id).await?
-            && let Some(never_ran) = never_ran(&mut tasks, &task.id).await
+        if let Started::Ended(Some(ended_task)) =
+            wait_running(access, &task.id, &task.service_id).await?
+            && ended_task.running_since_ms == 0
         {
-            return Err(ended(&never_ran));
+            return Err(ended(&ended_task));
         }
         println!("{}", task.id);
         return Ok(());
@@ -182,29 +183,15 @@ pub async fn run(access: &Access, args: RunArgs) -> Result<()> {
     attached(&mut tasks, &task.id, args.sig_proxy).await
 }
 
-/// The record of an ended task that never ran (its start failed: 125, 126,
-/// 127), if that is how it ended; None when it ran or is gone (`--rm`).
-async fn never_ran(tasks: &mut Tasks, task_id: &str) -> Option<Task> {
-    let mut output = tasks
-        .logs(TaskOutputRequest {
-            task: task_id.to_string(),
-            follow: true,
-            tail: 0,
-            wait: true,
-        })
-        .await
-        .ok()?
-        .into_inner();
-    while let Ok(Some(message)) = output.message().await {
-        if let Some(task_output::Item::Exit(t)) = message.item {
-            return (t.running_since_ms == 0).then_some(t);
-        }
-    }
-    None
+/// How a task's start ended: it runs, or it ended first (its record, with
+/// its exit code; None when it is gone already, removed by `--rm`).
+enum Started {
+    Running,
+    Ended(Option<Box<Task>>),
 }
 
-/// Waits until the task runs (true) or ended without running on (false).
-async fn wait_running(access: &Access, task_id: &str, service_id: &str) -> Result<bool> {
+/// Waits until the task runs or ended without running on.
+async fn wait_running(access: &Access, task_id: &str, service_id: &str) -> Result<Started> {
     let mut cluster = crate::client::connect(access).await.map_err(Exit::berth)?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
     loop {
@@ -217,16 +204,19 @@ async fn wait_running(access: &Access, task_id: &str, service_id: &str) -> Resul
             .map_err(|status| Exit::berth(explain(status)))?
             .into_inner()
             .tasks;
-        let state = listed
-            .iter()
-            .find(|t| t.id == task_id)
-            .and_then(|t| t.status.as_ref())
+        // The task was written with its service: not listed is removed.
+        let Some(task) = listed.into_iter().find(|t| t.id == task_id) else {
+            return Ok(Started::Ended(None));
+        };
+        let state = task
+            .status
+            .as_ref()
             .map_or(TaskState::New as i32, |s| s.state);
         if state == TaskState::Running as i32 {
-            return Ok(true);
+            return Ok(Started::Running);
         }
         if state > TaskState::Running as i32 {
-            return Ok(false);
+            return Ok(Started::Ended(Some(Box::new(task))));
         }
         if std::time::Instant::now() > deadline {
             return Err(Exit::berth(anyhow!(
@@ -249,7 +239,7 @@ async fn interactive(
 ) -> Result<()> {
     // Attach only once it runs: an attach that is refused would have read
     // this terminal's input already.
-    if !wait_running(access, task_id, service_id).await? {
+    if let Started::Ended(_) = wait_running(access, task_id, service_id).await? {
         return attached(tasks, task_id, false).await;
     }
     let channel = crate::client::channel(access).await.map_err(Exit::berth)?;
