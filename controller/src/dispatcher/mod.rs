@@ -226,6 +226,17 @@ impl Dispatcher {
         node_id: &str,
         reported: &str,
     ) -> Result<(), DispatchError> {
+        // Every node heartbeats every period: compare with the published copy
+        // (memory) first, and read the store only when it differs.
+        if self
+            .hub
+            .read()
+            .nodes
+            .get(node_id)
+            .is_some_and(|node| node.dataplane_conflict == reported)
+        {
+            return Ok(());
+        }
         for _ in 0..3 {
             let Some(node) = crate::store::view::read_node(self.raft.state(), node_id)? else {
                 return Ok(());
