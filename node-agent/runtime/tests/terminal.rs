@@ -288,8 +288,19 @@ fn exec_detached_writes_the_pid_and_returns() -> Result<()> {
             std::fs::read_to_string(&log).unwrap_or_default()
         );
         let pid: i32 = std::fs::read_to_string(&pid_file)?.trim().parse()?;
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))?;
-        assert_eq!(cmdline, b"sleep\x00321\x00", "{rt:?}");
+        // runc writes the pid file before its init has exec'd the command
+        // (the process is briefly runc's init, or between images with an
+        // empty cmdline): wait for the exec to land, within a bound.
+        let want = b"sleep\x00321\x00".to_vec();
+        let mut cmdline = Vec::new();
+        for _ in 0..500 {
+            cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))?;
+            if cmdline == want {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(cmdline, want, "{rt:?}");
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGKILL,
