@@ -11,6 +11,7 @@ const PROTOS: &[&str] = &[
     "proto/berth/v1/system.proto",
     "proto/berth/v1/tasks.proto",
     "proto/berth/v1/exec.proto",
+    "proto/berth/v1/stacks.proto",
     "proto/berth/store/store.proto",
 ];
 
@@ -37,6 +38,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ".berth.v1.JoinResponse",
         ".berth.v1.UnlockControllerRequest",
         ".berth.v1.PullCredentials",
+        ".berth.v1.StackSecret",
     ]);
     tonic_prost_build::configure()
         // The generated types are the one model: stack files and `--format json`

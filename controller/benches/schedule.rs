@@ -59,6 +59,7 @@ fn spec(s: usize) -> ServiceSpec {
             } else {
                 Vec::new()
             },
+            ..Default::default()
         }),
         ..Default::default()
     }

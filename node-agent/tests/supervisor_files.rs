@@ -79,6 +79,7 @@ fn delivered(rt: Rt, name: &str) -> Result<()> {
                 uid: 1000,
                 gid: 0,
                 mode: 0o400,
+                ..Default::default()
             }];
             s.configs = vec![ConfigReference {
                 config_id: "c1".into(),

@@ -20,6 +20,7 @@ pub mod net;
 mod redact;
 pub mod service_history;
 pub mod signals;
+pub mod stacks;
 mod task;
 pub mod units;
 pub use redact::Redacted;

@@ -7,7 +7,8 @@
 use std::fmt;
 
 use crate::v1::{
-    CreateSecretRequest, JoinResponse, PullCredentials, SecretValue, UnlockControllerRequest,
+    CreateSecretRequest, JoinResponse, PullCredentials, SecretValue, StackSecret,
+    UnlockControllerRequest,
 };
 
 /// Bytes that must never be printed: Debug and Display show only their length.
@@ -85,6 +86,18 @@ impl fmt::Debug for PullCredentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PullCredentials")
             .field("docker_config", &Hidden(self.docker_config.len()))
+            .finish()
+    }
+}
+
+/// A stack file's secret, on its way to the leader.
+impl fmt::Debug for StackSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StackSecret")
+            .field("name", &self.name)
+            .field("data", &Hidden(self.data.len()))
+            .field("labels", &self.labels)
+            .field("external", &self.external)
             .finish()
     }
 }

@@ -221,6 +221,7 @@ pub fn spec_from(args: CreateArgs) -> Result<ServiceSpec> {
         resources: Some(args.resources.apply(None)),
         placement: Some(Placement {
             constraints: args.constraint,
+            ..Default::default()
         }),
         restart_policy: Some(args.restart.apply(None)),
         update_config: args.update.apply(None),

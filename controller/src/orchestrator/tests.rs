@@ -451,6 +451,7 @@ fn a_removed_service_is_stopped_then_reaped() {
     if let Some(spec) = service_mut(&mut sim, "big").spec.as_mut() {
         spec.placement = Some(Placement {
             constraints: vec!["node.labels.zone==nowhere".into()],
+            ..Default::default()
         });
     }
     sim.settle();
@@ -535,6 +536,7 @@ fn global_services_run_once_on_every_eligible_node() {
     if let Some(spec) = svc.spec.as_mut() {
         spec.placement = Some(Placement {
             constraints: vec!["node.labels.zone!=x".into()],
+            ..Default::default()
         });
     }
     let mut sim = Sim::new(nodes, vec![svc]);

@@ -184,6 +184,7 @@ mod tests {
         let spec = ServiceSpec {
             placement: Some(berth_proto::v1::Placement {
                 constraints: vec!["node.name!=n2".into(), "node.labels.zone==b".into()],
+                ..Default::default()
             }),
             ..Default::default()
         };

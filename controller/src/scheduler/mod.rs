@@ -279,6 +279,7 @@ mod tests {
             }),
             placement: Some(Placement {
                 constraints: constraints.iter().map(|c| c.to_string()).collect(),
+                ..Default::default()
             }),
             ..Default::default()
         }

@@ -81,6 +81,7 @@ fn arb_spec() -> impl Strategy<Value = ServiceSpec> {
             }),
             placement: Some(Placement {
                 constraints: constraint.into_iter().collect(),
+                ..Default::default()
             }),
             ports: port
                 .map(|p| PortConfig {
