@@ -19,6 +19,7 @@ mod run;
 mod secret;
 mod security_opt;
 mod service;
+mod stack;
 mod system;
 mod task_verbs;
 mod terminal;
@@ -70,6 +71,9 @@ enum Command {
     /// Overlay networks: create, list, remove.
     #[command(subcommand)]
     Network(network::NetworkCmd),
+    /// Stacks: Compose files deployed, diffed and pruned as one change.
+    #[command(subcommand)]
+    Stack(stack::StackCmd),
     /// Named local volumes: create, list with their users, inspect, remove.
     #[command(subcommand)]
     Volume(volume::VolumeCmd),
@@ -165,6 +169,7 @@ fn main() {
             Command::Kill(a) => return task_verbs::kill(&access, a).await,
             Command::Rm(a) => return task_verbs::rm(&access, a).await,
             Command::Exec(cmd) => terminal::finish(exec::exec(&access, cmd).await),
+            Command::Stack(cmd) => return stack::run(&access, cmd).await,
             Command::Attach(cmd) => terminal::finish(exec::attach(&access, cmd).await),
             _ => {}
         }
@@ -182,7 +187,8 @@ fn main() {
             | Command::Logs(_)
             | Command::Stop(_)
             | Command::Kill(_)
-            | Command::Rm(_) => unreachable!("handled above"),
+            | Command::Rm(_)
+            | Command::Stack(_) => unreachable!("handled above"),
             Command::Dev(_) => {
                 anyhow::bail!("`berth dev` starts a cluster; it takes no controller")
             }

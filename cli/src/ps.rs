@@ -135,8 +135,12 @@ fn command_of(task: &Task, no_trunc: bool) -> String {
 }
 
 fn ports_of(task: &Task) -> String {
-    let spec = task.spec.clone().unwrap_or_default();
-    spec.ports
+    ports_text(&task.spec.clone().unwrap_or_default().ports)
+}
+
+/// Published ports as `docker ps` writes them: `*:8080->80/tcp`.
+pub fn ports_text(ports: &[berth_proto::v1::PortConfig]) -> String {
+    ports
         .iter()
         .map(|p| {
             let protocol = if p.protocol == PortProtocol::Udp as i32 {

@@ -2,11 +2,11 @@
 //! tasks.
 
 mod history;
-mod progress;
+pub(crate) mod progress;
 mod rollout_flags;
 pub(crate) mod task_flags;
 mod update;
-mod watch;
+pub(crate) mod watch;
 
 pub use progress::RolloutEnded;
 
@@ -282,7 +282,7 @@ fn update_state(service: &Service) -> &'static str {
     UpdateState::try_from(state).map_or("", |s| s.short_name())
 }
 
-fn replicas_of(service: &Service) -> String {
+pub(crate) fn replicas_of(service: &Service) -> String {
     match service.spec.as_ref().and_then(|s| s.mode.as_ref()) {
         Some(Mode::Replicated(r)) => r.replicas.to_string(),
         Some(Mode::Global(_)) => "global".into(),
@@ -320,7 +320,7 @@ fn task_json(task: &Task, nodes: &BTreeMap<String, String>) -> serde_json::Value
 }
 
 /// When the controller wrote this version (its clock, as task times are).
-fn written_at(service: &Service) -> i64 {
+pub(crate) fn written_at(service: &Service) -> i64 {
     service
         .history
         .last()
@@ -395,6 +395,77 @@ async fn update_service(client: &mut Client, args: update::UpdateArgs) -> Result
 
 /// `service inspect`: the service as JSON, enums by name, without the
 /// history's specs (`service history` shows them).
+/// Tasks as `service ps` prints them; `with_service` names each task's
+/// service (`stack ps`, where tasks of several services are listed).
+pub(crate) fn print_tasks(
+    tasks: &[Task],
+    nodes: &BTreeMap<String, String>,
+    format: Format,
+    with_service: bool,
+) -> Result<()> {
+    match format {
+        Format::Json => output::json(&serde_json::Value::Array(
+            tasks.iter().map(|t| task_json(t, nodes)).collect(),
+        ))?,
+        Format::Table => output::table(
+            &[
+                "ID",
+                if with_service { "NAME" } else { "SLOT" },
+                "VERSION",
+                "NODE",
+                "DESIRED",
+                "STATE",
+                "MESSAGE",
+            ],
+            &tasks
+                .iter()
+                .map(|t| {
+                    let s = t.status.clone().unwrap_or_default();
+                    let state = state_with_health(&s);
+                    let why = if s.health == TaskHealth::Unhealthy as i32
+                        && s.state == TaskState::Running as i32
+                    {
+                        s.message.clone()
+                    } else if !s.error.is_empty() {
+                        s.error
+                    } else if let Some(code) = s
+                        .exit_code
+                        .filter(|c| *c != 0 && s.state != TaskState::Shutdown as i32)
+                    {
+                        // (A task stopped as asked exits on its stop
+                        // signal: nothing to explain.)
+                        format!("exit code {code}")
+                    } else if s.state == TaskState::Running as i32 {
+                        // "running" says nothing the STATE column doesn't.
+                        String::new()
+                    } else {
+                        s.message
+                    };
+                    vec![
+                        t.id.clone(),
+                        if with_service {
+                            // Global tasks have no slot: their node names them.
+                            let node = nodes.get(&t.node_id).cloned().unwrap_or_default();
+                            match t.slot {
+                                0 => format!("{}.{node}", t.service_name),
+                                slot => format!("{}.{slot}", t.service_name),
+                            }
+                        } else {
+                            t.slot.to_string()
+                        },
+                        t.spec_version.to_string(),
+                        nodes.get(&t.node_id).cloned().unwrap_or_default(),
+                        state_name(t.desired_state).into(),
+                        state,
+                        why,
+                    ]
+                })
+                .collect::<Vec<_>>(),
+        ),
+    }
+    Ok(())
+}
+
 fn inspect_json(service: &Service) -> Result<serde_json::Value> {
     let mut value = serde_json::to_value(service)?;
     if let Some(object) = value.as_object_mut() {
@@ -575,51 +646,7 @@ pub async fn run(client: &mut Client, cmd: ServiceCmd) -> Result<()> {
                 .into_inner()
                 .tasks;
             let nodes = node_names(client).await?;
-            match format {
-                Format::Json => output::json(&serde_json::Value::Array(
-                    tasks.iter().map(|t| task_json(t, &nodes)).collect(),
-                ))?,
-                Format::Table => output::table(
-                    &[
-                        "ID", "SLOT", "VERSION", "NODE", "DESIRED", "STATE", "MESSAGE",
-                    ],
-                    &tasks
-                        .iter()
-                        .map(|t| {
-                            let s = t.status.clone().unwrap_or_default();
-                            let state = state_with_health(&s);
-                            let why = if s.health == TaskHealth::Unhealthy as i32
-                                && s.state == TaskState::Running as i32
-                            {
-                                s.message.clone()
-                            } else if !s.error.is_empty() {
-                                s.error
-                            } else if let Some(code) = s
-                                .exit_code
-                                .filter(|c| *c != 0 && s.state != TaskState::Shutdown as i32)
-                            {
-                                // (A task stopped as asked exits on its stop
-                                // signal: nothing to explain.)
-                                format!("exit code {code}")
-                            } else if s.state == TaskState::Running as i32 {
-                                // "running" says nothing the STATE column doesn't.
-                                String::new()
-                            } else {
-                                s.message
-                            };
-                            vec![
-                                t.id.clone(),
-                                t.slot.to_string(),
-                                t.spec_version.to_string(),
-                                nodes.get(&t.node_id).cloned().unwrap_or_default(),
-                                state_name(t.desired_state).into(),
-                                state,
-                                why,
-                            ]
-                        })
-                        .collect::<Vec<_>>(),
-                ),
-            }
+            print_tasks(&tasks, &nodes, format, false)?;
         }
         ServiceCmd::Inspect { name } => {
             let service = client
@@ -645,6 +672,13 @@ pub async fn run(client: &mut Client, cmd: ServiceCmd) -> Result<()> {
                 .map_err(explain)?
                 .into_inner();
             println!("{name} scaled to {replicas}");
+            let labels = service.spec.as_ref().map(|s| &s.labels);
+            if let Some(stack) = labels.and_then(|l| berth_proto::stacks::stack_of(l)) {
+                // Declarative: the file's count comes back with the next deploy.
+                eprintln!(
+                    "note: {name} belongs to stack {stack}: the next `berth stack deploy` puts                      its replicas back to what the stack's files say (`berth stack diff` shows                      the drift)"
+                );
+            }
             if !detach.unwrap_or(false) {
                 progress::wait(client, name, Goal::Converge, written_at(&service)).await?;
             }
