@@ -41,6 +41,9 @@ fn unwrap(object: Object) -> Result<Service, Status> {
 /// Checks what a user can get wrong in a spec, naming the field.
 pub fn validate_spec(spec: &ServiceSpec) -> Result<(), Status> {
     check_name("service", &spec.name)?;
+    for alias in &spec.aliases {
+        check_name(&format!("service {} alias", spec.name), alias)?;
+    }
     if spec.image.trim().is_empty() {
         return Err(Status::invalid_argument(format!(
             "service {}: an image is required",

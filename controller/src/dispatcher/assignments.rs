@@ -260,7 +260,8 @@ impl EndpointEdit {
         let same_service = b.service_id == n.service_id
             && b.service_name == n.service_name
             && b.ports == n.ports
-            && b.virtual_ips == n.virtual_ips;
+            && b.virtual_ips == n.virtual_ips
+            && b.aliases == n.aliases;
         if !same_service {
             return EndpointEdit::Whole(Some(n.clone()));
         }

@@ -53,6 +53,7 @@ pub fn endpoint<'a>(
         virtual_ips: service.virtual_ips.clone(),
         ports: spec.ports.clone(),
         tasks: serving,
+        aliases: spec.aliases.clone(),
     })
 }
 

@@ -137,12 +137,16 @@ impl View {
                 .map(Ipv4Prefix::addr)
                 .collect();
             let vip = endpoint.virtual_ips.get(network).map(Ipv4Prefix::addr);
-            match vip {
-                Some(vip) => table.insert(&endpoint.service_name, vec![vip]),
-                None if !tasks.is_empty() => table.insert(&endpoint.service_name, tasks.clone()),
+            let answer = match vip {
+                Some(vip) => vec![vip],
+                None if !tasks.is_empty() => tasks.clone(),
                 None => continue,
+            };
+            let names = std::iter::once(&endpoint.service_name).chain(&endpoint.aliases);
+            for name in names {
+                table.insert(name, answer.clone());
+                table.insert(&format!("tasks.{name}"), tasks.clone());
             }
-            table.insert(&format!("tasks.{}", endpoint.service_name), tasks);
         }
         table
     }
@@ -352,9 +356,10 @@ mod tests {
                 ..Default::default()
             },
             Endpoint {
-                service_name: "db".into(),
+                service_name: "demo_db".into(),
                 virtual_ips: addresses("back", "10.97.240.2/16"),
                 tasks: vec![task("t3", "back", "10.97.0.5/26")],
+                aliases: vec!["db".into()],
                 ..Default::default()
             },
         ];
@@ -371,10 +376,23 @@ mod tests {
             vec![Ipv4Addr::new(10, 96, 0, 5), Ipv4Addr::new(10, 96, 0, 70)]
         );
         assert_eq!(table.lookup("db"), None, "db is on another network");
-        assert_eq!(
-            view.dns_table("back").lookup("tasks.db"),
-            Some(&[Ipv4Addr::new(10, 97, 0, 5)][..])
-        );
+        assert_eq!(table.lookup("demo_db"), None, "db is on another network");
+        // A stack service answers to its key in the file too (its alias).
+        let back = view.dns_table("back");
+        for name in ["demo_db", "db"] {
+            assert_eq!(
+                back.lookup(name),
+                Some(&[Ipv4Addr::new(10, 97, 240, 2)][..]),
+                "{name}"
+            );
+        }
+        for name in ["tasks.demo_db", "tasks.db"] {
+            assert_eq!(
+                back.lookup(name),
+                Some(&[Ipv4Addr::new(10, 97, 0, 5)][..]),
+                "{name}"
+            );
+        }
     }
 
     #[test]
