@@ -3,3 +3,6 @@
 
 pub mod diag;
 pub mod yaml;
+pub mod dotenv;
+pub mod interpolate;
+pub mod merge;
