@@ -6,3 +6,4 @@ pub mod yaml;
 pub mod dotenv;
 pub mod interpolate;
 pub mod merge;
+pub mod values;
