@@ -114,6 +114,13 @@ impl Diag {
         });
     }
 
+    /// The errors found, sorted by place.
+    pub fn into_errors(mut self) -> Errors {
+        self.errors.sort();
+        self.errors.dedup();
+        Errors(self.errors)
+    }
+
     /// The errors, sorted by place, when there are any.
     pub fn into_result(mut self) -> Result<Vec<Warning>, Errors> {
         if self.errors.is_empty() {

@@ -61,7 +61,8 @@ fn expand(
                 rest = &after[1..];
             }
             Some('{') => {
-                let body_len = braced_len(&after[1..]).ok_or_else(|| syntax("a '${' without its '}'"))?;
+                let body_len =
+                    braced_len(&after[1..]).ok_or_else(|| syntax("a '${' without its '}'"))?;
                 let body = &after[1..1 + body_len];
                 braced(body, lookup, out, &syntax)?;
                 rest = &after[1 + body_len + 1..];
@@ -170,7 +171,11 @@ fn braced(
                 out.text.push_str(&v);
             }
         }
-        _ => return Err(syntax("expected '}', ':-', '-', ':?', '?', ':+' or '+' after the name")),
+        _ => {
+            return Err(syntax(
+                "expected '}', ':-', '-', ':?', '?', ':+' or '+' after the name",
+            ));
+        }
     }
     Ok(())
 }
@@ -205,7 +210,10 @@ mod tests {
         assert_eq!(text("x${PORT}y", &vars), "x80y");
         assert_eq!(text("${E:-d}|${E-d}|${U:-d}|${U-d}", &vars), "d||d|d");
         assert_eq!(text("${A:-d}", &vars), "a");
-        assert_eq!(text("${A:+alt}|${E:+alt}|${E+alt}|${U+alt}", &vars), "alt||alt|");
+        assert_eq!(
+            text("${A:+alt}|${E:+alt}|${E+alt}|${U+alt}", &vars),
+            "alt||alt|"
+        );
         assert_eq!(text("$$A and $${A}", &vars), "$A and ${A}");
         assert_eq!(text("${U:-${A}}|${U:-${V:-deep}}", &vars), "a|deep");
         assert_eq!(text("${U:-a:b/c}", &vars), "a:b/c");
@@ -223,8 +231,14 @@ mod tests {
     #[test]
     fn required_variables_fail_with_the_message() {
         let e = run("${DB:?set DB first}", &env(&[("DB", "")])).unwrap_err();
-        assert_eq!(e.to_string(), "required variable DB is missing a value: set DB first");
-        assert!(run("${DB?m}", &env(&[("DB", "")])).is_ok(), "set but empty passes '?'");
+        assert_eq!(
+            e.to_string(),
+            "required variable DB is missing a value: set DB first"
+        );
+        assert!(
+            run("${DB?m}", &env(&[("DB", "")])).is_ok(),
+            "set but empty passes '?'"
+        );
         assert!(matches!(
             run("${DB?}", &env(&[])).unwrap_err(),
             InterpolateError::RequiredNoMessage { .. }

@@ -190,7 +190,11 @@ mod tests {
         match &node.value {
             Value::Seq(items) => items
                 .iter()
-                .map(|i| i.scalar_text().unwrap_or_else(|| format!("{:?}", i.get("target").map(|t| t.scalar_text()))))
+                .map(|i| {
+                    i.scalar_text().unwrap_or_else(|| {
+                        format!("{:?}", i.get("target").map(|t| t.scalar_text()))
+                    })
+                })
                 .collect(),
             _ => panic!("not a list"),
         }
@@ -212,14 +216,34 @@ mod tests {
         assert_eq!(web.get("image").unwrap().at.file.as_ref(), "b.yml");
         assert_eq!(texts(web.get("command").unwrap()), ["z"]);
         let env = web.get("environment").unwrap();
-        let keys: Vec<_> = env.as_map().unwrap().iter().map(|(k, v)| format!("{}={}", k.name, v.scalar_text().unwrap())).collect();
+        let keys: Vec<_> = env
+            .as_map()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| format!("{}={}", k.name, v.scalar_text().unwrap()))
+            .collect();
         assert_eq!(keys, ["A=1", "B=3", "C=4"]);
-        assert_eq!(texts(web.get("ports").unwrap()), ["80:80", "443:443", "8080:443"]);
+        assert_eq!(
+            texts(web.get("ports").unwrap()),
+            ["80:80", "443:443", "8080:443"]
+        );
         assert_eq!(texts(web.get("volumes").unwrap()), ["/logs", "e:/data"]);
-        assert_eq!(texts(web.get("cap_add").unwrap()), ["NET_ADMIN", "SYS_TIME"]);
-        let limits = web.get("deploy").unwrap().get("resources").unwrap().get("limits").unwrap();
+        assert_eq!(
+            texts(web.get("cap_add").unwrap()),
+            ["NET_ADMIN", "SYS_TIME"]
+        );
+        let limits = web
+            .get("deploy")
+            .unwrap()
+            .get("resources")
+            .unwrap()
+            .get("limits")
+            .unwrap();
         assert!(limits.get("memory").is_some() && limits.get("cpus").is_some());
-        assert_eq!(web.get("deploy").unwrap().get("replicas").unwrap().value, Value::Int(2));
+        assert_eq!(
+            web.get("deploy").unwrap().get("replicas").unwrap().value,
+            Value::Int(2)
+        );
         assert!(m.get("services").unwrap().get("db").is_some());
         // Top-level objects are replaced whole by name.
         let n = m.get("networks").unwrap().get("n").unwrap();
@@ -228,8 +252,14 @@ mod tests {
 
     #[test]
     fn same_published_port_is_replaced_and_secrets_by_source() {
-        let a = load("services:\n  w:\n    ports: [{target: 80, published: 8080}]\n    secrets: [s, {source: t, target: x}]\n", "a.yml");
-        let b = load("services:\n  w:\n    ports: ['8080:81']\n    secrets: [{source: s, mode: 0400}]\n", "b.yml");
+        let a = load(
+            "services:\n  w:\n    ports: [{target: 80, published: 8080}]\n    secrets: [s, {source: t, target: x}]\n",
+            "a.yml",
+        );
+        let b = load(
+            "services:\n  w:\n    ports: ['8080:81']\n    secrets: [{source: s, mode: 0400}]\n",
+            "b.yml",
+        );
         let m = merge_files(a, b);
         let w = m.get("services").unwrap().get("w").unwrap();
         assert_eq!(texts(w.get("ports").unwrap()), ["8080:81"]);
@@ -238,17 +268,37 @@ mod tests {
             _ => panic!(),
         };
         assert_eq!(secrets.len(), 2);
-        assert_eq!(secrets[0].get("source").unwrap().scalar_text().unwrap(), "t");
-        assert_eq!(secrets[1].get("mode").unwrap().scalar_text().unwrap(), "0400");
+        assert_eq!(
+            secrets[0].get("source").unwrap().scalar_text().unwrap(),
+            "t"
+        );
+        assert_eq!(
+            secrets[1].get("mode").unwrap().scalar_text().unwrap(),
+            "0400"
+        );
     }
 
     #[test]
     fn networks_as_list_and_map_merge_by_name() {
         let a = load("services:\n  w:\n    networks: [front]\n", "a.yml");
-        let b = load("services:\n  w:\n    networks: {back: {aliases: [x]}}\n", "b.yml");
+        let b = load(
+            "services:\n  w:\n    networks: {back: {aliases: [x]}}\n",
+            "b.yml",
+        );
         let m = merge_files(a, b);
-        let nets = m.get("services").unwrap().get("w").unwrap().get("networks").unwrap();
-        let names: Vec<_> = nets.as_map().unwrap().iter().map(|(k, _)| k.name.clone()).collect();
+        let nets = m
+            .get("services")
+            .unwrap()
+            .get("w")
+            .unwrap()
+            .get("networks")
+            .unwrap();
+        let names: Vec<_> = nets
+            .as_map()
+            .unwrap()
+            .iter()
+            .map(|(k, _)| k.name.clone())
+            .collect();
         assert_eq!(names, ["front", "back"]);
     }
 }

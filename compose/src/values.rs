@@ -188,14 +188,24 @@ pub fn parse_short_port(spec: &str) -> Result<Vec<ShortPort>, String> {
         None => (spec, "tcp".to_string()),
     };
     if protocol != "tcp" && protocol != "udp" {
-        return Err(format!("port {spec:?}: protocol {protocol:?} is neither tcp nor udp"));
+        return Err(format!(
+            "port {spec:?}: protocol {protocol:?} is neither tcp nor udp"
+        ));
     }
     let parts: Vec<&str> = ports.rsplitn(3, ':').collect();
     let (host_ip, published, target) = match parts.as_slice() {
         [target] => (None, None, *target),
         [target, published] => (None, Some(*published), *target),
-        [target, published, ip] => (Some(ip.trim_matches(['[', ']']).to_string()), Some(*published), *target),
-        _ => return Err(format!("port {spec:?}: expected [IP:]PUBLISHED:TARGET[/PROTOCOL]")),
+        [target, published, ip] => (
+            Some(ip.trim_matches(['[', ']']).to_string()),
+            Some(*published),
+            *target,
+        ),
+        _ => {
+            return Err(format!(
+                "port {spec:?}: expected [IP:]PUBLISHED:TARGET[/PROTOCOL]"
+            ));
+        }
     };
     let with_spec = |e: String| format!("port {spec:?}: {e}");
     let (t0, t1) = port_range(target).map_err(with_spec)?;
@@ -206,7 +216,9 @@ pub fn parse_short_port(spec: &str) -> Result<Vec<ShortPort>, String> {
     if let Some((p0, p1)) = published
         && p1 - p0 != t1 - t0
     {
-        return Err(format!("port {spec:?}: the published and target ranges differ in length"));
+        return Err(format!(
+            "port {spec:?}: the published and target ranges differ in length"
+        ));
     }
     Ok((0..=t1 - t0)
         .map(|i| ShortPort {
@@ -233,10 +245,16 @@ pub fn parse_short_volume(spec: &str) -> Result<ShortVolume, String> {
         [target] => (None, *target, ""),
         [source, target] => (Some(*source), *target, ""),
         [source, target, options] => (Some(*source), *target, *options),
-        _ => return Err(format!("volume {spec:?}: expected [SOURCE:]TARGET[:OPTIONS]")),
+        _ => {
+            return Err(format!(
+                "volume {spec:?}: expected [SOURCE:]TARGET[:OPTIONS]"
+            ));
+        }
     };
     if target.is_empty() || source == Some("") {
-        return Err(format!("volume {spec:?}: expected [SOURCE:]TARGET[:OPTIONS]"));
+        return Err(format!(
+            "volume {spec:?}: expected [SOURCE:]TARGET[:OPTIONS]"
+        ));
     }
     Ok(ShortVolume {
         source: source.map(str::to_string),
@@ -271,7 +289,9 @@ mod tests {
 
     #[test]
     fn durations_print_as_go_does() {
-        for s in ["0s", "1h2m3s", "500ms", "10µs", "1.5s", "1m30s", "2h0m0s", "5ns"] {
+        for s in [
+            "0s", "1h2m3s", "500ms", "10µs", "1.5s", "1m30s", "2h0m0s", "5ns",
+        ] {
             assert_eq!(format_duration(parse_duration(s).unwrap()), s);
         }
     }
@@ -316,7 +336,9 @@ mod tests {
         );
         let p = parse_short_port("9000-9001:90-91").unwrap();
         assert_eq!(
-            p.iter().map(|p| (p.published, p.target)).collect::<Vec<_>>(),
+            p.iter()
+                .map(|p| (p.published, p.target))
+                .collect::<Vec<_>>(),
             vec![(Some(9000), 90), (Some(9001), 91)]
         );
         assert_eq!(parse_short_port("80").unwrap()[0].published, None);

@@ -6,8 +6,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
 
 use crate::diag::{Error, Pos};
@@ -264,11 +264,20 @@ mod tests {
     #[test]
     fn nodes_keep_their_positions() {
         let n = parse("services:\n  web:\n    image: nginx\n", &file()).unwrap();
-        let image = n.get("services").unwrap().get("web").unwrap().get("image").unwrap();
+        let image = n
+            .get("services")
+            .unwrap()
+            .get("web")
+            .unwrap()
+            .get("image")
+            .unwrap();
         assert_eq!(image.value, Value::Str("nginx".into()));
         assert_eq!((image.at.line, image.at.column), (3, 12));
         let (key, _) = &n.as_map().unwrap()[0];
-        assert_eq!((key.name.as_str(), key.at.line, key.at.column), ("services", 1, 1));
+        assert_eq!(
+            (key.name.as_str(), key.at.line, key.at.column),
+            ("services", 1, 1)
+        );
     }
 
     #[test]
