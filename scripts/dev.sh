@@ -10,20 +10,30 @@ cd "$(dirname "$0")/.."
 . scripts/prereqs.sh
 check_prereqs scripts/dev.sh "containers need namespaces and cgroups"
 
+# For the newcomer test (tests/tests/newcomer.rs), which runs this script in
+# a test host: binaries already built (no build), an install prefix and a data
+# dir of its own, more `berth dev` arguments. Unset for everyone else.
+bin=${BERTH_DEV_BIN_DIR:-}
+prefix=${BERTH_DEV_PREFIX:-/usr/local/bin}
+data=${BERTH_DEV_DATA_DIR:-/var/lib/berth-dev}
+read -r -a dev_args <<<"${BERTH_DEV_ARGS:-}"
+
 deploy/install-deps.sh
-cargo build --release --locked --bins
-bin=${CARGO_TARGET_DIR:-$PWD/target}/release
+if [[ -z $bin ]]; then
+  cargo build --release --locked --bins
+  bin=${CARGO_TARGET_DIR:-$PWD/target}/release
+fi
 binaries=(berth berth-controller berth-agent berth-runtime)
 for b in "${binaries[@]}"; do "$bin/$b" --version; done
 
 # On PATH, so that `berth ...` works in any terminal. Undo: see README.md.
-prefix=/usr/local/bin
+mkdir -p "$prefix"
 for b in "${binaries[@]}"; do install -m 0755 "$bin/$b" "$prefix/$b"; done
 echo "installed ${binaries[*]} in $prefix (remove them with: rm ${binaries[*]/#/$prefix/})"
 
-deploy/demo-registry.sh /var/lib/berth-dev/registry
+deploy/demo-registry.sh "$data/registry"
 
-"$prefix/berth" dev --insecure-registry 127.0.0.1:5000 &
+"$prefix/berth" dev --data-dir "$data" --insecure-registry 127.0.0.1:5000 "${dev_args[@]}" &
 dev=$!
 trap 'kill -INT $dev 2>/dev/null || true' INT TERM
 

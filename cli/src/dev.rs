@@ -45,6 +45,10 @@ pub struct DevArgs {
     /// `info,berth_agent=debug` (default: RUST_LOG, else info).
     #[arg(long, value_name = "LEVEL")]
     log_level: Option<String>,
+    /// The cgroup the containers' cgroups go under (the agent's
+    /// --cgroup-parent).
+    #[arg(long, default_value = "berth-dev")]
+    cgroup_parent: String,
     /// Also show the daemons' logs on the terminal (by default it shows only
     /// errors; the full log is in <data-dir>/berth-dev.log).
     #[arg(short, long)]
@@ -182,7 +186,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
         runtime: Some(runtime),
         runtime_root: PathBuf::from("/run/berth-dev/runtime"),
         insecure_registries: args.insecure_registry,
-        cgroup_parent: "berth-dev".to_string(),
+        cgroup_parent: args.cgroup_parent,
         api_listen: SocketAddr::new(args.listen.ip(), args.listen.port() + 1),
         shim: vec![sibling("berth-agent").into_os_string(), "shim".into()],
         netns_dir: PathBuf::from("/run/berth-dev/netns"),
