@@ -42,6 +42,10 @@ pub struct View {
     /// (task id, VNI) of every network join of this node's tasks: the veths
     /// that must stay on their bridges.
     pub ports: Vec<(String, u32)>,
+    /// The overlay addresses of this node's tasks that are on more than one
+    /// network: their DNS server (their first network's) also answers them
+    /// the names of their other networks.
+    pub multi_network: Vec<BTreeMap<String, Ipv4Prefix>>,
     /// The set's shared sequence: acknowledged to the leader once this view's
     /// DNS answers and load balancer are in the kernel (drain before stop).
     pub shared_seq: u64,
@@ -70,6 +74,12 @@ impl View {
             node_id: a.node_id.clone(),
             endpoints: a.endpoints.clone(),
             shared_seq: a.shared_seq,
+            multi_network: a
+                .tasks
+                .iter()
+                .filter(|t| t.addresses.len() > 1)
+                .map(|t| t.addresses.clone())
+                .collect(),
             ..View::default()
         };
         for network in &a.networks {
@@ -128,6 +138,28 @@ impl View {
     /// network (its tasks' addresses when it has none), `tasks.NAME` → the
     /// running tasks' addresses. Services not on the network are not in it.
     pub fn dns_table(&self, network: &str) -> DnsTable {
+        let mut table = self.names_of(network);
+        // A task asks its first network's server only (`nameserver`): there
+        // it also gets the names of its other networks, by its address.
+        let mut others: BTreeMap<&str, DnsTable> = BTreeMap::new();
+        for addresses in &self.multi_network {
+            let mut networks = addresses.keys();
+            if networks.next().map(String::as_str) != Some(network) {
+                continue;
+            }
+            let client = addresses[network].addr();
+            for other in networks {
+                let names = others.entry(other).or_insert_with(|| self.names_of(other));
+                for (name, addrs) in names.iter() {
+                    table.insert_for(client, name, addrs.to_vec());
+                }
+            }
+        }
+        table
+    }
+
+    /// The names of the services on `network`, as every task on it sees them.
+    fn names_of(&self, network: &str) -> DnsTable {
         let mut table = DnsTable::new();
         for endpoint in &self.endpoints {
             let tasks: Vec<Ipv4Addr> = endpoint
@@ -393,6 +425,29 @@ mod tests {
                 "{name}"
             );
         }
+        // A local task on both networks asks its first network's server
+        // ("back" sorts first): it, and only it, gets berth's names there too.
+        let mut both = addresses("berth", "10.96.0.9/26");
+        both.extend(addresses("back", "10.97.0.9/26"));
+        a.tasks.push(Task {
+            id: "t9".into(),
+            addresses: both,
+            ..Default::default()
+        });
+        let view = View::from_assignments(&a);
+        let back = view.dns_table("back");
+        let client = Some(Ipv4Addr::new(10, 97, 0, 9));
+        assert_eq!(
+            back.lookup_from(client, "web"),
+            Some(&[Ipv4Addr::new(10, 96, 240, 2)][..])
+        );
+        assert_eq!(
+            back.lookup_from(Some(Ipv4Addr::new(10, 97, 0, 5)), "web"),
+            None
+        );
+        assert_eq!(back.lookup_from(client, "db"), back.lookup("db"));
+        // berth's own server has nothing extra for it: it never asks there.
+        assert_eq!(view.dns_table("berth").lookup_from(client, "db"), None);
     }
 
     #[test]

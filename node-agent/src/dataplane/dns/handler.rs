@@ -51,7 +51,9 @@ enum Decision {
     Error(ResponseCode),
 }
 
-fn decide(table: &DnsTable, request: &MessageRequest) -> Decision {
+/// `client`: the asking container's address (a container on several
+/// networks gets the names of all of them).
+fn decide(table: &DnsTable, request: &MessageRequest, client: Option<Ipv4Addr>) -> Decision {
     if request.metadata.op_code != OpCode::Query {
         return Decision::Error(ResponseCode::NotImp);
     }
@@ -60,7 +62,7 @@ fn decide(table: &DnsTable, request: &MessageRequest) -> Decision {
         return Decision::Error(ResponseCode::FormErr);
     };
     let query = query.original();
-    let Some(addrs) = table.lookup(&query.name().to_ascii()) else {
+    let Some(addrs) = table.lookup_from(client, &query.name().to_ascii()) else {
         return Decision::Forward;
     };
     let class_in = matches!(query.query_class(), DNSClass::IN | DNSClass::ANY);
@@ -93,7 +95,11 @@ impl RequestHandler for Handler {
     ) -> ResponseInfo {
         // Latest table at the time of the query; the borrow ends here, before any await.
         let table = Arc::clone(&self.table.borrow());
-        let decision = decide(&table, request);
+        let client = match request.src().ip() {
+            std::net::IpAddr::V4(ip) => Some(ip),
+            std::net::IpAddr::V6(_) => None,
+        };
+        let decision = decide(&table, request, client);
         drop(table);
 
         let edns = response_edns(request);
@@ -199,7 +205,8 @@ mod tests {
         let want: Vec<Ipv4Addr> = t.lookup("tasks.web").unwrap().to_vec();
         let mut orders = std::collections::HashSet::new();
         for _ in 0..20 {
-            let Decision::Local(mut got) = decide(&t, &request("TASKS.Web.", RecordType::A)) else {
+            let Decision::Local(mut got) = decide(&t, &request("TASKS.Web.", RecordType::A), None)
+            else {
                 panic!("not local");
             };
             orders.insert(got.clone());
@@ -214,20 +221,23 @@ mod tests {
     fn other_types_and_empty_names_are_nodata() {
         let t = table();
         let nodata = Decision::Local(vec![]);
-        assert_eq!(decide(&t, &request("web.", RecordType::AAAA)), nodata);
-        assert_eq!(decide(&t, &request("web.", RecordType::MX)), nodata);
-        assert_eq!(decide(&t, &request("tasks.idle.", RecordType::A)), nodata);
+        assert_eq!(decide(&t, &request("web.", RecordType::AAAA), None), nodata);
+        assert_eq!(decide(&t, &request("web.", RecordType::MX), None), nodata);
+        assert_eq!(
+            decide(&t, &request("tasks.idle.", RecordType::A), None),
+            nodata
+        );
     }
 
     #[test]
     fn unknown_names_are_forwarded() {
         let t = table();
         assert_eq!(
-            decide(&t, &request("example.com.", RecordType::A)),
+            decide(&t, &request("example.com.", RecordType::A), None),
             Decision::Forward
         );
         assert_eq!(
-            decide(&t, &request("tasks.nope.", RecordType::A)),
+            decide(&t, &request("tasks.nope.", RecordType::A), None),
             Decision::Forward
         );
     }
@@ -238,15 +248,15 @@ mod tests {
         let mut update = Message::query();
         update.metadata.op_code = OpCode::Update;
         update.add_query(Query::query("web.".parse().unwrap(), RecordType::A));
-        let got = decide(&t, &parse(&update));
+        let got = decide(&t, &parse(&update), None);
         assert_eq!(got, Decision::Error(ResponseCode::NotImp));
-        let got = decide(&t, &parse(&Message::query()));
+        let got = decide(&t, &parse(&Message::query()), None);
         assert_eq!(got, Decision::Error(ResponseCode::FormErr));
         let mut two = Message::query();
         two.add_query(Query::query("web.".parse().unwrap(), RecordType::A));
         two.add_query(Query::query("tasks.web.".parse().unwrap(), RecordType::A));
         assert_eq!(
-            decide(&t, &parse(&two)),
+            decide(&t, &parse(&two), None),
             Decision::Error(ResponseCode::FormErr)
         );
     }

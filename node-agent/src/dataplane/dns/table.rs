@@ -9,9 +9,14 @@ use std::net::Ipv4Addr;
 /// Addresses are kept sorted and deduplicated so that two tables built from the
 /// same state in a different order compare equal (the agent can skip sending an
 /// unchanged table); the server shuffles them per answer anyway.
+///
+/// A container on several networks asks only its first network's server: the
+/// names of its other networks are kept for it, by its address on this
+/// network ([`DnsTable::insert_for`]), and answered to it alone.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DnsTable {
     names: BTreeMap<String, Vec<Ipv4Addr>>,
+    clients: BTreeMap<Ipv4Addr, BTreeMap<String, Vec<Ipv4Addr>>>,
 }
 
 impl DnsTable {
@@ -31,6 +36,28 @@ impl DnsTable {
         addrs.sort_unstable();
         addrs.dedup();
         self.names.insert(key, addrs);
+    }
+
+    /// Sets the addresses of `name` for queries from `client` only (a name of
+    /// another network the client is on). The network's own names win.
+    pub fn insert_for(&mut self, client: Ipv4Addr, name: &str, mut addrs: Vec<Ipv4Addr>) {
+        let key = normalise(name);
+        if key.is_empty() {
+            return;
+        }
+        addrs.sort_unstable();
+        addrs.dedup();
+        self.clients.entry(client).or_default().insert(key, addrs);
+    }
+
+    /// The addresses of `name` as `client` sees them: the network's names,
+    /// then those of the client's other networks.
+    pub fn lookup_from(&self, client: Option<Ipv4Addr>, name: &str) -> Option<&[Ipv4Addr]> {
+        let key = normalise(name);
+        self.names
+            .get(&key)
+            .or_else(|| self.clients.get(&client?)?.get(&key))
+            .map(Vec::as_slice)
     }
 
     /// Forgets `name`; queries for it are then forwarded upstream like any other.
@@ -110,6 +137,21 @@ mod tests {
         y.insert("tasks.web", vec![A, B]);
         assert_eq!(x, y);
         assert_eq!(x.lookup("tasks.web"), Some(&[A, B][..]));
+    }
+
+    #[test]
+    fn a_clients_other_networks_answer_to_it_alone() {
+        const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 9);
+        let mut t = DnsTable::new();
+        t.insert("web", vec![A]);
+        t.insert_for(CLIENT, "DB.", vec![B]);
+        t.insert_for(CLIENT, "web", vec![B]);
+        assert_eq!(t.lookup_from(Some(CLIENT), "db"), Some(&[B][..]));
+        assert_eq!(t.lookup_from(Some(A), "db"), None, "another client");
+        assert_eq!(t.lookup_from(None, "db"), None);
+        assert_eq!(t.lookup("db"), None);
+        // The network's own names win.
+        assert_eq!(t.lookup_from(Some(CLIENT), "web"), Some(&[A][..]));
     }
 
     #[test]
