@@ -14,19 +14,20 @@ use tonic::Status;
 
 use crate::digest::sha256_hex;
 use crate::raft::RaftHandle;
-use crate::store::view::{LookupError, resolve};
-use crate::store::{Table, delete};
+use crate::store::view::LookupError;
+use crate::store::{Pending, Table, delete};
 
 /// Largest file mode: permission bits only.
 const MAX_MODE: u32 = 0o777;
 
-/// Fills in ids (and config digests) and checks targets and modes.
-pub fn resolve_files(raft: &RaftHandle, spec: &mut ServiceSpec) -> Result<(), Status> {
+/// Fills in ids (and config and secret digests) and checks targets and
+/// modes. `store`: the store, or the store as a stack deploy will leave it.
+pub fn resolve_files(store: &Pending, spec: &mut ServiceSpec) -> Result<(), Status> {
     let service = spec.name.clone();
     let bad = |what: String| Status::invalid_argument(format!("service {service}: {what}"));
     let mut targets = BTreeSet::new();
     if let Some(r) = &mut spec.registry_auth {
-        resolve_secret(raft, r, &service)?;
+        resolve_secret(store, r, &service)?;
         // Never mounted: only the id and name mean anything.
         *r = SecretReference {
             secret_id: std::mem::take(&mut r.secret_id),
@@ -35,7 +36,7 @@ pub fn resolve_files(raft: &RaftHandle, spec: &mut ServiceSpec) -> Result<(), St
         };
     }
     for r in &mut spec.secrets {
-        resolve_secret(raft, r, &service)?;
+        resolve_secret(store, r, &service)?;
         if r.target.is_empty() {
             r.target = r.secret_name.clone();
         }
@@ -57,7 +58,7 @@ pub fn resolve_files(raft: &RaftHandle, spec: &mut ServiceSpec) -> Result<(), St
     }
     for r in &mut spec.configs {
         let key = first_set(&r.config_name, &r.config_id);
-        let config: Config = match lookup(raft, Table::Config, key, &service)? {
+        let config: Config = match lookup(store, Table::Config, key, &service)? {
             Kind::Config(c) => c,
             _ => return Err(Status::internal("the store returned a non-config object")),
         };
@@ -87,15 +88,18 @@ pub fn resolve_files(raft: &RaftHandle, spec: &mut ServiceSpec) -> Result<(), St
     Ok(())
 }
 
-/// Sets `r`'s id and name from the secret it names.
-fn resolve_secret(raft: &RaftHandle, r: &mut SecretReference, service: &str) -> Result<(), Status> {
+/// Sets `r`'s id and name from the secret it names, and the digest of its
+/// sealed value (a stack deploy re-seals a changed value: a new digest, so
+/// the services that use it roll).
+fn resolve_secret(store: &Pending, r: &mut SecretReference, service: &str) -> Result<(), Status> {
     let key = first_set(&r.secret_name, &r.secret_id);
-    let secret: Secret = match lookup(raft, Table::Secret, key, service)? {
+    let secret: Secret = match lookup(store, Table::Secret, key, service)? {
         Kind::Secret(s) => s,
         _ => return Err(Status::internal("the store returned a non-secret object")),
     };
     r.secret_id = secret.id;
     r.secret_name = secret.name;
+    r.digest = sha256_hex(&secret.data);
     Ok(())
 }
 
@@ -167,8 +171,8 @@ fn check_mode(mode: u32, kind: &str, name: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn lookup(raft: &RaftHandle, table: Table, key: &str, service: &str) -> Result<Kind, Status> {
-    match resolve(raft.state(), table, key) {
+fn lookup(store: &Pending, table: Table, key: &str, service: &str) -> Result<Kind, Status> {
+    match store.resolve(table, key) {
         Ok(object) => object
             .kind
             .ok_or_else(|| Status::internal("the store returned an empty object")),
