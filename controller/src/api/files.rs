@@ -4,7 +4,7 @@
 //! The registry-auth secret (the credentials the image is pulled with) is
 //! resolved the same way, and goes with its service ([`unused_registry_auth`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path};
 
 use berth_proto::store::object::Kind;
@@ -12,10 +12,12 @@ use berth_proto::store::{Expect, Op};
 use berth_proto::v1::{Config, Secret, SecretReference, Service, ServiceSpec};
 use tonic::Status;
 
+use crate::clock::now_ms;
 use crate::digest::sha256_hex;
 use crate::raft::RaftHandle;
 use crate::store::view::LookupError;
-use crate::store::{Pending, Table, delete};
+use crate::store::{Pending, Table, delete, put_kind};
+use berth_proto::service_history::{Cause, record};
 
 /// Largest file mode: permission bits only.
 const MAX_MODE: u32 = 0o777;
@@ -101,6 +103,49 @@ fn resolve_secret(store: &Pending, r: &mut SecretReference, service: &str) -> Re
     r.secret_name = secret.name;
     r.digest = sha256_hex(&secret.data);
     Ok(())
+}
+
+/// Puts of the services (but those in `skip`, by id) whose config or secret
+/// references carry another digest than `changed` (config or secret id →
+/// its new digest): the new digest and a new spec version, compare-and-set
+/// on each service's version, so a concurrent service update makes the
+/// whole write retry. The orchestrator then rolls them.
+pub fn roll_users(
+    services: &[Service],
+    changed: &BTreeMap<String, String>,
+    skip: &BTreeSet<String>,
+) -> Vec<Op> {
+    let mut ops = Vec::new();
+    for service in services.iter().filter(|s| !skip.contains(&s.id)) {
+        let Some(mut spec) = service.spec.clone() else {
+            continue;
+        };
+        let mut what = None;
+        for r in &mut spec.configs {
+            if let Some(digest) = changed.get(&r.config_id).filter(|d| **d != r.digest) {
+                r.digest = digest.clone();
+                what = Some("a config changed");
+            }
+        }
+        for r in &mut spec.secrets {
+            if let Some(digest) = changed.get(&r.secret_id).filter(|d| **d != r.digest) {
+                r.digest = digest.clone();
+                what = what.or(Some("a secret changed"));
+            }
+        }
+        let Some(what) = what else { continue };
+        // A new version like any update: history, previous spec, rollout.
+        let mut service = service.clone();
+        let now = now_ms();
+        let message = format!("update to version {}: {what}", service.spec_version + 1);
+        record(&mut service, spec, Cause::Update, now, &message);
+        if let Some(t) = service.timestamps.as_mut() {
+            t.updated_ms = now;
+        }
+        let version = service.version;
+        ops.push(put_kind(Kind::Service(service), Expect::Version, version));
+    }
+    ops
 }
 
 /// Whether `spec` uses the secret `id`: mounted, or to pull its image.
