@@ -12,7 +12,10 @@ const MAX_TEXT: usize = 160;
 /// The fields `to` changes of `from` ("env", "replicas", "ports",
 /// "healthcheck.interval_ms", "image").
 pub fn service_fields(from: &ServiceSpec, to: &ServiceSpec) -> Vec<FieldChange> {
-    fields(&normalised(from), &normalised(to))
+    let mut changes = fields(&normalised(from), &normalised(to));
+    // By the names users read ("replicas" sits under "mode" in the tree).
+    changes.sort_by(|a, b| a.field.cmp(&b.field));
+    changes
 }
 
 /// The differing fields of two values of any message type.
