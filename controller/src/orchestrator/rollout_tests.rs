@@ -692,9 +692,8 @@ fn a_scale_is_no_rollout() {
 #[test]
 fn a_replicas_or_labels_change_keeps_the_running_tasks() {
     let mut sim = running(&["a", "b"], service("web", 2, UpdateConfig::default()));
-    let ids = |sim: &Sim| -> Vec<String> {
-        sim.live("web").into_iter().map(|(_, id, _)| id).collect()
-    };
+    let ids =
+        |sim: &Sim| -> Vec<String> { sim.live("web").into_iter().map(|(_, id, _)| id).collect() };
     let before = ids(&sim);
     assert_eq!(before.len(), 2);
     update(&mut sim, "web", |spec| {
@@ -702,19 +701,31 @@ fn a_replicas_or_labels_change_keeps_the_running_tasks() {
     });
     sim.settle();
     assert_eq!(ids(&sim), before, "a label change replaces no task");
-    assert_eq!(status(&sim, "web"), UpdateStatus::default(), "and starts no rollout");
+    assert_eq!(
+        status(&sim, "web"),
+        UpdateStatus::default(),
+        "and starts no rollout"
+    );
     update(&mut sim, "web", |spec| {
         spec.mode = Some(Mode::Replicated(ReplicatedMode { replicas: 3 }));
     });
     sim.settle();
     let after = ids(&sim);
     assert_eq!(after.len(), 3);
-    assert_eq!(&after[..2], &before[..], "scaling up keeps the running tasks");
+    assert_eq!(
+        &after[..2],
+        &before[..],
+        "scaling up keeps the running tasks"
+    );
     update(&mut sim, "web", |spec| {
         spec.mode = Some(Mode::Replicated(ReplicatedMode { replicas: 1 }));
     });
     sim.settle();
-    assert_eq!(ids(&sim), before[..1], "scaling down stops only the highest slots");
+    assert_eq!(
+        ids(&sim),
+        before[..1],
+        "scaling down stops only the highest slots"
+    );
 }
 
 #[test]

@@ -42,7 +42,7 @@ impl Removal {
 }
 
 /// Every object labelled with `stack` but its volumes: services, networks,
-/// configs, secrets (the order they are removed in).
+/// configs, secrets (the order they are removed in), each kind by name.
 pub fn owned(current: &Current, stack: &str) -> Vec<Removal> {
     let mine = |labels: &BTreeMap<String, String>| stack_of(labels) == Some(stack);
     let mut out = Vec::new();
@@ -83,6 +83,7 @@ pub fn owned(current: &Current, stack: &str) -> Vec<Removal> {
             version,
         });
     }
+    out.sort_by_key(|r| (r.kind as i32, r.name.clone()));
     out
 }
 
