@@ -43,6 +43,24 @@ const WRAP_CONTEXT: &[u8] = b"berth secrets key v1";
 /// How an unlock key is written.
 const UNLOCK_PREFIX: &str = "BERTH-UNLOCK-";
 
+/// Largest secret value (Swarm's limit).
+pub const MAX_SECRET_BYTES: usize = 500 * 1024;
+
+/// What a secret value may be (`secret create`, a stack's secrets): not
+/// empty, at most 500 KiB. `Err` names the secret and what is wrong.
+pub fn check_value(name: &str, data: &[u8]) -> Result<(), String> {
+    if data.is_empty() {
+        return Err(format!("secret {name}: the value is empty"));
+    }
+    if data.len() > MAX_SECRET_BYTES {
+        return Err(format!(
+            "secret {name}: the value is {} bytes, more than the limit of {MAX_SECRET_BYTES} (500 KiB)",
+            data.len()
+        ));
+    }
+    Ok(())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum KeyringError {
     #[error("secrets key {path}: {source}")]

@@ -124,6 +124,7 @@ struct Services {
     images: Gated<ImagesServer<ImagesApi>>,
     system: Gated<SystemServer<SystemApi>>,
     exec: Gated<berth_proto::v1::exec_server::ExecServer<crate::api::ExecApi>>,
+    stacks: Gated<berth_proto::v1::stacks_server::StacksServer<crate::api::StacksApi>>,
 }
 
 impl Services {
@@ -142,6 +143,7 @@ impl Services {
             .add_service(self.images.clone())
             .add_service(self.system.clone())
             .add_service(self.exec.clone())
+            .add_service(self.stacks.clone())
     }
 }
 
@@ -420,7 +422,7 @@ pub async fn run(
             berth_proto::v1::tasks_server::TasksServer::new(crate::api::TasksApi::new(
                 handle.clone(),
                 security.clone(),
-                keys,
+                keys.clone(),
                 opts.pins.clone(),
             ))
             .max_decoding_message_size(API_MAX_REQUEST),
@@ -431,6 +433,16 @@ pub async fn run(
                 handle.clone(),
                 security.clone(),
             )),
+            gate.only(&[Role::Admin]),
+        ),
+        // A stack's secrets and configs travel in the request.
+        stacks: InterceptedService::new(
+            berth_proto::v1::stacks_server::StacksServer::new(crate::api::StacksApi::new(
+                handle.clone(),
+                keys,
+                opts.pins.clone(),
+            ))
+            .max_decoding_message_size(API_MAX_REQUEST),
             gate.only(&[Role::Admin]),
         ),
         certificates: CertificatesServer::new(CertificatesApi::new(

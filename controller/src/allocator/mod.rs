@@ -19,6 +19,7 @@
 //! lists none. A task that gets no address stays PENDING with the reason.
 
 pub mod blocks;
+pub mod new_network;
 pub mod subnets;
 pub mod tasks;
 pub mod vips;

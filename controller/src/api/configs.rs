@@ -3,7 +3,6 @@
 //! update of the data updates those services in the same transaction: their
 //! specs change and the orchestrator rolls them.
 
-use berth_proto::service_history::{Cause, record};
 use berth_proto::store::Expect;
 use berth_proto::store::Object;
 use berth_proto::store::object::Kind;
@@ -13,7 +12,7 @@ use berth_proto::v1::{
 };
 use tonic::Status;
 
-use super::files::{all_services, refuse_while_used};
+use super::files::{all_services, refuse_while_used, roll_users};
 use super::status::check_name;
 use crate::clock::now_ms;
 use crate::digest::sha256_hex;
@@ -21,8 +20,7 @@ use crate::ids::new_id;
 use crate::raft::RaftHandle;
 use crate::store::commit::commit_one;
 use crate::store::view::resolve;
-use crate::store::{Table, commit, delete, put, put_kind};
-use berth_proto::store::Op;
+use crate::store::{Table, commit, delete, put};
 
 fn wrap(config: Config) -> Object {
     Object {
@@ -76,7 +74,12 @@ pub async fn update(raft: &RaftHandle, req: UpdateConfigRequest) -> Result<Confi
         };
         let id = updated.id.clone();
         let mut ops = vec![put(wrap(updated), expect, version)];
-        ops.extend(roll_services(raft, &id, &digest)?);
+        let changed = [(id.clone(), digest.clone())].into();
+        ops.extend(roll_users(
+            &all_services(raft)?,
+            &changed,
+            &Default::default(),
+        ));
         match commit(raft, ops).await {
             Ok(result) => match result.objects.into_iter().next() {
                 Some(object) => return unwrap(object),
@@ -90,40 +93,6 @@ pub async fn update(raft: &RaftHandle, req: UpdateConfigRequest) -> Result<Confi
 
 /// Tries of an update whose services keep changing under it.
 const UPDATE_ATTEMPTS: u32 = 5;
-
-/// Puts of the services that mount config `id` with another digest: the new
-/// digest and a new spec version (compare-and-set on each service's version,
-/// so a concurrent service update makes the whole update retry).
-fn roll_services(raft: &RaftHandle, id: &str, digest: &str) -> Result<Vec<Op>, Status> {
-    let mut ops = Vec::new();
-    for mut service in all_services(raft)? {
-        let Some(mut spec) = service.spec.clone() else {
-            continue;
-        };
-        let mut changed = false;
-        for r in spec.configs.iter_mut().filter(|r| r.config_id == id) {
-            if r.digest != digest {
-                r.digest = digest.to_string();
-                changed = true;
-            }
-        }
-        if changed {
-            // A new version like any update: history, previous spec, rollout.
-            let now = now_ms();
-            let message = format!(
-                "update to version {}: a config changed",
-                service.spec_version + 1
-            );
-            record(&mut service, spec, Cause::Update, now, &message);
-            if let Some(t) = service.timestamps.as_mut() {
-                t.updated_ms = now;
-            }
-            let version = service.version;
-            ops.push(put_kind(Kind::Service(service), Expect::Version, version));
-        }
-    }
-    Ok(ops)
-}
 
 pub async fn get(raft: &RaftHandle, req: GetConfigRequest) -> Result<Config, Status> {
     if !req.stale {

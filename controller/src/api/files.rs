@@ -4,7 +4,7 @@
 //! The registry-auth secret (the credentials the image is pulled with) is
 //! resolved the same way, and goes with its service ([`unused_registry_auth`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path};
 
 use berth_proto::store::object::Kind;
@@ -12,21 +12,24 @@ use berth_proto::store::{Expect, Op};
 use berth_proto::v1::{Config, Secret, SecretReference, Service, ServiceSpec};
 use tonic::Status;
 
+use crate::clock::now_ms;
 use crate::digest::sha256_hex;
 use crate::raft::RaftHandle;
-use crate::store::view::{LookupError, resolve};
-use crate::store::{Table, delete};
+use crate::store::view::LookupError;
+use crate::store::{Pending, Table, delete, put_kind};
+use berth_proto::service_history::{Cause, record};
 
 /// Largest file mode: permission bits only.
 const MAX_MODE: u32 = 0o777;
 
-/// Fills in ids (and config digests) and checks targets and modes.
-pub fn resolve_files(raft: &RaftHandle, spec: &mut ServiceSpec) -> Result<(), Status> {
+/// Fills in ids (and config and secret digests) and checks targets and
+/// modes. `store`: the store, or the store as a stack deploy will leave it.
+pub fn resolve_files(store: &Pending, spec: &mut ServiceSpec) -> Result<(), Status> {
     let service = spec.name.clone();
     let bad = |what: String| Status::invalid_argument(format!("service {service}: {what}"));
     let mut targets = BTreeSet::new();
     if let Some(r) = &mut spec.registry_auth {
-        resolve_secret(raft, r, &service)?;
+        resolve_secret(store, r, &service)?;
         // Never mounted: only the id and name mean anything.
         *r = SecretReference {
             secret_id: std::mem::take(&mut r.secret_id),
@@ -35,7 +38,7 @@ pub fn resolve_files(raft: &RaftHandle, spec: &mut ServiceSpec) -> Result<(), St
         };
     }
     for r in &mut spec.secrets {
-        resolve_secret(raft, r, &service)?;
+        resolve_secret(store, r, &service)?;
         if r.target.is_empty() {
             r.target = r.secret_name.clone();
         }
@@ -57,7 +60,7 @@ pub fn resolve_files(raft: &RaftHandle, spec: &mut ServiceSpec) -> Result<(), St
     }
     for r in &mut spec.configs {
         let key = first_set(&r.config_name, &r.config_id);
-        let config: Config = match lookup(raft, Table::Config, key, &service)? {
+        let config: Config = match lookup(store, Table::Config, key, &service)? {
             Kind::Config(c) => c,
             _ => return Err(Status::internal("the store returned a non-config object")),
         };
@@ -87,16 +90,62 @@ pub fn resolve_files(raft: &RaftHandle, spec: &mut ServiceSpec) -> Result<(), St
     Ok(())
 }
 
-/// Sets `r`'s id and name from the secret it names.
-fn resolve_secret(raft: &RaftHandle, r: &mut SecretReference, service: &str) -> Result<(), Status> {
+/// Sets `r`'s id and name from the secret it names, and the digest of its
+/// sealed value (a stack deploy re-seals a changed value: a new digest, so
+/// the services that use it roll).
+fn resolve_secret(store: &Pending, r: &mut SecretReference, service: &str) -> Result<(), Status> {
     let key = first_set(&r.secret_name, &r.secret_id);
-    let secret: Secret = match lookup(raft, Table::Secret, key, service)? {
+    let secret: Secret = match lookup(store, Table::Secret, key, service)? {
         Kind::Secret(s) => s,
         _ => return Err(Status::internal("the store returned a non-secret object")),
     };
     r.secret_id = secret.id;
     r.secret_name = secret.name;
+    r.digest = sha256_hex(&secret.data);
     Ok(())
+}
+
+/// Puts of the services (but those in `skip`, by id) whose config or secret
+/// references carry another digest than `changed` (config or secret id →
+/// its new digest): the new digest and a new spec version, compare-and-set
+/// on each service's version, so a concurrent service update makes the
+/// whole write retry. The orchestrator then rolls them.
+pub fn roll_users(
+    services: &[Service],
+    changed: &BTreeMap<String, String>,
+    skip: &BTreeSet<String>,
+) -> Vec<Op> {
+    let mut ops = Vec::new();
+    for service in services.iter().filter(|s| !skip.contains(&s.id)) {
+        let Some(mut spec) = service.spec.clone() else {
+            continue;
+        };
+        let mut what = None;
+        for r in &mut spec.configs {
+            if let Some(digest) = changed.get(&r.config_id).filter(|d| **d != r.digest) {
+                r.digest = digest.clone();
+                what = Some("a config changed");
+            }
+        }
+        for r in &mut spec.secrets {
+            if let Some(digest) = changed.get(&r.secret_id).filter(|d| **d != r.digest) {
+                r.digest = digest.clone();
+                what = what.or(Some("a secret changed"));
+            }
+        }
+        let Some(what) = what else { continue };
+        // A new version like any update: history, previous spec, rollout.
+        let mut service = service.clone();
+        let now = now_ms();
+        let message = format!("update to version {}: {what}", service.spec_version + 1);
+        record(&mut service, spec, Cause::Update, now, &message);
+        if let Some(t) = service.timestamps.as_mut() {
+            t.updated_ms = now;
+        }
+        let version = service.version;
+        ops.push(put_kind(Kind::Service(service), Expect::Version, version));
+    }
+    ops
 }
 
 /// Whether `spec` uses the secret `id`: mounted, or to pull its image.
@@ -167,8 +216,8 @@ fn check_mode(mode: u32, kind: &str, name: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn lookup(raft: &RaftHandle, table: Table, key: &str, service: &str) -> Result<Kind, Status> {
-    match resolve(raft.state(), table, key) {
+fn lookup(store: &Pending, table: Table, key: &str, service: &str) -> Result<Kind, Status> {
+    match store.resolve(table, key) {
         Ok(object) => object
             .kind
             .ok_or_else(|| Status::internal("the store returned an empty object")),

@@ -23,9 +23,6 @@ use crate::store::commit::commit_one;
 use crate::store::view::resolve;
 use crate::store::{Table, commit, delete, put};
 
-/// Largest secret value (Swarm's limit).
-pub const MAX_SECRET_BYTES: usize = 500 * 1024;
-
 /// The secret as an answer shows it: without its value.
 fn shown(object: Object) -> Result<Secret, Status> {
     match object.kind {
@@ -43,19 +40,7 @@ pub async fn create(
     req: CreateSecretRequest,
 ) -> Result<Secret, Status> {
     check_name("secret", &req.name)?;
-    if req.data.is_empty() {
-        return Err(Status::invalid_argument(format!(
-            "secret {}: the value is empty",
-            req.name
-        )));
-    }
-    if req.data.len() > MAX_SECRET_BYTES {
-        return Err(Status::invalid_argument(format!(
-            "secret {}: the value is {} bytes, more than the limit of {MAX_SECRET_BYTES} (500 KiB)",
-            req.name,
-            req.data.len()
-        )));
-    }
+    crate::keyring::check_value(&req.name, &req.data).map_err(Status::invalid_argument)?;
     let id = new_id();
     let sealed = keys
         .seal(&id, &req.data)

@@ -3,7 +3,7 @@
 
 use berth_proto::service_history::{Cause, first_version, record, rollback_target};
 use berth_proto::store::object::Kind;
-use berth_proto::store::{Expect, Object};
+use berth_proto::store::{Expect, Object, Op};
 use berth_proto::v1::service_spec::Mode;
 use berth_proto::v1::update_status::State as UpdateState;
 use berth_proto::v1::{
@@ -13,7 +13,7 @@ use berth_proto::v1::{
 };
 use tonic::Status;
 
-use super::files::{resolve_files, unused_registry_auth};
+use super::files::{all_services, resolve_files, unused_registry_auth};
 use super::image_pin::{self, Pinner};
 use super::status::check_name;
 use crate::clock::now_ms;
@@ -23,7 +23,7 @@ use crate::store::ObjectExt;
 use crate::store::commit::commit_one;
 use crate::store::object::protocol_name;
 use crate::store::view::resolve;
-use crate::store::{Table, commit, delete, put};
+use crate::store::{Pending, Table, commit, delete, put};
 
 fn wrap(service: Service) -> Object {
     Object {
@@ -139,21 +139,23 @@ fn validate_security(spec: &ServiceSpec) -> Result<(), Status> {
 }
 
 /// A published port answers on every node (ingress) or on the nodes of its
-/// tasks (host): either way one service per port and protocol.
+/// tasks (host): either way one service per port and protocol. `services`:
+/// the stored ones, or as a stack deploy leaves them.
 pub(super) fn check_port_conflicts(
-    raft: &RaftHandle,
+    services: &[Service],
     spec: &ServiceSpec,
     own_id: &str,
 ) -> Result<(), Status> {
     if spec.ports.is_empty() {
         return Ok(());
     }
-    for object in raft.state().list(Table::Service)? {
-        let other = unwrap(object)?;
+    for other in services {
         if other.id == own_id {
             continue;
         }
-        let other_spec = other.spec.unwrap_or_default();
+        let Some(other_spec) = other.spec.as_ref() else {
+            continue;
+        };
         for port in &spec.ports {
             let taken = other_spec
                 .ports
@@ -173,14 +175,18 @@ pub(super) fn check_port_conflicts(
     Ok(())
 }
 
-pub async fn create(
-    raft: &RaftHandle,
-    pinner: &Pinner,
-    req: CreateServiceRequest,
-) -> Result<CreateServiceResponse, Status> {
-    let mut spec = req
-        .spec
-        .ok_or_else(|| Status::invalid_argument("a service spec is required"))?;
+/// A spec as it is written: checked, and its secrets, configs and registry
+/// credentials resolved against `store` (the store, or the store as a stack
+/// deploy will leave it). Shared by create, update and `stack deploy`.
+pub(super) fn checked_spec(store: &Pending, mut spec: ServiceSpec) -> Result<ServiceSpec, Status> {
+    validate_spec(&spec)?;
+    resolve_files(store, &mut spec)?;
+    Ok(spec)
+}
+
+/// A spec as a new service gets it: replicated with one task unless it says
+/// otherwise, and never a one-off.
+pub(super) fn new_service_defaults(spec: &mut ServiceSpec) -> Result<(), Status> {
     if spec.mode.is_none() {
         spec.mode = Some(Mode::Replicated(ReplicatedMode { replicas: 1 }));
     }
@@ -190,13 +196,12 @@ pub async fn create(
             spec.name
         )));
     }
-    validate_spec(&spec)?;
-    resolve_files(raft, &mut spec)?;
-    check_port_conflicts(raft, &spec, "")?;
-    let lookup = pinner.look_up(raft, &spec, req.no_resolve_image).await?;
-    let warnings = image_pin::apply(lookup, &mut spec, None);
-    let now = now_ms();
-    let service = Service {
+    Ok(())
+}
+
+/// A new service (version 1 of its history) of a checked, pinned spec.
+pub(super) fn new_service(spec: ServiceSpec, now: i64) -> Service {
+    Service {
         id: new_id(),
         history: vec![first_version(&spec, now)],
         spec: Some(spec),
@@ -206,7 +211,44 @@ pub async fn create(
             updated_ms: now,
         }),
         ..Default::default()
-    };
+    }
+}
+
+/// Writes `spec` as the next version of `service` (history, previous spec,
+/// and a rollout when it replaces tasks: `UpdateStatus`), and returns what
+/// to commit with its put: the removal of registry credentials made for it
+/// that no spec uses any more.
+pub(super) fn new_version(
+    raft: &RaftHandle,
+    service: &mut Service,
+    spec: ServiceSpec,
+    cause: Cause,
+    message: &str,
+) -> Result<Vec<Op>, Status> {
+    let current_spec = service.spec.clone().unwrap_or_default();
+    let unused = unused_registry_auth(raft, service, &[&spec, &current_spec])?;
+    let now = now_ms();
+    record(service, spec, cause, now, message);
+    if let Some(t) = service.timestamps.as_mut() {
+        t.updated_ms = now;
+    }
+    Ok(unused)
+}
+
+pub async fn create(
+    raft: &RaftHandle,
+    pinner: &Pinner,
+    req: CreateServiceRequest,
+) -> Result<CreateServiceResponse, Status> {
+    let mut spec = req
+        .spec
+        .ok_or_else(|| Status::invalid_argument("a service spec is required"))?;
+    new_service_defaults(&mut spec)?;
+    let mut spec = checked_spec(&Pending::new(raft.state()), spec)?;
+    check_port_conflicts(&all_services(raft)?, &spec, "")?;
+    let lookup = pinner.look_up(raft, &spec, req.no_resolve_image).await?;
+    let warnings = image_pin::apply(lookup, &mut spec, None);
+    let service = new_service(spec, now_ms());
     let service = unwrap(commit_one(raft, put(wrap(service), Expect::Absent, 0)).await?)?;
     Ok(CreateServiceResponse {
         service: Some(service),
@@ -233,9 +275,8 @@ pub async fn update(
     // compare-and-set should not span them. (A rollback goes back to what a
     // version ran, digest and all.)
     let asked = match (req.spec, req.rollback) {
-        (Some(mut spec), false) => {
-            validate_spec(&spec)?;
-            resolve_files(raft, &mut spec)?;
+        (Some(spec), false) => {
+            let spec = checked_spec(&Pending::new(raft.state()), spec)?;
             let lookup = pinner.look_up(raft, &spec, req.no_resolve_image).await?;
             Some((spec, lookup))
         }
@@ -252,7 +293,12 @@ pub async fn update(
             target.version
         );
         let restores = target.version;
-        let mut spec = target.spec.clone().unwrap_or_default();
+        // Checked again, and its files resolved again (a secret may have
+        // been made anew since that version).
+        let mut spec = checked_spec(
+            &Pending::new(raft.state()),
+            target.spec.clone().unwrap_or_default(),
+        )?;
         // The replica count is the user's current choice, not history's
         // (as Swarm: a rollback does not undo a scale).
         if let (Some(Mode::Replicated(now)), Some(Mode::Replicated(then))) =
@@ -260,10 +306,6 @@ pub async fn update(
         {
             then.replicas = now.replicas;
         }
-        // Checked again, and its files resolved again (a secret may have
-        // been made anew since that version).
-        validate_spec(&spec)?;
-        resolve_files(raft, &mut spec)?;
         (spec, None, Cause::Rollback { restores }, message)
     } else {
         let (spec, lookup) =
@@ -277,18 +319,13 @@ pub async fn update(
         let message = format!("update to version {}", service.spec_version + 1);
         (spec, Some(lookup), Cause::Update, message)
     };
-    check_port_conflicts(raft, &spec, &service.id)?;
+    check_port_conflicts(&all_services(raft)?, &spec, &service.id)?;
     let warnings = match lookup {
         Some(lookup) => image_pin::apply(lookup, &mut spec, Some(&current_spec)),
         None => Vec::new(),
     };
     let (expect, version) = cas(req.version, &service);
-    let unused = unused_registry_auth(raft, &service, &[&spec, &current_spec])?;
-    let now = now_ms();
-    record(&mut service, spec, cause, now, &message);
-    if let Some(t) = service.timestamps.as_mut() {
-        t.updated_ms = now;
-    }
+    let unused = new_version(raft, &mut service, spec, cause, &message)?;
     let mut ops = vec![put(wrap(service), expect, version)];
     ops.extend(unused);
     let written = commit(raft, ops).await?.objects.into_iter().next();

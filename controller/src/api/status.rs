@@ -83,21 +83,7 @@ impl From<DispatchError> for Status {
 
 /// Names of services, networks and configs: what DNS accepts as a label.
 pub fn check_name(what: &str, name: &str) -> Result<(), Status> {
-    let valid = !name.is_empty()
-        && name.len() <= 63
-        && name.chars().all(|c| {
-            c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_' || c == '.'
-        })
-        && !name.starts_with('-')
-        && !name.starts_with('.');
-    if valid {
-        Ok(())
-    } else {
-        Err(Status::invalid_argument(format!(
-            "invalid {what} name {name:?}: use 1-63 lower-case letters, digits, '-', '_' or '.', \
-             starting with a letter or digit"
-        )))
-    }
+    crate::naming::check_name(what, name).map_err(Status::invalid_argument)
 }
 
 impl From<crate::ca::IssueError> for Status {

@@ -14,7 +14,7 @@ use berth_proto::v1::{
 use tonic::{Request, Response, Status};
 
 use super::agent_link::{connect, node_of};
-use super::files::resolve_files;
+use super::files::{all_services, resolve_files};
 use super::image_pin::{self, Lookup, PinSettings, Pinner};
 use super::services::{check_port_conflicts, validate_spec};
 use super::task_output::{self, OutputStream};
@@ -25,7 +25,7 @@ use crate::one_off::{self, OneOffError, names};
 use crate::orchestrator::task::{is_terminal, observed};
 use crate::raft::RaftHandle;
 use crate::store::view::{read_view, resolve, resolve_task};
-use crate::store::{Table, commit};
+use crate::store::{Pending, Table, commit};
 
 pub struct TasksApi {
     raft: RaftHandle,
@@ -151,8 +151,8 @@ async fn run(raft: &RaftHandle, pinner: &Pinner, req: RunRequest) -> Result<RunR
             return Err(Status::not_found(format!("network {network} not found")));
         }
     }
-    resolve_files(raft, &mut spec)?;
-    check_port_conflicts(raft, &spec, "")?;
+    resolve_files(&Pending::new(raft.state()), &mut spec)?;
+    check_port_conflicts(&all_services(raft)?, &spec, "")?;
     let lookup = pinner.look_up(raft, &spec, req.no_resolve_image).await?;
     if let Lookup::Missing(why) = &lookup {
         return Err(Status::not_found(format!(

@@ -687,6 +687,47 @@ fn a_scale_is_no_rollout() {
     assert_eq!(images(&sim, "web"), vec!["busybox:2"; 4]);
 }
 
+/// What a stack redeploy of a file that changed only replicas or labels
+/// writes: the running tasks stay, only the count moves (#15).
+#[test]
+fn a_replicas_or_labels_change_keeps_the_running_tasks() {
+    let mut sim = running(&["a", "b"], service("web", 2, UpdateConfig::default()));
+    let ids =
+        |sim: &Sim| -> Vec<String> { sim.live("web").into_iter().map(|(_, id, _)| id).collect() };
+    let before = ids(&sim);
+    assert_eq!(before.len(), 2);
+    update(&mut sim, "web", |spec| {
+        spec.labels.insert("tier".into(), "front".into());
+    });
+    sim.settle();
+    assert_eq!(ids(&sim), before, "a label change replaces no task");
+    assert_eq!(
+        status(&sim, "web"),
+        UpdateStatus::default(),
+        "and starts no rollout"
+    );
+    update(&mut sim, "web", |spec| {
+        spec.mode = Some(Mode::Replicated(ReplicatedMode { replicas: 3 }));
+    });
+    sim.settle();
+    let after = ids(&sim);
+    assert_eq!(after.len(), 3);
+    assert_eq!(
+        &after[..2],
+        &before[..],
+        "scaling up keeps the running tasks"
+    );
+    update(&mut sim, "web", |spec| {
+        spec.mode = Some(Mode::Replicated(ReplicatedMode { replicas: 1 }));
+    });
+    sim.settle();
+    assert_eq!(
+        ids(&sim),
+        before[..1],
+        "scaling down stops only the highest slots"
+    );
+}
+
 #[test]
 fn a_global_update_is_monitored_and_completes() {
     let mut s = service(
