@@ -183,6 +183,9 @@ fn service_spec(
     let d = &s.deploy;
     ServiceSpec {
         name: scoped_name(stack, key),
+        // The file's services find each other by their keys, as in Docker's
+        // stacks (the agents' DNS answers aliases on the service's networks).
+        aliases: vec![key.to_string()],
         image: s.image.clone(),
         command: s.entrypoint.clone().unwrap_or_default(),
         args: s.command.clone().unwrap_or_default(),

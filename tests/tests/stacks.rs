@@ -92,16 +92,17 @@ fn wait_for_body(
     good: impl Fn(&str) -> bool,
 ) -> Result<String> {
     let ip = cluster.c.net.host(cluster.agent_hosts[0]).address();
+    let last = std::cell::RefCell::new(None);
     wait_until(
         &format!("{ip}:{port}{path} to answer as expected"),
         CONVERGE,
         || {
-            get(cluster, ip, port, path)
-                .ok()
-                .flatten()
-                .filter(|b| good(b))
+            let body = get(cluster, ip, port, path).ok().flatten();
+            last.replace(body.clone());
+            body.filter(|b| good(b))
         },
     )
+    .with_context(|| format!("the last answer was {:?}", last.borrow()))
 }
 
 fn json(text: &str) -> Result<Value> {

@@ -52,7 +52,8 @@ pub struct BundleInput<'a> {
     /// A prepared network namespace to join; `None`: a new, loopback-only one.
     pub netns: Option<&'a Path>,
     /// Files (or directories: the secrets tmpfs) bind-mounted read-only,
-    /// nosuid, nodev, noexec: (path in the container, path on the host).
+    /// nosuid, nodev, and noexec unless a config file's mode lets it run:
+    /// (path in the container, path on the host).
     pub files: &'a [(String, PathBuf)],
     /// The data directory of each named volume the task mounts.
     pub volumes: &'a super::mounts::VolumePaths,
@@ -64,6 +65,12 @@ pub fn hostname_of(task: &Task) -> String {
         Some(h) if !h.is_empty() => h.to_string(),
         _ => task.id.chars().take(12).collect(),
     }
+}
+
+/// A regular file with an execute bit (a directory's search bits do not count).
+fn executable_file(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// Builds the spec.
@@ -162,18 +169,20 @@ pub fn build_spec(input: &BundleInput<'_>) -> Result<Spec> {
         mounts.push(super::mounts::oci_mount(m, input.volumes).map_err(err)?);
     }
     for (destination, source) in input.files {
+        // A bind mount does not take its source's nosuid/nodev/noexec (a
+        // secrets tmpfs has them): set them on the bind itself. A config
+        // file whose mode lets it run (`mode: 0555`: a CGI script, an
+        // entrypoint) stays executable, as in Docker.
+        let mut options = vec!["rbind", "ro", "nosuid", "nodev"];
+        if !executable_file(source) {
+            options.push("noexec");
+        }
         mounts.push(
             MountBuilder::default()
                 .destination(destination)
                 .typ("bind")
                 .source(source)
-                // A bind mount does not take its source's nosuid/nodev/noexec
-                // (a secrets tmpfs has them): set them on the bind itself.
-                .options(
-                    ["rbind", "ro", "nosuid", "nodev", "noexec"]
-                        .map(String::from)
-                        .to_vec(),
-                )
+                .options(options.into_iter().map(String::from).collect::<Vec<_>>())
                 .build()
                 .map_err(|e| err(e.to_string()))?,
         );
