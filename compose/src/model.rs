@@ -230,7 +230,11 @@ pub struct Deploy {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Amounts {
     /// Milli-CPUs.
-    #[serde(rename = "cpus", serialize_with = "cpus", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "cpus",
+        serialize_with = "cpus",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub milli_cpus: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory: Option<u64>,

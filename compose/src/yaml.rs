@@ -83,9 +83,15 @@ impl Node {
     }
 }
 
+/// How deep collections may nest (a Compose file needs about 8).
+const MAX_DEPTH: usize = 32;
+
 /// Parses one file's text. An empty file is an empty mapping.
 pub fn parse(text: &str, file: &Arc<str>) -> Result<Node, Error> {
     let options = serde_saphyr::options! {
+        // Compose files nest a few levels; a deep file is refused before
+        // the recursive descent can exhaust a thread's stack.
+        budget: serde_saphyr::budget! { max_depth: MAX_DEPTH },
         // yes/no/on/off stay text, as go-yaml v3 (docker's) reads them.
         strict_booleans: true,
         // 0755 stays "0755": modes are octal, as Docker reads them.
@@ -103,10 +109,18 @@ pub fn parse(text: &str, file: &Arc<str>) -> Result<Node, Error> {
             .unwrap_or_else(|| Pos::new(file, 1, 1));
         Error {
             at,
-            message: format!("not a valid YAML file: {}", strip_location(&e.to_string())),
+            message: format!("not a valid YAML file: {}", reason(&e.to_string())),
         }
     })?;
     into_node(raw, file)
+}
+
+/// serde-saphyr's message in the user's terms.
+fn reason(message: &str) -> String {
+    if message.contains("Depth") || message.contains("recursion limit") {
+        return format!("collections nest deeper than {MAX_DEPTH} levels");
+    }
+    strip_location(message)
 }
 
 /// serde-saphyr's message without its own " at line L column C" (the

@@ -26,7 +26,13 @@ fn corpus() -> Vec<PathBuf> {
 
 /// Every key of `node` that `table` knows as honoured is fine; every other
 /// key (not `x-`) must be named in a warning.
-fn check_keys(node: &Node, table: Table, warnings: &[Warning], what: &str, missing: &mut Vec<String>) {
+fn check_keys(
+    node: &Node,
+    table: Table,
+    warnings: &[Warning],
+    what: &str,
+    missing: &mut Vec<String>,
+) {
     let Some(entries) = node.as_map() else { return };
     for (k, _) in entries {
         if k.name.starts_with("x-") {
@@ -36,7 +42,10 @@ fn check_keys(node: &Node, table: Table, warnings: &[Warning], what: &str, missi
             Some(Handling::Honoured | Handling::Silent) => {}
             _ => {
                 let named = format!("`{}`", k.name);
-                if !warnings.iter().any(|w| w.message.contains(&named) && w.at.line == k.at.line) {
+                if !warnings
+                    .iter()
+                    .any(|w| w.message.contains(&named) && w.at.line == k.at.line)
+                {
                     missing.push(format!("{what}: {} at line {}", k.name, k.at.line));
                 }
             }
@@ -62,10 +71,21 @@ fn keys_are_honoured_or_warned(file: &Path, project: &Project) -> Vec<String> {
             }
         }
     }
-    for (section, table) in [("networks", keys::NETWORK), ("volumes", keys::VOLUME), ("configs", keys::CONFIG), ("secrets", keys::SECRET)] {
+    for (section, table) in [
+        ("networks", keys::NETWORK),
+        ("volumes", keys::VOLUME),
+        ("configs", keys::CONFIG),
+        ("secrets", keys::SECRET),
+    ] {
         if let Some(objects) = root.get(section).and_then(Node::as_map) {
             for (name, o) in objects {
-                check_keys(o, table, w, &format!("{section} {}", name.name), &mut missing);
+                check_keys(
+                    o,
+                    table,
+                    w,
+                    &format!("{section} {}", name.name),
+                    &mut missing,
+                );
             }
         }
     }
@@ -80,10 +100,22 @@ fn create_referenced_files(dir: &Path, project: &Project) {
         .services
         .values()
         .flat_map(|s| s.env_file.iter().map(|f| f.path.clone()))
-        .chain(m.configs.values().chain(m.secrets.values()).filter_map(|o| o.file.as_ref().map(|f| f.path.clone())));
+        .chain(
+            m.configs
+                .values()
+                .chain(m.secrets.values())
+                .filter_map(|o| o.file.as_ref().map(|f| f.path.clone())),
+        );
     for path in paths {
         if path.starts_with(dir) && !path.exists() {
-            write(dir, path.strip_prefix(dir).expect("under dir").to_str().expect("utf-8"), "");
+            write(
+                dir,
+                path.strip_prefix(dir)
+                    .expect("under dir")
+                    .to_str()
+                    .expect("utf-8"),
+                "",
+            );
         }
     }
 }
@@ -95,18 +127,30 @@ fn the_corpus_loads_without_panic_and_warns_for_every_key() {
     let (mut ok, mut refused) = (0, 0);
     for file in &files {
         let dir = tempfile::tempdir().unwrap();
-        let copy = write(dir.path(), "compose.yml", &std::fs::read_to_string(file).unwrap());
+        let copy = write(
+            dir.path(),
+            "compose.yml",
+            &std::fs::read_to_string(file).unwrap(),
+        );
         let vars = [("HOME", "/home/corpus"), ("USER", "corpus")];
-        let result = std::panic::catch_unwind(|| load_files(&[copy.clone()], &vars))
+        let result = std::panic::catch_unwind(|| load_files(std::slice::from_ref(&copy), &vars))
             .unwrap_or_else(|_| panic!("{} panicked", file.display()));
         match result {
             Ok(project) => {
                 ok += 1;
                 let missing = keys_are_honoured_or_warned(file, &project);
-                assert!(missing.is_empty(), "{}: keys neither honoured nor warned: {missing:?}", file.display());
+                assert!(
+                    missing.is_empty(),
+                    "{}: keys neither honoured nor warned: {missing:?}",
+                    file.display()
+                );
                 create_referenced_files(dir.path(), &project);
                 if let Err(e) = project.to_stack_spec("corpus") {
-                    assert!(e.0.iter().all(|e| e.at.line >= 1), "{}: {e}", file.display());
+                    assert!(
+                        e.0.iter().all(|e| e.at.line >= 1),
+                        "{}: {e}",
+                        file.display()
+                    );
                 }
                 assert!(!project.render().is_empty());
             }
@@ -114,7 +158,11 @@ fn the_corpus_loads_without_panic_and_warns_for_every_key() {
                 refused += 1;
                 assert!(!errors.0.is_empty());
                 for e in &errors.0 {
-                    assert!(e.at.line >= 1 && e.at.column >= 1, "{}: {e}", file.display());
+                    assert!(
+                        e.at.line >= 1 && e.at.column >= 1,
+                        "{}: {e}",
+                        file.display()
+                    );
                     assert_eq!(&*e.at.file, copy.display().to_string(), "{e}");
                 }
                 eprintln!("{}: refused:\n{errors}", file.display());

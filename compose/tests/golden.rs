@@ -104,7 +104,9 @@ secrets:
 /// `actual` (with the temp dir written as $DIR) against the golden file.
 fn golden(name: &str, dir: &Path, actual: &str) {
     let actual = actual.replace(&dir.display().to_string(), "$DIR");
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
     if std::env::var_os("BLESS").is_some() {
         std::fs::write(&path, &actual).expect("write golden");
     }
@@ -116,7 +118,11 @@ fn golden(name: &str, dir: &Path, actual: &str) {
 fn web_db_cache() {
     let dir = tempfile::tempdir().unwrap();
     let file = write(dir.path(), "compose.yml", FILE);
-    write(dir.path(), "web.env", "# web settings\nWORKERS=4\nCACHE_URL=overridden-by-environment\n");
+    write(
+        dir.path(),
+        "web.env",
+        "# web settings\nWORKERS=4\nCACHE_URL=overridden-by-environment\n",
+    );
     write(dir.path(), "nginx.conf", "server { listen 80; }\n");
     write(dir.path(), "db_password.txt", "s3cret");
     let project = load_files(&[file], &[("HOME", "/home/u")]).unwrap();
@@ -124,7 +130,9 @@ fn web_db_cache() {
     let warnings: Vec<String> = project.warnings.iter().map(|w| w.message.clone()).collect();
     assert_eq!(
         warnings,
-        ["`depends_on` of service web is ignored: services start together; readiness comes from healthchecks"]
+        [
+            "`depends_on` of service web is ignored: services start together; readiness comes from healthchecks"
+        ]
     );
     let spec = project.to_stack_spec("shop").unwrap();
     let json = serde_json::to_string_pretty(&spec).unwrap() + "\n";
@@ -133,18 +141,34 @@ fn web_db_cache() {
 
     // The points of the brief, spelt out beside the golden file.
     let web = spec.services.iter().find(|s| s.name == "shop_web").unwrap();
-    assert_eq!(web.args, ["gunicorn", "-b", "0.0.0.0:8000", "shop.wsgi:application"]);
+    assert_eq!(
+        web.args,
+        ["gunicorn", "-b", "0.0.0.0:8000", "shop.wsgi:application"]
+    );
     assert!(web.env.contains(&"WORKERS=4".to_string()));
-    assert!(web.env.contains(&"CACHE_URL=redis://cache:6379".to_string()), "environment wins over env_file");
+    assert!(
+        web.env
+            .contains(&"CACHE_URL=redis://cache:6379".to_string()),
+        "environment wins over env_file"
+    );
     assert_eq!(web.networks, ["shop_front", "shop_back"]);
     assert_eq!(web.secrets[0].target, "db_password");
     assert_eq!(web.configs[0].config_name, "shop_nginx");
     assert_eq!(web.stop_grace_seconds, 2, "1.5s rounds up");
-    assert_eq!(web.labels.get("com.docker.stack.image").unwrap(), "shop/web:1.4");
+    assert_eq!(
+        web.labels.get("com.docker.stack.image").unwrap(),
+        "shop/web:1.4"
+    );
     let shared = spec.networks.iter().find(|n| n.name == "shared").unwrap();
     assert!(shared.external && shared.labels.is_empty());
     let db = spec.services.iter().find(|s| s.name == "shop_db").unwrap();
     assert_eq!(db.secrets[0].mode, 0o400);
     assert_eq!(db.mounts[0].source, "shop_db-data");
-    assert_eq!(db.mounts[0].volume_labels.get("com.docker.stack.namespace").unwrap(), "shop");
+    assert_eq!(
+        db.mounts[0]
+            .volume_labels
+            .get("com.docker.stack.namespace")
+            .unwrap(),
+        "shop"
+    );
 }

@@ -25,11 +25,26 @@ fn every_spec_key_is_honoured_or_warned() {
         ("/properties", keys::TOP),
         ("/definitions/service/properties", keys::SERVICE),
         ("/definitions/deployment/properties", keys::DEPLOY),
-        ("/definitions/deployment/properties/resources/properties", keys::RESOURCES),
-        ("/definitions/deployment/properties/resources/properties/limits/properties", keys::LIMITS),
-        ("/definitions/deployment/properties/resources/properties/reservations/properties", keys::RESERVATIONS),
-        ("/definitions/deployment/properties/placement/properties", keys::PLACEMENT),
-        ("/definitions/deployment/properties/restart_policy/properties", keys::RESTART_POLICY),
+        (
+            "/definitions/deployment/properties/resources/properties",
+            keys::RESOURCES,
+        ),
+        (
+            "/definitions/deployment/properties/resources/properties/limits/properties",
+            keys::LIMITS,
+        ),
+        (
+            "/definitions/deployment/properties/resources/properties/reservations/properties",
+            keys::RESERVATIONS,
+        ),
+        (
+            "/definitions/deployment/properties/placement/properties",
+            keys::PLACEMENT,
+        ),
+        (
+            "/definitions/deployment/properties/restart_policy/properties",
+            keys::RESTART_POLICY,
+        ),
         ("/definitions/healthcheck/properties", keys::HEALTHCHECK),
         ("/definitions/network/properties", keys::NETWORK),
         ("/definitions/volume/properties", keys::VOLUME),
@@ -44,5 +59,8 @@ fn every_spec_key_is_honoured_or_warned() {
             }
         }
     }
-    assert!(missing.is_empty(), "keys of the spec berth neither honours nor warns about: {missing:#?}");
+    assert!(
+        missing.is_empty(),
+        "keys of the spec berth neither honours nor warns about: {missing:#?}"
+    );
 }

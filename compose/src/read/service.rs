@@ -394,7 +394,7 @@ impl Reader<'_> {
         };
         match (kind.as_deref(), source) {
             (None, _) => {
-                if !node.get("type").is_some() {
+                if node.get("type").is_none() {
                     self.error(
                         &node.at,
                         format!("{what}: a mount needs a type (bind, volume or tmpfs)"),
