@@ -53,6 +53,10 @@ impl<'a> Reader<'a> {
         what: &str,
         table: Table,
     ) -> Option<Vec<(&'n Key, &'n Node)>> {
+        // `limits:` with nothing under it is an empty mapping.
+        if node.value == Value::Null {
+            return Some(Vec::new());
+        }
         let Some(entries) = node.as_map() else {
             self.error(
                 &node.at,

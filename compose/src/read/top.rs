@@ -25,6 +25,9 @@ pub fn read_model(r: &mut Reader<'_>, root: &Node) -> Model {
             let name = key.name.clone();
             match k.name.as_str() {
                 "services" => {
+                    if !valid_service_name(&name) {
+                        r.error(&key.at, format!("service name {name:?} may only hold letters, digits, '.', '_' and '-'"));
+                    }
                     if let Some(s) = r.service(key, node) {
                         service_keys.insert(name.clone(), key.clone());
                         model.services.insert(name, s);
@@ -54,10 +57,13 @@ pub fn read_model(r: &mut Reader<'_>, root: &Node) -> Model {
             }
         }
     }
-    // Services that name no network join the stack's default one.
+    // Services that name no network join the stack's default one, which
+    // exists without being declared (Docker's behaviour).
     for s in model.services.values_mut() {
         if s.networks.is_empty() {
             s.networks.push(DEFAULT_NETWORK.to_string());
+        }
+        if s.networks.iter().any(|n| n == DEFAULT_NETWORK) {
             model
                 .networks
                 .entry(DEFAULT_NETWORK.to_string())
@@ -66,6 +72,14 @@ pub fn read_model(r: &mut Reader<'_>, root: &Node) -> Model {
     }
     check_references(r, &model, &service_keys);
     model
+}
+
+/// The Compose spec's service names: `[a-zA-Z0-9._-]+`.
+fn valid_service_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 /// Every network, volume, config and secret a service names is declared.
