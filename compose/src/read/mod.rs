@@ -121,19 +121,44 @@ impl<'a> Reader<'a> {
         self.text(node, what)
     }
 
+    /// `parsed`, or an error saying what was expected instead of the value.
+    fn expect<T>(
+        &mut self,
+        node: &Node,
+        what: &str,
+        expected: &str,
+        parsed: Option<T>,
+    ) -> Option<T> {
+        if parsed.is_none() {
+            self.error(
+                &node.at,
+                format!("{what}: expected {expected}, found {}", shown(node)),
+            );
+        }
+        parsed
+    }
+
+    /// The items of a list (after an error, none).
+    pub fn list<'n>(&mut self, node: &'n Node, what: &str) -> &'n [Node] {
+        match &node.value {
+            Value::Seq(items) => items,
+            _ => {
+                self.error(
+                    &node.at,
+                    format!("{what}: expected a list, found {}", node.kind()),
+                );
+                &[]
+            }
+        }
+    }
+
     pub fn uint(&mut self, node: &Node, what: &str) -> Option<u64> {
         let parsed = match &node.value {
             Value::Int(i) => u64::try_from(*i).ok(),
             Value::Str(s) => s.trim().parse::<u64>().ok(),
             _ => None,
         };
-        if parsed.is_none() {
-            self.error(
-                &node.at,
-                format!("{what}: expected a whole number, found {}", shown(node)),
-            );
-        }
-        parsed
+        self.expect(node, what, "a whole number", parsed)
     }
 
     pub fn u32(&mut self, node: &Node, what: &str) -> Option<u32> {
@@ -153,13 +178,7 @@ impl<'a> Reader<'a> {
             Value::Str(s) => s.trim().parse::<i64>().ok(),
             _ => None,
         };
-        if parsed.is_none() {
-            self.error(
-                &node.at,
-                format!("{what}: expected a whole number, found {}", shown(node)),
-            );
-        }
-        parsed
+        self.expect(node, what, "a whole number", parsed)
     }
 
     pub fn float(&mut self, node: &Node, what: &str) -> Option<f64> {
@@ -169,13 +188,7 @@ impl<'a> Reader<'a> {
             Value::Str(s) => s.trim().parse::<f64>().ok(),
             _ => None,
         };
-        if parsed.is_none() {
-            self.error(
-                &node.at,
-                format!("{what}: expected a number, found {}", shown(node)),
-            );
-        }
-        parsed
+        self.expect(node, what, "a number", parsed)
     }
 
     pub fn boolean(&mut self, node: &Node, what: &str) -> Option<bool> {
@@ -188,13 +201,7 @@ impl<'a> Reader<'a> {
             },
             _ => None,
         };
-        if parsed.is_none() {
-            self.error(
-                &node.at,
-                format!("{what}: expected true or false, found {}", shown(node)),
-            );
-        }
-        parsed
+        self.expect(node, what, "true or false", parsed)
     }
 
     /// One of `choices`.

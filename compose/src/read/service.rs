@@ -182,13 +182,7 @@ impl Reader<'_> {
     }
 
     fn ports(&mut self, node: &Node, what: &str) -> Vec<Port> {
-        let Value::Seq(items) = &node.value else {
-            self.error(
-                &node.at,
-                format!("{what}: expected a list, found {}", node.kind()),
-            );
-            return Vec::new();
-        };
+        let items = self.list(node, what);
         let mut out = Vec::new();
         for item in items {
             match &item.value {
@@ -289,13 +283,7 @@ impl Reader<'_> {
     }
 
     fn volumes(&mut self, node: &Node, what: &str) -> Vec<ServiceVolume> {
-        let Value::Seq(items) = &node.value else {
-            self.error(
-                &node.at,
-                format!("{what}: expected a list, found {}", node.kind()),
-            );
-            return Vec::new();
-        };
+        let items = self.list(node, what);
         let mut out = Vec::new();
         for item in items {
             let mount = match &item.value {
@@ -525,13 +513,7 @@ impl Reader<'_> {
     }
 
     fn file_references(&mut self, node: &Node, what: &str) -> Vec<FileReference> {
-        let Value::Seq(items) = &node.value else {
-            self.error(
-                &node.at,
-                format!("{what}: expected a list, found {}", node.kind()),
-            );
-            return Vec::new();
-        };
+        let items = self.list(node, what);
         let mut out = Vec::new();
         for item in items {
             if !matches!(item.value, Value::Map(_)) {
@@ -743,16 +725,7 @@ impl Reader<'_> {
                 "constraints" => p.constraints = self.strings(v, &f),
                 "max_replicas_per_node" => p.max_replicas_per_node = self.uint(v, &f),
                 "preferences" => {
-                    let items: &[Node] = match &v.value {
-                        Value::Seq(items) => items,
-                        _ => {
-                            self.error(
-                                &v.at,
-                                format!("{f}: expected a list of {{spread: node.labels.NAME}}"),
-                            );
-                            &[]
-                        }
-                    };
+                    let items = self.list(v, &f);
                     for item in items {
                         for (pk, pv) in self.mapping(item, &f, keys::PREFERENCE).unwrap_or_default()
                         {

@@ -190,13 +190,7 @@ impl Reader<'_> {
             if k.name != "config" {
                 continue;
             }
-            let Value::Seq(items) = &v.value else {
-                self.error(
-                    &v.at,
-                    format!("{what}.config: expected a list, found {}", v.kind()),
-                );
-                continue;
-            };
+            let items = self.list(v, &format!("{what}.config"));
             for (i, item) in items.iter().enumerate() {
                 let entries = self
                     .mapping(item, &format!("{what}.config"), keys::IPAM_CONFIG)
