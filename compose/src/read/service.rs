@@ -368,7 +368,14 @@ impl Reader<'_> {
                     {
                         match tk.name.as_str() {
                             "size" => size = self.bytes(tv, &f),
-                            "mode" => mode = self.mode(tv, &f),
+                            // The spec writes a tmpfs mode in octal, also
+                            // as a plain number (`mode: 1777`).
+                            "mode" => {
+                                mode = match &tv.value {
+                                    Value::Int(i) => self.octal_digits(*i, tv, &f),
+                                    _ => self.mode(tv, &f),
+                                }
+                            }
                             _ => {}
                         }
                     }
@@ -447,6 +454,18 @@ impl Reader<'_> {
             });
         }
         out
+    }
+
+    /// `1777` read as the octal mode 0o1777.
+    fn octal_digits(&mut self, digits: i64, node: &Node, what: &str) -> Option<u32> {
+        let text = format!("0{digits}");
+        match values::parse_mode(&text) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                self.error(&node.at, format!("{what}: {e}"));
+                None
+            }
+        }
     }
 
     fn mode(&mut self, node: &Node, what: &str) -> Option<u32> {
@@ -856,7 +875,7 @@ mod tests {
     #[test]
     fn volumes_short_and_long() {
         let (s, errors, warnings) = service(
-            "    volumes:\n      - data:/d\n      - ./site:/srv:ro\n      - /cache\n      - /x:/y:z\n      - {type: bind, source: /etc/ssl, target: /ssl, read_only: true, bind: {propagation: shared}}\n      - {type: volume, source: data, target: /e, volume: {nocopy: true}}\n      - {type: tmpfs, target: /t, tmpfs: {size: 1m, mode: 0700}}\n    tmpfs: ['/run:size=64k,mode=1777']\n",
+            "    volumes:\n      - data:/d\n      - ./site:/srv:ro\n      - /cache\n      - /x:/y:z\n      - {type: bind, source: /etc/ssl, target: /ssl, read_only: true, bind: {propagation: shared}}\n      - {type: volume, source: data, target: /e, volume: {nocopy: true}}\n      - {type: tmpfs, target: /t, tmpfs: {size: 1m, mode: 1700}}\n    tmpfs: ['/run:size=64k,mode=1777']\n",
             &[],
         );
         assert!(errors.is_empty(), "{errors:?}");
@@ -889,7 +908,7 @@ mod tests {
                 ServiceVolume::Tmpfs {
                     target: "/t".into(),
                     size: Some(1 << 20),
-                    mode: Some(0o700)
+                    mode: Some(0o1700)
                 },
                 ServiceVolume::Tmpfs {
                     target: "/run".into(),
