@@ -172,3 +172,46 @@ fn web_db_cache() {
         "shop"
     );
 }
+
+/// dockersamples/example-voting-app's docker-stack.yml, as Docker deploys it.
+#[test]
+fn the_voting_app_stack() {
+    use berth_proto::v1::service_spec::Mode;
+    let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/corpus/example-voting-app-docker-stack.yml");
+    let project = load_files(&[file], &[]).unwrap();
+    assert!(project.warnings.is_empty(), "{:?}", project.warnings);
+    let spec = project.to_stack_spec("vote").unwrap();
+    let names: Vec<_> = spec.services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "vote_db",
+            "vote_redis",
+            "vote_result",
+            "vote_vote",
+            "vote_worker"
+        ]
+    );
+    let networks: Vec<_> = spec.networks.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(
+        networks,
+        ["vote_backend", "vote_frontend"],
+        "no service needs the default network"
+    );
+    let worker = &spec.services[4];
+    assert_eq!(worker.networks, ["vote_frontend", "vote_backend"]);
+    assert!(matches!(worker.mode, Some(Mode::Replicated(ref r)) if r.replicas == 2));
+    let vote = &spec.services[3];
+    assert_eq!(
+        (vote.ports[0].published_port, vote.ports[0].target_port),
+        (8080, 80)
+    );
+    let db = &spec.services[0];
+    assert_eq!(
+        db.env,
+        ["POSTGRES_PASSWORD=postgres", "POSTGRES_USER=postgres"]
+    );
+    assert_eq!(db.mounts[0].source, "vote_db-data");
+    assert_eq!(spec.volumes[0].name, "vote_db-data");
+}
