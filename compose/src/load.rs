@@ -222,6 +222,21 @@ mod tests {
     }
 
     #[test]
+    fn debug_prints_no_variable() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = options(
+            dir.path(),
+            &[("c.yml", "services: {}\n")],
+            &[("API_TOKEN", "hunter2")],
+        );
+        let shown = format!("{:?}", load(&o).unwrap());
+        assert!(
+            !shown.contains("hunter2") && shown.contains("1 variables"),
+            "{shown}"
+        );
+    }
+
+    #[test]
     fn no_files_and_missing_files() {
         assert!(
             load(&Options::default())
