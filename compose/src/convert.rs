@@ -408,3 +408,138 @@ fn mount_of(stack: &str, m: &model::Model, v: &ServiceVolume) -> Mount {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use berth_proto::v1::{mount::Kind, service_spec::Mode};
+
+    use super::*;
+    use crate::{Options, load};
+
+    fn spec_of(text: &str, files: &[(&str, &str)]) -> StackSpec {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yml");
+        std::fs::write(&path, text).unwrap();
+        for (name, content) in files {
+            std::fs::write(dir.path().join(name), content).unwrap();
+        }
+        let options = Options {
+            files: vec![path],
+            env: BTreeMap::from([("TOKEN".to_string(), "t0k".to_string())]),
+        };
+        load(&options).unwrap().to_stack_spec("st").unwrap()
+    }
+
+    #[test]
+    fn names_follow_key_name_and_external() {
+        assert_eq!(final_name("st", "web", &None, false), "st_web");
+        assert_eq!(
+            final_name("st", "web", &Some("exact".into()), false),
+            "exact"
+        );
+        assert_eq!(final_name("st", "net", &None, true), "net");
+        assert!(owned_labels("st", &BTreeMap::new(), true).is_empty());
+        assert_eq!(
+            owned_labels("st", &BTreeMap::new(), false)[STACK_LABEL],
+            "st"
+        );
+    }
+
+    #[test]
+    fn references_use_final_names_and_dockers_default_targets() {
+        let spec = spec_of(
+            "services:\n  web:\n    image: a\n    configs: [conf]\n    secrets: [tok, {source: ext, target: api}]\nconfigs:\n  conf: {file: ./c.txt, name: conf-v2}\nsecrets:\n  tok: {environment: TOKEN}\n  ext: {external: true}\n",
+            &[("c.txt", "data")],
+        );
+        let web = &spec.services[0];
+        assert_eq!(
+            (
+                web.configs[0].config_name.as_str(),
+                web.configs[0].target.as_str()
+            ),
+            ("conf-v2", "/conf")
+        );
+        assert_eq!(
+            (
+                web.secrets[1].secret_name.as_str(),
+                web.secrets[1].target.as_str()
+            ),
+            ("ext", "api")
+        );
+        assert_eq!(
+            (
+                web.secrets[0].secret_name.as_str(),
+                web.secrets[0].target.as_str()
+            ),
+            ("st_tok", "tok")
+        );
+        assert_eq!(spec.configs[0].data, b"data");
+        let tok = spec.secrets.iter().find(|s| s.name == "st_tok").unwrap();
+        assert_eq!(tok.data, b"t0k");
+        let ext = spec.secrets.iter().find(|s| s.name == "ext").unwrap();
+        assert!(ext.external && ext.labels.is_empty() && ext.data.is_empty());
+        assert_eq!(web.networks, ["st_default"]);
+        assert_eq!(spec.networks[0].name, "st_default");
+    }
+
+    #[test]
+    fn service_fields() {
+        let spec = spec_of(
+            "services:\n  w:\n    image: a\n    restart: 'no'\n    stop_grace_period: 1200ms\n    tmpfs: /run\n    volumes: [/anon]\n    working_dir: /app\n    stdin_open: true\n    read_only: true\n    deploy:\n      mode: global\n      resources: {reservations: {cpus: '0.1', memory: 64m}}\n      placement: {preferences: [{spread: node.labels.zone}]}\n      rollback_config: {monitor: 30s}\n      endpoint_mode: dnsrr\n",
+            &[],
+        );
+        let w = &spec.services[0];
+        assert!(matches!(w.mode, Some(Mode::Global(_))));
+        assert_eq!(
+            w.restart_policy.as_ref().unwrap().condition,
+            RestartCondition::None as i32
+        );
+        assert_eq!(w.stop_grace_seconds, 2);
+        assert!(w.mounts.iter().all(|m| m.kind == Kind::Tmpfs as i32));
+        assert_eq!(w.mounts.len(), 2);
+        assert_eq!(w.workdir, "/app");
+        assert!(w.open_stdin && w.read_only_rootfs);
+        let reservations = w.resources.as_ref().unwrap().reservations.as_ref().unwrap();
+        assert_eq!(
+            (reservations.milli_cpus, reservations.memory_bytes),
+            (100, 64 << 20)
+        );
+        assert!(w.resources.as_ref().unwrap().limits.is_none());
+        assert_eq!(
+            w.placement.as_ref().unwrap().preferences[0].spread,
+            "node.labels.zone"
+        );
+        let rollback = w.rollback_config.as_ref().unwrap();
+        assert_eq!(
+            (rollback.parallelism, rollback.monitor_ms),
+            (1, 30_000),
+            "Docker's parallelism 1"
+        );
+        assert!(w.update_config.is_none());
+        assert_eq!(w.endpoint_mode, EndpointMode::Dnsrr as i32);
+        assert_eq!(w.container_labels[STACK_LABEL], "st");
+    }
+
+    #[test]
+    fn env_file_errors_name_the_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yml");
+        std::fs::write(&path, "services:\n  w:\n    image: a\n    env_file: [bad.env, {path: gone.env, required: false}]\n").unwrap();
+        std::fs::write(dir.path().join("bad.env"), "A=1\nB C=2\n").unwrap();
+        let project = load(&Options {
+            files: vec![path],
+            env: BTreeMap::new(),
+        })
+        .unwrap();
+        let e = project.to_stack_spec("st").unwrap_err().to_string();
+        assert!(
+            e.ends_with("bad.env:2:1: env_file: line 2: \"B C\" is not a variable name"),
+            "{e}"
+        );
+        assert_eq!(
+            e.lines().count(),
+            1,
+            "a missing optional env file is fine: {e}"
+        );
+    }
+}

@@ -37,7 +37,7 @@ pub fn load(options: &Options) -> Result<Project, Errors> {
 }
 
 /// The merged, interpolated, typed files.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Project {
     /// Keys berth does not honour, unset variables, dropped options.
     pub warnings: Vec<Warning>,
@@ -46,6 +46,18 @@ pub struct Project {
     env: BTreeMap<String, String>,
     /// The directory of the first file.
     pub base_dir: PathBuf,
+}
+
+/// Without the variables' values (the environment can hold secrets).
+impl std::fmt::Debug for Project {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Project")
+            .field("warnings", &self.warnings)
+            .field("model", &self.model)
+            .field("env", &format_args!("{} variables", self.env.len()))
+            .field("base_dir", &self.base_dir)
+            .finish()
+    }
 }
 
 impl Project {
@@ -57,6 +69,7 @@ impl Project {
     }
 
     /// The StackSpec of stack `stack`; reads env_file, config and secret files.
+    /// Its secrets carry their values: StackSecret's Debug prints none.
     pub fn to_stack_spec(&self, stack: &str) -> Result<StackSpec, Errors> {
         convert::to_stack_spec(self, stack)
     }

@@ -157,3 +157,102 @@ fn normalize(root: &mut Node) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(dir: &Path, files: &[(&str, &str)], env: &[(&str, &str)]) -> Options {
+        for (name, text) in files {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+        Options {
+            files: vec![dir.join(files[0].0)],
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn dot_env_under_the_process_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = options(
+            dir.path(),
+            &[
+                ("c.yml", "services:\n  w:\n    image: ${IMG}:${TAG}\n"),
+                (".env", "IMG=from-file\nTAG=1\n"),
+            ],
+            &[("TAG", "2")],
+        );
+        let project = load(&o).unwrap();
+        assert_eq!(project.model.services["w"].image, "from-file:2");
+    }
+
+    #[test]
+    fn a_bad_dot_env_line_is_located() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = options(
+            dir.path(),
+            &[("c.yml", "services: {}\n"), (".env", "OK=1\n\nNOT OK\n")],
+            &[],
+        );
+        let e = load(&o).unwrap_err().to_string();
+        assert!(
+            e.ends_with(".env:3:1: line 3: \"NOT OK\" is not a variable name"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn keys_and_extensions_are_not_interpolated() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = options(
+            dir.path(),
+            &[(
+                "c.yml",
+                "x-raw: $1 not a variable\nservices:\n  w:\n    image: a\n    labels: {$$k: $$v}\n",
+            )],
+            &[],
+        );
+        let project = load(&o).unwrap();
+        let labels = &project.model.services["w"].labels;
+        assert_eq!(labels.get("$$k").map(String::as_str), Some("$v"));
+    }
+
+    #[test]
+    fn debug_prints_no_variable() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = options(
+            dir.path(),
+            &[("c.yml", "services: {}\n")],
+            &[("API_TOKEN", "hunter2")],
+        );
+        let shown = format!("{:?}", load(&o).unwrap());
+        assert!(
+            !shown.contains("hunter2") && shown.contains("1 variables"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn no_files_and_missing_files() {
+        assert!(
+            load(&Options::default())
+                .unwrap_err()
+                .to_string()
+                .contains("no Compose file given")
+        );
+        let e = load(&Options {
+            files: vec!["/nonexistent/c.yml".into()],
+            env: BTreeMap::new(),
+        })
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("/nonexistent/c.yml:1:1: cannot read the file"),
+            "{e}"
+        );
+    }
+}

@@ -122,7 +122,12 @@ fn by_name(base: Node, over: Node, deep: bool) -> Node {
         let merged = match base_entries.iter().position(|(k, _)| k.name == key.name) {
             Some(i) if deep => {
                 let old = base_entries.remove(i).1;
-                merge_value("", old, value)
+                // `web:` with nothing under it changes nothing.
+                if value.value == Value::Null {
+                    old
+                } else {
+                    merge_value("", old, value)
+                }
             }
             Some(i) => {
                 base_entries.remove(i);

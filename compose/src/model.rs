@@ -108,6 +108,32 @@ pub struct Service {
     pub deploy: Deploy,
 }
 
+/// A file mode as Compose writes it, in octal (`"0440"`).
+fn octal<S: Serializer>(mode: &Option<u32>, s: S) -> Result<S::Ok, S::Error> {
+    match mode {
+        Some(m) => s.serialize_str(&format!("0{m:o}")),
+        None => s.serialize_none(),
+    }
+}
+
+/// Milli-CPUs as Compose writes CPUs (`"0.5"`).
+fn cpus<S: Serializer>(milli: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+    match milli {
+        Some(m) => s.serialize_str(&(*m as f64 / 1000.0).to_string()),
+        None => s.serialize_none(),
+    }
+}
+
+/// Spread preferences as Compose writes them (`- spread: node.labels.zone`).
+fn spreads<S: Serializer>(labels: &[String], s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    let mut seq = s.serialize_seq(Some(labels.len()))?;
+    for label in labels {
+        seq.serialize_element(&BTreeMap::from([("spread", label)]))?;
+    }
+    seq.end()
+}
+
 fn is_false(b: &bool) -> bool {
     !*b
 }
@@ -145,7 +171,7 @@ pub enum ServiceVolume {
         target: String,
         #[serde(skip_serializing_if = "Option::is_none")]
         size: Option<u64>,
-        #[serde(skip_serializing_if = "Option::is_none")]
+        #[serde(serialize_with = "octal", skip_serializing_if = "Option::is_none")]
         mode: Option<u32>,
     },
 }
@@ -178,7 +204,7 @@ pub struct FileReference {
     pub uid: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gid: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(serialize_with = "octal", skip_serializing_if = "Option::is_none")]
     pub mode: Option<u32>,
 }
 
@@ -204,7 +230,11 @@ pub struct Deploy {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Amounts {
     /// Milli-CPUs.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "cpus",
+        serialize_with = "cpus",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub milli_cpus: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory: Option<u64>,
@@ -231,7 +261,7 @@ pub struct Placement {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub constraints: Vec<String>,
     /// `node.labels.x` of each `spread` preference.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(serialize_with = "spreads", skip_serializing_if = "Vec::is_empty")]
     pub preferences: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_replicas_per_node: Option<u64>,

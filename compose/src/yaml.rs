@@ -83,9 +83,15 @@ impl Node {
     }
 }
 
+/// How deep collections may nest (a Compose file needs about 8).
+const MAX_DEPTH: usize = 32;
+
 /// Parses one file's text. An empty file is an empty mapping.
 pub fn parse(text: &str, file: &Arc<str>) -> Result<Node, Error> {
     let options = serde_saphyr::options! {
+        // Compose files nest a few levels; a deep file is refused before
+        // the recursive descent can exhaust a thread's stack.
+        budget: serde_saphyr::budget! { max_depth: MAX_DEPTH },
         // yes/no/on/off stay text, as go-yaml v3 (docker's) reads them.
         strict_booleans: true,
         // 0755 stays "0755": modes are octal, as Docker reads them.
@@ -103,10 +109,18 @@ pub fn parse(text: &str, file: &Arc<str>) -> Result<Node, Error> {
             .unwrap_or_else(|| Pos::new(file, 1, 1));
         Error {
             at,
-            message: format!("not a valid YAML file: {}", strip_location(&e.to_string())),
+            message: format!("not a valid YAML file: {}", reason(&e.to_string())),
         }
     })?;
-    into_node(raw, file)
+    into_node(raw, file, text)
+}
+
+/// serde-saphyr's message in the user's terms.
+fn reason(message: &str) -> String {
+    if message.contains("Depth") || message.contains("recursion limit") {
+        return format!("collections nest deeper than {MAX_DEPTH} levels");
+    }
+    strip_location(message)
 }
 
 /// serde-saphyr's message without its own " at line L column C" (the
@@ -119,7 +133,7 @@ fn strip_location(message: &str) -> String {
     }
 }
 
-fn into_node(raw: Raw, file: &Arc<str>) -> Result<Node, Error> {
+fn into_node(raw: Raw, file: &Arc<str>, text: &str) -> Result<Node, Error> {
     let at = Pos::new(
         file,
         raw.0.referenced.line().max(1) as usize,
@@ -129,18 +143,25 @@ fn into_node(raw: Raw, file: &Arc<str>) -> Result<Node, Error> {
         RawValue::Null => Value::Null,
         RawValue::Bool(b) => Value::Bool(b),
         RawValue::Int(i) => Value::Int(i),
-        RawValue::Float(f) => Value::Float(f),
+        // A float keeps the text it was written as (`1.10` stays "1.10" in
+        // an environment value); whatever reads a number parses text too.
+        RawValue::Float(f) => match source_text(text, &raw.0.defined) {
+            Some(t) if t.trim().parse::<f64>().is_ok_and(|v| v == f) => {
+                Value::Str(t.trim().to_string())
+            }
+            _ => Value::Float(f),
+        },
         RawValue::Str(s) => Value::Str(s),
         RawValue::Seq(items) => Value::Seq(
             items
                 .into_iter()
-                .map(|item| into_node(item, file))
+                .map(|item| into_node(item, file, text))
                 .collect::<Result<_, _>>()?,
         ),
         RawValue::Map(entries) => {
             let mut out: Vec<(Key, Node)> = Vec::with_capacity(entries.len());
             for (key, value) in entries {
-                let key_node = into_node(key, file)?;
+                let key_node = into_node(key, file, text)?;
                 let Some(name) = key_node.scalar_text() else {
                     let message = format!("a key must be text, found {}", key_node.kind());
                     return Err(Error {
@@ -159,13 +180,21 @@ fn into_node(raw: Raw, file: &Arc<str>) -> Result<Node, Error> {
                         name,
                         at: key_node.at,
                     },
-                    into_node(value, file)?,
+                    into_node(value, file, text)?,
                 ));
             }
             Value::Map(out)
         }
     };
     Ok(Node { value, at })
+}
+
+/// The text of the file a node was read from, when the parser knows it.
+fn source_text<'t>(text: &'t str, at: &serde_saphyr::Location) -> Option<&'t str> {
+    let span = at.span();
+    let start = usize::try_from(span.byte_offset()?).ok()?;
+    let len = usize::try_from(span.byte_len()?).ok()?;
+    text.get(start..start.checked_add(len)?)
 }
 
 /// What serde-saphyr hands over, before the file name is attached.
@@ -291,7 +320,8 @@ mod tests {
 
     #[test]
     fn yaml_11_words_and_leading_zeros_stay_text() {
-        let n = parse("a: yes\nb: 0440\nc: 3\nd: true\n", &file()).unwrap();
+        let n = parse("a: yes\nb: 0440\nc: 3\nd: true\ne: 1.10\n", &file()).unwrap();
+        assert_eq!(n.get("e").unwrap().value, Value::Str("1.10".into()));
         assert_eq!(n.get("a").unwrap().value, Value::Str("yes".into()));
         assert_eq!(n.get("b").unwrap().value, Value::Str("0440".into()));
         assert_eq!(n.get("c").unwrap().value, Value::Int(3));

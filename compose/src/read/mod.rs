@@ -53,6 +53,10 @@ impl<'a> Reader<'a> {
         what: &str,
         table: Table,
     ) -> Option<Vec<(&'n Key, &'n Node)>> {
+        // `limits:` with nothing under it is an empty mapping.
+        if node.value == Value::Null {
+            return Some(Vec::new());
+        }
         let Some(entries) = node.as_map() else {
             self.error(
                 &node.at,
@@ -117,19 +121,44 @@ impl<'a> Reader<'a> {
         self.text(node, what)
     }
 
+    /// `parsed`, or an error saying what was expected instead of the value.
+    fn expect<T>(
+        &mut self,
+        node: &Node,
+        what: &str,
+        expected: &str,
+        parsed: Option<T>,
+    ) -> Option<T> {
+        if parsed.is_none() {
+            self.error(
+                &node.at,
+                format!("{what}: expected {expected}, found {}", shown(node)),
+            );
+        }
+        parsed
+    }
+
+    /// The items of a list (after an error, none).
+    pub fn list<'n>(&mut self, node: &'n Node, what: &str) -> &'n [Node] {
+        match &node.value {
+            Value::Seq(items) => items,
+            _ => {
+                self.error(
+                    &node.at,
+                    format!("{what}: expected a list, found {}", node.kind()),
+                );
+                &[]
+            }
+        }
+    }
+
     pub fn uint(&mut self, node: &Node, what: &str) -> Option<u64> {
         let parsed = match &node.value {
             Value::Int(i) => u64::try_from(*i).ok(),
             Value::Str(s) => s.trim().parse::<u64>().ok(),
             _ => None,
         };
-        if parsed.is_none() {
-            self.error(
-                &node.at,
-                format!("{what}: expected a whole number, found {}", shown(node)),
-            );
-        }
-        parsed
+        self.expect(node, what, "a whole number", parsed)
     }
 
     pub fn u32(&mut self, node: &Node, what: &str) -> Option<u32> {
@@ -149,13 +178,7 @@ impl<'a> Reader<'a> {
             Value::Str(s) => s.trim().parse::<i64>().ok(),
             _ => None,
         };
-        if parsed.is_none() {
-            self.error(
-                &node.at,
-                format!("{what}: expected a whole number, found {}", shown(node)),
-            );
-        }
-        parsed
+        self.expect(node, what, "a whole number", parsed)
     }
 
     pub fn float(&mut self, node: &Node, what: &str) -> Option<f64> {
@@ -165,13 +188,7 @@ impl<'a> Reader<'a> {
             Value::Str(s) => s.trim().parse::<f64>().ok(),
             _ => None,
         };
-        if parsed.is_none() {
-            self.error(
-                &node.at,
-                format!("{what}: expected a number, found {}", shown(node)),
-            );
-        }
-        parsed
+        self.expect(node, what, "a number", parsed)
     }
 
     pub fn boolean(&mut self, node: &Node, what: &str) -> Option<bool> {
@@ -184,13 +201,7 @@ impl<'a> Reader<'a> {
             },
             _ => None,
         };
-        if parsed.is_none() {
-            self.error(
-                &node.at,
-                format!("{what}: expected true or false, found {}", shown(node)),
-            );
-        }
-        parsed
+        self.expect(node, what, "true or false", parsed)
     }
 
     /// One of `choices`.
@@ -252,6 +263,14 @@ impl<'a> Reader<'a> {
         let mut out = BTreeMap::new();
         match &node.value {
             Value::Null => {}
+            Value::Seq(items) => {
+                for item in items {
+                    if let Some(text) = self.text(item, what) {
+                        let (k, v) = text.split_once('=').unwrap_or((&text, ""));
+                        out.insert(k.to_string(), v.to_string());
+                    }
+                }
+            }
             Value::Map(entries) => {
                 for (k, v) in entries {
                     let value = match &v.value {
@@ -320,5 +339,123 @@ fn one_of(choices: &[&str]) -> String {
         [] => String::new(),
         [one] => (*one).to_string(),
         [init @ .., last] => format!("{} or {last}", init.join(", ")),
+    }
+}
+
+/// Reads `text` (one file, no interpolation) as the loader would.
+#[cfg(test)]
+pub(crate) fn read_text(text: &str, env: &[(&str, &str)]) -> (crate::model::Model, Diag) {
+    use std::sync::Arc;
+    let env: BTreeMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let mut root = crate::yaml::parse(text, &Arc::from("t.yml")).expect("test YAML parses");
+    if let Value::Map(top) = &mut root.value {
+        for (k, v) in top.iter_mut() {
+            if k.name == "services"
+                && let Value::Map(services) = &mut v.value
+            {
+                for (_, s) in services.iter_mut() {
+                    crate::merge::normalize_service(s);
+                }
+            }
+        }
+    }
+    let mut reader = Reader::new(&env, PathBuf::from("/srv/app"));
+    let model = read_model(&mut reader, &root);
+    (model, reader.diag)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn messages(diag: &Diag) -> (Vec<String>, Vec<String>) {
+        (
+            diag.errors
+                .iter()
+                .map(|e| format!("{}:{} {}", e.at.line, e.at.column, e.message))
+                .collect(),
+            diag.warnings
+                .iter()
+                .map(|w| format!("{}:{} {}", w.at.line, w.at.column, w.message))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn keys_are_honoured_warned_ignored_or_refused() {
+        let (model, diag) = read_text(
+            "services:\n  web:\n    image: a\n    x-note: hi\n    privileged: true\n    replica: 3\nx-top: 1\n",
+            &[],
+        );
+        let (errors, warnings) = messages(&diag);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0]
+                .starts_with("6:5 unknown key `replica` in service web (allowed: image, command,"),
+            "{errors:?}"
+        );
+        assert!(
+            errors[0].ends_with("and the other keys of the Compose spec)"),
+            "{errors:?}"
+        );
+        assert_eq!(
+            warnings,
+            [
+                "5:5 `privileged` of service web is ignored: tasks are never privileged; add capabilities with cap_add"
+            ]
+        );
+        assert_eq!(model.services["web"].image, "a");
+    }
+
+    #[test]
+    fn small_tables_list_every_key_and_suggest_the_closest() {
+        let (_, diag) = read_text(
+            "services:\n  web:\n    image: a\n    deploy: {replicas: 1, mod: global}\n",
+            &[],
+        );
+        let (errors, _) = messages(&diag);
+        assert_eq!(
+            errors,
+            [
+                "4:27 unknown key `mod` in service web deploy: did you mean `mode`? (allowed: mode, replicas, resources, placement, restart_policy, update_config, rollback_config, labels, endpoint_mode)"
+            ]
+        );
+    }
+
+    #[test]
+    fn numbers_and_booleans_take_text_too() {
+        let (model, diag) = read_text(
+            "services:\n  web:\n    image: a\n    tty: 'yes'\n    init: false\n    deploy: {replicas: '4'}\n",
+            &[],
+        );
+        assert!(diag.errors.is_empty(), "{:?}", diag.errors);
+        let web = &model.services["web"];
+        assert!(web.tty && !web.init);
+        assert_eq!(web.deploy.replicas, 4);
+        let (_, diag) = read_text(
+            "services:\n  web:\n    image: a\n    tty: maybe\n    deploy: {replicas: -1}\n",
+            &[],
+        );
+        let (errors, _) = messages(&diag);
+        assert_eq!(
+            errors,
+            [
+                "4:10 service web: tty: expected true or false, found \"maybe\"",
+                "5:24 service web deploy: replicas: expected a whole number, found -1",
+            ]
+        );
+    }
+
+    #[test]
+    fn paths_resolve_from_the_first_files_directory() {
+        let env = BTreeMap::from([("HOME".to_string(), "/home/u".to_string())]);
+        let r = Reader::new(&env, PathBuf::from("/srv/app"));
+        assert_eq!(r.path("./a/../b.txt"), PathBuf::from("/srv/app/b.txt"));
+        assert_eq!(r.path("conf/x"), PathBuf::from("/srv/app/conf/x"));
+        assert_eq!(r.path("~/s"), PathBuf::from("/home/u/s"));
+        assert_eq!(r.path("/abs"), PathBuf::from("/abs"));
     }
 }

@@ -182,13 +182,7 @@ impl Reader<'_> {
     }
 
     fn ports(&mut self, node: &Node, what: &str) -> Vec<Port> {
-        let Value::Seq(items) = &node.value else {
-            self.error(
-                &node.at,
-                format!("{what}: expected a list, found {}", node.kind()),
-            );
-            return Vec::new();
-        };
+        let items = self.list(node, what);
         let mut out = Vec::new();
         for item in items {
             match &item.value {
@@ -289,13 +283,7 @@ impl Reader<'_> {
     }
 
     fn volumes(&mut self, node: &Node, what: &str) -> Vec<ServiceVolume> {
-        let Value::Seq(items) = &node.value else {
-            self.error(
-                &node.at,
-                format!("{what}: expected a list, found {}", node.kind()),
-            );
-            return Vec::new();
-        };
+        let items = self.list(node, what);
         let mut out = Vec::new();
         for item in items {
             let mount = match &item.value {
@@ -380,7 +368,14 @@ impl Reader<'_> {
                     {
                         match tk.name.as_str() {
                             "size" => size = self.bytes(tv, &f),
-                            "mode" => mode = self.mode(tv, &f),
+                            // The spec writes a tmpfs mode in octal, also
+                            // as a plain number (`mode: 1777`).
+                            "mode" => {
+                                mode = match &tv.value {
+                                    Value::Int(i) => self.octal_digits(*i, tv, &f),
+                                    _ => self.mode(tv, &f),
+                                }
+                            }
                             _ => {}
                         }
                     }
@@ -394,7 +389,7 @@ impl Reader<'_> {
         };
         match (kind.as_deref(), source) {
             (None, _) => {
-                if !node.get("type").is_some() {
+                if node.get("type").is_none() {
                     self.error(
                         &node.at,
                         format!("{what}: a mount needs a type (bind, volume or tmpfs)"),
@@ -461,6 +456,18 @@ impl Reader<'_> {
         out
     }
 
+    /// `1777` read as the octal mode 0o1777.
+    fn octal_digits(&mut self, digits: i64, node: &Node, what: &str) -> Option<u32> {
+        let text = format!("0{digits}");
+        match values::parse_mode(&text) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                self.error(&node.at, format!("{what}: {e}"));
+                None
+            }
+        }
+    }
+
     fn mode(&mut self, node: &Node, what: &str) -> Option<u32> {
         if let Value::Int(i) = node.value {
             return match u32::try_from(i) {
@@ -525,13 +532,7 @@ impl Reader<'_> {
     }
 
     fn file_references(&mut self, node: &Node, what: &str) -> Vec<FileReference> {
-        let Value::Seq(items) = &node.value else {
-            self.error(
-                &node.at,
-                format!("{what}: expected a list, found {}", node.kind()),
-            );
-            return Vec::new();
-        };
+        let items = self.list(node, what);
         let mut out = Vec::new();
         for item in items {
             if !matches!(item.value, Value::Map(_)) {
@@ -743,16 +744,7 @@ impl Reader<'_> {
                 "constraints" => p.constraints = self.strings(v, &f),
                 "max_replicas_per_node" => p.max_replicas_per_node = self.uint(v, &f),
                 "preferences" => {
-                    let items: &[Node] = match &v.value {
-                        Value::Seq(items) => items,
-                        _ => {
-                            self.error(
-                                &v.at,
-                                format!("{f}: expected a list of {{spread: node.labels.NAME}}"),
-                            );
-                            &[]
-                        }
-                    };
+                    let items = self.list(v, &f);
                     for item in items {
                         for (pk, pv) in self.mapping(item, &f, keys::PREFERENCE).unwrap_or_default()
                         {
@@ -823,5 +815,224 @@ impl Reader<'_> {
             }
         }
         Some(u)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::read_text;
+    use crate::model::{Port, RestartPolicy, ServiceVolume, Ulimit};
+
+    fn service(
+        body: &str,
+        env: &[(&str, &str)],
+    ) -> (crate::model::Service, Vec<String>, Vec<String>) {
+        let text = format!("services:\n  web:\n    image: a\n{body}volumes:\n  data:\n");
+        let (mut model, diag) = read_text(&text, env);
+        let errors = diag.errors.iter().map(|e| e.message.clone()).collect();
+        let warnings = diag.warnings.iter().map(|w| w.message.clone()).collect();
+        (
+            model.services.remove("web").unwrap_or_default(),
+            errors,
+            warnings,
+        )
+    }
+
+    #[test]
+    fn ports_short_and_long() {
+        let (s, errors, warnings) = service(
+            "    ports:\n      - 127.0.0.1:8080:80\n      - 9000/udp\n      - {target: 53, published: 5353, protocol: udp, mode: host, host_ip: 0.0.0.0}\n",
+            &[],
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        let port = |target, published, protocol: &str, mode: &str| Port {
+            target,
+            published,
+            protocol: protocol.into(),
+            mode: mode.into(),
+        };
+        assert_eq!(
+            s.ports,
+            [
+                port(80, 8080, "tcp", "ingress"),
+                port(9000, 9000, "udp", "ingress"),
+                port(53, 5353, "udp", "host")
+            ]
+        );
+        assert_eq!(warnings.len(), 3, "{warnings:?}");
+        assert!(warnings[0].contains("the host IP 127.0.0.1 of \"127.0.0.1:8080:80\" is dropped"));
+        assert!(
+            warnings[1].contains("port 9000 has no published port: berth publishes it on 9000")
+        );
+        assert!(warnings[2].contains("`host_ip`"));
+        let (_, errors, _) = service("    ports: [{target: 80, mode: sideways}]\n", &[]);
+        assert_eq!(
+            errors,
+            ["service web: ports: mode: expected ingress or host, found \"sideways\""]
+        );
+    }
+
+    #[test]
+    fn volumes_short_and_long() {
+        let (s, errors, warnings) = service(
+            "    volumes:\n      - data:/d\n      - ./site:/srv:ro\n      - /cache\n      - /x:/y:z\n      - {type: bind, source: /etc/ssl, target: /ssl, read_only: true, bind: {propagation: shared}}\n      - {type: volume, source: data, target: /e, volume: {nocopy: true}}\n      - {type: tmpfs, target: /t, tmpfs: {size: 1m, mode: 1700}}\n    tmpfs: ['/run:size=64k,mode=1777']\n",
+            &[],
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        let bind = |source: &str, target: &str, read_only| ServiceVolume::Bind {
+            source: source.into(),
+            target: target.into(),
+            read_only,
+        };
+        assert_eq!(
+            s.volumes,
+            [
+                ServiceVolume::Volume {
+                    source: "data".into(),
+                    target: "/d".into(),
+                    read_only: false
+                },
+                bind("/srv/app/site", "/srv", true),
+                ServiceVolume::Tmpfs {
+                    target: "/cache".into(),
+                    size: None,
+                    mode: None
+                },
+                bind("/x", "/y", false),
+                bind("/etc/ssl", "/ssl", true),
+                ServiceVolume::Volume {
+                    source: "data".into(),
+                    target: "/e".into(),
+                    read_only: false
+                },
+                ServiceVolume::Tmpfs {
+                    target: "/t".into(),
+                    size: Some(1 << 20),
+                    mode: Some(0o1700)
+                },
+                ServiceVolume::Tmpfs {
+                    target: "/run".into(),
+                    size: Some(64 << 10),
+                    mode: Some(0o1777)
+                },
+            ]
+        );
+        let all = warnings.join("\n");
+        assert!(
+            all.contains("the anonymous volume at /cache becomes a tmpfs"),
+            "{all}"
+        );
+        assert!(
+            all.contains("the option \"z\" of \"/x:/y:z\" is ignored"),
+            "{all}"
+        );
+        assert!(
+            all.contains("`propagation`") && all.contains("`nocopy`"),
+            "{all}"
+        );
+    }
+
+    #[test]
+    fn healthcheck_forms() {
+        let test = |t: &str| {
+            service(&format!("    healthcheck:\n      test: {t}\n"), &[])
+                .0
+                .healthcheck
+                .unwrap()
+        };
+        assert_eq!(
+            test("[CMD, curl, -f, http://x]").test,
+            ["curl", "-f", "http://x"]
+        );
+        assert_eq!(
+            test("[CMD-SHELL, curl -f x || exit 1]").test,
+            ["/bin/sh", "-c", "curl -f x || exit 1"]
+        );
+        assert_eq!(test("curl -f x").test, ["/bin/sh", "-c", "curl -f x"]);
+        assert!(test("[NONE]").disable);
+        let (s, _, _) = service("    healthcheck: {disable: true, interval: 5s}\n", &[]);
+        let h = s.healthcheck.unwrap();
+        assert!(h.disable && h.interval.is_none(), "disable drops the rest");
+        let (_, errors, _) = service("    healthcheck: {test: [RUN, x]}\n", &[]);
+        assert!(errors[0].contains("expected a list starting with CMD, CMD-SHELL or NONE"));
+    }
+
+    #[test]
+    fn restart_falls_back_to_the_service_key() {
+        let policy = |body: &str| service(body, &[]).0.deploy.restart_policy;
+        let condition = |c: &str| RestartPolicy {
+            condition: c.into(),
+            ..RestartPolicy::default()
+        };
+        assert_eq!(policy("    restart: 'no'\n"), Some(condition("none")));
+        assert_eq!(
+            policy("    restart: unless-stopped\n"),
+            Some(condition("any"))
+        );
+        assert_eq!(
+            policy("    restart: on-failure:3\n"),
+            Some(RestartPolicy {
+                max_attempts: Some(3),
+                ..condition("on-failure")
+            })
+        );
+        assert_eq!(
+            policy("    restart: always\n    deploy: {restart_policy: {condition: none}}\n"),
+            Some(condition("none")),
+            "deploy.restart_policy wins"
+        );
+        assert_eq!(policy(""), None);
+    }
+
+    #[test]
+    fn environment_command_ulimits() {
+        let (s, errors, _) = service(
+            "    environment: [A=1, FROM_ENV, UNSET]\n    command: sh -c 'echo \"hi there\"'\n    ulimits: {nofile: {soft: 10, hard: 20}, core: 0}\n",
+            &[("FROM_ENV", "e")],
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        let env: Vec<_> = s
+            .environment
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        assert_eq!(
+            env,
+            ["A=1", "FROM_ENV=e"],
+            "a bare key takes the environment's value, or is left out"
+        );
+        assert_eq!(s.command.unwrap(), ["sh", "-c", "echo \"hi there\""]);
+        assert_eq!(s.ulimits["nofile"], Ulimit { soft: 10, hard: 20 });
+        assert_eq!(s.ulimits["core"], Ulimit { soft: 0, hard: 0 });
+    }
+
+    #[test]
+    fn deploy_checks() {
+        let (_, errors, _) = service("    deploy: {mode: global, replicas: 2}\n", &[]);
+        assert_eq!(
+            errors,
+            ["service web deploy: replicas is for mode replicated, not global"]
+        );
+        let (s, errors, warnings) = service(
+            "    deploy:\n      resources:\n        limits: {cpus: 1.5, memory: 1g, pids: 100}\n        reservations: {generic_resources: []}\n      update_config: {max_failure_ratio: 0.2, order: start-first}\n",
+            &[],
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        let limits = s.deploy.resources.limits.unwrap();
+        assert_eq!(
+            (limits.milli_cpus, limits.memory, limits.pids),
+            (Some(1500), Some(1 << 30), Some(100))
+        );
+        assert!(warnings[0].contains("`generic_resources`"), "{warnings:?}");
+        let u = s.deploy.update_config.unwrap();
+        assert_eq!(
+            (u.max_failure_ratio, u.order.as_deref()),
+            (Some(0.2), Some("start-first"))
+        );
+        let (_, errors, _) = service("    deploy: {update_config: {max_failure_ratio: 2}}\n", &[]);
+        assert!(
+            errors[0].contains("expected a fraction from 0 to 1"),
+            "{errors:?}"
+        );
     }
 }

@@ -25,6 +25,9 @@ pub fn read_model(r: &mut Reader<'_>, root: &Node) -> Model {
             let name = key.name.clone();
             match k.name.as_str() {
                 "services" => {
+                    if !valid_service_name(&name) {
+                        r.error(&key.at, format!("service name {name:?} may only hold letters, digits, '.', '_' and '-'"));
+                    }
                     if let Some(s) = r.service(key, node) {
                         service_keys.insert(name.clone(), key.clone());
                         model.services.insert(name, s);
@@ -54,10 +57,13 @@ pub fn read_model(r: &mut Reader<'_>, root: &Node) -> Model {
             }
         }
     }
-    // Services that name no network join the stack's default one.
+    // Services that name no network join the stack's default one, which
+    // exists without being declared (Docker's behaviour).
     for s in model.services.values_mut() {
         if s.networks.is_empty() {
             s.networks.push(DEFAULT_NETWORK.to_string());
+        }
+        if s.networks.iter().any(|n| n == DEFAULT_NETWORK) {
             model
                 .networks
                 .entry(DEFAULT_NETWORK.to_string())
@@ -66,6 +72,14 @@ pub fn read_model(r: &mut Reader<'_>, root: &Node) -> Model {
     }
     check_references(r, &model, &service_keys);
     model
+}
+
+/// The Compose spec's service names: `[a-zA-Z0-9._-]+`.
+fn valid_service_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 /// Every network, volume, config and secret a service names is declared.
@@ -176,13 +190,7 @@ impl Reader<'_> {
             if k.name != "config" {
                 continue;
             }
-            let Value::Seq(items) = &v.value else {
-                self.error(
-                    &v.at,
-                    format!("{what}.config: expected a list, found {}", v.kind()),
-                );
-                continue;
-            };
+            let items = self.list(v, &format!("{what}.config"));
             for (i, item) in items.iter().enumerate() {
                 let entries = self
                     .mapping(item, &format!("{what}.config"), keys::IPAM_CONFIG)
@@ -296,5 +304,99 @@ impl Reader<'_> {
             );
         }
         Some(o)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::read_text;
+
+    fn errors_of(text: &str) -> Vec<String> {
+        read_text(text, &[])
+            .1
+            .errors
+            .iter()
+            .map(|e| e.message.clone())
+            .collect()
+    }
+
+    #[test]
+    fn services_without_networks_join_default() {
+        let (model, diag) = read_text(
+            "services:\n  a: {image: a}\n  b: {image: b, networks: [default, front]}\n  c: {image: c, networks: [front]}\nnetworks:\n  front:\n",
+            &[],
+        );
+        assert!(diag.errors.is_empty(), "{:?}", diag.errors);
+        assert_eq!(model.services["a"].networks, ["default"]);
+        assert_eq!(
+            model.networks.keys().collect::<Vec<_>>(),
+            ["default", "front"]
+        );
+        let (model, _) = read_text(
+            "services:\n  c: {image: c, networks: [front]}\nnetworks:\n  front:\n",
+            &[],
+        );
+        assert!(!model.networks.contains_key("default"), "nobody uses it");
+    }
+
+    #[test]
+    fn networks_volumes_and_external_names() {
+        let (model, diag) = read_text(
+            "networks:\n  n:\n    ipam: {config: [{subnet: 10.1.0.0/24}, {subnet: 10.2.0.0/24}]}\n    attachable: true\n  old:\n    external: {name: legacy}\n  ext: {external: true}\nvolumes:\n  v: {name: exact, labels: [a=b]}\n",
+            &[],
+        );
+        assert!(diag.errors.is_empty(), "{:?}", diag.errors);
+        assert_eq!(model.networks["n"].subnet.as_deref(), Some("10.1.0.0/24"));
+        assert!(model.networks["old"].external);
+        assert_eq!(model.networks["old"].name.as_deref(), Some("legacy"));
+        assert!(model.networks["ext"].external && model.networks["ext"].name.is_none());
+        assert_eq!(model.volumes["v"].name.as_deref(), Some("exact"));
+        let warnings: Vec<_> = diag.warnings.iter().map(|w| w.message.clone()).collect();
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("only the first subnet is used")),
+            "{warnings:?}"
+        );
+        assert!(
+            warnings.iter().any(|w| w.contains("`attachable`")),
+            "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn configs_and_secrets_need_one_source() {
+        let errors = errors_of(
+            "configs:\n  a: {file: x, content: y}\n  b: {labels: {k: v}}\nsecrets:\n  s: {content: y}\n",
+        );
+        assert_eq!(
+            errors,
+            [
+                "config a: expected exactly one of file, content, environment or external: true",
+                "config b: expected exactly one of file, content, environment or external: true",
+                "unknown key `content` in secret s (allowed: name, file, environment, external, labels, driver, driver_opts, template_driver)",
+                "secret s: expected exactly one of file, environment or external: true",
+            ]
+        );
+    }
+
+    #[test]
+    fn drivers_and_names() {
+        let errors =
+            errors_of("services:\n  'web app': {image: a}\nvolumes:\n  v: {driver: nfs}\n");
+        assert!(
+            errors[0].contains("service name \"web app\" may only hold"),
+            "{errors:?}"
+        );
+        assert!(
+            errors[1].contains("driver \"nfs\" is not supported"),
+            "{errors:?}"
+        );
+        let (_, diag) = read_text("name: x\nversion: '3.9'\nservices: {}\n", &[]);
+        let warnings: Vec<_> = diag.warnings.iter().map(|w| w.message.clone()).collect();
+        assert_eq!(
+            warnings,
+            ["`name` of the file is ignored: the stack is named on the command line"]
+        );
     }
 }
