@@ -411,6 +411,44 @@ async fn prune_removes_only_what_the_stack_no_longer_names() {
         env.names(Table::Volume).contains(&"demo_data".to_string()),
         "volumes are never pruned"
     );
+    // A pruned config that a service outside the stack still mounts
+    // refuses the deploy, naming the service; nothing is written.
+    let mut with_conf = smaller.clone();
+    with_conf.configs = demo("demo").configs;
+    env.deploy(&with_conf).await;
+    services::create(
+        &env.raft,
+        &env.pinner,
+        CreateServiceRequest {
+            spec: Some(ServiceSpec {
+                name: "reader".into(),
+                image: "busybox".into(),
+                configs: vec![ConfigReference {
+                    config_name: "demo_conf".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            no_resolve_image: true,
+        },
+    )
+    .await
+    .expect("reader");
+    let revision = env.revision();
+    let err = env
+        .deploy_with(&smaller, true, false)
+        .await
+        .expect_err("in use");
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert_eq!(
+        err.message(),
+        "stack demo: config demo_conf cannot be removed: service reader still uses it"
+    );
+    assert_eq!(env.revision(), revision);
+    services::remove(&env.raft, "reader")
+        .await
+        .expect("rm reader");
+    env.deploy_with(&smaller, true, false).await.expect("prune");
     // A second prune has nothing left to do.
     assert_eq!(
         env.deploy_with(&smaller, true, false)
