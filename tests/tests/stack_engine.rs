@@ -184,7 +184,7 @@ fn a_redeploy_restarts_only_what_changed() -> Result<()> {
     assert!(changed(&again).is_empty(), "{:?}", actions(&again));
     assert_eq!(
         ids(&running(&cluster, "demo_web")?),
-        ids(&[web_task.clone()])
+        ids(std::slice::from_ref(&web_task))
     );
     assert_eq!(ids(&running(&cluster, "demo_cache")?), ids(&cache));
 

@@ -179,6 +179,11 @@ mod tests {
         let spec = service.spec.clone().expect("spec");
         assert_eq!(spec.secrets[0].secret_id, created.id);
         assert_eq!(spec.secrets[0].target, "pw");
+        assert_eq!(
+            spec.secrets[0].digest,
+            crate::digest::sha256_hex(&stored.data),
+            "a reference carries the digest of the sealed value"
+        );
         assert_eq!(spec.configs[0].target, "/conf");
         assert_eq!(spec.configs[0].digest, crate::digest::sha256_hex(b"v1"));
 

@@ -82,6 +82,26 @@ impl Env {
             .collect()
     }
 
+    /// A service outside any stack that mounts `config`.
+    async fn reader_of(&self, config: &str) {
+        let spec = ServiceSpec {
+            name: "reader".into(),
+            image: "busybox".into(),
+            configs: vec![ConfigReference {
+                config_name: config.into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let req = CreateServiceRequest {
+            spec: Some(spec),
+            no_resolve_image: true,
+        };
+        services::create(&self.raft, &self.pinner, req)
+            .await
+            .expect("reader");
+    }
+
     fn names(&self, table: Table) -> Vec<String> {
         let mut names: Vec<String> = self
             .raft
@@ -411,6 +431,27 @@ async fn prune_removes_only_what_the_stack_no_longer_names() {
         env.names(Table::Volume).contains(&"demo_data".to_string()),
         "volumes are never pruned"
     );
+    // A pruned config that a service outside the stack still mounts
+    // refuses the deploy, naming the service; nothing is written.
+    let mut with_conf = smaller.clone();
+    with_conf.configs = demo("demo").configs;
+    env.deploy(&with_conf).await;
+    env.reader_of("demo_conf").await;
+    let revision = env.revision();
+    let err = env
+        .deploy_with(&smaller, true, false)
+        .await
+        .expect_err("in use");
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert_eq!(
+        err.message(),
+        "stack demo: config demo_conf cannot be removed: service reader still uses it"
+    );
+    assert_eq!(env.revision(), revision);
+    services::remove(&env.raft, "reader")
+        .await
+        .expect("rm reader");
+    env.deploy_with(&smaller, true, false).await.expect("prune");
     // A second prune has nothing left to do.
     assert_eq!(
         env.deploy_with(&smaller, true, false)
@@ -484,24 +525,7 @@ async fn changed_config_or_secret_content_rolls_exactly_the_services_using_it() 
     let mut stack = demo("demo");
     env.deploy(&stack).await;
     // A service outside the stack that mounts the stack's config rolls too.
-    services::create(
-        &env.raft,
-        &env.pinner,
-        CreateServiceRequest {
-            spec: Some(ServiceSpec {
-                name: "reader".into(),
-                image: "busybox".into(),
-                configs: vec![ConfigReference {
-                    config_name: "demo_conf".into(),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }),
-            no_resolve_image: true,
-        },
-    )
-    .await
-    .expect("reader");
+    env.reader_of("demo_conf").await;
 
     let before = env.versions();
     stack.configs[0].data = b"listen 8080".to_vec();

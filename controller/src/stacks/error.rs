@@ -41,11 +41,8 @@ pub enum StackError {
         from: String,
         to: String,
     },
-    /// A removal would leave a service outside the stack without its object.
-    #[error(
-        "stack {stack}: {kind} {name} cannot be removed: it is in use by service {users}, \
-         which the stack does not keep"
-    )]
+    /// A removal would leave a service that stays without its object.
+    #[error("stack {stack}: {kind} {name} cannot be removed: service {users} still uses it")]
     InUse {
         stack: String,
         kind: &'static str,

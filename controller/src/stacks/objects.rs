@@ -21,7 +21,7 @@ use crate::keyring::{Keyring, check_value};
 use crate::scheduler::volumes::LOCAL_DRIVER;
 use crate::store::put;
 
-/// What the file's text says a secret's value became (never the value).
+/// What the plan says a secret's value became (never the value).
 pub const SECRET_CHANGED: &str = "(changed)";
 
 #[derive(Debug, Default)]
@@ -35,15 +35,52 @@ pub struct ObjectPlan {
     /// Existing configs and secrets whose content changes: id → the digest
     /// the services' references get (data, or sealed value).
     pub changed: BTreeMap<String, String>,
+    now_ms: i64,
 }
 
 impl ObjectPlan {
-    fn record(&mut self, line: StackChange, write: Option<(Object, Expect, u64)>) {
-        self.changes.push(line);
-        if let Some((object, expect, version)) = write {
-            self.writes.push(object.clone());
-            self.ops.push(put(object, expect, version));
+    /// An external object, or one whose fields all match.
+    fn unchanged(&mut self, kind: StackObjectKind, name: &str) {
+        self.changes
+            .push(change(kind, name, StackAction::Unchanged, Vec::new()));
+    }
+
+    fn create(&mut self, kind: StackObjectKind, name: &str, object: Kind) {
+        self.changes
+            .push(change(kind, name, StackAction::Create, Vec::new()));
+        self.write(object, Expect::Absent, 0);
+    }
+
+    /// An existing object (at `version`): unchanged when no field differs,
+    /// else written as `updated` makes it.
+    fn update(
+        &mut self,
+        kind: StackObjectKind,
+        name: &str,
+        fields: Vec<FieldChange>,
+        version: u64,
+        updated: impl FnOnce() -> Kind,
+    ) {
+        if fields.is_empty() {
+            return self.unchanged(kind, name);
         }
+        self.changes
+            .push(change(kind, name, StackAction::Update, fields));
+        self.write(updated(), Expect::Version, version);
+    }
+
+    fn write(&mut self, kind: Kind, expect: Expect, version: u64) {
+        let object = Object { kind: Some(kind) };
+        self.writes.push(object.clone());
+        self.ops.push(put(object, expect, version));
+    }
+
+    /// Timestamps of an object created at `created` and written now.
+    fn stamps(&self, created: &Option<Timestamps>) -> Option<Timestamps> {
+        Some(Timestamps {
+            created_ms: created.as_ref().map_or(self.now_ms, |t| t.created_ms),
+            updated_ms: self.now_ms,
+        })
     }
 }
 
@@ -54,17 +91,6 @@ fn labels_changed(
     fields_at("labels", from, to)
 }
 
-fn stamped(created_ms: i64, now_ms: i64) -> Option<Timestamps> {
-    Some(Timestamps {
-        created_ms,
-        updated_ms: now_ms,
-    })
-}
-
-fn created_ms(t: &Option<Timestamps>) -> i64 {
-    t.as_ref().map_or(0, |t| t.created_ms)
-}
-
 /// Plans the non-service objects of `spec` (checked by `ownership::check`).
 pub fn plan(
     spec: &StackSpec,
@@ -72,26 +98,25 @@ pub fn plan(
     keys: &Keyring,
     now_ms: i64,
 ) -> Result<ObjectPlan, StackError> {
-    let stack = spec.name.as_str();
-    let mut plan = ObjectPlan::default();
-    plan_networks(spec, current, now_ms, &mut plan)?;
+    let mut plan = ObjectPlan {
+        now_ms,
+        ..Default::default()
+    };
+    plan_networks(spec, current, &mut plan)?;
+    let kind = StackObjectKind::Volume;
     for v in &spec.volumes {
-        let line = |action, fields| change(StackObjectKind::Volume, &v.name, action, fields);
         match current.volume(&v.name) {
-            _ if v.external => plan.record(line(StackAction::Unchanged, vec![]), None),
+            _ if v.external => plan.unchanged(kind, &v.name),
             Some(old) => {
                 let fields = labels_changed(&old.labels, &v.labels);
-                if fields.is_empty() {
-                    plan.record(line(StackAction::Unchanged, fields), None);
-                } else {
-                    let new = Volume {
+                let timestamps = plan.stamps(&old.timestamps);
+                plan.update(kind, &v.name, fields, old.version, || {
+                    Kind::Volume(Volume {
                         labels: v.labels.clone(),
-                        timestamps: stamped(created_ms(&old.timestamps), now_ms),
+                        timestamps,
                         ..old.clone()
-                    };
-                    let write = (wrap(Kind::Volume(new)), Expect::Version, old.version);
-                    plan.record(line(StackAction::Update, fields), Some(write));
-                }
+                    })
+                });
             }
             None => {
                 let new = Volume {
@@ -99,18 +124,17 @@ pub fn plan(
                     name: v.name.clone(),
                     driver: LOCAL_DRIVER.to_string(),
                     labels: v.labels.clone(),
-                    timestamps: stamped(now_ms, now_ms),
+                    timestamps: plan.stamps(&None),
                     ..Default::default()
                 };
-                let write = (wrap(Kind::Volume(new)), Expect::Absent, 0);
-                plan.record(line(StackAction::Create, vec![]), Some(write));
+                plan.create(kind, &v.name, Kind::Volume(new));
             }
         }
     }
+    let kind = StackObjectKind::Config;
     for c in &spec.configs {
-        let line = |action, fields| change(StackObjectKind::Config, &c.name, action, fields);
         match current.config(&c.name) {
-            _ if c.external => plan.record(line(StackAction::Unchanged, vec![]), None),
+            _ if c.external => plan.unchanged(kind, &c.name),
             Some(old) => {
                 let mut fields = Vec::new();
                 if old.data != c.data {
@@ -122,18 +146,15 @@ pub fn plan(
                     plan.changed.insert(old.id.clone(), sha256_hex(&c.data));
                 }
                 fields.extend(labels_changed(&old.labels, &c.labels));
-                if fields.is_empty() {
-                    plan.record(line(StackAction::Unchanged, fields), None);
-                } else {
-                    let new = Config {
+                let timestamps = plan.stamps(&old.timestamps);
+                plan.update(kind, &c.name, fields, old.version, || {
+                    Kind::Config(Config {
                         data: c.data.clone(),
                         labels: c.labels.clone(),
-                        timestamps: stamped(created_ms(&old.timestamps), now_ms),
+                        timestamps,
                         ..old.clone()
-                    };
-                    let write = (wrap(Kind::Config(new)), Expect::Version, old.version);
-                    plan.record(line(StackAction::Update, fields), Some(write));
-                }
+                    })
+                });
             }
             None => {
                 let new = Config {
@@ -142,32 +163,44 @@ pub fn plan(
                     data: c.data.clone(),
                     labels: c.labels.clone(),
                     version: 0,
-                    timestamps: stamped(now_ms, now_ms),
+                    timestamps: plan.stamps(&None),
                 };
-                let write = (wrap(Kind::Config(new)), Expect::Absent, 0);
-                plan.record(line(StackAction::Create, vec![]), Some(write));
+                plan.create(kind, &c.name, Kind::Config(new));
             }
         }
     }
+    plan_secrets(spec, current, keys, &mut plan)?;
+    Ok(plan)
+}
+
+/// Secrets: sealed when created; an existing one is opened and compared in
+/// clear (sealing twice never gives the same bytes) and, when its value
+/// changed, sealed again under its id.
+fn plan_secrets(
+    spec: &StackSpec,
+    current: &Current,
+    keys: &Keyring,
+    plan: &mut ObjectPlan,
+) -> Result<(), StackError> {
+    let stack = spec.name.as_str();
+    let keyring = |source| StackError::Keyring {
+        stack: stack.to_string(),
+        source,
+    };
+    let kind = StackObjectKind::Secret;
     for s in &spec.secrets {
-        let line = |action, fields| change(StackObjectKind::Secret, &s.name, action, fields);
         if s.external {
-            plan.record(line(StackAction::Unchanged, vec![]), None);
+            plan.unchanged(kind, &s.name);
             continue;
         }
         check_value(&s.name, &s.data).map_err(|what| StackError::Invalid {
             stack: stack.to_string(),
             what,
         })?;
-        let keyring = |source| StackError::Keyring {
-            stack: stack.to_string(),
-            source,
-        };
         match current.secret(&s.name) {
             Some(old) => {
                 let mut fields = Vec::new();
                 let mut data = old.data.clone();
-                // Compared in clear: sealing twice never gives the same bytes.
                 let plain = keys.open(&old.id, &old.data).map_err(keyring)?;
                 if plain.as_bytes() != s.data.as_slice() {
                     data = keys.seal(&old.id, &s.data).map_err(keyring)?;
@@ -179,18 +212,15 @@ pub fn plan(
                     plan.changed.insert(old.id.clone(), sha256_hex(&data));
                 }
                 fields.extend(labels_changed(&old.labels, &s.labels));
-                if fields.is_empty() {
-                    plan.record(line(StackAction::Unchanged, fields), None);
-                } else {
-                    let new = Secret {
+                let timestamps = plan.stamps(&old.timestamps);
+                plan.update(kind, &s.name, fields, old.version, || {
+                    Kind::Secret(Secret {
                         data,
                         labels: s.labels.clone(),
-                        timestamps: stamped(created_ms(&old.timestamps), now_ms),
+                        timestamps,
                         ..old.clone()
-                    };
-                    let write = (wrap(Kind::Secret(new)), Expect::Version, old.version);
-                    plan.record(line(StackAction::Update, fields), Some(write));
-                }
+                    })
+                });
             }
             None => {
                 let id = new_id();
@@ -201,14 +231,13 @@ pub fn plan(
                     data,
                     labels: s.labels.clone(),
                     version: 0,
-                    timestamps: stamped(now_ms, now_ms),
+                    timestamps: plan.stamps(&None),
                 };
-                let write = (wrap(Kind::Secret(new)), Expect::Absent, 0);
-                plan.record(line(StackAction::Create, vec![]), Some(write));
+                plan.create(kind, &s.name, Kind::Secret(new));
             }
         }
     }
-    Ok(plan)
+    Ok(())
 }
 
 /// Networks: created (subnet given, or carved beside the existing ones and
@@ -216,15 +245,14 @@ pub fn plan(
 fn plan_networks(
     spec: &StackSpec,
     current: &Current,
-    now_ms: i64,
     plan: &mut ObjectPlan,
 ) -> Result<(), StackError> {
     let stack = spec.name.as_str();
     let mut existing: Vec<Network> = current.networks.clone();
+    let kind = StackObjectKind::Network;
     for n in &spec.networks {
-        let line = |action, fields| change(StackObjectKind::Network, &n.name, action, fields);
         match current.network(&n.name) {
-            _ if n.external => plan.record(line(StackAction::Unchanged, vec![]), None),
+            _ if n.external => plan.unchanged(kind, &n.name),
             Some(old) => {
                 if !n.subnet.is_empty() && n.subnet != old.subnet {
                     return Err(StackError::NetworkChange {
@@ -235,17 +263,14 @@ fn plan_networks(
                     });
                 }
                 let fields = labels_changed(&old.labels, &n.labels);
-                if fields.is_empty() {
-                    plan.record(line(StackAction::Unchanged, fields), None);
-                } else {
-                    let new = Network {
+                let timestamps = plan.stamps(&old.timestamps);
+                plan.update(kind, &n.name, fields, old.version, || {
+                    Kind::Network(Network {
                         labels: n.labels.clone(),
-                        timestamps: stamped(created_ms(&old.timestamps), now_ms),
+                        timestamps,
                         ..old.clone()
-                    };
-                    let write = (wrap(Kind::Network(new)), Expect::Version, old.version);
-                    plan.record(line(StackAction::Update, fields), Some(write));
-                }
+                    })
+                });
             }
             None => {
                 let new = new_network(
@@ -254,7 +279,7 @@ fn plan_networks(
                     n.name.clone(),
                     n.subnet.clone(),
                     n.labels.clone(),
-                    now_ms,
+                    plan.now_ms,
                 )
                 .map_err(|source| StackError::Network {
                     stack: stack.to_string(),
@@ -262,16 +287,11 @@ fn plan_networks(
                     source,
                 })?;
                 existing.push(new.clone());
-                let write = (wrap(Kind::Network(new)), Expect::Absent, 0);
-                plan.record(line(StackAction::Create, vec![]), Some(write));
+                plan.create(kind, &n.name, Kind::Network(new));
             }
         }
     }
     Ok(())
-}
-
-fn wrap(kind: Kind) -> Object {
-    Object { kind: Some(kind) }
 }
 
 /// A config's data in a field change: its size and digest (the data may be

@@ -33,55 +33,49 @@ pub fn check(spec: &StackSpec, current: &Current) -> Result<(), StackError> {
         stack: stack.to_string(),
         what: e,
     })?;
-    let mut named = Vec::new();
-    for n in &spec.networks {
-        named.push(Named {
+    let stored_service = |name: &str| {
+        current
+            .service(name)
+            .and_then(|o| o.spec.as_ref())
+            .map(|spec| &spec.labels)
+    };
+    let named: Vec<Named> = (spec.networks.iter())
+        .map(|n| Named {
             kind: StackObjectKind::Network,
             name: &n.name,
             labels: &n.labels,
             external: n.external,
             stored: current.network(&n.name).map(|o| &o.labels),
-        });
-    }
-    for v in &spec.volumes {
-        named.push(Named {
+        })
+        .chain(spec.volumes.iter().map(|v| Named {
             kind: StackObjectKind::Volume,
             name: &v.name,
             labels: &v.labels,
             external: v.external,
             stored: current.volume(&v.name).map(|o| &o.labels),
-        });
-    }
-    for c in &spec.configs {
-        named.push(Named {
+        }))
+        .chain(spec.configs.iter().map(|c| Named {
             kind: StackObjectKind::Config,
             name: &c.name,
             labels: &c.labels,
             external: c.external,
             stored: current.config(&c.name).map(|o| &o.labels),
-        });
-    }
-    for s in &spec.secrets {
-        named.push(Named {
+        }))
+        .chain(spec.secrets.iter().map(|s| Named {
             kind: StackObjectKind::Secret,
             name: &s.name,
             labels: &s.labels,
             external: s.external,
             stored: current.secret(&s.name).map(|o| &o.labels),
-        });
-    }
-    for s in &spec.services {
-        named.push(Named {
+        }))
+        .chain(spec.services.iter().map(|s| Named {
             kind: StackObjectKind::Service,
             name: &s.name,
             labels: &s.labels,
             external: false,
-            stored: current
-                .service(&s.name)
-                .and_then(|o| o.spec.as_ref())
-                .map(|spec| &spec.labels),
-        });
-    }
+            stored: stored_service(&s.name),
+        }))
+        .collect();
     let mut seen = BTreeSet::new();
     for n in &named {
         let kind = kind_name(n.kind);
