@@ -20,11 +20,12 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, mkfifo};
 
 use crate::cgroups::{self, Cgroup, CgroupError};
+use crate::hooks::{self, DefaultEnv, HookError, Kind};
 use crate::namespaces::{NamespaceError, Plan};
-use crate::process::setup::{self, Context, StartGate, exit};
+use crate::process::setup::{self, Context, exit};
 use crate::rootfs::CgroupView;
 use crate::spec::{Bundle, SpecError};
-use crate::state::{self, Dir, Exit, Record, StateError};
+use crate::state::{self, Dir, Exit, Record, StateError, Status};
 use crate::sync::{self, Msg, SyncError};
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +61,8 @@ pub enum CreateError {
     },
     #[error("container {id}: {reason}")]
     Terminal { id: String, reason: &'static str },
+    #[error("container {id}: {source}")]
+    Hook { id: String, source: HookError },
     #[error(
         "container {id}: not created from a process with {threads} threads: create forks, \
          which only a single-threaded process may do (run the berth-runtime binary instead)"
@@ -138,6 +141,10 @@ struct Guard {
     cgroup: Option<Cgroup>,
     init: Option<Pid>,
     monitor: Option<Pid>,
+    /// Once the create hooks are under way, a failure goes on to the
+    /// poststop hooks (runtime.md's lifecycle, step 13): they and the state
+    /// they read.
+    poststop: Option<(Vec<oci_spec::runtime::Hook>, Vec<u8>)>,
     armed: bool,
 }
 
@@ -160,6 +167,9 @@ impl Drop for Guard {
         }
         if let Err(e) = self.dir.remove() {
             eprintln!("berth-runtime: cleanup: {e}");
+        }
+        if let Some((poststop, state)) = &self.poststop {
+            hooks::run_warning(&self.dir.id, Kind::Poststop, poststop, state);
         }
     }
 }
@@ -240,6 +250,7 @@ pub fn create(
         cgroup: Some(cgroup.clone()),
         init: None,
         monitor: None,
+        poststop: None,
         armed: true,
     };
     cgroup.create(linux.resources().as_ref()).map_err(cg_err)?;
@@ -256,20 +267,14 @@ pub fn create(
             source,
         }
     };
-    let gate = match mode {
-        CreateMode::Run => StartGate::Immediately,
-        CreateMode::Create => {
-            mkfifo(&dir.fifo(), Mode::from_bits_truncate(0o600))
-                .map_err(sys("create the exec fifo"))?;
-            let fd = nix::fcntl::open(
-                &dir.fifo(),
-                nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(sys("open the exec fifo"))?;
-            StartGate::Fifo(fd)
-        }
-    };
+    // `start` releases init through the exec fifo, also under `run`.
+    mkfifo(&dir.fifo(), Mode::from_bits_truncate(0o600)).map_err(sys("create the exec fifo"))?;
+    let gate = nix::fcntl::open(
+        &dir.fifo(),
+        nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(sys("open the exec fifo"))?;
     let views = cgroup_views(&cgroup);
     let sync_err = |source| CreateError::Sync {
         id: id.to_string(),
@@ -284,7 +289,7 @@ pub fn create(
         plan: &plan,
         cgroup: &cgroup,
         cgroup_views: &views,
-        gate,
+        gate: Some(gate),
         sync: child_sock,
         join_gate,
         preserve_fds: config.preserve_fds,
@@ -324,11 +329,43 @@ pub fn create(
             }
         }
     }
+    let mut record = Record {
+        id: id.to_string(),
+        pid: init.map(Pid::as_raw).unwrap_or(0),
+        pid_start: 0,
+        monitor_pid: guard.monitor.map(Pid::as_raw).unwrap_or(0),
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        created: state::now_rfc3339(),
+        cgroup_paths: cgroup.paths(),
+        annotations: bundle.spec.annotations().clone().unwrap_or_default(),
+    };
     loop {
         match sync::recv(&parent_sock).map_err(sync_err)? {
             Msg::Pid(pid) => {
                 guard.init = Some(Pid::from_raw(pid));
-                init = Some(Pid::from_raw(pid));
+                record.pid = pid;
+            }
+            Msg::Hooks => {
+                let state = record.hook_state(Status::Creating);
+                guard.poststop = Some((
+                    hooks::of(&bundle.spec, Kind::Poststop).to_vec(),
+                    record.hook_state(Status::Stopped),
+                ));
+                for kind in [Kind::Prestart, Kind::CreateRuntime] {
+                    hooks::run(
+                        kind,
+                        hooks::of(&bundle.spec, kind),
+                        &state,
+                        DefaultEnv::Inherit,
+                    )
+                    .map_err(|source| CreateError::Hook {
+                        id: id.to_string(),
+                        source,
+                    })?;
+                }
+                let state = String::from_utf8_lossy(&state).into_owned();
+                sync::send(&parent_sock, &Msg::State(state)).map_err(sync_err)?;
             }
             Msg::Ready => break,
             Msg::Error(message) => {
@@ -337,20 +374,11 @@ pub fn create(
                     message,
                 });
             }
+            Msg::State(_) => return Err(sync_err(SyncError::Garbled)),
         }
     }
-    let pid = init.map(Pid::as_raw).unwrap_or(0);
-    let record = Record {
-        id: id.to_string(),
-        pid,
-        pid_start: crate::proc::start_time(pid).unwrap_or(0),
-        monitor_pid: guard.monitor.map(Pid::as_raw).unwrap_or(0),
-        bundle: bundle.dir.clone(),
-        rootfs: bundle.rootfs.clone(),
-        created: state::now_rfc3339(),
-        cgroup_paths: cgroup.paths(),
-        annotations: bundle.spec.annotations().clone().unwrap_or_default(),
-    };
+    let pid = record.pid;
+    record.pid_start = crate::proc::start_time(pid).unwrap_or(0);
     dir.save(&record)?;
     if let Some(pid_file) = &config.pid_file {
         let tmp = pid_file.with_extension("berth-tmp");

@@ -19,6 +19,7 @@ pub mod cgroups;
 pub mod commands;
 pub mod console;
 pub mod container;
+mod hooks;
 pub mod id;
 mod init;
 mod namespaces;

@@ -175,12 +175,6 @@ impl Plan {
         self.unshare.contains(CloneFlags::CLONE_NEWNS)
     }
 
-    pub fn joins_mount_ns(&self) -> bool {
-        self.join
-            .iter()
-            .any(|j| j.kind == LinuxNamespaceType::Mount)
-    }
-
     pub fn new_uts(&self) -> bool {
         self.unshare.contains(CloneFlags::CLONE_NEWUTS)
     }

@@ -29,6 +29,8 @@ pub enum SpecError {
     NoRootfs { bundle: PathBuf, rootfs: PathBuf },
     #[error("bundle {}: {what}", path.display())]
     Unsupported { path: PathBuf, what: String },
+    #[error("bundle {}: config.json: {what}", path.display())]
+    Invalid { path: PathBuf, what: String },
 }
 
 /// A loaded bundle.
@@ -82,6 +84,10 @@ impl Bundle {
                 what: "process.args",
             });
         }
+        crate::hooks::check(&spec).map_err(|what| SpecError::Invalid {
+            path: dir.clone(),
+            what,
+        })?;
         let has_user_ns = spec
             .linux()
             .as_ref()
@@ -106,9 +112,6 @@ impl Bundle {
     pub fn ignored(&self) -> Vec<&'static str> {
         let spec = &self.spec;
         let mut out = Vec::new();
-        if spec.hooks().is_some() {
-            out.push("hooks");
-        }
         if let Some(r) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
             if r.block_io().is_some() {
                 out.push("linux.resources.blockIO");

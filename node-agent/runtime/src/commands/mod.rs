@@ -34,6 +34,9 @@ pub enum CommandError {
     },
     #[error("container {id}: {message}")]
     Exec { id: String, message: String },
+    /// A startContainer hook failed; the container was destroyed.
+    #[error("container {id}: {message}")]
+    Hook { id: String, message: String },
     /// The process could not be started; `code` is its shell status (126 or 127).
     #[error("container {id}: exec failed: {message}")]
     Start {
