@@ -11,7 +11,7 @@
 //! # Ok::<(), container::CreateError>(())
 //! ```
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use nix::sys::signal::{SigHandler, Signal, kill, signal};
@@ -27,6 +27,7 @@ use crate::rootfs::CgroupView;
 use crate::spec::{Bundle, SpecError};
 use crate::state::{self, Dir, Exit, Record, StateError, Status};
 use crate::sync::{self, Msg, SyncError};
+use crate::userns::{self, Mappings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CreateError {
@@ -63,6 +64,11 @@ pub enum CreateError {
     Terminal { id: String, reason: &'static str },
     #[error("container {id}: {source}")]
     Hook { id: String, source: HookError },
+    #[error("container {id}: {source}")]
+    Userns {
+        id: String,
+        source: userns::UsernsError,
+    },
     #[error(
         "container {id}: not created from a process with {threads} threads: create forks, \
          which only a single-threaded process may do (run the berth-runtime binary instead)"
@@ -254,6 +260,14 @@ pub fn create(
         armed: true,
     };
     cgroup.create(linux.resources().as_ref()).map_err(cg_err)?;
+    if plan.new_user
+        && let Some(root) = Mappings::from_spec(&linux).root()
+    {
+        userns::delegate_cgroup(&cgroup.paths(), root).map_err(|source| CreateError::Userns {
+            id: id.to_string(),
+            source,
+        })?;
+    }
     let spec_json = serde_json::to_vec(&bundle.spec).unwrap_or_default();
     std::fs::write(dir.config(), spec_json).map_err(|source| CreateError::Write {
         id: id.to_string(),
@@ -293,27 +307,26 @@ pub fn create(
         sync: child_sock,
         join_gate,
         preserve_fds: config.preserve_fds,
+        namespaces_entered: false,
         console,
     };
     let mut init = None;
     match mode {
-        CreateMode::Run => {
-            plan.enter_pid().map_err(ns_err)?;
-            // SAFETY: this process is single-threaded.
-            match unsafe { fork() }.map_err(sys("fork init"))? {
-                ForkResult::Child => {
-                    drop(parent_sock);
-                    drop(join_release);
-                    setup::run_init(ctx)
-                }
-                ForkResult::Parent { child } => {
-                    drop(ctx);
-                    guard.init = Some(child);
-                    init = Some(child);
-                    release(&cgroup, child, join_release).map_err(cg_err)?;
-                }
+        CreateMode::Run => match spawn_init(ctx, &[parent_sock.as_raw_fd(), join_release.as_raw_fd()]) {
+            Ok(child) => {
+                guard.init = Some(child);
+                init = Some(child);
+                release(&cgroup, child, join_release).map_err(cg_err)?;
             }
-        }
+            Err(Some(message)) => {
+                return Err(CreateError::Init {
+                    id: id.to_string(),
+                    message,
+                });
+            }
+            // The intermediate reported why on the sync socket (read below).
+            Err(None) => {}
+        },
         CreateMode::Create => {
             // SAFETY: this process is single-threaded.
             match unsafe { fork() }.map_err(sys("fork the monitor"))? {
@@ -405,29 +418,25 @@ fn monitor(ctx: Context, join_release: OwnedFd, dir: &Dir) -> ! {
     // terminal (Ctrl-C, a supervisor stopping its group) do not reach the
     // monitor or the container.
     let _ = nix::unistd::setsid();
-    if let Err(e) = ctx.plan.enter_pid() {
-        let _ = sync::send(&ctx.sync, &Msg::Error(e.to_string()));
-        exit(1);
-    }
     let cgroup = ctx.cgroup.clone();
-    // SAFETY: this process is single-threaded.
-    let child = match unsafe { fork() } {
-        Ok(ForkResult::Child) => {
-            drop(join_release);
-            setup::run_init(ctx)
-        }
-        Ok(ForkResult::Parent { child }) => child,
-        Err(e) => {
-            let _ = sync::send(&ctx.sync, &Msg::Error(format!("fork init: {e}")));
+    let Ok(report) = ctx.sync.try_clone() else {
+        exit(1)
+    };
+    let child = match spawn_init(ctx, &[join_release.as_raw_fd()]) {
+        Ok(child) => child,
+        Err(message) => {
+            if let Some(message) = message {
+                let _ = sync::send(&report, &Msg::Error(message));
+            }
             exit(1);
         }
     };
-    let _ = sync::send(&ctx.sync, &Msg::Pid(child.as_raw()));
+    let _ = sync::send(&report, &Msg::Pid(child.as_raw()));
     if let Err(e) = release(&cgroup, child, join_release) {
-        let _ = sync::send(&ctx.sync, &Msg::Error(format!("cgroup: {e}")));
+        let _ = sync::send(&report, &Msg::Error(format!("cgroup: {e}")));
         let _ = kill(child, Signal::SIGKILL);
     }
-    drop(ctx);
+    drop(report);
     detach_stdio();
     for sig in [
         Signal::SIGINT,
@@ -443,6 +452,31 @@ fn monitor(ctx: Context, join_release: OwnedFd, dir: &Dir) -> ! {
     let exit_info = exit_of(status, &cgroup);
     let _ = dir.save_exit(&exit_info);
     exit(exit_info.shell_status())
+}
+
+/// Forks init into its pid namespace (through `userns` when the container
+/// has a user namespace) and returns its host pid; `close_in_child` are fds
+/// of this process that init must not keep.
+fn spawn_init(ctx: Context, close_in_child: &[RawFd]) -> Result<Pid, userns::SpawnError> {
+    if ctx.plan.has_user() {
+        let linux = ctx.bundle.spec.linux().clone().unwrap_or_default();
+        return userns::spawn_init(ctx, &Mappings::from_spec(&linux), close_in_child);
+    }
+    ctx.plan.enter_pid().map_err(|e| Some(e.to_string()))?;
+    // SAFETY: this process is single-threaded.
+    match unsafe { fork() } {
+        Ok(ForkResult::Child) => {
+            for fd in close_in_child {
+                // SAFETY: closing the parent's fds in this copy of the process.
+                unsafe {
+                    libc::close(*fd);
+                }
+            }
+            setup::run_init(ctx)
+        }
+        Ok(ForkResult::Parent { child }) => Ok(child),
+        Err(e) => Err(Some(format!("fork init: {e}"))),
+    }
 }
 
 /// Moves init into its cgroup and lets it go on.

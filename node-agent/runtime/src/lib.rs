@@ -31,3 +31,4 @@ pub mod signal;
 mod spec;
 pub mod state;
 mod sync;
+mod userns;

@@ -88,21 +88,39 @@ impl Bundle {
             path: dir.clone(),
             what,
         })?;
-        let has_user_ns = spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.namespaces().as_ref())
-            .is_some_and(|ns| {
-                ns.iter()
-                    .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::User)
-            });
-        if has_user_ns {
-            return Err(SpecError::Unsupported {
-                path: dir,
-                what: "user namespaces are not supported yet".into(),
-            });
-        }
+        check_user_namespace(&spec).map_err(|what| SpecError::Invalid {
+            path: dir.clone(),
+            what: what.into(),
+        })?;
         Ok(Bundle { dir, rootfs, spec })
+    }
+}
+
+/// A new user namespace needs both maps (without them nobody in it has an
+/// id), and maps need a user namespace to apply to.
+fn check_user_namespace(spec: &Spec) -> Result<(), &'static str> {
+    let Some(linux) = spec.linux().as_ref() else {
+        return Ok(());
+    };
+    let user = linux
+        .namespaces()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .find(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::User);
+    let has = |m: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
+        m.as_ref().is_some_and(|m| !m.is_empty())
+    };
+    let maps = has(linux.uid_mappings()) || has(linux.gid_mappings());
+    match user {
+        None if maps => Err("linux.uidMappings/gidMappings are given without a user namespace"),
+        Some(ns)
+            if ns.path().as_ref().is_none_or(|p| p.as_os_str().is_empty())
+                && !(has(linux.uid_mappings()) && has(linux.gid_mappings())) =>
+        {
+            Err("a new user namespace needs linux.uidMappings and linux.gidMappings")
+        }
+        _ => Ok(()),
     }
 }
 

@@ -67,6 +67,9 @@ pub struct Context<'a> {
     /// Readable once the runtime has moved init into its cgroup.
     pub join_gate: OwnedFd,
     pub preserve_fds: u32,
+    /// The namespaces were made before init was forked (`userns`); init
+    /// only makes the cgroup one.
+    pub namespaces_entered: bool,
     /// The connected console socket when `process.terminal` is true.
     pub console: Option<OwnedFd>,
 }
@@ -183,7 +186,9 @@ pub fn exit(code: i32) -> ! {
 fn setup(ctx: &Context) -> Result<(Command, Option<String>), SetupError> {
     let spec = &ctx.bundle.spec;
     umask(Mode::empty());
-    ctx.plan.enter_rest()?;
+    if !ctx.namespaces_entered {
+        ctx.plan.enter_rest()?;
+    }
     // The runtime moves init into its cgroup while init unshares (moving a task
     // waits for an RCU grace period on cgroup v1): wait for that before the
     // cgroup namespace is made, or at the latest before reporting ready.
@@ -229,9 +234,14 @@ fn setup(ctx: &Context) -> Result<(Command, Option<String>), SetupError> {
         rootfs::pivot(&ctx.bundle.rootfs, propagation)?;
         write_sysctls(spec)?;
         rootfs::finalize(spec)?;
+    } else if ctx.plan.joins_mount_ns() && !ctx.bundle.rootfs.is_dir() {
+        // A joined mount namespace is someone else's: change nothing in it.
+        // Without the rootfs path there (another container's, after its
+        // pivot_root), use its root as it is (setns moved us there).
+        state = create_hooks(ctx, &mut joined)?;
     } else {
-        // No mount namespace of its own, or a joined one, which is someone
-        // else's: change nothing in it, only enter the rootfs (resolved there).
+        // No mount namespace of its own, or a joined one that has the rootfs
+        // path (a copy of the host's): enter the rootfs, change nothing else.
         state = create_hooks(ctx, &mut joined)?;
         nix::unistd::chroot(&ctx.bundle.rootfs).map_err(|source| RootfsError::Sys {
             what: "chroot to",
