@@ -312,21 +312,23 @@ pub fn create(
     };
     let mut init = None;
     match mode {
-        CreateMode::Run => match spawn_init(ctx, &[parent_sock.as_raw_fd(), join_release.as_raw_fd()]) {
-            Ok(child) => {
-                guard.init = Some(child);
-                init = Some(child);
-                release(&cgroup, child, join_release).map_err(cg_err)?;
+        CreateMode::Run => {
+            match spawn_init(ctx, &[parent_sock.as_raw_fd(), join_release.as_raw_fd()]) {
+                Ok(child) => {
+                    guard.init = Some(child);
+                    init = Some(child);
+                    release(&cgroup, child, join_release).map_err(cg_err)?;
+                }
+                Err(Some(message)) => {
+                    return Err(CreateError::Init {
+                        id: id.to_string(),
+                        message,
+                    });
+                }
+                // The intermediate reported why on the sync socket (read below).
+                Err(None) => {}
             }
-            Err(Some(message)) => {
-                return Err(CreateError::Init {
-                    id: id.to_string(),
-                    message,
-                });
-            }
-            // The intermediate reported why on the sync socket (read below).
-            Err(None) => {}
-        },
+        }
         CreateMode::Create => {
             // SAFETY: this process is single-threaded.
             match unsafe { fork() }.map_err(sys("fork the monitor"))? {
@@ -462,10 +464,25 @@ fn spawn_init(ctx: Context, close_in_child: &[RawFd]) -> Result<Pid, userns::Spa
         let linux = ctx.bundle.spec.linux().clone().unwrap_or_default();
         return userns::spawn_init(ctx, &Mappings::from_spec(&linux), close_in_child);
     }
+    // Entering the pid namespace is for init only: this process's later
+    // children (hooks under `run`) belong in the runtime's namespace, and
+    // after init ends no process can be forked into the container's.
+    let own_pid_ns = nix::fcntl::open(
+        "/proc/self/ns/pid",
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Some(format!("open the runtime's pid namespace: {e}")))?;
     ctx.plan.enter_pid().map_err(|e| Some(e.to_string()))?;
     // SAFETY: this process is single-threaded.
-    match unsafe { fork() } {
+    let forked = unsafe { fork() };
+    if !matches!(forked, Ok(ForkResult::Child)) {
+        nix::sched::setns(&own_pid_ns, nix::sched::CloneFlags::CLONE_NEWPID)
+            .map_err(|e| Some(format!("return to the runtime's pid namespace: {e}")))?;
+    }
+    match forked {
         Ok(ForkResult::Child) => {
+            drop(own_pid_ns);
             for fd in close_in_child {
                 // SAFETY: closing the parent's fds in this copy of the process.
                 unsafe {

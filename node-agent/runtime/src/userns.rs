@@ -94,7 +94,8 @@ fn write_maps(pid: Pid, maps: &Mappings) -> Result<(), UsernsError> {
     for (file, list) in [("uid_map", &maps.uid), ("gid_map", &maps.gid)] {
         let path = PathBuf::from(format!("/proc/{pid}/{file}"));
         // One write: the kernel takes a map file's whole content at once.
-        std::fs::write(&path, map_text(list)).map_err(|source| UsernsError::Map { path, source })?;
+        std::fs::write(&path, map_text(list))
+            .map_err(|source| UsernsError::Map { path, source })?;
     }
     Ok(())
 }
@@ -269,9 +270,8 @@ fn enter(plan: &Plan, up: &OwnedFd, down: &OwnedFd) -> Result<(), String> {
         })?;
     }
     if let Some(j) = &plan.join_user {
-        setns(&j.fd, CloneFlags::CLONE_NEWUSER).map_err(|e| {
-            format!("failed to join user namespace {}: {e}", j.path.display())
-        })?;
+        setns(&j.fd, CloneFlags::CLONE_NEWUSER)
+            .map_err(|e| format!("failed to join user namespace {}: {e}", j.path.display()))?;
     } else {
         unshare(CloneFlags::CLONE_NEWUSER)
             .map_err(|e| format!("failed to create the user namespace: {e}"))?;
@@ -294,9 +294,8 @@ fn enter(plan: &Plan, up: &OwnedFd, down: &OwnedFd) -> Result<(), String> {
 
 /// Uid and gid 0 of the user namespace, no supplementary groups.
 fn become_root() -> Result<(), String> {
-    let root_err = |e| {
-        format!("cannot become root of the user namespace (are uid 0 and gid 0 mapped?): {e}")
-    };
+    let root_err =
+        |e| format!("cannot become root of the user namespace (are uid 0 and gid 0 mapped?): {e}");
     nix::unistd::setgroups(&[]).map_err(root_err)?;
     let (gid, uid) = (Gid::from_raw(0), Uid::from_raw(0));
     nix::unistd::setresgid(gid, gid, gid).map_err(root_err)?;
