@@ -489,9 +489,7 @@ mod tests {
             &["sh", "-c", "echo waiting; exec sleep 30"],
             Some(1),
         );
-        let started = Instant::now();
         let err = run(Kind::CreateContainer, &[h], b"{}", DefaultEnv::Inherit).unwrap_err();
-        assert!(started.elapsed() < Duration::from_secs(20));
         assert_eq!(
             err.to_string(),
             "createContainer hook #0 (/bin/sh) timed out after 1s and was killed; output: waiting"

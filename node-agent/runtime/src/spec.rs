@@ -218,6 +218,56 @@ mod tests {
         assert_eq!(bundle.ignored(), vec!["linux.resources.blockIO"]);
     }
 
+    fn with_user_namespace(path: Option<&str>, uid: bool, gid: bool) -> Spec {
+        use oci_spec::runtime::{LinuxIdMappingBuilder, LinuxNamespaceBuilder, LinuxNamespaceType};
+        let map = vec![
+            LinuxIdMappingBuilder::default()
+                .container_id(0u32)
+                .host_id(1000u32)
+                .size(10u32)
+                .build()
+                .expect("mapping"),
+        ];
+        let mut spec = Spec::default();
+        let mut linux = spec.linux().clone().expect("linux");
+        let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+        let mut ns = LinuxNamespaceBuilder::default().typ(LinuxNamespaceType::User);
+        if let Some(path) = path {
+            ns = ns.path(path);
+        }
+        namespaces.push(ns.build().expect("namespace"));
+        linux.set_namespaces(Some(namespaces));
+        linux.set_uid_mappings(uid.then(|| map.clone()));
+        linux.set_gid_mappings(gid.then_some(map));
+        spec.set_linux(Some(linux));
+        spec
+    }
+
+    #[test]
+    fn a_user_namespace_and_its_mappings_go_together() {
+        assert_eq!(
+            check_user_namespace(&with_user_namespace(None, true, true)),
+            Ok(())
+        );
+        assert_eq!(
+            check_user_namespace(&with_user_namespace(None, true, false)),
+            Err("a new user namespace needs linux.uidMappings and linux.gidMappings")
+        );
+        // A joined namespace has its maps already.
+        assert_eq!(
+            check_user_namespace(&with_user_namespace(Some("/proc/1/ns/user"), false, false)),
+            Ok(())
+        );
+        let mut spec = with_user_namespace(None, true, true);
+        let mut linux = spec.linux().clone().expect("linux");
+        linux.set_namespaces(Some(Vec::new()));
+        spec.set_linux(Some(linux));
+        assert_eq!(
+            check_user_namespace(&spec),
+            Err("linux.uidMappings/gidMappings are given without a user namespace")
+        );
+    }
+
     #[test]
     fn default_spec_roundtrips() {
         let text = serde_json::to_vec(&Spec::default()).expect("serialize");

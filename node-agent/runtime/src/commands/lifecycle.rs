@@ -178,8 +178,14 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), CommandError> {
         Err(e) => return Err(e.into()),
     };
     let status = dir.status(&record);
-    if status == Status::Running && !force {
-        return Err(CommandError::StillRunning(id.into()));
+    // runtime.md: deleting a container that is not stopped is an error (and
+    // changes nothing); --force kills it first.
+    match status {
+        Status::Running if !force => return Err(CommandError::StillRunning(id.into())),
+        Status::Created | Status::Creating if !force => {
+            return Err(CommandError::NotStopped(id.into()));
+        }
+        _ => {}
     }
     let cgroup =
         Cgroup::from_paths(&record.cgroup_paths).map_err(|source| CommandError::Cgroup {

@@ -24,6 +24,8 @@ pub enum CommandError {
     NotCreated(String),
     #[error("container {0} is still running; stop it first or use --force")]
     StillRunning(String),
+    #[error("container {0} is created, not stopped; kill it first or use --force")]
+    NotStopped(String),
     #[error(transparent)]
     BadSignal(#[from] crate::signal::UnknownSignal),
     #[error("container {id}: failed to {what}: {source}")]
