@@ -11,7 +11,7 @@
 //! # Ok::<(), container::CreateError>(())
 //! ```
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use nix::sys::signal::{SigHandler, Signal, kill, signal};
@@ -20,12 +20,14 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, mkfifo};
 
 use crate::cgroups::{self, Cgroup, CgroupError};
+use crate::hooks::{self, DefaultEnv, HookError, Kind};
 use crate::namespaces::{NamespaceError, Plan};
-use crate::process::setup::{self, Context, StartGate, exit};
+use crate::process::setup::{self, Context, exit};
 use crate::rootfs::CgroupView;
 use crate::spec::{Bundle, SpecError};
-use crate::state::{self, Dir, Exit, Record, StateError};
+use crate::state::{self, Dir, Exit, Record, StateError, Status};
 use crate::sync::{self, Msg, SyncError};
+use crate::userns::{self, Mappings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CreateError {
@@ -60,6 +62,13 @@ pub enum CreateError {
     },
     #[error("container {id}: {reason}")]
     Terminal { id: String, reason: &'static str },
+    #[error("container {id}: {source}")]
+    Hook { id: String, source: HookError },
+    #[error("container {id}: {source}")]
+    Userns {
+        id: String,
+        source: userns::UsernsError,
+    },
     #[error(
         "container {id}: not created from a process with {threads} threads: create forks, \
          which only a single-threaded process may do (run the berth-runtime binary instead)"
@@ -138,6 +147,10 @@ struct Guard {
     cgroup: Option<Cgroup>,
     init: Option<Pid>,
     monitor: Option<Pid>,
+    /// Once the create hooks are under way, a failure goes on to the
+    /// poststop hooks (runtime.md's lifecycle, step 13): they and the state
+    /// they read.
+    poststop: Option<(Vec<oci_spec::runtime::Hook>, Vec<u8>)>,
     armed: bool,
 }
 
@@ -160,6 +173,9 @@ impl Drop for Guard {
         }
         if let Err(e) = self.dir.remove() {
             eprintln!("berth-runtime: cleanup: {e}");
+        }
+        if let Some((poststop, state)) = &self.poststop {
+            hooks::run_warning(&self.dir.id, Kind::Poststop, poststop, state);
         }
     }
 }
@@ -240,9 +256,18 @@ pub fn create(
         cgroup: Some(cgroup.clone()),
         init: None,
         monitor: None,
+        poststop: None,
         armed: true,
     };
     cgroup.create(linux.resources().as_ref()).map_err(cg_err)?;
+    if plan.new_user
+        && let Some(root) = Mappings::from_spec(&linux).root()
+    {
+        userns::delegate_cgroup(&cgroup.paths(), root).map_err(|source| CreateError::Userns {
+            id: id.to_string(),
+            source,
+        })?;
+    }
     let spec_json = serde_json::to_vec(&bundle.spec).unwrap_or_default();
     std::fs::write(dir.config(), spec_json).map_err(|source| CreateError::Write {
         id: id.to_string(),
@@ -256,20 +281,14 @@ pub fn create(
             source,
         }
     };
-    let gate = match mode {
-        CreateMode::Run => StartGate::Immediately,
-        CreateMode::Create => {
-            mkfifo(&dir.fifo(), Mode::from_bits_truncate(0o600))
-                .map_err(sys("create the exec fifo"))?;
-            let fd = nix::fcntl::open(
-                &dir.fifo(),
-                nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(sys("open the exec fifo"))?;
-            StartGate::Fifo(fd)
-        }
-    };
+    // `start` releases init through the exec fifo, also under `run`.
+    mkfifo(&dir.fifo(), Mode::from_bits_truncate(0o600)).map_err(sys("create the exec fifo"))?;
+    let gate = nix::fcntl::open(
+        &dir.fifo(),
+        nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(sys("open the exec fifo"))?;
     let views = cgroup_views(&cgroup);
     let sync_err = |source| CreateError::Sync {
         id: id.to_string(),
@@ -284,29 +303,30 @@ pub fn create(
         plan: &plan,
         cgroup: &cgroup,
         cgroup_views: &views,
-        gate,
+        gate: Some(gate),
         sync: child_sock,
         join_gate,
         preserve_fds: config.preserve_fds,
+        namespaces_entered: false,
         console,
     };
     let mut init = None;
     match mode {
         CreateMode::Run => {
-            plan.enter_pid().map_err(ns_err)?;
-            // SAFETY: this process is single-threaded.
-            match unsafe { fork() }.map_err(sys("fork init"))? {
-                ForkResult::Child => {
-                    drop(parent_sock);
-                    drop(join_release);
-                    setup::run_init(ctx)
-                }
-                ForkResult::Parent { child } => {
-                    drop(ctx);
+            match spawn_init(ctx, &[parent_sock.as_raw_fd(), join_release.as_raw_fd()]) {
+                Ok(child) => {
                     guard.init = Some(child);
                     init = Some(child);
                     release(&cgroup, child, join_release).map_err(cg_err)?;
                 }
+                Err(Some(message)) => {
+                    return Err(CreateError::Init {
+                        id: id.to_string(),
+                        message,
+                    });
+                }
+                // The intermediate reported why on the sync socket (read below).
+                Err(None) => {}
             }
         }
         CreateMode::Create => {
@@ -324,11 +344,43 @@ pub fn create(
             }
         }
     }
+    let mut record = Record {
+        id: id.to_string(),
+        pid: init.map(Pid::as_raw).unwrap_or(0),
+        pid_start: 0,
+        monitor_pid: guard.monitor.map(Pid::as_raw).unwrap_or(0),
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        created: state::now_rfc3339(),
+        cgroup_paths: cgroup.paths(),
+        annotations: bundle.spec.annotations().clone().unwrap_or_default(),
+    };
     loop {
         match sync::recv(&parent_sock).map_err(sync_err)? {
             Msg::Pid(pid) => {
                 guard.init = Some(Pid::from_raw(pid));
-                init = Some(Pid::from_raw(pid));
+                record.pid = pid;
+            }
+            Msg::Hooks => {
+                let state = record.hook_state(Status::Creating);
+                guard.poststop = Some((
+                    hooks::of(&bundle.spec, Kind::Poststop).to_vec(),
+                    record.hook_state(Status::Stopped),
+                ));
+                for kind in [Kind::Prestart, Kind::CreateRuntime] {
+                    hooks::run(
+                        kind,
+                        hooks::of(&bundle.spec, kind),
+                        &state,
+                        DefaultEnv::Inherit,
+                    )
+                    .map_err(|source| CreateError::Hook {
+                        id: id.to_string(),
+                        source,
+                    })?;
+                }
+                let state = String::from_utf8_lossy(&state).into_owned();
+                sync::send(&parent_sock, &Msg::State(state)).map_err(sync_err)?;
             }
             Msg::Ready => break,
             Msg::Error(message) => {
@@ -337,20 +389,11 @@ pub fn create(
                     message,
                 });
             }
+            Msg::State(_) => return Err(sync_err(SyncError::Garbled)),
         }
     }
-    let pid = init.map(Pid::as_raw).unwrap_or(0);
-    let record = Record {
-        id: id.to_string(),
-        pid,
-        pid_start: crate::proc::start_time(pid).unwrap_or(0),
-        monitor_pid: guard.monitor.map(Pid::as_raw).unwrap_or(0),
-        bundle: bundle.dir.clone(),
-        rootfs: bundle.rootfs.clone(),
-        created: state::now_rfc3339(),
-        cgroup_paths: cgroup.paths(),
-        annotations: bundle.spec.annotations().clone().unwrap_or_default(),
-    };
+    let pid = record.pid;
+    record.pid_start = crate::proc::start_time(pid).unwrap_or(0);
     dir.save(&record)?;
     if let Some(pid_file) = &config.pid_file {
         let tmp = pid_file.with_extension("berth-tmp");
@@ -377,29 +420,25 @@ fn monitor(ctx: Context, join_release: OwnedFd, dir: &Dir) -> ! {
     // terminal (Ctrl-C, a supervisor stopping its group) do not reach the
     // monitor or the container.
     let _ = nix::unistd::setsid();
-    if let Err(e) = ctx.plan.enter_pid() {
-        let _ = sync::send(&ctx.sync, &Msg::Error(e.to_string()));
-        exit(1);
-    }
     let cgroup = ctx.cgroup.clone();
-    // SAFETY: this process is single-threaded.
-    let child = match unsafe { fork() } {
-        Ok(ForkResult::Child) => {
-            drop(join_release);
-            setup::run_init(ctx)
-        }
-        Ok(ForkResult::Parent { child }) => child,
-        Err(e) => {
-            let _ = sync::send(&ctx.sync, &Msg::Error(format!("fork init: {e}")));
+    let Ok(report) = ctx.sync.try_clone() else {
+        exit(1)
+    };
+    let child = match spawn_init(ctx, &[join_release.as_raw_fd()]) {
+        Ok(child) => child,
+        Err(message) => {
+            if let Some(message) = message {
+                let _ = sync::send(&report, &Msg::Error(message));
+            }
             exit(1);
         }
     };
-    let _ = sync::send(&ctx.sync, &Msg::Pid(child.as_raw()));
+    let _ = sync::send(&report, &Msg::Pid(child.as_raw()));
     if let Err(e) = release(&cgroup, child, join_release) {
-        let _ = sync::send(&ctx.sync, &Msg::Error(format!("cgroup: {e}")));
+        let _ = sync::send(&report, &Msg::Error(format!("cgroup: {e}")));
         let _ = kill(child, Signal::SIGKILL);
     }
-    drop(ctx);
+    drop(report);
     detach_stdio();
     for sig in [
         Signal::SIGINT,
@@ -415,6 +454,46 @@ fn monitor(ctx: Context, join_release: OwnedFd, dir: &Dir) -> ! {
     let exit_info = exit_of(status, &cgroup);
     let _ = dir.save_exit(&exit_info);
     exit(exit_info.shell_status())
+}
+
+/// Forks init into its pid namespace (through `userns` when the container
+/// has a user namespace) and returns its host pid; `close_in_child` are fds
+/// of this process that init must not keep.
+fn spawn_init(ctx: Context, close_in_child: &[RawFd]) -> Result<Pid, userns::SpawnError> {
+    if ctx.plan.has_user() {
+        let linux = ctx.bundle.spec.linux().clone().unwrap_or_default();
+        return userns::spawn_init(ctx, &Mappings::from_spec(&linux), close_in_child);
+    }
+    // Entering the pid namespace is for init only: this process's later
+    // children (hooks under `run`) belong in the runtime's namespace, and
+    // after init ends no process can be forked into the container's.
+    let own_pid_ns = nix::fcntl::open(
+        "/proc/self/ns/pid",
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Some(format!("open the runtime's pid namespace: {e}")))?;
+    ctx.plan.enter_pid().map_err(|e| Some(e.to_string()))?;
+    // SAFETY: this process is single-threaded.
+    let forked = unsafe { fork() };
+    if !matches!(forked, Ok(ForkResult::Child)) {
+        nix::sched::setns(&own_pid_ns, nix::sched::CloneFlags::CLONE_NEWPID)
+            .map_err(|e| Some(format!("return to the runtime's pid namespace: {e}")))?;
+    }
+    match forked {
+        Ok(ForkResult::Child) => {
+            drop(own_pid_ns);
+            for fd in close_in_child {
+                // SAFETY: closing the parent's fds in this copy of the process.
+                unsafe {
+                    libc::close(*fd);
+                }
+            }
+            setup::run_init(ctx)
+        }
+        Ok(ForkResult::Parent { child }) => Ok(child),
+        Err(e) => Err(Some(format!("fork init: {e}"))),
+    }
 }
 
 /// Moves init into its cgroup and lets it go on.

@@ -58,6 +58,10 @@ pub struct Plan {
     pub unshare: CloneFlags,
     /// Existing namespaces init joins, in this order, before unsharing.
     pub join: Vec<Join>,
+    /// A new user namespace (made by `userns`, with the spec's mappings).
+    pub new_user: bool,
+    /// An existing user namespace to join (by `userns`, after the others).
+    pub join_user: Option<Join>,
 }
 
 pub fn name(kind: LinuxNamespaceType) -> &'static str {
@@ -81,7 +85,7 @@ fn flag(kind: LinuxNamespaceType) -> Result<CloneFlags> {
         LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
         LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
         LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
-        LinuxNamespaceType::User => return Err(NamespaceError::Unsupported("user")),
+        LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
         LinuxNamespaceType::Time => return Err(NamespaceError::Unsupported("time")),
     })
 }
@@ -133,6 +137,8 @@ impl Plan {
             join_pid: None,
             unshare: CloneFlags::empty(),
             join: Vec::new(),
+            new_user: false,
+            join_user: None,
         };
         for ns in namespaces {
             let kind = ns.typ();
@@ -155,13 +161,14 @@ impl Plan {
                         path: path.clone(),
                         fd,
                     };
-                    if kind == LinuxNamespaceType::Pid {
-                        plan.join_pid = Some(join);
-                    } else {
-                        plan.join.push(join);
+                    match kind {
+                        LinuxNamespaceType::Pid => plan.join_pid = Some(join),
+                        LinuxNamespaceType::User => plan.join_user = Some(join),
+                        _ => plan.join.push(join),
                     }
                 }
                 _ if kind == LinuxNamespaceType::Pid => plan.new_pid = true,
+                _ if kind == LinuxNamespaceType::User => plan.new_user = true,
                 _ => plan.unshare |= flag,
             }
         }
@@ -171,14 +178,19 @@ impl Plan {
         Ok(plan)
     }
 
-    pub fn new_mount_ns(&self) -> bool {
-        self.unshare.contains(CloneFlags::CLONE_NEWNS)
+    /// A user namespace, new or joined: `userns` makes the namespaces.
+    pub fn has_user(&self) -> bool {
+        self.new_user || self.join_user.is_some()
     }
 
     pub fn joins_mount_ns(&self) -> bool {
         self.join
             .iter()
             .any(|j| j.kind == LinuxNamespaceType::Mount)
+    }
+
+    pub fn new_mount_ns(&self) -> bool {
+        self.unshare.contains(CloneFlags::CLONE_NEWNS)
     }
 
     pub fn new_uts(&self) -> bool {

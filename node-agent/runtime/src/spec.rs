@@ -29,6 +29,8 @@ pub enum SpecError {
     NoRootfs { bundle: PathBuf, rootfs: PathBuf },
     #[error("bundle {}: {what}", path.display())]
     Unsupported { path: PathBuf, what: String },
+    #[error("bundle {}: config.json: {what}", path.display())]
+    Invalid { path: PathBuf, what: String },
 }
 
 /// A loaded bundle.
@@ -82,21 +84,43 @@ impl Bundle {
                 what: "process.args",
             });
         }
-        let has_user_ns = spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.namespaces().as_ref())
-            .is_some_and(|ns| {
-                ns.iter()
-                    .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::User)
-            });
-        if has_user_ns {
-            return Err(SpecError::Unsupported {
-                path: dir,
-                what: "user namespaces are not supported yet".into(),
-            });
-        }
+        crate::hooks::check(&spec).map_err(|what| SpecError::Invalid {
+            path: dir.clone(),
+            what,
+        })?;
+        check_user_namespace(&spec).map_err(|what| SpecError::Invalid {
+            path: dir.clone(),
+            what: what.into(),
+        })?;
         Ok(Bundle { dir, rootfs, spec })
+    }
+}
+
+/// A new user namespace needs both maps (without them nobody in it has an
+/// id), and maps need a user namespace to apply to.
+fn check_user_namespace(spec: &Spec) -> Result<(), &'static str> {
+    let Some(linux) = spec.linux().as_ref() else {
+        return Ok(());
+    };
+    let user = linux
+        .namespaces()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .find(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::User);
+    let has = |m: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
+        m.as_ref().is_some_and(|m| !m.is_empty())
+    };
+    let maps = has(linux.uid_mappings()) || has(linux.gid_mappings());
+    match user {
+        None if maps => Err("linux.uidMappings/gidMappings are given without a user namespace"),
+        Some(ns)
+            if ns.path().as_ref().is_none_or(|p| p.as_os_str().is_empty())
+                && !(has(linux.uid_mappings()) && has(linux.gid_mappings())) =>
+        {
+            Err("a new user namespace needs linux.uidMappings and linux.gidMappings")
+        }
+        _ => Ok(()),
     }
 }
 
@@ -106,9 +130,6 @@ impl Bundle {
     pub fn ignored(&self) -> Vec<&'static str> {
         let spec = &self.spec;
         let mut out = Vec::new();
-        if spec.hooks().is_some() {
-            out.push("hooks");
-        }
         if let Some(r) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
             if r.block_io().is_some() {
                 out.push("linux.resources.blockIO");
@@ -195,6 +216,56 @@ mod tests {
             spec,
         };
         assert_eq!(bundle.ignored(), vec!["linux.resources.blockIO"]);
+    }
+
+    fn with_user_namespace(path: Option<&str>, uid: bool, gid: bool) -> Spec {
+        use oci_spec::runtime::{LinuxIdMappingBuilder, LinuxNamespaceBuilder, LinuxNamespaceType};
+        let map = vec![
+            LinuxIdMappingBuilder::default()
+                .container_id(0u32)
+                .host_id(1000u32)
+                .size(10u32)
+                .build()
+                .expect("mapping"),
+        ];
+        let mut spec = Spec::default();
+        let mut linux = spec.linux().clone().expect("linux");
+        let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+        let mut ns = LinuxNamespaceBuilder::default().typ(LinuxNamespaceType::User);
+        if let Some(path) = path {
+            ns = ns.path(path);
+        }
+        namespaces.push(ns.build().expect("namespace"));
+        linux.set_namespaces(Some(namespaces));
+        linux.set_uid_mappings(uid.then(|| map.clone()));
+        linux.set_gid_mappings(gid.then_some(map));
+        spec.set_linux(Some(linux));
+        spec
+    }
+
+    #[test]
+    fn a_user_namespace_and_its_mappings_go_together() {
+        assert_eq!(
+            check_user_namespace(&with_user_namespace(None, true, true)),
+            Ok(())
+        );
+        assert_eq!(
+            check_user_namespace(&with_user_namespace(None, true, false)),
+            Err("a new user namespace needs linux.uidMappings and linux.gidMappings")
+        );
+        // A joined namespace has its maps already.
+        assert_eq!(
+            check_user_namespace(&with_user_namespace(Some("/proc/1/ns/user"), false, false)),
+            Ok(())
+        );
+        let mut spec = with_user_namespace(None, true, true);
+        let mut linux = spec.linux().clone().expect("linux");
+        linux.set_namespaces(Some(Vec::new()));
+        spec.set_linux(Some(linux));
+        assert_eq!(
+            check_user_namespace(&spec),
+            Err("linux.uidMappings/gidMappings are given without a user namespace")
+        );
     }
 
     #[test]

@@ -108,6 +108,33 @@ pub struct OciState<'a> {
     pub exit: Option<Exit>,
 }
 
+impl Record {
+    /// The OCI state of this container in `status` (pid 0 once stopped, as
+    /// `state` reports it).
+    pub fn oci_state(&self, status: Status, exit: Option<Exit>) -> OciState<'_> {
+        OciState {
+            oci_version: "1.0.2",
+            id: &self.id,
+            status,
+            pid: if status == Status::Stopped {
+                0
+            } else {
+                self.pid
+            },
+            bundle: &self.bundle,
+            annotations: &self.annotations,
+            rootfs: &self.rootfs,
+            created: &self.created,
+            exit,
+        }
+    }
+
+    /// The state JSON a hook reads on its stdin.
+    pub fn hook_state(&self, status: Status) -> Vec<u8> {
+        to_json(&self.oci_state(status, None))
+    }
+}
+
 /// The state directory of one container.
 #[derive(Debug, Clone)]
 pub struct Dir {
@@ -155,6 +182,13 @@ impl Dir {
 
     fn exit_path(&self) -> PathBuf {
         self.path.join("exit.json")
+    }
+
+    /// The copy of config.json create kept (for hooks and exec); `None` when
+    /// it cannot be read.
+    pub fn saved_spec(&self) -> Option<oci_spec::runtime::Spec> {
+        let text = std::fs::read(self.config()).ok()?;
+        serde_json::from_slice(&text).ok()
     }
 
     pub fn save(&self, record: &Record) -> Result<()> {

@@ -18,6 +18,10 @@ pub enum SyncError {
     Closed,
     #[error("garbled message on the sync socket")]
     Garbled,
+    #[error(
+        "the container's state is {0} bytes, more than the sync socket carries (annotations too large?)"
+    )]
+    TooLong(usize),
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -28,11 +32,21 @@ pub enum Msg {
     Ready,
     /// Init failed; the text says why.
     Error(String),
+    /// Init made the namespaces and mounts and waits, before pivot_root,
+    /// for the runtime's prestart and createRuntime hooks.
+    Hooks,
+    /// The runtime's answer to `Hooks`: they ran; the container's state JSON
+    /// for init's own hooks (createContainer, startContainer).
+    State(String),
 }
 
 const TAG_PID: u8 = 1;
 const TAG_READY: u8 = 2;
 const TAG_ERROR: u8 = 3;
+const TAG_HOOKS: u8 = 4;
+const TAG_STATE: u8 = 5;
+/// The most a message carries (one datagram).
+const MAX_TEXT: usize = 60_000;
 
 pub fn pair() -> Result<(OwnedFd, OwnedFd), SyncError> {
     socket::socketpair(
@@ -56,7 +70,16 @@ pub fn send(fd: &impl AsFd, msg: &Msg) -> Result<(), SyncError> {
             buf.push(TAG_ERROR);
             // Keep it within one datagram.
             let bytes = text.as_bytes();
-            buf.extend_from_slice(&bytes[..bytes.len().min(60_000)]);
+            buf.extend_from_slice(&bytes[..bytes.len().min(MAX_TEXT)]);
+        }
+        Msg::Hooks => buf.push(TAG_HOOKS),
+        Msg::State(json) => {
+            // Cut JSON is no JSON: refuse instead.
+            if json.len() > MAX_TEXT {
+                return Err(SyncError::TooLong(json.len()));
+            }
+            buf.push(TAG_STATE);
+            buf.extend_from_slice(json.as_bytes());
         }
     }
     socket::send(fd.as_fd().as_raw_fd(), &buf, socket::MsgFlags::MSG_NOSIGNAL)
@@ -81,6 +104,8 @@ pub fn recv(fd: &impl AsFd) -> Result<Msg, SyncError> {
         ]))),
         TAG_READY => Ok(Msg::Ready),
         TAG_ERROR => Ok(Msg::Error(String::from_utf8_lossy(&buf[1..n]).into_owned())),
+        TAG_HOOKS => Ok(Msg::Hooks),
+        TAG_STATE => Ok(Msg::State(String::from_utf8_lossy(&buf[1..n]).into_owned())),
         _ => Err(SyncError::Garbled),
     }
 }
@@ -96,6 +121,8 @@ mod tests {
             Msg::Pid(4242),
             Msg::Ready,
             Msg::Error("no such file".into()),
+            Msg::Hooks,
+            Msg::State(r#"{"id":"c"}"#.into()),
         ] {
             send(&a, &msg).expect("send");
             assert_eq!(recv(&b).expect("recv"), msg);

@@ -3,49 +3,7 @@
 
 mod common;
 
-use std::path::Path;
-
-use common::{Fixture, Runtime, cgroup_exists, stderr};
-
-/// Runs `create` and checks the failure and the absence of leftovers.
-fn create_fails(fx: &Fixture, bundle: &Path, id: &str, expected: &str) {
-    let b = bundle.to_string_lossy().into_owned();
-    let out = fx
-        .cmd(Runtime::Berth, &["create", "--bundle", &b, id])
-        .expect("create");
-    assert!(!out.status.success(), "create of a bad bundle succeeded");
-    let err = stderr(&out);
-    assert!(err.contains(expected), "expected {expected:?} in {err:?}");
-    assert!(
-        err.contains(&b) || err.contains(id),
-        "error names neither bundle nor container: {err}"
-    );
-    let root = fx.state_root(Runtime::Berth);
-    assert!(!root.join(id).exists(), "state left behind");
-    let list = fx.cmd(Runtime::Berth, &["list", "--quiet"]).expect("list");
-    assert_eq!(String::from_utf8_lossy(&list.stdout).trim(), "");
-    // The container's cgroup (if it was made) is gone; the test's own top-level
-    // directory holds nothing.
-    for root in berth_testhost::cgroups::hierarchies() {
-        let top = root.join(&fx.cgroup);
-        if top.exists() {
-            let children: Vec<_> = std::fs::read_dir(&top)
-                .expect("read cgroup")
-                .flatten()
-                .filter(|e| e.path().is_dir())
-                .collect();
-            assert!(children.is_empty(), "cgroup left in {}", top.display());
-        }
-    }
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-    assert!(
-        !mounts.contains(&fx.dir.path().to_string_lossy().into_owned()),
-        "mount leaked"
-    );
-    // Delete of what never existed succeeds (idempotent).
-    let out = fx.cmd(Runtime::Berth, &["delete", id]).expect("delete");
-    assert!(out.status.success(), "{}", stderr(&out));
-}
+use common::{Fixture, Runtime, cgroup_exists, create_fails, stderr};
 
 #[test]
 fn missing_rootfs() {

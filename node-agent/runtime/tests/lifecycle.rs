@@ -456,3 +456,30 @@ fn run_forwards_signals_and_cleans_up() {
     assert!(!fx.state_root(Runtime::Berth).join(&id).exists());
     assert!(!common::cgroup_exists(&format!("{}/runsig", fx.cgroup)));
 }
+
+#[test]
+fn delete_of_a_created_container_is_refused_without_force() {
+    let fx = Fixture::new("delcreated").expect("fixture");
+    let spec = fx.spec("created", &["true"], |_| {});
+    let bundle = fx.bundle("created", &spec).expect("bundle");
+    let id = fx.id("created");
+    fx.create_with(Runtime::Berth, &bundle, &id, &[])
+        .expect("create");
+    // runtime.md: deleting a container that is not stopped is an error and
+    // changes nothing.
+    let out = fx.cmd(Runtime::Berth, &["delete", &id]).expect("delete");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("is created, not stopped"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        fx.state(Runtime::Berth, &id).expect("state")["status"],
+        "created"
+    );
+    ok(&fx
+        .cmd(Runtime::Berth, &["delete", "--force", &id])
+        .expect("delete --force"));
+    assert!(fx.state(Runtime::Berth, &id).is_err());
+}

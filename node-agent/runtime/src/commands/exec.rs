@@ -212,6 +212,21 @@ pub fn exec(root: &Path, id: &str, config: &ExecConfig) -> Result<i32, CommandEr
         .map_err(sys("open a namespace of init"))?;
         fds.push((fd, ns));
     }
+    // The user namespace is joined by the child, last: the runtime keeps the
+    // host's rights (for the pid file) and the other joins need them.
+    let user_ns_path = PathBuf::from(format!("/proc/{}/ns/user", record.pid));
+    let user_ns = if crate::userns::differs_from_own(&user_ns_path) {
+        Some(
+            open(
+                &user_ns_path,
+                OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(sys("open the user namespace of init"))?,
+        )
+    } else {
+        None
+    };
     // The container's root: for a container without a mount namespace.
     let root_fd = open(
         format!("/proc/{}/root", record.pid).as_str(),
@@ -241,6 +256,12 @@ pub fn exec(root: &Path, id: &str, config: &ExecConfig) -> Result<i32, CommandEr
                     exit(CANNOT_INVOKE);
                 }
             }
+            if let Some(fd) = &user_ns
+                && let Err(e) = crate::userns::join(fd)
+            {
+                let _ = write!(report, "failed to join the user namespace: {e}");
+                exit(CANNOT_INVOKE);
+            }
             if let Some(socket) = &console {
                 let owner = user.unwrap_or((process.user().uid(), process.user().gid()));
                 if let Err(e) = crate::console::setup(socket, None, owner) {
@@ -269,6 +290,7 @@ pub fn exec(root: &Path, id: &str, config: &ExecConfig) -> Result<i32, CommandEr
         }
         ForkResult::Parent { child } => {
             drop(procs);
+            drop(user_ns);
             drop(report_w);
             drop(console);
             let mut message = String::new();

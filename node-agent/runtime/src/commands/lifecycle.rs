@@ -12,12 +12,19 @@ use nix::sys::stat::Mode;
 use nix::unistd::Pid;
 
 use super::CommandError;
+use std::os::fd::{AsFd, OwnedFd};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+
 use crate::cgroups::Cgroup;
 use crate::container::{self, CreateConfig, CreateMode};
+use crate::hooks::{self, Kind};
 use crate::proc::wait_gone;
 use crate::state::{Dir, Status};
 
-/// Lets a created container's process exec.
+/// Lets a created container's process exec: runs the startContainer hooks
+/// (in init) and, once the process runs, the poststart hooks. A failing
+/// startContainer hook destroys the container and is the error.
 pub fn start(root: &Path, id: &str) -> Result<(), CommandError> {
     let dir = Dir::new(root, id)?;
     let record = dir.load()?;
@@ -32,7 +39,7 @@ pub fn start(root: &Path, id: &str) -> Result<(), CommandError> {
         }
     };
     // Non-blocking: with init gone there is no reader and this fails (ENXIO).
-    let fifo = open(
+    let writer = open(
         &dir.fifo(),
         OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
         Mode::empty(),
@@ -41,9 +48,66 @@ pub fn start(root: &Path, id: &str) -> Result<(), CommandError> {
         Errno::ENXIO | Errno::ENOENT => CommandError::NotRunning(id.into()),
         other => sys("open the exec fifo")(other),
     })?;
-    nix::unistd::write(&fifo, &[0]).map_err(sys("write the exec fifo"))?;
+    let reader = open(
+        &dir.fifo(),
+        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(sys("open the exec fifo"))?;
+    nix::unistd::write(&writer, &[0]).map_err(sys("write the exec fifo"))?;
+    drop(writer);
+    let said = wait_exec(&reader).map_err(sys("wait for the process to start"))?;
     let _ = std::fs::remove_file(dir.fifo());
+    match said.as_slice() {
+        [] => {}
+        // Our own byte: init ended before it read it.
+        [0] => return Err(CommandError::NotRunning(id.into())),
+        message => {
+            let message = String::from_utf8_lossy(message).into_owned();
+            // runtime.md: stop the container, destroy it, run poststop.
+            delete(root, id, true)?;
+            return Err(CommandError::Hook {
+                id: id.into(),
+                message,
+            });
+        }
+    }
+    if let Some(spec) = dir.saved_spec() {
+        let state = record.hook_state(Status::Running);
+        hooks::run_warning(
+            id,
+            Kind::Poststart,
+            hooks::of(&spec, Kind::Poststart),
+            &state,
+        );
+    }
     Ok(())
+}
+
+/// Waits until nobody holds the exec fifo open for writing but `reader`:
+/// init exec'd (its fd is close-on-exec) or ended. Returns what is left in
+/// the fifo: nothing, our own byte (init never read it) or the error init
+/// wrote back.
+fn wait_exec(reader: &OwnedFd) -> Result<Vec<u8>, Errno> {
+    loop {
+        // No events asked: poll reports POLLHUP (no writers left) anyway.
+        let mut fds = [PollFd::new(reader.as_fd(), PollFlags::empty())];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(Errno::EINTR) | Ok(0) => continue,
+            Err(e) => return Err(e),
+            Ok(_) => break,
+        }
+    }
+    let mut said = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match nix::unistd::read(reader, &mut buf) {
+            Ok(0) | Err(Errno::EAGAIN) => return Ok(said),
+            Ok(n) => said.extend_from_slice(&buf[..n]),
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Sends `sig` (a name or number) to init, or with `all` to every process
@@ -114,8 +178,14 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), CommandError> {
         Err(e) => return Err(e.into()),
     };
     let status = dir.status(&record);
-    if status == Status::Running && !force {
-        return Err(CommandError::StillRunning(id.into()));
+    // runtime.md: deleting a container that is not stopped is an error (and
+    // changes nothing); --force kills it first.
+    match status {
+        Status::Running if !force => return Err(CommandError::StillRunning(id.into())),
+        Status::Created | Status::Creating if !force => {
+            return Err(CommandError::NotStopped(id.into()));
+        }
+        _ => {}
     }
     let cgroup =
         Cgroup::from_paths(&record.cgroup_paths).map_err(|source| CommandError::Cgroup {
@@ -140,7 +210,12 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), CommandError> {
         }
     }
     cgroup.destroy().map_err(cg_err)?;
+    let spec = dir.saved_spec();
     dir.remove()?;
+    if let Some(spec) = spec {
+        let state = record.hook_state(Status::Stopped);
+        hooks::run_warning(id, Kind::Poststop, hooks::of(&spec, Kind::Poststop), &state);
+    }
     Ok(())
 }
 
@@ -165,6 +240,7 @@ pub fn run(root: &Path, args: &CreateConfig, detach: bool) -> Result<i32, Comman
         return Ok(0);
     }
     let created = container::create(root, args, CreateMode::Run)?;
+    start(root, &args.id)?;
     RUN_CHILD.store(created.record.pid, Ordering::Relaxed);
     let action = SigAction::new(
         SigHandler::Handler(forward),
@@ -190,11 +266,7 @@ pub fn run(root: &Path, args: &CreateConfig, detach: bool) -> Result<i32, Comman
             args.id
         );
     }
-    let cg_err = |source| CommandError::Cgroup {
-        id: args.id.clone(),
-        source,
-    };
-    created.cgroup.destroy().map_err(cg_err)?;
-    created.dir.remove()?;
+    // What delete does: the cgroup, the state, the poststop hooks.
+    delete(root, &args.id, true)?;
     Ok(exit.shell_status())
 }

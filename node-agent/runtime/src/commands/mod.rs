@@ -24,6 +24,8 @@ pub enum CommandError {
     NotCreated(String),
     #[error("container {0} is still running; stop it first or use --force")]
     StillRunning(String),
+    #[error("container {0} is created, not stopped; kill it first or use --force")]
+    NotStopped(String),
     #[error(transparent)]
     BadSignal(#[from] crate::signal::UnknownSignal),
     #[error("container {id}: failed to {what}: {source}")]
@@ -34,6 +36,9 @@ pub enum CommandError {
     },
     #[error("container {id}: {message}")]
     Exec { id: String, message: String },
+    /// A startContainer hook failed; the container was destroyed.
+    #[error("container {id}: {message}")]
+    Hook { id: String, message: String },
     /// The process could not be started; `code` is its shell status (126 or 127).
     #[error("container {id}: exec failed: {message}")]
     Start {

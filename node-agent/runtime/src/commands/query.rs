@@ -4,7 +4,7 @@ use std::path::Path;
 
 use super::CommandError;
 use crate::cgroups::{Cgroup, Stats};
-use crate::state::{self, Dir, OciState, Status};
+use crate::state::{self, Dir, Status};
 
 /// The OCI state of one container (with berth's `created` and, once it
 /// stopped, `exit`) as JSON.
@@ -17,21 +17,7 @@ pub fn state(root: &Path, id: &str) -> Result<serde_json::Value, CommandError> {
     } else {
         None
     };
-    let state = OciState {
-        oci_version: "1.0.2",
-        id: &record.id,
-        status,
-        pid: if status == Status::Stopped {
-            0
-        } else {
-            record.pid
-        },
-        bundle: &record.bundle,
-        annotations: &record.annotations,
-        rootfs: &record.rootfs,
-        created: &record.created,
-        exit,
-    };
+    let state = record.oci_state(status, exit);
     Ok(serde_json::to_value(&state).unwrap_or_default())
 }
 

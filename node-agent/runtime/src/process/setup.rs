@@ -12,6 +12,7 @@ use super::{Command, ProcessError};
 use crate::caps::{CapsError, Sets};
 use crate::cgroups::{Cgroup, CgroupError};
 use crate::console::{self, ConsoleError, WindowSize};
+use crate::hooks::{self, DefaultEnv, Kind};
 use crate::namespaces::{NamespaceError, Plan};
 use crate::rootfs::{self, CgroupView, RootfsError};
 use crate::seccomp::{self, SeccompError};
@@ -43,15 +44,12 @@ pub enum SetupError {
     NotJoined,
     #[error("failed to write sysctl {key}: {source}")]
     Sysctl { key: String, source: std::io::Error },
-}
-
-/// How init learns that it may exec.
-pub enum StartGate {
-    /// `run`: at once.
-    Immediately,
-    /// `create` + `start`: when `start` writes a byte into the exec fifo (opened
-    /// read-write here, so opening never blocks and `start` finds a reader).
-    Fifo(OwnedFd),
+    #[error(transparent)]
+    Hook(#[from] crate::hooks::HookError),
+    #[error("{0}")]
+    Sync(crate::sync::SyncError),
+    #[error("unexpected message from the runtime: {0}")]
+    Unexpected(String),
 }
 
 pub struct Context<'a> {
@@ -60,11 +58,18 @@ pub struct Context<'a> {
     pub plan: &'a Plan,
     pub cgroup: &'a Cgroup,
     pub cgroup_views: &'a [CgroupView],
-    pub gate: StartGate,
+    /// The exec fifo, opened read-write (so opening never blocks and `start`
+    /// finds a reader): init execs when `start` writes a byte into it. `start`
+    /// learns that init exec'd when this fd closes (close-on-exec), and reads
+    /// what init wrote back into it when a startContainer hook failed.
+    pub gate: Option<OwnedFd>,
     pub sync: OwnedFd,
     /// Readable once the runtime has moved init into its cgroup.
     pub join_gate: OwnedFd,
     pub preserve_fds: u32,
+    /// The namespaces were made before init was forked (`userns`); init
+    /// only makes the cgroup one.
+    pub namespaces_entered: bool,
     /// The connected console socket when `process.terminal` is true.
     pub console: Option<OwnedFd>,
 }
@@ -73,27 +78,47 @@ pub struct Context<'a> {
 pub const INIT_ANNOTATION: &str = "run.berth.init";
 
 /// The init process's body; never returns.
-pub fn run_init(ctx: Context) -> ! {
+pub fn run_init(mut ctx: Context) -> ! {
     super::set_not_dumpable();
     match setup(&ctx) {
-        Ok(command) => {
+        Ok((command, state)) => {
             if sync::send(&ctx.sync, &Msg::Ready).is_err() {
                 exit(1);
             }
-            if let StartGate::Fifo(fd) = &ctx.gate {
-                let mut byte = [0u8; 1];
-                loop {
-                    match nix::unistd::read(fd, &mut byte) {
-                        Err(nix::errno::Errno::EINTR) => continue,
-                        Ok(1) => break,
-                        // The fifo went away without a start: give up.
-                        _ => exit(1),
-                    }
+            let Some(gate) = ctx.gate.take() else { exit(1) };
+            let mut byte = [0u8; 1];
+            loop {
+                match nix::unistd::read(&gate, &mut byte) {
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Ok(1) => break,
+                    // The fifo went away without a start: give up.
+                    _ => exit(1),
                 }
             }
-            let wants_init = ctx
-                .bundle
-                .spec
+            let spec = &ctx.bundle.spec;
+            let start_hooks = hooks::of(spec, Kind::StartContainer);
+            if !start_hooks.is_empty() {
+                let state = with_status(state.as_deref().unwrap_or("{}"), "created");
+                let env: Vec<String> = command
+                    .env
+                    .iter()
+                    .map(|e| e.to_string_lossy().into_owned())
+                    .collect();
+                if let Err(e) = hooks::run(
+                    Kind::StartContainer,
+                    start_hooks,
+                    state.as_bytes(),
+                    DefaultEnv::Process(&env),
+                ) {
+                    // `start` reads it once this fd is closed.
+                    let _ = nix::unistd::write(&gate, e.to_string().as_bytes());
+                    exit(1);
+                }
+            }
+            // berth's init does not exec itself: close the gate for it, so
+            // `start` sees the fifo closed.
+            drop(gate);
+            let wants_init = spec
                 .annotations()
                 .as_ref()
                 .and_then(|a| a.get(INIT_ANNOTATION))
@@ -112,15 +137,58 @@ pub fn run_init(ctx: Context) -> ! {
     }
 }
 
+/// The state JSON `state` with its status set to `status`.
+fn with_status(state: &str, status: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(state) {
+        Ok(mut value) => {
+            value["status"] = serde_json::Value::from(status);
+            value.to_string()
+        }
+        Err(_) => state.to_string(),
+    }
+}
+
+/// At the hook point (namespaces made, mounts done, before pivot_root): lets
+/// the runtime run prestart and createRuntime, then runs createContainer
+/// here, in the container's mount namespace. Returns the state JSON the
+/// runtime sent, for startContainer.
+fn create_hooks(ctx: &Context, joined: &mut bool) -> Result<Option<String>, SetupError> {
+    let spec = &ctx.bundle.spec;
+    if !hooks::init_takes_part(spec) {
+        return Ok(None);
+    }
+    // The runtime's hooks see the container in its cgroup.
+    if !*joined {
+        wait_joined(ctx)?;
+        *joined = true;
+    }
+    sync::send(&ctx.sync, &Msg::Hooks).map_err(SetupError::Sync)?;
+    let state = match sync::recv(&ctx.sync).map_err(SetupError::Sync)? {
+        Msg::State(state) => state,
+        other => return Err(SetupError::Unexpected(format!("{other:?}"))),
+    };
+    let process = spec.process().as_ref().cloned().unwrap_or_default();
+    let env = super::environment(&process, &[]);
+    hooks::run(
+        Kind::CreateContainer,
+        hooks::of(spec, Kind::CreateContainer),
+        state.as_bytes(),
+        DefaultEnv::Process(&env),
+    )?;
+    Ok(Some(state))
+}
+
 pub fn exit(code: i32) -> ! {
     // SAFETY: _exit skips atexit handlers and stdio flushing of the forked copy.
     unsafe { libc::_exit(code) }
 }
 
-fn setup(ctx: &Context) -> Result<Command, SetupError> {
+fn setup(ctx: &Context) -> Result<(Command, Option<String>), SetupError> {
     let spec = &ctx.bundle.spec;
     umask(Mode::empty());
-    ctx.plan.enter_rest()?;
+    if !ctx.namespaces_entered {
+        ctx.plan.enter_rest()?;
+    }
     // The runtime moves init into its cgroup while init unshares (moving a task
     // waits for an RCU grace period on cgroup v1): wait for that before the
     // cgroup namespace is made, or at the latest before reporting ready.
@@ -148,6 +216,7 @@ fn setup(ctx: &Context) -> Result<Command, SetupError> {
             source,
         })?;
     }
+    let state;
     if ctx.plan.new_mount_ns() {
         let new_cgroup_ns = ctx.plan.new_cgroup_ns();
         rootfs::prepare(&rootfs::Setup {
@@ -157,6 +226,7 @@ fn setup(ctx: &Context) -> Result<Command, SetupError> {
             cgroups: ctx.cgroup_views,
             new_cgroup_ns,
         })?;
+        state = create_hooks(ctx, &mut joined)?;
         let propagation = spec
             .linux()
             .as_ref()
@@ -164,10 +234,15 @@ fn setup(ctx: &Context) -> Result<Command, SetupError> {
         rootfs::pivot(&ctx.bundle.rootfs, propagation)?;
         write_sysctls(spec)?;
         rootfs::finalize(spec)?;
-    } else if ctx.plan.joins_mount_ns() {
-        // A joined mount namespace is someone else's: use its root as it is
-        // (setns moved us there) and change nothing in it.
+    } else if ctx.plan.joins_mount_ns() && !ctx.bundle.rootfs.is_dir() {
+        // A joined mount namespace is someone else's: change nothing in it.
+        // Without the rootfs path there (another container's, after its
+        // pivot_root), use its root as it is (setns moved us there).
+        state = create_hooks(ctx, &mut joined)?;
     } else {
+        // No mount namespace of its own, or a joined one that has the rootfs
+        // path (a copy of the host's): enter the rootfs, change nothing else.
+        state = create_hooks(ctx, &mut joined)?;
         nix::unistd::chroot(&ctx.bundle.rootfs).map_err(|source| RootfsError::Sys {
             what: "chroot to",
             path: ctx.bundle.rootfs.clone(),
@@ -190,7 +265,7 @@ fn setup(ctx: &Context) -> Result<Command, SetupError> {
     let command = prepare_process(&process, seccomp, &[], None)?;
     // Only stdio and the preserved fds go through exec.
     close_range_cloexec(3 + ctx.preserve_fds);
-    Ok(command)
+    Ok((command, state))
 }
 
 /// Blocks until the runtime wrote a byte into the join gate.

@@ -38,40 +38,90 @@ const LINKS: &[(&str, &str)] = &[
     ("pts/ptmx", "ptmx"),
 ];
 
+/// Makes the device node `name` in `dev`; where mknod is refused, binds the
+/// host's node `host` instead.
 fn node(
     dev: &OwnedFd,
     name: &Path,
     kind: SFlag,
-    major: u64,
-    minor: u64,
+    (major, minor): (u64, u64),
     mode: u32,
-) -> Result<(), DeviceError> {
+    host: Option<&Path>,
+) -> Result<Made, DeviceError> {
     let err = |source| DeviceError::Node {
         path: Path::new("/dev").join(name),
         source,
     };
     let _ = nix::unistd::unlinkat(dev.as_fd(), name, nix::unistd::UnlinkatFlags::NoRemoveDir);
-    mknodat(
+    match mknodat(
         dev.as_fd(),
         name,
         kind,
         Mode::from_bits_truncate(mode),
         makedev(major, minor),
-    )
-    .map_err(err)?;
+    ) {
+        Ok(()) => {}
+        // In a user namespace nobody may make device nodes: bind the host's
+        // (as runc does), which keeps the host's owner and mode (the node is
+        // the host's: neither chmod nor chown it).
+        Err(Errno::EPERM) => match host {
+            Some(host) => {
+                bind_host_device(dev, name, host).map_err(err)?;
+                return Ok(Made::Bound);
+            }
+            None => return Err(err(Errno::EPERM)),
+        },
+        Err(e) => return Err(err(e)),
+    }
     fchmodat(
         dev.as_fd(),
         name,
         Mode::from_bits_truncate(mode),
         FchmodatFlags::NoFollowSymlink,
     )
-    .map_err(err)
+    .map_err(err)?;
+    Ok(Made::Node)
+}
+
+/// How a device got into the container.
+#[derive(Debug, PartialEq, Eq)]
+enum Made {
+    Node,
+    Bound,
+}
+
+/// Binds the host's device `host` onto a new empty file `name` in `dev`.
+fn bind_host_device(dev: &OwnedFd, name: &Path, host: &Path) -> Result<(), Errno> {
+    let target = nix::fcntl::openat(
+        dev.as_fd(),
+        name,
+        nix::fcntl::OFlag::O_CREAT
+            | nix::fcntl::OFlag::O_WRONLY
+            | nix::fcntl::OFlag::O_CLOEXEC
+            | nix::fcntl::OFlag::O_NOFOLLOW,
+        Mode::from_bits_truncate(0o644),
+    )?;
+    nix::mount::mount(
+        Some(host),
+        &resolve::fd_path(&target),
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND,
+        None::<&str>,
+    )
 }
 
 /// Fills `dev` (the opened /dev of the rootfs) with the default nodes and links.
 pub fn populate(dev: &OwnedFd) -> Result<(), DeviceError> {
     for (name, major, minor) in DEFAULT_DEVICES {
-        node(dev, Path::new(name), SFlag::S_IFCHR, *major, *minor, 0o666)?;
+        let host = Path::new("/dev").join(name);
+        node(
+            dev,
+            Path::new(name),
+            SFlag::S_IFCHR,
+            (*major, *minor),
+            0o666,
+            Some(&host),
+        )?;
     }
     for (target, name) in LINKS {
         match symlinkat(*target, dev.as_fd(), *name) {
@@ -103,15 +153,17 @@ pub fn create_spec_devices(root: &OwnedFd, devices: &[LinuxDevice]) -> Result<()
         // An O_PATH fd serves as the directory of the *at calls.
         let dir = resolve::open_or_create(root, parent, resolve::Kind::Dir)?;
         let mode = d.file_mode().unwrap_or(0o666);
-        node(
+        // The same path on the host, where a user namespace needs a bind.
+        let host = (kind != SFlag::S_IFIFO).then_some(path.as_path());
+        let made = node(
             &dir,
             Path::new(name),
             kind,
-            d.major() as u64,
-            d.minor() as u64,
+            (d.major() as u64, d.minor() as u64),
             mode,
+            host,
         )?;
-        if d.uid().is_some() || d.gid().is_some() {
+        if made == Made::Node && (d.uid().is_some() || d.gid().is_some()) {
             fchownat(
                 dir.as_fd(),
                 Path::new(name),

@@ -78,7 +78,13 @@ pub struct Setup<'a> {
 /// Before pivot_root: propagation, mounts, /dev.
 pub fn prepare(s: &Setup) -> Result<()> {
     let linux = s.spec.linux().as_ref();
-    let propagation = options::propagation(linux.and_then(|l| l.rootfs_propagation().as_deref()));
+    let mut propagation =
+        options::propagation(linux.and_then(|l| l.rootfs_propagation().as_deref()));
+    // An unbindable tree cannot give the rootfs bind mount below: private
+    // until then, `pivot` makes the new root unbindable.
+    if propagation.contains(MsFlags::MS_UNBINDABLE) {
+        propagation = MsFlags::MS_PRIVATE | MsFlags::MS_REC;
+    }
     mount(None::<&str>, "/", None::<&str>, propagation, None::<&str>)
         .map_err(sys("set propagation of", Path::new("/")))?;
     // pivot_root refuses a new root whose parent mount is shared (as it is
@@ -385,7 +391,7 @@ pub fn pivot(rootfs: &Path, propagation: Option<&str>) -> Result<()> {
     umount2(".", MntFlags::MNT_DETACH).map_err(sys("unmount the old root", Path::new(".")))?;
     chdir("/").map_err(sys("chdir to", Path::new("/")))?;
     let wanted = options::propagation(propagation);
-    if wanted.intersects(MsFlags::MS_SHARED | MsFlags::MS_SLAVE) {
+    if wanted.intersects(MsFlags::MS_SHARED | MsFlags::MS_SLAVE | MsFlags::MS_UNBINDABLE) {
         mount(None::<&str>, "/", None::<&str>, wanted, None::<&str>)
             .map_err(sys("set propagation of the new", Path::new("/")))?;
     }

@@ -146,6 +146,15 @@ impl Fixture {
 
     /// `start` with more flags for `create` (`--console-socket PATH`).
     pub fn start_with(&self, rt: Runtime, bundle: &Path, id: &str, flags: &[&str]) -> Result<()> {
+        self.create_with(rt, bundle, id, flags)?;
+        let out = self.cmd(rt, &["start", id])?;
+        anyhow::ensure!(out.status.success(), "start {id}: {}", stderr(&out));
+        Ok(())
+    }
+
+    /// `create` alone, its output (and the container's) going to
+    /// `<tempdir>/<id>.log` (see `start`).
+    pub fn create_with(&self, rt: Runtime, bundle: &Path, id: &str, flags: &[&str]) -> Result<()> {
         self.remember(rt, id);
         let log_path = self.log_path(id);
         let log = std::fs::File::create(&log_path)?;
@@ -166,8 +175,6 @@ impl Fixture {
             "create {id}: {}",
             std::fs::read_to_string(&log_path).unwrap_or_default()
         );
-        let out = self.cmd(rt, &["start", id])?;
-        anyhow::ensure!(out.status.success(), "start {id}: {}", stderr(&out));
         Ok(())
     }
 
@@ -277,4 +284,45 @@ pub fn cgroup_exists(name: &str) -> bool {
 
 pub fn wait_until<T>(what: &str, check: impl FnMut() -> Option<T>) -> Result<T> {
     berth_testhost::wait_until(what, Duration::from_secs(30), check)
+}
+
+/// Runs `create` and checks the failure and the absence of leftovers.
+pub fn create_fails(fx: &Fixture, bundle: &Path, id: &str, expected: &str) -> String {
+    let b = bundle.to_string_lossy().into_owned();
+    let out = fx
+        .cmd(Runtime::Berth, &["create", "--bundle", &b, id])
+        .expect("create");
+    assert!(!out.status.success(), "create of a bad bundle succeeded");
+    let err = stderr(&out);
+    assert!(err.contains(expected), "expected {expected:?} in {err:?}");
+    assert!(
+        err.contains(&b) || err.contains(id),
+        "error names neither bundle nor container: {err}"
+    );
+    let root = fx.state_root(Runtime::Berth);
+    assert!(!root.join(id).exists(), "state left behind");
+    let list = fx.cmd(Runtime::Berth, &["list", "--quiet"]).expect("list");
+    assert_eq!(String::from_utf8_lossy(&list.stdout).trim(), "");
+    // The container's cgroup (if it was made) is gone; the test's own top-level
+    // directory holds nothing.
+    for root in berth_testhost::cgroups::hierarchies() {
+        let top = root.join(&fx.cgroup);
+        if top.exists() {
+            let children: Vec<_> = std::fs::read_dir(&top)
+                .expect("read cgroup")
+                .flatten()
+                .filter(|e| e.path().is_dir())
+                .collect();
+            assert!(children.is_empty(), "cgroup left in {}", top.display());
+        }
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(
+        !mounts.contains(&fx.dir.path().to_string_lossy().into_owned()),
+        "mount leaked"
+    );
+    // Delete of what never existed succeeds (idempotent).
+    let out = fx.cmd(Runtime::Berth, &["delete", id]).expect("delete");
+    assert!(out.status.success(), "{}", stderr(&out));
+    err
 }
