@@ -97,7 +97,7 @@ fn scripts_dev_sh_runs_the_demo_and_it_answers_on_localhost() -> Result<()> {
             if log.contains("berth dev is running") {
                 return Some(Ok(()));
             }
-            (!proc.is_running()).then(|| Err(log))
+            (!proc.is_running()).then_some(Err(log))
         },
     )?
     .map_err(|log| anyhow::anyhow!("scripts/dev.sh ended early:\n{log}"))?;
