@@ -12,6 +12,7 @@ pub mod constraint;
 pub mod filter;
 pub mod resources;
 pub mod score;
+pub mod spread;
 pub mod volumes;
 
 #[cfg(test)]
@@ -135,11 +136,24 @@ impl Placing<'_, '_> {
                 return;
             }
         };
+        let preferences = match spec.map(spread::parse_all).transpose() {
+            Ok(p) => p.unwrap_or_default(),
+            Err(err) => {
+                for task in batch {
+                    wait(task, &format!("cannot be placed: {err}"), now_ms, ops);
+                }
+                return;
+            }
+        };
         let ports = host_ports(spec);
         let request = Request {
             constraints: &constraints,
             demand: Demand::of(spec),
             ports: &ports,
+            service_id: &first.service_id,
+            max_per_node: spec
+                .and_then(|s| s.placement.as_ref())
+                .map_or(0, |p| p.max_replicas_per_node),
         };
         // A volume's node is the only one its tasks may go to.
         let (considered, pin_prefix) = match pinned {
@@ -164,7 +178,8 @@ impl Placing<'_, '_> {
             .filter(|&i| static_check(&nodes[i], &request).is_ok())
             .collect();
         let loads = &mut *self.loads;
-        let mut candidates = Candidates::new(eligible, loads, &first.service_id);
+        let mut candidates =
+            Candidates::new(eligible, loads, &first.service_id).spread_over(nodes, &preferences);
         for (done, task) in batch.iter().enumerate() {
             let Some(pos) = candidates.pick(loads, &request) else {
                 let why = explain(
