@@ -26,14 +26,17 @@ pub enum HistoryError {
 }
 
 /// The parts of a spec that change what a task runs: not the replica count,
-/// the update and rollback settings, or the service's own labels. Tasks whose
-/// spec differs from the service's in these are replaced by a rollout.
+/// the update and rollback settings, the service's own labels, or how the
+/// service is reached (the endpoint mode: its VIP comes and goes, as Swarm's
+/// endpoint spec, without a task restarted). Tasks whose spec differs from
+/// the service's in these are replaced by a rollout.
 pub fn runtime_part(spec: &ServiceSpec) -> ServiceSpec {
     ServiceSpec {
         mode: None,
         update_config: None,
         rollback_config: None,
         labels: Default::default(),
+        endpoint_mode: 0,
         ..spec.clone()
     }
 }
@@ -475,6 +478,10 @@ mod tests {
              placement.max_replicas_per_node 2, \
              placement.preferences +spread=node.labels.zone, ulimits +nofile=123:456"
         );
+        let mut reached = old.clone();
+        reached.endpoint_mode = EndpointMode::Dnsrr as i32;
+        assert!(!replaces_tasks(&old, &reached), "the endpoint mode restarts no task");
+        assert!(replaces_tasks(&reached, &new), "ulimits, init, labels, placement do");
         let mut back = new.clone();
         back.container_labels.clear();
         back.ulimits[0].soft = 200;
