@@ -86,13 +86,15 @@ fn ulimits_init_and_container_labels_reach_the_container() -> Result<()> {
         &[
             "sh",
             "-c",
-            "echo $(ulimit -Sn) $(ulimit -Hn) > /tmp/limits; exec sleep 3600",
+            "echo $(ulimit -Sn) $(ulimit -Hn) > /limits; exec sleep 3600",
         ],
     )?;
     cluster.wait_running("limited", 1, CONVERGE)?;
     let (task, agent) = only_running(&cluster, "limited")?;
     let limits = wait_until("the limits recorded", Duration::from_secs(10), || {
-        exec_out(&cluster, agent, &task, &["cat", "/tmp/limits"]).ok()
+        exec_out(&cluster, agent, &task, &["cat", "/limits"])
+            .inspect_err(|e| eprintln!("not yet: {e:#}"))
+            .ok()
     })?;
     assert_eq!(limits.trim(), "123 456");
     // A bad one is refused naming it, and nothing is created.
@@ -120,7 +122,7 @@ fn ulimits_init_and_container_labels_reach_the_container() -> Result<()> {
         &[
             "sh",
             "-c",
-            "(sh -c 'sleep 1; touch /tmp/orphan-done' &); exec sleep 3600",
+            "(sh -c 'sleep 1; touch /orphan-done' &); exec sleep 3600",
         ],
     )?;
     cluster.wait_running("reaped", 1, CONVERGE)?;
@@ -133,7 +135,7 @@ fn ulimits_init_and_container_labels_reach_the_container() -> Result<()> {
         "the orphan to end and be reaped",
         Duration::from_secs(20),
         || {
-            exec_out(&cluster, agent, &task, &["ls", "/tmp/orphan-done"]).ok()?;
+            exec_out(&cluster, agent, &task, &["ls", "/orphan-done"]).ok()?;
             let states = process_states(&cluster, agent, &task).ok()?;
             (!states.is_empty() && !states.iter().any(|s| s == "Z")).then_some(())
         },
