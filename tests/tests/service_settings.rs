@@ -13,22 +13,6 @@ use serde_json::Value;
 
 const CONVERGE: Duration = Duration::from_secs(60);
 
-fn create(cluster: &Cluster, name: &str, extra: &[&str], command: &[&str]) -> Result<()> {
-    let mut args = vec![
-        "service",
-        "create",
-        "--detach",
-        name,
-        "--image",
-        &cluster.image,
-    ];
-    args.extend_from_slice(extra);
-    args.push("--");
-    args.extend_from_slice(command);
-    cluster.berth(&args)?;
-    Ok(())
-}
-
 fn inspect(cluster: &Cluster, name: &str) -> Result<Value> {
     let out = cluster.berth(&["service", "inspect", name])?;
     serde_json::from_str(&out).context("service inspect JSON")
@@ -79,8 +63,7 @@ fn ulimits_init_and_container_labels_reach_the_container() -> Result<()> {
 
     // The command records its limits as it starts: the process's own, not
     // an exec's.
-    create(
-        &cluster,
+    cluster.create_service(
         "limited",
         &["--ulimit", "nofile=123:456"],
         &[
@@ -115,8 +98,7 @@ fn ulimits_init_and_container_labels_reach_the_container() -> Result<()> {
 
     // --init: tini is PID 1, and an orphan that exits is reaped (without a
     // reaper it would stay a zombie). The orphan marks that it ended.
-    create(
-        &cluster,
+    cluster.create_service(
         "reaped",
         &["--init", "--container-label", "team=a"],
         &[
@@ -203,14 +185,12 @@ fn vips(cluster: &Cluster, service: &str) -> Result<usize> {
 #[test]
 fn a_dnsrr_service_resolves_to_its_tasks_and_has_no_vip() -> Result<()> {
     let cluster = Cluster::start("svcset_dnsrr", 1, 2, 0)?;
-    create(
-        &cluster,
+    cluster.create_service(
         "rr",
         &["--endpoint-mode", "dnsrr", "--replicas", "2"],
         &["sleep", "3600"],
     )?;
-    create(
-        &cluster,
+    cluster.create_service(
         "client",
         &["--constraint", "node.name==n1"],
         &["sleep", "3600"],
@@ -302,8 +282,7 @@ fn spread_over_zones_puts_half_the_replicas_in_each_zone() -> Result<()> {
             node,
         ])?;
     }
-    create(
-        &cluster,
+    cluster.create_service(
         "zoned",
         &[
             "--replicas",
@@ -327,8 +306,7 @@ fn spread_over_zones_puts_half_the_replicas_in_each_zone() -> Result<()> {
 fn a_limit_per_node_leaves_a_replica_pending_with_the_reason() -> Result<()> {
     let cluster = Cluster::start("svcset_cap", 1, 2, 0)?;
     // One per node on two nodes: the third replica waits, saying why.
-    create(
-        &cluster,
+    cluster.create_service(
         "capped",
         &["--replicas", "3", "--replicas-max-per-node", "1"],
         &["sleep", "3600"],

@@ -139,6 +139,20 @@ mod tests {
         }
     }
 
+    /// The VIPs of the services the allocation writes (at the version read).
+    fn puts(out: &VipAllocation) -> BTreeMap<String, BTreeMap<String, Ipv4Prefix>> {
+        let mut got = BTreeMap::new();
+        for o in &out.ops {
+            if let Some(berth_proto::store::op::Op::Put(p)) = &o.op
+                && let Some(Kind::Service(s)) = p.object.as_ref().and_then(|o| o.kind.clone())
+            {
+                assert_eq!(p.version, 2);
+                got.insert(s.id, s.virtual_ips);
+            }
+        }
+        got
+    }
+
     #[test]
     fn vips_come_from_the_range_are_kept_dropped_and_run_out_clearly() {
         let net = Network {
@@ -154,15 +168,7 @@ mod tests {
         ];
         services.extend((0..15).map(|i| service(&format!("s{i:02}"), &["tiny"], &[])));
         let out = allocate(&pools, &services);
-        let mut got: BTreeMap<String, BTreeMap<String, Ipv4Prefix>> = BTreeMap::new();
-        for o in &out.ops {
-            if let Some(berth_proto::store::op::Op::Put(p)) = &o.op
-                && let Some(Kind::Service(s)) = p.object.as_ref().and_then(|o| o.kind.clone())
-            {
-                assert_eq!(p.version, 2);
-                got.insert(s.id, s.virtual_ips);
-            }
-        }
+        let got = puts(&out);
         assert!(!got.contains_key("a"), "an unchanged VIP is not rewritten");
         assert_eq!(got.get("b").map(|v| v.len()), Some(0));
         assert_eq!(got["s00"]["tiny"].to_string(), "10.1.2.240/24");
@@ -190,21 +196,10 @@ mod tests {
             }
             s
         };
-        let written = |services: &[Service]| -> BTreeMap<String, BTreeMap<String, Ipv4Prefix>> {
+        let written = |services: &[Service]| {
             let out = allocate(&pools, services);
             assert!(out.blocked.is_empty());
-            out.ops
-                .iter()
-                .filter_map(|o| match &o.op {
-                    Some(berth_proto::store::op::Op::Put(p)) => {
-                        match p.object.as_ref().and_then(|o| o.kind.clone()) {
-                            Some(Kind::Service(s)) => Some((s.id, s.virtual_ips)),
-                            _ => None,
-                        }
-                    }
-                    _ => None,
-                })
-                .collect()
+            puts(&out)
         };
         // New and dnsrr: nothing to write, no VIP taken.
         assert!(written(&[dnsrr(service("d", &["tiny"], &[]))]).is_empty());

@@ -127,17 +127,8 @@ impl Placing<'_, '_> {
                 return;
             }
         };
-        let constraints = match spec.map(constraint::parse_all).transpose() {
-            Ok(c) => c.unwrap_or_default(),
-            Err(err) => {
-                for task in batch {
-                    wait(task, &format!("cannot be placed: {err}"), now_ms, ops);
-                }
-                return;
-            }
-        };
-        let preferences = match spec.map(spread::parse_all).transpose() {
-            Ok(p) => p.unwrap_or_default(),
+        let (constraints, preferences) = match spec.map(placement_rules).transpose() {
+            Ok(rules) => rules.unwrap_or_default(),
             Err(err) => {
                 for task in batch {
                     wait(task, &format!("cannot be placed: {err}"), now_ms, ops);
@@ -226,6 +217,15 @@ impl Placing<'_, '_> {
             }
         }
     }
+}
+
+/// A spec's constraints and the labels its preferences spread over.
+fn placement_rules(
+    spec: &berth_proto::v1::ServiceSpec,
+) -> Result<(Vec<constraint::Constraint>, Vec<String>), String> {
+    let constraints = constraint::parse_all(spec).map_err(|e| e.to_string())?;
+    let preferences = spread::parse_all(spec).map_err(|e| e.to_string())?;
+    Ok((constraints, preferences))
 }
 
 /// Leaves a task PENDING with `why` as its message (no write when unchanged).
