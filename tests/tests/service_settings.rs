@@ -13,6 +13,13 @@ use serde_json::Value;
 
 const CONVERGE: Duration = Duration::from_secs(60);
 
+/// One controller and `agents` agents. Placements are asserted exactly, so a
+/// node must not be declared down by a heartbeat late on a loaded machine
+/// (its tasks would move): 30 s instead of the harness's 4.
+fn start(test: &str, agents: usize) -> Result<Cluster> {
+    Cluster::start_with(test, 1, agents, 0, &["--node-down-after", "30"])
+}
+
 fn inspect(cluster: &Cluster, name: &str) -> Result<Value> {
     let out = cluster.berth(&["service", "inspect", name])?;
     serde_json::from_str(&out).context("service inspect JSON")
@@ -59,7 +66,7 @@ fn process_states(cluster: &Cluster, agent: usize, task: &str) -> Result<Vec<Str
 
 #[test]
 fn ulimits_init_and_container_labels_reach_the_container() -> Result<()> {
-    let cluster = Cluster::start("svcset_process", 1, 1, 0)?;
+    let cluster = start("svcset_process", 1)?;
 
     // The command records its limits as it starts: the process's own, not
     // an exec's.
@@ -184,7 +191,7 @@ fn vips(cluster: &Cluster, service: &str) -> Result<usize> {
 
 #[test]
 fn a_dnsrr_service_resolves_to_its_tasks_and_has_no_vip() -> Result<()> {
-    let cluster = Cluster::start("svcset_dnsrr", 1, 2, 0)?;
+    let cluster = start("svcset_dnsrr", 2)?;
     cluster.create_service(
         "rr",
         &["--endpoint-mode", "dnsrr", "--replicas", "2"],
@@ -272,7 +279,7 @@ fn a_dnsrr_service_resolves_to_its_tasks_and_has_no_vip() -> Result<()> {
 
 #[test]
 fn spread_over_zones_puts_half_the_replicas_in_each_zone() -> Result<()> {
-    let cluster = Cluster::start("svcset_place", 1, 3, 0)?;
+    let cluster = start("svcset_place", 3)?;
     for (node, zone) in [("n1", "a"), ("n2", "a"), ("n3", "b")] {
         cluster.berth(&[
             "node",
@@ -304,7 +311,7 @@ fn spread_over_zones_puts_half_the_replicas_in_each_zone() -> Result<()> {
 
 #[test]
 fn a_limit_per_node_leaves_a_replica_pending_with_the_reason() -> Result<()> {
-    let cluster = Cluster::start("svcset_cap", 1, 2, 0)?;
+    let cluster = start("svcset_cap", 2)?;
     // One per node on two nodes: the third replica waits, saying why.
     cluster.create_service(
         "capped",
