@@ -480,8 +480,14 @@ mod tests {
         );
         let mut reached = old.clone();
         reached.endpoint_mode = EndpointMode::Dnsrr as i32;
-        assert!(!replaces_tasks(&old, &reached), "the endpoint mode restarts no task");
-        assert!(replaces_tasks(&reached, &new), "ulimits, init, labels, placement do");
+        assert!(
+            !replaces_tasks(&old, &reached),
+            "the endpoint mode restarts no task"
+        );
+        assert!(
+            replaces_tasks(&reached, &new),
+            "ulimits, init, labels, placement do"
+        );
         let mut back = new.clone();
         back.container_labels.clear();
         back.ulimits[0].soft = 200;
