@@ -14,6 +14,7 @@ packages=(
   skopeo         # pushes them to the registry, writes docker-save archives
   util-linux     # unshare, nsenter, mount
   procps         # ps, for tests that look at processes
+  tini           # /usr/bin/tini-static: the init of `--init` tasks
   ca-certificates
   curl           # demo scripts: is the registry up?
   git

@@ -84,9 +84,17 @@ pub struct ContainerFlags {
     pub resources: ResourceFlags,
     #[command(flatten)]
     pub mounts: crate::mount_flags::MountFlags,
-    /// KEY=VALUE label (what `ps --filter label=` matches); repeatable.
+    /// KEY=VALUE label of the container (as its annotations; also what `ps
+    /// --filter label=` matches); repeatable.
     #[arg(short = 'l', long = "label", value_name = "KEY=VALUE")]
     pub label: Vec<String>,
+    /// A resource limit: NAME=SOFT:HARD, or NAME=N for both (nofile=1024:2048);
+    /// repeatable.
+    #[arg(long, value_parser = crate::service::settings::parse_ulimit, value_name = "NAME=SOFT[:HARD]")]
+    pub ulimit: Vec<berth_proto::v1::Ulimit>,
+    /// Run an init (tini) as PID 1 that reaps zombies and forwards signals.
+    #[arg(long)]
+    pub init: bool,
     /// The user to run as: uid[:gid] or name[:group].
     #[arg(short = 'u', long)]
     pub user: Option<String>,
@@ -115,6 +123,7 @@ pub fn spec_of(args: &RunArgs) -> Result<ServiceSpec> {
             return Err(anyhow!("--env {env:?} is not KEY=VALUE"));
         }
     }
+    berth_proto::ulimits::check_all(&c.ulimit)?;
     Ok(ServiceSpec {
         name: args.name.clone().unwrap_or_default(),
         image: args.image.clone(),
@@ -129,7 +138,10 @@ pub fn spec_of(args: &RunArgs) -> Result<ServiceSpec> {
         networks: c.network.clone(),
         mounts: c.mounts.mounts()?,
         resources: Some(c.resources.apply(None)),
+        container_labels: labels.clone(),
         labels,
+        ulimits: c.ulimit.clone(),
+        init: c.init,
         user: c.user.clone().unwrap_or_default(),
         workdir: c.workdir.clone().unwrap_or_default(),
         hostname: c.hostname.clone().unwrap_or_default(),
@@ -412,6 +424,9 @@ mod tests {
             "0.5",
             "-l",
             "team=x",
+            "--ulimit",
+            "nofile=123:456",
+            "--init",
             "busybox",
             "sh",
             "-c",
@@ -429,6 +444,18 @@ mod tests {
         let limits = spec.resources.and_then(|r| r.limits).expect("limits");
         assert_eq!((limits.memory_bytes, limits.milli_cpus), (64 << 20, 500));
         assert_eq!(spec.labels.get("team").map(String::as_str), Some("x"));
+        assert_eq!(
+            spec.container_labels.get("team").map(String::as_str),
+            Some("x")
+        );
+        assert_eq!(
+            spec.ulimits
+                .iter()
+                .map(berth_proto::ulimits::display)
+                .collect::<Vec<_>>(),
+            ["nofile=123:456"]
+        );
+        assert!(spec.init);
         assert!(spec.auto_remove);
         // Flags after the image belong to the command.
         let args = parse(&["busybox", "ls", "-l", "--rm"]);
@@ -442,6 +469,14 @@ mod tests {
         assert!(spec_of(&args).is_err());
         let args = parse(&["-e", "=x", "busybox"]);
         assert!(spec_of(&args).is_err());
+        let args = parse(&["--ulimit", "nofile=1", "--ulimit", "nofile=2", "busybox"]);
+        assert!(spec_of(&args).is_err());
+        let bad = Cli::try_parse_from(["run", "--ulimit", "files=1", "busybox"])
+            .expect_err("unknown ulimit");
+        assert!(
+            bad.to_string().contains("ulimit files: unknown name"),
+            "{bad}"
+        );
     }
 
     #[test]

@@ -217,6 +217,10 @@ pub async fn run(opts: AgentOptions) -> Result<(), DaemonError> {
     if !opts.shim.is_empty() {
         cfg.shim = opts.shim.clone();
     }
+    if let Err(why) = crate::supervisor::process_settings::find_init(&cfg.init_binary) {
+        // Only `--init` tasks need it: they fail with this message.
+        tracing::warn!("{why}");
+    }
     let network = NetPlane::new(opts.netns_dir.clone())?;
     cfg.network = Some(network.clone());
     let (supervisor, updates) = Supervisor::open(&opts.data_dir, cfg).await?;

@@ -22,6 +22,7 @@ pub mod service_history;
 pub mod signals;
 pub mod stacks;
 mod task;
+pub mod ulimits;
 pub mod units;
 pub use redact::Redacted;
 

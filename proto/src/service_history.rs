@@ -26,14 +26,17 @@ pub enum HistoryError {
 }
 
 /// The parts of a spec that change what a task runs: not the replica count,
-/// the update and rollback settings, or the service's own labels. Tasks whose
-/// spec differs from the service's in these are replaced by a rollout.
+/// the update and rollback settings, the service's own labels, or how the
+/// service is reached (the endpoint mode: its VIP comes and goes, as Swarm's
+/// endpoint spec, without a task restarted). Tasks whose spec differs from
+/// the service's in these are replaced by a rollout.
 pub fn runtime_part(spec: &ServiceSpec) -> ServiceSpec {
     ServiceSpec {
         mode: None,
         update_config: None,
         rollback_config: None,
         labels: Default::default(),
+        endpoint_mode: 0,
         ..spec.clone()
     }
 }
@@ -209,6 +212,10 @@ fn describe_field(key: &str, before: &Value, after: &Value, parts: &mut Vec<Stri
         return;
     }
     let replicas = |v: &Value| v.pointer("/Replicated/replicas").cloned();
+    if let Some(words) = as_flag_words(key, before).zip(as_flag_words(key, after)) {
+        let (a, b) = words;
+        return describe_field(key, &a, &b, parts);
+    }
     match (before, after) {
         (Value::Array(a), Value::Array(b)) if a.iter().chain(b).all(Value::is_string) => {
             let mut words = Vec::new();
@@ -255,8 +262,40 @@ fn describe_field(key: &str, before: &Value, after: &Value, parts: &mut Vec<Stri
             parts.push(format!("{key} {} -> {}", shown(key, a), shown(key, b)));
         }
         (Value::Null, b) if is_scalar(b) => parts.push(format!("{key} {}", shown(key, b))),
+        (a, Value::Null) if is_scalar(a) => parts.push(format!("{key} removed")),
         _ => parts.push(format!("{key} changed")),
     }
+}
+
+/// Lists of settings the CLI writes as words (`--ulimit nofile=1:2`,
+/// `--placement-pref spread=node.labels.zone`), as those words, so their
+/// changes read as `+`/`-` of them.
+fn as_flag_words(key: &str, v: &Value) -> Option<Value> {
+    if !matches!(key, "ulimits" | "placement.preferences") {
+        return None;
+    }
+    let none = Vec::new();
+    let items = match v {
+        Value::Null => &none,
+        v => v.as_array()?,
+    };
+    let word = |item: &Value| -> Option<String> {
+        match key {
+            "ulimits" => Some(format!(
+                "{}={}:{}",
+                item.get("name")?.as_str()?,
+                item.get("soft")?,
+                item.get("hard")?
+            )),
+            "placement.preferences" => Some(format!("spread={}", item.get("spread")?.as_str()?)),
+            _ => None,
+        }
+    };
+    items
+        .iter()
+        .map(|item| word(item).map(Value::String))
+        .collect::<Option<Vec<_>>>()
+        .map(Value::Array)
 }
 
 /// A field left at its default (what prost writes for "unset").
@@ -274,7 +313,7 @@ fn is_zero(v: &Value) -> bool {
 /// A value as the CLI's flags write it: enums by name ("start-first"), the
 /// rest as they are.
 fn shown(key: &str, v: &Value) -> String {
-    use crate::v1::{RestartCondition, UpdateFailureAction, UpdateOrder};
+    use crate::v1::{EndpointMode, RestartCondition, UpdateFailureAction, UpdateOrder};
     let number = v.as_i64().and_then(|n| i32::try_from(n).ok());
     let field = key.rsplit('.').next().unwrap_or(key);
     let name = number.and_then(|n| match field {
@@ -286,6 +325,10 @@ fn shown(key: &str, v: &Value) -> String {
             UpdateFailureAction::Pause => "pause",
             UpdateFailureAction::Continue => "continue",
             UpdateFailureAction::Rollback => "rollback",
+        }),
+        "endpoint_mode" => EndpointMode::try_from(n).ok().map(|m| match m {
+            EndpointMode::Vip => "vip",
+            EndpointMode::Dnsrr => "dnsrr",
         }),
         "condition" => RestartCondition::try_from(n).ok().map(|c| match c {
             RestartCondition::Any => "any",
@@ -406,6 +449,51 @@ mod tests {
         assert_eq!(
             describe_change(&retuned, &reordered),
             "update_config.order stop-first -> start-first"
+        );
+    }
+
+    #[test]
+    fn the_compose_settings_are_named_as_their_flags_write_them() {
+        use crate::v1::{EndpointMode, Placement, PlacementPreference, Ulimit};
+        let old = spec("web:1", 1, &[]);
+        let mut new = old.clone();
+        new.ulimits = vec![Ulimit {
+            name: "nofile".into(),
+            soft: 123,
+            hard: 456,
+        }];
+        new.init = true;
+        new.container_labels = [("team".to_string(), "a".to_string())].into();
+        new.endpoint_mode = EndpointMode::Dnsrr as i32;
+        new.placement = Some(Placement {
+            preferences: vec![PlacementPreference {
+                spread: "node.labels.zone".into(),
+            }],
+            max_replicas_per_node: 2,
+            ..Default::default()
+        });
+        assert_eq!(
+            describe_change(&old, &new),
+            "container_labels.team a, endpoint_mode vip -> dnsrr, init false -> true, \
+             placement.max_replicas_per_node 2, \
+             placement.preferences +spread=node.labels.zone, ulimits +nofile=123:456"
+        );
+        let mut reached = old.clone();
+        reached.endpoint_mode = EndpointMode::Dnsrr as i32;
+        assert!(
+            !replaces_tasks(&old, &reached),
+            "the endpoint mode restarts no task"
+        );
+        assert!(
+            replaces_tasks(&reached, &new),
+            "ulimits, init, labels, placement do"
+        );
+        let mut back = new.clone();
+        back.container_labels.clear();
+        back.ulimits[0].soft = 200;
+        assert_eq!(
+            describe_change(&new, &back),
+            "container_labels.team removed, ulimits +nofile=200:456 -nofile=123:456"
         );
     }
 

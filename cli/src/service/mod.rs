@@ -4,6 +4,7 @@
 mod history;
 pub(crate) mod progress;
 mod rollout_flags;
+pub(crate) mod settings;
 pub(crate) mod task_flags;
 mod update;
 pub(crate) mod watch;
@@ -112,6 +113,8 @@ pub struct CreateArgs {
     #[command(flatten)]
     pub stop: task_flags::StopFlags,
     #[command(flatten)]
+    pub settings: settings::SettingsFlags,
+    #[command(flatten)]
     pub update: rollout_flags::UpdateFlags,
     #[command(flatten)]
     pub rollback: rollout_flags::RollbackFlags,
@@ -211,7 +214,7 @@ pub fn spec_from(args: CreateArgs) -> Result<ServiceSpec> {
         Some((first, rest)) => (vec![first.clone()], rest.to_vec()),
         None => (Vec::new(), Vec::new()),
     };
-    Ok(ServiceSpec {
+    let mut spec = ServiceSpec {
         name: args.name,
         image: args.image,
         command,
@@ -253,7 +256,9 @@ pub fn spec_from(args: CreateArgs) -> Result<ServiceSpec> {
         stop_grace_seconds: args.stop.stop_grace_period.unwrap_or(0),
         mounts: args.mounts.mounts()?,
         ..Default::default()
-    })
+    };
+    args.settings.apply(&mut spec)?;
+    Ok(spec)
 }
 
 fn state_name(state: i32) -> &'static str {
@@ -470,6 +475,11 @@ fn inspect_json(service: &Service) -> Result<serde_json::Value> {
     let mut value = serde_json::to_value(service)?;
     if let Some(object) = value.as_object_mut() {
         object.remove("history");
+        for spec in ["spec", "previous_spec"] {
+            if let Some(spec) = object.get_mut(spec) {
+                settings::name_enums(spec);
+            }
+        }
         let status = service.update_status.clone().unwrap_or_default();
         if let Some(status_json) = object
             .get_mut("update_status")
@@ -611,6 +621,7 @@ pub async fn run(client: &mut Client, cmd: ServiceCmd) -> Result<()> {
                                 "version": s.spec_version,
                                 "update_state": update_state(s),
                                 "update_message": s.update_status.clone().unwrap_or_default().message,
+                                "settings": settings::json_of(&spec),
                             })
                         })
                         .collect(),

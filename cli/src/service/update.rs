@@ -80,6 +80,8 @@ pub struct UpdateArgs {
     pub restart: RestartFlags,
     #[command(flatten)]
     pub stop: StopFlags,
+    #[command(flatten)]
+    pub settings: super::settings::SettingsUpdateFlags,
     /// User the tasks run as.
     #[arg(long, short = 'u')]
     pub user: Option<String>,
@@ -141,6 +143,7 @@ pub fn apply(mut spec: ServiceSpec, args: &UpdateArgs) -> Result<ServiceSpec> {
         spec.restart_policy = Some(args.restart.apply(spec.restart_policy.take()));
     }
     args.stop.apply(&mut spec);
+    args.settings.apply(&mut spec)?;
     if let Some(user) = &args.user {
         spec.user = user.clone();
     }

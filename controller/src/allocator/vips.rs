@@ -1,6 +1,8 @@
 //! Service VIPs: one per network a service's tasks join, from the network's
 //! VIP range (never inside a node block), dropped with the network from the
-//! spec and freed with the service.
+//! spec and freed with the service. A dnsrr service (`--endpoint-mode dnsrr`)
+//! has none: its VIPs are freed when it turns dnsrr, and it gets them again
+//! when it turns back to vip.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -8,7 +10,7 @@ use std::net::Ipv4Addr;
 use berth_proto::net::{Ipv4Net, Ipv4Prefix};
 use berth_proto::store::object::Kind;
 use berth_proto::store::{Expect, Object, Op};
-use berth_proto::v1::Service;
+use berth_proto::v1::{EndpointMode, Service};
 use tracing::warn;
 
 use super::blocks::Layout;
@@ -24,6 +26,16 @@ fn candidates(layout: &Layout) -> impl Iterator<Item = Ipv4Addr> + use<> {
 /// A VIP as services carry it: with the network's prefix length.
 fn vip(layout: &Layout, addr: Ipv4Addr) -> Ipv4Prefix {
     Ipv4Prefix::from(Ipv4Net::new_assert(addr, layout.subnet.prefix_len()))
+}
+
+/// The networks `service` should have a VIP in: those its tasks join, none
+/// for a dnsrr service.
+fn vip_networks(service: &Service, pools: &Pools) -> Vec<String> {
+    let spec = service.spec.as_ref();
+    if spec.is_some_and(|s| s.endpoint_mode == EndpointMode::Dnsrr as i32) {
+        return Vec::new();
+    }
+    networks_of(spec, pools)
 }
 
 /// What VIP allocation decided.
@@ -44,7 +56,7 @@ pub fn allocate(pools: &Pools, services: &[Service]) -> VipAllocation {
     // Valid VIPs kept per service (first holder wins).
     let mut kept: Vec<BTreeMap<String, Ipv4Prefix>> = Vec::new();
     for service in &sorted {
-        let wanted = networks_of(service.spec.as_ref(), pools);
+        let wanted = vip_networks(service, pools);
         let mut keep = BTreeMap::new();
         for (network, address) in &service.virtual_ips {
             let Some(Ok(pool)) = pools.get(network) else {
@@ -66,7 +78,7 @@ pub fn allocate(pools: &Pools, services: &[Service]) -> VipAllocation {
     }
     let mut out = VipAllocation::default();
     for (service, mut vips) in sorted.into_iter().zip(kept) {
-        for network in networks_of(service.spec.as_ref(), pools) {
+        for network in vip_networks(service, pools) {
             if vips.contains_key(&network) {
                 continue;
             }
@@ -127,6 +139,20 @@ mod tests {
         }
     }
 
+    /// The VIPs of the services the allocation writes (at the version read).
+    fn puts(out: &VipAllocation) -> BTreeMap<String, BTreeMap<String, Ipv4Prefix>> {
+        let mut got = BTreeMap::new();
+        for o in &out.ops {
+            if let Some(berth_proto::store::op::Op::Put(p)) = &o.op
+                && let Some(Kind::Service(s)) = p.object.as_ref().and_then(|o| o.kind.clone())
+            {
+                assert_eq!(p.version, 2);
+                got.insert(s.id, s.virtual_ips);
+            }
+        }
+        got
+    }
+
     #[test]
     fn vips_come_from_the_range_are_kept_dropped_and_run_out_clearly() {
         let net = Network {
@@ -142,15 +168,7 @@ mod tests {
         ];
         services.extend((0..15).map(|i| service(&format!("s{i:02}"), &["tiny"], &[])));
         let out = allocate(&pools, &services);
-        let mut got: BTreeMap<String, BTreeMap<String, Ipv4Prefix>> = BTreeMap::new();
-        for o in &out.ops {
-            if let Some(berth_proto::store::op::Op::Put(p)) = &o.op
-                && let Some(Kind::Service(s)) = p.object.as_ref().and_then(|o| o.kind.clone())
-            {
-                assert_eq!(p.version, 2);
-                got.insert(s.id, s.virtual_ips);
-            }
-        }
+        let got = puts(&out);
         assert!(!got.contains_key("a"), "an unchanged VIP is not rewritten");
         assert_eq!(got.get("b").map(|v| v.len()), Some(0));
         assert_eq!(got["s00"]["tiny"].to_string(), "10.1.2.240/24");
@@ -162,5 +180,38 @@ mod tests {
             out.blocked.get("s14").map(ToString::to_string).as_deref(),
             Some("network tiny has no free VIP: its range 10.1.2.240/28 is exhausted")
         );
+    }
+
+    #[test]
+    fn a_dnsrr_service_has_no_vip_and_gets_one_back_as_vip() {
+        let net = Network {
+            name: "tiny".into(),
+            subnet: "10.1.2.0/24".into(),
+            ..Default::default()
+        };
+        let pools = super::super::pools(&[net], &[]);
+        let dnsrr = |mut s: Service| {
+            if let Some(spec) = s.spec.as_mut() {
+                spec.endpoint_mode = EndpointMode::Dnsrr as i32;
+            }
+            s
+        };
+        let written = |services: &[Service]| {
+            let out = allocate(&pools, services);
+            assert!(out.blocked.is_empty());
+            puts(&out)
+        };
+        // New and dnsrr: nothing to write, no VIP taken.
+        assert!(written(&[dnsrr(service("d", &["tiny"], &[]))]).is_empty());
+        // Turned dnsrr: its VIP is freed (and free for another service).
+        let got = written(&[
+            dnsrr(service("d", &["tiny"], &[("tiny", "10.1.2.240/24")])),
+            service("e", &["tiny"], &[]),
+        ]);
+        assert_eq!(got["d"].len(), 0);
+        assert_eq!(got["e"]["tiny"].to_string(), "10.1.2.240/24");
+        // Back to vip: it gets one again.
+        let got = written(&[service("d", &["tiny"], &[])]);
+        assert_eq!(got["d"]["tiny"].to_string(), "10.1.2.240/24");
     }
 }

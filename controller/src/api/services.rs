@@ -7,9 +7,9 @@ use berth_proto::store::{Expect, Object, Op};
 use berth_proto::v1::service_spec::Mode;
 use berth_proto::v1::update_status::State as UpdateState;
 use berth_proto::v1::{
-    CreateServiceRequest, CreateServiceResponse, ListServicesResponse, ListTasksRequest,
-    ListTasksResponse, ReplicatedMode, ScaleServiceRequest, Service, ServiceSpec, Task, Timestamps,
-    UpdateServiceRequest, UpdateServiceResponse, seccomp,
+    CreateServiceRequest, CreateServiceResponse, EndpointMode, ListServicesResponse,
+    ListTasksRequest, ListTasksResponse, PublishMode, ReplicatedMode, ScaleServiceRequest, Service,
+    ServiceSpec, Task, Timestamps, UpdateServiceRequest, UpdateServiceResponse, seccomp,
 };
 use tonic::Status;
 
@@ -60,8 +60,11 @@ pub fn validate_spec(spec: &ServiceSpec) -> Result<(), Status> {
     }
     crate::scheduler::constraint::parse_all(spec)
         .map_err(|e| Status::invalid_argument(format!("service {}: {e}", spec.name)))?;
+    crate::scheduler::spread::parse_all(spec)
+        .map_err(|e| Status::invalid_argument(format!("service {}: {e}", spec.name)))?;
     validate_security(spec)?;
     validate_mounts(spec)?;
+    validate_process(spec)?;
     if !spec.stop_signal.is_empty() {
         berth_proto::signals::number(&spec.stop_signal)
             .map_err(|e| Status::invalid_argument(format!("service {}: {e}", spec.name)))?;
@@ -82,6 +85,15 @@ pub fn validate_spec(spec: &ServiceSpec) -> Result<(), Status> {
                 spec.name, port.published_port, port.target_port
             )));
         }
+        if spec.endpoint_mode == EndpointMode::Dnsrr as i32
+            && port.publish_mode != PublishMode::Host as i32
+        {
+            return Err(Status::invalid_argument(format!(
+                "service {}: port {}: a dnsrr service publishes only in mode=host \
+                 (ingress needs a VIP)",
+                spec.name, port.published_port
+            )));
+        }
         if !published.insert((port.published_port, port.protocol)) {
             return Err(Status::invalid_argument(format!(
                 "service {}: port {}/{} is published twice",
@@ -90,6 +102,23 @@ pub fn validate_spec(spec: &ServiceSpec) -> Result<(), Status> {
                 protocol_name(port.protocol)
             )));
         }
+    }
+    Ok(())
+}
+
+/// Ulimits (known names, soft <= hard, once each), container labels (a
+/// key each) and the endpoint mode (one berth knows).
+fn validate_process(spec: &ServiceSpec) -> Result<(), Status> {
+    let bad = |what: String| Status::invalid_argument(format!("service {}: {what}", spec.name));
+    berth_proto::ulimits::check_all(&spec.ulimits).map_err(|e| bad(e.to_string()))?;
+    if spec.container_labels.keys().any(|k| k.trim().is_empty()) {
+        return Err(bad("a container label has an empty key".into()));
+    }
+    if EndpointMode::try_from(spec.endpoint_mode).is_err() {
+        return Err(bad(format!(
+            "endpoint mode {} is unknown (vip or dnsrr)",
+            spec.endpoint_mode
+        )));
     }
     Ok(())
 }
@@ -619,6 +648,67 @@ mod tests {
         create(&raft, &pinner, create_req(good))
             .await
             .expect("good spec");
+    }
+
+    #[test]
+    fn compose_settings_are_checked_naming_the_bad_one() {
+        use berth_proto::v1::{Placement, PlacementPreference, Ulimit};
+        let refused = |spec: ServiceSpec| {
+            validate_spec(&spec)
+                .expect_err("refused")
+                .message()
+                .to_string()
+        };
+        let mut limits = spec("web", &[]);
+        limits.ulimits = vec![Ulimit {
+            name: "nofile".into(),
+            soft: 2048,
+            hard: 1024,
+        }];
+        assert_eq!(
+            refused(limits.clone()),
+            "service web: ulimit nofile: the soft limit 2048 is above the hard limit 1024"
+        );
+        limits.ulimits[0].name = "files".into();
+        assert!(refused(limits.clone()).starts_with("service web: ulimit files: unknown name"));
+        limits.ulimits[0] = Ulimit {
+            name: "nofile".into(),
+            soft: 123,
+            hard: 456,
+        };
+        validate_spec(&limits).expect("good ulimits");
+
+        let mut rr = spec("db", &[(80, 80, PortProtocol::Tcp)]);
+        rr.endpoint_mode = EndpointMode::Dnsrr as i32;
+        assert_eq!(
+            refused(rr.clone()),
+            "service db: port 80: a dnsrr service publishes only in mode=host (ingress needs a VIP)"
+        );
+        rr.ports[0].publish_mode = PublishMode::Host as i32;
+        validate_spec(&rr).expect("dnsrr publishing in host mode");
+        rr.endpoint_mode = 7;
+        assert_eq!(
+            refused(rr),
+            "service db: endpoint mode 7 is unknown (vip or dnsrr)"
+        );
+
+        let mut spread = spec("web", &[]);
+        spread.placement = Some(Placement {
+            preferences: vec![PlacementPreference {
+                spread: "zone".into(),
+            }],
+            ..Default::default()
+        });
+        assert_eq!(
+            refused(spread),
+            "service web: placement preference spread=\"zone\" is not node.labels.LABEL"
+        );
+        let mut labelled = spec("web", &[]);
+        labelled.container_labels = [(" ".to_string(), "x".to_string())].into();
+        assert_eq!(
+            refused(labelled),
+            "service web: a container label has an empty key"
+        );
     }
 
     #[test]

@@ -27,14 +27,16 @@ pub fn down_nodes<'a>(nodes: impl IntoIterator<Item = &'a Node>) -> HashSet<&'a 
 }
 
 /// The endpoint of one service from its tasks (any order); `None` for a
-/// service without VIP or published ports.
+/// service without VIP or published ports that is not dnsrr (a dnsrr
+/// service's endpoint is what its DNS name answers: the tasks' addresses).
 pub fn endpoint<'a>(
     service: &Service,
     tasks: impl IntoIterator<Item = &'a Task>,
     down: &HashSet<&str>,
 ) -> Option<Endpoint> {
     let spec = service.spec.as_ref()?;
-    if service.virtual_ips.is_empty() && spec.ports.is_empty() {
+    let dnsrr = spec.endpoint_mode == berth_proto::v1::EndpointMode::Dnsrr as i32;
+    if service.virtual_ips.is_empty() && spec.ports.is_empty() && !dnsrr {
         return None;
     }
     let mut serving: Vec<EndpointTask> = tasks
@@ -174,5 +176,23 @@ pub(crate) mod tests {
             .expect("published ports alone make an endpoint");
         assert!(ep.tasks.is_empty());
         assert_eq!(ep.ports[0].published_port, 8080);
+    }
+
+    #[test]
+    fn a_dnsrr_service_has_an_endpoint_without_a_vip() {
+        let mut rr = service("s1", "db", None, vec![]);
+        if let Some(spec) = rr.spec.as_mut() {
+            spec.endpoint_mode = berth_proto::v1::EndpointMode::Dnsrr as i32;
+        }
+        let tasks = [task(
+            "t1",
+            "s1",
+            "n1",
+            TaskState::Running,
+            TaskState::Running,
+        )];
+        let ep = endpoint(&rr, &tasks, &down_nodes([])).expect("a dnsrr endpoint");
+        assert!(ep.virtual_ips.is_empty());
+        assert_eq!(ep.tasks.len(), 1);
     }
 }

@@ -19,6 +19,10 @@ pub struct Request<'a> {
     pub constraints: &'a [Constraint],
     pub demand: Demand,
     pub ports: &'a [HostPort],
+    /// The service whose tasks count against `max_per_node`.
+    pub service_id: &'a str,
+    /// At most this many of the service's tasks on one node (0: no limit).
+    pub max_per_node: u64,
 }
 
 /// Why one node cannot take a task, in filter order.
@@ -31,6 +35,17 @@ pub enum Reason {
     Cpu(u64),
     Memory(u64),
     Port(HostPort),
+    /// The node has `max_replicas_per_node` of the service's tasks already.
+    MaxReplicas(u64),
+}
+
+/// "1 replica", "2 replicas".
+fn replicas(n: u64) -> String {
+    if n == 1 {
+        "1 replica".into()
+    } else {
+        format!("{n} replicas")
+    }
 }
 
 impl Reason {
@@ -43,6 +58,7 @@ impl Reason {
             Reason::Cpu(m) => format!("has {} free", fmt_cpus(*m)),
             Reason::Memory(b) => format!("has {} of memory free", fmt_bytes(*b)),
             Reason::Port(p) => format!("has port {} free", fmt_port(*p)),
+            Reason::MaxReplicas(n) => format!("has fewer than max {} per node", replicas(*n)),
         }
     }
 
@@ -55,6 +71,7 @@ impl Reason {
             Reason::Cpu(m) => format!("without {} free", fmt_cpus(*m)),
             Reason::Memory(b) => format!("without {} of memory free", fmt_bytes(*b)),
             Reason::Port(p) => format!("with port {} taken", fmt_port(*p)),
+            Reason::MaxReplicas(n) => format!("with max {} per node reached", replicas(*n)),
         }
     }
 }
@@ -75,8 +92,15 @@ pub fn static_check(node: &Node, request: &Request<'_>) -> Result<(), Reason> {
     Ok(())
 }
 
-/// The dynamic part: free resources and host ports.
+/// The dynamic part: the service's tasks already there, free resources and
+/// host ports.
 pub fn load_check(load: &NodeLoad, request: &Request<'_>) -> Result<(), Reason> {
+    if request.max_per_node != 0 {
+        let here = load.per_service.get(request.service_id).copied();
+        if u64::from(here.unwrap_or(0)) >= request.max_per_node {
+            return Err(Reason::MaxReplicas(request.max_per_node));
+        }
+    }
     match load.fits(request.demand) {
         Err(Shortage::Cpu) => return Err(Reason::Cpu(request.demand.milli_cpus)),
         Err(Shortage::Memory) => return Err(Reason::Memory(request.demand.memory_bytes)),
@@ -106,6 +130,13 @@ pub fn explain(nodes: &[Node], loads: &[NodeLoad], request: &Request<'_>) -> Opt
     let nodes_word = if checked == 1 { "node" } else { "nodes" };
     if reasons.len() == 1 {
         let (reason, _) = reasons.into_iter().next()?;
+        if let Reason::MaxReplicas(n) = reason {
+            // Swarm's words: not a shortage of the nodes but the service's limit.
+            return Some(format!(
+                "max {} per node reached on {checked} {nodes_word}",
+                replicas(n)
+            ));
+        }
         return Some(format!(
             "no node {}: {checked} {nodes_word} checked",
             reason.positive()
@@ -157,6 +188,8 @@ mod tests {
                 memory_bytes: mem_gib << 30,
             },
             ports: &[],
+            service_id: "web",
+            max_per_node: 0,
         }
     }
 
@@ -241,6 +274,8 @@ mod tests {
             constraints: &[],
             demand: Demand::default(),
             ports: &[(0, 80)],
+            service_id: "web",
+            max_per_node: 0,
         };
         assert_eq!(
             explain(&nodes, &l, &req).as_deref(),
@@ -253,10 +288,46 @@ mod tests {
                 memory_bytes: 0,
             },
             ports: &[],
+            service_id: "web",
+            max_per_node: 0,
         };
         assert_eq!(
             explain(&nodes, &l, &req).as_deref(),
             Some("no node has 8 CPUs free: 1 node checked")
+        );
+    }
+
+    #[test]
+    fn the_services_limit_per_node_is_said_as_swarm_says_it() {
+        let mut nodes = vec![node("a", "a", 8), node("b", "a", 8), node("c", "a", 8)];
+        let mut l = loads(&nodes);
+        for load in &mut l {
+            load.add("web", Demand::default(), &[]);
+            load.add("web", Demand::default(), &[]);
+        }
+        let limited = |max| Request {
+            max_per_node: max,
+            ..request(&[], 0)
+        };
+        assert_eq!(
+            explain(&nodes, &l, &limited(2)).as_deref(),
+            Some("max 2 replicas per node reached on 3 nodes")
+        );
+        assert_eq!(explain(&nodes, &l, &limited(3)), None);
+        assert_eq!(explain(&nodes, &l, &limited(0)), None);
+        // Another service's tasks do not count.
+        let other = Request {
+            service_id: "db",
+            ..limited(1)
+        };
+        assert_eq!(explain(&nodes, &l, &other), None);
+        nodes[2].status = NodeStatus::Down as i32;
+        assert_eq!(
+            explain(&nodes, &l, &limited(1)).as_deref(),
+            Some(
+                "no node fits: 3 nodes checked: 2 with max 1 replica per node reached, \
+                 1 not ready and active"
+            )
         );
     }
 

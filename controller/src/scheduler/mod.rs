@@ -12,6 +12,7 @@ pub mod constraint;
 pub mod filter;
 pub mod resources;
 pub mod score;
+pub mod spread;
 pub mod volumes;
 
 #[cfg(test)]
@@ -126,8 +127,8 @@ impl Placing<'_, '_> {
                 return;
             }
         };
-        let constraints = match spec.map(constraint::parse_all).transpose() {
-            Ok(c) => c.unwrap_or_default(),
+        let (constraints, preferences) = match spec.map(placement_rules).transpose() {
+            Ok(rules) => rules.unwrap_or_default(),
             Err(err) => {
                 for task in batch {
                     wait(task, &format!("cannot be placed: {err}"), now_ms, ops);
@@ -140,6 +141,10 @@ impl Placing<'_, '_> {
             constraints: &constraints,
             demand: Demand::of(spec),
             ports: &ports,
+            service_id: &first.service_id,
+            max_per_node: spec
+                .and_then(|s| s.placement.as_ref())
+                .map_or(0, |p| p.max_replicas_per_node),
         };
         // A volume's node is the only one its tasks may go to.
         let (considered, pin_prefix) = match pinned {
@@ -164,7 +169,8 @@ impl Placing<'_, '_> {
             .filter(|&i| static_check(&nodes[i], &request).is_ok())
             .collect();
         let loads = &mut *self.loads;
-        let mut candidates = Candidates::new(eligible, loads, &first.service_id);
+        let mut candidates =
+            Candidates::new(eligible, loads, &first.service_id).spread_over(nodes, &preferences);
         for (done, task) in batch.iter().enumerate() {
             let Some(pos) = candidates.pick(loads, &request) else {
                 let why = explain(
@@ -211,6 +217,15 @@ impl Placing<'_, '_> {
             }
         }
     }
+}
+
+/// A spec's constraints and the labels its preferences spread over.
+fn placement_rules(
+    spec: &berth_proto::v1::ServiceSpec,
+) -> Result<(Vec<constraint::Constraint>, Vec<String>), String> {
+    let constraints = constraint::parse_all(spec).map_err(|e| e.to_string())?;
+    let preferences = spread::parse_all(spec).map_err(|e| e.to_string())?;
+    Ok((constraints, preferences))
 }
 
 /// Leaves a task PENDING with `why` as its message (no write when unchanged).

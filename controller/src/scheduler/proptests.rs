@@ -7,8 +7,8 @@ use std::collections::{HashMap, HashSet};
 use berth_proto::store::object::Kind;
 use berth_proto::store::op;
 use berth_proto::v1::{
-    Node, NodeAvailability, NodeStatus, Placement, PortConfig, PublishMode, ResourceRequirements,
-    Resources, ServiceSpec, Task, TaskState, TaskStatus,
+    Node, NodeAvailability, NodeStatus, Placement, PlacementPreference, PortConfig, PublishMode,
+    ResourceRequirements, Resources, ServiceSpec, Task, TaskState, TaskStatus,
 };
 use proptest::prelude::*;
 
@@ -68,32 +68,41 @@ fn arb_spec() -> impl Strategy<Value = ServiceSpec> {
         0u64..6,
         arb_constraint(),
         prop::option::of(prop::sample::select(vec![80u32, 443])),
+        (0u64..4, any::<bool>()),
     )
-        .prop_map(|(cpu, mem, constraint, port)| ServiceSpec {
-            name: "svc".into(),
-            resources: Some(ResourceRequirements {
-                reservations: Some(Resources {
-                    milli_cpus: cpu * 250,
-                    memory_bytes: mem << 29,
-                    pids: 0,
+        .prop_map(
+            |(cpu, mem, constraint, port, (max_per_node, spread))| ServiceSpec {
+                name: "svc".into(),
+                resources: Some(ResourceRequirements {
+                    reservations: Some(Resources {
+                        milli_cpus: cpu * 250,
+                        memory_bytes: mem << 29,
+                        pids: 0,
+                    }),
+                    limits: None,
                 }),
-                limits: None,
-            }),
-            placement: Some(Placement {
-                constraints: constraint.into_iter().collect(),
+                placement: Some(Placement {
+                    constraints: constraint.into_iter().collect(),
+                    preferences: spread
+                        .then(|| PlacementPreference {
+                            spread: "node.labels.zone".into(),
+                        })
+                        .into_iter()
+                        .collect(),
+                    max_replicas_per_node: max_per_node,
+                }),
+                ports: port
+                    .map(|p| PortConfig {
+                        target_port: 80,
+                        published_port: p,
+                        protocol: 0,
+                        publish_mode: PublishMode::Host as i32,
+                    })
+                    .into_iter()
+                    .collect(),
                 ..Default::default()
-            }),
-            ports: port
-                .map(|p| PortConfig {
-                    target_port: 80,
-                    published_port: p,
-                    protocol: 0,
-                    publish_mode: PublishMode::Host as i32,
-                })
-                .into_iter()
-                .collect(),
-            ..Default::default()
-        })
+            },
+        )
 }
 
 /// Services as (spec, pending tasks, tasks already running on some node).
@@ -178,6 +187,35 @@ fn apply(tasks: &[Task], ops: &[berth_proto::store::Op]) -> Vec<Task> {
     out
 }
 
+fn max_per_node(t: &Task) -> u64 {
+    t.spec
+        .as_ref()
+        .and_then(|s| s.placement.as_ref())
+        .map_or(0, |p| p.max_replicas_per_node)
+}
+
+/// Nodes with plenty of everything, each in zone a, b, c or none.
+fn roomy(zones: &[Option<&'static str>]) -> Vec<Node> {
+    zones
+        .iter()
+        .enumerate()
+        .map(|(i, zone)| Node {
+            id: format!("node-{i:02}"),
+            status: NodeStatus::Ready as i32,
+            availability: NodeAvailability::Active as i32,
+            resources: Some(Resources {
+                milli_cpus: 1_000_000,
+                memory_bytes: 1 << 40,
+                pids: 0,
+            }),
+            labels: zone
+                .map(|z| [("zone".to_string(), z.to_string())].into())
+                .unwrap_or_default(),
+            ..Default::default()
+        })
+        .collect()
+}
+
 fn capacity_of(node: &Node) -> Demand {
     NodeLoad::new(node).capacity
 }
@@ -218,6 +256,23 @@ proptest! {
                 prop_assert!(ports.entry(node.id.as_str()).or_default().insert(p), "port {p:?} twice on {}", node.id);
             }
         }
+        // No node gets a task of a service beyond its limit per node (tasks
+        // already there are not judged).
+        let mut per_node: HashMap<(&str, &str), (u64, bool)> = HashMap::new();
+        for t in after.iter().filter(|t| !t.node_id.is_empty()) {
+            let entry = per_node.entry((t.node_id.as_str(), t.service_id.as_str())).or_default();
+            entry.0 += 1;
+            entry.1 |= newly.contains(t.id.as_str());
+        }
+        for t in after.iter().filter(|t| newly.contains(t.id.as_str()) && !t.node_id.is_empty()) {
+            let max = max_per_node(t);
+            let (count, _) = per_node[&(t.node_id.as_str(), t.service_id.as_str())];
+            let before = tasks
+                .iter()
+                .filter(|b| b.node_id == t.node_id && b.service_id == t.service_id)
+                .count() as u64;
+            prop_assert!(max == 0 || count <= max.max(before), "{} over max {max} on {}", t.service_id, t.node_id);
+        }
         // Never over-committed beyond what the tasks already there reserved.
         let mut before: HashMap<&str, Demand> = HashMap::new();
         for t in tasks.iter().filter(|t| !t.node_id.is_empty()) {
@@ -248,7 +303,13 @@ proptest! {
             let spec = t.spec.as_ref();
             let cs = parse_all(spec.expect("spec")).expect("valid");
             let ports = host_ports(spec);
-            let req = Request { constraints: &cs, demand: Demand::of(spec), ports: &ports };
+            let req = Request {
+                constraints: &cs,
+                demand: Demand::of(spec),
+                ports: &ports,
+                service_id: &t.service_id,
+                max_per_node: max_per_node(t),
+            };
             prop_assert!(explain(&nodes, &loads, &req).is_some(), "{} left pending though a node fits", t.id);
         }
     }
@@ -294,5 +355,83 @@ proptest! {
         let min = counts.iter().min().copied().unwrap_or(0);
         prop_assert!(max - min <= 1, "uneven spread {counts:?}");
         prop_assert_eq!(counts.iter().sum::<usize>(), task_count);
+    }
+
+    #[test]
+    fn spread_preferences_even_out_the_label_values(
+        zones in prop::collection::vec(
+            prop::option::of(prop::sample::select(vec!["a", "b", "c"])), 1..12),
+        task_count in 0usize..60,
+        existing in prop::collection::vec(0usize..12, 0..6),
+    ) {
+        let nodes = roomy(&zones);
+        let spec = ServiceSpec {
+            placement: Some(Placement {
+                preferences: vec![PlacementPreference { spread: "node.labels.zone".into() }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut tasks: Vec<Task> = (0..task_count)
+            .map(|i| task(format!("p{i}"), 0, i as u64 + 1, &spec, TaskState::Pending))
+            .collect();
+        // Tasks of the service already running count for their zone.
+        for (i, n) in existing.iter().enumerate() {
+            let mut t = task(format!("r{i}"), 0, 1000 + i as u64, &spec, TaskState::Running);
+            t.node_id = format!("node-{:02}", n % nodes.len());
+            tasks.push(t);
+        }
+        let after = apply(&tasks, &schedule(&nodes, &tasks, 1));
+        let zone_of = |id: &str| nodes.iter().find(|n| n.id == id).map(|n| n.labels.get("zone").cloned());
+        let mut before: HashMap<Option<String>, usize> = HashMap::new();
+        let mut counts: HashMap<Option<String>, usize> = HashMap::new();
+        for z in &zones {
+            before.insert(z.map(str::to_string), 0);
+            counts.insert(z.map(str::to_string), 0);
+        }
+        for t in &tasks {
+            if let Some(z) = zone_of(&t.node_id) {
+                *before.entry(z).or_default() += 1;
+            }
+        }
+        for t in &after {
+            let z = zone_of(&t.node_id).expect("every task placed");
+            *counts.entry(z).or_default() += 1;
+        }
+        // Each new task went to a zone with the fewest: a zone that got one
+        // ends at most one above the emptiest zone.
+        let min = counts.values().min().copied().unwrap_or(0);
+        for (zone, n) in &counts {
+            if *n > before[zone] {
+                prop_assert!(*n <= min + 1, "zone {zone:?} got tasks up to {n}, min {min}: {counts:?} (before {before:?})");
+            }
+        }
+        prop_assert_eq!(after.len(), tasks.len());
+    }
+
+    #[test]
+    fn the_limit_per_node_places_exactly_what_fits(
+        node_count in 1usize..8,
+        max in 1u64..4,
+        task_count in 0usize..30,
+    ) {
+        let nodes = roomy(&vec![None; node_count]);
+        let spec = ServiceSpec {
+            placement: Some(Placement { max_replicas_per_node: max, ..Default::default() }),
+            ..Default::default()
+        };
+        let tasks: Vec<Task> = (0..task_count)
+            .map(|i| task(format!("p{i}"), 0, i as u64 + 1, &spec, TaskState::Pending))
+            .collect();
+        let after = apply(&tasks, &schedule(&nodes, &tasks, 1));
+        let room = node_count * max as usize;
+        let placed = after.iter().filter(|t| !t.node_id.is_empty()).count();
+        prop_assert_eq!(placed, task_count.min(room));
+        let word = if max == 1 { "replica" } else { "replicas" };
+        let nodes_word = if node_count == 1 { "node" } else { "nodes" };
+        let why = format!("max {max} {word} per node reached on {node_count} {nodes_word}");
+        for t in after.iter().filter(|t| t.node_id.is_empty()) {
+            prop_assert_eq!(t.status.as_ref().map(|s| s.message.as_str()), Some(why.as_str()));
+        }
     }
 }

@@ -1,9 +1,13 @@
-//! Choosing among the nodes that can take a task: spread the service first
-//! (fewest tasks of the same service), then least allocated (reserved share),
-//! then node order (for determinism).
+//! Choosing among the nodes that can take a task: the service's placement
+//! preferences first (`spread.rs`), then spread the service (fewest tasks of
+//! the same service), then least allocated (reserved share), then node order
+//! (for determinism).
+
+use berth_proto::v1::Node;
 
 use super::filter::{Request, load_check};
 use super::resources::NodeLoad;
+use super::spread;
 
 /// The nodes that passed the static filters for one batch, with the number of
 /// tasks of the batch's service on each (kept up to date while placing).
@@ -12,6 +16,8 @@ pub struct Candidates {
     /// Indexes into the node list.
     pub nodes: Vec<usize>,
     pub same_service: Vec<u32>,
+    /// Each node's branch in the preference tree (empty: no preferences).
+    pub paths: Vec<spread::Path>,
 }
 
 impl Candidates {
@@ -29,13 +35,55 @@ impl Candidates {
         Candidates {
             nodes,
             same_service,
+            paths: Vec::new(),
         }
+    }
+
+    /// Spreads over the values of `labels` (in order) before anything else.
+    pub fn spread_over(mut self, all: &[Node], labels: &[String]) -> Self {
+        if !labels.is_empty() {
+            self.paths = self
+                .nodes
+                .iter()
+                .map(|&i| {
+                    all.get(i)
+                        .map_or_else(Vec::new, |n| spread::path_of(n, labels))
+                })
+                .collect();
+        }
+        self
     }
 
     /// The position (in `nodes`) of the best node that can take `request`.
     pub fn pick(&self, loads: &[NodeLoad], request: &Request<'_>) -> Option<usize> {
+        if self.paths.is_empty() {
+            return self.pick_among(loads, request, 0..self.nodes.len());
+        }
+        let fitting = (0..self.nodes.len())
+            .filter(|&pos| {
+                loads
+                    .get(self.nodes[pos])
+                    .is_some_and(|l| load_check(l, request).is_ok())
+            })
+            .collect();
+        let leaf = spread::narrow(&self.paths, &self.same_service, fitting);
+        self.pick_among(loads, request, leaf)
+    }
+
+    /// The best of the positions `among`: fewest of the service, then least
+    /// allocated, then first.
+    fn pick_among(
+        &self,
+        loads: &[NodeLoad],
+        request: &Request<'_>,
+        among: impl IntoIterator<Item = usize>,
+    ) -> Option<usize> {
         let mut best: Option<(usize, u32, f64)> = None;
-        for (pos, (&node, &count)) in self.nodes.iter().zip(&self.same_service).enumerate() {
+        for pos in among {
+            let (Some(&node), Some(&count)) = (self.nodes.get(pos), self.same_service.get(pos))
+            else {
+                continue;
+            };
             if let Some((_, best_count, _)) = best
                 && count > best_count
             {
@@ -89,6 +137,8 @@ mod tests {
                 memory_bytes: 0,
             },
             ports: &[],
+            service_id: "web",
+            max_per_node: 0,
         }
     }
 
@@ -116,5 +166,32 @@ mod tests {
         assert_eq!(c.pick(&loads, &req(100)), None);
         c.placed(0);
         assert_eq!(c.same_service, vec![1, 0]);
+    }
+
+    #[test]
+    fn preferences_come_before_the_services_spread() {
+        let node = |zone: Option<&str>| Node {
+            labels: zone
+                .map(|z| [("zone".to_string(), z.to_string())].into())
+                .unwrap_or_default(),
+            ..Default::default()
+        };
+        let all = vec![node(Some("a")), node(Some("a")), node(Some("b"))];
+        let mut loads = vec![load(1000, 0), load(1000, 0), load(1000, 0)];
+        loads[2].add("web", Demand::default(), &[]);
+        let mut c =
+            Candidates::new(vec![0, 1, 2], &loads, "web").spread_over(&all, &["zone".into()]);
+        // Zone a has none of web's tasks: one of its nodes, though b's node
+        // holds only one.
+        assert_eq!(c.pick(&loads, &req(100)), Some(0));
+        c.placed(0);
+        // Zones have one each: a first by value, then its emptier node.
+        assert_eq!(c.pick(&loads, &req(100)), Some(1));
+        // A full zone is passed over.
+        loads[0].reserved.milli_cpus = 1000;
+        loads[1].reserved.milli_cpus = 1000;
+        c.placed(1);
+        c.same_service[2] = 5;
+        assert_eq!(c.pick(&loads, &req(100)), Some(2));
     }
 }

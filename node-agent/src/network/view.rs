@@ -451,6 +451,32 @@ mod tests {
     }
 
     #[test]
+    fn a_service_without_vip_answers_its_tasks_and_gets_no_vip_rule() {
+        use berth_proto::v1::{Endpoint, EndpointTask};
+        let mut a = assignments();
+        // A dnsrr service: the controller gives it an endpoint without VIP.
+        a.endpoints = vec![Endpoint {
+            service_name: "rr".into(),
+            tasks: ["10.96.0.5/26", "10.96.0.70/26"]
+                .iter()
+                .enumerate()
+                .map(|(i, ip)| EndpointTask {
+                    task_id: format!("t{i}"),
+                    addresses: addresses("berth", ip),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }];
+        let view = View::from_assignments(&a);
+        let table = view.dns_table("berth");
+        let want = [Ipv4Addr::new(10, 96, 0, 5), Ipv4Addr::new(10, 96, 0, 70)];
+        assert_eq!(table.lookup("rr"), Some(&want[..]));
+        assert_eq!(table.lookup("tasks.rr"), Some(&want[..]));
+        assert!(view.lb_plan().vips.is_empty(), "no VIP, no balancing rule");
+    }
+
+    #[test]
     fn attach_requests_name_gateway_and_position() {
         let view = View::from_assignments(&assignments());
         let task = Task {

@@ -14,6 +14,7 @@ use oci_spec::runtime::{
 };
 
 use super::error::{Result, SupervisorError};
+use super::process_settings;
 use super::seccomp_profile;
 use super::user::resolve_user;
 use crate::image::ImageConfig;
@@ -57,6 +58,8 @@ pub struct BundleInput<'a> {
     pub files: &'a [(String, PathBuf)],
     /// The data directory of each named volume the task mounts.
     pub volumes: &'a super::mounts::VolumePaths,
+    /// The init on the host (`--init` tasks; `process_settings::find_init`).
+    pub init: Option<&'a Path>,
 }
 
 /// The container's hostname: the spec's, or the task id's first 12 characters.
@@ -96,11 +99,19 @@ pub fn build_spec(input: &BundleInput<'_>) -> Result<Spec> {
     } else {
         &spec.args
     };
-    let args: Vec<String> = entry.iter().chain(cmd).cloned().collect();
+    let mut args: Vec<String> = entry.iter().chain(cmd).cloned().collect();
     if args.is_empty() {
         return Err(err(
             "no command: the image has no entrypoint or cmd and the service sets none".into(),
         ));
+    }
+    let init = match (spec.init, input.init) {
+        (true, Some(binary)) => Some(process_settings::init_mount(binary).map_err(err)?),
+        (true, None) => return Err(err("--init: this node has no init binary".into())),
+        (false, _) => None,
+    };
+    if init.is_some() {
+        args = process_settings::under_init(args);
     }
     let env = merge_env(&image.env, &spec.env);
     let cwd = [
@@ -154,6 +165,15 @@ pub fn build_spec(input: &BundleInput<'_>) -> Result<Spec> {
         .no_new_privileges(true)
         .build()
         .map_err(|e| err(e.to_string()))?;
+    let rlimits = process_settings::rlimits(&spec).map_err(err)?;
+    if !rlimits.is_empty() {
+        // The service's replace the defaults of the same kind (oci-spec's
+        // RLIMIT_NOFILE 1024), the others stay.
+        let mut all = process.rlimits().clone().unwrap_or_default();
+        all.retain(|d| rlimits.iter().all(|r| r.typ() != d.typ()));
+        all.extend(rlimits);
+        process.set_rlimits(Some(all));
+    }
     if spec.tty {
         process.set_console_size(Some(
             BoxBuilder::default()
@@ -165,6 +185,7 @@ pub fn build_spec(input: &BundleInput<'_>) -> Result<Spec> {
     }
     let hostname = hostname_of(input.task);
     let mut mounts = get_default_mounts();
+    mounts.extend(init);
     for m in &spec.mounts {
         mounts.push(super::mounts::oci_mount(m, input.volumes).map_err(err)?);
     }
@@ -243,8 +264,11 @@ pub fn build_spec(input: &BundleInput<'_>) -> Result<Spec> {
     annotations.insert("berth.service.name".to_string(), spec.name.clone());
     // berth-runtime's minimal init as PID 1: SIGTERM reaches the task (a bare
     // `sleep` as PID 1 would ignore it and wait out the grace), zombies are
-    // reaped. Other runtimes ignore the annotation.
-    annotations.insert("run.berth.init".to_string(), "true".to_string());
+    // reaped. Other runtimes ignore the annotation. With `--init` the
+    // service's own init (tini) is PID 1 instead, as Docker's is.
+    if !spec.init {
+        annotations.insert("run.berth.init".to_string(), "true".to_string());
+    }
     if spec.open_stdin {
         // The shim keeps a pipe to the process's stdin (see shim_io.rs).
         annotations.insert(
@@ -252,7 +276,7 @@ pub fn build_spec(input: &BundleInput<'_>) -> Result<Spec> {
             "true".to_string(),
         );
     }
-    oci.set_annotations(Some(annotations));
+    oci.set_annotations(Some(process_settings::annotations(&spec, annotations)));
     Ok(oci)
 }
 
@@ -376,6 +400,7 @@ mod tests {
             netns: None,
             files: &[],
             volumes: &NO_VOLUMES,
+            init: None,
         }
     }
 
@@ -543,5 +568,72 @@ mod tests {
         // Every name the controller accepts has an OCI spelling (cap_add ALL).
         let every = berth_proto::capabilities::ALL;
         assert_eq!(oci_caps(every).unwrap().len(), every.len());
+    }
+
+    #[test]
+    fn ulimits_init_and_container_labels_reach_the_spec() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = ImageConfig {
+            cmd: vec!["sh".into()],
+            ..ImageConfig::default()
+        };
+        let t = task(ServiceSpec {
+            ulimits: vec![berth_proto::v1::Ulimit {
+                name: "nofile".into(),
+                soft: 123,
+                hard: 456,
+            }],
+            init: true,
+            container_labels: [("team".to_string(), "a".to_string())].into(),
+            ..ServiceSpec::default()
+        });
+        let tini = dir.path().join("tini-static");
+        let spec = build_spec(&BundleInput {
+            init: Some(&tini),
+            ..input(&t, &image, dir.path())
+        })
+        .unwrap();
+        let p = spec.process().as_ref().unwrap();
+        assert_eq!(
+            p.args().as_ref().unwrap(),
+            &vec!["/sbin/docker-init", "--", "sh"]
+        );
+        let nofile = |spec: &Spec| {
+            let limits = spec.process().as_ref().unwrap().rlimits().clone();
+            let nofile: Vec<_> = limits
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|l| l.typ() == oci_spec::runtime::PosixRlimitType::RlimitNofile)
+                .map(|l| (l.soft(), l.hard()))
+                .collect();
+            nofile
+        };
+        assert_eq!(nofile(&spec), vec![(123, 456)]);
+        let init = spec
+            .mounts()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|m| m.destination() == Path::new("/sbin/docker-init"))
+            .expect("the init is mounted");
+        assert_eq!(init.source().as_deref(), Some(tini.as_path()));
+        let annotations = spec.annotations().as_ref().unwrap();
+        assert_eq!(annotations["team"], "a");
+        assert!(
+            !annotations.contains_key("run.berth.init"),
+            "tini is PID 1, not berth-runtime's init"
+        );
+        // Without the init on the node the bundle is refused, saying so.
+        let err = build_spec(&input(&t, &image, dir.path())).unwrap_err();
+        assert!(err.to_string().contains("--init"), "{err}");
+        // A task without --init keeps berth-runtime's init and the default
+        // rlimits.
+        let plain = task(ServiceSpec::default());
+        let spec = build_spec(&input(&plain, &image, dir.path())).unwrap();
+        assert_eq!(nofile(&spec), vec![(1024, 1024)]);
+        assert_eq!(
+            spec.annotations().as_ref().unwrap()["run.berth.init"],
+            "true"
+        );
     }
 }

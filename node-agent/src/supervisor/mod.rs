@@ -41,6 +41,7 @@ mod logs;
 mod mounts;
 mod network;
 mod oci;
+pub mod process_settings;
 mod runtime;
 pub mod seccomp_profile;
 pub mod shim;
@@ -108,6 +109,8 @@ pub struct SupervisorConfig {
     /// This node's name, for task errors ("bind source /x does not exist on
     /// node n1"); empty: "on this node".
     pub node_name: String,
+    /// The init `--init` tasks get (tini's static build).
+    pub init_binary: PathBuf,
 }
 
 impl SupervisorConfig {
@@ -128,6 +131,7 @@ impl SupervisorConfig {
             network: None,
             secrets_root: PathBuf::from("/run/berth/secrets"),
             node_name: String::new(),
+            init_binary: PathBuf::from(process_settings::DEFAULT_INIT_BINARY),
         }
     }
 }
@@ -173,6 +177,8 @@ pub(crate) struct Drivers {
     pub secrets_root: PathBuf,
     /// This node's name, for task errors.
     pub node_name: String,
+    /// The init `--init` tasks get.
+    pub init_binary: PathBuf,
     /// Runs the health checks of running tasks.
     pub health: Arc<dyn HealthProbe>,
     /// The OCI runtime whose `exec` runs `berth exec`, and the shim command
@@ -262,6 +268,7 @@ impl Supervisor {
             default_stop_grace: cfg.default_stop_grace,
             secrets_root: cfg.secrets_root,
             node_name: cfg.node_name,
+            init_binary: cfg.init_binary,
         };
         Supervisor::open_with(data_dir, drivers).await
     }

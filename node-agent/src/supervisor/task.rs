@@ -222,6 +222,13 @@ impl Worker {
                 files.push((SECRETS_TARGET.to_string(), dir));
             }
         }
+        let init = match self.task.spec.as_ref().is_some_and(|s| s.init) {
+            true => Some(
+                super::process_settings::find_init(&self.inner.drivers.init_binary)
+                    .map_err(failed)?,
+            ),
+            false => None,
+        };
         let spec = build_spec(&BundleInput {
             task: &self.task,
             container_id: &cid,
@@ -231,6 +238,7 @@ impl Worker {
             netns: net.as_ref().map(|n| n.netns.as_path()),
             files: &files,
             volumes: &volumes,
+            init: init.as_deref(),
         })
         .map_err(|e| failed(e.to_string()))?;
         let files = self.files();

@@ -54,6 +54,7 @@ impl Harness {
             default_stop_grace: Duration::from_secs(10),
             secrets_root: self.dir.path().join("secrets"),
             node_name: "n1".into(),
+            init_binary: self.dir.path().join("no-tini"),
             health: self.probe.clone(),
             exec_runtime: None,
         };
