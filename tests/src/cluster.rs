@@ -374,6 +374,20 @@ impl Cluster {
     }
 
     /// Processes whose command line contains `needle`, on the whole machine.
+    /// The pids of `n` processes matching `needle`, once there are exactly
+    /// `n`: a task reports running when its container started, and its
+    /// command follows the container's init a moment later.
+    pub fn wait_processes(needle: &str, n: usize) -> Result<Vec<u32>> {
+        wait_until(
+            &format!("{n} processes running {needle:?}"),
+            Duration::from_secs(30),
+            || {
+                let pids = Self::processes_matching(needle);
+                (pids.len() == n).then_some(pids)
+            },
+        )
+    }
+
     pub fn processes_matching(needle: &str) -> Vec<u32> {
         let mut pids = Vec::new();
         if let Ok(entries) = std::fs::read_dir("/proc") {

@@ -70,7 +70,8 @@ fn berth_runs_beside_a_docker_swarm_on_the_same_host() -> Result<()> {
     // set up after `swarm init` returns).
     wait_until(
         "Swarm's ingress to hold VNI 4096 on UDP 4789",
-        Duration::from_secs(30),
+        // dockerd sets its ingress sandbox up slowly on a loaded machine.
+        Duration::from_secs(90),
         || {
             let host = cluster.c.net.host(h);
             let probe = host

@@ -317,7 +317,7 @@ fn certificates_renew_without_restarting_a_task() -> Result<()> {
     let cluster = Cluster::start_with("sec_renew", 1, 1, 0, &["--cert-expiry", "12s"])?;
     create(&cluster, "steady", "2", "3613")?;
     cluster.wait_running("steady", 2, CONVERGE)?;
-    let pids = Cluster::processes_matching("sleep 3613");
+    let pids = Cluster::wait_processes("sleep 3613", 2)?;
     let mut tasks: Vec<String> = cluster.ps("steady")?.into_iter().map(|t| t.id).collect();
     tasks.sort();
 
@@ -357,7 +357,7 @@ fn an_agent_whose_certificate_expired_while_off_rejoins_as_itself() -> Result<()
     )?;
     create(&cluster, "kept", "1", "3614")?;
     cluster.wait_running("kept", 1, CONVERGE)?;
-    let pids = Cluster::processes_matching("sleep 3614");
+    let pids = Cluster::wait_processes("sleep 3614", 1)?;
     let tasks: Vec<String> = cluster.ps("kept")?.into_iter().map(|t| t.id).collect();
     let tls = cluster.agent_dir(0).join("tls");
     let node_id = Bundle::load(&tls)?.info()?.identity.node_id;
@@ -395,7 +395,7 @@ fn a_root_ca_rotation_keeps_every_task_running() -> Result<()> {
     let work = cluster.c.net.workdir().to_path_buf();
     create(&cluster, "steady", "3", "3615")?;
     cluster.wait_running("steady", 3, CONVERGE)?;
-    let pids = Cluster::processes_matching("sleep 3615");
+    let pids = Cluster::wait_processes("sleep 3615", 3)?;
     let mut tasks: Vec<String> = cluster.ps("steady")?.into_iter().map(|t| t.id).collect();
     tasks.sort();
     let old_token = std::fs::read_to_string(cluster.c.token_file("agent")?)?;

@@ -152,8 +152,7 @@ fn restarting_an_agent_or_killing_the_leader_restarts_no_container() -> Result<(
     let mut cluster = Cluster::start("svc_no_restart", 3, 2, 0)?;
     create(&cluster, "steady", &["--replicas", "4"], &["sleep", "3601"])?;
     cluster.wait_running("steady", 4, CONVERGE)?;
-    let before = Cluster::processes_matching("sleep 3601");
-    assert_eq!(before.len(), 4, "{before:?}");
+    let before = Cluster::wait_processes("sleep 3601", 4)?;
     let tasks_before: Vec<String> = cluster.ps("steady")?.into_iter().map(|t| t.id).collect();
 
     // Agent restart: containers are re-adopted, not restarted.

@@ -287,6 +287,23 @@ fn update_state(service: &Service) -> &'static str {
     UpdateState::try_from(state).map_or("", |s| s.short_name())
 }
 
+/// How many tasks of each service (by id) run now.
+pub(crate) async fn running_counts(client: &mut Client) -> Result<BTreeMap<String, usize>> {
+    let tasks = client
+        .list_tasks(ListTasksRequest::default())
+        .await
+        .map_err(explain)?
+        .into_inner()
+        .tasks;
+    let mut counts = BTreeMap::new();
+    for task in tasks {
+        if task.status.as_ref().map(|s| s.state) == Some(TaskState::Running as i32) {
+            *counts.entry(task.service_id).or_default() += 1;
+        }
+    }
+    Ok(counts)
+}
+
 pub(crate) fn replicas_of(service: &Service) -> String {
     match service.spec.as_ref().and_then(|s| s.mode.as_ref()) {
         Some(Mode::Replicated(r)) => r.replicas.to_string(),
@@ -591,21 +608,8 @@ pub async fn run(client: &mut Client, cmd: ServiceCmd) -> Result<()> {
                 .map_err(explain)?
                 .into_inner()
                 .services;
-            let tasks = client
-                .list_tasks(ListTasksRequest::default())
-                .await
-                .map_err(explain)?
-                .into_inner()
-                .tasks;
-            let running = |id: &str| {
-                tasks
-                    .iter()
-                    .filter(|t| {
-                        t.service_id == id
-                            && t.status.as_ref().map(|s| s.state) == Some(TaskState::Running as i32)
-                    })
-                    .count()
-            };
+            let running = running_counts(client).await?;
+            let running = |id: &str| running.get(id).copied().unwrap_or(0);
             match format {
                 Format::Json => output::json(&serde_json::Value::Array(
                     services

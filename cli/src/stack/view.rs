@@ -5,7 +5,6 @@ use anyhow::{Result, bail};
 use berth_proto::stacks::stack_of;
 use berth_proto::v1::{
     ListServicesRequest, ListStacksRequest, ListTasksRequest, RemoveStackRequest, Service,
-    TaskState,
 };
 use serde_json::json;
 
@@ -14,7 +13,7 @@ use super::plan::kind_name;
 use crate::client::{self, Access, Client, explain};
 use crate::output::{self, Format};
 use crate::ps::ports_text;
-use crate::service::{node_names, print_tasks, replicas_of};
+use crate::service::{node_names, print_tasks, replicas_of, running_counts};
 
 pub async fn ls(access: &Access, format: Format) -> Result<()> {
     let channel = client::channel(access).await?;
@@ -76,21 +75,8 @@ fn name_of(service: &Service) -> &str {
 pub async fn services(access: &Access, stack: &str, format: Format) -> Result<()> {
     let mut client = client::connect(access).await?;
     let services = services_of(&mut client, stack).await?;
-    let tasks = client
-        .list_tasks(ListTasksRequest::default())
-        .await
-        .map_err(explain)?
-        .into_inner()
-        .tasks;
-    let running = |id: &str| {
-        tasks
-            .iter()
-            .filter(|t| {
-                t.service_id == id
-                    && t.status.as_ref().map(|s| s.state) == Some(TaskState::Running as i32)
-            })
-            .count()
-    };
+    let running = running_counts(&mut client).await?;
+    let running = |id: &str| running.get(id).copied().unwrap_or(0);
     match format {
         Format::Json => output::json(&serde_json::Value::Array(
             services

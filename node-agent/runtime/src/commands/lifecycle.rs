@@ -220,14 +220,19 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), CommandError> {
 }
 
 static RUN_CHILD: AtomicI32 = AtomicI32::new(0);
+/// A signal that came before the container's pid was known: delivered once
+/// it is (the state says "running" before `start` returns here).
+static RUN_PENDING: AtomicI32 = AtomicI32::new(0);
 
 extern "C" fn forward(sig: libc::c_int) {
-    let pid = RUN_CHILD.load(Ordering::Relaxed);
+    let pid = RUN_CHILD.load(Ordering::SeqCst);
     if pid > 0 {
         // SAFETY: kill(2) is async-signal-safe.
         unsafe {
             libc::kill(pid, sig);
         }
+    } else {
+        RUN_PENDING.store(sig, Ordering::SeqCst);
     }
 }
 
@@ -239,9 +244,8 @@ pub fn run(root: &Path, args: &CreateConfig, detach: bool) -> Result<i32, Comman
         start(root, &args.id)?;
         return Ok(0);
     }
-    let created = container::create(root, args, CreateMode::Run)?;
-    start(root, &args.id)?;
-    RUN_CHILD.store(created.record.pid, Ordering::Relaxed);
+    // Forwarding is set up first: a signal during create/start is held and
+    // delivered once the container's pid is known.
     let action = SigAction::new(
         SigHandler::Handler(forward),
         SaFlags::SA_RESTART,
@@ -255,8 +259,18 @@ pub fn run(root: &Path, args: &CreateConfig, detach: bool) -> Result<i32, Comman
         Signal::SIGUSR1,
         Signal::SIGUSR2,
     ] {
-        // SAFETY: the handler only calls kill(2).
+        // SAFETY: the handler only calls kill(2) or stores an integer.
         let _ = unsafe { sigaction(sig, &action) };
+    }
+    let created = container::create(root, args, CreateMode::Run)?;
+    start(root, &args.id)?;
+    RUN_CHILD.store(created.record.pid, Ordering::SeqCst);
+    let pending = RUN_PENDING.swap(0, Ordering::SeqCst);
+    if pending > 0 {
+        // SAFETY: kill(2) on the container's init.
+        unsafe {
+            libc::kill(created.record.pid, pending);
+        }
     }
     let status = container::wait_for(Pid::from_raw(created.record.pid));
     let exit = container::exit_of(status, &created.cgroup);
