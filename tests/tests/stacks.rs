@@ -168,7 +168,7 @@ fn a_web_app_with_a_database_and_a_cache_deploys_serves_and_updates_only_what_ch
     // The deploy waits until every service converged.
     let out = berth_ok(&cluster, &[], &["stack", "deploy", "-c", &file, "demo"])?;
     assert!(out.contains("+ service  demo_web"), "{out}");
-    let body = wait_for_body(&cluster, 8080, "/cgi-bin/status", |b| {
+    let body = wait_for_body(&cluster, 8088, "/cgi-bin/status", |b| {
         b.contains("db: db-ok") && b.contains("cache: cache-ok")
     })?;
     assert!(body.contains("hello from berth"), "{body}");
@@ -215,7 +215,7 @@ fn a_web_app_with_a_database_and_a_cache_deploys_serves_and_updates_only_what_ch
         &greeting,
         &["stack", "deploy", "-c", &file, "demo"],
     )?;
-    wait_for_body(&cluster, 8080, "/cgi-bin/status", |b| {
+    wait_for_body(&cluster, 8088, "/cgi-bin/status", |b| {
         b.contains("changed by a deploy")
     })?;
     let web_after = running_ids(&cluster, "demo_web")?;
@@ -269,7 +269,7 @@ fn a_web_app_with_a_database_and_a_cache_deploys_serves_and_updates_only_what_ch
     for name in ["demo_web", "demo_db", "demo_cache"] {
         assert!(services.contains(name), "{services}");
     }
-    assert!(services.contains("*:8080->80/tcp"), "{services}");
+    assert!(services.contains("*:8088->80/tcp"), "{services}");
     let ps = berth_ok(&cluster, &[], &["stack", "ps", "demo"])?;
     assert!(ps.contains("demo_db.1"), "{ps}");
 
