@@ -21,6 +21,7 @@ pub mod cluster;
 pub mod command;
 pub mod controllers;
 pub mod forked;
+pub mod http;
 pub mod images;
 pub mod leaks;
 pub mod linearizability;

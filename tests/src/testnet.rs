@@ -268,6 +268,14 @@ impl Host {
         run_checked(self.holder.fds(), &self.workdir, program, args)
     }
 
+    /// The body of `GET path` from `ip:port`, asked from this host (None: no
+    /// answer, or one without a body).
+    pub fn http_get(&self, ip: Ipv4Addr, port: u16, path: &str) -> Result<Option<String>> {
+        let script = crate::http::get_script("busybox nc", ip, port, path);
+        let out = self.run_unchecked("sh", &["-c", &script])?;
+        Ok(crate::http::body_of(&out.stdout))
+    }
+
     /// Runs a command inside this host and returns its output whatever its status.
     pub fn run_unchecked(&self, program: &str, args: &[&str]) -> Result<Output> {
         run_in(self.holder.fds(), &self.workdir, program, args)

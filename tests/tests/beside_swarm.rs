@@ -16,17 +16,13 @@ const DOCKERD: &str = "/usr/sbin/dockerd";
 
 /// The body of `GET /` from `ip:port`, asked from test host `from`.
 fn fetch(cluster: &Cluster, from: usize, ip: std::net::Ipv4Addr, port: u16) -> Option<String> {
-    let script = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | busybox nc -w 2 {ip} {port}");
-    let out = cluster
+    cluster
         .c
         .net
         .host(from)
-        .run_unchecked("sh", &["-c", &script])
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    text.split_once("\r\n\r\n")
-        .map(|(_, body)| body.trim().to_string())
-        .filter(|b| !b.is_empty())
+        .http_get(ip, port, "/")
+        .ok()
+        .flatten()
 }
 
 #[test]

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use berth_testhost::cluster::Cluster;
 use berth_testhost::{ProcSpec, TestNet, bin_path, wait_until};
 use nix::sys::signal::Signal;
 use serde_json::Value;
@@ -20,19 +21,9 @@ struct Reaper(PathBuf);
 
 impl Drop for Reaper {
     fn drop(&mut self) {
-        let needle = self.0.to_string_lossy().into_owned();
-        let Ok(entries) = std::fs::read_dir("/proc") else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-                continue;
-            };
-            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            if cmdline.contains(&needle) {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
-            }
+        for pid in Cluster::processes_matching(&self.0.to_string_lossy()) {
+            let pid = nix::unistd::Pid::from_raw(pid as i32);
+            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
         }
     }
 }

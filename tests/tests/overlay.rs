@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use berth_testhost::cluster::Cluster;
 use berth_testhost::netprobe::df_probe;
-use berth_testhost::{Cut, wait_until};
+use berth_testhost::{Cut, http, wait_until};
 
 const CONVERGE: Duration = Duration::from_secs(60);
 /// A web server that answers with its container's hostname (the task id's
@@ -95,17 +95,9 @@ fn get(
     port: u16,
     path: &str,
 ) -> Result<Option<String>> {
-    let script = format!("printf 'GET {path} HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {host} {port}");
+    let script = http::get_script("nc", host, port, path);
     let out = cluster.exec(from.agent, &from.id, &["sh", "-c", &script])?;
-    Ok(body_of(&out.stdout))
-}
-
-/// The body of an HTTP answer, if there is one.
-fn body_of(stdout: &[u8]) -> Option<String> {
-    let text = String::from_utf8_lossy(stdout);
-    text.split_once("\r\n\r\n")
-        .map(|(_, body)| body.trim().to_string())
-        .filter(|b| !b.is_empty())
+    Ok(http::body_of(&out.stdout))
 }
 
 /// The distinct bodies of up to `tries` fetches of `host:port` from `from`,
@@ -138,13 +130,7 @@ fn fetch_from_host(
     ip: Ipv4Addr,
     port: u16,
 ) -> Result<Option<String>> {
-    let script = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | busybox nc -w 2 {ip} {port}");
-    let out = cluster
-        .c
-        .net
-        .host(host)
-        .run_unchecked("sh", &["-c", &script])?;
-    Ok(body_of(&out.stdout))
+    cluster.c.net.host(host).http_get(ip, port, "/")
 }
 
 /// The IPv4 addresses `nslookup NAME` prints inside `from`'s container (through

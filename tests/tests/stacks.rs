@@ -7,7 +7,6 @@
 //! foreign objects are refused with nothing written; ls/services/ps/rm.
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
@@ -68,21 +67,6 @@ fn running_ids(cluster: &Cluster, service: &str) -> Result<BTreeSet<String>> {
         .collect())
 }
 
-/// The body of `GET path` from `ip:port`, asked from the client host.
-fn get(cluster: &Cluster, ip: Ipv4Addr, port: u16, path: &str) -> Result<Option<String>> {
-    let script = format!("printf 'GET {path} HTTP/1.0\\r\\n\\r\\n' | busybox nc -w 2 {ip} {port}");
-    let out = cluster
-        .c
-        .net
-        .host(cluster.c.client_host())
-        .run_unchecked("sh", &["-c", &script])?;
-    let answer = String::from_utf8_lossy(&out.stdout).to_string();
-    Ok(answer
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.trim().to_string())
-        .filter(|b| !b.is_empty()))
-}
-
 /// Waits until `GET path` on agent host 0's published `port` answers with a
 /// body for which `good` holds; returns it.
 fn wait_for_body(
@@ -97,7 +81,8 @@ fn wait_for_body(
         &format!("{ip}:{port}{path} to answer as expected"),
         CONVERGE,
         || {
-            let body = get(cluster, ip, port, path).ok().flatten();
+            let client = cluster.c.net.host(cluster.c.client_host());
+            let body = client.http_get(ip, port, path).ok().flatten();
             last.replace(body.clone());
             body.filter(|b| good(b))
         },
