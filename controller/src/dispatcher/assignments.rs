@@ -35,7 +35,9 @@ pub struct Tracker {
     nodes: BTreeMap<String, Node>,
     networks: BTreeMap<String, Network>,
     services: HashMap<String, Service>,
-    tasks: HashMap<String, Task>,
+    /// Shared with [`Published::assigned`]: a task is held once however many
+    /// revisions of assignments name it.
+    tasks: HashMap<String, Arc<Task>>,
     by_node: HashMap<String, BTreeSet<String>>,
     by_service: HashMap<String, BTreeSet<String>>,
 }
@@ -74,7 +76,7 @@ impl Tracker {
             tracker.services.insert(service.id.clone(), service);
         }
         for task in view.tasks {
-            tracker.put_task(task, &mut dirty);
+            tracker.put_task(Arc::new(task), &mut dirty);
         }
         (tracker, dirty)
     }
@@ -125,7 +127,7 @@ impl Tracker {
                 if removed {
                     self.remove_task(&task.id, dirty);
                 } else {
-                    self.put_task(task.clone(), dirty);
+                    self.put_task(Arc::new(task.clone()), dirty);
                 }
             }
             Some(watch_event::Object::Secret(_)) | Some(watch_event::Object::Config(_)) | None => {}
@@ -133,7 +135,7 @@ impl Tracker {
         self.revision = self.revision.max(event.revision);
     }
 
-    fn put_task(&mut self, task: Task, dirty: &mut Dirty) {
+    fn put_task(&mut self, task: Arc<Task>, dirty: &mut Dirty) {
         self.remove_task(&task.id, dirty);
         dirty.assigned.insert(task.node_id.clone());
         dirty.services.insert(task.service_id.clone());
@@ -160,14 +162,14 @@ impl Tracker {
 
     /// The tasks a node must know about: those that should run there, and
     /// those it must still stop.
-    fn assigned_to(&self, node_id: &str) -> BTreeMap<String, Task> {
+    fn assigned_to(&self, node_id: &str) -> BTreeMap<String, Arc<Task>> {
         self.by_node
             .get(node_id)
             .into_iter()
             .flatten()
             .filter_map(|id| self.tasks.get(id))
             .filter(|task| !task.node_id.is_empty() && wanted_on_node(task))
-            .map(|task| (task.id.clone(), task.clone()))
+            .map(|task| (task.id.clone(), Arc::clone(task)))
             .collect()
     }
 
@@ -178,7 +180,7 @@ impl Tracker {
             .get(service_id)
             .into_iter()
             .flatten()
-            .filter_map(|id| self.tasks.get(id));
+            .filter_map(|id| self.tasks.get(id).map(|task| &**task));
         endpoints::endpoint(service, tasks, down)
     }
 
@@ -235,8 +237,8 @@ pub fn task_key(task: &Task) -> TaskKey {
     (task.desired_state, task.spec_version, addresses)
 }
 
-/// A node's assigned tasks by id.
-pub type NodeTasks = Arc<BTreeMap<String, Task>>;
+/// A node's assigned tasks by id (the tracker's copies, shared).
+pub type NodeTasks = Arc<BTreeMap<String, Arc<Task>>>;
 
 /// A change of one endpoint.
 #[derive(Clone, Debug, PartialEq)]
@@ -421,7 +423,7 @@ impl Published {
         for node_id in dirty.assigned {
             let now = tracker.assigned_to(&node_id);
             // A task's end changes no key, but takes its node out of `stopping`.
-            if now.values().any(being_stopped) {
+            if now.values().any(|task| being_stopped(task)) {
                 self.stopping.insert(node_id.clone());
             } else {
                 self.stopping.remove(&node_id);
@@ -429,11 +431,17 @@ impl Published {
             let before = self.assigned.get(&node_id);
             let same = before.is_some_and(|b| {
                 b.len() == now.len()
-                    && b.iter()
-                        .zip(&now)
-                        .all(|((i, a), (j, b))| i == j && task_key(a) == task_key(b))
+                    && b.iter().zip(&now).all(|((i, a), (j, b))| {
+                        i == j && (Arc::ptr_eq(a, b) || task_key(a) == task_key(b))
+                    })
             }) || (before.is_none() && now.is_empty());
             if same {
+                // Nobody is woken, but the map takes the tracker's current
+                // copies: the old ones (status reports) are freed, not held
+                // beside the tracker's.
+                if !now.is_empty() {
+                    self.assigned.insert(node_id, Arc::new(now));
+                }
                 continue;
             }
             if now.is_empty() {

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use berth_proto::v1::{Assignments, AssignmentsDelta, session_message::Message};
+use berth_proto::v1::{Assignments, AssignmentsDelta, Task, session_message::Message};
 
 use super::assignments::{Published, TaskKey, task_key};
 use super::payloads::{PayloadSource, SentPayloads, changes};
@@ -32,7 +32,7 @@ pub fn complete(
     let tasks: Vec<_> = published
         .assigned
         .get(node_id)
-        .map(|tasks| tasks.values().cloned().collect())
+        .map(|tasks| tasks.values().map(|task| Task::clone(task)).collect())
         .unwrap_or_default();
     let mut payloads = SentPayloads::default();
     let values = changes(&tasks, source, &mut payloads);
@@ -87,7 +87,7 @@ pub fn next(
             let key = task_key(task);
             if sent.tasks.get(id) != Some(&key) {
                 sent.tasks.insert(id.clone(), key);
-                delta.tasks.push(task.clone());
+                delta.tasks.push(Task::clone(task));
             }
         }
     }
@@ -100,7 +100,9 @@ pub fn next(
     });
     delta.removed_tasks.sort();
     let values = changes(
-        current.into_iter().flat_map(|tasks| tasks.values()),
+        current
+            .into_iter()
+            .flat_map(|tasks| tasks.values().map(|task| &**task)),
         source,
         &mut sent.payloads,
     );

@@ -5,8 +5,9 @@
 
 use std::time::{Duration, Instant};
 
+use berth_proto::v1::WatchEvent;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
-use tracing::{debug, info, warn};
+use tracing::{debug, info, trace, warn};
 
 use super::Dispatcher;
 use super::assignments::{Dirty, Published, Tracker};
@@ -75,7 +76,10 @@ async fn serve(dispatcher: &Dispatcher, leading_since: Instant) {
                 received = live.recv() => {
                     let mut dirty = Dirty::default();
                     match received {
-                        Ok(event) => tracker.apply(&event, &mut dirty),
+                        Ok(event) => {
+                            trace_change(&event);
+                            tracker.apply(&event, &mut dirty)
+                        }
                         Err(RecvError::Lagged(missed)) => {
                             debug!(missed, "dispatcher fell behind the store; reading it again");
                             continue 'rebuild;
@@ -86,7 +90,10 @@ async fn serve(dispatcher: &Dispatcher, leading_since: Instant) {
                     tokio::time::sleep(SETTLE).await;
                     loop {
                         match live.try_recv() {
-                            Ok(event) => tracker.apply(&event, &mut dirty),
+                            Ok(event) => {
+                                trace_change(&event);
+                                tracker.apply(&event, &mut dirty)
+                            }
                             Err(TryRecvError::Empty) => break,
                             Err(TryRecvError::Lagged(_)) | Err(TryRecvError::Closed) => {
                                 continue 'rebuild;
@@ -107,10 +114,49 @@ async fn serve(dispatcher: &Dispatcher, leading_since: Instant) {
 }
 
 fn publish(dispatcher: &Dispatcher, tracker: &Tracker, dirty: Dirty) {
+    let touched = (
+        dirty.assigned.len(),
+        dirty.services.len(),
+        dirty.nodes.len(),
+        dirty.networks.len(),
+    );
     let wake = dispatcher.hub.write().update(tracker, dirty);
+    // What keeps an idle cluster busy shows here (RUST_LOG=...publisher=debug).
+    debug!(
+        revision = tracker.revision,
+        assigned = touched.0,
+        services = touched.1,
+        nodes = touched.2,
+        networks = touched.3,
+        woken = wake.nodes.len(),
+        shared = wake.shared,
+        "published"
+    );
     dispatcher.hub.wake(&wake);
     // A new stop, or a node gone down, may move the drain watermark.
     dispatcher.refresh_drain();
+}
+
+/// Each store change the dispatcher sees, at trace level: which object
+/// changed, to find what still changes in a cluster that should be idle.
+fn trace_change(event: &WatchEvent) {
+    use berth_proto::v1::watch_event::Object;
+    let (kind, id) = match &event.object {
+        Some(Object::Node(o)) => ("node", o.id.as_str()),
+        Some(Object::Service(o)) => ("service", o.id.as_str()),
+        Some(Object::Task(o)) => ("task", o.id.as_str()),
+        Some(Object::Network(o)) => ("network", o.id.as_str()),
+        Some(Object::Secret(o)) => ("secret", o.id.as_str()),
+        Some(Object::Config(o)) => ("config", o.id.as_str()),
+        None => ("none", ""),
+    };
+    trace!(
+        revision = event.revision,
+        action = event.action,
+        kind,
+        id,
+        "store change"
+    );
 }
 
 /// Nodes without a sign of life for the down period go DOWN; their sessions

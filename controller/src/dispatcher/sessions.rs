@@ -30,6 +30,11 @@ impl Sessions {
         );
     }
 
+    /// How many nodes have a session.
+    pub fn len(&self) -> usize {
+        self.by_node.len()
+    }
+
     /// True when `session_id` is the node's current session.
     pub fn is_current(&self, node_id: &str, session_id: &str) -> bool {
         self.by_node

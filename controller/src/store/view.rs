@@ -37,11 +37,22 @@ impl ClusterView {
 
 /// Nodes, services, tasks and volumes as the state machine has them.
 pub fn read_view(sm: &StateMachine) -> Result<ClusterView, StoreError> {
-    let mut objects = sm.list(Table::Node)?;
-    objects.extend(sm.list(Table::Service)?);
-    objects.extend(sm.list(Table::Task)?);
-    objects.extend(sm.list(Table::Volume)?);
-    Ok(ClusterView::from_objects(objects))
+    let tasks = sm.list(Table::Task)?;
+    let mut view = ClusterView::from_objects(
+        sm.list(Table::Node)?
+            .into_iter()
+            .chain(sm.list(Table::Service)?)
+            .chain(sm.list(Table::Volume)?),
+    );
+    // The task table is most of the state: one vector of the right size, not
+    // copies into ever larger ones.
+    view.tasks.reserve_exact(tasks.len());
+    view.tasks
+        .extend(tasks.into_iter().filter_map(|o| match o.kind {
+            Some(Kind::Task(t)) => Some(t),
+            _ => None,
+        }));
+    Ok(view)
 }
 
 /// The network table.

@@ -136,7 +136,7 @@ pub async fn session(
         ack(&mut client, &node_id, &session_id, held_now, address).await?;
     }
 
-    let period = Duration::from_millis(registered.heartbeat_period_ms.clamp(100, 60_000));
+    let mut period = Duration::from_millis(registered.heartbeat_period_ms.clamp(100, 60_000));
     let mut heartbeat = tokio::time::interval(period);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -180,6 +180,14 @@ pub async fn session(
                     why: "heartbeat timed out".into(),
                 })?;
                 let answer = beat.map_err(|s| refused(address, s))?.into_inner();
+                // The leader spreads heartbeats out as the cluster grows.
+                let asked = Duration::from_millis(answer.period_ms.clamp(100, 60_000));
+                if answer.period_ms != 0 && asked != period {
+                    debug!(?asked, "heartbeat period changed");
+                    period = asked;
+                    heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+                    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                }
                 // The cluster's roots changed (a CA rotation): renew now.
                 if let Some(creds) = config.security.credentials()
                     && !answer.ca_digest.is_empty()
