@@ -25,6 +25,13 @@ use crate::store::ClusterView;
 /// gets the complete set again.
 const SHARED_LOG: usize = 1024;
 
+/// About how many items (nodes, networks, endpoint tasks) one message carries
+/// of the shared part; a session that is further behind catches up over
+/// several messages. Without a bound every session of a 1,000-node cluster held
+/// the endpoints of all new services at once (~1.5 MB each, ~1.5 GB on the
+/// leader); at ~70 bytes an item this keeps a message near 70 KB.
+pub const SHARED_ITEMS_PER_MESSAGE: usize = 1024;
+
 /// The dispatcher's copy of the tables it serves from.
 #[derive(Debug, Default)]
 pub struct Tracker {
@@ -330,6 +337,21 @@ impl SharedDelta {
         self.nodes.is_empty() && self.networks.is_empty() && self.endpoints.is_empty()
     }
 
+    /// About how many items it puts on the wire: each node, network,
+    /// endpoint, endpoint task and removal counts one.
+    pub fn items(&self) -> usize {
+        let endpoints: usize = self
+            .endpoints
+            .values()
+            .map(|edit| match edit {
+                EndpointEdit::Whole(Some(e)) => 1 + e.tasks.len(),
+                EndpointEdit::Whole(None) => 1,
+                EndpointEdit::Tasks { joined, left } => 1 + joined.len() + left.len(),
+            })
+            .sum();
+        self.nodes.len() + self.networks.len() + endpoints
+    }
+
     /// `later` on top of this one.
     pub fn extend(&mut self, later: &SharedDelta) {
         self.nodes
@@ -503,18 +525,28 @@ impl Published {
         wake
     }
 
-    /// The shared changes after `seq`, merged; `None` when the log no longer
+    /// The shared changes after `seq`, merged, up to about `max_items`
+    /// (always at least one change: a change is never split), with the
+    /// sequence they bring the reader to; `None` when the log no longer
     /// reaches back that far.
-    pub fn shared_since(&self, seq: u64) -> Option<SharedDelta> {
+    pub fn shared_since(&self, seq: u64, max_items: usize) -> Option<(SharedDelta, u64)> {
         let oldest = self.log.front().map(|(s, _)| *s)?;
         if seq + 1 < oldest {
             return None;
         }
         let mut out = SharedDelta::default();
-        for (_, delta) in self.log.iter().filter(|(s, _)| *s > seq) {
+        let mut through = seq;
+        let mut items = 0;
+        for (s, delta) in self.log.iter().filter(|(s, _)| *s > seq) {
+            let more = delta.items();
+            if items > 0 && items + more > max_items {
+                break;
+            }
             out.extend(delta);
+            items += more;
+            through = *s;
         }
-        Some(out)
+        Some((out, through))
     }
 }
 

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use berth_proto::v1::{Assignments, AssignmentsDelta, Task, session_message::Message};
 
-use super::assignments::{Published, TaskKey, task_key};
+use super::assignments::{Published, SHARED_ITEMS_PER_MESSAGE, TaskKey, task_key};
 use super::payloads::{PayloadSource, SentPayloads, changes};
 
 /// What a session has told its agent so far.
@@ -59,6 +59,14 @@ pub fn complete(
     (set, sent)
 }
 
+impl Sent {
+    /// True while the shared part has changes this session has not sent yet
+    /// (it sends them in bounded pieces, one message after another).
+    pub fn behind(&self, published: &Published) -> bool {
+        self.shared_seq < published.shared_seq
+    }
+}
+
 /// The next message for `node_id`, or `None` when nothing it holds changed.
 /// A new drain watermark alone is news only to a node that has a task to stop.
 pub fn next(
@@ -68,15 +76,16 @@ pub fn next(
     sent: &mut Sent,
     source: &dyn PayloadSource,
 ) -> Option<Message> {
-    let Some(shared) = published.shared_since(sent.shared_seq) else {
+    let Some((shared, through)) = published.shared_since(sent.shared_seq, SHARED_ITEMS_PER_MESSAGE)
+    else {
         // Too far behind for the log: start over with the complete set.
         let (set, fresh) = complete(published, node_id, applied_everywhere, source);
         *sent = fresh;
         return Some(Message::Assignments(set));
     };
     let mut delta: AssignmentsDelta = shared.into_proto(published.revision);
-    sent.shared_seq = published.shared_seq;
-    delta.shared_seq = published.shared_seq;
+    sent.shared_seq = through;
+    delta.shared_seq = through;
     delta.applied_everywhere = applied_everywhere;
     let drain_news =
         applied_everywhere != sent.applied_everywhere && published.stopping.contains(node_id);

@@ -423,6 +423,14 @@ impl Dispatcher {
             } else {
                 drop(slot);
             }
+            let behind = sent
+                .as_ref()
+                .is_some_and(|sent| sent.behind(&self.hub.read()));
+            if behind {
+                // The rest of the shared changes follow as soon as the
+                // stream takes this piece.
+                continue;
+            }
             if sent_now {
                 // At most one message per pace: changes that arrive meanwhile
                 // go out together (a large cluster's churn is many small

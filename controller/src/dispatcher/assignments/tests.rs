@@ -397,3 +397,62 @@ fn a_stop_and_its_endpoint_leave_share_a_sequence_and_the_watermark_reaches_only
     );
     assert!(!published.stopping.contains("n1"), "t1 has ended");
 }
+
+#[test]
+fn a_session_far_behind_catches_up_in_bounded_pieces_that_add_up_to_the_complete_set() {
+    let (mut tracker, mut published) = cluster();
+    let (mut held, mut sent) = complete(&published, "n3", 0, &NoPayloads);
+    // Many services appear, each with more serving tasks than fit in one
+    // piece together: the late session must not get them in one message.
+    let services = 40;
+    let per_service = SHARED_ITEMS_PER_MESSAGE / 8;
+    let mut revision = 11;
+    for s in 0..services {
+        let id = format!("s{}", s + 10);
+        let mut events = vec![event(
+            revision,
+            watch_event::Object::Service(service(&id, &format!("web{s}"))),
+        )];
+        for t in 0..per_service {
+            events.push(event(
+                revision,
+                watch_event::Object::Task(task(
+                    &format!("t-{s}-{t}"),
+                    &id,
+                    "n1",
+                    TaskState::Running,
+                )),
+            ));
+        }
+        apply(&mut tracker, &mut published, &events);
+        revision += 1;
+    }
+    let mut messages = 0;
+    while let Some(message) = next(&published, "n3", 0, &mut sent, &NoPayloads) {
+        let Message::Delta(delta) = message else {
+            panic!("the log still reaches back: deltas, not a complete set")
+        };
+        let items: usize = delta
+            .endpoints
+            .iter()
+            .map(|e| 1 + e.tasks.len())
+            .sum::<usize>()
+            + delta
+                .endpoint_tasks
+                .iter()
+                .map(|c| 1 + c.tasks.len())
+                .sum::<usize>();
+        assert!(
+            items <= SHARED_ITEMS_PER_MESSAGE,
+            "a piece carries {items} items"
+        );
+        berth_proto::assignments::apply(&mut held, delta);
+        messages += 1;
+        assert!(messages <= services, "catching up must end");
+    }
+    assert!(!sent.behind(&published), "caught up");
+    assert!(messages > 1, "the changes came in several pieces");
+    let (fresh, _) = complete(&published, "n3", 0, &NoPayloads);
+    assert_eq!(held.endpoints, fresh.endpoints);
+    assert_eq!(held.endpoints.len(), services + 1);
+}
