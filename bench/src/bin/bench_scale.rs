@@ -218,10 +218,11 @@ async fn after_largest(args: &Args, mut live: Live, figures: &mut Figures) {
                     None => "none".to_string(),
                 };
                 println!(
-                    "lost nodes={} of={} down_after_s={} recovered_s={recovered} running={} of {} \
-                     declared_down={} false_downs={}{note}",
+                    "lost nodes={} of={} tasks_on_lost={} down_after_s={} recovered_s={recovered} \
+                     running={} of {} declared_down={} false_downs={}{note}",
                     lost.lost,
                     live.fleet.len(),
+                    lost.tasks_on_lost,
                     live.down_after.as_secs(),
                     lost.running,
                     live.tasks,
@@ -309,14 +310,20 @@ fn report_targets(args: &Args, figures: &Figures) {
     }
     if let Some(lost) = &figures.lost {
         let limit = args.down_after as f64 + 5.0;
-        let in_time = lost.recovered.is_some_and(|t| t.as_secs_f64() <= limit);
+        // A phase whose lost nodes held nothing, or that ended before they
+        // were declared down, measured no recovery.
+        let measured = lost.tasks_on_lost > 0 && lost.declared_down == lost.lost;
+        let in_time = measured && lost.recovered.is_some_and(|t| t.as_secs_f64() <= limit);
         println!(
             "target: lost nodes' tasks run elsewhere within {limit:.0} s with 0 false downs: {} \
-             ({}, {} false downs)",
+             ({}, {} of {} declared down, {} tasks moved, {} false downs)",
             met(in_time && lost.false_downs == 0),
             lost.recovered
                 .map(|t| format!("{:.1} s", t.as_secs_f64()))
                 .unwrap_or_else(|| format!("not within {} s", args.lost_deadline)),
+            lost.declared_down,
+            lost.lost,
+            lost.tasks_on_lost,
             lost.false_downs
         );
     }

@@ -357,6 +357,9 @@ pub async fn idle(live: &Live, settle: Duration, window: Duration) -> Result<Idl
 
 pub struct LostResult {
     pub lost: usize,
+    /// Tasks desired running on the lost nodes when they stopped (per the
+    /// store): what has to move. 0 means the phase measured nothing.
+    pub tasks_on_lost: usize,
     /// From the agents' stop until all tasks run on the other nodes.
     pub recovered: Option<Duration>,
     /// Tasks running on the other nodes at the end.
@@ -379,6 +382,16 @@ pub async fn lose(live: &mut Live, count: usize, deadline: Duration) -> Result<L
         .map(|&i| live.fleet.node_id(i))
         .filter(|id| !id.is_empty())
         .collect();
+    let tasks_on_lost = match (
+        live.api.tasks(&HashSet::new()).await,
+        live.api.tasks(&lost).await,
+    ) {
+        (Ok(all), Ok(rest)) => all.desired.saturating_sub(rest.desired),
+        (Err(err), _) | (_, Err(err)) => {
+            eprintln!("  {err}");
+            0
+        }
+    };
     let started = Instant::now();
     for &i in &indexes {
         live.fleet.stop(i);
@@ -446,6 +459,7 @@ pub async fn lose(live: &mut Live, count: usize, deadline: Duration) -> Result<L
     };
     Ok(LostResult {
         lost: lost.len(),
+        tasks_on_lost,
         recovered,
         running,
         declared_down,
