@@ -248,6 +248,7 @@ impl Supervisor {
                 runtime_root: cfg.runtime_root.clone(),
                 limits: cfg.log_limits,
             },
+            pidfds: watch::Pidfds::default(),
         };
         let drivers = Drivers {
             runtime: Arc::new(runtime),
