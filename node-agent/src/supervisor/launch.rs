@@ -16,7 +16,7 @@ use super::shim::{EXIT_FILE, PID_FILE, SHIM_PID_FILE, ShimExit};
 /// What the agent passes to every shim it starts.
 #[derive(Clone, Debug)]
 pub(crate) struct ShimLaunch {
-    /// The shim command (program and leading arguments, e.g. `berth-agent shim`).
+    /// The shim command (program and leading arguments, e.g. `berth-shim`).
     pub command: Vec<OsString>,
     pub runtime: PathBuf,
     pub runtime_root: PathBuf,
