@@ -1,8 +1,8 @@
 //! The real `ContainerRuntime`: an OCI runtime binary (berth-runtime or
 //! runc) driven through its command line, a detached shim per container that
 //! runs its `create`, owns its output and reaps init, and berth-runtime's
-//! pidfds to watch init. The agent never forks a container from its own (multi-threaded)
-//! process: every runtime call is a short-lived child process.
+//! pidfds to watch init. The agent never forks a container from its own
+//! (multi-threaded) process: every runtime call is a short-lived child process.
 
 use std::time::Duration;
 

@@ -520,3 +520,64 @@ fn write_exit(args: &ShimArgs, code: Option<i32>, signal: Option<i32>) {
         let _ = super::state::write_atomic(&args.state_dir.join(EXIT_FILE), &data);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<OsString> {
+        list.iter().map(OsString::from).collect()
+    }
+
+    const REQUIRED: [&str; 12] = [
+        "--runtime",
+        "/usr/bin/berth-runtime",
+        "--runtime-root",
+        "/run/r",
+        "--bundle",
+        "/b",
+        "--id",
+        "web-1",
+        "--state-dir",
+        "/s",
+        "--log-dir",
+        "/l",
+    ];
+
+    #[test]
+    fn the_agents_arguments_are_parsed() {
+        let mut list = REQUIRED.to_vec();
+        list.extend([
+            "--log-max-bytes",
+            "1024",
+            "--log-max-files",
+            "2",
+            "--attach",
+            "42",
+        ]);
+        let parsed = ShimArgs::parse(args(&list)).expect("parsed");
+        assert_eq!(parsed.runtime, PathBuf::from("/usr/bin/berth-runtime"));
+        assert_eq!(parsed.id, "web-1");
+        assert_eq!(parsed.state_dir, PathBuf::from("/s"));
+        assert_eq!((parsed.log_max_bytes, parsed.log_max_files), (1024, 2));
+        assert_eq!(parsed.attach, Some(42));
+        let defaults = ShimArgs::parse(args(&REQUIRED)).expect("parsed");
+        assert_eq!(defaults.log_max_bytes, LogLimits::default().max_bytes);
+        assert_eq!(defaults.attach, None);
+    }
+
+    #[test]
+    fn bad_arguments_are_named() {
+        let err = |list: &[&str]| ShimArgs::parse(args(list)).expect_err("refused");
+        assert_eq!(err(&REQUIRED[2..]), "--runtime is required");
+        let mut unknown = REQUIRED.to_vec();
+        unknown.extend(["--tty", "yes"]);
+        assert_eq!(err(&unknown), "unknown argument \"--tty\"");
+        let mut missing = REQUIRED.to_vec();
+        missing.push("--attach");
+        assert_eq!(err(&missing), "--attach needs a value");
+        let mut bad = REQUIRED.to_vec();
+        bad.extend(["--attach", "x"]);
+        assert_eq!(err(&bad), "--attach: \"x\" is not a pid");
+    }
+}

@@ -2,10 +2,11 @@
 //! parents it; after an agent restart nothing of ours does): berth-runtime's
 //! pidfd, guarded against pid reuse by the process start time, made awaitable.
 //! How it ended comes from the shim's `exit.json` (the shim reaps init), else
-//! from the runtime's `state` (a berth-runtime monitor of a container made
-//! before the shim reaped it records it there), else from the pidfd itself
-//! (a shim killed before init ended: whoever reaped init, the kernel kept the
-//! status for the pidfd, from Linux 6.15), with the cgroup's OOM-kill counter.
+//! from the pidfd itself (a shim killed before init ended: whoever reaped
+//! init, the kernel kept the status for the pidfd, from Linux 6.15), else from
+//! the runtime's `state` (a container made before the shim reaped init, when
+//! berth-runtime's monitor did and recorded it there), with the cgroup's
+//! OOM-kill counter.
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
