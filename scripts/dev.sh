@@ -23,7 +23,7 @@ if [[ -z $bin ]]; then
   cargo build --release --locked --bins
   bin=${CARGO_TARGET_DIR:-$PWD/target}/release
 fi
-binaries=(berth berth-controller berth-agent berth-runtime)
+binaries=(berth berth-controller berth-agent berth-shim berth-runtime)
 for b in "${binaries[@]}"; do "$bin/$b" --version; done
 
 # On PATH, so that `berth ...` works in any terminal. Undo: see README.md.

@@ -188,7 +188,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
         insecure_registries: args.insecure_registry,
         cgroup_parent: args.cgroup_parent,
         api_listen: SocketAddr::new(args.listen.ip(), args.listen.port() + 1),
-        shim: vec![sibling("berth-agent").into_os_string(), "shim".into()],
+        shim: vec![sibling(berth_agent::supervisor::SHIM_BINARY).into_os_string()],
         netns_dir: PathBuf::from("/run/berth-dev/netns"),
         secrets_dir: PathBuf::from("/run/berth-dev/secrets"),
     };

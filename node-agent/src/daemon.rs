@@ -33,7 +33,7 @@ pub struct AgentOptions {
     /// Where the agent's API (task logs) listens.
     pub api_listen: SocketAddr,
     /// Program and leading arguments that start a container shim
-    /// (`berth-agent shim`).
+    /// (default: `berth-shim` beside this executable).
     pub shim: Vec<std::ffi::OsString>,
     /// Where task network namespaces are bind-mounted.
     pub netns_dir: PathBuf,
@@ -52,6 +52,11 @@ pub enum DaemonError {
         "no OCI runtime: looked for {looked}; install berth-runtime there or pass --runtime PATH"
     )]
     RuntimeNotFound { looked: String },
+    #[error(
+        "no container shim at {}: install berth-shim beside berth-agent (it is built with it)",
+        path.display()
+    )]
+    ShimNotFound { path: PathBuf },
     #[error("cannot create the data dir {path}: {source}")]
     DataDir {
         path: PathBuf,
@@ -216,6 +221,16 @@ pub async fn run(opts: AgentOptions) -> Result<(), DaemonError> {
     cfg.cgroup_parent = opts.cgroup_parent.clone();
     if !opts.shim.is_empty() {
         cfg.shim = opts.shim.clone();
+    }
+    // Without it every task would fail at create, one by one. (A bare name
+    // is looked up on PATH when started.)
+    if let Some(program) = cfg.shim.first().map(Path::new)
+        && program.components().count() > 1
+        && !program.exists()
+    {
+        return Err(DaemonError::ShimNotFound {
+            path: PathBuf::from(program),
+        });
     }
     if let Err(why) = crate::supervisor::process_settings::find_init(&cfg.init_binary) {
         // Only `--init` tasks need it: they fail with this message.

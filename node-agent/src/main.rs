@@ -153,15 +153,6 @@ enum Format {
 }
 
 fn main() -> anyhow::Result<()> {
-    // `berth-agent shim ...`: the per-container process that owns a container's
-    // output (started detached by the supervisor; not for people).
-    let mut argv = std::env::args_os();
-    if argv.nth(1).is_some_and(|a| a == "shim") {
-        std::process::exit(match berth_agent::supervisor::main_shim(argv.collect()) {
-            code if code == std::process::ExitCode::SUCCESS => 0,
-            _ => 1,
-        });
-    }
     berth_pki::install_crypto_provider();
     let args = Args::parse();
     tracing_subscriber::fmt()

@@ -58,7 +58,7 @@ fn agent(args: AgentArgs) -> Result<()> {
         cfg.runtime = args.runtime;
         cfg.runtime_root = args.runtime_root;
         cfg.cgroup_parent = args.cgroup;
-        cfg.shim = vec![env!("CARGO_BIN_EXE_berth-agent").into(), "shim".into()];
+        cfg.shim = vec![env!("CARGO_BIN_EXE_berth-shim").into()];
         let (sup, rx) = Supervisor::open(&args.data, cfg).await?;
         let mut rx = Seen::new(rx);
         sup.reconcile(vec![task.clone()]);

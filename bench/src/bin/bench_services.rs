@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use berth_bench::procs::{Daemon, sibling_binary};
+use berth_bench::procs::{Daemon, PerContainer, rss_kib, sibling_binary};
 use berth_bench::stats::ms;
 use berth_testhost::command::run;
 use clap::Parser;
@@ -45,33 +45,6 @@ fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> Result<boo
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// Resident memory (KiB) of every process whose command line matches.
-fn rss_kib(matches: impl Fn(&str) -> bool) -> u64 {
-    let mut total = 0;
-    if let Ok(entries) = std::fs::read_dir("/proc") {
-        for entry in entries.flatten() {
-            if entry.file_name().to_string_lossy().parse::<u32>().is_err() {
-                continue;
-            }
-            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-            let cmd = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            if cmd.is_empty() || !matches(&cmd) {
-                continue;
-            }
-            let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
-            if let Some(kb) = status
-                .lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<u64>().ok())
-            {
-                total += kb;
-            }
-        }
-    }
-    total
 }
 
 struct Berth {
@@ -458,14 +431,12 @@ fn main() -> Result<()> {
         Ok(berth.running("mem")? == args.replicas)
     })?;
     let berth_daemon = rss_kib(|c| c.contains("berth dev"));
-    let berth_shims = rss_kib(|c| c.contains("berth-agent shim"));
-    let berth_monitors = rss_kib(|c| c.contains("berth-runtime") && c.contains("create"));
+    let berth_per = PerContainer::measure(PerContainer::is_berth, args.replicas);
     println!(
-        "berth memory with {} tasks: controller+agent {} MiB, shims {} MiB, runtime monitors {} MiB",
+        "berth memory with {} tasks: controller+agent {} MiB, per-container processes {}",
         args.replicas,
         berth_daemon / 1024,
-        berth_shims / 1024,
-        berth_monitors / 1024
+        berth_per
     );
     let mut b_updates = Vec::new();
     for round in 0..args.rounds {
@@ -525,13 +496,19 @@ fn main() -> Result<()> {
     let dockerd = rss_kib(|c| c.starts_with("/usr/sbin/dockerd"));
     let containerd =
         rss_kib(|c| c.starts_with("containerd ") || c.contains("/containerd --config"));
-    let shims = rss_kib(|c| c.contains("containerd-shim"));
+    let docker_per = PerContainer::measure(PerContainer::is_docker, args.replicas);
     println!(
-        "docker memory with {} tasks: dockerd {} MiB, containerd {} MiB, shims {} MiB",
+        "docker memory with {} tasks: dockerd {} MiB, containerd {} MiB, per-container processes {}",
         args.replicas,
         dockerd / 1024,
         containerd / 1024,
-        shims / 1024
+        docker_per
+    );
+    println!(
+        "berth/docker per-container memory: {:.0} KiB / {:.0} KiB = {:.3} (target: <= 2 MiB per container)",
+        berth_per.per_container_kib(),
+        docker_per.per_container_kib(),
+        berth_per.per_container_kib() / docker_per.per_container_kib().max(1.0)
     );
     let mut s_updates = Vec::new();
     for round in 0..args.rounds {
@@ -553,8 +530,8 @@ fn main() -> Result<()> {
     println!(
         "berth/swarm converge 50 up and down: {:.3} (target <= 0.1)   memory (all daemons + shims): {:.2}",
         ms(b) / ms(s),
-        (berth_daemon + berth_shims + berth_monitors) as f64
-            / (dockerd + containerd + shims).max(1) as f64
+        (berth_daemon + berth_per.rss_kib) as f64
+            / (dockerd + containerd + docker_per.rss_kib).max(1) as f64
     );
     let (b_up, b_down, s_up, s_down) = (median(b_up), median(b_down), median(s_up), median(s_down));
     println!(

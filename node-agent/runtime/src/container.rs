@@ -131,6 +131,13 @@ pub enum CreateMode {
     Create,
     /// `run`: this process is the monitor; init execs at once.
     Run,
+    /// `create` without a monitor (`BERTH_RUNTIME_NO_MONITOR=1`): this
+    /// process forks init and returns; once it exits, init is reparented to
+    /// the caller's child subreaper, which reaps it (runc's model). Nothing
+    /// records the exit in the state: the reaper owns it. For a caller that
+    /// keeps one process per container anyway (berth's shim), this saves the
+    /// second one.
+    Handoff,
 }
 
 /// A created container: its state directory, what was recorded in it, and
@@ -162,7 +169,7 @@ impl Drop for Guard {
         if let Some(init) = self.init {
             let _ = kill(init, Signal::SIGKILL);
         }
-        // Init is our child under run, the monitor's under create.
+        // Init is our child under run and handoff, the monitor's under create.
         for pid in [self.init, self.monitor].into_iter().flatten() {
             let _ = waitpid(pid, None);
         }
@@ -312,7 +319,7 @@ pub fn create(
     };
     let mut init = None;
     match mode {
-        CreateMode::Run => {
+        CreateMode::Run | CreateMode::Handoff => {
             match spawn_init(ctx, &[parent_sock.as_raw_fd(), join_release.as_raw_fd()]) {
                 Ok(child) => {
                     guard.init = Some(child);

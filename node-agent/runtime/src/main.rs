@@ -25,6 +25,23 @@ fn create_config(args: &CreateArgs) -> CreateConfig {
     config
 }
 
+/// The environment variable with which a caller that is a child subreaper
+/// (berth's shim) asks `create` for no monitor: it reaps init itself.
+const NO_MONITOR_ENV: &str = "BERTH_RUNTIME_NO_MONITOR";
+
+/// `create`'s mode: a monitor unless the caller asked for none. The variable
+/// is taken out of the environment, so hooks do not inherit it.
+fn create_mode() -> CreateMode {
+    let handoff = std::env::var_os(NO_MONITOR_ENV).is_some_and(|v| v == "1");
+    // SAFETY: berth-runtime is single-threaded (it forks containers).
+    unsafe { std::env::remove_var(NO_MONITOR_ENV) };
+    if handoff {
+        CreateMode::Handoff
+    } else {
+        CreateMode::Create
+    }
+}
+
 /// `UID` or `UID:GID`.
 fn parse_user(user: &str) -> anyhow::Result<(u32, u32)> {
     let parsed = match user.split_once(':') {
@@ -85,7 +102,7 @@ fn dispatch(args: &Args) -> anyhow::Result<i32> {
     let root = args.root.as_path();
     match &args.command {
         Command::Create(c) => {
-            container::create(root, &create_config(c), CreateMode::Create)?;
+            container::create(root, &create_config(c), create_mode())?;
         }
         Command::Start { id } => lifecycle::start(root, id)?,
         Command::State { id } => {

@@ -55,6 +55,67 @@ pub fn pidfd(pid: i32, start: Option<u64>) -> Option<OwnedFd> {
     alive(pid, start).then_some(fd)
 }
 
+/// `struct pidfd_info` of linux/pidfd.h, as far as its first size
+/// (`PIDFD_INFO_SIZE_VER0`, 64 bytes, which holds `exit_code`).
+#[repr(C)]
+#[derive(Default)]
+struct PidfdInfo {
+    mask: u64,
+    cgroupid: u64,
+    ids: [u32; 11],
+    exit_code: i32,
+}
+
+/// `PIDFD_INFO_EXIT`: ask for (and, in the answer, have) the exit status.
+const PIDFD_INFO_EXIT: u64 = 1 << 3;
+/// `PIDFD_GET_INFO`: `_IOWR(0xFF, 11, struct pidfd_info)` for the 64 bytes.
+const PIDFD_GET_INFO: libc::c_ulong = (3 << 30) | (64 << 16) | (0xFF << 8) | 11;
+
+/// How a process ended, from a pidfd opened while it lived: its exit code,
+/// or the signal that killed it. It works for a process that is not our
+/// child, once its parent (whoever that is) has reaped it. None while it
+/// runs or is not reaped yet, and on kernels before 6.15 (no
+/// `PIDFD_INFO_EXIT`).
+pub fn reaped_status(pidfd: &impl AsFd) -> Option<(Option<i32>, Option<i32>)> {
+    use std::os::fd::AsRawFd;
+    let mut info = PidfdInfo {
+        mask: PIDFD_INFO_EXIT,
+        ..PidfdInfo::default()
+    };
+    // SAFETY: the ioctl writes at most the 64 bytes its number names into `info`.
+    let rc = unsafe {
+        libc::ioctl(
+            pidfd.as_fd().as_raw_fd(),
+            PIDFD_GET_INFO,
+            &mut info as *mut PidfdInfo,
+        )
+    };
+    if rc != 0 || info.mask & PIDFD_INFO_EXIT == 0 {
+        return None;
+    }
+    // A wait(2) status.
+    let status = info.exit_code;
+    Some(if libc::WIFSIGNALED(status) {
+        (None, Some(libc::WTERMSIG(status)))
+    } else {
+        (Some(libc::WEXITSTATUS(status)), None)
+    })
+}
+
+/// True on kernels whose pidfds keep the exit status (Linux 6.15 and later),
+/// which [`reaped_status`] needs.
+pub fn pidfds_keep_exit_status() -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release.trim().split(['.', '-']);
+    let mut next = || {
+        parts
+            .next()
+            .and_then(|p| p.parse::<u32>().ok())
+            .unwrap_or(0)
+    };
+    (next(), next()) >= (6, 15)
+}
+
 /// Blocks until the process `pid` that started at `start` is gone, at most
 /// `timeout`; true if it is gone.
 pub fn wait_gone(pid: i32, start: Option<u64>, timeout: Duration) -> bool {
@@ -136,5 +197,29 @@ mod tests {
         assert!(wait_gone(pid, start, Duration::from_secs(5)));
         reaper.join().expect("reaper").expect("wait");
         assert!(!alive(pid, start));
+    }
+
+    #[test]
+    fn the_status_of_a_reaped_process_is_read_from_its_pidfd() {
+        for (script, want) in [
+            ("exit 7", (Some(7), None)),
+            ("kill -9 $$", (None, Some(libc::SIGKILL))),
+        ] {
+            let mut child = std::process::Command::new("sh")
+                .args(["-c", &format!("read _; {script}")])
+                .stdin(std::process::Stdio::piped())
+                .spawn()
+                .expect("sh");
+            let pid = child.id() as i32;
+            let fd = pidfd(pid, start_time(pid)).expect("pidfd");
+            assert_eq!(reaped_status(&fd), None, "still running");
+            drop(child.stdin.take());
+            child.wait().expect("wait");
+            if pidfds_keep_exit_status() {
+                assert_eq!(reaped_status(&fd), Some(want), "{script}");
+            } else {
+                assert_eq!(reaped_status(&fd), None);
+            }
+        }
     }
 }

@@ -483,3 +483,71 @@ fn delete_of_a_created_container_is_refused_without_force() {
         .expect("delete --force"));
     assert!(fx.state(Runtime::Berth, &id).is_err());
 }
+
+/// `BERTH_RUNTIME_NO_MONITOR=1` (berth's shim): `create` forks no monitor, and
+/// init is reparented to the caller, a child subreaper, once `create` exits.
+/// Nothing records the exit then: the reaper owns it.
+#[test]
+fn create_without_a_monitor_hands_init_to_the_callers_subreaper() {
+    use std::os::unix::process::CommandExt;
+    let fx = Fixture::new("handoff").expect("fixture");
+    let spec = fx.spec("handoff", &["sleep", "600"], |_| {});
+    let bundle = fx.bundle("handoff", &spec).expect("bundle");
+    let id = fx.id("handoff");
+    let pid_file = fx.dir.path().join("handoff.pid");
+    // The caller: a shell that is a child subreaper (kept across its exec).
+    // It creates and starts the container, then prints its own pid, init's
+    // parent and how many processes still have create's command line (a
+    // monitor would; init has exec'd).
+    let script = r#"BERTH_RUNTIME_NO_MONITOR=1 "$0" --root "$1" create --bundle "$2" --pid-file "$3" "$4" >/dev/null 2>&1 || exit 1
+"$0" --root "$1" start "$4" || exit 1
+pid=$(cat "$3")
+echo "$$ $(awk '/^PPid/{print $2}' /proc/$pid/status) $(pgrep -f -c -- "create --bundle $2")""#;
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg(script)
+        .arg(common::BERTH)
+        .arg(fx.state_root(Runtime::Berth))
+        .arg(&bundle)
+        .arg(&pid_file)
+        .arg(&id);
+    // SAFETY: prctl with integer arguments, in the child before exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().expect("the subreaper shell");
+    let _cleanup = Delete(&fx, &id);
+    let text = ok(&out);
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    assert_eq!(fields.len(), 3, "{text}");
+    assert_eq!(fields[1], fields[0], "init's parent is the caller: {text}");
+    assert_eq!(fields[2], "0", "no monitor: {text}");
+    let state = fx.state(Runtime::Berth, &id).expect("state");
+    assert_eq!(state["status"], "running", "{state}");
+    ok(&fx
+        .cmd(Runtime::Berth, &["kill", &id, "KILL"])
+        .expect("kill"));
+    let state = wait_until("the container to stop", || {
+        let s = fx.state(Runtime::Berth, &id).ok()?;
+        (s["status"] == "stopped").then_some(s)
+    })
+    .expect("stopped");
+    assert!(
+        state.get("exit").is_none(),
+        "no monitor recorded it: {state}"
+    );
+}
+
+/// Deletes a container when dropped (also when the test fails).
+struct Delete<'a>(&'a Fixture, &'a str);
+
+impl Drop for Delete<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.cmd(Runtime::Berth, &["delete", "--force", self.1]);
+    }
+}

@@ -1,4 +1,4 @@
-//! `berth-agent shim exec-wait PIDFILE RUNTIME ARGS...`: waits for a process
+//! `berth-shim exec-wait PIDFILE RUNTIME ARGS...`: waits for a process
 //! that `RUNTIME ... exec -d --pid-file PIDFILE` started and exits with its
 //! status. runc takes a console socket on exec only with `--detach`; the
 //! detached process is then nobody's child. This helper (single-threaded,
@@ -11,7 +11,7 @@ use std::ffi::OsString;
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::Pid;
 
-/// The first argument that selects this helper in `berth-agent shim`.
+/// The first argument that selects this helper in `berth-shim`.
 pub(crate) const EXEC_WAIT: &str = "exec-wait";
 
 /// The helper's status for its own failures (the runtime's are passed on).

@@ -11,12 +11,12 @@ use std::time::Duration;
 use super::error::{Result, SupervisorError};
 use super::logs::LogLimits;
 use super::runtime::last_message;
-use super::shim::{EXIT_FILE, SHIM_PID_FILE, ShimExit};
+use super::shim::{EXIT_FILE, PID_FILE, SHIM_PID_FILE, ShimExit};
 
 /// What the agent passes to every shim it starts.
 #[derive(Clone, Debug)]
 pub(crate) struct ShimLaunch {
-    /// The shim command (program and leading arguments, e.g. `berth-agent shim`).
+    /// The shim command (program and leading arguments, e.g. `berth-shim`).
     pub command: Vec<OsString>,
     pub runtime: PathBuf,
     pub runtime_root: PathBuf,
@@ -159,4 +159,10 @@ pub(crate) fn shim_alive(state_dir: &Path) -> bool {
 pub(crate) fn read_exit(state_dir: &Path) -> Option<ShimExit> {
     let data = std::fs::read(state_dir.join(EXIT_FILE)).ok()?;
     serde_json::from_slice(&data).ok()
+}
+
+/// Init's pid as the runtime wrote it at create.
+pub(crate) fn read_init_pid(state_dir: &Path) -> Option<i32> {
+    let text = std::fs::read_to_string(state_dir.join(PID_FILE)).ok()?;
+    text.trim().parse().ok()
 }

@@ -72,7 +72,7 @@ pub use error::{Result, SupervisorError};
 pub use exec::{ExecRequest, IoInput, IoOutput};
 pub use logs::{LogLimits, LogLine, LogStream};
 pub use network::{TaskNet, TaskNetwork};
-pub use shim::{ShimArgs, main_shim};
+pub use shim::{SHIM_BINARY, ShimArgs, main_shim};
 pub use user::{User, resolve_user};
 
 use crate::image::{ImageStore, PullOptions};
@@ -96,7 +96,7 @@ pub struct SupervisorConfig {
     /// Top-level cgroup every container's cgroup goes below.
     pub cgroup_parent: String,
     /// Command that starts a shim: program and leading arguments, e.g.
-    /// `[/usr/bin/berth-agent, shim]` (the shim's own flags follow).
+    /// `[/usr/bin/berth-shim]` (the shim's own flags follow).
     pub shim: Vec<OsString>,
     pub log_limits: LogLimits,
     /// Grace between SIGTERM and SIGKILL when a task's spec sets none.
@@ -115,17 +115,20 @@ pub struct SupervisorConfig {
 
 impl SupervisorConfig {
     /// berth-runtime from PATH, state in /run/berth/runtime, cgroups under
-    /// `berth`, the shim as `<this executable> shim` (`berth-agent shim`),
-    /// 10 MiB x 3 log files.
+    /// `berth`, the shim `berth-shim` beside this executable, 10 MiB x 3
+    /// log files.
     pub fn new(images: ImageStore) -> SupervisorConfig {
-        let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("berth-agent"));
+        let shim = std::env::current_exe()
+            .ok()
+            .and_then(|exe| Some(exe.parent()?.join(SHIM_BINARY)))
+            .unwrap_or_else(|| PathBuf::from(SHIM_BINARY));
         SupervisorConfig {
             runtime: PathBuf::from("berth-runtime"),
             runtime_root: PathBuf::from("/run/berth/runtime"),
             images,
             pull: PullOptions::default(),
             cgroup_parent: "berth".to_string(),
-            shim: vec![exe.into_os_string(), OsString::from("shim")],
+            shim: vec![shim.into_os_string()],
             log_limits: LogLimits::default(),
             default_stop_grace: Duration::from_secs(10),
             network: None,
@@ -245,6 +248,7 @@ impl Supervisor {
                 runtime_root: cfg.runtime_root.clone(),
                 limits: cfg.log_limits,
             },
+            pidfds: watch::Pidfds::default(),
         };
         let drivers = Drivers {
             runtime: Arc::new(runtime),

@@ -1,8 +1,8 @@
 //! The real `ContainerRuntime`: an OCI runtime binary (berth-runtime or
 //! runc) driven through its command line, a detached shim per container that
-//! runs its `create` and owns its output, and berth-runtime's pidfds to watch
-//! init. The agent never forks a container from its own (multi-threaded)
-//! process: every runtime call is a short-lived child process.
+//! runs its `create`, owns its output and reaps init, and berth-runtime's
+//! pidfds to watch init. The agent never forks a container from its own
+//! (multi-threaded) process: every runtime call is a short-lived child process.
 
 use std::time::Duration;
 
@@ -24,6 +24,8 @@ const SHIM_DRAIN_WAIT: Duration = Duration::from_secs(3);
 pub struct OciRuntime {
     pub cli: Runtime,
     pub shim: ShimLaunch,
+    /// The inits being watched (their exit status outlives a killed shim).
+    pub pidfds: watch::Pidfds,
 }
 
 #[async_trait]
@@ -54,7 +56,7 @@ impl ContainerRuntime for OciRuntime {
     }
 
     async fn wait_exit(&self, init: Init) {
-        watch::wait_exit(init).await;
+        watch::wait_exit(&self.pidfds, init).await;
     }
 
     fn keep_logging(&self, c: &ContainerFiles, init: Init) -> Result<()> {
@@ -67,10 +69,11 @@ impl ContainerRuntime for OciRuntime {
     }
 
     async fn exit_info(&self, c: &ContainerFiles) -> ExitInfo {
-        watch::exit_info(&self.cli, c).await
+        watch::exit_info(&self.cli, &self.pidfds, c).await
     }
 
     async fn delete(&self, c: &ContainerFiles) -> Result<()> {
+        watch::forget(&self.pidfds, c);
         let deleted = self.cli.delete(&c.id).await;
         // The shim ends once the container's output is drained.
         let deadline = tokio::time::Instant::now() + SHIM_DRAIN_WAIT;

@@ -1,19 +1,26 @@
 //! The per-container shim: a tiny detached process (its own session) that
 //! creates the container through the runtime, owns its stdout/stderr and writes
-//! them to the rotating log files, and records init's exit status.
+//! them to the rotating log files, and reaps init and records its exit status.
 //!
 //! Why a shim: the container's output must keep being captured, and the
 //! container must keep running, while the agent restarts or crashes. The shim
 //! does not depend on the agent at all after it reported the init pid.
+//!
+//! It is the only process berth keeps per container, so it is kept small:
+//! its own binary (`berth-shim`, not the agent's), single-threaded, no async
+//! runtime, no argument parser, no buffers beyond a read buffer on the stack.
+//! berth-runtime forks no monitor for it (`BERTH_RUNTIME_NO_MONITOR`): the
+//! shim, a child subreaper, is init's parent once `create` returns, as with
+//! runc. See docs/design/agent.md ("Per-container processes").
 //!
 //! - stdout and stderr are named FIFOs in the task's state directory. The
 //!   container gets them opened read-write, so it never sees EPIPE or SIGPIPE,
 //!   even if the shim itself dies: it blocks once the 64 KiB pipe buffer is
 //!   full, and a new shim (`--attach PID`, started by the re-adopting agent)
 //!   reopens the FIFOs by path and drains them.
-//! - The shim is a child subreaper, so runc's init (whose parent `runc create`
-//!   exits) is reparented to it and its exit status is caught by `waitpid` and
-//!   written to `exit.json`. berth-runtime records the exit in its own `state`.
+//! - The shim is a child subreaper, so init (whose parent, `runc create` or
+//!   `berth-runtime create`, exits) is reparented to it and its exit status is
+//!   caught by `waitpid` and written to `exit.json`.
 //! - The end of the output is init's exit (a pidfd), not EOF: when init of a
 //!   pid namespace dies, the kernel kills the rest, the FIFOs are drained, and
 //!   a `closed` marker ends `logs --follow`.
@@ -32,7 +39,6 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use clap::Parser;
 use serde::{Deserialize, Serialize};
 
 use super::attach_wire;
@@ -42,41 +48,96 @@ use super::runtime::last_message;
 use super::shim_io::{self, Attach, read_available};
 use super::sock_path::ShortDir;
 
+/// The shim's binary, installed beside berth-agent (and berth).
+pub const SHIM_BINARY: &str = "berth-shim";
 pub(crate) const STDOUT_FIFO: &str = "stdout.fifo";
 pub(crate) const STDERR_FIFO: &str = "stderr.fifo";
 pub(crate) const EXIT_FILE: &str = "exit.json";
 pub(crate) const PID_FILE: &str = "init.pid";
 pub(crate) const SHIM_PID_FILE: &str = "shim.pid";
+/// Asks berth-runtime's `create` for no monitor process (see its `main.rs`).
+const NO_MONITOR_ENV: &str = "BERTH_RUNTIME_NO_MONITOR";
 
-/// Arguments of `berth-agent shim` (internal: the supervisor starts it).
-#[derive(Clone, Debug, Parser)]
-#[command(name = "shim")]
+/// Arguments of `berth-shim` (internal: the supervisor starts it). Parsed by
+/// hand: the shim runs once per container for its whole life, and an argument
+/// parser's code and tables would stay resident in every one of them.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ShimArgs {
-    /// The OCI runtime binary.
-    #[arg(long)]
+    /// The OCI runtime binary (`--runtime`).
     pub runtime: PathBuf,
-    /// The runtime's --root.
-    #[arg(long)]
+    /// The runtime's --root (`--runtime-root`).
     pub runtime_root: PathBuf,
-    /// The bundle to create the container from.
-    #[arg(long)]
+    /// The bundle to create the container from (`--bundle`).
     pub bundle: PathBuf,
-    /// Container id.
-    #[arg(long)]
+    /// Container id (`--id`).
     pub id: String,
-    /// The task's state directory (FIFOs, pid and exit files).
-    #[arg(long)]
+    /// The task's state directory: FIFOs, pid and exit files (`--state-dir`).
     pub state_dir: PathBuf,
-    /// The task's log directory.
-    #[arg(long)]
+    /// The task's log directory (`--log-dir`).
     pub log_dir: PathBuf,
-    #[arg(long, default_value_t = LogLimits::default().max_bytes)]
+    /// `--log-max-bytes`.
     pub log_max_bytes: u64,
-    #[arg(long, default_value_t = LogLimits::default().max_files)]
+    /// `--log-max-files`.
     pub log_max_files: u32,
-    /// Do not create: attach to the running container whose init has this pid.
-    #[arg(long)]
+    /// Do not create: attach to the running container whose init has this
+    /// pid (`--attach PID`).
     pub attach: Option<i32>,
+}
+
+impl ShimArgs {
+    /// Parses `--flag VALUE` pairs; every flag but `--attach` and the log
+    /// limits is required.
+    pub fn parse(args: impl IntoIterator<Item = OsString>) -> std::result::Result<Self, String> {
+        let mut runtime = None;
+        let mut runtime_root = None;
+        let mut bundle = None;
+        let mut id = None;
+        let mut state_dir = None;
+        let mut log_dir = None;
+        let defaults = LogLimits::default();
+        let (mut log_max_bytes, mut log_max_files) = (defaults.max_bytes, defaults.max_files);
+        let mut attach = None;
+        let mut args = args.into_iter();
+        while let Some(flag) = args.next() {
+            let flag = flag.to_string_lossy().into_owned();
+            let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+            let text = || {
+                value
+                    .to_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| format!("{flag}: {value:?} is not UTF-8"))
+            };
+            let number = |what: &str| format!("{flag}: {value:?} is not {what}");
+            match flag.as_str() {
+                "--runtime" => runtime = Some(PathBuf::from(&value)),
+                "--runtime-root" => runtime_root = Some(PathBuf::from(&value)),
+                "--bundle" => bundle = Some(PathBuf::from(&value)),
+                "--id" => id = Some(text()?),
+                "--state-dir" => state_dir = Some(PathBuf::from(&value)),
+                "--log-dir" => log_dir = Some(PathBuf::from(&value)),
+                "--log-max-bytes" => {
+                    log_max_bytes = text()?.parse().map_err(|_| number("a byte count"))?;
+                }
+                "--log-max-files" => {
+                    log_max_files = text()?.parse().map_err(|_| number("a file count"))?;
+                }
+                "--attach" => attach = Some(text()?.parse().map_err(|_| number("a pid"))?),
+                other => return Err(format!("unknown argument {other:?}")),
+            }
+        }
+        let need = |v: Option<PathBuf>, flag: &str| v.ok_or_else(|| format!("{flag} is required"));
+        Ok(ShimArgs {
+            runtime: need(runtime, "--runtime")?,
+            runtime_root: need(runtime_root, "--runtime-root")?,
+            bundle: need(bundle, "--bundle")?,
+            id: id.ok_or("--id is required")?,
+            state_dir: need(state_dir, "--state-dir")?,
+            log_dir: need(log_dir, "--log-dir")?,
+            log_max_bytes,
+            log_max_files,
+            attach,
+        })
+    }
 }
 
 /// How init ended, as the shim saw it.
@@ -94,11 +155,10 @@ pub fn main_shim(args: Vec<OsString>) -> ExitCode {
     {
         super::exec_wait::main_exec_wait(args.into_iter().skip(1).collect());
     }
-    let argv = std::iter::once(OsString::from("shim")).chain(args);
-    let args = match ShimArgs::try_parse_from(argv) {
+    let args = match ShimArgs::parse(args) {
         Ok(a) => a,
         Err(e) => {
-            let _ = e.print();
+            eprintln!("berth-shim: {e}");
             return ExitCode::from(2);
         }
     };
@@ -291,6 +351,9 @@ fn create(
     let pid_file = args.state_dir.join(PID_FILE);
     let _ = std::fs::remove_file(&pid_file);
     let mut cmd = std::process::Command::new(&args.runtime);
+    // berth-runtime then forks no monitor: init becomes this subreaper's
+    // child once `create` exits, as runc's does (other runtimes ignore it).
+    cmd.env(NO_MONITOR_ENV, "1");
     cmd.arg("--root")
         .arg(&args.runtime_root)
         .arg("--log")
@@ -455,5 +518,66 @@ fn write_exit(args: &ShimArgs, code: Option<i32>, signal: Option<i32>) {
     let exit = ShimExit { code, signal };
     if let Ok(data) = serde_json::to_vec(&exit) {
         let _ = super::state::write_atomic(&args.state_dir.join(EXIT_FILE), &data);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<OsString> {
+        list.iter().map(OsString::from).collect()
+    }
+
+    const REQUIRED: [&str; 12] = [
+        "--runtime",
+        "/usr/bin/berth-runtime",
+        "--runtime-root",
+        "/run/r",
+        "--bundle",
+        "/b",
+        "--id",
+        "web-1",
+        "--state-dir",
+        "/s",
+        "--log-dir",
+        "/l",
+    ];
+
+    #[test]
+    fn the_agents_arguments_are_parsed() {
+        let mut list = REQUIRED.to_vec();
+        list.extend([
+            "--log-max-bytes",
+            "1024",
+            "--log-max-files",
+            "2",
+            "--attach",
+            "42",
+        ]);
+        let parsed = ShimArgs::parse(args(&list)).expect("parsed");
+        assert_eq!(parsed.runtime, PathBuf::from("/usr/bin/berth-runtime"));
+        assert_eq!(parsed.id, "web-1");
+        assert_eq!(parsed.state_dir, PathBuf::from("/s"));
+        assert_eq!((parsed.log_max_bytes, parsed.log_max_files), (1024, 2));
+        assert_eq!(parsed.attach, Some(42));
+        let defaults = ShimArgs::parse(args(&REQUIRED)).expect("parsed");
+        assert_eq!(defaults.log_max_bytes, LogLimits::default().max_bytes);
+        assert_eq!(defaults.attach, None);
+    }
+
+    #[test]
+    fn bad_arguments_are_named() {
+        let err = |list: &[&str]| ShimArgs::parse(args(list)).expect_err("refused");
+        assert_eq!(err(&REQUIRED[2..]), "--runtime is required");
+        let mut unknown = REQUIRED.to_vec();
+        unknown.extend(["--tty", "yes"]);
+        assert_eq!(err(&unknown), "unknown argument \"--tty\"");
+        let mut missing = REQUIRED.to_vec();
+        missing.push("--attach");
+        assert_eq!(err(&missing), "--attach needs a value");
+        let mut bad = REQUIRED.to_vec();
+        bad.extend(["--attach", "x"]);
+        assert_eq!(err(&bad), "--attach: \"x\" is not a pid");
     }
 }

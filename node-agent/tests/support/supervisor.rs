@@ -119,7 +119,7 @@ impl Env {
         cfg.runtime = self.runtime.clone();
         cfg.runtime_root = self.runtime_root.clone();
         cfg.cgroup_parent = self.cgroup.clone();
-        cfg.shim = vec![env!("CARGO_BIN_EXE_berth-agent").into(), "shim".into()];
+        cfg.shim = vec![env!("CARGO_BIN_EXE_berth-shim").into()];
         cfg.log_limits = LogLimits::default();
         cfg.default_stop_grace = Duration::from_secs(10);
         Ok(cfg)
