@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use berth_bench::procs::{Daemon, sibling_binary};
 use berth_bench::stats::ms;
+use berth_bench::steps::{self, PathSteps};
 use berth_testhost::command::run;
 use clap::Parser;
 
@@ -79,6 +80,8 @@ struct Berth {
     api: String,
     /// The admin bundle `berth dev` made (mutual TLS, as Swarm always has).
     tls_dir: String,
+    /// `berth dev`'s log, with the agent's step timings.
+    log: PathBuf,
     _dev: Daemon,
 }
 
@@ -94,6 +97,8 @@ impl Berth {
             api.clone(),
             "--insecure-registry".into(),
             "127.0.0.1:5000".into(),
+            "--log-level".into(),
+            steps::LOG_LEVEL.into(),
         ];
         let dev = Daemon::start("berth-dev", &bin, &args, dir)?;
         let b = Berth {
@@ -103,6 +108,7 @@ impl Berth {
                 .join("berth/controller/admin")
                 .to_string_lossy()
                 .to_string(),
+            log: dir.join("berth/berth-dev.log"),
             _dev: dev,
         };
         wait_for("berth dev", Duration::from_secs(30), || {
@@ -167,8 +173,10 @@ impl Berth {
             .unwrap_or(0))
     }
 
-    /// Up to `n` running, then down to 0: (up, down).
-    fn round(&self, n: usize) -> Result<(Duration, Duration)> {
+    /// Up to `n` running, then down to 0: (up, down), with the agent's
+    /// step timings of each.
+    fn round(&self, n: usize) -> Result<(Duration, Duration, RoundSteps)> {
+        let before = steps::log_mark(&self.log);
         let start = Instant::now();
         self.cli(&[
             "service",
@@ -187,15 +195,49 @@ impl Berth {
             Ok(self.running("bench")? == n)
         })?;
         let up = start.elapsed();
+        let upped = steps::log_mark(&self.log);
         let start = Instant::now();
         self.cli(&["service", "scale", "--detach", "bench=0"])?;
         wait_for("berth replicas down", Duration::from_secs(300), || {
             Ok(self.running("bench")? == 0)
         })?;
         let down = start.elapsed();
+        // The last tasks' lines follow their final status by a moment.
+        std::thread::sleep(Duration::from_millis(500));
+        let downed = steps::log_mark(&self.log);
         self.cli(&["service", "rm", "bench"])?;
         std::thread::sleep(Duration::from_secs(1));
-        Ok((up, down))
+        Ok((
+            up,
+            down,
+            RoundSteps {
+                start: PathSteps::read(&self.log, before, upped, "start path"),
+                network: PathSteps::read(&self.log, before, upped, steps::NETWORK_PATH),
+                stop: PathSteps::read(&self.log, upped, downed, "stop path"),
+            },
+        ))
+    }
+}
+
+/// The agent's step timings of a round's start, its network part, and stop.
+#[derive(Default)]
+struct RoundSteps {
+    start: PathSteps,
+    network: PathSteps,
+    stop: PathSteps,
+}
+
+impl RoundSteps {
+    fn merge(&mut self, other: RoundSteps) {
+        self.start.merge(other.start);
+        self.network.merge(other.network);
+        self.stop.merge(other.stop);
+    }
+
+    fn print(&self, what: &str) {
+        println!("  {what} agent start path: {}", self.start.summary());
+        println!("  {what}   of it network:  {}", self.network.summary());
+        println!("  {what} agent stop path:  {}", self.stop.summary());
     }
 }
 
@@ -428,18 +470,23 @@ fn main() -> Result<()> {
     })?;
     berth.cli(&["service", "rm", "warm"])?;
     let (mut b_total, mut b_up, mut b_down) = (Vec::new(), Vec::new(), Vec::new());
+    let mut all_steps = RoundSteps::default();
     for _ in 0..args.rounds {
-        let (up, down) = berth.round(args.replicas)?;
+        let (up, down, steps) = berth.round(args.replicas)?;
         println!(
             "berth: {} up {:.0} ms, down {:.0} ms",
             args.replicas,
             ms(up),
             ms(down)
         );
+        steps.print("round:");
         b_total.push(up + down);
         b_up.push(up);
         b_down.push(down);
+        all_steps.merge(steps);
     }
+    println!("berth per-step medians (ms) over all rounds, from the agent's log:");
+    all_steps.print("all:");
     // Memory with the replicas running.
     berth.cli(&[
         "service",
@@ -486,7 +533,12 @@ fn main() -> Result<()> {
     })?;
     drop(berth);
     let b = median(b_total);
-    println!("berth median up+down: {:.0} ms", ms(b));
+    println!(
+        "berth median up+down: {:.0} ms (up {:.0} ms, down {:.0} ms)",
+        ms(b),
+        ms(median(b_up.clone())),
+        ms(median(b_down.clone()))
+    );
     let b_update = median(b_updates);
     println!("berth median rolling update: {:.0} ms", ms(b_update));
     if args.berth_only {

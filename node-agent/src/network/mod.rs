@@ -26,6 +26,7 @@ use crate::dataplane::lb::{LoadBalancer, Protocol, SystemFirewall};
 use crate::dataplane::names::veth_names;
 use crate::dataplane::netlink::Netlink;
 use crate::dataplane::{LocalPlan, NetworkError, Overlay, RtNetlink, create_netns, remove_netns};
+use crate::supervisor::steps::Steps;
 use crate::supervisor::{TaskNet, TaskNetwork, hostname_of};
 use loopback::LoopbackProxy;
 pub use view::{NetView, View};
@@ -300,23 +301,26 @@ impl NetPlane {
         // The task needs its bridges and its DNS server; the load balancer
         // (an `nft` run, and changed by every task that starts) is left to
         // `run`, which follows the same change without holding the task up.
-        let view = self.apply_overlay(false).await?;
-        self.sync_dns(&view).await;
+        // Its own steps go to the same debug line as the worker's.
+        let mut steps = Steps::begin();
+        let view = steps.time("overlay", self.apply_overlay(false)).await?;
+        steps.time("dns", self.sync_dns(&view)).await;
         let netns = self.netns_path(&task.id);
         let requests = view
             .attach_requests(task, &netns)
             .map_err(NetworkError::Plan)?;
-        create_netns(&netns).await?;
+        steps.time("netns", create_netns(&netns)).await?;
         // Attach under the apply lock, shared with other tasks' attaches: a
         // reconcile never runs halfway through one.
-        let _applied = self.applied.read().await;
+        let _applied = steps.time("lock", self.applied.read()).await;
         for request in &requests {
-            if let Err(e) = self.overlay.attach(request).await {
+            if let Err(e) = steps.time("attach", self.overlay.attach(request)).await {
                 drop(_applied);
                 self.release_task(&task.id).await;
                 return Err(e);
             }
         }
+        steps.log(&task.id, "network path");
         let mut files = Vec::new();
         if let Some(ip) = view.nameserver(task) {
             // ndots:0: a bare service name is looked up as is, first.

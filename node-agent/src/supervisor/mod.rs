@@ -48,7 +48,7 @@ pub mod shim;
 mod shim_io;
 mod sock_path;
 mod state;
-mod steps;
+pub(crate) mod steps;
 mod stop;
 mod task;
 mod user;

@@ -81,7 +81,17 @@ fn non_empty(text: &str) -> Option<&str> {
 }
 
 impl Worker {
-    async fn report(&mut self, mut s: TaskStatus) {
+    async fn report(&mut self, s: TaskStatus) {
+        let s = self.stamp(s);
+        if let Err(e) = self.save().await {
+            warn!(task = %self.task.id, error = %e, "failed to save the task's record");
+        }
+        self.publish(s);
+    }
+
+    /// Completes a status with what the worker knows and makes it the
+    /// record's (to be saved).
+    fn stamp(&mut self, mut s: TaskStatus) -> TaskStatus {
         if s.container_id.is_empty() && self.record.phase != Phase::Preparing {
             s.container_id = self.record.container_id.clone();
         }
@@ -89,9 +99,11 @@ impl Worker {
             s.health = self.health as i32;
         }
         self.record.status = (&s).into();
-        if let Err(e) = self.save().await {
-            warn!(task = %self.task.id, error = %e, "failed to save the task's record");
-        }
+        s
+    }
+
+    /// Logs and sends a status (saved before).
+    fn publish(&self, s: TaskStatus) {
         info!(task = %self.task.id, state = state_name(s.state), message = non_empty(&s.message), error = non_empty(&s.error), "task status");
         self.inner.report(&self.task.id, s);
     }
@@ -286,8 +298,10 @@ impl Worker {
         self.record.phase = Phase::Running;
         self.record.init_pid = Some(init.pid);
         self.record.init_start = init.start;
+        // One save of the record for the phase and the status.
+        let running = self.stamp(status(TaskState::Running, "running"));
         self.save().await.map_err(|e| failed(e.to_string()))?;
-        self.report(status(TaskState::Running, "running")).await;
+        self.publish(running);
         self.steps.log(&self.task.id, "start path");
         Ok(true)
     }
