@@ -616,9 +616,7 @@ pub(crate) async fn run(
     let fin = w.finalize(fin).await;
     w.steps.log(&id, "stop path");
     if inner.finish(&id, Some(fin)) {
-        let forget = inner.clone();
-        // Removing its directories is disk work: off the async threads.
-        let _ = tokio::task::spawn_blocking(move || forget.forget(&id)).await;
+        inner.forget(&id);
     }
 }
 
