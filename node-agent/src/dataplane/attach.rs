@@ -188,13 +188,9 @@ impl<N: Netlink> Overlay<N> {
         // The container end is created inside the container's namespace.
         nl.add_veth(&host, &peer, mtu, Some(netns.as_raw_fd()))
             .await?;
-        let host_index = nl
-            .link(&host)
-            .await?
-            .map(|l| l.index)
-            .ok_or_else(|| {
-                NetworkError::Kernel(format!("veth end {host} missing after creation"))
-            })?;
+        let host_index = nl.link(&host).await?.map(|l| l.index).ok_or_else(|| {
+            NetworkError::Kernel(format!("veth end {host} missing after creation"))
+        })?;
         let configured = configure_container(req.clone(), peer.clone(), mtu).await;
         if let Err(e) = configured {
             let _ = nl.del_link(host_index).await;

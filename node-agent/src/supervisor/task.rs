@@ -283,14 +283,18 @@ impl Worker {
         self.record.phase = Phase::Creating;
         self.report(status(TaskState::Starting, "starting")).await;
         let runtime = self.inner.drivers.runtime.clone();
-        let init = self.steps.time(steps::CREATE, runtime.create(&files)).await.map_err(|e| {
-            let error = e.to_string();
-            // A command that is not there or cannot be run: Docker's 127/126.
-            TaskStatus {
-                exit_code: super::invocation::exit_code(&error),
-                ..failed(error)
-            }
-        })?;
+        let init = self
+            .steps
+            .time(steps::CREATE, runtime.create(&files))
+            .await
+            .map_err(|e| {
+                let error = e.to_string();
+                // A command that is not there or cannot be run: Docker's 127/126.
+                TaskStatus {
+                    exit_code: super::invocation::exit_code(&error),
+                    ..failed(error)
+                }
+            })?;
         self.steps
             .time(steps::START, runtime.start(&cid))
             .await
