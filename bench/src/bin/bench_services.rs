@@ -3,6 +3,9 @@
 //! busybox image, in the same run; then resident memory with 50 tasks; then
 //! rolling updates of those 50 (parallelism 10, delay 0, monitor 1 s): the
 //! time from the update command to all 50 tasks running the new spec.
+//! Up and down are reported apart and together, each against Swarm's, with
+//! the medians of every step of the agent's start and stop paths (from its
+//! `berth_agent::supervisor::steps` debug lines, see `berth_bench::steps`).
 //!
 //!     cargo build --release --workspace && target/release/bench-services
 //!
