@@ -642,6 +642,13 @@ async fn all_reach(updates: &mut StatusUpdates, ids: &[&str], state: TaskState) 
     }
 }
 
+/// Three tasks, all desired `desired`.
+const THREE: [&str; 3] = ["t-1", "t-2", "t-3"];
+
+fn three(desired: TaskState) -> Vec<Task> {
+    THREE.iter().map(|id| task(id, desired, 0)).collect()
+}
+
 #[tokio::test(start_paused = true)]
 async fn tasks_start_side_by_side_not_one_after_another() {
     let h = Harness::new();
@@ -649,32 +656,18 @@ async fn tasks_start_side_by_side_not_one_after_another() {
     // that let one task through at a time would never get there.
     h.runtime.meet_in_create(3);
     let (sup, mut updates) = h.open().await;
-    let ids = ["t-1", "t-2", "t-3"];
-    sup.reconcile(
-        ids.iter()
-            .map(|id| task(id, TaskState::Running, 0))
-            .collect(),
-    );
-    all_reach(&mut updates, &ids, TaskState::Running).await;
+    sup.reconcile(three(TaskState::Running));
+    all_reach(&mut updates, &THREE, TaskState::Running).await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn tasks_stop_side_by_side_when_scaled_to_zero() {
     let h = Harness::new();
     let (sup, mut updates) = h.open().await;
-    let ids = ["t-1", "t-2", "t-3"];
-    sup.reconcile(
-        ids.iter()
-            .map(|id| task(id, TaskState::Running, 0))
-            .collect(),
-    );
-    all_reach(&mut updates, &ids, TaskState::Running).await;
+    sup.reconcile(three(TaskState::Running));
+    all_reach(&mut updates, &THREE, TaskState::Running).await;
     // Each delete returns only once all three are under way.
     h.runtime.meet_in_delete(3);
-    sup.reconcile(
-        ids.iter()
-            .map(|id| task(id, TaskState::Shutdown, 0))
-            .collect(),
-    );
-    all_reach(&mut updates, &ids, TaskState::Shutdown).await;
+    sup.reconcile(three(TaskState::Shutdown));
+    all_reach(&mut updates, &THREE, TaskState::Shutdown).await;
 }
