@@ -6,3 +6,4 @@ pub mod overlay;
 pub mod procs;
 pub mod scale;
 pub mod stats;
+pub mod steps;

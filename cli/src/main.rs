@@ -129,10 +129,19 @@ fn main() {
             );
         }
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    // `berth dev` runs a controller and an agent: on one thread every
+    // container start would wait for every other's work (as berth-agent,
+    // two worker threads). A client command needs one.
+    let runtime = match matches!(args.command, Command::Dev(_)) {
+        true => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build(),
+        false => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+    };
+    let runtime = match runtime {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("berth: cannot start: {err}");

@@ -3,6 +3,9 @@
 //! busybox image, in the same run; then resident memory with 50 tasks; then
 //! rolling updates of those 50 (parallelism 10, delay 0, monitor 1 s): the
 //! time from the update command to all 50 tasks running the new spec.
+//! Up and down are reported apart and together, each against Swarm's, with
+//! the medians of every step of the agent's start and stop paths (from its
+//! `berth_agent::supervisor::steps` debug lines, see `berth_bench::steps`).
 //!
 //!     cargo build --release --workspace && target/release/bench-services
 //!
@@ -15,6 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use berth_bench::procs::{Daemon, PerContainer, rss_kib, sibling_binary};
 use berth_bench::stats::ms;
+use berth_bench::steps::{self, PathSteps};
 use berth_testhost::command::run;
 use clap::Parser;
 
@@ -52,6 +56,8 @@ struct Berth {
     api: String,
     /// The admin bundle `berth dev` made (mutual TLS, as Swarm always has).
     tls_dir: String,
+    /// `berth dev`'s log, with the agent's step timings.
+    log: PathBuf,
     _dev: Daemon,
 }
 
@@ -67,6 +73,8 @@ impl Berth {
             api.clone(),
             "--insecure-registry".into(),
             "127.0.0.1:5000".into(),
+            "--log-level".into(),
+            steps::LOG_LEVEL.into(),
         ];
         let dev = Daemon::start("berth-dev", &bin, &args, dir)?;
         let b = Berth {
@@ -76,6 +84,7 @@ impl Berth {
                 .join("berth/controller/admin")
                 .to_string_lossy()
                 .to_string(),
+            log: dir.join("berth/berth-dev.log"),
             _dev: dev,
         };
         wait_for("berth dev", Duration::from_secs(30), || {
@@ -140,8 +149,10 @@ impl Berth {
             .unwrap_or(0))
     }
 
-    /// Up to `n` running, then down to 0: (up, down).
-    fn round(&self, n: usize) -> Result<(Duration, Duration)> {
+    /// Up to `n` running, then down to 0: (up, down), with the agent's
+    /// step timings of each.
+    fn round(&self, n: usize) -> Result<(Duration, Duration, RoundSteps)> {
+        let before = steps::log_mark(&self.log);
         let start = Instant::now();
         self.cli(&[
             "service",
@@ -160,15 +171,49 @@ impl Berth {
             Ok(self.running("bench")? == n)
         })?;
         let up = start.elapsed();
+        let upped = steps::log_mark(&self.log);
         let start = Instant::now();
         self.cli(&["service", "scale", "--detach", "bench=0"])?;
         wait_for("berth replicas down", Duration::from_secs(300), || {
             Ok(self.running("bench")? == 0)
         })?;
         let down = start.elapsed();
+        // The last tasks' lines follow their final status by a moment.
+        std::thread::sleep(Duration::from_millis(500));
+        let downed = steps::log_mark(&self.log);
         self.cli(&["service", "rm", "bench"])?;
         std::thread::sleep(Duration::from_secs(1));
-        Ok((up, down))
+        Ok((
+            up,
+            down,
+            RoundSteps {
+                start: PathSteps::read(&self.log, before, upped, "start path"),
+                network: PathSteps::read(&self.log, before, upped, steps::NETWORK_PATH),
+                stop: PathSteps::read(&self.log, upped, downed, "stop path"),
+            },
+        ))
+    }
+}
+
+/// The agent's step timings of a round's start, its network part, and stop.
+#[derive(Default)]
+struct RoundSteps {
+    start: PathSteps,
+    network: PathSteps,
+    stop: PathSteps,
+}
+
+impl RoundSteps {
+    fn merge(&mut self, other: RoundSteps) {
+        self.start.merge(other.start);
+        self.network.merge(other.network);
+        self.stop.merge(other.stop);
+    }
+
+    fn print(&self, what: &str) {
+        println!("  {what} agent start path: {}", self.start.summary());
+        println!("  {what}   of it network:  {}", self.network.summary());
+        println!("  {what} agent stop path:  {}", self.stop.summary());
     }
 }
 
@@ -401,18 +446,23 @@ fn main() -> Result<()> {
     })?;
     berth.cli(&["service", "rm", "warm"])?;
     let (mut b_total, mut b_up, mut b_down) = (Vec::new(), Vec::new(), Vec::new());
+    let mut all_steps = RoundSteps::default();
     for _ in 0..args.rounds {
-        let (up, down) = berth.round(args.replicas)?;
+        let (up, down, steps) = berth.round(args.replicas)?;
         println!(
             "berth: {} up {:.0} ms, down {:.0} ms",
             args.replicas,
             ms(up),
             ms(down)
         );
+        steps.print("round:");
         b_total.push(up + down);
         b_up.push(up);
         b_down.push(down);
+        all_steps.merge(steps);
     }
+    println!("berth per-step medians (ms) over all rounds, from the agent's log:");
+    all_steps.print("all:");
     // Memory with the replicas running.
     berth.cli(&[
         "service",
@@ -457,7 +507,12 @@ fn main() -> Result<()> {
     })?;
     drop(berth);
     let b = median(b_total);
-    println!("berth median up+down: {:.0} ms", ms(b));
+    println!(
+        "berth median up+down: {:.0} ms (up {:.0} ms, down {:.0} ms)",
+        ms(b),
+        ms(median(b_up.clone())),
+        ms(median(b_down.clone()))
+    );
     let b_update = median(b_updates);
     println!("berth median rolling update: {:.0} ms", ms(b_update));
     if args.berth_only {

@@ -160,10 +160,12 @@ impl<N: Netlink> Overlay<N> {
     pub async fn attach(&self, req: &AttachRequest) -> R<String> {
         let nl = self.netlink();
         let bridge_link = bridge_name(req.vni);
-        let links = nl.links().await?;
-        let bridge = links
-            .iter()
-            .find(|l| l.name == bridge_link && l.kind == LinkKind::Bridge)
+        // Each device by name, not a dump of every link: attaches of many
+        // tasks go on side by side (dumps take turns on the connection).
+        let bridge = nl
+            .link(&bridge_link)
+            .await?
+            .filter(|l| l.kind == LinkKind::Bridge)
             .ok_or_else(|| {
                 NetworkError::Kernel(format!(
                     "container {}: network vni {} has no bridge {bridge_link} on this host",
@@ -172,9 +174,11 @@ impl<N: Netlink> Overlay<N> {
             })?;
         let (bridge, mtu) = (bridge.index, bridge.mtu);
         let (host, peer) = veth_names(&req.container, req.vni);
-        for stale in links.iter().filter(|l| l.name == host || l.name == peer) {
-            // It may be on its way out with a namespace the kernel is tearing down.
-            NetworkError::gone_is_done(nl.del_link(stale.index).await)?;
+        for name in [&host, &peer] {
+            if let Some(stale) = nl.link(name).await? {
+                // It may be on its way out with a namespace the kernel is tearing down.
+                NetworkError::gone_is_done(nl.del_link(stale.index).await)?;
+            }
         }
         let netns = File::open(&req.netns).map_err(NetworkError::io(format!(
             "container {}: failed to open netns {}",
@@ -184,15 +188,9 @@ impl<N: Netlink> Overlay<N> {
         // The container end is created inside the container's namespace.
         nl.add_veth(&host, &peer, mtu, Some(netns.as_raw_fd()))
             .await?;
-        let host_index = nl
-            .links()
-            .await?
-            .iter()
-            .find(|l| l.name == host)
-            .map(|l| l.index)
-            .ok_or_else(|| {
-                NetworkError::Kernel(format!("veth end {host} missing after creation"))
-            })?;
+        let host_index = nl.link(&host).await?.map(|l| l.index).ok_or_else(|| {
+            NetworkError::Kernel(format!("veth end {host} missing after creation"))
+        })?;
         let configured = configure_container(req.clone(), peer.clone(), mtu).await;
         if let Err(e) = configured {
             let _ = nl.del_link(host_index).await;

@@ -94,6 +94,9 @@ impl Netlink for FakeNetlink {
     async fn links(&self) -> R<Vec<Link>> {
         Ok(self.with(|s| s.links.clone()))
     }
+    async fn link(&self, name: &str) -> R<Option<Link>> {
+        Ok(self.with(|s| s.links.iter().find(|l| l.name == name).cloned()))
+    }
     async fn addresses(&self) -> R<Vec<Address>> {
         Ok(self.with(|s| s.addresses.clone()))
     }

@@ -131,6 +131,9 @@ type R<T> = Result<T, NetworkError>;
 /// Writes use replace semantics where the kernel has them.
 pub trait Netlink: Send + Sync {
     fn links(&self) -> impl Future<Output = R<Vec<Link>>> + Send;
+    /// One link by name (None: there is none), without a dump: attaches ask
+    /// for their own devices side by side, however many links the host has.
+    fn link(&self, name: &str) -> impl Future<Output = R<Option<Link>>> + Send;
     fn addresses(&self) -> impl Future<Output = R<Vec<Address>>> + Send;
     fn routes(&self) -> impl Future<Output = R<Vec<Route>>> + Send;
     fn neighbours(&self, index: u32) -> impl Future<Output = R<Vec<Neighbour>>> + Send;
@@ -363,6 +366,22 @@ impl Netlink for RtNetlink {
             .await
             .map_err(NetworkError::netlink("dump links"))?;
         Ok(msgs.into_iter().map(parse_link).collect())
+    }
+
+    async fn link(&self, name: &str) -> R<Option<Link>> {
+        let found: Result<Vec<LinkMessage>, _> = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute()
+            .try_collect()
+            .await;
+        match found.map_err(NetworkError::netlink(format!("get link {name}"))) {
+            Ok(msgs) => Ok(msgs.into_iter().map(parse_link).next()),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     async fn addresses(&self) -> R<Vec<Address>> {

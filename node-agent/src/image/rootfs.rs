@@ -81,10 +81,19 @@ impl ImageStore {
         check_container_id(container_id)?;
         let _gc = self.gc.read().await;
         self.ensure_snapshots(&image.layers).await?;
-        self.index.put_container(&ContainerRef {
-            container_id: container_id.to_string(),
-            image: image.clone(),
-        })?;
+        // The index flushes to disk on every write: off the async threads, so
+        // concurrent starts wait for the disk together.
+        let (index, hold) = (
+            self.index.clone(),
+            ContainerRef {
+                container_id: container_id.to_string(),
+                image: image.clone(),
+            },
+        );
+        blocking(format!("rootfs of {container_id}"), move || {
+            index.put_container(&hold)
+        })
+        .await?;
         let mut lower_dirs = Vec::new();
         for l in image.layers.iter().rev() {
             let snap = self
@@ -161,6 +170,7 @@ impl ImageStore {
         check_container_id(container_id)?;
         let dir = self.container_dir(container_id);
         let id = container_id.to_string();
+        let index = self.index.clone();
         blocking(format!("release of {container_id}"), move || {
             let target = dir.join("rootfs");
             match nix::mount::umount2(&target, MntFlags::MNT_DETACH) {
@@ -173,13 +183,13 @@ impl ImageStore {
                 }
             }
             match std::fs::remove_dir_all(&dir) {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(ImageError::io("remove", dir, e)),
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(ImageError::io("remove", dir, e)),
             }
+            index.remove_container(&id).map(drop)
         })
         .await?;
-        self.index.remove_container(container_id)?;
         debug!(container = container_id, "rootfs released");
         Ok(())
     }

@@ -19,13 +19,14 @@ use std::time::Duration;
 
 use berth_proto::v1::{Assignments, Task};
 use futures_util::future::BoxFuture;
-use tokio::sync::{Mutex, watch};
+use tokio::sync::{Mutex, RwLock, watch};
 use tracing::{info, warn};
 
 use crate::dataplane::lb::{LoadBalancer, Protocol, SystemFirewall};
 use crate::dataplane::names::veth_names;
 use crate::dataplane::netlink::Netlink;
 use crate::dataplane::{LocalPlan, NetworkError, Overlay, RtNetlink, create_netns, remove_netns};
+use crate::supervisor::steps::Steps;
 use crate::supervisor::{TaskNet, TaskNetwork, hostname_of};
 use loopback::LoopbackProxy;
 pub use view::{NetView, View};
@@ -40,7 +41,10 @@ pub struct NetPlane {
     /// networks against an empty plan while its session is still connecting.
     assigned: AtomicBool,
     /// The plan last reconciled into the kernel (`None`: not yet this run).
-    applied: Mutex<Option<LocalPlan>>,
+    /// Task attaches hold it shared, so tasks join their networks
+    /// concurrently; a reconcile (which may re-create a bridge under an
+    /// attach) holds it alone.
+    applied: RwLock<Option<LocalPlan>>,
     dns: dns::DnsPlane,
     balancer: LoadBalancer<SystemFirewall, RtNetlink>,
     /// Published TCP ports on 127.0.0.1 too (see [`loopback`]).
@@ -74,7 +78,7 @@ impl NetPlane {
             netns_dir,
             view,
             assigned: AtomicBool::new(false),
-            applied: Mutex::new(None),
+            applied: RwLock::new(None),
             dns: dns::DnsPlane::new(),
             applied_seq: watch::channel(0).0,
         }))
@@ -219,8 +223,17 @@ impl NetPlane {
     /// The overlay part of `apply`: bridges, VXLANs, routes and the veths on them.
     async fn apply_overlay(&self, force: bool) -> Result<Arc<View>, NetworkError> {
         let view = self.view();
-        let mut applied = self.applied.lock().await;
-        if force || applied.as_ref() != Some(&view.plan) {
+        let stale = force || self.applied.read().await.as_ref() != Some(&view.plan);
+        let mut applied = match stale {
+            true => Some(self.applied.write().await),
+            false => None,
+        };
+        // Checked again under the exclusive lock: another task may have
+        // applied this plan meanwhile.
+        if let Some(applied) = applied
+            .as_mut()
+            .filter(|a| force || a.as_ref() != Some(&view.plan))
+        {
             let report = match self.overlay.reconcile(&view.plan).await {
                 Ok(report) => {
                     self.set_conflict(String::new());
@@ -235,12 +248,14 @@ impl NetPlane {
             if !report.is_empty() {
                 info!(changes = %report.changes.join(", "), "overlay reconciled");
             }
-            *applied = Some(view.plan.clone());
+            **applied = Some(view.plan.clone());
             let reattached = self.overlay.reattach(&view.ports).await?;
             if !reattached.is_empty() {
                 warn!(veths = %reattached.join(", "), "container veths had fallen off their bridges");
             }
         }
+        // The sweep runs under the exclusive lock too: it must not see a
+        // veth an attach is making.
         if force && let Err(error) = self.sweep_veths(&view).await {
             // Repairs of DNS and the load balancer follow regardless.
             warn!(%error, "sweeping veths of gone namespaces failed");
@@ -286,22 +301,26 @@ impl NetPlane {
         // The task needs its bridges and its DNS server; the load balancer
         // (an `nft` run, and changed by every task that starts) is left to
         // `run`, which follows the same change without holding the task up.
-        let view = self.apply_overlay(false).await?;
-        self.sync_dns(&view).await;
+        // Its own steps go to the same debug line as the worker's.
+        let mut steps = Steps::begin();
+        let view = steps.time("overlay", self.apply_overlay(false)).await?;
+        steps.time("dns", self.sync_dns(&view)).await;
         let netns = self.netns_path(&task.id);
         let requests = view
             .attach_requests(task, &netns)
             .map_err(NetworkError::Plan)?;
-        create_netns(&netns).await?;
-        // Attach under the apply lock: a reconcile never runs halfway through.
-        let _applied = self.applied.lock().await;
+        steps.time("netns", create_netns(&netns)).await?;
+        // Attach under the apply lock, shared with other tasks' attaches: a
+        // reconcile never runs halfway through one.
+        let _applied = steps.time("lock", self.applied.read()).await;
         for request in &requests {
-            if let Err(e) = self.overlay.attach(request).await {
+            if let Err(e) = steps.time("attach", self.overlay.attach(request)).await {
                 drop(_applied);
                 self.release_task(&task.id).await;
                 return Err(e);
             }
         }
+        steps.log(&task.id, "network path");
         let mut files = Vec::new();
         if let Some(ip) = view.nameserver(task) {
             // ndots:0: a bare service name is looked up as is, first.
@@ -322,8 +341,12 @@ impl NetPlane {
         // the kernel tears down namespaces in batches, where deleting each veth
         // here would wait ~20 ms for its own RCU grace period. Veths of a
         // namespace something else still holds go at the next periodic sweep.
-        if let Err(error) = remove_netns(&self.netns_path(task_id)) {
-            warn!(task = task_id, %error, "removing the task's netns failed");
+        // An unmount: off the async threads, so many stops unmount together.
+        let path = self.netns_path(task_id);
+        match tokio::task::spawn_blocking(move || remove_netns(&path)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => warn!(task = task_id, %error, "removing the task's netns failed"),
+            Err(error) => warn!(task = task_id, %error, "removing the task's netns failed"),
         }
     }
 

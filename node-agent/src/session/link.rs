@@ -163,7 +163,19 @@ pub async fn session(
                 while let Ok(more) = updates.try_recv() {
                     batch.push(more);
                 }
+                let (count, oldest) = (batch.len(), oldest_status_ms(&batch));
+                let sent = std::time::Instant::now();
                 report(&mut client, &node_id, &session_id, batch, address).await?;
+                // The report step of the start and stop paths (see
+                // supervisor/steps.rs): from the oldest status made to the
+                // leader's answer.
+                debug!(
+                    target: "berth_agent::supervisor::steps",
+                    updates = count,
+                    rpc_ms = sent.elapsed().as_millis() as u64,
+                    waited_ms = crate::supervisor::now_ms().saturating_sub(oldest),
+                    "statuses reported"
+                );
             }
             _ = heartbeat.tick() => {
                 let beat = tokio::time::timeout(
@@ -209,6 +221,16 @@ async fn next_applied(applied: &mut Option<tokio::sync::watch::Receiver<u64>>) -
         *applied = None;
     }
     std::future::pending().await
+}
+
+/// When the oldest status of `batch` was made (Unix ms).
+fn oldest_status_ms(batch: &[TaskStatusUpdate]) -> i64 {
+    batch
+        .iter()
+        .filter_map(|u| u.status.as_ref())
+        .map(|s| s.timestamp_ms)
+        .min()
+        .unwrap_or_else(crate::supervisor::now_ms)
 }
 
 async fn ack(

@@ -6,10 +6,10 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use tokio::sync::watch;
+use tokio::sync::{Barrier, watch};
 use tokio::time::Instant;
 
 use super::container_runtime::{ContainerFiles, ContainerRuntime, ExitInfo, Init};
@@ -44,6 +44,9 @@ struct Script {
     containers: HashMap<String, Container>,
     calls: Vec<(Call, Instant)>,
     next_pid: i32,
+    /// Creates, and deletes, wait here until this many are under way.
+    create_meeting: Option<Arc<Barrier>>,
+    delete_meeting: Option<Arc<Barrier>>,
 }
 
 /// A scripted container runtime.
@@ -64,6 +67,17 @@ impl FakeRuntime {
     /// Every create from now on fails with `reason`.
     pub fn fail_create(&self, reason: &str) {
         self.lock().create_error = Some(reason.to_string());
+    }
+
+    /// From now on a create returns only once `n` creates are under way at
+    /// the same time (a serialized start path never gets there).
+    pub fn meet_in_create(&self, n: usize) {
+        self.lock().create_meeting = Some(Arc::new(Barrier::new(n)));
+    }
+
+    /// As `meet_in_create`, for deletes (the stop path).
+    pub fn meet_in_delete(&self, n: usize) {
+        self.lock().delete_meeting = Some(Arc::new(Barrier::new(n)));
     }
 
     /// Containers go on running when they get `signal`.
@@ -158,6 +172,10 @@ impl FakeRuntime {
 impl ContainerRuntime for FakeRuntime {
     async fn create(&self, c: &ContainerFiles) -> Result<Init> {
         self.record(Call::Create(c.id.clone()));
+        let meeting = self.lock().create_meeting.clone();
+        if let Some(meeting) = meeting {
+            meeting.wait().await;
+        }
         if !c.bundle.join("config.json").is_file() {
             return Err(fake_error("create", &c.id, "no config.json in the bundle"));
         }
@@ -214,6 +232,10 @@ impl ContainerRuntime for FakeRuntime {
 
     async fn delete(&self, c: &ContainerFiles) -> Result<()> {
         self.record(Call::Delete(c.id.clone()));
+        let meeting = self.lock().delete_meeting.clone();
+        if let Some(meeting) = meeting {
+            meeting.wait().await;
+        }
         self.lock().containers.remove(&c.id);
         Ok(())
     }

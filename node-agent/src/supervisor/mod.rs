@@ -48,6 +48,7 @@ pub mod shim;
 mod shim_io;
 mod sock_path;
 mod state;
+pub(crate) mod steps;
 mod stop;
 mod task;
 mod user;
@@ -761,7 +762,7 @@ fn bundle_rootfs(bundle: &Path) -> Option<PathBuf> {
 }
 
 /// Unix milliseconds now.
-pub(crate) fn now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)

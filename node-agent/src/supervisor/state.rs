@@ -181,6 +181,21 @@ impl StateDir {
     }
 }
 
+/// Runs `f` (file writes that end in an fsync) on tokio's blocking threads:
+/// a worker waiting for the disk holds up neither the other workers nor the
+/// session (under `berth dev` everything shares one async thread).
+pub(crate) async fn blocking<T: Send + 'static>(
+    task: &str,
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| SupervisorError::Task {
+            task: task.to_string(),
+            reason: format!("writing its state failed: {e}"),
+        })?
+}
+
 /// Writes `data` to `path` through a temporary file and a rename.
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     use std::io::Write;

@@ -14,7 +14,8 @@ use super::drain;
 use super::error::{Result, SupervisorError};
 use super::files::{SECRETS_TARGET, mount_secrets, unmount_secrets, write_configs};
 use super::health::{self, Change, ProbeTarget};
-use super::state::{Phase, Record};
+use super::state::{Phase, Record, blocking};
+use super::steps::{self, Steps};
 use super::stop::{Stopped, stop};
 use super::{Inner, logs, now_ms};
 
@@ -65,6 +66,8 @@ struct Worker {
     desired: watch::Receiver<Desired>,
     /// The health a RUNNING status carries (NONE: the task has no check).
     health: TaskHealth,
+    /// The time per step of the path under way (start, then stop).
+    steps: Steps,
 }
 
 /// A task state as logged: "starting", not `Ok(Starting)`.
@@ -78,7 +81,17 @@ fn non_empty(text: &str) -> Option<&str> {
 }
 
 impl Worker {
-    fn report(&mut self, mut s: TaskStatus) {
+    async fn report(&mut self, s: TaskStatus) {
+        let s = self.stamp(s);
+        if let Err(e) = self.save().await {
+            warn!(task = %self.task.id, error = %e, "failed to save the task's record");
+        }
+        self.publish(s);
+    }
+
+    /// Completes a status with what the worker knows and makes it the
+    /// record's (to be saved).
+    fn stamp(&mut self, mut s: TaskStatus) -> TaskStatus {
         if s.container_id.is_empty() && self.record.phase != Phase::Preparing {
             s.container_id = self.record.container_id.clone();
         }
@@ -86,28 +99,38 @@ impl Worker {
             s.health = self.health as i32;
         }
         self.record.status = (&s).into();
-        if let Err(e) = self.inner.state.save(&self.record) {
-            warn!(task = %self.task.id, error = %e, "failed to save the task's record");
-        }
+        s
+    }
+
+    /// Logs and sends a status (saved before).
+    fn publish(&self, s: TaskStatus) {
         info!(task = %self.task.id, state = state_name(s.state), message = non_empty(&s.message), error = non_empty(&s.error), "task status");
         self.inner.report(&self.task.id, s);
     }
 
     /// Saves the final status; returns it for `Inner::finish` to publish.
-    fn finalize(&mut self, mut s: TaskStatus) -> TaskStatus {
+    async fn finalize(&mut self, mut s: TaskStatus) -> TaskStatus {
         if s.container_id.is_empty() && self.record.init_pid.is_some() {
             s.container_id = self.record.container_id.clone();
         }
         self.record.status = (&s).into();
-        if let Err(e) = self.inner.state.save(&self.record) {
+        if let Err(e) = self.save().await {
             warn!(task = %self.task.id, error = %e, "failed to save the task's record");
         }
         info!(task = %self.task.id, state = state_name(s.state), message = non_empty(&s.message), error = non_empty(&s.error), exit_code = s.exit_code, "task ended");
         s
     }
 
-    fn save(&self) -> Result<()> {
-        self.inner.state.save(&self.record)
+    /// Saves the record (an fsync) off the async threads; timed as `record`.
+    async fn save(&mut self) -> Result<()> {
+        let (inner, record) = (self.inner.clone(), self.record.clone());
+        let task = self.task.id.clone();
+        self.steps
+            .time(
+                steps::RECORD,
+                blocking(&task, move || inner.state.save(&record)),
+            )
+            .await
     }
 
     fn stop_requested(&self) -> bool {
@@ -134,9 +157,13 @@ impl Worker {
     async fn start(&mut self) -> Result<bool, TaskStatus> {
         let cid = self.record.container_id.clone();
         let name = self.image()?;
-        self.inner
-            .state
-            .save_task(&self.task)
+        let (inner, task) = (self.inner.clone(), self.task.clone());
+        self.steps
+            .time(
+                steps::RECORD,
+                blocking(&self.task.id, move || inner.state.save_task(&task)),
+            )
+            .await
             .map_err(|e| failed(e.to_string()))?;
         // What the mounts need of this node first: a missing bind source
         // fails the task before anything is pulled or made.
@@ -147,7 +174,9 @@ impl Worker {
             }
             None => super::mounts::VolumePaths::new(),
         };
-        self.report(status(TaskState::Preparing, format!("pulling {name}")));
+        self.report(status(TaskState::Preparing, format!("pulling {name}")))
+            .await;
+        let pulling = tokio::time::Instant::now();
         let images = self.inner.drivers.images.clone();
         let credentials = self
             .inner
@@ -167,6 +196,7 @@ impl Worker {
                 .map_err(|e| failed(format!("image {name}: {e}")))?,
             () = stop_asked(&mut desired) => return Ok(false),
         };
+        self.steps.add(steps::IMAGE, pulling.elapsed());
         if self.stop_requested() {
             return Ok(false);
         }
@@ -194,17 +224,20 @@ impl Worker {
                     )
                     .ok()
             });
-        let rootfs = images
-            .prepare_rootfs(&image, &cid)
+        let rootfs = self
+            .steps
+            .time(steps::ROOTFS, images.prepare_rootfs(&image, &cid))
             .await
             .map_err(|e| failed(format!("rootfs of image {name}: {e}")))?;
         let net = match &self.inner.drivers.network {
-            Some(network) => network
-                .prepare(&self.task)
+            Some(network) => self
+                .steps
+                .time(steps::NETWORK, network.prepare(&self.task))
                 .await
                 .map_err(|e| failed(format!("network: {e}")))?,
             None => None,
         };
+        let bundling = tokio::time::Instant::now();
         let mut files = Vec::new();
         for (destination, text) in net.iter().flat_map(|n| &n.files) {
             let name = destination.trim_start_matches('/').replace('/', "_");
@@ -243,29 +276,37 @@ impl Worker {
         .map_err(|e| failed(e.to_string()))?;
         let files = self.files();
         write_bundle(&files.bundle, &spec, &cid).map_err(|e| failed(e.to_string()))?;
+        self.steps.add(steps::BUNDLE, bundling.elapsed());
         if self.stop_requested() {
             return Ok(false);
         }
         self.record.phase = Phase::Creating;
-        self.report(status(TaskState::Starting, "starting"));
-        let runtime = &self.inner.drivers.runtime;
-        let init = runtime.create(&files).await.map_err(|e| {
-            let error = e.to_string();
-            // A command that is not there or cannot be run: Docker's 127/126.
-            TaskStatus {
-                exit_code: super::invocation::exit_code(&error),
-                ..failed(error)
-            }
-        })?;
-        runtime
-            .start(&cid)
+        self.report(status(TaskState::Starting, "starting")).await;
+        let runtime = self.inner.drivers.runtime.clone();
+        let init = self
+            .steps
+            .time(steps::CREATE, runtime.create(&files))
+            .await
+            .map_err(|e| {
+                let error = e.to_string();
+                // A command that is not there or cannot be run: Docker's 127/126.
+                TaskStatus {
+                    exit_code: super::invocation::exit_code(&error),
+                    ..failed(error)
+                }
+            })?;
+        self.steps
+            .time(steps::START, runtime.start(&cid))
             .await
             .map_err(|e| failed(e.to_string()))?;
         self.record.phase = Phase::Running;
         self.record.init_pid = Some(init.pid);
         self.record.init_start = init.start;
-        self.save().map_err(|e| failed(e.to_string()))?;
-        self.report(status(TaskState::Running, "running"));
+        // One save of the record for the phase and the status.
+        let running = self.stamp(status(TaskState::Running, "running"));
+        self.save().await.map_err(|e| failed(e.to_string()))?;
+        self.publish(running);
+        self.steps.log(&self.task.id, "start path");
         Ok(true)
     }
 
@@ -304,18 +345,27 @@ impl Worker {
         let mut unhealthy = None;
         let stopped = loop {
             if self.stop_requested() {
+                self.steps = Steps::begin();
+                let draining = tokio::time::Instant::now();
                 self.drain().await;
+                self.steps.add(steps::DRAIN, draining.elapsed());
                 break Some(self.stop(init).await);
             }
             tokio::select! {
                 Some(change) = health_rx.recv() => {
-                    if let Some(why) = self.health_changed(change) {
+                    if let Some(why) = self.health_changed(change).await {
                         unhealthy = Some(why);
+                        self.steps = Steps::begin();
+                        let draining = tokio::time::Instant::now();
                         self.drain_unhealthy().await;
+                        self.steps.add(steps::DRAIN, draining.elapsed());
                         break Some(self.stop(init).await);
                     }
                 }
-                () = runtime.wait_exit(init) => break None,
+                () = runtime.wait_exit(init) => {
+                    self.steps = Steps::begin();
+                    break None;
+                }
                 changed = self.desired.changed() => {
                     if changed.is_err() {
                         // The supervisor is gone: leave the container alone.
@@ -354,14 +404,14 @@ impl Worker {
 
     /// Reports a new health; returns why, if the task is to be stopped as
     /// unhealthy.
-    fn health_changed(&mut self, change: Change) -> Option<String> {
+    async fn health_changed(&mut self, change: Change) -> Option<String> {
         self.health = change.health;
         let message = match change.health {
             TaskHealth::Healthy => "running, healthy".to_string(),
             TaskHealth::Unhealthy => format!("running, unhealthy: {}", change.output),
             _ => "running".to_string(),
         };
-        self.report(status(TaskState::Running, message));
+        self.report(status(TaskState::Running, message)).await;
         (change.health == TaskHealth::Unhealthy).then(|| {
             let retries = self.record.health.as_ref().map_or(0, |h| h.retries);
             format!(
@@ -419,16 +469,22 @@ impl Worker {
         }
     }
 
-    async fn stop(&self, init: Init) -> Stopped {
+    async fn stop(&mut self, init: Init) -> Stopped {
         info!(task = %self.task.id, container = %self.record.container_id, "stopping");
-        stop(
-            self.inner.drivers.runtime.as_ref(),
-            &self.record.container_id,
-            init,
-            self.stop_signal(),
-            self.grace(),
-        )
-        .await
+        let runtime = self.inner.drivers.runtime.clone();
+        let (signal, grace) = (self.stop_signal().to_string(), self.grace());
+        self.steps
+            .time(
+                steps::SIGNAL,
+                stop(
+                    runtime.as_ref(),
+                    &self.record.container_id,
+                    init,
+                    &signal,
+                    grace,
+                ),
+            )
+            .await
     }
 
     fn stop_signal(&self) -> &str {
@@ -543,6 +599,7 @@ pub(crate) async fn run(
         record,
         desired,
         health,
+        steps: Steps::begin(),
     };
     let last = if adopted {
         Some(w.supervise().await)
@@ -553,10 +610,15 @@ pub(crate) async fn run(
             Err(s) => Some(s),
         }
     };
-    cleanup(&inner, &cid).await;
+    if w.record.init_pid.is_none() {
+        // Ended before it ran (stopped or failed): the stop path starts here.
+        w.steps = Steps::begin();
+    }
+    cleanup_timed(&inner, &cid, &mut w.steps).await;
     let fin = last.unwrap_or_else(|| status(TaskState::Shutdown, "stopped before it started"));
     w.record.phase = Phase::Done;
-    let fin = w.finalize(fin);
+    let fin = w.finalize(fin).await;
+    w.steps.log(&id, "stop path");
     if inner.finish(&id, Some(fin)) {
         inner.forget(&id);
     }
@@ -565,8 +627,16 @@ pub(crate) async fn run(
 /// Deletes the container and releases its rootfs; what fails is logged (the
 /// next open tries again only for tasks that still have a record).
 pub(crate) async fn cleanup(inner: &Inner, container_id: &str) {
+    cleanup_timed(inner, container_id, &mut Steps::begin()).await;
+}
+
+/// `cleanup`, adding the time of each step to `steps`.
+async fn cleanup_timed(inner: &Inner, container_id: &str, steps: &mut Steps) {
     let files = inner.files(container_id);
-    if let Err(e) = inner.drivers.runtime.delete(&files).await {
+    let deleted = steps
+        .time(steps::DELETE, inner.drivers.runtime.delete(&files))
+        .await;
+    if let Err(e) = deleted {
         warn!(container = container_id, error = %e, "runtime delete failed");
     }
     // A follow of the logs ends on its `closed` marker: the shim writes it once
@@ -577,9 +647,17 @@ pub(crate) async fn cleanup(inner: &Inner, container_id: &str) {
     }
     unmount_secrets(&inner.drivers.secrets_root, container_id);
     if let Some(network) = &inner.drivers.network {
-        network.release(container_id).await;
+        steps
+            .time(steps::NETWORK, network.release(container_id))
+            .await;
     }
-    if let Err(e) = inner.drivers.images.release_rootfs(container_id).await {
+    let released = steps
+        .time(
+            steps::ROOTFS,
+            inner.drivers.images.release_rootfs(container_id),
+        )
+        .await;
+    if let Err(e) = released {
         warn!(container = container_id, error = %e, "rootfs release failed");
     }
     let _ = std::fs::remove_dir_all(&files.bundle);

@@ -626,3 +626,48 @@ async fn scaled_to_zero_or_without_an_endpoint_a_task_stops_at_once() {
         assert_eq!(signal_after(&h, asked), Duration::ZERO, "{serving:?}");
     }
 }
+
+/// Every update until each of `ids` reported `state` (tokio time: fails fast
+/// if that never happens, e.g. because the workers wait for each other).
+async fn all_reach(updates: &mut StatusUpdates, ids: &[&str], state: TaskState) {
+    let mut reached = std::collections::HashSet::new();
+    while reached.len() < ids.len() {
+        let update = tokio::time::timeout(Duration::from_secs(3600), updates.recv())
+            .await
+            .expect("every task reaches the state within the hour")
+            .expect("the supervisor is open");
+        if update.status.as_ref().map(state_of) == Some(state) {
+            reached.insert(update.task_id);
+        }
+    }
+}
+
+/// Three tasks, all desired `desired`.
+const THREE: [&str; 3] = ["t-1", "t-2", "t-3"];
+
+fn three(desired: TaskState) -> Vec<Task> {
+    THREE.iter().map(|id| task(id, desired, 0)).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn tasks_start_side_by_side_not_one_after_another() {
+    let h = Harness::new();
+    // Each create returns only once all three are under way: a start path
+    // that let one task through at a time would never get there.
+    h.runtime.meet_in_create(3);
+    let (sup, mut updates) = h.open().await;
+    sup.reconcile(three(TaskState::Running));
+    all_reach(&mut updates, &THREE, TaskState::Running).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn tasks_stop_side_by_side_when_scaled_to_zero() {
+    let h = Harness::new();
+    let (sup, mut updates) = h.open().await;
+    sup.reconcile(three(TaskState::Running));
+    all_reach(&mut updates, &THREE, TaskState::Running).await;
+    // Each delete returns only once all three are under way.
+    h.runtime.meet_in_delete(3);
+    sup.reconcile(three(TaskState::Shutdown));
+    all_reach(&mut updates, &THREE, TaskState::Shutdown).await;
+}

@@ -45,6 +45,9 @@ impl Netlink for Counting {
     async fn links(&self) -> R<Vec<Link>> {
         self.inner.links().await
     }
+    async fn link(&self, name: &str) -> R<Option<Link>> {
+        self.inner.link(name).await
+    }
     async fn addresses(&self) -> R<Vec<Address>> {
         self.inner.addresses().await
     }
