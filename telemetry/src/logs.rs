@@ -107,7 +107,10 @@ mod tests {
     #[test]
     fn text_stays_one_readable_line() {
         let line = logged(LogFormat::Text);
-        assert!(line.contains("task started task=\"t-1\" node=\"n-2\""), "{line}");
+        assert!(
+            line.contains("task started task=\"t-1\" node=\"n-2\""),
+            "{line}"
+        );
         assert!(!line.contains('{'), "{line}");
     }
 

@@ -43,6 +43,11 @@ impl MetricsServer {
         Ok(Self { listener, registry })
     }
 
+    /// The registry it serves, for the daemon to register its metrics in.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// Where it listens (the port the OS chose for port 0).
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.listener.local_addr().ok()
@@ -104,7 +109,10 @@ fn answer<B>(registry: &Registry, request: &Request<B>) -> Response<Full<Bytes>>
         }
         Err(err) => {
             tracing::warn!(%err, "cannot encode the metrics");
-            plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode the metrics\n")
+            plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot encode the metrics\n",
+            )
         }
     }
 }

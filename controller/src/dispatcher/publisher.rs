@@ -107,10 +107,13 @@ async fn serve(dispatcher: &Dispatcher, leading_since: Instant) {
 }
 
 fn publish(dispatcher: &Dispatcher, tracker: &Tracker, dirty: Dirty) {
+    let started = Instant::now();
     let wake = dispatcher.hub.write().update(tracker, dirty);
     dispatcher.hub.wake(&wake);
     // A new stop, or a node gone down, may move the drain watermark.
     dispatcher.refresh_drain();
+    let seconds = started.elapsed().as_secs_f64();
+    (dispatcher.raft.metrics()).loop_round(crate::metrics::LOOP_DISPATCHER, seconds, true);
 }
 
 /// Nodes without a sign of life for the down period go DOWN; their sessions
