@@ -281,6 +281,7 @@ impl Worker {
         self.inner.set_running(
             &self.task.id,
             Some(super::Running {
+                service: self.task.service_name.clone(),
                 container_id: self.record.container_id.clone(),
                 init,
                 stop_signal: self.stop_signal().to_string(),
@@ -530,6 +531,7 @@ pub(crate) async fn run(
             return;
         }
     };
+    let assigned = std::time::Instant::now();
     let adopted = adopt.is_some();
     let record = adopt.unwrap_or_else(|| Record::new(&id, &cid));
     // An adopted container's health is checked afresh.
@@ -544,19 +546,24 @@ pub(crate) async fn run(
         desired,
         health,
     };
-    let last = if adopted {
-        Some(w.supervise().await)
+    let metrics = inner.drivers.metrics.clone();
+    let (last, ran) = if adopted {
+        (Some(w.supervise().await), true)
     } else {
         match w.start().await {
-            Ok(true) => Some(w.supervise().await),
-            Ok(false) => None,
-            Err(s) => Some(s),
+            Ok(true) => {
+                metrics.task_started(assigned);
+                (Some(w.supervise().await), true)
+            }
+            Ok(false) => (None, false),
+            Err(s) => (Some(s), false),
         }
     };
     cleanup(&inner, &cid).await;
     let fin = last.unwrap_or_else(|| status(TaskState::Shutdown, "stopped before it started"));
     w.record.phase = Phase::Done;
     let fin = w.finalize(fin);
+    metrics.task_ended(fin.state == TaskState::Failed as i32, ran);
     if inner.finish(&id, Some(fin)) {
         inner.forget(&id);
     }
