@@ -310,7 +310,9 @@ pub async fn run(
             opts.raft
                 .metrics
                 .register(server.registry(), handle.clone())?;
-            info!(metrics = ?server.local_addr(), "serving /metrics");
+            if let Some(addr) = server.local_addr() {
+                info!(metrics_listen = %addr, "serving /metrics");
+            }
             Some(tokio::spawn(server.serve()))
         }
         None => None,

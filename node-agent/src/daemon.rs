@@ -247,7 +247,9 @@ pub async fn run(opts: AgentOptions) -> Result<(), DaemonError> {
     tokio::spawn(network.clone().run(NETWORK_RESYNC, metrics.clone()));
     if let Some(server) = metrics_server {
         metrics.register(server.registry(), supervisor.clone())?;
-        info!(metrics = ?server.local_addr(), "serving /metrics");
+        if let Some(addr) = server.local_addr() {
+            info!(metrics_listen = %addr, "serving /metrics");
+        }
         tokio::spawn(server.serve());
     }
 

@@ -59,6 +59,16 @@ pub fn peak_rss_kib(pid: u32) -> Result<u64, UsageError> {
     })
 }
 
+/// The process's resident memory now (VmRSS), in KiB.
+pub fn rss_kib(pid: u32) -> Result<u64, UsageError> {
+    let status = read(pid, "status")?;
+    status_field_kib(&status, "VmRSS:").ok_or_else(|| UsageError::Read {
+        pid,
+        file: "status",
+        why: "no VmRSS line".into(),
+    })
+}
+
 fn status_field_kib(status: &str, field: &str) -> Option<u64> {
     status
         .lines()
