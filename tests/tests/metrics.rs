@@ -20,12 +20,14 @@ const CONVERGE: Duration = Duration::from_secs(60);
 /// `/metrics` of the daemon on `host` listening on 127.0.0.1:`port` in that
 /// host's namespace.
 fn scrape(cluster: &Cluster, host: usize, port: u16) -> Result<String> {
-    cluster
+    let body = cluster
         .c
         .net
         .host(host)
         .http_get(Ipv4Addr::LOCALHOST, port, "/metrics")?
-        .with_context(|| format!("no answer from 127.0.0.1:{port}/metrics on host {host}"))
+        .with_context(|| format!("no answer from 127.0.0.1:{port}/metrics on host {host}"))?;
+    // The harness trims the body; the text format ends with a newline.
+    Ok(body + "\n")
 }
 
 /// `promtool check metrics` on `text`: fails with promtool's words.
@@ -130,7 +132,9 @@ fn metrics_pass_promtool_and_move_as_tasks_start_and_fail() -> Result<()> {
         1.0,
         "{text}"
     );
-    let text = scrape(&cluster, agent, AGENT_METRICS)?;
+    let text = wait_scrape(&cluster, agent, AGENT_METRICS, "the agent's metrics", |t| {
+        t.contains("berth_agent_task_starts_total")
+    })?;
     promtool_check(&text, "agent")?;
     assert!(value(&text, "process_open_fds", &[]) > 0.0, "{text}");
     assert_eq!(
