@@ -73,7 +73,10 @@ impl MetricsServer {
                     async move { Ok::<_, Infallible>(answer(&registry, &request)) }
                 });
                 let io = hyper_util::rt::TokioIo::new(stream);
+                // half_close: a client that shuts its write side after the
+                // request (nc, some probes) still gets its answer.
                 if let Err(err) = hyper::server::conn::http1::Builder::new()
+                    .half_close(true)
                     .serve_connection(io, service)
                     .await
                 {
@@ -156,6 +159,27 @@ mod tests {
         assert!(text.contains("process_resident_memory_bytes"), "{text}");
         let text = get(addr, "/").await;
         assert!(text.starts_with("HTTP/1.1 404"), "{text}");
+        serving.abort();
+    }
+
+    #[tokio::test]
+    async fn a_client_that_half_closes_after_its_request_gets_the_answer() {
+        let server = MetricsServer::bind("127.0.0.1:0".parse().unwrap(), new_registry().unwrap())
+            .await
+            .unwrap();
+        let addr = server.local_addr().unwrap();
+        let serving = tokio::spawn(server.serve());
+        for _ in 0..20 {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            stream
+                .write_all(b"GET /metrics HTTP/1.0\r\n\r\n")
+                .await
+                .unwrap();
+            stream.shutdown().await.unwrap();
+            let mut text = String::new();
+            stream.read_to_string(&mut text).await.unwrap();
+            assert!(text.starts_with("HTTP/1.0 200"), "{text}");
+        }
         serving.abort();
     }
 
