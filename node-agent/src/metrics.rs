@@ -262,17 +262,17 @@ impl TaskCollector {
                     }
                 }
             };
-            let stats = cgroup.stats();
+            let usage = cgroup.usage();
             let labels = [task.service.as_str(), task.task_id.as_str()];
             self.cpu
                 .with_label_values(&labels)
-                .inc_by(stats.cpu.usage.total as f64 / 1e9);
+                .inc_by(usage.cpu_ns as f64 / 1e9);
             self.memory
                 .with_label_values(&labels)
-                .set(i64::try_from(stats.memory.usage.usage).unwrap_or(i64::MAX));
+                .set(i64::try_from(usage.memory_bytes).unwrap_or(i64::MAX));
             self.pids
                 .with_label_values(&labels)
-                .set(i64::try_from(stats.pids.current).unwrap_or(i64::MAX));
+                .set(i64::try_from(usage.pids).unwrap_or(i64::MAX));
         }
     }
 }
