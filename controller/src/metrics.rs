@@ -13,11 +13,11 @@ use std::collections::BTreeMap;
 use berth_proto::store::object::Kind;
 use berth_proto::v1::update_status::State as RolloutState;
 use berth_proto::v1::{NodeAvailability, NodeStatus, TaskState};
+use berth_telemetry::define::{counter, counter_vec, gauge, gauge_vec, histogram, histogram_vec};
 use berth_telemetry::prometheus::core::{Collector, Desc};
 use berth_telemetry::prometheus::proto::MetricFamily;
 use berth_telemetry::prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry,
+    Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry,
 };
 use berth_telemetry::{TelemetryError, register};
 
@@ -33,7 +33,7 @@ pub const LOOP_DISPATCHER: &str = "dispatcher";
 
 /// The counters and histograms, counted where things happen. Cloning shares
 /// them. Unregistered (nobody serves them) unless [`register`](Self::register)d.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct ControllerMetrics {
     pub leader_changes: IntCounter,
     pub proposal_seconds: Histogram,
@@ -46,34 +46,10 @@ pub struct ControllerMetrics {
     pub placements: IntCounter,
 }
 
-impl std::fmt::Debug for ControllerMetrics {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ControllerMetrics").finish_non_exhaustive()
-    }
-}
-
 impl Default for ControllerMetrics {
     fn default() -> Self {
         Self::new()
     }
-}
-
-// The definitions are constants: a failure is a bug in this file, found by
-// the unit test below.
-fn counter(name: &str, help: &str) -> IntCounter {
-    IntCounter::new(name, help).expect("valid counter definition")
-}
-
-fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    IntCounterVec::new(Opts::new(name, help), labels).expect("valid counter definition")
-}
-
-fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    IntGaugeVec::new(Opts::new(name, help), labels).expect("valid gauge definition")
-}
-
-fn gauge(name: &str, help: &str) -> IntGauge {
-    IntGauge::new(name, help).expect("valid gauge definition")
 }
 
 /// Latency buckets from 1 ms to 10 s.
@@ -90,14 +66,11 @@ impl ControllerMetrics {
                 "berth_raft_leader_changes_total",
                 "Times this member saw the cluster's leader change.",
             ),
-            proposal_seconds: Histogram::with_opts(
-                HistogramOpts::new(
-                    "berth_raft_proposal_duration_seconds",
-                    "Time from proposing a write on this member to its commit and apply.",
-                )
-                .buckets(latency_buckets()),
-            )
-            .expect("valid histogram definition"),
+            proposal_seconds: histogram(
+                "berth_raft_proposal_duration_seconds",
+                "Time from proposing a write on this member to its commit and apply.",
+                latency_buckets(),
+            ),
             snapshots: counter_vec(
                 "berth_raft_snapshots_total",
                 "Raft snapshots sent to followers or installed from the leader.",
@@ -122,15 +95,12 @@ impl ControllerMetrics {
                 "Rounds of the leader's loops that failed (retried).",
                 &["loop"],
             ),
-            loop_seconds: HistogramVec::new(
-                HistogramOpts::new(
-                    "berth_leader_loop_round_duration_seconds",
-                    "Time one round of a leader loop took.",
-                )
-                .buckets(latency_buckets()),
+            loop_seconds: histogram_vec(
+                "berth_leader_loop_round_duration_seconds",
+                "Time one round of a leader loop took.",
+                latency_buckets(),
                 &["loop"],
-            )
-            .expect("valid histogram definition"),
+            ),
             placements: counter(
                 "berth_scheduler_placements_total",
                 "Tasks the scheduler placed on a node.",
@@ -320,7 +290,7 @@ impl Counts {
                 let state = TaskState::try_from(status.state).unwrap_or(TaskState::New);
                 *self
                     .tasks
-                    .entry((task.service_name, task_state(state)))
+                    .entry((task.service_name, state.short_name()))
                     .or_default() += 1;
                 if state == TaskState::Pending && task.node_id.is_empty() {
                     *self
@@ -330,58 +300,25 @@ impl Counts {
                 }
             }
             Kind::Node(node) => {
-                let status = match NodeStatus::try_from(node.status) {
-                    Ok(NodeStatus::Ready) => "ready",
-                    Ok(NodeStatus::Down) => "down",
-                    _ => "unknown",
-                };
-                let availability = match NodeAvailability::try_from(node.availability) {
-                    Ok(NodeAvailability::Pause) => "pause",
-                    Ok(NodeAvailability::Drain) => "drain",
-                    _ => "active",
-                };
-                *self.nodes.entry((status, availability)).or_default() += 1;
+                let status = NodeStatus::try_from(node.status).unwrap_or(NodeStatus::Unknown);
+                let availability = NodeAvailability::try_from(node.availability)
+                    .unwrap_or(NodeAvailability::Active);
+                *self
+                    .nodes
+                    .entry((status.short_name(), availability.short_name()))
+                    .or_default() += 1;
             }
             Kind::Service(service) => {
                 let state = service
                     .update_status
-                    .and_then(|u| RolloutState::try_from(u.state).ok());
-                if let Some(state) = state.and_then(rollout_state) {
-                    *self.rollouts.entry(state).or_default() += 1;
+                    .and_then(|u| RolloutState::try_from(u.state).ok())
+                    .unwrap_or(RolloutState::None);
+                if state != RolloutState::None {
+                    *self.rollouts.entry(state.short_name()).or_default() += 1;
                 }
             }
             _ => {}
         }
-    }
-}
-
-/// "running" for TASK_STATE_RUNNING.
-fn task_state(state: TaskState) -> &'static str {
-    match state {
-        TaskState::New => "new",
-        TaskState::Pending => "pending",
-        TaskState::Assigned => "assigned",
-        TaskState::Preparing => "preparing",
-        TaskState::Starting => "starting",
-        TaskState::Running => "running",
-        TaskState::Complete => "complete",
-        TaskState::Shutdown => "shutdown",
-        TaskState::Failed => "failed",
-        TaskState::Rejected => "rejected",
-        TaskState::Orphaned => "orphaned",
-    }
-}
-
-/// A rollout's state as a label; None for a service never updated.
-fn rollout_state(state: RolloutState) -> Option<&'static str> {
-    match state {
-        RolloutState::None => None,
-        RolloutState::Updating => Some("updating"),
-        RolloutState::Paused => Some("paused"),
-        RolloutState::Completed => Some("completed"),
-        RolloutState::RollbackStarted => Some("rollback_started"),
-        RolloutState::RollbackCompleted => Some("rollback_completed"),
-        RolloutState::RollbackPaused => Some("rollback_paused"),
     }
 }
 

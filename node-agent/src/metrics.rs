@@ -14,10 +14,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use berth_runtime::cgroups::Cgroup;
+use berth_telemetry::define::{counter, counter_vec, float_counter_vec, gauge_vec, histogram};
 use berth_telemetry::prometheus::core::{Collector, Desc};
 use berth_telemetry::prometheus::proto::MetricFamily;
 use berth_telemetry::prometheus::{
-    CounterVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    CounterVec, Histogram, IntCounter, IntCounterVec, IntGaugeVec, Registry,
 };
 use berth_telemetry::{TelemetryError, register};
 
@@ -30,7 +31,7 @@ pub const FAILED_RUNNING: &str = "run";
 
 /// The counters and histograms. Cloning shares them; unregistered (nobody
 /// serves them) unless [`register`](Self::register)ed.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct AgentMetrics {
     pub task_starts: IntCounter,
     pub task_failures: IntCounterVec,
@@ -42,31 +43,10 @@ pub struct AgentMetrics {
     pub dataplane_errors: IntCounter,
 }
 
-impl std::fmt::Debug for AgentMetrics {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AgentMetrics").finish_non_exhaustive()
-    }
-}
-
 impl Default for AgentMetrics {
     fn default() -> Self {
         Self::new()
     }
-}
-
-// The definitions are constants: a failure is a bug in this file, found by
-// the unit tests below.
-fn counter(name: &str, help: &str) -> IntCounter {
-    IntCounter::new(name, help).expect("valid counter definition")
-}
-
-fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    IntCounterVec::new(Opts::new(name, help), labels).expect("valid counter definition")
-}
-
-fn histogram(name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
-    Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
-        .expect("valid histogram definition")
 }
 
 /// From 10 ms to 5 minutes: a start includes its image's pull.
@@ -209,30 +189,21 @@ impl TaskCollector {
         TaskCollector {
             supervisor,
             cgroups: Arc::default(),
-            cpu: CounterVec::new(
-                Opts::new(
-                    "berth_agent_task_cpu_seconds_total",
-                    "CPU time a running task's cgroup used.",
-                ),
+            cpu: float_counter_vec(
+                "berth_agent_task_cpu_seconds_total",
+                "CPU time a running task's cgroup used.",
                 &TASK_LABELS,
-            )
-            .expect("valid counter definition"),
-            memory: IntGaugeVec::new(
-                Opts::new(
-                    "berth_agent_task_memory_bytes",
-                    "Memory a running task's cgroup uses now.",
-                ),
+            ),
+            memory: gauge_vec(
+                "berth_agent_task_memory_bytes",
+                "Memory a running task's cgroup uses now.",
                 &TASK_LABELS,
-            )
-            .expect("valid gauge definition"),
-            pids: IntGaugeVec::new(
-                Opts::new(
-                    "berth_agent_task_pids",
-                    "Processes and threads in a running task's cgroup.",
-                ),
+            ),
+            pids: gauge_vec(
+                "berth_agent_task_pids",
+                "Processes and threads in a running task's cgroup.",
                 &TASK_LABELS,
-            )
-            .expect("valid gauge definition"),
+            ),
         }
     }
 

@@ -4,6 +4,7 @@
 //! (controller/src/metrics.rs, node-agent/src/metrics.rs); this crate only
 //! serves a registry and sets up logging, so both daemons do it alike.
 
+pub mod define;
 pub mod logs;
 pub mod scrape;
 
