@@ -12,22 +12,24 @@ pub use logs::LogFormat;
 pub use prometheus;
 pub use scrape::{MetricsServer, new_registry};
 
+/// The cause is in each message (and not a `source`, which callers printing
+/// the chain would show twice).
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
-    #[error("cannot listen on {addr} for /metrics: {source}")]
+    #[error("cannot listen on {addr} for /metrics: {error}")]
     Listen {
         addr: std::net::SocketAddr,
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("cannot register the {what} metrics: {source}")]
+    #[error("cannot register the {what} metrics: {error}")]
     Register {
         what: &'static str,
-        source: prometheus::Error,
+        error: prometheus::Error,
     },
-    #[error("invalid log filter {directives:?}: {source}")]
+    #[error("invalid log filter {directives:?}: {error}")]
     Filter {
         directives: String,
-        source: tracing_subscriber::filter::ParseError,
+        error: tracing_subscriber::filter::ParseError,
     },
     #[error("cannot set up logging: {0}")]
     Init(String),
@@ -42,5 +44,5 @@ pub fn register<C: prometheus::core::Collector + Clone + 'static>(
 ) -> Result<(), TelemetryError> {
     registry
         .register(Box::new(collector.clone()))
-        .map_err(|source| TelemetryError::Register { what, source })
+        .map_err(|error| TelemetryError::Register { what, error })
 }

@@ -42,9 +42,9 @@ where
 pub fn filter(directives: &str) -> Result<EnvFilter, TelemetryError> {
     EnvFilter::builder()
         .parse(directives)
-        .map_err(|source| TelemetryError::Filter {
+        .map_err(|error| TelemetryError::Filter {
             directives: directives.to_string(),
-            source,
+            error,
         })
 }
 

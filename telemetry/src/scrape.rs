@@ -21,9 +21,9 @@ pub fn new_registry() -> Result<Registry, TelemetryError> {
         .register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))
-        .map_err(|source| TelemetryError::Register {
+        .map_err(|error| TelemetryError::Register {
             what: "process",
-            source,
+            error,
         })?;
     Ok(registry)
 }
@@ -39,7 +39,7 @@ impl MetricsServer {
     pub async fn bind(addr: SocketAddr, registry: Registry) -> Result<Self, TelemetryError> {
         let listener = TcpListener::bind(addr)
             .await
-            .map_err(|source| TelemetryError::Listen { addr, source })?;
+            .map_err(|error| TelemetryError::Listen { addr, error })?;
         Ok(Self { listener, registry })
     }
 
