@@ -19,6 +19,7 @@ packages=(
   curl           # demo scripts: is the registry up?
   git
   openssl        # image tests: a test CA and certificate for an HTTPS registry
+  prometheus     # promtool: the metrics tests check every /metrics endpoint with it
 )
 
 missing=()

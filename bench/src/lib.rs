@@ -2,6 +2,7 @@
 //! ratios. Not part of CI: run them by hand (see each binary's --help).
 
 pub mod controller;
+pub mod metrics_cost;
 pub mod overlay;
 pub mod procs;
 pub mod scale;

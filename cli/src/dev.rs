@@ -53,6 +53,13 @@ pub struct DevArgs {
     /// errors; the full log is in <data-dir>/berth-dev.log).
     #[arg(short, long)]
     verbose: bool,
+    /// Serve Prometheus metrics: the controller's at http://ADDR/metrics, the
+    /// agent's on the next port (e.g. 127.0.0.1:9400 and :9401).
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
+    /// The daemons' log lines as text, or as one JSON object each.
+    #[arg(long, value_enum, default_value_t = berth_telemetry::LogFormat::Text)]
+    log_format: berth_telemetry::LogFormat,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -73,6 +80,18 @@ fn sibling(name: &str) -> PathBuf {
         .and_then(|exe| exe.parent().map(|d| d.join(name)))
         .filter(|p| p.exists())
         .unwrap_or_else(|| PathBuf::from(name))
+}
+
+/// The agent's metrics address: the controller's, one port up.
+fn next_port(addr: SocketAddr) -> Result<SocketAddr> {
+    let port = addr.port().checked_add(1).filter(|_| addr.port() != 0);
+    match port {
+        Some(port) => Ok(SocketAddr::new(addr.ip(), port)),
+        None => anyhow::bail!(
+            "--metrics-listen {addr}: the agent's metrics go on the next port, so give a port \
+             between 1 and 65534"
+        ),
+    }
 }
 
 fn is_initialized(dir: &Path) -> bool {
@@ -119,7 +138,16 @@ pub async fn run(args: DevArgs) -> Result<()> {
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create {}", data_dir.display()))?;
     let log = data_dir.join(LOG_FILE);
-    dev_log::init(&log, args.log_level.as_deref(), args.verbose)?;
+    dev_log::init(
+        &log,
+        args.log_level.as_deref(),
+        args.verbose,
+        args.log_format,
+    )?;
+    let agent_metrics = match args.metrics_listen {
+        Some(addr) => Some(next_port(addr)?),
+        None => None,
+    };
     let controller_dir = data_dir.join("controller");
     let controller = ControllerOptions {
         init: !is_initialized(&controller_dir),
@@ -144,6 +172,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
             insecure_registries: args.insecure_registry.clone(),
             ..Default::default()
         },
+        metrics_listen: args.metrics_listen,
     };
     let api = args.listen.to_string();
     let admin_dir = berth_controller::datadir::admin_dir(&controller.data_dir);
@@ -191,6 +220,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
         shim: vec![sibling(berth_agent::supervisor::SHIM_BINARY).into_os_string()],
         netns_dir: PathBuf::from("/run/berth-dev/netns"),
         secrets_dir: PathBuf::from("/run/berth-dev/secrets"),
+        metrics_listen: agent_metrics,
     };
     let agent_task = tokio::spawn(berth_agent::daemon::run(agent));
     println!(
@@ -206,6 +236,11 @@ pub async fn run(args: DevArgs) -> Result<()> {
         "  log:            {}   (-v shows it here too)",
         log.display()
     );
+    if let (Some(controller), Some(agent)) = (args.metrics_listen, agent_metrics) {
+        println!(
+            "  metrics:        http://{controller}/metrics (controller), http://{agent}/metrics (agent)"
+        );
+    }
     println!(
         "  credentials:    {}   ({}this cluster's admin bundle; berth reads it by default)",
         cli_dir.display(),

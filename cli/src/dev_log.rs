@@ -7,10 +7,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use berth_telemetry::LogFormat;
+use berth_telemetry::logs::layer;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{Layer, fmt};
 
 /// What is logged when neither --log-level nor RUST_LOG says otherwise. Raft,
 /// HTTP/2 and the DNS server are chatty at info.
@@ -32,7 +34,7 @@ fn filter(directives: &str) -> Result<EnvFilter> {
 
 /// Logs to `file` (appending) at `log_level`; the terminal (stderr) gets
 /// errors only, or everything the file gets when `verbose`.
-pub fn init(file: &Path, log_level: Option<&str>, verbose: bool) -> Result<()> {
+pub fn init(file: &Path, log_level: Option<&str>, verbose: bool, format: LogFormat) -> Result<()> {
     let directives = directives(log_level);
     let file_filter = filter(&directives)?;
     let terminal_filter = if verbose {
@@ -46,17 +48,14 @@ pub fn init(file: &Path, log_level: Option<&str>, verbose: bool) -> Result<()> {
         .open(file)
         .with_context(|| format!("cannot open the log file {}", file.display()))?;
     tracing_subscriber::registry()
+        .with(layer(format, Arc::new(log), false).with_filter(file_filter))
         .with(
-            fmt::layer()
-                .with_writer(Arc::new(log))
-                .with_ansi(false)
-                .with_filter(file_filter),
-        )
-        .with(
-            fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                .with_filter(terminal_filter),
+            layer(
+                format,
+                std::io::stderr,
+                std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            )
+            .with_filter(terminal_filter),
         )
         .try_init()
         .context("cannot set up logging")
@@ -86,7 +85,7 @@ mod tests {
     fn the_log_goes_to_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("berth-dev.log");
-        init(&path, Some("info"), false).unwrap();
+        init(&path, Some("info"), false, LogFormat::Text).unwrap();
         tracing::info!(answer = 42, "written to the file");
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("written to the file answer=42"), "{text}");

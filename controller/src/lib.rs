@@ -12,6 +12,7 @@ pub mod dispatcher;
 pub mod exec;
 pub mod ids;
 pub mod keyring;
+pub mod metrics;
 pub mod naming;
 pub mod one_off;
 pub mod orchestrator;

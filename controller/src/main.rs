@@ -9,6 +9,7 @@ use berth_controller::planner::PlannerSettings;
 use berth_controller::raft::RaftSettings;
 use berth_controller::server::{ControllerOptions, run};
 use berth_proto::net::parse_subnet;
+use berth_telemetry::LogFormat;
 use clap::Parser;
 
 // The Raft loop and gRPC allocate many small, short-lived buffers; mimalloc
@@ -94,6 +95,14 @@ struct Args {
     /// an image's digest before leaving the tag unpinned, in seconds.
     #[arg(long, default_value_t = 3)]
     resolve_image_timeout: u64,
+    /// Serve Prometheus metrics at http://ADDR/metrics (plain HTTP, no
+    /// authentication: keep it on a private address). Off when not given.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
+    /// Log lines as text, or as one JSON object each with the event's fields
+    /// (ids) as keys. RUST_LOG filters what is logged.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
 }
 
 fn main() {
@@ -121,14 +130,11 @@ fn parse_lifetime(text: &str) -> Result<Duration, String> {
 fn real_main() -> anyhow::Result<()> {
     berth_pki::install_crypto_provider();
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,raft=warn,h2=warn,tower=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    berth_telemetry::logs::init_stderr(
+        args.log_format,
+        "RUST_LOG",
+        "info,raft=warn,h2=warn,tower=warn",
+    )?;
     if args.election_ticks <= args.heartbeat_ticks {
         anyhow::bail!(
             "--election-ticks ({}) must be larger than --heartbeat-ticks ({})",
@@ -143,6 +149,7 @@ fn real_main() -> anyhow::Result<()> {
         heartbeat_ticks: args.heartbeat_ticks,
         snapshot_entries: args.snapshot_entries.max(1),
         compact_margin: (args.snapshot_entries / 20).clamp(1, 500),
+        metrics: Default::default(),
     };
     let token = berth_pki::token::from_flags(args.token.as_deref(), args.token_file.as_deref())?;
     let opts = ControllerOptions {
@@ -173,6 +180,7 @@ fn real_main() -> anyhow::Result<()> {
             insecure_registries: args.insecure_registry,
             timeout: Duration::from_secs(args.resolve_image_timeout.max(1)),
         },
+        metrics_listen: args.metrics_listen,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -54,6 +54,8 @@ pub struct ControllerOptions {
     pub planner: crate::planner::PlannerSettings,
     /// How services' images are pinned to digests (`--insecure-registry`).
     pub pins: crate::api::PinSettings,
+    /// Where `/metrics` is served (plain HTTP); None: nowhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +108,8 @@ pub enum ServerError {
     Keyring(#[from] KeyringError),
     #[error(transparent)]
     Unlock(#[from] crate::unlock::UnlockError),
+    #[error(transparent)]
+    Metrics(#[from] berth_telemetry::TelemetryError),
 }
 
 type Gated<S> = InterceptedService<S, crate::ca::gate::Interceptor>;
@@ -255,6 +259,12 @@ pub async fn run(
             addr: opts.listen,
             source,
         })?;
+    let metrics_server = match opts.metrics_listen {
+        Some(addr) => Some(
+            berth_telemetry::MetricsServer::bind(addr, berth_telemetry::new_registry()?).await?,
+        ),
+        None => None,
+    };
     let crate::startup::Prepared {
         marker,
         db,
@@ -304,6 +314,18 @@ pub async fn run(
         peers_runtime.clone(),
     )?;
     let status = handle.status().clone();
+    let metrics_task = match metrics_server {
+        Some(server) => {
+            opts.raft
+                .metrics
+                .register(server.registry(), handle.clone())?;
+            if let Some(addr) = server.local_addr() {
+                info!(metrics_listen = %addr, "serving /metrics");
+            }
+            Some(tokio::spawn(server.serve()))
+        }
+        None => None,
+    };
     let clock = crate::clock::system();
     // The dispatcher's own worker thread: the fan-out of a large cluster's
     // sessions stays off the runtime that carries Raft's peer traffic (a
@@ -483,6 +505,9 @@ pub async fn run(
     peer_server.abort();
     if let Some(renewer) = renewer {
         renewer.abort();
+    }
+    if let Some(metrics) = metrics_task {
+        metrics.abort();
     }
     dispatcher_loop.abort();
     rotation_loop.abort();

@@ -44,6 +44,8 @@ pub struct AgentOptions {
     pub insecure_plaintext: bool,
     /// Where each task's secrets tmpfs is mounted (outside the data dir).
     pub secrets_dir: PathBuf,
+    /// Where `/metrics` is served (plain HTTP); None: nowhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +81,8 @@ pub enum DaemonError {
     Credentials(#[from] crate::credentials::CredentialError),
     #[error("agent API TLS: {0}")]
     Tls(#[from] berth_pki::PkiError),
+    #[error(transparent)]
+    Metrics(#[from] berth_telemetry::TelemetryError),
 }
 
 /// How often the network plane re-checks the kernel against the plan in full.
@@ -183,6 +187,14 @@ fn is_executable(path: &Path) -> bool {
 /// Runs the agent until the session ends (it only ends on a fatal error).
 pub async fn run(opts: AgentOptions) -> Result<(), DaemonError> {
     let runtime = locate_runtime(opts.runtime.as_deref())?;
+    // A metrics port in use fails before anything is written, too.
+    let metrics_server = match opts.metrics_listen {
+        Some(addr) => Some(
+            berth_telemetry::MetricsServer::bind(addr, berth_telemetry::new_registry()?).await?,
+        ),
+        None => None,
+    };
+    let metrics = crate::metrics::AgentMetrics::new();
     // Credentials before anything is written: a bad or missing token leaves
     // the data dir as it was.
     let renew_now = Arc::new(tokio::sync::Notify::new());
@@ -219,6 +231,7 @@ pub async fn run(opts: AgentOptions) -> Result<(), DaemonError> {
     cfg.node_name = opts.name.clone();
     cfg.pull.insecure_registries = opts.insecure_registries.clone();
     cfg.cgroup_parent = opts.cgroup_parent.clone();
+    cfg.metrics = metrics.clone();
     if !opts.shim.is_empty() {
         cfg.shim = opts.shim.clone();
     }
@@ -246,7 +259,14 @@ pub async fn run(opts: AgentOptions) -> Result<(), DaemonError> {
         .map(|s| s.task_id)
         .collect();
     network.sweep_netns(|task| known.contains(task));
-    tokio::spawn(network.clone().run(NETWORK_RESYNC));
+    tokio::spawn(network.clone().run(NETWORK_RESYNC, metrics.clone()));
+    if let Some(server) = metrics_server {
+        metrics.register(server.registry(), supervisor.clone())?;
+        if let Some(addr) = server.local_addr() {
+            info!(metrics_listen = %addr, "serving /metrics");
+        }
+        tokio::spawn(server.serve());
+    }
 
     let listener = tokio::net::TcpListener::bind(opts.api_listen)
         .await
@@ -393,6 +413,7 @@ mod tests {
             token: None,
             insecure_plaintext: false,
             secrets_dir: dir.path().join("secrets"),
+            metrics_listen: None,
         };
         let err = run(opts).await.unwrap_err();
         assert!(matches!(err, DaemonError::RuntimeNotFound { .. }), "{err}");

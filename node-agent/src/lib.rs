@@ -7,6 +7,7 @@ pub mod daemon;
 pub mod dataplane;
 pub mod host_info;
 pub mod image;
+pub mod metrics;
 pub mod network;
 pub mod session;
 pub mod supervisor;

@@ -60,6 +60,14 @@ struct Args {
     /// secrets are never on disk).
     #[arg(long, default_value = "/run/berth/secrets")]
     secrets_dir: PathBuf,
+    /// Serve Prometheus metrics at http://ADDR/metrics (plain HTTP, no
+    /// authentication: keep it on a private address). Off when not given.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<std::net::SocketAddr>,
+    /// Log lines as text, or as one JSON object each with the event's fields
+    /// (ids) as keys. BERTH_LOG filters what is logged.
+    #[arg(long, value_enum, default_value_t = berth_telemetry::LogFormat::Text)]
+    log_format: berth_telemetry::LogFormat,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -155,22 +163,14 @@ enum Format {
 fn main() -> anyhow::Result<()> {
     berth_pki::install_crypto_provider();
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG").unwrap_or_else(|_| {
-                // The daemon reports what it does; image commands stay quiet.
-                // hickory-server logs every DNS query at info.
-                let default = if args.command.is_none() {
-                    "info,hickory_server=warn"
-                } else {
-                    "warn"
-                };
-                tracing_subscriber::EnvFilter::new(default)
-            }),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    // The daemon reports what it does; image commands stay quiet.
+    // hickory-server logs every DNS query at info.
+    let default = if args.command.is_none() {
+        "info,hickory_server=warn"
+    } else {
+        "warn"
+    };
+    berth_telemetry::logs::init_stderr(args.log_format, "BERTH_LOG", default)?;
     match args.command {
         Some(Command::Image(cmd)) => {
             let rt = tokio::runtime::Builder::new_multi_thread()
@@ -221,6 +221,7 @@ fn daemon(args: Args) -> anyhow::Result<()> {
         shim: Vec::new(),
         netns_dir: args.netns_dir,
         secrets_dir: args.secrets_dir,
+        metrics_listen: args.metrics_listen,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

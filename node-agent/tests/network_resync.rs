@@ -26,7 +26,11 @@ fn the_loop_follows_the_plan_repairs_drift_and_stops_with_its_plane() -> Result<
     let alone = assignments_for(&net, 0, &[0]);
     ensure!(View::from_assignments(&alone).plan == plan_for(&net, 0, &[0]));
     plane.set(&alone);
-    let task = rt.spawn(plane.clone().run(Duration::from_millis(200)));
+    let task = rt.spawn(
+        plane
+            .clone()
+            .run(Duration::from_millis(200), Default::default()),
+    );
     let routes = || sh(h1, "ip", &["route", "show", "proto", "213"]);
     wait_until("the bridge", Duration::from_secs(5), || {
         sh(h1, "ip", &["-o", "link"])

@@ -51,11 +51,21 @@ fn cpu_time_of(stat: &str, ticks_per_second: u64) -> Option<Duration> {
 
 /// The process's peak resident memory so far (VmHWM), in KiB.
 pub fn peak_rss_kib(pid: u32) -> Result<u64, UsageError> {
+    status_kib(pid, "VmHWM:")
+}
+
+/// The process's resident memory now (VmRSS), in KiB.
+pub fn rss_kib(pid: u32) -> Result<u64, UsageError> {
+    status_kib(pid, "VmRSS:")
+}
+
+/// A "FIELD: N kB" line of /proc/PID/status.
+fn status_kib(pid: u32, field: &'static str) -> Result<u64, UsageError> {
     let status = read(pid, "status")?;
-    status_field_kib(&status, "VmHWM:").ok_or_else(|| UsageError::Read {
+    status_field_kib(&status, field).ok_or_else(|| UsageError::Read {
         pid,
         file: "status",
-        why: "no VmHWM line".into(),
+        why: format!("no {field} line"),
     })
 }
 

@@ -114,6 +114,7 @@ async fn serve(dispatcher: &Dispatcher, leading_since: Instant) {
 }
 
 fn publish(dispatcher: &Dispatcher, tracker: &Tracker, dirty: Dirty) {
+    let started = Instant::now();
     let touched = (
         dirty.assigned.len(),
         dirty.services.len(),
@@ -135,6 +136,8 @@ fn publish(dispatcher: &Dispatcher, tracker: &Tracker, dirty: Dirty) {
     dispatcher.hub.wake(&wake);
     // A new stop, or a node gone down, may move the drain watermark.
     dispatcher.refresh_drain();
+    let seconds = started.elapsed().as_secs_f64();
+    (dispatcher.raft.metrics()).loop_round(crate::metrics::LOOP_DISPATCHER, seconds, true);
 }
 
 /// Each store change the dispatcher sees, at trace level: which object

@@ -168,7 +168,14 @@ pub async fn run(raft: RaftHandle, settings: PlannerSettings, clock: SharedClock
         if !by_event && watching && !last.needed(clock.now_ms(), settings.idle_round) {
             continue;
         }
-        match round(&raft, &settings, clock.as_ref()).await {
+        let started = std::time::Instant::now();
+        let result = round(&raft, &settings, clock.as_ref()).await;
+        raft.metrics().loop_round(
+            crate::metrics::LOOP_PLANNER,
+            started.elapsed().as_secs_f64(),
+            result.is_ok(),
+        );
+        match result {
             Ok(outcome) => {
                 if outcome.ops > 0 {
                     debug!(
@@ -244,8 +251,19 @@ pub async fn round(
     let networks = read_networks(raft.state())?;
     let (ops, due_ms) = plan_round_timed(&view, &networks, clock.now_ms(), &mut new_id);
     outcome.due_ms = due_ms;
+    let placements = ops.iter().filter(|op| places_task(op)).count();
     commit(raft, settings, ops, &mut outcome).await?;
+    raft.metrics().placements.inc_by(placements as u64);
     Ok(outcome)
+}
+
+/// A put that gives a task its node (the scheduler's placement).
+fn places_task(op: &Op) -> bool {
+    crate::store::ops::put_task(op).is_some_and(|task| {
+        !task.node_id.is_empty()
+            && task.status.as_ref().map(|s| s.state)
+                == Some(berth_proto::v1::TaskState::Assigned as i32)
+    })
 }
 
 async fn commit(

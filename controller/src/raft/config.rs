@@ -14,6 +14,9 @@ pub struct RaftSettings {
     pub snapshot_entries: u64,
     /// Entries kept after compaction for slightly slow followers.
     pub compact_margin: u64,
+    /// Where the member and its handle count (leader changes, snapshots,
+    /// proposal latency); served only when registered (`--metrics-listen`).
+    pub metrics: crate::metrics::ControllerMetrics,
 }
 
 impl Default for RaftSettings {
@@ -29,6 +32,7 @@ impl Default for RaftSettings {
             heartbeat_ticks: 2,
             snapshot_entries: 10_000,
             compact_margin: 500,
+            metrics: crate::metrics::ControllerMetrics::default(),
         }
     }
 }

@@ -10,6 +10,7 @@ use tokio::sync::oneshot;
 
 use super::mailbox::{Membership, Msg, ProposeError};
 use super::status::SharedStatus;
+use crate::metrics::ControllerMetrics;
 use crate::store::StateMachine;
 
 /// How long a write may wait for its commit before its outcome is reported as
@@ -23,15 +24,27 @@ pub struct RaftHandle {
     mailbox: SyncSender<Msg>,
     status: SharedStatus,
     sm: StateMachine,
+    metrics: ControllerMetrics,
 }
 
 impl RaftHandle {
-    pub fn new(mailbox: SyncSender<Msg>, status: SharedStatus, sm: StateMachine) -> Self {
+    pub fn new(
+        mailbox: SyncSender<Msg>,
+        status: SharedStatus,
+        sm: StateMachine,
+        metrics: ControllerMetrics,
+    ) -> Self {
         RaftHandle {
             mailbox,
             status,
             sm,
+            metrics,
         }
+    }
+
+    /// Where this controller counts (the leader's loops count here too).
+    pub fn metrics(&self) -> &ControllerMetrics {
+        &self.metrics
     }
 
     pub fn status(&self) -> &SharedStatus {
@@ -56,9 +69,16 @@ impl RaftHandle {
     /// written.
     pub async fn propose(&self, txn: Txn) -> Result<TxnResult, ProposeError> {
         let (reply, rx) = oneshot::channel();
+        // Only committed proposals count: a failed one's time says nothing.
+        let started = std::time::Instant::now();
         self.post(Msg::Propose { txn, reply })?;
         match tokio::time::timeout(PROPOSE_TIMEOUT, rx).await {
-            Ok(Ok(result)) => result,
+            Ok(Ok(result)) => {
+                self.metrics
+                    .proposal_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                result
+            }
             Ok(Err(_)) => Err(ProposeError::Unavailable),
             Err(_) => Err(ProposeError::Unknown),
         }

@@ -22,6 +22,7 @@ use super::mailbox::{Membership, Msg, ProposeError};
 use super::status::{MemberStatus, RaftStatus, Role, SharedStatus};
 use super::storage::{LogError, LogStorage};
 use super::transport::Transport;
+use crate::metrics::{SNAPSHOT_INSTALLED, SNAPSHOT_SENT};
 use crate::store::StateMachine;
 
 #[derive(Debug, thiserror::Error)]
@@ -297,7 +298,9 @@ impl<T: Transport> RaftMember<T> {
         }
         let mut rd = self.raw.ready();
         if !rd.messages().is_empty() {
-            self.transport.send(rd.take_messages());
+            let messages = rd.take_messages();
+            self.count_snapshots_sent(&messages);
+            self.transport.send(messages);
         }
         if !rd.snapshot().is_empty() {
             let snapshot: &Snapshot = rd.snapshot();
@@ -305,6 +308,9 @@ impl<T: Transport> RaftMember<T> {
                 index = snapshot.get_metadata().index,
                 "installing a snapshot"
             );
+            self.settings
+                .metrics
+                .snapshot(SNAPSHOT_INSTALLED, snapshot.get_data().len());
             self.raw.mut_store().install_snapshot(snapshot)?;
             self.reload_members()?;
         }
@@ -532,6 +538,7 @@ impl<T: Transport> RaftMember<T> {
             let to = applied - self.settings.compact_margin;
             debug!(to, "compacting the raft log");
             store.compact(to)?;
+            self.settings.metrics.log_compactions.inc();
         }
         Ok(())
     }
@@ -560,6 +567,17 @@ impl<T: Transport> RaftMember<T> {
         }
     }
 
+    /// Counts the snapshots among outgoing messages (a follower too far
+    /// behind gets the whole state machine).
+    fn count_snapshots_sent(&self, messages: &[raft::eraftpb::Message]) {
+        for message in messages {
+            if message.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot {
+                let bytes = message.get_snapshot().get_data().len();
+                self.settings.metrics.snapshot(SNAPSHOT_SENT, bytes);
+            }
+        }
+    }
+
     fn publish_status(&mut self) {
         let raft = &self.raw.raft;
         let shape = StatusShape {
@@ -574,6 +592,13 @@ impl<T: Transport> RaftMember<T> {
             self.status
                 .set_indexes(raft.raft_log.committed, raft.raft_log.applied);
             return;
+        }
+        if self
+            .published_shape
+            .is_some_and(|last| last.leader_id != shape.leader_id)
+            && shape.leader_id != 0
+        {
+            self.settings.metrics.leader_changes.inc();
         }
         self.published_shape = Some(shape);
         let conf = raft.prs().conf().to_conf_state();

@@ -34,6 +34,7 @@ pub fn spawn_member<T: Transport>(
     let (mailbox, mailbox_rx) = sync_channel(MAILBOX);
     let status = SharedStatus::default();
     let transport = transport(mailbox.clone(), status.clone());
+    let metrics = settings.metrics.clone();
     let member = RaftMember::new(id, storage, sm.clone(), transport, settings, status.clone())?;
     let (done_tx, done_rx) = oneshot::channel();
     std::thread::Builder::new()
@@ -43,5 +44,5 @@ pub fn spawn_member<T: Transport>(
             let _ = done_tx.send(member.run(mailbox_rx));
         })
         .map_err(|source| MemberError::Thread { id, source })?;
-    Ok((RaftHandle::new(mailbox, status, sm), done_rx))
+    Ok((RaftHandle::new(mailbox, status, sm, metrics), done_rx))
 }

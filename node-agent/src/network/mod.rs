@@ -269,7 +269,7 @@ impl NetPlane {
     /// changed, sweeping veths of gone namespaces). A failed pass is logged and
     /// retried at the next change or period. Holds the plane weakly: ends when
     /// the plane is dropped.
-    pub async fn run(self: Arc<Self>, period: Duration) {
+    pub async fn run(self: Arc<Self>, period: Duration, metrics: crate::metrics::AgentMetrics) {
         let mut changes = self.view.subscribe();
         let plane = Arc::downgrade(&self);
         drop(self);
@@ -288,7 +288,9 @@ impl NetPlane {
             let Some(plane) = plane.upgrade() else {
                 return;
             };
-            if let Err(error) = plane.apply(force).await {
+            let applied = plane.apply(force).await;
+            metrics.dataplane_round(applied.is_ok());
+            if let Err(error) = applied {
                 warn!(%error, "network reconcile failed; retrying at the next change or period");
             }
         }

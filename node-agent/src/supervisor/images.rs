@@ -50,6 +50,8 @@ pub trait TaskImages: Send + Sync + 'static {
 pub struct StoreImages {
     pub store: ImageStore,
     pub pull: PullOptions,
+    /// Where pulls are counted.
+    pub metrics: crate::metrics::AgentMetrics,
 }
 
 #[async_trait]
@@ -59,15 +61,17 @@ impl TaskImages for StoreImages {
         name: &str,
         credentials: Option<RegistryCredentials>,
     ) -> Result<(Image, ImageConfig), ImageError> {
-        let image = match credentials {
-            Some(credentials) => {
+        let image = match self.store.get(name) {
+            Ok(image) => image,
+            Err(ImageError::UnknownImage { .. }) => {
+                // A task's own credentials take precedence over the agent's.
                 let pull = PullOptions {
-                    credentials: Some(credentials),
+                    credentials: credentials.or_else(|| self.pull.credentials.clone()),
                     ..self.pull.clone()
                 };
-                self.store.get_or_pull(name, &pull).await?
+                self.metrics.pull(&self.store, name, &pull).await?
             }
-            None => self.store.get_or_pull(name, &self.pull).await?,
+            Err(e) => return Err(e),
         };
         let config = self.store.image_config(&image)?;
         Ok((image, config))

@@ -112,6 +112,8 @@ pub struct SupervisorConfig {
     pub node_name: String,
     /// The init `--init` tasks get (tini's static build).
     pub init_binary: PathBuf,
+    /// Where task starts, failures and image pulls are counted.
+    pub metrics: crate::metrics::AgentMetrics,
 }
 
 impl SupervisorConfig {
@@ -136,6 +138,7 @@ impl SupervisorConfig {
             secrets_root: PathBuf::from("/run/berth/secrets"),
             node_name: String::new(),
             init_binary: PathBuf::from(process_settings::DEFAULT_INIT_BINARY),
+            metrics: crate::metrics::AgentMetrics::default(),
         }
     }
 }
@@ -165,6 +168,8 @@ pub(crate) struct Running {
     pub stop_signal: String,
     /// The task's grace between the stop signal and SIGKILL.
     pub grace: Duration,
+    /// Its service's name (the metrics' label).
+    pub service: String,
 }
 
 /// What the workers drive, and the settings they need.
@@ -188,6 +193,8 @@ pub(crate) struct Drivers {
     /// The OCI runtime whose `exec` runs `berth exec`, and the shim command
     /// (for its `exec-wait` helper); None: exec refused.
     pub exec_runtime: Option<(runtime::Runtime, Vec<OsString>)>,
+    /// Where task starts and failures are counted.
+    pub metrics: crate::metrics::AgentMetrics,
 }
 
 pub(crate) struct Inner {
@@ -256,6 +263,7 @@ impl Supervisor {
             images: Arc::new(images::StoreImages {
                 store: cfg.images,
                 pull: cfg.pull,
+                metrics: cfg.metrics.clone(),
             }),
             network: cfg.network,
             health: Arc::new(ContainerProbe {
@@ -274,6 +282,7 @@ impl Supervisor {
             secrets_root: cfg.secrets_root,
             node_name: cfg.node_name,
             init_binary: cfg.init_binary,
+            metrics: cfg.metrics,
         };
         Supervisor::open_with(data_dir, drivers).await
     }
@@ -568,6 +577,27 @@ impl Supervisor {
     }
 
     /// The node's named volumes.
+    /// The tasks whose container runs now (what per-task metrics read).
+    pub fn running_tasks(&self) -> Vec<crate::metrics::RunningTask> {
+        let tasks = self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        tasks
+            .iter()
+            .filter_map(|(id, entry)| {
+                let running = entry.container.as_ref()?;
+                Some(crate::metrics::RunningTask {
+                    task_id: id.clone(),
+                    service: running.service.clone(),
+                    container_id: running.container_id.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// The cgroup every container's cgroup goes below.
+    pub fn cgroup_parent(&self) -> &str {
+        &self.inner.drivers.cgroup_parent
+    }
+
     pub fn volumes(&self) -> &VolumeStore {
         &self.inner.volumes
     }

@@ -322,6 +322,7 @@ impl Worker {
         self.inner.set_running(
             &self.task.id,
             Some(super::Running {
+                service: self.task.service_name.clone(),
                 container_id: self.record.container_id.clone(),
                 init,
                 stop_signal: self.stop_signal().to_string(),
@@ -586,6 +587,7 @@ pub(crate) async fn run(
             return;
         }
     };
+    let assigned = std::time::Instant::now();
     let adopted = adopt.is_some();
     let record = adopt.unwrap_or_else(|| Record::new(&id, &cid));
     // An adopted container's health is checked afresh.
@@ -601,13 +603,17 @@ pub(crate) async fn run(
         health,
         steps: Steps::begin(),
     };
-    let last = if adopted {
-        Some(w.supervise().await)
+    let metrics = inner.drivers.metrics.clone();
+    let (last, ran) = if adopted {
+        (Some(w.supervise().await), true)
     } else {
         match w.start().await {
-            Ok(true) => Some(w.supervise().await),
-            Ok(false) => None,
-            Err(s) => Some(s),
+            Ok(true) => {
+                metrics.task_started(assigned);
+                (Some(w.supervise().await), true)
+            }
+            Ok(false) => (None, false),
+            Err(s) => (Some(s), false),
         }
     };
     if w.record.init_pid.is_none() {
@@ -619,6 +625,7 @@ pub(crate) async fn run(
     w.record.phase = Phase::Done;
     let fin = w.finalize(fin).await;
     w.steps.log(&id, "stop path");
+    metrics.task_ended(fin.state == TaskState::Failed as i32, ran);
     if inner.finish(&id, Some(fin)) {
         inner.forget(&id);
     }

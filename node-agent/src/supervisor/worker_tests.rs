@@ -57,6 +57,7 @@ impl Harness {
             init_binary: self.dir.path().join("no-tini"),
             health: self.probe.clone(),
             exec_runtime: None,
+            metrics: Default::default(),
         };
         Supervisor::open_with(self.dir.path(), drivers)
             .await

@@ -72,6 +72,16 @@ pub struct PidsStats {
     pub limit: u64,
 }
 
+/// What [`Cgroup::usage`] reads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Nanoseconds of CPU time.
+    pub cpu_ns: u64,
+    pub memory_bytes: u64,
+    /// Processes and threads.
+    pub pids: u64,
+}
+
 /// The cgroup of one container.
 #[derive(Debug, Clone)]
 pub enum Cgroup {
@@ -195,6 +205,27 @@ impl Cgroup {
         }
     }
 
+    /// CPU time, memory in use and pids only: what a metrics scrape reads
+    /// of every running container, so on cgroup v2 three files instead of
+    /// the whole of [`stats`](Self::stats).
+    pub fn usage(&self) -> Usage {
+        match self {
+            Cgroup::V2(c) => Usage {
+                cpu_ns: fs::keyed(&c.path.join("cpu.stat"), "usage_usec") * 1000,
+                memory_bytes: fs::read_u64(&c.path.join("memory.current")),
+                pids: fs::read_u64(&c.path.join("pids.current")),
+            },
+            Cgroup::V1(c) => {
+                let stats = c.stats();
+                Usage {
+                    cpu_ns: stats.cpu.usage.total,
+                    memory_bytes: stats.memory.usage.usage,
+                    pids: stats.pids.current,
+                }
+            }
+        }
+    }
+
     /// SIGKILLs every process, until none is left.
     pub fn kill_all(&self) -> Result<()> {
         match self {
@@ -290,6 +321,33 @@ pub fn v1_views(cgroup: &Cgroup) -> Vec<crate::rootfs::CgroupView> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn usage_reads_cpu_memory_and_pids_of_a_v2_cgroup() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("cpu.stat"),
+            "usage_usec 1500\nuser_usec 1000\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("memory.current"), "4096\n").unwrap();
+        std::fs::write(dir.path().join("pids.current"), "3\n").unwrap();
+        let cgroup = Cgroup::V2(v2::V2::new(dir.path().to_path_buf()));
+        let usage = cgroup.usage();
+        assert_eq!(
+            usage,
+            Usage {
+                cpu_ns: 1_500_000,
+                memory_bytes: 4096,
+                pids: 3
+            }
+        );
+        // The same figures as the full stats.
+        let stats = cgroup.stats();
+        assert_eq!(stats.cpu.usage.total, usage.cpu_ns);
+        assert_eq!(stats.memory.usage.usage, usage.memory_bytes);
+        assert_eq!(stats.pids.current, usage.pids);
+    }
 
     #[test]
     fn relative_paths() {
