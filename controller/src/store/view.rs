@@ -16,6 +16,8 @@ pub struct ClusterView {
     pub services: Vec<Service>,
     pub tasks: Vec<Task>,
     pub volumes: Vec<Volume>,
+    /// Cluster-wide settings (#17); the default record when none is stored.
+    pub settings: berth_proto::v1::ClusterSettings,
 }
 
 impl ClusterView {
@@ -28,6 +30,7 @@ impl ClusterView {
                 Some(Kind::Service(s)) => view.services.push(s),
                 Some(Kind::Task(t)) => view.tasks.push(t),
                 Some(Kind::Volume(v)) => view.volumes.push(v),
+                Some(Kind::ClusterSettings(c)) => view.settings = c,
                 _ => {}
             }
         }
@@ -35,12 +38,13 @@ impl ClusterView {
     }
 }
 
-/// Nodes, services, tasks and volumes as the state machine has them.
+/// Nodes, services, tasks, volumes and the cluster settings as the state machine has them.
 pub fn read_view(sm: &StateMachine) -> Result<ClusterView, StoreError> {
     let mut objects = sm.list(Table::Node)?;
     objects.extend(sm.list(Table::Service)?);
     objects.extend(sm.list(Table::Task)?);
     objects.extend(sm.list(Table::Volume)?);
+    objects.extend(sm.list(Table::ClusterSettings)?);
     Ok(ClusterView::from_objects(objects))
 }
 
