@@ -282,3 +282,72 @@ fn a_replay_says_when_the_history_does_not_reach_back() {
     let g = gap(1, 9, &[]).expect("a gap");
     assert_eq!((g.oldest_ms, g.oldest_revision), (0, 10));
 }
+
+/// A state machine in a temporary directory.
+fn machine() -> (tempfile::TempDir, crate::store::StateMachine) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = sled::open(dir.path()).expect("sled");
+    let tree = db.open_tree("state").expect("tree");
+    let sm = crate::store::StateMachine::new(tree, crate::store::WatchHub::new(0)).expect("state");
+    (dir, sm)
+}
+
+/// Writes the task as `task()` makes it, at `index`.
+fn write_task(sm: &crate::store::StateMachine, index: u64, state: TaskState, expect_version: u64) {
+    use berth_proto::store::{Expect, Txn};
+    let Object::Task(t) = task(state, TaskState::Running, "", None) else {
+        unreachable!("task() makes a task")
+    };
+    let expect = if expect_version == 0 {
+        Expect::Absent
+    } else {
+        Expect::Version
+    };
+    let op = crate::store::put_kind(
+        berth_proto::store::object::Kind::Task(t),
+        expect,
+        expect_version,
+    );
+    let result = sm
+        .apply_txn(&Txn { ops: vec![op] }, index, 1)
+        .expect("apply");
+    assert!(result.error.is_empty(), "{}", result.error);
+}
+
+#[tokio::test]
+async fn a_stream_replays_the_history_then_goes_live() {
+    use TaskState::*;
+    let (_dir, sm) = machine();
+    write_task(&sm, 1, Pending, 0);
+    write_task(&sm, 2, Running, 1);
+    let mut opened = super::open(&sm, 1, &Filter::default()).expect("open");
+    assert!(opened.gap.is_none());
+    let replayed: Vec<&str> = opened.replay.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(replayed, ["create", "running"]);
+
+    write_task(&sm, 3, Failed, 2);
+    let change = opened.live.recv().await.expect("a live change");
+    let live = opened.deriver.next(&change);
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0].action, "failed");
+    assert_eq!(live[0].attributes["state.old"], "running");
+}
+
+#[tokio::test]
+async fn objects_the_history_lost_are_known_from_the_store() {
+    use TaskState::*;
+    let (_dir, sm) = machine();
+    write_task(&sm, 1, Running, 0);
+    // The history forgot everything (as after a snapshot).
+    sm.watch().reset(1);
+    let mut opened = super::open(&sm, 0, &Filter::default()).expect("open");
+    assert!(opened.replay.is_empty());
+    // Asked from the start, it says the history does not reach back.
+    assert!(super::open(&sm, 1, &Filter::default()).expect("open").gap.is_some());
+
+    write_task(&sm, 2, Failed, 1);
+    let change = opened.live.recv().await.expect("a live change");
+    let live = opened.deriver.next(&change);
+    assert_eq!(live[0].action, "failed");
+    assert_eq!(live[0].attributes["state.old"], "running");
+}
