@@ -96,9 +96,9 @@ fn add_filter(request: &mut EventsRequest, filter: &str) -> Result<()> {
                 "task" => EventType::Task,
                 "node" => EventType::Node,
                 "rollout" => EventType::Rollout,
-                other => bail!(
-                    "invalid filter type={other:?}: expected service, task, node or rollout"
-                ),
+                other => {
+                    bail!("invalid filter type={other:?}: expected service, task, node or rollout")
+                }
             };
             request.types.push(kind as i32);
         }

@@ -15,13 +15,15 @@ pub const DEFAULT_TASK_HISTORY_LIMIT: u32 = 5;
 
 /// The stored settings, or defaults (version 0: not stored yet).
 pub fn read(sm: &StateMachine) -> Result<ClusterSettings, StoreError> {
-    Ok(match sm.get(Table::ClusterSettings, ID)?.and_then(|o| o.kind) {
-        Some(Kind::ClusterSettings(s)) => s,
-        _ => ClusterSettings {
-            id: ID.into(),
-            ..Default::default()
+    Ok(
+        match sm.get(Table::ClusterSettings, ID)?.and_then(|o| o.kind) {
+            Some(Kind::ClusterSettings(s)) => s,
+            _ => ClusterSettings {
+                id: ID.into(),
+                ..Default::default()
+            },
         },
-    })
+    )
 }
 
 /// Ended tasks kept per slot.

@@ -33,7 +33,9 @@ fn has(events: &[Value], kind: &str, action: &str, name_prefix: &str) -> bool {
     events.iter().any(|e| {
         e["type"] == kind
             && e["action"] == action
-            && e["name"].as_str().is_some_and(|n| n.starts_with(name_prefix))
+            && e["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with(name_prefix))
     })
 }
 
@@ -115,14 +117,33 @@ fn events_tell_services_tasks_nodes_and_rollouts_live_and_replayed() -> Result<(
 
     // Filters: one type; one service's tasks.
     let nodes_only = events_in(&cluster.berth(&[
-        "events", "--format", "json", "--since", &since, "--until", &until, "--filter",
+        "events",
+        "--format",
+        "json",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--filter",
         "type=node",
     ])?);
     assert!(has(&nodes_only, "node", "down", "n2"));
-    assert!(nodes_only.iter().all(|e| e["type"] == "node"), "{nodes_only:#?}");
+    assert!(
+        nodes_only.iter().all(|e| e["type"] == "node"),
+        "{nodes_only:#?}"
+    );
     let web_tasks = events_in(&cluster.berth(&[
-        "events", "--format", "json", "--since", &since, "--until", &until, "--filter",
-        "type=task", "--filter", "service=web",
+        "events",
+        "--format",
+        "json",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--filter",
+        "type=task",
+        "--filter",
+        "service=web",
     ])?);
     assert!(has(&web_tasks, "task", "running", "web."));
     assert!(
@@ -149,8 +170,7 @@ fn events_tell_services_tasks_nodes_and_rollouts_live_and_replayed() -> Result<(
 }
 
 #[test]
-fn a_crash_looping_slot_keeps_its_history_limit_and_removed_tasks_lose_their_logs() -> Result<()>
-{
+fn a_crash_looping_slot_keeps_its_history_limit_and_removed_tasks_lose_their_logs() -> Result<()> {
     const LIMIT: usize = 2;
     let cluster = Cluster::start("task_history", 1, 1, 0)?;
     let out = cluster.berth(&["cluster", "update", "--task-history-limit", "2"])?;
@@ -166,23 +186,29 @@ fn a_crash_looping_slot_keeps_its_history_limit_and_removed_tasks_lose_their_log
     let mut seen: BTreeSet<String> = BTreeSet::new();
     // Until more than LIMIT + 1 tasks were created for the slot, its ended
     // tasks never exceed the limit.
-    wait_until("the slot to crash and be replaced 5 times", CONVERGE, || {
-        let rows = cluster.ps("crash").ok()?;
-        seen.extend(rows.iter().map(|t| t.id.clone()));
-        let ended = rows
-            .iter()
-            .filter(|t| ["failed", "complete", "shutdown", "rejected"].contains(&t.state.as_str()))
-            .count();
-        // The slot's occupant (desired running) may have ended and wait
-        // for its restart delay: it is not history yet.
-        let waiting = rows
-            .iter()
-            .filter(|t| t.desired_state == "running" && t.state == "failed")
-            .count();
-        let history = ended - waiting;
-        assert!(history <= LIMIT, "{history} ended tasks kept: {rows:#?}");
-        (seen.len() > LIMIT + 3).then_some(())
-    })?;
+    wait_until(
+        "the slot to crash and be replaced 5 times",
+        CONVERGE,
+        || {
+            let rows = cluster.ps("crash").ok()?;
+            seen.extend(rows.iter().map(|t| t.id.clone()));
+            let ended = rows
+                .iter()
+                .filter(|t| {
+                    ["failed", "complete", "shutdown", "rejected"].contains(&t.state.as_str())
+                })
+                .count();
+            // The slot's occupant (desired running) may have ended and wait
+            // for its restart delay: it is not history yet.
+            let waiting = rows
+                .iter()
+                .filter(|t| t.desired_state == "running" && t.state == "failed")
+                .count();
+            let history = ended - waiting;
+            assert!(history <= LIMIT, "{history} ended tasks kept: {rows:#?}");
+            (seen.len() > LIMIT + 3).then_some(())
+        },
+    )?;
 
     // Stop the loop; what stays is at most the limit, and every removed
     // task's log directory is gone from the agent.
@@ -200,7 +226,10 @@ fn a_crash_looping_slot_keeps_its_history_limit_and_removed_tasks_lose_their_log
     assert!(removed >= 3, "{removed} tasks removed of {seen:?}");
     // The kept ones still have theirs.
     for id in &kept {
-        assert!(logs.join(id).exists(), "task {id} is kept but its logs are gone");
+        assert!(
+            logs.join(id).exists(),
+            "task {id} is kept but its logs are gone"
+        );
     }
     Ok(())
 }

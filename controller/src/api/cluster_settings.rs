@@ -10,7 +10,20 @@ use tonic::{Request, Response, Status};
 use crate::cluster_settings::{read, updated};
 use crate::raft::RaftHandle;
 use crate::store::commit::commit_one;
-use crate::store::put_kind;
+use crate::store::{CommitError, Refusal, put_kind};
+
+/// Someone else wrote the record between our read and our write (or created
+/// it first): read again.
+fn raced(e: &CommitError) -> bool {
+    e.is_conflict()
+        || matches!(
+            e,
+            CommitError::Refused {
+                refusal: Refusal::Exists,
+                ..
+            }
+        )
+}
 
 /// Read-modify-write attempts before a busy record is reported.
 const ATTEMPTS: usize = 5;
@@ -57,14 +70,12 @@ impl ClusterSettingsService for ClusterSettingsApi {
                     Some(Kind::ClusterSettings(s)) => return Ok(Response::new(s)),
                     _ => return Err(Status::internal("the store returned no cluster settings")),
                 },
-                Err(e) if e.is_conflict() || matches!(&e, crate::store::CommitError::Refused { refusal: crate::store::Refusal::Exists, .. }) => {
-                    last = Some(e)
-                }
+                Err(e) if raced(&e) => last = Some(e),
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(last.map(Status::from).unwrap_or_else(|| {
-            Status::aborted("the cluster settings kept changing; try again")
-        }))
+        Err(last
+            .map(Status::from)
+            .unwrap_or_else(|| Status::aborted("the cluster settings kept changing; try again")))
     }
 }

@@ -60,7 +60,11 @@ impl Events for EventsApi {
         tokio::spawn(async move {
             let send = |item| {
                 let tx = tx.clone();
-                async move { tx.send(Ok(EventsResponse { item: Some(item) })).await.is_ok() }
+                async move {
+                    tx.send(Ok(EventsResponse { item: Some(item) }))
+                        .await
+                        .is_ok()
+                }
             };
             if let Some(gap) = gap
                 && !send(Item::Gap(gap)).await

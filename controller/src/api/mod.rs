@@ -41,8 +41,8 @@ use crate::keyring::Keyring;
 use crate::raft::RaftHandle;
 
 pub use crate::store::commit::MAX_TXN_BYTES;
-pub use cluster_settings::ClusterSettingsApi;
 pub use certificates::{CertificatesApi, record_node_certificate};
+pub use cluster_settings::ClusterSettingsApi;
 pub use dispatcher::DispatcherService;
 pub use events::EventsApi;
 pub use exec::ExecApi;

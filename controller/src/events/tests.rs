@@ -100,7 +100,10 @@ fn a_service_is_created_updated_and_removed() {
     let events = derive(Some(&created), &updated);
     assert_eq!(
         actions(&events),
-        vec![(EventType::Service, "update"), (EventType::Rollout, "start")]
+        vec![
+            (EventType::Service, "update"),
+            (EventType::Rollout, "start")
+        ]
     );
     assert_eq!(events[0].attributes["version.old"], "1");
     assert_eq!(events[1].attributes["version.to"], "2");
@@ -193,11 +196,7 @@ fn a_node_goes_down_and_is_drained() {
         vec![(EventType::Node, "ready")]
     );
     // Kinds events do not tell.
-    let network = change(
-        4,
-        WatchAction::Created,
-        Object::Network(Default::default()),
-    );
+    let network = change(4, WatchAction::Created, Object::Network(Default::default()));
     assert!(derive(None, &network).is_empty());
 }
 
@@ -239,11 +238,18 @@ fn the_deriver_remembers_each_object_and_forgets_removed_ones() {
 fn filters_by_type_and_service_name_or_id() {
     use TaskState::*;
     let service_event = derive(None, &change(1, WatchAction::Created, service(1, None))).remove(0);
-    let task_event =
-        derive(None, &change(2, WatchAction::Created, task(Pending, Running, "", None))).remove(0);
+    let task_event = derive(
+        None,
+        &change(2, WatchAction::Created, task(Pending, Running, "", None)),
+    )
+    .remove(0);
     let node_event = derive(
         None,
-        &change(3, WatchAction::Updated, node(NodeStatus::Down, NodeAvailability::Active)),
+        &change(
+            3,
+            WatchAction::Updated,
+            node(NodeStatus::Down, NodeAvailability::Active),
+        ),
     )
     .remove(0);
     let all = [&service_event, &task_event, &node_event];
@@ -251,7 +257,10 @@ fn filters_by_type_and_service_name_or_id() {
     assert_eq!(kept(Filter::default()), 3);
     assert_eq!(kept(Filter::new(vec![EventType::Task], vec![])), 1);
     assert_eq!(
-        kept(Filter::new(vec![EventType::Node, EventType::Service], vec![])),
+        kept(Filter::new(
+            vec![EventType::Node, EventType::Service],
+            vec![]
+        )),
         2
     );
     // A service filter: the service's and its tasks' events, no node's.
@@ -343,7 +352,12 @@ async fn objects_the_history_lost_are_known_from_the_store() {
     let mut opened = super::open(&sm, 0, &Filter::default()).expect("open");
     assert!(opened.replay.is_empty());
     // Asked from the start, it says the history does not reach back.
-    assert!(super::open(&sm, 1, &Filter::default()).expect("open").gap.is_some());
+    assert!(
+        super::open(&sm, 1, &Filter::default())
+            .expect("open")
+            .gap
+            .is_some()
+    );
 
     write_task(&sm, 2, Failed, 1);
     let change = opened.live.recv().await.expect("a live change");
