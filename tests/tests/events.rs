@@ -109,42 +109,26 @@ fn events_tell_services_tasks_nodes_and_rollouts_live_and_replayed() -> Result<(
 
     // --since replays what the store holds; --until ends the stream.
     let until = (unix_seconds() + 1).to_string();
-    let replayed = cluster.berth(&[
-        "events", "--format", "json", "--since", &since, "--until", &until,
-    ])?;
-    let replayed = events_in(&replayed);
+    let replay = |filters: &[&str]| -> Result<Vec<Value>> {
+        let mut args = vec![
+            "events", "--format", "json", "--since", &since, "--until", &until,
+        ];
+        for f in filters {
+            args.extend(["--filter", *f]);
+        }
+        Ok(events_in(&cluster.berth(&args)?))
+    };
+    let replayed = replay(&[])?;
     assert!(story_told(&replayed), "{replayed:#?}");
 
     // Filters: one type; one service's tasks.
-    let nodes_only = events_in(&cluster.berth(&[
-        "events",
-        "--format",
-        "json",
-        "--since",
-        &since,
-        "--until",
-        &until,
-        "--filter",
-        "type=node",
-    ])?);
+    let nodes_only = replay(&["type=node"])?;
     assert!(has(&nodes_only, "node", "down", "n2"));
     assert!(
         nodes_only.iter().all(|e| e["type"] == "node"),
         "{nodes_only:#?}"
     );
-    let web_tasks = events_in(&cluster.berth(&[
-        "events",
-        "--format",
-        "json",
-        "--since",
-        &since,
-        "--until",
-        &until,
-        "--filter",
-        "type=task",
-        "--filter",
-        "service=web",
-    ])?);
+    let web_tasks = replay(&["type=task", "service=web"])?;
     assert!(has(&web_tasks, "task", "running", "web."));
     assert!(
         web_tasks
