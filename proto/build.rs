@@ -12,6 +12,8 @@ const PROTOS: &[&str] = &[
     "proto/berth/v1/tasks.proto",
     "proto/berth/v1/exec.proto",
     "proto/berth/v1/stacks.proto",
+    "proto/berth/v1/events.proto",
+    "proto/berth/v1/cluster_settings.proto",
     "proto/berth/store/store.proto",
 ];
 

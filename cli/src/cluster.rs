@@ -44,6 +44,13 @@ pub enum ClusterCmd {
         #[arg(long)]
         rotate: bool,
     },
+    /// Change cluster-wide settings (like `docker swarm update`).
+    Update(crate::cluster_settings::UpdateArgs),
+    /// Show the cluster-wide settings.
+    Settings {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
     /// Give a restarted autolocked controller (--controller) its unlock key.
     Unlock {
         /// File holding the key `--init --autolock` printed (default: stdin).
@@ -222,7 +229,10 @@ pub async fn run(client: &mut Client, cmd: ClusterCmd) -> Result<()> {
             }
             Ok(())
         }
-        ClusterCmd::Unlock { .. } | ClusterCmd::Ca { .. } => {
+        ClusterCmd::Unlock { .. }
+        | ClusterCmd::Ca { .. }
+        | ClusterCmd::Update(_)
+        | ClusterCmd::Settings { .. } => {
             anyhow::bail!("this cluster command is run by main")
         }
     }

@@ -159,6 +159,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
         cert_expiry: berth_pki::ca::DEFAULT_LIFETIME,
         insecure_plaintext: false,
         autolock: false,
+        task_history_limit: None,
         raft: RaftSettings::default(),
         dispatcher: DispatcherSettings::default(),
         planner: berth_controller::planner::PlannerSettings {

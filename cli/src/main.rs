@@ -1,8 +1,10 @@
 mod client;
 mod cluster;
+mod cluster_settings;
 mod config;
 mod dev;
 mod dev_log;
+mod events;
 mod exec;
 mod exit_code;
 mod file_refs;
@@ -89,6 +91,8 @@ enum Command {
     Ps(ps::PsArgs),
     /// A task's output (TASK: id or prefix, a run's name, SERVICE.SLOT).
     Logs(task_verbs::LogsArgs),
+    /// The cluster's events as they happen (services, tasks, nodes, rollouts).
+    Events(events::EventsArgs),
     /// Stop tasks: the stop signal, then SIGKILL after the grace.
     Stop(task_verbs::StopArgs),
     /// Send a signal to tasks (default SIGKILL).
@@ -164,6 +168,12 @@ fn main() {
         if let Command::Cluster(cluster::ClusterCmd::Ca { rotate }) = &args.command {
             return cluster::ca(&access, *rotate).await;
         }
+        if let Command::Cluster(cluster::ClusterCmd::Update(a)) = &args.command {
+            return cluster_settings::update(&access, a).await;
+        }
+        if let Command::Cluster(cluster::ClusterCmd::Settings { format }) = &args.command {
+            return cluster_settings::show(&access, *format).await;
+        }
         // The image and system verbs talk to services of their own.
         if let Command::Images(verb) = &args.command {
             return images::run(&access, verb).await;
@@ -174,6 +184,7 @@ fn main() {
         match args.command {
             Command::Run(run_args) => return run::run(&access, *run_args).await,
             Command::Logs(a) => return task_verbs::logs(&access, a).await,
+            Command::Events(a) => return events::run(&access, a).await,
             Command::Stop(a) => return task_verbs::stop(&access, a).await,
             Command::Kill(a) => return task_verbs::kill(&access, a).await,
             Command::Rm(a) => return task_verbs::rm(&access, a).await,
@@ -193,6 +204,7 @@ fn main() {
             Command::Volume(cmd) => volume::run(&access, cmd).await,
             Command::Ps(a) => ps::run(&mut client, a).await,
             Command::Run(_)
+            | Command::Events(_)
             | Command::Logs(_)
             | Command::Stop(_)
             | Command::Kill(_)

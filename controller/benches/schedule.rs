@@ -170,6 +170,7 @@ fn leader_round(nodes: &[Node]) {
         })
         .collect();
     let mut view = ClusterView {
+        settings: Default::default(),
         nodes: nodes.to_vec(),
         services,
         tasks: Vec::new(),

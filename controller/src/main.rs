@@ -40,6 +40,10 @@ struct Args {
     /// restarted controller then waits for `berth cluster unlock`.
     #[arg(long, requires = "init")]
     autolock: bool,
+    /// With --init: ended tasks kept per slot before the oldest are removed
+    /// with their logs (default 5; `berth cluster update` changes it later).
+    #[arg(long, requires = "init", value_name = "N")]
+    task_history_limit: Option<u32>,
     /// Join the cluster through this member (any member; followers pass it on).
     #[arg(long, value_name = "ADDR")]
     join: Option<String>,
@@ -162,6 +166,7 @@ fn real_main() -> anyhow::Result<()> {
         cert_expiry: args.cert_expiry,
         insecure_plaintext: args.insecure_plaintext,
         autolock: args.autolock,
+        task_history_limit: args.task_history_limit,
         raft,
         planner: PlannerSettings {
             new_cluster: NewClusterNetwork {

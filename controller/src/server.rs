@@ -48,6 +48,8 @@ pub struct ControllerOptions {
     pub insecure_plaintext: bool,
     /// With `init`: lock the secrets key with an unlock key (printed once).
     pub autolock: bool,
+    /// With `init`: the cluster's task history limit (None: the default).
+    pub task_history_limit: Option<u32>,
     pub raft: RaftSettings,
     pub dispatcher: DispatcherSettings,
     /// Orchestrator, scheduler and allocator settings (the cluster CIDR among them).
@@ -129,6 +131,12 @@ struct Services {
     system: Gated<SystemServer<SystemApi>>,
     exec: Gated<berth_proto::v1::exec_server::ExecServer<crate::api::ExecApi>>,
     stacks: Gated<berth_proto::v1::stacks_server::StacksServer<crate::api::StacksApi>>,
+    events: Gated<berth_proto::v1::events_server::EventsServer<crate::api::EventsApi>>,
+    cluster_settings: Gated<
+        berth_proto::v1::cluster_settings_service_server::ClusterSettingsServiceServer<
+            crate::api::ClusterSettingsApi,
+        >,
+    >,
 }
 
 /// HTTP/2 pings on the peers' connections: a dead fellow controller is noticed
@@ -157,6 +165,8 @@ impl Services {
             .add_service(self.system.clone())
             .add_service(self.exec.clone())
             .add_service(self.stacks.clone())
+            .add_service(self.events.clone())
+            .add_service(self.cluster_settings.clone())
     }
 }
 
@@ -474,6 +484,19 @@ pub async fn run(
                 opts.pins.clone(),
             ))
             .max_decoding_message_size(API_MAX_REQUEST),
+            gate.only(&[Role::Admin]),
+        ),
+        events: InterceptedService::new(
+            berth_proto::v1::events_server::EventsServer::new(crate::api::EventsApi::new(
+                handle.clone(),
+            ))
+            .max_encoding_message_size(berth_proto::MAX_MESSAGE_BYTES),
+            gate.only(&[Role::Admin]),
+        ),
+        cluster_settings: InterceptedService::new(
+            berth_proto::v1::cluster_settings_service_server::ClusterSettingsServiceServer::new(
+                crate::api::ClusterSettingsApi::new(handle.clone()),
+            ),
             gate.only(&[Role::Admin]),
         ),
         certificates: CertificatesServer::new(CertificatesApi::new(

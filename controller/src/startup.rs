@@ -157,7 +157,13 @@ pub async fn prepare_data_dir(
                 &marker,
                 &members,
                 &[marker.member_id],
-                vec![record],
+                vec![
+                    record,
+                    crate::cluster_settings::initial(
+                        opts.task_history_limit,
+                        crate::clock::now_ms(),
+                    ),
+                ],
             )?;
             info!(
                 cluster = %marker.cluster_id,

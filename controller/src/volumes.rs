@@ -126,6 +126,7 @@ mod tests {
     #[test]
     fn usage_names_services_and_live_tasks_only() {
         let view = ClusterView {
+            settings: Default::default(),
             nodes: vec![Node {
                 id: "id-n1".into(),
                 name: "n1".into(),

@@ -6,8 +6,10 @@
 
 mod agent_link;
 mod certificates;
+mod cluster_settings;
 mod configs;
 pub mod dispatcher;
+mod events;
 mod exec;
 mod files;
 mod health_check;
@@ -40,7 +42,9 @@ use crate::raft::RaftHandle;
 
 pub use crate::store::commit::MAX_TXN_BYTES;
 pub use certificates::{CertificatesApi, record_node_certificate};
+pub use cluster_settings::ClusterSettingsApi;
 pub use dispatcher::DispatcherService;
+pub use events::EventsApi;
 pub use exec::ExecApi;
 pub use image_pin::PinSettings;
 pub use images::ImagesApi;

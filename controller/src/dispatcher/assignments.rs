@@ -167,15 +167,18 @@ impl Tracker {
         unindex(&mut self.by_service, &old.service_id, id);
     }
 
-    /// The tasks a node must know about: those that should run there, and
-    /// those it must still stop.
+    /// The tasks a node must know about: those that should run there, those
+    /// it must still stop, and those that ended but the store still keeps as
+    /// history: the agent keeps their final status and logs until the task is
+    /// deleted (the task history limit, docs/design/events.md), as Swarm's
+    /// agents keep a task's container until its record is gone.
     fn assigned_to(&self, node_id: &str) -> BTreeMap<String, Arc<Task>> {
         self.by_node
             .get(node_id)
             .into_iter()
             .flatten()
             .filter_map(|id| self.tasks.get(id))
-            .filter(|task| !task.node_id.is_empty() && wanted_on_node(task))
+            .filter(|task| !task.node_id.is_empty())
             .map(|task| (task.id.clone(), Arc::clone(task)))
             .collect()
     }
@@ -207,17 +210,6 @@ fn unindex(index: &mut HashMap<String, BTreeSet<String>>, key: &str, id: &str) {
             index.remove(key);
         }
     }
-}
-
-/// Desired running (or earlier), or not yet stopped.
-fn wanted_on_node(task: &Task) -> bool {
-    let observed = task
-        .status
-        .as_ref()
-        .and_then(|s| TaskState::try_from(s.state).ok())
-        .unwrap_or(TaskState::New);
-    let desired = TaskState::try_from(task.desired_state).unwrap_or(TaskState::Running);
-    desired <= TaskState::Running || !observed.is_terminal()
 }
 
 /// Told to stop and not yet ended.

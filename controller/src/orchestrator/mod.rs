@@ -74,10 +74,12 @@ pub fn orchestrate_timed(
         }
     }
     let empty = Vec::new();
+    let history_limit = crate::cluster_settings::task_history_limit(&view.settings);
     for service in &view.services {
         let tasks = by_service.get(service.id.as_str()).unwrap_or(&empty);
         let spec = service.spec.as_ref();
-        let keep = restart::history_to_keep(spec.and_then(|s| s.restart_policy.as_ref()));
+        let keep =
+            restart::history_to_keep(history_limit, spec.and_then(|s| s.restart_policy.as_ref()));
         let mode = spec.and_then(|s| s.mode.as_ref());
         // The API gives every service a mode; one without is left alone.
         if mode.is_none() {

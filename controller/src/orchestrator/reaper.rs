@@ -25,8 +25,10 @@ pub fn removed_service(plan: &mut Plan<'_>, tasks: &[usize]) {
 }
 
 /// Keeps the newest `keep` finished, stopped tasks of each slot (`slot_of`
-/// tells a task's slot) and deletes the older ones. Tasks this pass changed are
-/// left for the next one.
+/// tells a task's slot) and deletes the older ones. A task this pass just
+/// stopped (replaced) counts as history at once, so the slot is back at its
+/// limit when the pass commits; but only tasks this pass left alone are
+/// deleted (a changed one is left for the next pass).
 pub fn trim_history<K: Ord>(
     plan: &mut Plan<'_>,
     tasks: &[usize],
@@ -35,12 +37,9 @@ pub fn trim_history<K: Ord>(
 ) {
     let mut history: BTreeMap<K, Vec<usize>> = BTreeMap::new();
     for &i in tasks {
-        let read = plan.original(i);
-        if !plan.touched(i)
-            && read.desired_state > TaskState::Complete as i32
-            && is_terminal(observed(read))
-        {
-            history.entry(slot_of(read)).or_default().push(i);
+        let planned = plan.task(i);
+        if planned.desired_state > TaskState::Complete as i32 && is_terminal(observed(planned)) {
+            history.entry(slot_of(planned)).or_default().push(i);
         }
     }
     for (_, mut finished) in history {
@@ -48,10 +47,13 @@ pub fn trim_history<K: Ord>(
             continue;
         }
         finished.sort_by_key(|&i| {
-            let t = plan.original(i);
+            let t = plan.task(i);
             (std::cmp::Reverse(created_ms(t)), t.id.clone())
         });
         for &i in &finished[keep..] {
+            if plan.touched(i) {
+                continue;
+            }
             let t = plan.original(i);
             debug!(task = %t.id, service = %t.service_id, slot = t.slot, "deleting old task history");
             plan.delete(i);
@@ -140,6 +142,29 @@ mod tests {
             })
             .collect();
         assert_eq!(deleted, vec!["h0", "h1", "h2"]);
+    }
+
+    #[test]
+    fn a_task_stopped_by_this_pass_counts_at_once() {
+        use TaskState::*;
+        let tasks: Vec<Task> = vec![
+            task("old", 1, Shutdown, Failed, 1),
+            task("older", 1, Shutdown, Failed, 0),
+            // Ended and still desired running: this pass replaces it.
+            task("just-failed", 1, Running, Failed, 5),
+        ];
+        let mut plan = Plan::new(&tasks, 9);
+        plan.set_desired(2, Shutdown);
+        trim_history(&mut plan, &[0, 1, 2], 2, |t| t.slot);
+        let deleted: Vec<String> = plan
+            .into_ops()
+            .iter()
+            .filter_map(|o| match &o.op {
+                Some(berth_proto::store::op::Op::Delete(d)) => Some(d.id.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(deleted, vec!["older"]);
     }
 
     #[test]

@@ -78,11 +78,14 @@ fn ended_on_its_own(task: &Task) -> bool {
             || state == TaskState::Rejected as i32)
 }
 
-/// How many finished tasks a slot keeps as history.
-pub fn history_to_keep(policy: Option<&RestartPolicy>) -> usize {
-    const HISTORY: usize = 5;
-    let attempts = policy.map(|p| p.max_attempts).unwrap_or(0);
-    HISTORY.max(usize::try_from(attempts.saturating_add(1)).unwrap_or(usize::MAX))
+/// How many finished tasks a slot keeps as history: the cluster's limit
+/// (`--task-history-limit`), but never fewer than `decide` needs to count a
+/// `max_attempts` policy's restarts.
+pub fn history_to_keep(limit: usize, policy: Option<&RestartPolicy>) -> usize {
+    match policy.map(|p| p.max_attempts).unwrap_or(0) {
+        0 => limit,
+        attempts => limit.max(usize::try_from(attempts.saturating_add(1)).unwrap_or(usize::MAX)),
+    }
 }
 
 #[cfg(test)]
@@ -185,8 +188,10 @@ mod tests {
 
     #[test]
     fn history_covers_max_attempts() {
-        assert_eq!(history_to_keep(None), 5);
+        assert_eq!(history_to_keep(5, None), 5);
+        assert_eq!(history_to_keep(2, None), 2);
         let p = policy(RestartCondition::Any, 0, 9, 0);
-        assert_eq!(history_to_keep(Some(&p)), 10);
+        assert_eq!(history_to_keep(5, Some(&p)), 10);
+        assert_eq!(history_to_keep(20, Some(&p)), 20);
     }
 }

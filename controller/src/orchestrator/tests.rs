@@ -23,6 +23,7 @@ impl Sim {
     pub fn new(nodes: Vec<Node>, services: Vec<Service>) -> Self {
         Sim {
             view: ClusterView {
+                settings: Default::default(),
                 nodes,
                 services,
                 tasks: Vec::new(),

@@ -67,6 +67,7 @@ fn tasks_of(ops: &[Op]) -> Vec<(Task, i32)> {
 #[test]
 fn a_round_creates_and_places_in_one_operation_per_task() {
     let view = ClusterView {
+        settings: Default::default(),
         nodes: vec![node("a"), node("b"), node("c")],
         services: vec![service(3)],
         tasks: Vec::new(),
@@ -154,6 +155,7 @@ fn a_rollout_status_and_a_vip_are_one_put_of_the_service() {
         ..Default::default()
     };
     let view = ClusterView {
+        settings: Default::default(),
         nodes: vec![node("a")],
         services: vec![svc],
         tasks: vec![task],
@@ -225,6 +227,7 @@ fn only_changes_a_round_neither_read_nor_made_call_for_another() {
     let (tx, mut rx) = tokio::sync::broadcast::channel(16);
     let event = |revision| {
         std::sync::Arc::new(berth_proto::v1::WatchEvent {
+            time_ms: 0,
             revision,
             ..Default::default()
         })

@@ -41,6 +41,7 @@ impl ObjectExt for Object {
             Kind::Config(_) => Table::Config,
             Kind::Pki(_) => Table::Pki,
             Kind::Volume(_) => Table::Volume,
+            Kind::ClusterSettings(_) => Table::ClusterSettings,
         })
     }
 
@@ -54,6 +55,7 @@ impl ObjectExt for Object {
             Some(Kind::Config(o)) => &o.id,
             Some(Kind::Pki(o)) => &o.id,
             Some(Kind::Volume(o)) => &o.id,
+            Some(Kind::ClusterSettings(o)) => &o.id,
             None => "",
         }
     }
@@ -66,7 +68,9 @@ impl ObjectExt for Object {
             Some(Kind::Secret(o)) => Some(o.name.as_str()),
             Some(Kind::Config(o)) => Some(o.name.as_str()),
             Some(Kind::Volume(o)) => Some(o.name.as_str()),
-            Some(Kind::Task(_)) | Some(Kind::Pki(_)) | None => None,
+            Some(Kind::Task(_)) | Some(Kind::Pki(_)) | Some(Kind::ClusterSettings(_)) | None => {
+                None
+            }
         }
         .filter(|name| !name.is_empty())
     }
@@ -94,6 +98,7 @@ impl ObjectExt for Object {
             Some(Kind::Config(o)) => o.version,
             Some(Kind::Pki(o)) => o.version,
             Some(Kind::Volume(o)) => o.version,
+            Some(Kind::ClusterSettings(o)) => o.version,
             None => 0,
         }
     }
@@ -108,6 +113,7 @@ impl ObjectExt for Object {
             Some(Kind::Config(o)) => o.version = version,
             Some(Kind::Pki(o)) => o.version = version,
             Some(Kind::Volume(o)) => o.version = version,
+            Some(Kind::ClusterSettings(o)) => o.version = version,
             None => {}
         }
     }
@@ -126,6 +132,7 @@ impl ObjectExt for Object {
             Some(Kind::Config(o)) => o.timestamps = Some(ts),
             Some(Kind::Pki(o)) => o.timestamps = Some(ts),
             Some(Kind::Volume(o)) => o.timestamps = Some(ts),
+            Some(Kind::ClusterSettings(o)) => o.timestamps = Some(ts),
             None => {}
         }
     }
@@ -140,6 +147,7 @@ impl ObjectExt for Object {
             Some(Kind::Config(o)) => o.timestamps.as_ref(),
             Some(Kind::Pki(o)) => o.timestamps.as_ref(),
             Some(Kind::Volume(o)) => o.timestamps.as_ref(),
+            Some(Kind::ClusterSettings(o)) => o.timestamps.as_ref(),
             None => None,
         };
         ts.map(|t| t.created_ms).unwrap_or(0)

@@ -14,10 +14,12 @@ pub enum Table {
     Pki,
     /// Named local volumes (#14).
     Volume,
+    /// Cluster-wide settings (#17; one record, id "cluster").
+    ClusterSettings,
 }
 
 impl Table {
-    pub const ALL: [Table; 8] = [
+    pub const ALL: [Table; 9] = [
         Table::Node,
         Table::Service,
         Table::Task,
@@ -26,6 +28,7 @@ impl Table {
         Table::Config,
         Table::Pki,
         Table::Volume,
+        Table::ClusterSettings,
     ];
 
     /// The name in keys, in `Delete` operations and in messages.
@@ -39,6 +42,7 @@ impl Table {
             Table::Config => "config",
             Table::Pki => "pki",
             Table::Volume => "volume",
+            Table::ClusterSettings => "cluster_settings",
         }
     }
 

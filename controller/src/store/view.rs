@@ -16,6 +16,8 @@ pub struct ClusterView {
     pub services: Vec<Service>,
     pub tasks: Vec<Task>,
     pub volumes: Vec<Volume>,
+    /// Cluster-wide settings (#17); the default record when none is stored.
+    pub settings: berth_proto::v1::ClusterSettings,
 }
 
 impl ClusterView {
@@ -28,6 +30,7 @@ impl ClusterView {
                 Some(Kind::Service(s)) => view.services.push(s),
                 Some(Kind::Task(t)) => view.tasks.push(t),
                 Some(Kind::Volume(v)) => view.volumes.push(v),
+                Some(Kind::ClusterSettings(c)) => view.settings = c,
                 _ => {}
             }
         }
@@ -35,14 +38,15 @@ impl ClusterView {
     }
 }
 
-/// Nodes, services, tasks and volumes as the state machine has them.
+/// Nodes, services, tasks, volumes and the cluster settings as the state machine has them.
 pub fn read_view(sm: &StateMachine) -> Result<ClusterView, StoreError> {
     let tasks = sm.list(Table::Task)?;
     let mut view = ClusterView::from_objects(
         sm.list(Table::Node)?
             .into_iter()
             .chain(sm.list(Table::Service)?)
-            .chain(sm.list(Table::Volume)?),
+            .chain(sm.list(Table::Volume)?)
+            .chain(sm.list(Table::ClusterSettings)?),
     );
     // The task table is most of the state: one vector of the right size, not
     // copies into ever larger ones.

@@ -76,8 +76,12 @@ impl WatchHub {
     /// Called by the state machine after a txn at `revision` is written.
     pub fn publish(&self, revision: u64, changes: Vec<Change>) {
         let mut history = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        // When this member applied it: events (#17) are told with a time.
+        let time_ms = crate::clock::now_ms();
         for change in changes {
-            let event = Arc::new(to_event(revision, change));
+            let mut event = to_event(revision, change);
+            event.time_ms = time_ms;
+            let event = Arc::new(event);
             history.events.push_back(event.clone());
             // No receivers is fine: nobody watches.
             let _ = self.live.send(event);
@@ -121,6 +125,28 @@ impl WatchHub {
     }
 }
 
+/// Everything the history holds, and a receiver for what comes next: the
+/// revision after which the history is complete (older changes are gone), the
+/// backlog and the live receiver (no gap, no duplicate between the two).
+pub struct Held {
+    pub complete_after: u64,
+    pub backlog: Vec<Arc<WatchEvent>>,
+    pub live: broadcast::Receiver<Arc<WatchEvent>>,
+}
+
+impl WatchHub {
+    /// The whole history held and live events after it (the event stream's
+    /// replay, #17: it cannot know a revision to start from, only a time).
+    pub fn subscribe_held(&self) -> Held {
+        let history = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        Held {
+            complete_after: history.complete_after,
+            backlog: history.events.iter().cloned().collect(),
+            live: self.live.subscribe(),
+        }
+    }
+}
+
 /// Whether a committed change can alter what tasks exist or where they run:
 /// config and secret changes never do, so the leader loop and agent sessions
 /// skip them.
@@ -145,11 +171,12 @@ fn to_event(revision: u64, change: Change) -> WatchEvent {
         Some(Kind::Config(o)) => Some(watch_event::Object::Config(o)),
         // The CA key and join secrets never leave through a watch; volumes
         // have no watch event kind (cluster.proto's is not theirs to extend).
-        Some(Kind::Pki(_)) | Some(Kind::Volume(_)) | None => None,
+        Some(Kind::Pki(_)) | Some(Kind::Volume(_)) | Some(Kind::ClusterSettings(_)) | None => None,
     };
     WatchEvent {
         revision,
         action: change.action as i32,
         object,
+        time_ms: 0,
     }
 }

@@ -53,6 +53,7 @@ fn task(id: &str, service: &str, node: &str, observed: TaskState) -> Task {
 
 fn event(revision: u64, object: watch_event::Object) -> WatchEvent {
     WatchEvent {
+        time_ms: 0,
         revision,
         action: WatchAction::Updated as i32,
         object: Some(object),
@@ -62,6 +63,7 @@ fn event(revision: u64, object: watch_event::Object) -> WatchEvent {
 /// Three nodes, one service with a task on n1 and one on n2.
 fn cluster() -> (Tracker, Published) {
     let view = ClusterView {
+        settings: Default::default(),
         nodes: vec![node("n1"), node("n2"), node("n3")],
         services: vec![service("s1", "web")],
         tasks: vec![
