@@ -44,6 +44,14 @@ pub enum ClusterCmd {
         #[arg(long)]
         rotate: bool,
     },
+    /// Write a consistent backup of the cluster's state to FILE (mode 0600):
+    /// every object, secrets still sealed, the root CA and the secrets' key.
+    /// `berth-controller --init --restore FILE` starts a cluster from it.
+    Backup {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
     /// Give a restarted autolocked controller (--controller) its unlock key.
     Unlock {
         /// File holding the key `--init --autolock` printed (default: stdin).
@@ -222,7 +230,7 @@ pub async fn run(client: &mut Client, cmd: ClusterCmd) -> Result<()> {
             }
             Ok(())
         }
-        ClusterCmd::Unlock { .. } | ClusterCmd::Ca { .. } => {
+        ClusterCmd::Unlock { .. } | ClusterCmd::Ca { .. } | ClusterCmd::Backup { .. } => {
             anyhow::bail!("this cluster command is run by main")
         }
     }

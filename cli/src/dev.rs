@@ -144,6 +144,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
             insecure_registries: args.insecure_registry.clone(),
             ..Default::default()
         },
+        recover: Default::default(),
     };
     let api = args.listen.to_string();
     let admin_dir = berth_controller::datadir::admin_dir(&controller.data_dir);

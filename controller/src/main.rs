@@ -7,6 +7,7 @@ use berth_controller::api::PinSettings;
 use berth_controller::dispatcher::DispatcherSettings;
 use berth_controller::planner::PlannerSettings;
 use berth_controller::raft::RaftSettings;
+use berth_controller::recovery::Recover;
 use berth_controller::server::{ControllerOptions, run};
 use berth_proto::net::parse_subnet;
 use clap::Parser;
@@ -39,6 +40,16 @@ struct Args {
     /// restarted controller then waits for `berth cluster unlock`.
     #[arg(long, requires = "init")]
     autolock: bool,
+    /// With --init: start the new cluster from a backup (`berth cluster backup`).
+    #[arg(long, value_name = "FILE", requires = "init", conflicts_with = "autolock")]
+    restore: Option<PathBuf>,
+    /// With --restore: the unlock key of an autolocked cluster's backup.
+    #[arg(long, value_name = "KEY", requires = "restore")]
+    unlock_key: Option<String>,
+    /// After losing quorum: make this surviving member a one-member cluster on
+    /// its data (the lost members are removed, the controller token rotated).
+    #[arg(long, conflicts_with_all = ["init", "join"])]
+    force_new_cluster: bool,
     /// Join the cluster through this member (any member; followers pass it on).
     #[arg(long, value_name = "ADDR")]
     join: Option<String>,
@@ -172,6 +183,14 @@ fn real_main() -> anyhow::Result<()> {
         pins: PinSettings {
             insecure_registries: args.insecure_registry,
             timeout: Duration::from_secs(args.resolve_image_timeout.max(1)),
+        },
+        recover: match (args.restore, args.force_new_cluster) {
+            (Some(file), _) => Recover::Restore {
+                file,
+                unlock_key: args.unlock_key,
+            },
+            (None, true) => Recover::ForceNewCluster,
+            (None, false) => Recover::None,
         },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -54,6 +54,8 @@ pub struct ControllerOptions {
     pub planner: crate::planner::PlannerSettings,
     /// How services' images are pinned to digests (`--insecure-registry`).
     pub pins: crate::api::PinSettings,
+    /// A restore from a backup, or a forced new cluster (`crate::recovery`).
+    pub recover: crate::recovery::Recover,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +108,8 @@ pub enum ServerError {
     Keyring(#[from] KeyringError),
     #[error(transparent)]
     Unlock(#[from] crate::unlock::UnlockError),
+    #[error(transparent)]
+    Recovery(#[from] crate::recovery::RecoveryError),
 }
 
 type Gated<S> = InterceptedService<S, crate::ca::gate::Interceptor>;
@@ -125,6 +129,7 @@ struct Services {
     system: Gated<SystemServer<SystemApi>>,
     exec: Gated<berth_proto::v1::exec_server::ExecServer<crate::api::ExecApi>>,
     stacks: Gated<berth_proto::v1::stacks_server::StacksServer<crate::api::StacksApi>>,
+    recovery: Gated<berth_proto::v1::recovery_server::RecoveryServer<crate::api::RecoveryApi>>,
 }
 
 impl Services {
@@ -144,6 +149,7 @@ impl Services {
             .add_service(self.system.clone())
             .add_service(self.exec.clone())
             .add_service(self.stacks.clone())
+            .add_service(self.recovery.clone())
     }
 }
 
@@ -434,6 +440,16 @@ pub async fn run(
                 security.clone(),
             )),
             gate.only(&[Role::Admin]),
+        ),
+        // Followers pass a backup call on to the leader.
+        recovery: InterceptedService::new(
+            berth_proto::v1::recovery_server::RecoveryServer::new(crate::api::RecoveryApi::new(
+                handle.clone(),
+                security.clone(),
+                keys.clone(),
+            ))
+            .max_encoding_message_size(berth_proto::MAX_MESSAGE_BYTES),
+            gate.only(&[Role::Admin, Role::Controller]),
         ),
         // A stack's secrets and configs travel in the request.
         stacks: InterceptedService::new(

@@ -16,6 +16,7 @@ mod images;
 mod logs;
 mod members;
 mod networks;
+mod recovery;
 mod nodes;
 #[cfg(test)]
 mod registry_auth_tests;
@@ -44,6 +45,7 @@ pub use dispatcher::DispatcherService;
 pub use exec::ExecApi;
 pub use image_pin::PinSettings;
 pub use images::ImagesApi;
+pub use recovery::RecoveryApi;
 pub use services::validate_spec;
 pub use stacks::StacksApi;
 pub use system::SystemApi;

@@ -9,6 +9,22 @@ pub mod format;
 pub mod one_member;
 pub mod restore;
 
+use std::path::PathBuf;
+
+/// A recovery asked for on the command line.
+#[derive(Clone, Debug, Default)]
+pub enum Recover {
+    #[default]
+    None,
+    /// `--init --restore FILE [--unlock-key KEY]`: a new cluster from a backup.
+    Restore {
+        file: PathBuf,
+        unlock_key: Option<String>,
+    },
+    /// `--force-new-cluster`: this surviving member alone, on its data.
+    ForceNewCluster,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RecoveryError {
     #[error(transparent)]
