@@ -1,0 +1,271 @@
+//! Backup and restore, and quorum-loss recovery, on real controllers and
+//! agents: the cluster comes back with every service and secret, writes work,
+//! and no container restarts (the same processes run before and after).
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use berth_testhost::bin_path;
+use berth_testhost::cluster::{Cluster, TaskRow};
+use berth_testhost::wait_until;
+
+const CONVERGE: Duration = Duration::from_secs(60);
+
+/// Two services (one reads a secret, one a config), running on both agents;
+/// returns the secret's value.
+fn deploy(cluster: &Cluster) -> Result<String> {
+    let value = format!("berth-recovery-{:016x}", rand::random::<u64>());
+    let file = cluster.c.net.workdir().join("secret-value");
+    std::fs::write(&file, &value)?;
+    cluster.berth(&["secret", "create", "dbpass", &file.to_string_lossy()])?;
+    std::fs::remove_file(&file)?;
+    cluster.berth(&["config", "create", "appconf", "--data", "v1"])?;
+    cluster.create_service(
+        "app",
+        &["--replicas", "2", "--secret", "dbpass", "--config", "source=appconf,target=/etc/app.conf"],
+        &["sleep", "3601"],
+    )?;
+    cluster.create_service("side", &["--replicas", "1"], &["sleep", "3602"])?;
+    cluster.wait_running("app", 2, CONVERGE)?;
+    cluster.wait_running("side", 1, CONVERGE)?;
+    Ok(value)
+}
+
+/// The running tasks of `service`, by id.
+fn running(cluster: &Cluster, service: &str) -> Result<Vec<TaskRow>> {
+    let mut rows: Vec<TaskRow> = cluster
+        .ps(service)?
+        .into_iter()
+        .filter(|t| t.state == "running" && t.desired_state == "running")
+        .collect();
+    rows.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(rows)
+}
+
+/// The task ids of both services and the pids of their containers' commands.
+fn workload(cluster: &Cluster) -> Result<(Vec<String>, Vec<u32>)> {
+    let mut ids: Vec<String> = running(cluster, "app")?
+        .into_iter()
+        .chain(running(cluster, "side")?)
+        .map(|t| t.id)
+        .collect();
+    ids.sort();
+    let pids = Cluster::wait_processes("sleep 360", 3)?;
+    Ok((ids, pids))
+}
+
+/// Every service, task and secret is back, the secret opens in a task, and
+/// the same containers run as before.
+fn check_intact(cluster: &Cluster, value: &str, before: &(Vec<String>, Vec<u32>)) -> Result<()> {
+    let services = cluster.berth(&["service", "ls", "--format", "json"])?;
+    for name in ["app", "side"] {
+        assert!(services.contains(&format!("\"{name}\"")), "{name} is gone: {services}");
+    }
+    assert!(cluster.berth(&["secret", "ls"])?.contains("dbpass"));
+    assert!(cluster.berth(&["config", "ls"])?.contains("appconf"));
+    cluster.wait_running("app", 2, CONVERGE)?;
+    cluster.wait_running("side", 1, CONVERGE)?;
+    let after = workload(cluster)?;
+    assert_eq!(after.0, before.0, "the tasks were replaced");
+    assert_eq!(after.1, before.1, "containers restarted");
+    let task = running(cluster, "app")?
+        .into_iter()
+        .next()
+        .context("a running app task")?;
+    let agent = (0..cluster.agent_hosts.len())
+        .find(|&i| Cluster::agent_name(i) == task.node)
+        .with_context(|| format!("task {} runs on unknown node {}", task.id, task.node))?;
+    let out = cluster.exec(agent, &task.id, &["cat", "/run/secrets/dbpass"])?;
+    assert_eq!(String::from_utf8_lossy(&out.stdout), value);
+    Ok(())
+}
+
+/// A write through the recovered cluster: a new service runs.
+fn check_writes(cluster: &Cluster) -> Result<()> {
+    cluster.create_service("after", &[], &["sleep", "3603"])?;
+    cluster.wait_running("after", 1, CONVERGE)?;
+    // A secret still opens for a task placed now.
+    cluster.berth(&["service", "scale", "--detach", "app=3"])?;
+    cluster.wait_running("app", 3, CONVERGE)
+}
+
+/// `berth-controller ARGS` on this machine; its stderr, expecting a failure.
+fn controller_fails(args: &[&str]) -> Result<String> {
+    let out = std::process::Command::new(bin_path("berth-controller"))
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .output()?;
+    if out.status.success() {
+        bail!("berth-controller {args:?} succeeded");
+    }
+    Ok(String::from_utf8_lossy(&out.stderr).to_string())
+}
+
+#[test]
+fn a_backup_restores_a_wiped_cluster_and_no_container_restarts() -> Result<()> {
+    let mut cluster = Cluster::start("rec_restore", 1, 2, 0)?;
+    let value = deploy(&cluster)?;
+    let before = workload(&cluster)?;
+
+    let backup = cluster.c.net.workdir().join("cluster.bak");
+    let printed = cluster.berth(&["cluster", "backup", &backup.to_string_lossy()])?;
+    assert!(printed.contains("services") && printed.contains("root CA"), "{printed}");
+    let mode = std::fs::metadata(&backup)?.permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the backup holds keys");
+    let json = cluster.berth(&[
+        "cluster",
+        "backup",
+        "--format",
+        "json",
+        &backup.to_string_lossy(),
+    ])?;
+    let summary: serde_json::Value = serde_json::from_str(&json)?;
+    assert_eq!(summary["counts"]["service"], 2, "{json}");
+    assert_eq!(summary["counts"]["secret"], 1, "{json}");
+    assert_eq!(summary["counts"]["node"], 2, "{json}");
+    assert_eq!(summary["counts"]["pki"], 1, "{json}");
+    assert_eq!(summary["secrets_key_locked"], false, "{json}");
+    // The secret's value is sealed in it, never in clear.
+    let bytes = std::fs::read(&backup)?;
+    assert!(!bytes.windows(value.len()).any(|w| w == value.as_bytes()));
+
+    // Every controller gone, data and all.
+    cluster.c.wipe(0)?;
+
+    // A damaged copy is refused before anything is written.
+    let scratch = tempfile::tempdir()?;
+    let corrupt = scratch.path().join("corrupt.bak");
+    let mut damaged = bytes.clone();
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 0x01;
+    std::fs::write(&corrupt, &damaged)?;
+    let target = scratch.path().join("data");
+    let why = controller_fails(&[
+        "--init",
+        "--restore",
+        &corrupt.to_string_lossy(),
+        "--data-dir",
+        &target.to_string_lossy(),
+    ])?;
+    assert!(why.contains("checksum"), "{why}");
+    std::fs::write(&corrupt, &bytes[..bytes.len() - 10])?;
+    let why = controller_fails(&[
+        "--init",
+        "--restore",
+        &corrupt.to_string_lossy(),
+        "--data-dir",
+        &target.to_string_lossy(),
+    ])?;
+    assert!(why.contains("truncated"), "{why}");
+    assert!(
+        !target.exists() || std::fs::read_dir(&target)?.next().is_none(),
+        "a refused restore wrote into its data dir"
+    );
+
+    // Restored on the same address: the agents find it by themselves and
+    // re-register as the nodes they were (the CA is the backup's).
+    let restore = vec![
+        "--init".to_string(),
+        "--restore".into(),
+        backup.to_string_lossy().to_string(),
+    ];
+    cluster.c.spawn_with(0, &restore)?;
+    cluster.c.wait_voters(1)?;
+    cluster.wait_nodes_ready(2)?;
+    check_intact(&cluster, &value, &before)?;
+    check_writes(&cluster)?;
+
+    // A restore never overwrites a member's data dir.
+    let data_dir = cluster.c.data_dir(0);
+    let why = controller_fails(&[
+        "--init",
+        "--restore",
+        &backup.to_string_lossy(),
+        "--data-dir",
+        &data_dir.to_string_lossy(),
+    ])?;
+    assert!(why.contains("needs an empty data dir"), "{why}");
+    Ok(())
+}
+
+/// The join token a `--force-new-cluster` controller printed in its log.
+fn printed_token(log: &str) -> Option<String> {
+    let after = log.split("new controllers join with:").nth(1)?;
+    after
+        .split_whitespace()
+        .next()
+        .filter(|t| t.starts_with("BERTH-1-"))
+        .map(str::to_string)
+}
+
+#[test]
+fn force_new_cluster_recovers_from_losing_two_of_three_controllers() -> Result<()> {
+    let mut cluster = Cluster::start("rec_force", 3, 2, 0)?;
+    let value = deploy(&cluster)?;
+    let before = workload(&cluster)?;
+    let old_token = std::fs::read_to_string(cluster.c.token_file("controller")?)?;
+
+    // Two of three gone for good: no quorum is left.
+    for host in [0, 1] {
+        cluster.c.wipe(host)?;
+    }
+    // The survivor, restarted alone on its data.
+    cluster.c.kill(2)?;
+    cluster
+        .c
+        .spawn_with(2, &["--force-new-cluster".to_string()])?;
+    let new_token = wait_until("the new controller token", CONVERGE, || {
+        printed_token(&cluster.c.proc(2).ok()?.log())
+    })?;
+    assert_ne!(new_token.trim(), old_token.trim());
+    cluster.c.wait_leader_among(&[2], CONVERGE)?;
+    cluster.wait_nodes_ready(2)?;
+    check_intact(&cluster, &value, &before)?;
+
+    // The old token no longer joins; a refused joiner writes nothing.
+    let address = cluster.c.address(2);
+    cluster.c.spawn_with(
+        0,
+        &[
+            "--join".to_string(),
+            address.clone(),
+            "--token".into(),
+            old_token.trim().to_string(),
+        ],
+    )?;
+    let status = cluster.c.proc(0)?.wait_exit(CONVERGE)?;
+    assert!(!status.success(), "a join with the old token succeeded");
+    let log = cluster.c.proc(0)?.log();
+    assert!(log.contains("cannot join"), "{log}");
+    assert!(!cluster.c.data_dir(0).join("berth-controller.json").exists());
+    if cluster.c.data_dir(0).exists() {
+        std::fs::remove_dir_all(cluster.c.data_dir(0))?;
+    }
+
+    // Two fresh controllers join with the new token and become voters.
+    let token_file = cluster.c.net.workdir().join("new-controller.token");
+    std::fs::write(&token_file, &new_token)?;
+    for host in [0, 1] {
+        cluster.c.spawn_with(
+            host,
+            &[
+                "--join".to_string(),
+                address.clone(),
+                "--token-file".into(),
+                token_file.to_string_lossy().to_string(),
+            ],
+        )?;
+        cluster.c.wait_voters_at(2, 2 + host)?;
+    }
+    let status = cluster.c.status(2)?;
+    assert_eq!(status.members.len(), 3, "{status:?}");
+    check_writes(&cluster)?;
+    let after = Cluster::processes_matching("sleep 3601").len() + Cluster::processes_matching("sleep 3602").len();
+    assert_eq!(after, 4, "the first containers and the new app replica run");
+    for pid in &before.1 {
+        assert!(Path::new(&format!("/proc/{pid}")).exists(), "container {pid} stopped");
+    }
+    Ok(())
+}
