@@ -41,7 +41,12 @@ struct Args {
     #[arg(long, requires = "init")]
     autolock: bool,
     /// With --init: start the new cluster from a backup (`berth cluster backup`).
-    #[arg(long, value_name = "FILE", requires = "init", conflicts_with = "autolock")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "init",
+        conflicts_with = "autolock"
+    )]
     restore: Option<PathBuf>,
     /// With --restore: the unlock key of an autolocked cluster's backup.
     #[arg(long, value_name = "KEY", requires = "restore")]

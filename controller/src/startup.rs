@@ -14,8 +14,8 @@ use berth_proto::v1::JoinRequest;
 use tracing::{info, warn};
 
 use crate::datadir::{self, DataDirError, Existing, Marker};
-use crate::recovery::{Recover, RecoveryError};
 use crate::raft::transport::{peer_channel, peer_client};
+use crate::recovery::{Recover, RecoveryError};
 use crate::server::{ControllerOptions, ServerError};
 
 /// An opened data dir and how this member talks.

@@ -19,7 +19,10 @@ impl fmt::Debug for ClusterBackup {
                 "objects",
                 &self.state.as_ref().map_or(0, |s| s.objects.len()),
             )
-            .field("secrets_key", &format!("<redacted {} bytes>", self.secrets_key.len()))
+            .field(
+                "secrets_key",
+                &format!("<redacted {} bytes>", self.secrets_key.len()),
+            )
             .finish()
     }
 }

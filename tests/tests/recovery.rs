@@ -24,7 +24,14 @@ fn deploy(cluster: &Cluster) -> Result<String> {
     cluster.berth(&["config", "create", "appconf", "--data", "v1"])?;
     cluster.create_service(
         "app",
-        &["--replicas", "2", "--secret", "dbpass", "--config", "source=appconf,target=/etc/app.conf"],
+        &[
+            "--replicas",
+            "2",
+            "--secret",
+            "dbpass",
+            "--config",
+            "source=appconf,target=/etc/app.conf",
+        ],
         &["sleep", "3601"],
     )?;
     cluster.create_service("side", &["--replicas", "1"], &["sleep", "3602"])?;
@@ -62,7 +69,10 @@ fn workload(cluster: &Cluster) -> Result<(Vec<String>, Vec<u32>)> {
 fn check_recovered(cluster: &Cluster, value: &str, before: &(Vec<String>, Vec<u32>)) -> Result<()> {
     let services = cluster.berth(&["service", "ls", "--format", "json"])?;
     for name in ["app", "side"] {
-        assert!(services.contains(&format!("\"{name}\"")), "{name} is gone: {services}");
+        assert!(
+            services.contains(&format!("\"{name}\"")),
+            "{name} is gone: {services}"
+        );
     }
     assert!(cluster.berth(&["secret", "ls"])?.contains("dbpass"));
     assert!(cluster.berth(&["config", "ls"])?.contains("appconf"));
@@ -132,7 +142,10 @@ fn a_backup_restores_a_wiped_cluster_and_no_container_restarts() -> Result<()> {
 
     let backup = cluster.c.net.workdir().join("cluster.bak");
     let printed = cluster.berth(&["cluster", "backup", &backup.to_string_lossy()])?;
-    assert!(printed.contains("services") && printed.contains("root CA"), "{printed}");
+    assert!(
+        printed.contains("services") && printed.contains("root CA"),
+        "{printed}"
+    );
     let mode = std::fs::metadata(&backup)?.permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "the backup holds keys");
     let json = cluster.berth(&[
@@ -283,7 +296,10 @@ fn force_new_cluster_recovers_from_losing_two_of_three_controllers() -> Result<(
     cluster.create_service("later", &[], &["sleep", "3604"])?;
     cluster.wait_running("later", 1, CONVERGE)?;
     for pid in &before.1 {
-        assert!(Path::new(&format!("/proc/{pid}")).exists(), "container {pid} stopped");
+        assert!(
+            Path::new(&format!("/proc/{pid}")).exists(),
+            "container {pid} stopped"
+        );
     }
     Ok(())
 }

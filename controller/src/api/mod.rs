@@ -16,8 +16,8 @@ mod images;
 mod logs;
 mod members;
 mod networks;
-mod recovery;
 mod nodes;
+mod recovery;
 #[cfg(test)]
 mod registry_auth_tests;
 mod secrets;

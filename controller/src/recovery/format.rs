@@ -19,7 +19,10 @@ const CHECKSUM_LEN: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FormatError {
-    #[error("{path} is not a berth backup (it does not start with {:?})", String::from_utf8_lossy(MAGIC))]
+    #[error(
+        "{path} is not a berth backup (it does not start with {:?})",
+        String::from_utf8_lossy(MAGIC)
+    )]
     NotABackup { path: PathBuf },
     #[error(
         "{path} is a backup of format {found}; this controller reads format {VERSION} \

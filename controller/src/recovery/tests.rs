@@ -5,8 +5,8 @@ use berth_proto::store::object::Kind;
 use berth_proto::store::{Expect, Object, Txn};
 use berth_proto::v1::Config;
 use prost::Message as _;
-use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2, Entry, EntryType, HardState};
 use raft::Storage as _;
+use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2, Entry, EntryType, HardState};
 
 use super::force::force_new_cluster;
 use super::restore::{RestoreFrom, restore};
@@ -45,8 +45,8 @@ fn survivor(dir: &std::path::Path) -> (Marker, sled::Db) {
         (3, "10.0.0.3:7400".to_string()),
     ]
     .into();
-    let db = datadir::create_with(dir, &marker, &members, &[1, 2, 3], vec![pki_object("c1")])
-        .unwrap();
+    let db =
+        datadir::create_with(dir, &marker, &members, &[1, 2, 3], vec![pki_object("c1")]).unwrap();
     let (db, sm) = datadir::load(dir, db, &marker).unwrap();
     sm.apply_txn(
         &Txn {
@@ -152,7 +152,10 @@ fn a_backup_restores_into_a_new_member_of_the_same_cluster() {
     assert!(![1, 2, 3].contains(&restored.marker.member_id));
     // The same key opens what was sealed before.
     let sealed = keys.seal("s1", b"value").unwrap();
-    assert_eq!(restored.keys.open("s1", &sealed).unwrap().as_bytes(), b"value");
+    assert_eq!(
+        restored.keys.open("s1", &sealed).unwrap().as_bytes(),
+        b"value"
+    );
 
     let (_db, sm2) = datadir::load(&data_dir, restored.db, &restored.marker).unwrap();
     assert!(sm2.get(Table::Config, "applied").unwrap().is_some());
@@ -162,7 +165,10 @@ fn a_backup_restores_into_a_new_member_of_the_same_cluster() {
         vec![restored.marker.member_id]
     );
     // Its certificate comes from the backup's CA, for this member.
-    let info = Bundle::load(&datadir::tls_dir(&data_dir)).unwrap().info().unwrap();
+    let info = Bundle::load(&datadir::tls_dir(&data_dir))
+        .unwrap()
+        .info()
+        .unwrap();
     assert_eq!(info.identity.role, Role::Controller);
     assert_eq!(info.identity.node_id, restored.marker.member_id.to_string());
     assert_eq!(info.identity.cluster_id, "c1");
@@ -171,7 +177,11 @@ fn a_backup_restores_into_a_new_member_of_the_same_cluster() {
         Bundle::load(&datadir::admin_dir(&data_dir)).unwrap().ca_pem,
         pki.ca_pem
     );
-    assert!(record::is_removed(&pki.removed, "1", crate::clock::now_ms()));
+    assert!(record::is_removed(
+        &pki.removed,
+        "1",
+        crate::clock::now_ms()
+    ));
 }
 
 #[test]
