@@ -49,8 +49,16 @@ struct Args {
     )]
     restore: Option<PathBuf>,
     /// With --restore: the unlock key of an autolocked cluster's backup.
-    #[arg(long, value_name = "KEY", requires = "restore")]
+    #[arg(
+        long,
+        value_name = "KEY",
+        requires = "restore",
+        conflicts_with = "unlock_key_file"
+    )]
     unlock_key: Option<String>,
+    /// With --restore: read the unlock key from this file (keeps it out of `ps`).
+    #[arg(long, value_name = "FILE", requires = "restore")]
+    unlock_key_file: Option<PathBuf>,
     /// After losing quorum: make this surviving member a one-member cluster on
     /// its data (the lost members are removed, the controller token rotated).
     #[arg(long, conflicts_with_all = ["init", "join"])]
@@ -161,6 +169,16 @@ fn real_main() -> anyhow::Result<()> {
         compact_margin: (args.snapshot_entries / 20).clamp(1, 500),
     };
     let token = berth_pki::token::from_flags(args.token.as_deref(), args.token_file.as_deref())?;
+    let unlock_key = match (args.unlock_key, &args.unlock_key_file) {
+        (Some(key), _) => Some(key),
+        (None, Some(file)) => Some(
+            std::fs::read_to_string(file)
+                .map_err(|e| anyhow::anyhow!("--unlock-key-file {}: {e}", file.display()))?
+                .trim()
+                .to_string(),
+        ),
+        (None, None) => None,
+    };
     let opts = ControllerOptions {
         data_dir: args.data_dir,
         listen: args.listen,
@@ -190,10 +208,7 @@ fn real_main() -> anyhow::Result<()> {
             timeout: Duration::from_secs(args.resolve_image_timeout.max(1)),
         },
         recover: match (args.restore, args.force_new_cluster) {
-            (Some(file), _) => Recover::Restore {
-                file,
-                unlock_key: args.unlock_key,
-            },
+            (Some(file), _) => Recover::Restore { file, unlock_key },
             (None, true) => Recover::ForceNewCluster,
             (None, false) => Recover::None,
         },

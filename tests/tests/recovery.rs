@@ -122,14 +122,21 @@ fn check_recovered(cluster: &Cluster, value: &str, before: &(Vec<String>, Vec<u3
     Ok(())
 }
 
-/// `berth-controller ARGS` on this machine; its stderr, expecting a failure.
-fn controller_fails(args: &[&str]) -> Result<String> {
+/// `berth-controller --init --restore FILE --data-dir DIR` on this machine;
+/// its stderr, expecting a refusal.
+fn restore_refused(file: &Path, data_dir: &Path) -> Result<String> {
     let out = std::process::Command::new(bin_path("berth-controller"))
-        .args(["--listen", "127.0.0.1:0"])
-        .args(args)
+        .args(["--listen", "127.0.0.1:0", "--init", "--restore"])
+        .arg(file)
+        .arg("--data-dir")
+        .arg(data_dir)
         .output()?;
     if out.status.success() {
-        bail!("berth-controller {args:?} succeeded");
+        bail!(
+            "a restore of {} into {} succeeded",
+            file.display(),
+            data_dir.display()
+        );
     }
     Ok(String::from_utf8_lossy(&out.stderr).to_string())
 }
@@ -176,22 +183,10 @@ fn a_backup_restores_a_wiped_cluster_and_no_container_restarts() -> Result<()> {
     damaged[middle] ^= 0x01;
     std::fs::write(&corrupt, &damaged)?;
     let target = scratch.path().join("data");
-    let why = controller_fails(&[
-        "--init",
-        "--restore",
-        &corrupt.to_string_lossy(),
-        "--data-dir",
-        &target.to_string_lossy(),
-    ])?;
+    let why = restore_refused(&corrupt, &target)?;
     assert!(why.contains("checksum"), "{why}");
     std::fs::write(&corrupt, &bytes[..bytes.len() - 10])?;
-    let why = controller_fails(&[
-        "--init",
-        "--restore",
-        &corrupt.to_string_lossy(),
-        "--data-dir",
-        &target.to_string_lossy(),
-    ])?;
+    let why = restore_refused(&corrupt, &target)?;
     assert!(why.contains("truncated"), "{why}");
     assert!(
         !target.exists() || std::fs::read_dir(&target)?.next().is_none(),
@@ -211,13 +206,7 @@ fn a_backup_restores_a_wiped_cluster_and_no_container_restarts() -> Result<()> {
 
     // A restore never overwrites a member's data dir.
     let data_dir = cluster.c.data_dir(0);
-    let why = controller_fails(&[
-        "--init",
-        "--restore",
-        &backup.to_string_lossy(),
-        "--data-dir",
-        &data_dir.to_string_lossy(),
-    ])?;
+    let why = restore_refused(&backup, &data_dir)?;
     assert!(why.contains("needs an empty data dir"), "{why}");
     Ok(())
 }
@@ -238,6 +227,23 @@ fn force_new_cluster_recovers_from_losing_two_of_three_controllers() -> Result<(
     let value = deploy(&cluster)?;
     let before = workload(&cluster)?;
     let old_token = std::fs::read_to_string(cluster.c.token_file("controller")?)?;
+    // A follower passes a backup call on to the leader.
+    let leader = cluster.c.wait_leader(CONVERGE)?;
+    let follower = (0..3).find(|h| *h != leader).context("a follower")?;
+    let file = cluster.c.net.workdir().join("via-follower.bak");
+    let json = cluster.berth_via(
+        follower,
+        &[
+            "cluster",
+            "backup",
+            "--format",
+            "json",
+            &file.to_string_lossy(),
+        ],
+    )?;
+    let summary: serde_json::Value = serde_json::from_str(&json)?;
+    assert_eq!(summary["counts"]["service"], 2, "{json}");
+    assert_eq!(summary["counts"]["task"], 3, "{json}");
 
     // Two of three gone for good: no quorum is left.
     for host in [0, 1] {
