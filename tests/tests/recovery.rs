@@ -13,16 +13,33 @@ use berth_testhost::wait_until;
 
 const CONVERGE: Duration = Duration::from_secs(60);
 
+/// The containers' commands are `sleep 36<tag><n>`: each test has its own
+/// (the suites' tests run at once and count processes machine-wide).
+fn sleep(tag: u32, n: u32) -> Vec<String> {
+    vec!["sleep".to_string(), format!("36{tag}{n}")]
+}
+
+/// What `sleep(tag, _)` commands look like in a process list.
+fn needle(tag: u32) -> String {
+    format!("sleep 36{tag}")
+}
+
+fn create(cluster: &Cluster, name: &str, extra: &[&str], command: &[String]) -> Result<()> {
+    let command: Vec<&str> = command.iter().map(String::as_str).collect();
+    cluster.create_service(name, extra, &command)
+}
+
 /// Two services (one reads a secret, one a config), running on both agents;
 /// returns the secret's value.
-fn deploy(cluster: &Cluster) -> Result<String> {
+fn deploy(cluster: &Cluster, tag: u32) -> Result<String> {
     let value = format!("berth-recovery-{:016x}", rand::random::<u64>());
     let file = cluster.c.net.workdir().join("secret-value");
     std::fs::write(&file, &value)?;
     cluster.berth(&["secret", "create", "dbpass", &file.to_string_lossy()])?;
     std::fs::remove_file(&file)?;
     cluster.berth(&["config", "create", "appconf", "--data", "v1"])?;
-    cluster.create_service(
+    create(
+        cluster,
         "app",
         &[
             "--replicas",
@@ -32,9 +49,9 @@ fn deploy(cluster: &Cluster) -> Result<String> {
             "--config",
             "source=appconf,target=/etc/app.conf",
         ],
-        &["sleep", "3601"],
+        &sleep(tag, 1),
     )?;
-    cluster.create_service("side", &["--replicas", "1"], &["sleep", "3602"])?;
+    create(cluster, "side", &["--replicas", "1"], &sleep(tag, 2))?;
     cluster.wait_running("app", 2, CONVERGE)?;
     cluster.wait_running("side", 1, CONVERGE)?;
     Ok(value)
@@ -52,21 +69,26 @@ fn running(cluster: &Cluster, service: &str) -> Result<Vec<TaskRow>> {
 }
 
 /// The task ids of both services and the pids of their containers' commands.
-fn workload(cluster: &Cluster) -> Result<(Vec<String>, Vec<u32>)> {
+fn workload(cluster: &Cluster, tag: u32) -> Result<(Vec<String>, Vec<u32>)> {
     let mut ids: Vec<String> = running(cluster, "app")?
         .into_iter()
         .chain(running(cluster, "side")?)
         .map(|t| t.id)
         .collect();
     ids.sort();
-    let pids = Cluster::wait_processes("sleep 360", 3)?;
+    let pids = Cluster::wait_processes(&needle(tag), 3)?;
     Ok((ids, pids))
 }
 
 /// Every service, config and secret is back, writes work, both agents are
 /// connected (a new service runs on each), the tasks of before still run in
 /// the same containers, and the secret opens in a task.
-fn check_recovered(cluster: &Cluster, value: &str, before: &(Vec<String>, Vec<u32>)) -> Result<()> {
+fn check_recovered(
+    cluster: &Cluster,
+    tag: u32,
+    value: &str,
+    before: &(Vec<String>, Vec<u32>),
+) -> Result<()> {
     let services = cluster.berth(&["service", "ls", "--format", "json"])?;
     for name in ["app", "side"] {
         assert!(
@@ -77,10 +99,11 @@ fn check_recovered(cluster: &Cluster, value: &str, before: &(Vec<String>, Vec<u3
     assert!(cluster.berth(&["secret", "ls"])?.contains("dbpass"));
     assert!(cluster.berth(&["config", "ls"])?.contains("appconf"));
     // Placed on both nodes: both agents are back with the recovered cluster.
-    cluster.create_service(
+    create(
+        cluster,
         "after",
         &["--replicas", "2", "--replicas-max-per-node", "1"],
-        &["sleep", "3603"],
+        &sleep(tag, 3),
     )?;
     cluster.wait_running("after", 2, CONVERGE)?;
     let mut now: Vec<String> = running(cluster, "app")?
@@ -97,7 +120,7 @@ fn check_recovered(cluster: &Cluster, value: &str, before: &(Vec<String>, Vec<u3
             "container process {pid} is gone: a container restarted"
         );
     }
-    Cluster::wait_processes("sleep 360", 5)?;
+    Cluster::wait_processes(&needle(tag), 5)?;
     let task = running(cluster, "app")?
         .into_iter()
         .next()
@@ -143,9 +166,10 @@ fn restore_refused(file: &Path, data_dir: &Path) -> Result<String> {
 
 #[test]
 fn a_backup_restores_a_wiped_cluster_and_no_container_restarts() -> Result<()> {
+    const TAG: u32 = 1;
     let mut cluster = Cluster::start("rec_restore", 1, 2, 0)?;
-    let value = deploy(&cluster)?;
-    let before = workload(&cluster)?;
+    let value = deploy(&cluster, TAG)?;
+    let before = workload(&cluster, TAG)?;
 
     let backup = cluster.c.net.workdir().join("cluster.bak");
     let printed = cluster.berth(&["cluster", "backup", &backup.to_string_lossy()])?;
@@ -202,7 +226,7 @@ fn a_backup_restores_a_wiped_cluster_and_no_container_restarts() -> Result<()> {
     ];
     cluster.c.spawn_with(0, &restore)?;
     cluster.c.wait_voters(1)?;
-    check_recovered(&cluster, &value, &before)?;
+    check_recovered(&cluster, TAG, &value, &before)?;
 
     // A restore never overwrites a member's data dir.
     let data_dir = cluster.c.data_dir(0);
@@ -223,9 +247,10 @@ fn printed_token(log: &str) -> Option<String> {
 
 #[test]
 fn force_new_cluster_recovers_from_losing_two_of_three_controllers() -> Result<()> {
+    const TAG: u32 = 2;
     let mut cluster = Cluster::start("rec_force", 3, 2, 0)?;
-    let value = deploy(&cluster)?;
-    let before = workload(&cluster)?;
+    let value = deploy(&cluster, TAG)?;
+    let before = workload(&cluster, TAG)?;
     let old_token = std::fs::read_to_string(cluster.c.token_file("controller")?)?;
     // A follower passes a backup call on to the leader.
     let leader = cluster.c.wait_leader(CONVERGE)?;
@@ -259,7 +284,7 @@ fn force_new_cluster_recovers_from_losing_two_of_three_controllers() -> Result<(
     })?;
     assert_ne!(new_token.trim(), old_token.trim());
     cluster.c.wait_leader_among(&[2], CONVERGE)?;
-    check_recovered(&cluster, &value, &before)?;
+    check_recovered(&cluster, TAG, &value, &before)?;
 
     // The old token no longer joins; a refused joiner writes nothing.
     let address = cluster.c.address(2);
@@ -299,7 +324,7 @@ fn force_new_cluster_recovers_from_losing_two_of_three_controllers() -> Result<(
     let status = cluster.c.status(2)?;
     assert_eq!(status.members.len(), 3, "{status:?}");
     // Writes go through the new three-member group.
-    cluster.create_service("later", &[], &["sleep", "3604"])?;
+    create(&cluster, "later", &[], &sleep(TAG, 4))?;
     cluster.wait_running("later", 1, CONVERGE)?;
     for pid in &before.1 {
         assert!(
