@@ -14,6 +14,7 @@ const PROTOS: &[&str] = &[
     "proto/berth/v1/stacks.proto",
     "proto/berth/v1/events.proto",
     "proto/berth/v1/cluster_settings.proto",
+    "proto/berth/v1/recovery.proto",
     "proto/berth/store/store.proto",
 ];
 
@@ -41,6 +42,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ".berth.v1.UnlockControllerRequest",
         ".berth.v1.PullCredentials",
         ".berth.v1.StackSecret",
+        ".berth.v1.ClusterBackup",
+        ".berth.v1.BackupChunk",
     ]);
     tonic_prost_build::configure()
         // The generated types are the one model: stack files and `--format json`

@@ -51,6 +51,14 @@ pub enum ClusterCmd {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
+    /// Write a consistent backup of the cluster's state to FILE (mode 0600):
+    /// every object, secrets still sealed, the root CA and the secrets' key.
+    /// `berth-controller --init --restore FILE` starts a cluster from it.
+    Backup {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
     /// Give a restarted autolocked controller (--controller) its unlock key.
     Unlock {
         /// File holding the key `--init --autolock` printed (default: stdin).
@@ -232,7 +240,8 @@ pub async fn run(client: &mut Client, cmd: ClusterCmd) -> Result<()> {
         ClusterCmd::Unlock { .. }
         | ClusterCmd::Ca { .. }
         | ClusterCmd::Update(_)
-        | ClusterCmd::Settings { .. } => {
+        | ClusterCmd::Settings { .. }
+        | ClusterCmd::Backup { .. } => {
             anyhow::bail!("this cluster command is run by main")
         }
     }

@@ -174,6 +174,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
             ..Default::default()
         },
         metrics_listen: args.metrics_listen,
+        recover: Default::default(),
     };
     let api = args.listen.to_string();
     let admin_dir = berth_controller::datadir::admin_dir(&controller.data_dir);

@@ -1,6 +1,7 @@
 mod client;
 mod cluster;
 mod cluster_settings;
+mod cluster_backup;
 mod config;
 mod dev;
 mod dev_log;
@@ -164,6 +165,9 @@ fn main() {
         // A locked controller serves nothing but the unlock call.
         if let Command::Cluster(cluster::ClusterCmd::Unlock { key_file }) = &args.command {
             return cluster::unlock(&access, key_file.as_deref()).await;
+        }
+        if let Command::Cluster(cluster::ClusterCmd::Backup { file, format }) = &args.command {
+            return cluster_backup::run(&access, file, *format).await;
         }
         if let Command::Cluster(cluster::ClusterCmd::Ca { rotate }) = &args.command {
             return cluster::ca(&access, *rotate).await;

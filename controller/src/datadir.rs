@@ -193,6 +193,23 @@ pub fn create_with(
     voters: &[u64],
     objects: Vec<berth_proto::store::Object>,
 ) -> Result<sled::Db, DataDirError> {
+    let data = SnapshotData {
+        revision: 0,
+        members: members.clone(),
+        objects,
+        cluster_id: marker.cluster_id.clone(),
+    };
+    create_from(path, marker, &data, voters)
+}
+
+/// As [`create`], starting from a whole state (a restored backup's): with
+/// `voters`, the log starts as if a snapshot of `data` had been taken.
+pub fn create_from(
+    path: &Path,
+    marker: &Marker,
+    data: &SnapshotData,
+    voters: &[u64],
+) -> Result<sled::Db, DataDirError> {
     let io = |source| DataDirError::Io {
         path: path.to_path_buf(),
         source,
@@ -212,21 +229,15 @@ pub fn create_with(
             ..Default::default()
         };
         let conf_bytes = conf.write_to_bytes().map_err(|e| corrupt(e.to_string()))?;
-        let data = SnapshotData {
-            revision: 0,
-            members: members.clone(),
-            objects,
-            cluster_id: marker.cluster_id.clone(),
-        };
         if voters.is_empty() {
             // A joining member starts empty and learns everything (voters too)
             // from the leader's snapshot.
-            sm.restore(&data, 0, 0, &conf_bytes)
+            sm.restore(data, 0, 0, &conf_bytes)
                 .map_err(|e| corrupt(e.to_string()))?;
             tree.remove(keys::CONF_STATE)
                 .map_err(|e| corrupt(e.to_string()))?;
         } else {
-            sm.restore(&data, 1, 1, &conf_bytes)
+            sm.restore(data, 1, 1, &conf_bytes)
                 .map_err(|e| corrupt(e.to_string()))?;
         }
         db.flush().map_err(|e| corrupt(e.to_string()))?;

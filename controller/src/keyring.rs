@@ -160,6 +160,11 @@ fn wrapping_key(unlock: &[u8; KEY_LEN], salt: &[u8]) -> LessSafeKey {
     LessSafeKey::new(UnboundKey::from(okm))
 }
 
+/// Whether a key file's content is the key wrapped by an unlock key (autolock).
+pub fn is_wrapped(file: &[u8]) -> bool {
+    classify(file) == Some(true)
+}
+
 /// The file form of a key: raw (false), or wrapped (true).
 fn classify(bytes: &[u8]) -> Option<bool> {
     match bytes.len() {
@@ -233,6 +238,12 @@ impl Keyring {
                 }
             }
         })?;
+        Self::from_file(&path, bytes)
+    }
+
+    /// A key file's content (read from `path`, which errors name): the key,
+    /// or the key locked.
+    pub fn from_file(path: &Path, bytes: Vec<u8>) -> Result<KeyFile, KeyringError> {
         match classify(&bytes) {
             Some(false) => {
                 let mut raw = [0u8; KEY_LEN];
@@ -241,7 +252,7 @@ impl Keyring {
             }
             Some(true) => Ok(KeyFile::Locked(LockedKey { file: bytes })),
             None => Err(KeyringError::BadLength {
-                path,
+                path: path.to_path_buf(),
                 found: bytes.len(),
             }),
         }

@@ -20,6 +20,7 @@ pub mod one_off;
 pub mod orchestrator;
 pub mod planner;
 pub mod raft;
+pub mod recovery;
 pub mod scheduler;
 pub mod server;
 pub mod stacks;

@@ -7,6 +7,7 @@ use berth_controller::api::PinSettings;
 use berth_controller::dispatcher::DispatcherSettings;
 use berth_controller::planner::PlannerSettings;
 use berth_controller::raft::RaftSettings;
+use berth_controller::recovery::Recover;
 use berth_controller::server::{ControllerOptions, run};
 use berth_proto::net::parse_subnet;
 use berth_telemetry::LogFormat;
@@ -44,6 +45,29 @@ struct Args {
     /// with their logs (default 5; `berth cluster update` changes it later).
     #[arg(long, requires = "init", value_name = "N")]
     task_history_limit: Option<u32>,
+    /// With --init: start the new cluster from a backup (`berth cluster backup`).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "init",
+        conflicts_with = "autolock"
+    )]
+    restore: Option<PathBuf>,
+    /// With --restore: the unlock key of an autolocked cluster's backup.
+    #[arg(
+        long,
+        value_name = "KEY",
+        requires = "restore",
+        conflicts_with = "unlock_key_file"
+    )]
+    unlock_key: Option<String>,
+    /// With --restore: read the unlock key from this file (keeps it out of `ps`).
+    #[arg(long, value_name = "FILE", requires = "restore")]
+    unlock_key_file: Option<PathBuf>,
+    /// After losing quorum: make this surviving member a one-member cluster on
+    /// its data (the lost members are removed, the controller token rotated).
+    #[arg(long, conflicts_with_all = ["init", "join"])]
+    force_new_cluster: bool,
     /// Join the cluster through this member (any member; followers pass it on).
     #[arg(long, value_name = "ADDR")]
     join: Option<String>,
@@ -156,6 +180,16 @@ fn real_main() -> anyhow::Result<()> {
         metrics: Default::default(),
     };
     let token = berth_pki::token::from_flags(args.token.as_deref(), args.token_file.as_deref())?;
+    let unlock_key = match (args.unlock_key, &args.unlock_key_file) {
+        (Some(key), _) => Some(key),
+        (None, Some(file)) => Some(
+            std::fs::read_to_string(file)
+                .map_err(|e| anyhow::anyhow!("--unlock-key-file {}: {e}", file.display()))?
+                .trim()
+                .to_string(),
+        ),
+        (None, None) => None,
+    };
     let opts = ControllerOptions {
         data_dir: args.data_dir,
         listen: args.listen,
@@ -186,6 +220,11 @@ fn real_main() -> anyhow::Result<()> {
             timeout: Duration::from_secs(args.resolve_image_timeout.max(1)),
         },
         metrics_listen: args.metrics_listen,
+        recover: match (args.restore, args.force_new_cluster) {
+            (Some(file), _) => Recover::Restore { file, unlock_key },
+            (None, true) => Recover::ForceNewCluster,
+            (None, false) => Recover::None,
+        },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -58,6 +58,8 @@ pub struct ControllerOptions {
     pub pins: crate::api::PinSettings,
     /// Where `/metrics` is served (plain HTTP); None: nowhere.
     pub metrics_listen: Option<SocketAddr>,
+    /// A restore from a backup, or a forced new cluster (`crate::recovery`).
+    pub recover: crate::recovery::Recover,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +114,7 @@ pub enum ServerError {
     Unlock(#[from] crate::unlock::UnlockError),
     #[error(transparent)]
     Metrics(#[from] berth_telemetry::TelemetryError),
+    Recovery(#[from] crate::recovery::RecoveryError),
 }
 
 type Gated<S> = InterceptedService<S, crate::ca::gate::Interceptor>;
@@ -137,6 +140,7 @@ struct Services {
             crate::api::ClusterSettingsApi,
         >,
     >,
+    recovery: Gated<berth_proto::v1::recovery_server::RecoveryServer<crate::api::RecoveryApi>>,
 }
 
 /// HTTP/2 pings on the peers' connections: a dead fellow controller is noticed
@@ -167,6 +171,7 @@ impl Services {
             .add_service(self.stacks.clone())
             .add_service(self.events.clone())
             .add_service(self.cluster_settings.clone())
+            .add_service(self.recovery.clone())
     }
 }
 
@@ -475,6 +480,16 @@ pub async fn run(
                 security.clone(),
             )),
             gate.only(&[Role::Admin]),
+        ),
+        // Followers pass a backup call on to the leader.
+        recovery: InterceptedService::new(
+            berth_proto::v1::recovery_server::RecoveryServer::new(crate::api::RecoveryApi::new(
+                handle.clone(),
+                security.clone(),
+                keys.clone(),
+            ))
+            .max_encoding_message_size(berth_proto::MAX_MESSAGE_BYTES),
+            gate.only(&[Role::Admin, Role::Controller]),
         ),
         // A stack's secrets and configs travel in the request.
         stacks: InterceptedService::new(

@@ -15,6 +15,7 @@ use tracing::{info, warn};
 
 use crate::datadir::{self, DataDirError, Existing, Marker};
 use crate::raft::transport::{peer_channel, peer_client};
+use crate::recovery::{Recover, RecoveryError};
 use crate::server::{ControllerOptions, ServerError};
 
 /// An opened data dir and how this member talks.
@@ -123,6 +124,15 @@ pub async fn prepare_data_dir(
 ) -> Result<Prepared, ServerError> {
     match datadir::inspect(&opts.data_dir)? {
         Existing::Member(marker) => {
+            if let Recover::Restore { .. } = opts.recover {
+                return Err(RecoveryError::Invalid(format!(
+                    "--restore needs an empty data dir; {} holds member {} of cluster {}",
+                    opts.data_dir.display(),
+                    marker.member_id,
+                    marker.cluster_id
+                ))
+                .into());
+            }
             if opts.init || opts.join.is_some() {
                 warn!(
                     data_dir = %opts.data_dir.display(),
@@ -130,13 +140,26 @@ pub async fn prepare_data_dir(
                 );
             }
             let security = load_security(opts)?;
-            let db = datadir::open_db(&opts.data_dir)?;
+            let mut db = datadir::open_db(&opts.data_dir)?;
+            if let Recover::ForceNewCluster = opts.recover {
+                db = force_new_cluster(opts, &marker, db, advertise)?;
+            }
             Ok(Prepared {
                 marker,
                 db,
                 security,
                 created: None,
             })
+        }
+        Existing::Empty if matches!(opts.recover, Recover::ForceNewCluster) => {
+            Err(RecoveryError::Invalid(format!(
+                "--force-new-cluster needs the data dir of a surviving member; {} holds none",
+                opts.data_dir.display()
+            ))
+            .into())
+        }
+        Existing::Empty if opts.init && matches!(opts.recover, Recover::Restore { .. }) => {
+            restore(opts, advertise)
         }
         Existing::Empty if opts.init => {
             let marker = Marker::new(datadir::new_cluster_id(), datadir::new_member_id());
@@ -237,4 +260,50 @@ pub async fn prepare_data_dir(
             })
         }
     }
+}
+
+/// `--init --restore FILE`: a new one-member cluster from a backup.
+fn restore(opts: &ControllerOptions, advertise: &str) -> Result<Prepared, ServerError> {
+    let Recover::Restore { file, unlock_key } = &opts.recover else {
+        return Err(RecoveryError::Invalid("no backup to restore".into()).into());
+    };
+    let restored = crate::recovery::restore::restore(&crate::recovery::restore::RestoreFrom {
+        file,
+        unlock_key: unlock_key.as_deref(),
+        data_dir: &opts.data_dir,
+        advertise,
+        plaintext: opts.insecure_plaintext,
+    })?;
+    let security = load_security(opts)?;
+    Ok(Prepared {
+        marker: restored.marker,
+        db: restored.db,
+        security,
+        created: Some(restored.keys),
+    })
+}
+
+/// `--force-new-cluster`: this member alone, on its own data; prints the new
+/// controller join token.
+fn force_new_cluster(
+    opts: &ControllerOptions,
+    marker: &Marker,
+    db: sled::Db,
+    advertise: &str,
+) -> Result<sled::Db, ServerError> {
+    let (db, forced) =
+        crate::recovery::force::force_new_cluster(&opts.data_dir, marker, db, advertise)?;
+    warn!(
+        removed = ?forced.removed,
+        "--force-new-cluster: this member now forms the cluster alone; start it without \
+         the flag from now on"
+    );
+    if let Some(token) = forced.controller_token {
+        println!(
+            "This controller is now a one-member cluster (the removed members can never \
+             rejoin under their old ids). The controller join token was rotated; new \
+             controllers join with:\n\n    {token}\n"
+        );
+    }
+    Ok(db)
 }

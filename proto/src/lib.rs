@@ -18,6 +18,7 @@ mod display;
 pub mod mounts;
 pub mod net;
 mod redact;
+mod redact_backup;
 pub mod service_history;
 pub mod signals;
 pub mod stacks;

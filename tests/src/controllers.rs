@@ -166,7 +166,8 @@ impl Controllers {
         &self.rt
     }
 
-    fn data_dir(&self, host: usize) -> std::path::PathBuf {
+    /// The controller data dir of `host`.
+    pub fn data_dir(&self, host: usize) -> std::path::PathBuf {
         self.net.host(host).dir().join("controller")
     }
 
@@ -236,15 +237,9 @@ impl Controllers {
     /// Starts a controller on `host`: `--init` without `join`, else `--join` the
     /// controller on that host.
     pub fn spawn(&mut self, host: usize, join: Option<usize>) -> Result<()> {
-        let data_dir = self.data_dir(host);
-        let mut args = vec![
-            "--data-dir".to_string(),
-            data_dir.to_string_lossy().to_string(),
-            "--listen".to_string(),
-            self.address(host),
-        ];
+        let mut args = Vec::new();
         match join {
-            None => args.push("--init".into()),
+            None => args.push("--init".to_string()),
             Some(via) => {
                 args.push("--join".into());
                 args.push(self.address(via));
@@ -252,13 +247,32 @@ impl Controllers {
                 args.push(self.token_file("controller")?.to_string_lossy().to_string());
             }
         }
+        self.spawn_with(host, &args)
+    }
+
+    /// Starts a controller on `host` with its data dir, address, the
+    /// harness's extra arguments and `args` (e.g. `--init --restore FILE`).
+    pub fn spawn_with(&mut self, host: usize, more: &[String]) -> Result<()> {
+        let data_dir = self.data_dir(host);
+        let mut args = vec![
+            "--data-dir".to_string(),
+            data_dir.to_string_lossy().to_string(),
+            "--listen".to_string(),
+            self.address(host),
+        ];
+        args.extend(more.iter().cloned());
         args.extend(self.extra_args.iter().cloned());
         let program = bin_path("berth-controller");
+        let h = self.net.host_mut(host);
+        // A host's later controllers (restarts on a new data dir) get names
+        // of their own.
         let name = match self.procs.get(&host) {
             None => PROC.to_string(),
-            Some(_) => format!("{PROC}-{}", self.procs.len() + 1),
+            Some(_) => (2..)
+                .map(|n| format!("{PROC}-{n}"))
+                .find(|name| h.proc(name).is_err())
+                .expect("an unused process name"),
         };
-        let h = self.net.host_mut(host);
         h.spawn(&name, &program, &args)?;
         self.procs.insert(host, name);
         if !self.members.contains(&host) {

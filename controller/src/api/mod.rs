@@ -19,6 +19,7 @@ mod logs;
 mod members;
 mod networks;
 mod nodes;
+mod recovery;
 #[cfg(test)]
 mod registry_auth_tests;
 mod secrets;
@@ -48,6 +49,7 @@ pub use events::EventsApi;
 pub use exec::ExecApi;
 pub use image_pin::PinSettings;
 pub use images::ImagesApi;
+pub use recovery::RecoveryApi;
 pub use services::validate_spec;
 pub use stacks::StacksApi;
 pub use system::SystemApi;

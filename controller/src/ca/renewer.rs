@@ -42,14 +42,24 @@ pub fn renew_locally(
 /// the state's trust bundle.
 fn renewed(sm: &StateMachine, old: &Bundle) -> Result<Bundle, RenewError> {
     let record = record::read(sm)?.ok_or(RenewError::NoRecord)?;
-    let authority = record::authority(&record)?;
-    let identity = old.info()?.identity;
+    issue_locally(&record, &old.info()?.identity, record::lifetime(&record))
+}
+
+/// A new key and certificate for `identity` lasting `lifetime`, signed by
+/// `record`'s CA, with its trust bundle (a restored controller's and admin's
+/// credentials too).
+pub fn issue_locally(
+    record: &berth_proto::store::ClusterPki,
+    identity: &berth_pki::Identity,
+    lifetime: Duration,
+) -> Result<Bundle, RenewError> {
+    let authority = record::authority(record)?;
     let (key_pem, csr) = new_key_and_csr()?;
-    let validity = Validity::starting_at(crate::clock::now_ms(), record::lifetime(&record));
-    let issued = authority.issue(&csr, &identity, validity)?;
+    let validity = Validity::starting_at(crate::clock::now_ms(), lifetime);
+    let issued = authority.issue(&csr, identity, validity)?;
     Ok(Bundle {
         ca_pem: record.ca_pem.clone(),
-        cert_pem: record::with_chain(&record, &issued.cert_pem),
+        cert_pem: record::with_chain(record, &issued.cert_pem),
         key_pem,
     })
 }

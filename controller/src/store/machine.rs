@@ -49,6 +49,15 @@ impl StateMachine {
         StateMachine { watch, ..self }
     }
 
+    /// The state as it is now, unchanging (reads only): every table, the
+    /// revision and the applied index at one point, for a backup.
+    pub fn frozen(&self) -> StateMachine {
+        StateMachine {
+            mirror: self.mirror.frozen(),
+            watch: WatchHub::new(0),
+        }
+    }
+
     pub fn watch(&self) -> &WatchHub {
         &self.watch
     }

@@ -75,6 +75,20 @@ impl Mirror {
         self.inner.write().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// A copy of the state as it is now, taken under one lock: a consistent
+    /// view (a backup) while the raft loop goes on applying. Only for reading:
+    /// it shares the sled tree, and a checkpoint through it would write the
+    /// copy.
+    pub fn frozen(&self) -> Mirror {
+        Mirror {
+            tree: self.tree.clone(),
+            inner: Arc::new(RwLock::new(Inner {
+                map: self.read().map.clone(),
+                dirty: BTreeMap::new(),
+            })),
+        }
+    }
+
     pub fn get(&self, key: &[u8]) -> Option<IVec> {
         self.read().map.get(key).cloned()
     }
