@@ -191,6 +191,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
         shim: vec![sibling("berth-agent").into_os_string(), "shim".into()],
         netns_dir: PathBuf::from("/run/berth-dev/netns"),
         secrets_dir: PathBuf::from("/run/berth-dev/secrets"),
+        image_gc: Default::default(),
     };
     let agent_task = tokio::spawn(berth_agent::daemon::run(agent));
     println!(

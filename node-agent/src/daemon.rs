@@ -44,6 +44,8 @@ pub struct AgentOptions {
     pub insecure_plaintext: bool,
     /// Where each task's secrets tmpfs is mounted (outside the data dir).
     pub secrets_dir: PathBuf,
+    /// When unused images are removed (see `image::gc_loop`).
+    pub image_gc: crate::image::GcPolicy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -207,6 +209,11 @@ pub async fn run(opts: AgentOptions) -> Result<(), DaemonError> {
     })?;
     let images =
         ImageStore::open(&opts.data_dir).map_err(|e| DaemonError::Images(e.to_string()))?;
+    tokio::spawn(crate::image::run_gc(
+        images.clone(),
+        opts.image_gc,
+        Arc::new(crate::image::Statvfs),
+    ));
     let mut cfg = SupervisorConfig::new(images.clone());
     cfg.runtime = runtime.clone();
     cfg.runtime_root = opts.runtime_root.clone();
@@ -378,6 +385,7 @@ mod tests {
             token: None,
             insecure_plaintext: false,
             secrets_dir: dir.path().join("secrets"),
+            image_gc: crate::image::GcPolicy::default(),
         };
         let err = run(opts).await.unwrap_err();
         assert!(matches!(err, DaemonError::RuntimeNotFound { .. }), "{err}");

@@ -85,6 +85,10 @@ impl ImageStore {
             container_id: container_id.to_string(),
             image: image.clone(),
         })?;
+        // Garbage collection removes the least recently used images first.
+        let started = super::now();
+        self.index
+            .update_use(&image.config_digest, |u| u.last_started = started)?;
         let mut lower_dirs = Vec::new();
         for l in image.layers.iter().rev() {
             let snap = self
@@ -179,7 +183,12 @@ impl ImageStore {
             }
         })
         .await?;
-        self.index.remove_container(container_id)?;
+        if let Some(held) = self.index.remove_container(container_id)? {
+            // The image of a task that just ended stays a while (see gc_plan).
+            let ended = super::now();
+            self.index
+                .update_use(&held.image.config_digest, |u| u.last_ended = Some(ended))?;
+        }
         debug!(container = container_id, "rootfs released");
         Ok(())
     }
