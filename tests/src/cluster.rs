@@ -21,6 +21,8 @@ pub struct Cluster {
     /// Registries (HOST:PORT) the agents started from now on reach over
     /// plain HTTP: `registry`'s, and those a test adds.
     pub insecure_registries: Vec<String>,
+    /// More arguments for the agents started from now on.
+    pub agent_args: Vec<String>,
     controllers: usize,
 }
 
@@ -99,6 +101,7 @@ impl Cluster {
             image,
             agent_hosts,
             insecure_registries,
+            agent_args: Vec::new(),
             controllers,
         };
         for i in 0..agents {
@@ -167,6 +170,7 @@ impl Cluster {
             args.push("--insecure-registry".into());
             args.push(registry.clone());
         }
+        args.extend(self.agent_args.iter().cloned());
         if let Some(token) = token_file {
             args.push("--token-file".into());
             args.push(token.to_string_lossy().to_string());
