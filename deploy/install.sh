@@ -7,6 +7,7 @@
 #
 #   deploy/install.sh [--from DIR] [--prefix DIR] [--units DIR]   install
 #   deploy/install.sh --uninstall [--prefix DIR] [--units DIR]    remove
+#   (--defaults FILE: another place for /etc/default/berth)
 #
 # DIR of --from holds berth, berth-controller, berth-agent and berth-runtime
 # (default: target/release of this checkout). It does not enable or start
@@ -24,7 +25,7 @@ binaries=(berth berth-controller berth-agent berth-runtime)
 unit_files=(berth-controller.service berth-agent.service)
 
 usage() {
-  sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
   exit "${1:-0}"
 }
 

@@ -6,6 +6,8 @@
 //! used image no task holds, and only that one: after it the disk is under
 //! the low mark, so the other ended task's image stays, and the image of the
 //! running task (the least recently started of all) is never a candidate.
+//! The agent is killed (-9) and restarted before the disk fills: the order
+//! is kept on disk.
 
 use std::path::Path;
 use std::time::Duration;
@@ -162,6 +164,12 @@ fn image_gc_removes_the_least_recently_used_unused_image_and_keeps_those_in_use(
     for repo in ["gc-a", "gc-b", "gc-c"] {
         assert!(has(&before, repo), "{repo} missing before GC: {before:?}");
     }
+
+    // The order survives a crash of the agent (it is in the image index);
+    // the running task goes on.
+    cluster.agent(0)?.restart()?;
+    cluster.wait_nodes_ready(1)?;
+    cluster.wait_running("gc-a", 1, CONVERGE)?;
 
     // Fill the disk to 85 %: one ~16 MiB image (12.5 %) brings it under 78 %.
     let (total, available) = disk(&cluster, &data_dir)?;
