@@ -230,8 +230,7 @@ fn daemon(args: Args) -> anyhow::Result<()> {
     };
     let token = berth_pki::token::from_flags(args.token.as_deref(), args.token_file.as_deref())?;
     let image_gc = berth_agent::image::GcPolicy {
-        marks: berth_agent::image::Marks::new(args.image_gc_high, args.image_gc_low)
-            .map_err(anyhow::Error::msg)?,
+        marks: berth_agent::image::Marks::new(args.image_gc_high, args.image_gc_low)?,
         interval: std::time::Duration::from_secs(args.image_gc_interval),
         keep_recent: std::time::Duration::from_secs(args.image_gc_keep_recent),
     };

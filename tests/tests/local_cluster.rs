@@ -25,7 +25,7 @@ impl LocalCluster {
         let pid = std::process::id();
         let agent = bin_path("berth-agent");
         LocalCluster {
-            prefix: format!("lct{:x}", pid & 0xffff_ffff),
+            prefix: format!("lct{pid:x}"),
             net: format!("10.213.{}", 1 + pid % 250),
             dir: std::env::temp_dir().join(format!("berth-lct-{pid}")),
             bin: agent.parent().map(Path::to_path_buf).unwrap_or_default(),

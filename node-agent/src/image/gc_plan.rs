@@ -17,6 +17,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::digest::Digest;
+use super::error::ImageError;
 use super::index::{Image, ImageUse};
 
 /// A filesystem's size and free space, in bytes.
@@ -62,14 +63,9 @@ pub struct Marks {
 
 impl Marks {
     /// Refuses marks that could not work: `low` < `high` <= 100.
-    pub fn new(high: u8, low: u8) -> Result<Marks, String> {
-        if high > 100 || high == 0 {
-            return Err(format!("the image GC high mark {high} % is not in 1..=100"));
-        }
-        if low >= high {
-            return Err(format!(
-                "the image GC low mark {low} % is not below the high mark {high} %"
-            ));
+    pub fn new(high: u8, low: u8) -> Result<Marks, ImageError> {
+        if high == 0 || high > 100 || low >= high {
+            return Err(ImageError::BadMarks { high, low });
         }
         Ok(Marks { high, low })
     }
@@ -323,7 +319,7 @@ mod tests {
     fn images_of_recently_ended_tasks_stay() {
         let images = [
             image("ended:1", 1, &[("ended", 50 * MIB)]),
-            image("long-ago:1", 1, &[("long-ago", 1 * MIB)]),
+            image("long-ago:1", 1, &[("long-ago", MIB)]),
         ];
         let usage: HashMap<Digest, ImageUse> = [
             (
@@ -426,7 +422,9 @@ mod tests {
     #[test]
     fn marks_must_leave_room_between_them() {
         assert!(Marks::new(85, 80).is_ok());
-        assert!(Marks::new(80, 80).unwrap_err().contains("not below"));
-        assert!(Marks::new(101, 80).unwrap_err().contains("1..=100"));
+        for (high, low) in [(80, 80), (80, 90), (101, 80), (0, 0)] {
+            let err = Marks::new(high, low).unwrap_err().to_string();
+            assert!(err.contains(&format!("low mark {low} %")), "{err}");
+        }
     }
 }
