@@ -166,7 +166,8 @@ impl ImageStore {
         for name in &victim.names {
             images.extend(self.index.image(name)?);
         }
-        self.index.remove_image_names(&victim.names, &victim.id)?;
+        self.index
+            .remove_image_names(&victim.names, Some(&victim.id))?;
         let content = self.collect(Some(Candidates::of(&images))).await?;
         report.untagged.extend(victim.names.iter().cloned());
         report

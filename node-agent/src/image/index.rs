@@ -206,17 +206,20 @@ impl Index {
     pub fn remove_image(&self, name: &str) -> Result<Option<Image>> {
         self.remove(&self.images, name)
     }
-    /// Removes every name in `names` and the usage record of `id` in one
-    /// sled transaction: after a crash an image has all its names or none
-    /// (its content, then unreferenced, goes with the next collection).
-    pub fn remove_image_names(&self, names: &[String], id: &Digest) -> Result<()> {
+    /// Removes every name in `names` and the usage record of `forget` (the
+    /// image id, when its last names go) in one sled transaction: after a
+    /// crash an image has all those names or none (its content, then
+    /// unreferenced, goes with the next collection).
+    pub fn remove_image_names(&self, names: &[String], forget: Option<&Digest>) -> Result<()> {
         use sled::Transactional;
         (&self.images, &self.usage)
             .transaction(|(images, usage)| {
                 for name in names {
                     images.remove(name.as_bytes())?;
                 }
-                usage.remove(id.as_str().as_bytes())?;
+                if let Some(id) = forget {
+                    usage.remove(id.as_str().as_bytes())?;
+                }
                 Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
             })
             .map_err(|e| match e {
@@ -366,7 +369,7 @@ mod tests {
         };
         assert_eq!(index.uses().unwrap().get(&id), Some(&want));
         index
-            .remove_image_names(&[a.name.clone(), b.name.clone()], &id)
+            .remove_image_names(&[a.name.clone(), b.name.clone()], Some(&id))
             .unwrap();
         assert!(index.images().unwrap().is_empty());
         assert!(index.uses().unwrap().is_empty());
