@@ -2,10 +2,12 @@
 # Starts Debian's docker-registry on 127.0.0.1:5000 (unless one answers there
 # already) and pushes a busybox image to it as busybox:1, built with umoci from
 # busybox-static and pushed with skopeo. Data under $1 (default /var/lib/berth-dev/registry).
+# BERTH_REGISTRY_ADDR serves another address (deploy/local-cluster.sh: its own
+# registry, started in a host namespace, which this script then only fills).
 set -euo pipefail
 
 dir="${1:-/var/lib/berth-dev/registry}"
-addr=127.0.0.1:5000
+addr=${BERTH_REGISTRY_ADDR:-127.0.0.1:5000}
 mkdir -p "$dir"
 
 if ! curl -fs "http://$addr/v2/" >/dev/null 2>&1; then

@@ -223,6 +223,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
         netns_dir: PathBuf::from("/run/berth-dev/netns"),
         secrets_dir: PathBuf::from("/run/berth-dev/secrets"),
         metrics_listen: agent_metrics,
+        image_gc: Default::default(),
     };
     let agent_task = tokio::spawn(berth_agent::daemon::run(agent));
     println!(

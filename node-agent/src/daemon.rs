@@ -46,6 +46,8 @@ pub struct AgentOptions {
     pub secrets_dir: PathBuf,
     /// Where `/metrics` is served (plain HTTP); None: nowhere.
     pub metrics_listen: Option<SocketAddr>,
+    /// When unused images are removed (see `image::gc_loop`).
+    pub image_gc: crate::image::GcPolicy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -224,6 +226,11 @@ pub async fn run(opts: AgentOptions) -> Result<(), DaemonError> {
     })?;
     let images =
         ImageStore::open(&opts.data_dir).map_err(|e| DaemonError::Images(e.to_string()))?;
+    tokio::spawn(crate::image::run_gc(
+        images.clone(),
+        opts.image_gc,
+        Arc::new(crate::image::Statvfs),
+    ));
     let mut cfg = SupervisorConfig::new(images.clone());
     cfg.runtime = runtime.clone();
     cfg.runtime_root = opts.runtime_root.clone();
@@ -414,6 +421,7 @@ mod tests {
             insecure_plaintext: false,
             secrets_dir: dir.path().join("secrets"),
             metrics_listen: None,
+            image_gc: crate::image::GcPolicy::default(),
         };
         let err = run(opts).await.unwrap_err();
         assert!(matches!(err, DaemonError::RuntimeNotFound { .. }), "{err}");

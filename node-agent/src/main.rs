@@ -68,6 +68,21 @@ struct Args {
     /// (ids) as keys. BERTH_LOG filters what is logged.
     #[arg(long, value_enum, default_value_t = berth_telemetry::LogFormat::Text)]
     log_format: berth_telemetry::LogFormat,
+    /// Image garbage collection starts when the data dir's disk is this
+    /// full (percent)...
+    #[arg(long, value_name = "PERCENT", default_value_t = 85)]
+    image_gc_high: u8,
+    /// ...and removes unused images, least recently used first, until it is
+    /// under this (percent).
+    #[arg(long, value_name = "PERCENT", default_value_t = 80)]
+    image_gc_low: u8,
+    /// Images used (a task started or ended, a pull) less than this long ago
+    /// are kept by garbage collection.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    image_gc_keep_recent: u64,
+    /// How often garbage collection measures the disk (besides after pulls).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    image_gc_interval: u64,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -205,6 +220,11 @@ fn daemon(args: Args) -> anyhow::Result<()> {
             .to_string(),
     };
     let token = berth_pki::token::from_flags(args.token.as_deref(), args.token_file.as_deref())?;
+    let image_gc = berth_agent::image::GcPolicy {
+        marks: berth_agent::image::Marks::new(args.image_gc_high, args.image_gc_low)?,
+        interval: std::time::Duration::from_secs(args.image_gc_interval),
+        keep_recent: std::time::Duration::from_secs(args.image_gc_keep_recent),
+    };
     let opts = berth_agent::daemon::AgentOptions {
         token,
         insecure_plaintext: args.insecure_plaintext,
@@ -222,6 +242,7 @@ fn daemon(args: Args) -> anyhow::Result<()> {
         netns_dir: args.netns_dir,
         secrets_dir: args.secrets_dir,
         metrics_listen: args.metrics_listen,
+        image_gc,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -39,6 +39,10 @@ pub enum ImageError {
         #[source]
         source: sled::Error,
     },
+    #[error(
+        "image garbage collection marks: the low mark {low} % must be below the high mark {high} %, which is 1 to 100"
+    )]
+    BadMarks { high: u8, low: u8 },
     #[error("corrupt record in the image index ({what}): {reason}")]
     CorruptRecord { what: String, reason: String },
     #[error(transparent)]

@@ -11,7 +11,8 @@ use tracing::info;
 use super::ImageStore;
 use super::digest::Digest;
 use super::error::{Result, blocking};
-use super::index::{ContainerRef, Image, Index};
+use super::gc_plan::{Goal, Inputs, Plan, Victim, choose};
+use super::index::{Image, Index};
 
 /// How many images and containers reference each blob and snapshot.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -48,6 +49,17 @@ fn count(index: &Index) -> Result<References> {
         add(&c.image);
     }
     Ok(refs)
+}
+
+impl PruneReport {
+    /// Adds what another collection removed.
+    pub fn absorb(&mut self, other: PruneReport) {
+        self.blobs.extend(other.blobs);
+        self.snapshots.extend(other.snapshots);
+        self.bytes += other.bytes;
+        self.blobs.sort();
+        self.snapshots.sort();
+    }
 }
 
 /// What `prune_images` takes besides content nothing references.
@@ -90,18 +102,6 @@ impl Candidates {
     }
 }
 
-/// The named images `PruneScope::Unused` removes: those whose image id no
-/// container holds, by name.
-pub(super) fn unused<'a>(images: &'a [Image], holds: &[ContainerRef]) -> Vec<&'a Image> {
-    let used: HashSet<&Digest> = holds.iter().map(|c| &c.image.config_digest).collect();
-    let mut out: Vec<&Image> = images
-        .iter()
-        .filter(|i| !used.contains(&i.config_digest))
-        .collect();
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    out
-}
-
 impl ImageStore {
     /// Reference counts of every referenced blob and snapshot.
     pub fn references(&self) -> Result<References> {
@@ -121,23 +121,60 @@ impl ImageStore {
     /// or container mount slips in between.
     pub async fn prune_images(&self, scope: PruneScope) -> Result<ImagePruneReport> {
         let _gc = self.gc.write().await;
-        let mut untagged = Vec::new();
-        let mut ids = Vec::new();
+        let mut report = ImagePruneReport::default();
         if scope == PruneScope::Unused {
-            let images = self.index.images()?;
-            let holds = self.index.containers()?;
-            for image in unused(&images, &holds) {
-                self.index.remove_image(&image.name)?;
-                untagged.push(image.name.clone());
-                ids.push(image.config_digest.clone());
+            for victim in &self.plan(&Goal::Everything)?.victims {
+                self.remove_victim(victim, &mut report).await?;
             }
         }
-        let content = self.collect(None).await?;
-        Ok(ImagePruneReport {
-            untagged,
-            deleted: deleted_ids(ids, &content),
-            content,
-        })
+        report.content.absorb(self.collect(None).await?);
+        report.untagged.sort();
+        Ok(report)
+    }
+
+    /// What `goal` removes, from the index as it is now. The caller holds
+    /// the GC lock alone (no container may take an image meanwhile).
+    pub(super) fn plan(&self, goal: &Goal) -> Result<Plan> {
+        let images = self.index.images()?;
+        let in_use = self
+            .index
+            .containers()?
+            .into_iter()
+            .map(|c| c.image.config_digest)
+            .collect();
+        let usage = self.index.uses()?;
+        let inputs = Inputs {
+            images: &images,
+            usage: &usage,
+            in_use: &in_use,
+            now: super::now(),
+        };
+        Ok(choose(&inputs, goal))
+    }
+
+    /// Removes one image of a plan: every name of it at once (one index
+    /// transaction: a crash leaves all names or none), then its blobs and
+    /// layers nothing else references. Content a crash leaves after the
+    /// names went is unreferenced, and the next `collect(None)` takes it.
+    /// The caller holds the GC lock alone.
+    pub(super) async fn remove_victim(
+        &self,
+        victim: &Victim,
+        report: &mut ImagePruneReport,
+    ) -> Result<()> {
+        let mut images = Vec::new();
+        for name in &victim.names {
+            images.extend(self.index.image(name)?);
+        }
+        self.index
+            .remove_image_names(&victim.names, Some(&victim.id))?;
+        let content = self.collect(Some(Candidates::of(&images))).await?;
+        report.untagged.extend(victim.names.iter().cloned());
+        report
+            .deleted
+            .extend(deleted_ids(vec![victim.id.clone()], &content));
+        report.content.absorb(content);
+        Ok(())
     }
 
     /// Removes what nothing references among `only` (everything if `None`).
@@ -165,8 +202,10 @@ impl ImageStore {
                 if refs.snapshots.contains_key(&snap.chain_id) || !snap_ok(&snap.chain_id) {
                     kept.insert(snap.id);
                 } else {
-                    snaps.remove(snap.id)?;
+                    // The record first: a crash between leaves a directory
+                    // nothing names, which the next full collection sweeps.
                     index.remove_snapshot(&snap.chain_id)?;
+                    snaps.remove(snap.id)?;
                     report.snapshots.push(snap.chain_id);
                 }
             }
@@ -203,22 +242,6 @@ pub(super) fn deleted_ids(mut ids: Vec<Digest>, content: &PruneReport) -> Vec<Di
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn prune_all_spares_every_name_of_an_image_a_container_holds() {
-        let images = vec![
-            Image::named("r/b:1", b"one"),
-            Image::named("r/b:2", b"one"),
-            Image::named("r/c:1", b"two"),
-            Image::named("r/a:1", b"three"),
-        ];
-        let holds = vec![ContainerRef::of("task1", &images[0])];
-        let names: Vec<&str> = unused(&images, &holds)
-            .iter()
-            .map(|i| i.name.as_str())
-            .collect();
-        assert_eq!(names, ["docker.io/r/a:1", "docker.io/r/c:1"]);
-    }
 
     #[test]
     fn only_ids_whose_config_went_count_as_deleted() {

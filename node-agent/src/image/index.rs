@@ -112,6 +112,18 @@ pub struct Index {
     images: sled::Tree,
     snapshots: sled::Tree,
     containers: sled::Tree,
+    /// Image id (config digest) → `ImageUse`: the LRU order of garbage
+    /// collection, kept across agent restarts.
+    usage: sled::Tree,
+}
+
+/// When tasks last used an image (seconds since the epoch).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageUse {
+    /// When a task using the image last started (its rootfs was prepared).
+    pub last_started: u64,
+    /// When a task using the image last ended (its rootfs was released).
+    pub last_ended: Option<u64>,
 }
 
 impl Index {
@@ -128,12 +140,14 @@ impl Index {
         let images = db.open_tree("images").map_err(err)?;
         let snapshots = db.open_tree("snapshots").map_err(err)?;
         let containers = db.open_tree("containers").map_err(err)?;
+        let usage = db.open_tree("usage").map_err(err)?;
         Ok(Index {
             path: path.to_path_buf(),
             db,
             images,
             snapshots,
             containers,
+            usage,
         })
     }
 
@@ -191,6 +205,58 @@ impl Index {
     }
     pub fn remove_image(&self, name: &str) -> Result<Option<Image>> {
         self.remove(&self.images, name)
+    }
+    /// Removes every name in `names` and the usage record of `forget` (the
+    /// image id, when its last names go) in one sled transaction: after a
+    /// crash an image has all those names or none (its content, then
+    /// unreferenced, goes with the next collection).
+    pub fn remove_image_names(&self, names: &[String], forget: Option<&Digest>) -> Result<()> {
+        use sled::Transactional;
+        (&self.images, &self.usage)
+            .transaction(|(images, usage)| {
+                for name in names {
+                    images.remove(name.as_bytes())?;
+                }
+                if let Some(id) = forget {
+                    usage.remove(id.as_str().as_bytes())?;
+                }
+                Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| match e {
+                sled::transaction::TransactionError::Storage(e) => self.err(e),
+                sled::transaction::TransactionError::Abort(()) => {
+                    self.err(sled::Error::Unsupported("aborted".into()))
+                }
+            })?;
+        self.flush()
+    }
+
+    /// Updates the usage record of image `id` with `f`.
+    pub fn update_use(&self, id: &Digest, f: impl Fn(&mut ImageUse)) -> Result<()> {
+        self.usage
+            .fetch_and_update(id.as_str().as_bytes(), |old| {
+                let mut u: ImageUse = old
+                    .and_then(|v| serde_json::from_slice(v).ok())
+                    .unwrap_or_default();
+                f(&mut u);
+                serde_json::to_vec(&u).ok()
+            })
+            .map_err(|e| self.err(e))?;
+        self.flush()
+    }
+    /// Every usage record, by image id.
+    pub fn uses(&self) -> Result<std::collections::HashMap<Digest, ImageUse>> {
+        let mut out = std::collections::HashMap::new();
+        for kv in self.usage.iter() {
+            let (k, v) = kv.map_err(|e| self.err(e))?;
+            let key = String::from_utf8_lossy(&k).to_string();
+            let id = Digest::parse(&key).map_err(|e| ImageError::CorruptRecord {
+                what: format!("usage of {key}"),
+                reason: e.to_string(),
+            })?;
+            out.insert(id, decode(&key, &v)?);
+        }
+        Ok(out)
     }
 
     pub fn snapshot(&self, chain_id: &Digest) -> Result<Option<Snapshot>> {
@@ -282,5 +348,30 @@ mod tests {
         assert_eq!(index.remove_image(&image.name).unwrap(), Some(image));
         assert!(index.images().unwrap().is_empty());
         assert_eq!(index.containers().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn usage_survives_reopening_and_goes_with_the_image_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (Image::named("a:1", b"one"), Image::named("a:2", b"one"));
+        let id = a.config_digest.clone();
+        {
+            let index = Index::open(&dir.path().join("db")).unwrap();
+            index.put_image(&a).unwrap();
+            index.put_image(&b).unwrap();
+            index.update_use(&id, |u| u.last_started = 7).unwrap();
+            index.update_use(&id, |u| u.last_ended = Some(9)).unwrap();
+        }
+        let index = Index::open(&dir.path().join("db")).unwrap();
+        let want = ImageUse {
+            last_started: 7,
+            last_ended: Some(9),
+        };
+        assert_eq!(index.uses().unwrap().get(&id), Some(&want));
+        index
+            .remove_image_names(&[a.name.clone(), b.name.clone()], Some(&id))
+            .unwrap();
+        assert!(index.images().unwrap().is_empty());
+        assert!(index.uses().unwrap().is_empty());
     }
 }

@@ -23,6 +23,8 @@ mod config;
 mod error;
 mod fsmeta;
 mod gc;
+mod gc_loop;
+mod gc_plan;
 mod import;
 mod index;
 mod locks;
@@ -52,8 +54,10 @@ pub use berth_registry::{
 pub use config::{Healthcheck, ImageConfig};
 pub use error::{ImageError, Result};
 pub use gc::{ImagePruneReport, PruneReport, PruneScope, References};
+pub use gc_loop::{DiskUsage, GcPolicy, Statvfs, run_gc};
+pub use gc_plan::{DiskFigures, Marks};
 pub use import::ImportOptions;
-pub use index::{Image, Layer, Snapshot};
+pub use index::{Image, ImageUse, Layer, Snapshot};
 pub use progress::{LayerRow, LayerState, PullEvent, PullProgress, PullTracker};
 pub use pull::PullOptions;
 pub use rmi::RemoveReport;
@@ -79,6 +83,9 @@ pub struct ImageStore {
     gc: Arc<tokio::sync::RwLock<()>>,
     /// One download or unpack at a time per blob or ChainID.
     busy: KeyedLocks,
+    /// Told when the store grew (a pull ended): garbage collection looks
+    /// at the disk at once.
+    grew: Arc<tokio::sync::Notify>,
     /// An exclusive lock on `<root>/lock` for as long as the store is open
     /// (one process at a time; the index would refuse a second one anyway,
     /// but with sled's message instead of ours).
@@ -103,6 +110,7 @@ impl ImageStore {
             snapshots,
             gc: Arc::new(tokio::sync::RwLock::new(())),
             busy: KeyedLocks::default(),
+            grew: Arc::new(tokio::sync::Notify::new()),
             _lock: Arc::new(lock),
         })
     }

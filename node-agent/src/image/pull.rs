@@ -197,6 +197,8 @@ impl ImageStore {
         };
         self.index.put_image(&image)?;
         info!(image = %image.name, manifest = %image.manifest_digest, layers = image.layers.len(), "image pulled");
+        // The disk filled: garbage collection looks now, not at its next round.
+        self.grew.notify_one();
         Ok(image)
     }
 

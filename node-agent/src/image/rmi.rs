@@ -124,9 +124,9 @@ impl ImageStore {
             .iter()
             .find(|i| i.config_digest == removal.id)
             .cloned();
-        for name in &removal.untag {
-            self.index.remove_image(name)?;
-        }
+        // All at once; the last names take the image's usage record along.
+        self.index
+            .remove_image_names(&removal.untag, removal.last.then_some(&removal.id))?;
         let content = match (removal.last, image) {
             (true, Some(image)) => self.collect(Some(Candidates::of([&image]))).await?,
             _ => PruneReport::default(),

@@ -91,7 +91,10 @@ impl ImageStore {
             },
         );
         blocking(format!("rootfs of {container_id}"), move || {
-            index.put_container(&hold)
+            index.put_container(&hold)?;
+            // Garbage collection removes the least recently used images first.
+            let started = super::now();
+            index.update_use(&hold.image.config_digest, |u| u.last_started = started)
         })
         .await?;
         let mut lower_dirs = Vec::new();
@@ -187,7 +190,12 @@ impl ImageStore {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(ImageError::io("remove", dir, e)),
             }
-            index.remove_container(&id).map(drop)
+            if let Some(held) = index.remove_container(&id)? {
+                // The image of a task that just ended stays a while (see gc_plan).
+                let ended = super::now();
+                index.update_use(&held.image.config_digest, |u| u.last_ended = Some(ended))?;
+            }
+            Ok(())
         })
         .await?;
         debug!(container = container_id, "rootfs released");
