@@ -1,7 +1,7 @@
 mod client;
 mod cluster;
-mod cluster_settings;
 mod cluster_backup;
+mod cluster_settings;
 mod config;
 mod dev;
 mod dev_log;

@@ -67,7 +67,10 @@ pub enum ServerError {
     #[error(transparent)]
     DataDir(#[from] DataDirError),
     #[error("cannot join through {via}: {why}")]
-    Join { via: String, why: String },
+    Join {
+        via: String,
+        why: String,
+    },
     #[error("raft member failed: {0}")]
     Member(#[from] MemberError),
     #[error("raft log: {0}")]
@@ -102,7 +105,9 @@ pub enum ServerError {
         "{dir} holds no TLS credentials; a data dir made with --insecure-plaintext runs only \
          with --insecure-plaintext"
     )]
-    NoCredentials { dir: PathBuf },
+    NoCredentials {
+        dir: PathBuf,
+    },
     #[error(
         "--join needs --token (print one with `berth cluster join-token controller` on the \
          cluster), or --insecure-plaintext on every member"
