@@ -67,10 +67,7 @@ pub enum ServerError {
     #[error(transparent)]
     DataDir(#[from] DataDirError),
     #[error("cannot join through {via}: {why}")]
-    Join {
-        via: String,
-        why: String,
-    },
+    Join { via: String, why: String },
     #[error("raft member failed: {0}")]
     Member(#[from] MemberError),
     #[error("raft log: {0}")]
@@ -105,9 +102,7 @@ pub enum ServerError {
         "{dir} holds no TLS credentials; a data dir made with --insecure-plaintext runs only \
          with --insecure-plaintext"
     )]
-    NoCredentials {
-        dir: PathBuf,
-    },
+    NoCredentials { dir: PathBuf },
     #[error(
         "--join needs --token (print one with `berth cluster join-token controller` on the \
          cluster), or --insecure-plaintext on every member"
@@ -119,6 +114,7 @@ pub enum ServerError {
     Unlock(#[from] crate::unlock::UnlockError),
     #[error(transparent)]
     Metrics(#[from] berth_telemetry::TelemetryError),
+    #[error(transparent)]
     Recovery(#[from] crate::recovery::RecoveryError),
 }
 

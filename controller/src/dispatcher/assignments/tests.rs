@@ -408,8 +408,7 @@ fn a_session_far_behind_catches_up_in_bounded_pieces_that_add_up_to_the_complete
     // piece together: the late session must not get them in one message.
     let services = 40;
     let per_service = SHARED_ITEMS_PER_MESSAGE / 8;
-    let mut revision = 11;
-    for s in 0..services {
+    for (revision, s) in (11..).zip(0..services) {
         let id = format!("s{}", s + 10);
         let mut events = vec![event(
             revision,
@@ -427,7 +426,6 @@ fn a_session_far_behind_catches_up_in_bounded_pieces_that_add_up_to_the_complete
             ));
         }
         apply(&mut tracker, &mut published, &events);
-        revision += 1;
     }
     let mut messages = 0;
     while let Some(message) = next(&published, "n3", 0, &mut sent, &NoPayloads) {
