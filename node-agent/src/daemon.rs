@@ -291,6 +291,7 @@ pub async fn run(opts: AgentOptions) -> Result<(), DaemonError> {
         },
         runtime,
         data_dir: opts.data_dir.clone(),
+        metrics: metrics.clone(),
     };
     tokio::spawn(crate::api::serve(incoming, security.clone(), parts));
     info!(name = %opts.name, api = %opts.api_listen, "agent running");

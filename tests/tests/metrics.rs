@@ -271,6 +271,28 @@ fn metrics_pass_promtool_and_move_as_tasks_start_and_fail() -> Result<()> {
         "web's task series gone",
         |t| samples(t, "berth_agent_task_pids", &[("service", "web")]).is_empty(),
     )?;
+
+    // `berth pull` through the agent's API counts like a task's pull: a name
+    // the registry does not have is a failed pull.
+    let missing = format!("{}/no-such-image:1", cluster.registry.address());
+    let out = cluster.berth_raw(
+        0,
+        &[
+            "--tls-dir",
+            &cluster.c.admin_dir().to_string_lossy(),
+            "pull",
+            &missing,
+            "--all-nodes",
+        ],
+    )?;
+    assert!(!out.status.success(), "pulling {missing} must fail");
+    wait_scrape(
+        &cluster,
+        agent,
+        AGENT_METRICS,
+        "a failed pull through the API",
+        |t| value(t, "berth_agent_image_pulls_total", &[("outcome", "failed")]) >= 1.0,
+    )?;
     Ok(())
 }
 

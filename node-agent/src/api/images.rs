@@ -28,6 +28,8 @@ pub(super) struct ImagesApi {
     pub(super) store: ImageStore,
     /// The agent's own pull settings (insecure registries).
     pub(super) pull: PullOptions,
+    /// `berth pull` counts in the agent's pull figures like a task's pull.
+    pub(super) metrics: crate::metrics::AgentMetrics,
 }
 
 type PullStream = ReceiverStream<Result<PullUpdate, Status>>;
@@ -69,10 +71,15 @@ impl AgentImages for ImagesApi {
         };
         let (tx, rx) = mpsc::channel(16);
         let store = self.store.clone();
+        let metrics = self.metrics.clone();
         // The pull runs to its end even if the caller leaves: a pull stopped
         // halfway leaves only what the next prune takes.
-        let mut pulling =
-            tokio::spawn(async move { store.pull(&req.image, &opts).await.map(|i| (i, store)) });
+        let mut pulling = tokio::spawn(async move {
+            metrics
+                .pull(&store, &req.image, &opts)
+                .await
+                .map(|i| (i, store))
+        });
         tokio::spawn(async move {
             let mut tracker = PullTracker::default();
             let mut tick = tokio::time::interval(PROGRESS_EVERY);

@@ -36,6 +36,8 @@ pub struct AgentParts {
     /// The OCI runtime and the data dir, for `berth info`.
     pub runtime: std::path::PathBuf,
     pub data_dir: std::path::PathBuf,
+    /// Pulls through the API count with the tasks' pulls.
+    pub metrics: crate::metrics::AgentMetrics,
 }
 
 /// Serves the agent API on `incoming` until the server fails (logged).
@@ -73,6 +75,7 @@ pub async fn serve(
         AgentImagesServer::new(images::ImagesApi {
             store: parts.images.clone(),
             pull: parts.pull.clone(),
+            metrics: parts.metrics.clone(),
         }),
         only.clone(),
     );
