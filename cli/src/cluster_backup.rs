@@ -85,7 +85,7 @@ fn print_summary(file: &Path, s: &BackupSummary, format: Format) -> Result<()> {
                 .counts
                 .iter()
                 .filter(|(table, _)| table.as_str() != "pki")
-                .map(|(table, n)| vec![format!("{table}s"), n.to_string()])
+                .map(|(table, n)| vec![plural(table), n.to_string()])
                 .collect();
             rows.push(vec!["stacks".into(), s.stacks.to_string()]);
             output::table(&["WHAT", "COUNT"], &rows);
@@ -99,5 +99,24 @@ fn print_summary(file: &Path, s: &BackupSummary, format: Format) -> Result<()> {
             );
             Ok(())
         }
+    }
+}
+
+/// A table's name as a row label: "services", "cluster settings".
+fn plural(table: &str) -> String {
+    let words = table.replace('_', " ");
+    if words.ends_with('s') {
+        words
+    } else {
+        format!("{words}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn table_names_read_as_plurals() {
+        assert_eq!(super::plural("service"), "services");
+        assert_eq!(super::plural("cluster_settings"), "cluster settings");
     }
 }

@@ -250,7 +250,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
         if replaced { "replaced with " } else { "" }
     );
     println!(
-        "  try:  berth service create hello --image <registry>/busybox:1 --replicas 2 --publish 8080:80 -- sh -c 'hostname >/tmp/index.html; httpd -f -p 80 -h /tmp'"
+        "  try:  berth service create hello --image <registry>/busybox:1 --replicas 2 --publish 8080:80 -- sh -c 'mkdir -p /www && hostname >/www/index.html && httpd -f -p 80 -h /www'"
     );
     println!("        berth service ps hello; curl localhost:8080");
     println!("  stop with Ctrl-C (containers keep running; the next `berth dev` re-adopts them)");
