@@ -362,7 +362,20 @@ mod tests {
             index.update_use(&id, |u| u.last_started = 7).unwrap();
             index.update_use(&id, |u| u.last_ended = Some(9)).unwrap();
         }
-        let index = Index::open(&dir.path().join("db")).unwrap();
+        // sled's flusher thread lets go of the file lock a moment after the
+        // last handle drops: the reopen waits for it (bounded).
+        let mut tries = 0;
+        let index = loop {
+            match Index::open(&dir.path().join("db")) {
+                Ok(index) => break index,
+                Err(err) if tries < 100 => {
+                    tries += 1;
+                    eprintln!("reopen, try {tries}: {err}");
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(err) => panic!("reopening the index: {err}"),
+            }
+        };
         let want = ImageUse {
             last_started: 7,
             last_ended: Some(9),
