@@ -37,8 +37,42 @@ pub async fn get(raft: &RaftHandle, key: &str) -> Result<Node, Status> {
     unwrap(resolve(raft.state(), Table::Node, key)?)
 }
 
+/// Read-modify-writes without a version from the caller (`berth node
+/// update`) are tried again on a conflict: the node record also changes on its
+/// own (status, heartbeats' conditions), and the change asked for still applies
+/// to the newer version.
+const UPDATE_ATTEMPTS: usize = 5;
+
 pub async fn update(raft: &RaftHandle, req: UpdateNodeRequest) -> Result<Node, Status> {
-    let mut node = unwrap(resolve(raft.state(), Table::Node, &req.node)?)?;
+    let mut attempt = 1;
+    loop {
+        match update_once(raft, req.clone()).await {
+            Err(UpdateFailure::Commit(err))
+                if req.version == 0 && err.is_conflict() && attempt < UPDATE_ATTEMPTS =>
+            {
+                attempt += 1;
+            }
+            Err(UpdateFailure::Commit(err)) => return Err(err.into()),
+            Err(UpdateFailure::Status(status)) => return Err(status),
+            Ok(node) => return Ok(node),
+        }
+    }
+}
+
+enum UpdateFailure {
+    Commit(crate::store::CommitError),
+    Status(Status),
+}
+
+impl From<Status> for UpdateFailure {
+    fn from(status: Status) -> Self {
+        UpdateFailure::Status(status)
+    }
+}
+
+async fn update_once(raft: &RaftHandle, req: UpdateNodeRequest) -> Result<Node, UpdateFailure> {
+    let found = resolve(raft.state(), Table::Node, &req.node).map_err(Status::from)?;
+    let mut node = unwrap(found)?;
     let version = if req.version == 0 {
         node.version
     } else {
@@ -52,22 +86,24 @@ pub async fn update(raft: &RaftHandle, req: UpdateNodeRequest) -> Result<Node, S
     }
     for key in &req.label_rm {
         if node.labels.remove(key).is_none() {
-            return Err(Status::not_found(format!(
-                "node {} has no label {key:?}",
-                node.name
-            )));
+            return Err(
+                Status::not_found(format!("node {} has no label {key:?}", node.name)).into(),
+            );
         }
     }
     for (key, value) in req.label_add {
         if key.is_empty() {
-            return Err(Status::invalid_argument("a label needs a key"));
+            return Err(Status::invalid_argument("a label needs a key").into());
         }
         node.labels.insert(key, value);
     }
     if let Some(ts) = node.timestamps.as_mut() {
         ts.updated_ms = now_ms();
     }
-    unwrap(commit_one(raft, put_kind(Kind::Node(node), Expect::Version, version)).await?)
+    let committed = commit_one(raft, put_kind(Kind::Node(node), Expect::Version, version))
+        .await
+        .map_err(UpdateFailure::Commit)?;
+    Ok(unwrap(committed)?)
 }
 
 pub async fn remove(raft: &RaftHandle, req: RemoveNodeRequest) -> Result<(), Status> {
