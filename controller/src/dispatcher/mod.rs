@@ -393,14 +393,14 @@ impl Dispatcher {
                 slot.send(Err(DispatchError::UnknownSession));
                 return;
             }
-            let message = {
+            let (message, behind) = {
                 let published = self.hub.read();
                 let source = payloads::StorePayloads {
                     sm: self.raft.state(),
                     keys: &self.keys,
                 };
                 let watermark = self.hub.applied_everywhere();
-                if !published.ready {
+                let message = if !published.ready {
                     None
                 } else if let Some(sent) = sent.as_mut() {
                     messages::next(&published, &node_id, watermark, sent, &source)
@@ -413,7 +413,10 @@ impl Dispatcher {
                         }
                         None => Message::Assignments(set),
                     })
-                }
+                };
+                // Read under the same lock as the message was built.
+                let behind = sent.as_ref().is_some_and(|sent| sent.behind(&published));
+                (message, behind)
             };
             let sent_now = message.is_some();
             if let Some(message) = message {
@@ -423,9 +426,6 @@ impl Dispatcher {
             } else {
                 drop(slot);
             }
-            let behind = sent
-                .as_ref()
-                .is_some_and(|sent| sent.behind(&self.hub.read()));
             if behind {
                 // The rest of the shared changes follow as soon as the
                 // stream takes this piece.
