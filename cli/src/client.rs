@@ -87,6 +87,11 @@ pub async fn channel(access: &Access) -> Result<Channel> {
 pub fn explain(status: tonic::Status) -> anyhow::Error {
     match berth_pki::explain::tls_failure(&status, "the controller") {
         Some(why) => anyhow::anyhow!("{why}"),
+        // An empty message (a stream reset, a connection that ended) still
+        // names its code: an error with no words helps nobody.
+        None if status.message().is_empty() => {
+            anyhow::anyhow!("the call ended with {:?} and no message", status.code())
+        }
         None => anyhow::anyhow!("{}", status.message()),
     }
 }

@@ -1,4 +1,5 @@
 mod client;
+mod closed_stdout;
 mod cluster;
 mod cluster_backup;
 mod cluster_settings;
@@ -123,16 +124,7 @@ fn main() {
         }
     };
     if !matches!(args.command, Command::Dev(_)) {
-        // `berth ... | head` ends quietly, as other command-line tools do,
-        // instead of panicking on the closed pipe. (Not `berth dev`: its
-        // daemons must survive a peer closing a socket.)
-        // SAFETY: set at startup, before any thread exists.
-        unsafe {
-            let _ = nix::sys::signal::signal(
-                nix::sys::signal::Signal::SIGPIPE,
-                nix::sys::signal::SigHandler::SigDfl,
-            );
-        }
+        closed_stdout::exit_quietly_when_closed();
     }
     // `berth dev` runs a controller and an agent: on one thread every
     // container start would wait for every other's work (as berth-agent,

@@ -202,8 +202,9 @@ impl Cluster {
         let out = self.berth_raw(via, &full)?;
         if !out.status.success() {
             bail!(
-                "berth {} failed: {}",
+                "berth {} failed ({}): {}",
                 args.join(" "),
+                out.status,
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }

@@ -379,3 +379,21 @@ fn berth_pull_uses_the_users_registry_login_and_keeps_it_nowhere() -> Result<()>
     }
     Ok(())
 }
+
+/// `berth version | head -0`: the reader went away before the first line.
+/// The CLI ends quietly with the shell's SIGPIPE status, not with a panic, and
+/// (SIGPIPE stays ignored) a socket closed under it is an error it reports,
+/// never a silent death.
+#[test]
+fn a_closed_stdout_ends_the_cli_quietly() -> Result<()> {
+    let (reader, writer) = std::io::pipe()?;
+    drop(reader);
+    let out = std::process::Command::new(bin_path("berth"))
+        .args(["--controller", "127.0.0.1:1", "version"])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()?;
+    assert_eq!(out.status.code(), Some(141), "{out:?}");
+    assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
+    Ok(())
+}

@@ -343,7 +343,12 @@ fn berth_cli(c: &Controllers, args: &[&str]) -> Result<String> {
         .host(c.client_host())
         .run_unchecked(&bin_path("berth").to_string_lossy(), &full)?;
     if !out.status.success() {
-        bail!("{}", String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "berth {} ({}): {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).to_string())
 }
