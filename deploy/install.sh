@@ -102,7 +102,7 @@ fi
 missing=()
 for b in "${binaries[@]}"; do [[ -x $from/$b ]] || missing+=("$from/$b"); done
 if ((${#missing[@]})); then
-  echo "install.sh: missing ${missing[*]}: build them (cargo build --release --bins) or pass --from DIR" >&2
+  echo "install.sh: missing ${missing[*]}: build them (scripts/build-release.sh) or pass --from DIR" >&2
   exit 1
 fi
 for b in "${binaries[@]}"; do put "$from/$b" "$prefix/$b" 0755; done

@@ -194,7 +194,7 @@ up() {
   fi
   bin=$(find_bin)
   for b in berth berth-controller berth-agent berth-runtime; do
-    [[ -x $bin/$b ]] || die "no $bin/$b: build berth (cargo build --release --bins) or set BERTH_LC_BIN"
+    [[ -x $bin/$b ]] || die "no $bin/$b: build berth (scripts/build-release.sh) or set BERTH_LC_BIN"
   done
   down >/dev/null
   mkdir -p "$dir"

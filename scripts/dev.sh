@@ -20,7 +20,7 @@ read -r -a dev_args <<<"${BERTH_DEV_ARGS:-}"
 
 deploy/install-deps.sh
 if [[ -z $bin ]]; then
-  cargo build --release --locked --bins
+  scripts/build-release.sh --locked
   bin=${CARGO_TARGET_DIR:-$PWD/target}/release
 fi
 binaries=(berth berth-controller berth-agent berth-shim berth-runtime)

@@ -7,7 +7,9 @@
 //! the medians of every step of the agent's start and stop paths (from its
 //! `berth_agent::supervisor::steps` debug lines, see `berth_bench::steps`).
 //!
-//!     cargo build --release --workspace && target/release/bench-services
+//!     scripts/build-release.sh && target/release/bench-services
+//!
+//! (The script links the per-container shim statically, as releases ship it.)
 //!
 //! Needs root, docker.io, docker-registry, umoci and skopeo (deploy/install-deps.sh
 //! plus `apt-get install docker.io`). Not part of CI.
