@@ -9,7 +9,8 @@
 #   deploy/install.sh --uninstall [--prefix DIR] [--units DIR]    remove
 #   (--defaults FILE: another place for /etc/default/berth)
 #
-# DIR of --from holds berth, berth-controller, berth-agent and berth-runtime
+# DIR of --from holds berth, berth-controller, berth-agent, berth-shim (the
+# per-container shim the agent starts, found beside it) and berth-runtime
 # (default: target/release of this checkout). It does not enable or start
 # the units: which ones a host runs is the operator's choice (see README.md,
 # "Install on hosts").
@@ -21,7 +22,7 @@ prefix=/usr/local/bin
 units=/etc/systemd/system
 defaults=/etc/default/berth
 uninstall=false
-binaries=(berth berth-controller berth-agent berth-runtime)
+binaries=(berth berth-controller berth-agent berth-shim berth-runtime)
 unit_files=(berth-controller.service berth-agent.service)
 
 usage() {

@@ -24,7 +24,7 @@
 #   BERTH_LC_PREFIX  names of namespaces, cgroups, links (default berthlc; at most 12 characters)
 #   BERTH_LC_NET     first three octets of the hosts' /24 (default 10.213.0)
 #   BERTH_LC_DIR     data directory (default /var/lib/PREFIX)
-#   BERTH_LC_BIN     where berth, berth-controller, berth-agent and berth-runtime are
+#   BERTH_LC_BIN     where berth, berth-controller, berth-agent, berth-shim and berth-runtime are
 #                    (default: the directory of berth-agent on PATH, else target/release)
 set -euo pipefail
 
@@ -193,7 +193,7 @@ up() {
     die "up N: N is 1 to 50, not $n"
   fi
   bin=$(find_bin)
-  for b in berth berth-controller berth-agent berth-runtime; do
+  for b in berth berth-controller berth-agent berth-shim berth-runtime; do
     [[ -x $bin/$b ]] || die "no $bin/$b: build berth (scripts/build-release.sh) or set BERTH_LC_BIN"
   done
   down >/dev/null

@@ -9,7 +9,15 @@ use std::process::Command;
 use anyhow::{Context, Result};
 use berth_testhost::bin_path;
 
-const BINARIES: [&str; 4] = ["berth", "berth-controller", "berth-agent", "berth-runtime"];
+/// Every binary a host needs: the agent refuses to start without the
+/// per-container shim and the runtime beside it.
+const BINARIES: [&str; 5] = [
+    "berth",
+    "berth-controller",
+    "berth-agent",
+    "berth-shim",
+    "berth-runtime",
+];
 const UNITS: [&str; 2] = ["berth-controller.service", "berth-agent.service"];
 
 fn install(scratch: &Path, extra: &[&str]) -> Result<String> {

@@ -421,6 +421,26 @@ fn stop_first_never_has_more_than_parallelism_slots_down() {
 }
 
 #[test]
+fn a_service_created_without_update_settings_replaces_one_task_at_a_time() {
+    let mut web = replicated("web", 4);
+    web.history = vec![first_version(web.spec.as_ref().expect("spec"), 0)];
+    assert!(web.spec.as_ref().is_some_and(|s| s.update_config.is_none()));
+    let mut sim = running(&["a", "b"], web);
+    update_image(&mut sim, "web", "busybox:2");
+    for _ in 0..12 {
+        round(&mut sim);
+        let up = sim
+            .view
+            .tasks
+            .iter()
+            .filter(|t| t.desired_state == TaskState::Running as i32 && t.is_ready())
+            .count();
+        assert!(up >= 3, "{} of 4 up: {:#?}", up, sim.view.tasks);
+    }
+    assert_eq!(images(&sim, "web"), vec!["busybox:2"; 4]);
+}
+
+#[test]
 fn canaries_pause_the_update_until_it_is_promoted() {
     let cfg = UpdateConfig {
         parallelism: 2,

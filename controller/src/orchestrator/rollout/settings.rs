@@ -8,6 +8,17 @@ pub const DEFAULT_MONITOR_MS: u64 = 5_000;
 /// How long a rollout may go without progress when `progress_deadline_ms` is 0.
 pub const DEFAULT_PROGRESS_DEADLINE_MS: u64 = 600_000;
 
+/// The settings of a spec that names none: one task at a time, as Swarm's
+/// and Docker's defaults are (`UpdateConfig::default()` would be parallelism
+/// 0, "all at once": a whole service stopped together by a plain
+/// `service update --image`).
+fn unset() -> UpdateConfig {
+    UpdateConfig {
+        parallelism: 1,
+        ..UpdateConfig::default()
+    }
+}
+
 /// The settings of `service`'s rollout. A rollback takes the `rollback_config`
 /// of the spec it leaves (the one written with the failed update, which is
 /// where `--rollback-*` flags given with it went), else of the spec it
@@ -25,10 +36,10 @@ pub fn settings(service: &Service, rollback: bool) -> UpdateConfig {
                 ..left
                     .and_then(|s| s.update_config)
                     .or_else(|| spec.and_then(|s| s.update_config))
-                    .unwrap_or_default()
+                    .unwrap_or_else(unset)
             })
     } else {
-        spec.and_then(|s| s.update_config).unwrap_or_default()
+        spec.and_then(|s| s.update_config).unwrap_or_else(unset)
     };
     if config.monitor_ms == 0 {
         config.monitor_ms = DEFAULT_MONITOR_MS;
@@ -113,5 +124,28 @@ mod tests {
         }
         let c = settings(&service, true);
         assert_eq!((c.parallelism, c.canary), (2, 0));
+    }
+
+    #[test]
+    fn a_spec_without_settings_replaces_one_task_at_a_time() {
+        let service = Service {
+            spec: Some(ServiceSpec::default()),
+            previous_spec: Some(ServiceSpec::default()),
+            ..Default::default()
+        };
+        for rollback in [false, true] {
+            let c = settings(&service, rollback);
+            assert_eq!(c.parallelism, 1, "rollback: {rollback}");
+            assert_eq!(c.monitor_ms, DEFAULT_MONITOR_MS);
+        }
+        // 0 written on purpose still means all at once.
+        let all = Service {
+            spec: Some(ServiceSpec {
+                update_config: Some(UpdateConfig::default()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(settings(&all, false).parallelism, 0);
     }
 }
