@@ -315,6 +315,26 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn ports_read_as_dockers() {
+        use berth_proto::v1::PortConfig;
+        let ports = [
+            PortConfig {
+                published_port: 8080,
+                target_port: 80,
+                ..Default::default()
+            },
+            PortConfig {
+                published_port: 5353,
+                target_port: 53,
+                protocol: PortProtocol::Udp as i32,
+                publish_mode: PublishMode::Host as i32,
+            },
+        ];
+        assert_eq!(ports_text(&ports), "*:8080->80/tcp, *:5353->53/udp (host)");
+        assert_eq!(ports_text(&[]), "");
+    }
+
     fn task(state: TaskState, exit: Option<i32>, at: i64) -> Task {
         Task {
             id: "abcdefghijklmnopqrst".into(),

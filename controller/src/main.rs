@@ -120,9 +120,10 @@ struct Args {
     #[arg(long, value_name = "HOST[:PORT]")]
     insecure_registry: Vec<String>,
     /// How long `service create` and `update` wait for a registry to give
-    /// an image's digest before leaving the tag unpinned, in seconds.
-    #[arg(long, default_value_t = 3)]
-    resolve_image_timeout: u64,
+    /// an image's digest before leaving the tag unpinned (3s, 500ms; a bare
+    /// number is seconds; at least 100ms).
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    resolve_image_timeout: Duration,
     /// Serve Prometheus metrics at http://ADDR/metrics (plain HTTP, no
     /// authentication: keep it on a private address). Off when not given.
     #[arg(long, value_name = "ADDR")]
@@ -217,7 +218,7 @@ fn real_main() -> anyhow::Result<()> {
         },
         pins: PinSettings {
             insecure_registries: args.insecure_registry,
-            timeout: Duration::from_secs(args.resolve_image_timeout.max(1)),
+            timeout: args.resolve_image_timeout.max(Duration::from_millis(100)),
         },
         metrics_listen: args.metrics_listen,
         recover: match (args.restore, args.force_new_cluster) {

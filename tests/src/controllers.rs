@@ -28,7 +28,9 @@ pub struct Controllers {
     /// Index of the host clients run in.
     client_host: usize,
     rt: tokio::runtime::Runtime,
-    extra_args: Vec<String>,
+    /// Arguments every controller started from now on gets (a test may drop
+    /// one, e.g. `--autolock` before a restore).
+    pub extra_args: Vec<String>,
     /// The admin credentials of the cluster (a copy of the first
     /// controller's `<data-dir>/admin`, so wiping that host keeps them).
     security: Option<Security>,

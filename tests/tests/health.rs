@@ -65,6 +65,12 @@ fn passing_checks_make_tasks_healthy_and_a_failing_one_is_replaced() -> Result<(
             "mkdir -p /www && echo up > /www/index.html && exec httpd -f -p 8080 -h /www",
         ],
     )?;
+    // tcp: a connect to the task's port, from its network namespace.
+    cluster.create_service(
+        "tcp",
+        &["--health-tcp", "8081", "--health-interval", "500ms"],
+        &["sh", "-c", "mkdir -p /www && exec httpd -f -p 8081 -h /www"],
+    )?;
     // A check that never passes: unhealthy after 2 failures, then replaced.
     cluster.create_service(
         "sick",
@@ -80,7 +86,7 @@ fn passing_checks_make_tasks_healthy_and_a_failing_one_is_replaced() -> Result<(
         ],
         &["sleep", "3600"],
     )?;
-    for service in ["ok", "web"] {
+    for service in ["ok", "web", "tcp"] {
         wait_until(&format!("{service} healthy"), CONVERGE, || {
             let rows = cluster.ps(service).ok()?;
             rows.iter()
@@ -90,6 +96,12 @@ fn passing_checks_make_tasks_healthy_and_a_failing_one_is_replaced() -> Result<(
     }
     let table = cluster.berth(&["service", "ps", "ok"])?;
     assert!(table.contains("running (healthy)"), "{table}");
+    // `service inspect` tells the tasks' health too.
+    let inspect: serde_json::Value =
+        serde_json::from_str(&cluster.berth(&["service", "inspect", "ok"])?)?;
+    let tasks = &inspect["tasks"];
+    assert_eq!(tasks["by_health"]["healthy"], 1, "{tasks}");
+    assert_eq!(tasks["list"][0]["health"], "healthy", "{tasks}");
 
     wait_replaced_after_failing(&cluster, "sick", "not ready")?;
 

@@ -97,16 +97,24 @@ fn wait_scrape(
 #[test]
 fn metrics_pass_promtool_and_move_as_tasks_start_and_fail() -> Result<()> {
     let controller_listen = format!("127.0.0.1:{CONTROLLER_METRICS}");
+    // Both daemons log JSON lines (`--log-format json`), checked at the end.
     let mut cluster = Cluster::start_with(
         "metrics",
         1,
         0,
         1,
-        &["--metrics-listen", &controller_listen],
+        &[
+            "--metrics-listen",
+            &controller_listen,
+            "--log-format",
+            "json",
+        ],
     )?;
     cluster.agent_args = vec![
         "--metrics-listen".into(),
         format!("127.0.0.1:{AGENT_METRICS}"),
+        "--log-format".into(),
+        "json".into(),
     ];
     cluster.start_agent(0)?;
     cluster.wait_nodes_ready(1)?;
@@ -175,6 +183,11 @@ fn metrics_pass_promtool_and_move_as_tasks_start_and_fail() -> Result<()> {
     );
     assert!(
         value(&text, "berth_raft_proposal_duration_seconds_count", &[]) >= 1.0,
+        "{text}"
+    );
+    assert!(
+        value(&text, "berth_raft_applied_index", &[]) >= 1.0
+            && value(&text, "berth_raft_commit_index", &[]) >= 1.0,
         "{text}"
     );
     let text = wait_scrape(&cluster, agent, AGENT_METRICS, "2 task starts", |t| {
@@ -262,6 +275,30 @@ fn metrics_pass_promtool_and_move_as_tasks_start_and_fail() -> Result<()> {
     )?;
     promtool_check(&text, "controller")?;
 
+    // A task no node can take is pending, counted by why.
+    cluster.create_service(
+        "nowhere",
+        &["--constraint", "node.labels.zone==nowhere"],
+        &["sleep", "3600"],
+    )?;
+    wait_scrape(
+        &cluster,
+        controller,
+        CONTROLLER_METRICS,
+        "a task pending on its constraint",
+        |t| value(t, "berth_tasks_pending", &[("reason", "constraint")]) >= 1.0,
+    )?;
+    // A rollout that completed is counted by its state.
+    cluster.berth(&["service", "update", "web", "--env-add", "V=2"])?;
+    let text = wait_scrape(
+        &cluster,
+        controller,
+        CONTROLLER_METRICS,
+        "web's rollout completed",
+        |t| value(t, "berth_service_rollouts", &[("state", "completed")]) >= 1.0,
+    )?;
+    promtool_check(&text, "controller")?;
+
     // A removed service's per-task series go with its tasks.
     cluster.berth(&["service", "rm", "web"])?;
     wait_scrape(
@@ -293,6 +330,35 @@ fn metrics_pass_promtool_and_move_as_tasks_start_and_fail() -> Result<()> {
         "a failed pull through the API",
         |t| value(t, "berth_agent_image_pulls_total", &[("outcome", "failed")]) >= 1.0,
     )?;
+
+    // --log-format json: every line either daemon logged is a JSON object
+    // with its level and message, and ids are fields of their own.
+    let controller_log = cluster.c.net.host_mut(controller).proc("controller")?.log();
+    let agent_log = cluster.agent(0)?.log();
+    for (whose, log, id) in [
+        ("controller", &controller_log, "service"),
+        ("agent", &agent_log, "task"),
+    ] {
+        let mut objects = Vec::new();
+        // (The harness marks each start with a "==== start" line of its own.)
+        for line in log
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with("==== "))
+        {
+            let value: serde_json::Value = serde_json::from_str(line)
+                .with_context(|| format!("a {whose} log line that is not JSON: {line}"))?;
+            assert!(
+                value["level"].is_string() && value["message"].is_string(),
+                "{whose}: {line}"
+            );
+            objects.push(value);
+        }
+        assert!(objects.len() >= 3, "{whose} logged: {log}");
+        assert!(
+            objects.iter().any(|o| o[id].is_string()),
+            "no {whose} line has a top-level {id:?} field: {log}"
+        );
+    }
     Ok(())
 }
 

@@ -340,6 +340,33 @@ fn canaries_wait_for_promote_and_a_failing_canary_rolls_back() -> Result<()> {
         let v = running_versions(&cluster, "web").ok()?;
         (v.len() == 3).then_some(())
     })?;
+
+    // Auto-promotion: once the canary has run for --update-min-healthy the
+    // rollout goes on by itself, and the waiting update ends completed.
+    expect(
+        &cluster,
+        0,
+        &[
+            "service",
+            "update",
+            "web",
+            "--env-add",
+            "V=4",
+            "--update-canary",
+            "1",
+            "--update-auto-promote",
+            "--update-min-healthy",
+            "1s",
+        ],
+    )?;
+    let service = inspect(&cluster, "web")?;
+    assert_eq!(env_of(&service), vec!["V=4"]);
+    assert_eq!(service["update_status"]["state"], "completed", "{service}");
+    let v = running_versions(&cluster, "web")?;
+    assert!(
+        v.len() == 3 && v.windows(2).all(|w| w[0] == w[1]) && v[0] > 2,
+        "{v:?}"
+    );
     Ok(())
 }
 

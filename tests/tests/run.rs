@@ -196,6 +196,48 @@ fn run_streams_output_exits_with_the_tasks_code_and_rm_leaves_nothing() -> Resul
     )?;
     assert_eq!(code(&out), 0, "stderr: {}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "kept\ntmpfs\n");
+
+    // A bind source the node does not have: 125, naming it.
+    let out = berth(
+        &cluster,
+        &["run", "-v", "/nonexistent/berth-run:/x", &image, "true"],
+    )?;
+    assert_eq!(code(&out), 125, "stderr: {}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("bind source /nonexistent/berth-run does not exist"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // logs --tail N: the last N lines; logs -f: follows until the task ends.
+    let out = berth(
+        &cluster,
+        &[
+            "run",
+            "--name",
+            "counter",
+            &image,
+            "sh",
+            "-c",
+            "echo a; echo b; echo c",
+        ],
+    )?;
+    assert_eq!(code(&out), 0, "stderr: {}", text(&out.stderr));
+    let out = berth(&cluster, &["logs", "--tail", "1", "counter"])?;
+    assert_eq!(text(&out.stdout), "c\n", "stderr: {}", text(&out.stderr));
+    cluster.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "slow",
+        &image,
+        "sh",
+        "-c",
+        "echo x; sleep 2; echo y",
+    ])?;
+    let out = berth(&cluster, &["logs", "-f", "slow"])?;
+    assert_eq!(code(&out), 0, "stderr: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "x\ny\n");
     Ok(())
 }
 

@@ -2,20 +2,14 @@
 //! written and what changed.
 
 use anyhow::Result;
-use berth_proto::v1::{GetServiceRequest, Service};
+use berth_proto::v1::Service;
 use serde_json::json;
 
-use crate::client::{Client, explain};
+use crate::client::Client;
 use crate::output::{self, Format};
 
 pub async fn show(client: &mut Client, name: &str, format: Format) -> Result<()> {
-    let service = client
-        .get_service(GetServiceRequest {
-            service: name.to_string(),
-        })
-        .await
-        .map_err(explain)?
-        .into_inner();
+    let service = super::fetch_service(client, name).await?;
     match format {
         Format::Json => output::json(&serde_json::Value::Array(
             service

@@ -341,6 +341,70 @@ fn task_json(task: &Task, nodes: &BTreeMap<String, String>) -> serde_json::Value
     })
 }
 
+/// The tasks meant to run (desired running: history and tasks on their way
+/// out left aside), counted by state and health and listed.
+fn tasks_summary(tasks: &[Task], nodes: &BTreeMap<String, String>) -> serde_json::Value {
+    let current: Vec<&Task> = tasks
+        .iter()
+        .filter(|t| t.desired_state == TaskState::Running as i32)
+        .collect();
+    let mut by_state = BTreeMap::<&str, u64>::new();
+    let mut by_health = BTreeMap::<&str, u64>::new();
+    for task in &current {
+        let status = task.status.clone().unwrap_or_default();
+        *by_state.entry(state_name(status.state)).or_default() += 1;
+        let health = health_name(status.health);
+        if !health.is_empty() {
+            *by_health.entry(health).or_default() += 1;
+        }
+    }
+    let list: Vec<serde_json::Value> = current
+        .iter()
+        .map(|t| {
+            let status = t.status.clone().unwrap_or_default();
+            json!({
+                "id": t.id,
+                "slot": t.slot,
+                "node": nodes.get(&t.node_id).cloned().unwrap_or_default(),
+                "spec_version": t.spec_version,
+                "state": state_name(status.state),
+                "health": health_name(status.health),
+            })
+        })
+        .collect();
+    json!({
+        "desired": current.len(),
+        "by_state": by_state,
+        "by_health": by_health,
+        "list": list,
+    })
+}
+
+/// `service ps`'s line about the rollout under way or last ended ("" when
+/// there was none): "web: rollout paused (version 2 -> 3): 1 of 2 new tasks
+/// failed ...".
+fn rollout_line(service: &Service) -> String {
+    let Some(status) = service.update_status.as_ref() else {
+        return String::new();
+    };
+    let state = update_state(service);
+    if state.is_empty() {
+        return String::new();
+    }
+    let name = service.spec.as_ref().map_or("", |s| s.name.as_str());
+    let mut line = format!(
+        "{name}: rollout {} (version {} -> {})",
+        state.replace('_', " "),
+        status.from_version,
+        status.to_version
+    );
+    if !status.message.is_empty() {
+        line.push_str(": ");
+        line.push_str(&status.message);
+    }
+    line
+}
+
 /// When the controller wrote this version (its clock, as task times are).
 pub(crate) fn written_at(service: &Service) -> i64 {
     service
@@ -359,17 +423,22 @@ fn written(service: Option<Service>, warnings: &[String]) -> Service {
     service.unwrap_or_default()
 }
 
+/// The service named (or with the id) `name`, as stored now.
+pub(crate) async fn fetch_service(client: &mut Client, name: &str) -> Result<Service> {
+    Ok(client
+        .get_service(GetServiceRequest {
+            service: name.to_string(),
+        })
+        .await
+        .map_err(explain)?
+        .into_inner())
+}
+
 /// `service update`: the current spec with the flags applied, written at the
 /// version read (a concurrent change is refused, not overwritten), then waited
 /// for.
 async fn update_service(client: &mut Client, args: update::UpdateArgs) -> Result<()> {
-    let current = client
-        .get_service(GetServiceRequest {
-            service: args.name.clone(),
-        })
-        .await
-        .map_err(explain)?
-        .into_inner();
+    let current = fetch_service(client, &args.name).await?;
     let mut spec = update::apply(current.spec.clone().unwrap_or_default(), &args)?;
     if args.with_registry_auth {
         let dir = registry_auth::docker_config_dir();
@@ -488,9 +557,18 @@ pub(crate) fn print_tasks(
     Ok(())
 }
 
-fn inspect_json(service: &Service) -> Result<serde_json::Value> {
+/// `service inspect`'s JSON: the stored service (spec, previous spec,
+/// rollout status) and `tasks`, what its tasks that should run are doing
+/// now: counts by state and health, and each one's slot, node, version,
+/// state and health.
+fn inspect_json(
+    service: &Service,
+    tasks: &[Task],
+    nodes: &BTreeMap<String, String>,
+) -> Result<serde_json::Value> {
     let mut value = serde_json::to_value(service)?;
     if let Some(object) = value.as_object_mut() {
+        object.insert("tasks".into(), tasks_summary(tasks, nodes));
         object.remove("history");
         for spec in ["spec", "previous_spec"] {
             if let Some(spec) = object.get_mut(spec) {
@@ -653,6 +731,29 @@ pub async fn run(client: &mut Client, cmd: ServiceCmd) -> Result<()> {
         ServiceCmd::Ps { name, format } => {
             let tasks = client
                 .list_tasks(ListTasksRequest {
+                    service: name.clone(),
+                    node: String::new(),
+                })
+                .await
+                .map_err(explain)?
+                .into_inner()
+                .tasks;
+            let nodes = node_names(client).await?;
+            if matches!(format, Format::Table) {
+                // The rollout's state and message above the tasks, on stderr
+                // so the table stays the table for scripts.
+                let service = fetch_service(client, &name).await?;
+                let line = rollout_line(&service);
+                if !line.is_empty() {
+                    eprintln!("{line}");
+                }
+            }
+            print_tasks(&tasks, &nodes, format, false)?;
+        }
+        ServiceCmd::Inspect { name } => {
+            let service = fetch_service(client, &name).await?;
+            let tasks = client
+                .list_tasks(ListTasksRequest {
                     service: name,
                     node: String::new(),
                 })
@@ -661,15 +762,7 @@ pub async fn run(client: &mut Client, cmd: ServiceCmd) -> Result<()> {
                 .into_inner()
                 .tasks;
             let nodes = node_names(client).await?;
-            print_tasks(&tasks, &nodes, format, false)?;
-        }
-        ServiceCmd::Inspect { name } => {
-            let service = client
-                .get_service(GetServiceRequest { service: name })
-                .await
-                .map_err(explain)?
-                .into_inner();
-            output::json(&inspect_json(&service)?)?;
+            output::json(&inspect_json(&service, &tasks, &nodes)?)?;
         }
         ServiceCmd::Scale { target, detach } => {
             let Some((name, n)) = target.split_once('=') else {
@@ -734,6 +827,7 @@ pub async fn run(client: &mut Client, cmd: ServiceCmd) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use berth_proto::v1::UpdateStatus;
     use clap::Parser;
 
     use super::*;
@@ -750,6 +844,66 @@ mod tests {
             panic!("not create: {:?}", cli.cmd);
         };
         spec_from(*args).expect("spec")
+    }
+
+    fn task(id: &str, desired: TaskState, state: TaskState, health: TaskHealth) -> Task {
+        Task {
+            id: id.into(),
+            slot: 1,
+            node_id: "n1".into(),
+            spec_version: 2,
+            desired_state: desired as i32,
+            status: Some(TaskStatus {
+                state: state as i32,
+                health: health as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn inspect_counts_the_current_tasks_by_state_and_health() {
+        use TaskState::{Failed, Running, Shutdown, Starting};
+        let tasks = [
+            task("a", Running, Running, TaskHealth::Healthy),
+            task("b", Running, Running, TaskHealth::Unhealthy),
+            task("c", Running, Starting, TaskHealth::Starting),
+            task("old", Shutdown, Failed, TaskHealth::Unhealthy),
+        ];
+        let nodes = BTreeMap::from([("n1".to_string(), "host-1".to_string())]);
+        let value = inspect_json(&Service::default(), &tasks, &nodes).expect("json");
+        let summary = &value["tasks"];
+        assert_eq!(summary["desired"], 3, "{summary}");
+        assert_eq!(summary["by_state"]["running"], 2, "{summary}");
+        assert_eq!(summary["by_state"]["starting"], 1, "{summary}");
+        assert_eq!(summary["by_health"]["healthy"], 1, "{summary}");
+        assert_eq!(summary["by_health"]["unhealthy"], 1, "{summary}");
+        assert_eq!(summary["list"][1]["health"], "unhealthy", "{summary}");
+        assert_eq!(summary["list"][0]["node"], "host-1", "{summary}");
+    }
+
+    #[test]
+    fn ps_names_the_rollout_and_its_message() {
+        let mut service = Service {
+            spec: Some(ServiceSpec {
+                name: "web".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(rollout_line(&service), "");
+        service.update_status = Some(UpdateStatus {
+            state: UpdateState::RollbackPaused as i32,
+            message: "1 of 2 new tasks failed".into(),
+            from_version: 3,
+            to_version: 2,
+            ..Default::default()
+        });
+        assert_eq!(
+            rollout_line(&service),
+            "web: rollout rollback paused (version 3 -> 2): 1 of 2 new tasks failed"
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use berth_proto::v1::update_status::State;
-use berth_proto::v1::{GetServiceRequest, ListTasksRequest, Service, Task};
+use berth_proto::v1::{ListTasksRequest, Service, Task};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use super::watch::{Ending, Goal, SlotLine, Watcher};
@@ -75,13 +75,7 @@ async fn look(
     name: &str,
     nodes: &mut BTreeMap<String, String>,
 ) -> Result<(Service, Vec<Task>)> {
-    let service = client
-        .get_service(GetServiceRequest {
-            service: name.to_string(),
-        })
-        .await
-        .map_err(explain)?
-        .into_inner();
+    let service = super::fetch_service(client, name).await?;
     let tasks = client
         .list_tasks(ListTasksRequest {
             service: service.id.clone(),

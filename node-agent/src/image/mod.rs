@@ -145,6 +145,15 @@ impl ImageStore {
             .ok_or(ImageError::UnknownImage { name: key })
     }
 
+    /// Records that a task is about to use `image` (now): garbage collection
+    /// keeps recently used images, so an image already here is not taken
+    /// between this and the task's rootfs mount, which holds it from then on.
+    pub fn note_use(&self, image: &Image) -> Result<()> {
+        let now = now();
+        self.index
+            .update_use(&image.config_digest, |u| u.last_started = now)
+    }
+
     /// The image named `name` if the store has it, else pulled. (A stored
     /// image is used without asking its registry, as Docker does: whoever
     /// may run tasks on this node may run the images it holds.)

@@ -62,7 +62,13 @@ impl TaskImages for StoreImages {
         credentials: Option<RegistryCredentials>,
     ) -> Result<(Image, ImageConfig), ImageError> {
         let image = match self.store.get(name) {
-            Ok(image) => image,
+            Ok(image) => {
+                // Already here: a use now, so garbage collection leaves it
+                // until the rootfs mount holds it (a fresh pull is recent by
+                // its name's time).
+                self.store.note_use(&image)?;
+                image
+            }
             Err(ImageError::UnknownImage { .. }) => {
                 // A task's own credentials take precedence over the agent's.
                 let pull = PullOptions {
