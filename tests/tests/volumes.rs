@@ -337,6 +337,25 @@ fn mounts_are_checked_at_create_and_honoured_in_the_container() -> Result<()> {
     assert_eq!(before["spec_version"], after["spec_version"]);
     assert_eq!(before["spec"]["mounts"], after["spec"]["mounts"]);
 
+    // --mount-add rolls a mount in, --mount-rm TARGET takes it out again.
+    let has_added = |want: bool| {
+        let (task, _) = running_task(&cluster, "files")?;
+        let mounts = exec_ok(&cluster, &task, &["cat", "/proc/mounts"]).ok()?;
+        (mounts.contains(" /added tmpfs ") == want).then_some(())
+    };
+    cluster.berth(&[
+        "service",
+        "update",
+        "files",
+        "--mount-add",
+        "type=tmpfs,target=/added",
+    ])?;
+    wait_until("a task of files with /added", CONVERGE, || has_added(true))?;
+    cluster.berth(&["service", "update", "files", "--mount-rm", "/added"])?;
+    wait_until("a task of files without /added", CONVERGE, || {
+        has_added(false)
+    })?;
+
     // A bind source missing on the node: the task fails with a clear error
     // in `service ps`, before any container is made.
     cluster.create_service(

@@ -414,6 +414,21 @@ fn unmount_under(dir: &Path) {
     }
 }
 
+/// The registry demo-registry.sh started for this run (if none answered on
+/// 127.0.0.1:5000 already), stopped at the end: the script detaches it, and
+/// its data is in this run's temporary directory. Matched by its config
+/// file, so a registry the user runs is left alone.
+struct OwnRegistry(PathBuf);
+
+impl Drop for OwnRegistry {
+    fn drop(&mut self) {
+        let pattern = format!("docker-registry serve {}", self.0.display());
+        let _ = std::process::Command::new("pkill")
+            .args(["-f", &pattern])
+            .status();
+    }
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -429,6 +444,7 @@ fn main() -> Result<()> {
         &registry.to_string_lossy(),
         &[&dir.path().join("registry").to_string_lossy()],
     )?;
+    let _registry = OwnRegistry(dir.path().join("registry/config.yml"));
 
     let berth = Berth::start(dir.path())?;
     // Image present on the host first, as for Swarm (imported).
