@@ -87,7 +87,8 @@ fn print_size(r: &SizeResult, run: &str) {
     println!(
         "nodes={} tasks={} converge_s={converge} leader_cpu_s={:.2} leader_rss_mb={:.1} \
          bytes_to_agents={} running={} controllers_cpu_s={:.2} registered={} register_s={:.1} \
-         session_ends={} re_registrations={} elections={} leader_changed={}{run}",
+         session_ends={} re_registrations={} elections={} leader_changed={} \
+         leader_session_messages={}{run}",
         r.nodes,
         r.tasks,
         r.leader_cpu.as_secs_f64(),
@@ -101,6 +102,7 @@ fn print_size(r: &SizeResult, run: &str) {
         r.re_registrations,
         r.elections,
         r.leader_changed,
+        r.session_messages,
     );
 }
 

@@ -61,6 +61,10 @@ pub struct SizeResult {
     /// Leaders elected during the run (a leader that loses its quorum under
     /// load steps down and a new one is elected).
     pub elections: usize,
+    /// What the leader's dispatcher sessions sent by kind, from its
+    /// `berth_dispatcher_session_{messages,bytes}_total`:
+    /// `kind:messages/MB,...` ("unknown" when the scrape failed).
+    pub session_messages: String,
 }
 
 /// A cluster and its agents, kept after a size's run for the idle and lost
@@ -96,6 +100,32 @@ fn elections(dir: &Path) -> usize {
 
 fn session_ends(fleet: &Fleet) -> u64 {
     fleet.session_ends().iter().map(|(_, n)| n).sum()
+}
+
+/// The leader's session messages and bytes by kind since it started
+/// (`complete:1000/2.1MB,delta:...`), scraped from the `/metrics` its log
+/// names.
+async fn session_counters(log: &Path) -> Result<String> {
+    let addr = crate::metrics_cost::logged_metrics_address(log).await?;
+    let text = tokio::task::spawn_blocking(move || crate::metrics_cost::scrape_text(addr)).await??;
+    let messages = crate::metrics_cost::counter_by_label(
+        &text,
+        "berth_dispatcher_session_messages_total",
+    );
+    let bytes =
+        crate::metrics_cost::counter_by_label(&text, "berth_dispatcher_session_bytes_total");
+    let parts: Vec<String> = messages
+        .iter()
+        .map(|(kind, n)| {
+            let b = bytes
+                .iter()
+                .find(|(k, _)| k == kind)
+                .map_or(0.0, |(_, b)| *b);
+            format!("{kind}:{n:.0}/{:.1}MB", b / 1e6)
+        })
+        .collect();
+    anyhow::ensure!(!parts.is_empty(), "no berth_dispatcher_session_* in the scrape");
+    Ok(parts.join(","))
 }
 
 fn progress(what: &str, started: Instant) {
@@ -182,6 +212,9 @@ pub async fn size(parent: &Path, s: &SizeSettings) -> Result<(SizeResult, Live)>
     let extra = [
         "--node-down-after".to_string(),
         s.down_after.as_secs().to_string(),
+        // The leader's session counters are read after convergence.
+        "--metrics-listen".to_string(),
+        "127.0.0.1:0".to_string(),
     ];
     let cluster = BerthCluster::start_with(dir.path(), s.base_port, &extra, s.transport).await?;
     let leader = cluster.leader().await?;
@@ -265,6 +298,12 @@ pub async fn size(parent: &Path, s: &SizeSettings) -> Result<(SizeResult, Live)>
     let bytes_to_agents = fleet.bytes_received() - bytes_before;
     let re_registrations = fleet.registrations() - registrations_before;
     let leader_peak_rss_kib = peak_rss_kib(leader_pid)?;
+    let session_messages = session_counters(&dir.path().join(format!("berth-{leader}.log")))
+        .await
+        .unwrap_or_else(|err| {
+            eprintln!("  the leader's session counters: {err:#}");
+            "unknown".to_string()
+        });
     if creator.is_finished() {
         match creator.await {
             Ok(Ok(())) => {}
@@ -314,6 +353,7 @@ pub async fn size(parent: &Path, s: &SizeSettings) -> Result<(SizeResult, Live)>
         session_ends: session_ends(&fleet) - ends_before,
         leader_changed,
         elections: elections(dir.path()) - elections_before,
+        session_messages,
     };
     let live = Live {
         cluster,
