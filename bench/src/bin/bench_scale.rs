@@ -192,13 +192,15 @@ async fn after_largest(args: &Args, mut live: Live, figures: &mut Figures) {
             Ok(idle) => {
                 println!(
                     "idle nodes={} tasks={} seconds={:.0} leader_cpu_pct={:.1} bytes_to_agents={} \
-                     re_registrations={}{note}",
+                     re_registrations={} delivery_tail_s={}{note}",
                     live.fleet.len(),
                     live.tasks,
                     idle.window.as_secs_f64(),
                     idle.leader_cpu_percent,
                     idle.bytes_to_agents,
-                    idle.re_registrations
+                    idle.re_registrations,
+                    idle.delivery_tail
+                        .map_or("none".to_string(), |t| format!("{:.0}", t.as_secs_f64())),
                 );
                 figures.idle = Some(idle);
             }

@@ -107,11 +107,10 @@ fn session_ends(fleet: &Fleet) -> u64 {
 /// names.
 async fn session_counters(log: &Path) -> Result<String> {
     let addr = crate::metrics_cost::logged_metrics_address(log).await?;
-    let text = tokio::task::spawn_blocking(move || crate::metrics_cost::scrape_text(addr)).await??;
-    let messages = crate::metrics_cost::counter_by_label(
-        &text,
-        "berth_dispatcher_session_messages_total",
-    );
+    let text =
+        tokio::task::spawn_blocking(move || crate::metrics_cost::scrape_text(addr)).await??;
+    let messages =
+        crate::metrics_cost::counter_by_label(&text, "berth_dispatcher_session_messages_total");
     let bytes =
         crate::metrics_cost::counter_by_label(&text, "berth_dispatcher_session_bytes_total");
     let parts: Vec<String> = messages
@@ -124,7 +123,10 @@ async fn session_counters(log: &Path) -> Result<String> {
             format!("{kind}:{n:.0}/{:.1}MB", b / 1e6)
         })
         .collect();
-    anyhow::ensure!(!parts.is_empty(), "no berth_dispatcher_session_* in the scrape");
+    anyhow::ensure!(
+        !parts.is_empty(),
+        "no berth_dispatcher_session_* in the scrape"
+    );
     Ok(parts.join(","))
 }
 
@@ -374,17 +376,43 @@ pub struct IdleResult {
     pub leader_cpu_percent: f64,
     pub bytes_to_agents: u64,
     pub re_registrations: u64,
+    /// From the start of the phase (the settle included) to the end of the
+    /// last second in which the agents still received more than
+    /// [`DELIVERY_BUSY`] bytes: the tail of the convergence's deliveries
+    /// (endpoints reach every agent after the tasks run). None: none.
+    pub delivery_tail: Option<Duration>,
 }
+
+/// Bytes a second to the agents that count as deliveries still going on.
+pub const DELIVERY_BUSY: u64 = 100_000;
 
 /// The leader's cost of a cluster where nothing changes: agents heartbeat,
 /// sessions stay open.
 pub async fn idle(live: &Live, settle: Duration, window: Duration) -> Result<IdleResult> {
-    tokio::time::sleep(settle).await;
+    let phase = Instant::now();
+    let mut delivery_tail = None;
+    let mut last_bytes = live.fleet.bytes_received();
+    let mut sample = |delivery_tail: &mut Option<Duration>| {
+        let now = live.fleet.bytes_received();
+        if now - last_bytes > DELIVERY_BUSY {
+            *delivery_tail = Some(phase.elapsed());
+        }
+        last_bytes = now;
+    };
+    while phase.elapsed() + Duration::from_secs(1) <= settle {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        sample(&mut delivery_tail);
+    }
+    tokio::time::sleep(settle.saturating_sub(phase.elapsed())).await;
     let cpu_before = cpu_time(live.leader_pid)?;
     let bytes_before = live.fleet.bytes_received();
     let registrations_before = live.fleet.registrations();
     let started = Instant::now();
-    tokio::time::sleep(window).await;
+    while started.elapsed() + Duration::from_secs(1) <= window {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        sample(&mut delivery_tail);
+    }
+    tokio::time::sleep(window.saturating_sub(started.elapsed())).await;
     let window = started.elapsed();
     let cpu = cpu_time(live.leader_pid)?.saturating_sub(cpu_before);
     Ok(IdleResult {
@@ -392,6 +420,7 @@ pub async fn idle(live: &Live, settle: Duration, window: Duration) -> Result<Idl
         leader_cpu_percent: cpu.as_secs_f64() / window.as_secs_f64() * 100.0,
         bytes_to_agents: live.fleet.bytes_received() - bytes_before,
         re_registrations: live.fleet.registrations() - registrations_before,
+        delivery_tail,
     })
 }
 

@@ -359,7 +359,9 @@ impl Dispatcher {
             asks: Arc::clone(&asks),
         };
         self.runtime.spawn(async move {
-            dispatcher.session_loop(node_id, session_id, held, pull).await;
+            dispatcher
+                .session_loop(node_id, session_id, held, pull)
+                .await;
         });
         Ok(Box::pin(PulledStream {
             rx,
@@ -417,7 +419,12 @@ impl Dispatcher {
                 let message = Message::NotLeader(NotLeader {
                     leader_address: status.leader_address().unwrap_or_default().to_string(),
                 });
-                pull.send(Ok(message), crate::metrics::SESSION_NOT_LEADER, permit, self);
+                pull.send(
+                    Ok(message),
+                    crate::metrics::SESSION_NOT_LEADER,
+                    permit,
+                    self,
+                );
                 // A queued message still reaches the stream after the sender goes.
                 return;
             }

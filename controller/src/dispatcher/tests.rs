@@ -252,7 +252,11 @@ async fn a_session_builds_its_message_only_when_the_stream_asks() {
     let Some(Message::Assignments(set)) = next(&mut s1).await.expect("a message").message else {
         panic!("the first message is the complete set")
     };
-    assert_eq!(set.tasks.len(), 3, "built at the ask, with every task so far");
+    assert_eq!(
+        set.tasks.len(),
+        3,
+        "built at the ask, with every task so far"
+    );
     assert_eq!(counted(crate::metrics::SESSION_COMPLETE), 1);
     assert!(
         raft.metrics()
