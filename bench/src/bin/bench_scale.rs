@@ -192,7 +192,7 @@ async fn after_largest(args: &Args, mut live: Live, figures: &mut Figures) {
             Ok(idle) => {
                 println!(
                     "idle nodes={} tasks={} seconds={:.0} leader_cpu_pct={:.1} bytes_to_agents={} \
-                     re_registrations={} delivery_tail_s={}{note}",
+                     re_registrations={} delivery_tail_s={} quiet_s={:.0} quiet_cpu_pct={}{note}",
                     live.fleet.len(),
                     live.tasks,
                     idle.window.as_secs_f64(),
@@ -201,6 +201,9 @@ async fn after_largest(args: &Args, mut live: Live, figures: &mut Figures) {
                     idle.re_registrations,
                     idle.delivery_tail
                         .map_or("none".to_string(), |t| format!("{:.0}", t.as_secs_f64())),
+                    idle.quiet.as_secs_f64(),
+                    idle.quiet_cpu_percent
+                        .map_or("none".to_string(), |p| format!("{p:.1}")),
                 );
                 figures.idle = Some(idle);
             }

@@ -381,46 +381,68 @@ pub struct IdleResult {
     /// [`DELIVERY_BUSY`] bytes: the tail of the convergence's deliveries
     /// (endpoints reach every agent after the tasks run). None: none.
     pub delivery_tail: Option<Duration>,
+    /// The window's seconds after its last delivery, and the leader's CPU
+    /// over them (None: fewer than [`QUIET_MIN`]).
+    pub quiet: Duration,
+    pub quiet_cpu_percent: Option<f64>,
 }
 
 /// Bytes a second to the agents that count as deliveries still going on.
 pub const DELIVERY_BUSY: u64 = 100_000;
 
+/// The quiet part of an idle window: the seconds after the last one with
+/// deliveries, when at least this many remain.
+pub const QUIET_MIN: Duration = Duration::from_secs(5);
+
 /// The leader's cost of a cluster where nothing changes: agents heartbeat,
-/// sessions stay open.
+/// sessions stay open. Sampled each second, so the window's quiet part (after
+/// the convergence's last deliveries) is measured too.
 pub async fn idle(live: &Live, settle: Duration, window: Duration) -> Result<IdleResult> {
     let phase = Instant::now();
     let mut delivery_tail = None;
     let mut last_bytes = live.fleet.bytes_received();
-    let mut sample = |delivery_tail: &mut Option<Duration>| {
+    let mut busy = |delivery_tail: &mut Option<Duration>| {
         let now = live.fleet.bytes_received();
-        if now - last_bytes > DELIVERY_BUSY {
+        let busy = now - last_bytes > DELIVERY_BUSY;
+        if busy {
             *delivery_tail = Some(phase.elapsed());
         }
         last_bytes = now;
+        busy
     };
     while phase.elapsed() + Duration::from_secs(1) <= settle {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        sample(&mut delivery_tail);
+        busy(&mut delivery_tail);
     }
     tokio::time::sleep(settle.saturating_sub(phase.elapsed())).await;
     let cpu_before = cpu_time(live.leader_pid)?;
     let bytes_before = live.fleet.bytes_received();
     let registrations_before = live.fleet.registrations();
     let started = Instant::now();
+    // The CPU reading at the end of the last busy second (or the start).
+    let mut quiet_from = (started, cpu_before);
     while started.elapsed() + Duration::from_secs(1) <= window {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        sample(&mut delivery_tail);
+        if busy(&mut delivery_tail) {
+            quiet_from = (Instant::now(), cpu_time(live.leader_pid)?);
+        }
     }
     tokio::time::sleep(window.saturating_sub(started.elapsed())).await;
     let window = started.elapsed();
-    let cpu = cpu_time(live.leader_pid)?.saturating_sub(cpu_before);
+    let cpu_after = cpu_time(live.leader_pid)?;
+    let cpu = cpu_after.saturating_sub(cpu_before);
+    let quiet = quiet_from.0.elapsed();
+    let quiet_cpu_percent = (quiet >= QUIET_MIN).then(|| {
+        cpu_after.saturating_sub(quiet_from.1).as_secs_f64() / quiet.as_secs_f64() * 100.0
+    });
     Ok(IdleResult {
         window,
         leader_cpu_percent: cpu.as_secs_f64() / window.as_secs_f64() * 100.0,
         bytes_to_agents: live.fleet.bytes_received() - bytes_before,
         re_registrations: live.fleet.registrations() - registrations_before,
         delivery_tail,
+        quiet,
+        quiet_cpu_percent,
     })
 }
 
