@@ -32,13 +32,57 @@ impl Window {
 
 /// `GET /metrics` over HTTP/1.0 to `addr`; the answer's body size.
 pub fn scrape_tcp(addr: SocketAddr) -> Result<usize> {
+    body_size(&get_metrics(addr)?)
+}
+
+/// The whole answer of `GET /metrics` over HTTP/1.0 to `addr`.
+fn get_metrics(addr: SocketAddr) -> Result<Vec<u8>> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
         .with_context(|| format!("connect to {addr}"))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     stream.write_all(b"GET /metrics HTTP/1.0\r\n\r\n")?;
     let mut answer = Vec::new();
     stream.read_to_end(&mut answer)?;
-    body_size(&answer)
+    Ok(answer)
+}
+
+/// The body of `GET /metrics` at `addr` (an error unless it answered 200).
+pub fn scrape_text(addr: SocketAddr) -> Result<String> {
+    let answer = get_metrics(addr)?;
+    let size = body_size(&answer)?;
+    Ok(String::from_utf8_lossy(&answer[answer.len() - size..]).into_owned())
+}
+
+/// The address a daemon started with `--metrics-listen 127.0.0.1:0` logged
+/// (`metrics_listen=ADDR`), waiting up to 30 s for it to appear in `log`.
+pub async fn logged_metrics_address(log: &std::path::Path) -> Result<SocketAddr> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let found = text
+            .split_whitespace()
+            .find_map(|word| word.strip_prefix("metrics_listen="));
+        if let Some(addr) = found {
+            return addr.parse().context("the logged metrics address");
+        }
+        if Instant::now() > deadline {
+            bail!("{} never said where /metrics is served", log.display());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The values of counter `name` by the value of its one label, from a scrape.
+pub fn counter_by_label(text: &str, name: &str) -> Vec<(String, f64)> {
+    let prefix = format!("{name}{{");
+    text.lines()
+        .filter_map(|line| line.strip_prefix(&prefix))
+        .filter_map(|rest| {
+            let (labels, value) = rest.split_once("} ")?;
+            let label = labels.split_once('=')?.1.trim_matches('"').to_string();
+            Some((label, value.trim().parse().ok()?))
+        })
+        .collect()
 }
 
 /// The size of a 200 answer's body (an error for any other status).

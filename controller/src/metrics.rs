@@ -30,6 +30,13 @@ pub const SNAPSHOT_INSTALLED: &str = "installed";
 /// The leader's loops, as the `loop` label names them.
 pub const LOOP_PLANNER: &str = "planner";
 pub const LOOP_DISPATCHER: &str = "dispatcher";
+/// What a dispatcher session sent, as the `kind` label names it: the complete
+/// set, a delta from the set the agent held (a resumed session), a delta, the
+/// end of leadership.
+pub const SESSION_COMPLETE: &str = "complete";
+pub const SESSION_RESUME: &str = "resume";
+pub const SESSION_DELTA: &str = "delta";
+pub const SESSION_NOT_LEADER: &str = "not_leader";
 
 /// The counters and histograms, counted where things happen. Cloning shares
 /// them. Unregistered (nobody serves them) unless [`register`](Self::register)d.
@@ -44,6 +51,8 @@ pub struct ControllerMetrics {
     pub loop_failures: IntCounterVec,
     pub loop_seconds: HistogramVec,
     pub placements: IntCounter,
+    pub session_messages: IntCounterVec,
+    pub session_bytes: IntCounterVec,
 }
 
 impl Default for ControllerMetrics {
@@ -105,6 +114,17 @@ impl ControllerMetrics {
                 "berth_scheduler_placements_total",
                 "Tasks the scheduler placed on a node.",
             ),
+            session_messages: counter_vec(
+                "berth_dispatcher_session_messages_total",
+                "Messages the dispatcher's sessions handed to agents' streams, by kind.",
+                &["kind"],
+            ),
+            session_bytes: counter_vec(
+                "berth_dispatcher_session_bytes_total",
+                "Encoded bytes of the messages the dispatcher's sessions handed to agents' \
+                 streams, by kind.",
+                &["kind"],
+            ),
         }
     }
 
@@ -119,6 +139,8 @@ impl ControllerMetrics {
         register(registry, "leader loop", &self.loop_failures)?;
         register(registry, "leader loop", &self.loop_seconds)?;
         register(registry, "scheduler", &self.placements)?;
+        register(registry, "dispatcher", &self.session_messages)?;
+        register(registry, "dispatcher", &self.session_bytes)?;
         register(registry, "cluster state", &StateCollector::new(raft))?;
         Ok(())
     }
@@ -128,6 +150,14 @@ impl ControllerMetrics {
         self.snapshots.with_label_values(&[direction]).inc();
         self.snapshot_bytes
             .with_label_values(&[direction])
+            .inc_by(bytes as u64);
+    }
+
+    /// Counts a session message of `kind` and its encoded size.
+    pub fn session_message(&self, kind: &str, bytes: usize) {
+        self.session_messages.with_label_values(&[kind]).inc();
+        self.session_bytes
+            .with_label_values(&[kind])
             .inc_by(bytes as u64);
     }
 

@@ -12,13 +12,11 @@
 //! memory. Release builds show the daemons' real cost; debug builds cost more.
 //! Not part of CI.
 
-use std::net::SocketAddr;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use berth_bench::controller::berth::{BerthCluster, Transport};
-use berth_bench::metrics_cost::{compare, scrape_tcp};
+use berth_bench::metrics_cost::{compare, logged_metrics_address, scrape_tcp};
 use berth_bench::scale::api::Api;
 use berth_bench::scale::fleet::Fleet;
 use berth_testhost::cluster::Cluster;
@@ -72,23 +70,6 @@ fn main() -> Result<()> {
 }
 
 /// The address a daemon logged it serves /metrics on (started with port 0).
-async fn logged_metrics_address(log: &Path) -> Result<SocketAddr> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        let found = text
-            .split_whitespace()
-            .find_map(|word| word.strip_prefix("metrics_listen="));
-        if let Some(addr) = found {
-            return addr.parse().context("the logged metrics address");
-        }
-        if Instant::now() > deadline {
-            bail!("{} never said where /metrics is served", log.display());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 async fn wait_for(what: &str, deadline: Duration, done: impl Fn() -> bool) -> Result<()> {
     let until = Instant::now() + deadline;
     while !done() {

@@ -87,7 +87,8 @@ fn print_size(r: &SizeResult, run: &str) {
     println!(
         "nodes={} tasks={} converge_s={converge} leader_cpu_s={:.2} leader_rss_mb={:.1} \
          bytes_to_agents={} running={} controllers_cpu_s={:.2} registered={} register_s={:.1} \
-         session_ends={} re_registrations={} elections={} leader_changed={}{run}",
+         session_ends={} re_registrations={} elections={} leader_changed={} \
+         leader_session_messages={}{run}",
         r.nodes,
         r.tasks,
         r.leader_cpu.as_secs_f64(),
@@ -101,6 +102,7 @@ fn print_size(r: &SizeResult, run: &str) {
         r.re_registrations,
         r.elections,
         r.leader_changed,
+        r.session_messages,
     );
 }
 
@@ -190,13 +192,18 @@ async fn after_largest(args: &Args, mut live: Live, figures: &mut Figures) {
             Ok(idle) => {
                 println!(
                     "idle nodes={} tasks={} seconds={:.0} leader_cpu_pct={:.1} bytes_to_agents={} \
-                     re_registrations={}{note}",
+                     re_registrations={} delivery_tail_s={} quiet_s={:.0} quiet_cpu_pct={}{note}",
                     live.fleet.len(),
                     live.tasks,
                     idle.window.as_secs_f64(),
                     idle.leader_cpu_percent,
                     idle.bytes_to_agents,
-                    idle.re_registrations
+                    idle.re_registrations,
+                    idle.delivery_tail
+                        .map_or("none".to_string(), |t| format!("{:.0}", t.as_secs_f64())),
+                    idle.quiet.as_secs_f64(),
+                    idle.quiet_cpu_percent
+                        .map_or("none".to_string(), |p| format!("{p:.1}")),
                 );
                 figures.idle = Some(idle);
             }

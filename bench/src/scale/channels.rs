@@ -74,12 +74,13 @@ fn endpoint(address: &str) -> Result<Endpoint, ChannelError> {
         })?
         // As the real agent's connection.
         .connect_timeout(Duration::from_secs(2))
-        // Each agent's stream keeps the window of its own connection
-        // (hyper's 2 MiB), and the shared connection's window never
-        // binds first: with hyper's 5 MiB for the whole connection, a
-        // few agents' unread session messages would stall every other
-        // agent's heartbeats on it, which separate connections never do.
-        .initial_stream_window_size(Some(2 << 20))
+        // Each agent's stream has the real agent's window (64 KiB: what
+        // the leader may hold in flight per session), and the shared
+        // connection's window never binds first: with hyper's 5 MiB for
+        // the whole connection, a few agents' unread session messages
+        // would stall every other agent's heartbeats on it, which
+        // separate connections never do.
+        .initial_stream_window_size(Some(berth_agent::session::LEADER_STREAM_WINDOW))
         .initial_connection_window_size(Some(i32::MAX as u32))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(2))

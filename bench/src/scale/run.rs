@@ -61,6 +61,10 @@ pub struct SizeResult {
     /// Leaders elected during the run (a leader that loses its quorum under
     /// load steps down and a new one is elected).
     pub elections: usize,
+    /// What the leader's dispatcher sessions sent by kind, from its
+    /// `berth_dispatcher_session_{messages,bytes}_total`:
+    /// `kind:messages/MB,...` ("unknown" when the scrape failed).
+    pub session_messages: String,
 }
 
 /// A cluster and its agents, kept after a size's run for the idle and lost
@@ -96,6 +100,34 @@ fn elections(dir: &Path) -> usize {
 
 fn session_ends(fleet: &Fleet) -> u64 {
     fleet.session_ends().iter().map(|(_, n)| n).sum()
+}
+
+/// The leader's session messages and bytes by kind since it started
+/// (`complete:1000/2.1MB,delta:...`), scraped from the `/metrics` its log
+/// names.
+async fn session_counters(log: &Path) -> Result<String> {
+    let addr = crate::metrics_cost::logged_metrics_address(log).await?;
+    let text =
+        tokio::task::spawn_blocking(move || crate::metrics_cost::scrape_text(addr)).await??;
+    let messages =
+        crate::metrics_cost::counter_by_label(&text, "berth_dispatcher_session_messages_total");
+    let bytes =
+        crate::metrics_cost::counter_by_label(&text, "berth_dispatcher_session_bytes_total");
+    let parts: Vec<String> = messages
+        .iter()
+        .map(|(kind, n)| {
+            let b = bytes
+                .iter()
+                .find(|(k, _)| k == kind)
+                .map_or(0.0, |(_, b)| *b);
+            format!("{kind}:{n:.0}/{:.1}MB", b / 1e6)
+        })
+        .collect();
+    anyhow::ensure!(
+        !parts.is_empty(),
+        "no berth_dispatcher_session_* in the scrape"
+    );
+    Ok(parts.join(","))
 }
 
 fn progress(what: &str, started: Instant) {
@@ -182,6 +214,9 @@ pub async fn size(parent: &Path, s: &SizeSettings) -> Result<(SizeResult, Live)>
     let extra = [
         "--node-down-after".to_string(),
         s.down_after.as_secs().to_string(),
+        // The leader's session counters are read after convergence.
+        "--metrics-listen".to_string(),
+        "127.0.0.1:0".to_string(),
     ];
     let cluster = BerthCluster::start_with(dir.path(), s.base_port, &extra, s.transport).await?;
     let leader = cluster.leader().await?;
@@ -265,6 +300,12 @@ pub async fn size(parent: &Path, s: &SizeSettings) -> Result<(SizeResult, Live)>
     let bytes_to_agents = fleet.bytes_received() - bytes_before;
     let re_registrations = fleet.registrations() - registrations_before;
     let leader_peak_rss_kib = peak_rss_kib(leader_pid)?;
+    let session_messages = session_counters(&dir.path().join(format!("berth-{leader}.log")))
+        .await
+        .unwrap_or_else(|err| {
+            eprintln!("  the leader's session counters: {err:#}");
+            "unknown".to_string()
+        });
     if creator.is_finished() {
         match creator.await {
             Ok(Ok(())) => {}
@@ -314,6 +355,7 @@ pub async fn size(parent: &Path, s: &SizeSettings) -> Result<(SizeResult, Live)>
         session_ends: session_ends(&fleet) - ends_before,
         leader_changed,
         elections: elections(dir.path()) - elections_before,
+        session_messages,
     };
     let live = Live {
         cluster,
@@ -334,24 +376,73 @@ pub struct IdleResult {
     pub leader_cpu_percent: f64,
     pub bytes_to_agents: u64,
     pub re_registrations: u64,
+    /// From the start of the phase (the settle included) to the end of the
+    /// last second in which the agents still received more than
+    /// [`DELIVERY_BUSY`] bytes: the tail of the convergence's deliveries
+    /// (endpoints reach every agent after the tasks run). None: none.
+    pub delivery_tail: Option<Duration>,
+    /// The window's seconds after its last delivery, and the leader's CPU
+    /// over them (None: fewer than [`QUIET_MIN`]).
+    pub quiet: Duration,
+    pub quiet_cpu_percent: Option<f64>,
 }
 
+/// Bytes a second to the agents that count as deliveries still going on.
+pub const DELIVERY_BUSY: u64 = 100_000;
+
+/// The quiet part of an idle window: the seconds after the last one with
+/// deliveries, when at least this many remain.
+pub const QUIET_MIN: Duration = Duration::from_secs(5);
+
 /// The leader's cost of a cluster where nothing changes: agents heartbeat,
-/// sessions stay open.
+/// sessions stay open. Sampled each second, so the window's quiet part (after
+/// the convergence's last deliveries) is measured too.
 pub async fn idle(live: &Live, settle: Duration, window: Duration) -> Result<IdleResult> {
-    tokio::time::sleep(settle).await;
+    let phase = Instant::now();
+    let mut delivery_tail = None;
+    let mut last_bytes = live.fleet.bytes_received();
+    let mut busy = |delivery_tail: &mut Option<Duration>| {
+        let now = live.fleet.bytes_received();
+        let busy = now - last_bytes > DELIVERY_BUSY;
+        if busy {
+            *delivery_tail = Some(phase.elapsed());
+        }
+        last_bytes = now;
+        busy
+    };
+    while phase.elapsed() + Duration::from_secs(1) <= settle {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        busy(&mut delivery_tail);
+    }
+    tokio::time::sleep(settle.saturating_sub(phase.elapsed())).await;
     let cpu_before = cpu_time(live.leader_pid)?;
     let bytes_before = live.fleet.bytes_received();
     let registrations_before = live.fleet.registrations();
     let started = Instant::now();
-    tokio::time::sleep(window).await;
+    // The CPU reading at the end of the last busy second (or the start).
+    let mut quiet_from = (started, cpu_before);
+    while started.elapsed() + Duration::from_secs(1) <= window {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if busy(&mut delivery_tail) {
+            quiet_from = (Instant::now(), cpu_time(live.leader_pid)?);
+        }
+    }
+    tokio::time::sleep(window.saturating_sub(started.elapsed())).await;
     let window = started.elapsed();
-    let cpu = cpu_time(live.leader_pid)?.saturating_sub(cpu_before);
+    let cpu_after = cpu_time(live.leader_pid)?;
+    let cpu = cpu_after.saturating_sub(cpu_before);
+    let quiet = quiet_from.0.elapsed();
+    let quiet_cpu_percent = (quiet >= QUIET_MIN).then(|| {
+        cpu_after.saturating_sub(quiet_from.1).as_secs_f64() / quiet.as_secs_f64() * 100.0
+    });
     Ok(IdleResult {
         window,
         leader_cpu_percent: cpu.as_secs_f64() / window.as_secs_f64() * 100.0,
         bytes_to_agents: live.fleet.bytes_received() - bytes_before,
         re_registrations: live.fleet.registrations() - registrations_before,
+        delivery_tail,
+        quiet,
+        quiet_cpu_percent,
     })
 }
 

@@ -14,9 +14,9 @@ use berth_proto::v1::{
 use tonic::{Request, Response, Status};
 
 use super::agent_link::{connect, node_of};
-use super::files::{all_services, resolve_files};
+use super::files::resolve_files;
 use super::image_pin::{self, Lookup, PinSettings, Pinner};
-use super::services::{check_port_conflicts, validate_spec};
+use super::services::{check_stored_port_conflicts, validate_spec};
 use super::task_output::{self, OutputStream};
 use crate::clock::now_ms;
 use crate::ids::new_id;
@@ -152,7 +152,7 @@ async fn run(raft: &RaftHandle, pinner: &Pinner, req: RunRequest) -> Result<RunR
         }
     }
     resolve_files(&Pending::new(raft.state()), &mut spec)?;
-    check_port_conflicts(&all_services(raft)?, &spec, "")?;
+    check_stored_port_conflicts(raft, &spec, "")?;
     let lookup = pinner.look_up(raft, &spec, req.no_resolve_image).await?;
     if let Lookup::Missing(why) = &lookup {
         return Err(Status::not_found(format!(

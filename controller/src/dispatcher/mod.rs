@@ -33,7 +33,7 @@ use berth_proto::v1::{
     HeldSet, NotLeader, RegisterRequest, RegisterResponse, SessionMessage, TaskStatusUpdate,
     session_message::Message,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_stream::Stream;
 use tracing::info;
 
@@ -106,6 +106,8 @@ pub struct Dispatcher {
     keys: Keyring,
     /// The trust bundle's digest for heartbeat answers.
     ca_digest: crate::ca::record::DigestCache,
+    /// Bounds the session messages built and not yet taken ([`BUILD_PERMITS`]).
+    build_permits: Arc<Semaphore>,
 }
 
 impl Dispatcher {
@@ -125,6 +127,7 @@ impl Dispatcher {
             hub: Arc::new(Hub::default()),
             runtime: tokio::runtime::Handle::current(),
             ca_digest: Default::default(),
+            build_permits: Arc::new(Semaphore::new(BUILD_PERMITS)),
         }
     }
 
@@ -348,14 +351,23 @@ impl Dispatcher {
         if !self.sessions().is_current(&node_id, &session_id) {
             return Err(DispatchError::UnknownSession);
         }
-        // One message waits at most: the next is built only once the stream
-        // took the last (session_loop reserves the slot first).
         let (tx, rx) = mpsc::channel(1);
+        let asks = Arc::new(Notify::new());
         let dispatcher = self.clone();
+        let pull = Pull {
+            tx,
+            asks: Arc::clone(&asks),
+        };
         self.runtime.spawn(async move {
-            dispatcher.session_loop(node_id, session_id, held, tx).await;
+            dispatcher
+                .session_loop(node_id, session_id, held, pull)
+                .await;
         });
-        Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
+        Ok(Box::pin(PulledStream {
+            rx,
+            asks,
+            asked: false,
+        }))
     }
 
     async fn session_loop(
@@ -363,19 +375,43 @@ impl Dispatcher {
         node_id: String,
         session_id: String,
         mut held: Option<HeldSet>,
-        tx: mpsc::Sender<Result<SessionMessage, DispatchError>>,
+        pull: Pull,
     ) {
         let mut wakers = self.hub.subscribe(&node_id);
         let mut sent: Option<messages::Sent> = None;
+        // Something may have changed that this session has not looked at yet
+        // (the first message, a wake-up, the rest of a shared part it sends in
+        // pieces).
+        let mut changed = true;
+        // The stream asked for a message and has not been given one yet.
+        let mut asked = false;
         loop {
-            // Room on the stream first, then the message: a message is built
-            // only when the agent's stream can take it, so what changes while
-            // the agent reads goes out merged in the next one. Building first
-            // held one (or more) whole message per slow session: at 1,000
-            // nodes every session's delta carried the endpoints of the new
-            // services (~1.6 MB each), and the leader's RSS peaked at ~1.5 GB.
-            let Ok(slot) = tx.reserve().await else {
-                return;
+            if !changed {
+                tokio::select! {
+                    alive = wakers.changed() => if !alive { return },
+                    _ = pull.tx.closed() => return,
+                }
+            }
+            // The stream asks first, then the message is built: hyper polls
+            // the stream only when the agent's HTTP/2 stream can take more, so
+            // a message is built just before it is encoded, never ahead of a
+            // slow agent; what changes meanwhile goes out merged in it.
+            // Building ahead held a whole message per slow session (~1.6 MB
+            // while 1,000 services were new): ~1.5 GB on the leader.
+            if !asked {
+                tokio::select! {
+                    _ = pull.asks.notified() => asked = true,
+                    _ = pull.tx.closed() => return,
+                }
+            }
+            // At most BUILD_PERMITS messages exist built and not yet taken by
+            // their streams, leader-wide.
+            let permit = tokio::select! {
+                permit = Arc::clone(&self.build_permits).acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => return,
+                },
+                _ = pull.tx.closed() => return,
             };
             wakers.seen();
             let status = self.raft.status().get();
@@ -383,14 +419,20 @@ impl Dispatcher {
                 let message = Message::NotLeader(NotLeader {
                     leader_address: status.leader_address().unwrap_or_default().to_string(),
                 });
-                slot.send(Ok(SessionMessage {
-                    message: Some(message),
-                }));
+                pull.send(
+                    Ok(message),
+                    crate::metrics::SESSION_NOT_LEADER,
+                    permit,
+                    self,
+                );
                 // A queued message still reaches the stream after the sender goes.
                 return;
             }
             if !self.sessions().is_current(&node_id, &session_id) {
-                slot.send(Err(DispatchError::UnknownSession));
+                let _ = pull.tx.try_send(Pulled {
+                    message: Err(DispatchError::UnknownSession),
+                    _permit: permit,
+                });
                 return;
             }
             let (message, behind) = {
@@ -403,46 +445,129 @@ impl Dispatcher {
                 let message = if !published.ready {
                     None
                 } else if let Some(sent) = sent.as_mut() {
-                    messages::next(&published, &node_id, watermark, sent, &source)
+                    messages::next(&published, &node_id, watermark, sent, &source).map(|m| {
+                        let kind = match m {
+                            Message::Assignments(_) => crate::metrics::SESSION_COMPLETE,
+                            _ => crate::metrics::SESSION_DELTA,
+                        };
+                        (m, kind)
+                    })
                 } else {
                     let (set, fresh) = messages::complete(&published, &node_id, watermark, &source);
                     sent = Some(fresh);
                     Some(match held.take() {
-                        Some(held) => {
-                            Message::Delta(berth_proto::assignments::delta_from(&held, &set))
-                        }
-                        None => Message::Assignments(set),
+                        Some(held) => (
+                            Message::Delta(berth_proto::assignments::delta_from(&held, &set)),
+                            crate::metrics::SESSION_RESUME,
+                        ),
+                        None => (Message::Assignments(set), crate::metrics::SESSION_COMPLETE),
                     })
                 };
                 // Read under the same lock as the message was built.
                 let behind = sent.as_ref().is_some_and(|sent| sent.behind(&published));
                 (message, behind)
             };
-            let sent_now = message.is_some();
-            if let Some(message) = message {
-                slot.send(Ok(SessionMessage {
-                    message: Some(message),
-                }));
-            } else {
-                drop(slot);
-            }
-            if behind {
-                // The rest of the shared changes follow as soon as the
-                // stream takes this piece.
+            // The rest of the shared changes follow as soon as the stream
+            // takes this piece.
+            changed = behind;
+            let Some((message, kind)) = message else {
+                // Nothing to send: the stream's ask stands.
                 continue;
+            };
+            asked = false;
+            if !pull.send(Ok(message), kind, permit, self) {
+                return;
             }
-            if sent_now {
+            if !behind {
                 // At most one message per pace: changes that arrive meanwhile
                 // go out together (a large cluster's churn is many small
                 // changes to every session).
                 tokio::select! {
                     _ = tokio::time::sleep(SESSION_PACE) => {}
-                    _ = tx.closed() => return,
+                    _ = pull.tx.closed() => return,
                 }
             }
-            tokio::select! {
-                alive = wakers.changed() => if !alive { return },
-                _ = tx.closed() => return,
+        }
+    }
+}
+
+/// Messages built and not yet taken by their streams, leader-wide. With the
+/// build only on the stream's ask this is what a burst can have in memory at
+/// once besides what the streams hold encoded (each message is at most ~70 KB
+/// of shared part, a complete set ~2 MB at 1,000 nodes).
+pub const BUILD_PERMITS: usize = 32;
+
+/// A built message on its way to its stream, with the build permit it holds
+/// until the stream takes it.
+struct Pulled {
+    message: Result<SessionMessage, DispatchError>,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// The session loop's end of its stream.
+struct Pull {
+    tx: mpsc::Sender<Pulled>,
+    /// Notified when the stream wants its next message.
+    asks: Arc<Notify>,
+}
+
+impl Pull {
+    /// Hands `message` to the stream (it asked: the channel of one is empty)
+    /// and counts it; false when the stream is gone.
+    fn send(
+        &self,
+        message: Result<Message, DispatchError>,
+        kind: &str,
+        permit: OwnedSemaphorePermit,
+        dispatcher: &Dispatcher,
+    ) -> bool {
+        let message = message.map(|m| SessionMessage { message: Some(m) });
+        if let Ok(m) = &message {
+            dispatcher
+                .raft
+                .metrics()
+                .session_message(kind, prost::Message::encoded_len(m));
+        }
+        self.tx
+            .try_send(Pulled {
+                message,
+                _permit: permit,
+            })
+            .is_ok()
+    }
+}
+
+/// The stream the gRPC shell serves: asks its session loop for a message each
+/// time it is polled with none waiting, so the loop builds one only when the
+/// HTTP/2 stream can take it.
+struct PulledStream {
+    rx: mpsc::Receiver<Pulled>,
+    asks: Arc<Notify>,
+    /// Asked, and not given a message since.
+    asked: bool,
+}
+
+impl Stream for PulledStream {
+    type Item = Result<SessionMessage, DispatchError>;
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        match self.rx.poll_recv(cx) {
+            std::task::Poll::Ready(Some(pulled)) => {
+                self.asked = false;
+                // The build permit goes back here: the message is encoded
+                // by the caller right away.
+                std::task::Poll::Ready(Some(pulled.message))
+            }
+            std::task::Poll::Ready(None) => std::task::Poll::Ready(None),
+            std::task::Poll::Pending => {
+                if !self.asked {
+                    self.asked = true;
+                    self.asks.notify_one();
+                }
+                std::task::Poll::Pending
             }
         }
     }

@@ -202,3 +202,68 @@ async fn a_name_taken_by_another_node_is_refused_and_nothing_changes() {
     let node = read_node(raft.state(), &first.node_id).unwrap().unwrap();
     assert_eq!(node.address, "198.18.0.2", "nothing changed");
 }
+
+/// A session builds nothing until its stream asks: what changed before the
+/// first ask goes out in the one message built then, and the message is counted
+/// by kind as it is handed over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_builds_its_message_only_when_the_stream_asks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let raft = crate::server::test_leader(dir.path()).await;
+    let clock = ManualClock::new(1_000_000);
+    let dispatcher = Dispatcher::new(
+        raft.clone(),
+        DispatcherSettings::default(),
+        Arc::new(clock.clone()),
+        crate::keyring::Keyring::create(dir.path()).expect("keys"),
+    );
+    let loops = tokio::spawn(dispatcher.clone().run());
+    let h1 = dispatcher
+        .register(request("h1", "198.18.0.2"))
+        .await
+        .expect("h1 registers");
+    let mut s1 = dispatcher
+        .open_session(h1.node_id.clone(), h1.session_id.clone(), None)
+        .expect("h1's session");
+    let counted = |kind: &str| {
+        raft.metrics()
+            .session_messages
+            .with_label_values(&[kind])
+            .get()
+    };
+    for i in 0..3 {
+        let task = Task {
+            id: format!("t{i}"),
+            service_id: "s1".into(),
+            node_id: h1.node_id.clone(),
+            desired_state: TaskState::Running as i32,
+            spec_version: 1,
+            ..Default::default()
+        };
+        commit(&raft, vec![put_kind(Kind::Task(task), Expect::Absent, 0)])
+            .await
+            .expect("commit a task");
+    }
+    // Published and woken, but nobody asked: nothing is built.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(counted(crate::metrics::SESSION_COMPLETE), 0);
+    assert_eq!(counted(crate::metrics::SESSION_DELTA), 0);
+
+    let Some(Message::Assignments(set)) = next(&mut s1).await.expect("a message").message else {
+        panic!("the first message is the complete set")
+    };
+    assert_eq!(
+        set.tasks.len(),
+        3,
+        "built at the ask, with every task so far"
+    );
+    assert_eq!(counted(crate::metrics::SESSION_COMPLETE), 1);
+    assert!(
+        raft.metrics()
+            .session_bytes
+            .with_label_values(&[crate::metrics::SESSION_COMPLETE])
+            .get()
+            > 0
+    );
+    loops.abort();
+}

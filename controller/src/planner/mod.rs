@@ -23,7 +23,7 @@ use crate::store::commit::{CommitError, batches, commit as commit_txn};
 use crate::store::watch::touches_workloads;
 use crate::store::{StoreError, read_networks, read_view};
 
-pub use plan::{plan_round, plan_round_timed, plan_round_with};
+pub use plan::{plan_round, plan_round_owned, plan_round_timed, plan_round_with};
 
 #[derive(Clone, Debug)]
 pub struct PlannerSettings {
@@ -249,7 +249,9 @@ pub async fn round(
     outcome.read_revision = raft.state().revision()?;
     let view = read_view(raft.state())?;
     let networks = read_networks(raft.state())?;
-    let (ops, due_ms) = plan_round_timed(&view, &networks, clock.now_ms(), &mut new_id);
+    // The view goes into the round: its tasks are not held (nor copied)
+    // beside the round's own while the round plans and commits.
+    let (ops, due_ms) = plan_round_owned(view, &networks, clock.now_ms(), &mut new_id);
     outcome.due_ms = due_ms;
     let placements = ops.iter().filter(|op| places_task(op)).count();
     commit(raft, settings, ops, &mut outcome).await?;

@@ -26,6 +26,17 @@ use tracing::{info, warn};
 
 pub use identity::{NodeIdentity, detect_resources};
 
+/// The HTTP/2 receive window the agent gives each stream on its connection to
+/// the leader (HTTP/2's own default; hyper's is 2 MiB). It is what bounds the
+/// leader's memory per session stream: the leader's HTTP/2 layer takes more of
+/// the session's messages only while the stream has window left (up to hyper's
+/// 400 KB send buffer, which tonic does not let the server lower), so with
+/// 2 MiB every slow agent pinned ~400 KB of encoded assignments on the leader
+/// (~250 MB at 1,000 nodes); with 64 KiB it is one message plus 64 KiB. A
+/// complete set (~2 MB at 1,000 nodes) then takes ~32 window updates, which
+/// cost a round trip each only while the agent keeps up.
+pub const LEADER_STREAM_WINDOW: u32 = 64 * 1024;
+
 /// What the session drives: in production the network service and the
 /// supervisor (see `daemon.rs`); a fake in the session's tests.
 pub trait TaskRunner: Send + Sync + 'static {
