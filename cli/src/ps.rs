@@ -110,13 +110,7 @@ pub fn status_text(task: &Task, now_ms: i64) -> String {
 
 /// `service.slot`, or a global task's `service.node`, or a one-off's name.
 pub fn task_name(task: &Task, node: &str) -> String {
-    if task.spec.as_ref().is_some_and(|s| s.one_off) {
-        task.service_name.clone()
-    } else if task.slot == 0 {
-        format!("{}.{node}", task.service_name)
-    } else {
-        format!("{}.{}", task.service_name, task.slot)
-    }
+    task.display_name(node)
 }
 
 fn command_of(task: &Task, no_trunc: bool) -> String {

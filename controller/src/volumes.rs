@@ -35,7 +35,7 @@ pub fn info(view: &ClusterView, volume: Volume) -> VolumeInfo {
         .filter(|t| uses(t.spec.as_ref()) && !is_terminal(observed(t)))
         .map(|t| VolumeUse {
             task_id: t.id.clone(),
-            task_name: format!("{}.{}", t.service_name, t.slot),
+            task_name: t.display_name(node_name(&view.nodes, &t.node_id)),
             node_name: node_name(&view.nodes, &t.node_id).to_string(),
             state: TaskState::try_from(observed(t))
                 .map_or("unknown", TaskState::short_name)
@@ -170,5 +170,41 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(in_use(&unused), None);
+    }
+
+    #[test]
+    fn tasks_are_named_as_ps_names_them() {
+        let one_off = Task {
+            service_name: "job".into(),
+            spec: Some(ServiceSpec {
+                one_off: true,
+                ..spec("data")
+            }),
+            ..task("t2", 1, TaskState::Running)
+        };
+        let global = task("t3", 0, TaskState::Running);
+        let view = ClusterView {
+            settings: Default::default(),
+            nodes: vec![Node {
+                id: "id-n1".into(),
+                name: "n1".into(),
+                ..Default::default()
+            }],
+            services: Vec::new(),
+            tasks: vec![one_off, global],
+            volumes: Vec::new(),
+        };
+        let volume = Volume {
+            name: "data".into(),
+            node_id: "id-n1".into(),
+            ..Default::default()
+        };
+        let mut names: Vec<String> = info(&view, volume)
+            .tasks
+            .into_iter()
+            .map(|t| t.task_name)
+            .collect();
+        names.sort();
+        assert_eq!(names, ["db.n1", "job"]);
     }
 }

@@ -15,6 +15,19 @@ impl Task {
                 && (s.health == TaskHealth::None as i32 || s.health == TaskHealth::Healthy as i32)
         })
     }
+
+    /// The name people see for the task (`ps`, `volume ls`): a one-off's
+    /// is its own name, a replicated task's `service.slot`, a global task's
+    /// `service.NODE` (`node`: its node's name).
+    pub fn display_name(&self, node: &str) -> String {
+        if self.spec.as_ref().is_some_and(|s| s.one_off) {
+            self.service_name.clone()
+        } else if self.slot == 0 {
+            format!("{}.{node}", self.service_name)
+        } else {
+            format!("{}.{}", self.service_name, self.slot)
+        }
+    }
 }
 
 #[cfg(test)]
