@@ -13,6 +13,7 @@ use std::ffi::{CStr, CString};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use nix::errno::Errno;
+use oci_spec::runtime::{LinuxSeccomp, LinuxSeccompAction};
 
 use crate::process::Command;
 
@@ -52,6 +53,35 @@ pub fn load() -> Result<OwnedFd, Errno> {
 }
 
 const MFD_EXEC: libc::c_uint = 0x10;
+
+/// Whether the container's seccomp profile lets `execveat` through, or at
+/// worst fails it with an error (then the in-process init runs instead): not
+/// when it would kill the process or trap, which would end the container.
+pub fn seccomp_permits(profile: Option<&LinuxSeccomp>) -> bool {
+    use LinuxSeccompAction::*;
+    let Some(profile) = profile else {
+        return true;
+    };
+    let fatal = |a: LinuxSeccompAction| {
+        matches!(
+            a,
+            ScmpActKill | ScmpActKillThread | ScmpActKillProcess | ScmpActTrap | ScmpActNotify
+        )
+    };
+    let rules = profile.syscalls().as_deref().unwrap_or_default();
+    let naming: Vec<_> = rules
+        .iter()
+        .filter(|r| r.names().iter().any(|n| n == "execveat"))
+        .collect();
+    // A rule with conditions may or may not match: any fatal one is a risk.
+    if naming.iter().any(|r| fatal(r.action())) {
+        return false;
+    }
+    let unconditional = naming
+        .iter()
+        .any(|r| r.args().as_ref().is_none_or(|a| a.is_empty()));
+    unconditional || !fatal(profile.default_action())
+}
 
 fn memfd_create(flags: libc::c_uint) -> Result<OwnedFd, Errno> {
     // SAFETY: a NUL-terminated name and integer flags.
@@ -119,6 +149,39 @@ mod tests {
         assert!(nix::unistd::write(&fd, b"x").is_err());
         let len = nix::sys::stat::fstat(&fd).expect("fstat").st_size;
         assert_eq!(len as usize, IMAGE.len());
+    }
+
+    #[test]
+    fn seccomp_that_would_kill_execveat_keeps_the_in_process_init() {
+        use oci_spec::runtime::{LinuxSeccompBuilder, LinuxSyscallBuilder};
+        let rule = |name: &str, action| {
+            LinuxSyscallBuilder::default()
+                .names(vec![name.to_string()])
+                .action(action)
+                .build()
+                .expect("rule")
+        };
+        let profile = |default, rules| {
+            LinuxSeccompBuilder::default()
+                .default_action(default)
+                .syscalls(rules)
+                .build()
+                .expect("profile")
+        };
+        use LinuxSeccompAction::*;
+        assert!(seccomp_permits(None));
+        // Docker's shape: errno by default, execveat allowed.
+        let docker = profile(ScmpActErrno, vec![rule("execveat", ScmpActAllow)]);
+        assert!(seccomp_permits(Some(&docker)));
+        // Refused with an error: the fallback runs.
+        assert!(seccomp_permits(Some(&profile(ScmpActErrno, vec![]))));
+        // Killed: never try.
+        let kill = profile(ScmpActKillProcess, vec![rule("execve", ScmpActAllow)]);
+        assert!(!seccomp_permits(Some(&kill)));
+        let listed = profile(ScmpActKillProcess, vec![rule("execveat", ScmpActAllow)]);
+        assert!(seccomp_permits(Some(&listed)));
+        let trapped = profile(ScmpActAllow, vec![rule("execveat", ScmpActTrap)]);
+        assert!(!seccomp_permits(Some(&trapped)));
     }
 
     #[test]

@@ -89,7 +89,13 @@ pub fn run_init(mut ctx: Context) -> ! {
         .is_some_and(|v| v == "true");
     // berth-init is exec'd from a memfd made here, before pivot_root and
     // the seccomp filter; without one, the in-process init runs instead.
-    let init_image = if wants_init {
+    let seccomp = ctx
+        .bundle
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref());
+    let init_image = if wants_init && crate::init_image::seccomp_permits(seccomp) {
         crate::init_image::load().ok()
     } else {
         None
