@@ -145,12 +145,15 @@ pub struct PerContainer {
 
 impl PerContainer {
     /// berth's per-container processes: `berth-shim` (the agent's shim before
-    /// it had a binary of its own: `berth-agent shim`) and berth-runtime's
-    /// monitor (`berth-runtime ... create`, which a monitor's command line
-    /// keeps; init's too until it execs, so measure with the containers running).
+    /// it had a binary of its own: `berth-agent shim`), the container's
+    /// minimal init (`berth-init -- PROGRAM ...`, PID 1 of a container run
+    /// without `--init`), and berth-runtime's monitor (`berth-runtime ...
+    /// create`, which a monitor's command line keeps; init's too until it
+    /// execs, so measure with the containers running).
     pub fn is_berth(cmd: &str) -> bool {
         cmd.contains("berth-shim ")
             || cmd.contains("berth-agent shim ")
+            || cmd.starts_with("berth-init -- ")
             || (cmd.contains("berth-runtime ") && cmd.contains(" create "))
     }
 

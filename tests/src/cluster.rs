@@ -402,7 +402,10 @@ impl Cluster {
                 };
                 let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
                 let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-                if text.contains(needle) {
+                // A container's minimal init names the task's command in its
+                // own (`berth-init -- /bin/sleep sleep 3600`): the task's
+                // process is its child.
+                if text.contains(needle) && !text.starts_with("berth-init -- ") {
                     pids.push(pid);
                 }
             }

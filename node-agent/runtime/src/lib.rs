@@ -22,6 +22,7 @@ pub mod container;
 mod hooks;
 pub mod id;
 mod init;
+mod init_image;
 mod namespaces;
 pub mod proc;
 mod process;

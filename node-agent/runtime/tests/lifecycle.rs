@@ -204,6 +204,15 @@ fn minimal_init_forwards_signals_and_reaps_zombies() {
         stdout(&ps).contains("sleep 600").then_some(())
     })
     .expect("sleep");
+    // PID 1 is berth-init (exec'd from its memfd), which runs the command.
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("cmdline");
+    assert!(
+        cmdline.starts_with(b"berth-init\0--\0/bin/sh\0sh\0-c\0"),
+        "{:?}",
+        String::from_utf8_lossy(&cmdline)
+    );
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).expect("comm");
+    assert_eq!(comm.trim(), "berth-init");
     // No zombie in the container.
     wait_until("no zombies", || {
         let out = fx
@@ -216,7 +225,7 @@ fn minimal_init_forwards_signals_and_reaps_zombies() {
         (!text.is_empty() && !text.lines().any(|l| l.contains(") Z "))).then_some(())
     })
     .expect("reaped");
-    // The init is runtime code: not dumpable, so its /proc entries stay closed.
+    // The init is berth's code: not dumpable, so its /proc entries stay closed.
     let out = fx
         .cmd(Runtime::Berth, &["exec", &id, "readlink", "/proc/1/exe"])
         .expect("exec");
@@ -237,6 +246,100 @@ fn minimal_init_forwards_signals_and_reaps_zombies() {
             stat.contains(") Z ")
         }
     );
+    ok(&fx.cmd(Runtime::Berth, &["delete", &id]).expect("delete"));
+}
+
+/// Asks for berth's minimal init as PID 1.
+fn with_init(spec: &mut oci_spec::runtime::Spec) {
+    let mut annotations: HashMap<String, String> = spec.annotations().clone().unwrap_or_default();
+    annotations.insert("run.berth.init".into(), "true".into());
+    spec.set_annotations(Some(annotations));
+}
+
+#[test]
+fn minimal_init_exits_as_its_child_did() {
+    use std::os::unix::fs::PermissionsExt;
+    let fx = Fixture::new("initexit").expect("fixture");
+    // Two programs that are there at create (which looks the program up) and
+    // gone, or no longer executable, at start: berth-init's own exec fails.
+    for name in ["gone", "noexec"] {
+        let path = fx.rootfs.join("tmp").join(name);
+        std::fs::write(&path, "#!/bin/sh\nexit 0\n").expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let cases: [(&str, &[&str], i64); 5] = [
+        ("three", &["sh", "-c", "exit 3"], 3),
+        ("zero", &["true"], 0),
+        ("killed", &["sh", "-c", "kill -KILL $$"], 137),
+        ("gone", &["/tmp/gone"], 127),
+        ("noexec", &["/tmp/noexec"], 126),
+    ];
+    for (name, args, code) in cases {
+        let spec = fx.spec(name, args, with_init);
+        let bundle = fx.bundle(name, &spec).expect("bundle");
+        let id = fx.id(name);
+        fx.create_with(Runtime::Berth, &bundle, &id, &[])
+            .expect("create");
+        let path = fx.rootfs.join("tmp").join(name);
+        match name {
+            "gone" => std::fs::remove_file(&path).expect("remove"),
+            "noexec" => std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
+                .expect("chmod"),
+            _ => {}
+        }
+        ok(&fx.cmd(Runtime::Berth, &["start", &id]).expect("start"));
+        let state = fx.wait_exit(&id);
+        assert_eq!(state["exit"]["code"], code, "{name}: {state}");
+        let log = std::fs::read_to_string(fx.log_path(&id)).expect("log");
+        match name {
+            "gone" => assert_eq!(log, "berth-init: exec /tmp/gone: errno 2\n"),
+            "noexec" => assert_eq!(log, "berth-init: exec /tmp/noexec: errno 13\n"),
+            _ => assert_eq!(log, "", "{name}"),
+        }
+        ok(&fx.cmd(Runtime::Berth, &["delete", &id]).expect("delete"));
+    }
+}
+
+#[test]
+fn minimal_init_forwards_any_signal_and_reaps_orphans() {
+    let fx = Fixture::new("initsig").expect("fixture");
+    // The orphan (sh's child, reparented to PID 1 when sh execs) ends once it
+    // has written its pid; the main program traps USR1 and exits 7 on it.
+    let spec = fx.spec(
+        "initsig",
+        &[
+            "sh",
+            "-c",
+            "(sh -c 'echo $$ > /tmp/orphan' &); trap 'exit 7' USR1; while :; do sleep 0.05; done",
+        ],
+        with_init,
+    );
+    let bundle = fx.bundle("initsig", &spec).expect("bundle");
+    let id = fx.id("initsig");
+    fx.start(Runtime::Berth, &bundle, &id).expect("start");
+    let orphan = fx.rootfs.join("tmp/orphan");
+    let orphan_pid = wait_until("the orphan to write its pid", || {
+        let text = std::fs::read_to_string(&orphan).ok()?;
+        text.trim().parse::<i64>().ok()
+    })
+    .expect("orphan");
+    let _ = std::fs::remove_file(&orphan);
+    // Reaped by berth-init: its pid is gone from the container.
+    wait_until("the orphan to be reaped", || {
+        let out = fx
+            .cmd(
+                Runtime::Berth,
+                &["exec", &id, "cat", &format!("/proc/{orphan_pid}/stat")],
+            )
+            .ok()?;
+        (!out.status.success()).then_some(())
+    })
+    .expect("reaped");
+    ok(&fx
+        .cmd(Runtime::Berth, &["kill", &id, "USR1"])
+        .expect("kill"));
+    let state = fx.wait_exit(&id);
+    assert_eq!(state["exit"]["code"], 7, "{state}");
     ok(&fx.cmd(Runtime::Berth, &["delete", &id]).expect("delete"));
 }
 
@@ -442,11 +545,18 @@ fn run_forwards_signals_and_cleans_up() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("run");
-    wait_until("the container to run", || {
+    let s = wait_until("the container to run", || {
         let s = fx.state(Runtime::Berth, &id).ok()?;
-        (s["status"] == "running").then_some(())
+        (s["status"] == "running").then_some(s)
     })
     .expect("running");
+    let init = s["pid"].as_i64().expect("pid");
+    let cmdline = std::fs::read(format!("/proc/{init}/cmdline")).expect("cmdline");
+    assert!(
+        cmdline.starts_with(b"berth-init\0--\0/bin/sleep\0sleep\x00600\0"),
+        "{:?}",
+        String::from_utf8_lossy(&cmdline)
+    );
     // SAFETY: kill(2) on our own child.
     unsafe {
         libc::kill(child.id() as i32, libc::SIGTERM);

@@ -80,6 +80,26 @@ pub const INIT_ANNOTATION: &str = "run.berth.init";
 /// The init process's body; never returns.
 pub fn run_init(mut ctx: Context) -> ! {
     super::set_not_dumpable();
+    let wants_init = ctx
+        .bundle
+        .spec
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(INIT_ANNOTATION))
+        .is_some_and(|v| v == "true");
+    // berth-init is exec'd from a memfd made here, before pivot_root and
+    // the seccomp filter; without one, the in-process init runs instead.
+    let seccomp = ctx
+        .bundle
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref());
+    let init_image = if wants_init && crate::init_image::seccomp_permits(seccomp) {
+        crate::init_image::load().ok()
+    } else {
+        None
+    };
     match setup(&ctx) {
         Ok((command, state)) => {
             if sync::send(&ctx.sync, &Msg::Ready).is_err() {
@@ -118,12 +138,12 @@ pub fn run_init(mut ctx: Context) -> ! {
             // berth's init does not exec itself: close the gate for it, so
             // `start` sees the fifo closed.
             drop(gate);
-            let wants_init = spec
-                .annotations()
-                .as_ref()
-                .and_then(|a| a.get(INIT_ANNOTATION))
-                .is_some_and(|v| v == "true");
             if wants_init {
+                // Exec'd at the point the command would be, with the
+                // container's final privileges; it execs the command itself.
+                if let Some(image) = &init_image {
+                    let _ = crate::init_image::exec(image, &command);
+                }
                 crate::init::run(&command);
             }
             let err = command.exec();
