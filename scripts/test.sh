@@ -11,6 +11,16 @@ check_prereqs scripts/test.sh "the tests create namespaces and cgroups"
 
 deploy/install-deps.sh
 
+# A fresh VM here once had /dev/null turned into a regular file (born while
+# packages were installed, before any test ran). berth-runtime rightly refuses
+# to mask paths with a /dev/null that is not the null device, and a user
+# namespace binds the host's: put the device back, and say so.
+if [[ ! -c /dev/null ]]; then
+  echo "test.sh: /dev/null is not a character device on this machine; recreating it (c 1 3)" >&2
+  rm -f /dev/null
+  mknod -m 666 /dev/null c 1 3
+fi
+
 export CARGO_TERM_COLOR=never
 # Incremental state is useless on a one-shot CI build and doubles the disk it needs.
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
