@@ -108,11 +108,6 @@ pub fn status_text(task: &Task, now_ms: i64) -> String {
     }
 }
 
-/// `service.slot`, or a global task's `service.node`, or a one-off's name.
-pub fn task_name(task: &Task, node: &str) -> String {
-    task.display_name(node)
-}
-
 fn command_of(task: &Task, no_trunc: bool) -> String {
     let spec = task.spec.clone().unwrap_or_default();
     let words: Vec<String> = spec.command.into_iter().chain(spec.args).collect();
@@ -232,7 +227,7 @@ pub async fn run(client: &mut Client, args: PsArgs) -> Result<()> {
         .into_iter()
         .filter_map(|task| {
             let node = nodes.get(&task.node_id).cloned().unwrap_or_default();
-            let name = task_name(&task, &node);
+            let name = task.display_name(&node);
             let wanted = (args.all || docker_state(&task) == "running")
                 && matches(&filters, &task, &name, (&node, &task.node_id));
             wanted.then_some((task, name, node))
@@ -376,7 +371,7 @@ mod tests {
     #[test]
     fn filters_and_names() {
         let t = task(TaskState::Running, None, 0);
-        assert_eq!(task_name(&t, "n1"), "web.2");
+        assert_eq!(t.display_name("n1"), "web.2");
         let f = |items: &[&str]| {
             parse_filters(&items.iter().map(|s| s.to_string()).collect::<Vec<_>>())
                 .expect("filters")

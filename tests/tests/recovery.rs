@@ -145,6 +145,18 @@ fn check_recovered(
     Ok(())
 }
 
+/// `berth cluster backup --format json FILE`: the summary it prints.
+fn backup_summary(cluster: &Cluster, file: &Path) -> Result<serde_json::Value> {
+    let json = cluster.berth(&[
+        "cluster",
+        "backup",
+        "--format",
+        "json",
+        &file.to_string_lossy(),
+    ])?;
+    Ok(serde_json::from_str(&json)?)
+}
+
 /// `berth-controller --init --restore FILE --data-dir DIR` on this machine;
 /// its stderr, expecting a refusal.
 fn restore_refused(file: &Path, data_dir: &Path) -> Result<String> {
@@ -179,19 +191,12 @@ fn a_backup_restores_a_wiped_cluster_and_no_container_restarts() -> Result<()> {
     );
     let mode = std::fs::metadata(&backup)?.permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "the backup holds keys");
-    let json = cluster.berth(&[
-        "cluster",
-        "backup",
-        "--format",
-        "json",
-        &backup.to_string_lossy(),
-    ])?;
-    let summary: serde_json::Value = serde_json::from_str(&json)?;
-    assert_eq!(summary["counts"]["service"], 2, "{json}");
-    assert_eq!(summary["counts"]["secret"], 1, "{json}");
-    assert_eq!(summary["counts"]["node"], 2, "{json}");
-    assert_eq!(summary["counts"]["pki"], 1, "{json}");
-    assert_eq!(summary["secrets_key_locked"], false, "{json}");
+    let summary = backup_summary(&cluster, &backup)?;
+    assert_eq!(summary["counts"]["service"], 2, "{summary}");
+    assert_eq!(summary["counts"]["secret"], 1, "{summary}");
+    assert_eq!(summary["counts"]["node"], 2, "{summary}");
+    assert_eq!(summary["counts"]["pki"], 1, "{summary}");
+    assert_eq!(summary["secrets_key_locked"], false, "{summary}");
     // The secret's value is sealed in it, never in clear.
     let bytes = std::fs::read(&backup)?;
     assert!(!bytes.windows(value.len()).any(|w| w == value.as_bytes()));
@@ -349,15 +354,8 @@ fn an_autolocked_backup_restores_only_with_its_unlock_key() -> Result<()> {
     let before = workload(&cluster, TAG)?;
 
     let backup = cluster.c.net.workdir().join("locked.bak");
-    let json = cluster.berth(&[
-        "cluster",
-        "backup",
-        "--format",
-        "json",
-        &backup.to_string_lossy(),
-    ])?;
-    let summary: serde_json::Value = serde_json::from_str(&json)?;
-    assert_eq!(summary["secrets_key_locked"], true, "{json}");
+    let summary = backup_summary(&cluster, &backup)?;
+    assert_eq!(summary["secrets_key_locked"], true, "{summary}");
     cluster.c.wipe(0)?;
 
     // Without the unlock key the backup's secrets cannot be opened: refused

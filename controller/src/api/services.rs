@@ -167,9 +167,6 @@ fn validate_security(spec: &ServiceSpec) -> Result<(), Status> {
     Ok(())
 }
 
-/// A published port answers on every node (ingress) or on the nodes of its
-/// tasks (host): either way one service per port and protocol. `services`:
-/// the stored ones, or as a stack deploy leaves them.
 /// [`check_port_conflicts`] against the stored services, read only when
 /// `spec` publishes a port: every create read the whole service table before,
 /// which made creating N services one after another quadratic (at 1,000
@@ -185,6 +182,9 @@ pub(super) fn check_stored_port_conflicts(
     check_port_conflicts(&all_services(raft)?, spec, own_id)
 }
 
+/// A published port answers on every node (ingress) or on the nodes of its
+/// tasks (host): either way one service per port and protocol. `services`:
+/// the stored ones, or as a stack deploy leaves them.
 pub(super) fn check_port_conflicts(
     services: &[Service],
     spec: &ServiceSpec,

@@ -419,12 +419,7 @@ impl Dispatcher {
                 let message = Message::NotLeader(NotLeader {
                     leader_address: status.leader_address().unwrap_or_default().to_string(),
                 });
-                pull.send(
-                    Ok(message),
-                    crate::metrics::SESSION_NOT_LEADER,
-                    permit,
-                    self,
-                );
+                pull.send(message, crate::metrics::SESSION_NOT_LEADER, permit, self);
                 // A queued message still reaches the stream after the sender goes.
                 return;
             }
@@ -475,7 +470,7 @@ impl Dispatcher {
                 continue;
             };
             asked = false;
-            if !pull.send(Ok(message), kind, permit, self) {
+            if !pull.send(message, kind, permit, self) {
                 return;
             }
             if !behind {
@@ -516,21 +511,21 @@ impl Pull {
     /// and counts it; false when the stream is gone.
     fn send(
         &self,
-        message: Result<Message, DispatchError>,
+        message: Message,
         kind: &str,
         permit: OwnedSemaphorePermit,
         dispatcher: &Dispatcher,
     ) -> bool {
-        let message = message.map(|m| SessionMessage { message: Some(m) });
-        if let Ok(m) = &message {
-            dispatcher
-                .raft
-                .metrics()
-                .session_message(kind, prost::Message::encoded_len(m));
-        }
+        let message = SessionMessage {
+            message: Some(message),
+        };
+        dispatcher
+            .raft
+            .metrics()
+            .session_message(kind, prost::Message::encoded_len(&message));
         self.tx
             .try_send(Pulled {
-                message,
+                message: Ok(message),
                 _permit: permit,
             })
             .is_ok()

@@ -108,6 +108,15 @@ fn after_monitor(sim: &mut Sim) {
     sim.settle();
 }
 
+/// Tasks meant to run that are running (and healthy, if checked).
+fn ready_to_serve(sim: &Sim) -> usize {
+    sim.view
+        .tasks
+        .iter()
+        .filter(|t| t.desired_state == TaskState::Running as i32 && t.is_ready())
+        .count()
+}
+
 /// One pass of the orchestrator and the scheduler, then the agents act.
 pub(super) fn round(sim: &mut Sim) {
     sim.orchestrate();
@@ -409,12 +418,7 @@ fn stop_first_never_has_more_than_parallelism_slots_down() {
     update_image(&mut sim, "web", "busybox:2");
     for _ in 0..12 {
         round(&mut sim);
-        let up = sim
-            .view
-            .tasks
-            .iter()
-            .filter(|t| t.desired_state == TaskState::Running as i32 && t.is_ready())
-            .count();
+        let up = ready_to_serve(&sim);
         assert!(up >= 4, "{} of 6 up: {:#?}", up, sim.view.tasks);
     }
     assert_eq!(images(&sim, "web"), vec!["busybox:2"; 6]);
@@ -429,12 +433,7 @@ fn a_service_created_without_update_settings_replaces_one_task_at_a_time() {
     update_image(&mut sim, "web", "busybox:2");
     for _ in 0..12 {
         round(&mut sim);
-        let up = sim
-            .view
-            .tasks
-            .iter()
-            .filter(|t| t.desired_state == TaskState::Running as i32 && t.is_ready())
-            .count();
+        let up = ready_to_serve(&sim);
         assert!(up >= 3, "{} of 4 up: {:#?}", up, sim.view.tasks);
     }
     assert_eq!(images(&sim, "web"), vec!["busybox:2"; 4]);

@@ -231,6 +231,12 @@ impl Index {
         self.flush()
     }
 
+    /// A task starts using image `id` at `now` (seconds): the LRU order of
+    /// garbage collection.
+    pub fn note_start(&self, id: &Digest, now: u64) -> Result<()> {
+        self.update_use(id, |u| u.last_started = now)
+    }
+
     /// Updates the usage record of image `id` with `f`.
     pub fn update_use(&self, id: &Digest, f: impl Fn(&mut ImageUse)) -> Result<()> {
         self.usage

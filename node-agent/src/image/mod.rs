@@ -149,9 +149,7 @@ impl ImageStore {
     /// keeps recently used images, so an image already here is not taken
     /// between this and the task's rootfs mount, which holds it from then on.
     pub fn note_use(&self, image: &Image) -> Result<()> {
-        let now = now();
-        self.index
-            .update_use(&image.config_digest, |u| u.last_started = now)
+        self.index.note_start(&image.config_digest, now())
     }
 
     /// The image named `name` if the store has it, else pulled. (A stored

@@ -93,8 +93,7 @@ impl ImageStore {
         blocking(format!("rootfs of {container_id}"), move || {
             index.put_container(&hold)?;
             // Garbage collection removes the least recently used images first.
-            let started = super::now();
-            index.update_use(&hold.image.config_digest, |u| u.last_started = started)
+            index.note_start(&hold.image.config_digest, super::now())
         })
         .await?;
         let mut lower_dirs = Vec::new();
