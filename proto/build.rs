@@ -30,6 +30,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The overlay's address message is the hand-written type of `net`: one Rust
     // type on the wire and in code, written "A.B.C.D/N" in JSON.
     config.extern_path(".berth.v1.Ipv4Prefix", "crate::net::Ipv4Prefix");
+    // The assignments' shared part, encoded once on the leader and handed to
+    // every session by reference (dispatcher.md, "One encoding for all").
+    const SHARED_BYTES: [&str; 2] = [
+        ".berth.v1.Assignments.shared",
+        ".berth.v1.AssignmentsDelta.shared_changes",
+    ];
+    config.bytes(SHARED_BYTES);
     // Messages that carry a secret in clear (or the key that seals secrets, or
     // the CA key and join secrets): their Debug is written by hand in
     // src/redact.rs and prints no value, so no `{:?}` of them, or of a message
@@ -50,6 +57,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // (de)serialize them directly.
         .type_attribute(".", "#[derive(serde::Serialize, serde::Deserialize)]")
         .message_attribute(".", "#[serde(default)]")
+        // Wire-only bytes: an unpacked set has none (bytes::Bytes has no serde).
+        .field_attribute(SHARED_BYTES[0], "#[serde(skip)]")
+        .field_attribute(SHARED_BYTES[1], "#[serde(skip)]")
         .compile_with_config(config, PROTOS, &["proto"])?;
     for proto in PROTOS {
         println!("cargo:rerun-if-changed={proto}");

@@ -84,18 +84,53 @@ pub fn delta_from(held: &HeldSet, complete: &Assignments) -> AssignmentsDelta {
         removed_configs,
         shared_seq: complete.shared_seq,
         applied_everywhere: complete.applied_everywhere,
+        shared_changes: Vec::new(),
     }
 }
 
-/// Applies `delta` to `set`: changed objects replace (or join) the ones with
-/// the same id, removed ids leave. Lists stay in the order a complete set has
-/// (tasks, networks and nodes by id, endpoints by service name).
-pub fn apply(set: &mut Assignments, delta: AssignmentsDelta) {
+/// Merges a complete set's shared part (`Assignments.shared`, encoded once on
+/// the leader for every session) into its lists. A set without one is left
+/// as it is.
+pub fn unpack(set: &mut Assignments) -> Result<(), prost::DecodeError> {
+    if set.shared.is_empty() {
+        return Ok(());
+    }
+    let shared = std::mem::take(&mut set.shared);
+    // Repeated fields append: the shared lists join the set's own (empty).
+    prost::Message::merge(set, shared)
+}
+
+/// Applies `delta` to `set`: first its shared changes, in order, then the
+/// rest. Changed objects replace (or join) the ones with the same id, removed
+/// ids leave. Lists stay in the order a complete set has (tasks, networks and
+/// nodes by id, endpoints by service name). An undecodable shared change
+/// leaves `set` unchanged.
+pub fn apply(set: &mut Assignments, mut delta: AssignmentsDelta) -> Result<(), prost::DecodeError> {
+    let pieces = std::mem::take(&mut delta.shared_changes)
+        .into_iter()
+        .map(<AssignmentsDelta as prost::Message>::decode)
+        .collect::<Result<Vec<_>, _>>()?;
     set.revision = delta.revision.max(set.revision);
     // Both are the session's current values, not maxima: a new leadership
     // numbers its shared part afresh (from its store revision up).
     set.shared_seq = delta.shared_seq;
     set.applied_everywhere = delta.applied_everywhere;
+    for piece in pieces {
+        apply_changes(set, piece);
+    }
+    apply_changes(set, delta);
+    set.tasks.sort_by(|a, b| a.id.cmp(&b.id));
+    set.networks.sort_by(|a, b| a.id.cmp(&b.id));
+    set.nodes.sort_by(|a, b| a.id.cmp(&b.id));
+    set.secrets.sort_by(|a, b| a.id.cmp(&b.id));
+    set.configs.sort_by(|a, b| a.id.cmp(&b.id));
+    set.endpoints
+        .sort_by(|a, b| a.service_name.cmp(&b.service_name));
+    Ok(())
+}
+
+/// The object changes of one delta (or one shared change), lists unsorted.
+fn apply_changes(set: &mut Assignments, delta: AssignmentsDelta) {
     merge(
         &mut set.tasks,
         delta.tasks,
@@ -147,13 +182,6 @@ pub fn apply(set: &mut Assignments, delta: AssignmentsDelta) {
             endpoint.tasks.sort_by(|a, b| a.task_id.cmp(&b.task_id));
         }
     }
-    set.tasks.sort_by(|a, b| a.id.cmp(&b.id));
-    set.networks.sort_by(|a, b| a.id.cmp(&b.id));
-    set.nodes.sort_by(|a, b| a.id.cmp(&b.id));
-    set.secrets.sort_by(|a, b| a.id.cmp(&b.id));
-    set.configs.sort_by(|a, b| a.id.cmp(&b.id));
-    set.endpoints
-        .sort_by(|a, b| a.service_name.cmp(&b.service_name));
 }
 
 fn merge<T>(list: &mut Vec<T>, changed: Vec<T>, removed: &[String], id: impl Fn(&T) -> String) {
@@ -181,7 +209,122 @@ fn merge<T>(list: &mut Vec<T>, changed: Vec<T>, removed: &[String], id: impl Fn(
 
 #[cfg(test)]
 mod tests {
+    use prost::Message;
+
     use super::*;
+
+    fn apply_ok(set: &mut Assignments, delta: AssignmentsDelta) {
+        apply(set, delta).expect("the delta applies");
+    }
+
+    fn endpoint(service: &str, tasks: &[&str]) -> Endpoint {
+        Endpoint {
+            service_id: service.into(),
+            service_name: service.into(),
+            tasks: tasks
+                .iter()
+                .map(|id| EndpointTask {
+                    task_id: id.to_string(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn served(set: &Assignments) -> Vec<(String, Vec<String>)> {
+        set.endpoints
+            .iter()
+            .map(|e| {
+                let tasks = e.tasks.iter().map(|t| t.task_id.clone()).collect();
+                (e.service_id.clone(), tasks)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn shared_changes_apply_in_their_order_before_the_rest() {
+        let piece = |delta: AssignmentsDelta| prost::bytes::Bytes::from(delta.encode_to_vec());
+        let mut set = Assignments {
+            endpoints: vec![endpoint("s1", &["a"])],
+            ..Default::default()
+        };
+        // Removed, then back with other tasks: merged into one message's
+        // lists this would read as "s1 with b, removed"; in order it is back.
+        let delta = AssignmentsDelta {
+            shared_seq: 12,
+            shared_changes: vec![
+                piece(AssignmentsDelta {
+                    removed_endpoints: vec!["s1".into()],
+                    ..Default::default()
+                }),
+                piece(AssignmentsDelta {
+                    endpoints: vec![endpoint("s1", &["b"]), endpoint("s2", &[])],
+                    ..Default::default()
+                }),
+                piece(AssignmentsDelta {
+                    endpoint_tasks: vec![crate::v1::EndpointTasksChange {
+                        service_id: "s2".into(),
+                        tasks: vec![EndpointTask {
+                            task_id: "c".into(),
+                            ..Default::default()
+                        }],
+                        removed_tasks: vec![],
+                    }],
+                    ..Default::default()
+                }),
+            ],
+            tasks: vec![task("t1", 1)],
+            ..Default::default()
+        };
+        apply_ok(&mut set, delta);
+        assert_eq!(
+            served(&set),
+            [
+                ("s1".to_string(), vec!["b".to_string()]),
+                ("s2".to_string(), vec!["c".to_string()])
+            ]
+        );
+        assert_eq!(set.tasks.len(), 1);
+        assert_eq!(set.shared_seq, 12);
+
+        let before = set.clone();
+        let broken = AssignmentsDelta {
+            shared_seq: 13,
+            tasks: vec![task("t2", 1)],
+            shared_changes: vec![prost::bytes::Bytes::from_static(&[0xff, 0xff])],
+            ..Default::default()
+        };
+        assert!(apply(&mut set, broken).is_err());
+        assert_eq!(set, before, "an undecodable change changes nothing");
+    }
+
+    #[test]
+    fn a_complete_sets_shared_part_unpacks_into_its_lists() {
+        let shared = Assignments {
+            nodes: vec![Node {
+                id: "n1".into(),
+                ..Default::default()
+            }],
+            endpoints: vec![endpoint("s1", &["a"])],
+            ..Default::default()
+        };
+        let mut set = Assignments {
+            tasks: vec![task("t1", 1)],
+            revision: 7,
+            shared: shared.encode_to_vec().into(),
+            ..Default::default()
+        };
+        unpack(&mut set).expect("unpacks");
+        assert!(set.shared.is_empty());
+        assert_eq!(set.nodes, shared.nodes);
+        assert_eq!(set.endpoints, shared.endpoints);
+        assert_eq!((set.tasks.len(), set.revision), (1, 7));
+        // Unpacking again (nothing left) changes nothing.
+        let once = set.clone();
+        unpack(&mut set).expect("unpacks");
+        assert_eq!(set, once);
+    }
 
     fn task(id: &str, desired: i32) -> Task {
         Task {
@@ -239,7 +382,7 @@ mod tests {
         assert_eq!(delta.endpoints.len(), 1);
         assert_eq!(delta.secrets.len(), 1);
         let mut resumed = held.clone();
-        apply(&mut resumed, delta);
+        apply_ok(&mut resumed, delta);
         assert_eq!(resumed, complete);
         // Nothing changed: an empty delta that still carries the sequences.
         let same = delta_from(&held_set(&complete), &complete);
@@ -258,7 +401,7 @@ mod tests {
             revision: 4,
             ..Default::default()
         };
-        apply(
+        apply_ok(
             &mut set,
             AssignmentsDelta {
                 revision: 9,
@@ -291,7 +434,7 @@ mod tests {
         assert_eq!(set.revision, 9);
         assert_eq!((set.shared_seq, set.applied_everywhere), (7, 6));
 
-        apply(
+        apply_ok(
             &mut set,
             AssignmentsDelta {
                 revision: 10,
@@ -320,7 +463,7 @@ mod tests {
             configs: vec![config("c1", 1)],
             ..Default::default()
         };
-        apply(
+        apply_ok(
             &mut set,
             AssignmentsDelta {
                 secrets: vec![secret("s0")],
@@ -337,7 +480,7 @@ mod tests {
             .map(|c| (c.id.as_str(), c.digest.as_str()))
             .collect();
         assert_eq!(configs, [("c1", "2"), ("c2", "1")]);
-        apply(
+        apply_ok(
             &mut set,
             AssignmentsDelta {
                 removed_configs: vec!["c1".into(), "c2".into()],
@@ -363,7 +506,7 @@ mod tests {
             }],
             ..Default::default()
         };
-        apply(
+        apply_ok(
             &mut set,
             AssignmentsDelta {
                 endpoint_tasks: vec![

@@ -10,13 +10,16 @@
 //! feeds them lives in `publisher.rs`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use berth_proto::net::Ipv4Prefix;
 use berth_proto::v1::{
-    AssignmentsDelta, Endpoint, EndpointTask, EndpointTasksChange, Network, Node, Service, Task,
-    TaskState, WatchAction, WatchEvent, watch_event,
+    Assignments, AssignmentsDelta, Endpoint, EndpointTask, EndpointTasksChange, Network, Node,
+    Service, Task, TaskState, WatchAction, WatchEvent, watch_event,
 };
+
+use prost::Message;
+use prost::bytes::Bytes;
 
 use super::endpoints;
 use crate::store::ClusterView;
@@ -282,37 +285,6 @@ impl EndpointEdit {
             .collect();
         EndpointEdit::Tasks { joined, left }
     }
-
-    /// This edit followed by `later`.
-    fn then(&mut self, later: &EndpointEdit) {
-        match (&mut *self, later) {
-            (_, EndpointEdit::Whole(_)) => *self = later.clone(),
-            (EndpointEdit::Whole(None), EndpointEdit::Tasks { .. }) => {}
-            (EndpointEdit::Whole(Some(endpoint)), EndpointEdit::Tasks { joined, left }) => {
-                endpoint
-                    .tasks
-                    .retain(|t| !left.contains(&t.task_id) && !joined.contains_key(&t.task_id));
-                endpoint.tasks.extend(joined.values().cloned());
-                endpoint.tasks.sort_by(|a, b| a.task_id.cmp(&b.task_id));
-            }
-            (
-                EndpointEdit::Tasks { joined, left },
-                EndpointEdit::Tasks {
-                    joined: joined_later,
-                    left: left_later,
-                },
-            ) => {
-                for id in left_later {
-                    joined.remove(id);
-                    left.insert(id.clone());
-                }
-                for (id, task) in joined_later {
-                    left.remove(id);
-                    joined.insert(id.clone(), task.clone());
-                }
-            }
-        }
-    }
 }
 
 /// A change of the shared part: `None` is a removal.
@@ -344,28 +316,9 @@ impl SharedDelta {
         self.nodes.len() + self.networks.len() + endpoints
     }
 
-    /// `later` on top of this one.
-    pub fn extend(&mut self, later: &SharedDelta) {
-        self.nodes
-            .extend(later.nodes.iter().map(|(k, v)| (k.clone(), v.clone())));
-        self.networks
-            .extend(later.networks.iter().map(|(k, v)| (k.clone(), v.clone())));
-        for (id, edit) in &later.endpoints {
-            match self.endpoints.get_mut(id) {
-                Some(earlier) => earlier.then(edit),
-                None => {
-                    self.endpoints.insert(id.clone(), edit.clone());
-                }
-            }
-        }
-    }
-
-    /// Into the wire form (tasks are filled in by the caller).
-    pub fn into_proto(self, revision: u64) -> AssignmentsDelta {
-        let mut out = AssignmentsDelta {
-            revision,
-            ..Default::default()
-        };
+    /// Into the wire form: a delta holding only shared changes.
+    pub fn into_proto(self) -> AssignmentsDelta {
+        let mut out = AssignmentsDelta::default();
         for (id, node) in self.nodes {
             match node {
                 Some(n) => out.nodes.push(n),
@@ -416,8 +369,25 @@ pub struct Published {
     /// its store revision, above any sequence an earlier leader sent, so an
     /// agent's acknowledgement from before a failover never reads as a newer one.
     pub shared_seq: u64,
-    /// (seq, change that made it): the last [`SHARED_LOG`] changes.
-    pub log: VecDeque<(u64, Arc<SharedDelta>)>,
+    /// The last [`SHARED_LOG`] changes, oldest first.
+    pub log: VecDeque<SharedChange>,
+    /// The complete set's shared part, encoded at the shared sequence it
+    /// names; filled by the first session that needs it at that sequence.
+    complete_shared: Mutex<Option<(u64, Bytes)>>,
+}
+
+/// One change of the shared part as every session sends it: encoded once, by
+/// the publisher, and handed to each session's message by reference. At 1,000
+/// nodes each session building and encoding its own copy of the same changes
+/// was half the leader's CPU while a cluster converged.
+#[derive(Debug)]
+pub struct SharedChange {
+    pub seq: u64,
+    /// About how many items it puts on the wire ([`SharedDelta::items`]).
+    pub items: usize,
+    /// An encoded `AssignmentsDelta` holding only the shared changes
+    /// (`AssignmentsDelta.shared_changes`).
+    pub wire: Bytes,
 }
 
 /// What an update of [`Published`] changed.
@@ -507,7 +477,11 @@ impl Published {
         }
         if !delta.is_empty() || !self.ready {
             self.shared_seq += 1;
-            self.log.push_back((self.shared_seq, Arc::new(delta)));
+            self.log.push_back(SharedChange {
+                seq: self.shared_seq,
+                items: delta.items(),
+                wire: delta.into_proto().encode_to_vec().into(),
+            });
             while self.log.len() > SHARED_LOG {
                 self.log.pop_front();
             }
@@ -517,28 +491,56 @@ impl Published {
         wake
     }
 
-    /// The shared changes after `seq`, merged, up to about `max_items`
-    /// (always at least one change: a change is never split), with the
-    /// sequence they bring the reader to; `None` when the log no longer
-    /// reaches back that far.
-    pub fn shared_since(&self, seq: u64, max_items: usize) -> Option<(SharedDelta, u64)> {
-        let oldest = self.log.front().map(|(s, _)| *s)?;
+    /// The shared changes after `seq`, encoded, oldest first, up to about
+    /// `max_items` (always at least one change: a change is never split),
+    /// with the sequence they bring the reader to; `None` when the log no
+    /// longer reaches back that far.
+    pub fn shared_since(&self, seq: u64, max_items: usize) -> Option<(Vec<Bytes>, u64)> {
+        let oldest = self.log.front().map(|c| c.seq)?;
         if seq + 1 < oldest {
             return None;
         }
-        let mut out = SharedDelta::default();
+        let skip = self.log.partition_point(|change| change.seq <= seq);
+        let mut out = Vec::new();
         let mut through = seq;
         let mut items = 0;
-        for (s, delta) in self.log.iter().filter(|(s, _)| *s > seq) {
-            let more = delta.items();
-            if items > 0 && items + more > max_items {
+        for change in self.log.iter().skip(skip) {
+            if items > 0 && items + change.items > max_items {
                 break;
             }
-            out.extend(delta);
-            items += more;
-            through = *s;
+            if !change.wire.is_empty() {
+                out.push(change.wire.clone());
+            }
+            items += change.items;
+            through = change.seq;
         }
         Some((out, through))
+    }
+
+    /// The complete set's shared part (networks, nodes, endpoints by service
+    /// name) as an encoded `Assignments` (`Assignments.shared`): encoded once
+    /// per shared sequence, however many sessions start at it.
+    pub fn complete_shared(&self) -> Bytes {
+        let mut cached = self
+            .complete_shared
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((seq, bytes)) = cached.as_ref()
+            && *seq == self.shared_seq
+        {
+            return bytes.clone();
+        }
+        let mut endpoints: Vec<_> = self.endpoints.values().cloned().collect();
+        endpoints.sort_by(|a, b| a.service_name.cmp(&b.service_name));
+        let shared = Assignments {
+            networks: self.networks.values().cloned().collect(),
+            nodes: self.nodes.values().cloned().collect(),
+            endpoints,
+            ..Default::default()
+        };
+        let bytes = Bytes::from(shared.encode_to_vec());
+        *cached = Some((self.shared_seq, bytes.clone()));
+        bytes
     }
 }
 

@@ -1,7 +1,7 @@
 //! What one session sends: the complete set first, then deltas against what it
 //! sent before. The work is proportional to what changed for its node: the
 //! node's own tasks are compared key by key, the shared part comes from the
-//! published log; the secrets and configs its tasks use come along
+//! published log, encoded once for all sessions; the secrets and configs its tasks use come along
 //! (payloads.rs).
 
 use std::collections::HashMap;
@@ -22,7 +22,8 @@ pub struct Sent {
 }
 
 /// The complete set for `node_id`, and the record of having sent it;
-/// `applied_everywhere` is the drain watermark (drain.rs).
+/// `applied_everywhere` is the drain watermark (drain.rs). Its shared part
+/// comes encoded (`Assignments.shared`: berth_proto::assignments::unpack).
 pub fn complete(
     published: &Published,
     node_id: &str,
@@ -42,19 +43,16 @@ pub fn complete(
         tasks: tasks.iter().map(|t| (t.id.clone(), task_key(t))).collect(),
         payloads,
     };
-    let mut endpoints: Vec<_> = published.endpoints.values().cloned().collect();
-    endpoints.sort_by(|a, b| a.service_name.cmp(&b.service_name));
     let set = Assignments {
         tasks,
-        networks: published.networks.values().cloned().collect(),
-        nodes: published.nodes.values().cloned().collect(),
+        shared: published.complete_shared(),
         revision: published.revision,
-        endpoints,
         node_id: node_id.to_string(),
         secrets: values.secrets,
         configs: values.configs,
         shared_seq: published.shared_seq,
         applied_everywhere,
+        ..Default::default()
     };
     (set, sent)
 }
@@ -83,10 +81,14 @@ pub fn next(
         *sent = fresh;
         return Some(Message::Assignments(set));
     };
-    let mut delta: AssignmentsDelta = shared.into_proto(published.revision);
+    let mut delta = AssignmentsDelta {
+        revision: published.revision,
+        shared_changes: shared,
+        shared_seq: through,
+        applied_everywhere,
+        ..Default::default()
+    };
     sent.shared_seq = through;
-    delta.shared_seq = through;
-    delta.applied_everywhere = applied_everywhere;
     let drain_news =
         applied_everywhere != sent.applied_everywhere && published.stopping.contains(node_id);
 
@@ -122,13 +124,7 @@ pub fn next(
 
     let empty = delta.tasks.is_empty()
         && delta.removed_tasks.is_empty()
-        && delta.nodes.is_empty()
-        && delta.removed_nodes.is_empty()
-        && delta.networks.is_empty()
-        && delta.removed_networks.is_empty()
-        && delta.endpoints.is_empty()
-        && delta.removed_endpoints.is_empty()
-        && delta.endpoint_tasks.is_empty()
+        && delta.shared_changes.is_empty()
         && delta.secrets.is_empty()
         && delta.removed_secrets.is_empty()
         && delta.configs.is_empty()

@@ -451,10 +451,12 @@ impl Dispatcher {
                     let (set, fresh) = messages::complete(&published, &node_id, watermark, &source);
                     sent = Some(fresh);
                     Some(match held.take() {
-                        Some(held) => (
-                            Message::Delta(berth_proto::assignments::delta_from(&held, &set)),
-                            crate::metrics::SESSION_RESUME,
-                        ),
+                        Some(held) => match resume(&held, set) {
+                            Ok(delta) => (Message::Delta(delta), crate::metrics::SESSION_RESUME),
+                            Err(set) => {
+                                (Message::Assignments(set), crate::metrics::SESSION_COMPLETE)
+                            }
+                        },
                         None => (Message::Assignments(set), crate::metrics::SESSION_COMPLETE),
                     })
                 };
@@ -482,6 +484,23 @@ impl Dispatcher {
                     _ = pull.tx.closed() => return,
                 }
             }
+        }
+    }
+}
+
+/// The delta that brings an agent holding `held` (from an earlier session) to
+/// the complete `set`; the set itself, to send whole, should its shared part
+/// (encoded here a moment ago) not decode.
+fn resume(
+    held: &HeldSet,
+    set: berth_proto::v1::Assignments,
+) -> Result<berth_proto::v1::AssignmentsDelta, berth_proto::v1::Assignments> {
+    let mut full = set.clone();
+    match berth_proto::assignments::unpack(&mut full) {
+        Ok(()) => Ok(berth_proto::assignments::delta_from(held, &full)),
+        Err(err) => {
+            tracing::warn!(%err, "the shared part does not decode: the complete set goes instead");
+            Err(set)
         }
     }
 }

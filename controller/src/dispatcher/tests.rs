@@ -77,6 +77,11 @@ async fn sessions_get_their_tasks_and_silent_nodes_go_down_by_the_clock() {
     };
     assert_eq!(set.node_id, h1.node_id);
     let mut held = set.clone();
+    berth_proto::assignments::unpack(&mut held).expect("the shared part decodes");
+    assert!(
+        held.nodes.iter().any(|n| n.id == h1.node_id),
+        "the node list comes in the shared part: {held:?}"
+    );
     let Some(Message::Assignments(_)) = next(&mut s2).await.expect("a message").message else {
         panic!("the first message is the complete set")
     };
@@ -98,7 +103,7 @@ async fn sessions_get_their_tasks_and_silent_nodes_go_down_by_the_clock() {
         match next(&mut s1).await.expect("a message").message {
             Some(Message::Delta(delta)) => {
                 seen_task = delta.tasks.iter().any(|t| t.id == "t1");
-                berth_proto::assignments::apply(&mut held, delta);
+                berth_proto::assignments::apply(&mut held, delta).expect("applies");
                 if seen_task {
                     break;
                 }
@@ -171,7 +176,7 @@ async fn sessions_get_their_tasks_and_silent_nodes_go_down_by_the_clock() {
         panic!("a session with a held set starts with a delta")
     };
     assert!(delta.tasks.is_empty(), "t1 is not sent again: {delta:?}");
-    berth_proto::assignments::apply(&mut held, delta);
+    berth_proto::assignments::apply(&mut held, delta).expect("applies");
     assert!(held.tasks.iter().any(|t| t.id == "t1"));
 
     loops.abort();

@@ -19,7 +19,9 @@ pub(super) fn next_set(
     address: &str,
 ) -> Result<Option<Assignments>, SessionError> {
     match message.message {
-        Some(Message::Assignments(assignments)) => {
+        Some(Message::Assignments(mut assignments)) => {
+            berth_proto::assignments::unpack(&mut assignments)
+                .map_err(|err| undecodable(address, err))?;
             *held = Some(assignments.clone());
             Ok(Some(assignments))
         }
@@ -30,7 +32,7 @@ pub(super) fn next_set(
                     why: "the controller sent changes before a complete assignment set".into(),
                 });
             };
-            berth_proto::assignments::apply(set, delta);
+            berth_proto::assignments::apply(set, delta).map_err(|err| undecodable(address, err))?;
             Ok(Some(set.clone()))
         }
         Some(Message::NotLeader(not_leader)) if not_leader.leader_address.is_empty() => {
@@ -43,6 +45,15 @@ pub(super) fn next_set(
             hint: not_leader.leader_address,
         }),
         None => Ok(None),
+    }
+}
+
+/// A shared part that does not decode ends the session: the next one starts
+/// from a complete set.
+fn undecodable(address: &str, err: prost::DecodeError) -> SessionError {
+    SessionError::Unreachable {
+        address: address.to_string(),
+        why: format!("the controller sent an undecodable shared part: {err}"),
     }
 }
 
@@ -128,5 +139,36 @@ mod tests {
         assert_eq!(got.tasks.len(), 1);
         assert_eq!(got.revision, 9);
         assert_eq!(held.as_ref().map(|h| h.tasks.len()), Some(1));
+    }
+
+    #[test]
+    fn the_shared_part_is_unpacked_and_an_undecodable_one_ends_the_session() {
+        use prost::Message as _;
+        let shared = Assignments {
+            nodes: vec![berth_proto::v1::Node {
+                id: "n1".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let set = Assignments {
+            node_id: "n1".into(),
+            shared: shared.encode_to_vec().into(),
+            ..Default::default()
+        };
+        let mut held = None;
+        let got = next_set(message(Message::Assignments(set)), &mut held, "c1:1")
+            .expect("a set")
+            .expect("changed");
+        assert_eq!(got.nodes, shared.nodes);
+        assert!(got.shared.is_empty() && held.is_some_and(|h| h.shared.is_empty()));
+
+        let mut held = Some(got);
+        let broken = message(Message::Delta(AssignmentsDelta {
+            shared_changes: vec![prost::bytes::Bytes::from_static(&[0xff])],
+            ..Default::default()
+        }));
+        let err = next_set(broken, &mut held, "c1:1").expect_err("undecodable");
+        assert!(err.to_string().contains("undecodable shared part"), "{err}");
     }
 }

@@ -7,8 +7,30 @@ use berth_proto::v1::{
 };
 
 use super::*;
-use crate::dispatcher::messages::{complete, next};
-use crate::dispatcher::payloads::NoPayloads;
+use crate::dispatcher::messages::{Sent, next};
+use crate::dispatcher::payloads::{NoPayloads, PayloadSource};
+
+/// The complete set as an agent holds it: its shared part unpacked.
+fn complete(
+    published: &Published,
+    node_id: &str,
+    applied_everywhere: u64,
+    source: &dyn PayloadSource,
+) -> (berth_proto::v1::Assignments, Sent) {
+    let (mut set, sent) =
+        crate::dispatcher::messages::complete(published, node_id, applied_everywhere, source);
+    berth_proto::assignments::unpack(&mut set).expect("the shared part decodes");
+    (set, sent)
+}
+
+/// A delta with its shared changes read into its own lists (prost's merge
+/// appends each list: what a test that looks at the changes needs).
+fn opened(mut delta: AssignmentsDelta) -> AssignmentsDelta {
+    for piece in std::mem::take(&mut delta.shared_changes) {
+        prost::Message::merge(&mut delta, piece).expect("a shared change decodes");
+    }
+    delta
+}
 
 fn node(id: &str) -> Node {
     Node {
@@ -152,6 +174,7 @@ fn a_new_task_wakes_only_its_node_and_the_delta_carries_only_it() {
     let Some(Message::Delta(delta)) = next(&published, "n3", 0, &mut sent_n3, &NoPayloads) else {
         panic!("n3 gets a delta")
     };
+    let delta = opened(delta);
     assert_eq!(delta.tasks.len(), 1);
     assert_eq!(delta.tasks[0].id, "t3");
     assert!(delta.nodes.is_empty() && delta.endpoints.is_empty());
@@ -175,6 +198,7 @@ fn a_stopped_and_removed_task_leaves_its_node() {
     let Some(Message::Delta(delta)) = next(&published, "n1", 0, &mut sent, &NoPayloads) else {
         panic!("a desired-state change is sent")
     };
+    let delta = opened(delta);
     assert_eq!(delta.tasks[0].desired_state, TaskState::Shutdown as i32);
     assert_eq!(delta.endpoint_tasks.len(), 1, "the endpoint lost its task");
     assert_eq!(delta.endpoint_tasks[0].removed_tasks, ["t1"]);
@@ -189,6 +213,7 @@ fn a_stopped_and_removed_task_leaves_its_node() {
     let Some(Message::Delta(delta)) = next(&published, "n1", 0, &mut sent, &NoPayloads) else {
         panic!("the removal is sent")
     };
+    let delta = opened(delta);
     assert_eq!(delta.removed_tasks, ["t1"]);
 }
 
@@ -208,6 +233,7 @@ fn a_node_going_down_takes_its_tasks_out_of_endpoints() {
     let Some(Message::Delta(delta)) = next(&published, "n3", 0, &mut sent, &NoPayloads) else {
         panic!("every node hears of it")
     };
+    let delta = opened(delta);
     assert_eq!(delta.nodes.len(), 1);
     assert_eq!(delta.endpoint_tasks.len(), 1);
     assert_eq!(delta.endpoint_tasks[0].removed_tasks, ["t1"]);
@@ -233,7 +259,7 @@ fn deltas_applied_by_an_agent_equal_the_complete_set() {
     for e in events {
         apply(&mut tracker, &mut published, &[e]);
         if let Some(Message::Delta(d)) = next(&published, "n2", 0, &mut sent, &NoPayloads) {
-            berth_proto::assignments::apply(&mut held, d);
+            berth_proto::assignments::apply(&mut held, d).expect("applies");
         }
     }
     let (fresh, _) = complete(&published, "n2", 0, &NoPayloads);
@@ -301,7 +327,7 @@ fn old_events_are_skipped() {
 }
 
 #[test]
-fn a_late_session_merges_every_change_into_one_delta() {
+fn a_late_session_gets_every_change_in_one_message() {
     let (mut tracker, mut published) = cluster();
     let (mut held, mut sent) = complete(&published, "n3", 0, &NoPayloads);
     let mut stopped = task("t1", "s1", "n1", TaskState::Running);
@@ -333,8 +359,17 @@ fn a_late_session_merges_every_change_into_one_delta() {
     let Some(Message::Delta(delta)) = next(&published, "n3", 0, &mut sent, &NoPayloads) else {
         panic!("one delta for everything")
     };
-    assert!(delta.endpoints.is_empty(), "only task changes: {delta:?}");
-    berth_proto::assignments::apply(&mut held, delta);
+    assert_eq!(
+        delta.shared_changes.len(),
+        5,
+        "one encoded change per revision"
+    );
+    let changes = opened(delta.clone());
+    assert!(
+        changes.endpoints.is_empty(),
+        "only task changes: {changes:?}"
+    );
+    berth_proto::assignments::apply(&mut held, delta).expect("applies");
     let (fresh, _) = complete(&published, "n3", 0, &NoPayloads);
     assert_eq!(held.endpoints, fresh.endpoints);
     let serving: Vec<&str> = fresh.endpoints[0]
@@ -366,6 +401,7 @@ fn a_stop_and_its_endpoint_leave_share_a_sequence_and_the_watermark_reaches_only
     let Some(Message::Delta(delta)) = next(&published, "n1", 0, &mut sent_n1, &NoPayloads) else {
         panic!("n1 is told to stop t1")
     };
+    let delta = opened(delta);
     assert_eq!(delta.tasks[0].desired_state, TaskState::Shutdown as i32);
     assert_eq!(
         delta.shared_seq, left_at,
@@ -374,6 +410,7 @@ fn a_stop_and_its_endpoint_leave_share_a_sequence_and_the_watermark_reaches_only
     let Some(Message::Delta(delta)) = next(&published, "n3", 0, &mut sent_n3, &NoPayloads) else {
         panic!("n3 is told that t1 left the endpoint")
     };
+    let delta = opened(delta);
     assert_eq!(delta.endpoint_tasks[0].removed_tasks, ["t1"]);
     assert_eq!(delta.shared_seq, left_at);
 
@@ -382,6 +419,7 @@ fn a_stop_and_its_endpoint_leave_share_a_sequence_and_the_watermark_reaches_only
     else {
         panic!("the new watermark goes to the stopping node")
     };
+    let delta = opened(delta);
     assert_eq!(delta.applied_everywhere, left_at);
     assert!(delta.tasks.is_empty() && delta.endpoint_tasks.is_empty());
     assert!(next(&published, "n1", left_at, &mut sent_n1, &NoPayloads).is_none());
@@ -432,12 +470,13 @@ fn a_session_far_behind_catches_up_in_bounded_pieces_that_add_up_to_the_complete
         let Message::Delta(delta) = message else {
             panic!("the log still reaches back: deltas, not a complete set")
         };
-        let items: usize = delta
+        let changes = opened(delta.clone());
+        let items: usize = changes
             .endpoints
             .iter()
             .map(|e| 1 + e.tasks.len())
             .sum::<usize>()
-            + delta
+            + changes
                 .endpoint_tasks
                 .iter()
                 .map(|c| 1 + c.tasks.len())
@@ -446,7 +485,7 @@ fn a_session_far_behind_catches_up_in_bounded_pieces_that_add_up_to_the_complete
             items <= SHARED_ITEMS_PER_MESSAGE,
             "a piece carries {items} items"
         );
-        berth_proto::assignments::apply(&mut held, delta);
+        berth_proto::assignments::apply(&mut held, delta).expect("applies");
         messages += 1;
         assert!(messages <= services, "catching up must end");
     }
