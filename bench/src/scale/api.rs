@@ -2,7 +2,7 @@
 //! and services to create, and the figures to confirm (tasks running, nodes
 //! down).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use berth_proto::v1::cluster_client::ClusterClient;
 use berth_proto::v1::{
@@ -39,12 +39,28 @@ pub struct Api {
 }
 
 /// Running tasks as the API reports them.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct TaskCount {
     /// Desired and observed RUNNING.
     pub running: usize,
     /// Desired RUNNING, whatever their observed state.
     pub desired: usize,
+    /// Desired RUNNING by node id.
+    pub per_node: HashMap<String, usize>,
+}
+
+impl TaskCount {
+    /// (fewest, most) tasks desired running on one of `nodes` node ids.
+    pub fn spread<'a>(&self, nodes: impl IntoIterator<Item = &'a str>) -> (usize, usize) {
+        nodes
+            .into_iter()
+            .map(|id| self.per_node.get(id).copied().unwrap_or(0))
+            .fold(None, |acc: Option<(usize, usize)>, n| match acc {
+                None => Some((n, n)),
+                Some((lo, hi)) => Some((lo.min(n), hi.max(n))),
+            })
+            .unwrap_or((0, 0))
+    }
 }
 
 impl Api {
@@ -131,6 +147,7 @@ impl Api {
                 continue;
             }
             count.desired += 1;
+            *count.per_node.entry(t.node_id.clone()).or_default() += 1;
             if t.status.as_ref().map(|s| s.state) == Some(TaskState::Running as i32) {
                 count.running += 1;
             }

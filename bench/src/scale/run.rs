@@ -316,6 +316,16 @@ pub async fn size(parent: &Path, s: &SizeSettings) -> Result<(SizeResult, Live)>
         eprintln!("  services were still being created at the deadline");
         creator.abort();
     }
+    // How evenly the scheduler spread the tasks (the lost-node phase moves
+    // what its agents held).
+    match api.tasks(&HashSet::new()).await {
+        Ok(count) => {
+            let ids: Vec<String> = (0..fleet.len()).map(|i| fleet.node_id(i)).collect();
+            let (fewest, most) = count.spread(ids.iter().map(String::as_str));
+            eprintln!("  tasks desired per node: {fewest} to {most}");
+        }
+        Err(err) => eprintln!("  {err}"),
+    }
     let running = match converge {
         Some(_) => tasks,
         None => api

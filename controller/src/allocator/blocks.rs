@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
-use berth_proto::net::{Block, Ipv4Net, overlaps};
+use berth_proto::net::{Block, Ipv4Net, Ipv4Subnets, overlaps};
 use berth_proto::v1::Node;
 use tracing::warn;
 
@@ -39,6 +39,15 @@ impl Layout {
         // At most /28: always a valid prefix length.
         let vips = Ipv4Net::new_assert(subnet.broadcast(), subnet.prefix_len() + 4).trunc();
         Ok(Layout { subnet, vips })
+    }
+
+    /// The blocks nodes may hold from the block at `start` on, lowest first
+    /// (`start` is a block's first address).
+    fn blocks_from(&self, start: Ipv4Addr) -> impl Iterator<Item = Block> + use<> {
+        let vips = self.vips;
+        Ipv4Subnets::new(start, self.subnet.broadcast(), BLOCK_PREFIX)
+            .filter(move |b| b.prefix_len() == BLOCK_PREFIX && !overlaps(b, &vips))
+            .filter_map(|b| Block::new(b).ok())
     }
 
     /// The blocks nodes may hold, lowest first.
@@ -96,6 +105,11 @@ pub struct Pool {
     /// Nodes that keep a block even without tasks (the network carries
     /// published ports, which every node forwards into it).
     held: BTreeSet<String>,
+    /// Every block of the layout below this address is owned: a search for
+    /// a free block starts here. Without it, 1,000 nodes each taking a block
+    /// in one round scanned the layout from its start every time (quadratic:
+    /// ~4 % of the leader's CPU while a 1,000-node cluster converged).
+    unowned_from: Ipv4Addr,
 }
 
 impl Pool {
@@ -110,6 +124,7 @@ impl Pool {
             used: BTreeSet::new(),
             changed: BTreeSet::new(),
             held: BTreeSet::new(),
+            unowned_from: layout.subnet.network(),
         };
         let mut sorted: Vec<&Node> = nodes.iter().collect();
         sorted.sort_by(|a, b| a.id.cmp(&b.id));
@@ -184,10 +199,8 @@ impl Pool {
             Some(addr) => addr,
             None => {
                 let (block, addr) = self
-                    .layout
-                    .blocks()
-                    .filter(|b| !self.owners.contains_key(b))
-                    .find_map(|b| Some((b, b.task_addresses().next()?)))
+                    .lowest_unowned()
+                    .and_then(|b| Some((b, b.task_addresses().next()?)))
                     .ok_or_else(|| AllocError::Exhausted {
                         network: self.name.clone(),
                         subnet: self.layout.subnet.to_string(),
@@ -207,6 +220,19 @@ impl Pool {
         Ok(addr)
     }
 
+    /// The lowest block no one owns; the search starts where the last one
+    /// ended (the caller takes the block).
+    fn lowest_unowned(&mut self) -> Option<Block> {
+        let owners = &self.owners;
+        let block = self
+            .layout
+            .blocks_from(self.unowned_from)
+            .find(|b| !owners.contains_key(b))?;
+        let next = u32::from(block.net().broadcast()).checked_add(1);
+        self.unowned_from = next.map_or(Ipv4Addr::BROADCAST, Ipv4Addr::from);
+        Some(block)
+    }
+
     /// Gives an address back (a task that could not get all its addresses).
     pub fn release(&mut self, addr: Ipv4Addr) {
         self.used.remove(&addr);
@@ -222,12 +248,13 @@ impl Pool {
         if !blocks.is_empty() {
             return;
         }
-        let owners = &self.owners;
-        let Some(block) = self.layout.blocks().find(|b| !owners.contains_key(b)) else {
+        let Some(block) = self.lowest_unowned() else {
             warn!(network = %self.name, node, "no free block to hold for published ports");
             return;
         };
-        blocks.insert(block);
+        if let Some(blocks) = self.nodes.get_mut(node) {
+            blocks.insert(block);
+        }
         self.owners.insert(block, Some(node.to_string()));
         self.changed.insert(node.to_string());
     }
@@ -249,6 +276,7 @@ impl Pool {
             for block in idle {
                 blocks.remove(&block);
                 self.owners.remove(&block);
+                self.unowned_from = self.unowned_from.min(block.net().network());
                 self.changed.insert(node.clone());
             }
         }

@@ -14,7 +14,7 @@ mod node_blocks;
 mod prefix;
 
 pub use block::Block;
-pub use ipnet::Ipv4Net;
+pub use ipnet::{Ipv4Net, Ipv4Subnets};
 pub use prefix::Ipv4Prefix;
 
 /// Why an address, block or subnet is refused. The value is named; callers add
