@@ -355,6 +355,25 @@ mod tests {
     }
 
     #[test]
+    fn services_that_reserve_nothing_spread_over_all_nodes() {
+        let nodes = vec![
+            node("a", 1000, 1 << 30),
+            node("b", 1000, 1 << 30),
+            node("c", 1000, 1 << 30),
+        ];
+        let s = spec(0, 0, &[]);
+        // Six one-replica services placed in one round, as a stack deploy does.
+        let tasks: Vec<Task> = (1..=6)
+            .map(|i| pending(&format!("t{i}"), &format!("svc{i}"), 1, &s))
+            .collect();
+        let out = written(&schedule(&nodes, &tasks, 1));
+        for id in ["id-a", "id-b", "id-c"] {
+            let here = out.iter().filter(|(t, _, _)| t.node_id == id).count();
+            assert_eq!(here, 2, "two tasks on {id}: {out:?}");
+        }
+    }
+
+    #[test]
     fn existing_tasks_count_for_resources_and_spread() {
         let nodes = vec![node("a", 1000, 8 << 30), node("b", 1000, 8 << 30)];
         let s = spec(600, 0, &[]);

@@ -56,6 +56,8 @@ pub struct NodeLoad {
     pub ports: HashSet<HostPort>,
     /// Non-terminal tasks per service id.
     pub per_service: HashMap<String, u32>,
+    /// Non-terminal tasks of all services.
+    pub tasks: u32,
 }
 
 impl NodeLoad {
@@ -79,6 +81,7 @@ impl NodeLoad {
             .saturating_add(demand.memory_bytes);
         self.ports.extend(ports.iter().copied());
         *self.per_service.entry(service_id.to_string()).or_insert(0) += 1;
+        self.tasks += 1;
     }
 
     /// Whether `demand` fits in what is still free (CPU checked first).
