@@ -425,6 +425,67 @@ fn stop_first_never_has_more_than_parallelism_slots_down() {
 }
 
 #[test]
+fn a_new_update_counts_the_last_ones_starting_replacement_as_down() {
+    let cfg = UpdateConfig {
+        parallelism: 1,
+        ..Default::default()
+    };
+    let mut sim = running(&["a", "b"], with_check(service("web", 4, cfg)));
+    update_image(&mut sim, "web", "busybox:2");
+    // The first replacement passes its check, the second one only starts.
+    round(&mut sim);
+    round(&mut sim);
+    pass_checks(&mut sim);
+    round(&mut sim);
+    round(&mut sim);
+    assert_eq!(
+        ready_to_serve(&sim),
+        3,
+        "one slot starts: {:#?}",
+        sim.view.tasks
+    );
+    // Another version now: the starting task is outdated too, and down.
+    update_image(&mut sim, "web", "busybox:3");
+    for _ in 0..12 {
+        round(&mut sim);
+        let up = ready_to_serve(&sim);
+        assert!(up >= 3, "{up} of 4 up: {:#?}", sim.view.tasks);
+        pass_checks(&mut sim);
+    }
+    assert_eq!(images(&sim, "web"), vec!["busybox:3"; 4]);
+}
+
+#[test]
+fn an_update_replaces_tasks_that_are_down_at_once() {
+    let cfg = UpdateConfig {
+        parallelism: 1,
+        ..Default::default()
+    };
+    let mut sim = running(&["a", "b"], with_check(service("web", 3, cfg)));
+    // Every task turns unhealthy, then a fixed version comes: none of them
+    // serves, so waiting for one at a time only keeps the service down.
+    for t in &mut sim.view.tasks {
+        if let Some(s) = t.status.as_mut() {
+            s.health = berth_proto::v1::TaskHealth::Starting as i32;
+        }
+    }
+    update_image(&mut sim, "web", "busybox:2");
+    round(&mut sim);
+    let stopping = sim
+        .view
+        .tasks
+        .iter()
+        .filter(|t| t.desired_state == TaskState::Shutdown as i32)
+        .count();
+    assert_eq!(stopping, 3, "all three at once: {:#?}", sim.view.tasks);
+    for _ in 0..6 {
+        round(&mut sim);
+        pass_checks(&mut sim);
+    }
+    assert_eq!(images(&sim, "web"), vec!["busybox:2"; 3]);
+}
+
+#[test]
 fn a_service_created_without_update_settings_replaces_one_task_at_a_time() {
     let mut web = replicated("web", 4);
     web.history = vec![first_version(web.spec.as_ref().expect("spec"), 0)];

@@ -261,12 +261,15 @@ pub struct Started<K> {
 }
 
 /// Replaces as many outdated occupants (`kept`: the task kept in each slot) as
-/// the gate and its update settings allow (tasks that do not run first, then
-/// by slot): stop-first stops them (their slots are refilled once they ended),
-/// start-first leaves a running one running and asks for a replacement beside
-/// it. `empty` is how many slots hold no task meant to run (an outdated task
-/// on its way down, a slot not refilled yet): work in flight, like
-/// replacements not ready yet.
+/// the gate and its update settings allow (tasks that are not ready first,
+/// then by slot): stop-first stops them (their slots are refilled once they
+/// ended), start-first leaves a running one running and asks for a
+/// replacement beside it. `empty` is how many slots hold no task meant to run
+/// (an outdated task on its way down, a slot not refilled yet): work in
+/// flight, like replacements not ready yet. An outdated task that is not ready
+/// is down already: replacing it takes nothing more down, so it goes at once,
+/// and it counts as down against the parallelism (a second update while the
+/// first one's replacement still started took another slot down beside it).
 pub fn update<K: Clone>(
     plan: &mut Plan<'_>,
     service: &Service,
@@ -290,13 +293,16 @@ pub fn update<K: Clone>(
     if let Some(at) = budget.due_ms {
         plan.due_at(at);
     }
-    let allowed = budget
-        .allowed
-        .saturating_sub(empty)
+    let down = stale
+        .iter()
+        .filter(|(_, i)| !plan.task(*i).is_ready())
+        .count();
+    let allowed = (budget.allowed.saturating_sub(empty).saturating_sub(down) + down)
         .min(gate.limit.unwrap_or(usize::MAX));
     stale.sort_by_key(|(_, i)| {
         let t = plan.task(*i);
         (
+            t.is_ready(),
             observed(t) == TaskState::Running as i32,
             t.slot,
             t.node_id.clone(),

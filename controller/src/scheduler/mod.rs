@@ -2,7 +2,7 @@
 //! and tasks to store operations; the leader loop commits them.
 //!
 //! Filters (ready and active, constraints, free reservations, free host ports),
-//! then scoring (spread a service over nodes, then least allocated). Identical
+//! then scoring (spread a service over nodes, then least allocated, then fewest tasks in all). Identical
 //! tasks (same service and spec version) are placed in one pass. A task that
 //! fits nowhere stays PENDING with a message that says why, aggregated over the
 //! nodes checked. A task that mounts a named volume goes only to the volume's
