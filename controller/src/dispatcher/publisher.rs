@@ -16,6 +16,13 @@ use crate::store::{read_networks, read_view};
 
 /// After the first change of a burst, wait this long for the rest of it.
 const SETTLE: Duration = Duration::from_millis(5);
+/// Publishes follow each other at least this far apart: a steady stream of
+/// changes (a large cluster converging) goes out in one update per interval,
+/// as sessions send at most one message per pace anyway. Each update is one
+/// encoded change of the shared part that every session sends: one per 5 ms
+/// made every agent receive each endpoint's tasks in many small changes, its
+/// service id repeated in each, and woke every session for each.
+const PUBLISH_INTERVAL: Duration = super::SESSION_PACE;
 /// How often leadership and liveness are checked.
 const CHECK: Duration = Duration::from_millis(250);
 
@@ -71,6 +78,7 @@ async fn serve(dispatcher: &Dispatcher, leading_since: Instant) {
         publish(dispatcher, &tracker, dirty);
         dispatcher.hub.leadership_changed();
         let mut check = tokio::time::interval(CHECK);
+        let mut last_publish = Instant::now();
         loop {
             tokio::select! {
                 received = live.recv() => {
@@ -87,7 +95,8 @@ async fn serve(dispatcher: &Dispatcher, leading_since: Instant) {
                         Err(RecvError::Closed) => continue 'rebuild,
                     }
                     // One update for the whole burst.
-                    tokio::time::sleep(SETTLE).await;
+                    let since = last_publish.elapsed();
+                    tokio::time::sleep(SETTLE.max(PUBLISH_INTERVAL.saturating_sub(since))).await;
                     loop {
                         match live.try_recv() {
                             Ok(event) => {
@@ -101,6 +110,7 @@ async fn serve(dispatcher: &Dispatcher, leading_since: Instant) {
                         }
                     }
                     publish(dispatcher, &tracker, dirty);
+                    last_publish = Instant::now();
                 }
                 _ = check.tick() => {
                     if !dispatcher.raft.status().get().is_leader() {
