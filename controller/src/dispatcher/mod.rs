@@ -451,12 +451,7 @@ impl Dispatcher {
                     let (set, fresh) = messages::complete(&published, &node_id, watermark, &source);
                     sent = Some(fresh);
                     Some(match held.take() {
-                        Some(held) => match resume(&held, set) {
-                            Ok(delta) => (Message::Delta(delta), crate::metrics::SESSION_RESUME),
-                            Err(set) => {
-                                (Message::Assignments(set), crate::metrics::SESSION_COMPLETE)
-                            }
-                        },
+                        Some(held) => resume(&held, set),
                         None => (Message::Assignments(set), crate::metrics::SESSION_COMPLETE),
                     })
                 };
@@ -488,19 +483,19 @@ impl Dispatcher {
     }
 }
 
-/// The delta that brings an agent holding `held` (from an earlier session) to
-/// the complete `set`; the set itself, to send whole, should its shared part
-/// (encoded here a moment ago) not decode.
-fn resume(
-    held: &HeldSet,
-    set: berth_proto::v1::Assignments,
-) -> Result<berth_proto::v1::AssignmentsDelta, berth_proto::v1::Assignments> {
+/// The first message for an agent holding `held` (from an earlier session),
+/// with its kind: the delta that brings it to the complete `set`, or the set
+/// itself should its shared part (encoded a moment ago) not decode.
+fn resume(held: &HeldSet, set: berth_proto::v1::Assignments) -> (Message, &'static str) {
     let mut full = set.clone();
     match berth_proto::assignments::unpack(&mut full) {
-        Ok(()) => Ok(berth_proto::assignments::delta_from(held, &full)),
+        Ok(()) => (
+            Message::Delta(berth_proto::assignments::delta_from(held, &full)),
+            crate::metrics::SESSION_RESUME,
+        ),
         Err(err) => {
             tracing::warn!(%err, "the shared part does not decode: the complete set goes instead");
-            Err(set)
+            (Message::Assignments(set), crate::metrics::SESSION_COMPLETE)
         }
     }
 }
