@@ -83,6 +83,6 @@ fn endpoint(address: &str) -> Result<Endpoint, ChannelError> {
         .initial_stream_window_size(Some(berth_agent::session::LEADER_STREAM_WINDOW))
         .initial_connection_window_size(Some(i32::MAX as u32))
         .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(2))
+        .http2_keep_alive_interval(berth_agent::session::LEADER_KEEPALIVE)
         .keep_alive_timeout(Duration::from_secs(4)))
 }

@@ -57,7 +57,7 @@ async fn connect(
         .tcp_nodelay(true)
         // What the leader may hold in flight for this agent's session.
         .initial_stream_window_size(Some(super::LEADER_STREAM_WINDOW))
-        .http2_keep_alive_interval(Duration::from_secs(2))
+        .http2_keep_alive_interval(super::LEADER_KEEPALIVE)
         .keep_alive_timeout(Duration::from_secs(4));
     let channel = berth_pki::tls::connect(endpoint, security, berth_pki::Role::Controller)
         .await

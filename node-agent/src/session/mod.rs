@@ -37,6 +37,16 @@ pub use identity::{NodeIdentity, detect_resources};
 /// cost a round trip each only while the agent keeps up.
 pub const LEADER_STREAM_WINDOW: u32 = 64 * 1024;
 
+/// How long the connection to the leader may be silent before the agent
+/// pings it (HTTP/2 PING, answered within 4 s or the connection is dropped).
+/// Heartbeats already prove the connection every period (the session ends
+/// when one is not answered within three periods), so the ping is only for a
+/// connection that goes quiet: hyper pings after this much time without a
+/// frame received, and at 2 s every agent pinged once per heartbeat period
+/// (the answer to the last heartbeat is its last frame): ~375 pings a second
+/// for an idle 1,000-node leader to answer over TLS, beside the heartbeats.
+pub const LEADER_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// What the session drives: in production the network service and the
 /// supervisor (see `daemon.rs`); a fake in the session's tests.
 pub trait TaskRunner: Send + Sync + 'static {
