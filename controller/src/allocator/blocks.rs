@@ -42,7 +42,8 @@ impl Layout {
     }
 
     /// The blocks nodes may hold from the block at `start` on, lowest first
-    /// (`start` is a block's first address).
+    /// (`start` is a block's first address; the subnet is at most /24, so it
+    /// always splits into /26s).
     fn blocks_from(&self, start: Ipv4Addr) -> impl Iterator<Item = Block> + use<> {
         let vips = self.vips;
         Ipv4Subnets::new(start, self.subnet.broadcast(), BLOCK_PREFIX)
@@ -52,14 +53,7 @@ impl Layout {
 
     /// The blocks nodes may hold, lowest first.
     pub fn blocks(&self) -> impl Iterator<Item = Block> + use<> {
-        let vips = self.vips;
-        // The subnet is at most /24, so splitting into /26s always works.
-        self.subnet
-            .subnets(BLOCK_PREFIX)
-            .into_iter()
-            .flatten()
-            .filter(move |b| !overlaps(b, &vips))
-            .filter_map(|b| Block::new(b).ok())
+        self.blocks_from(self.subnet.network())
     }
 
     pub fn is_block(&self, block: &Block) -> bool {
