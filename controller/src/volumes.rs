@@ -123,8 +123,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn usage_names_services_and_live_tasks_only() {
+    /// What volume "data" on node n1 says in a cluster of that one node.
+    fn data_on_n1(services: Vec<Service>, tasks: Vec<Task>) -> VolumeInfo {
         let view = ClusterView {
             settings: Default::default(),
             nodes: vec![Node {
@@ -132,7 +132,22 @@ mod tests {
                 name: "n1".into(),
                 ..Default::default()
             }],
-            services: vec![
+            services,
+            tasks,
+            volumes: Vec::new(),
+        };
+        let volume = Volume {
+            name: "data".into(),
+            node_id: "id-n1".into(),
+            ..Default::default()
+        };
+        info(&view, volume)
+    }
+
+    #[test]
+    fn usage_names_services_and_live_tasks_only() {
+        let info = data_on_n1(
+            vec![
                 Service {
                     spec: Some(spec("data")),
                     ..Default::default()
@@ -145,18 +160,11 @@ mod tests {
                     ..Default::default()
                 },
             ],
-            tasks: vec![
+            vec![
                 task("t1", 1, TaskState::Running),
                 task("t0", 1, TaskState::Failed),
             ],
-            volumes: Vec::new(),
-        };
-        let volume = Volume {
-            name: "data".into(),
-            node_id: "id-n1".into(),
-            ..Default::default()
-        };
-        let info = info(&view, volume);
+        );
         assert_eq!(info.node_name, "n1");
         assert_eq!(info.services, ["db"]);
         assert_eq!(info.tasks.len(), 1, "the failed task uses nothing");
@@ -183,23 +191,7 @@ mod tests {
             ..task("t2", 1, TaskState::Running)
         };
         let global = task("t3", 0, TaskState::Running);
-        let view = ClusterView {
-            settings: Default::default(),
-            nodes: vec![Node {
-                id: "id-n1".into(),
-                name: "n1".into(),
-                ..Default::default()
-            }],
-            services: Vec::new(),
-            tasks: vec![one_off, global],
-            volumes: Vec::new(),
-        };
-        let volume = Volume {
-            name: "data".into(),
-            node_id: "id-n1".into(),
-            ..Default::default()
-        };
-        let mut names: Vec<String> = info(&view, volume)
+        let mut names: Vec<String> = data_on_n1(Vec::new(), vec![one_off, global])
             .tasks
             .into_iter()
             .map(|t| t.task_name)
