@@ -113,6 +113,12 @@ impl TaskRunner for Runner {
         Some(self.network.applied_seq())
     }
 
+    fn follow_wanted(
+        &self,
+    ) -> Option<tokio::sync::watch::Receiver<std::collections::BTreeSet<String>>> {
+        Some(self.network.follow_wanted())
+    }
+
     fn statuses(&self) -> Vec<TaskStatusUpdate> {
         self.supervisor.statuses()
     }

@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use berth_agent::dataplane::dns::{DnsServer, DnsTable, FORWARD_TIMEOUT, TTL_SECS};
+use berth_agent::dataplane::dns::{DnsServer, DnsTable, FORWARD_TIMEOUT, Following, TTL_SECS};
 use hickory_server::proto::op::{Edns, Message, MessageType, Query, ResponseCode};
 use hickory_server::proto::rr::{Name, RData, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -34,7 +34,8 @@ async fn start(
     upstream: Vec<SocketAddr>,
 ) -> (DnsServer, watch::Sender<Arc<DnsTable>>) {
     let (tx, rx) = watch::channel(Arc::new(table));
-    let server = DnsServer::start(listen.parse().unwrap(), rx, upstream)
+    let following = Arc::new(Following::default());
+    let server = DnsServer::start(listen.parse().unwrap(), rx, upstream, following)
         .await
         .expect("start DNS server");
     (server, tx)
@@ -195,6 +196,50 @@ async fn a_table_update_is_visible_at_once() {
     // Gone from the table: forwarded, and with no upstream that is SERVFAIL.
     let answer = udp(addr, &query("tasks.idle.", RecordType::A)).await;
     assert_eq!(answer.metadata.response_code, ResponseCode::ServFail);
+}
+
+/// A name of a service the node does not follow: the server asks for the
+/// service and answers once its tasks are in (here: the network plane's part
+/// played by the test), with the table as it is then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_not_followed_is_answered_once_its_tasks_arrive() {
+    let mut unfollowed = DnsTable::new();
+    unfollowed.insert("web", vec![VIP]);
+    unfollowed.insert("tasks.web", vec![]);
+    unfollowed.mark_unfollowed("web", "s-web");
+    unfollowed.mark_unfollowed("tasks.web", "s-web");
+    let (tx, rx) = watch::channel(Arc::new(unfollowed));
+    let following = Arc::new(Following::default());
+    let server = DnsServer::start(
+        "127.0.0.1:0".parse().unwrap(),
+        rx,
+        vec![],
+        Arc::clone(&following),
+    )
+    .await
+    .expect("start DNS server");
+    let addr = server.local_addr();
+    let mut wanted = following.wanted();
+    let asking = tokio::spawn(async move { udp(addr, &query("tasks.web.", RecordType::A)).await });
+    timeout(CLIENT_WAIT, wanted.changed())
+        .await
+        .expect("the server asks for the service in time")
+        .expect("open");
+    assert!(wanted.borrow_and_update().contains("s-web"));
+    assert!(!asking.is_finished(), "no answer before the tasks are in");
+    // The tasks arrive: the table first, then "in the kernel".
+    tx.send(Arc::new(web_table())).unwrap();
+    following.set_ready(["s-web".to_string()].into());
+    let answer = timeout(CLIENT_WAIT, asking)
+        .await
+        .expect("answered")
+        .expect("query");
+    assert_eq!(addrs(&answer), tasks());
+    // Followed now: answered at once.
+    assert_eq!(
+        addrs(&udp(addr, &query("web.", RecordType::A)).await),
+        [VIP]
+    );
 }
 
 /// An upstream on 127.0.0.2 (another DnsServer) knowing `db.example.`, and a
@@ -411,7 +456,7 @@ async fn garbage_does_not_stop_the_server() {
 async fn a_non_local_address_is_a_clear_error() {
     // 192.0.2.1 (TEST-NET-1) is on no interface here; binding it sends nothing.
     let (_tx, rx) = watch::channel(Arc::new(DnsTable::new()));
-    let err = DnsServer::start("192.0.2.1:53".parse().unwrap(), rx, vec![])
+    let err = DnsServer::start("192.0.2.1:53".parse().unwrap(), rx, vec![], Arc::default())
         .await
         .err()
         .expect("binding a non-local address fails");
@@ -439,7 +484,7 @@ async fn the_address_is_free_again_after_shutdown_or_drop() {
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
         let (_tx, rx) = watch::channel(Arc::new(web_table()));
-        match DnsServer::start(addr, rx, vec![]).await {
+        match DnsServer::start(addr, rx, vec![], Arc::default()).await {
             Ok(_) => break,
             Err(e) if Instant::now() < deadline => {
                 let _ = e;

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use crate::v1::{
-    Assignments, AssignmentsDelta, ConfigValue, Endpoint, EndpointTask, HeldSet, Network, Node,
-    SecretValue, Task,
+    Assignments, AssignmentsDelta, ConfigValue, Endpoint, EndpointTask, EndpointTasksChange,
+    HeldSet, Network, Node, SecretValue, Task,
 };
 
 /// A stable fingerprint of an object: FNV-1a 64 over its protobuf encoding
@@ -35,7 +35,22 @@ pub fn held_set(set: &Assignments) -> HeldSet {
         endpoints: prints(&set.endpoints, |e| &e.service_id),
         secrets: prints(&set.secrets, |s| &s.id),
         configs: prints(&set.configs, |c| &c.id),
+        followed: set.followed.clone(),
     }
+}
+
+/// Whether every node follows `endpoint` (gets its serving tasks): a service
+/// with published ports (the routing mesh takes connections for it on any
+/// node), and one without a VIP (dnsrr: its name answers the tasks'
+/// addresses, and only they tell which networks it is on).
+pub fn followed_by_all(endpoint: &Endpoint) -> bool {
+    !endpoint.ports.is_empty() || endpoint.virtual_ips.is_empty()
+}
+
+/// Whether a set with `Assignments.followed` = `set_followed` (sorted)
+/// carries the serving tasks of `endpoint`.
+pub fn follows(set_followed: &[String], endpoint: &Endpoint) -> bool {
+    followed_by_all(endpoint) || set_followed.binary_search(&endpoint.service_id).is_ok()
 }
 
 /// The delta that turns a set with fingerprints `held` into `complete`:
@@ -67,6 +82,18 @@ pub fn delta_from(held: &HeldSet, complete: &Assignments) -> AssignmentsDelta {
         changed(&held.endpoints, &complete.endpoints, |e| &e.service_id);
     let (secrets, removed_secrets) = changed(&held.secrets, &complete.secrets, |s| &s.id);
     let (configs, removed_configs) = changed(&held.configs, &complete.configs, |c| &c.id);
+    let followed = complete
+        .followed
+        .iter()
+        .filter(|id| !held.followed.contains(id))
+        .cloned()
+        .collect();
+    let unfollowed = held
+        .followed
+        .iter()
+        .filter(|id| !complete.followed.contains(id))
+        .cloned()
+        .collect();
     AssignmentsDelta {
         revision: complete.revision,
         tasks,
@@ -85,6 +112,8 @@ pub fn delta_from(held: &HeldSet, complete: &Assignments) -> AssignmentsDelta {
         shared_seq: complete.shared_seq,
         applied_everywhere: complete.applied_everywhere,
         shared_changes: Vec::new(),
+        followed,
+        unfollowed,
     }
 }
 
@@ -97,7 +126,10 @@ pub fn unpack(set: &mut Assignments) -> Result<(), prost::DecodeError> {
     }
     let shared = std::mem::take(&mut set.shared);
     // Repeated fields append: the shared lists join the set's own (empty).
-    prost::Message::merge(set, shared)
+    prost::Message::merge(&mut *set, shared)?;
+    let followed = std::mem::take(&mut set.followed_tasks);
+    put_tasks(set, followed);
+    Ok(())
 }
 
 /// Applies `delta` to `set`: first its shared changes, in order, then the
@@ -118,7 +150,21 @@ pub fn apply(set: &mut Assignments, mut delta: AssignmentsDelta) -> Result<(), p
     for piece in pieces {
         apply_changes(set, piece);
     }
+    for id in std::mem::take(&mut delta.unfollowed) {
+        set.followed.retain(|f| *f != id);
+    }
+    set.followed.append(&mut delta.followed);
+    set.followed.sort();
+    set.followed.dedup();
     apply_changes(set, delta);
+    // A service that is gone is no longer followed (a new one of the same id
+    // would be followed again with its tasks).
+    let endpoints: std::collections::HashSet<&str> = set
+        .endpoints
+        .iter()
+        .map(|e| e.service_id.as_str())
+        .collect();
+    set.followed.retain(|id| endpoints.contains(id.as_str()));
     set.tasks.sort_by(|a, b| a.id.cmp(&b.id));
     set.networks.sort_by(|a, b| a.id.cmp(&b.id));
     set.nodes.sort_by(|a, b| a.id.cmp(&b.id));
@@ -167,7 +213,12 @@ fn apply_changes(set: &mut Assignments, delta: AssignmentsDelta) {
         &delta.removed_configs,
         |c: &ConfigValue| c.id.clone(),
     );
-    for change in delta.endpoint_tasks {
+    put_tasks(set, delta.endpoint_tasks);
+}
+
+/// Applies endpoint task changes to the endpoints they name.
+fn put_tasks(set: &mut Assignments, changes: Vec<EndpointTasksChange>) {
+    for change in changes {
         if let Some(endpoint) = set
             .endpoints
             .iter_mut()
@@ -535,5 +586,95 @@ mod tests {
             1,
             "a change to an unknown endpoint adds none"
         );
+    }
+
+    #[test]
+    fn followed_tasks_unpack_into_their_endpoints_and_leave_with_them() {
+        let shared = Assignments {
+            endpoints: vec![with_vip(endpoint("s1", &[])), with_vip(endpoint("s2", &[]))],
+            ..Default::default()
+        };
+        let mut set = Assignments {
+            shared: shared.encode_to_vec().into(),
+            followed: vec!["s1".into()],
+            followed_tasks: vec![EndpointTasksChange {
+                service_id: "s1".into(),
+                tasks: endpoint("s1", &["a", "b"]).tasks,
+                removed_tasks: vec![],
+            }],
+            ..Default::default()
+        };
+        unpack(&mut set).expect("unpacks");
+        assert!(set.followed_tasks.is_empty());
+        assert_eq!(
+            served(&set),
+            [
+                ("s1".to_string(), vec!["a".to_string(), "b".to_string()]),
+                ("s2".to_string(), vec![])
+            ]
+        );
+        assert!(follows(&set.followed, &set.endpoints[0]));
+        assert!(!follows(&set.followed, &set.endpoints[1]));
+        // s2 followed from now on, s1 gone: it is no longer followed.
+        apply_ok(
+            &mut set,
+            AssignmentsDelta {
+                removed_endpoints: vec!["s1".into()],
+                followed: vec!["s2".into()],
+                endpoint_tasks: vec![EndpointTasksChange {
+                    service_id: "s2".into(),
+                    tasks: endpoint("s2", &["c"]).tasks,
+                    removed_tasks: vec![],
+                }],
+                ..Default::default()
+            },
+        );
+        assert_eq!(set.followed, ["s2"]);
+        assert_eq!(served(&set), [("s2".to_string(), vec!["c".to_string()])]);
+    }
+
+    #[test]
+    fn a_resumed_set_follows_what_the_complete_set_follows() {
+        let before = Assignments {
+            endpoints: vec![
+                with_vip(endpoint("s1", &["a"])),
+                with_vip(endpoint("s2", &[])),
+            ],
+            followed: vec!["s1".into()],
+            ..Default::default()
+        };
+        let complete = Assignments {
+            endpoints: vec![
+                with_vip(endpoint("s1", &[])),
+                with_vip(endpoint("s2", &["c"])),
+            ],
+            followed: vec!["s2".into()],
+            ..Default::default()
+        };
+        let held = held_set(&before);
+        assert_eq!(held.followed, ["s1"]);
+        let delta = delta_from(&held, &complete);
+        assert_eq!(delta.followed, ["s2"]);
+        assert_eq!(delta.unfollowed, ["s1"]);
+        let mut set = before;
+        apply_ok(&mut set, delta);
+        assert_eq!(set.followed, complete.followed);
+        assert_eq!(set.endpoints, complete.endpoints);
+    }
+
+    #[test]
+    fn every_node_follows_published_ports_and_services_without_a_vip() {
+        let mut ported = with_vip(endpoint("s1", &[]));
+        assert!(!followed_by_all(&ported));
+        ported.ports.push(crate::v1::PortConfig::default());
+        assert!(followed_by_all(&ported));
+        assert!(followed_by_all(&endpoint("dnsrr", &[])), "no VIP");
+        assert!(follows(&[], &ported));
+    }
+
+    fn with_vip(mut e: Endpoint) -> Endpoint {
+        e.virtual_ips
+            .insert("berth".into(), "10.96.240.2/16".parse().expect("a prefix"));
+        e
     }
 }

@@ -5,9 +5,9 @@ use std::pin::Pin;
 
 use berth_proto::v1::dispatcher_server::Dispatcher as DispatcherApi;
 use berth_proto::v1::{
-    AckSharedRequest, AckSharedResponse, HeartbeatRequest, HeartbeatResponse, RegisterRequest,
-    RegisterResponse, SessionMessage, SessionRequest, UpdateTaskStatusRequest,
-    UpdateTaskStatusResponse,
+    AckSharedRequest, AckSharedResponse, FollowRequest, FollowResponse, HeartbeatRequest,
+    HeartbeatResponse, RegisterRequest, RegisterResponse, SessionMessage, SessionRequest,
+    UpdateTaskStatusRequest, UpdateTaskStatusResponse,
 };
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
@@ -15,6 +15,10 @@ use tonic::{Request, Response, Status};
 use crate::ca::gate::caller;
 use crate::dispatcher::Dispatcher;
 use crate::dispatcher::registration::NodeCertificate;
+
+/// Services one Follow request may name (an agent asks for the names its
+/// containers look up, a few at a time).
+const MAX_FOLLOW: usize = 1024;
 
 pub struct DispatcherService {
     dispatcher: Dispatcher,
@@ -112,6 +116,23 @@ impl DispatcherApi for DispatcherService {
         self.dispatcher
             .ack_shared(&req.node_id, &req.session_id, req.shared_seq)?;
         Ok(Response::new(AckSharedResponse {}))
+    }
+
+    async fn follow(
+        &self,
+        request: Request<FollowRequest>,
+    ) -> Result<Response<FollowResponse>, Status> {
+        same_node(&request, &request.get_ref().node_id)?;
+        let req = request.into_inner();
+        if req.service_ids.len() > MAX_FOLLOW {
+            return Err(Status::invalid_argument(format!(
+                "follow: {} services in one request (at most {MAX_FOLLOW})",
+                req.service_ids.len()
+            )));
+        }
+        self.dispatcher
+            .follow(&req.node_id, &req.session_id, req.service_ids)?;
+        Ok(Response::new(FollowResponse {}))
     }
 
     async fn update_task_status(

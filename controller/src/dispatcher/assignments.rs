@@ -301,53 +301,89 @@ impl SharedDelta {
         self.nodes.is_empty() && self.networks.is_empty() && self.endpoints.is_empty()
     }
 
-    /// About how many items it puts on the wire: each node, network,
-    /// endpoint, endpoint task and removal counts one.
-    pub fn items(&self) -> usize {
-        let endpoints: usize = self
-            .endpoints
-            .values()
-            .map(|edit| match edit {
-                EndpointEdit::Whole(Some(e)) => 1 + e.tasks.len(),
-                EndpointEdit::Whole(None) => 1,
-                EndpointEdit::Tasks { joined, left } => 1 + joined.len() + left.len(),
-            })
-            .sum();
-        self.nodes.len() + self.networks.len() + endpoints
-    }
-
-    /// Into the wire form: a delta holding only shared changes.
-    pub fn into_proto(self) -> AssignmentsDelta {
-        let mut out = AssignmentsDelta::default();
+    /// Into the wire form, encoded: the part every node gets (nodes,
+    /// networks, endpoints without the tasks of those only some nodes follow)
+    /// and, per such service, its task changes for the nodes that follow it.
+    /// `current` is the endpoints after the change (whether one publishes ports).
+    fn encode(self, seq: u64, current: &BTreeMap<String, Endpoint>) -> SharedChange {
+        let mut all = AssignmentsDelta::default();
+        let mut items = self.nodes.len() + self.networks.len();
         for (id, node) in self.nodes {
             match node {
-                Some(n) => out.nodes.push(n),
-                None => out.removed_nodes.push(id),
+                Some(n) => all.nodes.push(n),
+                None => all.removed_nodes.push(id),
             }
         }
         for (id, network) in self.networks {
             match network {
-                Some(n) => out.networks.push(n),
-                None => out.removed_networks.push(id),
+                Some(n) => all.networks.push(n),
+                None => all.removed_networks.push(id),
             }
         }
+        let mut tasks = BTreeMap::new();
+        let mut gone = Vec::new();
         for (id, edit) in self.endpoints {
-            match edit {
-                EndpointEdit::Whole(Some(e)) => out.endpoints.push(e),
-                EndpointEdit::Whole(None) => out.removed_endpoints.push(id),
+            let everyone = current.get(&id).is_some_and(endpoints::followed_by_all);
+            let change = match edit {
+                EndpointEdit::Whole(Some(mut e)) => {
+                    items += 1;
+                    let serving = if everyone {
+                        items += e.tasks.len();
+                        Vec::new()
+                    } else {
+                        std::mem::take(&mut e.tasks)
+                    };
+                    all.endpoints.push(e);
+                    if serving.is_empty() {
+                        continue;
+                    }
+                    EndpointTasksChange {
+                        service_id: id.clone(),
+                        tasks: serving,
+                        removed_tasks: Vec::new(),
+                    }
+                }
+                EndpointEdit::Whole(None) => {
+                    items += 1;
+                    all.removed_endpoints.push(id.clone());
+                    gone.push(id);
+                    continue;
+                }
                 EndpointEdit::Tasks { joined, left } => {
                     if joined.is_empty() && left.is_empty() {
                         continue;
                     }
-                    out.endpoint_tasks.push(EndpointTasksChange {
-                        service_id: id,
+                    let change = EndpointTasksChange {
+                        service_id: id.clone(),
                         tasks: joined.into_values().collect(),
                         removed_tasks: left.into_iter().collect(),
-                    })
+                    };
+                    if everyone {
+                        items += 1 + change.tasks.len() + change.removed_tasks.len();
+                        all.endpoint_tasks.push(change);
+                        continue;
+                    }
+                    change
                 }
-            }
+            };
+            let piece = Piece {
+                items: 1 + change.tasks.len() + change.removed_tasks.len(),
+                wire: AssignmentsDelta {
+                    endpoint_tasks: vec![change],
+                    ..Default::default()
+                }
+                .encode_to_vec()
+                .into(),
+            };
+            tasks.insert(id, piece);
         }
-        out
+        SharedChange {
+            seq,
+            items,
+            wire: all.encode_to_vec().into(),
+            tasks,
+            gone,
+        }
     }
 }
 
@@ -376,17 +412,42 @@ pub struct Published {
     complete_shared: Mutex<Option<(u64, Bytes)>>,
 }
 
-/// One change of the shared part as every session sends it: encoded once, by
-/// the publisher, and handed to each session's message by reference. At 1,000
+/// One change of the shared part as sessions send it: encoded once, by the
+/// publisher, and handed to each session's message by reference. At 1,000
 /// nodes each session building and encoding its own copy of the same changes
 /// was half the leader's CPU while a cluster converged.
 #[derive(Debug)]
 pub struct SharedChange {
     pub seq: u64,
-    /// About how many items it puts on the wire ([`SharedDelta::items`]).
+    /// About how many items `wire` puts on the wire: each node, network,
+    /// endpoint, endpoint task and removal counts one.
     pub items: usize,
-    /// An encoded `AssignmentsDelta` holding only the shared changes
-    /// (`AssignmentsDelta.shared_changes`).
+    /// What every node gets, as an encoded `AssignmentsDelta`
+    /// (`AssignmentsDelta.shared_changes`): nodes, networks, endpoints, and
+    /// the task changes of the endpoints every node follows.
+    pub wire: Bytes,
+    /// By service id: the task changes of an endpoint only its followers get
+    /// (dispatcher.md, "Endpoints by interest"), each its own encoded delta.
+    pub tasks: BTreeMap<String, Piece>,
+    /// Services whose endpoint this change removed: nobody follows them after it.
+    pub gone: Vec<String>,
+}
+
+/// What a session sends of the shared part ([`Published::shared_since`]).
+#[derive(Debug)]
+pub struct SharedSince {
+    /// Encoded changes and pieces, in order.
+    pub changes: Vec<Bytes>,
+    /// The shared sequence they bring the agent to.
+    pub through: u64,
+    /// About how many items they carry.
+    pub items: usize,
+}
+
+/// One encoded piece of a shared change.
+#[derive(Debug)]
+pub struct Piece {
+    pub items: usize,
     pub wire: Bytes,
 }
 
@@ -477,11 +538,8 @@ impl Published {
         }
         if !delta.is_empty() || !self.ready {
             self.shared_seq += 1;
-            self.log.push_back(SharedChange {
-                seq: self.shared_seq,
-                items: delta.items(),
-                wire: delta.into_proto().encode_to_vec().into(),
-            });
+            self.log
+                .push_back(delta.encode(self.shared_seq, &self.endpoints));
             while self.log.len() > SHARED_LOG {
                 self.log.pop_front();
             }
@@ -491,11 +549,17 @@ impl Published {
         wake
     }
 
-    /// The shared changes after `seq`, encoded, oldest first, up to about
-    /// `max_items` (always at least one change: a change is never split),
-    /// with the sequence they bring the reader to; `None` when the log no
-    /// longer reaches back that far.
-    pub fn shared_since(&self, seq: u64, max_items: usize) -> Option<(Vec<Bytes>, u64)> {
+    /// The shared changes after `seq` for a node that follows `followed`,
+    /// encoded, oldest first, up to about `max_items` (always at least one
+    /// change: a change is never split), with the sequence they bring the
+    /// reader to and their items; `None` when the log no longer reaches back
+    /// that far. A service whose endpoint a change removes leaves `followed`.
+    pub fn shared_since(
+        &self,
+        seq: u64,
+        max_items: usize,
+        followed: &mut BTreeSet<String>,
+    ) -> Option<SharedSince> {
         let oldest = self.log.front().map(|c| c.seq)?;
         if seq + 1 < oldest {
             return None;
@@ -505,21 +569,32 @@ impl Published {
         let mut through = seq;
         let mut items = 0;
         for change in self.log.iter().skip(skip) {
-            if items > 0 && items + change.items > max_items {
+            let mine = followed_pieces(&change.tasks, followed);
+            let size = change.items + mine.iter().map(|p| p.items).sum::<usize>();
+            if items > 0 && items + size > max_items {
                 break;
             }
             if !change.wire.is_empty() {
                 out.push(change.wire.clone());
             }
-            items += change.items;
+            out.extend(mine.iter().map(|p| p.wire.clone()));
+            for id in &change.gone {
+                followed.remove(id);
+            }
+            items += size;
             through = change.seq;
         }
-        Some((out, through))
+        Some(SharedSince {
+            changes: out,
+            through,
+            items,
+        })
     }
 
     /// The complete set's shared part (networks, nodes, endpoints by service
-    /// name) as an encoded `Assignments` (`Assignments.shared`): encoded once
-    /// per shared sequence, however many sessions start at it.
+    /// name, with tasks only where every node follows them) as an encoded
+    /// `Assignments` (`Assignments.shared`): encoded once per shared
+    /// sequence, however many sessions start at it.
     pub fn complete_shared(&self) -> Bytes {
         let mut cached = self
             .complete_shared
@@ -530,7 +605,20 @@ impl Published {
         {
             return bytes.clone();
         }
-        let mut endpoints: Vec<_> = self.endpoints.values().cloned().collect();
+        let mut endpoints: Vec<_> = self
+            .endpoints
+            .values()
+            .map(|e| {
+                if endpoints::followed_by_all(e) {
+                    e.clone()
+                } else {
+                    Endpoint {
+                        tasks: Vec::new(),
+                        ..e.clone()
+                    }
+                }
+            })
+            .collect();
         endpoints.sort_by(|a, b| a.service_name.cmp(&b.service_name));
         let shared = Assignments {
             networks: self.networks.values().cloned().collect(),
@@ -541,6 +629,26 @@ impl Published {
         let bytes = Bytes::from(shared.encode_to_vec());
         *cached = Some((self.shared_seq, bytes.clone()));
         bytes
+    }
+}
+
+/// The pieces of `tasks` (a change's, by service id) that a node following
+/// `followed` gets, in service id order: looked up from the smaller side.
+fn followed_pieces<'a>(
+    tasks: &'a BTreeMap<String, Piece>,
+    followed: &BTreeSet<String>,
+) -> Vec<&'a Piece> {
+    if tasks.is_empty() {
+        return Vec::new();
+    }
+    if followed.len() < tasks.len() {
+        followed.iter().filter_map(|id| tasks.get(id)).collect()
+    } else {
+        tasks
+            .iter()
+            .filter(|(id, _)| followed.contains(*id))
+            .map(|(_, piece)| piece)
+            .collect()
     }
 }
 

@@ -1,7 +1,10 @@
 //! The services as the overlay sees them: per service its VIPs, published ports
-//! and the tasks that can take connections. Every agent gets all of them: its DNS
-//! answers for the services on its networks and its load balancer publishes every
-//! ingress port (routing mesh), wherever the tasks run.
+//! and the tasks that can take connections. Every agent gets every endpoint
+//! (its DNS answers the names of the services on its networks), but the
+//! serving tasks only of those it follows (dispatcher.md, "Endpoints by
+//! interest"): every node follows the services that publish ports (its load
+//! balancer publishes every ingress port: the routing mesh) and those without
+//! a VIP (dnsrr).
 
 use std::collections::HashSet;
 
@@ -16,6 +19,11 @@ fn serving(task: &Task, down: &HashSet<&str>) -> bool {
         && !down.contains(task.node_id.as_str())
         && !task.addresses.is_empty()
 }
+
+/// Every node follows a service that publishes ports (a connection to the
+/// port on any node reaches its tasks: the routing mesh) and one without a
+/// VIP (dnsrr); the agents read the same rule.
+pub use berth_proto::assignments::followed_by_all;
 
 /// Ids of the nodes declared down.
 pub fn down_nodes<'a>(nodes: impl IntoIterator<Item = &'a Node>) -> HashSet<&'a str> {

@@ -1,14 +1,18 @@
 //! What one session sends: the complete set first, then deltas against what it
 //! sent before. The work is proportional to what changed for its node: the
 //! node's own tasks are compared key by key, the shared part comes from the
-//! published log, encoded once for all sessions; the secrets and configs its tasks use come along
-//! (payloads.rs).
+//! published log, encoded once for all sessions, with the task changes of the
+//! endpoints the node follows; the secrets and configs its tasks use come
+//! along (payloads.rs).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
-use berth_proto::v1::{Assignments, AssignmentsDelta, Task, session_message::Message};
+use berth_proto::v1::{
+    Assignments, AssignmentsDelta, EndpointTasksChange, Task, session_message::Message,
+};
 
-use super::assignments::{Published, SHARED_ITEMS_PER_MESSAGE, TaskKey, task_key};
+use super::assignments::{NodeTasks, Published, SHARED_ITEMS_PER_MESSAGE, TaskKey, task_key};
+use super::endpoints::followed_by_all;
 use super::payloads::{PayloadSource, SentPayloads, changes};
 
 /// What a session has told its agent so far.
@@ -19,22 +23,62 @@ pub struct Sent {
     applied_everywhere: u64,
     tasks: HashMap<String, TaskKey>,
     payloads: SentPayloads,
+    /// Services whose serving tasks the agent holds and gets the changes of.
+    followed: BTreeSet<String>,
+    /// Services to follow were left for the next message (it had enough).
+    more_to_follow: bool,
+    /// The shared sequence of the last message with something of the shared
+    /// part for the agent's kernel (a change, or a service's tasks).
+    owed: u64,
 }
 
-/// The complete set for `node_id`, and the record of having sent it;
-/// `applied_everywhere` is the drain watermark (drain.rs). Its shared part
-/// comes encoded (`Assignments.shared`: berth_proto::assignments::unpack).
+/// The services a node follows (dispatcher.md, "Endpoints by interest"): those
+/// of its own tasks and those its agent asked for, that have an endpoint.
+fn wanted<'a>(
+    published: &'a Published,
+    own: Option<&'a NodeTasks>,
+    asked: &'a BTreeSet<String>,
+) -> impl Iterator<Item = &'a String> + 'a {
+    own.into_iter()
+        .flat_map(|tasks| tasks.values().map(|task| &task.service_id))
+        .chain(asked)
+        .filter(|id| published.endpoints.contains_key(*id))
+}
+
+/// The serving tasks of `service_id` for a node that starts following it
+/// (none for an endpoint every node follows: the shared part has them).
+fn tasks_of(published: &Published, service_id: &str) -> Option<EndpointTasksChange> {
+    let endpoint = published.endpoints.get(service_id)?;
+    if followed_by_all(endpoint) || endpoint.tasks.is_empty() {
+        return None;
+    }
+    Some(EndpointTasksChange {
+        service_id: service_id.to_string(),
+        tasks: endpoint.tasks.clone(),
+        removed_tasks: Vec::new(),
+    })
+}
+
+/// The complete set for `node_id`, whose agent asked to follow `asked`, and
+/// the record of having sent it; `applied_everywhere` is the drain watermark
+/// (drain.rs). Its shared part comes encoded (`Assignments.shared`:
+/// berth_proto::assignments::unpack).
 pub fn complete(
     published: &Published,
     node_id: &str,
+    asked: &BTreeSet<String>,
     applied_everywhere: u64,
     source: &dyn PayloadSource,
 ) -> (Assignments, Sent) {
-    let tasks: Vec<_> = published
-        .assigned
-        .get(node_id)
+    let own = published.assigned.get(node_id);
+    let tasks: Vec<_> = own
         .map(|tasks| tasks.values().map(|task| Task::clone(task)).collect())
         .unwrap_or_default();
+    let followed: BTreeSet<String> = wanted(published, own, asked).cloned().collect();
+    let followed_tasks = followed
+        .iter()
+        .filter_map(|id| tasks_of(published, id))
+        .collect();
     let mut payloads = SentPayloads::default();
     let values = changes(&tasks, source, &mut payloads);
     let sent = Sent {
@@ -42,6 +86,9 @@ pub fn complete(
         applied_everywhere,
         tasks: tasks.iter().map(|t| (t.id.clone(), task_key(t))).collect(),
         payloads,
+        followed: followed.clone(),
+        more_to_follow: false,
+        owed: published.shared_seq,
     };
     let set = Assignments {
         tasks,
@@ -52,6 +99,8 @@ pub fn complete(
         configs: values.configs,
         shared_seq: published.shared_seq,
         applied_everywhere,
+        followed: followed.into_iter().collect(),
+        followed_tasks,
         ..Default::default()
     };
     (set, sent)
@@ -61,29 +110,43 @@ impl Sent {
     /// True while the shared part has changes this session has not sent yet
     /// (it sends them in bounded pieces, one message after another).
     pub fn behind(&self, published: &Published) -> bool {
-        self.shared_seq < published.shared_seq
+        self.shared_seq < published.shared_seq || self.more_to_follow
+    }
+
+    /// The shared sequence of the last message that brought the agent
+    /// something to put into its kernel, and the one the session has gone
+    /// past (`Sessions::progress`).
+    pub fn progress(&self) -> (u64, u64) {
+        (self.owed, self.shared_seq)
     }
 }
 
-/// The next message for `node_id`, or `None` when nothing it holds changed.
-/// A new drain watermark alone is news only to a node that has a task to stop.
+/// The next message for `node_id` (whose agent asked to follow `asked`), or
+/// `None` when nothing it holds changed. A new drain watermark alone is news
+/// only to a node that has a task to stop.
 pub fn next(
     published: &Published,
     node_id: &str,
+    asked: &BTreeSet<String>,
     applied_everywhere: u64,
     sent: &mut Sent,
     source: &dyn PayloadSource,
 ) -> Option<Message> {
-    let Some((shared, through)) = published.shared_since(sent.shared_seq, SHARED_ITEMS_PER_MESSAGE)
-    else {
+    let Some(shared) = published.shared_since(
+        sent.shared_seq,
+        SHARED_ITEMS_PER_MESSAGE,
+        &mut sent.followed,
+    ) else {
         // Too far behind for the log: start over with the complete set.
-        let (set, fresh) = complete(published, node_id, applied_everywhere, source);
+        let (set, fresh) = complete(published, node_id, asked, applied_everywhere, source);
         *sent = fresh;
         return Some(Message::Assignments(set));
     };
+    let (through, items) = (shared.through, shared.items);
+    let news = !shared.changes.is_empty();
     let mut delta = AssignmentsDelta {
         revision: published.revision,
-        shared_changes: shared,
+        shared_changes: shared.changes,
         shared_seq: through,
         applied_everywhere,
         ..Default::default()
@@ -93,6 +156,29 @@ pub fn next(
         applied_everywhere != sent.applied_everywhere && published.stopping.contains(node_id);
 
     let current = published.assigned.get(node_id);
+    // A service followed from now on comes with its tasks as they are at the
+    // newest change, so only once this message brings the node there: older
+    // changes applied after them would take it back.
+    // They count against the message's items as the shared changes do.
+    sent.more_to_follow = false;
+    if through == published.shared_seq {
+        let new: BTreeSet<&String> = wanted(published, current, asked)
+            .filter(|id| !sent.followed.contains(*id))
+            .collect();
+        let mut items = items;
+        for id in new {
+            let tasks = tasks_of(published, id);
+            let size = 1 + tasks.as_ref().map_or(0, |t| t.tasks.len());
+            if items > 0 && items + size > SHARED_ITEMS_PER_MESSAGE {
+                sent.more_to_follow = true;
+                break;
+            }
+            items += size;
+            delta.endpoint_tasks.extend(tasks);
+            sent.followed.insert(id.clone());
+            delta.followed.push(id.clone());
+        }
+    }
     if let Some(tasks) = current {
         for (id, task) in tasks.iter() {
             let key = task_key(task);
@@ -125,11 +211,15 @@ pub fn next(
     let empty = delta.tasks.is_empty()
         && delta.removed_tasks.is_empty()
         && delta.shared_changes.is_empty()
+        && delta.followed.is_empty()
         && delta.secrets.is_empty()
         && delta.removed_secrets.is_empty()
         && delta.configs.is_empty()
         && delta.removed_configs.is_empty()
         && !drain_news;
+    if news || !delta.followed.is_empty() {
+        sent.owed = through;
+    }
     if empty {
         return None;
     }

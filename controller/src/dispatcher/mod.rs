@@ -314,6 +314,35 @@ impl Dispatcher {
         Ok(())
     }
 
+    /// The agent wants the serving tasks of `services` (a container asked its
+    /// DNS for one of their names): its session sends them with its next
+    /// message, then their changes (dispatcher.md, "Endpoints by interest").
+    pub fn follow(
+        &self,
+        node_id: &str,
+        session_id: &str,
+        services: Vec<String>,
+    ) -> Result<(), DispatchError> {
+        self.require_leader()?;
+        // Only services that have an endpoint: the set of a session stays
+        // bounded by the cluster's services.
+        let services: Vec<String> = {
+            let published = self.hub.read();
+            services
+                .into_iter()
+                .filter(|id| published.endpoints.contains_key(id))
+                .collect()
+        };
+        if !self
+            .sessions()
+            .ask(node_id, session_id, services, self.clock.instant())
+        {
+            return Err(DispatchError::UnknownSession);
+        }
+        self.hub.wake_node(node_id);
+        Ok(())
+    }
+
     /// Computes the drain watermark (only while some node has a task to stop:
     /// O(nodes) per acknowledgement) and wakes the stopping nodes on a change.
     pub(crate) fn refresh_drain(&self) {
@@ -378,6 +407,12 @@ impl Dispatcher {
         pull: Pull,
     ) {
         let mut wakers = self.hub.subscribe(&node_id);
+        if let Some(held) = &held {
+            // What the agent followed before, it follows in this session too.
+            let followed = held.followed.iter().cloned();
+            let now = self.clock.instant();
+            self.sessions().ask(&node_id, &session_id, followed, now);
+        }
         let mut sent: Option<messages::Sent> = None;
         // Something may have changed that this session has not looked at yet
         // (the first message, a wake-up, the rest of a shared part it sends in
@@ -430,6 +465,7 @@ impl Dispatcher {
                 });
                 return;
             }
+            let following = self.sessions().asked(&node_id);
             let (message, behind) = {
                 let published = self.hub.read();
                 let source = payloads::StorePayloads {
@@ -440,15 +476,18 @@ impl Dispatcher {
                 let message = if !published.ready {
                     None
                 } else if let Some(sent) = sent.as_mut() {
-                    messages::next(&published, &node_id, watermark, sent, &source).map(|m| {
-                        let kind = match m {
-                            Message::Assignments(_) => crate::metrics::SESSION_COMPLETE,
-                            _ => crate::metrics::SESSION_DELTA,
-                        };
-                        (m, kind)
-                    })
+                    messages::next(&published, &node_id, &following, watermark, sent, &source).map(
+                        |m| {
+                            let kind = match m {
+                                Message::Assignments(_) => crate::metrics::SESSION_COMPLETE,
+                                _ => crate::metrics::SESSION_DELTA,
+                            };
+                            (m, kind)
+                        },
+                    )
                 } else {
-                    let (set, fresh) = messages::complete(&published, &node_id, watermark, &source);
+                    let (set, fresh) =
+                        messages::complete(&published, &node_id, &following, watermark, &source);
                     sent = Some(fresh);
                     Some(match held.take() {
                         Some(held) => resume(&held, set),
@@ -459,6 +498,17 @@ impl Dispatcher {
                 let behind = sent.as_ref().is_some_and(|sent| sent.behind(&published));
                 (message, behind)
             };
+            if let Some(sent) = &sent {
+                // Changes that concerned nothing this node holds count as
+                // applied once it acknowledged its last news: the drain
+                // watermark does not wait for its agent.
+                let (owed, passed) = sent.progress();
+                self.sessions()
+                    .progress(&node_id, &session_id, owed, passed);
+                if message.is_none() {
+                    self.refresh_drain();
+                }
+            }
             // The rest of the shared changes follow as soon as the stream
             // takes this piece.
             changed = behind;

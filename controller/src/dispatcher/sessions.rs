@@ -1,7 +1,7 @@
 //! The agent sessions a leader has accepted: one per node, with the time of its
 //! last sign of life. Plain data; the caller passes the clock's reading.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
 
 #[derive(Clone, Debug)]
@@ -10,6 +10,15 @@ pub struct Session {
     pub last_heartbeat: Instant,
     /// The newest shared sequence the agent put into its kernel (AckShared).
     pub acked_seq: u64,
+    /// Services whose serving tasks the agent asked for (Follow, and what it
+    /// followed in its earlier session).
+    pub asked: BTreeSet<String>,
+    /// The shared sequence of the last message that brought the agent
+    /// something of the shared part to put into its kernel.
+    pub owed: u64,
+    /// The shared sequence the session has passed: changes up to it that it
+    /// did not send concerned nothing this node holds.
+    pub passed: u64,
 }
 
 #[derive(Debug, Default)]
@@ -26,6 +35,9 @@ impl Sessions {
                 id: session_id.to_string(),
                 last_heartbeat: now,
                 acked_seq: 0,
+                asked: BTreeSet::new(),
+                owed: 0,
+                passed: 0,
             },
         );
     }
@@ -66,9 +78,58 @@ impl Sessions {
         }
     }
 
-    /// The shared sequence the node's current session acknowledged (0: none).
+    /// Records that the agent wants the tasks of `services` (a sign of life
+    /// too); false for a session that is not current.
+    pub fn ask(
+        &mut self,
+        node_id: &str,
+        session_id: &str,
+        services: impl IntoIterator<Item = String>,
+        now: Instant,
+    ) -> bool {
+        match self.by_node.get_mut(node_id) {
+            Some(s) if s.id == session_id => {
+                s.last_heartbeat = now;
+                s.asked.extend(services);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The services the node's current session asked to follow.
+    pub fn asked(&self, node_id: &str) -> BTreeSet<String> {
+        self.by_node
+            .get(node_id)
+            .map(|s| s.asked.clone())
+            .unwrap_or_default()
+    }
+
+    /// Records how far the node's session has gone through the shared part:
+    /// `owed` is the sequence of its last message with something to put into
+    /// the kernel, `passed` the one it has gone past without news for it.
+    pub fn progress(&mut self, node_id: &str, session_id: &str, owed: u64, passed: u64) {
+        if let Some(s) = self.by_node.get_mut(node_id)
+            && s.id == session_id
+        {
+            s.owed = owed;
+            s.passed = passed;
+        }
+    }
+
+    /// The shared sequence the node has put into its kernel (0: none): what
+    /// its session acknowledged, or, once it acknowledged the last message
+    /// that brought it something, as far as its session has gone: the
+    /// changes since concerned nothing it holds (dispatcher.md, "Endpoints by
+    /// interest").
     pub fn acked(&self, node_id: &str) -> u64 {
-        self.by_node.get(node_id).map_or(0, |s| s.acked_seq)
+        self.by_node.get(node_id).map_or(0, |s| {
+            if s.acked_seq > 0 && s.acked_seq >= s.owed {
+                s.acked_seq.max(s.passed)
+            } else {
+                s.acked_seq
+            }
+        })
     }
 
     pub fn last_heartbeat(&self, node_id: &str) -> Option<Instant> {
@@ -130,6 +191,22 @@ mod tests {
             0,
             "a new session starts unacknowledged"
         );
+        assert!(!sessions.ask("n1", "s2", ["web".to_string()], t0));
+        assert!(sessions.ask("n1", "s3", ["web".to_string()], t0));
+        assert!(sessions.ask("n1", "s3", ["db".to_string()], t0));
+        assert_eq!(
+            sessions.asked("n1").into_iter().collect::<Vec<_>>(),
+            ["db", "web"]
+        );
+        // Passed without news since its last acknowledged message: as far
+        // as its session went; with news not yet acknowledged: its ack.
+        assert!(sessions.ack("n1", "s3", 7, t0));
+        sessions.progress("n1", "s3", 7, 12);
+        assert_eq!(sessions.acked("n1"), 12);
+        sessions.progress("n1", "s3", 13, 15);
+        assert_eq!(sessions.acked("n1"), 7, "13 is not applied yet");
+        sessions.progress("n1", "s2", 0, 99);
+        assert_eq!(sessions.acked("n1"), 7, "an old session moves nothing");
         sessions.close("n1");
         assert!(!sessions.touch("n1", "s2", t0));
         assert!(sessions.is_empty());

@@ -11,7 +11,7 @@ use tracing::info;
 
 use super::View;
 use crate::dataplane::NetworkError;
-use crate::dataplane::dns::{DnsServer, DnsTable, upstreams_from_resolv_conf};
+use crate::dataplane::dns::{DnsServer, DnsTable, Following, upstreams_from_resolv_conf};
 
 struct Running {
     server: DnsServer,
@@ -21,15 +21,18 @@ struct Running {
 pub struct DnsPlane {
     servers: Mutex<BTreeMap<SocketAddr, Running>>,
     upstream: Vec<SocketAddr>,
+    following: Arc<Following>,
 }
 
 impl DnsPlane {
-    /// Forwards to the nameservers of the host's /etc/resolv.conf.
-    pub fn new() -> DnsPlane {
+    /// Forwards to the nameservers of the host's /etc/resolv.conf; asks for
+    /// the services it does not follow through `following`.
+    pub fn new(following: Arc<Following>) -> DnsPlane {
         let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         DnsPlane {
             servers: Mutex::new(BTreeMap::new()),
             upstream: upstreams_from_resolv_conf(&text),
+            following,
         }
     }
 
@@ -69,7 +72,13 @@ impl DnsPlane {
                 }
                 None => {
                     let (tx, rx) = watch::channel(Arc::new(table));
-                    let server = DnsServer::start(address, rx, self.upstream.clone()).await?;
+                    let server = DnsServer::start(
+                        address,
+                        rx,
+                        self.upstream.clone(),
+                        Arc::clone(&self.following),
+                    )
+                    .await?;
                     info!(%address, "DNS server started");
                     servers.insert(address, Running { server, table: tx });
                 }

@@ -22,6 +22,7 @@ use futures_util::future::BoxFuture;
 use tokio::sync::{Mutex, RwLock, watch};
 use tracing::{info, warn};
 
+use crate::dataplane::dns::Following;
 use crate::dataplane::lb::{LoadBalancer, Protocol, SystemFirewall};
 use crate::dataplane::names::veth_names;
 use crate::dataplane::netlink::Netlink;
@@ -60,6 +61,9 @@ pub struct NetPlane {
     /// The shared sequence of the last view whose DNS answers and load
     /// balancer are in the kernel (the session acknowledges it).
     applied_seq: watch::Sender<u64>,
+    /// The services whose tasks the DNS servers asked for, and those followed
+    /// in what the kernel holds.
+    following: Arc<Following>,
 }
 
 impl NetPlane {
@@ -68,6 +72,7 @@ impl NetPlane {
     pub fn new(netns_dir: PathBuf) -> Result<Arc<NetPlane>, NetworkError> {
         let (view, _) = watch::channel(Arc::new(View::default()));
         let netlink = RtNetlink::new()?;
+        let following = Arc::new(Following::default());
         Ok(Arc::new(NetPlane {
             balancer: LoadBalancer::new(SystemFirewall, netlink.clone()),
             overlay: Overlay::new(netlink.clone()),
@@ -79,8 +84,9 @@ impl NetPlane {
             view,
             assigned: AtomicBool::new(false),
             applied: RwLock::new(None),
-            dns: dns::DnsPlane::new(),
+            dns: dns::DnsPlane::new(Arc::clone(&following)),
             applied_seq: watch::channel(0).0,
+            following,
         }))
     }
 
@@ -96,6 +102,12 @@ impl NetPlane {
             *current = Arc::new(next);
             true
         });
+    }
+
+    /// The services the DNS servers asked to follow (the session tells the
+    /// leader).
+    pub fn follow_wanted(&self) -> watch::Receiver<BTreeSet<String>> {
+        self.following.wanted()
     }
 
     /// Follows the shared sequence whose endpoints are in the kernel.
@@ -157,6 +169,10 @@ impl NetPlane {
                     *seq = view.shared_seq;
                     changed
                 });
+                // DNS servers waiting for a service's tasks answer now: its
+                // VIP has its backends.
+                self.following
+                    .set_ready(view.followed.iter().cloned().collect());
             }
         };
         let lb_plan = view.lb_plan();

@@ -49,6 +49,9 @@ pub struct View {
     /// The set's shared sequence: acknowledged to the leader once this view's
     /// DNS answers and load balancer are in the kernel (drain before stop).
     pub shared_seq: u64,
+    /// Services whose serving tasks the set carries (`Assignments.followed`,
+    /// sorted); those with published ports carry them anyway.
+    pub followed: Vec<String>,
 }
 
 /// "IP" or "IP:PORT" (a node's advertised address).
@@ -74,6 +77,7 @@ impl View {
             node_id: a.node_id.clone(),
             endpoints: a.endpoints.clone(),
             shared_seq: a.shared_seq,
+            followed: a.followed.clone(),
             multi_network: a
                 .tasks
                 .iter()
@@ -153,6 +157,9 @@ impl View {
                 for (name, addrs) in names.iter() {
                     table.insert_for(client, name, addrs.to_vec());
                 }
+                for (name, service) in names.unfollowed() {
+                    table.mark_unfollowed(name, service);
+                }
             }
         }
         table
@@ -174,10 +181,17 @@ impl View {
                 None if !tasks.is_empty() => tasks.clone(),
                 None => continue,
             };
+            let followed = berth_proto::assignments::follows(&self.followed, endpoint);
             let names = std::iter::once(&endpoint.service_name).chain(&endpoint.aliases);
             for name in names {
+                let tasks_name = format!("tasks.{name}");
+                if !followed {
+                    // Answered once its tasks are here (the server asks).
+                    table.mark_unfollowed(name, &endpoint.service_id);
+                    table.mark_unfollowed(&tasks_name, &endpoint.service_id);
+                }
                 table.insert(name, answer.clone());
-                table.insert(&format!("tasks.{name}"), tasks.clone());
+                table.insert(&tasks_name, tasks.clone());
             }
         }
         table

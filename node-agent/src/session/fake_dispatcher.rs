@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use berth_proto::v1::dispatcher_server::{Dispatcher, DispatcherServer};
 use berth_proto::v1::{
-    AckSharedRequest, AckSharedResponse, HeartbeatRequest, HeartbeatResponse, RegisterRequest,
-    RegisterResponse, SessionMessage, SessionRequest, UpdateTaskStatusRequest,
-    UpdateTaskStatusResponse,
+    AckSharedRequest, AckSharedResponse, FollowRequest, FollowResponse, HeartbeatRequest,
+    HeartbeatResponse, RegisterRequest, RegisterResponse, SessionMessage, SessionRequest,
+    UpdateTaskStatusRequest, UpdateTaskStatusResponse,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::Stream;
@@ -27,6 +27,7 @@ pub struct Seen {
     pub heartbeats: Vec<HeartbeatRequest>,
     pub statuses: Vec<UpdateTaskStatusRequest>,
     pub acks: Vec<AckSharedRequest>,
+    pub follows: Vec<FollowRequest>,
 }
 
 #[derive(Default)]
@@ -183,6 +184,14 @@ impl Dispatcher for Service {
     ) -> Result<Response<AckSharedResponse>, Status> {
         lock(&self.state).seen.acks.push(request.into_inner());
         Ok(Response::new(AckSharedResponse {}))
+    }
+
+    async fn follow(
+        &self,
+        request: Request<FollowRequest>,
+    ) -> Result<Response<FollowResponse>, Status> {
+        lock(&self.state).seen.follows.push(request.into_inner());
+        Ok(Response::new(FollowResponse {}))
     }
 
     async fn update_task_status(

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use berth_proto::v1::dispatcher_client::DispatcherClient;
 use berth_proto::v1::{
-    AckSharedRequest, HeartbeatRequest, RegisterRequest, SessionRequest, TaskStatusUpdate,
-    UpdateTaskStatusRequest,
+    AckSharedRequest, FollowRequest, HeartbeatRequest, RegisterRequest, SessionRequest,
+    TaskStatusUpdate, UpdateTaskStatusRequest,
 };
 use tokio::sync::mpsc;
 use tonic::transport::{Channel, Endpoint};
@@ -138,6 +138,15 @@ pub async fn session(
         ack(&mut client, &node_id, &session_id, held_now, address).await?;
     }
 
+    // The services the node's DNS asked for: all of them to this session
+    // (the leader keeps what it already had), then each new one.
+    let mut wanted = runner.follow_wanted();
+    let mut told = std::collections::BTreeSet::new();
+    if let Some(rx) = wanted.as_mut() {
+        let now = rx.borrow_and_update().clone();
+        follow(&mut client, &node_id, &session_id, &now, &mut told, address).await?;
+    }
+
     let mut period = Duration::from_millis(registered.heartbeat_period_ms.clamp(100, 60_000));
     let mut heartbeat = tokio::time::interval(period);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -158,6 +167,9 @@ pub async fn session(
             }
             seq = next_applied(&mut applied) => {
                 ack(&mut client, &node_id, &session_id, seq, address).await?;
+            }
+            now = next_wanted(&mut wanted) => {
+                follow(&mut client, &node_id, &session_id, &now, &mut told, address).await?;
             }
             update = updates.recv() => {
                 let Some(update) = update else { return Ok(()) };
@@ -223,6 +235,45 @@ async fn next_applied(applied: &mut Option<tokio::sync::watch::Receiver<u64>>) -
         *applied = None;
     }
     std::future::pending().await
+}
+
+/// The services wanted after the next change; never, when there is nothing
+/// to follow.
+async fn next_wanted(
+    wanted: &mut Option<tokio::sync::watch::Receiver<std::collections::BTreeSet<String>>>,
+) -> std::collections::BTreeSet<String> {
+    if let Some(rx) = wanted {
+        if rx.changed().await.is_ok() {
+            return rx.borrow_and_update().clone();
+        }
+        *wanted = None;
+    }
+    std::future::pending().await
+}
+
+/// Tells the leader the services of `now` it was not told yet in this session.
+async fn follow(
+    client: &mut DispatcherClient<Channel>,
+    node_id: &str,
+    session_id: &str,
+    now: &std::collections::BTreeSet<String>,
+    told: &mut std::collections::BTreeSet<String>,
+    address: &str,
+) -> Result<(), SessionError> {
+    let new: Vec<String> = now.difference(told).cloned().collect();
+    // The leader takes up to 1,024 services a request.
+    for chunk in new.chunks(1024) {
+        client
+            .follow(FollowRequest {
+                node_id: node_id.to_string(),
+                session_id: session_id.to_string(),
+                service_ids: chunk.to_vec(),
+            })
+            .await
+            .map_err(|s| refused(address, s))?;
+        told.extend(chunk.iter().cloned());
+    }
+    Ok(())
 }
 
 /// When the oldest status of `batch` was made (Unix ms).

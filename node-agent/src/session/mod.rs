@@ -62,6 +62,14 @@ pub trait TaskRunner: Send + Sync + 'static {
     fn shared_applied(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
         None
     }
+    /// The services whose serving tasks the node's DNS asked for (a container
+    /// looked up one of their names); the session tells the leader
+    /// (`Follow`). `None`: never any.
+    fn follow_wanted(
+        &self,
+    ) -> Option<tokio::sync::watch::Receiver<std::collections::BTreeSet<String>>> {
+        None
+    }
     /// What keeps the node's data plane from working (empty: nothing); sent
     /// with every heartbeat, shown as a node condition.
     fn dataplane_conflict(&self) -> String {

@@ -7,20 +7,61 @@ use berth_proto::v1::{
 };
 
 use super::*;
-use crate::dispatcher::messages::{Sent, next};
+use crate::dispatcher::messages::Sent;
 use crate::dispatcher::payloads::{NoPayloads, PayloadSource};
 
-/// The complete set as an agent holds it: its shared part unpacked.
+/// The complete set as an agent holds it: its shared part unpacked. The
+/// agent asked to follow nothing.
 fn complete(
     published: &Published,
     node_id: &str,
     applied_everywhere: u64,
     source: &dyn PayloadSource,
 ) -> (berth_proto::v1::Assignments, Sent) {
-    let (mut set, sent) =
-        crate::dispatcher::messages::complete(published, node_id, applied_everywhere, source);
+    complete_asking(published, node_id, &[], applied_everywhere, source)
+}
+
+/// The complete set for an agent that asked to follow `asked`.
+fn complete_asking(
+    published: &Published,
+    node_id: &str,
+    asked: &[&str],
+    applied_everywhere: u64,
+    source: &dyn PayloadSource,
+) -> (berth_proto::v1::Assignments, Sent) {
+    let asked = asked.iter().map(|s| s.to_string()).collect();
+    let (mut set, sent) = crate::dispatcher::messages::complete(
+        published,
+        node_id,
+        &asked,
+        applied_everywhere,
+        source,
+    );
     berth_proto::assignments::unpack(&mut set).expect("the shared part decodes");
     (set, sent)
+}
+
+/// The next message for a node whose agent asked to follow nothing.
+fn next(
+    published: &Published,
+    node_id: &str,
+    applied_everywhere: u64,
+    sent: &mut Sent,
+    source: &dyn PayloadSource,
+) -> Option<Message> {
+    next_asking(published, node_id, &[], applied_everywhere, sent, source)
+}
+
+fn next_asking(
+    published: &Published,
+    node_id: &str,
+    asked: &[&str],
+    applied_everywhere: u64,
+    sent: &mut Sent,
+    source: &dyn PayloadSource,
+) -> Option<Message> {
+    let asked = asked.iter().map(|s| s.to_string()).collect();
+    crate::dispatcher::messages::next(published, node_id, &asked, applied_everywhere, sent, source)
 }
 
 /// A delta with its shared changes read into its own lists (prost's merge
@@ -220,7 +261,7 @@ fn a_stopped_and_removed_task_leaves_its_node() {
 #[test]
 fn a_node_going_down_takes_its_tasks_out_of_endpoints() {
     let (mut tracker, mut published) = cluster();
-    let (_, mut sent) = complete(&published, "n3", 0, &NoPayloads);
+    let (_, mut sent) = complete_asking(&published, "n3", &["s1"], 0, &NoPayloads);
     let mut down = node("n1");
     down.status = NodeStatus::Down as i32;
     down.version = 2;
@@ -230,7 +271,9 @@ fn a_node_going_down_takes_its_tasks_out_of_endpoints() {
         &[event(11, watch_event::Object::Node(down))],
     );
     assert!(wake.shared);
-    let Some(Message::Delta(delta)) = next(&published, "n3", 0, &mut sent, &NoPayloads) else {
+    let Some(Message::Delta(delta)) =
+        next_asking(&published, "n3", &["s1"], 0, &mut sent, &NoPayloads)
+    else {
         panic!("every node hears of it")
     };
     let delta = opened(delta);
@@ -329,7 +372,8 @@ fn old_events_are_skipped() {
 #[test]
 fn a_late_session_gets_every_change_in_one_message() {
     let (mut tracker, mut published) = cluster();
-    let (mut held, mut sent) = complete(&published, "n3", 0, &NoPayloads);
+    // n3 runs none of s1's tasks: its agent asked for them.
+    let (mut held, mut sent) = complete_asking(&published, "n3", &["s1"], 0, &NoPayloads);
     let mut stopped = task("t1", "s1", "n1", TaskState::Running);
     stopped.desired_state = TaskState::Shutdown as i32;
     let mut gone = event(
@@ -356,7 +400,9 @@ fn a_late_session_gets_every_change_in_one_message() {
     for e in events {
         apply(&mut tracker, &mut published, &[e]);
     }
-    let Some(Message::Delta(delta)) = next(&published, "n3", 0, &mut sent, &NoPayloads) else {
+    let Some(Message::Delta(delta)) =
+        next_asking(&published, "n3", &["s1"], 0, &mut sent, &NoPayloads)
+    else {
         panic!("one delta for everything")
     };
     assert_eq!(
@@ -370,7 +416,7 @@ fn a_late_session_gets_every_change_in_one_message() {
         "only task changes: {changes:?}"
     );
     berth_proto::assignments::apply(&mut held, delta).expect("applies");
-    let (fresh, _) = complete(&published, "n3", 0, &NoPayloads);
+    let (fresh, _) = complete_asking(&published, "n3", &["s1"], 0, &NoPayloads);
     assert_eq!(held.endpoints, fresh.endpoints);
     let serving: Vec<&str> = fresh.endpoints[0]
         .tasks
@@ -388,7 +434,7 @@ fn a_stop_and_its_endpoint_leave_share_a_sequence_and_the_watermark_reaches_only
         "a leadership numbers its shared part from its store revision up"
     );
     let (_, mut sent_n1) = complete(&published, "n1", 0, &NoPayloads);
-    let (_, mut sent_n3) = complete(&published, "n3", 0, &NoPayloads);
+    let (_, mut sent_n3) = complete_asking(&published, "n3", &["s1"], 0, &NoPayloads);
     let mut stopping = task("t1", "s1", "n1", TaskState::Running);
     stopping.desired_state = TaskState::Shutdown as i32;
     apply(
@@ -407,7 +453,9 @@ fn a_stop_and_its_endpoint_leave_share_a_sequence_and_the_watermark_reaches_only
         delta.shared_seq, left_at,
         "the message with the stop brings the agent to the sequence where t1 left the endpoint"
     );
-    let Some(Message::Delta(delta)) = next(&published, "n3", 0, &mut sent_n3, &NoPayloads) else {
+    let Some(Message::Delta(delta)) =
+        next_asking(&published, "n3", &["s1"], 0, &mut sent_n3, &NoPayloads)
+    else {
         panic!("n3 is told that t1 left the endpoint")
     };
     let delta = opened(delta);
@@ -424,7 +472,15 @@ fn a_stop_and_its_endpoint_leave_share_a_sequence_and_the_watermark_reaches_only
     assert!(delta.tasks.is_empty() && delta.endpoint_tasks.is_empty());
     assert!(next(&published, "n1", left_at, &mut sent_n1, &NoPayloads).is_none());
     assert!(
-        next(&published, "n3", left_at, &mut sent_n3, &NoPayloads).is_none(),
+        next_asking(
+            &published,
+            "n3",
+            &["s1"],
+            left_at,
+            &mut sent_n3,
+            &NoPayloads
+        )
+        .is_none(),
         "a watermark alone is no news to a node with nothing to stop"
     );
 
@@ -441,7 +497,12 @@ fn a_stop_and_its_endpoint_leave_share_a_sequence_and_the_watermark_reaches_only
 #[test]
 fn a_session_far_behind_catches_up_in_bounded_pieces_that_add_up_to_the_complete_set() {
     let (mut tracker, mut published) = cluster();
-    let (mut held, mut sent) = complete(&published, "n3", 0, &NoPayloads);
+    // n3's agent follows every service (its containers asked for them).
+    let all: Vec<String> = (0..40).map(|s| format!("s{}", s + 10)).collect();
+    let all: Vec<&str> = std::iter::once("s1")
+        .chain(all.iter().map(String::as_str))
+        .collect();
+    let (mut held, mut sent) = complete_asking(&published, "n3", &all, 0, &NoPayloads);
     // Many services appear, each with more serving tasks than fit in one
     // piece together: the late session must not get them in one message.
     let services = 40;
@@ -466,7 +527,7 @@ fn a_session_far_behind_catches_up_in_bounded_pieces_that_add_up_to_the_complete
         apply(&mut tracker, &mut published, &events);
     }
     let mut messages = 0;
-    while let Some(message) = next(&published, "n3", 0, &mut sent, &NoPayloads) {
+    while let Some(message) = next_asking(&published, "n3", &all, 0, &mut sent, &NoPayloads) {
         let Message::Delta(delta) = message else {
             panic!("the log still reaches back: deltas, not a complete set")
         };
@@ -491,7 +552,161 @@ fn a_session_far_behind_catches_up_in_bounded_pieces_that_add_up_to_the_complete
     }
     assert!(!sent.behind(&published), "caught up");
     assert!(messages > 1, "the changes came in several pieces");
-    let (fresh, _) = complete(&published, "n3", 0, &NoPayloads);
+    let (fresh, _) = complete_asking(&published, "n3", &all, 0, &NoPayloads);
     assert_eq!(held.endpoints, fresh.endpoints);
     assert_eq!(held.endpoints.len(), services + 1);
+}
+
+/// Endpoints by interest: a node gets every endpoint, but the serving tasks
+/// only of the services it follows; changes of the others pass it by, and
+/// count as applied for the drain watermark.
+#[test]
+fn a_node_gets_the_tasks_only_of_the_services_it_follows() {
+    let (mut tracker, mut published) = cluster();
+    // n3 runs nothing and asked for nothing: s1 without tasks.
+    let (held, mut sent_n3) = complete(&published, "n3", 0, &NoPayloads);
+    assert_eq!(held.endpoints.len(), 1);
+    assert!(held.endpoints[0].tasks.is_empty(), "{:?}", held.endpoints);
+    assert!(held.followed.is_empty());
+    // n1 runs t1 of s1: it follows s1.
+    let (held_n1, _) = complete(&published, "n1", 0, &NoPayloads);
+    assert_eq!(held_n1.followed, ["s1"]);
+    assert_eq!(held_n1.endpoints[0].tasks.len(), 1);
+
+    let before = sent_n3.progress();
+    apply(
+        &mut tracker,
+        &mut published,
+        &[event(
+            11,
+            watch_event::Object::Task(task("t2", "s1", "n2", TaskState::Running)),
+        )],
+    );
+    assert!(
+        next(&published, "n3", 0, &mut sent_n3, &NoPayloads).is_none(),
+        "a task change of a service n3 does not follow is no news to it"
+    );
+    assert_eq!(
+        sent_n3.progress(),
+        (before.0, published.shared_seq),
+        "passed"
+    );
+
+    // n3's agent asks for s1: its tasks as they are now, then their changes.
+    let mut held = held;
+    let Some(Message::Delta(delta)) =
+        next_asking(&published, "n3", &["s1"], 0, &mut sent_n3, &NoPayloads)
+    else {
+        panic!("the tasks of a service asked for")
+    };
+    assert_eq!(delta.followed, ["s1"]);
+    berth_proto::assignments::apply(&mut held, delta).expect("applies");
+    assert_eq!(
+        sent_n3.progress().0,
+        published.shared_seq,
+        "owed: to acknowledge"
+    );
+    let mut stopped = task("t1", "s1", "n1", TaskState::Running);
+    stopped.desired_state = TaskState::Shutdown as i32;
+    apply(
+        &mut tracker,
+        &mut published,
+        &[event(12, watch_event::Object::Task(stopped))],
+    );
+    let Some(Message::Delta(delta)) =
+        next_asking(&published, "n3", &["s1"], 0, &mut sent_n3, &NoPayloads)
+    else {
+        panic!("a change of a followed service")
+    };
+    berth_proto::assignments::apply(&mut held, delta).expect("applies");
+    let (fresh, _) = complete_asking(&published, "n3", &["s1"], 0, &NoPayloads);
+    assert_eq!(held.endpoints, fresh.endpoints);
+    assert_eq!(held.followed, fresh.followed);
+    let serving: Vec<&str> = held.endpoints[0]
+        .tasks
+        .iter()
+        .map(|t| t.task_id.as_str())
+        .collect();
+    assert_eq!(serving, ["t2"]);
+}
+
+/// A service that publishes ports is followed by every node: the routing
+/// mesh takes connections for it anywhere.
+#[test]
+fn every_node_gets_the_tasks_of_a_service_that_publishes_ports() {
+    let (mut tracker, mut published) = cluster();
+    let (mut held, mut sent_n3) = complete(&published, "n3", 0, &NoPayloads);
+    let mut published_web = service("s1", "web");
+    if let Some(spec) = published_web.spec.as_mut() {
+        spec.ports.push(berth_proto::v1::PortConfig {
+            target_port: 80,
+            published_port: 8080,
+            ..Default::default()
+        });
+    }
+    apply(
+        &mut tracker,
+        &mut published,
+        &[
+            event(11, watch_event::Object::Service(published_web)),
+            event(
+                11,
+                watch_event::Object::Task(task("t2", "s1", "n2", TaskState::Running)),
+            ),
+        ],
+    );
+    let Some(Message::Delta(delta)) = next(&published, "n3", 0, &mut sent_n3, &NoPayloads) else {
+        panic!("the endpoint changed for everyone")
+    };
+    assert!(
+        delta.followed.is_empty(),
+        "followed by all, not by n3 alone"
+    );
+    berth_proto::assignments::apply(&mut held, delta).expect("applies");
+    let serving: Vec<&str> = held.endpoints[0]
+        .tasks
+        .iter()
+        .map(|t| t.task_id.as_str())
+        .collect();
+    assert_eq!(serving, ["t1", "t2"]);
+    let (fresh, _) = complete(&published, "n3", 0, &NoPayloads);
+    assert_eq!(held.endpoints, fresh.endpoints);
+}
+
+/// A service followed from now on comes with its tasks only once the
+/// session has sent every older change: applied after them, an older change
+/// would take a task back.
+#[test]
+fn a_session_behind_follows_a_service_once_it_caught_up() {
+    let (mut tracker, mut published) = cluster();
+    let (mut held, mut sent) = complete(&published, "n3", 0, &NoPayloads);
+    // Two changes of 600 nodes each: the session needs two messages.
+    for batch in 0..2 {
+        let nodes: Vec<WatchEvent> = (0..600)
+            .map(|i| {
+                let id = format!("m{batch}-{i}");
+                event(11 + batch, watch_event::Object::Node(node(&id)))
+            })
+            .collect();
+        apply(&mut tracker, &mut published, &nodes);
+    }
+    let Some(Message::Delta(first)) =
+        next_asking(&published, "n3", &["s1"], 0, &mut sent, &NoPayloads)
+    else {
+        panic!("the first piece")
+    };
+    assert!(first.followed.is_empty(), "behind: not yet");
+    assert!(sent.behind(&published));
+    berth_proto::assignments::apply(&mut held, first).expect("applies");
+    let Some(Message::Delta(last)) =
+        next_asking(&published, "n3", &["s1"], 0, &mut sent, &NoPayloads)
+    else {
+        panic!("the rest")
+    };
+    assert_eq!(last.followed, ["s1"]);
+    berth_proto::assignments::apply(&mut held, last).expect("applies");
+    assert!(!sent.behind(&published));
+    let (fresh, _) = complete_asking(&published, "n3", &["s1"], 0, &NoPayloads);
+    assert_eq!(held.endpoints, fresh.endpoints);
+    assert_eq!(held.nodes.len(), fresh.nodes.len());
 }

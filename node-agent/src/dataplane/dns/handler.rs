@@ -11,6 +11,11 @@
 //!   for the same reason: the service exists, it has nothing running right now,
 //!   and in a second it may. Such a name is never forwarded upstream.
 //!
+//! A name of a service this node does not follow yet is answered once the
+//! service's tasks are in the kernel (the server asks for them, waiting at
+//! most [`FOLLOW_WAIT`]): a client that connects to the VIP it got finds its
+//! backends in the load balancer.
+//!
 //! Every other name goes upstream (see [`super::forward`]); the answer is relayed
 //! with its flags, code and sections, under the client's ID and question. No
 //! upstream, or none answering in time → SERVFAIL.
@@ -18,6 +23,7 @@
 use std::iter;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
@@ -30,6 +36,7 @@ use hickory_server::zone_handler::{MessageRequest, MessageResponseBuilder};
 use rand::seq::SliceRandom;
 use tokio::sync::watch;
 
+use super::follow::Following;
 use super::forward::forward;
 use super::table::DnsTable;
 
@@ -37,9 +44,14 @@ use super::table::DnsTable;
 /// even at a client that caches.
 pub const TTL_SECS: u32 = 1;
 
+/// How long a query for a service this node does not follow waits for its
+/// tasks; after it the name is answered from the table as it is.
+pub const FOLLOW_WAIT: Duration = Duration::from_secs(2);
+
 pub(crate) struct Handler {
     pub(crate) table: watch::Receiver<Arc<DnsTable>>,
     pub(crate) upstreams: Vec<SocketAddr>,
+    pub(crate) following: Arc<Following>,
 }
 
 /// What to do with a request.
@@ -75,6 +87,16 @@ fn decide(table: &DnsTable, request: &MessageRequest, client: Option<Ipv4Addr>) 
     Decision::Local(addrs)
 }
 
+/// The service to follow before answering `request` (one question, for a
+/// name of a service this node does not follow).
+fn to_follow(table: &DnsTable, request: &MessageRequest) -> Option<String> {
+    let [query] = request.queries.queries() else {
+        return None;
+    };
+    let name = query.original().name().to_ascii();
+    table.needs_follow(&name).map(str::to_string)
+}
+
 /// The OPT record of our responses: the client's payload size (which bounds a
 /// UDP response; hickory truncates to it) and DO bit, none of its options.
 fn response_edns(request: &MessageRequest) -> Option<Edns> {
@@ -94,11 +116,17 @@ impl RequestHandler for Handler {
         mut response: R,
     ) -> ResponseInfo {
         // Latest table at the time of the query; the borrow ends here, before any await.
-        let table = Arc::clone(&self.table.borrow());
+        let mut table = Arc::clone(&self.table.borrow());
         let client = match request.src().ip() {
             std::net::IpAddr::V4(ip) => Some(ip),
             std::net::IpAddr::V6(_) => None,
         };
+        if let Some(service) = to_follow(&table, request) {
+            if !self.following.follow(&service, FOLLOW_WAIT).await {
+                tracing::debug!(%service, "the service's tasks did not arrive in time");
+            }
+            table = Arc::clone(&self.table.borrow());
+        }
         let decision = decide(&table, request, client);
         drop(table);
 

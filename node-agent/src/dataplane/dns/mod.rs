@@ -11,6 +11,7 @@
 //! server is two tasks on the caller's tokio runtime plus one per request in
 //! flight, no threads.
 
+mod follow;
 mod forward;
 mod handler;
 mod resolv_conf;
@@ -24,6 +25,7 @@ use hickory_server::Server;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
 
+pub use follow::Following;
 pub use forward::FORWARD_TIMEOUT;
 pub use handler::TTL_SECS;
 pub use resolv_conf::upstreams_from_resolv_conf;
@@ -52,18 +54,24 @@ pub struct DnsServer {
 impl DnsServer {
     /// Binds `listen` (UDP and TCP; port 0 picks one free for both) and starts
     /// serving on the current tokio runtime. An upstream equal to the listening
-    /// address is dropped: forwarding to ourselves would loop.
+    /// address is dropped: forwarding to ourselves would loop. A name of a
+    /// service the node does not follow is asked for through `following`.
     pub async fn start(
         listen: SocketAddr,
         table: watch::Receiver<Arc<DnsTable>>,
         upstream: Vec<SocketAddr>,
+        following: Arc<Following>,
     ) -> Result<DnsServer, NetworkError> {
         let (udp, tcp) = bind(listen).await?;
         let local_addr = udp.local_addr().map_err(NetworkError::io(format!(
             "cannot read the DNS listening address of {listen}"
         )))?;
         let upstreams = upstream.into_iter().filter(|u| *u != local_addr).collect();
-        let mut server = Server::new(Handler { table, upstreams });
+        let mut server = Server::new(Handler {
+            table,
+            upstreams,
+            following,
+        });
         server.register_socket(udp);
         server.register_listener(tcp, TCP_IDLE_TIMEOUT, TCP_RESPONSE_BUFFER);
         Ok(DnsServer { local_addr, server })

@@ -13,10 +13,17 @@ use std::net::Ipv4Addr;
 /// A container on several networks asks only its first network's server: the
 /// names of its other networks are kept for it, by its address on this
 /// network ([`DnsTable::insert_for`]), and answered to it alone.
+///
+/// A name of a service whose serving tasks this node does not hold yet (it
+/// does not follow it: docs/design/dispatcher.md, "Endpoints by interest") is
+/// marked with the service's id ([`DnsTable::needs_follow`]): the server asks
+/// for the service and answers once its tasks are in the kernel.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DnsTable {
     names: BTreeMap<String, Vec<Ipv4Addr>>,
     clients: BTreeMap<Ipv4Addr, BTreeMap<String, Vec<Ipv4Addr>>>,
+    /// Name → id of a service this node does not follow.
+    unfollowed: BTreeMap<String, String>,
 }
 
 impl DnsTable {
@@ -48,6 +55,28 @@ impl DnsTable {
         addrs.sort_unstable();
         addrs.dedup();
         self.clients.entry(client).or_default().insert(key, addrs);
+    }
+
+    /// Marks `name` as a name of service `service_id`, which this node does
+    /// not follow yet.
+    pub fn mark_unfollowed(&mut self, name: &str, service_id: &str) {
+        let key = normalise(name);
+        if !key.is_empty() {
+            self.unfollowed.insert(key, service_id.to_string());
+        }
+    }
+
+    /// The service to follow before `name` is answered: set when the name is
+    /// one of a service this node does not follow.
+    pub fn needs_follow(&self, name: &str) -> Option<&str> {
+        self.unfollowed.get(&normalise(name)).map(String::as_str)
+    }
+
+    /// Every name marked with [`DnsTable::mark_unfollowed`], with its service.
+    pub fn unfollowed(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.unfollowed
+            .iter()
+            .map(|(name, service)| (name.as_str(), service.as_str()))
     }
 
     /// The addresses of `name` as `client` sees them: the network's names,
