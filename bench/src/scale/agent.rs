@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use berth_proto::v1::{
-    HeartbeatRequest, HeartbeatResponse, RegisterRequest, RegisterResponse, Resources,
+    FollowRequest, FollowResponse, HeartbeatRequest, HeartbeatResponse, RegisterRequest, RegisterResponse, Resources,
     SessionRequest, TaskState, TaskStatus, TaskStatusUpdate, UpdateTaskStatusRequest,
     UpdateTaskStatusResponse,
 };
@@ -26,6 +26,12 @@ const REGISTER: (&str, &str) = ("register", "/berth.v1.Dispatcher/Register");
 const SESSION: &str = "/berth.v1.Dispatcher/Session";
 const HEARTBEAT: (&str, &str) = ("heartbeat", "/berth.v1.Dispatcher/Heartbeat");
 const UPDATE_TASK_STATUS: (&str, &str) = ("report", "/berth.v1.Dispatcher/UpdateTaskStatus");
+const FOLLOW: (&str, &str) = ("follow", "/berth.v1.Dispatcher/Follow");
+
+/// Services each simulated agent asks to follow besides its own tasks' (as
+/// the real agent does when a container looks up another service's name):
+/// containers that talk to a couple of other services.
+pub const FOLLOWS_PER_AGENT: usize = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -95,6 +101,42 @@ pub struct Shared {
     pub received: Arc<AtomicU64>,
     /// Why sessions ended, by class.
     pub ends: std::sync::Mutex<BTreeMap<String, u64>>,
+    /// Service ids the agents have seen tasks of: where each agent picks the
+    /// services it follows ([`FOLLOWS_PER_AGENT`]).
+    pub services: std::sync::Mutex<ServicePool>,
+}
+
+/// Service ids in the order the agents first saw them.
+#[derive(Default)]
+pub struct ServicePool {
+    ids: Vec<String>,
+    known: HashSet<String>,
+}
+
+impl ServicePool {
+    fn add(&mut self, id: &str) {
+        if !id.is_empty() && self.known.insert(id.to_string()) {
+            self.ids.push(id.to_string());
+        }
+    }
+
+    /// `count` services none of which is in `own`, spread by `seed` (an
+    /// agent's index); fewer while the pool is small.
+    fn pick(&self, seed: usize, count: usize, own: &HashSet<String>) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.ids.len() <= own.len() + count {
+            return out;
+        }
+        let mut at = seed.wrapping_mul(7919);
+        while out.len() < count {
+            let id = &self.ids[at % self.ids.len()];
+            if !own.contains(id) && !out.contains(id) {
+                out.push(id.clone());
+            }
+            at = at.wrapping_add(104_729);
+        }
+        out
+    }
 }
 
 impl Shared {
@@ -114,6 +156,10 @@ struct AgentState {
     index: usize,
     node_id: String,
     tasks: HashMap<String, Reported>,
+    /// The services of its tasks.
+    own_services: HashSet<String>,
+    /// The other services it follows (picked once, asked again each session).
+    follows: Vec<String>,
 }
 
 fn now_ms() -> i64 {
@@ -162,6 +208,9 @@ impl AgentState {
     }
 
     fn take(&mut self, task: TaskView, updates: &mut Vec<TaskStatusUpdate>) {
+        if !self.own_services.contains(&task.service_id) {
+            self.own_services.insert(task.service_id.clone());
+        }
         let run = task.desired_state <= TaskState::Running as i32;
         match self.tasks.get_mut(&task.id) {
             None if run => {
@@ -224,6 +273,8 @@ pub async fn run(index: usize, shared: Arc<Shared>, stats: Arc<AgentStats>) {
         index,
         node_id: String::new(),
         tasks: HashMap::new(),
+        own_services: HashSet::new(),
+        follows: Vec::new(),
     };
     let mut next = index;
     let mut hint: Option<String> = None;
@@ -295,6 +346,23 @@ async fn report(
     Ok(())
 }
 
+/// Asks the leader for the serving tasks of the services the agent follows.
+async fn follow(
+    grpc: &mut Grpc<Channel>,
+    shared: &Shared,
+    state: &AgentState,
+    session_id: &str,
+    address: &str,
+) -> Result<(), AgentError> {
+    let request = FollowRequest {
+        node_id: state.node_id.clone(),
+        session_id: session_id.to_string(),
+        service_ids: state.follows.clone(),
+    };
+    let _: FollowResponse = unary(grpc, shared, address, FOLLOW, request).await?;
+    Ok(())
+}
+
 /// One session; returns when anything breaks.
 async fn session(
     shared: &Shared,
@@ -356,6 +424,12 @@ async fn session(
     if !known.is_empty() {
         report(&mut grpc, shared, state, &session_id, address, known).await?;
     }
+    // What it followed in an earlier session, it asks this one for.
+    let mut asked = false;
+    if !state.follows.is_empty() {
+        follow(&mut grpc, shared, state, &session_id, address).await?;
+        asked = true;
+    }
 
     let mut period = Duration::from_millis(registered.heartbeat_period_ms.clamp(100, 60_000));
     let mut heartbeat = tokio::time::interval(period);
@@ -378,6 +452,17 @@ async fn session(
                             report(&mut grpc, shared, state, &session_id, address, updates).await?;
                         }
                         stats.running.store(state.running(), Ordering::Relaxed);
+                        if !asked && !state.own_services.is_empty() {
+                            let mut pool = shared.services.lock().unwrap_or_else(|e| e.into_inner());
+                            for id in &state.own_services {
+                                pool.add(id);
+                            }
+                            state.follows = pool.pick(state.index, FOLLOWS_PER_AGENT, &state.own_services);
+                        }
+                        if !asked && !state.follows.is_empty() {
+                            follow(&mut grpc, shared, state, &session_id, address).await?;
+                            asked = true;
+                        }
                     }
                     Some(SessionMessageKind::NotLeader(not_leader)) => {
                         if not_leader.leader_address.is_empty() {
@@ -419,6 +504,7 @@ mod tests {
     fn task(id: &str, desired: TaskState) -> TaskView {
         TaskView {
             id: id.into(),
+            service_id: "s1".into(),
             desired_state: desired as i32,
         }
     }
@@ -433,6 +519,8 @@ mod tests {
             index: 0,
             node_id: "n1".into(),
             tasks: HashMap::new(),
+            own_services: HashSet::new(),
+            follows: Vec::new(),
         };
         let first = state.apply(assignments(vec![
             task("a", TaskState::Running),
@@ -467,5 +555,21 @@ mod tests {
         state.acked(&second);
         assert_eq!(state.running(), 0);
         assert_eq!(state.statuses().len(), 1, "a is forgotten, b is remembered");
+    }
+
+    #[test]
+    fn an_agent_follows_services_it_does_not_run() {
+        let mut pool = ServicePool::default();
+        let own: HashSet<String> = ["s0".to_string()].into();
+        pool.add("s0");
+        assert!(pool.pick(3, 2, &own).is_empty(), "too few to pick from");
+        for i in 1..10 {
+            pool.add(&format!("s{i}"));
+        }
+        pool.add("s1");
+        let picked = pool.pick(3, 2, &own);
+        assert_eq!(picked.len(), 2);
+        assert!(!picked.contains(&"s0".to_string()), "{picked:?}");
+        assert_ne!(picked[0], picked[1]);
     }
 }

@@ -53,11 +53,14 @@ pub struct AssignmentsView {
     pub revision: u64,
 }
 
-/// `berth.v1.Task`: its id (field 1) and desired state (field 8).
+/// `berth.v1.Task`: its id (field 1), service (field 2) and desired state
+/// (field 8).
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct TaskView {
     #[prost(string, tag = "1")]
     pub id: String,
+    #[prost(string, tag = "2")]
+    pub service_id: String,
     #[prost(enumeration = "berth_proto::v1::TaskState", tag = "8")]
     pub desired_state: i32,
 }

@@ -35,6 +35,7 @@ impl Fleet {
             channels: Channels::new(connections, identities),
             received: Arc::new(AtomicU64::new(0)),
             ends: Default::default(),
+            services: Default::default(),
         });
         let members = (0..nodes)
             .map(|index| {
