@@ -163,6 +163,34 @@ fn the_api_refuses_clients_without_the_clusters_credentials() -> Result<()> {
     })?;
     assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied:?}");
 
+    // An agent heartbeats only for its own node, on the stream as in a call.
+    let other = cluster.c.run({
+        let (agent, address) = (agent.clone(), address.clone());
+        async move {
+            let channel =
+                berth_pki::tls::connect(endpoint(&address)?, &agent, Role::Controller).await?;
+            let beat = HeartbeatRequest {
+                node_id: "not-this-node".into(),
+                session_id: "any".into(),
+                ..Default::default()
+            };
+            let mut answers = DispatcherClient::new(channel)
+                .heartbeats(tokio_stream::iter([beat]))
+                .await?
+                .into_inner();
+            let status = answers
+                .message()
+                .await
+                .expect_err("a beat for another node was answered");
+            anyhow::Ok(status)
+        }
+    })?;
+    assert_eq!(other.code(), tonic::Code::PermissionDenied, "{other:?}");
+    assert!(
+        other.message().contains("certificate is for node"),
+        "{other:?}"
+    );
+
     // An expired certificate: the agent is off past its certificate's expiry.
     cluster.agent(0)?.kill9()?;
     let expiry = Bundle::load(&agent_tls)?.info()?.not_after_ms;

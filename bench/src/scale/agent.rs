@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use berth_proto::v1::{
-    FollowRequest, FollowResponse, HeartbeatRequest, HeartbeatResponse, RegisterRequest, RegisterResponse, Resources,
-    SessionRequest, TaskState, TaskStatus, TaskStatusUpdate, UpdateTaskStatusRequest,
-    UpdateTaskStatusResponse,
+    FollowRequest, FollowResponse, HeartbeatRequest, HeartbeatResponse, RegisterRequest,
+    RegisterResponse, Resources, SessionRequest, TaskState, TaskStatus, TaskStatusUpdate,
+    UpdateTaskStatusRequest, UpdateTaskStatusResponse,
 };
 use tonic::client::Grpc;
 use tonic::codegen::http::uri::PathAndQuery;
@@ -24,7 +24,7 @@ use super::codec::{
 
 const REGISTER: (&str, &str) = ("register", "/berth.v1.Dispatcher/Register");
 const SESSION: &str = "/berth.v1.Dispatcher/Session";
-const HEARTBEAT: (&str, &str) = ("heartbeat", "/berth.v1.Dispatcher/Heartbeat");
+const HEARTBEATS: &str = "/berth.v1.Dispatcher/Heartbeats";
 const UPDATE_TASK_STATUS: (&str, &str) = ("report", "/berth.v1.Dispatcher/UpdateTaskStatus");
 const FOLLOW: (&str, &str) = ("follow", "/berth.v1.Dispatcher/Follow");
 
@@ -434,6 +434,22 @@ async fn session(
     let mut period = Duration::from_millis(registered.heartbeat_period_ms.clamp(100, 60_000));
     let mut heartbeat = tokio::time::interval(period);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Heartbeats on one stream, as the real agent sends them.
+    let (beats, beats_rx) = tokio::sync::mpsc::channel(4);
+    let codec = CountingCodec::<HeartbeatRequest, HeartbeatResponse>::new(shared.received.clone());
+    grpc.ready()
+        .await
+        .map_err(|e| failed("heartbeat", "connect", e.to_string()))?;
+    let mut answers = grpc
+        .streaming(
+            tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(beats_rx)),
+            PathAndQuery::from_static(HEARTBEATS),
+            codec,
+        )
+        .await
+        .map_err(|s| refused(address, "heartbeat", s))?
+        .into_inner();
+    let mut last_answer = std::time::Instant::now();
     loop {
         tokio::select! {
             message = stream.message() => {
@@ -474,17 +490,21 @@ async fn session(
                 }
             }
             _ = heartbeat.tick() => {
+                if last_answer.elapsed() > period * 3 {
+                    return Err(failed("heartbeat", "timeout", format!("no answer within {:?}", period * 3)));
+                }
                 let beat = HeartbeatRequest {
                     node_id: state.node_id.clone(),
                     session_id: session_id.clone(),
                     dataplane_conflict: String::new(),
                 };
-                let answer: HeartbeatResponse = tokio::time::timeout(
-                    period * 3,
-                    unary(&mut grpc, shared, address, HEARTBEAT, beat),
-                )
-                .await
-                .map_err(|_| failed("heartbeat", "timeout", format!("no answer within {:?}", period * 3)))??;
+                let _ = beats.try_send(beat);
+            }
+            answer = answers.message() => {
+                let answer: HeartbeatResponse = answer
+                    .map_err(|s| refused(address, "heartbeat", s))?
+                    .ok_or_else(|| failed("heartbeat", "ended", "the heartbeat stream ended".into()))?;
+                last_answer = std::time::Instant::now();
                 let asked = Duration::from_millis(answer.period_ms.clamp(100, 60_000));
                 if answer.period_ms != 0 && asked != period {
                     period = asked;

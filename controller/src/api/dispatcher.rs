@@ -10,7 +10,7 @@ use berth_proto::v1::{
     UpdateTaskStatusRequest, UpdateTaskStatusResponse,
 };
 use tokio_stream::{Stream, StreamExt};
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 use crate::ca::gate::caller;
 use crate::dispatcher::Dispatcher;
@@ -32,16 +32,44 @@ impl DispatcherService {
 
 /// An agent speaks only for the node its certificate names.
 fn same_node<T>(request: &Request<T>, node_id: &str) -> Result<(), Status> {
-    match caller(request) {
-        Some(identity) if identity.node_id != node_id => Err(Status::permission_denied(format!(
-            "this agent's certificate is for node {}, not node {node_id}",
-            identity.node_id
+    certified_for(
+        caller(request).map(|identity| identity.node_id.as_str()),
+        node_id,
+    )
+}
+
+/// `certified`: the node id of the caller's certificate (none in plain text).
+fn certified_for(certified: Option<&str>, node_id: &str) -> Result<(), Status> {
+    match certified {
+        Some(id) if id != node_id => Err(Status::permission_denied(format!(
+            "this agent's certificate is for node {id}, not node {node_id}"
         ))),
         _ => Ok(()),
     }
 }
 
 type SessionStream = Pin<Box<dyn Stream<Item = Result<SessionMessage, Status>> + Send>>;
+type HeartbeatStream = Pin<Box<dyn Stream<Item = Result<HeartbeatResponse, Status>> + Send>>;
+
+impl DispatcherService {
+    /// One heartbeat, from a call or a stream; `certified` is the node id of
+    /// the caller's certificate (none in plain text).
+    async fn beat(
+        &self,
+        certified: Option<&str>,
+        req: HeartbeatRequest,
+    ) -> Result<HeartbeatResponse, Status> {
+        certified_for(certified, &req.node_id)?;
+        self.dispatcher.heartbeat(&req.node_id, &req.session_id)?;
+        self.dispatcher
+            .report_conflict(&req.node_id, &req.dataplane_conflict)
+            .await?;
+        Ok(HeartbeatResponse {
+            period_ms: self.dispatcher.heartbeat_period().as_millis() as u64,
+            ca_digest: self.dispatcher.ca_digest(),
+        })
+    }
+}
 
 #[tonic::async_trait]
 impl DispatcherApi for DispatcherService {
@@ -95,16 +123,40 @@ impl DispatcherApi for DispatcherService {
         &self,
         request: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
-        same_node(&request, &request.get_ref().node_id)?;
-        let req = request.into_inner();
-        self.dispatcher.heartbeat(&req.node_id, &req.session_id)?;
-        self.dispatcher
-            .report_conflict(&req.node_id, &req.dataplane_conflict)
+        let certified = caller(&request).map(|identity| identity.node_id.clone());
+        let answer = self
+            .beat(certified.as_deref(), request.into_inner())
             .await?;
-        Ok(Response::new(HeartbeatResponse {
-            period_ms: self.dispatcher.heartbeat_period().as_millis() as u64,
-            ca_digest: self.dispatcher.ca_digest(),
-        }))
+        Ok(Response::new(answer))
+    }
+
+    type HeartbeatsStream = HeartbeatStream;
+
+    async fn heartbeats(
+        &self,
+        request: Request<Streaming<HeartbeatRequest>>,
+    ) -> Result<Response<Self::HeartbeatsStream>, Status> {
+        // The certificate is the connection's: one check for every beat.
+        let certified = caller(&request).map(|identity| identity.node_id.clone());
+        let mut beats = request.into_inner();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let service = DispatcherService::new(self.dispatcher.clone());
+        tokio::spawn(async move {
+            loop {
+                let answer = match beats.message().await {
+                    Ok(Some(beat)) => service.beat(certified.as_deref(), beat).await,
+                    Ok(None) => return,
+                    Err(status) => Err(status),
+                };
+                let failed = answer.is_err();
+                if tx.send(answer).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     async fn ack_shared(

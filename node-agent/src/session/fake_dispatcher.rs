@@ -178,6 +178,31 @@ impl Dispatcher for Service {
         }))
     }
 
+    type HeartbeatsStream =
+        Pin<Box<dyn Stream<Item = Result<HeartbeatResponse, Status>> + Send + 'static>>;
+
+    async fn heartbeats(
+        &self,
+        request: Request<tonic::Streaming<HeartbeatRequest>>,
+    ) -> Result<Response<Self::HeartbeatsStream>, Status> {
+        let mut beats = request.into_inner();
+        let state = Arc::clone(&self.state);
+        let (tx, rx) = mpsc::channel(4);
+        tokio::spawn(async move {
+            while let Ok(Some(beat)) = beats.message().await {
+                lock(&state).seen.heartbeats.push(beat);
+                let answer = HeartbeatResponse {
+                    period_ms: 100,
+                    ca_digest: String::new(),
+                };
+                if tx.send(Ok(answer)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
     async fn ack_shared(
         &self,
         request: Request<AckSharedRequest>,

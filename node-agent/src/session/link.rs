@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use berth_proto::v1::dispatcher_client::DispatcherClient;
 use berth_proto::v1::{
-    AckSharedRequest, FollowRequest, HeartbeatRequest, RegisterRequest, SessionRequest,
-    TaskStatusUpdate, UpdateTaskStatusRequest,
+    AckSharedRequest, FollowRequest, HeartbeatRequest, HeartbeatResponse, RegisterRequest,
+    SessionRequest, TaskStatusUpdate, UpdateTaskStatusRequest,
 };
 use tokio::sync::mpsc;
 use tonic::transport::{Channel, Endpoint};
@@ -150,6 +150,7 @@ pub async fn session(
     let mut period = Duration::from_millis(registered.heartbeat_period_ms.clamp(100, 60_000));
     let mut heartbeat = tokio::time::interval(period);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut beats = Beats::open(&mut client, address).await?;
     loop {
         tokio::select! {
             message = stream.message() => {
@@ -192,37 +193,138 @@ pub async fn session(
                 );
             }
             _ = heartbeat.tick() => {
-                let beat = tokio::time::timeout(
-                    period * 3,
-                    client.heartbeat(HeartbeatRequest {
-                        node_id: node_id.clone(),
-                        session_id: session_id.clone(),
-                        dataplane_conflict: runner.dataplane_conflict(),
-                    }),
-                )
-                .await
-                .map_err(|_| SessionError::Unreachable {
-                    address: address.to_string(),
-                    why: "heartbeat timed out".into(),
-                })?;
-                let answer = beat.map_err(|s| refused(address, s))?.into_inner();
-                // The leader spreads heartbeats out as the cluster grows.
-                let asked = Duration::from_millis(answer.period_ms.clamp(100, 60_000));
-                if answer.period_ms != 0 && asked != period {
-                    debug!(?asked, "heartbeat period changed");
-                    period = asked;
-                    heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-                    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                }
-                // The cluster's roots changed (a CA rotation): renew now.
-                if let Some(creds) = config.security.credentials()
-                    && !answer.ca_digest.is_empty()
-                    && answer.ca_digest != berth_pki::bundle::ca_digest(&creds.bundle().ca_pem)
-                {
-                    config.renew_now.notify_one();
+                let beat = HeartbeatRequest {
+                    node_id: node_id.clone(),
+                    session_id: session_id.clone(),
+                    dataplane_conflict: runner.dataplane_conflict(),
+                };
+                if let Some(answer) = beats.beat(&mut client, beat, period, address).await? {
+                    answered(answer, &mut period, &mut heartbeat, config);
                 }
             }
+            answer = beats.answer(address) => {
+                answered(answer?, &mut period, &mut heartbeat, config);
+            }
         }
+    }
+}
+
+/// How the session heartbeats: on one stream (`Heartbeats`), or a call per
+/// beat to a controller that does not serve the stream.
+enum Beats {
+    Stream {
+        tx: mpsc::Sender<HeartbeatRequest>,
+        answers: tonic::Streaming<HeartbeatResponse>,
+        /// When the last answer came (or the stream opened).
+        last_answer: std::time::Instant,
+    },
+    Unary,
+}
+
+impl Beats {
+    async fn open(
+        client: &mut DispatcherClient<Channel>,
+        address: &str,
+    ) -> Result<Beats, SessionError> {
+        let (tx, rx) = mpsc::channel(4);
+        match client
+            .heartbeats(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+        {
+            Ok(answers) => Ok(Beats::Stream {
+                tx,
+                answers: answers.into_inner(),
+                last_answer: std::time::Instant::now(),
+            }),
+            Err(status) if status.code() == tonic::Code::Unimplemented => {
+                debug!("the controller has no heartbeat stream: one call per beat");
+                Ok(Beats::Unary)
+            }
+            Err(status) => Err(refused(address, status)),
+        }
+    }
+
+    /// Sends one beat. A session whose leader answered none for three
+    /// periods ends. Returns the answer of a call (a stream's come through
+    /// [`Beats::answer`]).
+    async fn beat(
+        &mut self,
+        client: &mut DispatcherClient<Channel>,
+        beat: HeartbeatRequest,
+        period: Duration,
+        address: &str,
+    ) -> Result<Option<HeartbeatResponse>, SessionError> {
+        let timed_out = || SessionError::Unreachable {
+            address: address.to_string(),
+            why: "heartbeat timed out".into(),
+        };
+        match self {
+            Beats::Stream {
+                tx, last_answer, ..
+            } => {
+                if last_answer.elapsed() > period * 3 {
+                    return Err(timed_out());
+                }
+                // A full queue means the leader is not reading: the timeout
+                // above ends the session soon; no beat is worth waiting for.
+                let _ = tx.try_send(beat);
+                Ok(None)
+            }
+            Beats::Unary => {
+                let answer = tokio::time::timeout(period * 3, client.heartbeat(beat))
+                    .await
+                    .map_err(|_| timed_out())?;
+                Ok(Some(answer.map_err(|s| refused(address, s))?.into_inner()))
+            }
+        }
+    }
+
+    /// The next answer on the stream; never, for calls.
+    async fn answer(&mut self, address: &str) -> Result<HeartbeatResponse, SessionError> {
+        let Beats::Stream {
+            answers,
+            last_answer,
+            ..
+        } = self
+        else {
+            return std::future::pending().await;
+        };
+        match answers.message().await {
+            Ok(Some(answer)) => {
+                *last_answer = std::time::Instant::now();
+                Ok(answer)
+            }
+            Ok(None) => Err(SessionError::Unreachable {
+                address: address.to_string(),
+                why: "the heartbeat stream ended".into(),
+            }),
+            Err(status) => Err(refused(address, status)),
+        }
+    }
+}
+
+/// Takes a heartbeat's answer: the period the leader asks for, and whether
+/// the cluster's roots changed.
+fn answered(
+    answer: HeartbeatResponse,
+    period: &mut Duration,
+    heartbeat: &mut tokio::time::Interval,
+    config: &SessionConfig,
+) {
+    // The leader spreads heartbeats out as the cluster grows.
+    let asked = Duration::from_millis(answer.period_ms.clamp(100, 60_000));
+    if answer.period_ms != 0 && asked != *period {
+        debug!(?asked, "heartbeat period changed");
+        *period = asked;
+        *heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + asked, asked);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    }
+    // The cluster's roots changed (a CA rotation): renew now.
+    if let Some(creds) = config.security.credentials()
+        && !answer.ca_digest.is_empty()
+        && answer.ca_digest != berth_pki::bundle::ca_digest(&creds.bundle().ca_pem)
+    {
+        config.renew_now.notify_one();
     }
 }
 
