@@ -25,6 +25,8 @@ pub struct Seen {
     pub registers: Vec<RegisterRequest>,
     pub sessions: Vec<SessionRequest>,
     pub heartbeats: Vec<HeartbeatRequest>,
+    /// How many of `heartbeats` came as calls (`Heartbeat`), not on the stream.
+    pub heartbeat_calls: usize,
     pub statuses: Vec<UpdateTaskStatusRequest>,
     pub acks: Vec<AckSharedRequest>,
     pub follows: Vec<FollowRequest>,
@@ -37,6 +39,8 @@ struct State {
     node_id: String,
     /// Registrations are refused with this leader address in the metadata.
     redirect: Option<String>,
+    /// `Heartbeats` is refused as UNIMPLEMENTED (an older controller).
+    no_heartbeat_stream: bool,
     /// The open session stream.
     stream: Option<mpsc::Sender<Result<SessionMessage, Status>>>,
 }
@@ -84,6 +88,11 @@ impl FakeDispatcher {
     }
 
     /// From now on registrations are refused with a pointer to `leader`.
+    /// Serves no heartbeat stream, as a controller from before it.
+    pub fn without_heartbeat_stream(&self) {
+        lock(&self.state).no_heartbeat_stream = true;
+    }
+
     pub fn redirect_to(&self, leader: &str) {
         lock(&self.state).redirect = Some(leader.to_string());
     }
@@ -171,7 +180,9 @@ impl Dispatcher for Service {
         &self,
         request: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
-        lock(&self.state).seen.heartbeats.push(request.into_inner());
+        let mut state = lock(&self.state);
+        state.seen.heartbeats.push(request.into_inner());
+        state.seen.heartbeat_calls += 1;
         Ok(Response::new(HeartbeatResponse {
             period_ms: 100,
             ca_digest: String::new(),
@@ -185,6 +196,9 @@ impl Dispatcher for Service {
         &self,
         request: Request<tonic::Streaming<HeartbeatRequest>>,
     ) -> Result<Response<Self::HeartbeatsStream>, Status> {
+        if lock(&self.state).no_heartbeat_stream {
+            return Err(Status::unimplemented("no heartbeat stream here"));
+        }
         let mut beats = request.into_inner();
         let state = Arc::clone(&self.state);
         let (tx, rx) = mpsc::channel(4);

@@ -224,6 +224,27 @@ async fn heartbeats_carry_the_session_id() {
 }
 
 #[tokio::test]
+async fn heartbeats_go_on_one_stream_or_as_calls_to_an_older_controller() {
+    let controller = FakeDispatcher::start("node-7").await;
+    let _agent = Agent::start(&[&controller]);
+    controller
+        .wait_until("three heartbeats", |s| s.heartbeats.len() >= 3)
+        .await;
+    assert_eq!(controller.seen(|s| s.heartbeat_calls), 0, "on the stream");
+
+    let older = FakeDispatcher::start("node-8").await;
+    older.without_heartbeat_stream();
+    let _agent = Agent::start(&[&older]);
+    older
+        .wait_until("three heartbeats", |s| s.heartbeat_calls >= 3)
+        .await;
+    older.seen(|s| {
+        assert_eq!(s.heartbeats.len(), s.heartbeat_calls, "calls only");
+        assert!(s.heartbeats.iter().all(|b| b.session_id == "session-1"));
+    });
+}
+
+#[tokio::test]
 async fn each_applied_shared_sequence_is_acknowledged_on_the_session() {
     let controller = FakeDispatcher::start("node-7").await;
     let agent = Agent::start(&[&controller]);
