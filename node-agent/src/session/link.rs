@@ -214,7 +214,7 @@ pub async fn session(
 enum Beats {
     Stream {
         tx: mpsc::Sender<HeartbeatRequest>,
-        answers: tonic::Streaming<HeartbeatResponse>,
+        answers: Box<tonic::Streaming<HeartbeatResponse>>,
         /// When the last answer came (or the stream opened).
         last_answer: std::time::Instant,
     },
@@ -233,7 +233,7 @@ impl Beats {
         {
             Ok(answers) => Ok(Beats::Stream {
                 tx,
-                answers: answers.into_inner(),
+                answers: Box::new(answers.into_inner()),
                 last_answer: std::time::Instant::now(),
             }),
             Err(status) if status.code() == tonic::Code::Unimplemented => {
