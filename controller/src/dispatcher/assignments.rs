@@ -501,13 +501,20 @@ impl Published {
         let mut delta = SharedDelta::default();
         for id in dirty.nodes {
             let now = tracker.nodes.get(&id);
-            if self.nodes.get(&id) != now {
-                match now {
-                    Some(n) => self.nodes.insert(id.clone(), n.clone()),
-                    None => self.nodes.remove(&id),
-                };
-                delta.nodes.insert(id, now.cloned());
+            let before = self.nodes.get(&id);
+            if before == now {
+                continue;
             }
+            // Agents get a node only as far as the overlay reads it: its
+            // status, certificate or timestamps changing is no news to them.
+            let seen = |node: Option<&Node>| node.map(overlay_node);
+            if seen(before) != seen(now) {
+                delta.nodes.insert(id.clone(), seen(now));
+            }
+            match now {
+                Some(n) => self.nodes.insert(id, n.clone()),
+                None => self.nodes.remove(&id),
+            };
         }
         for id in dirty.networks {
             let now = tracker.networks.get(&id);
@@ -622,13 +629,29 @@ impl Published {
         endpoints.sort_by(|a, b| a.service_name.cmp(&b.service_name));
         let shared = Assignments {
             networks: self.networks.values().cloned().collect(),
-            nodes: self.nodes.values().cloned().collect(),
+            nodes: self.nodes.values().map(overlay_node).collect(),
             endpoints,
             ..Default::default()
         };
         let bytes = Bytes::from(shared.encode_to_vec());
         *cached = Some((self.shared_seq, bytes.clone()));
         bytes
+    }
+}
+
+/// A node as agents get it: what their overlay reads (its underlay address
+/// and its address blocks, `network/view.rs`), and its id and name. The rest
+/// (labels, resources, status, certificate, timestamps) is the controllers':
+/// sent to every agent it made each complete set about twice as large (a
+/// complete set is mostly the node list) and every status or certificate
+/// change a message to every agent.
+pub fn overlay_node(node: &Node) -> Node {
+    Node {
+        id: node.id.clone(),
+        name: node.name.clone(),
+        address: node.address.clone(),
+        network_blocks: node.network_blocks.clone(),
+        ..Default::default()
     }
 }
 

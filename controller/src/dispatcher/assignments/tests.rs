@@ -277,7 +277,16 @@ fn a_node_going_down_takes_its_tasks_out_of_endpoints() {
         panic!("every node hears of it")
     };
     let delta = opened(delta);
-    assert_eq!(delta.nodes.len(), 1);
+    assert!(
+        delta.nodes.is_empty(),
+        "a node's status is no news to an agent's overlay: {:?}",
+        delta.nodes
+    );
+    assert_eq!(
+        published.nodes["n1"].status,
+        NodeStatus::Down as i32,
+        "the drain watermark reads it"
+    );
     assert_eq!(delta.endpoint_tasks.len(), 1);
     assert_eq!(delta.endpoint_tasks[0].removed_tasks, ["t1"]);
     assert!(delta.endpoint_tasks[0].tasks.is_empty());
@@ -318,8 +327,10 @@ fn a_session_too_far_behind_gets_the_complete_set_again() {
     let (mut tracker, mut published) = cluster();
     let (_, mut sent) = complete(&published, "n3", 0, &NoPayloads);
     for i in 0..(SHARED_LOG as u64 + 5) {
+        // An address change: news to every agent's overlay.
         let mut n = node("n1");
         n.version = 2 + i;
+        n.address = format!("198.18.{}.{}", i / 250, i % 250);
         apply(
             &mut tracker,
             &mut published,
@@ -709,4 +720,43 @@ fn a_session_behind_follows_a_service_once_it_caught_up() {
     let (fresh, _) = complete_asking(&published, "n3", &["s1"], 0, &NoPayloads);
     assert_eq!(held.endpoints, fresh.endpoints);
     assert_eq!(held.nodes.len(), fresh.nodes.len());
+}
+
+/// Agents get a node as their overlay reads it: its certificate, labels or
+/// status are not sent, and a change of only those is no message.
+#[test]
+fn agents_get_nodes_as_the_overlay_reads_them() {
+    let (mut tracker, mut published) = cluster();
+    let mut n1 = node("n1");
+    n1.name = "host-1".into();
+    n1.address = "198.18.0.1".into();
+    n1.labels.insert("zone".into(), "a".into());
+    n1.cert_key_sha256 = vec![7; 32];
+    n1.version = 2;
+    apply(
+        &mut tracker,
+        &mut published,
+        &[event(11, watch_event::Object::Node(n1.clone()))],
+    );
+    let (set, mut sent) = complete(&published, "n3", 0, &NoPayloads);
+    let seen = set.nodes.iter().find(|n| n.id == "n1").expect("n1 is sent");
+    assert_eq!(
+        (seen.name.as_str(), seen.address.as_str()),
+        ("host-1", "198.18.0.1")
+    );
+    assert!(seen.labels.is_empty() && seen.cert_key_sha256.is_empty() && seen.version == 0);
+
+    n1.cert_key_sha256 = vec![8; 32];
+    n1.version = 3;
+    let wake = apply(
+        &mut tracker,
+        &mut published,
+        &[event(12, watch_event::Object::Node(n1))],
+    );
+    assert!(!wake.shared, "a renewed certificate is no news to agents");
+    assert!(next(&published, "n3", 0, &mut sent, &NoPayloads).is_none());
+    assert_eq!(
+        published.nodes["n1"].version, 3,
+        "the leader keeps the whole node"
+    );
 }
