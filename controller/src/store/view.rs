@@ -40,7 +40,6 @@ impl ClusterView {
 
 /// Nodes, services, tasks, volumes and the cluster settings as the state machine has them.
 pub fn read_view(sm: &StateMachine) -> Result<ClusterView, StoreError> {
-    let tasks = sm.list(Table::Task)?;
     let mut view = ClusterView::from_objects(
         sm.list(Table::Node)?
             .into_iter()
@@ -48,14 +47,12 @@ pub fn read_view(sm: &StateMachine) -> Result<ClusterView, StoreError> {
             .chain(sm.list(Table::Volume)?)
             .chain(sm.list(Table::ClusterSettings)?),
     );
-    // The task table is most of the state: one vector of the right size, not
-    // copies into ever larger ones.
-    view.tasks.reserve_exact(tasks.len());
-    view.tasks
-        .extend(tasks.into_iter().filter_map(|o| match o.kind {
-            Some(Kind::Task(t)) => Some(t),
-            _ => None,
-        }));
+    // The task table is most of the state: decoded straight into one vector
+    // of the right size.
+    view.tasks = sm.list_as(Table::Task, |kind| match kind {
+        Kind::Task(t) => Some(t),
+        _ => None,
+    })?;
     Ok(view)
 }
 
