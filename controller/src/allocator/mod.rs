@@ -122,8 +122,8 @@ pub struct Input<'a> {
     pub services: &'a [Service],
     /// Tasks before this round's placements.
     pub before: &'a [Task],
-    /// Tasks after them.
-    pub after: &'a [Task],
+    /// Tasks after them (those of `before` that did not change, by reference).
+    pub after: &'a [&'a Task],
 }
 
 /// What one allocation pass decided.

@@ -29,12 +29,14 @@ pub fn allocate(
     pools: &mut Pools,
     blocked: &BTreeMap<String, AllocError>,
     before: &[Task],
-    after: &[Task],
+    after: &[&Task],
 ) -> TaskAllocation {
-    let mut sorted: Vec<&Task> = after.iter().collect();
+    let mut sorted: Vec<&Task> = after.to_vec();
     sorted.sort_by(|a, b| a.id.cmp(&b.id));
     // Addresses held, first holder wins (a duplicate is allocated anew).
-    let mut held: HashMap<(String, String), bool> = HashMap::new();
+    // Keyed by the tasks' own strings: a round of 20,000 tasks copied every
+    // id and network name into this map.
+    let mut held: HashMap<(&str, &str), bool> = HashMap::new();
     for task in &sorted {
         if is_terminal(observed(task)) {
             continue;
@@ -51,7 +53,7 @@ pub fn allocate(
             if let Some(addr) = valid {
                 pool.mark_used(addr, &task.node_id);
             }
-            held.insert((task.id.clone(), network.clone()), valid.is_some());
+            held.insert((task.id.as_str(), network.as_str()), valid.is_some());
         }
     }
     let before: HashMap<&str, &Task> = before.iter().map(|t| (t.id.as_str(), t)).collect();
@@ -67,7 +69,7 @@ pub fn allocate(
         }
         let missing: Vec<String> = networks_of(task.spec.as_ref(), pools)
             .into_iter()
-            .filter(|n| held.get(&(task.id.clone(), n.clone())) != Some(&true))
+            .filter(|n| held.get(&(task.id.as_str(), n.as_str())) != Some(&true))
             .collect();
         if missing.is_empty() {
             continue;

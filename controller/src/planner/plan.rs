@@ -77,12 +77,10 @@ fn plan_rest(
     new_id: &mut dyn FnMut() -> String,
 ) -> (Vec<Op>, Option<i64>) {
     let mut scheduled = schedule_with(&view.nodes, &view.volumes, &tasks, now_ms, new_id);
-    // No placement (most rounds of a settled cluster): no copy.
-    let placed: std::borrow::Cow<'_, [Task]> = if scheduled.is_empty() {
-        std::borrow::Cow::Borrowed(&tasks)
-    } else {
-        std::borrow::Cow::Owned(apply_to_tasks(tasks.clone(), &scheduled))
-    };
+    // The table after the placements, by reference: a copy of every task
+    // for each round that placed one was a large part of the leader's memory
+    // while a cluster converged.
+    let placed = placed_tasks(&tasks, &scheduled);
     let services = latest_services(&view.services, &orchestrated);
     let allocation = allocator::allocate(allocator::Input {
         networks,
@@ -91,6 +89,7 @@ fn plan_rest(
         before: &tasks,
         after: &placed,
     });
+    drop(placed);
     if !allocation.unplace.is_empty() {
         scheduled.retain(|o| put_task(o).is_none_or(|t| !allocation.unplace.contains(&t.id)));
         keep_used(&mut scheduled);
@@ -124,24 +123,44 @@ fn latest_services(services: &[Service], ops: &[Op]) -> Vec<Service> {
     out
 }
 
+/// The task table as it will be once `ops` apply, by reference: the tasks
+/// of `tasks` that `ops` leave alone, and the ops' own.
+fn placed_tasks<'a>(tasks: &'a [Task], ops: &'a [Op]) -> Vec<&'a Task> {
+    let mut out: Vec<&Task> = tasks.iter().collect();
+    apply_ops(&mut out, ops, |t| &t.id, |t| t);
+    out
+}
+
 /// The task table as it will be once `ops` apply (in place).
 fn apply_to_tasks(mut out: Vec<Task>, ops: &[Op]) -> Vec<Task> {
+    apply_ops(&mut out, ops, |t| &t.id, Task::clone);
+    out
+}
+
+/// Applies the task puts and deletes of `ops` to `out` (tasks, or
+/// references to them: `id` reads one's id, `from` makes one of a put's).
+fn apply_ops<'a, T>(
+    out: &mut Vec<T>,
+    ops: &'a [Op],
+    id: impl Fn(&T) -> &str,
+    from: impl Fn(&'a Task) -> T,
+) {
     if ops.is_empty() {
-        return out;
+        return;
     }
     let mut index: HashMap<String, usize> = out
         .iter()
         .enumerate()
-        .map(|(i, t)| (t.id.clone(), i))
+        .map(|(i, t)| (id(t).to_string(), i))
         .collect();
     let mut gone = vec![false; out.len()];
     for o in ops {
         if let Some(task) = put_task(o) {
             match index.get(&task.id) {
-                Some(&i) => out[i] = task.clone(),
+                Some(&i) => out[i] = from(task),
                 None => {
                     index.insert(task.id.clone(), out.len());
-                    out.push(task.clone());
+                    out.push(from(task));
                     gone.push(false);
                 }
             }
@@ -157,7 +176,6 @@ fn apply_to_tasks(mut out: Vec<Task>, ops: &[Op]) -> Vec<Task> {
         i += 1;
         !gone[i - 1]
     });
-    out
 }
 
 /// One operation per object: a later put replaces an earlier one's object but
