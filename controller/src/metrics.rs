@@ -243,11 +243,13 @@ impl StateCollector {
         let sm = self.raft.state();
         let mut counts = Counts::default();
         for table in [Table::Task, Table::Node, Table::Service] {
-            match sm.list(table) {
-                Ok(objects) => objects
-                    .into_iter()
-                    .filter_map(|o| o.kind)
-                    .for_each(|kind| counts.add(kind)),
+            // Counted one object at a time: a scrape holds no decoded table.
+            let counted = sm.list_as(table, |kind| {
+                counts.add(kind);
+                None::<()>
+            });
+            match counted {
+                Ok(_) => {}
                 Err(err) => {
                     tracing::warn!(%err, table = table.name(), "metrics: cannot read the store")
                 }

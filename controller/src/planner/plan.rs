@@ -153,6 +153,14 @@ fn apply_ops<'a, T>(
         .enumerate()
         .map(|(i, t)| (id(t).to_string(), i))
         .collect();
+    // New tasks grow the table once, to its size: doubling a vector of
+    // 20,000 tasks copied it into twice the pages.
+    let new = ops
+        .iter()
+        .filter_map(put_task)
+        .filter(|task| !index.contains_key(&task.id))
+        .count();
+    out.reserve_exact(new);
     let mut gone = vec![false; out.len()];
     for o in ops {
         if let Some(task) = put_task(o) {

@@ -113,14 +113,14 @@ impl StateMachine {
     pub fn list_as<T>(
         &self,
         table: Table,
-        pick: impl Fn(Kind) -> Option<T>,
+        mut pick: impl FnMut(Kind) -> Option<T>,
     ) -> Result<Vec<T>, StoreError> {
         let table = table.name();
         let entries = self.mirror.scan_prefix(&keys::table_prefix(table));
         let mut out = Vec::with_capacity(entries.len());
         for (key, value) in entries {
             let object = decode(&value, table, &String::from_utf8_lossy(&key))?;
-            out.extend(object.kind.and_then(&pick));
+            out.extend(object.kind.and_then(&mut pick));
         }
         Ok(out)
     }
