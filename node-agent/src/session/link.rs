@@ -140,10 +140,14 @@ pub async fn session(
 
     // The services the node's DNS asked for: all of them to this session
     // (the leader keeps what it already had), then each new one.
+    // What it asked for before a restart too (kept in the data dir).
     let mut wanted = runner.follow_wanted();
     let mut told = std::collections::BTreeSet::new();
+    let mut remembered = remembered_follows(&config.data_dir);
     if let Some(rx) = wanted.as_mut() {
-        let now = rx.borrow_and_update().clone();
+        let mut now = rx.borrow_and_update().clone();
+        remember_follows(&config.data_dir, &mut remembered, &now);
+        now.extend(remembered.iter().cloned());
         follow(&mut client, &node_id, &session_id, &now, &mut told, address).await?;
     }
 
@@ -170,6 +174,7 @@ pub async fn session(
                 ack(&mut client, &node_id, &session_id, seq, address).await?;
             }
             now = next_wanted(&mut wanted) => {
+                remember_follows(&config.data_dir, &mut remembered, &now);
                 follow(&mut client, &node_id, &session_id, &now, &mut told, address).await?;
             }
             update = updates.recv() => {
@@ -353,6 +358,43 @@ async fn next_wanted(
     std::future::pending().await
 }
 
+/// Where the agent keeps the services its DNS asked to follow, one id a line.
+const FOLLOWED_FILE: &str = "followed-services";
+
+/// The services this agent's DNS asked to follow before (its data dir). A
+/// restarted agent asks for them again at once: a client that resolved a
+/// VIP long ago (nginx resolves at start) still finds its backends.
+fn remembered_follows(data_dir: &std::path::Path) -> std::collections::BTreeSet<String> {
+    std::fs::read_to_string(data_dir.join(FOLLOWED_FILE))
+        .unwrap_or_default()
+        .lines()
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Adds `now` to what is remembered, writing the file when that grows (a
+/// failure is logged: the services are followed anyway).
+fn remember_follows(
+    data_dir: &std::path::Path,
+    remembered: &mut std::collections::BTreeSet<String>,
+    now: &std::collections::BTreeSet<String>,
+) {
+    if now.is_subset(remembered) {
+        return;
+    }
+    remembered.extend(now.iter().cloned());
+    let text: String = remembered.iter().map(|id| format!("{id}\n")).collect();
+    let path = data_dir.join(FOLLOWED_FILE);
+    let temporary = data_dir.join(format!("{FOLLOWED_FILE}.tmp"));
+    let written =
+        std::fs::write(&temporary, text).and_then(|()| std::fs::rename(&temporary, &path));
+    if let Err(error) = written {
+        tracing::warn!(%error, path = %path.display(), "cannot keep the followed services");
+    }
+}
+
 /// Tells the leader the services of `now` it was not told yet in this session.
 async fn follow(
     client: &mut DispatcherClient<Channel>,
@@ -422,4 +464,23 @@ async fn report(
         .await
         .map_err(|s| refused(address, s))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn followed_services_are_remembered_across_restarts() {
+        let dir = tempfile::tempdir().expect("a temporary dir");
+        let mut remembered = remembered_follows(dir.path());
+        assert!(remembered.is_empty(), "nothing kept yet");
+        let now: std::collections::BTreeSet<String> = ["s2".into(), "s1".into()].into();
+        remember_follows(dir.path(), &mut remembered, &now);
+        let later: std::collections::BTreeSet<String> = ["s3".into()].into();
+        remember_follows(dir.path(), &mut remembered, &later);
+        let again = remembered_follows(dir.path());
+        assert_eq!(again.into_iter().collect::<Vec<_>>(), ["s1", "s2", "s3"]);
+        assert!(!dir.path().join("followed-services.tmp").exists());
+    }
 }
