@@ -147,12 +147,19 @@ pub fn apply(set: &mut Assignments, mut delta: AssignmentsDelta) -> Result<(), p
     // numbers its shared part afresh (from its store revision up).
     set.shared_seq = delta.shared_seq;
     set.applied_everywhere = delta.applied_everywhere;
+    // An endpoint removed is no longer followed, even when a later piece
+    // creates it again: the leader follows it anew (`delta.followed`), with
+    // its tasks, or not at all.
+    let mut dropped: std::collections::HashSet<String> = pieces
+        .iter()
+        .chain(std::iter::once(&delta))
+        .flat_map(|piece| piece.removed_endpoints.iter().cloned())
+        .collect();
+    dropped.extend(std::mem::take(&mut delta.unfollowed));
     for piece in pieces {
         apply_changes(set, piece);
     }
-    for id in std::mem::take(&mut delta.unfollowed) {
-        set.followed.retain(|f| *f != id);
-    }
+    set.followed.retain(|f| !dropped.contains(f));
     set.followed.append(&mut delta.followed);
     set.followed.sort();
     set.followed.dedup();
@@ -670,6 +677,49 @@ mod tests {
         assert!(followed_by_all(&ported));
         assert!(followed_by_all(&endpoint("dnsrr", &[])), "no VIP");
         assert!(follows(&[], &ported));
+    }
+
+    #[test]
+    fn an_endpoint_removed_and_created_again_is_followed_only_if_followed_anew() {
+        let piece = |delta: AssignmentsDelta| prost::bytes::Bytes::from(delta.encode_to_vec());
+        let mut set = Assignments {
+            endpoints: vec![with_vip(endpoint("s1", &["a"]))],
+            followed: vec!["s1".into()],
+            ..Default::default()
+        };
+        let gone_and_back = vec![
+            piece(AssignmentsDelta {
+                removed_endpoints: vec!["s1".into()],
+                ..Default::default()
+            }),
+            piece(AssignmentsDelta {
+                endpoints: vec![with_vip(endpoint("s1", &[]))],
+                ..Default::default()
+            }),
+        ];
+        apply_ok(
+            &mut set,
+            AssignmentsDelta {
+                shared_changes: gone_and_back.clone(),
+                ..Default::default()
+            },
+        );
+        assert!(set.followed.is_empty(), "its head only: not followed");
+        apply_ok(
+            &mut set,
+            AssignmentsDelta {
+                shared_changes: gone_and_back,
+                followed: vec!["s1".into()],
+                endpoint_tasks: vec![EndpointTasksChange {
+                    service_id: "s1".into(),
+                    tasks: endpoint("s1", &["b"]).tasks,
+                    removed_tasks: vec![],
+                }],
+                ..Default::default()
+            },
+        );
+        assert_eq!(set.followed, ["s1"], "followed anew, with its tasks");
+        assert_eq!(served(&set), [("s1".to_string(), vec!["b".to_string()])]);
     }
 
     fn with_vip(mut e: Endpoint) -> Endpoint {

@@ -412,6 +412,7 @@ async fn session(
                 node_id: state.node_id.clone(),
                 session_id: session_id.clone(),
                 held: None,
+                follows_on_demand: true,
             }),
             PathAndQuery::from_static(SESSION),
             codec,

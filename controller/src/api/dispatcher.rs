@@ -111,9 +111,12 @@ impl DispatcherApi for DispatcherService {
     ) -> Result<Response<Self::SessionStream>, Status> {
         same_node(&request, &request.get_ref().node_id)?;
         let req = request.into_inner();
-        let stream = self
-            .dispatcher
-            .open_session(req.node_id, req.session_id, req.held)?;
+        let stream = self.dispatcher.open_session(
+            req.node_id,
+            req.session_id,
+            req.held,
+            req.follows_on_demand,
+        )?;
         Ok(Response::new(Box::pin(
             stream.map(|m| m.map_err(Status::from)),
         )))

@@ -324,15 +324,9 @@ impl Dispatcher {
         services: Vec<String>,
     ) -> Result<(), DispatchError> {
         self.require_leader()?;
-        // Only services that have an endpoint: the set of a session stays
-        // bounded by the cluster's services.
-        let services: Vec<String> = {
-            let published = self.hub.read();
-            services
-                .into_iter()
-                .filter(|id| published.endpoints.contains_key(id))
-                .collect()
-        };
+        // Kept whether or not the service has an endpoint yet: a new leader
+        // has none before its first publish, and the agent asks only once a
+        // session. Each message follows those that have one (`messages::wanted`).
         if !self
             .sessions()
             .ask(node_id, session_id, services, self.clock.instant())
@@ -370,11 +364,14 @@ impl Dispatcher {
     /// session is replaced, expires or leadership ends.
     /// `held`: what the agent holds from an earlier session; the session then
     /// starts with a delta from it instead of the complete set.
+    /// `on_demand`: the agent asks for the services it follows (`Follow`);
+    /// one that does not (an older agent) follows every endpoint.
     pub fn open_session(
         &self,
         node_id: String,
         session_id: String,
         held: Option<HeldSet>,
+        on_demand: bool,
     ) -> Result<SessionStream, DispatchError> {
         self.require_leader()?;
         if !self.sessions().is_current(&node_id, &session_id) {
@@ -389,7 +386,7 @@ impl Dispatcher {
         };
         self.runtime.spawn(async move {
             dispatcher
-                .session_loop(node_id, session_id, held, pull)
+                .session_loop(node_id, session_id, held, on_demand, pull)
                 .await;
         });
         Ok(Box::pin(PulledStream {
@@ -404,6 +401,7 @@ impl Dispatcher {
         node_id: String,
         session_id: String,
         mut held: Option<HeldSet>,
+        on_demand: bool,
         pull: Pull,
     ) {
         let mut wakers = self.hub.subscribe(&node_id);
@@ -465,9 +463,14 @@ impl Dispatcher {
                 });
                 return;
             }
-            let following = self.sessions().asked(&node_id);
+            let asked_for = self.sessions().asked(&node_id);
             let (message, behind) = {
                 let published = self.hub.read();
+                let following = if on_demand {
+                    asked_for
+                } else {
+                    published.endpoints.keys().cloned().collect()
+                };
                 let source = payloads::StorePayloads {
                     sm: self.raft.state(),
                     keys: &self.keys,

@@ -4,6 +4,10 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
 
+/// Services one session may ask to follow (a bound on what an agent can make
+/// the leader keep; a cluster with more services follows the first ones).
+pub const MAX_ASKED: usize = 65_536;
+
 #[derive(Clone, Debug)]
 pub struct Session {
     pub id: String,
@@ -90,7 +94,12 @@ impl Sessions {
         match self.by_node.get_mut(node_id) {
             Some(s) if s.id == session_id => {
                 s.last_heartbeat = now;
-                s.asked.extend(services);
+                for service in services {
+                    if s.asked.len() >= MAX_ASKED {
+                        break;
+                    }
+                    s.asked.insert(service);
+                }
                 true
             }
             _ => false,

@@ -65,10 +65,10 @@ async fn sessions_get_their_tasks_and_silent_nodes_go_down_by_the_clock() {
         .await
         .expect("h2 registers");
     let mut s1 = dispatcher
-        .open_session(h1.node_id.clone(), h1.session_id.clone(), None)
+        .open_session(h1.node_id.clone(), h1.session_id.clone(), None, true)
         .expect("h1's session");
     let mut s2 = dispatcher
-        .open_session(h2.node_id.clone(), h2.session_id.clone(), None)
+        .open_session(h2.node_id.clone(), h2.session_id.clone(), None, true)
         .expect("h2's session");
 
     // The first message is the complete set.
@@ -166,6 +166,7 @@ async fn sessions_get_their_tasks_and_silent_nodes_go_down_by_the_clock() {
             again.node_id.clone(),
             again.session_id.clone(),
             Some(berth_proto::assignments::held_set(&held)),
+            true,
         )
         .expect("h1's new session");
     let Some(Message::Delta(delta)) = next(&mut resumed).await.expect("a message").message else {
@@ -224,7 +225,7 @@ async fn a_session_builds_its_message_only_when_the_stream_asks() {
         .await
         .expect("h1 registers");
     let mut s1 = dispatcher
-        .open_session(h1.node_id.clone(), h1.session_id.clone(), None)
+        .open_session(h1.node_id.clone(), h1.session_id.clone(), None, true)
         .expect("h1's session");
     let counted = |kind: &str| {
         raft.metrics()

@@ -118,6 +118,7 @@ pub async fn session(
                 .as_ref()
                 .filter(|set| set.node_id == node_id)
                 .map(berth_proto::assignments::held_set),
+            follows_on_demand: true,
         })
         .await
         .map_err(|s| refused(address, s))?

@@ -760,3 +760,36 @@ fn agents_get_nodes_as_the_overlay_reads_them() {
         "the leader keeps the whole node"
     );
 }
+
+/// A service asked for before it has an endpoint (a new leader before its
+/// first publish) is followed once it has one.
+#[test]
+fn a_service_asked_for_before_it_has_an_endpoint_is_followed_once_it_has_one() {
+    let (mut tracker, mut published) = cluster();
+    let (mut held, mut sent) = complete_asking(&published, "n3", &["s2"], 0, &NoPayloads);
+    assert!(held.followed.is_empty(), "s2 does not exist yet");
+    apply(
+        &mut tracker,
+        &mut published,
+        &[
+            event(11, watch_event::Object::Service(service("s2", "db"))),
+            event(
+                11,
+                watch_event::Object::Task(task("t7", "s2", "n1", TaskState::Running)),
+            ),
+        ],
+    );
+    let Some(Message::Delta(delta)) =
+        next_asking(&published, "n3", &["s2"], 0, &mut sent, &NoPayloads)
+    else {
+        panic!("the new service, followed")
+    };
+    assert_eq!(delta.followed, ["s2"]);
+    berth_proto::assignments::apply(&mut held, delta).expect("applies");
+    let db = held
+        .endpoints
+        .iter()
+        .find(|e| e.service_id == "s2")
+        .expect("s2");
+    assert_eq!(db.tasks.len(), 1);
+}
