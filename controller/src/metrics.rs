@@ -244,8 +244,8 @@ impl StateCollector {
         let mut counts = Counts::default();
         for table in [Table::Task, Table::Node, Table::Service] {
             // Counted one object at a time: a scrape holds no decoded table.
-            let counted = sm.list_as(table, |kind| {
-                counts.add(kind);
+            let counted = sm.list_as(table, |object| {
+                counts.add(object.kind?);
                 None::<()>
             });
             match counted {

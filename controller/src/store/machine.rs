@@ -9,8 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use berth_proto::store::{
-    Delete, Expect, Object, Put, SnapshotData, Txn, TxnResult, object::Kind, op,
-    txn_result::Failure,
+    Delete, Expect, Object, Put, SnapshotData, Txn, TxnResult, op, txn_result::Failure,
 };
 use prost::Message;
 
@@ -94,33 +93,26 @@ impl StateMachine {
 
     /// Every object of a table, ordered by id.
     pub fn list(&self, table: Table) -> Result<Vec<Object>, StoreError> {
-        let table = table.name();
-        let entries = self.mirror.scan_prefix(&keys::table_prefix(table));
-        // Sized once: growing a vector of 20,000 decoded tasks copied it again
-        // and again into fresh pages.
-        let mut out = Vec::with_capacity(entries.len());
-        for (key, value) in entries {
-            out.push(decode(&value, table, &String::from_utf8_lossy(&key))?);
-        }
-        Ok(out)
+        self.list_as(table, Some)
     }
 
-    /// The objects of one table as `pick` takes them out of their wrapper
-    /// (objects it gives `None` for are left out): one vector of the values,
-    /// never a vector of wrappers beside it. A decoded `Object` is as large
-    /// as its largest kind, so listing 20,000 tasks as objects and then
-    /// moving them out held two such vectors at once in every planning round.
+    /// The objects of one table as `pick` takes them (objects it gives
+    /// `None` for are left out), decoded one at a time into one vector sized
+    /// once: growing a vector of 20,000 decoded tasks copied it again and
+    /// again into fresh pages. A decoded `Object` is as large as its largest
+    /// kind, so a caller that wants the tasks takes them out here rather than
+    /// holding a vector of objects beside them.
     pub fn list_as<T>(
         &self,
         table: Table,
-        mut pick: impl FnMut(Kind) -> Option<T>,
+        mut pick: impl FnMut(Object) -> Option<T>,
     ) -> Result<Vec<T>, StoreError> {
         let table = table.name();
         let entries = self.mirror.scan_prefix(&keys::table_prefix(table));
         let mut out = Vec::with_capacity(entries.len());
         for (key, value) in entries {
             let object = decode(&value, table, &String::from_utf8_lossy(&key))?;
-            out.extend(object.kind.and_then(&mut pick));
+            out.extend(pick(object));
         }
         Ok(out)
     }

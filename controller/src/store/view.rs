@@ -49,8 +49,8 @@ pub fn read_view(sm: &StateMachine) -> Result<ClusterView, StoreError> {
     );
     // The task table is most of the state: decoded straight into one vector
     // of the right size.
-    view.tasks = sm.list_as(Table::Task, |kind| match kind {
-        Kind::Task(t) => Some(t),
+    view.tasks = sm.list_as(Table::Task, |object| match object.kind {
+        Some(Kind::Task(t)) => Some(t),
         _ => None,
     })?;
     Ok(view)
