@@ -127,22 +127,21 @@ fn latest_services(services: &[Service], ops: &[Op]) -> Vec<Service> {
 /// of `tasks` that `ops` leave alone, and the ops' own.
 fn placed_tasks<'a>(tasks: &'a [Task], ops: &'a [Op]) -> Vec<&'a Task> {
     let mut out: Vec<&Task> = tasks.iter().collect();
-    apply_ops(&mut out, ops, |t| &t.id, |t| t);
+    apply_ops(&mut out, ops, |t| t);
     out
 }
 
 /// The task table as it will be once `ops` apply (in place).
 fn apply_to_tasks(mut out: Vec<Task>, ops: &[Op]) -> Vec<Task> {
-    apply_ops(&mut out, ops, |t| &t.id, Task::clone);
+    apply_ops(&mut out, ops, Task::clone);
     out
 }
 
 /// Applies the task puts and deletes of `ops` to `out` (tasks, or
-/// references to them: `id` reads one's id, `from` makes one of a put's).
-fn apply_ops<'a, T>(
+/// references to them: `from` makes one of a put's).
+fn apply_ops<'a, T: std::borrow::Borrow<Task>>(
     out: &mut Vec<T>,
     ops: &'a [Op],
-    id: impl Fn(&T) -> &str,
     from: impl Fn(&'a Task) -> T,
 ) {
     if ops.is_empty() {
@@ -151,7 +150,7 @@ fn apply_ops<'a, T>(
     let mut index: HashMap<String, usize> = out
         .iter()
         .enumerate()
-        .map(|(i, t)| (id(t).to_string(), i))
+        .map(|(i, t)| (t.borrow().id.clone(), i))
         .collect();
     // New tasks grow the table once, to its size: doubling a vector of
     // 20,000 tasks copied it into twice the pages.
