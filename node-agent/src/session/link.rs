@@ -171,10 +171,10 @@ pub async fn session(
                     runner.reconcile(set);
                 }
             }
-            seq = next_applied(&mut applied) => {
+            seq = next_change(&mut applied) => {
                 ack(&mut client, &node_id, &session_id, seq, address).await?;
             }
-            now = next_wanted(&mut wanted) => {
+            now = next_change(&mut wanted) => {
                 remember_follows(&config.data_dir, &mut remembered, &now);
                 follow(&mut client, &node_id, &session_id, &now, &mut told, address).await?;
             }
@@ -334,27 +334,14 @@ fn answered(
     }
 }
 
-/// The next shared sequence applied; never, when there is nothing to follow.
-async fn next_applied(applied: &mut Option<tokio::sync::watch::Receiver<u64>>) -> u64 {
-    if let Some(rx) = applied {
-        if rx.changed().await.is_ok() {
-            return *rx.borrow_and_update();
-        }
-        *applied = None;
-    }
-    std::future::pending().await
-}
-
-/// The services wanted after the next change; never, when there is nothing
-/// to follow.
-async fn next_wanted(
-    wanted: &mut Option<tokio::sync::watch::Receiver<std::collections::BTreeSet<String>>>,
-) -> std::collections::BTreeSet<String> {
-    if let Some(rx) = wanted {
+/// The value after the next change (the shared sequence applied, the
+/// services wanted); never, when there is nothing to watch or it closed.
+async fn next_change<T: Clone>(watched: &mut Option<tokio::sync::watch::Receiver<T>>) -> T {
+    if let Some(rx) = watched {
         if rx.changed().await.is_ok() {
             return rx.borrow_and_update().clone();
         }
-        *wanted = None;
+        *watched = None;
     }
     std::future::pending().await
 }
