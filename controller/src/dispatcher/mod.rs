@@ -463,14 +463,12 @@ impl Dispatcher {
                 });
                 return;
             }
-            let asked_for = self.sessions().asked(&node_id);
+            // An older agent follows every endpoint: its asked set is unused.
+            let asked_for = on_demand.then(|| self.sessions().asked(&node_id));
             let (message, behind) = {
                 let published = self.hub.read();
-                let following = if on_demand {
-                    asked_for
-                } else {
-                    published.endpoints.keys().cloned().collect()
-                };
+                let following =
+                    asked_for.unwrap_or_else(|| published.endpoints.keys().cloned().collect());
                 let source = payloads::StorePayloads {
                     sm: self.raft.state(),
                     keys: &self.keys,
