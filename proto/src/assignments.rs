@@ -164,14 +164,6 @@ pub fn apply(set: &mut Assignments, mut delta: AssignmentsDelta) -> Result<(), p
     set.followed.sort();
     set.followed.dedup();
     apply_changes(set, delta);
-    // A service that is gone is no longer followed (a new one of the same id
-    // would be followed again with its tasks).
-    let endpoints: std::collections::HashSet<&str> = set
-        .endpoints
-        .iter()
-        .map(|e| e.service_id.as_str())
-        .collect();
-    set.followed.retain(|id| endpoints.contains(id.as_str()));
     set.tasks.sort_by(|a, b| a.id.cmp(&b.id));
     set.networks.sort_by(|a, b| a.id.cmp(&b.id));
     set.nodes.sort_by(|a, b| a.id.cmp(&b.id));
