@@ -359,7 +359,7 @@ impl SharedDelta {
                         removed_tasks: left.into_iter().collect(),
                     };
                     if everyone {
-                        items += 1 + change.tasks.len() + change.removed_tasks.len();
+                        items += items_of(&change);
                         all.endpoint_tasks.push(change);
                         continue;
                     }
@@ -367,7 +367,7 @@ impl SharedDelta {
                 }
             };
             let piece = Piece {
-                items: 1 + change.tasks.len() + change.removed_tasks.len(),
+                items: items_of(&change),
                 wire: AssignmentsDelta {
                     endpoint_tasks: vec![change],
                     ..Default::default()
@@ -637,6 +637,12 @@ impl Published {
         *cached = Some((self.shared_seq, bytes.clone()));
         bytes
     }
+}
+
+/// About how many items a change of an endpoint's tasks puts on the wire:
+/// the endpoint, each task that joined and each that left.
+pub fn items_of(change: &EndpointTasksChange) -> usize {
+    1 + change.tasks.len() + change.removed_tasks.len()
 }
 
 /// A node as agents get it: what their overlay reads (its underlay address

@@ -11,7 +11,9 @@ use berth_proto::v1::{
     Assignments, AssignmentsDelta, EndpointTasksChange, Task, session_message::Message,
 };
 
-use super::assignments::{NodeTasks, Published, SHARED_ITEMS_PER_MESSAGE, TaskKey, task_key};
+use super::assignments::{
+    NodeTasks, Published, SHARED_ITEMS_PER_MESSAGE, TaskKey, items_of, task_key,
+};
 use super::endpoints::followed_by_all;
 use super::payloads::{PayloadSource, SentPayloads, changes};
 
@@ -168,7 +170,7 @@ pub fn next(
         let mut items = items;
         for id in new {
             let tasks = tasks_of(published, id);
-            let size = 1 + tasks.as_ref().map_or(0, |t| t.tasks.len());
+            let size = tasks.as_ref().map_or(1, items_of);
             if items > 0 && items + size > SHARED_ITEMS_PER_MESSAGE {
                 sent.more_to_follow = true;
                 break;
