@@ -47,6 +47,14 @@ struct State {
 
 type Shared = Arc<Mutex<State>>;
 
+/// What every heartbeat gets, by call or on the stream.
+fn beat_answer() -> HeartbeatResponse {
+    HeartbeatResponse {
+        period_ms: 100,
+        ca_digest: String::new(),
+    }
+}
+
 fn lock(state: &Shared) -> std::sync::MutexGuard<'_, State> {
     state.lock().expect("fake dispatcher lock")
 }
@@ -183,10 +191,7 @@ impl Dispatcher for Service {
         let mut state = lock(&self.state);
         state.seen.heartbeats.push(request.into_inner());
         state.seen.heartbeat_calls += 1;
-        Ok(Response::new(HeartbeatResponse {
-            period_ms: 100,
-            ca_digest: String::new(),
-        }))
+        Ok(Response::new(beat_answer()))
     }
 
     type HeartbeatsStream =
@@ -205,11 +210,7 @@ impl Dispatcher for Service {
         tokio::spawn(async move {
             while let Ok(Some(beat)) = beats.message().await {
                 lock(&state).seen.heartbeats.push(beat);
-                let answer = HeartbeatResponse {
-                    period_ms: 100,
-                    ca_digest: String::new(),
-                };
-                if tx.send(Ok(answer)).await.is_err() {
+                if tx.send(Ok(beat_answer())).await.is_err() {
                     return;
                 }
             }
