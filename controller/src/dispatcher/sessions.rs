@@ -58,28 +58,32 @@ impl Sessions {
             .is_some_and(|s| s.id == session_id)
     }
 
+    /// The node's session when it is `session_id`.
+    fn current(&mut self, node_id: &str, session_id: &str) -> Option<&mut Session> {
+        self.by_node.get_mut(node_id).filter(|s| s.id == session_id)
+    }
+
+    /// The node's session when it is `session_id`, with a sign of life
+    /// recorded.
+    fn alive(&mut self, node_id: &str, session_id: &str, now: Instant) -> Option<&mut Session> {
+        let session = self.current(node_id, session_id)?;
+        session.last_heartbeat = now;
+        Some(session)
+    }
+
     /// Records a sign of life; false for a session that is not current.
     pub fn touch(&mut self, node_id: &str, session_id: &str, now: Instant) -> bool {
-        match self.by_node.get_mut(node_id) {
-            Some(s) if s.id == session_id => {
-                s.last_heartbeat = now;
-                true
-            }
-            _ => false,
-        }
+        self.alive(node_id, session_id, now).is_some()
     }
 
     /// Records that the agent applied the shared part up to `seq` (a sign of
     /// life too); false for a session that is not current.
     pub fn ack(&mut self, node_id: &str, session_id: &str, seq: u64, now: Instant) -> bool {
-        match self.by_node.get_mut(node_id) {
-            Some(s) if s.id == session_id => {
-                s.last_heartbeat = now;
-                s.acked_seq = seq;
-                true
-            }
-            _ => false,
-        }
+        let Some(session) = self.alive(node_id, session_id, now) else {
+            return false;
+        };
+        session.acked_seq = seq;
+        true
     }
 
     /// Records that the agent wants the tasks of `services` (a sign of life
@@ -91,19 +95,16 @@ impl Sessions {
         services: impl IntoIterator<Item = String>,
         now: Instant,
     ) -> bool {
-        match self.by_node.get_mut(node_id) {
-            Some(s) if s.id == session_id => {
-                s.last_heartbeat = now;
-                for service in services {
-                    if s.asked.len() >= MAX_ASKED {
-                        break;
-                    }
-                    s.asked.insert(service);
-                }
-                true
+        let Some(session) = self.alive(node_id, session_id, now) else {
+            return false;
+        };
+        for service in services {
+            if session.asked.len() >= MAX_ASKED {
+                break;
             }
-            _ => false,
+            session.asked.insert(service);
         }
+        true
     }
 
     /// The services the node's current session asked to follow.
@@ -118,11 +119,9 @@ impl Sessions {
     /// `owed` is the sequence of its last message with something to put into
     /// the kernel, `passed` the one it has gone past without news for it.
     pub fn progress(&mut self, node_id: &str, session_id: &str, owed: u64, passed: u64) {
-        if let Some(s) = self.by_node.get_mut(node_id)
-            && s.id == session_id
-        {
-            s.owed = owed;
-            s.passed = passed;
+        if let Some(session) = self.current(node_id, session_id) {
+            session.owed = owed;
+            session.passed = passed;
         }
     }
 
