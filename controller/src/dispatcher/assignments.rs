@@ -619,10 +619,7 @@ impl Published {
                 if endpoints::followed_by_all(e) {
                     e.clone()
                 } else {
-                    Endpoint {
-                        tasks: Vec::new(),
-                        ..e.clone()
-                    }
+                    head(e)
                 }
             })
             .collect();
@@ -636,6 +633,19 @@ impl Published {
         let bytes = Bytes::from(shared.encode_to_vec());
         *cached = Some((self.shared_seq, bytes.clone()));
         bytes
+    }
+}
+
+/// An endpoint without its serving tasks (those who follow it get them
+/// apart), copied without copying them.
+fn head(e: &Endpoint) -> Endpoint {
+    Endpoint {
+        service_id: e.service_id.clone(),
+        service_name: e.service_name.clone(),
+        ports: e.ports.clone(),
+        tasks: Vec::new(),
+        virtual_ips: e.virtual_ips.clone(),
+        aliases: e.aliases.clone(),
     }
 }
 
