@@ -138,12 +138,25 @@ pub fn admin_dir(path: &Path) -> PathBuf {
     path.join(ADMIN_DIR)
 }
 
+/// sled's page cache. The state machine reads from its own mirror and writes
+/// sled only at checkpoints (`store/mirror.rs`), so sled's cache serves
+/// nothing but those writes; its default (1 GiB) let it keep a second copy of
+/// every object written.
+const DB_CACHE_BYTES: u64 = 16 * 1024 * 1024;
+
 /// Opens the database of a member's data dir.
 pub fn open_db(path: &Path) -> Result<sled::Db, DataDirError> {
-    sled::open(path.join(DB_DIR)).map_err(|e| DataDirError::Corrupt {
+    open_sled(&path.join(DB_DIR)).map_err(|e| DataDirError::Corrupt {
         path: path.to_path_buf(),
         what: format!("database: {e}"),
     })
+}
+
+fn open_sled(dir: &Path) -> sled::Result<sled::Db> {
+    sled::Config::new()
+        .path(dir)
+        .cache_capacity(DB_CACHE_BYTES)
+        .open()
 }
 
 /// Checks that the database matches the marker and returns its state machine.
@@ -219,7 +232,7 @@ pub fn create_from(
         path: path.to_path_buf(),
         what,
     };
-    let db = sled::open(path.join(DB_DIR)).map_err(|e| corrupt(format!("database: {e}")))?;
+    let db = open_sled(&path.join(DB_DIR)).map_err(|e| corrupt(format!("database: {e}")))?;
     {
         let tree = db.open_tree("state").map_err(|e| corrupt(e.to_string()))?;
         let sm = StateMachine::new(tree.clone(), WatchHub::new(0))

@@ -120,8 +120,8 @@ pub struct Input<'a> {
     pub networks: &'a [Network],
     pub nodes: &'a [Node],
     pub services: &'a [Service],
-    /// Tasks before this round's placements.
-    pub before: &'a [Task],
+    /// Tasks before this round's placements (by reference).
+    pub before: &'a [&'a Task],
     /// Tasks after them (those of `before` that did not change, by reference).
     pub after: &'a [&'a Task],
 }

@@ -329,7 +329,7 @@ proptest! {
     #[test]
     fn addresses_blocks_and_vips_stay_unique(events in proptest::collection::vec(event(), 1..24)) {
         let nets = networks();
-        let mut view = ClusterView {
+        let mut view: ClusterView = ClusterView {
             nodes: (0..3).map(node).collect(),
             ..Default::default()
         };

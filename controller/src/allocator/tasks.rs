@@ -28,7 +28,7 @@ pub struct TaskAllocation {
 pub fn allocate(
     pools: &mut Pools,
     blocked: &BTreeMap<String, AllocError>,
-    before: &[Task],
+    before: &[&Task],
     after: &[&Task],
 ) -> TaskAllocation {
     let mut sorted: Vec<&Task> = after.to_vec();
@@ -56,7 +56,7 @@ pub fn allocate(
             held.insert((task.id.as_str(), network.as_str()), valid.is_some());
         }
     }
-    let before: HashMap<&str, &Task> = before.iter().map(|t| (t.id.as_str(), t)).collect();
+    let before: HashMap<&str, &Task> = before.iter().map(|t| (t.id.as_str(), *t)).collect();
     let mut out = TaskAllocation::default();
     for task in sorted {
         let state = observed(task);

@@ -108,7 +108,7 @@ fn placed_tasks_get_addresses_from_their_nodes_blocks_and_services_a_vip() {
         network(DEFAULT_NETWORK, "10.96.0.0/16", 4096),
         network("back", "10.97.0.0/16", 4097),
     ];
-    let mut view = ClusterView {
+    let mut view: ClusterView = ClusterView {
         settings: Default::default(),
         nodes: vec![node("a"), node("b")],
         services: vec![service("web", 4, &[]), service("db", 2, &["back", "back"])],
@@ -166,7 +166,7 @@ fn placed_tasks_get_addresses_from_their_nodes_blocks_and_services_a_vip() {
 #[test]
 fn exhaustion_keeps_tasks_pending_with_the_reason_and_writes_it_once() {
     let networks = vec![network("tiny", "10.1.2.0/24", 4096)];
-    let mut view = ClusterView {
+    let mut view: ClusterView = ClusterView {
         settings: Default::default(),
         nodes: vec![node("a")],
         services: vec![service("big", 190, &["tiny"])],
@@ -215,7 +215,7 @@ fn exhaustion_keeps_tasks_pending_with_the_reason_and_writes_it_once() {
 
 #[test]
 fn unknown_networks_and_a_cluster_without_networks() {
-    let mut view = ClusterView {
+    let mut view: ClusterView = ClusterView {
         settings: Default::default(),
         nodes: vec![node("a")],
         services: vec![service("lost", 1, &["nowhere"]), service("plain", 1, &[])],
@@ -252,7 +252,7 @@ fn blocks_of_removed_networks_are_dropped_and_new_cluster_setup_is_deterministic
             blocks: vec!["10.99.0.0/26".parse().expect("block")],
         },
     );
-    let view = ClusterView {
+    let view: ClusterView = ClusterView {
         settings: Default::default(),
         nodes: vec![a],
         services: Vec::new(),
@@ -281,7 +281,7 @@ fn blocks_of_removed_networks_are_dropped_and_new_cluster_setup_is_deterministic
 #[test]
 fn a_service_without_a_vip_keeps_its_tasks_pending_with_the_reason() {
     let networks = vec![network("tiny", "10.1.2.0/24", 4096)];
-    let mut view = ClusterView {
+    let mut view: ClusterView = ClusterView {
         settings: Default::default(),
         nodes: vec![node("a")],
         services: (0..16)

@@ -22,7 +22,7 @@ use prost::Message;
 use prost::bytes::Bytes;
 
 use super::endpoints;
-use crate::store::ClusterView;
+use crate::store::{ClusterView, TaskRef};
 
 /// Shared-part changes kept for sessions that are behind; one further behind
 /// gets the complete set again.
@@ -46,8 +46,9 @@ pub struct Tracker {
     networks: BTreeMap<String, Network>,
     services: HashMap<String, Service>,
     /// Shared with [`Published::assigned`]: a task is held once however many
-    /// revisions of assignments name it.
-    tasks: HashMap<String, Arc<Task>>,
+    /// revisions of assignments name it. A task that came through the watch
+    /// stream is its event's, so the planner's view holds the same one.
+    tasks: HashMap<String, TaskRef>,
     by_node: HashMap<String, BTreeSet<String>>,
     by_service: HashMap<String, BTreeSet<String>>,
 }
@@ -86,7 +87,7 @@ impl Tracker {
             tracker.services.insert(service.id.clone(), service);
         }
         for task in view.tasks {
-            tracker.put_task(Arc::new(task), &mut dirty);
+            tracker.put_task(TaskRef::new(task), &mut dirty);
         }
         (tracker, dirty)
     }
@@ -95,7 +96,7 @@ impl Tracker {
     /// tables were read at are in them already and are skipped; one
     /// transaction's changes share a revision, so the filter is that read, not
     /// the last change applied.
-    pub fn apply(&mut self, event: &WatchEvent, dirty: &mut Dirty) {
+    pub fn apply(&mut self, event: &Arc<WatchEvent>, dirty: &mut Dirty) {
         if event.revision <= self.read_at {
             return;
         }
@@ -136,8 +137,9 @@ impl Tracker {
             Some(watch_event::Object::Task(task)) => {
                 if removed {
                     self.remove_task(&task.id, dirty);
-                } else {
-                    self.put_task(Arc::new(task.clone()), dirty);
+                } else if let Some(task) = TaskRef::from_event(event) {
+                    // The event's own task: shared with the planner's view.
+                    self.put_task(task, dirty);
                 }
             }
             Some(watch_event::Object::Secret(_)) | Some(watch_event::Object::Config(_)) | None => {}
@@ -145,7 +147,7 @@ impl Tracker {
         self.revision = self.revision.max(event.revision);
     }
 
-    fn put_task(&mut self, task: Arc<Task>, dirty: &mut Dirty) {
+    fn put_task(&mut self, task: TaskRef, dirty: &mut Dirty) {
         self.remove_task(&task.id, dirty);
         dirty.assigned.insert(task.node_id.clone());
         dirty.services.insert(task.service_id.clone());
@@ -175,14 +177,14 @@ impl Tracker {
     /// history: the agent keeps their final status and logs until the task is
     /// deleted (the task history limit, docs/design/events.md), as Swarm's
     /// agents keep a task's container until its record is gone.
-    fn assigned_to(&self, node_id: &str) -> BTreeMap<String, Arc<Task>> {
+    fn assigned_to(&self, node_id: &str) -> BTreeMap<String, TaskRef> {
         self.by_node
             .get(node_id)
             .into_iter()
             .flatten()
             .filter_map(|id| self.tasks.get(id))
             .filter(|task| !task.node_id.is_empty())
-            .map(|task| (task.id.clone(), Arc::clone(task)))
+            .map(|task| (task.id.clone(), task.clone()))
             .collect()
     }
 
@@ -240,7 +242,7 @@ pub fn task_key(task: &Task) -> TaskKey {
 }
 
 /// A node's assigned tasks by id (the tracker's copies, shared).
-pub type NodeTasks = Arc<BTreeMap<String, Arc<Task>>>;
+pub type NodeTasks = Arc<BTreeMap<String, TaskRef>>;
 
 /// A change of one endpoint.
 #[derive(Clone, Debug, PartialEq)]
@@ -477,7 +479,7 @@ impl Published {
             let same = before.is_some_and(|b| {
                 b.len() == now.len()
                     && b.iter().zip(&now).all(|((i, a), (j, b))| {
-                        i == j && (Arc::ptr_eq(a, b) || task_key(a) == task_key(b))
+                        i == j && (a.ptr_eq(b) || task_key(a) == task_key(b))
                     })
             }) || (before.is_none() && now.is_empty());
             if same {

@@ -29,11 +29,12 @@ mod rollout_tests;
 #[cfg(test)]
 mod tests;
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap};
 
 use berth_proto::store::Op;
 use berth_proto::v1::service_spec::Mode;
-use berth_proto::v1::{Node, Service};
+use berth_proto::v1::{Node, Service, Task};
 
 use plan::Plan;
 
@@ -44,22 +45,26 @@ pub use crate::store::ClusterView;
 /// Returns puts at the version read (Expect::Version), creates (Expect::Absent)
 /// and deletes (Expect::Version): a concurrent change fails the commit and the
 /// pass is simply computed again.
-pub fn orchestrate(view: &ClusterView, now_ms: i64, new_id: &mut dyn FnMut() -> String) -> Vec<Op> {
+pub fn orchestrate<T: Borrow<Task>>(
+    view: &ClusterView<T>,
+    now_ms: i64,
+    new_id: &mut dyn FnMut() -> String,
+) -> Vec<Op> {
     orchestrate_timed(view, now_ms, new_id).0
 }
 
 /// [`orchestrate`], and the earliest time a waiting decision (a restart or
 /// update delay, a rollout's monitor window, progress deadline or
 /// auto-promotion) falls due: nothing else needs a pass before then.
-pub fn orchestrate_timed(
-    view: &ClusterView,
+pub fn orchestrate_timed<T: Borrow<Task>>(
+    view: &ClusterView<T>,
     now_ms: i64,
     new_id: &mut dyn FnMut() -> String,
 ) -> (Vec<Op>, Option<i64>) {
-    let mut plan = Plan::new(&view.tasks, now_ms);
+    let mut plan = Plan::new(view.tasks.iter().map(Borrow::borrow), now_ms);
     let nodes: HashMap<&str, &Node> = view.nodes.iter().map(|n| (n.id.as_str(), n)).collect();
     let mut by_service: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    for (i, task) in view.tasks.iter().enumerate() {
+    for (i, task) in view.tasks.iter().map(Borrow::borrow).enumerate() {
         by_service
             .entry(task.service_id.as_str())
             .or_default()

@@ -13,7 +13,8 @@ use super::task::wrap;
 use crate::store::{Table, delete, put, put_kind};
 
 pub struct Plan<'a> {
-    original: &'a [Task],
+    /// The tasks as read, by reference.
+    original: Vec<&'a Task>,
     /// Copies of the tasks this pass changed, by index (copy on write).
     edits: BTreeMap<usize, Task>,
     deleted: BTreeSet<usize>,
@@ -29,9 +30,9 @@ pub struct Plan<'a> {
 }
 
 impl<'a> Plan<'a> {
-    pub fn new(original: &'a [Task], now_ms: i64) -> Self {
+    pub fn new(original: impl IntoIterator<Item = &'a Task>, now_ms: i64) -> Self {
         Plan {
-            original,
+            original: original.into_iter().collect(),
             edits: BTreeMap::new(),
             deleted: BTreeSet::new(),
             created: Vec::new(),
@@ -57,21 +58,21 @@ impl<'a> Plan<'a> {
 
     /// The task as this pass has left it so far.
     pub fn task(&self, i: usize) -> &Task {
-        self.edits.get(&i).unwrap_or(&self.original[i])
+        self.edits.get(&i).unwrap_or(self.original[i])
     }
 
     /// The task as it was read.
     pub fn original(&self, i: usize) -> &'a Task {
-        &self.original[i]
+        self.original[i]
     }
 
     /// Whether this pass changed the task already.
     pub fn touched(&self, i: usize) -> bool {
-        self.deleted.contains(&i) || self.edits.get(&i).is_some_and(|t| *t != self.original[i])
+        self.deleted.contains(&i) || self.edits.get(&i).is_some_and(|t| t != self.original[i])
     }
 
     pub fn edit(&mut self, i: usize) -> &mut Task {
-        let original = &self.original[i];
+        let original = self.original[i];
         self.edits.entry(i).or_insert_with(|| original.clone())
     }
 
@@ -107,12 +108,12 @@ impl<'a> Plan<'a> {
         let mut ops = Vec::new();
         let mut edits = self.edits;
         for i in &self.deleted {
-            let read = &self.original[*i];
+            let read = self.original[*i];
             edits.remove(i);
             ops.push(delete(Table::Task, &read.id, Expect::Version, read.version));
         }
         for (i, mut task) in edits {
-            let read = &self.original[i];
+            let read = self.original[i];
             if task != *read {
                 let ts = task.timestamps.get_or_insert_with(Default::default);
                 ts.updated_ms = self.now_ms;

@@ -1,12 +1,14 @@
 //! The planner: the leader's loop that decides tasks. While this member leads,
-//! on every burst of committed changes and on a periodic tick, it reads nodes,
-//! services and tasks, plans a round ([`plan::plan_round_with`]: orchestrator,
-//! then scheduler, then allocator) and commits the round's operations in
-//! bounded transactions. Network subnets (and the
+//! on every burst of committed changes and on a periodic tick, it plans a
+//! round from its view of nodes, services and tasks ([`live::LiveView`], kept
+//! from the watch stream) with [`plan::plan_round_with`] (orchestrator, then
+//! scheduler, then allocator) and commits the round's operations in bounded
+//! transactions. Network subnets (and the
 //! default network) are committed first, so a round allocates from stored
 //! subnets only. A refused transaction (someone changed a task meanwhile) is
 //! not an error: the next round computes again from the new state.
 
+pub mod live;
 pub mod plan;
 
 use std::time::Duration;
@@ -21,9 +23,10 @@ use crate::ids::new_id;
 use crate::raft::{ProposeError, RaftHandle};
 use crate::store::commit::{CommitError, batches, commit as commit_txn};
 use crate::store::watch::touches_workloads;
-use crate::store::{StoreError, read_networks, read_view};
+use crate::store::{StateMachine, StoreError, read_networks};
+use live::LiveView;
 
-pub use plan::{plan_round, plan_round_owned, plan_round_timed, plan_round_with};
+pub use plan::{plan_round, plan_round_timed, plan_round_with};
 
 #[derive(Clone, Debug)]
 pub struct PlannerSettings {
@@ -31,10 +34,10 @@ pub struct PlannerSettings {
     /// restart or update delay ran out, or the last round left work.
     pub tick: Duration,
     /// A round runs at least this often even when nothing seems to change (a
-    /// safety net; an idle cluster's rounds would otherwise decode and plan
-    /// every task twice a second). Each decodes and plans every task: every
-    /// 10 s, 20,000 tasks were ~40 % of an idle 1,000-node leader's CPU, so
-    /// the net is a minute.
+    /// safety net, which also reads the planner's view from the store again;
+    /// an idle cluster's rounds would otherwise plan every task twice a
+    /// second). Each plans every task: every 10 s, 20,000 tasks were ~40 % of
+    /// an idle 1,000-node leader's CPU, so the net is a minute.
     pub idle_round: Duration,
     /// After the first event of a burst, wait this long for the rest of it.
     pub settle: Duration,
@@ -99,20 +102,93 @@ impl LastRound {
 
 type Events = tokio::sync::broadcast::Receiver<std::sync::Arc<berth_proto::v1::WatchEvent>>;
 
+/// The watch stream and the view kept from it.
+struct Watched {
+    events: Events,
+    /// Whether the stream still delivers (else rounds run on the tick).
+    open: bool,
+    /// The tables while this member leads; None while it follows, and after
+    /// the stream fell behind (the next round reads the store again).
+    live: Option<LiveView>,
+}
+
+impl Watched {
+    /// Takes in one received change.
+    fn take(&mut self, received: Result<std::sync::Arc<berth_proto::v1::WatchEvent>, RecvError>) {
+        match received {
+            Ok(event) => {
+                if let Some(live) = &mut self.live {
+                    live.apply(&event);
+                }
+            }
+            // Changes were missed: the view is read again.
+            Err(RecvError::Lagged(_)) => self.live = None,
+            Err(RecvError::Closed) => {
+                self.live = None;
+                self.open = false;
+            }
+        }
+    }
+
+    /// Takes in every change received so far. Returns whether one of them
+    /// (or one missed) is a change to the workloads that `round` neither read
+    /// nor made (None: take them all).
+    fn drain(&mut self, round: Option<&RoundOutcome>) -> bool {
+        let mut foreign = false;
+        loop {
+            match self.events.try_recv() {
+                Ok(event) => {
+                    foreign |= touches_workloads(&event)
+                        && round.is_none_or(|r| {
+                            event.revision > r.read_revision
+                                && !r.own_revisions.contains(&event.revision)
+                        });
+                    self.take(Ok(event));
+                }
+                Err(TryRecvError::Lagged(n)) => {
+                    foreign = true;
+                    self.take(Err(RecvError::Lagged(n)));
+                }
+                Err(TryRecvError::Empty) => return foreign,
+                Err(TryRecvError::Closed) => {
+                    self.take(Err(RecvError::Closed));
+                    return foreign;
+                }
+            }
+        }
+    }
+
+    /// The view, read from the store if there is none.
+    fn view(&mut self, sm: &StateMachine) -> Result<&LiveView, StoreError> {
+        let live = match self.live.take() {
+            Some(live) => live,
+            None => LiveView::read(sm)?,
+        };
+        Ok(self.live.insert(live))
+    }
+}
+
 /// Runs forever: acts only while this member is the leader.
 pub async fn run(raft: RaftHandle, settings: PlannerSettings, clock: SharedClock) {
     // From now on; the first round reads the whole state anyway.
-    let mut events: Events = match raft.state().watch().subscribe(0) {
-        Ok((_, rx)) => rx,
+    let mut watched = match raft.state().watch().subscribe(0) {
+        Ok((_, events)) => Watched {
+            events,
+            open: true,
+            live: None,
+        },
         Err(err) => {
             warn!(%err, "leader loop cannot watch the store; running on the tick only");
-            tokio::sync::broadcast::channel(1).1
+            Watched {
+                events: tokio::sync::broadcast::channel(1).1,
+                open: false,
+                live: None,
+            }
         }
     };
     let mut tick = tokio::time::interval(settings.tick);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut leading_term: Option<u64> = None;
-    let mut watching = true;
     // Someone else changed the state while the last round ran.
     let mut again = false;
     let mut last = LastRound {
@@ -126,22 +202,21 @@ pub async fn run(raft: RaftHandle, settings: PlannerSettings, clock: SharedClock
         } else {
             tokio::select! {
                 _ = tick.tick() => false,
-                received = events.recv(), if watching => match received {
-                    Ok(event) if !touches_workloads(&event) => continue,
-                    Ok(_) | Err(RecvError::Lagged(_)) => true,
-                    Err(RecvError::Closed) => {
-                        warn!("store watch closed; the leader loop runs on the tick only");
-                        watching = false;
-                        false
+                received = watched.events.recv(), if watched.open => {
+                    let workloads = received.as_ref().map_or(true, |e| touches_workloads(e));
+                    watched.take(received);
+                    if !workloads {
+                        continue;
                     }
-                },
+                    watched.open
+                }
             }
         };
         if by_event {
             // Coalesce the burst: one round for all of it.
             tokio::time::sleep(settings.settle).await;
-            drain(&mut events);
         }
+        watched.drain(None);
         let status = raft.status().get();
         if !status.is_leader() {
             if leading_term.take().is_some() {
@@ -150,6 +225,8 @@ pub async fn run(raft: RaftHandle, settings: PlannerSettings, clock: SharedClock
                     "no longer the leader: orchestrator and scheduler stop"
                 );
             }
+            // A follower keeps no view: the next leadership reads it anew.
+            watched.live = None;
             continue;
         }
         if leading_term != Some(status.term) {
@@ -163,13 +240,18 @@ pub async fn run(raft: RaftHandle, settings: PlannerSettings, clock: SharedClock
                 "leading: orchestrator and scheduler run"
             );
             leading_term = Some(status.term);
+            watched.live = None;
             last.busy = true;
         }
-        if !by_event && watching && !last.needed(clock.now_ms(), settings.idle_round) {
+        if !by_event && watched.open && !last.needed(clock.now_ms(), settings.idle_round) {
             continue;
         }
+        if last.at.elapsed() >= settings.idle_round {
+            // The safety net reads the tables again, as a new leader does.
+            watched.live = None;
+        }
         let started = std::time::Instant::now();
-        let result = round(&raft, &settings, clock.as_ref()).await;
+        let result = round(&raft, &settings, clock.as_ref(), &mut watched).await;
         raft.metrics().loop_round(
             crate::metrics::LOOP_PLANNER,
             started.elapsed().as_secs_f64(),
@@ -187,7 +269,7 @@ pub async fn run(raft: RaftHandle, settings: PlannerSettings, clock: SharedClock
                 }
                 // Our own commits and what the round read need no new round;
                 // anything else does, at once.
-                again = foreign_changes(&mut events, &outcome);
+                again = watched.drain(Some(&outcome));
                 last = LastRound {
                     busy: outcome.ops > 0 || outcome.refused_txns > 0,
                     due_ms: outcome.due_ms,
@@ -196,6 +278,7 @@ pub async fn run(raft: RaftHandle, settings: PlannerSettings, clock: SharedClock
             }
             Err(err) => {
                 warn!(%err, "leader round failed; retrying");
+                watched.live = None;
                 last.busy = true;
             }
         }
@@ -203,40 +286,16 @@ pub async fn run(raft: RaftHandle, settings: PlannerSettings, clock: SharedClock
     }
 }
 
-fn drain(events: &mut Events) {
-    loop {
-        match events.try_recv() {
-            Ok(_) | Err(TryRecvError::Lagged(_)) => {}
-            Err(TryRecvError::Empty) | Err(TryRecvError::Closed) => return,
-        }
-    }
-}
-
-/// Drains the events that arrived during a round; true when one of them is a
-/// change the round neither read nor made.
-fn foreign_changes(events: &mut Events, outcome: &RoundOutcome) -> bool {
-    let mut foreign = false;
-    loop {
-        match events.try_recv() {
-            Ok(event) if !touches_workloads(&event) => {}
-            Ok(event) => {
-                foreign |= event.revision > outcome.read_revision
-                    && !outcome.own_revisions.contains(&event.revision);
-            }
-            Err(TryRecvError::Lagged(_)) => foreign = true,
-            Err(TryRecvError::Empty) | Err(TryRecvError::Closed) => return foreign,
-        }
-    }
-}
-
-/// Reads the state, plans and commits once.
-pub async fn round(
+/// Plans from the view and commits once.
+async fn round(
     raft: &RaftHandle,
     settings: &PlannerSettings,
     clock: &dyn crate::clock::Clock,
+    watched: &mut Watched,
 ) -> Result<RoundOutcome, PlannerError> {
     let mut outcome = RoundOutcome::default();
-    let networks = read_networks(raft.state())?;
+    let sm = raft.state();
+    let networks = read_networks(sm)?;
     let prepared = subnets::prepare(
         &networks,
         &settings.new_cluster,
@@ -246,12 +305,15 @@ pub async fn round(
     if !prepared.is_empty() {
         commit(raft, settings, prepared, &mut outcome).await?;
     }
-    outcome.read_revision = raft.state().revision()?;
-    let view = read_view(raft.state())?;
-    let networks = read_networks(raft.state())?;
-    // The view goes into the round: its tasks are not held (nor copied)
-    // beside the round's own while the round plans and commits.
-    let (ops, due_ms) = plan_round_owned(view, &networks, clock.now_ms(), &mut new_id);
+    // Changes that came meanwhile belong in the view the round reads.
+    watched.drain(None);
+    let live = watched.view(sm)?;
+    outcome.read_revision = live.revision();
+    let (volumes, settings_record) = crate::store::view::read_volumes_and_settings(sm)?;
+    let networks = read_networks(sm)?;
+    let view = live.view(volumes, settings_record);
+    let (ops, due_ms) = plan_round_timed(&view, &networks, clock.now_ms(), &mut new_id);
+    drop(view);
     outcome.due_ms = due_ms;
     let placements = ops.iter().filter(|op| places_task(op)).count();
     commit(raft, settings, ops, &mut outcome).await?;

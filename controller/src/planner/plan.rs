@@ -2,6 +2,7 @@
 //! the orchestrator's operations, then the scheduler's on the state they leave,
 //! then the allocator's, merged into one operation per object.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 
 use berth_proto::store::object::Kind;
@@ -17,7 +18,11 @@ use crate::store::ops::{put_task, target};
 
 /// [`plan_round_with`] on a cluster without networks: tasks get no overlay
 /// addresses unless their spec names a network, which then does not exist.
-pub fn plan_round(view: &ClusterView, now_ms: i64, new_id: &mut dyn FnMut() -> String) -> Vec<Op> {
+pub fn plan_round<T: Borrow<Task>>(
+    view: &ClusterView<T>,
+    now_ms: i64,
+    new_id: &mut dyn FnMut() -> String,
+) -> Vec<Op> {
     plan_round_with(view, &[], now_ms, new_id)
 }
 
@@ -27,8 +32,8 @@ pub fn plan_round(view: &ClusterView, now_ms: i64, new_id: &mut dyn FnMut() -> S
 /// allocator addresses is one create). A placement whose task gets no address
 /// is dropped: the task stays PENDING with the reason. Changed node block
 /// lists come first, so they tend to commit with or before their tasks.
-pub fn plan_round_with(
-    view: &ClusterView,
+pub fn plan_round_with<T: Borrow<Task>>(
+    view: &ClusterView<T>,
     networks: &[Network],
     now_ms: i64,
     new_id: &mut dyn FnMut() -> String,
@@ -38,49 +43,22 @@ pub fn plan_round_with(
 
 /// [`plan_round_with`], and the earliest time a waiting decision falls due
 /// (see [`orchestrate_timed`]).
-pub fn plan_round_timed(
-    view: &ClusterView,
+///
+/// Each stage reads the task table as the stages before it leave it, by
+/// reference: the view's tasks that their operations leave alone, and the
+/// operations' own. At 20,000 tasks a copy of the table is ~40 MB of decoded
+/// tasks; rounds that copied it per stage were the leader's largest holder
+/// while a cluster converged.
+pub fn plan_round_timed<T: Borrow<Task>>(
+    view: &ClusterView<T>,
     networks: &[Network],
     now_ms: i64,
     new_id: &mut dyn FnMut() -> String,
 ) -> (Vec<Op>, Option<i64>) {
     let (orchestrated, due) = orchestrate_timed(view, now_ms, new_id);
-    let tasks = apply_to_tasks(view.tasks.clone(), &orchestrated);
-    plan_rest(view, tasks, orchestrated, due, networks, now_ms, new_id)
-}
-
-/// [`plan_round_timed`] on a view the caller gives up: the orchestrator's
-/// changes are applied to its task table in place, not to a copy. At 20,000
-/// tasks each copy of the table is ~40 MB of decoded tasks; a round held three
-/// at once (the view's, after the orchestrator, after the scheduler), the
-/// leader's largest holder after the sessions while services were created.
-pub fn plan_round_owned(
-    mut view: ClusterView,
-    networks: &[Network],
-    now_ms: i64,
-    new_id: &mut dyn FnMut() -> String,
-) -> (Vec<Op>, Option<i64>) {
-    let (orchestrated, due) = orchestrate_timed(&view, now_ms, new_id);
-    let tasks = apply_to_tasks(std::mem::take(&mut view.tasks), &orchestrated);
-    plan_rest(&view, tasks, orchestrated, due, networks, now_ms, new_id)
-}
-
-/// The scheduler and the allocator on `tasks` (the view's tasks after the
-/// orchestrator's `orchestrated`), merged with those.
-fn plan_rest(
-    view: &ClusterView,
-    tasks: Vec<Task>,
-    orchestrated: Vec<Op>,
-    due: Option<i64>,
-    networks: &[Network],
-    now_ms: i64,
-    new_id: &mut dyn FnMut() -> String,
-) -> (Vec<Op>, Option<i64>) {
+    let tasks = placed_tasks(view.tasks.iter().map(Borrow::borrow), &orchestrated);
     let mut scheduled = schedule_with(&view.nodes, &view.volumes, &tasks, now_ms, new_id);
-    // The table after the placements, by reference: a copy of every task
-    // for each round that placed one was a large part of the leader's memory
-    // while a cluster converged.
-    let placed = placed_tasks(&tasks, &scheduled);
+    let placed = placed_tasks(tasks.iter().copied(), &scheduled);
     let services = latest_services(&view.services, &orchestrated);
     let allocation = allocator::allocate(allocator::Input {
         networks,
@@ -125,55 +103,30 @@ fn latest_services(services: &[Service], ops: &[Op]) -> Vec<Service> {
 
 /// The task table as it will be once `ops` apply, by reference: the tasks
 /// of `tasks` that `ops` leave alone, and the ops' own.
-fn placed_tasks<'a>(tasks: &'a [Task], ops: &'a [Op]) -> Vec<&'a Task> {
-    let mut out: Vec<&Task> = tasks.iter().collect();
-    apply_ops(&mut out, ops, |t| t);
-    out
-}
-
-/// The task table as it will be once `ops` apply (in place).
-fn apply_to_tasks(mut out: Vec<Task>, ops: &[Op]) -> Vec<Task> {
-    apply_ops(&mut out, ops, Task::clone);
-    out
-}
-
-/// Applies the task puts and deletes of `ops` to `out` (tasks, or
-/// references to them: `from` makes one of a put's).
-fn apply_ops<'a, T: std::borrow::Borrow<Task>>(
-    out: &mut Vec<T>,
-    ops: &'a [Op],
-    from: impl Fn(&'a Task) -> T,
-) {
+fn placed_tasks<'a>(tasks: impl Iterator<Item = &'a Task>, ops: &'a [Op]) -> Vec<&'a Task> {
+    let mut out: Vec<&Task> = tasks.collect();
     if ops.is_empty() {
-        return;
+        return out;
     }
-    let mut index: HashMap<String, usize> = out
+    let mut index: HashMap<&str, usize> = out
         .iter()
         .enumerate()
-        .map(|(i, t)| (t.borrow().id.clone(), i))
+        .map(|(i, t)| (t.id.as_str(), i))
         .collect();
-    // New tasks grow the table once, to its size: doubling a vector of
-    // 20,000 tasks copied it into twice the pages.
-    let new = ops
-        .iter()
-        .filter_map(put_task)
-        .filter(|task| !index.contains_key(&task.id))
-        .count();
-    out.reserve_exact(new);
     let mut gone = vec![false; out.len()];
     for o in ops {
         if let Some(task) = put_task(o) {
-            match index.get(&task.id) {
-                Some(&i) => out[i] = from(task),
+            match index.get(task.id.as_str()) {
+                Some(&i) => out[i] = task,
                 None => {
-                    index.insert(task.id.clone(), out.len());
-                    out.push(from(task));
+                    index.insert(&task.id, out.len());
+                    out.push(task);
                     gone.push(false);
                 }
             }
         } else if let Some(op::Op::Delete(d)) = &o.op
             && d.table == "task"
-            && let Some(&i) = index.get(&d.id)
+            && let Some(&i) = index.get(d.id.as_str())
         {
             gone[i] = true;
         }
@@ -183,6 +136,7 @@ fn apply_ops<'a, T: std::borrow::Borrow<Task>>(
         i += 1;
         !gone[i - 1]
     });
+    out
 }
 
 /// One operation per object: a later put replaces an earlier one's object but

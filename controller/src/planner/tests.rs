@@ -66,7 +66,7 @@ fn tasks_of(ops: &[Op]) -> Vec<(Task, i32)> {
 
 #[test]
 fn a_round_creates_and_places_in_one_operation_per_task() {
-    let view = ClusterView {
+    let view: ClusterView = ClusterView {
         settings: Default::default(),
         nodes: vec![node("a"), node("b"), node("c")],
         services: vec![service(3)],
@@ -154,7 +154,7 @@ fn a_rollout_status_and_a_vip_are_one_put_of_the_service() {
         version: 3,
         ..Default::default()
     };
-    let view = ClusterView {
+    let view: ClusterView = ClusterView {
         settings: Default::default(),
         nodes: vec![node("a")],
         services: vec![svc],
@@ -224,7 +224,12 @@ fn batches_respect_count_and_size() {
 
 #[test]
 fn only_changes_a_round_neither_read_nor_made_call_for_another() {
-    let (tx, mut rx) = tokio::sync::broadcast::channel(16);
+    let (tx, events) = tokio::sync::broadcast::channel(16);
+    let mut watched = Watched {
+        events,
+        open: true,
+        live: Some(LiveView::default()),
+    };
     let event = |revision| {
         std::sync::Arc::new(berth_proto::v1::WatchEvent {
             time_ms: 0,
@@ -240,12 +245,46 @@ fn only_changes_a_round_neither_read_nor_made_call_for_another() {
     for r in [9, 10, 11, 12] {
         tx.send(event(r)).expect("send");
     }
-    assert!(!foreign_changes(&mut rx, &outcome));
+    assert!(!watched.drain(Some(&outcome)));
     for r in [11, 13] {
         tx.send(event(r)).expect("send");
     }
-    assert!(foreign_changes(&mut rx, &outcome));
-    assert!(!foreign_changes(&mut rx, &outcome), "drained");
+    assert!(watched.drain(Some(&outcome)));
+    assert!(!watched.drain(Some(&outcome)), "drained");
+    assert_eq!(
+        watched.live.as_ref().map(LiveView::revision),
+        Some(13),
+        "the view took the changes in"
+    );
+}
+
+#[test]
+fn a_stream_that_fell_behind_drops_the_view_and_calls_for_a_round() {
+    let (tx, events) = tokio::sync::broadcast::channel(2);
+    let mut watched = Watched {
+        events,
+        open: true,
+        live: Some(LiveView::default()),
+    };
+    for revision in 1..=4 {
+        tx.send(std::sync::Arc::new(berth_proto::v1::WatchEvent {
+            revision,
+            ..Default::default()
+        }))
+        .expect("send");
+    }
+    let outcome = RoundOutcome {
+        read_revision: 10,
+        ..Default::default()
+    };
+    assert!(
+        watched.drain(Some(&outcome)),
+        "missed changes call for a round"
+    );
+    assert!(
+        watched.live.is_none(),
+        "the next round reads the store again"
+    );
 }
 
 /// A one-member cluster on a temporary data dir, as `server::run` builds it.

@@ -18,6 +18,7 @@ pub mod volumes;
 #[cfg(test)]
 mod proptests;
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 
 use berth_proto::store::{Expect, Op};
@@ -43,10 +44,10 @@ pub fn schedule(nodes: &[Node], tasks: &[Task], now_ms: i64) -> Vec<Op> {
 /// message saying why they wait (written only when it changes). A task that
 /// mounts named volumes goes to their node; the volumes its placement made or
 /// put on a node (and those it mounts) are written too, first in the list.
-pub fn schedule_with(
+pub fn schedule_with<T: Borrow<Task>>(
     nodes: &[Node],
     volumes: &[Volume],
-    tasks: &[Task],
+    tasks: &[T],
     now_ms: i64,
     new_id: &mut dyn FnMut() -> String,
 ) -> Vec<Op> {
@@ -58,7 +59,7 @@ pub fn schedule_with(
         .map(|(i, n)| (n.id.as_str(), i))
         .collect();
     let mut pending: Vec<&Task> = Vec::new();
-    for task in tasks {
+    for task in tasks.iter().map(Borrow::borrow) {
         let state = observed(task);
         if task.node_id.is_empty() {
             if state == TaskState::Pending as i32 && wants_running(task) {

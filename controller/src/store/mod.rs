@@ -11,6 +11,7 @@ pub mod object;
 pub mod ops;
 pub mod pending;
 pub mod table;
+pub mod task_ref;
 pub mod view;
 pub mod watch;
 
@@ -20,6 +21,7 @@ pub use object::ObjectExt;
 pub use ops::{delete, put, put_kind};
 pub use pending::Pending;
 pub use table::Table;
+pub use task_ref::TaskRef;
 pub use view::{ClusterView, read_networks, read_view};
 pub use watch::WatchHub;
 

@@ -10,14 +10,28 @@ use super::{StateMachine, StoreError, Table};
 
 /// What the orchestrator, scheduler and dispatcher read: the three tables,
 /// and the volumes (the scheduler keeps a task that mounts one on its node).
-#[derive(Clone, Debug, Default)]
-pub struct ClusterView {
+/// The tasks are owned (`Task`, as read from the store) or borrowed from a
+/// view kept elsewhere (`&Task`: the planner's [`crate::planner::live`]).
+#[derive(Clone, Debug)]
+pub struct ClusterView<T = Task> {
     pub nodes: Vec<Node>,
     pub services: Vec<Service>,
-    pub tasks: Vec<Task>,
+    pub tasks: Vec<T>,
     pub volumes: Vec<Volume>,
     /// Cluster-wide settings (#17); the default record when none is stored.
     pub settings: berth_proto::v1::ClusterSettings,
+}
+
+impl<T> Default for ClusterView<T> {
+    fn default() -> Self {
+        ClusterView {
+            nodes: Vec::new(),
+            services: Vec::new(),
+            tasks: Vec::new(),
+            volumes: Vec::new(),
+            settings: Default::default(),
+        }
+    }
 }
 
 impl ClusterView {
@@ -54,6 +68,19 @@ pub fn read_view(sm: &StateMachine) -> Result<ClusterView, StoreError> {
         _ => None,
     })?;
     Ok(view)
+}
+
+/// The volume table and the cluster settings (the default record when none
+/// is stored): what a view kept from the watch stream reads per round.
+pub fn read_volumes_and_settings(
+    sm: &StateMachine,
+) -> Result<(Vec<Volume>, berth_proto::v1::ClusterSettings), StoreError> {
+    let view = ClusterView::from_objects(
+        sm.list(Table::Volume)?
+            .into_iter()
+            .chain(sm.list(Table::ClusterSettings)?),
+    );
+    Ok((view.volumes, view.settings))
 }
 
 /// The network table.

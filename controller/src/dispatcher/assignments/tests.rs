@@ -145,7 +145,7 @@ fn cluster() -> (Tracker, Published) {
 fn apply(tracker: &mut Tracker, published: &mut Published, events: &[WatchEvent]) -> Wake {
     let mut dirty = Dirty::default();
     for e in events {
-        tracker.apply(e, &mut dirty);
+        tracker.apply(&Arc::new(e.clone()), &mut dirty);
     }
     published.update(tracker, dirty)
 }
