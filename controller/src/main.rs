@@ -14,7 +14,10 @@ use berth_telemetry::LogFormat;
 use clap::Parser;
 
 // The Raft loop and gRPC allocate many small, short-lived buffers; mimalloc
-// handles that pattern markedly better than glibc's malloc.
+// handles that pattern markedly better than glibc's malloc. The
+// `system-allocator` feature leaves it out, so a heap profiler that watches
+// malloc (heaptrack) sees the controller's allocations.
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
