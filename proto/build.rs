@@ -37,6 +37,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ".berth.v1.AssignmentsDelta.shared_changes",
     ];
     config.bytes(SHARED_BYTES);
+    // A stored object or watch event is as large as its largest kind: inline,
+    // a service (2.3 KB) made every task operation 2.3 KB before its heap
+    // data, and a round's operation lists (20,000 task creates, placements
+    // and addresses) the leader's largest holder while a cluster converged.
+    // Boxed, the two large kinds take their own size and the rest a pointer.
+    for kind in [
+        ".berth.store.Object.kind.service",
+        ".berth.store.Object.kind.task",
+        ".berth.v1.WatchEvent.object.service",
+        ".berth.v1.WatchEvent.object.task",
+    ] {
+        config.boxed(kind);
+    }
     // Messages that carry a secret in clear (or the key that seals secrets, or
     // the CA key and join secrets): their Debug is written by hand in
     // src/redact.rs and prints no value, so no `{:?}` of them, or of a message

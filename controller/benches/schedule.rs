@@ -130,7 +130,7 @@ fn main() {
             if let Some(s) = t.status.as_mut() {
                 s.state = TaskState::Running as i32;
             }
-            busy.push(t);
+            busy.push(*t);
         }
     }
     let second = pending("q");

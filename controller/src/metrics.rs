@@ -464,7 +464,7 @@ mod tests {
     fn counts_are_by_service_and_state_and_nodes_by_status() {
         use berth_proto::v1::{Node, Task, TaskStatus};
         let task = |service: &str, state: TaskState, message: &str| {
-            Kind::Task(Task {
+            Kind::Task(Box::new(Task {
                 service_name: service.into(),
                 status: Some(TaskStatus {
                     state: state as i32,
@@ -472,7 +472,7 @@ mod tests {
                     ..Default::default()
                 }),
                 ..Default::default()
-            })
+            }))
         };
         let mut counts = Counts::default();
         counts.add(task("web", TaskState::Running, ""));

@@ -88,8 +88,8 @@ fn apply(view: &mut ClusterView, ops: &[Op], revision: &mut u64) {
                 Some(Kind::Task(mut t)) => {
                     t.version = *revision;
                     match view.tasks.iter_mut().find(|x| x.id == t.id) {
-                        Some(slot) => *slot = t,
-                        None => view.tasks.push(t),
+                        Some(slot) => *slot = *t,
+                        None => view.tasks.push(*t),
                     }
                 }
                 Some(Kind::Node(mut n)) => {
@@ -101,7 +101,7 @@ fn apply(view: &mut ClusterView, ops: &[Op], revision: &mut u64) {
                 Some(Kind::Service(mut s)) => {
                     s.version = *revision;
                     if let Some(slot) = view.services.iter_mut().find(|x| x.id == s.id) {
-                        *slot = s;
+                        *slot = *s;
                     }
                 }
                 _ => {}

@@ -65,8 +65,8 @@ fn apply(view: &mut ClusterView, ops: &[Op]) {
         };
         match p.object.as_ref().and_then(|o| o.kind.clone()) {
             Some(Kind::Task(t)) => match view.tasks.iter_mut().find(|x| x.id == t.id) {
-                Some(slot) => *slot = t,
-                None => view.tasks.push(t),
+                Some(slot) => *slot = *t,
+                None => view.tasks.push(*t),
             },
             Some(Kind::Node(n)) => {
                 if let Some(slot) = view.nodes.iter_mut().find(|x| x.id == n.id) {
@@ -75,7 +75,7 @@ fn apply(view: &mut ClusterView, ops: &[Op]) {
             }
             Some(Kind::Service(s)) => {
                 if let Some(slot) = view.services.iter_mut().find(|x| x.id == s.id) {
-                    *slot = s;
+                    *slot = *s;
                 }
             }
             _ => {}
@@ -330,7 +330,7 @@ async fn the_leader_loop_creates_the_default_network_and_addresses_tasks() {
             put(wrap(Kind::Node(n)), Expect::Absent, 0)
         })
         .collect();
-    ops.push(put(wrap(Kind::Service(web)), Expect::Absent, 0));
+    ops.push(put(wrap(Kind::Service(Box::new(web))), Expect::Absent, 0));
     let result = raft.propose(Txn { ops }).await.expect("propose");
     assert!(result.error.is_empty(), "{}", result.error);
     let driver = tokio::spawn(run(

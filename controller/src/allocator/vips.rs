@@ -107,7 +107,7 @@ pub fn allocate(pools: &Pools, services: &[Service]) -> VipAllocation {
             service.virtual_ips = vips;
             out.ops.push(put(
                 Object {
-                    kind: Some(Kind::Service(service)),
+                    kind: Some(Kind::Service(Box::new(service))),
                 },
                 Expect::Version,
                 version,

@@ -143,7 +143,11 @@ pub fn roll_users(
             t.updated_ms = now;
         }
         let version = service.version;
-        ops.push(put_kind(Kind::Service(service), Expect::Version, version));
+        ops.push(put_kind(
+            Kind::Service(Box::new(service)),
+            Expect::Version,
+            version,
+        ));
     }
     ops
 }
@@ -265,7 +269,7 @@ pub fn all_services(raft: &RaftHandle) -> Result<Vec<Service>, Status> {
     let mut out = Vec::new();
     for object in raft.state().list(Table::Service)? {
         if let Some(Kind::Service(s)) = object.kind {
-            out.push(s);
+            out.push(*s);
         }
     }
     Ok(out)

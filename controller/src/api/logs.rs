@@ -52,7 +52,7 @@ pub async fn service_logs(
             continue;
         }
         sources.push(Source {
-            task,
+            task: *task,
             node_name: node.name,
             api_address: node.api_address,
         });

@@ -27,13 +27,13 @@ use crate::store::{Pending, Table, commit, delete, put};
 
 fn wrap(service: Service) -> Object {
     Object {
-        kind: Some(Kind::Service(service)),
+        kind: Some(Kind::Service(Box::new(service))),
     }
 }
 
 fn unwrap(object: Object) -> Result<Service, Status> {
     match object.kind {
-        Some(Kind::Service(s)) => Ok(s),
+        Some(Kind::Service(s)) => Ok(*s),
         _ => Err(Status::internal("the store returned a non-service object")),
     }
 }
@@ -512,7 +512,7 @@ pub async fn list_tasks(
             && service_id.as_ref().is_none_or(|s| *s == task.service_id)
             && node_id.as_ref().is_none_or(|n| *n == task.node_id)
         {
-            tasks.push(task);
+            tasks.push(*task);
         }
     }
     tasks.sort_by(|a, b| (&a.service_name, a.slot, &a.id).cmp(&(&b.service_name, b.slot, &b.id)));

@@ -353,7 +353,7 @@ impl Lookups {
 
 fn wrap(service: Service) -> Object {
     Object {
-        kind: Some(Kind::Service(service)),
+        kind: Some(Kind::Service(Box::new(service))),
     }
 }
 

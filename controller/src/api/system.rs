@@ -104,7 +104,7 @@ impl System for SystemApi {
             .map_err(|e| Status::internal(e.to_string()))?
             .into_iter()
             .filter_map(|o| match o.kind {
-                Some(Kind::Task(t)) => Some(t),
+                Some(Kind::Task(t)) => Some(*t),
                 _ => None,
             })
             .collect();

@@ -88,7 +88,7 @@ impl Follower {
                             if event.action == berth_proto::v1::WatchAction::Removed as i32 {
                                 self.gone = true;
                             } else {
-                                self.task = t.clone();
+                                self.task = (**t).clone();
                             }
                             return Ok(());
                         }

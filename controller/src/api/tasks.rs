@@ -253,7 +253,7 @@ async fn shut_down(raft: &RaftHandle, task: &Task) -> Result<(), Status> {
     stopped.desired_state = TaskState::Shutdown as i32;
     let op = crate::store::put(
         berth_proto::store::Object {
-            kind: Some(Kind::Task(stopped)),
+            kind: Some(Kind::Task(Box::new(stopped))),
         },
         berth_proto::store::Expect::Version,
         task.version,

@@ -131,7 +131,8 @@ impl Tracker {
                 if removed {
                     self.services.remove(&service.id);
                 } else {
-                    self.services.insert(service.id.clone(), service.clone());
+                    self.services
+                        .insert(service.id.clone(), (**service).clone());
                 }
             }
             Some(watch_event::Object::Task(task)) => {

@@ -55,7 +55,11 @@ pub fn status_ops(
                 })
             }
         }
-        ops.push(put_kind(Kind::Task(task), Expect::Version, version));
+        ops.push(put_kind(
+            Kind::Task(Box::new(task)),
+            Expect::Version,
+            version,
+        ));
     }
     ops
 }

@@ -91,9 +91,12 @@ async fn sessions_get_their_tasks_and_silent_nodes_go_down_by_the_clock() {
         spec_version: 1,
         ..Default::default()
     };
-    commit(&raft, vec![put_kind(Kind::Task(task), Expect::Absent, 0)])
-        .await
-        .expect("commit a task");
+    commit(
+        &raft,
+        vec![put_kind(Kind::Task(Box::new(task)), Expect::Absent, 0)],
+    )
+    .await
+    .expect("commit a task");
     let mut seen_task = false;
     for _ in 0..5 {
         match next(&mut s1).await.expect("a message").message {
@@ -242,9 +245,12 @@ async fn a_session_builds_its_message_only_when_the_stream_asks() {
             spec_version: 1,
             ..Default::default()
         };
-        commit(&raft, vec![put_kind(Kind::Task(task), Expect::Absent, 0)])
-            .await
-            .expect("commit a task");
+        commit(
+            &raft,
+            vec![put_kind(Kind::Task(Box::new(task)), Expect::Absent, 0)],
+        )
+        .await
+        .expect("commit a task");
     }
     // Published and woken, but nobody asked: nothing is built.
     tokio::time::sleep(Duration::from_millis(300)).await;

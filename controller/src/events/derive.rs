@@ -16,14 +16,14 @@ pub fn derive(old: Option<&WatchEvent>, change: &WatchEvent) -> Vec<Event> {
     match (&change.object, old.and_then(|o| o.object.as_ref())) {
         (Some(Object::Service(new)), old) => {
             let old = match old {
-                Some(Object::Service(s)) => Some(s),
+                Some(Object::Service(s)) => Some(&**s),
                 _ => None,
             };
             service(action, old, new, &mut out);
         }
         (Some(Object::Task(new)), old) => {
             let old = match old {
-                Some(Object::Task(t)) => Some(t),
+                Some(Object::Task(t)) => Some(&**t),
                 _ => None,
             };
             task(action, old, new, &mut out);

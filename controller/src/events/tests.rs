@@ -22,7 +22,7 @@ fn change(revision: u64, action: WatchAction, object: Object) -> WatchEvent {
 }
 
 fn service(spec_version: u64, rollout: Option<(RolloutState, i64)>) -> Object {
-    Object::Service(Service {
+    Object::Service(Box::new(Service {
         id: "s1".into(),
         spec: Some(ServiceSpec {
             name: "web".into(),
@@ -38,11 +38,11 @@ fn service(spec_version: u64, rollout: Option<(RolloutState, i64)>) -> Object {
             ..Default::default()
         }),
         ..Default::default()
-    })
+    }))
 }
 
 fn task(state: TaskState, desired: TaskState, message: &str, exit: Option<i32>) -> Object {
-    Object::Task(Task {
+    Object::Task(Box::new(Task {
         id: "t1".into(),
         service_id: "s1".into(),
         service_name: "web".into(),
@@ -56,7 +56,7 @@ fn task(state: TaskState, desired: TaskState, message: &str, exit: Option<i32>) 
             ..Default::default()
         }),
         ..Default::default()
-    })
+    }))
 }
 
 fn node(status: NodeStatus, availability: NodeAvailability) -> Object {

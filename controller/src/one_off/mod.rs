@@ -104,7 +104,7 @@ pub fn plan_run(
         put(wrap_service(service.clone()), Expect::Absent, 0),
         put(
             Object {
-                kind: Some(Kind::Task(task.clone())),
+                kind: Some(Kind::Task(Box::new(task.clone()))),
             },
             Expect::Absent,
             0,
@@ -115,7 +115,7 @@ pub fn plan_run(
 
 fn wrap_service(service: Service) -> Object {
     Object {
-        kind: Some(Kind::Service(service)),
+        kind: Some(Kind::Service(Box::new(service))),
     }
 }
 

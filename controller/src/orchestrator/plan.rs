@@ -125,7 +125,11 @@ impl<'a> Plan<'a> {
         }
         for service in self.services {
             let version = service.version;
-            ops.push(put_kind(Kind::Service(service), Expect::Version, version));
+            ops.push(put_kind(
+                Kind::Service(Box::new(service)),
+                Expect::Version,
+                version,
+            ));
         }
         for service in self.removed_services {
             ops.push(delete(

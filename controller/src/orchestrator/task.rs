@@ -41,7 +41,7 @@ pub fn created_ms(task: &Task) -> i64 {
 
 pub fn wrap(task: Task) -> Object {
     Object {
-        kind: Some(Kind::Task(task)),
+        kind: Some(Kind::Task(Box::new(task))),
     }
 }
 

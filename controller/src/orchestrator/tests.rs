@@ -75,7 +75,7 @@ impl Sim {
                             s.id
                         );
                         s.version = self.revision;
-                        self.view.services[i] = s;
+                        self.view.services[i] = *s;
                         continue;
                     }
                     let Some(Kind::Task(mut t)) = kind else {
@@ -85,7 +85,7 @@ impl Sim {
                     match (Expect::try_from(p.expect), at) {
                         (Ok(Expect::Absent), None) => {
                             t.version = self.revision;
-                            self.view.tasks.push(t);
+                            self.view.tasks.push(*t);
                         }
                         (Ok(Expect::Version), Some(i)) => {
                             assert_eq!(
@@ -94,7 +94,7 @@ impl Sim {
                                 t.id
                             );
                             t.version = self.revision;
-                            self.view.tasks[i] = t;
+                            self.view.tasks[i] = *t;
                         }
                         other => panic!("bad put {other:?} for {}", t.id),
                     }

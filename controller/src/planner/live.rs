@@ -78,7 +78,9 @@ impl LiveView {
                 put_or_remove(&mut self.nodes, &node.id, removed, || node.clone())
             }
             Some(watch_event::Object::Service(service)) => {
-                put_or_remove(&mut self.services, &service.id, removed, || service.clone())
+                put_or_remove(&mut self.services, &service.id, removed, || {
+                    (**service).clone()
+                })
             }
             Some(watch_event::Object::Task(task)) => {
                 put_or_remove(&mut self.tasks, &task.id, removed, || {
@@ -158,22 +160,22 @@ mod tests {
         live.apply(&event(
             10,
             WatchAction::Updated,
-            watch_event::Object::Task(task("a", "old")),
+            watch_event::Object::Task(Box::new(task("a", "old"))),
         ));
         live.apply(&event(
             11,
             WatchAction::Updated,
-            watch_event::Object::Task(task("a", "n2")),
+            watch_event::Object::Task(Box::new(task("a", "n2"))),
         ));
         live.apply(&event(
             12,
             WatchAction::Created,
-            watch_event::Object::Task(task("c", "")),
+            watch_event::Object::Task(Box::new(task("c", ""))),
         ));
         live.apply(&event(
             12,
             WatchAction::Removed,
-            watch_event::Object::Task(task("b", "n1")),
+            watch_event::Object::Task(Box::new(task("b", "n1"))),
         ));
         assert_eq!(live.revision(), 12);
         assert_eq!(
@@ -189,7 +191,7 @@ mod tests {
         let change = event(
             1,
             WatchAction::Created,
-            watch_event::Object::Task(task("t", "n")),
+            watch_event::Object::Task(Box::new(task("t", "n"))),
         );
         live.apply(&change);
         let held = live.tasks.get("t").expect("applied");
@@ -210,15 +212,15 @@ mod tests {
         live.apply(&event(
             3,
             WatchAction::Created,
-            watch_event::Object::Service(service),
+            watch_event::Object::Service(Box::new(service)),
         ));
         live.apply(&event(
             4,
             WatchAction::Removed,
-            watch_event::Object::Service(Service {
+            watch_event::Object::Service(Box::new(Service {
                 id: "s".into(),
                 ..Default::default()
-            }),
+            })),
         ));
         let view = live.view(Vec::new(), Default::default());
         assert_eq!(view.nodes, vec![node]);

@@ -95,7 +95,7 @@ fn latest_services(services: &[Service], ops: &[Op]) -> Vec<Service> {
             && let Some(Kind::Service(s)) = p.object.as_ref().and_then(|obj| obj.kind.as_ref())
             && let Some(slot) = out.iter_mut().find(|old| old.id == s.id)
         {
-            *slot = s.clone();
+            *slot = (**s).clone();
         }
     }
     out

@@ -56,7 +56,7 @@ fn tasks_of(ops: &[Op]) -> Vec<(Task, i32)> {
     ops.iter()
         .filter_map(|o| match &o.op {
             Some(op::Op::Put(p)) => match p.object.as_ref().and_then(|o| o.kind.clone()) {
-                Some(Kind::Task(t)) => Some((t, p.expect)),
+                Some(Kind::Task(t)) => Some((*t, p.expect)),
                 _ => None,
             },
             _ => None,
@@ -95,11 +95,11 @@ fn a_round_creates_and_places_in_one_operation_per_task() {
 #[test]
 fn merge_keeps_the_first_precondition_and_the_last_object() {
     let task = |id: &str, node: &str| Object {
-        kind: Some(Kind::Task(Task {
+        kind: Some(Kind::Task(Box::new(Task {
             id: id.into(),
             node_id: node.into(),
             ..Default::default()
-        })),
+        }))),
     };
     let ops = vec![
         put(task("a", ""), Expect::Version, 4),
@@ -176,7 +176,7 @@ fn a_rollout_status_and_a_vip_are_one_put_of_the_service() {
         .iter()
         .filter_map(|o| match &o.op {
             Some(op::Op::Put(p)) => match p.object.as_ref().and_then(|o| o.kind.clone()) {
-                Some(Kind::Service(s)) => Some((s, p.expect, p.version)),
+                Some(Kind::Service(s)) => Some((*s, p.expect, p.version)),
                 _ => None,
             },
             _ => None,
@@ -198,10 +198,10 @@ fn batches_respect_count_and_size() {
         .map(|i| {
             put(
                 Object {
-                    kind: Some(Kind::Task(Task {
+                    kind: Some(Kind::Task(Box::new(Task {
                         id: format!("t{i}"),
                         ..Default::default()
-                    })),
+                    }))),
                 },
                 Expect::Absent,
                 0,
@@ -325,7 +325,11 @@ async fn the_loop_places_a_service_and_replaces_a_failed_task() {
         .iter()
         .map(|n| put(wrap(Kind::Node(node(n))), Expect::Absent, 0))
         .collect();
-    ops.push(put(wrap(Kind::Service(service(3))), Expect::Absent, 0));
+    ops.push(put(
+        wrap(Kind::Service(Box::new(service(3)))),
+        Expect::Absent,
+        0,
+    ));
     let result = raft.propose(Txn { ops }).await.expect("propose");
     assert!(result.error.is_empty(), "{}", result.error);
 
@@ -363,7 +367,11 @@ async fn the_loop_places_a_service_and_replaces_a_failed_task() {
     });
     let result = raft
         .propose(Txn {
-            ops: vec![put(wrap(Kind::Task(failed)), Expect::Version, version)],
+            ops: vec![put(
+                wrap(Kind::Task(Box::new(failed))),
+                Expect::Version,
+                version,
+            )],
         })
         .await
         .expect("propose");

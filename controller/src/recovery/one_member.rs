@@ -119,11 +119,11 @@ mod tests {
                     })),
                 },
                 Object {
-                    kind: Some(Kind::Service(Service {
+                    kind: Some(Kind::Service(Box::new(Service {
                         id: "s1".into(),
                         version: 9,
                         ..Default::default()
-                    })),
+                    }))),
                 },
             ],
             cluster_id: "c".into(),

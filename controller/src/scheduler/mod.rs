@@ -322,7 +322,7 @@ mod tests {
         ops.iter()
             .map(|o| match &o.op {
                 Some(op::Op::Put(p)) => match p.object.as_ref().and_then(|o| o.kind.clone()) {
-                    Some(Kind::Task(t)) => (t, p.expect, p.version),
+                    Some(Kind::Task(t)) => (*t, p.expect, p.version),
                     other => panic!("not a task: {other:?}"),
                 },
                 other => panic!("not a put: {other:?}"),

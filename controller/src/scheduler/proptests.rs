@@ -177,7 +177,7 @@ fn apply(tasks: &[Task], ops: &[berth_proto::store::Op]) -> Vec<Task> {
             && let Some(Kind::Task(t)) = p.object.as_ref().and_then(|o| o.kind.clone())
         {
             assert_eq!(p.version, by_id[&t.id].version, "put at the version read");
-            by_id.insert(t.id.clone(), t);
+            by_id.insert(t.id.clone(), *t);
         } else {
             panic!("the scheduler only puts tasks: {o:?}");
         }

@@ -277,7 +277,7 @@ mod tests {
                     assert!(tasks.is_empty(), "volume writes come first");
                     volumes.push((v, p.expect, p.version));
                 }
-                Some(Kind::Task(t)) => tasks.push(t),
+                Some(Kind::Task(t)) => tasks.push(*t),
                 other => panic!("unexpected {other:?}"),
             }
         }

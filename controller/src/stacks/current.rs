@@ -30,7 +30,7 @@ impl Current {
                     Some(Kind::Volume(o)) => current.volumes.push(o),
                     Some(Kind::Config(o)) => current.configs.push(o),
                     Some(Kind::Secret(o)) => current.secrets.push(o),
-                    Some(Kind::Service(o)) => current.services.push(o),
+                    Some(Kind::Service(o)) => current.services.push(*o),
                     _ => {}
                 }
             }

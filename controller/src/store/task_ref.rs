@@ -27,7 +27,7 @@ impl TaskRef {
     /// A task read from the store (no event carried it).
     pub fn new(task: Task) -> TaskRef {
         TaskRef(Arc::new(WatchEvent {
-            object: Some(watch_event::Object::Task(task)),
+            object: Some(watch_event::Object::Task(Box::new(task))),
             ..Default::default()
         }))
     }
@@ -80,7 +80,7 @@ mod tests {
         };
         let event = Arc::new(WatchEvent {
             revision: 3,
-            object: Some(watch_event::Object::Task(task.clone())),
+            object: Some(watch_event::Object::Task(Box::new(task.clone()))),
             ..Default::default()
         });
         let a = TaskRef::from_event(&event).expect("a task event");

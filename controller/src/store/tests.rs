@@ -142,14 +142,14 @@ fn names_are_unique_per_table_and_follow_renames_and_deletes() {
 
     // A service may carry the same name as a secret.
     let svc = Object {
-        kind: Some(Kind::Service(Service {
+        kind: Some(Kind::Service(Box::new(Service {
             id: "v1".into(),
             spec: Some(ServiceSpec {
                 name: "a".into(),
                 ..Default::default()
             }),
             ..Default::default()
-        })),
+        }))),
     };
     let r = sm
         .apply_txn(&txn(vec![put(svc, Expect::Absent, 0)]), 3, 1)
@@ -278,7 +278,7 @@ fn later_transactions_of_a_group_see_earlier_ones() {
 
 fn service_publishing(id: &str, name: &str, ports: &[(u32, PortProtocol)]) -> Object {
     Object {
-        kind: Some(Kind::Service(Service {
+        kind: Some(Kind::Service(Box::new(Service {
             id: id.into(),
             spec: Some(ServiceSpec {
                 name: name.into(),
@@ -294,7 +294,7 @@ fn service_publishing(id: &str, name: &str, ports: &[(u32, PortProtocol)]) -> Ob
                 ..Default::default()
             }),
             ..Default::default()
-        })),
+        }))),
     }
 }
 
@@ -370,7 +370,7 @@ fn a_published_port_belongs_to_one_service_even_within_one_group() {
 
 fn task_of(id: &str, service_id: &str, slot: u64, desired: TaskState, state: TaskState) -> Object {
     Object {
-        kind: Some(Kind::Task(Task {
+        kind: Some(Kind::Task(Box::new(Task {
             id: id.into(),
             service_id: service_id.into(),
             slot,
@@ -380,7 +380,7 @@ fn task_of(id: &str, service_id: &str, slot: u64, desired: TaskState, state: Tas
                 ..Default::default()
             }),
             ..Default::default()
-        })),
+        }))),
     }
 }
 

@@ -41,8 +41,8 @@ impl ClusterView {
         for object in objects {
             match object.kind {
                 Some(Kind::Node(n)) => view.nodes.push(n),
-                Some(Kind::Service(s)) => view.services.push(s),
-                Some(Kind::Task(t)) => view.tasks.push(t),
+                Some(Kind::Service(s)) => view.services.push(*s),
+                Some(Kind::Task(t)) => view.tasks.push(*t),
                 Some(Kind::Volume(v)) => view.volumes.push(v),
                 Some(Kind::ClusterSettings(c)) => view.settings = c,
                 _ => {}
@@ -64,7 +64,7 @@ pub fn read_view(sm: &StateMachine) -> Result<ClusterView, StoreError> {
     // The task table is most of the state: decoded straight into one vector
     // of the right size.
     view.tasks = sm.list_as(Table::Task, |object| match object.kind {
-        Some(Kind::Task(t)) => Some(t),
+        Some(Kind::Task(t)) => Some(*t),
         _ => None,
     })?;
     Ok(view)
@@ -118,7 +118,7 @@ pub fn read_node(sm: &StateMachine, id: &str) -> Result<Option<Node>, StoreError
 /// One stored task.
 pub fn read_task(sm: &StateMachine, id: &str) -> Result<Option<Task>, StoreError> {
     Ok(sm.get(Table::Task, id)?.and_then(|o| match o.kind {
-        Some(Kind::Task(t)) => Some(t),
+        Some(Kind::Task(t)) => Some(*t),
         _ => None,
     }))
 }
@@ -187,7 +187,7 @@ pub fn resolve_task(sm: &StateMachine, key: &str) -> Result<Task, LookupError> {
     match resolve(sm, Table::Task, key) {
         Ok(object) => {
             if let Some(Kind::Task(task)) = object.kind {
-                return Ok(task);
+                return Ok(*task);
             }
         }
         Err(LookupError::NotFound { .. }) => {}
@@ -214,7 +214,7 @@ pub fn resolve_task(sm: &StateMachine, key: &str) -> Result<Task, LookupError> {
         .list(Table::Task)?
         .into_iter()
         .filter_map(|o| match o.kind {
-            Some(Kind::Task(t)) if t.service_id == service_id => Some(t),
+            Some(Kind::Task(t)) if t.service_id == service_id => Some(*t),
             _ => None,
         })
         .filter(|t| slot.is_none_or(|s| t.slot == s))

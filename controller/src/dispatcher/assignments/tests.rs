@@ -179,7 +179,7 @@ fn a_status_report_wakes_no_one_unless_it_changes_an_endpoint() {
         &mut published,
         &[event(
             11,
-            watch_event::Object::Task(task("t2", "s1", "n2", TaskState::Starting)),
+            watch_event::Object::Task(Box::new(task("t2", "s1", "n2", TaskState::Starting))),
         )],
     );
     assert_eq!(wake, Wake::default());
@@ -189,7 +189,7 @@ fn a_status_report_wakes_no_one_unless_it_changes_an_endpoint() {
         &mut published,
         &[event(
             12,
-            watch_event::Object::Task(task("t2", "s1", "n2", TaskState::Running)),
+            watch_event::Object::Task(Box::new(task("t2", "s1", "n2", TaskState::Running))),
         )],
     );
     assert!(wake.shared);
@@ -206,7 +206,7 @@ fn a_new_task_wakes_only_its_node_and_the_delta_carries_only_it() {
         &mut published,
         &[event(
             11,
-            watch_event::Object::Task(task("t3", "s1", "n3", TaskState::Assigned)),
+            watch_event::Object::Task(Box::new(task("t3", "s1", "n3", TaskState::Assigned))),
         )],
     );
     assert_eq!(wake.nodes, ["n3"]);
@@ -234,7 +234,10 @@ fn a_stopped_and_removed_task_leaves_its_node() {
     apply(
         &mut tracker,
         &mut published,
-        &[event(11, watch_event::Object::Task(stopping.clone()))],
+        &[event(
+            11,
+            watch_event::Object::Task(Box::new(stopping.clone())),
+        )],
     );
     let Some(Message::Delta(delta)) = next(&published, "n1", 0, &mut sent, &NoPayloads) else {
         panic!("a desired-state change is sent")
@@ -247,7 +250,7 @@ fn a_stopped_and_removed_task_leaves_its_node() {
         delta.endpoints.is_empty(),
         "the service itself is unchanged"
     );
-    let mut removed = event(12, watch_event::Object::Task(stopping));
+    let mut removed = event(12, watch_event::Object::Task(Box::new(stopping)));
     removed.action = WatchAction::Removed as i32;
     let wake = apply(&mut tracker, &mut published, &[removed]);
     assert_eq!(wake.nodes, ["n1"]);
@@ -300,12 +303,12 @@ fn deltas_applied_by_an_agent_equal_the_complete_set() {
     for (i, state) in [TaskState::Starting, TaskState::Running].iter().enumerate() {
         events.push(event(
             11 + i as u64,
-            watch_event::Object::Task(task("t2", "s1", "n2", *state)),
+            watch_event::Object::Task(Box::new(task("t2", "s1", "n2", *state))),
         ));
     }
     events.push(event(
         13,
-        watch_event::Object::Task(task("t9", "s1", "n2", TaskState::Assigned)),
+        watch_event::Object::Task(Box::new(task("t9", "s1", "n2", TaskState::Assigned))),
     ));
     events.push(event(14, watch_event::Object::Node(node("n4"))));
     for e in events {
@@ -354,11 +357,11 @@ fn every_change_of_one_transaction_is_applied() {
             event(11, watch_event::Object::Node(node("n4"))),
             event(
                 11,
-                watch_event::Object::Task(task("t5", "s1", "n4", TaskState::Assigned)),
+                watch_event::Object::Task(Box::new(task("t5", "s1", "n4", TaskState::Assigned))),
             ),
             event(
                 11,
-                watch_event::Object::Task(task("t6", "s1", "n3", TaskState::Assigned)),
+                watch_event::Object::Task(Box::new(task("t6", "s1", "n3", TaskState::Assigned))),
             ),
         ],
     );
@@ -374,7 +377,7 @@ fn old_events_are_skipped() {
         &mut published,
         &[event(
             10,
-            watch_event::Object::Task(task("t7", "s1", "n3", TaskState::Assigned)),
+            watch_event::Object::Task(Box::new(task("t7", "s1", "n3", TaskState::Assigned))),
         )],
     );
     assert_eq!(wake, Wake::default());
@@ -389,22 +392,22 @@ fn a_late_session_gets_every_change_in_one_message() {
     stopped.desired_state = TaskState::Shutdown as i32;
     let mut gone = event(
         15,
-        watch_event::Object::Task(task("t9", "s1", "n2", TaskState::Running)),
+        watch_event::Object::Task(Box::new(task("t9", "s1", "n2", TaskState::Running))),
     );
     gone.action = WatchAction::Removed as i32;
     let events = [
         event(
             11,
-            watch_event::Object::Task(task("t2", "s1", "n2", TaskState::Running)),
+            watch_event::Object::Task(Box::new(task("t2", "s1", "n2", TaskState::Running))),
         ),
-        event(12, watch_event::Object::Task(stopped)),
+        event(12, watch_event::Object::Task(Box::new(stopped))),
         event(
             13,
-            watch_event::Object::Task(task("t9", "s1", "n2", TaskState::Running)),
+            watch_event::Object::Task(Box::new(task("t9", "s1", "n2", TaskState::Running))),
         ),
         event(
             14,
-            watch_event::Object::Task(task("t8", "s1", "n1", TaskState::Running)),
+            watch_event::Object::Task(Box::new(task("t8", "s1", "n1", TaskState::Running))),
         ),
         gone,
     ];
@@ -451,7 +454,7 @@ fn a_stop_and_its_endpoint_leave_share_a_sequence_and_the_watermark_reaches_only
     apply(
         &mut tracker,
         &mut published,
-        &[event(11, watch_event::Object::Task(stopping))],
+        &[event(11, watch_event::Object::Task(Box::new(stopping)))],
     );
     assert!(published.stopping.contains("n1"));
     let left_at = published.shared_seq;
@@ -500,7 +503,7 @@ fn a_stop_and_its_endpoint_leave_share_a_sequence_and_the_watermark_reaches_only
     apply(
         &mut tracker,
         &mut published,
-        &[event(12, watch_event::Object::Task(ended))],
+        &[event(12, watch_event::Object::Task(Box::new(ended)))],
     );
     assert!(!published.stopping.contains("n1"), "t1 has ended");
 }
@@ -522,17 +525,17 @@ fn a_session_far_behind_catches_up_in_bounded_pieces_that_add_up_to_the_complete
         let id = format!("s{}", s + 10);
         let mut events = vec![event(
             revision,
-            watch_event::Object::Service(service(&id, &format!("web{s}"))),
+            watch_event::Object::Service(Box::new(service(&id, &format!("web{s}")))),
         )];
         for t in 0..per_service {
             events.push(event(
                 revision,
-                watch_event::Object::Task(task(
+                watch_event::Object::Task(Box::new(task(
                     &format!("t-{s}-{t}"),
                     &id,
                     "n1",
                     TaskState::Running,
-                )),
+                ))),
             ));
         }
         apply(&mut tracker, &mut published, &events);
@@ -590,7 +593,7 @@ fn a_node_gets_the_tasks_only_of_the_services_it_follows() {
         &mut published,
         &[event(
             11,
-            watch_event::Object::Task(task("t2", "s1", "n2", TaskState::Running)),
+            watch_event::Object::Task(Box::new(task("t2", "s1", "n2", TaskState::Running))),
         )],
     );
     assert!(
@@ -622,7 +625,7 @@ fn a_node_gets_the_tasks_only_of_the_services_it_follows() {
     apply(
         &mut tracker,
         &mut published,
-        &[event(12, watch_event::Object::Task(stopped))],
+        &[event(12, watch_event::Object::Task(Box::new(stopped)))],
     );
     let Some(Message::Delta(delta)) =
         next_asking(&published, "n3", &["s1"], 0, &mut sent_n3, &NoPayloads)
@@ -659,10 +662,10 @@ fn every_node_gets_the_tasks_of_a_service_that_publishes_ports() {
         &mut tracker,
         &mut published,
         &[
-            event(11, watch_event::Object::Service(published_web)),
+            event(11, watch_event::Object::Service(Box::new(published_web))),
             event(
                 11,
-                watch_event::Object::Task(task("t2", "s1", "n2", TaskState::Running)),
+                watch_event::Object::Task(Box::new(task("t2", "s1", "n2", TaskState::Running))),
             ),
         ],
     );
@@ -772,10 +775,13 @@ fn a_service_asked_for_before_it_has_an_endpoint_is_followed_once_it_has_one() {
         &mut tracker,
         &mut published,
         &[
-            event(11, watch_event::Object::Service(service("s2", "db"))),
             event(
                 11,
-                watch_event::Object::Task(task("t7", "s2", "n1", TaskState::Running)),
+                watch_event::Object::Service(Box::new(service("s2", "db"))),
+            ),
+            event(
+                11,
+                watch_event::Object::Task(Box::new(task("t7", "s2", "n1", TaskState::Running))),
             ),
         ],
     );
