@@ -131,8 +131,13 @@ pub struct Input<'a> {
 pub struct Allocation {
     /// Node block lists that change (to commit first).
     pub node_ops: Vec<Op>,
-    /// Task addresses, held tasks, service VIPs.
+    /// Held tasks (no address, with the reason), service VIPs.
     pub ops: Vec<Op>,
+    /// New addresses of tasks, by task id, to add to the task as this round
+    /// leaves it (`planner::plan`): to the round's own put of it, or to a put
+    /// of the task as read. Not a copy of each task: a round that places
+    /// 20,000 tasks held a third copy of every one in its operations.
+    pub addresses: Vec<(String, BTreeMap<String, berth_proto::net::Ipv4Prefix>)>,
     /// Tasks this round placed whose placement must be dropped.
     pub unplace: BTreeSet<String>,
 }
@@ -204,6 +209,7 @@ pub fn allocate(input: Input<'_>) -> Allocation {
     Allocation {
         node_ops,
         ops,
+        addresses: tasks.addresses,
         unplace: tasks.unplace,
     }
 }

@@ -18,6 +18,8 @@ use crate::store::put;
 #[derive(Debug, Default)]
 pub struct TaskAllocation {
     pub ops: Vec<Op>,
+    /// New addresses of tasks, by task id (see [`super::Allocation::addresses`]).
+    pub addresses: Vec<(String, BTreeMap<String, Ipv4Prefix>)>,
     /// Tasks this round placed that must stay unplaced (no address).
     pub unplace: BTreeSet<String>,
 }
@@ -79,12 +81,7 @@ pub fn allocate(
             None => addresses_for(pools, &task.node_id, &missing),
         };
         match result {
-            Ok(addresses) => {
-                let mut task = task.clone();
-                let version = task.version;
-                task.addresses.extend(addresses);
-                out.ops.push(put(wrap(task), Expect::Version, version));
-            }
+            Ok(addresses) => out.addresses.push((task.id.clone(), addresses)),
             Err(err) => hold(task, before.get(task.id.as_str()).copied(), &err, &mut out),
         }
     }

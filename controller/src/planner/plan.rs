@@ -3,18 +3,20 @@
 //! then the allocator's, merged into one operation per object.
 
 use std::borrow::Borrow;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
+use berth_proto::net::Ipv4Prefix;
 use berth_proto::store::object::Kind;
-use berth_proto::store::{Op, op};
+use berth_proto::store::{Expect, Op, op};
 use berth_proto::v1::{Network, Service, Task};
 
 use crate::allocator;
 use crate::orchestrator::orchestrate_timed;
+use crate::orchestrator::task::wrap;
 use crate::scheduler::schedule_with;
 use crate::scheduler::volumes::{keep_used, put_volume_name};
 use crate::store::ClusterView;
-use crate::store::ops::{put_task, target};
+use crate::store::ops::{put, put_task, put_task_mut, target};
 
 /// [`plan_round_with`] on a cluster without networks: tasks get no overlay
 /// addresses unless their spec names a network, which then does not exist.
@@ -80,6 +82,11 @@ pub fn plan_round_timed<T: Borrow<Task>>(
             .chain(scheduled)
             .chain(allocation.ops),
     );
+    add_addresses(
+        &mut ops,
+        allocation.addresses,
+        view.tasks.iter().map(Borrow::borrow),
+    );
     // Volume writes first: a placement on a volume's node never commits
     // without (or before) the write that puts the volume there; the planner
     // stops a round at a refused transaction that holds one.
@@ -137,6 +144,52 @@ fn placed_tasks<'a>(tasks: impl Iterator<Item = &'a Task>, ops: &'a [Op]) -> Vec
         !gone[i - 1]
     });
     out
+}
+
+/// Adds the allocator's new addresses to the tasks as the round leaves them:
+/// to the round's own put of a task, or else to a put of the task as `read`
+/// (at the version read).
+fn add_addresses<'a>(
+    ops: &mut Vec<Op>,
+    addresses: Vec<(String, BTreeMap<String, Ipv4Prefix>)>,
+    read: impl Iterator<Item = &'a Task>,
+) {
+    if addresses.is_empty() {
+        return;
+    }
+    let mut own = Vec::new();
+    let mut others: HashMap<String, BTreeMap<String, Ipv4Prefix>> = HashMap::new();
+    {
+        let index: HashMap<&str, usize> = ops
+            .iter()
+            .enumerate()
+            .filter_map(|(i, o)| put_task(o).map(|t| (t.id.as_str(), i)))
+            .collect();
+        for (id, new) in addresses {
+            match index.get(id.as_str()) {
+                Some(&i) => own.push((i, new)),
+                None => {
+                    others.insert(id, new);
+                }
+            }
+        }
+    }
+    for (i, new) in own {
+        if let Some(task) = put_task_mut(&mut ops[i]) {
+            task.addresses.extend(new);
+        }
+    }
+    for task in read {
+        if others.is_empty() {
+            break;
+        }
+        if let Some(new) = others.remove(&task.id) {
+            let mut task = task.clone();
+            let version = task.version;
+            task.addresses.extend(new);
+            ops.push(put(wrap(task), Expect::Version, version));
+        }
+    }
 }
 
 /// One operation per object: a later put replaces an earlier one's object but

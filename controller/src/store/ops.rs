@@ -57,3 +57,14 @@ pub fn put_task(op: &Op) -> Option<&berth_proto::v1::Task> {
         _ => None,
     }
 }
+
+/// The task a put writes, to change before it is committed.
+pub fn put_task_mut(op: &mut Op) -> Option<&mut berth_proto::v1::Task> {
+    match op.op.as_mut()? {
+        op::Op::Put(p) => match p.object.as_mut()?.kind.as_mut()? {
+            Kind::Task(t) => Some(t),
+            _ => None,
+        },
+        _ => None,
+    }
+}
