@@ -84,6 +84,8 @@ pub struct RoundOutcome {
     pub own_revisions: Vec<u64>,
     /// The earliest time (Unix ms) a waiting restart or update delay runs out.
     pub due_ms: Option<i64>,
+    /// How long reading and planning took (not the commits).
+    pub planned_in: Duration,
 }
 
 /// What the last round left: whether a round on the next tick is needed.
@@ -92,6 +94,8 @@ struct LastRound {
     busy: bool,
     due_ms: Option<i64>,
     at: std::time::Instant,
+    /// How long it planned (see [`RoundOutcome::planned_in`]).
+    took: Duration,
 }
 
 impl LastRound {
@@ -195,6 +199,7 @@ pub async fn run(raft: RaftHandle, settings: PlannerSettings, clock: SharedClock
         busy: true,
         due_ms: None,
         at: std::time::Instant::now(),
+        took: Duration::ZERO,
     };
     loop {
         let by_event = if std::mem::take(&mut again) {
@@ -213,8 +218,14 @@ pub async fn run(raft: RaftHandle, settings: PlannerSettings, clock: SharedClock
             }
         };
         if by_event {
-            // Coalesce the burst: one round for all of it.
-            tokio::time::sleep(settings.settle).await;
+            // Coalesce the burst: one round for all of it. After a long
+            // round, wait as long as it planned: while a large cluster changes
+            // all the time (every task reporting its state), the planner
+            // plans at most half the time, in fewer and larger rounds,
+            // instead of one round of every task per `settle`. A small
+            // cluster's rounds take a millisecond or two, so it waits
+            // `settle` as before.
+            tokio::time::sleep(settings.settle.max(last.took)).await;
         }
         watched.drain(None);
         let status = raft.status().get();
@@ -274,6 +285,7 @@ pub async fn run(raft: RaftHandle, settings: PlannerSettings, clock: SharedClock
                     busy: outcome.ops > 0 || outcome.refused_txns > 0,
                     due_ms: outcome.due_ms,
                     at: std::time::Instant::now(),
+                    took: outcome.planned_in,
                 };
             }
             Err(err) => {
@@ -306,6 +318,7 @@ async fn round(
         commit(raft, settings, prepared, &mut outcome).await?;
     }
     // Changes that came meanwhile belong in the view the round reads.
+    let planning = std::time::Instant::now();
     watched.drain(None);
     let live = watched.view(sm)?;
     outcome.read_revision = live.revision();
@@ -315,6 +328,7 @@ async fn round(
     let (ops, due_ms) = plan_round_timed(&view, &networks, clock.now_ms(), &mut new_id);
     drop(view);
     outcome.due_ms = due_ms;
+    outcome.planned_in = planning.elapsed();
     let placements = ops.iter().filter(|op| places_task(op)).count();
     commit(raft, settings, ops, &mut outcome).await?;
     raft.metrics().placements.inc_by(placements as u64);
