@@ -164,9 +164,12 @@ pub fn next(
     // They count against the message's items as the shared changes do.
     sent.more_to_follow = false;
     if through == published.shared_seq {
-        let new: BTreeSet<&String> = wanted(published, current, asked)
+        // Usually none: no set is built for every wake of every session.
+        let mut new: Vec<&String> = wanted(published, current, asked)
             .filter(|id| !sent.followed.contains(*id))
             .collect();
+        new.sort_unstable();
+        new.dedup();
         let mut items = items;
         for id in new {
             let tasks = tasks_of(published, id);
