@@ -457,10 +457,10 @@ impl Dispatcher {
                 return;
             }
             if !self.sessions().is_current(&node_id, &session_id) {
-                let _ = pull.tx.try_send(Pulled {
+                let _ = pull.tx.try_send(Box::new(Pulled {
                     message: Err(DispatchError::UnknownSession),
                     _permit: permit,
-                });
+                }));
                 return;
             }
             // An older agent follows every endpoint: its asked set is unused.
@@ -564,9 +564,11 @@ struct Pulled {
     _permit: OwnedSemaphorePermit,
 }
 
-/// The session loop's end of its stream.
+/// The session loop's end of its stream. Boxed in the channel: a channel
+/// allocates a block of 32 of its items at once, and a message inline made
+/// that ~14 KB for every session (14 MB at 1,000 nodes).
 struct Pull {
-    tx: mpsc::Sender<Pulled>,
+    tx: mpsc::Sender<Box<Pulled>>,
     /// Notified when the stream wants its next message.
     asks: Arc<Notify>,
 }
@@ -589,10 +591,10 @@ impl Pull {
             .metrics()
             .session_message(kind, prost::Message::encoded_len(&message));
         self.tx
-            .try_send(Pulled {
+            .try_send(Box::new(Pulled {
                 message: Ok(message),
                 _permit: permit,
-            })
+            }))
             .is_ok()
     }
 }
@@ -601,7 +603,7 @@ impl Pull {
 /// time it is polled with none waiting, so the loop builds one only when the
 /// HTTP/2 stream can take it.
 struct PulledStream {
-    rx: mpsc::Receiver<Pulled>,
+    rx: mpsc::Receiver<Box<Pulled>>,
     asks: Arc<Notify>,
     /// Asked, and not given a message since.
     asked: bool,
