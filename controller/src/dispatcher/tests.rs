@@ -275,3 +275,112 @@ async fn a_session_builds_its_message_only_when_the_stream_asks() {
     );
     loops.abort();
 }
+
+/// An agent from before endpoints by interest cannot ask to follow a
+/// service: its session sends it every endpoint's serving tasks, as before.
+/// An agent that asks gets the endpoint's head without them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_that_cannot_ask_follows_every_endpoint() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let raft = crate::server::test_leader(dir.path()).await;
+    let dispatcher = Dispatcher::new(
+        raft.clone(),
+        DispatcherSettings::default(),
+        Arc::new(ManualClock::new(1_000_000)),
+        crate::keyring::Keyring::create(dir.path()).expect("keys"),
+    );
+    let loops = tokio::spawn(dispatcher.clone().run());
+    let old = dispatcher
+        .register(request("old", "198.18.0.2"))
+        .await
+        .expect("old registers");
+    let new = dispatcher
+        .register(request("new", "198.18.0.3"))
+        .await
+        .expect("new registers");
+    let runs = dispatcher
+        .register(request("runs", "198.18.0.4"))
+        .await
+        .expect("runs registers");
+
+    let address = |a: [u8; 4]| berth_proto::net::Ipv4Prefix::new(a.into(), 24);
+    let service = berth_proto::v1::Service {
+        id: "s1".into(),
+        spec: Some(berth_proto::v1::ServiceSpec {
+            name: "web".into(),
+            ..Default::default()
+        }),
+        virtual_ips: [("n1".to_string(), address([10, 0, 0, 2]))].into(),
+        ..Default::default()
+    };
+    let task = Task {
+        id: "t1".into(),
+        service_id: "s1".into(),
+        node_id: runs.node_id.clone(),
+        desired_state: TaskState::Running as i32,
+        status: Some(berth_proto::v1::TaskStatus {
+            state: TaskState::Running as i32,
+            ..Default::default()
+        }),
+        addresses: [("n1".to_string(), address([10, 0, 0, 9]))].into(),
+        ..Default::default()
+    };
+    commit(
+        &raft,
+        vec![
+            put_kind(Kind::Service(Box::new(service)), Expect::Absent, 0),
+            put_kind(Kind::Task(Box::new(task)), Expect::Absent, 0),
+        ],
+    )
+    .await
+    .expect("commit a service and its task");
+    until("the endpoint published", || {
+        dispatcher
+            .hub
+            .read()
+            .endpoints
+            .get("s1")
+            .is_some_and(|e| !e.tasks.is_empty())
+    })
+    .await;
+
+    let complete_set = |on_demand: bool, node: &berth_proto::v1::RegisterResponse| {
+        let mut stream = dispatcher
+            .open_session(
+                node.node_id.clone(),
+                node.session_id.clone(),
+                None,
+                on_demand,
+            )
+            .expect("a session");
+        async move {
+            let Some(Message::Assignments(mut set)) =
+                next(&mut stream).await.expect("a message").message
+            else {
+                panic!("the first message is the complete set")
+            };
+            berth_proto::assignments::unpack(&mut set).expect("the shared part decodes");
+            set
+        }
+    };
+    let serving = |set: &berth_proto::v1::Assignments| -> Vec<String> {
+        set.endpoints
+            .iter()
+            .filter(|e| e.service_id == "s1")
+            .flat_map(|e| e.tasks.iter().map(|t| t.task_id.clone()))
+            .collect()
+    };
+    let old_set = complete_set(false, &old).await;
+    assert_eq!(serving(&old_set), ["t1"], "{:?}", old_set.endpoints);
+    assert_eq!(old_set.followed, ["s1"]);
+    let new_set = complete_set(true, &new).await;
+    assert!(
+        new_set.endpoints.iter().any(|e| e.service_id == "s1"),
+        "every node gets the head: {:?}",
+        new_set.endpoints
+    );
+    assert!(serving(&new_set).is_empty(), "{:?}", new_set.endpoints);
+    assert!(new_set.followed.is_empty());
+
+    loops.abort();
+}
