@@ -23,6 +23,23 @@ const SETTLE: Duration = Duration::from_millis(5);
 /// made every agent receive each endpoint's tasks in many small changes, its
 /// service id repeated in each, and woke every session for each.
 const PUBLISH_INTERVAL: Duration = super::SESSION_PACE;
+/// And at least this far apart per open session: each update wakes every
+/// session, and one that brings a part every node gets (a new service's
+/// endpoint) is a message on every stream. So a cluster of 1,000 nodes
+/// publishes at most every 100 ms, in half as many larger messages as at
+/// 50 ms, and one of 100 nodes still every 50 ms (as Istio's debounce
+/// batches its pushes to every proxy).
+const PUBLISH_INTERVAL_PER_SESSION: Duration = Duration::from_micros(100);
+/// However many sessions, an update goes out at least this often.
+const PUBLISH_INTERVAL_MAX: Duration = Duration::from_millis(500);
+
+/// The least time between two updates with `sessions` open.
+fn publish_interval(sessions: usize) -> Duration {
+    let sessions = u32::try_from(sessions).unwrap_or(u32::MAX);
+    PUBLISH_INTERVAL_PER_SESSION
+        .saturating_mul(sessions)
+        .clamp(PUBLISH_INTERVAL, PUBLISH_INTERVAL_MAX)
+}
 /// How often leadership and liveness are checked.
 const CHECK: Duration = Duration::from_millis(250);
 
@@ -96,7 +113,8 @@ async fn serve(dispatcher: &Dispatcher, leading_since: Instant) {
                     }
                     // One update for the whole burst.
                     let since = last_publish.elapsed();
-                    tokio::time::sleep(SETTLE.max(PUBLISH_INTERVAL.saturating_sub(since))).await;
+                    let interval = publish_interval(dispatcher.sessions().len());
+                    tokio::time::sleep(SETTLE.max(interval.saturating_sub(since))).await;
                     loop {
                         match live.try_recv() {
                             Ok(event) => {
@@ -203,4 +221,18 @@ fn declare_down(dispatcher: &Dispatcher, tracker: &Tracker, leading_since: Insta
             warn!(%err, "marking nodes down failed; retrying");
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn updates_are_further_apart_with_many_sessions() {
+        assert_eq!(publish_interval(0), PUBLISH_INTERVAL);
+        assert_eq!(publish_interval(100), PUBLISH_INTERVAL);
+        assert_eq!(publish_interval(1_000), Duration::from_millis(100));
+        assert_eq!(publish_interval(1_000_000), PUBLISH_INTERVAL_MAX);
+        assert_eq!(publish_interval(usize::MAX), PUBLISH_INTERVAL_MAX);
+    }
 }
