@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use berth_proto::v1::{Node, Service};
-use tracing::info;
+use tracing::{debug, info};
 
 use super::nodes::{self, OnDown};
 use super::plan::{Plan, new_task};
@@ -45,10 +45,15 @@ pub fn reconcile(
     for number in 1..=replicas {
         if walked.needs_task(plan, &number) {
             let task = new_task(service, number, None, new_id(), plan.now_ms);
-            info!(task = %task.id, service = %service.id, slot = number, "new task");
+            debug!(task = %task.id, service = %service.id, slot = number, "new task");
             plan.create(task);
             created += 1;
         }
+    }
+    // One line per service and pass, not per task: a cluster creating
+    // 20,000 tasks wrote 20,000 lines.
+    if created > 0 {
+        info!(service = %service.id, created, "new tasks");
     }
     walked.outcome(created)
 }

@@ -25,6 +25,10 @@ use super::transport::Transport;
 use crate::metrics::{SNAPSHOT_INSTALLED, SNAPSHOT_SENT};
 use crate::store::StateMachine;
 
+/// The state machine is checkpointed once this many keys changed (see
+/// `LogStorage::checkpoint_if_large`), besides before each compaction.
+const CHECKPOINT_KEYS: usize = 4096;
+
 #[derive(Debug, thiserror::Error)]
 pub enum MemberError {
     #[error("raft: {0}")]
@@ -533,6 +537,7 @@ impl<T: Transport> RaftMember<T> {
     fn maybe_compact(&mut self) -> Result<(), MemberError> {
         let applied = self.raw.raft.raft_log.applied;
         let store = self.raw.mut_store();
+        store.checkpoint_if_large(CHECKPOINT_KEYS)?;
         let applied_in_log = applied.saturating_sub(store.first_index() - 1);
         if applied_in_log > self.settings.snapshot_entries + self.settings.compact_margin {
             let to = applied - self.settings.compact_margin;

@@ -417,6 +417,11 @@ impl StateMachine {
         self.mirror.checkpoint()
     }
 
+    /// How many keys changed since the last checkpoint.
+    pub fn dirty_keys(&self) -> usize {
+        self.mirror.dirty_keys()
+    }
+
     /// Member id -> peer address.
     pub fn members(&self) -> Result<BTreeMap<u64, String>, StoreError> {
         match self.mirror.get(keys::MEMBERS) {
