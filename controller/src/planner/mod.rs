@@ -104,6 +104,13 @@ impl LastRound {
     }
 }
 
+/// How long a round waits for the watch stream to bring the last round's own
+/// commits before it reads the store instead.
+const CATCH_UP: Duration = Duration::from_secs(1);
+/// The longest a busy planner waits after a long round (one that read the
+/// whole store, after a new term, counts its reading).
+const MAX_PACE: Duration = Duration::from_millis(500);
+
 type Events = tokio::sync::broadcast::Receiver<std::sync::Arc<berth_proto::v1::WatchEvent>>;
 
 /// The watch stream and the view kept from it.
@@ -114,6 +121,9 @@ struct Watched {
     /// The tables while this member leads; None while it follows, and after
     /// the stream fell behind (the next round reads the store again).
     live: Option<LiveView>,
+    /// The revision of the last round's last own commit: the next round
+    /// plans only from a view that has it (see [`Watched::catch_up`]).
+    own_through: u64,
 }
 
 impl Watched {
@@ -162,6 +172,33 @@ impl Watched {
         }
     }
 
+    /// Waits until the view has taken in the changes up to `own_through`.
+    /// The raft thread answers a commit before it hands the commit's changes
+    /// to the watchers, so right after a round the stream may not have this
+    /// round's own last changes yet; a round planned without them would
+    /// create its own new tasks again, or hand out an address it just gave.
+    /// The wait is the raft thread's next step; a view that does not get
+    /// there within `CATCH_UP` is read from the store instead.
+    async fn catch_up(&mut self) {
+        let deadline = tokio::time::Instant::now() + CATCH_UP;
+        while self
+            .live
+            .as_ref()
+            .is_some_and(|live| live.revision() < self.own_through)
+        {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(received) => self.take(received),
+                Err(_) => {
+                    warn!(
+                        through = self.own_through,
+                        "the watch stream did not bring the planner's own commits; reading the store"
+                    );
+                    self.live = None;
+                }
+            }
+        }
+    }
+
     /// The view, read from the store if there is none.
     fn view(&mut self, sm: &StateMachine) -> Result<&LiveView, StoreError> {
         let live = match self.live.take() {
@@ -180,6 +217,7 @@ pub async fn run(raft: RaftHandle, settings: PlannerSettings, clock: SharedClock
             events,
             open: true,
             live: None,
+            own_through: 0,
         },
         Err(err) => {
             warn!(%err, "leader loop cannot watch the store; running on the tick only");
@@ -187,6 +225,7 @@ pub async fn run(raft: RaftHandle, settings: PlannerSettings, clock: SharedClock
                 events: tokio::sync::broadcast::channel(1).1,
                 open: false,
                 live: None,
+                own_through: 0,
             }
         }
     };
@@ -225,7 +264,7 @@ pub async fn run(raft: RaftHandle, settings: PlannerSettings, clock: SharedClock
             // instead of one round of every task per `settle`. A small
             // cluster's rounds take a millisecond or two, so it waits
             // `settle` as before.
-            tokio::time::sleep(settings.settle.max(last.took)).await;
+            tokio::time::sleep(settings.settle.max(last.took.min(MAX_PACE))).await;
         }
         watched.drain(None);
         let status = raft.status().get();
@@ -281,6 +320,9 @@ pub async fn run(raft: RaftHandle, settings: PlannerSettings, clock: SharedClock
                 // Our own commits and what the round read need no new round;
                 // anything else does, at once.
                 again = watched.drain(Some(&outcome));
+                if let Some(&last_own) = outcome.own_revisions.iter().max() {
+                    watched.own_through = last_own;
+                }
                 last = LastRound {
                     busy: outcome.ops > 0 || outcome.refused_txns > 0,
                     due_ms: outcome.due_ms,
@@ -317,9 +359,11 @@ async fn round(
     if !prepared.is_empty() {
         commit(raft, settings, prepared, &mut outcome).await?;
     }
-    // Changes that came meanwhile belong in the view the round reads.
+    // Changes that came meanwhile belong in the view the round reads, and
+    // the last round's own commits must be in it.
     let planning = std::time::Instant::now();
     watched.drain(None);
+    watched.catch_up().await;
     let live = watched.view(sm)?;
     outcome.read_revision = live.revision();
     let (volumes, settings_record) = crate::store::view::read_volumes_and_settings(sm)?;

@@ -229,6 +229,7 @@ fn only_changes_a_round_neither_read_nor_made_call_for_another() {
         events,
         open: true,
         live: Some(LiveView::default()),
+        own_through: 0,
     };
     let event = |revision| {
         std::sync::Arc::new(berth_proto::v1::WatchEvent {
@@ -265,6 +266,7 @@ fn a_stream_that_fell_behind_drops_the_view_and_calls_for_a_round() {
         events,
         open: true,
         live: Some(LiveView::default()),
+        own_through: 0,
     };
     for revision in 1..=4 {
         tx.send(std::sync::Arc::new(berth_proto::v1::WatchEvent {
@@ -284,6 +286,44 @@ fn a_stream_that_fell_behind_drops_the_view_and_calls_for_a_round() {
     assert!(
         watched.live.is_none(),
         "the next round reads the store again"
+    );
+}
+
+/// The raft thread answers a commit before the watchers get its changes: a
+/// round waits for its predecessor's own commits to reach the view, and reads
+/// the store when they do not come.
+#[tokio::test]
+async fn a_round_plans_only_from_a_view_with_the_last_rounds_own_commits() {
+    let (tx, events) = tokio::sync::broadcast::channel(16);
+    let mut watched = Watched {
+        events,
+        open: true,
+        live: Some(LiveView::default()),
+        own_through: 7,
+    };
+    let late = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        for revision in [6, 7] {
+            tx.send(std::sync::Arc::new(berth_proto::v1::WatchEvent {
+                revision,
+                ..Default::default()
+            }))
+            .expect("send");
+        }
+        tx
+    });
+    watched.catch_up().await;
+    assert_eq!(
+        watched.live.as_ref().map(LiveView::revision),
+        Some(7),
+        "waited for the own commits"
+    );
+    let _tx = late.await.expect("sender");
+    watched.own_through = 9;
+    watched.catch_up().await;
+    assert!(
+        watched.live.is_none(),
+        "commits that never came: the store is read instead"
     );
 }
 

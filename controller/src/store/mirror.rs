@@ -130,13 +130,13 @@ impl Mirror {
         self.checkpoint()
     }
 
-    /// Writes what changed since the last checkpoint to sled, atomically, and
-    /// flushes. Afterwards sled alone holds everything applied so far.
     /// How many keys changed since the last checkpoint.
     pub fn dirty_keys(&self) -> usize {
         self.read().dirty.len()
     }
 
+    /// Writes what changed since the last checkpoint to sled, atomically, and
+    /// flushes. Afterwards sled alone holds everything applied so far.
     pub fn checkpoint(&self) -> Result<(), StoreError> {
         // Writers are the raft thread only, and this runs on it: nothing changes
         // between reading the changes and clearing them once they are durable.
