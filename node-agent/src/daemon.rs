@@ -119,6 +119,12 @@ impl TaskRunner for Runner {
         Some(self.network.follow_wanted())
     }
 
+    fn names_wanted(
+        &self,
+    ) -> Option<tokio::sync::watch::Receiver<std::collections::BTreeSet<String>>> {
+        Some(self.network.names_wanted())
+    }
+
     fn statuses(&self) -> Vec<TaskStatusUpdate> {
         self.supervisor.statuses()
     }

@@ -242,6 +242,66 @@ async fn a_name_not_followed_is_answered_once_its_tasks_arrive() {
     );
 }
 
+/// A leader that sends endpoints on demand: a name the table does not have
+/// is asked for by name, and answered once the leader's answer is in (here
+/// played by the test): from the table when the name was a service's, else
+/// upstream; an answered name is not asked again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_the_table_lacks_is_asked_for_and_answered_once_the_leader_did() {
+    let (up, _up_tx) = upstream_server().await;
+    let (tx, rx) = watch::channel(Arc::new(DnsTable::new()));
+    let following = Arc::new(Following::default());
+    following.set_answered(true, Default::default());
+    let server = DnsServer::start(
+        "127.0.0.1:0".parse().unwrap(),
+        rx,
+        vec![up.local_addr()],
+        Arc::clone(&following),
+    )
+    .await
+    .expect("start DNS server");
+    let addr = server.local_addr();
+    let mut wanted = following.wanted_names();
+    let asking = tokio::spawn(async move { udp(addr, &query("Tasks.Web.", RecordType::A)).await });
+    timeout(CLIENT_WAIT, wanted.changed())
+        .await
+        .expect("the server asks for the name in time")
+        .expect("open");
+    assert_eq!(
+        wanted.borrow_and_update().iter().collect::<Vec<_>>(),
+        ["tasks.web"]
+    );
+    assert!(!asking.is_finished(), "no answer before the leader's");
+    tx.send(Arc::new(web_table())).unwrap();
+    following.set_answered(true, ["tasks.web".to_string()].into());
+    let answer = timeout(CLIENT_WAIT, asking)
+        .await
+        .expect("answered")
+        .expect("query");
+    assert_eq!(addrs(&answer), tasks());
+
+    // No service's name: answered, then upstream's answer.
+    let asking = tokio::spawn(async move { udp(addr, &query("db.example.", RecordType::A)).await });
+    timeout(CLIENT_WAIT, wanted.changed())
+        .await
+        .expect("asked")
+        .expect("open");
+    assert!(wanted.borrow_and_update().contains("db.example"));
+    following.set_answered(
+        true,
+        ["tasks.web".to_string(), "db.example".to_string()].into(),
+    );
+    let answer = timeout(CLIENT_WAIT, asking)
+        .await
+        .expect("answered")
+        .expect("query");
+    assert_eq!(addrs(&answer), [Ipv4Addr::new(192, 0, 2, 7)]);
+    // Asked once: straight upstream now.
+    let answer = udp(addr, &query("db.example.", RecordType::A)).await;
+    assert_eq!(addrs(&answer), [Ipv4Addr::new(192, 0, 2, 7)]);
+    assert!(!wanted.has_changed().expect("open"), "not asked again");
+}
+
 /// An upstream on 127.0.0.2 (another DnsServer) knowing `db.example.`, and a
 /// `web` of its own that must never be seen through the front server.
 async fn upstream_server() -> (DnsServer, watch::Sender<Arc<DnsTable>>) {

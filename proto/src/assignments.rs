@@ -114,6 +114,8 @@ pub fn delta_from(held: &HeldSet, complete: &Assignments) -> AssignmentsDelta {
         shared_changes: Vec::new(),
         followed,
         unfollowed,
+        answered_names: complete.answered_names.clone(),
+        heads_on_demand: complete.heads_on_demand,
     }
 }
 
@@ -129,6 +131,10 @@ pub fn unpack(set: &mut Assignments) -> Result<(), prost::DecodeError> {
     prost::Message::merge(&mut *set, shared)?;
     let followed = std::mem::take(&mut set.followed_tasks);
     put_tasks(set, followed);
+    // A set whose leader sends endpoints on demand carries the followed ones
+    // itself, beside the shared part's.
+    set.endpoints
+        .sort_by(|a, b| a.service_name.cmp(&b.service_name));
     Ok(())
 }
 
@@ -163,6 +169,10 @@ pub fn apply(set: &mut Assignments, mut delta: AssignmentsDelta) -> Result<(), p
     set.followed.append(&mut delta.followed);
     set.followed.sort();
     set.followed.dedup();
+    set.answered_names.append(&mut delta.answered_names);
+    set.answered_names.sort();
+    set.answered_names.dedup();
+    set.heads_on_demand = delta.heads_on_demand;
     apply_changes(set, delta);
     set.tasks.sort_by(|a, b| a.id.cmp(&b.id));
     set.networks.sort_by(|a, b| a.id.cmp(&b.id));

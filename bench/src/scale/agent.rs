@@ -358,6 +358,7 @@ async fn follow(
         node_id: state.node_id.clone(),
         session_id: session_id.to_string(),
         service_ids: state.follows.clone(),
+        names: Vec::new(),
     };
     let _: FollowResponse = unary(grpc, shared, address, FOLLOW, request).await?;
     Ok(())
@@ -413,6 +414,8 @@ async fn session(
                 session_id: session_id.clone(),
                 held: None,
                 follows_on_demand: true,
+                // As the real agent: endpoints only of what it follows.
+                heads_on_demand: true,
             }),
             PathAndQuery::from_static(SESSION),
             codec,

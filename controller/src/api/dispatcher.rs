@@ -13,12 +13,15 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::ca::gate::caller;
-use crate::dispatcher::Dispatcher;
+use crate::dispatcher::{Dispatcher, OnDemand};
 use crate::dispatcher::registration::NodeCertificate;
 
 /// Services one Follow request may name (an agent asks for the names its
 /// containers look up, a few at a time).
 const MAX_FOLLOW: usize = 1024;
+
+/// The longest name a Follow may ask for: a DNS name's length.
+const MAX_NAME: usize = 253;
 
 pub struct DispatcherService {
     dispatcher: Dispatcher,
@@ -115,7 +118,7 @@ impl DispatcherApi for DispatcherService {
             req.node_id,
             req.session_id,
             req.held,
-            req.follows_on_demand,
+            OnDemand::of(req.follows_on_demand, req.heads_on_demand),
         )?;
         Ok(Response::new(Box::pin(
             stream.map(|m| m.map_err(Status::from)),
@@ -179,14 +182,20 @@ impl DispatcherApi for DispatcherService {
     ) -> Result<Response<FollowResponse>, Status> {
         same_node(&request, &request.get_ref().node_id)?;
         let req = request.into_inner();
-        if req.service_ids.len() > MAX_FOLLOW {
+        if req.service_ids.len() > MAX_FOLLOW || req.names.len() > MAX_FOLLOW {
             return Err(Status::invalid_argument(format!(
-                "follow: {} services in one request (at most {MAX_FOLLOW})",
-                req.service_ids.len()
+                "follow: {} services and {} names in one request (at most {MAX_FOLLOW} each)",
+                req.service_ids.len(),
+                req.names.len()
+            )));
+        }
+        if let Some(name) = req.names.iter().find(|n| n.is_empty() || n.len() > MAX_NAME) {
+            return Err(Status::invalid_argument(format!(
+                "follow: the name {name:?} is no DNS name (1 to {MAX_NAME} characters)"
             )));
         }
         self.dispatcher
-            .follow(&req.node_id, &req.session_id, req.service_ids)?;
+            .follow(&req.node_id, &req.session_id, req.service_ids, req.names)?;
         Ok(Response::new(FollowResponse {}))
     }
 

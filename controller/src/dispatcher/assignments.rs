@@ -297,6 +297,10 @@ pub struct SharedDelta {
     pub networks: BTreeMap<String, Option<Network>>,
     /// By service id.
     pub endpoints: BTreeMap<String, EndpointEdit>,
+    /// Services every node followed before this change and only some follow
+    /// after it (their ports went): every node gets their new head, so that
+    /// none keeps the old endpoint with its tasks.
+    pub heads_for_all: BTreeSet<String>,
 }
 
 impl SharedDelta {
@@ -305,11 +309,15 @@ impl SharedDelta {
     }
 
     /// Into the wire form, encoded: the part every node gets (nodes,
-    /// networks, endpoints without the tasks of those only some nodes follow)
-    /// and, per such service, its task changes for the nodes that follow it.
-    /// `current` is the endpoints after the change (whether one publishes ports).
+    /// networks, removals, the endpoints every node follows), the heads of
+    /// the other new or changed endpoints (for agents that get every
+    /// endpoint's head), and per such service its piece for the nodes that
+    /// follow it: the whole endpoint when it is new or its service changed,
+    /// else its task changes. `current` is the endpoints after the change
+    /// (whether one publishes ports).
     fn encode(self, seq: u64, current: &BTreeMap<String, Endpoint>) -> SharedChange {
         let mut all = AssignmentsDelta::default();
+        let mut heads = AssignmentsDelta::default();
         let mut items = self.nodes.len() + self.networks.len();
         for (id, node) in self.nodes {
             match node {
@@ -327,24 +335,25 @@ impl SharedDelta {
         let mut gone = Vec::new();
         for (id, edit) in self.endpoints {
             let everyone = current.get(&id).is_some_and(endpoints::followed_by_all);
-            let change = match edit {
-                EndpointEdit::Whole(Some(mut e)) => {
-                    items += 1;
-                    let serving = if everyone {
-                        items += e.tasks.len();
-                        Vec::new()
-                    } else {
-                        std::mem::take(&mut e.tasks)
-                    };
+            let (piece_items, piece) = match edit {
+                EndpointEdit::Whole(Some(e)) if everyone => {
+                    items += 1 + e.tasks.len();
                     all.endpoints.push(e);
-                    if serving.is_empty() {
-                        continue;
+                    continue;
+                }
+                EndpointEdit::Whole(Some(e)) => {
+                    if self.heads_for_all.contains(&id) {
+                        items += 1;
+                        all.endpoints.push(head(&e));
+                    } else {
+                        heads.endpoints.push(head(&e));
                     }
-                    EndpointTasksChange {
-                        service_id: id.clone(),
-                        tasks: serving,
-                        removed_tasks: Vec::new(),
-                    }
+                    let size = 1 + e.tasks.len();
+                    let piece = AssignmentsDelta {
+                        endpoints: vec![e],
+                        ..Default::default()
+                    };
+                    (size, piece)
                 }
                 EndpointEdit::Whole(None) => {
                     items += 1;
@@ -366,17 +375,16 @@ impl SharedDelta {
                         all.endpoint_tasks.push(change);
                         continue;
                     }
-                    change
+                    let piece = AssignmentsDelta {
+                        endpoint_tasks: vec![change],
+                        ..Default::default()
+                    };
+                    (items_of(&piece.endpoint_tasks[0]), piece)
                 }
             };
             let piece = Piece {
-                items: items_of(&change),
-                wire: AssignmentsDelta {
-                    endpoint_tasks: vec![change],
-                    ..Default::default()
-                }
-                .encode_to_vec()
-                .into(),
+                items: piece_items,
+                wire: piece.encode_to_vec().into(),
             };
             tasks.insert(id, piece);
         }
@@ -384,6 +392,10 @@ impl SharedDelta {
             seq,
             items,
             wire: all.encode_to_vec().into(),
+            heads: Piece {
+                items: heads.endpoints.len(),
+                wire: heads.encode_to_vec().into(),
+            },
             tasks,
             gone,
         }
@@ -400,6 +412,9 @@ pub struct Published {
     pub networks: BTreeMap<String, Network>,
     /// By service id.
     pub endpoints: BTreeMap<String, Endpoint>,
+    /// The endpoints by their DNS names (service name and aliases): the
+    /// services a name an agent asks for stands for.
+    names: HashMap<String, BTreeSet<String>>,
     pub assigned: HashMap<String, NodeTasks>,
     /// Nodes with a task to stop (desired beyond RUNNING, not yet ended): the
     /// sessions that care when the drain watermark moves (drain.rs).
@@ -411,8 +426,10 @@ pub struct Published {
     /// The last [`SHARED_LOG`] changes, oldest first.
     pub log: VecDeque<SharedChange>,
     /// The complete set's shared part, encoded at the shared sequence it
-    /// names; filled by the first session that needs it at that sequence.
+    /// names, with every endpoint's head and with only the endpoints every
+    /// node follows; filled by the first session that needs it at that sequence.
     complete_shared: Mutex<Option<(u64, Bytes)>>,
+    complete_shared_lean: Mutex<Option<(u64, Bytes)>>,
 }
 
 /// One change of the shared part as sessions send it: encoded once, by the
@@ -426,11 +443,16 @@ pub struct SharedChange {
     /// endpoint, endpoint task and removal counts one.
     pub items: usize,
     /// What every node gets, as an encoded `AssignmentsDelta`
-    /// (`AssignmentsDelta.shared_changes`): nodes, networks, endpoints, and
-    /// the task changes of the endpoints every node follows.
+    /// (`AssignmentsDelta.shared_changes`): nodes, networks, removals, and
+    /// the endpoints every node follows with their task changes.
     pub wire: Bytes,
-    /// By service id: the task changes of an endpoint only its followers get
-    /// (dispatcher.md, "Endpoints by interest"), each its own encoded delta.
+    /// The heads (no tasks) of the other new or changed endpoints, for the
+    /// agents that get every endpoint (not `heads_on_demand`).
+    pub heads: Piece,
+    /// By service id: what of an endpoint only its followers get
+    /// (dispatcher.md, "Endpoints by interest"), each its own encoded delta:
+    /// the whole endpoint when it is new or its service changed, else the
+    /// changes of its tasks.
     pub tasks: BTreeMap<String, Piece>,
     /// Services whose endpoint this change removed: nobody follows them after it.
     pub gone: Vec<String>,
@@ -535,6 +557,14 @@ impl Published {
             let before = self.endpoints.get(&id);
             if before != now.as_ref() {
                 let edit = EndpointEdit::between(before, now.as_ref());
+                if let EndpointEdit::Whole(_) = edit {
+                    if before.is_some_and(endpoints::followed_by_all)
+                        && now.as_ref().is_some_and(|e| !endpoints::followed_by_all(e))
+                    {
+                        delta.heads_for_all.insert(id.clone());
+                    }
+                    index_names(&mut self.names, &id, before, now.as_ref());
+                }
                 match now {
                     Some(e) => self.endpoints.insert(id.clone(), e),
                     None => self.endpoints.remove(&id),
@@ -564,11 +594,14 @@ impl Published {
     /// change: a change is never split), with the sequence they bring the
     /// reader to and their items; `None` when the log no longer reaches back
     /// that far. A service whose endpoint a change removes leaves `followed`.
+    /// `heads`: the reader gets every endpoint's head (an agent without
+    /// `heads_on_demand`).
     pub fn shared_since(
         &self,
         seq: u64,
         max_items: usize,
         followed: &mut BTreeSet<String>,
+        heads: bool,
     ) -> Option<SharedSince> {
         let oldest = self.log.front().map(|c| c.seq)?;
         if seq + 1 < oldest {
@@ -579,7 +612,11 @@ impl Published {
         let mut through = seq;
         let mut items = 0;
         for change in self.log.iter().skip(skip) {
-            let mine = followed_pieces(&change.tasks, followed);
+            let mut mine = followed_pieces(&change.tasks, followed);
+            if heads && !change.heads.wire.is_empty() {
+                // Before the followed pieces: their whole endpoints win.
+                mine.insert(0, &change.heads);
+            }
             let size = change.items + mine.iter().map(|p| p.items).sum::<usize>();
             if items > 0 && items + size > max_items {
                 break;
@@ -604,10 +641,16 @@ impl Published {
     /// The complete set's shared part (networks, nodes, endpoints by service
     /// name, with tasks only where every node follows them) as an encoded
     /// `Assignments` (`Assignments.shared`): encoded once per shared
-    /// sequence, however many sessions start at it.
-    pub fn complete_shared(&self) -> Bytes {
-        let mut cached = self
-            .complete_shared
+    /// sequence, however many sessions start at it. `heads`: with every
+    /// endpoint's head; else only the endpoints every node follows (the
+    /// others' heads go with their tasks to those who follow them).
+    pub fn complete_shared(&self, heads: bool) -> Bytes {
+        let cache = if heads {
+            &self.complete_shared
+        } else {
+            &self.complete_shared_lean
+        };
+        let mut cached = cache
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some((seq, bytes)) = cached.as_ref()
@@ -618,11 +661,11 @@ impl Published {
         let mut endpoints: Vec<_> = self
             .endpoints
             .values()
-            .map(|e| {
+            .filter_map(|e| {
                 if endpoints::followed_by_all(e) {
-                    e.clone()
+                    Some(e.clone())
                 } else {
-                    head(e)
+                    heads.then(|| head(e))
                 }
             })
             .collect();
@@ -636,6 +679,41 @@ impl Published {
         let bytes = Bytes::from(shared.encode_to_vec());
         *cached = Some((self.shared_seq, bytes.clone()));
         bytes
+    }
+}
+
+impl Published {
+    /// The services whose endpoint answers `name` (any case, one trailing
+    /// dot optional; `tasks.NAME` stands for NAME's services too).
+    pub fn named(&self, name: &str) -> impl Iterator<Item = &String> + '_ {
+        let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+        let bare = name.strip_prefix("tasks.").map(str::to_string);
+        let exact = self.names.get(&name);
+        let tasks_of = bare.and_then(|bare| self.names.get(&bare));
+        exact.into_iter().chain(tasks_of).flatten()
+    }
+}
+
+/// The DNS names of an endpoint, lower-case.
+fn names_of(endpoint: &Endpoint) -> impl Iterator<Item = String> + '_ {
+    std::iter::once(&endpoint.service_name)
+        .chain(&endpoint.aliases)
+        .filter(|name| !name.is_empty())
+        .map(|name| name.to_ascii_lowercase())
+}
+
+/// Moves service `id` in the name index from `before`'s names to `now`'s.
+fn index_names(
+    names: &mut HashMap<String, BTreeSet<String>>,
+    id: &str,
+    before: Option<&Endpoint>,
+    now: Option<&Endpoint>,
+) {
+    for name in before.into_iter().flat_map(names_of) {
+        unindex(names, &name, id);
+    }
+    for name in now.into_iter().flat_map(names_of) {
+        names.entry(name).or_default().insert(id.to_string());
     }
 }
 

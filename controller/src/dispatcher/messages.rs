@@ -8,7 +8,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use berth_proto::v1::{
-    Assignments, AssignmentsDelta, EndpointTasksChange, Task, session_message::Message,
+    Assignments, AssignmentsDelta, Endpoint, EndpointTasksChange, Task, session_message::Message,
 };
 
 use super::assignments::{
@@ -29,46 +29,87 @@ pub struct Sent {
     followed: BTreeSet<String>,
     /// Services to follow were left for the next message (it had enough).
     more_to_follow: bool,
+    /// The agent gets only the endpoints it follows (heads on demand).
+    lean: bool,
+    /// Names asked for that a message answered.
+    answered: BTreeSet<String>,
     /// The shared sequence of the last message with something of the shared
     /// part for the agent's kernel (a change, or a service's tasks).
     owed: u64,
 }
 
-/// The services a node follows (dispatcher.md, "Endpoints by interest"): those
-/// of its own tasks and those its agent asked for, that have an endpoint.
+/// What a node's agent asked for (dispatcher.md, "Endpoints by interest").
+#[derive(Debug, Default)]
+pub struct Interest {
+    /// Services by id (Follow; every endpoint for an agent that does not
+    /// follow on demand).
+    pub ids: BTreeSet<String>,
+    /// Names its containers looked up (Follow, heads on demand).
+    pub names: BTreeSet<String>,
+    /// The agent gets only the endpoints it follows and those every node
+    /// follows (`SessionRequest.heads_on_demand`).
+    pub heads_on_demand: bool,
+}
+
+/// The services a node follows: those of its own tasks and those its agent
+/// asked for by id or by name, that have an endpoint.
 fn wanted<'a>(
     published: &'a Published,
     own: Option<&'a NodeTasks>,
-    asked: &'a BTreeSet<String>,
+    interest: &'a Interest,
 ) -> impl Iterator<Item = &'a String> + 'a {
     own.into_iter()
         .flat_map(|tasks| tasks.values().map(|task| &task.service_id))
-        .chain(asked)
+        .chain(&interest.ids)
+        .chain(interest.names.iter().flat_map(|name| published.named(name)))
         .filter(|id| published.endpoints.contains_key(*id))
 }
 
-/// The serving tasks of `service_id` for a node that starts following it
-/// (none for an endpoint every node follows: the shared part has them).
-fn tasks_of(published: &Published, service_id: &str) -> Option<EndpointTasksChange> {
-    let endpoint = published.endpoints.get(service_id)?;
-    if followed_by_all(endpoint) || endpoint.tasks.is_empty() {
-        return None;
-    }
-    Some(EndpointTasksChange {
-        service_id: service_id.to_string(),
-        tasks: endpoint.tasks.clone(),
-        removed_tasks: Vec::new(),
-    })
+/// What a node that starts following `service_id` gets of it: for an agent
+/// that holds every endpoint's head, its serving tasks; for one that gets
+/// endpoints on demand, the whole endpoint. Nothing for an endpoint every node
+/// follows: the shared part has it whole.
+enum Start {
+    Tasks(EndpointTasksChange),
+    Whole(Endpoint),
 }
 
-/// The complete set for `node_id`, whose agent asked to follow `asked`, and
+impl Start {
+    fn of(published: &Published, service_id: &str, lean: bool) -> Option<Start> {
+        let endpoint = published.endpoints.get(service_id)?;
+        if followed_by_all(endpoint) {
+            return None;
+        }
+        if lean {
+            return Some(Start::Whole(endpoint.clone()));
+        }
+        if endpoint.tasks.is_empty() {
+            return None;
+        }
+        Some(Start::Tasks(EndpointTasksChange {
+            service_id: service_id.to_string(),
+            tasks: endpoint.tasks.clone(),
+            removed_tasks: Vec::new(),
+        }))
+    }
+
+    /// About how many items it puts on the wire.
+    fn items(&self) -> usize {
+        match self {
+            Start::Tasks(change) => items_of(change),
+            Start::Whole(endpoint) => 1 + endpoint.tasks.len(),
+        }
+    }
+}
+
+/// The complete set for `node_id`, whose agent asked for `interest`, and
 /// the record of having sent it; `applied_everywhere` is the drain watermark
 /// (drain.rs). Its shared part comes encoded (`Assignments.shared`:
 /// berth_proto::assignments::unpack).
 pub fn complete(
     published: &Published,
     node_id: &str,
-    asked: &BTreeSet<String>,
+    interest: &Interest,
     applied_everywhere: u64,
     source: &dyn PayloadSource,
 ) -> (Assignments, Sent) {
@@ -76,11 +117,19 @@ pub fn complete(
     let tasks: Vec<_> = own
         .map(|tasks| tasks.values().map(|task| Task::clone(task)).collect())
         .unwrap_or_default();
-    let followed: BTreeSet<String> = wanted(published, own, asked).cloned().collect();
-    let followed_tasks = followed
+    let lean = interest.heads_on_demand;
+    let followed: BTreeSet<String> = wanted(published, own, interest).cloned().collect();
+    let mut followed_tasks = Vec::new();
+    let mut endpoints = Vec::new();
+    for start in followed
         .iter()
-        .filter_map(|id| tasks_of(published, id))
-        .collect();
+        .filter_map(|id| Start::of(published, id, lean))
+    {
+        match start {
+            Start::Tasks(change) => followed_tasks.push(change),
+            Start::Whole(endpoint) => endpoints.push(endpoint),
+        }
+    }
     let mut payloads = SentPayloads::default();
     let values = changes(&tasks, source, &mut payloads);
     let sent = Sent {
@@ -90,11 +139,18 @@ pub fn complete(
         payloads,
         followed: followed.clone(),
         more_to_follow: false,
+        lean,
+        answered: if lean {
+            interest.names.clone()
+        } else {
+            BTreeSet::new()
+        },
         owed: published.shared_seq,
     };
     let set = Assignments {
         tasks,
-        shared: published.complete_shared(),
+        endpoints,
+        shared: published.complete_shared(!lean),
         revision: published.revision,
         node_id: node_id.to_string(),
         secrets: values.secrets,
@@ -103,6 +159,8 @@ pub fn complete(
         applied_everywhere,
         followed: followed.into_iter().collect(),
         followed_tasks,
+        heads_on_demand: lean,
+        answered_names: sent.answered.iter().cloned().collect(),
         ..Default::default()
     };
     (set, sent)
@@ -123,13 +181,13 @@ impl Sent {
     }
 }
 
-/// The next message for `node_id` (whose agent asked to follow `asked`), or
+/// The next message for `node_id` (whose agent asked for `interest`), or
 /// `None` when nothing it holds changed. A new drain watermark alone is news
 /// only to a node that has a task to stop.
 pub fn next(
     published: &Published,
     node_id: &str,
-    asked: &BTreeSet<String>,
+    interest: &Interest,
     applied_everywhere: u64,
     sent: &mut Sent,
     source: &dyn PayloadSource,
@@ -138,9 +196,10 @@ pub fn next(
         sent.shared_seq,
         SHARED_ITEMS_PER_MESSAGE,
         &mut sent.followed,
+        !sent.lean,
     ) else {
         // Too far behind for the log: start over with the complete set.
-        let (set, fresh) = complete(published, node_id, asked, applied_everywhere, source);
+        let (set, fresh) = complete(published, node_id, interest, applied_everywhere, source);
         *sent = fresh;
         return Some(Message::Assignments(set));
     };
@@ -151,6 +210,7 @@ pub fn next(
         shared_changes: shared.changes,
         shared_seq: through,
         applied_everywhere,
+        heads_on_demand: sent.lean,
         ..Default::default()
     };
     sent.shared_seq = through;
@@ -165,23 +225,35 @@ pub fn next(
     sent.more_to_follow = false;
     if through == published.shared_seq {
         // Usually none: no set is built for every wake of every session.
-        let mut new: Vec<&String> = wanted(published, current, asked)
+        let mut new: Vec<&String> = wanted(published, current, interest)
             .filter(|id| !sent.followed.contains(*id))
             .collect();
         new.sort_unstable();
         new.dedup();
         let mut items = items;
         for id in new {
-            let tasks = tasks_of(published, id);
-            let size = tasks.as_ref().map_or(1, items_of);
+            let start = Start::of(published, id, sent.lean);
+            let size = start.as_ref().map_or(1, Start::items);
             if items > 0 && items + size > SHARED_ITEMS_PER_MESSAGE {
                 sent.more_to_follow = true;
                 break;
             }
             items += size;
-            delta.endpoint_tasks.extend(tasks);
+            match start {
+                Some(Start::Tasks(change)) => delta.endpoint_tasks.push(change),
+                Some(Start::Whole(endpoint)) => delta.endpoints.push(endpoint),
+                None => {}
+            }
             sent.followed.insert(id.clone());
             delta.followed.push(id.clone());
+        }
+        // Every service of a name asked for is followed now: the name is
+        // answered (those of a service created later follow when it comes).
+        if sent.lean && !sent.more_to_follow {
+            for name in interest.names.difference(&sent.answered) {
+                delta.answered_names.push(name.clone());
+            }
+            sent.answered.extend(delta.answered_names.iter().cloned());
         }
     }
     if let Some(tasks) = current {
@@ -217,6 +289,7 @@ pub fn next(
         && delta.removed_tasks.is_empty()
         && delta.shared_changes.is_empty()
         && delta.followed.is_empty()
+        && delta.answered_names.is_empty()
         && delta.secrets.is_empty()
         && delta.removed_secrets.is_empty()
         && delta.configs.is_empty()

@@ -314,22 +314,25 @@ impl Dispatcher {
         Ok(())
     }
 
-    /// The agent wants the serving tasks of `services` (a container asked its
-    /// DNS for one of their names): its session sends them with its next
-    /// message, then their changes (dispatcher.md, "Endpoints by interest").
+    /// The agent wants the serving tasks of `services`, and of the services
+    /// of `names` (a container asked its DNS for one of their names): its
+    /// session sends them with its next message, then their changes
+    /// (dispatcher.md, "Endpoints by interest").
     pub fn follow(
         &self,
         node_id: &str,
         session_id: &str,
         services: Vec<String>,
+        names: Vec<String>,
     ) -> Result<(), DispatchError> {
         self.require_leader()?;
         // Kept whether or not the service has an endpoint yet: a new leader
         // has none before its first publish, and the agent asks only once a
         // session. Each message follows those that have one (`messages::wanted`).
+        let names = names.into_iter().map(|name| name.to_ascii_lowercase());
         if !self
             .sessions()
-            .ask(node_id, session_id, services, self.clock.instant())
+            .ask(node_id, session_id, services, names, self.clock.instant())
         {
             return Err(DispatchError::UnknownSession);
         }
@@ -364,14 +367,14 @@ impl Dispatcher {
     /// session is replaced, expires or leadership ends.
     /// `held`: what the agent holds from an earlier session; the session then
     /// starts with a delta from it instead of the complete set.
-    /// `on_demand`: the agent asks for the services it follows (`Follow`);
-    /// one that does not (an older agent) follows every endpoint.
+    /// `on_demand`: what the agent asks for (`Follow`) and gets; an agent
+    /// that asks for nothing (an older one) follows every endpoint.
     pub fn open_session(
         &self,
         node_id: String,
         session_id: String,
         held: Option<HeldSet>,
-        on_demand: bool,
+        on_demand: OnDemand,
     ) -> Result<SessionStream, DispatchError> {
         self.require_leader()?;
         if !self.sessions().is_current(&node_id, &session_id) {
@@ -401,7 +404,7 @@ impl Dispatcher {
         node_id: String,
         session_id: String,
         mut held: Option<HeldSet>,
-        on_demand: bool,
+        on_demand: OnDemand,
         pull: Pull,
     ) {
         let mut wakers = self.hub.subscribe(&node_id);
@@ -409,7 +412,8 @@ impl Dispatcher {
             // What the agent followed before, it follows in this session too.
             let followed = held.followed.iter().cloned();
             let now = self.clock.instant();
-            self.sessions().ask(&node_id, &session_id, followed, now);
+            self.sessions()
+                .ask(&node_id, &session_id, followed, Vec::new(), now);
         }
         let mut sent: Option<messages::Sent> = None;
         // Something may have changed that this session has not looked at yet
@@ -464,11 +468,20 @@ impl Dispatcher {
                 return;
             }
             // An older agent follows every endpoint: its asked set is unused.
-            let asked_for = on_demand.then(|| self.sessions().asked(&node_id));
+            let asked_for = (on_demand != OnDemand::Nothing).then(|| self.sessions().asked(&node_id));
             let (message, behind) = {
                 let published = self.hub.read();
-                let following =
-                    asked_for.unwrap_or_else(|| published.endpoints.keys().cloned().collect());
+                let following = match asked_for {
+                    Some((ids, names)) => messages::Interest {
+                        ids,
+                        names,
+                        heads_on_demand: on_demand == OnDemand::Endpoints,
+                    },
+                    None => messages::Interest {
+                        ids: published.endpoints.keys().cloned().collect(),
+                        ..Default::default()
+                    },
+                };
                 let source = payloads::StorePayloads {
                     sm: self.raft.state(),
                     keys: &self.keys,
@@ -530,6 +543,30 @@ impl Dispatcher {
                     _ = pull.tx.closed() => return,
                 }
             }
+        }
+    }
+}
+
+/// What an agent gets only when it asks (dispatcher.md, "Endpoints by
+/// interest").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnDemand {
+    /// Nothing: every endpoint with its serving tasks (an older agent).
+    Nothing,
+    /// Serving tasks: every endpoint's head, the tasks of those it follows
+    /// (`SessionRequest.follows_on_demand`).
+    Tasks,
+    /// Endpoints: only those it follows, by id or by name, whole, and those
+    /// every node follows (`SessionRequest.heads_on_demand`).
+    Endpoints,
+}
+
+impl OnDemand {
+    pub fn of(follows_on_demand: bool, heads_on_demand: bool) -> OnDemand {
+        match (follows_on_demand, heads_on_demand) {
+            (_, true) => OnDemand::Endpoints,
+            (true, false) => OnDemand::Tasks,
+            (false, false) => OnDemand::Nothing,
         }
     }
 }

@@ -4,8 +4,10 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
 
-/// Services one session may ask to follow (a bound on what an agent can make
-/// the leader keep; a cluster with more services follows the first ones).
+/// Services and names one session may ask to follow, each (a bound on what
+/// an agent can make the leader keep; a cluster with more services follows
+/// the first ones, a name beyond it is answered as it stands then and not
+/// looked up again).
 pub const MAX_ASKED: usize = 65_536;
 
 #[derive(Clone, Debug)]
@@ -17,6 +19,8 @@ pub struct Session {
     /// Services whose serving tasks the agent asked for (Follow, and what it
     /// followed in its earlier session).
     pub asked: BTreeSet<String>,
+    /// Names its containers looked up (Follow, heads on demand).
+    pub asked_names: BTreeSet<String>,
     /// The shared sequence of the last message that brought the agent
     /// something of the shared part to put into its kernel.
     pub owed: u64,
@@ -40,6 +44,7 @@ impl Sessions {
                 last_heartbeat: now,
                 acked_seq: 0,
                 asked: BTreeSet::new(),
+                asked_names: BTreeSet::new(),
                 owed: 0,
                 passed: 0,
             },
@@ -86,32 +91,30 @@ impl Sessions {
         true
     }
 
-    /// Records that the agent wants the tasks of `services` (a sign of life
-    /// too); false for a session that is not current.
+    /// Records that the agent wants the tasks of `services` and of the
+    /// services of `names` (a sign of life too); false for a session that is
+    /// not current.
     pub fn ask(
         &mut self,
         node_id: &str,
         session_id: &str,
         services: impl IntoIterator<Item = String>,
+        names: impl IntoIterator<Item = String>,
         now: Instant,
     ) -> bool {
         let Some(session) = self.alive(node_id, session_id, now) else {
             return false;
         };
-        for service in services {
-            if session.asked.len() >= MAX_ASKED {
-                break;
-            }
-            session.asked.insert(service);
-        }
+        bounded_extend(&mut session.asked, services);
+        bounded_extend(&mut session.asked_names, names);
         true
     }
 
-    /// The services the node's current session asked to follow.
-    pub fn asked(&self, node_id: &str) -> BTreeSet<String> {
+    /// The services and the names the node's current session asked to follow.
+    pub fn asked(&self, node_id: &str) -> (BTreeSet<String>, BTreeSet<String>) {
         self.by_node
             .get(node_id)
-            .map(|s| s.asked.clone())
+            .map(|s| (s.asked.clone(), s.asked_names.clone()))
             .unwrap_or_default()
     }
 
@@ -160,6 +163,16 @@ impl Sessions {
     }
 }
 
+/// Adds `items` to `set` up to [`MAX_ASKED`].
+fn bounded_extend(set: &mut BTreeSet<String>, items: impl IntoIterator<Item = String>) {
+    for item in items {
+        if set.len() >= MAX_ASKED {
+            break;
+        }
+        set.insert(item);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,13 +212,13 @@ mod tests {
             0,
             "a new session starts unacknowledged"
         );
-        assert!(!sessions.ask("n1", "s2", ["web".to_string()], t0));
-        assert!(sessions.ask("n1", "s3", ["web".to_string()], t0));
-        assert!(sessions.ask("n1", "s3", ["db".to_string()], t0));
-        assert_eq!(
-            sessions.asked("n1").into_iter().collect::<Vec<_>>(),
-            ["db", "web"]
-        );
+        let none = Vec::<String>::new;
+        assert!(!sessions.ask("n1", "s2", ["web".to_string()], none(), t0));
+        assert!(sessions.ask("n1", "s3", ["web".to_string()], none(), t0));
+        assert!(sessions.ask("n1", "s3", ["db".to_string()], ["api".to_string()], t0));
+        let (ids, names) = sessions.asked("n1");
+        assert_eq!(ids.into_iter().collect::<Vec<_>>(), ["db", "web"]);
+        assert_eq!(names.into_iter().collect::<Vec<_>>(), ["api"]);
         // Passed without news since its last acknowledged message: as far
         // as its session went; with news not yet acknowledged: its ack.
         assert!(sessions.ack("n1", "s3", 7, t0));

@@ -65,10 +65,10 @@ async fn sessions_get_their_tasks_and_silent_nodes_go_down_by_the_clock() {
         .await
         .expect("h2 registers");
     let mut s1 = dispatcher
-        .open_session(h1.node_id.clone(), h1.session_id.clone(), None, true)
+        .open_session(h1.node_id.clone(), h1.session_id.clone(), None, OnDemand::Tasks)
         .expect("h1's session");
     let mut s2 = dispatcher
-        .open_session(h2.node_id.clone(), h2.session_id.clone(), None, true)
+        .open_session(h2.node_id.clone(), h2.session_id.clone(), None, OnDemand::Tasks)
         .expect("h2's session");
 
     // The first message is the complete set.
@@ -169,7 +169,7 @@ async fn sessions_get_their_tasks_and_silent_nodes_go_down_by_the_clock() {
             again.node_id.clone(),
             again.session_id.clone(),
             Some(berth_proto::assignments::held_set(&held)),
-            true,
+            OnDemand::Tasks,
         )
         .expect("h1's new session");
     let Some(Message::Delta(delta)) = next(&mut resumed).await.expect("a message").message else {
@@ -228,7 +228,7 @@ async fn a_session_builds_its_message_only_when_the_stream_asks() {
         .await
         .expect("h1 registers");
     let mut s1 = dispatcher
-        .open_session(h1.node_id.clone(), h1.session_id.clone(), None, true)
+        .open_session(h1.node_id.clone(), h1.session_id.clone(), None, OnDemand::Tasks)
         .expect("h1's session");
     let counted = |kind: &str| {
         raft.metrics()
@@ -278,7 +278,10 @@ async fn a_session_builds_its_message_only_when_the_stream_asks() {
 
 /// An agent from before endpoints by interest cannot ask to follow a
 /// service: its session sends it every endpoint's serving tasks, as before.
-/// An agent that asks gets the endpoint's head without them.
+/// An agent that asks gets the endpoint's head without them; one that gets
+/// endpoints on demand gets none until it asks for a name of it (or runs
+/// one of its tasks), then the whole endpoint, and every name it asked for
+/// answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_that_cannot_ask_follows_every_endpoint() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -302,6 +305,10 @@ async fn an_agent_that_cannot_ask_follows_every_endpoint() {
         .register(request("runs", "198.18.0.4"))
         .await
         .expect("runs registers");
+    let lean = dispatcher
+        .register(request("lean", "198.18.0.5"))
+        .await
+        .expect("lean registers");
 
     let address = |a: [u8; 4]| berth_proto::net::Ipv4Prefix::new(a.into(), 24);
     let service = berth_proto::v1::Service {
@@ -344,7 +351,7 @@ async fn an_agent_that_cannot_ask_follows_every_endpoint() {
     })
     .await;
 
-    let complete_set = |on_demand: bool, node: &berth_proto::v1::RegisterResponse| {
+    let complete_set = |on_demand: OnDemand, node: &berth_proto::v1::RegisterResponse| {
         let mut stream = dispatcher
             .open_session(
                 node.node_id.clone(),
@@ -370,10 +377,10 @@ async fn an_agent_that_cannot_ask_follows_every_endpoint() {
             .flat_map(|e| e.tasks.iter().map(|t| t.task_id.clone()))
             .collect()
     };
-    let old_set = complete_set(false, &old).await;
+    let old_set = complete_set(OnDemand::Nothing, &old).await;
     assert_eq!(serving(&old_set), ["t1"], "{:?}", old_set.endpoints);
     assert_eq!(old_set.followed, ["s1"]);
-    let new_set = complete_set(true, &new).await;
+    let new_set = complete_set(OnDemand::Tasks, &new).await;
     assert!(
         new_set.endpoints.iter().any(|e| e.service_id == "s1"),
         "every node gets the head: {:?}",
@@ -381,6 +388,44 @@ async fn an_agent_that_cannot_ask_follows_every_endpoint() {
     );
     assert!(serving(&new_set).is_empty(), "{:?}", new_set.endpoints);
     assert!(new_set.followed.is_empty());
+
+    // Endpoints on demand: the node that runs s1's task gets it whole.
+    let runs_set = complete_set(OnDemand::Endpoints, &runs).await;
+    assert!(runs_set.heads_on_demand);
+    assert_eq!(serving(&runs_set), ["t1"], "{:?}", runs_set.endpoints);
+    assert_eq!(runs_set.followed, ["s1"]);
+    // Another gets nothing of it until it asks for its name.
+    let mut stream = dispatcher
+        .open_session(
+            lean.node_id.clone(),
+            lean.session_id.clone(),
+            None,
+            OnDemand::Endpoints,
+        )
+        .expect("a session");
+    let Some(Message::Assignments(mut set)) = next(&mut stream).await.expect("a message").message
+    else {
+        panic!("the first message is the complete set")
+    };
+    berth_proto::assignments::unpack(&mut set).expect("the shared part decodes");
+    assert!(set.endpoints.is_empty(), "no head: {:?}", set.endpoints);
+    assert!(set.answered_names.is_empty());
+    dispatcher
+        .follow(
+            &lean.node_id,
+            &lean.session_id,
+            Vec::new(),
+            vec!["Web".into(), "nothing".into()],
+        )
+        .expect("follow by name");
+    let Some(Message::Delta(delta)) = next(&mut stream).await.expect("a message").message else {
+        panic!("then deltas")
+    };
+    assert_eq!(delta.answered_names, ["nothing", "web"]);
+    assert_eq!(delta.followed, ["s1"]);
+    berth_proto::assignments::apply(&mut set, delta).expect("applies");
+    assert_eq!(serving(&set), ["t1"], "the whole endpoint: {:?}", set.endpoints);
+    assert_eq!(set.endpoints[0].service_name, "web");
 
     loops.abort();
 }

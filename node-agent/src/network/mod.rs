@@ -110,6 +110,11 @@ impl NetPlane {
         self.following.wanted()
     }
 
+    /// The names the DNS servers asked for (the session tells the leader).
+    pub fn names_wanted(&self) -> watch::Receiver<BTreeSet<String>> {
+        self.following.wanted_names()
+    }
+
     /// Follows the shared sequence whose endpoints are in the kernel.
     pub fn applied_seq(&self) -> watch::Receiver<u64> {
         self.applied_seq.subscribe()
@@ -173,6 +178,10 @@ impl NetPlane {
                 // VIP has its backends.
                 self.following
                     .set_ready(view.followed.iter().cloned().collect());
+                self.following.set_answered(
+                    view.heads_on_demand,
+                    view.answered_names.iter().cloned().collect(),
+                );
             }
         };
         let lb_plan = view.lb_plan();

@@ -52,6 +52,10 @@ pub struct View {
     /// Services whose serving tasks the set carries (`Assignments.followed`,
     /// sorted); those with published ports carry them anyway.
     pub followed: Vec<String>,
+    /// The leader sends endpoints on demand (`Assignments.heads_on_demand`).
+    pub heads_on_demand: bool,
+    /// Names asked for that the leader answered (`Assignments.answered_names`).
+    pub answered_names: Vec<String>,
 }
 
 /// "IP" or "IP:PORT" (a node's advertised address).
@@ -78,6 +82,8 @@ impl View {
             endpoints: a.endpoints.clone(),
             shared_seq: a.shared_seq,
             followed: a.followed.clone(),
+            heads_on_demand: a.heads_on_demand,
+            answered_names: a.answered_names.clone(),
             multi_network: a
                 .tasks
                 .iter()

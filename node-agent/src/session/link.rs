@@ -119,6 +119,7 @@ pub async fn session(
                 .filter(|set| set.node_id == node_id)
                 .map(berth_proto::assignments::held_set),
             follows_on_demand: true,
+            heads_on_demand: true,
         })
         .await
         .map_err(|s| refused(address, s))?
@@ -143,13 +144,22 @@ pub async fn session(
     // (the leader keeps what it already had), then each new one.
     // What it asked for before a restart too (kept in the data dir).
     let mut wanted = runner.follow_wanted();
-    let mut told = std::collections::BTreeSet::new();
+    let mut told = Told::default();
     let mut remembered = remembered_follows(&config.data_dir);
     if let Some(rx) = wanted.as_mut() {
         let mut now = rx.borrow_and_update().clone();
         remember_follows(&config.data_dir, &mut remembered, &now);
         now.extend(remembered.iter().cloned());
-        follow(&mut client, &node_id, &session_id, &now, &mut told, address).await?;
+        let ask = Ask::Services(&now);
+        follow(&mut client, &node_id, &session_id, ask, &mut told, address).await?;
+    }
+    // The names its DNS asked for (a leader that sends endpoints on demand
+    // answers them); all of them to this session, then each new one.
+    let mut names = runner.names_wanted();
+    if let Some(rx) = names.as_mut() {
+        let now = rx.borrow_and_update().clone();
+        let ask = Ask::Names(&now);
+        follow(&mut client, &node_id, &session_id, ask, &mut told, address).await?;
     }
 
     let mut period = Duration::from_millis(registered.heartbeat_period_ms.clamp(100, 60_000));
@@ -176,7 +186,12 @@ pub async fn session(
             }
             now = next_change(&mut wanted) => {
                 remember_follows(&config.data_dir, &mut remembered, &now);
-                follow(&mut client, &node_id, &session_id, &now, &mut told, address).await?;
+                let ask = Ask::Services(&now);
+                follow(&mut client, &node_id, &session_id, ask, &mut told, address).await?;
+            }
+            now = next_change(&mut names) => {
+                let ask = Ask::Names(&now);
+                follow(&mut client, &node_id, &session_id, ask, &mut told, address).await?;
             }
             update = updates.recv() => {
                 let Some(update) = update else { return Ok(()) };
@@ -383,23 +398,46 @@ fn remember_follows(
     }
 }
 
-/// Tells the leader the services of `now` it was not told yet in this session.
+/// What the leader was told in this session: services by id, names.
+#[derive(Default)]
+struct Told {
+    services: std::collections::BTreeSet<String>,
+    names: std::collections::BTreeSet<String>,
+}
+
+/// What to ask the leader to follow.
+enum Ask<'a> {
+    Services(&'a std::collections::BTreeSet<String>),
+    Names(&'a std::collections::BTreeSet<String>),
+}
+
+/// Tells the leader the services or names it was not told yet in this session.
 async fn follow(
     client: &mut DispatcherClient<Channel>,
     node_id: &str,
     session_id: &str,
-    now: &std::collections::BTreeSet<String>,
-    told: &mut std::collections::BTreeSet<String>,
+    ask: Ask<'_>,
+    told: &mut Told,
     address: &str,
 ) -> Result<(), SessionError> {
+    let (now, told, by_name) = match ask {
+        Ask::Services(now) => (now, &mut told.services, false),
+        Ask::Names(now) => (now, &mut told.names, true),
+    };
     let new: Vec<String> = now.difference(told).cloned().collect();
-    // The leader takes up to 1,024 services a request.
+    // The leader takes up to 1,024 of each a request.
     for chunk in new.chunks(1024) {
+        let (service_ids, names) = if by_name {
+            (Vec::new(), chunk.to_vec())
+        } else {
+            (chunk.to_vec(), Vec::new())
+        };
         client
             .follow(FollowRequest {
                 node_id: node_id.to_string(),
                 session_id: session_id.to_string(),
-                service_ids: chunk.to_vec(),
+                service_ids,
+                names,
             })
             .await
             .map_err(|s| refused(address, s))?;

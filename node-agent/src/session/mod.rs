@@ -70,6 +70,14 @@ pub trait TaskRunner: Send + Sync + 'static {
     ) -> Option<tokio::sync::watch::Receiver<std::collections::BTreeSet<String>>> {
         None
     }
+    /// The names the node's DNS was asked for and does not hold (a leader
+    /// that sends endpoints on demand); the session tells the leader
+    /// (`Follow`). `None`: never any.
+    fn names_wanted(
+        &self,
+    ) -> Option<tokio::sync::watch::Receiver<std::collections::BTreeSet<String>>> {
+        None
+    }
     /// What keeps the node's data plane from working (empty: nothing); sent
     /// with every heartbeat, shown as a node condition.
     fn dataplane_conflict(&self) -> String {

@@ -7,7 +7,7 @@ use berth_proto::v1::{
 };
 
 use super::*;
-use crate::dispatcher::messages::Sent;
+use crate::dispatcher::messages::{Interest, Sent};
 use crate::dispatcher::payloads::{NoPayloads, PayloadSource};
 
 /// The complete set as an agent holds it: its shared part unpacked. The
@@ -29,11 +29,37 @@ fn complete_asking(
     applied_everywhere: u64,
     source: &dyn PayloadSource,
 ) -> (berth_proto::v1::Assignments, Sent) {
-    let asked = asked.iter().map(|s| s.to_string()).collect();
+    complete_for(published, node_id, &ids(asked), applied_everywhere, source)
+}
+
+/// An agent's interest in the services `asked` by id.
+fn ids(asked: &[&str]) -> Interest {
+    Interest {
+        ids: asked.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+/// An agent that gets endpoints on demand and asked for `names`.
+fn lean(names: &[&str]) -> Interest {
+    Interest {
+        names: names.iter().map(|s| s.to_string()).collect(),
+        heads_on_demand: true,
+        ..Default::default()
+    }
+}
+
+fn complete_for(
+    published: &Published,
+    node_id: &str,
+    interest: &Interest,
+    applied_everywhere: u64,
+    source: &dyn PayloadSource,
+) -> (berth_proto::v1::Assignments, Sent) {
     let (mut set, sent) = crate::dispatcher::messages::complete(
         published,
         node_id,
-        &asked,
+        interest,
         applied_everywhere,
         source,
     );
@@ -60,8 +86,32 @@ fn next_asking(
     sent: &mut Sent,
     source: &dyn PayloadSource,
 ) -> Option<Message> {
-    let asked = asked.iter().map(|s| s.to_string()).collect();
-    crate::dispatcher::messages::next(published, node_id, &asked, applied_everywhere, sent, source)
+    crate::dispatcher::messages::next(
+        published,
+        node_id,
+        &ids(asked),
+        applied_everywhere,
+        sent,
+        source,
+    )
+}
+
+/// The next message for an agent with `interest`, applied to `held`; the
+/// delta it was, or `None` when there was none.
+fn next_applied(
+    published: &Published,
+    node_id: &str,
+    interest: &Interest,
+    sent: &mut Sent,
+    held: &mut berth_proto::v1::Assignments,
+) -> Option<AssignmentsDelta> {
+    let message =
+        crate::dispatcher::messages::next(published, node_id, interest, 0, sent, &NoPayloads)?;
+    let Message::Delta(delta) = message else {
+        panic!("a delta, not {message:?}")
+    };
+    berth_proto::assignments::apply(held, delta.clone()).expect("applies");
+    Some(delta)
 }
 
 /// A delta with its shared changes read into its own lists (prost's merge
@@ -798,4 +848,118 @@ fn a_service_asked_for_before_it_has_an_endpoint_is_followed_once_it_has_one() {
         .find(|e| e.service_id == "s2")
         .expect("s2");
     assert_eq!(db.tasks.len(), 1);
+}
+
+fn endpoint_ids(set: &berth_proto::v1::Assignments) -> Vec<(&str, usize)> {
+    set.endpoints
+        .iter()
+        .map(|e| (e.service_id.as_str(), e.tasks.len()))
+        .collect()
+}
+
+/// Endpoints on demand: a node gets the endpoints of the services it runs
+/// tasks of and of the names it asked for, whole, and no other's head; a
+/// name asked for before its service exists is followed once it does; what
+/// it holds after the deltas is what a complete set would give it.
+#[test]
+fn endpoints_on_demand_reach_only_the_nodes_that_follow_them() {
+    let (mut tracker, mut published) = cluster();
+    let (n1, mut sent_n1) = complete_for(&published, "n1", &lean(&[]), 0, &NoPayloads);
+    assert!(n1.heads_on_demand);
+    assert_eq!(endpoint_ids(&n1), [("s1", 1)], "its own task's service, whole");
+    let (mut n3, mut sent_n3) = complete_for(&published, "n3", &lean(&[]), 0, &NoPayloads);
+    assert!(n3.endpoints.is_empty(), "no head: {:?}", n3.endpoints);
+
+    // A new service with a task on n1: n1 gets it whole, n3 nothing.
+    apply(
+        &mut tracker,
+        &mut published,
+        &[
+            event(11, watch_event::Object::Service(Box::new(service("s2", "db")))),
+            event(
+                11,
+                watch_event::Object::Task(Box::new(task("t7", "s2", "n1", TaskState::Running))),
+            ),
+        ],
+    );
+    let mut n1 = n1;
+    let delta = next_applied(&published, "n1", &lean(&[]), &mut sent_n1, &mut n1)
+        .expect("n1's new task and its service");
+    assert_eq!(delta.followed, ["s2"]);
+    assert_eq!(endpoint_ids(&n1), [("s2", 1), ("s1", 1)]);
+    assert!(
+        next_applied(&published, "n3", &lean(&[]), &mut sent_n3, &mut n3).is_none(),
+        "nothing for n3"
+    );
+
+    // n3 asks for the name "db" (any case) and one no service has yet.
+    let asking = lean(&["db", "tasks.cache"]);
+    let delta = next_applied(&published, "n3", &asking, &mut sent_n3, &mut n3).expect("answers");
+    assert_eq!(delta.answered_names, ["db", "tasks.cache"]);
+    assert_eq!(delta.followed, ["s2"]);
+    assert_eq!(endpoint_ids(&n3), [("s2", 1)]);
+    assert!(next_applied(&published, "n3", &asking, &mut sent_n3, &mut n3).is_none());
+
+    // s2 gets a second task; then "cache" comes: n3 follows it.
+    apply(
+        &mut tracker,
+        &mut published,
+        &[event(
+            12,
+            watch_event::Object::Task(Box::new(task("t8", "s2", "n2", TaskState::Running))),
+        )],
+    );
+    apply(
+        &mut tracker,
+        &mut published,
+        &[
+            event(13, watch_event::Object::Service(Box::new(service("s3", "cache")))),
+            event(
+                13,
+                watch_event::Object::Task(Box::new(task("t9", "s3", "n2", TaskState::Running))),
+            ),
+        ],
+    );
+    let delta = next_applied(&published, "n3", &asking, &mut sent_n3, &mut n3).expect("news");
+    assert_eq!(delta.followed, ["s3"]);
+    assert!(delta.answered_names.is_empty(), "answered once");
+    assert_eq!(endpoint_ids(&n3), [("s3", 1), ("s2", 2)]);
+    let (fresh, _) = complete_for(&published, "n3", &asking, 0, &NoPayloads);
+    assert_eq!(n3.endpoints, fresh.endpoints);
+    assert_eq!(n3.followed, fresh.followed);
+    assert_eq!(n3.answered_names, fresh.answered_names);
+
+    // An agent that gets every head still does (and the tasks it follows).
+    let (all, _) = complete(&published, "n3", 0, &NoPayloads);
+    assert_eq!(all.endpoints.len(), 3);
+}
+
+/// A service every node followed (it published a port) that stops
+/// publishing: a node that does not follow it gets its head without tasks,
+/// not the old endpoint with them for ever.
+#[test]
+fn an_endpoint_every_node_followed_leaves_the_nodes_that_do_not_follow_it() {
+    let (mut tracker, mut published) = cluster();
+    let mut web = service("s1", "web");
+    if let Some(spec) = web.spec.as_mut() {
+        spec.ports = vec![berth_proto::v1::PortConfig {
+            target_port: 80,
+            published_port: 8080,
+            ..Default::default()
+        }];
+    }
+    apply(
+        &mut tracker,
+        &mut published,
+        &[event(11, watch_event::Object::Service(Box::new(web)))],
+    );
+    let (mut n3, mut sent) = complete_for(&published, "n3", &lean(&[]), 0, &NoPayloads);
+    assert_eq!(endpoint_ids(&n3), [("s1", 1)], "published: everyone's");
+    apply(
+        &mut tracker,
+        &mut published,
+        &[event(12, watch_event::Object::Service(Box::new(service("s1", "web"))))],
+    );
+    next_applied(&published, "n3", &lean(&[]), &mut sent, &mut n3).expect("the change");
+    assert_eq!(endpoint_ids(&n3), [("s1", 0)], "the head alone");
 }

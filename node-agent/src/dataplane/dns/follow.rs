@@ -3,8 +3,14 @@
 //! interest"). A server that gets such a name asks for the service here and
 //! waits until its tasks are in the kernel (DNS table and load balancer); the
 //! session tells the leader (`Follow`).
+//!
+//! When the leader sends endpoints only on demand (`heads_on_demand`), a name
+//! the tables do not have may still be a service's: the server asks for the
+//! name itself and waits until the leader answered it (the endpoints of its
+//! services, if any, are then in the kernel).
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -16,6 +22,12 @@ pub struct Following {
     wanted: watch::Sender<BTreeSet<String>>,
     /// Followed, with their tasks in the DNS tables and the load balancer.
     ready: watch::Sender<BTreeSet<String>>,
+    /// Names asked for by a DNS server (grows).
+    wanted_names: watch::Sender<BTreeSet<String>>,
+    /// Names the leader answered, in what the kernel holds.
+    answered: watch::Sender<BTreeSet<String>>,
+    /// The leader sends endpoints on demand: names are asked for.
+    by_name: AtomicBool,
 }
 
 impl Default for Following {
@@ -23,9 +35,16 @@ impl Default for Following {
         Following {
             wanted: watch::channel(BTreeSet::new()).0,
             ready: watch::channel(BTreeSet::new()).0,
+            wanted_names: watch::channel(BTreeSet::new()).0,
+            answered: watch::channel(BTreeSet::new()).0,
+            by_name: AtomicBool::new(false),
         }
     }
 }
+
+/// The longest name worth asking the leader for: `tasks.` and a service
+/// name of at most 63 characters (naming.rs on the controller).
+const MAX_ASKED_NAME: usize = 6 + 63;
 
 impl Following {
     /// Asks for `service_id` and waits until its tasks are in the kernel, at
@@ -44,6 +63,45 @@ impl Following {
     /// What the DNS servers asked for, for the session to tell the leader.
     pub fn wanted(&self) -> watch::Receiver<BTreeSet<String>> {
         self.wanted.subscribe()
+    }
+
+    /// Whether a name the tables lack is asked for ([`Following::ask_name`]).
+    /// A reverse lookup or a name too long for a service is never asked.
+    pub fn asks_for(&self, name: &str) -> bool {
+        self.by_name.load(Ordering::Relaxed)
+            && !name.is_empty()
+            && name.len() <= MAX_ASKED_NAME
+            && !name.ends_with(".arpa")
+    }
+
+    /// Asks for `name` (normalised: lower-case, no trailing dot) and waits
+    /// until the leader answered it and what it follows for it is in the
+    /// kernel, at most `wait`; true when it was answered.
+    pub async fn ask_name(&self, name: &str, wait: Duration) -> bool {
+        let mut answered = self.answered.subscribe();
+        if answered.borrow_and_update().contains(name) {
+            return true;
+        }
+        self.wanted_names
+            .send_if_modified(|wanted| wanted.insert(name.to_string()));
+        let arrived = answered.wait_for(|answered| answered.contains(name));
+        matches!(tokio::time::timeout(wait, arrived).await, Ok(Ok(_)))
+    }
+
+    /// The names the DNS servers asked for, for the session to tell the leader.
+    pub fn wanted_names(&self) -> watch::Receiver<BTreeSet<String>> {
+        self.wanted_names.subscribe()
+    }
+
+    /// What the kernel now holds came from a leader that sends endpoints
+    /// on demand (`by_name`) and answered `answered`.
+    pub fn set_answered(&self, by_name: bool, answered: BTreeSet<String>) {
+        self.by_name.store(by_name, Ordering::Relaxed);
+        self.answered.send_if_modified(|current| {
+            let changed = *current != answered;
+            *current = answered;
+            changed
+        });
     }
 
     /// The services followed in what the kernel now holds.
@@ -77,6 +135,27 @@ mod tests {
         assert!(asking.await.expect("the ask ends"), "ready in time");
         // Ready already: answered at once, nothing asked again.
         assert!(following.follow("s1", Duration::ZERO).await);
+        assert!(!wanted.has_changed().expect("open"));
+    }
+
+    #[tokio::test]
+    async fn a_name_is_asked_for_once_and_ends_when_the_leader_answered_it() {
+        let following = std::sync::Arc::new(Following::default());
+        assert!(!following.asks_for("db"), "not before the leader says so");
+        following.set_answered(true, BTreeSet::new());
+        assert!(following.asks_for("db"));
+        assert!(!following.asks_for("4.3.2.1.in-addr.arpa"));
+        assert!(!following.asks_for(&"x".repeat(70)));
+        let mut wanted = following.wanted_names();
+        let asking = {
+            let following = std::sync::Arc::clone(&following);
+            tokio::spawn(async move { following.ask_name("db", Duration::from_secs(5)).await })
+        };
+        wanted.changed().await.expect("asked");
+        assert_eq!(wanted.borrow_and_update().iter().collect::<Vec<_>>(), ["db"]);
+        following.set_answered(true, ["db".to_string()].into());
+        assert!(asking.await.expect("the ask ends"), "answered in time");
+        assert!(following.ask_name("db", Duration::ZERO).await);
         assert!(!wanted.has_changed().expect("open"));
     }
 

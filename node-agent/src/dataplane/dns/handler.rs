@@ -14,7 +14,10 @@
 //! A name of a service this node does not follow yet is answered once the
 //! service's tasks are in the kernel (the server asks for them, waiting at
 //! most [`FOLLOW_WAIT`]): a client that connects to the VIP it got finds its
-//! backends in the load balancer.
+//! backends in the load balancer. When the leader sends endpoints on demand,
+//! a name the table does not have is asked for by name the first time (the
+//! leader answers it, with the endpoints of its services if it has any), and
+//! looked up again once answered.
 //!
 //! Every other name goes upstream (see [`super::forward`]); the answer is relayed
 //! with its flags, code and sections, under the client's ID and question. No
@@ -38,7 +41,7 @@ use tokio::sync::watch;
 
 use super::follow::Following;
 use super::forward::forward;
-use super::table::DnsTable;
+use super::table::{DnsTable, normalise};
 
 /// TTL of table answers: a task that stops leaves the answers within a second,
 /// even at a client that caches.
@@ -97,6 +100,21 @@ fn to_follow(table: &DnsTable, request: &MessageRequest) -> Option<String> {
     table.needs_follow(&name).map(str::to_string)
 }
 
+/// The name to ask the leader for before `request` is answered: one
+/// question, for a name the table does not have, that `following` asks for.
+fn to_ask(
+    table: &DnsTable,
+    following: &Following,
+    request: &MessageRequest,
+    client: Option<Ipv4Addr>,
+) -> Option<String> {
+    let [query] = request.queries.queries() else {
+        return None;
+    };
+    let name = normalise(&query.original().name().to_ascii());
+    (table.lookup_from(client, &name).is_none() && following.asks_for(&name)).then_some(name)
+}
+
 /// The OPT record of our responses: the client's payload size (which bounds a
 /// UDP response; hickory truncates to it) and DO bit, none of its options.
 fn response_edns(request: &MessageRequest) -> Option<Edns> {
@@ -124,6 +142,11 @@ impl RequestHandler for Handler {
         if let Some(service) = to_follow(&table, request) {
             if !self.following.follow(&service, FOLLOW_WAIT).await {
                 tracing::debug!(%service, "the service's tasks did not arrive in time");
+            }
+            table = Arc::clone(&self.table.borrow());
+        } else if let Some(name) = to_ask(&table, &self.following, request, client) {
+            if !self.following.ask_name(&name, FOLLOW_WAIT).await {
+                tracing::debug!(%name, "the leader did not answer the name in time");
             }
             table = Arc::clone(&self.table.borrow());
         }

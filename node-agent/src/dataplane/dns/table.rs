@@ -115,7 +115,7 @@ impl DnsTable {
 }
 
 /// Lower-case without one trailing dot: `Web.` and `web` are the same name.
-fn normalise(name: &str) -> String {
+pub(crate) fn normalise(name: &str) -> String {
     let name = name.trim();
     let name = name.strip_suffix('.').unwrap_or(name);
     name.to_ascii_lowercase()
