@@ -13,8 +13,8 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::ca::gate::caller;
-use crate::dispatcher::{Dispatcher, OnDemand};
 use crate::dispatcher::registration::NodeCertificate;
+use crate::dispatcher::{Dispatcher, OnDemand};
 
 /// Services one Follow request may name (an agent asks for the names its
 /// containers look up, a few at a time).
@@ -189,7 +189,11 @@ impl DispatcherApi for DispatcherService {
                 req.names.len()
             )));
         }
-        if let Some(name) = req.names.iter().find(|n| n.is_empty() || n.len() > MAX_NAME) {
+        if let Some(name) = req
+            .names
+            .iter()
+            .find(|n| n.is_empty() || n.len() > MAX_NAME)
+        {
             return Err(Status::invalid_argument(format!(
                 "follow: the name {name:?} is no DNS name (1 to {MAX_NAME} characters)"
             )));

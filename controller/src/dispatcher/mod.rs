@@ -468,7 +468,8 @@ impl Dispatcher {
                 return;
             }
             // An older agent follows every endpoint: its asked set is unused.
-            let asked_for = (on_demand != OnDemand::Nothing).then(|| self.sessions().asked(&node_id));
+            let asked_for =
+                (on_demand != OnDemand::Nothing).then(|| self.sessions().asked(&node_id));
             let (message, behind) = {
                 let published = self.hub.read();
                 let following = match asked_for {

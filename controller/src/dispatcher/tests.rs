@@ -65,10 +65,20 @@ async fn sessions_get_their_tasks_and_silent_nodes_go_down_by_the_clock() {
         .await
         .expect("h2 registers");
     let mut s1 = dispatcher
-        .open_session(h1.node_id.clone(), h1.session_id.clone(), None, OnDemand::Tasks)
+        .open_session(
+            h1.node_id.clone(),
+            h1.session_id.clone(),
+            None,
+            OnDemand::Tasks,
+        )
         .expect("h1's session");
     let mut s2 = dispatcher
-        .open_session(h2.node_id.clone(), h2.session_id.clone(), None, OnDemand::Tasks)
+        .open_session(
+            h2.node_id.clone(),
+            h2.session_id.clone(),
+            None,
+            OnDemand::Tasks,
+        )
         .expect("h2's session");
 
     // The first message is the complete set.
@@ -228,7 +238,12 @@ async fn a_session_builds_its_message_only_when_the_stream_asks() {
         .await
         .expect("h1 registers");
     let mut s1 = dispatcher
-        .open_session(h1.node_id.clone(), h1.session_id.clone(), None, OnDemand::Tasks)
+        .open_session(
+            h1.node_id.clone(),
+            h1.session_id.clone(),
+            None,
+            OnDemand::Tasks,
+        )
         .expect("h1's session");
     let counted = |kind: &str| {
         raft.metrics()
@@ -424,7 +439,12 @@ async fn an_agent_that_cannot_ask_follows_every_endpoint() {
     assert_eq!(delta.answered_names, ["nothing", "web"]);
     assert_eq!(delta.followed, ["s1"]);
     berth_proto::assignments::apply(&mut set, delta).expect("applies");
-    assert_eq!(serving(&set), ["t1"], "the whole endpoint: {:?}", set.endpoints);
+    assert_eq!(
+        serving(&set),
+        ["t1"],
+        "the whole endpoint: {:?}",
+        set.endpoints
+    );
     assert_eq!(set.endpoints[0].service_name, "web");
 
     loops.abort();

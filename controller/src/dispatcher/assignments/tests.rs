@@ -866,7 +866,11 @@ fn endpoints_on_demand_reach_only_the_nodes_that_follow_them() {
     let (mut tracker, mut published) = cluster();
     let (n1, mut sent_n1) = complete_for(&published, "n1", &lean(&[]), 0, &NoPayloads);
     assert!(n1.heads_on_demand);
-    assert_eq!(endpoint_ids(&n1), [("s1", 1)], "its own task's service, whole");
+    assert_eq!(
+        endpoint_ids(&n1),
+        [("s1", 1)],
+        "its own task's service, whole"
+    );
     let (mut n3, mut sent_n3) = complete_for(&published, "n3", &lean(&[]), 0, &NoPayloads);
     assert!(n3.endpoints.is_empty(), "no head: {:?}", n3.endpoints);
 
@@ -875,7 +879,10 @@ fn endpoints_on_demand_reach_only_the_nodes_that_follow_them() {
         &mut tracker,
         &mut published,
         &[
-            event(11, watch_event::Object::Service(Box::new(service("s2", "db")))),
+            event(
+                11,
+                watch_event::Object::Service(Box::new(service("s2", "db"))),
+            ),
             event(
                 11,
                 watch_event::Object::Task(Box::new(task("t7", "s2", "n1", TaskState::Running))),
@@ -913,7 +920,10 @@ fn endpoints_on_demand_reach_only_the_nodes_that_follow_them() {
         &mut tracker,
         &mut published,
         &[
-            event(13, watch_event::Object::Service(Box::new(service("s3", "cache")))),
+            event(
+                13,
+                watch_event::Object::Service(Box::new(service("s3", "cache"))),
+            ),
             event(
                 13,
                 watch_event::Object::Task(Box::new(task("t9", "s3", "n2", TaskState::Running))),
@@ -958,7 +968,10 @@ fn an_endpoint_every_node_followed_leaves_the_nodes_that_do_not_follow_it() {
     apply(
         &mut tracker,
         &mut published,
-        &[event(12, watch_event::Object::Service(Box::new(service("s1", "web"))))],
+        &[event(
+            12,
+            watch_event::Object::Service(Box::new(service("s1", "web"))),
+        )],
     );
     next_applied(&published, "n3", &lean(&[]), &mut sent, &mut n3).expect("the change");
     assert_eq!(endpoint_ids(&n3), [("s1", 0)], "the head alone");

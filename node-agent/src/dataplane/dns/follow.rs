@@ -152,7 +152,10 @@ mod tests {
             tokio::spawn(async move { following.ask_name("db", Duration::from_secs(5)).await })
         };
         wanted.changed().await.expect("asked");
-        assert_eq!(wanted.borrow_and_update().iter().collect::<Vec<_>>(), ["db"]);
+        assert_eq!(
+            wanted.borrow_and_update().iter().collect::<Vec<_>>(),
+            ["db"]
+        );
         following.set_answered(true, ["db".to_string()].into());
         assert!(asking.await.expect("the ask ends"), "answered in time");
         assert!(following.ask_name("db", Duration::ZERO).await);
