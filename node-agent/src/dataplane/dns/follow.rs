@@ -50,14 +50,7 @@ impl Following {
     /// Asks for `service_id` and waits until its tasks are in the kernel, at
     /// most `wait`; true when they are.
     pub async fn follow(&self, service_id: &str, wait: Duration) -> bool {
-        let mut ready = self.ready.subscribe();
-        if ready.borrow_and_update().contains(service_id) {
-            return true;
-        }
-        self.wanted
-            .send_if_modified(|wanted| wanted.insert(service_id.to_string()));
-        let arrived = ready.wait_for(|ready| ready.contains(service_id));
-        matches!(tokio::time::timeout(wait, arrived).await, Ok(Ok(_)))
+        ask_and_wait(&self.wanted, &self.ready, service_id, wait).await
     }
 
     /// What the DNS servers asked for, for the session to tell the leader.
@@ -78,14 +71,7 @@ impl Following {
     /// until the leader answered it and what it follows for it is in the
     /// kernel, at most `wait`; true when it was answered.
     pub async fn ask_name(&self, name: &str, wait: Duration) -> bool {
-        let mut answered = self.answered.subscribe();
-        if answered.borrow_and_update().contains(name) {
-            return true;
-        }
-        self.wanted_names
-            .send_if_modified(|wanted| wanted.insert(name.to_string()));
-        let arrived = answered.wait_for(|answered| answered.contains(name));
-        matches!(tokio::time::timeout(wait, arrived).await, Ok(Ok(_)))
+        ask_and_wait(&self.wanted_names, &self.answered, name, wait).await
     }
 
     /// The names the DNS servers asked for, for the session to tell the leader.
@@ -112,6 +98,23 @@ impl Following {
             changed
         });
     }
+}
+
+/// Unless `done` holds `key` already, adds it to `wanted` and waits until
+/// `done` holds it, at most `wait`; true when it does.
+async fn ask_and_wait(
+    wanted: &watch::Sender<BTreeSet<String>>,
+    done: &watch::Sender<BTreeSet<String>>,
+    key: &str,
+    wait: Duration,
+) -> bool {
+    let mut done = done.subscribe();
+    if done.borrow_and_update().contains(key) {
+        return true;
+    }
+    wanted.send_if_modified(|wanted| wanted.insert(key.to_string()));
+    let arrived = done.wait_for(|done| done.contains(key));
+    matches!(tokio::time::timeout(wait, arrived).await, Ok(Ok(_)))
 }
 
 #[cfg(test)]
