@@ -447,5 +447,41 @@ async fn an_agent_that_cannot_ask_follows_every_endpoint() {
     );
     assert_eq!(set.endpoints[0].service_name, "web");
 
+    // A new session (the agent registers again, as after a leader change):
+    // told the names before its stream opens, its first message, a delta
+    // from the set it holds, keeps the endpoint.
+    drop(stream);
+    let again = dispatcher
+        .register(RegisterRequest {
+            node_id: lean.node_id.clone(),
+            ..request("lean", "198.18.0.5")
+        })
+        .await
+        .expect("lean registers again");
+    dispatcher
+        .follow(
+            &again.node_id,
+            &again.session_id,
+            Vec::new(),
+            vec!["web".into()],
+        )
+        .expect("follow by name before the stream");
+    let mut resumed = dispatcher
+        .open_session(
+            again.node_id.clone(),
+            again.session_id.clone(),
+            Some(berth_proto::assignments::held_set(&set)),
+            OnDemand::Endpoints,
+        )
+        .expect("the new session");
+    let Some(Message::Delta(delta)) = next(&mut resumed).await.expect("a message").message else {
+        panic!("a session with a held set starts with a delta")
+    };
+    assert!(delta.removed_endpoints.is_empty(), "{delta:?}");
+    assert!(delta.heads_on_demand);
+    berth_proto::assignments::apply(&mut set, delta).expect("applies");
+    assert_eq!(serving(&set), ["t1"]);
+    assert!(set.answered_names.contains(&"web".to_string()));
+
     loops.abort();
 }

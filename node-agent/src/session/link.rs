@@ -108,6 +108,31 @@ pub async fn session(
     let node_id = registered.node_id.clone();
     let session_id = registered.session_id.clone();
     info!(node = %node_id, controller = %address, "registered");
+    // The services the node's DNS asked for: all of them to this session
+    // (the leader keeps what it already had), then each new one.
+    // What it asked for before a restart too (kept in the data dir).
+    // Told before the stream opens: the session's first message (a delta
+    // from the held set, after a leader change) then keeps their endpoints
+    // instead of taking them away until they are asked for again.
+    let mut wanted = runner.follow_wanted();
+    let mut told = Told::default();
+    let mut remembered = remembered_follows(&config.data_dir);
+    if let Some(rx) = wanted.as_mut() {
+        let mut now = rx.borrow_and_update().clone();
+        remember_follows(&config.data_dir, &mut remembered, &now);
+        now.extend(remembered.iter().cloned());
+        let ask = Ask::Services(&now);
+        follow(&mut client, &node_id, &session_id, ask, &mut told, address).await?;
+    }
+    // The names its DNS asked for (a leader that sends endpoints on demand
+    // answers them); all of them to this session, then each new one.
+    let mut names = runner.names_wanted();
+    if let Some(rx) = names.as_mut() {
+        let now = rx.borrow_and_update().clone();
+        let ask = Ask::Names(&now);
+        follow(&mut client, &node_id, &session_id, ask, &mut told, address).await?;
+    }
+
     let mut stream = client
         .session(SessionRequest {
             node_id: node_id.clone(),
@@ -138,28 +163,6 @@ pub async fn session(
     let held_now = applied.as_mut().map_or(0, |rx| *rx.borrow_and_update());
     if held_now > 0 {
         ack(&mut client, &node_id, &session_id, held_now, address).await?;
-    }
-
-    // The services the node's DNS asked for: all of them to this session
-    // (the leader keeps what it already had), then each new one.
-    // What it asked for before a restart too (kept in the data dir).
-    let mut wanted = runner.follow_wanted();
-    let mut told = Told::default();
-    let mut remembered = remembered_follows(&config.data_dir);
-    if let Some(rx) = wanted.as_mut() {
-        let mut now = rx.borrow_and_update().clone();
-        remember_follows(&config.data_dir, &mut remembered, &now);
-        now.extend(remembered.iter().cloned());
-        let ask = Ask::Services(&now);
-        follow(&mut client, &node_id, &session_id, ask, &mut told, address).await?;
-    }
-    // The names its DNS asked for (a leader that sends endpoints on demand
-    // answers them); all of them to this session, then each new one.
-    let mut names = runner.names_wanted();
-    if let Some(rx) = names.as_mut() {
-        let now = rx.borrow_and_update().clone();
-        let ask = Ask::Names(&now);
-        follow(&mut client, &node_id, &session_id, ask, &mut told, address).await?;
     }
 
     let mut period = Duration::from_millis(registered.heartbeat_period_ms.clamp(100, 60_000));

@@ -46,6 +46,11 @@ impl Default for Following {
 /// name of at most 63 characters (naming.rs on the controller).
 const MAX_ASKED_NAME: usize = 6 + 63;
 
+/// Services, and names, asked for at most (the leader keeps as many a
+/// session): a container that looks up ever new names does not grow the
+/// agent without bound; a name beyond it is answered without asking.
+pub const MAX_ASKED: usize = 65_536;
+
 impl Following {
     /// Asks for `service_id` and waits until its tasks are in the kernel, at
     /// most `wait`; true when they are.
@@ -112,7 +117,14 @@ async fn ask_and_wait(
     if done.borrow_and_update().contains(key) {
         return true;
     }
-    wanted.send_if_modified(|wanted| wanted.insert(key.to_string()));
+    let mut asked = false;
+    wanted.send_if_modified(|wanted| {
+        asked = wanted.contains(key) || wanted.len() < MAX_ASKED;
+        asked && wanted.insert(key.to_string())
+    });
+    if !asked {
+        return false;
+    }
     let arrived = done.wait_for(|done| done.contains(key));
     matches!(tokio::time::timeout(wait, arrived).await, Ok(Ok(_)))
 }
@@ -163,6 +175,18 @@ mod tests {
         assert!(asking.await.expect("the ask ends"), "answered in time");
         assert!(following.ask_name("db", Duration::ZERO).await);
         assert!(!wanted.has_changed().expect("open"));
+    }
+
+    #[tokio::test]
+    async fn no_more_than_max_asked_names_are_asked_for() {
+        let following = Following::default();
+        following.wanted_names.send_modify(|wanted| {
+            wanted.extend((0..MAX_ASKED).map(|i| format!("n{i}")));
+        });
+        let started = std::time::Instant::now();
+        assert!(!following.ask_name("one-more", Duration::from_secs(5)).await);
+        assert!(started.elapsed() < Duration::from_secs(1), "not waited for");
+        assert!(!following.wanted_names().borrow().contains("one-more"));
     }
 
     #[tokio::test]
