@@ -298,8 +298,9 @@ pub struct SharedDelta {
     /// By service id.
     pub endpoints: BTreeMap<String, EndpointEdit>,
     /// Services every node followed before this change and only some follow
-    /// after it (their ports went): every node gets their new head, so that
-    /// none keeps the old endpoint with its tasks.
+    /// after it (their ports went): a node that does not follow one must not
+    /// keep the old endpoint with its tasks and VIPs. An agent that gets every
+    /// head gets the new one; one that gets endpoints on demand, a removal.
     pub heads_for_all: BTreeSet<String>,
 }
 
@@ -332,6 +333,7 @@ impl SharedDelta {
             }
         }
         let mut tasks = BTreeMap::new();
+        let mut dropped = BTreeMap::new();
         let mut gone = Vec::new();
         for (id, edit) in self.endpoints {
             let everyone = current.get(&id).is_some_and(endpoints::followed_by_all);
@@ -342,11 +344,17 @@ impl SharedDelta {
                     continue;
                 }
                 EndpointEdit::Whole(Some(e)) => {
+                    heads.endpoints.push(head(&e));
                     if self.heads_for_all.contains(&id) {
-                        items += 1;
-                        all.endpoints.push(head(&e));
-                    } else {
-                        heads.endpoints.push(head(&e));
+                        let removal = AssignmentsDelta {
+                            removed_endpoints: vec![id.clone()],
+                            ..Default::default()
+                        };
+                        let piece = Piece {
+                            items: 1,
+                            wire: removal.encode_to_vec().into(),
+                        };
+                        dropped.insert(id.clone(), piece);
                     }
                     let size = 1 + e.tasks.len();
                     let piece = AssignmentsDelta {
@@ -396,6 +404,7 @@ impl SharedDelta {
                 items: heads.endpoints.len(),
                 wire: heads.encode_to_vec().into(),
             },
+            dropped,
             tasks,
             gone,
         }
@@ -449,6 +458,10 @@ pub struct SharedChange {
     /// The heads (no tasks) of the other new or changed endpoints, for the
     /// agents that get every endpoint (not `heads_on_demand`).
     pub heads: Piece,
+    /// By service id: the removal of an endpoint every node followed until
+    /// this change, for the agents that get endpoints on demand and do not
+    /// follow it (`SharedDelta::heads_for_all`).
+    pub dropped: BTreeMap<String, Piece>,
     /// By service id: what of an endpoint only its followers get
     /// (dispatcher.md, "Endpoints by interest"), each its own encoded delta:
     /// the whole endpoint when it is new or its service changed, else the
@@ -617,6 +630,13 @@ impl Published {
                 // Before the followed pieces: their whole endpoints win.
                 mine.insert(0, &change.heads);
             }
+            if !heads {
+                let not_followed = change
+                    .dropped
+                    .iter()
+                    .filter(|(id, _)| !followed.contains(*id));
+                mine.extend(not_followed.map(|(_, piece)| piece));
+            }
             let size = change.items + mine.iter().map(|p| p.items).sum::<usize>();
             if items > 0 && items + size > max_items {
                 break;
@@ -683,13 +703,29 @@ impl Published {
 }
 
 impl Published {
+    /// Marks everything published as possibly changed: after the tables
+    /// are read afresh, what they no longer hold is removed.
+    pub fn mark_all(&self, dirty: &mut Dirty) {
+        dirty.assigned.extend(self.assigned.keys().cloned());
+        dirty.services.extend(self.endpoints.keys().cloned());
+        dirty.nodes.extend(self.nodes.keys().cloned());
+        dirty.networks.extend(self.networks.keys().cloned());
+    }
+
     /// The services whose endpoint answers `name` (any case, one trailing
     /// dot optional; `tasks.NAME` stands for NAME's services too).
     pub fn named(&self, name: &str) -> impl Iterator<Item = &String> + '_ {
-        let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
-        let bare = name.strip_prefix("tasks.").map(str::to_string);
-        let exact = self.names.get(&name);
-        let tasks_of = bare.and_then(|bare| self.names.get(&bare));
+        let name = name.strip_suffix('.').unwrap_or(name);
+        // Asked names are kept lower-case (`Dispatcher::follow`): no copy.
+        let name: std::borrow::Cow<'_, str> = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            name.to_ascii_lowercase().into()
+        } else {
+            name.into()
+        };
+        let exact = self.names.get(name.as_ref());
+        let tasks_of = name
+            .strip_prefix("tasks.")
+            .and_then(|bare| self.names.get(bare));
         exact.into_iter().chain(tasks_of).flatten()
     }
 }

@@ -6,6 +6,7 @@
 //! along (payloads.rs).
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use berth_proto::v1::{
     Assignments, AssignmentsDelta, Endpoint, EndpointTasksChange, Task, session_message::Message,
@@ -43,9 +44,9 @@ pub struct Sent {
 pub struct Interest {
     /// Services by id (Follow; every endpoint for an agent that does not
     /// follow on demand).
-    pub ids: BTreeSet<String>,
+    pub ids: Arc<BTreeSet<String>>,
     /// Names its containers looked up (Follow, heads on demand).
-    pub names: BTreeSet<String>,
+    pub names: Arc<BTreeSet<String>>,
     /// The agent gets only the endpoints it follows and those every node
     /// follows (`SessionRequest.heads_on_demand`).
     pub heads_on_demand: bool,
@@ -60,7 +61,7 @@ fn wanted<'a>(
 ) -> impl Iterator<Item = &'a String> + 'a {
     own.into_iter()
         .flat_map(|tasks| tasks.values().map(|task| &task.service_id))
-        .chain(&interest.ids)
+        .chain(interest.ids.iter())
         .chain(interest.names.iter().flat_map(|name| published.named(name)))
         .filter(|id| published.endpoints.contains_key(*id))
 }
@@ -141,7 +142,7 @@ pub fn complete(
         more_to_follow: false,
         lean,
         answered: if lean {
-            interest.names.clone()
+            interest.names.as_ref().clone()
         } else {
             BTreeSet::new()
         },

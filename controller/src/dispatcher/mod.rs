@@ -479,7 +479,7 @@ impl Dispatcher {
                         heads_on_demand: on_demand == OnDemand::Endpoints,
                     },
                     None => messages::Interest {
-                        ids: published.endpoints.keys().cloned().collect(),
+                        ids: Arc::new(published.endpoints.keys().cloned().collect()),
                         ..Default::default()
                     },
                 };

@@ -88,7 +88,7 @@ async fn serve(dispatcher: &Dispatcher, leading_since: Instant) {
         let read = sm
             .revision()
             .and_then(|revision| Ok((revision, read_view(sm)?, read_networks(sm)?)));
-        let (mut tracker, dirty) = match read {
+        let (mut tracker, mut dirty) = match read {
             Ok((revision, view, networks)) => Tracker::new(revision, view, networks),
             Err(err) => {
                 warn!(%err, "dispatcher cannot read the store; retrying");
@@ -96,6 +96,9 @@ async fn serve(dispatcher: &Dispatcher, leading_since: Instant) {
                 continue;
             }
         };
+        // What was published before a rebuild (a watch that fell behind)
+        // and is gone from the store now is looked at too: it goes.
+        dispatcher.hub.read().mark_all(&mut dirty);
         publish(dispatcher, &tracker, dirty);
         dispatcher.hub.leadership_changed();
         let mut check = tokio::time::interval(CHECK);

@@ -2,6 +2,7 @@
 //! last sign of life. Plain data; the caller passes the clock's reading.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Services and names one session may ask to follow, each (a bound on what
@@ -18,9 +19,11 @@ pub struct Session {
     pub acked_seq: u64,
     /// Services whose serving tasks the agent asked for (Follow, and what it
     /// followed in its earlier session).
-    pub asked: BTreeSet<String>,
+    /// Shared with the messages being built (each build takes a reference,
+    /// not a copy; an ask meanwhile copies it once).
+    pub asked: Arc<BTreeSet<String>>,
     /// Names its containers looked up (Follow, heads on demand).
-    pub asked_names: BTreeSet<String>,
+    pub asked_names: Arc<BTreeSet<String>>,
     /// The shared sequence of the last message that brought the agent
     /// something of the shared part to put into its kernel.
     pub owed: u64,
@@ -43,8 +46,8 @@ impl Sessions {
                 id: session_id.to_string(),
                 last_heartbeat: now,
                 acked_seq: 0,
-                asked: BTreeSet::new(),
-                asked_names: BTreeSet::new(),
+                asked: Arc::default(),
+                asked_names: Arc::default(),
                 owed: 0,
                 passed: 0,
             },
@@ -105,16 +108,16 @@ impl Sessions {
         let Some(session) = self.alive(node_id, session_id, now) else {
             return false;
         };
-        bounded_extend(&mut session.asked, services);
-        bounded_extend(&mut session.asked_names, names);
+        bounded_extend(Arc::make_mut(&mut session.asked), services);
+        bounded_extend(Arc::make_mut(&mut session.asked_names), names);
         true
     }
 
     /// The services and the names the node's current session asked to follow.
-    pub fn asked(&self, node_id: &str) -> (BTreeSet<String>, BTreeSet<String>) {
+    pub fn asked(&self, node_id: &str) -> (Arc<BTreeSet<String>>, Arc<BTreeSet<String>>) {
         self.by_node
             .get(node_id)
-            .map(|s| (s.asked.clone(), s.asked_names.clone()))
+            .map(|s| (Arc::clone(&s.asked), Arc::clone(&s.asked_names)))
             .unwrap_or_default()
     }
 
@@ -217,8 +220,8 @@ mod tests {
         assert!(sessions.ask("n1", "s3", ["web".to_string()], none(), t0));
         assert!(sessions.ask("n1", "s3", ["db".to_string()], ["api".to_string()], t0));
         let (ids, names) = sessions.asked("n1");
-        assert_eq!(ids.into_iter().collect::<Vec<_>>(), ["db", "web"]);
-        assert_eq!(names.into_iter().collect::<Vec<_>>(), ["api"]);
+        assert_eq!(ids.iter().collect::<Vec<_>>(), ["db", "web"]);
+        assert_eq!(names.iter().collect::<Vec<_>>(), ["api"]);
         // Passed without news since its last acknowledged message: as far
         // as its session went; with news not yet acknowledged: its ack.
         assert!(sessions.ack("n1", "s3", 7, t0));

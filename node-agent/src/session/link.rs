@@ -16,6 +16,7 @@ use tracing::{debug, info};
 use super::identity::{NodeIdentity, detect_resources};
 use super::inbox::next_set;
 use super::{SessionConfig, SessionError, TaskRunner};
+use crate::dataplane::dns::MAX_ASKED;
 
 fn refused(address: &str, status: tonic::Status) -> SessionError {
     if let Some(hint) = status
@@ -116,10 +117,10 @@ pub async fn session(
     // instead of taking them away until they are asked for again.
     let mut wanted = runner.follow_wanted();
     let mut told = Told::default();
-    let mut remembered = remembered_follows(&config.data_dir);
+    let mut remembered = remembered_follows(&config.data_dir, FOLLOWED_FILE);
     if let Some(rx) = wanted.as_mut() {
         let mut now = rx.borrow_and_update().clone();
-        remember_follows(&config.data_dir, &mut remembered, &now);
+        remember_follows(&config.data_dir, FOLLOWED_FILE, &mut remembered, &now);
         now.extend(remembered.iter().cloned());
         let ask = Ask::Services(&now);
         follow(&mut client, &node_id, &session_id, ask, &mut told, address).await?;
@@ -127,8 +128,12 @@ pub async fn session(
     // The names its DNS asked for (a leader that sends endpoints on demand
     // answers them); all of them to this session, then each new one.
     let mut names = runner.names_wanted();
+    let mut remembered_names = remembered_follows(&config.data_dir, FOLLOWED_NAMES_FILE);
     if let Some(rx) = names.as_mut() {
-        let now = rx.borrow_and_update().clone();
+        let mut now = rx.borrow_and_update().clone();
+        let file = FOLLOWED_NAMES_FILE;
+        remember_follows(&config.data_dir, file, &mut remembered_names, &now);
+        now.extend(remembered_names.iter().cloned());
         let ask = Ask::Names(&now);
         follow(&mut client, &node_id, &session_id, ask, &mut told, address).await?;
     }
@@ -188,11 +193,13 @@ pub async fn session(
                 ack(&mut client, &node_id, &session_id, seq, address).await?;
             }
             now = next_change(&mut wanted) => {
-                remember_follows(&config.data_dir, &mut remembered, &now);
+                remember_follows(&config.data_dir, FOLLOWED_FILE, &mut remembered, &now);
                 let ask = Ask::Services(&now);
                 follow(&mut client, &node_id, &session_id, ask, &mut told, address).await?;
             }
             now = next_change(&mut names) => {
+                let file = FOLLOWED_NAMES_FILE;
+                remember_follows(&config.data_dir, file, &mut remembered_names, &now);
                 let ask = Ask::Names(&now);
                 follow(&mut client, &node_id, &session_id, ask, &mut told, address).await?;
             }
@@ -366,12 +373,18 @@ async fn next_change<T: Clone>(watched: &mut Option<tokio::sync::watch::Receiver
 
 /// Where the agent keeps the services its DNS asked to follow, one id a line.
 const FOLLOWED_FILE: &str = "followed-services";
+/// And the names it asked for (a leader that sends endpoints on demand).
+const FOLLOWED_NAMES_FILE: &str = "followed-names";
 
-/// The services this agent's DNS asked to follow before (its data dir). A
-/// restarted agent asks for them again at once: a client that resolved a
-/// VIP long ago (nginx resolves at start) still finds its backends.
-fn remembered_follows(data_dir: &std::path::Path) -> std::collections::BTreeSet<String> {
-    std::fs::read_to_string(data_dir.join(FOLLOWED_FILE))
+/// The services (or names) this agent's DNS asked to follow before (`file`
+/// in its data dir). A restarted agent asks for them again at once: a
+/// client that resolved a VIP long ago (nginx resolves at start) still finds
+/// its backends.
+fn remembered_follows(
+    data_dir: &std::path::Path,
+    file: &str,
+) -> std::collections::BTreeSet<String> {
+    std::fs::read_to_string(data_dir.join(file))
         .unwrap_or_default()
         .lines()
         .map(str::trim)
@@ -380,20 +393,28 @@ fn remembered_follows(data_dir: &std::path::Path) -> std::collections::BTreeSet<
         .collect()
 }
 
-/// Adds `now` to what is remembered, writing the file when that grows (a
-/// failure is logged: the services are followed anyway).
+/// Adds `now` to what is remembered in `file`, writing it when that grows,
+/// up to [`MAX_ASKED`] entries (a failure is logged: the services are
+/// followed anyway).
 fn remember_follows(
     data_dir: &std::path::Path,
+    file: &str,
     remembered: &mut std::collections::BTreeSet<String>,
     now: &std::collections::BTreeSet<String>,
 ) {
-    if now.is_subset(remembered) {
+    let before = remembered.len();
+    for item in now {
+        if remembered.len() >= MAX_ASKED {
+            break;
+        }
+        remembered.insert(item.clone());
+    }
+    if remembered.len() == before {
         return;
     }
-    remembered.extend(now.iter().cloned());
     let text: String = remembered.iter().map(|id| format!("{id}\n")).collect();
-    let path = data_dir.join(FOLLOWED_FILE);
-    let temporary = data_dir.join(format!("{FOLLOWED_FILE}.tmp"));
+    let path = data_dir.join(file);
+    let temporary = data_dir.join(format!("{file}.tmp"));
     let written =
         std::fs::write(&temporary, text).and_then(|()| std::fs::rename(&temporary, &path));
     if let Err(error) = written {
@@ -502,14 +523,25 @@ mod tests {
     #[test]
     fn followed_services_are_remembered_across_restarts() {
         let dir = tempfile::tempdir().expect("a temporary dir");
-        let mut remembered = remembered_follows(dir.path());
+        let mut remembered = remembered_follows(dir.path(), FOLLOWED_FILE);
         assert!(remembered.is_empty(), "nothing kept yet");
         let now: std::collections::BTreeSet<String> = ["s2".into(), "s1".into()].into();
-        remember_follows(dir.path(), &mut remembered, &now);
+        remember_follows(dir.path(), FOLLOWED_FILE, &mut remembered, &now);
         let later: std::collections::BTreeSet<String> = ["s3".into()].into();
-        remember_follows(dir.path(), &mut remembered, &later);
-        let again = remembered_follows(dir.path());
+        remember_follows(dir.path(), FOLLOWED_FILE, &mut remembered, &later);
+        let again = remembered_follows(dir.path(), FOLLOWED_FILE);
         assert_eq!(again.into_iter().collect::<Vec<_>>(), ["s1", "s2", "s3"]);
         assert!(!dir.path().join("followed-services.tmp").exists());
+        // Names in their own file.
+        let mut names = remembered_follows(dir.path(), FOLLOWED_NAMES_FILE);
+        remember_follows(
+            dir.path(),
+            FOLLOWED_NAMES_FILE,
+            &mut names,
+            &["api".into()].into(),
+        );
+        let names = remembered_follows(dir.path(), FOLLOWED_NAMES_FILE);
+        assert_eq!(names.into_iter().collect::<Vec<_>>(), ["api"]);
+        assert_eq!(remembered_follows(dir.path(), FOLLOWED_FILE).len(), 3);
     }
 }

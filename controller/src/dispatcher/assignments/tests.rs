@@ -35,7 +35,7 @@ fn complete_asking(
 /// An agent's interest in the services `asked` by id.
 fn ids(asked: &[&str]) -> Interest {
     Interest {
-        ids: asked.iter().map(|s| s.to_string()).collect(),
+        ids: Arc::new(asked.iter().map(|s| s.to_string()).collect()),
         ..Default::default()
     }
 }
@@ -43,7 +43,7 @@ fn ids(asked: &[&str]) -> Interest {
 /// An agent that gets endpoints on demand and asked for `names`.
 fn lean(names: &[&str]) -> Interest {
     Interest {
-        names: names.iter().map(|s| s.to_string()).collect(),
+        names: Arc::new(names.iter().map(|s| s.to_string()).collect()),
         heads_on_demand: true,
         ..Default::default()
     }
@@ -945,8 +945,10 @@ fn endpoints_on_demand_reach_only_the_nodes_that_follow_them() {
 }
 
 /// A service every node followed (it published a port) that stops
-/// publishing: a node that does not follow it gets its head without tasks,
-/// not the old endpoint with them for ever.
+/// publishing: a node that gets endpoints on demand and does not follow it
+/// drops it (it keeps neither the old tasks nor VIPs that may go to another
+/// service), one that follows it keeps it whole, and an agent that gets
+/// every head gets the new head.
 #[test]
 fn an_endpoint_every_node_followed_leaves_the_nodes_that_do_not_follow_it() {
     let (mut tracker, mut published) = cluster();
@@ -965,6 +967,8 @@ fn an_endpoint_every_node_followed_leaves_the_nodes_that_do_not_follow_it() {
     );
     let (mut n3, mut sent) = complete_for(&published, "n3", &lean(&[]), 0, &NoPayloads);
     assert_eq!(endpoint_ids(&n3), [("s1", 1)], "published: everyone's");
+    let (mut n1, mut sent_n1) = complete_for(&published, "n1", &lean(&[]), 0, &NoPayloads);
+    let (mut old, mut sent_old) = complete(&published, "n4", 0, &NoPayloads);
     apply(
         &mut tracker,
         &mut published,
@@ -974,5 +978,45 @@ fn an_endpoint_every_node_followed_leaves_the_nodes_that_do_not_follow_it() {
         )],
     );
     next_applied(&published, "n3", &lean(&[]), &mut sent, &mut n3).expect("the change");
-    assert_eq!(endpoint_ids(&n3), [("s1", 0)], "the head alone");
+    assert!(n3.endpoints.is_empty(), "dropped: {:?}", n3.endpoints);
+    next_applied(&published, "n1", &lean(&[]), &mut sent_n1, &mut n1).expect("the change");
+    assert_eq!(
+        endpoint_ids(&n1),
+        [("s1", 1)],
+        "its own task's service, whole"
+    );
+    assert_eq!(n1.followed, ["s1"]);
+    let message = next_asking(&published, "n4", &[], 0, &mut sent_old, &NoPayloads);
+    let Some(Message::Delta(delta)) = message else {
+        panic!("the change")
+    };
+    berth_proto::assignments::apply(&mut old, delta).expect("applies");
+    assert_eq!(endpoint_ids(&old), [("s1", 0)], "the head alone");
+    for (set, node) in [(&n3, "n3"), (&n1, "n1")] {
+        let (fresh, _) = complete_for(&published, node, &lean(&[]), 0, &NoPayloads);
+        assert_eq!(set.endpoints, fresh.endpoints, "{node}");
+    }
+}
+
+/// The tables read afresh (a watch that fell behind) without a service that
+/// was published: marking everything published takes its endpoint, and its
+/// name, away; without it the endpoint would stay for ever.
+#[test]
+fn a_fresh_read_removes_what_the_store_no_longer_holds() {
+    let (_, mut published) = cluster();
+    assert!(published.named("web").next().is_some());
+    let view = ClusterView {
+        settings: Default::default(),
+        nodes: vec![node("n1"), node("n2"), node("n3")],
+        services: Vec::new(),
+        tasks: Vec::new(),
+        volumes: Vec::new(),
+    };
+    let (tracker, mut dirty) = Tracker::new(20, view, vec![]);
+    published.mark_all(&mut dirty);
+    let wake = published.update(&tracker, dirty);
+    assert!(wake.shared);
+    assert!(published.endpoints.is_empty(), "{:?}", published.endpoints);
+    assert!(published.named("web").next().is_none());
+    assert!(published.assigned.is_empty());
 }

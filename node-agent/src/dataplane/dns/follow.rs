@@ -74,9 +74,17 @@ impl Following {
 
     /// Asks for `name` (normalised: lower-case, no trailing dot) and waits
     /// until the leader answered it and what it follows for it is in the
-    /// kernel, at most `wait`; true when it was answered.
+    /// kernel, at most `wait`; true when it was answered. A name the leader
+    /// did not answer in time (no session: the controllers are out of
+    /// reach) counts as answered until the next set says otherwise, so that
+    /// an outage costs one wait per name, not one per query.
     pub async fn ask_name(&self, name: &str, wait: Duration) -> bool {
-        ask_and_wait(&self.wanted_names, &self.answered, name, wait).await
+        let answered = ask_and_wait(&self.wanted_names, &self.answered, name, wait).await;
+        if !answered {
+            self.answered
+                .send_if_modified(|answered| answered.insert(name.to_string()));
+        }
+        answered
     }
 
     /// The names the DNS servers asked for, for the session to tell the leader.
@@ -187,6 +195,19 @@ mod tests {
         assert!(!following.ask_name("one-more", Duration::from_secs(5)).await);
         assert!(started.elapsed() < Duration::from_secs(1), "not waited for");
         assert!(!following.wanted_names().borrow().contains("one-more"));
+    }
+
+    #[tokio::test]
+    async fn a_name_not_answered_in_time_is_not_waited_for_again_until_the_next_set() {
+        let following = Following::default();
+        following.set_answered(true, BTreeSet::new());
+        assert!(!following.ask_name("api", Duration::from_millis(20)).await);
+        let started = std::time::Instant::now();
+        assert!(following.ask_name("api", Duration::from_secs(5)).await);
+        assert!(started.elapsed() < Duration::from_secs(1), "not waited for");
+        // The next set (a session again) does not have it: asked again.
+        following.set_answered(true, BTreeSet::new());
+        assert!(!following.ask_name("api", Duration::from_millis(20)).await);
     }
 
     #[tokio::test]

@@ -25,7 +25,7 @@ use hickory_server::Server;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
 
-pub use follow::Following;
+pub use follow::{Following, MAX_ASKED};
 pub use forward::FORWARD_TIMEOUT;
 pub use handler::TTL_SECS;
 pub use resolv_conf::upstreams_from_resolv_conf;
