@@ -19,6 +19,7 @@ mod output;
 mod ports;
 mod ps;
 mod registry_auth;
+mod removals;
 mod run;
 mod secret;
 mod security_opt;

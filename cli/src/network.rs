@@ -22,8 +22,12 @@ pub enum NetworkCmd {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
-    /// Remove a network no service uses.
-    Rm { name: String },
+    /// Remove networks no service uses; each is tried, a failure does not
+    /// stop the rest.
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
 }
 
 pub async fn run(client: &mut Client, cmd: NetworkCmd) -> Result<()> {
@@ -77,14 +81,15 @@ pub async fn run(client: &mut Client, cmd: NetworkCmd) -> Result<()> {
                 ),
             }
         }
-        NetworkCmd::Rm { name } => {
-            client
-                .remove_network(RemoveNetworkRequest {
+        NetworkCmd::Rm { names } => {
+            let mut removals = crate::removals::Removals::new("network");
+            for name in names {
+                let request = RemoveNetworkRequest {
                     network: name.clone(),
-                })
-                .await
-                .map_err(explain)?;
-            println!("removed network {name}");
+                };
+                removals.record(name, client.remove_network(request).await);
+            }
+            removals.finish()?;
         }
     }
     Ok(())

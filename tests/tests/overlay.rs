@@ -511,9 +511,15 @@ fn networks_are_isolated_and_removing_everything_leaves_nothing() -> Result<()> 
     )?;
     assert_eq!(got, remote.hostname());
 
-    for service in ["site", "friend", "stranger"] {
-        cluster.berth(&["service", "rm", service])?;
-    }
+    // Several at once, as `docker service rm a b`: a name that is no
+    // service's fails the command, named, and the others go anyway.
+    let missing = cluster
+        .berth(&["service", "rm", "site", "nope", "friend", "stranger"])
+        .expect_err("nope is no service");
+    assert!(
+        format!("{missing:#}").contains("not removed: nope"),
+        "{missing:#}"
+    );
     for network in ["front", "back"] {
         wait_until(
             &format!("network {network} removable"),

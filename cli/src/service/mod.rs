@@ -178,8 +178,12 @@ pub enum ServiceCmd {
         #[arg(long, short = 'd', num_args = 0..=1, default_missing_value = "true", require_equals = true, value_name = "BOOL")]
         detach: Option<bool>,
     },
-    /// Remove a service (its tasks are stopped).
-    Rm { name: String },
+    /// Remove services (their tasks are stopped); each is tried, a failure
+    /// does not stop the rest.
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
     /// Output of the service's tasks.
     Logs {
         name: String,
@@ -791,14 +795,15 @@ pub async fn run(client: &mut Client, cmd: ServiceCmd) -> Result<()> {
                 progress::wait(client, name, Goal::Converge, written_at(&service)).await?;
             }
         }
-        ServiceCmd::Rm { name } => {
-            client
-                .remove_service(RemoveServiceRequest {
+        ServiceCmd::Rm { names } => {
+            let mut removals = crate::removals::Removals::new("service");
+            for name in names {
+                let request = RemoveServiceRequest {
                     service: name.clone(),
-                })
-                .await
-                .map_err(explain)?;
-            println!("removed service {name}");
+                };
+                removals.record(name, client.remove_service(request).await);
+            }
+            removals.finish()?;
         }
         ServiceCmd::Logs { name, follow, tail } => {
             let mut stream = client
