@@ -383,11 +383,12 @@ impl SharedDelta {
                         all.endpoint_tasks.push(change);
                         continue;
                     }
+                    let size = items_of(&change);
                     let piece = AssignmentsDelta {
                         endpoint_tasks: vec![change],
                         ..Default::default()
                     };
-                    (items_of(&piece.endpoint_tasks[0]), piece)
+                    (size, piece)
                 }
             };
             let piece = Piece {
@@ -700,9 +701,7 @@ impl Published {
         *cached = Some((self.shared_seq, bytes.clone()));
         bytes
     }
-}
 
-impl Published {
     /// Marks everything published as possibly changed: after the tables
     /// are read afresh, what they no longer hold is removed.
     pub fn mark_all(&self, dirty: &mut Dirty) {
@@ -712,17 +711,11 @@ impl Published {
         dirty.networks.extend(self.networks.keys().cloned());
     }
 
-    /// The services whose endpoint answers `name` (any case, one trailing
-    /// dot optional; `tasks.NAME` stands for NAME's services too).
-    pub fn named(&self, name: &str) -> impl Iterator<Item = &String> + '_ {
-        let name = name.strip_suffix('.').unwrap_or(name);
-        // Asked names are kept lower-case (`Dispatcher::follow`): no copy.
-        let name: std::borrow::Cow<'_, str> = if name.bytes().any(|b| b.is_ascii_uppercase()) {
-            name.to_ascii_lowercase().into()
-        } else {
-            name.into()
-        };
-        let exact = self.names.get(name.as_ref());
+    /// The services whose endpoint answers `name` (lower-case, no trailing
+    /// dot, as `Dispatcher::follow` keeps asked names; `tasks.NAME` stands
+    /// for NAME's services too).
+    pub fn named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a String> + 'a {
+        let exact = self.names.get(name);
         let tasks_of = name
             .strip_prefix("tasks.")
             .and_then(|bare| self.names.get(bare));

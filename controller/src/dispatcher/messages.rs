@@ -30,8 +30,6 @@ pub struct Sent {
     followed: BTreeSet<String>,
     /// Services to follow were left for the next message (it had enough).
     more_to_follow: bool,
-    /// The agent gets only the endpoints it follows (heads on demand).
-    lean: bool,
     /// Names asked for that a message answered.
     answered: BTreeSet<String>,
     /// The shared sequence of the last message with something of the shared
@@ -140,7 +138,6 @@ pub fn complete(
         payloads,
         followed: followed.clone(),
         more_to_follow: false,
-        lean,
         answered: if lean {
             interest.names.as_ref().clone()
         } else {
@@ -197,7 +194,7 @@ pub fn next(
         sent.shared_seq,
         SHARED_ITEMS_PER_MESSAGE,
         &mut sent.followed,
-        !sent.lean,
+        !interest.heads_on_demand,
     ) else {
         // Too far behind for the log: start over with the complete set.
         let (set, fresh) = complete(published, node_id, interest, applied_everywhere, source);
@@ -211,7 +208,7 @@ pub fn next(
         shared_changes: shared.changes,
         shared_seq: through,
         applied_everywhere,
-        heads_on_demand: sent.lean,
+        heads_on_demand: interest.heads_on_demand,
         ..Default::default()
     };
     sent.shared_seq = through;
@@ -233,7 +230,7 @@ pub fn next(
         new.dedup();
         let mut items = items;
         for id in new {
-            let start = Start::of(published, id, sent.lean);
+            let start = Start::of(published, id, interest.heads_on_demand);
             let size = start.as_ref().map_or(1, Start::items);
             if items > 0 && items + size > SHARED_ITEMS_PER_MESSAGE {
                 sent.more_to_follow = true;
@@ -250,10 +247,9 @@ pub fn next(
         }
         // Every service of a name asked for is followed now: the name is
         // answered (those of a service created later follow when it comes).
-        if sent.lean && !sent.more_to_follow {
-            for name in interest.names.difference(&sent.answered) {
-                delta.answered_names.push(name.clone());
-            }
+        if interest.heads_on_demand && !sent.more_to_follow {
+            let new = interest.names.difference(&sent.answered).cloned();
+            delta.answered_names = new.collect();
             sent.answered.extend(delta.answered_names.iter().cloned());
         }
     }

@@ -329,7 +329,11 @@ impl Dispatcher {
         // Kept whether or not the service has an endpoint yet: a new leader
         // has none before its first publish, and the agent asks only once a
         // session. Each message follows those that have one (`messages::wanted`).
-        let names = names.into_iter().map(|name| name.to_ascii_lowercase());
+        // As `Published::named` looks them up: lower-case, no trailing dot.
+        let names = names.into_iter().map(|name| {
+            let name = name.strip_suffix('.').unwrap_or(&name);
+            name.to_ascii_lowercase()
+        });
         if !self
             .sessions()
             .ask(node_id, session_id, services, names, self.clock.instant())

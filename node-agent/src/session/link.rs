@@ -115,27 +115,21 @@ pub async fn session(
     // Told before the stream opens: the session's first message (a delta
     // from the held set, after a leader change) then keeps their endpoints
     // instead of taking them away until they are asked for again.
+    // The names too (a leader that sends endpoints on demand answers them).
+    let to = Leader {
+        node_id: &node_id,
+        session_id: &session_id,
+        address,
+    };
     let mut wanted = runner.follow_wanted();
-    let mut told = Told::default();
-    let mut remembered = remembered_follows(&config.data_dir, FOLLOWED_FILE);
-    if let Some(rx) = wanted.as_mut() {
-        let mut now = rx.borrow_and_update().clone();
-        remember_follows(&config.data_dir, FOLLOWED_FILE, &mut remembered, &now);
-        now.extend(remembered.iter().cloned());
-        let ask = Ask::Services(&now);
-        follow(&mut client, &node_id, &session_id, ask, &mut told, address).await?;
-    }
-    // The names its DNS asked for (a leader that sends endpoints on demand
-    // answers them); all of them to this session, then each new one.
+    let mut services = Asks::load(&config.data_dir, FOLLOWED_FILE, false);
     let mut names = runner.names_wanted();
-    let mut remembered_names = remembered_follows(&config.data_dir, FOLLOWED_NAMES_FILE);
-    if let Some(rx) = names.as_mut() {
-        let mut now = rx.borrow_and_update().clone();
-        let file = FOLLOWED_NAMES_FILE;
-        remember_follows(&config.data_dir, file, &mut remembered_names, &now);
-        now.extend(remembered_names.iter().cloned());
-        let ask = Ask::Names(&now);
-        follow(&mut client, &node_id, &session_id, ask, &mut told, address).await?;
+    let mut names_asked = Asks::load(&config.data_dir, FOLLOWED_NAMES_FILE, true);
+    for (rx, asks) in [(&mut wanted, &mut services), (&mut names, &mut names_asked)] {
+        if let Some(rx) = rx.as_mut() {
+            let now = rx.borrow_and_update().clone();
+            asks.tell(&mut client, &to, &now).await?;
+        }
     }
 
     let mut stream = client
@@ -192,17 +186,8 @@ pub async fn session(
             seq = next_change(&mut applied) => {
                 ack(&mut client, &node_id, &session_id, seq, address).await?;
             }
-            now = next_change(&mut wanted) => {
-                remember_follows(&config.data_dir, FOLLOWED_FILE, &mut remembered, &now);
-                let ask = Ask::Services(&now);
-                follow(&mut client, &node_id, &session_id, ask, &mut told, address).await?;
-            }
-            now = next_change(&mut names) => {
-                let file = FOLLOWED_NAMES_FILE;
-                remember_follows(&config.data_dir, file, &mut remembered_names, &now);
-                let ask = Ask::Names(&now);
-                follow(&mut client, &node_id, &session_id, ask, &mut told, address).await?;
-            }
+            now = next_change(&mut wanted) => services.tell(&mut client, &to, &now).await?,
+            now = next_change(&mut names) => names_asked.tell(&mut client, &to, &now).await?,
             update = updates.recv() => {
                 let Some(update) = update else { return Ok(()) };
                 let mut batch = vec![update];
@@ -422,52 +407,70 @@ fn remember_follows(
     }
 }
 
-/// What the leader was told in this session: services by id, names.
-#[derive(Default)]
-struct Told {
-    services: std::collections::BTreeSet<String>,
-    names: std::collections::BTreeSet<String>,
+/// Whom a session's calls go to.
+struct Leader<'a> {
+    node_id: &'a str,
+    session_id: &'a str,
+    address: &'a str,
 }
 
-/// What to ask the leader to follow.
-enum Ask<'a> {
-    Services(&'a std::collections::BTreeSet<String>),
-    Names(&'a std::collections::BTreeSet<String>),
+/// What the agent asks the leader to follow, of one kind (services by id,
+/// or names): kept in its data dir across restarts, told to each session
+/// once.
+struct Asks {
+    data_dir: std::path::PathBuf,
+    file: &'static str,
+    by_name: bool,
+    remembered: std::collections::BTreeSet<String>,
+    /// Told to this session.
+    told: std::collections::BTreeSet<String>,
 }
 
-/// Tells the leader the services or names it was not told yet in this session.
-async fn follow(
-    client: &mut DispatcherClient<Channel>,
-    node_id: &str,
-    session_id: &str,
-    ask: Ask<'_>,
-    told: &mut Told,
-    address: &str,
-) -> Result<(), SessionError> {
-    let (now, told, by_name) = match ask {
-        Ask::Services(now) => (now, &mut told.services, false),
-        Ask::Names(now) => (now, &mut told.names, true),
-    };
-    let new: Vec<String> = now.difference(told).cloned().collect();
-    // The leader takes up to 1,024 of each a request.
-    for chunk in new.chunks(1024) {
-        let (service_ids, names) = if by_name {
-            (Vec::new(), chunk.to_vec())
-        } else {
-            (chunk.to_vec(), Vec::new())
-        };
-        client
-            .follow(FollowRequest {
-                node_id: node_id.to_string(),
-                session_id: session_id.to_string(),
-                service_ids,
-                names,
-            })
-            .await
-            .map_err(|s| refused(address, s))?;
-        told.extend(chunk.iter().cloned());
+impl Asks {
+    fn load(data_dir: &std::path::Path, file: &'static str, by_name: bool) -> Asks {
+        Asks {
+            data_dir: data_dir.to_path_buf(),
+            file,
+            by_name,
+            remembered: remembered_follows(data_dir, file),
+            told: std::collections::BTreeSet::new(),
+        }
     }
-    Ok(())
+
+    /// Remembers `now`, and tells the leader what of it and of what was
+    /// remembered this session was not told yet.
+    async fn tell(
+        &mut self,
+        client: &mut DispatcherClient<Channel>,
+        to: &Leader<'_>,
+        now: &std::collections::BTreeSet<String>,
+    ) -> Result<(), SessionError> {
+        remember_follows(&self.data_dir, self.file, &mut self.remembered, now);
+        let new: Vec<String> = now
+            .union(&self.remembered)
+            .filter(|item| !self.told.contains(*item))
+            .cloned()
+            .collect();
+        // The leader takes up to 1,024 of each a request.
+        for chunk in new.chunks(1024) {
+            let (service_ids, names) = if self.by_name {
+                (Vec::new(), chunk.to_vec())
+            } else {
+                (chunk.to_vec(), Vec::new())
+            };
+            client
+                .follow(FollowRequest {
+                    node_id: to.node_id.to_string(),
+                    session_id: to.session_id.to_string(),
+                    service_ids,
+                    names,
+                })
+                .await
+                .map_err(|s| refused(to.address, s))?;
+            self.told.extend(chunk.iter().cloned());
+        }
+        Ok(())
+    }
 }
 
 /// When the oldest status of `batch` was made (Unix ms).

@@ -164,6 +164,27 @@ fn task(id: &str, service: &str, node: &str, observed: TaskState) -> Task {
     }
 }
 
+/// A new service `id` named `name` and its task `task`, running on `node`,
+/// committed together at `revision`.
+fn service_with_task(
+    revision: u64,
+    id: &str,
+    name: &str,
+    task_id: &str,
+    node: &str,
+) -> [WatchEvent; 2] {
+    [
+        event(
+            revision,
+            watch_event::Object::Service(Box::new(service(id, name))),
+        ),
+        event(
+            revision,
+            watch_event::Object::Task(Box::new(task(task_id, id, node, TaskState::Running))),
+        ),
+    ]
+}
+
 fn event(revision: u64, object: watch_event::Object) -> WatchEvent {
     WatchEvent {
         time_ms: 0,
@@ -824,16 +845,7 @@ fn a_service_asked_for_before_it_has_an_endpoint_is_followed_once_it_has_one() {
     apply(
         &mut tracker,
         &mut published,
-        &[
-            event(
-                11,
-                watch_event::Object::Service(Box::new(service("s2", "db"))),
-            ),
-            event(
-                11,
-                watch_event::Object::Task(Box::new(task("t7", "s2", "n1", TaskState::Running))),
-            ),
-        ],
+        &service_with_task(11, "s2", "db", "t7", "n1"),
     );
     let Some(Message::Delta(delta)) =
         next_asking(&published, "n3", &["s2"], 0, &mut sent, &NoPayloads)
@@ -878,16 +890,7 @@ fn endpoints_on_demand_reach_only_the_nodes_that_follow_them() {
     apply(
         &mut tracker,
         &mut published,
-        &[
-            event(
-                11,
-                watch_event::Object::Service(Box::new(service("s2", "db"))),
-            ),
-            event(
-                11,
-                watch_event::Object::Task(Box::new(task("t7", "s2", "n1", TaskState::Running))),
-            ),
-        ],
+        &service_with_task(11, "s2", "db", "t7", "n1"),
     );
     let mut n1 = n1;
     let delta = next_applied(&published, "n1", &lean(&[]), &mut sent_n1, &mut n1)
@@ -919,16 +922,7 @@ fn endpoints_on_demand_reach_only_the_nodes_that_follow_them() {
     apply(
         &mut tracker,
         &mut published,
-        &[
-            event(
-                13,
-                watch_event::Object::Service(Box::new(service("s3", "cache"))),
-            ),
-            event(
-                13,
-                watch_event::Object::Task(Box::new(task("t9", "s3", "n2", TaskState::Running))),
-            ),
-        ],
+        &service_with_task(13, "s3", "cache", "t9", "n2"),
     );
     let delta = next_applied(&published, "n3", &asking, &mut sent_n3, &mut n3).expect("news");
     assert_eq!(delta.followed, ["s3"]);
